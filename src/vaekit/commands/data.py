@@ -1,0 +1,116 @@
+"""`vaekit data list | info NAME | fetch NAME`: where the datasets are and what they hold."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from vaekit.data import (
+    BUILTIN,
+    DEFAULT_DATASET,
+    REGISTRY,
+    checksum_status,
+    fetch,
+    known_datasets,
+    load_dataset,
+    locate,
+    prepare,
+)
+from vaekit.errors import DataError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "data",
+        help="list, describe and fetch datasets",
+        description="Datasets are looked up in --data-dir, $VAEKIT_DATA, ~/.cache/vaekit/NAME and "
+        "/usr/share/datasets/NAME, in that order, else downloaded (SHA-256 verified).",
+    )
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    pl = dsub.add_parser("list", help="known datasets and where each was found")
+    pl.add_argument("--data-dir", help="a directory to look in first (default: none)")
+    pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pl.set_defaults(func=run_list)
+
+    pi = dsub.add_parser("info", help="counts, shape, classes, pixel mean, checksums")
+    pi.add_argument("name", nargs="?", default=DEFAULT_DATASET,
+                    help=f"dataset name or .npy/.npz path (default: {DEFAULT_DATASET})")
+    pi.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
+    pi.add_argument("--binarize", choices=("none", "dynamic", "fixed"), default="none",
+                    help="report the pixel mean after this binarization (default: none)")
+    pi.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    pi.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    pi.set_defaults(func=run_info)
+
+    pf = dsub.add_parser("fetch", help="make a dataset available (download if needed)")
+    pf.add_argument("name", nargs="?", default=DEFAULT_DATASET,
+                    help=f"dataset name (default: {DEFAULT_DATASET})")
+    pf.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
+    pf.add_argument("--mirror", help="base URL to download from instead of the official one")
+    pf.set_defaults(func=run_fetch)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in known_datasets():
+        if name in BUILTIN:
+            where, desc = "bundled with scikit-learn", "8x8 handwritten digits, 1,797 images"
+        else:
+            try:
+                found = locate(name, args.data_dir)
+            except DataError as err:
+                found, where = None, f"error: {err}"
+            else:
+                where = str(found) if found else "missing (vaekit data fetch " + name + ")"
+            desc = REGISTRY[name].description
+        rows.append({"name": name, "location": where, "description": desc})
+    if args.json:
+        print(json.dumps({"datasets": rows}, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['location']}")
+        print(f"{'':<{width}}  {r['description']}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    ds = load_dataset(args.name, args.data_dir, download=not args.no_download)
+    info: dict[str, Any] = {
+        "name": ds.name,
+        "source": ds.source,
+        "image_shape": list(ds.image_shape),
+        "counts": {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)},
+        "classes": list(ds.classes) if ds.classes else None,
+        "binarize": args.binarize,
+        "pixel_mean": float(prepare(ds.train.images, args.binarize, seed=0).mean()),
+    }
+    if ds.name in REGISTRY:
+        from pathlib import Path
+
+        info["checksums"] = checksum_status(ds.name, Path(ds.source))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    c, h, w = ds.image_shape
+    print(f"dataset      {ds.name}")
+    print(f"source       {ds.source}")
+    print(f"images       {c}x{h}x{w} uint8")
+    n = info["counts"]
+    print(f"split        train {n['train']:,}  val {n['val']:,}  test {n['test']:,}")
+    if ds.classes:
+        print(f"classes      {len(ds.classes)}: {', '.join(ds.classes)}")
+    print(f"pixel mean   {info['pixel_mean']:.4f} (train, in [0,1], binarize={args.binarize})")
+    for fname, status in info.get("checksums", {}).items():
+        print(f"sha256       {fname}: {status}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    if args.name in BUILTIN:
+        print(f"{args.name} is bundled with scikit-learn; nothing to fetch.")
+        return 0
+    directory = fetch(args.name, args.data_dir, base_url=args.mirror)
+    print(f"{args.name}: {directory}")
+    return 0

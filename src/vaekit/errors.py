@@ -1,0 +1,40 @@
+"""Errors a user can cause. Each carries one sentence naming the input and what was expected.
+
+The CLI prints the sentence and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class VaekitError(Exception):
+    """Base class: bad input from a user (a file, a flag, a config, a checkpoint)."""
+
+
+class DataError(VaekitError):
+    """A dataset, file or directory that cannot be used."""
+
+
+class IDXFormatError(DataError):
+    """An IDX file whose header or payload is wrong (magic, dtype, dims, size, gzip)."""
+
+
+class ChecksumError(DataError):
+    """A file whose SHA-256 differs from the published one."""
+
+
+class DownloadError(DataError):
+    """A download that failed or was cut."""
+
+
+class UnknownDatasetError(DataError):
+    """A dataset name that is not in the registry."""
+
+
+class SpecError(VaekitError):
+    """A layer specification that is malformed or does not fit its input."""
+
+
+class ConfigError(VaekitError):
+    """A config file, flag or value that is not valid."""
+
+
+class CheckpointError(VaekitError):
+    """A run directory, model or checkpoint that cannot be loaded."""
