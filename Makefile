@@ -25,6 +25,7 @@ data: setup  ## make Fashion-MNIST available (cache, Debian package, or download
 	@bash scripts/fetch-data.sh $(PY)
 
 test: setup data  ## run the whole test suite
+	@bash scripts/test-deps.sh
 	$(PY) -m pytest -q
 
 demo: setup data  ## the main job: train a VAE on Fashion-MNIST and report

@@ -24,6 +24,7 @@ from vaekit.errors import DataError, UnknownDatasetError
 from vaekit.idx import read_idx
 
 SPLIT_SEED = 0  # the seed of every train/validation(/test) split: fixed so splits never move
+SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # last place looked in (Debian's dataset packages)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[
     elif os.environ.get("VAEKIT_DATA"):
         out.append(("$VAEKIT_DATA", Path(os.environ["VAEKIT_DATA"])))
     out.append(("cache", cache_dir(name)))
-    out.append(("system", Path("/usr/share/datasets") / name))
+    out.append(("system", SYSTEM_DATA_ROOT / name))
     return out
 
 
@@ -326,8 +327,11 @@ def load_array_dataset(path: str | Path) -> Dataset:
                 labels = loaded[lkey] if lkey else None
         else:
             images = loaded
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npy/.npz array ({err}).") from None
+    except DataError:
+        raise
+    except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
+        detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
+        raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
     images = _check_images(path, images)
     if labels is not None:
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
@@ -335,7 +339,8 @@ def load_array_dataset(path: str | Path) -> Dataset:
                 f"{path}: labels must be integers of shape ({images.shape[0]},), "
                 f"found {labels.dtype} of shape {labels.shape}."
             )
-    full = Split(torch.from_numpy(images), None if labels is None else torch.from_numpy(labels.astype(np.int64)))
+    labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
+    full = Split(torch.from_numpy(images), labels_t)
     train, val, test = three_way(full)
     classes = None if labels is None else tuple(str(c) for c in np.unique(labels))
     return Dataset(path.name, train, val, test, classes, str(path))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vaekit.errors import ChecksumError, DownloadError
+from vaekit.errors import ChecksumError, DownloadError, IDXFormatError
 from vaekit.idx import read_bytes
 
 CHUNK = 1 << 16
@@ -53,7 +53,10 @@ def checksum_ok(path: Path, remote: RemoteFile) -> bool:
         if path.name.endswith(remote.archive_suffix):
             return sha256_bytes(path.read_bytes()) == remote.sha256
         return False  # a plain copy cannot be checked against an archive's sum
-    return sha256_bytes(read_bytes(path)) == remote.sha256
+    try:
+        return sha256_bytes(read_bytes(path)) == remote.sha256
+    except IDXFormatError:  # a cut or corrupt gzip does not have the published sum either
+        return False
 
 
 def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float = 30.0) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from vaekit.data import (
@@ -86,10 +87,8 @@ def run_info(args: argparse.Namespace) -> int:
         "binarize": args.binarize,
         "pixel_mean": float(prepare(ds.train.images, args.binarize, seed=0).mean()),
     }
-    if ds.name in REGISTRY:
-        from pathlib import Path
-
-        info["checksums"] = checksum_status(ds.name, Path(ds.source))
+    # null for sets without published sums (digits, user arrays): the same keys for every set
+    info["checksums"] = checksum_status(ds.name, Path(ds.source)) if ds.name in REGISTRY else None
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -102,7 +101,7 @@ def run_info(args: argparse.Namespace) -> int:
     if ds.classes:
         print(f"classes      {len(ds.classes)}: {', '.join(ds.classes)}")
     print(f"pixel mean   {info['pixel_mean']:.4f} (train, in [0,1], binarize={args.binarize})")
-    for fname, status in info.get("checksums", {}).items():
+    for fname, status in (info["checksums"] or {}).items():
         print(f"sha256       {fname}: {status}")
     return 0
 
