@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 import struct
 from collections.abc import Callable
@@ -13,6 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI must not flake); set
+# HYPOTHESIS_PROFILE=explore to search with fresh random examples.
+settings.register_profile("vaekit", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=600)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "vaekit"))
 
 # IDX element type code -> big-endian numpy dtype (LeCun's "THE IDX FILE FORMAT"), written out here
 # rather than imported so that the tests do not share vaekit's table.

@@ -15,7 +15,7 @@ from vaekit import __version__
 from vaekit.errors import VaekitError
 
 # Order is the order shown by `vaekit --help`.
-COMMANDS: tuple[str, ...] = ("data",)
+COMMANDS: tuple[str, ...] = ("data", "arch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,319 @@
+"""The layer language: `Conv2d(20, kernel_size=3, stride=2)` text <-> `LayerSpec`.
+
+A layer is written as its torch.nn constructor call without the input size (in_channels,
+in_features, num_features), which `vaekit.stack` infers from the previous layer. Positional and
+keyword arguments follow torch.nn's own names and order. The text is parsed with `ast` and only
+literals are accepted (ints, floats, bools, strings, None, tuples): nothing is ever evaluated.
+
+Every mistake raises `SpecError` with one sentence naming the layer, the argument and the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaekit.errors import SpecError
+
+Literal = int | float | bool | str | None | tuple[Any, ...]
+Check = Callable[[Any], Any]
+"""Validate a written value and return its normalized form; raise ValueError(reason) if bad."""
+
+REQUIRED = object()
+
+# ----------------------------------------------------------------------------- value checks
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(minimum: int) -> Check:
+    def check(value: Any) -> int:
+        if not _is_int(value):
+            raise ValueError(f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"must be {'positive' if minimum == 1 else '>= ' + str(minimum)}, "
+                             f"got {value!r}")
+        return int(value)
+    return check
+
+
+def _pair(minimum: int) -> Check:
+    """An int or a 2-tuple of ints (height, width), each >= minimum."""
+    one = _int(minimum)
+
+    def check(value: Any) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            if len(value) != 2:
+                raise ValueError(f"must be an integer or a pair (height, width), got {value!r}")
+            try:
+                return one(value[0]), one(value[1])
+            except ValueError as err:
+                raise ValueError(f"{err} in {value!r}") from None
+        v = one(value)
+        return v, v
+    return check
+
+
+def _optional(inner: Check) -> Check:
+    return lambda value: None if value is None else inner(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be True or False, got {value!r}")
+    return value
+
+
+def _number(minimum: float | None = None, maximum: float | None = None,
+            positive: bool = False) -> Check:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {value!r}")
+        if positive and value <= 0:
+            raise ValueError(f"must be positive, got {value!r}")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ValueError(f"must be between {minimum} and {maximum}, got {value!r}")
+        return value
+    return check
+
+
+def _choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(map(repr, options))}, got {value!r}")
+        return str(value)
+    return check
+
+
+def _fixed(expected: Any, reason: str) -> Check:
+    def check(value: Any) -> Any:
+        if value != expected or type(value) is not type(expected):
+            raise ValueError(f"{reason}, got {value!r}")
+        return value
+    return check
+
+
+def _conv_padding(value: Any) -> tuple[int, int] | str:
+    padding: tuple[int, int] | str = (_choice("valid", "same") if isinstance(value, str)
+                                      else _pair(0))(value)
+    return padding
+
+
+def _adaptive_size(value: Any) -> tuple[int | None, int | None]:
+    """AdaptiveAvgPool2d output_size: int or (int or None, int or None); None keeps the input."""
+    one = _optional(_int(1))
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"must be an integer or a pair (height, width), got {value!r}")
+        return one(value[0]), one(value[1])
+    if value is None:
+        raise ValueError("must be an integer or a pair, got None")
+    v = one(value)
+    return v, v
+
+
+def _scale(value: Any) -> tuple[float, float]:
+    one = _number(positive=True)
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"must be a number or a pair (height, width), got {value!r}")
+        return one(value[0]), one(value[1])
+    v = one(value)
+    return v, v
+
+
+# ----------------------------------------------------------------------------- signatures
+# torch.nn constructor arguments in torch's order, minus the inferred input size and device/dtype.
+
+_INPLACE = ("inplace", False, _bool)
+SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
+    "Linear": (("out_features", REQUIRED, _int(1)), ("bias", True, _bool)),
+    "Flatten": (
+        ("start_dim", 1, _fixed(1, "only start_dim=1 (keep the batch) is supported")),
+        ("end_dim", -1, _fixed(-1, "only end_dim=-1 (flatten to a vector) is supported")),
+    ),
+    "Conv2d": (
+        ("out_channels", REQUIRED, _int(1)), ("kernel_size", REQUIRED, _pair(1)),
+        ("stride", 1, _pair(1)), ("padding", 0, _conv_padding), ("dilation", 1, _pair(1)),
+        ("groups", 1, _int(1)), ("bias", True, _bool),
+        ("padding_mode", "zeros", _choice("zeros", "reflect", "replicate", "circular")),
+    ),
+    "ConvTranspose2d": (
+        ("out_channels", REQUIRED, _int(1)), ("kernel_size", REQUIRED, _pair(1)),
+        ("stride", 1, _pair(1)), ("padding", 0, _pair(0)), ("output_padding", 0, _pair(0)),
+        ("groups", 1, _int(1)), ("bias", True, _bool), ("dilation", 1, _pair(1)),
+        ("padding_mode", "zeros", _choice("zeros")),
+    ),
+    "MaxPool2d": (
+        ("kernel_size", REQUIRED, _pair(1)), ("stride", None, _optional(_pair(1))),
+        ("padding", 0, _pair(0)), ("dilation", 1, _pair(1)),
+        ("return_indices", False,
+         _fixed(False, "must be False (with True the layer returns a tuple)")),
+        ("ceil_mode", False, _bool),
+    ),
+    "AvgPool2d": (
+        ("kernel_size", REQUIRED, _pair(1)), ("stride", None, _optional(_pair(1))),
+        ("padding", 0, _pair(0)), ("ceil_mode", False, _bool),
+        ("count_include_pad", True, _bool), ("divisor_override", None, _optional(_int(1))),
+    ),
+    "AdaptiveAvgPool2d": (("output_size", REQUIRED, _adaptive_size),),
+    "BatchNorm2d": (
+        ("eps", 1e-5, _number(positive=True)), ("momentum", 0.1, _optional(_number())),
+        ("affine", True, _bool), ("track_running_stats", True, _bool),
+    ),
+    "ReLU": (_INPLACE,),
+    "LeakyReLU": (("negative_slope", 0.01, _number()), _INPLACE),
+    "Sigmoid": (),
+    "Tanh": (),
+    "ELU": (("alpha", 1.0, _number()), _INPLACE),
+    "GELU": (("approximate", "none", _choice("none", "tanh")),),
+    "SiLU": (_INPLACE,),
+    "Softplus": (("beta", 1.0, _number()), ("threshold", 20.0, _number())),
+    "Dropout": (("p", 0.5, _number(0.0, 1.0)), _INPLACE),
+    "Upsample": (
+        ("size", None, _optional(_pair(1))), ("scale_factor", None, _optional(_scale)),
+        ("mode", "nearest", _choice("nearest")),
+        ("align_corners", None, _fixed(None, "must be None for mode='nearest'")),
+        ("recompute_scale_factor", None, _optional(_bool)),
+    ),
+}
+ACTIVATIONS = frozenset({"ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ELU", "GELU", "SiLU",
+                         "Softplus"})
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
+@dataclass
+class LayerSpec:
+    """One layer as written: its kind, the arguments as the user wrote them, and `params`, every
+    argument of the signature normalized (pairs as (height, width), defaults filled in)."""
+
+    kind: str
+    positional: tuple[Literal, ...] = ()
+    keywords: tuple[tuple[str, Literal], ...] = ()
+    params: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.params[name]
+
+    @property
+    def text(self) -> str:
+        """The layer rendered back to its constructor call, e.g. `Conv2d(20, kernel_size=3)`."""
+        return render(self)
+
+
+def render_literal(value: Literal) -> str:
+    """A literal as Python source: 3, 0.5, True, 'same', None, (3, 5)."""
+    if isinstance(value, tuple):
+        inner = ", ".join(render_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    return repr(value)
+
+
+def render(spec: LayerSpec) -> str:
+    """Render a spec as the constructor call it was parsed from (normalized spacing)."""
+    args = [render_literal(v) for v in spec.positional]
+    args += [f"{name}={render_literal(v)}" for name, v in spec.keywords]
+    return f"{spec.kind}({', '.join(args)})"
+
+
+def _literal(node: ast.expr, kind: str, where: str) -> Literal:
+    """Convert an ast node to a literal; anything else (names, calls, arithmetic) is refused."""
+    if isinstance(node, ast.Constant) and (
+        node.value is None or isinstance(node.value, bool | int | float | str)
+    ):
+        return node.value
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, int | float)
+            and not isinstance(node.operand.value, bool)):
+        value = node.operand.value
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Tuple | ast.List):
+        return tuple(_literal(item, kind, where) for item in node.elts)
+    raise SpecError(f"{kind}: {where} must be a literal (integer, number, True/False, string "
+                    f"or tuple), got `{ast.unparse(node)}`.")
+
+
+def parse_layer(text: str, where: str = "") -> LayerSpec:
+    """Parse one layer, e.g. `Conv2d(20, kernel_size=3, stride=2)`, into a validated LayerSpec.
+
+    `where` prefixes error messages (e.g. "layer 2 "). A `nn.` or `torch.nn.` prefix is accepted.
+    Raises SpecError for syntax errors, unknown layers or arguments, and bad values.
+    """
+    label = f"{where}`{text.strip()}`"
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise SpecError(f"{label} is not a layer call like Conv2d(20, kernel_size=3).") from None
+    call = tree.body
+    if isinstance(call, ast.Name | ast.Attribute):  # `ReLU` without parentheses
+        call = ast.Call(func=call, args=[], keywords=[])
+    if not isinstance(call, ast.Call):
+        raise SpecError(f"{label} is not a layer call like Conv2d(20, kernel_size=3).")
+    name = ast.unparse(call.func)
+    kind = name.removeprefix("torch.").removeprefix("nn.")
+    if kind not in SIGNATURES:
+        known = ", ".join(SIGNATURES)
+        raise SpecError(f"{label}: unknown layer {name!r}; known layers are {known}.")
+    signature = SIGNATURES[kind]
+    names = [arg[0] for arg in signature]
+    label = f"{where}{kind}"
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        k.arg is None for k in call.keywords
+    ):
+        raise SpecError(f"{label}: *args and **kwargs are not accepted; write the arguments out.")
+    if len(call.args) > len(signature):
+        raise SpecError(f"{label}: takes at most {len(signature)} positional arguments "
+                        f"({', '.join(names) or 'none'}), got {len(call.args)}.")
+    positional = tuple(_literal(a, kind, names[i]) for i, a in enumerate(call.args))
+    keywords: list[tuple[str, Literal]] = []
+    given = dict(zip(names, positional, strict=False))
+    for kw in call.keywords:
+        assert kw.arg is not None
+        if kw.arg not in names:
+            hint = (" (it is inferred from the previous layer)"
+                    if kw.arg in ("in_channels", "in_features", "num_features") else "")
+            raise SpecError(f"{label}: unknown argument {kw.arg!r}{hint}; "
+                            f"arguments are {', '.join(names) or 'none'}.")
+        if kw.arg in given:
+            raise SpecError(f"{label}: argument {kw.arg!r} is given twice.")
+        value = _literal(kw.value, kind, kw.arg)
+        given[kw.arg] = value
+        keywords.append((kw.arg, value))
+    spec = LayerSpec(kind, positional, tuple(keywords))
+    for arg, default, check in signature:
+        if arg not in given and default is REQUIRED:
+            raise SpecError(f"{label}: missing required argument {arg!r}.")
+        value = given.get(arg, default)
+        try:
+            spec.params[arg] = check(value) if arg in given else value
+        except ValueError as err:
+            raise SpecError(f"{label}: {arg} {err}.") from None
+    for arg in ("kernel_size", "padding", "stride", "dilation", "output_padding"):
+        if arg in spec.params and isinstance(spec.params[arg], int):
+            spec.params[arg] = (spec.params[arg], spec.params[arg])
+    if kind == "Upsample" and (spec["size"] is None) == (spec["scale_factor"] is None):
+        raise SpecError(f"{label}: give exactly one of size and scale_factor.")
+    if kind == "Upsample" and spec["size"] is not None and spec["recompute_scale_factor"]:
+        raise SpecError(f"{label}: recompute_scale_factor=True needs scale_factor, not size.")
+    return spec
+
+
+def parse_stack(texts: Sequence[str]) -> list[LayerSpec]:
+    """Parse several layers; errors name the layer's position (1-based)."""
+    return [parse_layer(text, where=f"layer {i} ") for i, text in enumerate(texts, start=1)]
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """`C,H,W` or `CxHxW` (an image) or `N` (a flat vector) -> (C, H, W) or (N,)."""
+    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
+    if len(parts) not in (1, 3) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise SpecError(f"--input must be C,H,W (or CxHxW) or N with positive integers, "
+                        f"got {text!r}.")
+    return tuple(int(p) for p in parts)
