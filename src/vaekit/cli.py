@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ from vaekit import __version__
 from vaekit.errors import VaekitError
 
 # Order is the order shown by `vaekit --help`.
-COMMANDS: tuple[str, ...] = ("data", "arch")
+COMMANDS: tuple[str, ...] = ("data", "arch", "train", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vaekit ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return int(status or 0)
 
 

@@ -1,0 +1,247 @@
+"""Seconds per training epoch: vaekit against the usual loop and against the compute bound.
+
+The model is pytorch/examples' `vae/main.py` VAE (784-400-20-400-784, ReLU, Bernoulli/BCE loss),
+batch 128, Adam lr 1e-3, one epoch over the 60,000 Fashion-MNIST training images, on all cores.
+Measured in the same process, interleaved, best and median of `--repeats`:
+
+  vaekit   `vaekit.train.train_epoch` on the uint8 tensor: batches indexed from it, dynamic
+           binarization, one-sample -ELBO from `vaekit.prob`, fused Adam.
+  (a)      the loop of pytorch/examples: a `torch.utils.data.DataLoader` (shuffle, batch 128, no
+           workers as the example on CPU) over a Dataset that makes a PIL image per item and
+           converts it as torchvision's `ToTensor` does (reimplemented in numpy; torchvision is not
+           installed here), the example's model and loss, `loss.item()` per step.
+  (b)      the matrix products of that epoch alone, on random data of the same shapes: per step,
+           for each of the 5 linear layers, the forward product, the weight-gradient product and
+           (but for the first layer) the input-gradient product. The compute bound.
+  Pythae   `pythae.pipelines.TrainingPipeline` when the package is installed.
+
+Then the peak resident memory (getrusage maxrss) of a separate `vaekit train` process: Fashion-MNIST,
+this model, one epoch with validation and checkpoints.
+
+Targets (issue 4): vaekit >= 5x faster than (a), within 1.5x of (b), peak memory < 1 GB.
+Run: .venv/bin/python bench/train_speed.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit.config import TrainConfig
+from vaekit.data import load_dataset
+from vaekit.models import MLPVAE
+from vaekit.train import Progress, available_cores, make_optimizer, set_threads, train_epoch
+
+BATCH, HIDDEN, LATENT, LR = 128, 400, 20, 1e-3
+
+
+# ----------------------------------------------------------------------------- (a) the usual loop
+
+
+class PILImageDataset(torch.utils.data.Dataset):
+    """torchvision.datasets.FashionMNIST's __getitem__ (uint8 tensor row -> PIL image -> ToTensor),
+    with torchvision.transforms.functional.to_tensor written out for a mode-L image."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        self.data, self.targets = images, targets  # (N, 28, 28) uint8, (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img, target = self.data[index], int(self.targets[index])
+        pic = Image.fromarray(img.numpy(), mode="L")
+        # to_tensor(pic): np.array copy, view (H, W, C), permute to (C, H, W), float / 255
+        tensor = torch.from_numpy(np.array(pic, np.uint8, copy=True))
+        tensor = tensor.view(pic.size[1], pic.size[0], 1).permute((2, 0, 1)).contiguous()  # (1, H, W)
+        return tensor.to(dtype=torch.get_default_dtype()).div(255), target
+
+
+class ExampleVAE(nn.Module):
+    """pytorch/examples vae/main.py, verbatim apart from the names of nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.fc1(x.view(-1, 784)))
+        mu, logvar = self.fc21(h1), self.fc22(h1)
+        z = mu + torch.randn_like(logvar) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+
+def example_epoch(images: torch.Tensor, targets: torch.Tensor) -> float:
+    torch.manual_seed(1)
+    loader = torch.utils.data.DataLoader(PILImageDataset(images, targets), batch_size=BATCH, shuffle=True)
+    model = ExampleVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    model.train()
+    t0 = time.perf_counter()
+    train_loss = 0.0
+    log: list[str] = []  # the example prints this line every 10 batches; kept, not printed
+    for batch_idx, (data, _) in enumerate(loader):
+        optimizer.zero_grad()
+        recon, mu, logvar = model(data)
+        bce = F.binary_cross_entropy(recon, data.view(-1, 784), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        loss = bce + kld
+        loss.backward()
+        train_loss += loss.item()
+        optimizer.step()
+        if batch_idx % 10 == 0:
+            log.append(f"Train Epoch: 1 [{batch_idx * len(data)}/{len(images)}]\t"
+                       f"Loss: {loss.item() / len(data):.6f}")
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- vaekit
+
+
+def vaekit_epoch(images: torch.Tensor) -> float:
+    config = TrainConfig()
+    config.model.hidden, config.model.latent, config.train.batch_size = [HIDDEN], LATENT, BATCH
+    config.optim.lr = LR
+    torch.manual_seed(1)
+    model = MLPVAE((1, 28, 28), [HIDDEN], LATENT)
+    optimizer = make_optimizer(model.parameters(), config.optim, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(1)
+    t0 = time.perf_counter()
+    train_epoch(model, optimizer, images, "dynamic", config, generator, Progress(), show_bar=False)
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- (b) the bound
+
+
+def matmul_epoch(n: int) -> float:
+    """The forward and backward matrix products of one epoch's linear layers, nothing else."""
+    sizes = [(784, 400), (400, 20), (400, 20), (20, 400), (400, 784)]  # (in, out) per layer
+    weights = [torch.randn(o, i) for i, o in sizes]
+    batches = [BATCH] * (n // BATCH) + ([n % BATCH] if n % BATCH else [])
+    inputs = {b: [torch.randn(b, i) for i, _ in sizes] for b in set(batches)}
+    grads = {b: [torch.randn(b, o) for _, o in sizes] for b in set(batches)}
+    t0 = time.perf_counter()
+    for b in batches:
+        for layer, w in enumerate(weights):
+            x, g = inputs[b][layer], grads[b][layer]
+            torch.mm(x, w.t())  # forward (B, out)
+            torch.mm(g.t(), x)  # weight gradient (out, in)
+            if layer > 0:
+                torch.mm(g, w)  # input gradient (B, in)
+    return time.perf_counter() - t0
+
+
+def matmul_flops(n: int, first_input_grad: bool = False) -> float:
+    """2 FLOPs per multiply-add; 3 products per layer (2 for the first, whose input needs no grad)."""
+    sizes = [(784, 400), (400, 20), (400, 20), (20, 400), (400, 784)]
+    per_image = sum((3 if k or first_input_grad else 2) * 2 * i * o for k, (i, o) in enumerate(sizes))
+    return per_image * n
+
+
+# ----------------------------------------------------------------------------- Pythae
+
+
+def pythae_epoch(images: np.ndarray) -> float | None:
+    try:
+        from pythae.models import VAE, VAEConfig  # type: ignore[import-not-found]
+        from pythae.pipelines import TrainingPipeline  # type: ignore[import-not-found]
+        from pythae.trainers import BaseTrainerConfig  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    data = images.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = BaseTrainerConfig(output_dir=tmp, num_epochs=1, learning_rate=LR,
+                                    per_device_train_batch_size=BATCH, no_cuda=True)
+        model = VAE(model_config=VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT))
+        t0 = time.perf_counter()
+        TrainingPipeline(training_config=trainer, model=model)(train_data=data)
+        return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def peak_memory_of_training_run() -> tuple[float, float]:
+    """(peak RSS in MB, wall seconds) of `vaekit train` on Fashion-MNIST, 1 epoch, in a child."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "vaekit", "train", "--data", "fashion-mnist", "--epochs", "1",
+               "--threads", str(torch.get_num_threads()), "--out", os.path.join(tmp, "run"),
+               "--no-progress"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, seconds  # KiB -> MiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="epochs per system (default: 3)")
+    parser.add_argument("--example-repeats", type=int, default=2,
+                        help="epochs of the slow loop (a) (default: 2)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = all cores (default: 0)")
+    args = parser.parse_args()
+    threads = set_threads(args.threads or available_cores())
+    ds = load_dataset("fashion-mnist")
+    full = torch.cat([ds.train.images, ds.val.images])  # all 60,000 training images (N, 1, 28, 28)
+    labels = torch.cat([ds.train.labels, ds.val.labels])  # type: ignore[list-item]
+    n = full.shape[0]
+    full_np = full[:, 0].numpy()  # (N, 28, 28)
+    print(f"one epoch = {n:,} images, batch {BATCH}, {math.ceil(n / BATCH)} steps, torch "
+          f"{torch.__version__}, {threads} thread(s), load average {os.getloadavg()[0]:.2f}")
+
+    times: dict[str, list[float]] = {"vaekit": [], "(b) matmuls": [], "(a) example loop": []}
+    runs: list[tuple[str, Callable[[], float]]] = [("vaekit", lambda: vaekit_epoch(full)),
+                                                   ("(b) matmuls", lambda: matmul_epoch(n))]
+    vaekit_epoch(full[:5000])  # warm-up of kernels and allocator
+    for r in range(args.repeats):
+        for name, fn in runs:
+            times[name].append(fn())
+        if r < args.example_repeats:
+            times["(a) example loop"].append(example_epoch(full[:, 0], labels))
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[r]:.2f} s" for k, v in times.items() if len(v) > r)
+              + f" (load average {os.getloadavg()[0]:.2f})", flush=True)
+    pythae = pythae_epoch(full_np)
+
+    best = {k: min(v) for k, v in times.items()}
+    print("\nOther processes on a shared machine only ever slow a round down: the best round is the figure.")
+    print(f"{'system':<20} {'best s/epoch':>12} {'median':>8}")
+    for k, v in times.items():
+        print(f"{k:<20} {min(v):12.2f} {statistics.median(v):8.2f}")
+    print(f"{'Pythae':<20} " + ("not installed" if pythae is None else f"{pythae:12.2f}"))
+    gflop = matmul_flops(n) / 1e9
+    print(f"\nmatrix products: {gflop:.0f} GFLOP per epoch (the products training computes; counting "
+          f"the first layer's unneeded input gradient too: {matmul_flops(n, True) / 1e9:.0f}), "
+          f"{gflop / best['(b) matmuls']:.0f} GFLOP/s")
+    speedup = best["(a) example loop"] / best["vaekit"]
+    over = best["vaekit"] / best["(b) matmuls"]
+    print(f"vaekit vs (a): {speedup:.1f}x faster (target >= 5x): {'met' if speedup >= 5 else 'NOT met'}")
+    print(f"vaekit / (b):  {over:.2f}x the bound (target <= 1.5x): {'met' if over <= 1.5 else 'NOT met'}")
+    if pythae is not None:
+        print(f"vaekit vs Pythae: {pythae / best['vaekit']:.1f}x faster")
+    peak, seconds = peak_memory_of_training_run()
+    print(f"peak memory of `vaekit train` (Fashion-MNIST, 1 epoch + validation + checkpoint, "
+          f"{seconds:.1f} s wall): {peak:.0f} MB (target < 1024 MB): {'met' if peak < 1024 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""`vaekit train`: train the sheet's VAE (MLP or convolutional) into runs/NAME/, or resume it.
+
+Precedence: built-in defaults < `--config FILE.toml` < flags. With `--resume`, the base is the
+run's own config.json, and only the number of epochs, patience, device, threads and data directory
+may change.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vaekit import config as cfg
+from vaekit.config import TrainConfig, load_toml, parse_int_list
+from vaekit.errors import ConfigError
+from vaekit.runs import read_config
+from vaekit.train import fit
+
+D = TrainConfig()  # the defaults, quoted in the help
+
+# flag -> (section, key, argparse type, help). Every flag defaults to None, meaning "not given".
+FLAGS: dict[str, tuple[str, str, Any, str]] = {
+    "--data": ("data", "name", str, f"dataset name or .npy/.npz path (default: {D.data.name})"),
+    "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
+                   "order of `vaekit data`)"),
+    "--binarize": ("data", "binarize", str, f"{'|'.join(cfg.BINARIZATIONS)}: dynamic redraws x ~ "
+                   "Bernoulli(pixel/255) each batch; auto = dynamic for bernoulli, none for gaussian "
+                   f"(default: {D.data.binarize})"),
+    "--model": ("model", "kind", str, f"{'|'.join(cfg.MODEL_KINDS)} (default: {D.model.kind})"),
+    "--hidden": ("model", "hidden", parse_int_list, "dense hidden sizes, comma list, e.g. 512,256 "
+                 f"(default: {','.join(map(str, D.model.hidden))})"),
+    "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),
+    "--likelihood": ("model", "likelihood", str, f"{'|'.join(cfg.LIKELIHOODS)} "
+                     f"(default: {D.model.likelihood})"),
+    "--variance": ("model", "variance", str, f"gaussian decoder log-variance: {'|'.join(cfg.VARIANCES)} "
+                   f"(default: {D.model.variance})"),
+    "--activation": ("model", "activation", str, f"{'|'.join(cfg.ACTIVATIONS)} "
+                     f"(default: {D.model.activation})"),
+    "--channels": ("model", "channels", parse_int_list, "conv channels per strided conv, comma list "
+                   f"(default: {','.join(map(str, D.model.channels))})"),
+    "--objective": ("train", "objective", str, f"{'|'.join(cfg.OBJECTIVES)} (default: {D.train.objective})"),
+    "--samples": ("train", "samples", int, f"K samples per image (default: {D.train.samples})"),
+    "--beta": ("train", "beta", float, f"KL weight (default: {D.train.beta})"),
+    "--warmup": ("train", "warmup", float, f"epochs of linear KL warm-up from 0 to beta "
+                 f"(default: {D.train.warmup})"),
+    "--free-bits": ("train", "free_bits", float, f"KL floor per latent dim, nats (default: "
+                    f"{D.train.free_bits})"),
+    "--estimator": ("train", "estimator", str, f"gradient estimator: {'|'.join(cfg.ESTIMATORS)} "
+                    f"(default: {D.train.estimator})"),
+    "--optimizer": ("optim", "name", str, f"{'|'.join(cfg.OPTIMIZERS)} (default: {D.optim.name})"),
+    "--lr": ("optim", "lr", float, f"learning rate (default: {D.optim.lr})"),
+    "--weight-decay": ("optim", "weight_decay", float, f"weight decay (default: {D.optim.weight_decay})"),
+    "--momentum": ("optim", "momentum", float, f"sgd/rmsprop momentum (default: {D.optim.momentum})"),
+    "--schedule": ("optim", "schedule", str, f"lr schedule {'|'.join(cfg.SCHEDULES)} "
+                   f"(default: {D.optim.schedule})"),
+    "--clip": ("optim", "clip", float, f"max gradient norm, 0 = off (default: {D.optim.clip})"),
+    "--batch-size": ("train", "batch_size", int, f"images per step (default: {D.train.batch_size})"),
+    "--epochs": ("train", "epochs", int, f"epochs in all; with --resume, train up to this many "
+                 f"(default: {D.train.epochs})"),
+    "--patience": ("train", "patience", int, "early stopping after this many epochs without a better "
+                   f"validation -ELBO, 0 = off (default: {D.train.patience})"),
+    "--seed": ("train", "seed", int, f"seed of weights, batches, binarization and eps (default: "
+               f"{D.train.seed})"),
+    "--device": ("train", "device", str, f"{'|'.join(cfg.DEVICES)} (default: {D.train.device})"),
+    "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "
+                  f"chosen at the start (default: {D.train.threads})"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a VAE (MLP or conv) with checkpoints and resume",
+        description="Train the sheet's VAE (Ex.2 Q6) on a dataset, writing runs/NAME/: config.json, "
+        "model.safetensors (best validation -ELBO), checkpoint.safetensors + checkpoint.json, "
+        "metrics.jsonl. Precedence: defaults < --config FILE.toml < flags.",
+    )
+    p.add_argument("--config", help="TOML file of [data] [model] [optim] [train] tables (default: none)")
+    p.add_argument("--out", help="run directory (default: runs/DATA-MODEL)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint up to --epochs (default: off)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (default: a bar on a terminal)")
+    for flag, (_, _, typ, text) in FLAGS.items():
+        p.add_argument(flag, type=typ, default=None, help=text)
+    p.set_defaults(func=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The flags that were given, as {section: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for flag, (section, key, _, _) in FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def default_out(config: TrainConfig) -> Path:
+    return Path("runs") / f"{Path(config.data.name).stem}-{config.model.kind}"
+
+
+def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
+    """defaults (or the resumed run's config.json) < --config file < flags; and the run directory."""
+    base = TrainConfig()
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out, the run directory to continue.")
+        base = read_config(Path(args.out))
+    if args.config:
+        base = load_toml(args.config, base)
+    config = cfg.apply(base, overrides(args), "command line")
+    out = Path(args.out) if args.out else default_out(config)
+    return config, out
+
+
+def run(args: argparse.Namespace) -> int:
+    config, out = build_config(args)
+    summary = fit(config, out, resume=args.resume, show_bar=False if args.no_progress else None)
+    best = summary["best_val_neg_elbo"]
+    print(f"best validation -ELBO {best:.2f} nats at epoch {summary['best_epoch']} "
+          f"({summary['epochs']} epochs); model: {out / 'model.safetensors'}")
+    return 0
