@@ -1,0 +1,142 @@
+"""Ex.2 Q5 in practice: the same VAE trained with the encoder's gradient from the score function and
+from the reparameterization trick, same seed, same data, same steps (`vaekit check`: training).
+
+A deliberately small loop (Adam, dynamically binarized batches, Bernoulli decoder) so that the check
+does not depend on `vaekit.train`: the only difference between the runs is the loss function,
+`prob.negative_elbo` (pathwise gradient for the encoder) or `estimators.score_negative_elbo` (score
+function for the encoder, without a baseline or with a running-mean baseline); the decoder's
+gradient is the ordinary one in every run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vaekit import prob
+from vaekit.checks import ClaimResult
+from vaekit.data import binarize, fixed_binarization, load_dataset
+from vaekit.errors import DataError
+from vaekit.estimators import score_negative_elbo
+
+# (x, model, baseline, generator) -> Terms: one training loss per way of estimating the gradient.
+TrainingLoss = Callable[[Tensor, prob.VAE, float | None, torch.Generator], prob.Terms]
+
+
+def reparam_loss(x: Tensor, model: prob.VAE, baseline: float | None, g: torch.Generator) -> prob.Terms:
+    return prob.negative_elbo(x, model, generator=g)
+
+
+def score_loss(x: Tensor, model: prob.VAE, baseline: float | None, g: torch.Generator) -> prob.Terms:
+    return score_negative_elbo(x, model, generator=g)
+
+
+def score_baseline_loss(x: Tensor, model: prob.VAE, baseline: float | None,
+                        g: torch.Generator) -> prob.Terms:
+    return score_negative_elbo(x, model, baseline=baseline, generator=g)
+
+
+LOSSES: dict[str, TrainingLoss] = {
+    "reparam": reparam_loss, "score": score_loss, "score+baseline": score_baseline_loss,
+}
+
+
+@dataclass
+class Curve:
+    steps: list[int]  # the steps at which the held-out set was evaluated
+    heldout_neg_elbo: list[float]  # -ELBO per image on the held-out images, nats
+    heldout_kl: list[float]  # KL(q(z|x) || p(z)) per image on the held-out images, nats
+    train_neg_elbo: list[float]  # the training batch's -ELBO at every step
+    seconds: float
+
+
+@torch.no_grad()
+def _evaluate(model: prob.VAE, x: Tensor, seed: int) -> tuple[float, float]:
+    terms = prob.negative_elbo(x, model, k=10, generator=torch.Generator().manual_seed(seed))
+    return float(terms.neg_elbo.mean()), float(terms.kl.mean())
+
+
+def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, steps: int, batch: int,
+                lr: float, hidden: tuple[int, ...], latent: int, eval_every: int) -> Curve:
+    """Train a fresh MLP VAE (`vaekit.models.MLPVAE`, initialized from `seed`) for `steps` Adam steps
+    on batches of `images` (uint8 (N, C, H, W)), binarized afresh each step, and evaluate -ELBO on
+    `heldout` (float {0, 1}) every `eval_every` steps. The baseline handed to the loss is a running
+    mean (momentum 0.9) of the batch's reconstruction term, None at the first step."""
+    import time
+
+    from vaekit.models import MLPVAE
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = MLPVAE(tuple(images.shape[1:]), list(hidden), latent)  # type: ignore[arg-type]
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g_data, g_eps = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    curve = Curve([], [], [], [], 0.0)
+    baseline: float | None = None
+    start = time.perf_counter()
+    for step in range(steps + 1):
+        if step % eval_every == 0 or step == steps:
+            neg_elbo, kl = _evaluate(model, heldout, seed)
+            curve.steps.append(step)
+            curve.heldout_neg_elbo.append(neg_elbo)
+            curve.heldout_kl.append(kl)
+        if step == steps:
+            break
+        idx = torch.randint(0, images.shape[0], (batch,), generator=g_data)
+        x = binarize(images[idx], g_data)  # (B, C, H, W) in {0, 1}
+        terms = loss(x, model, baseline, g_eps)
+        opt.zero_grad(set_to_none=True)
+        terms.loss.mean().backward()
+        opt.step()
+        recon = float(terms.recon.detach().mean())
+        baseline = recon if baseline is None else 0.9 * baseline + 0.1 * recon
+        curve.train_neg_elbo.append(float(terms.neg_elbo.detach().mean()))
+    curve.seconds = time.perf_counter() - start
+    return curve
+
+
+def _load(dataset: str, data_dir: str | None, fallback: str | None) -> tuple[Any, str]:
+    """The dataset, or `fallback` (with a note) if it is not on this machine; never downloads."""
+    try:
+        return load_dataset(dataset, data_dir, download=False), ""
+    except DataError:
+        if fallback is None:
+            raise
+        note = f"{dataset} is not on this machine, trained on {fallback} (vaekit data fetch {dataset})"
+        return load_dataset(fallback), note
+
+
+def training_curves(seed: int = 0, steps: int = 500, batch: int = 100, dataset: str = "fashion-mnist",
+                    data_dir: str | None = None, fallback: str | None = "digits", lr: float = 1e-3,
+                    hidden: tuple[int, ...] = (400,), latent: int = 20, n_heldout: int = 1000,
+                    losses: Mapping[str, TrainingLoss] | None = None) -> ClaimResult:
+    """Ex.2 Q5 in practice: the same MLP VAE trained for `steps` steps with each loss of `losses`
+    (default: reparameterization, score function, score function with a running-mean baseline).
+    Passes when the reparameterized run ends with the lowest held-out -ELBO (the first entry of
+    `losses` is the one that must win)."""
+    losses = dict(losses or LOSSES)
+    ds, note = _load(dataset, data_dir, fallback)
+    heldout = fixed_binarization(ds.val.images[:n_heldout], seed)
+    eval_every = max(1, steps // 20)
+    curves = {name: train_curve(loss, ds.train.images, heldout, seed, steps, batch, lr, hidden, latent,
+                                eval_every) for name, loss in losses.items()}
+    final = {name: c.heldout_neg_elbo[-1] for name, c in curves.items()}
+    kl = {name: c.heldout_kl[-1] for name, c in curves.items()}
+    first, *others = list(losses)
+    passed = all(final[first] < final[o] for o in others) and all(map(math.isfinite, final.values()))
+    numbers: dict[str, Any] = {"dataset": ds.name, "steps": steps, "batch": batch,
+                               "final_heldout_neg_elbo": final, "final_heldout_kl": kl,
+                               "start_heldout_neg_elbo": curves[first].heldout_neg_elbo[0]}
+    if note:
+        numbers["note"] = note
+    summary = (f"{ds.name}, {steps} steps of {batch}, held-out -ELBO after training: " + ", ".join(
+        f"{name} {v:.1f} (KL {kl[name]:.1f})" for name, v in final.items())
+        + f" nats, from {numbers['start_heldout_neg_elbo']:.1f}" + (f"; note: {note}" if note else ""))
+    claim = "trained the same way, the reparameterized VAE reaches a lower -ELBO than the score-function one"
+    details = {"curves": {name: vars(c) for name, c in curves.items()}}
+    return ClaimResult("training", "Ex.2 Q5", claim, numbers, summary, passed, details)
