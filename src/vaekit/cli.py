@@ -16,7 +16,7 @@ from vaekit import __version__
 from vaekit.errors import VaekitError
 
 # Order is the order shown by `vaekit --help`.
-COMMANDS: tuple[str, ...] = ("data", "arch", "train", "check")
+COMMANDS: tuple[str, ...] = ("data", "arch", "train", "evaluate", "sample", "report", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,11 +93,12 @@ def read_idx(path: str | Path) -> np.ndarray:
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode an array as IDX bytes (the inverse of `parse_idx`)."""
     array = np.asarray(array)
-    for code, dtype in IDX_DTYPES.items():
-        if array.dtype.kind == dtype.kind and array.dtype.itemsize == dtype.itemsize:
-            break
-    else:
+    matches = [c for c, d in IDX_DTYPES.items()
+               if array.dtype.kind == d.kind and array.dtype.itemsize == d.itemsize]
+    if not matches:
         raise ValueError(f"dtype {array.dtype} has no IDX type code")
+    code = matches[0]
+    dtype = IDX_DTYPES[code]
     if not 1 <= array.ndim <= 255:
         raise ValueError("IDX arrays have 1 to 255 dimensions")
     header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

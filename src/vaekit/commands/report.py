@@ -1,0 +1,43 @@
+"""`vaekit report RUN_DIR`: figures and one self-contained report.html for a run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vaekit.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report.html and RUN_DIR/figures/*.png",
+        description="Write the figures of a run and one self-contained HTML report (images embedded, "
+        "opens offline): config, learning curves, the eval table, every figure, the parameter table "
+        "and the time spent. Uses RUN_DIR/eval.json if it belongs to the run's model; if there is "
+        "none, evaluates with --k samples first (unless --no-eval).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
+    p.add_argument("--k", type=int, default=500,
+                   help="importance samples if eval.json is missing (default: 500; `vaekit eval` "
+                   "uses 5000)")
+    p.add_argument("--limit", type=int, help="if evaluating: only the first N test images (default: all)")
+    p.add_argument("--no-eval", action="store_true",
+                   help="fail instead of evaluating when eval.json is missing (default: evaluate)")
+    p.add_argument("--seed", type=int, default=0, help="seed of samples and pairs (default: 0)")
+    p.add_argument("--data-dir", help="directory holding the dataset files (default: lookup order)")
+    p.add_argument("--dataset",
+                   help="test images from this dataset instead of the run's (default: the run's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vaekit.report import write_report
+
+    if args.k < 1:
+        raise ConfigError(f"k must be at least 1 importance sample, got {args.k}.")
+    path = write_report(args.run_dir, k=args.k, evaluate_missing=not args.no_eval, limit=args.limit,
+                        data_dir=args.data_dir, dataset=args.dataset, seed=args.seed,
+                        log=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return 0
