@@ -180,6 +180,7 @@ def test_checksum_mismatch_keeps_nothing(
 
     one_sentence(str(info.value), base + ARCHIVES[0])
     assert listing(places.cache_root / "fake") == []  # not the bad file, not a .part
+    assert not (places.cache_root / "fake").exists()  # not even an empty directory
     assert server.requests == [f"/fake/{ARCHIVES[0]}"]  # stopped at the first bad file
 
 

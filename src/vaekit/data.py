@@ -202,11 +202,17 @@ def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = 
     spec = registry_entry(name)
     target = cache_dir(name)
     base = base_url or spec.base_url
-    for remote in spec.files.values():
-        dest = target / remote.archive_name
-        if dest.is_file() and checksum_ok(dest, remote):
-            continue
-        download_file(base + remote.archive_name, dest, remote)
+    existed = target.exists()
+    try:
+        for remote in spec.files.values():
+            dest = target / remote.archive_name
+            if dest.is_file() and checksum_ok(dest, remote):
+                continue
+            download_file(base + remote.archive_name, dest, remote)
+    except DataError:
+        if not existed and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # leave no empty cache directory behind a failed download
+        raise
     return target
 
 
