@@ -60,7 +60,9 @@ def format_table(result: dict[str, Any]) -> str:
     kl = result.get("kl_per_dim") or []
     if kl:
         lines.append("KL per dim         " + " ".join(f"{v:.2f}" for v in kl))
-    lines.append(f"time               {result['seconds']:.1f} s on {result.get('threads', '?')} threads")
+    threads = result.get("threads", "?")
+    plural = "" if threads == 1 else "s"
+    lines.append(f"time               {result['seconds']:.1f} s on {threads} thread{plural}")
     return "\n".join(lines)
 
 
