@@ -36,7 +36,8 @@ from vaekit import evaluate as ev
 from vaekit import iwae
 from vaekit.config import TrainConfig
 from vaekit.models import build_model
-from vaekit.train import eval_images, set_threads
+from vaekit.threads import set_threads
+from vaekit.train import eval_images
 
 FULL_TEST = 10_000
 

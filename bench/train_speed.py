@@ -45,7 +45,8 @@ from torch import nn
 from vaekit.config import TrainConfig
 from vaekit.data import load_dataset
 from vaekit.models import MLPVAE
-from vaekit.train import Progress, available_cores, make_optimizer, set_threads, train_epoch
+from vaekit.threads import available_cores, set_threads
+from vaekit.train import Progress, make_optimizer, train_epoch
 
 BATCH, HIDDEN, LATENT, LR = 128, 400, 20, 1e-3
 

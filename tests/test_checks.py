@@ -170,7 +170,7 @@ def score_loss_without_score_term(x: Tensor, model: prob.VAE, k: int = 1, baseli
     """The sample detached and nothing in its place: the encoder learns only from the KL."""
     mu, logvar = model.encode(x)
     z = prob.reparameterize(mu, logvar, prob.draw_eps(mu, k, generator)).detach()
-    recon = -prob._decode_samples(model, x, z).mean(dim=0)
+    recon = -prob.log_px_samples(model, x, z).mean(dim=0)
     kl_d = prob.gaussian_kl_per_dim(mu, logvar)
     return prob.Terms(recon + kl_d.sum(-1), recon + kl_d.sum(-1), recon, kl_d.sum(-1), kl_d)
 

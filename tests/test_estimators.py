@@ -249,6 +249,6 @@ def _without_score_term(x: Tensor, model: prob.VAE, k: int = 1,
     """A planted bug: the sample is detached and nothing replaces the lost encoder gradient."""
     mu, logvar = model.encode(x)
     z = prob.reparameterize(mu, logvar, prob.draw_eps(mu, k, generator)).detach()
-    recon = -prob._decode_samples(model, x, z).mean(dim=0)
+    recon = -prob.log_px_samples(model, x, z).mean(dim=0)
     kl_d = prob.gaussian_kl_per_dim(mu, logvar)
     return prob.Terms(recon + kl_d.sum(-1), recon + kl_d.sum(-1), recon, kl_d.sum(-1), kl_d)

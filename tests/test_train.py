@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vaekit import runs
+from vaekit import threads as threads_mod
 from vaekit import train as train_mod
 from vaekit.cli import main
 from vaekit.config import TrainConfig
@@ -288,12 +289,12 @@ def test_binarize_batch_is_bernoulli_of_pixel_over_255() -> None:
 
 
 def test_auto_threads_use_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train_mod, "available_cores", lambda: 2)
-    assert train_mod.choose_threads(3) == 3  # asked for: given
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 2)
+    assert threads_mod.choose_threads(3) == 3  # asked for: given
     for idle, expected in [(2.0, 2), (1.85, 2), (1.5, 1), (1.0, 1), (0.1, 1), (None, 2)]:
-        monkeypatch.setattr(train_mod, "idle_cores", lambda idle=idle: idle)
-        assert train_mod.choose_threads(0) == expected, idle
-    idle = train_mod.idle_cores(0.05)  # the real reading, on Linux
+        monkeypatch.setattr(threads_mod, "idle_cores", lambda idle=idle: idle)
+        assert threads_mod.choose_threads(0) == expected, idle
+    idle = threads_mod.idle_cores(0.05)  # the real reading, on Linux
     assert idle is None or -0.01 <= idle <= (__import__("os").cpu_count() or 1) + 0.01
 
 

@@ -51,10 +51,10 @@ from torch import Tensor
 from vaekit.prob import (
     VAE,
     Terms,
-    _decode_samples,
     draw_eps,
     gaussian_kl_per_dim,
     log_normal_diag,
+    log_px_samples,
     reparameterize,
 )
 
@@ -200,7 +200,7 @@ def score_negative_elbo(x: Tensor, model: VAE, k: int = 1, beta: float = 1.0, ba
     mu, logvar = model.encode(x)  # (B, D) each
     eps = draw_eps(mu, k, generator)  # (K, B, D)
     z = reparameterize(mu, logvar, eps).detach()  # (K, B, D): no path to the encoder
-    log_px = _decode_samples(model, x, z)  # (K, B): the decoder's ordinary gradient
+    log_px = log_px_samples(model, x, z)  # (K, B): the decoder's ordinary gradient
     log_q = log_normal_diag(z, mu, logvar, batch_dims=2)  # (K, B): the encoder's score path
     reward = -log_px.detach() - (0.0 if baseline is None else baseline)  # (K, B)
     score_term = reward * (log_q - log_q.detach())  # value 0, gradient (f - b) d log q

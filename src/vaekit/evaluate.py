@@ -220,7 +220,8 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     the cores other processes leave idle (`vaekit.train.choose_threads`: all of them on a quiet
     machine); the previous setting is restored afterwards.
     """
-    from vaekit.train import VAL_BINARIZATION_SEED, set_threads
+    from vaekit.threads import set_threads
+    from vaekit.train import VAL_BINARIZATION_SEED
 
     if k < 1:
         raise ConfigError(f"k must be at least 1 importance sample, got {k}.")

@@ -177,7 +177,7 @@ def draw_eps(mu: Tensor, k: int, generator: torch.Generator | None = None) -> Te
     return torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
 
 
-def _decode_samples(model: VAE, x: Tensor, z: Tensor) -> Tensor:
+def log_px_samples(model: VAE, x: Tensor, z: Tensor) -> Tensor:
     """log p(x|z_k) for z of shape (K, B, D): decode all K*B at once. Returns (K, B)."""
     k, b, d = z.shape
     decoded = model.decode(z.reshape(k * b, d))  # (K*B, C, H, W)
@@ -217,7 +217,7 @@ def _sample(x: Tensor, model: VAE, k: int, eps: Tensor | None,
     if eps is None:
         eps = draw_eps(mu, k, generator)
     z = reparameterize(mu, logvar, eps)  # (K, B, D)
-    return mu, logvar, z, _decode_samples(model, x, z)
+    return mu, logvar, z, log_px_samples(model, x, z)
 
 
 def log_importance_weights(x: Tensor, model: VAE, k: int, eps: Tensor | None = None,
