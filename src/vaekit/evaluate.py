@@ -217,7 +217,7 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
     (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
     model_sha256 and the protocol (dataset, binarization, seeds). `threads`: torch CPU threads, 0 =
-    the cores other processes leave idle (`vaekit.train.choose_threads`: all of them on a quiet
+    the cores other processes leave idle (`vaekit.threads.choose_threads`: all of them on a quiet
     machine); the previous setting is restored afterwards.
     """
     from vaekit.threads import set_threads
