@@ -30,6 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("none", "cosine", "step")
 OBJECTIVES = ("elbo", "iwae")
 ESTIMATORS = ("reparam", "score")
+ENGINES = ("auto", "autograd")
 BINARIZATIONS = ("auto", "dynamic", "fixed", "none")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -85,6 +86,10 @@ class LoopConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
     threads: int = 0  # torch CPU threads; 0 = the cores other processes leave idle, at least 1
+    # How gradients are computed: 'auto' uses the hand-derived backward of `vaekit.mlp_backprop`
+    # where it applies (MLP, Bernoulli, ReLU/tanh, one-sample reparameterized ELBO), autograd
+    # elsewhere; 'autograd' always uses autograd (the same loss; other rounding, so other numbers).
+    engine: str = "auto"
 
 
 @dataclass
@@ -214,6 +219,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     _choice("schedule", o.schedule, SCHEDULES)
     _choice("objective", t.objective, OBJECTIVES)
     _choice("estimator", t.estimator, ESTIMATORS)
+    _choice("engine", t.engine, ENGINES)
     _choice("binarize", d.binarize, BINARIZATIONS)
     _choice("device", t.device, DEVICES)
     if m.latent < 1:
