@@ -64,7 +64,7 @@ FLAGS: dict[str, tuple[str, str, Any, str]] = {
                f"{D.train.seed})"),
     "--device": ("train", "device", str, f"{'|'.join(cfg.DEVICES)} (default: {D.train.device})"),
     "--engine": ("train", "engine", str, "gradients: auto = the hand-derived backward of the MLP VAE "
-                 "where it applies (about 1.4x faster), else autograd; autograd = always autograd "
+                 "where it applies (1.2-1.3x faster per epoch), else autograd; autograd = always autograd "
                  f"(default: {D.train.engine})"),
     "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "
                   f"chosen at the start (default: {D.train.threads})"),
