@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from planted_bugs import score_loss_without_score_term
 from vaekit import checks, checks_gradients, checks_training, prob
 from vaekit.cli import main
 from vaekit.errors import DataError
@@ -163,16 +164,6 @@ def same_eps_for_all(estimator: Any) -> Any:
         one = estimator(f, mu, scale, 1, **kw)
         return GradientSamples(*(t.expand(n, *t.shape[1:]) for t in (one.mu, one.scale, one.values)))
     return wrapped
-
-
-def score_loss_without_score_term(x: Tensor, model: prob.VAE, k: int = 1, baseline: float | None = None,
-                                  generator: torch.Generator | None = None) -> prob.Terms:
-    """The sample detached and nothing in its place: the encoder learns only from the KL."""
-    mu, logvar = model.encode(x)
-    z = prob.reparameterize(mu, logvar, prob.draw_eps(mu, k, generator)).detach()
-    recon = -prob.log_px_samples(model, x, z).mean(dim=0)
-    kl_d = prob.gaussian_kl_per_dim(mu, logvar)
-    return prob.Terms(recon + kl_d.sum(-1), recon + kl_d.sum(-1), recon, kl_d.sum(-1), kl_d)
 
 
 @pytest.mark.parametrize("bug", [

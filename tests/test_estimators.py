@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from planted_bugs import score_loss_without_score_term
 from vaekit import prob
 from vaekit.estimators import (
     GradientEstimator,
@@ -235,20 +236,10 @@ class TestScoreNegativeElbo:
         if not use_baseline:
             return
         # power: a surrogate without the score term (the encoder sees only the KL) is far off
-        no_score = calls(_without_score_term, 50, 50)
+        no_score = calls(score_loss_without_score_term, 50, 50)
         assert float(((no_score.mean(0) - path.mean(0))[live].abs() / se[live]).max()) > 10, which
 
     def test_rejects_k_below_one(self) -> None:
         model, x = _tiny_mlp()
         with pytest.raises(ValueError, match="k must be >= 1"):
             score_negative_elbo(x, model, k=0)
-
-
-def _without_score_term(x: Tensor, model: prob.VAE, k: int = 1,
-                        generator: torch.Generator | None = None) -> prob.Terms:
-    """A planted bug: the sample is detached and nothing replaces the lost encoder gradient."""
-    mu, logvar = model.encode(x)
-    z = prob.reparameterize(mu, logvar, prob.draw_eps(mu, k, generator)).detach()
-    recon = -prob.log_px_samples(model, x, z).mean(dim=0)
-    kl_d = prob.gaussian_kl_per_dim(mu, logvar)
-    return prob.Terms(recon + kl_d.sum(-1), recon + kl_d.sum(-1), recon, kl_d.sum(-1), kl_d)

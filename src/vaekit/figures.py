@@ -174,18 +174,15 @@ def learning_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         return [float(r[key]) if r.get(key) is not None else math.nan for r in rows]
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("train_neg_elbo", "train -ELBO"), ("val_neg_elbo", "validation -ELBO")):
-        if any(key in r for r in rows):
-            ax1.plot(epochs, col(key), marker="o", ms=3, label=label)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("nats per image")
-    ax1.set_title("-ELBO", fontsize=10)
-    for key, label in (("train_kl", "train KL"), ("val_kl", "validation KL")):
-        if any(key in r for r in rows):
-            ax2.plot(epochs, col(key), marker="o", ms=3, label=label)
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("nats per image")
-    ax2.set_title("KL(q(z|x) || p(z))", fontsize=10)
+    panels = ((ax1, "-ELBO", (("train_neg_elbo", "train -ELBO"), ("val_neg_elbo", "validation -ELBO"))),
+              (ax2, "KL(q(z|x) || p(z))", (("train_kl", "train KL"), ("val_kl", "validation KL"))))
+    for ax, title, series in panels:
+        for key, label in series:
+            if any(key in r for r in rows):
+                ax.plot(epochs, col(key), marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per image")
+        ax.set_title(title, fontsize=10)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if ax.lines:
