@@ -7,7 +7,7 @@ images: Fashion-MNIST's test set, binarized once with the fixed seed (random bin
 dataset is not on this machine). Measured in the same process, interleaved batch by batch (so that
 other processes on a shared machine slow all rows alike), best of `--repeats` per batch:
 
-  vaekit   `vaekit.evaluate.evaluate_model` (encoder once per batch, k samples decoded in chunks,
+  vaekit   `vaekit.evaluate.run.evaluate_model` (encoder once per batch, k samples decoded in chunks,
            log p(x|z), running logsumexp, plus the reconstruction at z = mu).
   bound    the matrix products of the same work alone, on random inputs of the same shapes and the
            model's own weights: per batch, the encoder's linear layers on the batch, and the
@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit import evaluate as ev
-from vaekit import iwae
 from vaekit.config import TrainConfig
-from vaekit.models import build_model
-from vaekit.threads import set_threads
-from vaekit.train import eval_images
+from vaekit.data.binarize import eval_images
+from vaekit.device import set_threads
+from vaekit.evaluate import iwae
+from vaekit.evaluate import run as ev
+from vaekit.runs import load_run
+from vaekit.vae.models import build_model
 
 FULL_TEST = 10_000
 
@@ -50,13 +51,14 @@ def default_model() -> Any:
 
 
 def test_images(config: TrainConfig | None, n: int) -> tuple[torch.Tensor, str]:
-    from vaekit.data import load_dataset
+    from vaekit.data.load import load_dataset
     from vaekit.errors import DataError
 
     config = config or TrainConfig()
     try:
         ds = load_dataset(config.data.name, config.data.data_dir, download=False)
-        return eval_images(ds.test.images[:n], config), f"{ds.name} test set, fixed binarization"
+        x = eval_images(ds.test.images[:n], config.resolved_binarize())
+        return x, f"{ds.name} test set, fixed binarization"
     except DataError:
         g = torch.Generator().manual_seed(0)
         return torch.bernoulli(torch.full((n, 1, 28, 28), 0.3), generator=g), "random binary images"
@@ -112,9 +114,8 @@ def main() -> None:
     config = None
     model: Any
     if args.run:
-        from vaekit.runs import load_run
-
-        model, config = load_run(args.run)
+        run = load_run(args.run)
+        model, config = run.model, run.config
     else:
         model = default_model()
     x, source = test_images(config, args.images)

@@ -4,10 +4,10 @@ The model is pytorch/examples' `vae/main.py` VAE (784-400-20-400-784, ReLU, Bern
 batch 128, Adam lr 1e-3, one epoch over the 60,000 Fashion-MNIST training images, on all cores.
 Measured in the same process, interleaved, best and median of `--repeats`:
 
-  vaekit   `vaekit.train.train_epoch` on the uint8 tensor: batches indexed from it, dynamic
+  vaekit   `vaekit.train.loop.train_epoch` on the uint8 tensor: batches indexed from it, dynamic
            binarization, the one-sample -ELBO and its gradient derived by hand
-           (`vaekit.mlp_backprop`, the default engine for this model), fused Adam.
-  vaekit, autograd engine   the same with `engine = "autograd"`: the loss of `vaekit.prob` and
+           (`vaekit.vae.backprop`, the default engine for this model), fused Adam.
+  vaekit, autograd engine   the same with `engine = "autograd"`: the loss of `vaekit.vae.prob` and
            its gradient by autograd (what every other model of vaekit trains with).
   (a)      the loop of pytorch/examples: a `torch.utils.data.DataLoader` (shuffle, batch 128, no
            workers as the example on CPU) over a Dataset that makes a PIL image per item and
@@ -46,10 +46,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.config import TrainConfig
-from vaekit.data import load_dataset
-from vaekit.models import MLPVAE
-from vaekit.threads import available_cores, set_threads
-from vaekit.train import Progress, make_optimizer, train_epoch
+from vaekit.data.load import load_dataset
+from vaekit.device import available_cores, set_threads
+from vaekit.train.engines import make_engine
+from vaekit.train.loop import train_epoch
+from vaekit.train.optim import make_optimizer
+from vaekit.vae.models import MLPVAE
 
 BATCH, HIDDEN, LATENT, LR = 128, 400, 20, 1e-3
 
@@ -130,10 +132,11 @@ def vaekit_epoch(images: torch.Tensor, engine: str = "auto") -> float:
     config.optim.lr = LR
     torch.manual_seed(1)
     model = MLPVAE((1, 28, 28), [HIDDEN], LATENT)
-    optimizer = make_optimizer(model.parameters(), config.optim, torch.device("cpu"))
+    optimizer = make_optimizer(model.parameters(), config.optim)
+    engine = make_engine(model, config.train)
     generator = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
-    train_epoch(model, optimizer, images, "dynamic", config, generator, Progress(), show_bar=False)
+    train_epoch(model, optimizer, engine, images, "dynamic", config, generator, 0, 1, show_bar=False)
     return time.perf_counter() - t0
 
 

@@ -29,15 +29,18 @@ train_seconds=$(( $(date +%s) - start ))
 import json, math, sys
 from pathlib import Path
 
-from vaekit.data import load_dataset
+from vaekit.data.binarize import eval_images
+from vaekit.data.load import load_dataset
 from vaekit.runs import load_run, read_metrics
-from vaekit.train import eval_images, validate
+from vaekit.train.loop import validate
 
 run, seconds = Path(sys.argv[1]), int(sys.argv[2])
-model, config = load_run(run)
+loaded = load_run(run)
+model, config = loaded.model, loaded.config
 ds = load_dataset(config.data.name, config.data.data_dir)
-val = validate(model, eval_images(ds.val.images, config))
-test = validate(model, eval_images(ds.test.images, config))
+mode = config.resolved_binarize()
+val = validate(model, eval_images(ds.val.images, mode))
+test = validate(model, eval_images(ds.test.images, mode))
 rows = read_metrics(run)
 best = min(rows, key=lambda r: r["val_neg_elbo"])
 dims = math.prod(config.model.image_shape)

@@ -119,8 +119,8 @@ def fake_registry(monkeypatch: pytest.MonkeyPatch, fake_set: FakeIDXSet) -> Call
     """Register a dataset named NAME (default "fake") whose published sums are those of
     `fake_set`; `sums` overrides some of them, `checksum_of="archive"` publishes the .gz sums.
     The default official address is a closed port: a test that downloads names its server."""
-    from vaekit import data
-    from vaekit.download import RemoteFile
+    from vaekit.data import registry as data
+    from vaekit.data.download import RemoteFile
 
     def register(name: str = "fake", sums: dict[str, str] | None = None,
                  checksum_of: str = "raw", val_size: int = 8,
@@ -152,7 +152,7 @@ class DataPlaces:
 def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataPlaces:
     """An isolated lookup tree: HOME, the cache and the system root all under tmp_path, and no
     $VAEKIT_DATA, so that nothing on the machine is read or written."""
-    from vaekit import data
+    from vaekit.data import registry as data
 
     home = tmp_path / "home"
     home.mkdir()

@@ -16,7 +16,7 @@ def make_run(run_dir: Path, latent: int = 2, epochs: int = 2, seed: int = 0, hid
              **model: object) -> Path:
     """Train a tiny VAE (MLP unless `model` says otherwise, e.g. kind="conv") on digits into
     `run_dir` (config.json, model.safetensors, metrics.jsonl, checkpoint)."""
-    from vaekit.train import fit
+    from vaekit.train.fit import fit
 
     config = TrainConfig()
     config.data.name = "digits"

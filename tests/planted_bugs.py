@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vaekit import prob
+from vaekit.vae import prob
 
 
 def score_loss_without_score_term(x: Tensor, model: prob.VAE, k: int = 1, baseline: float | None = None,

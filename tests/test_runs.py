@@ -12,7 +12,7 @@ import torch
 from vaekit import runs
 from vaekit.config import TrainConfig
 from vaekit.errors import CheckpointError
-from vaekit.models import build_model
+from vaekit.vae.models import build_model
 
 
 def make_run(tmp_path: Path) -> tuple[Path, torch.nn.Module, TrainConfig]:
@@ -29,7 +29,8 @@ def make_run(tmp_path: Path) -> tuple[Path, torch.nn.Module, TrainConfig]:
 
 def test_load_run_round_trip(tmp_path: Path) -> None:
     run, model, config = make_run(tmp_path)
-    loaded, loaded_config = runs.load_run(str(run))
+    loaded_run = runs.load_run(str(run))
+    loaded, loaded_config = loaded_run.model, loaded_run.config
     assert loaded_config == config
     assert not loaded.training
     saved, got = model.state_dict(), loaded.state_dict()

@@ -1,4 +1,4 @@
-"""The independent reference for vaekit.arith / spec / stack: real torch.nn modules.
+"""The independent reference for vaekit.arch.arith / spec / stack: real torch.nn modules.
 
 A layer is given as (kind, positional args, keyword args) exactly as a user would write it; the
 module is built by handing those arguments to torch.nn, so torch, not vaekit, decides what they

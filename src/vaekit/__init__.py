@@ -1,3 +1,25 @@
-"""vaekit: layer arithmetic for CNNs and variational autoencoders, from the TD-2 sheet."""
+"""vaekit: layer arithmetic for CNNs and variational autoencoders, from the TD-2 sheet.
 
-__version__ = "0.1.0"
+The Python API for a notebook, a few names (the `vaekit` command is a thin layer over the same):
+
+    run = vaekit.load_run("runs/demo")   # a trained run: run.config, run.model (eval mode), run.metrics
+    x = run.images("test", limit=8)      # test images as the model sees them, float (N, C, H, W)
+    mu, logvar = run.model.encode(x)     # q(z|x), (N, D) each
+    images = run.model.decode_mean(mu)   # E[x|z] in [0, 1], (N, C, H, W)
+    samples = run.model.sample(16)       # z ~ N(0, I), then E[x|z]
+    result = vaekit.evaluate_run("runs/demo", k=100, limit=500)   # the eval.json fields
+    summary = vaekit.fit(vaekit.TrainConfig(), "runs/new")         # train a run
+
+`fit` and `evaluate_run` are `vaekit.train.fit.fit` and `vaekit.evaluate.run.evaluate_run`. (They
+are not called `train` and `evaluate`: those are the names of the packages that hold them.)
+"""
+
+__version__ = "0.1.0"  # before the imports below: vaekit.report.html and vaekit.cli read it
+
+from vaekit.config import TrainConfig  # noqa: E402
+from vaekit.data.load import load_dataset  # noqa: E402
+from vaekit.evaluate.run import evaluate_run  # noqa: E402
+from vaekit.runs import Run, load_run  # noqa: E402
+from vaekit.train.fit import fit  # noqa: E402
+
+__all__ = ["Run", "TrainConfig", "__version__", "evaluate_run", "fit", "load_dataset", "load_run"]

@@ -38,3 +38,7 @@ class ConfigError(VaekitError):
 
 class CheckpointError(VaekitError):
     """A run directory, model or checkpoint that cannot be loaded."""
+
+
+class DivergenceError(VaekitError):
+    """Training whose loss became NaN or infinite (a learning rate too high, say)."""

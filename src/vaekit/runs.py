@@ -9,17 +9,20 @@
                               best validation -ELBO, config
     metrics.jsonl             one line per epoch
 
-Every file is written to `NAME.tmp`, flushed to disk and renamed over `NAME` with `os.replace`
-(atomic on POSIX), so a kill at any moment leaves the previous good version. Nothing is ever read
-with pickle: tensors come from safetensors, the rest from JSON.
+`load_run` gives a `Run` (config, model, metrics); `model_fingerprint` the SHA-256 that ties an
+eval.json to its weights. Every file is written to `NAME.tmp`, flushed to disk and renamed over
+`NAME` with `os.replace` (atomic on POSIX), so a kill at any moment leaves the previous good
+version. Nothing is ever read with pickle: tensors come from safetensors, the rest from JSON.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaekit.config import TrainConfig, from_dict
+from vaekit.data.binarize import eval_images
+from vaekit.data.load import load_dataset
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.vae.models import VAEBase, build_model
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -125,18 +131,50 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path:
         raise CheckpointError(f"{path}: tensor shapes do not match the model of config.json.") from None
 
 
-def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
+@dataclass
+class Run:
+    """A trained run, loaded: its directory, config and best model (CPU, eval mode).
+
+    `run.model.encode(x)` gives (mu, logvar) of q(z|x), `run.model.decode_mean(z)` images in
+    [0, 1], `run.model.sample(n)` images from the prior; `run.images()` the test images as the
+    model sees them (the evaluation protocol of `vaekit.data.binarize.eval_images`).
+    """
+
+    path: Path
+    config: TrainConfig
+    model: VAEBase
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """metrics.jsonl: one dict per finished epoch."""
+        return read_metrics(self.path)
+
+    def images(self, split: str = "test", limit: int | None = None) -> torch.Tensor:
+        """The first `limit` images of a split ('train', 'val', 'test') of the run's dataset, as
+        float32 (N, C, H, W): binarized once with the evaluation seed when the run is binary."""
+        if split not in ("train", "val", "test"):
+            raise ConfigError(f"split must be train, val or test, got {split!r}.")
+        ds = load_dataset(self.config.data.name, self.config.data.data_dir)
+        pixels = getattr(ds, split).images[:limit]
+        return eval_images(pixels, self.config.resolved_binarize())
+
+
+def load_run(run_dir: str | Path) -> Run:
     """The best model of a run (`model.safetensors`) and its config, on the CPU, in eval mode.
 
     Raises CheckpointError (one sentence) for a missing directory, config or model file, and for a
     model file that is truncated, not safetensors, or of another architecture.
     """
-    from vaekit.models import build_model  # here: models imports config, runs is imported by train
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory.")
+    if not (run_dir / CONFIG).is_file():
+        raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
+                              f"`vaekit train --out {run_dir}`.")
     config = read_config(run_dir)
+    if not (run_dir / MODEL).is_file():
+        raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
+                              f"epoch); train one with `vaekit train --out {run_dir}`.")
     try:
         model = build_model(config)
     except ConfigError as err:
@@ -144,7 +182,16 @@ def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     tensors, _ = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)
     model.eval()
-    return model, config
+    return Run(run_dir, config, model)
+
+
+def model_fingerprint(run_dir: str | Path) -> str:
+    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to."""
+    path = Path(run_dir) / MODEL
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no model file there; train the run first.") from None
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -8,7 +8,9 @@ import sys
 import time
 from typing import Any
 
-from vaekit.checks import CLAIM_IDS, ClaimResult, run_checks
+from vaekit.checks import CLAIM_IDS, run_checks
+from vaekit.checks.claim import ClaimResult
+from vaekit.checks.gradients import variance_table
 from vaekit.errors import ConfigError
 
 EPILOG = """claims (in order):
@@ -95,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
     failed = [r.id for r in results if not r.passed]
     figures: list[str] = []
     if args.figures:
-        from vaekit.figures_check import write_figures
+        from vaekit.report.figures import write_check_figures  # matplotlib: only for --figures
 
         try:
-            figures = [str(p) for p in write_figures(results, args.figures)]
+            figures = [str(p) for p in write_check_figures(results, args.figures)]
         except OSError as err:
             raise ConfigError(f"cannot write figures to {args.figures}: {err.strerror or err}.") from err
     seconds = time.perf_counter() - start
@@ -108,8 +110,6 @@ def run(args: argparse.Namespace) -> int:
                           "seconds": round(seconds, 2)}, indent=2))
     else:
         if "variance" in ids:
-            from vaekit.checks_gradients import variance_table
-
             table = next(r for r in results if r.id == "variance").details["table"]
             print("\nvariance of the n-sample gradient estimate, per coordinate:")
             print(variance_table(table))

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaekit.data import (
+from vaekit.data.binarize import prepare
+from vaekit.data.load import load_dataset
+from vaekit.data.registry import (
     BUILTIN,
     DEFAULT_DATASET,
     REGISTRY,
     checksum_status,
     fetch,
     known_datasets,
-    load_dataset,
     locate,
-    prepare,
 )
 from vaekit.errors import DataError
 

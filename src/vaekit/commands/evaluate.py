@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from vaekit.evaluate import EVAL_JSON, evaluate_run
+from vaekit.evaluate.run import EVAL_JSON, evaluate_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:

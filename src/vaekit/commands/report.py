@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.report import write_report
+    from vaekit.report.html import write_report  # matplotlib, through report.figures
 
     if args.k < 1:
         raise ConfigError(f"k must be at least 1 importance sample, got {args.k}.")

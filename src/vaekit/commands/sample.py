@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
 
 from vaekit.errors import ConfigError
+from vaekit.runs import load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,17 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit import figures
-    from vaekit.evaluate import open_run
-    from vaekit.visualize import sample_prior
+    from vaekit.report import figures  # matplotlib: imported by the command that draws
+    from vaekit.report.visualize import sample_prior  # matplotlib, through report.figures
 
     if args.n < 1:
         raise ConfigError(f"-n must be at least 1 sample, got {args.n}.")
     out = Path(args.out) if args.out else Path(args.run_dir) / "figures" / f"samples-seed{args.seed}.png"
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: expected a file name ending in .png.")
-    model: Any
-    model, _ = open_run(args.run_dir)
+    model = load_run(args.run_dir).model
     ncols = args.ncols or math.ceil(math.sqrt(args.n))
     images = sample_prior(model, args.n, args.seed)
     figures.image_grid(images, out, ncols=ncols,

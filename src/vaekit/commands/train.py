@@ -15,7 +15,7 @@ from vaekit import config as cfg
 from vaekit.config import TrainConfig, load_toml, parse_int_list
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
-from vaekit.train import fit
+from vaekit.train.fit import fit
 
 D = TrainConfig()  # the defaults, quoted in the help
 

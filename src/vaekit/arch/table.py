@@ -1,0 +1,75 @@
+"""The plain-text table of a stack, as `vaekit arch` prints it: one line per `LayerRow`, totals,
+then the conventions (what a MAC is, what memory counts, what field and jump mean).
+
+Also the two number formats the sheet's answers share with it: `human_bytes` (binary units) and
+`dims` (a shape as "20x8x8", jumps as fractions when they are not whole).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from fractions import Fraction
+
+from vaekit.arch import arith
+from vaekit.arch.explain import explain_row
+from vaekit.arch.stack import LayerRow, totals
+
+MAC_NOTE = ("MACs: 1 multiply-add = 1 MAC, per sample; bias adds, activations, pooling and "
+            "normalization count 0 (as torch.utils.flop_counter; ConvTranspose2d on its input "
+            "size). Memory: float32 output of each layer, per sample.")
+FIELD_NOTE = ("field, jump: receptive field and effective stride in input pixels (H x W), the "
+              "largest over the output units, padding counted.")
+WIDTH = 100  # characters per line of the notes
+
+
+def human_bytes(n: int) -> str:
+    """1,280 -> '1.2 KiB': bytes in binary units (1 KiB = 1024 B), one decimal above 1 KiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def dims(values: Sequence[int | Fraction] | None) -> str:
+    """(20, 8, 8) -> '20x8x8'; a Fraction jump stays '1/2'; None (no such number) -> '-'."""
+    if values is None:
+        return "-"
+    return "x".join(str(v) if not isinstance(v, Fraction) or v.denominator != 1 else str(int(v))
+                    for v in values)
+
+
+def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool = False) -> str:
+    """The table of `vaekit arch --input SHAPE LAYER...`: a line per layer (with its formulas
+    under it when `explain`), the totals, the parameter split and the notes."""
+    lines = [f"input {dims(shape)} ({'C x H x W' if len(shape) == 3 else 'N'})"]
+    head = ("#", "layer", "output", "params", "MACs", "field", "jump", "memory")
+    cells = [(str(r.index), r.layer, dims(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+              dims(r.receptive_field), dims(r.jump), human_bytes(r.output_bytes))
+             for r in rows]
+    sums = totals(rows)
+    total = ("", "total", "", f"{sums['total_params']:,}", f"{sums['total_macs']:,}", "", "",
+             human_bytes(sums["total_output_bytes"]))
+    widths = [max(len(c[i]) for c in [head, total, *cells]) for i in range(len(head))]
+    right = {0, 3, 4, 7}  # numbers are right-aligned
+
+    def line(c: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(c, widths, strict=True))).rstrip()
+
+    lines.append(line(head))
+    for i, (row, c) in enumerate(zip(rows, cells, strict=True)):
+        lines.append(line(c))
+        if explain:
+            lines += [" " * (widths[0] + 4) + text
+                      for text in explain_row(row, rows[i - 1] if i else None)]
+    lines.append(line(total))
+    lines.append(f"params: {sums['total_weight_params']:,} weights + "
+                 f"{sums['total_bias_params']:,} biases = {sums['total_params']:,} "
+                 f"({human_bytes(arith.FLOAT32_BYTES * sums['total_params'])} in float32)")
+    lines.append(textwrap.fill(MAC_NOTE, WIDTH))
+    if len(shape) == 3:
+        lines.append(textwrap.fill(FIELD_NOTE, WIDTH))
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""The claims of Exercise 2 of the sheet as numbers (`vaekit check`): each function tests one claim
+and says whether it held.
+
+    claim.py      ClaimResult, and the one-thread setting every claim runs under
+    bounds.py     Ex.2 Q1-Q3: ELBO <= log p(x), IWAE tightens, KL >= 0, the closed-form KL
+    gradients.py  Ex.2 Q5-Q6: the estimators are unbiased, their variance against the dimension
+    training.py   Ex.2 Q5 in practice: the same VAE trained with each estimator, by vaekit's loop
+
+Every check takes the implementation under test as a parameter (defaulting to vaekit's own), so a
+test can hand it a planted bug (a KL with the wrong sign, an estimator missing its log-derivative)
+and see the claim FAIL; and its sizes as parameters, so the test suite can run it small. Same seed,
+same numbers (the checks run on one thread: see `run_checks`). This file is the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vaekit.checks import gradients as cg
+from vaekit.checks import training as ct
+from vaekit.checks.bounds import elbo_bound, iwae_tightens, kl_closed_form, kl_nonnegative
+from vaekit.checks.claim import ClaimResult, one_thread
+from vaekit.errors import ConfigError
+
+__all__ = ["CLAIM_IDS", "ClaimResult", "registry", "run_checks"]
+
+
+def registry() -> dict[str, tuple[Callable[..., ClaimResult], dict[str, Any]]]:
+    """claim id -> (function, the smaller sizes used by --quick), in the order printed."""
+    return {
+        "elbo_bound": (elbo_bound, {"n_x": 400, "n_random_encoders": 3, "k": 50}),
+        "iwae_tightens": (iwae_tightens, {"n_x": 200}),
+        "kl_nonnegative": (kl_nonnegative, {"n_pairs": 2000}),
+        "kl_closed_form": (kl_closed_form, {"n_samples": 4000}),
+        "reparam_unbiased": (cg.reparam_unbiased, cg.QUICK),
+        "score_unbiased": (cg.score_unbiased, cg.QUICK),
+        "variance": (cg.variance, {"replicates": 100, "dims": (1, 10, 100)}),
+        "training": (ct.training_curves, {"steps": 100, "dataset": "digits"}),
+    }
+
+
+CLAIM_IDS: tuple[str, ...] = ("elbo_bound", "iwae_tightens", "kl_nonnegative", "kl_closed_form",
+                              "reparam_unbiased", "score_unbiased", "variance", "training")
+
+
+def run_checks(ids: Sequence[str] | None = None, seed: int = 0, quick: bool = False,
+               overrides: dict[str, dict[str, Any]] | None = None,
+               on_result: Callable[[ClaimResult], None] | None = None) -> list[ClaimResult]:
+    """Run the claims `ids` (default all, in order) with `seed`; `quick` uses the smaller sizes;
+    `overrides[id]` sets keyword arguments of one claim. `on_result` sees each result as it comes."""
+    table = registry()
+    ids = list(ids) if ids else list(CLAIM_IDS)
+    unknown = [i for i in ids if i not in table]
+    if unknown:
+        raise ConfigError(f"unknown claim {unknown[0]!r}; valid claims are {', '.join(CLAIM_IDS)}.")
+    results = []
+    with one_thread():
+        for claim_id in ids:
+            func, quick_sizes = table[claim_id]
+            kwargs = {**(quick_sizes if quick else {}), **(overrides or {}).get(claim_id, {})}
+            result = func(seed=seed, **kwargs)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results

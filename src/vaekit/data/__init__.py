@@ -1,0 +1,9 @@
+"""Data (design.md, "Data"): IDX files, downloads, the registry and lookup order, datasets as one
+uint8 tensor with fixed splits, and the one binarization law.
+
+    idx.py        the IDX reader (MNIST's format), plain or gzip
+    download.py   verified downloads to a temporary name
+    registry.py   dataset names, where they are looked for, checksums
+    load.py       Dataset / Split, loading and splitting, .npy/.npz arrays
+    binarize.py   how pixels become x (dynamic, fixed, none) and the evaluation protocol
+"""

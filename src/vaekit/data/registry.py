@@ -1,0 +1,207 @@
+"""The datasets vaekit knows by name, where it looks for them, and their published checksums.
+
+Lookup order for the IDX sets (design.md): `--data-dir`, `$VAEKIT_DATA`, `~/.cache/vaekit/NAME`,
+`/usr/share/datasets/NAME` (Debian's dataset-fashion-mnist package); else download into the cache.
+A directory named by `--data-dir` or `$VAEKIT_DATA` is used as it is: bad files there are an error,
+never a silent fall-back elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaekit.data.download import RemoteFile, checksum_ok, download_file
+from vaekit.errors import DataError, UnknownDatasetError
+
+SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # last place looked in (Debian's dataset packages)
+
+
+
+@dataclass(frozen=True)
+class IDXDataset:
+    """A dataset published as four IDX files (MNIST's format)."""
+
+    name: str
+    description: str
+    base_url: str
+    files: dict[str, RemoteFile]  # role -> file; roles: train_images, train_labels, test_...
+    classes: tuple[str, ...]
+    val_size: int = 5000
+
+
+
+def _files(sums: dict[str, str], checksum_of: str) -> dict[str, RemoteFile]:
+    names = {
+        "train_images": "train-images-idx3-ubyte",
+        "train_labels": "train-labels-idx1-ubyte",
+        "test_images": "t10k-images-idx3-ubyte",
+        "test_labels": "t10k-labels-idx1-ubyte",
+    }
+    return {role: RemoteFile(names[role], sums[role], checksum_of) for role in names}
+
+
+REGISTRY: dict[str, IDXDataset] = {
+    "fashion-mnist": IDXDataset(
+        "fashion-mnist",
+        "Zalando's article images, 28x28 grey, 10 classes (Xiao et al. 2017)",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        _files(
+            {  # SHA-256 of the decompressed files (design.md)
+                "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            },
+            "raw",
+        ),
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
+    "mnist": IDXDataset(
+        "mnist",
+        "handwritten digits, 28x28 grey, 10 classes (LeCun et al. 1998)",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        _files(
+            {  # SHA-256 of the .gz archives
+                "train_images": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "train_labels": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "test_images": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "test_labels": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            },
+            "archive",
+        ),
+        tuple(str(d) for d in range(10)),
+    ),
+    "kmnist": IDXDataset(
+        "kmnist",
+        "Kuzushiji-MNIST, cursive Japanese characters, 28x28 grey, 10 classes (Clanuwat et al. 2018)",
+        "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+        _files(
+            {  # SHA-256 of the .gz archives
+                "train_images": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+                "train_labels": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+                "test_images": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+                "test_labels": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+            },
+            "archive",
+        ),
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    ),
+}
+
+
+BUILTIN = ("digits",)  # scikit-learn's bundled 8x8 digits: no download
+
+
+DEFAULT_DATASET = "fashion-mnist"
+
+
+
+def known_datasets() -> list[str]:
+    return [*REGISTRY, *BUILTIN]
+
+
+
+def find_file(directory: Path, remote: RemoteFile) -> Path | None:
+    for candidate in (directory / remote.name, directory / remote.archive_name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+
+def _has_all(directory: Path, spec: IDXDataset) -> bool:
+    return all(find_file(directory, f) is not None for f in spec.files.values())
+
+
+
+def cache_dir(name: str) -> Path:
+    return Path(os.path.expanduser("~")) / ".cache" / "vaekit" / name
+
+
+
+def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """The places searched for dataset `name`, in order, labelled by where they come from."""
+    out: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        out.append(("--data-dir", Path(data_dir)))
+    elif os.environ.get("VAEKIT_DATA"):
+        out.append(("$VAEKIT_DATA", Path(os.environ["VAEKIT_DATA"])))
+    out.append(("cache", cache_dir(name)))
+    out.append(("system", SYSTEM_DATA_ROOT / name))
+    return out
+
+
+
+def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The directory holding the IDX files of `name`, or None if no place has them.
+
+    A user-named directory (`data_dir` or $VAEKIT_DATA) is final: it is used as it is, or as its
+    subdirectory NAME, and if neither holds the files that is an error, not a fall-back.
+    """
+    spec = registry_entry(name)
+    for origin, directory in candidate_dirs(name, data_dir):
+        if origin in ("--data-dir", "$VAEKIT_DATA"):
+            for d in (directory, directory / name):
+                if d.is_dir() and _has_all(d, spec):
+                    return d
+            if not directory.is_dir():
+                raise DataError(f"{directory} (from {origin}): no such directory.")
+            expected = ", ".join(f.name + "[.gz]" for f in spec.files.values())
+            raise DataError(
+                f"{directory} (from {origin}): no {name} data there; expected the files {expected}."
+            )
+        if directory.is_dir() and _has_all(directory, spec):
+            return directory
+    return None
+
+
+
+def registry_entry(name: str) -> IDXDataset:
+    if name not in REGISTRY:
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, "
+            "or a path to a .npy/.npz array of images."
+        )
+    return REGISTRY[name]
+
+
+
+def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = None) -> Path:
+    """Return the directory of `name`, downloading it into the cache if no place has it."""
+    found = locate(name, data_dir)
+    if found is not None:
+        return found
+    spec = registry_entry(name)
+    target = cache_dir(name)
+    base = base_url or spec.base_url
+    existed = target.exists()
+    try:
+        for remote in spec.files.values():
+            dest = target / remote.archive_name
+            if dest.is_file() and checksum_ok(dest, remote):
+                continue
+            download_file(base + remote.archive_name, dest, remote)
+    except DataError:
+        if not existed and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # leave no empty cache directory behind a failed download
+        raise
+    return target
+
+
+
+def checksum_status(name: str, directory: Path) -> dict[str, str]:
+    """For each file of `name` in `directory`: 'ok', 'MISMATCH' or 'missing'."""
+    spec = registry_entry(name)
+    status = {}
+    for remote in spec.files.values():
+        path = find_file(directory, remote)
+        if path is None:
+            status[remote.name] = "missing"
+        elif remote.checksum_of == "archive" and not path.name.endswith(remote.archive_suffix):
+            status[remote.name] = "unchecked (published sum is of the .gz archive)"
+        else:
+            status[remote.name] = "ok" if checksum_ok(path, remote) else "MISMATCH"
+    return status

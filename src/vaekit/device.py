@@ -1,0 +1,69 @@
+"""Where torch computes: the device of a run (cpu, cuda, auto) and how many CPU threads it uses
+(what was asked for, or the cores other processes leave idle). Shared by training, evaluation and
+the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from vaekit.errors import ConfigError
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def idle_cores(sample_seconds: float = 0.3) -> float | None:
+    """Cores left idle by the other processes, from two readings of /proc/stat (Linux), or None.
+
+    The first line of /proc/stat counts the jiffies every CPU spent in user, nice, system, idle,
+    iowait, ... since boot; idle cores = cores * delta(idle + iowait) / delta(all).
+    """
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        return values[3] + values[4], sum(values)
+
+    try:
+        idle0, total0 = read()
+        time.sleep(sample_seconds)
+        idle1, total1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
+
+
+def choose_threads(requested: int) -> int:
+    """`requested` threads, or for 0 the cores that other processes leave idle (at least 1).
+
+    Why not always all cores: torch splits each operation across its threads and waits for the
+    slowest, so when another process holds one of two cores, two threads run an epoch many times
+    slower than one thread does (measured here: 2.7 s -> 20-120 s). The count is chosen once per
+    run and kept on resume, since results depend (slightly) on it.
+    """
+    cores = available_cores()
+    if requested > 0:
+        return requested
+    idle = idle_cores()
+    return cores if idle is None else max(1, min(cores, int(idle + 0.2)))
+
+
+def set_threads(n: int) -> int:
+    """Set torch's CPU threads to `choose_threads(n)` and return the number set."""
+    torch.set_num_threads(choose_threads(n))
+    return torch.get_num_threads()
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda' or 'auto' (cuda when torch sees a CUDA device, else cpu) as a torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here.")
+    return torch.device(name)

@@ -1,0 +1,6 @@
+"""Honest evaluation: the importance-weighted -log p(x) in bounded memory, and what the code holds.
+
+    iwae.py     -L_k of a batch (IWAE eq. 8) in chunks and tiles, on `vaekit.vae.prob`
+    latents.py  active units, a linear probe on the latent means
+    run.py      a run's test set evaluated under the published protocol, eval.json
+"""

@@ -1,0 +1,153 @@
+"""The importance-weighted estimate of -log p(x) (IWAE, Burda, Grosse & Salakhutdinov 2016, eq. 8)
+in bounded memory and without Python work per sample:
+
+    log p(x) ~ L_k(x) = log (1/k sum_{i=1..k} w_i),   w_i = p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x).
+
+`estimate_batch` runs the encoder once, draws the k samples in chunks (eps, z and log w of a chunk
+held at once, at most half of MEMORY_BUDGET), decodes each chunk a tile of about TARGET_ROWS
+latents per call (at most the other half), and combines the chunks' logsumexps with a running
+logaddexp. `vaekit.evaluate.run` uses it over a whole test set; tests/evaluate/test_evaluate.py holds
+it against torch.distributions, `vaekit.vae.prob` and the exact log p(x) of a linear-Gaussian VAE.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.vae.prob import VAE, gaussian_kl_per_dim, log_weights
+
+MEMORY_BUDGET = 256 * 2**20  # bytes: half for a chunk's eps, z and log w, half for a decoder call
+EPS_BLOCK = 32  # eps are drawn in blocks of this many samples: results do not depend on the chunk size
+TARGET_ROWS = 4096  # latents decoded per call: the fastest of 1024..32768 on a 2-core CPU; larger
+# tiles push the (rows x pixels) logits out of cache before log p(x|z) reads them (bench/eval_speed.py)
+TEMPORARIES = 3  # tensors of (rows x pixels) alive at once: decoder output, flip * logits, one spare
+
+
+# ----------------------------------------------------------------------------- memory and chunks
+
+
+def activation_elements(model: VAE, latent_dim: int) -> int:
+    """Elements of every leaf module's output when decoding one latent: an upper bound on the
+    decoder's live activations per sample (they are not all alive at once)."""
+    total = 0
+    hooks = []
+    if isinstance(model, nn.Module):
+        def count(_m: nn.Module, _i: Any, out: Any) -> None:
+            nonlocal total
+            total += sum(t.numel() for t in (out if isinstance(out, tuple) else (out,))
+                         if isinstance(t, Tensor))
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+    try:
+        dtype = next(iter(model.parameters())).dtype if isinstance(model, nn.Module) else torch.float32
+        with torch.inference_mode():
+            out = model.decode(torch.zeros(1, latent_dim, dtype=dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    mean = out[0] if isinstance(out, tuple) else out
+    return max(total, mean.numel())
+
+
+def tile_size(batch: int, pixels: int, activations: int = 0, budget: int = MEMORY_BUDGET,
+              bytes_per_element: int = 4, target_rows: int = TARGET_ROWS) -> int:
+    """Samples decoded per call for a batch of `batch` images: about `target_rows` latents, and at
+    most what fits half the budget, at least 1:
+
+        tile * batch * (activations + TEMPORARIES * pixels) * bytes <= budget / 2.
+    """
+    per_sample = batch * (activations + TEMPORARIES * pixels) * bytes_per_element
+    return max(1, min(math.ceil(target_rows / batch), (budget // 2) // max(per_sample, 1)))
+
+
+def chunk_size(k: int, batch: int, latent_dim: int, budget: int = MEMORY_BUDGET,
+               bytes_per_element: int = 4) -> int:
+    """Samples per chunk (eps, z and log w held at once) for a batch of `batch` images: the largest
+    multiple of EPS_BLOCK, at least one block, no larger than k rounded up to a block, with
+
+        chunk * batch * (2 * latent_dim + 4) * bytes <= budget / 2.
+    """
+    per_sample = batch * (2 * latent_dim + 4) * bytes_per_element
+    chunk = min((budget // 2) // max(per_sample, 1), math.ceil(k / EPS_BLOCK) * EPS_BLOCK)
+    return max(EPS_BLOCK, chunk // EPS_BLOCK * EPS_BLOCK)
+
+
+def draw_eps_blocks(n_blocks: int, batch: int, latent_dim: int, generator: torch.Generator | None,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+    """eps ~ N(0, I) of shape (n_blocks * EPS_BLOCK, B, D), one randn call per block, so that the
+    draws of a seed are the same whatever the chunk size (torch's randn of a larger tensor is not
+    the concatenation of smaller ones)."""
+    blocks = [torch.randn((EPS_BLOCK, batch, latent_dim), generator=generator, dtype=dtype)
+              for _ in range(n_blocks)]
+    return torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+
+
+# ----------------------------------------------------------------------------- one batch
+
+
+
+
+@dataclass
+class BatchEstimate:
+    """Per-image results of `estimate_batch`, in nats: nll = -L_k (IWAE eq. 8); recon = -1/k sum_i
+    log p(x|z_i) over the same k samples; kl_per_dim (B, D) closed form (sheet Ex.2 Q3); mu (B, D)."""
+
+    nll: Tensor
+    recon: Tensor
+    kl_per_dim: Tensor
+    mu: Tensor
+
+    @property
+    def kl(self) -> Tensor:
+        return self.kl_per_dim.sum(dim=-1)
+
+    @property
+    def neg_elbo(self) -> Tensor:
+        return self.recon + self.kl
+
+
+@torch.inference_mode()
+def estimate_batch(x: Tensor, model: VAE, k: int, *, eps: Tensor | None = None,
+                   generator: torch.Generator | None = None, chunk: int | None = None,
+                   tile: int | None = None, budget: int = MEMORY_BUDGET) -> BatchEstimate:
+    """-L_k(x) = -(logsumexp_i log w_i - log k) for a batch x (B, ...), in bounded memory.
+
+        log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x),  z_i = mu + sigma eps_i
+
+    (IWAE eq. 8), each tile's log w from `prob.log_weights`: the densities are vaekit.vae.prob's and
+    no one else's. The encoder runs once. Samples go in chunks of `chunk` (eps, z, log w of a
+    chunk at once; chunks combine by a running logaddexp), and each chunk is decoded `tile`
+    samples (tile * B latents) per call.
+    `eps` (k, B, D) fixes the samples; otherwise they come from `generator` in blocks of EPS_BLOCK.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    mu, logvar = model.encode(x)  # (B, D) each
+    b, d = mu.shape
+    if eps is not None and eps.shape != (k, b, d):
+        raise ValueError(f"eps must have shape {(k, b, d)}, got {tuple(eps.shape)}")
+    if chunk is None:
+        chunk = chunk_size(k, b, d, budget)
+    if tile is None:
+        tile = tile_size(b, x[0].numel(), activation_elements(model, d), budget)
+    lse = torch.full((b,), -math.inf, dtype=mu.dtype)  # running logsumexp of log w, (B,)
+    sum_log_px = torch.zeros(b, dtype=mu.dtype)
+    for start in range(0, k, chunk):
+        c = min(chunk, k - start)
+        if eps is not None:
+            e = eps[start : start + c]  # (c, B, D)
+        else:
+            e = draw_eps_blocks(math.ceil(c / EPS_BLOCK), b, d, generator, mu.dtype)[:c]
+        log_w = torch.empty((c, b), dtype=mu.dtype)
+        log_px = torch.empty_like(log_w)
+        for t0 in range(0, c, tile):  # tile * B latents decoded per call
+            lw, lpx = log_weights(x, model, mu, logvar, e[t0 : t0 + tile])  # (t, B) each
+            log_w[t0 : t0 + tile], log_px[t0 : t0 + tile] = lw, lpx
+        lse = torch.logaddexp(lse, torch.logsumexp(log_w, dim=0))
+        sum_log_px += log_px.sum(dim=0)
+    nll = -(lse - math.log(k))
+    return BatchEstimate(nll, -sum_log_px / k, gaussian_kl_per_dim(mu, logvar), mu)

@@ -1,0 +1,227 @@
+"""Honest evaluation of a VAE on held-out images: -ELBO, the importance-weighted -log p(x), and
+what the latent code holds.
+
+    evaluate_model(model, x, k)   -L_k, reconstruction, KL per latent dim and latent means over
+                                  many images (`vaekit.evaluate.iwae.estimate_batch` batch by
+                                  batch), with the reconstruction error and a progress bar
+    evaluate_run(run_dir, k)      all of it on a run's test set, with the active units and the
+                                  probe of `vaekit.evaluate.latents`, written to RUN_DIR/eval.json
+
+The log-likelihood is estimated as published tables do (docs/anchors.md): each test image binarized
+once with a fixed seed (continuous pixels for a Gaussian decoder), and
+
+    log p(x) ~ L_k(x) = log (1/k sum_{i=1..k} w_i),   w_i = p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)
+
+(IWAE, Burda, Grosse & Salakhutdinov 2016, eq. 8), with k = 5,000, averaged over the images in nats
+(and bits per dimension: nats / (D ln 2)). L_1 is the ELBO, E[L_k] <= E[L_{k+1}] <= log p(x), and
+L_k -> log p(x) as k grows (IWAE theorem 1), so -L_k is an upper bound on the NLL in expectation.
+
+Memory stays bounded whatever k and the batch size are: `vaekit.evaluate.iwae` draws the k samples in
+chunks and decodes them in tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from vaekit import runs
+from vaekit.config import TrainConfig
+from vaekit.data.binarize import EVAL_SEED, eval_images
+from vaekit.data.load import Dataset, load_dataset
+from vaekit.device import set_threads
+from vaekit.errors import CheckpointError, ConfigError, DataError
+from vaekit.evaluate.iwae import (
+    MEMORY_BUDGET,
+    TARGET_ROWS,
+    activation_elements,
+    chunk_size,
+    estimate_batch,
+    tile_size,
+)
+from vaekit.evaluate.latents import active_units, probe_accuracy
+from vaekit.vae.models import VAEBase
+from vaekit.vae.prob import VAE, decoder_mean
+
+EVAL_JSON = "eval.json"
+REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
+                   "active_units", "latent_dim", "images")
+PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
+
+
+# ----------------------------------------------------------------------------- many images
+
+
+@dataclass
+class Evaluation:
+    """Per-image results over a set of images (nats), and the latent means."""
+
+    nll: Tensor  # (N,)
+    recon: Tensor  # (N,)
+    kl_per_dim: Tensor  # (N, D)
+    mu: Tensor  # (N, D)
+    sq_error: Tensor  # (N,) mean over pixels of (E[x|z=mu] - x)^2
+    k: int
+    seconds: float
+
+    def summary(self, pixels: int) -> dict[str, Any]:
+        n = int(self.nll.shape[0])
+        nll = float(self.nll.double().mean())
+        kl = float(self.kl_per_dim.double().sum(dim=1).mean())
+        recon = float(self.recon.double().mean())
+        count, variances = active_units(self.mu)
+        return {
+            "test_neg_elbo": recon + kl, "test_recon": recon, "test_kl": kl, "test_nll": nll,
+            "k": self.k, "bits_per_dim": nll / (pixels * math.log(2.0)), "active_units": count,
+            "latent_dim": int(self.mu.shape[1]), "images": n,
+            "test_nll_stderr": float(self.nll.double().std() / math.sqrt(n)) if n > 1 else None,
+            "kl_per_dim": self.kl_per_dim.double().mean(dim=0).tolist(),
+            "latent_mean_variance": variances.tolist(),
+            "mse": float(self.sq_error.double().mean()),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@torch.inference_mode()
+def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: int = 0,
+                   budget: int = MEMORY_BUDGET, progress: bool | None = None,
+                   target_rows: int = TARGET_ROWS) -> Evaluation:
+    """`estimate_batch` over float images x (N, C, H, W), batch by batch, eps from one generator
+    seeded with `seed` (same seed and batch size, same numbers). Also the squared error of the
+    reconstruction at z = mu. `progress`: a tqdm bar of images done (None: only on a terminal)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if isinstance(model, nn.Module):
+        model.eval()
+    t0 = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    n, pixels = x.shape[0], x[0].numel()
+    b = min(batch_size, n)
+    chunk = chunk_size(k, b, model.latent_dim, budget)
+    tile = tile_size(b, pixels, activation_elements(model, model.latent_dim), budget, target_rows=target_rows)
+    parts: list[tuple[Tensor, ...]] = []
+    with tqdm(total=n, desc=f"eval k={k}", unit="img", disable=None if progress is None else not progress,
+              dynamic_ncols=True) as bar:
+        for start in range(0, n, b):
+            xb = x[start : start + b]
+            est = estimate_batch(xb, model, k, generator=generator, chunk=chunk, tile=tile)
+            mean = decoder_mean(model.decode(est.mu)).reshape(xb.shape[0], -1)
+            sq = (mean - xb.reshape(xb.shape[0], -1)).pow(2).mean(dim=1)
+            parts.append((est.nll, est.recon, est.kl_per_dim, est.mu, sq))
+            bar.update(xb.shape[0])
+    nll, recon, kl_per_dim, mu, sq = (torch.cat(c) for c in zip(*parts, strict=True))
+    return Evaluation(nll, recon, kl_per_dim, mu, sq, k=k, seconds=time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
+    """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
+    CheckpointError if it is unreadable or was computed for other weights."""
+    path = Path(run_dir) / EVAL_JSON
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
+    if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
+        raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
+    if result.get("model_sha256") != runs.model_fingerprint(run_dir):
+        raise CheckpointError(
+            f"{path} was computed for other weights than {Path(run_dir) / 'model.safetensors'}; "
+            f"run `vaekit eval {run_dir}` again."
+        )
+    return result
+
+
+def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                limit: int | None = None) -> tuple[VAEBase, TrainConfig, Tensor, Tensor | None, Dataset]:
+    """(model, config, x, labels, dataset) for a run: its model and test images as the model sees
+    them (binarized once with the validation seed, or continuous), the first `limit` of them."""
+
+    run = runs.load_run(run_dir)
+    model, config = run.model, run.config
+    name = dataset or config.data.name
+    ds = load_dataset(name, data_dir if data_dir is not None else config.data.data_dir)
+    expected = tuple(config.model.image_shape or ())
+    if ds.image_shape != expected:
+        c, h, w = ds.image_shape
+        raise DataError(
+            f"{name} has images of {c}x{h}x{w} (channels x height x width) but the model of {run_dir} "
+            f"was trained on {'x'.join(map(str, expected))} images of {config.data.name}."
+        )
+    images, labels = ds.test.images, ds.test.labels
+    if limit is not None:
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
+    return model, config, eval_images(images, config.resolved_binarize()), labels, ds
+
+
+def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, batch_size: int = 100,
+                 seed: int = 0, data_dir: str | None = None, dataset: str | None = None,
+                 progress: bool | None = None, probe: bool = True, write: bool = True,
+                 threads: int = 0) -> dict[str, Any]:
+    """Evaluate a run's best model on its test set and write RUN_DIR/eval.json.
+
+    Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
+    (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
+    model_sha256 and the protocol (dataset, binarization, seeds). `threads`: torch CPU threads, 0 =
+    the cores other processes leave idle (`vaekit.threads.choose_threads`: all of them on a quiet
+    machine); the previous setting is restored afterwards.
+    """
+
+    if k < 1:
+        raise ConfigError(f"k must be at least 1 importance sample, got {k}.")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1 image, got {limit}.")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    if threads < 0:
+        raise ConfigError(f"--threads must be 0 (idle cores) or more, got {threads}.")
+    run_dir = Path(run_dir)
+    model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit)
+    fingerprint = runs.model_fingerprint(run_dir)
+    previous = torch.get_num_threads()
+    threads = set_threads(threads)
+    try:
+        ev = evaluate_model(model, x, k, batch_size, seed, progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+    result = ev.summary(x[0].numel())
+    binarization = "none" if config.resolved_binarize() == "none" else "fixed"
+    result.update({
+        "dataset": ds.name, "binarization": binarization,
+        "binarization_seed": EVAL_SEED if binarization == "fixed" else None,
+        "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
+        "probe_accuracy": None, "probe_train_images": None,
+    })
+    if probe and labels is not None and ds.train.labels is not None and len(set(labels.tolist())) > 1:
+        result.update(_probe(model, config, ds, ev.mu, labels, seed))
+    if write:
+        runs.write_json_atomic(run_dir / EVAL_JSON, result)
+    return result
+
+
+def _probe(model: VAE, config: TrainConfig, ds: Dataset, test_mu: Tensor, test_labels: Tensor,
+           seed: int) -> dict[str, Any]:
+    """Fit the probe on the latent means of a seeded subsample of the training split (labelled:
+    the caller checks)."""
+    assert ds.train.labels is not None
+    n = len(ds.train)
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=g)[:PROBE_TRAIN_IMAGES].sort().values
+    x = eval_images(ds.train.images[index], config.resolved_binarize())
+    with torch.inference_mode():
+        mu = torch.cat([model.encode(x[i : i + 1000])[0] for i in range(0, x.shape[0], 1000)])
+    acc = probe_accuracy(mu, ds.train.labels[index], test_mu, test_labels, seed)
+    return {"probe_accuracy": acc, "probe_train_images": int(index.shape[0])}

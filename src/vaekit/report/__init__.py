@@ -1,0 +1,6 @@
+"""What a run learned, as pictures and one page.
+
+    figures.py    every matplotlib figure (the run's, `vaekit check`'s and `vaekit arch --plot`'s)
+    visualize.py  the arrays behind them, computed from a model
+    html.py       report.html: one self-contained page, images embedded
+"""

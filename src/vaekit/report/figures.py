@@ -1,0 +1,308 @@
+"""The figures of a run as plain functions: arrays in, a PNG file out (matplotlib, Agg backend).
+
+Nothing here knows about models; `vaekit.report.visualize` computes the arrays (reconstructions,
+prior samples, interpolations, the decoded manifold, latent means) and calls these. Images are float
+arrays in [0, 1] of shape (N, C, H, W) with C = 1 (grey) or 3 (RGB). The last part draws the
+figures of `vaekit check --figures DIR` from its claims' results: the estimators' variance against
+the latent dimension, and the learning curves of the VAE trained with each estimator. The very
+last draws the table of `vaekit arch --scaling --plot FILE.png` (`vaekit.arch.sheet`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from vaekit.arch.arith import FLOAT32_BYTES  # noqa: E402
+from vaekit.arch.sheet import ScalingRow  # noqa: E402
+
+if TYPE_CHECKING:  # for annotations only: checks does not import report, nor report checks
+    from vaekit.checks.claim import ClaimResult
+
+DPI = 100
+
+
+def _array(images: Any) -> np.ndarray:
+    """A float numpy array in [0, 1] from a numpy array or a torch tensor."""
+    if hasattr(images, "detach"):
+        images = images.detach().to("cpu").float().numpy()
+    return np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+
+
+def mosaic(images: Any, ncols: int, pad: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images into one (rows*(H+pad)-pad, ncols*(W+pad)-pad, C) array, row by
+    row; empty cells and padding are white."""
+    a = _array(images)
+    n, c, h, w = a.shape
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    out = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad, c), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        out[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = \
+            a[i].transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    return out
+
+
+def _show(ax: Any, tile: np.ndarray) -> None:
+    if tile.shape[2] == 1:
+        ax.imshow(tile[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(tile, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _grid_figure(tile: np.ndarray, title: str, scale: float = 0.06) -> tuple[Figure, Any]:
+    h, w = tile.shape[:2]
+    fig, ax = plt.subplots(figsize=(max(3.0, w * scale), max(2.0, h * scale) + 0.5))
+    _show(ax, tile)
+    ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
+def image_grid(images: Any, path: str | Path, ncols: int = 8, title: str = "") -> Path:
+    """Images in a grid, e.g. samples from the prior (`vaekit sample`)."""
+    fig, _ = _grid_figure(mosaic(images, ncols), title)
+    return _save(fig, path)
+
+
+def reconstructions(originals: Any, recons: Any, path: str | Path, ncols: int = 10,
+                    title: str = "test images (odd rows) over their reconstructions (even rows)") -> Path:
+    """Each row of originals is followed by the row of their reconstructions."""
+    fig, _ = _grid_figure(mosaic(interleave_rows(originals, recons, ncols), ncols), title)
+    return _save(fig, path)
+
+
+def interleave_rows(originals: Any, recons: Any, ncols: int) -> np.ndarray:
+    """(N, C, H, W) twice -> (2 * rows * ncols, C, H, W): a row of `ncols` originals, then the row
+    of their reconstructions, and so on; the last pair of rows is padded with white images."""
+    a, b = _array(originals), _array(recons)
+    if a.shape != b.shape:
+        raise ValueError(f"originals {a.shape} and reconstructions {b.shape} differ in shape")
+    rows = []
+    for start in range(0, a.shape[0], ncols):
+        chunk_a, chunk_b = a[start : start + ncols], b[start : start + ncols]
+        if chunk_a.shape[0] < ncols:  # pad the last pair of rows with white
+            fill = np.ones((ncols - chunk_a.shape[0], *a.shape[1:]), dtype=np.float32)
+            chunk_a, chunk_b = np.concatenate([chunk_a, fill]), np.concatenate([chunk_b, fill])
+        rows += [chunk_a, chunk_b]
+    return np.concatenate(rows)
+
+
+def interpolations(rows: Any, path: str | Path,
+                   title: str = "latent interpolations: each row decodes mu_a + t (mu_b - mu_a)") -> Path:
+    """rows (R, S, C, H, W): R interpolations of S steps each, one per row."""
+    a = _array(rows)
+    r, s = a.shape[:2]
+    fig, _ = _grid_figure(mosaic(a.reshape(r * s, *a.shape[2:]), s), title)
+    return _save(fig, path)
+
+
+def manifold(grid: Any, quantiles: Sequence[float], path: str | Path,
+             title: str = "decoded manifold on prior quantiles") -> Path:
+    """grid (n, n, C, H, W): the image decoded at z = (Phi^-1(q_j), Phi^-1(q_i)) in row i, column
+    j, with rows going down in z_2; `quantiles` label the axes."""
+    a = _array(grid)
+    n = a.shape[0]
+    tile = mosaic(a.reshape(n * n, *a.shape[2:]), n, pad=0)
+    side = max(6.0, 1.6 * tile.shape[1] / DPI)  # about 1.6 screen pixels per image pixel
+    fig, ax = plt.subplots(figsize=(side, side))
+    _show(ax, tile)
+    h, w = a.shape[3], a.shape[4]
+    ticks = [0, n // 2, n - 1]
+    ax.set_xticks([t * w + w / 2 for t in ticks], [f"{quantiles[t]:.2f}" for t in ticks])
+    ax.set_yticks([t * h + h / 2 for t in ticks], [f"{quantiles[n - 1 - t]:.2f}" for t in ticks])
+    ax.set_xlabel("prior quantile of z_1")
+    ax.set_ylabel("prior quantile of z_2")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def latent_scatter(points: Any, path: str | Path, labels: Any = None,
+                   classes: Sequence[str] | None = None, title: str = "latent means of test images",
+                   axis_labels: tuple[str, str] = ("z_1", "z_2")) -> Path:
+    """points (N, 2): latent means (or their PCA projection), coloured by class when labels exist."""
+    p = np.asarray(points.detach().cpu() if hasattr(points, "detach") else points, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    if labels is None:
+        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.5, color="tab:blue")
+    else:
+        lab = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+        cmap = plt.get_cmap("tab10" if lab.max(initial=0) < 10 else "tab20")
+        for c in np.unique(lab):
+            name = classes[int(c)] if classes is not None and int(c) < len(classes) else str(c)
+            sel = lab == c
+            ax.scatter(p[sel, 0], p[sel, 1], s=3, alpha=0.6, color=cmap(int(c) % cmap.N), label=name)
+        ax.legend(markerscale=4, fontsize=8, loc="best", framealpha=0.8)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def kl_per_dim(kl: Sequence[float], path: str | Path, active: Sequence[bool] | None = None,
+               title: str = "KL(q(z|x) || p(z)) per latent dimension, mean over test images") -> Path:
+    """Bars of the mean KL of each latent dimension, in nats; inactive units in grey."""
+    values = np.asarray(kl, dtype=np.float64)
+    colors = ["tab:blue" if (active is None or a) else "tab:gray"
+              for a in (active if active is not None else [True] * len(values))]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(values) + 2), 3.5))
+    ax.bar(np.arange(len(values)), values, color=colors)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("latent dimension" + ("  (grey: inactive, Cov_x E_q[z] <= 0.01)" if active is not None
+                                         else ""))
+    ax.set_ylabel("KL (nats)")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def learning_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """From metrics.jsonl rows: train and validation -ELBO (left) and KL (right) per epoch."""
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+
+    def col(key: str) -> list[float]:
+        return [float(r[key]) if r.get(key) is not None else math.nan for r in rows]
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    panels = ((ax1, "-ELBO", (("train_neg_elbo", "train -ELBO"), ("val_neg_elbo", "validation -ELBO"))),
+              (ax2, "KL(q(z|x) || p(z))", (("train_kl", "train KL"), ("val_kl", "validation KL"))))
+    for ax, title, series in panels:
+        for key, label in series:
+            if any(key in r for r in rows):
+                ax.plot(epochs, col(key), marker="o", ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per image")
+        ax.set_title(title, fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- vaekit check
+
+COLORS = {"score": "tab:red", "score+baseline": "tab:orange", "reparam": "tab:blue"}
+LINESTYLES = {1: "-", 10: "--", 100: ":"}
+
+
+
+
+def variance_figure(result: ClaimResult, path: Path) -> Path:
+    """Log-log variance of the n-sample gradient estimate against D: one panel per problem, a colour
+    per estimator, a line style per n."""
+    rows = result.details["table"]
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
+    fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems) + 2.0, 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, problem in zip(axes[0], problems, strict=True):
+        keys = dict.fromkeys((r["estimator"], r["n"]) for r in rows if r["problem"] == problem)
+        for name, n in keys:
+            sel = [r for r in rows if (r["problem"], r["estimator"], r["n"]) == (problem, name, n)]
+            ax.plot([r["dim"] for r in sel], [r["variance"] for r in sel], marker="o", markersize=3,
+                    color=COLORS.get(name), linestyle=LINESTYLES.get(n, "-."), label=f"{name}, n={n}")
+        ax.set(xscale="log", yscale="log", xlabel="latent dimension D",
+               ylabel="variance per gradient coordinate", title=problem)
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    fig.suptitle("Ex.2 Q5/Q6: variance of the n-sample gradient estimate (lower is better)")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def training_figure(result: ClaimResult, path: Path) -> Path:
+    """Held-out -ELBO and KL against the training step, one line per estimator, side by side."""
+    curves = result.details["curves"]
+    fig, (ax_elbo, ax_kl) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, c in curves.items():
+        color = COLORS.get(name)
+        ax_elbo.plot(range(1, len(c["train_neg_elbo"]) + 1), c["train_neg_elbo"], color=color,
+                     alpha=0.2, linewidth=0.8)
+        ax_elbo.plot(c["steps"], c["heldout_neg_elbo"], color=color, marker="o", markersize=3,
+                     label=f"{name} (held-out)")
+        ax_kl.plot(c["steps"], c["heldout_kl"], color=color, marker="o", markersize=3, label=name)
+    numbers = result.numbers
+    ax_elbo.set(xlabel="step", ylabel="-ELBO (nats per image)",
+                title=f"{numbers['dataset']}: -ELBO, faint: training batches")
+    top = max(max(c["heldout_neg_elbo"][1:] or c["heldout_neg_elbo"]) for c in curves.values())
+    low = min(min(c["heldout_neg_elbo"]) for c in curves.values())
+    ax_elbo.set_ylim(low - 0.05 * (top - low), top + 0.1 * (top - low))  # skip the untrained start
+    ax_kl.set(xlabel="step", ylabel="KL(q(z|x) || p(z)) (nats per image)", title="KL term, held-out")
+    for ax in (ax_elbo, ax_kl):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Ex.2 Q5 in practice: the same VAE, {numbers['steps']} steps of {numbers['batch']}, "
+                 "encoder gradient by score function vs reparameterization")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_check_figures(results: list[ClaimResult], directory: str | Path) -> list[Path]:
+    """Write the figures of the claims that were run (variance.png, training.png) into directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for result in results:
+        if result.id == "variance":
+            written.append(variance_figure(result, out / "variance.png"))
+        elif result.id == "training":
+            written.append(training_figure(result, out / "training.png"))
+    return written
+
+
+# ----------------------------------------------------------------------------- vaekit arch
+
+
+def _params_to_bytes(params: Any) -> Any:
+    """float32 bytes of `params` parameters (numbers or arrays, as matplotlib passes them)."""
+    return params * FLOAT32_BYTES
+
+
+def _bytes_to_params(size: Any) -> Any:
+    return size / FLOAT32_BYTES
+
+
+def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
+    """Ex.1 Q1 vs Q2 as the image grows (`vaekit.arch.sheet.scaling_table`), log-log: trainable
+    parameters of the dense layer, (side^2*3)*(side^2*20), and of the 3x3 conv, 3*3*3*20 + 20, on
+    the left axis; their float32 bytes (4 per parameter) on the right."""
+    sides = [r.side for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sides, [r.dense_params for r in rows], "o-", label="dense HxWx3 -> HxWx20")
+    ax.plot(sides, [r.conv_params for r in rows], "s-", label="conv 3x3, 20 maps")
+    ax.set(xscale="log", yscale="log", xlabel="image side (pixels)", ylabel="trainable parameters",
+           title="TD-2 Ex.1 Q1: dense vs conv as the image grows")
+    ax.set_xticks(sides, [str(s) for s in sides])
+    right = ax.secondary_yaxis("right", functions=(_params_to_bytes, _bytes_to_params))
+    right.set_ylabel("float32 bytes")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:  # not _save: a missing folder stays an error (OSError) for `--plot`, as before the move
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return Path(path)

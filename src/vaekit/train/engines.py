@@ -1,0 +1,118 @@
+"""Where a training step's gradients come from: engines behind one interface.
+
+    engine.loss_and_grads(model, x, beta, generator) -> sums
+
+computes the objective on a batch x (B, C, H, W) of float images, writes d(batch mean of the
+objective)/d(theta) into every parameter's `.grad` (overwriting what was there), and returns the
+batch sums, shape (4,), on the device, in nats: objective, -ELBO, reconstruction -log p(x|z), KL.
+The training loop (`vaekit.train.loop`) calls it and steps the optimizer; it never knows which
+engine it has. Every random draw of the step (eps) comes from `generator`.
+
+    AutogradEngine(objective)   any objective of `vaekit.vae` (`Objective`: per-image `Terms`),
+                                differentiated by autograd; for the score estimator it keeps the
+                                running-mean baseline b <- 0.9 b + 0.1 mean(recon) (Mnih & Gregor
+                                2014, section 3.3, with a constant instead of a learned baseline)
+    BackpropEngine(model)       the MLP VAE's one-sample ELBO differentiated by hand
+                                (`vaekit.vae.backprop`), faster per epoch than autograd on a CPU
+                                (docs/benchmarks.md has the figures)
+    make_engine(model, loop)    the engine a run's config asks for ('auto': the hand-derived one
+                                where it applies, autograd elsewhere; 'autograd': always autograd)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.config import LoopConfig
+from vaekit.vae import backprop
+from vaekit.vae.estimators import score_negative_elbo
+from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae
+
+BASELINE_DECAY = 0.9  # score estimator: baseline <- 0.9 baseline + 0.1 mean reconstruction
+
+# (x, model, beta, baseline, generator) -> per-image Terms: one training objective.
+Objective = Callable[[Tensor, VAE, float, "float | None", torch.Generator], Terms]
+
+
+class Engine(Protocol):
+    """What the training loop needs of an engine (see the module docstring)."""
+
+    baseline: float | None  # the score estimator's running baseline (None for the others)
+
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float,
+                       generator: torch.Generator) -> Tensor: ...
+
+
+def objective_for(loop: LoopConfig) -> Objective:
+    """The per-image objective of a run's [train] section: the K-sample ELBO (beta, free bits),
+    IWAE-K, or the ELBO with the encoder trained by the score function."""
+    k, free_bits = loop.samples, loop.free_bits
+    if loop.objective == "iwae":
+        def iwae(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator) -> Terms:
+            return negative_iwae(x, model, k=k, generator=g)
+        return iwae
+    if loop.estimator == "score":
+        def score(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator) -> Terms:
+            return score_negative_elbo(x, model, k=k, beta=beta, baseline=baseline, generator=g)
+        return score
+
+    def elbo(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator) -> Terms:
+        return negative_elbo(x, model, k=k, beta=beta, free_bits=free_bits, generator=g)
+    return elbo
+
+
+class AutogradEngine:
+    """An objective of `vaekit.vae` and its gradient by autograd. With `track_baseline`, the
+    running mean of the batch reconstruction is kept (a host sync per step) and handed to the
+    objective as its baseline: what the score estimator needs."""
+
+    def __init__(self, objective: Objective, track_baseline: bool = False,
+                 baseline: float | None = None) -> None:
+        self.objective = objective
+        self.track_baseline = track_baseline
+        self.baseline = baseline
+
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float,
+                       generator: torch.Generator) -> Tensor:
+        terms = self.objective(x, model, beta, self.baseline, generator)  # type: ignore[arg-type]
+        model.zero_grad(set_to_none=True)
+        terms.loss.mean().backward()
+        with torch.no_grad():
+            sums = torch.stack([terms.loss.sum(), terms.neg_elbo.sum(), terms.recon.sum(), terms.kl.sum()])
+        if self.track_baseline:
+            r = terms.recon.detach().mean().item()
+            self.baseline = r if self.baseline is None else (
+                BASELINE_DECAY * self.baseline + (1 - BASELINE_DECAY) * r)
+        return sums
+
+
+class BackpropEngine:
+    """The MLP VAE's one-sample ELBO and its gradient derived by hand (`vaekit.vae.backprop`):
+    eps ~ N(0, I) of shape (B, D) from the generator, the same draws `prob.negative_elbo` makes.
+    The engine owns the model's layer plan (looked up once, not per step)."""
+
+    baseline: float | None = None
+
+    def __init__(self, model: backprop.MLPVAE, free_bits: float = 0.0) -> None:
+        self.free_bits = free_bits
+        self._model: nn.Module = model
+        self._plan = backprop.Plan.of(model)
+
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float,
+                       generator: torch.Generator) -> Tensor:
+        if model is not self._model:  # another model than the one planned for
+            self._model, self._plan = model, backprop.Plan.of(model)  # type: ignore[arg-type]
+        eps = torch.randn((x.shape[0], self._plan.latent_dim), generator=generator, device=x.device)
+        return backprop.backprop(model, x, eps, beta, self.free_bits, plan=self._plan)  # type: ignore[arg-type]
+
+
+def make_engine(model: nn.Module, loop: LoopConfig, baseline: float | None = None) -> Engine:
+    """The engine of a run: `loop.engine` 'auto' takes `BackpropEngine` where
+    `backprop.supports(model, loop)`, and `AutogradEngine` on `objective_for(loop)` otherwise."""
+    if loop.engine == "auto" and backprop.supports(model, loop):  # type: ignore[arg-type]
+        return BackpropEngine(model, loop.free_bits)  # type: ignore[arg-type]
+    return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline)

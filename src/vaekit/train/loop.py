@@ -1,0 +1,103 @@
+"""THE training loop of vaekit (Ex.2 Q6: "any gradient descent algorithm"): one epoch, and the
+validation -ELBO. `vaekit.train.fit` runs it epoch after epoch for a run; `vaekit check`'s training
+claim (`vaekit.checks.training`) runs it for a fixed number of steps.
+
+The training set stays in memory as one uint8 tensor (N, C, H, W) on the device; each batch is
+indexed from it with a seeded permutation and turned into x by `vaekit.data.binarize` (drawn afresh
+for dynamic binarization). No DataLoader, no per-image Python objects. The gradients come from an
+engine (`vaekit.train.engines`): the loop does not know which. Every random draw of an epoch
+(permutation, binarization, eps) comes from the one `generator` it is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from vaekit.config import TrainConfig
+from vaekit.data.binarize import prepare
+from vaekit.errors import DivergenceError
+from vaekit.train.engines import Engine
+from vaekit.train.optim import beta_at
+from vaekit.vae.prob import VAE, negative_elbo
+
+VAL_EPS_SEED = 0  # eps of the validation -ELBO: the same draws each epoch, so epochs compare
+VAL_BATCH = 1000
+
+# Called after each optimizer step with (steps taken in all, the batch sums of the step, the batch
+# size); returning True ends the epoch there.
+OnStep = Callable[[int, Tensor, int], "bool | None"]
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engine, images: Tensor,
+                mode: str, config: TrainConfig, generator: torch.Generator, step: int, epoch: int,
+                show_bar: bool | None = None, on_step: OnStep | None = None) -> tuple[dict[str, float], int]:
+    """One epoch over `images` (uint8 (N, C, H, W)), x made by `prepare(pixels, mode)`, starting at
+    optimizer step `step` (the KL warm-up's clock). Returns the means per image of the objective,
+    -ELBO, reconstruction and KL over the images seen, and the steps taken in all.
+
+    Sums stay on the device during the epoch (no host round-trip per step beyond the finiteness
+    check, every step on a CPU and every 50 on a GPU). A non-finite loss raises DivergenceError
+    before the optimizer steps on it.
+    """
+    loop, clip = config.train, config.optim.clip
+    model.train()
+    n, batch = images.shape[0], loop.batch_size
+    steps = math.ceil(n / batch)
+    perm = torch.randperm(n, generator=generator, device=images.device)
+    sums = torch.zeros(4, dtype=torch.float64, device=images.device)  # loss, -ELBO, recon, KL
+    params = [p for p in model.parameters() if p.requires_grad]
+    check_every = 1 if images.device.type == "cpu" else 50  # host sync per check on a GPU
+    bar = tqdm(total=steps, desc=f"epoch {epoch}/{loop.epochs}", unit="batch", leave=False,
+               disable=None if show_bar is None else not show_bar,  # None: only on a terminal
+               dynamic_ncols=True)
+    seen = 0
+    for i in range(steps):
+        index = perm[i * batch : (i + 1) * batch]
+        pixels = images.index_select(0, index)  # (b, C, H, W) uint8
+        x = prepare(pixels, mode, generator)  # (b, C, H, W) float32
+        batch_sums = engine.loss_and_grads(model, x, beta_at(step, steps, loop), generator)
+        if i % check_every == 0 or i == steps - 1:
+            value = float(batch_sums[0]) / x.shape[0]
+            if not math.isfinite(value):
+                bar.close()
+                raise DivergenceError(
+                    f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}; training "
+                    f"stopped and the last good checkpoint (epoch {epoch - 1}) is kept: try a "
+                    "lower --lr or --clip."
+                )
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        optimizer.step()
+        step += 1
+        sums += batch_sums
+        seen += x.shape[0]
+        if not bar.disable and (i % 20 == 19 or i == steps - 1):
+            m = (sums / seen).tolist()
+            bar.set_postfix_str(f"-ELBO {m[1]:.2f} recon {m[2]:.2f} KL {m[3]:.2f}", refresh=False)
+            bar.update(i + 1 - bar.n)
+        if on_step is not None and on_step(step, batch_sums, x.shape[0]):
+            break
+    bar.close()
+    loss_m, neg_elbo, recon, kl = (sums / max(seen, 1)).tolist()
+    return {"train_loss": loss_m, "train_neg_elbo": neg_elbo, "train_recon": recon, "train_kl": kl}, step
+
+
+@torch.inference_mode()
+def validate(model: VAE, x: Tensor, batch_size: int = VAL_BATCH, k: int = 1,
+             seed: int = VAL_EPS_SEED) -> dict[str, float]:
+    """Mean -ELBO, reconstruction and KL (nats per image) of float images `x` (N, C, H, W), with k
+    reparameterized samples drawn from a generator seeded with `seed` (the same eps each call)."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        terms = negative_elbo(x[start : start + batch_size], model, k=k, generator=generator)
+        sums += torch.stack([terms.neg_elbo.sum(), terms.recon.sum(), terms.kl.sum()])
+    neg_elbo, recon, kl = (sums / x.shape[0]).tolist()
+    return {"neg_elbo": neg_elbo, "recon": recon, "kl": kl}

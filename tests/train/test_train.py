@@ -1,0 +1,482 @@
+"""vaekit.train (fit, loop, engines, optim) and `vaekit train` on scikit-learn's 8x8 digits (no
+download, fractions of a second per epoch): learning, exact resume, kills, NaN, and every bad input
+(exit 2, nothing overwritten)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vaekit import device as threads_mod
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.config import TrainConfig
+from vaekit.data.binarize import binarize as binarize_batch
+from vaekit.data.binarize import eval_images
+from vaekit.data.load import Dataset, load_dataset
+from vaekit.train import engines
+from vaekit.train import fit as train_mod
+from vaekit.train.fit import Progress, fit
+from vaekit.train.loop import validate
+from vaekit.train.optim import beta_at, lr_at
+from vaekit.vae import backprop as mlp_backprop
+from vaekit.vae.models import build_model
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads() -> Any:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(**changes: Any) -> TrainConfig:
+    """A digits run that takes well under a second per epoch."""
+    c = TrainConfig()
+    c.data.name = "digits"
+    c.model.hidden, c.model.latent = [32], 4
+    c.optim.lr = 3e-3
+    c.train.batch_size, c.train.epochs, c.train.threads = 64, 2, 1
+    for key, value in changes.items():
+        section, name = key.split("__")
+        setattr(getattr(c, section), name, value)
+    return c
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def tensors_of(path: Path) -> dict[str, torch.Tensor]:
+    return runs.read_tensors(path, "test")[0]
+
+
+def assert_same_tensors(a: Path, b: Path) -> None:
+    ta, tb = tensors_of(a), tensors_of(b)
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        assert torch.equal(ta[key], tb[key]), key
+
+
+def metrics_without_time(run: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in runs.read_metrics(run)]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    assert_same_tensors(a / runs.CHECKPOINT, b / runs.CHECKPOINT)  # weights and optimizer
+    assert_same_tensors(a / runs.MODEL, b / runs.MODEL)  # best weights
+    assert metrics_without_time(a) == metrics_without_time(b)
+    sa, sb = (runs.load_checkpoint(p)[2] for p in (a, b))
+    assert sa["rng"] == sb["rng"] and sa["progress"] == sb["progress"]
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_short_run_lowers_neg_elbo(tmp_path: Path, digits: Dataset) -> None:
+    config = small(train__epochs=6)
+    config.model.image_shape = list(digits.image_shape)
+    torch.manual_seed(config.train.seed)
+    untrained = validate(build_model(config), eval_images(digits.val.images, config.resolved_binarize()))
+    summary = fit(config, tmp_path / "run", log=quiet, dataset=digits)
+    rows = runs.read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert rows[-1]["val_neg_elbo"] < rows[0]["val_neg_elbo"] < untrained["neg_elbo"]
+    assert rows[-1]["val_neg_elbo"] < 0.8 * untrained["neg_elbo"]
+    assert rows[-1]["train_neg_elbo"] < rows[0]["train_neg_elbo"]
+    assert summary["best_val_neg_elbo"] == min(r["val_neg_elbo"] for r in rows)
+
+
+def test_run_directory(tmp_path: Path, digits: Dataset) -> None:
+    run = tmp_path / "run"
+    fit(small(), run, log=quiet, dataset=digits)
+    names = {p.name for p in run.iterdir()}
+    assert names == {"config.json", "model.safetensors", "checkpoint.safetensors", "checkpoint.json",
+                     "metrics.jsonl"}
+    for row in runs.read_metrics(run):
+        for key in ("epoch", "train_neg_elbo", "val_neg_elbo", "val_recon", "val_kl", "epoch_seconds", "lr"):
+            assert key in row
+        assert row["epoch_seconds"] > 0 and row["lr"] == 3e-3
+        assert row["val_neg_elbo"] == pytest.approx(row["val_recon"] + row["val_kl"])
+    # the best model reloads and reproduces the recorded validation -ELBO
+    loaded = runs.load_run(run)
+    model, config = loaded.model, loaded.config
+    again = validate(model, eval_images(digits.val.images, config.resolved_binarize()))
+    state = runs.load_checkpoint(run)[2]
+    assert again["neg_elbo"] == pytest.approx(state["progress"]["best_val"], rel=1e-6)
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 2
+
+
+def test_same_seed_same_numbers(tmp_path: Path, digits: Dataset) -> None:
+    fit(small(), tmp_path / "a", log=quiet, dataset=digits)
+    fit(small(), tmp_path / "b", log=quiet, dataset=digits)
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, digits: Dataset) -> None:
+    fit(small(train__epochs=4), tmp_path / "full", log=quiet, dataset=digits)
+    fit(small(train__epochs=2), tmp_path / "part", log=quiet, dataset=digits)
+    fit(small(train__epochs=4), tmp_path / "part", resume=True, log=quiet, dataset=digits)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+def test_resume_after_a_kill_mid_epoch(tmp_path: Path, digits: Dataset,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cosine schedule, KL warm-up, 2 samples: killed in the middle of epoch 3, resumed."""
+    changes = dict(train__epochs=4, train__warmup=2.0, train__samples=2, optim__schedule="cosine")
+    fit(small(**changes), tmp_path / "full", log=quiet, dataset=digits)
+    calls = {"n": 0}
+    real = engines.objective_for
+
+    def killed_objective(loop: Any) -> Any:  # the objective of the autograd engine (2 samples)
+        objective = real(loop)
+
+        def killed(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 2 * 23 + 5:  # 23 batches per epoch: the 5th batch of epoch 3
+                raise KeyboardInterrupt
+            return objective(*args, **kwargs)
+        return killed
+
+    monkeypatch.setattr(engines, "objective_for", killed_objective)
+    with pytest.raises(KeyboardInterrupt):
+        fit(small(**changes), tmp_path / "part", log=quiet, dataset=digits)
+    monkeypatch.setattr(engines, "objective_for", real)
+    assert runs.load_checkpoint(tmp_path / "part")[2]["epoch"] == 2
+    fit(small(**changes), tmp_path / "part", resume=True, log=quiet, dataset=digits)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+@pytest.mark.parametrize("which", [runs.CHECKPOINT, runs.CHECKPOINT_JSON])
+def test_kill_while_writing_a_checkpoint_leaves_a_loadable_one(
+        tmp_path: Path, digits: Dataset, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
+    """The rename of epoch 2's file fails (as a kill at that moment would): the last good
+    checkpoint loads, and resuming from it ends exactly as an uninterrupted run."""
+    fit(small(train__epochs=3), tmp_path / "full", log=quiet, dataset=digits)
+    real_replace = runs.os.replace
+    seen = {"n": 0}
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == which:
+            seen["n"] += 1
+            if seen["n"] == 2:
+                raise OSError("killed while renaming")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runs.os, "replace", replace)
+    with pytest.raises(OSError, match="killed"):
+        fit(small(train__epochs=3), tmp_path / "part", log=quiet, dataset=digits)
+    monkeypatch.setattr(runs.os, "replace", real_replace)
+    model_t, optim_t, state = runs.load_checkpoint(tmp_path / "part")
+    # the .safetensors is the commit point: killed before it, epoch 1 stays; after it, epoch 2 is in
+    assert state["epoch"] == (1 if which == runs.CHECKPOINT else 2)
+    assert model_t and optim_t
+    fit(small(train__epochs=3), tmp_path / "part", resume=True, log=quiet, dataset=digits)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+def test_resume_of_a_finished_run_does_nothing(tmp_path: Path, digits: Dataset) -> None:
+    fit(small(), tmp_path / "run", log=quiet, dataset=digits)
+    before = snapshot(tmp_path / "run")
+    lines: list[str] = []
+    fit(small(), tmp_path / "run", resume=True, log=lines.append, dataset=digits)
+    assert "nothing to do" in lines[-1]
+    assert snapshot(tmp_path / "run") == before
+
+
+# ----------------------------------------------------------------------------- stops
+
+
+@pytest.mark.parametrize("engine", ["auto", "autograd"])
+def test_nan_loss_stops_with_epoch_and_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str], one_sentence: Any,
+                                            engine: str) -> None:
+    calls = {"n": 0}
+    if engine == "autograd":  # the loss of vaekit.prob, differentiated by autograd
+        real = engines.objective_for
+
+        def poisoned_objective(loop: Any) -> Any:
+            objective = real(loop)
+
+            def poisoned(*args: Any, **kwargs: Any) -> Any:
+                calls["n"] += 1
+                terms = objective(*args, **kwargs)
+                if calls["n"] == 23 + 3:  # epoch 2, step 3
+                    terms.loss = terms.loss * float("nan")
+                return terms
+            return poisoned
+
+        monkeypatch.setattr(engines, "objective_for", poisoned_objective)
+    else:  # the default for this MLP: vaekit.vae.backprop
+        real_backprop = mlp_backprop.backprop
+
+        def poisoned_backprop(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            sums = real_backprop(*args, **kwargs)
+            return sums * float("nan") if calls["n"] == 23 + 3 else sums
+
+        monkeypatch.setattr(mlp_backprop, "backprop", poisoned_backprop)
+    run = tmp_path / "run"
+    status = main(["train", "--data", "digits", "--hidden", "32", "--latent", "4", "--batch-size", "64",
+                   "--epochs", "3", "--threads", "1", "--engine", engine, "--out", str(run), "--no-progress"])
+    assert calls["n"] == 23 + 3  # the poisoned function was the one in use, and the run stopped there
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2
+    assert "epoch 2, step 3 of 23" in err and "nan" in err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    state = runs.load_checkpoint(run)[2]
+    assert state["epoch"] == 1
+    assert [r["epoch"] for r in runs.read_metrics(run)] == [1]
+    model = runs.load_run(run).model
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_early_stopping_keeps_the_best(tmp_path: Path, digits: Dataset,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter([10.0, 9.0, 9.5, 9.6, 8.0])
+    best_weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def fake_validate(model: Any, x: Any, **_: Any) -> dict[str, float]:
+        value = next(scores)
+        best_weights[len(best_weights) + 1] = {k: v.clone() for k, v in model.state_dict().items()}
+        return {"neg_elbo": value, "recon": value - 1, "kl": 1.0}
+
+    monkeypatch.setattr(train_mod, "validate", fake_validate)
+    summary = fit(small(train__epochs=5, train__patience=2), tmp_path / "run", log=quiet, dataset=digits)
+    assert summary["epochs"] == 4 and summary["best_epoch"] == 2 and "early stopping" in summary["stopped"]
+    saved = tensors_of(tmp_path / "run" / runs.MODEL)
+    assert all(torch.equal(saved[k], best_weights[2][k]) for k in saved)
+
+
+# ----------------------------------------------------------------------------- other objectives
+
+
+@pytest.mark.parametrize("changes", [
+    dict(train__objective="iwae", train__samples=3),
+    dict(model__kind="conv", model__channels=[8, 16], model__hidden=[]),
+    dict(model__likelihood="gaussian", model__variance="global", optim__clip=5.0),
+    dict(train__beta=2.0, train__free_bits=0.2, optim__name="sgd", optim__lr=1e-3),
+    dict(optim__name="rmsprop", optim__lr=1e-4, optim__schedule="step", optim__step_size=1),
+    dict(optim__name="adamw", optim__weight_decay=0.01, data__binarize="fixed"),
+])
+def test_objectives_models_and_optimizers_run(tmp_path: Path, digits: Dataset, changes: dict) -> None:
+    fit(small(train__epochs=1, **changes), tmp_path / "run", log=quiet, dataset=digits)
+    row = runs.read_metrics(tmp_path / "run")[0]
+    assert all(math.isfinite(row[k]) for k in ("train_neg_elbo", "val_neg_elbo", "val_kl"))
+    assert row["val_kl"] >= 0
+
+
+def test_score_estimator_branch(tmp_path: Path, digits: Dataset) -> None:
+    pytest.importorskip("vaekit.vae.estimators")
+    fit(small(train__epochs=1, train__estimator="score"), tmp_path / "run", log=quiet, dataset=digits)
+    state = runs.load_checkpoint(tmp_path / "run")[2]
+    assert state["progress"]["baseline"] is not None and math.isfinite(state["progress"]["baseline"])
+    assert math.isfinite(runs.read_metrics(tmp_path / "run")[0]["val_neg_elbo"])
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_schedules_closed_forms() -> None:
+    c = TrainConfig()
+    c.optim.lr = 0.1
+    assert lr_at(7, c.optim, 10) == 0.1
+    c.optim.schedule = "cosine"
+    assert lr_at(0, c.optim, 10) == pytest.approx(0.1)
+    assert lr_at(5, c.optim, 10) == pytest.approx(0.05)
+    assert lr_at(10, c.optim, 10) == pytest.approx(0.0, abs=1e-12)
+    c.optim.schedule, c.optim.step_size, c.optim.gamma = "step", 3, 0.5
+    assert [lr_at(e, c.optim, 10) for e in (0, 2, 3, 6)] == pytest.approx([0.1, 0.1, 0.05, 0.025])
+    c.train.beta, c.train.warmup = 2.0, 2.0
+    assert beta_at(0, 10, c.train) == pytest.approx(2.0 * 1 / 20)
+    assert beta_at(9, 10, c.train) == pytest.approx(1.0)
+    assert beta_at(19, 10, c.train) == beta_at(500, 10, c.train) == 2.0
+
+
+def test_binarize_batch_is_bernoulli_of_pixel_over_255() -> None:
+    pixels = torch.arange(256, dtype=torch.uint8).repeat(4000, 1)  # (4000, 256)
+    x = binarize_batch(pixels, torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float32 and set(x.unique().tolist()) <= {0.0, 1.0}
+    p = torch.arange(256, dtype=torch.float64) / 255
+    freq = x.double().mean(0)
+    stderr = (p * (1 - p) / 4000).sqrt()
+    assert (freq - p).abs().max() <= (5 * stderr).max()
+    assert freq[0] == 0 and freq[255] == 1
+
+
+def test_auto_threads_use_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: 2)
+    assert threads_mod.choose_threads(3) == 3  # asked for: given
+    for idle, expected in [(2.0, 2), (1.85, 2), (1.5, 1), (1.0, 1), (0.1, 1), (None, 2)]:
+        monkeypatch.setattr(threads_mod, "idle_cores", lambda idle=idle: idle)
+        assert threads_mod.choose_threads(0) == expected, idle
+    idle = threads_mod.idle_cores(0.05)  # the real reading, on Linux
+    assert idle is None or -0.01 <= idle <= (__import__("os").cpu_count() or 1) + 0.01
+
+
+def test_progress_round_trips_through_json() -> None:
+    p = Progress(epoch=3, step=9, best_val=1.5, best_epoch=2, bad_epochs=1, baseline=0.25)
+    from dataclasses import asdict
+
+    assert Progress(**json.loads(json.dumps(asdict(p)))) == p
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())} if run.exists() else {}
+
+
+@pytest.fixture
+def trained_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    status = main(["train", "--data", "digits", "--hidden", "16", "--latent", "4", "--batch-size", "128",
+                   "--epochs", "1", "--threads", "1", "--out", str(run), "--no-progress"])
+    assert status == 0
+    return run
+
+
+BASE = ["train", "--data", "digits", "--threads", "1", "--no-progress"]
+
+
+@pytest.mark.parametrize("flags, phrase", [
+    (["--optimizer", "adamx"], "unknown optimizer 'adamx'; valid values are adam, adamw, sgd, rmsprop."),
+    (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+    (["--model", "resnet"], "unknown model 'resnet'; valid values are mlp, conv."),
+    (["--latent", "0"], "latent size must be at least 1, got 0."),
+    (["--likelihood", "gaussian", "--binarize", "dynamic"], "a gaussian likelihood needs continuous pixels"),
+    (["--estimator", "magic"], "unknown estimator 'magic'"),
+    (["--engine", "jax"], "unknown engine 'jax'; valid values are auto, autograd."),
+])
+def test_bad_flags(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str],
+                   one_sentence: Any, flags: list[str], phrase: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/digits-mlp, would land here
+    before = snapshot(trained_run)
+    fresh = tmp_path / "fresh"
+    for out in ([], ["--out", str(fresh)], ["--out", str(trained_run), "--resume"]):
+        capsys.readouterr()
+        status = main(BASE + flags + out)
+        err = capsys.readouterr().err.strip()
+        assert status == 2, err
+        assert len(err.splitlines()) == 1 and phrase in err, err
+        one_sentence(err.removeprefix("vaekit train: error: "))
+    assert snapshot(trained_run) == before
+    assert not fresh.exists() and not (tmp_path / "runs").exists()
+
+
+def run_bad(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    status = main(args)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("vaekit train: error: "), err
+    return err
+
+
+def test_unknown_config_key(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str],
+                            one_sentence: Any) -> None:
+    before = snapshot(trained_run)
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[train]\nepoch = 3\n")
+    err = run_bad(BASE + ["--config", str(toml), "--out", str(trained_run), "--resume"], capsys)
+    assert "unknown key train.epoch" in err and "epochs" in err and str(toml) in err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    toml.write_text("[training]\nepochs = 3\n")
+    assert "valid sections are data, model, optim, train" in run_bad(BASE + ["--config", str(toml)], capsys)
+    toml.write_text("[train]\nepochs = 'three'\n")
+    assert "train.epochs must be an integer" in run_bad(BASE + ["--config", str(toml)], capsys)
+    assert snapshot(trained_run) == before
+
+
+def test_resume_with_a_different_config(trained_run: Path, capsys: pytest.CaptureFixture[str],
+                                        one_sentence: Any) -> None:
+    before = snapshot(trained_run)
+    err = run_bad(BASE + ["--out", str(trained_run), "--resume", "--latent", "5", "--lr", "0.1",
+                          "--epochs", "2"], capsys)
+    assert "model.latent" in err and "optim.lr" in err and str(trained_run) in err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    assert snapshot(trained_run) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_bad(BASE + ["--device", "cuda", "--out", str(tmp_path / "run")], capsys)
+    assert "no CUDA device" in err and not (tmp_path / "run").exists()
+
+
+def test_new_run_over_an_existing_one(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(trained_run)
+    err = run_bad(BASE + ["--out", str(trained_run), "--epochs", "2"], capsys)
+    assert "already holds a run" in err
+    assert snapshot(trained_run) == before
+    (trained_run / runs.CHECKPOINT).unlink()  # as if killed during its first epoch
+    (trained_run / runs.CHECKPOINT_JSON).unlink()
+    before = snapshot(trained_run)
+    assert "never finished an epoch" in run_bad(BASE + ["--out", str(trained_run)], capsys)
+    assert "no checkpoint file" in run_bad(BASE + ["--out", str(trained_run), "--resume"], capsys)
+    assert "--resume needs --out" in run_bad(BASE + ["--resume"], capsys)
+    assert snapshot(trained_run) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "pickle", "missing"])
+def test_damaged_checkpoint(trained_run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
+                            damage: str) -> None:
+    path = trained_run / runs.CHECKPOINT
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "pickle":
+        torch.save({"model": torch.zeros(3)}, path)
+    else:
+        path.unlink()
+    before = snapshot(trained_run)
+    err = run_bad(BASE + ["--out", str(trained_run), "--resume", "--epochs", "2"], capsys)
+    assert str(path) in err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    assert snapshot(trained_run) == before
+
+
+def test_cli_resume_continues(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(BASE + ["--out", str(trained_run), "--resume", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1" in out and "epoch   2/2" in out
+    assert [r["epoch"] for r in runs.read_metrics(trained_run)] == [1, 2]
+    assert runs.read_config(trained_run).train.epochs == 2
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    from vaekit.cli import build_parser
+    from vaekit.commands.train import build_config
+
+    toml = tmp_path / "c.toml"
+    toml.write_text('[model]\nhidden = [64, 32]\nlatent = 7\n[optim]\nname = "sgd"\nlr = 0.5\n')
+    args = build_parser().parse_args(["train", "--config", str(toml), "--lr", "0.01", "--hidden", "512,256"])
+    config, out = build_config(args)
+    assert config.model.hidden == [512, 256] and config.model.latent == 7  # flag over file over default
+    assert config.optim.name == "sgd" and config.optim.lr == 0.01 and config.train.epochs == 10
+    assert out == Path("runs/fashion-mnist-mlp")
+
+
+def test_shipped_configs() -> None:
+    from vaekit.config import load_toml, validate
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    sheet = validate(load_toml(root / "sheet.toml"))
+    assert sheet.model.kind == "mlp" and len(sheet.model.hidden) == 1
+    assert sheet.train.samples == 1 and sheet.optim.name == "adam" and sheet.train.objective == "elbo"
+    assert validate(load_toml(root / "fashion-mnist-mlp.toml")).model.kind == "mlp"
+    assert validate(load_toml(root / "fashion-mnist-conv.toml")).model.kind == "conv"

@@ -1,0 +1,318 @@
+"""vaekit.vae.backprop, the hand-derived loss and gradients of the MLP VAE, held against autograd on
+`prob.negative_elbo` (every gradient and the four batch sums), and `vaekit.train.loop.train_epoch`
+with engine "auto" (by hand) against engine "autograd" from the same weights and draws."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from vaekit.config import LoopConfig, TrainConfig
+from vaekit.data.load import Dataset, load_dataset
+from vaekit.train.engines import make_engine
+from vaekit.train.loop import train_epoch
+from vaekit.train.optim import make_optimizer
+from vaekit.vae import backprop as mlp_backprop
+from vaekit.vae.models import MLPVAE, ConvVAE, VAEBase, build_model
+from vaekit.vae.prob import Terms, negative_elbo
+
+LATENT = 8
+MNIST, ODD = (1, 28, 28), (3, 5, 7)
+
+# (hidden, activation, beta, free bits on, batch size, image shape): every hidden stack with both
+# activations, each beta, free bits off and on, batch sizes 1, 7 (odd) and 32, square and odd images.
+CASES = [
+    ([], "relu", 1.0, False, 7, MNIST),
+    ([], "tanh", 0.3, True, 1, ODD),
+    ([], "relu", 2.0, True, 32, ODD),
+    ([], "tanh", 1.0, False, 32, MNIST),
+    ([400], "relu", 1.0, False, 32, MNIST),
+    ([400], "relu", 0.3, True, 7, MNIST),
+    ([400], "tanh", 2.0, True, 1, MNIST),
+    ([400], "tanh", 1.0, False, 7, ODD),
+    ([64, 32], "relu", 2.0, False, 1, ODD),
+    ([64, 32], "relu", 1.0, True, 32, MNIST),
+    ([64, 32], "tanh", 0.3, False, 7, MNIST),
+    ([64, 32], "tanh", 1.0, True, 7, ODD),
+    ([50, 40, 30], "relu", 0.3, False, 7, ODD),
+    ([50, 40, 30], "relu", 1.0, True, 1, MNIST),
+    ([50, 40, 30], "tanh", 2.0, False, 32, MNIST),
+    ([50, 40, 30], "tanh", 0.3, True, 32, ODD),
+]
+
+
+def case_id(case: tuple[Any, ...]) -> str:
+    hidden, act, beta, fb, n, shape = case
+    return f"h{'-'.join(map(str, hidden)) or 'none'}-{act}-b{beta}-{'fb' if fb else 'nofb'}-n{n}-" + \
+        "x".join(map(str, shape))
+
+
+def make_model(hidden: list[int], activation: str, shape: tuple[int, int, int], seed: int = 0,
+               dtype: torch.dtype = torch.float64) -> MLPVAE:
+    torch.manual_seed(seed)
+    return MLPVAE(shape, hidden, LATENT, activation=activation).to(dtype)
+
+
+def make_batch(n: int, shape: tuple[int, int, int], seed: int, dtype: torch.dtype = torch.float64,
+               binary: bool = True) -> tuple[Tensor, Tensor]:
+    """Images x (n, *shape) (binary, or grey levels in [0, 1]) and eps (n, LATENT), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.rand((n, *shape), generator=g, dtype=torch.float64)
+    x = torch.bernoulli(probs, generator=g) if binary else probs
+    eps = torch.randn((n, LATENT), generator=g, dtype=torch.float64)
+    return x.to(dtype), eps.to(dtype)
+
+
+def reference(model: MLPVAE, x: Tensor, eps: Tensor, beta: float,
+              free_bits: float) -> tuple[Tensor, dict[str, Tensor], Terms]:
+    """Autograd on prob.negative_elbo: the four batch sums and the gradient of the batch mean."""
+    model.zero_grad(set_to_none=True)
+    terms = negative_elbo(x, model, k=1, beta=beta, free_bits=free_bits, eps=eps[None])
+    terms.loss.mean().backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}  # type: ignore[union-attr]
+    model.zero_grad(set_to_none=True)
+    sums = torch.stack([terms.loss.sum(), terms.neg_elbo.sum(), terms.recon.sum(), terms.kl.sum()])
+    return sums.detach(), grads, terms
+
+
+def by_hand(model: MLPVAE, x: Tensor, eps: Tensor, beta: float,
+            free_bits: float) -> tuple[Tensor, dict[str, Tensor]]:
+    sums = mlp_backprop.backprop(model, x, eps, beta, free_bits)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}  # type: ignore[union-attr]
+    return sums, grads
+
+
+def rel_err(a: Tensor, b: Tensor) -> float:
+    """||a - b|| / ||b|| (the absolute error when b = 0)."""
+    diff = (a - b).norm().item()
+    scale = b.norm().item()
+    return diff / scale if scale > 0 else diff
+
+
+def assert_grads_match(got: dict[str, Tensor], want: dict[str, Tensor], rel: float) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name].shape == want[name].shape, name
+        assert got[name].dtype == want[name].dtype, name
+        assert torch.isfinite(got[name]).all(), name
+        err = rel_err(got[name], want[name])
+        assert err <= rel, f"{name}: relative error {err:.3e} > {rel:.1e}"
+
+
+def mid_free_bits(kl_per_dim: Tensor) -> float:
+    """A floor between two distinct per-dim KLs near the median: some dims below it, some above, none
+    within rounding of it (so both computations agree on which dims are floored)."""
+    values = torch.unique(kl_per_dim.detach().flatten())  # sorted
+    assert values.numel() >= 2
+    k = values.numel() // 2
+    return float((values[k - 1] + values[k]) / 2)
+
+
+# ----------------------------------------------------------------------------- equations
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_matches_autograd_float64(case: tuple[Any, ...]) -> None:
+    hidden, act, beta, use_fb, n, shape = case
+    model = make_model(hidden, act, shape, seed=len(hidden) + n)
+    x, eps = make_batch(n, shape, seed=n + 100 * len(hidden))
+    free_bits = 0.0
+    if use_fb:
+        _, _, terms = reference(model, x, eps, beta, 0.0)
+        free_bits = mid_free_bits(terms.kl_per_dim)
+        below = terms.kl_per_dim < free_bits
+        assert below.any() and (~below).any(), "the free-bits mask must floor some dims, not all"
+    want_sums, want_grads, terms = reference(model, x, eps, beta, free_bits)
+    if use_fb:  # the floor really changes the objective and its gradient
+        assert not torch.allclose(terms.loss, terms.recon + beta * terms.kl, rtol=1e-9, atol=0)
+        _, plain_grads, _ = reference(model, x, eps, beta, 0.0)
+        assert rel_err(plain_grads["q_mu.weight"], want_grads["q_mu.weight"]) > 1e-6
+
+    got_sums, got_grads = by_hand(model, x, eps, beta, free_bits)
+    assert got_sums.shape == (4,) and got_sums.dtype == torch.float64
+    torch.testing.assert_close(got_sums, want_sums, rtol=1e-12, atol=1e-13)
+    assert_grads_match(got_grads, want_grads, rel=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_matches_autograd_float32(activation: str) -> None:
+    """float32 against float32 autograd, and both against the float64 truth: same accuracy class."""
+    model = make_model([64, 32], activation, MNIST, seed=3, dtype=torch.float32)
+    x, eps = make_batch(16, MNIST, seed=4, dtype=torch.float32)
+    _, _, terms = reference(model, x, eps, 0.7, 0.0)
+    free_bits = mid_free_bits(terms.kl_per_dim)
+    want_sums, want_grads, _ = reference(model, x, eps, 0.7, free_bits)
+    got_sums, got_grads = by_hand(model, x, eps, 0.7, free_bits)
+    assert got_sums.dtype == torch.float32
+    torch.testing.assert_close(got_sums, want_sums, rtol=1e-5, atol=1e-4)
+    assert_grads_match(got_grads, want_grads, rel=1e-4)
+
+    double = copy.deepcopy(model).double()
+    true_sums, true_grads, _ = reference(double, x.double(), eps.double(), 0.7, free_bits)
+    for name, g in got_grads.items():
+        err_hand = rel_err(g.double(), true_grads[name])
+        err_auto = rel_err(want_grads[name].double(), true_grads[name])
+        assert err_hand <= max(10 * err_auto, 1e-5), name
+    torch.testing.assert_close(got_sums.double(), true_sums, rtol=1e-5, atol=1e-3)
+
+
+def test_flat_and_grey_images() -> None:
+    """x given as (n, d), and grey levels in [0, 1] (softplus(l) - x l is the BCE for any x)."""
+    model = make_model([50, 40, 30], "tanh", ODD, seed=5)
+    x, eps = make_batch(9, ODD, seed=6, binary=False)
+    want_sums, want_grads, _ = reference(model, x, eps, 1.3, 0.0)
+    got_sums, got_grads = by_hand(model, x.reshape(9, -1), eps, 1.3, 0.0)
+    torch.testing.assert_close(got_sums, want_sums, rtol=1e-12, atol=1e-13)
+    assert_grads_match(got_grads, want_grads, rel=1e-12)
+
+
+def test_grads_overwritten_in_the_same_buffers() -> None:
+    model = make_model([64, 32], "relu", MNIST, seed=7)
+    x, eps = make_batch(5, MNIST, seed=8)
+    want_sums, want_grads, _ = reference(model, x, eps, 1.0, 0.0)
+    for p in model.parameters():  # stale garbage that accumulation would keep
+        p.grad = torch.full_like(p, float("nan"))
+    stale = {name: p.grad for name, p in model.named_parameters()}
+
+    first = mlp_backprop.backprop(model, x, eps)
+    buffers = {name: p.grad for name, p in model.named_parameters()}
+    ptrs = {name: g.data_ptr() for name, g in buffers.items()}  # type: ignore[union-attr]
+    grads1 = {name: g.clone() for name, g in buffers.items()}  # type: ignore[union-attr]
+    assert_grads_match(grads1, want_grads, rel=1e-12)
+    assert all(buffers[name] is stale[name] for name in stale), "existing .grad tensors are reused"
+
+    second = mlp_backprop.backprop(model, x, eps)
+    for name, p in model.named_parameters():
+        assert p.grad is buffers[name], f"{name}: a new .grad tensor"
+        assert p.grad.data_ptr() == ptrs[name], f"{name}: new storage"  # type: ignore[union-attr]
+        assert torch.equal(p.grad, grads1[name]), f"{name}: accumulated, not overwritten"
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, want_sums, rtol=1e-12, atol=1e-13)
+
+
+def test_creates_grads_when_none() -> None:
+    model = make_model([400], "relu", ODD, seed=9)
+    x, eps = make_batch(3, ODD, seed=10)
+    want_sums, want_grads, _ = reference(model, x, eps, 2.0, 0.0)  # leaves every .grad None
+    assert all(p.grad is None for p in model.parameters())
+    got_sums, got_grads = by_hand(model, x, eps, 2.0, 0.0)
+    assert_grads_match(got_grads, want_grads, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- supports
+
+
+def mlp(**kw: Any) -> MLPVAE:
+    args: dict[str, Any] = {"hidden": [16], "latent": 4}
+    args.update(kw)
+    return MLPVAE((1, 6, 5), **args)
+
+
+@pytest.mark.parametrize("model, loop", [
+    (mlp(), LoopConfig()),
+    (mlp(activation="tanh"), LoopConfig()),
+    (mlp(hidden=[]), LoopConfig()),
+    (mlp(hidden=[8, 8]), LoopConfig(beta=0.5, warmup=2.0, free_bits=0.1)),
+], ids=["relu", "tanh", "no-hidden", "beta-warmup-freebits"])
+def test_supports_true(model: VAEBase, loop: LoopConfig) -> None:
+    assert mlp_backprop.supports(model, loop)
+
+
+@pytest.mark.parametrize("model, loop", [
+    (ConvVAE((1, 8, 8), channels=[4], latent=4), LoopConfig()),
+    (mlp(likelihood="gaussian"), LoopConfig()),
+    (mlp(activation="elu"), LoopConfig()),
+    (mlp(activation="gelu"), LoopConfig()),
+    (mlp(), LoopConfig(objective="iwae")),
+    (mlp(), LoopConfig(samples=2)),
+    (mlp(), LoopConfig(estimator="score")),
+], ids=["conv", "gaussian", "elu", "gelu", "iwae", "samples2", "score"])
+def test_supports_false(model: VAEBase, loop: LoopConfig) -> None:
+    assert not mlp_backprop.supports(model, loop)
+
+
+# ----------------------------------------------------------------------------- train_epoch
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+def digits_config(engine: str, **loop: Any) -> TrainConfig:
+    c = TrainConfig()
+    c.data.name = "digits"
+    c.model.hidden, c.model.latent, c.model.image_shape = [32], 4, [1, 8, 8]
+    c.optim.lr = 3e-3
+    c.train.batch_size, c.train.epochs, c.train.threads = 64, 1, 1
+    c.train.engine = engine
+    for key, value in loop.items():
+        setattr(c.train, key, value)
+    return c
+
+
+def run_epoch(engine: str, images: Tensor, monkeypatch: pytest.MonkeyPatch,
+              **loop: Any) -> tuple[VAEBase, dict[str, float], int]:
+    """One epoch from seed-0 weights and a seed-1 generator; also counts the by-hand steps."""
+    calls = []
+    real = mlp_backprop.backprop
+
+    def counting(*args: Any, **kwargs: Any) -> Tensor:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlp_backprop, "backprop", counting)
+    config = digits_config(engine, **loop)
+    torch.manual_seed(0)
+    model = build_model(config)
+    optimizer = make_optimizer(model.parameters(), config.optim)
+    generator = torch.Generator().manual_seed(1)
+    engine = make_engine(model, config.train)
+    stats, _ = train_epoch(model, optimizer, engine, images, "dynamic", config, generator, 0, 1,
+                           show_bar=False)
+    return model, stats, len(calls)
+
+
+LOOPS = [{}, {"beta": 0.5, "warmup": 4.0, "free_bits": 0.05}]
+
+
+@pytest.mark.parametrize("loop", LOOPS, ids=["elbo", "warmup-freebits"])
+def test_one_step_auto_equals_autograd(digits: Dataset, monkeypatch: pytest.MonkeyPatch,
+                                       loop: dict[str, Any]) -> None:
+    images = digits.train.images[:64]  # exactly one batch: one step
+    hand, hand_stats, hand_calls = run_epoch("auto", images, monkeypatch, **loop)
+    auto, auto_stats, auto_calls = run_epoch("autograd", images, monkeypatch, **loop)
+    assert hand_calls == 1 and auto_calls == 0
+    for key in hand_stats:
+        assert hand_stats[key] == pytest.approx(auto_stats[key], rel=1e-5, abs=1e-5), key
+    hand_params = dict(hand.named_parameters())
+    for name, p in auto.named_parameters():
+        assert rel_err(hand_params[name].grad, p.grad) <= 1e-4, name  # type: ignore[arg-type]
+        torch.testing.assert_close(hand_params[name].detach(), p.detach(), rtol=1e-4, atol=1e-6)
+    torch.manual_seed(0)
+    start = build_model(digits_config("auto", **loop))
+    moved = max((a - b).abs().max().item() for a, b in zip(hand.parameters(), start.parameters(),
+                                                             strict=True))
+    assert moved > 1e-3  # the step did update the weights (lr 3e-3)
+
+
+def test_epoch_auto_close_to_autograd(digits: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = digits.train.images[:640]  # 10 steps
+    _, hand_stats, hand_calls = run_epoch("auto", images, monkeypatch)
+    _, auto_stats, auto_calls = run_epoch("autograd", images, monkeypatch)
+    assert hand_calls == 10 and auto_calls == 0
+    for key in ("train_loss", "train_neg_elbo", "train_recon", "train_kl"):
+        assert hand_stats[key] == pytest.approx(auto_stats[key], rel=1e-4, abs=1e-4), key
+    assert hand_stats["train_neg_elbo"] == pytest.approx(hand_stats["train_recon"] + hand_stats["train_kl"])
+
+
+def test_unsupported_model_falls_back_to_autograd(digits: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = digits.train.images[:128]
+    _, stats, calls = run_epoch("auto", images, monkeypatch, samples=2)
+    assert calls == 0
+    assert all(math.isfinite(v) for v in stats.values())

@@ -1,0 +1,131 @@
+"""vaekit.vae.models: the sheet's names, shapes for 28x28 and 8x8 images, parameter counts by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vaekit.config import TrainConfig
+from vaekit.errors import ConfigError
+from vaekit.vae.models import MLPVAE, ConvVAE, build_model
+from vaekit.vae.prob import negative_elbo
+
+
+def dense(n_in: int, n_out: int) -> int:
+    """Parameters of a dense layer with bias, counted by hand: a weight per pair, a bias per output."""
+    return n_in * n_out + n_out
+
+
+def conv(c_in: int, c_out: int, k: int) -> int:
+    """Parameters of a (transposed) convolution with bias: c_in * c_out * k * k weights + c_out."""
+    return c_in * c_out * k * k + c_out
+
+
+SHAPES = [(1, 28, 28), (1, 8, 8)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_shapes(kind: str, shape: tuple[int, int, int], likelihood: str) -> None:
+    torch.manual_seed(0)
+    model = (MLPVAE(shape, [32, 16], latent=5, likelihood=likelihood) if kind == "mlp"
+             else ConvVAE(shape, [8, 16], latent=5, hidden=[24], likelihood=likelihood))
+    x = torch.rand(3, *shape)
+    mu, logvar = model.encode(x)
+    assert mu.shape == (3, 5) and logvar.shape == (3, 5)
+    out = model.decode(mu)
+    if likelihood == "bernoulli":
+        assert isinstance(out, torch.Tensor) and out.shape == (3, *shape)
+    else:
+        mean, var = out
+        assert mean.shape == (3, *shape) and var.shape == shape  # per-pixel log-variance
+    terms = negative_elbo(x if likelihood == "gaussian" else (x > 0.5).float(), model, k=2)
+    assert terms.neg_elbo.shape == (3,) and torch.isfinite(terms.neg_elbo).all()
+
+
+def test_the_sheets_names_exist() -> None:
+    model = MLPVAE((1, 28, 28), [400], latent=20)
+    for name in ("q_enc", "q_mu", "q_logvar", "p_dec"):
+        assert isinstance(getattr(model, name), nn.Module), name
+    assert model.q_mu.out_features == 20 and model.q_logvar.out_features == 20
+    assert model.latent_dim == 20 and model.likelihood == "bernoulli"
+    conv_model = ConvVAE((1, 28, 28), [32, 64], latent=20)
+    for name in ("q_enc", "q_mu", "q_logvar", "p_dec"):
+        assert isinstance(getattr(conv_model, name), nn.Module), name
+
+
+def test_mlp_parameter_count_by_hand() -> None:
+    # pytorch/examples vae/main.py: fc1 784-400, fc21 and fc22 400-20, fc3 20-400, fc4 400-784
+    model = MLPVAE((1, 28, 28), [400], latent=20)
+    expected = dense(784, 400) + 2 * dense(400, 20) + dense(20, 400) + dense(400, 784)
+    assert expected == 652_824
+    assert model.num_parameters() == expected
+    deep = MLPVAE((1, 8, 8), [512, 256], latent=7)
+    assert deep.num_parameters() == (dense(64, 512) + dense(512, 256) + 2 * dense(256, 7)
+                                     + dense(7, 256) + dense(256, 512) + dense(512, 64))
+
+
+def test_gaussian_variance_parameters_are_counted() -> None:
+    pixel = MLPVAE((1, 8, 8), [16], latent=2, likelihood="gaussian", variance="pixel")
+    global_ = MLPVAE((1, 8, 8), [16], latent=2, likelihood="gaussian", variance="global")
+    base = MLPVAE((1, 8, 8), [16], latent=2)
+    assert pixel.num_parameters() == base.num_parameters() + 64
+    assert global_.num_parameters() == base.num_parameters() + 1
+    assert global_.decode(torch.zeros(2, 2))[1].shape == (1, 1, 1)
+
+
+def test_conv_parameter_count_by_hand() -> None:
+    # 28 -> 14 -> 7 with kernel 4, stride 2, padding 1: (28 + 2 - 3 - 1) // 2 + 1 = 14, then 7
+    model = ConvVAE((1, 28, 28), [32, 64], latent=20, hidden=[256])
+    flat = 64 * 7 * 7
+    encoder = conv(1, 32, 4) + conv(32, 64, 4) + dense(flat, 256) + 2 * dense(256, 20)
+    decoder = dense(20, 256) + dense(256, flat) + conv(64, 32, 4) + conv(32, 1, 4)
+    assert model.num_parameters() == encoder + decoder
+    # the layers really are the strided convolutions described
+    convs = [m for m in model.q_enc if isinstance(m, nn.Conv2d)]
+    assert [(c.stride, c.padding, c.kernel_size) for c in convs] == [((2, 2), (1, 1), (4, 4))] * 2
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 7), (3, 13, 17), (2, 5, 9)])
+def test_conv_decoder_restores_odd_sizes(shape: tuple[int, int, int]) -> None:
+    model = ConvVAE(shape, [4, 6], latent=3, kernel_size=3, stride=2)
+    assert model.decode(torch.zeros(2, 3)).shape == (2, *shape)
+    x = torch.rand(2, *shape)
+    h = x
+    for layer in model.q_enc:  # the encoder's own sizes, measured by running it
+        if isinstance(layer, nn.Flatten):
+            break
+        h = layer(h)
+    def down(n: int) -> int:  # kernel 3, stride 2, padding 1: floor((n + 2 - 2 - 1) / 2) + 1
+        return (n + 2 - 2 - 1) // 2 + 1
+
+    assert h.shape[1:] == (6, *[down(down(s)) for s in shape[1:]])
+
+
+def test_conv_too_small_image_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="too small"):
+        ConvVAE((1, 2, 2), [4, 4, 4, 4], latent=3, kernel_size=4, stride=2)
+
+
+def test_build_model_from_config() -> None:
+    config = TrainConfig()
+    config.model.image_shape = [1, 8, 8]
+    config.model.kind, config.model.channels, config.model.hidden = "conv", [4], []
+    model = build_model(config)
+    assert isinstance(model, ConvVAE) and model.latent_dim == 20
+    config.model.kind = "mlp"
+    assert isinstance(build_model(config.model), MLPVAE)
+    config.model.image_shape = None
+    with pytest.raises(ConfigError, match="image_shape"):
+        build_model(config)
+    config.model.image_shape, config.model.latent = [1, 8, 8], 0
+    with pytest.raises(ConfigError, match="latent"):
+        build_model(config)
+
+
+def test_models_return_parameters_not_losses() -> None:
+    model = MLPVAE((1, 8, 8), [16], latent=2)
+    mu, logvar = model(torch.rand(4, 1, 8, 8))
+    assert mu.shape == logvar.shape == (4, 2)
