@@ -208,6 +208,19 @@ def test_other_optimizers_fall_back_to_step(name: str) -> None:
 # ----------------------------------------------------------------------------- the classes
 
 
+def step_both_by_step(ref_params: Params, ref_opt: torch.optim.Optimizer, new_params: Params,
+                      new_opt: torch.optim.Optimizer, steps: int, seed: int) -> None:
+    """`steps` calls of each optimizer's own step() on equal random gradients, compared each time."""
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for pr, pn in zip(ref_params[0], new_params[0], strict=True):
+            grad = torch.randn(pr.shape, generator=g)
+            pr.grad, pn.grad = grad.clone(), grad.clone()
+        ref_opt.step()
+        new_opt.step()
+        assert_same(ref_params, ref_opt, new_params, new_opt, f"step {step + 1}")
+
+
 @pytest.mark.parametrize("ours, theirs, kwargs", [
     (FusedAdam, torch.optim.Adam, {"lr": 1e-2}),
     (FusedAdam, torch.optim.Adam, {"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True}),
@@ -230,14 +243,7 @@ def test_fused_classes_step_equals_torch(ours: type, theirs: type, kwargs: dict[
     new_params = clone_params(ref_params)
     ref_opt, new_opt = theirs(ref_params[0], fused=True, **kwargs), ours(new_params[0], **kwargs)
     assert isinstance(new_opt, theirs) and all(g["fused"] for g in new_opt.param_groups)
-    g = torch.Generator().manual_seed(4)
-    for step in range(STEPS):
-        for pr, pn in zip(ref_params[0], new_params[0], strict=True):
-            grad = torch.randn(pr.shape, generator=g)
-            pr.grad, pn.grad = grad.clone(), grad.clone()
-        ref_opt.step()
-        new_opt.step()
-        assert_same(ref_params, ref_opt, new_params, new_opt, f"step {step + 1}")
+    step_both_by_step(ref_params, ref_opt, new_params, new_opt, STEPS, seed=4)
     assert direct == [False] + [True] * (STEPS - 1)
     # a state dict saved from one loads into the other (checkpoints do not depend on the class)
     again = theirs(clone_params(new_params)[0], fused=True, **kwargs)
@@ -279,14 +285,7 @@ def test_step_hooks_still_run(where: str) -> None:
         handles = [register_optimizer_step_pre_hook(note("pre")),
                    register_optimizer_step_post_hook(note("post"))]
     try:
-        g = torch.Generator().manual_seed(7)
-        for step in range(3):
-            for pr, pn in zip(ref_params[0], new_params[0], strict=True):
-                grad = torch.randn(pr.shape, generator=g)
-                pr.grad, pn.grad = grad.clone(), grad.clone()
-            ref_opt.step()
-            new_opt.step()
-            assert_same(ref_params, ref_opt, new_params, new_opt, f"step {step + 1}")
+        step_both_by_step(ref_params, ref_opt, new_params, new_opt, 3, seed=7)
     finally:
         for h in handles:
             h.remove()
