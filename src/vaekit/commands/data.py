@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
-from vaekit.data.binarize import prepare
-from vaekit.data.load import load_dataset
-from vaekit.data.registry import (
-    BUILTIN,
-    DEFAULT_DATASET,
-    REGISTRY,
-    checksum_status,
-    fetch,
-    known_datasets,
-    locate,
-)
-from vaekit.errors import DataError
+from vaekit.data.load import describe, load_dataset
+from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,19 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    rows = []
-    for name in known_datasets():
-        if name in BUILTIN:
-            where, desc = "bundled with scikit-learn", "8x8 handwritten digits, 1,797 images"
-        else:
-            try:
-                found = locate(name, args.data_dir)
-            except DataError as err:
-                found, where = None, f"error: {err}"
-            else:
-                where = str(found) if found else "missing (vaekit data fetch " + name + ")"
-            desc = REGISTRY[name].description
-        rows.append({"name": name, "location": where, "description": desc})
+    rows = where_found(args.data_dir)
     if args.json:
         print(json.dumps({"datasets": rows}, indent=2))
         return 0
@@ -78,17 +54,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     ds = load_dataset(args.name, args.data_dir, download=not args.no_download)
-    info: dict[str, Any] = {
-        "name": ds.name,
-        "source": ds.source,
-        "image_shape": list(ds.image_shape),
-        "counts": {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)},
-        "classes": list(ds.classes) if ds.classes else None,
-        "binarize": args.binarize,
-        "pixel_mean": float(prepare(ds.train.images, args.binarize, seed=0).mean()),
-    }
-    # null for sets without published sums (digits, user arrays): the same keys for every set
-    info["checksums"] = checksum_status(ds.name, Path(ds.source)) if ds.name in REGISTRY else None
+    info = describe(ds, args.binarize)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from vaekit.data.binarize import prepare
 from vaekit.data.idx import read_idx
 from vaekit.data.registry import (
     DEFAULT_DATASET,
+    REGISTRY,
     IDXDataset,
     candidate_dirs,
+    checksum_status,
     fetch,
     find_file,
     locate,
@@ -220,3 +224,19 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     if name == "digits":
         return load_digits_dataset()
     return load_idx_dataset(name, data_dir, download)
+
+
+def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
+    """What `vaekit data info` shows: source, shape, counts, classes, the training pixels' mean
+    after `binarize` ('none', 'dynamic' or 'fixed', seed 0) and, for a set with published sums,
+    each file's checksum status (None otherwise: the same keys for every set)."""
+    return {
+        "name": ds.name,
+        "source": ds.source,
+        "image_shape": list(ds.image_shape),
+        "counts": {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)},
+        "classes": list(ds.classes) if ds.classes else None,
+        "binarize": binarize,
+        "pixel_mean": float(prepare(ds.train.images, binarize, seed=0).mean()),
+        "checksums": checksum_status(ds.name, Path(ds.source)) if ds.name in REGISTRY else None,
+    }

@@ -205,3 +205,21 @@ def checksum_status(name: str, directory: Path) -> dict[str, str]:
         else:
             status[remote.name] = "ok" if checksum_ok(path, remote) else "MISMATCH"
     return status
+
+
+def where_found(data_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """For each known dataset: its name, where it was found (or why not) and its description."""
+    rows = []
+    for name in known_datasets():
+        if name in BUILTIN:
+            where, desc = "bundled with scikit-learn", "8x8 handwritten digits, 1,797 images"
+        else:
+            try:
+                found = locate(name, data_dir)
+            except DataError as err:
+                found, where = None, f"error: {err}"
+            else:
+                where = str(found) if found else "missing (vaekit data fetch " + name + ")"
+            desc = REGISTRY[name].description
+        rows.append({"name": name, "location": where, "description": desc})
+    return rows
