@@ -138,3 +138,18 @@ def test_metrics_line_cut_by_a_kill_is_dropped(tmp_path: Path) -> None:
     (tmp_path / runs.METRICS).write_text('{"epoch": 1}\nnot json\n{"epoch": 3}\n')
     with pytest.raises(CheckpointError, match="line 2 is not JSON"):
         runs.read_metrics(tmp_path)
+
+
+def test_an_atomic_write_never_replaces_a_device_or_a_directory(tmp_path: Path, one_sentence) -> None:
+    """/dev/null (as root, os.replace would swap the device node for a regular file) and a directory
+    are refused with one sentence, and left as they were."""
+    from vaekit.errors import RunWriteError
+
+    for target in (Path("/dev/null"), tmp_path):
+        before = target.stat()
+        with pytest.raises(RunWriteError) as err:
+            runs.write_bytes_atomic(target, b"x")
+        one_sentence(str(err.value), str(target))
+        after = target.stat()
+        assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
+    assert not Path("/dev/null.tmp").exists()

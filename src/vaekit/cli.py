@@ -1,7 +1,11 @@
 """The `vaekit` command: a thin layer that parses, calls the library and prints.
 
 Each subcommand lives in `vaekit.commands.<name>` and exposes `register(subparsers)`, which adds its
-parser and sets `func`. Errors a user can cause (`VaekitError`) print one sentence and exit 2.
+parser and sets `func`. Errors a user can cause print one line, `vaekit COMMAND: error: SENTENCE.`,
+and exit 2: a `VaekitError` raised by the command, and every error of argparse itself (a flag of the
+wrong type, an unknown flag, a missing argument), which `VaekitParser.error` writes without the usage
+block. A `type=` converter raises `argparse.ArgumentTypeError` with a sentence naming its flag:
+`vaekit.commands.flags` makes them.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from vaekit import __version__
 from vaekit.errors import VaekitError
@@ -18,24 +24,82 @@ from vaekit.errors import VaekitError
 # Order is the order shown by `vaekit --help`.
 COMMANDS: tuple[str, ...] = ("data", "arch", "train", "evaluate", "sample", "report", "check")
 
+_ARGUMENT = re.compile(r"argument (?P<name>[^:]+): (?P<rest>.*)", re.DOTALL)
+_BAD_TYPE = re.compile(r"invalid (?P<type>int|float) value: (?P<value>.*)", re.DOTALL)
+_BAD_CHOICE = re.compile(r"invalid choice: (?P<value>.*) \(choose from (?P<valid>.*)\)", re.DOTALL)
+def explain(message: str) -> str:
+    """An argparse error message as one clause that starts with the flag it is about:
+
+    'argument --seed: invalid int value: '1e23''  ->  "--seed must be an integer, got '1e23'"
+    'argument --seed: --seed must be ...'         ->  '--seed must be ...' (a converter's own sentence)
+    """
+    message = " ".join(message.split()).rstrip(".")
+    if len(message) > 300:  # argparse quotes a bad value whole
+        message = message[:280] + "..."
+    match = _ARGUMENT.fullmatch(message)
+    if not match:
+        return message
+    name, rest = match["name"], match["rest"]
+    if bad := _BAD_TYPE.fullmatch(rest):
+        kind = "an integer" if bad["type"] == "int" else "a number"
+        return f"{name} must be {kind}, got {bad['value']}"
+    if bad := _BAD_CHOICE.fullmatch(rest):
+        return f"{name} got {bad['value']}, expected one of {bad['valid']}"
+    if rest.startswith(tuple(name.split("/"))):  # a converter's sentence already names the flag
+        return rest
+    return f"{name}: {rest}"
+
+
+class VaekitParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2, no usage block:
+
+        vaekit COMMAND: error: <what was wrong>; see `vaekit COMMAND [ACTION] --help`.
+
+    Passed to every subparser (`add_subparsers(parser_class=...)`, inherited below that).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = " ".join(self.prog.split()[:2])  # 'vaekit data', also for 'vaekit data info'
+        self.exit(2, f"{command}: error: {explain(message)}; see `{self.prog} --help`.\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[Any, list[str]]:
+        """As argparse's, but a subcommand's parser refuses the arguments it does not know itself,
+        so that the error line names the subcommand (`vaekit train: error: unrecognized ...`)."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and " " in self.prog:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+# ----------------------------------------------------------------------------- the command
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = VaekitParser(
         prog="vaekit",
         description="CNN layer arithmetic and variational autoencoders, from the TD-2 sheet.",
     )
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=VaekitParser)
     for name in COMMANDS:
         importlib.import_module(f"vaekit.commands.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `vaekit ARGV`; return the exit status (2 for any error a user can cause). `--help` and
+    `--version` exit 0 through SystemExit, as argparse does."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        status = args.func(args)
+        args = parser.parse_args(argv)
+    except SystemExit as done:
+        if done.code == 2:  # VaekitParser.error has printed its line
+            return 2
+        raise
+    try:
+        status: Any = args.func(args)
     except VaekitError as err:
         print(f"vaekit {args.command}: error: {err}", file=sys.stderr)
         return 2

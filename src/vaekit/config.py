@@ -8,13 +8,20 @@ A run is described by a `TrainConfig` made of four sections, the same four as in
     [train]  objective, samples, beta, epochs, seed, device    (LoopConfig)
 
 Precedence: the defaults below < a `--config FILE.toml` < command-line flags. A key that does not
-exist, a value of the wrong type or out of range is a `ConfigError` naming the key and what was
-expected. `config.json` of a run is `asdict(config)`, and `from_dict` reads it back.
+exist, a value of the wrong type or out of range is a `ConfigError`: one sentence naming where the
+value came from (the TOML file, "command line", a run's config.json), the key, what was expected and
+the value. Every number is checked against `BOUNDS` (finite, within its range: seeds within
+0 ... 2**32 - 1, sizes below 2**31) as it is read and again by `validate`; whether a run fits in
+memory is `vaekit.train.memory.check_fits`. `config.json` of a run is `asdict(config)`, and
+`from_dict` reads it back.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+import reprlib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -113,90 +120,216 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": 
                              "train": LoopConfig}
 
 
+# ----------------------------------------------------------------------------- ranges
+
+MAX_SIZE = 2**31 - 1  # any integer size or count: larger is refused before anything is built
+MAX_LAYERS = 1000  # entries of model.hidden and model.channels
+# torch.manual_seed(s) and torch.Generator().manual_seed(s) accept -2**63 <= s < 2**64 (a negative s
+# is taken modulo 2**64; beyond, "Overflow when unpacking long long"), but the CPU generator
+# (mt19937) keeps only s mod 2**32: seeds 0, 2**32 and 2**63 draw the same numbers. Seeds are
+# therefore 0 ... 2**32 - 1, where distinct seeds give distinct draws.
+SEED_MAX = 2**32 - 1
+MAX_THREADS = 1024  # torch.set_num_threads(100_000) segfaults (torch 2.13)
+MAX_TOML_BYTES = 1 << 20  # a config is a few lines; this keeps `--config /dev/zero` from filling memory
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric key accepts: finite, low <= value <= high (strict where `*_open`)."""
+
+    what: str  # the quantity, as the error sentence names it
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def interval(self) -> str:
+        """'[1, 2147483647]', '(0, 100]', '[0, 1)': the range in interval notation."""
+        return (f"{'(' if self.low_open else '['}{_number(self.low)}, "
+                f"{_number(self.high)}{')' if self.high_open else ']'}")
+
+    def problem(self, value: int | float) -> str | None:
+        """What is wrong with `value` ('must be at least 1'), or None when it is in range."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number in {self.interval()}"
+        if value < self.low or (self.low_open and value == self.low):
+            return f"must be {'greater than' if self.low_open else 'at least'} {_number(self.low)}"
+        if value > self.high or (self.high_open and value == self.high):
+            return f"must be {'less than' if self.high_open else 'at most'} {_number(self.high)}"
+        return None
+
+
+# Every int, float and list[int] field of the four sections, with the values a run can use. The
+# upper bounds are far beyond any useful run; what fits in memory is `vaekit.train.memory`'s check.
+BOUNDS: dict[str, Bound] = {
+    "model.hidden": Bound("each hidden size", 1, MAX_SIZE),
+    "model.latent": Bound("the latent size", 1, MAX_SIZE),
+    "model.channels": Bound("each conv channel count", 1, MAX_SIZE),
+    "model.kernel_size": Bound("the conv kernel size", 1, MAX_SIZE),
+    "model.stride": Bound("the conv stride", 1, MAX_SIZE),
+    "model.image_shape": Bound("each image size of [C, H, W]", 1, MAX_SIZE),
+    "optim.lr": Bound("the learning rate", 0, 100, low_open=True),
+    "optim.weight_decay": Bound("the weight decay", 0, 100),
+    "optim.momentum": Bound("the momentum", 0, 1, high_open=True),
+    "optim.step_size": Bound("the step schedule's epochs between decays", 1, MAX_SIZE),
+    "optim.gamma": Bound("the step schedule's lr factor", 0, 1, low_open=True),
+    "optim.clip": Bound("the max gradient norm", 0, 1e12),
+    "train.samples": Bound("the number of samples per image", 1, MAX_SIZE),
+    "train.beta": Bound("the KL weight beta", 0, 1e4),
+    "train.warmup": Bound("the KL warm-up in epochs", 0, MAX_SIZE),
+    "train.free_bits": Bound("the free bits per latent dimension in nats", 0, 1e3),
+    "train.batch_size": Bound("the batch size", 1, MAX_SIZE),
+    "train.epochs": Bound("the number of epochs", 1, MAX_SIZE),
+    "train.patience": Bound("the patience in epochs", 0, MAX_SIZE),
+    "train.seed": Bound("the seed", 0, SEED_MAX),
+    "train.threads": Bound("the number of CPU threads", 0, MAX_THREADS),
+}
+
+
+def _number(x: float) -> str:
+    """A bound as written in a sentence: 100, 1e-12, 2147483647."""
+    if isinstance(x, int) or (x.is_integer() and abs(x) < 1e16):
+        return str(int(x))
+    return repr(x)
+
+
+_REPR = reprlib.Repr()  # short and safe for any value: lists nested 1,000 deep, 10,000-digit ints
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxlong = 2, 6, 4, 60, 40
+_REPR.maxother = 60
+
+
+def _show(value: Any) -> str:
+    return _REPR.repr(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_value(key: str, value: Any, origin: str | None = None) -> None:
+    """Raise ConfigError unless the number (or each number of the list) `value` of `key`
+    ('section.name') is in BOUNDS[key]; the sentence names `origin` (a file, 'command line'), the
+    key, the quantity, the broken bound and the value."""
+    where = f"{origin}, " if origin else ""
+    bound = BOUNDS[key]
+    items = value if isinstance(value, list) else [value]
+    if key == "model.image_shape" and len(items) != 3:
+        raise ConfigError(f"{where}{key} must be [C, H, W], got {_show(value)}.")
+    if len(items) > MAX_LAYERS:
+        raise ConfigError(f"{where}{key} may list at most {MAX_LAYERS} sizes, got {len(items)}.")
+    for item in items:
+        problem = bound.problem(item)
+        if problem:
+            raise ConfigError(f"{where}{key}: {bound.what} {problem}, got {_show(item)}.")
+
+
 # ----------------------------------------------------------------------------- reading
 
 
-def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
-    """Check/convert one value against the field's declared type (strings in annotations)."""
+def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None = None) -> Any:
+    """Check/convert one value against the field's declared type (strings in annotations) and,
+    for numbers, its range in BOUNDS; errors name `origin` (the file or 'command line')."""
     key = f"{section}.{f.name}"
     t = str(f.type)
+    where = f"{origin}: " if origin else ""
     if value is None:
         if "None" in t:
             return None
-        raise ConfigError(f"{key} may not be empty.")
+        raise ConfigError(f"{where}{key} may not be empty.")
     if t.startswith("list[int]"):
         if isinstance(value, str):
-            return parse_int_list(value, key)
-        if isinstance(value, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                    for v in value):
-            return list(value)
-        raise ConfigError(f"{key} must be a list of integers, got {value!r}.")
-    if t.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}.")
-        return value
-    if t.startswith("float"):
+            try:
+                value = parse_int_list(value, key)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
+        elif not (isinstance(value, list | tuple) and all(_is_int(v) for v in value)):
+            raise ConfigError(f"{where}{key} must be a list of integers, got {_show(value)}.")
+        value = list(value)
+    elif t.startswith("int"):
+        if not _is_int(value):
+            raise ConfigError(f"{where}{key} must be an integer, got {_show(value)}.")
+    elif t.startswith("float"):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key} must be a number, got {value!r}.")
-        return float(value)
-    if t.startswith("str"):
+            raise ConfigError(f"{where}{key} must be a number, got {_show(value)}.")
+    elif t.startswith("str"):
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}.")
+            raise ConfigError(f"{where}{key} must be a string, got {_show(value)}.")
         return value
-    raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
+    else:
+        raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
+    check_value(key, value, origin)  # ints compared exactly, so 10**400 is refused, not overflowed
+    return float(value) if t.startswith("float") else value
 
 
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
-    """'512,256' -> [512, 256]; '' -> []."""
+    """'512,256' -> [512, 256]; '' -> []. `key` names the input in the error ('model.hidden',
+    '--channels')."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         return [int(p) for p in parts]
     except ValueError:
-        raise ConfigError(f"{key} must be a comma-separated list of integers, got {text!r}.") from None
+        raise ConfigError(f"{key} must be a comma-separated list of integers, got {_show(text)}.") from None
 
 
 def apply(config: TrainConfig, values: dict[str, Any], origin: str) -> TrainConfig:
-    """A copy of `config` with `values` ({section: {key: value}}) applied; unknown keys refused."""
+    """A copy of `config` with `values` ({section: {key: value}}) applied, each value checked
+    (type and range) and named with `origin` in errors; unknown sections and keys refused."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{origin}: expected a table of sections, got {_show(values)}.")
+    out = copy.deepcopy(config)
     for section, entries in values.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{origin}: unknown key or section {section!r}; valid sections are "
+            raise ConfigError(f"{origin}: unknown key or section {_show(section)}; valid sections are "
                               f"{', '.join(SECTIONS)}.")
         if not isinstance(entries, dict):
-            raise ConfigError(f"{origin}: [{section}] must be a table of keys.")
-    merged = config.to_dict()
-    for section, entries in values.items():
-        merged.setdefault(section, {}).update(entries)
-    return from_dict(merged, origin)
-
-
-def from_dict(d: dict[str, Any], origin: str = "config") -> TrainConfig:
-    """Rebuild a TrainConfig from `asdict` output (config.json), refusing unknown keys."""
-    out = TrainConfig()
-    for section, entries in d.items():
-        if section not in SECTIONS:
-            raise ConfigError(
-                f"{origin}: unknown section [{section}]; valid sections are {', '.join(SECTIONS)}."
-            )
+            raise ConfigError(f"{origin}: [{section}] must be a table of keys, got {_show(entries)}.")
         target = getattr(out, section)
         by_name = {f.name: f for f in fields(target)}
         for key, value in entries.items():
             if key not in by_name:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}; valid keys of [{section}] "
                                   f"are {', '.join(by_name)}.")
-            setattr(target, key, _coerce(section, by_name[key], value))
+            setattr(target, key, _coerce(section, by_name[key], value, origin))
     return out
 
 
+def from_dict(d: dict[str, Any], origin: str = "config") -> TrainConfig:
+    """Rebuild a TrainConfig from `asdict` output (config.json) over the defaults, every value
+    checked as `apply` does."""
+    return apply(TrainConfig(), d, origin)
+
+
 def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults)."""
+    """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults).
+
+    Any file that cannot be used is one ConfigError naming it: missing, a directory, unreadable,
+    over MAX_TOML_BYTES, not UTF-8, not TOML, nested too deep for the parser; a bad value also
+    names its key.
+    """
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            values = tomllib.load(fh)
+            data = fh.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a TOML config file.") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err}).") from None
+    if len(data) > MAX_TOML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_TOML_BYTES // 1024} KiB, too large for a config "
+                          "file.")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}), "
+                          "but a TOML file must be UTF-8.") from None
+    try:
+        values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err}).") from None
+        raise ConfigError(f"{path}: not valid TOML ({str(err).rstrip('.')}).") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply for the TOML parser.") from None
     return apply(base or TrainConfig(), values, str(path))
 
 
@@ -205,49 +338,40 @@ def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
 
 def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise ConfigError(f"unknown {key} {value!r}; valid values are {', '.join(valid)}.")
+        raise ConfigError(f"unknown {key} {_show(value)}; valid values are {', '.join(valid)}.")
 
 
 def validate(config: TrainConfig) -> TrainConfig:
-    """Raise ConfigError (one sentence) for any value a run cannot use; return the config."""
-    m, o, t, d = config.model, config.optim, config.train, config.data
+    """Raise ConfigError (one sentence) for any value a run cannot use; return the config.
+
+    The rules: each choice among its valid values; every field of its declared type, every number
+    finite and in its `BOUNDS` range (checked again here for configs built in Python); then the
+    combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
+    objective no beta, warm-up, free bits or score estimator, the score estimator no free bits).
+    """
+    m, t, d = config.model, config.train, config.data
+    for section in SECTIONS:
+        part = getattr(config, section)
+        for f in fields(part):
+            _coerce(section, f, getattr(part, f.name))
     _choice("model", m.kind, MODEL_KINDS)
     _choice("likelihood", m.likelihood, LIKELIHOODS)
     _choice("variance", m.variance, VARIANCES)
     _choice("activation", m.activation, ACTIVATIONS)
-    _choice("optimizer", o.name, OPTIMIZERS)
-    _choice("schedule", o.schedule, SCHEDULES)
+    _choice("optimizer", config.optim.name, OPTIMIZERS)
+    _choice("schedule", config.optim.schedule, SCHEDULES)
     _choice("objective", t.objective, OBJECTIVES)
     _choice("estimator", t.estimator, ESTIMATORS)
     _choice("engine", t.engine, ENGINES)
     _choice("binarize", d.binarize, BINARIZATIONS)
     _choice("device", t.device, DEVICES)
-    if m.latent < 1:
-        raise ConfigError(f"latent size must be at least 1, got {m.latent}.")
-    if any(h < 1 for h in m.hidden):
-        raise ConfigError(f"hidden sizes must be at least 1, got {m.hidden}.")
-    if m.kind == "conv" and (not m.channels or any(c < 1 for c in m.channels)):
-        raise ConfigError(f"conv channels must be one or more positive integers, got {m.channels}.")
-    if m.kind == "conv" and (m.kernel_size < 1 or m.stride < 1):
-        raise ConfigError(f"conv kernel_size and stride must be >= 1, got {m.kernel_size}, {m.stride}.")
+    if m.kind == "conv" and not m.channels:
+        raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
         raise ConfigError(
             f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize!r}; "
             "use --binarize none (or auto) with --likelihood gaussian, or --likelihood bernoulli."
         )
-    if t.samples < 1:
-        raise ConfigError(f"samples must be at least 1, got {t.samples}.")
-    if t.batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {t.batch_size}.")
-    if t.epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {t.epochs}.")
-    if t.beta < 0 or t.warmup < 0 or t.free_bits < 0 or t.patience < 0 or t.threads < 0:
-        raise ConfigError("beta, warmup, free_bits, patience and threads must not be negative.")
-    if o.lr <= 0 or o.weight_decay < 0 or o.clip < 0 or o.momentum < 0:
-        raise ConfigError(f"lr must be > 0 and weight_decay, clip, momentum >= 0, got lr={o.lr}.")
-    if o.schedule == "step" and (o.step_size < 1 or o.gamma <= 0):
-        raise ConfigError(f"the step schedule needs step_size >= 1 and gamma > 0, got {o.step_size}, "
-                          f"{o.gamma}.")
     if t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"):
         raise ConfigError("beta, warmup, free_bits and the score estimator apply to the elbo objective "
                           "only, not to iwae.")

@@ -42,3 +42,12 @@ class CheckpointError(VaekitError):
 
 class DivergenceError(VaekitError):
     """Training whose loss became NaN or infinite (a learning rate too high, say)."""
+
+
+class RunBusyError(CheckpointError):
+    """A run directory that another vaekit process is writing (one writer at a time)."""
+
+
+class RunWriteError(CheckpointError, OSError):
+    """A run file that could not be written (disk full, read-only, not a directory): an OSError too,
+    so that code catching OSError still sees it; the previous version of the file is kept."""

@@ -18,10 +18,15 @@ version. Nothing is ever read with pickle: tensors come from safetensors, the re
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +37,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaekit.config import TrainConfig, from_dict
+from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import load_dataset
-from vaekit.errors import CheckpointError, ConfigError
+from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
 from vaekit.vae.models import VAEBase, build_model
 
 CONFIG = "config.json"
@@ -42,19 +48,100 @@ MODEL = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
 METRICS = "metrics.jsonl"
+EVAL = "eval.json"
+REPORT = "report.html"
+RUN_FILES = (CONFIG, MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)
+RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # all but config.json
+TMP = ".tmp"  # suffix of a file being written
 
 
 # ----------------------------------------------------------------------------- atomic writes
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
+    """One sentence for a write that failed: which file, why, and how much space it needed."""
+    if err.errno == errno.ENOSPC:
+        try:
+            free = shutil.disk_usage(path.parent).free
+            room = f", {_size(free)} free"
+        except OSError:
+            room = ""
+        why = f"no space left on the device for its {_size(size)}{room}"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"{err.strerror.lower() if err.strerror else 'not writable'}: the directory is not writable"
+    elif err.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST):
+        why = f"{path.parent} is not a directory that can hold it"
+    else:
+        why = (err.strerror or str(err)).rstrip(".")
+    return RunWriteError(f"{path}: cannot write it ({why}); the previous version, if any, is kept.")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path.tmp`, fsync, then rename over `path` (atomic on POSIX)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write `data` to `path.tmp`, fsync, then rename over `path` (atomic on POSIX). On any failure
+    (disk full, read-only, an interrupt) the `.tmp` is removed and `path` is left as it was; an
+    OSError becomes a `RunWriteError` sentence."""
+    if (path.exists() or path.is_symlink()) and not path.is_file():  # a directory, a device: never replaced
+        raise RunWriteError(f"{path}: cannot write it (it exists and is not a regular file); it is left "
+                            "as it is.")
+    tmp = path.with_name(path.name + TMP)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError) and not isinstance(err, RunWriteError):
+            raise write_error(path, len(data), err) from None
+        raise
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+_HELD: dict[str, list[int]] = {}  # resolved run directory -> [fd, depth] held by this process
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for writing: an exclusive, non-blocking flock(2) on the directory
+    itself. The kernel releases it when the process ends, however it ends (kill -9 too), so there
+    is no lock file to go stale. A second process gets `RunBusyError` at once; the same process may
+    nest (a report that evaluates first). Stale `NAME.tmp` files left by a killed writer are removed
+    once the lock is held."""
+    key = os.path.realpath(run_dir)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise CheckpointError(f"{run_dir}: cannot open the run directory ({err.strerror}).") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunBusyError(f"{run_dir} is being written by another vaekit process (a train, eval or "
+                           "report of this run); wait for it to end, or use another directory.") from None
+    _HELD[key] = [fd, 1]
+    try:
+        for name in RUN_FILES:
+            with contextlib.suppress(OSError):
+                (Path(run_dir) / (name + TMP)).unlink()
+        yield
+    finally:
+        del _HELD[key]
+        os.close(fd)  # releases the lock
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -97,19 +184,25 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
 
 
 def read_config(run_dir: Path) -> TrainConfig:
+    """config.json of a run, checked as a config file is (sections, keys, types, ranges): a
+    hand-edited or foreign file is a CheckpointError naming it."""
     path = run_dir / CONFIG
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{run_dir}: no {CONFIG}; is this a run directory of `vaekit train`?") from None
+        raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of `vaekit "
+                              "train`.") from None
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a JSON object of config sections.")
+        detail = getattr(err, "strerror", None) or str(err).rstrip(".")
+        raise CheckpointError(f"{path}: not readable JSON ({detail}).") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
+                              "keys.")
     try:
-        return from_dict(raw, str(path))
+        return validate_config(from_dict(raw, str(path)))
     except ConfigError as err:
-        raise CheckpointError(str(err)) from None
+        message = str(err)
+        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
@@ -117,18 +210,27 @@ def save_model(path: Path, model: torch.nn.Module) -> None:
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Load a state dict, turning a mismatch into one sentence."""
-    expected = set(model.state_dict())
-    if set(tensors) != expected:
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    """Load a model file's or checkpoint's weights after holding them against the model built from
+    config.json: the same names, and for each the parameter's dtype and shape, with finite values
+    (NaN weights would be trained on, or evaluated into eval.json). One sentence for a mismatch."""
+    expected = model.state_dict()
+    if set(tensors) != set(expected):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise CheckpointError(
             f"{path}: the weights do not match the model of config.json "
             f"(missing {missing[:3]}, unexpected {extra[:3]})."
         )
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError:
-        raise CheckpointError(f"{path}: tensor shapes do not match the model of config.json.") from None
+    for name, ref in expected.items():
+        t = tensors[name]
+        if t.dtype != ref.dtype:
+            raise CheckpointError(f"{path}: {name} is {t.dtype}, but the model of config.json has "
+                                  f"{ref.dtype}.")
+        if t.shape != ref.shape:
+            raise CheckpointError(f"{path}: tensor shapes do not match the model of config.json ({name} is "
+                                  f"{tuple(t.shape)}, the model has {tuple(ref.shape)}).")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values; the weights are damaged.")
+    model.load_state_dict(tensors)
 
 
 @dataclass
@@ -258,28 +360,52 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     return model, optim, state
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of metrics.jsonl; a last line cut by a kill mid-write is dropped."""
+    """The rows of metrics.jsonl: one JSON object per epoch, with an integer "epoch" >= 1 and
+    numbers for every other field. A last line cut by a kill mid-write is dropped; anything else
+    that is not such a row is a CheckpointError naming the file and the line."""
     path = run_dir / METRICS
     if not path.is_file():
         return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
+                              "JSON object per line.") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     rows = []
     for i, line in enumerate(lines):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             if i == len(lines) - 1:
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
+        epoch = row.get("epoch") if isinstance(row, dict) else None
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1 or not all(
+                _number(v) for v in row.values()):
+            raise CheckpointError(f"{path}: line {i + 1} is not a row of `vaekit train` (an object with "
+                                  "an integer epoch >= 1 and numbers for its other fields).")
+        rows.append(row)
     return rows
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
-    with open(run_dir / METRICS, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one row; a failed write leaves at most a cut last line, which `read_metrics` drops."""
+    line = json.dumps(row) + "\n"
+    try:
+        with open(run_dir / METRICS, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise write_error(run_dir / METRICS, len(line), err) from None
 
 
 def truncate_metrics(run_dir: Path, last_epoch: int) -> None:

@@ -285,3 +285,17 @@ def test_cli_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         data = (tmp_path / "figs" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
         assert f"wrote {tmp_path / 'figs' / name}" in out
+
+
+def test_training_does_not_fall_back_from_a_damaged_copy(places: Any, fake_registry: Any, fake_set: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dataset that is there but does not match its published sums is an error (exit 2), not a
+    silent switch to digits: only a missing dataset falls back."""
+    from vaekit.errors import ChecksumError
+
+    fake_registry("fake")
+    directory = fake_set.write(places.cache_root / "fake", gz=False)
+    (directory / "t10k-images-idx3-ubyte").write_bytes(
+        (directory / "t10k-images-idx3-ubyte").read_bytes()[:-1] + b"\x07")
+    with pytest.raises(ChecksumError):
+        checks_training.training_curves(steps=3, dataset="fake")

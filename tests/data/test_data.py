@@ -313,9 +313,10 @@ BAD_ARRAYS = {
     "rank-1": (_npy(np.zeros(20, np.uint8)), "shape"),
     "rank-2": (_npy(np.zeros((20, 8), np.uint8)), "shape"),
     "rank-5": (_npy(np.zeros((20, 1, 1, 4, 4), np.uint8)), "shape"),
-    "int32": (_npy(np.zeros((20, 4, 4), np.int32)), "dtype"),
-    "uint16": (_npy(np.zeros((20, 4, 4), np.uint16)), "dtype"),
-    "bool": (_npy(np.zeros((20, 4, 4), bool)), "dtype"),
+    # integers other than uint8 are accepted in 0..255 (tests/data/test_arrays.py), refused beyond
+    "int32": (_npy(np.full((20, 4, 4), -1, np.int32)), "0..255"),
+    "uint16": (_npy(np.full((20, 4, 4), 256, np.uint16)), "0..255"),
+    "complex": (_npy(np.zeros((20, 4, 4), np.complex64)), "dtype"),
     "float-above-1": (_npy(np.full((20, 4, 4), 1.5, np.float32)), "[0, 1]"),
     "float-negative": (_npy(np.full((20, 4, 4), -0.01, np.float64)), "[0, 1]"),
     "float-0-255": (_npy(np.arange(20 * 16, dtype=np.float32).reshape(20, 4, 4)), "[0, 1]"),

@@ -423,10 +423,11 @@ def test_new_run_over_an_existing_one(trained_run: Path, capsys: pytest.CaptureF
     err = run_bad(BASE + ["--out", str(trained_run), "--epochs", "2"], capsys)
     assert "already holds a run" in err
     assert snapshot(trained_run) == before
-    (trained_run / runs.CHECKPOINT).unlink()  # as if killed during its first epoch
+    (trained_run / runs.CHECKPOINT).unlink()  # a run that lost its checkpoint but has results
     (trained_run / runs.CHECKPOINT_JSON).unlink()
     before = snapshot(trained_run)
-    assert "never finished an epoch" in run_bad(BASE + ["--out", str(trained_run)], capsys)
+    assert "already holds a run (model.safetensors, metrics.jsonl)" in run_bad(
+        BASE + ["--out", str(trained_run)], capsys)
     assert "no checkpoint file" in run_bad(BASE + ["--out", str(trained_run), "--resume"], capsys)
     assert "--resume needs --out" in run_bad(BASE + ["--resume"], capsys)
     assert snapshot(trained_run) == before
@@ -480,3 +481,53 @@ def test_shipped_configs() -> None:
     assert sheet.train.samples == 1 and sheet.optim.name == "adam" and sheet.train.objective == "elbo"
     assert validate(load_toml(root / "fashion-mnist-mlp.toml")).model.kind == "mlp"
     assert validate(load_toml(root / "fashion-mnist-conv.toml")).model.kind == "conv"
+
+
+# ----------------------------------------------------------------------------- numbers and TOML files
+
+
+@pytest.mark.parametrize("flags, names", [
+    (["--warmup", "nan"], ["train.warmup", "nan", "finite"]),
+    (["--clip", "nan"], ["optim.clip", "nan", "finite"]),
+    (["--free-bits", "nan"], ["train.free_bits", "nan", "finite"]),
+    (["--lr", "nan"], ["optim.lr", "nan", "(0, 100]"]),
+    (["--lr", "inf"], ["optim.lr", "inf"]),
+    (["--warmup", "1e999"], ["train.warmup", "inf"]),
+    (["--beta=-inf"], ["train.beta", "-inf"]),
+    (["--seed", str(2**32)], ["train.seed", "at most 4294967295", str(2**32)]),
+    (["--seed", str(2**63)], ["train.seed", "at most 4294967295"]),
+    (["--latent", "10000000000"], ["model.latent", "at most 2147483647", "10000000000"]),
+    (["--hidden", "10000000000"], ["model.hidden", "at most 2147483647"]),
+    (["--samples", "10000000000"], ["train.samples", "at most 2147483647"]),
+])
+def test_non_finite_and_huge_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
+                                   flags: list[str], names: list[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/digits-mlp, would land here
+    fresh = tmp_path / "fresh"
+    for out in ([], ["--out", str(fresh)]):
+        err = run_bad(BASE + flags + out, capsys)
+        one_sentence(err.removeprefix("vaekit train: error: "), "command line", *names)
+    assert not fresh.exists() and not (tmp_path / "runs").exists()
+
+
+def test_bad_numbers_and_files_leave_a_run_alone(tmp_path: Path, trained_run: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 one_sentence: Any) -> None:
+    before = snapshot(trained_run)
+    resume = ["--out", str(trained_run), "--resume"]
+    err = run_bad(BASE + ["--lr", "nan"] + resume, capsys)
+    one_sentence(err.removeprefix("vaekit train: error: "), "command line", "optim.lr")
+    toml = tmp_path / "c.toml"
+    for content, names in ((b"[optim]\nschedule = 'step'\ngamma = nan\n", ["optim.gamma", "nan"]),
+                           (b"[train]\nseed = 99999999999999999999999\n", ["train.seed"]),
+                           (b"[model]\nlatent = 4 # \xff\n", ["UTF-8"]),
+                           (b"[model]\nhidden = " + b"[" * 3000 + b"]" * 3000 + b"\n", ["nested"]),
+                           (b"optim = 0.1\n", ["[optim] must be a table"])):
+        toml.write_bytes(content)
+        for out in (resume, ["--out", str(tmp_path / "fresh")]):
+            err = run_bad(BASE + ["--config", str(toml)] + out, capsys)
+            one_sentence(err.removeprefix("vaekit train: error: "), str(toml), *names)
+    err = run_bad(BASE + ["--config", str(tmp_path)] + resume, capsys)  # a directory
+    one_sentence(err.removeprefix("vaekit train: error: "), str(tmp_path), "directory")
+    assert snapshot(trained_run) == before and not (tmp_path / "fresh").exists()

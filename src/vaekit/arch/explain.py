@@ -65,11 +65,9 @@ def _shape_lines(row: LayerRow) -> list[str]:
     elif kind == "AdaptiveAvgPool2d":
         lines.append("window i = [floor(i*H_in/H_out), ceil((i+1)*H_in/H_out))")
         for i, axis in enumerate(AXES):
-            windows = (arith.adaptive_pool_window(hw_in[i], hw_out[i], o)
-                       for o in range(hw_out[i]))
-            lengths = {end - start for start, end in windows}
+            lengths = arith.adaptive_pool_window_lengths(hw_in[i], hw_out[i])
             lines.append(f"{axis}_out = output_size = {hw_out[i]} (windows of "
-                         f"{' or '.join(map(str, sorted(lengths)))} pixels)")
+                         f"{' or '.join(map(str, lengths))} pixels)")
     elif kind == "Upsample":
         for i, axis in enumerate(AXES):
             if spec["size"] is not None:
@@ -120,7 +118,11 @@ def _param_lines(row: LayerRow) -> list[str]:
 
 def _field_lines(row: LayerRow, previous: LayerRow | None) -> list[str]:
     if row.receptive_field is None:
-        return []
+        if row.jump is None:  # a flat input
+            return []
+        return [f"receptive field not computed: it would take more than "
+                f"{arith.MAX_FIELD_STEPS:,} steps of the composed index maps; jump = "
+                f"{_n(row.jump[0])}x{_n(row.jump[1])} input pixels per output step"]
     kind = row.spec.kind
     if kind == "Linear":
         return [f"receptive field = the whole image {row.receptive_field[0]}x"

@@ -6,11 +6,24 @@ keyword arguments follow torch.nn's own names and order. The text is parsed with
 literals are accepted (ints, floats, bools, strings, None, tuples): nothing is ever evaluated.
 
 Every mistake raises `SpecError` with one sentence naming the layer, the argument and the reason.
+
+Bounds, far beyond any real network, so that no input makes the arithmetic slow or huge (each is
+checked before the work it guards; `vaekit.arch.stack` checks the sizes a layer outputs):
+
+- `MAX_SIZE` = 2**31 - 1 (2,147,483,647, the largest int32): every integer argument (channels,
+  kernel, stride, padding, dilation, sizes) and every dimension of `--input`.
+- `MAX_NUMBER` = 2**31 - 1: the magnitude of every number argument (scale_factor, eps, momentum,
+  slopes, p); numbers must be finite (`1e999` is inf and is refused).
+- `MAX_LAYER_CHARS` = 1,000 characters per layer text, checked before it is parsed (the longest
+  spelling of a torch layer with every argument is under 200).
+- `MAX_LAYERS` = 1,000 layers in one stack, checked before any is parsed.
+- `MAX_INPUT_CHARS` = 100 characters of `--input`, checked before it is split.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +36,29 @@ Check = Callable[[Any], Any]
 
 REQUIRED = object()
 
+MAX_SIZE = 2**31 - 1
+MAX_NUMBER = 2**31 - 1
+MAX_LAYER_CHARS = 1_000
+MAX_LAYERS = 1_000
+MAX_INPUT_CHARS = 100
+SHOWN_CHARS = 60  # longest text or value quoted whole in a message
+
+
+def excerpt(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` as a message quotes it: whole, or for a long one its start and its length."""
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} characters)"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A written value as a message quotes it: its repr, excerpted; an integer of more than 57
+    digits is counted, not printed."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 190:
+        try:
+            return f"an integer of {len(str(abs(value))):,} digits"
+        except ValueError:  # beyond sys.get_int_max_str_digits()
+            return "an integer of thousands of digits"
+    return excerpt(repr(value), limit)
+
 # ----------------------------------------------------------------------------- value checks
 
 
@@ -31,12 +67,16 @@ def _is_int(value: Any) -> bool:
 
 
 def _int(minimum: int) -> Check:
+    """An integer in [minimum, MAX_SIZE]."""
     def check(value: Any) -> int:
         if not _is_int(value):
-            raise ValueError(f"must be an integer, got {value!r}")
+            raise ValueError(f"must be an integer, got {shown(value)}")
         if value < minimum:
             raise ValueError(f"must be {'positive' if minimum == 1 else '>= ' + str(minimum)}, "
-                             f"got {value!r}")
+                             f"got {shown(value)}")
+        if value > MAX_SIZE:
+            raise ValueError(f"must be at most {MAX_SIZE:,} (2**31 - 1, the bound on any size), "
+                             f"got {shown(value)}")
         return int(value)
     return check
 
@@ -48,11 +88,12 @@ def _pair(minimum: int) -> Check:
     def check(value: Any) -> tuple[int, int]:
         if isinstance(value, tuple):
             if len(value) != 2:
-                raise ValueError(f"must be an integer or a pair (height, width), got {value!r}")
+                raise ValueError("must be an integer or a pair (height, width), got "
+                                 f"{shown(value)}")
             try:
                 return one(value[0]), one(value[1])
             except ValueError as err:
-                raise ValueError(f"{err} in {value!r}") from None
+                raise ValueError(f"{err} in {shown(value)}") from None
         v = one(value)
         return v, v
     return check
@@ -64,15 +105,21 @@ def _optional(inner: Check) -> Check:
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"must be True or False, got {value!r}")
+        raise ValueError(f"must be True or False, got {shown(value)}")
     return value
 
 
 def _number(minimum: float | None = None, maximum: float | None = None,
             positive: bool = False) -> Check:
+    """A finite number of magnitude at most MAX_NUMBER, optionally positive or in [min, max]."""
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"must be a number, got {value!r}")
+            raise ValueError(f"must be a number, got {shown(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        if abs(value) > MAX_NUMBER:
+            raise ValueError(f"must be at most {MAX_NUMBER:,} (2**31 - 1) in magnitude, got "
+                             f"{shown(value)}")
         if positive and value <= 0:
             raise ValueError(f"must be positive, got {value!r}")
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -84,7 +131,8 @@ def _number(minimum: float | None = None, maximum: float | None = None,
 def _choice(*options: str) -> Check:
     def check(value: Any) -> str:
         if value not in options:
-            raise ValueError(f"must be one of {', '.join(map(repr, options))}, got {value!r}")
+            raise ValueError(f"must be one of {', '.join(map(repr, options))}, got "
+                             f"{shown(value)}")
         return str(value)
     return check
 
@@ -92,7 +140,7 @@ def _choice(*options: str) -> Check:
 def _fixed(expected: Any, reason: str) -> Check:
     def check(value: Any) -> Any:
         if value != expected or type(value) is not type(expected):
-            raise ValueError(f"{reason}, got {value!r}")
+            raise ValueError(f"{reason}, got {shown(value)}")
         return value
     return check
 
@@ -108,7 +156,8 @@ def _adaptive_size(value: Any) -> tuple[int | None, int | None]:
     one = _optional(_int(1))
     if isinstance(value, tuple):
         if len(value) != 2:
-            raise ValueError(f"must be an integer or a pair (height, width), got {value!r}")
+            raise ValueError("must be an integer or a pair (height, width), got "
+                             f"{shown(value)}")
         return one(value[0]), one(value[1])
     if value is None:
         raise ValueError("must be an integer or a pair, got None")
@@ -120,7 +169,7 @@ def _scale(value: Any) -> tuple[float, float]:
     one = _number(positive=True)
     if isinstance(value, tuple):
         if len(value) != 2:
-            raise ValueError(f"must be a number or a pair (height, width), got {value!r}")
+            raise ValueError(f"must be a number or a pair (height, width), got {shown(value)}")
         return one(value[0]), one(value[1])
     v = one(value)
     return v, v
@@ -222,8 +271,9 @@ def render(spec: LayerSpec) -> str:
     return f"{spec.kind}({', '.join(args)})"
 
 
-def _literal(node: ast.expr, kind: str, where: str) -> Literal:
-    """Convert an ast node to a literal; anything else (names, calls, arithmetic) is refused."""
+def _literal(node: ast.expr, label: str, where: str, source: str) -> Literal:
+    """Convert an ast node to a literal; anything else (names, calls, arithmetic) is refused,
+    quoting its text from `source` (not `ast.unparse`, which recurses on a deep expression)."""
     if isinstance(node, ast.Constant) and (
         node.value is None or isinstance(node.value, bool | int | float | str)
     ):
@@ -235,32 +285,53 @@ def _literal(node: ast.expr, kind: str, where: str) -> Literal:
         value = node.operand.value
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Tuple | ast.List):
-        return tuple(_literal(item, kind, where) for item in node.elts)
-    raise SpecError(f"{kind}: {where} must be a literal (integer, number, True/False, string "
-                    f"or tuple), got `{ast.unparse(node)}`.")
+        return tuple(_literal(item, label, where, source) for item in node.elts)
+    written = ast.get_source_segment(source, node) or type(node).__name__
+    raise SpecError(f"{label}: {where} must be a literal (integer, number, True/False, string "
+                    f"or tuple), got `{excerpt(written)}`.")
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    """`Conv2d`, `nn.Conv2d`, `torch.nn.Conv2d` -> the dotted name; None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
 
 
 def parse_layer(text: str, where: str = "") -> LayerSpec:
     """Parse one layer, e.g. `Conv2d(20, kernel_size=3, stride=2)`, into a validated LayerSpec.
 
     `where` prefixes error messages (e.g. "layer 2 "). A `nn.` or `torch.nn.` prefix is accepted.
-    Raises SpecError for syntax errors, unknown layers or arguments, and bad values.
+    Raises SpecError for syntax errors, unknown layers or arguments, and bad values, and for a
+    text longer than MAX_LAYER_CHARS (checked before parsing) or a value beyond MAX_SIZE or
+    MAX_NUMBER (see the module docstring).
     """
-    label = f"{where}`{text.strip()}`"
+    source = text.strip()
+    label = f"{where}`{excerpt(source)}`"
+    if len(source) > MAX_LAYER_CHARS:
+        raise SpecError(f"{where}`{source[:20]}...` is {len(source):,} characters long; "
+                        f"expected a layer call of at most {MAX_LAYER_CHARS:,} characters.")
+    not_a_call = SpecError(f"{label} is not a layer call like Conv2d(20, kernel_size=3).")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise SpecError(f"{label} is not a layer call like Conv2d(20, kernel_size=3).") from None
+        tree = ast.parse(source, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):  # ValueError: surrogates
+        raise not_a_call from None
     call = tree.body
     if isinstance(call, ast.Name | ast.Attribute):  # `ReLU` without parentheses
         call = ast.Call(func=call, args=[], keywords=[])
     if not isinstance(call, ast.Call):
-        raise SpecError(f"{label} is not a layer call like Conv2d(20, kernel_size=3).")
-    name = ast.unparse(call.func)
+        raise not_a_call
+    name = _dotted_name(call.func)
+    if name is None:
+        raise not_a_call
     kind = name.removeprefix("torch.").removeprefix("nn.")
     if kind not in SIGNATURES:
         known = ", ".join(SIGNATURES)
-        raise SpecError(f"{label}: unknown layer {name!r}; known layers are {known}.")
+        raise SpecError(f"{label}: unknown layer {shown(name)}; known layers are {known}.")
     signature = SIGNATURES[kind]
     names = [arg[0] for arg in signature]
     label = f"{where}{kind}"
@@ -271,7 +342,7 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
     if len(call.args) > len(signature):
         raise SpecError(f"{label}: takes at most {len(signature)} positional arguments "
                         f"({', '.join(names) or 'none'}), got {len(call.args)}.")
-    positional = tuple(_literal(a, kind, names[i]) for i, a in enumerate(call.args))
+    positional = tuple(_literal(a, label, names[i], source) for i, a in enumerate(call.args))
     keywords: list[tuple[str, Literal]] = []
     given = dict(zip(names, positional, strict=False))
     for kw in call.keywords:
@@ -279,11 +350,11 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
         if kw.arg not in names:
             hint = (" (it is inferred from the previous layer)"
                     if kw.arg in ("in_channels", "in_features", "num_features") else "")
-            raise SpecError(f"{label}: unknown argument {kw.arg!r}{hint}; "
+            raise SpecError(f"{label}: unknown argument {shown(kw.arg)}{hint}; "
                             f"arguments are {', '.join(names) or 'none'}.")
         if kw.arg in given:
             raise SpecError(f"{label}: argument {kw.arg!r} is given twice.")
-        value = _literal(kw.value, kind, kw.arg)
+        value = _literal(kw.value, label, kw.arg, source)
         given[kw.arg] = value
         keywords.append((kw.arg, value))
     spec = LayerSpec(kind, positional, tuple(keywords))
@@ -306,14 +377,26 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
 
 
 def parse_stack(texts: Sequence[str]) -> list[LayerSpec]:
-    """Parse several layers; errors name the layer's position (1-based)."""
+    """Parse several layers (at most MAX_LAYERS, counted before any is parsed); errors name the
+    layer's position (1-based)."""
+    if len(texts) > MAX_LAYERS:
+        raise SpecError(f"{len(texts):,} layers given; a stack has at most {MAX_LAYERS:,}.")
     return [parse_layer(text, where=f"layer {i} ") for i, text in enumerate(texts, start=1)]
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """`C,H,W` or `CxHxW` (an image) or `N` (a flat vector) -> (C, H, W) or (N,)."""
+    """`C,H,W` or `CxHxW` (an image) or `N` (a flat vector) -> (C, H, W) or (N,), each dimension
+    in [1, MAX_SIZE]; a text longer than MAX_INPUT_CHARS is refused before it is split."""
+    if len(text) > MAX_INPUT_CHARS:
+        raise SpecError(f"--input `{text[:20]}...` is {len(text):,} characters long; expected "
+                        f"C,H,W or N in at most {MAX_INPUT_CHARS} characters.")
     parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
-    if len(parts) not in (1, 3) or not all(p.isdigit() and int(p) > 0 for p in parts):
+    # isdecimal, not isdigit: int() refuses the digits '²' and '①' that isdigit accepts
+    values = [int(p) for p in parts if p.isdecimal()]  # at most 100 digits: int() is cheap
+    if len(parts) not in (1, 3) or len(values) != len(parts) or min(values) < 1:
         raise SpecError(f"--input must be C,H,W (or CxHxW) or N with positive integers, "
                         f"got {text!r}.")
-    return tuple(int(p) for p in parts)
+    if max(values) > MAX_SIZE:
+        raise SpecError(f"--input {text!r} has a dimension {shown(max(values))} larger than "
+                        f"{MAX_SIZE:,} (2**31 - 1, the bound on any size).")
+    return tuple(values)

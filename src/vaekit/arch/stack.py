@@ -3,6 +3,12 @@
 Shapes are per sample, without the batch: (C, H, W) for images, (N,) for vectors. Every check that
 torch makes when it builds or runs the module is made here first, so that a stack either gets its
 numbers or one sentence saying which layer and argument is wrong (`SpecError`).
+
+Bounds: every dimension a layer outputs, the length of a flattened vector included, is at most
+`spec.MAX_SIZE` = 2**31 - 1 (as its arguments and the input are), so that padding or upsampling
+cannot grow a size without end. The receptive field is computed within `arith.MAX_FIELD_STEPS`
+steps per axis; a stack that needs more (only position-dependent resampling on axes of hundreds of
+thousands of pixels) gets every other number and the field reported as not computed (None).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from vaekit.arch import arith
-from vaekit.arch.spec import ACTIVATIONS, LayerSpec
+from vaekit.arch.spec import ACTIVATIONS, MAX_SIZE, LayerSpec
 from vaekit.errors import SpecError
 
 Shape = tuple[int, ...]
@@ -48,7 +54,8 @@ class LayerRow:
         return arith.output_bytes(self.output_shape)
 
     def to_json(self) -> dict[str, Any]:
-        """The row with the field names of `vaekit arch --json`."""
+        """The row with the field names of `vaekit arch --json` (receptive_field null for a flat
+        input, or when it was not computed within `arith.MAX_FIELD_STEPS`)."""
         jump = None if self.jump is None else [_number(j) for j in self.jump]
         return {
             "layer": self.layer, "output_shape": list(self.output_shape), "params": self.params,
@@ -60,8 +67,14 @@ class LayerRow:
         }
 
 
-def _number(value: Fraction) -> int | float:
-    return int(value) if value.denominator == 1 else float(value)
+def _number(value: Fraction) -> int | float | str:
+    """A jump for JSON: an int, else a float, else (beyond a float's range) the fraction 'p/q'."""
+    if value.denominator == 1:
+        return int(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return str(value)
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,17 @@ def _sliding_output(row: int, spec: LayerSpec, hw: tuple[int, int], g: Geometry)
 
 
 def layer_output(row: int, spec: LayerSpec, shape: Shape) -> tuple[Shape, int, int, int]:
-    """(output shape, weights, biases, MACs) of one layer on an input `shape`, or SpecError."""
+    """(output shape, weights, biases, MACs) of one layer on an input `shape`, or SpecError; every
+    output dimension is at most MAX_SIZE."""
+    result = _layer_output(row, spec, shape)
+    for axis, n in zip(("C", *AXES) if len(result[0]) == 3 else ("N",), result[0], strict=True):
+        if n > MAX_SIZE:
+            raise SpecError(f"layer {row} {spec.text}: the output size {n:,} along {axis} is "
+                            f"larger than {MAX_SIZE:,} (2**31 - 1, the bound on any size).")
+    return result
+
+
+def _layer_output(row: int, spec: LayerSpec, shape: Shape) -> tuple[Shape, int, int, int]:
     kind = spec.kind
     if kind in ACTIVATIONS or kind == "Dropout":
         return shape, 0, 0, 0
@@ -251,9 +274,10 @@ def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
     """Run a stack on an input shape: one LayerRow per layer, or SpecError at the first bad one.
 
     Receptive field: per axis, the largest over the layer's output units (`arith.AxisField`);
-    after Linear every unit sees the whole image; None for a flat input. Jump: input pixels
-    between neighbouring output units (an average after non-integer resampling); None after
-    Flatten or Linear.
+    after Linear every unit sees the whole image; None for a flat input, and from the layer on
+    where it would take more than `arith.MAX_FIELD_STEPS` steps. Jump: input pixels between
+    neighbouring output units (an average after non-integer resampling); None after Flatten or
+    Linear.
     """
     rows: list[LayerRow] = []
     shape = tuple(input_shape)
@@ -261,13 +285,18 @@ def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
     fields = [arith.AxisField(), arith.AxisField()]
     rf: tuple[int, int] | None = (1, 1) if image else None
     jump: tuple[Fraction, Fraction] | None = (Fraction(1), Fraction(1)) if image else None
+    fields_computable = True
     for row, spec in enumerate(specs, start=1):
         out, weights, biases, macs = layer_output(row, spec, shape)
         maps = index_maps(spec, shape, out)
         if maps is not None and jump is not None:
-            for axis in range(2):
-                fields[axis].push(maps[axis])
-            rf = (fields[0].max_field(out[1]), fields[1].max_field(out[2]))
+            if fields_computable:
+                try:
+                    for axis in range(2):
+                        fields[axis].push(maps[axis])
+                    rf = (fields[0].max_field(out[1]), fields[1].max_field(out[2]))
+                except arith.FieldWorkExceeded:
+                    fields_computable, rf = False, None
             jump = (jump[0] * _jump_factor(spec, shape, out, 0),
                     jump[1] * _jump_factor(spec, shape, out, 1))
         elif spec.kind == "Linear" and image is not None:

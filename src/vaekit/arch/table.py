@@ -7,6 +7,8 @@ Also the two number formats the sheet's answers share with it: `human_bytes` (bi
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
 from collections.abc import Sequence
 from fractions import Fraction
@@ -20,6 +22,10 @@ MAC_NOTE = ("MACs: 1 multiply-add = 1 MAC, per sample; bias adds, activations, p
             "size). Memory: float32 output of each layer, per sample.")
 FIELD_NOTE = ("field, jump: receptive field and effective stride in input pixels (H x W), the "
               "largest over the output units, padding counted.")
+FIELD_NOT_COMPUTED = ("field '-' on an image: not computed, the field of these layers varies "
+                      "with the position and would take more than "
+                      f"{arith.MAX_FIELD_STEPS:,} steps of the composed index maps to find "
+                      "exactly (the other numbers are exact).")
 WIDTH = 100  # characters per line of the notes
 
 
@@ -72,4 +78,13 @@ def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool 
     lines.append(textwrap.fill(MAC_NOTE, WIDTH))
     if len(shape) == 3:
         lines.append(textwrap.fill(FIELD_NOTE, WIDTH))
+    if any(r.receptive_field is None and r.jump is not None for r in rows):
+        lines.append(textwrap.fill(FIELD_NOT_COMPUTED, WIDTH))
     return "\n".join(lines)
+
+
+def dump_json(obj: object) -> str:
+    """json.dumps with indent 2, but lists of numbers kept on one line: [20, 8, 8]."""
+    text = json.dumps(obj, indent=2)
+    return re.sub(r"\[\s+([-\w.,\s]*?)\s+\]",
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)

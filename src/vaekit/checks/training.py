@@ -23,7 +23,7 @@ from vaekit.checks.claim import ClaimResult
 from vaekit.config import TrainConfig
 from vaekit.data.binarize import fixed_binarization
 from vaekit.data.load import load_dataset
-from vaekit.errors import DataError, DivergenceError
+from vaekit.errors import ChecksumError, DataError, DivergenceError, IDXFormatError
 from vaekit.train.engines import AutogradEngine
 from vaekit.train.loop import train_epoch
 from vaekit.train.optim import make_optimizer
@@ -127,9 +127,12 @@ def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, 
 
 
 def _load(dataset: str, data_dir: str | None, fallback: str | None) -> tuple[Any, str]:
-    """The dataset, or `fallback` (with a note) if it is not on this machine; never downloads."""
+    """The dataset, or `fallback` (with a note) if it is not on this machine; never downloads. A copy
+    that is there but damaged (a checksum mismatch, a corrupt file) is an error, not a fall-back."""
     try:
         return load_dataset(dataset, data_dir, download=False), ""
+    except (ChecksumError, IDXFormatError):
+        raise
     except DataError:
         if fallback is None:
             raise

@@ -2,19 +2,25 @@
 
 Answers Exercise 1 of the TD-2 sheet for any stack (`--sheet` prints the sheet's own three answers,
 `--scaling` the dense-vs-conv table behind Q1's "what problem with a large input").
+
+Sizes, numbers, layer texts and the layer count are bounded in `vaekit.arch.spec` (2**31 - 1 for a
+size, 1,000 characters a layer, 1,000 layers), so every input is answered at once. `--plot` is
+checked before anything is drawn or printed (`vaekit.report.paths.figure_path`) and written whole
+or not at all; an error prints nothing but its sentence.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
+from pathlib import Path
 
 from vaekit.arch import sheet
-from vaekit.arch.spec import SIGNATURES, parse_input_shape, parse_stack
+from vaekit.arch.sheet import ScalingRow
+from vaekit.arch.spec import MAX_LAYER_CHARS, MAX_LAYERS, MAX_SIZE, SIGNATURES, parse_input_shape, parse_stack
 from vaekit.arch.stack import analyze, totals
-from vaekit.arch.table import stack_table
-from vaekit.errors import ConfigError, SpecError
+from vaekit.arch.table import dump_json, stack_table
+from vaekit.errors import ConfigError, SpecError, VaekitError
+from vaekit.report.paths import figure_path, quoted
 
 EXAMPLES = """\
 examples:
@@ -29,7 +35,10 @@ examples:
 
 A LAYER is its torch.nn constructor call without the input size (in_channels, in_features,
 num_features are inferred from the previous layer); quote it for the shell. Literals only.
-Layers: """ + ", ".join(SIGNATURES) + "."
+Layers: """ + ", ".join(SIGNATURES) + f""".
+Bounds: every size (argument, --input dimension, layer output) at most {MAX_SIZE:,} (2**31 - 1),
+every number finite and at most that in magnitude, {MAX_LAYER_CHARS:,} characters a LAYER,
+{MAX_LAYERS:,} LAYERs."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,31 +63,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--scaling", action="store_true",
                    help="dense vs conv parameters and float32 memory for square RGB images of "
                    f"side {', '.join(map(str, sheet.SCALING_SIDES))}")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="with --scaling: also draw the table to this PNG (log scale)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="with --scaling: also draw the table to FILE (log scale), a name ending "
+                   "in .png, .svg or .pdf (the extension picks the format) in an existing, "
+                   "writable directory")
     p.set_defaults(func=run)
 
 
+
+
+
+
+
+
+def write_plot(table: list[ScalingRow], path: Path, text: str) -> None:
+    """Draw the scaling table to `path` (whole or not at all); one sentence if it cannot."""
+    from vaekit.report.figures import scaling_figure  # matplotlib: only for --plot
+
+    try:
+        scaling_figure(table, path)
+    except VaekitError:  # runs.write_bytes_atomic's sentence: the file, why, nothing left
+        raise
+    except OSError as err:
+        raise ConfigError(f"--plot {quoted(text)} cannot be written ({err.strerror or err}); "
+                          "expected a file in a writable directory that exists.") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.plot and not args.scaling:
+    if args.plot is not None and not args.scaling:
         raise SpecError("--plot draws the --scaling table; add --scaling.")
     if args.sheet or args.scaling:
         if args.layers or args.input:
             raise SpecError("--sheet and --scaling take no --input and no LAYER.")
+        plot = None if args.plot is None else figure_path(args.plot, example="scaling")
+        outputs = []  # printed once the plot is written: a failure prints nothing but its error
         if args.sheet:
-            print(dump_json(sheet.exercise1_json()) if args.json else sheet.exercise1_text())
+            outputs.append(dump_json(sheet.exercise1_json()) if args.json
+                           else sheet.exercise1_text())
         if args.scaling:
             table = sheet.scaling_table()
-            print(dump_json(sheet.scaling_json(table)) if args.json else sheet.scaling_text(table))
-            if args.plot:
-                from vaekit.report.figures import scaling_figure  # matplotlib: only for --plot
-
-                try:
-                    scaling_figure(table, args.plot)
-                except OSError as err:
-                    raise ConfigError(f"--plot cannot write {args.plot!r}: {err.strerror}.") from None
+            outputs.append(dump_json(sheet.scaling_json(table)) if args.json
+                           else sheet.scaling_text(table))
+            if plot is not None:
+                write_plot(table, plot, args.plot)
                 if not args.json:
-                    print(f"plot written to {args.plot}")
+                    outputs.append(f"plot written to {args.plot}")
+        print("\n".join(outputs))
         return 0
     if not args.layers or not args.input:
         raise SpecError("give --input C,H,W (or N) and at least one LAYER, or --sheet or "
@@ -94,8 +124,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def dump_json(obj: object) -> str:
-    """json.dumps with indent 2, but lists of numbers kept on one line: [20, 8, 8]."""
-    text = json.dumps(obj, indent=2)
-    return re.sub(r"\[\s+([-\w.,\s]*?)\s+\]",
-                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)

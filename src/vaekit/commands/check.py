@@ -11,6 +11,8 @@ from typing import Any
 from vaekit.checks import CLAIM_IDS, run_checks
 from vaekit.checks.claim import ClaimResult
 from vaekit.checks.gradients import variance_table
+from vaekit.commands.flags import int_flag
+from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 
 EPILOG = """claims (in order):
@@ -42,12 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run only these claims, comma-separated (default: all; ids listed below)")
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes (fewer samples; 100 training steps on 'digits'): a few seconds")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same numbers (default: 0)")
+    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
+                   help=f"random seed in [0, {SEED_MAX}]; same seed, same numbers (default: 0)")
     p.add_argument("--json", action="store_true",
                    help='print {"claims": [{"id", "question", "claim", "passed", "numbers", ...}]}')
     p.add_argument("--figures", metavar="DIR",
                    help="write variance.png and training.png into DIR (for the claims that ran)")
-    p.add_argument("--steps", type=int, metavar="N",
+    p.add_argument("--steps", type=int_flag("--steps"), metavar="N",
                    help="training steps per estimator for the 'training' claim (default: 500; --quick: 100)")
     p.add_argument("--data", metavar="NAME",
                    help="dataset for the 'training' claim (default: fashion-mnist if found on this "

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pi.add_argument("--binarize", choices=("none", "dynamic", "fixed"), default="none",
                     help="report the pixel mean after this binarization (default: none)")
     pi.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    pi.add_argument("--allow-modified", action="store_true",
+                    help="describe files that do not match their published SHA-256 instead of "
+                    "refusing them (shown as MISMATCH; as $VAEKIT_ALLOW_MODIFIED_DATA=1 does "
+                    "everywhere) (default: refuse)")
     pi.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pi.set_defaults(func=run_info)
 
@@ -53,7 +57,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    ds = load_dataset(args.name, args.data_dir, download=not args.no_download)
+    ds = load_dataset(args.name, args.data_dir, download=not args.no_download,
+                      allow_modified=args.allow_modified or None)  # None: $VAEKIT_ALLOW_MODIFIED_DATA
     info = describe(ds, args.binarize)
     if args.json:
         print(json.dumps(info, indent=2))

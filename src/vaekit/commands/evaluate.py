@@ -7,6 +7,8 @@ import argparse
 import json
 from typing import Any
 
+from vaekit.commands.flags import int_flag
+from vaekit.config import SEED_MAX
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
 
 
@@ -21,19 +23,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "probe on the latent means. Writes RUN_DIR/eval.json.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
-    p.add_argument("--k", type=int, default=5000,
+    p.add_argument("--k", type=int_flag("--k"), default=5000,
                    help="importance samples per image (default: 5000, the published standard)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N test images (default: all)")
-    p.add_argument("--batch-size", type=int, default=100, help="test images per batch (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default: 0)")
+    p.add_argument("--limit", type=int_flag("--limit"),
+                   help="evaluate only the first N test images (default: all)")
+    p.add_argument("--batch-size", type=int_flag("--batch-size"), default=100,
+                   help="test images per batch (default: 100)")
+    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
+                   help="seed of the importance samples (default: 0)")
     p.add_argument("--data-dir", help="directory holding the dataset files (default: the run's, then "
                    "the lookup order of `vaekit data`)")
     p.add_argument("--dataset", help="evaluate on this dataset name or .npy/.npz path instead of the "
                    "run's (same image shape; default: the run's dataset)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int_flag("--threads", 0, 1024), default=0,
                    help="CPU threads, 0 = the cores other processes leave idle (default: 0)")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the logistic-regression probe (default: run it)")
+    p.add_argument("--force", action="store_true",
+                   help="allow more than 100,000 importance samples (the cost is said first; default: off)")
     p.add_argument("--json", action="store_true", help="print the eval.json object instead of a table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: on a terminal)")
     p.set_defaults(func=run)
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, k=args.k, limit=args.limit, batch_size=args.batch_size,
                           seed=args.seed, data_dir=args.data_dir, dataset=args.dataset,
                           progress=False if args.no_progress else None, probe=not args.no_probe,
-                          threads=args.threads)
+                          threads=args.threads, force=args.force)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

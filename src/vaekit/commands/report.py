@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vaekit.commands.flags import int_flag
+from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 
 
@@ -18,13 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "none, evaluates with --k samples first (unless --no-eval).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
-    p.add_argument("--k", type=int, default=500,
+    p.add_argument("--k", type=int_flag("--k"), default=500,
                    help="importance samples if eval.json is missing (default: 500; `vaekit eval` "
                    "uses 5000)")
-    p.add_argument("--limit", type=int, help="if evaluating: only the first N test images (default: all)")
+    p.add_argument("--limit", type=int_flag("--limit"),
+                   help="if evaluating: only the first N test images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="fail instead of evaluating when eval.json is missing (default: evaluate)")
-    p.add_argument("--seed", type=int, default=0, help="seed of samples and pairs (default: 0)")
+    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
+                   help="seed of samples and pairs (default: 0)")
     p.add_argument("--data-dir", help="directory holding the dataset files (default: lookup order)")
     p.add_argument("--dataset",
                    help="test images from this dataset instead of the run's (default: the run's)")

@@ -6,8 +6,14 @@ import argparse
 import math
 from pathlib import Path
 
+from vaekit.commands.flags import int_flag
+from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
+from vaekit.report.paths import figure_path
 from vaekit.runs import load_run
+
+MAX_SAMPLES = 10_000
+MAX_GRID_PIXELS = 2**26  # 64 Mpixel: an image a viewer still opens
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "p(x|z) as a grid of images.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("-n", type=int_flag("-n"), default=64, help="number of samples (default: 64)")
     p.add_argument("--out", help="PNG file to write (default: RUN_DIR/figures/samples-seedS.png)")
-    p.add_argument("--seed", type=int, default=0, help="seed of z (default: 0)")
-    p.add_argument("--ncols", type=int, help="images per row (default: about sqrt(n))")
+    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0, help="seed of z (default: 0)")
+    p.add_argument("--ncols", type=int_flag("--ncols"), help="images per row (default: about sqrt(n))")
     p.set_defaults(func=run)
 
 
@@ -29,12 +35,19 @@ def run(args: argparse.Namespace) -> int:
     from vaekit.report import figures  # matplotlib: imported by the command that draws
     from vaekit.report.visualize import sample_prior  # matplotlib, through report.figures
 
-    if args.n < 1:
-        raise ConfigError(f"-n must be at least 1 sample, got {args.n}.")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "figures" / f"samples-seed{args.seed}.png"
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: expected a file name ending in .png.")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise ConfigError(f"-n must be between 1 and {MAX_SAMPLES:,} samples (one grid image), got {args.n}.")
+    if args.ncols is not None and not 1 <= args.ncols <= args.n:
+        raise ConfigError(f"--ncols must be between 1 and -n ({args.n}), got {args.ncols}.")
+
+    out = figure_path(args.out, "--out", (".png",), example="samples") if args.out else None
     model = load_run(args.run_dir).model
+    if out is None:  # the run's own figures/ folder, made once the run is known to be one
+        out = Path(args.run_dir) / "figures" / f"samples-seed{args.seed}.png"
+    pixels = args.n * math.prod(model.image_shape[1:])
+    if pixels > MAX_GRID_PIXELS:
+        raise ConfigError(f"-n {args.n} samples of {'x'.join(map(str, model.image_shape))} would make a grid "
+                          f"of {pixels:,} pixels (more than {MAX_GRID_PIXELS:,}); ask for fewer.")
     ncols = args.ncols or math.ceil(math.sqrt(args.n))
     images = sample_prior(model, args.n, args.seed)
     figures.image_grid(images, out, ncols=ncols,

@@ -8,19 +8,24 @@ may change.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import TrainConfig, load_toml, parse_int_list
+from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+from vaekit.config import TrainConfig, load_toml
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
 from vaekit.train.fit import fit
 
 D = TrainConfig()  # the defaults, quoted in the help
 
-# flag -> (section, key, argparse type, help). Every flag defaults to None, meaning "not given".
-FLAGS: dict[str, tuple[str, str, Any, str]] = {
+# flag -> (section, key, kind, help); kind is str, int, float or list (of ints, '512,256'). Every
+# flag defaults to None, meaning "not given". A value argparse cannot convert is one sentence naming
+# the flag (`vaekit.cli.int_flag` and co.); a converted one is checked by `config.apply` (finite, in
+# range), which names the "command line" as its origin.
+FLAGS: dict[str, tuple[str, str, type, str]] = {
     "--data": ("data", "name", str, f"dataset name or .npy/.npz path (default: {D.data.name})"),
     "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
                    "order of `vaekit data`)"),
@@ -28,7 +33,7 @@ FLAGS: dict[str, tuple[str, str, Any, str]] = {
                    "Bernoulli(pixel/255) each batch; auto = dynamic for bernoulli, none for gaussian "
                    f"(default: {D.data.binarize})"),
     "--model": ("model", "kind", str, f"{'|'.join(cfg.MODEL_KINDS)} (default: {D.model.kind})"),
-    "--hidden": ("model", "hidden", parse_int_list, "dense hidden sizes, comma list, e.g. 512,256 "
+    "--hidden": ("model", "hidden", list, "dense hidden sizes, comma list, e.g. 512,256 "
                  f"(default: {','.join(map(str, D.model.hidden))})"),
     "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),
     "--likelihood": ("model", "likelihood", str, f"{'|'.join(cfg.LIKELIHOODS)} "
@@ -37,7 +42,7 @@ FLAGS: dict[str, tuple[str, str, Any, str]] = {
                    f"(default: {D.model.variance})"),
     "--activation": ("model", "activation", str, f"{'|'.join(cfg.ACTIVATIONS)} "
                      f"(default: {D.model.activation})"),
-    "--channels": ("model", "channels", parse_int_list, "conv channels per strided conv, comma list "
+    "--channels": ("model", "channels", list, "conv channels per strided conv, comma list "
                    f"(default: {','.join(map(str, D.model.channels))})"),
     "--objective": ("train", "objective", str, f"{'|'.join(cfg.OBJECTIVES)} (default: {D.train.objective})"),
     "--samples": ("train", "samples", int, f"K samples per image (default: {D.train.samples})"),
@@ -85,9 +90,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in --out from its last checkpoint up to --epochs (default: off)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (default: a bar on a terminal)")
-    for flag, (_, _, typ, text) in FLAGS.items():
-        p.add_argument(flag, type=typ, default=None, help=text)
+    for flag, (_, _, kind, text) in FLAGS.items():
+        p.add_argument(flag, type=converter(flag, kind), default=None, help=text)
     p.set_defaults(func=run)
+
+
+def converter(flag: str, kind: type) -> Callable[[str], Any]:
+    """The argparse `type=` of a flag of `kind` (str, int, float, list of ints)."""
+    makers: dict[type, Callable[[str], Callable[[str], Any]]] = {
+        int: int_flag, float: float_flag, list: int_list_flag}
+    return makers[kind](flag) if kind in makers else str
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -29,15 +29,22 @@ IDX_DTYPES: dict[int, np.dtype] = {
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The contents of `path`, decompressed when it is a gzip file (detected by magic bytes)."""
+def read_raw(path: str | Path) -> bytes:
+    """The bytes of the file at `path`, as they are on disk (no decompression)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise IDXFormatError(f"{path}: file not found.") from None
     except IsADirectoryError:
         raise IDXFormatError(f"{path}: is a directory, expected an IDX file.") from None
+    except OSError as err:  # permission denied, an I/O error
+        raise IDXFormatError(f"{path}: cannot be read ({err.strerror or err}).") from None
+
+
+def decompress(raw: bytes, path: str | Path) -> bytes:
+    """`raw` decompressed when it is a gzip stream (detected by magic bytes), else `raw` itself;
+    `path` names the file in the error."""
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:
@@ -46,6 +53,11 @@ def read_bytes(path: str | Path) -> bytes:
         raise IDXFormatError(
             f"{path}: the gzip stream is cut or corrupt ({err}); delete the file and fetch it again."
         ) from None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The contents of `path`, decompressed when it is a gzip file (detected by magic bytes)."""
+    return decompress(read_raw(path), path)
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:

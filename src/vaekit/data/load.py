@@ -4,10 +4,18 @@ Every dataset comes back as a `Dataset` of three `Split`s (train, val, test), ea
 tensor of images (N, C, H, W) and, when known, int64 labels (N,). The whole of Fashion-MNIST is
 47 MB this way: training indexes batches from it, with no per-image Python objects. Where the files
 are found is `vaekit.data.registry`'s business; how pixels become x is `vaekit.data.binarize`'s.
+
+A known dataset is checked against its published SHA-256 on every load (the sum is taken of the
+bytes being parsed, see `vaekit.data.download.read_checked`): a file that does not match is a
+ChecksumError, for train, eval, report, check and `vaekit data info` alike. To use a modified copy
+on purpose, set the environment variable VAEKIT_ALLOW_MODIFIED_DATA=1 (exactly "1"; `vaekit data
+info` also takes --allow-modified); the files' status stays in `Dataset.checksums`. A plain copy of
+a file whose published sum is of its .gz archive (MNIST, KMNIST) is "unchecked", not an error.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit.data.arrays import read_array_file
 from vaekit.data.binarize import prepare
-from vaekit.data.idx import read_idx
+from vaekit.data.download import MISMATCH, read_checked
+from vaekit.data.idx import parse_idx
 from vaekit.data.registry import (
     DEFAULT_DATASET,
     REGISTRY,
@@ -28,9 +38,10 @@ from vaekit.data.registry import (
     locate,
     registry_entry,
 )
-from vaekit.errors import DataError
+from vaekit.errors import ChecksumError, DataError
 
 SPLIT_SEED = 0  # the seed of every train/validation(/test) split: fixed so splits never move
+ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
 
 
 
@@ -55,6 +66,7 @@ class Dataset:
     classes: tuple[str, ...] | None = None
     source: str = ""  # where it was read from
     notes: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] | None = None  # file -> 'ok' | 'MISMATCH' | 'unchecked (...)'
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -63,12 +75,19 @@ class Dataset:
 
 
 
-def _read_pair(directory: Path, spec: IDXDataset, part: str) -> Split:
-    img_path = find_file(directory, spec.files[f"{part}_images"])
-    lab_path = find_file(directory, spec.files[f"{part}_labels"])
-    assert img_path is not None and lab_path is not None
-    images = read_idx(img_path)
-    labels = read_idx(lab_path)
+def _read_pair(directory: Path, spec: IDXDataset, part: str,
+               checked: dict[str, tuple[Path, str]]) -> Split:
+    """The images and labels of `part` ('train' or 'test'); each file's (path, checksum status)
+    is added to `checked` (the caller decides what a mismatch means)."""
+    arrays = []
+    for role in (f"{part}_images", f"{part}_labels"):
+        remote = spec.files[role]
+        path = find_file(directory, remote)
+        assert path is not None  # locate() found all four files
+        content, status = read_checked(path, remote)
+        checked[remote.name] = (path, status)
+        arrays.append((path, parse_idx(content, str(path))))
+    (img_path, images), (lab_path, labels) = arrays
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{img_path}: expected uint8 images of shape (N, H, W), found {images.dtype} "
@@ -82,6 +101,26 @@ def _read_pair(directory: Path, spec: IDXDataset, part: str) -> Split:
         )
     return Split(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
+
+def allow_modified_data(explicit: bool | None = None) -> bool:
+    """Whether files that fail their published checksum may be used: `explicit` when given (the
+    --allow-modified flag), else whether $VAEKIT_ALLOW_MODIFIED_DATA is exactly "1"."""
+    if explicit is not None:
+        return explicit
+    return os.environ.get(ALLOW_MODIFIED_ENV, "") == "1"
+
+
+def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: bool) -> None:
+    """Raise ChecksumError for the first file that does not match its published SHA-256, unless
+    `allow`. Called after every file was parsed, so a file that is not even valid IDX gets its own
+    (more precise) error first."""
+    for path, status in checked.values():
+        if status == MISMATCH and not allow:
+            raise ChecksumError(
+                f"{path} does not match the published SHA-256 of {name}; delete it and run "
+                f"`vaekit data fetch {name}` to get a verified copy, or set {ALLOW_MODIFIED_ENV}=1 "
+                "to use a modified copy on purpose."
+            )
 
 
 def split_indices(n: int, sizes: tuple[int, ...], seed: int = SPLIT_SEED) -> list[torch.Tensor]:
@@ -113,18 +152,25 @@ def three_way(split: Split, val_frac: float = 0.1, test_frac: float = 0.1) -> tu
 
 
 def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
-                     val_size: int | None = None) -> Dataset:
+                     val_size: int | None = None, allow_modified: bool | None = None) -> Dataset:
+    """The IDX dataset `name`: train minus a fixed validation split, val, and the official test
+    set. Each file is checked against its published SHA-256 as it is read; a mismatch is a
+    ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is "1")."""
     spec = registry_entry(name)
     directory = fetch(name, data_dir) if download else locate(name, data_dir)
     if directory is None:
         raise DataError(f"{name} is not on this machine (looked in {_places(name, data_dir)}).")
-    train_full = _read_pair(directory, spec, "train")
-    test = _read_pair(directory, spec, "test")
+    checked: dict[str, tuple[Path, str]] = {}
+    train_full = _read_pair(directory, spec, "train", checked)
+    test = _read_pair(directory, spec, "test", checked)
+    _refuse_modified(name, checked, allow_modified_data(allow_modified))
     n_val = spec.val_size if val_size is None else val_size
     val_idx, train_idx = split_indices(len(train_full), (n_val,))
+    checksums = {fname: status for fname, (_, status) in checked.items()}
+    modified = [fname for fname, status in checksums.items() if status == MISMATCH]
+    notes = {"modified": f"used as they are: {', '.join(modified)}"} if modified else {}
     return Dataset(name, _take(train_full, train_idx), _take(train_full, val_idx), test,
-                   spec.classes, str(directory))
-
+                   spec.classes, str(directory), notes, checksums)
 
 
 def _places(name: str, data_dir: str | Path | None) -> str:
@@ -145,42 +191,10 @@ def load_digits_dataset() -> Dataset:
 
 
 def load_array_dataset(path: str | Path) -> Dataset:
-    """User images from .npy (images) or .npz (`images` or `x`, optional `labels` or `y`).
-
-    Images are (N, H, W) or (N, C, H, W), uint8, or float in [0, 1] (scaled and rounded to uint8).
-    Loaded with allow_pickle=False: an object array is refused, never unpickled.
-    """
+    """User images from .npy (images) or .npz (`images` or `x`, optional `labels` or `y`), split
+    80/10/10; what is accepted (shapes, dtypes, never pickle) is `vaekit.data.arrays`'s rule."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file.")
-    labels = None
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                keys = set(loaded.files)
-                key = next((k for k in ("images", "x") if k in keys), None)
-                if key is None:
-                    raise DataError(
-                        f"{path}: expected an array named 'images' or 'x'; found {sorted(keys)}."
-                    )
-                images = loaded[key]
-                lkey = next((k for k in ("labels", "y") if k in keys), None)
-                labels = loaded[lkey] if lkey else None
-        else:
-            images = loaded
-    except DataError:
-        raise
-    except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
-        detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
-        raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
-    images = _check_images(path, images)
-    if labels is not None:
-        if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
-            raise DataError(
-                f"{path}: labels must be integers of shape ({images.shape[0]},), "
-                f"found {labels.dtype} of shape {labels.shape}."
-            )
+    images, labels = read_array_file(path)  # (N, C, H, W) uint8, (N,) integers or None
     labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     full = Split(torch.from_numpy(images), labels_t)
     train, val, test = three_way(full)
@@ -188,48 +202,25 @@ def load_array_dataset(path: str | Path) -> Dataset:
     return Dataset(path.name, train, val, test, classes, str(path))
 
 
-
-def _check_images(path: Path, images: np.ndarray) -> np.ndarray:
-    if images.ndim not in (3, 4):
-        raise DataError(
-            f"{path}: images must have shape (N, H, W) or (N, C, H, W), found {images.ndim} "
-            f"dimensions {images.shape}."
-        )
-    if images.shape[0] < 10:
-        raise DataError(f"{path}: {images.shape[0]} images; need at least 10 to split.")
-    if images.dtype == np.uint8:
-        out = images
-    elif images.dtype.kind == "f":
-        lo, hi = float(np.nanmin(images)), float(np.nanmax(images))
-        if np.isnan(images).any() or lo < 0.0 or hi > 1.0:
-            raise DataError(
-                f"{path}: float images must lie in [0, 1]; found values in [{lo:g}, {hi:g}]"
-                + (" and NaN." if np.isnan(images).any() else ".")
-            )
-        out = np.rint(images * 255.0).astype(np.uint8)
-    else:
-        raise DataError(f"{path}: images must be uint8 or float in [0, 1], found dtype {images.dtype}.")
-    if out.ndim == 3:
-        out = out[:, None]
-    return np.ascontiguousarray(out)
-
-
-
 def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None,
-                 download: bool = True) -> Dataset:
+                 download: bool = True, allow_modified: bool | None = None) -> Dataset:
     """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits') or a path
-    to a .npy/.npz array."""
+    to a .npy/.npz array. A registry set whose file fails its published SHA-256 is a
+    ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is "1")."""
     if name.endswith((".npy", ".npz")):
         return load_array_dataset(name)
     if name == "digits":
         return load_digits_dataset()
-    return load_idx_dataset(name, data_dir, download)
+    return load_idx_dataset(name, data_dir, download, allow_modified=allow_modified)
 
 
 def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
     """What `vaekit data info` shows: source, shape, counts, classes, the training pixels' mean
     after `binarize` ('none', 'dynamic' or 'fixed', seed 0) and, for a set with published sums,
     each file's checksum status (None otherwise: the same keys for every set)."""
+    checksums = ds.checksums
+    if checksums is None and ds.name in REGISTRY:  # a Dataset not built by load_idx_dataset
+        checksums = checksum_status(ds.name, Path(ds.source))
     return {
         "name": ds.name,
         "source": ds.source,
@@ -238,5 +229,5 @@ def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
         "classes": list(ds.classes) if ds.classes else None,
         "binarize": binarize,
         "pixel_mean": float(prepare(ds.train.images, binarize, seed=0).mean()),
-        "checksums": checksum_status(ds.name, Path(ds.source)) if ds.name in REGISTRY else None,
+        "checksums": checksums,
     }

@@ -12,7 +12,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaekit.data.download import RemoteFile, checksum_ok, download_file
+from vaekit.data.download import (
+    MISMATCH,
+    MISSING,
+    OK,
+    UNCHECKED,
+    RemoteFile,
+    checksum_ok,
+    download_file,
+)
 from vaekit.errors import DataError, UnknownDatasetError
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # last place looked in (Debian's dataset packages)
@@ -193,17 +201,18 @@ def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = 
 
 
 def checksum_status(name: str, directory: Path) -> dict[str, str]:
-    """For each file of `name` in `directory`: 'ok', 'MISMATCH' or 'missing'."""
+    """For each file of `name` in `directory`: 'ok', 'MISMATCH', 'missing' or 'unchecked (...)'
+    (a plain copy of a file whose published sum is of its .gz archive)."""
     spec = registry_entry(name)
     status = {}
     for remote in spec.files.values():
         path = find_file(directory, remote)
         if path is None:
-            status[remote.name] = "missing"
+            status[remote.name] = MISSING
         elif remote.checksum_of == "archive" and not path.name.endswith(remote.archive_suffix):
-            status[remote.name] = "unchecked (published sum is of the .gz archive)"
+            status[remote.name] = UNCHECKED
         else:
-            status[remote.name] = "ok" if checksum_ok(path, remote) else "MISMATCH"
+            status[remote.name] = OK if checksum_ok(path, remote) else MISMATCH
     return status
 
 

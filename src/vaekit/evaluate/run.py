@@ -22,6 +22,7 @@ chunks and decodes them in tiles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from vaekit import runs
-from vaekit.config import TrainConfig
+from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import EVAL_SEED, eval_images
 from vaekit.data.load import Dataset, load_dataset
 from vaekit.device import set_threads
@@ -55,6 +56,17 @@ EVAL_JSON = "eval.json"
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
                    "active_units", "latent_dim", "images")
 PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
+MAX_K = 100_000  # more importance samples than this need force=True (`vaekit eval --force`)
+CPU_MACS_PER_SECOND = 5e10  # the order of a 2-core CPU's float32 rate, for cost estimates only
+INT_FIELDS = ("k", "active_units", "latent_dim", "images")
+PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
+OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
+                    "batch_size", "threads", "binarization_seed")
+TEXT_FIELDS = ("dataset", "binarization", "model_sha256")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # ----------------------------------------------------------------------------- many images
@@ -126,7 +138,8 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
 
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
     """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
-    CheckpointError if it is unreadable or was computed for other weights."""
+    CheckpointError if it is unreadable, not of `vaekit eval` (every field the report reads is
+    checked for its type) or was computed for other weights."""
     path = Path(run_dir) / EVAL_JSON
     if not path.is_file():
         return None
@@ -136,6 +149,25 @@ def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
     if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
         raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
+    bad = [f for f in REQUIRED_FIELDS if not _number(result[f]) or (f in INT_FIELDS and not isinstance(
+        result[f], int))]
+    if bad:
+        raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
+                              "integers); not an eval.json of `vaekit eval`.")
+    latent = result["latent_dim"]
+    for field in PER_DIM_FIELDS:
+        values = result.get(field)
+        if values is not None and not (isinstance(values, list) and len(values) == latent
+                                       and all(map(_number, values))):
+            raise CheckpointError(f"{path}: {field} must be a list of {latent} numbers (one per latent "
+                                  "dimension); not an eval.json of `vaekit eval`.")
+    for field in OPTIONAL_NUMBERS:
+        if result.get(field) is not None and not _number(result[field]):
+            raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
+                                  "`vaekit eval`.")
+    for field in TEXT_FIELDS:
+        if result.get(field) is not None and not isinstance(result[field], str):
+            raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
     if result.get("model_sha256") != runs.model_fingerprint(run_dir):
         raise CheckpointError(
             f"{path} was computed for other weights than {Path(run_dir) / 'model.safetensors'}; "
@@ -170,14 +202,16 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
 def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, batch_size: int = 100,
                  seed: int = 0, data_dir: str | None = None, dataset: str | None = None,
                  progress: bool | None = None, probe: bool = True, write: bool = True,
-                 threads: int = 0) -> dict[str, Any]:
+                 threads: int = 0, force: bool = False) -> dict[str, Any]:
     """Evaluate a run's best model on its test set and write RUN_DIR/eval.json.
 
     Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
     (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
     model_sha256 and the protocol (dataset, binarization, seeds). `threads`: torch CPU threads, 0 =
     the cores other processes leave idle (`vaekit.threads.choose_threads`: all of them on a quiet
-    machine); the previous setting is restored afterwards.
+    machine); the previous setting is restored afterwards. More than MAX_K importance samples need
+    `force` (the cost is said). With `write`, the run directory is held for writing (`runs.locked`)
+    from the first read of the model to the write of eval.json: not while it trains.
     """
 
     if k < 1:
@@ -188,8 +222,30 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     if threads < 0:
         raise ConfigError(f"--threads must be 0 (idle cores) or more, got {threads}.")
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be an integer in [0, {SEED_MAX}], got {seed}.")
     run_dir = Path(run_dir)
+    with runs.locked(run_dir) if write else contextlib.nullcontext():
+        return _evaluate_run(run_dir, k, limit, batch_size, seed, data_dir, dataset, progress, probe,
+                             write, threads, force)
+
+
+def _cost(model: VAE, images: int, k: int) -> str:
+    latents = images * k
+    macs = latents * sum(p.numel() for p in getattr(model, "p_dec", model).parameters())  # type: ignore[union-attr]
+    hours = macs / CPU_MACS_PER_SECOND / 3600
+    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (~{hours:,.1f} hours at "
+            f"{CPU_MACS_PER_SECOND:.0e} per second)")
+
+
+def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, seed: int,
+                  data_dir: str | None, dataset: str | None, progress: bool | None, probe: bool,
+                  write: bool, threads: int, force: bool) -> dict[str, Any]:
     model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit)
+    if k > MAX_K and not force:
+        raise ConfigError(f"k = {k:,} importance samples on {x.shape[0]:,} images would take "
+                          f"{_cost(model, x.shape[0], k)}; pass --force to run it anyway, or a k of at most "
+                          f"{MAX_K:,}.")
     fingerprint = runs.model_fingerprint(run_dir)
     previous = torch.get_num_threads()
     threads = set_threads(threads)
@@ -220,6 +276,8 @@ def _probe(model: VAE, config: TrainConfig, ds: Dataset, test_mu: Tensor, test_l
     n = len(ds.train)
     g = torch.Generator().manual_seed(seed)
     index = torch.randperm(n, generator=g)[:PROBE_TRAIN_IMAGES].sort().values
+    if len(set(ds.train.labels[index].tolist())) < 2:  # a classifier needs two classes to separate
+        return {"probe_accuracy": None, "probe_train_images": None}
     x = eval_images(ds.train.images[index], config.resolved_binarize())
     with torch.inference_mode():
         mu = torch.cat([model.encode(x[i : i + 1000])[0] for i in range(0, x.shape[0], 1000)])

@@ -10,6 +10,7 @@ last draws the table of `vaekit arch --scaling --plot FILE.png` (`vaekit.arch.sh
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from vaekit.arch.arith import FLOAT32_BYTES  # noqa: E402
 from vaekit.arch.sheet import ScalingRow  # noqa: E402
+from vaekit.runs import write_bytes_atomic, write_error  # noqa: E402
 
 if TYPE_CHECKING:  # for annotations only: checks does not import report, nor report checks
     from vaekit.checks.claim import ClaimResult
@@ -64,10 +66,19 @@ def _show(ax: Any, tile: np.ndarray) -> None:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    """Render `fig` in memory, then write it with `runs.write_bytes_atomic`: a full disk or an
+    unwritable place leaves no partial image and gives one sentence (`RunWriteError`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, buffer.tell(), err) from None
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
@@ -288,7 +299,12 @@ def _bytes_to_params(size: Any) -> Any:
 def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
     """Ex.1 Q1 vs Q2 as the image grows (`vaekit.arch.sheet.scaling_table`), log-log: trainable
     parameters of the dense layer, (side^2*3)*(side^2*20), and of the 3x3 conv, 3*3*3*20 + 20, on
-    the left axis; their float32 bytes (4 per parameter) on the right."""
+    the left axis; their float32 bytes (4 per parameter) on the right.
+
+    The format follows the extension (.png, .svg, .pdf; matplotlib's ValueError for others). The
+    file is written whole or not at all (`runs.write_bytes_atomic`); a missing folder, or a `path`
+    that exists and is not a regular file (a directory, /dev/null), is an OSError and nothing is
+    created."""
     sides = [r.side for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(sides, [r.dense_params for r in rows], "o-", label="dense HxWx3 -> HxWx20")
@@ -301,8 +317,13 @@ def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:  # not _save: a missing folder stays an error (OSError) for `--plot`, as before the move
-        fig.savefig(path, dpi=120)
+    path = Path(path)
+    buffer = io.BytesIO()
+    try:  # rendered in memory (the format from the extension), then written whole or not at all
+        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=120)
     finally:
         plt.close(fig)
-    return Path(path)
+    if path.exists() and not path.is_file():  # a directory, /dev/null: never replaced
+        raise FileExistsError(f"{path} exists and is not a regular file; it is not replaced")
+    write_bytes_atomic(path, buffer.getvalue())  # a missing folder is an OSError, not created
+    return path

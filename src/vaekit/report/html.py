@@ -204,7 +204,14 @@ def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = Tru
     when it is missing, evaluates with `k` samples first (or, with evaluate_missing=False, says so).
     """
     run_dir = Path(run_dir)
+    with runs.locked(run_dir):  # one writer: not while the run trains or is evaluated elsewhere
+        return _write_report(run_dir, k, evaluate_missing, limit, data_dir, dataset, seed, progress, log)
+
+
+def _write_report(run_dir: Path, k: int, evaluate_missing: bool, limit: int | None, data_dir: str | None,
+                  dataset: str | None, seed: int, progress: bool | None, log: Any) -> Path:
     model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir)
+    metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     evaluation = read_eval(run_dir)
     if evaluation is None:
         if not evaluate_missing:
@@ -214,7 +221,6 @@ def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = Tru
         evaluation = evaluate_run(run_dir, k=k, limit=limit, seed=seed, data_dir=data_dir, dataset=dataset,
                                   progress=progress)
     t1 = time.perf_counter()
-    metrics = runs.read_metrics(run_dir)
     paths = visualize.write_figures(model, x, run_dir / visualize.FIGURES_DIR, labels, ds.classes, metrics,
                                     evaluation, seed)
     page = render(run_dir.resolve().name, config.to_dict(), evaluation, metrics, paths,

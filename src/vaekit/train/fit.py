@@ -29,7 +29,9 @@ from vaekit.device import resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train.engines import make_engine
 from vaekit.train.loop import train_epoch, validate
+from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, lr_at, make_optimizer
+from vaekit.train.resume import check_optimizer_tensors, check_progress, progress_fields
 from vaekit.vae.models import build_model
 
 
@@ -47,18 +49,34 @@ class Progress:
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
+    """The run directory's rules (checked before anything is loaded, and again once it is locked):
+
+    - a new run goes into a directory that does not exist, is empty of run files, or holds only the
+      config.json of a run that never finished an epoch (a kill or a divergence in epoch 1): that
+      one is replaced;
+    - a directory with any result of a run (model, checkpoint, metrics, eval.json, report) is
+      refused without --resume, so nothing trained is overwritten or mixed with a new run;
+    - --resume continues from the checkpoint, or from epoch 0 if the run never finished an epoch.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: not a directory; --out names the run directory to write.")
+    present = [name for name in runs.RESULT_FILES if (out / name).exists()]
     if resume:
         if not out.is_dir():
             raise CheckpointError(f"{out}: no such run directory to resume.")
+        if not (out / runs.CONFIG).is_file():
+            raise CheckpointError(f"{out} holds no run to resume (no {runs.CONFIG}).")
+        if present and not (out / runs.CHECKPOINT).is_file():
+            raise CheckpointError(f"{out / runs.CHECKPOINT}: no checkpoint file there to resume from, "
+                                  f"but the directory holds {', '.join(present)} of a run; train into "
+                                  "another --out.")
         return
-    if (out / runs.CHECKPOINT).exists():
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it, or another --out.")
-    if (out / runs.CONFIG).exists():
-        raise ConfigError(f"{out} holds a run that never finished an epoch (no checkpoint to resume); "
-                          "delete it or choose another --out.")
+    if present:
+        raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --resume to continue "
+                          "it, or choose another --out.")
 
 
-def _load_resume_state(out: Path, config: TrainConfig) -> tuple[dict, dict, dict]:
+def _check_resume_config(out: Path, config: TrainConfig) -> None:
     old = runs.read_config(out)
     changed = [d for d in differences(old, config) if d not in RESUMABLE_CHANGES]
     if changed:
@@ -66,47 +84,79 @@ def _load_resume_state(out: Path, config: TrainConfig) -> tuple[dict, dict, dict
             f"{out} was trained with a different config ({', '.join(changed)} differ); --resume only "
             f"allows changing {', '.join(RESUMABLE_CHANGES)}."
         )
-    return runs.load_checkpoint(out)
+
+
+def _make_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot create the run directory ({err.strerror or err}).") from None
 
 
 def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar: bool | None = None,
         log: Callable[[str], None] = print, dataset: Dataset | None = None) -> dict[str, Any]:
     """Train a run in `out_dir` (runs/NAME/), or resume it up to `config.train.epochs`.
 
-    Everything that can fail on user input (config, data, checkpoint) is checked before the first
-    byte is written. Returns a summary: best validation -ELBO and its epoch, epochs done, stop reason.
+    Everything that can fail on user input (config, data, checkpoint, the directory) is checked
+    before the first byte is written, and the directory is held for writing (`runs.locked`) for the
+    whole run: a second train, eval or report of it is refused. Returns a summary: best validation
+    -ELBO and its epoch, epochs done, stop reason.
     """
     validate_config(config)
     out = Path(out_dir)
     _check_out_dir(out, resume)
-    loop = config.train
     ds = dataset if dataset is not None else load_dataset(config.data.name, config.data.data_dir)
     shape = list(ds.image_shape)
     if config.model.image_shape is not None and list(config.model.image_shape) != shape:
         raise ConfigError(f"the model was built for images {config.model.image_shape}, but "
                           f"{config.data.name} has images {shape}.")
     config.model.image_shape = shape
-    saved = _load_resume_state(out, config) if resume else None
+    check_fits(config, tuple(shape))  # too large for memory: one sentence, not an allocator error
+    if resume:
+        _check_resume_config(out, config)
+    device = resolve_device(config.train.device)
+    _make_dir(out)
+    with runs.locked(out):
+        _check_out_dir(out, resume)  # again: another process may have written it meanwhile
+        return _train(config, out, resume and (out / runs.CHECKPOINT).is_file(), ds, device, show_bar,
+                      log)
 
-    device = resolve_device(loop.device)
+
+def _restore(out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             generator: torch.Generator, model_t: dict, optim_t: dict, state: dict) -> Progress:
+    """Load a checkpoint into the model, optimizer and generators, each piece checked first."""
+    path = out / runs.CHECKPOINT
+    runs.load_weights(model, model_t, path)
+    check_optimizer_tensors(model, config.optim, optim_t, state.get("optimizer"), path)
+    progress = Progress(**check_progress(state.get("progress"), path, progress_fields(Progress)))
+    try:
+        optimizer.load_state_dict(runs.optimizer_from_flat(optim_t, state["optimizer"]))
+        generator.set_state(runs.decode_bytes(state["rng"]["generator"]))
+        torch.set_rng_state(runs.decode_bytes(state["rng"]["torch"]))
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: the optimizer or RNG state cannot be restored "
+                              f"({str(err).rstrip('.')}).") from None
+    return progress
+
+
+def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, device: torch.device,
+           show_bar: bool | None, log: Callable[[str], None]) -> dict[str, Any]:
+    loop = config.train
+    saved = runs.load_checkpoint(out) if from_checkpoint else None
     kept = saved[2].get("threads") if saved is not None and loop.threads == 0 else None
-    threads = set_threads(kept if isinstance(kept, int) and kept > 0 else loop.threads)
+    threads = set_threads(kept if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept <= 1024
+                          else loop.threads)
     torch.manual_seed(loop.seed)  # the initial weights
     model = build_model(config).to(device)
     optimizer = make_optimizer(model.parameters(), config.optim)
     generator = torch.Generator(device=device).manual_seed(loop.seed)
     progress = Progress()
     if saved is not None:
-        model_t, optim_t, state = saved
-        runs.load_weights(model, model_t, out / runs.CHECKPOINT)
-        try:
-            optimizer.load_state_dict(runs.optimizer_from_flat(optim_t, state["optimizer"]))
-            generator.set_state(runs.decode_bytes(state["rng"]["generator"]))
-            torch.set_rng_state(runs.decode_bytes(state["rng"]["torch"]))
-            progress = Progress(**state["progress"])
-        except (KeyError, ValueError, TypeError, RuntimeError) as err:
-            raise CheckpointError(f"{out / runs.CHECKPOINT}: the optimizer or RNG state cannot be "
-                                  f"restored ({err}).") from None
+        progress = _restore(out, config, model, optimizer, generator, *saved)
+        if progress.stopped and progress.stopped.startswith("early stopping") and (
+                loop.patience == 0 or progress.bad_epochs < loop.patience):
+            log(f"{out}: early stopping at epoch {progress.epoch} lifted by --patience {loop.patience}.")
+            progress.stopped = None
         if progress.stopped:
             log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
             return _summary(out, progress)
@@ -123,10 +173,13 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     val_x = eval_images(ds.val.images, config.resolved_binarize()).to(device)
     engine = make_engine(model, loop, baseline=progress.baseline)
 
-    out.mkdir(parents=True, exist_ok=True)
+    if saved is not None:
+        runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is written
     runs.write_config(out, config)
     if saved is not None:
         runs.truncate_metrics(out, progress.epoch)
+    elif (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
+        runs.truncate_metrics(out, 0)
     log(f"{type(model).__name__} {model.num_parameters():,} parameters | {ds.name} "
         f"{len(ds.train):,} train / {len(ds.val):,} val, x: {config.resolved_binarize()} | "
         f"{device.type}, {threads} thread{'s' if threads > 1 else ''}"

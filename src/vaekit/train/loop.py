@@ -65,10 +65,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
             value = float(batch_sums[0]) / x.shape[0]
             if not math.isfinite(value):
                 bar.close()
+                kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else
+                        "no epoch had finished, so there is no checkpoint and a new run may use the "
+                        "directory")
                 raise DivergenceError(
                     f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}; training "
-                    f"stopped and the last good checkpoint (epoch {epoch - 1}) is kept: try a "
-                    "lower --lr or --clip."
+                    f"stopped and {kept}: try a lower --lr or --clip."
                 )
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)

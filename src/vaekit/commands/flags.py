@@ -1,0 +1,63 @@
+"""argparse `type=` converters that name their flag: a value they cannot convert (or that is out
+of range) raises `argparse.ArgumentTypeError` with one sentence, which `vaekit.cli.VaekitParser`
+prints as the command's one error line. Shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+import reprlib
+from collections.abc import Callable
+
+from vaekit.config import parse_int_list
+from vaekit.errors import ConfigError
+
+_REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
+_REPR.maxstring, _REPR.maxlong = 60, 40
+
+
+def short(value: object) -> str:
+    """A value as repr() writes it, cut to a few dozen characters."""
+    return _REPR.repr(value)
+
+
+def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type=` for the integer flag `flag`: int(text), within [low, high] when given;
+    otherwise ArgumentTypeError with a sentence naming the flag and the text."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {short(text)}") from None
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{flag} must be at most {high}, got {short(value)}")
+        return value
+
+    convert.__name__ = f"int_flag({flag})"
+    return convert
+
+
+def float_flag(flag: str) -> Callable[[str], float]:
+    """An argparse `type=` for a number flag: float(text), or ArgumentTypeError naming the flag.
+    Its range (finite, bounds) is the config's check, which also names where the value came from."""
+    def convert(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {short(text)}") from None
+
+    convert.__name__ = f"float_flag({flag})"
+    return convert
+
+
+def int_list_flag(flag: str) -> Callable[[str], list[int]]:
+    """An argparse `type=` for a comma list of integers ('512,256'; '' is []), naming its flag."""
+    def convert(text: str) -> list[int]:
+        try:
+            return parse_int_list(text, flag)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = f"int_list_flag({flag})"
+    return convert

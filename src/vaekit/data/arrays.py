@@ -1,0 +1,181 @@
+"""User images from .npy/.npz files: what is accepted, and how it becomes uint8 (N, C, H, W).
+
+`read_array_file` opens the file (never with pickle: a file that is neither .npy nor .npz by its
+first bytes, or an object array, is refused); `check_images` states and applies the rules of
+shape (channel-last arrays are converted, ambiguous or empty ones refused) and dtype (uint8,
+integers in 0..255, bool, float in [0, 1]). Every refusal is one DataError sentence naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vaekit.errors import DataError
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
+CHANNELS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+
+
+def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images, as `check_images` returns them, and the labels (or None) of a .npy file
+    (images) or a .npz (`images` or `x`, optional `labels` or `y`, integers of shape (N,)).
+
+    Loaded with allow_pickle=False: an object array is refused, never unpickled, and a file that
+    is neither .npy nor .npz (by its first bytes) is refused before numpy could suggest pickle.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: no such file.")
+    _check_magic(path)
+    labels = None
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                keys = set(loaded.files)
+                key = next((k for k in ("images", "x") if k in keys), None)
+                if key is None:
+                    raise DataError(
+                        f"{path}: expected an array named 'images' or 'x'; found {sorted(keys)}."
+                    )
+                images = _member(path, key, loaded[key])
+                lkey = next((k for k in ("labels", "y") if k in keys), None)
+                labels = _member(path, lkey, loaded[lkey]) if lkey else None
+        else:
+            images = loaded
+    except DataError:
+        raise
+    except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
+        if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
+            raise DataError(
+                f"{path}: holds an array of Python objects, which vaekit never loads; expected "
+                "numbers."
+            ) from None
+        detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
+        raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
+    images = check_images(path, images)
+    if labels is not None:
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
+            raise DataError(
+                f"{path}: labels must be integers of shape ({images.shape[0]},), "
+                f"found {labels.dtype} of shape {labels.shape}."
+            )
+    return images, labels
+
+
+def _check_magic(path: Path) -> None:
+    """Refuse a file that starts as neither a .npy array nor a .npz (zip) archive."""
+    with path.open("rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if head.startswith(NPY_MAGIC) or head.startswith(ZIP_MAGICS):
+        return
+    what = "the file is empty" if not head else f"it starts with {head[:4]!r}"
+    raise DataError(
+        f"{path}: not a readable .npy/.npz array ({what}; a .npy file starts with "
+        f"{NPY_MAGIC!r} and a .npz file is a zip archive)."
+    )
+
+
+def _member(path: Path, key: str, value: object) -> np.ndarray:
+    """An .npz member as an array: numpy hands back a member that is not .npy data as bytes."""
+    if not isinstance(value, np.ndarray):
+        raise DataError(f"{path}: the member {key!r} is not a .npy array.")
+    return value
+
+
+def check_images(path: Path, images: np.ndarray) -> np.ndarray:
+    """`images` as uint8 (N, C, H, W), or one DataError sentence naming `path`.
+
+    Shapes: (N, H, W) is one grey channel; a 4-D array is (N, C, H, W) or channel-last
+    (N, H, W, C), with C in 1..4 (grey, grey + alpha, RGB, RGBA). Its layout is decided by which
+    of the second and the last dimension is a channel count: only the second, (N, C, H, W) as it
+    is; only the last, (N, H, W, C), transposed to (N, C, H, W); both, the reading whose images
+    are square if only one is (so (N, 3, 4, 4) is 3 channels of 4x4), else refused as ambiguous;
+    neither, refused. Every dimension must be at least 1 and N at least 10.
+    Dtypes: uint8 as it is; other integers with every value in 0..255, converted; bool as 0 and
+    255 (a binary image); float finite and in [0, 1], scaled by 255 and rounded. Anything else is
+    refused. Finiteness is checked before any min or max, so no numpy warning escapes.
+    """
+    if images.ndim not in (3, 4):
+        raise DataError(
+            f"{path}: images must have shape (N, H, W), (N, C, H, W) or (N, H, W, C), found "
+            f"{images.ndim} dimensions {images.shape}."
+        )
+    if 0 in images.shape[1:]:
+        raise DataError(
+            f"{path}: images of shape {images.shape} hold no pixels; every dimension after N "
+            "must be at least 1."
+        )
+    if images.shape[0] < 10:
+        raise DataError(f"{path}: {images.shape[0]} images; need at least 10 to split.")
+    if images.ndim == 4:
+        images = _channels_first(path, images)
+    out = _as_uint8(path, images)
+    if out.ndim == 3:
+        out = out[:, None]  # (N, H, W) -> (N, 1, H, W)
+    return np.ascontiguousarray(out)
+
+
+def _channels_first(path: Path, images: np.ndarray) -> np.ndarray:
+    """A 4-D array in (N, C, H, W), by the rule of `check_images`."""
+    _, second, third, last = images.shape
+    if second == third == last == 1:
+        return images  # single pixels: both readings are the same array
+    first_ok, last_ok = second in CHANNELS, last in CHANNELS
+    if first_ok and last_ok:
+        square_first, square_last = third == last, second == third
+        first_ok, last_ok = square_first and not square_last, square_last and not square_first
+        if not (first_ok or last_ok):
+            raise DataError(
+                f"{path}: the layout of images of shape {images.shape} is ambiguous (its second "
+                "and its last dimension could each be the channels); accepted are (N, H, W), and "
+                "(N, C, H, W) or (N, H, W, C) with C of 1 to 4 where only one of the two is a "
+                "channel count or only one reading gives square images."
+            )
+    if last_ok:
+        return images.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    if first_ok:
+        return images
+    raise DataError(
+        f"{path}: images of shape {images.shape} have no channel dimension of 1 to 4; expected "
+        "(N, C, H, W) or (N, H, W, C) with C of 1 to 4."
+    )
+
+
+def _as_uint8(path: Path, images: np.ndarray) -> np.ndarray:
+    """`images` converted to uint8 by the dtype rule of `check_images`."""
+    kind = images.dtype.kind
+    if images.dtype == np.uint8:
+        return images
+    if kind == "b":
+        return images.astype(np.uint8) * np.uint8(255)  # False -> 0, True -> 255
+    if kind in "iu":
+        lo, hi = int(images.min()), int(images.max())
+        if lo < 0 or hi > 255:
+            raise DataError(
+                f"{path}: integer images must lie in 0..255; found {images.dtype} values in "
+                f"[{lo}, {hi}]."
+            )
+        return images.astype(np.uint8)
+    if kind == "f":
+        finite = np.isfinite(images)
+        if not finite.all():
+            n_nan = int(np.isnan(images).sum())
+            n_inf = int(images.size - finite.sum()) - n_nan
+            raise DataError(
+                f"{path}: float images must be finite and lie in [0, 1]; found {n_nan} NaN and "
+                f"{n_inf} infinite values among {images.size}."
+            )
+        flo, fhi = float(images.min()), float(images.max())
+        if flo < 0.0 or fhi > 1.0:
+            raise DataError(
+                f"{path}: float images must lie in [0, 1]; found values in [{flo:g}, {fhi:g}]."
+            )
+        scaled = images.astype(np.float32) if images.dtype.itemsize < 4 else images
+        return np.rint(scaled * 255.0).astype(np.uint8)
+    raise DataError(
+        f"{path}: images must be uint8, other integers in 0..255, bool, or float in [0, 1], "
+        f"found dtype {images.dtype}."
+    )

@@ -1,0 +1,100 @@
+"""Resuming a run exactly, or not at all: every piece of a checkpoint is held against the model and
+the optimizer built from config.json before any of it is used.
+
+    check_optimizer_tensors(model, cfg, ...)       the optimizer state a step of this optimizer
+                                                   makes, tensor by tensor, and its scalars
+    check_progress(state, path)                    epoch, step, best -ELBO, ... of the right types
+
+A checkpoint whose Adam moments have the wrong shape would otherwise reach the fused kernel (a
+segfault), one whose optimizer state is missing would resume with fresh moments (no longer the
+uninterrupted run). Each is refused with one sentence naming the file (`CheckpointError`); the
+weights themselves are checked by `vaekit.runs.load_weights` (names, dtypes, shapes, finite).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.config import OptimConfig
+from vaekit.errors import CheckpointError
+from vaekit.runs import optimizer_to_flat
+from vaekit.train.optim import make_optimizer
+
+
+def _finite(t: Tensor) -> bool:
+    return not t.is_floating_point() or bool(torch.isfinite(t).all())
+
+
+def expected_optimizer_state(model: nn.Module, cfg: OptimConfig) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The flat tensors and scalars (`runs.optimizer_to_flat`) that this optimizer holds after a
+    step: made by one step with zero gradients on a copy of the model (nothing of `model` moves)."""
+    shadow = copy.deepcopy(model).cpu()
+    for p in shadow.parameters():
+        p.grad = torch.zeros_like(p)
+    opt = make_optimizer(shadow.parameters(), cfg)
+    opt.step()
+    return optimizer_to_flat(opt)
+
+
+def check_optimizer_tensors(model: nn.Module, cfg: OptimConfig, tensors: dict[str, Tensor],
+                            scalars: Any, path: Path) -> None:
+    """A checkpoint's optimizer state is the one this optimizer keeps for this model: every tensor
+    present, none extra, each of the expected dtype and shape and finite; the same parameter
+    groups and per-parameter scalar keys."""
+    ref_t, ref_s = expected_optimizer_state(model, cfg)
+    missing, extra = sorted(set(ref_t) - set(tensors)), sorted(set(tensors) - set(ref_t))
+    if missing or extra:
+        raise CheckpointError(f"{path}: the optimizer state does not match a {cfg.name} optimizer of "
+                              f"this model (missing {missing[:3]}, unexpected {extra[:3]}), so the run "
+                              "cannot resume exactly.")
+    for name, ref in ref_t.items():
+        t = tensors[name]
+        if t.dtype != ref.dtype or t.shape != ref.shape:
+            raise CheckpointError(f"{path}: {name} is {t.dtype} of shape {tuple(t.shape)}, but a "
+                                  f"{cfg.name} optimizer of this model keeps {ref.dtype} of shape "
+                                  f"{tuple(ref.shape)}.")
+        if not _finite(t):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values; the optimizer state is "
+                                  "damaged.")
+    groups, state = (scalars.get("param_groups"), scalars.get("state")) if isinstance(scalars, dict) else (
+        None, None)
+    if not isinstance(groups, list) or not isinstance(state, dict) or len(groups) != len(
+            ref_s["param_groups"]) or any(not isinstance(g, dict) or g.get("params") != r["params"]
+                                          for g, r in zip(groups, ref_s["param_groups"], strict=False)):
+        raise CheckpointError(f"{path}: the optimizer's parameter groups do not match this model.")
+    for pid, entries in ref_s["state"].items():
+        if not isinstance(state.get(pid), dict) or set(state[pid]) != set(entries):
+            raise CheckpointError(f"{path}: the optimizer state of parameter {pid} does not match a "
+                                  f"{cfg.name} optimizer.")
+
+
+def check_progress(progress: Any, path: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """The checkpoint's progress record: exactly the fields `names` (of `fit.Progress`), counts as
+    non-negative integers, the best -ELBO and the baseline as numbers, the stop reason as text."""
+    if not isinstance(progress, dict) or set(progress) != set(names):
+        raise CheckpointError(f"{path}: the progress record must have the fields {', '.join(names)}.")
+    for key in ("epoch", "step", "best_epoch", "bad_epochs"):
+        v = progress[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise CheckpointError(f"{path}: progress.{key} must be a non-negative integer, got {v!r}.")
+    best = progress["best_val"]
+    if not isinstance(best, int | float) or isinstance(best, bool) or math.isnan(best):
+        raise CheckpointError(f"{path}: progress.best_val must be a number, got {best!r}.")
+    base = progress["baseline"]
+    if base is not None and (not isinstance(base, int | float) or isinstance(base, bool)
+                             or not math.isfinite(base)):
+        raise CheckpointError(f"{path}: progress.baseline must be a finite number or null, got {base!r}.")
+    if progress["stopped"] is not None and not isinstance(progress["stopped"], str):
+        raise CheckpointError(f"{path}: progress.stopped must be text or null.")
+    return progress
+
+
+def progress_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))

@@ -1,0 +1,179 @@
+"""vaekit.cli: a flag value argparse cannot use is one line on stderr, `vaekit COMMAND: error:` and a
+sentence naming the flag and the value that points at `--help`, exit status 2, no usage block and
+no traceback; the same for every command, every typed flag of every command and argparse's other
+errors (unknown flags, missing arguments)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vaekit.cli import build_parser, explain, main
+from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+
+OneSentence = Callable[..., None]
+# A positional each command needs before its flags parse (eval, sample and report take a run).
+POSITIONAL = {"evaluate": ["RUN"], "eval": ["RUN"], "sample": ["RUN"], "report": ["RUN"]}
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str], command: str,
+                   one_sentence: OneSentence, *names: str) -> str:
+    """Run `vaekit ARGV`: exit 2, nothing on stdout, exactly one line on stderr of the form
+    `vaekit COMMAND: error: SENTENCE`, the sentence naming `names` and pointing at --help."""
+    capsys.readouterr()
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert status == 2, err
+    assert out == "" and err.endswith("\n") and err.count("\n") == 1, err
+    assert "usage:" not in err and "Traceback" not in err, err
+    prefix = f"vaekit {command}: error: "
+    assert err.startswith(prefix), err
+    message = err.removeprefix(prefix).strip()
+    one_sentence(message, *names)
+    assert message.endswith("--help`."), message
+    return message
+
+
+def subparsers(parser: argparse.ArgumentParser, words: list[str]) -> Iterator[
+        tuple[list[str], argparse.ArgumentParser]]:
+    """Every leaf parser of `vaekit` with the words that reach it (['data', 'info'], ...)."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        yield words, parser
+    for action in actions:
+        for name, sub in action.choices.items():
+            yield from subparsers(sub, [*words, name])
+
+
+def typed_flags() -> list[tuple[list[str], str]]:
+    """(words, flag) for every optional flag of every command that converts its value (int,
+    float, a list, a choice): read from the parser itself, so a new flag is tested too."""
+    out = []
+    for words, parser in subparsers(build_parser(), []):
+        for action in parser._actions:
+            if action.option_strings and action.nargs is None and (
+                    action.choices is not None or action.type not in (None, str)):
+                out.append((words, action.option_strings[-1]))
+    return out
+
+
+TYPED = typed_flags()
+
+
+def test_the_typed_flags_are_found() -> None:
+    flags = {(words[0], flag) for words, flag in TYPED}
+    assert {("train", "--seed"), ("train", "--hidden"), ("train", "--lr"), ("eval", "--k"),
+            ("sample", "-n"), ("report", "--seed"), ("check", "--seed"), ("data", "--binarize")} <= flags
+
+
+@pytest.mark.parametrize("words, flag", TYPED, ids=[" ".join(w) + " " + f for w, f in TYPED])
+def test_every_typed_flag_of_every_command_refuses_a_word_in_one_line(
+        words: list[str], flag: str, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    argv = [*words, *POSITIONAL.get(words[0], []), flag, "x1"]
+    one_error_line(capsys, argv, words[0], one_sentence, flag, "'x1'", f"vaekit {' '.join(words)} --help")
+
+
+# One wrong value for an int flag per command (data and arch have no int flag: a bad choice, an
+# unknown flag), as a user types them.
+PER_COMMAND = [
+    (["data", "info", "--binarize", "sometimes"], "data", ["--binarize", "'sometimes'", "'fixed'"]),
+    (["arch", "--input", "3,8,8", "--depth", "3"], "arch", ["--depth"]),
+    (["train", "--epochs", "ten"], "train", ["--epochs", "'ten'", "integer"]),
+    (["eval", "RUN", "--k", "5k"], "eval", ["--k", "'5k'", "integer"]),
+    (["sample", "RUN", "-n", "1.5"], "sample", ["-n", "'1.5'", "integer"]),
+    (["report", "RUN", "--limit", "all"], "report", ["--limit", "'all'", "integer"]),
+    (["check", "--steps", "1e3"], "check", ["--steps", "'1e3'", "integer"]),
+]
+
+
+@pytest.mark.parametrize("argv, command, names", PER_COMMAND, ids=[c for _, c, _ in PER_COMMAND])
+def test_each_command_has_one_line_errors(argv: list[str], command: str, names: list[str],
+                                          capsys: pytest.CaptureFixture[str],
+                                          one_sentence: OneSentence) -> None:
+    one_error_line(capsys, argv, command, one_sentence, *names)
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "sample", "report", "check"])
+def test_seed_1e23_in_every_command(command: str, capsys: pytest.CaptureFixture[str],
+                                    one_sentence: OneSentence) -> None:
+    argv = [command, *POSITIONAL.get(command, []), "--seed", "1e23"]
+    one_error_line(capsys, argv, command, one_sentence, "--seed", "'1e23'", "must be an integer")
+
+
+def test_hidden_with_a_letter(capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    one_error_line(capsys, ["train", "--hidden", "1,a"], "train", one_sentence, "--hidden", "'1,a'",
+                   "comma-separated list of integers")
+
+
+def test_channels_names_channels_not_hidden(capsys: pytest.CaptureFixture[str],
+                                            one_sentence: OneSentence) -> None:
+    message = one_error_line(capsys, ["train", "--channels", "x"], "train", one_sentence, "--channels",
+                             "'x'")
+    assert "hidden" not in message
+
+
+def test_check_seed_range(capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    one_error_line(capsys, ["check", "--seed", str(2**32)], "check", one_sentence, "--seed", "4294967295",
+                   str(2**32))
+    one_error_line(capsys, ["check", "--seed", "-1"], "check", one_sentence, "--seed", "at least 0")
+
+
+@pytest.mark.parametrize("argv, command, names", [
+    (["train", "--bogus", "3"], "train", ["unrecognized arguments: --bogus 3", "vaekit train --help"]),
+    (["data", "info", "digits", "extra"], "data", ["unrecognized arguments: extra",
+                                                   "vaekit data info --help"]),
+    (["train", "--seed"], "train", ["--seed", "expected one argument"]),
+    (["data"], "data", ["required", "ACTION"]),
+    (["eval"], "eval", ["required", "RUN_DIR"]),
+    (["nope"], "", ["'nope'", "'train'"]),
+    ([], "", ["required", "COMMAND", "vaekit --help"]),
+])
+def test_other_argparse_errors(argv: list[str], command: str, names: list[str],
+                               capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    capsys.readouterr()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    prefix = f"vaekit {command}: error: " if command else "vaekit: error: "
+    assert out == "" and err.count("\n") == 1 and err.startswith(prefix) and "usage:" not in err, err
+    one_sentence(err.removeprefix(prefix), *names)
+
+
+def test_nothing_is_written_before_a_flag_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                one_sentence: OneSentence) -> None:
+    out = tmp_path / "run"
+    one_error_line(capsys, ["train", "--data", "digits", "--out", str(out), "--latent", "4.5"], "train",
+                   one_sentence, "--latent")
+    assert not out.exists()
+
+
+def test_help_still_exits_0_with_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0 and "usage: vaekit train" in capsys.readouterr().out
+
+
+def test_converters_raise_argparse_errors_naming_their_flag() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^--channels must be a comma-separated"):
+        int_list_flag("--channels")("3,x")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^--seed must be an integer, got '1e23'$"):
+        int_flag("--seed")("1e23")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^--seed must be at most 9, got 10$"):
+        int_flag("--seed", 0, 9)("10")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^--lr must be a number, got 'fast'$"):
+        float_flag("--lr")("fast")
+    assert int_list_flag("--hidden")("512, 256") == [512, 256] and int_list_flag("--hidden")("") == []
+    assert int_flag("--k")("12") == 12 and float_flag("--lr")("1e-3") == 1e-3
+
+
+def test_explain_rewrites_argparse_messages() -> None:
+    assert explain("argument --k: invalid int value: 'x'") == "--k must be an integer, got 'x'"
+    assert explain("argument --lr: invalid float value: 'x'") == "--lr must be a number, got 'x'"
+    assert explain("argument --binarize: invalid choice: 'x' (choose from 'none', 'fixed')") == (
+        "--binarize got 'x', expected one of 'none', 'fixed'")
+    own = "argument --seed: --seed must be at least 0, got -1."  # a converter's sentence, kept
+    assert explain(own) == "--seed must be at least 0, got -1"
+    assert explain("argument -n: expected one argument") == "-n: expected one argument"
+    assert len(explain("argument --k: invalid int value: '" + "9x" * 50_000 + "'")) < 400

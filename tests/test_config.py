@@ -1,0 +1,273 @@
+"""vaekit.config: every number finite and in range, seeds that torch tells apart, and TOML files that
+cannot be used, each one sentence naming the file (or "command line"), the key and the value."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vaekit import runs
+from vaekit.config import (
+    BOUNDS,
+    SECTIONS,
+    SEED_MAX,
+    TrainConfig,
+    apply,
+    from_dict,
+    load_toml,
+    validate,
+)
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.vae.models import build_model
+
+OneSentence = Callable[..., None]
+
+
+def refused(call: Callable[[], Any], one_sentence: OneSentence, *names: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        call()
+    message = str(info.value)
+    one_sentence(message, *names)
+    return message
+
+
+def toml_file(tmp_path: Path, text: str | bytes) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def numeric_keys() -> list[str]:
+    """The int, float and list[int] fields of the four sections, read from the dataclasses."""
+    keys = []
+    for section, cls in SECTIONS.items():
+        for f in cls.__dataclass_fields__.values():
+            if str(f.type).split(" ")[0] in ("int", "float", "list[int]"):
+                keys.append(f"{section}.{f.name}")
+    return keys
+
+
+def test_every_number_of_the_config_has_a_range() -> None:
+    assert sorted(numeric_keys()) == sorted(BOUNDS)
+    assert "train.seed" in BOUNDS and "optim.gamma" in BOUNDS  # the list above is not empty
+
+
+# The ranges as the issue asks for them, written out here rather than read from BOUNDS.
+FLOAT_KEYS = {"optim.lr": (0.0, False), "optim.weight_decay": (0.0, True), "optim.momentum": (0.0, True),
+              "optim.gamma": (0.0, False), "optim.clip": (0.0, True), "train.beta": (0.0, True),
+              "train.warmup": (0.0, True), "train.free_bits": (0.0, True)}  # key -> (low, low allowed)
+
+
+@pytest.mark.parametrize("key", sorted(FLOAT_KEYS))
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused_naming_the_origin(key: str, value: float,
+                                                          one_sentence: OneSentence) -> None:
+    section, name = key.split(".")
+    message = refused(lambda: apply(TrainConfig(), {section: {name: value}}, "command line"),
+                      one_sentence, "command line", key, repr(value))
+    assert "must be a finite number in " in message  # and the range, in interval notation
+
+
+@pytest.mark.parametrize("key", sorted(FLOAT_KEYS))
+def test_float_lower_bounds(key: str, one_sentence: OneSentence) -> None:
+    section, name = key.split(".")
+    low, allowed = FLOAT_KEYS[key]
+    below = low if not allowed else -1e-9
+    refused(lambda: apply(TrainConfig(), {section: {name: below}}, "command line"), one_sentence, key)
+    config = apply(TrainConfig(), {section: {name: 0.5}}, "command line")  # inside every range
+    assert getattr(getattr(config, section), name) == 0.5
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_learning_rate_accepted_exactly_when_finite_positive_and_at_most_100(lr: float) -> None:
+    ok = math.isfinite(lr) and 0 < lr <= 100
+    try:
+        config = apply(TrainConfig(), {"optim": {"lr": lr}}, "command line")
+    except ConfigError:
+        assert not ok, lr
+    else:
+        assert ok and config.optim.lr == lr
+
+
+def test_gamma_nan_in_toml_names_the_file_and_the_key(tmp_path: Path, one_sentence: OneSentence) -> None:
+    path = toml_file(tmp_path, "[optim]\nschedule = 'step'\ngamma = nan\n")
+    message = refused(lambda: load_toml(path), one_sentence, str(path), "optim.gamma", "nan")
+    assert "(0, 1]" in message
+
+
+def test_inf_in_toml(tmp_path: Path, one_sentence: OneSentence) -> None:
+    path = toml_file(tmp_path, "[train]\nwarmup = inf\n")
+    refused(lambda: load_toml(path), one_sentence, str(path), "train.warmup", "inf")
+    path = toml_file(tmp_path, "[optim]\nlr = 1e400\n")  # TOML reads it as inf
+    refused(lambda: load_toml(path), one_sentence, str(path), "optim.lr", "inf")
+
+
+@pytest.mark.parametrize("key", ["model.latent", "model.hidden", "train.samples", "train.batch_size",
+                                 "model.channels", "train.epochs"])
+@pytest.mark.parametrize("size", [2**31, 10**10, 10**30])
+def test_sizes_beyond_2_to_the_31_are_refused(key: str, size: int, one_sentence: OneSentence) -> None:
+    section, name = key.split(".")
+    value: Any = [size] if key in ("model.hidden", "model.channels") else size
+    refused(lambda: apply(TrainConfig(), {section: {name: value}}, "command line"), one_sentence,
+            "command line", key, str(size)[:10], "2147483647")
+    ok = apply(TrainConfig(), {section: {name: [2**31 - 1] if isinstance(value, list) else 2**31 - 1}},
+               "command line")
+    assert getattr(ok.model if section == "model" else ok.train, name) in (2**31 - 1, [2**31 - 1])
+
+
+def test_too_many_layers(one_sentence: OneSentence) -> None:
+    refused(lambda: apply(TrainConfig(), {"model": {"hidden": [8] * 1001}}, "command line"),
+            one_sentence, "model.hidden", "1001")
+
+
+def test_validate_checks_configs_built_in_python(one_sentence: OneSentence) -> None:
+    config = TrainConfig()
+    config.train.free_bits = math.nan
+    refused(lambda: validate(config), one_sentence, "train.free_bits", "nan")
+    config = TrainConfig()
+    config.train.seed = 2**63
+    refused(lambda: validate(config), one_sentence, "train.seed", str(2**63))
+    config = TrainConfig()
+    config.model.hidden = [400, 0]
+    refused(lambda: validate(config), one_sentence, "model.hidden", "got 0")
+    config = TrainConfig()
+    config.train.threads = 100_000  # torch.set_num_threads(100_000) segfaults
+    refused(lambda: validate(config), one_sentence, "train.threads")
+    assert validate(TrainConfig()) is not None
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def draws(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a run draws from a seed: its initial weights (torch.manual_seed, then the model, as
+    vaekit.train.fit does) and its first batch draws (a torch.Generator seeded alike)."""
+    config = TrainConfig()
+    config.model.image_shape, config.model.hidden, config.model.latent = [1, 4, 4], [3], 2
+    torch.manual_seed(seed)
+    weights = torch.cat([p.detach().flatten() for p in build_model(config).parameters()])
+    return weights, torch.rand(8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_torch_keeps_only_the_low_32_bits_of_a_cpu_seed() -> None:
+    """Why the range stops at 2**32 - 1: beyond it, seeds alias (torch 2.x's mt19937)."""
+    zero = draws(0)
+    for alias in (2**32, 2**63):
+        assert all(torch.equal(a, b) for a, b in zip(draws(alias), zero, strict=True))
+
+
+def test_two_seeds_at_the_top_of_the_range_draw_differently() -> None:
+    top, below = draws(SEED_MAX), draws(SEED_MAX - 1)
+    assert not torch.equal(top[0], below[0]) and not torch.equal(top[1], below[1])
+    assert not torch.equal(top[0], draws(0)[0])
+    assert validate(apply(TrainConfig(), {"train": {"seed": SEED_MAX}}, "command line"))
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**63, 2**64, -1, 10**30])
+def test_seeds_outside_the_range_are_refused(seed: int, one_sentence: OneSentence) -> None:
+    message = refused(lambda: apply(TrainConfig(), {"train": {"seed": seed}}, "command line"),
+                      one_sentence, "command line", "train.seed")
+    assert str(SEED_MAX) in message or "at least 0" in message
+
+
+# ----------------------------------------------------------------------------- TOML files
+
+
+def test_non_utf8_bytes(tmp_path: Path, one_sentence: OneSentence) -> None:
+    head = b"[model]\nlatent = 4\n# caf"
+    path = toml_file(tmp_path, head + b"\xe9\n")  # 'café' in Latin-1
+    refused(lambda: load_toml(path), one_sentence, str(path), "UTF-8", "0xe9", f"offset {len(head)}")
+
+
+def test_a_directory_as_config(tmp_path: Path, one_sentence: OneSentence) -> None:
+    refused(lambda: load_toml(tmp_path), one_sentence, str(tmp_path), "directory")
+
+
+def test_arrays_nested_thousands_deep(tmp_path: Path, one_sentence: OneSentence) -> None:
+    path = toml_file(tmp_path, "[model]\nhidden = " + "[" * 5000 + "]" * 5000 + "\n")
+    refused(lambda: load_toml(path), one_sentence, str(path), "nested too deeply")
+
+
+def test_arrays_nested_a_little_are_named_shortly(tmp_path: Path, one_sentence: OneSentence) -> None:
+    path = toml_file(tmp_path, "[model]\nhidden = " + "[" * 200 + "1" + "]" * 200 + "\n")
+    message = refused(lambda: load_toml(path), one_sentence, str(path), "model.hidden", "list of integers")
+    assert len(message) < 200 + len(str(path))
+
+
+@pytest.mark.parametrize("key, value", [("train.seed", "99999999999999999999999"),
+                                        ("train.epochs", str(2**64)),
+                                        ("optim.lr", "1" + "0" * 400),  # float(10**400) overflows
+                                        ("model.latent", "-" + "9" * 30)])
+def test_integers_beyond_64_bits(tmp_path: Path, key: str, value: str, one_sentence: OneSentence) -> None:
+    section, name = key.split(".")
+    path = toml_file(tmp_path, f"[{section}]\n{name} = {value}\n")
+    message = refused(lambda: load_toml(path), one_sentence, str(path), key)
+    assert len(message) < 300 + len(str(path))
+
+
+@pytest.mark.parametrize("text, names", [
+    ("[train]\nepochs = 0\n", ["train.epochs", "at least 1", "got 0"]),
+    ("[train]\nepochs = 'three'\n", ["train.epochs must be an integer", "'three'"]),
+    ("model = 3\n", ["[model] must be a table", "3"]),
+    ("model = [1, 2]\n", ["[model] must be a table"]),
+    ("[optim]\nlr = [0.1]\n", ["optim.lr must be a number", "[0.1]"]),
+    ("[optim]\nlr = '0.1'\n", ["optim.lr must be a number", "'0.1'"]),
+    ("[optim]\nlr = true\n", ["optim.lr must be a number", "True"]),
+    ("[model]\nhidden = 400\n", ["model.hidden must be a list of integers", "400"]),
+    ("[model]\nhidden = [400, 'a']\n", ["model.hidden must be a list of integers"]),
+    ("[model]\nhidden = '1,a'\n", ["model.hidden must be a comma-separated list", "'1,a'"]),
+    ("[data]\nname = 7\n", ["data.name must be a string", "7"]),
+    ("[train]\nseed = 1979-05-27\n", ["train.seed must be an integer", "1979"]),
+    ("lr = 0.1\n", ["unknown key or section 'lr'", "data, model, optim, train"]),
+    ("[model\n", ["not valid TOML", "line 1"]),
+])
+def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, names: list[str],
+                                              one_sentence: OneSentence) -> None:
+    path = toml_file(tmp_path, text)
+    refused(lambda: load_toml(path), one_sentence, str(path), *names)
+
+
+def test_missing_file_and_a_file_too_large(tmp_path: Path, one_sentence: OneSentence) -> None:
+    refused(lambda: load_toml(tmp_path / "none.toml"), one_sentence, str(tmp_path / "none.toml"))
+    path = toml_file(tmp_path, "# " + "x" * (1 << 20) + "\n")
+    refused(lambda: load_toml(path), one_sentence, str(path), "KiB")
+
+
+def test_a_good_file_still_loads_also_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "\ufeff[model]\nhidden = [64, 32]\n[optim]\nlr = 3e-3\n[train]\nseed = 7\n")
+    config = load_toml(path)
+    assert config.model.hidden == [64, 32] and config.optim.lr == 3e-3 and config.train.seed == 7
+
+
+def test_from_dict_names_its_origin(one_sentence: OneSentence) -> None:
+    refused(lambda: from_dict({"train": {"seed": -1}}, "runs/x/config.json"), one_sentence,
+            "runs/x/config.json", "train.seed", "-1")
+    refused(lambda: from_dict({"model": "mlp"}, "runs/x/config.json"), one_sentence,
+            "runs/x/config.json", "[model] must be a table")
+
+
+def test_a_run_config_json_with_a_bad_number(tmp_path: Path, one_sentence: OneSentence) -> None:
+    config = TrainConfig().to_dict()
+    config["optim"]["lr"] = float("nan")  # json.dumps writes NaN, json.loads reads it back
+    (tmp_path / runs.CONFIG).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as info:
+        runs.read_config(tmp_path)
+    one_sentence(str(info.value), str(tmp_path / runs.CONFIG), "optim.lr", "nan")
+
+
+def test_apply_leaves_its_input_alone() -> None:
+    base = TrainConfig()
+    changed = apply(base, {"model": {"hidden": [8]}, "train": {"seed": 3}}, "command line")
+    assert base.model.hidden == [400] and base.train.seed == 0
+    assert changed.model.hidden == [8] and changed.train.seed == 3
