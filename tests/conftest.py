@@ -183,3 +183,17 @@ def cli_error(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
         return assert_cli_error(capsys, status, *names)
 
     return check
+
+
+@pytest.fixture(scope="module")
+def fashion_dir() -> Path:
+    """The installed Fashion-MNIST (cache or /usr/share/datasets; `make data` puts it there)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("VAEKIT_DATA", raising=False)
+        from vaekit.data.registry import locate  # as the other fixtures: vaekit loads on use
+
+        found = locate("fashion-mnist")
+    if found is None:
+        pytest.skip("Fashion-MNIST is in neither ~/.cache/vaekit nor /usr/share/datasets "
+                    "(run `make data`)")
+    return found

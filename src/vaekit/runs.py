@@ -123,6 +123,8 @@ def locked(run_dir: Path) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
+    if not os.path.isdir(run_dir):
+        raise CheckpointError(f"{run_dir}: no such run directory.")
     try:
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:

@@ -348,14 +348,6 @@ def test_the_advice_in_the_sentence_repairs_the_cache(
 # ----------------------------------------------------------------------------- real data
 
 
-@pytest.fixture(scope="module")
-def fashion_dir() -> Path:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("VAEKIT_DATA", raising=False)
-        found = locate("fashion-mnist")
-    if found is None:
-        pytest.skip("Fashion-MNIST is in neither ~/.cache/vaekit nor /usr/share/datasets")
-    return found
 
 
 def _digests(directory: Path) -> dict[str, str]:

@@ -658,16 +658,6 @@ FASHION_SHA256 = {  # of the decompressed files, from docs/design.md
 }
 
 
-@pytest.fixture(scope="module")
-def fashion_dir() -> Path:
-    """The installed Fashion-MNIST (cache or /usr/share/datasets; `make data` puts it there)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("VAEKIT_DATA", raising=False)
-        found = locate("fashion-mnist")
-    if found is None:
-        pytest.skip("Fashion-MNIST is in neither ~/.cache/vaekit nor /usr/share/datasets "
-                    "(run `make data`)")
-    return found
 
 
 @pytest.mark.slow

@@ -173,13 +173,15 @@ def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, d
     val_x = eval_images(ds.val.images, config.resolved_binarize()).to(device)
     engine = make_engine(model, loop, baseline=progress.baseline)
 
-    if saved is not None:
-        runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is written
-    runs.write_config(out, config)
-    if saved is not None:
-        runs.truncate_metrics(out, progress.epoch)
-    elif (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
-        runs.truncate_metrics(out, 0)
+    if saved is None:
+        runs.write_config(out, config)
+        if (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
+            runs.truncate_metrics(out, 0)
+    else:
+        runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is trained
+    # A resumed run changes its files only once its first epoch is done: a divergence, a kill or a
+    # bad input before that leaves the directory as it was.
+    resumed_files_pending = saved is not None
     log(f"{type(model).__name__} {model.num_parameters():,} parameters | {ds.name} "
         f"{len(ds.train):,} train / {len(ds.val):,} val, x: {config.resolved_binarize()} | "
         f"{device.type}, {threads} thread{'s' if threads > 1 else ''}"
@@ -209,6 +211,10 @@ def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, d
                "val_recon": val["recon"], "val_kl": val["kl"], "epoch_seconds": round(seconds, 4),
                "lr": lr, "beta": beta_at(progress.step - 1, math.ceil(len(ds.train) / loop.batch_size),
                                          loop)}
+        if resumed_files_pending:
+            runs.write_config(out, config)  # the new epochs, patience, threads
+            runs.truncate_metrics(out, epoch - 1)  # rows past the checkpoint are redone
+            resumed_files_pending = False
         runs.append_metrics(out, row)
         state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
                  "threads": threads,
