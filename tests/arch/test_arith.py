@@ -14,6 +14,7 @@ from torch import nn
 
 from torch_reference import build, call_text, reference
 from vaekit.arch import arith
+from vaekit.arch import field as rfield
 from vaekit.arch.spec import SIGNATURES, parse_stack
 from vaekit.arch.stack import analyze, index_maps
 from vaekit.errors import SpecError
@@ -299,7 +300,7 @@ def test_receptive_field_by_brute_force(texts: list[str], height: int, width: in
     x.requires_grad_(True)
     y = model(x)
     assert tuple(y.shape[1:]) == rows[-1].output_shape
-    fields, maps, sizes = [arith.AxisField(), arith.AxisField()], [[], []], [[], []]
+    fields, maps, sizes = [rfield.AxisField(), rfield.AxisField()], [[], []], [[], []]
     for row in rows:
         axis_maps = index_maps(row.spec, row.input_shape, row.output_shape) or []
         for a, axis_map in enumerate(axis_maps):

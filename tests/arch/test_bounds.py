@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaekit.arch import arith
+from vaekit.arch import field as rfield
 from vaekit.arch.explain import explain_row
 from vaekit.arch.spec import (
     MAX_INPUT_CHARS,
@@ -175,7 +176,7 @@ def test_a_thousand_layers_follow_the_classical_recurrence() -> None:
     assert time.perf_counter() - start < HANG_SECONDS
     r, j = 1, 1
     for _ in range(MAX_LAYERS):
-        r, j = arith.receptive_field_step(r, j, 3, 1)
+        r, j = rfield.receptive_field_step(r, j, 3, 1)
     assert rows[-1].receptive_field == (r, r) and rows[-1].output_shape == (1, 8, 8)
 
 
@@ -193,7 +194,7 @@ def test_a_field_beyond_the_work_bound_is_reported_as_not_computed(
                                     arith.conv2d_output_size(12, 3))
     assert rows[1].jump == (Fraction(8, MAX_SIZE), Fraction(8, 12))
     table = stack_table((1, 10, 10), rows, explain=True)
-    assert f"{arith.MAX_FIELD_STEPS:,} steps" in table
+    assert f"{rfield.MAX_FIELD_STEPS:,} steps" in table
     assert any(line.strip().startswith("receptive field not computed")
                for line in explain_row(rows[1], rows[0]))
     status, out, err, seconds = run_cli("--input", "1,10,10", *texts, "--json")

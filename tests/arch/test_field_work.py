@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaekit.arch import arith
+from vaekit.arch import field as rfield
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PlainMap = Callable[[int], Sequence[int]]
@@ -52,21 +53,21 @@ K, S, P, D = st.integers(1, 7), st.integers(1, 5), st.integers(0, 4), st.integer
 
 
 @st.composite
-def layer(draw: st.DrawFn, size: int) -> tuple[arith.IndexMap, PlainMap, int] | None:
+def layer(draw: st.DrawFn, size: int) -> tuple[rfield.IndexMap, PlainMap, int] | None:
     """(vaekit's map, the definition, output size) of a random layer on `size` pixels."""
     kind = draw(st.sampled_from(["conv", "conv_t", "adaptive", "upsample", "upsample_size"]))
     if kind in ("conv", "conv_t"):
         k, s, p, d = draw(K), draw(S), draw(P), draw(D)
         if kind == "conv":
             out = arith.conv2d_output_size(size, k, s, p, d)
-            pair = arith.conv_index_map(k, s, p, d), conv_reads(k, s, p, d)
+            pair = rfield.conv_index_map(k, s, p, d), conv_reads(k, s, p, d)
         else:
             out = arith.conv_transpose2d_output_size(size, k, s, p, 0, d)
-            pair = arith.conv_transpose_index_map(k, s, p, d), conv_transpose_reads(k, s, p, d)
+            pair = rfield.conv_transpose_index_map(k, s, p, d), conv_transpose_reads(k, s, p, d)
         return (*pair, out) if out >= 1 else None
     if kind == "adaptive":
         out = draw(st.integers(1, 12))
-        return arith.adaptive_index_map(size, out), adaptive_reads(size, out), out
+        return rfield.adaptive_index_map(size, out), adaptive_reads(size, out), out
     if kind == "upsample":
         factor = draw(st.sampled_from([0.5, 1, 1.5, 2, 3, 1.7]))
         out = arith.upsample_nearest_output_size(size, factor)
@@ -74,12 +75,12 @@ def layer(draw: st.DrawFn, size: int) -> tuple[arith.IndexMap, PlainMap, int] | 
             return None
     else:
         factor, out = None, draw(st.sampled_from([size, 2 * size, size + 1, 3 * size]))
-    reference = arith.upsample_index_map(size, out, factor)
+    reference = rfield.upsample_index_map(size, out, factor)
     return reference, (lambda o: list(reference(o))), out
 
 
 @st.composite
-def stack(draw: st.DrawFn) -> tuple[list[arith.IndexMap], list[PlainMap], list[int]]:
+def stack(draw: st.DrawFn) -> tuple[list[rfield.IndexMap], list[PlainMap], list[int]]:
     size = draw(st.integers(1, 24))
     ours, plain, sizes = [], [], [size]
     for _ in range(draw(st.integers(1, 4))):
@@ -99,9 +100,9 @@ def stack(draw: st.DrawFn) -> tuple[list[arith.IndexMap], list[PlainMap], list[i
 @given(K, S, P, D, st.integers(-40, 40))
 def test_conv_transpose_reads_solve_the_scatter_equation(k: int, s: int, p: int, d: int,
                                                          o: int) -> None:
-    ours = arith.conv_transpose_index_map(k, s, p, d)(o)
+    ours = rfield.conv_transpose_index_map(k, s, p, d)(o)
     assert list(ours) == sorted(conv_transpose_reads(k, s, p, d)(o))
-    assert list(arith.conv_index_map(k, s, p, d)(o)) == conv_reads(k, s, p, d)(o)
+    assert list(rfield.conv_index_map(k, s, p, d)(o)) == conv_reads(k, s, p, d)(o)
 
 
 @settings(SETTINGS)
@@ -133,7 +134,7 @@ def test_adaptive_window_lengths_are_those_of_every_window(size: int) -> None:
 def test_axis_field_equals_the_naive_hull_everywhere(drawn: Any) -> None:
     """Every unit, padding included, and the largest field over the outputs, level by level."""
     ours, plain, sizes = drawn
-    field = arith.AxisField()
+    field = rfield.AxisField()
     for level, index_map in enumerate(ours, start=1):
         field.push(index_map)
         expected = [naive_interval(plain[:level], o, level) for o in range(sizes[level])]
@@ -147,7 +148,7 @@ def test_axis_field_equals_the_naive_hull_everywhere(drawn: Any) -> None:
 @given(stack())
 def test_a_plain_callable_gets_the_same_field_without_shortcuts(drawn: Any) -> None:
     ours, plain, sizes = drawn
-    with_shortcuts, without = arith.AxisField(), arith.AxisField()
+    with_shortcuts, without = rfield.AxisField(), rfield.AxisField()
     for index_map, reads in zip(ours, plain, strict=True):
         with_shortcuts.push(index_map)
         without.push(reads)
@@ -155,18 +156,18 @@ def test_a_plain_callable_gets_the_same_field_without_shortcuts(drawn: Any) -> N
 
 
 @pytest.mark.parametrize("maps", [
-    [arith.conv_index_map(3, 2, 1), arith.conv_index_map(5, 1, 2, 3)],
-    [arith.conv_index_map(2**31 - 1, 1, 0)],
-    [arith.conv_transpose_index_map(4, 2, 1), arith.conv_index_map(3, 1, 1)],
-    [arith.conv_transpose_index_map(2**20, 3, 7, 2)],
-    [arith.conv_index_map(3, 1, 1), arith.upsample_index_map(10, 20, 2.0),
-     arith.conv_index_map(3, 1, 1)],
+    [rfield.conv_index_map(3, 2, 1), rfield.conv_index_map(5, 1, 2, 3)],
+    [rfield.conv_index_map(2**31 - 1, 1, 0)],
+    [rfield.conv_transpose_index_map(4, 2, 1), rfield.conv_index_map(3, 1, 1)],
+    [rfield.conv_transpose_index_map(2**20, 3, 7, 2)],
+    [rfield.conv_index_map(3, 1, 1), rfield.upsample_index_map(10, 20, 2.0),
+     rfield.conv_index_map(3, 1, 1)],
 ], ids=["convs", "huge-kernel", "conv-t", "dilated-conv-t", "upsample-2x"])
-def test_the_work_does_not_grow_with_the_output_size(maps: list[arith.IndexMap]) -> None:
+def test_the_work_does_not_grow_with_the_output_size(maps: list[rfield.IndexMap]) -> None:
     """The same steps for 10 outputs as for 2**31 - 1, and the same largest field."""
     fields, steps = [], []
     for out in (10, 2**31 - 1):
-        field = arith.AxisField()
+        field = rfield.AxisField()
         for index_map in maps:
             field.push(index_map)
         fields.append(field.max_field(out))
@@ -175,20 +176,20 @@ def test_the_work_does_not_grow_with_the_output_size(maps: list[arith.IndexMap])
 
 
 def test_position_dependent_maps_stop_at_the_step_bound() -> None:
-    field = arith.AxisField(max_steps=1000)
-    field.push(arith.upsample_index_map(10, 2**31 - 1, None))  # no period: every unit differs
-    with pytest.raises(arith.FieldWorkExceeded):
+    field = rfield.AxisField(max_steps=1000)
+    field.push(rfield.upsample_index_map(10, 2**31 - 1, None))  # no period: every unit differs
+    with pytest.raises(rfield.FieldWorkExceeded):
         field.max_field(2**31 - 1)
     assert field.steps == 1001
-    small = arith.AxisField(max_steps=1000)
-    small.push(arith.upsample_index_map(10, 999, None))
+    small = rfield.AxisField(max_steps=1000)
+    small.push(rfield.upsample_index_map(10, 999, None))
     assert small.max_field(999) == 1  # within the bound: computed
 
 
 def test_a_deep_stack_needs_no_recursion() -> None:
     """5,000 levels whose padding units are each new: an explicit stack, no RecursionError."""
-    field, unit = arith.AxisField(), -7
+    field, unit = rfield.AxisField(), -7
     for _ in range(5000):
-        field.push(arith.upsample_index_map(3, 5, None))  # period-free: no shortcut by period
+        field.push(rfield.upsample_index_map(3, 5, None))  # period-free: no shortcut by period
         unit = arith.upsample_nearest_source_index(unit, 3, 5)  # the one unit it reads
     assert field.interval(-7) == (unit, unit)

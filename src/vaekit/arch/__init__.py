@@ -1,6 +1,7 @@
 """Exercise 1: layer arithmetic of convolutional networks, exact and without torch.
 
-    arith.py        output sizes, parameters, MACs, receptive fields: pure integer functions
+    arith.py        output sizes, parameters, MACs, memory: pure integer functions
+    field.py        receptive fields and jumps: index maps, AxisField, bounded work
     spec.py         layer text ("Conv2d(20, kernel_size=3)") <-> LayerSpec, parsed with ast, never eval'd;
                     the bounds on sizes, numbers and text (2**31 - 1, 1,000 characters, 1,000 layers)
     stack.py        a stack of layers through an input shape: one row per layer, totals

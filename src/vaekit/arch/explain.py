@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from vaekit.arch import arith
+from vaekit.arch import arith, field
 from vaekit.arch.spec import ACTIVATIONS, parse_layer
 from vaekit.arch.stack import AXES, LayerRow, analyze, geometry
 
@@ -121,7 +121,7 @@ def _field_lines(row: LayerRow, previous: LayerRow | None) -> list[str]:
         if row.jump is None:  # a flat input
             return []
         return [f"receptive field not computed: it would take more than "
-                f"{arith.MAX_FIELD_STEPS:,} steps of the composed index maps; jump = "
+                f"{field.MAX_FIELD_STEPS:,} steps of the composed index maps; jump = "
                 f"{_n(row.jump[0])}x{_n(row.jump[1])} input pixels per output step"]
     kind = row.spec.kind
     if kind == "Linear":
@@ -141,7 +141,7 @@ def _field_lines(row: LayerRow, previous: LayerRow | None) -> list[str]:
         if kind in ("Conv2d", "MaxPool2d", "AvgPool2d") and j_in[i].denominator == 1:
             g = geometry(row.spec)
             k, s, d = g.kernel[i], g.stride[i], g.dilation[i]
-            r_classic, _ = arith.receptive_field_step(r_in[i], int(j_in[i]), k, s, d)
+            r_classic, _ = field.receptive_field_step(r_in[i], int(j_in[i]), k, s, d)
             if r_classic == r:
                 lines.append(f"receptive field {axis} = r_in + dilation*(k-1)*j_in = {r_in[i]} + "
                              f"{d}*({k}-1)*{_n(j_in[i])} = {r}; jump = j_in*stride = "

@@ -6,7 +6,7 @@ numbers or one sentence saying which layer and argument is wrong (`SpecError`).
 
 Bounds: every dimension a layer outputs, the length of a flattened vector included, is at most
 `spec.MAX_SIZE` = 2**31 - 1 (as its arguments and the input are), so that padding or upsampling
-cannot grow a size without end. The receptive field is computed within `arith.MAX_FIELD_STEPS`
+cannot grow a size without end. The receptive field is computed within `field.MAX_FIELD_STEPS`
 steps per axis; a stack that needs more (only position-dependent resampling on axes of hundreds of
 thousands of pixels) gets every other number and the field reported as not computed (None).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from vaekit.arch import arith
+from vaekit.arch import arith, field
 from vaekit.arch.spec import ACTIVATIONS, MAX_SIZE, LayerSpec
 from vaekit.errors import SpecError
 
@@ -55,7 +55,7 @@ class LayerRow:
 
     def to_json(self) -> dict[str, Any]:
         """The row with the field names of `vaekit arch --json` (receptive_field null for a flat
-        input, or when it was not computed within `arith.MAX_FIELD_STEPS`)."""
+        input, or when it was not computed within `field.MAX_FIELD_STEPS`)."""
         jump = None if self.jump is None else [_number(j) for j in self.jump]
         return {
             "layer": self.layer, "output_shape": list(self.output_shape), "params": self.params,
@@ -234,25 +234,25 @@ def _layer_output(row: int, spec: LayerSpec, shape: Shape) -> tuple[Shape, int, 
     raise AssertionError(f"no arithmetic for {kind}")  # pragma: no cover - SIGNATURES is closed
 
 
-def index_maps(spec: LayerSpec, shape: Shape, out: Shape) -> list[arith.IndexMap] | None:
+def index_maps(spec: LayerSpec, shape: Shape, out: Shape) -> list[field.IndexMap] | None:
     """Per-axis index maps (output index -> previous-layer indices) of a spatial layer; None for
     pointwise layers (activations, batch norm, dropout) that keep each unit's field."""
     kind = spec.kind
     if kind in ("Conv2d", "MaxPool2d", "AvgPool2d"):
         g = geometry(spec)
-        return [arith.conv_index_map(g.kernel[i], g.stride[i], g.pad_start[i], g.dilation[i])
+        return [field.conv_index_map(g.kernel[i], g.stride[i], g.pad_start[i], g.dilation[i])
                 for i in range(2)]
     if kind == "ConvTranspose2d":
         g = geometry(spec)
-        return [arith.conv_transpose_index_map(g.kernel[i], g.stride[i], g.pad_start[i],
+        return [field.conv_transpose_index_map(g.kernel[i], g.stride[i], g.pad_start[i],
                                                g.dilation[i]) for i in range(2)]
     if kind == "AdaptiveAvgPool2d":
-        return [arith.adaptive_index_map(shape[i + 1], out[i + 1]) for i in range(2)]
+        return [field.adaptive_index_map(shape[i + 1], out[i + 1]) for i in range(2)]
     if kind == "Upsample":
         scale = spec["scale_factor"]
         if spec["size"] is not None or spec["recompute_scale_factor"]:
             scale = (None, None)
-        return [arith.upsample_index_map(shape[i + 1], out[i + 1], scale[i]) for i in range(2)]
+        return [field.upsample_index_map(shape[i + 1], out[i + 1], scale[i]) for i in range(2)]
     return None
 
 
@@ -273,16 +273,16 @@ def _jump_factor(spec: LayerSpec, shape: Shape, out: Shape, axis: int) -> Fracti
 def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
     """Run a stack on an input shape: one LayerRow per layer, or SpecError at the first bad one.
 
-    Receptive field: per axis, the largest over the layer's output units (`arith.AxisField`);
+    Receptive field: per axis, the largest over the layer's output units (`field.AxisField`);
     after Linear every unit sees the whole image; None for a flat input, and from the layer on
-    where it would take more than `arith.MAX_FIELD_STEPS` steps. Jump: input pixels between
+    where it would take more than `field.MAX_FIELD_STEPS` steps. Jump: input pixels between
     neighbouring output units (an average after non-integer resampling); None after Flatten or
     Linear.
     """
     rows: list[LayerRow] = []
     shape = tuple(input_shape)
     image = shape[1:] if len(shape) == 3 else None
-    fields = [arith.AxisField(), arith.AxisField()]
+    fields = [field.AxisField(), field.AxisField()]
     rf: tuple[int, int] | None = (1, 1) if image else None
     jump: tuple[Fraction, Fraction] | None = (Fraction(1), Fraction(1)) if image else None
     fields_computable = True
@@ -295,7 +295,7 @@ def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
                     for axis in range(2):
                         fields[axis].push(maps[axis])
                     rf = (fields[0].max_field(out[1]), fields[1].max_field(out[2]))
-                except arith.FieldWorkExceeded:
+                except field.FieldWorkExceeded:
                     fields_computable, rf = False, None
             jump = (jump[0] * _jump_factor(spec, shape, out, 0),
                     jump[1] * _jump_factor(spec, shape, out, 1))

@@ -13,7 +13,7 @@ import textwrap
 from collections.abc import Sequence
 from fractions import Fraction
 
-from vaekit.arch import arith
+from vaekit.arch import arith, field
 from vaekit.arch.explain import explain_row
 from vaekit.arch.stack import LayerRow, totals
 
@@ -24,7 +24,7 @@ FIELD_NOTE = ("field, jump: receptive field and effective stride in input pixels
               "largest over the output units, padding counted.")
 FIELD_NOT_COMPUTED = ("field '-' on an image: not computed, the field of these layers varies "
                       "with the position and would take more than "
-                      f"{arith.MAX_FIELD_STEPS:,} steps of the composed index maps to find "
+                      f"{field.MAX_FIELD_STEPS:,} steps of the composed index maps to find "
                       "exactly (the other numbers are exact).")
 WIDTH = 100  # characters per line of the notes
 
