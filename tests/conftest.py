@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,3 +197,14 @@ def fashion_dir() -> Path:
         pytest.skip("Fashion-MNIST is in neither ~/.cache/vaekit nor /usr/share/datasets "
                     "(run `make data`)")
     return found
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for tests of small tensors (no waiting on a busy second core), restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

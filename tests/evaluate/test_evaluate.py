@@ -8,7 +8,6 @@ import math
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,14 +20,7 @@ from vaekit.evaluate import run as ev
 from vaekit.vae import prob
 from vaekit.vae.linear_gaussian import LinearGaussianVAE
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These tests decode small tensors: one thread avoids waiting on a busy second core."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: see conftest.one_thread
 
 
 class TinyBernoulliVAE(nn.Module):

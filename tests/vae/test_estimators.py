@@ -4,7 +4,7 @@ exact gradients, and `score_negative_elbo` against the reparameterized `negative
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -25,12 +25,7 @@ F64 = torch.float64
 ESTIMATORS = [score_function_gradient, pathwise_gradient]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: see conftest.one_thread
 
 
 def _eps(seed: int, shape: tuple[int, ...]) -> Tensor:
