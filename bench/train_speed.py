@@ -49,7 +49,7 @@ from vaekit.config import TrainConfig
 from vaekit.data.load import load_dataset
 from vaekit.device import available_cores, set_threads
 from vaekit.train.engines import make_engine
-from vaekit.train.loop import train_epoch
+from vaekit.train.loop import Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae.models import MLPVAE
 
@@ -136,7 +136,8 @@ def vaekit_epoch(images: torch.Tensor, engine: str = "auto") -> float:
     engine = make_engine(model, config.train)
     generator = torch.Generator().manual_seed(1)
     t0 = time.perf_counter()
-    train_epoch(model, optimizer, engine, images, "dynamic", config, generator, 0, 1, show_bar=False)
+    train_epoch(model, optimizer, engine, Pixels(images, "dynamic"), config.train.batch_size,
+                config.train.epochs, config.optim, generator, 0, 1, kl_weight(config.train), show_bar=False)
     return time.perf_counter() - t0
 
 

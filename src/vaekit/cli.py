@@ -22,7 +22,7 @@ from vaekit import __version__
 from vaekit.errors import VaekitError
 
 # Order is the order shown by `vaekit --help`.
-COMMANDS: tuple[str, ...] = ("data", "arch", "train", "evaluate", "sample", "report", "check")
+COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "check")
 
 _ARGUMENT = re.compile(r"argument (?P<name>[^:]+): (?P<rest>.*)", re.DOTALL)
 _BAD_TYPE = re.compile(r"invalid (?P<type>int|float) value: (?P<value>.*)", re.DOTALL)

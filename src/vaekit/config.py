@@ -25,7 +25,7 @@ import reprlib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vaekit.errors import ConfigError
 
@@ -115,6 +115,8 @@ class TrainConfig:
             return self.data.binarize
         return "none" if self.model.likelihood == "gaussian" else "dynamic"
 
+
+C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
                              "train": LoopConfig}
@@ -206,12 +208,13 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_value(key: str, value: Any, origin: str | None = None) -> None:
+def check_value(key: str, value: Any, origin: str | None = None,
+                bounds: dict[str, Bound] | None = None) -> None:
     """Raise ConfigError unless the number (or each number of the list) `value` of `key`
-    ('section.name') is in BOUNDS[key]; the sentence names `origin` (a file, 'command line'), the
-    key, the quantity, the broken bound and the value."""
+    ('section.name') is in `bounds[key]` (default `BOUNDS`); the sentence names `origin` (a file,
+    'command line'), the key, the quantity, the broken bound and the value."""
     where = f"{origin}, " if origin else ""
-    bound = BOUNDS[key]
+    bound = (BOUNDS if bounds is None else bounds)[key]
     items = value if isinstance(value, list) else [value]
     if key == "model.image_shape" and len(items) != 3:
         raise ConfigError(f"{where}{key} must be [C, H, W], got {_show(value)}.")
@@ -226,9 +229,11 @@ def check_value(key: str, value: Any, origin: str | None = None) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
-def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None = None) -> Any:
+def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None = None,
+            bounds: dict[str, Bound] | None = None) -> Any:
     """Check/convert one value against the field's declared type (strings in annotations) and,
-    for numbers, its range in BOUNDS; errors name `origin` (the file or 'command line')."""
+    for numbers, its range in `bounds` (default BOUNDS); errors name `origin` (the file or
+    'command line')."""
     key = f"{section}.{f.name}"
     t = str(f.type)
     where = f"{origin}: " if origin else ""
@@ -245,6 +250,16 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         elif not (isinstance(value, list | tuple) and all(_is_int(v) for v in value)):
             raise ConfigError(f"{where}{key} must be a list of integers, got {_show(value)}.")
         value = list(value)
+    elif t.startswith("list[str]"):
+        if not (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{where}{key} must be a list of strings, got {_show(value)}.")
+        if len(value) > MAX_LAYERS:
+            raise ConfigError(f"{where}{key} may list at most {MAX_LAYERS} entries, got {len(value)}.")
+        return list(value)
+    elif t.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}{key} must be true or false, got {_show(value)}.")
+        return value
     elif t.startswith("int"):
         if not _is_int(value):
             raise ConfigError(f"{where}{key} must be an integer, got {_show(value)}.")
@@ -257,7 +272,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         return value
     else:
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
-    check_value(key, value, origin)  # ints compared exactly, so 10**400 is refused, not overflowed
+    check_value(key, value, origin, bounds)  # ints compared exactly, so 10**400 is refused, not overflowed
     return float(value) if t.startswith("float") else value
 
 
@@ -271,25 +286,47 @@ def parse_int_list(text: str, key: str = "hidden") -> list[int]:
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {_show(text)}.") from None
 
 
-def apply(config: TrainConfig, values: dict[str, Any], origin: str) -> TrainConfig:
-    """A copy of `config` with `values` ({section: {key: value}}) applied, each value checked
-    (type and range) and named with `origin` in errors; unknown sections and keys refused."""
+def sections_of(config: Any) -> dict[str, Any]:
+    """{section name: section} of a config made of sections (TrainConfig, or the classifier's
+    `vaekit.classify.config.ClassifierConfig`)."""
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def bounds_of(config: Any) -> dict[str, Bound]:
+    """The range table of a config's numbers: its class's `BOUNDS`, else this module's."""
+    return getattr(type(config), "BOUNDS", BOUNDS)
+
+
+def check_fields(config: Any) -> None:
+    """Every field of every section of `config` of its declared type and in its range (for
+    configs built in Python, which `apply` never saw)."""
+    bounds = bounds_of(config)
+    for section, part in sections_of(config).items():
+        for f in fields(part):
+            _coerce(section, f, getattr(part, f.name), bounds=bounds)
+
+
+def apply(config: C, values: dict[str, Any], origin: str) -> C:
+    """A copy of `config` (a TrainConfig or another config of sections) with `values`
+    ({section: {key: value}}) applied, each value checked (type and range) and named with `origin`
+    in errors; unknown sections and keys refused."""
     if not isinstance(values, dict):
         raise ConfigError(f"{origin}: expected a table of sections, got {_show(values)}.")
     out = copy.deepcopy(config)
+    sections, bounds = sections_of(out), bounds_of(out)
     for section, entries in values.items():
-        if section not in SECTIONS:
+        if section not in sections:
             raise ConfigError(f"{origin}: unknown key or section {_show(section)}; valid sections are "
-                              f"{', '.join(SECTIONS)}.")
+                              f"{', '.join(sections)}.")
         if not isinstance(entries, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table of keys, got {_show(entries)}.")
-        target = getattr(out, section)
+        target = sections[section]
         by_name = {f.name: f for f in fields(target)}
         for key, value in entries.items():
             if key not in by_name:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}; valid keys of [{section}] "
                                   f"are {', '.join(by_name)}.")
-            setattr(target, key, _coerce(section, by_name[key], value, origin))
+            setattr(target, key, _coerce(section, by_name[key], value, origin, bounds))
     return out
 
 
@@ -299,7 +336,7 @@ def from_dict(d: dict[str, Any], origin: str = "config") -> TrainConfig:
     return apply(TrainConfig(), d, origin)
 
 
-def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+def load_toml(path: str | Path, base: C | None = None) -> C:
     """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults).
 
     Any file that cannot be used is one ConfigError naming it: missing, a directory, unreadable,
@@ -330,13 +367,14 @@ def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
         raise ConfigError(f"{path}: not valid TOML ({str(err).rstrip('.')}).") from None
     except RecursionError:
         raise ConfigError(f"{path}: arrays or tables nested too deeply for the TOML parser.") from None
-    return apply(base or TrainConfig(), values, str(path))
+    return apply(TrainConfig() if base is None else base, values, str(path))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- checking
 
 
-def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+def choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    """Raise ConfigError unless `value` of `key` is one of `valid`."""
     if value not in valid:
         raise ConfigError(f"unknown {key} {_show(value)}; valid values are {', '.join(valid)}.")
 
@@ -350,21 +388,18 @@ def validate(config: TrainConfig) -> TrainConfig:
     objective no beta, warm-up, free bits or score estimator, the score estimator no free bits).
     """
     m, t, d = config.model, config.train, config.data
-    for section in SECTIONS:
-        part = getattr(config, section)
-        for f in fields(part):
-            _coerce(section, f, getattr(part, f.name))
-    _choice("model", m.kind, MODEL_KINDS)
-    _choice("likelihood", m.likelihood, LIKELIHOODS)
-    _choice("variance", m.variance, VARIANCES)
-    _choice("activation", m.activation, ACTIVATIONS)
-    _choice("optimizer", config.optim.name, OPTIMIZERS)
-    _choice("schedule", config.optim.schedule, SCHEDULES)
-    _choice("objective", t.objective, OBJECTIVES)
-    _choice("estimator", t.estimator, ESTIMATORS)
-    _choice("engine", t.engine, ENGINES)
-    _choice("binarize", d.binarize, BINARIZATIONS)
-    _choice("device", t.device, DEVICES)
+    check_fields(config)
+    choice("model", m.kind, MODEL_KINDS)
+    choice("likelihood", m.likelihood, LIKELIHOODS)
+    choice("variance", m.variance, VARIANCES)
+    choice("activation", m.activation, ACTIVATIONS)
+    choice("optimizer", config.optim.name, OPTIMIZERS)
+    choice("schedule", config.optim.schedule, SCHEDULES)
+    choice("objective", t.objective, OBJECTIVES)
+    choice("estimator", t.estimator, ESTIMATORS)
+    choice("engine", t.engine, ENGINES)
+    choice("binarize", d.binarize, BINARIZATIONS)
+    choice("device", t.device, DEVICES)
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
@@ -384,7 +419,8 @@ def validate(config: TrainConfig) -> TrainConfig:
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir")
 
 
-def differences(a: TrainConfig, b: TrainConfig) -> list[str]:
-    """The 'section.key' names whose values differ between two configs."""
-    da, db = a.to_dict(), b.to_dict()
-    return [f"{s}.{k}" for s in SECTIONS for k in da[s] if da[s][k] != db[s][k]]
+def differences(a: Any, b: Any) -> list[str]:
+    """The 'section.key' names whose values differ between two configs of the same kind."""
+    da, db = sections_of(a), sections_of(b)
+    return [f"{s}.{f.name}" for s in da for f in fields(da[s])
+            if getattr(da[s], f.name) != getattr(db[s], f.name)]

@@ -1,7 +1,8 @@
 """Runs on disk (design.md, "Runs on disk"): writing and reading `runs/NAME/`.
 
-    config.json               everything needed to rebuild the model (`TrainConfig` as a dict)
-    model.safetensors         the weights with the best validation -ELBO so far
+    config.json               everything needed to rebuild the model (`TrainConfig` as a dict; a
+                              classifier's `ClassifierConfig`, with "task": "classify")
+    model.safetensors         the weights with the best validation score so far (-ELBO, accuracy)
     checkpoint.safetensors    model + optimizer tensors of the last finished epoch, and in its
                               metadata (key "checkpoint") the JSON state below: one file, one rename,
                               so the pair can never be half-written
@@ -36,12 +37,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from vaekit.classify import config as classify_config
+from vaekit.classify.data import resize, to_unit
+from vaekit.classify.models import build_classifier
 from vaekit.config import TrainConfig, from_dict
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import load_dataset
-from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
-from vaekit.vae.models import VAEBase, build_model
+from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError, SpecError
+from vaekit.vae.models import build_model
+
+TASKS = ("vae", classify_config.TASK)
+MAKERS = {"vae": "vaekit train", classify_config.TASK: "vaekit classify"}
+WHAT = {"vae": "a VAE run", classify_config.TASK: "a classifier run"}
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -181,26 +189,48 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
 # ----------------------------------------------------------------------------- models and configs
 
 
-def write_config(run_dir: Path, config: TrainConfig) -> None:
+AnyConfig = TrainConfig | classify_config.ClassifierConfig
+
+
+def write_config(run_dir: Path, config: AnyConfig) -> None:
     write_json_atomic(run_dir / CONFIG, config.to_dict())
 
 
-def read_config(run_dir: Path) -> TrainConfig:
+def task_of(raw: dict[str, Any], path: Path) -> str:
+    """The kind of run a config.json describes: its "task" ('classify'), or 'vae' without one."""
+    task = raw.pop("task", "vae")
+    if task not in TASKS:
+        raise CheckpointError(f"{path}: unknown task {str(task)[:40]!r}; expected one of "
+                              f"{', '.join(TASKS)}.")
+    return task
+
+
+def read_config(run_dir: Path, task: str | None = "vae") -> Any:
     """config.json of a run, checked as a config file is (sections, keys, types, ranges): a
-    hand-edited or foreign file is a CheckpointError naming it."""
+    hand-edited or foreign file is a CheckpointError naming it. `task` 'vae' expects a TrainConfig,
+    'classify' a ClassifierConfig (a run of the other kind is one sentence saying which command
+    it belongs to), None either."""
     path = run_dir / CONFIG
+    maker = MAKERS.get(task or "vae", "vaekit train")
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of `vaekit "
-                              "train`.") from None
+        raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of "
+                              f"`{maker}`.") from None
     except (OSError, ValueError) as err:
         detail = getattr(err, "strerror", None) or str(err).rstrip(".")
         raise CheckpointError(f"{path}: not readable JSON ({detail}).") from None
+    found = task_of(raw, path) if isinstance(raw, dict) else "vae"
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
                               "keys.")
+    if task is not None and found != task:
+        raise CheckpointError(f"{run_dir} holds {WHAT[found]} (`{MAKERS[found]}`), not {WHAT[task]}; "
+                              f"use `{MAKERS[found]}`'s commands on it"
+                              + (f" (`vaekit classify eval {run_dir}`)." if found != "vae" else "."))
     try:
+        if found == classify_config.TASK:
+            return classify_config.validate(classify_config.from_dict(raw, str(path)))
         return validate_config(from_dict(raw, str(path)))
     except ConfigError as err:
         message = str(err)
@@ -239,49 +269,70 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path:
 class Run:
     """A trained run, loaded: its directory, config and best model (CPU, eval mode).
 
-    `run.model.encode(x)` gives (mu, logvar) of q(z|x), `run.model.decode_mean(z)` images in
-    [0, 1], `run.model.sample(n)` images from the prior; `run.images()` the test images as the
-    model sees them (the evaluation protocol of `vaekit.data.binarize.eval_images`).
+    A VAE run (`vaekit train`): `run.model.encode(x)` gives (mu, logvar) of q(z|x),
+    `run.model.decode_mean(z)` images in [0, 1], `run.model.sample(n)` images from the prior.
+    A classifier run (`vaekit classify`, `run.task == 'classify'`): `run.model(x)` gives logits
+    (B, classes) of images x in [0, 1] of shape (B, C, H, W). `run.images()` the test images as the
+    model sees them (for a VAE the evaluation protocol of `vaekit.data.binarize.eval_images`; for a
+    classifier pixel / 255, resized as it was trained), `run.labels()` their labels.
     """
 
     path: Path
-    config: TrainConfig
-    model: VAEBase
+    config: Any  # TrainConfig (task 'vae') or vaekit.classify.config.ClassifierConfig
+    model: Any  # vaekit.vae.models.VAEBase or vaekit.classify.models.Classifier
+
+    @property
+    def task(self) -> str:
+        return classify_config.TASK if isinstance(self.config, classify_config.ClassifierConfig) else "vae"
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
         """metrics.jsonl: one dict per finished epoch."""
         return read_metrics(self.path)
 
-    def images(self, split: str = "test", limit: int | None = None) -> torch.Tensor:
-        """The first `limit` images of a split ('train', 'val', 'test') of the run's dataset, as
-        float32 (N, C, H, W): binarized once with the evaluation seed when the run is binary."""
+    def _split(self, split: str) -> Any:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"split must be train, val or test, got {split!r}.")
-        ds = load_dataset(self.config.data.name, self.config.data.data_dir)
-        pixels = getattr(ds, split).images[:limit]
+        return getattr(load_dataset(self.config.data.name, self.config.data.data_dir), split)
+
+    def images(self, split: str = "test", limit: int | None = None) -> torch.Tensor:
+        """The first `limit` images of a split ('train', 'val', 'test') of the run's dataset, as
+        float32 (N, C, H, W): binarized once with the evaluation seed when the run is a binary
+        VAE; pixel / 255, resized to the run's side, for a classifier."""
+        pixels = self._split(split).images[:limit]
+        if self.task == classify_config.TASK:
+            return to_unit(resize(pixels, self.config.data.side, self.config.data.resize))
         return eval_images(pixels, self.config.resolved_binarize())
 
+    def labels(self, split: str = "test", limit: int | None = None) -> torch.Tensor | None:
+        """The labels (N,) int64 of the split's first `limit` images, or None if it has none."""
+        labels = self._split(split).labels
+        return None if labels is None else labels[:limit]
 
-def load_run(run_dir: str | Path) -> Run:
-    """The best model of a run (`model.safetensors`) and its config, on the CPU, in eval mode.
+
+def load_run(run_dir: str | Path, task: str | None = None) -> Run:
+    """The best model of a run (`model.safetensors`) and its config, on the CPU, in eval mode: a
+    VAE or a classifier (`task` None), or only the kind `task` names ('vae', 'classify'; a run of
+    the other kind is a CheckpointError saying which command it belongs to).
 
     Raises CheckpointError (one sentence) for a missing directory, config or model file, and for a
     model file that is truncated, not safetensors, or of another architecture.
     """
     run_dir = Path(run_dir)
+    maker = MAKERS.get(task or "vae", "vaekit train")
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory.")
     if not (run_dir / CONFIG).is_file():
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
-                              f"`vaekit train --out {run_dir}`.")
-    config = read_config(run_dir)
+                              f"`{maker} --out {run_dir}`.")
+    config = read_config(run_dir, task)
+    maker = MAKERS["vae" if isinstance(config, TrainConfig) else classify_config.TASK]
     if not (run_dir / MODEL).is_file():
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
-                              f"epoch); train one with `vaekit train --out {run_dir}`.")
+                              f"epoch); train one with `{maker} --out {run_dir}`.")
     try:
-        model = build_model(config)
-    except ConfigError as err:
+        model = build_model(config) if isinstance(config, TrainConfig) else build_classifier(config)
+    except (ConfigError, SpecError) as err:
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
     tensors, _ = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)

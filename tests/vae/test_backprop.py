@@ -15,7 +15,7 @@ from torch import Tensor
 from vaekit.config import LoopConfig, TrainConfig
 from vaekit.data.load import Dataset, load_dataset
 from vaekit.train.engines import make_engine
-from vaekit.train.loop import train_epoch
+from vaekit.train.loop import Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae import backprop as mlp_backprop
 from vaekit.vae.models import MLPVAE, ConvVAE, VAEBase, build_model
@@ -273,7 +273,8 @@ def run_epoch(engine: str, images: Tensor, monkeypatch: pytest.MonkeyPatch,
     optimizer = make_optimizer(model.parameters(), config.optim)
     generator = torch.Generator().manual_seed(1)
     engine = make_engine(model, config.train)
-    stats, _ = train_epoch(model, optimizer, engine, images, "dynamic", config, generator, 0, 1,
+    stats, _ = train_epoch(model, optimizer, engine, Pixels(images, "dynamic"), config.train.batch_size,
+                           config.train.epochs, config.optim, generator, 0, 1, kl_weight(config.train),
                            show_bar=False)
     return model, stats, len(calls)
 

@@ -25,7 +25,7 @@ from vaekit.data.binarize import fixed_binarization
 from vaekit.data.load import load_dataset
 from vaekit.errors import ChecksumError, DataError, DivergenceError, IDXFormatError
 from vaekit.train.engines import AutogradEngine
-from vaekit.train.loop import train_epoch
+from vaekit.train.loop import Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae import prob
 from vaekit.vae.estimators import score_negative_elbo
@@ -116,8 +116,9 @@ def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, 
     try:
         while step < steps:
             epoch += 1
-            _, step = train_epoch(model, optimizer, engine, images, "dynamic", config, generator, step,
-                                  epoch, show_bar=False, on_step=on_step)
+            _, step = train_epoch(model, optimizer, engine, Pixels(images, "dynamic"),
+                                  config.train.batch_size, config.train.epochs, config.optim, generator,
+                                  step, epoch, kl_weight(config.train), show_bar=False, on_step=on_step)
     except DivergenceError:
         curve.steps.append(steps)
         curve.heldout_neg_elbo.append(math.nan)

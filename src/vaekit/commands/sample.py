@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ncols must be between 1 and -n ({args.n}), got {args.ncols}.")
 
     out = figure_path(args.out, "--out", (".png",), example="samples") if args.out else None
-    model = load_run(args.run_dir).model
+    model = load_run(args.run_dir, "vae").model
     if out is None:  # the run's own figures/ folder, made once the run is known to be one
         out = Path(args.run_dir) / "figures" / f"samples-seed{args.seed}.png"
     pixels = args.n * math.prod(model.image_shape[1:])

@@ -181,7 +181,7 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     """(model, config, x, labels, dataset) for a run: its model and test images as the model sees
     them (binarized once with the validation seed, or continuous), the first `limit` of them."""
 
-    run = runs.load_run(run_dir)
+    run = runs.load_run(run_dir, "vae")
     model, config = run.model, run.config
     name = dataset or config.data.name
     ds = load_dataset(name, data_dir if data_dir is not None else config.data.data_dir)

@@ -1,12 +1,14 @@
 """Where a training step's gradients come from: engines behind one interface.
 
-    engine.loss_and_grads(model, x, beta, generator) -> sums
+    engine.loss_and_grads(model, x, beta, generator, y=None) -> sums
 
-computes the objective on a batch x (B, C, H, W) of float images, writes d(batch mean of the
-objective)/d(theta) into every parameter's `.grad` (overwriting what was there), and returns the
-batch sums, shape (4,), on the device, in nats: objective, -ELBO, reconstruction -log p(x|z), KL.
-The training loop (`vaekit.train.loop`) calls it and steps the optimizer; it never knows which
-engine it has. Every random draw of the step (eps) comes from `generator`.
+computes the objective on a batch x (B, C, H, W) of float images (and labels y (B,) for a
+classifier), writes d(batch mean of the objective)/d(theta) into every parameter's `.grad`
+(overwriting what was there), and returns the batch sums on the device, one per `engine.names`:
+for the VAE engines here (4,) in nats, objective, -ELBO, reconstruction -log p(x|z), KL; for the
+classifier's (`vaekit.classify.loss`) the loss and the number right. The training loop
+(`vaekit.train.loop`) calls it and steps the optimizer; it never knows which engine it has. Every
+random draw of the step (eps) comes from `generator`.
 
     AutogradEngine(objective)   any objective of `vaekit.vae` (`Objective`: per-image `Terms`),
                                 differentiated by autograd; for the score estimator it keeps the
@@ -38,13 +40,33 @@ BASELINE_DECAY = 0.9  # score estimator: baseline <- 0.9 baseline + 0.1 mean rec
 Objective = Callable[[Tensor, VAE, float, "float | None", torch.Generator], Terms]
 
 
+VAE_SUMS = ("loss", "neg_elbo", "recon", "kl")  # what the VAE engines' sums are, in this order
+
+
 class Engine(Protocol):
     """What the training loop needs of an engine (see the module docstring)."""
 
+    @property
+    def names(self) -> tuple[str, ...]: ...  # what each of the returned sums is
+
     baseline: float | None  # the score estimator's running baseline (None for the others)
 
-    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float,
-                       generator: torch.Generator) -> Tensor: ...
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
+                       y: Tensor | None = None) -> Tensor: ...
+
+    def describe(self, means: list[float]) -> str:
+        """The progress bar's text for the running means of the sums."""
+        ...
+
+
+class VAEEngine:
+    """What the VAE engines share: their sums and how the progress bar shows them."""
+
+    names: tuple[str, ...] = VAE_SUMS
+    baseline: float | None = None
+
+    def describe(self, means: list[float]) -> str:
+        return f"-ELBO {means[1]:.2f} recon {means[2]:.2f} KL {means[3]:.2f}"
 
 
 def objective_for(loop: LoopConfig) -> Objective:
@@ -65,7 +87,7 @@ def objective_for(loop: LoopConfig) -> Objective:
     return elbo
 
 
-class AutogradEngine:
+class AutogradEngine(VAEEngine):
     """An objective of `vaekit.vae` and its gradient by autograd. With `track_baseline`, the
     running mean of the batch reconstruction is kept (a host sync per step) and handed to the
     objective as its baseline: what the score estimator needs."""
@@ -76,8 +98,8 @@ class AutogradEngine:
         self.track_baseline = track_baseline
         self.baseline = baseline
 
-    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float,
-                       generator: torch.Generator) -> Tensor:
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
+                       y: Tensor | None = None) -> Tensor:
         terms = self.objective(x, model, beta, self.baseline, generator)  # type: ignore[arg-type]
         model.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
@@ -90,20 +112,18 @@ class AutogradEngine:
         return sums
 
 
-class BackpropEngine:
+class BackpropEngine(VAEEngine):
     """The MLP VAE's one-sample ELBO and its gradient derived by hand (`vaekit.vae.backprop`):
     eps ~ N(0, I) of shape (B, D) from the generator, the same draws `prob.negative_elbo` makes.
     The engine owns the model's layer plan (looked up once, not per step)."""
-
-    baseline: float | None = None
 
     def __init__(self, model: backprop.MLPVAE, free_bits: float = 0.0) -> None:
         self.free_bits = free_bits
         self._model: nn.Module = model
         self._plan = backprop.Plan.of(model)
 
-    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float,
-                       generator: torch.Generator) -> Tensor:
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
+                       y: Tensor | None = None) -> Tensor:
         if model is not self._model:  # another model than the one planned for
             self._model, self._plan = model, backprop.Plan.of(model)  # type: ignore[arg-type]
         eps = torch.randn((x.shape[0], self._plan.latent_dim), generator=generator, device=x.device)

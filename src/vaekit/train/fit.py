@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from vaekit import runs
 from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
@@ -27,8 +28,8 @@ from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_dataset
 from vaekit.device import resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.train.engines import make_engine
-from vaekit.train.loop import train_epoch, validate
+from vaekit.train.engines import Engine, make_engine
+from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, lr_at, make_optimizer
 from vaekit.train.resume import check_optimizer_tensors, check_progress, progress_fields
@@ -48,7 +49,7 @@ class Progress:
     stopped: str | None = None  # why the run ended early, if it did
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
+def check_out_dir(out: Path, resume: bool) -> None:
     """The run directory's rules (checked before anything is loaded, and again once it is locked):
 
     - a new run goes into a directory that does not exist, is empty of run files, or holds only the
@@ -76,13 +77,13 @@ def _check_out_dir(out: Path, resume: bool) -> None:
                           "it, or choose another --out.")
 
 
-def _check_resume_config(out: Path, config: TrainConfig) -> None:
-    old = runs.read_config(out)
-    changed = [d for d in differences(old, config) if d not in RESUMABLE_CHANGES]
+def _check_resume_config(out: Path, task: Task) -> None:
+    old = runs.read_config(out, task.kind)
+    changed = [d for d in differences(old, task.config) if d not in task.resumable]
     if changed:
         raise ConfigError(
             f"{out} was trained with a different config ({', '.join(changed)} differ); --resume only "
-            f"allows changing {', '.join(RESUMABLE_CHANGES)}."
+            f"allows changing {', '.join(task.resumable)}."
         )
 
 
@@ -93,9 +94,88 @@ def _make_dir(out: Path) -> None:
         raise ConfigError(f"{out}: cannot create the run directory ({err.strerror or err}).") from None
 
 
+class Task(Protocol):
+    """What a kind of run (a VAE, a classifier) brings to `run_task`; everything else (the
+    directory's rules, the lock, checkpoints, exact resume, early stopping, metrics.jsonl) is
+    shared. Validation scores are lower-is-better (`score`)."""
+
+    config: Any  # TrainConfig or vaekit.classify.config.ClassifierConfig
+    resumable: tuple[str, ...]  # config keys a resumed run may change
+    kind: str  # runs.read_config's task name: 'vae' or 'classify'
+    score_name: str  # what `score` is, as the early-stopping sentence says it
+
+    def build(self) -> nn.Module: ...  # the model (the caller seeds torch first)
+
+    def prepare(self, device: torch.device) -> tuple[Batches, Beta | None]: ...  # training data
+
+    def engine(self, model: nn.Module, baseline: float | None) -> Engine: ...
+
+    def validate(self, model: nn.Module) -> dict[str, float]: ...  # val_* metrics of an epoch
+
+    def score(self, val: dict[str, float]) -> float: ...  # lower is better
+
+    def header(self, model: nn.Module) -> str: ...  # what is trained on what
+
+    def epoch_line(self, stats: dict[str, float], val: dict[str, float]) -> str: ...
+
+    def extra(self, step: int) -> dict[str, float]: ...  # more columns of the metrics row
+
+    def summary(self, best: float) -> dict[str, Any]: ...  # the task's summary keys
+
+
+class VAETask:
+    """The sheet's VAE (Ex.2 Q6): x binarized as the run says, the ELBO engine, the validation
+    -ELBO."""
+
+    resumable: tuple[str, ...] = RESUMABLE_CHANGES
+    kind = "vae"
+    score_name = "validation -ELBO"
+
+    def __init__(self, config: TrainConfig, ds: Dataset) -> None:
+        self.config, self.ds = config, ds
+
+    def build(self) -> nn.Module:
+        return build_model(self.config)
+
+    def prepare(self, device: torch.device) -> tuple[Batches, Beta | None]:
+        config, loop = self.config, self.config.train
+        mode = config.resolved_binarize()
+        images = self.ds.train.images
+        if mode == "fixed":  # one draw for the whole run, kept as uint8 {0, 255}
+            images = (fixed_binarization(images, loop.seed) * 255).to(torch.uint8)
+            mode = "none"
+        self.val_x = eval_images(self.ds.val.images, config.resolved_binarize()).to(device)
+        return Pixels(images.to(device), mode), kl_weight(loop)
+
+    def engine(self, model: nn.Module, baseline: float | None) -> Engine:
+        return make_engine(model, self.config.train, baseline=baseline)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return {f"val_{k}": v for k, v in validate(model, self.val_x).items()}  # type: ignore[arg-type]
+
+    def score(self, val: dict[str, float]) -> float:
+        return val["val_neg_elbo"]
+
+    def header(self, model: nn.Module) -> str:
+        n = model.num_parameters()  # type: ignore[operator]
+        return (f"{type(model).__name__} {n:,} parameters | {self.ds.name} {len(self.ds.train):,} train / "
+                f"{len(self.ds.val):,} val, x: {self.config.resolved_binarize()}")
+
+    def epoch_line(self, stats: dict[str, float], val: dict[str, float]) -> str:
+        return (f"train -ELBO {stats['train_neg_elbo']:8.2f}  val -ELBO {val['val_neg_elbo']:8.2f} "
+                f"(recon {val['val_recon']:7.2f}, KL {val['val_kl']:6.2f})")
+
+    def extra(self, step: int) -> dict[str, float]:
+        loop = self.config.train
+        return {"beta": beta_at(step - 1, math.ceil(len(self.ds.train) / loop.batch_size), loop)}
+
+    def summary(self, best: float) -> dict[str, Any]:
+        return {"best_val_neg_elbo": best}
+
+
 def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar: bool | None = None,
         log: Callable[[str], None] = print, dataset: Dataset | None = None) -> dict[str, Any]:
-    """Train a run in `out_dir` (runs/NAME/), or resume it up to `config.train.epochs`.
+    """Train a VAE run in `out_dir` (runs/NAME/), or resume it up to `config.train.epochs`.
 
     Everything that can fail on user input (config, data, checkpoint, the directory) is checked
     before the first byte is written, and the directory is held for writing (`runs.locked`) for the
@@ -104,7 +184,7 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     """
     validate_config(config)
     out = Path(out_dir)
-    _check_out_dir(out, resume)
+    check_out_dir(out, resume)
     ds = dataset if dataset is not None else load_dataset(config.data.name, config.data.data_dir)
     shape = list(ds.image_shape)
     if config.model.image_shape is not None and list(config.model.image_shape) != shape:
@@ -112,17 +192,23 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
                           f"{config.data.name} has images {shape}.")
     config.model.image_shape = shape
     check_fits(config, tuple(shape))  # too large for memory: one sentence, not an allocator error
+    return run_task(VAETask(config, ds), out, resume, show_bar, log)
+
+
+def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train `task` (its config validated, its data loaded) into `out`: the directory's rules
+    checked, the config of a resumed run compared, the directory locked for the whole run."""
     if resume:
-        _check_resume_config(out, config)
-    device = resolve_device(config.train.device)
+        _check_resume_config(out, task)
+    device = resolve_device(task.config.train.device)
     _make_dir(out)
     with runs.locked(out):
-        _check_out_dir(out, resume)  # again: another process may have written it meanwhile
-        return _train(config, out, resume and (out / runs.CHECKPOINT).is_file(), ds, device, show_bar,
-                      log)
+        check_out_dir(out, resume)  # again: another process may have written it meanwhile
+        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log)
 
 
-def _restore(out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def _restore(out: Path, config: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              generator: torch.Generator, model_t: dict, optim_t: dict, state: dict) -> Progress:
     """Load a checkpoint into the model, optimizer and generators, each piece checked first."""
     path = out / runs.CHECKPOINT
@@ -139,15 +225,16 @@ def _restore(out: Path, config: TrainConfig, model: torch.nn.Module, optimizer: 
     return progress
 
 
-def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, device: torch.device,
-           show_bar: bool | None, log: Callable[[str], None]) -> dict[str, Any]:
+def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
+           log: Callable[[str], None]) -> dict[str, Any]:
+    config = task.config
     loop = config.train
     saved = runs.load_checkpoint(out) if from_checkpoint else None
     kept = saved[2].get("threads") if saved is not None and loop.threads == 0 else None
     threads = set_threads(kept if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept <= 1024
                           else loop.threads)
     torch.manual_seed(loop.seed)  # the initial weights
-    model = build_model(config).to(device)
+    model = task.build().to(device)
     optimizer = make_optimizer(model.parameters(), config.optim)
     generator = torch.Generator(device=device).manual_seed(loop.seed)
     progress = Progress()
@@ -159,19 +246,14 @@ def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, d
             progress.stopped = None
         if progress.stopped:
             log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
-            return _summary(out, progress)
+            return _summary(task, out, progress)
         if progress.epoch >= loop.epochs:
             log(f"{out}: already trained for {progress.epoch} epochs (--epochs {loop.epochs}); "
                 "nothing to do.")
-            return _summary(out, progress)
+            return _summary(task, out, progress)
 
-    mode = config.resolved_binarize()
-    train_images = ds.train.images.to(device)
-    if mode == "fixed":  # one draw for the whole run, kept as uint8 {0, 255}
-        train_images = (fixed_binarization(ds.train.images, loop.seed) * 255).to(torch.uint8).to(device)
-        mode = "none"
-    val_x = eval_images(ds.val.images, config.resolved_binarize()).to(device)
-    engine = make_engine(model, loop, baseline=progress.baseline)
+    data, beta = task.prepare(device)
+    engine = task.engine(model, progress.baseline)
 
     if saved is None:
         runs.write_config(out, config)
@@ -182,9 +264,7 @@ def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, d
     # A resumed run changes its files only once its first epoch is done: a divergence, a kill or a
     # bad input before that leaves the directory as it was.
     resumed_files_pending = saved is not None
-    log(f"{type(model).__name__} {model.num_parameters():,} parameters | {ds.name} "
-        f"{len(ds.train):,} train / {len(ds.val):,} val, x: {config.resolved_binarize()} | "
-        f"{device.type}, {threads} thread{'s' if threads > 1 else ''}"
+    log(f"{task.header(model)} | {device.type}, {threads} thread{'s' if threads > 1 else ''}"
         + (" (auto: the idle cores)" if loop.threads == 0 and device.type == "cpu" else "") + f" | {out}"
         + (f" | resuming after epoch {progress.epoch}" if saved is not None else ""))
 
@@ -193,24 +273,23 @@ def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, d
         for group in optimizer.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()
-        stats, progress.step = train_epoch(model, optimizer, engine, train_images, mode, config, generator,
-                                           progress.step, epoch, show_bar)
+        stats, progress.step = train_epoch(model, optimizer, engine, data, loop.batch_size, loop.epochs,
+                                           config.optim, generator, progress.step, epoch, beta, show_bar)
         progress.baseline = engine.baseline
         seconds = time.perf_counter() - t0
-        val = validate(model, val_x)
+        val = task.validate(model)
         progress.epoch = epoch
-        improved = val["neg_elbo"] < progress.best_val
+        score = task.score(val)
+        improved = score < progress.best_val
         if improved:
-            progress.best_val, progress.best_epoch, progress.bad_epochs = val["neg_elbo"], epoch, 0
+            progress.best_val, progress.best_epoch, progress.bad_epochs = score, epoch, 0
             runs.save_model(out / runs.MODEL, model)
         else:
             progress.bad_epochs += 1
         if loop.patience and progress.bad_epochs >= loop.patience:
-            progress.stopped = f"early stopping: no better validation -ELBO for {loop.patience} epochs"
-        row = {"epoch": epoch, "step": progress.step, **stats, "val_neg_elbo": val["neg_elbo"],
-               "val_recon": val["recon"], "val_kl": val["kl"], "epoch_seconds": round(seconds, 4),
-               "lr": lr, "beta": beta_at(progress.step - 1, math.ceil(len(ds.train) / loop.batch_size),
-                                         loop)}
+            progress.stopped = f"early stopping: no better {task.score_name} for {loop.patience} epochs"
+        row = {"epoch": epoch, "step": progress.step, **stats, **val, "epoch_seconds": round(seconds, 4),
+               "lr": lr, **task.extra(progress.step)}
         if resumed_files_pending:
             runs.write_config(out, config)  # the new epochs, patience, threads
             runs.truncate_metrics(out, epoch - 1)  # rows past the checkpoint are redone
@@ -221,15 +300,14 @@ def _train(config: TrainConfig, out: Path, from_checkpoint: bool, ds: Dataset, d
                  "rng": {"generator": runs.encode_bytes(generator.get_state()),
                          "torch": runs.encode_bytes(torch.get_rng_state())}}
         runs.save_checkpoint(out, model, optimizer, state)
-        log(f"epoch {epoch:3d}/{loop.epochs}  train -ELBO {stats['train_neg_elbo']:8.2f}  "
-            f"val -ELBO {val['neg_elbo']:8.2f} (recon {val['recon']:7.2f}, KL {val['kl']:6.2f})  "
+        log(f"epoch {epoch:3d}/{loop.epochs}  {task.epoch_line(stats, val)}  "
             f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else ""))
         if progress.stopped:
             log(f"stopped after epoch {epoch}: {progress.stopped}.")
             break
-    return _summary(out, progress)
+    return _summary(task, out, progress)
 
 
-def _summary(out: Path, progress: Progress) -> dict[str, Any]:
-    return {"run_dir": str(out), "epochs": progress.epoch, "best_val_neg_elbo": progress.best_val,
+def _summary(task: Task, out: Path, progress: Progress) -> dict[str, Any]:
+    return {"run_dir": str(out), "epochs": progress.epoch, **task.summary(progress.best_val),
             "best_epoch": progress.best_epoch, "stopped": progress.stopped}

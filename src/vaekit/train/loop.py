@@ -3,22 +3,27 @@ validation -ELBO. `vaekit.train.fit` runs it epoch after epoch for a run; `vaeki
 claim (`vaekit.checks.training`) runs it for a fixed number of steps.
 
 The training set stays in memory as one uint8 tensor (N, C, H, W) on the device; each batch is
-indexed from it with a seeded permutation and turned into x by `vaekit.data.binarize` (drawn afresh
-for dynamic binarization). No DataLoader, no per-image Python objects. The gradients come from an
-engine (`vaekit.train.engines`): the loop does not know which. Every random draw of an epoch
-(permutation, binarization, eps) comes from the one `generator` it is given.
+indexed from it with a seeded permutation and turned into the engine's inputs by a `Batches`
+object: `Pixels` for the VAE (x by `vaekit.data.binarize`, drawn afresh for dynamic binarization),
+`vaekit.classify.data.Labelled` for a classifier (x in [0, 1], augmented, and the labels). No
+DataLoader, no per-image Python objects. The gradients come from an engine
+(`vaekit.train.engines`, `vaekit.classify.loss`): the loop does not know which, nor what its sums
+are (the engine names them). Every random draw of an epoch (permutation, binarization,
+augmentation, eps) comes from the one `generator` it is given.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vaekit.config import TrainConfig
+from vaekit.config import LoopConfig, OptimConfig
 from vaekit.data.binarize import prepare
 from vaekit.errors import DivergenceError
 from vaekit.train.engines import Engine
@@ -31,36 +36,77 @@ VAL_BATCH = 1000
 # Called after each optimizer step with (steps taken in all, the batch sums of the step, the batch
 # size); returning True ends the epoch there.
 OnStep = Callable[[int, Tensor, int], "bool | None"]
+# (steps taken, steps per epoch) -> the KL weight beta of the step (the VAE's warm-up); a
+# classifier's engine ignores it.
+Beta = Callable[[int, int], float]
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engine, images: Tensor,
-                mode: str, config: TrainConfig, generator: torch.Generator, step: int, epoch: int,
-                show_bar: bool | None = None, on_step: OnStep | None = None) -> tuple[dict[str, float], int]:
-    """One epoch over `images` (uint8 (N, C, H, W)), x made by `prepare(pixels, mode)`, starting at
-    optimizer step `step` (the KL warm-up's clock). Returns the means per image of the objective,
-    -ELBO, reconstruction and KL over the images seen, and the steps taken in all.
+class Batches(Protocol):
+    """The training set as the loop sees it: its size, its device, and the engine's inputs
+    (x, y) of the images at `index` (y is None for the VAE), drawn with `generator`."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __len__(self) -> int: ...
+
+    def __call__(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]: ...
+
+
+@dataclass
+class Pixels:
+    """The VAE's batches: uint8 images (N, C, H, W) on the device, x = `prepare(pixels, mode)`."""
+
+    images: Tensor
+    mode: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __call__(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        return prepare(self.images.index_select(0, index), self.mode, generator), None
+
+
+def kl_weight(loop: LoopConfig) -> Beta:
+    """The VAE run's beta schedule (`train.optim.beta_at`: warm-up, then `loop.beta`)."""
+    return lambda step, steps: beta_at(step, steps, loop)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engine, data: Batches,
+                batch_size: int, epochs: int, optim: OptimConfig, generator: torch.Generator, step: int,
+                epoch: int, beta: Beta | None = None, show_bar: bool | None = None,
+                on_step: OnStep | None = None) -> tuple[dict[str, float], int]:
+    """One epoch of `epochs` over `data` in batches of `batch_size`, starting at optimizer step
+    `step` (the KL warm-up's clock; `beta` None: beta = 1), gradients clipped to `optim.clip`.
+    Returns the means per image of the engine's sums (`train_` + each of `engine.names`: for the
+    VAE the objective, -ELBO, reconstruction and KL; for a classifier the loss and the accuracy)
+    over the images seen, and the steps taken in all.
 
     Sums stay on the device during the epoch (no host round-trip per step beyond the finiteness
     check, every step on a CPU and every 50 on a GPU). A non-finite loss raises DivergenceError
     before the optimizer steps on it.
     """
-    loop, clip = config.train, config.optim.clip
+    clip = optim.clip
     model.train()
-    n, batch = images.shape[0], loop.batch_size
+    n, batch = len(data), batch_size
     steps = math.ceil(n / batch)
-    perm = torch.randperm(n, generator=generator, device=images.device)
-    sums = torch.zeros(4, dtype=torch.float64, device=images.device)  # loss, -ELBO, recon, KL
+    perm = torch.randperm(n, generator=generator, device=data.device)
+    sums = torch.zeros(len(engine.names), dtype=torch.float64, device=data.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    check_every = 1 if images.device.type == "cpu" else 50  # host sync per check on a GPU
-    bar = tqdm(total=steps, desc=f"epoch {epoch}/{loop.epochs}", unit="batch", leave=False,
+    check_every = 1 if data.device.type == "cpu" else 50  # host sync per check on a GPU
+    bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                disable=None if show_bar is None else not show_bar,  # None: only on a terminal
                dynamic_ncols=True)
     seen = 0
     for i in range(steps):
         index = perm[i * batch : (i + 1) * batch]
-        pixels = images.index_select(0, index)  # (b, C, H, W) uint8
-        x = prepare(pixels, mode, generator)  # (b, C, H, W) float32
-        batch_sums = engine.loss_and_grads(model, x, beta_at(step, steps, loop), generator)
+        x, y = data(index, generator)  # (b, C, H, W) float32, (b,) int64 or None
+        batch_sums = engine.loss_and_grads(model, x, 1.0 if beta is None else beta(step, steps),
+                                           generator, y)
         if i % check_every == 0 or i == steps - 1:
             value = float(batch_sums[0]) / x.shape[0]
             if not math.isfinite(value):
@@ -79,14 +125,13 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
         sums += batch_sums
         seen += x.shape[0]
         if not bar.disable and (i % 20 == 19 or i == steps - 1):
-            m = (sums / seen).tolist()
-            bar.set_postfix_str(f"-ELBO {m[1]:.2f} recon {m[2]:.2f} KL {m[3]:.2f}", refresh=False)
+            bar.set_postfix_str(engine.describe((sums / seen).tolist()), refresh=False)
             bar.update(i + 1 - bar.n)
         if on_step is not None and on_step(step, batch_sums, x.shape[0]):
             break
     bar.close()
-    loss_m, neg_elbo, recon, kl = (sums / max(seen, 1)).tolist()
-    return {"train_loss": loss_m, "train_neg_elbo": neg_elbo, "train_recon": recon, "train_kl": kl}, step
+    means = (sums / max(seen, 1)).tolist()
+    return {f"train_{name}": m for name, m in zip(engine.names, means, strict=True)}, step
 
 
 @torch.inference_mode()

@@ -1,0 +1,106 @@
+"""A classifier's images and labels: the dataset's uint8 pixels resized once (Ex.1 Q1's large
+images), scaled to [0, 1], and augmented per batch during training.
+
+    labelled(ds, what)             the dataset's splits, refused in one sentence without labels
+    resize(images, side, mode)     uint8 (N, C, H, W) -> (N, C, side, side), nearest or bilinear
+    to_unit(images)                uint8 -> float32 in [0, 1]: what the network is given
+    augment(x, crop, flip, g)      random crop after zero padding, random horizontal flip
+    Labelled(images, labels, ...)  the training loop's batches (`vaekit.train.loop.Batches`)
+
+Every random draw (crop offsets, flips) comes from the loop's generator: the same seed gives the
+same epochs, and a resumed run redraws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vaekit.data.load import Dataset, Split
+from vaekit.errors import DataError
+
+RESIZE_CHUNK = 2048  # images resized at once: bounds the float copy of a 112x112 Fashion-MNIST
+
+
+def labelled(ds: Dataset, what: str) -> tuple[Split, Split, Split]:
+    """(train, val, test) of `ds`, each with labels; DataError naming `what` (the --data input)
+    when the dataset has none."""
+    for split in (ds.train, ds.val, ds.test):
+        if split.labels is None:
+            raise DataError(f"{what}: the dataset has no labels, but a classifier needs one per image "
+                            "(a .npz with 'labels' or 'y', or a labelled dataset such as fashion-mnist).")
+    return ds.train, ds.val, ds.test
+
+
+def num_classes(ds: Dataset, what: str) -> int:
+    """Classes: the dataset's class names, else 1 + the largest label (at least 2)."""
+    train, val, test = labelled(ds, what)
+    top = max(int(s.labels.max()) for s in (train, val, test) if len(s))  # type: ignore[union-attr]
+    n = max(len(ds.classes or ()), top + 1)
+    if n < 2:
+        raise DataError(f"{what}: every label is 0; a classifier needs at least 2 classes.")
+    return n
+
+
+def resize(images: Tensor, side: int, mode: str = "nearest") -> Tensor:
+    """uint8 images (N, C, H, W) resized to (N, C, side, side) by `F.interpolate` (mode 'nearest'
+    repeats pixels, 'bilinear' interpolates with align_corners=False), rounded back to uint8;
+    side 0 or the images' own size returns them unchanged."""
+    if side == 0 or tuple(images.shape[2:]) == (side, side):
+        return images
+    out = torch.empty((images.shape[0], images.shape[1], side, side), dtype=torch.uint8)
+    for start in range(0, images.shape[0], RESIZE_CHUNK):
+        x = images[start : start + RESIZE_CHUNK].to(torch.float32)
+        y = F.interpolate(x, size=(side, side), mode=mode,
+                          **({"align_corners": False} if mode == "bilinear" else {}))
+        out[start : start + RESIZE_CHUNK] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """uint8 pixels -> float32 x = pixel / 255 in [0, 1]."""
+    return images.to(torch.float32).div_(255.0)
+
+
+def augment(x: Tensor, crop: int, flip: bool, generator: torch.Generator) -> Tensor:
+    """A random crop of x (B, C, H, W) after zero padding by `crop` pixels on each side (offsets
+    uniform in 0..2*crop per image, per axis), then a horizontal flip of each image with
+    probability 1/2; crop 0 and flip False return x."""
+    b, _, h, w = x.shape
+    if crop:
+        padded = F.pad(x, (crop, crop, crop, crop))
+        dy = torch.randint(0, 2 * crop + 1, (b,), generator=generator, device=x.device)
+        dx = torch.randint(0, 2 * crop + 1, (b,), generator=generator, device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, channel, rows, cols]
+    if flip:
+        flipped = torch.rand(b, generator=generator, device=x.device) < 0.5
+        x = torch.where(flipped[:, None, None, None], x.flip(3), x)
+    return x
+
+
+@dataclass
+class Labelled:
+    """A classifier's training batches: x = to_unit(pixels), augmented, and the labels."""
+
+    images: Tensor  # uint8 (N, C, H, W) on the device
+    labels: Tensor  # int64 (N,) on the device
+    crop: int = 0
+    flip: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __call__(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        x = augment(to_unit(self.images.index_select(0, index)), self.crop, self.flip, generator)
+        return x, self.labels.index_select(0, index)

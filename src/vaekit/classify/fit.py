@@ -1,0 +1,155 @@
+"""A classifier run (Ex.1 trained, not only counted): `vaekit.train.fit.run_task` with the
+classifier's data, network, engine and validation accuracy, in `runs/NAME/`.
+
+    fit_classifier(config, out_dir)   a whole run, or the rest of one with resume=True
+    prepare_config(config, ds)        the config with image_shape and classes filled in, its
+                                      layers checked (SpecError before any training)
+    run_bytes(rows, batch, images)    the memory estimate of a run, `check_fits` its sentence
+
+Everything else (the directory's rules, the lock, checkpoints with exact resume, early stopping,
+NaN stop, metrics.jsonl) is the VAE's, from `vaekit.train.fit`: one loop, one run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vaekit.arch.stack import LayerRow
+from vaekit.classify import config as ccfg
+from vaekit.classify.config import ClassifierConfig
+from vaekit.classify.data import Labelled, labelled, num_classes, resize, to_unit
+from vaekit.classify.loss import ClassifierEngine, cross_entropy
+from vaekit.classify.metrics import logits
+from vaekit.classify.models import build_classifier, layer_rows, layer_texts
+from vaekit.data.load import Dataset, load_dataset
+from vaekit.errors import ConfigError
+from vaekit.train.engines import Engine
+from vaekit.train.fit import check_out_dir, run_task
+from vaekit.train.loop import Batches, Beta
+from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes, format_bytes
+
+
+def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
+    """Fill in model.image_shape (after data.side) and model.classes from the dataset, and return
+    the network's rows; a shape that does not fit is a SpecError naming the layer, before any
+    training. A config that already has them (a resumed run) must agree with the data."""
+    c, h, w = ds.image_shape
+    shape = [c, h, w] if config.data.side == 0 else [c, config.data.side, config.data.side]
+    classes = num_classes(ds, config.data.name)
+    m = config.model
+    if m.image_shape is not None and list(m.image_shape) != shape:
+        raise ConfigError(f"the network was built for images {m.image_shape}, but {config.data.name} "
+                          f"gives images {shape}.")
+    if m.classes is not None and m.classes != classes:
+        raise ConfigError(f"the network was built for {m.classes} classes, but {config.data.name} has "
+                          f"{classes}.")
+    m.image_shape, m.classes = shape, classes
+    return layer_rows(layer_texts(m, shape, classes), shape, classes)
+
+
+def run_bytes(rows: Sequence[LayerRow], batch: int, dataset_bytes: int) -> tuple[int, int, int]:
+    """(total, parameter bytes, activation bytes): each parameter 4 times (weight, gradient, Adam's
+    m and v), each layer output COPIES times per image of a batch, float32; plus the dataset's
+    uint8 pixels (resized) as the run holds them. An order of magnitude, as train.memory's."""
+    params = sum(r.params for r in rows)
+    numbers = math.prod(rows[0].input_shape) + sum(math.prod(r.output_shape) for r in rows)
+    state = FLOAT_BYTES * STATE_COPIES * params
+    acts = FLOAT_BYTES * COPIES * batch * numbers
+    return state + acts + dataset_bytes, state, acts
+
+
+def check_fits(config: ClassifierConfig, rows: Sequence[LayerRow], n_images: int,
+               available: int | None = None) -> int:
+    """ConfigError (one sentence) if the run's estimate is over the memory available."""
+    shape = config.model.image_shape or []
+    total, state, acts = run_bytes(rows, config.train.batch_size, n_images * math.prod(shape))
+    where = "this machine"
+    if available is None:
+        available, where = available_bytes(config.train.device)
+        if available is None:
+            return total
+    if total > available:
+        raise ConfigError(
+            f"this classifier would need about {format_bytes(total)} of memory ({format_bytes(state)} "
+            f"for {sum(r.params for r in rows):,} parameters with their gradients and Adam's moments, "
+            f"{format_bytes(acts)} of activations in one step on {'x'.join(map(str, shape))} images, "
+            f"and the images), but {where} has {format_bytes(available)} available; use a smaller "
+            "network, --side or --batch-size.")
+    return total
+
+
+class ClassifierTask:
+    """A classifier for `vaekit.train.fit.run_task`: x = pixel / 255 (resized once, augmented per
+    batch), cross-entropy, the best model by validation accuracy."""
+
+    resumable: tuple[str, ...] = ccfg.RESUMABLE_CHANGES
+    kind = ccfg.TASK
+    score_name = "validation accuracy"
+
+    def __init__(self, config: ClassifierConfig, ds: Dataset) -> None:
+        self.config, self.ds = config, ds
+
+    def build(self) -> nn.Module:
+        return build_classifier(self.config)
+
+    def prepare(self, device: torch.device) -> tuple[Batches, Beta | None]:
+        d = self.config.data
+        train, val, _ = labelled(self.ds, d.name)
+        self.val_x = to_unit(resize(val.images, d.side, d.resize)).to(device)
+        self.val_y = val.labels.to(device)  # type: ignore[union-attr]
+        images = resize(train.images, d.side, d.resize).to(device)
+        return Labelled(images, train.labels.to(device), d.crop, d.flip), None  # type: ignore[union-attr]
+
+    def engine(self, model: nn.Module, baseline: float | None) -> Engine:
+        return ClassifierEngine(self.config.train.label_smoothing)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        out = logits(model, self.val_x)
+        loss = float(cross_entropy(out, self.val_y).double().mean())
+        return {"val_loss": loss, "val_accuracy": float((out.argmax(1) == self.val_y).double().mean())}
+
+    def score(self, val: dict[str, float]) -> float:
+        return -val["val_accuracy"]  # lower is better: the best model has the highest accuracy
+
+    def header(self, model: nn.Module) -> str:
+        n = sum(p.numel() for p in model.parameters())
+        shape = "x".join(map(str, self.config.model.image_shape or []))
+        side = (f" (resized, {self.config.data.resize})" if self.config.data.side else "")
+        aug = [a for a, on in (("crop", self.config.data.crop), ("flip", self.config.data.flip)) if on]
+        return (f"classifier {n:,} parameters | {self.ds.name} {len(self.ds.train):,} train / "
+                f"{len(self.ds.val):,} val, {shape}{side}, augmentation {'+'.join(aug) or 'off'}")
+
+    def epoch_line(self, stats: dict[str, float], val: dict[str, float]) -> str:
+        return (f"train loss {stats['train_loss']:.4f} accuracy {100 * stats['train_accuracy']:6.2f}%  "
+                f"val loss {val['val_loss']:.4f} accuracy {100 * val['val_accuracy']:6.2f}%")
+
+    def extra(self, step: int) -> dict[str, float]:
+        return {}
+
+    def summary(self, best: float) -> dict[str, Any]:
+        return {"best_val_accuracy": -best if best != float("inf") else None}
+
+
+def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool = False,
+                   show_bar: bool | None = None, log: Callable[[str], None] = print,
+                   dataset: Dataset | None = None,
+                   on_rows: Callable[[list[LayerRow]], None] | None = None) -> dict[str, Any]:
+    """Train a classifier run in `out_dir`, or resume it up to `config.train.epochs`. Config, data,
+    layers (their shapes: one sentence), memory and the directory are checked before the first
+    byte is written; `on_rows` is given the network's arch rows then (the CLI prints the table).
+    Returns a summary: best validation accuracy and its epoch, epochs done, stop reason."""
+    ccfg.validate(config)
+    out = Path(out_dir)
+    check_out_dir(out, resume)
+    ds = dataset if dataset is not None else load_dataset(config.data.name, config.data.data_dir)
+    rows = prepare_config(config, ds)
+    check_fits(config, rows, len(ds.train) + len(ds.val))
+    if on_rows is not None:
+        on_rows(rows)
+    return run_task(ClassifierTask(config, ds), out, resume, show_bar, log)

@@ -1,0 +1,120 @@
+"""Classifiers of Ex.1 as networks: a preset or any layer list in the language of `vaekit arch`
+(the `torch.nn` call without input sizes, `vaekit.arch.spec`), built into `torch.nn` modules with
+the in_channels / in_features / num_features that `vaekit.arch.stack.analyze` infers.
+
+    preset_layers(preset, image_shape, classes)   the layer text of a preset
+    layer_rows(config)                             the arch table of a run's network (or SpecError)
+    build_classifier(config)                       the nn.Module: logits (B, classes) of x in [0, 1]
+
+The presets (for 1x28x28 Fashion-MNIST; the last Linear has one output per class):
+
+    cnn          two conv blocks and a third conv (3x3, batch norm, ReLU, 2x2 max pooling), then
+                 one Linear: < 100,000 parameters at any image size with AdaptiveAvgPool2d
+    dense        Flatten, Linear(DENSE_HIDDEN), ReLU, Linear: about the cnn's parameters at 28x28,
+                 growing with the square of the image side (Ex.1 Q1)
+    dense-wide   Flatten, Ex.1 Q1's layer (H*W*C -> H*W*20, no bias), ReLU, Linear
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.arch.spec import LayerSpec, parse_stack
+from vaekit.arch.stack import LayerRow, analyze
+from vaekit.classify.config import ClassifierConfig, ClassifierModelConfig
+from vaekit.errors import ConfigError, SpecError
+
+DENSE_HIDDEN = 112  # 784 * 112 + 112 * 10 + biases = 89,050 parameters at 28x28, near the cnn's
+WIDE_MAPS = 20  # Ex.1 Q1's output: H x W x 20
+
+
+def preset_layers(preset: str, image_shape: Sequence[int], classes: int) -> list[str]:
+    """The layer text of `preset` (one of `classify.config.PRESETS`) for images (C, H, W)."""
+    c, h, w = image_shape
+    if preset == "cnn":
+        return ["Conv2d(32, 3, padding=1)", "BatchNorm2d()", "ReLU()", "MaxPool2d(2)",
+                "Conv2d(64, 3, padding=1)", "BatchNorm2d()", "ReLU()", "MaxPool2d(2)",
+                "Conv2d(96, 3, padding=1)", "BatchNorm2d()", "ReLU()",
+                "AdaptiveAvgPool2d(1)", "Flatten()", f"Linear({classes})"]
+    if preset == "dense":
+        return ["Flatten()", f"Linear({DENSE_HIDDEN})", "ReLU()", f"Linear({classes})"]
+    if preset == "dense-wide":
+        return ["Flatten()", f"Linear({h * w * WIDE_MAPS}, bias=False)", "ReLU()", f"Linear({classes})"]
+    raise ConfigError(f"unknown preset {preset!r}; valid presets are cnn, dense, dense-wide.")
+
+
+def layer_texts(m: ClassifierModelConfig, image_shape: Sequence[int], classes: int) -> list[str]:
+    """The run's layers: `model.layers` when given, else the preset's."""
+    return list(m.layers) or preset_layers(m.preset, image_shape, classes)
+
+
+def check_output(rows: Sequence[LayerRow], classes: int) -> None:
+    """The network must end in a vector of one logit per class (SpecError otherwise)."""
+    out = rows[-1].output_shape if rows else ()
+    if tuple(out) != (classes,):
+        shown = "x".join(map(str, out)) or "nothing"
+        raise SpecError(f"the layers end in an output of shape {shown}, but a classifier of {classes} "
+                        f"classes needs {classes} logits: end with Flatten() and Linear({classes}).")
+
+
+def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int) -> list[LayerRow]:
+    """`vaekit arch`'s rows of the network on its input (params, MACs, shapes, receptive fields);
+    SpecError (one sentence) if a layer does not parse, the shapes do not fit, or the output is
+    not one logit per class."""
+    if not layers:
+        raise SpecError("the layer list is empty; give at least Flatten() and Linear(CLASSES).")
+    rows = analyze(parse_stack(list(layers)), tuple(image_shape))
+    check_output(rows, classes)
+    return rows
+
+
+def to_module(row: LayerRow) -> nn.Module:
+    """The torch.nn module of one analyzed layer, its input sizes taken from the row."""
+    spec: LayerSpec = row.spec
+    p = dict(spec.params)
+    kind = spec.kind
+    shape = row.input_shape
+    if kind == "Linear":
+        return nn.Linear(shape[0], p["out_features"], bias=p["bias"])
+    if kind in ("Conv2d", "ConvTranspose2d"):
+        return getattr(nn, kind)(shape[0], **p)
+    if kind == "BatchNorm2d":
+        return nn.BatchNorm2d(shape[0], **p)
+    if kind == "Flatten":
+        return nn.Flatten()
+    return getattr(nn, kind)(**p)  # pooling, activations, dropout, upsample: no input sizes
+
+
+class Classifier(nn.Module):
+    """A network of `arch` layers that maps images x (B, C, H, W) in [0, 1] to logits (B, classes)."""
+
+    def __init__(self, layers: Sequence[str], image_shape: Sequence[int], classes: int) -> None:
+        super().__init__()
+        self.layers = list(layers)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.classes = classes
+        self.rows = layer_rows(self.layers, self.image_shape, classes)
+        self.net = nn.Sequential(*[to_module(r) for r in self.rows])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.inference_mode()
+    def predict(self, x: Tensor, batch_size: int = 1000) -> Tensor:
+        """Class probabilities (N, classes) of images x, in batches, in eval mode."""
+        self.eval()
+        return torch.cat([self(x[i : i + batch_size]).softmax(1) for i in range(0, x.shape[0], batch_size)])
+
+
+def build_classifier(config: ClassifierConfig) -> Classifier:
+    """The network of a ClassifierConfig whose model.image_shape and model.classes are filled in."""
+    m = config.model
+    if m.image_shape is None or m.classes is None:
+        raise ConfigError("model.image_shape and model.classes must be known to build a classifier.")
+    return Classifier(layer_texts(m, m.image_shape, m.classes), m.image_shape, m.classes)

@@ -1,0 +1,129 @@
+"""`vaekit classify`: train a CNN or a dense classifier (Ex.1 trained, not only counted), compare
+them as the images grow (`--compare`, Ex.1 Q1 by measurement), or evaluate a run (`eval`).
+
+Precedence: built-in defaults < `--config FILE.toml` < flags; with `--resume` the base is the
+run's own config.json. The network's `vaekit arch` table is printed before training starts, and a
+layer list whose shapes do not fit is one sentence before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vaekit import config as cfg
+from vaekit.arch.table import stack_table
+from vaekit.classify import compare
+from vaekit.classify.config import PRESETS, RESIZES, ClassifierConfig
+from vaekit.classify.fit import fit_classifier
+from vaekit.commands import classify_eval
+from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+from vaekit.errors import ConfigError
+from vaekit.runs import read_config
+
+D = ClassifierConfig()
+# flag -> (section, key, argparse keywords); every flag defaults to None: "not given".
+FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "--data": ("data", "name", {"help": f"dataset name or .npz with labels (default: {D.data.name})"}),
+    "--data-dir": ("data", "data_dir", {"help": "directory holding the dataset files"}),
+    "--side": ("data", "side", {"type": int_flag("--side"), "help": "resize the images to SIDE x SIDE "
+               "(Ex.1 Q1: large images); 0 = as they are (default: 0)"}),
+    "--resize": ("data", "resize", {"help": f"{'|'.join(RESIZES)} (default: {D.data.resize})"}),
+    "--crop": ("data", "crop", {"type": int_flag("--crop"), "help": "augmentation: random crop after "
+               "padding by this many pixels, 0 = off (default: 0)"}),
+    "--flip": ("data", "flip", {"action": "store_const", "const": True,
+                                "help": "augmentation: random horizontal flip (default: off)"}),
+    "--preset": ("model", "preset", {"help": f"{'|'.join(PRESETS)} (default: {D.model.preset})"}),
+    "--layers": ("model", "layers", {"nargs": "+", "metavar": "LAYER", "help": "the network in the "
+                 "layer language of `vaekit arch`, e.g. \"Conv2d(32, 3, padding=1)\" \"ReLU()\" ... "
+                 "\"Flatten()\" \"Linear(10)\" (replaces --preset)"}),
+    "--optimizer": ("optim", "name", {"help": f"{'|'.join(cfg.OPTIMIZERS)} (default: {D.optim.name})"}),
+    "--lr": ("optim", "lr", {"type": float_flag("--lr"), "help": f"learning rate (default: {D.optim.lr})"}),
+    "--weight-decay": ("optim", "weight_decay", {"type": float_flag("--weight-decay"),
+                       "help": f"weight decay (default: {D.optim.weight_decay})"}),
+    "--momentum": ("optim", "momentum", {"type": float_flag("--momentum"),
+                   "help": f"sgd/rmsprop momentum (default: {D.optim.momentum})"}),
+    "--schedule": ("optim", "schedule", {"help": f"{'|'.join(cfg.SCHEDULES)} (default: {D.optim.schedule})"}),
+    "--clip": ("optim", "clip", {"type": float_flag("--clip"), "help": "max gradient norm, 0 = off"}),
+    "--batch-size": ("train", "batch_size", {"type": int_flag("--batch-size"),
+                     "help": f"images per step (default: {D.train.batch_size})"}),
+    "--epochs": ("train", "epochs", {"type": int_flag("--epochs"),
+                 "help": f"epochs in all (default: {D.train.epochs}; --compare: {compare.EPOCHS})"}),
+    "--label-smoothing": ("train", "label_smoothing", {"type": float_flag("--label-smoothing"),
+                          "help": "cross-entropy label smoothing in [0, 1) (default: 0)"}),
+    "--patience": ("train", "patience", {"type": int_flag("--patience"), "help": "early stopping "
+                   "after this many epochs without a better validation accuracy, 0 = off"}),
+    "--seed": ("train", "seed", {"type": int_flag("--seed"), "help": f"seed (default: {D.train.seed})"}),
+    "--device": ("train", "device", {"help": f"{'|'.join(cfg.DEVICES)} (default: {D.train.device})"}),
+    "--threads": ("train", "threads", {"type": int_flag("--threads"),
+                  "help": "CPU threads; 0 = the idle cores (default: 0)"}),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify", help="train a CNN or dense classifier; --compare them as images grow; eval a run",
+        description="Train a classifier (Ex.1 of the sheet, trained) into runs/NAME/: config.json, "
+        "model.safetensors (best validation accuracy), checkpoint, metrics.jsonl. `vaekit classify "
+        "eval RUN` evaluates it; `--compare` trains the dense and the cnn preset at several image "
+        "sizes (Ex.1 Q1: why dense layers fail on large images).")
+    p.add_argument("--config", help="TOML file of [data] [model] [optim] [train] tables")
+    p.add_argument("--out", help="run directory (default: runs/DATA-PRESET; --compare: "
+                   f"{compare.DEFAULT_OUT})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary (or the --compare rows) as JSON")
+    p.add_argument("--compare", action="store_true", help="train the dense and the cnn preset at each "
+                   "--sides and print a table and a figure of parameters, memory, time and accuracy")
+    p.add_argument("--sides", type=int_list_flag("--sides"), default=None,
+                   help=f"--compare: image sides (default: {','.join(map(str, compare.SIDES))})")
+    p.add_argument("--train-images", type=int_flag("--train-images", 1), default=None,
+                   help=f"--compare: training images per network (default: {compare.TRAIN_IMAGES:,})")
+    for flag, (_, _, kw) in FLAGS.items():
+        p.add_argument(flag, default=None, **kw)
+    p.set_defaults(func=run)
+    classify_eval.register(p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p)))
+
+
+def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for flag, (section, key, _) in FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
+    """defaults (or the resumed run's config.json) < --config file < flags; and the run directory."""
+    base = ClassifierConfig()
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out, the run directory to continue.")
+        base = read_config(Path(args.out), "classify")
+    if args.config:
+        base = cfg.load_toml(args.config, base)
+    config = cfg.apply(base, overrides(args), "command line")
+    name = "custom" if config.model.layers else config.model.preset
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"
+    return config, out
+
+
+def run(args: argparse.Namespace) -> int:
+    config, out = build_config(args)
+    if args.compare:
+        return compare.main(config, args, out if args.out else Path(compare.DEFAULT_OUT))
+    show = (lambda rows: None) if args.json else (
+        lambda rows: print(stack_table(tuple(config.model.image_shape or ()), rows)))
+    summary = fit_classifier(config, out, resume=args.resume, show_bar=False if args.no_progress else None,
+                             log=(lambda s: None) if args.json else print, on_rows=show)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        best = summary["best_val_accuracy"]
+        print(f"best validation accuracy {100 * best:.2f}% at epoch {summary['best_epoch']} "
+              f"({summary['epochs']} epochs); model: {out / 'model.safetensors'}; "
+              f"test it with `vaekit classify eval {out}`")
+    return 0
