@@ -10,16 +10,24 @@ The Python API for a notebook, a few names (the `vaekit` command is a thin layer
     result = vaekit.evaluate_run("runs/demo", k=100, limit=500)   # the eval.json fields
     summary = vaekit.fit(vaekit.TrainConfig(), "runs/new")         # train a run
 
-`fit` and `evaluate_run` are `vaekit.train.fit.fit` and `vaekit.evaluate.run.evaluate_run`. (They
+    clf = vaekit.load_run("runs/fashion-mnist-cnn")   # a classifier run (`vaekit classify`)
+    logits = clf.model(clf.images("test", limit=8))   # (8, classes)
+    vaekit.fit_classifier(vaekit.ClassifierConfig(), "runs/cnn")   # train one
+
+`fit` and `evaluate_run` are `vaekit.train.fit.fit` and `vaekit.evaluate.run.evaluate_run`,
+`fit_classifier` is `vaekit.classify.fit.fit_classifier`. (They
 are not called `train` and `evaluate`: those are the names of the packages that hold them.)
 """
 
 __version__ = "0.1.0"  # before the imports below: vaekit.report.html and vaekit.cli read it
 
+from vaekit.classify.config import ClassifierConfig  # noqa: E402
+from vaekit.classify.fit import fit_classifier  # noqa: E402
 from vaekit.config import TrainConfig  # noqa: E402
 from vaekit.data.load import load_dataset  # noqa: E402
 from vaekit.evaluate.run import evaluate_run  # noqa: E402
 from vaekit.runs import Run, load_run  # noqa: E402
 from vaekit.train.fit import fit  # noqa: E402
 
-__all__ = ["Run", "TrainConfig", "__version__", "evaluate_run", "fit", "load_dataset", "load_run"]
+__all__ = ["ClassifierConfig", "Run", "TrainConfig", "__version__", "evaluate_run", "fit", "fit_classifier",
+           "load_dataset", "load_run"]

@@ -6,6 +6,7 @@ the benchmarks.
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import torch
@@ -67,3 +68,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here.")
     return torch.device(name)
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MiB (getrusage's ru_maxrss, KiB on
+    Linux): what a run cost the machine, dataset and torch included."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -17,19 +17,21 @@ from vaekit import config as cfg
 from vaekit.arch.table import stack_table
 from vaekit.classify import compare
 from vaekit.classify.config import PRESETS, RESIZES, ClassifierConfig
+from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
 from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
-from vaekit.runs import read_config
+from vaekit.runs import read_config, read_metrics
 
 D = ClassifierConfig()
 # flag -> (section, key, argparse keywords); every flag defaults to None: "not given".
 FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "--data": ("data", "name", {"help": f"dataset name or .npz with labels (default: {D.data.name})"}),
     "--data-dir": ("data", "data_dir", {"help": "directory holding the dataset files"}),
-    "--side": ("data", "side", {"type": int_flag("--side"), "help": "resize the images to SIDE x SIDE "
-               "(Ex.1 Q1: large images); 0 = as they are (default: 0)"}),
+    "--side": ("data", "side", {"type": int_flag("--side", 1), "help": "resize the images to SIDE x "
+               "SIDE pixels (Ex.1 Q1: large images) (default: as they are)"}),
     "--resize": ("data", "resize", {"help": f"{'|'.join(RESIZES)} (default: {D.data.resize})"}),
     "--crop": ("data", "crop", {"type": int_flag("--crop"), "help": "augmentation: random crop after "
                "padding by this many pixels, 0 = off (default: 0)"}),
@@ -119,11 +121,18 @@ def run(args: argparse.Namespace) -> int:
         lambda rows: print(stack_table(tuple(config.model.image_shape or ()), rows)))
     summary = fit_classifier(config, out, resume=args.resume, show_bar=False if args.no_progress else None,
                              log=(lambda s: None) if args.json else print, on_rows=show)
+    result = evaluate_classifier(out, data_dir=config.data.data_dir)  # the best model on the test set
+    seconds = [r["epoch_seconds"] for r in read_metrics(out)]
+    summary.update(test_accuracy=result["accuracy"], test_accuracy_ci95=result["accuracy_ci95"],
+                   params=result["params"], macs=result["macs"],
+                   epoch_seconds=sum(seconds) / len(seconds), peak_memory_mb=peak_rss_mb())
     if args.json:
         print(json.dumps(summary))
-    else:
-        best = summary["best_val_accuracy"]
-        print(f"best validation accuracy {100 * best:.2f}% at epoch {summary['best_epoch']} "
-              f"({summary['epochs']} epochs); model: {out / 'model.safetensors'}; "
-              f"test it with `vaekit classify eval {out}`")
+        return 0
+    print(f"best validation accuracy {100 * summary['best_val_accuracy']:.2f}% at epoch "
+          f"{summary['best_epoch']} ({summary['epochs']} epochs); model: {out / 'model.safetensors'}")
+    print(f"{classify_eval.headline(result)} | {result['params']:,} parameters, {result['macs']:,} MACs "
+          f"per image | {summary['epoch_seconds']:.1f} s per epoch | peak memory "
+          f"{summary['peak_memory_mb']:,.0f} MiB (this process) | `vaekit classify eval {out}` for the "
+          "per-class table, `vaekit report` for the page")
     return 0

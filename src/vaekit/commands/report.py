@@ -17,11 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write the figures of a run and one self-contained HTML report (images embedded, "
         "opens offline): config, learning curves, the eval table, every figure, the parameter table "
         "and the time spent. Uses RUN_DIR/eval.json if it belongs to the run's model; if there is "
-        "none, evaluates with --k samples first (unless --no-eval).",
+        "none, evaluates with --k samples first (unless --no-eval). A classifier run (`vaekit "
+        "classify`) gets the test accuracy with its interval, the per-class table, the confusion "
+        "matrix, the most confidently wrong images, the learning curves and the layer table.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train` or "
+                   "`vaekit classify`")
     p.add_argument("--k", type=int_flag("--k"), default=500,
-                   help="importance samples if eval.json is missing (default: 500; `vaekit eval` "
+                   help="VAE runs: importance samples if eval.json is missing (default: 500; `vaekit eval` "
                    "uses 5000)")
     p.add_argument("--limit", type=int_flag("--limit"),
                    help="if evaluating: only the first N test images (default: all)")
@@ -31,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of samples and pairs (default: 0)")
     p.add_argument("--data-dir", help="directory holding the dataset files (default: lookup order)")
     p.add_argument("--dataset",
-                   help="test images from this dataset instead of the run's (default: the run's)")
+                   help="VAE runs: test images from this dataset instead of the run's (default: the run's)")
     p.set_defaults(func=run)
 
 

@@ -327,3 +327,145 @@ def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
         raise FileExistsError(f"{path} exists and is not a regular file; it is not replaced")
     write_bytes_atomic(path, buffer.getvalue())  # a missing folder is an OSError, not created
     return path
+
+
+# ----------------------------------------------------------------------------- a classifier run
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str], path: str | Path,
+                     title: str = "confusion matrix of the test set") -> Path:
+    """The confusion matrix C[t, p] (rows: true class t, columns: predicted class p), each cell
+    annotated with its count and coloured by its share of the row, C[t, p] / sum_p C[t, p] (the
+    diagonal is the per-class accuracy); rows without images stay white."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    k = counts.shape[0]
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=np.float64), where=rows > 0)
+    side = max(4.0, 0.55 * k + 2.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    shown = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    size = 9 if k <= 10 else 7 if k <= 20 else 5
+    for t in range(k):
+        for p in range(k):
+            ax.text(p, t, f"{counts[t, p]:,}", ha="center", va="center", fontsize=size,
+                    color="white" if share[t, p] > 0.5 else "black")
+    labels = [str(n) for n in names]
+    ax.set_xticks(range(k), labels, rotation=45 if max(map(len, labels), default=0) > 2 else 0,
+                  ha="right" if max(map(len, labels), default=0) > 2 else "center", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def captioned_grid(images: Any, captions: Sequence[str], path: str | Path, ncols: int = 8,
+                   title: str = "") -> Path:
+    """Images (N, C, H, W) in [0, 1] in a grid of `ncols`, each with its caption above it (e.g.
+    "true Shirt / pred T-shirt 99%")."""
+    a = _array(images)
+    n = a.shape[0]
+    if len(captions) != n:
+        raise ValueError(f"{n} images but {len(captions)} captions")
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.5 * ncols, 1.75 * nrows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            _show(ax, a[i].transpose(1, 2, 0))  # (C, H, W) -> (H, W, C)
+            ax.set_title(captions[i], fontsize=7)
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def classifier_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """From a classifier's metrics.jsonl rows: train and validation loss (left, nats per image)
+    and accuracy (right, percent) per epoch."""
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+
+    def col(key: str, scale: float = 1.0) -> list[float]:
+        return [scale * float(r[key]) if r.get(key) is not None else math.nan for r in rows]
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    panels = ((ax1, "cross-entropy", "nats per image", 1.0,
+               (("train_loss", "train loss"), ("val_loss", "validation loss"))),
+              (ax2, "accuracy", "percent", 100.0,
+               (("train_accuracy", "train accuracy"), ("val_accuracy", "validation accuracy"))))
+    for ax, title, unit, scale, series in panels:
+        for key, label in series:
+            if any(key in r for r in rows):
+                ax.plot(epochs, col(key, scale), marker="o", ms=3, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(unit)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- vaekit classify --compare
+
+COMPARE_COLORS = {"dense": "tab:red", "cnn": "tab:blue"}
+
+
+def _tick(value: float, _: Any) -> str:
+    """A log axis' tick written out: 20,000 rather than 2x10^4; 0.05 below 1."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def compare_figure(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Ex.1 Q1 by measurement (`vaekit.classify.compare`), one line per model against the image
+    side, four panels: parameters (log-log, with a dotted side^2 line through the first dense
+    point: the dense grows as side^2, the cnn stays flat), memory in MiB (estimate dashed, measured
+    peak solid), training seconds per epoch (log), and train (dashed) / test (solid) accuracy.
+    A value that is None (a network refused, or memory not measured) is left out of its panel."""
+
+    def col(sel: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> list[float]:
+        return [math.nan if r.get(key) is None else scale * float(r[key]) for r in sel]
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    (ax_p, ax_m), (ax_t, ax_a) = axes
+    sides = sorted({int(r["side"]) for r in rows})
+    for model in dict.fromkeys(r["model"] for r in rows):
+        sel = sorted((r for r in rows if r["model"] == model), key=lambda r: r["side"])
+        x = [r["side"] for r in sel]
+        color = COMPARE_COLORS.get(model)
+        ax_p.plot(x, col(sel, "params"), "o-", color=color, label=model)
+        ax_m.plot(x, col(sel, "estimated_memory_mb"), "o--", color=color, alpha=0.6,
+                  label=f"{model} estimate")
+        ax_m.plot(x, col(sel, "peak_memory_mb"), "s-", color=color, label=f"{model} measured peak")
+        ax_t.plot(x, col(sel, "epoch_seconds"), "o-", color=color, label=model)
+        ax_a.plot(x, col(sel, "train_accuracy", 100), "o--", color=color, alpha=0.6, label=f"{model} train")
+        ax_a.plot(x, col(sel, "test_accuracy", 100), "s-", color=color, label=f"{model} test")
+        if model == "dense" and sel:
+            first = sel[0]
+            ax_p.plot(sides, [first["params"] * (s / first["side"]) ** 2 for s in sides], ":",
+                      color="gray", label="side^2 through the first dense point")
+    ax_p.set(yscale="log", ylabel="parameters", title="parameters (Ex.1 Q1)")
+    ax_m.set(yscale="log", ylabel="MiB", title="memory")
+    ax_t.set(yscale="log", ylabel="seconds", title="training seconds per epoch")
+    ax_a.set(ylabel="percent", title="accuracy (gap = overfitting)")
+    for ax in axes.flat:
+        ax.set_xscale("log")
+        ax.set_xticks(sides, [str(s) for s in sides])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        if ax is not ax_a:  # log axes: ticks at 1, 2, 5 x 10^k, written out
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick))
+            ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("image side (pixels)")
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    first = rows[0] if rows else {}
+    fig.suptitle(f"TD-2 Ex.1 Q1 by measurement: dense vs cnn on {first.get('dataset', '?')} resized "
+                 f"({first.get('resize', '?')}), {first.get('epochs', '?')} epoch(s) each", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -19,7 +19,8 @@ from typing import Any
 
 from vaekit import __version__, runs
 from vaekit.arch.from_module import ParamRow, parameter_table
-from vaekit.errors import CheckpointError
+from vaekit.classify.config import TASK as CLASSIFY_TASK
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
 
@@ -202,10 +203,30 @@ def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = Tru
 
     Uses RUN_DIR/eval.json when it belongs to the run's model (same SHA-256 of model.safetensors);
     when it is missing, evaluates with `k` samples first (or, with evaluate_missing=False, says so).
+    A classifier run (`vaekit classify`) gets its own report (`vaekit.report.classify_html`);
+    `k`, `seed` and `dataset` are for VAE runs.
     """
     run_dir = Path(run_dir)
+    if run_task(run_dir) == CLASSIFY_TASK:
+        from vaekit.report.classify_html import write_classifier_report  # it imports this module
+
+        if dataset is not None:
+            raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
+                              "reported on its own test set.")
+        return write_classifier_report(run_dir, data_dir=data_dir, limit=limit,
+                                       evaluate_missing=evaluate_missing, log=log)
     with runs.locked(run_dir):  # one writer: not while the run trains or is evaluated elsewhere
         return _write_report(run_dir, k, evaluate_missing, limit, data_dir, dataset, seed, progress, log)
+
+
+def run_task(run_dir: Path) -> str:
+    """The kind of run config.json says RUN_DIR holds ('classify' or 'vae'), without checking the
+    rest: a missing or unreadable config.json reads as 'vae', whose path says what is wrong."""
+    try:
+        raw = json.loads((run_dir / runs.CONFIG).read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return "vae"
+    return CLASSIFY_TASK if isinstance(raw, dict) and raw.get("task") == CLASSIFY_TASK else "vae"
 
 
 def _write_report(run_dir: Path, k: int, evaluate_missing: bool, limit: int | None, data_dir: str | None,

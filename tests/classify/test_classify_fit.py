@@ -1,0 +1,205 @@
+"""A classifier run end to end on scikit-learn's 8x8 digits: it learns, resumes exactly, opens
+with `vaekit.load_run`, and every bad input of the issue is one sentence, exit 2, nothing
+overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import vaekit
+from vaekit import runs
+from vaekit.classify import fit as fit_mod
+from vaekit.classify.config import ClassifierConfig
+from vaekit.classify.fit import fit_classifier
+from vaekit.cli import main
+from vaekit.config import TrainConfig
+from vaekit.data.load import Dataset, load_dataset
+from vaekit.train.fit import fit
+
+TRAIN = ["classify", "--data", "digits", "--threads", "1", "--no-progress", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads() -> Any:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(**changes: Any) -> ClassifierConfig:
+    c = ClassifierConfig()
+    c.data.name = "digits"
+    c.train.batch_size, c.train.epochs, c.train.threads = 64, 2, 1
+    c.optim.lr = 3e-3
+    for key, value in changes.items():
+        section, name = key.split("__")
+        setattr(getattr(c, section), name, value)
+    return c
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def snapshot(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def test_a_short_run_learns(tmp_path: Path, digits: Dataset) -> None:
+    summary = fit_classifier(small(train__epochs=4), tmp_path / "run", log=quiet, dataset=digits)
+    rows = runs.read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert summary["best_val_accuracy"] == max(r["val_accuracy"] for r in rows) > 0.8  # chance: 0.1
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    run = vaekit.load_run(tmp_path / "run")
+    assert run.task == "classify"
+    x, y = run.images("val"), run.labels("val")
+    logits = run.model(x)
+    assert logits.shape == (len(digits.val), 10)
+    # the kept model is the best epoch's: its validation accuracy, recomputed by counting
+    right = sum(int(logits[i].argmax()) == int(y[i]) for i in range(len(y)))  # type: ignore[index]
+    assert right / len(y) == pytest.approx(summary["best_val_accuracy"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("changes", [{}, {"data__crop": 1, "data__flip": True, "optim__schedule": "cosine",
+                                          "train__label_smoothing": 0.1, "model__preset": "dense"}],
+                         ids=["cnn", "dense-augmented"])
+def test_resume_equals_uninterrupted(tmp_path: Path, digits: Dataset, changes: dict[str, Any]) -> None:
+    fit_classifier(small(train__epochs=3, **changes), tmp_path / "full", log=quiet, dataset=digits)
+    fit_classifier(small(train__epochs=1, **changes), tmp_path / "part", log=quiet, dataset=digits)
+    fit_classifier(small(train__epochs=3, **changes), tmp_path / "part", resume=True, log=quiet,
+                   dataset=digits)
+    for name in (runs.MODEL, runs.CHECKPOINT):
+        a, b = (runs.read_tensors(p / name, "t")[0] for p in (tmp_path / "full", tmp_path / "part"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    def strip(run: Path) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in runs.read_metrics(run)]
+    assert strip(tmp_path / "full") == strip(tmp_path / "part")
+
+
+def test_same_seed_same_numbers(tmp_path: Path, digits: Dataset) -> None:
+    for name in ("a", "b"):
+        fit_classifier(small(train__epochs=1), tmp_path / name, log=quiet, dataset=digits)
+    assert snapshot(tmp_path / "a")[runs.MODEL] == snapshot(tmp_path / "b")[runs.MODEL]
+
+
+def test_cli_prints_the_layer_table_then_trains(tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "1", "--out", str(out), "--layers", "Conv2d(8, 3, padding=1)",
+                 "ReLU()", "MaxPool2d(2)", "Flatten()", "Linear(10)"]) == 0
+    text = capsys.readouterr().out
+    assert text.index("Conv2d(8, 3, padding=1)") < text.index("epoch   1/1")
+    assert "8x4x4" in text and "best validation accuracy" in text
+    config = runs.read_config(out, "classify")
+    assert config.model.layers[0] == "Conv2d(8, 3, padding=1)" and config.model.classes == 10
+    assert main([*TRAIN, "--epochs", "2", "--out", str(out), "--resume", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 2 and 0 <= summary["best_val_accuracy"] <= 1
+    result = json.loads((out / "eval.json").read_text())  # the test set, evaluated after training
+    assert summary["test_accuracy"] == result["accuracy"] and summary["params"] == 8 * 9 + 8 + 128 * 10 + 10
+    assert summary["peak_memory_mb"] > 0 and summary["epoch_seconds"] > 0
+
+
+def test_a_diverging_run_stops_with_one_sentence(tmp_path: Path, capsys: Any, cli_error: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fit_mod.ClassifierEngine.loss_and_grads
+    monkeypatch.setattr(fit_mod.ClassifierEngine, "loss_and_grads",
+                        lambda self, *a, **k: real(self, *a, **k) * float("nan"))
+    out = tmp_path / "run"
+    status = main([*TRAIN, "--epochs", "2", "--out", str(out)])
+    assert "loss became nan" in _last_error(capsys, status, "classify")
+    assert sorted(p.name for p in out.iterdir()) == [runs.CONFIG]
+
+
+def _last_error(capsys: Any, status: int, verb: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2 and err.startswith(f"vaekit {verb}: error: "), err
+    message = err.removeprefix(f"vaekit {verb}: error: ")
+    assert message.endswith(".") and "\n" not in message
+    return message
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("vae") / "run"
+    c = TrainConfig()
+    c.data.name, c.model.hidden, c.model.latent = "digits", [16], 2
+    c.train.epochs, c.train.threads = 1, 1
+    fit(c, out, log=quiet)
+    return out
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("classifier") / "run"
+    fit_classifier(small(train__epochs=1), out, log=quiet)
+    return out
+
+
+BAD = {
+    "layers-do-not-fit": (["--layers", "Conv2d(8, 5)", "Conv2d(8, 5)", "Flatten()", "Linear(10)"],
+                          ["layer 2", "Conv2d(8, 5)"]),
+    "too-few-logits": (["--layers", "Flatten()", "Linear(3)"], ["Linear(10)"]),
+    "unknown-preset": (["--preset", "resnet"], ["preset", "resnet"]),
+    "unknown-optimizer": (["--optimizer", "lion"], ["optimizer", "lion"]),
+    "side-zero": (["--side", "0"], ["--side"]),
+    "side-negative": (["--side", "-3"], ["--side"]),
+    "side-huge": (["--side", "100000"], ["side"]),
+    "resize-unknown": (["--side", "16", "--resize", "cubic"], ["resize", "cubic"]),
+    "smoothing-one": (["--label-smoothing", "1"], ["label_smoothing"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path: Path, capsys: Any, case: str) -> None:
+    flags, words = BAD[case]
+    out = tmp_path / "run"
+    status = main([*TRAIN, "--epochs", "1", "--out", str(out), *flags])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2, err
+    for word in words:
+        assert word in err, err
+    assert not out.exists()
+
+
+def test_a_dataset_without_labels(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "pictures.npy"
+    np.save(path, np.zeros((30, 8, 8), dtype=np.uint8))
+    status = main(["classify", "--data", str(path), "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert "labels" in _last_error(capsys, status, "classify") and not (tmp_path / "run").exists()
+
+
+def test_a_vae_run_is_not_a_classifier_and_back(vae_run: Path, classifier_run: Path, capsys: Any) -> None:
+    before = snapshot(vae_run), snapshot(classifier_run)
+    status = main([*TRAIN, "--epochs", "2", "--out", str(vae_run), "--resume"])
+    message = _last_error(capsys, status, "classify")
+    assert str(vae_run) in message and "VAE run" in message and "vaekit train" in message
+    status = main([*TRAIN, "--epochs", "1", "--out", str(vae_run)])
+    assert "already holds a run" in _last_error(capsys, status, "classify")
+    status = main(["train", "--data", "digits", "--epochs", "2", "--out", str(classifier_run), "--resume"])
+    message = _last_error(capsys, status, "train")
+    assert "classifier run" in message and "vaekit classify" in message
+    status = main(["eval", str(classifier_run)])
+    assert "classifier run" in _last_error(capsys, status, "eval")
+    status = main(["sample", str(classifier_run), "--out", str(classifier_run / "s.png")])
+    assert "classifier run" in _last_error(capsys, status, "sample")
+    assert (snapshot(vae_run), snapshot(classifier_run)) == before
+    assert vaekit.load_run(vae_run).task == "vae"
+
+
+def test_memory_check_refuses_a_huge_dense_net(tmp_path: Path, capsys: Any) -> None:
+    status = main([*TRAIN, "--preset", "dense-wide", "--side", "512", "--out", str(tmp_path / "r")])
+    message = _last_error(capsys, status, "classify")
+    assert "memory" in message and not (tmp_path / "r").exists()
