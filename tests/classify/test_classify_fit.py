@@ -203,3 +203,13 @@ def test_memory_check_refuses_a_huge_dense_net(tmp_path: Path, capsys: Any) -> N
     status = main([*TRAIN, "--preset", "dense-wide", "--side", "512", "--out", str(tmp_path / "r")])
     message = _last_error(capsys, status, "classify")
     assert "memory" in message and not (tmp_path / "r").exists()
+
+
+def test_shipped_config() -> None:
+    from vaekit.classify.config import validate
+    from vaekit.config import load_toml
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "fashion-mnist-cnn.toml"
+    config = validate(load_toml(path, ClassifierConfig()))
+    assert config.model.preset == "cnn" and config.data.crop == 0 and not config.data.flip
+    assert config.optim.schedule == "cosine" and config.train.epochs == 8
