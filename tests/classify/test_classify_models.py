@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from vaekit.classify.models import DENSE_HIDDEN, WIDE_MAPS, Classifier, preset_layers
+from vaekit.classify.models import DENSE_HIDDEN, WIDE_MAPS, Classifier, Dropout16, preset_layers
 from vaekit.errors import SpecError
 
 SHAPES = [(1, 28, 28), (1, 8, 8), (3, 32, 32), (1, 56, 56)]
@@ -46,8 +46,8 @@ def test_cnn_preset_equals_a_hand_written_torch_net() -> None:
     torch.manual_seed(0)
     ours = Classifier(preset_layers("cnn", (1, 28, 28), 10), (1, 28, 28), 10)
     reference = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),  # ReLU first:
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),  # they commute
         nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
         nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Dropout(0.25), nn.Linear(64 * 7 * 7, 10))
     assert {k: v.shape for k, v in ours.net.state_dict().items()} == {
@@ -55,7 +55,24 @@ def test_cnn_preset_equals_a_hand_written_torch_net() -> None:
     reference.load_state_dict(ours.net.state_dict())
     x = torch.rand(4, 1, 28, 28)
     ours.eval(), reference.eval()
-    torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
+    # channels-last inside `Classifier.forward`: the same values, summed in another order
+    torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-6)
+    assert isinstance(ours.net[11], nn.Identity)  # AdaptiveAvgPool2d(7) of 7x7 maps
+
+
+def test_dropout16_drops_p_and_keeps_the_mean() -> None:
+    drop = Dropout16(0.25).train()
+    x = torch.ones(400_000)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = (y != 0).double().mean().item()
+    assert abs(kept - 0.75) < 4 * (0.75 * 0.25 / 400_000) ** 0.5  # binomial, 4 standard deviations
+    assert torch.unique(y).tolist() == [0.0, torch.tensor(4 / 3).item()]  # scaled by 1 / (1 - p)
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the global generator's draws: seeded, as nn.Dropout's
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout16(1.0).train()(x), torch.zeros_like(x))
+    assert torch.equal(Dropout16(0.0).train()(x), x)
 
 
 def test_dense_presets() -> None:

@@ -8,9 +8,21 @@ the in_channels / in_features / num_features that `vaekit.arch.stack.analyze` in
 
 The presets (for 1x28x28 Fashion-MNIST; the last Linear has one output per class):
 
-    cnn          two conv blocks (3x3 conv, batch norm, ReLU, 2x2 max pooling) and a third conv,
-                 averaged to 7x7 (AdaptiveAvgPool2d), dropout, one Linear: 87,434 parameters at
-                 any image size
+    cnn          two conv blocks (3x3 conv, batch norm, 2x2 max pooling, ReLU: max and ReLU
+                 commute, and pooling first runs ReLU on a quarter of the numbers) and a third
+                 conv, averaged to 7x7 (AdaptiveAvgPool2d), dropout, one Linear: 87,434
+                 parameters at any image size
+
+How the modules run is the builder's business, not the layer text's (docs/benchmarks.md,
+"Classifier epoch", has the figures of each):
+
+    channels-last   `Classifier.forward` gives the network x in channels-last (NHWC) strides on a
+                    CPU, where oneDNN's convolutions, batch norm and pooling are fastest (for C = 1
+                    `x.contiguous(memory_format=torch.channels_last)` keeps NCHW strides, so the
+                    layout is made explicitly); the values are the same, the sums' order differs
+    identity pool   an AdaptiveAvgPool2d whose output size is its input size is `nn.Identity`
+    dropout         `Dropout16`: the mask from 16-bit draws, 4 per 64-bit draw of torch's generator,
+                    as `vaekit.data.binarize` draws its bits
     dense        Flatten, Linear(DENSE_HIDDEN), ReLU, Linear: about the cnn's parameters at 28x28,
                  growing with the square of the image side (Ex.1 Q1)
     dense-wide   Flatten, Ex.1 Q1's layer (H*W*C -> H*W*20, no bias), ReLU, Linear
@@ -26,6 +38,7 @@ from torch import Tensor, nn
 from vaekit.arch.spec import LayerSpec, parse_stack
 from vaekit.arch.stack import LayerRow, analyze
 from vaekit.classify.config import ClassifierConfig, ClassifierModelConfig
+from vaekit.data.binarize import random_int16
 from vaekit.errors import ConfigError, SpecError
 
 CNN_GRID = 7  # the cnn's last feature maps are averaged to 7x7 (the identity at 28x28): its head,
@@ -38,8 +51,8 @@ def preset_layers(preset: str, image_shape: Sequence[int], classes: int) -> list
     """The layer text of `preset` (one of `classify.config.PRESETS`) for images (C, H, W)."""
     c, h, w = image_shape
     if preset == "cnn":
-        return ["Conv2d(32, 3, padding=1)", "BatchNorm2d()", "ReLU()", "MaxPool2d(2)",
-                "Conv2d(64, 3, padding=1)", "BatchNorm2d()", "ReLU()", "MaxPool2d(2)",
+        return ["Conv2d(32, 3, padding=1)", "BatchNorm2d()", "MaxPool2d(2)", "ReLU()",
+                "Conv2d(64, 3, padding=1)", "BatchNorm2d()", "MaxPool2d(2)", "ReLU()",
                 "Conv2d(64, 3, padding=1)", "BatchNorm2d()", "ReLU()",
                 f"AdaptiveAvgPool2d({CNN_GRID})", "Flatten()", "Dropout(0.25)", f"Linear({classes})"]
     if preset == "dense":
@@ -74,12 +87,41 @@ def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int) 
     return rows
 
 
+class Dropout16(nn.Module):
+    """Dropout (Srivastava et al. 2014) in training mode: y = x * m / (1 - p), m_i = 1[r_i >= t]
+    with r_i uniform on the 65,536 int16 values and t = round(65536 p) - 32768, so P(m_i = 0) =
+    round(65536 p) / 65536 (exact for p = 0.25, within 2^-17 of p otherwise); the identity in eval
+    mode. The draws come from torch's global generator, as nn.Dropout's do (and a checkpoint keeps
+    its state), 4 per 64-bit draw (`vaekit.data.binarize.random_int16`): about 3x cheaper than
+    nn.Dropout's on a CPU."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+        self.threshold = round(65536 * p) - 32768
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.threshold >= 32768:  # p rounds to 1: every unit dropped
+            return torch.zeros_like(x)
+        keep = random_int16(x.numel(), None, x.device).view(x.shape) >= self.threshold
+        return x * keep.to(x.dtype).mul_(65536 / (32768 - self.threshold))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def to_module(row: LayerRow) -> nn.Module:
     """The torch.nn module of one analyzed layer, its input sizes taken from the row."""
     spec: LayerSpec = row.spec
     p = dict(spec.params)
     kind = spec.kind
     shape = row.input_shape
+    if kind == "AdaptiveAvgPool2d" and tuple(row.output_shape) == tuple(shape):
+        return nn.Identity()  # averaging each pixel with itself
+    if kind == "Dropout":
+        return Dropout16(p["p"])
     if kind == "Linear":
         return nn.Linear(shape[0], p["out_features"], bias=p["bias"])
     if kind in ("Conv2d", "ConvTranspose2d"):
@@ -103,6 +145,10 @@ class Classifier(nn.Module):
         self.net = nn.Sequential(*[to_module(r) for r in self.rows])
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, classes) of images x (B, C, H, W) in [0, 1]."""
+        if x.dim() == 4 and x.device.type == "cpu":
+            b, c, h, w = x.shape
+            x = torch.empty((b, h, w, c), dtype=x.dtype, device=x.device).permute(0, 3, 1, 2).copy_(x)
         return self.net(x)
 
     def num_parameters(self) -> int:
