@@ -19,10 +19,13 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from vaekit import __version__
+from vaekit.commands.flags import int_flag
 from vaekit.errors import VaekitError
 
 # Order is the order shown by `vaekit --help`.
 COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "check")
+DISTRIBUTED = ("train", "classify")  # the commands `--nproc N` starts under torchrun
+MAX_NPROC = 256
 
 _ARGUMENT = re.compile(r"argument (?P<name>[^:]+): (?P<rest>.*)", re.DOTALL)
 _BAD_TYPE = re.compile(r"invalid (?P<type>int|float) value: (?P<value>.*)", re.DOTALL)
@@ -85,7 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=VaekitParser)
     for name in COMMANDS:
         importlib.import_module(f"vaekit.commands.{name}").register(sub)
+    for name in DISTRIBUTED:
+        sub.choices[name].add_argument(
+            "--nproc", type=int_flag("--nproc", 1, MAX_NPROC), default=1,
+            help="processes on this machine: starts `torchrun --standalone --nproc_per_node N -m vaekit "
+            "...` (torch.distributed, gloo on a CPU); several machines: run torchrun yourself "
+            "(README) (default: 1)")
     return parser
+
+
+def without_nproc(argv: Sequence[str]) -> list[str]:
+    """ARGV less `--nproc N` / `--nproc=N`: what each torchrun process is given."""
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = i + 1 < len(argv)
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if done.code == 2:  # VaekitParser.error has printed its line
             return 2
         raise
+    if getattr(args, "nproc", 1) > 1 and os.environ.get("WORLD_SIZE") is None:
+        from vaekit.train.distributed import launch  # subprocess and torchrun, only for --nproc
+
+        return launch(args.nproc, without_nproc(sys.argv[1:] if argv is None else argv))
     try:
         status: Any = args.func(args)
     except VaekitError as err:

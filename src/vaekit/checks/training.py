@@ -94,7 +94,11 @@ def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, 
         torch.manual_seed(seed)
         model = build_model(config)
     optimizer = make_optimizer(model.parameters(), config.optim)
-    engine = AutogradEngine(lambda x, m, beta, b, g: loss(x, m, b, g), track_baseline=True)
+    def objective(x: Tensor, m: Any, beta: float, b: float | None, g: torch.Generator,
+                  eps: Tensor | None = None) -> Any:
+        return loss(x, m, b, g)
+
+    engine = AutogradEngine(objective, track_baseline=True)
     generator = torch.Generator().manual_seed(seed)
     curve = Curve([], [], [], [], 0.0)
 

@@ -95,6 +95,10 @@ class ClassifierTask:
     def __init__(self, config: ClassifierConfig, ds: Dataset) -> None:
         self.config, self.ds = config, ds
 
+    @property
+    def train_size(self) -> int:
+        return len(self.ds.train)
+
     def build(self) -> nn.Module:
         return build_classifier(self.config)
 

@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         lambda rows: print(stack_table(tuple(config.model.image_shape or ()), rows)))
     summary = fit_classifier(config, out, resume=args.resume, show_bar=False if args.no_progress else None,
                              log=(lambda s: None) if args.json else print, on_rows=show)
+    if summary["rank"]:  # under torchrun, rank 0 evaluates and reports
+        return 0
     result = evaluate_classifier(out, data_dir=config.data.data_dir)  # the best model on the test set
     seconds = [r["epoch_seconds"] for r in read_metrics(out)]
     summary.update(test_accuracy=result["accuracy"], test_accuracy_ci95=result["accuracy_ci95"],

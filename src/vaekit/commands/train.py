@@ -133,7 +133,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
 def run(args: argparse.Namespace) -> int:
     config, out = build_config(args)
     summary = fit(config, out, resume=args.resume, show_bar=False if args.no_progress else None)
-    best = summary["best_val_neg_elbo"]
-    print(f"best validation -ELBO {best:.2f} nats at epoch {summary['best_epoch']} "
-          f"({summary['epochs']} epochs); model: {out / 'model.safetensors'}")
+    if not summary["rank"]:  # under torchrun, rank 0 reports
+        print(f"best validation -ELBO {summary['best_val_neg_elbo']:.2f} nats at epoch "
+              f"{summary['best_epoch']} ({summary['epochs']} epochs); model: {out / 'model.safetensors'}")
     return 0

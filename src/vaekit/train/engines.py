@@ -36,8 +36,9 @@ from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae
 
 BASELINE_DECAY = 0.9  # score estimator: baseline <- 0.9 baseline + 0.1 mean reconstruction
 
-# (x, model, beta, baseline, generator) -> per-image Terms: one training objective.
-Objective = Callable[[Tensor, VAE, float, "float | None", torch.Generator], Terms]
+# (x, model, beta, baseline, generator, eps or None) -> per-image Terms: one training objective;
+# eps (k, B, D) given: the objective's reparameterization noise, else drawn from the generator.
+Objective = Callable[[Tensor, VAE, float, "float | None", torch.Generator, "Tensor | None"], Terms]
 
 
 VAE_SUMS = ("loss", "neg_elbo", "recon", "kl")  # what the VAE engines' sums are, in this order
@@ -60,10 +61,23 @@ class Engine(Protocol):
 
 
 class VAEEngine:
-    """What the VAE engines share: their sums and how the progress bar shows them."""
+    """What the VAE engines share: their sums, how the progress bar shows them, and the draw rule
+    of eps under `vaekit.train.distributed`: with `share` = (start, stop, total) set, x is the
+    rows [start, stop) of a global batch of `total`, and eps are those rows of the eps one process
+    draws for the whole batch (so the draws depend neither on the rank nor on the world size)."""
 
     names: tuple[str, ...] = VAE_SUMS
     baseline: float | None = None
+    share: tuple[int, int, int] | None = None
+
+    def shared_eps(self, shape: tuple[int, ...], generator: torch.Generator, x: Tensor) -> Tensor | None:
+        """eps of this share: N(0, I) of `shape` with the batch axis (-2) of `total` rows, drawn
+        as one process would, sliced to [start, stop); None without a share."""
+        if self.share is None:
+            return None
+        start, stop, total = self.share
+        full = torch.randn((*shape[:-2], total, shape[-1]), generator=generator, device=x.device)
+        return full[..., start:stop, :]
 
     def describe(self, means: list[float]) -> str:
         return f"-ELBO {means[1]:.2f} recon {means[2]:.2f} KL {means[3]:.2f}"
@@ -74,16 +88,21 @@ def objective_for(loop: LoopConfig) -> Objective:
     IWAE-K, or the ELBO with the encoder trained by the score function."""
     k, free_bits = loop.samples, loop.free_bits
     if loop.objective == "iwae":
-        def iwae(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator) -> Terms:
-            return negative_iwae(x, model, k=k, generator=g)
+        def iwae(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator,
+                 eps: Tensor | None = None) -> Terms:
+            return negative_iwae(x, model, k=k, eps=eps, generator=g)
         return iwae
     if loop.estimator == "score":
-        def score(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator) -> Terms:
+        def score(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator,
+                  eps: Tensor | None = None) -> Terms:
+            if eps is not None:
+                raise ValueError("the score estimator draws its own noise (one process only)")
             return score_negative_elbo(x, model, k=k, beta=beta, baseline=baseline, generator=g)
         return score
 
-    def elbo(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator) -> Terms:
-        return negative_elbo(x, model, k=k, beta=beta, free_bits=free_bits, generator=g)
+    def elbo(x: Tensor, model: VAE, beta: float, baseline: float | None, g: torch.Generator,
+             eps: Tensor | None = None) -> Terms:
+        return negative_elbo(x, model, k=k, beta=beta, free_bits=free_bits, eps=eps, generator=g)
     return elbo
 
 
@@ -93,14 +112,16 @@ class AutogradEngine(VAEEngine):
     objective as its baseline: what the score estimator needs."""
 
     def __init__(self, objective: Objective, track_baseline: bool = False,
-                 baseline: float | None = None) -> None:
+                 baseline: float | None = None, samples: int = 1) -> None:
         self.objective = objective
+        self.samples = samples
         self.track_baseline = track_baseline
         self.baseline = baseline
 
     def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
                        y: Tensor | None = None) -> Tensor:
-        terms = self.objective(x, model, beta, self.baseline, generator)  # type: ignore[arg-type]
+        eps = self.shared_eps((self.samples, x.shape[0], model.latent_dim), generator, x)  # type: ignore[arg-type]
+        terms = self.objective(x, model, beta, self.baseline, generator, eps)  # type: ignore[arg-type]
         model.zero_grad(set_to_none=True)
         terms.loss.mean().backward()
         with torch.no_grad():
@@ -126,7 +147,9 @@ class BackpropEngine(VAEEngine):
                        y: Tensor | None = None) -> Tensor:
         if model is not self._model:  # another model than the one planned for
             self._model, self._plan = model, backprop.Plan.of(model)  # type: ignore[arg-type]
-        eps = torch.randn((x.shape[0], self._plan.latent_dim), generator=generator, device=x.device)
+        eps = self.shared_eps((x.shape[0], self._plan.latent_dim), generator, x)
+        if eps is None:
+            eps = torch.randn((x.shape[0], self._plan.latent_dim), generator=generator, device=x.device)
         return backprop.backprop(model, x, eps, beta, self.free_bits, plan=self._plan)  # type: ignore[arg-type]
 
 
@@ -135,4 +158,5 @@ def make_engine(model: nn.Module, loop: LoopConfig, baseline: float | None = Non
     `backprop.supports(model, loop)`, and `AutogradEngine` on `objective_for(loop)` otherwise."""
     if loop.engine == "auto" and backprop.supports(model, loop):  # type: ignore[arg-type]
         return BackpropEngine(model, loop.free_bits)  # type: ignore[arg-type]
-    return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline)
+    return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline,
+                          samples=loop.samples)

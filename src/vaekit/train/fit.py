@@ -26,8 +26,9 @@ from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_dataset
-from vaekit.device import resolve_device, set_threads
+from vaekit.device import available_cores, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.train import distributed
 from vaekit.train.engines import Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
@@ -104,6 +105,9 @@ class Task(Protocol):
     kind: str  # runs.read_config's task name: 'vae' or 'classify'
     score_name: str  # what `score` is, as the early-stopping sentence says it
 
+    @property
+    def train_size(self) -> int: ...  # training images
+
     def build(self) -> nn.Module: ...  # the model (the caller seeds torch first)
 
     def prepare(self, device: torch.device) -> tuple[Batches, Beta | None]: ...  # training data
@@ -133,6 +137,10 @@ class VAETask:
 
     def __init__(self, config: TrainConfig, ds: Dataset) -> None:
         self.config, self.ds = config, ds
+
+    @property
+    def train_size(self) -> int:
+        return len(self.ds.train)
 
     def build(self) -> nn.Module:
         return build_model(self.config)
@@ -199,13 +207,37 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train `task` (its config validated, its data loaded) into `out`: the directory's rules
     checked, the config of a resumed run compared, the directory locked for the whole run."""
+    loop = task.config.train
+    w = distributed.world(loop.device)  # None for one process: torch.distributed is not touched
+    if w is not None:
+        if getattr(loop, "estimator", "reparam") == "score":
+            raise ConfigError("--estimator score keeps a baseline of one process's draws; train it with "
+                              "one process.")
+        distributed.check_batches(task.train_size, loop.batch_size, w)
+        if not w.writer:
+            log, show_bar = _silent, False
     if resume:
         _check_resume_config(out, task)
-    device = resolve_device(task.config.train.device)
+    device = resolve_device(loop.device)
+    if w is not None and not w.writer:  # rank 0 checks and locks the directory; the others wait
+        if not w.agree(True):
+            raise ConfigError(f"{out}: rank 0 refused the run; its message says why.")
+        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w)
     _make_dir(out)
     with runs.locked(out):
-        check_out_dir(out, resume)  # again: another process may have written it meanwhile
-        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log)
+        try:
+            check_out_dir(out, resume)  # again: another process may have written it meanwhile
+        except ConfigError:
+            if w is not None:
+                w.agree(False)
+            raise
+        if w is not None and not w.agree(True):
+            raise ConfigError(f"{out}: another rank refused the run.")
+        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w)
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def _restore(out: Path, config: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -226,11 +258,14 @@ def _restore(out: Path, config: Any, model: torch.nn.Module, optimizer: torch.op
 
 
 def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
-           log: Callable[[str], None]) -> dict[str, Any]:
+           log: Callable[[str], None], w: distributed.World | None = None) -> dict[str, Any]:
     config = task.config
     loop = config.train
+    writer = w is None or w.writer  # one process, or rank 0: the one that writes files
     saved = runs.load_checkpoint(out) if from_checkpoint else None
     kept = saved[2].get("threads") if saved is not None and loop.threads == 0 else None
+    if w is not None and loop.threads == 0:
+        kept = max(1, available_cores() // w.size)  # N processes on C cores: C / N threads each
     threads = set_threads(kept if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept <= 1024
                           else loop.threads)
     torch.manual_seed(loop.seed)  # the initial weights
@@ -246,19 +281,22 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
             progress.stopped = None
         if progress.stopped:
             log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
-            return _summary(task, out, progress)
+            return _summary(task, out, progress, w)
         if progress.epoch >= loop.epochs:
             log(f"{out}: already trained for {progress.epoch} epochs (--epochs {loop.epochs}); "
                 "nothing to do.")
-            return _summary(task, out, progress)
+            return _summary(task, out, progress, w)
 
     data, beta = task.prepare(device)
     engine = task.engine(model, progress.baseline)
+    if w is not None:
+        engine = distributed.DistributedEngine(engine, w)
 
     if saved is None:
-        runs.write_config(out, config)
-        if (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
-            runs.truncate_metrics(out, 0)
+        if writer:
+            runs.write_config(out, config)
+            if (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
+                runs.truncate_metrics(out, 0)
     else:
         runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is trained
     # A resumed run changes its files only once its first epoch is done: a divergence, a kill or a
@@ -266,6 +304,7 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
     resumed_files_pending = saved is not None
     log(f"{task.header(model)} | {device.type}, {threads} thread{'s' if threads > 1 else ''}"
         + (" (auto: the idle cores)" if loop.threads == 0 and device.type == "cpu" else "") + f" | {out}"
+        + (f" | {w.size} processes" if w is not None else "")
         + (f" | resuming after epoch {progress.epoch}" if saved is not None else ""))
 
     for epoch in range(progress.epoch + 1, loop.epochs + 1):
@@ -283,31 +322,35 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
         improved = score < progress.best_val
         if improved:
             progress.best_val, progress.best_epoch, progress.bad_epochs = score, epoch, 0
-            runs.save_model(out / runs.MODEL, model)
+            if writer:
+                runs.save_model(out / runs.MODEL, model)
         else:
             progress.bad_epochs += 1
         if loop.patience and progress.bad_epochs >= loop.patience:
             progress.stopped = f"early stopping: no better {task.score_name} for {loop.patience} epochs"
         row = {"epoch": epoch, "step": progress.step, **stats, **val, "epoch_seconds": round(seconds, 4),
                "lr": lr, **task.extra(progress.step)}
-        if resumed_files_pending:
+        if resumed_files_pending and writer:
             runs.write_config(out, config)  # the new epochs, patience, threads
             runs.truncate_metrics(out, epoch - 1)  # rows past the checkpoint are redone
-            resumed_files_pending = False
-        runs.append_metrics(out, row)
+        resumed_files_pending = False
         state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
-                 "threads": threads,
+                 "threads": threads, "world_size": 1 if w is None else w.size,
                  "rng": {"generator": runs.encode_bytes(generator.get_state()),
                          "torch": runs.encode_bytes(torch.get_rng_state())}}
-        runs.save_checkpoint(out, model, optimizer, state)
+        if writer:
+            runs.append_metrics(out, row)
+            runs.save_checkpoint(out, model, optimizer, state)
         log(f"epoch {epoch:3d}/{loop.epochs}  {task.epoch_line(stats, val)}  "
             f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else ""))
         if progress.stopped:
             log(f"stopped after epoch {epoch}: {progress.stopped}.")
             break
-    return _summary(task, out, progress)
+    return _summary(task, out, progress, w)
 
 
-def _summary(task: Task, out: Path, progress: Progress) -> dict[str, Any]:
+def _summary(task: Task, out: Path, progress: Progress, w: distributed.World | None = None) -> dict[str, Any]:
+    """What a run did; `rank` 0 for one process (only rank 0 reports it under torchrun)."""
     return {"run_dir": str(out), "epochs": progress.epoch, **task.summary(progress.best_val),
-            "best_epoch": progress.best_epoch, "stopped": progress.stopped}
+            "best_epoch": progress.best_epoch, "stopped": progress.stopped,
+            "rank": 0 if w is None else w.rank}

@@ -1,0 +1,179 @@
+"""Training past one process: `torch.distributed` (gloo on a CPU, nccl on CUDA), launched by
+`torchrun` (or `vaekit train --nproc N`, which starts it for one machine). No process pool of our
+own: the ranks, the rendezvous and the fault handling are torchrun's.
+
+    world()                   this process's World (rank, size), the process group started, when
+                              torchrun launched it with WORLD_SIZE > 1; None for a single process
+                              (torch.distributed is then never touched)
+    DistributedEngine(e, w)   an engine (`vaekit.train.engines.Engine`) that computes this rank's
+                              share of each global batch with engine e and all-reduces the
+                              gradients (one flat buffer) and the batch sums
+    launch(n, argv)           `python -m torch.distributed.run --standalone --nproc_per_node n -m
+                              vaekit ARGV`: the shortcut behind `--nproc`
+
+How N processes end with the weights of one (same seed, same global batch, up to rounding):
+
+- every rank draws the same seeded permutation and prepares the whole global batch of
+  `--batch-size` images (its binarization or augmentation draws are those one process makes), then
+  keeps its share: the contiguous rows [start, stop) of `torch.tensor_split` (`share`);
+- the engine draws the eps of the whole global batch, as one process would, and uses its share's
+  rows (`engines.VAEEngine.share`), so no draw depends on the rank or on the world size: a run
+  resumes exactly under another world size too;
+- a rank's gradient is of the mean over its b_r images; weighted by b_r / B and summed over the
+  ranks (all_reduce SUM of one flat float32 buffer) it is the gradient of the global batch mean,
+  the same for every rank, so every rank's optimizer takes the same step;
+- the batch sums are all-reduced too (float64): every rank sees the global batch's loss, stops on
+  the same NaN and writes the same metrics; validation runs whole on every rank (same weights, same
+  seeded draws: the same numbers, the same early-stopping decision); rank 0 alone writes files and
+  prints.
+
+What is not the same as one process: batch norm's statistics are per rank (as under DDP without
+SyncBatchNorm), and the summation order of the gradients (float32: about 1e-7 relative per step).
+The score estimator (a running baseline from each rank's draws) is refused with more than one
+process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.errors import ConfigError
+from vaekit.train.engines import Engine
+
+TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks."""
+
+    rank: int
+    size: int
+
+    @property
+    def writer(self) -> bool:
+        """Rank 0 writes the run's files and prints."""
+        return self.rank == 0
+
+    def all_reduce(self, t: Tensor) -> Tensor:
+        """Sum `t` over the ranks, in place; every rank gets the sum."""
+        import torch.distributed as dist  # only ever imported by a distributed run
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def agree(self, ok: bool) -> bool:
+        """True on every rank when every rank is ok (a refusal on one stops them all)."""
+        flag = torch.tensor([0.0 if ok else 1.0])
+        return float(self.all_reduce(flag)) == 0.0
+
+
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"the environment variable {name} must be an integer, got "
+                          f"{value[:40]!r}.") from None
+
+
+_WORLD: World | None = None
+
+
+def world(device: str = "cpu") -> World | None:
+    """The World of a process launched by torchrun with WORLD_SIZE > 1 (its process group started
+    once: gloo on a CPU, nccl for CUDA; collectives wait VAEKIT_DIST_TIMEOUT seconds, default 60,
+    for a rank that died), else None. A rendezvous that cannot be reached is one sentence."""
+    global _WORLD
+    size = _int_env("WORLD_SIZE")
+    if size is None or size <= 1:
+        return None
+    if _WORLD is not None:
+        return _WORLD
+    import torch.distributed as dist  # only ever imported by a distributed run
+
+    rank = _int_env("RANK") or 0
+    try:
+        timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+    except ValueError:
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds, got "
+                          f"{os.environ[TIMEOUT_ENV][:40]!r}.") from None
+    if not dist.is_initialized():
+        backend = "nccl" if device == "cuda" and torch.cuda.is_available() else "gloo"
+        try:
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+        except (RuntimeError, ValueError, OSError) as err:
+            where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+            raise ConfigError(f"rank {rank} of {size} could not join the rendezvous at {where} "
+                              f"({str(err).splitlines()[0].rstrip('.')[:200]}).") from None
+    _WORLD = World(rank, size)
+    return _WORLD
+
+
+def share(total: int, w: World) -> tuple[int, int]:
+    """[start, stop) of rank w.rank's rows of a global batch of `total` rows: contiguous, sizes
+    differing by at most 1 (`torch.tensor_split`'s rule: the first total % size ranks get one more)."""
+    base, extra = divmod(total, w.size)
+    start = w.rank * base + min(w.rank, extra)
+    return start, start + base + (1 if w.rank < extra else 0)
+
+
+def check_batches(n: int, batch_size: int, w: World) -> None:
+    """Every global batch of an epoch over n images must give each rank at least one image."""
+    sizes = {min(batch_size, n)} | ({n % batch_size} if n % batch_size else set())
+    if min(sizes) < w.size:
+        raise ConfigError(f"a batch of {min(sizes)} images cannot be split over {w.size} processes; "
+                          f"use a --batch-size of at least {w.size} (and a training set whose last "
+                          "batch has as many), or fewer processes.")
+
+
+class DistributedEngine:
+    """`inner`'s loss and gradients on this rank's share of each global batch, all-reduced."""
+
+    baseline: float | None = None  # the score estimator is refused with more than one process
+
+    def __init__(self, inner: Engine, w: World) -> None:
+        self.inner, self.world = inner, w
+        self.names = inner.names
+
+    def describe(self, means: list[float]) -> str:
+        return self.inner.describe(means)
+
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
+                       y: Tensor | None = None) -> Tensor:
+        total = x.shape[0]
+        start, stop = share(total, self.world)
+        setattr(self.inner, "share", (start, stop, total))  # noqa: B010 - the engines' draw rule
+        sums = self.inner.loss_and_grads(model, x[start:stop], beta, generator,
+                                         None if y is None else y[start:stop])
+        params = [p for p in model.parameters() if p.requires_grad]
+        scale = (stop - start) / total
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in params]).mul_(scale)
+        self.world.all_reduce(flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p)
+            offset += n
+        return self.world.all_reduce(sums.clone())
+
+
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run `vaekit ARGV` in `nproc` processes on this machine under torchrun; its exit status."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "vaekit", *argv]
+    env: dict[str, Any] = dict(os.environ)
+    return subprocess.call(command, env=env)

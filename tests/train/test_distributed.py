@@ -1,0 +1,197 @@
+"""Training on torch.distributed (vaekit.train.distributed): 2 processes under torchrun (gloo, 1
+thread each) against 1 process on scikit-learn's digits, held to float32 rounding; resume under
+DDP; the gradient reduction shown to matter; a killed rank; the refusals. Each torchrun start costs
+a few seconds, so the runs are short and shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vaekit import runs
+from vaekit.cli import main, without_nproc
+from vaekit.errors import ConfigError
+from vaekit.train.distributed import World, check_batches, share
+
+TOL = 1e-5  # relative, max over the weights: what N processes and 1 reach (measured: ~3e-7)
+ARGS = ["--data", "digits", "--hidden", "32", "--latent", "4", "--batch-size", "64", "--threads", "1",
+        "--no-progress"]
+ENV = {**os.environ, "VAEKIT_DIST_TIMEOUT": "20", "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(out: Path, *extra: str, script: Path | None = None, nproc: int = 2,
+             timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    target = [str(script)] if script else ["-m", "vaekit", "train"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               *target, *ARGS, "--out", str(out), *extra]
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def single(out: Path, *extra: str) -> None:
+    assert main(["train", *ARGS, "--out", str(out), *extra]) == 0
+
+
+def weights(run: Path, name: str = runs.CHECKPOINT) -> dict[str, torch.Tensor]:
+    return runs.read_tensors(run / name, "test")[0]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    ta, tb = weights(a), weights(b)
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def max_relative(a: Path, b: Path) -> float:
+    ta, tb = weights(a), weights(b)
+    assert ta.keys() == tb.keys()
+    return max(float((ta[k] - tb[k]).abs().max() / ta[k].abs().max().clamp_min(1e-12))
+               for k in ta if ta[k].is_floating_point() and ta[k].numel())
+
+
+def metrics(run: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in runs.read_metrics(run)]
+
+
+def assert_close_metrics(a: Path, b: Path, rel: float = 1e-5) -> None:
+    ma, mb = metrics(a), metrics(b)
+    assert [r.keys() for r in ma] == [r.keys() for r in mb]
+    for ra, rb in zip(ma, mb, strict=True):
+        for k in ra:
+            assert ra[k] == pytest.approx(rb[k], rel=rel, abs=1e-9), k
+
+
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same run (autograd engine, and the hand-derived one) in 1 and in 2 processes."""
+    root = tmp_path_factory.mktemp("ddp")
+    paths = {}
+    for engine in ("autograd", "auto"):
+        paths[f"one-{engine}"] = root / f"one-{engine}"
+        single(paths[f"one-{engine}"], "--epochs", "3", "--engine", engine)
+        paths[f"two-{engine}"] = root / f"two-{engine}"
+        done = torchrun(paths[f"two-{engine}"], "--epochs", "3", "--engine", engine)
+        assert done.returncode == 0, done.stderr[-3000:]
+        paths[f"log-{engine}"] = root / f"log-{engine}.txt"
+        paths[f"log-{engine}"].write_text(done.stdout)
+    return paths
+
+
+@pytest.mark.parametrize("engine", ["autograd", "auto"])
+def test_two_processes_train_the_run_of_one(one_and_two: dict[str, Path], engine: str) -> None:
+    one, two = one_and_two[f"one-{engine}"], one_and_two[f"two-{engine}"]
+    assert max_relative(one, two) < TOL  # 69 steps of Adam
+    assert_close_metrics(one, two)
+    state = json.loads((two / runs.CHECKPOINT_JSON).read_text())
+    assert state["world_size"] == 2 and state["epoch"] == 3
+    log = one_and_two[f"log-{engine}"].read_text()
+    assert log.count("best validation -ELBO") == 1 and "2 processes" in log  # rank 0 alone prints
+
+
+def test_without_the_reduction_the_ranks_drift(one_and_two: dict[str, Path], tmp_path: Path) -> None:
+    """The hand-derived engine writes .grad outside autograd: if its gradients were not
+    all-reduced, each rank would step on its own half batch and the run would leave the
+    single-process one (and the ranks each other)."""
+    script = tmp_path / "no_reduce.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from vaekit.train import distributed\n"
+        "def only_sums(self, model, x, beta, generator, y=None):\n"
+        "    total = x.shape[0]\n"
+        "    start, stop = distributed.share(total, self.world)\n"
+        "    self.inner.share = (start, stop, total)\n"
+        "    sums = self.inner.loss_and_grads(model, x[start:stop], beta, generator)\n"
+        "    return self.world.all_reduce(sums.clone())\n"
+        "distributed.DistributedEngine.loss_and_grads = only_sums\n"
+        "from vaekit.cli import main\n"
+        "sys.exit(main(['train', *sys.argv[1:]]))\n")
+    done = torchrun(tmp_path / "drift", "--epochs", "3", "--engine", "auto", script=script)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max_relative(one_and_two["one-auto"], tmp_path / "drift") > 100 * TOL
+
+
+def test_resume_under_ddp_and_under_another_world_size(one_and_two: dict[str, Path], tmp_path: Path) -> None:
+    part = tmp_path / "part"
+    assert torchrun(part, "--epochs", "1", "--engine", "autograd").returncode == 0
+    done = torchrun(part, "--epochs", "3", "--engine", "autograd", "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    full = one_and_two["two-autograd"]
+    assert_same_weights(full, part)
+    assert metrics(full) == metrics(part)
+    # the draws do not depend on the world size: resumed by one process, within rounding
+    other = tmp_path / "other"
+    assert torchrun(other, "--epochs", "1", "--engine", "autograd").returncode == 0
+    single(other, "--epochs", "3", "--engine", "autograd", "--resume")
+    assert max_relative(one_and_two["one-autograd"], other) < TOL
+
+
+def test_a_killed_rank_ends_the_run_and_resume_carries_on(one_and_two: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    script = tmp_path / "kill.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from vaekit.train import distributed\n"
+        "real = distributed.DistributedEngine.loss_and_grads\n"
+        "calls = [0]\n"
+        "def dying(self, *a, **k):\n"
+        "    calls[0] += 1\n"
+        "    if self.world.rank == 1 and calls[0] == 23 + 5:  # epoch 2, step 5\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(self, *a, **k)\n"
+        "distributed.DistributedEngine.loss_and_grads = dying\n"
+        "from vaekit.cli import main\n"
+        "sys.exit(main(['train', *sys.argv[1:]]))\n")
+    out = tmp_path / "run"
+    start = time.monotonic()
+    done = torchrun(out, "--epochs", "3", "--engine", "autograd", script=script)
+    assert done.returncode != 0 and time.monotonic() - start < 120
+    assert json.loads((out / runs.CHECKPOINT_JSON).read_text())["epoch"] == 1  # the last good one
+    resumed = torchrun(out, "--epochs", "3", "--engine", "autograd", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    full = one_and_two["two-autograd"]
+    assert_same_weights(full, out)
+
+
+def test_nproc_starts_torchrun(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "vaekit", "train", *ARGS, "--epochs", "1", "--nproc", "2",
+                           "--out", str(out)], env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / runs.CHECKPOINT_JSON).read_text())["world_size"] == 2
+    assert without_nproc(["train", "--nproc", "2", "--out", "x", "--nproc=3"]) == ["train", "--out", "x"]
+
+
+# ----------------------------------------------------------------------------- in one process
+
+
+def test_shares_cover_the_batch_once() -> None:
+    for total in (1, 7, 64, 65):
+        for size in (1, 2, 3, 8):
+            if size > total:
+                continue
+            parts = [share(total, World(r, size)) for r in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == total
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+            assert [p[1] - p[0] for p in parts] == [len(c) for c in torch.arange(total).tensor_split(size)]
+
+
+def test_a_batch_smaller_than_the_world_is_one_sentence(one_sentence: Any) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_batches(1437, 64, World(0, 32))  # the last batch: 29 images for 32 processes
+    one_sentence(str(err.value), "29", "32")
+    check_batches(1437, 64, World(0, 29))
+
+
+def test_an_unreachable_rendezvous_is_one_sentence(tmp_path: Path) -> None:
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "9",
+           "VAEKIT_DIST_TIMEOUT": "3"}
+    done = subprocess.run([sys.executable, "-m", "vaekit", "train", *ARGS, "--epochs", "1", "--out",
+                           str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=120)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "rank 1 of 2 could not join the rendezvous at 127.0.0.1:9" in last, last
