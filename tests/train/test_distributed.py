@@ -195,3 +195,37 @@ def test_an_unreachable_rendezvous_is_one_sentence(tmp_path: Path) -> None:
                            str(tmp_path / "r")], env=env, capture_output=True, text=True, timeout=120)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and "rank 1 of 2 could not join the rendezvous at 127.0.0.1:9" in last, last
+
+
+def test_distributed_eval_equals_single_process_eval(one_and_two: dict[str, Path], tmp_path: Path) -> None:
+    """150 test images in batches of 20 (the last of 10) split over 2 ranks: the same numbers."""
+    run = one_and_two["one-autograd"]
+    flags = ["--k", "40", "--limit", "150", "--batch-size", "20", "--threads", "1", "--no-progress"]
+    assert main(["eval", str(run), *flags]) == 0
+    single_result = json.loads((run / runs.EVAL).read_text())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "vaekit", "eval", str(run), *flags, "--json"]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)  # rank 0 alone prints
+    written = json.loads((run / runs.EVAL).read_text())
+    assert printed == written and written["world_size"] == 2
+    for key in single_result:
+        if key not in ("seconds", "world_size"):
+            assert written[key] == single_result[key], key
+
+
+def test_a_classifier_in_two_processes(tmp_path: Path) -> None:
+    """The dense preset (no batch norm, no dropout) trains the run of one process; rank 0 alone
+    evaluates it and writes eval.json."""
+    common = ["classify", "--data", "digits", "--preset", "dense", "--batch-size", "64", "--threads", "1",
+              "--epochs", "2", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "vaekit", *common, "--out", str(tmp_path / "two")]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max_relative(tmp_path / "one", tmp_path / "two") < TOL
+    assert done.stdout.count("test accuracy") == 1
+    one, two = (json.loads((tmp_path / r / runs.EVAL).read_text()) for r in ("one", "two"))
+    assert abs(one["accuracy"] - two["accuracy"]) <= 2 / one["images"]  # at most a rounding flip or two

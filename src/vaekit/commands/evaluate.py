@@ -10,6 +10,7 @@ from typing import Any
 from vaekit.commands.flags import int_flag
 from vaekit.config import SEED_MAX
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
+from vaekit.train.distributed import world
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, data_dir=args.data_dir, dataset=args.dataset,
                           progress=False if args.no_progress else None, probe=not args.no_probe,
                           threads=args.threads, force=args.force)
+    w = world()
+    if w is not None and not w.writer:  # under torchrun, rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(result, indent=2))
     else:

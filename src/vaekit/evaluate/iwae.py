@@ -110,6 +110,17 @@ class BatchEstimate:
         return self.recon + self.kl
 
 
+def skip_batch_draws(k: int, b: int, d: int, generator: torch.Generator | None, chunk: int,
+                     dtype: torch.dtype = torch.float32) -> None:
+    """Advance `generator` past the eps `estimate_batch` would draw for a batch of b images (k
+    samples, latent size d, chunks of `chunk`): the same `draw_eps_blocks` calls, nothing computed.
+    A rank of a distributed evaluation skips the other ranks' batches this way, so that its own
+    batches get the draws one process gives them."""
+    for start in range(0, k, chunk):
+        c = min(chunk, k - start)
+        draw_eps_blocks(math.ceil(c / EPS_BLOCK), b, d, generator, dtype)
+
+
 @torch.inference_mode()
 def estimate_batch(x: Tensor, model: VAE, k: int, *, eps: Tensor | None = None,
                    generator: torch.Generator | None = None, chunk: int | None = None,

@@ -46,9 +46,11 @@ from vaekit.evaluate.iwae import (
     activation_elements,
     chunk_size,
     estimate_batch,
+    skip_batch_draws,
     tile_size,
 )
 from vaekit.evaluate.latents import active_units, probe_accuracy
+from vaekit.train import distributed
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, decoder_mean
 
@@ -61,7 +63,7 @@ CPU_MACS_PER_SECOND = 5e10  # the order of a 2-core CPU's float32 rate, for cost
 INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
 OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
-                    "batch_size", "threads", "binarization_seed")
+                    "batch_size", "threads", "binarization_seed", "world_size")
 TEXT_FIELDS = ("dataset", "binarization", "model_sha256")
 
 
@@ -105,10 +107,15 @@ class Evaluation:
 @torch.inference_mode()
 def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: int = 0,
                    budget: int = MEMORY_BUDGET, progress: bool | None = None,
-                   target_rows: int = TARGET_ROWS) -> Evaluation:
+                   target_rows: int = TARGET_ROWS, world: distributed.World | None = None) -> Evaluation:
     """`estimate_batch` over float images x (N, C, H, W), batch by batch, eps from one generator
     seeded with `seed` (same seed and batch size, same numbers). Also the squared error of the
-    reconstruction at z = mu. `progress`: a tqdm bar of images done (None: only on a terminal)."""
+    reconstruction at z = mu. `progress`: a tqdm bar of images done (None: only on a terminal).
+
+    With a `world` of several ranks (torchrun), rank r computes batches r, r + size, ... and
+    skips the others' draws (`iwae.skip_batch_draws`), so each image gets the eps one process
+    gives it; the per-image results are then summed over the ranks into one table (each row is
+    non-zero on one rank only: the sum is exact), and every rank holds what one process would."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if isinstance(model, nn.Module):
@@ -122,14 +129,24 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
     parts: list[tuple[Tensor, ...]] = []
     with tqdm(total=n, desc=f"eval k={k}", unit="img", disable=None if progress is None else not progress,
               dynamic_ncols=True) as bar:
-        for start in range(0, n, b):
+        for i, start in enumerate(range(0, n, b)):
             xb = x[start : start + b]
+            if world is not None and i % world.size != world.rank:
+                skip_batch_draws(k, xb.shape[0], model.latent_dim, generator, chunk)
+                parts.append(tuple(torch.zeros((xb.shape[0], *s)) for s in ((), (), (model.latent_dim,),
+                                                                              (model.latent_dim,), ())))
+                continue
             est = estimate_batch(xb, model, k, generator=generator, chunk=chunk, tile=tile)
             mean = decoder_mean(model.decode(est.mu)).reshape(xb.shape[0], -1)
             sq = (mean - xb.reshape(xb.shape[0], -1)).pow(2).mean(dim=1)
             parts.append((est.nll, est.recon, est.kl_per_dim, est.mu, sq))
             bar.update(xb.shape[0])
     nll, recon, kl_per_dim, mu, sq = (torch.cat(c) for c in zip(*parts, strict=True))
+    if world is not None:
+        d = model.latent_dim
+        table = world.all_reduce(torch.cat([nll[:, None], recon[:, None], kl_per_dim, mu, sq[:, None]], 1))
+        nll, recon, kl_per_dim, mu, sq = table.split([1, 1, d, d, 1], dim=1)
+        nll, recon, sq = nll[:, 0], recon[:, 0], sq[:, 0]
     return Evaluation(nll, recon, kl_per_dim, mu, sq, k=k, seconds=time.perf_counter() - t0)
 
 
@@ -225,6 +242,9 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     if not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"--seed must be an integer in [0, {SEED_MAX}], got {seed}.")
     run_dir = Path(run_dir)
+    w = distributed.world()  # under torchrun: the images split over the ranks, rank 0 writes
+    if w is not None and not w.writer:
+        write, probe, progress = False, False, False
     with runs.locked(run_dir) if write else contextlib.nullcontext():
         return _evaluate_run(run_dir, k, limit, batch_size, seed, data_dir, dataset, progress, probe,
                              write, threads, force)
@@ -241,6 +261,7 @@ def _cost(model: VAE, images: int, k: int) -> str:
 def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, seed: int,
                   data_dir: str | None, dataset: str | None, progress: bool | None, probe: bool,
                   write: bool, threads: int, force: bool) -> dict[str, Any]:
+    w = distributed.world()
     model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit)
     if k > MAX_K and not force:
         raise ConfigError(f"k = {k:,} importance samples on {x.shape[0]:,} images would take "
@@ -250,7 +271,7 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     previous = torch.get_num_threads()
     threads = set_threads(threads)
     try:
-        ev = evaluate_model(model, x, k, batch_size, seed, progress=progress)
+        ev = evaluate_model(model, x, k, batch_size, seed, progress=progress, world=distributed.world())
     finally:
         torch.set_num_threads(previous)
     result = ev.summary(x[0].numel())
@@ -259,7 +280,7 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
         "dataset": ds.name, "binarization": binarization,
         "binarization_seed": EVAL_SEED if binarization == "fixed" else None,
         "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
-        "probe_accuracy": None, "probe_train_images": None,
+        "probe_accuracy": None, "probe_train_images": None, "world_size": 1 if w is None else w.size,
     })
     if probe and labels is not None and ds.train.labels is not None and len(set(labels.tolist())) > 1:
         result.update(_probe(model, config, ds, ev.mu, labels, seed))
