@@ -1,6 +1,7 @@
 """Small real runs for the evaluation, figure and report tests: `vaekit.train.fit` on scikit-learn's
-bundled 8x8 digits (no download), a couple of epochs of a tiny MLP. Used by test_report.py,
-test_cli_eval.py and test_report_browser.py."""
+bundled 8x8 digits (no download), a couple of epochs of a tiny MLP (or, `make_classifier_run`, of a
+tiny conv classifier). Used by test_report.py, test_cli_eval.py, test_report_browser.py and the
+classifier's evaluation and report tests."""
 
 from __future__ import annotations
 
@@ -42,3 +43,22 @@ def write_images(path: Path, shape: tuple[int, ...], n: int = 40, seed: int = 0)
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+# A tiny conv classifier on 1x8x8 digits: a conv of 8 maps, 2x2 pooling, one Linear.
+CLASSIFIER_LAYERS = ["Conv2d(8, 3, padding=1)", "ReLU()", "MaxPool2d(2)", "Flatten()", "Linear(10)"]
+
+
+def make_classifier_run(out: Path, epochs: int = 2) -> Path:
+    """Train the tiny classifier of CLASSIFIER_LAYERS on digits into `out` (1 thread, batch 64)."""
+    from vaekit.classify.config import ClassifierConfig
+    from vaekit.classify.fit import fit_classifier
+
+    config = ClassifierConfig()
+    config.data.name = "digits"
+    config.model.layers = list(CLASSIFIER_LAYERS)
+    config.train.epochs = epochs
+    config.train.batch_size = 64
+    config.train.threads = 1
+    fit_classifier(config, out, show_bar=False, log=lambda s: None)
+    return out

@@ -18,32 +18,21 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from eval_runs import make_run
+from eval_runs import CLASSIFIER_LAYERS, make_classifier_run, make_run
 from vaekit import runs
-from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.evaluate import WRONG_SHOWN, evaluate_classifier, read_classifier_eval
-from vaekit.classify.fit import fit_classifier
 from vaekit.classify.metrics import Z95, wilson_interval
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
 
 # A tiny conv net on 1x8x8 digits; its cost by hand: the conv has 8 maps x 8 x 8 outputs of 3*3*1
 # multiply-adds each and 8 * (9 + 1) parameters; the Linear 8*4*4 = 128 inputs -> 10 outputs.
-LAYERS = ["Conv2d(8, 3, padding=1)", "ReLU()", "MaxPool2d(2)", "Flatten()", "Linear(10)"]
+LAYERS = CLASSIFIER_LAYERS
 HAND_MACS = 8 * 8 * 8 * 9 + 128 * 10
 HAND_PARAMS = 8 * 10 + 128 * 10 + 10
 TEST_IMAGES = 180  # digits' test split
 
 
-def make_classifier_run(out: Path, epochs: int = 2) -> Path:
-    config = ClassifierConfig()
-    config.data.name = "digits"
-    config.model.layers = list(LAYERS)
-    config.train.epochs = epochs
-    config.train.batch_size = 64
-    config.train.threads = 1
-    fit_classifier(config, out, show_bar=False, log=lambda s: None)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,8 @@ def digits() -> Dataset:
 
 
 @pytest.fixture(autouse=True)
-def _keep_threads() -> Any:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def _threads(one_thread: None) -> None:
+    """Every run here sets 1 thread; conftest's `one_thread` restores the count afterwards."""
 
 
 def small(**changes: Any) -> ClassifierConfig:

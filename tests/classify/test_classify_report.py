@@ -17,28 +17,18 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from eval_runs import CLASSIFIER_LAYERS, make_classifier_run
 from vaekit import runs
 from vaekit.arch.table import dims
-from vaekit.classify.config import ClassifierConfig
-from vaekit.classify.fit import fit_classifier
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
 from vaekit.report import figures
 from vaekit.report.html import write_report
 
-LAYERS = ["Conv2d(8, 3, padding=1)", "ReLU()", "MaxPool2d(2)", "Flatten()", "Linear(10)"]
+LAYERS = CLASSIFIER_LAYERS
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def make_classifier_run(out: Path, epochs: int = 2) -> Path:
-    config = ClassifierConfig()
-    config.data.name = "digits"
-    config.model.layers = list(LAYERS)
-    config.train.epochs = epochs
-    config.train.batch_size = 64
-    config.train.threads = 1
-    fit_classifier(config, out, show_bar=False, log=lambda s: None)
-    return out
 
 
 @pytest.fixture(scope="module")
