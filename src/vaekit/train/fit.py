@@ -1,7 +1,10 @@
 """A training run (Ex.2 Q6 made real): data, model, optimizer, epochs of `vaekit.train.loop`,
 validation, checkpoints, exact resume, early stopping and logging, in `runs/NAME/`.
 
-    fit(config, out_dir)      a whole run, or the rest of one with resume=True
+    fit(config, out_dir)           a whole VAE run, or the rest of one with resume=True
+    run_task(task, out_dir)        any kind of run (`Task`: the VAE's `VAETask`, the classifier's
+                                   `vaekit.classify.fit.ClassifierTask`), in one process or under
+                                   torchrun (`vaekit.train.distributed`: rank 0 locks and writes)
 
 Everything that can fail on user input (config, data, checkpoint) is checked before the first
 byte is written. Every random draw of training (permutation, binarization, eps) comes from one
@@ -45,7 +48,7 @@ class Progress:
     step: int = 0  # optimizer steps taken
     best_val: float = math.inf
     best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best validation -ELBO (early stopping)
+    bad_epochs: int = 0  # epochs since the best validation score (early stopping)
     baseline: float | None = None  # score estimator's moving-average baseline
     stopped: str | None = None  # why the run ended early, if it did
 
