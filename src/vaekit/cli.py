@@ -23,7 +23,8 @@ from vaekit.commands.flags import int_flag
 from vaekit.errors import VaekitError
 
 # Order is the order shown by `vaekit --help`.
-COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "check")
+COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "serve",
+                             "check")
 DISTRIBUTED = ("train", "classify")  # the commands `--nproc N` starts under torchrun
 MAX_NPROC = 256
 

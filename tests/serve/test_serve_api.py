@@ -1,0 +1,481 @@
+"""`vaekit serve`'s JSON API, over HTTP on 127.0.0.1 against a tiny digits run: each endpoint's
+answer against the same thing computed directly from the model, each bad input's 4xx sentence (and
+the server still answering after it), the static whitelist, concurrency, and a run directory left
+as it was."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import io
+import json
+import math
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from eval_runs import make_classifier_run, make_run
+from vaekit import cli
+from vaekit.data.binarize import eval_images
+from vaekit.evaluate.iwae import estimate_batch
+from vaekit.runs import load_run
+from vaekit.serve import app
+
+LATENT = 3  # more than 2: the default map is PCA
+
+
+def digest(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+class Client:
+    def __init__(self, server: app.ExplorerServer) -> None:
+        self.host, self.port = server.server_address[:2]
+
+    def raw(self, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(str(self.host), int(self.port), timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        status, h, out = self.raw(method, path, data, headers)
+        return status, json.loads(out) if h.get("content-type") == "application/json" else out
+
+    def get(self, path: str) -> Any:
+        status, out = self.call("GET", path)
+        assert status == 200, out
+        return out
+
+    def post(self, path: str, body: Any) -> Any:
+        status, out = self.call("POST", path, body)
+        assert status == 200, out
+        return out
+
+
+def serve(run_dir: Path) -> Iterator[Client]:
+    server = app.make_server(run_dir, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Client(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("serve") / "run", latent=LATENT)
+
+
+@pytest.fixture(scope="module")
+def before(run_dir: Path) -> dict[str, str]:
+    return digest(run_dir)
+
+
+@pytest.fixture(scope="module")
+def client(run_dir: Path, before: dict[str, str]) -> Iterator[Client]:
+    yield from serve(run_dir)
+
+
+@pytest.fixture(scope="module")
+def model(run_dir: Path) -> Any:
+    return load_run(run_dir, "vae").model
+
+
+@pytest.fixture(scope="module")
+def test_x(run_dir: Path) -> torch.Tensor:
+    return load_run(run_dir, "vae").images("test", app.N_MAP)
+
+
+def pixels_of(t: torch.Tensor) -> list[float]:
+    return t.double().clamp(0, 1).round(decimals=4).flatten().tolist()
+
+
+def assert_image(img: dict[str, Any], expected: torch.Tensor) -> None:
+    c, h, w = expected.shape
+    assert (img["channels"], img["height"], img["width"]) == (c, h, w)
+    assert len(img["pixels"]) == c * h * w
+    assert all(0.0 <= p <= 1.0 for p in img["pixels"])
+    assert img["pixels"] == pytest.approx(pixels_of(expected), abs=1.5e-4)
+
+
+# ----------------------------------------------------------------------------- good answers
+
+
+def test_info(client: Client, model: Any, test_x: torch.Tensor) -> None:
+    info = client.get("/api/info")
+    assert info["latent_dim"] == LATENT
+    assert info["image_shape"] == [1, 8, 8]
+    assert info["classes"] == [str(d) for d in range(10)]
+    assert info["clamp"] == app.Z_MAX
+    assert info["test_images"] == len(test_x)
+    with torch.inference_mode():
+        mu, logvar = model.encode(test_x)
+    kl = (-0.5 * (logvar + 1 - logvar.exp() - mu**2)).double().mean(0)
+    assert info["kl_per_dim"] == pytest.approx(kl.tolist(), rel=1e-5, abs=1e-7)
+    variance = mu.double().var(0, correction=0)
+    active = [d for d in sorted(range(LATENT), key=lambda d: -kl[d]) if variance[d] > 0.01]
+    assert info["active"] == active
+
+
+def test_pca_map(client: Client, model: Any, test_x: torch.Tensor) -> None:
+    m = client.get("/api/map")
+    assert m["method"] == "pca"
+    assert len(m["points"]) == len(test_x) == len(m["labels"])
+    basis = torch.tensor(m["basis"], dtype=torch.float64)
+    assert basis.shape == (2, LATENT)
+    assert torch.allclose(basis @ basis.T, torch.eye(2, dtype=torch.float64), atol=1e-5)
+    with torch.inference_mode():
+        mu = model.encode(test_x)[0].double()
+    mean = torch.tensor(m["mean"], dtype=torch.float64)
+    assert torch.allclose(mean, mu.mean(0), atol=1e-5)
+    points = torch.tensor(m["points"], dtype=torch.float64)
+    assert torch.allclose(points, (mu - mean) @ basis.T, atol=2e-4)
+    # the first axis is the direction of largest variance of the codes
+    top = torch.linalg.eigh(torch.cov(mu.T))[1][:, -1]
+    assert abs(float(top @ basis[0])) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_map_of_chosen_dims(client: Client, model: Any, test_x: torch.Tensor) -> None:
+    m = client.get("/api/map?dims=2,0")
+    assert m["method"] == "dims"
+    assert m["basis"] == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    with torch.inference_mode():
+        mu = model.encode(test_x)[0]
+    assert torch.allclose(torch.tensor(m["points"]), mu[:, [2, 0]], atol=2e-4)
+    assert m["mean"][0] == m["mean"][2] == 0.0
+    assert m["mean"][1] == pytest.approx(float(mu[:, 1].mean()), abs=1e-5)
+
+
+def test_latent_map_of_a_2d_run(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run2", latent=2, epochs=1)
+    for c in serve(run):
+        m = c.get("/api/map")
+        assert m["method"] == "latent" and m["mean"] == [0.0, 0.0]
+        assert m["basis"] == [[1.0, 0.0], [0.0, 1.0]]
+        code = c.get("/api/code?index=5")
+        assert m["points"][5] == pytest.approx(code["z"], abs=1e-4)
+
+
+def test_decode_is_the_models_decode(client: Client, model: Any) -> None:
+    z = [0.5, -1.25, 2.0]
+    out = client.post("/api/decode", {"z": z})
+    with torch.inference_mode():
+        expected = model.decode_mean(torch.tensor([z]))[0]
+    assert_image(out, expected)
+    assert "sample" not in out
+
+
+def test_decode_with_a_sample(client: Client, model: Any) -> None:
+    z = [0.1, 0.2, -0.3]
+    a = client.post("/api/decode", {"z": z, "sample": True, "seed": 7})
+    b = client.post("/api/decode", {"z": z, "sample": True, "seed": 7})
+    assert a == b and a["seed"] == 7
+    assert set(a["sample"]["pixels"]) <= {0.0, 1.0}
+    assert client.post("/api/decode", {"z": z, "sample": True})["seed"] == 0
+
+
+def test_code_is_the_encoders_mean(client: Client, model: Any, test_x: torch.Tensor, run_dir: Path) -> None:
+    labels = load_run(run_dir, "vae").labels("test")
+    for i in (0, 17, len(test_x) - 1):
+        out = client.get(f"/api/code?index={i}")
+        with torch.inference_mode():
+            mu = model.encode(test_x[i : i + 1])[0][0]
+        assert out["z"] == pytest.approx(mu.tolist(), abs=1e-6)
+        assert_image(out["image"], test_x[i])
+        assert out["label"] == int(labels[i])
+
+
+def test_interpolation_ends_at_the_codes(client: Client, model: Any) -> None:
+    a, b = client.get("/api/code?index=3"), client.get("/api/code?index=40")
+    out = client.post("/api/interpolate", {"a": 3, "b": 40, "steps": 6})
+    assert len(out["images"]) == 6
+    with torch.inference_mode():
+        za, zb = torch.tensor([a["z"]]), torch.tensor([b["z"]])
+        mid = model.decode_mean(za + 0.4 * (zb - za))[0]
+        assert_image(out["images"][0], model.decode_mean(za)[0])
+        assert_image(out["images"][-1], model.decode_mean(zb)[0])
+    assert_image(out["images"][2], mid)
+
+
+def test_samples(client: Client, model: Any) -> None:
+    out = client.get("/api/samples?n=5&seed=11")
+    with torch.inference_mode():
+        expected = model.sample(5, torch.Generator().manual_seed(11))
+    assert len(out["images"]) == 5
+    for img, x in zip(out["images"], expected, strict=True):
+        assert_image(img, x)
+    assert len(client.get("/api/samples")["images"]) == 16
+
+
+def test_encode_pixels(client: Client, model: Any, test_x: torch.Tensor) -> None:
+    gen = torch.Generator().manual_seed(3)
+    unit = torch.rand((1, 8, 8), generator=gen)
+    out = client.post("/api/encode", {"pixels": unit.flatten().tolist()})
+    x = eval_images(torch.round(unit * 255).to(torch.uint8).unsqueeze(0), "dynamic")  # a binary run
+    with torch.inference_mode():
+        mu = model.encode(x)[0]
+        nll = estimate_batch(x, model, 200, generator=torch.Generator().manual_seed(0)).nll
+        recon = model.decode_mean(mu)[0]
+    assert out["z"] == pytest.approx(mu[0].tolist(), abs=1e-5)
+    assert out["nll"] == pytest.approx(float(nll[0]), rel=1e-5)
+    assert 0 < out["nll"] < 64 * math.log(2) * 4  # nats, of a 64-pixel binary image
+    assert_image(out["reconstruction"], recon)
+    m = client.get("/api/map")
+    point = (torch.tensor(out["z"]) - torch.tensor(m["mean"])) @ torch.tensor(m["basis"]).T
+    assert out["point"] == pytest.approx(point.tolist(), abs=1e-4)
+    assert "binarized" in out["converted"]
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_encode_an_upload(client: Client, model: Any) -> None:
+    gen = torch.Generator().manual_seed(5)
+    rgb = (torch.rand((20, 16, 3), generator=gen) * 255).to(torch.uint8)
+    image = Image.frombytes("RGB", (16, 20), rgb.numpy().tobytes())
+    out = client.post("/api/encode", {"image": png(image)})
+    small = image.convert("L").resize((8, 8), Image.Resampling.BILINEAR)
+    pixels = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8).view(1, 1, 8, 8)
+    with torch.inference_mode():
+        mu = model.encode(eval_images(pixels, "dynamic"))[0]
+    assert out["z"] == pytest.approx(mu[0].tolist(), abs=1e-5)
+    assert "resized to 8x8" in out["converted"] and "greyscale" in out["converted"]
+    jpeg = client.post("/api/encode", {"image": "data:image/jpeg;base64," + png(image, "JPEG")})
+    assert len(jpeg["z"]) == LATENT and math.isfinite(jpeg["nll"])
+
+
+# ----------------------------------------------------------------------------- static files
+
+
+def test_page_and_static_whitelist(client: Client) -> None:
+    status, headers, body = client.raw("GET", "/")
+    assert status == 200 and headers["content-type"].startswith("text/html") and body
+    names = app.static_files()
+    for name in names:
+        assert client.raw("GET", f"/static/{name}")[0] == 200
+    for path in ("/static/../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/static/..%2fapp.py",
+                 "/static/", "/static/../app.py", "/static/./index.html", "/../../etc/passwd",
+                 "/static/%2e%2e%2fapp.py", "/static//etc/passwd", "/static/nope.js"):
+        status, headers, body = client.raw("GET", path)
+        assert status == 404, path
+        assert b"root:" not in body and b"import" not in body
+        assert "error" in json.loads(body)
+
+
+def test_placeholder_page_without_static(client: Client, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app, "STATIC", tmp_path / "none")
+    status, _, body = client.raw("GET", "/")
+    assert status == 200 and b"not installed yet" in body
+    assert client.raw("GET", "/static/index.html")[0] == 404
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+Z_OK = [0.0, 0.0, 0.0]
+BAD: list[tuple[str, str, Any, int]] = [
+    ("POST", "/api/decode", {"z": [0.0, 0.0]}, 400),  # wrong length
+    ("POST", "/api/decode", {"z": [0, "a", 0]}, 400),
+    ("POST", "/api/decode", {"z": [0, True, 0]}, 400),
+    ("POST", "/api/decode", {"z": "0,0,0"}, 400),
+    ("POST", "/api/decode", {"z": [0, 0, 6.5]}, 422),
+    ("POST", "/api/decode", {"z": [0, -1e9, 0]}, 422),
+    ("POST", "/api/decode", {"z": [0, 10**400, 0]}, 422),
+    ("POST", "/api/decode", {"z": Z_OK, "extra": 1}, 400),
+    ("POST", "/api/decode", {"Z": Z_OK}, 400),
+    ("POST", "/api/decode", {}, 400),
+    ("POST", "/api/decode", [0, 0, 0], 400),
+    ("POST", "/api/decode", "z", 400),
+    ("POST", "/api/decode", {"z": Z_OK, "sample": "yes"}, 400),
+    ("POST", "/api/decode", {"z": Z_OK, "seed": 3}, 400),
+    ("POST", "/api/decode", {"z": Z_OK, "sample": True, "seed": -1}, 400),
+    ("POST", "/api/decode", {"z": Z_OK, "sample": True, "seed": 2**40}, 400),
+    ("GET", "/api/decode", None, 405),
+    ("PUT", "/api/decode", {"z": Z_OK}, 405),
+    ("POST", "/api/info", {}, 405),
+    ("DELETE", "/api/info", None, 405),
+    ("GET", "/api/info?x=1", None, 400),
+    ("GET", "/api/nothing", None, 404),
+    ("GET", "/api", None, 404),
+    ("GET", "/api/code", None, 400),
+    ("GET", "/api/code?index=-1", None, 400),
+    ("GET", "/api/code?index=180", None, 400),
+    ("GET", "/api/code?index=1.5", None, 400),
+    ("GET", "/api/code?index=1&index=2", None, 400),
+    ("GET", "/api/code?index=99999999999999999999", None, 400),
+    ("GET", "/api/map?dims=0", None, 400),
+    ("GET", "/api/map?dims=1,1", None, 400),
+    ("GET", "/api/map?dims=0,3", None, 400),
+    ("GET", "/api/map?dims=a,b", None, 400),
+    ("GET", "/api/samples?n=0", None, 400),
+    ("GET", "/api/samples?n=65", None, 400),
+    ("GET", "/api/samples?seed=-3", None, 400),
+    ("GET", "/api/samples?n=", None, 400),
+    ("POST", "/api/interpolate", {"a": 0, "b": 1, "steps": 1}, 400),
+    ("POST", "/api/interpolate", {"a": 0, "b": 1, "steps": 33}, 400),
+    ("POST", "/api/interpolate", {"a": 0, "b": 180, "steps": 4}, 400),
+    ("POST", "/api/interpolate", {"a": 0.0, "b": 1, "steps": 4}, 400),
+    ("POST", "/api/interpolate", {"a": 0, "b": 1}, 400),
+    ("POST", "/api/encode", {"pixels": [0.5] * 63}, 400),
+    ("POST", "/api/encode", {"pixels": [1.5] * 64}, 400),
+    ("POST", "/api/encode", {"pixels": [-0.1] * 64}, 400),
+    ("POST", "/api/encode", {"pixels": [0.5] * 64, "image": "x"}, 400),
+    ("POST", "/api/encode", {}, 400),
+    ("POST", "/api/encode", {"image": "not base64!"}, 400),
+    ("POST", "/api/encode", {"image": base64.b64encode(b"GIF89a not a png").decode()}, 400),
+    ("POST", "/api/encode", {"image": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode()}, 400),
+    ("POST", "/api/encode", {"image": 5}, 400),
+]
+
+
+def check_error(status: int, body: Any, expected: int, one_sentence: Callable[..., None]) -> None:
+    assert status == expected, body
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    one_sentence(body["error"])
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), BAD,
+                         ids=[f"{m} {p} {i}" for i, (m, p, _, _) in enumerate(BAD)])
+def test_bad_requests_are_one_sentence(client: Client, one_sentence: Callable[..., None], method: str,
+                                       path: str, body: Any, expected: int) -> None:
+    status, out = client.call(method, path, body)
+    check_error(status, out, expected, one_sentence)
+    assert client.get("/api/info")["latent_dim"] == LATENT  # still answering
+
+
+@pytest.mark.parametrize(("body", "headers", "expected"), [
+    (b"{not json", {}, 400),
+    (b'{"z": [NaN, 0, 0]}', {}, 400),
+    (b'{"z": [Infinity, 0, 0]}', {}, 400),
+    (b'{"z": [0, -Infinity, 0]}', {}, 400),
+    (b'{"z": [1e400, 0, 0]}', {}, 400),
+    (b'{"z": [0, 0, 0], "z": [1, 1, 1]}', {}, 400),
+    (b"\xff\xfe{}", {}, 400),
+    (b"[" * 100_000, {}, 400),
+    (b"", {}, 400),
+    (b"{}", {"Content-Length": "abc"}, 400),
+    (b"{}", {"Content-Length": str(app.MAX_BODY + 1)}, 413),
+], ids=lambda v: repr(v)[:30])
+def test_bad_bodies(client: Client, one_sentence: Callable[..., None], body: bytes,
+                    headers: dict[str, str], expected: int) -> None:
+    try:
+        status, h, out = client.raw("POST", "/api/decode", body, headers)
+    except (ConnectionResetError, BrokenPipeError):  # a 413 closes before the body is sent
+        assert expected == 413
+        return
+    check_error(status, json.loads(out), expected, one_sentence)
+    assert client.get("/api/info")["latent_dim"] == LATENT
+
+
+def raw_socket(client: Client, data: bytes) -> bytes:
+    with socket.create_connection((str(client.host), int(client.port)), timeout=30) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_post_without_content_length_and_garbage_requests(client: Client,
+                                                          one_sentence: Callable[..., None]) -> None:
+    reply = raw_socket(client, b"POST /api/decode HTTP/1.0\r\nHost: x\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"411"
+    one_sentence(json.loads(body)["error"])
+    for garbage in (b"GARBAGE\r\n\r\n", b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n",
+                    b"\x00\x01\x02 / HTTP/1.0\r\n\r\n", b"FOO /api/info HTTP/1.0\r\n\r\n"):
+        head, _, body = raw_socket(client, garbage).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/") and head.split()[1] in (b"400", b"414", b"431", b"501"), head
+        one_sentence(json.loads(body)["error"])
+    assert client.get("/api/info")["latent_dim"] == LATENT
+
+
+def test_uploads_too_large(client: Client, one_sentence: Callable[..., None]) -> None:
+    huge = Image.new("L", (4200, 4100))  # more pixels than MAX_UPLOAD_PIXELS, a small file
+    status, out = client.call("POST", "/api/encode", {"image": png(huge)})
+    check_error(status, out, 413, one_sentence)
+    noise = base64.b64encode(torch.randint(0, 256, (app.MAX_UPLOAD + 10,), dtype=torch.uint8).numpy()
+                             .tobytes()).decode()
+    status, out = client.call("POST", "/api/encode", {"image": noise})
+    check_error(status, out, 413, one_sentence)
+    assert client.get("/api/info")["latent_dim"] == LATENT
+
+
+# ----------------------------------------------------------------------------- concurrency, the run
+
+
+def test_concurrent_requests_answer_as_sequential_ones(client: Client) -> None:
+    gen = torch.Generator().manual_seed(1)
+    jobs: list[tuple[str, str, Any]] = []
+    for i in range(24):
+        z = (torch.randn(LATENT, generator=gen) * 2).clamp(-5, 5).tolist()
+        jobs.append(("POST", "/api/decode", {"z": z, "sample": True, "seed": i}))
+        jobs.append(("GET", f"/api/code?index={i}", None))
+        jobs.append(("GET", f"/api/samples?n=3&seed={i}", None))
+    jobs.append(("POST", "/api/encode", {"pixels": [0.25] * 64}))
+    jobs.append(("POST", "/api/interpolate", {"a": 1, "b": 2, "steps": 8}))
+    sequential = [client.call(*job) for job in jobs]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda job: client.call(*job), jobs))
+    assert concurrent == sequential
+    assert all(status == 200 for status, _ in sequential)
+
+
+def test_cli_refuses_a_bad_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               one_sentence: Callable[..., None]) -> None:
+    assert cli.main(["serve", str(tmp_path / "missing"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaekit serve: error: ") and "Traceback" not in err
+    one_sentence(err.removeprefix("vaekit serve: error: "), str(tmp_path / "missing"))
+    classifier = make_classifier_run(tmp_path / "clf", epochs=1)
+    assert cli.main(["serve", str(classifier), "--port", "0", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "classifier run" in err
+    one_sentence(err.removeprefix("vaekit serve: error: "))
+
+
+def test_cli_prints_the_address_and_warns_off_loopback(run_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def stop(self: app.ExplorerServer, poll_interval: float = 0.5) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app.ExplorerServer, "serve_forever", stop)
+    threads = torch.get_num_threads()
+    try:
+        assert cli.main(["serve", str(run_dir), "--port", "0", "--threads", "1"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("http://127.0.0.1:") and out.strip().endswith("/")
+        assert "warning" not in err
+        assert cli.main(["serve", str(run_dir), "--host", "0.0.0.0", "--port", "0", "--threads", "1"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("http://0.0.0.0:") and "warning" in err and "loopback" in err
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_run_directory_is_unchanged(client: Client, run_dir: Path, before: dict[str, str]) -> None:
+    client.post("/api/encode", {"pixels": [0.5] * 64})  # after every request above
+    assert digest(run_dir) == before
