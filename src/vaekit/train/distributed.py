@@ -35,6 +35,8 @@ process.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime
 import os
 import subprocess
@@ -119,7 +121,20 @@ def world(device: str = "cpu") -> World | None:
             raise ConfigError(f"rank {rank} of {size} could not join the rendezvous at {where} "
                               f"({str(err).splitlines()[0].rstrip('.')[:200]}).") from None
     _WORLD = World(rank, size)
+    atexit.register(_finish)
     return _WORLD
+
+
+def _finish() -> None:
+    """At exit: wait for the other ranks, then close the process group. A rank that leaves while
+    another still works (rank 0 writing eval.json) would tear gloo down under it: the C++ runtime
+    then aborts the process ("terminate called without an active exception")."""
+    import torch.distributed as dist  # only ever imported by a distributed run
+
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):  # a dead peer: torchrun is already ending the run
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 def share(total: int, w: World) -> tuple[int, int]:
