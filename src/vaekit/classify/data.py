@@ -21,6 +21,7 @@ from torch import Tensor
 
 from vaekit.data.load import Dataset, Split
 from vaekit.errors import DataError
+from vaekit.train.loop import DeviceImages
 
 RESIZE_CHUNK = 2048  # images resized at once: bounds the float copy of a 112x112 Fashion-MNIST
 
@@ -86,20 +87,12 @@ def augment(x: Tensor, crop: int, flip: bool, generator: torch.Generator) -> Ten
 
 
 @dataclass
-class Labelled:
+class Labelled(DeviceImages):
     """A classifier's training batches: x = to_unit(pixels), augmented, and the labels."""
 
-    images: Tensor  # uint8 (N, C, H, W) on the device
     labels: Tensor  # int64 (N,) on the device
     crop: int = 0
     flip: bool = False
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
 
     def __call__(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         x = augment(to_unit(self.images.index_select(0, index)), self.crop, self.flip, generator)

@@ -54,11 +54,10 @@ class Batches(Protocol):
 
 
 @dataclass
-class Pixels:
-    """The VAE's batches: uint8 images (N, C, H, W) on the device, x = `prepare(pixels, mode)`."""
+class DeviceImages:
+    """What every `Batches` holds: the training set's uint8 images (N, C, H, W) on the device."""
 
     images: Tensor
-    mode: str
 
     @property
     def device(self) -> torch.device:
@@ -66,6 +65,13 @@ class Pixels:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+@dataclass
+class Pixels(DeviceImages):
+    """The VAE's batches: x = `prepare(pixels, mode)`."""
+
+    mode: str
 
     def __call__(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         return prepare(self.images.index_select(0, index), self.mode, generator), None
