@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from vaekit.errors import ConfigError
 
 MODEL_KINDS = ("mlp", "conv")
+PRIORS = ("standard", "vamp")  # p(z): N(0, I), or the VampPrior (a mixture of q(z|u_k), `vaekit.vae.priors`)
 LIKELIHOODS = ("bernoulli", "gaussian")
 VARIANCES = ("pixel", "global")  # a Gaussian decoder's learned log-variance: one per pixel, or one
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "leaky_relu")
@@ -65,6 +66,12 @@ class ModelConfig:
     kernel_size: int = 4  # conv only
     stride: int = 2  # conv only
     image_shape: list[int] | None = None  # (C, H, W), filled in from the data at training time
+    # Issue 15's pieces (Tomczak & Welling 2018): gated layers h = (W x + b) * sigmoid(V x + c) in
+    # place of linear + activation; the prior p(z); one or two stochastic layers (z1 | z2, z2).
+    gated: bool = False
+    prior: str = "standard"  # standard | vamp
+    pseudo_inputs: int = 500  # vamp only: K learned pseudo-inputs u_k of p(z) = 1/K sum_k q(z|u_k)
+    stochastic_layers: int = 1  # 1: z; 2: the hierarchical VAE, z2 -> z1 -> x, each of size latent
 
 
 @dataclass
@@ -97,6 +104,9 @@ class LoopConfig:
     # where it applies (MLP, Bernoulli, ReLU/tanh, one-sample reparameterized ELBO), autograd
     # elsewhere; 'autograd' always uses autograd (the same loss; other rounding, so other numbers).
     engine: str = "auto"
+    # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
+    # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.
+    time_budget: float = 0.0
 
 
 @dataclass
@@ -170,6 +180,8 @@ BOUNDS: dict[str, Bound] = {
     "model.kernel_size": Bound("the conv kernel size", 1, MAX_SIZE),
     "model.stride": Bound("the conv stride", 1, MAX_SIZE),
     "model.image_shape": Bound("each image size of [C, H, W]", 1, MAX_SIZE),
+    "model.pseudo_inputs": Bound("the number of pseudo-inputs", 1, 100_000),
+    "model.stochastic_layers": Bound("the number of stochastic layers", 1, 2),
     "optim.lr": Bound("the learning rate", 0, 100, low_open=True),
     "optim.weight_decay": Bound("the weight decay", 0, 100),
     "optim.momentum": Bound("the momentum", 0, 1, high_open=True),
@@ -185,6 +197,7 @@ BOUNDS: dict[str, Bound] = {
     "train.patience": Bound("the patience in epochs", 0, MAX_SIZE),
     "train.seed": Bound("the seed", 0, SEED_MAX),
     "train.threads": Bound("the number of CPU threads", 0, MAX_THREADS),
+    "train.time_budget": Bound("the time budget in seconds", 0, 1e8),
 }
 
 
@@ -393,6 +406,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     choice("likelihood", m.likelihood, LIKELIHOODS)
     choice("variance", m.variance, VARIANCES)
     choice("activation", m.activation, ACTIVATIONS)
+    choice("prior", m.prior, PRIORS)
     choice("optimizer", config.optim.name, OPTIMIZERS)
     choice("schedule", config.optim.schedule, SCHEDULES)
     choice("objective", t.objective, OBJECTIVES)
@@ -410,13 +424,18 @@ def validate(config: TrainConfig) -> TrainConfig:
     if t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"):
         raise ConfigError("beta, warmup, free_bits and the score estimator apply to the elbo objective "
                           "only, not to iwae.")
+    if (m.prior != "standard" or m.stochastic_layers > 1) and (t.free_bits or t.estimator != "reparam"):
+        raise ConfigError("free bits and the score estimator need the closed-form KL of one Gaussian layer "
+                          "against N(0, I); the vamp prior and two stochastic layers estimate the KL by "
+                          "Monte Carlo: use --free-bits 0 --estimator reparam.")
     if t.estimator == "score" and t.free_bits:
         raise ConfigError("free_bits is not supported with the score estimator; use --estimator reparam.")
     return config
 
 
 # Settings that may change when a run is resumed: how long it goes on and where it computes.
-RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir")
+RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir",
+                     "train.time_budget")
 
 
 def differences(a: Any, b: Any) -> list[str]:

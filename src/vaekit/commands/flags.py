@@ -61,3 +61,18 @@ def int_list_flag(flag: str) -> Callable[[str], list[int]]:
 
     convert.__name__ = f"int_list_flag({flag})"
     return convert
+
+
+def duration_flag(flag: str) -> Callable[[str], float]:
+    """An argparse `type=` for a duration ('60m', '1h30m', '90s', '3600'), in seconds, naming its
+    flag (`vaekit.train.budget.parse_duration`)."""
+    from vaekit.train.budget import parse_duration
+
+    def convert(text: str) -> float:
+        try:
+            return parse_duration(text, flag)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+
+    convert.__name__ = f"duration_flag({flag})"
+    return convert

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+from vaekit.commands.flags import duration_flag, float_flag, int_flag, int_list_flag
 from vaekit.config import TrainConfig, load_toml
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
@@ -25,7 +25,7 @@ D = TrainConfig()  # the defaults, quoted in the help
 # flag defaults to None, meaning "not given". A value argparse cannot convert is one sentence naming
 # the flag (`vaekit.cli.int_flag` and co.); a converted one is checked by `config.apply` (finite, in
 # range), which names the "command line" as its origin.
-FLAGS: dict[str, tuple[str, str, type, str]] = {
+FLAGS: dict[str, tuple[str, str, type | str, str]] = {
     "--data": ("data", "name", str, f"dataset name or .npy/.npz path (default: {D.data.name})"),
     "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
                    "order of `vaekit data`)"),
@@ -33,6 +33,14 @@ FLAGS: dict[str, tuple[str, str, type, str]] = {
                    "Bernoulli(pixel/255) each batch; auto = dynamic for bernoulli, none for gaussian "
                    f"(default: {D.data.binarize})"),
     "--model": ("model", "kind", str, f"{'|'.join(cfg.MODEL_KINDS)} (default: {D.model.kind})"),
+    "--layers": ("model", "stochastic_layers", int, "stochastic layers: 1 (z), or 2 (the hierarchical VAE "
+                 f"z2 -> z1 -> x) (default: {D.model.stochastic_layers})"),
+    "--gated": ("model", "gated", "switch", "gated layers h = (Wx + b) * sigmoid(Vx + c) in place of "
+                "linear + activation (default: off)"),
+    "--prior": ("model", "prior", str, f"p(z): {'|'.join(cfg.PRIORS)} (vamp: the VampPrior, a mixture of the "
+                f"posteriors of learned pseudo-inputs) (default: {D.model.prior})"),
+    "--pseudo-inputs": ("model", "pseudo_inputs", int, "the VampPrior's number of pseudo-inputs "
+                        f"(default: {D.model.pseudo_inputs})"),
     "--hidden": ("model", "hidden", list, "dense hidden sizes, comma list, e.g. 512,256 "
                  f"(default: {','.join(map(str, D.model.hidden))})"),
     "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),
@@ -61,6 +69,9 @@ FLAGS: dict[str, tuple[str, str, type, str]] = {
                    f"(default: {D.optim.schedule})"),
     "--clip": ("optim", "clip", float, f"max gradient norm, 0 = off (default: {D.optim.clip})"),
     "--batch-size": ("train", "batch_size", int, f"images per step (default: {D.train.batch_size})"),
+    "--time-budget": ("train", "time_budget", "duration", "wall time of training, e.g. 60m, 1h30m, 90s: the "
+                      "run plans its epochs, cosine decay and warm-up to end inside it (replaces --epochs) "
+                      "(default: none)"),
     "--epochs": ("train", "epochs", int, f"epochs in all; with --resume, train up to this many "
                  f"(default: {D.train.epochs})"),
     "--patience": ("train", "patience", int, "early stopping after this many epochs without a better "
@@ -91,14 +102,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (default: a bar on a terminal)")
     for flag, (_, _, kind, text) in FLAGS.items():
-        p.add_argument(flag, type=converter(flag, kind), default=None, help=text)
+        if kind == "switch":  # a flag without a value: given means true
+            p.add_argument(flag, action="store_const", const=True, default=None, help=text)
+        else:
+            p.add_argument(flag, type=converter(flag, kind), default=None, help=text)
     p.set_defaults(func=run)
 
 
-def converter(flag: str, kind: type) -> Callable[[str], Any]:
-    """The argparse `type=` of a flag of `kind` (str, int, float, list of ints)."""
-    makers: dict[type, Callable[[str], Callable[[str], Any]]] = {
-        int: int_flag, float: float_flag, list: int_list_flag}
+def converter(flag: str, kind: type | str) -> Callable[[str], Any]:
+    """The argparse `type=` of a flag of `kind` (str, int, float, list of ints, 'duration')."""
+    makers: dict[type | str, Callable[[str], Callable[[str], Any]]] = {
+        int: int_flag, float: float_flag, list: int_list_flag, "duration": duration_flag}
     return makers[kind](flag) if kind in makers else str
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaekit.vae.prob import VAE, gaussian_kl_per_dim, log_weights
+from vaekit.vae.prob import VAE, closed_form_kl, gaussian_kl_per_dim, log_weights, noise_dim
 
 MEMORY_BUDGET = 256 * 2**20  # bytes: half for a chunk's eps, z and log w, half for a decoder call
 EPS_BLOCK = 32  # eps are drawn in blocks of this many samples: results do not depend on the chunk size
@@ -94,16 +94,16 @@ def draw_eps_blocks(n_blocks: int, batch: int, latent_dim: int, generator: torch
 @dataclass
 class BatchEstimate:
     """Per-image results of `estimate_batch`, in nats: nll = -L_k (IWAE eq. 8); recon = -1/k sum_i
-    log p(x|z_i) over the same k samples; kl_per_dim (B, D) closed form (sheet Ex.2 Q3); mu (B, D)."""
+    log p(x|z_i) over the same k samples; kl (B,): KL(q(z|x) || p(z)), the sum of kl_per_dim (B, D)
+    in closed form (sheet Ex.2 Q3) for one Gaussian layer against N(0, I), else the Monte-Carlo
+    1/k sum_i [log q(z_i|x) - log p(z_i)] over the same k samples (kl_per_dim None); mu (B, D) of
+    q(z|x) (of the top layer for two)."""
 
     nll: Tensor
     recon: Tensor
-    kl_per_dim: Tensor
+    kl: Tensor
+    kl_per_dim: Tensor | None
     mu: Tensor
-
-    @property
-    def kl(self) -> Tensor:
-        return self.kl_per_dim.sum(dim=-1)
 
     @property
     def neg_elbo(self) -> Tensor:
@@ -133,20 +133,21 @@ def estimate_batch(x: Tensor, model: VAE, k: int, *, eps: Tensor | None = None,
     no one else's. The encoder runs once. Samples go in chunks of `chunk` (eps, z, log w of a
     chunk at once; chunks combine by a running logaddexp), and each chunk is decoded `tile`
     samples (tile * B latents) per call.
-    `eps` (k, B, D) fixes the samples; otherwise they come from `generator` in blocks of EPS_BLOCK.
+    `eps` (k, B, noise_dim) fixes the samples; otherwise they come from `generator` in blocks of EPS_BLOCK.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     mu, logvar = model.encode(x)  # (B, D) each
-    b, d = mu.shape
+    b, d = mu.shape[0], noise_dim(model)
     if eps is not None and eps.shape != (k, b, d):
         raise ValueError(f"eps must have shape {(k, b, d)}, got {tuple(eps.shape)}")
     if chunk is None:
         chunk = chunk_size(k, b, d, budget)
     if tile is None:
-        tile = tile_size(b, x[0].numel(), activation_elements(model, d), budget)
+        tile = tile_size(b, x[0].numel(), activation_elements(model, model.latent_dim), budget)
     lse = torch.full((b,), -math.inf, dtype=mu.dtype)  # running logsumexp of log w, (B,)
     sum_log_px = torch.zeros(b, dtype=mu.dtype)
+    sum_log_w = torch.zeros(b, dtype=mu.dtype)
     for start in range(0, k, chunk):
         c = min(chunk, k - start)
         if eps is not None:
@@ -160,5 +161,10 @@ def estimate_batch(x: Tensor, model: VAE, k: int, *, eps: Tensor | None = None,
             log_w[t0 : t0 + tile], log_px[t0 : t0 + tile] = lw, lpx
         lse = torch.logaddexp(lse, torch.logsumexp(log_w, dim=0))
         sum_log_px += log_px.sum(dim=0)
+        sum_log_w += log_w.sum(dim=0)
     nll = -(lse - math.log(k))
-    return BatchEstimate(nll, -sum_log_px / k, gaussian_kl_per_dim(mu, logvar), mu)
+    if closed_form_kl(model):
+        kl_d = gaussian_kl_per_dim(mu, logvar)
+        return BatchEstimate(nll, -sum_log_px / k, kl_d.sum(dim=-1), kl_d, mu)
+    # log q - log p = log p(x|z) - log w at each sample
+    return BatchEstimate(nll, -sum_log_px / k, (sum_log_px - sum_log_w) / k, None, mu)

@@ -52,7 +52,7 @@ from vaekit.evaluate.iwae import (
 from vaekit.evaluate.latents import active_units, probe_accuracy
 from vaekit.train import distributed
 from vaekit.vae.models import VAEBase
-from vaekit.vae.prob import VAE, decoder_mean
+from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim
 
 EVAL_JSON = "eval.json"
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
@@ -64,7 +64,7 @@ INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
 OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
                     "batch_size", "threads", "binarization_seed", "world_size")
-TEXT_FIELDS = ("dataset", "binarization", "model_sha256")
+TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate")
 
 
 def _number(value: Any) -> bool:
@@ -80,7 +80,8 @@ class Evaluation:
 
     nll: Tensor  # (N,)
     recon: Tensor  # (N,)
-    kl_per_dim: Tensor  # (N, D)
+    kl: Tensor  # (N,) closed form, or Monte Carlo over the k samples (`kl_per_dim` None)
+    kl_per_dim: Tensor | None  # (N, D) closed form, one Gaussian layer against N(0, I)
     mu: Tensor  # (N, D)
     sq_error: Tensor  # (N,) mean over pixels of (E[x|z=mu] - x)^2
     k: int
@@ -89,7 +90,7 @@ class Evaluation:
     def summary(self, pixels: int) -> dict[str, Any]:
         n = int(self.nll.shape[0])
         nll = float(self.nll.double().mean())
-        kl = float(self.kl_per_dim.double().sum(dim=1).mean())
+        kl = float(self.kl.double().mean())
         recon = float(self.recon.double().mean())
         count, variances = active_units(self.mu)
         return {
@@ -97,7 +98,8 @@ class Evaluation:
             "k": self.k, "bits_per_dim": nll / (pixels * math.log(2.0)), "active_units": count,
             "latent_dim": int(self.mu.shape[1]), "images": n,
             "test_nll_stderr": float(self.nll.double().std() / math.sqrt(n)) if n > 1 else None,
-            "kl_per_dim": self.kl_per_dim.double().mean(dim=0).tolist(),
+            "kl_per_dim": None if self.kl_per_dim is None else self.kl_per_dim.double().mean(dim=0).tolist(),
+            "kl_estimate": "closed form" if self.kl_per_dim is not None else f"Monte Carlo, k = {self.k}",
             "latent_mean_variance": variances.tolist(),
             "mse": float(self.sq_error.double().mean()),
             "seconds": round(self.seconds, 3),
@@ -124,30 +126,32 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
     generator = torch.Generator().manual_seed(seed)
     n, pixels = x.shape[0], x[0].numel()
     b = min(batch_size, n)
-    chunk = chunk_size(k, b, model.latent_dim, budget)
-    tile = tile_size(b, pixels, activation_elements(model, model.latent_dim), budget, target_rows=target_rows)
-    parts: list[tuple[Tensor, ...]] = []
+    d, e = model.latent_dim, noise_dim(model)
+    dk = d if closed_form_kl(model) else 0  # columns of the closed-form KL per dimension
+    chunk = chunk_size(k, b, e, budget)
+    tile = tile_size(b, pixels, activation_elements(model, d), budget, target_rows=target_rows)
+    parts: list[Tensor] = []  # one table (b, 4 + dk + d) per batch
     with tqdm(total=n, desc=f"eval k={k}", unit="img", disable=None if progress is None else not progress,
               dynamic_ncols=True) as bar:
         for i, start in enumerate(range(0, n, b)):
             xb = x[start : start + b]
             if world is not None and i % world.size != world.rank:
-                skip_batch_draws(k, xb.shape[0], model.latent_dim, generator, chunk)
-                parts.append(tuple(torch.zeros((xb.shape[0], *s)) for s in ((), (), (model.latent_dim,),
-                                                                              (model.latent_dim,), ())))
+                skip_batch_draws(k, xb.shape[0], e, generator, chunk)
+                parts.append(torch.zeros((xb.shape[0], 4 + dk + d)))
                 continue
             est = estimate_batch(xb, model, k, generator=generator, chunk=chunk, tile=tile)
             mean = decoder_mean(model.decode(est.mu)).reshape(xb.shape[0], -1)
             sq = (mean - xb.reshape(xb.shape[0], -1)).pow(2).mean(dim=1)
-            parts.append((est.nll, est.recon, est.kl_per_dim, est.mu, sq))
+            per_dim = est.kl_per_dim if est.kl_per_dim is not None else est.mu[:, :0]
+            parts.append(torch.cat([est.nll[:, None], est.recon[:, None], est.kl[:, None], sq[:, None],
+                                    per_dim, est.mu], dim=1))
             bar.update(xb.shape[0])
-    nll, recon, kl_per_dim, mu, sq = (torch.cat(c) for c in zip(*parts, strict=True))
+    table = torch.cat(parts)  # (N, 4 + dk + d): nll, recon, kl, sq, kl per dim, mu
     if world is not None:
-        d = model.latent_dim
-        table = world.all_reduce(torch.cat([nll[:, None], recon[:, None], kl_per_dim, mu, sq[:, None]], 1))
-        nll, recon, kl_per_dim, mu, sq = table.split([1, 1, d, d, 1], dim=1)
-        nll, recon, sq = nll[:, 0], recon[:, 0], sq[:, 0]
-    return Evaluation(nll, recon, kl_per_dim, mu, sq, k=k, seconds=time.perf_counter() - t0)
+        table = world.all_reduce(table)
+    nll, recon, kl, sq, kl_per_dim, mu = table.split([1, 1, 1, 1, dk, d], dim=1)
+    return Evaluation(nll[:, 0], recon[:, 0], kl[:, 0], kl_per_dim if dk else None, mu, sq[:, 0], k=k,
+                      seconds=time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------- a run

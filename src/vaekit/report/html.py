@@ -51,7 +51,8 @@ EVAL_ROWS: tuple[tuple[str, str, str], ...] = (
 FIGURE_CAPTIONS: dict[str, str] = {
     "learning_curves": "Learning curves: train and validation -ELBO and KL per epoch (metrics.jsonl).",
     "reconstructions": "Test images (odd rows) over their reconstructions E[x | z = mu(x)] (even rows).",
-    "samples": "Samples from the prior: E[x | z] for z ~ N(0, I).",
+    "samples": "Samples from the model: E[x | z] for z ~ p(z) (N(0, I), or the VampPrior's mixture; for "
+               "two stochastic layers z2 ~ p(z2), z1 ~ p(z1 | z2)).",
     "interpolations": "Interpolations in latent space between pairs of test images.",
     "manifold": "The decoded manifold on a grid of prior quantiles (2-D latent).",
     "latent_space": "Latent means of test images, coloured by class.",

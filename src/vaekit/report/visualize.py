@@ -43,9 +43,15 @@ def reconstruct(model: VAE, x: Tensor) -> Tensor:
 
 @torch.inference_mode()
 def sample_prior(model: VAE, n: int, seed: int = 0) -> Tensor:
-    """E[x | z] for n draws z ~ p(z) = N(0, I) from a generator seeded with `seed`: (n, C, H, W)."""
+    """E[x | z] for n draws z ~ p(z) from a generator seeded with `seed`: (n, C, H, W). The model's
+    own `sample` where it has one (its prior: N(0, I), the VampPrior's mixture, or ancestral through
+    two stochastic layers), else z ~ N(0, I) decoded."""
+    generator = torch.Generator().manual_seed(seed)
+    if hasattr(model, "sample_prior"):
+        return torch.cat([model.sample(min(BATCH, n - i), generator)  # type: ignore[attr-defined]
+                          for i in range(0, n, BATCH)])
     dtype = next(iter(model.parameters())).dtype if hasattr(model, "parameters") else torch.float32
-    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    z = torch.randn(n, model.latent_dim, generator=generator, dtype=dtype)
     return _decode_mean(model, z)
 
 

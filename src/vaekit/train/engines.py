@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from vaekit.config import LoopConfig
 from vaekit.vae import backprop
 from vaekit.vae.estimators import score_negative_elbo
-from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae
+from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae, noise_dim
 
 BASELINE_DECAY = 0.9  # score estimator: baseline <- 0.9 baseline + 0.1 mean reconstruction
 
@@ -120,7 +120,7 @@ class AutogradEngine(VAEEngine):
 
     def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
                        y: Tensor | None = None) -> Tensor:
-        eps = self.shared_eps((self.samples, x.shape[0], model.latent_dim), generator, x)  # type: ignore[arg-type]
+        eps = self.shared_eps((self.samples, x.shape[0], noise_dim(model)), generator, x)  # type: ignore[arg-type]
         terms = self.objective(x, model, beta, self.baseline, generator, eps)  # type: ignore[arg-type]
         model.zero_grad(set_to_none=True)
         terms.loss.mean().backward()

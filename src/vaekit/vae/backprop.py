@@ -49,9 +49,9 @@ _TANH_BACKWARD = torch.ops.aten.tanh_backward.default  # grad * (1 - out^2), one
 
 def supports(model: VAEBase, loop: LoopConfig) -> bool:
     """Whether `backprop` computes this model's training objective: an MLPVAE with a Bernoulli
-    decoder and ReLU/tanh layers, trained on the one-sample ELBO with the reparameterization
-    estimator (any beta, warm-up and free bits)."""
-    return (type(model) is MLPVAE and model.likelihood == "bernoulli"
+    decoder, the N(0, I) prior and ReLU/tanh layers (not gated), trained on the one-sample ELBO
+    with the reparameterization estimator (any beta, warm-up and free bits)."""
+    return (type(model) is MLPVAE and model.likelihood == "bernoulli" and model.closed_form_kl
             and _activation(model) in ACTIVATIONS and loop.objective == "elbo" and loop.samples == 1
             and loop.estimator == "reparam")
 

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.errors import ConfigError
-from vaekit.vae.prob import DecoderOutput, decoder_mean
+from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
+from vaekit.vae.priors import Prior, make_prior
+from vaekit.vae.prob import DecoderOutput, LogTerms, decoder_mean, one_layer_terms
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
@@ -35,38 +37,68 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 GAUSSIAN_LOGVAR_MIN = math.log(1e-4)
 
 
-def _mlp(sizes: list[int], activation: str, last_activation: bool) -> list[nn.Module]:
+def _mlp(sizes: list[int], activation: str, last_activation: bool, gated: bool = False) -> list[nn.Module]:
     """Linear layers between consecutive sizes, an activation after each (but the last, unless
-    `last_activation`)."""
+    `last_activation`); with `gated`, each layer that has an activation is a `GatedLinear` instead
+    (the gate is its non-linearity) and the last stays linear."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        hidden = i < len(sizes) - 2 or last_activation
+        if hidden and gated:
+            layers.append(GatedLinear(n_in, n_out))
+            continue
         layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2 or last_activation:
+        if hidden:
             layers.append(ACTIVATIONS[activation]())
     return layers
 
 
 class VAEBase(nn.Module):
-    """What both VAEs share: the heads, the likelihood, encode/decode and the parameter count."""
+    """What the VAEs share: the heads, the likelihood, the prior p(z) (`vaekit.vae.priors`: N(0, I)
+    or a VampPrior), encode/decode, the bound's terms and the parameter count."""
 
     q_enc: nn.Module
     q_mu: nn.Linear
     q_logvar: nn.Linear
     p_dec: nn.Module
+    prior: Prior
 
     def __init__(self, image_shape: tuple[int, int, int], latent: int, likelihood: str,
-                 variance: str) -> None:
+                 variance: str, prior: str = "standard", pseudo_inputs: int = 500) -> None:
         super().__init__()
         if latent < 1:
             raise ConfigError(f"latent size must be at least 1, got {latent}.")
         if likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"unknown likelihood {likelihood!r}; valid values are bernoulli, gaussian.")
-        self.image_shape = tuple(int(s) for s in image_shape)
+        c, h, w = (int(s) for s in image_shape)
+        self.image_shape: tuple[int, int, int] = (c, h, w)
         self.latent_dim = latent
         self.likelihood = likelihood
         if likelihood == "gaussian":
             shape = self.image_shape if variance == "pixel" else (1, 1, 1)
             self.p_logvar = nn.Parameter(torch.zeros(shape))  # log sigma^2 of p(x|z), learned
+        self.prior = make_prior(prior, pseudo_inputs, self.image_shape)
+
+    @property
+    def noise_dim(self) -> int:
+        """Size of eps per sample: one per latent dimension of each stochastic layer."""
+        return self.latent_dim
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether KL(q(z|x) || p(z)) is Ex.2 Q3's closed form (N(0, I) prior, one layer)."""
+        return self.prior.closed_form_kl
+
+    def log_prior(self, z: Tensor, batch_dims: int = 1) -> Tensor:
+        """log p(z) of the top latent, summed over its dimensions."""
+        return self.prior.log_prob(z, self.encode, batch_dims)
+
+    def log_terms(self, x: Tensor, eps: Tensor, encoded: tuple[Tensor, Tensor] | None = None) -> LogTerms:
+        """log p(x|z_k), log p(z_k), log q(z_k|x) at z_k = mu + sigma eps_k (K, B) each
+        (`prob.one_layer_terms` with this model's prior)."""
+        mu, logvar = encoded if encoded is not None else self.encode(x)
+        log_prior = None if self.prior.closed_form_kl else (lambda z: self.log_prior(z, 2))
+        return one_layer_terms(x, self, mu, logvar, eps, log_prior)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, C, H, W) -> (mu, logvar) of q(z|x), each (B, D)."""
@@ -84,12 +116,13 @@ class VAEBase(nn.Module):
         """z (B, D) -> E[x|z] (B, C, H, W): the images a latent decodes to, in [0, 1] for Bernoulli."""
         return decoder_mean(self.decode(z))
 
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n latents z ~ p(z) (n, D): N(0, I), or the VampPrior's mixture."""
+        return self.prior.sample(n, self.latent_dim, self.encode, generator, like=self.q_mu.weight)
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n images from the model: z ~ p(z) = N(0, I), then E[x|z] (n, C, H, W)."""
-        dtype = self.q_mu.weight.dtype
-        device = self.q_mu.weight.device
-        z = torch.randn((n, self.latent_dim), generator=generator, dtype=dtype, device=device)
-        return self.decode_mean(z)
+        """n images from the model: z ~ p(z), then E[x|z] (n, C, H, W)."""
+        return self.decode_mean(self.sample_prior(n, generator))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The parameters of q(z|x); the loss is `vaekit.prob.negative_elbo(x, model)`."""
@@ -106,19 +139,29 @@ class MLPVAE(VAEBase):
     (784-400-20-400-784); hidden=[] makes both maps linear."""
 
     def __init__(self, image_shape: tuple[int, int, int], hidden: list[int], latent: int = 20,
-                 likelihood: str = "bernoulli", variance: str = "pixel", activation: str = "relu") -> None:
-        super().__init__(image_shape, latent, likelihood, variance)
-        c, h, w = self.image_shape
-        d = c * h * w
-        enc_sizes = [d, *hidden]
-        self.q_enc = nn.Sequential(nn.Flatten(), *_mlp(enc_sizes, activation, last_activation=True))
-        self.q_mu = nn.Linear(enc_sizes[-1], latent)
-        self.q_logvar = nn.Linear(enc_sizes[-1], latent)
-        dec_sizes = [latent, *reversed(hidden), d]
-        self.p_dec = nn.Sequential(
-            *_mlp(dec_sizes, activation, last_activation=False),
-            nn.Unflatten(1, (c, h, w)),  # (B, C*H*W) -> (B, C, H, W)
-        )
+                 likelihood: str = "bernoulli", variance: str = "pixel", activation: str = "relu",
+                 gated: bool = False, prior: str = "standard", pseudo_inputs: int = 500) -> None:
+        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs)
+        self.q_enc, features = mlp_encoder(self.image_shape, hidden, activation, gated)
+        self.q_mu = nn.Linear(features, latent)
+        self.q_logvar = nn.Linear(features, latent)
+        self.p_dec = mlp_decoder(latent, self.image_shape, hidden, activation, gated)
+
+
+def mlp_encoder(image_shape: tuple[int, int, int], hidden: list[int], activation: str,
+                gated: bool = False) -> tuple[nn.Sequential, int]:
+    """x (B, C, H, W) -> h (B, F) through dense layers of `hidden` sizes; returns (module, F)."""
+    c, h, w = image_shape
+    sizes = [c * h * w, *hidden]
+    return nn.Sequential(nn.Flatten(), *_mlp(sizes, activation, True, gated)), sizes[-1]
+
+
+def mlp_decoder(n_in: int, image_shape: tuple[int, int, int], hidden: list[int], activation: str,
+                gated: bool = False) -> nn.Sequential:
+    """z (B, n_in) -> the decoder's output (B, C, H, W) through the mirrored dense layers."""
+    c, h, w = image_shape
+    return nn.Sequential(*_mlp([n_in, *reversed(hidden), c * h * w], activation, False, gated),
+                         nn.Unflatten(1, (c, h, w)))  # (B, C*H*W) -> (B, C, H, W)
 
 
 def conv_sizes(size: int, n_layers: int, kernel_size: int, stride: int, padding: int) -> list[int]:
@@ -143,10 +186,28 @@ class ConvVAE(VAEBase):
 
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int], latent: int = 20,
                  hidden: list[int] | None = None, likelihood: str = "bernoulli", variance: str = "pixel",
-                 activation: str = "relu", kernel_size: int = 4, stride: int = 2) -> None:
-        super().__init__(image_shape, latent, likelihood, variance)
-        c, h, w = self.image_shape
-        hidden = list(hidden or [])
+                 activation: str = "relu", kernel_size: int = 4, stride: int = 2, gated: bool = False,
+                 prior: str = "standard", pseudo_inputs: int = 500) -> None:
+        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs)
+        geometry = ConvGeometry.of(self.image_shape, channels, kernel_size, stride)
+        self.q_enc, features = conv_encoder(geometry, list(hidden or []), activation, gated)
+        self.q_mu = nn.Linear(features, latent)
+        self.q_logvar = nn.Linear(features, latent)
+        self.p_dec = conv_decoder(latent, geometry, list(hidden or []), activation, gated)
+
+
+class ConvGeometry:
+    """The feature-map sizes of a strided conv stack on an image, checked invertible."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], k: int, s: int,
+                 hs: list[int], ws: list[int]) -> None:
+        self.image_shape, self.channels, self.k, self.s, self.p = image_shape, channels, k, s, (k - 1) // 2
+        self.hs, self.ws = hs, ws
+
+    @classmethod
+    def of(cls, image_shape: tuple[int, int, int], channels: list[int], kernel_size: int,
+           stride: int) -> ConvGeometry:
+        c, h, w = image_shape
         k, s, p = kernel_size, stride, (kernel_size - 1) // 2
         hs = conv_sizes(h, len(channels), k, s, p)
         ws = conv_sizes(w, len(channels), k, s, p)
@@ -155,21 +216,7 @@ class ConvVAE(VAEBase):
                 f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
                 f"stride {s}: the sizes go {hs} x {ws}; use fewer channels entries."
             )
-        chans = [c, *channels]
-        enc: list[nn.Module] = []
-        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
-            enc += [nn.Conv2d(c_in, c_out, k, s, p), ACTIVATIONS[activation]()]
-        flat = chans[-1] * hs[-1] * ws[-1]
-        self.q_enc = nn.Sequential(*enc, nn.Flatten(),  # (B, C_L, H_L, W_L) -> (B, C_L*H_L*W_L)
-                                   *_mlp([flat, *hidden], activation, last_activation=True))
-        features = hidden[-1] if hidden else flat
-        self.q_mu = nn.Linear(features, latent)
-        self.q_logvar = nn.Linear(features, latent)
-
-        dec: list[nn.Module] = _mlp([latent, *reversed(hidden), flat], activation, last_activation=True)
-        dec.append(nn.Unflatten(1, (chans[-1], hs[-1], ws[-1])))  # (B, flat) -> (B, C_L, H_L, W_L)
-        n = len(channels)
-        for i in range(n, 0, -1):  # from depth n back to depth 0 (the image)
+        for i in range(len(channels), 0, -1):
             pad_h = hs[i - 1] - conv_transpose2d_output_size(hs[i], k, s, p)
             pad_w = ws[i - 1] - conv_transpose2d_output_size(ws[i], k, s, p)
             if not (0 <= pad_h < s and 0 <= pad_w < s):
@@ -177,10 +224,47 @@ class ConvVAE(VAEBase):
                     f"kernel {k} with stride {s} cannot be inverted by a transposed convolution on "
                     f"a {h}x{w} image; use kernel_size >= stride."
                 )
-            dec.append(nn.ConvTranspose2d(chans[i], chans[i - 1], k, s, p, output_padding=(pad_h, pad_w)))
-            if i > 1:
-                dec.append(ACTIVATIONS[activation]())
-        self.p_dec = nn.Sequential(*dec)
+        return cls(image_shape, list(channels), k, s, hs, ws)
+
+    @property
+    def flat(self) -> int:
+        """Features of the last feature map, flattened: C_L * H_L * W_L."""
+        return self.channels[-1] * self.hs[-1] * self.ws[-1]
+
+
+def conv_encoder(g: ConvGeometry, hidden: list[int], activation: str,
+                 gated: bool = False) -> tuple[nn.Sequential, int]:
+    """x (B, C, H, W) -> h (B, F): a Conv2d(k, s, p) (or `GatedConv2d`) and activation per entry of
+    `channels`, flatten, then dense layers `hidden`; returns (module, F)."""
+    chans = [g.image_shape[0], *g.channels]
+    enc: list[nn.Module] = []
+    for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
+        if gated:
+            enc.append(GatedConv2d(c_in, c_out, g.k, g.s, g.p))
+        else:
+            enc += [nn.Conv2d(c_in, c_out, g.k, g.s, g.p), ACTIVATIONS[activation]()]
+    module = nn.Sequential(*enc, nn.Flatten(),  # (B, C_L, H_L, W_L) -> (B, C_L*H_L*W_L)
+                           *_mlp([g.flat, *hidden], activation, True, gated))
+    return module, (hidden[-1] if hidden else g.flat)
+
+
+def conv_decoder(n_in: int, g: ConvGeometry, hidden: list[int], activation: str,
+                 gated: bool = False) -> nn.Sequential:
+    """z (B, n_in) -> (B, C, H, W): dense layers, unflatten, then a ConvTranspose2d per conv of the
+    encoder, each with the output_padding that restores the encoder's size at that depth."""
+    chans = [g.image_shape[0], *g.channels]
+    dec: list[nn.Module] = _mlp([n_in, *reversed(hidden), g.flat], activation, True, gated)
+    dec.append(nn.Unflatten(1, (chans[-1], g.hs[-1], g.ws[-1])))  # (B, flat) -> (B, C_L, H_L, W_L)
+    for i in range(len(g.channels), 0, -1):  # from depth n back to depth 0 (the image)
+        pad = (g.hs[i - 1] - conv_transpose2d_output_size(g.hs[i], g.k, g.s, g.p),
+               g.ws[i - 1] - conv_transpose2d_output_size(g.ws[i], g.k, g.s, g.p))
+        if i > 1 and gated:
+            dec.append(GatedConvTranspose2d(chans[i], chans[i - 1], g.k, g.s, g.p, output_padding=pad))
+            continue
+        dec.append(nn.ConvTranspose2d(chans[i], chans[i - 1], g.k, g.s, g.p, output_padding=pad))
+        if i > 1:
+            dec.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*dec)
 
 
 def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
@@ -192,9 +276,15 @@ def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
     shape = (int(c), int(h), int(w))
     if m.activation not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {m.activation!r}; valid values are {', '.join(ACTIVATIONS)}.")
+    if m.kind not in ("mlp", "conv"):
+        raise ConfigError(f"unknown model {m.kind!r}; valid values are mlp, conv.")
+    common = {"likelihood": m.likelihood, "variance": m.variance, "activation": m.activation,
+              "gated": m.gated, "prior": m.prior, "pseudo_inputs": m.pseudo_inputs}
+    if m.stochastic_layers == 2:
+        from vaekit.vae.hierarchical import HierarchicalVAE  # it builds on this module's pieces
+        return HierarchicalVAE(shape, m.kind, list(m.hidden), m.latent, list(m.channels), m.kernel_size,
+                               m.stride, **common)  # type: ignore[arg-type]
     if m.kind == "mlp":
-        return MLPVAE(shape, list(m.hidden), m.latent, m.likelihood, m.variance, m.activation)
-    if m.kind == "conv":
-        return ConvVAE(shape, list(m.channels), m.latent, list(m.hidden), m.likelihood, m.variance,
-                       m.activation, m.kernel_size, m.stride)
-    raise ConfigError(f"unknown model {m.kind!r}; valid values are mlp, conv.")
+        return MLPVAE(shape, list(m.hidden), m.latent, **common)  # type: ignore[arg-type]
+    return ConvVAE(shape, list(m.channels), m.latent, list(m.hidden), kernel_size=m.kernel_size,
+                   stride=m.stride, **common)  # type: ignore[arg-type]

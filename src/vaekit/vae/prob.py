@@ -15,6 +15,7 @@ Variational Inference with Inverse Autoregressive Flow" (2016) [free bits].
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -168,7 +169,14 @@ def decoder_mean(decoded: DecoderOutput) -> Tensor:
 
 
 class VAE(Protocol):
-    """What the bounds need of a model: q(z|x) parameters and p(x|z) parameters."""
+    """What the bounds need of a model: q(z|x) parameters and p(x|z) parameters.
+
+    A model may also define (vaekit's `VAEBase` does) `log_terms(x, eps, encoded=None) ->
+    LogTerms`, its own log p(x|z), log p(z) and log q(z|x) at the samples that `eps` gives (a
+    VampPrior, two stochastic layers), `noise_dim` (the size of eps per sample, when it is not
+    `latent_dim`) and `closed_form_kl` (whether KL(q(z|x) || p(z)) is Ex.2 Q3's closed form);
+    without them the model is the sheet's: one Gaussian layer, p(z) = N(0, I).
+    """
 
     likelihood: str
     latent_dim: int
@@ -185,32 +193,83 @@ class Terms:
     loss:     the objective minimized (with beta, free bits, or the IWAE bound);
     neg_elbo: -ELBO = recon + kl (beta = 1), the number that is reported;
     recon:    -E_q[log p(x|z)] estimated with the K samples;
-    kl:       KL(q(z|x) || N(0, I)), closed form;
-    kl_per_dim: (B, D), closed form per latent dimension.
+    kl:       KL(q(z|x) || p(z)): closed form for one Gaussian layer against N(0, I), else the
+              Monte-Carlo estimate 1/K sum_k [log q(z_k|x) - log p(z_k)] at the same K samples;
+    kl_per_dim: (B, D) closed form per latent dimension, None where the KL is estimated.
     """
 
     loss: Tensor
     neg_elbo: Tensor
     recon: Tensor
     kl: Tensor
-    kl_per_dim: Tensor
+    kl_per_dim: Tensor | None
 
 
-def draw_eps(mu: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
-    """eps ~ N(0, I) of shape (K, B, D) for mu of shape (B, D)."""
-    return torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
+@dataclass
+class LogTerms:
+    """log p(x|z), log p(z) and log q(z|x) at K samples, (K, B) each, in nats. For two stochastic
+    layers z = (z1, z2): log p(z) = log p(z1|z2) + log p(z2), log q(z|x) = log q(z1|x, z2) +
+    log q(z2|x)."""
+
+    log_px: Tensor
+    log_pz: Tensor
+    log_qz: Tensor
+
+    @property
+    def log_w(self) -> Tensor:
+        """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)  (IWAE eq. 8), (K, B)."""
+        return self.log_px + self.log_pz - self.log_qz
 
 
-def log_px_samples(model: VAE, x: Tensor, z: Tensor) -> Tensor:
-    """log p(x|z_k) for z of shape (K, B, D): decode all K*B at once. Returns (K, B)."""
+def noise_dim(model: VAE) -> int:
+    """The size of eps per sample: `latent_dim` for one layer, the sum over layers for several."""
+    return int(getattr(model, "noise_dim", model.latent_dim))
+
+
+def closed_form_kl(model: VAE) -> bool:
+    """Whether the model's KL(q(z|x) || p(z)) is the closed form of Ex.2 Q3 (one Gaussian layer,
+    p(z) = N(0, I)); otherwise it is estimated by Monte Carlo."""
+    return bool(getattr(model, "closed_form_kl", True))
+
+
+def draw_eps(mu: Tensor, k: int, generator: torch.Generator | None = None, dim: int | None = None) -> Tensor:
+    """eps ~ N(0, I) of shape (K, B, dim) for mu of shape (B, D) (dim defaults to D)."""
+    shape = (k, mu.shape[0], mu.shape[1] if dim is None else dim)
+    return torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
+
+
+def log_px_samples(model: VAE, x: Tensor, z: Tensor,
+                   decode: Callable[[Tensor], DecoderOutput] | None = None) -> Tensor:
+    """log p(x|z_k) for z of shape (K, B, D): decode all K*B at once (by `decode`, default
+    `model.decode`). Returns (K, B)."""
     k, b, d = z.shape
-    decoded = model.decode(z.reshape(k * b, d))  # (K*B, C, H, W)
+    decoded = (decode or model.decode)(z.reshape(k * b, d))  # (K*B, C, H, W)
     if isinstance(decoded, tuple):
         mean, logvar = decoded
         decoded = (mean.reshape(k, b, *mean.shape[1:]), logvar)
     else:
         decoded = decoded.reshape(k, b, *decoded.shape[1:])  # (K, B, C, H, W)
     return log_px_given_z(x.unsqueeze(0), decoded, model.likelihood, batch_dims=2)
+
+
+def one_layer_terms(x: Tensor, model: VAE, mu: Tensor, logvar: Tensor, eps: Tensor,
+                    log_prior: Callable[[Tensor], Tensor] | None = None) -> LogTerms:
+    """The terms of one Gaussian layer at z_k = mu + sigma eps_k: log p(x|z_k), log p(z_k) (by
+    `log_prior` (K, B, D) -> (K, B), default N(0, I)) and log q(z_k|x) = log N(z_k; mu, sigma^2)."""
+    z = reparameterize(mu, logvar, eps)  # (K, B, D)
+    log_pz = log_standard_normal(z, batch_dims=2) if log_prior is None else log_prior(z)
+    return LogTerms(log_px_samples(model, x, z), log_pz, log_normal_diag(z, mu, logvar, batch_dims=2))
+
+
+def latent_terms(x: Tensor, model: VAE, eps: Tensor,
+                 encoded: tuple[Tensor, Tensor] | None = None) -> LogTerms:
+    """The model's `LogTerms` at the samples of eps (K, B, noise_dim): its own `log_terms` where it
+    has one, else the sheet's one layer against N(0, I). `encoded` is `model.encode(x)` when the
+    caller already has it (the encoder then runs once for many calls)."""
+    if hasattr(model, "log_terms"):
+        return model.log_terms(x, eps, encoded)  # type: ignore[attr-defined, no-any-return]
+    mu, logvar = encoded if encoded is not None else model.encode(x)
+    return one_layer_terms(x, model, mu, logvar, eps)
 
 
 def negative_elbo(x: Tensor, model: VAE, k: int = 1, beta: float = 1.0, free_bits: float = 0.0,
@@ -223,9 +282,24 @@ def negative_elbo(x: Tensor, model: VAE, k: int = 1, beta: float = 1.0, free_bit
     weighting (Higgins et al. 2017) and KL warm-up; `free_bits` = lambda replaces each latent dim's
     KL by max(KL_d, lambda) in the objective only (IAF paper, eq. 15 applied per dimension).
     `neg_elbo` always holds the true -ELBO (beta = 1, no floor).
+
+    A model without the closed-form KL (a VampPrior, two stochastic layers: `closed_form_kl`)
+    takes the Monte-Carlo KL at the same K samples, KL ~= 1/K sum_k [log q(z_k|x) - log p(z_k)]
+    (AEVB eq. 6, the generic estimator; Tomczak & Welling 2018, eq. 4); free bits need the closed
+    form per dimension and are refused.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if not closed_form_kl(model):
+        if free_bits > 0:
+            raise ValueError("free bits need the closed-form KL per latent dimension")
+        mu, logvar = model.encode(x)
+        if eps is None:
+            eps = draw_eps(mu, k, generator, noise_dim(model))
+        lt = latent_terms(x, model, eps, (mu, logvar))
+        recon = -lt.log_px.mean(dim=0)
+        kl = (lt.log_qz - lt.log_pz).mean(dim=0)
+        return Terms(recon + beta * kl, recon + kl, recon, kl, None)
     mu, logvar, _, log_px = _sample(x, model, k, eps, generator)
     recon = -log_px.mean(dim=0)  # (B,)
     kl_d = gaussian_kl_per_dim(mu, logvar)  # (B, D)
@@ -245,12 +319,11 @@ def _sample(x: Tensor, model: VAE, k: int, eps: Tensor | None,
 
 
 def log_weights(x: Tensor, model: VAE, mu: Tensor, logvar: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) at z_k = mu + sigma eps_k (IWAE eq. 8),
-    for the encoder's (mu, logvar) (B, D) and eps (K, B, D). Returns (log w, log p(x|z)), (K, B)."""
-    z = reparameterize(mu, logvar, eps)  # (K, B, D)
-    log_px = log_px_samples(model, x, z)
-    log_pz, log_qz = log_standard_normal(z, batch_dims=2), log_normal_diag(z, mu, logvar, batch_dims=2)
-    return log_px + log_pz - log_qz, log_px
+    """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x) at the samples of eps (K, B, noise_dim)
+    (IWAE eq. 8), for the encoder's (mu, logvar) (B, D): `latent_terms`, so a two-layer model's
+    weights use both layers' q and p. Returns (log w, log p(x|z)), (K, B)."""
+    lt = latent_terms(x, model, eps, (mu, logvar))
+    return lt.log_w, lt.log_px
 
 
 def log_importance_weights(x: Tensor, model: VAE, k: int, eps: Tensor | None = None,
@@ -261,7 +334,7 @@ def log_importance_weights(x: Tensor, model: VAE, k: int, eps: Tensor | None = N
     """
     mu, logvar = model.encode(x)  # (B, D) each
     if eps is None:
-        eps = draw_eps(mu, k, generator)
+        eps = draw_eps(mu, k, generator, noise_dim(model))
     return log_weights(x, model, mu, logvar, eps)[0], mu, logvar
 
 
@@ -279,12 +352,15 @@ def negative_iwae(x: Tensor, model: VAE, k: int, eps: Tensor | None = None,
     """-L_K per image as the objective (IWAE training), with the K-sample ELBO's parts reported."""
     mu, logvar = model.encode(x)  # (B, D) each
     if eps is None:
-        eps = draw_eps(mu, k, generator)
-    log_w, log_px = log_weights(x, model, mu, logvar, eps)
-    kl_d = gaussian_kl_per_dim(mu, logvar)
-    kl = kl_d.sum(dim=-1)
-    recon = -log_px.mean(dim=0)
-    return Terms(-iwae_bound(log_w), recon + kl, recon, kl, kl_d)
+        eps = draw_eps(mu, k, generator, noise_dim(model))
+    lt = latent_terms(x, model, eps, (mu, logvar))
+    recon = -lt.log_px.mean(dim=0)
+    if closed_form_kl(model):
+        kl_d: Tensor | None = gaussian_kl_per_dim(mu, logvar)
+        kl = kl_d.sum(dim=-1)  # type: ignore[union-attr]
+    else:
+        kl_d, kl = None, (lt.log_qz - lt.log_pz).mean(dim=0)
+    return Terms(-iwae_bound(lt.log_w), recon + kl, recon, kl, kl_d)
 
 
 def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
