@@ -31,13 +31,16 @@ from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_dataset
 from vaekit.device import available_cores, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.train import distributed
+from vaekit.train import budget, distributed
 from vaekit.train.engines import Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, lr_at, make_optimizer
 from vaekit.train.resume import check_optimizer_tensors, check_progress, progress_fields
 from vaekit.vae.models import build_model
+
+
+REPLAN_LOG_SHARE = 0.02  # a re-plan is logged when it moves the end by 2% since the last one said
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Progress:
     bad_epochs: int = 0  # epochs since the best validation score (early stopping)
     baseline: float | None = None  # score estimator's moving-average baseline
     stopped: str | None = None  # why the run ended early, if it did
+    train_seconds: float = 0.0  # wall time of training so far (epochs, validation, probe): the budget's clock
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -169,7 +173,15 @@ class VAETask:
 
     def header(self, model: nn.Module) -> str:
         n = model.num_parameters()  # type: ignore[operator]
-        return (f"{type(model).__name__} {n:,} parameters | {self.ds.name} {len(self.ds.train):,} train / "
+        m = self.config.model
+        parts = [f"{m.stochastic_layers} stochastic layers"] if m.stochastic_layers > 1 else []
+        parts += ["gated layers"] if m.gated else []
+        parts += [f"VampPrior of {m.pseudo_inputs} pseudo-inputs"] if m.prior == "vamp" else []
+        if not getattr(model, "closed_form_kl", True):
+            parts.append(f"KL by Monte Carlo ({self.config.train.samples} sample"
+                         f"{'s' if self.config.train.samples > 1 else ''} per image)")
+        return (f"{type(model).__name__} {n:,} parameters" + (f" ({', '.join(parts)})" if parts else "")
+                + f" | {self.ds.name} {len(self.ds.train):,} train / "
                 f"{len(self.ds.val):,} val, x: {self.config.resolved_binarize()}")
 
     def epoch_line(self, stats: dict[str, float], val: dict[str, float]) -> str:
@@ -285,7 +297,7 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
         if progress.stopped:
             log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
             return _summary(task, out, progress, w)
-        if progress.epoch >= loop.epochs:
+        if progress.epoch >= loop.epochs and not _time_budget(loop):
             log(f"{out}: already trained for {progress.epoch} epochs (--epochs {loop.epochs}); "
                 "nothing to do.")
             return _summary(task, out, progress, w)
@@ -294,6 +306,7 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
     engine = task.engine(model, progress.baseline)
     if w is not None:
         engine = distributed.DistributedEngine(engine, w)
+    plan = _plan(task, model, engine, data, beta, progress, log, w) if _time_budget(loop) else None
 
     if saved is None:
         if writer:
@@ -310,7 +323,11 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
         + (f" | {w.size} processes" if w is not None else "")
         + (f" | resuming after epoch {progress.epoch}" if saved is not None else ""))
 
-    for epoch in range(progress.epoch + 1, loop.epochs + 1):
+    session_epochs, session_seconds = 0, 0.0
+    logged = loop.epochs  # the plan last said in the log
+    epoch = progress.epoch
+    while epoch < loop.epochs:  # loop.epochs is re-planned under a time budget
+        epoch += 1
         lr = lr_at(epoch - 1, config.optim, loop.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -333,6 +350,17 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
             progress.stopped = f"early stopping: no better {task.score_name} for {loop.patience} epochs"
         row = {"epoch": epoch, "step": progress.step, **stats, **val, "epoch_seconds": round(seconds, 4),
                "lr": lr, **task.extra(progress.step)}
+        wall = time.perf_counter() - t0  # the epoch with its validation
+        progress.train_seconds += wall
+        session_epochs, session_seconds = session_epochs + 1, session_seconds + wall
+        if plan is not None and _replan(plan, epoch, progress, session_seconds / session_epochs, w):
+            loop.epochs = plan.epochs
+            if writer and not resumed_files_pending:
+                runs.write_config(out, config)
+            if abs(plan.epochs - logged) >= max(1.0, REPLAN_LOG_SHARE * logged) or plan.epochs == epoch:
+                logged = plan.epochs
+                log(f"time budget: {format_budget(plan, progress)}; re-planned to {plan.epochs} epochs"
+                    + (" (the next epoch would not fit)" if plan.epochs == epoch else "") + ".")
         if resumed_files_pending and writer:
             runs.write_config(out, config)  # the new epochs, patience, threads
             runs.truncate_metrics(out, epoch - 1)  # rows past the checkpoint are redone
@@ -356,4 +384,56 @@ def _summary(task: Task, out: Path, progress: Progress, w: distributed.World | N
     """What a run did; `rank` 0 for one process (only rank 0 reports it under torchrun)."""
     return {"run_dir": str(out), "epochs": progress.epoch, **task.summary(progress.best_val),
             "best_epoch": progress.best_epoch, "stopped": progress.stopped,
-            "rank": 0 if w is None else w.rank}
+            "train_seconds": round(progress.train_seconds, 3),
+            "time_budget": _time_budget(task.config.train) or None, "rank": 0 if w is None else w.rank}
+
+
+def _time_budget(loop: Any) -> float:
+    return float(getattr(loop, "time_budget", 0.0) or 0.0)
+
+
+def format_budget(plan: budget.Plan, progress: Progress) -> str:
+    """'12 min 30 s of 60 min 00 s used'."""
+    return (f"{budget.format_duration(progress.train_seconds)} of {budget.format_duration(plan.budget)} "
+            "used")
+
+
+def _mean_over_ranks(values: list[float], w: distributed.World | None) -> list[float]:
+    """The ranks' mean of each value, so that every rank makes the same plan."""
+    if w is None:
+        return values
+    t = w.all_reduce(torch.tensor(values, dtype=torch.float64))
+    return (t / w.size).tolist()
+
+
+def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Beta | None,
+          progress: Progress, log: Callable[[str], None], w: distributed.World | None) -> budget.Plan:
+    """Probe the epoch time on copies (`budget.probe`) and plan the run's epochs and warm-up into its
+    config (`budget.Plan.first`); ConfigError, before anything is written, if not one epoch fits."""
+    loop = task.config.train
+    p = budget.probe(model, task.config.optim, engine, data, loop.batch_size, beta, task.validate)
+    estimate, seconds, step = _mean_over_ranks([p.epoch_seconds, p.seconds, p.step_seconds], w)
+    progress.train_seconds += seconds
+    plan = budget.Plan.first(loop.time_budget, progress.train_seconds, estimate, progress.epoch,
+                             getattr(loop, "warmup", 0.0), "the probe measured")
+    plan.epochs = min(plan.epochs, budget.MAX_EPOCHS)
+    warm = getattr(loop, "warmup", 0.0)
+    loop.epochs = plan.epochs
+    if warm:
+        loop.warmup = plan.warmup
+    log(f"time budget {budget.format_duration(plan.budget)}: {budget.PROBE_STEPS} steps probed at "
+        f"{step * 1000:.1f} ms each and one validation ({budget.format_duration(p.validation_seconds)}): "
+        f"about {budget.format_duration(estimate)} an epoch; planned {plan.epochs} epochs in all"
+        + (", the cosine decay ending there" if task.config.optim.schedule == "cosine" else "")
+        + (f", KL warm-up {plan.warmup:g} epochs (was {warm:g})" if warm and plan.warmup != warm else "")
+        + ".")
+    return plan
+
+
+def _replan(plan: budget.Plan, epoch: int, progress: Progress, mean_epoch: float,
+            w: distributed.World | None) -> bool:
+    spent, mean = _mean_over_ranks([progress.train_seconds, mean_epoch], w)
+    before = plan.epochs
+    plan.replan(epoch, spent, mean)
+    plan.epochs = min(plan.epochs, budget.MAX_EPOCHS)
+    return plan.epochs != before

@@ -75,11 +75,20 @@ def check_optimizer_tensors(model: nn.Module, cfg: OptimConfig, tensors: dict[st
                                   f"{cfg.name} optimizer.")
 
 
+OPTIONAL_PROGRESS = ("train_seconds",)  # fields a checkpoint of an earlier vaekit may lack
+
+
 def check_progress(progress: Any, path: Path, names: tuple[str, ...]) -> dict[str, Any]:
     """The checkpoint's progress record: exactly the fields `names` (of `fit.Progress`), counts as
     non-negative integers, the best -ELBO and the baseline as numbers, the stop reason as text."""
-    if not isinstance(progress, dict) or set(progress) != set(names):
+    required = set(names) - set(OPTIONAL_PROGRESS)
+    if not isinstance(progress, dict) or not required <= set(progress) or not set(progress) <= set(names):
         raise CheckpointError(f"{path}: the progress record must have the fields {', '.join(names)}.")
+    seconds = progress.get("train_seconds", 0.0)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not math.isfinite(seconds) \
+            or seconds < 0:
+        raise CheckpointError(f"{path}: progress.train_seconds must be a non-negative number, "
+                              f"got {seconds!r}.")
     for key in ("epoch", "step", "best_epoch", "bad_epochs"):
         v = progress[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:

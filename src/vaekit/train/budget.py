@@ -1,0 +1,162 @@
+"""A run inside a wall-time budget (`vaekit train --time-budget 60m`): its epochs planned to fit.
+
+The schedule of a run is a function of its number of epochs: the cosine learning rate reaches 0 at
+the last epoch (`optim.lr_at`), the KL warm-up is a number of epochs (`optim.beta_at`). With a
+budget of T seconds of training (wall time: the epochs, their validation and checkpoints, and the
+probe below), the run
+
+1. probes: `PROBE_STEPS` optimizer steps and one validation on a copy of the model and optimizer
+   (the run's own weights, optimizer and random draws are untouched, so the epochs that follow are
+   those of a run of as many epochs planned by hand: same seed, same numbers); a budget shorter
+   than one epoch so estimated is refused in one sentence, before anything is written;
+2. plans N = floor((T - probe) / epoch estimate) epochs, so that the cosine decay ends at epoch N,
+   and shortens the warm-up to at most N / 5 epochs (a warm-up longer than the run would leave
+   beta < 1 at the end);
+3. re-plans after each epoch from the mean measured epoch time of this session: N shrinks as soon
+   as the epochs left would not fit (the budget is never overrun by more than part of one epoch's
+   estimate), and grows when more than `GROW_MARGIN` more would fit (the probe overestimates
+   epochs of a warm machine). Each re-plan is logged and written to config.json, whose
+   `train.epochs` is therefore the number of epochs the run had when it ended: training again with
+   `--epochs N` and no budget reproduces it.
+
+Early stopping (`--patience`) still applies inside the budget. On `--resume` the seconds already
+spent (`Progress.train_seconds`, in the checkpoint) count against the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.config import OptimConfig
+from vaekit.errors import ConfigError
+from vaekit.train.engines import Engine
+from vaekit.train.loop import Batches, Beta, train_epoch
+from vaekit.train.optim import make_optimizer
+
+PROBE_STEPS = 12  # optimizer steps timed by the probe, after WARM_STEPS untimed
+WARM_STEPS = 3
+PROBE_SEED = 2**31 - 1  # the probe's own generator: the run's draws are not touched
+GROW_MARGIN = 1.05  # the plan grows when more than 5% more epochs would fit
+FIRST_MARGIN = 1.08  # the first plan takes epochs 8% longer than the probe's estimate (checkpoints,
+# the first epoch's allocations: the probe measured 3-6% short on the MLP VAE)
+WARMUP_SHARE = 0.2  # the KL warm-up is at most this share of the planned epochs
+MAX_EPOCHS = 1_000_000  # a plan never exceeds this (a budget of years over a tiny dataset)
+UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(h|min|m|s)")
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
+    anything else (negative, empty, an unknown unit, nan)."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return float(t)
+    pos, total = 0, 0.0
+    for m in _PART.finditer(t):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * UNITS[m.group(2)]
+        pos = m.end()
+    if not t or pos != len(t):
+        raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
+                          f"got {text!r}.")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """3725 -> '1 h 02 min 05 s'; 65 -> '1 min 05 s'; 9.5 -> '9.5 s'."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
+
+
+@dataclass
+class Probe:
+    """What the probe measured: seconds per optimizer step, per validation, the estimate of an
+    epoch (steps x step + validation) and the probe's own wall time."""
+
+    step_seconds: float
+    validation_seconds: float
+    epoch_seconds: float
+    seconds: float
+
+
+def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, batch_size: int,
+          beta: Beta | None, validate: Callable[[nn.Module], object]) -> Probe:
+    """Time `PROBE_STEPS` steps (after `WARM_STEPS`) and one validation on copies of the model and
+    optimizer, with the probe's own generator; the engine's running baseline is restored after."""
+    t_start = time.perf_counter()
+    clone = copy.deepcopy(model)
+    opt = make_optimizer(clone.parameters(), optim)
+    generator = torch.Generator(device=data.device).manual_seed(PROBE_SEED)
+    steps_per_epoch = math.ceil(len(data) / batch_size)
+    n = min(steps_per_epoch, WARM_STEPS + PROBE_STEPS)
+    times: list[float] = []
+    baseline = engine.baseline
+
+    def stop(step: int, _sums: Tensor, _b: int) -> bool:
+        times.append(time.perf_counter())
+        return step >= n
+
+    train_epoch(clone, opt, engine, data, batch_size, 1, optim, generator, 0, 1, beta, False, on_step=stop)
+    engine.baseline = baseline
+    warm = min(WARM_STEPS, len(times) - 1) if len(times) > 1 else 0
+    if len(times) > 1:
+        step_s = (times[-1] - times[warm]) / (len(times) - 1 - warm)
+    else:
+        step_s = times[0] - t_start
+    t0 = time.perf_counter()
+    validate(clone)
+    val_s = time.perf_counter() - t0
+    return Probe(step_s, val_s, step_s * steps_per_epoch + val_s, time.perf_counter() - t_start)
+
+
+@dataclass
+class Plan:
+    """The epochs of a budgeted run and how they were decided."""
+
+    budget: float  # seconds of training in all
+    epochs: int  # planned epochs in all (the run ends after this one)
+    warmup: float  # the KL warm-up actually used, in epochs
+
+    @classmethod
+    def first(cls, budget: float, spent: float, epoch_estimate: float, done: int, warmup: float,
+              what: str) -> Plan:
+        """The plan from an epoch estimate: `done` epochs already trained, `spent` seconds used;
+        ConfigError when not one more epoch fits."""
+        left = budget - spent
+        more = math.floor(left / (epoch_estimate * FIRST_MARGIN)) if epoch_estimate > 0 else 1
+        if more < 1:
+            raise ConfigError(
+                f"--time-budget {format_duration(budget)} is too short for one epoch of this run: "
+                f"{what} {format_duration(epoch_estimate)} an epoch"
+                + (f" with {format_duration(max(left, 0))} left" if done else "")
+                + f"; give at least {format_duration(spent + epoch_estimate * 1.1)}, or a smaller model "
+                "or dataset."
+            )
+        epochs = done + more
+        return cls(budget, epochs, _warmup(warmup, epochs))
+
+    def replan(self, done: int, spent: float, mean_epoch: float) -> bool:
+        """After epoch `done` with `spent` seconds used and epochs of `mean_epoch` seconds: shrink
+        when the planned epochs would not fit, grow past GROW_MARGIN. Returns whether it changed."""
+        fits = done + max(0, math.floor((self.budget - spent) / max(mean_epoch, 1e-9)))
+        if fits < self.epochs or fits > self.epochs * GROW_MARGIN:
+            self.epochs = max(done, fits)
+            return True
+        return False
+
+
+def _warmup(warmup: float, epochs: int) -> float:
+    """The configured KL warm-up, at most WARMUP_SHARE of the planned epochs."""
+    return min(warmup, WARMUP_SHARE * epochs) if warmup > 0 else warmup

@@ -1,0 +1,204 @@
+"""`vaekit train --time-budget`: the duration parser, the plan and its re-plans, the probe leaving
+the run untouched (a budgeted run is the run of as many epochs planned by hand), the one-sentence
+refusal of a budget shorter than an epoch, and the budget's clock across --resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.config import TrainConfig, apply
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.train import budget
+from vaekit.train.fit import Progress, fit
+from vaekit.train.resume import check_progress, progress_fields
+
+TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "4", "--batch-size", "128",
+         "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads() -> Any:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(**train: Any) -> TrainConfig:
+    c = TrainConfig()
+    c.data.name = "digits"
+    c.model.hidden, c.model.latent = [16], 4
+    c.optim.schedule = "cosine"
+    c.train.batch_size, c.train.threads = 128, 1
+    for key, value in train.items():
+        setattr(c.train, key, value)
+    return c
+
+
+# ----------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("60m", 3600.0), ("1h30m", 5400.0), ("90s", 90.0), ("2.5h", 9000.0), ("3600", 3600.0),
+    (" 45S ", 45.0), ("1h0m30s", 3630.0), ("20min", 1200.0), ("0.5", 0.5),
+])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert budget.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "-5m", "5x", "nan", "inf", "1e3", "5 m", "m5", "1h-2m", "10mm"])
+def test_parse_duration_refuses(text: str, one_sentence: Callable[..., None]) -> None:
+    with pytest.raises(ConfigError) as err:
+        budget.parse_duration(text)
+    one_sentence(str(err.value), "--time-budget")
+
+
+def test_format_duration() -> None:
+    assert budget.format_duration(9.5) == "9.5 s"
+    assert budget.format_duration(65) == "1 min 05 s"
+    assert budget.format_duration(3725) == "1 h 02 min 05 s"
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def test_first_plan_fits_the_budget_with_its_margin() -> None:
+    plan = budget.Plan.first(600.0, 10.0, 5.0, 0, 20.0, "measured")
+    assert plan.epochs == math.floor(590.0 / (5.0 * budget.FIRST_MARGIN))
+    assert plan.epochs * 5.0 + 10.0 <= 600.0
+    assert plan.warmup == 20.0  # 20 <= 0.2 x 109: kept
+    short = budget.Plan.first(60.0, 0.0, 5.0, 0, 20.0, "measured")
+    assert short.warmup == pytest.approx(budget.WARMUP_SHARE * short.epochs)  # capped
+    assert budget.Plan.first(60.0, 0.0, 5.0, 0, 0.0, "measured").warmup == 0.0
+
+
+def test_first_plan_counts_epochs_already_done() -> None:
+    plan = budget.Plan.first(100.0, 50.0, 10.0, 7, 0.0, "measured")
+    assert plan.epochs == 7 + math.floor(50.0 / (10.0 * budget.FIRST_MARGIN))
+
+
+def test_a_budget_shorter_than_one_epoch_is_one_sentence(one_sentence: Callable[..., None]) -> None:
+    with pytest.raises(ConfigError) as err:
+        budget.Plan.first(3.0, 0.5, 4.0, 0, 0.0, "the probe measured")
+    one_sentence(str(err.value), "--time-budget", "too short for one epoch", "4.0 s")
+
+
+def test_replan_shrinks_when_the_epochs_left_do_not_fit() -> None:
+    plan = budget.Plan(100.0, 20, 0.0)
+    assert plan.replan(5, 40.0, 8.0)  # 60 s left / 8 s = 7 more: 12 < 20
+    assert plan.epochs == 12
+    assert not plan.replan(6, 48.0, 8.0)  # 52 / 8 = 6 more: 12, unchanged
+    assert plan.replan(10, 99.5, 9.95)  # nothing more fits: end now
+    assert plan.epochs == 10
+
+
+def test_replan_grows_only_past_the_margin() -> None:
+    plan = budget.Plan(100.0, 20, 0.0)
+    assert not plan.replan(2, 10.0, 4.7)  # 2 + floor(90 / 4.7) = 21, within 5% of 20: unchanged
+    assert plan.epochs == 20
+    assert plan.replan(2, 9.0, 4.5)  # 2 + floor(91 / 4.5) = 22 > 21: grows
+    assert plan.epochs == 22
+    assert plan.replan(2, 10.0, 3.0) and plan.epochs == 32  # 2 + 30
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_budgeted_run_is_the_run_of_its_planned_epochs(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe trains copies with its own generator: with the plan held fixed (no re-plan), a run
+    under --time-budget ends with the same weights, metrics and RNG state as the same run given
+    --epochs N and the planned warm-up by hand."""
+    monkeypatch.setattr(budget.Plan, "replan", lambda self, done, spent, mean: False)
+    a = fit(small(time_budget=1.5, warmup=1e6), tmp_path / "a", show_bar=False, log=lambda _: None)
+    config = json.loads((tmp_path / "a" / runs.CONFIG).read_text())
+    n, warm = config["train"]["epochs"], config["train"]["warmup"]
+    assert a["epochs"] == n >= 2 and warm == pytest.approx(budget.WARMUP_SHARE * n)  # 1e6 capped
+    assert 0 < a["train_seconds"] and a["time_budget"] == 1.5
+    b = fit(small(epochs=n, warmup=warm), tmp_path / "b", show_bar=False, log=lambda _: None)
+    assert b["epochs"] == n
+    ta, tb = (runs.read_tensors(tmp_path / d / runs.CHECKPOINT, "t")[0] for d in "ab")
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    ma, mb = ([{k: v for k, v in r.items() if k != "epoch_seconds"} for r in runs.read_metrics(tmp_path / d)]
+              for d in "ab")
+    assert ma == mb
+    sa, sb = (runs.load_checkpoint(tmp_path / d)[2] for d in "ab")
+    assert sa["rng"] == sb["rng"]
+
+
+def test_budgeted_run_says_its_plan_and_keeps_config_in_step(tmp_path: Path) -> None:
+    lines: list[str] = []
+    summary = fit(small(time_budget=1.5), tmp_path / "r", show_bar=False, log=lines.append)
+    assert lines[0].startswith("time budget 1.5 s:") and "planned" in lines[0] and "epochs" in lines[0]
+    config = json.loads((tmp_path / "r" / runs.CONFIG).read_text())
+    assert config["train"]["epochs"] == summary["epochs"] == len(runs.read_metrics(tmp_path / "r"))
+    state = runs.load_checkpoint(tmp_path / "r")[2]
+    assert state["progress"]["train_seconds"] == pytest.approx(summary["train_seconds"], abs=1e-3)
+    replans = [line for line in lines if "re-planned to" in line]
+    last = int(replans[-1].split("re-planned to ")[1].split()[0]) if replans else None
+    said = lines[0].split("planned ")[1].split()[0] if last is None else last  # the plan last said
+    assert abs(int(said) - summary["epochs"]) <= max(1, 0.02 * int(said)) + 1
+
+
+def test_cli_budget_too_short_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         one_sentence: Callable[..., None]) -> None:
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main([*TRAIN, "--time-budget", "0.001s", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    one_sentence(err.removeprefix("vaekit train: error: "), "--time-budget", "too short for one epoch")
+    assert not out.exists() or not [p for p in out.iterdir() if p.name in runs.RESULT_FILES + (runs.CONFIG,)]
+
+
+@pytest.mark.parametrize("value", ["soon", "-1m", "10 parsecs", ""])
+def test_cli_bad_budget_is_one_sentence(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        one_sentence: Callable[..., None]) -> None:
+    capsys.readouterr()
+    assert main([*TRAIN, "--time-budget", value, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    one_sentence(err.split("error: ", 1)[1], "--time-budget")
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_file_budget_is_range_checked() -> None:
+    with pytest.raises(ConfigError, match="train.time_budget"):
+        apply(TrainConfig(), {"train": {"time_budget": -5}}, "test.toml")
+    with pytest.raises(ConfigError, match="train.time_budget"):
+        apply(TrainConfig(), {"train": {"time_budget": float("nan")}}, "test.toml")
+
+
+def test_resume_counts_the_seconds_already_spent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "r"
+    fit(small(epochs=2), out, show_bar=False, log=lambda _: None)
+    spent = runs.load_checkpoint(out)[2]["progress"]["train_seconds"]
+    assert spent > 0
+    seen: list[tuple[float, float]] = []
+    first = budget.Plan.first
+
+    def spy(budget_s: float, spent_s: float, *args: Any) -> budget.Plan:
+        seen.append((budget_s, spent_s))
+        return first(budget_s, spent_s, *args)
+
+    monkeypatch.setattr(budget.Plan, "first", staticmethod(spy))
+    config = small(epochs=2, time_budget=spent + 0.5)
+    summary = fit(config, out, resume=True, show_bar=False, log=lambda _: None)
+    assert seen and seen[0][1] > spent  # the checkpoint's seconds, plus the probe's
+    assert summary["epochs"] >= 2 and summary["train_seconds"] > spent
+
+
+def test_checkpoint_of_an_earlier_vaekit_without_train_seconds_is_accepted(tmp_path: Path) -> None:
+    record = {k: v for k, v in Progress().__dict__.items() if k != "train_seconds"}
+    assert "train_seconds" not in check_progress(record, tmp_path / "c.json", progress_fields(Progress))
+    for bad in (-1.0, float("inf"), "soon", True):
+        with pytest.raises(CheckpointError, match="train_seconds"):
+            check_progress({**record, "train_seconds": bad}, tmp_path / "c.json", progress_fields(Progress))
