@@ -1,0 +1,79 @@
+"""bench/quality.py's ExampleAdapter holds pytorch/examples' VAE to vaekit's evaluator: its decoder
+is the example's before the sigmoid, vaekit's -ELBO through it is the example's own loss, and
+`evaluate_model` gives a finite NLL below the -ELBO."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vaekit.evaluate.run import evaluate_model
+from vaekit.vae.prob import negative_elbo
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load_quality():  # noqa: ANN202 - a module loaded by path (bench/ is not a package)
+    if "quality" in sys.modules:
+        return sys.modules["quality"]
+    spec = importlib.util.spec_from_file_location("quality", BENCH / "quality.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["quality"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+quality = _load_quality()
+
+
+def _example(seed: int = 0):  # noqa: ANN202
+    torch.manual_seed(seed)
+    vae = quality.ExampleVAE()
+    vae.eval()
+    return vae, quality.ExampleAdapter(vae)
+
+
+def test_decode_is_the_example_decoder_before_its_sigmoid(one_thread: None) -> None:
+    vae, adapter = _example()
+    z = torch.randn(16, 20)
+    with torch.no_grad():
+        ours = torch.sigmoid(adapter.decode(z))
+        theirs = torch.sigmoid(vae.fc4(F.relu(vae.fc3(z))))  # ExampleVAE.forward's decoder
+    assert ours.shape == (16, 1, 28, 28)
+    assert torch.allclose(ours.reshape(16, 784), theirs, atol=1e-6)
+    assert adapter.likelihood == "bernoulli" and adapter.latent_dim == 20
+
+
+def test_negative_elbo_through_the_adapter_is_the_examples_loss(one_thread: None) -> None:
+    vae, adapter = _example(1)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 1, 28, 28, generator=g) < 0.3).float()
+    eps = torch.randn(1, 6, 20, generator=g)
+    with torch.no_grad():
+        ours = negative_elbo(x, adapter, k=1, eps=eps).neg_elbo  # (6,)
+        # the example's loss_function, per image, at the same z = mu + eps * std
+        h1 = F.relu(vae.fc1(x.view(-1, 784)))
+        mu, logvar = vae.fc21(h1), vae.fc22(h1)
+        z = mu + eps[0] * torch.exp(0.5 * logvar)
+        recon = torch.sigmoid(vae.fc4(F.relu(vae.fc3(z))))
+        bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="none").sum(dim=1)
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+    assert torch.allclose(ours, bce + kld, rtol=1e-5, atol=1e-3), (ours, bce + kld)
+
+
+def test_evaluate_model_through_the_adapter(one_thread: None) -> None:
+    _, adapter = _example(2)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(8, 1, 28, 28, generator=g) < 0.3).float()
+    ev = evaluate_model(adapter, x, k=64, batch_size=4, seed=0, progress=False)
+    summary = ev.summary(784)
+    nll, neg_elbo = summary["test_nll"], summary["test_neg_elbo"]
+    assert math.isfinite(nll) and math.isfinite(neg_elbo)
+    assert ev.nll.shape == (8,)
+    assert nll <= neg_elbo + 1e-3, (nll, neg_elbo)
