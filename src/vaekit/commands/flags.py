@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 import reprlib
 from collections.abc import Callable
+from typing import Any
 
 from vaekit.config import parse_int_list
 from vaekit.errors import ConfigError
+from vaekit.train.budget import parse_duration
 
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
 _REPR.maxstring, _REPR.maxlong = 60, 40
@@ -66,8 +68,6 @@ def int_list_flag(flag: str) -> Callable[[str], list[int]]:
 def duration_flag(flag: str) -> Callable[[str], float]:
     """An argparse `type=` for a duration ('60m', '1h30m', '90s', '3600'), in seconds, naming its
     flag (`vaekit.train.budget.parse_duration`)."""
-    from vaekit.train.budget import parse_duration
-
     def convert(text: str) -> float:
         try:
             return parse_duration(text, flag)
@@ -76,3 +76,32 @@ def duration_flag(flag: str) -> Callable[[str], float]:
 
     convert.__name__ = f"duration_flag({flag})"
     return convert
+
+
+# A flag table's kinds: str, int, float, list (of ints, '512,256'), 'duration' ('60m'), 'switch' (no
+# value: given means true). Table rows are (section, key, kind, help).
+Kind = type | str
+_MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
+    int: int_flag, float: float_flag, list: int_list_flag, "duration": duration_flag}
+
+
+def add_table(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str, Kind, str]]) -> None:
+    """One argument per row of `table`, each defaulting to None ("not given"), converted by the
+    converter of its kind (a value it cannot convert is one sentence naming the flag)."""
+    for flag, (_, _, kind, text) in table.items():
+        if kind == "switch":
+            parser.add_argument(flag, action="store_const", const=True, default=None, help=text)
+        else:
+            parser.add_argument(flag, type=_MAKERS[kind](flag) if kind in _MAKERS else str, default=None,
+                                help=text)
+
+
+def given(args: argparse.Namespace,
+          table: dict[str, tuple[str, str, Kind, str]]) -> dict[str, dict[str, Any]]:
+    """The flags of `table` that were given, as {section: {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for flag, (section, key, _, _) in table.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    return out

@@ -8,12 +8,11 @@ may change.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.commands.flags import duration_flag, float_flag, int_flag, int_list_flag
+from vaekit.commands.flags import Kind, add_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
@@ -25,7 +24,7 @@ D = TrainConfig()  # the defaults, quoted in the help
 # flag defaults to None, meaning "not given". A value argparse cannot convert is one sentence naming
 # the flag (`vaekit.cli.int_flag` and co.); a converted one is checked by `config.apply` (finite, in
 # range), which names the "command line" as its origin.
-FLAGS: dict[str, tuple[str, str, type | str, str]] = {
+FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--data": ("data", "name", str, f"dataset name or .npy/.npz path (default: {D.data.name})"),
     "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
                    "order of `vaekit data`)"),
@@ -101,29 +100,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in --out from its last checkpoint up to --epochs (default: off)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (default: a bar on a terminal)")
-    for flag, (_, _, kind, text) in FLAGS.items():
-        if kind == "switch":  # a flag without a value: given means true
-            p.add_argument(flag, action="store_const", const=True, default=None, help=text)
-        else:
-            p.add_argument(flag, type=converter(flag, kind), default=None, help=text)
+    add_table(p, FLAGS)
     p.set_defaults(func=run)
-
-
-def converter(flag: str, kind: type | str) -> Callable[[str], Any]:
-    """The argparse `type=` of a flag of `kind` (str, int, float, list of ints, 'duration')."""
-    makers: dict[type | str, Callable[[str], Callable[[str], Any]]] = {
-        int: int_flag, float: float_flag, list: int_list_flag, "duration": duration_flag}
-    return makers[kind](flag) if kind in makers else str
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The flags that were given, as {section: {key: value}}."""
-    out: dict[str, dict[str, Any]] = {}
-    for flag, (section, key, _, _) in FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            out.setdefault(section, {})[key] = value
-    return out
+    return given(args, FLAGS)
 
 
 def default_out(config: TrainConfig) -> Path:

@@ -39,7 +39,6 @@ from vaekit.train.optim import beta_at, lr_at, make_optimizer
 from vaekit.train.resume import check_optimizer_tensors, check_progress, progress_fields
 from vaekit.vae.models import build_model
 
-
 REPLAN_LOG_SHARE = 0.02  # a re-plan is logged when it moves the end by 2% since the last one said
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from vaekit.evaluate.run import evaluate_model
 from vaekit.vae.prob import negative_elbo
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _load_quality():  # noqa: ANN202 - a module loaded by path (bench/ is not a package)
