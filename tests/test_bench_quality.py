@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -77,3 +78,22 @@ def test_evaluate_model_through_the_adapter(one_thread: None) -> None:
     assert math.isfinite(nll) and math.isfinite(neg_elbo)
     assert ev.nll.shape == (8,)
     assert nll <= neg_elbo + 1e-3, (nll, neg_elbo)
+
+
+def test_pythae_adapter_is_pythaes_own_encoder_and_decoder() -> None:
+    """Where pythae is installed (a bench-only peer, not a vaekit dependency): the adapter's q(z|x)
+    is Pythae's encoder output and sigmoid(logits) its decoder's reconstruction."""
+    pytest.importorskip("pythae", reason="pythae is a bench-only peer (pip install pythae==0.1.2)")
+    from pythae.models import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(model_config=VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"))
+    model.eval()
+    adapter = quality.PythaeAdapter(model, latent_dim=20)
+    x = (torch.rand(5, 1, 28, 28) > 0.5).float()
+    mu, logvar = adapter.encode(x)
+    out = model.encoder(x)
+    assert torch.equal(mu, out.embedding) and torch.equal(logvar, out.log_covariance)
+    z = torch.randn(5, 20)
+    recon = model.decoder(z).reconstruction.reshape(5, 1, 28, 28)
+    assert torch.allclose(torch.sigmoid(adapter.decode(z)), recon, atol=1e-6)
