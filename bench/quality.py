@@ -60,7 +60,7 @@ from vaekit.data.load import Dataset, load_dataset  # noqa: E402
 from vaekit.device import set_threads  # noqa: E402
 from vaekit.evaluate.run import Evaluation, evaluate_model, load_test_set  # noqa: E402
 from vaekit.runs import read_metrics  # noqa: E402
-from vaekit.train.budget import parse_duration  # noqa: E402
+from vaekit.config import parse_duration  # noqa: E402
 from vaekit.train.fit import fit  # noqa: E402
 
 CONTENDERS = ("best", "sheet", "examples", "pythae")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import reprlib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -277,6 +278,11 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if not _is_int(value):
             raise ConfigError(f"{where}{key} must be an integer, got {_show(value)}.")
     elif t.startswith("float"):
+        if key == "train.time_budget" and isinstance(value, str):  # "60m" in a TOML file
+            try:
+                value = parse_duration(value, key)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}{key} must be a number, got {_show(value)}.")
     elif t.startswith("str"):
@@ -287,6 +293,28 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
     check_value(key, value, origin, bounds)  # ints compared exactly, so 10**400 is refused, not overflowed
     return float(value) if t.startswith("float") else value
+
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|min|m|s)")
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
+    anything else (negative, empty, an unknown unit, nan)."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return float(t)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(t):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not t or pos != len(t):
+        raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
+                          f"got {text!r}.")
+    return total
 
 
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:

@@ -15,7 +15,7 @@ import torch
 
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.config import TrainConfig, apply
+from vaekit.config import TrainConfig, apply, load_toml, parse_duration
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget
 from vaekit.train.fit import Progress, fit
@@ -51,13 +51,13 @@ def small(**train: Any) -> TrainConfig:
     (" 45S ", 45.0), ("1h0m30s", 3630.0), ("20min", 1200.0), ("0.5", 0.5),
 ])
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert budget.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "m", "-5m", "5x", "nan", "inf", "1e3", "5 m", "m5", "1h-2m", "10mm"])
 def test_parse_duration_refuses(text: str, one_sentence: Callable[..., None]) -> None:
     with pytest.raises(ConfigError) as err:
-        budget.parse_duration(text)
+        parse_duration(text)
     one_sentence(str(err.value), "--time-budget")
 
 
@@ -168,6 +168,19 @@ def test_cli_bad_budget_is_one_sentence(value: str, tmp_path: Path, capsys: pyte
     assert len(err.splitlines()) == 1
     one_sentence(err.split("error: ", 1)[1], "--time-budget")
     assert not (tmp_path / "r").exists()
+
+
+def test_config_file_budget_reads_a_duration_or_seconds(tmp_path: Path,
+                                                        one_sentence: Callable[..., None]) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[train]\ntime_budget = "1h30m"\n')
+    assert load_toml(path).train.time_budget == 5400.0
+    path.write_text("[train]\ntime_budget = 90\n")
+    assert load_toml(path).train.time_budget == 90.0
+    path.write_text('[train]\ntime_budget = "soon"\n')
+    with pytest.raises(ConfigError) as err:
+        load_toml(path)
+    one_sentence(str(err.value), str(path), "train.time_budget")
 
 
 def test_config_file_budget_is_range_checked() -> None:

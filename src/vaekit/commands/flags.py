@@ -9,9 +9,8 @@ import reprlib
 from collections.abc import Callable
 from typing import Any
 
-from vaekit.config import parse_int_list
+from vaekit.config import parse_duration, parse_int_list
 from vaekit.errors import ConfigError
-from vaekit.train.budget import parse_duration
 
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
 _REPR.maxstring, _REPR.maxlong = 60, 40
@@ -67,7 +66,7 @@ def int_list_flag(flag: str) -> Callable[[str], list[int]]:
 
 def duration_flag(flag: str) -> Callable[[str], float]:
     """An argparse `type=` for a duration ('60m', '1h30m', '90s', '3600'), in seconds, naming its
-    flag (`vaekit.train.budget.parse_duration`)."""
+    flag (`vaekit.config.parse_duration`)."""
     def convert(text: str) -> float:
         try:
             return parse_duration(text, flag)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,28 +48,6 @@ FIRST_MARGIN = 1.08  # the first plan takes epochs 8% longer than the probe's es
 # the first epoch's allocations: the probe measured 3-6% short on the MLP VAE)
 WARMUP_SHARE = 0.2  # the KL warm-up is at most this share of the planned epochs
 MAX_EPOCHS = 1_000_000  # a plan never exceeds this (a budget of years over a tiny dataset)
-UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(h|min|m|s)")
-
-
-def parse_duration(text: str, flag: str = "--time-budget") -> float:
-    """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
-    anything else (negative, empty, an unknown unit, nan)."""
-    t = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", t):
-        return float(t)
-    pos, total = 0, 0.0
-    for m in _PART.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * UNITS[m.group(2)]
-        pos = m.end()
-    if not t or pos != len(t):
-        raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
-                          f"got {text!r}.")
-    return total
-
-
 def format_duration(seconds: float) -> str:
     """3725 -> '1 h 02 min 05 s'; 65 -> '1 min 05 s'; 9.5 -> '9.5 s'."""
     if seconds < 60:
