@@ -53,14 +53,17 @@ ROOT = BENCH.parent
 if str(BENCH) not in sys.path:  # train_speed beside this file, also when imported by path (tests)
     sys.path.insert(0, str(BENCH))
 
-from train_speed import BATCH, LR, ExampleVAE, PILImageDataset  # noqa: E402
-from vaekit.config import TrainConfig, load_toml  # noqa: E402
+from train_speed import BATCH, LR, ExampleVAE, PILImageDataset, example_loss  # noqa: E402
+from vaekit.config import (  # noqa: E402
+    TrainConfig,
+    load_toml,
+    parse_duration,  # noqa: E402
+)
 from vaekit.data.binarize import eval_images  # noqa: E402
 from vaekit.data.load import Dataset, load_dataset  # noqa: E402
 from vaekit.device import set_threads  # noqa: E402
 from vaekit.evaluate.run import Evaluation, evaluate_model, load_test_set  # noqa: E402
 from vaekit.runs import read_metrics  # noqa: E402
-from vaekit.config import parse_duration  # noqa: E402
 from vaekit.train.fit import fit  # noqa: E402
 
 CONTENDERS = ("best", "sheet", "examples", "pythae")
@@ -189,9 +192,7 @@ def train_example(images: Tensor, labels: Tensor, budget: float,
         for data, _ in loader:
             optimizer.zero_grad()
             recon, mu, logvar = model(data)
-            bce = F.binary_cross_entropy(recon, data.view(-1, 784), reduction="sum")
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            loss = bce + kld
+            loss = example_loss(recon, data, mu, logvar)
             loss.backward()
             train_loss += loss.item()
             optimizer.step()

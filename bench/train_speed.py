@@ -98,6 +98,14 @@ class ExampleVAE(nn.Module):
         return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
 
 
+def example_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor,
+                 logvar: torch.Tensor) -> torch.Tensor:
+    """vae/main.py's `loss_function`: BCE(recon, x) summed over pixels and images, plus the KL
+    -1/2 sum(1 + logvar - mu^2 - exp(logvar)) (Kingma & Welling 2014, appendix B)."""
+    bce = F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
 def example_epoch(images: torch.Tensor, targets: torch.Tensor) -> float:
     torch.manual_seed(1)
     loader = torch.utils.data.DataLoader(PILImageDataset(images, targets), batch_size=BATCH, shuffle=True)
@@ -110,9 +118,7 @@ def example_epoch(images: torch.Tensor, targets: torch.Tensor) -> float:
     for batch_idx, (data, _) in enumerate(loader):
         optimizer.zero_grad()
         recon, mu, logvar = model(data)
-        bce = F.binary_cross_entropy(recon, data.view(-1, 784), reduction="sum")
-        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        loss = bce + kld
+        loss = example_loss(recon, data, mu, logvar)
         loss.backward()
         train_loss += loss.item()
         optimizer.step()
