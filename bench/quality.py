@@ -27,7 +27,7 @@ importance-weighted bound with k = 5,000, in nats. Fewer images (`--images`) or 
 screening table, labelled so, not the protocol. Printed: test NLL, test -ELBO, epochs done, seconds
 per epoch and training seconds of each, the gap in nats of each to `best`, and the published rows.
 
-Run: .venv/bin/python bench/quality.py [--budget 60m] [--k 5000] [--images 10000]
+Run: .venv/bin/python bench/quality.py [--budget 60m] [--k 5000] [--images 10000] [--precision bf16]
      [--only best,sheet,examples,pythae] [--threads 2] [--out DIR] [--json PATH]
 Smoke: .venv/bin/python bench/quality.py --budget 20s --k 50 --images 200 --only sheet,examples
 """
@@ -155,11 +155,12 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def train_vaekit(config_path: Path, budget: float, threads: int, out_dir: Path,
+def train_vaekit(config_path: Path, budget: float, threads: int, out_dir: Path, precision: str = "float32",
                  dataset: Dataset | None = None) -> tuple[Row, Path]:
     """Train a vaekit run of `config_path` for `budget` seconds into `out_dir`."""
     config: TrainConfig = load_toml(config_path)
     config.train.threads = threads
+    config.train.precision = precision
     config.train.time_budget = budget  # fit plans the epochs, cosine decay and warm-up inside it
     note = ""
     t0 = time.perf_counter()
@@ -285,7 +286,8 @@ def table(rows: list[Row], k: int, images: int) -> str:
     return "\n".join(lines)
 
 
-def run(names: list[str], budget: float, k: int, images: int, threads: int, out: Path) -> list[Row]:
+def run(names: list[str], budget: float, k: int, images: int, threads: int, out: Path,
+        precision: str = "float32") -> list[Row]:
     """Train and evaluate each named contender in turn; one Row each."""
     ds = load_dataset("fashion-mnist")
     x = eval_images(ds.test.images[:images], "dynamic")  # the protocol: binarized once, EVAL_SEED
@@ -295,8 +297,10 @@ def run(names: list[str], budget: float, k: int, images: int, threads: int, out:
         if name in ("best", "sheet"):
             path = SHEET_CONFIG if name == "sheet" else BEST_CONFIG
             note = ""
-            row, run_dir = train_vaekit(path, budget, threads, out / name, ds)
-            row.name, row.what = name, f"vaekit, configs/{path.name}"
+            low = precision if name == "best" else "float32"
+            row, run_dir = train_vaekit(path, budget, threads, out / name, low, ds)
+            row.name, row.what = name, f"vaekit, configs/{path.name}" + (f", --precision {low}"
+                                                                        if low != "float32" else "")
             row.note = "; ".join(filter(None, [note, row.note]))
             model, _, x_run, _, _ = load_test_set(run_dir, limit=images)  # as `vaekit eval` builds them
             assert torch.equal(x_run, x), "the run's test images are not the protocol's"
@@ -335,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(CONTENDERS),
                         help=f"comma list of contenders among {','.join(CONTENDERS)} (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                        help="best's matrix products (train.precision; the others stay float32)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where the runs go: DIR/best, DIR/sheet (default: a fresh tempdir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
@@ -355,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"budget {args.budget:g} s per contender, k = {args.k:,}, {args.images:,} test images, "
           f"{threads} thread(s), torch {torch.__version__}, runs in {out}, "
           f"load average {load_start[0]:.2f}", flush=True)
-    rows = run(names, args.budget, args.k, args.images, threads, out)
+    rows = run(names, args.budget, args.k, args.images, threads, out, args.precision)
     load_end = os.getloadavg()
     print()
     print(table(rows, args.k, args.images))

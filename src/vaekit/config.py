@@ -40,6 +40,7 @@ SCHEDULES = ("none", "cosine", "step")
 OBJECTIVES = ("elbo", "iwae")
 ESTIMATORS = ("reparam", "score")
 ENGINES = ("auto", "autograd")
+PRECISIONS = ("float32", "bf16")  # the hand-derived engine's matrix products: float32, or bfloat16 inputs
 BINARIZATIONS = ("auto", "dynamic", "fixed", "none")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -108,6 +109,9 @@ class LoopConfig:
     # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
     # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.
     time_budget: float = 0.0
+    # The matrix products of the hand-derived engine (`vaekit.vae.backprop`): float32, or bf16
+    # (bfloat16 inputs, float32 weights, gradients and sums); the other engines are float32.
+    precision: str = "float32"
 
 
 @dataclass
@@ -440,6 +444,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     choice("objective", t.objective, OBJECTIVES)
     choice("estimator", t.estimator, ESTIMATORS)
     choice("engine", t.engine, ENGINES)
+    choice("precision", t.precision, PRECISIONS)
     choice("binarize", d.binarize, BINARIZATIONS)
     choice("device", t.device, DEVICES)
     if m.kind == "conv" and not m.channels:

@@ -317,3 +317,50 @@ def test_unsupported_model_falls_back_to_autograd(digits: Dataset, monkeypatch: 
     _, stats, calls = run_epoch("auto", images, monkeypatch, samples=2)
     assert calls == 0
     assert all(math.isfinite(v) for v in stats.values())
+
+
+# ----------------------------------------------------------------------------- bfloat16 products
+
+
+def test_bf16_products_are_float32_to_bfloat16_accuracy() -> None:
+    """mm_dtype=bfloat16: the same sums and gradients as the float64 truth to bfloat16's accuracy
+    (8 bits of mantissa: ~0.4% per product), in float32 buffers; and not float32's (so the products
+    really ran in bfloat16)."""
+    model = make_model([64, 32], "relu", MNIST, seed=5, dtype=torch.float32)
+    x, eps = make_batch(32, MNIST, seed=6, dtype=torch.float32)
+    low_sums = mlp_backprop.backprop(model, x, eps, 0.8, 0.0, mm_dtype=torch.bfloat16)
+    low = {name: p.grad.clone() for name, p in model.named_parameters()}  # type: ignore[union-attr]
+    f32_sums, f32 = by_hand(model, x, eps, 0.8, 0.0)
+    double = copy.deepcopy(model).double()
+    true_sums, true, _ = reference(double, x.double(), eps.double(), 0.8, 0.0)
+    assert low_sums.dtype == torch.float32 and all(g.dtype == torch.float32 for g in low.values())
+    torch.testing.assert_close(low_sums.double(), true_sums, rtol=1e-2, atol=0.5)
+    worse = 0
+    for name, g in low.items():
+        err = rel_err(g.double(), true[name])
+        assert err <= 0.1, f"{name}: relative error {err:.3e}"
+        worse += err > 10 * max(rel_err(f32[name].double(), true[name]), 1e-7)
+    assert worse >= len(low) // 2  # bfloat16's error, well above float32's, on most parameters
+
+
+def test_bf16_engine_only_where_the_hand_derived_engine_applies() -> None:
+    from vaekit.errors import ConfigError
+    from vaekit.train.engines import BackpropEngine
+
+    config = digits_config("auto")
+    config.train.precision = "bf16"
+    torch.manual_seed(0)
+    engine = make_engine(build_model(config), config.train)
+    assert isinstance(engine, BackpropEngine) and engine.mm_dtype == torch.bfloat16
+    config.model.gated = True
+    with pytest.raises(ConfigError, match="--precision bf16 applies to the hand-derived engine only"):
+        make_engine(build_model(config), config.train)
+
+
+def test_bf16_epoch_close_to_float32(digits: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = digits.train.images[:640]  # 10 steps from the same weights and draws
+    _, f32, _ = run_epoch("auto", images, monkeypatch)
+    _, bf16, calls = run_epoch("auto", images, monkeypatch, precision="bf16")
+    assert calls == 10
+    for key in ("train_loss", "train_neg_elbo", "train_recon", "train_kl"):
+        assert bf16[key] == pytest.approx(f32[key], rel=2e-2, abs=0.05), key

@@ -81,6 +81,8 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--engine": ("train", "engine", str, "gradients: auto = the hand-derived backward of the MLP VAE "
                  "where it applies (1.2-1.3x faster per epoch), else autograd; autograd = always autograd "
                  f"(default: {D.train.engine})"),
+    "--precision": ("train", "precision", str, "matrix products of the hand-derived engine: float32 | bf16 "
+                    f"(bfloat16 inputs, float32 weights and sums) (default: {D.train.precision})"),
     "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "
                   f"chosen at the start (default: {D.train.threads})"),
 }

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.config import LoopConfig
+from vaekit.errors import ConfigError
 from vaekit.vae import backprop
 from vaekit.vae.estimators import score_negative_elbo
 from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae, noise_dim
@@ -138,8 +139,10 @@ class BackpropEngine(VAEEngine):
     eps ~ N(0, I) of shape (B, D) from the generator, the same draws `prob.negative_elbo` makes.
     The engine owns the model's layer plan (looked up once, not per step)."""
 
-    def __init__(self, model: backprop.MLPVAE, free_bits: float = 0.0) -> None:
+    def __init__(self, model: backprop.MLPVAE, free_bits: float = 0.0,
+                 mm_dtype: torch.dtype | None = None) -> None:
         self.free_bits = free_bits
+        self.mm_dtype = mm_dtype  # None: float32 products; torch.bfloat16: `backprop`'s mixed precision
         self._model: nn.Module = model
         self._plan = backprop.Plan.of(model)
 
@@ -150,13 +153,21 @@ class BackpropEngine(VAEEngine):
         eps = self.shared_eps((x.shape[0], self._plan.latent_dim), generator, x)
         if eps is None:
             eps = torch.randn((x.shape[0], self._plan.latent_dim), generator=generator, device=x.device)
-        return backprop.backprop(model, x, eps, beta, self.free_bits, plan=self._plan)  # type: ignore[arg-type]
+        return backprop.backprop(model, x, eps, beta, self.free_bits, plan=self._plan,  # type: ignore[arg-type]
+                                 mm_dtype=self.mm_dtype)
 
 
 def make_engine(model: nn.Module, loop: LoopConfig, baseline: float | None = None) -> Engine:
     """The engine of a run: `loop.engine` 'auto' takes `BackpropEngine` where
     `backprop.supports(model, loop)`, and `AutogradEngine` on `objective_for(loop)` otherwise."""
-    if loop.engine == "auto" and backprop.supports(model, loop):  # type: ignore[arg-type]
+    fast = loop.engine == "auto" and backprop.supports(model, loop)  # type: ignore[arg-type]
+    if loop.precision == "bf16":
+        if not fast:
+            raise ConfigError("--precision bf16 applies to the hand-derived engine only (an MLP VAE with a "
+                              "Bernoulli decoder, N(0, I) prior, ReLU or tanh layers, one-sample ELBO, "
+                              "--engine auto); use --precision float32 for this run.")
+        return BackpropEngine(model, loop.free_bits, torch.bfloat16)  # type: ignore[arg-type]
+    if fast:
         return BackpropEngine(model, loop.free_bits)  # type: ignore[arg-type]
     return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline,
                           samples=loop.samples)
