@@ -6,7 +6,7 @@ The Python API for a notebook, a few names (the `vaekit` command is a thin layer
     x = run.images("test", limit=8)      # test images as the model sees them, float (N, C, H, W)
     mu, logvar = run.model.encode(x)     # q(z|x), (N, D) each
     images = run.model.decode_mean(mu)   # E[x|z] in [0, 1], (N, C, H, W)
-    samples = run.model.sample(16)       # z ~ N(0, I), then E[x|z]
+    samples = run.model.sample(16)       # z ~ p(z) (N(0, I) or the VampPrior), then E[x|z]
     result = vaekit.evaluate_run("runs/demo", k=100, limit=500)   # the eval.json fields
     summary = vaekit.fit(vaekit.TrainConfig(), "runs/new")         # train a run
 
