@@ -41,19 +41,30 @@ OBJECTIVES = ("elbo", "iwae")
 ESTIMATORS = ("reparam", "score")
 ENGINES = ("auto", "autograd")
 PRECISIONS = ("float32", "bf16")  # the hand-derived engine's matrix products: float32, or bfloat16 inputs
-BINARIZATIONS = ("auto", "dynamic", "fixed", "none")
+# 'dequantize': x = (pixel + u) / 256, u ~ U[0, 1) per pixel (a Gaussian decoder on 8-bit images)
+BINARIZATIONS = ("auto", "dynamic", "fixed", "none", "dequantize")
+IMAGE_FITS = ("crop", "pad")  # --image-size keeps the aspect: centre crop of the scaled image, or pad it
 DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass
 class DataConfig:
-    name: str = "fashion-mnist"  # registry name or a .npy/.npz path
+    name: str = "fashion-mnist"  # registry name, a .npy/.npz path, or a folder of images
     data_dir: str | None = None  # directory looked in first (data.py lookup order)
     # How uint8 pixels become x: 'dynamic' draws x ~ Bernoulli(pixel/255) afresh for each batch,
     # 'fixed' draws once with the seed, 'none' keeps pixel/255 in [0, 1]; 'auto' is dynamic for a
-    # Bernoulli likelihood and none for a Gaussian one. Validation and test are always binarized
-    # once with a fixed seed when training is binary.
+    # Bernoulli likelihood and dequantize ((pixel + u) / 256, u ~ U[0, 1) afresh, log-likelihoods of
+    # the 8-bit images) for a Gaussian one. Validation and test are binarized (dequantized) once
+    # with a fixed seed when training is binary (dequantized).
     binarize: str = "auto"
+    # User images (`vaekit.data.folder`): resize every image to "S" (S x S) or "HxW" (None: keep the
+    # size; a folder of mixed sizes needs one), how (crop: scale the shorter side, centre crop; pad:
+    # scale the longer side, pad with black), the channels (0: the data's own, 1: grey, 3: RGB) and
+    # whether unreadable files of a folder are skipped (and counted) instead of refused.
+    image_size: str | None = None
+    image_channels: int = 0
+    image_fit: str = "crop"
+    skip_bad: bool = False
 
 
 @dataclass
@@ -112,6 +123,9 @@ class LoopConfig:
     # The matrix products of the hand-derived engine (`vaekit.vae.backprop`): float32, or bf16
     # (bfloat16 inputs, float32 weights, gradients and sums); the other engines are float32.
     precision: str = "float32"
+    # Scalars per epoch and image grids (reconstructions, samples) in RUN/tensorboard beside
+    # metrics.jsonl (`vaekit.train.tensorboard`; the optional extra vaekit[tensorboard]).
+    tensorboard: bool = False
 
 
 @dataclass
@@ -128,7 +142,7 @@ class TrainConfig:
         """The binarization actually used: 'auto' resolved against the likelihood."""
         if self.data.binarize != "auto":
             return self.data.binarize
-        return "none" if self.model.likelihood == "gaussian" else "dynamic"
+        return "dequantize" if self.model.likelihood == "gaussian" else "dynamic"
 
 
 C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config
@@ -179,6 +193,7 @@ class Bound:
 # Every int, float and list[int] field of the four sections, with the values a run can use. The
 # upper bounds are far beyond any useful run; what fits in memory is `vaekit.train.memory`'s check.
 BOUNDS: dict[str, Bound] = {
+    "data.image_channels": Bound("the image channels (0 = the data's own, 1 or 3)", 0, 3),
     "model.hidden": Bound("each hidden size", 1, MAX_SIZE),
     "model.latent": Bound("the latent size", 1, MAX_SIZE),
     "model.channels": Bound("each conv channel count", 1, MAX_SIZE),
@@ -290,8 +305,15 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}{key} must be a number, got {_show(value)}.")
     elif t.startswith("str"):
+        if f.name == "image_size" and _is_int(value):  # image_size = 32 in a TOML file
+            value = str(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {_show(value)}.")
+        if f.name == "image_size":
+            try:
+                parse_image_size(value, key)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
         return value
     else:
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
@@ -319,6 +341,33 @@ def parse_duration(text: str, flag: str = "--time-budget") -> float:
         raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
                           f"got {text!r}.")
     return total
+
+
+MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set of them fills any memory)
+
+
+def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
+    """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
+    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
+    if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
+        raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
+                          f"(32 or 64x48), got {_show(text)}.")
+    return size
+
+
+IMAGE_CHANNELS = (0, 1, 3)  # data.image_channels: the data's own, grey, RGB
+
+
+def check_data_images(d: Any) -> None:
+    """The image options of a data section (a VAE's or a classifier's): size, channels, fit."""
+    if d.image_size is not None:
+        parse_image_size(d.image_size, "data.image_size")
+    if d.image_channels not in IMAGE_CHANNELS:
+        raise ConfigError(f"data.image_channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got "
+                          f"{_show(d.image_channels)}.")
+    choice("image_fit", d.image_fit, IMAGE_FITS)
 
 
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
@@ -446,14 +495,20 @@ def validate(config: TrainConfig) -> TrainConfig:
     choice("engine", t.engine, ENGINES)
     choice("precision", t.precision, PRECISIONS)
     choice("binarize", d.binarize, BINARIZATIONS)
+    check_data_images(d)
     choice("device", t.device, DEVICES)
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
         raise ConfigError(
             f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize!r}; "
-            "use --binarize none (or auto) with --likelihood gaussian, or --likelihood bernoulli."
+            "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or --likelihood "
+            "bernoulli."
         )
+    if m.likelihood == "bernoulli" and d.binarize == "dequantize":
+        raise ConfigError("binarize dequantize gives continuous pixels for a gaussian likelihood; use "
+                          "--likelihood gaussian, or --binarize dynamic (or auto) with --likelihood "
+                          "bernoulli.")
     if t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"):
         raise ConfigError("beta, warmup, free_bits and the score estimator apply to the elbo objective "
                           "only, not to iwae.")
@@ -468,7 +523,7 @@ def validate(config: TrainConfig) -> TrainConfig:
 
 # Settings that may change when a run is resumed: how long it goes on and where it computes.
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir",
-                     "train.time_budget")
+                     "train.time_budget", "train.tensorboard")
 
 
 def differences(a: Any, b: Any) -> list[str]:

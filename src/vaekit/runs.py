@@ -43,7 +43,7 @@ from vaekit.classify.models import build_classifier
 from vaekit.config import TrainConfig, from_dict
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
-from vaekit.data.load import load_dataset
+from vaekit.data.load import load_configured
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError, SpecError
 from vaekit.vae.models import build_model
 
@@ -293,7 +293,7 @@ class Run:
     def _split(self, split: str) -> Any:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"split must be train, val or test, got {split!r}.")
-        return getattr(load_dataset(self.config.data.name, self.config.data.data_dir), split)
+        return getattr(load_configured(self.config.data), split)
 
     def images(self, split: str = "test", limit: int | None = None) -> torch.Tensor:
         """The first `limit` images of a split ('train', 'val', 'test') of the run's dataset, as

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from vaekit.classify.models import DENSE_HIDDEN, WIDE_MAPS, Classifier, Dropout16, preset_layers
+from vaekit.classify.models import DENSE_HIDDEN, WIDE_MAPS, Classifier, Dropout16, layer_rows, preset_layers
 from vaekit.errors import SpecError
 
 SHAPES = [(1, 28, 28), (1, 8, 8), (3, 32, 32), (1, 56, 56)]
@@ -146,3 +146,17 @@ def test_layers_that_do_not_fit_are_one_sentence(layers: list[str], words: list[
     with pytest.raises(SpecError) as err:
         Classifier(layers, (1, 8, 8), 10)
     one_sentence(str(err.value), *words)
+
+
+@pytest.mark.parametrize("side", [1, 2, 3])
+def test_an_image_too_small_for_the_cnn_names_the_size_that_works(side: int) -> None:
+    """Two 2x2 poolings need 4x4 images: the sentence says so, and 4x4 runs in a real module."""
+    pattern = r"take images of 4x4 or larger, not \dx\d \(--image-size 4\)"
+    with pytest.raises(SpecError, match=pattern) as info:
+        layer_rows(preset_layers("cnn", (1, side, side), 10), (1, side, side), 10)
+    assert str(info.value).count(". ") == 0
+    net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1),
+                        nn.MaxPool2d(2))
+    assert net(torch.rand(1, 1, 4, 4)).shape[-1] == 1
+    with pytest.raises(RuntimeError):
+        net(torch.rand(1, 1, 3, 3))

@@ -205,13 +205,16 @@ class TestReport:
         assert not (run / "figures" / "manifold.png").exists()  # 3-D latent: PCA, no manifold
 
     def test_conv_gaussian_run_end_to_end(self, tmp_path: Path) -> None:
-        """A convolutional VAE with a Gaussian decoder: continuous test pixels, arith's table."""
+        """A convolutional VAE with a Gaussian decoder: dequantized test pixels (seed 0), the
+        likelihood of 8-bit images said on the page, arith's table."""
         run = make_run(tmp_path / "r", latent=2, epochs=1, kind="conv", channels=[4],
                        likelihood="gaussian", variance="global")
         result = evaluate_run(run, k=8, limit=40, progress=False, probe=False)
-        assert result["binarization"] == "none" and result["binarization_seed"] is None
+        assert result["binarization"] == "dequantize" and result["binarization_seed"] == 0
+        assert "8-bit images" in result["likelihood_of"]
         assert np.isfinite(result["test_nll"]) and result["test_nll"] <= result["test_neg_elbo"] + 1.0
         page = write_report(run, log=lambda _m: None).read_text()
+        assert "The likelihood is of 8-bit images" in page
         assert "ConvTranspose2d" in page and "vaekit.arch.arith" in page and "p_logvar" in page
         assert len(list((run / "figures").glob("*.png"))) == 7
 

@@ -109,6 +109,25 @@ def test_conv_too_small_image_is_a_config_error() -> None:
         ConvVAE((1, 2, 2), [4, 4, 4, 4], latent=3, kernel_size=4, stride=2)
 
 
+@pytest.mark.parametrize(("channels", "k", "s"), [([4, 4, 4, 4], 4, 2), ([8, 8], 2, 2), ([4, 4, 4], 6, 3)])
+def test_too_small_names_the_smallest_size_that_builds(channels: list[int], k: int, s: int) -> None:
+    """The size the sentence names is the smallest one whose ConvVAE builds and runs: tried one by
+    one with real modules."""
+    with pytest.raises(ConfigError) as info:
+        ConvVAE((1, 1, 1), channels, latent=3, kernel_size=k, stride=s)
+    named = int(str(info.value).split("--image-size ")[1].split(")")[0])
+    builds = []
+    for side in range(1, 40):
+        try:
+            model = ConvVAE((1, side, side), channels, latent=3, kernel_size=k, stride=s)
+        except ConfigError:
+            continue
+        assert model.decode(model.encode(torch.rand(1, 1, side, side))[0]).shape[-1] == side
+        builds.append(side)
+    assert builds[0] == named
+    assert builds == list(range(named, 40))  # every larger size works too
+
+
 def test_build_model_from_config() -> None:
     config = TrainConfig()
     config.model.image_shape = [1, 8, 8]

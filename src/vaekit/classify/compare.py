@@ -59,7 +59,7 @@ from vaekit.classify.config import MAX_SIDE, ClassifierConfig
 from vaekit.classify.data import resize, to_unit
 from vaekit.classify.fit import check_fits, fit_classifier, prepare_config, run_bytes
 from vaekit.classify.metrics import EVAL_BATCH, logits, wilson_interval
-from vaekit.data.load import Dataset, Split, load_dataset
+from vaekit.data.load import Dataset, Split, load_configured
 from vaekit.device import choose_threads
 from vaekit.errors import ConfigError, SpecError, VaekitError
 
@@ -210,7 +210,7 @@ def train_network(request: dict[str, Any], log: Log = print, measure: bool = Tru
     `measure` resets this process's VmHWM after the data is loaded (False: leave it alone, for a
     network trained in the caller's process)."""
     config = ccfg.from_dict(request["config"], "the compare request")
-    ds = subset(load_dataset(config.data.name, config.data.data_dir), request["train_images"],
+    ds = subset(load_configured(config.data), request["train_images"],
                 config.train.seed)
     loaded_hwm, before = _status_kib("VmHWM"), _status_kib("VmRSS")
     reset = measure and _reset_peak()
@@ -338,7 +338,7 @@ def compare(config: ClassifierConfig, out: str | Path, sides: Sequence[int] = SI
         raise ConfigError("--compare trains the dense and the cnn preset; model.layers (--layers) is "
                           "for a single run.")
     ccfg.validate(config)
-    ds = subset(load_dataset(config.data.name, config.data.data_dir), train_images, config.train.seed)
+    ds = subset(load_configured(config.data), train_images, config.train.seed)
     threads = choose_threads(config.train.threads)  # once, so that every network gets the same
     networks = plan(config, ds, sides, epochs, threads)
     if all(n.refused for n in networks):

@@ -33,6 +33,12 @@ class ClassifierDataConfig:
     resize: str = "nearest"  # nearest | bilinear, when side is set
     crop: int = 0  # augmentation: random crop after zero padding by this many pixels; 0 = off
     flip: bool = False  # augmentation: random horizontal flip
+    # User images, as for the VAE (`vaekit.config.DataConfig`, `vaekit.data.folder`): decoded size
+    # "S" or "HxW", crop or pad, channels 0 (own) / 1 / 3, skip unreadable files of a folder.
+    image_size: str | None = None
+    image_fit: str = "crop"
+    image_channels: int = 0
+    skip_bad: bool = False
 
 
 @dataclass
@@ -58,6 +64,7 @@ CLASSIFY_BOUNDS: dict[str, Bound] = {
     **{k: v for k, v in BOUNDS.items() if k.startswith("optim.")},
     **{k: BOUNDS[k] for k in ("train.batch_size", "train.epochs", "train.patience", "train.seed",
                               "train.threads")},
+    "data.image_channels": BOUNDS["data.image_channels"],
     "data.side": Bound("the image side to resize to (0 = as they are)", 0, MAX_SIDE),
     "data.crop": Bound("the random crop's padding in pixels", 0, 64),
     "model.image_shape": Bound("each image size of [C, H, W]", 1, MAX_SIZE),
@@ -98,6 +105,7 @@ def validate(config: ClassifierConfig) -> ClassifierConfig:
     if not config.model.layers:
         cfg.choice("preset", config.model.preset, PRESETS)
     cfg.choice("resize", config.data.resize, RESIZES)
+    cfg.check_data_images(config.data)
     cfg.choice("optimizer", config.optim.name, cfg.OPTIMIZERS)
     cfg.choice("schedule", config.optim.schedule, cfg.SCHEDULES)
     cfg.choice("device", config.train.device, cfg.DEVICES)

@@ -25,6 +25,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from vaekit.classify.config import TASK
 from vaekit.classify.data import resize, to_unit
 from vaekit.classify.loss import cross_entropy
 from vaekit.classify.metrics import Z95, confusion, logits, wilson_interval
-from vaekit.data.load import load_dataset
+from vaekit.data.load import load_configured
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 
@@ -67,7 +68,7 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {limit}.")
     d, m = run.config.data, run.config.model
-    ds = load_dataset(d.name, data_dir if data_dir is not None else d.data_dir)
+    ds = load_configured(d if data_dir is None else replace(d, data_dir=data_dir))
     part = getattr(ds, split)
     if part.labels is None:
         raise DataError(f"{d.name}: the {split} split has no labels, so the accuracy of {run.path} cannot "

@@ -27,7 +27,7 @@ from vaekit.classify.data import Labelled, labelled, num_classes, resize, to_uni
 from vaekit.classify.loss import ClassifierEngine, cross_entropy
 from vaekit.classify.metrics import logits
 from vaekit.classify.models import build_classifier, layer_rows, layer_texts
-from vaekit.data.load import Dataset, load_dataset
+from vaekit.data.load import Dataset, load_configured
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
 from vaekit.train.fit import check_out_dir, run_task
@@ -151,7 +151,7 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     ccfg.validate(config)
     out = Path(out_dir)
     check_out_dir(out, resume)
-    ds = dataset if dataset is not None else load_dataset(config.data.name, config.data.data_dir)
+    ds = dataset if dataset is not None else load_configured(config.data)
     rows = prepare_config(config, ds)
     check_fits(config, rows, len(ds.train) + len(ds.val))
     if on_rows is not None:

@@ -82,9 +82,32 @@ def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int) 
     not one logit per class."""
     if not layers:
         raise SpecError("the layer list is empty; give at least Flatten() and Linear(CLASSES).")
-    rows = analyze(parse_stack(list(layers)), tuple(image_shape))
+    specs = parse_stack(list(layers))
+    try:
+        rows = analyze(specs, tuple(image_shape))
+    except SpecError as err:
+        side = smallest_side(specs, image_shape)
+        if side is None or side <= min(image_shape[1:]):
+            raise
+        raise SpecError(f"{str(err).rstrip('.')}: these layers take images of {side}x{side} or larger, "
+                        f"not {image_shape[1]}x{image_shape[2]} (--image-size {side}).") from None
     check_output(rows, classes)
     return rows
+
+
+MAX_SIDE_SEARCHED = 1024  # `smallest_side` looks no further
+
+
+def smallest_side(specs: Sequence[LayerSpec], image_shape: Sequence[int]) -> int | None:
+    """The smallest square side S for which the layers' shapes fit images of (C, S, S) (`analyze`,
+    Ex.1 Q2's arithmetic, tried side by side), or None if none up to MAX_SIDE_SEARCHED does."""
+    for side in range(1, MAX_SIDE_SEARCHED + 1):
+        try:
+            analyze(specs, (image_shape[0], side, side))
+        except SpecError:
+            continue
+        return side
+    return None
 
 
 class Dropout16(nn.Module):

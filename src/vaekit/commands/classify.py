@@ -20,7 +20,7 @@ from vaekit.classify.config import PRESETS, RESIZES, ClassifierConfig
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+from vaekit.commands.flags import argument_of, float_flag, image_flags, int_flag, int_list_flag
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config, read_metrics
@@ -28,7 +28,8 @@ from vaekit.runs import read_config, read_metrics
 D = ClassifierConfig()
 # flag -> (section, key, argparse keywords); every flag defaults to None: "not given".
 FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "--data": ("data", "name", {"help": f"dataset name or .npz with labels (default: {D.data.name})"}),
+    "--data": ("data", "name", {"help": "dataset name, .npz with labels, or a folder of images in "
+               f"class sub-folders (class/xxx.png) (default: {D.data.name})"}),
     "--data-dir": ("data", "data_dir", {"help": "directory holding the dataset files"}),
     "--side": ("data", "side", {"type": int_flag("--side", 1), "help": "resize the images to SIDE x "
                "SIDE pixels (Ex.1 Q1: large images) (default: as they are)"}),
@@ -37,6 +38,8 @@ FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
                "padding by this many pixels, 0 = off (default: 0)"}),
     "--flip": ("data", "flip", {"action": "store_const", "const": True,
                                 "help": "augmentation: random horizontal flip (default: off)"}),
+    **{flag: (section, key, {**argument_of(flag, kind), "help": text})
+       for flag, (section, key, kind, text) in image_flags().items()},
     "--preset": ("model", "preset", {"help": f"{'|'.join(PRESETS)} (default: {D.model.preset})"}),
     "--layers": ("model", "layers", {"nargs": "+", "metavar": "LAYER", "help": "the network in the "
                  "layer language of `vaekit arch`, e.g. \"Conv2d(32, 3, padding=1)\" \"ReLU()\" ... "

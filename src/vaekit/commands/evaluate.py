@@ -56,7 +56,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result.get('binarization', '?')})",
         f"-log p(x)          {result['test_nll']:.2f} nats" + (f" +- {stderr:.2f}" if stderr else "")
         + f"   (IWAE, k = {k:,})",
-        f"bits per dim       {result['bits_per_dim']:.4f}",
+        f"bits per dim       {result['bits_per_dim']:.4f}" + _of(result),
         f"-ELBO              {result['test_neg_elbo']:.2f} nats   (recon {result['test_recon']:.2f} + "
         f"KL {result['test_kl']:.2f}" + _kl_estimate(result) + ")",
         f"active units       {result['active_units']} of {result['latent_dim']}",
@@ -88,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result))
         print(f"wrote {args.run_dir.rstrip('/')}/{EVAL_JSON}")
     return 0
+
+
+def _of(result: dict[str, Any]) -> str:
+    """'   (of 8-bit images: ...)': what the likelihood is of, when eval.json says it."""
+    of = result.get("likelihood_of")
+    return f"   (of {of})" if of else ""
 
 
 def _kl_estimate(result: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import reprlib
 from collections.abc import Callable
 from typing import Any
 
-from vaekit.config import parse_duration, parse_int_list
+from vaekit.config import parse_duration, parse_image_size, parse_int_list
 from vaekit.errors import ConfigError
 
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
@@ -77,22 +77,55 @@ def duration_flag(flag: str) -> Callable[[str], float]:
     return convert
 
 
-# A flag table's kinds: str, int, float, list (of ints, '512,256'), 'duration' ('60m'), 'switch' (no
-# value: given means true). Table rows are (section, key, kind, help).
+def image_flags(section: str = "data") -> dict[str, tuple[str, str, Kind, str]]:
+    """The flag rows of user images (`vaekit.data.folder`), the same for every command that loads data."""
+    return {
+        "--image-size": (section, "image_size", "size", "resize every image to S x S or HxW pixels, "
+                         "aspect kept by --image-fit (default: the data's own size; a folder of mixed "
+                         "sizes needs it)"),
+        "--image-fit": (section, "image_fit", str, "how --image-size keeps the aspect: crop (scale the "
+                        "shorter side, centre crop) | pad (scale the longer side, pad with black) "
+                        "(default: crop)"),
+        "--image-channels": (section, "image_channels", int, "0 = the data's own (grey stays grey, colour "
+                             "stays colour), 1 = grey, 3 = RGB (default: 0)"),
+        "--skip-bad": (section, "skip_bad", "switch", "skip files of an image folder that cannot be read, "
+                       "and say how many (default: refuse them)"),
+    }
+
+
+def image_size_flag(flag: str) -> Callable[[str], str]:
+    """An argparse `type=` for an image size ('32', '64x48'), kept as its text once it parses
+    (`vaekit.config.parse_image_size`), naming its flag."""
+    def convert(text: str) -> str:
+        try:
+            parse_image_size(text, flag)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+        return text.strip()
+
+    convert.__name__ = f"image_size_flag({flag})"
+    return convert
+
+
+# A flag table's kinds: str, int, float, list (of ints, '512,256'), 'duration' ('60m'), 'size'
+# ('32', '64x48'), 'switch' (no value: given means true). Table rows are (section, key, kind, help).
 Kind = type | str
 _MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
-    int: int_flag, float: float_flag, list: int_list_flag, "duration": duration_flag}
+    int: int_flag, float: float_flag, list: int_list_flag, "duration": duration_flag, "size": image_size_flag}
 
 
 def add_table(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str, Kind, str]]) -> None:
     """One argument per row of `table`, each defaulting to None ("not given"), converted by the
     converter of its kind (a value it cannot convert is one sentence naming the flag)."""
     for flag, (_, _, kind, text) in table.items():
-        if kind == "switch":
-            parser.add_argument(flag, action="store_const", const=True, default=None, help=text)
-        else:
-            parser.add_argument(flag, type=_MAKERS[kind](flag) if kind in _MAKERS else str, default=None,
-                                help=text)
+        parser.add_argument(flag, default=None, help=text, **argument_of(flag, kind))
+
+
+def argument_of(flag: str, kind: Kind) -> dict[str, Any]:
+    """argparse keywords of a flag of `kind`: a switch stores True, the others convert their text."""
+    if kind == "switch":
+        return {"action": "store_const", "const": True}
+    return {"type": _MAKERS[kind](flag) if kind in _MAKERS else str}
 
 
 def given(args: argparse.Namespace,

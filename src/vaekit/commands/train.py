@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.commands.flags import Kind, add_table, given
+from vaekit.commands.flags import Kind, add_table, given, image_flags
 from vaekit.config import TrainConfig, load_toml
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
@@ -25,12 +25,15 @@ D = TrainConfig()  # the defaults, quoted in the help
 # the flag (`vaekit.cli.int_flag` and co.); a converted one is checked by `config.apply` (finite, in
 # range), which names the "command line" as its origin.
 FLAGS: dict[str, tuple[str, str, Kind, str]] = {
-    "--data": ("data", "name", str, f"dataset name or .npy/.npz path (default: {D.data.name})"),
+    "--data": ("data", "name", str, "dataset name, .npy/.npz path or a folder of images (class/xxx.png "
+               f"gives labels) (default: {D.data.name})"),
     "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
                    "order of `vaekit data`)"),
     "--binarize": ("data", "binarize", str, f"{'|'.join(cfg.BINARIZATIONS)}: dynamic redraws x ~ "
-                   "Bernoulli(pixel/255) each batch; auto = dynamic for bernoulli, none for gaussian "
+                   "Bernoulli(pixel/255) each batch; dequantize gives x = (pixel + u)/256 and bits/dim of "
+                   "the 8-bit images; auto = dynamic for bernoulli, dequantize for gaussian "
                    f"(default: {D.data.binarize})"),
+    **image_flags(),
     "--model": ("model", "kind", str, f"{'|'.join(cfg.MODEL_KINDS)} (default: {D.model.kind})"),
     "--layers": ("model", "stochastic_layers", int, "stochastic layers: 1 (z), or 2 (the hierarchical VAE "
                  f"z2 -> z1 -> x) (default: {D.model.stochastic_layers})"),
@@ -83,6 +86,8 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
                  f"(default: {D.train.engine})"),
     "--precision": ("train", "precision", str, "matrix products of the hand-derived engine: float32 | bf16 "
                     f"(bfloat16 inputs, float32 weights and sums) (default: {D.train.precision})"),
+    "--tensorboard": ("train", "tensorboard", "switch", "also write scalars and image grids per epoch to "
+                      "RUN/tensorboard (needs pip install 'vaekit[tensorboard]') (default: off)"),
     "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "
                   f"chosen at the start (default: {D.train.threads})"),
 }

@@ -3,8 +3,11 @@ validation, the test set's fixed binarization and `vaekit check`.
 
     binarize(pixels, generator)     x ~ Bernoulli(pixel / 255), to 2^-17: a fresh draw per call
     fixed_binarization(images, s)   the same law, one draw from a generator seeded with s
-    prepare(images, mode)           'dynamic' | 'fixed' | 'none' (pixel / 255 in [0, 1])
+    dequantize(pixels, generator)   x = (pixel + u) / 256, u ~ U[0, 1): 8-bit images made continuous
+    prepare(images, mode)           'dynamic' | 'fixed' | 'none' (pixel / 255 in [0, 1]) | 'dequantize'
     eval_images(images, mode)       validation and test images under the published protocol
+    log_px_offset(mode, dims)       -D log 256 for dequantized x: log-densities as log-probabilities
+                                    of the 8-bit pixels (nats per image, bits per dimension)
 
 The evaluation protocol of published NLL tables (docs/anchors.md; Burda et al. 2015; the
 Exemplar-VAE code): each held-out image binarized once with a fixed seed (EVAL_SEED), so that every
@@ -13,13 +16,16 @@ evaluation of every model sees the same x.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from vaekit.errors import DataError
 
-EVAL_SEED = 0  # validation and test images are binarized once, with this seed
-MODES = ("dynamic", "fixed", "none")
+EVAL_SEED = 0  # validation and test images are binarized (or dequantized) once, with this seed
+MODES = ("dynamic", "fixed", "none", "dequantize")
+LEVELS = 256  # values of an 8-bit pixel: the dequantization's bins are [k/256, (k+1)/256)
 
 
 def random_int16(n: int, generator: torch.Generator | None, device: torch.device | None = None) -> Tensor:
@@ -54,20 +60,52 @@ def fixed_binarization(images: Tensor, seed: int = EVAL_SEED) -> Tensor:
     return binarize(images, torch.Generator(device=images.device).manual_seed(seed))
 
 
+def dequantize(pixels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Uniform dequantization of uint8 pixels: x = (pixel + u) / 256 with u ~ U[0, 1) per pixel, a
+    fresh draw per call; float32 in [0, 1) of the same shape, every x inside its pixel's bin
+    [pixel/256, (pixel+1)/256).
+
+    A density p on [0, 1)^D then bounds the probability of the 8-bit image (Theis, van den Oord &
+    Bethge 2016, sec. 3.1; Ho et al. 2019, eq. 11):
+
+        log P(pixels) >= E_u[log p((pixels + u) / 256)] - D log 256,
+
+    which `log_px_offset` adds: the log-likelihoods of a Gaussian decoder on dequantized x are
+    in nats per 8-bit image, and their bits per dimension those of the literature's tables.
+    """
+    u = torch.rand(pixels.shape, generator=generator, device=pixels.device)
+    x = u.add_(pixels)  # float32: pixel + u rounds up to pixel + 1 for u within 2^-17 of 1 ...
+    top = pixels.to(torch.float32).add_(1.0)
+    torch.minimum(x, torch.nextafter(top, torch.zeros_like(top)), out=x)  # ... so keep it below
+    return x.div_(LEVELS)  # exact: a power of two
+
+
+def log_px_offset(mode: str, dims: int) -> float:
+    """What turns log p(x) of x in [0, 1)^D into log P of the 8-bit pixels: -D log 256 for
+    dequantized x (`dequantize`), 0 for binary x or x = pixel / 255 (a density, said as such)."""
+    return -dims * math.log(LEVELS) if mode == "dequantize" else 0.0
+
+
 def prepare(images: Tensor, mode: str, generator: torch.Generator | None = None,
             seed: int = EVAL_SEED) -> Tensor:
-    """uint8 images -> float32: mode 'dynamic' or 'fixed' binarization, or 'none' (scale to [0,1])."""
+    """uint8 images -> float32: mode 'dynamic' or 'fixed' binarization, 'none' (scale to [0,1]),
+    or 'dequantize' ((pixel + u) / 256, u drawn from `generator`)."""
     if mode == "dynamic":
         return binarize(images, generator)
     if mode == "fixed":
         return fixed_binarization(images, seed)
     if mode == "none":
         return images.to(torch.float32).div_(255.0)
+    if mode == "dequantize":
+        return dequantize(images, generator)
     raise DataError(f"binarization {mode!r} is not one of {', '.join(MODES)}.")
 
 
 def eval_images(images: Tensor, mode: str) -> Tensor:
     """Validation/test images as the model sees them, for a run whose training binarization is
     `mode`: binarized once with EVAL_SEED when training is binary (the published-NLL protocol,
-    docs/anchors.md), else scaled to [0, 1]."""
+    docs/anchors.md), dequantized once with a generator seeded EVAL_SEED when training is
+    dequantized, else scaled to [0, 1]."""
+    if mode == "dequantize":
+        return dequantize(images, torch.Generator(device=images.device).manual_seed(EVAL_SEED))
     return prepare(images, "none" if mode == "none" else "fixed", seed=EVAL_SEED)

@@ -231,3 +231,9 @@ def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
         "pixel_mean": float(prepare(ds.train.images, binarize, seed=0).mean()),
         "checksums": checksums,
     }
+
+
+def load_configured(d: Any) -> Dataset:
+    """The dataset of a data section (a DataConfig or a ClassifierDataConfig): its name and data
+    directory. (Placeholder until the image options of `vaekit.data.folder` are wired in.)"""
+    return load_dataset(d.name, d.data_dir)

@@ -8,7 +8,9 @@ what the latent code holds.
                                   probe of `vaekit.evaluate.latents`, written to RUN_DIR/eval.json
 
 The log-likelihood is estimated as published tables do (docs/anchors.md): each test image binarized
-once with a fixed seed (continuous pixels for a Gaussian decoder), and
+once with a fixed seed (for a Gaussian decoder: dequantized once, x = (pixel + u)/256, and the
+-D log 256 of `vaekit.data.binarize.log_px_offset` inside log p(x|z), so that nats and bits per
+dimension are those of the 8-bit images), and
 
     log p(x) ~ L_k(x) = log (1/k sum_{i=1..k} w_i),   w_i = p(x|z_i) p(z_i) / q(z_i|x),  z_i ~ q(z|x)
 
@@ -26,7 +28,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from tqdm import tqdm
 from vaekit import runs
 from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import EVAL_SEED, eval_images
-from vaekit.data.load import Dataset, load_dataset
+from vaekit.data.load import Dataset, load_configured
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.iwae import (
@@ -64,7 +66,15 @@ INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
 OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
                     "batch_size", "threads", "binarization_seed", "world_size")
-TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate")
+TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of")
+# What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
+LIKELIHOOD_OF = {
+    "fixed": "binary images (each test image binarized once, seed 0); bits/dim of binary pixels",
+    "dequantize": "8-bit images: x = (pixel + u)/256, u ~ U[0, 1) drawn once (seed 0), nats include "
+                  "D log 256, a bound on -log P(pixels) (Theis et al. 2016); bits/dim as published tables",
+    "none": "the density of x = pixel/255 on [0, 1]^D, not a probability of 8-bit images: train with "
+            "--binarize dequantize for bits/dim comparable to published tables",
+}
 
 
 def _number(value: Any) -> bool:
@@ -205,7 +215,8 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     run = runs.load_run(run_dir, "vae")
     model, config = run.model, run.config
     name = dataset or config.data.name
-    ds = load_dataset(name, data_dir if data_dir is not None else config.data.data_dir)
+    place = data_dir if data_dir is not None else config.data.data_dir
+    ds = load_configured(replace(config.data, name=name, data_dir=place))  # the run's image options
     expected = tuple(config.model.image_shape or ())
     if ds.image_shape != expected:
         c, h, w = ds.image_shape
@@ -279,10 +290,11 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     finally:
         torch.set_num_threads(previous)
     result = ev.summary(x[0].numel())
-    binarization = "none" if config.resolved_binarize() == "none" else "fixed"
+    mode = config.resolved_binarize()
+    binarization = mode if mode in ("none", "dequantize") else "fixed"
     result.update({
-        "dataset": ds.name, "binarization": binarization,
-        "binarization_seed": EVAL_SEED if binarization == "fixed" else None,
+        "dataset": ds.name, "binarization": binarization, "likelihood_of": LIKELIHOOD_OF[binarization],
+        "binarization_seed": EVAL_SEED if binarization != "none" else None,
         "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
         "probe_accuracy": None, "probe_train_images": None, "world_size": 1 if w is None else w.size,
     })

@@ -131,7 +131,10 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
         f"with k = {fmt(evaluation['k'])} importance samples on {fmt(evaluation['images'])} test images "
         f"of {esc(dataset)}; "
         f"-ELBO {fmt(evaluation['test_neg_elbo'])} nats; {fmt(evaluation['active_units'])} of "
-        f"{fmt(evaluation['latent_dim'])} latent units active.</p>")
+        f"{fmt(evaluation['latent_dim'])} latent units active."
+        + (f" The likelihood is of {esc(evaluation['likelihood_of'])}." if evaluation.get("likelihood_of")
+           else "")
+        + "</p>")
 
     train_s = sum(float(r.get("epoch_seconds") or 0.0) for r in metrics)
     times = [("training (sum of epoch_seconds, metrics.jsonl)", duration(train_s), f"{len(metrics)} epochs"),

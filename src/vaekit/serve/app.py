@@ -52,7 +52,7 @@ from torch import Tensor
 
 from vaekit.config import SEED_MAX
 from vaekit.data.binarize import EVAL_SEED, eval_images
-from vaekit.data.load import load_dataset
+from vaekit.data.load import load_configured
 from vaekit.errors import ConfigError
 from vaekit.evaluate.iwae import estimate_batch
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD, active_units
@@ -258,7 +258,7 @@ class Explorer:
     @classmethod
     def load(cls, run_dir: str | Path) -> Explorer:
         run = load_run(run_dir, "vae")
-        classes = load_dataset(run.config.data.name, run.config.data.data_dir).classes
+        classes = load_configured(run.config.data).classes
         with torch.inference_mode():
             images = run.images("test", N_MAP)
             labels = run.labels("test", N_MAP)
@@ -289,8 +289,8 @@ class Explorer:
         return as_int(value, what, 0, len(self.images) - 1)
 
     def prepare(self, pixels: Tensor) -> Tensor:
-        """uint8 (C, H, W) -> x (1, C, H, W) as the model saw its test images (binarized once with
-        the evaluation seed for a binary run)."""
+        """uint8 (C, H, W) -> x (1, C, H, W) as the model saw its test images (binarized, or
+        dequantized, once with the evaluation seed)."""
         return eval_images(pixels.unsqueeze(0), self.run.config.resolved_binarize())
 
     # --------------------------------------------------------------------- endpoints
@@ -371,7 +371,10 @@ class Explorer:
             check_fields(body, ("image",))
             pixels, done = decode_upload(body["image"], (c, h, w))
             x = self.prepare(pixels)
-        if self.run.config.resolved_binarize() != "none":
+        mode = self.run.config.resolved_binarize()
+        if mode == "dequantize":
+            done.append(f"dequantized once, (pixel + u)/256 with seed {EVAL_SEED}, as the test images are")
+        elif mode != "none":
             done.append(f"binarized once with seed {EVAL_SEED}, as the test images are")
         mu, _ = self.model.encode(x)
         nll = estimate_batch(x, self.model, IWAE_K, generator=torch.Generator().manual_seed(IWAE_SEED)).nll

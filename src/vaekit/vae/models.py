@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
 from vaekit.config import ModelConfig, TrainConfig
+from vaekit.data.binarize import log_px_offset
 from vaekit.errors import ConfigError
 from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
 from vaekit.vae.priors import Prior, make_prior
@@ -62,6 +63,9 @@ class VAEBase(nn.Module):
     q_logvar: nn.Linear
     p_dec: nn.Module
     prior: Prior
+    # Added to every log p(x|z): -D log 256 when x is dequantized 8-bit pixels
+    # (`vaekit.data.binarize.log_px_offset`), so that likelihoods are of the 8-bit images.
+    log_px_offset: float = 0.0
 
     def __init__(self, image_shape: tuple[int, int, int], latent: int, likelihood: str,
                  variance: str, prior: str = "standard", pseudo_inputs: int = 500) -> None:
@@ -212,9 +216,11 @@ class ConvGeometry:
         hs = conv_sizes(h, len(channels), k, s, p)
         ws = conv_sizes(w, len(channels), k, s, p)
         if min(hs[-1], ws[-1]) < 1:
+            least = next(n for n in range(1, 1 << 31) if conv_sizes(n, len(channels), k, s, p)[-1] >= 1)
             raise ConfigError(
                 f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
-                f"stride {s}: the sizes go {hs} x {ws}; use fewer channels entries."
+                f"stride {s}: the sizes go {hs} x {ws}; images of {least}x{least} or larger work "
+                f"(--image-size {least}), or use fewer channels entries."
             )
         for i in range(len(channels), 0, -1):
             pad_h = hs[i - 1] - conv_transpose2d_output_size(hs[i], k, s, p)
@@ -268,7 +274,8 @@ def conv_decoder(n_in: int, g: ConvGeometry, hidden: list[int], activation: str,
 
 
 def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
-    """The model a config describes; `image_shape` must be set (the trainer fills it from the data)."""
+    """The model a config describes; `image_shape` must be set (the trainer fills it from the data).
+    From a TrainConfig of dequantized x, its log p(x|z) are of the 8-bit pixels (`log_px_offset`)."""
     m = config.model if isinstance(config, TrainConfig) else config
     if m.image_shape is None or len(m.image_shape) != 3:
         raise ConfigError(f"model.image_shape must be [C, H, W], got {m.image_shape}.")
@@ -280,11 +287,16 @@ def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
         raise ConfigError(f"unknown model {m.kind!r}; valid values are mlp, conv.")
     common = {"likelihood": m.likelihood, "variance": m.variance, "activation": m.activation,
               "gated": m.gated, "prior": m.prior, "pseudo_inputs": m.pseudo_inputs}
+    model: VAEBase
     if m.stochastic_layers == 2:
         from vaekit.vae.hierarchical import HierarchicalVAE  # it builds on this module's pieces
-        return HierarchicalVAE(shape, m.kind, list(m.hidden), m.latent, list(m.channels), m.kernel_size,
-                               m.stride, **common)  # type: ignore[arg-type]
-    if m.kind == "mlp":
-        return MLPVAE(shape, list(m.hidden), m.latent, **common)  # type: ignore[arg-type]
-    return ConvVAE(shape, list(m.channels), m.latent, list(m.hidden), kernel_size=m.kernel_size,
-                   stride=m.stride, **common)  # type: ignore[arg-type]
+        model = HierarchicalVAE(shape, m.kind, list(m.hidden), m.latent, list(m.channels), m.kernel_size,
+                                m.stride, **common)  # type: ignore[arg-type]
+    elif m.kind == "mlp":
+        model = MLPVAE(shape, list(m.hidden), m.latent, **common)  # type: ignore[arg-type]
+    else:
+        model = ConvVAE(shape, list(m.channels), m.latent, list(m.hidden), kernel_size=m.kernel_size,
+                        stride=m.stride, **common)  # type: ignore[arg-type]
+    if isinstance(config, TrainConfig):  # what x is: the data's business (a ModelConfig alone: 0)
+        model.log_px_offset = log_px_offset(config.resolved_binarize(), c * h * w)
+    return model
