@@ -1,5 +1,6 @@
 """A training run (Ex.2 Q6 made real): data, model, optimizer, epochs of `vaekit.train.loop`,
-validation, checkpoints, exact resume, early stopping and logging, in `runs/NAME/`.
+validation, checkpoints, exact resume, early stopping and logging, in `runs/NAME/` (and with
+--tensorboard, `vaekit.train.tensorboard`, an event log in runs/NAME/tensorboard/).
 
     fit(config, out_dir)           a whole VAE run, or the rest of one with resume=True
     run_task(task, out_dir)        any kind of run (`Task`: the VAE's `VAETask`, the classifier's
@@ -19,10 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vaekit import runs
 from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
@@ -31,7 +32,7 @@ from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_dataset
 from vaekit.device import available_cores, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.train import budget, distributed
+from vaekit.train import budget, distributed, tensorboard
 from vaekit.train.engines import Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
@@ -133,6 +134,16 @@ class Task(Protocol):
     def summary(self, best: float) -> dict[str, Any]: ...  # the task's summary keys
 
 
+@runtime_checkable
+class Boarded(Protocol):
+    """A task that can also write TensorBoard (`vaekit.train.tensorboard`): the VAE's, when its
+    config asks for it (`--tensorboard`); a classifier run has none."""
+
+    def board(self, out: Path) -> tensorboard.Board | None: ...  # None: this run writes no board
+
+    def board_images(self) -> Tensor: ...  # the validation images it reconstructs (after prepare)
+
+
 class VAETask:
     """The sheet's VAE (Ex.2 Q6): x binarized as the run says, the ELBO engine, the validation
     -ELBO."""
@@ -194,6 +205,12 @@ class VAETask:
     def summary(self, best: float) -> dict[str, Any]:
         return {"best_val_neg_elbo": best}
 
+    def board(self, out: Path) -> tensorboard.Board | None:
+        return tensorboard.Board(out) if self.config.train.tensorboard else None
+
+    def board_images(self) -> Tensor:
+        return self.val_x
+
 
 def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar: bool | None = None,
         log: Callable[[str], None] = print, dataset: Dataset | None = None) -> dict[str, Any]:
@@ -205,6 +222,8 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     -ELBO and its epoch, epochs done, stop reason.
     """
     validate_config(config)
+    if config.train.tensorboard:
+        tensorboard.require()  # without the extra: one sentence, before anything is read or written
     out = Path(out_dir)
     check_out_dir(out, resume)
     ds = dataset if dataset is not None else load_dataset(config.data.name, config.data.data_dir)
@@ -273,6 +292,19 @@ def _restore(out: Path, config: Any, model: torch.nn.Module, optimizer: torch.op
 
 def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
            log: Callable[[str], None], w: distributed.World | None = None) -> dict[str, Any]:
+    """`_epochs` with the task's TensorBoard, if it has one (written by the writer rank only),
+    closed at the end and on any error."""
+    board = task.board(out) if (w is None or w.writer) and isinstance(task, Boarded) else None
+    try:
+        return _epochs(task, out, from_checkpoint, device, show_bar, log, w, board)
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
+            log: Callable[[str], None], w: distributed.World | None,
+            board: tensorboard.Board | None) -> dict[str, Any]:
     config = task.config
     loop = config.train
     writer = w is None or w.writer  # one process, or rank 0: the one that writes files
@@ -370,6 +402,8 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
                          "torch": runs.encode_bytes(torch.get_rng_state())}}
         if writer:
             runs.append_metrics(out, row)
+            if board is not None and isinstance(task, Boarded):  # before the checkpoint, like the row
+                board.epoch(epoch, row, model, task.board_images())
             runs.save_checkpoint(out, model, optimizer, state)
         log(f"epoch {epoch:3d}/{loop.epochs}  {task.epoch_line(stats, val)}  "
             f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else ""))
