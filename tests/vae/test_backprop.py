@@ -343,9 +343,8 @@ def test_bf16_products_are_float32_to_bfloat16_accuracy() -> None:
     assert worse >= len(low) // 2  # bfloat16's error, well above float32's, on most parameters
 
 
-def test_bf16_engine_only_where_the_hand_derived_engine_applies() -> None:
-    from vaekit.errors import ConfigError
-    from vaekit.train.engines import BackpropEngine
+def test_bf16_is_the_hand_derived_products_or_autocast_elsewhere() -> None:
+    from vaekit.train.engines import AutogradEngine, BackpropEngine
 
     config = digits_config("auto")
     config.train.precision = "bf16"
@@ -353,8 +352,11 @@ def test_bf16_engine_only_where_the_hand_derived_engine_applies() -> None:
     engine = make_engine(build_model(config), config.train)
     assert isinstance(engine, BackpropEngine) and engine.mm_dtype == torch.bfloat16
     config.model.gated = True
-    with pytest.raises(ConfigError, match="--precision bf16 applies to the hand-derived engine only"):
-        make_engine(build_model(config), config.train)
+    other = make_engine(build_model(config), config.train)
+    assert isinstance(other, AutogradEngine) and other.autocast == torch.bfloat16
+    config.train.precision = "float32"
+    plain = make_engine(build_model(config), config.train)
+    assert isinstance(plain, AutogradEngine) and plain.autocast is None
 
 
 def test_bf16_epoch_close_to_float32(digits: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,10 @@ random draw of the step (eps) comes from `generator`.
                                 (`vaekit.vae.backprop`), faster per epoch than autograd on a CPU
                                 (docs/benchmarks.md has the figures)
     make_engine(model, loop)    the engine a run's config asks for ('auto': the hand-derived one
-                                where it applies, autograd elsewhere; 'autograd': always autograd)
+                                where it applies, autograd elsewhere; 'autograd': always autograd);
+                                `--precision bf16` is the hand-derived engine's bfloat16 products,
+                                or torch.autocast(bfloat16) around an autograd engine's forward
+                                (CPU or CUDA)
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.config import LoopConfig
-from vaekit.errors import ConfigError
 from vaekit.vae import backprop
 from vaekit.vae.estimators import score_negative_elbo
 from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae, noise_dim
@@ -113,20 +115,28 @@ class AutogradEngine(VAEEngine):
     objective as its baseline: what the score estimator needs."""
 
     def __init__(self, objective: Objective, track_baseline: bool = False,
-                 baseline: float | None = None, samples: int = 1) -> None:
+                 baseline: float | None = None, samples: int = 1,
+                 autocast: torch.dtype | None = None) -> None:
         self.objective = objective
         self.samples = samples
         self.track_baseline = track_baseline
         self.baseline = baseline
+        self.autocast = autocast  # None: float32; torch.bfloat16: the forward under torch.autocast
 
     def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
                        y: Tensor | None = None) -> Tensor:
         eps = self.shared_eps((self.samples, x.shape[0], noise_dim(model)), generator, x)  # type: ignore[arg-type]
-        terms = self.objective(x, model, beta, self.baseline, generator, eps)  # type: ignore[arg-type]
+        # bf16 autocast (`--precision bf16` off the hand-derived engine): autocast's listed ops
+        # (linear, conv) take bfloat16 inputs, the weights, gradients and the per-image sums stay
+        # float32 (the objective's reductions are float32 ops under autocast, and are cast back here)
+        with torch.autocast(x.device.type, dtype=self.autocast or torch.bfloat16,
+                            enabled=self.autocast is not None):
+            terms = self.objective(x, model, beta, self.baseline, generator, eps)  # type: ignore[arg-type]
         model.zero_grad(set_to_none=True)
-        terms.loss.mean().backward()
+        terms.loss.float().mean().backward()
         with torch.no_grad():
-            sums = torch.stack([terms.loss.sum(), terms.neg_elbo.sum(), terms.recon.sum(), terms.kl.sum()])
+            sums = torch.stack([terms.loss.sum(), terms.neg_elbo.sum(), terms.recon.sum(),
+                                terms.kl.sum()]).float()
         if self.track_baseline:
             r = terms.recon.detach().mean().item()
             self.baseline = r if self.baseline is None else (
@@ -161,13 +171,8 @@ def make_engine(model: nn.Module, loop: LoopConfig, baseline: float | None = Non
     """The engine of a run: `loop.engine` 'auto' takes `BackpropEngine` where
     `backprop.supports(model, loop)`, and `AutogradEngine` on `objective_for(loop)` otherwise."""
     fast = loop.engine == "auto" and backprop.supports(model, loop)  # type: ignore[arg-type]
-    if loop.precision == "bf16":
-        if not fast:
-            raise ConfigError("--precision bf16 applies to the hand-derived engine only (an MLP VAE with a "
-                              "Bernoulli decoder, N(0, I) prior, ReLU or tanh layers, one-sample ELBO, "
-                              "--engine auto); use --precision float32 for this run.")
-        return BackpropEngine(model, loop.free_bits, torch.bfloat16)  # type: ignore[arg-type]
+    low = torch.bfloat16 if loop.precision == "bf16" else None
     if fast:
-        return BackpropEngine(model, loop.free_bits)  # type: ignore[arg-type]
+        return BackpropEngine(model, loop.free_bits, low)  # type: ignore[arg-type]
     return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline,
-                          samples=loop.samples)
+                          samples=loop.samples, autocast=low)

@@ -29,7 +29,7 @@ from vaekit import runs
 from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
-from vaekit.data.load import Dataset, load_dataset
+from vaekit.data.load import Dataset, load_configured
 from vaekit.device import available_cores, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget, distributed, tensorboard
@@ -226,7 +226,7 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
         tensorboard.require()  # without the extra: one sentence, before anything is read or written
     out = Path(out_dir)
     check_out_dir(out, resume)
-    ds = dataset if dataset is not None else load_dataset(config.data.name, config.data.data_dir)
+    ds = dataset if dataset is not None else load_configured(config.data)
     shape = list(ds.image_shape)
     if config.model.image_shape is not None and list(config.model.image_shape) != shape:
         raise ConfigError(f"the model was built for images {config.model.image_shape}, but "
