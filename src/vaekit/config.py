@@ -120,8 +120,9 @@ class LoopConfig:
     # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
     # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.
     time_budget: float = 0.0
-    # The matrix products of the hand-derived engine (`vaekit.vae.backprop`): float32, or bf16
-    # (bfloat16 inputs, float32 weights, gradients and sums); the other engines are float32.
+    # float32, or bf16: the hand-derived engine's (`vaekit.vae.backprop`) matrix products from
+    # bfloat16 inputs, the autograd engine's forward under torch.autocast(bfloat16) (CPU or CUDA);
+    # weights, gradients and sums stay float32.
     precision: str = "float32"
     # Scalars per epoch and image grids (reconstructions, samples) in RUN/tensorboard beside
     # metrics.jsonl (`vaekit.train.tensorboard`; the optional extra vaekit[tensorboard]).

@@ -1,10 +1,14 @@
-"""`vaekit data list | info NAME | fetch NAME`: where the datasets are and what they hold."""
+"""`vaekit data list | info NAME | fetch NAME`: where the datasets are and what they hold (NAME: a
+registry name, a .npy/.npz array or a folder of images, decoded by the --image-* flags)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from vaekit.commands.flags import add_table, image_flags
+from vaekit.config import parse_image_size
+from vaekit.data.folder import ImageOptions
 from vaekit.data.load import describe, load_dataset
 from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found
 
@@ -24,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     pi = dsub.add_parser("info", help="counts, shape, classes, pixel mean, checksums")
     pi.add_argument("name", nargs="?", default=DEFAULT_DATASET,
-                    help=f"dataset name or .npy/.npz path (default: {DEFAULT_DATASET})")
+                    help=f"dataset name, folder of images or .npy/.npz path (default: {DEFAULT_DATASET})")
     pi.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
     pi.add_argument("--binarize", choices=("none", "dynamic", "fixed"), default="none",
                     help="report the pixel mean after this binarization (default: none)")
@@ -34,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "refusing them (shown as MISMATCH; as $VAEKIT_ALLOW_MODIFIED_DATA=1 does "
                     "everywhere) (default: refuse)")
     pi.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_table(pi, image_flags())
     pi.set_defaults(func=run_info)
 
     pf = dsub.add_parser("fetch", help="make a dataset available (download if needed)")
@@ -56,9 +61,17 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def image_options(args: argparse.Namespace) -> ImageOptions:
+    """The --image-size, --image-channels, --image-fit and --skip-bad flags (None: not given)."""
+    size = None if args.image_size is None else parse_image_size(args.image_size, "--image-size")
+    channels = 0 if args.image_channels is None else args.image_channels
+    return ImageOptions(size, channels, args.image_fit or "crop", bool(args.skip_bad))
+
+
 def run_info(args: argparse.Namespace) -> int:
     ds = load_dataset(args.name, args.data_dir, download=not args.no_download,
-                      allow_modified=args.allow_modified or None)  # None: $VAEKIT_ALLOW_MODIFIED_DATA
+                      allow_modified=args.allow_modified or None,  # None: $VAEKIT_ALLOW_MODIFIED_DATA
+                      images=image_options(args))
     info = describe(ds, args.binarize)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -74,6 +87,8 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"pixel mean   {info['pixel_mean']:.4f} (train, in [0,1], binarize={args.binarize})")
     for fname, status in (info["checksums"] or {}).items():
         print(f"sha256       {fname}: {status}")
+    for key, note in info["notes"].items():
+        print(f"note         {key}: {note}")
     return 0
 
 

@@ -84,8 +84,9 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--engine": ("train", "engine", str, "gradients: auto = the hand-derived backward of the MLP VAE "
                  "where it applies (1.2-1.3x faster per epoch), else autograd; autograd = always autograd "
                  f"(default: {D.train.engine})"),
-    "--precision": ("train", "precision", str, "matrix products of the hand-derived engine: float32 | bf16 "
-                    f"(bfloat16 inputs, float32 weights and sums) (default: {D.train.precision})"),
+    "--precision": ("train", "precision", str, "float32 | bf16: the hand-derived engine's products from "
+                    "bfloat16 inputs, other models' forward under torch.autocast(bfloat16); float32 weights "
+                    f"and sums (default: {D.train.precision})"),
     "--tensorboard": ("train", "tensorboard", "switch", "also write scalars and image grids per epoch to "
                       "RUN/tensorboard (needs pip install 'vaekit[tensorboard]') (default: off)"),
     "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "

@@ -11,6 +11,10 @@ ChecksumError, for train, eval, report, check and `vaekit data info` alike. To u
 on purpose, set the environment variable VAEKIT_ALLOW_MODIFIED_DATA=1 (exactly "1"; `vaekit data
 info` also takes --allow-modified); the files' status stays in `Dataset.checksums`. A plain copy of
 a file whose published sum is of its .gz archive (MNIST, KMNIST) is "unchecked", not an error.
+
+A folder of PNG/JPEG/... images (`vaekit.data.folder`) is a dataset too, split 80/10/10 as a
+.npy/.npz array is; `ImageOptions` (--image-size, --image-channels, --image-fit, --skip-bad) decide
+how a folder is decoded, and their size and channels are applied to the other sources' arrays too.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import torch
 from vaekit.data.arrays import read_array_file
 from vaekit.data.binarize import prepare
 from vaekit.data.download import MISMATCH, read_checked
+from vaekit.data.folder import ImageOptions, read_folder, resize_images
 from vaekit.data.idx import parse_idx
 from vaekit.data.registry import (
+    BUILTIN,
     DEFAULT_DATASET,
     REGISTRY,
     IDXDataset,
@@ -35,10 +41,11 @@ from vaekit.data.registry import (
     checksum_status,
     fetch,
     find_file,
+    known_datasets,
     locate,
     registry_entry,
 )
-from vaekit.errors import ChecksumError, DataError
+from vaekit.errors import ChecksumError, DataError, UnknownDatasetError
 
 SPLIT_SEED = 0  # the seed of every train/validation(/test) split: fixed so splits never move
 ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
@@ -202,22 +209,107 @@ def load_array_dataset(path: str | Path) -> Dataset:
     return Dataset(path.name, train, val, test, classes, str(path))
 
 
+def three_way_in_place(images: np.ndarray, labels: np.ndarray | None) -> tuple[Split, ...]:
+    """The splits of `three_way` (the same images, in the same order), made by permuting the rows
+    of `images` (and `labels`) in place so that train, val and test are consecutive: each split is
+    a view of the one array, never a second copy of the images (a large folder)."""
+    n = images.shape[0]
+    n_val, n_test = max(1, round(n * 0.1)), max(1, round(n * 0.1))
+    val_idx, test_idx, train_idx = split_indices(n, (n_val, n_test))
+    order = torch.cat([train_idx, val_idx, test_idx]).numpy()  # new row k holds old row order[k]
+    done = np.zeros(n, bool)
+    for start in range(n):  # follow each cycle of the permutation with one row held aside
+        if done[start] or order[start] == start:
+            continue
+        held = images[start].copy()
+        held_label = None if labels is None else labels[start]
+        k = start
+        while True:
+            done[k] = True
+            src = int(order[k])
+            if src == start:
+                images[k] = held
+                if labels is not None:
+                    labels[k] = held_label
+                break
+            images[k] = images[src]
+            if labels is not None:
+                labels[k] = labels[src]
+            k = src
+    images_t = torch.from_numpy(images)
+    labels_t = None if labels is None else torch.from_numpy(labels)
+    cuts = [(0, len(train_idx)), (len(train_idx), len(train_idx) + n_val),
+            (len(train_idx) + n_val, n)]
+    return tuple(Split(images_t[a:b], None if labels_t is None else labels_t[a:b]) for a, b in cuts)
+
+
+def load_folder_dataset(path: str | Path, images: ImageOptions | None = None,
+                        progress: bool | None = None) -> Dataset:
+    """A folder of images (`vaekit.data.folder`, decoded once and cached), split 80/10/10 as
+    `load_array_dataset` splits; classes from class folders, else unlabelled."""
+    path = Path(path)
+    found = read_folder(path, images or ImageOptions(), progress=progress)
+    labels = None if found.labels is None else found.labels
+    train, val, test = three_way_in_place(found.images, labels)
+    name = path.resolve().name or str(path)
+    return Dataset(name, train, val, test, found.classes, str(path), dict(found.notes))
+
+
+EXPECTED_SOURCES = "a dataset name, a folder of images, or a .npy/.npz array file"
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).exists()
+
+
 def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None,
-                 download: bool = True, allow_modified: bool | None = None) -> Dataset:
-    """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits') or a path
-    to a .npy/.npz array. A registry set whose file fails its published SHA-256 is a
-    ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is "1")."""
+                 download: bool = True, allow_modified: bool | None = None,
+                 images: ImageOptions | None = None) -> Dataset:
+    """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits'), a folder
+    of images or a path to a .npy/.npz array. A registry set whose file fails its published
+    SHA-256 is a ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is
+    "1"). `images`: how a folder is decoded; its size and channels also resize and convert the
+    arrays of the other sources (`vaekit.data.folder.resize_images`, noted in `Dataset.notes`)."""
+    if name not in REGISTRY and name not in BUILTIN and name and Path(name).is_dir():
+        return load_folder_dataset(name, images)
     if name.endswith((".npy", ".npz")):
-        return load_array_dataset(name)
-    if name == "digits":
-        return load_digits_dataset()
-    return load_idx_dataset(name, data_dir, download, allow_modified=allow_modified)
+        ds = load_array_dataset(name)
+    elif name == "digits":
+        ds = load_digits_dataset()
+    elif name in REGISTRY:
+        ds = load_idx_dataset(name, data_dir, download, allow_modified=allow_modified)
+    elif name and _looks_like_path(name):
+        what = "a file that is neither a folder nor a .npy/.npz array" if Path(name).exists() \
+            else "no such file or folder"
+        raise DataError(f"{name}: {what}; expected {EXPECTED_SOURCES}.")
+    else:
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, or a "
+            "folder of images, or a path to a .npy/.npz array of images."
+        )
+    if images is not None and images.changes_pixels:
+        apply_image_options(ds, images)
+    return ds
+
+
+def apply_image_options(ds: Dataset, options: ImageOptions) -> None:
+    """Resize / convert every split of `ds` in place by `options` (size, channels), with notes."""
+    before = ds.image_shape
+    for split in (ds.train, ds.val, ds.test):
+        split.images = torch.from_numpy(resize_images(split.images.numpy(), options))
+    c, h, w = ds.image_shape
+    if (h, w) != before[1:]:
+        ds.notes["resized"] = f"resized every image from {before[1]}x{before[2]} to {h}x{w} ({options.fit})"
+    if c != before[0]:
+        how = "ITU-R 601-2 luma" if c == 1 else "grey replicated" if before[0] == 1 else "alpha dropped"
+        ds.notes["channels"] = f"converted every image from {before[0]} to {c} channels ({how})"
 
 
 def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
     """What `vaekit data info` shows: source, shape, counts, classes, the training pixels' mean
     after `binarize` ('none', 'dynamic' or 'fixed', seed 0) and, for a set with published sums,
-    each file's checksum status (None otherwise: the same keys for every set)."""
+    each file's checksum status (None otherwise: the same keys for every set), the channels and
+    the notes (how the data was read: a folder's conversions, its cache; resizing)."""
     checksums = ds.checksums
     if checksums is None and ds.name in REGISTRY:  # a Dataset not built by load_idx_dataset
         checksums = checksum_status(ds.name, Path(ds.source))
@@ -225,15 +317,20 @@ def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
         "name": ds.name,
         "source": ds.source,
         "image_shape": list(ds.image_shape),
+        "channels": ds.image_shape[0],
         "counts": {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)},
         "classes": list(ds.classes) if ds.classes else None,
         "binarize": binarize,
         "pixel_mean": float(prepare(ds.train.images, binarize, seed=0).mean()),
         "checksums": checksums,
+        "notes": dict(ds.notes),
     }
 
 
-def load_configured(d: Any) -> Dataset:
-    """The dataset of a data section (a DataConfig or a ClassifierDataConfig): its name and data
-    directory. (Placeholder until the image options of `vaekit.data.folder` are wired in.)"""
-    return load_dataset(d.name, d.data_dir)
+def load_configured(d: Any, progress: bool | None = None) -> Dataset:
+    """The dataset of a data section (a DataConfig or a ClassifierDataConfig): its name, data
+    directory and image options (`ImageOptions.of`)."""
+    options = ImageOptions.of(d)
+    if d.name not in REGISTRY and d.name not in BUILTIN and d.name and Path(d.name).is_dir():
+        return load_folder_dataset(d.name, options, progress)
+    return load_dataset(d.name, d.data_dir, images=options)

@@ -1,0 +1,347 @@
+"""`vaekit.data.folder`: a folder of image files as one uint8 array (issue 16), held against the
+IDX reader (the same Fashion-MNIST pixels through PNG files), Pillow's own decoders and
+conversions, numpy brute force (16-bit reduction, crop and pad geometry), tracemalloc (memory) and
+the bad inputs a user brings."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, features
+
+from vaekit import cli
+from vaekit.data import folder as folder_mod
+from vaekit.data.folder import ImageOptions, read_folder, resize_images
+from vaekit.data.load import load_dataset
+from vaekit.errors import DataError
+
+pytestmark = pytest.mark.usefixtures("places")  # HOME (and so the cache) under tmp_path
+
+RNG = np.random.default_rng(0)
+
+
+def write_pngs(root: Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
+    """images (N, H, W) or (N, H, W, 3) uint8 as ROOT/[CLASS/]NNNNN.png."""
+    for i, image in enumerate(images):
+        where = root if labels is None else root / f"c{int(labels[i])}"
+        where.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(where / f"{i:05d}.png")
+    return root
+
+
+def noise(n: int, *shape: int) -> np.ndarray:
+    return RNG.integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- the pixels
+
+
+def test_fashion_mnist_through_png_files_is_the_idx_array(fashion_dir: Path, tmp_path: Path) -> None:
+    ds = load_dataset("fashion-mnist", str(fashion_dir), download=False)
+    images = ds.train.images[:300, 0].numpy()
+    labels = ds.train.labels[:300].numpy()  # type: ignore[union-attr]
+    # class folders c0..c9, files named by their index: the folder's order is class, then index
+    got = read_folder(write_pngs(tmp_path / "fm", images, labels), progress=False)
+    order = np.lexsort((np.arange(300), labels))
+    assert got.images.dtype == np.uint8 and got.images.shape == (300, 1, 28, 28)
+    assert np.array_equal(got.images[:, 0], images[order])
+    assert got.classes == tuple(f"c{c}" for c in sorted(set(labels.tolist())))
+    assert np.array_equal(np.array(got.classes)[got.labels], np.array([f"c{c}" for c in labels[order]]))
+    flat = read_folder(write_pngs(tmp_path / "flat", images), progress=False)
+    assert flat.labels is None and flat.classes is None
+    assert np.array_equal(flat.images[:, 0], images)
+
+
+def test_nested_folders_are_unlabelled_and_read_in_path_order(tmp_path: Path) -> None:
+    imgs = noise(12, 5, 4)
+    for i, image in enumerate(imgs):
+        where = tmp_path / "n" / ("deep/er" if i % 2 else "top")
+        where.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(where / f"{i:02d}.png")
+    (tmp_path / "n" / "notes.txt").write_text("not an image, ignored")
+    (tmp_path / "n" / ".hidden.png").write_bytes(b"ignored: hidden")
+    got = read_folder(tmp_path / "n", progress=False)
+    assert got.labels is None
+    expected = [imgs[i] for i in range(12) if i % 2] + [imgs[i] for i in range(12) if not i % 2]
+    assert np.array_equal(got.images[:, 0], np.stack(expected))
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".bmp", ".webp"])
+def test_other_formats_give_pillows_own_pixels(tmp_path: Path, ext: str) -> None:
+    if ext == ".webp" and not features.check("webp"):
+        pytest.skip("this Pillow has no WebP")
+    root = tmp_path / "f"
+    root.mkdir()
+    for i, image in enumerate(noise(10, 8, 6, 3)):
+        Image.fromarray(image).save(root / f"{i}{ext}")
+    got = read_folder(root, progress=False)
+    for i in range(10):
+        with Image.open(root / f"{i}{ext}") as im:
+            assert np.array_equal(got.images[i], np.asarray(im.convert("RGB")).transpose(2, 0, 1))
+
+
+def test_gif_gives_its_first_frame(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    root.mkdir()
+    firsts = []
+    for i in range(10):
+        a, b = (Image.fromarray(np.full((6, 6), v, np.uint8), "L") for v in (10 * i, 250 - 10 * i))
+        a.save(root / f"{i}.gif", save_all=True, append_images=[b])
+        with Image.open(root / f"{i}.gif") as im:
+            firsts.append(np.asarray(im.convert("RGB")).transpose(2, 0, 1))
+    got = read_folder(root, progress=False)
+    assert np.array_equal(got.images, np.stack(firsts))
+
+
+def test_16_bit_png_keeps_the_high_byte(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    root.mkdir()
+    values = RNG.integers(0, 65536, (10, 5, 7), dtype=np.uint16)
+    for i, v in enumerate(values):
+        Image.fromarray(v).save(root / f"{i}.png")  # mode I;16
+    got = read_folder(root, progress=False)
+    assert np.array_equal(got.images[:, 0], (values // 256).astype(np.uint8))  # brute force
+    assert "16-bit" in got.notes and "10" in got.notes["16-bit"]
+
+
+def test_palette_and_alpha_are_converted_and_said(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    rgb = noise(10, 6, 6, 3)
+    expected = []
+    for i, image in enumerate(rgb):
+        im = Image.fromarray(image)
+        if i < 5:
+            pal = im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+            pal.save(root / f"{i}.png")
+            expected.append(np.asarray(pal.convert("RGB")))
+        else:
+            rgba = np.concatenate([image, noise(1, 6, 6, 1)[0]], axis=2)
+            Image.fromarray(rgba, "RGBA").save(root / f"{i}.png")
+            expected.append(image)  # the alpha dropped, the colours kept
+    got = read_folder(root, progress=False)
+    assert np.array_equal(got.images, np.stack(expected).transpose(0, 3, 1, 2))
+    assert "5" in got.notes["palette"] and "5" in got.notes["alpha"]
+
+
+def test_grey_stays_grey_colour_stays_colour_and_the_conversions(tmp_path: Path) -> None:
+    grey = write_pngs(tmp_path / "grey", noise(10, 4, 4))
+    assert read_folder(grey, progress=False).images.shape[1] == 1
+    mixed = write_pngs(tmp_path / "mixed", noise(10, 4, 4))
+    Image.fromarray(noise(1, 4, 4, 3)[0]).save(mixed / "99999.png")
+    got = read_folder(mixed, progress=False)
+    assert got.images.shape[1] == 3  # one colour image: all RGB, grey replicated
+    assert np.array_equal(got.images[0, 0], got.images[0, 1])
+    as_grey = read_folder(mixed, ImageOptions(channels=1), progress=False)
+    with Image.open(mixed / "99999.png") as im:
+        assert np.array_equal(as_grey.images[-1, 0], np.asarray(im.convert("L")))  # ITU-R 601-2
+    assert "colour images to grey" in as_grey.notes["channels"]
+    as_rgb = read_folder(grey, ImageOptions(channels=3), progress=False)
+    assert np.array_equal(as_rgb.images[:, 0], as_rgb.images[:, 2])
+
+
+def test_crop_takes_the_centre_and_pad_centres_on_black(tmp_path: Path) -> None:
+    tall = np.repeat((np.arange(20, dtype=np.uint8) * 10)[:, None], 10, axis=1)  # row r holds 10 r
+    root = write_pngs(tmp_path / "t", np.stack([tall] * 10))
+    crop = read_folder(root, ImageOptions(size=(10, 10), fit="crop"), progress=False)
+    assert np.array_equal(crop.images[0, 0], tall[5:15])  # scale 1: the centred 10 rows, exactly
+    flat = np.full((10, 20), 200, np.uint8)
+    wide = write_pngs(tmp_path / "w", np.stack([flat] * 10))
+    pad = read_folder(wide, ImageOptions(size=(10, 10), fit="pad"), progress=False).images[0, 0]
+    # scale 1/2: a 5x10 image placed at row (10 - 5) // 2 = 2, black above and below
+    assert np.all(pad[2:7] == 200) and np.all(pad[:2] == 0) and np.all(pad[7:] == 0)
+    same = read_folder(root, ImageOptions(size=(20, 10)), progress=False)
+    assert np.array_equal(same.images[0, 0], tall)  # the target size: untouched
+
+
+def test_resize_images_applies_the_folder_rules_to_arrays(tmp_path: Path) -> None:
+    images = noise(10, 12, 9)
+    options = ImageOptions(size=(6, 6), fit="crop")
+    by_folder = read_folder(write_pngs(tmp_path / "r", images), options, progress=False).images
+    assert np.array_equal(resize_images(images[:, None], options), by_folder)
+    assert resize_images(images[:, None], ImageOptions()) is not None
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+def test_the_second_read_comes_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_pngs(tmp_path / "c", noise(12, 5, 5), np.arange(12) % 2)
+    first = read_folder(root, progress=False)
+    assert not first.from_cache and first.cache_path is not None and first.cache_path.is_file()
+
+    def no_decoding(*_a: object, **_k: object) -> None:
+        raise AssertionError("an image was decoded")
+
+    with monkeypatch.context() as m:
+        m.setattr(folder_mod, "decode", no_decoding)
+        m.setattr(folder_mod, "_header", no_decoding)
+        second = read_folder(root, progress=False)
+    assert second.from_cache
+    assert np.array_equal(second.images, first.images) and np.array_equal(second.labels, first.labels)
+    assert second.classes == first.classes
+
+
+@pytest.mark.parametrize("change", ["rewrite", "touch", "add", "remove", "options"])
+def test_a_change_rebuilds_the_cache(tmp_path: Path, change: str) -> None:
+    root = write_pngs(tmp_path / "c", noise(12, 5, 5))
+    read_folder(root, progress=False)
+    options = ImageOptions()
+    target = root / "00003.png"
+    if change == "rewrite":
+        Image.fromarray(np.zeros((5, 5), np.uint8)).save(target)
+    elif change == "touch":
+        st = target.stat()
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    elif change == "add":
+        Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "99999.png")
+    elif change == "remove":
+        target.unlink()
+    else:
+        options = ImageOptions(channels=3)
+    again = read_folder(root, options, progress=False)
+    assert not again.from_cache
+    if change == "rewrite":
+        assert not again.images[3].any()
+    assert again.images.shape[0] == {"add": 13, "remove": 11}.get(change, 12)
+    assert read_folder(root, options, progress=False).from_cache
+
+
+def test_a_damaged_cache_file_is_decoded_again(tmp_path: Path) -> None:
+    root = write_pngs(tmp_path / "c", noise(12, 5, 5))
+    first = read_folder(root, progress=False)
+    assert first.cache_path is not None
+    first.cache_path.write_bytes(first.cache_path.read_bytes()[:100])  # cut
+    again = read_folder(root, progress=False)
+    assert not again.from_cache and np.array_equal(again.images, first.images)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def truncated_png(path: Path) -> None:
+    Image.fromarray(noise(1, 5, 5)[0]).save(path)
+    path.write_bytes(path.read_bytes()[:-30])
+
+
+BAD: dict[str, Callable[[Path], str]] = {}
+
+
+def bad(name: str) -> Callable[[Callable[[Path], str]], Callable[[Path], str]]:
+    def register(make: Callable[[Path], str]) -> Callable[[Path], str]:
+        BAD[name] = make
+        return make
+    return register
+
+
+@bad("no images")
+def _(root: Path) -> str:
+    root.mkdir()
+    (root / "readme.txt").write_text("x")
+    return str(root)
+
+
+@bad("not an image")
+def _(root: Path) -> str:
+    write_pngs(root, noise(12, 5, 5))
+    (root / "00004.png").write_text("this is text")
+    return str(root / "00004.png")
+
+
+@bad("truncated")
+def _(root: Path) -> str:
+    write_pngs(root, noise(12, 5, 5))
+    truncated_png(root / "00002.png")
+    return str(root / "00002.png")
+
+
+@bad("mixed sizes")
+def _(root: Path) -> str:
+    write_pngs(root, noise(12, 5, 5))
+    Image.fromarray(noise(1, 6, 5)[0]).save(root / "00007.png")
+    return "--image-size"
+
+
+@bad("empty class folder")
+def _(root: Path) -> str:
+    write_pngs(root, noise(12, 5, 5), np.arange(12) % 2)
+    (root / "c9").mkdir()
+    return str(root / "c9")
+
+
+@bad("too few")
+def _(root: Path) -> str:
+    write_pngs(root, noise(9, 5, 5))
+    return str(root)
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_sentence_naming_it(tmp_path: Path, case: str, one_sentence: Callable[..., None],
+                                             cli_error: Callable[..., str]) -> None:
+    root = tmp_path / "bad"
+    named = BAD[case](root)
+    with pytest.raises(DataError) as info:
+        read_folder(root, progress=False)
+    one_sentence(str(info.value), named)
+    cli_error(cli.main(["data", "info", str(root)]), named)
+
+
+def test_skip_bad_skips_and_counts(tmp_path: Path) -> None:
+    root = write_pngs(tmp_path / "s", noise(12, 5, 5))
+    truncated_png(root / "00002.png")
+    (root / "00005.png").write_text("not an image")
+    got = read_folder(root, ImageOptions(skip_bad=True), progress=False)
+    assert got.images.shape[0] == 10
+    assert got.notes["skipped"].startswith("skipped 2 unreadable files")
+
+
+def test_neither_folder_nor_array_file(tmp_path: Path, one_sentence: Callable[..., None]) -> None:
+    path = tmp_path / "photo.txt"
+    path.write_text("x")
+    for name in (str(path), str(tmp_path / "absent")):
+        with pytest.raises(DataError) as info:
+            load_dataset(name)
+        one_sentence(str(info.value), name)
+
+
+# ----------------------------------------------------------------------------- memory, progress
+
+
+def test_memory_is_the_final_array_plus_one_image(tmp_path: Path) -> None:
+    """tracemalloc's peak above the final array is the file list (per file, whatever the image
+    size) plus one image: 600 images of 48x48 cost no more above their array than 600 of 8x8 do,
+    but for a few images' bytes (a second copy of the array would be 4 MB more)."""
+    def overhead(side: int) -> tuple[int, int]:
+        root = write_pngs(tmp_path / f"m{side}", noise(600, side, side, 3))
+        tracemalloc.start()
+        got = read_folder(root, progress=False, cache=False)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return peak - got.images.nbytes, got.images.nbytes
+
+    small, _ = overhead(8)
+    big, array = overhead(48)
+    one_image = 48 * 48 * 3
+    assert big - small <= 4 * one_image + 64 * 1024, (big, small, array)
+    assert big < array / 2  # the bookkeeping is well below the array itself
+
+
+def test_a_progress_bar_while_decoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_pngs(tmp_path / "b", noise(12, 5, 5))
+    read_folder(root, progress=True, cache=False)
+    assert "decoding" in capsys.readouterr().err
+
+
+def test_data_info_describes_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    root = write_pngs(tmp_path / "d", noise(20, 6, 6, 3), np.arange(20) % 2)
+    assert cli.main(["data", "info", str(root), "--image-size", "4", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["image_shape"] == [3, 4, 4] and info["classes"] == ["c0", "c1"]
+    assert sum(info["counts"].values()) == 20 and "resized" in info["notes"]
