@@ -443,14 +443,14 @@ def test_a_probe_with_one_class_in_its_training_labels(run: Path, monkeypatch: p
     from vaekit.data import load as load_mod
     from vaekit.evaluate.run import evaluate_run
 
-    real = load_mod.load_dataset
+    real = load_mod.load_configured
 
     def one_class(*args: Any, **kwargs: Any) -> Any:
         ds = real(*args, **kwargs)
         ds.train.labels = torch.zeros_like(ds.train.labels)
         return ds
 
-    monkeypatch.setattr("vaekit.evaluate.run.load_dataset", one_class)
+    monkeypatch.setattr("vaekit.evaluate.run.load_configured", one_class)
     result = evaluate_run(run, k=2, progress=False, write=False)
     assert result["probe_accuracy"] is None and result["test_nll"] > 0
 

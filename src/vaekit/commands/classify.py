@@ -20,7 +20,7 @@ from vaekit.classify.config import PRESETS, RESIZES, ClassifierConfig
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import argument_of, float_flag, image_flags, int_flag, int_list_flag
+from vaekit.commands.flags import float_flag, given, image_flags, int_flag, int_list_flag, keyword_rows
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config, read_metrics
@@ -38,8 +38,7 @@ FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
                "padding by this many pixels, 0 = off (default: 0)"}),
     "--flip": ("data", "flip", {"action": "store_const", "const": True,
                                 "help": "augmentation: random horizontal flip (default: off)"}),
-    **{flag: (section, key, {**argument_of(flag, kind), "help": text})
-       for flag, (section, key, kind, text) in image_flags().items()},
+    **keyword_rows(image_flags()),
     "--preset": ("model", "preset", {"help": f"{'|'.join(PRESETS)} (default: {D.model.preset})"}),
     "--layers": ("model", "layers", {"nargs": "+", "metavar": "LAYER", "help": "the network in the "
                  "layer language of `vaekit arch`, e.g. \"Conv2d(32, 3, padding=1)\" \"ReLU()\" ... "
@@ -93,12 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for flag, (section, key, _) in FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            out.setdefault(section, {})[key] = value
-    return out
+    return given(args, {flag: (section, key, str, "") for flag, (section, key, _) in FLAGS.items()})
 
 
 def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:

@@ -52,29 +52,23 @@ def float_flag(flag: str) -> Callable[[str], float]:
     return convert
 
 
-def int_list_flag(flag: str) -> Callable[[str], list[int]]:
-    """An argparse `type=` for a comma list of integers ('512,256'; '' is []), naming its flag."""
-    def convert(text: str) -> list[int]:
+def parsed_flag(flag: str, parse: Callable[[str, str], Any], keep_text: bool = False) -> Callable[[str], Any]:
+    """An argparse `type=` from a parser (text, flag) -> value of `vaekit.config`, naming its flag:
+    a comma list of integers, a duration ('60m', in seconds), an image size ('64x48', kept as text)."""
+    def convert(text: str) -> Any:
         try:
-            return parse_int_list(text, flag)
-        except ConfigError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    convert.__name__ = f"int_list_flag({flag})"
-    return convert
-
-
-def duration_flag(flag: str) -> Callable[[str], float]:
-    """An argparse `type=` for a duration ('60m', '1h30m', '90s', '3600'), in seconds, naming its
-    flag (`vaekit.config.parse_duration`)."""
-    def convert(text: str) -> float:
-        try:
-            return parse_duration(text, flag)
+            value = parse(text, flag)
         except ConfigError as err:
             raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+        return text.strip() if keep_text else value
 
-    convert.__name__ = f"duration_flag({flag})"
+    convert.__name__ = f"parsed_flag({flag})"
     return convert
+
+
+def int_list_flag(flag: str) -> Callable[[str], list[int]]:
+    """A comma list of integers ('512,256'; '' is [])."""
+    return parsed_flag(flag, parse_int_list)
 
 
 def image_flags(section: str = "data") -> dict[str, tuple[str, str, Kind, str]]:
@@ -93,25 +87,13 @@ def image_flags(section: str = "data") -> dict[str, tuple[str, str, Kind, str]]:
     }
 
 
-def image_size_flag(flag: str) -> Callable[[str], str]:
-    """An argparse `type=` for an image size ('32', '64x48'), kept as its text once it parses
-    (`vaekit.config.parse_image_size`), naming its flag."""
-    def convert(text: str) -> str:
-        try:
-            parse_image_size(text, flag)
-        except ConfigError as err:
-            raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
-        return text.strip()
-
-    convert.__name__ = f"image_size_flag({flag})"
-    return convert
-
-
 # A flag table's kinds: str, int, float, list (of ints, '512,256'), 'duration' ('60m'), 'size'
 # ('32', '64x48'), 'switch' (no value: given means true). Table rows are (section, key, kind, help).
 Kind = type | str
 _MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
-    int: int_flag, float: float_flag, list: int_list_flag, "duration": duration_flag, "size": image_size_flag}
+    int: int_flag, float: float_flag, list: int_list_flag,
+    "duration": lambda f: parsed_flag(f, parse_duration),
+    "size": lambda f: parsed_flag(f, parse_image_size, keep_text=True)}
 
 
 def add_table(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str, Kind, str]]) -> None:
@@ -119,6 +101,13 @@ def add_table(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str, 
     converter of its kind (a value it cannot convert is one sentence naming the flag)."""
     for flag, (_, _, kind, text) in table.items():
         parser.add_argument(flag, default=None, help=text, **argument_of(flag, kind))
+
+
+def keyword_rows(table: dict[str, tuple[str, str, Kind, str]]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """A flag table's rows as (section, key, argparse keywords), for a command that adds its flags
+    from keywords (`vaekit classify`)."""
+    return {flag: (section, key, {**argument_of(flag, kind), "help": text})
+            for flag, (section, key, kind, text) in table.items()}
 
 
 def argument_of(flag: str, kind: Kind) -> dict[str, Any]:

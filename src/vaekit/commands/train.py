@@ -1,9 +1,6 @@
 """`vaekit train`: train the sheet's VAE (MLP or convolutional) into runs/NAME/, or resume it.
-
-Precedence: built-in defaults < `--config FILE.toml` < flags. With `--resume`, the base is the
-run's own config.json, and only the number of epochs, patience, device, threads and data directory
-may change.
-"""
+Precedence: defaults < `--config FILE.toml` < flags; with `--resume` the base is the run's own
+config.json, of which only `config.RESUMABLE_CHANGES` (epochs, patience, device, ...) may change."""
 
 from __future__ import annotations
 
@@ -25,14 +22,13 @@ D = TrainConfig()  # the defaults, quoted in the help
 # the flag (`vaekit.cli.int_flag` and co.); a converted one is checked by `config.apply` (finite, in
 # range), which names the "command line" as its origin.
 FLAGS: dict[str, tuple[str, str, Kind, str]] = {
-    "--data": ("data", "name", str, "dataset name, .npy/.npz path or a folder of images (class/xxx.png "
-               f"gives labels) (default: {D.data.name})"),
+    "--data": ("data", "name", str, "dataset name, .npy/.npz path or a folder of images "
+               f"(default: {D.data.name})"),
     "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
                    "order of `vaekit data`)"),
-    "--binarize": ("data", "binarize", str, f"{'|'.join(cfg.BINARIZATIONS)}: dynamic redraws x ~ "
-                   "Bernoulli(pixel/255) each batch; dequantize gives x = (pixel + u)/256 and bits/dim of "
-                   "the 8-bit images; auto = dynamic for bernoulli, dequantize for gaussian "
-                   f"(default: {D.data.binarize})"),
+    "--binarize": ("data", "binarize", str, f"{'|'.join(cfg.BINARIZATIONS)}: dynamic x ~ "
+                   "Bernoulli(pixel/255) per batch; dequantize x = (pixel + u)/256, bits/dim of 8-bit "
+                   f"images; auto: dynamic | dequantize by likelihood (default: {D.data.binarize})"),
     **image_flags(),
     "--model": ("model", "kind", str, f"{'|'.join(cfg.MODEL_KINDS)} (default: {D.model.kind})"),
     "--layers": ("model", "stochastic_layers", int, "stochastic layers: 1 (z), or 2 (the hierarchical VAE "
@@ -84,9 +80,8 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--engine": ("train", "engine", str, "gradients: auto = the hand-derived backward of the MLP VAE "
                  "where it applies (1.2-1.3x faster per epoch), else autograd; autograd = always autograd "
                  f"(default: {D.train.engine})"),
-    "--precision": ("train", "precision", str, "float32 | bf16: the hand-derived engine's products from "
-                    "bfloat16 inputs, other models' forward under torch.autocast(bfloat16); float32 weights "
-                    f"and sums (default: {D.train.precision})"),
+    "--precision": ("train", "precision", str, "float32 | bf16 (bfloat16 products in the hand-derived "
+                    f"engine, else torch.autocast; float32 weights and sums) (default: {D.train.precision})"),
     "--tensorboard": ("train", "tensorboard", "switch", "also write scalars and image grids per epoch to "
                       "RUN/tensorboard (needs pip install 'vaekit[tensorboard]') (default: off)"),
     "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "

@@ -6,5 +6,6 @@ uint8 tensor with fixed splits, and the one binarization law.
     registry.py   dataset names, where they are looked for, checksums
     load.py       Dataset / Split, loading (checksums verified) and splitting
     arrays.py     user .npy/.npz arrays: accepted shapes and dtypes, never pickle
-    binarize.py   how pixels become x (dynamic, fixed, none) and the evaluation protocol
+    folder.py     user image folders: decoding, class folders, resizing, the cache
+    binarize.py   how pixels become x (dynamic, fixed, none, dequantize) and the evaluation protocol
 """
