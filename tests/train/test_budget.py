@@ -25,13 +25,6 @@ TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "4", "--batc
          "--threads", "1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads() -> Any:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(**train: Any) -> TrainConfig:
     c = TrainConfig()
     c.data.name = "digits"

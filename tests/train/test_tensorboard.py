@@ -23,7 +23,7 @@ from vaekit import runs
 from vaekit.classify.fit import ClassifierTask
 from vaekit.cli import main
 from vaekit.config import TrainConfig
-from vaekit.data.load import Dataset, load_dataset
+from vaekit.data.load import Dataset
 from vaekit.report import visualize
 from vaekit.train import tensorboard
 from vaekit.train.fit import Boarded, VAETask, fit
@@ -32,18 +32,6 @@ from vaekit.vae.models import build_model
 pytest.importorskip("tensorboard")  # the dev extra installs it: CI runs the real path
 
 from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads() -> Any:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def small(epochs: int = 2, board: bool = True) -> TrainConfig:

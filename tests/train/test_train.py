@@ -18,7 +18,7 @@ from vaekit.cli import main
 from vaekit.config import TrainConfig
 from vaekit.data.binarize import binarize as binarize_batch
 from vaekit.data.binarize import eval_images
-from vaekit.data.load import Dataset, load_dataset
+from vaekit.data.load import Dataset
 from vaekit.train import engines
 from vaekit.train import fit as train_mod
 from vaekit.train.fit import Progress, fit
@@ -26,18 +26,6 @@ from vaekit.train.loop import validate
 from vaekit.train.optim import beta_at, lr_at
 from vaekit.vae import backprop as mlp_backprop
 from vaekit.vae.models import build_model
-
-
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads() -> Any:
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def small(**changes: Any) -> TrainConfig:

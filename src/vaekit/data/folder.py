@@ -36,7 +36,8 @@ Memory: pass 1 opens every file lazily (its header: size, mode; a file Pillow ca
 found here), then ONE uint8 array of the final shape is allocated and pass 2 decodes the images
 into it one by one. An image found truncated or corrupt in pass 2 is refused or, with
 options.skip_bad, skipped: later images go to the next free row and the result is a prefix view of
-the same array. The peak is the final array plus one image (and the file list).
+the same array. The peak is the final array plus one image plus the file list, one small record a
+file (its path, relative path, size, time, shape: about 300 bytes; 30,000 files measured at 9 MiB).
 
 Cache: the decoded set is stored once as cache_dir("folders")/FOLDER-KEY.npz (uint8 images, int64
 labels, the class names and the notes as unicode arrays; read back with allow_pickle=False),
@@ -123,7 +124,7 @@ class FolderImages:
 
 @dataclass(slots=True)
 class _File:
-    path: Path
+    path: str
     rel: str  # relative path, "/"-separated
     label: int  # index of its class folder, -1 when unlabelled
     size: int = 0  # bytes
@@ -135,27 +136,29 @@ class _File:
 # ----------------------------------------------------------------------------- the files
 
 
-def _walk(directory: Path, parts: tuple[str, ...], seen: set[tuple[int, int]],
-          out: list[tuple[tuple[str, ...], os.DirEntry[str]]], dirs: list[str]) -> None:
-    """Collect (relative parts, entry) of the image files below `directory`, and in `dirs` the
-    names of its direct sub-folders when `parts` is empty (the top)."""
+def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[_File], dirs: list[str]) -> None:
+    """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
+    their relative paths (each folder's entries sorted by name, depth first: the same order as
+    sorting the paths part by part), and to `dirs` the names of the top's direct sub-folders.
+    Each file is stat'ed as it is found and kept as one small record (no DirEntry, no Path)."""
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        with os.scandir(directory) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError as err:
         raise DataError(f"{directory}: cannot be listed ({err.strerror or err}).") from None
     for entry in entries:
-        if entry.name.startswith("."):
-            continue
         if entry.is_dir():
             st = entry.stat()
             if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
                 continue
             seen.add((st.st_dev, st.st_ino))
-            if not parts:
+            if not prefix:
                 dirs.append(entry.name)
-            _walk(Path(entry.path), (*parts, entry.name), seen, out, dirs)
+            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs)
         elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-            out.append(((*parts, entry.name), entry))
+            st = entry.stat()
+            out.append(_File(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns))
+    del entries
 
 
 def list_images(path: Path) -> tuple[list[_File], tuple[str, ...] | None]:
@@ -163,28 +166,26 @@ def list_images(path: Path) -> tuple[list[_File], tuple[str, ...] | None]:
     the module's docstring."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; expected a folder of image files.")
-    found: list[tuple[tuple[str, ...], os.DirEntry[str]]] = []
+    files: list[_File] = []
     dirs: list[str] = []
     st = path.stat()
-    _walk(path, (), {(st.st_dev, st.st_ino)}, found, dirs)
-    found.sort(key=lambda item: item[0])
-    if not found:
+    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs)
+    if not files:
         raise DataError(f"{path}: no image files in this folder or below; expected files ending in "
                         f"{', '.join(IMAGE_EXTENSIONS)}.")
-    labelled = all(len(parts) == 2 for parts, _ in found)
+    labelled = all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
-    index = {name: i for i, name in enumerate(classes or ())}
     if classes is not None:
-        used = {parts[0] for parts, _ in found}
+        index = {name: i for i, name in enumerate(classes)}
+        used = set()
+        for f in files:
+            top = f.rel.split("/", 1)[0]
+            f.label = index[top]
+            used.add(top)
         for name in classes:
             if name not in used:
                 raise DataError(f"{path / name}: a class folder with no images; in a folder of class "
                                 f"folders each sub-folder is a class and needs at least one image.")
-    files = []
-    for parts, entry in found:
-        stat = entry.stat()
-        files.append(_File(Path(entry.path), "/".join(parts), index[parts[0]] if classes else -1,
-                           stat.st_size, stat.st_mtime_ns))
     return files, classes
 
 
