@@ -32,7 +32,8 @@ def labelled(ds: Dataset, what: str) -> tuple[Split, Split, Split]:
     for split in (ds.train, ds.val, ds.test):
         if split.labels is None:
             raise DataError(f"{what}: the dataset has no labels, but a classifier needs one per image "
-                            "(a .npz with 'labels' or 'y', or a labelled dataset such as fashion-mnist).")
+                            "(a .npz with 'labels' or 'y', a folder of class folders class/xxx.png, or a "
+                            "labelled dataset such as fashion-mnist).")
     return ds.train, ds.val, ds.test
 
 
