@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
 from vaekit.data.folder import ImageOptions, read_folder
 
 

@@ -85,6 +85,9 @@ class ModelConfig:
     prior: str = "standard"  # standard | vamp
     pseudo_inputs: int = 500  # vamp only: K learned pseudo-inputs u_k of p(z) = 1/K sum_k q(z|u_k)
     stochastic_layers: int = 1  # 1: z; 2: the hierarchical VAE, z2 -> z1 -> x, each of size latent
+    # Units of the autoregressive decoder's masked layer (`vaekit.vae.autoregressive`: each pixel's
+    # logit also sees the pixels before it, MADE over x given z); 0: the factorized decoder.
+    autoregressive: int = 0
 
 
 @dataclass
@@ -203,6 +206,7 @@ BOUNDS: dict[str, Bound] = {
     "model.image_shape": Bound("each image size of [C, H, W]", 1, MAX_SIZE),
     "model.pseudo_inputs": Bound("the number of pseudo-inputs", 1, 100_000),
     "model.stochastic_layers": Bound("the number of stochastic layers", 1, 2),
+    "model.autoregressive": Bound("the autoregressive decoder's units (0 = none)", 0, 1_000_000),
     "optim.lr": Bound("the learning rate", 0, 100, low_open=True),
     "optim.weight_decay": Bound("the weight decay", 0, 100),
     "optim.momentum": Bound("the momentum", 0, 1, high_open=True),
@@ -506,6 +510,9 @@ def validate(config: TrainConfig) -> TrainConfig:
             "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or --likelihood "
             "bernoulli."
         )
+    if m.autoregressive and m.likelihood != "bernoulli":
+        raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood bernoulli, "
+                          "or --autoregressive 0 with a gaussian likelihood.")
     if m.likelihood == "bernoulli" and d.binarize == "dequantize":
         raise ConfigError("binarize dequantize gives continuous pixels for a gaussian likelihood; use "
                           "--likelihood gaussian, or --binarize dynamic (or auto) with --likelihood "

@@ -26,7 +26,7 @@ from eval_runs import make_classifier_run, make_run
 from vaekit import cli
 from vaekit.data.binarize import eval_images
 from vaekit.evaluate.iwae import estimate_batch
-from vaekit.runs import load_run
+from vaekit.runs import MODEL, load_run, save_model
 from vaekit.serve import app
 
 LATENT = 3  # more than 2: the default map is PCA
@@ -127,6 +127,7 @@ def test_info(client: Client, model: Any, test_x: torch.Tensor) -> None:
     assert info["classes"] == [str(d) for d in range(10)]
     assert info["clamp"] == app.Z_MAX
     assert info["test_images"] == len(test_x)
+    assert info["decoder"] == "factorized"
     with torch.inference_mode():
         mu, logvar = model.encode(test_x)
     kl = (-0.5 * (logvar + 1 - logvar.exp() - mu**2)).double().mean(0)
@@ -191,6 +192,28 @@ def test_decode_with_a_sample(client: Client, model: Any) -> None:
     assert a == b and a["seed"] == 7
     assert set(a["sample"]["pixels"]) <= {0.0, 1.0}
     assert client.post("/api/decode", {"z": z, "sample": True})["seed"] == 0
+
+
+def test_an_autoregressive_decoder_is_served(tmp_path: Path) -> None:
+    """A run with an autoregressive decoder: /api/info says so, /api/decode shows its mean-field
+    pass (`model.decode_mean`) and its sample is the model's own draw x ~ p(x|z), pixel by pixel."""
+    run = make_run(tmp_path / "ar", latent=LATENT, autoregressive=16)
+    ar_model = load_run(run, "vae").model
+    with torch.no_grad():  # a visible autoregressive term (a short run leaves it near zero)
+        ar_model.p_ar.out.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    save_model(run / MODEL, ar_model)
+    z = [0.3, -0.2, 1.0]
+    for ar_client in serve(run):
+        assert ar_client.get("/api/info")["decoder"] == "autoregressive"
+        out = ar_client.post("/api/decode", {"z": z, "sample": True, "seed": 5})
+    with torch.inference_mode():
+        zt = torch.tensor([z])
+        assert_image(out, ar_model.decode_mean(zt)[0])
+        drawn = ar_model.draw_x(zt, torch.Generator().manual_seed(5))[0]
+        shown = ar_model.decode_mean(zt)[0]
+        factorized = torch.sigmoid(ar_model.decode_net(zt))[0]
+    assert out["sample"]["pixels"] == pixels_of(drawn)
+    assert (shown - factorized).abs().max() > 0.01  # not the factorized decoder's mean
 
 
 def test_code_is_the_encoders_mean(client: Client, model: Any, test_x: torch.Tensor, run_dir: Path) -> None:

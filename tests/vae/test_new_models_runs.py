@@ -1,6 +1,6 @@
-"""The new models (VampPrior, two stochastic layers, gated layers) end to end on scikit-learn's 8x8
-digits: eval.json, the HTML report, the Python API, exact resume and `vaekit eval`; and the config
-rules and engine choice that go with them."""
+"""The new models (VampPrior, two stochastic layers, gated layers, the autoregressive decoder) end to
+end on scikit-learn's 8x8 digits: eval.json, the HTML report, the Python API, exact resume and
+`vaekit eval`; and the config rules and engine choice that go with them."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hvae": {"stochastic_layers": 2},
     "hvae-conv-gated": {"stochastic_layers": 2, "kind": "conv", "channels": [4], "gated": True},
     "gated": {"gated": True},
+    "ar": {"autoregressive": 12},
+    "hvae-ar": {"stochastic_layers": 2, "autoregressive": 6},
 }
-MONTE_CARLO = {"vamp", "hvae", "hvae-conv-gated"}
+MONTE_CARLO = {"vamp", "hvae", "hvae-conv-gated", "hvae-ar"}
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +80,10 @@ def test_report_builds(variant: tuple[str, Path]) -> None:
             "hvae": ["<td>stochastic_layers</td><td>2</td>", "q1_mu", "p1_logvar"],
             "hvae-conv-gated": ["<td>stochastic_layers</td><td>2</td>", "<td>gated</td><td>true</td>",
                                 "q1_enc", "conv.weight"],
-            "gated": ["<td>gated</td><td>true</td>", "linear.weight"]}[name]
+            "gated": ["<td>gated</td><td>true</td>", "linear.weight"],
+            "ar": ["<td>autoregressive</td><td>12</td>", "p_ar.x_in.weight", "p_ar.out.weight"],
+            "hvae-ar": ["<td>stochastic_layers</td><td>2</td>", "<td>autoregressive</td><td>6</td>",
+                        "p_ar.z_in.weight"]}[name]
     for row in rows:
         assert row in page, row
     assert f"{read_eval(run)['test_nll']:,.4f}" in page

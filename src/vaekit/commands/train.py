@@ -37,8 +37,9 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
                 "linear + activation (default: off)"),
     "--prior": ("model", "prior", str, f"p(z): {'|'.join(cfg.PRIORS)} (vamp: the VampPrior, a mixture of the "
                 f"posteriors of learned pseudo-inputs) (default: {D.model.prior})"),
-    "--pseudo-inputs": ("model", "pseudo_inputs", int, "the VampPrior's number of pseudo-inputs "
-                        f"(default: {D.model.pseudo_inputs})"),
+    "--pseudo-inputs": ("model", "pseudo_inputs", int, f"VampPrior size (default: {D.model.pseudo_inputs})"),
+    "--autoregressive": ("model", "autoregressive", int, "autoregressive decoder's units (MADE given z; "
+                         f"0: factorized) (default: {D.model.autoregressive})"),
     "--hidden": ("model", "hidden", list, "dense hidden sizes, comma list, e.g. 512,256 "
                  f"(default: {','.join(map(str, D.model.hidden))})"),
     "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),

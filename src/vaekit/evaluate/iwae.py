@@ -33,7 +33,8 @@ TEMPORARIES = 3  # tensors of (rows x pixels) alive at once: decoder output, fli
 
 def activation_elements(model: VAE, latent_dim: int) -> int:
     """Elements of every leaf module's output when decoding one latent: an upper bound on the
-    decoder's live activations per sample (they are not all alive at once)."""
+    decoder's live activations per sample (they are not all alive at once); with an autoregressive
+    decoder, also its hidden units (twice) and its term per pixel of each sample."""
     total = 0
     hooks = []
     if isinstance(model, nn.Module):
@@ -45,12 +46,13 @@ def activation_elements(model: VAE, latent_dim: int) -> int:
     try:
         dtype = next(iter(model.parameters())).dtype if isinstance(model, nn.Module) else torch.float32
         with torch.inference_mode():
-            out = model.decode(torch.zeros(1, latent_dim, dtype=dtype))
+            out = getattr(model, "decode_net", model.decode)(torch.zeros(1, latent_dim, dtype=dtype))
     finally:
         for h in hooks:
             h.remove()
     mean = out[0] if isinstance(out, tuple) else out
-    return max(total, mean.numel())
+    ar = getattr(model, "p_ar", None)
+    return max(total, mean.numel()) + (2 * ar.units + ar.pixels if ar is not None else 0)
 
 
 def tile_size(batch: int, pixels: int, activations: int = 0, budget: int = MEMORY_BUDGET,

@@ -2,7 +2,9 @@
 decoded manifold and the latent means; and `write_figures`, which turns them into RUN_DIR/figures/.
 
 Every picture shows the mean of p(x|z) (sigmoid of the logits for a Bernoulli decoder), not a
-sample of it: a Bernoulli sample is salt-and-pepper noise around that mean.
+sample of it: a Bernoulli sample is salt-and-pepper noise around that mean. For an autoregressive
+decoder, whose mean has no closed form, it shows what `model.decode` gives: the pixel probabilities
+of its mean-field pass (`vaekit.vae.autoregressive`).
 """
 
 from __future__ import annotations

@@ -299,7 +299,8 @@ class Explorer:
         return {"latent_dim": self.dim, "image_shape": list(self.model.image_shape), "classes": self.classes,
                 "active": self.active, "kl_per_dim": self.kl_per_dim, "clamp": Z_MAX,
                 "test_images": len(self.images), "likelihood": self.model.likelihood,
-                "dataset": self.run.config.data.name, "binarize": self.run.config.resolved_binarize()}
+                "dataset": self.run.config.data.name, "binarize": self.run.config.resolved_binarize(),
+                "decoder": "factorized" if getattr(self.model, "p_ar", None) is None else "autoregressive"}
 
     def map(self, query: dict[str, str], _body: Any) -> dict[str, Any]:
         if "dims" in query:
@@ -330,12 +331,7 @@ class Explorer:
         if body.get("sample", False):
             seed = as_int(body.get("seed", 0), "seed", 0, SEED_MAX)
             generator = torch.Generator().manual_seed(seed)
-            if self.model.likelihood == "bernoulli":
-                drawn = torch.bernoulli(mean.clamp(0.0, 1.0), generator=generator)
-            else:
-                _, logvar = self.model.decode(z)
-                eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-                drawn = mean + (0.5 * logvar[0] if logvar.dim() == 4 else 0.5 * logvar).exp() * eps
+            drawn = self.model.draw_x(z, generator)[0]  # x ~ p(x|z)
             out |= {"sample": image_json(drawn), "seed": seed}
         elif "seed" in body:
             raise ApiError(400, "the field 'seed' is only taken with \"sample\": true.")

@@ -15,9 +15,10 @@ The estimate, in bytes (float32 everywhere, 4 bytes a number):
 
        D = C*H*W pixels of an image, E = the numbers every layer of the encoder (q_enc, q_mu,
        q_logvar) outputs for one image, L = the latent size (z), G = the numbers every layer of the
-       decoder p_dec outputs for one z, the last D = log p(x|z) per pixel; B = batch size, K =
-       samples per image. E and G come from one forward pass on the meta device. COPIES = 3: a
-       layer's output, what autograd saves of it for the backward pass, and its gradient.
+       decoder p_dec outputs for one z (and an autoregressive decoder's term), the last D =
+       log p(x|z) per pixel; B = batch size, K = samples per image. E and G come from one forward
+       pass on the meta device. COPIES = 3: a layer's output, what autograd saves of it for the
+       backward pass, and its gradient.
 
 It is an order of magnitude, meant to be at or above what torch allocates: it leaves out the
 dataset (already in memory when the check runs), torch's own few hundred MB, and the allocator's
@@ -90,8 +91,10 @@ def _layer_outputs(model: VAEBase) -> tuple[int, int]:
         with torch.no_grad():
             model.encode(torch.empty(1, *model.image_shape, device="meta"))  # (1, C, H, W)
             encoder, counts["n"] = counts["n"], 0
-            model.decode(torch.empty(1, model.latent_dim, device="meta"))  # (1, L)
+            model.decode_net(torch.empty(1, model.latent_dim, device="meta"))  # (1, L)
             decoder = counts["n"]
+            if model.p_ar is not None:  # the autoregressive term: U z, its hidden units, a per pixel
+                decoder += 2 * model.p_ar.units + model.p_ar.pixels
     finally:
         for handle in handles:
             handle.remove()

@@ -1,12 +1,13 @@
 """The sheet's loss and its gradient for the MLP VAE, derived by hand instead of by autograd.
 
-For `MLPVAE` with a Bernoulli decoder, ReLU or tanh layers and the one-sample ELBO (Ex.2 Q6), one
-training step is a short, fixed chain of matrix products; autograd records about 30 nodes per step
-around them, and each small node costs more on a CPU than its arithmetic. `backprop` computes the
-same loss and writes the same gradients into each parameter's `.grad` with the products of the
-chain rule written out, `out=` buffers and no graph. tests/vae/test_backprop.py holds it against
-autograd on `prob.negative_elbo` (loss terms and every gradient); the training loop uses it through
-`vaekit.train.engines.BackpropEngine` when `supports(model, loop)` (with `train.engine = "auto"`),
+For `MLPVAE` with a Bernoulli decoder (factorized or autoregressive), ReLU or tanh layers and the
+one-sample ELBO (Ex.2 Q6), one training step is a short, fixed chain of matrix products; autograd
+records about 30 nodes per step around them, and each small node costs more on a CPU than its
+arithmetic. `backprop` computes the same loss and writes the same gradients into each parameter's
+`.grad` with the products of the chain rule written out, `out=` buffers and no graph.
+tests/vae/test_backprop.py (tests/vae/test_autoregressive.py for the autoregressive term) holds it
+against autograd on `prob.negative_elbo` (loss terms and every gradient); the training loop uses it
+through `vaekit.train.engines.BackpropEngine` when `supports(model, loop)` (with `train.engine = "auto"`),
 and autograd otherwise.
 
 Forward, for a batch of n images x (n, d) and eps (n, D), with layers a = h W^T + b:
@@ -30,6 +31,13 @@ Backward (dL/d. written d.):
 
 act'(a) from the layer's output h: ReLU 1[h > 0], tanh 1 - h^2.
 
+With an autoregressive decoder (`vaekit.vae.autoregressive`: masks M1, M2, parameters W, b, U, V) the
+logits gain a(x, z), and its parameters and z their share of the gradient:
+
+    r = relu((M1 . W) x + b + U z),  l <- l + r (M2 . V)^T
+    dV = (dl^T r) . M2,  dr = (dl (M2 . V)) . 1[r > 0],  dW = (dr^T x) . M1,  db = sum_rows dr,
+    dU = dr^T z,  dz <- dz + dr U
+
 With `mm_dtype=torch.bfloat16` every matrix product above takes bfloat16 inputs (the weights cast
 once per step, the activations as they are made) and gives float32 results; the weights, their
 gradients, the biases, the element-wise terms and the sums stay float32 (mixed precision as in
@@ -48,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaekit.config import LoopConfig
+from vaekit.vae.autoregressive import AutoregressiveTerm
 from vaekit.vae.models import MLPVAE, VAEBase
 
 ACTIVATIONS = ("relu", "tanh")
@@ -57,11 +66,12 @@ _TANH_BACKWARD = torch.ops.aten.tanh_backward.default  # grad * (1 - out^2), one
 
 def supports(model: VAEBase, loop: LoopConfig) -> bool:
     """Whether `backprop` computes this model's training objective: an MLPVAE with a Bernoulli
-    decoder, the N(0, I) prior and ReLU/tanh layers (not gated), trained on the one-sample ELBO
-    with the reparameterization estimator (any beta, warm-up and free bits)."""
+    decoder (factorized or autoregressive), the N(0, I) prior and ReLU/tanh layers (not gated),
+    trained on the one-sample ELBO with the reparameterization estimator (any beta, warm-up and free
+    bits)."""
     return (type(model) is MLPVAE and model.likelihood == "bernoulli" and model.closed_form_kl
-            and _activation(model) in ACTIVATIONS and loop.objective == "elbo" and loop.samples == 1
-            and loop.estimator == "reparam")
+            and _activation(model) in ACTIVATIONS and loop.objective == "elbo"
+            and loop.samples == 1 and loop.estimator == "reparam")
 
 
 def _activation(model: MLPVAE) -> str | None:
@@ -89,6 +99,7 @@ class Plan(NamedTuple):
     mu: Layer
     logvar: Layer
     dec: list[Layer]  # p_dec's linear layers, the last one giving the logits
+    ar: AutoregressiveTerm | None = None  # the autoregressive decoder's term, if the model has one
 
     @property
     def latent_dim(self) -> int:
@@ -101,7 +112,7 @@ class Plan(NamedTuple):
 
         return cls(_activation(model) or "relu", linears(model.q_enc),
                    (model.q_mu.weight, model.q_mu.bias), (model.q_logvar.weight, model.q_logvar.bias),
-                   linears(model.p_dec))
+                   linears(model.p_dec), model.p_ar)
 
 
 def _grad(p: Tensor) -> Tensor:
@@ -155,7 +166,7 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
     `plan`: the model's `Plan`, if the caller keeps one. `mm_dtype`: None (float32 throughout) or
     torch.bfloat16 for the products (module docstring).
     """
-    kind, enc, head_mu, head_lv, dec = plan if plan is not None else Plan.of(model)
+    kind, enc, head_mu, head_lv, dec, ar = plan if plan is not None else Plan.of(model)
     n = x.shape[0]
     x = x.reshape(n, -1)
     low = mm_dtype
@@ -183,6 +194,12 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
         gl.append(lw(gs[-1]))
     out = dec[-1]
     logits = _linear(gl[-1], w_dec[-1], out[1], low)
+    if ar is not None:  # + a(x_<i, z) = (M2 . V) relu((M1 . W) x + b + U z)
+        w_x, v = lw(ar.x_in.weight * ar.m1), lw(ar.out.weight * ar.m2)
+        w_z = lw(ar.z_in.weight)
+        h_ar = _act_(_linear(hl[0], w_x, ar.x_in.bias, low).add_(_mm(gl[0], w_z.t(), low)), "relu")
+        h_arl = lw(h_ar)
+        logits.add_(_mm(h_arl, v.t(), low))
 
     recon = F.softplus(logits).sum() - torch.dot(x.reshape(-1), logits.reshape(-1))
     var = std * std
@@ -197,12 +214,22 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
     scale = 1.0 / n
     dl = torch.sigmoid(logits).sub_(x).mul_(scale)
     _layer_backward(dl, gl[-1], out, low)
+    dz_ar = None
+    if ar is not None:  # dV = (dl^T h) . M2, dh = (dl (M2 . V)) . relu'(h), dW = (dh^T x) . M1, ...
+        torch.mul(_mm(dl.t(), h_arl, low), ar.m2, out=_grad(ar.out.weight))
+        da_ar = _act_backward(_mm(dl, v, low), h_ar, "relu")
+        torch.mul(_mm(da_ar.t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
+        torch.sum(da_ar, 0, out=_grad(ar.x_in.bias))
+        _grad(ar.z_in.weight).copy_(_mm(da_ar.t(), gl[0], low))
+        dz_ar = _mm(da_ar, w_z, low)
     grad = dl
     for j in range(len(dec) - 1, 0, -1):  # decoder hidden layers, last first; gs[j] is dec[j-1]'s output
         da = _act_backward(_mm(grad, w_dec[j], low), gs[j], kind)
         _layer_backward(da, gl[j - 1], dec[j - 1], low)
         grad = da
     dz = _mm(grad, w_dec[0], low)
+    if dz_ar is not None:
+        dz.add_(dz_ar)
     kl_scale = beta * scale
     dmu_kl = mu * kl_scale
     dlv_kl = var.sub(1.0).mul_(0.5 * kl_scale)

@@ -67,8 +67,9 @@ class HierarchicalVAE(VAEBase):
     def __init__(self, image_shape: tuple[int, int, int], kind: str, hidden: list[int], latent: int,
                  channels: list[int], kernel_size: int = 4, stride: int = 2, likelihood: str = "bernoulli",
                  variance: str = "pixel", activation: str = "relu", gated: bool = False,
-                 prior: str = "standard", pseudo_inputs: int = 500) -> None:
-        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs)
+                 prior: str = "standard", pseudo_inputs: int = 500,
+                 autoregressive: int = 0) -> None:
+        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs, autoregressive)
         self.kind = kind
         if kind == "conv":
             geometry = ConvGeometry.of(self.image_shape, channels, kernel_size, stride)
@@ -112,9 +113,20 @@ class HierarchicalVAE(VAEBase):
         out = self.p_dec(z12)
         return out if self.likelihood == "bernoulli" else (out, self.p_logvar.clamp(min=GAUSSIAN_LOGVAR_MIN))
 
-    def decode(self, z: Tensor) -> DecoderOutput:
-        """z2 (B, D) -> p(x | z1 = mu_p(z2), z2): the top latent decoded at the mean of p(z1|z2)."""
+    def decode_net(self, z: Tensor) -> DecoderOutput:
+        """z2 (B, D) -> p_dec's output at [z1 = mu_p(z2), z2], before any autoregressive term."""
         return self.decode_pair(torch.cat([self.p_z1(z)[0], z], dim=-1))
+
+    def decode(self, z: Tensor) -> DecoderOutput:
+        """z2 (B, D) -> p(x | z1 = mu_p(z2), z2): the top latent decoded at the mean of p(z1|z2)
+        (for an autoregressive decoder, the logits of its mean-field pass: `shown`)."""
+        z12 = torch.cat([self.p_z1(z)[0], z], dim=-1)
+        return self.shown(self.decode_pair(z12), z12)
+
+    def draw_x(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x ~ p(x | z1 = mu_p(z2), z2) for z2 (B, D): what `decode` shows, drawn."""
+        z12 = torch.cat([self.p_z1(z)[0], z], dim=-1)
+        return self.draw_from(self.decode_pair(z12), z12, generator)
 
     def log_terms(self, x: Tensor, eps: Tensor, encoded: tuple[Tensor, Tensor] | None = None) -> LogTerms:
         """log p(x|z1,z2), log p(z1|z2) + log p(z2), log q(z1|x,z2) + log q(z2|x) at the K samples
@@ -139,4 +151,5 @@ class HierarchicalVAE(VAEBase):
         mu1, logvar1 = self.p_z1(z2)
         eps = torch.randn(mu1.shape, generator=generator, dtype=mu1.dtype, device=mu1.device)
         z1 = reparameterize(mu1, logvar1, eps)
-        return decoder_mean(self.decode_pair(torch.cat([z1, z2], dim=-1)))
+        z12 = torch.cat([z1, z2], dim=-1)
+        return decoder_mean(self.shown(self.decode_pair(z12), z12))

@@ -25,6 +25,7 @@ from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data.binarize import log_px_offset
 from vaekit.errors import ConfigError
+from vaekit.vae.autoregressive import AutoregressiveTerm
 from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
 from vaekit.vae.priors import Prior, make_prior
 from vaekit.vae.prob import DecoderOutput, LogTerms, decoder_mean, one_layer_terms
@@ -68,7 +69,8 @@ class VAEBase(nn.Module):
     log_px_offset: float = 0.0
 
     def __init__(self, image_shape: tuple[int, int, int], latent: int, likelihood: str,
-                 variance: str, prior: str = "standard", pseudo_inputs: int = 500) -> None:
+                 variance: str, prior: str = "standard", pseudo_inputs: int = 500,
+                 autoregressive: int = 0) -> None:
         super().__init__()
         if latent < 1:
             raise ConfigError(f"latent size must be at least 1, got {latent}.")
@@ -82,6 +84,15 @@ class VAEBase(nn.Module):
             shape = self.image_shape if variance == "pixel" else (1, 1, 1)
             self.p_logvar = nn.Parameter(torch.zeros(shape))  # log sigma^2 of p(x|z), learned
         self.prior = make_prior(prior, pseudo_inputs, self.image_shape)
+        # The autoregressive decoder's masked layer over the pixels before each pixel
+        # (`vaekit.vae.autoregressive`), conditioned on the decoder's input z; None: the sheet's
+        # factorized decoder.
+        self.p_ar: AutoregressiveTerm | None = None
+        if autoregressive:
+            if likelihood != "bernoulli":
+                raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood "
+                                  "bernoulli, or --autoregressive 0 with a gaussian likelihood.")
+            self.p_ar = AutoregressiveTerm(c * h * w, self.noise_dim, autoregressive)
 
     @property
     def noise_dim(self) -> int:
@@ -109,12 +120,41 @@ class VAEBase(nn.Module):
         h = self.q_enc(x)
         return self.q_mu(h), self.q_logvar(h)
 
-    def decode(self, z: Tensor) -> DecoderOutput:
-        """z (B, D) -> logits (B, C, H, W), or (mean (B, C, H, W), logvar (C, H, W) or (1, 1, 1))."""
+    def decode_net(self, z: Tensor) -> DecoderOutput:
+        """z (B, D) -> p_dec's parameters of p(x|z): logits (B, C, H, W), or (mean (B, C, H, W),
+        logvar (C, H, W) or (1, 1, 1)); for an autoregressive decoder, the logits l(z) to which
+        each pixel's term a(x_<i, z) is added (`prob.log_px_samples`)."""
         out = self.p_dec(z)
         if self.likelihood == "bernoulli":
             return out
         return out, self.p_logvar.clamp(min=GAUSSIAN_LOGVAR_MIN)
+
+    def shown(self, decoded: DecoderOutput, z: Tensor) -> DecoderOutput:
+        """What `decode` gives for the decoder's output at z: itself, or for an autoregressive
+        decoder the logits of its mean-field pass (`AutoregressiveTerm.mean_field`)."""
+        if self.p_ar is None:
+            return decoded
+        return self.p_ar.mean_field(decoded, z)  # type: ignore[arg-type]
+
+    def decode(self, z: Tensor) -> DecoderOutput:
+        """z (B, D) -> logits (B, C, H, W), or (mean (B, C, H, W), logvar (C, H, W) or (1, 1, 1));
+        for an autoregressive decoder, the logits of its mean-field pass (the images shown for z)."""
+        return self.shown(self.decode_net(z), z)
+
+    def draw_x(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x ~ p(x|z) for z (B, D) -> (B, C, H, W): Bernoulli draws (pixel by pixel for an
+        autoregressive decoder), or mean + sigma * eps for a Gaussian decoder."""
+        return self.draw_from(self.decode_net(z), z, generator)
+
+    def draw_from(self, decoded: DecoderOutput, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """x ~ p(x|z) given the decoder's output `decoded` at z (`decode_net`)."""
+        if isinstance(decoded, tuple):
+            mean, logvar = decoded
+            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            return mean + (0.5 * logvar).exp() * eps
+        if self.p_ar is not None:
+            return self.p_ar.sample(decoded, z, generator)
+        return torch.bernoulli(torch.sigmoid(decoded), generator=generator)
 
     def decode_mean(self, z: Tensor) -> Tensor:
         """z (B, D) -> E[x|z] (B, C, H, W): the images a latent decodes to, in [0, 1] for Bernoulli."""
@@ -144,8 +184,9 @@ class MLPVAE(VAEBase):
 
     def __init__(self, image_shape: tuple[int, int, int], hidden: list[int], latent: int = 20,
                  likelihood: str = "bernoulli", variance: str = "pixel", activation: str = "relu",
-                 gated: bool = False, prior: str = "standard", pseudo_inputs: int = 500) -> None:
-        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs)
+                 gated: bool = False, prior: str = "standard", pseudo_inputs: int = 500,
+                 autoregressive: int = 0) -> None:
+        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs, autoregressive)
         self.q_enc, features = mlp_encoder(self.image_shape, hidden, activation, gated)
         self.q_mu = nn.Linear(features, latent)
         self.q_logvar = nn.Linear(features, latent)
@@ -191,8 +232,9 @@ class ConvVAE(VAEBase):
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int], latent: int = 20,
                  hidden: list[int] | None = None, likelihood: str = "bernoulli", variance: str = "pixel",
                  activation: str = "relu", kernel_size: int = 4, stride: int = 2, gated: bool = False,
-                 prior: str = "standard", pseudo_inputs: int = 500) -> None:
-        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs)
+                 prior: str = "standard", pseudo_inputs: int = 500,
+                 autoregressive: int = 0) -> None:
+        super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs, autoregressive)
         geometry = ConvGeometry.of(self.image_shape, channels, kernel_size, stride)
         self.q_enc, features = conv_encoder(geometry, list(hidden or []), activation, gated)
         self.q_mu = nn.Linear(features, latent)
@@ -286,7 +328,8 @@ def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
     if m.kind not in ("mlp", "conv"):
         raise ConfigError(f"unknown model {m.kind!r}; valid values are mlp, conv.")
     common = {"likelihood": m.likelihood, "variance": m.variance, "activation": m.activation,
-              "gated": m.gated, "prior": m.prior, "pseudo_inputs": m.pseudo_inputs}
+              "gated": m.gated, "prior": m.prior, "pseudo_inputs": m.pseudo_inputs,
+              "autoregressive": m.autoregressive}
     model: VAEBase
     if m.stochastic_layers == 2:
         from vaekit.vae.hierarchical import HierarchicalVAE  # it builds on this module's pieces

@@ -240,16 +240,22 @@ def draw_eps(mu: Tensor, k: int, generator: torch.Generator | None = None, dim: 
 
 def log_px_samples(model: VAE, x: Tensor, z: Tensor,
                    decode: Callable[[Tensor], DecoderOutput] | None = None) -> Tensor:
-    """log p(x|z_k) for z of shape (K, B, D): decode all K*B at once (by `decode`, default
-    `model.decode`), plus the model's `log_px_offset` (the change of variables of dequantized
-    8-bit pixels, `vaekit.data.binarize.log_px_offset`). Returns (K, B)."""
+    """log p(x|z_k) for z of shape (K, B, D): decode all K*B at once (by `decode`, default the
+    model's `decode_net` where it has one, else `model.decode`), plus the model's `log_px_offset`
+    (the change of variables of dequantized 8-bit pixels, `vaekit.data.binarize.log_px_offset`).
+    A model with an autoregressive decoder (`p_ar`, `vaekit.vae.autoregressive`) adds to each
+    pixel's logit its term of the pixels of x before it (teacher forcing). Returns (K, B)."""
     k, b, d = z.shape
-    decoded = (decode or model.decode)(z.reshape(k * b, d))  # (K*B, C, H, W)
+    decode = decode or getattr(model, "decode_net", model.decode)
+    decoded = decode(z.reshape(k * b, d))  # (K*B, C, H, W)
     if isinstance(decoded, tuple):
         mean, logvar = decoded
         decoded = (mean.reshape(k, b, *mean.shape[1:]), logvar)
     else:
         decoded = decoded.reshape(k, b, *decoded.shape[1:])  # (K, B, C, H, W)
+        ar = getattr(model, "p_ar", None)
+        if ar is not None:
+            decoded = ar.teacher_forced(decoded, x, z)
     offset = getattr(model, "log_px_offset", 0.0)  # -D log 256 for dequantized 8-bit pixels
     log_px = log_px_given_z(x.unsqueeze(0), decoded, model.likelihood, batch_dims=2)
     return log_px + offset if offset else log_px

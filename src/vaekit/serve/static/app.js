@@ -808,6 +808,9 @@
       }
       state.info = info;
       $("model-info").textContent = describe(info);
+      if (info.decoder === "autoregressive") {  // its mean has no closed form: say what is drawn
+        $("slider-caption").textContent = "Decoded sliders (the autoregressive decoder's mean-field pass)";
+      }
       var last = Math.max(0, info.test_images - 1);
       ["code-index", "interp-a", "interp-b"].forEach(function (id) { $(id).max = String(last); });
       $("interp-b").value = String(Math.min(1, last));

@@ -1,0 +1,108 @@
+"""An autoregressive Bernoulli decoder: every pixel also sees the pixels before it.
+
+The sheet's decoder makes the pixels independent given z: p(x|z) = prod_i Bernoulli(x_i | s_i(z)).
+This one keeps the decoder network's logits l(z) and adds a masked layer over the pixels already
+drawn (raster order over the flattened C x H x W image, channel by channel):
+
+    p(x|z) = prod_i Bernoulli(x_i | sigmoid(l_i(z) + a_i(x_<i, z)))
+    a(x, z) = (M2 . V) relu((M1 . W) x + U z + b)                     (Germain et al., "MADE", 2015)
+
+M1 and M2 are MADE's masks: hidden unit k has a degree m_k in 1..D-1 and sees the pixels j < m_k
+(0-based), and output i sees the hidden units with m_k <= i, so a_i depends on x_j only for j < i:
+the product is a normalized distribution over {0, 1}^D for every z (tests/vae/test_autoregressive.py
+sums it over all 2^D images of a small D, and holds the dependency structure by brute force). This
+is the VAE with an autoregressive decoder of PixelVAE (Gulrajani et al. 2017) and the Variational
+Lossy Autoencoder (Chen et al. 2017), with MADE's one masked hidden layer in place of their
+PixelCNN: a dense layer, so it runs as matrix products on a CPU, and the pixel part (M1 . W) x + b
+is computed once per image however many samples of z are scored (the k = 5,000 of evaluation).
+V starts at zero, so a new model starts as the factorized decoder.
+
+With the pixels observed (training, evaluation) every logit comes in one pass ("teacher forcing",
+`teacher_forced`). Without them, pixels are drawn one at a time (`sample`, D steps), and the images
+shown for a z (`mean_field`, what `decode` gives such a model) are the pixel probabilities of the
+same D steps with each pixel's probability fed forward in place of a draw: a picture of the model,
+not E[x|z], which has no closed form here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def made_degrees(pixels: int, units: int) -> Tensor:
+    """Degrees m_k in 1..D-1 of `units` hidden units, spread evenly (MADE section 4, deterministic):
+    m_k = 1 + floor(k (D - 1) / units). (units,) int64."""
+    return 1 + torch.arange(units, dtype=torch.int64) * (pixels - 1) // units
+
+
+def made_masks(pixels: int, units: int) -> tuple[Tensor, Tensor]:
+    """MADE's masks (MADE eq. 12-13 for one hidden layer): M1 (units, D) with M1[k, j] = [j < m_k]
+    and M2 (D, units) with M2[i, k] = [m_k <= i], 0-based pixel indices, as float32."""
+    m = made_degrees(pixels, units)
+    j = torch.arange(pixels)
+    return (j[None, :] < m[:, None]).float(), (m[None, :] <= j[:, None]).float()
+
+
+class AutoregressiveTerm(nn.Module):
+    """a(x, z) of the module docstring for images of `pixels` values and a decoder input z of
+    `cond` values (the latent, or [z1, z2] of a two-layer model), with `units` masked hidden units."""
+
+    def __init__(self, pixels: int, cond: int, units: int) -> None:
+        super().__init__()
+        if pixels < 2:
+            raise ValueError("an autoregressive decoder needs at least 2 pixels")
+        self.pixels, self.units = pixels, units
+        self.x_in = nn.Linear(pixels, units)  # W, b (masked by M1)
+        self.z_in = nn.Linear(cond, units, bias=False)  # U
+        self.out = nn.Linear(units, pixels, bias=False)  # V (masked by M2)
+        nn.init.zeros_(self.out.weight)  # a = 0 at first: the factorized decoder
+        m1, m2 = made_masks(pixels, units)
+        self.register_buffer("m1", m1, persistent=False)  # rebuilt from the sizes, never saved
+        self.register_buffer("m2", m2, persistent=False)
+
+    def pixel_part(self, x: Tensor) -> Tensor:
+        """(M1 . W) x + b for images x (B, C, H, W) -> (B, units): once per image."""
+        return F.linear(x.flatten(1), self.x_in.weight * self.m1, self.x_in.bias)
+
+    def teacher_forced(self, logits: Tensor, x: Tensor, z: Tensor) -> Tensor:
+        """l + a(x, z): the logits of every pixel given the pixels before it in x.
+
+        logits (K, B, C, H, W), the decoder network's l(z) at z (K, B, cond); x (B, C, H, W)
+        observed images, shared by the K samples. Returns (K, B, C, H, W)."""
+        h = torch.relu(self.z_in(z) + self.pixel_part(x))  # (K, B, units): pixel part broadcast
+        a = F.linear(h, self.out.weight * self.m2)  # (K, B, D)
+        return logits + a.reshape(logits.shape).to(logits.dtype)
+
+    @torch.no_grad()
+    def _sequential(self, logits: Tensor, z: Tensor, generator: torch.Generator | None,
+                    draw: bool) -> Tensor:
+        """The D steps of `sample` (draw) or `mean_field` (probabilities fed forward). Returns the
+        drawn images (draw) or the logits of each step (N, C, H, W)."""
+        n = logits.shape[0]
+        base = logits.reshape(n, self.pixels)
+        w = self.x_in.weight * self.m1  # (units, D)
+        v = self.out.weight * self.m2  # (D, units)
+        pre = self.z_in(z) + self.x_in.bias  # (N, units): no pixel seen yet
+        out = torch.empty_like(base)
+        for i in range(self.pixels):
+            logit = base[:, i] + torch.relu(pre) @ v[i]  # (N,)
+            if draw:
+                value = torch.bernoulli(torch.sigmoid(logit), generator=generator)
+                out[:, i] = value
+            else:
+                out[:, i] = logit
+                value = torch.sigmoid(logit)
+            pre.addr_(value, w[:, i])  # the pixel's weight to every hidden unit that sees it
+        return out.reshape(logits.shape)
+
+    def sample(self, logits: Tensor, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x ~ p(x|z), one pixel at a time in raster order: logits l(z) (N, C, H, W), z (N, cond)
+        -> binary images (N, C, H, W)."""
+        return self._sequential(logits, z, generator, draw=True)
+
+    def mean_field(self, logits: Tensor, z: Tensor) -> Tensor:
+        """The logits of the D steps of `sample` with each pixel's probability fed forward in place
+        of a draw (module docstring): (N, C, H, W), deterministic."""
+        return self._sequential(logits, z, None, draw=False)

@@ -1,0 +1,160 @@
+"""The autoregressive Bernoulli decoder (`vaekit.vae.autoregressive`) against brute force: its masks
+give each pixel only the pixels before it (Jacobians), p(x|z) sums to one over all 2^D images, its
+draws follow its density, its mean-field pass is its own fixed point, the hand-derived engine's
+gradient equals autograd's, and log p(x) by importance sampling equals the integral over z."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from vaekit.config import LoopConfig
+from vaekit.evaluate.iwae import estimate_batch
+from vaekit.vae.autoregressive import AutoregressiveTerm, made_degrees, made_masks
+from vaekit.vae.backprop import backprop, supports
+from vaekit.vae.hierarchical import HierarchicalVAE
+from vaekit.vae.models import MLPVAE, ConvVAE
+from vaekit.vae.prob import log_px_samples, negative_elbo
+
+
+def all_images(shape: tuple[int, int, int]) -> torch.Tensor:
+    """Every binary image of `shape`, (2^D, C, H, W) float64."""
+    d = math.prod(shape)
+    bits = list(itertools.product([0.0, 1.0], repeat=d))
+    return torch.tensor(bits, dtype=torch.float64).reshape(-1, *shape)
+
+
+def noisy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The model with every weight redrawn N(0, 0.5^2) (V starts at zero: a = 0 tells nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
+    return model
+
+
+@pytest.mark.parametrize("pixels,units", [(2, 1), (6, 5), (20, 7), (784, 512), (784, 2000)])
+def test_masks_by_brute_force(pixels: int, units: int) -> None:
+    m = made_degrees(pixels, units)
+    assert int(m.min()) >= 1 and int(m.max()) <= pixels - 1
+    m1, m2 = made_masks(pixels, units)
+    # pixel i reaches output o through unit k iff M1[k, i] and M2[o, k]: only when i < o
+    reach = (m2 @ m1) > 0  # (outputs, inputs)
+    for o in range(pixels):
+        for i in range(pixels):
+            if reach[o, i]:
+                assert i < o
+    if units >= pixels - 1:  # enough units: every earlier pixel reaches every later one
+        below = torch.ones(pixels, pixels, dtype=torch.bool).tril(-1)
+        assert bool(reach[below].all())
+
+
+@pytest.mark.parametrize("model_of", [
+    lambda: MLPVAE((1, 2, 3), [8], 3, autoregressive=5),
+    lambda: MLPVAE((2, 2, 2), [], 2, autoregressive=9),
+    lambda: ConvVAE((1, 4, 2), [3], 2, kernel_size=2, stride=2, autoregressive=4),
+    lambda: HierarchicalVAE((1, 2, 3), "mlp", [6], 2, [], autoregressive=7),
+])
+def test_sums_to_one_over_all_images_and_sees_only_earlier_pixels(model_of) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = noisy(model_of().double())
+    shape = model.image_shape
+    xs = all_images(shape)
+    z = torch.randn(3, 1, model.noise_dim, dtype=torch.float64)  # [z1, z2] for two layers
+    decode = getattr(model, "decode_pair", None)
+    with torch.no_grad():
+        for zi in z:  # p(x|z) over {0, 1}^D sums to 1 for each z
+            log_p = torch.cat([log_px_samples(model, xs[i : i + 1], zi[None], decode)
+                               for i in range(len(xs))], dim=1)
+            assert log_p.logsumexp(dim=1).item() == pytest.approx(0.0, abs=1e-12)
+            assert log_p.std() > 0.1  # not uniform: the test has something to sum
+    # d logit_o / d x_i = 0 for i >= o, by autograd at random images (relu units on and off)
+    ar = model.p_ar
+    for seed in range(4):
+        x = (torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed)) < 0.5).double()
+        x.requires_grad_(True)
+        logits = ar.teacher_forced(torch.zeros(1, 1, *shape, dtype=torch.float64), x, z[0:1, :1])
+        flat = logits.reshape(-1)
+        d = flat.numel()
+        jac = torch.stack([torch.autograd.grad(flat[o], x, retain_graph=True)[0].reshape(-1)
+                           for o in range(d)])
+        assert bool((jac.triu() == 0).all())
+
+
+def test_draws_follow_the_density() -> None:
+    torch.manual_seed(1)
+    model = noisy(MLPVAE((1, 2, 2), [5], 2, autoregressive=6).double(), seed=3)
+    z = torch.randn(1, 2, dtype=torch.float64)
+    n = 200_000
+    with torch.no_grad():
+        x = model.draw_x(z.expand(n, 2), torch.Generator().manual_seed(0))
+        xs = all_images((1, 2, 2))
+        p = torch.cat([log_px_samples(model, xs[i : i + 1], z[None]) for i in range(16)], dim=1).exp()[0]
+    codes = (x.reshape(n, 4) * torch.tensor([8.0, 4.0, 2.0, 1.0], dtype=torch.float64)).sum(1).long()
+    freq = torch.bincount(codes, minlength=16).double() / n
+    se = (p * (1 - p) / n).sqrt()
+    assert bool(((freq - p).abs() <= 5 * se + 1e-4).all()), (freq, p)
+
+
+def test_mean_field_is_its_own_fixed_point_and_starts_as_the_factorized_decoder() -> None:
+    torch.manual_seed(2)
+    model = MLPVAE((1, 3, 3), [6], 2, autoregressive=8).double()
+    z = torch.randn(4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(model.decode(z), model.decode_net(z))  # V = 0 at initialization
+        noisy(model)
+        shown = model.decode(z)  # mean-field logits
+        # fed its own probabilities, the one-pass (teacher-forced) logits are the same logits
+        again = model.p_ar.teacher_forced(model.decode_net(z)[None], torch.sigmoid(shown), z[None])[0]
+    torch.testing.assert_close(again, shown, rtol=0, atol=1e-12)
+    assert (shown - model.decode_net(z)).abs().max() > 0.1
+
+
+def test_hand_derived_gradient_equals_autograd() -> None:
+    torch.manual_seed(3)
+    model = noisy(MLPVAE((1, 4, 5), [7, 6], 3, autoregressive=9).double())
+    assert supports(model, LoopConfig())
+    x = (torch.rand(5, 1, 4, 5) < 0.4).double()
+    eps = torch.randn(1, 5, 3, dtype=torch.float64)
+    sums = backprop(model, x, eps[0], beta=0.7, free_bits=0.1)
+    hand = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    terms = negative_elbo(x, model, k=1, beta=0.7, free_bits=0.1, eps=eps)
+    terms.loss.mean().backward()
+    assert sums[0].item() == pytest.approx(terms.loss.sum().item(), rel=1e-14)
+    assert sums[1].item() == pytest.approx(terms.neg_elbo.sum().item(), rel=1e-14)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(hand[name], p.grad, rtol=1e-12, atol=1e-14, msg=name)
+    assert hand["p_ar.out.weight"].abs().max() > 0 and hand["p_ar.x_in.weight"].abs().max() > 0
+
+
+def test_importance_sampled_log_px_equals_the_integral_over_z() -> None:
+    """A 1-D latent: log p(x) = log int p(x|z) N(z; 0, 1) dz by the trapezoidal rule in float64,
+    against `estimate_batch`'s k = 20,000 (the evaluator of `vaekit eval`)."""
+    torch.manual_seed(4)
+    model = noisy(MLPVAE((1, 1, 3), [4], 1, autoregressive=3).double(), seed=5).eval()
+    with torch.no_grad():
+        for head in (model.q_mu, model.q_logvar):  # q(z|x) = p(z): weights p(x|z) <= 1, small variance
+            head.weight.zero_()
+            head.bias.zero_()
+        xs = all_images((1, 1, 3))
+        grid = torch.linspace(-12, 12, 24_001, dtype=torch.float64)
+        log_pxz = log_px_samples(model, xs, grid[:, None, None].expand(-1, len(xs), 1))  # (G, 8)
+        log_prior = -0.5 * (grid**2 + math.log(2 * math.pi))
+        exact = torch.trapezoid((log_pxz + log_prior[:, None]).exp(), grid, dim=0).log()
+        assert exact.exp().sum().item() == pytest.approx(1.0, abs=1e-9)  # p(x) sums to one too
+        est = estimate_batch(xs, model, k=20_000, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(-est.nll, exact, rtol=0, atol=0.01)
+    assert exact.max() - exact.min() > 0.5  # the images differ: a wrong pairing would show
+
+
+def test_refuses_a_gaussian_likelihood_and_a_single_pixel() -> None:
+    from vaekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Bernoulli decoder"):
+        MLPVAE((1, 4, 4), [8], 2, likelihood="gaussian", autoregressive=8)
+    with pytest.raises(ValueError, match="2 pixels"):
+        AutoregressiveTerm(1, 2, 3)
