@@ -319,6 +319,26 @@ def test_auto_threads_use_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> Non
     assert idle is None or -0.01 <= idle <= (__import__("os").cpu_count() or 1) + 0.01
 
 
+def test_flush_denormals_while_training_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             digits: Dataset) -> None:
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 subnormal
+    assert (tiny * 1.0).item() != 0.0  # the default: computed as it is
+    with threads_mod.flush_denormals():
+        assert (tiny * 1.0).item() == 0.0  # flushed to zero
+        assert (torch.tensor([1e-37]) * 1.0).item() != 0.0  # a normal float is left alone
+    assert (tiny * 1.0).item() != 0.0  # and back to the default after the block
+    seen: list[float] = []  # during training (fit), and not after it
+    real_epoch = train_mod.train_epoch
+
+    def epoch(*args: Any, **kwargs: Any) -> Any:
+        seen.append((tiny * 1.0).item())
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_epoch", epoch)
+    fit(small(train__epochs=1), tmp_path / "run", show_bar=False, log=quiet, dataset=digits)
+    assert seen == [0.0] and (tiny * 1.0).item() != 0.0
+
+
 def test_progress_round_trips_through_json() -> None:
     p = Progress(epoch=3, step=9, best_val=1.5, best_epoch=2, bad_epochs=1, baseline=0.25)
     from dataclasses import asdict
@@ -491,6 +511,8 @@ def test_shipped_configs() -> None:
     (["--latent", "10000000000"], ["model.latent", "at most 2147483647", "10000000000"]),
     (["--hidden", "10000000000"], ["model.hidden", "at most 2147483647"]),
     (["--samples", "10000000000"], ["train.samples", "at most 2147483647"]),
+    (["--autoregressive=-1"], ["model.autoregressive", "at least 0"]),
+    (["--autoregressive", "10000000"], ["model.autoregressive", "at most 1000000"]),
 ])
 def test_non_finite_and_huge_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
                                    flags: list[str], names: list[str],

@@ -30,7 +30,7 @@ from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
-from vaekit.device import available_cores, resolve_device, set_threads
+from vaekit.device import available_cores, flush_denormals, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget, distributed, tensorboard
 from vaekit.train.engines import Engine, make_engine
@@ -297,7 +297,8 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
     closed at the end and on any error."""
     board = task.board(out) if (w is None or w.writer) and isinstance(task, Boarded) else None
     try:
-        return _epochs(task, out, from_checkpoint, device, show_bar, log, w, board)
+        with flush_denormals():  # subnormal numbers take a CPU's slow path (`device.flush_denormals`)
+            return _epochs(task, out, from_checkpoint, device, show_bar, log, w, board)
     finally:
         if board is not None:
             board.close()
