@@ -49,6 +49,9 @@ class AutoregressiveTerm(nn.Module):
     """a(x, z) of the module docstring for images of `pixels` values and a decoder input z of
     `cond` values (the latent, or [z1, z2] of a two-layer model), with `units` masked hidden units."""
 
+    m1: Tensor  # M1 (units, D), a buffer
+    m2: Tensor  # M2 (D, units), a buffer
+
     def __init__(self, pixels: int, cond: int, units: int) -> None:
         super().__init__()
         if pixels < 2:

@@ -246,8 +246,9 @@ def log_px_samples(model: VAE, x: Tensor, z: Tensor,
     A model with an autoregressive decoder (`p_ar`, `vaekit.vae.autoregressive`) adds to each
     pixel's logit its term of the pixels of x before it (teacher forcing). Returns (K, B)."""
     k, b, d = z.shape
-    decode = decode or getattr(model, "decode_net", model.decode)
-    decoded = decode(z.reshape(k * b, d))  # (K*B, C, H, W)
+    net: Callable[[Tensor], DecoderOutput] = (decode if decode is not None
+                                              else getattr(model, "decode_net", model.decode))
+    decoded = net(z.reshape(k * b, d))  # (K*B, C, H, W)
     if isinstance(decoded, tuple):
         mean, logvar = decoded
         decoded = (mean.reshape(k, b, *mean.shape[1:]), logvar)
