@@ -155,12 +155,13 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def train_vaekit(config_path: Path, budget: float, threads: int, out_dir: Path, precision: str = "float32",
-                 dataset: Dataset | None = None) -> tuple[Row, Path]:
-    """Train a vaekit run of `config_path` for `budget` seconds into `out_dir`."""
+def train_vaekit(config_path: Path, budget: float, threads: int, out_dir: Path,
+                 precision: str | None = None, dataset: Dataset | None = None) -> tuple[Row, Path]:
+    """Train a vaekit run of `config_path` for `budget` seconds into `out_dir` (`precision`: the
+    config's own train.precision when None)."""
     config: TrainConfig = load_toml(config_path)
     config.train.threads = threads
-    config.train.precision = precision
+    config.train.precision = precision or config.train.precision
     config.train.time_budget = budget  # fit plans the epochs, cosine decay and warm-up inside it
     note = ""
     t0 = time.perf_counter()
@@ -287,7 +288,7 @@ def table(rows: list[Row], k: int, images: int) -> str:
 
 
 def run(names: list[str], budget: float, k: int, images: int, threads: int, out: Path,
-        precision: str = "float32") -> list[Row]:
+        precision: str | None = None) -> list[Row]:
     """Train and evaluate each named contender in turn; one Row each."""
     ds = load_dataset("fashion-mnist")
     x = eval_images(ds.test.images[:images], "dynamic")  # the protocol: binarized once, EVAL_SEED
@@ -297,10 +298,11 @@ def run(names: list[str], budget: float, k: int, images: int, threads: int, out:
         if name in ("best", "sheet"):
             path = SHEET_CONFIG if name == "sheet" else BEST_CONFIG
             note = ""
-            low = precision if name == "best" else "float32"
+            low = precision if name == "best" else None  # None: the config's own precision
             row, run_dir = train_vaekit(path, budget, threads, out / name, low, ds)
-            row.name, row.what = name, f"vaekit, configs/{path.name}" + (f", --precision {low}"
-                                                                        if low != "float32" else "")
+            used = low or load_toml(path).train.precision
+            row.name, row.what = name, f"vaekit, configs/{path.name}" + (f", {used} products"
+                                                                        if used != "float32" else "")
             row.note = "; ".join(filter(None, [note, row.note]))
             model, _, x_run, _, _ = load_test_set(run_dir, limit=images)  # as `vaekit eval` builds them
             assert torch.equal(x_run, x), "the run's test images are not the protocol's"
@@ -339,8 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(CONTENDERS),
                         help=f"comma list of contenders among {','.join(CONTENDERS)} (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
-    parser.add_argument("--precision", choices=("float32", "bf16"), default="float32",
-                        help="best's matrix products (train.precision; the others stay float32)")
+    parser.add_argument("--precision", choices=("float32", "bf16"), default=None,
+                        help="best's matrix products (train.precision; default: the config's own)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where the runs go: DIR/best, DIR/sheet (default: a fresh tempdir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")

@@ -200,10 +200,24 @@ def test_config_refuses_closed_form_only_options() -> None:
         validate(config_of(1, prior="vamp", pseudo_inputs=0))
 
 
+def test_autoregressive_decoder_needs_bernoulli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="autoregressive decoder is a Bernoulli decoder"):
+        validate(config_of(1, autoregressive=8, likelihood="gaussian"))
+    validate(config_of(1, autoregressive=8))
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--autoregressive", "8", "--likelihood", "gaussian",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "autoregressive decoder is a Bernoulli decoder" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_engine_is_autograd_for_gated_and_vamp() -> None:
     loop = LoopConfig()
     plain = MLPVAE((1, 8, 8), [16], latent=2)
     assert isinstance(engines.make_engine(plain, loop), engines.BackpropEngine)  # the reference case
+    autoregressive = MLPVAE((1, 8, 8), [16], latent=2, autoregressive=8)
+    assert isinstance(engines.make_engine(autoregressive, loop), engines.BackpropEngine)
     for model in (MLPVAE((1, 8, 8), [16], latent=2, gated=True),
                   MLPVAE((1, 8, 8), [16], latent=2, prior="vamp", pseudo_inputs=3),
                   HierarchicalVAE((1, 8, 8), "mlp", [16], 2, [])):
