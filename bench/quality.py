@@ -28,7 +28,8 @@ screening table, labelled so, not the protocol. Printed: test NLL, test -ELBO, e
 per epoch and training seconds of each, the gap in nats of each to `best`, and the published rows.
 
 Run: .venv/bin/python bench/quality.py [--budget 60m] [--k 5000] [--images 10000] [--precision bf16]
-     [--only best,sheet,examples,pythae] [--threads 2] [--out DIR] [--json PATH]
+     [--only best,sheet,examples,pythae] [--threads 2] [--best-config TOML] [--out DIR]
+     [--json PATH]
 Smoke: .venv/bin/python bench/quality.py --budget 20s --k 50 --images 200 --only sheet,examples
 """
 
@@ -62,6 +63,7 @@ from vaekit.config import (  # noqa: E402
 from vaekit.data.binarize import eval_images  # noqa: E402
 from vaekit.data.load import Dataset, load_dataset  # noqa: E402
 from vaekit.device import set_threads  # noqa: E402
+from vaekit.errors import ConfigError  # noqa: E402
 from vaekit.evaluate.run import Evaluation, evaluate_model, load_test_set  # noqa: E402
 from vaekit.runs import read_metrics  # noqa: E402
 from vaekit.train.fit import fit  # noqa: E402
@@ -288,20 +290,21 @@ def table(rows: list[Row], k: int, images: int) -> str:
 
 
 def run(names: list[str], budget: float, k: int, images: int, threads: int, out: Path,
-        precision: str | None = None) -> list[Row]:
-    """Train and evaluate each named contender in turn; one Row each."""
+        precision: str | None = None, best_config: Path = BEST_CONFIG) -> list[Row]:
+    """Train and evaluate each named contender in turn; one Row each (`best` trains `best_config`)."""
     ds = load_dataset("fashion-mnist")
     x = eval_images(ds.test.images[:images], "dynamic")  # the protocol: binarized once, EVAL_SEED
     rows: list[Row] = []
     for name in names:
         print(f"\n{name}: training for {budget:g} s (load average {os.getloadavg()[0]:.2f})", flush=True)
         if name in ("best", "sheet"):
-            path = SHEET_CONFIG if name == "sheet" else BEST_CONFIG
+            path = SHEET_CONFIG if name == "sheet" else best_config
             note = ""
             low = precision if name == "best" else None  # None: the config's own precision
             row, run_dir = train_vaekit(path, budget, threads, out / name, low, ds)
             used = low or load_toml(path).train.precision
-            row.name, row.what = name, f"vaekit, configs/{path.name}" + (f", {used} products"
+            shown = f"configs/{path.name}" if path.parent == BEST_CONFIG.parent else str(path)
+            row.name, row.what = name, f"vaekit, {shown}" + (f", {used} products"
                                                                         if used != "float32" else "")
             row.note = "; ".join(filter(None, [note, row.note]))
             model, _, x_run, _, _ = load_test_set(run_dir, limit=images)  # as `vaekit eval` builds them
@@ -343,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--precision", choices=("float32", "bf16"), default=None,
                         help="best's matrix products (train.precision; default: the config's own)")
+    parser.add_argument("--best-config", type=Path, default=BEST_CONFIG, metavar="TOML",
+                        help="the config `best` trains: a candidate through the same protocol "
+                             "(default: configs/fashion-mnist-best.toml)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where the runs go: DIR/best, DIR/sheet (default: a fresh tempdir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
@@ -363,7 +369,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"budget {args.budget:g} s per contender, k = {args.k:,}, {args.images:,} test images, "
           f"{threads} thread(s), torch {torch.__version__}, runs in {out}, "
           f"load average {load_start[0]:.2f}", flush=True)
-    rows = run(names, args.budget, args.k, args.images, threads, out, args.precision)
+    if "best" in names:
+        try:
+            load_toml(args.best_config)
+        except (ConfigError, OSError) as e:
+            parser.error(f"--best-config: {e}")
+    rows = run(names, args.budget, args.k, args.images, threads, out, args.precision, args.best_config)
     load_end = os.getloadavg()
     print()
     print(table(rows, args.k, args.images))

@@ -97,3 +97,20 @@ def test_pythae_adapter_is_pythaes_own_encoder_and_decoder() -> None:
     z = torch.randn(5, 20)
     recon = model.decoder(z).reconstruction.reshape(5, 1, 28, 28)
     assert torch.allclose(torch.sigmoid(adapter.decode(z)), recon, atol=1e-6)
+
+
+@pytest.mark.parametrize("content", [None, "[model]\nlatent = -3\n", "[model\n"])
+def test_best_config_that_cannot_be_used_is_one_usage_error(tmp_path: Path, content: str | None,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--best-config: a missing file, a bad value, bad TOML: exit 2 naming the flag, before anything
+    trains or any run directory is made."""
+    toml = tmp_path / "candidate.toml"
+    if content is not None:
+        toml.write_text(content)
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        quality.main(["--only", "best", "--budget", "1", "--best-config", str(toml), "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--best-config" in err and str(toml) in err, err
+    assert not (out / "best").exists()

@@ -88,6 +88,7 @@ class ModelConfig:
     # Units of the autoregressive decoder's masked layer (`vaekit.vae.autoregressive`: each pixel's
     # logit also sees the pixels before it, MADE over x given z); 0: the factorized decoder.
     autoregressive: int = 0
+    autoregressive_dropout: float = 0.0  # fraction of its masked units dropped in training
 
 
 @dataclass
@@ -207,6 +208,7 @@ BOUNDS: dict[str, Bound] = {
     "model.pseudo_inputs": Bound("the number of pseudo-inputs", 1, 100_000),
     "model.stochastic_layers": Bound("the number of stochastic layers", 1, 2),
     "model.autoregressive": Bound("the autoregressive decoder's units (0 = none)", 0, 1_000_000),
+    "model.autoregressive_dropout": Bound("the autoregressive decoder's dropout", 0, 1, high_open=True),
     "optim.lr": Bound("the learning rate", 0, 100, low_open=True),
     "optim.weight_decay": Bound("the weight decay", 0, 100),
     "optim.momentum": Bound("the momentum", 0, 1, high_open=True),

@@ -515,6 +515,9 @@ def test_shipped_configs() -> None:
     (["--samples", "10000000000"], ["train.samples", "at most 2147483647"]),
     (["--autoregressive=-1"], ["model.autoregressive", "at least 0"]),
     (["--autoregressive", "10000000"], ["model.autoregressive", "at most 1000000"]),
+    (["--autoregressive-dropout", "1"], ["model.autoregressive_dropout", "less than 1"]),
+    (["--autoregressive-dropout=-0.1"], ["model.autoregressive_dropout", "at least 0"]),
+    (["--autoregressive-dropout", "nan"], ["model.autoregressive_dropout", "nan", "finite"]),
 ])
 def test_non_finite_and_huge_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
                                    flags: list[str], names: list[str],

@@ -113,15 +113,20 @@ def test_mean_field_is_its_own_fixed_point_and_starts_as_the_factorized_decoder(
     assert (shown - model.decode_net(z)).abs().max() > 0.1
 
 
-def test_hand_derived_gradient_equals_autograd() -> None:
+@pytest.mark.parametrize("dropout", [0.0, 0.25, 0.5])
+def test_hand_derived_gradient_equals_autograd(dropout: float) -> None:
+    """With dropout, both draw the mask from the global generator at the same point: the same seed
+    before each gives the same mask, so the same numbers."""
     torch.manual_seed(3)
-    model = noisy(MLPVAE((1, 4, 5), [7, 6], 3, autoregressive=9).double())
-    assert supports(model, LoopConfig())
+    model = noisy(MLPVAE((1, 4, 5), [7, 6], 3, autoregressive=9, autoregressive_dropout=dropout).double())
+    assert supports(model, LoopConfig()) and model.training
     x = (torch.rand(5, 1, 4, 5) < 0.4).double()
     eps = torch.randn(1, 5, 3, dtype=torch.float64)
+    torch.manual_seed(11)
     sums = backprop(model, x, eps[0], beta=0.7, free_bits=0.1)
     hand = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
+    torch.manual_seed(11)
     terms = negative_elbo(x, model, k=1, beta=0.7, free_bits=0.1, eps=eps)
     terms.loss.mean().backward()
     assert sums[0].item() == pytest.approx(terms.loss.sum().item(), rel=1e-14)
@@ -129,6 +134,33 @@ def test_hand_derived_gradient_equals_autograd() -> None:
     for name, p in model.named_parameters():
         torch.testing.assert_close(hand[name], p.grad, rtol=1e-12, atol=1e-14, msg=name)
     assert hand["p_ar.out.weight"].abs().max() > 0 and hand["p_ar.x_in.weight"].abs().max() > 0
+
+
+def test_dropout_drops_a_fraction_p_unbiased_in_training_and_never_in_eval() -> None:
+    """Training mode: a fraction p of the masked units is zero beyond the ReLU's zeros, and the mean
+    of a(x, z) over many masks is the term without dropout (the kept units scaled by 1 / (1 - p));
+    eval mode: the term without dropout, exactly."""
+    torch.manual_seed(5)
+    plain = noisy(MLPVAE((1, 4, 5), [6], 3, autoregressive=64).double(), seed=2)
+    dropped = MLPVAE((1, 4, 5), [6], 3, autoregressive=64, autoregressive_dropout=0.25).double()
+    dropped.load_state_dict(plain.state_dict())
+    ar, ar_d = plain.p_ar, dropped.p_ar
+    assert ar is not None and ar_d is not None
+    x = (torch.rand(3, 1, 4, 5) < 0.5).double()
+    z = torch.randn(1, 3, 3, dtype=torch.float64)
+    base = torch.zeros(1, 3, 1, 4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        want = ar.teacher_forced(base, x, z)
+        h = torch.relu(ar.z_in(z) + ar.pixel_part(x))
+        hd = ar_d.drop(h.expand(2000, -1, -1))
+        live = h.expand_as(hd) > 0
+        assert (hd[live] == 0).double().mean().item() == pytest.approx(0.25, abs=0.01)
+        torch.testing.assert_close(hd[live & (hd != 0)], h.expand_as(hd)[live & (hd != 0)] / 0.75)
+        mean = torch.stack([ar_d.teacher_forced(base, x, z) for _ in range(4000)]).mean(0)
+        spread = (want.abs().max() + 1) * 0.05
+        assert (mean - want).abs().max().item() < spread.item()
+        dropped.eval()
+        torch.testing.assert_close(ar_d.teacher_forced(base, x, z), want, rtol=0, atol=0)
 
 
 def test_importance_sampled_log_px_equals_the_integral_over_z() -> None:

@@ -30,8 +30,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hvae": {"stochastic_layers": 2},
     "hvae-conv-gated": {"stochastic_layers": 2, "kind": "conv", "channels": [4], "gated": True},
     "gated": {"gated": True},
-    "ar": {"autoregressive": 12},
-    "hvae-ar": {"stochastic_layers": 2, "autoregressive": 6},
+    "ar": {"autoregressive": 12, "autoregressive_dropout": 0.25},
+    "hvae-ar": {"stochastic_layers": 2, "autoregressive": 6, "autoregressive_dropout": 0.5},
 }
 MONTE_CARLO = {"vamp", "hvae", "hvae-conv-gated", "hvae-ar"}
 

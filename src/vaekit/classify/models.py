@@ -38,8 +38,8 @@ from torch import Tensor, nn
 from vaekit.arch.spec import LayerSpec, parse_stack
 from vaekit.arch.stack import LayerRow, analyze
 from vaekit.classify.config import ClassifierConfig, ClassifierModelConfig
-from vaekit.data.binarize import random_int16
 from vaekit.errors import ConfigError, SpecError
+from vaekit.vae.layers import Dropout16
 
 CNN_GRID = 7  # the cnn's last feature maps are averaged to 7x7 (the identity at 28x28): its head,
 # and so its parameter count, is the same at any image side
@@ -108,31 +108,6 @@ def smallest_side(specs: Sequence[LayerSpec], image_shape: Sequence[int]) -> int
             continue
         return side
     return None
-
-
-class Dropout16(nn.Module):
-    """Dropout (Srivastava et al. 2014) in training mode: y = x * m / (1 - p), m_i = 1[r_i >= t]
-    with r_i uniform on the 65,536 int16 values and t = round(65536 p) - 32768, so P(m_i = 0) =
-    round(65536 p) / 65536 (exact for p = 0.25, within 2^-17 of p otherwise); the identity in eval
-    mode. The draws come from torch's global generator, as nn.Dropout's do (and a checkpoint keeps
-    its state), 4 per 64-bit draw (`vaekit.data.binarize.random_int16`): about 3x cheaper than
-    nn.Dropout's on a CPU."""
-
-    def __init__(self, p: float = 0.5) -> None:
-        super().__init__()
-        self.p = p
-        self.threshold = round(65536 * p) - 32768
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if self.threshold >= 32768:  # p rounds to 1: every unit dropped
-            return torch.zeros_like(x)
-        keep = random_int16(x.numel(), None, x.device).view(x.shape) >= self.threshold
-        return x * keep.to(x.dtype).mul_(65536 / (32768 - self.threshold))
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 def to_module(row: LayerRow) -> nn.Module:

@@ -40,6 +40,9 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--pseudo-inputs": ("model", "pseudo_inputs", int, f"VampPrior size (default: {D.model.pseudo_inputs})"),
     "--autoregressive": ("model", "autoregressive", int, "autoregressive decoder's units (MADE given z; "
                          f"0: factorized) (default: {D.model.autoregressive})"),
+    "--autoregressive-dropout": ("model", "autoregressive_dropout", float,
+                                 "fraction of the autoregressive decoder's units dropped in training "
+                                 f"(default: {D.model.autoregressive_dropout})"),
     "--hidden": ("model", "hidden", list, "dense hidden sizes, comma list, e.g. 512,256 "
                  f"(default: {','.join(map(str, D.model.hidden))})"),
     "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),

@@ -17,6 +17,11 @@ PixelCNN: a dense layer, so it runs as matrix products on a CPU, and the pixel p
 is computed once per image however many samples of z are scored (the k = 5,000 of evaluation).
 V starts at zero, so a new model starts as the factorized decoder.
 
+With `dropout` p > 0 the masked layer's hidden units are dropped while training (Srivastava et al.,
+"Dropout", JMLR 2014): r <- r . m / (1 - p), m_k ~ Bernoulli(1 - p) per unit and image
+(`vaekit.vae.layers.Dropout16`); evaluation and sampling use every unit. Its 4,096 units x 784
+pixels are most of the model's parameters, and what it overfits first on 55,000 images.
+
 With the pixels observed (training, evaluation) every logit comes in one pass ("teacher forcing",
 `teacher_forced`). Without them, pixels are drawn one at a time (`sample`, D steps), and the images
 shown for a z (`mean_field`, what `decode` gives such a model) are the pixel probabilities of the
@@ -29,6 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vaekit.vae.layers import Dropout16
 
 
 def made_degrees(pixels: int, units: int) -> Tensor:
@@ -47,12 +54,13 @@ def made_masks(pixels: int, units: int) -> tuple[Tensor, Tensor]:
 
 class AutoregressiveTerm(nn.Module):
     """a(x, z) of the module docstring for images of `pixels` values and a decoder input z of
-    `cond` values (the latent, or [z1, z2] of a two-layer model), with `units` masked hidden units."""
+    `cond` values (the latent, or [z1, z2] of a two-layer model), with `units` masked hidden units,
+    a fraction `dropout` of them dropped in training."""
 
     m1: Tensor  # M1 (units, D), a buffer
     m2: Tensor  # M2 (D, units), a buffer
 
-    def __init__(self, pixels: int, cond: int, units: int) -> None:
+    def __init__(self, pixels: int, cond: int, units: int, dropout: float = 0.0) -> None:
         super().__init__()
         if pixels < 2:
             raise ValueError("an autoregressive decoder needs at least 2 pixels")
@@ -61,6 +69,7 @@ class AutoregressiveTerm(nn.Module):
         self.z_in = nn.Linear(cond, units, bias=False)  # U
         self.out = nn.Linear(units, pixels, bias=False)  # V (masked by M2)
         nn.init.zeros_(self.out.weight)  # a = 0 at first: the factorized decoder
+        self.drop = Dropout16(dropout)  # on r in training mode only (no parameters, nothing saved)
         m1, m2 = made_masks(pixels, units)
         self.register_buffer("m1", m1, persistent=False)  # rebuilt from the sizes, never saved
         self.register_buffer("m2", m2, persistent=False)
@@ -74,7 +83,7 @@ class AutoregressiveTerm(nn.Module):
 
         logits (K, B, C, H, W), the decoder network's l(z) at z (K, B, cond); x (B, C, H, W)
         observed images, shared by the K samples. Returns (K, B, C, H, W)."""
-        h = torch.relu(self.z_in(z) + self.pixel_part(x))  # (K, B, units): pixel part broadcast
+        h = self.drop(torch.relu(self.z_in(z) + self.pixel_part(x)))  # (K, B, units)
         a = F.linear(h, self.out.weight * self.m2)  # (K, B, D)
         return logits + a.reshape(logits.shape).to(logits.dtype)
 

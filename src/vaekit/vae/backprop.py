@@ -34,9 +34,13 @@ act'(a) from the layer's output h: ReLU 1[h > 0], tanh 1 - h^2.
 With an autoregressive decoder (`vaekit.vae.autoregressive`: masks M1, M2, parameters W, b, U, V) the
 logits gain a(x, z), and its parameters and z their share of the gradient:
 
-    r = relu((M1 . W) x + b + U z),  l <- l + r (M2 . V)^T
-    dV = (dl^T r) . M2,  dr = (dl (M2 . V)) . 1[r > 0],  dW = (dr^T x) . M1,  db = sum_rows dr,
+    r = relu((M1 . W) x + b + U z) . m s,  l <- l + r (M2 . V)^T
+    dV = (dl^T r) . M2,  dr = (dl (M2 . V)) . 1[r > 0] s,  dW = (dr^T x) . M1,  db = sum_rows dr,
     dU = dr^T z,  dz <- dz + dr U
+
+with m the dropout mask of the term in training mode (`AutoregressiveTerm.drop`, drawn as the
+autograd forward draws it) and s = 1 / (1 - p); m = 1, s = 1 without dropout. 1[r > 0] covers both
+the ReLU and the dropped units.
 
 With `mm_dtype=torch.bfloat16` every matrix product above takes bfloat16 inputs (the weights cast
 once per step, the activations as they are made) and gives float32 results; the weights, their
@@ -198,6 +202,7 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
         w_x, v = lw(ar.x_in.weight * ar.m1), lw(ar.out.weight * ar.m2)
         w_z = lw(ar.z_in.weight)
         h_ar = _act_(_linear(hl[0], w_x, ar.x_in.bias, low).add_(_mm(gl[0], w_z.t(), low)), "relu")
+        h_ar = ar.drop(h_ar)  # the identity unless the term trains with dropout
         h_arl = lw(h_ar)
         logits.add_(_mm(h_arl, v.t(), low))
 
@@ -218,6 +223,8 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
     if ar is not None:  # dV = (dl^T h) . M2, dh = (dl (M2 . V)) . relu'(h), dW = (dh^T x) . M1, ...
         torch.mul(_mm(dl.t(), h_arl, low), ar.m2, out=_grad(ar.out.weight))
         da_ar = _act_backward(_mm(dl, v, low), h_ar, "relu")
+        if ar.drop.training and ar.drop.p > 0:
+            da_ar.mul_(ar.drop.scale)
         torch.mul(_mm(da_ar.t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
         torch.sum(da_ar, 0, out=_grad(ar.x_in.bias))
         _grad(ar.z_in.weight).copy_(_mm(da_ar.t(), gl[0], low))
