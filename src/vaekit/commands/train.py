@@ -17,10 +17,9 @@ from vaekit.train.fit import fit
 
 D = TrainConfig()  # the defaults, quoted in the help
 
-# flag -> (section, key, kind, help); kind is str, int, float or list (of ints, '512,256'). Every
-# flag defaults to None, meaning "not given". A value argparse cannot convert is one sentence naming
-# the flag (`vaekit.cli.int_flag` and co.); a converted one is checked by `config.apply` (finite, in
-# range), which names the "command line" as its origin.
+# flag -> (section, key, kind, help); kind: str, int, float or list (of ints, '512,256'); default None:
+# "not given". A value argparse cannot convert is one sentence naming the flag (`vaekit.cli.int_flag` and
+# co.); a converted one is checked by `config.apply` (finite, in range), naming the "command line".
 FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--data": ("data", "name", str, "dataset name, .npy/.npz path or a folder of images "
                f"(default: {D.data.name})"),
@@ -33,16 +32,14 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
     "--model": ("model", "kind", str, f"{'|'.join(cfg.MODEL_KINDS)} (default: {D.model.kind})"),
     "--layers": ("model", "stochastic_layers", int, "stochastic layers: 1 (z), or 2 (the hierarchical VAE "
                  f"z2 -> z1 -> x) (default: {D.model.stochastic_layers})"),
-    "--gated": ("model", "gated", "switch", "gated layers h = (Wx + b) * sigmoid(Vx + c) in place of "
-                "linear + activation (default: off)"),
+    "--gated": ("model", "gated", "switch", "gated layers h = (Wx + b) * sigmoid(Vx + c) (default: off)"),
     "--prior": ("model", "prior", str, f"p(z): {'|'.join(cfg.PRIORS)} (vamp: the VampPrior, a mixture of the "
                 f"posteriors of learned pseudo-inputs) (default: {D.model.prior})"),
     "--pseudo-inputs": ("model", "pseudo_inputs", int, f"VampPrior size (default: {D.model.pseudo_inputs})"),
     "--autoregressive": ("model", "autoregressive", int, "autoregressive decoder's units (MADE given z; "
                          f"0: factorized) (default: {D.model.autoregressive})"),
-    "--autoregressive-dropout": ("model", "autoregressive_dropout", float,
-                                 "fraction of the autoregressive decoder's units dropped in training "
-                                 f"(default: {D.model.autoregressive_dropout})"),
+    "--autoregressive-dropout": ("model", "autoregressive_dropout", float, "fraction of the AR units "
+                                 f"dropped in training (default: {D.model.autoregressive_dropout})"),
     "--hidden": ("model", "hidden", list, "dense hidden sizes, comma list, e.g. 512,256 "
                  f"(default: {','.join(map(str, D.model.hidden))})"),
     "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),
