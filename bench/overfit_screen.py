@@ -22,6 +22,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import torch
@@ -29,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vaekit.config import load_toml, parse_duration, validate  # noqa: E402
+from vaekit import config as cfg  # noqa: E402
+from vaekit.config import TrainConfig, load_toml, parse_duration, validate  # noqa: E402
 from vaekit.data.load import Split, load_dataset  # noqa: E402
 from vaekit.errors import ConfigError  # noqa: E402
 from vaekit.runs import read_metrics  # noqa: E402
@@ -38,19 +40,18 @@ from vaekit.train.fit import fit  # noqa: E402
 SUBSET_SEED = 1  # the draw of the training images screened on
 
 
-def apply(config, setting: str) -> None:  # noqa: ANN001 - a TrainConfig
-    """SECTION.KEY=VALUE onto `config`, the value parsed as the field's current type."""
+def apply(config: TrainConfig, setting: str) -> TrainConfig:
+    """A copy of `config` with SECTION.KEY=VALUE applied by `vaekit.config.apply` (type and range
+    checked); VALUE is read as a TOML value (0.3, 64, true, nan), else as a string (adamw)."""
     key, sep, text = setting.partition("=")
     section, _, name = key.partition(".")
-    if not sep or not hasattr(config, section) or not hasattr(getattr(config, section), name):
-        raise ConfigError(f"--set {setting!r}: expected SECTION.KEY=VALUE with a key of the config.")
-    table = getattr(config, section)
-    old = getattr(table, name)
+    if not sep or not name:
+        raise ConfigError(f"--set {setting!r}: expected SECTION.KEY=VALUE.")
     try:
-        value = (text == "true") if isinstance(old, bool) else type(old)(text)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--set {setting!r}: {text!r} is not a {type(old).__name__}.") from None
-    setattr(table, name, value)
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return cfg.apply(config, {section: {name: value}}, f"--set {setting!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = load_toml(args.config)
         for setting in args.set:
-            apply(config, setting)
+            config = apply(config, setting)
         config.train.threads, config.train.time_budget = args.threads, args.budget
         validate(config)
     except ConfigError as e:

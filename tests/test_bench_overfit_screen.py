@@ -31,7 +31,7 @@ def test_set_parses_each_value_as_its_field() -> None:
     config = TrainConfig()
     for setting in ("optim.name=adamw", "optim.weight_decay=0.3", "model.autoregressive=64",
                     "model.autoregressive_dropout=0.25", "model.gated=true"):
-        screen.apply(config, setting)
+        config = screen.apply(config, setting)
     assert (config.optim.name, config.optim.weight_decay) == ("adamw", 0.3)
     assert config.model.autoregressive == 64 and isinstance(config.model.autoregressive, int)
     assert config.model.autoregressive_dropout == 0.25 and config.model.gated is True
