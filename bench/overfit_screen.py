@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from vaekit import config as cfg  # noqa: E402
 from vaekit.config import TrainConfig, load_toml, parse_duration, validate  # noqa: E402
 from vaekit.data.load import Split, load_dataset  # noqa: E402
+from vaekit.device import flush_denormals  # noqa: E402
 from vaekit.errors import ConfigError  # noqa: E402
 from vaekit.runs import read_metrics  # noqa: E402
 from vaekit.train.fit import fit  # noqa: E402
@@ -91,4 +92,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with flush_denormals():  # every thread, the peers' too: before torch's first parallel op
+        main()

@@ -62,7 +62,7 @@ from vaekit.config import (  # noqa: E402
 )
 from vaekit.data.binarize import eval_images  # noqa: E402
 from vaekit.data.load import Dataset, load_dataset  # noqa: E402
-from vaekit.device import set_threads  # noqa: E402
+from vaekit.device import flush_denormals, set_threads  # noqa: E402
 from vaekit.errors import ConfigError  # noqa: E402
 from vaekit.evaluate.run import Evaluation, evaluate_model, load_test_set  # noqa: E402
 from vaekit.runs import read_metrics  # noqa: E402
@@ -388,4 +388,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with flush_denormals():  # every thread, the peers' too: before torch's first parallel op
+        main()

@@ -125,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vaekit.train.distributed import launch  # subprocess and torchrun, only for --nproc
 
         return launch(args.nproc, without_nproc(sys.argv[1:] if argv is None else argv))
+    from vaekit.device import flush_denormals  # before torch's first parallel op: see its docstring
+
     try:
-        status: Any = args.func(args)
+        with flush_denormals():
+            status: Any = args.func(args)
     except VaekitError as err:
         print(f"vaekit {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -63,24 +63,66 @@ def set_threads(n: int) -> int:
     return torch.get_num_threads()
 
 
+_flush_depth = 0  # nesting of flush_denormals blocks: only the outermost one switches
+
+
 @contextlib.contextmanager
 def flush_denormals() -> Iterator[None]:
     """Subnormal floats (|x| < 1.2e-38 in float32) read and written as zero by the CPU while the
-    block runs (x86's FTZ/DAZ through `torch.set_flush_denormal`), then the default again.
+    block runs (x86's FTZ/DAZ through `torch.set_flush_denormal`), then the default again. Blocks
+    nest: an inner one leaves the setting to the outermost.
 
-    Why: a CPU takes its slow path on every subnormal operand. Adam's second moments and the
-    gradients of weights that rarely see a signal (pixels that are almost always 0) drift into that
-    range as training goes on: an epoch of the autoregressive MLP VAE of
-    configs/fashion-mnist-best.toml went from 3.0 s to 3.6 s over 8 epochs, and 3.3 s to 4.5 s over
-    a 20-minute run, and stays at 3.0 s with them flushed (docs/benchmarks.md). Numbers below the
-    float32 range become 0; everything else is computed as before. Where the CPU cannot flush
-    (not x86 with SSE3) this does nothing.
+    Why: a CPU takes its slow path on every subnormal operand. Adam's moments and the gradients of
+    weights that rarely see a signal (pixels that are almost always 0) drift into that range as
+    training goes on: the fused AdamW step of configs/fashion-mnist-best.toml took 4.8 ms at the
+    start of a run and 14.9 ms after 607 epochs (1.1 s more an epoch) with the block begun late
+    (see Threads; docs/benchmarks.md).
+    Numbers below the float32 range become 0; everything else is computed as before. Where the CPU
+    cannot flush (not x86 with SSE3) this does nothing.
+
+    Threads: the setting belongs to each thread (x86's MXCSR register); `torch.set_flush_denormal`
+    sets the calling thread's, and threads started later copy it. Begun at the start of a process,
+    before torch computes anything, the block reaches every kernel; begun later, some kernels still
+    take the slow path: on the state of a trained run (with the same bits of Adam's moments) the
+    fused AdamW step took 18.8 ms with the flush switched on after loading, 3.7 ms with it on from
+    the start, and resumed epochs 5.8 s against 4.6 s (an elementwise product is flushed either
+    way). The step's worker thread keeps the setting it started with: after a matrix product has
+    started torch's threads, a step over subnormal moments leaves half of them subnormal, the
+    worker's share (`denormals_flushed` probes it). So `vaekit`'s CLI runs every command inside
+    the block (`vaekit.cli.main`), as do the benchmarks; `fit` enters it too, for callers from
+    Python, and says when it cannot reach every thread.
     """
-    torch.set_flush_denormal(True)
+    global _flush_depth
+    if _flush_depth == 0:
+        torch.set_flush_denormal(True)
+    _flush_depth += 1
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
+        _flush_depth -= 1
+        if _flush_depth == 0:
+            torch.set_flush_denormal(False)
+
+
+def _subnormal_count(t: torch.Tensor) -> int:
+    """Entries of a float32 tensor whose bits are subnormal (exponent 0, mantissa not 0), read as
+    integers: a float comparison would itself be flushed."""
+    bits = t.view(torch.int32)
+    return int((((bits >> 23) & 0xFF) == 0).logical_and((bits & 0x7FFFFF) != 0).sum())
+
+
+def denormals_flushed(numel: int = 1 << 21) -> bool:
+    """Whether the fused AdamW update (what `vaekit.train.optim` steps with) flushes subnormals in
+    every thread it runs on now: Adam's first moment m set to subnormal bits (an integer fill, no
+    float operation), one update m <- 0.9 m + 0.1 g with g = 0 over `numel` entries (enough for each
+    thread to take a share); flushed, no subnormal is left."""
+    m = torch.zeros(numel)
+    m.view(torch.int32).fill_(1000)  # 1.4e-42
+    zeros = [torch.zeros(numel) for _ in range(3)]
+    torch._fused_adamw_([zeros[0]], [zeros[1]], [m], [zeros[2]], [], [torch.tensor(1.0)],
+                        amsgrad=False, lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                        maximize=False, grad_scale=None, found_inf=None)
+    return _subnormal_count(m) == 0
 
 
 def resolve_device(name: str) -> torch.device:

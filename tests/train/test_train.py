@@ -339,6 +339,77 @@ def test_flush_denormals_while_training_only(monkeypatch: pytest.MonkeyPatch, tm
     assert seen == [0.0] and (tiny * 1.0).item() != 0.0
 
 
+def test_flush_blocks_nest() -> None:
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    with threads_mod.flush_denormals():
+        with threads_mod.flush_denormals():
+            assert (tiny * 1.0).item() == 0.0
+        assert (tiny * 1.0).item() == 0.0  # the inner block left the setting to the outer one
+    assert (tiny * 1.0).item() != 0.0
+
+
+def _python(script: str, *args: str) -> list[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+_PROBE = """
+import sys, torch
+from vaekit.device import denormals_flushed, flush_denormals
+torch.set_num_threads(2)
+if sys.argv[1] == "late":
+    a = torch.randn(512, 512); (a @ a).sum()  # torch's worker thread starts unflushed
+with flush_denormals():
+    print(denormals_flushed())
+print(denormals_flushed())
+"""
+
+
+@pytest.mark.parametrize("when, inside", [("early", "True"), ("late", "False")])
+def test_the_worker_thread_flushes_only_if_started_inside_the_block(when: str, inside: str) -> None:
+    """The fused AdamW update over subnormal moments (`device.denormals_flushed`, which reads the
+    bits as integers) leaves none when the block began before torch's threads started, and the
+    worker's share when it began after; after the block nothing is flushed."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    assert _python(_PROBE, when) == [inside, "False"]
+
+
+NOTE = "subnormal floats are not flushed in all of torch's threads"
+
+_FIT_AFTER_A_PRODUCT = """
+import sys, torch
+from pathlib import Path
+from vaekit.config import TrainConfig
+from vaekit.train.fit import fit
+torch.set_num_threads(2)
+a = torch.randn(512, 512); (a @ a).sum()  # the worker thread exists before fit
+c = TrainConfig()
+c.data.name = "digits"
+c.model.hidden, c.model.latent = [16], 2
+c.train.epochs, c.train.threads = 1, 2
+fit(c, Path(sys.argv[1]), show_bar=False, log=print)
+"""
+
+
+def test_the_cli_flushes_every_thread_and_fit_says_when_it_cannot(tmp_path: Path) -> None:
+    """`vaekit train` runs inside the block from the process's start: no note. `fit` called from
+    Python after torch's threads started says they are not all flushed."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    cli = _python("from vaekit.cli import main; raise SystemExit(main())", "train", "--data", "digits",
+                  "--epochs", "1", "--threads", "2", "--hidden", "16", "--latent", "2", "--no-progress",
+                  "--out", str(tmp_path / "cli"))
+    assert any(line.startswith("epoch   1/1") for line in cli) and not any(NOTE in line for line in cli)
+    api = _python(_FIT_AFTER_A_PRODUCT, str(tmp_path / "api"))
+    assert any(line.startswith("epoch   1/1") for line in api) and any(NOTE in line for line in api)
+
+
 def test_progress_round_trips_through_json() -> None:
     p = Progress(epoch=3, step=9, best_val=1.5, best_epoch=2, bad_epochs=1, baseline=0.25)
     from dataclasses import asdict
