@@ -64,6 +64,7 @@ def set_threads(n: int) -> int:
 
 
 _flush_depth = 0  # nesting of flush_denormals blocks: only the outermost one switches
+_can_flush = False  # what torch.set_flush_denormal(True) said on entering the outermost block
 
 
 @contextlib.contextmanager
@@ -76,9 +77,8 @@ def flush_denormals() -> Iterator[None]:
     weights that rarely see a signal (pixels that are almost always 0) drift into that range as
     training goes on: the fused AdamW step of configs/fashion-mnist-best.toml took 4.8 ms at the
     start of a run and 14.9 ms after 607 epochs (1.1 s more an epoch) with the block begun late
-    (see Threads; docs/benchmarks.md).
-    Numbers below the float32 range become 0; everything else is computed as before. Where the CPU
-    cannot flush (not x86 with SSE3) this does nothing.
+    (see Threads; docs/benchmarks.md). Numbers below the float32 range become 0; everything else
+    is computed as before. Where the CPU cannot flush (not x86 with SSE3) this does nothing.
 
     Threads: the setting belongs to each thread (x86's MXCSR register); `torch.set_flush_denormal`
     sets the calling thread's, and threads started later copy it. Begun at the start of a process,
@@ -90,11 +90,11 @@ def flush_denormals() -> Iterator[None]:
     started torch's threads, a step over subnormal moments leaves half of them subnormal, the
     worker's share (`denormals_flushed` probes it). So `vaekit`'s CLI runs every command inside
     the block (`vaekit.cli.main`), as do the benchmarks; `fit` enters it too, for callers from
-    Python, and says when it cannot reach every thread.
+    Python, and says when it cannot reach every thread (`flush_incomplete`).
     """
-    global _flush_depth
+    global _flush_depth, _can_flush
     if _flush_depth == 0:
-        torch.set_flush_denormal(True)
+        _can_flush = torch.set_flush_denormal(True)
     _flush_depth += 1
     try:
         yield
@@ -123,6 +123,12 @@ def denormals_flushed(numel: int = 1 << 21) -> bool:
                         amsgrad=False, lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
                         maximize=False, grad_scale=None, found_inf=None)
     return _subnormal_count(m) == 0
+
+
+def flush_incomplete() -> bool:
+    """Inside a `flush_denormals` block on a CPU that can flush: whether some thread still takes
+    the slow path (the block began after torch's threads started)."""
+    return _flush_depth > 0 and _can_flush and not denormals_flushed()
 
 
 def resolve_device(name: str) -> torch.device:

@@ -30,13 +30,7 @@ from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
-from vaekit.device import (
-    available_cores,
-    denormals_flushed,
-    flush_denormals,
-    resolve_device,
-    set_threads,
-)
+from vaekit.device import available_cores, flush_denormals, flush_incomplete, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget, distributed, tensorboard
 from vaekit.train.engines import Engine, make_engine
@@ -361,8 +355,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
         + (" (auto: the idle cores)" if loop.threads == 0 and device.type == "cpu" else "") + f" | {out}"
         + (f" | {w.size} processes" if w is not None else "")
         + (f" | resuming after epoch {progress.epoch}" if saved is not None else ""))
-    # set_flush_denormal(True): on already inside the block; False where this CPU cannot flush
-    if device.type == "cpu" and torch.set_flush_denormal(True) and not denormals_flushed():
+    if device.type == "cpu" and flush_incomplete():
         log("note: subnormal floats are not flushed in all of torch's threads (they started before "
             "this run), so epochs can slow down as training goes on; `vaekit train` flushes them all "
             "(vaekit.device.flush_denormals says how).")
