@@ -65,6 +65,10 @@ class DataConfig:
     image_channels: int = 0
     image_fit: str = "crop"
     skip_bad: bool = False
+    # Images of a built-in set's training file held out for validation (None: the set's own split,
+    # 5,000 for the IDX sets); the rest train. The held-out images are a fixed seeded subset, and a
+    # smaller split is a subset of a larger one. Folders and arrays split 80/10/10 instead.
+    val_size: int | None = None
 
 
 @dataclass
@@ -199,6 +203,7 @@ class Bound:
 # upper bounds are far beyond any useful run; what fits in memory is `vaekit.train.memory`'s check.
 BOUNDS: dict[str, Bound] = {
     "data.image_channels": Bound("the image channels (0 = the data's own, 1 or 3)", 0, 3),
+    "data.val_size": Bound("the validation images", 1, MAX_SIZE),
     "model.hidden": Bound("each hidden size", 1, MAX_SIZE),
     "model.latent": Bound("the latent size", 1, MAX_SIZE),
     "model.channels": Bound("each conv channel count", 1, MAX_SIZE),

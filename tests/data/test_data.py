@@ -440,6 +440,72 @@ def test_idx_dataset_split_is_deterministic_and_keeps_pairs(places, fake_set, fa
     assert a.image_shape == (1, 6, 5) and a.classes == tuple("abcdefghij")
 
 
+def test_val_size_holds_out_a_subset_of_the_default_split(places, fake_set, fake_registry):
+    """data.val_size: fewer validation images give the rest to training, and the smaller validation
+    split is part of the default one (the same seeded permutation, cut earlier)."""
+    fake_registry()  # 40 training images, 8 of them for validation by default
+    fake_set.write(places.cache_root / "fake")
+    default = load_dataset("fake", download=False)
+    small = load_dataset("fake", download=False, val_size=3)
+    assert (len(small.train), len(small.val), len(small.test)) == (37, 3, 12)
+    val8, val3 = rows(default.val.images[:, 0]), rows(small.val.images[:, 0])
+    assert set(val3) < set(val8)
+    every = rows(torch.from_numpy(fake_set.arrays["train_images"]))
+    assert sorted(val3 + rows(small.train.images[:, 0])) == sorted(every)  # a partition, nothing lost
+    assert torch.equal(small.test.images, default.test.images)
+
+
+@pytest.mark.parametrize("size", [0, 40, 41, -1])
+def test_val_size_that_leaves_no_split_is_one_data_error(places, fake_set, fake_registry,
+                                                          one_sentence, size):
+    fake_registry()
+    fake_set.write(places.cache_root / "fake")
+    with pytest.raises(DataError) as err:
+        load_dataset("fake", download=False, val_size=size)
+    one_sentence(str(err.value), "val_size", "1 to 39", str(size))
+
+
+def test_val_size_of_an_array_is_refused(tmp_path, one_sentence):
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((20, 4, 4), np.uint8))
+    with pytest.raises(DataError) as err:
+        load_dataset(str(path), val_size=5)
+    one_sentence(str(err.value), "val_size", "images.npy", "80/10/10")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x", "1.5", "40"])
+def test_cli_bad_val_size_exits_2_and_writes_nothing(places, fake_set, fake_registry, tmp_path, capsys,
+                                                     one_sentence, value):
+    fake_registry()
+    d = fake_set.write(tmp_path / "d")
+    out = tmp_path / "run"
+    status = main(["train", "--data", "fake", "--data-dir", str(d), "--val-size", value, "--out",
+                   str(out), "--epochs", "1", "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1].split("\r")[-1]
+    assert last.startswith("vaekit train: error: "), err
+    one_sentence(last.removeprefix("vaekit train: error: "), "val", value)
+    assert not (out / "model.safetensors").exists()
+
+
+def test_cli_train_with_val_size_records_it_and_validates_on_that_many(places, fake_set, fake_registry,
+                                                                       tmp_path):
+    fake_registry()
+    d = fake_set.write(tmp_path / "d")
+    out = tmp_path / "run"
+    assert main(["train", "--data", "fake", "--data-dir", str(d), "--val-size", "3", "--out", str(out),
+                 "--epochs", "1", "--hidden", "8", "--latent", "2", "--no-progress", "--device",
+                 "cpu"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["val_size"] == 3
+    from vaekit.runs import load_run
+
+    run = load_run(out, "vae")
+    assert run.images("val").shape[0] == 3 and run.images("train").shape[0] == 37
+
+
 def test_digits_three_way_split():
     from sklearn.datasets import load_digits
 

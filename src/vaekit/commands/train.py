@@ -25,6 +25,8 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
                f"(default: {D.data.name})"),
     "--data-dir": ("data", "data_dir", str, "directory holding the dataset files (default: lookup "
                    "order of `vaekit data`)"),
+    "--val-size": ("data", "val_size", int, "images of a built-in set's training file held out for "
+                   "validation; the rest train (default: the set's own, 5000)"),
     "--binarize": ("data", "binarize", str, f"{'|'.join(cfg.BINARIZATIONS)}: dynamic x ~ "
                    "Bernoulli(pixel/255) per batch; dequantize x = (pixel + u)/256, bits/dim of 8-bit "
                    f"images; auto: dynamic | dequantize by likelihood (default: {D.data.binarize})"),

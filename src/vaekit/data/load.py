@@ -160,8 +160,9 @@ def three_way(split: Split, val_frac: float = 0.1, test_frac: float = 0.1) -> tu
 
 def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
                      val_size: int | None = None, allow_modified: bool | None = None) -> Dataset:
-    """The IDX dataset `name`: train minus a fixed validation split, val, and the official test
-    set. Each file is checked against its published SHA-256 as it is read; a mismatch is a
+    """The IDX dataset `name`: train minus a fixed validation split (`val_size` images, default the
+    registry's; a seeded subset, so a smaller split is a subset of a larger one), val, and the
+    official test set. Each file is checked against its published SHA-256 as it is read; a mismatch is a
     ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is "1")."""
     spec = registry_entry(name)
     directory = fetch(name, data_dir) if download else locate(name, data_dir)
@@ -172,6 +173,9 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
     test = _read_pair(directory, spec, "test", checked)
     _refuse_modified(name, checked, allow_modified_data(allow_modified))
     n_val = spec.val_size if val_size is None else val_size
+    if not 1 <= n_val < len(train_full):
+        raise DataError(f"data.val_size of {name} must be 1 to {len(train_full) - 1} (its training file "
+                        f"holds {len(train_full)} images), got {n_val}.")
     val_idx, train_idx = split_indices(len(train_full), (n_val,))
     checksums = {fname: status for fname, (_, status) in checked.items()}
     modified = [fname for fname, status in checksums.items() if status == MISMATCH]
@@ -264,12 +268,16 @@ def _looks_like_path(name: str) -> bool:
 
 def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None,
                  download: bool = True, allow_modified: bool | None = None,
-                 images: ImageOptions | None = None) -> Dataset:
+                 images: ImageOptions | None = None, val_size: int | None = None) -> Dataset:
     """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits'), a folder
     of images or a path to a .npy/.npz array. A registry set whose file fails its published
     SHA-256 is a ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is
     "1"). `images`: how a folder is decoded; its size and channels also resize and convert the
-    arrays of the other sources (`vaekit.data.folder.resize_images`, noted in `Dataset.notes`)."""
+    arrays of the other sources (`vaekit.data.folder.resize_images`, noted in `Dataset.notes`).
+    `val_size`: the validation images of a registry set (None: its own split); other sources refuse it."""
+    if val_size is not None and name not in REGISTRY:
+        raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
+                        f"{name} is split 80/10/10, so leave val_size out.")
     if name not in REGISTRY and name not in BUILTIN and name and Path(name).is_dir():
         return load_folder_dataset(name, images)
     if name.endswith((".npy", ".npz")):
@@ -277,7 +285,7 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     elif name == "digits":
         ds = load_digits_dataset()
     elif name in REGISTRY:
-        ds = load_idx_dataset(name, data_dir, download, allow_modified=allow_modified)
+        ds = load_idx_dataset(name, data_dir, download, val_size, allow_modified=allow_modified)
     elif name and _looks_like_path(name):
         what = "a file that is neither a folder nor a .npy/.npz array" if Path(name).exists() \
             else "no such file or folder"
@@ -329,8 +337,10 @@ def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
 
 def load_configured(d: Any, progress: bool | None = None) -> Dataset:
     """The dataset of a data section (a DataConfig or a ClassifierDataConfig): its name, data
-    directory and image options (`ImageOptions.of`)."""
+    directory, image options (`ImageOptions.of`) and validation size (`val_size`, where it has one)."""
     options = ImageOptions.of(d)
-    if d.name not in REGISTRY and d.name not in BUILTIN and d.name and Path(d.name).is_dir():
+    val_size = getattr(d, "val_size", None)
+    folder = d.name not in REGISTRY and d.name not in BUILTIN and d.name and Path(d.name).is_dir()
+    if folder and val_size is None:  # with a val_size, load_dataset refuses the folder
         return load_folder_dataset(d.name, options, progress)
-    return load_dataset(d.name, d.data_dir, images=options)
+    return load_dataset(d.name, d.data_dir, images=options, val_size=val_size)

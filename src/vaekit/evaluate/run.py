@@ -216,7 +216,8 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     model, config = run.model, run.config
     name = dataset or config.data.name
     place = data_dir if data_dir is not None else config.data.data_dir
-    ds = load_configured(replace(config.data, name=name, data_dir=place))  # the run's image options
+    # the run's image options; the test set does not depend on the validation split
+    ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=None))
     expected = tuple(config.model.image_shape or ())
     if ds.image_shape != expected:
         c, h, w = ds.image_shape
