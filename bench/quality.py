@@ -160,13 +160,16 @@ def _mean(values: list[float]) -> float | None:
 def train_vaekit(config_path: Path, budget: float, threads: int, out_dir: Path,
                  precision: str | None = None, dataset: Dataset | None = None) -> tuple[Row, Path]:
     """Train a vaekit run of `config_path` for `budget` seconds into `out_dir` (`precision`: the
-    config's own train.precision when None)."""
+    config's own train.precision when None), on `dataset` unless the config sets its own
+    validation split."""
     config: TrainConfig = load_toml(config_path)
     config.train.threads = threads
     config.train.precision = precision or config.train.precision
     config.train.time_budget = budget  # fit plans the epochs, cosine decay and warm-up inside it
     note = ""
     t0 = time.perf_counter()
+    if config.data.val_size is not None:
+        dataset = None  # its own split of the training file: fit loads it (`data.val_size`)
     summary = fit(config, out_dir, show_bar=False, log=lambda line: print(f"  {line}", flush=True),
                   dataset=dataset)
     wall = time.perf_counter() - t0

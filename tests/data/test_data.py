@@ -506,6 +506,25 @@ def test_cli_train_with_val_size_records_it_and_validates_on_that_many(places, f
     assert run.images("val").shape[0] == 3 and run.images("train").shape[0] == 37
 
 
+def test_fit_refuses_a_dataset_of_another_validation_split(places, fake_set, fake_registry, tmp_path,
+                                                          one_sentence):
+    """A caller that passes its own Dataset (bench/quality.py) cannot train on a split other than the
+    config's data.val_size without being told."""
+    from vaekit.config import TrainConfig
+    from vaekit.errors import ConfigError
+    from vaekit.train.fit import fit
+
+    fake_registry()
+    fake_set.write(places.cache_root / "fake")
+    config = TrainConfig()
+    config.data.name, config.data.val_size, config.train.epochs = "fake", 3, 1
+    with pytest.raises(ConfigError) as err:
+        fit(config, tmp_path / "run", show_bar=False, log=lambda _: None,
+            dataset=load_dataset("fake", download=False))
+    one_sentence(str(err.value), "val_size", "3", "8")
+    assert not (tmp_path / "run").exists()
+
+
 def test_digits_three_way_split():
     from sklearn.datasets import load_digits
 

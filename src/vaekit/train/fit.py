@@ -228,6 +228,9 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     out = Path(out_dir)
     check_out_dir(out, resume)
     ds = dataset if dataset is not None else load_configured(config.data)
+    if config.data.val_size is not None and len(ds.val) != config.data.val_size:
+        raise ConfigError(f"data.val_size is {config.data.val_size}, but the dataset given holds "
+                          f"{len(ds.val)} validation images; load it with that split, or leave val_size out.")
     shape = list(ds.image_shape)
     if config.model.image_shape is not None and list(config.model.image_shape) != shape:
         raise ConfigError(f"the model was built for images {config.model.image_shape}, but "
