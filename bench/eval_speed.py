@@ -15,6 +15,10 @@ other processes on a shared machine slow all rows alike), best of `--repeats` pe
            logsumexp. Timed with the evaluator's rows per call and with 16,384 rows per call; the
            faster of the two is the bound.
 
+With an autoregressive decoder (`--autoregressive UNITS` on the default model, or a run that has
+one), the bound also holds its products: the pixel part (M1 . W) x once per image, U z and
+(M2 . V) r for every latent (`vaekit.vae.autoregressive`, dense as the evaluator runs them).
+
 With `--images N` < 10,000 both are timed on the first N images and extrapolated linearly to 10,000
 (labelled as such). Target (issue 5): vaekit within 1.5x of the bound.
 Run: .venv/bin/python bench/eval_speed.py [--images 500] [--repeats 2] [--threads N] [--run RUN_DIR]
@@ -43,9 +47,10 @@ from vaekit.vae.models import build_model
 FULL_TEST = 10_000
 
 
-def default_model() -> Any:
+def default_model(autoregressive: int = 0) -> Any:
     config = TrainConfig()
     config.model.image_shape = [1, 28, 28]
+    config.model.autoregressive = autoregressive
     torch.manual_seed(0)
     return build_model(config).eval()
 
@@ -68,11 +73,22 @@ def linears(module: nn.Module) -> list[nn.Linear]:
     return [m for m in module.modules() if isinstance(m, nn.Linear)]
 
 
+def per_image_linears(model: Any) -> list[nn.Linear]:
+    """The products run once per image: the encoder's, and an autoregressive decoder's pixel part."""
+    ar = getattr(model, "p_ar", None)
+    return linears(model.q_enc) + [model.q_mu, model.q_logvar] + ([ar.x_in] if ar is not None else [])
+
+
+def per_latent_linears(model: Any) -> list[nn.Linear]:
+    """The products run for every latent: the decoder's, and an autoregressive decoder's U z and V r."""
+    ar = getattr(model, "p_ar", None)
+    return linears(model.p_dec) + ([ar.z_in, ar.out] if ar is not None else [])
+
+
 @torch.inference_mode()
 def matmul_bound(model: Any, n_images: int, k: int, batch: int, rows_per_call: int) -> float:
     """Seconds of the linear layers' products alone for the work of evaluating n_images with k."""
-    enc = linears(model.q_enc) + [model.q_mu, model.q_logvar]
-    dec = linears(model.p_dec)
+    enc, dec = per_image_linears(model), per_latent_linears(model)
     g = torch.Generator().manual_seed(0)
     enc_in = {id(m): torch.randn(batch, m.in_features, generator=g) for m in enc}
     dec_in = {id(m): torch.randn(rows_per_call, m.in_features, generator=g) for m in dec}
@@ -91,9 +107,8 @@ def matmul_bound(model: Any, n_images: int, k: int, batch: int, rows_per_call: i
 
 
 def flops(model: Any, n_images: int, k: int) -> float:
-    enc = linears(model.q_enc) + [model.q_mu, model.q_logvar]
-    per_image = sum(2 * m.in_features * m.out_features for m in enc)
-    per_sample = sum(2 * m.in_features * m.out_features for m in linears(model.p_dec))
+    per_image = sum(2 * m.in_features * m.out_features for m in per_image_linears(model))
+    per_sample = sum(2 * m.in_features * m.out_features for m in per_latent_linears(model))
     return n_images * (per_image + k * per_sample)
 
 
@@ -108,6 +123,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads, 0 = the cores other processes leave idle (default: 0)")
     ap.add_argument("--run", help="a run directory: time its trained model (default: random weights)")
+    ap.add_argument("--autoregressive", type=int, default=0, metavar="UNITS",
+                    help="the default model with an autoregressive decoder of UNITS masked units "
+                    "(default: 0)")
     args = ap.parse_args()
 
     threads = set_threads(args.threads)
@@ -117,7 +135,7 @@ def main() -> None:
         run = load_run(args.run)
         model, config = run.model, run.config
     else:
-        model = default_model()
+        model = default_model(args.autoregressive)
     x, source = test_images(config, args.images)
     n, k, b = x.shape[0], args.k, args.batch_size
     tile = iwae.tile_size(b, x[0].numel(), iwae.activation_elements(model, model.latent_dim),
@@ -125,7 +143,9 @@ def main() -> None:
     sizes = [linears(model.q_enc)[0].in_features] + [m.out_features for m in linears(model.q_enc)]
     sizes.append(model.latent_dim)
     weights = "run " + args.run if args.run else "random weights"
-    print(f"model: {'-'.join(map(str, sizes))} MLP VAE ({weights}), {threads} threads; {n:,} images "
+    ar = getattr(model, "p_ar", None)
+    decoder = f" with an autoregressive decoder of {ar.units} units" if ar is not None else ""
+    print(f"model: {'-'.join(map(str, sizes))} MLP VAE{decoder} ({weights}), {threads} threads; {n:,} images "
           f"({source}); k = {k:,}; batch {b}, {tile} samples = {tile * b:,} latents per decoder call")
     scale = FULL_TEST / n
     work = flops(model, n, k)

@@ -83,7 +83,9 @@ class AutoregressiveTerm(nn.Module):
 
         logits (K, B, C, H, W), the decoder network's l(z) at z (K, B, cond); x (B, C, H, W)
         observed images, shared by the K samples. Returns (K, B, C, H, W)."""
-        h = self.drop(torch.relu(self.z_in(z) + self.pixel_part(x)))  # (K, B, units)
+        h = self.z_in(z)  # (K, B, units)
+        h += self.pixel_part(x)  # in place, as the relu below: one (K, B, units) tensor, not three
+        h = self.drop(h.relu_())  # (bench/eval_speed.py: the evaluator's k samples pass here)
         a = F.linear(h, self.out.weight * self.m2)  # (K, B, D)
         return logits + a.reshape(logits.shape).to(logits.dtype)
 
