@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from vaekit import config as cfg
 from vaekit.commands.flags import Kind, add_table, given, image_flags
@@ -110,11 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The flags that were given, as {section: {key: value}}."""
-    return given(args, FLAGS)
-
-
 def default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{Path(config.data.name).stem}-{config.model.kind}"
 
@@ -128,7 +122,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         base = read_config(Path(args.out))
     if args.config:
         base = load_toml(args.config, base)
-    config = cfg.apply(base, overrides(args), "command line")
+    config = cfg.apply(base, given(args, FLAGS), "command line")  # the flags given, by section
     out = Path(args.out) if args.out else default_out(config)
     return config, out
 
