@@ -491,7 +491,7 @@ def test_cli_bad_val_size_exits_2_and_writes_nothing(places, fake_set, fake_regi
 
 
 def test_cli_train_with_val_size_records_it_and_validates_on_that_many(places, fake_set, fake_registry,
-                                                                       tmp_path):
+                                                                       tmp_path, capsys):
     fake_registry()
     d = fake_set.write(tmp_path / "d")
     out = tmp_path / "run"
@@ -504,6 +504,13 @@ def test_cli_train_with_val_size_records_it_and_validates_on_that_many(places, f
 
     run = load_run(out, "vae")
     assert run.images("val").shape[0] == 3 and run.images("train").shape[0] == 37
+    # resuming on another split would mix the two: refused, the run left as it was
+    before = (out / "model.safetensors").read_bytes()
+    status = main(["train", "--data", "fake", "--data-dir", str(d), "--val-size", "4", "--out", str(out),
+                   "--resume", "--epochs", "2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and "data.val_size" in err.strip().splitlines()[-1], err
+    assert (out / "model.safetensors").read_bytes() == before
 
 
 def test_fit_refuses_a_dataset_of_another_validation_split(places, fake_set, fake_registry, tmp_path,
