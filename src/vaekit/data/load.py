@@ -268,18 +268,20 @@ def _looks_like_path(name: str) -> bool:
 
 def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None,
                  download: bool = True, allow_modified: bool | None = None,
-                 images: ImageOptions | None = None, val_size: int | None = None) -> Dataset:
+                 images: ImageOptions | None = None, val_size: int | None = None,
+                 progress: bool | None = None) -> Dataset:
     """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits'), a folder
     of images or a path to a .npy/.npz array. A registry set whose file fails its published
     SHA-256 is a ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is
     "1"). `images`: how a folder is decoded; its size and channels also resize and convert the
     arrays of the other sources (`vaekit.data.folder.resize_images`, noted in `Dataset.notes`).
-    `val_size`: the validation images of a registry set (None: its own split); other sources refuse it."""
+    `val_size`: the validation images of a registry set (None: its own split); other sources refuse it.
+    `progress`: a bar while a folder is decoded (None: on a terminal)."""
     if val_size is not None and name not in REGISTRY:
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")
     if name not in REGISTRY and name not in BUILTIN and name and Path(name).is_dir():
-        return load_folder_dataset(name, images)
+        return load_folder_dataset(name, images, progress)
     if name.endswith((".npy", ".npz")):
         ds = load_array_dataset(name)
     elif name == "digits":
@@ -338,9 +340,5 @@ def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
 def load_configured(d: Any, progress: bool | None = None) -> Dataset:
     """The dataset of a data section (a DataConfig or a ClassifierDataConfig): its name, data
     directory, image options (`ImageOptions.of`) and validation size (`val_size`, where it has one)."""
-    options = ImageOptions.of(d)
-    val_size = getattr(d, "val_size", None)
-    folder = d.name not in REGISTRY and d.name not in BUILTIN and d.name and Path(d.name).is_dir()
-    if folder and val_size is None:  # with a val_size, load_dataset refuses the folder
-        return load_folder_dataset(d.name, options, progress)
-    return load_dataset(d.name, d.data_dir, images=options, val_size=val_size)
+    return load_dataset(d.name, d.data_dir, images=ImageOptions.of(d), val_size=getattr(d, "val_size", None),
+                        progress=progress)
