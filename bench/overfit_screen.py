@@ -13,6 +13,11 @@ image; the training figure is the running mean over the epoch, in training mode,
 is of the thinned network), the best validation -ELBO and its epoch, and seconds per epoch. The
 validation split is the full 5,000 images. A screen, not the protocol: bench/quality.py gives test
 NLL at k = 5,000.
+
+`--nll K` also scores the run's model at the end with the evaluator of `vaekit eval`
+(`vaekit.evaluate.run.evaluate_model`, seed 0) on the first `--nll-images` validation images
+binarized once (`eval_images`): "val_nll" (-L_K, nats per image) and "val_nll_neg_elbo". It is what
+compares objectives whose -ELBO says little: an IWAE-K model is trained for L_K, not for the ELBO.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vaekit import config as cfg  # noqa: E402
 from vaekit.config import TrainConfig, load_toml, parse_duration, validate  # noqa: E402
+from vaekit.data.binarize import eval_images  # noqa: E402
 from vaekit.data.load import Split, load_dataset  # noqa: E402
 from vaekit.device import flush_denormals  # noqa: E402
 from vaekit.errors import ConfigError  # noqa: E402
-from vaekit.runs import read_metrics  # noqa: E402
+from vaekit.evaluate.run import evaluate_model  # noqa: E402
+from vaekit.runs import load_run, read_metrics  # noqa: E402
 from vaekit.train.fit import fit  # noqa: E402
 
 SUBSET_SEED = 1  # the draw of the training images screened on
@@ -64,12 +71,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. model.autoregressive_dropout=0.25")
+    parser.add_argument("--nll", type=int, default=0, metavar="K",
+                        help="also the validation NLL at the end, -L_K with K importance samples "
+                        "(default: 0, off)")
+    parser.add_argument("--nll-images", type=int, default=2000, metavar="N",
+                        help="validation images the NLL is taken on, the first N (default: 2000)")
     args = parser.parse_args(argv)
+    if args.nll < 0:
+        parser.error(f"--nll must be 0 (off) or a number of importance samples >= 1, got {args.nll}")
+    if args.nll_images < 1:
+        parser.error(f"--nll-images must be at least 1, got {args.nll_images}")
     try:
         config = load_toml(args.config)
         for setting in args.set:
             config = apply(config, setting)
         config.train.threads, config.train.time_budget = args.threads, args.budget
+        config.data.val_size = None  # the screen's split: the default 5,000 validation images
         validate(config)
     except ConfigError as e:
         parser.error(str(e))
@@ -83,12 +100,19 @@ def main(argv: list[str] | None = None) -> None:
     fit(config, out, show_bar=False, log=lambda _line: None, dataset=ds)
     rows = [r for r in read_metrics(out) if "val_neg_elbo" in r]
     best, last = min(rows, key=lambda r: r["val_neg_elbo"]), rows[-1]
-    print(json.dumps({"set": args.set, "images": args.images, "epochs": last["epoch"],
-                      "last_train_neg_elbo": round(last["train_neg_elbo"], 2),
-                      "last_val_neg_elbo": round(last["val_neg_elbo"], 2),
-                      "best_val_neg_elbo": round(best["val_neg_elbo"], 2), "best_epoch": best["epoch"],
-                      "seconds_per_epoch": round(sum(r["epoch_seconds"] for r in rows) / len(rows), 3),
-                      "run": str(out)}), flush=True)
+    result = {"set": args.set, "images": args.images, "epochs": last["epoch"],
+              "last_train_neg_elbo": round(last["train_neg_elbo"], 2),
+              "last_val_neg_elbo": round(last["val_neg_elbo"], 2),
+              "best_val_neg_elbo": round(best["val_neg_elbo"], 2), "best_epoch": best["epoch"],
+              "seconds_per_epoch": round(sum(r["epoch_seconds"] for r in rows) / len(rows), 3),
+              "run": str(out)}
+    if args.nll:
+        x = eval_images(ds.val.images[:args.nll_images], config.resolved_binarize())
+        summary = evaluate_model(load_run(out, "vae").model, x, args.nll, seed=0, progress=False).summary(
+            x[0].numel())
+        result.update(val_nll=round(float(summary["test_nll"]), 2), nll_k=args.nll, nll_images=x.shape[0],
+                      val_nll_neg_elbo=round(float(summary["test_neg_elbo"]), 2))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def test_bad_setting_is_a_config_error(setting: str) -> None:
 
 @pytest.mark.parametrize("argv", [["--set", "model.latent=abc"], ["--set", "optim.lr=nan"],
                                   ["--set", "model.autoregressive_dropout=1"], ["--images", "0"],
-                                  ["--config", "/nonexistent/c.toml"]])
+                                  ["--config", "/nonexistent/c.toml"], ["--nll", "-1"],
+                                  ["--nll-images", "0"]])
 def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         screen.main(argv + ["--budget", "1"])

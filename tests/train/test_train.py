@@ -131,22 +131,25 @@ def test_resume_after_a_kill_mid_epoch(tmp_path: Path, digits: Dataset,
     changes = dict(train__epochs=4, train__warmup=2.0, train__samples=2, optim__schedule="cosine")
     fit(small(**changes), tmp_path / "full", log=quiet, dataset=digits)
     calls = {"n": 0}
-    real = engines.objective_for
+    real = train_mod.make_engine
 
-    def killed_objective(loop: Any) -> Any:  # the objective of the autograd engine (2 samples)
-        objective = real(loop)
+    def killed_engine(*args: Any, **kwargs: Any) -> Any:  # the run's engine, killed at one step
+        engine = real(*args, **kwargs)
+        step = engine.loss_and_grads
 
-        def killed(*args: Any, **kwargs: Any) -> Any:
+        def killed(*a: Any, **kw: Any) -> Any:
             calls["n"] += 1
             if calls["n"] == 2 * 23 + 5:  # 23 batches per epoch: the 5th batch of epoch 3
                 raise KeyboardInterrupt
-            return objective(*args, **kwargs)
-        return killed
+            return step(*a, **kw)
+        engine.loss_and_grads = killed  # type: ignore[method-assign]
+        return engine
 
-    monkeypatch.setattr(engines, "objective_for", killed_objective)
+    monkeypatch.setattr(train_mod, "make_engine", killed_engine)
     with pytest.raises(KeyboardInterrupt):
         fit(small(**changes), tmp_path / "part", log=quiet, dataset=digits)
-    monkeypatch.setattr(engines, "objective_for", real)
+    monkeypatch.setattr(train_mod, "make_engine", real)
+    assert calls["n"] == 2 * 23 + 5
     assert runs.load_checkpoint(tmp_path / "part")[2]["epoch"] == 2
     fit(small(**changes), tmp_path / "part", resume=True, log=quiet, dataset=digits)
     assert_same_run(tmp_path / "full", tmp_path / "part")

@@ -19,7 +19,7 @@ from vaekit.train.loop import Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae import backprop as mlp_backprop
 from vaekit.vae.models import MLPVAE, ConvVAE, VAEBase, build_model
-from vaekit.vae.prob import Terms, negative_elbo
+from vaekit.vae.prob import Terms, negative_elbo, negative_iwae
 
 LATENT = 8
 MNIST, ODD = (1, 28, 28), (3, 5, 7)
@@ -204,6 +204,103 @@ def test_creates_grads_when_none() -> None:
     assert_grads_match(got_grads, want_grads, rel=1e-12)
 
 
+# ----------------------------------------------------------------------------- K samples, IWAE-K
+
+
+def noisy_ar(hidden: list[int], activation: str, units: int, dropout: float = 0.0, seed: int = 0) -> MLPVAE:
+    """An MLP VAE on odd 3x5x7 images with an autoregressive decoder of `units` masked units (0:
+    none), every weight redrawn N(0, 0.3^2) so that V is not zero and the samples' weights differ."""
+    torch.manual_seed(seed)
+    model = MLPVAE(ODD, hidden, LATENT, activation=activation, autoregressive=units,
+                   autoregressive_dropout=dropout).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.3)
+    return model
+
+
+# (objective, K, hidden, activation, masked units, dropout, beta, free bits on)
+KCASES = [
+    ("iwae", 1, [16], "relu", 0, 0.0, 1.0, False),
+    ("iwae", 3, [16], "relu", 0, 0.0, 1.0, False),
+    ("iwae", 5, [12, 10], "tanh", 0, 0.0, 1.0, False),
+    ("iwae", 4, [16], "relu", 9, 0.0, 1.0, False),
+    ("iwae", 3, [], "relu", 33, 0.0, 1.0, False),
+    ("iwae", 2, [12, 10], "relu", 17, 0.25, 1.0, False),
+    ("elbo", 3, [16], "relu", 0, 0.0, 0.7, True),
+    ("elbo", 4, [12, 10], "tanh", 9, 0.0, 1.0, False),
+    ("elbo", 2, [16], "relu", 17, 0.25, 0.5, True),
+]
+
+
+@pytest.mark.parametrize("case", KCASES, ids=["-".join(map(str, c[:5])) + f"-d{c[5]}" for c in KCASES])
+def test_k_samples_and_iwae_match_autograd(case: tuple[Any, ...]) -> None:
+    """K samples per image through the hand-derived chain (the pixel part of the autoregressive term
+    once per image, its gradient summed over the samples) against autograd on `prob.negative_iwae`
+    (IWAE eq. 8 and its log-sum-exp) and on the K-sample `prob.negative_elbo`, in float64: the four
+    batch sums and every gradient. With dropout both draw the mask from the global generator at
+    the same point, over the same K x B x units values."""
+    objective, k, hidden, act, units, dropout, beta, use_fb = case
+    model = noisy_ar(hidden, act, units, dropout, seed=k + units)
+    n = 6
+    g = torch.Generator().manual_seed(40 + k)
+    x = torch.bernoulli(torch.full((n, *ODD), 0.4, dtype=torch.float64), generator=g)
+    eps = torch.randn((k, n, LATENT), generator=g, dtype=torch.float64)
+    free_bits = 0.0
+    if use_fb:
+        free_bits = mid_free_bits(negative_elbo(x, model, k=k, eps=eps).kl_per_dim)  # type: ignore[arg-type]
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(7)
+    if objective == "iwae":
+        terms = negative_iwae(x, model, k=k, eps=eps)
+    else:
+        terms = negative_elbo(x, model, k=k, beta=beta, free_bits=free_bits, eps=eps)
+    terms.loss.mean().backward()
+    want = {name: p.grad.detach().clone() for name, p in model.named_parameters()}  # type: ignore[union-attr]
+    want_sums = torch.stack([terms.loss.sum(), terms.neg_elbo.sum(), terms.recon.sum(),
+                             terms.kl.sum()]).detach()
+    torch.manual_seed(7)
+    got_sums = mlp_backprop.backprop(model, x, eps, beta, free_bits, objective=objective)
+    got = {name: p.grad.clone() for name, p in model.named_parameters()}  # type: ignore[union-attr]
+    torch.testing.assert_close(got_sums, want_sums, rtol=1e-12, atol=1e-11)
+    assert_grads_match(got, want, rel=1e-11)
+    if objective == "iwae" and k > 1:  # IWAE-K's gradient is not the K-sample ELBO's
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(7)
+        negative_elbo(x, model, k=k, eps=eps).loss.mean().backward()
+        assert rel_err(model.q_mu.weight.grad, want["q_mu.weight"]) > 1e-3  # type: ignore[arg-type]
+        assert got_sums[0] < got_sums[1]  # -L_K below the -ELBO of the same samples (Jensen)
+
+
+def test_one_sample_iwae_is_the_elbo_with_the_kl_by_monte_carlo() -> None:
+    """IWAE-1 is the ELBO with KL(q || p) estimated at the sample, so its objective equals
+    recon + log q(z|x) - log p(z) there, and its decoder's gradients equal the closed-form ELBO's
+    (the KL does not depend on the decoder)."""
+    model = noisy_ar([16], "relu", 9, seed=3)
+    g = torch.Generator().manual_seed(5)
+    x = torch.bernoulli(torch.full((4, *ODD), 0.5, dtype=torch.float64), generator=g)
+    eps = torch.randn((1, 4, LATENT), generator=g, dtype=torch.float64)
+    iw = mlp_backprop.backprop(model, x, eps, objective="iwae")
+    dec_iw = {n: p.grad.clone() for n, p in model.named_parameters() if n.startswith("p_")}  # type: ignore[union-attr]
+    el = mlp_backprop.backprop(model, x, eps, objective="elbo")
+    dec_el = {n: p.grad.clone() for n, p in model.named_parameters() if n.startswith("p_")}  # type: ignore[union-attr]
+    mu, logvar = model.encode(x)
+    z = mu + (0.5 * logvar).exp() * eps[0]
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(1)
+    p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    torch.testing.assert_close(iw[0], el[2] + (q - p).sum(), rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(iw[1:], el[1:], rtol=1e-14, atol=1e-12)  # the same sums, another order
+    assert_grads_match(dec_iw, dec_el, rel=1e-12)
+
+
+def test_objective_is_checked() -> None:
+    model = noisy_ar([], "relu", 0)
+    with pytest.raises(ValueError, match="objective"):
+        mlp_backprop.backprop(model, torch.zeros(2, *ODD, dtype=torch.float64),
+                              torch.zeros(2, LATENT, dtype=torch.float64), objective="elbo2")
+
+
 # ----------------------------------------------------------------------------- supports
 
 
@@ -218,7 +315,9 @@ def mlp(**kw: Any) -> MLPVAE:
     (mlp(activation="tanh"), LoopConfig()),
     (mlp(hidden=[]), LoopConfig()),
     (mlp(hidden=[8, 8]), LoopConfig(beta=0.5, warmup=2.0, free_bits=0.1)),
-], ids=["relu", "tanh", "no-hidden", "beta-warmup-freebits"])
+    (mlp(), LoopConfig(objective="iwae", samples=5)),
+    (mlp(autoregressive=8), LoopConfig(samples=3)),
+], ids=["relu", "tanh", "no-hidden", "beta-warmup-freebits", "iwae5", "samples3-ar"])
 def test_supports_true(model: VAEBase, loop: LoopConfig) -> None:
     assert mlp_backprop.supports(model, loop)
 
@@ -228,12 +327,27 @@ def test_supports_true(model: VAEBase, loop: LoopConfig) -> None:
     (mlp(likelihood="gaussian"), LoopConfig()),
     (mlp(activation="elu"), LoopConfig()),
     (mlp(activation="gelu"), LoopConfig()),
-    (mlp(), LoopConfig(objective="iwae")),
-    (mlp(), LoopConfig(samples=2)),
     (mlp(), LoopConfig(estimator="score")),
-], ids=["conv", "gaussian", "elu", "gelu", "iwae", "samples2", "score"])
+    (mlp(prior="vamp"), LoopConfig(objective="iwae", samples=2)),
+], ids=["conv", "gaussian", "elu", "gelu", "score", "vamp-iwae"])
 def test_supports_false(model: VAEBase, loop: LoopConfig) -> None:
     assert not mlp_backprop.supports(model, loop)
+
+
+def test_auto_takes_the_hand_engine_where_it_is_measured_faster() -> None:
+    """K > 1 samples: the hand-derived engine for the factorized decoder, autograd with the
+    autoregressive term (bench/engine_speed.py measures which is faster); one sample: by hand."""
+    from vaekit.train.engines import AutogradEngine, BackpropEngine
+
+    for model, loop, want in [(mlp(), LoopConfig(objective="iwae", samples=5), BackpropEngine),
+                              (mlp(), LoopConfig(samples=2), BackpropEngine),
+                              (mlp(autoregressive=8), LoopConfig(), BackpropEngine),
+                              (mlp(autoregressive=8), LoopConfig(objective="iwae", samples=2),
+                               AutogradEngine),
+                              (mlp(autoregressive=8), LoopConfig(samples=3), AutogradEngine)]:
+        assert mlp_backprop.supports(model, loop)
+        assert isinstance(make_engine(model, loop), want), (loop, want)
+        assert mlp_backprop.faster(model, loop) == (want is BackpropEngine)
 
 
 # ----------------------------------------------------------------------------- train_epoch
@@ -279,10 +393,11 @@ def run_epoch(engine: str, images: Tensor, monkeypatch: pytest.MonkeyPatch,
     return model, stats, len(calls)
 
 
-LOOPS = [{}, {"beta": 0.5, "warmup": 4.0, "free_bits": 0.05}]
+LOOPS = [{}, {"beta": 0.5, "warmup": 4.0, "free_bits": 0.05}, {"samples": 3},
+         {"objective": "iwae", "samples": 4}]
 
 
-@pytest.mark.parametrize("loop", LOOPS, ids=["elbo", "warmup-freebits"])
+@pytest.mark.parametrize("loop", LOOPS, ids=["elbo", "warmup-freebits", "elbo3", "iwae4"])
 def test_one_step_auto_equals_autograd(digits: Dataset, monkeypatch: pytest.MonkeyPatch,
                                        loop: dict[str, Any]) -> None:
     images = digits.train.images[:64]  # exactly one batch: one step
@@ -314,7 +429,7 @@ def test_epoch_auto_close_to_autograd(digits: Dataset, monkeypatch: pytest.Monke
 
 def test_unsupported_model_falls_back_to_autograd(digits: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     images = digits.train.images[:128]
-    _, stats, calls = run_epoch("auto", images, monkeypatch, samples=2)
+    _, stats, calls = run_epoch("auto", images, monkeypatch, estimator="score")
     assert calls == 0
     assert all(math.isfinite(v) for v in stats.values())
 

@@ -14,11 +14,12 @@ random draw of the step (eps) comes from `generator`.
                                 differentiated by autograd; for the score estimator it keeps the
                                 running-mean baseline b <- 0.9 b + 0.1 mean(recon) (Mnih & Gregor
                                 2014, section 3.3, with a constant instead of a learned baseline)
-    BackpropEngine(model)       the MLP VAE's one-sample ELBO differentiated by hand
+    BackpropEngine(model)       the MLP VAE's K-sample ELBO or IWAE-K differentiated by hand
                                 (`vaekit.vae.backprop`), faster per epoch than autograd on a CPU
                                 (docs/benchmarks.md has the figures)
     make_engine(model, loop)    the engine a run's config asks for ('auto': the hand-derived one
-                                where it applies, autograd elsewhere; 'autograd': always autograd);
+                                where it applies and is measured faster, autograd elsewhere;
+                                'autograd': always autograd);
                                 `--precision bf16` is the hand-derived engine's bfloat16 products,
                                 or torch.autocast(bfloat16) around an autograd engine's forward
                                 (CPU or CUDA)
@@ -145,13 +146,15 @@ class AutogradEngine(VAEEngine):
 
 
 class BackpropEngine(VAEEngine):
-    """The MLP VAE's one-sample ELBO and its gradient derived by hand (`vaekit.vae.backprop`):
-    eps ~ N(0, I) of shape (B, D) from the generator, the same draws `prob.negative_elbo` makes.
+    """The MLP VAE's K-sample ELBO or IWAE-K and its gradient derived by hand (`vaekit.vae.backprop`):
+    eps ~ N(0, I) of shape (K, B, D) from the generator, the same draws `prob.negative_elbo` and
+    `prob.negative_iwae` make.
     The engine owns the model's layer plan (looked up once, not per step)."""
 
     def __init__(self, model: backprop.MLPVAE, free_bits: float = 0.0,
-                 mm_dtype: torch.dtype | None = None) -> None:
+                 mm_dtype: torch.dtype | None = None, objective: str = "elbo", samples: int = 1) -> None:
         self.free_bits = free_bits
+        self.objective, self.samples = objective, samples  # "elbo" | "iwae", and its K
         self.mm_dtype = mm_dtype  # None: float32 products; torch.bfloat16: `backprop`'s mixed precision
         self._model: nn.Module = model
         self._plan = backprop.Plan.of(model)
@@ -160,19 +163,21 @@ class BackpropEngine(VAEEngine):
                        y: Tensor | None = None) -> Tensor:
         if model is not self._model:  # another model than the one planned for
             self._model, self._plan = model, backprop.Plan.of(model)  # type: ignore[arg-type]
-        eps = self.shared_eps((x.shape[0], self._plan.latent_dim), generator, x)
+        shape = (self.samples, x.shape[0], self._plan.latent_dim)  # (K, B, D), as draw_eps
+        eps = self.shared_eps(shape, generator, x)
         if eps is None:
-            eps = torch.randn((x.shape[0], self._plan.latent_dim), generator=generator, device=x.device)
+            eps = torch.randn(shape, generator=generator, device=x.device)
         return backprop.backprop(model, x, eps, beta, self.free_bits, plan=self._plan,  # type: ignore[arg-type]
-                                 mm_dtype=self.mm_dtype)
+                                 mm_dtype=self.mm_dtype, objective=self.objective)
 
 
 def make_engine(model: nn.Module, loop: LoopConfig, baseline: float | None = None) -> Engine:
     """The engine of a run: `loop.engine` 'auto' takes `BackpropEngine` where
-    `backprop.supports(model, loop)`, and `AutogradEngine` on `objective_for(loop)` otherwise."""
-    fast = loop.engine == "auto" and backprop.supports(model, loop)  # type: ignore[arg-type]
+    `backprop.faster(model, loop)` (it computes the objective and is measured faster), and
+    `AutogradEngine` on `objective_for(loop)` otherwise."""
+    fast = loop.engine == "auto" and backprop.faster(model, loop)  # type: ignore[arg-type]
     low = torch.bfloat16 if loop.precision == "bf16" else None
     if fast:
-        return BackpropEngine(model, loop.free_bits, low)  # type: ignore[arg-type]
+        return BackpropEngine(model, loop.free_bits, low, loop.objective, loop.samples)  # type: ignore[arg-type]
     return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline,
                           samples=loop.samples, autocast=low)

@@ -4,5 +4,5 @@
     models.py           MLPVAE (the sheet's q_enc, q_mu, q_logvar, p_dec) and ConvVAE
     estimators.py       score-function and pathwise gradient estimators (Ex.2 Q5)
     linear_gaussian.py  a VAE whose log p(x) is known in closed form (Ex.2 Q1 checked exactly)
-    backprop.py         the MLP VAE's one-sample ELBO differentiated by hand
+    backprop.py         the MLP VAE's ELBO or IWAE-K differentiated by hand
 """

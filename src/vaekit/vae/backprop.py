@@ -1,13 +1,14 @@
 """The sheet's loss and its gradient for the MLP VAE, derived by hand instead of by autograd.
 
 For `MLPVAE` with a Bernoulli decoder (factorized or autoregressive), ReLU or tanh layers and the
-one-sample ELBO (Ex.2 Q6), one training step is a short, fixed chain of matrix products; autograd
+one-sample ELBO (Ex.2 Q6), or K samples per image (the K-sample ELBO, IWAE-K: below), one training
+step is a short, fixed chain of matrix products; autograd
 records about 30 nodes per step around them, and each small node costs more on a CPU than its
 arithmetic. `backprop` computes the same loss and writes the same gradients into each parameter's
 `.grad` with the products of the chain rule written out, `out=` buffers and no graph.
 tests/vae/test_backprop.py (tests/vae/test_autoregressive.py for the autoregressive term) holds it
 against autograd on `prob.negative_elbo` (loss terms and every gradient); the training loop uses it
-through `vaekit.train.engines.BackpropEngine` when `supports(model, loop)` (with `train.engine = "auto"`),
+through `vaekit.train.engines.BackpropEngine` when `faster(model, loop)` (with `train.engine = "auto"`),
 and autograd otherwise.
 
 Forward, for a batch of n images x (n, d) and eps (n, D), with layers a = h W^T + b:
@@ -42,6 +43,19 @@ with m the dropout mask of the term in training mode (`AutoregressiveTerm.drop`,
 autograd forward draws it) and s = 1 / (1 - p); m = 1, s = 1 without dropout. 1[r > 0] covers both
 the ReLU and the dropped units.
 
+K samples per image (eps (K, n, D)): the decoder runs on the K n rows z_kb = mu_b + sigma_b eps_kb
+(sample-major, as `prob.log_px_samples`), the autoregressive pixel part (M1 . W) x + b once per
+image and broadcast over the K samples, so dW = ((sum_k dr_k)^T x) . M1 and db = sum of the same.
+Each row's dl is scaled by c_kb, and the latent gradients summed over k:
+
+    K-sample ELBO:  c_kb = 1 / (K n); dmu, dlv as above with the closed-form KL
+    IWAE-K (Burda et al. 2016, eq. 8 and its gradient, eq. 14):
+        log w_kb = log p(x_b|z_kb) + log N(z_kb; 0, I) - log N(z_kb; mu_b, sigma_b^2)
+                 = log p(x_b|z_kb) - |z_kb|^2 / 2 + |eps_kb|^2 / 2 + sum_d lv_bd / 2
+        L = 1/n sum_b [log K - logsumexp_k log w_kb],   c_kb = softmax_k(log w_.b)_k / n
+        dz_kb = (decoder's dz_kb) + c_kb z_kb                       (from log p(z))
+        dmu_b = sum_k dz_kb,  dlv_b = sum_k dz_kb eps_kb sigma_b / 2 - 1 / (2 n)   (from log q, eps fixed)
+
 With `mm_dtype=torch.bfloat16` every matrix product above takes bfloat16 inputs (the weights cast
 once per step, the activations as they are made) and gives float32 results; the weights, their
 gradients, the biases, the element-wise terms and the sums stay float32 (mixed precision as in
@@ -53,6 +67,7 @@ On a CPU with AVX-512 BF16 / AMX the products run several times faster (bench/qu
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -71,11 +86,22 @@ _TANH_BACKWARD = torch.ops.aten.tanh_backward.default  # grad * (1 - out^2), one
 def supports(model: VAEBase, loop: LoopConfig) -> bool:
     """Whether `backprop` computes this model's training objective: an MLPVAE with a Bernoulli
     decoder (factorized or autoregressive), the N(0, I) prior and ReLU/tanh layers (not gated),
-    trained on the one-sample ELBO with the reparameterization estimator (any beta, warm-up and free
-    bits)."""
+    trained on the K-sample ELBO (any beta, warm-up and free bits) or IWAE-K, any K, with the
+    reparameterization estimator."""
     return (type(model) is MLPVAE and model.likelihood == "bernoulli" and model.closed_form_kl
-            and _activation(model) in ACTIVATIONS and loop.objective == "elbo"
-            and loop.samples == 1 and loop.estimator == "reparam")
+            and _activation(model) in ACTIVATIONS and loop.objective in ("elbo", "iwae")
+            and loop.samples >= 1 and loop.estimator == "reparam")
+
+
+def faster(model: VAEBase, loop: LoopConfig) -> bool:
+    """Whether `backprop` is measured faster than autograd for this run (what `train.engine = "auto"`
+    takes): wherever it `supports` one sample per image, and K > 1 samples on the factorized decoder.
+    With the autoregressive term and K > 1 autograd is as fast or faster (bench/engine_speed.py on
+    configs/fashion-mnist-best.toml, bf16, 2 threads: IWAE-2 0.98x, IWAE-3 0.87x; its bfloat16
+    activations halve the traffic of the (K B, units) tensors, which stay float32 here), so that
+    case stays with autograd; on configs/fashion-mnist-mlp.toml the hand-derived step is
+    1.12-1.19x faster for ELBO-1, ELBO-2, IWAE-2 and IWAE-5."""
+    return supports(model, loop) and (loop.samples == 1 or getattr(model, "p_ar", None) is None)
 
 
 def _activation(model: MLPVAE) -> str | None:
@@ -137,13 +163,15 @@ def _act_backward(grad: Tensor, out: Tensor, kind: str) -> Tensor:
     return _TANH_BACKWARD(grad, out)
 
 
-def _layer_backward(da: Tensor, h_in: Tensor, layer: Layer, low: torch.dtype | None = None) -> None:
+def _layer_backward(da: Tensor, h_in: Tensor, layer: Layer, low: torch.dtype | None = None,
+                    da_low: Tensor | None = None) -> None:
     """dW = da^T h_in, db = sum over rows of da, into the parameters' gradient buffers; with `low`,
-    the product from `low` inputs (h_in already `low`)."""
+    the product from `low` inputs (h_in already `low`; `da_low`: da already cast, if the caller has
+    it)."""
     if low is None:
         torch.mm(da.t(), h_in, out=_grad(layer[0]))
     else:
-        _grad(layer[0]).copy_(torch.mm(da.t().to(low), h_in))
+        _grad(layer[0]).copy_(torch.mm((da.to(low) if da_low is None else da_low).t(), h_in))
     torch.sum(da, 0, out=_grad(layer[1]))
 
 
@@ -161,18 +189,26 @@ def _mm(a: Tensor, b: Tensor, low: torch.dtype | None) -> Tensor:
 
 @torch.no_grad()
 def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits: float = 0.0,
-             plan: Plan | None = None, mm_dtype: torch.dtype | None = None) -> Tensor:
+             plan: Plan | None = None, mm_dtype: torch.dtype | None = None,
+             objective: str = "elbo") -> Tensor:
     """One step's loss parts and gradients (see the module docstring for the equations).
 
-    x: (n, C, H, W) or (n, d) float images, eps: (n, D) standard normal draws. Writes dL/dtheta, for
-    L the batch mean of the objective, into every parameter's `.grad` (overwriting it), and returns
-    the batch sums (shape (4,), the dtype of x): objective, -ELBO, reconstruction -log p(x|z), KL.
-    `plan`: the model's `Plan`, if the caller keeps one. `mm_dtype`: None (float32 throughout) or
-    torch.bfloat16 for the products (module docstring).
+    x: (n, C, H, W) or (n, d) float images, eps: (n, D) or (K, n, D) standard normal draws (K
+    samples per image). Writes dL/dtheta, for L the batch mean of the objective, into every
+    parameter's `.grad` (overwriting it), and returns the batch sums (shape (4,), the dtype of x):
+    objective, -ELBO, reconstruction -log p(x|z) (the mean over the K samples), KL (closed form).
+    `objective`: "elbo" (the K-sample ELBO with beta and free bits) or "iwae" (-L_K; beta 1, no
+    free bits). `plan`: the model's `Plan`, if the caller keeps one. `mm_dtype`: None (float32
+    throughout) or torch.bfloat16 for the products (module docstring).
     """
+    if objective not in ("elbo", "iwae"):
+        raise ValueError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
     kind, enc, head_mu, head_lv, dec, ar = plan if plan is not None else Plan.of(model)
     n = x.shape[0]
     x = x.reshape(n, -1)
+    eps = eps if eps.dim() == 3 else eps.unsqueeze(0)  # (K, n, D)
+    k = eps.shape[0]
+    rows = k * n  # the decoder's rows: sample-major, as eps and prob.log_px_samples lay them out
     low = mm_dtype
     if low is None:
         lw = lambda t: t  # noqa: E731 - the float32 path: every tensor as it is
@@ -191,60 +227,86 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
     mu = _linear(h, w_mu, head_mu[1], low)
     lv = _linear(h, w_lv, head_lv[1], low)
     std = lv.mul(0.5).exp_()
-    z = torch.addcmul(mu, std, eps)
+    z = torch.addcmul(mu, std, eps).reshape(rows, -1)  # (K n, D)
     gs, gl = [z], [lw(z)]
     for (_, b), w in zip(dec[:-1], w_dec[:-1], strict=True):
         gs.append(_act_(_linear(gl[-1], w, b, low), kind))
         gl.append(lw(gs[-1]))
     out = dec[-1]
-    logits = _linear(gl[-1], w_dec[-1], out[1], low)
+    logits = _linear(gl[-1], w_dec[-1], out[1], low)  # (K n, d)
     if ar is not None:  # + a(x_<i, z) = (M2 . V) relu((M1 . W) x + b + U z)
         w_x, v = lw(ar.x_in.weight * ar.m1), lw(ar.out.weight * ar.m2)
         w_z = lw(ar.z_in.weight)
-        h_ar = _act_(_linear(hl[0], w_x, ar.x_in.bias, low).add_(_mm(gl[0], w_z.t(), low)), "relu")
-        h_ar = ar.drop(h_ar)  # the identity unless the term trains with dropout
+        h_ar = _mm(gl[0], w_z.t(), low)  # (K n, units); the pixel part once per image
+        h_ar.view(k, n, -1).add_(_linear(hl[0], w_x, ar.x_in.bias, low))
+        h_ar = ar.drop(_act_(h_ar, "relu"))  # the identity unless the term trains with dropout
         h_arl = lw(h_ar)
         logits.add_(_mm(h_arl, v.t(), low))
 
-    recon = F.softplus(logits).sum() - torch.dot(x.reshape(-1), logits.reshape(-1))
+    xs = x if k == 1 else x.expand(k, n, -1).reshape(rows, -1)  # each row's image
+    if objective == "iwae" or k > 1:  # log p(x|z_k) per sample (K, n)
+        log_px = (logits * xs).sum(1).sub_(F.softplus(logits).sum(1)).view(k, n)
+        recon = -log_px.sum() / k
+    else:
+        recon = F.softplus(logits).sum() - torch.dot(x.reshape(-1), logits.reshape(-1))
     var = std * std
     kl_d = (mu * mu).add_(var).sub_(lv).sub_(1.0).mul_(0.5)  # (n, D)
     kl = kl_d.sum()
-    if free_bits > 0:
-        active = kl_d >= free_bits
-        kl_obj = kl_d.clamp(min=free_bits).sum()
-    else:
-        active, kl_obj = None, kl
-
     scale = 1.0 / n
-    dl = torch.sigmoid(logits).sub_(x).mul_(scale)
-    _layer_backward(dl, gl[-1], out, low)
+    if objective == "iwae":  # log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), eps held fixed
+        zk = z.view(k, n, -1)
+        log_w = log_px + (eps * eps).sum(2).sub_((zk * zk).sum(2)).mul_(0.5).add_(lv.sum(1) * 0.5)
+        loss = (math.log(k) * n) - torch.logsumexp(log_w, 0).sum()
+        coef = torch.softmax(log_w, 0).mul_(scale)  # dL/d log w_k = -w_k / sum_j w_j / n
+        dl = torch.sigmoid(logits).sub_(xs).mul_(coef.reshape(rows, 1))
+        active = None
+    else:
+        if free_bits > 0:
+            active = kl_d >= free_bits
+            kl_obj = kl_d.clamp(min=free_bits).sum()
+        else:
+            active, kl_obj = None, kl
+        loss = recon + beta * kl_obj
+        dl = torch.sigmoid(logits).sub_(xs).mul_(scale / k)
+
+    dll = lw(dl)  # each product input cast once, however many products take it
+    _layer_backward(dl, gl[-1], out, low, dll)
     dz_ar = None
     if ar is not None:  # dV = (dl^T h) . M2, dh = (dl (M2 . V)) . relu'(h), dW = (dh^T x) . M1, ...
-        torch.mul(_mm(dl.t(), h_arl, low), ar.m2, out=_grad(ar.out.weight))
-        da_ar = _act_backward(_mm(dl, v, low), h_ar, "relu")
+        torch.mul(_mm(dll.t(), h_arl, low), ar.m2, out=_grad(ar.out.weight))
+        da_ar = _act_backward(_mm(dll, v, low), h_ar, "relu")
         if ar.drop.training and ar.drop.p > 0:
             da_ar.mul_(ar.drop.scale)
-        torch.mul(_mm(da_ar.t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
-        torch.sum(da_ar, 0, out=_grad(ar.x_in.bias))
-        _grad(ar.z_in.weight).copy_(_mm(da_ar.t(), gl[0], low))
-        dz_ar = _mm(da_ar, w_z, low)
-    grad = dl
+        da_arl = lw(da_ar)
+        da_px = da_ar if k == 1 else da_ar.view(k, n, -1).sum(0)  # the pixel part's, per image
+        torch.mul(_mm((da_arl if k == 1 else lw(da_px)).t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
+        torch.sum(da_px, 0, out=_grad(ar.x_in.bias))
+        _grad(ar.z_in.weight).copy_(_mm(da_arl.t(), gl[0], low))
+        dz_ar = _mm(da_arl, w_z, low)
+    grad, grad_l = dl, dll
     for j in range(len(dec) - 1, 0, -1):  # decoder hidden layers, last first; gs[j] is dec[j-1]'s output
-        da = _act_backward(_mm(grad, w_dec[j], low), gs[j], kind)
-        _layer_backward(da, gl[j - 1], dec[j - 1], low)
-        grad = da
-    dz = _mm(grad, w_dec[0], low)
+        da = _act_backward(_mm(grad_l, w_dec[j], low), gs[j], kind)
+        grad, grad_l = da, lw(da)
+        _layer_backward(da, gl[j - 1], dec[j - 1], low, grad_l)
+    dz = _mm(grad_l, w_dec[0], low)
     if dz_ar is not None:
         dz.add_(dz_ar)
-    kl_scale = beta * scale
-    dmu_kl = mu * kl_scale
-    dlv_kl = var.sub(1.0).mul_(0.5 * kl_scale)
-    if active is not None:
-        dmu_kl.mul_(active)
-        dlv_kl.mul_(active)
-    dlv = (dz * eps).mul_(std).mul_(0.5).add_(dlv_kl)
-    dmu = dz.add_(dmu_kl)
+    if objective == "iwae":  # + w_k z_k / n from log p(z_k); - 1/2n from log q's + 1/2 sum lv
+        dz.addcmul_(z, coef.reshape(rows, 1))
+        dlv_kl = torch.full_like(lv, -0.5 * scale)
+        dmu_kl = None
+    else:
+        kl_scale = beta * scale
+        dmu_kl = mu * kl_scale
+        dlv_kl = var.sub(1.0).mul_(0.5 * kl_scale)
+        if active is not None:
+            dmu_kl.mul_(active)
+            dlv_kl.mul_(active)
+    dz3 = dz.view(k, n, -1)
+    dlv = (dz3 * eps).sum(0).mul_(std).mul_(0.5).add_(dlv_kl)
+    dmu = dz3.sum(0) if k > 1 else dz3[0]
+    if dmu_kl is not None:
+        dmu.add_(dmu_kl)
     _layer_backward(dmu, h, head_mu, low)
     _layer_backward(dlv, h, head_lv, low)
     if enc:
@@ -257,4 +319,4 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
             _layer_backward(da, hl[i - 1], enc[i - 1], low)
             if i > 1:
                 grad = _mm(da, w_enc[i - 1], low)
-    return torch.stack([recon + beta * kl_obj, recon + kl, recon, kl])
+    return torch.stack([loss, recon + kl, recon, kl])

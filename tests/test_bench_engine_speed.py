@@ -1,0 +1,64 @@
+"""bench/engine_speed.py: its cases parse, a bad case or config is one usage error (exit 2), and one
+tiny measured case prints both engines' figures and their ratio."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load():  # noqa: ANN202 - a module loaded by path (bench/ is not a package)
+    spec = importlib.util.spec_from_file_location("engine_speed", BENCH / "engine_speed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("engine_speed", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load()
+
+
+def test_cases_parse() -> None:
+    assert bench.parse_cases("elbo:1, iwae:2,iwae:10") == [("elbo", 1), ("iwae", 2), ("iwae", 10)]
+
+
+@pytest.mark.parametrize("argv", [["--cases", "iwae:0"], ["--cases", "vae:2"], ["--cases", "iwae"],
+                                  ["--cases", "elbo:1,iwae:x"], ["--config", "/nonexistent/c.toml"],
+                                  ["--rounds", "0"]])
+def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ": error: " in err[-1] and (argv[0] in err[-1] or argv[1] in err[-1]), err
+
+
+def test_a_model_off_the_hand_engine_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gated.toml"
+    config.write_text('[model]\nkind = "mlp"\nhidden = [8]\nlatent = 2\ngated = true\n')
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--config", str(config), "--cases", "iwae:2", "--rounds", "1", "--steps", "1"])
+    assert exit_info.value.code == 2
+    assert "hand-derived engine does not apply" in capsys.readouterr().err
+
+
+def test_one_small_case_prints_both_engines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "small.toml"
+    config.write_text('[model]\nkind = "mlp"\nhidden = [16]\nlatent = 3\nautoregressive = 8\n'
+                      '[train]\nbatch_size = 8\n')
+    bench.main(["--config", str(config), "--cases", "elbo:1,iwae:3", "--threads", "1", "--rounds", "1",
+                "--steps", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [line.split() for line in lines if line.split()[:1] in (["elbo"], ["iwae"])]
+    assert [(r[0], r[1]) for r in rows] == [("elbo", "1"), ("iwae", "3")]
+    for r in rows:
+        hand, auto, ratio = float(r[2]), float(r[3]), float(r[4].rstrip("x"))
+        assert hand > 0 and auto > 0
+        rounding = auto / hand * (0.005 / hand + 0.005 / auto) + 0.005  # two decimals printed
+        assert abs(ratio - auto / hand) <= rounding
