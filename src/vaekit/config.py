@@ -93,6 +93,7 @@ class ModelConfig:
     # logit also sees the pixels before it, MADE over x given z); 0: the factorized decoder.
     autoregressive: int = 0
     autoregressive_dropout: float = 0.0  # fraction of its masked units dropped in training
+    autoregressive_window: int = 0  # pixels before each pixel that its term sees (0: all of them)
 
 
 @dataclass
@@ -214,6 +215,7 @@ BOUNDS: dict[str, Bound] = {
     "model.stochastic_layers": Bound("the number of stochastic layers", 1, 2),
     "model.autoregressive": Bound("the autoregressive decoder's units (0 = none)", 0, 1_000_000),
     "model.autoregressive_dropout": Bound("the autoregressive decoder's dropout", 0, 1, high_open=True),
+    "model.autoregressive_window": Bound("the autoregressive decoder's window (0 = all pixels)", 0, MAX_SIZE),
     "optim.lr": Bound("the learning rate", 0, 100, low_open=True),
     "optim.weight_decay": Bound("the weight decay", 0, 100),
     "optim.momentum": Bound("the momentum", 0, 1, high_open=True),

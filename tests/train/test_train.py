@@ -592,6 +592,8 @@ def test_shipped_configs() -> None:
     (["--autoregressive-dropout", "1"], ["model.autoregressive_dropout", "less than 1"]),
     (["--autoregressive-dropout=-0.1"], ["model.autoregressive_dropout", "at least 0"]),
     (["--autoregressive-dropout", "nan"], ["model.autoregressive_dropout", "nan", "finite"]),
+    (["--autoregressive-window=-1"], ["model.autoregressive_window", "at least 0"]),
+    (["--autoregressive-window", "10000000000"], ["model.autoregressive_window", "at most 2147483647"]),
 ])
 def test_non_finite_and_huge_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
                                    flags: list[str], names: list[str],

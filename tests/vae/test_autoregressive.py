@@ -52,6 +52,47 @@ def test_masks_by_brute_force(pixels: int, units: int) -> None:
         assert bool(reach[below].all())
 
 
+@pytest.mark.parametrize("pixels,units,window", [(6, 5, 1), (20, 40, 3), (20, 19, 6), (49, 200, 14),
+                                                  (784, 4096, 56), (10, 30, 50)])
+def test_windowed_masks_by_brute_force(pixels: int, units: int, window: int) -> None:
+    """With a window W, output o is reached from input i only for o - W <= i < o, and (with a unit
+    of every degree) from every such i: brute force over the reach of M2 M1."""
+    m1, m2 = made_masks(pixels, units, window)
+    reach = (m2 @ m1) > 0
+    o, i = torch.meshgrid(torch.arange(pixels), torch.arange(pixels), indexing="ij")
+    allowed = (i < o) & (i >= o - window)
+    assert not bool(reach[~allowed].any())
+    assert bool(reach[allowed].all())  # every degree 1..D-1 has a unit in these cases
+    full1, full2 = made_masks(pixels, units)
+    assert bool((m1 <= full1).all() and (m2 <= full2).all())  # a subset of MADE's connections
+    if window >= pixels - 1:
+        assert torch.equal(reach, (full2 @ full1) > 0)
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_windowed_term_is_a_normalized_density(window: int) -> None:
+    """The sum of p(x|z) over all 2^D images of a 3x3 image is 1 for each z, and changing a pixel
+    outside a later pixel's window leaves that pixel's logit as it was."""
+    torch.manual_seed(6)
+    model = noisy(MLPVAE((1, 3, 3), [5], 2, autoregressive=24, autoregressive_window=window).double(), seed=3)
+    xs = all_images((1, 3, 3))
+    with torch.no_grad():
+        for z in torch.randn(3, 1, 1, 2, dtype=torch.float64):
+            total = log_px_samples(model, xs, z.expand(1, xs.shape[0], 2)).exp().sum()
+            torch.testing.assert_close(total, torch.tensor(1.0, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+        ar = model.p_ar
+        assert ar is not None and ar.window == window
+        z = torch.randn(1, 1, 2, dtype=torch.float64)
+        x = (torch.rand(1, 1, 3, 3) < 0.5).double()
+        base = torch.zeros(1, 1, 1, 3, 3, dtype=torch.float64)
+        before = ar.teacher_forced(base, x, z).flatten()
+        flipped = x.clone().flatten()
+        flipped[0] = 1 - flipped[0]
+        after = ar.teacher_forced(base, flipped.reshape(1, 1, 3, 3), z).flatten()
+        changed = (after - before).abs() > 0
+        assert not bool(changed[window + 1:].any()) and bool(changed[1 : window + 1].any())
+
+
 @pytest.mark.parametrize("model_of", [
     lambda: MLPVAE((1, 2, 3), [8], 3, autoregressive=5),
     lambda: MLPVAE((2, 2, 2), [], 2, autoregressive=9),

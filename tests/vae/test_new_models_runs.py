@@ -31,6 +31,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hvae-conv-gated": {"stochastic_layers": 2, "kind": "conv", "channels": [4], "gated": True},
     "gated": {"gated": True},
     "ar": {"autoregressive": 12, "autoregressive_dropout": 0.25},
+    "ar-window": {"autoregressive": 12, "autoregressive_window": 5},
     "hvae-ar": {"stochastic_layers": 2, "autoregressive": 6, "autoregressive_dropout": 0.5},
 }
 MONTE_CARLO = {"vamp", "hvae", "hvae-conv-gated", "hvae-ar"}
@@ -82,6 +83,7 @@ def test_report_builds(variant: tuple[str, Path]) -> None:
                                 "q1_enc", "conv.weight"],
             "gated": ["<td>gated</td><td>true</td>", "linear.weight"],
             "ar": ["<td>autoregressive</td><td>12</td>", "p_ar.x_in.weight", "p_ar.out.weight"],
+            "ar-window": ["<td>autoregressive_window</td><td>5</td>", "p_ar.x_in.weight"],
             "hvae-ar": ["<td>stochastic_layers</td><td>2</td>", "<td>autoregressive</td><td>6</td>",
                         "p_ar.z_in.weight"]}[name]
     for row in rows:

@@ -41,6 +41,9 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
                          f"0: factorized) (default: {D.model.autoregressive})"),
     "--autoregressive-dropout": ("model", "autoregressive_dropout", float, "fraction of the AR units "
                                  f"dropped in training (default: {D.model.autoregressive_dropout})"),
+    "--autoregressive-window": ("model", "autoregressive_window", int, "pixels before each pixel that "
+                                "its AR term sees, in raster order (0: all) "
+                                f"(default: {D.model.autoregressive_window})"),
     "--hidden": ("model", "hidden", list, "dense hidden sizes, comma list, e.g. 512,256 "
                  f"(default: {','.join(map(str, D.model.hidden))})"),
     "--latent": ("model", "latent", int, f"latent dimension of z (default: {D.model.latent})"),

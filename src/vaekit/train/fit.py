@@ -187,7 +187,8 @@ class VAETask:
         parts = [f"{m.stochastic_layers} stochastic layers"] if m.stochastic_layers > 1 else []
         parts += ["gated layers"] if m.gated else []
         parts += [f"VampPrior of {m.pseudo_inputs} pseudo-inputs"] if m.prior == "vamp" else []
-        parts += [f"autoregressive decoder of {m.autoregressive} units"] if m.autoregressive else []
+        window = f" over the {m.autoregressive_window} pixels before each" if m.autoregressive_window else ""
+        parts += [f"autoregressive decoder of {m.autoregressive} units{window}"] if m.autoregressive else []
         if not getattr(model, "closed_form_kl", True):
             parts.append(f"KL by Monte Carlo ({self.config.train.samples} sample"
                          f"{'s' if self.config.train.samples > 1 else ''} per image)")

@@ -17,6 +17,12 @@ PixelCNN: a dense layer, so it runs as matrix products on a CPU, and the pixel p
 is computed once per image however many samples of z are scored (the k = 5,000 of evaluation).
 V starts at zero, so a new model starts as the factorized decoder.
 
+With a `window` W > 0 the masks are also local (`made_masks`): a_i depends on x_j only for
+i - W <= j < i, the W pixels before pixel i in raster order, and z is left what lies further away
+(the local autoregressive decoder of the Variational Lossy Autoencoder, Chen et al. 2017). Fewer
+connections to fit the training images with: on 11,000 Fashion-MNIST images W = 168 ends without
+the full term's overfitting (docs/benchmarks.md, the screens of issue 15).
+
 With `dropout` p > 0 the masked layer's hidden units are dropped while training (Srivastava et al.,
 "Dropout", JMLR 2014): r <- r . m / (1 - p), m_k ~ Bernoulli(1 - p) per unit and image
 (`vaekit.vae.layers.Dropout16`); evaluation and sampling use every unit. Its 4,096 units x 784
@@ -44,33 +50,52 @@ def made_degrees(pixels: int, units: int) -> Tensor:
     return 1 + torch.arange(units, dtype=torch.int64) * (pixels - 1) // units
 
 
-def made_masks(pixels: int, units: int) -> tuple[Tensor, Tensor]:
+def window_split(window: int) -> tuple[int, int]:
+    """(a, b) with a + b - 1 = window, a = ceil((window + 1) / 2): how far back a unit sees (a
+    pixels) and how far forward an output takes units (b degrees), for a term of `window` pixels."""
+    a = (window + 2) // 2
+    return a, window + 1 - a
+
+
+def made_masks(pixels: int, units: int, window: int = 0) -> tuple[Tensor, Tensor]:
     """MADE's masks (MADE eq. 12-13 for one hidden layer): M1 (units, D) with M1[k, j] = [j < m_k]
-    and M2 (D, units) with M2[i, k] = [m_k <= i], 0-based pixel indices, as float32."""
+    and M2 (D, units) with M2[i, k] = [m_k <= i], 0-based pixel indices, as float32.
+
+    With `window` W > 0 the masks are also local: M1[k, j] needs m_k - a <= j and M2[i, k] needs
+    i - b < m_k (`window_split`: a + b - 1 = W), so output i sees x_j only for i - W <= j < i:
+    the W pixels before it in raster order (two rows of a 28-wide image for W = 56), a local
+    autoregressive decoder as in the Variational Lossy Autoencoder (Chen et al. 2017, section 3.2),
+    which leaves what lies further away to z."""
     m = made_degrees(pixels, units)
     j = torch.arange(pixels)
-    return (j[None, :] < m[:, None]).float(), (m[None, :] <= j[:, None]).float()
+    m1, m2 = j[None, :] < m[:, None], m[None, :] <= j[:, None]
+    if window > 0:
+        a, b = window_split(window)
+        m1 &= j[None, :] >= m[:, None] - a
+        m2 &= m[None, :] > j[:, None] - b
+    return m1.float(), m2.float()
 
 
 class AutoregressiveTerm(nn.Module):
     """a(x, z) of the module docstring for images of `pixels` values and a decoder input z of
     `cond` values (the latent, or [z1, z2] of a two-layer model), with `units` masked hidden units,
-    a fraction `dropout` of them dropped in training."""
+    a fraction `dropout` of them dropped in training, each pixel seeing the `window` pixels before it
+    (0: all of them; `made_masks`)."""
 
     m1: Tensor  # M1 (units, D), a buffer
     m2: Tensor  # M2 (D, units), a buffer
 
-    def __init__(self, pixels: int, cond: int, units: int, dropout: float = 0.0) -> None:
+    def __init__(self, pixels: int, cond: int, units: int, dropout: float = 0.0, window: int = 0) -> None:
         super().__init__()
         if pixels < 2:
             raise ValueError("an autoregressive decoder needs at least 2 pixels")
-        self.pixels, self.units = pixels, units
+        self.pixels, self.units, self.window = pixels, units, window
         self.x_in = nn.Linear(pixels, units)  # W, b (masked by M1)
         self.z_in = nn.Linear(cond, units, bias=False)  # U
         self.out = nn.Linear(units, pixels, bias=False)  # V (masked by M2)
         nn.init.zeros_(self.out.weight)  # a = 0 at first: the factorized decoder
         self.drop = Dropout16(dropout)  # on r in training mode only (no parameters, nothing saved)
-        m1, m2 = made_masks(pixels, units)
+        m1, m2 = made_masks(pixels, units, window)
         self.register_buffer("m1", m1, persistent=False)  # rebuilt from the sizes, never saved
         self.register_buffer("m2", m2, persistent=False)
 

@@ -68,9 +68,10 @@ class HierarchicalVAE(VAEBase):
                  channels: list[int], kernel_size: int = 4, stride: int = 2, likelihood: str = "bernoulli",
                  variance: str = "pixel", activation: str = "relu", gated: bool = False,
                  prior: str = "standard", pseudo_inputs: int = 500,
-                 autoregressive: int = 0, autoregressive_dropout: float = 0.0) -> None:
+                 autoregressive: int = 0, autoregressive_dropout: float = 0.0,
+                 autoregressive_window: int = 0) -> None:
         super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs, autoregressive,
-                         autoregressive_dropout)
+                         autoregressive_dropout, autoregressive_window)
         self.kind = kind
         if kind == "conv":
             geometry = ConvGeometry.of(self.image_shape, channels, kernel_size, stride)

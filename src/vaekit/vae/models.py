@@ -70,7 +70,8 @@ class VAEBase(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int], latent: int, likelihood: str,
                  variance: str, prior: str = "standard", pseudo_inputs: int = 500,
-                 autoregressive: int = 0, autoregressive_dropout: float = 0.0) -> None:
+                 autoregressive: int = 0, autoregressive_dropout: float = 0.0,
+                 autoregressive_window: int = 0) -> None:
         super().__init__()
         if latent < 1:
             raise ConfigError(f"latent size must be at least 1, got {latent}.")
@@ -92,7 +93,8 @@ class VAEBase(nn.Module):
             if likelihood != "bernoulli":
                 raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood "
                                   "bernoulli, or --autoregressive 0 with a gaussian likelihood.")
-            self.p_ar = AutoregressiveTerm(c * h * w, self.noise_dim, autoregressive, autoregressive_dropout)
+            self.p_ar = AutoregressiveTerm(c * h * w, self.noise_dim, autoregressive, autoregressive_dropout,
+                                           autoregressive_window)
 
     @property
     def noise_dim(self) -> int:
@@ -185,9 +187,10 @@ class MLPVAE(VAEBase):
     def __init__(self, image_shape: tuple[int, int, int], hidden: list[int], latent: int = 20,
                  likelihood: str = "bernoulli", variance: str = "pixel", activation: str = "relu",
                  gated: bool = False, prior: str = "standard", pseudo_inputs: int = 500,
-                 autoregressive: int = 0, autoregressive_dropout: float = 0.0) -> None:
+                 autoregressive: int = 0, autoregressive_dropout: float = 0.0,
+                 autoregressive_window: int = 0) -> None:
         super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs, autoregressive,
-                         autoregressive_dropout)
+                         autoregressive_dropout, autoregressive_window)
         self.q_enc, features = mlp_encoder(self.image_shape, hidden, activation, gated)
         self.q_mu = nn.Linear(features, latent)
         self.q_logvar = nn.Linear(features, latent)
@@ -234,9 +237,10 @@ class ConvVAE(VAEBase):
                  hidden: list[int] | None = None, likelihood: str = "bernoulli", variance: str = "pixel",
                  activation: str = "relu", kernel_size: int = 4, stride: int = 2, gated: bool = False,
                  prior: str = "standard", pseudo_inputs: int = 500,
-                 autoregressive: int = 0, autoregressive_dropout: float = 0.0) -> None:
+                 autoregressive: int = 0, autoregressive_dropout: float = 0.0,
+                 autoregressive_window: int = 0) -> None:
         super().__init__(image_shape, latent, likelihood, variance, prior, pseudo_inputs, autoregressive,
-                         autoregressive_dropout)
+                         autoregressive_dropout, autoregressive_window)
         geometry = ConvGeometry.of(self.image_shape, channels, kernel_size, stride)
         self.q_enc, features = conv_encoder(geometry, list(hidden or []), activation, gated)
         self.q_mu = nn.Linear(features, latent)
@@ -331,7 +335,8 @@ def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
         raise ConfigError(f"unknown model {m.kind!r}; valid values are mlp, conv.")
     common = {"likelihood": m.likelihood, "variance": m.variance, "activation": m.activation,
               "gated": m.gated, "prior": m.prior, "pseudo_inputs": m.pseudo_inputs,
-              "autoregressive": m.autoregressive, "autoregressive_dropout": m.autoregressive_dropout}
+              "autoregressive": m.autoregressive, "autoregressive_dropout": m.autoregressive_dropout,
+              "autoregressive_window": m.autoregressive_window}
     model: VAEBase
     if m.stochastic_layers == 2:
         from vaekit.vae.hierarchical import HierarchicalVAE  # it builds on this module's pieces
