@@ -3,25 +3,13 @@ tiny measured case prints both engines' figures and their ratio."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from bench_modules import load_bench
 
-
-def _load():  # noqa: ANN202 - a module loaded by path (bench/ is not a package)
-    spec = importlib.util.spec_from_file_location("engine_speed", BENCH / "engine_speed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("engine_speed", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_bench("engine_speed")
 
 
 def test_cases_parse() -> None:

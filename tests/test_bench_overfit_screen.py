@@ -3,28 +3,13 @@ config that cannot be used is one usage error (exit 2) before anything trains.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from bench_modules import load_bench
 from vaekit.config import TrainConfig
 from vaekit.errors import ConfigError
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _load():  # noqa: ANN202 - a module loaded by path (bench/ is not a package)
-    spec = importlib.util.spec_from_file_location("overfit_screen", BENCH / "overfit_screen.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("overfit_screen", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-screen = _load()
+screen = load_bench("overfit_screen")
 
 
 def test_set_parses_each_value_as_its_field() -> None:

@@ -4,33 +4,18 @@ is the example's before the sigmoid, vaekit's -ELBO through it is the example's 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from bench_modules import load_bench
 from vaekit.evaluate.run import evaluate_model
 from vaekit.vae.prob import negative_elbo
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _load_quality():  # noqa: ANN202 - a module loaded by path (bench/ is not a package)
-    if "quality" in sys.modules:
-        return sys.modules["quality"]
-    spec = importlib.util.spec_from_file_location("quality", BENCH / "quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["quality"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = _load_quality()
+quality = load_bench("quality")
 
 
 def _example(seed: int = 0):  # noqa: ANN202
