@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaekit.config import LoopConfig
+from vaekit.config import OBJECTIVES, LoopConfig
 from vaekit.vae.autoregressive import AutoregressiveTerm
 from vaekit.vae.models import MLPVAE, VAEBase
 
@@ -89,7 +89,7 @@ def supports(model: VAEBase, loop: LoopConfig) -> bool:
     trained on the K-sample ELBO (any beta, warm-up and free bits) or IWAE-K, any K, with the
     reparameterization estimator."""
     return (type(model) is MLPVAE and model.likelihood == "bernoulli" and model.closed_form_kl
-            and _activation(model) in ACTIVATIONS and loop.objective in ("elbo", "iwae")
+            and _activation(model) in ACTIVATIONS and loop.objective in OBJECTIVES
             and loop.samples >= 1 and loop.estimator == "reparam")
 
 
@@ -201,8 +201,8 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
     free bits). `plan`: the model's `Plan`, if the caller keeps one. `mm_dtype`: None (float32
     throughout) or torch.bfloat16 for the products (module docstring).
     """
-    if objective not in ("elbo", "iwae"):
-        raise ValueError(f"objective must be 'elbo' or 'iwae', got {objective!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     kind, enc, head_mu, head_lv, dec, ar = plan if plan is not None else Plan.of(model)
     n = x.shape[0]
     x = x.reshape(n, -1)
@@ -279,14 +279,15 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
             da_ar.mul_(ar.drop.scale)
         da_arl = lw(da_ar)
         da_px = da_ar if k == 1 else da_ar.view(k, n, -1).sum(0)  # the pixel part's, per image
-        torch.mul(_mm((da_arl if k == 1 else lw(da_px)).t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
+        da_pxl = da_arl if k == 1 else lw(da_px)
+        torch.mul(_mm(da_pxl.t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
         torch.sum(da_px, 0, out=_grad(ar.x_in.bias))
         _grad(ar.z_in.weight).copy_(_mm(da_arl.t(), gl[0], low))
         dz_ar = _mm(da_arl, w_z, low)
-    grad, grad_l = dl, dll
+    grad_l = dll  # the gradient reaching each decoder layer's output, cast for the products
     for j in range(len(dec) - 1, 0, -1):  # decoder hidden layers, last first; gs[j] is dec[j-1]'s output
         da = _act_backward(_mm(grad_l, w_dec[j], low), gs[j], kind)
-        grad, grad_l = da, lw(da)
+        grad_l = lw(da)
         _layer_backward(da, gl[j - 1], dec[j - 1], low, grad_l)
     dz = _mm(grad_l, w_dec[0], low)
     if dz_ar is not None:
