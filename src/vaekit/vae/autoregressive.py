@@ -15,7 +15,9 @@ is the VAE with an autoregressive decoder of PixelVAE (Gulrajani et al. 2017) an
 Lossy Autoencoder (Chen et al. 2017), with MADE's one masked hidden layer in place of their
 PixelCNN: a dense layer, so it runs as matrix products on a CPU, and the pixel part (M1 . W) x + b
 is computed once per image however many samples of z are scored (the k = 5,000 of evaluation).
-V starts at zero, so a new model starts as the factorized decoder.
+V starts at zero, so a new model starts as the factorized decoder. The masked products run on the
+masks' `Band`s (`vaekit.vae.banded`): only the blocks of M1 and M2 that are not zero, about half of
+the full masks and a fifth of a window of 168, with the same sums.
 
 With a `window` W > 0 the masks are also local (`made_masks`): a_i depends on x_j only for
 i - W <= j < i, the W pixels before pixel i in raster order, and z is left what lies further away
@@ -38,9 +40,9 @@ not E[x|z], which has no closed form here.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vaekit.vae.banded import GROUPS, Band, banded_product
 from vaekit.vae.layers import Dropout16
 
 
@@ -98,10 +100,33 @@ class AutoregressiveTerm(nn.Module):
         m1, m2 = made_masks(pixels, units, window)
         self.register_buffer("m1", m1, persistent=False)  # rebuilt from the sizes, never saved
         self.register_buffer("m2", m2, persistent=False)
+        self.regroup()
+
+    def regroup(self, groups: int = GROUPS) -> None:
+        """Run the masked products on `Band`s of `groups` row groups (`vaekit.vae.banded`; 1: the
+        dense products, which bench/banded_speed.py compares). The bands are read off the masks at
+        first use (a model built on the meta device has no mask values to read)."""
+        self._groups = groups
+        self._bands: tuple[Band, Band] | None = None
+
+    def _band(self, which: int) -> Band:
+        if self._bands is None:
+            self._bands = Band(self.m1, self._groups), Band(self.m2, self._groups)
+        return self._bands[which]
+
+    @property
+    def band1(self) -> Band:
+        """M1's band: the products with M1 . W."""
+        return self._band(0)
+
+    @property
+    def band2(self) -> Band:
+        """M2's band: the products with M2 . V."""
+        return self._band(1)
 
     def pixel_part(self, x: Tensor) -> Tensor:
         """(M1 . W) x + b for images x (B, C, H, W) -> (B, units): once per image."""
-        return F.linear(x.flatten(1), self.x_in.weight * self.m1, self.x_in.bias)
+        return banded_product(x.flatten(1), self.x_in.weight * self.m1, self.band1) + self.x_in.bias
 
     def teacher_forced(self, logits: Tensor, x: Tensor, z: Tensor) -> Tensor:
         """l + a(x, z): the logits of every pixel given the pixels before it in x.
@@ -111,7 +136,7 @@ class AutoregressiveTerm(nn.Module):
         h = self.z_in(z)  # (K, B, units)
         h += self.pixel_part(x)  # in place, as the relu below: one (K, B, units) tensor, not three
         h = self.drop(h.relu_())  # (bench/eval_speed.py: the evaluator's k samples pass here)
-        a = F.linear(h, self.out.weight * self.m2)  # (K, B, D)
+        a = banded_product(h, self.out.weight * self.m2, self.band2)  # (K, B, D)
         return logits + a.reshape(logits.shape).to(logits.dtype)
 
     @torch.no_grad()

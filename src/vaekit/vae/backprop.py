@@ -41,7 +41,8 @@ logits gain a(x, z), and its parameters and z their share of the gradient:
 
 with m the dropout mask of the term in training mode (`AutoregressiveTerm.drop`, drawn as the
 autograd forward draws it) and s = 1 / (1 - p); m = 1, s = 1 without dropout. 1[r > 0] covers both
-the ReLU and the dropped units.
+the ReLU and the dropped units. The products with M1 . W and M2 . V run on the masks' bands
+(`vaekit.vae.banded`: only their blocks that are not zero).
 
 K samples per image (eps (K, n, D)): the decoder runs on the K n rows z_kb = mu_b + sigma_b eps_kb
 (sample-major, as `prob.log_px_samples`), the autoregressive pixel part (M1 . W) x + b once per
@@ -234,14 +235,16 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
         gl.append(lw(gs[-1]))
     out = dec[-1]
     logits = _linear(gl[-1], w_dec[-1], out[1], low)  # (K n, d)
-    if ar is not None:  # + a(x_<i, z) = (M2 . V) relu((M1 . W) x + b + U z)
+    if ar is not None:  # + a(x_<i, z) = (M2 . V) relu((M1 . W) x + b + U z), on the masks' bands
         w_x, v = lw(ar.x_in.weight * ar.m1), lw(ar.out.weight * ar.m2)
         w_z = lw(ar.z_in.weight)
-        h_ar = _mm(gl[0], w_z.t(), low)  # (K n, units); the pixel part once per image
-        h_ar.view(k, n, -1).add_(_linear(hl[0], w_x, ar.x_in.bias, low))
+        h_ar = _mm(w_z, gl[0].t(), low).t()  # (K n, units), laid out (units, K n) as the bands' products
+        pixel = ar.band1.forward(hl[0], w_x)  # once per image
+        pixel = (pixel if low is None else pixel.float()).add_(ar.x_in.bias)
+        h_ar.view(k, n, -1).add_(pixel)
         h_ar = ar.drop(_act_(h_ar, "relu"))  # the identity unless the term trains with dropout
         h_arl = lw(h_ar)
-        logits.add_(_mm(h_arl, v.t(), low))
+        logits.add_(ar.band2.forward(h_arl, v))
 
     xs = x if k == 1 else x.expand(k, n, -1).reshape(rows, -1)  # each row's image
     if objective == "iwae" or k > 1:  # log p(x|z_k) per sample (K, n)
@@ -273,14 +276,14 @@ def backprop(model: MLPVAE, x: Tensor, eps: Tensor, beta: float = 1.0, free_bits
     _layer_backward(dl, gl[-1], out, low, dll)
     dz_ar = None
     if ar is not None:  # dV = (dl^T h) . M2, dh = (dl (M2 . V)) . relu'(h), dW = (dh^T x) . M1, ...
-        torch.mul(_mm(dll.t(), h_arl, low), ar.m2, out=_grad(ar.out.weight))
-        da_ar = _act_backward(_mm(dll, v, low), h_ar, "relu")
+        torch.mul(ar.band2.backward_weight(dll, h_arl), ar.m2, out=_grad(ar.out.weight))
+        da_ar = _act_backward(ar.band2.backward_input(dll, v), h_ar, "relu")
         if ar.drop.training and ar.drop.p > 0:
             da_ar.mul_(ar.drop.scale)
         da_arl = lw(da_ar)
         da_px = da_ar if k == 1 else da_ar.view(k, n, -1).sum(0)  # the pixel part's, per image
         da_pxl = da_arl if k == 1 else lw(da_px)
-        torch.mul(_mm(da_pxl.t(), hl[0], low), ar.m1, out=_grad(ar.x_in.weight))
+        torch.mul(ar.band1.backward_weight(da_pxl, hl[0]), ar.m1, out=_grad(ar.x_in.weight))
         torch.sum(da_px, 0, out=_grad(ar.x_in.bias))
         _grad(ar.z_in.weight).copy_(_mm(da_arl.t(), gl[0], low))
         dz_ar = _mm(da_arl, w_z, low)
