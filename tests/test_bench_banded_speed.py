@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_modules import load_bench
+from bench_modules import load_bench, usage_error
 
 bench = load_bench("banded_speed")
 
@@ -21,11 +21,7 @@ def test_lists_parse() -> None:
 @pytest.mark.parametrize("argv", [["--windows", "-1"], ["--groups", "0"], ["--groups", "a"],
                                   ["--config", "/nonexistent/c.toml"], ["--eval-k", "0"]])
 def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        bench.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert ": error: " in err[-1] and (argv[0] in err[-1] or argv[1] in err[-1]), err
+    usage_error(bench, argv, capsys)
 
 
 def test_a_model_without_the_term_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
