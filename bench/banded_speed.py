@@ -40,6 +40,8 @@ from vaekit.errors import ConfigError  # noqa: E402
 from vaekit.train.engines import make_engine  # noqa: E402
 from vaekit.vae.models import build_model  # noqa: E402
 
+MAX_EVAL_ROWS = 20_000  # rows of one evaluation pass: z, logits and the (rows, units) activations
+
 
 def parse_ints(text: str, flag: str, low: int) -> list[int]:
     """'0,168' -> [0, 168]; ValueError (one sentence) unless every item is an integer >= low."""
@@ -65,7 +67,7 @@ def measure(config: TrainConfig, window: int, groups: list[int], rounds: int, st
     g = torch.Generator().manual_seed(0)
     shape = tuple(model.image_shape)
     x = (torch.rand((config.train.batch_size, *shape), generator=g) < 0.3).float()
-    xe = x[:eval_images]
+    xe = (torch.rand((eval_images, *shape), generator=g) < 0.3).float()
     z = torch.randn(eval_k, eval_images, ar.z_in.in_features, generator=g)
     base = torch.zeros(eval_k, *xe.shape)
 
@@ -112,6 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     if min(args.rounds, args.steps, args.eval_k, args.eval_images) < 1:
         parser.error("--rounds, --steps, --eval-k and --eval-images must be at least 1")
+    if args.eval_k * args.eval_images > MAX_EVAL_ROWS:
+        parser.error(f"--eval-k x --eval-images must be at most {MAX_EVAL_ROWS:,} rows (the evaluator "
+                     f"scores k samples in batches of that order), got {args.eval_k * args.eval_images:,}")
+    if args.threads < 0:
+        parser.error(f"--threads must be at least 0 (0: the cores other processes leave idle), "
+                     f"got {args.threads}")
     set_threads(args.threads)
     print(f"{args.config.name}: batch {config.train.batch_size}, {config.train.precision} products, "
           f"engine {config.train.engine}, eval {args.eval_k} x {args.eval_images} rows float32, "

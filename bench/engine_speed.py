@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     if args.rounds < 1 or args.steps < 1:
         parser.error("--rounds and --steps must be at least 1")
+    if args.threads < 0:
+        parser.error(f"--threads must be at least 0 (0: the cores other processes leave idle), "
+                     f"got {args.threads}")
     set_threads(args.threads)
     shape = tuple(config.model.image_shape)
     g = torch.Generator().manual_seed(0)

@@ -19,7 +19,9 @@ def test_lists_parse() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--windows", "-1"], ["--groups", "0"], ["--groups", "a"],
-                                  ["--config", "/nonexistent/c.toml"], ["--eval-k", "0"]])
+                                  ["--config", "/nonexistent/c.toml"], ["--eval-k", "0"],
+                                  ["--eval-k", str(10**20)], ["--eval-images", "100000"],
+                                  ["--threads", "-1"]])
 def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     usage_error(bench, argv, capsys)
 

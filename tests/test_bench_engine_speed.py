@@ -18,7 +18,7 @@ def test_cases_parse() -> None:
 
 @pytest.mark.parametrize("argv", [["--cases", "iwae:0"], ["--cases", "vae:2"], ["--cases", "iwae"],
                                   ["--cases", "elbo:1,iwae:x"], ["--config", "/nonexistent/c.toml"],
-                                  ["--rounds", "0"]])
+                                  ["--rounds", "0"], ["--threads", "-1"]])
 def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     usage_error(bench, argv, capsys)
 
