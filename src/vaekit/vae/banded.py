@@ -30,6 +30,11 @@ from torch import Tensor
 GROUPS = 16  # row groups of a band (bench/banded_speed.py: 16 and 32 within noise, 8 slower)
 
 
+def _wide(t: Tensor) -> torch.dtype:
+    """The dtype a gradient is summed in: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 class Band:
     """The row groups of a mask (out, in) and the column range [c0, c1) each group's rows reach:
     `blocks` is a list of (r0, r1, c0, c1). A group whose rows are all zero is left out."""
@@ -68,19 +73,16 @@ class Band:
     def backward_input(self, dy: Tensor, a: Tensor) -> Tensor:
         """dx = dy A for dy (N, out) and A (out, in) of one dtype: (N, in) float32 (float64 for
         float64 inputs), the overlapping blocks' parts summed there; a view of an (in, N) tensor."""
-        wide = torch.float64 if dy.dtype == torch.float64 else torch.float32
-        dx_t = torch.zeros(self.shape[1], dy.shape[0], dtype=wide, device=dy.device)
+        dx_t = torch.zeros(self.shape[1], dy.shape[0], dtype=_wide(dy), device=dy.device)
         dy_t = dy.t()
         for r0, r1, c0, c1 in self.blocks:
-            part = torch.mm(a[r0:r1, c0:c1].t(), dy_t[r0:r1])
-            dx_t[c0:c1] += part
+            dx_t[c0:c1] += torch.mm(a[r0:r1, c0:c1].t(), dy_t[r0:r1])
         return dx_t.t()
 
     def backward_weight(self, dy: Tensor, x: Tensor) -> Tensor:
         """dy^T x on the blocks, 0 elsewhere, for dy (N, out) and x (N, in) of one dtype: (out, in)
         float32 (float64 for float64 inputs). Multiply by the mask for dA of the masked matrix."""
-        wide = torch.float64 if dy.dtype == torch.float64 else torch.float32
-        grad = torch.zeros(self.shape, dtype=wide, device=dy.device)
+        grad = torch.zeros(self.shape, dtype=_wide(dy), device=dy.device)
         dy_t = dy.t()
         for r0, r1, c0, c1 in self.blocks:
             grad[r0:r1, c0:c1] = torch.mm(dy_t[r0:r1], x[:, c0:c1])
