@@ -10,8 +10,8 @@
                               best validation -ELBO, config
     metrics.jsonl             one line per epoch
 
-`load_run` gives a `Run` (config, model, metrics); `model_fingerprint` the SHA-256 that ties an
-eval.json to its weights. Every file is written to `NAME.tmp`, flushed to disk and renamed over
+`load_run` gives a `Run` (config, model on a device, metrics); `model_fingerprint` the SHA-256 that
+ties an eval.json to its weights. Every file is written to `NAME.tmp`, flushed to disk and renamed over
 `NAME` with `os.replace` (atomic on POSIX), so a kill at any moment leaves the previous good
 version. Nothing is ever read with pickle: tensors come from safetensors, the rest from JSON.
 """
@@ -40,10 +40,11 @@ from safetensors.torch import save as st_save
 from vaekit.classify import config as classify_config
 from vaekit.classify.data import resize, to_unit
 from vaekit.classify.models import build_classifier
-from vaekit.config import TrainConfig, from_dict
+from vaekit.config import DEVICES, TrainConfig, from_dict
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import load_configured
+from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError, SpecError
 from vaekit.vae.models import build_model
 
@@ -265,16 +266,27 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path:
     model.load_state_dict(tensors)
 
 
+def device_named(name: str | torch.device) -> torch.device:
+    """The device a command loads a run's model on: a name of `config.DEVICES` (cpu, cuda, auto:
+    `vaekit.device.resolve_device`, a ConfigError where torch sees no CUDA device), or a
+    torch.device as it is; any other name is a ConfigError."""
+    if isinstance(name, torch.device):
+        return name
+    if name not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {str(name)[:40]!r}.")
+    return resolve_device(name)
+
+
 @dataclass
 class Run:
-    """A trained run, loaded: its directory, config and best model (CPU, eval mode).
+    """A trained run, loaded: its directory, config and best model (on its device, eval mode).
 
     A VAE run (`vaekit train`): `run.model.encode(x)` gives (mu, logvar) of q(z|x),
     `run.model.decode_mean(z)` images in [0, 1], `run.model.sample(n)` images from the prior.
     A classifier run (`vaekit classify`, `run.task == 'classify'`): `run.model(x)` gives logits
     (B, classes) of images x in [0, 1] of shape (B, C, H, W). `run.images()` the test images as the
     model sees them (for a VAE the evaluation protocol of `vaekit.data.binarize.eval_images`; for a
-    classifier pixel / 255, resized as it was trained), `run.labels()` their labels.
+    classifier pixel / 255, resized as it was trained), on the CPU, `run.labels()` their labels.
     """
 
     path: Path
@@ -310,14 +322,17 @@ class Run:
         return None if labels is None else labels[:limit]
 
 
-def load_run(run_dir: str | Path, task: str | None = None) -> Run:
-    """The best model of a run (`model.safetensors`) and its config, on the CPU, in eval mode: a
-    VAE or a classifier (`task` None), or only the kind `task` names ('vae', 'classify'; a run of
-    the other kind is a CheckpointError saying which command it belongs to).
+def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.device = "cpu") -> Run:
+    """The best model of a run (`model.safetensors`) and its config, on `device` (cpu, cuda, auto:
+    `device_named`), in eval mode: a VAE or a classifier (`task` None), or only the kind `task`
+    names ('vae', 'classify'; a run of the other kind is a CheckpointError saying which command it
+    belongs to).
 
     Raises CheckpointError (one sentence) for a missing directory, config or model file, and for a
-    model file that is truncated, not safetensors, or of another architecture.
+    model file that is truncated, not safetensors, or of another architecture; ConfigError for a
+    device that is not there (before the run is read).
     """
+    where = device_named(device)
     run_dir = Path(run_dir)
     maker = MAKERS.get(task or "vae", "vaekit train")
     if not run_dir.is_dir():
@@ -336,7 +351,7 @@ def load_run(run_dir: str | Path, task: str | None = None) -> Run:
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
     tensors, _ = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)
-    model.eval()
+    model.to(where).eval()
     return Run(run_dir, config, model)
 
 

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
+import torch
 
 from eval_runs import make_run, write_images
 from vaekit.cli import main
-from vaekit.evaluate.run import REQUIRED_FIELDS
+from vaekit.errors import CheckpointError
+from vaekit.evaluate.run import REQUIRED_FIELDS, read_eval
+
+NO_CUDA = not torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,43 @@ class TestEval:
         rgb = write_images(tmp_path / "rgb.npz", (3, 8, 8))
         _error(capsys, main(["eval", str(run), "--dataset", str(rgb)]), "eval", one_sentence, "3x8x8")
 
+    def test_device(self, run: Path, capsys: pytest.CaptureFixture[str],
+                    one_sentence: Callable[..., None]) -> None:
+        def once(*flags: str) -> dict:
+            assert main(["eval", str(run), "--k", "20", "--limit", "40", "--json", "--no-probe",
+                         "--no-progress", "--threads", "1", *flags]) == 0
+            out = json.loads(capsys.readouterr().out)
+            out.pop("seconds")
+            return out
+
+        plain, cpu = once(), once("--device", "cpu")
+        assert plain == cpu and cpu["device"] == "cpu"  # the default is the cpu, as for `vaekit train`
+        assert read_eval(run)["device"] == "cpu"
+        auto = once("--device", "auto")
+        assert auto["device"] == ("cpu" if NO_CUDA else "cuda")
+        assert auto == plain if NO_CUDA else auto["test_nll"] == pytest.approx(plain["test_nll"], rel=1e-5)
+        written = (run / "eval.json").read_bytes()
+        msg = _error(capsys, main(["eval", str(run), "--device", "bogus"]), "eval", one_sentence, "--device",
+                     "bogus")
+        assert "cpu" in msg and "cuda" in msg and "auto" in msg
+        if NO_CUDA:
+            _error(capsys, main(["eval", str(run), "--device", "cuda"]), "eval", one_sentence,
+                   "--device cuda", "CUDA")
+        assert (run / "eval.json").read_bytes() == written  # a refused device writes nothing
+
+    def test_eval_json_device_must_be_text(self, run: Path, tmp_path: Path) -> None:
+        copy = tmp_path / "copy"
+        shutil.copytree(run, copy)
+        if not (copy / "eval.json").is_file():
+            assert main(["eval", str(copy), "--k", "5", "--limit", "10", "--no-probe", "--no-progress"]) == 0
+        result = json.loads((copy / "eval.json").read_text())
+        for value in ("cuda", None):
+            (copy / "eval.json").write_text(json.dumps({**result, "device": value}))
+            assert read_eval(copy)["device"] == value
+        (copy / "eval.json").write_text(json.dumps({**result, "device": 0}))
+        with pytest.raises(CheckpointError, match="device must be text"):
+            read_eval(copy)
+
     def test_a_dataset_of_the_same_shape_is_accepted(self, run: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
         same = write_images(tmp_path / "same.npz", (8, 8), n=60)
@@ -114,6 +155,17 @@ class TestSample:
         _error(capsys, main(["sample", str(run), "--out", str(tmp_path / "a.jpg")]), "sample",
                one_sentence, "a.jpg")
         _error(capsys, main(["sample", str(tmp_path / "none")]), "sample", one_sentence, "none")
+        _error(capsys, main(["sample", str(run), "--device", "gpu"]), "sample", one_sentence, "--device",
+               "gpu")
+        if NO_CUDA:
+            _error(capsys, main(["sample", str(run), "--device", "cuda"]), "sample", one_sentence, "CUDA")
+
+    def test_on_the_cpu_device_the_picture_of_no_flag(self, run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+        a, b = tmp_path / "a.png", tmp_path / "b.png"
+        assert main(["sample", str(run), "-n", "9", "--out", str(a), "--seed", "5"]) == 0
+        assert main(["sample", str(run), "-n", "9", "--out", str(b), "--seed", "5", "--device", "cpu"]) == 0
+        assert a.read_bytes() == b.read_bytes()
 
 
 class TestReport:
@@ -141,3 +193,18 @@ class TestReport:
         _error(capsys, main(["report", str(copy), "--no-eval"]), "report", one_sentence, "vaekit eval")
         _error(capsys, main(["report", str(copy), "--k", "0"]), "report", one_sentence)
         _error(capsys, main(["report", str(tmp_path / "gone")]), "report", one_sentence, "gone")
+        _error(capsys, main(["report", str(copy), "--device", "tpu"]), "report", one_sentence, "--device",
+               "tpu")
+        if NO_CUDA:
+            _error(capsys, main(["report", str(copy), "--device", "cuda"]), "report", one_sentence, "CUDA")
+        assert not (copy / "eval.json").exists()  # nothing was evaluated for the refused devices
+
+
+class TestServe:
+    def test_bad_devices(self, run: Path, capsys: pytest.CaptureFixture[str],
+                         one_sentence: Callable[..., None]) -> None:
+        _error(capsys, main(["serve", str(run), "--port", "0", "--device", "bogus"]), "serve", one_sentence,
+               "--device", "bogus")
+        if NO_CUDA:  # refused before a socket is opened
+            _error(capsys, main(["serve", str(run), "--port", "0", "--device", "cuda"]), "serve",
+                   one_sentence, "CUDA")

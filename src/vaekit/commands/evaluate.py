@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import add_device_flag, int_flag
 from vaekit.config import SEED_MAX
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
 from vaekit.train.distributed import world
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "run's (same image shape; default: the run's dataset)")
     p.add_argument("--threads", type=int_flag("--threads", 0, 1024), default=0,
                    help="CPU threads, 0 = the cores other processes leave idle (default: 0)")
+    add_device_flag(p, "the model and the images are and the evaluation computes")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the logistic-regression probe (default: run it)")
     p.add_argument("--force", action="store_true",
@@ -68,9 +69,10 @@ def format_table(result: dict[str, Any]) -> str:
     kl = result.get("kl_per_dim") or []
     if kl:
         lines.append("KL per dim         " + " ".join(f"{v:.2f}" for v in kl))
-    threads = result.get("threads", "?")
-    plural = "" if threads == 1 else "s"
-    lines.append(f"time               {result['seconds']:.1f} s on {threads} thread{plural}")
+    threads, device = result.get("threads", "?"), result.get("device", "cpu")
+    where = f"{threads} thread{'' if threads == 1 else 's'}"
+    lines.append(f"time               {result['seconds']:.1f} s on "
+                 + (where if device == "cpu" else f"{device} ({where} of the CPU)"))
     return "\n".join(lines)
 
 
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, k=args.k, limit=args.limit, batch_size=args.batch_size,
                           seed=args.seed, data_dir=args.data_dir, dataset=args.dataset,
                           progress=False if args.no_progress else None, probe=not args.no_probe,
-                          threads=args.threads, force=args.force)
+                          threads=args.threads, force=args.force, device=args.device)
     w = world()
     if w is not None and not w.writer:  # under torchrun, rank 0 reports
         return 0

@@ -9,6 +9,7 @@ import reprlib
 from collections.abc import Callable
 from typing import Any
 
+from vaekit import config as cfg
 from vaekit.config import parse_duration, parse_image_size, parse_int_list
 from vaekit.errors import ConfigError
 
@@ -37,6 +38,14 @@ def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Call
 
     convert.__name__ = f"int_flag({flag})"
     return convert
+
+
+def add_device_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--device cpu|cuda|auto` (default cpu, as `vaekit train --device`): where `what`. Another
+    name is argparse's error line; cuda where torch sees none is `vaekit.runs.device_named`'s."""
+    parser.add_argument("--device", choices=cfg.DEVICES, default="cpu", metavar="DEVICE",
+                        help=f"where {what}: {' | '.join(cfg.DEVICES)} (auto: cuda where torch sees a "
+                        "CUDA device, else cpu) (default: cpu)")
 
 
 def float_flag(flag: str) -> Callable[[str], float]:
@@ -71,24 +80,9 @@ def int_list_flag(flag: str) -> Callable[[str], list[int]]:
     return parsed_flag(flag, parse_int_list)
 
 
-def image_flags(section: str = "data") -> dict[str, tuple[str, str, Kind, str]]:
-    """The flag rows of user images (`vaekit.data.folder`), the same for every command that loads data."""
-    return {
-        "--image-size": (section, "image_size", "size", "resize every image to S x S or HxW pixels, "
-                         "aspect kept by --image-fit (default: the data's own size; a folder of mixed "
-                         "sizes needs it)"),
-        "--image-fit": (section, "image_fit", str, "how --image-size keeps the aspect: crop (scale the "
-                        "shorter side, centre crop) | pad (scale the longer side, pad with black) "
-                        "(default: crop)"),
-        "--image-channels": (section, "image_channels", int, "0 = the data's own (grey stays grey, colour "
-                             "stays colour), 1 = grey, 3 = RGB (default: 0)"),
-        "--skip-bad": (section, "skip_bad", "switch", "skip files of an image folder that cannot be read, "
-                       "and say how many (default: refuse them)"),
-    }
-
-
 # A flag table's kinds: str, int, float, list (of ints, '512,256'), 'duration' ('60m'), 'size'
-# ('32', '64x48'), 'switch' (no value: given means true). Table rows are (section, key, kind, help).
+# ('32', '64x48'), 'switch' (no value: given means true), 'off' (no value: given means false). Table
+# rows are (section, key, kind, help).
 Kind = type | str
 _MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
     int: int_flag, float: float_flag, list: int_list_flag,
@@ -111,9 +105,10 @@ def keyword_rows(table: dict[str, tuple[str, str, Kind, str]]) -> dict[str, tupl
 
 
 def argument_of(flag: str, kind: Kind) -> dict[str, Any]:
-    """argparse keywords of a flag of `kind`: a switch stores True, the others convert their text."""
-    if kind == "switch":
-        return {"action": "store_const", "const": True}
+    """argparse keywords of a flag of `kind`: a switch stores True, an 'off' False, the others
+    convert their text."""
+    if kind in ("switch", "off"):
+        return {"action": "store_const", "const": kind == "switch"}
     return {"type": _MAKERS[kind](flag) if kind in _MAKERS else str}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import add_device_flag, int_flag
 from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="directory holding the dataset files (default: lookup order)")
     p.add_argument("--dataset",
                    help="VAE runs: test images from this dataset instead of the run's (default: the run's)")
+    add_device_flag(p, "a VAE run's model is evaluated and draws the figures")
     p.set_defaults(func=run)
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"k must be at least 1 importance sample, got {args.k}.")
     path = write_report(args.run_dir, k=args.k, evaluate_missing=not args.no_eval, limit=args.limit,
-                        data_dir=args.data_dir, dataset=args.dataset, seed=args.seed,
+                        data_dir=args.data_dir, dataset=args.dataset, seed=args.seed, device=args.device,
                         log=lambda m: print(m, file=sys.stderr))
     print(path)
     return 0

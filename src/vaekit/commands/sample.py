@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import add_device_flag, int_flag
 from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 from vaekit.report.paths import figure_path
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="PNG file to write (default: RUN_DIR/figures/samples-seedS.png)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0, help="seed of z (default: 0)")
     p.add_argument("--ncols", type=int_flag("--ncols"), help="images per row (default: about sqrt(n))")
+    add_device_flag(p, "z is drawn and decoded (a seed draws other images on cuda than on cpu)")
     p.set_defaults(func=run)
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ncols must be between 1 and -n ({args.n}), got {args.ncols}.")
 
     out = figure_path(args.out, "--out", (".png",), example="samples") if args.out else None
-    model = load_run(args.run_dir, "vae").model
+    model = load_run(args.run_dir, "vae", args.device).model
     if out is None:  # the run's own figures/ folder, made once the run is known to be one
         out = Path(args.run_dir) / "figures" / f"samples-seed{args.seed}.png"
     pixels = args.n * math.prod(model.image_shape[1:])

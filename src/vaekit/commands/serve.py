@@ -1,12 +1,12 @@
-"""`vaekit serve RUN_DIR [--host H] [--port P] [--threads N]`: the latent explorer of a VAE run,
-a page and a JSON API on http://127.0.0.1:PORT/ (vaekit.serve.app)."""
+"""`vaekit serve RUN_DIR [--host H] [--port P] [--threads N] [--device D]`: the latent explorer of a
+VAE run, a page and a JSON API on http://127.0.0.1:PORT/ (vaekit.serve.app)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import add_device_flag, int_flag
 from vaekit.device import set_threads
 from vaekit.serve.app import is_loopback, make_server
 
@@ -26,12 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="port to listen on, 0 for a free one (default: 8765)")
     p.add_argument("--threads", type=int_flag("--threads", 0, 1024), default=0,
                    help="torch CPU threads, 0 for the idle cores (default: 0)")
+    add_device_flag(p, "the model lives and each request computes")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
-    server = make_server(args.run_dir, args.host, args.port)
+    server = make_server(args.run_dir, args.host, args.port, args.device)
     if not is_loopback(args.host):
         print(f"vaekit serve: warning: listening on {args.host}, not on loopback: anyone who can reach "
               "this machine can use the explorer (it has no login).", file=sys.stderr)

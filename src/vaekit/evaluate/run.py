@@ -20,6 +20,12 @@ L_k -> log p(x) as k grows (IWAE theorem 1), so -L_k is an upper bound on the NL
 
 Memory stays bounded whatever k and the batch size are: `vaekit.evaluate.iwae` draws the k samples in
 chunks and decodes them in tiles.
+
+Devices: the evaluation runs where the model is (`evaluate_run(device=...)`, `vaekit eval --device`
+cpu | cuda | auto): each batch of images is copied there and every tensor is made there, except
+the eps, which are drawn on the CPU from the seed and copied to the device, so that a seed gives
+the same draws on every device. On CUDA, float32 products are computed in full float32 (TF32 off)
+while `evaluate_model` runs, so that the device's numbers are the CPU's up to float rounding.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,18 +50,17 @@ from vaekit.data.load import Dataset, load_configured
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.iwae import (
-    MEMORY_BUDGET,
-    TARGET_ROWS,
     activation_elements,
     chunk_size,
     estimate_batch,
+    sizing,
     skip_batch_draws,
     tile_size,
 )
 from vaekit.evaluate.latents import active_units, probe_accuracy
 from vaekit.train import distributed
 from vaekit.vae.models import VAEBase
-from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim
+from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
 EVAL_JSON = "eval.json"
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
@@ -66,7 +72,7 @@ INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
 OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
                     "batch_size", "threads", "binarization_seed", "world_size")
-TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of")
+TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of", "device")
 # What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
 LIKELIHOOD_OF = {
     "fixed": "binary images (each test image binarized once, seed 0); bits/dim of binary pixels",
@@ -116,13 +122,34 @@ class Evaluation:
         }
 
 
+@contextlib.contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """On a CUDA device: float32 matrix products and convolutions in float32, not TF32 (cuDNN's
+    convolutions use TF32 by default, 10 bits of mantissa), restored afterwards; elsewhere nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @torch.inference_mode()
 def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: int = 0,
-                   budget: int = MEMORY_BUDGET, progress: bool | None = None,
-                   target_rows: int = TARGET_ROWS, world: distributed.World | None = None) -> Evaluation:
-    """`estimate_batch` over float images x (N, C, H, W), batch by batch, eps from one generator
-    seeded with `seed` (same seed and batch size, same numbers). Also the squared error of the
-    reconstruction at z = mu. `progress`: a tqdm bar of images done (None: only on a terminal).
+                   budget: int | None = None, progress: bool | None = None,
+                   target_rows: int | None = None, world: distributed.World | None = None) -> Evaluation:
+    """`estimate_batch` over float images x (N, C, H, W), batch by batch, eps from one CPU
+    generator seeded with `seed` (same seed and batch size, same numbers). Also the squared error of
+    the reconstruction at z = mu. `progress`: a tqdm bar of images done (None: only on a terminal).
+    `budget` and `target_rows` size the chunks and tiles (None: the device's, `iwae.sizing`).
+
+    Devices: x may be anywhere; each batch is copied to the model's device, where the results are
+    (the tables made for them too); eps are drawn on the CPU from the seed and copied to the
+    device, so that a seed gives the same draws on every device. On CUDA it runs in full float32
+    (`full_float32`).
 
     With a `world` of several ranks (torchrun), rank r computes batches r, r + size, ... and
     skips the others' draws (`iwae.skip_batch_draws`), so each image gets the eps one process
@@ -132,8 +159,20 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
         raise ValueError(f"k must be >= 1, got {k}")
     if isinstance(model, nn.Module):
         model.eval()
+    dtype, device = placement(model)
+    with full_float32(device):
+        return _evaluate_model(model, x, k, batch_size, seed, dtype, device, budget, progress, target_rows,
+                               world)
+
+
+def _evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int, seed: int, dtype: torch.dtype,
+                    device: torch.device, budget: int | None, progress: bool | None,
+                    target_rows: int | None, world: distributed.World | None) -> Evaluation:
     t0 = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
+    own_budget, own_rows = sizing(device)
+    budget = own_budget if budget is None else budget
+    target_rows = own_rows if target_rows is None else target_rows
+    generator = torch.Generator(device="cpu").manual_seed(seed)  # eps: drawn on the CPU, then copied
     n, pixels = x.shape[0], x[0].numel()
     b = min(batch_size, n)
     d, e = model.latent_dim, noise_dim(model)
@@ -144,11 +183,12 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
     with tqdm(total=n, desc=f"eval k={k}", unit="img", disable=None if progress is None else not progress,
               dynamic_ncols=True) as bar:
         for i, start in enumerate(range(0, n, b)):
-            xb = x[start : start + b]
+            count = min(b, n - start)
             if world is not None and i % world.size != world.rank:
-                skip_batch_draws(k, xb.shape[0], e, generator, chunk)
-                parts.append(torch.zeros((xb.shape[0], 4 + dk + d)))
+                skip_batch_draws(k, count, e, generator, chunk)
+                parts.append(torch.zeros((count, 4 + dk + d), dtype=dtype, device=device))
                 continue
+            xb = x[start : start + b].to(device)
             est = estimate_batch(xb, model, k, generator=generator, chunk=chunk, tile=tile)
             mean = decoder_mean(model.decode(est.mu)).reshape(xb.shape[0], -1)
             sq = (mean - xb.reshape(xb.shape[0], -1)).pow(2).mean(dim=1)
@@ -157,8 +197,8 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
                                     per_dim, est.mu], dim=1))
             bar.update(xb.shape[0])
     table = torch.cat(parts)  # (N, 4 + dk + d): nll, recon, kl, sq, kl per dim, mu
-    if world is not None:
-        table = world.all_reduce(table)
+    if world is not None:  # the process group is gloo's: the sum goes through the CPU
+        table = world.all_reduce(table.cpu()).to(device)
     nll, recon, kl, sq, kl_per_dim, mu = table.split([1, 1, 1, 1, dk, d], dim=1)
     return Evaluation(nll[:, 0], recon[:, 0], kl[:, 0], kl_per_dim if dk else None, mu, sq[:, 0], k=k,
                       seconds=time.perf_counter() - t0)
@@ -208,11 +248,13 @@ def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
-                limit: int | None = None) -> tuple[VAEBase, TrainConfig, Tensor, Tensor | None, Dataset]:
-    """(model, config, x, labels, dataset) for a run: its model and test images as the model sees
-    them (binarized once with the validation seed, or continuous), the first `limit` of them."""
+                  limit: int | None = None, device: str | torch.device = "cpu",
+                  ) -> tuple[VAEBase, TrainConfig, Tensor, Tensor | None, Dataset]:
+    """(model, config, x, labels, dataset) for a run: its model on `device` (`runs.load_run`) and
+    its test images as the model sees them (binarized once on the CPU with the evaluation seed, so
+    the same on every device, or continuous), the first `limit` of them, on the CPU."""
 
-    run = runs.load_run(run_dir, "vae")
+    run = runs.load_run(run_dir, "vae", device)
     model, config = run.model, run.config
     name = dataset or config.data.name
     place = data_dir if data_dir is not None else config.data.data_dir
@@ -235,14 +277,17 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
 def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, batch_size: int = 100,
                  seed: int = 0, data_dir: str | None = None, dataset: str | None = None,
                  progress: bool | None = None, probe: bool = True, write: bool = True,
-                 threads: int = 0, force: bool = False) -> dict[str, Any]:
+                 threads: int = 0, force: bool = False, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Evaluate a run's best model on its test set and write RUN_DIR/eval.json.
 
     Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
     (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
     model_sha256 and the protocol (dataset, binarization, seeds). `threads`: torch CPU threads, 0 =
     the cores other processes leave idle (`vaekit.threads.choose_threads`: all of them on a quiet
-    machine); the previous setting is restored afterwards. More than MAX_K importance samples need
+    machine); the previous setting is restored afterwards. `device`: where the model and the
+    images are and the evaluation computes, cpu, cuda or auto (cuda where torch sees one); eps are
+    drawn on the CPU from the seed and copied there, so a seed gives the same draws on every device
+    (eval.json `device` says which one). More than MAX_K importance samples need
     `force` (the cost is said). With `write`, the run directory is held for writing (`runs.locked`)
     from the first read of the model to the write of eval.json: not while it trains.
     """
@@ -257,13 +302,14 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
         raise ConfigError(f"--threads must be 0 (idle cores) or more, got {threads}.")
     if not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"--seed must be an integer in [0, {SEED_MAX}], got {seed}.")
+    where = runs.device_named(device)
     run_dir = Path(run_dir)
     w = distributed.world()  # under torchrun: the images split over the ranks, rank 0 writes
     if w is not None and not w.writer:
         write, probe, progress = False, False, False
     with runs.locked(run_dir) if write else contextlib.nullcontext():
         return _evaluate_run(run_dir, k, limit, batch_size, seed, data_dir, dataset, progress, probe,
-                             write, threads, force)
+                             write, threads, force, where)
 
 
 def _cost(model: VAE, images: int, k: int) -> str:
@@ -276,9 +322,9 @@ def _cost(model: VAE, images: int, k: int) -> str:
 
 def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, seed: int,
                   data_dir: str | None, dataset: str | None, progress: bool | None, probe: bool,
-                  write: bool, threads: int, force: bool) -> dict[str, Any]:
+                  write: bool, threads: int, force: bool, device: torch.device) -> dict[str, Any]:
     w = distributed.world()
-    model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit)
+    model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit, device)
     if k > MAX_K and not force:
         raise ConfigError(f"k = {k:,} importance samples on {x.shape[0]:,} images would take "
                           f"{_cost(model, x.shape[0], k)}; pass --force to run it anyway, or a k of at most "
@@ -298,6 +344,7 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
         "binarization_seed": EVAL_SEED if binarization != "none" else None,
         "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
         "probe_accuracy": None, "probe_train_images": None, "world_size": 1 if w is None else w.size,
+        "device": str(device),
     })
     if probe and labels is not None and ds.train.labels is not None and len(set(labels.tolist())) > 1:
         result.update(_probe(model, config, ds, ev.mu, labels, seed))
@@ -312,12 +359,13 @@ def _probe(model: VAE, config: TrainConfig, ds: Dataset, test_mu: Tensor, test_l
     the caller checks)."""
     assert ds.train.labels is not None
     n = len(ds.train)
-    g = torch.Generator().manual_seed(seed)
-    index = torch.randperm(n, generator=g)[:PROBE_TRAIN_IMAGES].sort().values
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    index = torch.randperm(n, generator=g, device="cpu")[:PROBE_TRAIN_IMAGES].sort().values
     if len(set(ds.train.labels[index].tolist())) < 2:  # a classifier needs two classes to separate
         return {"probe_accuracy": None, "probe_train_images": None}
     x = eval_images(ds.train.images[index], config.resolved_binarize())
+    device = placement(model)[1]
     with torch.inference_mode():
-        mu = torch.cat([model.encode(x[i : i + 1000])[0] for i in range(0, x.shape[0], 1000)])
+        mu = torch.cat([model.encode(x[i : i + 1000].to(device))[0] for i in range(0, x.shape[0], 1000)])
     acc = probe_accuracy(mu, ds.train.labels[index], test_mu, test_labels, seed)
     return {"probe_accuracy": acc, "probe_train_images": int(index.shape[0])}

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vaekit import __version__, runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.classify.config import TASK as CLASSIFY_TASK
@@ -202,25 +204,31 @@ def _figure(name: str, paths: dict[str, Path], captions: dict[str, str]) -> str:
 
 def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = True, limit: int | None = None,
                  data_dir: str | None = None, dataset: str | None = None, seed: int = 0,
-                 progress: bool | None = None, log: Any = print) -> Path:
+                 progress: bool | None = None, log: Any = print, device: str | torch.device = "cpu") -> Path:
     """RUN_DIR/figures/*.png and RUN_DIR/report.html; returns the report's path.
 
     Uses RUN_DIR/eval.json when it belongs to the run's model (same SHA-256 of model.safetensors);
     when it is missing, evaluates with `k` samples first (or, with evaluate_missing=False, says so).
     A classifier run (`vaekit classify`) gets its own report (`vaekit.report.classify_html`);
-    `k`, `seed` and `dataset` are for VAE runs.
+    `k`, `seed`, `dataset` and `device` (where the model evaluates and draws the figures: cpu, cuda,
+    auto) are for VAE runs.
     """
     run_dir = Path(run_dir)
+    where = runs.device_named(device)
     if run_task(run_dir) == CLASSIFY_TASK:
         from vaekit.report.classify_html import write_classifier_report  # it imports this module
 
         if dataset is not None:
             raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
                               "reported on its own test set.")
+        if where.type != "cpu":
+            raise ConfigError(f"--device {device} is for VAE runs; {run_dir} holds a classifier run, "
+                              "which is reported on the CPU.")
         return write_classifier_report(run_dir, data_dir=data_dir, limit=limit,
                                        evaluate_missing=evaluate_missing, log=log)
     with runs.locked(run_dir):  # one writer: not while the run trains or is evaluated elsewhere
-        return _write_report(run_dir, k, evaluate_missing, limit, data_dir, dataset, seed, progress, log)
+        return _write_report(run_dir, k, evaluate_missing, limit, data_dir, dataset, seed, progress, log,
+                             where)
 
 
 def run_task(run_dir: Path) -> str:
@@ -234,8 +242,9 @@ def run_task(run_dir: Path) -> str:
 
 
 def _write_report(run_dir: Path, k: int, evaluate_missing: bool, limit: int | None, data_dir: str | None,
-                  dataset: str | None, seed: int, progress: bool | None, log: Any) -> Path:
-    model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir)
+                  dataset: str | None, seed: int, progress: bool | None, log: Any,
+                  device: torch.device) -> Path:
+    model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, device=device)
     metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     evaluation = read_eval(run_dir)
     if evaluation is None:
@@ -244,7 +253,7 @@ def _write_report(run_dir: Path, k: int, evaluate_missing: bool, limit: int | No
         log(f"{run_dir}: no eval.json yet; evaluating with k = {k:,} first "
             f"(`vaekit eval {run_dir}` uses the published k = 5,000)")
         evaluation = evaluate_run(run_dir, k=k, limit=limit, seed=seed, data_dir=data_dir, dataset=dataset,
-                                  progress=progress)
+                                  progress=progress, device=device)
     t1 = time.perf_counter()
     paths = visualize.write_figures(model, x, run_dir / visualize.FIGURES_DIR, labels, ds.classes, metrics,
                                     evaluation, seed)

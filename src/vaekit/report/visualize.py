@@ -5,6 +5,12 @@ Every picture shows the mean of p(x|z) (sigmoid of the logits for a Bernoulli de
 sample of it: a Bernoulli sample is salt-and-pepper noise around that mean. For an autoregressive
 decoder, whose mean has no closed form, it shows what `model.decode` gives: the pixel probabilities
 of its mean-field pass (`vaekit.vae.autoregressive`).
+
+Devices: everything is computed where the model is (its parameters' device), images given on
+another device (the CPU's test set) are copied there batch by batch, and the arrays come back on
+that device (`vaekit.report.figures` copies what it draws to the CPU). Prior draws come from a
+generator on the model's device seeded with `seed`: the same seed draws the same images on a
+device, but a CUDA generator draws other numbers than the CPU's.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from torch import Tensor
 
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD
 from vaekit.report import figures
-from vaekit.vae.prob import VAE, decoder_mean
+from vaekit.vae.prob import VAE, decoder_mean, placement
 
 FIGURES_DIR = "figures"
 BATCH = 1000
@@ -33,8 +39,9 @@ def _decode_mean(model: VAE, z: Tensor) -> Tensor:
 
 @torch.inference_mode()
 def latent_means(model: VAE, x: Tensor) -> Tensor:
-    """mu(x) of q(z|x) for images x (N, ...), in batches: (N, D)."""
-    return torch.cat([model.encode(x[i : i + BATCH])[0] for i in range(0, x.shape[0], BATCH)])
+    """mu(x) of q(z|x) for images x (N, ...), in batches copied to the model's device: (N, D) there."""
+    device = placement(model)[1]
+    return torch.cat([model.encode(x[i : i + BATCH].to(device))[0] for i in range(0, x.shape[0], BATCH)])
 
 
 @torch.inference_mode()
@@ -45,15 +52,15 @@ def reconstruct(model: VAE, x: Tensor) -> Tensor:
 
 @torch.inference_mode()
 def sample_prior(model: VAE, n: int, seed: int = 0) -> Tensor:
-    """E[x | z] for n draws z ~ p(z) from a generator seeded with `seed`: (n, C, H, W). The model's
-    own `sample` where it has one (its prior: N(0, I), the VampPrior's mixture, or ancestral through
-    two stochastic layers), else z ~ N(0, I) decoded."""
-    generator = torch.Generator().manual_seed(seed)
+    """E[x | z] for n draws z ~ p(z) from a generator on the model's device seeded with `seed`:
+    (n, C, H, W) there. The model's own `sample` where it has one (its prior: N(0, I), the
+    VampPrior's mixture, or ancestral through two stochastic layers), else z ~ N(0, I) decoded."""
+    dtype, device = placement(model)
+    generator = torch.Generator(device=device).manual_seed(seed)
     if hasattr(model, "sample_prior"):
         return torch.cat([model.sample(min(BATCH, n - i), generator)  # type: ignore[attr-defined]
                           for i in range(0, n, BATCH)])
-    dtype = next(iter(model.parameters())).dtype if hasattr(model, "parameters") else torch.float32
-    z = torch.randn(n, model.latent_dim, generator=generator, dtype=dtype)
+    z = torch.randn(n, model.latent_dim, generator=generator, dtype=dtype, device=device)
     return _decode_mean(model, z)
 
 
@@ -62,7 +69,7 @@ def interpolate(model: VAE, xa: Tensor, xb: Tensor, steps: int = 10) -> Tensor:
     """Decoder means along the segment mu(a) + t (mu(b) - mu(a)), t = 0..1 in `steps` steps, for
     pairs of images (R, ...) -> (R, steps, C, H, W)."""
     ma, mb = latent_means(model, xa), latent_means(model, xb)  # (R, D)
-    t = torch.linspace(0.0, 1.0, steps, dtype=ma.dtype).view(1, steps, 1)
+    t = torch.linspace(0.0, 1.0, steps, dtype=ma.dtype, device=ma.device).view(1, steps, 1)
     z = ma.unsqueeze(1) + t * (mb - ma).unsqueeze(1)  # (R, S, D)
     r = ma.shape[0]
     out = _decode_mean(model, z.reshape(r * steps, -1))
@@ -71,21 +78,23 @@ def interpolate(model: VAE, xa: Tensor, xb: Tensor, steps: int = 10) -> Tensor:
 
 def prior_quantiles(n: int, low: float = 0.05) -> tuple[Tensor, Tensor]:
     """n equally spaced probabilities from `low` to 1 - `low`, and z = Phi^-1(p) = sqrt(2)
-    erfinv(2p - 1), the standard normal quantile function (Kingma & Welling 2014, figure 4)."""
-    p = torch.linspace(low, 1.0 - low, n, dtype=torch.float64)
+    erfinv(2p - 1), the standard normal quantile function (Kingma & Welling 2014, figure 4). On the
+    CPU, in float64."""
+    p = torch.linspace(low, 1.0 - low, n, dtype=torch.float64, device="cpu")
     return p, math.sqrt(2.0) * torch.erfinv(2.0 * p - 1.0)
 
 
 @torch.inference_mode()
 def manifold_grid(model: VAE, n: int = 20) -> tuple[Tensor, list[float]]:
     """For a 2-D latent: images decoded on the n x n grid of prior quantiles, (n, n, C, H, W), row
-    i at z_2 = Phi^-1(p_{n-1-i}) (up is larger z_2), column j at z_1 = Phi^-1(p_j); and the p."""
+    i at z_2 = Phi^-1(p_{n-1-i}) (up is larger z_2), column j at z_1 = Phi^-1(p_j), decoded on the
+    model's device; and the p."""
     if model.latent_dim != 2:
         raise ValueError(f"the manifold needs a 2-D latent, this one has {model.latent_dim} dims")
     p, q = prior_quantiles(n)
     z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # (n, n): column j, row i
-    dtype = next(iter(model.parameters())).dtype if hasattr(model, "parameters") else torch.float32
-    z = torch.stack([z1, z2], dim=-1).reshape(n * n, 2).to(dtype)
+    dtype, device = placement(model)
+    z = torch.stack([z1, z2], dim=-1).reshape(n * n, 2).to(device, dtype)
     out = _decode_mean(model, z)
     return out.reshape(n, n, *out.shape[1:]), p.tolist()
 
@@ -109,8 +118,9 @@ def write_figures(model: VAE, x: Tensor, out_dir: str | Path, labels: Tensor | N
                   evaluation: dict[str, Any] | None = None, seed: int = 0) -> dict[str, Path]:
     """All figures of a run into `out_dir` (RUN_DIR/figures): name -> path, in report order.
 
-    `x`: test images as the model sees them (N, C, H, W); `metrics`: metrics.jsonl rows;
-    `evaluation`: eval.json (for per-dim KL and active units).
+    `x`: test images as the model sees them (N, C, H, W), on any device; `metrics`: metrics.jsonl
+    rows; `evaluation`: eval.json (for per-dim KL and active units). The interpolated pairs are
+    drawn on the CPU from `seed` (the same pairs on every device).
     """
     out = Path(out_dir)
     paths: dict[str, Path] = {}
@@ -123,12 +133,12 @@ def write_figures(model: VAE, x: Tensor, out_dir: str | Path, labels: Tensor | N
                                           title="means of p(x|z) for z ~ N(0, I)")
     pairs = min(8, x.shape[0] // 2)
     if pairs:
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(x.shape[0], generator=g)[: 2 * pairs]
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        idx = torch.randperm(x.shape[0], generator=g, device="cpu")[: 2 * pairs].to(x.device)
         rows = interpolate(model, x[idx[:pairs]], x[idx[pairs:]], steps=10)
         # the two real test images at both ends of each row
-        rows = torch.cat([x[idx[:pairs]].unsqueeze(1).to(rows.dtype), rows,
-                          x[idx[pairs:]].unsqueeze(1).to(rows.dtype)], dim=1)
+        rows = torch.cat([x[idx[:pairs]].unsqueeze(1).to(rows.device, rows.dtype), rows,
+                          x[idx[pairs:]].unsqueeze(1).to(rows.device, rows.dtype)], dim=1)
         paths["interpolations"] = figures.interpolations(
             rows, out / "interpolations.png",
             title="test image a | decoded mu_a + t (mu_b - mu_a), t = 0..1 | test image b")

@@ -11,9 +11,16 @@ map, active units); after that the explorer is read-only: every request runs und
 `torch.inference_mode()` with its own random generator, so threads share no mutable state, and
 nothing is ever written to the run directory.
 
+Devices (`vaekit serve --device`): the model and what the explorer derives from the test set (the
+images, their codes, the map) live on the run's device, and each request computes there; every
+answer is built from tensors moved to the CPU. Drawn images (`/api/samples`, a decode's sample)
+come from a generator on that device seeded with the request's seed; the eps of an upload's nll
+are drawn on the CPU (`vaekit.evaluate.iwae`), the same on every device.
+
     GET  /                      the page (static/index.html)
     GET  /static/NAME           a file directly in static/ (nothing else: no '..', no sub-folders)
-    GET  /api/info              latent_dim, image_shape, classes, active, kl_per_dim, clamp, test_images
+    GET  /api/info              latent_dim, image_shape, classes, active, kl_per_dim, clamp, test_images,
+                                device
     GET  /api/map[?dims=a,b]    the test codes on a plane: method, points, labels, mean, basis
     POST /api/decode            {"z": [D], "sample"?: bool, "seed"?: int} -> an image (+ "sample", "seed")
     GET  /api/code?index=i      {"z", "image", "label"} of test image i
@@ -39,7 +46,7 @@ import os
 import re
 import socket
 import socketserver
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,7 +64,7 @@ from vaekit.errors import ConfigError
 from vaekit.evaluate.iwae import estimate_batch
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD, active_units
 from vaekit.runs import Run, load_run
-from vaekit.vae.prob import gaussian_kl_per_dim
+from vaekit.vae.prob import gaussian_kl_per_dim, placement
 
 STATIC = Path(__file__).resolve().parent / "static"
 Z_MAX = 6.0  # |z| beyond this is refused (422): the prior puts 2e-9 of its mass there
@@ -188,9 +195,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def image_json(t: Tensor) -> dict[str, Any]:
-    """One image (C, H, W) as the API writes it, clamped to [0, 1] and rounded to 4 decimals."""
+    """One image (C, H, W) as the API writes it, clamped to [0, 1] and rounded to 4 decimals, from a
+    CPU copy."""
     c, h, w = t.shape
-    pixels = t.detach().double().clamp(0.0, 1.0).round(decimals=DECIMALS).flatten().tolist()
+    pixels = t.detach().to("cpu", torch.float64).clamp(0.0, 1.0).round(decimals=DECIMALS).flatten().tolist()
     return {"width": int(w), "height": int(h), "channels": int(c), "pixels": pixels}
 
 
@@ -242,10 +250,11 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
 
 @dataclass(frozen=True)
 class Explorer:
-    """A run and what the API derives from its test set, computed once; read-only afterwards."""
+    """A run and what the API derives from its test set, computed once on the run's device;
+    read-only afterwards."""
 
     run: Run
-    images: Tensor  # (N, C, H, W) the first N_MAP test images as the model sees them
+    images: Tensor  # (N, C, H, W) the first N_MAP test images as the model sees them, on its device
     labels: list[int] | None
     classes: list[str] | None
     mu: Tensor  # (N, D)
@@ -256,15 +265,23 @@ class Explorer:
     map_method: str
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Explorer:
-        run = load_run(run_dir, "vae")
+    def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> Explorer:
+        """The explorer of a run, its model on `device` (cpu, cuda, auto: `runs.load_run`)."""
+        run = load_run(run_dir, "vae", device)
         classes = load_configured(run.config.data).classes
+        # the first N_MAP test images, binarized on the CPU as `vaekit eval` does
+        return cls.of(run, run.images("test", N_MAP), run.labels("test", N_MAP), classes)
+
+    @classmethod
+    def of(cls, run: Run, images: Tensor, labels: Tensor | None, classes: Sequence[str] | None) -> Explorer:
+        """The explorer of a loaded run over test images (N, C, H, W) as its model sees them (on any
+        device: copied to the model's), their labels and the class names: what the API derives from
+        them, computed on the model's device."""
         with torch.inference_mode():
-            images = run.images("test", N_MAP)
-            labels = run.labels("test", N_MAP)
+            images = images.to(placement(run.model)[1])
             mu, logvar = run.model.encode(images)
-            kl = gaussian_kl_per_dim(mu, logvar).double().mean(dim=0)
-            _, variance = active_units(mu)
+            kl = gaussian_kl_per_dim(mu, logvar).double().mean(dim=0).cpu()
+            variance = active_units(mu)[1].cpu()
             order = sorted(range(mu.shape[1]), key=lambda d: -float(kl[d]))
             active = [d for d in order if float(variance[d]) > ACTIVE_THRESHOLD]
             mean, basis, method = default_map(mu)
@@ -276,6 +293,11 @@ class Explorer:
         return self.run.model
 
     @property
+    def device(self) -> torch.device:
+        """Where the model, the images and the codes are."""
+        return self.mu.device
+
+    @property
     def dim(self) -> int:
         return int(self.model.latent_dim)
 
@@ -283,15 +305,15 @@ class Explorer:
         z = numbers(value, what, self.dim)
         if max(abs(v) for v in z) > Z_MAX:
             raise ApiError(422, f"{what} has a coordinate beyond the explorer's clamp of |z| <= {Z_MAX:g}.")
-        return torch.tensor([z], dtype=self.mu.dtype)
+        return torch.tensor([z], dtype=self.mu.dtype, device=self.device)
 
     def index(self, value: object, what: str) -> int:
         return as_int(value, what, 0, len(self.images) - 1)
 
     def prepare(self, pixels: Tensor) -> Tensor:
         """uint8 (C, H, W) -> x (1, C, H, W) as the model saw its test images (binarized, or
-        dequantized, once with the evaluation seed)."""
-        return eval_images(pixels.unsqueeze(0), self.run.config.resolved_binarize())
+        dequantized, once with the evaluation seed, on the CPU), on the explorer's device."""
+        return eval_images(pixels.unsqueeze(0), self.run.config.resolved_binarize()).to(self.device)
 
     # --------------------------------------------------------------------- endpoints
 
@@ -300,7 +322,8 @@ class Explorer:
                 "active": self.active, "kl_per_dim": self.kl_per_dim, "clamp": Z_MAX,
                 "test_images": len(self.images), "likelihood": self.model.likelihood,
                 "dataset": self.run.config.data.name, "binarize": self.run.config.resolved_binarize(),
-                "decoder": "factorized" if getattr(self.model, "p_ar", None) is None else "autoregressive"}
+                "decoder": "factorized" if getattr(self.model, "p_ar", None) is None else "autoregressive",
+                "device": str(self.device)}
 
     def map(self, query: dict[str, str], _body: Any) -> dict[str, Any]:
         if "dims" in query:
@@ -310,16 +333,16 @@ class Explorer:
             a, b = (as_int(int(p), "each of dims", 0, self.dim - 1) for p in parts)
             if a == b:
                 raise ApiError(400, "dims must name two different latent dimensions.")
-            basis = torch.zeros(2, self.dim, dtype=self.mu.dtype)
+            basis = torch.zeros(2, self.dim, dtype=self.mu.dtype, device=self.device)
             basis[0, a] = basis[1, b] = 1.0
             mean = self.mu.mean(dim=0)
             mean[a] = mean[b] = 0.0
             method = "dims"
         else:
             mean, basis, method = self.map_mean, self.map_basis, self.map_method
-        points = (self.mu - mean) @ basis.T
-        return {"method": method, "points": points.double().round(decimals=DECIMALS).tolist(),
-                "labels": self.labels, "mean": mean.tolist(), "basis": basis.tolist()}
+        points = ((self.mu - mean) @ basis.T).to("cpu", torch.float64)
+        return {"method": method, "points": points.round(decimals=DECIMALS).tolist(),
+                "labels": self.labels, "mean": mean.cpu().tolist(), "basis": basis.cpu().tolist()}
 
     def decode(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         check_fields(body, ("z",), ("sample", "seed"))
@@ -330,7 +353,7 @@ class Explorer:
         out = image_json(mean)
         if body.get("sample", False):
             seed = as_int(body.get("seed", 0), "seed", 0, SEED_MAX)
-            generator = torch.Generator().manual_seed(seed)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
             drawn = self.model.draw_x(z, generator)[0]  # x ~ p(x|z)
             out |= {"sample": image_json(drawn), "seed": seed}
         elif "seed" in body:
@@ -339,16 +362,16 @@ class Explorer:
 
     def code(self, query: dict[str, str], _body: Any) -> dict[str, Any]:
         i = query_int(query, "index", 0, len(self.images) - 1)
-        return {"index": i, "z": self.mu[i].tolist(), "image": image_json(self.images[i]),
+        return {"index": i, "z": self.mu[i].cpu().tolist(), "image": image_json(self.images[i]),
                 "label": None if self.labels is None else self.labels[i]}
 
     def interpolate(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         check_fields(body, ("a", "b", "steps"))
         a, b = self.index(body["a"], "a"), self.index(body["b"], "b")
         steps = as_int(body["steps"], "steps", 2, MAX_STEPS)
-        t = torch.linspace(0.0, 1.0, steps, dtype=self.mu.dtype)[:, None]
+        t = torch.linspace(0.0, 1.0, steps, dtype=self.mu.dtype, device=self.device)[:, None]
         z = self.mu[a] + t * (self.mu[b] - self.mu[a])
-        return {"t": t[:, 0].tolist(), "images": [image_json(x) for x in self.model.decode_mean(z)]}
+        return {"t": t[:, 0].cpu().tolist(), "images": [image_json(x) for x in self.model.decode_mean(z)]}
 
     def encode(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         c, h, w = self.model.image_shape
@@ -357,10 +380,10 @@ class Explorer:
             values = numbers(body["pixels"], "pixels", c * h * w)
             if min(values) < 0.0 or max(values) > 1.0:
                 raise ApiError(400, "pixels must be numbers between 0 and 1.")
-            unit = torch.tensor(values, dtype=torch.float32).view(c, h, w)
+            unit = torch.tensor(values, dtype=torch.float32, device="cpu").view(c, h, w)  # from JSON
             done = ["pixels as given"]
             if self.run.config.resolved_binarize() == "none":
-                x = unit.unsqueeze(0)
+                x = unit.unsqueeze(0).to(self.device)
             else:
                 x = self.prepare(torch.round(unit * 255.0).to(torch.uint8))
         else:
@@ -373,26 +396,28 @@ class Explorer:
         elif mode != "none":
             done.append(f"binarized once with seed {EVAL_SEED}, as the test images are")
         mu, _ = self.model.encode(x)
-        nll = estimate_batch(x, self.model, IWAE_K, generator=torch.Generator().manual_seed(IWAE_SEED)).nll
-        point = ((mu[0] - self.map_mean) @ self.map_basis.T).tolist()
-        return {"z": mu[0].tolist(), "reconstruction": image_json(self.model.decode_mean(mu)[0]),
+        eps_seed = torch.Generator(device="cpu").manual_seed(IWAE_SEED)  # eps: drawn on the CPU, then copied
+        nll = estimate_batch(x, self.model, IWAE_K, generator=eps_seed).nll
+        point = ((mu[0] - self.map_mean) @ self.map_basis.T).cpu().tolist()
+        return {"z": mu[0].cpu().tolist(), "reconstruction": image_json(self.model.decode_mean(mu)[0]),
                 "nll": float(nll[0]), "k": IWAE_K, "point": point, "input": image_json(x[0]),
                 "converted": ", ".join(done)}
 
     def samples(self, query: dict[str, str], _body: Any) -> dict[str, Any]:
         n = query_int(query, "n", 1, MAX_SAMPLES, default=16)
         seed = query_int(query, "seed", 0, SEED_MAX, default=0)
-        images = self.model.sample(n, torch.Generator().manual_seed(seed))
+        images = self.model.sample(n, torch.Generator(device=self.device).manual_seed(seed))
         return {"seed": seed, "images": [image_json(x) for x in images]}
 
 
 def default_map(mu: Tensor) -> tuple[Tensor, Tensor, str]:
     """(mean, basis (2, D), method) of the plane the codes are shown on: the latent plane itself for
-    D <= 2 (mean 0, identity basis), else the two leading principal axes of the codes (SVD)."""
+    D <= 2 (mean 0, identity basis), else the two leading principal axes of the codes (SVD); on mu's
+    device."""
     d = mu.shape[1]
     if d <= 2:
-        basis = torch.eye(2, d, dtype=mu.dtype)
-        return torch.zeros(d, dtype=mu.dtype), basis, "latent"
+        basis = torch.eye(2, d, dtype=mu.dtype, device=mu.device)
+        return torch.zeros(d, dtype=mu.dtype, device=mu.device), basis, "latent"
     mean = mu.mean(dim=0)
     _, _, vh = torch.linalg.svd(mu - mean, full_matrices=False)
     return mean, vh[:2].clone(), "pca"
@@ -541,11 +566,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> ExplorerServer:
-    """The explorer of `run_dir` bound to host:port (0: a free port), not yet serving: call
-    `serve_forever()` (a thread in tests), then `shutdown()` and `server_close()`. A bad run is a
-    CheckpointError, an address that cannot be bound a ConfigError (one sentence each)."""
-    explorer = Explorer.load(run_dir)
+def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
+                device: str | torch.device = "cpu") -> ExplorerServer:
+    """The explorer of `run_dir`, its model on `device` (cpu, cuda, auto), bound to host:port (0: a
+    free port), not yet serving: call `serve_forever()` (a thread in tests), then `shutdown()` and
+    `server_close()`. A bad run is a CheckpointError, a device that is not there or an address that
+    cannot be bound a ConfigError (one sentence each)."""
+    explorer = Explorer.load(run_dir, device)
     try:
         return ExplorerServer((host, port), explorer)
     except (OSError, OverflowError) as err:

@@ -14,6 +14,7 @@ Variational Inference with Inverse Autoregressive Flow" (2016) [free bits].
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,6 +227,15 @@ def noise_dim(model: VAE) -> int:
     return int(getattr(model, "noise_dim", model.latent_dim))
 
 
+def placement(model: VAE) -> tuple[torch.dtype, torch.device]:
+    """(dtype, device) of the model's first parameter (else first buffer): what the tensors made
+    for it are made of and where; float32 on the CPU for a model that holds no tensor."""
+    tensors = itertools.chain(*(getattr(model, name)() for name in ("parameters", "buffers")
+                                if hasattr(model, name)))
+    ref = next(tensors, None)
+    return (ref.dtype, ref.device) if ref is not None else (torch.float32, torch.device("cpu"))
+
+
 def closed_form_kl(model: VAE) -> bool:
     """Whether the model's KL(q(z|x) || p(z)) is the closed form of Ex.2 Q3 (one Gaussian layer,
     p(z) = N(0, I)); otherwise it is estimated by Monte Carlo."""
@@ -233,9 +243,13 @@ def closed_form_kl(model: VAE) -> bool:
 
 
 def draw_eps(mu: Tensor, k: int, generator: torch.Generator | None = None, dim: int | None = None) -> Tensor:
-    """eps ~ N(0, I) of shape (K, B, dim) for mu of shape (B, D) (dim defaults to D)."""
+    """eps ~ N(0, I) of shape (K, B, dim) for mu of shape (B, D) (dim defaults to D), in mu's dtype.
+    Drawn in float32 (float64 for float64 mu) and rounded where mu is of lower precision (under
+    bfloat16 autocast): torch's own bfloat16 draws are other numbers from one version to the next,
+    its float32 draws are not, so a seed gives the same eps with or without autocast."""
     shape = (k, mu.shape[0], mu.shape[1] if dim is None else dim)
-    return torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    wide = mu.dtype if mu.dtype in (torch.float32, torch.float64) else torch.float32
+    return torch.randn(shape, generator=generator, dtype=wide, device=mu.device).to(mu.dtype)
 
 
 def log_px_samples(model: VAE, x: Tensor, z: Tensor,
