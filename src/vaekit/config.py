@@ -136,6 +136,14 @@ class LoopConfig:
     # Scalars per epoch and image grids (reconstructions, samples) in RUN/tensorboard beside
     # metrics.jsonl (`vaekit.train.tensorboard`; the optional extra vaekit[tensorboard]).
     tensorboard: bool = False
+    # When checkpoints are written besides after the first and the last epoch: "epoch" (every
+    # epoch), a duration ("30s", "5m", "90": at most one per that much wall time), or "auto" (as
+    # often as keeps their writing under 5% of the run's time: every epoch on a CPU, every few
+    # dozen of a GPU's sub-second epochs); `vaekit.train.checkpoints`.
+    checkpoint_every: str = "auto"
+    # On CUDA, each training step (forward, backward, clip, Adam) captured once in a CUDA graph and
+    # replayed (`vaekit.train.step`); false: launched op by op. Other devices ignore it.
+    cuda_graph: bool = True
 
 
 @dataclass
@@ -335,6 +343,18 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
     return float(value) if t.startswith("float") else value
 
 
+def checkpoint_interval(text: str) -> float | None:
+    """train.checkpoint_every as seconds between checkpoints: "epoch" 0.0, a duration its seconds,
+    "auto" None; one sentence for anything else."""
+    if text in ("auto", "epoch"):
+        return None if text == "auto" else 0.0
+    try:
+        return parse_duration(text, "train.checkpoint_every")
+    except ConfigError:
+        raise ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
+                          f"90 (seconds), got {text!r}.") from None
+
+
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|min|m|s)")
 
@@ -511,6 +531,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     choice("binarize", d.binarize, BINARIZATIONS)
     check_data_images(d)
     choice("device", t.device, DEVICES)
+    checkpoint_interval(t.checkpoint_every)
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
@@ -540,7 +561,7 @@ def validate(config: TrainConfig) -> TrainConfig:
 
 # Settings that may change when a run is resumed: how long it goes on and where it computes.
 RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir",
-                     "train.time_budget", "train.tensorboard")
+                     "train.time_budget", "train.tensorboard", "train.checkpoint_every", "train.cuda_graph")
 
 
 def differences(a: Any, b: Any) -> list[str]:

@@ -140,6 +140,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until the work queued on `device` is done: CUDA runs asynchronously, so a clock read
+    without this measures the launches, not the work. Nothing to wait for on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (Linux: /proc/self/stat's start time, in clock ticks
+    since boot, against /proc/uptime), or 0.0 where they cannot be read: the interpreter's start
+    and the imports that a user's clock around a command has already counted."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, after the name
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def peak_rss_mb() -> float:
     """The peak resident memory of this process so far, in MiB (getrusage's ru_maxrss, KiB on
     Linux): what a run cost the machine, dataset and torch included."""

@@ -128,7 +128,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path, digits: Dataset) -> None:
 def test_resume_after_a_kill_mid_epoch(tmp_path: Path, digits: Dataset,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Cosine schedule, KL warm-up, 2 samples: killed in the middle of epoch 3, resumed."""
-    changes = dict(train__epochs=4, train__warmup=2.0, train__samples=2, optim__schedule="cosine")
+    changes = dict(train__epochs=4, train__warmup=2.0, train__samples=2, optim__schedule="cosine",
+                   train__checkpoint_every="epoch")
     fit(small(**changes), tmp_path / "full", log=quiet, dataset=digits)
     calls = {"n": 0}
     real = train_mod.make_engine
@@ -173,7 +174,8 @@ def test_kill_while_writing_a_checkpoint_leaves_a_loadable_one(
 
     monkeypatch.setattr(runs.os, "replace", replace)
     with pytest.raises(OSError, match="killed"):
-        fit(small(train__epochs=3), tmp_path / "part", log=quiet, dataset=digits)
+        fit(small(train__epochs=3, train__checkpoint_every="epoch"), tmp_path / "part", log=quiet,
+            dataset=digits)
     monkeypatch.setattr(runs.os, "replace", real_replace)
     model_t, optim_t, state = runs.load_checkpoint(tmp_path / "part")
     # the .safetensors is the commit point: killed before it, epoch 1 stays; after it, epoch 2 is in

@@ -20,7 +20,8 @@ from vaekit.classify.config import PRESETS, RESIZES, ClassifierConfig
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import float_flag, given, image_flags, int_flag, int_list_flag, keyword_rows
+from vaekit.commands.flags import float_flag, given, int_flag, int_list_flag, keyword_rows
+from vaekit.commands.tables import image_flags
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config, read_metrics

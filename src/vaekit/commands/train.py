@@ -5,11 +5,14 @@ config.json, of which only `config.RESUMABLE_CHANGES` (epochs, patience, device,
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from vaekit import config as cfg
-from vaekit.commands.flags import Kind, add_table, given, image_flags
+from vaekit.commands.flags import Kind, add_table, given
+from vaekit.commands.tables import device_flags, image_flags
 from vaekit.config import TrainConfig, load_toml
+from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
 from vaekit.train.fit import fit
@@ -81,16 +84,9 @@ FLAGS: dict[str, tuple[str, str, Kind, str]] = {
                    f"validation -ELBO, 0 = off (default: {D.train.patience})"),
     "--seed": ("train", "seed", int, f"seed of weights, batches, binarization and eps (default: "
                f"{D.train.seed})"),
-    "--device": ("train", "device", str, f"{'|'.join(cfg.DEVICES)} (default: {D.train.device})"),
-    "--engine": ("train", "engine", str, "gradients: auto = the hand-derived backward of the MLP VAE "
-                 "where it applies (1.2-1.3x faster per epoch), else autograd; autograd = always autograd "
-                 f"(default: {D.train.engine})"),
-    "--precision": ("train", "precision", str, "float32 | bf16 (bfloat16 products in the hand-derived "
-                    f"engine, else torch.autocast; float32 weights and sums) (default: {D.train.precision})"),
     "--tensorboard": ("train", "tensorboard", "switch", "also write scalars and image grids per epoch to "
                       "RUN/tensorboard (needs pip install 'vaekit[tensorboard]') (default: off)"),
-    "--threads": ("train", "threads", int, "CPU threads; 0 = the cores other processes leave idle, "
-                  f"chosen at the start (default: {D.train.threads})"),
+    **device_flags(),
 }
 
 
@@ -132,7 +128,9 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
 
 def run(args: argparse.Namespace) -> int:
     config, out = build_config(args)
-    summary = fit(config, out, resume=args.resume, show_bar=False if args.no_progress else None)
+    started = time.perf_counter() - process_seconds()  # a time budget counts the whole command
+    summary = fit(config, out, resume=args.resume, show_bar=False if args.no_progress else None,
+                  started=started)
     if not summary["rank"]:  # under torchrun, rank 0 reports
         print(f"best validation -ELBO {summary['best_val_neg_elbo']:.2f} nats at epoch "
               f"{summary['best_epoch']} ({summary['epochs']} epochs); model: {out / 'model.safetensors'}")

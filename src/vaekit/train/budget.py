@@ -35,10 +35,12 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.config import OptimConfig
+from vaekit.device import synchronize
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
 from vaekit.train.loop import Batches, Beta, train_epoch
 from vaekit.train.optim import make_optimizer
+from vaekit.train.step import make_step
 
 PROBE_STEPS = 12  # optimizer steps timed by the probe, after WARM_STEPS untimed
 WARM_STEPS = 3
@@ -69,9 +71,11 @@ class Probe:
 
 
 def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, batch_size: int,
-          beta: Beta | None, validate: Callable[[nn.Module], object]) -> Probe:
+          beta: Beta | None, validate: Callable[[nn.Module], object], capture: bool = False) -> Probe:
     """Time `PROBE_STEPS` steps (after `WARM_STEPS`) and one validation on copies of the model and
-    optimizer, with the probe's own generator; the engine's running baseline is restored after."""
+    optimizer, with the probe's own generator, each step's clock read once the device has done its
+    work (`device.synchronize`); the steps are the run's (`step.make_step`: captured in a CUDA
+    graph where `capture` asks and it applies). The engine's running baseline is restored after."""
     t_start = time.perf_counter()
     clone = copy.deepcopy(model)
     opt = make_optimizer(clone.parameters(), optim)
@@ -82,10 +86,13 @@ def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, b
     baseline = engine.baseline
 
     def stop(step: int, _sums: Tensor, _b: int) -> bool:
+        synchronize(data.device)
         times.append(time.perf_counter())
         return step >= n
 
-    train_epoch(clone, opt, engine, data, batch_size, 1, optim, generator, 0, 1, beta, False, on_step=stop)
+    stepper = make_step(engine, clone, opt, optim.clip, capture)
+    train_epoch(clone, opt, engine, data, batch_size, 1, optim, generator, 0, 1, beta, False, on_step=stop,
+                stepper=stepper)
     engine.baseline = baseline
     warm = min(WARM_STEPS, len(times) - 1) if len(times) > 1 else 0
     if len(times) > 1:
@@ -94,6 +101,7 @@ def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, b
         step_s = times[0] - t_start
     t0 = time.perf_counter()
     validate(clone)
+    synchronize(data.device)
     val_s = time.perf_counter() - t0
     return Probe(step_s, val_s, step_s * steps_per_epoch + val_s, time.perf_counter() - t_start)
 

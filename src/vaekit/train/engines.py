@@ -73,10 +73,24 @@ class VAEEngine:
     names: tuple[str, ...] = VAE_SUMS
     baseline: float | None = None
     share: tuple[int, int, int] | None = None
+    noise: Tensor | None = None  # eps given from outside (`vaekit.train.step.GraphStep`'s static input)
+
+    @property
+    def capturable(self) -> bool:
+        """Whether a step of this engine can be captured in a CUDA graph: its eps can come from
+        `noise` and it reads nothing back to the host."""
+        return self.share is None
+
+    def noise_shape(self, model: nn.Module, batch: int) -> tuple[int, int, int]:
+        """The shape (K, B, D) of a step's eps for a batch of `batch` images."""
+        return (self.samples, batch, noise_dim(model))  # type: ignore[attr-defined, arg-type]
 
     def shared_eps(self, shape: tuple[int, ...], generator: torch.Generator, x: Tensor) -> Tensor | None:
-        """eps of this share: N(0, I) of `shape` with the batch axis (-2) of `total` rows, drawn
-        as one process would, sliced to [start, stop); None without a share."""
+        """eps of the step: `noise` where it is given; of this share: N(0, I) of `shape` with the
+        batch axis (-2) of `total` rows, drawn as one process would, sliced to [start, stop); None
+        otherwise (the engine draws them)."""
+        if self.noise is not None:
+            return self.noise
         if self.share is None:
             return None
         start, stop, total = self.share
@@ -124,14 +138,19 @@ class AutogradEngine(VAEEngine):
         self.baseline = baseline
         self.autocast = autocast  # None: float32; torch.bfloat16: the forward under torch.autocast
 
+    @property
+    def capturable(self) -> bool:
+        return self.share is None and not self.track_baseline  # the baseline is read by the host
+
     def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
                        y: Tensor | None = None) -> Tensor:
         eps = self.shared_eps((self.samples, x.shape[0], noise_dim(model)), generator, x)  # type: ignore[arg-type]
         # bf16 autocast (`--precision bf16` off the hand-derived engine): autocast's listed ops
         # (linear, conv) take bfloat16 inputs, the weights, gradients and the per-image sums stay
-        # float32 (the objective's reductions are float32 ops under autocast, and are cast back here)
+        # float32 (the objective's reductions are float32 ops under autocast, and are cast back here);
+        # no cast cache where a step may be captured in a CUDA graph (the CUDA-graphs notes of torch.amp)
         with torch.autocast(x.device.type, dtype=self.autocast or torch.bfloat16,
-                            enabled=self.autocast is not None):
+                            enabled=self.autocast is not None, cache_enabled=x.device.type != "cuda"):
             terms = self.objective(x, model, beta, self.baseline, generator, eps)  # type: ignore[arg-type]
         model.zero_grad(set_to_none=True)
         terms.loss.float().mean().backward()
@@ -158,6 +177,9 @@ class BackpropEngine(VAEEngine):
         self.mm_dtype = mm_dtype  # None: float32 products; torch.bfloat16: `backprop`'s mixed precision
         self._model: nn.Module = model
         self._plan = backprop.Plan.of(model)
+
+    def noise_shape(self, model: nn.Module, batch: int) -> tuple[int, int, int]:
+        return (self.samples, batch, self._plan.latent_dim)  # (K, B, D), as draw_eps
 
     def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
                        y: Tensor | None = None) -> Tensor:

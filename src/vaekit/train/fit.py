@@ -26,18 +26,20 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import runs
-from vaekit.config import RESUMABLE_CHANGES, TrainConfig, differences
+from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
 from vaekit.device import available_cores, flush_denormals, flush_incomplete, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget, distributed, tensorboard
+from vaekit.train.checkpoints import BestWeights, CheckpointPolicy
 from vaekit.train.engines import Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, lr_at, make_optimizer
 from vaekit.train.resume import check_optimizer_tensors, check_progress, progress_fields
+from vaekit.train.step import make_step
 from vaekit.vae.models import build_model
 
 REPLAN_LOG_SHARE = 0.02  # a re-plan is logged when it moves the end by 2% since the last one said
@@ -215,13 +217,16 @@ class VAETask:
 
 
 def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar: bool | None = None,
-        log: Callable[[str], None] = print, dataset: Dataset | None = None) -> dict[str, Any]:
+        log: Callable[[str], None] = print, dataset: Dataset | None = None,
+        started: float | None = None) -> dict[str, Any]:
     """Train a VAE run in `out_dir` (runs/NAME/), or resume it up to `config.train.epochs`.
 
     Everything that can fail on user input (config, data, checkpoint, the directory) is checked
     before the first byte is written, and the directory is held for writing (`runs.locked`) for the
     whole run: a second train, eval or report of it is refused. Returns a summary: best validation
-    -ELBO and its epoch, epochs done, stop reason.
+    -ELBO and its epoch, epochs done, stop reason. `started`: the `time.perf_counter()` from which
+    the time budget counts (`vaekit train`: the process's start; default: the run's first step,
+    once the data is loaded and the directory locked).
     """
     validate_config(config)
     if config.train.tensorboard:
@@ -238,13 +243,15 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
                           f"{config.data.name} has images {shape}.")
     config.model.image_shape = shape
     check_fits(config, tuple(shape))  # too large for memory: one sentence, not an allocator error
-    return run_task(VAETask(config, ds), out, resume, show_bar, log)
+    return run_task(VAETask(config, ds), out, resume, show_bar, log, started)
 
 
 def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, started: float | None = None) -> dict[str, Any]:
     """Train `task` (its config validated, its data loaded) into `out`: the directory's rules
-    checked, the config of a resumed run compared, the directory locked for the whole run."""
+    checked, the config of a resumed run compared, the directory locked for the whole run. The
+    run's clock (`Progress.train_seconds`, what a time budget counts) runs from `started` (a
+    `time.perf_counter()`; default: once the directory is locked)."""
     loop = task.config.train
     w = distributed.world(loop.device)  # None for one process: torch.distributed is not touched
     if w is not None:
@@ -260,7 +267,8 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
     if w is not None and not w.writer:  # rank 0 checks and locks the directory; the others wait
         if not w.agree(True):
             raise ConfigError(f"{out}: rank 0 refused the run; its message says why.")
-        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w)
+        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w,
+                      started)
     _make_dir(out)
     with runs.locked(out):
         try:
@@ -271,7 +279,8 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
             raise
         if w is not None and not w.agree(True):
             raise ConfigError(f"{out}: another rank refused the run.")
-        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w)
+        return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w,
+                      started)
 
 
 def _silent(_: str) -> None:
@@ -296,13 +305,15 @@ def _restore(out: Path, config: Any, model: torch.nn.Module, optimizer: torch.op
 
 
 def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
-           log: Callable[[str], None], w: distributed.World | None = None) -> dict[str, Any]:
+           log: Callable[[str], None], w: distributed.World | None = None,
+           started: float | None = None) -> dict[str, Any]:
     """`_epochs` with the task's TensorBoard, if it has one (written by the writer rank only),
     closed at the end and on any error."""
     board = task.board(out) if (w is None or w.writer) and isinstance(task, Boarded) else None
     try:
         with flush_denormals():  # subnormal numbers take a CPU's slow path (`device.flush_denormals`)
-            return _epochs(task, out, from_checkpoint, device, show_bar, log, w, board)
+            return _epochs(task, out, from_checkpoint, device, show_bar, log, w, board,
+                           time.perf_counter() if started is None else started)
     finally:
         if board is not None:
             board.close()
@@ -310,7 +321,7 @@ def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, s
 
 def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
             log: Callable[[str], None], w: distributed.World | None,
-            board: tensorboard.Board | None) -> dict[str, Any]:
+            board: tensorboard.Board | None, started: float) -> dict[str, Any]:
     config = task.config
     loop = config.train
     writer = w is None or w.writer  # one process, or rank 0: the one that writes files
@@ -343,7 +354,18 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     engine = task.engine(model, progress.baseline)
     if w is not None:
         engine = distributed.DistributedEngine(engine, w)
-    plan = _plan(task, model, engine, data, beta, progress, log, w) if _time_budget(loop) else None
+    capture = bool(getattr(loop, "cuda_graph", False))
+    base_seconds = progress.train_seconds  # the earlier sessions' (from the checkpoint)
+
+    def clock() -> float:  # the run's wall time: the earlier sessions' and this one's, all of it
+        return base_seconds + time.perf_counter() - started
+
+    progress.train_seconds = clock()
+    plan = _plan(task, model, engine, data, beta, progress, log, w, capture) if _time_budget(loop) else None
+    stepper = make_step(engine, model, optimizer, config.optim.clip, capture)
+    policy = CheckpointPolicy(checkpoint_interval(getattr(loop, "checkpoint_every", "epoch")))
+    best_weights = BestWeights()
+    checkpointed = progress.epoch  # the epoch of the last checkpoint on disk
 
     if saved is None:
         if writer:
@@ -364,7 +386,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
             "this run), so epochs can slow down as training goes on; `vaekit train` flushes them all "
             "(vaekit.device.flush_denormals says how).")
 
-    session_epochs, session_seconds = 0, 0.0
+    session_epochs, session_start = 0, time.perf_counter()
     logged = loop.epochs  # the plan last said in the log
     epoch = progress.epoch
     while epoch < loop.epochs:  # loop.epochs is re-planned under a time budget
@@ -374,7 +396,8 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
             group["lr"] = lr
         t0 = time.perf_counter()
         stats, progress.step = train_epoch(model, optimizer, engine, data, loop.batch_size, loop.epochs,
-                                           config.optim, generator, progress.step, epoch, beta, show_bar)
+                                           config.optim, generator, progress.step, epoch, beta, show_bar,
+                                           stepper=stepper, checkpointed=checkpointed)
         progress.baseline = engine.baseline
         seconds = time.perf_counter() - t0
         val = task.validate(model)
@@ -383,18 +406,16 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
         improved = score < progress.best_val
         if improved:
             progress.best_val, progress.best_epoch, progress.bad_epochs = score, epoch, 0
-            if writer:
-                runs.save_model(out / runs.MODEL, model)
         else:
             progress.bad_epochs += 1
         if loop.patience and progress.bad_epochs >= loop.patience:
             progress.stopped = f"early stopping: no better {task.score_name} for {loop.patience} epochs"
         row = {"epoch": epoch, "step": progress.step, **stats, **val, "epoch_seconds": round(seconds, 4),
                "lr": lr, **task.extra(progress.step)}
-        wall = time.perf_counter() - t0  # the epoch with its validation
-        progress.train_seconds += wall
-        session_epochs, session_seconds = session_epochs + 1, session_seconds + wall
-        if plan is not None and _replan(plan, epoch, progress, session_seconds / session_epochs, w):
+        progress.train_seconds = clock()
+        session_epochs += 1
+        mean_epoch = (time.perf_counter() - session_start) / session_epochs  # writes included
+        if plan is not None and _replan(plan, epoch, progress, mean_epoch, w, policy.reserve):
             loop.epochs = plan.epochs
             if writer and not resumed_files_pending:
                 runs.write_config(out, config)
@@ -406,21 +427,36 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
             runs.write_config(out, config)  # the new epochs, patience, threads
             runs.truncate_metrics(out, epoch - 1)  # rows past the checkpoint are redone
         resumed_files_pending = False
-        state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
-                 "threads": threads, "world_size": 1 if w is None else w.size,
-                 "rng": {"generator": runs.encode_bytes(generator.get_state()),
-                         "torch": runs.encode_bytes(torch.get_rng_state())}}
         if writer:
             runs.append_metrics(out, row)
             if board is not None and isinstance(task, Boarded):  # before the checkpoint, like the row
                 board.epoch(epoch, row, model, task.board_images())
-            runs.save_checkpoint(out, model, optimizer, state)
+        if policy.due(session_epochs == 1, epoch >= loop.epochs or progress.stopped is not None):
+            progress.train_seconds = clock()
+            state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
+                     "threads": threads, "world_size": 1 if w is None else w.size,
+                     "rng": {"generator": runs.encode_bytes(generator.get_state()),
+                             "torch": runs.encode_bytes(torch.get_rng_state())}}
+            best = best_weights.take(model, improved)
+            if writer:
+                policy.write(_save, out, model, optimizer, state, best)
+            checkpointed = epoch
+        elif improved:
+            best_weights.keep(model)
         log(f"epoch {epoch:3d}/{loop.epochs}  {task.epoch_line(stats, val)}  "
             f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else ""))
         if progress.stopped:
             log(f"stopped after epoch {epoch}: {progress.stopped}.")
             break
-    return _summary(task, out, progress, w)
+    return _summary(task, out, progress, w)  # the seconds of the last checkpoint
+
+
+def _save(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+          best: dict[str, Tensor] | None) -> None:
+    """The best model, if it changed since the last write, then the checkpoint (the commit point)."""
+    if best is not None:
+        runs.save_tensors(out / runs.MODEL, best)
+    runs.save_checkpoint(out, model, optimizer, state)
 
 
 def _summary(task: Task, out: Path, progress: Progress, w: distributed.World | None = None) -> dict[str, Any]:
@@ -450,11 +486,12 @@ def _mean_over_ranks(values: list[float], w: distributed.World | None) -> list[f
 
 
 def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Beta | None,
-          progress: Progress, log: Callable[[str], None], w: distributed.World | None) -> budget.Plan:
+          progress: Progress, log: Callable[[str], None], w: distributed.World | None,
+          capture: bool = False) -> budget.Plan:
     """Probe the epoch time on copies (`budget.probe`) and plan the run's epochs and warm-up into its
     config (`budget.Plan.first`); ConfigError, before anything is written, if not one epoch fits."""
     loop = task.config.train
-    p = budget.probe(model, task.config.optim, engine, data, loop.batch_size, beta, task.validate)
+    p = budget.probe(model, task.config.optim, engine, data, loop.batch_size, beta, task.validate, capture)
     estimate, seconds, step = _mean_over_ranks([p.epoch_seconds, p.seconds, p.step_seconds], w)
     progress.train_seconds += seconds
     plan = budget.Plan.first(loop.time_budget, progress.train_seconds, estimate, progress.epoch,
@@ -474,8 +511,9 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
 
 
 def _replan(plan: budget.Plan, epoch: int, progress: Progress, mean_epoch: float,
-            w: distributed.World | None) -> bool:
-    spent, mean = _mean_over_ranks([progress.train_seconds, mean_epoch], w)
+            w: distributed.World | None, reserve: float = 0.0) -> bool:
+    """Re-plan after `epoch` from the time spent, plus `reserve` kept for the run's last write."""
+    spent, mean = _mean_over_ranks([progress.train_seconds + reserve, mean_epoch], w)
     before = plan.epochs
     plan.replan(epoch, spent, mean)
     plan.epochs = min(plan.epochs, budget.MAX_EPOCHS)

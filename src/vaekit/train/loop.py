@@ -28,6 +28,7 @@ from vaekit.data.binarize import prepare
 from vaekit.errors import DivergenceError
 from vaekit.train.engines import Engine
 from vaekit.train.optim import beta_at
+from vaekit.train.step import EagerStep, Step
 from vaekit.vae.prob import VAE, negative_elbo
 
 VAL_EPS_SEED = 0  # eps of the validation -ELBO: the same draws each epoch, so epochs compare
@@ -85,48 +86,57 @@ def kl_weight(loop: LoopConfig) -> Beta:
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engine, data: Batches,
                 batch_size: int, epochs: int, optim: OptimConfig, generator: torch.Generator, step: int,
                 epoch: int, beta: Beta | None = None, show_bar: bool | None = None,
-                on_step: OnStep | None = None) -> tuple[dict[str, float], int]:
+                on_step: OnStep | None = None, stepper: Step | None = None,
+                checkpointed: int | None = None) -> tuple[dict[str, float], int]:
     """One epoch of `epochs` over `data` in batches of `batch_size`, starting at optimizer step
     `step` (the KL warm-up's clock; `beta` None: beta = 1), gradients clipped to `optim.clip`.
     Returns the means per image of the engine's sums (`train_` + each of `engine.names`: for the
     VAE the objective, -ELBO, reconstruction and KL; for a classifier the loss and the accuracy)
     over the images seen, and the steps taken in all.
 
-    Sums stay on the device during the epoch (no host round-trip per step beyond the finiteness
-    check, every step on a CPU and every 50 on a GPU). A non-finite loss raises DivergenceError
-    before the optimizer steps on it.
+    Each batch goes through `stepper` (`vaekit.train.step`: the engine's gradients, the clip, the
+    optimizer's update; default `EagerStep`; a run keeps one across its epochs, so that a captured
+    step is captured once). Sums stay on the device during the epoch (no host round-trip per step
+    beyond the finiteness check, every step on a CPU and every 50 on a GPU). A non-finite loss
+    raises DivergenceError before the optimizer steps on it where the step is eager; a step
+    captured whole in a CUDA graph is checked after its update, and the run stops there as well.
+    `checkpointed`: the epoch of the run's last checkpoint, as the divergence sentence names it
+    (default: the epoch before this one).
     """
-    clip = optim.clip
+    if stepper is None:
+        stepper = EagerStep(engine, model, optimizer, optim.clip)
     model.train()
     n, batch = len(data), batch_size
     steps = math.ceil(n / batch)
     perm = torch.randperm(n, generator=generator, device=data.device)
     sums = torch.zeros(len(engine.names), dtype=torch.float64, device=data.device)
-    params = [p for p in model.parameters() if p.requires_grad]
     check_every = 1 if data.device.type == "cpu" else 50  # host sync per check on a GPU
     bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                disable=None if show_bar is None else not show_bar,  # None: only on a terminal
                dynamic_ncols=True)
     seen = 0
+    i = 0
+
+    def finite(batch_sums: Tensor) -> None:
+        value = float(batch_sums[0]) / batch_sums_images
+        if not math.isfinite(value):
+            bar.close()
+            kept_epoch = epoch - 1 if checkpointed is None else checkpointed
+            kept = (f"the last good checkpoint (epoch {kept_epoch}) is kept" if kept_epoch > 0 else
+                    "no epoch had finished, so there is no checkpoint and a new run may use the "
+                    "directory")
+            raise DivergenceError(
+                f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}; training "
+                f"stopped and {kept}: try a lower --lr or --clip."
+            )
+
     for i in range(steps):
         index = perm[i * batch : (i + 1) * batch]
         x, y = data(index, generator)  # (b, C, H, W) float32, (b,) int64 or None
-        batch_sums = engine.loss_and_grads(model, x, 1.0 if beta is None else beta(step, steps),
-                                           generator, y)
-        if i % check_every == 0 or i == steps - 1:
-            value = float(batch_sums[0]) / x.shape[0]
-            if not math.isfinite(value):
-                bar.close()
-                kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept" if epoch > 1 else
-                        "no epoch had finished, so there is no checkpoint and a new run may use the "
-                        "directory")
-                raise DivergenceError(
-                    f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}; training "
-                    f"stopped and {kept}: try a lower --lr or --clip."
-                )
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-        optimizer.step()
+        batch_sums_images = x.shape[0]
+        checked = i % check_every == 0 or i == steps - 1
+        batch_sums = stepper(x, y, 1.0 if beta is None else beta(step, steps), generator,
+                             finite if checked else None)
         step += 1
         sums += batch_sums
         seen += x.shape[0]

@@ -40,11 +40,21 @@ def _fast_groups(optimizer: torch.optim.Optimizer) -> bool:
     return True
 
 
+def graph_safe_optimizer(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `fused_step` with a device learning rate can be captured in a CUDA graph: fused
+    Adam(W) groups on the direct path, no step hooks (a captured step would skip them)."""
+    return _fast_groups(optimizer) and not _has_step_hooks(optimizer)
+
+
 @torch.no_grad()
-def fused_step(optimizer: torch.optim.Adam) -> bool:
+def fused_step(optimizer: torch.optim.Adam, lr: torch.Tensor | None = None) -> bool:
     """One Adam(W) update by the fused kernel, as `torch.optim.adam._fused_adam` makes it: for each
     group, step_t += 1, then m, v and theta updated in place. Parameters without a gradient are
-    skipped, as in `step()`. Returns False, having changed nothing, where it does not apply."""
+    skipped, as in `step()`. Returns False, having changed nothing, where it does not apply.
+
+    `lr`: a 0-dim tensor on the parameters' device read by the kernel instead of each group's
+    float (what a CUDA graph needs: a float would be frozen into the captured launch); with fused
+    Adam the step counts already live on the device, so nothing is read back by the host."""
     if not _fast_groups(optimizer):
         return False
     work = []
@@ -64,7 +74,8 @@ def fused_step(optimizer: torch.optim.Adam) -> bool:
         fn(params, [p.grad for p in params], [s["exp_avg"] for s in states],  # type: ignore[index]
            [s["exp_avg_sq"] for s in states],  # type: ignore[index]
            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],  # type: ignore[index]
-           steps, amsgrad=group["amsgrad"], lr=group["lr"], beta1=float(beta1), beta2=float(beta2),
+           steps, amsgrad=group["amsgrad"], lr=group["lr"] if lr is None else lr, beta1=float(beta1),
+           beta2=float(beta2),
            weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"],
            grad_scale=None, found_inf=None)
     return True
