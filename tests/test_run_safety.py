@@ -258,7 +258,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_tmp(tmp_path: Path
     with pytest.raises(RunWriteError) as err:
         runs.write_bytes_atomic(path, b"x" * 3_000_000)
     message = str(err.value)
-    assert "no space left on the device for its 2.9 MB" in message and str(path) in message
+    assert "no space left on the device for its 2.9 MiB" in message and str(path) in message
     assert path.read_bytes() == b"the good one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.safetensors"]
 

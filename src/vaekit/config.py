@@ -26,7 +26,7 @@ import reprlib
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from vaekit.errors import ConfigError
 
@@ -194,17 +194,17 @@ class Bound:
 
     def interval(self) -> str:
         """'[1, 2147483647]', '(0, 100]', '[0, 1)': the range in interval notation."""
-        return (f"{'(' if self.low_open else '['}{_number(self.low)}, "
-                f"{_number(self.high)}{')' if self.high_open else ']'}")
+        return (f"{'(' if self.low_open else '['}{_bound_text(self.low)}, "
+                f"{_bound_text(self.high)}{')' if self.high_open else ']'}")
 
     def problem(self, value: int | float) -> str | None:
         """What is wrong with `value` ('must be at least 1'), or None when it is in range."""
         if isinstance(value, float) and not math.isfinite(value):
             return f"must be a finite number in {self.interval()}"
         if value < self.low or (self.low_open and value == self.low):
-            return f"must be {'greater than' if self.low_open else 'at least'} {_number(self.low)}"
+            return f"must be {'greater than' if self.low_open else 'at least'} {_bound_text(self.low)}"
         if value > self.high or (self.high_open and value == self.high):
-            return f"must be {'less than' if self.high_open else 'at most'} {_number(self.high)}"
+            return f"must be {'less than' if self.high_open else 'at most'} {_bound_text(self.high)}"
         return None
 
 
@@ -243,7 +243,7 @@ BOUNDS: dict[str, Bound] = {
 }
 
 
-def _number(x: float) -> str:
+def _bound_text(x: float) -> str:
     """A bound as written in a sentence: 100, 1e-12, 2147483647."""
     if isinstance(x, int) or (x.is_integer() and abs(x) < 1e16):
         return str(int(x))
@@ -259,8 +259,15 @@ def _show(value: Any) -> str:
     return _REPR.repr(value)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
+    """Whether a value read from JSON, TOML or a layer's text is an integer (True is not 1 here)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """Whether a value read from JSON, TOML or a layer's text is a number: an int or a float, not a
+    bool (Python's True is an int, JSON's true is not a number)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def check_value(key: str, value: Any, origin: str | None = None,
@@ -302,7 +309,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
                 value = parse_int_list(value, key)
             except ConfigError as err:
                 raise ConfigError(f"{where}{err}") from None
-        elif not (isinstance(value, list | tuple) and all(_is_int(v) for v in value)):
+        elif not (isinstance(value, list | tuple) and all(is_int(v) for v in value)):
             raise ConfigError(f"{where}{key} must be a list of integers, got {_show(value)}.")
         value = list(value)
     elif t.startswith("list[str]"):
@@ -316,7 +323,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
             raise ConfigError(f"{where}{key} must be true or false, got {_show(value)}.")
         return value
     elif t.startswith("int"):
-        if not _is_int(value):
+        if not is_int(value):
             raise ConfigError(f"{where}{key} must be an integer, got {_show(value)}.")
     elif t.startswith("float"):
         if key == "train.time_budget" and isinstance(value, str):  # "60m" in a TOML file
@@ -324,10 +331,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
                 value = parse_duration(value, key)
             except ConfigError as err:
                 raise ConfigError(f"{where}{err}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             raise ConfigError(f"{where}{key} must be a number, got {_show(value)}.")
     elif t.startswith("str"):
-        if f.name == "image_size" and _is_int(value):  # image_size = 32 in a TOML file
+        if f.name == "image_size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {_show(value)}.")
@@ -375,6 +382,16 @@ def parse_duration(text: str, flag: str = "--time-budget") -> float:
         raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
                           f"got {text!r}.")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a person reads them, the inverse of `parse_duration` in spirit: 9.5 -> '9.5 s';
+    65 -> '1 min 05 s'; 3725 -> '1 h 02 min 05 s' (whole seconds from a minute on)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
 
 
 MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set of them fills any memory)

@@ -1,6 +1,9 @@
 """Where torch computes: the device of a run (cpu, cuda, auto) and how many CPU threads it uses
 (what was asked for, or the cores other processes leave idle). Shared by training, evaluation and
 the benchmarks.
+
+Also how the work shows itself to a person: the one progress bar (`progress_bar`) and bytes in
+binary units (`format_bytes`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import torch
+from tqdm import tqdm
 
 from vaekit.errors import ConfigError
 
@@ -165,3 +169,33 @@ def peak_rss_mb() -> float:
     """The peak resident memory of this process so far, in MiB (getrusage's ru_maxrss, KiB on
     Linux): what a run cost the machine, dataset and torch included."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def progress_bar(total: int | None, desc: str, unit: str, show: bool | None = None,
+                 **options: object) -> tqdm:
+    """The tqdm bar of every loop that shows one (an epoch, an evaluation, a folder being read, a
+    download): `show` None draws it only when stderr is a terminal, True always, False never.
+    `options` go to tqdm as they are (leave, unit_scale, dynamic_ncols)."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=None if show is None else not show,
+                **options)  # type: ignore[call-overload]
+
+
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def format_bytes(n: int, decimals: int | None = None) -> str:
+    """Bytes in binary units (1 KiB = 1024 B): 1536 -> '1.5 KiB', 64 * 2**30 -> '64 GiB'; under
+    1 KiB, '1023 B'. `decimals` None: three significant figures, trailing zeros dropped (a
+    sentence); a number: that many decimals always ('5.0 GiB', the columns of a table). The unit
+    is the largest whose value is below 1024 before rounding (2**20 - 1 -> '1024 KiB')."""
+    value, unit = float(n), "B"
+    for unit in BYTE_UNITS:
+        if value < 1024 or unit == BYTE_UNITS[-1]:
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{n} B"
+    if decimals is not None:
+        return f"{value:.{decimals}f} {unit}"
+    text = f"{value:.3g}"
+    return f"{value:.0f} {unit}" if "e" in text else f"{text} {unit}"  # 1000 and up: no exponent

@@ -38,13 +38,13 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaekit.classify import config as classify_config
-from vaekit.classify.data import resize, to_unit
+from vaekit.classify.data import network_input
 from vaekit.classify.models import build_classifier
-from vaekit.config import DEVICES, TrainConfig, from_dict
+from vaekit.config import DEVICES, TrainConfig, from_dict, is_int, is_number
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import load_configured
-from vaekit.device import resolve_device
+from vaekit.device import format_bytes, resolve_device
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError, SpecError
 from vaekit.vae.models import build_model
 
@@ -67,19 +67,15 @@ TMP = ".tmp"  # suffix of a file being written
 # ----------------------------------------------------------------------------- atomic writes
 
 
-def _size(n: int) -> str:
-    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n:,} bytes"
-
-
 def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
     """One sentence for a write that failed: which file, why, and how much space it needed."""
     if err.errno == errno.ENOSPC:
         try:
             free = shutil.disk_usage(path.parent).free
-            room = f", {_size(free)} free"
+            room = f", {format_bytes(free, 1)} free"
         except OSError:
             room = ""
-        why = f"no space left on the device for its {_size(size)}{room}"
+        why = f"no space left on the device for its {format_bytes(size, 1)}{room}"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = f"{err.strerror.lower() if err.strerror else 'not writable'}: the directory is not writable"
     elif err.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST):
@@ -313,7 +309,7 @@ class Run:
         VAE; pixel / 255, resized to the run's side, for a classifier."""
         pixels = self._split(split).images[:limit]
         if self.task == classify_config.TASK:
-            return to_unit(resize(pixels, self.config.data.side, self.config.data.resize))
+            return network_input(pixels, self.config.data.side, self.config.data.resize)
         return eval_images(pixels, self.config.resolved_binarize())
 
     def labels(self, split: str = "test", limit: int | None = None) -> torch.Tensor | None:
@@ -428,10 +424,6 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     return model, optim, state
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl: one JSON object per epoch, with an integer "epoch" >= 1 and
     numbers for every other field. A last line cut by a kill mid-write is dropped; anything else
@@ -456,8 +448,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
         epoch = row.get("epoch") if isinstance(row, dict) else None
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1 or not all(
-                _number(v) for v in row.values()):
+        if not is_int(epoch) or epoch < 1 or not all(
+                is_number(v) for v in row.values()):
             raise CheckpointError(f"{path}: line {i + 1} is not a row of `vaekit train` (an object with "
                                   "an integer epoch >= 1 and numbers for its other fields).")
         rows.append(row)

@@ -1,11 +1,10 @@
-"""vaekit.arch.table: byte units by their definition (1 KiB = 2^10 B, ...), shapes as text, and the
-table of a stack holding torch's output shapes, parameters and FLOPs / 2."""
+"""vaekit.arch.table: shapes as text, and the table of a stack holding torch's output shapes,
+parameters and FLOPs / 2 (its bytes: tests/test_device.py)."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -13,21 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vaekit.arch.explain import explain_row
 from vaekit.arch.spec import parse_stack
 from vaekit.arch.stack import analyze
-from vaekit.arch.table import dims, human_bytes, stack_table
-
-
-@pytest.mark.parametrize(("n", "text"), [
-    (0, "0 B"), (1023, "1023 B"), (2**10, "1.0 KiB"), (1536, "1.5 KiB"), (2**20 - 1, "1024.0 KiB"),
-    (5 * 2**30, "5.0 GiB"), (2**40, "1.0 TiB"), (2**50, "1024.0 TiB"),
-])
-def test_human_bytes_binary_units(n: int, text: str) -> None:
-    assert human_bytes(n) == text
-
-
-def test_human_bytes_is_the_value_in_its_unit_to_one_decimal() -> None:
-    for exponent, unit in enumerate(("KiB", "MiB", "GiB", "TiB"), start=1):
-        for n in (3 * 2**(10 * exponent) + 12345, 1000 * 2**(10 * exponent)):
-            assert human_bytes(n) == f"{n / 2**(10 * exponent):.1f} {unit}"
+from vaekit.arch.table import dims, stack_table
 
 
 def test_dims() -> None:

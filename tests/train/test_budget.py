@@ -15,7 +15,7 @@ import torch
 
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.config import TrainConfig, apply, load_toml, parse_duration
+from vaekit.config import TrainConfig, apply, format_duration, load_toml, parse_duration
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget
 from vaekit.train.fit import Progress, fit
@@ -55,9 +55,9 @@ def test_parse_duration_refuses(text: str, one_sentence: Callable[..., None]) ->
 
 
 def test_format_duration() -> None:
-    assert budget.format_duration(9.5) == "9.5 s"
-    assert budget.format_duration(65) == "1 min 05 s"
-    assert budget.format_duration(3725) == "1 h 02 min 05 s"
+    assert format_duration(9.5) == "9.5 s"
+    assert format_duration(65) == "1 min 05 s"
+    assert format_duration(3725) == "1 h 02 min 05 s"
 
 
 # ----------------------------------------------------------------------------- the plan

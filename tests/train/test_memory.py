@@ -4,7 +4,6 @@ sizes) the runs that end in allocator errors, before anything is allocated."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +12,12 @@ import pytest
 
 from vaekit.config import TrainConfig
 from vaekit.data.load import load_dataset
+from vaekit.device import format_bytes
 from vaekit.errors import ConfigError
 from vaekit.train.loop import VAL_BATCH
 from vaekit.train.memory import (
     check_fits,
     estimate,
-    format_bytes,
     host_available_bytes,
     run_bytes,
 )
@@ -158,9 +157,3 @@ def test_available_memory_is_at_most_the_machine() -> None:
     total = int(fields["MemTotal"].split()[0]) * 1024
     available = host_available_bytes()
     assert available is not None and 0 < available <= total
-
-
-def test_format_bytes() -> None:
-    assert [format_bytes(n) for n in (0, 1023, 1536, 64 * GiB, 3 * 2**40 // 2)] == [
-        "0 B", "1023 B", "1.5 KiB", "64 GiB", "1.5 TiB"]
-    assert format_bytes(2**70).endswith("EiB") and math.isfinite(float(format_bytes(2**70).split()[0]))

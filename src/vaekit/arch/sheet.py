@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaekit.arch import arith
-from vaekit.arch.table import dims, human_bytes
+from vaekit.arch.table import dims
+from vaekit.device import format_bytes
 
 INPUT_HWC: tuple[int, int, int] = (10, 10, 3)  # the sheet's x, H x W x C
 MAPS = 20  # output channels: Q1's 10x10x20 output and Q2's feature maps
@@ -143,7 +144,7 @@ def exercise1_text() -> str:
         f"    params = ({h}*{w}*{c}) * ({h}*{w}*{MAPS}) = {a.q1_in_features:,} * "
         f"{a.q1_out_features:,} = {a.q1_params:,}",
         f"    a large input: the count grows as (H*W)^2; at {big.side}x{big.side}x{c} it is "
-        f"{big.dense_params:,} ({human_bytes(big.dense_bytes)} in float32) against "
+        f"{big.dense_params:,} ({format_bytes(big.dense_bytes, 1)} in float32) against "
         f"{big.conv_params:,} for the conv (vaekit arch --scaling)",
         f"Q2  conv {KERNEL}x{KERNEL}, {c} -> {MAPS} feature maps (with bias)",
         f"    params = k_h*k_w*C_in*C_out + C_out = {KERNEL}*{KERNEL}*{c}*{MAPS} + {MAPS} = "
@@ -168,8 +169,8 @@ def scaling_text(rows: Sequence[ScalingRow]) -> str:
     c = INPUT_HWC[2]
     table: list[tuple[str, ...]] = [("side", "dense params", "dense f32", "conv params",
                                      "conv f32", "dense/conv")]
-    table += [(f"{r.side}", f"{r.dense_params:,}", human_bytes(r.dense_bytes),
-               f"{r.conv_params:,}", human_bytes(r.conv_bytes),
+    table += [(f"{r.side}", f"{r.dense_params:,}", format_bytes(r.dense_bytes, 1),
+               f"{r.conv_params:,}", format_bytes(r.conv_bytes, 1),
                f"{r.dense_params // r.conv_params:,}x") for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     return "\n".join([

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vaekit.config import is_int, is_number
 from vaekit.errors import SpecError
 
 Literal = int | float | bool | str | None | tuple[Any, ...]
@@ -52,7 +53,7 @@ def excerpt(text: str, limit: int = SHOWN_CHARS) -> str:
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     """A written value as a message quotes it: its repr, excerpted; an integer of more than 57
     digits is counted, not printed."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 190:
+    if is_int(value) and value.bit_length() > 190:
         try:
             return f"an integer of {len(str(abs(value))):,} digits"
         except ValueError:  # beyond sys.get_int_max_str_digits()
@@ -62,14 +63,10 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
 # ----------------------------------------------------------------------------- value checks
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _int(minimum: int) -> Check:
     """An integer in [minimum, MAX_SIZE]."""
     def check(value: Any) -> int:
-        if not _is_int(value):
+        if not is_int(value):
             raise ValueError(f"must be an integer, got {shown(value)}")
         if value < minimum:
             raise ValueError(f"must be {'positive' if minimum == 1 else '>= ' + str(minimum)}, "
@@ -109,11 +106,11 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _number(minimum: float | None = None, maximum: float | None = None,
+def _bounded_number(minimum: float | None = None, maximum: float | None = None,
             positive: bool = False) -> Check:
     """A finite number of magnitude at most MAX_NUMBER, optionally positive or in [min, max]."""
     def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             raise ValueError(f"must be a number, got {shown(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}")
@@ -166,7 +163,7 @@ def _adaptive_size(value: Any) -> tuple[int | None, int | None]:
 
 
 def _scale(value: Any) -> tuple[float, float]:
-    one = _number(positive=True)
+    one = _bounded_number(positive=True)
     if isinstance(value, tuple):
         if len(value) != 2:
             raise ValueError(f"must be a number or a pair (height, width), got {shown(value)}")
@@ -211,18 +208,18 @@ SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
     ),
     "AdaptiveAvgPool2d": (("output_size", REQUIRED, _adaptive_size),),
     "BatchNorm2d": (
-        ("eps", 1e-5, _number(positive=True)), ("momentum", 0.1, _optional(_number())),
+        ("eps", 1e-5, _bounded_number(positive=True)), ("momentum", 0.1, _optional(_bounded_number())),
         ("affine", True, _bool), ("track_running_stats", True, _bool),
     ),
     "ReLU": (_INPLACE,),
-    "LeakyReLU": (("negative_slope", 0.01, _number()), _INPLACE),
+    "LeakyReLU": (("negative_slope", 0.01, _bounded_number()), _INPLACE),
     "Sigmoid": (),
     "Tanh": (),
-    "ELU": (("alpha", 1.0, _number()), _INPLACE),
+    "ELU": (("alpha", 1.0, _bounded_number()), _INPLACE),
     "GELU": (("approximate", "none", _choice("none", "tanh")),),
     "SiLU": (_INPLACE,),
-    "Softplus": (("beta", 1.0, _number()), ("threshold", 20.0, _number())),
-    "Dropout": (("p", 0.5, _number(0.0, 1.0)), _INPLACE),
+    "Softplus": (("beta", 1.0, _bounded_number()), ("threshold", 20.0, _bounded_number())),
+    "Dropout": (("p", 0.5, _bounded_number(0.0, 1.0)), _INPLACE),
     "Upsample": (
         ("size", None, _optional(_pair(1))), ("scale_factor", None, _optional(_scale)),
         ("mode", "nearest", _choice("nearest")),

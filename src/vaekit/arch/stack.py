@@ -56,7 +56,7 @@ class LayerRow:
     def to_json(self) -> dict[str, Any]:
         """The row with the field names of `vaekit arch --json` (receptive_field null for a flat
         input, or when it was not computed within `field.MAX_FIELD_STEPS`)."""
-        jump = None if self.jump is None else [_number(j) for j in self.jump]
+        jump = None if self.jump is None else [_jump_json(j) for j in self.jump]
         return {
             "layer": self.layer, "output_shape": list(self.output_shape), "params": self.params,
             "weight_params": self.weight_params, "bias_params": self.bias_params,
@@ -67,7 +67,7 @@ class LayerRow:
         }
 
 
-def _number(value: Fraction) -> int | float | str:
+def _jump_json(value: Fraction) -> int | float | str:
     """A jump for JSON: an int, else a float, else (beyond a float's range) the fraction 'p/q'."""
     if value.denominator == 1:
         return int(value)

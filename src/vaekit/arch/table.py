@@ -1,8 +1,8 @@
 """The plain-text table of a stack, as `vaekit arch` prints it: one line per `LayerRow`, totals,
 then the conventions (what a MAC is, what memory counts, what field and jump mean).
 
-Also the two number formats the sheet's answers share with it: `human_bytes` (binary units) and
-`dims` (a shape as "20x8x8", jumps as fractions when they are not whole).
+Also the shape format the sheet's answers share with it: `dims` (a shape as "20x8x8", jumps as
+fractions when they are not whole). Bytes are `vaekit.device.format_bytes`, one decimal in tables.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fractions import Fraction
 from vaekit.arch import arith, field
 from vaekit.arch.explain import explain_row
 from vaekit.arch.stack import LayerRow, totals
+from vaekit.device import format_bytes
 
 MAC_NOTE = ("MACs: 1 multiply-add = 1 MAC, per sample; bias adds, activations, pooling and "
             "normalization count 0 (as torch.utils.flop_counter; ConvTranspose2d on its input "
@@ -27,16 +28,6 @@ FIELD_NOT_COMPUTED = ("field '-' on an image: not computed, the field of these l
                       f"{field.MAX_FIELD_STEPS:,} steps of the composed index maps to find "
                       "exactly (the other numbers are exact).")
 WIDTH = 100  # characters per line of the notes
-
-
-def human_bytes(n: int) -> str:
-    """1,280 -> '1.2 KiB': bytes in binary units (1 KiB = 1024 B), one decimal above 1 KiB."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError  # pragma: no cover
 
 
 def dims(values: Sequence[int | Fraction] | None) -> str:
@@ -53,11 +44,11 @@ def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool 
     lines = [f"input {dims(shape)} ({'C x H x W' if len(shape) == 3 else 'N'})"]
     head = ("#", "layer", "output", "params", "MACs", "field", "jump", "memory")
     cells = [(str(r.index), r.layer, dims(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
-              dims(r.receptive_field), dims(r.jump), human_bytes(r.output_bytes))
+              dims(r.receptive_field), dims(r.jump), format_bytes(r.output_bytes, 1))
              for r in rows]
     sums = totals(rows)
     total = ("", "total", "", f"{sums['total_params']:,}", f"{sums['total_macs']:,}", "", "",
-             human_bytes(sums["total_output_bytes"]))
+             format_bytes(sums["total_output_bytes"], 1))
     widths = [max(len(c[i]) for c in [head, total, *cells]) for i in range(len(head))]
     right = {0, 3, 4, 7}  # numbers are right-aligned
 
@@ -74,7 +65,7 @@ def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool 
     lines.append(line(total))
     lines.append(f"params: {sums['total_weight_params']:,} weights + "
                  f"{sums['total_bias_params']:,} biases = {sums['total_params']:,} "
-                 f"({human_bytes(arith.FLOAT32_BYTES * sums['total_params'])} in float32)")
+                 f"({format_bytes(arith.FLOAT32_BYTES * sums['total_params'], 1)} in float32)")
     lines.append(textwrap.fill(MAC_NOTE, WIDTH))
     if len(shape) == 3:
         lines.append(textwrap.fill(FIELD_NOTE, WIDTH))

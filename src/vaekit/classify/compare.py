@@ -56,7 +56,7 @@ from vaekit import runs
 from vaekit.arch.stack import LayerRow
 from vaekit.classify import config as ccfg
 from vaekit.classify.config import MAX_SIDE, ClassifierConfig
-from vaekit.classify.data import resize, to_unit
+from vaekit.classify.data import network_input
 from vaekit.classify.fit import check_fits, fit_classifier, prepare_config, run_bytes
 from vaekit.classify.metrics import EVAL_BATCH, logits, wilson_interval
 from vaekit.data.load import Dataset, Split, load_configured
@@ -198,7 +198,7 @@ def split_accuracy(model: torch.nn.Module, split: Split, side: int, mode: str) -
     assert split.labels is not None  # prepare_config checked the labels
     correct = 0
     for start in range(0, len(split), EVAL_BATCH):
-        x = to_unit(resize(split.images[start : start + EVAL_BATCH], side, mode))  # (B, C, side, side)
+        x = network_input(split.images[start : start + EVAL_BATCH], side, mode)  # (B, C, side, side)
         correct += int((logits(model, x).argmax(1) == split.labels[start : start + EVAL_BATCH]).sum())
     return correct / len(split)
 

@@ -4,6 +4,7 @@ images), scaled to [0, 1], and augmented per batch during training.
     labelled(ds, what)             the dataset's splits, refused in one sentence without labels
     resize(images, side, mode)     uint8 (N, C, H, W) -> (N, C, side, side), nearest or bilinear
     to_unit(images)                uint8 -> float32 in [0, 1]: what the network is given
+    network_input(images, side, mode)  resize, then to_unit: a classifier's x outside training
     augment(x, crop, flip, g)      random crop after zero padding, random horizontal flip
     Labelled(images, labels, ...)  the training loop's batches (`vaekit.train.loop.Batches`)
 
@@ -65,6 +66,14 @@ def resize(images: Tensor, side: int, mode: str = "nearest") -> Tensor:
 def to_unit(images: Tensor) -> Tensor:
     """uint8 pixels -> float32 x = pixel / 255 in [0, 1]."""
     return images.to(torch.float32).div_(255.0)
+
+
+def network_input(images: Tensor, side: int, mode: str = "nearest") -> Tensor:
+    """What a classifier is given for uint8 images (N, C, H, W): `resize`d to side x side, then
+    `to_unit`: float32 (N, C, side, side) = pixel / 255. The validation and test images of a run,
+    the accuracies of a compare and `Run.images` all go through it (training batches are resized
+    once and scaled per batch, before augmentation: `Labelled`)."""
+    return to_unit(resize(images, side, mode))
 
 
 def augment(x: Tensor, crop: int, flip: bool, generator: torch.Generator) -> Tensor:

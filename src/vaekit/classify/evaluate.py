@@ -34,7 +34,7 @@ from torch import Tensor
 
 from vaekit import runs
 from vaekit.classify.config import TASK
-from vaekit.classify.data import resize, to_unit
+from vaekit.classify.data import network_input
 from vaekit.classify.loss import cross_entropy
 from vaekit.classify.metrics import Z95, confusion, logits, wilson_interval
 from vaekit.data.load import load_configured
@@ -75,7 +75,7 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
                         "be measured on it.")
     if len(part) == 0:
         raise DataError(f"{d.name}: the {split} split has no images to evaluate {run.path} on.")
-    x = to_unit(resize(part.images[:limit], d.side, d.resize))  # (N, C, H, W)
+    x = network_input(part.images[:limit], d.side, d.resize)  # (N, C, H, W)
     y = part.labels[:limit].to(torch.int64)
     if tuple(x.shape[1:]) != tuple(m.image_shape):
         raise DataError(f"{d.name} gives images of {'x'.join(map(str, x.shape[1:]))}, but the network of "

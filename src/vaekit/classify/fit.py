@@ -23,16 +23,17 @@ from torch import nn
 from vaekit.arch.stack import LayerRow
 from vaekit.classify import config as ccfg
 from vaekit.classify.config import ClassifierConfig
-from vaekit.classify.data import Labelled, labelled, num_classes, resize, to_unit
+from vaekit.classify.data import Labelled, labelled, network_input, num_classes, resize
 from vaekit.classify.loss import ClassifierEngine, cross_entropy
 from vaekit.classify.metrics import logits
 from vaekit.classify.models import build_classifier, layer_rows, layer_texts
 from vaekit.data.load import Dataset, load_configured
+from vaekit.device import format_bytes
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
 from vaekit.train.fit import check_out_dir, run_task
 from vaekit.train.loop import Batches, Beta
-from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes, format_bytes
+from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes
 
 
 def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
@@ -105,7 +106,7 @@ class ClassifierTask:
     def prepare(self, device: torch.device) -> tuple[Batches, Beta | None]:
         d = self.config.data
         train, val, _ = labelled(self.ds, d.name)
-        self.val_x = to_unit(resize(val.images, d.side, d.resize)).to(device)
+        self.val_x = network_input(val.images, d.side, d.resize).to(device)
         self.val_y = val.labels.to(device)  # type: ignore[union-attr]
         images = resize(train.images, d.side, d.resize).to(device)
         return Labelled(images, train.labels.to(device), d.crop, d.flip), None  # type: ignore[union-attr]

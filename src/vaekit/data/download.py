@@ -17,9 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from vaekit.data.idx import decompress, read_bytes, read_raw
+from vaekit.device import progress_bar
 from vaekit.errors import ChecksumError, DownloadError, IDXFormatError
 
 CHUNK = 1 << 16
@@ -98,9 +97,8 @@ def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float = 30.
                     total = resp.headers.get("Content-Length")
                     total_bytes = int(total) if total and total.isdigit() else None
                     got = 0
-                    with tqdm(
-                        total=total_bytes, unit="B", unit_scale=True, desc=dest.name, leave=False
-                    ) as bar:
+                    with progress_bar(total_bytes, dest.name, "B", True, unit_scale=True,
+                                      leave=False) as bar:
                         while chunk := resp.read(CHUNK):
                             out.write(chunk)
                             got += len(chunk)

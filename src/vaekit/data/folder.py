@@ -63,10 +63,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, features
-from tqdm import tqdm
 
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
 from vaekit.data.registry import cache_dir
+from vaekit.device import progress_bar
 from vaekit.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -336,11 +336,6 @@ def decode(f: _File, channels: int, options: ImageOptions, counts: Counter[str])
 # ----------------------------------------------------------------------------- the folder
 
 
-def _progress(total: int, desc: str, progress: bool | None) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="img", leave=False,
-                disable=None if progress is None else not progress)
-
-
 def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[str, str]:
     """The notes of a decoded folder, from what `decode` counted."""
     notes: dict[str, str] = {}
@@ -374,7 +369,7 @@ def _decode_folder(path: Path, files: list[_File], classes: tuple[str, ...] | No
     """Pass 1 (headers) and pass 2 (pixels into one preallocated array)."""
     skipped: list[_File] = []
     readable: list[_File] = []
-    with _progress(len(files), "scanning", progress) as bar:
+    with progress_bar(len(files), "scanning", "img", progress, leave=False) as bar:
         for f in files:
             problem = _header(f)
             if problem is None:
@@ -402,7 +397,7 @@ def _decode_folder(path: Path, files: list[_File], classes: tuple[str, ...] | No
     labels = None if classes is None else np.empty(len(readable), np.int64)
     counts: Counter[str] = Counter()
     row = 0
-    with _progress(len(readable), "decoding", progress) as bar:
+    with progress_bar(len(readable), "decoding", "img", progress, leave=False) as bar:
         for f in readable:
             try:
                 images[row] = decode(f, channels, options, counts)

@@ -41,13 +41,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from vaekit import runs
-from vaekit.config import SEED_MAX, TrainConfig
+from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED, eval_images
 from vaekit.data.load import Dataset, load_configured
-from vaekit.device import set_threads
+from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.iwae import (
     activation_elements,
@@ -81,10 +80,6 @@ LIKELIHOOD_OF = {
     "none": "the density of x = pixel/255 on [0, 1]^D, not a probability of 8-bit images: train with "
             "--binarize dequantize for bits/dim comparable to published tables",
 }
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # ----------------------------------------------------------------------------- many images
@@ -180,8 +175,7 @@ def _evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int, seed: int, d
     chunk = chunk_size(k, b, e, budget)
     tile = tile_size(b, pixels, activation_elements(model, d), budget, target_rows=target_rows)
     parts: list[Tensor] = []  # one table (b, 4 + dk + d) per batch
-    with tqdm(total=n, desc=f"eval k={k}", unit="img", disable=None if progress is None else not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(n, f"eval k={k}", "img", progress, dynamic_ncols=True) as bar:
         for i, start in enumerate(range(0, n, b)):
             count = min(b, n - start)
             if world is not None and i % world.size != world.rank:
@@ -220,8 +214,8 @@ def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
     if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
         raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
-    bad = [f for f in REQUIRED_FIELDS if not _number(result[f]) or (f in INT_FIELDS and not isinstance(
-        result[f], int))]
+    bad = [f for f in REQUIRED_FIELDS
+           if not is_number(result[f]) or (f in INT_FIELDS and not is_int(result[f]))]
     if bad:
         raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
                               "integers); not an eval.json of `vaekit eval`.")
@@ -229,11 +223,11 @@ def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
     for field in PER_DIM_FIELDS:
         values = result.get(field)
         if values is not None and not (isinstance(values, list) and len(values) == latent
-                                       and all(map(_number, values))):
+                                       and all(map(is_number, values))):
             raise CheckpointError(f"{path}: {field} must be a list of {latent} numbers (one per latent "
                                   "dimension); not an eval.json of `vaekit eval`.")
     for field in OPTIONAL_NUMBERS:
-        if result.get(field) is not None and not _number(result[field]):
+        if result.get(field) is not None and not is_number(result[field]):
             raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
                                   "`vaekit eval`.")
     for field in TEXT_FIELDS:

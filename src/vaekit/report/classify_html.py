@@ -22,12 +22,14 @@ from torch import Tensor
 
 from vaekit import __version__, runs
 from vaekit.arch.stack import LayerRow, totals
-from vaekit.arch.table import FIELD_NOTE, MAC_NOTE, dims, human_bytes
+from vaekit.arch.table import FIELD_NOTE, MAC_NOTE, dims
 from vaekit.classify.config import TASK
 from vaekit.classify.evaluate import evaluate_classifier, load_split, read_classifier_eval
+from vaekit.config import format_duration
+from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError
 from vaekit.report import figures
-from vaekit.report.html import STYLE, _figure, duration, esc, fmt, table
+from vaekit.report.html import STYLE, _figure, esc, fmt, table
 from vaekit.report.visualize import FIGURES_DIR
 
 CAPTIONS: dict[str, str] = {
@@ -70,10 +72,10 @@ def layer_table(rows: Sequence[LayerRow]) -> str:
     """The network's `vaekit arch` rows as an HTML table, with the totals (as `arch.table.stack_table`)."""
     body: list[tuple[Any, ...]] = [
         (r.index, r.layer, dims(r.output_shape), r.params, r.macs, dims(r.receptive_field), dims(r.jump),
-         human_bytes(r.output_bytes)) for r in rows]
+         format_bytes(r.output_bytes, 1)) for r in rows]
     sums = totals(rows)
     body.append(("", "total", "", sums["total_params"], sums["total_macs"], "", "",
-                 human_bytes(sums["total_output_bytes"])))
+                 format_bytes(sums["total_output_bytes"], 1)))
     return (table(("#", "layer", "output", "params", "MACs", "receptive field", "jump", "memory"), body,
                   numeric=(0, 3, 4)).replace("<table>", "<table id='layer-table'>", 1)
             + f"<p><small>{esc(MAC_NOTE)} {esc(FIELD_NOTE)}</small></p>")
@@ -96,10 +98,11 @@ def render_classifier(run_name: str, config: dict[str, Any], evaluation: dict[st
              f"{fmt(ev['macs'])} multiply-adds per image.</p>"]
 
     train_s = sum(float(r.get("epoch_seconds") or 0.0) for r in metrics)
-    times = [("training (sum of epoch_seconds, metrics.jsonl)", duration(train_s), f"{len(metrics)} epochs"),
-             ("evaluation (eval.json)", duration(ev["seconds"]), f"{ev['images']:,} images")]
+    times = [("training (sum of epoch_seconds, metrics.jsonl)", format_duration(train_s),
+              f"{len(metrics)} epochs"),
+             ("evaluation (eval.json)", format_duration(ev["seconds"]), f"{ev['images']:,} images")]
     if report_seconds is not None:
-        times.append(("figures and this report", duration(report_seconds), ""))
+        times.append(("figures and this report", format_duration(report_seconds), ""))
     parts += ["<h2 id='time'>Time spent</h2>", table(("what", "time", "note"), times)]
 
     parts.append("<h2 id='per-class'>Per class</h2>")

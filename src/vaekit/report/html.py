@@ -22,6 +22,7 @@ import torch
 from vaekit import __version__, runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.classify.config import TASK as CLASSIFY_TASK
+from vaekit.config import format_duration
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
@@ -106,15 +107,6 @@ def img_tag(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
 
 
-def duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, s = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02d} s"
-
-
 # ----------------------------------------------------------------------------- the page
 
 
@@ -139,11 +131,12 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
         + "</p>")
 
     train_s = sum(float(r.get("epoch_seconds") or 0.0) for r in metrics)
-    times = [("training (sum of epoch_seconds, metrics.jsonl)", duration(train_s), f"{len(metrics)} epochs"),
-             ("evaluation (eval.json)", duration(evaluation.get("seconds") or 0.0),
+    times = [("training (sum of epoch_seconds, metrics.jsonl)", format_duration(train_s),
+              f"{len(metrics)} epochs"),
+             ("evaluation (eval.json)", format_duration(evaluation.get("seconds") or 0.0),
               f"k = {evaluation['k']:,}, {evaluation['images']:,} images")]
     if report_seconds is not None:
-        times.append(("figures and this report", duration(report_seconds), ""))
+        times.append(("figures and this report", format_duration(report_seconds), ""))
     parts += ["<h2 id='time'>Time spent</h2>", table(("what", "time", "note"), times)]
 
     parts.append("<h2 id='eval'>Evaluation</h2>")

@@ -57,7 +57,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from vaekit.config import SEED_MAX
+from vaekit.config import SEED_MAX, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED, eval_images
 from vaekit.data.load import load_configured
 from vaekit.errors import ConfigError
@@ -117,7 +117,7 @@ def check_fields(body: dict[str, Any], required: tuple[str, ...], optional: tupl
 
 
 def as_int(value: object, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ApiError(400, f"{what} must be an integer between {low} and {high}.")
     if not low <= value <= high:
         got = f", got {value}" if abs(value) < 10**15 else ""
@@ -143,7 +143,7 @@ def numbers(value: object, what: str, length: int) -> list[float]:
         raise ApiError(400, f"{what} must be a list of {length} numbers.")
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float):
+        if not is_number(v):
             raise ApiError(400, f"{what} must hold only numbers.")
         if isinstance(v, int) and abs(v) > 1e300:
             raise ApiError(422, f"{what} holds a number too large to be a latent or a pixel.")

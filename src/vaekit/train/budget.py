@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vaekit.config import OptimConfig
+from vaekit.config import OptimConfig, format_duration
 from vaekit.device import synchronize
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
@@ -50,15 +50,6 @@ FIRST_MARGIN = 1.08  # the first plan takes epochs 8% longer than the probe's es
 # the first epoch's allocations: the probe measured 3-6% short on the MLP VAE)
 WARMUP_SHARE = 0.2  # the KL warm-up is at most this share of the planned epochs
 MAX_EPOCHS = 1_000_000  # a plan never exceeds this (a budget of years over a tiny dataset)
-def format_duration(seconds: float) -> str:
-    """3725 -> '1 h 02 min 05 s'; 65 -> '1 min 05 s'; 9.5 -> '9.5 s'."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
-
-
 @dataclass
 class Probe:
     """What the probe measured: seconds per optimizer step, per validation, the estimate of an

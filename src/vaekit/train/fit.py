@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import runs
-from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences
+from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences, format_duration
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
@@ -473,7 +473,7 @@ def _time_budget(loop: Any) -> float:
 
 def format_budget(plan: budget.Plan, progress: Progress) -> str:
     """'12 min 30 s of 60 min 00 s used'."""
-    return (f"{budget.format_duration(progress.train_seconds)} of {budget.format_duration(plan.budget)} "
+    return (f"{format_duration(progress.train_seconds)} of {format_duration(plan.budget)} "
             "used")
 
 
@@ -501,9 +501,9 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
     loop.epochs = plan.epochs
     if warm:
         loop.warmup = plan.warmup
-    log(f"time budget {budget.format_duration(plan.budget)}: {budget.PROBE_STEPS} steps probed at "
-        f"{step * 1000:.1f} ms each and one validation ({budget.format_duration(p.validation_seconds)}): "
-        f"about {budget.format_duration(estimate)} an epoch; planned {plan.epochs} epochs in all"
+    log(f"time budget {format_duration(plan.budget)}: {budget.PROBE_STEPS} steps probed at "
+        f"{step * 1000:.1f} ms each and one validation ({format_duration(p.validation_seconds)}): "
+        f"about {format_duration(estimate)} an epoch; planned {plan.epochs} epochs in all"
         + (", the cosine decay ending there" if task.config.optim.schedule == "cosine" else "")
         + (f", KL warm-up {plan.warmup:g} epochs (was {warm:g})" if warm and plan.warmup != warm else "")
         + ".")

@@ -21,10 +21,10 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from vaekit.config import LoopConfig, OptimConfig
 from vaekit.data.binarize import prepare
+from vaekit.device import progress_bar
 from vaekit.errors import DivergenceError
 from vaekit.train.engines import Engine
 from vaekit.train.optim import beta_at
@@ -111,9 +111,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
     perm = torch.randperm(n, generator=generator, device=data.device)
     sums = torch.zeros(len(engine.names), dtype=torch.float64, device=data.device)
     check_every = 1 if data.device.type == "cpu" else 50  # host sync per check on a GPU
-    bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-               disable=None if show_bar is None else not show_bar,  # None: only on a terminal
-               dynamic_ncols=True)
+    bar = progress_bar(steps, f"epoch {epoch}/{epochs}", "batch", show_bar, leave=False,
+                       dynamic_ncols=True)
     seen = 0
     i = 0
 

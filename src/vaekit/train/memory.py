@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
+from vaekit.device import format_bytes
 from vaekit.errors import ConfigError
 from vaekit.train.loop import VAL_BATCH
 from vaekit.vae.models import VAEBase, build_model
@@ -177,16 +178,6 @@ def available_bytes(device: str) -> tuple[int | None, str]:
         free, _ = torch.cuda.mem_get_info()
         return int(free), "the CUDA device"
     return host_available_bytes(), "this machine"
-
-
-def format_bytes(n: int) -> str:
-    """1536 -> '1.5 KiB' (binary units, three significant figures)."""
-    value, unit = float(n), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if value < 1024 or unit == "EiB":
-            break
-        value /= 1024
-    return f"{n} B" if unit == "B" else f"{value:.3g} {unit}"
 
 
 def check_fits(config: TrainConfig, image_shape: Sequence[int], available: int | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaekit.config import OptimConfig
+from vaekit.config import OptimConfig, is_int, is_number
 from vaekit.errors import CheckpointError
 from vaekit.runs import optimizer_to_flat
 from vaekit.train.optim import make_optimizer
@@ -85,20 +85,18 @@ def check_progress(progress: Any, path: Path, names: tuple[str, ...]) -> dict[st
     if not isinstance(progress, dict) or not required <= set(progress) or not set(progress) <= set(names):
         raise CheckpointError(f"{path}: the progress record must have the fields {', '.join(names)}.")
     seconds = progress.get("train_seconds", 0.0)
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not math.isfinite(seconds) \
-            or seconds < 0:
+    if not is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
         raise CheckpointError(f"{path}: progress.train_seconds must be a non-negative number, "
                               f"got {seconds!r}.")
     for key in ("epoch", "step", "best_epoch", "bad_epochs"):
         v = progress[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        if not is_int(v) or v < 0:
             raise CheckpointError(f"{path}: progress.{key} must be a non-negative integer, got {v!r}.")
     best = progress["best_val"]
-    if not isinstance(best, int | float) or isinstance(best, bool) or math.isnan(best):
+    if not is_number(best) or math.isnan(best):
         raise CheckpointError(f"{path}: progress.best_val must be a number, got {best!r}.")
     base = progress["baseline"]
-    if base is not None and (not isinstance(base, int | float) or isinstance(base, bool)
-                             or not math.isfinite(base)):
+    if base is not None and (not is_number(base) or not math.isfinite(base)):
         raise CheckpointError(f"{path}: progress.baseline must be a finite number or null, got {base!r}.")
     if progress["stopped"] is not None and not isinstance(progress["stopped"], str):
         raise CheckpointError(f"{path}: progress.stopped must be text or null.")
