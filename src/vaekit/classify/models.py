@@ -152,12 +152,6 @@ class Classifier(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    @torch.inference_mode()
-    def predict(self, x: Tensor, batch_size: int = 1000) -> Tensor:
-        """Class probabilities (N, classes) of images x, in batches, in eval mode."""
-        self.eval()
-        return torch.cat([self(x[i : i + batch_size]).softmax(1) for i in range(0, x.shape[0], batch_size)])
-
 
 def build_classifier(config: ClassifierConfig) -> Classifier:
     """The network of a ClassifierConfig whose model.image_shape and model.classes are filled in."""
