@@ -122,9 +122,10 @@ class LoopConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
     threads: int = 0  # torch CPU threads; 0 = the cores other processes leave idle, at least 1
-    # How gradients are computed: 'auto' uses the hand-derived backward of `vaekit.mlp_backprop`
-    # where it applies (MLP, Bernoulli, ReLU/tanh, one-sample reparameterized ELBO), autograd
-    # elsewhere; 'autograd' always uses autograd (the same loss; other rounding, so other numbers).
+    # How gradients are computed: 'auto' uses the hand-derived backward of `vaekit.vae.backprop`
+    # where it applies and is the faster (`backprop.faster`: an MLP VAE with a Bernoulli decoder,
+    # ReLU/tanh layers, the reparameterized ELBO or IWAE), autograd elsewhere; 'autograd' always
+    # uses autograd (the same loss; other rounding, so other numbers).
     engine: str = "auto"
     # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
     # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.

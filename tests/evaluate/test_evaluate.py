@@ -1,6 +1,6 @@
 """The estimators of vaekit.evaluate (iwae, run, latents) against independent references:
 torch.distributions, the exact log p(x) of a linear-Gaussian VAE, numpy, scikit-learn, and the
-unchunked bound of vaekit.prob."""
+unchunked bound of vaekit.vae.prob."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: see conftes
 
 
 class TinyBernoulliVAE(nn.Module):
-    """A small MLP VAE written here, independent of vaekit.models: P pixels, D latent dims."""
+    """A small MLP VAE written here, independent of vaekit.vae.models: P pixels, D latent dims."""
 
     likelihood = "bernoulli"
 
@@ -108,7 +108,7 @@ class TestMonotoneInK:
 
 
 class TestLinearGaussian:
-    """p(x) = N(b, W W^T + s^2 I) is known exactly (vaekit.linear_gaussian)."""
+    """p(x) = N(b, W W^T + s^2 I) is known exactly (vaekit.vae.linear_gaussian)."""
 
     def test_with_the_true_posterior_every_weight_is_p_x(self) -> None:
         model = LinearGaussianVAE(data_dim=8, latent_dim=3, seed=0)

@@ -202,7 +202,7 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path: Path, monkeypatch: pytest.
                                             capsys: pytest.CaptureFixture[str], one_sentence: Any,
                                             engine: str) -> None:
     calls = {"n": 0}
-    if engine == "autograd":  # the loss of vaekit.prob, differentiated by autograd
+    if engine == "autograd":  # the loss of vaekit.vae.prob, differentiated by autograd
         real = engines.objective_for
 
         def poisoned_objective(loop: Any) -> Any:

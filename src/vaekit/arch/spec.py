@@ -1,7 +1,7 @@
 """The layer language: `Conv2d(20, kernel_size=3, stride=2)` text <-> `LayerSpec`.
 
 A layer is written as its torch.nn constructor call without the input size (in_channels,
-in_features, num_features), which `vaekit.stack` infers from the previous layer. Positional and
+in_features, num_features), which `vaekit.arch.stack` infers from the previous layer. Positional and
 keyword arguments follow torch.nn's own names and order. The text is parsed with `ast` and only
 literals are accepted (ints, floats, bools, strings, None, tuples): nothing is ever evaluated.
 

@@ -277,7 +277,7 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
     (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
     model_sha256 and the protocol (dataset, binarization, seeds). `threads`: torch CPU threads, 0 =
-    the cores other processes leave idle (`vaekit.threads.choose_threads`: all of them on a quiet
+    the cores other processes leave idle (`vaekit.device.choose_threads`: all of them on a quiet
     machine); the previous setting is restored afterwards. `device`: where the model and the
     images are and the evaluation computes, cpu, cuda or auto (cuda where torch sees one); eps are
     drawn on the CPU from the seed and copied there, so a seed gives the same draws on every device

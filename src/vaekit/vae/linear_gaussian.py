@@ -41,7 +41,7 @@ class LinearGaussianVAE(nn.Module):
         self.c = nn.Parameter(torch.randn(latent_dim, generator=g, dtype=torch.float64) * 0.1)
         self.l = nn.Parameter(torch.randn(latent_dim, generator=g, dtype=torch.float64) * 0.3)
 
-    # -- the VAE protocol of vaekit.prob
+    # -- the VAE protocol of vaekit.vae.prob
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu = (x - self.b) @ self.A.T + self.c  # (B, D)
         return mu, self.l.expand_as(mu)

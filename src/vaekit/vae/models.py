@@ -8,7 +8,7 @@ Both follow the sheet's names:
                                   `prob.reparameterize` for why)
     p_dec      z -> parameters of p(x|z)
 
-Models return distribution parameters only; the loss lives in `vaekit.prob` (`negative_elbo`,
+Models return distribution parameters only; the loss lives in `vaekit.vae.prob` (`negative_elbo`,
 `negative_iwae`). `decode(z)` returns Bernoulli logits (B, C, H, W) for the 'bernoulli' likelihood,
 or `(mean, logvar)` for the 'gaussian' one, where `logvar` is a learned parameter of shape (C, H, W)
 ('pixel') or (1, 1, 1) ('global') that broadcasts against the images.
@@ -171,7 +171,7 @@ class VAEBase(nn.Module):
         return self.decode_mean(self.sample_prior(n, generator))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The parameters of q(z|x); the loss is `vaekit.prob.negative_elbo(x, model)`."""
+        """The parameters of q(z|x); the loss is `vaekit.vae.prob.negative_elbo(x, model)`."""
         return self.encode(x)
 
     def num_parameters(self) -> int:
