@@ -79,20 +79,16 @@ def flush_denormals() -> Iterator[None]:
 
     Why: a CPU takes its slow path on every subnormal operand. Adam's moments and the gradients of
     weights that rarely see a signal (pixels that are almost always 0) drift into that range as
-    training goes on: the fused AdamW step of configs/fashion-mnist-best.toml took 4.8 ms at the
-    start of a run and 14.9 ms after 607 epochs (1.1 s more an epoch) with the block begun late
-    (see Threads; docs/benchmarks.md). Numbers below the float32 range become 0; everything else
+    training goes on, and the optimizer's step slows down epoch after epoch (docs/benchmarks.md,
+    "Figures once kept in docstrings"). Numbers below the float32 range become 0; everything else
     is computed as before. Where the CPU cannot flush (not x86 with SSE3) this does nothing.
 
     Threads: the setting belongs to each thread (x86's MXCSR register); `torch.set_flush_denormal`
     sets the calling thread's, and threads started later copy it. Begun at the start of a process,
     before torch computes anything, the block reaches every kernel; begun later, some kernels still
-    take the slow path: on the state of a trained run (with the same bits of Adam's moments) the
-    fused AdamW step took 18.8 ms with the flush switched on after loading, 3.7 ms with it on from
-    the start, and resumed epochs 5.8 s against 4.6 s (an elementwise product is flushed either
-    way). The step's worker thread keeps the setting it started with: after a matrix product has
-    started torch's threads, a step over subnormal moments leaves half of them subnormal, the
-    worker's share (`denormals_flushed` probes it). So `vaekit`'s CLI runs every command inside
+    take the slow path. A worker thread keeps the setting it started with: after a matrix product
+    has started torch's threads, a step over subnormal moments leaves the worker's share of them
+    subnormal (`denormals_flushed` probes it). So `vaekit`'s CLI runs every command inside
     the block (`vaekit.cli.main`), as do the benchmarks; `fit` enters it too, for callers from
     Python, and says when it cannot reach every thread (`flush_incomplete`).
     """

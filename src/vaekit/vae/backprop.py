@@ -97,11 +97,10 @@ def supports(model: VAEBase, loop: LoopConfig) -> bool:
 def faster(model: VAEBase, loop: LoopConfig) -> bool:
     """Whether `backprop` is measured faster than autograd for this run (what `train.engine = "auto"`
     takes): wherever it `supports` one sample per image, and K > 1 samples on the factorized decoder.
-    With the autoregressive term and K > 1 autograd is as fast or faster (bench/engine_speed.py on
-    configs/fashion-mnist-best.toml, bf16, 2 threads, before the bands: IWAE-2 0.98x, IWAE-3 0.87x;
-    its bfloat16 activations halve the traffic of the (K B, units) tensors, which stay float32 here), so that
-    case stays with autograd; on configs/fashion-mnist-mlp.toml the hand-derived step is
-    1.12-1.19x faster for ELBO-1, ELBO-2, IWAE-2 and IWAE-5."""
+    With the autoregressive term and K > 1 autograd is as fast or faster (its bfloat16 activations
+    halve the traffic of the (K B, units) tensors, which stay float32 here), so that case stays
+    with autograd (bench/engine_speed.py; figures in docs/benchmarks.md, "Figures once kept in
+    docstrings")."""
     return supports(model, loop) and (loop.samples == 1 or getattr(model, "p_ar", None) is None)
 
 
