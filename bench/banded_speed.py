@@ -1,6 +1,6 @@
 """Milliseconds per training step and per evaluation pass: the masks' bands against dense products.
 
-Issue 15: the autoregressive term's masked products run on `vaekit.vae.banded.Band`s, row groups
+The autoregressive term's masked products run on `vaekit.vae.banded.Band`s, row groups
 of the mask with only the columns they reach. One group is the dense product with the full masked
 matrix (the code before bands). For one config (default configs/fashion-mnist-best.toml, its
 precision and engine as `train.engine = "auto"` picks it) and each window W given, this times

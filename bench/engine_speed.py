@@ -1,6 +1,6 @@
 """Milliseconds per training step: the hand-derived engine against autograd, per objective and K.
 
-Issue 15: IWAE-K and the K-sample ELBO go through `vaekit.vae.backprop` (the hand-derived engine)
+IWAE-K and the K-sample ELBO go through `vaekit.vae.backprop` (the hand-derived engine)
 under `train.engine = "auto"` only where this measures it faster than autograd
 (`vaekit.vae.backprop.faster`). For one config
 (default: configs/fashion-mnist-best.toml, its precision) and each objective:K given, one training

@@ -20,7 +20,7 @@ one), the bound also holds its products: the pixel part (M1 . W) x once per imag
 (M2 . V) r for every latent (`vaekit.vae.autoregressive`, dense as the evaluator runs them).
 
 With `--images N` < 10,000 both are timed on the first N images and extrapolated linearly to 10,000
-(labelled as such). Target (issue 5): vaekit within 1.5x of the bound.
+(labelled as such). Target: vaekit within 1.5x of the bound.
 Run: .venv/bin/python bench/eval_speed.py [--images 500] [--repeats 2] [--threads N] [--run RUN_DIR]
 """
 

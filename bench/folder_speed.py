@@ -1,4 +1,4 @@
-"""A folder of many small images through `vaekit.data.folder` (issue 16): seconds to decode it
+"""A folder of many small images through `vaekit.data.folder` (a user's own images): seconds to decode it
 the first time, seconds to load it from the cache the second time, and the memory the decode used
 against the final uint8 array.
 
@@ -12,7 +12,7 @@ sub-folder per class. Then, in this process:
   memory   tracemalloc's peak during the decode (numpy's allocations are traced) against the
            bytes of the final array: the law is "never more than the final array plus one image"
 
-Target (issue 16): the second run starts in about a second (at 60,000 images); peak / array <= 1.05.
+Target: the second run starts in about a second (at 60,000 images); peak / array <= 1.05.
 Run: .venv/bin/python bench/folder_speed.py [--images 100000] [--dir DIR] [--json]
 """
 

@@ -1,6 +1,6 @@
 """Overfitting screen: a config trained on a subset of the training images, validation -ELBO at the end.
 
-Issue 15. The best config overfits in an hour on the 55,000 training images (training -ELBO 224.4
+The best config overfits in an hour on the 55,000 training images (training -ELBO 224.4
 against validation 226.4 at the end); a regularizer can only be judged where that happens, and an
 hour per candidate is too dear. On 11,000 images (a fixed draw of the training split) five minutes
 on 2 threads reach the same gap (about 1.9 nats at ~185 epochs), so candidates are compared there:

@@ -1,6 +1,6 @@
 """Test NLL for the same wall-time budget: vaekit against its peers, all scored by vaekit's evaluator.
 
-Issue 15. Each contender trains for the same wall-time budget on this machine (`--budget`, default
+Each contender trains for the same wall-time budget on this machine (`--budget`, default
 60 minutes), one after the other, then each is evaluated by the same call,
 `vaekit.evaluate.run.evaluate_model(model, x, k, batch_size=100, seed=0)`:
 

@@ -23,7 +23,7 @@ Measured in the same process, interleaved, best and median of `--repeats`:
 Then the peak resident memory (VmHWM) of a separate `vaekit train` process: Fashion-MNIST,
 this model, one epoch with validation and checkpoints.
 
-Targets (issue 4): vaekit >= 5x faster than (a), within 1.5x of (b), peak memory < 1 GB.
+Targets: vaekit >= 5x faster than (a), within 1.5x of (b), peak memory < 1 GB.
 Run: .venv/bin/python bench/train_speed.py [--repeats 3]
 """
 

@@ -1,4 +1,4 @@
-"""The CLI against random input (issue 11, "How to show it"): random flag values, random TOML
+"""The CLI against random input: random flag values, random TOML
 documents, and random edits of a real run's JSON and safetensors files. Every run must end with
 exit 0, or exit 2 with at most 3 lines on stderr and no traceback; and when it exits 2, the run
 directory it was pointed at is byte for byte as it was.

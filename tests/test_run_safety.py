@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silently wrong (issue 11, items 1-5, 10, 12, 14): one writer per run
+"""Nothing lost, nothing silently wrong: one writer per run
 directory (a second process, and a kill -9), directories that hold part of a run, a full disk, a
 divergence in the first epoch, checkpoints and run files that were tampered with, output paths
 that cannot be written, and work without a bound. Each bad case: exit 2, one sentence, and the

@@ -1,4 +1,4 @@
-"""A folder of the user's own colour images through every command (issue 16): patches of
+"""A folder of the user's own colour images through every command: patches of
 scikit-learn's two sample photographs (`load_sample_images`: china.jpg, flower.jpg) written as PNG
 files in two class folders, then `vaekit train` a Gaussian conv VAE on them (x dequantized, bits
 per dimension of the 8-bit images), `eval`, `sample`, `report`, the explorer's API and `vaekit

@@ -83,8 +83,9 @@ class ModelConfig:
     kernel_size: int = 4  # conv only
     stride: int = 2  # conv only
     image_shape: list[int] | None = None  # (C, H, W), filled in from the data at training time
-    # Issue 15's pieces (Tomczak & Welling 2018): gated layers h = (W x + b) * sigmoid(V x + c) in
-    # place of linear + activation; the prior p(z); one or two stochastic layers (z1 | z2, z2).
+    # The pieces of the best-NLL model (Tomczak & Welling 2018): gated layers
+    # h = (W x + b) * sigmoid(V x + c) in place of linear + activation; the prior p(z); one or two
+    # stochastic layers (z1 | z2, z2).
     gated: bool = False
     prior: str = "standard"  # standard | vamp
     pseudo_inputs: int = 500  # vamp only: K learned pseudo-inputs u_k of p(z) = 1/K sum_k q(z|u_k)

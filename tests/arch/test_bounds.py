@@ -1,5 +1,5 @@
-"""`vaekit arch` on sizes, numbers and texts beyond the bounds of vaekit.arch.spec (issue 11, item
-13): each is refused at once with one sentence and exit 2, sizes within the bounds are answered at
+"""`vaekit arch` on sizes, numbers and texts beyond the bounds of vaekit.arch.spec: each
+is refused at once with one sentence and exit 2, sizes within the bounds are answered at
 once and exactly, and random layer texts with huge, negative, float, inf or nan values end in a
 result or a SpecError, never another exception, in bounded time."""
 

@@ -1,7 +1,7 @@
 """vaekit.arch.arith's receptive-field shortcuts held against the definition: the index maps
 against the formulas of their docstrings written as plain loops, their periods and order against
 the maps themselves, `AxisField` against a naive recursive hull, and its work against the sizes
-(it must not grow with them; issue 11, item 13)."""
+(it must not grow with them: bounded work on any input)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`vaekit arch --scaling --plot PATH` on paths it cannot use (issue 11, item 10): an unknown
+"""`vaekit arch --scaling --plot PATH` on paths it cannot use: an unknown
 extension, a directory, a read-only directory, /dev/null, a path under a file, /proc; each is one
 sentence naming the path and what was expected, exit 2, nothing printed and nothing left behind."""
 

@@ -1,4 +1,4 @@
-"""Issue 11, item 7: degenerate user arrays. Empty images are refused; channel-last arrays are
+"""Degenerate user arrays. Empty images are refused; channel-last arrays are
 converted to (N, C, H, W) and shapes that cannot be decided are refused; a NaN or infinite float
 array gets its sentence and no numpy warning; a file that is not .npy/.npz is told so (never
 pointed at pickle); integers in 0..255 and bool are converted. Each held against numpy arrays

@@ -1,4 +1,4 @@
-"""Issue 11, item 6: a known dataset whose file does not match its published SHA-256 is an error
+"""Checked downloads: a known dataset whose file does not match its published SHA-256 is an error
 wherever it is loaded (ChecksumError, one sentence, exit 2), unless the user opts in for a modified
 copy ($VAEKIT_ALLOW_MODIFIED_DATA=1, `vaekit data info --allow-modified`); the sum is taken of the
 bytes that are parsed, so each file is read once per load. Held against hashlib digests and the

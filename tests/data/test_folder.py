@@ -1,4 +1,4 @@
-"""`vaekit.data.folder`: a folder of image files as one uint8 array (issue 16), held against the
+"""`vaekit.data.folder`: a folder of image files as one uint8 array (a user's own images), held against the
 IDX reader (the same Fashion-MNIST pixels through PNG files), Pillow's own decoders and
 conversions, numpy brute force (16-bit reduction, crop and pad geometry), tracemalloc (memory) and
 the bad inputs a user brings."""

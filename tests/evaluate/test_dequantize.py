@@ -1,4 +1,4 @@
-"""Uniform dequantization and bits per dimension of 8-bit images (issue 16).
+"""Uniform dequantization and bits per dimension of 8-bit images (a user's own images).
 
 `vaekit.data.binarize.dequantize` against its law (every x in its pixel's bin [p/256, (p+1)/256),
 u uniform), `log_px_offset` against the change of variables, and the whole evaluation of a Gaussian

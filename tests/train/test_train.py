@@ -569,7 +569,7 @@ def test_shipped_configs() -> None:
     assert sheet.train.samples == 1 and sheet.optim.name == "adam" and sheet.train.objective == "elbo"
     assert validate(load_toml(root / "fashion-mnist-mlp.toml")).model.kind == "mlp"
     assert validate(load_toml(root / "fashion-mnist-conv.toml")).model.kind == "conv"
-    best = validate(load_toml(root / "fashion-mnist-best.toml"))  # issue 15's hour
+    best = validate(load_toml(root / "fashion-mnist-best.toml"))  # the best config's hour
     assert best.model.autoregressive > 0 and best.model.likelihood == "bernoulli"
 
 

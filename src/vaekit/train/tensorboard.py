@@ -139,7 +139,8 @@ class Board:
             param = next(iter(model.parameters()), None)
             on_cpu = model
             if param is not None and param.device.type != "cpu":
-                on_cpu = copy.deepcopy(model).cpu()  # visualize's generators are CPU ones
+                # visualize draws on the model's device: a CPU copy draws the grids on the CPU
+                on_cpu = copy.deepcopy(model).cpu()
             dtype = param.dtype if param is not None else torch.float32
             n = min(RECON_IMAGES, images.shape[0])
             cols = min(ROW, n)

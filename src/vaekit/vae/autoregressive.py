@@ -23,7 +23,7 @@ With a `window` W > 0 the masks are also local (`made_masks`): a_i depends on x_
 i - W <= j < i, the W pixels before pixel i in raster order, and z is left what lies further away
 (the local autoregressive decoder of the Variational Lossy Autoencoder, Chen et al. 2017). Fewer
 connections to fit the training images with: on 11,000 Fashion-MNIST images W = 168 ends without
-the full term's overfitting (docs/benchmarks.md, the screens of issue 15).
+the full term's overfitting (docs/benchmarks.md, the overfitting screens of `bench/overfit_screen.py`).
 
 With `dropout` p > 0 the masked layer's hidden units are dropped while training (Srivastava et al.,
 "Dropout", JMLR 2014): r <- r . m / (1 - p), m_k ~ Bernoulli(1 - p) per unit and image
