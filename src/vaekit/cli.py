@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from vaekit import __version__
 from vaekit.commands.flags import int_flag
 from vaekit.errors import VaekitError
+from vaekit.version import __version__
 
 # Order is the order shown by `vaekit --help`.
 COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "serve",
