@@ -291,7 +291,7 @@ class Run:
 
     path: Path
     config: Any  # TrainConfig (task 'vae') or vaekit.classify.config.ClassifierConfig
-    model: Any  # vaekit.vae.models.VAEBase or vaekit.classify.models.Classifier
+    model: Any  # vaekit.vae.base.VAEBase or vaekit.classify.models.Classifier
 
     @property
     def task(self) -> str:
