@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vaekit import runs
+from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import EVAL_SEED, eval_images
 from vaekit.data.load import Dataset, load_configured
@@ -58,7 +58,6 @@ from vaekit.evaluate.iwae import (
     tile_size,
 )
 from vaekit.evaluate.latents import active_units, probe_accuracy
-from vaekit.train import distributed
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
