@@ -53,7 +53,7 @@ def write_classifier_figures(evaluation: dict[str, Any], wrong_images: Tensor, n
     """The figures of a classifier run into `out_dir` (RUN_DIR/figures): name -> path. `wrong_images`
     (M, C, H, W) are the images of evaluation["most_wrong"], in its order."""
     out = Path(out_dir)
-    paths = {"confusion": figures.confusionfigure(evaluation["confusion"], names, out / "confusion.png",
+    paths = {"confusion": figures.confusion_figure(evaluation["confusion"], names, out / "confusion.png",
                                                    title=f"confusion matrix, {evaluation['images']:,} "
                                                    f"{evaluation['split']} images")}
     wrong = evaluation["most_wrong"]
