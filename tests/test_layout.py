@@ -76,9 +76,12 @@ def part(module: str) -> str:
 
 
 def upward_imports(modules: dict[str, Path]) -> list[str]:
-    """'file:line: A imports B' for every import that goes up a rung (or names a part no rung holds)."""
+    """'file:line: A imports B' for every import that goes up a rung (or names a part no rung holds),
+    and every relative import (which the graph would not see)."""
     out = []
     for name, path in sorted(modules.items()):
+        out += [f"{path.name}:{node.lineno}: {name} imports relatively" for node in ast.walk(ast.parse(
+            path.read_text())) if isinstance(node, ast.ImportFrom) and node.level]
         here = RUNG.get(part(name), -1)
         for line, target in all_imports(path):
             there = RUNG.get(part(target))
@@ -188,10 +191,11 @@ def test_the_checker_finds_an_upward_import(tmp_path: Path) -> None:
         "def f():\n"
         "    import vaekit.cli  # a reason\n"
         "    from vaekit import __version__\n"
+        "    from . import prob\n"
     )
     found = upward_imports({"vaekit.vae.bad": package / "bad.py"})
     assert [line.split(" imports ")[1].split(" ")[0] for line in found] == [
-        "vaekit.runs", "vaekit.report.html", "vaekit.cli", "vaekit"]
+        "relatively", "vaekit.runs", "vaekit.report.html", "vaekit.cli", "vaekit"]
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
