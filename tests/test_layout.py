@@ -2,7 +2,10 @@
 from the source files themselves (ast), so that a change that breaks a rule of the layout fails here.
 
 - the subpackages are the parts of the sheet and of a run, and tests/ mirrors them;
-- module-level imports between vaekit modules form no circle;
+- the layers run one way, bottom to top (RUNGS): no import of a vaekit module, at module level,
+  inside a function or for annotations only (`if TYPE_CHECKING:`), goes up a rung, and nothing
+  imports `vaekit` itself (the public API) or `vaekit.__main__`;
+- imports between vaekit modules form no circle, nor do those between the packages of one rung;
 - a vaekit module imported inside a function says why on that line (a heavy optional dependency
   such as matplotlib or scikit-learn, imported only by the code that needs it);
 - each command is thin: it parses, calls the library, prints.
@@ -18,6 +21,21 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "vaekit"
 TESTS = Path(__file__).resolve().parent
 PACKAGES = {"arch", "data", "vae", "train", "evaluate", "report", "checks", "classify", "serve", "commands"}
+# The layers, bottom to top: a package or loose module imports only from its own rung (without a
+# circle) and those below. `vaekit/__init__.py` (the public API) and `__main__` are above them all.
+RUNGS = (
+    ("errors", "version", "config", "device", "distributed"),
+    ("arch",),
+    ("data", "vae"),
+    ("runs",),
+    ("train", "evaluate"),
+    ("classify", "checks", "report"),
+    ("serve",),
+    ("commands",),
+    ("cli",),
+)
+TOP = ("__init__", "__main__")
+RUNG = {part: i for i, parts in enumerate(RUNGS) for part in parts} | {top: len(RUNGS) for top in TOP}
 COMMAND_LINES = 140  # "under about 100 lines": `vaekit train` is 139 with its 50-line flag table (data)
 
 
@@ -43,15 +61,55 @@ def imported(node: ast.Import | ast.ImportFrom) -> list[str]:
     return out
 
 
-def module_level_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    out: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.If):  # `if TYPE_CHECKING:` blocks import nothing at run time
-            continue
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            out.update(imported(node))
+def all_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every vaekit import of a file: at module level, inside a function or a
+    class, and under `if TYPE_CHECKING:`."""
+    return [(node.lineno, name) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import | ast.ImportFrom) for name in imported(node)]
+
+
+def part(module: str) -> str:
+    """The rung's name of a vaekit module: its package or loose module ('vaekit.vae.prob' -> 'vae',
+    'vaekit.runs' -> 'runs'), '__init__' for `vaekit` itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def upward_imports(modules: dict[str, Path]) -> list[str]:
+    """'file:line: A imports B' for every import that goes up a rung (or names a part no rung holds),
+    and every relative import (which the graph would not see)."""
+    out = []
+    for name, path in sorted(modules.items()):
+        out += [f"{path.name}:{node.lineno}: {name} imports relatively" for node in ast.walk(ast.parse(
+            path.read_text())) if isinstance(node, ast.ImportFrom) and node.level]
+        here = RUNG.get(part(name), -1)
+        for line, target in all_imports(path):
+            there = RUNG.get(part(target))
+            if part(name) == "__init__":
+                continue  # the public API may import anything
+            if there is None or here < 0 or there > here:
+                out.append(f"{path.name}:{line}: {name} (rung {here}) imports {target} (rung {there})")
     return out
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A circle of `graph` (node -> the nodes it imports) as a path, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := visit(nxt, [*path, nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state and (found := visit(name, [name])):
+            return found
+    return None
 
 
 def function_level_imports(path: Path) -> list[tuple[int, str]]:
@@ -71,7 +129,8 @@ def test_the_packages_are_the_parts_of_the_sheet() -> None:
     found = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert found == PACKAGES
     loose = {p.stem for p in SRC.glob("*.py")}
-    assert loose == {"__init__", "__main__", "cli", "config", "device", "errors", "runs"}
+    assert loose == {"__init__", "__main__", "cli", "config", "device", "distributed", "errors", "runs",
+                     "version"}
 
 
 def test_tests_mirror_the_packages() -> None:
@@ -82,22 +141,27 @@ def test_tests_mirror_the_packages() -> None:
 
 
 def test_no_import_circle() -> None:
-    graph = {name: module_level_imports(path) & set(MODULES) - {name} for name, path in MODULES.items()}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    """Over every import, function-level and TYPE_CHECKING ones included (`vaekit` itself, which
+    imports the public API, left out: nothing below imports it, see test_no_import_goes_up_a_rung)."""
+    graph = {name: {m for _, m in all_imports(path)} & set(MODULES) - {name, "vaekit"}
+             for name, path in MODULES.items()}
+    circle = find_circle(graph)
+    assert circle is None, "import circle: " + " -> ".join(circle or [])
 
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
-                pytest.fail("import circle: " + " -> ".join(cycle))
-            if nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[node] = 2
 
-    for name in sorted(graph):
-        if name not in state:
-            visit(name, [name])
+def test_no_import_goes_up_a_rung() -> None:
+    assert set(RUNG) - set(TOP) == {part(name) for name in MODULES} - set(TOP), "a part without a rung"
+    offenders = upward_imports(MODULES)
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_circle_between_packages() -> None:
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        graph.setdefault(part(name), set()).update(part(m) for _, m in all_imports(path))
+    graph = {p: targets - {p} - set(TOP) for p, targets in graph.items() if p not in TOP}
+    circle = find_circle(graph)
+    assert circle is None, "package circle: " + " -> ".join(circle or [])
 
 
 def test_the_checker_finds_a_circle(tmp_path: Path) -> None:
@@ -111,6 +175,29 @@ def test_function_level_imports_say_why() -> None:
     offenders = [f"{path.relative_to(SRC)}:{line}: {text.strip()}" for path in MODULES.values()
                  for line, text in function_level_imports(path) if "#" not in text]
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_checker_finds_an_upward_import(tmp_path: Path) -> None:
+    """Upward imports of every kind are found (so the check can fail), and a circle is."""
+    package = tmp_path / "vaekit" / "vae"
+    package.mkdir(parents=True)
+    (package / "bad.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from vaekit.vae import prob\n"  # same rung: fine
+        "from vaekit.errors import ConfigError\n"  # below: fine
+        "from vaekit import runs\n"
+        "if TYPE_CHECKING:\n"
+        "    from vaekit.report.html import write_report\n"
+        "def f():\n"
+        "    import vaekit.cli  # a reason\n"
+        "    from vaekit import __version__\n"
+        "    from . import prob\n"
+    )
+    found = upward_imports({"vaekit.vae.bad": package / "bad.py"})
+    assert [line.split(" imports ")[1].split(" ")[0] for line in found] == [
+        "relatively", "vaekit.runs", "vaekit.report.html", "vaekit.cli", "vaekit"]
+    assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_circle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
 @pytest.mark.parametrize("path", sorted((SRC / "commands").glob("[a-z]*.py")), ids=lambda p: p.stem)

@@ -19,15 +19,14 @@ The Python API for a notebook, a few names (the `vaekit` command is a thin layer
 are not called `train` and `evaluate`: those are the names of the packages that hold them.)
 """
 
-__version__ = "0.1.0"  # before the imports below: vaekit.report.html and vaekit.cli read it
-
-from vaekit.classify.config import ClassifierConfig  # noqa: E402
-from vaekit.classify.fit import fit_classifier  # noqa: E402
-from vaekit.config import TrainConfig  # noqa: E402
-from vaekit.data.load import load_dataset  # noqa: E402
-from vaekit.evaluate.run import evaluate_run  # noqa: E402
-from vaekit.runs import Run, load_run  # noqa: E402
-from vaekit.train.fit import fit  # noqa: E402
+from vaekit.classify.config import ClassifierConfig
+from vaekit.classify.fit import fit_classifier
+from vaekit.config import TrainConfig
+from vaekit.data.load import load_dataset
+from vaekit.evaluate.run import evaluate_run
+from vaekit.runs import Run, load_run
+from vaekit.train.fit import fit
+from vaekit.version import __version__
 
 __all__ = ["ClassifierConfig", "Run", "TrainConfig", "__version__", "evaluate_run", "fit", "fit_classifier",
            "load_dataset", "load_run"]

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from vaekit import __version__
 from vaekit.commands.flags import int_flag
 from vaekit.errors import VaekitError
+from vaekit.version import __version__
 
 # Order is the order shown by `vaekit --help`.
 COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "serve",
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     if getattr(args, "nproc", 1) > 1 and os.environ.get("WORLD_SIZE") is None:
-        from vaekit.train.distributed import launch  # subprocess and torchrun, only for --nproc
+        from vaekit.distributed import launch  # subprocess and torchrun, only for --nproc
 
         return launch(args.nproc, without_nproc(sys.argv[1:] if argv is None else argv))
     from vaekit.device import flush_denormals  # before torch's first parallel op: see its docstring

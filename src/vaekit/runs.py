@@ -27,19 +27,16 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from vaekit.classify import config as classify_config
-from vaekit.classify.data import network_input
-from vaekit.classify.models import build_classifier
 from vaekit.config import DEVICES, TrainConfig, from_dict, is_int, is_number
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
@@ -47,10 +44,6 @@ from vaekit.data.load import load_configured
 from vaekit.device import format_bytes, resolve_device
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError, SpecError
 from vaekit.vae.models import build_model
-
-TASKS = ("vae", classify_config.TASK)
-MAKERS = {"vae": "vaekit train", classify_config.TASK: "vaekit classify"}
-WHAT = {"vae": "a VAE run", classify_config.TASK: "a classifier run"}
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -186,7 +179,47 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
 # ----------------------------------------------------------------------------- models and configs
 
 
-AnyConfig = TrainConfig | classify_config.ClassifierConfig
+class AnyConfig(Protocol):
+    """The config of a run of any task (`TrainConfig`, a classifier's `ClassifierConfig`)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of run: the config.json it holds, the model it builds, the images its model sees.
+    'vae' is this module's; 'classify' is registered by `vaekit.classify` (a layer above, which
+    `import vaekit` always imports), so that this module knows no classifier."""
+
+    name: str  # config.json's "task" ('vae': none)
+    maker: str  # the command that trains one
+    what: str  # such a run, in words
+    config_type: type
+    read: Callable[[dict[str, Any], str], Any]  # config.json's sections, its path -> a checked config
+    build: Callable[[Any], torch.nn.Module]  # a config -> its model (untrained)
+    images: Callable[[Any, torch.Tensor], torch.Tensor]  # config, uint8 pixels -> the model's images
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> None:
+    """Make runs of `task` readable and loadable (`read_config`, `load_run`)."""
+    TASKS[task.name] = task
+
+
+def task_for(config: Any) -> Task:
+    """The task of a config: the registered one whose config type it has; 'vae' otherwise."""
+    return next((t for t in TASKS.values() if isinstance(config, t.config_type)), TASKS["vae"])
+
+
+def _maker(task: str | None) -> str:
+    return TASKS[task].maker if task in TASKS else TASKS["vae"].maker
+
+
+register_task(Task("vae", "vaekit train", "a VAE run", TrainConfig,
+                   lambda raw, origin: validate_config(from_dict(raw, origin)), build_model,
+                   lambda config, pixels: eval_images(pixels, config.resolved_binarize())))
 
 
 def write_config(run_dir: Path, config: AnyConfig) -> None:
@@ -208,7 +241,7 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
     'classify' a ClassifierConfig (a run of the other kind is one sentence saying which command
     it belongs to), None either."""
     path = run_dir / CONFIG
-    maker = MAKERS.get(task or "vae", "vaekit train")
+    maker = _maker(task or "vae")
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
@@ -222,13 +255,11 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
         raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
                               "keys.")
     if task is not None and found != task:
-        raise CheckpointError(f"{run_dir} holds {WHAT[found]} (`{MAKERS[found]}`), not {WHAT[task]}; "
-                              f"use `{MAKERS[found]}`'s commands on it"
+        raise CheckpointError(f"{run_dir} holds {TASKS[found].what} (`{TASKS[found].maker}`), not "
+                              f"{TASKS[task].what}; use `{TASKS[found].maker}`'s commands on it"
                               + (f" (`vaekit classify eval {run_dir}`)." if found != "vae" else "."))
     try:
-        if found == classify_config.TASK:
-            return classify_config.validate(classify_config.from_dict(raw, str(path)))
-        return validate_config(from_dict(raw, str(path)))
+        return TASKS[found].read(raw, str(path))
     except ConfigError as err:
         message = str(err)
         raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
@@ -287,11 +318,11 @@ class Run:
 
     path: Path
     config: Any  # TrainConfig (task 'vae') or vaekit.classify.config.ClassifierConfig
-    model: Any  # vaekit.vae.models.VAEBase or vaekit.classify.models.Classifier
+    model: Any  # vaekit.vae.base.VAEBase or vaekit.classify.models.Classifier
 
     @property
     def task(self) -> str:
-        return classify_config.TASK if isinstance(self.config, classify_config.ClassifierConfig) else "vae"
+        return task_for(self.config).name
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -308,9 +339,7 @@ class Run:
         float32 (N, C, H, W): binarized once with the evaluation seed when the run is a binary
         VAE; pixel / 255, resized to the run's side, for a classifier."""
         pixels = self._split(split).images[:limit]
-        if self.task == classify_config.TASK:
-            return network_input(pixels, self.config.data.side, self.config.data.resize)
-        return eval_images(pixels, self.config.resolved_binarize())
+        return task_for(self.config).images(self.config, pixels)
 
     def labels(self, split: str = "test", limit: int | None = None) -> torch.Tensor | None:
         """The labels (N,) int64 of the split's first `limit` images, or None if it has none."""
@@ -330,19 +359,19 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     """
     where = device_named(device)
     run_dir = Path(run_dir)
-    maker = MAKERS.get(task or "vae", "vaekit train")
+    maker = _maker(task or "vae")
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory.")
     if not (run_dir / CONFIG).is_file():
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
                               f"`{maker} --out {run_dir}`.")
     config = read_config(run_dir, task)
-    maker = MAKERS["vae" if isinstance(config, TrainConfig) else classify_config.TASK]
+    maker = task_for(config).maker
     if not (run_dir / MODEL).is_file():
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
                               f"epoch); train one with `{maker} --out {run_dir}`.")
     try:
-        model = build_model(config) if isinstance(config, TrainConfig) else build_classifier(config)
+        model = task_for(config).build(config)
     except (ConfigError, SpecError) as err:
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
     tensors, _ = read_tensors(run_dir / MODEL, "model")

@@ -1,6 +1,7 @@
-"""Training on torch.distributed (vaekit.train.distributed): 2 processes under torchrun (gloo, 1
-thread each) against 1 process on scikit-learn's digits, held to float32 rounding; resume under
-DDP; the gradient reduction shown to matter; a killed rank; the refusals. Each torchrun start costs
+"""Training on torch.distributed (vaekit.distributed, vaekit.train.engines.DistributedEngine): 2
+processes under torchrun (gloo, 1 thread each) against 1 process on scikit-learn's digits, held to
+float32 rounding; resume under DDP; the gradient reduction shown to matter; a killed rank; the
+refusals. Each torchrun start costs
 a few seconds, so the runs are short and shared."""
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 
 from vaekit import runs
 from vaekit.cli import main, without_nproc
+from vaekit.distributed import World, check_batches, share
 from vaekit.errors import ConfigError
-from vaekit.train.distributed import World, check_batches, share
 
 TOL = 1e-5  # relative, max over the weights: what N processes and 1 reach (measured: ~3e-7)
 ARGS = ["--data", "digits", "--hidden", "32", "--latent", "4", "--batch-size", "64", "--threads", "1",
@@ -101,14 +102,15 @@ def test_without_the_reduction_the_ranks_drift(one_and_two: dict[str, Path], tmp
     script = tmp_path / "no_reduce.py"
     script.write_text(
         "import sys, torch\n"
-        "from vaekit.train import distributed\n"
+        "from vaekit import distributed\n"
+        "from vaekit.train import engines\n"
         "def only_sums(self, model, x, beta, generator, y=None):\n"
         "    total = x.shape[0]\n"
         "    start, stop = distributed.share(total, self.world)\n"
         "    self.inner.share = (start, stop, total)\n"
         "    sums = self.inner.loss_and_grads(model, x[start:stop], beta, generator)\n"
         "    return self.world.all_reduce(sums.clone())\n"
-        "distributed.DistributedEngine.loss_and_grads = only_sums\n"
+        "engines.DistributedEngine.loss_and_grads = only_sums\n"
         "from vaekit.cli import main\n"
         "sys.exit(main(['train', *sys.argv[1:]]))\n")
     done = torchrun(tmp_path / "drift", "--epochs", "3", "--engine", "auto", script=script)
@@ -136,15 +138,15 @@ def test_a_killed_rank_ends_the_run_and_resume_carries_on(one_and_two: dict[str,
     script = tmp_path / "kill.py"
     script.write_text(
         "import os, signal, sys\n"
-        "from vaekit.train import distributed\n"
-        "real = distributed.DistributedEngine.loss_and_grads\n"
+        "from vaekit.train import engines\n"
+        "real = engines.DistributedEngine.loss_and_grads\n"
         "calls = [0]\n"
         "def dying(self, *a, **k):\n"
         "    calls[0] += 1\n"
         "    if self.world.rank == 1 and calls[0] == 23 + 5:  # epoch 2, step 5\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return real(self, *a, **k)\n"
-        "distributed.DistributedEngine.loss_and_grads = dying\n"
+        "engines.DistributedEngine.loss_and_grads = dying\n"
         "from vaekit.cli import main\n"
         "sys.exit(main(['train', *sys.argv[1:]]))\n")
     out = tmp_path / "run"

@@ -8,4 +8,17 @@ layer text, trained by vaekit's one loop (`vaekit.train.loop`) and run (`vaekit.
     loss.py      cross-entropy with label smoothing, and the classifier's engine
     metrics.py   accuracy, its Wilson interval, the confusion matrix
     fit.py       a classifier run: `fit_classifier`
+    figure.py    the figure of `vaekit classify --compare` (compare.py)
+
+Importing it registers the 'classify' task with `vaekit.runs` (`runs.register_task`): that is how
+`runs.read_config` and `runs.load_run` read, build and feed a classifier run, a layer below this
+one, which imports no classifier.
 """
+
+from vaekit import runs
+from vaekit.classify import config, data, models
+
+runs.register_task(runs.Task(
+    config.TASK, "vaekit classify", "a classifier run", config.ClassifierConfig,
+    lambda raw, origin: config.validate(config.from_dict(raw, origin)), models.build_classifier,
+    lambda cfg, pixels: data.network_input(pixels, cfg.data.side, cfg.data.resize)))

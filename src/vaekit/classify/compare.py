@@ -20,7 +20,7 @@ Each network trains through `fit_classifier` into OUT/<model>-<side>/, a real ru
 (`vaekit classify eval OUT/cnn-28` works on it), on a seeded subset of the training split
 (TRAIN_IMAGES) with VAL_IMAGES validation images. OUT must be new or empty: nothing is overwritten.
 OUT/compare.json holds the rows (written after each network), OUT/compare.png their figure
-(`report.figures.compare_figure`).
+(`vaekit.classify.figure.compare_figure`).
 
 Memory, measured honestly: each network is trained by `python -m vaekit.classify.compare` (a
 fresh interpreter: no memory shared with this process), which reads its request as JSON on stdin
@@ -363,7 +363,7 @@ def compare(config: ClassifierConfig, out: str | Path, sides: Sequence[int] = SI
             log(f"[{net.name}] refused: {net.refused}")
         rows.append(make_row(net, result, out, isolate))
         runs.write_json_atomic(out / JSON_NAME, rows)  # after each network: a kill keeps the rows done
-    from vaekit.report.figures import compare_figure  # matplotlib only once there is a figure to draw
+    from vaekit.classify.figure import compare_figure  # matplotlib only once there is a figure to draw
 
     compare_figure(rows, out / FIGURE_NAME)
     return rows

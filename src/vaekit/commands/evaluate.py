@@ -9,8 +9,8 @@ from typing import Any
 
 from vaekit.commands.flags import add_device_flag, int_flag
 from vaekit.config import SEED_MAX
+from vaekit.distributed import world
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
-from vaekit.train.distributed import world
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaekit import runs
+from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED, eval_images
 from vaekit.data.load import Dataset, load_configured
@@ -57,7 +57,6 @@ from vaekit.evaluate.iwae import (
     tile_size,
 )
 from vaekit.evaluate.latents import active_units, probe_accuracy
-from vaekit.train import distributed
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 

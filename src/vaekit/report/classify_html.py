@@ -1,5 +1,5 @@
 """report.html of a classifier run (`vaekit classify`), in the VAE report's self-contained style
-(`vaekit.report.html`: its style sheet, escaping, tables and embedded images): the test accuracy
+(`vaekit.report.page`: the style sheet, escaping, tables and embedded images): the test accuracy
 with its 95% interval, the per-class table, the confusion matrix, the most confidently wrong test
 images, the learning curves, the network's layers with their receptive fields, and the config.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor
 
-from vaekit import __version__, runs
+from vaekit import runs
 from vaekit.arch.stack import LayerRow, totals
 from vaekit.arch.table import FIELD_NOTE, MAC_NOTE, dims
 from vaekit.classify.config import TASK
@@ -29,8 +29,9 @@ from vaekit.config import format_duration
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError
 from vaekit.report import figures
-from vaekit.report.html import STYLE, _figure, esc, fmt, table
+from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.report.visualize import FIGURES_DIR
+from vaekit.version import __version__
 
 CAPTIONS: dict[str, str] = {
     "confusion": "Confusion matrix of the test set: row = true class, column = predicted class; each "
@@ -115,7 +116,7 @@ def render_classifier(run_name: str, config: dict[str, Any], evaluation: dict[st
                  "(Wilson 1927) of the proportion right, z = 1.96.</p>")
 
     parts.append("<h2 id='confusion'>Confusion matrix</h2>")
-    parts.append(_figure("confusion", figure_paths, CAPTIONS))
+    parts.append(figure("confusion", figure_paths, CAPTIONS))
     k = len(ev["confusion"])
     parts.append(table(("true \\ predicted", *(str(names[p]) for p in range(k))),
                        [(names[t], *ev["confusion"][t]) for t in range(k)], numeric=range(1, k + 1))
@@ -123,7 +124,7 @@ def render_classifier(run_name: str, config: dict[str, Any], evaluation: dict[st
 
     parts.append("<h2 id='mistakes'>Most confidently wrong</h2>")
     if "most_wrong" in figure_paths:
-        parts.append(_figure("most_wrong", figure_paths, CAPTIONS))
+        parts.append(figure("most_wrong", figure_paths, CAPTIONS))
         parts.append(table(("image index", "true", "predicted", "confidence"),
                            [(w["index"], names[w["true"]], names[w["predicted"]], percent(w["confidence"]))
                             for w in ev["most_wrong"]], numeric=(0, 3)))
@@ -132,7 +133,7 @@ def render_classifier(run_name: str, config: dict[str, Any], evaluation: dict[st
 
     parts.append("<h2 id='curves'>Learning curves</h2>")
     if "learning_curves" in figure_paths:
-        parts.append(_figure("learning_curves", figure_paths, CAPTIONS))
+        parts.append(figure("learning_curves", figure_paths, CAPTIONS))
         keys = [key for key in METRIC_KEYS if any(key in r for r in metrics)]
         shown = list(metrics) if len(metrics) <= 30 else list(metrics[:10]) + list(metrics[-20:])
         parts.append(table(keys, [[r.get(key) for key in keys] for r in shown], numeric=range(len(keys))))

@@ -2,15 +2,14 @@
 the parameter table of the model (`vaekit.arch.from_module`) and the time spent.
 
 Images are embedded as base64 `data:` URIs and the style sheet is inline, so the file opens
-offline and can be mailed around. Every piece of text that comes from a file or a model goes
-through `html.escape`.
+offline and can be mailed around (the pieces: `vaekit.report.page`). Every piece of text that comes
+from a file or a model goes through `html.escape`. A classifier run's page is
+`vaekit.report.classify_html`'s.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
 import json
 import time
 from collections.abc import Sequence
@@ -19,13 +18,16 @@ from typing import Any
 
 import torch
 
-from vaekit import __version__, runs
+from vaekit import runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.classify.config import TASK as CLASSIFY_TASK
 from vaekit.config import format_duration
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
+from vaekit.report.classify_html import write_classifier_report
+from vaekit.report.page import STYLE, esc, figure, fmt, table
+from vaekit.version import __version__
 
 REPORT = "report.html"
 
@@ -61,51 +63,6 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "latent_space": "Latent means of test images, coloured by class.",
     "kl_per_dim": "KL per latent dimension, mean over test images; grey bars are inactive units.",
 }
-
-STYLE = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1em 0 2em; } figcaption { color: #555; font-size: 0.92em; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.headline { font-size: 1.15em; background: #f6f8fa; padding: 0.7em 1em; border-radius: 6px; }
-code { background: #f4f4f4; padding: 0 0.2em; }
-"""
-
-
-# ----------------------------------------------------------------------------- HTML pieces
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "&mdash;" if value is None else esc(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
-    return esc(value)
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{fmt(c)}</td>' if i in numeric else f"<td>{fmt(c)}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
-
 
 # ----------------------------------------------------------------------------- the page
 
@@ -153,7 +110,7 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
              "latent_space", "kl_per_dim"]
     names = [n for n in order if n in figure_paths] + [n for n in figure_paths if n not in order]
     if "learning_curves" in figure_paths:
-        parts += ["<h2 id='curves'>Learning curves</h2>", _figure("learning_curves", figure_paths,
+        parts += ["<h2 id='curves'>Learning curves</h2>", figure("learning_curves", figure_paths,
                                                                     FIGURE_CAPTIONS)]
     if metrics:
         keys = [k for k in ("epoch", "train_neg_elbo", "val_neg_elbo", "val_recon", "val_kl", "lr",
@@ -165,7 +122,7 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
     if int(evaluation.get("latent_dim", 2)) > 2:
         captions["latent_space"] = (f"PCA projection of the {evaluation['latent_dim']}-D latent means of "
                                     "test images, coloured by class.")
-    parts += [_figure(n, figure_paths, captions) for n in names if n != "learning_curves"]
+    parts += [figure(n, figure_paths, captions) for n in names if n != "learning_curves"]
 
     rows_p, source = params
     parts += [f"<h2 id='params'>Parameters: {sum(r.params for r in rows_p):,} in all</h2>",
@@ -186,12 +143,6 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
     return "\n".join(parts)
 
 
-def _figure(name: str, paths: dict[str, Path], captions: dict[str, str]) -> str:
-    caption = captions.get(name, name)
-    return (f"<figure id='fig-{esc(name)}'>{img_tag(paths[name], caption)}"
-            f"<figcaption>{esc(caption)} <code>figures/{esc(paths[name].name)}</code></figcaption></figure>")
-
-
 # ----------------------------------------------------------------------------- a run
 
 
@@ -209,8 +160,6 @@ def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = Tru
     run_dir = Path(run_dir)
     where = runs.device_named(device)
     if run_task(run_dir) == CLASSIFY_TASK:
-        from vaekit.report.classify_html import write_classifier_report  # it imports this module
-
         if dataset is not None:
             raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
                               "reported on its own test set.")

@@ -23,6 +23,9 @@ random draw of the step (eps) comes from `generator`.
                                 `--precision bf16` is the hand-derived engine's bfloat16 products,
                                 or torch.autocast(bfloat16) around an autograd engine's forward
                                 (CPU or CUDA)
+    DistributedEngine(e, w)     under torchrun (`vaekit.distributed`): engine e on this rank's share
+                                of each global batch, the gradients (one flat buffer) and the batch
+                                sums all-reduced
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.config import LoopConfig
+from vaekit.distributed import World, share
 from vaekit.vae import backprop
 from vaekit.vae.estimators import score_negative_elbo
 from vaekit.vae.prob import VAE, Terms, negative_elbo, negative_iwae, noise_dim
@@ -66,7 +70,7 @@ class Engine(Protocol):
 
 class VAEEngine:
     """What the VAE engines share: their sums, how the progress bar shows them, and the draw rule
-    of eps under `vaekit.train.distributed`: with `share` = (start, stop, total) set, x is the
+    of eps under `vaekit.distributed`: with `share` = (start, stop, total) set, x is the
     rows [start, stop) of a global batch of `total`, and eps are those rows of the eps one process
     draws for the whole batch (so the draws depend neither on the rank nor on the world size)."""
 
@@ -203,3 +207,35 @@ def make_engine(model: nn.Module, loop: LoopConfig, baseline: float | None = Non
         return BackpropEngine(model, loop.free_bits, low, loop.objective, loop.samples)  # type: ignore[arg-type]
     return AutogradEngine(objective_for(loop), track_baseline=loop.estimator == "score", baseline=baseline,
                           samples=loop.samples, autocast=low)
+
+
+class DistributedEngine:
+    """`inner`'s loss and gradients on this rank's share of each global batch, all-reduced."""
+
+    baseline: float | None = None  # the score estimator is refused with more than one process
+
+    def __init__(self, inner: Engine, w: World) -> None:
+        self.inner, self.world = inner, w
+        self.names = inner.names
+
+    def describe(self, means: list[float]) -> str:
+        return self.inner.describe(means)
+
+    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
+                       y: Tensor | None = None) -> Tensor:
+        total = x.shape[0]
+        start, stop = share(total, self.world)
+        setattr(self.inner, "share", (start, stop, total))  # noqa: B010 - the engines' draw rule
+        sums = self.inner.loss_and_grads(model, x[start:stop], beta, generator,
+                                         None if y is None else y[start:stop])
+        params = [p for p in model.parameters() if p.requires_grad]
+        scale = (stop - start) / total
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in params]).mul_(scale)
+        self.world.all_reduce(flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p)
+            offset += n
+        return self.world.all_reduce(sums.clone())

@@ -5,7 +5,7 @@ validation, checkpoints, exact resume, early stopping and logging, in `runs/NAME
     fit(config, out_dir)           a whole VAE run, or the rest of one with resume=True
     run_task(task, out_dir)        any kind of run (`Task`: the VAE's `VAETask`, the classifier's
                                    `vaekit.classify.fit.ClassifierTask`), in one process or under
-                                   torchrun (`vaekit.train.distributed`: rank 0 locks and writes)
+                                   torchrun (`vaekit.distributed`: rank 0 locks and writes)
 
 Everything that can fail on user input (config, data, checkpoint) is checked before the first
 byte is written. Every random draw of training (permutation, binarization, eps) comes from one
@@ -25,16 +25,16 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from vaekit import runs
+from vaekit import distributed, runs
 from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences, format_duration
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
 from vaekit.device import available_cores, flush_denormals, flush_incomplete, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.train import budget, distributed, tensorboard
+from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import BestWeights, CheckpointPolicy
-from vaekit.train.engines import Engine, make_engine
+from vaekit.train.engines import DistributedEngine, Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, lr_at, make_optimizer
@@ -353,7 +353,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     data, beta = task.prepare(device)
     engine = task.engine(model, progress.baseline)
     if w is not None:
-        engine = distributed.DistributedEngine(engine, w)
+        engine = DistributedEngine(engine, w)
     capture = bool(getattr(loop, "cuda_graph", False))
     base_seconds = progress.train_seconds  # the earlier sessions' (from the checkpoint)
 

@@ -12,7 +12,7 @@ step itself; booleans, NaN and infinities are left out), the tag from the key:
 
 TensorBoard keeps them as float32: each equals the row's value rounded to float32.
 
-Images, the means of p(x|z) (`vaekit.report.visualize`, clipped to [0, 1]) tiled by `grid`:
+Images, the means of p(x|z) (`vaekit.vae.draw`, clipped to [0, 1]) tiled by `grid`:
 
     images/reconstructions   the first 16 validation images in rows of 8, each row of originals
                              above the row of their reconstructions E[x | z = mu(x)]
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaekit.errors import ConfigError, RunWriteError
+from vaekit.vae import draw
 
 DIR = "tensorboard"  # RUN_DIR/tensorboard/
 INSTALL = "pip install 'vaekit[tensorboard]'"
@@ -131,22 +132,19 @@ class Board:
     @staticmethod
     def _images(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
         """The two grids, on the CPU: (reconstructions, samples)."""
-        from vaekit.report import visualize  # matplotlib comes with it: only for runs with a board
-
         training = model.training
         model.eval()
         try:
             param = next(iter(model.parameters()), None)
             on_cpu = model
             if param is not None and param.device.type != "cpu":
-                # visualize draws on the model's device: a CPU copy draws the grids on the CPU
-                on_cpu = copy.deepcopy(model).cpu()
+                on_cpu = copy.deepcopy(model).cpu()  # drawn on the CPU: the same draws on any device
             dtype = param.dtype if param is not None else torch.float32
             n = min(RECON_IMAGES, images.shape[0])
             cols = min(ROW, n)
             x = images[: n - n % cols].detach().cpu().to(dtype)  # whole rows of originals
-            recon = visualize.reconstruct(on_cpu, x).clamp(0.0, 1.0)  # type: ignore[arg-type]
-            samples = visualize.sample_prior(on_cpu, SAMPLES, SAMPLE_SEED)  # type: ignore[arg-type]
+            recon = draw.reconstruct(on_cpu, x).clamp(0.0, 1.0)  # type: ignore[arg-type]
+            samples = draw.sample_prior(on_cpu, SAMPLES, SAMPLE_SEED)  # type: ignore[arg-type]
         finally:
             model.train(training)
         return (reconstruction_grid(x.float().clamp(0.0, 1.0), recon.float(), cols),

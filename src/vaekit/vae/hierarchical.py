@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaekit.vae.models import (
+from vaekit.vae.base import (
     GAUSSIAN_LOGVAR_MIN,
     ConvGeometry,
     VAEBase,

@@ -1,13 +1,12 @@
 """Training past one process: `torch.distributed` (gloo on a CPU, nccl on CUDA), launched by
 `torchrun` (or `vaekit train --nproc N`, which starts it for one machine). No process pool of our
-own: the ranks, the rendezvous and the fault handling are torchrun's.
+own: the ranks, the rendezvous and the fault handling are torchrun's. The engine that splits a batch
+and all-reduces its gradients, `vaekit.train.engines.DistributedEngine`, is built on this.
 
     world()                   this process's World (rank, size), the process group started, when
                               torchrun launched it with WORLD_SIZE > 1; None for a single process
                               (torch.distributed is then never touched)
-    DistributedEngine(e, w)   an engine (`vaekit.train.engines.Engine`) that computes this rank's
-                              share of each global batch with engine e and all-reduces the
-                              gradients (one flat buffer) and the batch sums
+    share(total, w)           the rows of a global batch that are this rank's
     launch(n, argv)           `python -m torch.distributed.run --standalone --nproc_per_node n -m
                               vaekit ARGV`: the shortcut behind `--nproc`
 
@@ -46,10 +45,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vaekit.errors import ConfigError
-from vaekit.train.engines import Engine
 
 TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
 DEFAULT_TIMEOUT = 60.0
@@ -152,38 +150,6 @@ def check_batches(n: int, batch_size: int, w: World) -> None:
         raise ConfigError(f"a batch of {min(sizes)} images cannot be split over {w.size} processes; "
                           f"use a --batch-size of at least {w.size} (and a training set whose last "
                           "batch has as many), or fewer processes.")
-
-
-class DistributedEngine:
-    """`inner`'s loss and gradients on this rank's share of each global batch, all-reduced."""
-
-    baseline: float | None = None  # the score estimator is refused with more than one process
-
-    def __init__(self, inner: Engine, w: World) -> None:
-        self.inner, self.world = inner, w
-        self.names = inner.names
-
-    def describe(self, means: list[float]) -> str:
-        return self.inner.describe(means)
-
-    def loss_and_grads(self, model: nn.Module, x: Tensor, beta: float, generator: torch.Generator,
-                       y: Tensor | None = None) -> Tensor:
-        total = x.shape[0]
-        start, stop = share(total, self.world)
-        setattr(self.inner, "share", (start, stop, total))  # noqa: B010 - the engines' draw rule
-        sums = self.inner.loss_and_grads(model, x[start:stop], beta, generator,
-                                         None if y is None else y[start:stop])
-        params = [p for p in model.parameters() if p.requires_grad]
-        scale = (stop - start) / total
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in params]).mul_(scale)
-        self.world.all_reduce(flat)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[offset : offset + n].view_as(p)
-            offset += n
-        return self.world.all_reduce(sums.clone())
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:

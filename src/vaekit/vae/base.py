@@ -1,0 +1,264 @@
+"""What every VAE of `vaekit.vae.models` and `vaekit.vae.hierarchical` is built on: `VAEBase` (encode,
+decode, sample, the log-weights' terms), the activations, and the encoder and decoder pieces (MLP,
+strided convolutions with their `ConvGeometry`). The sheet's names (q_enc, q_mu, q_logvar, p_dec)
+and what `decode` returns are described in `vaekit.vae.models`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
+from vaekit.errors import ConfigError
+from vaekit.vae.autoregressive import AutoregressiveTerm
+from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
+from vaekit.vae.priors import Prior, make_prior
+from vaekit.vae.prob import DecoderOutput, LogTerms, decoder_mean, one_layer_terms
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+}
+# Floor of a Gaussian decoder's log-variance: sigma >= 0.01 in pixel units of [0, 1]. Without it a
+# pixel that is always 0 (the background of Fashion-MNIST) drives sigma -> 0 and log p(x|z) -> +inf.
+GAUSSIAN_LOGVAR_MIN = math.log(1e-4)
+
+
+def _mlp(sizes: list[int], activation: str, last_activation: bool, gated: bool = False) -> list[nn.Module]:
+    """Linear layers between consecutive sizes, an activation after each (but the last, unless
+    `last_activation`); with `gated`, each layer that has an activation is a `GatedLinear` instead
+    (the gate is its non-linearity) and the last stays linear."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        hidden = i < len(sizes) - 2 or last_activation
+        if hidden and gated:
+            layers.append(GatedLinear(n_in, n_out))
+            continue
+        layers.append(nn.Linear(n_in, n_out))
+        if hidden:
+            layers.append(ACTIVATIONS[activation]())
+    return layers
+
+
+class VAEBase(nn.Module):
+    """What the VAEs share: the heads, the likelihood, the prior p(z) (`vaekit.vae.priors`: N(0, I)
+    or a VampPrior), encode/decode, the bound's terms and the parameter count."""
+
+    q_enc: nn.Module
+    q_mu: nn.Linear
+    q_logvar: nn.Linear
+    p_dec: nn.Module
+    prior: Prior
+    # Added to every log p(x|z): -D log 256 when x is dequantized 8-bit pixels
+    # (`vaekit.data.binarize.log_px_offset`), so that likelihoods are of the 8-bit images.
+    log_px_offset: float = 0.0
+
+    def __init__(self, image_shape: tuple[int, int, int], latent: int, likelihood: str,
+                 variance: str, prior: str = "standard", pseudo_inputs: int = 500,
+                 autoregressive: int = 0, autoregressive_dropout: float = 0.0,
+                 autoregressive_window: int = 0) -> None:
+        super().__init__()
+        if latent < 1:
+            raise ConfigError(f"latent size must be at least 1, got {latent}.")
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ConfigError(f"unknown likelihood {likelihood!r}; valid values are bernoulli, gaussian.")
+        c, h, w = (int(s) for s in image_shape)
+        self.image_shape: tuple[int, int, int] = (c, h, w)
+        self.latent_dim = latent
+        self.likelihood = likelihood
+        if likelihood == "gaussian":
+            shape = self.image_shape if variance == "pixel" else (1, 1, 1)
+            self.p_logvar = nn.Parameter(torch.zeros(shape))  # log sigma^2 of p(x|z), learned
+        self.prior = make_prior(prior, pseudo_inputs, self.image_shape)
+        # The autoregressive decoder's masked layer over the pixels before each pixel
+        # (`vaekit.vae.autoregressive`), conditioned on the decoder's input z; None: the sheet's
+        # factorized decoder.
+        self.p_ar: AutoregressiveTerm | None = None
+        if autoregressive:
+            if likelihood != "bernoulli":
+                raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood "
+                                  "bernoulli, or --autoregressive 0 with a gaussian likelihood.")
+            self.p_ar = AutoregressiveTerm(c * h * w, self.noise_dim, autoregressive, autoregressive_dropout,
+                                           autoregressive_window)
+
+    @property
+    def noise_dim(self) -> int:
+        """Size of eps per sample: one per latent dimension of each stochastic layer."""
+        return self.latent_dim
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether KL(q(z|x) || p(z)) is Ex.2 Q3's closed form (N(0, I) prior, one layer)."""
+        return self.prior.closed_form_kl
+
+    def log_prior(self, z: Tensor, batch_dims: int = 1) -> Tensor:
+        """log p(z) of the top latent, summed over its dimensions."""
+        return self.prior.log_prob(z, self.encode, batch_dims)
+
+    def log_terms(self, x: Tensor, eps: Tensor, encoded: tuple[Tensor, Tensor] | None = None) -> LogTerms:
+        """log p(x|z_k), log p(z_k), log q(z_k|x) at z_k = mu + sigma eps_k (K, B) each
+        (`prob.one_layer_terms` with this model's prior)."""
+        mu, logvar = encoded if encoded is not None else self.encode(x)
+        log_prior = None if self.prior.closed_form_kl else (lambda z: self.log_prior(z, 2))
+        return one_layer_terms(x, self, mu, logvar, eps, log_prior)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, C, H, W) -> (mu, logvar) of q(z|x), each (B, D)."""
+        h = self.q_enc(x)
+        return self.q_mu(h), self.q_logvar(h)
+
+    def decode_net(self, z: Tensor) -> DecoderOutput:
+        """z (B, D) -> p_dec's parameters of p(x|z): logits (B, C, H, W), or (mean (B, C, H, W),
+        logvar (C, H, W) or (1, 1, 1)); for an autoregressive decoder, the logits l(z) to which
+        each pixel's term a(x_<i, z) is added (`prob.log_px_samples`)."""
+        out = self.p_dec(z)
+        if self.likelihood == "bernoulli":
+            return out
+        return out, self.p_logvar.clamp(min=GAUSSIAN_LOGVAR_MIN)
+
+    def shown(self, decoded: DecoderOutput, z: Tensor) -> DecoderOutput:
+        """What `decode` gives for the decoder's output at z: itself, or for an autoregressive
+        decoder the logits of its mean-field pass (`AutoregressiveTerm.mean_field`)."""
+        if self.p_ar is None:
+            return decoded
+        return self.p_ar.mean_field(decoded, z)  # type: ignore[arg-type]
+
+    def decode(self, z: Tensor) -> DecoderOutput:
+        """z (B, D) -> logits (B, C, H, W), or (mean (B, C, H, W), logvar (C, H, W) or (1, 1, 1));
+        for an autoregressive decoder, the logits of its mean-field pass (the images shown for z)."""
+        return self.shown(self.decode_net(z), z)
+
+    def draw_x(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x ~ p(x|z) for z (B, D) -> (B, C, H, W): Bernoulli draws (pixel by pixel for an
+        autoregressive decoder), or mean + sigma * eps for a Gaussian decoder."""
+        return self.draw_from(self.decode_net(z), z, generator)
+
+    def draw_from(self, decoded: DecoderOutput, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """x ~ p(x|z) given the decoder's output `decoded` at z (`decode_net`)."""
+        if isinstance(decoded, tuple):
+            mean, logvar = decoded
+            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            return mean + (0.5 * logvar).exp() * eps
+        if self.p_ar is not None:
+            return self.p_ar.sample(decoded, z, generator)
+        return torch.bernoulli(torch.sigmoid(decoded), generator=generator)
+
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """z (B, D) -> E[x|z] (B, C, H, W): the images a latent decodes to, in [0, 1] for Bernoulli."""
+        return decoder_mean(self.decode(z))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n latents z ~ p(z) (n, D): N(0, I), or the VampPrior's mixture."""
+        return self.prior.sample(n, self.latent_dim, self.encode, generator, like=self.q_mu.weight)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n images from the model: z ~ p(z), then E[x|z] (n, C, H, W)."""
+        return self.decode_mean(self.sample_prior(n, generator))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The parameters of q(z|x); the loss is `vaekit.vae.prob.negative_elbo(x, model)`."""
+        return self.encode(x)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters (floats), like the sheet's Ex.1 counts."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def mlp_encoder(image_shape: tuple[int, int, int], hidden: list[int], activation: str,
+                gated: bool = False) -> tuple[nn.Sequential, int]:
+    """x (B, C, H, W) -> h (B, F) through dense layers of `hidden` sizes; returns (module, F)."""
+    c, h, w = image_shape
+    sizes = [c * h * w, *hidden]
+    return nn.Sequential(nn.Flatten(), *_mlp(sizes, activation, True, gated)), sizes[-1]
+
+
+def mlp_decoder(n_in: int, image_shape: tuple[int, int, int], hidden: list[int], activation: str,
+                gated: bool = False) -> nn.Sequential:
+    """z (B, n_in) -> the decoder's output (B, C, H, W) through the mirrored dense layers."""
+    c, h, w = image_shape
+    return nn.Sequential(*_mlp([n_in, *reversed(hidden), c * h * w], activation, False, gated),
+                         nn.Unflatten(1, (c, h, w)))  # (B, C*H*W) -> (B, C, H, W)
+
+
+def conv_sizes(size: int, n_layers: int, kernel_size: int, stride: int, padding: int) -> list[int]:
+    """Feature-map sizes along one axis through `n_layers` strided convolutions: [in, ..., out]."""
+    sizes = [size]
+    for _ in range(n_layers):
+        sizes.append(conv2d_output_size(sizes[-1], kernel_size, stride, padding))
+    return sizes
+
+
+class ConvGeometry:
+    """The feature-map sizes of a strided conv stack on an image, checked invertible."""
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: list[int], k: int, s: int,
+                 hs: list[int], ws: list[int]) -> None:
+        self.image_shape, self.channels, self.k, self.s, self.p = image_shape, channels, k, s, (k - 1) // 2
+        self.hs, self.ws = hs, ws
+
+    @classmethod
+    def of(cls, image_shape: tuple[int, int, int], channels: list[int], kernel_size: int,
+           stride: int) -> ConvGeometry:
+        c, h, w = image_shape
+        k, s, p = kernel_size, stride, (kernel_size - 1) // 2
+        hs = conv_sizes(h, len(channels), k, s, p)
+        ws = conv_sizes(w, len(channels), k, s, p)
+        if min(hs[-1], ws[-1]) < 1:
+            least = next(n for n in range(1, 1 << 31) if conv_sizes(n, len(channels), k, s, p)[-1] >= 1)
+            raise ConfigError(
+                f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
+                f"stride {s}: the sizes go {hs} x {ws}; images of {least}x{least} or larger work "
+                f"(--image-size {least}), or use fewer channels entries."
+            )
+        for i in range(len(channels), 0, -1):
+            pad_h = hs[i - 1] - conv_transpose2d_output_size(hs[i], k, s, p)
+            pad_w = ws[i - 1] - conv_transpose2d_output_size(ws[i], k, s, p)
+            if not (0 <= pad_h < s and 0 <= pad_w < s):
+                raise ConfigError(
+                    f"kernel {k} with stride {s} cannot be inverted by a transposed convolution on "
+                    f"a {h}x{w} image; use kernel_size >= stride."
+                )
+        return cls(image_shape, list(channels), k, s, hs, ws)
+
+    @property
+    def flat(self) -> int:
+        """Features of the last feature map, flattened: C_L * H_L * W_L."""
+        return self.channels[-1] * self.hs[-1] * self.ws[-1]
+
+
+def conv_encoder(g: ConvGeometry, hidden: list[int], activation: str,
+                 gated: bool = False) -> tuple[nn.Sequential, int]:
+    """x (B, C, H, W) -> h (B, F): a Conv2d(k, s, p) (or `GatedConv2d`) and activation per entry of
+    `channels`, flatten, then dense layers `hidden`; returns (module, F)."""
+    chans = [g.image_shape[0], *g.channels]
+    enc: list[nn.Module] = []
+    for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
+        if gated:
+            enc.append(GatedConv2d(c_in, c_out, g.k, g.s, g.p))
+        else:
+            enc += [nn.Conv2d(c_in, c_out, g.k, g.s, g.p), ACTIVATIONS[activation]()]
+    module = nn.Sequential(*enc, nn.Flatten(),  # (B, C_L, H_L, W_L) -> (B, C_L*H_L*W_L)
+                           *_mlp([g.flat, *hidden], activation, True, gated))
+    return module, (hidden[-1] if hidden else g.flat)
+
+
+def conv_decoder(n_in: int, g: ConvGeometry, hidden: list[int], activation: str,
+                 gated: bool = False) -> nn.Sequential:
+    """z (B, n_in) -> (B, C, H, W): dense layers, unflatten, then a ConvTranspose2d per conv of the
+    encoder, each with the output_padding that restores the encoder's size at that depth."""
+    chans = [g.image_shape[0], *g.channels]
+    dec: list[nn.Module] = _mlp([n_in, *reversed(hidden), g.flat], activation, True, gated)
+    dec.append(nn.Unflatten(1, (chans[-1], g.hs[-1], g.ws[-1])))  # (B, flat) -> (B, C_L, H_L, W_L)
+    for i in range(len(g.channels), 0, -1):  # from depth n back to depth 0 (the image)
+        pad = (g.hs[i - 1] - conv_transpose2d_output_size(g.hs[i], g.k, g.s, g.p),
+               g.ws[i - 1] - conv_transpose2d_output_size(g.ws[i], g.k, g.s, g.p))
+        if i > 1 and gated:
+            dec.append(GatedConvTranspose2d(chans[i], chans[i - 1], g.k, g.s, g.p, output_padding=pad))
+            continue
+        dec.append(nn.ConvTranspose2d(chans[i], chans[i - 1], g.k, g.s, g.p, output_padding=pad))
+        if i > 1:
+            dec.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*dec)
