@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,18 @@ from hypothesis import strategies as st
 from vaekit import runs
 from vaekit.config import (
     BOUNDS,
+    RESUMABLE_CHANGES,
     SECTIONS,
     SEED_MAX,
+    Bound,
     TrainConfig,
     apply,
+    bounds_of,
+    check_choices,
     from_dict,
     load_toml,
+    resumable_of,
+    setting,
     validate,
 )
 from vaekit.errors import CheckpointError, ConfigError
@@ -271,3 +278,72 @@ def test_apply_leaves_its_input_alone() -> None:
     changed = apply(base, {"model": {"hidden": [8]}, "train": {"seed": 3}}, "command line")
     assert base.model.hidden == [400] and base.train.seed == 0
     assert changed.model.hidden == [8] and changed.train.seed == 3
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_a_setting_declares_its_choices_range_flag_and_help() -> None:
+    """One declaration gives the flag row (help with the default and the choices filled in), the range
+    and the choice check; a field without help has no flag."""
+    from vaekit.commands.flags import flag_table
+
+    @dataclass
+    class Extra:
+        mode: str = setting("a", choices=("a", "b"), help="{choices} (default: {default})")
+        level: int = setting(1, flag="--lvl", bound=Bound("the level", 0, 3), help="level", resumable=True)
+        sizes: list[int] = setting([2, 3], bound=Bound("each size", 1, 9))
+
+    @dataclass
+    class Tiny:
+        extra: Extra = field(default_factory=Extra)
+
+    assert flag_table(Tiny()) == {"--mode": ("extra", "mode", str, "a|b (default: a)"),
+                                  "--lvl": ("extra", "level", int, "level")}
+    assert bounds_of(Tiny()) == {"extra.level": Bound("the level", 0, 3),
+                                 "extra.sizes": Bound("each size", 1, 9)}
+    assert resumable_of(Tiny()) == ("extra.level",)
+    assert Tiny().extra.sizes == [2, 3] and Tiny().extra.sizes is not Tiny().extra.sizes
+    with pytest.raises(ConfigError, match=r"^unknown mode 'c'; valid values are a, b\.$"):
+        check_choices(apply(Tiny(), {"extra": {"mode": "c"}}, "command line"))
+    with pytest.raises(ConfigError, match=r"^command line, extra.level: the level must be at most 3, "
+                                          r"got 4\.$"):
+        apply(Tiny(), {"extra": {"level": 4}}, "command line")
+
+
+def test_the_commands_flags_are_built_from_the_settings() -> None:
+    from vaekit.classify import compare
+    from vaekit.commands.classify import FLAGS as CLASSIFY_FLAGS
+    from vaekit.commands.train import FLAGS
+
+    assert FLAGS["--prior"] == ("model", "prior", str, "p(z): standard|vamp (vamp: the VampPrior, a "
+                                "mixture of the posteriors of learned pseudo-inputs) (default: standard)")
+    assert FLAGS["--no-cuda-graph"][:3] == ("train", "cuda_graph", "off")
+    assert FLAGS["--time-budget"][2] == "duration" and FLAGS["--image-size"][2] == "size"
+    assert FLAGS["--hidden"][2:] == (list, "dense hidden sizes, comma list, e.g. 512,256 (default: 400)")
+    assert FLAGS["--layers"][:2] == ("model", "stochastic_layers") and FLAGS["--gated"][2] == "switch"
+    # the classifier's own defaults in the help of the settings it shares with the VAE
+    assert FLAGS["--lr"][3] == "learning rate (default: 0.001)"
+    assert CLASSIFY_FLAGS["--lr"][3] == "learning rate (default: 0.002)"
+    assert CLASSIFY_FLAGS["--epochs"][3] == f"epochs in all (default: 8; --compare: {compare.EPOCHS})"
+    assert CLASSIFY_FLAGS["--side"][2] == "positive" and CLASSIFY_FLAGS["--layers"][:3] == ("model", "layers",
+                                                                                            "layers")
+    image = ["--image-size", "--image-fit", "--image-channels", "--skip-bad"]
+    assert all(FLAGS[f] == CLASSIFY_FLAGS[f] for f in image)
+
+
+def test_resumable_changes_and_the_classifiers_ranges_come_from_the_settings() -> None:
+    from vaekit.classify import config as ccfg
+
+    assert set(RESUMABLE_CHANGES) == {"train.epochs", "train.patience", "train.device", "train.threads",
+                                      "data.data_dir", "train.time_budget", "train.tensorboard",
+                                      "train.checkpoint_every", "train.cuda_graph"}
+    assert set(ccfg.RESUMABLE_CHANGES) == {"train.epochs", "train.patience", "train.device", "train.threads",
+                                           "data.data_dir"}
+    shared_keys = ["train.batch_size", "train.epochs", "train.patience", "train.seed", "train.threads",
+                   "data.image_channels", "model.image_shape", *(k for k in BOUNDS if k.startswith("optim."))]
+    assert {k: ccfg.CLASSIFY_BOUNDS[k] for k in shared_keys} == {k: BOUNDS[k] for k in shared_keys}
+    assert set(ccfg.CLASSIFY_BOUNDS) == {*shared_keys, "data.side", "data.crop", "model.classes",
+                                         "train.label_smoothing"}
+    config = ccfg.ClassifierConfig()  # the classifier's defaults where they differ from the VAE's
+    assert (config.train.epochs, config.optim.lr, config.optim.schedule) == (8, 2e-3, "cosine")

@@ -7,10 +7,18 @@ A run is described by a `TrainConfig` made of four sections, the same four as in
     [optim]  optimizer, learning rate and its schedule         (OptimConfig)
     [train]  objective, samples, beta, epochs, seed, device    (LoopConfig)
 
+Each field declares itself with `setting`: its default, and where it has them its valid choices, its
+range (a `Bound`), its command-line flag with the help text, and whether a resumed run may change it.
+Everything else is built from those declarations: `BOUNDS`, the choice checks of `validate`,
+`RESUMABLE_CHANGES`, the reading of TOML files and config.json (`apply`), and the flag tables of
+`vaekit train` and `vaekit classify` (`vaekit.commands.flags.flag_table`). The classifier's config
+(`vaekit.classify.config`) uses `OptimConfig` as it is and takes the data and loop settings it shares
+with the VAE from these sections (`shared`).
+
 Precedence: the defaults below < a `--config FILE.toml` < command-line flags. A key that does not
 exist, a value of the wrong type or out of range is a `ConfigError`: one sentence naming where the
 value came from (the TOML file, "command line", a run's config.json), the key, what was expected and
-the value. Every number is checked against `BOUNDS` (finite, within its range: seeds within
+the value. Every number is checked against its bound (finite, within its range: seeds within
 0 ... 2**32 - 1, sizes below 2**31) as it is read and again by `validate`; whether a run fits in
 memory is `vaekit.train.memory.check_fits`. `config.json` of a run is `asdict(config)`, and
 `from_dict` reads it back.
@@ -24,7 +32,7 @@ import math
 import re
 import reprlib
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
@@ -45,130 +53,10 @@ PRECISIONS = ("float32", "bf16")  # the hand-derived engine's matrix products: f
 BINARIZATIONS = ("auto", "dynamic", "fixed", "none", "dequantize")
 IMAGE_FITS = ("crop", "pad")  # --image-size keeps the aspect: centre crop of the scaled image, or pad it
 DEVICES = ("cpu", "cuda", "auto")
-
-
-@dataclass
-class DataConfig:
-    name: str = "fashion-mnist"  # registry name, a .npy/.npz path, or a folder of images
-    data_dir: str | None = None  # directory looked in first (data.py lookup order)
-    # How uint8 pixels become x: 'dynamic' draws x ~ Bernoulli(pixel/255) afresh for each batch,
-    # 'fixed' draws once with the seed, 'none' keeps pixel/255 in [0, 1]; 'auto' is dynamic for a
-    # Bernoulli likelihood and dequantize ((pixel + u) / 256, u ~ U[0, 1) afresh, log-likelihoods of
-    # the 8-bit images) for a Gaussian one. Validation and test are binarized (dequantized) once
-    # with a fixed seed when training is binary (dequantized).
-    binarize: str = "auto"
-    # User images (`vaekit.data.folder`): resize every image to "S" (S x S) or "HxW" (None: keep the
-    # size; a folder of mixed sizes needs one), how (crop: scale the shorter side, centre crop; pad:
-    # scale the longer side, pad with black), the channels (0: the data's own, 1: grey, 3: RGB) and
-    # whether unreadable files of a folder are skipped (and counted) instead of refused.
-    image_size: str | None = None
-    image_channels: int = 0
-    image_fit: str = "crop"
-    skip_bad: bool = False
-    # Images of a built-in set's training file held out for validation (None: the set's own split,
-    # 5,000 for the IDX sets); the rest train. The held-out images are a fixed seeded subset, and a
-    # smaller split is a subset of a larger one. Folders and arrays split 80/10/10 instead.
-    val_size: int | None = None
-
-
-@dataclass
-class ModelConfig:
-    kind: str = "mlp"  # mlp | conv
-    hidden: list[int] = field(default_factory=lambda: [400])  # dense layers of q_enc (p_dec mirrors)
-    latent: int = 20  # dimension of z
-    likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean, learned log-variance)
-    variance: str = "pixel"  # gaussian only: learned log-variance per pixel or one global
-    activation: str = "relu"
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only: strided conv stack
-    kernel_size: int = 4  # conv only
-    stride: int = 2  # conv only
-    image_shape: list[int] | None = None  # (C, H, W), filled in from the data at training time
-    # The pieces of the best-NLL model (Tomczak & Welling 2018): gated layers
-    # h = (W x + b) * sigmoid(V x + c) in place of linear + activation; the prior p(z); one or two
-    # stochastic layers (z1 | z2, z2).
-    gated: bool = False
-    prior: str = "standard"  # standard | vamp
-    pseudo_inputs: int = 500  # vamp only: K learned pseudo-inputs u_k of p(z) = 1/K sum_k q(z|u_k)
-    stochastic_layers: int = 1  # 1: z; 2: the hierarchical VAE, z2 -> z1 -> x, each of size latent
-    # Units of the autoregressive decoder's masked layer (`vaekit.vae.autoregressive`: each pixel's
-    # logit also sees the pixels before it, MADE over x given z); 0: the factorized decoder.
-    autoregressive: int = 0
-    autoregressive_dropout: float = 0.0  # fraction of its masked units dropped in training
-    autoregressive_window: int = 0  # pixels before each pixel that its term sees (0: all of them)
-
-
-@dataclass
-class OptimConfig:
-    name: str = "adam"  # adam | adamw | sgd | rmsprop
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd and rmsprop
-    schedule: str = "none"  # none | cosine (to 0 at the last epoch) | step
-    step_size: int = 30  # step schedule: epochs between decays
-    gamma: float = 0.1  # step schedule: lr factor at each decay
-    clip: float = 0.0  # max global gradient norm; 0 = no clipping
-
-
-@dataclass
-class LoopConfig:
-    objective: str = "elbo"  # elbo (k-sample ELBO) | iwae (IWAE-k bound)
-    samples: int = 1  # k, reparameterized samples per image (the sheet: 1)
-    beta: float = 1.0  # weight of the KL term (beta-VAE); the target of the warm-up
-    warmup: float = 0.0  # epochs over which beta ramps linearly from 0 to beta
-    free_bits: float = 0.0  # floor, in nats, of each latent dimension's KL in the objective
-    estimator: str = "reparam"  # reparam (pathwise) | score (score function, REINFORCE)
-    batch_size: int = 128
-    epochs: int = 10
-    patience: int = 0  # stop after this many epochs without a better validation -ELBO; 0 = never
-    seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
-    threads: int = 0  # torch CPU threads; 0 = the cores other processes leave idle, at least 1
-    # How gradients are computed: 'auto' uses the hand-derived backward of `vaekit.vae.backprop`
-    # where it applies and is the faster (`backprop.faster`: an MLP VAE with a Bernoulli decoder,
-    # ReLU/tanh layers, the reparameterized ELBO or IWAE), autograd elsewhere; 'autograd' always
-    # uses autograd (the same loss; other rounding, so other numbers).
-    engine: str = "auto"
-    # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
-    # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.
-    time_budget: float = 0.0
-    # float32, or bf16: the hand-derived engine's (`vaekit.vae.backprop`) matrix products from
-    # bfloat16 inputs, the autograd engine's forward under torch.autocast(bfloat16) (CPU or CUDA);
-    # weights, gradients and sums stay float32.
-    precision: str = "float32"
-    # Scalars per epoch and image grids (reconstructions, samples) in RUN/tensorboard beside
-    # metrics.jsonl (`vaekit.train.tensorboard`; the optional extra vaekit[tensorboard]).
-    tensorboard: bool = False
-    # When checkpoints are written besides after the first and the last epoch: "epoch" (every
-    # epoch), a duration ("30s", "5m", "90": at most one per that much wall time), or "auto" (as
-    # often as keeps their writing under 5% of the run's time: every epoch on a CPU, every few
-    # dozen of a GPU's sub-second epochs); `vaekit.train.checkpoints`.
-    checkpoint_every: str = "auto"
-    # On CUDA, each training step (forward, backward, clip, Adam) captured once in a CUDA graph and
-    # replayed (`vaekit.train.step`); false: launched op by op. Other devices ignore it.
-    cuda_graph: bool = True
-
-
-@dataclass
-class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: LoopConfig = field(default_factory=LoopConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def resolved_binarize(self) -> str:
-        """The binarization actually used: 'auto' resolved against the likelihood."""
-        if self.data.binarize != "auto":
-            return self.data.binarize
-        return "dequantize" if self.model.likelihood == "gaussian" else "dynamic"
-
-
-C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config
-
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
-                             "train": LoopConfig}
+IMAGE_CHANNELS = (0, 1, 3)  # data.image_channels: the data's own, grey, RGB
+# The user-image settings of a data section (`vaekit.data.folder`), in the order `vaekit data info`,
+# `vaekit train` and `vaekit classify` list their flags
+IMAGE_OPTIONS = ("image_size", "image_fit", "image_channels", "skip_bad")
 
 
 # ----------------------------------------------------------------------------- ranges
@@ -211,45 +99,303 @@ class Bound:
 
 
 # Every int, float and list[int] field of the four sections, with the values a run can use. The
-# upper bounds are far beyond any useful run; what fits in memory is `vaekit.train.memory`'s check.
-BOUNDS: dict[str, Bound] = {
-    "data.image_channels": Bound("the image channels (0 = the data's own, 1 or 3)", 0, 3),
-    "data.val_size": Bound("the validation images", 1, MAX_SIZE),
-    "model.hidden": Bound("each hidden size", 1, MAX_SIZE),
-    "model.latent": Bound("the latent size", 1, MAX_SIZE),
-    "model.channels": Bound("each conv channel count", 1, MAX_SIZE),
-    "model.kernel_size": Bound("the conv kernel size", 1, MAX_SIZE),
-    "model.stride": Bound("the conv stride", 1, MAX_SIZE),
-    "model.image_shape": Bound("each image size of [C, H, W]", 1, MAX_SIZE),
-    "model.pseudo_inputs": Bound("the number of pseudo-inputs", 1, 100_000),
-    "model.stochastic_layers": Bound("the number of stochastic layers", 1, 2),
-    "model.autoregressive": Bound("the autoregressive decoder's units (0 = none)", 0, 1_000_000),
-    "model.autoregressive_dropout": Bound("the autoregressive decoder's dropout", 0, 1, high_open=True),
-    "model.autoregressive_window": Bound("the autoregressive decoder's window (0 = all pixels)", 0, MAX_SIZE),
-    "optim.lr": Bound("the learning rate", 0, 100, low_open=True),
-    "optim.weight_decay": Bound("the weight decay", 0, 100),
-    "optim.momentum": Bound("the momentum", 0, 1, high_open=True),
-    "optim.step_size": Bound("the step schedule's epochs between decays", 1, MAX_SIZE),
-    "optim.gamma": Bound("the step schedule's lr factor", 0, 1, low_open=True),
-    "optim.clip": Bound("the max gradient norm", 0, 1e12),
-    "train.samples": Bound("the number of samples per image", 1, MAX_SIZE),
-    "train.beta": Bound("the KL weight beta", 0, 1e4),
-    "train.warmup": Bound("the KL warm-up in epochs", 0, MAX_SIZE),
-    "train.free_bits": Bound("the free bits per latent dimension in nats", 0, 1e3),
-    "train.batch_size": Bound("the batch size", 1, MAX_SIZE),
-    "train.epochs": Bound("the number of epochs", 1, MAX_SIZE),
-    "train.patience": Bound("the patience in epochs", 0, MAX_SIZE),
-    "train.seed": Bound("the seed", 0, SEED_MAX),
-    "train.threads": Bound("the number of CPU threads", 0, MAX_THREADS),
-    "train.time_budget": Bound("the time budget in seconds", 0, 1e8),
-}
-
 
 def _bound_text(x: float) -> str:
     """A bound as written in a sentence: 100, 1e-12, 2147483647."""
     if isinstance(x, int) or (x.is_integer() and abs(x) < 1e16):
         return str(int(x))
     return repr(x)
+
+
+
+# ----------------------------------------------------------------------------- settings
+
+# A flag's kinds beyond its field's type (str, int, float, list of ints, bool = 'switch'): 'duration'
+# ('60m', also in a TOML file), 'size' ('32', '64x48', also an integer in a TOML file), 'off' (a
+# bool whose flag, given, sets it false), 'positive' (an int flag of at least 1), 'layers' (one or
+# more words: a network in the layer language of `vaekit arch`). `vaekit.commands.flags` converts them.
+KINDS = ("duration", "size", "switch", "off", "positive", "layers")
+
+
+def setting(default: Any, *, help: str | None = None, flag: str | None = None,  # noqa: A002
+            kind: str | None = None, choices: tuple[str, ...] | None = None, bound: Bound | None = None,
+            resumable: bool = False) -> Any:
+    """A config field that declares itself: `dataclasses.field` with its default (a list is copied
+    for each instance) and, in its metadata, what the rest of the configuration is built from:
+
+    help       the flag's help text; None: the field has no flag. "{default}" is filled in with the
+               command's default ("512,256" for a list), "{choices}" with the choices ("mlp|conv").
+    flag       the flag's name, when it is not the field's ('--data' for data.name); choice errors
+               then name the value by it ("unknown model 'x'"), else by the field's name.
+    kind       how the flag (and a TOML string) is read, when not by the field's type: one of KINDS.
+    choices    the valid values of a string (`validate` refuses others).
+    bound      the range of a number, or of each number of a list (`BOUNDS`); every number has one.
+    resumable  whether a resumed run may change it (`RESUMABLE_CHANGES`).
+    """
+    assert kind is None or kind in KINDS, kind
+    metadata = {"help": help, "flag": flag, "kind": kind, "choices": choices, "bound": bound,
+                "resumable": resumable}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def shared(section: type, name: str, **changes: Any) -> Any:
+    """The setting `name` of the section class `section` declared again for another config's section
+    (the classifier's data and loop settings are the VAE's): the same default, help, flag, choices,
+    bound and resumability but for `changes` (default=..., help=...)."""
+    f = {f.name: f for f in fields(section)}[name]
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    return setting(**{"default": default, **f.metadata, **changes})
+
+
+def flag_of(f: dataclasses.Field) -> str | None:
+    """The flag of a setting ('--data-dir' for data_dir, or its declared one), None without help."""
+    if f.metadata.get("help") is None:
+        return None
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def kind_of(f: dataclasses.Field) -> str | type:
+    """How a setting is read from a flag: its declared kind, else by its type: str, int, float,
+    list (of ints, '512,256') or 'switch' (a bool: given means true)."""
+    if f.metadata.get("kind"):
+        return f.metadata["kind"]
+    t = str(f.type).split(" ")[0]
+    kinds: dict[str, str | type] = {"str": str, "int": int, "float": float, "list[int]": list,
+                                    "bool": "switch"}
+    return kinds[t]
+
+
+def sections_of(config: Any) -> dict[str, Any]:
+    """{section name: section} of a config made of sections (TrainConfig, or the classifier's
+    `vaekit.classify.config.ClassifierConfig`)."""
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def settings_of(config: Any) -> dict[str, dataclasses.Field]:
+    """{'section.key': field} of every setting of a config made of sections."""
+    return {f"{section}.{f.name}": f for section, part in sections_of(config).items() for f in fields(part)}
+
+
+def bounds_of(config: Any) -> dict[str, Bound]:
+    """The range table of a config's numbers, from its settings: {'section.key': Bound}."""
+    return {key: f.metadata["bound"] for key, f in settings_of(config).items()
+            if f.metadata.get("bound") is not None}
+
+
+def resumable_of(config: Any) -> tuple[str, ...]:
+    """The 'section.key' names a resumed run of this kind of config may change."""
+    return tuple(key for key, f in settings_of(config).items() if f.metadata.get("resumable"))
+
+
+@dataclass
+class DataConfig:
+    # registry name, a .npy/.npz path, or a folder of images
+    name: str = setting("fashion-mnist", flag="--data", help="dataset name, .npy/.npz path or a folder "
+                        "of images (default: {default})")
+    # directory looked in first (data.py lookup order)
+    data_dir: str | None = setting(None, resumable=True, help="directory holding the dataset files "
+                                   "(default: lookup order of `vaekit data`)")
+    # How uint8 pixels become x: 'dynamic' draws x ~ Bernoulli(pixel/255) afresh for each batch,
+    # 'fixed' draws once with the seed, 'none' keeps pixel/255 in [0, 1]; 'auto' is dynamic for a
+    # Bernoulli likelihood and dequantize ((pixel + u) / 256, u ~ U[0, 1) afresh, log-likelihoods of
+    # the 8-bit images) for a Gaussian one. Validation and test are binarized (dequantized) once
+    # with a fixed seed when training is binary (dequantized).
+    binarize: str = setting("auto", choices=BINARIZATIONS, help="{choices}: dynamic x ~ Bernoulli(pixel/255) "
+                            "per batch; dequantize x = (pixel + u)/256, bits/dim of 8-bit images; auto: "
+                            "dynamic | dequantize by likelihood (default: {default})")
+    # User images (`vaekit.data.folder`): resize every image to "S" (S x S) or "HxW" (None: keep the
+    # size; a folder of mixed sizes needs one), how (crop: scale the shorter side, centre crop; pad:
+    # scale the longer side, pad with black), the channels (0: the data's own, 1: grey, 3: RGB) and
+    # whether unreadable files of a folder are skipped (and counted) instead of refused.
+    image_size: str | None = setting(None, kind="size", help="resize every image to S x S or HxW pixels, "
+                                     "aspect kept by --image-fit (default: the data's own size; a folder "
+                                     "of mixed sizes needs it)")
+    image_channels: int = setting(0, bound=Bound("the image channels (0 = the data's own, 1 or 3)", 0, 3),
+                                  help="0 = the data's own (grey stays grey, colour stays colour), 1 = "
+                                  "grey, 3 = RGB (default: {default})")
+    image_fit: str = setting("crop", choices=IMAGE_FITS, help="how --image-size keeps the aspect: crop "
+                             "(scale the shorter side, centre crop) | pad (scale the longer side, pad "
+                             "with black) (default: {default})")
+    skip_bad: bool = setting(False, help="skip files of an image folder that cannot be read, and say how "
+                             "many (default: refuse them)")
+    # Images of a built-in set's training file held out for validation (None: the set's own split,
+    # 5,000 for the IDX sets); the rest train. The held-out images are a fixed seeded subset, and a
+    # smaller split is a subset of a larger one. Folders and arrays split 80/10/10 instead.
+    val_size: int | None = setting(None, bound=Bound("the validation images", 1, MAX_SIZE),
+                                   help="images of a built-in set's training file held out for "
+                                   "validation; the rest train (default: the set's own, 5000)")
+
+
+@dataclass
+class ModelConfig:
+    kind: str = setting("mlp", flag="--model", choices=MODEL_KINDS, help="{choices} (default: {default})")
+    # dense layers of q_enc (p_dec mirrors)
+    hidden: list[int] = setting([400], bound=Bound("each hidden size", 1, MAX_SIZE),
+                                help="dense hidden sizes, comma list, e.g. 512,256 (default: {default})")
+    latent: int = setting(20, bound=Bound("the latent size", 1, MAX_SIZE),  # dimension of z
+                          help="latent dimension of z (default: {default})")
+    # bernoulli (logits) | gaussian (mean, learned log-variance)
+    likelihood: str = setting("bernoulli", choices=LIKELIHOODS, help="{choices} (default: {default})")
+    # gaussian only: learned log-variance per pixel or one global
+    variance: str = setting("pixel", choices=VARIANCES,
+                            help="gaussian decoder log-variance: {choices} (default: {default})")
+    activation: str = setting("relu", choices=ACTIVATIONS, help="{choices} (default: {default})")
+    # conv only: strided conv stack
+    channels: list[int] = setting([32, 64], bound=Bound("each conv channel count", 1, MAX_SIZE),
+                                  help="conv channels per strided conv, comma list (default: {default})")
+    kernel_size: int = setting(4, bound=Bound("the conv kernel size", 1, MAX_SIZE))  # conv only
+    stride: int = setting(2, bound=Bound("the conv stride", 1, MAX_SIZE))  # conv only
+    # (C, H, W), filled in from the data at training time
+    image_shape: list[int] | None = setting(None, bound=Bound("each image size of [C, H, W]", 1, MAX_SIZE))
+    # The pieces of the best-NLL model (Tomczak & Welling 2018): gated layers
+    # h = (W x + b) * sigmoid(V x + c) in place of linear + activation; the prior p(z); one or two
+    # stochastic layers (z1 | z2, z2).
+    gated: bool = setting(False, help="gated layers h = (Wx + b) * sigmoid(Vx + c) (default: off)")
+    prior: str = setting("standard", choices=PRIORS, help="p(z): {choices} (vamp: the VampPrior, a mixture "
+                         "of the posteriors of learned pseudo-inputs) (default: {default})")
+    # vamp only: K learned pseudo-inputs u_k of p(z) = 1/K sum_k q(z|u_k)
+    pseudo_inputs: int = setting(500, bound=Bound("the number of pseudo-inputs", 1, 100_000),
+                                 help="VampPrior size (default: {default})")
+    # 1: z; 2: the hierarchical VAE, z2 -> z1 -> x, each of size latent
+    stochastic_layers: int = setting(1, flag="--layers", bound=Bound("the number of stochastic layers", 1, 2),
+                                     help="stochastic layers: 1 (z), or 2 (the hierarchical VAE z2 -> z1 "
+                                     "-> x) (default: {default})")
+    # Units of the autoregressive decoder's masked layer (`vaekit.vae.autoregressive`: each pixel's
+    # logit also sees the pixels before it, MADE over x given z); 0: the factorized decoder.
+    autoregressive: int = setting(
+        0, bound=Bound("the autoregressive decoder's units (0 = none)", 0, 1_000_000),
+        help="autoregressive decoder's units (MADE given z; 0: factorized) (default: {default})")
+    # fraction of its masked units dropped in training
+    autoregressive_dropout: float = setting(
+        0.0, bound=Bound("the autoregressive decoder's dropout", 0, 1, high_open=True),
+        help="fraction of the AR units dropped in training (default: {default})")
+    # pixels before each pixel that its term sees (0: all of them)
+    autoregressive_window: int = setting(
+        0, bound=Bound("the autoregressive decoder's window (0 = all pixels)", 0, MAX_SIZE),
+        help="pixels before each pixel that its AR term sees, in raster order (0: all) (default: {default})")
+
+
+@dataclass
+class OptimConfig:
+    name: str = setting("adam", flag="--optimizer", choices=OPTIMIZERS, help="{choices} (default: {default})")
+    lr: float = setting(1e-3, bound=Bound("the learning rate", 0, 100, low_open=True),
+                        help="learning rate (default: {default})")
+    weight_decay: float = setting(0.0, bound=Bound("the weight decay", 0, 100),
+                                  help="weight decay (default: {default})")
+    momentum: float = setting(0.9, bound=Bound("the momentum", 0, 1, high_open=True),  # sgd and rmsprop
+                              help="sgd/rmsprop momentum (default: {default})")
+    # none | cosine (to 0 at the last epoch) | step
+    schedule: str = setting("none", choices=SCHEDULES, help="lr schedule {choices} (default: {default})")
+    # step schedule: epochs between decays
+    step_size: int = setting(30, bound=Bound("the step schedule's epochs between decays", 1, MAX_SIZE))
+    # step schedule: lr factor at each decay
+    gamma: float = setting(0.1, bound=Bound("the step schedule's lr factor", 0, 1, low_open=True))
+    # max global gradient norm; 0 = no clipping
+    clip: float = setting(0.0, bound=Bound("the max gradient norm", 0, 1e12),
+                          help="max gradient norm, 0 = off (default: {default})")
+
+
+@dataclass
+class LoopConfig:
+    # elbo (k-sample ELBO) | iwae (IWAE-k bound)
+    objective: str = setting("elbo", choices=OBJECTIVES, help="{choices} (default: {default})")
+    # k, reparameterized samples per image (the sheet: 1)
+    samples: int = setting(1, bound=Bound("the number of samples per image", 1, MAX_SIZE),
+                           help="K samples per image (default: {default})")
+    # weight of the KL term (beta-VAE); the target of the warm-up
+    beta: float = setting(1.0, bound=Bound("the KL weight beta", 0, 1e4),
+                          help="KL weight (default: {default})")
+    # epochs over which beta ramps linearly from 0 to beta
+    warmup: float = setting(0.0, bound=Bound("the KL warm-up in epochs", 0, MAX_SIZE),
+                            help="epochs of linear KL warm-up from 0 to beta (default: {default})")
+    # floor, in nats, of each latent dimension's KL in the objective
+    free_bits: float = setting(0.0, bound=Bound("the free bits per latent dimension in nats", 0, 1e3),
+                               help="KL floor per latent dim, nats (default: {default})")
+    # reparam (pathwise) | score (score function, REINFORCE)
+    estimator: str = setting("reparam", choices=ESTIMATORS,
+                             help="gradient estimator: {choices} (default: {default})")
+    batch_size: int = setting(128, bound=Bound("the batch size", 1, MAX_SIZE),
+                              help="images per step (default: {default})")
+    epochs: int = setting(10, bound=Bound("the number of epochs", 1, MAX_SIZE), resumable=True,
+                          help="epochs in all; with --resume, train up to this many (default: {default})")
+    # stop after this many epochs without a better validation -ELBO; 0 = never
+    patience: int = setting(0, bound=Bound("the patience in epochs", 0, MAX_SIZE), resumable=True,
+                            help="early stopping after this many epochs without a better validation "
+                            "-ELBO, 0 = off (default: {default})")
+    seed: int = setting(0, bound=Bound("the seed", 0, SEED_MAX),
+                        help="seed of weights, batches, binarization and eps (default: {default})")
+    device: str = setting("cpu", choices=DEVICES, resumable=True, help="{choices} (default: {default})")
+    # torch CPU threads; 0 = the cores other processes leave idle, at least 1
+    threads: int = setting(0, bound=Bound("the number of CPU threads", 0, MAX_THREADS), resumable=True,
+                           help="CPU threads; 0 = the cores other processes leave idle, chosen at the "
+                           "start (default: {default})")
+    # How gradients are computed: 'auto' uses the hand-derived backward of `vaekit.vae.backprop`
+    # where it applies and is the faster (`backprop.faster`: an MLP VAE with a Bernoulli decoder,
+    # ReLU/tanh layers, the reparameterized ELBO or IWAE), autograd elsewhere; 'autograd' always
+    # uses autograd (the same loss; other rounding, so other numbers).
+    engine: str = setting("auto", choices=ENGINES, help="gradients: auto = the hand-derived backward of the "
+                          "MLP VAE where it applies (1.2-1.3x faster per epoch), else autograd; autograd = "
+                          "always autograd (default: {default})")
+    # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
+    # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.
+    time_budget: float = setting(0.0, kind="duration", bound=Bound("the time budget in seconds", 0, 1e8),
+                                 resumable=True, help="wall time of training, e.g. 60m, 1h30m, 90s: the run "
+                                 "plans its epochs, cosine decay and warm-up to end inside it (replaces "
+                                 "--epochs) (default: none)")
+    # float32, or bf16: the hand-derived engine's (`vaekit.vae.backprop`) matrix products from
+    # bfloat16 inputs, the autograd engine's forward under torch.autocast(bfloat16) (CPU or CUDA);
+    # weights, gradients and sums stay float32.
+    precision: str = setting("float32", choices=PRECISIONS, help="float32 | bf16 (bfloat16 products in the "
+                             "hand-derived engine, else torch.autocast; float32 weights and sums) "
+                             "(default: {default})")
+    # Scalars per epoch and image grids (reconstructions, samples) in RUN/tensorboard beside
+    # metrics.jsonl (`vaekit.train.tensorboard`; the optional extra vaekit[tensorboard]).
+    tensorboard: bool = setting(False, resumable=True, help="also write scalars and image grids per epoch to "
+                                "RUN/tensorboard (needs pip install 'vaekit[tensorboard]') (default: off)")
+    # When checkpoints are written besides after the first and the last epoch: "epoch" (every
+    # epoch), a duration ("30s", "5m", "90": at most one per that much wall time), or "auto" (as
+    # often as keeps their writing under 5% of the run's time: every epoch on a CPU, every few
+    # dozen of a GPU's sub-second epochs); `vaekit.train.checkpoints`.
+    checkpoint_every: str = setting("auto", resumable=True, help="epoch, or at most one checkpoint per this "
+                                    "much wall time (30s, 5m), or auto: writing under 5%% of the run "
+                                    "(default: {default})")
+    # On CUDA, each training step (forward, backward, clip, Adam) captured once in a CUDA graph and
+    # replayed (`vaekit.train.step`); false: launched op by op. Other devices ignore it.
+    cuda_graph: bool = setting(True, flag="--no-cuda-graph", kind="off", resumable=True,
+                               help="on CUDA, launch each step op by op instead of replaying it as one "
+                               "captured CUDA graph (default: captured)")
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved_binarize(self) -> str:
+        """The binarization actually used: 'auto' resolved against the likelihood."""
+        if self.data.binarize != "auto":
+            return self.data.binarize
+        return "dequantize" if self.model.likelihood == "gaussian" else "dynamic"
+
+
+C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+                             "train": LoopConfig}
+
+# Every int, float and list[int] field of the four sections, with the values a run can use (the
+# settings' bounds). The upper bounds are far beyond any useful run; what fits in memory is
+# `vaekit.train.memory`'s check.
+BOUNDS: dict[str, Bound] = bounds_of(TrainConfig())
+# Settings that may change when a run is resumed: how long it goes on and where it computes.
+RESUMABLE_CHANGES: tuple[str, ...] = resumable_of(TrainConfig())
 
 
 _REPR = reprlib.Repr()  # short and safe for any value: lists nested 1,000 deep, 10,000-digit ints
@@ -272,13 +418,11 @@ def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def check_value(key: str, value: Any, origin: str | None = None,
-                bounds: dict[str, Bound] | None = None) -> None:
+def check_value(key: str, value: Any, bound: Bound, origin: str | None = None) -> None:
     """Raise ConfigError unless the number (or each number of the list) `value` of `key`
-    ('section.name') is in `bounds[key]` (default `BOUNDS`); the sentence names `origin` (a file,
-    'command line'), the key, the quantity, the broken bound and the value."""
+    ('section.name') is in `bound`; the sentence names `origin` (a file, 'command line'), the key,
+    the quantity, the broken bound and the value."""
     where = f"{origin}, " if origin else ""
-    bound = (BOUNDS if bounds is None else bounds)[key]
     items = value if isinstance(value, list) else [value]
     if key == "model.image_shape" and len(items) != 3:
         raise ConfigError(f"{where}{key} must be [C, H, W], got {_show(value)}.")
@@ -293,13 +437,12 @@ def check_value(key: str, value: Any, origin: str | None = None,
 # ----------------------------------------------------------------------------- reading
 
 
-def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None = None,
-            bounds: dict[str, Bound] | None = None) -> Any:
-    """Check/convert one value against the field's declared type (strings in annotations) and,
-    for numbers, its range in `bounds` (default BOUNDS); errors name `origin` (the file or
-    'command line')."""
+def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None = None) -> Any:
+    """Check/convert one value against the setting `f`: its declared type (strings in
+    annotations), its kind ('60m' for a duration, 32 for a size) and, for numbers, its bound;
+    errors name `origin` (the file or 'command line')."""
     key = f"{section}.{f.name}"
-    t = str(f.type)
+    t, kind = str(f.type), f.metadata.get("kind")
     where = f"{origin}: " if origin else ""
     if value is None:
         if "None" in t:
@@ -328,7 +471,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if not is_int(value):
             raise ConfigError(f"{where}{key} must be an integer, got {_show(value)}.")
     elif t.startswith("float"):
-        if key == "train.time_budget" and isinstance(value, str):  # "60m" in a TOML file
+        if kind == "duration" and isinstance(value, str):  # "60m" in a TOML file
             try:
                 value = parse_duration(value, key)
             except ConfigError as err:
@@ -336,11 +479,11 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if not is_number(value):
             raise ConfigError(f"{where}{key} must be a number, got {_show(value)}.")
     elif t.startswith("str"):
-        if f.name == "image_size" and is_int(value):  # image_size = 32 in a TOML file
+        if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {_show(value)}.")
-        if f.name == "image_size":
+        if kind == "size":
             try:
                 parse_image_size(value, key)
             except ConfigError as err:
@@ -348,7 +491,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         return value
     else:
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
-    check_value(key, value, origin, bounds)  # ints compared exactly, so 10**400 is refused, not overflowed
+    bound = f.metadata.get("bound")
+    if bound is None:  # a bug in the setting's declaration, not user input
+        raise AssertionError(f"the number {key} declares no bound")
+    check_value(key, value, bound, origin)  # ints compared exactly, so 10**400 is refused, not overflowed
     return float(value) if t.startswith("float") else value
 
 
@@ -410,17 +556,14 @@ def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
     return size
 
 
-IMAGE_CHANNELS = (0, 1, 3)  # data.image_channels: the data's own, grey, RGB
-
-
 def check_data_images(d: Any) -> None:
-    """The image options of a data section (a VAE's or a classifier's): size, channels, fit."""
+    """The image options of a data section (a VAE's or a classifier's): size and channels (the fit
+    is a choice, `check_choices`)."""
     if d.image_size is not None:
         parse_image_size(d.image_size, "data.image_size")
     if d.image_channels not in IMAGE_CHANNELS:
         raise ConfigError(f"data.image_channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got "
                           f"{_show(d.image_channels)}.")
-    choice("image_fit", d.image_fit, IMAGE_FITS)
 
 
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
@@ -433,24 +576,12 @@ def parse_int_list(text: str, key: str = "hidden") -> list[int]:
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {_show(text)}.") from None
 
 
-def sections_of(config: Any) -> dict[str, Any]:
-    """{section name: section} of a config made of sections (TrainConfig, or the classifier's
-    `vaekit.classify.config.ClassifierConfig`)."""
-    return {f.name: getattr(config, f.name) for f in fields(config)}
-
-
-def bounds_of(config: Any) -> dict[str, Bound]:
-    """The range table of a config's numbers: its class's `BOUNDS`, else this module's."""
-    return getattr(type(config), "BOUNDS", BOUNDS)
-
-
 def check_fields(config: Any) -> None:
     """Every field of every section of `config` of its declared type and in its range (for
     configs built in Python, which `apply` never saw)."""
-    bounds = bounds_of(config)
     for section, part in sections_of(config).items():
         for f in fields(part):
-            _coerce(section, f, getattr(part, f.name), bounds=bounds)
+            _coerce(section, f, getattr(part, f.name))
 
 
 def apply(config: C, values: dict[str, Any], origin: str) -> C:
@@ -460,7 +591,7 @@ def apply(config: C, values: dict[str, Any], origin: str) -> C:
     if not isinstance(values, dict):
         raise ConfigError(f"{origin}: expected a table of sections, got {_show(values)}.")
     out = copy.deepcopy(config)
-    sections, bounds = sections_of(out), bounds_of(out)
+    sections = sections_of(out)
     for section, entries in values.items():
         if section not in sections:
             raise ConfigError(f"{origin}: unknown key or section {_show(section)}; valid sections are "
@@ -473,7 +604,7 @@ def apply(config: C, values: dict[str, Any], origin: str) -> C:
             if key not in by_name:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}; valid keys of [{section}] "
                                   f"are {', '.join(by_name)}.")
-            setattr(target, key, _coerce(section, by_name[key], value, origin, bounds))
+            setattr(target, key, _coerce(section, by_name[key], value, origin))
     return out
 
 
@@ -526,30 +657,29 @@ def choice(key: str, value: str, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {key} {_show(value)}; valid values are {', '.join(valid)}.")
 
 
+def check_choices(config: Any, skip: tuple[str, ...] = ()) -> None:
+    """Every setting of `config` that declares choices among them ('section.key' of `skip` aside);
+    the error names the value by its flag's name where the setting declares one ('unknown model'),
+    else by the setting's ('unknown image_fit')."""
+    for key, f in settings_of(config).items():
+        valid = f.metadata.get("choices")
+        if valid and key not in skip:
+            part = getattr(config, key.split(".")[0])
+            choice((f.metadata.get("flag") or f.name).lstrip("-"), getattr(part, f.name), valid)
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Raise ConfigError (one sentence) for any value a run cannot use; return the config.
 
-    The rules: each choice among its valid values; every field of its declared type, every number
-    finite and in its `BOUNDS` range (checked again here for configs built in Python); then the
+    The rules: every field of its declared type, every number finite and in its `BOUNDS` range
+    (checked again here for configs built in Python); each choice among its valid values; then the
     combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
     objective no beta, warm-up, free bits or score estimator, the score estimator no free bits).
     """
     m, t, d = config.model, config.train, config.data
     check_fields(config)
-    choice("model", m.kind, MODEL_KINDS)
-    choice("likelihood", m.likelihood, LIKELIHOODS)
-    choice("variance", m.variance, VARIANCES)
-    choice("activation", m.activation, ACTIVATIONS)
-    choice("prior", m.prior, PRIORS)
-    choice("optimizer", config.optim.name, OPTIMIZERS)
-    choice("schedule", config.optim.schedule, SCHEDULES)
-    choice("objective", t.objective, OBJECTIVES)
-    choice("estimator", t.estimator, ESTIMATORS)
-    choice("engine", t.engine, ENGINES)
-    choice("precision", t.precision, PRECISIONS)
-    choice("binarize", d.binarize, BINARIZATIONS)
+    check_choices(config)
     check_data_images(d)
-    choice("device", t.device, DEVICES)
     checkpoint_interval(t.checkpoint_every)
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
@@ -576,11 +706,6 @@ def validate(config: TrainConfig) -> TrainConfig:
     if t.estimator == "score" and t.free_bits:
         raise ConfigError("free_bits is not supported with the score estimator; use --estimator reparam.")
     return config
-
-
-# Settings that may change when a run is resumed: how long it goes on and where it computes.
-RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir",
-                     "train.time_budget", "train.tensorboard", "train.checkpoint_every", "train.cuda_graph")
 
 
 def differences(a: Any, b: Any) -> list[str]:

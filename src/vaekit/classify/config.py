@@ -1,5 +1,8 @@
 """A classifier run's configuration: four sections, as for the VAE (`vaekit.config`), read and
 checked by the same machinery (`config.apply`, `config.check_fields`: types, ranges, unknown keys).
+Its fields declare themselves as the VAE's do (`config.setting`); the settings it shares with the VAE
+(the dataset, its user images, the batch, epochs, patience, seed, device, threads) are the VAE's own
+(`config.shared`), with the classifier's defaults and help where they differ.
 
     [data]   which images, their size (upsampled for Ex.1 Q1), augmentation   (ClassifierDataConfig)
     [model]  a preset or a layer list in the language of `vaekit arch`         (ClassifierModelConfig)
@@ -13,10 +16,10 @@ A run's config.json is `to_dict()`: these sections and `"task": "classify"`, whi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import BOUNDS, MAX_SIZE, SEED_MAX, Bound, OptimConfig
+from vaekit.config import MAX_SIZE, Bound, DataConfig, LoopConfig, ModelConfig, OptimConfig, setting, shared
 from vaekit.errors import ConfigError
 
 TASK = "classify"  # config.json's "task" of a classifier run
@@ -27,51 +30,58 @@ MAX_SIDE = 4096  # upsampled image side: 4096 x 4096 images are far past any use
 
 @dataclass
 class ClassifierDataConfig:
-    name: str = "fashion-mnist"  # registry name or a .npy/.npz path with labels
-    data_dir: str | None = None
-    side: int = 0  # 0: the images as they are; else resized to side x side (Ex.1 Q1: large images)
-    resize: str = "nearest"  # nearest | bilinear, when side is set
-    crop: int = 0  # augmentation: random crop after zero padding by this many pixels; 0 = off
-    flip: bool = False  # augmentation: random horizontal flip
+    # registry name or a .npy/.npz path with labels
+    name: str = shared(DataConfig, "name", help="dataset name, .npz with labels, or a folder of images in "
+                       "class sub-folders (class/xxx.png) (default: {default})")
+    data_dir: str | None = shared(DataConfig, "data_dir")
+    # 0: the images as they are; else resized to side x side (Ex.1 Q1: large images)
+    side: int = setting(0, kind="positive", bound=Bound("the image side to resize to (0 = as they are)", 0,
+                                                        MAX_SIDE),
+                        help="resize the images to SIDE x SIDE pixels (Ex.1 Q1: large images) (default: as "
+                        "they are)")
+    resize: str = setting("nearest", choices=RESIZES,  # when side is set
+                          help="{choices} (default: {default})")
+    # augmentation: random crop after zero padding by this many pixels; 0 = off
+    crop: int = setting(0, bound=Bound("the random crop's padding in pixels", 0, 64),
+                        help="augmentation: random crop after padding by this many pixels, 0 = off "
+                        "(default: {default})")
+    flip: bool = setting(False, help="augmentation: random horizontal flip (default: off)")
     # User images, as for the VAE (`vaekit.config.DataConfig`, `vaekit.data.folder`): decoded size
     # "S" or "HxW", crop or pad, channels 0 (own) / 1 / 3, skip unreadable files of a folder.
-    image_size: str | None = None
-    image_fit: str = "crop"
-    image_channels: int = 0
-    skip_bad: bool = False
+    image_size: str | None = shared(DataConfig, "image_size")
+    image_fit: str = shared(DataConfig, "image_fit")
+    image_channels: int = shared(DataConfig, "image_channels")
+    skip_bad: bool = shared(DataConfig, "skip_bad")
 
 
 @dataclass
 class ClassifierModelConfig:
-    preset: str = "cnn"  # cnn | dense | dense-wide; ignored when layers are given
-    layers: list[str] = field(default_factory=list)  # the network in `vaekit arch`'s layer language
-    image_shape: list[int] | None = None  # (C, H, W) of the network's input, filled in from the data
-    classes: int | None = None  # filled in from the data's labels
+    # ignored when layers are given
+    preset: str = setting("cnn", choices=PRESETS, help="{choices} (default: {default})")
+    layers: list[str] = setting([], kind="layers",  # the network in `vaekit arch`'s layer language
+                                help="the network in the layer language of `vaekit arch`, e.g. "
+                                "\"Conv2d(32, 3, padding=1)\" \"ReLU()\" ... \"Flatten()\" \"Linear(10)\" "
+                                "(replaces --preset)")
+    # (C, H, W) of the network's input, filled in from the data
+    image_shape: list[int] | None = shared(ModelConfig, "image_shape")
+    classes: int | None = setting(None, bound=Bound("the number of classes", 2, MAX_SIZE))  # from the labels
 
 
 @dataclass
 class ClassifierLoopConfig:
-    batch_size: int = 128
-    epochs: int = 8  # the cnn preset: about 4.5 minutes on 2 cores
-    label_smoothing: float = 0.0  # cross-entropy target: (1 - s) one-hot + s / classes
-    patience: int = 0  # stop after this many epochs without a better validation accuracy; 0 = never
-    seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
-    threads: int = 0  # torch CPU threads; 0 = the cores other processes leave idle, at least 1
-
-
-CLASSIFY_BOUNDS: dict[str, Bound] = {
-    **{k: v for k, v in BOUNDS.items() if k.startswith("optim.")},
-    **{k: BOUNDS[k] for k in ("train.batch_size", "train.epochs", "train.patience", "train.seed",
-                              "train.threads")},
-    "data.image_channels": BOUNDS["data.image_channels"],
-    "data.side": Bound("the image side to resize to (0 = as they are)", 0, MAX_SIDE),
-    "data.crop": Bound("the random crop's padding in pixels", 0, 64),
-    "model.image_shape": Bound("each image size of [C, H, W]", 1, MAX_SIZE),
-    "model.classes": Bound("the number of classes", 2, MAX_SIZE),
-    "train.label_smoothing": Bound("the label smoothing", 0, 1, high_open=True),
-}
-assert CLASSIFY_BOUNDS["train.seed"].high == SEED_MAX
+    batch_size: int = shared(LoopConfig, "batch_size")
+    # the cnn preset: about 4.5 minutes on 2 cores; {compare_epochs}: `vaekit.classify.compare.EPOCHS`
+    epochs: int = shared(LoopConfig, "epochs", default=8,
+                         help="epochs in all (default: {default}; --compare: {compare_epochs})")
+    # cross-entropy target: (1 - s) one-hot + s / classes
+    label_smoothing: float = setting(0.0, bound=Bound("the label smoothing", 0, 1, high_open=True),
+                                     help="cross-entropy label smoothing in [0, 1) (default: 0)")
+    # stop after this many epochs without a better validation accuracy; 0 = never
+    patience: int = shared(LoopConfig, "patience", help="early stopping after this many epochs without a "
+                           "better validation accuracy, 0 = off")
+    seed: int = shared(LoopConfig, "seed", help="seed (default: {default})")
+    device: str = shared(LoopConfig, "device")  # cpu | cuda | auto
+    threads: int = shared(LoopConfig, "threads")  # torch CPU threads; 0 = the idle cores, at least 1
 
 
 @dataclass
@@ -83,14 +93,14 @@ class ClassifierConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, schedule="cosine"))
     train: ClassifierLoopConfig = field(default_factory=ClassifierLoopConfig)
 
-    BOUNDS: ClassVar[dict[str, Bound]] = CLASSIFY_BOUNDS
-
     def to_dict(self) -> dict[str, Any]:
         return {"task": TASK, **asdict(self)}
 
 
-# Settings a resumed run may change: how long it goes on and where it computes.
-RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.threads", "data.data_dir")
+# The ranges of the classifier's numbers, and the settings a resumed run may change (how long it
+# goes on and where it computes), from its settings.
+CLASSIFY_BOUNDS = cfg.bounds_of(ClassifierConfig())
+RESUMABLE_CHANGES = cfg.resumable_of(ClassifierConfig())
 
 
 def from_dict(d: dict[str, Any], origin: str = "config") -> ClassifierConfig:
@@ -102,13 +112,8 @@ def from_dict(d: dict[str, Any], origin: str = "config") -> ClassifierConfig:
 def validate(config: ClassifierConfig) -> ClassifierConfig:
     """Raise ConfigError (one sentence) for a value a classifier run cannot use; return it."""
     cfg.check_fields(config)
-    if not config.model.layers:
-        cfg.choice("preset", config.model.preset, PRESETS)
-    cfg.choice("resize", config.data.resize, RESIZES)
+    cfg.check_choices(config, skip=("model.preset",) if config.model.layers else ())  # layers replace it
     cfg.check_data_images(config.data)
-    cfg.choice("optimizer", config.optim.name, cfg.OPTIMIZERS)
-    cfg.choice("schedule", config.optim.schedule, cfg.SCHEDULES)
-    cfg.choice("device", config.train.device, cfg.DEVICES)
     if config.model.image_shape is not None and len(config.model.image_shape) != 3:
         raise ConfigError(f"model.image_shape must be [C, H, W], got {config.model.image_shape}.")
     return config

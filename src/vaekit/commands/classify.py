@@ -16,55 +16,18 @@ from typing import Any
 from vaekit import config as cfg
 from vaekit.arch.table import stack_table
 from vaekit.classify import compare
-from vaekit.classify.config import PRESETS, RESIZES, ClassifierConfig
+from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import float_flag, given, int_flag, int_list_flag, keyword_rows
-from vaekit.commands.tables import image_flags
+from vaekit.commands.flags import add_table, flag_table, given, int_flag, int_list_flag
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config, read_metrics
 
-D = ClassifierConfig()
-# flag -> (section, key, argparse keywords); every flag defaults to None: "not given".
-FLAGS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "--data": ("data", "name", {"help": "dataset name, .npz with labels, or a folder of images in "
-               f"class sub-folders (class/xxx.png) (default: {D.data.name})"}),
-    "--data-dir": ("data", "data_dir", {"help": "directory holding the dataset files"}),
-    "--side": ("data", "side", {"type": int_flag("--side", 1), "help": "resize the images to SIDE x "
-               "SIDE pixels (Ex.1 Q1: large images) (default: as they are)"}),
-    "--resize": ("data", "resize", {"help": f"{'|'.join(RESIZES)} (default: {D.data.resize})"}),
-    "--crop": ("data", "crop", {"type": int_flag("--crop"), "help": "augmentation: random crop after "
-               "padding by this many pixels, 0 = off (default: 0)"}),
-    "--flip": ("data", "flip", {"action": "store_const", "const": True,
-                                "help": "augmentation: random horizontal flip (default: off)"}),
-    **keyword_rows(image_flags()),
-    "--preset": ("model", "preset", {"help": f"{'|'.join(PRESETS)} (default: {D.model.preset})"}),
-    "--layers": ("model", "layers", {"nargs": "+", "metavar": "LAYER", "help": "the network in the "
-                 "layer language of `vaekit arch`, e.g. \"Conv2d(32, 3, padding=1)\" \"ReLU()\" ... "
-                 "\"Flatten()\" \"Linear(10)\" (replaces --preset)"}),
-    "--optimizer": ("optim", "name", {"help": f"{'|'.join(cfg.OPTIMIZERS)} (default: {D.optim.name})"}),
-    "--lr": ("optim", "lr", {"type": float_flag("--lr"), "help": f"learning rate (default: {D.optim.lr})"}),
-    "--weight-decay": ("optim", "weight_decay", {"type": float_flag("--weight-decay"),
-                       "help": f"weight decay (default: {D.optim.weight_decay})"}),
-    "--momentum": ("optim", "momentum", {"type": float_flag("--momentum"),
-                   "help": f"sgd/rmsprop momentum (default: {D.optim.momentum})"}),
-    "--schedule": ("optim", "schedule", {"help": f"{'|'.join(cfg.SCHEDULES)} (default: {D.optim.schedule})"}),
-    "--clip": ("optim", "clip", {"type": float_flag("--clip"), "help": "max gradient norm, 0 = off"}),
-    "--batch-size": ("train", "batch_size", {"type": int_flag("--batch-size"),
-                     "help": f"images per step (default: {D.train.batch_size})"}),
-    "--epochs": ("train", "epochs", {"type": int_flag("--epochs"),
-                 "help": f"epochs in all (default: {D.train.epochs}; --compare: {compare.EPOCHS})"}),
-    "--label-smoothing": ("train", "label_smoothing", {"type": float_flag("--label-smoothing"),
-                          "help": "cross-entropy label smoothing in [0, 1) (default: 0)"}),
-    "--patience": ("train", "patience", {"type": int_flag("--patience"), "help": "early stopping "
-                   "after this many epochs without a better validation accuracy, 0 = off"}),
-    "--seed": ("train", "seed", {"type": int_flag("--seed"), "help": f"seed (default: {D.train.seed})"}),
-    "--device": ("train", "device", {"help": f"{'|'.join(cfg.DEVICES)} (default: {D.train.device})"}),
-    "--threads": ("train", "threads", {"type": int_flag("--threads"),
-                  "help": "CPU threads; 0 = the idle cores (default: 0)"}),
-}
+# flag -> (section, key, kind, help), one row for each setting of the classifier's config with a flag;
+# every flag defaults to None: "not given".
+FLAGS = flag_table(ClassifierConfig(), compare_epochs=compare.EPOCHS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,14 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"--compare: image sides (default: {','.join(map(str, compare.SIDES))})")
     p.add_argument("--train-images", type=int_flag("--train-images", 1), default=None,
                    help=f"--compare: training images per network (default: {compare.TRAIN_IMAGES:,})")
-    for flag, (_, _, kw) in FLAGS.items():
-        p.add_argument(flag, default=None, **kw)
+    add_table(p, FLAGS)
     p.set_defaults(func=run)
     classify_eval.register(p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p)))
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return given(args, {flag: (section, key, str, "") for flag, (section, key, _) in FLAGS.items()})
+    return given(args, FLAGS)
 
 
 def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
