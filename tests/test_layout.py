@@ -207,3 +207,12 @@ def test_commands_are_thin(path: Path) -> None:
     source = path.read_text()
     for banned in ("matplotlib.pyplot", "nn.Module", "torch.randn", "plt."):
         assert banned not in source, banned
+
+
+def test_design_md_names_every_module() -> None:
+    """docs/design.md's tree is the code's tree: every module of src/vaekit/ is named there, in
+    its package's line (or, at the top level, on a line of its own)."""
+    text = (SRC.parents[1] / "docs" / "design.md").read_text()
+    missing = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if p.name != "__init__.py"
+               and p.name not in text]
+    assert not missing, f"docs/design.md does not name {missing}"
