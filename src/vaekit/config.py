@@ -113,8 +113,9 @@ def _bound_text(x: float) -> str:
 # A flag's kinds beyond its field's type (str, int, float, list of ints, bool = 'switch'): 'duration'
 # ('60m', also in a TOML file), 'size' ('32', '64x48', also an integer in a TOML file), 'off' (a
 # bool whose flag, given, sets it false), 'positive' (an int flag of at least 1), 'layers' (one or
-# more words: a network in the layer language of `vaekit arch`). `vaekit.commands.flags` converts them.
-KINDS = ("duration", "size", "switch", "off", "positive", "layers")
+# more words: a network in the layer language of `vaekit arch`), 'interval' (auto, epoch or a duration:
+# `checkpoint_interval`; a number of seconds in a TOML file). `vaekit.commands.flags` converts them.
+KINDS = ("duration", "size", "switch", "off", "positive", "layers", "interval")
 
 
 def setting(default: Any, *, help: str | None = None, flag: str | None = None,  # noqa: A002
@@ -358,9 +359,9 @@ class LoopConfig:
     # epoch), a duration ("30s", "5m", "90": at most one per that much wall time), or "auto" (as
     # often as keeps their writing under 5% of the run's time: every epoch on a CPU, every few
     # dozen of a GPU's sub-second epochs); `vaekit.train.checkpoints`.
-    checkpoint_every: str = setting("auto", resumable=True, help="epoch, or at most one checkpoint per this "
-                                    "much wall time (30s, 5m), or auto: writing under 5%% of the run "
-                                    "(default: {default})")
+    checkpoint_every: str = setting("auto", kind="interval", resumable=True,
+                                    help="epoch, or at most one checkpoint per this much wall time (30s, "
+                                    "5m), or auto: writing under 5%% of the run (default: {default})")
     # On CUDA, each training step (forward, backward, clip, Adam) captured once in a CUDA graph and
     # replayed (`vaekit.train.step`); false: launched op by op. Other devices ignore it.
     cuda_graph: bool = setting(True, flag="--no-cuda-graph", kind="off", resumable=True,
@@ -481,13 +482,17 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
     elif t.startswith("str"):
         if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)
+        if kind == "interval" and is_number(value):  # checkpoint_every = 30 (seconds) in a TOML file
+            value = str(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {_show(value)}.")
-        if kind == "size":
-            try:
+        try:
+            if kind == "size":
                 parse_image_size(value, key)
-            except ConfigError as err:
-                raise ConfigError(f"{where}{err}") from None
+            elif kind == "interval":
+                checkpoint_interval(value)
+        except ConfigError as err:
+            raise ConfigError(f"{where}{err}") from None
         return value
     else:
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input

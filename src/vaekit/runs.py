@@ -23,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -142,6 +143,26 @@ def locked(run_dir: Path) -> Iterator[None]:
     finally:
         del _HELD[key]
         os.close(fd)  # releases the lock
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Render a matplotlib figure in memory (the format from the suffix, png by default), close it,
+    then write it with `write_bytes_atomic`: a full disk or an unwritable place leaves no partial
+    image and gives one sentence (`RunWriteError`)."""
+    import matplotlib.pyplot as plt  # only when a figure is saved: matplotlib is slow to import
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, buffer.tell(), err) from None
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -191,3 +191,17 @@ def test_checkpoint_every_on_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "r").exists()
     assert main([*args, "--checkpoint-every", "30s"]) == 0
     assert runs.read_config(tmp_path / "r").train.checkpoint_every == "30s"
+
+
+def test_checkpoint_every_in_a_toml_file(tmp_path: Path) -> None:
+    """Seconds as a TOML number are a duration; anything else is one sentence naming the file."""
+    from vaekit.config import load_toml
+
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("[train]\ncheckpoint_every = 30\n")
+    assert load_toml(good).train.checkpoint_every == "30"
+    assert checkpoint_interval(load_toml(good).train.checkpoint_every) == 30.0
+    for value in ("-5", "nan", '"soon"', "true"):
+        bad.write_text(f"[train]\ncheckpoint_every = {value}\n")
+        with pytest.raises(ConfigError, match="bad.toml"):
+            load_toml(bad)

@@ -5,7 +5,6 @@ it renders in memory and writes with `runs.write_bytes_atomic`.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,26 +16,9 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from vaekit.runs import write_bytes_atomic, write_error  # noqa: E402
+from vaekit.runs import save_figure  # noqa: E402
 
 DPI = 100  # as vaekit.report.figures'
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    """Render `fig` in memory, then write it with `runs.write_bytes_atomic`: a full disk or an
-    unwritable place leaves no partial image and gives one sentence (`RunWriteError`)."""
-    path = Path(path)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(path, buffer.tell(), err) from None
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
 
 
 COMPARE_COLORS = {"dense": "tab:red", "cnn": "tab:blue"}
@@ -95,4 +77,8 @@ def compare_figure(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     fig.suptitle(f"TD-2 Ex.1 Q1 by measurement: dense vs cnn on {first.get('dataset', '?')} resized "
                  f"({first.get('resize', '?')}), {first.get('epochs', '?')} epoch(s) each", fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
+
+
+def _save_at_dpi(fig: Any, path: str | Path) -> Path:
+    return save_figure(fig, path, DPI)

@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from vaekit.arch.arith import FLOAT32_BYTES  # noqa: E402
 from vaekit.arch.sheet import ScalingRow  # noqa: E402
-from vaekit.runs import write_bytes_atomic, write_error  # noqa: E402
+from vaekit.runs import save_figure, write_bytes_atomic  # noqa: E402
 
 if TYPE_CHECKING:  # for annotations only: checks does not import report, nor report checks
     from vaekit.checks.claim import ClaimResult
@@ -65,23 +65,6 @@ def _show(ax: Any, tile: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    """Render `fig` in memory, then write it with `runs.write_bytes_atomic`: a full disk or an
-    unwritable place leaves no partial image and gives one sentence (`RunWriteError`)."""
-    path = Path(path)
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(path, buffer.tell(), err) from None
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
-
-
 def _grid_figure(tile: np.ndarray, title: str, scale: float = 0.06) -> tuple[Figure, Any]:
     h, w = tile.shape[:2]
     fig, ax = plt.subplots(figsize=(max(3.0, w * scale), max(2.0, h * scale) + 0.5))
@@ -93,14 +76,14 @@ def _grid_figure(tile: np.ndarray, title: str, scale: float = 0.06) -> tuple[Fig
 def image_grid(images: Any, path: str | Path, ncols: int = 8, title: str = "") -> Path:
     """Images in a grid, e.g. samples from the prior (`vaekit sample`)."""
     fig, _ = _grid_figure(mosaic(images, ncols), title)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def reconstructions(originals: Any, recons: Any, path: str | Path, ncols: int = 10,
                     title: str = "test images (odd rows) over their reconstructions (even rows)") -> Path:
     """Each row of originals is followed by the row of their reconstructions."""
     fig, _ = _grid_figure(mosaic(interleave_rows(originals, recons, ncols), ncols), title)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def interleave_rows(originals: Any, recons: Any, ncols: int) -> np.ndarray:
@@ -125,7 +108,7 @@ def interpolations(rows: Any, path: str | Path,
     a = _array(rows)
     r, s = a.shape[:2]
     fig, _ = _grid_figure(mosaic(a.reshape(r * s, *a.shape[2:]), s), title)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def manifold(grid: Any, quantiles: Sequence[float], path: str | Path,
@@ -145,7 +128,7 @@ def manifold(grid: Any, quantiles: Sequence[float], path: str | Path,
     ax.set_xlabel("prior quantile of z_1")
     ax.set_ylabel("prior quantile of z_2")
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def latent_scatter(points: Any, path: str | Path, labels: Any = None,
@@ -167,7 +150,7 @@ def latent_scatter(points: Any, path: str | Path, labels: Any = None,
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def kl_per_dim(kl: Sequence[float], path: str | Path, active: Sequence[bool] | None = None,
@@ -183,7 +166,7 @@ def kl_per_dim(kl: Sequence[float], path: str | Path, active: Sequence[bool] | N
                                          else ""))
     ax.set_ylabel("KL (nats)")
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def learning_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -207,7 +190,7 @@ def learning_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 # ----------------------------------------------------------------------------- vaekit check
@@ -357,7 +340,7 @@ def confusion_figure(matrix: Sequence[Sequence[int]], names: Sequence[str], path
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def captioned_grid(images: Any, captions: Sequence[str], path: str | Path, ncols: int = 8,
@@ -380,7 +363,7 @@ def captioned_grid(images: Any, captions: Sequence[str], path: str | Path, ncols
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
 
 
 def classifier_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -407,4 +390,8 @@ def classifier_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save_at_dpi(fig, path)
+
+
+def _save_at_dpi(fig: Any, path: str | Path) -> Path:
+    return save_figure(fig, path, DPI)
