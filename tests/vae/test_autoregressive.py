@@ -231,3 +231,33 @@ def test_refuses_a_gaussian_likelihood_and_a_single_pixel() -> None:
         MLPVAE((1, 4, 4), [8], 2, likelihood="gaussian", autoregressive=8)
     with pytest.raises(ValueError, match="2 pixels"):
         AutoregressiveTerm(1, 2, 3)
+
+
+def test_the_saved_weights_are_the_weights_it_computes_with(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """model.safetensors, read without vaekit, holds zeros where the masks do (a reader of the file
+    gets a decoder that sees only earlier pixels), after training has updated the rest."""
+    from safetensors.torch import load_file
+
+    from eval_runs import make_run
+
+    run = make_run(tmp_path / "run", autoregressive=16)
+    tensors = load_file(run / "model.safetensors")
+    w = next(t for name, t in tensors.items() if name.endswith("x_in.weight"))
+    v = next(t for name, t in tensors.items() if name.endswith("autoregressive.out.weight")
+             or (name.endswith("out.weight") and t.shape == w.shape[::-1]))
+    m1, m2 = made_masks(w.shape[1], w.shape[0])
+    assert (w[m1 == 0] == 0).all() and (v[m2 == 0] == 0).all()
+    assert (w[m1 == 1] != 0).all() and (v[m2 == 1] != 0).any()  # trained, not zeroed
+
+
+def test_a_file_with_weights_outside_the_masks_is_masked_as_it_is_loaded() -> None:
+    term = noisy(AutoregressiveTerm(12, 3, 7))
+    assert (term.x_in.weight[term.m1 == 0] != 0).any()  # as an older file could hold them
+    state = {k: v.clone() for k, v in term.state_dict().items()}
+    z, x = torch.randn(2, 4, 3), torch.bernoulli(torch.full((4, 1, 3, 4), 0.5))
+    logits = torch.randn(2, 4, 1, 3, 4)
+    before = term.teacher_forced(logits, x, z)
+    fresh = AutoregressiveTerm(12, 3, 7)
+    fresh.load_state_dict(state)
+    assert (fresh.x_in.weight[fresh.m1 == 0] == 0).all() and (fresh.out.weight[fresh.m2 == 0] == 0).all()
+    assert torch.equal(fresh.teacher_forced(logits, x, z), before)

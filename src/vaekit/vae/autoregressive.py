@@ -100,7 +100,19 @@ class AutoregressiveTerm(nn.Module):
         m1, m2 = made_masks(pixels, units, window)
         self.register_buffer("m1", m1, persistent=False)  # rebuilt from the sizes, never saved
         self.register_buffer("m2", m2, persistent=False)
+        self.apply_masks()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.apply_masks())
         self.regroup()
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """W <- M1 . W and V <- M2 . V: the weights hold zeros where the masks do, so that the
+        parameters (and model.safetensors, read without vaekit) are the weights the term computes
+        with. The products still multiply by the masks, so the gradients outside them are zero and
+        an optimizer keeps those weights at zero; a file written before they were stored masked is
+        masked as it is loaded."""
+        self.x_in.weight.mul_(self.m1)
+        self.out.weight.mul_(self.m2)
 
     def regroup(self, groups: int = GROUPS) -> None:
         """Run the masked products on `Band`s of `groups` row groups (`vaekit.vae.banded`; 1: the
