@@ -125,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "nproc", 1) > 1 and os.environ.get("WORLD_SIZE") is None:
         from vaekit.distributed import launch  # subprocess and torchrun, only for --nproc
 
-        return launch(args.nproc, without_nproc(sys.argv[1:] if argv is None else argv))
+        try:
+            return launch(args.nproc, without_nproc(sys.argv[1:] if argv is None else argv))
+        except VaekitError as err:  # checked before torchrun starts, said once
+            print(f"vaekit {args.command}: error: {err}", file=sys.stderr)
+            return 2
     from vaekit.device import flush_denormals  # before torch's first parallel op: see its docstring
 
     try:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import math
 import os
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from vaekit.errors import ConfigError
 
 TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
 DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 7 * 86_400.0  # a week: longer is a typo (and inf overflows the C++ timeout)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,20 @@ class World:
         """True on every rank when every rank is ok (a refusal on one stops them all)."""
         flag = torch.tensor([0.0 if ok else 1.0])
         return float(self.all_reduce(flag)) == 0.0
+
+
+def timeout_seconds(text: str | None) -> float:
+    """VAEKIT_DIST_TIMEOUT's seconds: a number in (0, a week], DEFAULT_TIMEOUT when unset."""
+    if text is None:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds in (0, {MAX_TIMEOUT:,.0f}], "
+                          f"got {text[:40]!r}.")
+    return value
 
 
 def _int_env(name: str) -> int | None:
@@ -105,11 +121,7 @@ def world(device: str = "cpu") -> World | None:
     import torch.distributed as dist  # only ever imported by a distributed run
 
     rank = _int_env("RANK") or 0
-    try:
-        timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
-    except ValueError:
-        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds, got "
-                          f"{os.environ[TIMEOUT_ENV][:40]!r}.") from None
+    timeout = timeout_seconds(os.environ.get(TIMEOUT_ENV))
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" and torch.cuda.is_available() else "gloo"
         try:
@@ -153,7 +165,10 @@ def check_batches(n: int, batch_size: int, w: World) -> None:
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run `vaekit ARGV` in `nproc` processes on this machine under torchrun; its exit status."""
+    """Run `vaekit ARGV` in `nproc` processes on this machine under torchrun; its exit status.
+    VAEKIT_DIST_TIMEOUT is checked first, so that a bad one is one sentence, not one per rank
+    and torchrun's report."""
+    timeout_seconds(os.environ.get(TIMEOUT_ENV))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "vaekit", *argv]
     env: dict[str, Any] = dict(os.environ)

@@ -231,3 +231,30 @@ def test_a_classifier_in_two_processes(tmp_path: Path) -> None:
     assert done.stdout.count("test accuracy") == 1
     one, two = (json.loads((tmp_path / r / runs.EVAL).read_text()) for r in ("one", "two"))
     assert abs(one["accuracy"] - two["accuracy"]) <= 2 / one["images"]  # at most a rounding flip or two
+
+
+@pytest.mark.parametrize("text", ["inf", "-5", "0", "nan", "1e300", "soon", ""])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_one_sentence(text: str) -> None:
+    """VAEKIT_DIST_TIMEOUT=inf overflowed the C++ timeout, -5 reached torch's own frames: each is
+    refused before the rendezvous, naming the variable and the range."""
+    from vaekit.distributed import TIMEOUT_ENV, timeout_seconds
+
+    with pytest.raises(ConfigError, match=f"{TIMEOUT_ENV} must be a number of seconds in \\(0, 604,800\\]"):
+        timeout_seconds(text)
+
+
+def test_a_timeout_in_range_is_its_seconds() -> None:
+    from vaekit.distributed import DEFAULT_TIMEOUT, timeout_seconds
+
+    assert timeout_seconds(None) == DEFAULT_TIMEOUT
+    assert timeout_seconds("2.5") == 2.5 and timeout_seconds("604800") == 604_800
+
+
+def test_nproc_with_a_bad_timeout_is_one_sentence_before_torchrun(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VAEKIT_DIST_TIMEOUT", "inf")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["train", "--nproc", "2", "--data", "digits", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "VAEKIT_DIST_TIMEOUT must be a number of seconds" in err
+    assert not (tmp_path / "run").exists()

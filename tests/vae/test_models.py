@@ -109,7 +109,8 @@ def test_conv_too_small_image_is_a_config_error() -> None:
         ConvVAE((1, 2, 2), [4, 4, 4, 4], latent=3, kernel_size=4, stride=2)
 
 
-@pytest.mark.parametrize(("channels", "k", "s"), [([4, 4, 4, 4], 4, 2), ([8, 8], 2, 2), ([4, 4, 4], 6, 3)])
+@pytest.mark.parametrize(("channels", "k", "s"), [([4, 4, 4, 4], 4, 2), ([8, 8], 2, 2), ([4, 4, 4], 6, 3),
+                                                  ([4], 9, 1), ([4, 4], 7, 1)])
 def test_too_small_names_the_smallest_size_that_builds(channels: list[int], k: int, s: int) -> None:
     """The size the sentence names is the smallest one whose ConvVAE builds and runs: tried one by
     one with real modules."""
@@ -126,6 +127,21 @@ def test_too_small_names_the_smallest_size_that_builds(channels: list[int], k: i
         builds.append(side)
     assert builds[0] == named
     assert builds == list(range(named, 40))  # every larger size works too
+
+
+def test_a_stride_no_image_can_take_is_refused_at_once() -> None:
+    """A stride of 2**31 - 1 over several layers: the smallest size that would build is computed,
+    not searched for (a search over 2**31 sizes hung), and is beyond any image."""
+    with pytest.raises(ConfigError, match="no image up to 2,147,483,647 pixels"):
+        ConvVAE((1, 28, 28), [4] * 6, latent=3, kernel_size=4, stride=2**31 - 1)
+
+
+def test_a_kernel_larger_than_the_image_is_refused() -> None:
+    """kernel 100 on 8x8 images would build a VAE of millions of weights that see mostly padding;
+    the sentence names the largest kernel that fits."""
+    with pytest.raises(ConfigError, match="kernel 100 is larger than the 8x8 image.*at most 8"):
+        ConvVAE((1, 8, 8), [4], latent=3, kernel_size=100, stride=2)
+    ConvVAE((1, 8, 8), [4], latent=3, kernel_size=8, stride=2)
 
 
 def test_build_model_from_config() -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
+from vaekit.arch.spec import MAX_SIZE
 from vaekit.errors import ConfigError
 from vaekit.vae.autoregressive import AutoregressiveTerm
 from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
@@ -191,6 +192,17 @@ def conv_sizes(size: int, n_layers: int, kernel_size: int, stride: int, padding:
     return sizes
 
 
+def least_size(n_layers: int, kernel_size: int, stride: int, padding: int) -> int:
+    """The smallest input size whose `n_layers` strided convolutions leave a feature map of at least
+    one: going back from the last layer, an output of `need` takes an input of at least
+    stride (need - 1) + kernel_size - 2 padding (the inverse of floor((n + 2p - k) / s) + 1 >= need).
+    A closed form: a search over sizes would take 2^31 steps for a stride of 2^31."""
+    need = 1
+    for _ in range(n_layers):
+        need = max(1, stride * (need - 1) + kernel_size - 2 * padding)
+    return need
+
+
 class ConvGeometry:
     """The feature-map sizes of a strided conv stack on an image, checked invertible."""
 
@@ -206,12 +218,24 @@ class ConvGeometry:
         k, s, p = kernel_size, stride, (kernel_size - 1) // 2
         hs = conv_sizes(h, len(channels), k, s, p)
         ws = conv_sizes(w, len(channels), k, s, p)
+        least = max(least_size(len(channels), k, s, p), k)  # the smallest side that builds
+        if least > MAX_SIZE:
+            raise ConfigError(
+                f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
+                f"stride {s}: the sizes go {hs} x {ws}, and no image up to {MAX_SIZE:,} pixels a "
+                f"side is large enough; use a smaller stride or fewer channels entries."
+            )
         if min(hs[-1], ws[-1]) < 1:
-            least = next(n for n in range(1, 1 << 31) if conv_sizes(n, len(channels), k, s, p)[-1] >= 1)
             raise ConfigError(
                 f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
                 f"stride {s}: the sizes go {hs} x {ws}; images of {least}x{least} or larger work "
                 f"(--image-size {least}), or use fewer channels entries."
+            )
+        if k > min(h, w):
+            raise ConfigError(
+                f"the conv kernel {k} is larger than the {h}x{w} image (its first layer would see "
+                f"mostly padding); use a kernel of at most {min(h, w)}, or images of {least}x{least} "
+                f"or larger (--image-size {least})."
             )
         for i in range(len(channels), 0, -1):
             pad_h = hs[i - 1] - conv_transpose2d_output_size(hs[i], k, s, p)
