@@ -26,7 +26,8 @@ from vaekit.evaluate import iwae
 from vaekit.evaluate import run as ev
 from vaekit.report import visualize
 from vaekit.runs import load_run
-from vaekit.serve.app import N_MAP, Explorer
+from vaekit.serve import api
+from vaekit.serve.explorer import N_MAP, Explorer
 from vaekit.vae.models import VAEBase, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,11 +127,14 @@ def explorer_answers(explorer: Explorer) -> list[dict[str, Any]]:
     """An answer of each endpoint that computes with the model."""
     c, h, w = explorer.model.image_shape
     pixels = [float(i % 3 == 0) for i in range(c * h * w)]
-    return [explorer.info({}, None), explorer.map({}, None), explorer.map({"dims": "0,2"}, None),
-            explorer.decode({}, {"z": [0.5, -1.0, 2.0]}), explorer.decode({}, {"z": [0.0] * 3, "sample": True,
-                                                                              "seed": 4}),
-            explorer.code({"index": "3"}, None), explorer.interpolate({}, {"a": 0, "b": 5, "steps": 4}),
-            explorer.encode({}, {"pixels": pixels}), explorer.samples({"n": "3", "seed": "2"}, None)]
+    return [api.info(explorer, {}, None), api.latent_map(explorer, {}, None),
+            api.latent_map(explorer, {"dims": "0,2"}, None),
+            api.decode(explorer, {}, {"z": [0.5, -1.0, 2.0]}),
+            api.decode(explorer, {}, {"z": [0.0] * 3, "sample": True, "seed": 4}),
+            api.code(explorer, {"index": "3"}, None),
+            api.interpolate(explorer, {}, {"a": 0, "b": 5, "steps": 4}),
+            api.encode(explorer, {}, {"pixels": pixels}),
+            api.samples(explorer, {"n": "3", "seed": "2"}, None)]
 
 
 def test_the_explorer_state_and_answers(run_dir: Path) -> None:

@@ -27,7 +27,11 @@ from vaekit import cli
 from vaekit.data.binarize import eval_images
 from vaekit.evaluate.iwae import estimate_batch
 from vaekit.runs import MODEL, load_run, save_model
-from vaekit.serve import app
+from vaekit.serve import app, static
+from vaekit.serve.api import Z_MAX
+from vaekit.serve.explorer import N_MAP
+from vaekit.serve.images import MAX_UPLOAD
+from vaekit.serve.request import MAX_BODY
 
 LATENT = 3  # more than 2: the default map is PCA
 
@@ -102,7 +106,7 @@ def model(run_dir: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def test_x(run_dir: Path) -> torch.Tensor:
-    return load_run(run_dir, "vae").images("test", app.N_MAP)
+    return load_run(run_dir, "vae").images("test", N_MAP)
 
 
 def pixels_of(t: torch.Tensor) -> list[float]:
@@ -125,7 +129,7 @@ def test_info(client: Client, model: Any, test_x: torch.Tensor) -> None:
     assert info["latent_dim"] == LATENT
     assert info["image_shape"] == [1, 8, 8]
     assert info["classes"] == [str(d) for d in range(10)]
-    assert info["clamp"] == app.Z_MAX
+    assert info["clamp"] == Z_MAX
     assert info["test_images"] == len(test_x)
     assert info["decoder"] == "factorized"
     with torch.inference_mode():
@@ -295,7 +299,7 @@ def test_encode_an_upload(client: Client, model: Any) -> None:
 def test_page_and_static_whitelist(client: Client) -> None:
     status, headers, body = client.raw("GET", "/")
     assert status == 200 and headers["content-type"].startswith("text/html") and body
-    names = app.static_files()
+    names = static.static_files()
     for name in names:
         assert client.raw("GET", f"/static/{name}")[0] == 200
     for path in ("/static/../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/static/..%2fapp.py",
@@ -309,7 +313,7 @@ def test_page_and_static_whitelist(client: Client) -> None:
 
 def test_placeholder_page_without_static(client: Client, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app, "STATIC", tmp_path / "none")
+    monkeypatch.setattr(static, "STATIC", tmp_path / "none")
     status, _, body = client.raw("GET", "/")
     assert status == 200 and b"not installed yet" in body
     assert client.raw("GET", "/static/index.html")[0] == 404
@@ -400,7 +404,7 @@ def test_bad_requests_are_one_sentence(client: Client, one_sentence: Callable[..
     (b"[" * 100_000, {}, 400),
     (b"", {}, 400),
     (b"{}", {"Content-Length": "abc"}, 400),
-    (b"{}", {"Content-Length": str(app.MAX_BODY + 1)}, 413),
+    (b"{}", {"Content-Length": str(MAX_BODY + 1)}, 413),
 ], ids=lambda v: repr(v)[:30])
 def test_bad_bodies(client: Client, one_sentence: Callable[..., None], body: bytes,
                     headers: dict[str, str], expected: int) -> None:
@@ -440,7 +444,7 @@ def test_uploads_too_large(client: Client, one_sentence: Callable[..., None]) ->
     huge = Image.new("L", (4200, 4100))  # more pixels than MAX_UPLOAD_PIXELS, a small file
     status, out = client.call("POST", "/api/encode", {"image": png(huge)})
     check_error(status, out, 413, one_sentence)
-    noise = base64.b64encode(torch.randint(0, 256, (app.MAX_UPLOAD + 10,), dtype=torch.uint8).numpy()
+    noise = base64.b64encode(torch.randint(0, 256, (MAX_UPLOAD + 10,), dtype=torch.uint8).numpy()
                              .tobytes()).decode()
     status, out = client.call("POST", "/api/encode", {"image": noise})
     check_error(status, out, 413, one_sentence)

@@ -1,0 +1,73 @@
+"""Images in and out of the explorer's API: an image tensor as the JSON the API writes, and an
+uploaded PNG or JPEG (base64) as the model's pixels, with what was done to it in words.
+
+An image is {"width", "height", "channels", "pixels"}: floats in [0, 1] rounded to 4 decimals, in
+the order (C, H, W) flattened."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from vaekit.serve.request import ApiError
+
+DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
+MAX_UPLOAD = 2 * 2**20  # bytes of an uploaded PNG/JPEG
+MAX_UPLOAD_PIXELS = 4096 * 4096
+
+
+def image_json(t: Tensor) -> dict[str, Any]:
+    """One image (C, H, W) as the API writes it, clamped to [0, 1] and rounded to 4 decimals, from a
+    CPU copy."""
+    c, h, w = t.shape
+    pixels = t.detach().to("cpu", torch.float64).clamp(0.0, 1.0).round(decimals=DECIMALS).flatten().tolist()
+    return {"width": int(w), "height": int(h), "channels": int(c), "pixels": pixels}
+
+
+def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+    """A base64 PNG or JPEG -> uint8 (C, H, W) of the model's shape, and what was done to it."""
+    if not isinstance(text, str):
+        raise ApiError(400, "the field 'image' must be a base64 string of a PNG or JPEG file.")
+    if text.startswith("data:") and "," in text[:100]:  # a data: URL as a browser's FileReader writes it
+        text = text.split(",", 1)[1]
+    if len(text) > MAX_UPLOAD * 4 // 3 + 8:
+        raise ApiError(413, f"the image is larger than {MAX_UPLOAD // 2**20} MB.")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "the field 'image' is not valid base64 text.") from None
+    if len(data) > MAX_UPLOAD:
+        raise ApiError(413, f"the image is larger than {MAX_UPLOAD // 2**20} MB.")
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as probe:
+            width, height = probe.size
+            if width * height > MAX_UPLOAD_PIXELS:
+                raise ApiError(413, f"the image has {width}x{height} pixels, more than "
+                               f"{MAX_UPLOAD_PIXELS:,}.")
+            probe.verify()
+        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
+            im.load()
+            kind = im.format or "image"
+            c, h, w = shape
+            done = [f"read a {width}x{height} {kind}"]
+            target = "L" if c == 1 else "RGB"
+            if im.mode != target:
+                converted = im.convert(target)
+                done.append("greyscale" if c == 1 else "RGB")
+            else:
+                converted = im.copy()
+            if converted.size != (w, h):
+                converted = converted.resize((w, h), Image.Resampling.BILINEAR)
+                done.append(f"resized to {w}x{h}")
+            array = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)
+    except ApiError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ApiError(400, "the field 'image' is not a readable PNG or JPEG file.") from None
+    return array.view(h, w, c).permute(2, 0, 1).contiguous(), done

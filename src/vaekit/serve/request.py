@@ -1,0 +1,126 @@
+"""What a request to the explorer may hold: its JSON body, its query string, the fields and numbers
+in them, and the limits on each. A request refused is an `ApiError`: an HTTP status (4xx) and one
+sentence, which the server answers as {"error": "..."}."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from vaekit.config import is_int, is_number
+
+MAX_BODY = 3 * 2**20  # bytes of a request body (a base64 upload of images.MAX_UPLOAD is 4/3 of it)
+INT_TEXT = re.compile(r"-?[0-9]{1,12}")  # an integer as a query string may write it
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+class ApiError(Exception):
+    """A request the API refuses: an HTTP status and one sentence."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _name(key: object) -> str:
+    return f"'{key}'" if isinstance(key, str) and _NAME.fullmatch(key) else "an unnamed field"
+
+
+def check_fields(body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Exactly the fields named: an unknown or a missing one is a 400."""
+    expected = ", ".join(required + optional)
+    for key in body:
+        if key not in required and key not in optional:
+            raise ApiError(400, f"unknown field {_name(key)}; this request takes {expected}.")
+    for key in required:
+        if key not in body:
+            raise ApiError(400, f"the field '{key}' is missing; this request takes {expected}.")
+
+
+def as_int(value: object, what: str, low: int, high: int) -> int:
+    if not is_int(value):
+        raise ApiError(400, f"{what} must be an integer between {low} and {high}.")
+    if not low <= value <= high:
+        got = f", got {value}" if abs(value) < 10**15 else ""
+        raise ApiError(400, f"{what} must be between {low} and {high}{got}.")
+    return value
+
+
+def query_int(query: dict[str, str], key: str, low: int, high: int, default: int | None = None) -> int:
+    text = query.get(key)
+    if text is None:
+        if default is None:
+            raise ApiError(400, f"the query parameter '{key}' is missing.")
+        return default
+    if not INT_TEXT.fullmatch(text):
+        raise ApiError(400, f"the query parameter '{key}' must be an integer between {low} and {high}.")
+    return as_int(int(text), f"the query parameter '{key}'", low, high)
+
+
+def numbers(value: object, what: str, length: int) -> list[float]:
+    """A JSON list of `length` finite numbers (NaN and infinities cannot be written in JSON; the
+    body parser refuses them too)."""
+    if not isinstance(value, list) or len(value) != length:
+        raise ApiError(400, f"{what} must be a list of {length} numbers.")
+    out = []
+    for v in value:
+        if not is_number(v):
+            raise ApiError(400, f"{what} must hold only numbers.")
+        if isinstance(v, int) and abs(v) > 1e300:
+            raise ApiError(422, f"{what} holds a number too large to be a latent or a pixel.")
+        f = float(v)
+        if not math.isfinite(f):
+            raise ApiError(400, f"{what} must hold finite numbers.")
+        out.append(f)
+    return out
+
+
+def parse_query(text: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=16) if text else []
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in allowed:
+            names = ", ".join(allowed) if allowed else "none"
+            raise ApiError(400, f"unknown query parameter {_name(key)}; this request takes {names}.")
+        if key in query:
+            raise ApiError(400, f"the query parameter '{key}' is given twice.")
+        query[key] = value
+    return query
+
+
+def _no_constants(name: str) -> float:
+    raise ValueError(name)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate")
+    return out
+
+
+def content_length(header: str | None) -> int:
+    """The bytes a POST's Content-Length header announces: 411 without one, 400 unless a number
+    (the server holds it against MAX_BODY)."""
+    if header is None:
+        raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
+    if not re.fullmatch(r"[0-9]{1,12}", header.strip()):
+        raise ApiError(400, "the Content-Length header must be a number of bytes.")
+    return int(header)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A request body: one JSON object, no NaN/Infinity, no repeated keys."""
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constants,
+                          object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(400, "the body must be one JSON object (UTF-8, finite numbers, no repeated "
+                       "keys).") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object, not another JSON value.")
+    return body
