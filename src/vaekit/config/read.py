@@ -1,0 +1,265 @@
+"""Reading and checking a config made of sections (`TrainConfig`, or the classifier's): values
+applied from a TOML file, a run's config.json or the command line (`apply`, `load_toml`,
+`from_dict`), each checked against its setting's type and range as it is read and named with where
+it came from; `validate`, every rule a VAE run's config keeps; `differences` between two configs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig
+from vaekit.config.settings import Bound, sections_of, settings_of
+from vaekit.config.values import (
+    checkpoint_interval,
+    is_int,
+    is_number,
+    parse_duration,
+    parse_image_size,
+    parse_int_list,
+    show,
+)
+from vaekit.errors import ConfigError
+
+MAX_LAYERS = 1000  # entries of model.hidden and model.channels
+MAX_TOML_BYTES = 1 << 20  # a config is a few lines; this keeps `--config /dev/zero` from filling memory
+
+C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config
+
+
+def check_value(key: str, value: Any, bound: Bound, origin: str | None = None) -> None:
+    """Raise ConfigError unless the number (or each number of the list) `value` of `key`
+    ('section.name') is in `bound`; the sentence names `origin` (a file, 'command line'), the key,
+    the quantity, the broken bound and the value."""
+    where = f"{origin}, " if origin else ""
+    items = value if isinstance(value, list) else [value]
+    if key == "model.image_shape" and len(items) != 3:
+        raise ConfigError(f"{where}{key} must be [C, H, W], got {show(value)}.")
+    if len(items) > MAX_LAYERS:
+        raise ConfigError(f"{where}{key} may list at most {MAX_LAYERS} sizes, got {len(items)}.")
+    for item in items:
+        problem = bound.problem(item)
+        if problem:
+            raise ConfigError(f"{where}{key}: {bound.what} {problem}, got {show(item)}.")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None = None) -> Any:
+    """Check/convert one value against the setting `f`: its declared type (strings in
+    annotations), its kind ('60m' for a duration, 32 for a size) and, for numbers, its bound;
+    errors name `origin` (the file or 'command line')."""
+    key = f"{section}.{f.name}"
+    t, kind = str(f.type), f.metadata.get("kind")
+    where = f"{origin}: " if origin else ""
+    if value is None:
+        if "None" in t:
+            return None
+        raise ConfigError(f"{where}{key} may not be empty.")
+    if t.startswith("list[int]"):
+        if isinstance(value, str):
+            try:
+                value = parse_int_list(value, key)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
+        elif not (isinstance(value, list | tuple) and all(is_int(v) for v in value)):
+            raise ConfigError(f"{where}{key} must be a list of integers, got {show(value)}.")
+        value = list(value)
+    elif t.startswith("list[str]"):
+        if not (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{where}{key} must be a list of strings, got {show(value)}.")
+        if len(value) > MAX_LAYERS:
+            raise ConfigError(f"{where}{key} may list at most {MAX_LAYERS} entries, got {len(value)}.")
+        return list(value)
+    elif t.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}{key} must be true or false, got {show(value)}.")
+        return value
+    elif t.startswith("int"):
+        if not is_int(value):
+            raise ConfigError(f"{where}{key} must be an integer, got {show(value)}.")
+    elif t.startswith("float"):
+        if kind == "duration" and isinstance(value, str):  # "60m" in a TOML file
+            try:
+                value = parse_duration(value, key)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
+        if not is_number(value):
+            raise ConfigError(f"{where}{key} must be a number, got {show(value)}.")
+    elif t.startswith("str"):
+        if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
+            value = str(value)
+        if kind == "interval" and is_number(value):  # checkpoint_every = 30 (seconds) in a TOML file
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}{key} must be a string, got {show(value)}.")
+        try:
+            if kind == "size":
+                parse_image_size(value, key)
+            elif kind == "interval":
+                checkpoint_interval(value)
+        except ConfigError as err:
+            raise ConfigError(f"{where}{err}") from None
+        return value
+    else:
+        raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
+    bound = f.metadata.get("bound")
+    if bound is None:  # a bug in the setting's declaration, not user input
+        raise AssertionError(f"the number {key} declares no bound")
+    check_value(key, value, bound, origin)  # ints compared exactly, so 10**400 is refused, not overflowed
+    return float(value) if t.startswith("float") else value
+
+
+def check_fields(config: Any) -> None:
+    """Every field of every section of `config` of its declared type and in its range (for
+    configs built in Python, which `apply` never saw)."""
+    for section, part in sections_of(config).items():
+        for f in fields(part):
+            _coerce(section, f, getattr(part, f.name))
+
+
+def apply(config: C, values: dict[str, Any], origin: str) -> C:
+    """A copy of `config` (a TrainConfig or another config of sections) with `values`
+    ({section: {key: value}}) applied, each value checked (type and range) and named with `origin`
+    in errors; unknown sections and keys refused."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{origin}: expected a table of sections, got {show(values)}.")
+    out = copy.deepcopy(config)
+    sections = sections_of(out)
+    for section, entries in values.items():
+        if section not in sections:
+            raise ConfigError(f"{origin}: unknown key or section {show(section)}; valid sections are "
+                              f"{', '.join(sections)}.")
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table of keys, got {show(entries)}.")
+        target = sections[section]
+        by_name = {f.name: f for f in fields(target)}
+        for key, value in entries.items():
+            if key not in by_name:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}; valid keys of [{section}] "
+                                  f"are {', '.join(by_name)}.")
+            setattr(target, key, _coerce(section, by_name[key], value, origin))
+    return out
+
+
+def from_dict(d: dict[str, Any], origin: str = "config") -> TrainConfig:
+    """Rebuild a TrainConfig from `asdict` output (config.json) over the defaults, every value
+    checked as `apply` does."""
+    return apply(TrainConfig(), d, origin)
+
+
+def load_toml(path: str | Path, base: C | None = None) -> C:
+    """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults).
+
+    Any file that cannot be used is one ConfigError naming it: missing, a directory, unreadable,
+    over MAX_TOML_BYTES, not UTF-8, not TOML, nested too deep for the parser; a bad value also
+    names its key.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TOML_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a TOML config file.") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err}).") from None
+    if len(data) > MAX_TOML_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_TOML_BYTES // 1024} KiB, too large for a config "
+                          "file.")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}), "
+                          "but a TOML file must be UTF-8.") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({str(err).rstrip('.')}).") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply for the TOML parser.") from None
+    return apply(TrainConfig() if base is None else base, values, str(path))  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    """Raise ConfigError unless `value` of `key` is one of `valid`."""
+    if value not in valid:
+        raise ConfigError(f"unknown {key} {show(value)}; valid values are {', '.join(valid)}.")
+
+
+def check_choices(config: Any, skip: tuple[str, ...] = ()) -> None:
+    """Every setting of `config` that declares choices among them ('section.key' of `skip` aside);
+    the error names the value by its flag's name where the setting declares one ('unknown model'),
+    else by the setting's ('unknown image_fit')."""
+    for key, f in settings_of(config).items():
+        valid = f.metadata.get("choices")
+        if valid and key not in skip:
+            part = getattr(config, key.split(".")[0])
+            choice((f.metadata.get("flag") or f.name).lstrip("-"), getattr(part, f.name), valid)
+
+
+def check_data_images(d: Any) -> None:
+    """The image options of a data section (a VAE's or a classifier's): size and channels (the fit
+    is a choice, `check_choices`)."""
+    if d.image_size is not None:
+        parse_image_size(d.image_size, "data.image_size")
+    if d.image_channels not in IMAGE_CHANNELS:
+        raise ConfigError(f"data.image_channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got "
+                          f"{show(d.image_channels)}.")
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Raise ConfigError (one sentence) for any value a run cannot use; return the config.
+
+    The rules: every field of its declared type, every number finite and in its `BOUNDS` range
+    (checked again here for configs built in Python); each choice among its valid values; then the
+    combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
+    objective no beta, warm-up, free bits or score estimator, the score estimator no free bits).
+    """
+    m, t, d = config.model, config.train, config.data
+    check_fields(config)
+    check_choices(config)
+    check_data_images(d)
+    checkpoint_interval(t.checkpoint_every)
+    if m.kind == "conv" and not m.channels:
+        raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
+    if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
+        raise ConfigError(
+            f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize!r}; "
+            "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or --likelihood "
+            "bernoulli."
+        )
+    if m.autoregressive and m.likelihood != "bernoulli":
+        raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood bernoulli, "
+                          "or --autoregressive 0 with a gaussian likelihood.")
+    if m.likelihood == "bernoulli" and d.binarize == "dequantize":
+        raise ConfigError("binarize dequantize gives continuous pixels for a gaussian likelihood; use "
+                          "--likelihood gaussian, or --binarize dynamic (or auto) with --likelihood "
+                          "bernoulli.")
+    if t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"):
+        raise ConfigError("beta, warmup, free_bits and the score estimator apply to the elbo objective "
+                          "only, not to iwae.")
+    if (m.prior != "standard" or m.stochastic_layers > 1) and (t.free_bits or t.estimator != "reparam"):
+        raise ConfigError("free bits and the score estimator need the closed-form KL of one Gaussian layer "
+                          "against N(0, I); the vamp prior and two stochastic layers estimate the KL by "
+                          "Monte Carlo: use --free-bits 0 --estimator reparam.")
+    if t.estimator == "score" and t.free_bits:
+        raise ConfigError("free_bits is not supported with the score estimator; use --estimator reparam.")
+    return config
+
+
+def differences(a: Any, b: Any) -> list[str]:
+    """The 'section.key' names whose values differ between two configs of the same kind."""
+    da, db = sections_of(a), sections_of(b)
+    return [f"{s}.{f.name}" for s in da for f in fields(da[s])
+            if getattr(da[s], f.name) != getattr(db[s], f.name)]

@@ -1,0 +1,101 @@
+"""Values of settings as they are read from text, a TOML file or JSON: numbers that are not bools
+(`is_int`, `is_number`), durations (`parse_duration`, and `format_duration` to print one), image
+sizes, comma lists of integers and train.checkpoint_every, each refused in one sentence naming its
+key; `show` quotes a value in such a sentence.
+"""
+
+from __future__ import annotations
+
+import re
+import reprlib
+from typing import Any, TypeGuard
+
+from vaekit.errors import ConfigError
+
+_REPR = reprlib.Repr()  # short and safe for any value: lists nested 1,000 deep, 10,000-digit ints
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxlong = 2, 6, 4, 60, 40
+_REPR.maxother = 60
+
+
+def show(value: Any) -> str:
+    """A value as an error sentence quotes it: its repr, cut short."""
+    return _REPR.repr(value)
+
+
+def is_int(value: Any) -> TypeGuard[int]:
+    """Whether a value read from JSON, TOML or a layer's text is an integer (True is not 1 here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """Whether a value read from JSON, TOML or a layer's text is a number: an int or a float, not a
+    bool (Python's True is an int, JSON's true is not a number)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def checkpoint_interval(text: str) -> float | None:
+    """train.checkpoint_every as seconds between checkpoints: "epoch" 0.0, a duration its seconds,
+    "auto" None; one sentence for anything else."""
+    if text in ("auto", "epoch"):
+        return None if text == "auto" else 0.0
+    try:
+        return parse_duration(text, "train.checkpoint_every")
+    except ConfigError:
+        raise ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
+                          f"90 (seconds), got {text!r}.") from None
+
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|min|m|s)")
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
+    anything else (negative, empty, an unknown unit, nan)."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return float(t)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(t):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not t or pos != len(t):
+        raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
+                          f"got {text!r}.")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a person reads them, the inverse of `parse_duration` in spirit: 9.5 -> '9.5 s';
+    65 -> '1 min 05 s'; 3725 -> '1 h 02 min 05 s' (whole seconds from a minute on)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
+
+
+MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set of them fills any memory)
+
+
+def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
+    """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
+    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
+    if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
+        raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
+                          f"(32 or 64x48), got {show(text)}.")
+    return size
+
+
+def parse_int_list(text: str, key: str = "hidden") -> list[int]:
+    """'512,256' -> [512, 256]; '' -> []. `key` names the input in the error ('model.hidden',
+    '--channels')."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.") from None
