@@ -347,3 +347,19 @@ def test_resumable_changes_and_the_classifiers_ranges_come_from_the_settings() -
                                          "train.label_smoothing"}
     config = ccfg.ClassifierConfig()  # the classifier's defaults where they differ from the VAE's
     assert (config.train.epochs, config.optim.lr, config.optim.schedule) == (8, 2e-3, "cosine")
+
+
+@pytest.mark.parametrize("text", ["512,,256", ",,,", ",", "512,", ",512", "512, ,256"])
+def test_an_empty_entry_of_an_integer_list_is_refused_not_dropped(text: str) -> None:
+    """'512,,256' was read as [512, 256] and ',,,' as no layer: a typo silently changed the network."""
+    from vaekit.config import parse_int_list
+
+    with pytest.raises(ConfigError, match="has an empty entry"):
+        parse_int_list(text, "--hidden")
+
+
+def test_an_integer_list_reads_its_integers_and_blank_as_none() -> None:
+    from vaekit.config import parse_int_list
+
+    assert parse_int_list("512, 256") == [512, 256] and parse_int_list(" 7 ") == [7]
+    assert parse_int_list("") == [] and parse_int_list("  ") == []

@@ -92,9 +92,14 @@ def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
 
 
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
-    """'512,256' -> [512, 256]; '' -> []. `key` names the input in the error ('model.hidden',
-    '--channels')."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    """'512,256' -> [512, 256]; '' -> [] (no layer). `key` names the input in the error
+    ('model.hidden', '--channels'); an empty entry ('512,,256', ',') is one, not a layer left out."""
+    if not text.strip():
+        return []
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}, which "
+                          "has an empty entry.")
     try:
         return [int(p) for p in parts]
     except ValueError:
