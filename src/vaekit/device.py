@@ -12,7 +12,7 @@ import contextlib
 import os
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -65,6 +65,88 @@ def set_threads(n: int) -> int:
     """Set torch's CPU threads to `choose_threads(n)` and return the number set."""
     torch.set_num_threads(choose_threads(n))
     return torch.get_num_threads()
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, all) jiffies of every CPU since boot, from the first line of /proc/stat (Linux): busy
+    is all but idle and iowait. OSError or ValueError where there is no such file."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    if len(values) < 5:
+        raise ValueError("/proc/stat: too few fields")
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, all its threads, since it started."""
+    t = os.times()
+    return t.user + t.system
+
+
+class ThreadGovernor:
+    """`--threads 0` for a whole run: torch's CPU threads follow the cores other processes leave.
+
+    torch splits each operation over its threads and waits for the slowest: when another process
+    takes one of two cores in the middle of a run, two threads make every operation wait for the
+    thread that shares its core, and an epoch takes several times the 1-thread time (the figures are
+    in docs/benchmarks.md, "Another process on a core"). `tick()`, called once per step, does
+    nothing until `every` seconds have passed; then it reads the cores the other processes used
+    since the last reading,
+
+        others = cores * d(busy jiffies) / d(all jiffies) - d(this process's CPU seconds) / d(wall),
+
+    and wants max(1, min(cores, int(cores - others + 0.2))) threads (`choose_threads`' rounding).
+    The count changes when two readings in a row want the same other count, so one burst of another
+    process does not move it. What torch computes depends slightly on its thread count: a run that
+    must give the same numbers on every machine gives `--threads N`.
+    """
+
+    def __init__(self, every: float = 1.0, cores: int | None = None,
+                 jiffies: Callable[[], tuple[int, int]] = machine_jiffies,
+                 cpu_seconds: Callable[[], float] = own_cpu_seconds,
+                 clock: Callable[[], float] = time.monotonic,
+                 set_count: Callable[[int], None] = torch.set_num_threads,
+                 get_count: Callable[[], int] = torch.get_num_threads) -> None:
+        self.every, self.cores = every, cores or (os.cpu_count() or 1)
+        self._jiffies, self._cpu, self._clock = jiffies, cpu_seconds, clock
+        self._set, self._get = set_count, get_count
+        self.changes = 0  # how many times the count moved
+        self._pending: int | None = None
+        self._last = self._reading()
+
+    def _reading(self) -> tuple[float, float, tuple[int, int]] | None:
+        try:
+            return self._clock(), self._cpu(), self._jiffies()
+        except (OSError, ValueError):
+            return None
+
+    def wanted(self, before: tuple[float, float, tuple[int, int]],
+               after: tuple[float, float, tuple[int, int]]) -> int | None:
+        """The threads the interval between two readings asks for, or None when it tells nothing."""
+        wall, own = after[0] - before[0], after[1] - before[1]
+        busy, total = after[2][0] - before[2][0], after[2][1] - before[2][1]
+        if wall <= 0 or total <= 0:
+            return None
+        others = max(0.0, self.cores * busy / total - own / wall)
+        return max(1, min(self.cores, int(self.cores - others + 0.2)))
+
+    def tick(self) -> None:
+        """Once per step: every `every` seconds, re-read the load and set the thread count."""
+        if self._last is None or self._clock() - self._last[0] < self.every:
+            return
+        now = self._reading()
+        if now is None:
+            self._last = None  # no /proc/stat: keep the count the run started with
+            return
+        want, self._last = self.wanted(self._last, now), now
+        if want is None or want == self._get():
+            self._pending = None
+        elif want == self._pending:
+            self._set(want)
+            self.changes += 1
+            self._pending = None
+        else:
+            self._pending = want
 
 
 _flush_depth = 0  # nesting of flush_denormals blocks: only the outermost one switches
