@@ -1,10 +1,10 @@
-"""One self-contained report.html per run: config, learning curves, the eval table, every figure,
-the parameter table of the model (`vaekit.arch.from_module`) and the time spent.
+"""report.html of a VAE run (`vaekit train`), registered as the report of 'vae' runs
+(`vaekit.report.kinds`): config, learning curves, the eval table, every figure, the parameter
+table of the model (`vaekit.arch.from_module`) and the time spent.
 
 Images are embedded as base64 `data:` URIs and the style sheet is inline, so the file opens
 offline and can be mailed around (the pieces: `vaekit.report.page`). Every piece of text that comes
-from a file or a model goes through `html.escape`. A classifier run's page is
-`vaekit.report.classify_html`'s.
+from a file or a model goes through `html.escape`.
 """
 
 from __future__ import annotations
@@ -16,20 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from vaekit import runs
 from vaekit.arch.from_module import ParamRow, parameter_table
-from vaekit.classify.config import TASK as CLASSIFY_TASK
 from vaekit.config import format_duration
-from vaekit.errors import CheckpointError, ConfigError
+from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
-from vaekit.report.classify_html import write_classifier_report
+from vaekit.report.kinds import ReportKind, ReportOptions, register_report
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
-
-REPORT = "report.html"
 
 # (field, label, unit or meaning) of the eval table, in order
 EVAL_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -146,61 +141,35 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
 # ----------------------------------------------------------------------------- a run
 
 
-def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = True, limit: int | None = None,
-                 data_dir: str | None = None, dataset: str | None = None, seed: int = 0,
-                 progress: bool | None = None, log: Any = print, device: str | torch.device = "cpu") -> Path:
-    """RUN_DIR/figures/*.png and RUN_DIR/report.html; returns the report's path.
+def write_vae_report(run_dir: Path, options: ReportOptions) -> Path:
+    """RUN_DIR/figures/*.png and RUN_DIR/report.html of a VAE run; returns the report's path.
 
     Uses RUN_DIR/eval.json when it belongs to the run's model (same SHA-256 of model.safetensors);
-    when it is missing, evaluates with `k` samples first (or, with evaluate_missing=False, says so).
-    A classifier run (`vaekit classify`) gets its own report (`vaekit.report.classify_html`);
-    `k`, `seed`, `dataset` and `device` (where the model evaluates and draws the figures: cpu, cuda,
-    auto) are for VAE runs.
-    """
-    run_dir = Path(run_dir)
-    where = runs.device_named(device)
-    if run_task(run_dir) == CLASSIFY_TASK:
-        if dataset is not None:
-            raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
-                              "reported on its own test set.")
-        if where.type != "cpu":
-            raise ConfigError(f"--device {device} is for VAE runs; {run_dir} holds a classifier run, "
-                              "which is reported on the CPU.")
-        return write_classifier_report(run_dir, data_dir=data_dir, limit=limit,
-                                       evaluate_missing=evaluate_missing, log=log)
+    when it is missing, evaluates with `options.k` samples first (or, with evaluate_missing=False,
+    says so). The model evaluates and draws the figures on `options.where`."""
     with runs.locked(run_dir):  # one writer: not while the run trains or is evaluated elsewhere
-        return _write_report(run_dir, k, evaluate_missing, limit, data_dir, dataset, seed, progress, log,
-                             where)
+        return _write_report(run_dir, options)
 
 
-def run_task(run_dir: Path) -> str:
-    """The kind of run config.json says RUN_DIR holds ('classify' or 'vae'), without checking the
-    rest: a missing or unreadable config.json reads as 'vae', whose path says what is wrong."""
-    try:
-        raw = json.loads((run_dir / runs.CONFIG).read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
-        return "vae"
-    return CLASSIFY_TASK if isinstance(raw, dict) and raw.get("task") == CLASSIFY_TASK else "vae"
-
-
-def _write_report(run_dir: Path, k: int, evaluate_missing: bool, limit: int | None, data_dir: str | None,
-                  dataset: str | None, seed: int, progress: bool | None, log: Any,
-                  device: torch.device) -> Path:
-    model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, device=device)
+def _write_report(run_dir: Path, o: ReportOptions) -> Path:
+    model, config, x, labels, ds = load_test_set(run_dir, o.dataset, o.data_dir, device=o.where)
     metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     evaluation = read_eval(run_dir)
     if evaluation is None:
-        if not evaluate_missing:
+        if not o.evaluate_missing:
             raise CheckpointError(f"{run_dir} has no eval.json yet; run `vaekit eval {run_dir}` first.")
-        log(f"{run_dir}: no eval.json yet; evaluating with k = {k:,} first "
-            f"(`vaekit eval {run_dir}` uses the published k = 5,000)")
-        evaluation = evaluate_run(run_dir, k=k, limit=limit, seed=seed, data_dir=data_dir, dataset=dataset,
-                                  progress=progress, device=device)
+        o.log(f"{run_dir}: no eval.json yet; evaluating with k = {o.k:,} first "
+              f"(`vaekit eval {run_dir}` uses the published k = 5,000)")
+        evaluation = evaluate_run(run_dir, k=o.k, limit=o.limit, seed=o.seed, data_dir=o.data_dir,
+                                  dataset=o.dataset, progress=o.progress, device=o.where)
     t1 = time.perf_counter()
     paths = visualize.write_figures(model, x, run_dir / visualize.FIGURES_DIR, labels, ds.classes, metrics,
-                                    evaluation, seed)
+                                    evaluation, o.seed)
     page = render(run_dir.resolve().name, config.to_dict(), evaluation, metrics, paths,
                   parameter_table(model), report_seconds=time.perf_counter() - t1)
-    out = run_dir / REPORT
+    out = run_dir / runs.REPORT
     runs.write_bytes_atomic(out, page.encode("utf-8"))
     return out
+
+
+register_report(ReportKind(runs.DEFAULT, write_vae_report))

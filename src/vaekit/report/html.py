@@ -1,0 +1,35 @@
+"""report.html of a run of any kind: the page that its kind registered (`vaekit.report.kinds`).
+The kinds' pages are imported here, which registers them: `vae_html.py` (a VAE run, `vaekit
+train`) and `classify_html.py` (a classifier run, `vaekit classify`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit import runs
+from vaekit.report import classify_html, vae_html  # noqa: F401 (importing a page registers it)
+from vaekit.report.kinds import ReportOptions, report_for
+
+
+def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = True, limit: int | None = None,
+                 data_dir: str | None = None, dataset: str | None = None, seed: int = 0,
+                 progress: bool | None = None, log: Any = print, device: str | torch.device = "cpu") -> Path:
+    """RUN_DIR/figures/*.png and RUN_DIR/report.html; returns the report's path.
+
+    Uses RUN_DIR/eval.json when it belongs to the run's model (same SHA-256 of model.safetensors);
+    when it is missing, evaluates first (`k` samples for a VAE; or, with evaluate_missing=False,
+    says so). The page is the one registered for the kind config.json names (`runs.task_in`), whose
+    `check` refuses an option it cannot honour (ConfigError). `k`, `seed`, `dataset` and `device`
+    (where the model evaluates and draws the figures: cpu, cuda, auto) are for VAE runs; a
+    classifier run refuses a `dataset` and a device other than the CPU.
+    """
+    run_dir = Path(run_dir)
+    options = ReportOptions(k, evaluate_missing, limit, data_dir, dataset, seed, progress, log, device,
+                            runs.device_named(device))
+    kind = report_for(run_dir, runs.task_in(run_dir))
+    kind.check(run_dir, options)
+    return kind.write(run_dir, options)
