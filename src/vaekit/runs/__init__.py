@@ -71,10 +71,11 @@ from vaekit.runs.weights import (
 )
 
 __all__ = [
-    "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT", "RESULT_FILES",
-    "RUN_FILES", "TASKS", "TMP", "AnyConfig", "Run", "Task", "append_metrics", "decode_bytes", "device_named",
-    "encode_bytes", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of", "model_fingerprint",
-    "optimizer_from_flat", "optimizer_to_flat", "read_config", "read_eval", "read_metrics", "read_tensors",
-    "register_task", "save_checkpoint", "save_figure", "save_model", "save_tensors", "task_for", "task_in",
-    "task_of", "truncate_metrics", "write_bytes_atomic", "write_config", "write_error", "write_json_atomic",
+    "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
+    "RESULT_FILES", "RUN_FILES", "TASKS", "TMP", "AnyConfig", "Run", "Task", "append_metrics",
+    "decode_bytes", "device_named", "encode_bytes", "load_checkpoint", "load_run", "load_weights",
+    "locked", "maker_of", "model_fingerprint", "optimizer_from_flat", "optimizer_to_flat", "read_config",
+    "read_eval", "read_metrics", "read_tensors", "register_task", "save_checkpoint", "save_figure",
+    "save_model", "save_tensors", "task_for", "task_in", "task_of", "truncate_metrics",
+    "write_bytes_atomic", "write_config", "write_error", "write_json_atomic",
 ]
