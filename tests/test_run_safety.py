@@ -254,7 +254,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_tmp(tmp_path: Path
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs.os, "fsync", full)
+    monkeypatch.setattr(runs.files.os, "fsync", full)
     with pytest.raises(RunWriteError) as err:
         runs.write_bytes_atomic(path, b"x" * 3_000_000)
     message = str(err.value)
@@ -319,7 +319,7 @@ def test_eval_into_a_directory_that_cannot_be_written(run: Path, capsys: Any, on
         raise PermissionError(errno.EACCES, "Permission denied")
 
     before = snapshot(run)
-    monkeypatch.setattr(runs.os, "replace", denied)  # a read-only directory, as root cannot make one
+    monkeypatch.setattr(runs.files.os, "replace", denied)  # a read-only directory, as root cannot make one
     err = cli_bad(capsys, one_sentence, ["eval", str(run), "--k", "2", "--no-progress"], runs.EVAL)
     assert "not writable" in err
     assert snapshot(run) == before

@@ -20,7 +20,8 @@ from eval_runs import make_run
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run
 from vaekit.report import figures, visualize
-from vaekit.report.html import parameter_table, render, write_report
+from vaekit.report.html import write_report
+from vaekit.report.vae_html import parameter_table, render
 from vaekit.runs import model_fingerprint
 from vaekit.vae.linear_gaussian import LinearGaussianVAE
 from vaekit.vae.models import MLPVAE, ConvVAE

@@ -162,7 +162,7 @@ def test_kill_while_writing_a_checkpoint_leaves_a_loadable_one(
     """The rename of epoch 2's file fails (as a kill at that moment would): the last good
     checkpoint loads, and resuming from it ends exactly as an uninterrupted run."""
     fit(small(train__epochs=3), tmp_path / "full", log=quiet, dataset=digits)
-    real_replace = runs.os.replace
+    real_replace = runs.files.os.replace
     seen = {"n": 0}
 
     def replace(src: Any, dst: Any) -> None:
@@ -172,11 +172,11 @@ def test_kill_while_writing_a_checkpoint_leaves_a_loadable_one(
                 raise OSError("killed while renaming")
         real_replace(src, dst)
 
-    monkeypatch.setattr(runs.os, "replace", replace)
+    monkeypatch.setattr(runs.files.os, "replace", replace)
     with pytest.raises(OSError, match="killed"):
         fit(small(train__epochs=3, train__checkpoint_every="epoch"), tmp_path / "part", log=quiet,
             dataset=digits)
-    monkeypatch.setattr(runs.os, "replace", real_replace)
+    monkeypatch.setattr(runs.files.os, "replace", real_replace)
     model_t, optim_t, state = runs.load_checkpoint(tmp_path / "part")
     # the .safetensors is the commit point: killed before it, epoch 1 stays; after it, epoch 2 is in
     assert state["epoch"] == (1 if which == runs.CHECKPOINT else 2)

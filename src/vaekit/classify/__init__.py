@@ -21,4 +21,5 @@ from vaekit.classify import config, data, models
 runs.register_task(runs.Task(
     config.TASK, "vaekit classify", "a classifier run", config.ClassifierConfig,
     lambda raw, origin: config.validate(config.from_dict(raw, origin)), models.build_classifier,
-    lambda cfg, pixels: data.network_input(pixels, cfg.data.side, cfg.data.resize)))
+    lambda cfg, pixels: data.network_input(pixels, cfg.data.side, cfg.data.resize),
+    hint=" (`vaekit classify eval {run_dir}`)"))

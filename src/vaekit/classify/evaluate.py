@@ -21,7 +21,6 @@ The numbers, over the N images x_i with labels y_i of the split and the model's 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -188,20 +187,19 @@ def valid_eval(result: Any) -> bool:
                and 0 <= w["true"] < k and 0 <= w["predicted"] < k for w in result["most_wrong"])
 
 
+def check_classifier_eval(result: Any, path: Path) -> None:
+    """A CheckpointError unless `result` is a valid classifier evaluation (`valid_eval`)."""
+    if not valid_eval(result):
+        raise CheckpointError(f"{path}: not an eval.json of `vaekit classify eval` (a field is missing, "
+                              "of the wrong type, or disagrees with the others).")
+
+
 def read_classifier_eval(run_dir: str | Path) -> dict[str, Any] | None:
     """RUN_DIR/eval.json if it is a valid classifier evaluation (`valid_eval`) of the current
     model (its model_sha256 is the SHA-256 of model.safetensors now); None if it is missing,
-    unreadable, damaged, of a VAE, or stale (the run trained on since): evaluate again then."""
-    path = Path(run_dir) / EVAL_JSON
+    unreadable, damaged, of a VAE, or stale (the run trained on since): evaluate again then.
+    The reading is `vaekit.runs.read_eval`'s, whose CheckpointError is this None."""
     try:
-        result = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not valid_eval(result):
-        return None
-    try:
-        if result["model_sha256"] != runs.model_fingerprint(run_dir):
-            return None
+        return runs.read_eval(run_dir, check_classifier_eval, "vaekit classify eval")
     except CheckpointError:
         return None
-    return result

@@ -31,7 +31,6 @@ while `evaluate_model` runs, so that the device's numbers are the CPU's up to fl
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -60,7 +59,7 @@ from vaekit.evaluate.latents import active_units, probe_accuracy
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
-EVAL_JSON = "eval.json"
+EVAL_JSON = runs.EVAL
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
                    "active_units", "latent_dim", "images")
 PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
@@ -200,17 +199,9 @@ def _evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int, seed: int, d
 # ----------------------------------------------------------------------------- a run
 
 
-def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
-    """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
-    CheckpointError if it is unreadable, not of `vaekit eval` (every field the report reads is
-    checked for its type) or was computed for other weights."""
-    path = Path(run_dir) / EVAL_JSON
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
+def check_eval(result: Any, path: Path) -> None:
+    """Whether `result` is an eval.json of `vaekit eval`: every field the report reads, of its type;
+    a CheckpointError naming the field if not."""
     if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
         raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
     bad = [f for f in REQUIRED_FIELDS
@@ -232,12 +223,13 @@ def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
             raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
-    if result.get("model_sha256") != runs.model_fingerprint(run_dir):
-        raise CheckpointError(
-            f"{path} was computed for other weights than {Path(run_dir) / 'model.safetensors'}; "
-            f"run `vaekit eval {run_dir}` again."
-        )
-    return result
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
+    """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
+    CheckpointError if it is unreadable, not of `vaekit eval` (`check_eval`) or was computed for
+    other weights (`vaekit.runs.read_eval`)."""
+    return runs.read_eval(run_dir, check_eval, "vaekit eval")
 
 
 def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,

@@ -7,6 +7,9 @@ images, the learning curves, the network's layers with their receptive fields, a
     render_classifier(...)          the page as one HTML string
     write_classifier_report(run)    both, under the run lock; evaluates first when eval.json is
                                     missing or belongs to other weights
+
+registered as the report of 'classify' runs (`vaekit.report.kinds`), which refuses the options
+that are for VAE runs only (`refuse_vae_options`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from vaekit.classify.config import TASK
 from vaekit.classify.evaluate import evaluate_classifier, load_split, read_classifier_eval
 from vaekit.config import format_duration
 from vaekit.device import format_bytes
-from vaekit.errors import CheckpointError
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report import figures
+from vaekit.report.kinds import ReportKind, ReportOptions, register_report
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.report.visualize import FIGURES_DIR
 from vaekit.version import __version__
@@ -190,3 +194,22 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
         out = run_dir / runs.REPORT
         runs.write_bytes_atomic(out, page.encode("utf-8"))
         return out
+
+
+def refuse_vae_options(run_dir: Path, options: ReportOptions) -> None:
+    """--dataset and --device are for VAE runs: a classifier run is reported on its own test set, on
+    the CPU (a ConfigError saying so)."""
+    if options.dataset is not None:
+        raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
+                          "reported on its own test set.")
+    if options.where.type != "cpu":
+        raise ConfigError(f"--device {options.device} is for VAE runs; {run_dir} holds a classifier run, "
+                          "which is reported on the CPU.")
+
+
+def _write(run_dir: Path, options: ReportOptions) -> Path:
+    return write_classifier_report(run_dir, data_dir=options.data_dir, limit=options.limit,
+                                   evaluate_missing=options.evaluate_missing, log=options.log)
+
+
+register_report(ReportKind(TASK, _write, refuse_vae_options))

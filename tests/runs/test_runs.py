@@ -104,7 +104,7 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path,
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(runs.os, "replace", broken_replace)
+    monkeypatch.setattr(runs.files.os, "replace", broken_replace)
     with pytest.raises(OSError):
         runs.write_json_atomic(path, {"v": 2})
     assert json.loads(path.read_text()) == {"v": 1}

@@ -1,0 +1,81 @@
+"""Runs on disk (design.md, "Runs on disk"): writing and reading `runs/NAME/`.
+
+    config.json               everything needed to rebuild the model (`TrainConfig` as a dict; a
+                              classifier's `ClassifierConfig`, with "task": "classify")
+    model.safetensors         the weights with the best validation score so far (-ELBO, accuracy)
+    checkpoint.safetensors    model + optimizer tensors of the last finished epoch, and in its
+                              metadata (key "checkpoint") the JSON state below: one file, one rename,
+                              so the pair can never be half-written
+    checkpoint.json           the same state, readable: epoch, step, optimizer scalars, RNG states,
+                              best validation -ELBO, config
+    metrics.jsonl             one line per epoch
+    eval.json                 the evaluation of model.safetensors (its SHA-256 inside)
+
+The pieces, imported here so that `runs.NAME` reaches every one:
+
+    files.py    the files: atomic writes, the one-writer lock, safetensors, figures, metrics.jsonl,
+                eval.json, the model's fingerprint
+    weights.py  model and checkpoint tensors: saved, read back, held against the model
+    kinds.py    the kinds of run (`Task`: 'vae' here, 'classify' registered by `vaekit.classify`),
+                config.json read through its kind
+    load.py     `load_run` -> `Run`: config, model on a device, metrics, images
+"""
+
+from vaekit.runs.files import (
+    CHECKPOINT,
+    CHECKPOINT_JSON,
+    CONFIG,
+    EVAL,
+    METRICS,
+    MODEL,
+    REPORT,
+    RESULT_FILES,
+    RUN_FILES,
+    TMP,
+    append_metrics,
+    locked,
+    model_fingerprint,
+    read_eval,
+    read_metrics,
+    read_tensors,
+    save_figure,
+    save_tensors,
+    truncate_metrics,
+    write_bytes_atomic,
+    write_error,
+    write_json_atomic,
+)
+from vaekit.runs.kinds import (
+    DEFAULT,
+    TASKS,
+    AnyConfig,
+    Task,
+    maker_of,
+    read_config,
+    register_task,
+    task_for,
+    task_in,
+    task_of,
+    write_config,
+)
+from vaekit.runs.load import Run, device_named, load_run
+from vaekit.runs.weights import (
+    decode_bytes,
+    encode_bytes,
+    load_checkpoint,
+    load_weights,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+    save_model,
+)
+
+__all__ = [
+    "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
+    "RESULT_FILES", "RUN_FILES", "TASKS", "TMP", "AnyConfig", "Run", "Task", "append_metrics",
+    "decode_bytes", "device_named", "encode_bytes", "load_checkpoint", "load_run", "load_weights",
+    "locked", "maker_of", "model_fingerprint", "optimizer_from_flat", "optimizer_to_flat", "read_config",
+    "read_eval", "read_metrics", "read_tensors", "register_task", "save_checkpoint", "save_figure",
+    "save_model", "save_tensors", "task_for", "task_in", "task_of", "truncate_metrics",
+    "write_bytes_atomic", "write_config", "write_error", "write_json_atomic",
+]

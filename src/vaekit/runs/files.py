@@ -1,0 +1,262 @@
+"""The files of a run directory (the table: `vaekit.runs`): atomic writes, the one-writer lock,
+safetensors files, figures, metrics.jsonl and eval.json.
+
+Every file is written to `NAME.tmp`, flushed to disk and renamed over `NAME` with `os.replace`
+(atomic on POSIX), so a kill at any moment leaves the previous good version. Nothing is ever read
+with pickle: tensors come from safetensors, the rest from JSON. `model_fingerprint` is the SHA-256
+that ties an eval.json to its weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from vaekit.config import is_int, is_number
+from vaekit.device import format_bytes
+from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
+
+CONFIG = "config.json"
+MODEL = "model.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_JSON = "checkpoint.json"
+METRICS = "metrics.jsonl"
+EVAL = "eval.json"
+REPORT = "report.html"
+RUN_FILES = (CONFIG, MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)
+RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # all but config.json
+TMP = ".tmp"  # suffix of a file being written
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
+    """One sentence for a write that failed: which file, why, and how much space it needed."""
+    if err.errno == errno.ENOSPC:
+        try:
+            free = shutil.disk_usage(path.parent).free
+            room = f", {format_bytes(free, 1)} free"
+        except OSError:
+            room = ""
+        why = f"no space left on the device for its {format_bytes(size, 1)}{room}"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"{err.strerror.lower() if err.strerror else 'not writable'}: the directory is not writable"
+    elif err.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST):
+        why = f"{path.parent} is not a directory that can hold it"
+    else:
+        why = (err.strerror or str(err)).rstrip(".")
+    return RunWriteError(f"{path}: cannot write it ({why}); the previous version, if any, is kept.")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path.tmp`, fsync, then rename over `path` (atomic on POSIX). On any failure
+    (disk full, read-only, an interrupt) the `.tmp` is removed and `path` is left as it was; an
+    OSError becomes a `RunWriteError` sentence."""
+    if (path.exists() or path.is_symlink()) and not path.is_file():  # a directory, a device: never replaced
+        raise RunWriteError(f"{path}: cannot write it (it exists and is not a regular file); it is left "
+                            "as it is.")
+    tmp = path.with_name(path.name + TMP)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError) and not isinstance(err, RunWriteError):
+            raise write_error(path, len(data), err) from None
+        raise
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+_HELD: dict[str, list[int]] = {}  # resolved run directory -> [fd, depth] held by this process
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for writing: an exclusive, non-blocking flock(2) on the directory
+    itself. The kernel releases it when the process ends, however it ends (kill -9 too), so there
+    is no lock file to go stale. A second process gets `RunBusyError` at once; the same process may
+    nest (a report that evaluates first). Stale `NAME.tmp` files left by a killed writer are removed
+    once the lock is held."""
+    key = os.path.realpath(run_dir)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[key][1] -= 1
+        return
+    if not os.path.isdir(run_dir):
+        raise CheckpointError(f"{run_dir}: no such run directory.")
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise CheckpointError(f"{run_dir}: cannot open the run directory ({err.strerror}).") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunBusyError(f"{run_dir} is being written by another vaekit process (a train, eval or "
+                           "report of this run); wait for it to end, or use another directory.") from None
+    _HELD[key] = [fd, 1]
+    try:
+        for name in RUN_FILES:
+            with contextlib.suppress(OSError):
+                (Path(run_dir) / (name + TMP)).unlink()
+        yield
+    finally:
+        del _HELD[key]
+        os.close(fd)  # releases the lock
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Render a matplotlib figure in memory (the format from the suffix, png by default), close it,
+    then write it with `write_bytes_atomic`: a full disk or an unwritable place leaves no partial
+    image and gives one sentence (`RunWriteError`)."""
+    import matplotlib.pyplot as plt  # only when a figure is saved: matplotlib is slow to import
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, buffer.tell(), err) from None
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file of CPU, contiguous copies of `tensors`, written atomically."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    write_bytes_atomic(path, st_save(cpu, metadata=metadata))
+
+
+def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; CheckpointError if missing, truncated or foreign."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no {what} file there.") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the {what} ({err.strerror}).") from None
+    try:
+        tensors = st_load(data)
+        # The header: an 8-byte little-endian length, then that many bytes of JSON.
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+    except (SafetensorError, ValueError, struct.error, UnicodeDecodeError, OverflowError):
+        raise CheckpointError(
+            f"{path}: not a complete safetensors file (truncated, or another format); "
+            f"the {what} cannot be read."
+        ) from None
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+
+def model_fingerprint(run_dir: str | Path) -> str:
+    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to."""
+    path = Path(run_dir) / MODEL
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no model file there; train the run first.") from None
+
+
+def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:
+    """RUN_DIR/eval.json, of the run's current model: None if there is none; a CheckpointError
+    (one sentence) if it is not readable JSON, if `check(result, path)` raises one (the fields a
+    kind of run writes, checked by that kind), or if it was computed for other weights than
+    model.safetensors (its model_sha256; `command` is the one that evaluates the run again). A
+    caller that evaluates again whatever is wrong catches the CheckpointError."""
+    path = Path(run_dir) / EVAL
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
+    check(result, path)
+    if result.get("model_sha256") != model_fingerprint(run_dir):
+        raise CheckpointError(f"{path} was computed for other weights than {Path(run_dir) / MODEL}; run "
+                              f"`{command} {run_dir}` again.")
+    return result
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl: one JSON object per epoch, with an integer "epoch" >= 1 and
+    numbers for every other field. A last line cut by a kill mid-write is dropped; anything else
+    that is not such a row is a CheckpointError naming the file and the line."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
+                              "JSON object per line.") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:
+                break
+            raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
+        epoch = row.get("epoch") if isinstance(row, dict) else None
+        if not is_int(epoch) or epoch < 1 or not all(
+                is_number(v) for v in row.values()):
+            raise CheckpointError(f"{path}: line {i + 1} is not a row of `vaekit train` (an object with "
+                                  "an integer epoch >= 1 and numbers for its other fields).")
+        rows.append(row)
+    return rows
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    """Append one row; a failed write leaves at most a cut last line, which `read_metrics` drops."""
+    line = json.dumps(row) + "\n"
+    try:
+        with open(run_dir / METRICS, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise write_error(run_dir / METRICS, len(line), err) from None
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Keep the lines of epochs <= last_epoch (a resumed run redoes the later ones)."""
+    rows = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= last_epoch]
+    write_bytes_atomic(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())

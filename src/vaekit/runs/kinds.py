@@ -1,0 +1,124 @@
+"""The kinds of run (`Task`): what a run directory's config.json holds, the model it builds and the
+images its model sees. 'vae' (`vaekit train`) is registered here, and is the kind of a config.json
+without a "task" key; `vaekit.classify` registers 'classify' (`register_task`) when it is imported
+(`import vaekit` always imports it), so that this layer knows no classifier. A kind is read,
+built and fed through its entry: nothing here branches on a kind's name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from vaekit.config import TrainConfig, from_dict
+from vaekit.config import validate as validate_config
+from vaekit.data.binarize import eval_images
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.runs.files import CONFIG, write_json_atomic
+from vaekit.vae.models import build_model
+
+DEFAULT = "vae"  # the kind of a config.json without "task"
+
+
+class AnyConfig(Protocol):
+    """The config of a run of any task (`TrainConfig`, a classifier's `ClassifierConfig`)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of run: the config.json it holds, the model it builds, the images its model sees."""
+
+    name: str  # config.json's "task" ('vae': none)
+    maker: str  # the command that trains one
+    what: str  # such a run, in words
+    config_type: type
+    read: Callable[[dict[str, Any], str], Any]  # config.json's sections, its path -> a checked config
+    build: Callable[[Any], torch.nn.Module]  # a config -> its model (untrained)
+    images: Callable[[Any, torch.Tensor], torch.Tensor]  # config, uint8 pixels -> the model's images
+    hint: str = ""  # ends "use `MAKER`'s commands on it" when another kind was expected ({run_dir})
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> None:
+    """Make runs of `task` readable and loadable (`read_config`, `load_run`)."""
+    TASKS[task.name] = task
+
+
+def task_for(config: Any) -> Task:
+    """The task of a config: the registered one whose config type it has; 'vae' otherwise."""
+    return next((t for t in TASKS.values() if isinstance(config, t.config_type)), TASKS[DEFAULT])
+
+
+def maker_of(task: str | None) -> str:
+    """The command that trains runs of `task` (of a VAE for None or a name not registered)."""
+    return TASKS[task].maker if task in TASKS else TASKS[DEFAULT].maker
+
+
+register_task(Task(DEFAULT, "vaekit train", "a VAE run", TrainConfig,
+                   lambda raw, origin: validate_config(from_dict(raw, origin)), build_model,
+                   lambda config, pixels: eval_images(pixels, config.resolved_binarize())))
+
+
+def task_in(run_dir: Path) -> Task:
+    """The kind of run RUN_DIR's config.json names, without checking the rest: a missing or
+    unreadable config.json, or a "task" not registered, reads as 'vae', whose reading (`read_config`,
+    `load_run`) then says what is wrong."""
+    try:
+        raw = json.loads((Path(run_dir) / CONFIG).read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return TASKS[DEFAULT]
+    name = raw.get("task") if isinstance(raw, dict) else None
+    return TASKS[name] if isinstance(name, str) and name in TASKS else TASKS[DEFAULT]
+
+
+def write_config(run_dir: Path, config: AnyConfig) -> None:
+    write_json_atomic(run_dir / CONFIG, config.to_dict())
+
+
+def task_of(raw: dict[str, Any], path: Path) -> str:
+    """The kind of run a config.json describes: its "task" ('classify'), or 'vae' without one."""
+    task = raw.pop("task", DEFAULT)
+    if task not in TASKS:
+        raise CheckpointError(f"{path}: unknown task {str(task)[:40]!r}; expected one of "
+                              f"{', '.join(TASKS)}.")
+    return task
+
+
+def read_config(run_dir: Path, task: str | None = "vae") -> Any:
+    """config.json of a run, checked as a config file is (sections, keys, types, ranges): a
+    hand-edited or foreign file is a CheckpointError naming it. `task` 'vae' expects a TrainConfig,
+    'classify' a ClassifierConfig (a run of the other kind is one sentence saying which command
+    it belongs to), None either."""
+    path = run_dir / CONFIG
+    maker = maker_of(task)
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of "
+                              f"`{maker}`.") from None
+    except (OSError, ValueError) as err:
+        detail = getattr(err, "strerror", None) or str(err).rstrip(".")
+        raise CheckpointError(f"{path}: not readable JSON ({detail}).") from None
+    found = task_of(raw, path) if isinstance(raw, dict) else DEFAULT
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
+                              "keys.")
+    if task is not None and found != task:
+        held = TASKS[found]
+        raise CheckpointError(f"{run_dir} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
+                              f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=run_dir)}.")
+    try:
+        return TASKS[found].read(raw, str(path))
+    except ConfigError as err:
+        message = str(err)
+        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
+

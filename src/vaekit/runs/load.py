@@ -1,0 +1,108 @@
+"""A trained run, loaded (`load_run` -> `Run`): its config read through its kind
+(`vaekit.runs.kinds`), its model built by that kind and given the weights of model.safetensors, on
+a device. Nothing here branches on the kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.config import DEVICES
+from vaekit.data.load import load_configured
+from vaekit.device import resolve_device
+from vaekit.errors import CheckpointError, ConfigError, SpecError
+from vaekit.runs.files import CONFIG, MODEL, read_metrics, read_tensors
+from vaekit.runs.kinds import maker_of, read_config, task_for
+from vaekit.runs.weights import load_weights
+
+
+def device_named(name: str | torch.device) -> torch.device:
+    """The device a command loads a run's model on: a name of `config.DEVICES` (cpu, cuda, auto:
+    `vaekit.device.resolve_device`, a ConfigError where torch sees no CUDA device), or a
+    torch.device as it is; any other name is a ConfigError."""
+    if isinstance(name, torch.device):
+        return name
+    if name not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {str(name)[:40]!r}.")
+    return resolve_device(name)
+
+
+@dataclass
+class Run:
+    """A trained run, loaded: its directory, config and best model (on its device, eval mode).
+
+    A VAE run (`vaekit train`): `run.model.encode(x)` gives (mu, logvar) of q(z|x),
+    `run.model.decode_mean(z)` images in [0, 1], `run.model.sample(n)` images from the prior.
+    A classifier run (`vaekit classify`, `run.task == 'classify'`): `run.model(x)` gives logits
+    (B, classes) of images x in [0, 1] of shape (B, C, H, W). `run.images()` the test images as the
+    model sees them (for a VAE the evaluation protocol of `vaekit.data.binarize.eval_images`; for a
+    classifier pixel / 255, resized as it was trained), on the CPU, `run.labels()` their labels.
+    """
+
+    path: Path
+    config: Any  # TrainConfig (task 'vae') or vaekit.classify.config.ClassifierConfig
+    model: Any  # vaekit.vae.base.VAEBase or vaekit.classify.models.Classifier
+
+    @property
+    def task(self) -> str:
+        return task_for(self.config).name
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """metrics.jsonl: one dict per finished epoch."""
+        return read_metrics(self.path)
+
+    def _split(self, split: str) -> Any:
+        if split not in ("train", "val", "test"):
+            raise ConfigError(f"split must be train, val or test, got {split!r}.")
+        return getattr(load_configured(self.config.data), split)
+
+    def images(self, split: str = "test", limit: int | None = None) -> torch.Tensor:
+        """The first `limit` images of a split ('train', 'val', 'test') of the run's dataset, as
+        float32 (N, C, H, W): binarized once with the evaluation seed when the run is a binary
+        VAE; pixel / 255, resized to the run's side, for a classifier."""
+        pixels = self._split(split).images[:limit]
+        return task_for(self.config).images(self.config, pixels)
+
+    def labels(self, split: str = "test", limit: int | None = None) -> torch.Tensor | None:
+        """The labels (N,) int64 of the split's first `limit` images, or None if it has none."""
+        labels = self._split(split).labels
+        return None if labels is None else labels[:limit]
+
+
+def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.device = "cpu") -> Run:
+    """The best model of a run (`model.safetensors`) and its config, on `device` (cpu, cuda, auto:
+    `device_named`), in eval mode: a VAE or a classifier (`task` None), or only the kind `task`
+    names ('vae', 'classify'; a run of the other kind is a CheckpointError saying which command it
+    belongs to).
+
+    Raises CheckpointError (one sentence) for a missing directory, config or model file, and for a
+    model file that is truncated, not safetensors, or of another architecture; ConfigError for a
+    device that is not there (before the run is read).
+    """
+    where = device_named(device)
+    run_dir = Path(run_dir)
+    maker = maker_of(task)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory.")
+    if not (run_dir / CONFIG).is_file():
+        raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
+                              f"`{maker} --out {run_dir}`.")
+    config = read_config(run_dir, task)
+    maker = task_for(config).maker
+    if not (run_dir / MODEL).is_file():
+        raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
+                              f"epoch); train one with `{maker} --out {run_dir}`.")
+    try:
+        model = task_for(config).build(config)
+    except (ConfigError, SpecError) as err:
+        raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
+    tensors, _ = read_tensors(run_dir / MODEL, "model")
+    load_weights(model, tensors, run_dir / MODEL)
+    model.to(where).eval()
+    return Run(run_dir, config, model)
+

@@ -1,0 +1,107 @@
+"""The tensors of a run: model.safetensors (the weights) and checkpoint.safetensors (the weights,
+the optimizer's tensors, and the JSON state of the last finished epoch in its metadata), written
+atomically with `vaekit.runs.files`; the optimizer's state split into tensors and JSON scalars,
+RNG states as base64 text. Weights read back are held against the model config.json builds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.errors import CheckpointError
+from vaekit.runs.files import CHECKPOINT, CHECKPOINT_JSON, read_tensors, save_tensors, write_json_atomic
+
+
+def save_model(path: Path, model: torch.nn.Module) -> None:
+    save_tensors(path, dict(model.state_dict()))
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Load a model file's or checkpoint's weights after holding them against the model built from
+    config.json: the same names, and for each the parameter's dtype and shape, with finite values
+    (NaN weights would be trained on, or evaluated into eval.json). One sentence for a mismatch."""
+    expected = model.state_dict()
+    if set(tensors) != set(expected):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        raise CheckpointError(
+            f"{path}: the weights do not match the model of config.json "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})."
+        )
+    for name, ref in expected.items():
+        t = tensors[name]
+        if t.dtype != ref.dtype:
+            raise CheckpointError(f"{path}: {name} is {t.dtype}, but the model of config.json has "
+                                  f"{ref.dtype}.")
+        if t.shape != ref.shape:
+            raise CheckpointError(f"{path}: tensor shapes do not match the model of config.json ({name} is "
+                                  f"{tuple(t.shape)}, the model has {tuple(ref.shape)}).")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values; the weights are damaged.")
+    model.load_state_dict(tensors)
+
+
+def encode_bytes(t: torch.Tensor) -> str:
+    """A uint8 tensor (an RNG state) as base64 text."""
+    return base64.b64encode(t.to("cpu").numpy().tobytes()).decode("ascii")
+
+
+def decode_bytes(s: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split `opt.state_dict()` into tensors ('optim.<param>.<key>') and JSON-able scalars."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entries in sd["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "state": scalars}
+
+
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `optimizer_to_flat`: a state dict for `Optimizer.load_state_dict`."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, entries in scalars["state"].items():
+        state.setdefault(int(pid), {}).update(entries)
+    return {"state": state, "param_groups": scalars["param_groups"]}
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any]) -> None:
+    """checkpoint.safetensors (weights 'model.*', optimizer 'optim.*', state JSON in the metadata),
+    then checkpoint.json (the same state, for people): the first rename is the commit point."""
+    opt_tensors, opt_scalars = optimizer_to_flat(optimizer)
+    full = {**state, "optimizer": opt_scalars}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors
+    save_tensors(run_dir / CHECKPOINT, tensors, metadata={"checkpoint": json.dumps(full)})
+    write_json_atomic(run_dir / CHECKPOINT_JSON, full)
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """(model tensors, optimizer tensors, state) from checkpoint.safetensors alone."""
+    path = run_dir / CHECKPOINT
+    tensors, metadata = read_tensors(path, "checkpoint")
+    try:
+        state = json.loads(metadata["checkpoint"])
+        if not isinstance(state.get("epoch"), int) or "param_groups" not in state["optimizer"]:
+            raise KeyError("epoch")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state.") from None
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    return model, optim, state
+
