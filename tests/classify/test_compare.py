@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit.classify import compare
+from vaekit.classify import compare, compare_plan
 from vaekit.classify import fit as classify_fit
 from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.models import DENSE_HIDDEN, preset_layers
@@ -62,7 +62,7 @@ def test_json_rows_file_and_figure(tiny_json: tuple[Path, list[dict[str, Any]]])
     for r in rows:
         assert KEYS <= set(r), KEYS - set(r)
         assert r["error"] is None and r["resize"] == "nearest" and r["epochs"] == 1
-        assert r["train_images"] == 200 and 0 < r["test_images"] <= compare.EVAL_IMAGES
+        assert r["train_images"] == 200 and 0 < r["test_images"] <= compare_plan.EVAL_IMAGES
         assert 0 <= r["train_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1
         assert r["gap"] == pytest.approx(r["train_accuracy"] - r["test_accuracy"])
         lo, hi = r["test_interval"]

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from vaekit.cli import main
-from vaekit.data.arrays import check_images
-from vaekit.data.load import load_array_dataset, load_dataset
+from vaekit.data.arrays import check_images, load_array_dataset
+from vaekit.data.load import load_dataset
 from vaekit.errors import DataError
 
 

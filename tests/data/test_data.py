@@ -15,8 +15,10 @@ import torch
 
 from vaekit.cli import main
 from vaekit.data import registry as data
+from vaekit.data.arrays import load_array_dataset
 from vaekit.data.binarize import binarize, fixed_binarization, prepare
-from vaekit.data.load import load_array_dataset, load_dataset, split_indices
+from vaekit.data.dataset import split_indices
+from vaekit.data.load import load_dataset
 from vaekit.data.registry import REGISTRY, checksum_status, locate
 from vaekit.errors import DataError, UnknownDatasetError
 

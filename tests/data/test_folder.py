@@ -16,7 +16,8 @@ from PIL import Image, features
 
 from vaekit import cli
 from vaekit.data import folder as folder_mod
-from vaekit.data.folder import ImageOptions, read_folder, resize_images
+from vaekit.data.folder import ImageOptions, read_folder
+from vaekit.data.image_decode import resize_images
 from vaekit.data.load import load_dataset
 from vaekit.errors import DataError
 
@@ -180,7 +181,7 @@ def test_the_second_read_comes_from_the_cache(tmp_path: Path, monkeypatch: pytes
 
     with monkeypatch.context() as m:
         m.setattr(folder_mod, "decode", no_decoding)
-        m.setattr(folder_mod, "_header", no_decoding)
+        m.setattr(folder_mod, "read_header", no_decoding)
         second = read_folder(root, progress=False)
     assert second.from_cache
     assert np.array_equal(second.images, first.images) and np.array_equal(second.labels, first.labels)

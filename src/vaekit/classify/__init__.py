@@ -8,6 +8,8 @@ layer text, trained by vaekit's one loop (`vaekit.train.loop`) and run (`vaekit.
     loss.py      cross-entropy with label smoothing, and the classifier's engine
     metrics.py   accuracy, its Wilson interval, the confusion matrix
     fit.py       a classifier run: `fit_classifier`
+    compare.py   `vaekit classify --compare`: compare_plan.py (the checked plan), compare_network.py
+                 (one network, trained in a child process), compare_table.py (rows, table, notes)
     figure.py    the figure of `vaekit classify --compare` (compare.py)
 
 Importing it registers the 'classify' task with `vaekit.runs` (`runs.register_task`): that is how

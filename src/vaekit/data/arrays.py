@@ -4,6 +4,7 @@
 first bytes, or an object array, is refused); `check_images` states and applies the rules of
 shape (channel-last arrays are converted, ambiguous or empty ones refused) and dtype (uint8,
 integers in 0..255, bool, float in [0, 1]). Every refusal is one DataError sentence naming the file.
+`load_array_dataset` makes the `Dataset` of a file, split 80/10/10.
 """
 
 from __future__ import annotations
@@ -11,12 +12,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from vaekit.data.dataset import Dataset, Split, three_way
 from vaekit.errors import DataError
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
 CHANNELS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+
+
+def load_array_dataset(path: str | Path) -> Dataset:
+    """User images from .npy (images) or .npz (`images` or `x`, optional `labels` or `y`), split
+    80/10/10; what is accepted (shapes, dtypes, never pickle) is `read_array_file`'s rule."""
+    path = Path(path)
+    images, labels = read_array_file(path)  # (N, C, H, W) uint8, (N,) integers or None
+    labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
+    full = Split(torch.from_numpy(images), labels_t)
+    train, val, test = three_way(full)
+    classes = None if labels is None else tuple(str(c) for c in np.unique(labels))
+    return Dataset(path.name, train, val, test, classes, str(path))
 
 
 def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,4 +1,4 @@
-"""Datasets as tensors: loading into one uint8 tensor and fixed, seeded splits.
+"""Datasets as tensors: loading any source into a `Dataset` (`vaekit.data.dataset`) by its name.
 
 Every dataset comes back as a `Dataset` of three `Split`s (train, val, test), each holding one uint8
 tensor of images (N, C, H, W) and, when known, int64 labels (N,). The whole of Fashion-MNIST is
@@ -12,26 +12,27 @@ on purpose, set the environment variable VAEKIT_ALLOW_MODIFIED_DATA=1 (exactly "
 info` also takes --allow-modified); the files' status stays in `Dataset.checksums`. A plain copy of
 a file whose published sum is of its .gz archive (MNIST, KMNIST) is "unchecked", not an error.
 
-A folder of PNG/JPEG/... images (`vaekit.data.folder`) is a dataset too, split 80/10/10 as a
-.npy/.npz array is; `ImageOptions` (--image-size, --image-channels, --image-fit, --skip-bad) decide
-how a folder is decoded, and their size and channels are applied to the other sources' arrays too.
+A user's own data is read by the reader that claims its path (`vaekit.data.readers`: a folder of
+PNG/JPEG/... images, `vaekit.data.folder`; a .npy/.npz array, `vaekit.data.arrays`), split 80/10/10;
+`ImageOptions` (--image-size, --image-channels, --image-fit, --skip-bad) decide how a folder is
+decoded, and their size and channels are applied to the other sources' arrays too.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vaekit.data.arrays import read_array_file
 from vaekit.data.binarize import prepare
+from vaekit.data.dataset import Dataset, Split, split_indices, take, three_way
 from vaekit.data.download import MISMATCH, read_checked
-from vaekit.data.folder import ImageOptions, read_folder, resize_images
 from vaekit.data.idx import parse_idx
+from vaekit.data.image_decode import ImageOptions, resize_images
+from vaekit.data.readers import expected_sources, neither_kind, other_sources, reader_for
 from vaekit.data.registry import (
     BUILTIN,
     DEFAULT_DATASET,
@@ -47,39 +48,7 @@ from vaekit.data.registry import (
 )
 from vaekit.errors import ChecksumError, DataError, UnknownDatasetError
 
-SPLIT_SEED = 0  # the seed of every train/validation(/test) split: fixed so splits never move
 ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
-
-
-
-@dataclass
-class Split:
-    """Images (N, C, H, W) uint8 in [0, 255] and labels (N,) int64 or None."""
-
-    images: torch.Tensor
-    labels: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-
-
-@dataclass
-class Dataset:
-    name: str
-    train: Split
-    val: Split
-    test: Split
-    classes: tuple[str, ...] | None = None
-    source: str = ""  # where it was read from
-    notes: dict[str, str] = field(default_factory=dict)
-    checksums: dict[str, str] | None = None  # file -> 'ok' | 'MISMATCH' | 'unchecked (...)'
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.train.images.shape[1:]
-        return int(c), int(h), int(w)
-
 
 
 def _read_pair(directory: Path, spec: IDXDataset, part: str,
@@ -130,34 +99,6 @@ def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: boo
             )
 
 
-def split_indices(n: int, sizes: tuple[int, ...], seed: int = SPLIT_SEED) -> list[torch.Tensor]:
-    """A fixed, seeded permutation of range(n) cut into consecutive parts of the given sizes;
-    the last part takes the rest."""
-    if sum(sizes) >= n:
-        raise DataError(f"cannot split {n} images into parts of {sizes} and a non-empty rest.")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(perm[start : start + size].sort().values)
-        start += size
-    parts.append(perm[start:].sort().values)
-    return parts
-
-
-
-def _take(split: Split, index: torch.Tensor) -> Split:
-    return Split(split.images[index], None if split.labels is None else split.labels[index])
-
-
-
-def three_way(split: Split, val_frac: float = 0.1, test_frac: float = 0.1) -> tuple[Split, ...]:
-    n = len(split)
-    n_val, n_test = max(1, round(n * val_frac)), max(1, round(n * test_frac))
-    val_idx, test_idx, train_idx = split_indices(n, (n_val, n_test))
-    return _take(split, train_idx), _take(split, val_idx), _take(split, test_idx)
-
-
-
 def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
                      val_size: int | None = None, allow_modified: bool | None = None) -> Dataset:
     """The IDX dataset `name`: train minus a fixed validation split (`val_size` images, default the
@@ -180,13 +121,12 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
     checksums = {fname: status for fname, (_, status) in checked.items()}
     modified = [fname for fname, status in checksums.items() if status == MISMATCH]
     notes = {"modified": f"used as they are: {', '.join(modified)}"} if modified else {}
-    return Dataset(name, _take(train_full, train_idx), _take(train_full, val_idx), test,
+    return Dataset(name, take(train_full, train_idx), take(train_full, val_idx), test,
                    spec.classes, str(directory), notes, checksums)
 
 
 def _places(name: str, data_dir: str | Path | None) -> str:
     return ", ".join(str(d) for _, d in candidate_dirs(name, data_dir))
-
 
 
 def load_digits_dataset() -> Dataset:
@@ -200,68 +140,6 @@ def load_digits_dataset() -> Dataset:
     return Dataset("digits", train, val, test, tuple(str(d) for d in range(10)), "scikit-learn")
 
 
-
-def load_array_dataset(path: str | Path) -> Dataset:
-    """User images from .npy (images) or .npz (`images` or `x`, optional `labels` or `y`), split
-    80/10/10; what is accepted (shapes, dtypes, never pickle) is `vaekit.data.arrays`'s rule."""
-    path = Path(path)
-    images, labels = read_array_file(path)  # (N, C, H, W) uint8, (N,) integers or None
-    labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
-    full = Split(torch.from_numpy(images), labels_t)
-    train, val, test = three_way(full)
-    classes = None if labels is None else tuple(str(c) for c in np.unique(labels))
-    return Dataset(path.name, train, val, test, classes, str(path))
-
-
-def three_way_in_place(images: np.ndarray, labels: np.ndarray | None) -> tuple[Split, ...]:
-    """The splits of `three_way` (the same images, in the same order), made by permuting the rows
-    of `images` (and `labels`) in place so that train, val and test are consecutive: each split is
-    a view of the one array, never a second copy of the images (a large folder)."""
-    n = images.shape[0]
-    n_val, n_test = max(1, round(n * 0.1)), max(1, round(n * 0.1))
-    val_idx, test_idx, train_idx = split_indices(n, (n_val, n_test))
-    order = torch.cat([train_idx, val_idx, test_idx]).numpy()  # new row k holds old row order[k]
-    done = np.zeros(n, bool)
-    for start in range(n):  # follow each cycle of the permutation with one row held aside
-        if done[start] or order[start] == start:
-            continue
-        held = images[start].copy()
-        held_label = None if labels is None else labels[start]
-        k = start
-        while True:
-            done[k] = True
-            src = int(order[k])
-            if src == start:
-                images[k] = held
-                if labels is not None:
-                    labels[k] = held_label
-                break
-            images[k] = images[src]
-            if labels is not None:
-                labels[k] = labels[src]
-            k = src
-    images_t = torch.from_numpy(images)
-    labels_t = None if labels is None else torch.from_numpy(labels)
-    cuts = [(0, len(train_idx)), (len(train_idx), len(train_idx) + n_val),
-            (len(train_idx) + n_val, n)]
-    return tuple(Split(images_t[a:b], None if labels_t is None else labels_t[a:b]) for a, b in cuts)
-
-
-def load_folder_dataset(path: str | Path, images: ImageOptions | None = None,
-                        progress: bool | None = None) -> Dataset:
-    """A folder of images (`vaekit.data.folder`, decoded once and cached), split 80/10/10 as
-    `load_array_dataset` splits; classes from class folders, else unlabelled."""
-    path = Path(path)
-    found = read_folder(path, images or ImageOptions(), progress=progress)
-    labels = None if found.labels is None else found.labels
-    train, val, test = three_way_in_place(found.images, labels)
-    name = path.resolve().name or str(path)
-    return Dataset(name, train, val, test, found.classes, str(path), dict(found.notes))
-
-
-EXPECTED_SOURCES = "a dataset name, a folder of images, or a .npy/.npz array file"
-
-
 def _looks_like_path(name: str) -> bool:
     return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).exists()
 
@@ -270,32 +148,33 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
                  download: bool = True, allow_modified: bool | None = None,
                  images: ImageOptions | None = None, val_size: int | None = None,
                  progress: bool | None = None) -> Dataset:
-    """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits'), a folder
-    of images or a path to a .npy/.npz array. A registry set whose file fails its published
-    SHA-256 is a ChecksumError unless `allow_modified` (default: $VAEKIT_ALLOW_MODIFIED_DATA is
-    "1"). `images`: how a folder is decoded; its size and channels also resize and convert the
-    arrays of the other sources (`vaekit.data.folder.resize_images`, noted in `Dataset.notes`).
+    """Load a dataset by registry name ('fashion-mnist', 'mnist', 'kmnist', 'digits') or by the
+    path a reader claims (`vaekit.data.readers`: a folder of images, a .npy/.npz array). A
+    registry set whose file fails its published SHA-256 is a ChecksumError unless `allow_modified`
+    (default: $VAEKIT_ALLOW_MODIFIED_DATA is "1"). `images`: how a folder is decoded; its size and
+    channels also resize and convert the arrays of the other sources
+    (`vaekit.data.image_decode.resize_images`, noted in `Dataset.notes`).
     `val_size`: the validation images of a registry set (None: its own split); other sources refuse it.
     `progress`: a bar while a folder is decoded (None: on a terminal)."""
     if val_size is not None and name not in REGISTRY:
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")
-    if name not in REGISTRY and name not in BUILTIN and name and Path(name).is_dir():
-        return load_folder_dataset(name, images, progress)
-    if name.endswith((".npy", ".npz")):
-        ds = load_array_dataset(name)
+    reader = reader_for(name) if name and name not in REGISTRY and name not in BUILTIN else None
+    if reader is not None:
+        ds = reader.load(name, images, progress)
+        if reader.decodes_images:
+            return ds
     elif name == "digits":
         ds = load_digits_dataset()
     elif name in REGISTRY:
         ds = load_idx_dataset(name, data_dir, download, val_size, allow_modified=allow_modified)
     elif name and _looks_like_path(name):
-        what = "a file that is neither a folder nor a .npy/.npz array" if Path(name).exists() \
-            else "no such file or folder"
-        raise DataError(f"{name}: {what}; expected {EXPECTED_SOURCES}.")
+        what = neither_kind() if Path(name).exists() else "no such file or folder"
+        raise DataError(f"{name}: {what}; expected {expected_sources()}.")
     else:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, or a "
-            "folder of images, or a path to a .npy/.npz array of images."
+            f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, "
+            f"{other_sources()}."
         )
     if images is not None and images.changes_pixels:
         apply_image_options(ds, images)

@@ -1,0 +1,101 @@
+"""What `vaekit classify --compare` reports: one JSON row per network (compare.json, --json), the
+table printed from the rows, and the notes that say what the table shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vaekit.classify.compare_plan import MODELS, Network
+from vaekit.classify.metrics import wilson_interval
+
+MIB = 2**20
+
+
+def _mib(n: int | None) -> float | None:
+    return None if n is None else round(n / MIB, 1)
+
+
+def make_row(net: Network, result: dict[str, Any] | None, out: Path, isolate: bool) -> dict[str, Any]:
+    """The JSON row of one network: what its plan knows, and what its training measured (None
+    where it was refused or failed: `error` then says why)."""
+    r = result or {}
+    error = net.refused or r.get("error")
+    trained = error is None
+    train_acc, test_acc = r.get("train_accuracy"), r.get("test_accuracy")
+    interval = None
+    if trained and r.get("test_n"):
+        interval = list(wilson_interval(round(test_acc * r["test_n"]), r["test_n"]))
+    return {
+        "model": net.model, "side": net.side, "resize": net.config.data.resize,
+        "epochs": net.config.train.epochs, "dataset": net.config.data.name,
+        "params": sum(row.params for row in net.rows), "macs": sum(row.macs for row in net.rows),
+        "estimated_memory_mb": _mib(net.estimate),
+        "peak_memory_mb": _mib(r.get("peak_bytes")) if isolate else None,
+        "train_memory_mb": _mib(r.get("train_bytes")) if isolate else None,
+        "ru_maxrss_mb": _mib(r.get("ru_maxrss_bytes")) if isolate else None,
+        "memory": "child process VmHWM" if isolate else "not measured (in-process)",
+        "epoch_seconds": r.get("epoch_seconds"), "train_accuracy": train_acc, "test_accuracy": test_acc,
+        "gap": None if train_acc is None or test_acc is None else train_acc - test_acc,
+        "test_interval": interval,
+        "train_images": r.get("train_n"), "val_images": r.get("val_n"), "test_images": r.get("test_n"),
+        "eval_train_images": r.get("eval_train_n"), "best_epoch": r.get("best_epoch"),
+        "threads": net.config.train.threads, "run_dir": str(out / net.name) if trained else None,
+        "error": error, "refused": net.refused is not None,
+    }
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def table_text(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per network: model, side, params, MACs, memory (est., peak, +train) in MiB,
+    s/epoch, train and test accuracy (%), gap (points)."""
+    head = ("model", "side", "params", "MACs", "est MiB", "peak MiB", "+train MiB", "s/epoch",
+            "train %", "test %", "gap")
+    table = [head]
+
+    def pct(v: float | None) -> float | None:
+        return None if v is None else 100 * v
+
+    for r in rows:
+        table.append((r["model"], str(r["side"]), f"{r['params']:,}", f"{r['macs'] / 1e6:,.2f}M",
+                      _cell(r["estimated_memory_mb"], ",.0f"), _cell(r["peak_memory_mb"], ",.0f"),
+                      _cell(r["train_memory_mb"], ",.0f"), _cell(r["epoch_seconds"], ".2f"),
+                      _cell(pct(r["train_accuracy"]), ".1f"), _cell(pct(r["test_accuracy"]), ".1f"),
+                      "refused" if r["refused"] else "failed" if r["error"] else
+                      _cell(pct(r["gap"]), "+.1f")))
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in
+                       enumerate(zip(t, widths, strict=True))) for t in table]
+    return "\n".join(lines)
+
+
+def notes_text(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """What the table shows, from its numbers: the params' growth, what was refused, the columns."""
+    notes = []
+    for model in MODELS:
+        mine = [r for r in rows if r["model"] == model]
+        if len(mine) > 1:
+            a, b = mine[0], mine[-1]
+            notes.append(f"{model}: params {a['params']:,} at {a['side']} -> {b['params']:,} at {b['side']} "
+                         f"(x{b['params'] / a['params']:.2f} for x{(b['side'] / a['side']) ** 2:.2f} the "
+                         f"pixels), MACs x{b['macs'] / max(1, a['macs']):.2f}")
+    notes += [f"{r['model']}-{r['side']} not trained: {r['error']}" for r in rows if r["error"]]
+    first = next((r for r in rows if r["error"] is None), rows[0])
+    notes.append(f"accuracy: the best epoch's model in eval mode on {first['eval_train_images'] or '-'} "
+                 f"of its training images and {first['test_images'] or '-'} test images; gap = train - test "
+                 "(overfitting), in points")
+    if first["memory"].startswith("child"):
+        notes.append("peak MiB: the child process's own peak resident memory (VmHWM: Python, torch, the "
+                     "data, training and evaluation); +train: its peak after the data was loaded minus "
+                     "its resident memory then (with torch's one-time start of its kernels: tens of MiB "
+                     "even for a tiny network); est: fit.run_bytes, which check_fits holds against the "
+                     "memory available")
+    else:
+        notes.append("memory not measured: trained in this process (peak MiB is per process, not per "
+                     "network)")
+    return notes

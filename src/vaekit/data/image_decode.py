@@ -1,0 +1,251 @@
+"""One image file as uint8 (C, H, W), and the same resizing for arrays that are already decoded.
+
+Which images: a GIF gives its first frame. A .webp file is read when this Pillow has WebP
+(`PIL.features.check("webp")`), else it is an unreadable file.
+
+Pixels: every image becomes 8-bit grey ("L") or 8-bit RGB:
+    "1", "L"                       grey (a 1-bit image as 0 and 255);
+    16-bit ("I;16*", "I", "F")     grey, v8 = v16 >> 8 = floor(v16 / 256), with "I" and "F" values
+                                   clipped to 0..65535 first: the reduction Pillow itself applies to
+                                   16-bit colour PNGs (it keeps their high byte), so one rule holds;
+    "P" (palette)                  RGB, through RGBA when the palette has a transparent entry;
+    "LA", "RGBA", "PA", ...        the alpha channel dropped (not composited: the colours stay);
+    "CMYK", "YCbCr", other modes   RGB by Pillow's conversion.
+Channels: options.channels 0 keeps the data's own, 3 if any image is colour else 1 (grey stays
+grey, colour stays colour); 1 converts colour with Pillow's "L" (ITU-R 601-2 luma,
+L = R * 299/1000 + G * 587/1000 + B * 114/1000); 3 replicates grey into R, G and B.
+
+Size: without options.size every image must have the same size. With a size (H, W) each image of
+another size (h, w) is resampled with Pillow's BILINEAR filter (antialiased when it shrinks: the
+filter widens with the scale), keeping its aspect:
+    crop   scale s = max(H/h, W/w) (the image covers the target, its shorter side fits), and the
+           centred H/s x W/s region of the image is resampled to H x W;
+    pad    scale s = min(H/h, W/w) (the image fits inside), resampled to round(h s) x round(w s)
+           (each at least 1) and placed at ((H - h')//2, (W - w')//2) on black.
+An image already H x W is kept exactly as it is.
+
+A folder is read in two passes (`vaekit.data.folder`): `read_header` (pass 1: size and mode, a file
+Pillow cannot identify found here) and `decode` (pass 2: the pixels). `resize_images` applies the
+same size and channels to the arrays of the other sources (.npy/.npz, the IDX sets).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, features
+
+from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
+from vaekit.data.image_files import FolderFile
+from vaekit.errors import ConfigError, DataError
+
+EXPECTED = "a PNG, JPEG, BMP, GIF or WebP image"
+RESAMPLE = Image.Resampling.BILINEAR
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+SIXTEEN_BIT_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
+HINT = "pass --skip-bad to skip unreadable files"
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How the images are decoded: size (H, W) or None (their own), channels 0 (their own), 1 or
+    3, fit "crop" or "pad" (only with a size), and whether unreadable files are skipped."""
+
+    size: tuple[int, int] | None = None
+    channels: int = 0
+    fit: str = "crop"
+    skip_bad: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channels not in IMAGE_CHANNELS:
+            raise ConfigError(f"image channels must be 0 (the data's own), 1 (grey) or 3 (RGB), "
+                              f"got {self.channels!r}.")
+        if self.fit not in IMAGE_FITS:
+            raise ConfigError(f"image fit must be one of {', '.join(IMAGE_FITS)}, got {self.fit!r}.")
+
+    @classmethod
+    def of(cls, d: Any) -> ImageOptions:
+        """The options of a data section (a DataConfig or a ClassifierDataConfig)."""
+        size = None if d.image_size is None else parse_image_size(str(d.image_size), "--image-size")
+        return cls(size, int(d.image_channels), str(d.image_fit), bool(d.skip_bad))
+
+    @property
+    def changes_pixels(self) -> bool:
+        """Whether these options resize or convert decoded arrays (`resize_images`)."""
+        return self.size is not None or self.channels != 0
+
+
+# ----------------------------------------------------------------------------- one image
+
+
+def _detail(err: BaseException) -> str:
+    """Pillow's message, kept inside one sentence."""
+    text = str(err).strip().rstrip(".").replace(". ", "; ") or type(err).__name__
+    return text.replace("\n", " ")
+
+
+def _unreadable(f: FolderFile, err: BaseException | None = None) -> str:
+    """The sentence for a file that is not an image Pillow can read."""
+    if f.rel.lower().endswith(".webp") and not features.check("webp"):
+        return f"{f.path}: this Pillow was built without WebP support, so the file cannot be read; " \
+               f"convert it to PNG or {HINT}."
+    why = "" if err is None else f" ({_detail(err)})"
+    return f"{f.path}: not {EXPECTED} that Pillow can read{why}; {HINT}."
+
+
+def _is_16bit(im: Image.Image) -> bool:
+    """A 16-bit image: a 16/32-bit grey mode, or one that Pillow unpacks from 16-bit samples."""
+    if im.mode in SIXTEEN_BIT_MODES:
+        return True
+    tile = getattr(im, "tile", None)  # an ImageFile's decoder list: its raw mode tells the sample bits
+    raw = tile[0][3] if tile else ""
+    raw = raw if isinstance(raw, str) else (raw[0] if raw and isinstance(raw[0], str) else "")
+    return ";16" in raw
+
+
+def read_header(f: FolderFile) -> str | None:
+    """Pass 1: fill in `f`'s size and colour from its header; a sentence when it is unreadable."""
+    if f.rel.lower().endswith(".webp") and not features.check("webp"):
+        return _unreadable(f)
+    try:
+        with Image.open(f.path) as im:
+            f.shape = (im.height, im.width)
+            f.colour = im.mode not in GREY_MODES
+    except Exception as err:  # Pillow raises many kinds (UnidentifiedImageError, SyntaxError, ...)
+        return _unreadable(f, err)
+    return None
+
+
+def to_8bit(im: Image.Image, counts: Counter[str]) -> Image.Image:
+    """`im` (loaded) as "L" or "RGB" by the pixel rules of the module's docstring, counting what
+    was converted in `counts` (16-bit, palette, alpha, MODE)."""
+    mode = im.mode
+    if mode in ALPHA_MODES:
+        counts["alpha"] += 1
+    if mode == "L":
+        return im
+    if mode == "RGB":
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(im)
+        if mode in ("I", "F"):
+            values = np.clip(values, 0, 65535)
+        return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), "L")
+    if mode in ("LA", "La"):
+        return im.getchannel(0)
+    if mode in ("P", "PA"):
+        counts["palette"] += 1
+        with warnings.catch_warnings():  # "Palette images with Transparency expressed in bytes..."
+            warnings.simplefilter("ignore")
+            if mode == "P" and "transparency" in im.info:
+                return im.convert("RGBA").convert("RGB")
+            return im.convert("RGB")
+    if mode not in ("RGBA", "RGBa", "RGBX"):
+        counts[mode] += 1
+    return im.convert("RGB")
+
+
+def fit_image(im: Image.Image, size: tuple[int, int], fit: str) -> Image.Image:
+    """`im` ("L" or "RGB") resampled to size (H, W) by `fit` ("crop" or "pad"), as the module's
+    docstring says; returned as it is when it already has that size."""
+    target_h, target_w = size
+    w, h = im.size
+    if (h, w) == size:
+        return im
+    if fit == "crop":
+        scale = max(target_h / h, target_w / w)
+        box_w, box_h = target_w / scale, target_h / scale
+        x0, y0 = (w - box_w) / 2, (h - box_h) / 2
+        return im.resize((target_w, target_h), RESAMPLE, box=(x0, y0, x0 + box_w, y0 + box_h))
+    scale = min(target_h / h, target_w / w)
+    new_w = max(1, min(target_w, round(w * scale)))
+    new_h = max(1, min(target_h, round(h * scale)))
+    resized = im if (new_w, new_h) == (w, h) else im.resize((new_w, new_h), RESAMPLE)
+    canvas = Image.new(im.mode, (target_w, target_h), 0)
+    canvas.paste(resized, ((target_w - new_w) // 2, (target_h - new_h) // 2))
+    return canvas
+
+
+def _set_channels(im: Image.Image, channels: int, counts: Counter[str]) -> Image.Image:
+    if channels == 1 and im.mode == "RGB":
+        counts["to grey"] += 1
+        return im.convert("L")  # ITU-R 601-2 luma
+    if channels == 3 and im.mode == "L":
+        counts["to RGB"] += 1
+        return im.convert("RGB")  # grey replicated
+    return im
+
+
+def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[str]) -> np.ndarray:
+    """Pass 2: the image of `f` as uint8 (C, H, W) (H, W of options.size, else its own), or
+    DataError (a truncated or corrupt file)."""
+    try:
+        with Image.open(f.path) as im:
+            if _is_16bit(im):
+                counts["16-bit"] += 1
+            im.load()  # a GIF: its first frame
+            out = to_8bit(im, counts)
+            out.load()
+    except DataError:
+        raise
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
+        raise DataError(f"{f.path}: a truncated or corrupt image ({_detail(err)}); expected a complete "
+                        f"{EXPECTED}, or {HINT}.") from None
+    out = _set_channels(out, channels, counts)
+    if options.size is not None:
+        if (out.height, out.width) != options.size:
+            counts["resized"] += 1
+        out = fit_image(out, options.size, options.fit)
+    array = np.asarray(out)
+    if (out.height, out.width) != f.shape and options.size is None:
+        raise DataError(f"{f.path}: changed while being read ({out.height}x{out.width} pixels, its header "
+                        f"said {f.shape[0]}x{f.shape[1]}); expected the folder to stay as it is.")
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+# ----------------------------------------------------------------------------- decoded arrays
+
+
+def _array_channels(chw: np.ndarray, channels: int) -> list[Image.Image]:
+    """One image (C, H, W) as single-channel "L" images: C of 2 or 4 loses its alpha when
+    `channels` is 1 or 3; 3 -> 1 by ITU-R 601-2 luma; 1 -> 3 replicated; 0 keeps them all."""
+    c = chw.shape[0]
+    if channels == 0:
+        return [Image.fromarray(np.ascontiguousarray(plane), "L") for plane in chw]
+    colour = chw[:3] if c >= 3 else chw[:1]
+    if channels == 1:
+        if colour.shape[0] == 3:
+            rgb = Image.fromarray(np.ascontiguousarray(colour.transpose(1, 2, 0)), "RGB")
+            return [rgb.convert("L")]
+        return [Image.fromarray(np.ascontiguousarray(colour[0]), "L")]
+    if colour.shape[0] == 1:
+        grey = Image.fromarray(np.ascontiguousarray(colour[0]), "L")
+        return [grey, grey, grey]
+    return [Image.fromarray(np.ascontiguousarray(plane), "L") for plane in colour]
+
+
+def resize_images(images: np.ndarray, options: ImageOptions) -> np.ndarray:
+    """Decoded uint8 images (N, C, H, W) with options.size and options.channels applied image by
+    image (into one new array, channel by channel: the same BILINEAR crop/pad as a folder's), so
+    that --image-size and --image-channels work for every source; `images` itself when the options
+    change nothing."""
+    n, c, h, w = images.shape
+    channels = options.channels or c
+    height, width = options.size or (h, w)
+    if (channels, height, width) == (c, h, w):
+        return images
+    out = np.empty((n, channels, height, width), np.uint8)
+    for i in range(n):
+        planes = _array_channels(images[i], options.channels)
+        for k, plane in enumerate(planes):
+            if options.size is not None:
+                plane = fit_image(plane, options.size, options.fit)
+            out[i, k] = np.asarray(plane)
+    return out
