@@ -26,7 +26,8 @@ from vaekit.config import TrainConfig
 from vaekit.data.load import Dataset
 from vaekit.report import visualize
 from vaekit.train import tensorboard
-from vaekit.train.fit import Boarded, VAETask, fit
+from vaekit.train.fit import VAETask, fit
+from vaekit.train.tensorboard import Boarded
 from vaekit.vae.models import build_model
 
 pytest.importorskip("tensorboard")  # the dev extra installs it: CI runs the real path

@@ -34,6 +34,7 @@ from vaekit.train.engines import Engine
 from vaekit.train.fit import check_out_dir, run_task
 from vaekit.train.loop import Batches, Beta
 from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes
+from vaekit.train.task import LoopOptions
 
 
 def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
@@ -86,12 +87,14 @@ def check_fits(config: ClassifierConfig, rows: Sequence[LayerRow], n_images: int
 
 
 class ClassifierTask:
-    """A classifier for `vaekit.train.fit.run_task`: x = pixel / 255 (resized once, augmented per
-    batch), cross-entropy, the best model by validation accuracy."""
+    """A classifier for `vaekit.train.fit.run_task` (a `vaekit.train.task.Task`): x = pixel / 255
+    (resized once, augmented per batch), cross-entropy, the best model by validation accuracy."""
 
     resumable: tuple[str, ...] = ccfg.RESUMABLE_CHANGES
     kind = ccfg.TASK
     score_name = "validation accuracy"
+    # no time budget, no KL warm-up, a checkpoint after every epoch, each step launched op by op
+    options = LoopOptions()
 
     def __init__(self, config: ClassifierConfig, ds: Dataset) -> None:
         self.config, self.ds = config, ds
@@ -99,6 +102,9 @@ class ClassifierTask:
     @property
     def train_size(self) -> int:
         return len(self.ds.train)
+
+    def budgeted(self, epochs: int, warmup: float) -> None:
+        self.config.train.epochs = epochs  # no warm-up to shorten
 
     def build(self) -> nn.Module:
         return build_classifier(self.config)

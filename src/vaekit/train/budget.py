@@ -21,6 +21,9 @@ probe below), the run
 
 Early stopping (`--patience`) still applies inside the budget. On `--resume` the seconds already
 spent (`Progress.train_seconds`, in the checkpoint) count against the budget.
+
+`TimeBudget` is a session's plan: the first from the probe, a re-plan after each epoch, each logged;
+under torchrun every rank plans from the ranks' mean measurements, so that all plan alike.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ from torch import Tensor, nn
 
 from vaekit.config import OptimConfig, format_duration
 from vaekit.device import synchronize
+from vaekit.distributed import World
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
 from vaekit.train.loop import Batches, Beta, train_epoch
 from vaekit.train.optim import make_optimizer
+from vaekit.train.resume import Progress
 from vaekit.train.step import make_step
 
 PROBE_STEPS = 12  # optimizer steps timed by the probe, after WARM_STEPS untimed
@@ -50,6 +55,7 @@ FIRST_MARGIN = 1.08  # the first plan takes epochs 8% longer than the probe's es
 # the first epoch's allocations: the probe measured 3-6% short on the MLP VAE)
 WARMUP_SHARE = 0.2  # the KL warm-up is at most this share of the planned epochs
 MAX_EPOCHS = 1_000_000  # a plan never exceeds this (a budget of years over a tiny dataset)
+REPLAN_LOG_SHARE = 0.02  # a re-plan is logged when it moves the end by 2% since the last one said
 @dataclass
 class Probe:
     """What the probe measured: seconds per optimizer step, per validation, the estimate of an
@@ -136,3 +142,66 @@ class Plan:
 def _warmup(warmup: float, epochs: int) -> float:
     """The configured KL warm-up, at most WARMUP_SHARE of the planned epochs."""
     return min(warmup, WARMUP_SHARE * epochs) if warmup > 0 else warmup
+
+
+class TimeBudget:
+    """The plan of one session of a budgeted run: `first` (from the probe), then after each epoch
+    `replan` (from the epochs this session has timed since `begin`) and `say` (the log line of a
+    plan that moved). The run's config takes `plan.epochs` and `plan.warmup` from its caller."""
+
+    def __init__(self, plan: Plan, log: Callable[[str], None], w: World | None) -> None:
+        self.plan, self.log, self.w = plan, log, w
+        self.logged = plan.epochs  # the epochs the log last said
+        self.begun, self.done = time.perf_counter(), 0  # the session's epochs: since when, after which
+
+    @classmethod
+    def first(cls, budget: float, probed: Probe, progress: Progress, warmup: float, cosine: bool,
+              log: Callable[[str], None], w: World | None) -> TimeBudget:
+        """The plan from the `probed` epoch time (its seconds added to the run's), logged; ConfigError,
+        before anything is written, if not one epoch fits. `warmup`: the configured KL warm-up."""
+        measured = [probed.epoch_seconds, probed.seconds, probed.step_seconds]
+        estimate, seconds, step = mean_over_ranks(measured, w)
+        progress.train_seconds += seconds
+        plan = Plan.first(budget, progress.train_seconds, estimate, progress.epoch, warmup,
+                          "the probe measured")
+        plan.epochs = min(plan.epochs, MAX_EPOCHS)
+        log(f"time budget {format_duration(plan.budget)}: {PROBE_STEPS} steps probed at "
+            f"{step * 1000:.1f} ms each and one validation ({format_duration(probed.validation_seconds)}): "
+            f"about {format_duration(estimate)} an epoch; planned {plan.epochs} epochs in all"
+            + (", the cosine decay ending there" if cosine else "")
+            + (f", KL warm-up {plan.warmup:g} epochs (was {warmup:g})"
+               if warmup and plan.warmup != warmup else "")
+            + ".")
+        return cls(plan, log, w)
+
+    def begin(self, done: int) -> None:
+        """This session's epochs start now, after epoch `done`."""
+        self.begun, self.done = time.perf_counter(), done
+
+    def replan(self, epoch: int, spent: float, reserve: float) -> bool:
+        """Re-plan after `epoch` from the run's `spent` seconds plus `reserve` kept for its last write,
+        and this session's mean epoch (writes included). Returns whether the planned epochs changed."""
+        mean_epoch = (time.perf_counter() - self.begun) / (epoch - self.done)
+        spent, mean = mean_over_ranks([spent + reserve, mean_epoch], self.w)
+        before = self.plan.epochs
+        self.plan.replan(epoch, spent, mean)
+        self.plan.epochs = min(self.plan.epochs, MAX_EPOCHS)
+        return self.plan.epochs != before
+
+    def say(self, epoch: int, spent: float) -> None:
+        """Log the plan after a re-plan at `epoch` if it moved the end by REPLAN_LOG_SHARE since the
+        log last said, or ends the run there."""
+        epochs = self.plan.epochs
+        if abs(epochs - self.logged) >= max(1.0, REPLAN_LOG_SHARE * self.logged) or epochs == epoch:
+            self.logged = epochs
+            self.log(f"time budget: {format_duration(spent)} of {format_duration(self.plan.budget)} used; "
+                     f"re-planned to {epochs} epochs"
+                     + (" (the next epoch would not fit)" if epochs == epoch else "") + ".")
+
+
+def mean_over_ranks(values: list[float], w: World | None) -> list[float]:
+    """The ranks' mean of each value, so that every rank makes the same plan."""
+    if w is None:
+        return values
+    t = w.all_reduce(torch.tensor(values, dtype=torch.float64))
+    return (t / w.size).tolist()

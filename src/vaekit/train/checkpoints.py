@@ -16,15 +16,24 @@ better epoch between two checkpoints is kept as a copy in memory until the next 
 stays exact: a run resumed from any checkpoint redraws what the uninterrupted run drew after it
 (metrics.jsonl rows past the checkpoint are rewritten), so the kill of a run loses at most the
 epochs since its last checkpoint.
+
+`Checkpoints` is a session's account of both: the policy, the best weights held, the epoch of the
+last checkpoint, and the write itself (by the writer rank: one process, or rank 0 under torchrun).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+
+from vaekit import runs
+from vaekit.train.resume import Progress
 
 CHECKPOINT_SHARE = 0.05  # auto: the share of the run's wall time that writing checkpoints may take
 
@@ -73,3 +82,52 @@ class BestWeights:
         tensors = dict(model.state_dict()) if improved else self.pending
         self.pending = None
         return tensors
+
+
+class Checkpoints:
+    """The checkpoints of one session of a run into `out`, the last one on disk after `epoch`: after
+    each epoch, `due` says whether this one writes, then `write` or (a better epoch that does not)
+    `keep_best`. Every rank keeps the same account; only the `writer` writes."""
+
+    def __init__(self, out: Path, every: float | None, epoch: int, writer: bool, threads: int,
+                 world_size: int) -> None:
+        self.out, self.writer = out, writer
+        self.threads, self.world_size = threads, world_size  # as the checkpoint records them
+        self.policy = CheckpointPolicy(every)
+        self.best = BestWeights()
+        self.first = epoch + 1  # the session's first epoch
+        self.epoch = epoch  # the epoch of the last checkpoint on disk
+
+    def due(self, epoch: int, last: bool) -> bool:
+        """Whether `epoch` writes: the session's first, the run's `last`, or the interval passed."""
+        return self.policy.due(epoch == self.first, last)
+
+    def write(self, epoch: int, progress: Progress, config: runs.AnyConfig, generator: torch.Generator,
+              model: nn.Module, optimizer: torch.optim.Optimizer, improved: bool) -> None:
+        """The checkpoint of `epoch`: the weights, the optimizer, the state to resume exactly from
+        (the progress, the config, both generators), and the best model if it changed."""
+        state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
+                 "threads": self.threads, "world_size": self.world_size,
+                 "rng": {"generator": runs.encode_bytes(generator.get_state()),
+                         "torch": runs.encode_bytes(torch.get_rng_state())}}
+        best = self.best.take(model, improved)
+        if self.writer:
+            self.policy.write(save, self.out, model, optimizer, state, best)
+        self.epoch = epoch
+
+    def keep_best(self, model: nn.Module) -> None:
+        """A better epoch that writes no checkpoint: its weights kept until the next one."""
+        self.best.keep(model)
+
+    @property
+    def reserve(self) -> float:
+        """Seconds to keep for the run's last write (`CheckpointPolicy.reserve`)."""
+        return self.policy.reserve
+
+
+def save(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+         best: dict[str, Tensor] | None) -> None:
+    """The best model, if it changed since the last write, then the checkpoint (the commit point)."""
+    if best is not None:
+        runs.save_tensors(out / runs.MODEL, best)
+    runs.save_checkpoint(out, model, optimizer, state)

@@ -1,11 +1,22 @@
 """A training run (Ex.2 Q6 made real): data, model, optimizer, epochs of `vaekit.train.loop`,
-validation, checkpoints, exact resume, early stopping and logging, in `runs/NAME/` (and with
---tensorboard, `vaekit.train.tensorboard`, an event log in runs/NAME/tensorboard/).
+validation, checkpoints, exact resume, early stopping and logging, in `runs/NAME/`.
 
     fit(config, out_dir)           a whole VAE run, or the rest of one with resume=True
-    run_task(task, out_dir)        any kind of run (`Task`: the VAE's `VAETask`, the classifier's
-                                   `vaekit.classify.fit.ClassifierTask`), in one process or under
-                                   torchrun (`vaekit.distributed`: rank 0 locks and writes)
+    run_task(task, out_dir)        any kind of run (`vaekit.train.task.Task`: the VAE's `VAETask`,
+                                   the classifier's `vaekit.classify.fit.ClassifierTask`), in one
+                                   process or under torchrun (`vaekit.distributed`: rank 0 locks
+                                   and writes)
+
+A session of a run (`_epochs`) is a short loop over its epochs around these pieces:
+
+    restore (`resume`)             the checkpoint into the model, optimizer and generators
+    TimeBudget (`budget`)          the epochs planned from a probe, re-planned after each epoch
+    set_lr (`optim`)               the learning rate of each epoch
+    EarlyStopping                  the best score, the epochs without a better one, the stop
+    (`early_stopping`)
+    RunFiles (`run_files`)         config.json and the metrics.jsonl rows
+    RunBoard (`tensorboard`)       with --tensorboard, an event log in runs/NAME/tensorboard/
+    Checkpoints (`checkpoints`)    when a checkpoint and the best model are written, and the write
 
 Everything that can fail on user input (config, data, checkpoint) is checked before the first
 byte is written. Every random draw of training (permutation, binarization, eps) comes from one
@@ -18,45 +29,35 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vaekit import distributed, runs
-from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences, format_duration
+from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
 from vaekit.device import available_cores, flush_denormals, flush_incomplete, resolve_device, set_threads
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget, tensorboard
-from vaekit.train.checkpoints import BestWeights, CheckpointPolicy
+from vaekit.train.checkpoints import Checkpoints
+from vaekit.train.early_stopping import EarlyStopping
 from vaekit.train.engines import DistributedEngine, Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
-from vaekit.train.optim import beta_at, lr_at, make_optimizer
-from vaekit.train.resume import check_optimizer_tensors, check_progress, progress_fields
+from vaekit.train.optim import beta_at, make_optimizer, set_lr
+from vaekit.train.resume import Progress, restore
+from vaekit.train.run_files import RunFiles
 from vaekit.train.step import make_step
+from vaekit.train.task import LoopOptions, Task
+from vaekit.train.tensorboard import RunBoard
 from vaekit.vae.models import build_model
 
-REPLAN_LOG_SHARE = 0.02  # a re-plan is logged when it moves the end by 2% since the last one said
-
-
-@dataclass
-class Progress:
-    """What a checkpoint must carry besides tensors to resume exactly."""
-
-    epoch: int = 0  # epochs finished
-    step: int = 0  # optimizer steps taken
-    best_val: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best validation score (early stopping)
-    baseline: float | None = None  # score estimator's moving-average baseline
-    stopped: str | None = None  # why the run ended early, if it did
-    train_seconds: float = 0.0  # wall time of training so far (epochs, validation, probe): the budget's clock
+# A checkpoint as `runs.load_checkpoint` reads it: model tensors, optimizer tensors, state.
+Saved = tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]
 
 
 def check_out_dir(out: Path, resume: bool) -> None:
@@ -104,51 +105,9 @@ def _make_dir(out: Path) -> None:
         raise ConfigError(f"{out}: cannot create the run directory ({err.strerror or err}).") from None
 
 
-class Task(Protocol):
-    """What a kind of run (a VAE, a classifier) brings to `run_task`; everything else (the
-    directory's rules, the lock, checkpoints, exact resume, early stopping, metrics.jsonl) is
-    shared. Validation scores are lower-is-better (`score`)."""
-
-    config: Any  # TrainConfig or vaekit.classify.config.ClassifierConfig
-    resumable: tuple[str, ...]  # config keys a resumed run may change
-    kind: str  # runs.read_config's task name: 'vae' or 'classify'
-    score_name: str  # what `score` is, as the early-stopping sentence says it
-
-    @property
-    def train_size(self) -> int: ...  # training images
-
-    def build(self) -> nn.Module: ...  # the model (the caller seeds torch first)
-
-    def prepare(self, device: torch.device) -> tuple[Batches, Beta | None]: ...  # training data
-
-    def engine(self, model: nn.Module, baseline: float | None) -> Engine: ...
-
-    def validate(self, model: nn.Module) -> dict[str, float]: ...  # val_* metrics of an epoch
-
-    def score(self, val: dict[str, float]) -> float: ...  # lower is better
-
-    def header(self, model: nn.Module) -> str: ...  # what is trained on what
-
-    def epoch_line(self, stats: dict[str, float], val: dict[str, float]) -> str: ...
-
-    def extra(self, step: int) -> dict[str, float]: ...  # more columns of the metrics row
-
-    def summary(self, best: float) -> dict[str, Any]: ...  # the task's summary keys
-
-
-@runtime_checkable
-class Boarded(Protocol):
-    """A task that can also write TensorBoard (`vaekit.train.tensorboard`): the VAE's, when its
-    config asks for it (`--tensorboard`); a classifier run has none."""
-
-    def board(self, out: Path) -> tensorboard.Board | None: ...  # None: this run writes no board
-
-    def board_images(self) -> Tensor: ...  # the validation images it reconstructs (after prepare)
-
-
 class VAETask:
     """The sheet's VAE (Ex.2 Q6): x binarized as the run says, the ELBO engine, the validation
-    -ELBO."""
+    -ELBO; a `Task`, and `tensorboard.Boarded`."""
 
     resumable: tuple[str, ...] = RESUMABLE_CHANGES
     kind = "vae"
@@ -158,8 +117,20 @@ class VAETask:
         self.config, self.ds = config, ds
 
     @property
+    def options(self) -> LoopOptions:
+        loop = self.config.train
+        return LoopOptions(loop.estimator, float(loop.time_budget or 0.0), loop.warmup,
+                           checkpoint_interval(loop.checkpoint_every), bool(loop.cuda_graph))
+
+    @property
     def train_size(self) -> int:
         return len(self.ds.train)
+
+    def budgeted(self, epochs: int, warmup: float) -> None:
+        loop = self.config.train
+        loop.epochs = epochs
+        if loop.warmup:  # a run without a warm-up keeps none
+            loop.warmup = warmup
 
     def build(self) -> nn.Module:
         return build_model(self.config)
@@ -255,7 +226,7 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
     loop = task.config.train
     w = distributed.world(loop.device)  # None for one process: torch.distributed is not touched
     if w is not None:
-        if getattr(loop, "estimator", "reparam") == "score":
+        if task.options.estimator == "score":
             raise ConfigError("--estimator score keeps a baseline of one process's draws; train it with "
                               "one process.")
         distributed.check_batches(task.train_size, loop.batch_size, w)
@@ -287,162 +258,72 @@ def _silent(_: str) -> None:
     pass
 
 
-def _restore(out: Path, config: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             generator: torch.Generator, model_t: dict, optim_t: dict, state: dict) -> Progress:
-    """Load a checkpoint into the model, optimizer and generators, each piece checked first."""
-    path = out / runs.CHECKPOINT
-    runs.load_weights(model, model_t, path)
-    check_optimizer_tensors(model, config.optim, optim_t, state.get("optimizer"), path)
-    progress = Progress(**check_progress(state.get("progress"), path, progress_fields(Progress)))
-    try:
-        optimizer.load_state_dict(runs.optimizer_from_flat(optim_t, state["optimizer"]))
-        generator.set_state(runs.decode_bytes(state["rng"]["generator"]))
-        torch.set_rng_state(runs.decode_bytes(state["rng"]["torch"]))
-    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
-        raise CheckpointError(f"{path}: the optimizer or RNG state cannot be restored "
-                              f"({str(err).rstrip('.')}).") from None
-    return progress
-
-
 def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
            log: Callable[[str], None], w: distributed.World | None = None,
            started: float | None = None) -> dict[str, Any]:
     """`_epochs` with the task's TensorBoard, if it has one (written by the writer rank only),
     closed at the end and on any error."""
-    board = task.board(out) if (w is None or w.writer) and isinstance(task, Boarded) else None
+    board = RunBoard(task, out, w is None or w.writer)
     try:
         with flush_denormals():  # subnormal numbers take a CPU's slow path (`device.flush_denormals`)
             return _epochs(task, out, from_checkpoint, device, show_bar, log, w, board,
                            time.perf_counter() if started is None else started)
     finally:
-        if board is not None:
-            board.close()
+        board.close()
 
 
 def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
-            log: Callable[[str], None], w: distributed.World | None,
-            board: tensorboard.Board | None, started: float) -> dict[str, Any]:
-    config = task.config
-    loop = config.train
+            log: Callable[[str], None], w: distributed.World | None, board: RunBoard,
+            started: float) -> dict[str, Any]:
+    """This session's epochs of the run: the model built or restored, the time budget planned, then
+    each epoch trained, validated, written (row, board, checkpoint as due) and logged."""
+    loop, optim, options = task.config.train, task.config.optim, task.options
     writer = w is None or w.writer  # one process, or rank 0: the one that writes files
     saved = runs.load_checkpoint(out) if from_checkpoint else None
-    kept = saved[2].get("threads") if saved is not None and loop.threads == 0 else None
-    if w is not None and loop.threads == 0:
-        kept = max(1, available_cores() // w.size)  # N processes on C cores: C / N threads each
-    threads = set_threads(kept if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept <= 1024
-                          else loop.threads)
-    torch.manual_seed(loop.seed)  # the initial weights
-    model = task.build().to(device)
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    generator = torch.Generator(device=device).manual_seed(loop.seed)
-    progress = Progress()
-    if saved is not None:
-        progress = _restore(out, config, model, optimizer, generator, *saved)
-        if progress.stopped and progress.stopped.startswith("early stopping") and (
-                loop.patience == 0 or progress.bad_epochs < loop.patience):
-            log(f"{out}: early stopping at epoch {progress.epoch} lifted by --patience {loop.patience}.")
-            progress.stopped = None
-        if progress.stopped:
-            log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
-            return _summary(task, out, progress, w)
-        if progress.epoch >= loop.epochs and not _time_budget(loop):
-            log(f"{out}: already trained for {progress.epoch} epochs (--epochs {loop.epochs}); "
-                "nothing to do.")
-            return _summary(task, out, progress, w)
-
+    threads = _threads(None if saved is None else saved[2], loop.threads, w)
+    model, optimizer, generator, progress = _build(task, device, out, saved)
+    stopping = EarlyStopping(loop.patience, task.score_name)
+    if saved is not None and not _left_to_train(task, progress, stopping, out, log):
+        return _summary(task, out, progress, w)
     data, beta = task.prepare(device)
-    engine = task.engine(model, progress.baseline)
-    if w is not None:
-        engine = DistributedEngine(engine, w)
-    capture = bool(getattr(loop, "cuda_graph", False))
-    base_seconds = progress.train_seconds  # the earlier sessions' (from the checkpoint)
-
-    def clock() -> float:  # the run's wall time: the earlier sessions' and this one's, all of it
-        return base_seconds + time.perf_counter() - started
-
+    engine = _engine(task, model, progress.baseline, w)
+    clock = _clock(progress.train_seconds, started)  # the run's wall time, all its sessions
     progress.train_seconds = clock()
-    plan = _plan(task, model, engine, data, beta, progress, log, w, capture) if _time_budget(loop) else None
-    stepper = make_step(engine, model, optimizer, config.optim.clip, capture)
-    policy = CheckpointPolicy(checkpoint_interval(getattr(loop, "checkpoint_every", "epoch")))
-    best_weights = BestWeights()
-    checkpointed = progress.epoch  # the epoch of the last checkpoint on disk
-
-    if saved is None:
-        if writer:
-            runs.write_config(out, config)
-            if (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
-                runs.truncate_metrics(out, 0)
-    else:
-        runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is trained
-    # A resumed run changes its files only once its first epoch is done: a divergence, a kill or a
-    # bad input before that leaves the directory as it was.
-    resumed_files_pending = saved is not None
-    log(f"{task.header(model)} | {device.type}, {threads} thread{'s' if threads > 1 else ''}"
-        + (" (auto: the idle cores)" if loop.threads == 0 and device.type == "cpu" else "") + f" | {out}"
-        + (f" | {w.size} processes" if w is not None else "")
-        + (f" | resuming after epoch {progress.epoch}" if saved is not None else ""))
-    if device.type == "cpu" and flush_incomplete():
-        log("note: subnormal floats are not flushed in all of torch's threads (they started before "
-            "this run), so epochs can slow down as training goes on; `vaekit train` flushes them all "
-            "(vaekit.device.flush_denormals says how).")
-
-    session_epochs, session_start = 0, time.perf_counter()
-    logged = loop.epochs  # the plan last said in the log
+    plan = _plan(task, model, engine, data, beta, progress, log, w)
+    stepper = make_step(engine, model, optimizer, optim.clip, options.cuda_graph)
+    checkpoints = Checkpoints(out, options.checkpoint_every, progress.epoch, writer, threads,
+                              1 if w is None else w.size)
+    files = RunFiles(out, task.config, writer, resumed=saved is not None)
+    _log_start(task, model, device, threads, out, w, None if saved is None else progress.epoch, log)
+    if plan is not None:
+        plan.begin(progress.epoch)
     epoch = progress.epoch
     while epoch < loop.epochs:  # loop.epochs is re-planned under a time budget
         epoch += 1
-        lr = lr_at(epoch - 1, config.optim, loop.epochs)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_lr(optimizer, epoch - 1, optim, loop.epochs)
         t0 = time.perf_counter()
         stats, progress.step = train_epoch(model, optimizer, engine, data, loop.batch_size, loop.epochs,
-                                           config.optim, generator, progress.step, epoch, beta, show_bar,
-                                           stepper=stepper, checkpointed=checkpointed)
+                                           optim, generator, progress.step, epoch, beta, show_bar,
+                                           stepper=stepper, checkpointed=checkpoints.epoch)
         progress.baseline = engine.baseline
         seconds = time.perf_counter() - t0
         val = task.validate(model)
         progress.epoch = epoch
-        score = task.score(val)
-        improved = score < progress.best_val
-        if improved:
-            progress.best_val, progress.best_epoch, progress.bad_epochs = score, epoch, 0
-        else:
-            progress.bad_epochs += 1
-        if loop.patience and progress.bad_epochs >= loop.patience:
-            progress.stopped = f"early stopping: no better {task.score_name} for {loop.patience} epochs"
+        improved = stopping.record(progress, task.score(val))
         row = {"epoch": epoch, "step": progress.step, **stats, **val, "epoch_seconds": round(seconds, 4),
                "lr": lr, **task.extra(progress.step)}
         progress.train_seconds = clock()
-        session_epochs += 1
-        mean_epoch = (time.perf_counter() - session_start) / session_epochs  # writes included
-        if plan is not None and _replan(plan, epoch, progress, mean_epoch, w, policy.reserve):
-            loop.epochs = plan.epochs
-            if writer and not resumed_files_pending:
-                runs.write_config(out, config)
-            if abs(plan.epochs - logged) >= max(1.0, REPLAN_LOG_SHARE * logged) or plan.epochs == epoch:
-                logged = plan.epochs
-                log(f"time budget: {format_budget(plan, progress)}; re-planned to {plan.epochs} epochs"
-                    + (" (the next epoch would not fit)" if plan.epochs == epoch else "") + ".")
-        if resumed_files_pending and writer:
-            runs.write_config(out, config)  # the new epochs, patience, threads
-            runs.truncate_metrics(out, epoch - 1)  # rows past the checkpoint are redone
-        resumed_files_pending = False
-        if writer:
-            runs.append_metrics(out, row)
-            if board is not None and isinstance(task, Boarded):  # before the checkpoint, like the row
-                board.epoch(epoch, row, model, task.board_images())
-        if policy.due(session_epochs == 1, epoch >= loop.epochs or progress.stopped is not None):
+        if plan is not None and plan.replan(epoch, progress.train_seconds, checkpoints.reserve):
+            task.budgeted(plan.plan.epochs, plan.plan.warmup)
+            files.replanned()
+            plan.say(epoch, progress.train_seconds)
+        files.row(epoch, row)
+        board.epoch(epoch, row, model)  # before the checkpoint, like the row
+        if checkpoints.due(epoch, epoch >= loop.epochs or progress.stopped is not None):
             progress.train_seconds = clock()
-            state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
-                     "threads": threads, "world_size": 1 if w is None else w.size,
-                     "rng": {"generator": runs.encode_bytes(generator.get_state()),
-                             "torch": runs.encode_bytes(torch.get_rng_state())}}
-            best = best_weights.take(model, improved)
-            if writer:
-                policy.write(_save, out, model, optimizer, state, best)
-            checkpointed = epoch
+            checkpoints.write(epoch, progress, task.config, generator, model, optimizer, improved)
         elif improved:
-            best_weights.keep(model)
+            checkpoints.keep_best(model)
         log(f"epoch {epoch:3d}/{loop.epochs}  {task.epoch_line(stats, val)}  "
             f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else ""))
         if progress.stopped:
@@ -451,12 +332,91 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     return _summary(task, out, progress, w)  # the seconds of the last checkpoint
 
 
-def _save(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
-          best: dict[str, Tensor] | None) -> None:
-    """The best model, if it changed since the last write, then the checkpoint (the commit point)."""
-    if best is not None:
-        runs.save_tensors(out / runs.MODEL, best)
-    runs.save_checkpoint(out, model, optimizer, state)
+def _build(task: Task, device: torch.device, out: Path,
+           saved: Saved | None) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator, Progress]:
+    """The model (torch seeded with the run's seed first: the initial weights), its optimizer, the
+    generator of every draw of training (seeded alike) and the progress record: new, or restored
+    from the `saved` checkpoint of `out` (`resume.restore`)."""
+    seed = task.config.train.seed
+    torch.manual_seed(seed)
+    model = task.build().to(device)
+    optimizer = make_optimizer(model.parameters(), task.config.optim)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if saved is None:
+        return model, optimizer, generator, Progress()
+    progress = restore(out / runs.CHECKPOINT, task.config.optim, model, optimizer, generator, *saved)
+    return model, optimizer, generator, progress
+
+
+def _engine(task: Task, model: nn.Module, baseline: float | None, w: distributed.World | None) -> Engine:
+    """The task's engine (a score estimator's `baseline` from the checkpoint), over the ranks under
+    torchrun (`engines.DistributedEngine`)."""
+    engine = task.engine(model, baseline)
+    return engine if w is None else DistributedEngine(engine, w)
+
+
+def _threads(state: dict[str, Any] | None, configured: int, w: distributed.World | None) -> int:
+    """This session's torch threads, set: `configured` (--threads), or for 0 (auto) the count the
+    checkpoint `state` of a resumed run recorded, C / N on C cores under torchrun's N processes,
+    else the idle cores (`device.set_threads`)."""
+    kept = state.get("threads") if state is not None and configured == 0 else None
+    if w is not None and configured == 0:
+        kept = max(1, available_cores() // w.size)  # N processes on C cores: C / N threads each
+    return set_threads(kept if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept <= 1024
+                       else configured)
+
+
+def _left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: Path,
+                   log: Callable[[str], None]) -> bool:
+    """Whether a resumed run has epochs left to train (up to --epochs, or what a time budget plans);
+    the log says why not, and when a new --patience lifts an early stop."""
+    epochs = task.config.train.epochs
+    if stopping.lift(progress):
+        log(f"{out}: early stopping at epoch {progress.epoch} lifted by --patience {stopping.patience}.")
+    if progress.stopped:
+        log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
+        return False
+    if progress.epoch >= epochs and not task.options.time_budget:
+        log(f"{out}: already trained for {progress.epoch} epochs (--epochs {epochs}); nothing to do.")
+        return False
+    return True
+
+
+def _clock(before: float, started: float) -> Callable[[], float]:
+    """The run's wall time: `before` (the earlier sessions', from the checkpoint) and this session's
+    since `started` (a `time.perf_counter()`)."""
+    return lambda: before + time.perf_counter() - started
+
+
+def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Beta | None,
+          progress: Progress, log: Callable[[str], None],
+          w: distributed.World | None) -> budget.TimeBudget | None:
+    """The session's time budget, if the run has one: the epoch time probed on copies
+    (`budget.probe`), the run's epochs and warm-up planned (`budget.TimeBudget.first`) into its
+    config; ConfigError, before anything is written, if not one epoch fits."""
+    options, optim = task.options, task.config.optim
+    if not options.time_budget:
+        return None
+    probed = budget.probe(model, optim, engine, data, task.config.train.batch_size, beta, task.validate,
+                          options.cuda_graph)
+    plan = budget.TimeBudget.first(options.time_budget, probed, progress, options.warmup,
+                                   optim.schedule == "cosine", log, w)
+    task.budgeted(plan.plan.epochs, plan.plan.warmup)
+    return plan
+
+
+def _log_start(task: Task, model: nn.Module, device: torch.device, threads: int, out: Path,
+               w: distributed.World | None, resumed: int | None, log: Callable[[str], None]) -> None:
+    """The session's first line: what is trained on what, where, in how many threads and processes,
+    and after which epoch of a `resumed` run; and a note when subnormals slow a CPU down."""
+    log(f"{task.header(model)} | {device.type}, {threads} thread{'s' if threads > 1 else ''}"
+        + (" (auto: the idle cores)" if task.config.train.threads == 0 and device.type == "cpu" else "")
+        + f" | {out}" + (f" | {w.size} processes" if w is not None else "")
+        + (f" | resuming after epoch {resumed}" if resumed is not None else ""))
+    if device.type == "cpu" and flush_incomplete():
+        log("note: subnormal floats are not flushed in all of torch's threads (they started before "
+            "this run), so epochs can slow down as training goes on; `vaekit train` flushes them all "
+            "(vaekit.device.flush_denormals says how).")
 
 
 def _summary(task: Task, out: Path, progress: Progress, w: distributed.World | None = None) -> dict[str, Any]:
@@ -464,57 +424,4 @@ def _summary(task: Task, out: Path, progress: Progress, w: distributed.World | N
     return {"run_dir": str(out), "epochs": progress.epoch, **task.summary(progress.best_val),
             "best_epoch": progress.best_epoch, "stopped": progress.stopped,
             "train_seconds": round(progress.train_seconds, 3),
-            "time_budget": _time_budget(task.config.train) or None, "rank": 0 if w is None else w.rank}
-
-
-def _time_budget(loop: Any) -> float:
-    return float(getattr(loop, "time_budget", 0.0) or 0.0)
-
-
-def format_budget(plan: budget.Plan, progress: Progress) -> str:
-    """'12 min 30 s of 60 min 00 s used'."""
-    return (f"{format_duration(progress.train_seconds)} of {format_duration(plan.budget)} "
-            "used")
-
-
-def _mean_over_ranks(values: list[float], w: distributed.World | None) -> list[float]:
-    """The ranks' mean of each value, so that every rank makes the same plan."""
-    if w is None:
-        return values
-    t = w.all_reduce(torch.tensor(values, dtype=torch.float64))
-    return (t / w.size).tolist()
-
-
-def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Beta | None,
-          progress: Progress, log: Callable[[str], None], w: distributed.World | None,
-          capture: bool = False) -> budget.Plan:
-    """Probe the epoch time on copies (`budget.probe`) and plan the run's epochs and warm-up into its
-    config (`budget.Plan.first`); ConfigError, before anything is written, if not one epoch fits."""
-    loop = task.config.train
-    p = budget.probe(model, task.config.optim, engine, data, loop.batch_size, beta, task.validate, capture)
-    estimate, seconds, step = _mean_over_ranks([p.epoch_seconds, p.seconds, p.step_seconds], w)
-    progress.train_seconds += seconds
-    plan = budget.Plan.first(loop.time_budget, progress.train_seconds, estimate, progress.epoch,
-                             getattr(loop, "warmup", 0.0), "the probe measured")
-    plan.epochs = min(plan.epochs, budget.MAX_EPOCHS)
-    warm = getattr(loop, "warmup", 0.0)
-    loop.epochs = plan.epochs
-    if warm:
-        loop.warmup = plan.warmup
-    log(f"time budget {format_duration(plan.budget)}: {budget.PROBE_STEPS} steps probed at "
-        f"{step * 1000:.1f} ms each and one validation ({format_duration(p.validation_seconds)}): "
-        f"about {format_duration(estimate)} an epoch; planned {plan.epochs} epochs in all"
-        + (", the cosine decay ending there" if task.config.optim.schedule == "cosine" else "")
-        + (f", KL warm-up {plan.warmup:g} epochs (was {warm:g})" if warm and plan.warmup != warm else "")
-        + ".")
-    return plan
-
-
-def _replan(plan: budget.Plan, epoch: int, progress: Progress, mean_epoch: float,
-            w: distributed.World | None, reserve: float = 0.0) -> bool:
-    """Re-plan after `epoch` from the time spent, plus `reserve` kept for the run's last write."""
-    spent, mean = _mean_over_ranks([progress.train_seconds + reserve, mean_epoch], w)
-    before = plan.epochs
-    plan.replan(epoch, spent, mean)
-    plan.epochs = min(plan.epochs, budget.MAX_EPOCHS)
-    return plan.epochs != before
+            "time_budget": task.options.time_budget or None, "rank": 0 if w is None else w.rank}

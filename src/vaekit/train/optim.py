@@ -1,5 +1,6 @@
-"""Optimizers and schedules of a run: `make_optimizer`, the learning-rate schedule `lr_at` and the
-KL warm-up `beta_at`, each a function of the config and the epoch or step alone (so resume is exact).
+"""Optimizers and schedules of a run: `make_optimizer`, the learning-rate schedule `lr_at` (set for
+an epoch by `set_lr`) and the KL warm-up `beta_at`, each a function of the config and the epoch or
+step alone (so resume is exact).
 
 Adam and AdamW are `FusedAdam` / `FusedAdamW`: `torch.optim.Adam(fused=True)` whose `step()` calls
 torch's fused kernel (`torch._fused_adam_` / `torch._fused_adamw_`, Kingma & Ba 2015, "Adam",
@@ -153,6 +154,15 @@ def lr_at(epoch: int, cfg: OptimConfig, epochs: int) -> float:
     if cfg.schedule == "step":
         return cfg.lr * cfg.gamma ** (epoch // cfg.step_size)
     return cfg.lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, epoch: int, cfg: OptimConfig, epochs: int) -> float:
+    """Give every parameter group the learning rate of epoch `epoch` (0-based) of `epochs`
+    (`lr_at`), before the epoch trains; returns it."""
+    lr = lr_at(epoch, cfg, epochs)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def beta_at(step: int, steps_per_epoch: int, loop: LoopConfig) -> float:

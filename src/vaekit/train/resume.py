@@ -1,6 +1,9 @@
 """Resuming a run exactly, or not at all: every piece of a checkpoint is held against the model and
 the optimizer built from config.json before any of it is used.
 
+    Progress                                       what a checkpoint carries besides tensors
+    restore(path, cfg, model, optimizer, ...)      a checkpoint loaded into the model, the optimizer
+                                                   and the generators, each piece checked first
     check_optimizer_tensors(model, cfg, ...)       the optimizer state a step of this optimizer
                                                    makes, tensor by tensor, and its scalars
     check_progress(state, path)                    epoch, step, best -ELBO, ... of the right types
@@ -15,17 +18,50 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vaekit import runs
 from vaekit.config import OptimConfig, is_int, is_number
 from vaekit.errors import CheckpointError
-from vaekit.runs import optimizer_to_flat
 from vaekit.train.optim import make_optimizer
+
+
+@dataclass
+class Progress:
+    """What a checkpoint must carry besides tensors to resume exactly."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimizer steps taken
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best validation score (early stopping)
+    baseline: float | None = None  # score estimator's moving-average baseline
+    stopped: str | None = None  # why the run ended early, if it did
+    train_seconds: float = 0.0  # wall time of training so far (epochs, validation, probe): the budget's clock
+
+
+def restore(path: Path, cfg: OptimConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator, model_t: dict[str, Tensor], optim_t: dict[str, Tensor],
+            state: dict[str, Any]) -> Progress:
+    """Load the checkpoint at `path` (`runs.load_checkpoint`: its model and optimizer tensors and its
+    state) into the model, the optimizer, the run's generator and torch's global one, each piece
+    checked first (one sentence naming the file); returns its progress record."""
+    runs.load_weights(model, model_t, path)
+    check_optimizer_tensors(model, cfg, optim_t, state.get("optimizer"), path)
+    progress = Progress(**check_progress(state.get("progress"), path, progress_fields(Progress)))
+    try:
+        optimizer.load_state_dict(runs.optimizer_from_flat(optim_t, state["optimizer"]))
+        generator.set_state(runs.decode_bytes(state["rng"]["generator"]))
+        torch.set_rng_state(runs.decode_bytes(state["rng"]["torch"]))
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: the optimizer or RNG state cannot be restored "
+                              f"({str(err).rstrip('.')}).") from None
+    return progress
 
 
 def _finite(t: Tensor) -> bool:
@@ -40,7 +76,7 @@ def expected_optimizer_state(model: nn.Module, cfg: OptimConfig) -> tuple[dict[s
         p.grad = torch.zeros_like(p)
     opt = make_optimizer(shadow.parameters(), cfg)
     opt.step()
-    return optimizer_to_flat(opt)
+    return runs.optimizer_to_flat(opt)
 
 
 def check_optimizer_tensors(model: nn.Module, cfg: OptimConfig, tensors: dict[str, Tensor],
@@ -79,7 +115,7 @@ OPTIONAL_PROGRESS = ("train_seconds",)  # fields a checkpoint of an earlier vaek
 
 
 def check_progress(progress: Any, path: Path, names: tuple[str, ...]) -> dict[str, Any]:
-    """The checkpoint's progress record: exactly the fields `names` (of `fit.Progress`), counts as
+    """The checkpoint's progress record: exactly the fields `names` (of `Progress`), counts as
     non-negative integers, the best -ELBO and the baseline as numbers, the stop reason as text."""
     required = set(names) - set(OPTIONAL_PROGRESS)
     if not isinstance(progress, dict) or not required <= set(progress) or not set(progress) <= set(names):

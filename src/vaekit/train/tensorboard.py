@@ -24,6 +24,9 @@ A resumed run appends a new event file to the same directory, opened at the firs
 later, as metrics.jsonl drops the rows past the checkpoint, so redone epochs replace theirs. Nothing
 is written before the first epoch of a session ends (a resumed run that fails early leaves the
 directory as it was).
+
+A kind of run that can write a board is `Boarded` (the VAE's, when its config asks for it); a run
+writes it through `RunBoard`, which is nothing for any other.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import copy
 import math
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -159,3 +162,31 @@ class Board:
                 writer.close()
             except OSError:
                 pass
+
+
+@runtime_checkable
+class Boarded(Protocol):
+    """A kind of run that can also write TensorBoard: the VAE's (`vaekit.train.fit.VAETask`), when
+    its config asks for it (`--tensorboard`); a classifier run has none."""
+
+    def board(self, out: Path) -> Board | None: ...  # None: this run writes no board
+
+    def board_images(self) -> Tensor: ...  # the validation images it reconstructs (after prepare)
+
+
+class RunBoard:
+    """The board of one session of a run into `out`, if its task writes one (`Boarded`) and this
+    process is the `writer`: `epoch` after each metrics row (before the checkpoint), `close` at the
+    end and on any error."""
+
+    def __init__(self, task: object, out: Path, writer: bool) -> None:
+        self._task = task if isinstance(task, Boarded) else None
+        self._board = self._task.board(out) if writer and self._task is not None else None
+
+    def epoch(self, epoch: int, row: dict[str, Any], model: nn.Module) -> None:
+        if self._board is not None and self._task is not None:
+            self._board.epoch(epoch, row, model, self._task.board_images())
+
+    def close(self) -> None:
+        if self._board is not None:
+            self._board.close()
