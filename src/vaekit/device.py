@@ -111,6 +111,7 @@ class ThreadGovernor:
         self._jiffies, self._cpu, self._clock = jiffies, cpu_seconds, clock
         self._set, self._get = set_count, get_count
         self.changes = 0  # how many times the count moved
+        self.said = 0  # how many of them the run's log has told (`vaekit.train.fit`)
         self._pending: int | None = None
         self._last = self._reading()
 
@@ -129,6 +130,11 @@ class ThreadGovernor:
             return None
         others = max(0.0, self.cores * busy / total - own / wall)
         return max(1, min(self.cores, int(self.cores - others + 0.2)))
+
+    def on_step(self, _step: int, _sums: object, _images: int) -> bool:
+        """`vaekit.train.loop.train_epoch`'s per-step hook: `tick`, and never end the epoch."""
+        self.tick()
+        return False
 
     def tick(self) -> None:
         """Once per step: every `every` seconds, re-read the load and set the thread count."""

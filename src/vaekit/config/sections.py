@@ -182,8 +182,8 @@ class LoopConfig:
     device: str = setting("cpu", choices=DEVICES, resumable=True, help="{choices} (default: {default})")
     # torch CPU threads; 0 = the cores other processes leave idle, at least 1
     threads: int = setting(0, bound=Bound("the number of CPU threads", 0, MAX_THREADS), resumable=True,
-                           help="CPU threads; 0 = the cores other processes leave idle, chosen at the "
-                           "start (default: {default})")
+                           help="CPU threads; 0 = the cores other processes leave idle, followed "
+                           "during the run (default: {default})")
     # How gradients are computed: 'auto' uses the hand-derived backward of `vaekit.vae.backprop`
     # where it applies and is the faster (`backprop.faster`: an MLP VAE with a Bernoulli decoder,
     # ReLU/tanh layers, the reparameterized ELBO or IWAE), autograd elsewhere; 'autograd' always

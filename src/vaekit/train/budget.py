@@ -68,11 +68,14 @@ class Probe:
 
 
 def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, batch_size: int,
-          beta: Beta | None, validate: Callable[[nn.Module], object], capture: bool = False) -> Probe:
+          beta: Beta | None, validate: Callable[[nn.Module], object], capture: bool = False,
+          tick: Callable[[], None] | None = None) -> Probe:
     """Time `PROBE_STEPS` steps (after `WARM_STEPS`) and one validation on copies of the model and
     optimizer, with the probe's own generator, each step's clock read once the device has done its
     work (`device.synchronize`); the steps are the run's (`step.make_step`: captured in a CUDA
-    graph where `capture` asks and it applies). The engine's running baseline is restored after."""
+    graph where `capture` asks and it applies). The engine's running baseline is restored after.
+    `tick`: called after each step (the run's `device.ThreadGovernor`, which the probe's steps move
+    as the run's would)."""
     t_start = time.perf_counter()
     clone = copy.deepcopy(model)
     opt = make_optimizer(clone.parameters(), optim)
@@ -85,6 +88,8 @@ def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, b
     def stop(step: int, _sums: Tensor, _b: int) -> bool:
         synchronize(data.device)
         times.append(time.perf_counter())
+        if tick is not None:
+            tick()
         return step >= n
 
     stepper = make_step(engine, clone, opt, optim.clip, capture)

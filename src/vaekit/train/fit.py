@@ -40,7 +40,7 @@ from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, d
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
-from vaekit.device import available_cores, flush_denormals, flush_incomplete, resolve_device, set_threads
+from vaekit.device import ThreadGovernor, flush_denormals, flush_incomplete, resolve_device
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import Checkpoints
@@ -54,6 +54,7 @@ from vaekit.train.run_files import RunFiles
 from vaekit.train.step import make_step
 from vaekit.train.task import LoopOptions, Task
 from vaekit.train.tensorboard import RunBoard
+from vaekit.train.threads import governor_for, session_threads, threads_moved
 from vaekit.vae.models import build_model
 
 # A checkpoint as `runs.load_checkpoint` reads it: model tensors, optimizer tensors, state.
@@ -280,7 +281,8 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     loop, optim, options = task.config.train, task.config.optim, task.options
     writer = w is None or w.writer  # one process, or rank 0: the one that writes files
     saved = runs.load_checkpoint(out) if from_checkpoint else None
-    threads = _threads(None if saved is None else saved[2], loop.threads, w)
+    threads = session_threads(None if saved is None else saved[2], loop.threads, w)
+    governor = governor_for(loop.threads, device, w)
     model, optimizer, generator, progress = _build(task, device, out, saved)
     stopping = EarlyStopping(loop.patience, task.score_name)
     if saved is not None and not _left_to_train(task, progress, stopping, out, log):
@@ -289,7 +291,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     engine = _engine(task, model, progress.baseline, w)
     clock = _clock(progress.train_seconds, started)  # the run's wall time, all its sessions
     progress.train_seconds = clock()
-    plan = _plan(task, model, engine, data, beta, progress, log, w)
+    plan = _plan(task, model, engine, data, beta, progress, log, w, governor)
     stepper = make_step(engine, model, optimizer, optim.clip, options.cuda_graph)
     checkpoints = Checkpoints(out, options.checkpoint_every, progress.epoch, writer, threads,
                               1 if w is None else w.size)
@@ -304,7 +306,8 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
         t0 = time.perf_counter()
         stats, progress.step = train_epoch(model, optimizer, engine, data, loop.batch_size, loop.epochs,
                                            optim, generator, progress.step, epoch, beta, show_bar,
-                                           stepper=stepper, checkpointed=checkpoints.epoch)
+                                           stepper=stepper, checkpointed=checkpoints.epoch,
+                                           on_step=None if governor is None else governor.on_step)
         progress.baseline = engine.baseline
         seconds = time.perf_counter() - t0
         val = task.validate(model)
@@ -325,7 +328,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
         elif improved:
             checkpoints.keep_best(model)
         log(f"epoch {epoch:3d}/{loop.epochs}  {task.epoch_line(stats, val)}  "
-            f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else ""))
+            f"lr {lr:.2e}  {seconds:5.1f} s" + ("  *best" if improved else "") + threads_moved(governor))
         if progress.stopped:
             log(f"stopped after epoch {epoch}: {progress.stopped}.")
             break
@@ -355,17 +358,6 @@ def _engine(task: Task, model: nn.Module, baseline: float | None, w: distributed
     return engine if w is None else DistributedEngine(engine, w)
 
 
-def _threads(state: dict[str, Any] | None, configured: int, w: distributed.World | None) -> int:
-    """This session's torch threads, set: `configured` (--threads), or for 0 (auto) the count the
-    checkpoint `state` of a resumed run recorded, C / N on C cores under torchrun's N processes,
-    else the idle cores (`device.set_threads`)."""
-    kept = state.get("threads") if state is not None and configured == 0 else None
-    if w is not None and configured == 0:
-        kept = max(1, available_cores() // w.size)  # N processes on C cores: C / N threads each
-    return set_threads(kept if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept <= 1024
-                       else configured)
-
-
 def _left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: Path,
                    log: Callable[[str], None]) -> bool:
     """Whether a resumed run has epochs left to train (up to --epochs, or what a time budget plans);
@@ -389,8 +381,8 @@ def _clock(before: float, started: float) -> Callable[[], float]:
 
 
 def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Beta | None,
-          progress: Progress, log: Callable[[str], None],
-          w: distributed.World | None) -> budget.TimeBudget | None:
+          progress: Progress, log: Callable[[str], None], w: distributed.World | None,
+          governor: ThreadGovernor | None = None) -> budget.TimeBudget | None:
     """The session's time budget, if the run has one: the epoch time probed on copies
     (`budget.probe`), the run's epochs and warm-up planned (`budget.TimeBudget.first`) into its
     config; ConfigError, before anything is written, if not one epoch fits."""
@@ -398,7 +390,7 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
     if not options.time_budget:
         return None
     probed = budget.probe(model, optim, engine, data, task.config.train.batch_size, beta, task.validate,
-                          options.cuda_graph)
+                          options.cuda_graph, None if governor is None else governor.tick)
     plan = budget.TimeBudget.first(options.time_budget, probed, progress, options.warmup,
                                    optim.schedule == "cosine", log, w)
     task.budgeted(plan.plan.epochs, plan.plan.warmup)
