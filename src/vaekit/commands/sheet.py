@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="sheet.html", help="the page to write (default: sheet.html)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="a short budget: 5 epochs for Q6, k = 100, "
-                      "a small compare, the quick checks (the default)")
+    size.add_argument("--quick", action="store_true", help="a short budget: configs/sheet.toml's 10 "
+                      "epochs for Q6, k = 100, a small compare, the quick checks (the default)")
     size.add_argument("--full", action="store_true", help="100 epochs for Q6, k = 5,000, the full "
                       "compare and checks (tens of minutes)")
     p.add_argument("--vae-run", metavar="RUN", help="answer Ex.2 Q6 with this run of `vaekit train` "

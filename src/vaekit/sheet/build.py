@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from vaekit.checks import run_checks
 from vaekit.sheet import errata as er
 from vaekit.sheet import exercise1, exercise2
@@ -31,7 +33,7 @@ class Sheet:
     errata: list[tuple[er.Erratum, er.Verdict]]
     quick: bool
     seed: int
-    run: vr.VaeRun
+    run: vr.VaeRun | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -52,10 +54,9 @@ class Sheet:
         }
 
 
-def run_errata(run: vr.VaeRun, seed: int) -> list[tuple[er.Erratum, er.Verdict]]:
-    """Each erratum's check; those of Ex.2 Q6 on the Q6 model and 64 of its test images."""
-    x = run.x[:64]
-    return [(e, e.check(run.model, x, seed=seed) if e.id in er.MODEL_CHECKS else e.check(seed=seed))
+def run_errata(model: Any, x: Tensor, seed: int) -> list[tuple[er.Erratum, er.Verdict]]:
+    """Each erratum's check; those of Ex.2 Q6 on the Q6 model and the first 64 test images `x`."""
+    return [(e, e.check(model, x[:64], seed=seed) if e.id in er.MODEL_CHECKS else e.check(seed=seed))
             for e in er.ERRATA]
 
 
@@ -86,7 +87,7 @@ def build_sheet(work: str | Path, quick: bool = True, vae_run: str | Path | None
     answers = [q1, exercise1.question2(), exercise1.question3(), exercise2.question1(results, run),
                exercise2.question2(results), exercise2.question3(results), exercise2.question4(run),
                exercise2.question5(results, work), exercise2.question6(run)]
-    sheet = Sheet(answers, run_errata(run, seed), quick, seed, run)
+    sheet = Sheet(answers, run_errata(run.model, run.x, seed), quick, seed, run)
     if quick and vae_run is None:
         sheet.notes.append(f"--quick: {epochs} epochs of training and k = {k:,} for Q6 (the published "
                            "table's: ~2,000 epochs, k = 5,000).")
