@@ -47,6 +47,7 @@ def test_json_holds_every_answer_and_erratum(built: Built) -> None:
     assert [r["side"] for r in q1["compare"]] == [8, 16, 8, 16]
     q6 = data["answers"][-1]["numbers"]
     assert q6["run"] == str(built.run) and not q6["trained_here"] and q6["k"] == 100
+    assert q6["one_sample"]["k"] == 100 and abs(q6["one_sample"]["z"]) <= 4
     assert {e["supports"] for e in data["errata"]} == {"correction"}
     assert not (built.run / "eval.json").exists()  # the given run is read, never written
 
@@ -97,3 +98,19 @@ def test_bad_input_is_one_sentence_and_nothing_written(built: Built, tmp_path: P
     _refused(capsys, ["--out", str(tmp_path / "sheet.txt")], ".html")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file"]
     assert list(empty.iterdir()) == []
+
+
+def test_full_says_its_cost_before_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import vaekit.sheet
+    from vaekit.errors import ConfigError
+
+    def stop(*_args: object, **_kwargs: object) -> None:
+        raise ConfigError("stopped before any work.")
+
+    monkeypatch.setattr(vaekit.sheet, "build_sheet", stop)
+    assert main(["sheet", "--full", "--out", str(tmp_path / "sheet.html")]) == 2
+    err = capsys.readouterr().err
+    cost, error = err.splitlines()
+    assert cost.startswith("vaekit sheet --full: 100 epochs of 55,000 images") and "k = 5,000" in cost
+    assert "stopped before any work" in error and list(tmp_path.iterdir()) == []

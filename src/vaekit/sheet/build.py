@@ -86,7 +86,7 @@ def build_sheet(work: str | Path, quick: bool = True, vae_run: str | Path | None
     run = vr.prepare(run_dir, work, epochs, k, seed, data_dir, threads, log)
     answers = [q1, exercise1.question2(), exercise1.question3(), exercise2.question1(results, run),
                exercise2.question2(results), exercise2.question3(results), exercise2.question4(run),
-               exercise2.question5(results, work), exercise2.question6(run)]
+               exercise2.question5(results, work), exercise2.question6(run, seed)]
     sheet = Sheet(answers, run_errata(run.model, run.x, seed), quick, seed, run)
     if quick and vae_run is None:
         sheet.notes.append(f"--quick: {epochs} epochs of training and k = {k:,} for Q6 (the published "

@@ -29,6 +29,7 @@ section.q { border-top: 2px solid #ccc; margin-top: 2em; }
 .question { font-style: italic; }
 .formula { overflow-x: auto; margin: 0.6em 0; }
 math[display="block"] { margin: 0.4em 0; }
+.theirs math[display="block"] { font-size: 0.85em; }
 ul.checks { list-style: none; padding-left: 0; }
 ul.checks li { margin: 0.35em 0; }
 .pass, .fail { font-weight: bold; padding: 0 0.35em; border-radius: 3px; color: #fff; }

@@ -31,7 +31,7 @@ FULL_EPOCHS, FULL_K = 100, 5000  # the full page: longer training, the published
 FASHION_TRAIN, FASHION_TEST = 55_000, 10_000  # Fashion-MNIST's default training and test splits
 FIGURE_IMAGES = 1000  # test images the figures are drawn from
 # Published test -log p(x) on dynamically binarized Fashion-MNIST, k = 5,000 (nats): the table of
-# Norouzi et al., "Exemplar VAE" (NeurIPS 2020), Table 2, for VAE, HVAE, VampPrior and Exemplar VAE.
+# Norouzi et al., "Exemplar VAE" (NeurIPS 2020): VAE, HVAE, VampPrior and Exemplar VAE.
 PUBLISHED: dict[str, float] = {"VAE": 228.70, "HVAE": 227.37, "VampPrior": 227.35, "Exemplar VAE": 226.75}
 Log = Callable[[str], None]
 
