@@ -96,6 +96,9 @@ def test_bad_input_is_one_sentence_and_nothing_written(built: Built, tmp_path: P
     _refused(capsys, ["--out", str(blocker / "sheet.html")], "not a directory")
     _refused(capsys, ["--out", "/proc/sheet.html"], "/proc")
     _refused(capsys, ["--out", str(tmp_path / "sheet.txt")], ".html")
+    _refused(capsys, ["--compare", str(empty), "--vae-run", str(built.run), "--out", str(out)],
+             "compare.json", str(empty))
+    _refused(capsys, ["--compare", str(blocker), "--out", str(out)], "not a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file"]
     assert list(empty.iterdir()) == []
 
