@@ -11,8 +11,6 @@ import re
 
 from latex2mathml.converter import convert
 
-from vaekit.errors import VaekitError
-
 # `$$ ... $$` first, then `$ ... $`; a formula never spans a blank line
 _FORMULA = re.compile(r"\$\$(?P<display>.+?)\$\$|\$(?P<inline>[^$\n]+?)\$", re.S)
 
@@ -27,8 +25,8 @@ def formula(latex: str, display: bool = False) -> str:
     """One formula as a <math> element (display="block" for a display formula)."""
     try:
         return convert(_prepare(latex.strip()), display="block" if display else "inline")
-    except Exception as err:  # the converter's own errors are many kinds: a bug of a formula here
-        raise VaekitError(f"the formula {latex[:60]!r} could not be converted to MathML ({err}).") from err
+    except Exception as err:  # the converter's errors are of many kinds; every formula is vaekit's own
+        raise RuntimeError(f"the formula {latex[:60]!r} could not be converted to MathML ({err})") from err
 
 
 def prose(text: str) -> str:
