@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: train the Fashion-MNIST MLP VAE for a short budget (under 2 minutes on 2 CPU cores),
-# report its validation and test -ELBO, then its importance-weighted NLL, figures and report.html.
+# report its validation and test -ELBO, then its importance-weighted NLL, figures and report.html,
+# and last the sheet TD-2 answered in one page from this run (vaekit sheet --quick, RUN/sheet.html).
 #   usage: scripts/demo.sh PYTHON RUN_DIR        (make demo: .venv/bin/python runs/demo)
 #   DEMO_EPOCHS=N changes the budget (default 15 epochs).
 set -euo pipefail
@@ -80,3 +81,7 @@ print(f"  latent      {e['active_units']} of {e['latent_dim']} units active")
 print(f"  report      {run / 'report.html'}  (figures in {run / 'figures'})")
 print(f"  full protocol (k = 5,000, about 2 minutes): vaekit eval {run}")
 EOF2
+
+# The sheet TD-2 answered in one page, beside the report, with this run for Ex.2 Q6 (read only).
+# Its progress lines go to stderr; its one line on stdout says what the page holds.
+"$PY" -m vaekit sheet --quick --vae-run "$RUN" --out "$RUN/sheet.html" | sed 's/^/  sheet       /'

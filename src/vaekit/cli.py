@@ -25,7 +25,7 @@ from vaekit.version import __version__
 
 # Order is the order shown by `vaekit --help`.
 COMMANDS: tuple[str, ...] = ("data", "arch", "train", "classify", "evaluate", "sample", "report", "serve",
-                             "check")
+                             "check", "sheet")
 DISTRIBUTED = ("train", "classify")  # the commands `--nproc N` starts under torchrun
 MAX_NPROC = 256
 

@@ -1,0 +1,119 @@
+"""`vaekit sheet`: the page answers every question in the sheet's order with the library's numbers
+(a changed input changes the page), `--json` carries them, and bad input is one sentence, exit 2,
+nothing written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sheet_build import Built
+from vaekit.arch import sheet as arch_sheet
+from vaekit.cli import main
+from vaekit.runs import load_run
+from vaekit.sheet import exercise1, exercise2, page
+from vaekit.sheet.build import Sheet, run_errata
+from vaekit.sheet.questions import QUESTIONS
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_the_page_answers_every_question_in_order(built: Built) -> None:
+    html = built.page.read_text()
+    positions = [html.index(f"id='{q.id}'") for q in QUESTIONS]
+    assert positions == sorted(positions)
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    links = re.findall(r"""(?:src|href)=["']([^"']*)""", html)
+    assert links and all(link.startswith(("data:", "#")) for link in links), links[:3]
+    assert html.count("<math") > 40 and "data:image/png;base64," in html
+    text = _text(html)
+    a = arch_sheet.exercise1()
+    for number in (f"{a.q1_params:,}", f"{a.q2_weights} weights", "8x8x20", "4x4x20"):
+        assert number in text, number
+    assert text.count("The sheet writes") == len(built.data["errata"]) >= 8
+    assert "FAIL" not in text
+
+
+def test_json_holds_every_answer_and_erratum(built: Built) -> None:
+    data = built.data
+    assert [a["question"] for a in data["answers"]] == [q.id for q in QUESTIONS]
+    assert data["passed"] and data["page"] == str(built.page)
+    q1 = data["answers"][0]["numbers"]
+    assert q1["params"] == q1["torch_params"] == 600_000
+    assert [r["side"] for r in q1["compare"]] == [8, 16, 8, 16]
+    q6 = data["answers"][-1]["numbers"]
+    assert q6["run"] == str(built.run) and not q6["trained_here"] and q6["k"] == 100
+    assert q6["one_sample"]["k"] == 100 and abs(q6["one_sample"]["z"]) <= 4
+    assert {e["supports"] for e in data["errata"]} == {"correction"}
+    assert not (built.run / "eval.json").exists()  # the given run is read, never written
+
+
+def test_a_changed_input_changes_the_page(built: Built, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """Ex.1 with 16 output maps instead of 20, and the errata with another seed: the page follows."""
+    run = load_run(built.run)
+    model, x = run.model, run.images("test", limit=64)
+
+    def answers() -> list:
+        return [exercise1.question1(tmp_path), exercise1.question2(), exercise2.question3({})]
+
+    before = page.render(Sheet(answers(), run_errata(model, x, 0), True, 0))
+    monkeypatch.setattr(arch_sheet, "MAPS", 16)
+    after = page.render(Sheet(answers(), run_errata(model, x, 1), True, 1))
+    assert "600,000 weights" in _text(before) and "600,000 weights" not in _text(after)
+    assert f"{300 * 1600:,} weights" in _text(after) and f"{3 * 3 * 3 * 16} weights" in _text(after)
+    moment = re.compile(r"Monte Carlo E\[z\^2\] = ([0-9.]+)")
+    assert moment.search(before) and moment.search(after)
+    assert moment.search(before).group(1) != moment.search(after).group(1)  # type: ignore[union-attr]
+
+
+def _refused(capsys: pytest.CaptureFixture[str], argv: list[str], *words: str) -> str:
+    status = main(["sheet", *argv])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and err.count("\n") == 1, err
+    assert "Traceback" not in err and err.startswith("vaekit sheet: error: ") and err.rstrip().endswith(".")
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+def test_bad_input_is_one_sentence_and_nothing_written(built: Built, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sheet.html"
+    classifier = built.compare / "dense-8"
+    _refused(capsys, ["--vae-run", str(classifier), "--out", str(out)], "classifier run", str(classifier))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _refused(capsys, ["--vae-run", str(empty), "--out", str(out)], "not a run directory")
+    _refused(capsys, ["--vae-run", str(tmp_path / "missing"), "--out", str(out)], "not a directory")
+    _refused(capsys, ["--out", str(tmp_path)], "is a directory")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _refused(capsys, ["--out", str(blocker / "sheet.html")], "not a directory")
+    _refused(capsys, ["--out", "/proc/sheet.html"], "/proc")
+    _refused(capsys, ["--out", str(tmp_path / "sheet.txt")], ".html")
+    _refused(capsys, ["--compare", str(empty), "--vae-run", str(built.run), "--out", str(out)],
+             "compare.json", str(empty))
+    _refused(capsys, ["--compare", str(blocker), "--out", str(out)], "not a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file"]
+    assert list(empty.iterdir()) == []
+
+
+def test_full_says_its_cost_before_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import vaekit.sheet
+    from vaekit.errors import ConfigError
+
+    def stop(*_args: object, **_kwargs: object) -> None:
+        raise ConfigError("stopped before any work.")
+
+    monkeypatch.setattr(vaekit.sheet, "build_sheet", stop)
+    assert main(["sheet", "--full", "--out", str(tmp_path / "sheet.html")]) == 2
+    err = capsys.readouterr().err
+    cost, error = err.splitlines()
+    assert cost.startswith("vaekit sheet --full: 100 epochs of 55,000 images") and "k = 5,000" in cost
+    assert "stopped before any work" in error and list(tmp_path.iterdir()) == []
