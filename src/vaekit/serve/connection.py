@@ -70,7 +70,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     close (see the module's docstring). The limits are attributes, read as each connection comes."""
 
     daemon_threads = True
-    request_queue_size = 128
+    request_queue_size = 256
     max_connections = 64
     busy_wait = 1.0
     request_timeout = 30.0
