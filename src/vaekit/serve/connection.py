@@ -1,8 +1,8 @@
 """The explorer's connections, below HTTP: how many are served at once, how long a request may take
 to arrive, and how each one is closed.
 
-- The listening socket holds `request_queue_size` connections that no thread has taken yet (the
-  standard library's 5 made a burst of a few hundred connections a burst of resets).
+- The listening socket holds `request_queue_size` connections that no thread has taken yet
+  (socketserver's default of 5 turns a burst of connections into resets).
 - At most `max_connections` are served at once, a thread each; a connection that finds them all
   busy for `busy_wait` seconds is answered 503 by the listening thread, at once.
 - A request has `request_timeout` seconds to arrive whole, its line, headers and body together
@@ -105,12 +105,13 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def refuse_busy(self, request: socket.socket) -> None:
         """The 503, written without waiting by the listening thread: what the client has sent so far
-        is read first, so that the close is not a reset."""
+        (up to 1 MiB) is read first, so that the close is not a reset."""
         try:
             request.setblocking(False)
             try:
-                while request.recv(65536):
-                    pass
+                for _ in range(16):
+                    if not request.recv(65536):
+                        break
             except BlockingIOError:
                 pass
             request.sendall(busy_answer(self.max_connections))
