@@ -1,7 +1,8 @@
 """Load on the latent explorer (`vaekit serve`): N client threads POST /api/decode with random z
 (uniform in [-3, 3]^D) for T seconds against a server on 127.0.0.1 over a run directory, one HTTP
 connection per request (the server speaks HTTP/1.0). Prints requests/s, p50/p99 latency under load,
-and the latency of one decode alone (median of sequential requests, before the load).
+the errors by kind (a reset connection, a 503 of a server with every thread busy), and the latency
+of one decode alone (median of sequential requests, before the load).
 
 The server runs in this process (a thread, as `vaekit serve` runs it), so clients and server share
 the machine's cores: on a small machine the numbers are a lower bound of what a browser sees.
@@ -13,6 +14,7 @@ Run: .venv/bin/python bench/serve_load.py [RUN_DIR] [--clients 8] [--seconds 10]
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import json
 import random
@@ -42,6 +44,11 @@ def decode_once(host: str, port: int, z: list[float]) -> float:
     finally:
         conn.close()
     return time.perf_counter() - t0
+
+
+def error_kinds(errors: list[str]) -> str:
+    """'ConnectionResetError 30, status 503 4': the errors counted by kind."""
+    return ", ".join(f"{kind} {n}" for kind, n in collections.Counter(errors).most_common())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -93,8 +100,10 @@ def main() -> int:
             while time.perf_counter() < stop:
                 try:
                     latencies[i].append(decode_once(host, port, [local.uniform(-3, 3) for _ in range(dim)]))
-                except (OSError, RuntimeError) as err:
-                    errors.append(str(err))
+                except OSError as err:  # a reset, a refused or timed-out connection
+                    errors.append(type(err).__name__)
+                except RuntimeError as err:  # an answer other than 200
+                    errors.append(str(err).split(":")[0])
 
         t0 = time.perf_counter()
         workers = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
@@ -115,7 +124,7 @@ def main() -> int:
     print(f"single decode (sequential, median of 200): {single * 1e3:.2f} ms")
     print(f"{args.clients} clients for {elapsed:.1f} s: {len(done):,} requests, {len(done) / elapsed:,.0f} "
           f"requests/s, p50 {percentile(done, 0.5) * 1e3:.2f} ms, p99 {percentile(done, 0.99) * 1e3:.2f} ms, "
-          f"{len(errors)} errors")
+          f"{len(errors)} errors" + (f" ({kinds})" if (kinds := error_kinds(errors)) else ""))
     return 1 if errors else 0
 
 

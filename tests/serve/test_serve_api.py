@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
 import json
 import math
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from serve_client import LATENT, Client, raw_socket, serve
 
 from eval_runs import make_classifier_run, make_run
 from vaekit import cli
@@ -33,60 +31,10 @@ from vaekit.serve.explorer import N_MAP
 from vaekit.serve.images import MAX_UPLOAD
 from vaekit.serve.request import MAX_BODY
 
-LATENT = 3  # more than 2: the default map is PCA
-
 
 def digest(run_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(run_dir.rglob("*")) if p.is_file()}
-
-
-class Client:
-    def __init__(self, server: app.ExplorerServer) -> None:
-        self.host, self.port = server.server_address[:2]
-
-    def raw(self, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(str(self.host), int(self.port), timeout=60)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            conn.close()
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        status, h, out = self.raw(method, path, data, headers)
-        return status, json.loads(out) if h.get("content-type") == "application/json" else out
-
-    def get(self, path: str) -> Any:
-        status, out = self.call("GET", path)
-        assert status == 200, out
-        return out
-
-    def post(self, path: str, body: Any) -> Any:
-        status, out = self.call("POST", path, body)
-        assert status == 200, out
-        return out
-
-
-def serve(run_dir: Path) -> Iterator[Client]:
-    server = app.make_server(run_dir, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Client(server)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("serve") / "run", latent=LATENT)
 
 
 @pytest.fixture(scope="module")
@@ -402,6 +350,7 @@ def test_bad_requests_are_one_sentence(client: Client, one_sentence: Callable[..
     (b'{"z": [0, 0, 0], "z": [1, 1, 1]}', {}, 400),
     (b"\xff\xfe{}", {}, 400),
     (b"[" * 100_000, {}, 400),
+    (b'{"a": ' * 100_000, {}, 400),
     (b"", {}, 400),
     (b"{}", {"Content-Length": "abc"}, 400),
     (b"{}", {"Content-Length": str(MAX_BODY + 1)}, 413),
@@ -409,7 +358,8 @@ def test_bad_requests_are_one_sentence(client: Client, one_sentence: Callable[..
 def test_bad_bodies(client: Client, one_sentence: Callable[..., None], body: bytes,
                     headers: dict[str, str], expected: int) -> None:
     try:
-        status, h, out = client.raw("POST", "/api/decode", body, headers)
+        json_body = {"Content-Type": "application/json"} | headers
+        status, h, out = client.raw("POST", "/api/decode", body, json_body)
     except (ConnectionResetError, BrokenPipeError):  # a 413 closes before the body is sent
         assert expected == 413
         return
@@ -417,26 +367,20 @@ def test_bad_bodies(client: Client, one_sentence: Callable[..., None], body: byt
     assert client.get("/api/info")["latent_dim"] == LATENT
 
 
-def raw_socket(client: Client, data: bytes) -> bytes:
-    with socket.create_connection((str(client.host), int(client.port)), timeout=30) as s:
-        s.sendall(data)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def test_post_without_content_length_and_garbage_requests(client: Client,
                                                           one_sentence: Callable[..., None]) -> None:
-    reply = raw_socket(client, b"POST /api/decode HTTP/1.0\r\nHost: x\r\n\r\n")
+    reply = raw_socket(client, b"POST /api/decode HTTP/1.0\r\nHost: localhost\r\n\r\n")
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.split()[1] == b"411"
     one_sentence(json.loads(body)["error"])
     for garbage in (b"GARBAGE\r\n\r\n", b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n",
-                    b"\x00\x01\x02 / HTTP/1.0\r\n\r\n", b"FOO /api/info HTTP/1.0\r\n\r\n"):
+                    b"\x00\x01\x02 / HTTP/1.0\r\n\r\n"):
         head, _, body = raw_socket(client, garbage).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/") and head.split()[1] in (b"400", b"414", b"431", b"501"), head
+        assert head.startswith(b"HTTP/") and head.split()[1] in (b"400", b"414", b"431"), head
         one_sentence(json.loads(body)["error"])
+    head, _, body = raw_socket(client, b"FOO /api/info HTTP/1.0\r\n\r\n").partition(b"\r\n\r\n")
+    assert head.split()[1] == b"405" and b"\r\nAllow: GET, HEAD" in head, head
+    one_sentence(json.loads(body)["error"])
     assert client.get("/api/info")["latent_dim"] == LATENT
 
 

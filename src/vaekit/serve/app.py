@@ -1,26 +1,39 @@
 """The latent explorer's server (`vaekit serve RUN_DIR`): the page (`static.py`) and the JSON API
 (`api.py`) over one trained VAE run (`explorer.py`), on localhost.
 
-Why the standard library's `http.server.ThreadingHTTPServer`: it adds no dependency, and one user
-on the loopback interface (a page that asks for a decode as a slider moves) is far below what a
-thread per connection can serve. It is not a server for the open internet: it binds 127.0.0.1 by
-default and `vaekit serve --host` warns for any other address.
+Why the standard library's `http.server`: it adds no dependency, and one user on the loopback
+interface (a page that asks for a decode as a slider moves) is far below what a thread per
+connection can serve (`connection.py`: the threads, the deadline on a request, the close). It is
+not a server for the open internet: it binds 127.0.0.1 by default and `vaekit serve --host` warns
+for any other address.
 
     GET  /                      the page (static/index.html)
     GET  /static/NAME           a file directly in static/ (nothing else: no '..', no sub-folders)
     GET, POST /api/...          the JSON API (`api.ROUTES`)
 
-Every request to the API runs under `torch.inference_mode()`. Every error is a 4xx (5xx for a bug)
-whose body is {"error": "one sentence."}; http.server's own errors too, and never a traceback.
+HEAD is answered as GET, without the body; any other method is a 405 with an Allow header. One
+request per connection, in HTTP/1.0 or HTTP/1.1. Refused before the API sees it: a request line that
+is not METHOD TARGET HTTP/1.x (an HTTP/0.9 line, HTTP/2's preface: 400; over 64 KiB: 414), a
+malformed header line (400), headers too large (431), and on loopback a Host header that names
+another machine (400: a page of another site whose name was rebound to 127.0.0.1 sends its own
+name). A POST's body: `request.py` (411, 413, 415, 400). A request that has not arrived whole by
+its deadline: 408; a server with every thread busy: 503.
+
+Every request to the API runs under `torch.inference_mode()`. Every error is a 4xx (5xx for a bug
+or a full server) whose body is {"error": "one sentence."}; http.server's own errors too, and never
+a traceback.
 """
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
+import re
 import socket
 import socketserver
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email import errors
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,14 +42,48 @@ import torch
 
 from vaekit.errors import ConfigError
 from vaekit.serve.api import ROUTES
+from vaekit.serve.connection import BoundedHTTPServer, DeadlineReader, RequestTimeout
 from vaekit.serve.explorer import Explorer
-from vaekit.serve.request import MAX_BODY, ApiError, content_length, parse_body, parse_query
+from vaekit.serve.request import (
+    MAX_BODY,
+    ApiError,
+    content_length,
+    json_content_type,
+    parse_body,
+    parse_query,
+)
 from vaekit.serve.static import page, static_file
 
-TIMEOUT = 30.0  # seconds a connection may stay silent mid-request
+TIMEOUT = 30.0  # seconds each write of an answer may wait for the client to take it
+MAX_LINE = 65536  # bytes of a request line
 OWN_ERRORS = {400: "the request could not be read (a malformed request line or header).",
-              414: "the request line is too long.", 431: "the request headers are too large.",
-              501: "this method is not supported; the explorer answers GET and POST."}
+              431: "the request headers are too large."}
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method: RFC 9110's token
+VERSION = re.compile(r"HTTP/1\.[0-9]")
+OTHER_VERSION = re.compile(r"HTTP/[0-9]{1,2}(\.[0-9]{1,2})?")
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(:[0-9]{1,5})?")  # name or [IPv6], then a port
+PAGE = ("/", "/index.html")
+# what the email parser says of a header line it could not read (it drops that line and every one after)
+BAD_HEADER_LINE = (errors.MissingHeaderBodySeparatorDefect, errors.FirstHeaderLineIsContinuationDefect,
+                   errors.InvalidHeaderDefect)
+
+
+def allowed(path: str) -> tuple[str, ...]:
+    """The methods `path` answers: GET and HEAD for the page, its files and the API's GETs, POST for
+    the API's POSTs; all three for an address the explorer does not have (then a 404)."""
+    if path in PAGE or path.startswith("/static/"):
+        return ("GET", "HEAD")
+    route = ROUTES.get(path)
+    if route is None:
+        return ("GET", "HEAD", "POST")
+    return ("GET", "HEAD") if route[0] == "GET" else ("POST",)
+
+
+def method_refused(methods: tuple[str, ...], command: str) -> ApiError:
+    """The 405 of `command` at an address that answers `methods`."""
+    where = "the explorer" if len(methods) == 3 else "this address"
+    names = " and ".join([", ".join(methods[:-1]), methods[-1]] if len(methods) > 1 else methods)
+    return ApiError(405, f"{where} answers {names} only, not {command[:10]}.", {"Allow": ", ".join(methods)})
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,76 +96,143 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: no line per request, and never a traceback."""
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (a malformed request line, an unsupported method) as JSON, with
-        a fixed sentence (http.server's would quote the request); always with headers, even for a
-        request line too broken to say its HTTP version."""
-        if self.request_version == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"
+    def setup(self) -> None:
+        """As http.server's, the request read against its deadline (`connection.DeadlineReader`)."""
+        super().setup()
+        self.rfile.close()
+        self.reader = DeadlineReader(self.connection, self.server.request_timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        """Read, check and answer the connection's request. One that has not arrived whole by its
+        deadline is a 408 (a connection that sent nothing is closed without an answer); a connection
+        that breaks is closed."""
+        self.command, self.request_version, self.requestline = "", "HTTP/1.0", ""
         self.close_connection = True
-        self.send_json(code, {"error": OWN_ERRORS.get(code, "the request could not be read.")})
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            if not self.raw_requestline:
+                return
+            if len(self.raw_requestline) > MAX_LINE:
+                return self.refuse(414, "the request line is too long.")
+            if self.parse_request():
+                self.dispatch()
+        except RequestTimeout:
+            if self.reader.received:
+                seconds = self.server.request_timeout
+                self.refuse(408, f"the request did not arrive whole within {seconds:g} seconds.")
+        except (ConnectionError, TimeoutError):
+            pass
 
-    def send_json(self, status: int, obj: Any) -> None:
-        self.send_bytes(status, json.dumps(obj, allow_nan=False).encode(), "application/json")
+    def parse_request(self) -> bool:
+        """The request line checked before http.server reads it and the headers: METHOD TARGET
+        HTTP/1.x and nothing else (an HTTP/0.9 line has no version, and http.server would wait for
+        headers that never come; HTTP/2's preface is a line of version 2.0); then the headers,
+        refused if a line is malformed (the email parser would drop it and every line after it)."""
+        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
+        if len(words) != 3 or not TOKEN.fullmatch(words[0]):
+            self.refuse(400, "the request line must be METHOD TARGET HTTP/1.1 (or HTTP/1.0).")
+            return False
+        if not VERSION.fullmatch(words[2]):
+            said = words[2] if OTHER_VERSION.fullmatch(words[2]) else "another protocol"
+            self.refuse(400, f"the explorer speaks HTTP/1.1 and HTTP/1.0 only, not {said}.")
+            return False
+        if not super().parse_request():
+            return False
+        if (any(isinstance(d, BAD_HEADER_LINE) for d in self.headers.defects)
+                or any("\r" in str(v) or "\n" in str(v) for v in self.headers.values())):
+            self.refuse(400, "a header line of the request is malformed.")
+            return False
+        return True
 
-    def send_bytes(self, status: int, data: bytes, kind: str) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (headers too large) as JSON, with a fixed sentence (http.server's
+        would quote the request)."""
+        self.refuse(code, OWN_ERRORS.get(code, "the request could not be read."))
+
+    def refuse(self, status: int, sentence: str) -> None:
+        """A request refused before the API sees it, answered as JSON."""
+        self.close_connection = True
+        self.send_json(status, {"error": sentence})
+
+    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self.send_bytes(status, json.dumps(obj, allow_nan=False).encode(), "application/json", headers)
+
+    def send_bytes(self, status: int, data: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
+        self.connection.settimeout(self.timeout)  # the reads had what was left of their deadline
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def check_host(self) -> None:
+        """On loopback, a Host header must name a loopback address (localhost, 127.0.0.1, [::1], with
+        any port): a page of another site whose name was rebound to 127.0.0.1 (DNS rebinding) sends
+        its own name. A request without one (HTTP/1.0) is taken."""
+        hosts = self.headers.get_all("Host")
+        if not self.server.check_host or hosts is None:
+            return
+        match = HOST.fullmatch(hosts[0].strip()) if len(hosts) == 1 else None
+        if match is None or not is_loopback(match[1].strip("[]").lower()):
+            raise ApiError(400, "the Host header must name this machine (localhost or a loopback address); "
+                           "the explorer answers to no other name.")
+
     def read_body(self) -> dict[str, Any]:
-        n = content_length(self.headers.get("Content-Length"))
+        n = content_length(self.headers.get_all("Content-Length"), self.headers.get_all("Transfer-Encoding"))
+        json_content_type(self.headers.get_all("Content-Type"))
         if n > MAX_BODY:
-            self.close_connection = True
             raise ApiError(413, f"the body is larger than {MAX_BODY // 2**20} MB.")
-        return parse_body(self.rfile.read(n))
+        raw = self.rfile.read(n)
+        if len(raw) < n:
+            raise ApiError(400, "the body ended before the length its Content-Length header announced.")
+        return parse_body(raw)
 
     def dispatch(self) -> None:
         try:
-            url = urlsplit(self.path)
+            self.check_host()
+            try:
+                url = urlsplit(self.path)
+            except ValueError:  # e.g. an unclosed [ in an absolute URL
+                raise ApiError(400, "the request target is not a URL.") from None
             path = url.path
-            if path in ("/", "/index.html"):
-                self.method_is("GET")
+            methods = allowed(path)
+            if self.command not in methods:
+                raise method_refused(methods, self.command)
+            if path in PAGE:
                 return self.send_bytes(200, *page())
             if path.startswith("/static/"):
-                self.method_is("GET")
                 return self.send_bytes(200, *static_file(path.removeprefix("/static/")))
             route = ROUTES.get(path)
             if route is None:
                 raise ApiError(404, f"no such page or API endpoint; the API is {', '.join(ROUTES)}.")
             method, endpoint, params = route
-            self.method_is(method)
             query = parse_query(url.query, params)
             body = self.read_body() if method == "POST" else None
             with torch.inference_mode():
                 out = endpoint(self.server.explorer, query, body)
             self.send_json(200, out)
         except ApiError as err:
-            self.send_json(err.status, {"error": err.message})
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
+            self.send_json(err.status, {"error": err.message}, err.headers)
+        except (ConnectionError, TimeoutError):
+            raise  # the connection, not the request: handle_one_request closes it
         except Exception as err:  # a bug: answered, never a traceback on the console
             self.send_json(500, {"error": f"internal error of the explorer ({type(err).__name__})."})
 
-    def method_is(self, method: str) -> None:
-        if self.command != method:
-            raise ApiError(405, f"this address answers {method} only, not {self.command[:10]}.")
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = dispatch
+class ExplorerServer(BoundedHTTPServer):
+    """A thread per connection (up to `max_connections`) over one read-only `Explorer`."""
 
-
-class ExplorerServer(ThreadingHTTPServer):
-    """A thread per connection over one read-only `Explorer`."""
-
-    daemon_threads = True
+    check_host: bool  # refuse a Host header that is not a loopback name (when bound to loopback)
 
     def __init__(self, address: tuple[str, int], explorer: Explorer) -> None:
         self.explorer = explorer
+        self.check_host = is_loopback(address[0])
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, Handler)

@@ -13,17 +13,20 @@ from urllib.parse import parse_qsl
 from vaekit.config import is_int, is_number
 
 MAX_BODY = 3 * 2**20  # bytes of a request body (a base64 upload of images.MAX_UPLOAD is 4/3 of it)
+MAX_QUERY_FIELDS = 16  # fields of a query string (an endpoint takes at most 2)
 INT_TEXT = re.compile(r"-?[0-9]{1,12}")  # an integer as a query string may write it
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
 class ApiError(Exception):
-    """A request the API refuses: an HTTP status and one sentence."""
+    """A request the API refuses: an HTTP status, one sentence and the headers the status calls for
+    (a 405's Allow)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def _name(key: object) -> str:
@@ -80,7 +83,10 @@ def numbers(value: object, what: str, length: int) -> list[float]:
 
 
 def parse_query(text: str, allowed: tuple[str, ...]) -> dict[str, str]:
-    pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=16) if text else []
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS) if text else []
+    except ValueError:  # more fields than max_num_fields
+        raise ApiError(400, f"the query string has too many fields (at most {MAX_QUERY_FIELDS}).") from None
     query: dict[str, str] = {}
     for key, value in pairs:
         if key not in allowed:
@@ -103,14 +109,37 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def content_length(header: str | None) -> int:
-    """The bytes a POST's Content-Length header announces: 411 without one, 400 unless a number
-    (the server holds it against MAX_BODY)."""
-    if header is None:
+def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
+    """The bytes a POST's Content-Length header announces (`lengths`: each one the request gives):
+    411 without one, 400 unless one number; 400 beside a Transfer-Encoding (`codings`), which
+    would frame the body another way. The server holds it against MAX_BODY."""
+    if lengths is None:
         raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
-    if not re.fullmatch(r"[0-9]{1,12}", header.strip()):
+    if codings is not None:
+        raise ApiError(400, "a body framed by a Transfer-Encoding is refused; send it with a Content-Length "
+                       "alone.")
+    if len(lengths) > 1:
+        raise ApiError(400, "the Content-Length header is given more than once.")
+    if not re.fullmatch(r"[0-9]{1,12}", lengths[0].strip()):
         raise ApiError(400, "the Content-Length header must be a number of bytes.")
-    return int(header)
+    return int(lengths[0])
+
+
+def json_content_type(kinds: list[str] | None) -> None:
+    """415 unless the request says Content-Type: application/json once, with no parameter but
+    charset=utf-8. A page of another site may POST text/plain, a form or multipart without asking
+    the server first; a JSON body makes the browser ask (a CORS preflight, which the explorer never
+    grants)."""
+    refused = ApiError(415, "a POST's body must be sent with the header Content-Type: application/json.")
+    if kinds is None or len(kinds) != 1:
+        raise refused
+    kind, *params = kinds[0].split(";")
+    if kind.strip().lower() != "application/json":
+        raise refused
+    for param in filter(str.strip, params):
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            raise refused
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

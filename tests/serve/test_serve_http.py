@@ -1,0 +1,336 @@
+"""`vaekit serve` at the HTTP level, against what a hostile client or a web page can send: every such
+request gets a 4xx and one JSON sentence (never a 5xx, never silence, never a silent accept), slow
+clients are cut at a deadline, a burst of connections is answered (200 or 503), not reset, and the
+server answers a good request after each. Raw requests go over a socket (`serve_client.raw_socket`)
+where http.client would refuse to send them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serve_client import LATENT, Client, raw_socket, serve, split_reply
+
+from vaekit.serve.request import MAX_BODY, MAX_QUERY_FIELDS
+
+Z = json.dumps({"z": [0.0] * LATENT}).encode()
+
+
+@pytest.fixture(scope="module")
+def client(run_dir: Path) -> Iterator[Client]:
+    yield from serve(run_dir)
+
+
+def ask(client: Client, data: bytes, timeout: float = 10,
+        half_close: bool = False) -> tuple[int, dict[str, str], bytes]:
+    return split_reply(raw_socket(client, data, timeout, half_close))
+
+
+def post(path: str, body: bytes, *headers: str) -> bytes:
+    head = "".join(f"{h}\r\n" for h in headers)
+    return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body
+
+
+def json_post(body: bytes, *headers: str) -> bytes:
+    length = f"Content-Length: {len(body)}"
+    return post("/api/decode", body, "Content-Type: application/json", length, *headers)
+
+
+def check_refusal(reply: tuple[int, dict[str, str], bytes], expected: int,
+                  one_sentence: Callable[..., None]) -> dict[str, str]:
+    status, headers, body = reply
+    assert status == expected, (status, body)
+    assert headers["content-type"] == "application/json"
+    out = json.loads(body)
+    assert set(out) == {"error"}, out
+    one_sentence(out["error"])
+    return headers
+
+
+def still_answers(client: Client) -> None:
+    assert client.get("/api/info")["latent_dim"] == LATENT
+
+
+# ----------------------------------------------------------------------------- the request line
+
+
+@pytest.mark.parametrize("path", ["/api/info", "/api/samples", "/api/code", "/api/map", "/"])
+def test_too_many_query_fields(client: Client, one_sentence: Callable[..., None], path: str) -> None:
+    query = "&".join(f"n={i}" for i in range(MAX_QUERY_FIELDS + 1))
+    status, _, body = client.raw("GET", f"{path}?{query}")
+    if path == "/":  # the page takes no query and ignores one
+        assert status == 200
+        return
+    check_refusal((status, {"content-type": "application/json"}, body), 400, one_sentence)
+    assert f"at most {MAX_QUERY_FIELDS}" in json.loads(body)["error"]
+    status, _, body = client.raw("GET", f"{path}?" + "&" * 40)  # empty fields count too
+    check_refusal((status, {"content-type": "application/json"}, body), 400, one_sentence)
+    still_answers(client)
+
+
+ALLOW = {"/": "GET, HEAD", "/static/app.js": "GET, HEAD", "/api/info": "GET, HEAD",
+         "/api/samples": "GET, HEAD", "/api/decode": "POST", "/api/encode": "POST",
+         "/nowhere": "GET, HEAD, POST"}
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PATCH", "OPTIONS", "PUT", "DELETE", "PROPFIND",
+                                    "FOO"])
+def test_methods_other_than_get_head_post(client: Client, one_sentence: Callable[..., None],
+                                          method: str) -> None:
+    for path, allow in ALLOW.items():
+        reply = ask(client, f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert check_refusal(reply, 405, one_sentence)["allow"] == allow, path
+    if method == "CONNECT":
+        reply = ask(client, b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+        assert check_refusal(reply, 405, one_sentence)["allow"] == "GET, HEAD, POST"
+    still_answers(client)
+
+
+def test_the_wrong_one_of_get_and_post_says_allow(client: Client, one_sentence: Callable[..., None]) -> None:
+    reply = ask(client, b"GET /api/decode HTTP/1.0\r\n\r\n")
+    assert check_refusal(reply, 405, one_sentence)["allow"] == "POST"
+    reply = ask(client, json_post(b"{}").replace(b"/api/decode", b"/api/info"))
+    assert check_refusal(reply, 405, one_sentence)["allow"] == "GET, HEAD"
+
+
+def test_head_is_get_without_a_body(client: Client) -> None:
+    for path in ("/", "/static/app.js", "/api/info", "/api/samples?n=2", "/api/code?index=3"):
+        get_status, get_headers, get_body = client.raw("GET", path)
+        status, headers, body = split_reply(raw_socket(client, f"HEAD {path} HTTP/1.0\r\n\r\n".encode()))
+        assert (status, body) == (200, b""), path
+        assert headers["content-type"] == get_headers["content-type"]
+        assert int(headers["content-length"]) == len(get_body) > 0
+    status, headers, body = split_reply(raw_socket(client, b"HEAD /api/decode HTTP/1.0\r\n\r\n"))
+    assert (status, headers["allow"], body) == (405, "POST", b"")
+    status, headers, body = split_reply(raw_socket(client, b"HEAD /api/code HTTP/1.0\r\n\r\n"))
+    assert (status, body) == (400, b"")
+
+
+@pytest.mark.parametrize("data", [
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # an HTTP/2 client's connection preface
+    b"GET / HTTP/2.0\r\n\r\n", b"GET /api/info HTTP/3.0\r\n\r\n", b"GET / HTTP/0.9\r\n\r\n",
+    b"GET / HTTP/1.1.1\r\n\r\n", b"GET / FTP/1.0\r\n\r\n", b"GET / http/1.1\r\n\r\n",
+], ids=lambda d: d.split(b"\r\n")[0].decode())
+def test_versions_other_than_http_1(client: Client, one_sentence: Callable[..., None], data: bytes) -> None:
+    reply = raw_socket(client, data, timeout=10)
+    assert reply.startswith(b"HTTP/1.0 400 "), reply[:80]
+    check_refusal(split_reply(reply), 400, one_sentence)
+    still_answers(client)
+
+
+@pytest.mark.parametrize("data", [b"GET /\r\n", b"GET /api/info\r\n\r\n", b"POST /api/decode\r\n",
+                                  b"GET\r\n\r\n", b"GET / HTTP/1.0 extra\r\n\r\n",
+                                  b"\x00\x01 / HTTP/1.0\r\n\r\n", b"G(E)T / HTTP/1.0\r\n\r\n", b"\r\n",
+                                  b"GET http://[::1/api/info HTTP/1.0\r\n\r\n"])
+def test_malformed_request_lines_are_refused(client: Client, one_sentence: Callable[..., None],
+                                             data: bytes) -> None:
+    """A request line without its version (HTTP/0.9) is answered with a status line, at once."""
+    t0 = time.monotonic()
+    reply = raw_socket(client, data, timeout=5)
+    assert time.monotonic() - t0 < 4
+    assert reply.startswith(b"HTTP/1.0 400 "), reply[:80]
+    check_refusal(split_reply(reply), 400, one_sentence)
+
+
+# ----------------------------------------------------------------------------- headers and bodies
+
+
+@pytest.mark.parametrize("head", [b"no colon\r\n", b" X-Folded: 1\r\n", b"Host: localhost\r\n folded\r\n",
+                                  b"X-A: 1\r\nno colon\r\nHost: evil.example\r\n", b": no name\r\n",
+                                  b"X-\xff: 1\r\n"])
+def test_malformed_header_lines_are_refused(client: Client, one_sentence: Callable[..., None],
+                                            head: bytes) -> None:
+    """The email parser drops a line it cannot read, and every line after it (a Host among them)."""
+    check_refusal(ask(client, b"GET /api/info HTTP/1.1\r\n" + head + b"\r\n"), 400, one_sentence)
+    still_answers(client)
+
+
+@pytest.mark.parametrize("kind", [None, "", "text/plain", "text/plain;charset=UTF-8",
+                                  "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                  "application/jsonp", "application/json-patch+json",
+                                  "application/json; charset=latin-1", "application/json, text/plain"])
+def test_a_post_needs_a_json_content_type(client: Client, one_sentence: Callable[..., None],
+                                          kind: str | None) -> None:
+    """A page of another site may POST text/plain, a form or multipart without asking (no CORS
+    preflight); only application/json needs a preflight, which the explorer never grants."""
+    headers = [f"Content-Length: {len(Z)}"] + ([] if kind is None else [f"Content-Type: {kind}"])
+    check_refusal(ask(client, post("/api/decode", Z, *headers)), 415, one_sentence)
+    still_answers(client)
+
+
+@pytest.mark.parametrize("kind", ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
+                                  'application/json;charset="UTF-8"'])
+def test_json_content_types_are_taken(client: Client, kind: str) -> None:
+    reply = ask(client, post("/api/decode", Z, f"Content-Type: {kind}", f"Content-Length: {len(Z)}"))
+    assert reply[0] == 200, reply
+
+
+def test_two_content_types_are_refused(client: Client, one_sentence: Callable[..., None]) -> None:
+    reply = ask(client, json_post(Z, "Content-Type: text/plain"))
+    check_refusal(reply, 415, one_sentence)
+
+
+@pytest.mark.parametrize("headers", [
+    ("Content-Length: 2", "Content-Length: 5"),
+    (f"Content-Length: {len(Z)}",),  # the same one twice
+    ("Transfer-Encoding: chunked",),
+    ("Transfer-Encoding: identity",),
+], ids=["two lengths", "one length twice", "chunked", "identity"])
+def test_ambiguous_body_lengths_are_refused(client: Client, one_sentence: Callable[..., None],
+                                            headers: tuple[str, ...]) -> None:
+    """Content-Length given twice, or beside a Transfer-Encoding, could frame the body two ways."""
+    check_refusal(ask(client, json_post(Z, *headers)), 400, one_sentence)
+    still_answers(client)
+
+
+def test_a_body_shorter_than_its_content_length(client: Client, one_sentence: Callable[..., None]) -> None:
+    data = post("/api/decode", Z, "Content-Type: application/json", f"Content-Length: {len(Z) + 10}")
+    check_refusal(ask(client, data, half_close=True), 400, one_sentence)
+
+
+def test_the_413_reaches_a_client_that_sends_its_whole_body(client: Client,
+                                                             one_sentence: Callable[..., None]) -> None:
+    """The server answers before the body has arrived and reads the rest before it closes (a close
+    with unread bytes would be a reset, and the client would never see the 413)."""
+    body = b"{" + b" " * (2 * MAX_BODY) + b"}"
+    reply = ask(client, json_post(body), timeout=30)
+    check_refusal(reply, 413, one_sentence)
+    still_answers(client)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.nip.io", "localhost.evil",
+                                  "", "127.0.0.1:80:80", "[::1", "0.0.0.0", "10.0.0.1:8765"])
+def test_the_host_must_name_this_machine(client: Client, one_sentence: Callable[..., None],
+                                         host: str) -> None:
+    """A page whose name was rebound to 127.0.0.1 (DNS rebinding) sends its own name as Host."""
+    check_refusal(ask(client, f"GET /api/info HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()), 400, one_sentence)
+    check_refusal(ask(client, json_post(Z, f"Host: {host}").replace(b"Host: 127.0.0.1\r\n", b"")), 400,
+                  one_sentence)
+
+
+def test_loopback_hosts_are_taken(client: Client, one_sentence: Callable[..., None]) -> None:
+    port = client.port
+    for host in (f"127.0.0.1:{port}", "127.0.0.1", f"localhost:{port}", "LocalHost", f"[::1]:{port}",
+                 "127.0.0.2"):
+        assert ask(client, f"GET /api/info HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())[0] == 200, host
+    assert ask(client, b"GET /api/info HTTP/1.0\r\n\r\n")[0] == 200  # no Host (HTTP/1.0)
+    twice = f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: localhost:{port}\r\n\r\n".encode()
+    check_refusal(ask(client, twice), 400, one_sentence)
+
+
+def test_any_host_is_taken_off_loopback(run_dir: Path) -> None:
+    """Served on another address (`--host`), the names it is reached by are not known."""
+    for other in serve(run_dir, check_host=False):
+        assert ask(other, b"GET /api/info HTTP/1.1\r\nHost: explorer.lan:8765\r\n\r\n")[0] == 200
+
+
+# ----------------------------------------------------------------------------- slow clients
+
+
+@pytest.fixture(scope="module")
+def quick(run_dir: Path) -> Iterator[Client]:
+    """A server that gives a request 1 s to arrive."""
+    yield from serve(run_dir, request_timeout=1.0)
+
+
+def trickle(client: Client, first: bytes, then: bytes, seconds: float) -> tuple[bytes, float]:
+    """`first`, then `then` every 0.2 s until the server answers or closes or `seconds` pass: (what
+    it answered, after how many seconds)."""
+    t0 = time.monotonic()
+    reply = b""
+    with socket.create_connection((str(client.host), int(client.port)), timeout=seconds) as s:
+        s.sendall(first)
+        s.settimeout(0.2)
+        while time.monotonic() - t0 < seconds:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                try:
+                    s.sendall(then)
+                except OSError:
+                    break
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+    return reply, time.monotonic() - t0
+
+
+def test_a_slow_request_is_cut_at_its_deadline(quick: Client, one_sentence: Callable[..., None]) -> None:
+    """Slowloris: a header line every 0.2 s would keep a thread forever under a timeout per read."""
+    reply, seconds = trickle(quick, b"GET /api/info HTTP/1.0\r\n", b"X-Slow: 1\r\n", 5.0)
+    assert seconds < 3.5, reply
+    check_refusal(split_reply(reply), 408, one_sentence)
+    reply, seconds = trickle(quick, json_post(Z + b" " * 100)[:-90], b" ", 5.0)  # a slow body
+    assert seconds < 3.5, reply
+    check_refusal(split_reply(reply), 408, one_sentence)
+    still_answers(quick)
+
+
+def test_a_silent_connection_is_closed(quick: Client) -> None:
+    reply, seconds = trickle(quick, b"", b"", 5.0)
+    assert (reply, seconds < 3.5) == (b"", True)
+
+
+def test_a_content_length_that_lies_is_cut(quick: Client, one_sentence: Callable[..., None]) -> None:
+    data = post("/api/decode", Z, "Content-Type: application/json", f"Content-Length: {len(Z) + 10}")
+    t0 = time.monotonic()
+    reply = raw_socket(quick, data, timeout=5)
+    assert time.monotonic() - t0 < 3.5
+    check_refusal(split_reply(reply), 408, one_sentence)
+
+
+# ----------------------------------------------------------------------------- many clients
+
+
+def burst(client: Client, n: int, data: bytes) -> dict[Any, int]:
+    """`n` connections at once, each sending `data`: how many got each status, or each error."""
+    counts: dict[Any, int] = {}
+    barrier = threading.Barrier(n)
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            outcome: Any = split_reply(raw_socket(client, data, timeout=30))[0]
+        except OSError as err:
+            outcome = type(err).__name__
+        with lock:
+            counts[outcome] = counts.get(outcome, 0) + 1
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return counts
+
+
+def test_a_burst_of_connections_is_answered_not_reset(client: Client) -> None:
+    counts = burst(client, 200, json_post(Z))
+    assert set(counts) <= {200, 503}, counts
+    assert sum(counts.values()) == 200 and counts.get(200, 0) > 0, counts
+    still_answers(client)
+
+
+def test_a_full_server_answers_503(run_dir: Path, one_sentence: Callable[..., None]) -> None:
+    for small in serve(run_dir, max_connections=1, busy_wait=0.2):
+        with socket.create_connection((str(small.host), int(small.port)), timeout=10) as held:
+            held.sendall(b"GET /api/info HTTP/1.0\r\n")  # holds the one connection
+            time.sleep(0.2)
+            headers = check_refusal(ask(small, b"GET /api/info HTTP/1.0\r\n\r\n"), 503, one_sentence)
+            assert headers["retry-after"] == "1"
+            held.sendall(b"\r\n")
+            chunks = []
+            while chunk := held.recv(65536):
+                chunks.append(chunk)
+        assert split_reply(b"".join(chunks))[0] == 200
+        still_answers(small)
