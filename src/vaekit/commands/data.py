@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.commands.flags import add_table
-from vaekit.commands.tables import image_flags
+from vaekit.commands.tables import add_table, image_flags
 from vaekit.config import parse_image_size
 from vaekit.data.folder import ImageOptions
 from vaekit.data.load import describe, load_dataset
