@@ -286,7 +286,7 @@ def test_apply_leaves_its_input_alone() -> None:
 def test_a_setting_declares_its_choices_range_flag_and_help() -> None:
     """One declaration gives the flag row (help with the default and the choices filled in), the range
     and the choice check; a field without help has no flag."""
-    from vaekit.commands.flags import flag_table
+    from vaekit.commands.tables import flag_table
 
     @dataclass
     class Extra:

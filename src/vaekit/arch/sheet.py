@@ -11,8 +11,8 @@ The input is x in R^{10x10x3}, written H x W x C as the sheet does (torch's orde
   8x8x20 without padding, 4x4x20 with stride 2.
 
 `exercise1_text` / `scaling_text` are the prose of `vaekit arch --sheet` / `--scaling`,
-`exercise1_json` / `scaling_json` their `--json` objects. The plot of the scaling table is
-`vaekit.report.figures.scaling_figure` (matplotlib lives in report/).
+`exercise1_json` / `scaling_json` their `--json` objects, `sheet_outputs` what the command prints.
+The plot of the scaling table is `vaekit.report.figures.scaling_figure` (matplotlib lives in report/).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vaekit.arch import arith
-from vaekit.arch.table import dims
+from vaekit.arch.table import dims, dump_json
 from vaekit.device import format_bytes
 
 INPUT_HWC: tuple[int, int, int] = (10, 10, 3)  # the sheet's x, H x W x C
@@ -180,3 +180,14 @@ def scaling_text(rows: Sequence[ScalingRow]) -> str:
         f"The dense layer grows as side^4 ((side*side*{c}) * (side*side*{MAPS})): memory, compute "
         "and data needed explode; the conv's weights are shared across positions.",
     ])
+
+
+def sheet_outputs(exercise: bool, table: Sequence[ScalingRow] | None, as_json: bool) -> list[str]:
+    """What `vaekit arch --sheet` (`exercise`) and `--scaling` (`table`) print, in that order:
+    the prose, or with `as_json` the JSON objects."""
+    outputs = []
+    if exercise:
+        outputs.append(dump_json(exercise1_json()) if as_json else exercise1_text())
+    if table is not None:
+        outputs.append(dump_json(scaling_json(table)) if as_json else scaling_text(table))
+    return outputs

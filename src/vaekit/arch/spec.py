@@ -230,6 +230,15 @@ SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
 ACTIVATIONS = frozenset({"ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ELU", "GELU", "SiLU",
                          "Softplus"})
 
+# The language and its bounds in a paragraph, as `vaekit arch --help` ends.
+LANGUAGE_HELP = """\
+A LAYER is its torch.nn constructor call without the input size (in_channels, in_features,
+num_features are inferred from the previous layer); quote it for the shell. Literals only.
+Layers: """ + ", ".join(SIGNATURES) + f""".
+Bounds: every size (argument, --input dimension, layer output) at most {MAX_SIZE:,} (2**31 - 1),
+every number finite and at most that in magnitude, {MAX_LAYER_CHARS:,} characters a LAYER,
+{MAX_LAYERS:,} LAYERs."""
+
 
 # ----------------------------------------------------------------------------- the spec
 

@@ -1,5 +1,6 @@
 """The plain-text table of a stack, as `vaekit arch` prints it: one line per `LayerRow`, totals,
-then the conventions (what a MAC is, what memory counts, what field and jump mean).
+then the conventions (what a MAC is, what memory counts, what field and jump mean); and its `--json`
+object (`stack_json`, written by `dump_json`).
 
 Also the shape format the sheet's answers share with it: `dims` (a shape as "20x8x8", jumps as
 fractions when they are not whole). Bytes are `vaekit.device.format_bytes`, one decimal in tables.
@@ -12,6 +13,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 from vaekit.arch import arith, field
 from vaekit.arch.explain import explain_row
@@ -72,6 +74,13 @@ def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool 
     if any(r.receptive_field is None and r.jump is not None for r in rows):
         lines.append(textwrap.fill(FIELD_NOT_COMPUTED, WIDTH))
     return "\n".join(lines)
+
+
+def stack_json(shape: tuple[int, ...], rows: Sequence[LayerRow]) -> dict[str, Any]:
+    """The object of `vaekit arch --input SHAPE LAYER... --json`: the input, a row per layer, totals."""
+    sums = totals(rows)
+    return {"input": list(shape), "layers": [r.to_json() for r in rows],
+            "total_params": sums["total_params"], "total_macs": sums["total_macs"]}
 
 
 def dump_json(obj: object) -> str:

@@ -5,6 +5,7 @@ and says whether it held.
     bounds.py     Ex.2 Q1-Q3: ELBO <= log p(x), IWAE tightens, KL >= 0, the closed-form KL
     gradients.py  Ex.2 Q5-Q6: the estimators are unbiased, their variance against the dimension
     training.py   Ex.2 Q5 in practice: the same VAE trained with each estimator, by vaekit's loop
+    summary.py    what `vaekit check` prints: a line per claim, the variance table, the count
 
 Every check takes the implementation under test as a parameter (defaulting to vaekit's own), so a
 test can hand it a planted bug (a KL with the wrong sign, an estimator missing its log-derivative)
@@ -23,7 +24,7 @@ from vaekit.checks.bounds import elbo_bound, iwae_tightens, kl_closed_form, kl_n
 from vaekit.checks.claim import ClaimResult, one_thread
 from vaekit.errors import ConfigError
 
-__all__ = ["CLAIM_IDS", "ClaimResult", "registry", "run_checks"]
+__all__ = ["CLAIM_IDS", "ClaimResult", "parse_ids", "registry", "run_checks"]
 
 
 def registry() -> dict[str, tuple[Callable[..., ClaimResult], dict[str, Any]]]:
@@ -42,6 +43,18 @@ def registry() -> dict[str, tuple[Callable[..., ClaimResult], dict[str, Any]]]:
 
 CLAIM_IDS: tuple[str, ...] = ("elbo_bound", "iwae_tightens", "kl_nonnegative", "kl_closed_form",
                               "reparam_unbiased", "score_unbiased", "variance", "training")
+
+
+def parse_ids(text: str | None) -> list[str]:
+    """The claims of `vaekit check --only ID[,ID]` (all, in order, when empty); ConfigError naming
+    the flag for an unknown id."""
+    if not text:
+        return list(CLAIM_IDS)
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    for claim_id in ids:
+        if claim_id not in CLAIM_IDS:
+            raise ConfigError(f"--only: unknown claim {claim_id!r}; valid claims are {', '.join(CLAIM_IDS)}.")
+    return ids
 
 
 def run_checks(ids: Sequence[str] | None = None, seed: int = 0, quick: bool = False,

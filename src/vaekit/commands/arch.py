@@ -6,21 +6,19 @@ Answers Exercise 1 of the TD-2 sheet for any stack (`--sheet` prints the sheet's
 Sizes, numbers, layer texts and the layer count are bounded in `vaekit.arch.spec` (2**31 - 1 for a
 size, 1,000 characters a layer, 1,000 layers), so every input is answered at once. `--plot` is
 checked before anything is drawn or printed (`vaekit.report.paths.figure_path`) and written whole
-or not at all; an error prints nothing but its sentence.
+or not at all (`vaekit.report.figures.scaling_plot`); an error prints nothing but its sentence.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from vaekit.arch import sheet
-from vaekit.arch.sheet import ScalingRow
-from vaekit.arch.spec import MAX_LAYER_CHARS, MAX_LAYERS, MAX_SIZE, SIGNATURES, parse_input_shape, parse_stack
-from vaekit.arch.stack import analyze, totals
-from vaekit.arch.table import dump_json, stack_table
-from vaekit.errors import ConfigError, SpecError, VaekitError
-from vaekit.report.paths import figure_path, quoted
+from vaekit.arch.spec import LANGUAGE_HELP, parse_input_shape, parse_stack
+from vaekit.arch.stack import analyze
+from vaekit.arch.table import dump_json, stack_json, stack_table
+from vaekit.errors import SpecError
+from vaekit.report.paths import figure_path
 
 EXAMPLES = """\
 examples:
@@ -33,12 +31,7 @@ examples:
   vaekit arch --sheet                     the three answers of Exercise 1
   vaekit arch --scaling --plot scaling.png
 
-A LAYER is its torch.nn constructor call without the input size (in_channels, in_features,
-num_features are inferred from the previous layer); quote it for the shell. Literals only.
-Layers: """ + ", ".join(SIGNATURES) + f""".
-Bounds: every size (argument, --input dimension, layer output) at most {MAX_SIZE:,} (2**31 - 1),
-every number finite and at most that in magnitude, {MAX_LAYER_CHARS:,} characters a LAYER,
-{MAX_LAYERS:,} LAYERs."""
+""" + LANGUAGE_HELP
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,25 +63,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-
-
-
-
-
-
-def write_plot(table: list[ScalingRow], path: Path, text: str) -> None:
-    """Draw the scaling table to `path` (whole or not at all); one sentence if it cannot."""
-    from vaekit.report.figures import scaling_figure  # matplotlib: only for --plot
-
-    try:
-        scaling_figure(table, path)
-    except VaekitError:  # runs.write_bytes_atomic's sentence: the file, why, nothing left
-        raise
-    except OSError as err:
-        raise ConfigError(f"--plot {quoted(text)} cannot be written ({err.strerror or err}); "
-                          "expected a file in a writable directory that exists.") from None
-
-
 def run(args: argparse.Namespace) -> int:
     if args.plot is not None and not args.scaling:
         raise SpecError("--plot draws the --scaling table; add --scaling.")
@@ -96,18 +70,15 @@ def run(args: argparse.Namespace) -> int:
         if args.layers or args.input:
             raise SpecError("--sheet and --scaling take no --input and no LAYER.")
         plot = None if args.plot is None else figure_path(args.plot, example="scaling")
-        outputs = []  # printed once the plot is written: a failure prints nothing but its error
-        if args.sheet:
-            outputs.append(dump_json(sheet.exercise1_json()) if args.json
-                           else sheet.exercise1_text())
-        if args.scaling:
-            table = sheet.scaling_table()
-            outputs.append(dump_json(sheet.scaling_json(table)) if args.json
-                           else sheet.scaling_text(table))
-            if plot is not None:
-                write_plot(table, plot, args.plot)
-                if not args.json:
-                    outputs.append(f"plot written to {args.plot}")
+        table = sheet.scaling_table() if args.scaling else None
+        # printed once the plot is written: a failure prints nothing but its error
+        outputs = sheet.sheet_outputs(args.sheet, table, args.json)
+        if table is not None and plot is not None:
+            from vaekit.report.figures import scaling_plot  # matplotlib: only for --plot
+
+            scaling_plot(table, plot, args.plot)
+            if not args.json:
+                outputs.append(f"plot written to {args.plot}")
         print("\n".join(outputs))
         return 0
     if not args.layers or not args.input:
@@ -115,12 +86,7 @@ def run(args: argparse.Namespace) -> int:
                         "--scaling; see vaekit arch --help.")
     shape = parse_input_shape(args.input)
     rows = analyze(parse_stack(args.layers), shape)
-    if args.json:
-        sums = totals(rows)
-        print(dump_json({"input": list(shape), "layers": [r.to_json() for r in rows],
-                         "total_params": sums["total_params"], "total_macs": sums["total_macs"]}))
-    else:
-        print(stack_table(shape, rows, args.explain))
+    print(dump_json(stack_json(shape, rows)) if args.json else stack_table(shape, rows, args.explain))
     return 0
 
 

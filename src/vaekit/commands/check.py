@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
-from vaekit.checks import CLAIM_IDS, run_checks
+from vaekit.checks import parse_ids, run_checks
 from vaekit.checks.claim import ClaimResult
-from vaekit.checks.gradients import variance_table
+from vaekit.checks.summary import claim_line, summary_json, summary_text
 from vaekit.commands.flags import int_flag
 from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
@@ -59,16 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_ids(text: str | None) -> list[str]:
-    if not text:
-        return list(CLAIM_IDS)
-    ids = [t.strip() for t in text.split(",") if t.strip()]
-    for claim_id in ids:
-        if claim_id not in CLAIM_IDS:
-            raise ConfigError(f"--only: unknown claim {claim_id!r}; valid claims are {', '.join(CLAIM_IDS)}.")
-    return ids
-
-
 def _training_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.steps is not None:
@@ -82,22 +71,16 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def format_line(result: ClaimResult) -> str:
-    verdict = "PASS" if result.passed else "FAIL"
-    return f"{verdict}  {result.id:<16} [{result.question}] {result.claim}: {result.summary}"
-
-
 def run(args: argparse.Namespace) -> int:
-    ids = _parse_ids(args.only)
+    ids = parse_ids(args.only)
     overrides = {"training": _training_overrides(args)}
     start = time.perf_counter()
 
     def show(result: ClaimResult) -> None:
         if not args.json:
-            print(format_line(result), flush=True)
+            print(claim_line(result), flush=True)
 
     results = run_checks(ids, seed=args.seed, quick=args.quick, overrides=overrides, on_result=show)
-    failed = [r.id for r in results if not r.passed]
     figures: list[str] = []
     if args.figures:
         from vaekit.report.figures import write_check_figures  # matplotlib: only for --figures
@@ -108,16 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot write figures to {args.figures}: {err.strerror or err}.") from err
     seconds = time.perf_counter() - start
     if args.json:
-        print(json.dumps({"claims": [r.to_dict() for r in results], "passed": not failed,
-                          "seed": args.seed, "quick": args.quick, "figures": figures,
-                          "seconds": round(seconds, 2)}, indent=2))
+        print(json.dumps(summary_json(results, args.seed, args.quick, figures, seconds), indent=2))
     else:
-        if "variance" in ids:
-            table = next(r for r in results if r.id == "variance").details["table"]
-            print("\nvariance of the n-sample gradient estimate, per coordinate:")
-            print(variance_table(table))
-        for path in figures:
-            print(f"wrote {path}")
-        print(f"\n{len(results) - len(failed)}/{len(results)} claims passed in {seconds:.1f} s"
-              + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stdout)
-    return 1 if failed else 0
+        print(summary_text(results, ids, figures, seconds))
+    return 0 if all(r.passed for r in results) else 1

@@ -20,13 +20,13 @@ from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import add_table, flag_table, given, int_flag, int_list_flag
+from vaekit.commands.flags import int_flag, int_list_flag
+from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config, read_metrics
 
-# flag -> (section, key, kind, help), one row for each setting of the classifier's config with a flag;
-# every flag defaults to None: "not given".
+# flag -> (section, key, kind, help), a row per classifier setting with a flag (default None: not given)
 FLAGS = flag_table(ClassifierConfig(), compare_epochs=compare.EPOCHS)
 
 

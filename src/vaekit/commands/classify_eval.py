@@ -5,10 +5,10 @@ RUN_DIR/eval.json (`vaekit.classify.evaluate`) and printed as text (or JSON with
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from vaekit.classify.evaluate import EVAL_JSON, evaluate_classifier
+from vaekit.classify.evaluate import evaluate_classifier
+from vaekit.commands.evaluate import print_eval
 from vaekit.commands.flags import int_flag
 
 MISTAKES_PRINTED = 5
@@ -73,9 +73,5 @@ def format_result(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate_classifier(args.run_dir, data_dir=args.data_dir, limit=args.limit)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(format_result(result))
-        print(f"wrote {args.run_dir.rstrip('/')}/{EVAL_JSON}")
+    print_eval(result, args.run_dir, args.json, format_result)
     return 0

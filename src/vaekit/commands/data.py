@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaekit.commands.flags import add_table
-from vaekit.commands.tables import image_flags
+from vaekit.commands.tables import add_table, image_flags
 from vaekit.config import parse_image_size
 from vaekit.data.folder import ImageOptions
-from vaekit.data.load import describe, load_dataset
-from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found
+from vaekit.data.load import describe, describe_text, load_dataset
+from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found, where_found_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,13 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     rows = where_found(args.data_dir)
-    if args.json:
-        print(json.dumps({"datasets": rows}, indent=2))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        print(f"{r['name']:<{width}}  {r['location']}")
-        print(f"{'':<{width}}  {r['description']}")
+    print(json.dumps({"datasets": rows}, indent=2) if args.json else where_found_text(rows))
     return 0
 
 
@@ -74,22 +67,7 @@ def run_info(args: argparse.Namespace) -> int:
                       allow_modified=args.allow_modified or None,  # None: $VAEKIT_ALLOW_MODIFIED_DATA
                       images=image_options(args))
     info = describe(ds, args.binarize)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    c, h, w = ds.image_shape
-    print(f"dataset      {ds.name}")
-    print(f"source       {ds.source}")
-    print(f"images       {c}x{h}x{w} uint8")
-    n = info["counts"]
-    print(f"split        train {n['train']:,}  val {n['val']:,}  test {n['test']:,}")
-    if ds.classes:
-        print(f"classes      {len(ds.classes)}: {', '.join(ds.classes)}")
-    print(f"pixel mean   {info['pixel_mean']:.4f} (train, in [0,1], binarize={args.binarize})")
-    for fname, status in (info["checksums"] or {}).items():
-        print(f"sha256       {fname}: {status}")
-    for key, note in info["notes"].items():
-        print(f"note         {key}: {note}")
+    print(json.dumps(info, indent=2) if args.json else describe_text(info))
     return 0
 
 

@@ -1,17 +1,17 @@
 """argparse `type=` converters that name their flag: a value they cannot convert (or that is out
 of range) raises `argparse.ArgumentTypeError` with one sentence, which `vaekit.cli.VaekitParser`
-prints as the command's one error line. Shared by the commands."""
+prints as the command's one error line. Shared by the commands; `vaekit.commands.tables` builds
+the flag tables of config sections on them."""
 
 from __future__ import annotations
 
 import argparse
 import reprlib
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import parse_duration, parse_image_size, parse_int_list
+from vaekit.config import parse_int_list
 from vaekit.errors import ConfigError
 
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
@@ -79,62 +79,3 @@ def parsed_flag(flag: str, parse: Callable[[str, str], Any], keep_text: bool = F
 def int_list_flag(flag: str) -> Callable[[str], list[int]]:
     """A comma list of integers ('512,256'; '' is [])."""
     return parsed_flag(flag, parse_int_list)
-
-
-# A flag table's kinds (`vaekit.config.kind_of`): str, int, float, list (of ints, '512,256'),
-# 'duration' ('60m'), 'size' ('32', '64x48'), 'positive' (an int of at least 1), 'layers' (one or more
-# words), 'switch' (no value: given means true), 'off' (no value: given means false). Table rows are
-# (section, key, kind, help).
-Kind = type | str
-Row = tuple[str, str, Kind, str]
-_MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
-    int: int_flag, float: float_flag, list: int_list_flag,
-    "positive": lambda f: int_flag(f, 1),
-    "duration": lambda f: parsed_flag(f, parse_duration),
-    "size": lambda f: parsed_flag(f, parse_image_size, keep_text=True)}
-
-
-def flag_table(config: Any, **fill: Any) -> dict[str, Row]:
-    """The flag table of a config made of sections (a TrainConfig, a ClassifierConfig), built from
-    its settings (`vaekit.config.setting`): a row for each field with help text, in field order,
-    the help's "{default}" filled in from `config` (its defaults), "{choices}" from the setting's
-    choices, and any other "{name}" from `fill`."""
-    rows: dict[str, Row] = {}
-    for section, part in cfg.sections_of(config).items():
-        for f in fields(part):
-            flag = cfg.flag_of(f)
-            if flag is None:
-                continue
-            value = getattr(part, f.name)
-            default = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            text = f.metadata["help"].format(default=default, choices="|".join(f.metadata["choices"] or ()),
-                                             **fill)
-            rows[flag] = (section, f.name, cfg.kind_of(f), text)
-    return rows
-
-
-def add_table(parser: argparse.ArgumentParser, table: dict[str, Row]) -> None:
-    """One argument per row of `table`, each defaulting to None ("not given"), converted by the
-    converter of its kind (a value it cannot convert is one sentence naming the flag)."""
-    for flag, (_, _, kind, text) in table.items():
-        parser.add_argument(flag, default=None, help=text, **argument_of(flag, kind))
-
-
-def argument_of(flag: str, kind: Kind) -> dict[str, Any]:
-    """argparse keywords of a flag of `kind`: a switch stores True, an 'off' False, 'layers' takes
-    one or more words, the others convert their text."""
-    if kind in ("switch", "off"):
-        return {"action": "store_const", "const": kind == "switch"}
-    if kind == "layers":
-        return {"nargs": "+", "metavar": "LAYER"}
-    return {"type": _MAKERS[kind](flag) if kind in _MAKERS else str}
-
-
-def given(args: argparse.Namespace, table: dict[str, Row]) -> dict[str, dict[str, Any]]:
-    """The flags of `table` that were given, as {section: {key: value}}."""
-    out: dict[str, dict[str, Any]] = {}
-    for flag, (section, key, _, _) in table.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            out.setdefault(section, {})[key] = value
-    return out

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from vaekit import config as cfg
-from vaekit.commands.flags import add_table, flag_table, given
+from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError

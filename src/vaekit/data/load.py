@@ -216,6 +216,21 @@ def describe(ds: Dataset, binarize: str = "none") -> dict[str, Any]:
     }
 
 
+def describe_text(info: dict[str, Any]) -> str:
+    """The `describe` object as `vaekit data info` prints it, a line per field."""
+    c, h, w = info["image_shape"]
+    n = info["counts"]
+    lines = [f"dataset      {info['name']}", f"source       {info['source']}",
+             f"images       {c}x{h}x{w} uint8",
+             f"split        train {n['train']:,}  val {n['val']:,}  test {n['test']:,}"]
+    if info["classes"]:
+        lines.append(f"classes      {len(info['classes'])}: {', '.join(info['classes'])}")
+    lines.append(f"pixel mean   {info['pixel_mean']:.4f} (train, in [0,1], binarize={info['binarize']})")
+    lines += [f"sha256       {fname}: {status}" for fname, status in (info["checksums"] or {}).items()]
+    lines += [f"note         {key}: {note}" for key, note in info["notes"].items()]
+    return "\n".join(lines)
+
+
 def load_configured(d: Any, progress: bool | None = None) -> Dataset:
     """The dataset of a data section (a DataConfig or a ClassifierDataConfig): its name, data
     directory, image options (`ImageOptions.of`) and validation size (`val_size`, where it has one)."""

@@ -232,3 +232,11 @@ def where_found(data_dir: str | Path | None = None) -> list[dict[str, str]]:
             desc = REGISTRY[name].description
         rows.append({"name": name, "location": where, "description": desc})
     return rows
+
+
+def where_found_text(rows: list[dict[str, str]]) -> str:
+    """The `where_found` rows as `vaekit data list` prints them: a dataset's name and where it is,
+    its description under it."""
+    width = max(len(r["name"]) for r in rows)
+    return "\n".join(f"{r['name']:<{width}}  {r['location']}\n{'':<{width}}  {r['description']}"
+                     for r in rows)

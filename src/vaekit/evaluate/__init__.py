@@ -3,4 +3,5 @@
     iwae.py     -L_k of a batch (IWAE eq. 8) in chunks and tiles, on `vaekit.vae.prob`
     latents.py  active units, a linear probe on the latent means
     run.py      a run's test set evaluated under the published protocol, eval.json
+    table.py    eval.json as the table `vaekit eval` prints
 """

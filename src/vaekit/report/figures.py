@@ -26,6 +26,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from vaekit.arch.arith import FLOAT32_BYTES  # noqa: E402
 from vaekit.arch.sheet import ScalingRow  # noqa: E402
+from vaekit.errors import ConfigError, VaekitError  # noqa: E402
+from vaekit.report.paths import quoted  # noqa: E402
 from vaekit.runs import save_figure, write_bytes_atomic  # noqa: E402
 
 if TYPE_CHECKING:  # for annotations only: checks does not import report, nor report checks
@@ -310,6 +312,18 @@ def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
         raise FileExistsError(f"{path} exists and is not a regular file; it is not replaced")
     write_bytes_atomic(path, buffer.getvalue())  # a missing folder is an OSError, not created
     return path
+
+
+def scaling_plot(rows: Sequence[ScalingRow], path: Path, text: str) -> Path:
+    """`scaling_figure` to the file a user named, `vaekit arch --scaling --plot TEXT` (checked first
+    by `vaekit.report.paths.figure_path`): whole or not at all, else one sentence naming it."""
+    try:
+        return scaling_figure(rows, path)
+    except VaekitError:  # runs.write_bytes_atomic's sentence: the file, why, nothing left
+        raise
+    except OSError as err:
+        raise ConfigError(f"--plot {quoted(text)} cannot be written ({err.strerror or err}); "
+                          "expected a file in a writable directory that exists.") from None
 
 
 # ----------------------------------------------------------------------------- a classifier run
