@@ -10,7 +10,7 @@ from vaekit.commands.flags import add_table
 from vaekit.commands.tables import image_flags
 from vaekit.config import parse_image_size
 from vaekit.data.folder import ImageOptions
-from vaekit.data.load import describe, load_dataset
+from vaekit.data.load import check_data_dir, describe, load_dataset
 from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found
 
 
@@ -95,6 +95,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     if args.name in BUILTIN:
+        check_data_dir(args.name, args.data_dir)
         print(f"{args.name} is bundled with scikit-learn; nothing to fetch.")
         return 0
     directory = fetch(args.name, args.data_dir, base_url=args.mirror)
