@@ -6,6 +6,7 @@ stay as they were."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def test_a_download_into_a_cache_that_is_a_file_is_one_sentence(
         one_sentence(str(info.value), str(cache))
     cli_error(main(["data", "fetch", "fake"]), str(cache))
     assert cache.read_text() == "a file where the cache would be"
+
+
+def test_a_run_that_stored_an_unused_data_dir_still_loads(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A run trained before --data-dir was refused for an array kept it in config.json, where it
+    was ignored: it is ignored again (eval, the run's images), never an error on a saved run."""
+    from vaekit.runs import load_run  # as the tests of runs: vaekit loads on use
+
+    name = user_sources(tmp_path)["array"]
+    out = tmp_path / "run"
+    assert main(["train", "--data", name, "--epochs", "1", "--hidden", "8", "--latent", "2",
+                 "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["data"]["data_dir"] = str(tmp_path / "nonexistent")
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(["eval", str(out), "--k", "2", "--no-progress"]) == 0, capsys.readouterr().err
+    assert load_run(out).images().shape[1:] == (1, 6, 5)
