@@ -9,7 +9,7 @@ import json
 from vaekit.commands.tables import add_table, image_flags
 from vaekit.config import parse_image_size
 from vaekit.data.folder import ImageOptions
-from vaekit.data.load import describe, describe_text, load_dataset
+from vaekit.data.load import check_data_dir, describe, describe_text, load_dataset
 from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found, where_found_text
 
 
@@ -73,6 +73,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     if args.name in BUILTIN:
+        check_data_dir(args.name, args.data_dir)
         print(f"{args.name} is bundled with scikit-learn; nothing to fetch.")
         return 0
     directory = fetch(args.name, args.data_dir, base_url=args.mirror)

@@ -1,25 +1,32 @@
 """User images from .npy/.npz files: what is accepted, and how it becomes uint8 (N, C, H, W).
 
-`read_array_file` opens the file (never with pickle: a file that is neither .npy nor .npz by its
-first bytes, or an object array, is refused); `check_images` states and applies the rules of
-shape (channel-last arrays are converted, ambiguous or empty ones refused) and dtype (uint8,
-integers in 0..255, bool, float in [0, 1]). Every refusal is one DataError sentence naming the file.
+`read_array_file` opens the file (a regular file only; never with pickle: a file that is neither
+.npy nor .npz by its first bytes, or an object array, is refused; a header declaring more bytes
+than the file holds or than memory holds is refused before the array is allocated);
+`check_images` states and applies the rules of shape (channel-last arrays are converted,
+ambiguous or empty ones refused) and dtype (uint8, integers in 0..255, bool, float in [0, 1]).
+Every refusal is one DataError sentence naming the file.
 `load_array_dataset` makes the `Dataset` of a file, split 80/10/10.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
+from typing import IO, BinaryIO
 
 import numpy as np
 import torch
 
 from vaekit.data.dataset import Dataset, Split, three_way
+from vaekit.data.regular import open_regular
 from vaekit.errors import DataError
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
 CHANNELS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+OBJECTS = "{path}: holds an array of Python objects, which vaekit never loads; expected numbers."
 
 
 def load_array_dataset(path: str | Path) -> Dataset:
@@ -38,38 +45,30 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """The images, as `check_images` returns them, and the labels (or None) of a .npy file
     (images) or a .npz (`images` or `x`, optional `labels` or `y`, integers of shape (N,)).
 
-    Loaded with allow_pickle=False: an object array is refused, never unpickled, and a file that
-    is neither .npy nor .npz (by its first bytes) is refused before numpy could suggest pickle.
+    Opened only as a regular file (`vaekit.data.regular`: never a FIFO or a device). Loaded with
+    allow_pickle=False: an object array is refused, never unpickled, and a file that is neither
+    .npy nor .npz (by its first bytes) is refused before numpy could suggest pickle. Each array's
+    header is read first (`_check_declared`): a shape whose bytes the file does not hold, or that
+    this machine's memory could not, is refused before numpy allocates it.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: no such file.")
-    _check_magic(path)
-    labels = None
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                keys = set(loaded.files)
-                key = next((k for k in ("images", "x") if k in keys), None)
-                if key is None:
-                    raise DataError(
-                        f"{path}: expected an array named 'images' or 'x'; found {sorted(keys)}."
-                    )
-                images = _member(path, key, loaded[key])
-                lkey = next((k for k in ("labels", "y") if k in keys), None)
-                labels = _member(path, lkey, loaded[lkey]) if lkey else None
-        else:
-            images = loaded
-    except DataError:
-        raise
-    except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
-        if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
-            raise DataError(
-                f"{path}: holds an array of Python objects, which vaekit never loads; expected "
-                "numbers."
-            ) from None
-        detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
-        raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
+    with open_regular(path, "a .npy/.npz array file") as fp:
+        head = fp.read(len(NPY_MAGIC))
+        _check_magic(path, head)
+        fp.seek(0)
+        try:
+            if head.startswith(NPY_MAGIC):
+                _check_declared(path, "the array", fp, os.fstat(fp.fileno()).st_size)
+                fp.seek(0)
+                images, labels = np.load(fp, allow_pickle=False), None
+            else:
+                images, labels = _read_npz(path, fp)
+        except DataError:
+            raise
+        except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
+            if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
+                raise DataError(OBJECTS.format(path=path)) from None
+            detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
+            raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
     images = check_images(path, images)
     if labels is not None:
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
@@ -80,10 +79,20 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return images, labels
 
 
-def _check_magic(path: Path) -> None:
-    """Refuse a file that starts as neither a .npy array nor a .npz (zip) archive."""
-    with path.open("rb") as f:
-        head = f.read(len(NPY_MAGIC))
+def _read_npz(path: Path, fp: BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images (`images` or `x`) and the labels (`labels` or `y`, or None) of an open .npz."""
+    with np.load(fp, allow_pickle=False) as loaded:
+        keys = set(loaded.files)
+        key = next((k for k in ("images", "x") if k in keys), None)
+        if key is None:
+            raise DataError(f"{path}: expected an array named 'images' or 'x'; found {sorted(keys)}.")
+        images = _member(path, key, loaded)
+        lkey = next((k for k in ("labels", "y") if k in keys), None)
+        return images, _member(path, lkey, loaded) if lkey else None
+
+
+def _check_magic(path: Path, head: bytes) -> None:
+    """Refuse a file whose first bytes `head` start neither a .npy array nor a .npz (zip) archive."""
     if head.startswith(NPY_MAGIC) or head.startswith(ZIP_MAGICS):
         return
     what = "the file is empty" if not head else f"it starts with {head[:4]!r}"
@@ -93,11 +102,56 @@ def _check_magic(path: Path) -> None:
     )
 
 
-def _member(path: Path, key: str, value: object) -> np.ndarray:
-    """An .npz member as an array: numpy hands back a member that is not .npy data as bytes."""
+def _member(path: Path, key: str, loaded: np.lib.npyio.NpzFile) -> np.ndarray:
+    """An .npz member as an array, its header checked first: numpy hands back a member that is not
+    .npy data as bytes."""
+    name, archive = f"{key}.npy", loaded.zip
+    if archive is not None and name in archive.namelist():
+        with archive.open(name) as member:
+            if member.read(len(NPY_MAGIC)) == NPY_MAGIC:  # else numpy gives bytes, refused below
+                member.seek(0)
+                _check_declared(path, f"the member {key!r}", member, archive.getinfo(name).file_size)
+    value = loaded[key]
     if not isinstance(value, np.ndarray):
         raise DataError(f"{path}: the member {key!r} is not a .npy array.")
     return value
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
+    """Read the .npy header at `fp` (`size` bytes in all, header included) and refuse what it
+    declares before numpy allocates it: an object dtype, a negative size, more bytes than follow
+    the header (a cut file), more than this machine's memory. A header version other than 1.0
+    and 2.0 is left to numpy."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        return
+    if dtype.hasobject:
+        raise DataError(OBJECTS.format(path=path))
+    if any(n < 0 for n in shape):
+        raise DataError(f"{path}: not a readable .npy/.npz array ({what} declares the shape {shape}, "
+                        "with a negative size).")
+    need = math.prod(shape) * dtype.itemsize
+    have = size - fp.tell()
+    if have < need:
+        raise DataError(f"{path}: not a readable .npy/.npz array ({what} declares {dtype} of shape "
+                        f"{shape}, {need:,} bytes, but {have:,} bytes follow its header: a cut or "
+                        "damaged file).")
+    memory = memory_bytes()
+    if memory is not None and need > memory:
+        raise DataError(f"{path}: {what} ({dtype} of shape {shape}, {need:,} bytes) is larger than "
+                        f"this machine's memory ({memory:,} bytes).")
 
 
 def check_images(path: Path, images: np.ndarray) -> np.ndarray:

@@ -3,11 +3,13 @@
 A file is streamed to a temporary name in the destination directory, its checksum is verified (of
 the bytes as downloaded, or of their decompressed content, whichever the registry publishes), and
 only then renamed to its final name. A connection cut midway, a short read or a checksum mismatch
-deletes the temporary file, so a later run never trusts a partial or wrong download.
+deletes the temporary file, so a later run never trusts a partial or wrong download. A destination
+that cannot be written (a read-only or full disk, a ~/.cache that is a file) is a DownloadError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -87,8 +89,11 @@ def read_checked(path: Path, remote: RemoteFile) -> tuple[bytes, str]:
 
 def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float = 30.0) -> Path:
     """Fetch `url` to `dest` (the archive name), verify it, and rename it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as err:  # a read-only cache, a full disk, a ~/.cache that is a file
+        raise DownloadError(_unwritable(dest, err)) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -122,7 +127,17 @@ def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float = 30.
                 f"{url}: SHA-256 {digest} does not match the published {remote.sha256}; "
                 "the download was deleted."
             )
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError as err:
+            raise DownloadError(_unwritable(dest, err)) from None
         return dest
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _unwritable(dest: Path, err: OSError) -> str:
+    """The sentence for a download that cannot be written to `dest`."""
+    return (f"{dest.parent}: the download cannot be written there ({err.strerror or err}); expected a "
+            "folder that can be written, or the dataset's files in a folder named by --data-dir.")

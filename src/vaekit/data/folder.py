@@ -6,12 +6,14 @@ The rules live with each step:
     image_decode.py   one image: pixels, channels and size (`ImageOptions`), unreadable files
     folder_cache.py   the decoded set cached on disk, keyed by the files' names, sizes and times
 
-Memory: pass 1 opens every file lazily (its header: size, mode; a file Pillow cannot identify is
-found here), then ONE uint8 array of the final shape is allocated and pass 2 decodes the images
-into it one by one. An image found truncated or corrupt in pass 2 is refused or, with
-options.skip_bad, skipped: later images go to the next free row and the result is a prefix view of
-the same array. The peak is the final array plus one image plus the file list, one small record a
-file (its path, relative path, size, time, shape: about 300 bytes; 30,000 files measured at 9 MiB).
+Memory: pass 1 opens every file lazily (its header: size, mode; a file Pillow cannot identify,
+or an image larger than MAX_IMAGE_PIXELS, is found here), then ONE uint8 array of the final shape
+is allocated and pass 2 decodes the images into it one by one. What the folder's listing refuses
+(a FIFO, a device, a link to nothing: `image_files`), what pass 1 finds, and an image found
+truncated or corrupt in pass 2 is refused or, with options.skip_bad, skipped and counted in the
+note 'skipped': later images go to the next free row and the result is a prefix view of the same
+array. The peak is the final array plus one image plus the file list, one small record a file
+(its path, relative path, size, time, shape: about 300 bytes; 30,000 files measured at 9 MiB).
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ import numpy as np
 
 from vaekit.data.dataset import Dataset, three_way_in_place
 from vaekit.data.folder_cache import FolderImages, cache_file, read_cache, write_cache
-from vaekit.data.image_decode import ImageOptions, decode, read_header
-from vaekit.data.image_files import FolderFile, check_enough, list_images
+from vaekit.data.image_decode import MAX_IMAGE_PIXELS, ImageOptions, decode, read_header
+from vaekit.data.image_files import (
+    NOT_REGULAR,
+    TOO_LARGE,
+    UNREADABLE,
+    BadFile,
+    FolderFile,
+    check_enough,
+    list_images,
+)
 from vaekit.device import progress_bar
 from vaekit.errors import DataError
 
@@ -53,14 +63,23 @@ def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[s
     return notes
 
 
-def _skipped_note(skipped: list[FolderFile]) -> str:
-    return f"skipped {len(skipped)} unreadable files (first: {skipped[0].rel})"
+def _skipped_note(skipped: list[BadFile]) -> str:
+    """'skipped 3 unreadable files (1 over 67,108,864 pixels, 1 not a regular file; first: a.png)':
+    the kinds other than a plain unreadable image said, the first by relative path named."""
+    kinds = Counter(b.reason for b in skipped)
+    said = [f"{kinds[TOO_LARGE]} over {MAX_IMAGE_PIXELS:,} pixels"] if kinds[TOO_LARGE] else []
+    if kinds[NOT_REGULAR]:
+        said.append(f"{kinds[NOT_REGULAR]} " + ("not a regular file" if kinds[NOT_REGULAR] == 1
+                                                else "not regular files"))
+    first = min(b.rel for b in skipped)
+    return f"skipped {len(skipped)} unreadable files ({', '.join(said)}{'; ' if said else ''}first: {first})"
 
 
 def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...] | None,
-                   options: ImageOptions, progress: bool | None) -> FolderImages:
-    """Pass 1 (headers) and pass 2 (pixels into one preallocated array)."""
-    skipped: list[FolderFile] = []
+                   options: ImageOptions, progress: bool | None, bad: list[BadFile]) -> FolderImages:
+    """Pass 1 (headers) and pass 2 (pixels into one preallocated array); `bad`: what the listing
+    found refused, skipped with options.skip_bad."""
+    skipped = list(bad)
     readable: list[FolderFile] = []
     with progress_bar(len(files), "scanning", "img", progress, leave=False) as bar:
         for f in files:
@@ -68,9 +87,9 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
             if problem is None:
                 readable.append(f)
             elif options.skip_bad:
-                skipped.append(f)
+                skipped.append(problem)
             else:
-                raise DataError(problem)
+                raise DataError(problem.sentence)
             bar.update()
     check_enough(path, len(readable), skipped)
     channels = options.channels or (3 if any(f.colour for f in readable) else 1)
@@ -94,10 +113,10 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
         for f in readable:
             try:
                 images[row] = decode(f, channels, options, counts)
-            except DataError:
+            except DataError as err:
                 if not options.skip_bad:
                     raise
-                skipped.append(f)
+                skipped.append(BadFile(f.rel, UNREADABLE, str(err)))
             else:
                 if labels is not None:
                     labels[row] = f.label
@@ -106,7 +125,6 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
     check_enough(path, row, skipped)
     notes = _notes(counts, channels, options)
     if skipped:
-        skipped.sort(key=lambda f: f.rel)
         notes["skipped"] = _skipped_note(skipped)
     return FolderImages(images[:row], None if labels is None else labels[:row], classes, notes)
 
@@ -118,14 +136,16 @@ def read_folder(path: Path, options: ImageOptions | None = None, progress: bool 
     in this module's docstring have every rule). `progress`: None shows a bar only on a terminal."""
     options = options or ImageOptions()
     path = Path(path).resolve()
-    files, classes = list_images(path)
+    files, classes, bad = list_images(path)
+    if bad and not options.skip_bad:
+        raise DataError(bad[0].sentence)
     if not cache:
-        return _decode_folder(path, files, classes, options, progress)
-    target = cache_file(path, options, files)
+        return _decode_folder(path, files, classes, options, progress, bad)
+    target = cache_file(path, options, files, bad)
     loaded = read_cache(target)
     if loaded is not None:
         return loaded
-    result = _decode_folder(path, files, classes, options, progress)
+    result = _decode_folder(path, files, classes, options, progress, bad)
     result.notes["cache"] = write_cache(target, result)
     result.cache_path = target if target.is_file() else None
     return result

@@ -7,22 +7,25 @@ SHA-256 of the resolved folder path, KEY the SHA-256 of CACHE_VERSION, that path
 for every file, its relative path, size in bytes and st_mtime_ns: a file changed, added or removed
 (or other options) gives another KEY and the set is decoded again; nothing changed, it is read
 back without opening an image. A damaged cache file is decoded again. At most CACHE_PER_FOLDER
-entries of one folder are kept (the least recently used are removed).
+entries of one folder are kept (the least recently used are removed). A cache that cannot be
+written (a full disk, a read-only folder, a ~/.cache that is a file) is no error: the folder is
+read uncached, and its note 'cache' says why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vaekit.data.image_decode import ImageOptions
-from vaekit.data.image_files import MIN_IMAGES, FolderFile
+from vaekit.data.image_files import MIN_IMAGES, BadFile, FolderFile
 from vaekit.data.registry import cache_dir
 
 CACHE_VERSION = "vaekit-folder-cache-1"  # part of every key: a new layout never reads an old file
@@ -42,13 +45,17 @@ class FolderImages:
     cache_path: Path | None = None
 
 
-def cache_key(path: Path, options: ImageOptions, files: list[FolderFile]) -> str:
-    """The SHA-256 of CACHE_VERSION, the folder, the options and every file's relative path, size
-    and modification time (ns): any change to one of them is another key."""
+def cache_key(path: Path, options: ImageOptions, files: list[FolderFile],
+              bad: Sequence[BadFile] = ()) -> str:
+    """The SHA-256 of CACHE_VERSION, the folder, the options, every file's relative path, size
+    and modification time (ns) and, when there are any, the relative paths of the entries skipped
+    from the listing (a FIFO, a link to nothing): any change to one of them is another key."""
     h = hashlib.sha256()
     h.update(f"{CACHE_VERSION}\0{path}\0{options!r}\0".encode())
     for f in files:
         h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0".encode("utf-8", "surrogateescape"))
+    for b in bad:
+        h.update(f"{b.rel}\0bad\0".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -56,9 +63,11 @@ def folder_id(path: Path) -> str:
     return hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def cache_file(path: Path, options: ImageOptions, files: list[FolderFile]) -> Path:
-    """Where the decoded set of the folder `path` (resolved), its `files` and `options` is cached."""
-    return cache_dir("folders") / f"{folder_id(path)}-{cache_key(path, options, files)}.npz"
+def cache_file(path: Path, options: ImageOptions, files: list[FolderFile],
+               bad: Sequence[BadFile] = ()) -> Path:
+    """Where the decoded set of the folder `path` (resolved), its `files` (and `bad` entries) and
+    `options` is cached."""
+    return cache_dir("folders") / f"{folder_id(path)}-{cache_key(path, options, files, bad)}.npz"
 
 
 def read_cache(target: Path) -> FolderImages | None:
@@ -80,7 +89,8 @@ def read_cache(target: Path) -> FolderImages | None:
     except Exception:  # zipfile, zlib, numpy, OSError, KeyError...: a damaged file is decoded again
         ok = False
     if not ok:
-        target.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only cache: decoded again all the same
+            target.unlink(missing_ok=True)
         return None
     try:
         os.utime(target)  # most recently used: kept by the pruning of `write_cache`
@@ -115,9 +125,10 @@ def write_cache(target: Path, result: FolderImages) -> str:
             _write_npy(zf, "note_values", np.array([result.notes[k] for k in keys], dtype=str)
                        .reshape(len(keys)))
         os.replace(tmp, target)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        return f"not cached ({err.strerror or err})"
+    except OSError as err:  # a full disk, a read-only cache, a ~/.cache that is a file
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return f"not cached ({err.filename or target.parent}: {err.strerror or err})"
     _prune(target)
     return f"decoded {len(result.images)} images, cached as {target}"
 

@@ -25,22 +25,30 @@ filter widens with the scale), keeping its aspect:
 An image already H x W is kept exactly as it is.
 
 A folder is read in two passes (`vaekit.data.folder`): `read_header` (pass 1: size and mode, a file
-Pillow cannot identify found here) and `decode` (pass 2: the pixels). `resize_images` applies the
+Pillow cannot identify found here) and `decode` (pass 2: the pixels). An image is opened only as a
+regular file (`vaekit.data.regular`). Its size is read from its header before anything is decoded:
+more than MAX_IMAGE_PIXELS (8192 x 8192, a 48-megapixel photograph fits) is refused, so that a
+small file claiming billions of pixels (an image bomb) is never decoded; Pillow's own
+DecompressionBombWarning (above 89 million pixels) is silenced, its DecompressionBombError (above
+twice that) refused alike. `resize_images` applies the
 same size and channels to the arrays of the other sources (.npy/.npz, the IDX sets).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, features
+from PIL import Image, UnidentifiedImageError, features
 
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
-from vaekit.data.image_files import FolderFile
+from vaekit.data.image_files import HINT, NOT_REGULAR, TOO_LARGE, UNREADABLE, BadFile, FolderFile
+from vaekit.data.regular import open_regular
 from vaekit.errors import ConfigError, DataError
 
 EXPECTED = "a PNG, JPEG, BMP, GIF or WebP image"
@@ -48,7 +56,7 @@ RESAMPLE = Image.Resampling.BILINEAR
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 SIXTEEN_BIT_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
-HINT = "pass --skip-bad to skip unreadable files"
+MAX_IMAGE_PIXELS = 8192 * 8192  # width x height of one image of a folder, read from its header
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ class ImageOptions:
 
 def _detail(err: BaseException) -> str:
     """Pillow's message, kept inside one sentence."""
+    if isinstance(err, UnidentifiedImageError):  # its message names the file object: said once
+        return "cannot identify image file"
     text = str(err).strip().rstrip(".").replace(". ", "; ") or type(err).__name__
     return text.replace("\n", " ")
 
@@ -98,6 +108,24 @@ def _unreadable(f: FolderFile, err: BaseException | None = None) -> str:
     return f"{f.path}: not {EXPECTED} that Pillow can read{why}; {HINT}."
 
 
+def _too_large(f: FolderFile, size: tuple[int, int] | None) -> str:
+    """The sentence for an image of more than MAX_IMAGE_PIXELS (`size`: width, height; None: more
+    than Pillow opens)."""
+    what = "more pixels than Pillow opens" if size is None else f"{size[0]}x{size[1]} pixels"
+    return (f"{f.path}: an image of {what}, more than the {MAX_IMAGE_PIXELS:,} (8192x8192) that vaekit "
+            f"decodes; expected a smaller image, or {HINT}.")
+
+
+@contextlib.contextmanager
+def _open_image(f: FolderFile) -> Iterator[Image.Image]:
+    """`f` opened by Pillow, from a regular file only (else DataError), Pillow's
+    DecompressionBombWarning silenced (MAX_IMAGE_PIXELS, below its limit, is checked instead)."""
+    with open_regular(f.path, f"{EXPECTED}, or {HINT}") as fp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(fp) as im:
+            yield im
+
+
 def _is_16bit(im: Image.Image) -> bool:
     """A 16-bit image: a 16/32-bit grey mode, or one that Pillow unpacks from 16-bit samples."""
     if im.mode in SIXTEEN_BIT_MODES:
@@ -108,16 +136,23 @@ def _is_16bit(im: Image.Image) -> bool:
     return ";16" in raw
 
 
-def read_header(f: FolderFile) -> str | None:
-    """Pass 1: fill in `f`'s size and colour from its header; a sentence when it is unreadable."""
+def read_header(f: FolderFile) -> BadFile | None:
+    """Pass 1: fill in `f`'s size and colour from its header; a `BadFile` when it is unreadable,
+    no regular file, or larger than MAX_IMAGE_PIXELS."""
     if f.rel.lower().endswith(".webp") and not features.check("webp"):
-        return _unreadable(f)
+        return BadFile(f.rel, UNREADABLE, _unreadable(f))
     try:
-        with Image.open(f.path) as im:
+        with _open_image(f) as im:
             f.shape = (im.height, im.width)
             f.colour = im.mode not in GREY_MODES
+    except DataError as err:  # not a regular file (any more)
+        return BadFile(f.rel, NOT_REGULAR, str(err))
+    except Image.DecompressionBombError:
+        return BadFile(f.rel, TOO_LARGE, _too_large(f, None))
     except Exception as err:  # Pillow raises many kinds (UnidentifiedImageError, SyntaxError, ...)
-        return _unreadable(f, err)
+        return BadFile(f.rel, UNREADABLE, _unreadable(f, err))
+    if f.shape[0] * f.shape[1] > MAX_IMAGE_PIXELS:
+        return BadFile(f.rel, TOO_LARGE, _too_large(f, (f.shape[1], f.shape[0])))
     return None
 
 
@@ -187,7 +222,9 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
     """Pass 2: the image of `f` as uint8 (C, H, W) (H, W of options.size, else its own), or
     DataError (a truncated or corrupt file)."""
     try:
-        with Image.open(f.path) as im:
+        with _open_image(f) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:  # the file changed since its header was read
+                raise DataError(_too_large(f, im.size))
             if _is_16bit(im):
                 counts["16-bit"] += 1
             im.load()  # a GIF: its first frame
@@ -195,6 +232,8 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
             out.load()
     except DataError:
         raise
+    except Image.DecompressionBombError:
+        raise DataError(_too_large(f, None)) from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
         raise DataError(f"{f.path}: a truncated or corrupt image ({_detail(err)}); expected a complete "
                         f"{EXPECTED}, or {HINT}.") from None

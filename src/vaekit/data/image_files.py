@@ -10,20 +10,32 @@ and an image's label is the index of its folder; a sub-folder without images is 
 Any other layout is unlabelled (labels None): all the images below the folder.
 
 Each file is kept as one small record (`FolderFile`: its path, relative path, size, time, shape:
-about 300 bytes), stat'ed as it is found; its shape and colour come from its header later
-(`vaekit.data.image_decode.read_header`). A folder needs MIN_IMAGES readable images.
+about 300 bytes), stat'ed as it is found (its links followed); its shape and colour come from its
+header later (`vaekit.data.image_decode.read_header`). A folder needs MIN_IMAGES readable images.
+
+What is not a regular file is never opened (a FIFO blocks its reader, /dev/zero never ends): an
+entry named as an image that is a FIFO, a device or a socket, and an entry of any name that leads
+nowhere (a link to nothing or a loop of links: it may be a folder of images that is gone), is a
+`BadFile`, refused or, with --skip-bad, skipped and counted like an unreadable image. Other
+special files are ignored like any other file; a link back up the tree is followed once.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaekit.data.regular import kind_of, unreachable
 from vaekit.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MIN_IMAGES = 10  # the 80/10/10 split needs one image in each of validation and test, and more
+HINT = "pass --skip-bad to skip unreadable files"
+# why a file is a BadFile, as the note of a folder read with --skip-bad counts them
+UNREADABLE, TOO_LARGE, NOT_REGULAR = "unreadable", "too large", "not regular"
 
 
 @dataclass(slots=True)
@@ -37,45 +49,66 @@ class FolderFile:
     colour: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class BadFile:
+    """A file that is refused, or with --skip-bad skipped and counted: its relative path, why
+    (UNREADABLE, TOO_LARGE, NOT_REGULAR) and the sentence that refuses it."""
+
+    rel: str
+    reason: str
+    sentence: str
+
+
 def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str]) -> None:
+          dirs: list[str], bad: list[BadFile]) -> None:
     """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
-    sorting the paths part by part), and to `dirs` the names of the top's direct sub-folders.
-    Each file is stat'ed as it is found and kept as one small record (no DirEntry, no Path)."""
+    sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, and to
+    `bad` what the module's docstring refuses. Each entry is stat'ed as it is found (its links
+    followed) and a file kept as one small record (no DirEntry, no Path)."""
     try:
         with os.scandir(directory) as it:
             entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError as err:
         raise DataError(f"{directory}: cannot be listed ({err.strerror or err}).") from None
     for entry in entries:
-        if entry.is_dir():
+        try:
             st = entry.stat()
+        except OSError as err:  # a link to nothing, a loop of links
+            bad.append(BadFile(prefix + entry.name, NOT_REGULAR, f"{entry.path}: {unreachable(err)}; "
+                               f"expected an image file or a folder of images, or {HINT}."))
+            continue
+        if stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
                 continue
             seen.add((st.st_dev, st.st_ino))
             if not prefix:
                 dirs.append(entry.name)
-            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs)
-        elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-            st = entry.stat()
+            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad)
+        elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        elif stat.S_ISREG(st.st_mode):
             out.append(FolderFile(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns))
+        else:  # a FIFO, a device, a socket: never opened
+            bad.append(BadFile(prefix + entry.name, NOT_REGULAR, f"{entry.path}: not a regular file "
+                               f"({kind_of(st.st_mode)}); expected an image file, or {HINT}."))
     del entries
 
 
-def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None]:
-    """The image files below `path` in order, and the classes (None: unlabelled), by the rules of
-    the module's docstring."""
+def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile]]:
+    """The image files below `path` in order, the classes (None: unlabelled) and the entries that
+    are refused (`BadFile`), by the rules of the module's docstring."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; expected a folder of image files.")
     files: list[FolderFile] = []
     dirs: list[str] = []
+    bad: list[BadFile] = []
     st = path.stat()
-    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs)
-    if not files:
+    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad)
+    if not files and not bad:
         raise DataError(f"{path}: no image files in this folder or below; expected files ending in "
                         f"{', '.join(IMAGE_EXTENSIONS)}.")
-    labelled = all(f.rel.count("/") == 1 for f in files)
+    labelled = bool(files) and all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
     if classes is not None:
         index = {name: i for i, name in enumerate(classes)}
@@ -88,10 +121,10 @@ def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None]:
             if name not in used:
                 raise DataError(f"{path / name}: a class folder with no images; in a folder of class "
                                 f"folders each sub-folder is a class and needs at least one image.")
-    return files, classes
+    return files, classes, bad
 
 
-def check_enough(path: Path, n: int, skipped: list[FolderFile]) -> None:
+def check_enough(path: Path, n: int, skipped: Sized) -> None:
     """DataError unless `n` (the readable images of `path`) is at least MIN_IMAGES."""
     if n >= MIN_IMAGES:
         return

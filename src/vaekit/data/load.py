@@ -46,7 +46,7 @@ from vaekit.data.registry import (
     locate,
     registry_entry,
 )
-from vaekit.errors import ChecksumError, DataError, UnknownDatasetError
+from vaekit.errors import ChecksumError, ConfigError, DataError, UnknownDatasetError
 
 ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
 
@@ -154,12 +154,15 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     (default: $VAEKIT_ALLOW_MODIFIED_DATA is "1"). `images`: how a folder is decoded; its size and
     channels also resize and convert the arrays of the other sources
     (`vaekit.data.image_decode.resize_images`, noted in `Dataset.notes`).
-    `val_size`: the validation images of a registry set (None: its own split); other sources refuse it.
-    `progress`: a bar while a folder is decoded (None: on a terminal)."""
+    `val_size`: the validation images of a registry set (None: its own split); other sources refuse it,
+    and a `data_dir` too (`check_data_dir`). `progress`: a bar while a folder is decoded (None: on a
+    terminal)."""
     if val_size is not None and name not in REGISTRY:
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")
     reader = reader_for(name) if name and name not in REGISTRY and name not in BUILTIN else None
+    if reader is not None or name in BUILTIN:
+        check_data_dir(name, data_dir)
     if reader is not None:
         ds = reader.load(name, images, progress)
         if reader.decodes_images:
@@ -179,6 +182,22 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     if images is not None and images.changes_pixels:
         apply_image_options(ds, images)
     return ds
+
+
+def uses_data_dir(name: str) -> bool:
+    """Whether the set `name` is looked up in a data directory (the IDX sets; not digits, not a
+    user's array or folder, which are read from their own path)."""
+    return name in REGISTRY
+
+
+def check_data_dir(name: str, data_dir: str | Path | None) -> None:
+    """ConfigError when a data directory is given for a set that does not use one: it would be
+    ignored, and a --data-dir that names nothing would pass unseen."""
+    if data_dir is None or uses_data_dir(name):
+        return
+    what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
+    raise ConfigError(f"--data-dir {data_dir} applies only to the IDX sets ({', '.join(REGISTRY)}); "
+                      f"{name} is {what}, so leave --data-dir out.")
 
 
 def apply_image_options(ds: Dataset, options: ImageOptions) -> None:

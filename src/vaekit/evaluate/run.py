@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED, eval_images
-from vaekit.data.load import Dataset, load_configured
+from vaekit.data.load import Dataset, load_configured, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.iwae import (
@@ -242,7 +242,8 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     run = runs.load_run(run_dir, "vae", device)
     model, config = run.model, run.config
     name = dataset or config.data.name
-    place = data_dir if data_dir is not None else config.data.data_dir
+    # the run's data directory belongs to its own set: not carried to one that uses none (--dataset)
+    place = data_dir if data_dir is not None else config.data.data_dir if uses_data_dir(name) else None
     # the run's image options; the test set does not depend on the validation split
     ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=None))
     expected = tuple(config.model.image_shape or ())

@@ -18,6 +18,7 @@ import torch
 from vaekit.config import TrainConfig, from_dict
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
+from vaekit.data.load import uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.runs.files import CONFIG, write_json_atomic
 from vaekit.vae.models import build_model
@@ -97,7 +98,8 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
     """config.json of a run, checked as a config file is (sections, keys, types, ranges): a
     hand-edited or foreign file is a CheckpointError naming it. `task` 'vae' expects a TrainConfig,
     'classify' a ClassifierConfig (a run of the other kind is one sentence saying which command
-    it belongs to), None either."""
+    it belongs to), None either. A data directory kept for a set that uses none (a run trained
+    before `vaekit.data.load.check_data_dir` refused it) is dropped, as it was ignored then."""
     path = run_dir / CONFIG
     maker = maker_of(task)
     try:
@@ -117,8 +119,12 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
         raise CheckpointError(f"{run_dir} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
                               f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=run_dir)}.")
     try:
-        return TASKS[found].read(raw, str(path))
+        config = TASKS[found].read(raw, str(path))
     except ConfigError as err:
         message = str(err)
         raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
+    data = getattr(config, "data", None)
+    if data is not None and data.data_dir is not None and not uses_data_dir(data.name):
+        data.data_dir = None  # kept by a run from before such a --data-dir was refused: it was ignored
+    return config
 

@@ -1,0 +1,156 @@
+""".npy/.npz files against hostile input: a FIFO or a link to a device named like an array (never
+opened: a FIFO blocks its reader, /dev/zero never ends), headers that declare more data than the
+file holds or than the machine has memory for (refused from the header, before numpy allocates
+it), a negative shape, a cut file. Each is one sentence naming the file; the bytes are written
+here by numpy's own writer (`np.lib.format`) or by hand."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.cli import main
+from vaekit.data import arrays
+from vaekit.data.arrays import load_array_dataset
+from vaekit.data.load import load_dataset
+from vaekit.errors import DataError
+
+
+@pytest.fixture
+def refused(one_sentence: Callable[..., None], cli_error: Callable[..., str],
+            deadline: Callable[[float], Any]) -> Callable[..., str]:
+    """`path` is refused by the library and by `vaekit data info` (exit 2), in one sentence naming
+    it and `words`, within 20 s; the sentence."""
+    def check(path: Path, *words: str) -> str:
+        with deadline(20):
+            with pytest.raises(DataError) as info:
+                load_dataset(str(path))
+            status = main(["data", "info", str(path)])
+        one_sentence(str(info.value), path, *words)
+        cli_error(status, path)
+        return str(info.value)
+
+    return check
+
+
+def header_then(path: Path, shape: tuple[int, ...], payload: bytes, descr: str = "|u1") -> Path:
+    """A .npy file: numpy's version 1.0 header declaring `shape` and `descr`, then `payload`."""
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+        f.write(payload)
+    return path
+
+
+def images(n: int = 20) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 5, 5), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- no regular file
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_a_fifo_named_like_an_array_is_refused_without_opening_it(tmp_path, refused, suffix):
+    path = tmp_path / f"pipe{suffix}"
+    os.mkfifo(path)
+    refused(path, "FIFO", "not a regular file")
+
+
+def test_a_link_to_a_device_named_like_an_array_is_refused(tmp_path, refused):
+    path = tmp_path / "zeros.npy"
+    path.symlink_to("/dev/zero")
+    refused(path, "device", "not a regular file")
+
+
+@pytest.mark.parametrize("case", ["dangling", "loop"])
+def test_a_link_that_leads_nowhere_is_refused(tmp_path, refused, case):
+    path = tmp_path / "gone.npy"
+    path.symlink_to(tmp_path / "absent.npy" if case == "dangling" else path.name)
+    refused(path)
+
+
+def test_a_folder_named_like_an_array_is_a_folder(tmp_path):
+    root = tmp_path / "x.npy"
+    root.mkdir()
+    for i, image in enumerate(images(12)):
+        Image.fromarray(image).save(root / f"{i:02d}.png")
+    ds = load_dataset(str(root))
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 12
+
+
+def test_a_link_to_a_good_array_is_read(tmp_path):
+    np.save(tmp_path / "real.npy", images())
+    (tmp_path / "link.npy").symlink_to(tmp_path / "real.npy")
+    assert load_array_dataset(tmp_path / "link.npy").image_shape == (1, 5, 5)
+
+
+# ----------------------------------------------------------------------------- what the header declares
+
+
+def test_a_huge_shape_is_refused_from_the_header(tmp_path, refused):
+    path = header_then(tmp_path / "huge.npy", (10**12, 28, 28), b"\0" * 100)
+    message = refused(path, "(1000000000000, 28, 28)")
+    assert "allocate" not in message and "100 bytes" in message
+
+
+def test_a_cut_array_says_how_much_is_missing(tmp_path, refused):
+    path = tmp_path / "cut.npy"
+    np.save(path, images())
+    data = path.read_bytes()
+    path.write_bytes(data[:-30])
+    message = refused(path, "(20, 5, 5)", "470 bytes", "500")
+    assert "Failed to read" not in message
+
+
+def test_bytes_after_the_data_are_left_as_numpy_leaves_them(tmp_path):
+    path = tmp_path / "extra.npy"
+    np.save(path, images())
+    path.write_bytes(path.read_bytes() + b"trailing")
+    assert load_array_dataset(path).image_shape == (1, 5, 5)
+
+
+def test_a_negative_shape_is_refused(tmp_path, refused):
+    path = tmp_path / "neg.npy"
+    with path.open("wb") as f:  # numpy's writer refuses to write it: by hand, as version 1.0
+        text = b"{'descr': '|u1', 'fortran_order': False, 'shape': (-5, 28, 28), }"
+        text += b" " * (118 - len(text)) + b"\n"
+        f.write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text)
+    refused(path, "(-5, 28, 28)")
+
+
+def test_a_huge_npz_member_is_refused_from_its_header(tmp_path, refused):
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as z, z.open("images.npy", "w") as m:
+        np.lib.format.write_array_header_1_0(m, {"descr": "|u1", "fortran_order": False,
+                                                 "shape": (10**12, 28, 28)})
+        m.write(b"\0" * 100)
+    message = refused(path, "'images'", "(1000000000000, 28, 28)")
+    assert "allocate" not in message
+
+
+def test_more_than_the_memory_of_the_machine_is_refused(tmp_path, refused, monkeypatch):
+    """A compressed member may declare (and hold) more than fits in memory: a zip of zeros."""
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, images=images())
+    monkeypatch.setattr(arrays, "memory_bytes", lambda: 400)
+    message = refused(path, "500 bytes", "memory")
+    assert "'images'" in message
+
+
+def test_an_object_array_is_never_unpickled(tmp_path, refused, monkeypatch):
+    path = tmp_path / "objects.npy"
+    np.save(path, np.array([{"a": 1}] * 12, dtype=object), allow_pickle=True)
+
+    def no_pickle(*_a: object, **_k: object) -> None:
+        raise AssertionError("pickle was used")
+
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    assert "objects" in refused(path)
