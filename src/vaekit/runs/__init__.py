@@ -33,13 +33,17 @@ from vaekit.runs.files import (
     RUN_FILES,
     TMP,
     append_metrics,
+    is_temp,
     locked,
     model_fingerprint,
     read_eval,
+    read_metadata,
     read_metrics,
     read_tensors,
     save_figure,
     save_tensors,
+    strict_json,
+    temp_path,
     truncate_metrics,
     write_bytes_atomic,
     write_error,
@@ -59,6 +63,7 @@ from vaekit.runs.kinds import (
     write_config,
 )
 from vaekit.runs.load import Run, device_named, load_run
+from vaekit.runs.regular import check_directory, check_regular, read_regular
 from vaekit.runs.weights import (
     decode_bytes,
     encode_bytes,
@@ -73,6 +78,8 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
     "RESULT_FILES", "RUN_FILES", "TASKS", "TMP", "AnyConfig", "Run", "Task", "append_metrics",
+    "check_directory", "check_regular", "is_temp", "read_metadata", "read_regular", "strict_json",
+    "temp_path",
     "decode_bytes", "device_named", "encode_bytes", "load_checkpoint", "load_run", "load_weights",
     "locked", "maker_of", "model_fingerprint", "optimizer_from_flat", "optimizer_to_flat", "read_config",
     "read_eval", "read_metrics", "read_tensors", "register_task", "save_checkpoint", "save_figure",
