@@ -81,6 +81,12 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("runs") / "twin")
 
 
+@pytest.fixture(scope="module")
+def tanh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a network of the same shapes as `trained`'s, another activation."""
+    return make_run(tmp_path_factory.mktemp("runs") / "tanh", activation="tanh")
+
+
 @pytest.fixture
 def run(trained: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(trained, tmp_path / "run"))
@@ -196,17 +202,27 @@ def test_a_checkpoint_of_another_run_is_refused(run: Path, twin: Path, capsys: A
     assert snapshot(run) == before
 
 
-def test_a_model_file_of_another_run_is_refused(run: Path, twin: Path, tmp_path: Path,
-                                               one_sentence: Any) -> None:
-    twin = Path(shutil.copytree(twin, tmp_path / "twin"))
-    tensors, _ = runs.read_tensors(twin / runs.MODEL, "model")
-    twin_config = json.loads((twin / runs.CONFIG).read_text())
-    runs.save_weights(twin, tensors, twin_config)  # as `fit` writes it: the config and run inside
-    shutil.copy(twin / runs.MODEL, run / runs.MODEL)
+def test_a_model_file_of_another_network_is_refused(run: Path, tanh: Path, tmp_path: Path,
+                                                   one_sentence: Any) -> None:
+    tanh = Path(shutil.copytree(tanh, tmp_path / "tanh"))
+    tensors, _ = runs.read_tensors(tanh / runs.MODEL, "model")
+    runs.save_weights(tanh, tensors, json.loads((tanh / runs.CONFIG).read_text()))  # as `fit` writes it
+    shutil.copy(tanh / runs.MODEL, run / runs.MODEL)  # the same shapes, another network
     with pytest.raises(CheckpointError) as err:
         runs.load_run(run)
-    one_sentence(str(err.value), str(run / runs.MODEL))
-    assert "another run" in str(err.value)
+    one_sentence(str(err.value), str(run / runs.MODEL), str(run / runs.CONFIG), "model.activation")
+
+
+def test_model_files_of_the_same_config_and_seed_are_the_same_bytes(trained: Path, twin: Path,
+                                                                    tmp_path: Path) -> None:
+    """The model file's metadata holds the config, not the run id: same seed, same bytes."""
+    written = []
+    for source in (trained, twin):
+        copy = Path(shutil.copytree(source, tmp_path / source.name))
+        tensors, _ = runs.read_tensors(copy / runs.MODEL, "model")
+        runs.save_weights(copy, tensors, runs.read_config(copy).to_dict())
+        written.append((copy / runs.MODEL).read_bytes())
+    assert written[0] == written[1] and runs.run_id(trained) != runs.run_id(twin)
 
 
 def test_model_file_metadata_names_the_changed_fields(run: Path, one_sentence: Any) -> None:

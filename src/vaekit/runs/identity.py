@@ -8,13 +8,15 @@ later write of config.json), and the files whose contents come from training car
 trained with:
 
     checkpoint.safetensors   its state (and checkpoint.json) holds the config and the run id
-    model.safetensors        its metadata holds them too (`weights_metadata`; a model file of an
-                             earlier vaekit has none, and its run's checkpoint speaks for it)
+    model.safetensors        its metadata holds the config (`weights_metadata`; not the run id, so
+                             that two runs of the same config and seed write the same bytes; a
+                             model file of an earlier vaekit has none, and its run's checkpoint
+                             speaks for it)
 
-so that a config.json edited after training (the same shapes, another network), or a checkpoint or
-model file copied from another run, is refused with one sentence (`check_checkpoint`,
-`check_weights`) instead of being trained on or evaluated. What is missing (a run of an earlier
-vaekit) is not a mismatch.
+so that a config.json edited after training (the same shapes, another network), a checkpoint
+copied from another run, or a model file trained with another network, is refused with one
+sentence (`check_checkpoint`, `check_weights`) instead of being trained on or evaluated. What is
+missing (a run of an earlier vaekit) is not a mismatch.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from vaekit.runs.files import (
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
 
 CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
-RUN_KEY = "vaekit.run"  # model.safetensors metadata: its run's id
 CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
 
 
@@ -90,12 +91,11 @@ def write_config(run_dir: Path, config: AnyConfig) -> None:
     write_json_atomic(run_dir / CONFIG, {**config.to_dict(), RUN_SECTION: {"id": found or new_run_id()}})
 
 
-def weights_metadata(run_dir: Path, config: dict[str, Any]) -> dict[str, str]:
-    """The metadata of a model file trained with `config` (a config.json's JSON) in RUN_DIR: the
-    config, and the run's id when config.json has one."""
+def weights_metadata(config: dict[str, Any]) -> dict[str, str]:
+    """The metadata of a model file trained with `config` (a config.json's JSON; its run section
+    left out, so that the same config and seed give the same bytes in every run)."""
     plain = {k: v for k, v in config.items() if k != RUN_SECTION}
-    found = run_id(run_dir)
-    return {CONFIG_KEY: json.dumps(plain, allow_nan=False), **({RUN_KEY: found} if found else {})}
+    return {CONFIG_KEY: json.dumps(plain, allow_nan=False)}
 
 
 def _changed(trained: Any, current: Any, keep: tuple[str, ...] | None) -> list[str]:
@@ -171,20 +171,15 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
     """RUN_DIR/config.json (read as `config`) describes the network whose weights are in
-    model.safetensors (its `metadata`): the run id and the model section of the config it was
-    trained with, from the model file's metadata, or else from the run's checkpoint (when it is of
-    the same run). Nothing to compare with (a run of an earlier vaekit) is no mismatch."""
+    model.safetensors (its `metadata`): the model section of the config it was trained with, from
+    the model file's metadata, or else from the run's checkpoint (when it is of the same run).
+    Nothing to compare with (a run of an earlier vaekit) is no mismatch."""
     model = run_dir / MODEL
-    ours = run_id(run_dir)
     if CONFIG_KEY in metadata:
-        theirs = metadata.get(RUN_KEY)
-        if theirs is not None and ours is not None and theirs != ours:
-            raise CheckpointError(f"{model} belongs to another run (run id {theirs[:40]}) than "
-                                  f"{run_dir / CONFIG} (run id {ours}); copy back the run's own model "
-                                  "file, or train it again.")
         source, raw = model, _json(metadata[CONFIG_KEY])
     else:
         state = _json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY))
+        ours = run_id(run_dir)
         if not isinstance(state, dict) or "config" not in state or (
                 state.get("run_id") is not None and ours is not None and state["run_id"] != ours):
             return

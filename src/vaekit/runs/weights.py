@@ -34,9 +34,9 @@ def save_model(path: Path, model: torch.nn.Module) -> None:
 
 def save_weights(run_dir: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """RUN_DIR/model.safetensors: `tensors`, and in its metadata the config they were trained with
-    (`config`, a config.json's JSON) and the run's id (`identity.weights_metadata`), so that
-    `load_run` refuses a config.json edited since, or a model file of another run."""
-    save_tensors(run_dir / MODEL, tensors, metadata=weights_metadata(run_dir, config))
+    (`config`, a config.json's JSON: `identity.weights_metadata`), so that `load_run` refuses a
+    config.json edited since, or a model file of another network."""
+    save_tensors(run_dir / MODEL, tensors, metadata=weights_metadata(config))
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
