@@ -135,12 +135,13 @@ def test_a_killed_writer_leaves_no_lock(training: Any, capsys: Any) -> None:
     out, proc = training
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    (out / (runs.CHECKPOINT + runs.TMP)).write_bytes(b"half a checkpoint")  # as a kill mid-write leaves
+    stale = runs.temp_path(out / runs.CHECKPOINT, pid=proc.pid)
+    stale.write_bytes(b"half a checkpoint")  # as a kill mid-write leaves
     epochs = runs.load_checkpoint(out)[2]["epoch"]
     capsys.readouterr()
     assert main([*TRAIN, "--epochs", str(epochs + 1), "--out", str(out), "--resume"]) == 0
     assert runs.load_checkpoint(out)[2]["epoch"] == epochs + 1
-    assert not (out / (runs.CHECKPOINT + runs.TMP)).exists()  # the stale .tmp was removed
+    assert not stale.exists()  # the stale temporary file was removed
 
 
 def test_lock_is_per_process_and_nests(tmp_path: Path) -> None:

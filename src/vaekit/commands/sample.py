@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vaekit.commands.flags import add_device_flag, int_flag
 from vaekit.config import SEED_MAX
-from vaekit.errors import ConfigError
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report.paths import figure_path
 from vaekit.runs import load_run
 
@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
                           f"of {pixels:,} pixels (more than {MAX_GRID_PIXELS:,}); ask for fewer.")
     ncols = args.ncols or math.ceil(math.sqrt(args.n))
     images = sample_prior(model, args.n, args.seed)
+    if not bool(images.isfinite().all()):  # weights that overflow on these z: no image of NaN
+        raise CheckpointError(f"{Path(args.run_dir) / 'model.safetensors'}: the model's samples are not "
+                              "finite (its weights overflow in the decoder); train the run again.")
     figures.image_grid(images, out, ncols=ncols,
                        title=f"{args.n} means of p(x|z), z ~ N(0, I), seed {args.seed}")
     print(out)

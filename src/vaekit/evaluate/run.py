@@ -69,6 +69,12 @@ INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
 OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
                     "batch_size", "threads", "binarization_seed", "world_size")
+# the results that must be finite, in the order a sentence names the first that is not
+FINITE_FIELDS = {"test_neg_elbo": "test -ELBO", "test_nll": "test -log p(x)",
+                 "test_recon": "reconstruction term", "test_kl": "KL term",
+                 "bits_per_dim": "bits per dimension", "mse": "reconstruction error",
+                 "test_nll_stderr": "standard error of -log p(x)", "kl_per_dim": "KL per dimension",
+                 "latent_mean_variance": "variance of the latent means"}
 TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of", "device")
 # What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
 LIKELIHOOD_OF = {
@@ -323,6 +329,7 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     finally:
         torch.set_num_threads(previous)
     result = ev.summary(x[0].numel())
+    check_finite(result, run_dir / runs.MODEL)
     mode = config.resolved_binarize()
     binarization = mode if mode in ("none", "dequantize") else "fixed"
     result.update({
@@ -337,6 +344,19 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     if write:
         runs.write_json_atomic(run_dir / EVAL_JSON, result)
     return result
+
+
+def check_finite(result: dict[str, Any], model_path: Path) -> None:
+    """Every number of `FINITE_FIELDS` in an evaluation is finite: a model whose weights overflow on
+    the test images is a CheckpointError naming its file, never an eval.json of inf and NaN."""
+    for field, words in FINITE_FIELDS.items():
+        value = result.get(field)
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            raise CheckpointError(f"{model_path}: the model's {words} is not finite ({bad}): its "
+                                  "weights overflow on the test images, so it is not evaluated; train "
+                                  "the run again.")
 
 
 def _probe(model: VAE, config: TrainConfig, ds: Dataset, test_mu: Tensor, test_labels: Tensor,

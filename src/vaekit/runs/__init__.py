@@ -14,10 +14,13 @@
 The pieces, imported here so that `runs.NAME` reaches every one:
 
     files.py    the files: atomic writes, the one-writer lock, safetensors, figures, metrics.jsonl,
-                eval.json, the model's fingerprint
+                eval.json, the model's fingerprint, strict JSON
+    regular.py  regular files only: what a path is, a file read without ever blocking on a FIFO
     weights.py  model and checkpoint tensors: saved, read back, held against the model
     kinds.py    the kinds of run (`Task`: 'vae' here, 'classify' registered by `vaekit.classify`),
                 config.json read through its kind
+    identity.py which run a directory and its files belong to: vaekit's own directories only, the
+                run id, the config the weights were trained with
     load.py     `load_run` -> `Run`: config, model on a device, metrics, images
 """
 
@@ -33,20 +36,26 @@ from vaekit.runs.files import (
     RUN_FILES,
     TMP,
     append_metrics,
+    is_temp,
     locked,
     model_fingerprint,
     read_eval,
+    read_metadata,
     read_metrics,
     read_tensors,
     save_figure,
     save_tensors,
+    strict_json,
+    temp_path,
     truncate_metrics,
     write_bytes_atomic,
     write_error,
     write_json_atomic,
 )
+from vaekit.runs.identity import check_run_dir, run_id, weights_metadata, write_config
 from vaekit.runs.kinds import (
     DEFAULT,
+    RUN_SECTION,
     TASKS,
     AnyConfig,
     Task,
@@ -56,9 +65,9 @@ from vaekit.runs.kinds import (
     task_for,
     task_in,
     task_of,
-    write_config,
 )
 from vaekit.runs.load import Run, device_named, load_run
+from vaekit.runs.regular import check_directory, check_regular, read_regular
 from vaekit.runs.weights import (
     decode_bytes,
     encode_bytes,
@@ -68,14 +77,17 @@ from vaekit.runs.weights import (
     optimizer_to_flat,
     save_checkpoint,
     save_model,
+    save_weights,
 )
 
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
-    "RESULT_FILES", "RUN_FILES", "TASKS", "TMP", "AnyConfig", "Run", "Task", "append_metrics",
-    "decode_bytes", "device_named", "encode_bytes", "load_checkpoint", "load_run", "load_weights",
-    "locked", "maker_of", "model_fingerprint", "optimizer_from_flat", "optimizer_to_flat", "read_config",
-    "read_eval", "read_metrics", "read_tensors", "register_task", "save_checkpoint", "save_figure",
-    "save_model", "save_tensors", "task_for", "task_in", "task_of", "truncate_metrics",
+    "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
+    "append_metrics", "check_directory", "check_regular", "check_run_dir", "decode_bytes", "device_named",
+    "encode_bytes", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
+    "model_fingerprint", "optimizer_from_flat", "optimizer_to_flat", "read_config", "read_eval",
+    "read_metadata", "read_metrics", "read_regular", "read_tensors", "register_task", "run_id",
+    "save_checkpoint", "save_figure", "save_model", "save_tensors", "save_weights", "strict_json",
+    "task_for", "task_in", "task_of", "temp_path", "truncate_metrics", "weights_metadata",
     "write_bytes_atomic", "write_config", "write_error", "write_json_atomic",
 ]

@@ -1,10 +1,14 @@
 """The files of a run directory (the table: `vaekit.runs`): atomic writes, the one-writer lock,
 safetensors files, figures, metrics.jsonl and eval.json.
 
-Every file is written to `NAME.tmp`, flushed to disk and renamed over `NAME` with `os.replace`
-(atomic on POSIX), so a kill at any moment leaves the previous good version. Nothing is ever read
-with pickle: tensors come from safetensors, the rest from JSON. `model_fingerprint` is the SHA-256
-that ties an eval.json to its weights.
+Every file is written to `.NAME.vaekit-PID.tmp` (`temp_path`: a name no user file has, which the
+lock's clean-up recognises as vaekit's own, `is_temp`), flushed to disk and renamed over `NAME`
+with `os.replace` (atomic on POSIX), so a kill at any moment leaves the previous good version.
+JSON is written strict (no NaN or Infinity: `strict_json`). Every file is read only once it is
+known to be a regular file (`vaekit.runs.regular`): a FIFO is never waited on, a directory or a
+dangling link is one sentence. Nothing is ever read with pickle:
+tensors come from safetensors, the rest from JSON. `model_fingerprint` is the SHA-256 that ties an
+eval.json to its weights.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import shutil
 import struct
 from collections.abc import Callable, Iterator
@@ -30,6 +36,7 @@ from safetensors.torch import save as st_save
 from vaekit.config import is_int, is_number
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
+from vaekit.runs.regular import check_directory, check_regular, open_regular, read_regular
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -40,7 +47,23 @@ EVAL = "eval.json"
 REPORT = "report.html"
 RUN_FILES = (CONFIG, MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)
 RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # all but config.json
-TMP = ".tmp"  # suffix of a file being written
+TMP = ".tmp"  # suffix of a file being written (`temp_path`)
+_TEMP = re.compile(r"\.(?P<name>.+)\.vaekit-(?P<pid>[0-9]+)\.tmp")  # the names `temp_path` gives
+MAX_HEADER = 100_000_000  # the longest safetensors header read (the format's own limit)
+
+
+# ----------------------------------------------------------------------------- temporary files
+
+
+def temp_path(path: Path, pid: int | None = None) -> Path:
+    """Where `write_bytes_atomic` writes `path` before its rename: `.NAME.vaekit-PID.tmp` beside it
+    (PID: this process's), a name that says whose it is."""
+    return path.with_name(f".{path.name}.vaekit-{os.getpid() if pid is None else pid}{TMP}")
+
+
+def is_temp(name: str) -> bool:
+    """Whether a file name is one `temp_path` gives: a temporary file of vaekit's."""
+    return _TEMP.fullmatch(name) is not None
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -65,13 +88,13 @@ def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path.tmp`, fsync, then rename over `path` (atomic on POSIX). On any failure
-    (disk full, read-only, an interrupt) the `.tmp` is removed and `path` is left as it was; an
-    OSError becomes a `RunWriteError` sentence."""
+    """Write `data` to `temp_path(path)`, fsync, then rename over `path` (atomic on POSIX). On any
+    failure (disk full, read-only, an interrupt) the temporary file is removed and `path` is left
+    as it was; an OSError becomes a `RunWriteError` sentence."""
     if (path.exists() or path.is_symlink()) and not path.is_file():  # a directory, a device: never replaced
         raise RunWriteError(f"{path}: cannot write it (it exists and is not a regular file); it is left "
                             "as it is.")
-    tmp = path.with_name(path.name + TMP)
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -97,8 +120,8 @@ def locked(run_dir: Path) -> Iterator[None]:
     """Hold the run directory for writing: an exclusive, non-blocking flock(2) on the directory
     itself. The kernel releases it when the process ends, however it ends (kill -9 too), so there
     is no lock file to go stale. A second process gets `RunBusyError` at once; the same process may
-    nest (a report that evaluates first). Stale `NAME.tmp` files left by a killed writer are removed
-    once the lock is held."""
+    nest (a report that evaluates first). The temporary files a killed writer left (`is_temp`: only
+    vaekit's own, never a user's `NAME.tmp`) are removed once the lock is held."""
     key = os.path.realpath(run_dir)
     if key in _HELD:
         _HELD[key][1] += 1
@@ -107,8 +130,7 @@ def locked(run_dir: Path) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
-    if not os.path.isdir(run_dir):
-        raise CheckpointError(f"{run_dir}: no such run directory.")
+    check_directory(Path(run_dir))
     try:
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
@@ -121,9 +143,12 @@ def locked(run_dir: Path) -> Iterator[None]:
                            "report of this run); wait for it to end, or use another directory.") from None
     _HELD[key] = [fd, 1]
     try:
-        for name in RUN_FILES:
+        stale: list[Path] = []
+        with contextlib.suppress(OSError), os.scandir(run_dir) as entries:
+            stale = [Path(e.path) for e in entries if is_temp(e.name) and e.is_file(follow_symlinks=False)]
+        for path in stale:
             with contextlib.suppress(OSError):
-                (Path(run_dir) / (name + TMP)).unlink()
+                path.unlink()
         yield
     finally:
         del _HELD[key]
@@ -150,8 +175,35 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def _not_finite(obj: Any, where: str = "") -> str | None:
+    """The place ('a.b[1]') of the first NaN or infinite float in a JSON-able object, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "the value"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        place = _not_finite(value, f"{where}[{key}]" if isinstance(key, int) else
+                            f"{where}.{key}" if where else str(key))
+        if place is not None:
+            return place
+    return None
+
+
+def strict_json(obj: Any, path: Path, indent: int | None = None) -> str:
+    """`obj` as strict JSON (RFC 8259: no NaN, no Infinity); a RunWriteError naming the place of a
+    value that is not finite, for the file `path` it was going to."""
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError:
+        place = _not_finite(obj)
+        if place is None:
+            raise
+        raise RunWriteError(f"{path}: cannot write it ({place} is not a finite number, and vaekit writes "
+                            "strict JSON); the previous version, if any, is kept.") from None
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """`obj` as strict, indented JSON (`strict_json`), written atomically."""
+    write_bytes_atomic(path, (strict_json(obj, path, indent=2) + "\n").encode())
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
@@ -164,11 +216,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
 def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file; CheckpointError if missing, truncated or foreign."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, f"the {what}'s safetensors file")
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no {what} file there.") from None
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot read the {what} ({err.strerror}).") from None
     try:
         tensors = st_load(data)
         # The header: an 8-byte little-endian length, then that many bytes of JSON.
@@ -182,12 +232,30 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
     return tensors, dict(header.get("__metadata__") or {})
 
 
+def read_metadata(path: Path) -> dict[str, str] | None:
+    """The `__metadata__` of a safetensors file, read from its header alone (not its tensors); None
+    if nothing is there or the header is not that of a safetensors file; a CheckpointError if
+    something else than a regular file is there."""
+    try:
+        with open_regular(path, "a safetensors file") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n)) if n <= MAX_HEADER else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        return None
+    return metadata
+
+
 
 def model_fingerprint(run_dir: str | Path) -> str:
     """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to."""
     path = Path(run_dir) / MODEL
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(read_regular(path, "the model's safetensors file")).hexdigest()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no model file there; train the run first.") from None
 
@@ -199,10 +267,10 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     model.safetensors (its model_sha256; `command` is the one that evaluates the run again). A
     caller that evaluates again whatever is wrong catches the CheckpointError."""
     path = Path(run_dir) / EVAL
-    if not path.is_file():
+    if not check_regular(path, "the eval.json of `vaekit eval`"):
         return None
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        result = json.loads(read_regular(path, "the eval.json of `vaekit eval`").decode("utf-8"))
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
     check(result, path)
@@ -217,10 +285,10 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     numbers for every other field. A last line cut by a kill mid-write is dropped; anything else
     that is not such a row is a CheckpointError naming the file and the line."""
     path = run_dir / METRICS
-    if not path.is_file():
+    if not check_regular(path, "the metrics.jsonl of a run"):
         return []
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_regular(path, "the metrics.jsonl of a run").decode("utf-8")
     except UnicodeDecodeError as err:
         raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
                               "JSON object per line.") from None
@@ -245,8 +313,10 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
-    """Append one row; a failed write leaves at most a cut last line, which `read_metrics` drops."""
-    line = json.dumps(row) + "\n"
+    """Append one row (strict JSON); a failed write leaves at most a cut last line, which
+    `read_metrics` drops. Only a regular file (or none) is appended to."""
+    line = strict_json(row, run_dir / METRICS) + "\n"
+    check_regular(run_dir / METRICS, "the metrics.jsonl of a run")
     try:
         with open(run_dir / METRICS, "a") as fh:
             fh.write(line)
@@ -259,4 +329,5 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
     """Keep the lines of epochs <= last_epoch (a resumed run redoes the later ones)."""
     rows = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= last_epoch]
-    write_bytes_atomic(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    write_bytes_atomic(run_dir / METRICS, "".join(strict_json(r, run_dir / METRICS) + "\n" for r in rows)
+                       .encode())

@@ -3,11 +3,16 @@ images its model sees. 'vae' (`vaekit train`) is registered here, and is the kin
 without a "task" key; `vaekit.classify` registers 'classify' (`register_task`) when it is imported
 (`import vaekit` always imports it), so that this layer knows no classifier. A kind is read,
 built and fed through its entry: nothing here branches on a kind's name.
+
+config.json also holds the run's identity, `"run": {"id": "<32 hex digits>"}` (`RUN_SECTION`),
+written when the run is created (`vaekit.runs.identity`); `read_config` checks it and leaves it out
+of the config. A config.json of an earlier vaekit has none.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +25,12 @@ from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.runs.files import CONFIG, write_json_atomic
+from vaekit.runs.files import CONFIG, read_regular
 from vaekit.vae.models import build_model
 
 DEFAULT = "vae"  # the kind of a config.json without "task"
+RUN_SECTION = "run"  # config.json's {"id": ...}: which run the directory holds
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class AnyConfig(Protocol):
@@ -44,6 +51,8 @@ class Task:
     build: Callable[[Any], torch.nn.Module]  # a config -> its model (untrained)
     images: Callable[[Any, torch.Tensor], torch.Tensor]  # config, uint8 pixels -> the model's images
     hint: str = ""  # ends "use `MAKER`'s commands on it" when another kind was expected ({run_dir})
+    # model, images x (B, C, H, W) in [0, 1] -> what the model computes of them (all must be finite)
+    outputs: Callable[[Any, torch.Tensor], tuple[torch.Tensor, ...]] = lambda model, x: (model(x),)
 
 
 TASKS: dict[str, Task] = {}
@@ -64,9 +73,16 @@ def maker_of(task: str | None) -> str:
     return TASKS[task].maker if task in TASKS else TASKS[DEFAULT].maker
 
 
+def vae_outputs(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """mu and logvar of q(z|x), and the images E[x|z] that z = mu decodes to."""
+    mu, logvar = model.encode(x)
+    return mu, logvar, model.decode_mean(mu)
+
+
 register_task(Task(DEFAULT, "vaekit train", "a VAE run", TrainConfig,
                    lambda raw, origin: validate_config(from_dict(raw, origin)), build_model,
-                   lambda config, pixels: eval_images(pixels, config.resolved_binarize())))
+                   lambda config, pixels: eval_images(pixels, config.resolved_binarize()),
+                   outputs=vae_outputs))
 
 
 def task_in(run_dir: Path) -> Task:
@@ -74,50 +90,60 @@ def task_in(run_dir: Path) -> Task:
     unreadable config.json, or a "task" not registered, reads as 'vae', whose reading (`read_config`,
     `load_run`) then says what is wrong."""
     try:
-        raw = json.loads((Path(run_dir) / CONFIG).read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
+        raw = json.loads(read_regular(Path(run_dir) / CONFIG, "a config.json").decode("utf-8"))
+    except (OSError, ValueError, CheckpointError):
         return TASKS[DEFAULT]
     name = raw.get("task") if isinstance(raw, dict) else None
     return TASKS[name] if isinstance(name, str) and name in TASKS else TASKS[DEFAULT]
 
 
-def write_config(run_dir: Path, config: AnyConfig) -> None:
-    write_json_atomic(run_dir / CONFIG, config.to_dict())
-
-
 def task_of(raw: dict[str, Any], path: Path) -> str:
     """The kind of run a config.json describes: its "task" ('classify'), or 'vae' without one."""
     task = raw.pop("task", DEFAULT)
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise CheckpointError(f"{path}: unknown task {str(task)[:40]!r}; expected one of "
                               f"{', '.join(TASKS)}.")
     return task
 
 
-def read_config(run_dir: Path, task: str | None = "vae") -> Any:
-    """config.json of a run, checked as a config file is (sections, keys, types, ranges): a
-    hand-edited or foreign file is a CheckpointError naming it. `task` 'vae' expects a TrainConfig,
-    'classify' a ClassifierConfig (a run of the other kind is one sentence saying which command
-    it belongs to), None either. A data directory kept for a set that uses none (a run trained
-    before `vaekit.data.load.check_data_dir` refused it) is dropped, as it was ignored then."""
+def read_raw_config(run_dir: Path, maker: str = TASKS[DEFAULT].maker) -> Any:
+    """The JSON of RUN_DIR/config.json, unchecked: a CheckpointError (one sentence) if there is none
+    (`maker`: the command that makes such runs), if it is not a regular file or not JSON."""
     path = run_dir / CONFIG
-    maker = maker_of(task)
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(read_regular(path, "the config.json of a run").decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of "
                               f"`{maker}`.") from None
     except (OSError, ValueError) as err:
         detail = getattr(err, "strerror", None) or str(err).rstrip(".")
         raise CheckpointError(f"{path}: not readable JSON ({detail}).") from None
+
+
+def run_section(raw: Any, path: Path) -> str | None:
+    """The run id of a config.json's JSON (`RUN_SECTION`), taken out of it; None if it has none (a
+    run of an earlier vaekit); a CheckpointError naming `path` if the section is not {"id": hex}."""
+    if not isinstance(raw, dict) or RUN_SECTION not in raw:
+        return None
+    section = raw.pop(RUN_SECTION)
+    found = section.get("id") if isinstance(section, dict) and set(section) == {"id"} else None
+    if not isinstance(found, str) or not RUN_ID.fullmatch(found):
+        raise CheckpointError(f"{path}: \"{RUN_SECTION}\" must be {{\"id\": 32 hexadecimal digits}}, the "
+                              "identity vaekit gave the run; put back the one it wrote, or remove it.")
+    return found
+
+
+def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | None = None) -> Any:
+    """A config.json's JSON (its run section taken out) read through its kind, as `read_config`
+    says; `run_dir` names the directory in the sentence of a run of another kind."""
     found = task_of(raw, path) if isinstance(raw, dict) else DEFAULT
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
                               "keys.")
     if task is not None and found != task:
-        held = TASKS[found]
-        raise CheckpointError(f"{run_dir} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
-                              f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=run_dir)}.")
+        held, where = TASKS[found], path.parent if run_dir is None else run_dir
+        raise CheckpointError(f"{where} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
+                              f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=where)}.")
     try:
         config = TASKS[found].read(raw, str(path))
     except ConfigError as err:
@@ -128,3 +154,15 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
         data.data_dir = None  # kept by a run from before such a --data-dir was refused: it was ignored
     return config
 
+
+def read_config(run_dir: Path, task: str | None = "vae") -> Any:
+    """config.json of a run, checked as a config file is (sections, keys, types, ranges; its run
+    section, `run_section`): a hand-edited or foreign file is a CheckpointError naming it. `task`
+    'vae' expects a TrainConfig, 'classify' a ClassifierConfig (a run of the other kind is one
+    sentence saying which command it belongs to), None either. A data directory kept for a set that
+    uses none (a run trained before `vaekit.data.load.check_data_dir` refused it) is dropped, as it
+    was ignored then."""
+    path = run_dir / CONFIG
+    raw = read_raw_config(run_dir, maker_of(task))
+    run_section(raw, path)
+    return config_from(raw, path, task, run_dir)

@@ -1,6 +1,7 @@
 """A trained run, loaded (`load_run` -> `Run`): its config read through its kind
 (`vaekit.runs.kinds`), its model built by that kind and given the weights of model.safetensors, on
-a device. Nothing here branches on the kind.
+a device, once config.json is known to describe those weights (`vaekit.runs.identity`) and the
+model's outputs to be finite. Nothing here branches on the kind.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from vaekit.config import DEVICES
 from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
-from vaekit.runs.files import CONFIG, MODEL, read_metrics, read_tensors
-from vaekit.runs.kinds import maker_of, read_config, task_for
+from vaekit.runs.files import CONFIG, MODEL, check_directory, check_regular, read_metrics, read_tensors
+from vaekit.runs.identity import check_weights
+from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.weights import load_weights
 
 
@@ -80,29 +82,52 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     names ('vae', 'classify'; a run of the other kind is a CheckpointError saying which command it
     belongs to).
 
-    Raises CheckpointError (one sentence) for a missing directory, config or model file, and for a
-    model file that is truncated, not safetensors, or of another architecture; ConfigError for a
-    device that is not there (before the run is read).
+    Raises CheckpointError (one sentence) for a missing directory, config or model file (or one
+    that is not a regular file), for a model file that is truncated, not safetensors, or of another
+    architecture, for a config.json that is not the one its weights were trained with
+    (`identity.check_weights`), and for weights whose outputs are not finite (`check_outputs`);
+    ConfigError for a device that is not there (before the run is read).
     """
     where = device_named(device)
     run_dir = Path(run_dir)
     maker = maker_of(task)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run directory.")
-    if not (run_dir / CONFIG).is_file():
+    check_directory(run_dir)
+    if not check_regular(run_dir / CONFIG, "the config.json of a run"):
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
                               f"`{maker} --out {run_dir}`.")
     config = read_config(run_dir, task)
-    maker = task_for(config).maker
-    if not (run_dir / MODEL).is_file():
+    kind = task_for(config)
+    if not check_regular(run_dir / MODEL, "the model's safetensors file"):
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
-                              f"epoch); train one with `{maker} --out {run_dir}`.")
+                              f"epoch); train one with `{kind.maker} --out {run_dir}`.")
     try:
-        model = task_for(config).build(config)
+        model = kind.build(config)
     except (ConfigError, SpecError) as err:
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
-    tensors, _ = read_tensors(run_dir / MODEL, "model")
+    tensors, metadata = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)
+    check_weights(run_dir, config, metadata)
     model.to(where).eval()
+    check_outputs(kind, model, run_dir / MODEL)
     return Run(run_dir, config, model)
+
+
+GREY = 0.5  # the pixel value of the image `check_outputs` gives a model
+
+
+def check_outputs(kind: Task, model: torch.nn.Module, path: Path) -> None:
+    """What the model computes of two grey images (`Task.outputs`: for a VAE mu, logvar and the
+    decoded means) is finite: weights that are finite but overflow in the forward pass (1e38 each)
+    are a CheckpointError naming the model file, not NaN images or an infinite -ELBO later."""
+    shape = tuple(getattr(model, "image_shape", ()))
+    if len(shape) != 3:
+        return
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    x = torch.full((2, *shape), GREY, device=device)
+    with torch.inference_mode():
+        outputs = kind.outputs(model, x)
+    if not all(bool(torch.isfinite(t).all()) for t in outputs):
+        raise CheckpointError(f"{path}: the model's outputs are not finite (on a grey image): its weights "
+                              "overflow in the forward pass, so the run cannot be used; train it again.")
 

@@ -1,7 +1,8 @@
 """The tensors of a run: model.safetensors (the weights) and checkpoint.safetensors (the weights,
 the optimizer's tensors, and the JSON state of the last finished epoch in its metadata), written
 atomically with `vaekit.runs.files`; the optimizer's state split into tensors and JSON scalars,
-RNG states as base64 text. Weights read back are held against the model config.json builds.
+RNG states as base64 text. Weights read back are held against the model config.json builds, and a
+checkpoint against the run it is resumed in (`vaekit.runs.identity`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,28 @@ from typing import Any
 import torch
 
 from vaekit.errors import CheckpointError
-from vaekit.runs.files import CHECKPOINT, CHECKPOINT_JSON, read_tensors, save_tensors, write_json_atomic
+from vaekit.runs.files import (
+    CHECKPOINT,
+    CHECKPOINT_JSON,
+    CONFIG,
+    MODEL,
+    read_tensors,
+    save_tensors,
+    strict_json,
+    write_json_atomic,
+)
+from vaekit.runs.identity import CHECKPOINT_KEY, check_checkpoint, run_id, weights_metadata
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
     save_tensors(path, dict(model.state_dict()))
+
+
+def save_weights(run_dir: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """RUN_DIR/model.safetensors: `tensors`, and in its metadata the config they were trained with
+    (`config`, a config.json's JSON: `identity.weights_metadata`), so that `load_run` refuses a
+    config.json edited since, or a model file of another network."""
+    save_tensors(run_dir / MODEL, tensors, metadata=weights_metadata(config))
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -83,24 +101,29 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], scalars: dict[str, Any
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any]) -> None:
     """checkpoint.safetensors (weights 'model.*', optimizer 'optim.*', state JSON in the metadata),
-    then checkpoint.json (the same state, for people): the first rename is the commit point."""
+    then checkpoint.json (the same state, for people): the first rename is the commit point. The
+    state gets the run's id from config.json ("run_id"; none for a run of an earlier vaekit)."""
     opt_tensors, opt_scalars = optimizer_to_flat(optimizer)
-    full = {**state, "optimizer": opt_scalars}
+    found = run_id(run_dir) if (run_dir / CONFIG).exists() else None
+    full = {**state, "optimizer": opt_scalars, **({"run_id": found} if found else {})}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors
-    save_tensors(run_dir / CHECKPOINT, tensors, metadata={"checkpoint": json.dumps(full)})
+    save_tensors(run_dir / CHECKPOINT, tensors,
+                 metadata={CHECKPOINT_KEY: strict_json(full, run_dir / CHECKPOINT)})
     write_json_atomic(run_dir / CHECKPOINT_JSON, full)
 
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
-    """(model tensors, optimizer tensors, state) from checkpoint.safetensors alone."""
+    """(model tensors, optimizer tensors, state) from checkpoint.safetensors alone, its state held
+    against the run in RUN_DIR (`identity.check_checkpoint`: the run id, the config, the epoch)."""
     path = run_dir / CHECKPOINT
     tensors, metadata = read_tensors(path, "checkpoint")
     try:
-        state = json.loads(metadata["checkpoint"])
+        state = json.loads(metadata[CHECKPOINT_KEY])
         if not isinstance(state.get("epoch"), int) or "param_groups" not in state["optimizer"]:
             raise KeyError("epoch")
     except (KeyError, ValueError, TypeError, AttributeError):
         raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state.") from None
+    check_checkpoint(run_dir, state, path)
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return model, optim, state

@@ -25,9 +25,10 @@ from torch import Tensor
 
 from vaekit.data.binarize import EVAL_SEED
 from vaekit.data.load import load_configured
+from vaekit.errors import CheckpointError
 from vaekit.evaluate.iwae import estimate_batch
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD, active_units
-from vaekit.runs import Run, load_run, task_for
+from vaekit.runs import MODEL, Run, load_run, task_for
 from vaekit.vae.prob import gaussian_kl_per_dim, placement
 
 TASK = "vae"  # the kind of run explored (`runs.Task`); `runs.load_run` refuses another, in its sentence
@@ -67,6 +68,9 @@ class Explorer:
         with torch.inference_mode():
             images = images.to(placement(run.model)[1])
             mu, logvar = run.model.encode(images)
+            if not bool(mu.isfinite().all() & logvar.isfinite().all()):
+                raise CheckpointError(f"{run.path / MODEL}: the model's codes of the test images are not "
+                                      "finite (its weights overflow in the encoder); train the run again.")
             kl = gaussian_kl_per_dim(mu, logvar).double().mean(dim=0).cpu()
             variance = active_units(mu)[1].cpu()
             order = sorted(range(mu.shape[1]), key=lambda d: -float(kl[d]))

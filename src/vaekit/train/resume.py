@@ -6,7 +6,8 @@ the optimizer built from config.json before any of it is used.
                                                    and the generators, each piece checked first
     check_optimizer_tensors(model, cfg, ...)       the optimizer state a step of this optimizer
                                                    makes, tensor by tensor, and its scalars
-    check_progress(state, path)                    epoch, step, best -ELBO, ... of the right types
+    check_progress(state, path)                    epoch, step, best -ELBO, ... of the right types,
+                                                   within what a run can reach
 
 A checkpoint whose Adam moments have the wrong shape would otherwise reach the fused kernel (a
 segfault), one whose optimizer state is missing would resume with fresh moments (no longer the
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import runs
-from vaekit.config import OptimConfig, is_int, is_number
+from vaekit.config import MAX_SIZE, OptimConfig, is_int, is_number
 from vaekit.errors import CheckpointError
 from vaekit.train.optim import make_optimizer
 
@@ -112,22 +113,32 @@ def check_optimizer_tensors(model: nn.Module, cfg: OptimConfig, tensors: dict[st
 
 
 OPTIONAL_PROGRESS = ("train_seconds",)  # fields a checkpoint of an earlier vaekit may lack
+MAX_STEPS = 2**53  # optimizer steps: every count below is exact as a float (the lr and beta schedules)
+MAX_SECONDS = 1e10  # seconds of training (three centuries; a time budget is at most 1e8)
 
 
 def check_progress(progress: Any, path: Path, names: tuple[str, ...]) -> dict[str, Any]:
     """The checkpoint's progress record: exactly the fields `names` (of `Progress`), counts as
-    non-negative integers, the best -ELBO and the baseline as numbers, the stop reason as text."""
+    non-negative integers within what a run reaches (epochs up to the config's bound, the best and
+    bad epochs not past the epoch, steps up to MAX_STEPS), its seconds up to MAX_SECONDS, the best
+    -ELBO and the baseline as numbers, the stop reason as text."""
     required = set(names) - set(OPTIONAL_PROGRESS)
     if not isinstance(progress, dict) or not required <= set(progress) or not set(progress) <= set(names):
         raise CheckpointError(f"{path}: the progress record must have the fields {', '.join(names)}.")
     seconds = progress.get("train_seconds", 0.0)
-    if not is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
-        raise CheckpointError(f"{path}: progress.train_seconds must be a non-negative number, "
-                              f"got {seconds!r}.")
+    if not is_number(seconds) or not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise CheckpointError(f"{path}: progress.train_seconds must be a number of seconds between 0 and "
+                              f"{MAX_SECONDS:.0e}, got {str(seconds)[:40]}.")
     for key in ("epoch", "step", "best_epoch", "bad_epochs"):
         v = progress[key]
         if not is_int(v) or v < 0:
             raise CheckpointError(f"{path}: progress.{key} must be a non-negative integer, got {v!r}.")
+    for key, most, what in (("epoch", MAX_SIZE, f"{MAX_SIZE:,}"), ("step", MAX_STEPS, "2**53"),
+                            ("best_epoch", progress["epoch"], "progress.epoch"),
+                            ("bad_epochs", progress["epoch"], "progress.epoch")):
+        if progress[key] > most:
+            raise CheckpointError(f"{path}: progress.{key} is {str(progress[key])[:40]}, beyond {what}; the "
+                                  "state is damaged.")
     best = progress["best_val"]
     if not is_number(best) or math.isnan(best):
         raise CheckpointError(f"{path}: progress.best_val must be a number, got {best!r}.")

@@ -1,0 +1,199 @@
+"""Which run a directory and its files belong to.
+
+A run directory is vaekit's when its config.json is the config of a run of a known kind
+(`kinds.read_config`); vaekit creates one only in a directory that is missing or empty
+(`check_run_dir`, `write_config`), so a user's own files are never written over. When it creates
+it, config.json gets the run's identity, `"run": {"id": ...}` (a random 128-bit id, kept by every
+later write of config.json), and the files whose contents come from training carry what they were
+trained with:
+
+    checkpoint.safetensors   its state (and checkpoint.json) holds the config and the run id
+    model.safetensors        its metadata holds the config (`weights_metadata`; not the run id, so
+                             that two runs of the same config and seed write the same bytes; a
+                             model file of an earlier vaekit has none, and its run's checkpoint
+                             speaks for it)
+
+so that a config.json edited after training (the same shapes, another network), a checkpoint
+copied from another run, or a model file trained with another network, is refused with one
+sentence (`check_checkpoint`, `check_weights`) instead of being trained on or evaluated. What is
+missing (a run of an earlier vaekit) is not a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from vaekit.config import MAX_SIZE, differences, is_int, resumable_of, sections_of
+from vaekit.errors import CheckpointError, ConfigError
+from vaekit.runs.files import (
+    CHECKPOINT,
+    CONFIG,
+    MODEL,
+    check_directory,
+    is_temp,
+    read_metadata,
+    write_json_atomic,
+)
+from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
+
+CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
+CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
+
+
+def new_run_id() -> str:
+    """A fresh run id: 32 hexadecimal digits, random (not from torch's generators)."""
+    return uuid.uuid4().hex
+
+
+def run_id(run_dir: Path) -> str | None:
+    """The id in RUN_DIR/config.json, or None for a run of an earlier vaekit (CheckpointError if
+    config.json is missing or damaged)."""
+    return run_section(read_raw_config(Path(run_dir)), Path(run_dir) / CONFIG)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """The directory a new run is written into is missing, empty, or a run of vaekit's (its
+    config.json that of a run of a known kind): anything else is a CheckpointError naming it, before
+    anything is written, so that a user's own files are never written over."""
+    run_dir = Path(run_dir)
+    if not os.path.lexists(run_dir):
+        return
+    check_directory(run_dir)
+    if os.path.lexists(run_dir / CONFIG):
+        try:
+            read_config(run_dir, None)
+        except CheckpointError as err:
+            why = str(err).removeprefix(f"{run_dir / CONFIG}: ").rstrip(".")
+            raise CheckpointError(f"{run_dir / CONFIG} is not the config.json of a vaekit run ({why}), so "
+                                  f"{run_dir} is left as it is; choose another --out, an empty or new "
+                                  "directory.") from None
+        return
+    with os.scandir(run_dir) as entries:
+        names = sorted(e.name if e.name.isprintable() else repr(e.name) for e in entries
+                       if not is_temp(e.name))
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise CheckpointError(f"{run_dir} is not empty ({shown}) and holds no run of vaekit (no {CONFIG}); "
+                              "a new run is written only into an empty or new directory, so choose "
+                              "another --out.")
+
+
+def write_config(run_dir: Path, config: AnyConfig) -> None:
+    """RUN_DIR/config.json: the config and the run's id (kept from the config.json there, new for a
+    new run). Refused (`check_run_dir`) in a directory that is neither empty nor a run."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    found = run_id(run_dir) if os.path.lexists(run_dir / CONFIG) else None
+    write_json_atomic(run_dir / CONFIG, {**config.to_dict(), RUN_SECTION: {"id": found or new_run_id()}})
+
+
+def weights_metadata(config: dict[str, Any]) -> dict[str, str]:
+    """The metadata of a model file trained with `config` (a config.json's JSON; its run section
+    left out, so that the same config and seed give the same bytes in every run)."""
+    plain = {k: v for k, v in config.items() if k != RUN_SECTION}
+    return {CONFIG_KEY: json.dumps(plain, allow_nan=False)}
+
+
+def _changed(trained: Any, current: Any, keep: tuple[str, ...] | None) -> list[str]:
+    """The fields of config.json (`current`) that differ from the config the weights were trained
+    with: all of them but the resumable ones (`keep` None), or those whose names start with one of
+    `keep`. Configs of two kinds differ in their "task"."""
+    if type(trained) is not type(current):
+        return ["task"]
+    allowed = set(resumable_of(current))
+    return [d for d in differences(trained, current)
+            if (d.startswith(keep) if keep is not None else d not in allowed)]
+
+
+def _described(changed: list[str], trained: Any, current: Any) -> str:
+    """'model.activation: "tanh" here, "relu" in training; ...' for the first few fields."""
+    if changed == ["task"]:
+        return "another kind of run"
+    now, then = sections_of(current), sections_of(trained)
+
+    def value(sections: dict[str, Any], name: str) -> str:
+        section, key = name.split(".", 1)
+        return json.dumps(getattr(sections[section], key))[:40]
+
+    shown = [f"{d}: {value(now, d)} here, {value(then, d)} in training" for d in changed[:3]]
+    return "; ".join(shown) + (f"; {len(changed) - 3} more" if len(changed) > 3 else "")
+
+
+def _trained_config(raw: Any, path: Path, what: str) -> Any:
+    try:
+        copy = json.loads(json.dumps(raw))  # config_from takes "task" out of it
+        run_section(copy, path)
+        return config_from(copy, path, None)
+    except (CheckpointError, ConfigError, ValueError, TypeError):
+        raise CheckpointError(f"{path}: {what} is not the config of a vaekit run; the file is damaged, "
+                              "or not vaekit's.") from None
+
+
+def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
+    """A checkpoint's state belongs to the run in RUN_DIR: the same run id as config.json (when both
+    have one), its config the same as config.json's but for the fields a resume may change, its
+    epoch within its config's epochs and config.json's, and the epoch of its progress record."""
+    epoch = state["epoch"]
+    if not is_int(epoch) or not 1 <= epoch <= MAX_SIZE:
+        raise CheckpointError(f"{path}: epoch must be an integer between 1 and {MAX_SIZE:,}, got "
+                              f"{str(epoch)[:40]}.")
+    progress = state.get("progress")
+    if isinstance(progress, dict) and progress.get("epoch") != epoch:
+        raise CheckpointError(f"{path}: the progress record's epoch ({str(progress.get('epoch'))[:40]}) is "
+                              f"not the checkpoint's ({epoch}); the state is damaged.")
+    if not os.path.lexists(run_dir / CONFIG):  # a checkpoint alone: nothing to hold it against
+        return
+    current = read_config(run_dir, None)
+    theirs, ours = state.get("run_id"), run_id(run_dir)
+    if theirs is not None and ours is not None and theirs != ours:
+        raise CheckpointError(f"{path} belongs to another run (run id {str(theirs)[:40]}) than "
+                              f"{run_dir / CONFIG} (run id {ours}); a run resumes only from its own "
+                              "checkpoint, so train into another --out.")
+    if "config" in state:
+        trained = _trained_config(state["config"], path, "the config in its state")
+        changed = _changed(trained, current, None)
+        if changed:
+            raise CheckpointError(f"{run_dir / CONFIG} is not the config {path} was trained with "
+                                  f"({_described(changed, trained, current)}); put back the config of "
+                                  "that training, or train into another --out.")
+        if epoch > trained.train.epochs:
+            raise CheckpointError(f"{path}: epoch {epoch} is beyond the {trained.train.epochs} epochs of "
+                                  "the config in its state; the state is damaged.")
+    if epoch > current.train.epochs:
+        raise CheckpointError(f"{path}: epoch {epoch} is beyond the {current.train.epochs} epochs of "
+                              f"{run_dir / CONFIG}; the checkpoint is not of this run, or config.json "
+                              "was edited.")
+
+
+def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
+    """RUN_DIR/config.json (read as `config`) describes the network whose weights are in
+    model.safetensors (its `metadata`): the model section of the config it was trained with, from
+    the model file's metadata, or else from the run's checkpoint (when it is of the same run).
+    Nothing to compare with (a run of an earlier vaekit) is no mismatch."""
+    model = run_dir / MODEL
+    if CONFIG_KEY in metadata:
+        source, raw = model, _json(metadata[CONFIG_KEY])
+    else:
+        state = _json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY))
+        ours = run_id(run_dir)
+        if not isinstance(state, dict) or "config" not in state or (
+                state.get("run_id") is not None and ours is not None and state["run_id"] != ours):
+            return
+        source, raw = run_dir / CHECKPOINT, state["config"]
+    trained = _trained_config(raw, source, "the config it records")
+    changed = _changed(trained, config, ("model.", "task"))
+    if changed:
+        raise CheckpointError(f"{run_dir / CONFIG} is not the config the weights of {model} were trained "
+                              f"with ({_described(changed, trained, config)}; according to {source.name}); "
+                              "put back the config of that training.")
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None

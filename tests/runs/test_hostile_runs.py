@@ -1,0 +1,419 @@
+"""Run directories that vaekit did not write, or whose files disagree: each is refused with one
+sentence naming the file and what was expected (exit 2 from the CLI), and nothing already in the
+directory is lost or changed.
+
+    1. a directory vaekit did not create (a user's config.json, a user's files), and the temporary
+       files the lock clears: only vaekit's own
+    2. a run's files that disagree: config.json edited after training, a checkpoint of another
+       run, numbers of checkpoint.json beyond any run
+    3. weights whose outputs are not finite, and JSON that is not strict
+    4. a file that is a directory, a FIFO or a dangling symbolic link, a run directory that is a
+       file, a config.json whose "task" is not text
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from eval_runs import make_run
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.errors import CheckpointError, RunWriteError
+
+TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
+         "--threads", "1", "--no-progress"]
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() if p.is_file() and not p.is_symlink() else b"<not a file>"
+            for p in sorted(path.iterdir())} if path.is_dir() else {}
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 20) -> Iterator[None]:
+    """Fail (instead of waiting forever) if the body blocks, as opening a FIFO would."""
+    def hung(*_: Any) -> None:
+        raise AssertionError(f"blocked for {seconds} s (a FIFO opened?)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
+            *names: str) -> str:
+    """main(argv) exits 2 with one line on stderr: `vaekit CMD: error: <one sentence>`."""
+    capsys.readouterr()
+    with no_hang():
+        status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    prefix = f"vaekit {argv[0]}: error: "
+    assert err.startswith(prefix), err
+    one_sentence(err.removeprefix(prefix), *names)
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second run of the very same config (same seed): the same weights, another run."""
+    return make_run(tmp_path_factory.mktemp("runs") / "twin")
+
+
+@pytest.fixture(scope="module")
+def tanh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a network of the same shapes as `trained`'s, another activation."""
+    return make_run(tmp_path_factory.mktemp("runs") / "tanh", activation="tanh")
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+EVAL = ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"]
+RESUME = [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]
+
+
+def argv(template: list[str], run: Path) -> list[str]:
+    return [a.format(run=run) for a in template]
+
+
+# ----------------------------------------------------------------------------- 1. not vaekit's
+
+
+def test_a_users_config_json_is_never_overwritten(tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / runs.CONFIG).write_text('{"my": "settings"}\n')
+    before = snapshot(proj)
+    cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "1", "--out", str(proj)], str(proj / runs.CONFIG))
+    assert snapshot(proj) == before
+
+
+def test_a_non_empty_directory_that_is_not_a_run_is_refused(tmp_path: Path, capsys: Any,
+                                                            one_sentence: Any) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "notes.txt").write_text("mine\n")
+    (proj / "report.html.tmp").write_text("my draft\n")
+    before = snapshot(proj)
+    cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "1", "--out", str(proj)], str(proj))
+    assert snapshot(proj) == before
+
+
+def test_an_empty_directory_and_a_run_that_never_finished_an_epoch_are_written(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*TRAIN, "--epochs", "1", "--out", str(empty)]) == 0
+    (empty / runs.MODEL).unlink()  # as a kill in epoch 1 leaves it: config.json and metrics only
+    (empty / runs.CHECKPOINT).unlink()
+    (empty / runs.CHECKPOINT_JSON).unlink()
+    (empty / runs.METRICS).unlink()
+    assert main([*TRAIN, "--epochs", "1", "--out", str(empty)]) == 0
+    assert runs.load_checkpoint(empty)[2]["epoch"] == 1
+
+
+def test_the_lock_clears_only_vaekits_own_temporary_files(tmp_path: Path) -> None:
+    mine = [tmp_path / "report.html.tmp", tmp_path / "config.json.tmp", tmp_path / ".x.tmp"]
+    for path in mine:
+        path.write_text("a user's file")
+    stale = runs.temp_path(tmp_path / runs.CHECKPOINT, pid=4_000_000)  # a killed writer's
+    stale.write_bytes(b"half a checkpoint")
+    assert runs.is_temp(stale.name) and not any(runs.is_temp(p.name) for p in mine)
+    with runs.locked(tmp_path):
+        pass
+    assert not stale.exists() and all(p.read_text() == "a user's file" for p in mine)
+
+
+def test_an_atomic_write_names_its_temporary_file_as_vaekits(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    real = os.replace
+
+    def spy(src: Any, dst: Any) -> None:
+        seen.append(Path(src).name)
+        real(src, dst)
+
+    monkeypatch.setattr(runs.files.os, "replace", spy)
+    runs.write_bytes_atomic(tmp_path / runs.EVAL, b"{}")
+    assert len(seen) == 1 and runs.is_temp(seen[0]) and str(os.getpid()) in seen[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [runs.EVAL]
+
+
+# ----------------------------------------------------------------------------- 2. files that disagree
+
+
+def _edit_json(path: Path, change: Callable[[dict], None]) -> None:
+    obj = json.loads(path.read_text())
+    change(obj)
+    path.write_text(json.dumps(obj))
+
+
+def _edit_state(run: Path, change: Callable[[dict], None]) -> None:
+    """Edit the checkpoint's state, in checkpoint.safetensors (what resume reads) and checkpoint.json."""
+    path = run / runs.CHECKPOINT
+    tensors, metadata = runs.read_tensors(path, "test")
+    state = json.loads(metadata["checkpoint"])
+    change(state)
+    save_file(tensors, str(path), metadata={"checkpoint": json.dumps(state)})
+    (run / runs.CHECKPOINT_JSON).write_text(json.dumps(state))
+
+
+def test_config_json_edited_after_training_is_refused(run: Path, capsys: Any, one_sentence: Any) -> None:
+    _edit_json(run / runs.CONFIG, lambda c: c["model"].__setitem__("activation", "tanh"))  # same shapes
+    before = snapshot(run)
+    for template in (EVAL, RESUME, ["sample", "{run}", "-n", "2", "--out", str(run.parent / "s.png")]):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        assert "model.activation" in err
+    with pytest.raises(CheckpointError, match="model.activation"):
+        runs.load_run(run)
+    assert snapshot(run) == before
+
+
+def test_a_checkpoint_of_another_run_is_refused(run: Path, twin: Path, capsys: Any,
+                                                one_sentence: Any) -> None:
+    for name in (runs.CHECKPOINT, runs.CHECKPOINT_JSON):
+        shutil.copy(twin / name, run / name)
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    assert "another run" in err
+    assert snapshot(run) == before
+
+
+def test_a_model_file_of_another_network_is_refused(run: Path, tanh: Path, tmp_path: Path,
+                                                   one_sentence: Any) -> None:
+    tanh = Path(shutil.copytree(tanh, tmp_path / "tanh"))
+    tensors, _ = runs.read_tensors(tanh / runs.MODEL, "model")
+    runs.save_weights(tanh, tensors, json.loads((tanh / runs.CONFIG).read_text()))  # as `fit` writes it
+    shutil.copy(tanh / runs.MODEL, run / runs.MODEL)  # the same shapes, another network
+    with pytest.raises(CheckpointError) as err:
+        runs.load_run(run)
+    one_sentence(str(err.value), str(run / runs.MODEL), str(run / runs.CONFIG), "model.activation")
+
+
+def test_model_files_of_the_same_config_and_seed_are_the_same_bytes(trained: Path, twin: Path,
+                                                                    tmp_path: Path) -> None:
+    """The model file's metadata holds the config, not the run id: same seed, same bytes."""
+    written = []
+    for source in (trained, twin):
+        copy = Path(shutil.copytree(source, tmp_path / source.name))
+        tensors, _ = runs.read_tensors(copy / runs.MODEL, "model")
+        runs.save_weights(copy, tensors, runs.read_config(copy).to_dict())
+        written.append((copy / runs.MODEL).read_bytes())
+    assert written[0] == written[1] and runs.run_id(trained) != runs.run_id(twin)
+
+
+def test_model_file_metadata_names_the_changed_fields(run: Path, one_sentence: Any) -> None:
+    tensors, _ = runs.read_tensors(run / runs.MODEL, "model")
+    runs.save_weights(run, tensors, json.loads((run / runs.CONFIG).read_text()))
+    assert runs.load_run(run).model is not None  # the run's own weights and config: loaded
+    (run / runs.CHECKPOINT).unlink()  # the model file alone says what it was trained with
+    _edit_json(run / runs.CONFIG, lambda c: c["model"].__setitem__("activation", "tanh"))
+    with pytest.raises(CheckpointError) as err:
+        runs.load_run(run)
+    one_sentence(str(err.value), str(run / runs.CONFIG), str(run / runs.MODEL), "model.activation")
+
+
+@pytest.mark.parametrize("field, value", [("epoch", 10**30), ("epoch", 2**40), ("step", 10**30),
+                                          ("best_epoch", 10**30), ("bad_epochs", 10**30),
+                                          ("train_seconds", 1e300)])
+def test_checkpoint_numbers_beyond_any_run_are_refused(run: Path, capsys: Any, one_sentence: Any,
+                                                       field: str, value: Any) -> None:
+    def change(state: dict) -> None:
+        state["progress"][field] = value
+        if field == "epoch":
+            state["epoch"] = value
+
+    _edit_state(run, change)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    assert snapshot(run) == before
+
+
+def test_state_and_progress_epochs_must_agree(run: Path, capsys: Any, one_sentence: Any) -> None:
+    _edit_state(run, lambda s: s.__setitem__("epoch", 1))
+    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+
+
+def test_runs_written_before_run_ids_still_work(run: Path) -> None:
+    """An older run: no run id in config.json nor in the checkpoint, no config in the model file."""
+    _edit_json(run / runs.CONFIG, lambda c: c.pop(runs.RUN_SECTION, None))
+    _edit_state(run, lambda s: s.pop("run_id", None))
+    save_file(load_file(str(run / runs.MODEL)), str(run / runs.MODEL))
+    assert main(argv(EVAL, run)) == 0
+    assert main(argv(RESUME, run)) == 0
+    assert runs.load_checkpoint(run)[2]["epoch"] == 3
+
+
+def test_a_run_keeps_its_id_across_resumes(run: Path) -> None:
+    first = runs.run_id(run)
+    assert isinstance(first, str) and len(first) == 32
+    assert runs.load_checkpoint(run)[2]["run_id"] == first
+    assert main(argv(RESUME, run)) == 0
+    assert runs.run_id(run) == first == runs.load_checkpoint(run)[2]["run_id"]
+    assert runs.read_config(run).train.epochs == 3
+
+
+@pytest.mark.parametrize("section", [[1], {"id": 3}, {"id": "not hex"}, {"id": "0" * 32, "x": 1}, "id"])
+def test_a_damaged_run_section_is_refused(run: Path, one_sentence: Any, section: Any) -> None:
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__(runs.RUN_SECTION, section))
+    with pytest.raises(CheckpointError) as err:
+        runs.read_config(run)
+    one_sentence(str(err.value), str(run / runs.CONFIG))
+
+
+# ----------------------------------------------------------------------------- 3. not finite
+
+
+def _overflow(run: Path) -> None:
+    """Every weight 1e38: finite, but the forward pass overflows."""
+    tensors = load_file(str(run / runs.MODEL))
+    save_file({k: torch.full_like(v, 1e38) for k, v in tensors.items()}, str(run / runs.MODEL))
+
+
+def test_weights_whose_outputs_overflow_are_refused(run: Path, tmp_path: Path, capsys: Any,
+                                                    one_sentence: Any) -> None:
+    _overflow(run)
+    before = snapshot(run)
+    for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", str(tmp_path / "s.png")],
+                     ["report", "{run}", "--k", "2"]):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.MODEL))
+        assert "not finite" in err
+    assert snapshot(run) == before and not (tmp_path / "s.png").exists()
+    from vaekit.serve.explorer import Explorer  # the server's loading of a run
+
+    with pytest.raises(CheckpointError, match="not finite"):
+        Explorer.load(run)
+
+
+def test_eval_refuses_results_that_are_not_finite(run: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  one_sentence: Any) -> None:
+    """Past the load-time check (a model finite on a grey image, not on the test images)."""
+    from vaekit.evaluate import run as eval_mod
+
+    real = eval_mod.Evaluation.summary
+    monkeypatch.setattr(eval_mod.Evaluation, "summary",
+                        lambda self, pixels: {**real(self, pixels), "test_neg_elbo": float("inf")})
+    with pytest.raises(CheckpointError) as err:
+        eval_mod.evaluate_run(run, k=2, limit=20, progress=False, probe=False, threads=1)
+    one_sentence(str(err.value), str(run / runs.MODEL), "test -ELBO is not finite")
+    assert not (run / runs.EVAL).exists()
+
+
+def test_json_files_are_strict(tmp_path: Path, one_sentence: Any) -> None:
+    path = tmp_path / "x.json"
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(RunWriteError) as err:
+            runs.write_json_atomic(path, {"a": {"b": [1.0, bad]}})
+        one_sentence(str(err.value), str(path), "a.b[1]")
+        assert not path.exists() and not list(tmp_path.iterdir())
+    runs.write_json_atomic(path, {"a": 1.5})
+    assert json.loads(path.read_text()) == {"a": 1.5}
+
+
+def test_eval_json_is_strict_json(run: Path) -> None:
+    assert main(argv(EVAL, run)) == 0
+
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    json.loads((run / runs.EVAL).read_text(), parse_constant=refuse)
+    json.loads((run / runs.CHECKPOINT_JSON).read_text(), parse_constant=refuse)
+
+
+# ----------------------------------------------------------------------------- 4. what a file is
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _dangling(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path.parent / "nowhere")
+
+
+def _loop(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path)
+
+
+SHAPES = {"fifo": _fifo, "directory": _directory, "dangling": _dangling, "loop": _loop}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("name", [runs.MODEL, runs.CONFIG])
+def test_a_run_file_that_is_not_a_regular_file(run: Path, capsys: Any, one_sentence: Any, shape: str,
+                                               name: str) -> None:
+    SHAPES[shape](run / name)
+    before = snapshot(run)
+    for template in (EVAL, ["report", "{run}", "--k", "2"]):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / name))
+        assert "has not finished an epoch" not in err and "no model file" not in err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("name", [runs.CHECKPOINT, runs.METRICS])
+def test_a_resumed_file_that_is_not_a_regular_file(run: Path, capsys: Any, one_sentence: Any, shape: str,
+                                                   name: str) -> None:
+    SHAPES[shape](run / name)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / name))
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("shape", ["fifo", "directory"])
+def test_an_eval_json_that_is_not_a_regular_file(run: Path, capsys: Any, one_sentence: Any,
+                                                 shape: str) -> None:
+    (run / runs.EVAL).write_text("{}")
+    SHAPES[shape](run / runs.EVAL)
+    cli_bad(capsys, one_sentence, ["report", str(run), "--k", "2"], str(run / runs.EVAL))
+
+
+def test_a_run_directory_that_is_a_file(tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    afile = tmp_path / "run"
+    afile.write_text("x")
+    for template in (EVAL, ["sample", "{run}", "-n", "2"], ["report", "{run}"]):
+        err = cli_bad(capsys, one_sentence, argv(template, afile), str(afile))
+        assert "not a directory" in err and "no such" not in err
+    with pytest.raises(CheckpointError, match="not a directory"):
+        runs.load_run(afile)
+    with pytest.raises(CheckpointError, match="not a directory"), runs.locked(afile):
+        pass
+
+
+@pytest.mark.parametrize("task", [["vae"], {"a": 1}, 3, None, True])
+def test_a_task_that_is_not_text(run: Path, capsys: Any, one_sentence: Any, task: Any) -> None:
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__("task", task))
+    for template in (EVAL, ["report", "{run}"], RESUME):
+        cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+    assert runs.task_in(run).name == "vae"
