@@ -11,7 +11,7 @@ Each field declares itself with `setting`: its default, and where it has them it
 range (a `Bound`), its command-line flag with the help text, and whether a resumed run may change it.
 Everything else is built from those declarations: `BOUNDS`, the choice checks of `validate`,
 `RESUMABLE_CHANGES`, the reading of TOML files and config.json (`apply`), and the flag tables of
-`vaekit train` and `vaekit classify` (`vaekit.commands.flags.flag_table`). The classifier's config
+`vaekit train` and `vaekit classify` (`vaekit.commands.tables.flag_table`). The classifier's config
 (`vaekit.classify.config`) uses `OptimConfig` as it is and takes the data and loop settings it shares
 with the VAE from these sections (`shared`).
 

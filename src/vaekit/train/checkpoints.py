@@ -129,5 +129,5 @@ def save(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: d
          best: dict[str, Tensor] | None) -> None:
     """The best model, if it changed since the last write, then the checkpoint (the commit point)."""
     if best is not None:
-        runs.save_tensors(out / runs.MODEL, best)
+        runs.save_weights(out, best, state["config"])
     runs.save_checkpoint(out, model, optimizer, state)

@@ -87,6 +87,7 @@ def check_out_dir(out: Path, resume: bool) -> None:
     if present:
         raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --resume to continue "
                           "it, or choose another --out.")
+    runs.check_run_dir(out)
 
 
 def _check_resume_config(out: Path, task: Task) -> None:
