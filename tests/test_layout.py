@@ -216,3 +216,17 @@ def test_design_md_names_every_module() -> None:
     missing = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if p.name != "__init__.py"
                and p.name not in text]
     assert not missing, f"docs/design.md does not name {missing}"
+
+
+MODULE_LINES, FUNCTION_LINES = 450, 80
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_modules_and_functions_are_small(path: Path) -> None:
+    """No module over MODULE_LINES lines, no function (or method) over FUNCTION_LINES."""
+    text = path.read_text()
+    assert len(text.splitlines()) <= MODULE_LINES
+    long = [f"{fn.name}: {fn.end_lineno - fn.lineno + 1} lines" for fn in ast.walk(ast.parse(text))
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+            and (fn.end_lineno or fn.lineno) - fn.lineno + 1 > FUNCTION_LINES]
+    assert not long, long
