@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vaekit.cli import build_parser, explain, main
-from vaekit.commands.flags import float_flag, int_flag, int_list_flag
+from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, float_flag, int_flag, int_list_flag
 
 OneSentence = Callable[..., None]
 # A positional each command needs before its flags parse (eval, sample and report take a run).
@@ -50,12 +50,13 @@ def subparsers(parser: argparse.ArgumentParser, words: list[str]) -> Iterator[
 
 def typed_flags() -> list[tuple[list[str], str]]:
     """(words, flag) for every optional flag of every command that converts its value (int,
-    float, a list, a choice): read from the parser itself, so a new flag is tested too."""
+    float, a list, a choice; not a path, whose converter refuses only empty text): read from the
+    parser itself, so a new flag is tested too."""
     out = []
     for words, parser in subparsers(build_parser(), []):
         for action in parser._actions:
             if action.option_strings and action.nargs is None and (
-                    action.choices is not None or action.type not in (None, str)):
+                    action.choices is not None or action.type not in (None, str, CONFIG_PATH, OUT_PATH)):
                 out.append((words, action.option_strings[-1]))
     return out
 
@@ -177,3 +178,31 @@ def test_explain_rewrites_argparse_messages() -> None:
     assert explain(own) == "--seed must be at least 0, got -1"
     assert explain("argument -n: expected one argument") == "-n: expected one argument"
     assert len(explain("argument --k: invalid int value: '" + "9x" * 50_000 + "'")) < 400
+
+
+@pytest.mark.parametrize("argv", [["train", "--time-budget", "0"], ["train", "--time-budget", "0s"],
+                                  ["train", "--time-budget", "0h0m"]])
+def test_a_time_budget_of_nothing_is_refused_not_ignored(capsys: pytest.CaptureFixture[str],
+                                                         one_sentence: OneSentence, argv: list[str]) -> None:
+    """--time-budget 0 trained the plain epochs: no budget is the flag left out."""
+    message = one_error_line(capsys, argv, "train", one_sentence, "--time-budget")
+    assert "more than 0 seconds" in message
+
+
+@pytest.mark.parametrize(("command", "flag"), [("train", "--out"), ("train", "--config"),
+                                               ("classify", "--out"), ("classify", "--config")])
+def test_an_empty_path_is_refused_not_read_as_not_given(
+        capsys: pytest.CaptureFixture[str], one_sentence: OneSentence, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, command: str, flag: str) -> None:
+    """`--out ''` trained into the default directory; `--config ''` ran without a config file."""
+    monkeypatch.chdir(tmp_path)
+    message = one_error_line(capsys, [command, flag, " ", "--data", "digits", "--epochs", "1"], command,
+                             one_sentence, flag)
+    assert "is empty" in message and not any(tmp_path.iterdir())
+
+
+def test_classify_eval_help_prints_a_percent_sign(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["classify", "eval", "--help"])
+    out = capsys.readouterr().out
+    assert "95%" in out and "%%" not in out

@@ -20,7 +20,7 @@ from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import int_flag, int_list_flag
+from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, int_list_flag
 from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model.safetensors (best validation accuracy), checkpoint, metrics.jsonl. `vaekit classify "
         "eval RUN` evaluates it; `--compare` trains the dense and the cnn preset at several image "
         "sizes (Ex.1 Q1: why dense layers fail on large images).")
-    p.add_argument("--config", help="TOML file of [data] [model] [optim] [train] tables")
-    p.add_argument("--out", help="run directory (default: runs/DATA-PRESET; --compare: "
+    p.add_argument("--config", type=CONFIG_PATH, help="TOML file of [data] [model] [optim] [train] tables")
+    p.add_argument("--out", type=OUT_PATH, help="run directory (default: runs/DATA-PRESET; --compare: "
                    f"{compare.DEFAULT_OUT})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

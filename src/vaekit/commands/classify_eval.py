@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="test accuracy of a classifier run with its 95%% interval (writes eval.json)",
         description="Evaluate a classifier run's best model (model.safetensors) on its test set: accuracy "
-        "with a 95%% Wilson score interval, per-class recall and precision, the confusion matrix, the "
+        "with a 95% Wilson score interval, per-class recall and precision, the confusion matrix, the "
         "mean cross-entropy in nats per image, parameters and multiply-adds per image, and the most "
         "confidently wrong images. Writes RUN_DIR/eval.json; `vaekit report RUN_DIR` draws it.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit classify`")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import parse_int_list
+from vaekit.config import given_text, parse_int_list
 from vaekit.errors import ConfigError
 
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
@@ -74,6 +74,14 @@ def parsed_flag(flag: str, parse: Callable[[str, str], Any], keep_text: bool = F
 
     convert.__name__ = f"parsed_flag({flag})"
     return convert
+
+
+def text_flag(flag: str) -> Callable[[str], str]:
+    """An argparse `type=` for a path or name: empty text is one sentence (`config.given_text`)."""
+    return parsed_flag(flag, given_text, keep_text=True)
+
+
+CONFIG_PATH, OUT_PATH = text_flag("--config"), text_flag("--out")  # `type=` of --config and --out
 
 
 def int_list_flag(flag: str) -> Callable[[str], list[int]]:

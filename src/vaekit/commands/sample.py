@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from vaekit.commands.flags import add_device_flag, int_flag
+from vaekit.commands.flags import OUT_PATH, add_device_flag, int_flag
 from vaekit.config import SEED_MAX
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report.paths import figure_path
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
     p.add_argument("-n", type=int_flag("-n"), default=64, help="number of samples (default: 64)")
-    p.add_argument("--out", help="PNG file to write (default: RUN_DIR/figures/samples-seedS.png)")
+    p.add_argument("--out", type=OUT_PATH,
+                   help="PNG file to write (default: RUN_DIR/figures/samples-seedS.png)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0, help="seed of z (default: 0)")
     p.add_argument("--ncols", type=int_flag("--ncols"), help="images per row (default: about sqrt(n))")
     add_device_flag(p, "z is drawn and decoded (a seed draws other images on cuda than on cpu)")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from vaekit import config as cfg
+from vaekit.commands.flags import CONFIG_PATH, OUT_PATH
 from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
@@ -30,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model.safetensors (best validation -ELBO), checkpoint.safetensors + checkpoint.json, "
         "metrics.jsonl. Precedence: defaults < --config FILE.toml < flags.",
     )
-    p.add_argument("--config", help="TOML file of [data] [model] [optim] [train] tables (default: none)")
-    p.add_argument("--out", help="run directory (default: runs/DATA-MODEL)")
+    p.add_argument("--config", type=CONFIG_PATH,
+                   help="TOML file of [data] [model] [optim] [train] tables (default: none)")
+    p.add_argument("--out", type=OUT_PATH, help="run directory (default: runs/DATA-MODEL)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint up to --epochs (default: off)")
     p.add_argument("--no-progress", action="store_true",

@@ -67,6 +67,24 @@ def parse_duration(text: str, flag: str = "--time-budget") -> float:
     return total
 
 
+def parse_positive_duration(text: str, flag: str = "--time-budget") -> float:
+    """`parse_duration`, more than 0 seconds: a budget of 0 given on the command line is a typo
+    (no budget is the flag left out), not the plain epochs."""
+    seconds = parse_duration(text, flag)
+    if seconds <= 0:
+        raise ConfigError(f"{flag} must be more than 0 seconds, got {text!r}; leave {flag} out for no "
+                          "budget.")
+    return seconds
+
+
+def given_text(text: str, flag: str) -> str:
+    """A path or name given on the command line: empty or blank text is one sentence (it used to
+    mean "not given", so `--out ''` trained into the default directory)."""
+    if not text.strip():
+        raise ConfigError(f"{flag} is empty; give a path, or leave {flag} out for its default.")
+    return text
+
+
 def format_duration(seconds: float) -> str:
     """Seconds as a person reads them, the inverse of `parse_duration` in spirit: 9.5 -> '9.5 s';
     65 -> '1 min 05 s'; 3725 -> '1 h 02 min 05 s' (whole seconds from a minute on)."""
