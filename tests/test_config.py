@@ -363,3 +363,15 @@ def test_an_integer_list_reads_its_integers_and_blank_as_none() -> None:
 
     assert parse_int_list("512, 256") == [512, 256] and parse_int_list(" 7 ") == [7]
     assert parse_int_list("") == [] and parse_int_list("  ") == []
+
+
+def test_a_fifo_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:
+    """`--config FIFO` waited forever for a writer: a file that is not regular is refused unopened."""
+    import os
+
+    from vaekit.config import load_toml
+
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_toml(fifo)

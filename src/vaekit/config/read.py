@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import stat
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -163,6 +164,9 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
     """
     path = Path(path)
     try:
+        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"{path}: not a regular file (a FIFO, device or socket), but a config "
+                              "must be a TOML file.")  # opening a FIFO would wait for a writer
         with path.open("rb") as fh:
             data = fh.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
