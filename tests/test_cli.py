@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vaekit.cli import build_parser, explain, main
+from vaekit.cli import build_parser, explain, main, signed_values_joined
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, float_flag, int_flag, int_list_flag
 
 OneSentence = Callable[..., None]
@@ -206,3 +206,66 @@ def test_classify_eval_help_prints_a_percent_sign(capsys: pytest.CaptureFixture[
         main(["classify", "eval", "--help"])
     out = capsys.readouterr().out
     assert "95%" in out and "%%" not in out
+
+
+@pytest.mark.parametrize("words, flag", TYPED, ids=[" ".join(w) + " " + f for w, f in TYPED])
+def test_a_negative_infinity_is_judged_by_the_flag_not_read_as_a_flag(
+        words: list[str], flag: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--lr -inf`: argparse alone reads '-inf' as a flag and says '--lr: expected one argument';
+    vaekit gives the value to the flag, whose check (or the config's) refuses it by its value."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    status = main([*words, *POSITIONAL.get(words[0], []), flag, "-inf"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and err.count("\n") == 1, err
+    assert "expected one argument" not in err and "inf" in err.removeprefix(f"vaekit {words[0]}: error:"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, joined", [
+    (["train", "--lr", "-1e-3"], ["train", "--lr=-1e-3"]),
+    (["sample", "RUN", "-n", "-nan"], ["sample", "RUN", "-n-nan"]),
+    (["train", "--lr=-1", "-2"], ["train", "--lr=-1", "-2"]),
+    (["arch", "conv3", "-5"], ["arch", "conv3", "-5"]),
+    (["train", "--no-progress", "--lr", "-inf"], ["train", "--no-progress", "--lr=-inf"]),
+])
+def test_signed_values_are_joined_to_their_flag_only(argv: list[str], joined: list[str]) -> None:
+    assert signed_values_joined(argv) == joined
+
+
+@pytest.mark.parametrize("flag", ["--out", "--config"])
+def test_a_path_no_file_system_holds_is_one_sentence(flag: str, capsys: pytest.CaptureFixture[str],
+                                                      one_sentence: OneSentence, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for path in ["a" * 256, "runs/" + "é" * 128, "a/" * 2100]:  # a name of 256 bytes; of 256 in UTF-8; 4,200
+        message = one_error_line(capsys, ["train", "--data", "digits", flag, path], "train", one_sentence,
+                                 flag, "255 bytes")
+        assert "too long" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_os_error_on_a_path_is_one_sentence_wherever_it_surfaces(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last net: an OSError about a path (here ENAMETOOLONG raised inside a command) is one
+    sentence naming the path and exit 2; other OSErrors are not hidden."""
+    import errno
+
+    from vaekit.commands import arch
+
+    def too_long(_: argparse.Namespace) -> int:
+        raise OSError(errno.ENAMETOOLONG, "File name too long", "b" * 300)
+
+    monkeypatch.setattr(arch, "run", too_long)
+    capsys.readouterr()
+    assert main(["arch", "conv3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vaekit arch: error: bbbb") and "file name too long" in err
+
+    def no_memory(_: argparse.Namespace) -> int:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(arch, "run", no_memory)
+    with pytest.raises(OSError):
+        main(["arch", "conv3"])

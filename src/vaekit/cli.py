@@ -11,6 +11,7 @@ block. A `type=` converter raises `argparse.ArgumentTypeError` with a sentence n
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib
 import os
@@ -112,12 +113,55 @@ def without_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
+# What a path a user gave can do to a file system call: one sentence naming the path, not a
+# traceback, wherever in a command it surfaces (the commands check what they can before this).
+PATH_ERRORS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+                         errno.EPERM, errno.EROFS})
+
+
+def path_sentence(err: OSError) -> str:
+    """An OSError on a path as one sentence: 'PATH: cannot use it (file name too long).'"""
+    path = str(err.filename)
+    if len(path) > 120:
+        path = path[:100] + "..."
+    return f"{path}: cannot use it ({(err.strerror or str(err)).lower()})."
+
+
+def signed_values_joined(argv: Sequence[str]) -> list[str]:
+    """ARGV with a flag's negative number joined to it: `--lr -inf` -> `--lr=-inf`. argparse reads
+    '-inf', '-nan' and '-1e-3' as flags of their own (it knows only '-1' and '-.5' as numbers), and
+    would say the flag 'expected one argument'; joined, the flag's own check names the value. A
+    short flag is joined as argparse reads one with its value attached: `-n -inf` -> `-n-inf`."""
+    out: list[str] = []
+    for arg in argv:
+        flag = out[-1] if out else ""
+        if not _is_negative_number(arg) or "=" in flag:
+            out.append(arg)
+        elif flag.startswith("--"):
+            out[-1] = f"{flag}={arg}"
+        elif len(flag) == 2 and flag[0] == "-" and flag[1].isalpha():  # -n -inf -> -n-inf
+            out[-1] = flag + arg
+        else:
+            out.append(arg)
+    return out
+
+
+def _is_negative_number(text: str) -> bool:
+    if not text.startswith("-"):
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `vaekit ARGV`; return the exit status (2 for any error a user can cause). `--help` and
     `--version` exit 0 through SystemExit, as argparse does."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(signed_values_joined(sys.argv[1:] if argv is None else argv))
     except SystemExit as done:
         if done.code == 2:  # VaekitParser.error has printed its line
             return 2
@@ -137,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             status: Any = args.func(args)
     except VaekitError as err:
         print(f"vaekit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in PATH_ERRORS or err.filename is None:
+            raise
+        print(f"vaekit {args.command}: error: {path_sentence(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

@@ -154,3 +154,15 @@ def test_an_object_array_is_never_unpickled(tmp_path, refused, monkeypatch):
     monkeypatch.setattr(pickle, "load", no_pickle)
     monkeypatch.setattr(pickle, "loads", no_pickle)
     assert "objects" in refused(path)
+
+
+@pytest.mark.parametrize("labels, words", [
+    ([-3] * 20, ["-3", "from 0"]),
+    ([0] * 19 + [10**9], ["1,000,000,000", "99,999"]),
+])
+def test_labels_that_are_no_class_number_are_refused(tmp_path, refused, labels, words):
+    """A label is a class number: -3 is none (it used to read as 'every label is 0'), and 10^9
+    would make a classifier of 10^9 outputs."""
+    path = tmp_path / "labelled.npz"
+    np.savez(path, images=images(), labels=np.array(labels, dtype=np.int64))
+    refused(path, *words)

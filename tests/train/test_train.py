@@ -500,6 +500,20 @@ def test_resume_with_a_different_config(trained_run: Path, capsys: pytest.Captur
     assert snapshot(trained_run) == before
 
 
+def test_resume_with_another_dataset_is_refused_before_it_is_read(
+        trained_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed data set is refused from config.json alone: nothing is read, nothing fetched."""
+    def no_loading(*_: Any, **__: Any) -> None:
+        raise AssertionError("the dataset was loaded before the changed config was refused")
+
+    monkeypatch.setattr(train_mod, "load_configured", no_loading)
+    before = snapshot(trained_run)
+    err = run_bad(["train", "--data", "mnist", "--threads", "1", "--no-progress", "--out", str(trained_run),
+                   "--resume"], capsys)
+    assert "data.name" in err and str(trained_run) in err
+    assert snapshot(trained_run) == before
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = run_bad(BASE + ["--device", "cuda", "--out", str(tmp_path / "run")], capsys)

@@ -31,7 +31,7 @@ from vaekit.data.load import Dataset, load_configured
 from vaekit.device import format_bytes
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
-from vaekit.train.fit import check_out_dir, run_task
+from vaekit.train.fit import check_out_dir, check_resume_config, run_task
 from vaekit.train.loop import Batches, Beta
 from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes
 from vaekit.train.task import LoopOptions
@@ -158,6 +158,8 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     ccfg.validate(config)
     out = Path(out_dir)
     check_out_dir(out, resume)
+    if resume:  # before the data is read or fetched
+        check_resume_config(out, config, ClassifierTask.kind, ClassifierTask.resumable, loaded=False)
     ds = dataset if dataset is not None else load_configured(config.data)
     rows = prepare_config(config, ds)
     check_fits(config, rows, len(ds.train) + len(ds.val))

@@ -6,6 +6,7 @@ key; `show` quotes a value in such a sentence.
 
 from __future__ import annotations
 
+import os
 import re
 import reprlib
 from typing import Any, TypeGuard
@@ -82,7 +83,22 @@ def given_text(text: str, flag: str) -> str:
     mean "not given", so `--out ''` trained into the default directory)."""
     if not text.strip():
         raise ConfigError(f"{flag} is empty; give a path, or leave {flag} out for its default.")
+    check_path_length(text, flag)
     return text
+
+
+NAME_MAX, PATH_MAX = 255, 4095  # bytes: POSIX file systems' limits on one name and a whole path
+
+
+def check_path_length(text: str, what: str) -> None:
+    """A path no file system can hold is one sentence naming `what`, not ENAMETOOLONG later: each
+    name at most NAME_MAX bytes, the whole at most PATH_MAX (as the file system encodes them)."""
+    raw = os.fsencode(text)
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > NAME_MAX or len(raw) > PATH_MAX:
+        raise ConfigError(f"{what} is too long a path ({len(raw):,} bytes, its longest name {longest:,}); "
+                          f"a file system takes names of up to {NAME_MAX} bytes and paths of up to "
+                          f"{PATH_MAX:,}.")
 
 
 def format_duration(seconds: float) -> str:

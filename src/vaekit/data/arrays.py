@@ -26,6 +26,7 @@ from vaekit.errors import DataError
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
 CHANNELS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+MAX_CLASSES = 100_000  # a label is a class number, and a classifier has one output per class
 OBJECTS = "{path}: holds an array of Python objects, which vaekit never loads; expected numbers."
 
 
@@ -76,6 +77,9 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                 f"{path}: labels must be integers of shape ({images.shape[0]},), "
                 f"found {labels.dtype} of shape {labels.shape}."
             )
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= MAX_CLASSES):
+            raise DataError(f"{path}: labels must be class numbers from 0 to {MAX_CLASSES - 1:,}, found "
+                            f"{int(labels.min()):,} to {int(labels.max()):,}.")
     return images, labels
 
 

@@ -90,14 +90,24 @@ def check_out_dir(out: Path, resume: bool) -> None:
     runs.check_run_dir(out)
 
 
-def _check_resume_config(out: Path, task: Task) -> None:
-    old = runs.read_config(out, task.kind)
-    changed = [d for d in differences(old, task.config) if d not in task.resumable]
+def check_resume_config(out: Path, config: Any, kind: str, resumable: tuple[str, ...],
+                        loaded: bool = True) -> None:
+    """The config of a resumed run against the one in `out`: only the `resumable` keys may change.
+    Before the data is loaded (`loaded` False) the keys still unset (None, filled from the data)
+    are left to the second check, so that a changed dataset is refused before it is fetched."""
+    old = runs.read_config(out, kind)
+    changed = [d for d in differences(old, config) if d not in resumable
+               and (loaded or _value(config, d) is not None)]
     if changed:
         raise ConfigError(
             f"{out} was trained with a different config ({', '.join(changed)} differ); --resume only "
-            f"allows changing {', '.join(task.resumable)}."
+            f"allows changing {', '.join(resumable)}."
         )
+
+
+def _value(config: Any, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
 
 
 def _make_dir(out: Path) -> None:
@@ -206,6 +216,8 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
         tensorboard.require()  # without the extra: one sentence, before anything is read or written
     out = Path(out_dir)
     check_out_dir(out, resume)
+    if resume:  # before the data is read or fetched
+        check_resume_config(out, config, VAETask.kind, VAETask.resumable, loaded=False)
     ds = dataset if dataset is not None else load_configured(config.data)
     if config.data.val_size is not None and len(ds.val) != config.data.val_size:
         raise ConfigError(f"data.val_size is {config.data.val_size}, but the dataset given holds "
@@ -235,7 +247,7 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
         if not w.writer:
             log, show_bar = _silent, False
     if resume:
-        _check_resume_config(out, task)
+        check_resume_config(out, task.config, task.kind, task.resumable)
     device = resolve_device(loop.device)
     if w is not None and not w.writer:  # rank 0 checks and locks the directory; the others wait
         if not w.agree(True):
