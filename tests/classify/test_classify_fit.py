@@ -211,3 +211,17 @@ def test_shipped_config() -> None:
     config = validate(load_toml(path, ClassifierConfig()))
     assert config.model.preset == "cnn" and config.data.crop == 0 and not config.data.flip
     assert config.optim.schedule == "cosine" and config.train.epochs == 8
+
+
+def test_resume_with_another_dataset_is_refused_before_it_is_read(
+        classifier_run: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_loading(*_: Any, **__: Any) -> None:
+        raise AssertionError("the dataset was loaded before the changed config was refused")
+
+    monkeypatch.setattr(fit_mod, "load_configured", no_loading)
+    before = snapshot(classifier_run)
+    status = main(["classify", "--data", "mnist", "--threads", "1", "--no-progress", "--out",
+                   str(classifier_run), "--resume"])
+    message = _last_error(capsys, status, "classify")
+    assert "data.name" in message and str(classifier_run) in message
+    assert snapshot(classifier_run) == before
