@@ -269,3 +269,17 @@ def test_an_os_error_on_a_path_is_one_sentence_wherever_it_surfaces(
     monkeypatch.setattr(arch, "run", no_memory)
     with pytest.raises(OSError):
         main(["arch", "conv3"])
+
+
+@pytest.mark.parametrize("argv", [["--data", "a" * 300], ["--data", "fashion-mnist", "--data-dir", "b" * 300],
+                                  ["--data", "c/" * 2100 + "x.npz"]])
+def test_a_dataset_path_no_file_system_holds_is_one_sentence(
+        argv: list[str], capsys: pytest.CaptureFixture[str], one_sentence: OneSentence, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["train", *argv, "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "too long a path" in err and "255 bytes" in err, err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    assert list(tmp_path.iterdir()) == []

@@ -91,6 +91,7 @@ from vaekit.config.settings import (
 from vaekit.config.values import (
     DURATION_UNITS,
     MAX_IMAGE_SIDE,
+    check_path_length,
     checkpoint_interval,
     format_duration,
     given_text,
@@ -111,6 +112,6 @@ __all__ = [  # the public names of the four modules, each imported from here
     "bounds_of", "check_choices", "check_data_images", "check_fields", "check_value",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
-    "parse_positive_duration", "given_text",
+    "parse_positive_duration", "given_text", "check_path_length",
     "resumable_of", "sections_of", "setting", "settings_of", "shared", "validate",
 ]

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit.config import check_path_length
 from vaekit.data.binarize import prepare
 from vaekit.data.dataset import Dataset, Split, split_indices, take, three_way
 from vaekit.data.download import MISMATCH, read_checked
@@ -157,6 +158,9 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     `val_size`: the validation images of a registry set (None: its own split); other sources refuse it,
     and a `data_dir` too (`check_data_dir`). `progress`: a bar while a folder is decoded (None: on a
     terminal)."""
+    for text, what in ((name, "the dataset name or path"), (data_dir, "the data directory")):
+        if text:
+            check_path_length(text, what)
     if val_size is not None and name not in REGISTRY:
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")

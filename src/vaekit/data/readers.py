@@ -33,12 +33,20 @@ class Reader:
 
 
 READERS: tuple[Reader, ...] = (  # asked in this order: a folder named x.npz is a folder
-    Reader(lambda name: Path(name).is_dir(), folder.load_folder_dataset, True,
+    Reader(lambda name: _is_dir(name), folder.load_folder_dataset, True,
            "a folder of images", "a folder", "a folder of images"),
     Reader(lambda name: name.endswith((".npy", ".npz")), lambda path, _images, _progress:
            arrays.load_array_dataset(path), False,
            "a .npy/.npz array file", "a .npy/.npz array", "a path to a .npy/.npz array of images"),
 )
+
+
+def _is_dir(name: str) -> bool:
+    """Whether `name` is a folder; a path no file system can hold (a name over 255 bytes) is none."""
+    try:
+        return Path(name).is_dir()
+    except OSError:
+        return False
 
 
 def reader_for(name: str) -> Reader | None:

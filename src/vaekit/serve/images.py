@@ -12,7 +12,7 @@ import io
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from vaekit.serve.request import ApiError
@@ -68,6 +68,8 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
             array = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)
     except ApiError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except MemoryError:
+        raise
+    except Exception:  # Pillow raises many kinds on a corrupt file (OSError, SyntaxError, IndexError...)
         raise ApiError(400, "the field 'image' is not a readable PNG or JPEG file.") from None
     return array.view(h, w, c).permute(2, 0, 1).contiguous(), done
