@@ -160,7 +160,7 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     terminal)."""
     for text, what in ((name, "the dataset name or path"), (data_dir, "the data directory")):
         if text:
-            check_path_length(text, what)
+            check_path_length(str(text), what)
     if val_size is not None and name not in REGISTRY:
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")
