@@ -30,6 +30,7 @@ from eval_runs import make_run
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError, RunWriteError
+from vaekit.runs.identity import CHECKPOINT_KEY
 
 TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
          "--threads", "1", "--no-progress"]
@@ -417,3 +418,29 @@ def test_a_task_that_is_not_text(run: Path, capsys: Any, one_sentence: Any, task
     for template in (EVAL, ["report", "{run}"], RESUME):
         cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
     assert runs.task_in(run).name == "vae"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON nested deeper than Python's parser recurses
+
+
+@pytest.mark.parametrize("name", [runs.CONFIG, runs.EVAL, runs.METRICS])
+def test_json_nested_too_deeply_is_one_sentence(run: Path, capsys: Any, one_sentence: Any, name: str) -> None:
+    """A RecursionError of the JSON parser is a file that is not JSON, for every run file and command."""
+    path = run / name
+    path.write_text(DEEP + ("\n{}\n" if name == runs.METRICS else ""))  # metrics: not only a cut last line
+    before = snapshot(run)
+    commands = {runs.CONFIG: (EVAL, ["sample", "{run}", "-n", "2"], ["report", "{run}"], RESUME,
+                              ["serve", "{run}", "--port", "1"]),
+                runs.EVAL: (["report", "{run}", "--k", "2"],), runs.METRICS: (RESUME, ["report", "{run}"])}
+    for template in commands[name]:
+        cli_bad(capsys, one_sentence, argv(template, run), str(path))
+    assert snapshot(run) == before
+
+
+def test_a_checkpoint_state_nested_too_deeply_is_one_sentence(run: Path, capsys: Any,
+                                                              one_sentence: Any) -> None:
+    tensors = load_file(run / runs.CHECKPOINT)
+    save_file(tensors, run / runs.CHECKPOINT, metadata={CHECKPOINT_KEY: DEEP})
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    assert snapshot(run) == before

@@ -188,6 +188,15 @@ def _not_finite(obj: Any, where: str = "") -> str | None:
     return None
 
 
+def parse_json(text: str | bytes) -> Any:
+    """`json.loads`, where arrays or objects nested too deeply for the parser (a RecursionError)
+    are a ValueError as any other text that is not JSON, so that every reader's one sentence says it."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deeply") from None
+
+
 def strict_json(obj: Any, path: Path, indent: int | None = None) -> str:
     """`obj` as strict JSON (RFC 8259: no NaN, no Infinity); a RunWriteError naming the place of a
     value that is not finite, for the file `path` it was going to."""
@@ -223,7 +232,7 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
         tensors = st_load(data)
         # The header: an 8-byte little-endian length, then that many bytes of JSON.
         (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
+        header = parse_json(data[8 : 8 + n])
     except (SafetensorError, ValueError, struct.error, UnicodeDecodeError, OverflowError):
         raise CheckpointError(
             f"{path}: not a complete safetensors file (truncated, or another format); "
@@ -239,7 +248,7 @@ def read_metadata(path: Path) -> dict[str, str] | None:
     try:
         with open_regular(path, "a safetensors file") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n)) if n <= MAX_HEADER else None
+            header = parse_json(fh.read(n)) if n <= MAX_HEADER else None
     except FileNotFoundError:
         return None
     except (OSError, ValueError, struct.error, UnicodeDecodeError):
@@ -270,7 +279,7 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     if not check_regular(path, "the eval.json of `vaekit eval`"):
         return None
     try:
-        result = json.loads(read_regular(path, "the eval.json of `vaekit eval`").decode("utf-8"))
+        result = parse_json(read_regular(path, "the eval.json of `vaekit eval`").decode("utf-8"))
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
     check(result, path)
@@ -298,7 +307,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for i, line in enumerate(lines):
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except ValueError:
             if i == len(lines) - 1:
                 break

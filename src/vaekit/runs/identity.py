@@ -35,6 +35,7 @@ from vaekit.runs.files import (
     MODEL,
     check_directory,
     is_temp,
+    parse_json,
     read_metadata,
     write_json_atomic,
 )
@@ -194,6 +195,6 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
 
 def _json(text: str | None) -> Any:
     try:
-        return None if text is None else json.loads(text)
+        return None if text is None else parse_json(text)
     except ValueError:
         return None

@@ -8,7 +8,6 @@ checkpoint against the run it is resumed in (`vaekit.runs.identity`).
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from vaekit.runs.files import (
     CHECKPOINT_JSON,
     CONFIG,
     MODEL,
+    parse_json,
     read_tensors,
     save_tensors,
     strict_json,
@@ -118,7 +118,7 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     path = run_dir / CHECKPOINT
     tensors, metadata = read_tensors(path, "checkpoint")
     try:
-        state = json.loads(metadata[CHECKPOINT_KEY])
+        state = parse_json(metadata[CHECKPOINT_KEY])
         if not isinstance(state.get("epoch"), int) or "param_groups" not in state["optimizer"]:
             raise KeyError("epoch")
     except (KeyError, ValueError, TypeError, AttributeError):

@@ -7,7 +7,6 @@ a directory).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit import runs
 from vaekit.arch import sheet as arch_sheet
 from vaekit.arch.table import dims
 from vaekit.classify import compare as cmp
 from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.figure import compare_figure
 from vaekit.device import format_bytes
-from vaekit.errors import ConfigError
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report.figures import scaling_figure
 from vaekit.sheet.answer import Answer, Check, Table, thousands
 
@@ -114,11 +114,11 @@ def compare_rows(compare_dir: Path | None, work: Path, quick: bool, seed: int, d
     if compare_dir is not None:
         path = compare_dir / cmp.JSON_NAME
         try:
-            rows = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"--compare {compare_dir}: {path.name} is not readable "
-                              f"({getattr(err, 'strerror', None) or err}); expected the directory "
-                              "`vaekit classify --compare` wrote.") from None
+            rows = runs.parse_json(runs.read_regular(path, "the compare.json of `vaekit classify --compare`"))
+        except (OSError, ValueError, CheckpointError) as err:
+            why = str(getattr(err, "strerror", None) or err).rstrip(".")
+            raise ConfigError(f"--compare {compare_dir}: {path.name} is not readable ({why}); expected the "
+                              "directory `vaekit classify --compare` wrote.") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) and "params" in r for r in rows):
             raise ConfigError(f"--compare {compare_dir}: {path.name} is not the rows of `vaekit classify "
                               "--compare`.")
