@@ -15,7 +15,7 @@ from torch import nn
 from torch_reference import build, call_text, reference
 from vaekit.arch import arith
 from vaekit.arch import field as rfield
-from vaekit.arch.spec import SIGNATURES, parse_stack
+from vaekit.arch.spec import KEYWORDS_ONLY, SIGNATURES, parse_stack
 from vaekit.arch.stack import analyze, index_maps
 from vaekit.errors import SpecError
 
@@ -49,7 +49,7 @@ def call(draw: st.DrawFn, kind: str, values: dict[str, st.SearchStrategy[Any]],
     leading = 0
     while leading < len(order) and order[leading] in chosen:
         leading += 1
-    n_pos = draw(ints(0, leading))
+    n_pos = 0 if kind in KEYWORDS_ONLY else draw(ints(0, leading))  # BatchNorm2d: by name only
     args = tuple(chosen.pop(order[i]) for i in range(n_pos))
     return args, chosen
 

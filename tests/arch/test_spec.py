@@ -246,3 +246,11 @@ def test_conv_vae_encoder_on_fashion_mnist() -> None:
     assert rows[2].receptive_field == (10, 10) and rows[2].jump == (4, 4)
     assert rows[-1].receptive_field == (28, 28) and rows[-1].jump is None
     assert rows[0].macs == 32 * 14 * 14 * 16
+
+
+def test_a_number_given_to_batchnorm_is_refused_not_read_as_eps() -> None:
+    """torch's BatchNorm2d(64) is num_features = 64, which the stack infers; read positionally it
+    would have been eps = 64."""
+    with pytest.raises(SpecError, match="num_features from the previous layer"):
+        parse_layer("BatchNorm2d(64)")
+    assert parse_layer("BatchNorm2d(eps=0.001)")["eps"] == 0.001

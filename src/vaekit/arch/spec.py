@@ -227,6 +227,9 @@ SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
         ("recompute_scale_factor", None, _optional(_bool)),
     ),
 }
+# Layers whose torch signature starts with the inferred input size: a positional argument there
+# would be that size, so none is taken (BatchNorm2d(64) is not eps = 64).
+KEYWORDS_ONLY = frozenset({"BatchNorm2d"})
 ACTIVATIONS = frozenset({"ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ELU", "GELU", "SiLU",
                          "Softplus"})
 
@@ -348,6 +351,11 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
     if len(call.args) > len(signature):
         raise SpecError(f"{label}: takes at most {len(signature)} positional arguments "
                         f"({', '.join(names) or 'none'}), got {len(call.args)}.")
+    if kind in KEYWORDS_ONLY and call.args:
+        by_name = ", ".join(n + "=..." for n in names)
+        raise SpecError(f"{label}: takes its num_features from the previous layer and its other "
+                        f"arguments by name ({by_name}); torch's first positional argument would be "
+                        "num_features, so a number here is refused, not read as eps.")
     positional = tuple(_literal(a, label, names[i], source) for i, a in enumerate(call.args))
     keywords: list[tuple[str, Literal]] = []
     given = dict(zip(names, positional, strict=False))
