@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import stat
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -26,6 +25,7 @@ from vaekit.config.values import (
     show,
 )
 from vaekit.errors import ConfigError
+from vaekit.regular import cannot_follow, open_regular
 
 MAX_LAYERS = 1000  # entries of model.hidden and model.channels
 MAX_TOML_BYTES = 1 << 20  # a config is a few lines; this keeps `--config /dev/zero` from filling memory
@@ -163,18 +163,13 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
     names its key.
     """
     path = Path(path)
-    try:
-        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
-            raise ConfigError(f"{path}: not a regular file (a FIFO, device or socket), but a config "
-                              "must be a TOML file.")  # opening a FIFO would wait for a writer
-        with path.open("rb") as fh:
+    try:  # a FIFO is refused unopened (opening it would wait for a writer), a device too
+        with open_regular(path, "a TOML config file", ConfigError) as fh:
             data = fh.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file.") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: a directory, not a TOML config file.") from None
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err}).") from None
+        raise ConfigError(cannot_follow(path, err, "a TOML config file")) from None
     if len(data) > MAX_TOML_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_TOML_BYTES // 1024} KiB, too large for a config "
                           "file.")

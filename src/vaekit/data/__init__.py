@@ -12,6 +12,5 @@ uint8 tensor with fixed splits, and the one binarization law.
     image_files.py    which files of a folder are read, in which order, labels from class folders
     image_decode.py   one image: pixels, channels, resizing (ImageOptions); arrays resized alike
     folder_cache.py   the on-disk cache of decoded folders
-    regular.py        a user's file opened only when it is a regular file (never a FIFO or a device)
     binarize.py       how pixels become x (dynamic, fixed, none, dequantize) and the evaluation protocol
 """

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from vaekit.data.dataset import Dataset, Split, three_way
-from vaekit.data.regular import open_regular
 from vaekit.errors import DataError
+from vaekit.regular import open_regular
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
@@ -46,13 +46,13 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """The images, as `check_images` returns them, and the labels (or None) of a .npy file
     (images) or a .npz (`images` or `x`, optional `labels` or `y`, integers of shape (N,)).
 
-    Opened only as a regular file (`vaekit.data.regular`: never a FIFO or a device). Loaded with
+    Opened only as a regular file (`vaekit.regular`: never a FIFO or a device). Loaded with
     allow_pickle=False: an object array is refused, never unpickled, and a file that is neither
     .npy nor .npz (by its first bytes) is refused before numpy could suggest pickle. Each array's
     header is read first (`_check_declared`): a shape whose bytes the file does not hold, or that
     this machine's memory could not, is refused before numpy allocates it.
     """
-    with open_regular(path, "a .npy/.npz array file") as fp:
+    with open_regular(path, "a .npy/.npz array file", DataError, refuse_missing=True) as fp:
         head = fp.read(len(NPY_MAGIC))
         _check_magic(path, head)
         fp.seek(0)

@@ -26,7 +26,7 @@ An image already H x W is kept exactly as it is.
 
 A folder is read in two passes (`vaekit.data.folder`): `read_header` (pass 1: size and mode, a file
 Pillow cannot identify found here) and `decode` (pass 2: the pixels). An image is opened only as a
-regular file (`vaekit.data.regular`). Its size is read from its header before anything is decoded:
+regular file (`vaekit.regular`). Its size is read from its header before anything is decoded:
 more than MAX_IMAGE_PIXELS (8192 x 8192, a 48-megapixel photograph fits) is refused, so that a
 small file claiming billions of pixels (an image bomb) is never decoded; Pillow's own
 DecompressionBombWarning (above 89 million pixels) is silenced, its DecompressionBombError (above
@@ -48,8 +48,8 @@ from PIL import Image, UnidentifiedImageError, features
 
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
 from vaekit.data.image_files import HINT, NOT_REGULAR, TOO_LARGE, UNREADABLE, BadFile, FolderFile
-from vaekit.data.regular import open_regular
 from vaekit.errors import ConfigError, DataError
+from vaekit.regular import open_regular
 
 EXPECTED = "a PNG, JPEG, BMP, GIF or WebP image"
 RESAMPLE = Image.Resampling.BILINEAR
@@ -120,7 +120,8 @@ def _too_large(f: FolderFile, size: tuple[int, int] | None) -> str:
 def _open_image(f: FolderFile) -> Iterator[Image.Image]:
     """`f` opened by Pillow, from a regular file only (else DataError), Pillow's
     DecompressionBombWarning silenced (MAX_IMAGE_PIXELS, below its limit, is checked instead)."""
-    with open_regular(f.path, f"{EXPECTED}, or {HINT}") as fp, warnings.catch_warnings():
+    with (open_regular(f.path, f"{EXPECTED}, or {HINT}", DataError, refuse_missing=True) as fp,
+          warnings.catch_warnings()):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
             yield im

@@ -28,8 +28,8 @@ from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaekit.data.regular import kind_of, unreachable
 from vaekit.errors import DataError
+from vaekit.regular import cannot_follow, not_regular
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MIN_IMAGES = 10  # the 80/10/10 split needs one image in each of validation and test, and more
@@ -75,8 +75,8 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
         try:
             st = entry.stat()
         except OSError as err:  # a link to nothing, a loop of links
-            bad.append(BadFile(prefix + entry.name, NOT_REGULAR, f"{entry.path}: {unreachable(err)}; "
-                               f"expected an image file or a folder of images, or {HINT}."))
+            bad.append(BadFile(prefix + entry.name, NOT_REGULAR, cannot_follow(
+                entry.path, err, f"an image file or a folder of images, or {HINT}")))
             continue
         if stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
@@ -90,8 +90,8 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
         elif stat.S_ISREG(st.st_mode):
             out.append(FolderFile(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns))
         else:  # a FIFO, a device, a socket: never opened
-            bad.append(BadFile(prefix + entry.name, NOT_REGULAR, f"{entry.path}: not a regular file "
-                               f"({kind_of(st.st_mode)}); expected an image file, or {HINT}."))
+            bad.append(BadFile(prefix + entry.name, NOT_REGULAR, not_regular(
+                entry.path, st.st_mode, f"an image file, or {HINT}")))
     del entries
 
 

@@ -15,7 +15,6 @@ The pieces, imported here so that `runs.NAME` reaches every one:
 
     files.py    the files: atomic writes, the one-writer lock, safetensors, figures, metrics.jsonl,
                 eval.json, the model's fingerprint, strict JSON
-    regular.py  regular files only: what a path is, a file read without ever blocking on a FIFO
     weights.py  model and checkpoint tensors: saved, read back, held against the model
     kinds.py    the kinds of run (`Task`: 'vae' here, 'classify' registered by `vaekit.classify`),
                 config.json read through its kind
@@ -68,7 +67,6 @@ from vaekit.runs.kinds import (
     task_of,
 )
 from vaekit.runs.load import Run, device_named, load_run
-from vaekit.runs.regular import check_directory, check_regular, read_regular
 from vaekit.runs.weights import (
     decode_bytes,
     encode_bytes,
@@ -84,11 +82,11 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
     "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "append_metrics", "check_directory", "check_regular", "check_run_dir", "decode_bytes", "device_named",
-    "encode_bytes", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
-    "model_fingerprint", "optimizer_from_flat", "parse_json", "optimizer_to_flat", "read_config", "read_eval",
-    "read_metadata", "read_metrics", "read_regular", "read_tensors", "register_task", "run_id",
-    "save_checkpoint", "save_figure", "save_model", "save_tensors", "save_weights", "strict_json",
-    "task_for", "task_in", "task_of", "temp_path", "truncate_metrics", "weights_metadata",
-    "write_bytes_atomic", "write_config", "write_error", "write_json_atomic",
+    "append_metrics", "check_run_dir", "decode_bytes", "device_named", "encode_bytes", "is_temp",
+    "load_checkpoint", "load_run", "load_weights", "locked", "maker_of", "model_fingerprint",
+    "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
+    "read_metrics", "read_tensors", "register_task", "run_id", "save_checkpoint", "save_figure",
+    "save_model", "save_tensors", "save_weights", "strict_json", "task_for", "task_in", "task_of",
+    "temp_path", "truncate_metrics", "weights_metadata", "write_bytes_atomic", "write_config",
+    "write_error", "write_json_atomic",
 ]

@@ -5,7 +5,7 @@ Every file is written to `.NAME.vaekit-PID.tmp` (`temp_path`: a name no user fil
 lock's clean-up recognises as vaekit's own, `is_temp`), flushed to disk and renamed over `NAME`
 with `os.replace` (atomic on POSIX), so a kill at any moment leaves the previous good version.
 JSON is written strict (no NaN or Infinity: `strict_json`). Every file is read only once it is
-known to be a regular file (`vaekit.runs.regular`): a FIFO is never waited on, a directory or a
+known to be a regular file (`vaekit.regular`): a FIFO is never waited on, a directory or a
 dangling link is one sentence. Nothing is ever read with pickle:
 tensors come from safetensors, the rest from JSON. `model_fingerprint` is the SHA-256 that ties an
 eval.json to its weights.
@@ -36,7 +36,7 @@ from safetensors.torch import save as st_save
 from vaekit.config import is_int, is_number
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
-from vaekit.runs.regular import check_directory, check_regular, open_regular, read_regular
+from vaekit.regular import check_directory, check_regular, open_regular, read_regular
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -130,7 +130,7 @@ def locked(run_dir: Path) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
-    check_directory(Path(run_dir))
+    check_directory(Path(run_dir), "a run directory", CheckpointError)
     try:
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
@@ -225,7 +225,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
 def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file; CheckpointError if missing, truncated or foreign."""
     try:
-        data = read_regular(path, f"the {what}'s safetensors file")
+        data = read_regular(path, f"the {what}'s safetensors file", CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no {what} file there.") from None
     try:
@@ -246,7 +246,7 @@ def read_metadata(path: Path) -> dict[str, str] | None:
     if nothing is there or the header is not that of a safetensors file; a CheckpointError if
     something else than a regular file is there."""
     try:
-        with open_regular(path, "a safetensors file") as fh:
+        with open_regular(path, "a safetensors file", CheckpointError) as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
             header = parse_json(fh.read(n)) if n <= MAX_HEADER else None
     except FileNotFoundError:
@@ -264,7 +264,7 @@ def model_fingerprint(run_dir: str | Path) -> str:
     """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to."""
     path = Path(run_dir) / MODEL
     try:
-        return hashlib.sha256(read_regular(path, "the model's safetensors file")).hexdigest()
+        return hashlib.sha256(read_regular(path, "the model's safetensors file", CheckpointError)).hexdigest()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no model file there; train the run first.") from None
 
@@ -275,11 +275,11 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     kind of run writes, checked by that kind), or if it was computed for other weights than
     model.safetensors (its model_sha256; `command` is the one that evaluates the run again). A
     caller that evaluates again whatever is wrong catches the CheckpointError."""
-    path = Path(run_dir) / EVAL
-    if not check_regular(path, "the eval.json of `vaekit eval`"):
+    path, what = Path(run_dir) / EVAL, "the eval.json of `vaekit eval`"
+    if not check_regular(path, what, CheckpointError):
         return None
     try:
-        result = parse_json(read_regular(path, "the eval.json of `vaekit eval`").decode("utf-8"))
+        result = parse_json(read_regular(path, what, CheckpointError).decode("utf-8"))
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
     check(result, path)
@@ -294,10 +294,10 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     numbers for every other field. A last line cut by a kill mid-write is dropped; anything else
     that is not such a row is a CheckpointError naming the file and the line."""
     path = run_dir / METRICS
-    if not check_regular(path, "the metrics.jsonl of a run"):
+    if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
         return []
     try:
-        text = read_regular(path, "the metrics.jsonl of a run").decode("utf-8")
+        text = read_regular(path, "the metrics.jsonl of a run", CheckpointError).decode("utf-8")
     except UnicodeDecodeError as err:
         raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
                               "JSON object per line.") from None
@@ -325,7 +325,7 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
     """Append one row (strict JSON); a failed write leaves at most a cut last line, which
     `read_metrics` drops. Only a regular file (or none) is appended to."""
     line = strict_json(row, run_dir / METRICS) + "\n"
-    check_regular(run_dir / METRICS, "the metrics.jsonl of a run")
+    check_regular(run_dir / METRICS, "the metrics.jsonl of a run", CheckpointError)
     try:
         with open(run_dir / METRICS, "a") as fh:
             fh.write(line)

@@ -29,11 +29,11 @@ from typing import Any
 
 from vaekit.config import MAX_SIZE, differences, is_int, resumable_of, sections_of
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.regular import check_directory
 from vaekit.runs.files import (
     CHECKPOINT,
     CONFIG,
     MODEL,
-    check_directory,
     is_temp,
     parse_json,
     read_metadata,
@@ -63,7 +63,7 @@ def check_run_dir(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     if not os.path.lexists(run_dir):
         return
-    check_directory(run_dir)
+    check_directory(run_dir, "a run directory", CheckpointError)
     if os.path.lexists(run_dir / CONFIG):
         try:
             read_config(run_dir, None)

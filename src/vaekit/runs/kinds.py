@@ -24,7 +24,8 @@ from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.runs.files import CONFIG, parse_json, read_regular
+from vaekit.regular import read_regular
+from vaekit.runs.files import CONFIG, parse_json
 from vaekit.vae.models import build_model
 
 DEFAULT = "vae"  # the kind of a config.json without "task"
@@ -89,7 +90,8 @@ def task_in(run_dir: Path) -> Task:
     unreadable config.json, or a "task" not registered, reads as 'vae', whose reading (`read_config`,
     `load_run`) then says what is wrong."""
     try:
-        raw = parse_json(read_regular(Path(run_dir) / CONFIG, "a config.json").decode("utf-8"))
+        raw = parse_json(read_regular(Path(run_dir) / CONFIG, "a config.json", CheckpointError)
+                         .decode("utf-8"))
     except (OSError, ValueError, CheckpointError):
         return TASKS[DEFAULT]
     name = raw.get("task") if isinstance(raw, dict) else None
@@ -110,7 +112,7 @@ def read_raw_config(run_dir: Path, maker: str = TASKS[DEFAULT].maker) -> Any:
     (`maker`: the command that makes such runs), if it is not a regular file or not JSON."""
     path = run_dir / CONFIG
     try:
-        return parse_json(read_regular(path, "the config.json of a run").decode("utf-8"))
+        return parse_json(read_regular(path, "the config.json of a run", CheckpointError).decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of "
                               f"`{maker}`.") from None

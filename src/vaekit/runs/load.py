@@ -16,7 +16,8 @@ from vaekit.config import DEVICES
 from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
-from vaekit.runs.files import CONFIG, MODEL, check_directory, check_regular, read_metrics, read_tensors
+from vaekit.regular import check_directory, check_regular
+from vaekit.runs.files import CONFIG, MODEL, read_metrics, read_tensors
 from vaekit.runs.identity import check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.weights import load_weights
@@ -91,13 +92,13 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     where = device_named(device)
     run_dir = Path(run_dir)
     maker = maker_of(task)
-    check_directory(run_dir)
-    if not check_regular(run_dir / CONFIG, "the config.json of a run"):
+    check_directory(run_dir, "a run directory", CheckpointError)
+    if not check_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError):
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
                               f"`{maker} --out {run_dir}`.")
     config = read_config(run_dir, task)
     kind = task_for(config)
-    if not check_regular(run_dir / MODEL, "the model's safetensors file"):
+    if not check_regular(run_dir / MODEL, "the model's safetensors file", CheckpointError):
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
                               f"epoch); train one with `{kind.maker} --out {run_dir}`.")
     try:

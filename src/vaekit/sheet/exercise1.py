@@ -21,7 +21,8 @@ from vaekit.classify import compare as cmp
 from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.figure import compare_figure
 from vaekit.device import format_bytes
-from vaekit.errors import CheckpointError, ConfigError
+from vaekit.errors import ConfigError
+from vaekit.regular import read_regular
 from vaekit.report.figures import scaling_figure
 from vaekit.sheet.answer import Answer, Check, Table, thousands
 
@@ -114,8 +115,9 @@ def compare_rows(compare_dir: Path | None, work: Path, quick: bool, seed: int, d
     if compare_dir is not None:
         path = compare_dir / cmp.JSON_NAME
         try:
-            rows = runs.parse_json(runs.read_regular(path, "the compare.json of `vaekit classify --compare`"))
-        except (OSError, ValueError, CheckpointError) as err:
+            rows = runs.parse_json(read_regular(path, "the compare.json of `vaekit classify --compare`",
+                                                      ConfigError))
+        except (OSError, ValueError) as err:
             why = str(getattr(err, "strerror", None) or err).rstrip(".")
             raise ConfigError(f"--compare {compare_dir}: {path.name} is not readable ({why}); expected the "
                               "directory `vaekit classify --compare` wrote.") from None
