@@ -13,6 +13,7 @@ import pytest
 
 from vaekit.cli import build_parser, explain, main, signed_values_joined
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, float_flag, int_flag, int_list_flag
+from vaekit.commands.serve import host_flag
 
 OneSentence = Callable[..., None]
 # A positional each command needs before its flags parse (eval, sample and report take a run).
@@ -50,13 +51,13 @@ def subparsers(parser: argparse.ArgumentParser, words: list[str]) -> Iterator[
 
 def typed_flags() -> list[tuple[list[str], str]]:
     """(words, flag) for every optional flag of every command that converts its value (int,
-    float, a list, a choice; not a path, whose converter refuses only empty text): read from the
-    parser itself, so a new flag is tested too."""
-    out = []
+    float, a list, a choice; not a path or an address, whose converters refuse only empty text):
+    read from the parser itself, so a new flag is tested too."""
+    out, texts = [], (None, str, CONFIG_PATH, OUT_PATH, host_flag)
     for words, parser in subparsers(build_parser(), []):
         for action in parser._actions:
             if action.option_strings and action.nargs is None and (
-                    action.choices is not None or action.type not in (None, str, CONFIG_PATH, OUT_PATH)):
+                    action.choices is not None or action.type not in texts):
                 out.append((words, action.option_strings[-1]))
     return out
 

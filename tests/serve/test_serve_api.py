@@ -445,10 +445,56 @@ def test_cli_prints_the_address_and_warns_off_loopback(run_dir: Path, capsys: py
         assert cli.main(["serve", str(run_dir), "--host", "0.0.0.0", "--port", "0", "--threads", "1"]) == 0
         out, err = capsys.readouterr()
         assert out.startswith("http://0.0.0.0:") and "warning" in err and "loopback" in err
+        assert cli.main(["serve", str(run_dir), "--host", "127.1", "--port", "0", "--threads", "1"]) == 0
+        out, err = capsys.readouterr()  # 127.1 is 127.0.0.1 as bound: loopback, no warning
+        assert out.startswith("http://127.0.0.1:") and "warning" not in err
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["serve", "", "--port", "0"], ["RUN_DIR is empty"]),
+    (["eval", " "], ["RUN_DIR is empty"]),
+    (["serve", "RUN", "--host", ""], ["--host is empty", "every interface"]),
+    (["serve", "RUN", "--port", "\u0661\u0662\u0663\u0664"], ["--port must be an integer"]),
+    (["serve", "RUN", "--port", " 80"], ["--port must be an integer"]),
+    (["serve", "RUN", "--port", "+0"], ["--port must be an integer"]),
+])
+def test_cli_refuses_an_empty_run_or_host_and_a_port_no_person_types(
+        argv: list[str], words: list[str], capsys: pytest.CaptureFixture[str],
+        one_sentence: Callable[..., None]) -> None:
+    """An empty RUN_DIR is not the current directory, an empty --host not every interface, and a
+    port in other digits, with a sign or spaces is not read as a port."""
+    argv = [a.encode().decode("unicode_escape") for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and all(w in err for w in words), err
+    one_sentence(err.split(": error: ", 1)[1].rsplit("; see `", 1)[0] + ".")
+
+
+def test_a_loopback_address_in_ipv6_form_is_loopback() -> None:
+    assert app.is_loopback("::ffff:127.0.0.1") and app.is_loopback("::1") and app.is_loopback("localhost")
+    assert not app.is_loopback("::ffff:10.0.0.1") and not app.is_loopback("0.0.0.0")
 
 
 def test_the_run_directory_is_unchanged(client: Client, run_dir: Path, before: dict[str, str]) -> None:
     client.post("/api/encode", {"pixels": [0.5] * 64})  # after every request above
     assert digest(run_dir) == before
+
+
+def test_pillows_repairs_print_nothing_on_the_servers_console(tmp_path: Path) -> None:
+    """A palette PNG with its transparency in bytes (as pngquant writes them) decodes, and Pillow's
+    UserWarning about it (with its source line) does not reach stderr, even with warnings on."""
+    import subprocess
+    import sys
+
+    im = Image.new("P", (8, 8))
+    im.putpalette([i % 256 for i in range(768)])
+    buf = io.BytesIO()
+    im.save(buf, "PNG", transparency=bytes([0, 128, 255, 7]))
+    script = ("import sys\nfrom vaekit.serve.images import decode_upload\n"
+              "x, done = decode_upload(sys.stdin.read(), (1, 8, 8))\nprint(tuple(x.shape), done)\n")
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script], input=base64.b64encode(
+        buf.getvalue()).decode(), capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "(1, 8, 8)" in done.stdout, done.stderr
+    assert done.stderr == "", done.stderr

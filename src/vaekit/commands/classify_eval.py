@@ -9,7 +9,7 @@ from typing import Any
 
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.commands.evaluate import print_eval
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import int_flag, run_dir_argument
 
 MISTAKES_PRINTED = 5
 
@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with a 95% Wilson score interval, per-class recall and precision, the confusion matrix, the "
         "mean cross-entropy in nats per image, parameters and multiply-adds per image, and the most "
         "confidently wrong images. Writes RUN_DIR/eval.json; `vaekit report RUN_DIR` draws it.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit classify`")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
+                   help="a run directory of `vaekit classify`")
     p.add_argument("--data-dir", default=argparse.SUPPRESS,  # not to undo `classify --data-dir D eval`
                    help="directory holding the dataset files (default: the run's, then the lookup "
                    "order of `vaekit data`)")

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from vaekit.commands.flags import add_device_flag, int_flag
+from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument
 from vaekit.config import SEED_MAX
 from vaekit.distributed import world
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "per dimension; per-dimension KL, active units, reconstruction error and a logistic-regression "
         "probe on the latent means. Writes RUN_DIR/eval.json.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
+                   help="a run directory of `vaekit train`")
     p.add_argument("--k", type=int_flag("--k"), default=5000,
                    help="importance samples per image (default: 5000, the published standard)")
     p.add_argument("--limit", type=int_flag("--limit"),

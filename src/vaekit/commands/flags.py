@@ -6,14 +6,16 @@ the flag tables of config sections on them."""
 from __future__ import annotations
 
 import argparse
+import re
 import reprlib
 from collections.abc import Callable
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import given_text, parse_int_list
+from vaekit.config import check_path_length, given_text, parse_int_list
 from vaekit.errors import ConfigError
 
+DECIMAL = re.compile(r"-?[0-9]+")  # an integer as a person types one: ASCII digits, a minus sign
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
 _REPR.maxstring, _REPR.maxlong = 60, 40
 
@@ -27,10 +29,9 @@ def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Call
     """An argparse `type=` for the integer flag `flag`: int(text), within [low, high] when given;
     otherwise ArgumentTypeError with a sentence naming the flag and the text."""
     def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {short(text)}") from None
+        if not DECIMAL.fullmatch(text):  # int() also takes ' 80', '+0', '1_000' and other scripts' digits
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {short(text)}")
+        value = int(text)
         if low is not None and value < low:
             raise argparse.ArgumentTypeError(f"{flag} must be at least {low}, got {value}")
         if high is not None and value > high:
@@ -79,6 +80,18 @@ def parsed_flag(flag: str, parse: Callable[[str, str], Any], keep_text: bool = F
 def text_flag(flag: str) -> Callable[[str], str]:
     """An argparse `type=` for a path or name: empty text is one sentence (`config.given_text`)."""
     return parsed_flag(flag, given_text, keep_text=True)
+
+
+def run_dir_argument(text: str) -> str:
+    """An argparse `type=` for the RUN_DIR argument: empty text is one sentence, not the current
+    directory; a path no file system holds too (`config.check_path_length`)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("RUN_DIR is empty; give the path of a run directory")
+    try:
+        check_path_length(text, "RUN_DIR")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+    return text
 
 
 CONFIG_PATH, OUT_PATH = text_flag("--config"), text_flag("--out")  # `type=` of --config and --out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaekit.commands.flags import add_device_flag, int_flag
+from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument
 from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classify`) gets the test accuracy with its interval, the per-class table, the confusion "
         "matrix, the most confidently wrong images, the learning curves and the layer table.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train` or "
+    p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
+                   help="a run directory of `vaekit train` or "
                    "`vaekit classify`")
     p.add_argument("--k", type=int_flag("--k"), default=500,
                    help="VAE runs: importance samples if eval.json is missing (default: 500; `vaekit eval` "

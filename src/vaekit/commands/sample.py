@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from vaekit.commands.flags import OUT_PATH, add_device_flag, int_flag
+from vaekit.commands.flags import OUT_PATH, add_device_flag, int_flag, run_dir_argument
 from vaekit.config import SEED_MAX
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report.paths import figure_path
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Decode n latents z ~ N(0, I) with a run's best model and save the means of "
         "p(x|z) as a grid of images.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `vaekit train`")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
+                   help="a run directory of `vaekit train`")
     p.add_argument("-n", type=int_flag("-n"), default=64, help="number of samples (default: 64)")
     p.add_argument("--out", type=OUT_PATH,
                    help="PNG file to write (default: RUN_DIR/figures/samples-seedS.png)")

@@ -232,10 +232,10 @@ class ExplorerServer(BoundedHTTPServer):
 
     def __init__(self, address: tuple[str, int], explorer: Explorer) -> None:
         self.explorer = explorer
-        self.check_host = is_loopback(address[0])
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, Handler)
+        self.check_host = is_loopback(str(self.server_address[0]))  # as bound: '127.1' is 127.0.0.1
 
     def server_bind(self) -> None:
         """As HTTPServer's, without its reverse DNS lookup of the host (slow on a machine without DNS)."""
@@ -257,9 +257,11 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import warnings
 from typing import Any
 
 import torch
@@ -20,6 +21,11 @@ from vaekit.serve.request import ApiError
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
 MAX_UPLOAD = 2 * 2**20  # bytes of an uploaded PNG/JPEG
 MAX_UPLOAD_PIXELS = 4096 * 4096
+
+# The answer to an upload says what was done to it; Pillow's warnings about what it repaired in a
+# file (palette transparency in bytes, a bad EXIF block) would only print source lines on the
+# server's console.
+warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 
 
 def image_json(t: Tensor) -> dict[str, Any]:
@@ -45,31 +51,36 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
     if len(data) > MAX_UPLOAD:
         raise ApiError(413, f"the image is larger than {MAX_UPLOAD // 2**20} MB.")
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as probe:
-            width, height = probe.size
-            if width * height > MAX_UPLOAD_PIXELS:
-                raise ApiError(413, f"the image has {width}x{height} pixels, more than "
-                               f"{MAX_UPLOAD_PIXELS:,}.")
-            probe.verify()
-        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
-            im.load()
-            kind = im.format or "image"
-            c, h, w = shape
-            done = [f"read a {width}x{height} {kind}"]
-            target = "L" if c == 1 else "RGB"
-            if im.mode != target:
-                converted = im.convert(target)
-                done.append("greyscale" if c == 1 else "RGB")
-            else:
-                converted = im.copy()
-            if converted.size != (w, h):
-                converted = converted.resize((w, h), Image.Resampling.BILINEAR)
-                done.append(f"resized to {w}x{h}")
-            array = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)
+        return _decode(data, shape)
     except ApiError:
         raise
     except MemoryError:
         raise
     except Exception:  # Pillow raises many kinds on a corrupt file (OSError, SyntaxError, IndexError...)
         raise ApiError(400, "the field 'image' is not a readable PNG or JPEG file.") from None
+
+
+def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+    """`decode_upload` of the file's bytes, Pillow's errors left to it."""
+    with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as probe:
+        width, height = probe.size
+        if width * height > MAX_UPLOAD_PIXELS:
+            raise ApiError(413, f"the image has {width}x{height} pixels, more than "
+                           f"{MAX_UPLOAD_PIXELS:,}.")
+        probe.verify()
+    with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
+        im.load()
+        kind = im.format or "image"
+        c, h, w = shape
+        done = [f"read a {width}x{height} {kind}"]
+        target = "L" if c == 1 else "RGB"
+        if im.mode != target:
+            converted = im.convert(target)
+            done.append("greyscale" if c == 1 else "RGB")
+        else:
+            converted = im.copy()
+        if converted.size != (w, h):
+            converted = converted.resize((w, h), Image.Resampling.BILINEAR)
+            done.append(f"resized to {w}x{h}")
+        array = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)
     return array.view(h, w, c).permute(2, 0, 1).contiguous(), done
