@@ -224,6 +224,28 @@ def test_loopback_hosts_are_taken(client: Client, one_sentence: Callable[..., No
     check_refusal(ask(client, twice), 400, one_sentence)
 
 
+@pytest.mark.parametrize("request_head", [
+    b"GET /api/info HTTP/1.1\r\n\r\n",  # HTTP/1.1 without a Host (RFC 9112 3.2)
+    b"GET http://evil.example/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # the target's host rules
+    b"GET http://evil.example/api/info HTTP/1.0\r\n\r\n",
+    b"GET http://127.0.0.1:99999999999/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # no such port
+    b"GET http:/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # not a URL
+    b"GET ftp://127.0.0.1/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX: a\0b\r\n\r\n",  # NUL in a field (RFC 9110 5.5)
+])
+def test_targets_and_hosts_no_client_should_send(client: Client, one_sentence: Callable[..., None],
+                                                 request_head: bytes) -> None:
+    check_refusal(ask(client, request_head), 400, one_sentence)
+    still_answers(client)
+
+
+def test_an_absolute_url_of_this_machine_is_taken(client: Client) -> None:
+    url = f"http://127.0.0.1:{client.port}/api/info"
+    assert ask(client, f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())[0] == 200
+    assert ask(client, f"GET {url} HTTP/1.0\r\n\r\n".encode())[0] == 200
+
+
 def test_any_host_is_taken_off_loopback(run_dir: Path) -> None:
     """Served on another address (`--host`), the names it is reached by are not known."""
     for other in serve(run_dir, check_host=False):

@@ -36,7 +36,7 @@ from email import errors
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import torch
 
@@ -140,8 +140,11 @@ class Handler(BaseHTTPRequestHandler):
         if not super().parse_request():
             return False
         if (any(isinstance(d, BAD_HEADER_LINE) for d in self.headers.defects)
-                or any("\r" in str(v) or "\n" in str(v) for v in self.headers.values())):
+                or any(c in str(v) for v in self.headers.values() for c in "\r\n\0")):
             self.refuse(400, "a header line of the request is malformed.")
+            return False
+        if self.request_version == "HTTP/1.1" and self.headers.get_all("Host") is None:
+            self.refuse(400, "an HTTP/1.1 request must have a Host header.")
             return False
         return True
 
@@ -171,17 +174,35 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def check_host(self) -> None:
-        """On loopback, a Host header must name a loopback address (localhost, 127.0.0.1, [::1], with
-        any port): a page of another site whose name was rebound to 127.0.0.1 (DNS rebinding) sends
-        its own name. A request without one (HTTP/1.0) is taken."""
-        hosts = self.headers.get_all("Host")
+    def check_host(self, url: SplitResult) -> None:
+        """On loopback, the host a request names must be a loopback address (localhost, 127.0.0.1,
+        [::1], with any port): a page of another site whose name was rebound to 127.0.0.1 (DNS
+        rebinding) sends its own name. The host is the target's authority when the target is an
+        absolute URL (RFC 9112 3.2.2), else the Host header; an HTTP/1.0 request without either is
+        taken."""
+        hosts = [url.netloc] if url.netloc else self.headers.get_all("Host")
         if not self.server.check_host or hosts is None:
             return
         match = HOST.fullmatch(hosts[0].strip()) if len(hosts) == 1 else None
         if match is None or not is_loopback(match[1].strip("[]").lower()):
             raise ApiError(400, "the Host header must name this machine (localhost or a loopback address); "
                            "the explorer answers to no other name.")
+
+    def target(self) -> SplitResult:
+        """The request target: a path (/api/info) or an absolute http:// URL with a valid port;
+        anything else is a 400."""
+        try:
+            url = urlsplit(self.path)
+            if not self.path.startswith("/"):
+                if url.scheme.lower() != "http" or not url.netloc or not url.path.startswith("/"):
+                    raise ValueError(self.path)
+                url.port  # noqa: B018 - a port out of range or not a number is a ValueError
+        except ValueError:  # e.g. an unclosed [ in an absolute URL
+            if self.command not in allowed(""):  # CONNECT host:port: the method is what is wrong
+                raise method_refused(allowed(""), self.command) from None
+            raise ApiError(400, "the request target must be a path (/api/info) or an http:// URL "
+                           "of this machine.") from None
+        return url
 
     def read_body(self) -> dict[str, Any]:
         n = content_length(self.headers.get_all("Content-Length"), self.headers.get_all("Transfer-Encoding"))
@@ -195,11 +216,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self) -> None:
         try:
-            self.check_host()
-            try:
-                url = urlsplit(self.path)
-            except ValueError:  # e.g. an unclosed [ in an absolute URL
-                raise ApiError(400, "the request target is not a URL.") from None
+            url = self.target()
+            self.check_host(url)
             path = url.path
             methods = allowed(path)
             if self.command not in methods:
