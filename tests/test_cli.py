@@ -284,3 +284,18 @@ def test_a_dataset_path_no_file_system_holds_is_one_sentence(
     assert err.count("\n") == 1 and "too long a path" in err and "255 bytes" in err, err
     one_sentence(err.removeprefix("vaekit train: error: "))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--weight-decay", "--autoregressive-dropout"])
+def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, capsys: pytest.CaptureFixture[str],
+                                                       one_sentence: OneSentence, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands run with denormals flushed to zero, where 1e-320 compares equal to 0: it would
+    be refused as 'not greater than 0, got 0.0', or stored as 0.0 where 0 is allowed."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--data", "digits", flag, "1e-320", "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "subnormal" in err, err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    assert list(tmp_path.iterdir()) == []

@@ -43,7 +43,8 @@ HOSTILE_TEXT = st.one_of(
     st.sampled_from(["", " ", "nan", "-nan", "inf", "-inf", "1e999", "-1", "0", "1", "10", "1e20",
                      str(10**20), str(2**31), str(2**63), "0.5", "-0.5", "1,2", "512,,256", ",", "8, 16",
                      "60m", "1h30m", "0s", "-5m", "5x", "32x32", "auto", "epoch", "mlp", "conv", "adam",
-                     "elbo", "digits", "none", "\x00", "é", "٣", "１", "a" * 300, "1" * 400, "true"]),
+                     "elbo", "digits", "none", "\x00", "é", "٣", "１", "a" * 300, "1" * 400, "true",
+                     "1e-320", "-5e-324"]),
     st.text(max_size=12),
 )
 TOML_VALUES = st.one_of(

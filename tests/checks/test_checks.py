@@ -266,6 +266,9 @@ def test_cli_exits_1_when_a_claim_fails(monkeypatch: pytest.MonkeyPatch,
     (["--only", "elbo,kl_closed_form"], "elbo"),
     (["--steps", "0"], "--steps"),
     (["--steps", str(10**20)], "at most 100000"),
+    (["--only", ""], "--only"),  # an empty list of claims is not all of them
+    (["--only", ","], "--only"),
+    (["--only", "elbo_bound,"], "--only"),
     (["--only", "training", "--data", "fashion-mnist"], "fashion-mnist"),  # asked for, not here
 ])
 def test_cli_bad_arguments_exit_2_with_one_sentence(argv: list[str], name: str, places: Any,

@@ -46,11 +46,14 @@ CLAIM_IDS: tuple[str, ...] = ("elbo_bound", "iwae_tightens", "kl_nonnegative", "
 
 
 def parse_ids(text: str | None) -> list[str]:
-    """The claims of `vaekit check --only ID[,ID]` (all, in order, when empty); ConfigError naming
-    the flag for an unknown id."""
-    if not text:
+    """The claims of `vaekit check --only ID[,ID]` (all, in order, when not given); ConfigError
+    naming the flag for an unknown id or an empty entry ('', ',', 'elbo,')."""
+    if text is None:
         return list(CLAIM_IDS)
-    ids = [t.strip() for t in text.split(",") if t.strip()]
+    ids = [t.strip() for t in text.split(",")]
+    if not all(ids):
+        raise ConfigError(f"--only got {text!r}, which names no claim in one of its entries; give claim ids "
+                          f"separated by commas ({', '.join(CLAIM_IDS)}), or leave --only out for all.")
     for claim_id in ids:
         if claim_id not in CLAIM_IDS:
             raise ConfigError(f"--only: unknown claim {claim_id!r}; valid claims are {', '.join(CLAIM_IDS)}.")

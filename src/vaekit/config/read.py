@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import struct
+import sys
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -93,6 +95,9 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
                 raise ConfigError(f"{where}{err}") from None
         if not is_number(value):
             raise ConfigError(f"{where}{key} must be a number, got {show(value)}.")
+        if isinstance(value, float) and is_subnormal(value):
+            raise ConfigError(f"{where}{key} must be 0 or at least {sys.float_info.min:.4g} in size, got a "
+                              "subnormal number, which the CPU's flush-to-zero mode reads as 0.")
     elif t.startswith("str"):
         if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)
@@ -100,6 +105,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
             value = str(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {show(value)}.")
+        if not value.strip():  # no setting means anything by empty text: not "not given" either
+            raise ConfigError(f"{where}{key} is empty; give a value, or leave it out for its default.")
         try:
             if kind == "size":
                 parse_image_size(value, key)
@@ -115,6 +122,13 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         raise AssertionError(f"the number {key} declares no bound")
     check_value(key, value, bound, origin)  # ints compared exactly, so 10**400 is refused, not overflowed
     return float(value) if t.startswith("float") else value
+
+
+def is_subnormal(x: float) -> bool:
+    """Whether `x` is a subnormal float (0 < |x| < 2.2e-308), told by its bits: a comparison would
+    read it as 0 while the CPU flushes denormals (`vaekit.device.flush_denormals`)."""
+    bits = struct.unpack("<Q", struct.pack("<d", x))[0]
+    return (bits >> 52) & 0x7FF == 0 and bits & ((1 << 52) - 1) != 0
 
 
 def check_fields(config: Any) -> None:
