@@ -376,3 +376,59 @@ def test_a_fifo_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ConfigError, match="not a regular file"):
         load_toml(fifo)
+
+
+# A setting changed without the setting that uses it (its value), and the settings that use it.
+UNUSED: dict[str, tuple[Any, dict[str, Any]]] = {
+    "model.channels": ([16], {"model.kind": "conv"}),
+    "model.kernel_size": (3, {"model.kind": "conv"}),
+    "model.stride": (1, {"model.kind": "conv"}),
+    "model.pseudo_inputs": (10, {"model.prior": "vamp"}),
+    "model.autoregressive_dropout": (0.1, {"model.autoregressive": 16}),
+    "model.autoregressive_window": (5, {"model.autoregressive": 16}),
+    "model.variance": ("global", {"model.likelihood": "gaussian", "data.binarize": "none"}),
+    "optim.momentum": (0.0, {"optim.name": "sgd"}),
+    "optim.step_size": (3, {"optim.schedule": "step"}),
+    "optim.gamma": (0.5, {"optim.schedule": "step"}),
+    "data.image_fit": ("pad", {"data.image_size": "8"}),
+}
+
+
+def _table(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def test_every_used_with_rule_has_a_case() -> None:
+    from vaekit.config.read import USED_WITH
+
+    assert {key for key, _, _ in USED_WITH} == set(UNUSED)
+
+
+@pytest.mark.parametrize("key", sorted(UNUSED))
+def test_a_setting_nothing_uses_is_refused_and_taken_with_what_uses_it(key: str,
+                                                                       one_sentence: OneSentence) -> None:
+    """`--momentum 0` with adam trained exactly as without it and recorded momentum 0 in config.json."""
+    from vaekit.config import check_used
+
+    value, partner = UNUSED[key]
+    alone = apply(TrainConfig(), _table({key: value}), "c.toml")
+    with pytest.raises(ConfigError) as info:
+        check_used(alone, TrainConfig())
+    one_sentence(str(info.value), key)
+    both = apply(TrainConfig(), _table({key: value, **partner}), "c.toml")
+    check_used(both, TrainConfig())
+    check_used(alone, alone)  # a resumed run's own values are not this command's
+
+
+def test_the_command_line_refuses_momentum_with_adam(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "digits", "--momentum", "0", "--out", "run"]) == 2
+    assert "optim.momentum is used only with --optimizer sgd or rmsprop" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

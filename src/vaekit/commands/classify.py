@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from vaekit import config as cfg
 from vaekit.arch.table import stack_table
@@ -54,10 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     classify_eval.register(p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p)))
 
 
-def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return given(args, FLAGS)
-
-
 def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     """defaults (or the resumed run's config.json) < --config file < flags; and the run directory."""
     base = ClassifierConfig()
@@ -65,9 +60,11 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
         base = read_config(Path(args.out), "classify")
+    start = base
     if args.config:
         base = cfg.load_toml(args.config, base)
-    config = cfg.apply(base, overrides(args), "command line")
+    config = cfg.apply(base, given(args, FLAGS), "command line")
+    cfg.check_used(config, start)
     name = "custom" if config.model.layers else config.model.preset
     out = Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"
     return config, out

@@ -53,9 +53,11 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
         base = read_config(Path(args.out))
+    start = base
     if args.config:
         base = load_toml(args.config, base)
     config = cfg.apply(base, given(args, FLAGS), "command line")  # the flags given, by section
+    cfg.check_used(config, start)
     out = Path(args.out) if args.out else default_out(config)
     return config, out
 

@@ -271,6 +271,35 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
+# Settings that a config uses only with another setting: (key, whether it is used, what it is used
+# with). Set anyway, such a value would be recorded in config.json as if it had been used.
+_CONV = (lambda c: c.model.kind == "conv", "the conv model (--model conv)")
+_AUTOREGRESSIVE = (lambda c: c.model.autoregressive > 0, "an autoregressive decoder (--autoregressive N)")
+_STEP = (lambda c: c.optim.schedule == "step", "the step schedule (--schedule step)")
+USED_WITH: tuple[tuple[str, Any, str], ...] = (
+    ("model.channels", *_CONV), ("model.kernel_size", *_CONV), ("model.stride", *_CONV),
+    ("model.pseudo_inputs", lambda c: c.model.prior == "vamp", "the vamp prior (--prior vamp)"),
+    ("model.autoregressive_dropout", *_AUTOREGRESSIVE), ("model.autoregressive_window", *_AUTOREGRESSIVE),
+    ("model.variance", lambda c: c.model.likelihood == "gaussian", "a gaussian likelihood (--likelihood "
+     "gaussian)"),
+    ("optim.momentum", lambda c: c.optim.name in ("sgd", "rmsprop"), "--optimizer sgd or rmsprop"),
+    ("optim.step_size", *_STEP), ("optim.gamma", *_STEP),
+    ("data.image_fit", lambda c: c.data.image_size is not None, "a resize (--image-size)"),
+)
+
+
+def check_used(config: Any, base: Any) -> None:
+    """Refuse a setting this command changed from `base` (the defaults, or the config of the run it
+    resumes) that `config` does not use (`USED_WITH`): `--momentum 0` with adam, `--channels 16`
+    with the MLP. One sentence naming the key and what it is used with."""
+    keys = settings_of(config)
+    for key in differences(base, config):
+        for name, used, what in USED_WITH:
+            if name == key and name in keys and not used(config):
+                raise ConfigError(f"{key} is used only with {what}, which this config does not have; leave "
+                                  "it out (it would be recorded in config.json as if it had been used).")
+
+
 def differences(a: Any, b: Any) -> list[str]:
     """The 'section.key' names whose values differ between two configs of the same kind."""
     da, db = sections_of(a), sections_of(b)
