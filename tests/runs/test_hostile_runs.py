@@ -444,3 +444,21 @@ def test_a_checkpoint_state_nested_too_deeply_is_one_sentence(run: Path, capsys:
     before = snapshot(run)
     cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_that_is_not_strict_is_refused_when_read(run: Path, capsys: Any, one_sentence: Any,
+                                                      constant: str) -> None:
+    """vaekit writes strict JSON; Python's NaN and Infinity in a run file (an edit, another tool)
+    are refused when read, not printed as 'nan nats' in a report or a sheet."""
+    assert main(argv(EVAL, run)) == 0
+    path = run / runs.EVAL
+    result = json.loads(path.read_text())
+    result["test_nll"] = "@"
+    path.write_text(json.dumps(result).replace('"@"', constant))
+    before = snapshot(run)
+    for template in (["report", "{run}", "--k", "2"], ["sheet", "--vae-run", "{run}", "--out", "{run}.html",
+                                                     "--quick"]):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(path))
+        assert constant in err
+    assert snapshot(run) == before

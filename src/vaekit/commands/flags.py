@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import check_path_length, given_text, parse_int_list
+from vaekit.config import given_text, parse_int_list
 from vaekit.errors import ConfigError
 
 DECIMAL = re.compile(r"-?[0-9]+")  # an integer as a person types one: ASCII digits, a minus sign
@@ -82,19 +82,8 @@ def text_flag(flag: str) -> Callable[[str], str]:
     return parsed_flag(flag, given_text, keep_text=True)
 
 
-def run_dir_argument(text: str) -> str:
-    """An argparse `type=` for the RUN_DIR argument: empty text is one sentence, not the current
-    directory; a path no file system holds too (`config.check_path_length`)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("RUN_DIR is empty; give the path of a run directory")
-    try:
-        check_path_length(text, "RUN_DIR")
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
-    return text
-
-
 CONFIG_PATH, OUT_PATH = text_flag("--config"), text_flag("--out")  # `type=` of --config and --out
+run_dir_argument = text_flag("RUN_DIR")  # empty: one sentence, not the current directory
 
 
 def int_list_flag(flag: str) -> Callable[[str], list[int]]:

@@ -82,6 +82,8 @@ def given_text(text: str, flag: str) -> str:
     """A path or name given on the command line: empty or blank text is one sentence (it used to
     mean "not given", so `--out ''` trained into the default directory)."""
     if not text.strip():
+        if not flag.startswith("-"):  # an argument, not a flag: it has no default
+            raise ConfigError(f"{flag} is empty; give the path of a run directory.")
         raise ConfigError(f"{flag} is empty; give a path, or leave {flag} out for its default.")
     check_path_length(text, flag)
     return text

@@ -189,12 +189,18 @@ def _not_finite(obj: Any, where: str = "") -> str | None:
 
 
 def parse_json(text: str | bytes) -> Any:
-    """`json.loads`, where arrays or objects nested too deeply for the parser (a RecursionError)
-    are a ValueError as any other text that is not JSON, so that every reader's one sentence says it."""
+    """Strict JSON (RFC 8259), as vaekit writes it: `json.loads` without its NaN, Infinity and
+    -Infinity (Python's extensions), and with arrays or objects nested too deeply for the parser (a
+    RecursionError) a ValueError as any other text that is not JSON, so that every reader's one
+    sentence says it."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise ValueError("arrays or objects nested too deeply") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def strict_json(obj: Any, path: Path, indent: int | None = None) -> str:

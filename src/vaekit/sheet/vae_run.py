@@ -72,11 +72,13 @@ def check_vae_run(run_dir: Path) -> None:
                               "`vaekit train`.")
     try:
         runs.read_config(run_dir, "vae")
+        if not (run_dir / "model.safetensors").is_file():
+            raise CheckpointError(f"{run_dir} has no model.safetensors yet; expected a run of `vaekit "
+                                  "train` that finished an epoch.")
+        read_eval(run_dir)  # its eval.json and metrics.jsonl, read now: not after the other answers
+        runs.read_metrics(run_dir)
     except CheckpointError as err:
         raise CheckpointError(f"--vae-run: {str(err).rstrip('.')}.") from None
-    if not (run_dir / "model.safetensors").is_file():
-        raise CheckpointError(f"--vae-run {run_dir} has no model.safetensors yet; expected a run of "
-                              "`vaekit train` that finished an epoch.")
 
 
 def cost_text(config: TrainConfig, images: int, test_images: int, k: int) -> str:
