@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--plot", metavar="FILE",
                    help="with --scaling: also draw the table to FILE (log scale), a name ending "
                    "in .png, .svg or .pdf (the extension picks the format) in an existing, "
-                   "writable directory")
+                   "writable directory: a new file, or one vaekit wrote")
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ from vaekit.checks.claim import ClaimResult
 from vaekit.checks.summary import claim_line, summary_json, summary_text
 from vaekit.commands.flags import int_flag
 from vaekit.config import SEED_MAX
-from vaekit.errors import ConfigError
+from vaekit.report.paths import check_figures_dir
 
 MAX_STEPS = 100_000  # 200 times the default: minutes of training per estimator, not forever
 
@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help='print {"claims": [{"id", "question", "claim", "passed", "numbers", ...}]}')
     p.add_argument("--figures", metavar="DIR",
-                   help="write variance.png and training.png into DIR (for the claims that ran)")
+                   help="write variance.png and training.png into DIR (for the claims that ran): a new "
+                   "directory, or one where those files are missing or vaekit's own")
     p.add_argument("--steps", type=int_flag("--steps", 1, MAX_STEPS), metavar="N",
                    help="training steps per estimator for the 'training' claim, 1 to "
                    f"{MAX_STEPS:,} (default: 500; --quick: 100)")
@@ -75,6 +76,8 @@ def _training_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     ids = parse_ids(args.only)
     overrides = {"training": _training_overrides(args)}
+    if args.figures:  # before the claims run: a refused folder costs nothing
+        check_figures_dir(args.figures, ids)
     start = time.perf_counter()
 
     def show(result: ClaimResult) -> None:
@@ -86,10 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.figures:
         from vaekit.report.figures import write_check_figures  # matplotlib: only for --figures
 
-        try:
-            figures = [str(p) for p in write_check_figures(results, args.figures)]
-        except OSError as err:
-            raise ConfigError(f"cannot write figures to {args.figures}: {err.strerror or err}.") from err
+        figures = [str(p) for p in write_check_figures(results, args.figures)]
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps(summary_json(results, args.seed, args.quick, figures, seconds), indent=2))

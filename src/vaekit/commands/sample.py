@@ -9,6 +9,7 @@ from pathlib import Path
 from vaekit.commands.flags import OUT_PATH, add_device_flag, int_flag, run_dir_argument
 from vaekit.config import SEED_MAX
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.report.outputs import quoted
 from vaekit.report.paths import figure_path
 from vaekit.runs import load_run
 
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run directory of `vaekit train`")
     p.add_argument("-n", type=int_flag("-n"), default=64, help="number of samples (default: 64)")
     p.add_argument("--out", type=OUT_PATH,
-                   help="PNG file to write (default: RUN_DIR/figures/samples-seedS.png)")
+                   help="PNG file to write, new or one vaekit wrote (default: "
+                   "RUN_DIR/figures/samples-seedS.png)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0, help="seed of z (default: 0)")
     p.add_argument("--ncols", type=int_flag("--ncols"), help="images per row (default: about sqrt(n))")
     add_device_flag(p, "z is drawn and decoded (a seed draws other images on cuda than on cpu)")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if not bool(images.isfinite().all()):  # weights that overflow on these z: no image of NaN
         raise CheckpointError(f"{Path(args.run_dir) / 'model.safetensors'}: the model's samples are not "
                               "finite (its weights overflow in the decoder); train the run again.")
-    figures.image_grid(images, out, ncols=ncols,
-                       title=f"{args.n} means of p(x|z), z ~ N(0, I), seed {args.seed}")
+    figures.image_grid(images, out, ncols=ncols, title=f"{args.n} means of p(x|z), z ~ N(0, I), seed "
+                       f"{args.seed}", named_by=f"--out {quoted(args.out)}" if args.out else None)
     print(out)
     return 0

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "under 3 minutes on 2 cores; --full trains longer and evaluates with k = 5,000, and says its "
         "cost before it starts.",
     )
-    p.add_argument("--out", default="sheet.html", help="the page to write (default: sheet.html)")
+    p.add_argument("--out", default="sheet.html", help="the page to write, new or one vaekit wrote "
+                   "(default: sheet.html)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a short budget: configs/sheet.toml's 10 "
                       "epochs for Q6, k = 100, a small compare, the quick checks (the default)")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vaekit-sheet-") as work:
         sheet = build_sheet(work, quick=not args.full, vae_run=args.vae_run, compare_dir=args.compare,
                             seed=args.seed, data_dir=args.data_dir, threads=args.threads, log=log)
-        write_page(sheet, out)
+        write_page(sheet, out, "--out")
     if args.json:
         print(json.dumps({**sheet.to_json(), "page": str(out)}, indent=2, default=str))
     else:

@@ -6,11 +6,14 @@ arrays in [0, 1] of shape (N, C, H, W) with C = 1 (grey) or 3 (RGB). The last pa
 figures of `vaekit check --figures DIR` from its claims' results: the estimators' variance against
 the latent dimension, and the learning curves of the VAE trained with each estimator. The very
 last draws the table of `vaekit arch --scaling --plot FILE.png` (`vaekit.arch.sheet`).
+
+Every figure carries vaekit's mark (`vaekit.report.outputs.figure_metadata`) and is written whole or
+not at all; one that goes where a user named it (`sample --out`, `arch --plot`, `check --figures`)
+is written only where nothing of the user's is (`vaekit.report.outputs.write_output`).
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +30,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from vaekit.arch.arith import FLOAT32_BYTES  # noqa: E402
 from vaekit.arch.sheet import ScalingRow  # noqa: E402
 from vaekit.errors import ConfigError, VaekitError  # noqa: E402
-from vaekit.report.paths import quoted  # noqa: E402
-from vaekit.runs import save_figure, write_bytes_atomic  # noqa: E402
+from vaekit.report.outputs import figure_metadata, make_output_dir, quoted, write_output  # noqa: E402
+from vaekit.report.paths import CHECK_FIGURES  # noqa: E402
+from vaekit.runs import render_figure, save_figure, write_bytes_atomic  # noqa: E402
 
 if TYPE_CHECKING:  # for annotations only: checks does not import report, nor report checks
     from vaekit.checks.claim import ClaimResult
@@ -75,10 +79,12 @@ def _grid_figure(tile: np.ndarray, title: str, scale: float = 0.06) -> tuple[Fig
     return fig, ax
 
 
-def image_grid(images: Any, path: str | Path, ncols: int = 8, title: str = "") -> Path:
-    """Images in a grid, e.g. samples from the prior (`vaekit sample`)."""
+def image_grid(images: Any, path: str | Path, ncols: int = 8, title: str = "",
+               named_by: str | None = None) -> Path:
+    """Images in a grid, e.g. samples from the prior (`vaekit sample`); `named_by`: the flag and
+    path that named `path` when a user did (`_save_at_dpi`)."""
     fig, _ = _grid_figure(mosaic(images, ncols), title)
-    return _save_at_dpi(fig, path)
+    return _save_at_dpi(fig, path, named_by)
 
 
 def reconstructions(originals: Any, recons: Any, path: str | Path, ncols: int = 10,
@@ -222,9 +228,7 @@ def variance_figure(result: ClaimResult, path: Path) -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=8)
     fig.suptitle("Ex.2 Q5/Q6: variance of the n-sample gradient estimate (lower is better)")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return write_output(Path(path), render_figure(fig, path, 120, figure_metadata(path), tight=False))
 
 
 def training_figure(result: ClaimResult, path: Path) -> Path:
@@ -251,22 +255,21 @@ def training_figure(result: ClaimResult, path: Path) -> Path:
     fig.suptitle(f"Ex.2 Q5 in practice: the same VAE, {numbers['steps']} steps of {numbers['batch']}, "
                  "encoder gradient by score function vs reparameterization")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return write_output(Path(path), render_figure(fig, path, 120, figure_metadata(path), tight=False))
 
 
 def write_check_figures(results: list[ClaimResult], directory: str | Path) -> list[Path]:
-    """Write the figures of the claims that were run (variance.png, training.png) into directory."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for result in results:
-        if result.id == "variance":
-            written.append(variance_figure(result, out / "variance.png"))
-        elif result.id == "training":
-            written.append(training_figure(result, out / "training.png"))
-    return written
+    """Write the figures of the claims that were run (`paths.CHECK_FIGURES`: variance.png,
+    training.png) into `directory`, the folder of `--figures` (`outputs.make_output_dir`: made if
+    missing, its parent not; a file of the user's there is never written over). One sentence
+    (ConfigError) when it cannot be."""
+    draw = {"variance": variance_figure, "training": training_figure}
+    ran = [r for r in results if r.id in CHECK_FIGURES]
+    try:
+        out = make_output_dir(str(directory), [CHECK_FIGURES[r.id] for r in ran])
+        return [draw[r.id](r, out / CHECK_FIGURES[r.id]) for r in ran]
+    except OSError as err:
+        raise ConfigError(f"cannot write figures to {directory}: {err.strerror or err}.") from err
 
 
 # ----------------------------------------------------------------------------- vaekit arch
@@ -290,6 +293,16 @@ def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
     file is written whole or not at all (`runs.write_bytes_atomic`); a missing folder, or a `path`
     that exists and is not a regular file (a directory, /dev/null), is an OSError and nothing is
     created."""
+    path = Path(path)
+    data = _scaling_bytes(rows, path)
+    if path.exists() and not path.is_file():  # a directory, /dev/null: never replaced
+        raise FileExistsError(f"{path} exists and is not a regular file; it is not replaced")
+    write_bytes_atomic(path, data)  # a missing folder is an OSError, not created
+    return path
+
+
+def _scaling_bytes(rows: Sequence[ScalingRow], path: Path) -> bytes:
+    """The scaling figure rendered in the format of `path`'s suffix, with vaekit's mark."""
     sides = [r.side for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(sides, [r.dense_params for r in rows], "o-", label="dense HxWx3 -> HxWx20")
@@ -302,23 +315,15 @@ def scaling_figure(rows: Sequence[ScalingRow], path: str | Path) -> Path:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    buffer = io.BytesIO()
-    try:  # rendered in memory (the format from the extension), then written whole or not at all
-        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=120)
-    finally:
-        plt.close(fig)
-    if path.exists() and not path.is_file():  # a directory, /dev/null: never replaced
-        raise FileExistsError(f"{path} exists and is not a regular file; it is not replaced")
-    write_bytes_atomic(path, buffer.getvalue())  # a missing folder is an OSError, not created
-    return path
+    return render_figure(fig, path, 120, figure_metadata(path), tight=False)
 
 
 def scaling_plot(rows: Sequence[ScalingRow], path: Path, text: str) -> Path:
     """`scaling_figure` to the file a user named, `vaekit arch --scaling --plot TEXT` (checked first
-    by `vaekit.report.paths.figure_path`): whole or not at all, else one sentence naming it."""
+    by `vaekit.report.paths.figure_path`): whole or not at all, only over nothing or a file of
+    vaekit's (`outputs.write_output`), else one sentence naming it."""
     try:
-        return scaling_figure(rows, path)
+        return write_output(path, _scaling_bytes(rows, path), f"--plot {quoted(text)}")
     except VaekitError:  # runs.write_bytes_atomic's sentence: the file, why, nothing left
         raise
     except OSError as err:
@@ -407,5 +412,10 @@ def classifier_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return _save_at_dpi(fig, path)
 
 
-def _save_at_dpi(fig: Any, path: str | Path) -> Path:
-    return save_figure(fig, path, DPI)
+def _save_at_dpi(fig: Any, path: str | Path, named_by: str | None = None) -> Path:
+    """A figure at DPI, its margins cut, with vaekit's mark: a run's own (its folder made,
+    `runs.save_figure`), or, `named_by` given (the flag and path that named it), the file a user
+    named, written only over nothing or a file of vaekit's (`outputs.write_output`)."""
+    if named_by is None:
+        return save_figure(fig, path, DPI, figure_metadata(path))
+    return write_output(Path(path), render_figure(fig, path, DPI, figure_metadata(path)), named_by)

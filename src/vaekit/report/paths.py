@@ -1,17 +1,20 @@
-"""Where a figure may be written: the file a user names (`arch --plot`, `sample --out`), checked
-before anything is drawn, so that a bad path costs one sentence and leaves nothing behind. No
-matplotlib here: the commands import it at once."""
+"""Where a figure may be written: the file a user names (`arch --plot`, `sample --out`, `sheet
+--out`) and the folder of `check --figures DIR`, checked before anything is drawn, so that a bad
+path costs one sentence and leaves nothing behind; what may be written over is the law of
+`vaekit.report.outputs`. No matplotlib here: the commands import it at once."""
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from vaekit.errors import ConfigError
+from vaekit.report.outputs import cannot_create, check_output, check_output_dir, quoted
 
 FORMATS = (".png", ".svg", ".pdf")  # what matplotlib's Agg backend writes
+CHECK_FIGURES = {"variance": "variance.png", "training": "training.png"}  # `check --figures`: claim -> file
 
 
 def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORMATS,
@@ -19,8 +22,8 @@ def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORM
     """The file a figure goes to (`flag` names it in messages), checked before anything is drawn: a
     name ending in one of `formats` (any case), not a directory nor an existing non-regular file
     (/dev/null), in a directory where a file can be created (tried with an anonymous temporary
-    file, which leaves nothing). ConfigError with one sentence otherwise; `example` is the file
-    name suggested for a directory."""
+    file, which leaves nothing), and nothing there but a file vaekit wrote (`outputs.check_output`).
+    ConfigError with one sentence otherwise; `example` is the file name suggested for a directory."""
     ends = ", ".join(formats[:-1]) + (" or " if len(formats) > 1 else "") + formats[-1]
     expected = f"a file name ending in {ends}"
     path, name = Path(text), quoted(text)
@@ -47,22 +50,14 @@ def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORM
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as err:  # one path for a missing, read-only or non-directory parent
-        raise ConfigError(f"{flag} {name}: {_cannot_create(parent, err)}; expected a file in "
+        raise ConfigError(f"{flag} {name}: {cannot_create(parent, err)}; expected a file in "
                           "a writable directory that exists.") from None
+    check_output(path, f"{flag} {name}")
     return path
 
 
-def quoted(text: str, limit: int = 200) -> str:
-    """A path as a message quotes it: repr, or for a long one its start and its length."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text):,} characters)"
+def check_figures_dir(text: str, claims: Sequence[str]) -> Path:
+    """The folder of `vaekit check --figures DIR` for the claims that will run: the law of
+    `outputs.check_output_dir` for the figures of those claims (`CHECK_FIGURES`)."""
+    return check_output_dir(text, [CHECK_FIGURES[c] for c in claims if c in CHECK_FIGURES])
 
-
-def _cannot_create(parent: str, err: OSError) -> str:
-    """Why no file can be created in `parent`, from the error of trying."""
-    if err.errno == errno.ENOTDIR:
-        return f"{quoted(parent)} is not a directory"
-    if err.errno == errno.ENOENT and not os.path.lexists(parent):
-        return f"the directory {quoted(parent)} does not exist"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"the directory {quoted(parent)} is not writable ({err.strerror})"
-    return f"no file can be created in {quoted(parent)} ({err.strerror or err})"

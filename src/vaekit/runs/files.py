@@ -155,23 +155,33 @@ def locked(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
-    """Render a matplotlib figure in memory (the format from the suffix, png by default), close it,
-    then write it with `write_bytes_atomic`: a full disk or an unwritable place leaves no partial
-    image and gives one sentence (`RunWriteError`)."""
+def render_figure(fig: Any, path: str | Path, dpi: int = 100, metadata: dict[str, str] | None = None,
+                  tight: bool = True) -> bytes:
+    """A matplotlib figure rendered in memory, in the format of `path`'s suffix (png by default),
+    with `metadata` (matplotlib's: 'Software' of a PNG, 'Creator' of an SVG or a PDF) and, when
+    `tight`, the margins cut to what is drawn; the figure is closed, whatever happens."""
     import matplotlib.pyplot as plt  # only when a figure is saved: matplotlib is slow to import
 
-    path = Path(path)
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=dpi,
+                    metadata=metadata, bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 100, metadata: dict[str, str] | None = None) -> Path:
+    """Render a matplotlib figure in memory (`render_figure`, margins cut), then write it with
+    `write_bytes_atomic`, its folder made: a full disk or an unwritable place leaves no partial
+    image and gives one sentence (`RunWriteError`)."""
+    path = Path(path)
+    data = render_figure(fig, path, dpi, metadata)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise write_error(path, buffer.tell(), err) from None
-    write_bytes_atomic(path, buffer.getvalue())
+        raise write_error(path, len(data), err) from None
+    write_bytes_atomic(path, data)
     return path
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from vaekit import runs
+from vaekit.report.outputs import HTML_GENERATOR, quoted, write_output
 from vaekit.report.page import STYLE, esc, img_tag, table
 from vaekit.sheet.answer import Answer, Check
 from vaekit.sheet.build import Sheet
@@ -85,7 +85,7 @@ def render(sheet: Sheet) -> str:
     passed = sum(c.passed for c in checks)
     supported = sum(v.supports == "correction" for _, v in sheet.errata)
     mode = "--quick (short budget)" if sheet.quick else "full"
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{HTML_GENERATOR}",
              "<title>TD-2: CNN and VAE, answered by vaekit</title>",
              f"<style>{STYLE}{SHEET_STYLE}</style></head><body>",
              "<h1>TD-2: CNN and VAE, answered</h1>",
@@ -109,7 +109,8 @@ def render(sheet: Sheet) -> str:
     return "\n".join(parts)
 
 
-def write_page(sheet: Sheet, path: Path) -> Path:
-    """Write the page to `path` atomically (a failure leaves the previous file, or none)."""
-    runs.write_bytes_atomic(path, render(sheet).encode("utf-8"))
-    return path
+def write_page(sheet: Sheet, path: Path, flag: str | None = None) -> Path:
+    """Write the page to `path` atomically (a failure leaves the previous file, or none), only over
+    nothing or a page vaekit wrote (`vaekit.report.outputs.write_output`; `flag`: the flag that
+    named `path`, for the sentence that refuses it)."""
+    return write_output(path, render(sheet).encode("utf-8"), f"{flag} {quoted(str(path))}" if flag else None)
