@@ -1,14 +1,17 @@
 """Downloads against a local HTTP server on 127.0.0.1: a good file is verified and lands in the
-cache; a wrong checksum, a corrupt archive, a cut connection or an HTTP error leave nothing there
-(and no .part file), and never touch a file that was already good."""
+cache; a wrong checksum, a corrupt archive, a cut connection, an HTTP error or a server too slow to
+finish leave nothing there (and no .part file), and never touch a file that was already good; the
+.part files of killed downloads are cleaned up, a user's files never."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import http.server
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,8 @@ import numpy as np
 import pytest
 
 from vaekit.cli import main
-from vaekit.data.download import RemoteFile, checksum_ok, download_file
+from vaekit.data import download
+from vaekit.data.download import RemoteFile, checksum_ok, download_file, remove_stale_parts
 from vaekit.data.load import load_dataset
 from vaekit.data.registry import checksum_status, fetch
 from vaekit.errors import ChecksumError, DataError, DownloadError
@@ -38,12 +42,25 @@ class Cut:
     sent: int
 
 
+@dataclass
+class Trickle:
+    """Announce `length` bytes, then send `piece` every `every` seconds (None: send nothing) until
+    `length` bytes are sent, the client hangs up, the server is closed or `for_at_most` seconds
+    have passed (then it hangs up: a client still waiting sees the body cut)."""
+
+    length: int
+    piece: bytes = b"x"
+    every: float | None = 0.05
+    for_at_most: float = 5.0
+
+
 class LocalServer:
     """An HTTP server on 127.0.0.1 (ephemeral port) in a thread that answers at most
-    `max_requests` requests, then closes its socket; `routes` maps a path to bytes or a Cut."""
+    `max_requests` requests, then closes its socket; `routes` maps a path to bytes, a Cut or a
+    Trickle."""
 
     def __init__(self, max_requests: int = 8) -> None:
-        self.routes: dict[str, bytes | Cut] = {}
+        self.routes: dict[str, bytes | Cut | Trickle] = {}
         self.requests: list[str] = []
         self.max_requests = max_requests
         self._stop = threading.Event()
@@ -56,6 +73,10 @@ class LocalServer:
                 if body is None:
                     self.send_error(404)
                     return
+                self.close_connection = True
+                if isinstance(body, Trickle):
+                    self.trickle(body)
+                    return
                 full = body.body if isinstance(body, Cut) else body
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
@@ -63,7 +84,22 @@ class LocalServer:
                 self.end_headers()
                 self.wfile.write(body.body[: body.sent] if isinstance(body, Cut) else body)
                 self.wfile.flush()
-                self.close_connection = True
+
+            def trickle(self, body: Trickle) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(body.length))
+                self.end_headers()
+                self.wfile.flush()
+                sent, end = 0, time.monotonic() + body.for_at_most
+                try:
+                    while (sent < body.length and time.monotonic() < end
+                           and not server._stop.wait(body.every or 0.05)):
+                        if body.every is not None:
+                            self.wfile.write(body.piece[: body.length - sent])
+                            self.wfile.flush()
+                            sent += len(body.piece[: body.length - sent])
+                except OSError:  # the client hung up
+                    pass
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -343,3 +379,122 @@ def test_checksum_ok_against_hashlib(fake_set, tmp_path):
     assert checksum_ok(plain, of_raw) and checksum_ok(packed, of_raw)
     assert checksum_ok(packed, of_archive) and not checksum_ok(plain, of_archive)
     assert not checksum_ok(packed, RemoteFile(plain.name, hashlib.sha256(b"").hexdigest()))
+
+
+# ----------------------------------------------------------------------------- downloads that cannot finish
+
+
+@pytest.fixture
+def slow_limits(monkeypatch) -> None:
+    """The limits of a download lowered so that a test waits well under a second for them."""
+    monkeypatch.setattr(download, "RATE_WINDOW_SECONDS", 0.4)
+    monkeypatch.setattr(download, "STALL_SECONDS", 0.3)
+    monkeypatch.setattr(download, "MIN_RATE", 1024)
+
+
+@pytest.mark.parametrize("how", ["api", "cli"])
+def test_a_trickle_is_abandoned_after_the_window(
+    places, fake_set, fake_registry, server, slow_limits, one_sentence, cli_error, how
+):
+    """200, a Content-Length of 100 MB, then a byte every 0.05 s: each read comes well within the
+    stall limit, so only the minimum rate over the window stops it."""
+    fake_registry()
+    base = serve_fake(server, fake_set, **{ARCHIVES[0]: Trickle(100_000_000)})
+    start = time.monotonic()
+    if how == "api":
+        with pytest.raises(DownloadError) as info:
+            fetch("fake", base_url=base)
+        message = str(info.value)
+        one_sentence(message, base + ARCHIVES[0])
+    else:
+        message = cli_error(main(["data", "fetch", "fake", "--mirror", base]), base + ARCHIVES[0])
+    took = time.monotonic() - start
+    assert 0.4 <= took < 0.4 + 0.3 + 2.0, took  # the window, a stall at most, a loaded machine
+    assert "under the minimum of 1024 bytes/s" in message and "of 100000000 bytes" in message
+    assert listing(places.cache_root / "fake") == []  # no .part left
+
+
+def test_a_silent_server_is_abandoned_after_the_stall_limit(
+    places, fake_set, fake_registry, server, slow_limits, one_sentence
+):
+    fake_registry()
+    base = serve_fake(server, fake_set, **{ARCHIVES[1]: Trickle(1000, every=None)})
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        fetch("fake", base_url=base)
+    assert time.monotonic() - start < 0.3 + 2.0
+    one_sentence(str(info.value), base + ARCHIVES[1], "nothing arrived for 0.3 s")
+    assert listing(places.cache_root / "fake") == [ARCHIVES[0]]
+
+
+def test_a_slow_download_that_keeps_the_pace_finishes(server, slow_limits, monkeypatch, tmp_path):
+    """The rate is no deadline: 5 bytes every 0.05 s (100 bytes/s) against a minimum of 20 bytes/s
+    over 0.4 s windows takes 1 s, two windows and a half, and is kept."""
+    monkeypatch.setattr(download, "MIN_RATE", 20)
+    body = b"abcde" * 20
+    server.routes["/slow.gz"] = Trickle(len(body), b"abcde")
+    remote = RemoteFile("slow", hashlib.sha256(body).hexdigest(), "archive")
+    dest = download_file(server.url + "slow.gz", tmp_path / "slow.gz", remote)
+    assert dest.read_bytes() == body
+    assert listing(tmp_path) == ["slow.gz"]
+
+
+# ----------------------------------------------------------------------------- killed downloads
+
+
+def part_name(archive: str, middle: str = "k1ll_9ed") -> str:
+    """The name download_file gives the temporary file of `archive` (tempfile's 8 characters)."""
+    return f".{archive}.{middle}.part"
+
+
+def test_stale_part_files_are_removed_at_the_next_download_and_no_other_file(
+    places, fake_set, fake_registry, server
+):
+    fake_registry()
+    cache = places.cache_root / "fake"
+    cache.mkdir(parents=True)
+    stale = [part_name(ARCHIVES[0]), part_name(ARCHIVES[3], "a0b1c2d3")]
+    users = ["notes.txt", f".{ARCHIVES[0]}.part", f"{ARCHIVES[0]}.part",  # not vaekit's naming
+             part_name(ARCHIVES[0], "TOOLONG__"), part_name(ARCHIVES[0], "UPPERCAS"),
+             part_name("other-file.gz"), part_name("train-images-idx3-ubyte")]  # not an archive
+    for name in stale + users:
+        (cache / name).write_bytes(b"partial")
+    (cache / part_name(ARCHIVES[1])).mkdir()  # a folder, and a link, named as vaekit's: kept
+    (cache / part_name(ARCHIVES[2])).symlink_to(cache / "notes.txt")
+    kept = sorted([*users, part_name(ARCHIVES[1]), part_name(ARCHIVES[2])])
+
+    assert fetch("fake", base_url=serve_fake(server, fake_set)) == cache
+    assert listing(cache) == sorted(ARCHIVES + kept)
+    assert all((cache / name).is_dir() or (cache / name).read_bytes() == b"partial" for name in kept)
+
+
+def test_a_part_file_held_by_a_running_download_is_kept(tmp_path):
+    """A download holds its .part locked; one that was killed no longer does."""
+    live, dead = tmp_path / part_name(ARCHIVES[0]), tmp_path / part_name(ARCHIVES[0], "zzzzzzzz")
+    live.write_bytes(b"in progress")
+    dead.write_bytes(b"killed")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert remove_stale_parts(tmp_path, [ARCHIVES[0]]) == [dead]
+    assert listing(tmp_path) == [live.name]
+
+
+def test_a_download_in_progress_is_not_taken_for_stale(server, slow_limits, monkeypatch, tmp_path):
+    """A second fetch's clean-up, while the first download runs, leaves its .part alone."""
+    monkeypatch.setattr(download, "MIN_RATE", 1)
+    body = b"x" * 20
+    server.routes["/f.gz"] = Trickle(len(body))  # 1 s
+    remote = RemoteFile("f", hashlib.sha256(body).hexdigest(), "archive")
+    dest = tmp_path / "f.gz"
+    done: list[Path] = []
+    thread = threading.Thread(target=lambda: done.append(download_file(server.url + "f.gz", dest,
+                                                                       remote)))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not any(n.endswith(".part") for n in listing(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (part,) = listing(tmp_path)
+    assert remove_stale_parts(tmp_path, ["f.gz"]) == []
+    assert listing(tmp_path) == [part]
+    thread.join(timeout=5)
+    assert done == [dest] and listing(tmp_path) == ["f.gz"] and dest.read_bytes() == body

@@ -9,7 +9,7 @@ import json
 from vaekit.commands.tables import add_table, image_flags
 from vaekit.config import parse_image_size
 from vaekit.data.folder import ImageOptions
-from vaekit.data.load import check_data_dir, describe, describe_text, load_dataset
+from vaekit.data.load import check_data_dir, check_mirror, describe, describe_text, load_dataset
 from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found, where_found_text
 
 
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pf.add_argument("name", nargs="?", default=DEFAULT_DATASET,
                     help=f"dataset name (default: {DEFAULT_DATASET})")
     pf.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
-    pf.add_argument("--mirror", help="base URL to download from instead of the official one")
+    pf.add_argument("--mirror", help="base URL (http:// or https://) to download from instead of "
+                    "the official one; not with --data-dir (default: the official one)")
     pf.set_defaults(func=run_fetch)
 
 
@@ -72,6 +73,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    check_mirror(args.name, args.mirror, args.data_dir)
     if args.name in BUILTIN:
         check_data_dir(args.name, args.data_dir)
         print(f"{args.name} is bundled with scikit-learn; nothing to fetch.")

@@ -30,7 +30,7 @@ import torch
 from vaekit.config import check_path_length
 from vaekit.data.binarize import prepare
 from vaekit.data.dataset import Dataset, Split, split_indices, take, three_way
-from vaekit.data.download import MISMATCH, read_checked
+from vaekit.data.download import MISMATCH, check_mirror_url, read_checked
 from vaekit.data.idx import parse_idx
 from vaekit.data.image_decode import ImageOptions, resize_images
 from vaekit.data.readers import expected_sources, neither_kind, other_sources, reader_for
@@ -202,6 +202,29 @@ def check_data_dir(name: str, data_dir: str | Path | None) -> None:
     what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
     raise ConfigError(f"--data-dir {data_dir} applies only to the IDX sets ({', '.join(REGISTRY)}); "
                       f"{name} is {what}, so leave --data-dir out.")
+
+
+def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> None:
+    """ConfigError when `mirror` (--mirror) is not an http(s) URL, or is given where nothing would
+    be downloaded from it: a set that is not downloaded (digits, a folder, an array), or a set
+    looked up in --data-dir or $VAEKIT_DATA alone. An unknown name is left to `fetch` to refuse."""
+    if mirror is None:
+        return
+    check_mirror_url(mirror)
+    if name not in REGISTRY:
+        if name in BUILTIN or reader_for(name) is not None or _looks_like_path(name):
+            what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
+            raise ConfigError(f"--mirror {mirror} applies only to the sets vaekit downloads "
+                              f"({', '.join(REGISTRY)}); {name} is {what}, so leave --mirror out.")
+        return
+    origin, directory = candidate_dirs(name, data_dir)[0]
+    if origin == "--data-dir":
+        raise ConfigError(f"--mirror {mirror} is used only to download into the cache, and "
+                          f"--data-dir {data_dir} is looked in alone; leave one of them out.")
+    if origin == "$VAEKIT_DATA":
+        raise ConfigError(f"--mirror {mirror} is used only to download into the cache, and "
+                          f"$VAEKIT_DATA ({directory}) is looked in alone; unset $VAEKIT_DATA or "
+                          "leave --mirror out.")
 
 
 def apply_image_options(ds: Dataset, options: ImageOptions) -> None:

@@ -18,8 +18,10 @@ from vaekit.data.download import (
     OK,
     UNCHECKED,
     RemoteFile,
+    check_mirror_url,
     checksum_ok,
     download_file,
+    remove_stale_parts,
 )
 from vaekit.errors import DataError, UnknownDatasetError
 
@@ -178,14 +180,21 @@ def registry_entry(name: str) -> IDXDataset:
 
 
 def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = None) -> Path:
-    """Return the directory of `name`, downloading it into the cache if no place has it."""
+    """Return the directory of `name`, downloading it into the cache if no place has it.
+
+    `base_url`: a mirror to download from instead of the official address (None): an http:// or
+    https:// URL, checked before anything else (an empty one is a ConfigError). A download first
+    deletes what killed downloads of the set left in the cache (`remove_stale_parts`)."""
+    if base_url is not None:
+        check_mirror_url(base_url)
     found = locate(name, data_dir)
     if found is not None:
         return found
     spec = registry_entry(name)
     target = cache_dir(name)
-    base = base_url or spec.base_url
+    base = spec.base_url if base_url is None else base_url
     existed = target.exists()
+    remove_stale_parts(target, [remote.archive_name for remote in spec.files.values()])
     try:
         for remote in spec.files.values():
             dest = target / remote.archive_name
