@@ -127,7 +127,7 @@ class BoundedHTTPServer(HTTPServer):
         except Exception:
             self.handle_error(arrival.sock, arrival.address)
         finally:
-            self.release()
+            self.release()  # before the close: a client that has its answer finds the worker free
             self.shutdown_request(arrival.sock)
 
     def release(self) -> None:

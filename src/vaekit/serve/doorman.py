@@ -5,8 +5,9 @@ client that sends nothing, or a byte a second, holds a socket here, never a work
 - The listening thread gives each accepted connection to the doorman (`admit`) and goes back to
   accepting: it never waits.
 - One selector watches every connection held, non-blocking, and what each sends is buffered.
-- A request that has arrived is handed to a worker with its bytes (`Hall.take`); with every worker
-  busy, it is answered 503 at once.
+- A request that has arrived (whole, or far enough for the handler to refuse it, or as far as a
+  client that closed its side sent it) is handed to a worker with its bytes (`Hall.take`); with
+  every worker busy, it is answered 503 at once.
 - A connection whose request has not arrived by its deadline (`request_timeout` seconds after it
   was accepted) is answered 408; one that sent nothing is closed without an answer.
 - At most `max_pending` connections are held (fewer where the open-file limit leaves less room),
