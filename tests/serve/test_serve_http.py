@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from serve_client import LATENT, Client, raw_socket, serve, split_reply
 
+from vaekit.serve import app
 from vaekit.serve.request import MAX_BODY, MAX_QUERY_FIELDS
 
 Z = json.dumps({"z": [0.0] * LATENT}).encode()
@@ -343,14 +344,27 @@ def test_a_burst_of_connections_is_answered_not_reset(client: Client) -> None:
     still_answers(client)
 
 
-def test_a_full_server_answers_503(run_dir: Path, one_sentence: Callable[..., None]) -> None:
-    for small in serve(run_dir, max_connections=1, busy_wait=0.2):
+def test_a_full_server_answers_503(run_dir: Path, one_sentence: Callable[..., None],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one worker held by a request inside an endpoint, the next request is answered 503 at
+    once, and the held one is answered when its endpoint returns."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(explorer: Any, query: Any, body: Any) -> dict[str, bool]:
+        entered.set()
+        release.wait(10)
+        return {"held": True}
+
+    monkeypatch.setitem(app.ROUTES, "/api/hold", ("GET", hold, ()))
+    for small in serve(run_dir, max_connections=1):
         with socket.create_connection((str(small.host), int(small.port)), timeout=10) as held:
-            held.sendall(b"GET /api/info HTTP/1.0\r\n")  # holds the one connection
-            time.sleep(0.2)
+            held.sendall(b"GET /api/hold HTTP/1.0\r\n\r\n")  # holds the one worker
+            assert entered.wait(10)
+            t0 = time.monotonic()
             headers = check_refusal(ask(small, b"GET /api/info HTTP/1.0\r\n\r\n"), 503, one_sentence)
+            assert time.monotonic() - t0 < 2
             assert headers["retry-after"] == "1"
-            held.sendall(b"\r\n")
+            release.set()
             chunks = []
             while chunk := held.recv(65536):
                 chunks.append(chunk)

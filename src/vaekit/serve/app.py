@@ -3,8 +3,9 @@
 
 Why the standard library's `http.server`: it adds no dependency, and one user on the loopback
 interface (a page that asks for a decode as a slider moves) is far below what a thread per
-connection can serve (`connection.py`: the threads, the deadline on a request, the close). It is
-not a server for the open internet: it binds 127.0.0.1 by default and `vaekit serve --host` warns
+request can serve (`connection.py`: the threads, the deadline on a request, the close; a
+connection waits for its request at `doorman.py`, without a thread). It is not a server for the
+open internet: it binds 127.0.0.1 by default and `vaekit serve --host` warns
 for any other address.
 
     GET  /                      the page (static/index.html)
@@ -17,7 +18,7 @@ is not METHOD TARGET HTTP/1.x (an HTTP/0.9 line, HTTP/2's preface: 400; over 64 
 malformed header line (400), headers too large (431), and on loopback a Host header that names
 another machine (400: a page of another site whose name was rebound to 127.0.0.1 sends its own
 name). A POST's body: `request.py` (411, 413, 415, 400). A request that has not arrived whole by
-its deadline: 408; a server with every thread busy: 503.
+its deadline: 408; a server with every thread busy, or holding all the connections it may: 503.
 
 Every request to the API runs under `torch.inference_mode()`. Every error is a 4xx (5xx for a bug
 or a full server) whose body is {"error": "one sentence."}; http.server's own errors too, and never
@@ -26,14 +27,12 @@ a traceback.
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
 import re
 import socket
 import socketserver
 from email import errors
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -42,7 +41,8 @@ import torch
 
 from vaekit.errors import ConfigError
 from vaekit.serve.api import ROUTES
-from vaekit.serve.connection import BoundedHTTPServer, DeadlineReader, RequestTimeout
+from vaekit.serve.arrival import MAX_LINE, TOKEN, VERSION, not_arrived, request_words
+from vaekit.serve.connection import ArrivalHandler, BoundedHTTPServer, RequestTimeout
 from vaekit.serve.explorer import Explorer
 from vaekit.serve.request import (
     MAX_BODY,
@@ -55,11 +55,8 @@ from vaekit.serve.request import (
 from vaekit.serve.static import page, static_file
 
 TIMEOUT = 30.0  # seconds each write of an answer may wait for the client to take it
-MAX_LINE = 65536  # bytes of a request line
 OWN_ERRORS = {400: "the request could not be read (a malformed request line or header).",
               431: "the request headers are too large."}
-TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method: RFC 9110's token
-VERSION = re.compile(r"HTTP/1\.[0-9]")
 OTHER_VERSION = re.compile(r"HTTP/[0-9]{1,2}(\.[0-9]{1,2})?")
 HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(:[0-9]{1,5})?")  # name or [IPv6], then a port
 PAGE = ("/", "/index.html")
@@ -86,7 +83,7 @@ def method_refused(methods: tuple[str, ...], command: str) -> ApiError:
     return ApiError(405, f"{where} answers {names} only, not {command[:10]}.", {"Allow": ", ".join(methods)})
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(ArrivalHandler):
     server: ExplorerServer
     timeout = TIMEOUT
 
@@ -95,13 +92,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: no line per request, and never a traceback."""
-
-    def setup(self) -> None:
-        """As http.server's, the request read against its deadline (`connection.DeadlineReader`)."""
-        super().setup()
-        self.rfile.close()
-        self.reader = DeadlineReader(self.connection, self.server.request_timeout)
-        self.rfile = io.BufferedReader(self.reader)
 
     def handle_one_request(self) -> None:
         """Read, check and answer the connection's request. One that has not arrived whole by its
@@ -119,8 +109,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.dispatch()
         except RequestTimeout:
             if self.reader.received:
-                seconds = self.server.request_timeout
-                self.refuse(408, f"the request did not arrive whole within {seconds:g} seconds.")
+                self.refuse(408, not_arrived(self.server.request_timeout))
         except (ConnectionError, TimeoutError):
             pass
 
@@ -129,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         HTTP/1.x and nothing else (an HTTP/0.9 line has no version, and http.server would wait for
         headers that never come; HTTP/2's preface is a line of version 2.0); then the headers,
         refused if a line is malformed (the email parser would drop it and every line after it)."""
-        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
+        words = request_words(self.raw_requestline)
         if len(words) != 3 or not TOKEN.fullmatch(words[0]):
             self.refuse(400, "the request line must be METHOD TARGET HTTP/1.1 (or HTTP/1.0).")
             return False
@@ -244,7 +233,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ExplorerServer(BoundedHTTPServer):
-    """A thread per connection (up to `max_connections`) over one read-only `Explorer`."""
+    """A thread per request (up to `max_connections`) over one read-only `Explorer`."""
 
     check_host: bool  # refuse a Host header that is not a loopback name (when bound to loopback)
 

@@ -1,28 +1,34 @@
-"""The explorer's connections, below HTTP: how many are served at once, how long a request may take
-to arrive, and how each one is closed.
+"""The explorer's connections, below HTTP: where each waits for its request, how many are served at
+once, how long a request may take to arrive, and how each one is closed.
 
-- The listening socket holds `request_queue_size` connections that no thread has taken yet
-  (socketserver's default of 5 turns a burst of connections into resets).
-- At most `max_connections` are served at once, a thread each; a connection that finds them all
-  busy for `busy_wait` seconds is answered 503 by the listening thread, at once.
-- A request has `request_timeout` seconds to arrive whole, its line, headers and body together
-  (`DeadlineReader`): a timeout on each read alone lets a client that sends a byte a second keep
-  its thread forever (slowloris).
-- A connection is closed gracefully: the answer's end is signalled, then what the client still
-  sends is read and dropped for up to `linger` seconds. Closing a socket with unread bytes sends a
-  reset, which can destroy the answer before the client reads it (a 413 answered before its body
-  arrived, an HTTP/2 preface answered after its first line).
+- The listening socket holds `request_queue_size` connections not yet accepted (socketserver's
+  default of 5 turns a burst of connections into resets). The listening thread accepts each and
+  gives it to the doorman (`doorman.py`), at once.
+- The doorman holds each connection until its request has arrived whole (`arrival.py`); only then
+  does it take a worker thread, with the bytes that arrived. At most `max_connections` are served
+  at once; a request that finds them all busy is answered 503 by the doorman, at once.
+- A request has `request_timeout` seconds from its connection's accept to arrive whole, its line,
+  headers and body together: the doorman answers 408 past it, and a worker reads whatever is left
+  against the same deadline (`DeadlineReader`). A timeout on each read alone would let a client
+  that sends a byte a second hold a connection forever (slowloris).
+- A connection is closed gracefully: the answer's end is signalled, then the doorman reads and
+  drops what the client still sends for up to `linger` seconds, without a worker. Closing a socket
+  with unread bytes sends a reset, which can destroy the answer before the client reads it (a 413
+  answered before its body arrived, an HTTP/2 preface answered after its first line).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import socket
 import threading
 import time
-from http.server import ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
+
+from vaekit.serve.arrival import Arrival
+from vaekit.serve.doorman import Doorman
 
 
 class RequestTimeout(TimeoutError):
@@ -30,19 +36,27 @@ class RequestTimeout(TimeoutError):
 
 
 class DeadlineReader(io.RawIOBase):
-    """A socket's input with one deadline over all its reads: each read waits at most for what is
-    left of it, and raises `RequestTimeout` once it has passed. `received` counts the bytes read."""
+    """A connection's input: the bytes that arrived before (`first`), then the socket's, with one
+    deadline (a time.monotonic()) over all the socket's reads: each waits at most for what is left
+    of it, and raises `RequestTimeout` once it has passed. `received` counts the bytes the client
+    sent, `first` included."""
 
-    def __init__(self, sock: socket.socket, seconds: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, first: bytes = b"") -> None:
         super().__init__()
         self.sock = sock
-        self.deadline = time.monotonic() + seconds
-        self.received = 0
+        self.deadline = deadline
+        self.first = memoryview(first)
+        self.received = len(first)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:  # Any: the buffer protocol has no type before 3.12
+        if len(self.first):
+            n = min(len(buffer), len(self.first))
+            buffer[:n] = self.first[:n]
+            self.first = self.first[n:]
+            return n
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise RequestTimeout
@@ -55,81 +69,82 @@ class DeadlineReader(io.RawIOBase):
         return n
 
 
-def busy_answer(max_connections: int) -> bytes:
-    """The 503 of a server whose threads are all taken, as the bytes written to the socket."""
-    body = json.dumps({"error": f"the explorer is serving {max_connections} connections already; try "
-                       "again in a moment."}).encode()
-    head = ("HTTP/1.0 503 Service Unavailable\r\nServer: vaekit-serve\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nCache-Control: no-store\r\n"
-            "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n")
-    return head.encode() + body
+class ArrivalHandler(BaseHTTPRequestHandler):
+    """A handler of a connection the doorman handed over: `request` is its `Arrival`, and the
+    request is read from the bytes that arrived, then from the socket against the deadline the
+    connection was given at its accept (`reader`)."""
+
+    def setup(self) -> None:
+        self.arrival: Arrival = self.request
+        self.request = self.arrival.sock
+        super().setup()
+        self.rfile.close()
+        self.reader = DeadlineReader(self.connection, self.arrival.deadline, bytes(self.arrival.data))
+        self.rfile = io.BufferedReader(self.reader)
 
 
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """`ThreadingHTTPServer` with a bound on its threads, a deadline on each request and a lingering
-    close (see the module's docstring). The limits are attributes, read as each connection comes."""
+class BoundedHTTPServer(HTTPServer):
+    """`HTTPServer` with a doorman before its threads, a bound on them, a deadline on each request and
+    a lingering close (see the module's docstring). Its handler is an `ArrivalHandler`. The limits
+    are attributes, read as each connection comes."""
 
-    daemon_threads = True
     request_queue_size = 256
-    max_connections = 64
-    busy_wait = 1.0
+    max_connections = 64  # worker threads
+    max_pending = 1024  # connections held by the doorman, answered ones lingering included
+    max_buffered = 256 * 2**20  # bytes buffered by the doorman, over all the connections it holds
     request_timeout = 30.0
     linger = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.serving = 0
-        self.free = threading.Condition()
+        self.lock = threading.Lock()
+        self.doorman = Doorman(self)
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self.free:
-            if not self.free.wait_for(lambda: self.serving < self.max_connections, self.busy_wait):
-                return self.refuse_busy(request)
+        """The listening thread's part: the connection goes to the doorman."""
+        self.doorman.admit(request, client_address)
+
+    def take(self, arrival: Arrival) -> bool:
+        """A worker thread for a connection whose request has arrived; False when all are busy."""
+        with self.lock:
+            if self.serving >= self.max_connections:
+                return False
             self.serving += 1
         try:
-            super().process_request(request, client_address)
-        except BaseException:
+            threading.Thread(target=self.work, args=(arrival,), daemon=True).start()
+        except RuntimeError:  # no thread can be started
             self.release()
-            raise
+            return False
+        return True
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def work(self, arrival: Arrival) -> None:
+        """A worker thread: the request handled, the worker freed, the connection given back to the
+        doorman to be closed."""
+        handler: Callable[..., object] = self.RequestHandlerClass  # it takes the Arrival as its request
         try:
-            super().process_request_thread(request, client_address)
+            handler(arrival, arrival.address, self)
+        except Exception:
+            self.handle_error(arrival.sock, arrival.address)
         finally:
-            self.release()
+            self.release()  # before the close: a client that has its answer finds the worker free
+            self.shutdown_request(arrival.sock)
 
     def release(self) -> None:
-        with self.free:
+        with self.lock:
             self.serving -= 1
-            self.free.notify()
 
-    def refuse_busy(self, request: socket.socket) -> None:
-        """The 503, written without waiting by the listening thread: what the client has sent so far
-        (up to 1 MiB) is read first, so that the close is not a reset."""
-        try:
-            request.setblocking(False)
-            try:
-                for _ in range(16):
-                    if not request.recv(65536):
-                        break
-            except BlockingIOError:
-                pass
-            request.sendall(busy_answer(self.max_connections))
-            request.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        self.close_request(request)
+    def server_close(self) -> None:
+        """Close the listening socket and every connection the doorman holds (those of the workers
+        close as each worker ends)."""
+        super().server_close()
+        self.doorman.stop()
 
     def shutdown_request(self, request: Any) -> None:
-        """Signal the end of the answer, read what the client still sends for up to `linger`
-        seconds (it normally closes at once), then close."""
+        """Signal the end of the answer; the doorman then reads what the client still sends for up
+        to `linger` seconds (it normally closes at once), and closes."""
         try:
             request.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + self.linger
-            while (left := deadline - time.monotonic()) > 0:
-                request.settimeout(left)
-                if not request.recv(65536):
-                    break
         except OSError:
-            pass
-        self.close_request(request)
+            return self.close_request(request)
+        self.doorman.linger(request)

@@ -15,6 +15,7 @@ from vaekit.config import is_int, is_number
 MAX_BODY = 3 * 2**20  # bytes of a request body (a base64 upload of images.MAX_UPLOAD is 4/3 of it)
 MAX_QUERY_FIELDS = 16  # fields of a query string (an endpoint takes at most 2)
 INT_TEXT = re.compile(r"-?[0-9]{1,12}")  # an integer as a query string may write it
+LENGTH_TEXT = re.compile(r"[0-9]+")  # a Content-Length header's value, once stripped (any length)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
@@ -129,7 +130,7 @@ def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
     if len(lengths) > 1:
         raise ApiError(400, "the Content-Length header is given more than once.")
     digits = lengths[0].strip()
-    if not re.fullmatch(r"[0-9]+", digits):
+    if not LENGTH_TEXT.fullmatch(digits):
         raise ApiError(400, "the Content-Length header must be a number of bytes.")
     return int(digits) if len(digits) <= 18 else MAX_BODY + 1  # a number, larger than any body taken
 

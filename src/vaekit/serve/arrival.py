@@ -1,0 +1,99 @@
+"""When a connection's request has arrived: the bytes a client sent, gathered until the explorer's
+handler (`app.Handler`) can answer them without waiting for more (`Arrival.ready`). The framing is
+the handler's own:
+
+- the request line, up to MAX_LINE bytes with its "\\n". One that is not METHOD TARGET HTTP/1.x
+  (`request_line_ok`) is refused by the handler before any header is read: ready at once.
+- then header lines, each up to MAX_LINE bytes, at most MAX_HEADERS with the empty line that ends
+  them (http.client's limits; past them the handler answers 431): ready at the empty line, or as
+  soon as a line is too long or one too many (a line over MAX_LINE is refused after MAX_LINE + 1
+  bytes, the request line with a 414).
+- then the body, when the headers give one Content-Length of at most request.MAX_BODY bytes, no
+  Transfer-Encoding, and no line the handler refuses: ready once that many bytes follow the empty
+  line. Any other request is answered without its body being read (400, 411, 413): ready at the
+  empty line.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+from vaekit.serve.request import LENGTH_TEXT, MAX_BODY
+
+MAX_LINE = 65536  # bytes of the request line, and of each header line (http.client's limit)
+MAX_HEADERS = 100  # header lines, the empty one that ends them included (http.client's limit)
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method: RFC 9110's token
+VERSION = re.compile(r"HTTP/1\.[0-9]")
+NAME = re.compile(rb"[!-9;-~]+")  # a header name as the email parser reads one: printable, no colon
+
+
+def request_words(line: bytes) -> list[str]:
+    """The words of a request line, split as the handler splits them."""
+    return str(line, "iso-8859-1").rstrip("\r\n").split()
+
+
+def request_line_ok(line: bytes) -> bool:
+    """Whether the handler reads headers after `line`: METHOD TARGET HTTP/1.x."""
+    words = request_words(line)
+    return len(words) == 3 and bool(TOKEN.fullmatch(words[0])) and bool(VERSION.fullmatch(words[2]))
+
+
+def not_arrived(seconds: float) -> str:
+    """The sentence of a 408."""
+    return f"the request did not arrive whole within {seconds:g} seconds."
+
+
+class Arrival:
+    """One connection and its request as it arrives: `data`, the bytes received so far (the
+    receiver appends to it), and `deadline` (a time.monotonic()), by which the request must have
+    arrived whole."""
+
+    def __init__(self, sock: socket.socket, address: Any, deadline: float) -> None:
+        self.sock = sock
+        self.address = address
+        self.deadline = deadline
+        self.data = bytearray()
+        self._line = 0  # where the line being read starts
+        self._seen = 0  # bytes already searched for its end
+        self._lines = 0  # lines read: the request line, then the header lines
+        self._lengths: list[bytes] = []  # the Content-Length headers' values
+        self._whole_body = True  # False once the handler will not read the body
+        self._end: int | None = None  # the bytes of the whole request, once its headers have ended
+
+    def ready(self) -> bool:
+        """Whether the handler can answer the request now, without waiting for more bytes."""
+        while self._end is None:
+            newline = self.data.find(b"\n", max(self._line, self._seen))
+            if newline < 0:
+                self._seen = len(self.data)
+                return len(self.data) - self._line > MAX_LINE
+            line = bytes(self.data[self._line:newline + 1])
+            self._line = self._seen = newline + 1
+            self._lines += 1
+            if len(line) > MAX_LINE or self._lines - 1 > MAX_HEADERS:
+                return True
+            if self._lines == 1:
+                if not request_line_ok(line):
+                    return True
+            elif line in (b"\r\n", b"\n"):
+                self._end = self._line + self.body_length()
+            else:
+                self.header(line)
+        return len(self.data) >= self._end
+
+    def header(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if not colon or not NAME.fullmatch(name) or name.lower() == b"transfer-encoding":
+            self._whole_body = False
+        elif name.lower() == b"content-length":
+            self._lengths.append(value)
+
+    def body_length(self) -> int:
+        """The bytes of body the handler will read: those of a Content-Length it takes, else 0."""
+        if not self._whole_body or len(self._lengths) != 1:
+            return 0
+        text = str(self._lengths[0], "iso-8859-1").strip()
+        taken = LENGTH_TEXT.fullmatch(text) and len(text) <= 18 and int(text) <= MAX_BODY
+        return int(text) if taken else 0
