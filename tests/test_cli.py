@@ -56,8 +56,8 @@ def typed_flags() -> list[tuple[list[str], str]]:
     out, texts = [], (None, str, CONFIG_PATH, OUT_PATH, host_flag)
     for words, parser in subparsers(build_parser(), []):
         for action in parser._actions:
-            if action.option_strings and action.nargs is None and (
-                    action.choices is not None or action.type not in texts):
+            text = action.type in texts or getattr(action.type, "__name__", "").startswith("text_flag")
+            if action.option_strings and action.nargs is None and (action.choices is not None or not text):
                 out.append((words, action.option_strings[-1]))
     return out
 

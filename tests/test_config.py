@@ -267,11 +267,11 @@ def test_from_dict_names_its_origin(one_sentence: OneSentence) -> None:
 
 def test_a_run_config_json_with_a_bad_number(tmp_path: Path, one_sentence: OneSentence) -> None:
     config = TrainConfig().to_dict()
-    config["optim"]["lr"] = float("nan")  # json.dumps writes NaN, json.loads reads it back
+    config["optim"]["lr"] = float("nan")  # json.dumps writes NaN; vaekit reads strict JSON
     (tmp_path / runs.CONFIG).write_text(json.dumps(config))
     with pytest.raises(CheckpointError) as info:
         runs.read_config(tmp_path)
-    one_sentence(str(info.value), str(tmp_path / runs.CONFIG), "optim.lr", "nan")
+    one_sentence(str(info.value), str(tmp_path / runs.CONFIG), "optim.lr", "NaN")  # as the file writes it
 
 
 def test_apply_leaves_its_input_alone() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from vaekit.checks import parse_ids, run_checks
 from vaekit.checks.claim import ClaimResult
 from vaekit.checks.summary import claim_line, summary_json, summary_text
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import int_flag, text_flag
 from vaekit.config import SEED_MAX
 from vaekit.report.paths import check_figures_dir
 
@@ -49,16 +49,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"random seed in [0, {SEED_MAX}]; same seed, same numbers (default: 0)")
     p.add_argument("--json", action="store_true",
                    help='print {"claims": [{"id", "question", "claim", "passed", "numbers", ...}]}')
-    p.add_argument("--figures", metavar="DIR",
+    p.add_argument("--figures", type=text_flag("--figures"), metavar="DIR",
                    help="write variance.png and training.png into DIR (for the claims that ran): a new "
                    "directory, or one where those files are missing or vaekit's own")
     p.add_argument("--steps", type=int_flag("--steps", 1, MAX_STEPS), metavar="N",
                    help="training steps per estimator for the 'training' claim, 1 to "
                    f"{MAX_STEPS:,} (default: 500; --quick: 100)")
-    p.add_argument("--data", metavar="NAME",
+    p.add_argument("--data", type=text_flag("--data"), metavar="NAME",
                    help="dataset for the 'training' claim (default: fashion-mnist if found on this "
                    "machine, else digits; never downloads)")
-    p.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
+    p.add_argument("--data-dir", type=text_flag("--data-dir"),
+                   help="directory holding the dataset's files (default: lookup)")
     p.set_defaults(func=run)
 
 

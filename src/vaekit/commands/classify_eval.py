@@ -9,7 +9,7 @@ from typing import Any
 
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.commands.evaluate import print_eval
-from vaekit.commands.flags import int_flag, run_dir_argument
+from vaekit.commands.flags import int_flag, run_dir_argument, text_flag
 
 MISTAKES_PRINTED = 5
 
@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "confidently wrong images. Writes RUN_DIR/eval.json; `vaekit report RUN_DIR` draws it.")
     p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
                    help="a run directory of `vaekit classify`")
-    p.add_argument("--data-dir", default=argparse.SUPPRESS,  # not to undo `classify --data-dir D eval`
+    p.add_argument("--data-dir", type=text_flag("--data-dir"),
+                   default=argparse.SUPPRESS,  # not to undo `classify --data-dir D eval`
                    help="directory holding the dataset files (default: the run's, then the lookup "
                    "order of `vaekit data`)")
     p.add_argument("--limit", type=int_flag("--limit", 1),

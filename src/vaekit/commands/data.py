@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from vaekit.commands.flags import text_flag
 from vaekit.commands.tables import add_table, image_flags
 from vaekit.config import parse_image_size
 from vaekit.data.folder import ImageOptions
@@ -22,14 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     pl = dsub.add_parser("list", help="known datasets and where each was found")
-    pl.add_argument("--data-dir", help="a directory to look in first (default: none)")
+    pl.add_argument("--data-dir", type=text_flag("--data-dir"),
+                    help="a directory to look in first (default: none)")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pl.set_defaults(func=run_list)
 
     pi = dsub.add_parser("info", help="counts, shape, classes, pixel mean, checksums")
     pi.add_argument("name", nargs="?", default=DEFAULT_DATASET,
                     help=f"dataset name, folder of images or .npy/.npz path (default: {DEFAULT_DATASET})")
-    pi.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
+    pi.add_argument("--data-dir", type=text_flag("--data-dir"),
+                    help="directory holding the dataset's files (default: lookup)")
     pi.add_argument("--binarize", choices=("none", "dynamic", "fixed"), default="none",
                     help="report the pixel mean after this binarization (default: none)")
     pi.add_argument("--no-download", action="store_true", help="fail instead of downloading")
@@ -44,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pf = dsub.add_parser("fetch", help="make a dataset available (download if needed)")
     pf.add_argument("name", nargs="?", default=DEFAULT_DATASET,
                     help=f"dataset name (default: {DEFAULT_DATASET})")
-    pf.add_argument("--data-dir", help="directory holding the dataset's files (default: lookup)")
+    pf.add_argument("--data-dir", type=text_flag("--data-dir"),
+                    help="directory holding the dataset's files (default: lookup)")
     pf.add_argument("--mirror", help="base URL (http:// or https://) to download from instead of "
                     "the official one; not with --data-dir (default: the official one)")
     pf.set_defaults(func=run_fetch)

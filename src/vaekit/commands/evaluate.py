@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument
+from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument, text_flag
 from vaekit.config import SEED_MAX
 from vaekit.distributed import world
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
@@ -35,9 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="test images per batch (default: 100)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
                    help="seed of the importance samples (default: 0)")
-    p.add_argument("--data-dir", help="directory holding the dataset files (default: the run's, then "
+    p.add_argument("--data-dir", type=text_flag("--data-dir"),
+                   help="directory holding the dataset files (default: the run's, then "
                    "the lookup order of `vaekit data`)")
-    p.add_argument("--dataset", help="evaluate on this dataset name or .npy/.npz path instead of the "
+    p.add_argument("--dataset", type=text_flag("--dataset"),
+                   help="evaluate on this dataset name or .npy/.npz path instead of the "
                    "run's (same image shape; default: the run's dataset)")
     p.add_argument("--threads", type=int_flag("--threads", 0, 1024), default=0,
                    help="CPU threads, 0 = the cores other processes leave idle (default: 0)")

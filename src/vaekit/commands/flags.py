@@ -78,8 +78,16 @@ def parsed_flag(flag: str, parse: Callable[[str, str], Any], keep_text: bool = F
 
 
 def text_flag(flag: str) -> Callable[[str], str]:
-    """An argparse `type=` for a path or name: empty text is one sentence (`config.given_text`)."""
-    return parsed_flag(flag, given_text, keep_text=True)
+    """An argparse `type=` for a path, name or word: the text as given (spaces kept); empty text,
+    or a path no file system holds, is one sentence (`config.given_text`)."""
+    def convert(text: str) -> str:
+        try:
+            return given_text(text, flag)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
+
+    convert.__name__ = f"text_flag({flag})"
+    return convert
 
 
 CONFIG_PATH, OUT_PATH = text_flag("--config"), text_flag("--out")  # `type=` of --config and --out

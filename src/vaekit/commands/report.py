@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument
+from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument, text_flag
 from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 
@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fail instead of evaluating when eval.json is missing (default: evaluate)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
                    help="seed of samples and pairs (default: 0)")
-    p.add_argument("--data-dir", help="directory holding the dataset files (default: lookup order)")
-    p.add_argument("--dataset",
+    p.add_argument("--data-dir", type=text_flag("--data-dir"),
+                   help="directory holding the dataset files (default: lookup order)")
+    p.add_argument("--dataset", type=text_flag("--dataset"),
                    help="VAE runs: test images from this dataset instead of the run's (default: the run's)")
     add_device_flag(p, "a VAE run's model is evaluated and draws the figures")
     p.set_defaults(func=run)

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vaekit.commands.flags import int_flag
+from vaekit.commands.flags import int_flag, text_flag
 from vaekit.config import SEED_MAX
 from vaekit.errors import ConfigError
 
@@ -31,16 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "epochs for Q6, k = 100, a small compare, the quick checks (the default)")
     size.add_argument("--full", action="store_true", help="100 epochs for Q6, k = 5,000, the full "
                       "compare and checks (tens of minutes)")
-    p.add_argument("--vae-run", metavar="RUN", help="answer Ex.2 Q6 with this run of `vaekit train` "
+    p.add_argument("--vae-run", type=text_flag("--vae-run"),
+                   metavar="RUN", help="answer Ex.2 Q6 with this run of `vaekit train` "
                    "(read only) instead of training the sheet's model")
-    p.add_argument("--compare", metavar="DIR", help="answer Ex.1 Q1 with the compare.json of an "
+    p.add_argument("--compare", type=text_flag("--compare"),
+                   metavar="DIR", help="answer Ex.1 Q1 with the compare.json of an "
                    "existing `vaekit classify --compare --out DIR` instead of training one")
     p.add_argument("--json", action="store_true", help="print every answer's numbers as JSON")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
                    help=f"random seed in [0, {SEED_MAX}] (default: 0)")
     p.add_argument("--threads", type=int_flag("--threads", 0, 1024), default=0,
                    help="CPU threads for training (default: 0, the idle cores)")
-    p.add_argument("--data-dir", help="directory holding Fashion-MNIST (default: lookup order)")
+    p.add_argument("--data-dir", type=text_flag("--data-dir"),
+                   help="directory holding Fashion-MNIST (default: lookup order)")
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.commands.flags import float_flag, int_flag, int_list_flag, parsed_flag
+from vaekit.commands.flags import float_flag, int_flag, int_list_flag, parsed_flag, text_flag
 from vaekit.config import IMAGE_OPTIONS, TrainConfig, parse_image_size, parse_positive_duration
 
 # A flag table's kinds (`vaekit.config.kind_of`): str, int, float, list (of ints, '512,256'),
@@ -59,7 +59,7 @@ def argument_of(flag: str, kind: Kind) -> dict[str, Any]:
         return {"action": "store_const", "const": kind == "switch"}
     if kind == "layers":
         return {"nargs": "+", "metavar": "LAYER"}
-    return {"type": _MAKERS[kind](flag) if kind in _MAKERS else str}
+    return {"type": _MAKERS[kind](flag) if kind in _MAKERS else text_flag(flag)}  # text: never empty
 
 
 def given(args: argparse.Namespace, table: dict[str, Row]) -> dict[str, dict[str, Any]]:

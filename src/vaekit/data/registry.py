@@ -158,7 +158,8 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
                 if d.is_dir() and _has_all(d, spec):
                     return d
             if not directory.is_dir():
-                raise DataError(f"{directory} (from {origin}): no such directory.")
+                what = "not a directory" if directory.exists() else "no such directory"
+                raise DataError(f"{directory} (from {origin}): {what}.")
             expected = ", ".join(f.name + "[.gz]" for f in spec.files.values())
             raise DataError(
                 f"{directory} (from {origin}): no {name} data there; expected the files {expected}."
@@ -226,7 +227,11 @@ def checksum_status(name: str, directory: Path) -> dict[str, str]:
 
 
 def where_found(data_dir: str | Path | None = None) -> list[dict[str, str]]:
-    """For each known dataset: its name, where it was found (or why not) and its description."""
+    """For each known dataset: its name, where it was found (or why not) and its description. A
+    `data_dir` that is no directory is a DataError, not a row of errors."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        what = "not a directory" if Path(data_dir).exists() else "no such directory"
+        raise DataError(f"{data_dir} (from --data-dir): {what}.")
     rows = []
     for name in known_datasets():
         if name in BUILTIN:

@@ -187,14 +187,20 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 100, metadata: dict[str, 
 
 def _not_finite(obj: Any, where: str = "") -> str | None:
     """The place ('a.b[1]') of the first NaN or infinite float in a JSON-able object, or None."""
+    found = _first_not_finite(obj, where)
+    return None if found is None else found[0]
+
+
+def _first_not_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """(place, value) of the first NaN or infinite float in a JSON-able object, or None."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        return where or "the value"
+        return where or "the value", obj
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
     for key, value in items:
-        place = _not_finite(value, f"{where}[{key}]" if isinstance(key, int) else
-                            f"{where}.{key}" if where else str(key))
-        if place is not None:
-            return place
+        found = _first_not_finite(value, f"{where}[{key}]" if isinstance(key, int) else
+                                  f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
     return None
 
 
@@ -204,13 +210,15 @@ def parse_json(text: str | bytes) -> Any:
     RecursionError) a ValueError as any other text that is not JSON, so that every reader's one
     sentence says it."""
     try:
-        return json.loads(text, parse_constant=_not_json)
+        value = json.loads(text)
     except RecursionError:
         raise ValueError("arrays or objects nested too deeply") from None
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    found = _first_not_finite(value)
+    if found is not None:  # Python's NaN, Infinity or -Infinity: named with where it is
+        place, x = found
+        written = "NaN" if math.isnan(x) else "Infinity" if x > 0 else "-Infinity"
+        raise ValueError(f"{place} is {written}, which is not a JSON number")
+    return value
 
 
 def strict_json(obj: Any, path: Path, indent: int | None = None) -> str:
