@@ -299,3 +299,37 @@ def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, capsys: pytes
     assert err.count("\n") == 1 and "subnormal" in err, err
     one_sentence(err.removeprefix("vaekit train: error: "))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--lr", "0.1", "--lr", "0.002"], "--lr"),
+    (["train", "--lr=0.1", "--lr", "0.002"], "--lr"),
+    (["train", "--config", "a.toml", "--config", "b.toml"], "--config"),
+    (["sample", "RUN", "-n", "2", "-n", "3"], "-n"),
+    (["train", "--no-progress", "--no-progress"], "--no-progress"),
+])
+def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: str,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          one_sentence: OneSentence) -> None:
+    message = one_error_line(capsys, argv, argv[0], one_sentence, flag)
+    assert "given twice" in message
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--lr", "١"], "--lr"), (["train", "--lr", "1_0"], "--lr"), (["train", "--lr", " 1"], "--lr"),
+    (["train", "--hidden", "٣,4"], "--hidden"), (["train", "--hidden", "1_0"], "--hidden"),
+    (["train", "--time-budget", "٣m"], "--time-budget"), (["train", "--image-size", "٣٢"], "--image-size"),
+    (["train", "--time-budget", "1" + "0" * 400], "--time-budget"),
+    (["train", "--checkpoint-every", "9" * 400], "checkpoint_every"),
+])
+def test_numbers_are_read_as_a_person_types_them(argv: list[str], flag: str,
+                                                 capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's int() and float() also read other scripts' digits, underscores and spaces, and
+    400 digits as infinity; vaekit's numbers are ASCII decimals within their bounds."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main([*argv, "--data", "digits", "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flag in err, err
+    assert list(tmp_path.iterdir()) == []

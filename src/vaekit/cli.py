@@ -72,10 +72,28 @@ class VaekitParser(argparse.ArgumentParser):
                          namespace: argparse.Namespace | None = None) -> tuple[Any, list[str]]:
         """As argparse's, but a subcommand's parser refuses the arguments it does not know itself,
         so that the error line names the subcommand (`vaekit train: error: unrecognized ...`)."""
+        if args is not None:
+            self.refuse_repeated(args)
         parsed, extras = super().parse_known_args(args, namespace)
         if extras and " " in self.prog:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+
+    def refuse_repeated(self, args: Sequence[str]) -> None:
+        """A flag of this parser given twice is an error (argparse keeps the last without a word:
+        `--lr 0.1 --lr 0.002`, two --config files of which one is ignored)."""
+        seen: set[str] = set()
+        for arg in args:
+            if arg == "--":
+                break
+            action = self._option_string_actions.get(arg.split("=", 1)[0] if arg.startswith("--") else arg)
+            if action is None or isinstance(action, argparse._AppendAction | argparse._CountAction):
+                continue
+            if action.dest in seen:
+                self.error(f"{arg.split('=', 1)[0]} is given twice; give it once (only the last would "
+                           "count, the other dropped without a word)")
+            seen.add(action.dest)
 
 
 # ----------------------------------------------------------------------------- the command

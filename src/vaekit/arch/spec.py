@@ -405,8 +405,8 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
         raise SpecError(f"--input `{text[:20]}...` is {len(text):,} characters long; expected "
                         f"C,H,W or N in at most {MAX_INPUT_CHARS} characters.")
     parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
-    # isdecimal, not isdigit: int() refuses the digits '²' and '①' that isdigit accepts
-    values = [int(p) for p in parts if p.isdecimal()]  # at most 100 digits: int() is cheap
+    # ASCII digits only: int() also reads other scripts' digits ('٣'), which a shape is not typed in
+    values = [int(p) for p in parts if p.isascii() and p.isdecimal()]  # at most 100 digits: cheap
     if len(parts) not in (1, 3) or len(values) != len(parts) or min(values) < 1:
         raise SpecError(f"--input must be C,H,W (or CxHxW) or N with positive integers, "
                         f"got {text!r}.")

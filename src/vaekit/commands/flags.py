@@ -16,6 +16,7 @@ from vaekit.config import given_text, parse_int_list
 from vaekit.errors import ConfigError
 
 DECIMAL = re.compile(r"-?[0-9]+")  # an integer as a person types one: ASCII digits, a minus sign
+NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|infinity|nan)", re.I)
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
 _REPR.maxstring, _REPR.maxlong = 60, 40
 
@@ -54,10 +55,9 @@ def float_flag(flag: str) -> Callable[[str], float]:
     """An argparse `type=` for a number flag: float(text), or ArgumentTypeError naming the flag.
     Its range (finite, bounds) is the config's check, which also names where the value came from."""
     def convert(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {short(text)}") from None
+        if not NUMBER.fullmatch(text):  # float() also takes ' 1', '1_0' and other scripts' digits
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {short(text)}")
+        return float(text)
 
     convert.__name__ = f"float_flag({flag})"
     return convert
@@ -77,12 +77,12 @@ def parsed_flag(flag: str, parse: Callable[[str, str], Any], keep_text: bool = F
     return convert
 
 
-def text_flag(flag: str) -> Callable[[str], str]:
-    """An argparse `type=` for a path, name or word: the text as given (spaces kept); empty text,
-    or a path no file system holds, is one sentence (`config.given_text`)."""
+def text_flag(flag: str, path: bool = True) -> Callable[[str], str]:
+    """An argparse `type=` for a path (or, `path` False, a name or word): the text as given (spaces
+    kept); empty text, or a path no file system holds, is one sentence (`config.given_text`)."""
     def convert(text: str) -> str:
         try:
-            return given_text(text, flag)
+            return given_text(text, flag) if path else given_text(text, flag, path=False)
         except ConfigError as err:
             raise argparse.ArgumentTypeError(str(err).rstrip(".")) from None
 

@@ -18,6 +18,7 @@ from vaekit.config import IMAGE_OPTIONS, TrainConfig, parse_image_size, parse_po
 # words), 'switch' (no value: given means true), 'off' (no value: given means false). Table rows are
 # (section, key, kind, help).
 Kind = type | str
+PATH_FLAGS = ("--data", "--data-dir")  # the text flags of the tables that name a file or folder
 Row = tuple[str, str, Kind, str]
 _MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
     int: int_flag, float: float_flag, list: int_list_flag,
@@ -59,7 +60,9 @@ def argument_of(flag: str, kind: Kind) -> dict[str, Any]:
         return {"action": "store_const", "const": kind == "switch"}
     if kind == "layers":
         return {"nargs": "+", "metavar": "LAYER"}
-    return {"type": _MAKERS[kind](flag) if kind in _MAKERS else text_flag(flag)}  # text: never empty
+    if kind in _MAKERS:
+        return {"type": _MAKERS[kind](flag)}
+    return {"type": text_flag(flag, path=flag in PATH_FLAGS)}  # text: never empty
 
 
 def given(args: argparse.Namespace, table: dict[str, Row]) -> dict[str, dict[str, Any]]:

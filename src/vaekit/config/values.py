@@ -46,25 +46,30 @@ def checkpoint_interval(text: str) -> float | None:
                           f"90 (seconds), got {text!r}.") from None
 
 
+MAX_DURATION = 1e9  # seconds: any duration a run or a checkpoint interval could mean
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|min|m|s)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|min|m|s)")
 
 
 def parse_duration(text: str, flag: str = "--time-budget") -> float:
     """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
     anything else (negative, empty, an unknown unit, nan)."""
     t = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", t):
-        return float(t)
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not t or pos != len(t):
-        raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
-                          f"got {text!r}.")
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", t):
+        total = float(t)
+    else:
+        pos, total = 0, 0.0
+        for m in _DURATION_PART.finditer(t):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if not t or pos != len(t):
+            raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
+                              f"got {show(text)}.")
+    if not total <= MAX_DURATION:  # 400 digits read as inf, too
+        raise ConfigError(f"{flag} must be a duration of at most {MAX_DURATION:.0e} seconds (about 30 "
+                          f"years), got {show(text)}.")
     return total
 
 
@@ -78,14 +83,16 @@ def parse_positive_duration(text: str, flag: str = "--time-budget") -> float:
     return seconds
 
 
-def given_text(text: str, flag: str) -> str:
+def given_text(text: str, flag: str, path: bool = True) -> str:
     """A path or name given on the command line: empty or blank text is one sentence (it used to
-    mean "not given", so `--out ''` trained into the default directory)."""
+    mean "not given", so `--out ''` trained into the default directory); a path (`path`) no file
+    system holds too (`check_path_length`)."""
     if not text.strip():
         if not flag.startswith("-"):  # an argument, not a flag: it has no default
             raise ConfigError(f"{flag} is empty; give the path of a run directory.")
         raise ConfigError(f"{flag} is empty; give a value, or leave {flag} out for its default.")
-    check_path_length(text, flag)
+    if path:
+        check_path_length(text, flag)
     return text
 
 
@@ -119,7 +126,7 @@ MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set
 def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
     """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
     anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers)."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    m = re.fullmatch(r"\s*([0-9]+)\s*(?:[xX]\s*([0-9]+)\s*)?", text)
     size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
     if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
         raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
@@ -136,7 +143,6 @@ def parse_int_list(text: str, key: str = "hidden") -> list[int]:
     if not all(parts):
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}, which "
                           "has an empty entry.")
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.") from None
+    if not all(re.fullmatch(r"-?[0-9]+", p) for p in parts):  # int() reads '1_0' and '٣' too
+        raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.")
+    return [int(p) for p in parts]
