@@ -333,3 +333,11 @@ def test_numbers_are_read_as_a_person_types_them(argv: list[str], flag: str,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["eval", "RUN", "--batch-size", str(10**20)], ["eval", "RUN", "--k", "0"],
+                                  ["report", "RUN", "--limit", str(10**20)]])
+def test_eval_and_report_sizes_are_bounded(argv: list[str], capsys: pytest.CaptureFixture[str],
+                                           one_sentence: OneSentence) -> None:
+    """An absurd --batch-size was accepted and written into eval.json as if used."""
+    one_error_line(capsys, argv, argv[0], one_sentence, argv[2])

@@ -642,3 +642,13 @@ def test_bad_numbers_and_files_leave_a_run_alone(tmp_path: Path, trained_run: Pa
     err = run_bad(BASE + ["--config", str(tmp_path)] + resume, capsys)  # a directory
     one_sentence(err.removeprefix("vaekit train: error: "), str(tmp_path), "directory")
     assert snapshot(trained_run) == before and not (tmp_path / "fresh").exists()
+
+
+def test_more_pseudo_inputs_than_training_images_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """100,000 pseudo-inputs of the VampPrior on digits' 1,437 training images: minutes per step."""
+    out = tmp_path / "run"
+    err = run_bad(BASE + ["--prior", "vamp", "--pseudo-inputs", "100000", "--out", str(out)], capsys)
+    assert "100,000" in err and "1,437 training images" in err
+    one_sentence(err.removeprefix("vaekit train: error: "))
+    assert not out.exists()

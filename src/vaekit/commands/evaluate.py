@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument, text_flag
-from vaekit.config import SEED_MAX
+from vaekit.config import MAX_SIZE, SEED_MAX
 from vaekit.distributed import world
 from vaekit.evaluate.run import EVAL_JSON, evaluate_run
 from vaekit.evaluate.table import eval_table
@@ -27,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
                    help="a run directory of `vaekit train`")
-    p.add_argument("--k", type=int_flag("--k"), default=5000,
+    p.add_argument("--k", type=int_flag("--k", 1, MAX_SIZE), default=5000,
                    help="importance samples per image (default: 5000, the published standard)")
-    p.add_argument("--limit", type=int_flag("--limit"),
+    p.add_argument("--limit", type=int_flag("--limit", 1, MAX_SIZE),
                    help="evaluate only the first N test images (default: all)")
-    p.add_argument("--batch-size", type=int_flag("--batch-size"), default=100,
+    p.add_argument("--batch-size", type=int_flag("--batch-size", 1, MAX_SIZE), default=100,
                    help="test images per batch (default: 100)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
                    help="seed of the importance samples (default: 0)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument, text_flag
-from vaekit.config import SEED_MAX
+from vaekit.config import MAX_SIZE, SEED_MAX
 from vaekit.errors import ConfigError
 
 
@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
                    help="a run directory of `vaekit train` or "
                    "`vaekit classify`")
-    p.add_argument("--k", type=int_flag("--k"), default=500,
+    p.add_argument("--k", type=int_flag("--k", 1, MAX_SIZE), default=500,
                    help="VAE runs: importance samples if eval.json is missing (default: 500; `vaekit eval` "
                    "uses 5000)")
-    p.add_argument("--limit", type=int_flag("--limit"),
+    p.add_argument("--limit", type=int_flag("--limit", 1, MAX_SIZE),
                    help="if evaluating: only the first N test images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="fail instead of evaluating when eval.json is missing (default: evaluate)")

@@ -227,6 +227,10 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
         raise ConfigError(f"the model was built for images {config.model.image_shape}, but "
                           f"{config.data.name} has images {shape}.")
     config.model.image_shape = shape
+    if config.model.prior == "vamp" and config.model.pseudo_inputs > len(ds.train):
+        raise ConfigError(f"model.pseudo_inputs is {config.model.pseudo_inputs:,}, more than the "
+                          f"{len(ds.train):,} training images of {config.data.name}; the VampPrior's "
+                          "pseudo-inputs summarise the data, so give at most that many (500 for 60,000).")
     check_fits(config, tuple(shape))  # too large for memory: one sentence, not an allocator error
     return run_task(VAETask(config, ds), out, resume, show_bar, log, started)
 
