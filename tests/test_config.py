@@ -234,7 +234,7 @@ def test_integers_beyond_64_bits(tmp_path: Path, key: str, value: str, one_sente
     ("[optim]\nlr = true\n", ["optim.lr must be a number", "True"]),
     ("[model]\nhidden = 400\n", ["model.hidden must be a list of integers", "400"]),
     ("[model]\nhidden = [400, 'a']\n", ["model.hidden must be a list of integers"]),
-    ("[model]\nhidden = '1,a'\n", ["model.hidden must be a comma-separated list", "'1,a'"]),
+    ("[model]\nhidden = '1,a'\n", ["model.hidden must be a list of integers", "'1,a'"]),  # a list, not text
     ("[data]\nname = 7\n", ["data.name must be a string", "7"]),
     ("[train]\nseed = 1979-05-27\n", ["train.seed must be an integer", "1979"]),
     ("lr = 0.1\n", ["unknown key or section 'lr'", "data, model, optim, train"]),

@@ -91,6 +91,8 @@ def expected(field: Any, value: Any, from_flag: bool) -> Any:
         return None if "None" in t else REFUSE
     if t.startswith("list[int]"):
         if isinstance(value, str):
+            if not from_flag:  # a file writes a list as a list
+                return REFUSE
             if not value.strip():
                 return []
             parts = [as_int(p.strip()) for p in value.split(",")]

@@ -23,7 +23,6 @@ from vaekit.config.values import (
     is_number,
     parse_duration,
     parse_image_size,
-    parse_int_list,
     show,
 )
 from vaekit.errors import ConfigError
@@ -65,13 +64,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if "None" in t:
             return None
         raise ConfigError(f"{where}{key} may not be empty.")
-    if t.startswith("list[int]"):
-        if isinstance(value, str):
-            try:
-                value = parse_int_list(value, key)
-            except ConfigError as err:
-                raise ConfigError(f"{where}{err}") from None
-        elif not (isinstance(value, list | tuple) and all(is_int(v) for v in value)):
+    if t.startswith("list[int]"):  # a list in a file ("8,8" or "" would be a string: refused)
+        if not (isinstance(value, list | tuple) and all(is_int(v) for v in value)):
             raise ConfigError(f"{where}{key} must be a list of integers, got {show(value)}.")
         value = list(value)
     elif t.startswith("list[str]"):
