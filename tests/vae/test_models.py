@@ -164,3 +164,17 @@ def test_models_return_parameters_not_losses() -> None:
     model = MLPVAE((1, 8, 8), [16], latent=2)
     mu, logvar = model(torch.rand(4, 1, 8, 8))
     assert mu.shape == logvar.shape == (4, 2)
+
+
+def test_a_kernel_no_image_size_can_hold_is_not_answered_with_that_size() -> None:
+    """--image-size takes at most 8,192 pixels a side: advising --image-size 2147483647 is wrong."""
+    from vaekit.config import TrainConfig, validate
+    from vaekit.errors import ConfigError
+    from vaekit.vae.models import build_model
+
+    config = TrainConfig()
+    config.model.kind, config.model.kernel_size, config.model.image_shape = "conv", 2**31 - 1, [1, 8, 8]
+    validate(config)
+    with pytest.raises(ConfigError) as info:
+        build_model(config.model)
+    assert "at most 8" in str(info.value) and "--image-size" not in str(info.value)

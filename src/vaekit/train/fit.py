@@ -26,6 +26,7 @@ redraws exactly what an uninterrupted one would, and ends with the same weights 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -231,7 +232,9 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
         raise ConfigError(f"model.pseudo_inputs is {config.model.pseudo_inputs:,}, more than the "
                           f"{len(ds.train):,} training images of {config.data.name}; the VampPrior's "
                           "pseudo-inputs summarise the data, so give at most that many (500 for 60,000).")
-    check_fits(config, tuple(shape))  # too large for memory: one sentence, not an allocator error
+    one_step = copy.deepcopy(config)  # a step holds at most the training images
+    one_step.train.batch_size = min(config.train.batch_size, len(ds.train))
+    check_fits(one_step, tuple(shape))  # too large for memory: one sentence, not an allocator error
     return run_task(VAETask(config, ds), out, resume, show_bar, log, started)
 
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
 from vaekit.arch.spec import MAX_SIZE
+from vaekit.config import MAX_IMAGE_SIDE
 from vaekit.errors import ConfigError
 from vaekit.vae.autoregressive import AutoregressiveTerm
 from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
@@ -228,14 +229,17 @@ class ConvGeometry:
         if min(hs[-1], ws[-1]) < 1:
             raise ConfigError(
                 f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
-                f"stride {s}: the sizes go {hs} x {ws}; images of {least}x{least} or larger work "
-                f"(--image-size {least}), or use fewer channels entries."
+                f"stride {s}: the sizes go {hs} x {ws}; "
+                + (f"images of {least}x{least} or larger work (--image-size {least}), or "
+                   if least <= MAX_IMAGE_SIDE else "")
+                + "use fewer channels entries."
             )
         if k > min(h, w):
             raise ConfigError(
                 f"the conv kernel {k} is larger than the {h}x{w} image (its first layer would see "
-                f"mostly padding); use a kernel of at most {min(h, w)}, or images of {least}x{least} "
-                f"or larger (--image-size {least})."
+                f"mostly padding); use a kernel of at most {min(h, w)}"
+                + (f", or images of {least}x{least} or larger (--image-size {least})."
+                   if least <= MAX_IMAGE_SIDE else ".")
             )
         for i in range(len(channels), 0, -1):
             pad_h = hs[i - 1] - conv_transpose2d_output_size(hs[i], k, s, p)
