@@ -148,6 +148,27 @@ def test_the_lock_clears_only_vaekits_own_temporary_files(tmp_path: Path) -> Non
     assert not stale.exists() and all(p.read_text() == "a user's file" for p in mine)
 
 
+def test_a_users_file_named_like_a_temporary_is_kept_and_counts(tmp_path: Path, capsys: Any,
+                                                                  one_sentence: Any) -> None:
+    """Only a run file's temporary whose writer is gone is vaekit's to clear: `.notes.vaekit-1.tmp`
+    names no run file, and a live process's temporary is left to it."""
+    import os
+
+    user = tmp_path / "u" / ".notes.vaekit-1.tmp"
+    user.parent.mkdir()
+    user.write_text("precious")
+    live = tmp_path / "live"
+    live.mkdir()
+    alive = runs.temp_path(live / runs.CHECKPOINT, pid=os.getppid())  # a live process's
+    alive.write_text("being written")
+    out = str(user.parent)
+    err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "1", "--out", out], out)
+    assert "not empty" in err and user.read_text() == "precious"
+    with runs.locked(live):
+        pass
+    assert alive.read_text() == "being written"
+
+
 def test_an_atomic_write_names_its_temporary_file_as_vaekits(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
@@ -462,3 +483,31 @@ def test_json_that_is_not_strict_is_refused_when_read(run: Path, capsys: Any, on
         err = cli_bad(capsys, one_sentence, argv(template, run), str(path))
         assert constant in err
     assert snapshot(run) == before
+
+
+def test_a_figures_folder_that_is_a_link_is_not_written_through(run: Path, tmp_path: Path, capsys: Any,
+                                                               one_sentence: Any) -> None:
+    """RUN/figures as a symbolic link to a user's folder: report and sample would write into it."""
+    user = tmp_path / "userpics"
+    user.mkdir()
+    (user / "samples.png").write_text("mine")
+    figures = run / "figures"
+    if figures.exists():
+        shutil.rmtree(figures)
+    figures.symlink_to(user)
+    for template in (["report", "{run}", "--k", "2"], ["sample", "{run}", "-n", "4"]):
+        cli_bad(capsys, one_sentence, argv(template, run), str(figures))
+    assert sorted(p.name for p in user.iterdir()) == ["samples.png"]
+    assert (user / "samples.png").read_text() == "mine"
+
+
+@pytest.mark.parametrize("line", [0, -1])
+def test_a_metrics_row_with_nan_is_refused_even_last(run: Path, capsys: Any, one_sentence: Any,
+                                                     line: int) -> None:
+    """A cut last line is dropped (a kill mid-write); a whole one holding NaN is not a cut line."""
+    path = run / runs.METRICS
+    rows = path.read_text().splitlines()
+    rows[line] = rows[line].replace('{"epoch": ', '{"x": NaN, "epoch": ', 1)
+    path.write_text("\n".join(rows) + "\n")
+    err = cli_bad(capsys, one_sentence, ["report", str(run), "--k", "2"], str(path))
+    assert "NaN" in err

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
                    help="a run directory of `vaekit train`")
-    p.add_argument("--k", type=int_flag("--k", 1, MAX_SIZE), default=5000,
+    p.add_argument("--k", type=int_flag("--k", 1), default=5000,
                    help="importance samples per image (default: 5000, the published standard)")
     p.add_argument("--limit", type=int_flag("--limit", 1, MAX_SIZE),
                    help="evaluate only the first N test images (default: all)")

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
                    help="a run directory of `vaekit train` or "
                    "`vaekit classify`")
-    p.add_argument("--k", type=int_flag("--k", 1, MAX_SIZE), default=500,
+    p.add_argument("--k", type=int_flag("--k", 1), default=500,
                    help="VAE runs: importance samples if eval.json is missing (default: 500; `vaekit eval` "
                    "uses 5000)")
     p.add_argument("--limit", type=int_flag("--limit", 1, MAX_SIZE),

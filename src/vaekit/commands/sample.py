@@ -11,7 +11,7 @@ from vaekit.config import SEED_MAX
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report.outputs import quoted
 from vaekit.report.paths import figure_path
-from vaekit.runs import load_run
+from vaekit.runs import figures_dir, load_run
 
 MAX_SAMPLES = 10_000
 MAX_GRID_PIXELS = 2**26  # 64 Mpixel: an image a viewer still opens
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = figure_path(args.out, "--out", (".png",), example="samples") if args.out else None
     model = load_run(args.run_dir, "vae", args.device).model
     if out is None:  # the run's own figures/ folder, made once the run is known to be one
-        out = Path(args.run_dir) / "figures" / f"samples-seed{args.seed}.png"
+        out = figures_dir(args.run_dir) / f"samples-seed{args.seed}.png"
     pixels = args.n * math.prod(model.image_shape[1:])
     if pixels > MAX_GRID_PIXELS:
         raise ConfigError(f"-n {args.n} samples of {'x'.join(map(str, model.image_shape))} would make a grid "

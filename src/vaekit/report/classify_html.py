@@ -34,7 +34,6 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report import figures
 from vaekit.report.kinds import ReportKind, ReportOptions, register_report
 from vaekit.report.page import STYLE, esc, figure, fmt, table
-from vaekit.report.visualize import FIGURES_DIR
 from vaekit.version import __version__
 
 CAPTIONS: dict[str, str] = {
@@ -188,7 +187,7 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
                                   f"{evaluation['split']} images, but the dataset now has {x.shape[0]:,}; "
                                   f"run `vaekit classify eval {run_dir}` again.")
         wrong = x[[w["index"] for w in evaluation["most_wrong"]]]  # (M, C, H, W)
-        paths = write_classifier_figures(evaluation, wrong, names, metrics, run_dir / FIGURES_DIR)
+        paths = write_classifier_figures(evaluation, wrong, names, metrics, runs.figures_dir(run_dir))
         page = render_classifier(run_dir.resolve().name, run.config.to_dict(), evaluation, metrics, paths,
                                  run.model.rows, report_seconds=time.perf_counter() - t1)
         out = run_dir / runs.REPORT

@@ -32,4 +32,5 @@ def write_report(run_dir: str | Path, k: int = 500, evaluate_missing: bool = Tru
                             runs.device_named(device))
     kind = report_for(run_dir, runs.task_in(run_dir))
     kind.check(run_dir, options)
+    runs.figures_dir(run_dir)  # the run's own folder, checked before anything is computed
     return kind.write(run_dir, options)

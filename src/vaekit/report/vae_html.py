@@ -163,7 +163,7 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
         evaluation = evaluate_run(run_dir, k=o.k, limit=o.limit, seed=o.seed, data_dir=o.data_dir,
                                   dataset=o.dataset, progress=o.progress, device=o.where)
     t1 = time.perf_counter()
-    paths = visualize.write_figures(model, x, run_dir / visualize.FIGURES_DIR, labels, ds.classes, metrics,
+    paths = visualize.write_figures(model, x, runs.figures_dir(run_dir), labels, ds.classes, metrics,
                                     evaluation, o.seed)
     page = render(run_dir.resolve().name, config.to_dict(), evaluation, metrics, paths,
                   parameter_table(model), report_seconds=time.perf_counter() - t1)

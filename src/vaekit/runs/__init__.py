@@ -35,6 +35,7 @@ from vaekit.runs.files import (
     RUN_FILES,
     TMP,
     append_metrics,
+    figures_dir,
     is_temp,
     locked,
     model_fingerprint,
@@ -83,7 +84,8 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
     "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "append_metrics", "check_run_dir", "decode_bytes", "device_named", "encode_bytes", "is_temp",
+    "append_metrics", "check_run_dir", "decode_bytes", "device_named", "encode_bytes", "figures_dir",
+    "is_temp",
     "load_checkpoint", "load_run", "load_weights", "locked", "maker_of", "model_fingerprint",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
     "read_metrics", "read_tensors", "register_task", "render_figure", "run_id", "save_checkpoint",

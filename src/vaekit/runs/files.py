@@ -66,6 +66,25 @@ def is_temp(name: str) -> bool:
     return _TEMP.fullmatch(name) is not None
 
 
+def is_stale_temp(name: str) -> bool:
+    """Whether a file name is a temporary file a killed vaekit left of a run's own file: the name
+    `temp_path` gives to one of RUN_FILES, whose writer (the PID in the name) is no longer alive.
+    A user's `.notes.vaekit-1.tmp` is neither, and a live writer's file is left to it."""
+    match = _TEMP.fullmatch(name)
+    if match is None or match["name"] not in RUN_FILES:
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or a PID no process can have
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 
@@ -145,7 +164,8 @@ def locked(run_dir: Path) -> Iterator[None]:
     try:
         stale: list[Path] = []
         with contextlib.suppress(OSError), os.scandir(run_dir) as entries:
-            stale = [Path(e.path) for e in entries if is_temp(e.name) and e.is_file(follow_symlinks=False)]
+            stale = [Path(e.path) for e in entries
+                     if is_stale_temp(e.name) and e.is_file(follow_symlinks=False)]
         for path in stale:
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -169,6 +189,21 @@ def render_figure(fig: Any, path: str | Path, dpi: int = 100, metadata: dict[str
     finally:
         plt.close(fig)
     return buffer.getvalue()
+
+
+FIGURES = "figures"  # a run's folder of figures
+
+
+def figures_dir(run_dir: str | Path) -> Path:
+    """RUN_DIR/figures, checked to be the run's own folder: missing (made when a figure is written)
+    or a plain directory; a symbolic link (to a folder of a user's) or anything else is a
+    RunWriteError naming it, so that nothing is written outside the run."""
+    path = Path(run_dir) / FIGURES
+    if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+        what = "a symbolic link" if path.is_symlink() else "not a directory"
+        raise RunWriteError(f"{path} is {what}; vaekit writes a run's figures only into a folder of the "
+                            "run's own, so remove it (the next report makes it again).")
+    return path
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 100, metadata: dict[str, str] | None = None) -> Path:
@@ -332,7 +367,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     for i, line in enumerate(lines):
         try:
             row = parse_json(line)
-        except ValueError:
+        except ValueError as err:
+            if "not a JSON number" in str(err):  # whole, but NaN or Infinity: not a cut line
+                raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
             if i == len(lines) - 1:
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None

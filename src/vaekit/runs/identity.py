@@ -34,7 +34,7 @@ from vaekit.runs.files import (
     CHECKPOINT,
     CONFIG,
     MODEL,
-    is_temp,
+    is_stale_temp,
     parse_json,
     read_metadata,
     write_json_atomic,
@@ -75,7 +75,7 @@ def check_run_dir(run_dir: Path) -> None:
         return
     with os.scandir(run_dir) as entries:
         names = sorted(e.name if e.name.isprintable() else repr(e.name) for e in entries
-                       if not is_temp(e.name))
+                       if not is_stale_temp(e.name))
     if names:
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise CheckpointError(f"{run_dir} is not empty ({shown}) and holds no run of vaekit (no {CONFIG}); "
