@@ -84,3 +84,12 @@ def test_a_check_can_decide_for_the_sheet() -> None:
     assert er._supports(False, True) == "sheet" and er._supports(False, False) == "neither"
     v = er.second_moment(mu=0.0)  # at mu = 0 both lines agree: the sheet's holds too
     assert v.supports != "correction"
+
+
+def test_q6_holds_for_a_run_on_continuous_pixels(model_and_x: tuple) -> None:
+    """A run trained with --binarize none reads pixels in [0, 1]: torch's Bernoulli refuses them
+    with its argument checks, and the cross-entropy it computes without them is the same sum."""
+    model, x = model_and_x
+    grey = x.clamp(0, 1) * 0.5 + 0.25  # no pixel in {0, 1}
+    n = er.likelihood_term(model, grey).numbers
+    assert n["max_error_vs_torch"] < 1e-3 and n["corrected_x1"] != pytest.approx(n["corrected_x2"])
