@@ -511,3 +511,15 @@ def test_a_metrics_row_with_nan_is_refused_even_last(run: Path, capsys: Any, one
     path.write_text("\n".join(rows) + "\n")
     err = cli_bad(capsys, one_sentence, ["report", str(run), "--k", "2"], str(path))
     assert "NaN" in err
+
+
+@pytest.mark.parametrize("field, value", [("binarize", "none"), ("name", "mnist")])
+def test_a_data_section_edited_after_training_is_refused_by_every_reader(
+        run: Path, capsys: Any, one_sentence: Any, field: str, value: str) -> None:
+    """binarize auto -> none changes what eval measures; the weights' metadata says what they saw."""
+    _edit_json(run / runs.CONFIG, lambda c: c["data"].__setitem__(field, value))
+    before = snapshot(run)
+    for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}"]):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        assert f"data.{field}" in err
+    assert snapshot(run) == before

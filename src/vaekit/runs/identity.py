@@ -101,13 +101,13 @@ def weights_metadata(config: dict[str, Any]) -> dict[str, str]:
 
 def _changed(trained: Any, current: Any, keep: tuple[str, ...] | None) -> list[str]:
     """The fields of config.json (`current`) that differ from the config the weights were trained
-    with: all of them but the resumable ones (`keep` None), or those whose names start with one of
+    with, but the resumable ones: all of them (`keep` None), or those whose names start with one of
     `keep`. Configs of two kinds differ in their "task"."""
     if type(trained) is not type(current):
         return ["task"]
     allowed = set(resumable_of(current))
     return [d for d in differences(trained, current)
-            if (d.startswith(keep) if keep is not None else d not in allowed)]
+            if d not in allowed and (keep is None or d.startswith(keep))]
 
 
 def _described(changed: list[str], trained: Any, current: Any) -> str:
@@ -172,7 +172,8 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
     """RUN_DIR/config.json (read as `config`) describes the network whose weights are in
-    model.safetensors (its `metadata`): the model section of the config it was trained with, from
+    model.safetensors (its `metadata`) and the data it was trained on: the model and data sections
+    (but for the resumable data_dir) of the config it was trained with, from
     the model file's metadata, or else from the run's checkpoint (when it is of the same run).
     Nothing to compare with (a run of an earlier vaekit) is no mismatch."""
     model = run_dir / MODEL
@@ -186,7 +187,7 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
             return
         source, raw = run_dir / CHECKPOINT, state["config"]
     trained = _trained_config(raw, source, "the config it records")
-    changed = _changed(trained, config, ("model.", "task"))
+    changed = _changed(trained, config, ("model.", "data.", "task"))  # the network, and what it is fed
     if changed:
         raise CheckpointError(f"{run_dir / CONFIG} is not the config the weights of {model} were trained "
                               f"with ({_described(changed, trained, config)}; according to {source.name}); "
