@@ -523,3 +523,17 @@ def test_a_data_section_edited_after_training_is_refused_by_every_reader(
         err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
         assert f"data.{field}" in err
     assert snapshot(run) == before
+
+
+def test_a_config_edited_to_a_huge_network_is_refused_before_it_is_built(
+        run: Path, capsys: Any, one_sentence: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hidden [16] -> [100000000]: 25.6 GB allocated before the shapes were compared with the weights."""
+    from vaekit.runs import kinds
+
+    def no_build(*_: Any) -> None:
+        raise AssertionError("the network of the edited config.json was built")
+
+    _edit_json(run / runs.CONFIG, lambda c: c["model"].__setitem__("hidden", [100_000_000]))
+    monkeypatch.setattr(kinds, "build_model", no_build)
+    err = cli_bad(capsys, one_sentence, argv(EVAL, run), str(run / runs.CONFIG))
+    assert "model.hidden" in err

@@ -17,7 +17,7 @@ from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
-from vaekit.runs.files import CONFIG, MODEL, read_metrics, read_tensors
+from vaekit.runs.files import CONFIG, MODEL, read_metadata, read_metrics, read_tensors
 from vaekit.runs.identity import check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.weights import load_weights
@@ -101,13 +101,17 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     if not check_regular(run_dir / MODEL, "the model's safetensors file", CheckpointError):
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
                               f"epoch); train one with `{kind.maker} --out {run_dir}`.")
+    check_weights(run_dir, config, read_metadata(run_dir / MODEL) or {})  # before a network is built
     try:
         model = kind.build(config)
     except (ConfigError, SpecError) as err:
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
-    tensors, metadata = read_tensors(run_dir / MODEL, "model")
+    except (MemoryError, RuntimeError) as err:  # a config.json edited to a network no memory holds
+        why = "out of memory" if isinstance(err, MemoryError) or "alloc" in str(err) else type(err).__name__
+        raise CheckpointError(f"{run_dir / CONFIG} describes a network that cannot be built ({why}); it is "
+                              "not the config the model file was trained with.") from None
+    tensors, _ = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)
-    check_weights(run_dir, config, metadata)
     model.to(where).eval()
     check_outputs(kind, model, run_dir / MODEL)
     return Run(run_dir, config, model)
