@@ -166,3 +166,19 @@ def test_labels_that_are_no_class_number_are_refused(tmp_path, refused, labels, 
     path = tmp_path / "labelled.npz"
     np.savez(path, images=images(), labels=np.array(labels, dtype=np.int64))
     refused(path, *words)
+
+
+def test_a_zip_bomb_npz_is_refused_before_it_inflates(tmp_path, refused):
+    """A 200 KB .npz whose member inflates to 128 MiB of zeros (1,000 times more): the declared
+    size fits in memory and the file holds it, but reading it took minutes and 4x its size."""
+    import zipfile
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("images.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (128, 1024, 1024)})
+            for _ in range(128):
+                member.write(b"\0" * 2**20)
+    assert path.stat().st_size < 2**20
+    refused(path, "'images'", "times")

@@ -114,11 +114,26 @@ def _member(path: Path, key: str, loaded: np.lib.npyio.NpzFile) -> np.ndarray:
         with archive.open(name) as member:
             if member.read(len(NPY_MAGIC)) == NPY_MAGIC:  # else numpy gives bytes, refused below
                 member.seek(0)
-                _check_declared(path, f"the member {key!r}", member, archive.getinfo(name).file_size)
+                info = archive.getinfo(name)
+                _check_declared(path, f"the member {key!r}", member, info.file_size)
+                _check_ratio(path, key, info.file_size, info.compress_size)
     value = loaded[key]
     if not isinstance(value, np.ndarray):
         raise DataError(f"{path}: the member {key!r} is not a .npy array.")
     return value
+
+
+MAX_RATIO = 200  # uncompressed / compressed bytes of an .npz member larger than RATIO_FROM
+RATIO_FROM = 64 * 2**20
+
+
+def _check_ratio(path: Path, key: str, size: int, compressed: int) -> None:
+    """Refuse a large member compressed beyond any image data (a zip bomb: 2 MB that inflate to
+    2 GiB, minutes and gigabytes to read); images compress 2 to 20 times, an empty one 1,000."""
+    if size > RATIO_FROM and size > MAX_RATIO * max(compressed, 1):
+        raise DataError(f"{path}: the member {key!r} inflates {compressed:,} bytes to {size:,} "
+                        f"({size // max(compressed, 1):,} times; images compress at most about "
+                        f"{MAX_RATIO} times), which is not image data; save it with np.savez.")
 
 
 def memory_bytes() -> int | None:
