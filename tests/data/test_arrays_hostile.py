@@ -182,3 +182,10 @@ def test_a_zip_bomb_npz_is_refused_before_it_inflates(tmp_path, refused):
                 member.write(b"\0" * 2**20)
     assert path.stat().st_size < 2**20
     refused(path, "'images'", "times")
+
+
+def test_sparse_labels_are_refused_not_read_as_a_class_count(tmp_path, refused):
+    """Labels {0, 1000}: a classifier of 1,001 outputs for 2 classes (a report OOM-killed)."""
+    path = tmp_path / "sparse.npz"
+    np.savez(path, images=images(), labels=(np.arange(20) % 2) * 1000)
+    refused(path, "1,000", "2 classes")

@@ -187,3 +187,39 @@ def test_a_cache_that_is_a_file_reads_the_folder_uncached(tmp_path: Path, places
     assert cli.main(["data", "info", str(root)]) == 0
     assert "not cached" in capsys.readouterr().out
     assert (home / ".cache").read_text() == "not a folder"  # nothing of the user's is touched
+
+
+def test_a_file_named_png_holding_another_format_is_refused_by_content(tmp_path, capsys):
+    """PostScript named .png reached Pillow's EPS plugin (Ghostscript on the user's file); a TIFF
+    named .png was decoded although the formats are PNG, JPEG, BMP, GIF and WebP."""
+    from PIL import Image
+
+    from vaekit.cli import main
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+    for name, write in (("eps", lambda p: p.write_bytes(eps)),
+                        ("tiff", lambda p: Image.new("L", (8, 8)).save(p, format="TIFF"))):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(4):
+            Image.new("L", (8, 8), i * 40).save(folder / f"{i}.png")
+        write(folder / "e.png")
+        assert main(["data", "info", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert "e.png: not a PNG, JPEG" in err and err.count("\n") == 1, err
+
+
+def test_a_class_folder_whose_name_is_not_utf8_is_refused(tmp_path, capsys):
+    import os
+
+    from PIL import Image
+
+    from vaekit.cli import main
+
+    for name in (b"ok", b"\xff\xfe"):
+        os.makedirs(os.path.join(os.fsencode(tmp_path), name))
+        for i in range(3):
+            Image.new("L", (8, 8), i * 40).save(os.path.join(os.fsencode(tmp_path), name, b"%d.png" % i))
+    assert main(["data", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not printable UTF-8" in err and err.count("\n") == 1, err

@@ -116,6 +116,9 @@ def _too_large(f: FolderFile, size: tuple[int, int] | None) -> str:
             f"decodes; expected a smaller image, or {HINT}.")
 
 
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # the Pillow plugins a folder's files are opened with
+
+
 @contextlib.contextmanager
 def _open_image(f: FolderFile) -> Iterator[Image.Image]:
     """`f` opened by Pillow, from a regular file only (else DataError), Pillow's
@@ -123,7 +126,7 @@ def _open_image(f: FolderFile) -> Iterator[Image.Image]:
     with (open_regular(f.path, f"{EXPECTED}, or {HINT}", DataError, refuse_missing=True) as fp,
           warnings.catch_warnings()):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(fp) as im:
+        with Image.open(fp, formats=FORMATS) as im:  # never EPS (Ghostscript), TIFF, PPM... by content
             yield im
 
 
@@ -236,7 +239,7 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
     except Image.DecompressionBombError:
         raise DataError(_too_large(f, None)) from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
-        raise DataError(f"{f.path}: a truncated or corrupt image ({_detail(err)}); expected a complete "
+        raise DataError(f"{f.path}: a truncated or corrupt image ({_detail(err)}); expected "
                         f"{EXPECTED}, or {HINT}.") from None
     out = _set_channels(out, channels, counts)
     if options.size is not None:

@@ -95,6 +95,14 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
     del entries
 
 
+def _not_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, kept by the file system as a surrogate
+        return True
+    return False
+
+
 def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile]]:
     """The image files below `path` in order, the classes (None: unlabelled) and the entries that
     are refused (`BadFile`), by the rules of the module's docstring."""
@@ -110,6 +118,10 @@ def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, l
                         f"{', '.join(IMAGE_EXTENSIONS)}.")
     labelled = bool(files) and all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
+    for name in classes or ():
+        if not name.isprintable() or _not_utf8(name):  # a class name is shown in reports and tables
+            raise DataError(f"{path}: the class folder {name!r} has a name that is not printable UTF-8 "
+                            "text; rename it, since its name is the class's in every table and figure.")
     if classes is not None:
         index = {name: i for i, name in enumerate(classes)}
         used = set()
