@@ -128,6 +128,9 @@ class ClassifierTask:
     def score(self, val: dict[str, float]) -> float:
         return -val["val_accuracy"]  # lower is better: the best model has the highest accuracy
 
+    def progress_bounds(self, model: nn.Module) -> dict[str, tuple[float, float, str]]:
+        return {"best_val": (-1.0, 0.0, "minus a validation accuracy")}  # no baseline: always null
+
     def header(self, model: nn.Module) -> str:
         n = sum(p.numel() for p in model.parameters())
         shape = "x".join(map(str, self.config.model.image_shape or []))

@@ -68,7 +68,7 @@ from vaekit.runs.kinds import (
     task_in,
     task_of,
 )
-from vaekit.runs.load import Run, device_named, load_run
+from vaekit.runs.load import Run, check_outputs, device_named, load_run
 from vaekit.runs.weights import (
     decode_bytes,
     encode_bytes,
@@ -84,9 +84,9 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
     "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "append_metrics", "check_run_dir", "decode_bytes", "device_named", "encode_bytes", "figures_dir",
-    "is_temp",
-    "load_checkpoint", "load_run", "load_weights", "locked", "maker_of", "model_fingerprint",
+    "append_metrics", "check_outputs", "check_run_dir", "decode_bytes", "device_named", "encode_bytes",
+    "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
+    "model_fingerprint",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
     "read_metrics", "read_tensors", "register_task", "render_figure", "run_id", "save_checkpoint",
     "save_figure", "save_model", "save_tensors", "save_weights", "strict_json", "task_for", "task_in",

@@ -27,6 +27,7 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.regular import read_regular
 from vaekit.runs.files import CONFIG, parse_json
 from vaekit.vae.models import build_model
+from vaekit.vae.prob import negative_elbo
 
 DEFAULT = "vae"  # the kind of a config.json without "task"
 RUN_SECTION = "run"  # config.json's {"id": ...}: which run the directory holds
@@ -73,10 +74,15 @@ def maker_of(task: str | None) -> str:
     return TASKS[task].maker if task in TASKS else TASKS[DEFAULT].maker
 
 
+PROBE_SEED = 0  # the eps of `vae_outputs`' -ELBO: its own generator, no draw of a run's
+
+
 def vae_outputs(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """mu and logvar of q(z|x), and the images E[x|z] that z = mu decodes to."""
+    """mu and logvar of q(z|x), the images E[x|z] that z = mu decodes to, and the one-sample -ELBO
+    of x (Ex.2 Q6: exp(logvar) and the likelihood's terms, where finite weights can overflow)."""
     mu, logvar = model.encode(x)
-    return mu, logvar, model.decode_mean(mu)
+    generator = torch.Generator(device=x.device).manual_seed(PROBE_SEED)
+    return mu, logvar, model.decode_mean(mu), negative_elbo(x, model, generator=generator).neg_elbo
 
 
 register_task(Task(DEFAULT, "vaekit train", "a VAE run", TrainConfig,

@@ -121,18 +121,24 @@ GREY = 0.5  # the pixel value of the image `check_outputs` gives a model
 
 
 def check_outputs(kind: Task, model: torch.nn.Module, path: Path) -> None:
-    """What the model computes of two grey images (`Task.outputs`: for a VAE mu, logvar and the
-    decoded means) is finite: weights that are finite but overflow in the forward pass (1e38 each)
-    are a CheckpointError naming the model file, not NaN images or an infinite -ELBO later."""
+    """What the model computes of two grey images (`Task.outputs`: for a VAE mu, logvar, the decoded
+    means and the -ELBO) is finite: weights that are finite but overflow in the forward pass (1e38
+    each, or a log-variance whose exp overflows) are a CheckpointError naming the model or
+    checkpoint file, not NaN images, an infinite -ELBO or a diverged epoch later. Computed in eval
+    mode (no batch statistics updated, no dropout drawn), the model's mode kept."""
     shape = tuple(getattr(model, "image_shape", ()))
     if len(shape) != 3:
         return
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     x = torch.full((2, *shape), GREY, device=device)
-    with torch.inference_mode():
-        outputs = kind.outputs(model, x)
+    training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            outputs = kind.outputs(model, x)
+    finally:
+        model.train(training)
     if not all(bool(torch.isfinite(t).all()) for t in outputs):
         raise CheckpointError(f"{path}: the model's outputs are not finite (on a grey image): its weights "
                               "overflow in the forward pass, so the run cannot be used; train it again.")
-

@@ -167,6 +167,16 @@ class VAETask:
     def score(self, val: dict[str, float]) -> float:
         return val["val_neg_elbo"]
 
+    def progress_bounds(self, model: nn.Module) -> dict[str, tuple[float, float, str]]:
+        """A Bernoulli likelihood's -log p(x|z) is >= 0 for any x in [0, 1] (the reconstruction, and
+        so the score estimator's baseline, its running mean), and so is the closed-form KL(q || p):
+        a -ELBO of at least 0 nats. A model whose KL is a one-sample estimate (`closed_form_kl`
+        False) and a Gaussian density have no such floor: any finite number."""
+        bernoulli = self.config.model.likelihood == "bernoulli"
+        low = 0.0 if bernoulli and getattr(model, "closed_form_kl", True) else -math.inf
+        return {"best_val": (low, math.inf, "a validation -ELBO in nats"),
+                "baseline": (0.0 if bernoulli else -math.inf, math.inf, "a mean reconstruction in nats")}
+
     def header(self, model: nn.Module) -> str:
         n = model.num_parameters()  # type: ignore[operator]
         m = self.config.model
@@ -367,7 +377,7 @@ def _build(task: Task, device: torch.device, out: Path,
     generator = torch.Generator(device=device).manual_seed(seed)
     if saved is None:
         return model, optimizer, generator, Progress()
-    progress = restore(out / runs.CHECKPOINT, task.config.optim, model, optimizer, generator, *saved)
+    progress = restore(out / runs.CHECKPOINT, task, model, optimizer, generator, *saved)
     return model, optimizer, generator, progress
 
 

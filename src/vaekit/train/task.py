@@ -88,6 +88,11 @@ class Task(Protocol):
 
     def score(self, val: dict[str, float]) -> float: ...  # lower is better
 
+    # The range of the scores a checkpoint's progress holds, (lowest, highest, what it is), by field:
+    # 'best_val' (of `score`), and 'baseline' where the kind keeps one (`resume.check_progress`), of
+    # a run of `model`.
+    def progress_bounds(self, model: nn.Module) -> dict[str, tuple[float, float, str]]: ...
+
     def header(self, model: nn.Module) -> str: ...  # what is trained on what
 
     def epoch_line(self, stats: dict[str, float], val: dict[str, float]) -> str: ...
