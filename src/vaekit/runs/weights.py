@@ -118,7 +118,14 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     path = run_dir / CHECKPOINT
     tensors, metadata = read_tensors(path, "checkpoint")
     try:
-        state = parse_json(metadata[CHECKPOINT_KEY])
+        state = parse_json(metadata.get(CHECKPOINT_KEY, "null"))
+    except ValueError as err:
+        if "not a JSON number" in str(err):  # whole, but with NaN or Infinity: name where
+            raise CheckpointError(f"{path}: its checkpoint state is not strict JSON ({err}).") from None
+        state = None
+    try:
+        if not isinstance(state, dict):
+            raise KeyError("state")
         if not isinstance(state.get("epoch"), int) or "param_groups" not in state["optimizer"]:
             raise KeyError("epoch")
     except (KeyError, ValueError, TypeError, AttributeError):
