@@ -205,15 +205,15 @@ def test_without_the_package_one_sentence_and_nothing_written(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
     base = ["train", "--data", "digits", "--hidden", "16", "--latent", "4", "--batch-size", "128",
-            "--epochs", "1", "--threads", "1", "--no-progress"]
+            "--threads", "1", "--no-progress"]  # --epochs given once each: a flag twice is refused
     trained = tmp_path / "trained"
-    assert main(base + ["--out", str(trained)]) == 0
+    assert main(base + ["--epochs", "1", "--out", str(trained)]) == 0
     before = {p.name: p.read_bytes() for p in sorted(trained.iterdir())}
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # `import` of it now fails
     with pytest.raises(ImportError):
         __import__("torch.utils.tensorboard")
     fresh = tmp_path / "fresh"
-    for out in (["--out", str(fresh)], ["--out", str(trained), "--resume", "--epochs", "2"]):
+    for out in (["--epochs", "1", "--out", str(fresh)], ["--out", str(trained), "--resume", "--epochs", "2"]):
         capsys.readouterr()
         status = main(base + ["--tensorboard"] + out)
         err = capsys.readouterr().err.strip()
