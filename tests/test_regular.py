@@ -6,13 +6,12 @@ one would hang, so each runs under an alarm)."""
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from hang import deadline
 from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
 from vaekit.regular import check_directory, check_regular, kind_of, open_regular, read_regular
 
@@ -24,20 +23,6 @@ SHAPES: dict[str, tuple[Callable[[Path], None], str]] = {  # how to make it, the
     "loop": (lambda p: p.symlink_to(p.name), "a loop of symbolic links"),
     "under a file": (lambda p: None, "is not a directory"),
 }
-
-
-@contextmanager
-def no_hang(seconds: int = 10) -> Iterator[None]:
-    def fail(*_: object) -> None:
-        raise AssertionError(f"blocked for {seconds} s (a FIFO opened?)")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def made(tmp_path: Path, shape: str) -> Path:
@@ -55,7 +40,7 @@ def test_what_is_not_a_regular_file_is_one_sentence_of_the_callers_error(
         tmp_path: Path, shape: str, error: type[VaekitError], one_sentence: Callable[..., None]) -> None:
     path = made(tmp_path, shape)
     for read in (check_regular, open_regular, read_regular):
-        with no_hang(), pytest.raises(error) as info:
+        with deadline(10), pytest.raises(error) as info:
             read(path, "a test file", error)
         assert type(info.value) is error
         one_sentence(str(info.value), str(path), SHAPES[shape][1], "expected a test file")

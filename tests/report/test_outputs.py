@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image
 import vaekit.commands.check as check_command
 import vaekit.sheet
 from eval_runs import make_run
+from hang import deadline
 from vaekit.checks import run_checks
 from vaekit.checks.claim import ClaimResult
 from vaekit.cli import main
@@ -54,16 +54,8 @@ def refused(capsys: pytest.CaptureFixture[str], status: int, command: str, one_s
 @pytest.fixture
 def no_hang() -> Iterator[None]:
     """A test that would wait on a FIFO fails after 60 s instead of hanging the session."""
-    def stop(*_args: object) -> None:
-        raise TimeoutError("waited on a FIFO")
-
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(60)
-    try:
+    with deadline(60):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def a_figure() -> Any:

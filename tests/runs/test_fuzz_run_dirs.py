@@ -12,14 +12,11 @@ Derandomized and bounded for CI (HYPOTHESIS_PROFILE=explore searches with fresh 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
-import signal
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from eval_runs import make_run
+from hang import deadline
 from vaekit import runs
 from vaekit.errors import VaekitError
 from vaekit.evaluate.run import FINITE_FIELDS, evaluate_run, read_eval
@@ -54,20 +52,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     other = make_run(base / "other", latent=3, epochs=1, seed=1)
     evaluate_run(other, k=2, limit=10, progress=False, probe=False, threads=1)
     return run, other, base
-
-
-@contextlib.contextmanager
-def no_hang() -> Iterator[None]:
-    def hung(*_: Any) -> None:
-        raise AssertionError(f"blocked for {HANG_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(HANG_SECONDS)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _random_json(draw: Any) -> Any:
@@ -206,7 +190,7 @@ def test_entry_points_on_a_damaged_run(made: tuple[Path, Path, Path],
     damage_file(copy, other, *damage)
     threads = torch.get_num_threads()
     try:
-        with no_hang():
+        with deadline(HANG_SECONDS):
             call(entry, copy)
         event(f"{entry}: done")
     except VaekitError as err:

@@ -13,12 +13,10 @@ directory is lost or changed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from eval_runs import make_run
+from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError, RunWriteError
@@ -41,26 +40,11 @@ def snapshot(path: Path) -> dict[str, bytes]:
             for p in sorted(path.iterdir())} if path.is_dir() else {}
 
 
-@contextlib.contextmanager
-def no_hang(seconds: int = 20) -> Iterator[None]:
-    """Fail (instead of waiting forever) if the body blocks, as opening a FIFO would."""
-    def hung(*_: Any) -> None:
-        raise AssertionError(f"blocked for {seconds} s (a FIFO opened?)")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
             *names: str) -> str:
     """main(argv) exits 2 with one line on stderr: `vaekit CMD: error: <one sentence>`."""
     capsys.readouterr()
-    with no_hang():
+    with deadline(20):
         status = main(argv)
     err = capsys.readouterr().err.strip()
     assert status == 2, err

@@ -239,6 +239,10 @@ def _first_not_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
     return None
 
 
+class NotStrictJSON(ValueError):
+    """Whole JSON text holding Python's NaN, Infinity or -Infinity: not cut, not strict."""
+
+
 def parse_json(text: str | bytes) -> Any:
     """Strict JSON (RFC 8259), as vaekit writes it: `json.loads` without its NaN, Infinity and
     -Infinity (Python's extensions), and with arrays or objects nested too deeply for the parser (a
@@ -252,7 +256,7 @@ def parse_json(text: str | bytes) -> Any:
     if found is not None:  # Python's NaN, Infinity or -Infinity: named with where it is
         place, x = found
         written = "NaN" if math.isnan(x) else "Infinity" if x > 0 else "-Infinity"
-        raise ValueError(f"{place} is {written}, which is not a JSON number")
+        raise NotStrictJSON(f"{place} is {written}, which is not a JSON number")
     return value
 
 
@@ -367,9 +371,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     for i, line in enumerate(lines):
         try:
             row = parse_json(line)
-        except ValueError as err:
-            if "not a JSON number" in str(err):  # whole, but NaN or Infinity: not a cut line
-                raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
+        except NotStrictJSON as err:  # whole, but NaN or Infinity: not a cut line
+            raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
+        except ValueError:
             if i == len(lines) - 1:
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None

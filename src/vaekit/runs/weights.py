@@ -19,6 +19,7 @@ from vaekit.runs.files import (
     CHECKPOINT_JSON,
     CONFIG,
     MODEL,
+    NotStrictJSON,
     parse_json,
     read_tensors,
     save_tensors,
@@ -119,9 +120,9 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     tensors, metadata = read_tensors(path, "checkpoint")
     try:
         state = parse_json(metadata.get(CHECKPOINT_KEY, "null"))
-    except ValueError as err:
-        if "not a JSON number" in str(err):  # whole, but with NaN or Infinity: name where
-            raise CheckpointError(f"{path}: its checkpoint state is not strict JSON ({err}).") from None
+    except NotStrictJSON as err:  # whole, but with NaN or Infinity: name where
+        raise CheckpointError(f"{path}: its checkpoint state is not strict JSON ({err}).") from None
+    except ValueError:
         state = None
     try:
         if not isinstance(state, dict):
