@@ -497,6 +497,45 @@ def test_a_metrics_row_with_nan_is_refused_even_last(run: Path, capsys: Any, one
     assert "NaN" in err
 
 
+def test_the_checkpoint_records_the_digest_of_its_metrics_rows(run: Path) -> None:
+    """checkpoint.json's metrics_sha256 is what `head -n EPOCH metrics.jsonl | sha256sum` gives."""
+    import hashlib
+
+    state = json.loads((run / runs.CHECKPOINT_JSON).read_text())
+    lines = (run / runs.METRICS).read_bytes().splitlines(keepends=True)
+    assert len(lines) == state["epoch"] == 2
+    assert state["metrics_sha256"] == hashlib.sha256(b"".join(lines[:state["epoch"]])).hexdigest()
+
+
+@pytest.mark.parametrize("how", ["another run's", "a loss edited", "a row dropped"])
+def test_metrics_of_another_run_or_edited_are_refused(run: Path, tanh: Path, capsys: Any,
+                                                      one_sentence: Any, how: str) -> None:
+    """A report draws the curves of metrics.jsonl: rows that are not the training's are refused."""
+    path = run / runs.METRICS
+    if how == "another run's":
+        shutil.copyfile(tanh / runs.METRICS, path)
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        if how == "a loss edited":
+            rows[0]["val_neg_elbo"] -= 1.0
+        else:
+            rows = rows[1:]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = snapshot(run)
+    for template in (["report", "{run}", "--k", "2"], RESUME):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(path))
+        assert "metrics_sha256" in err
+    assert snapshot(run) == before
+
+
+def test_rows_past_the_checkpoint_are_not_held_against_it(run: Path) -> None:
+    """A kill between an epoch's row and its checkpoint leaves one row more: still the run's."""
+    path = run / runs.METRICS
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join([*rows, rows[-1].replace('"epoch": 2', '"epoch": 3', 1)]) + "\n")
+    assert [r["epoch"] for r in runs.read_metrics(run)] == [1, 2, 3]
+
+
 @pytest.mark.parametrize("field, value", [("binarize", "none"), ("name", "mnist")])
 def test_a_data_section_edited_after_training_is_refused_by_every_reader(
         run: Path, capsys: Any, one_sentence: Any, field: str, value: str) -> None:

@@ -13,8 +13,9 @@
 
 The pieces, imported here so that `runs.NAME` reaches every one:
 
-    files.py    the files: atomic writes, the one-writer lock, safetensors, figures, metrics.jsonl,
-                eval.json, the model's fingerprint, strict JSON
+    files.py    the files: atomic writes, the one-writer lock, safetensors, figures, eval.json,
+                the model's fingerprint, strict JSON
+    metrics.py  metrics.jsonl: its rows, and the checkpoint's digest of them
     weights.py  model and checkpoint tensors: saved, read back, held against the model
     kinds.py    the kinds of run (`Task`: 'vae' here, 'classify' registered by `vaekit.classify`),
                 config.json read through its kind
@@ -34,7 +35,6 @@ from vaekit.runs.files import (
     RESULT_FILES,
     RUN_FILES,
     TMP,
-    append_metrics,
     figures_dir,
     is_temp,
     locked,
@@ -42,14 +42,12 @@ from vaekit.runs.files import (
     parse_json,
     read_eval,
     read_metadata,
-    read_metrics,
     read_tensors,
     render_figure,
     save_figure,
     save_tensors,
     strict_json,
     temp_path,
-    truncate_metrics,
     write_bytes_atomic,
     write_error,
     write_json_atomic,
@@ -69,6 +67,7 @@ from vaekit.runs.kinds import (
     task_of,
 )
 from vaekit.runs.load import Run, check_outputs, device_named, load_run
+from vaekit.runs.metrics import append_metrics, read_metrics, truncate_metrics
 from vaekit.runs.weights import (
     decode_bytes,
     encode_bytes,

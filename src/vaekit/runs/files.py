@@ -1,5 +1,5 @@
 """The files of a run directory (the table: `vaekit.runs`): atomic writes, the one-writer lock,
-safetensors files, figures, metrics.jsonl and eval.json.
+safetensors files, figures and eval.json (metrics.jsonl: `vaekit.runs.metrics`).
 
 Every file is written to `.NAME.vaekit-PID.tmp` (`temp_path`: a name no user file has, which the
 lock's clean-up recognises as vaekit's own, `is_temp`), flushed to disk and renamed over `NAME`
@@ -33,7 +33,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from vaekit.config import is_int, is_number
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
 from vaekit.regular import check_directory, check_regular, open_regular, read_regular
@@ -47,6 +46,7 @@ EVAL = "eval.json"
 REPORT = "report.html"
 RUN_FILES = (CONFIG, MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)
 RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # all but config.json
+CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
 TMP = ".tmp"  # suffix of a file being written (`temp_path`)
 _TEMP = re.compile(r"\.(?P<name>.+)\.vaekit-(?P<pid>[0-9]+)\.tmp")  # the names `temp_path` gives
 MAX_HEADER = 100_000_000  # the longest safetensors header read (the format's own limit)
@@ -350,58 +350,3 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
         raise CheckpointError(f"{path} was computed for other weights than {Path(run_dir) / MODEL}; run "
                               f"`{command} {run_dir}` again.")
     return result
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of metrics.jsonl: one JSON object per epoch, with an integer "epoch" >= 1 and
-    numbers for every other field. A last line cut by a kill mid-write is dropped; anything else
-    that is not such a row is a CheckpointError naming the file and the line."""
-    path = run_dir / METRICS
-    if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
-        return []
-    try:
-        text = read_regular(path, "the metrics.jsonl of a run", CheckpointError).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
-                              "JSON object per line.") from None
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    rows = []
-    for i, line in enumerate(lines):
-        try:
-            row = parse_json(line)
-        except NotStrictJSON as err:  # whole, but NaN or Infinity: not a cut line
-            raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
-        except ValueError:
-            if i == len(lines) - 1:
-                break
-            raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
-        epoch = row.get("epoch") if isinstance(row, dict) else None
-        if not is_int(epoch) or epoch < 1 or not all(
-                is_number(v) for v in row.values()):
-            raise CheckpointError(f"{path}: line {i + 1} is not a row of `vaekit train` (an object with "
-                                  "an integer epoch >= 1 and numbers for its other fields).")
-        rows.append(row)
-    return rows
-
-
-def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
-    """Append one row (strict JSON); a failed write leaves at most a cut last line, which
-    `read_metrics` drops. Only a regular file (or none) is appended to."""
-    line = strict_json(row, run_dir / METRICS) + "\n"
-    check_regular(run_dir / METRICS, "the metrics.jsonl of a run", CheckpointError)
-    try:
-        with open(run_dir / METRICS, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as err:
-        raise write_error(run_dir / METRICS, len(line), err) from None
-
-
-def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
-    """Keep the lines of epochs <= last_epoch (a resumed run redoes the later ones)."""
-    rows = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= last_epoch]
-    write_bytes_atomic(run_dir / METRICS, "".join(strict_json(r, run_dir / METRICS) + "\n" for r in rows)
-                       .encode())

@@ -32,6 +32,7 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.regular import check_directory
 from vaekit.runs.files import (
     CHECKPOINT,
+    CHECKPOINT_KEY,
     CONFIG,
     MODEL,
     is_stale_temp,
@@ -42,7 +43,6 @@ from vaekit.runs.files import (
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
 
 CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
-CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
 
 
 def new_run_id() -> str:

@@ -17,9 +17,10 @@ from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
-from vaekit.runs.files import CONFIG, MODEL, read_metadata, read_metrics, read_tensors
+from vaekit.runs.files import CONFIG, MODEL, read_metadata, read_tensors
 from vaekit.runs.identity import check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
+from vaekit.runs.metrics import read_metrics
 from vaekit.runs.weights import load_weights
 
 

@@ -27,6 +27,7 @@ from vaekit.runs.files import (
     write_json_atomic,
 )
 from vaekit.runs.identity import CHECKPOINT_KEY, check_checkpoint, run_id, weights_metadata
+from vaekit.runs.metrics import DIGEST_KEY, metrics_digest
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
@@ -103,10 +104,12 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
                     state: dict[str, Any]) -> None:
     """checkpoint.safetensors (weights 'model.*', optimizer 'optim.*', state JSON in the metadata),
     then checkpoint.json (the same state, for people): the first rename is the commit point. The
-    state gets the run's id from config.json ("run_id"; none for a run of an earlier vaekit)."""
+    state gets the run's id from config.json ("run_id"; none for a run of an earlier vaekit) and
+    the digest of metrics.jsonl's rows of its epochs (`metrics.DIGEST_KEY`)."""
     opt_tensors, opt_scalars = optimizer_to_flat(optimizer)
     found = run_id(run_dir) if (run_dir / CONFIG).exists() else None
-    full = {**state, "optimizer": opt_scalars, **({"run_id": found} if found else {})}
+    full = {**state, "optimizer": opt_scalars, **({"run_id": found} if found else {}),
+            DIGEST_KEY: metrics_digest(run_dir, state["epoch"])}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors
     save_tensors(run_dir / CHECKPOINT, tensors,
                  metadata={CHECKPOINT_KEY: strict_json(full, run_dir / CHECKPOINT)})

@@ -1,0 +1,125 @@
+"""A run's metrics.jsonl: one strict-JSON object per epoch, `{"epoch": 1, "step": ..., ...}`,
+every field a number, appended as training goes.
+
+Which run the rows belong to: a checkpoint records `metrics_sha256`, the SHA-256 of the lines of
+metrics.jsonl for its epochs 1..epoch (each line's bytes with its newline, as written), so that a
+reader without vaekit can check them with `head -n EPOCH metrics.jsonl | sha256sum`. Every read
+(`read_metrics`) holds the file against the run's checkpoint: rows copied from another run, or
+edited, are refused with one sentence instead of being drawn in a report. Rows past the
+checkpoint's epoch (a kill between a row and its checkpoint) are not covered, and are redone by a
+resume; a run without a checkpoint, or of an earlier vaekit, has nothing to hold them against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from vaekit.config import is_int, is_number
+from vaekit.errors import CheckpointError
+from vaekit.regular import check_regular, read_regular
+from vaekit.runs.files import (
+    CHECKPOINT,
+    CHECKPOINT_KEY,
+    METRICS,
+    NotStrictJSON,
+    parse_json,
+    read_metadata,
+    strict_json,
+    write_bytes_atomic,
+    write_error,
+)
+
+DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl's epochs 1..epoch
+
+
+def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
+    """(line number, line, row) of every row of metrics.jsonl, checked; a last line cut by a kill
+    mid-write is dropped, anything else that is not a row is a CheckpointError naming the line."""
+    path = run_dir / METRICS
+    if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
+        return []
+    try:
+        text = read_regular(path, "the metrics.jsonl of a run", CheckpointError).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
+                              "JSON object per line.") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = parse_json(line)
+        except NotStrictJSON as err:  # whole, but NaN or Infinity: not a cut line
+            raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
+        except ValueError:
+            if i == len(lines) - 1:
+                break
+            raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
+        epoch = row.get("epoch") if isinstance(row, dict) else None
+        if not is_int(epoch) or epoch < 1 or not all(is_number(v) for v in row.values()):
+            raise CheckpointError(f"{path}: line {i + 1} is not a row of `vaekit train` (an object with "
+                                  "an integer epoch >= 1 and numbers for its other fields).")
+        rows.append((i + 1, line, row))
+    return rows
+
+
+def _digest(lines: list[tuple[int, str, dict[str, Any]]], epoch: int) -> str:
+    """SHA-256 of the lines of epochs 1..epoch, each with its newline."""
+    covered = "".join(line + "\n" for _, line, row in lines if row["epoch"] <= epoch)
+    return hashlib.sha256(covered.encode("utf-8")).hexdigest()
+
+
+def metrics_digest(run_dir: Path, epoch: int) -> str:
+    """What a checkpoint of `epoch` records of RUN_DIR/metrics.jsonl (`DIGEST_KEY`)."""
+    return _digest(_lines(run_dir), epoch)
+
+
+def _recorded(run_dir: Path) -> tuple[int, str] | None:
+    """(epoch, digest) of the run's checkpoint, or None: no checkpoint, a damaged one (its readers
+    say so), or one of an earlier vaekit."""
+    try:
+        state = parse_json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY, "null"))
+    except (CheckpointError, ValueError):
+        return None
+    if not isinstance(state, dict) or not is_int(state.get("epoch")) or not isinstance(
+            state.get(DIGEST_KEY), str):
+        return None
+    return state["epoch"], state[DIGEST_KEY]
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl: one JSON object per epoch, with an integer "epoch" >= 1 and
+    numbers for every other field, those of the checkpoint's epochs the ones it recorded. A last
+    line cut by a kill mid-write is dropped; anything else is a CheckpointError naming the file."""
+    run_dir = Path(run_dir)
+    lines = _lines(run_dir)
+    recorded = _recorded(run_dir) if lines else None
+    if recorded is not None and _digest(lines, recorded[0]) != recorded[1]:
+        raise CheckpointError(f"{run_dir / METRICS}: its rows of epochs 1-{recorded[0]} are not those "
+                              f"{run_dir / CHECKPOINT} recorded (metrics_sha256); the file was edited, or "
+                              "copied from another run.")
+    return [row for _, _, row in lines]
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    """Append one row (strict JSON); a failed write leaves at most a cut last line, which
+    `read_metrics` drops. Only a regular file (or none) is appended to."""
+    line = strict_json(row, run_dir / METRICS) + "\n"
+    check_regular(run_dir / METRICS, "the metrics.jsonl of a run", CheckpointError)
+    try:
+        with open(run_dir / METRICS, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise write_error(run_dir / METRICS, len(line), err) from None
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Keep the lines of epochs <= last_epoch (a resumed run redoes the later ones), as they were."""
+    kept = "".join(line + "\n" for _, line, row in _lines(run_dir) if row["epoch"] <= last_epoch)
+    write_bytes_atomic(run_dir / METRICS, kept.encode("utf-8"))
