@@ -301,6 +301,21 @@ def test_skip_bad_skips_and_counts(tmp_path: Path) -> None:
     assert got.notes["skipped"].startswith("skipped 2 unreadable files")
 
 
+def test_a_skipped_file_does_not_set_the_channels(tmp_path: Path) -> None:
+    """A colour PNG whose pixels turn out truncated is skipped; the array is then that of the grey
+    images kept (one channel, not three), each the PNG it came from."""
+    grey = noise(12, 5, 5)
+    root = write_pngs(tmp_path / "s", grey)
+    bad = root / "00000-bad.png"
+    Image.fromarray(noise(1, 5, 5, 3)[0]).save(bad)
+    bad.write_bytes(bad.read_bytes()[:-30])
+    got = read_folder(root, ImageOptions(skip_bad=True), progress=False, cache=False)
+    assert got.images.shape == (12, 1, 5, 5)
+    np.testing.assert_array_equal(got.images[:, 0], grey)
+    assert got.notes["skipped"] == "skipped 1 unreadable files (first: 00000-bad.png)"
+    assert "channels" not in got.notes
+
+
 def test_neither_folder_nor_array_file(tmp_path: Path, one_sentence: Callable[..., None]) -> None:
     path = tmp_path / "photo.txt"
     path.write_text("x")

@@ -75,10 +75,29 @@ def _skipped_note(skipped: list[BadFile]) -> str:
     return f"skipped {len(skipped)} unreadable files ({', '.join(said)}{'; ' if said else ''}first: {first})"
 
 
+def _shape(path: Path, readable: list[FolderFile], options: ImageOptions) -> tuple[int, int, int]:
+    """(channels, height, width) of the array: the options', else 3 channels if any of `readable`
+    is in colour, and their one size (different sizes without --image-size: a DataError)."""
+    channels = options.channels or (3 if any(f.colour for f in readable) else 1)
+    if options.size is not None:
+        return channels, *options.size
+    first = readable[0]
+    for f in readable:
+        if f.shape != first.shape:
+            raise DataError(
+                f"{path}: images of different sizes ({first.rel} is {first.shape[0]}x{first.shape[1]}, "
+                f"{f.rel} is {f.shape[0]}x{f.shape[1]} pixels, HxW); pass --image-size S or HxW to "
+                "resize them all to one size."
+            )
+    return channels, *first.shape
+
+
 def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...] | None,
                    options: ImageOptions, progress: bool | None, bad: list[BadFile]) -> FolderImages:
     """Pass 1 (headers) and pass 2 (pixels into one preallocated array); `bad`: what the listing
-    found refused, skipped with options.skip_bad."""
+    found refused, skipped with options.skip_bad. The array's channels are those of the images
+    kept: when a file skipped in pass 2 was what made them 3 (the only colour image), pass 2 is
+    done again without it."""
     skipped = list(bad)
     readable: list[FolderFile] = []
     with progress_bar(len(files), "scanning", "img", progress, leave=False) as bar:
@@ -91,39 +110,35 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
             else:
                 raise DataError(problem.sentence)
             bar.update()
-    check_enough(path, len(readable), skipped)
-    channels = options.channels or (3 if any(f.colour for f in readable) else 1)
-    if options.size is None:
-        first = readable[0]
-        for f in readable:
-            if f.shape != first.shape:
-                raise DataError(
-                    f"{path}: images of different sizes ({first.rel} is {first.shape[0]}x{first.shape[1]}, "
-                    f"{f.rel} is {f.shape[0]}x{f.shape[1]} pixels, HxW); pass --image-size S or HxW to "
-                    "resize them all to one size."
-                )
-        height, width = first.shape
-    else:
-        height, width = options.size
-    images = np.empty((len(readable), channels, height, width), np.uint8)
-    labels = None if classes is None else np.empty(len(readable), np.int64)
-    counts: Counter[str] = Counter()
-    row = 0
-    with progress_bar(len(readable), "decoding", "img", progress, leave=False) as bar:
-        for f in readable:
-            try:
-                images[row] = decode(f, channels, options, counts)
-            except DataError as err:
-                if not options.skip_bad:
-                    raise
-                skipped.append(BadFile(f.rel, UNREADABLE, str(err)))
-            else:
-                if labels is not None:
-                    labels[row] = f.label
-                row += 1
-            bar.update()
+    while True:
+        check_enough(path, len(readable), skipped)
+        shape = _shape(path, readable, options)
+        images = np.empty((len(readable), *shape), np.uint8)
+        labels = None if classes is None else np.empty(len(readable), np.int64)
+        counts: Counter[str] = Counter()
+        failed: list[FolderFile] = []
+        row = 0
+        with progress_bar(len(readable), "decoding", "img", progress, leave=False) as bar:
+            for f in readable:
+                try:
+                    images[row] = decode(f, shape[0], options, counts)
+                except DataError as err:
+                    if not options.skip_bad:
+                        raise
+                    skipped.append(BadFile(f.rel, UNREADABLE, str(err)))
+                    failed.append(f)
+                else:
+                    if labels is not None:
+                        labels[row] = f.label
+                    row += 1
+                bar.update()
+        gone = {id(f) for f in failed}
+        readable = [f for f in readable if id(f) not in gone]
+        if not failed or not readable or _shape(path, readable, options) == shape:
+            break
+        del images, labels  # the array of the wrong shape, before the next is made
     check_enough(path, row, skipped)
-    notes = _notes(counts, channels, options)
+    notes = _notes(counts, shape[0], options)
     if skipped:
         notes["skipped"] = _skipped_note(skipped)
     return FolderImages(images[:row], None if labels is None else labels[:row], classes, notes)
