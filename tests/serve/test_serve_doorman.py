@@ -144,16 +144,34 @@ def test_requests_refusable_early_are_answered_at_once(four: Client, one_sentenc
     one_sentence(json.loads(body)["error"])
 
 
-def test_a_full_doorman_answers_503_at_once(run_dir: Path, one_sentence: Callable[..., None]) -> None:
-    for small in serve(run_dir, max_pending=8):
+@pytest.mark.parametrize("held", ["idle", "arriving"])
+def test_a_full_doorman_makes_room_by_the_oldest(run_dir: Path, one_sentence: Callable[..., None],
+                                                 held: str) -> None:
+    """8 connections held by a doorman of 8: a newcomer is answered at once, in the place of the
+    oldest (closed without an answer when it sent nothing, answered 503 when it sent part of a
+    request); the 7 others are still held."""
+    for small in serve(run_dir, max_pending=8, request_timeout=60.0):
         with ExitStack() as stack:
-            connect(small, stack, 8)
+            socks = []
+            for _ in range(8):
+                socks += connect(small, stack, 1, b"" if held == "idle" else HEAD)
+                time.sleep(0.05)  # accepted in this order
             time.sleep(0.2)
             t0 = time.monotonic()
-            status, headers, body = split_reply(raw_socket(small, HEAD + b"\r\n", timeout=10))
-            assert (status, headers["retry-after"], time.monotonic() - t0 < 2) == (503, "1", True)
-            one_sentence(json.loads(body)["error"])
-        time.sleep(0.2)  # the doorman sees the 8 closed
+            status, _, _ = split_reply(raw_socket(small, HEAD + b"\r\n", timeout=10))
+            assert (status, time.monotonic() - t0 < 2) == (200, True)
+            reply, _ = until_closed(socks[0], 5)
+            if held == "idle":
+                assert reply == b""
+            else:
+                status, headers, body = split_reply(reply)
+                assert (status, headers["retry-after"]) == (503, "1")
+                one_sentence(json.loads(body)["error"])
+            for sock in socks[1:]:
+                sock.settimeout(0.05)
+                with pytest.raises(TimeoutError):  # still held: neither answered nor closed
+                    sock.recv(1)
+        time.sleep(0.2)  # the doorman sees the 7 closed
         answered_at_once(small)
 
 

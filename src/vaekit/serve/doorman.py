@@ -10,9 +10,12 @@ client that sends nothing, or a byte a second, holds a socket here, never a work
   every worker busy, it is answered 503 at once.
 - A connection whose request has not arrived by its deadline (`request_timeout` seconds after it
   was accepted) is answered 408; one that sent nothing is closed without an answer.
-- At most `max_pending` connections are held (fewer where the open-file limit leaves less room),
-  with at most `max_buffered` bytes buffered across them: past either a newcomer is answered 503
-  at once, and so is a connection whose next bytes find the buffer full.
+- At most `max_pending` connections are held (fewer where the open-file limit leaves less room):
+  a newcomer that finds them all held takes the place of the oldest (`make_room`: one already
+  answered is closed, else one that has sent nothing, else the oldest still arriving is answered
+  503), so that clients who hold connections open cannot keep the others out. At most
+  `max_buffered` bytes are buffered across them: past that a newcomer is answered 503 at once, and
+  so is a connection whose next bytes find the buffer full.
 - A connection answered, here or by a worker (`linger`), is closed gracefully: once the answer's
   end is signalled, what the client still sends is read and dropped for up to `linger` seconds (a
   close with unread bytes is a reset, which can destroy the answer before the client reads it).
@@ -199,12 +202,31 @@ class Doorman:
                 self.hold(sock, None)
                 continue
             held = len(self.arriving) + len(self.leaving)
-            if held >= min(self.hall.max_pending, self.room) or self.buffered >= self.hall.max_buffered:
+            if self.buffered >= self.hall.max_buffered or (
+                    held >= min(self.hall.max_pending, self.room) and not self.make_room()):
                 refuse_at_once(sock, full_answer())
                 continue
             arrival = Arrival(sock, address, accepted + self.hall.request_timeout)
             if self.hold(sock, arrival):
                 self.event(self.selector.get_key(sock))  # its request may be there already
+
+    def make_room(self) -> bool:
+        """Free the place of the oldest connection held, for a newcomer: the one answered longest
+        ago is closed, else the oldest that has sent nothing (closed without an answer, as at its
+        deadline), else the oldest still arriving is answered 503 and closed. False if none is held."""
+        if self.leaving:
+            self.close(next(iter(self.leaving)))
+            return True
+        idle = next((a for a in self.arriving.values() if not a.data), None)
+        if idle is not None:
+            self.close(idle.sock)
+            return True
+        if not self.arriving:
+            return False
+        oldest = next(iter(self.arriving.values()))
+        self.let_go(oldest)
+        refuse_at_once(oldest.sock, full_answer())
+        return True
 
     def hold(self, sock: socket.socket, arrival: Arrival | None) -> bool:
         """Watch a connection: one whose request is arriving, or one answered (`arrival` None)."""
