@@ -65,6 +65,20 @@ def test_train_refuses_a_data_dir_for_an_array_and_writes_nothing(tmp_path: Path
     assert not (out / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize("name", ["digits", "fashion-mnist"])
+def test_a_data_dir_from_a_config_file_is_named_as_its_key(tmp_path: Path, name: str,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           one_sentence: Callable[..., None]) -> None:
+    """A data_dir of a TOML config: the sentence names the key, not only a flag never given."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\nname = "{name}"\ndata_dir = "{tmp_path / "nonexistent"}"\n')
+    status = main(["train", "--config", str(config), "--epochs", "1", "--threads", "1", "--no-progress",
+                   "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("vaekit train: error: "), err
+    one_sentence(err.removeprefix("vaekit train: error: "), str(tmp_path / "nonexistent"), "[data] data_dir")
+
+
 def test_a_missing_data_dir_for_an_idx_set_is_named_and_nothing_is_downloaded(
         tmp_path: Path, places: object, fake_registry: Callable[..., object],
         one_sentence: Callable[..., None], cli_error: Callable[..., str]) -> None:

@@ -36,6 +36,7 @@ from vaekit.data.image_decode import ImageOptions, resize_images
 from vaekit.data.readers import expected_sources, neither_kind, other_sources, reader_for
 from vaekit.data.registry import (
     BUILTIN,
+    DATA_DIR,
     DEFAULT_DATASET,
     REGISTRY,
     IDXDataset,
@@ -200,8 +201,8 @@ def check_data_dir(name: str, data_dir: str | Path | None) -> None:
     if data_dir is None or uses_data_dir(name):
         return
     what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
-    raise ConfigError(f"--data-dir {data_dir} applies only to the IDX sets ({', '.join(REGISTRY)}); "
-                      f"{name} is {what}, so leave --data-dir out.")
+    raise ConfigError(f"the data directory {data_dir} ({DATA_DIR}) applies only to the IDX sets "
+                      f"({', '.join(REGISTRY)}); {name} is {what}, so leave it out.")
 
 
 def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> None:
@@ -218,9 +219,9 @@ def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> 
                               f"({', '.join(REGISTRY)}); {name} is {what}, so leave --mirror out.")
         return
     origin, directory = candidate_dirs(name, data_dir)[0]
-    if origin == "--data-dir":
-        raise ConfigError(f"--mirror {mirror} is used only to download into the cache, and "
-                          f"--data-dir {data_dir} is looked in alone; leave one of them out.")
+    if origin == DATA_DIR:
+        raise ConfigError(f"--mirror {mirror} is used only to download into the cache, and the data "
+                          f"directory {data_dir} ({DATA_DIR}) is looked in alone; leave one of them out.")
     if origin == "$VAEKIT_DATA":
         raise ConfigError(f"--mirror {mirror} is used only to download into the cache, and "
                           f"$VAEKIT_DATA ({directory}) is looked in alone; unset $VAEKIT_DATA or "

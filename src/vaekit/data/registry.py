@@ -132,11 +132,14 @@ def cache_dir(name: str) -> Path:
 
 
 
+DATA_DIR = "--data-dir or [data] data_dir"  # where a data directory is given: a flag, or a config's key
+
+
 def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
     """The places searched for dataset `name`, in order, labelled by where they come from."""
     out: list[tuple[str, Path]] = []
     if data_dir is not None:
-        out.append(("--data-dir", Path(data_dir)))
+        out.append((DATA_DIR, Path(data_dir)))
     elif os.environ.get("VAEKIT_DATA"):
         out.append(("$VAEKIT_DATA", Path(os.environ["VAEKIT_DATA"])))
     out.append(("cache", cache_dir(name)))
@@ -153,7 +156,7 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
     """
     spec = registry_entry(name)
     for origin, directory in candidate_dirs(name, data_dir):
-        if origin in ("--data-dir", "$VAEKIT_DATA"):
+        if origin in (DATA_DIR, "$VAEKIT_DATA"):
             for d in (directory, directory / name):
                 if d.is_dir() and _has_all(d, spec):
                     return d
