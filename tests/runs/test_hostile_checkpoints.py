@@ -52,6 +52,7 @@ SHARED: dict[str, tuple[Edit, str]] = {
     "weight-decay-1e30": (_group("weight_decay", 1e30), "param_groups[0].weight_decay"),
     "lr-text": (_group("lr", "fast"), "param_groups[0].lr"),
     "lr-above-config": (_group("lr", 1.0), "param_groups[0].lr"),
+    "lr-zero": (_group("lr", 0.0), "param_groups[0].lr"),  # no schedule reaches 0 but by underflow
     "betas-other": (_group("betas", [0.5, 0.999]), "param_groups[0].betas"),
     "fused-missing": (lambda t, s: s["optimizer"]["param_groups"][0].pop("fused"), "param_groups[0].fused"),
     "foreign-field": (_group("nesterov", True), "param_groups[0].nesterov"),

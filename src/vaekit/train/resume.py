@@ -150,15 +150,19 @@ def check_groups(groups: list[Any], ref_groups: list[dict[str, Any]], cfg: Optim
     """Each of a checkpoint's parameter groups has the settings of the optimizer config.json builds
     (`ref_groups`: amsgrad, maximize, eps, betas, weight_decay, momentum, ...), field for field and
     of the same type; its learning rate, which the schedule sets for each epoch (`optim.lr_at`), is
-    a number between 0 and config.json's optim.lr (optim.lr itself with no schedule)."""
+    a number between 0 and config.json's optim.lr (optim.lr itself with no schedule), and not 0
+    unless the step schedule's decay can underflow to 0 within the longest run."""
     low = cfg.lr if cfg.schedule == "none" else 0.0
+    zero = cfg.schedule == "step" and cfg.lr * cfg.gamma ** (MAX_SIZE // cfg.step_size) == 0.0
     for i, (group, ref) in enumerate(zip(groups, ref_groups, strict=True)):
         ref = json.loads(json.dumps(ref))  # tuples as lists: the checkpoint's JSON
         for key in sorted((set(group) | set(ref)) - {"params"}):
             where, found, wanted = f"param_groups[{i}].{key}", group.get(key, ABSENT), ref.get(key, ABSENT)
             if key in LR_KEYS and key in group:
-                if not (is_number(found) and math.isfinite(found) and low <= found <= cfg.lr):
-                    shown = repr(cfg.lr) if low == cfg.lr else f"between 0 and {cfg.lr!r}"
+                if not (is_number(found) and math.isfinite(found) and low <= found <= cfg.lr
+                        and (found > 0 or zero)):
+                    shown = repr(cfg.lr) if low == cfg.lr else (
+                        f"between 0 and {cfg.lr!r}" if zero else f"above 0 and at most {cfg.lr!r}")
                     raise CheckpointError(f"{path}: the optimizer's {where} is {_shown(found)}, but "
                                           f"config.json's {cfg.name} optimizer with the {cfg.schedule!r} "
                                           f"schedule has a learning rate of {shown}.")
