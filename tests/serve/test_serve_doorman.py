@@ -210,6 +210,59 @@ def test_a_full_server_refuses_without_waiting(run_dir: Path, monkeypatch: pytes
         answered_at_once(small)
 
 
+BIG = 8 * 2**20  # an answer larger than what a socket's buffers take at once
+
+
+def slow_readers(client: Client, stack: ExitStack, n: int) -> list[socket.socket]:
+    """`n` connections that ask for the big answer and do not read it (a small receive buffer)."""
+    socks = []
+    for _ in range(n):
+        s = stack.enter_context(socket.socket())
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect((str(client.host), int(client.port)))
+        s.sendall(b"GET /api/big HTTP/1.0\r\n\r\n")
+        socks.append(s)
+        time.sleep(0.05)  # accepted in this order
+    return socks
+
+
+@pytest.fixture
+def big_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app.ROUTES, "/api/big", ("GET", lambda *_: {"x": "a" * BIG}, ()))
+
+
+@pytest.mark.usefixtures("big_route")
+def test_clients_that_do_not_read_their_answer_hold_no_worker(run_dir: Path) -> None:
+    """Three times as many clients as workers ask for an 8 MiB answer and do not read it: others
+    are answered at once, and each slow client, once it reads, gets its whole answer."""
+    for small in serve(run_dir, max_connections=2):
+        with ExitStack() as stack:
+            socks = slow_readers(small, stack, 6)
+            time.sleep(1.0)
+            answered_at_once(small)
+            for sock in (socks[0], socks[-1]):
+                status, headers, body = split_reply(until_closed(sock, 20)[0])
+                assert (status, len(body), int(headers["content-length"])) == (200, BIG + 9, BIG + 9)
+                assert json.loads(body) == {"x": "a" * BIG}
+
+
+@pytest.mark.usefixtures("big_route")
+def test_answers_past_the_buffer_drop_the_oldest(run_dir: Path) -> None:
+    """With room for one unread answer in the doorman's buffer, a second drops the first (its
+    connection closed before its end); the second is whole."""
+    for small in serve(run_dir, max_buffered=BIG + 2**20):
+        with ExitStack() as stack:
+            first, second = slow_readers(small, stack, 2)
+            time.sleep(1.0)
+            cut, _ = until_closed(first, 20)
+            whole, _ = until_closed(second, 20)
+            assert 0 < len(cut) < BIG and split_reply(whole)[0] == 200
+            assert len(split_reply(whole)[2]) == BIG + 9
+        time.sleep(0.2)
+        assert small.server.doorman.buffered == 0
+
+
 def test_closing_the_server_closes_the_connections_held(run_dir: Path) -> None:
     servers = serve(run_dir, request_timeout=60.0)
     small = next(servers)

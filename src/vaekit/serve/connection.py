@@ -11,6 +11,9 @@ once, how long a request may take to arrive, and how each one is closed.
   headers and body together: the doorman answers 408 past it, and a worker reads whatever is left
   against the same deadline (`DeadlineReader`). A timeout on each read alone would let a client
   that sends a byte a second hold a connection forever (slowloris).
+- A worker writes its answer into memory (`ArrivalHandler.answer`), and the doorman sends it
+  (`Doorman.send`): what the socket takes at once from the worker, the rest as the client reads
+  it, without a worker. A client that does not read its answer holds no worker.
 - A connection is closed gracefully: the answer's end is signalled, then the doorman reads and
   drops what the client still sends for up to `linger` seconds, without a worker. Closing a socket
   with unread bytes sends a reset, which can destroy the answer before the client reads it (a 413
@@ -25,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, cast
 
 from vaekit.serve.arrival import Arrival
 from vaekit.serve.doorman import Doorman
@@ -72,7 +75,10 @@ class DeadlineReader(io.RawIOBase):
 class ArrivalHandler(BaseHTTPRequestHandler):
     """A handler of a connection the doorman handed over: `request` is its `Arrival`, and the
     request is read from the bytes that arrived, then from the socket against the deadline the
-    connection was given at its accept (`reader`)."""
+    connection was given at its accept (`reader`). What it writes is kept in memory, as `answer`
+    once it has finished, for the doorman to send."""
+
+    answer = b""
 
     def setup(self) -> None:
         self.arrival: Arrival = self.request
@@ -81,6 +87,13 @@ class ArrivalHandler(BaseHTTPRequestHandler):
         self.rfile.close()
         self.reader = DeadlineReader(self.connection, self.arrival.deadline, bytes(self.arrival.data))
         self.rfile = io.BufferedReader(self.reader)
+        self.wfile.close()
+        self.out = io.BytesIO()
+        self.wfile = self.out
+
+    def finish(self) -> None:
+        self.answer = self.out.getvalue()
+        super().finish()
 
 
 class BoundedHTTPServer(HTTPServer):
@@ -119,16 +132,17 @@ class BoundedHTTPServer(HTTPServer):
         return True
 
     def work(self, arrival: Arrival) -> None:
-        """A worker thread: the request handled, the worker freed, the connection given back to the
-        doorman to be closed."""
-        handler: Callable[..., object] = self.RequestHandlerClass  # it takes the Arrival as its request
+        """A worker thread: the request handled, the worker freed, the answer given to the doorman
+        to be sent (`Doorman.send`) and the connection closed."""
+        handler = cast(Callable[..., ArrivalHandler], self.RequestHandlerClass)  # takes the Arrival
+        answer = b""
         try:
-            handler(arrival, arrival.address, self)
+            answer = handler(arrival, arrival.address, self).answer
         except Exception:
             self.handle_error(arrival.sock, arrival.address)
         finally:
-            self.release()  # before the close: a client that has its answer finds the worker free
-            self.shutdown_request(arrival.sock)
+            self.release()  # before the answer: a client that has it finds the worker free
+            self.doorman.send(arrival.sock, answer)
 
     def release(self) -> None:
         with self.lock:

@@ -16,6 +16,11 @@ client that sends nothing, or a byte a second, holds a socket here, never a work
   503), so that clients who hold connections open cannot keep the others out. At most
   `max_buffered` bytes are buffered across them: past that a newcomer is answered 503 at once, and
   so is a connection whose next bytes find the buffer full.
+- A worker's answer (`send`) is written by the worker as far as the socket takes it at once (all
+  of it, for most answers); the rest is the doorman's to write as the client reads it, so that a
+  client that does not read holds no worker either. It has `request_timeout` seconds from the
+  hand-over to be read; its bytes count in `max_buffered`, and past it the oldest answer still
+  being written is dropped (its connection closed) to make room.
 - A connection answered, here or by a worker (`linger`), is closed gracefully: once the answer's
   end is signalled, what the client still sends is read and dropped for up to `linger` seconds (a
   close with unread bytes is a reset, which can destroy the answer before the client reads it).
@@ -37,6 +42,15 @@ from vaekit.serve.arrival import Arrival, not_arrived
 
 CHUNK = 65536  # bytes read from a connection at a time
 FILES_KEPT = 64  # open files left for the rest of the process (model files, pipes, the selector)
+
+
+class Outgoing:
+    """The part of an answer still to be written to its connection, and when it must have been read
+    by (a time.monotonic())."""
+
+    def __init__(self, data: memoryview, deadline: float) -> None:
+        self.data = data
+        self.deadline = deadline
 
 
 class Hall(Protocol):
@@ -108,11 +122,13 @@ class Doorman:
     def __init__(self, hall: Hall) -> None:
         self.hall = hall
         self.lock = threading.Lock()  # over incoming, thread and stopped
-        # connections given to the doorman: (socket, address, when accepted), address None if answered
+        # connections given to the doorman: (socket, address, when accepted); in place of the
+        # address, None for one answered, or the Outgoing rest of its answer
         self.incoming: collections.deque[tuple[socket.socket, Any, float]] = collections.deque()
         self.thread: threading.Thread | None = None
         self.stopped = False
         self.arriving: dict[socket.socket, Arrival] = {}
+        self.sending: dict[socket.socket, Outgoing] = {}  # answers being written
         self.leaving: dict[socket.socket, float] = {}  # answered: when to close at the latest
         self.buffered = 0
         self.room = 1
@@ -126,6 +142,31 @@ class Doorman:
         """Take a connection a worker has answered, the answer's end signalled, to be closed."""
         if not self.give(sock, None, True):
             sock.close()
+
+    def send(self, sock: socket.socket, data: bytes) -> None:
+        """Write a worker's answer (its thread's call): what the socket takes at once, here; the
+        rest by the doorman's thread, as the client reads it. Then the end is signalled and the
+        connection lingers (`linger`)."""
+        view = memoryview(data)
+        try:
+            sock.setblocking(False)
+            while view:
+                view = view[sock.send(view):]
+        except BlockingIOError:
+            pass
+        except OSError:  # the client is gone
+            sock.close()
+            return
+        if view:
+            if not self.give(sock, Outgoing(view, time.monotonic() + self.hall.request_timeout), True):
+                sock.close()
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        self.linger(sock)
 
     def give(self, sock: socket.socket, address: Any, room: bool) -> bool:
         """Queue a connection for the doorman's thread; False if it has stopped or there is no room."""
@@ -167,7 +208,8 @@ class Doorman:
         try:
             while not self.stopped:
                 now = time.monotonic()
-                deadlines = [a.deadline for a in self.arriving.values()] + list(self.leaving.values())
+                deadlines = ([a.deadline for a in self.arriving.values()] + list(self.leaving.values())
+                             + [o.deadline for o in self.sending.values()])
                 wait = max(0.0, min(deadlines) - now) if deadlines else None
                 for key, _ in self.selector.select(wait):
                     self.event(key)
@@ -184,6 +226,8 @@ class Doorman:
                     pass
             elif key.data is None:
                 self.drop_input(sock)
+            elif isinstance(key.data, Outgoing):
+                self.write(sock, key.data)
             else:
                 self.receive(key.data)
         except BlockingIOError:
@@ -201,7 +245,10 @@ class Doorman:
             if address is None:  # answered by a worker
                 self.hold(sock, None)
                 continue
-            held = len(self.arriving) + len(self.leaving)
+            if isinstance(address, Outgoing):  # the rest of a worker's answer
+                self.hold_sending(sock, address)
+                continue
+            held = len(self.arriving) + len(self.leaving) + len(self.sending)
             if self.buffered >= self.hall.max_buffered or (
                     held >= min(self.hall.max_pending, self.room) and not self.make_room()):
                 refuse_at_once(sock, full_answer())
@@ -213,7 +260,8 @@ class Doorman:
     def make_room(self) -> bool:
         """Free the place of the oldest connection held, for a newcomer: the one answered longest
         ago is closed, else the oldest that has sent nothing (closed without an answer, as at its
-        deadline), else the oldest still arriving is answered 503 and closed. False if none is held."""
+        deadline), else the oldest still arriving is answered 503 and closed, else the oldest answer
+        still being written is dropped. False if none is held."""
         if self.leaving:
             self.close(next(iter(self.leaving)))
             return True
@@ -222,7 +270,10 @@ class Doorman:
             self.close(idle.sock)
             return True
         if not self.arriving:
-            return False
+            if not self.sending:
+                return False
+            self.close(next(iter(self.sending)))
+            return True
         oldest = next(iter(self.arriving.values()))
         self.let_go(oldest)
         refuse_at_once(oldest.sock, full_answer())
@@ -241,6 +292,31 @@ class Doorman:
         else:
             self.arriving[sock] = arrival
         return True
+
+    def hold_sending(self, sock: socket.socket, outgoing: Outgoing) -> None:
+        """Watch a connection whose answer is still being written; its bytes counted in the buffer,
+        the oldest answers dropped while they are over it."""
+        while self.sending and self.buffered + len(outgoing.data) > self.hall.max_buffered:
+            self.close(next(iter(self.sending)))
+        try:
+            self.selector.register(sock, selectors.EVENT_WRITE, outgoing)
+        except (OSError, ValueError):
+            sock.close()
+            return
+        self.sending[sock] = outgoing
+        self.buffered += len(outgoing.data)
+
+    def write(self, sock: socket.socket, outgoing: Outgoing) -> None:
+        """Write what the connection takes of its answer; at its end, signal it and linger."""
+        sent = sock.send(outgoing.data)
+        outgoing.data = outgoing.data[sent:]
+        self.buffered -= sent
+        if outgoing.data:
+            return
+        self.selector.unregister(sock)
+        del self.sending[sock]
+        sock.shutdown(socket.SHUT_WR)
+        self.hold(sock, None)
 
     def receive(self, arrival: Arrival) -> None:
         """Read what the connection sent; hand its request over once it has arrived, or once the
@@ -287,14 +363,16 @@ class Doorman:
             self.close(sock)
 
     def expire(self, now: float) -> None:
-        """Answer 408 the connections past their deadline (close those that sent nothing), and close
-        those that have lingered long enough."""
+        """Answer 408 the connections past their deadline (close those that sent nothing), close
+        those that have lingered long enough, and those whose answer was not read in time."""
         for arrival in [a for a in self.arriving.values() if a.deadline <= now]:
             if arrival.data:
                 self.answer(arrival, answer(408, not_arrived(self.hall.request_timeout)))
             else:
                 self.close(arrival.sock)
         for sock in [s for s, deadline in self.leaving.items() if deadline <= now]:
+            self.close(sock)
+        for sock in [s for s, outgoing in self.sending.items() if outgoing.deadline <= now]:
             self.close(sock)
 
     def close(self, sock: socket.socket) -> None:
@@ -307,6 +385,9 @@ class Doorman:
         if arrival is not None:
             self.buffered -= len(arrival.data)
         self.leaving.pop(sock, None)
+        outgoing = self.sending.pop(sock, None)
+        if outgoing is not None:
+            self.buffered -= len(outgoing.data)
         sock.close()
 
     def close_all(self) -> None:
@@ -314,7 +395,7 @@ class Doorman:
             self.stopped = True
             incoming = [sock for sock, _, _ in self.incoming]
             self.incoming.clear()
-        for sock in incoming + list(self.arriving) + list(self.leaving):
+        for sock in incoming + list(self.arriving) + list(self.leaving) + list(self.sending):
             self.close(sock)
         self.selector.close()
         self.bell.close()
