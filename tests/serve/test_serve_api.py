@@ -10,11 +10,14 @@ import hashlib
 import io
 import json
 import math
+import struct
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -241,6 +244,16 @@ def test_encode_an_upload(client: Client, model: Any) -> None:
     assert len(jpeg["z"]) == LATENT and math.isfinite(jpeg["nll"])
 
 
+def test_a_16_bit_upload_is_read_as_its_high_byte(client: Client) -> None:
+    """A 16-bit grey PNG (Pillow mode I;16) reads as the 8-bit PNG of v >> 8, as image folders do
+    (Pillow's own convert would clip every value over 255 to white)."""
+    wide = np.random.default_rng(3).integers(0, 65536, (8, 8), dtype=np.uint16)
+    sixteen = client.post("/api/encode", {"image": png(Image.fromarray(wide))})
+    eight = client.post("/api/encode", {"image": png(Image.fromarray((wide >> 8).astype(np.uint8)))})
+    assert (sixteen["input"], sixteen["z"]) == (eight["input"], eight["z"])
+    assert "16-bit" in sixteen["converted"]
+
+
 # ----------------------------------------------------------------------------- static files
 
 
@@ -390,9 +403,19 @@ def test_post_without_content_length_and_garbage_requests(client: Client,
     assert client.get("/api/info")["latent_dim"] == LATENT
 
 
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """A PNG chunk: length, type, data, CRC-32 of type and data (PNG specification, 5.3)."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def test_uploads_too_large(client: Client, one_sentence: Callable[..., None]) -> None:
     huge = Image.new("L", (4200, 4100))  # more pixels than MAX_UPLOAD_PIXELS, a small file
     status, out = client.call("POST", "/api/encode", {"image": png(huge)})
+    check_error(status, out, 413, one_sentence)
+    # a header of 14,000 x 14,000 (more than Pillow opens at all), one row of pixels after it
+    bomb = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 14000, 14000, 8, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 14001)) + png_chunk(b"IEND", b""))
+    status, out = client.call("POST", "/api/encode", {"image": base64.b64encode(bomb).decode()})
     check_error(status, out, 413, one_sentence)
     noise = base64.b64encode(torch.randint(0, 256, (MAX_UPLOAD + 10,), dtype=torch.uint8).numpy()
                              .tobytes()).decode()

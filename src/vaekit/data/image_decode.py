@@ -130,7 +130,7 @@ def _open_image(f: FolderFile) -> Iterator[Image.Image]:
             yield im
 
 
-def _is_16bit(im: Image.Image) -> bool:
+def is_16bit(im: Image.Image) -> bool:
     """A 16-bit image: a 16/32-bit grey mode, or one that Pillow unpacks from 16-bit samples."""
     if im.mode in SIXTEEN_BIT_MODES:
         return True
@@ -229,7 +229,7 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
         with _open_image(f) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:  # the file changed since its header was read
                 raise DataError(_too_large(f, im.size))
-            if _is_16bit(im):
+            if is_16bit(im):
                 counts["16-bit"] += 1
             im.load()  # a GIF: its first frame
             out = to_8bit(im, counts)

@@ -2,7 +2,8 @@
 uploaded PNG or JPEG (base64) as the model's pixels, with what was done to it in words.
 
 An image is {"width", "height", "channels", "pixels"}: floats in [0, 1] rounded to 4 decimals, in
-the order (C, H, W) flattened."""
+the order (C, H, W) flattened. An upload's pixels become 8-bit by the rules image folders follow
+(`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8, palettes, alpha)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import base64
 import binascii
 import io
 import warnings
+from collections import Counter
 from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
 
+from vaekit.data.image_decode import is_16bit, to_8bit
 from vaekit.serve.request import ApiError
 
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
@@ -56,6 +59,8 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
         raise
     except MemoryError:
         raise
+    except Image.DecompressionBombError:  # a header of more pixels than Pillow opens at all
+        raise ApiError(413, f"the image has more than {MAX_UPLOAD_PIXELS:,} pixels.") from None
     except Exception:  # Pillow raises many kinds on a corrupt file (OSError, SyntaxError, IndexError...)
         raise ApiError(400, "the field 'image' is not a readable PNG or JPEG file.") from None
 
@@ -69,16 +74,18 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
                            f"{MAX_UPLOAD_PIXELS:,}.")
         probe.verify()
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
+        sixteen = is_16bit(im)
         im.load()
         kind = im.format or "image"
         c, h, w = shape
-        done = [f"read a {width}x{height} {kind}"]
+        done = [f"read a {width}x{height} {kind}"] + (["16-bit values to 8 bits (v >> 8)"] if sixteen else [])
+        eight = to_8bit(im, Counter())
         target = "L" if c == 1 else "RGB"
-        if im.mode != target:
-            converted = im.convert(target)
+        if eight.mode != target:
+            converted = eight.convert(target)
             done.append("greyscale" if c == 1 else "RGB")
         else:
-            converted = im.copy()
+            converted = eight.copy()
         if converted.size != (w, h):
             converted = converted.resize((w, h), Image.Resampling.BILINEAR)
             done.append(f"resized to {w}x{h}")
