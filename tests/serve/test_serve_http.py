@@ -190,6 +190,30 @@ def test_ambiguous_body_lengths_are_refused(client: Client, one_sentence: Callab
     still_answers(client)
 
 
+@pytest.mark.parametrize("path", ["/api/info", "/", "/api/samples?n=2"])
+@pytest.mark.parametrize("headers", [
+    ("Content-Length: -1",), ("Content-Length: 1, 2",), ("Content-Length: abc",),
+    ("Content-Length: 2", "Content-Length: 5"), ("Transfer-Encoding: chunked",),
+], ids=["negative", "list", "text", "two lengths", "chunked"])
+def test_a_get_framed_wrongly_is_refused(client: Client, one_sentence: Callable[..., None], path: str,
+                                         headers: tuple[str, ...]) -> None:
+    """A GET reads no body, but an invalid Content-Length is an error whatever the method (RFC 9112
+    6.3), and a GET with a body framed by a Transfer-Encoding cannot be told from the next request."""
+    data = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(h + "\r\n" for h in headers)
+            + "\r\n").encode()
+    check_refusal(ask(client, data, half_close=True), 400, one_sentence)
+    empty = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode()
+    assert ask(client, empty)[0] == 200
+
+
+def test_headers_that_never_end_are_refused(client: Client, one_sentence: Callable[..., None]) -> None:
+    """A client that closes its side before the empty line that ends the headers sent an
+    incomplete request: 400, not the answer to what part of it says."""
+    reply = ask(client, b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n", half_close=True)
+    check_refusal(reply, 400, one_sentence)
+    still_answers(client)
+
+
 def test_a_body_shorter_than_its_content_length(client: Client, one_sentence: Callable[..., None]) -> None:
     data = post("/api/decode", Z, "Content-Type: application/json", f"Content-Length: {len(Z) + 10}")
     check_refusal(ask(client, data, half_close=True), 400, one_sentence)

@@ -47,6 +47,7 @@ from vaekit.serve.explorer import Explorer
 from vaekit.serve.request import (
     MAX_BODY,
     ApiError,
+    check_framing,
     content_length,
     json_content_type,
     parse_body,
@@ -127,6 +128,9 @@ class Handler(ArrivalHandler):
             self.refuse(400, f"the explorer speaks HTTP/1.1 and HTTP/1.0 only, not {said}.")
             return False
         if not super().parse_request():
+            return False
+        if not self.arrival.headers_ended():  # the client closed its side: the rest will never come
+            self.refuse(400, "the request ended before its headers did (no empty line after them).")
             return False
         if (any(isinstance(d, BAD_HEADER_LINE) for d in self.headers.defects)
                 or any(c in str(v) for v in self.headers.values() for c in "\r\n\0")):
@@ -211,6 +215,9 @@ class Handler(ArrivalHandler):
             methods = allowed(path)
             if self.command not in methods:
                 raise method_refused(methods, self.command)
+            if self.command != "POST":  # no body is read, but a request framed wrongly is refused
+                check_framing(self.headers.get_all("Content-Length"),
+                              self.headers.get_all("Transfer-Encoding"))
             if path in PAGE:
                 return self.send_bytes(200, *page())
             if path.startswith("/static/"):

@@ -83,6 +83,12 @@ class Arrival:
                 self.header(line)
         return len(self.data) >= self._end
 
+    def headers_ended(self) -> bool:
+        """Whether the empty line that ends the headers has arrived (a client that closed its side
+        before it sent an incomplete request)."""
+        self.ready()
+        return self._end is not None
+
     def header(self, line: bytes) -> None:
         name, colon, value = line.partition(b":")
         if not colon or not NAME.fullmatch(name) or name.lower() == b"transfer-encoding":

@@ -24,6 +24,7 @@ from vaekit.serve.request import ApiError
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
 MAX_UPLOAD = 2 * 2**20  # bytes of an uploaded PNG/JPEG
 MAX_UPLOAD_PIXELS = 4096 * 4096
+MAX_UPLOAD_SIDE = 8192  # pixels of a side: a 1 x 16,777,216 image decodes one row at a time (0.5 GB)
 
 # The answer to an upload says what was done to it; Pillow's warnings about what it repaired in a
 # file (palette transparency in bytes, a bad EXIF block) would only print source lines on the
@@ -72,6 +73,9 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
         if width * height > MAX_UPLOAD_PIXELS:
             raise ApiError(413, f"the image has {width}x{height} pixels, more than "
                            f"{MAX_UPLOAD_PIXELS:,}.")
+        if max(width, height) > MAX_UPLOAD_SIDE:
+            raise ApiError(413, f"the image is {width}x{height} pixels, a side longer than "
+                           f"{MAX_UPLOAD_SIDE:,}.")
         probe.verify()
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
         sixteen = is_16bit(im)

@@ -118,20 +118,30 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
-    """The bytes a POST's Content-Length header announces (`lengths`: each one the request gives):
-    411 without one, 400 unless one number; 400 beside a Transfer-Encoding (`codings`), which
-    would frame the body another way. The server holds it against MAX_BODY."""
-    if lengths is None:
-        raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
+def check_framing(lengths: list[str] | None, codings: list[str] | None) -> None:
+    """The framing headers of a request of any method (`lengths`: each Content-Length it gives,
+    `codings`: each Transfer-Encoding): 400 unless there is no Content-Length or one number of
+    bytes, and no Transfer-Encoding (RFC 9112 6.3: an invalid Content-Length is an error, not a
+    length to guess)."""
     if codings is not None:
         raise ApiError(400, "a body framed by a Transfer-Encoding is refused; send it with a Content-Length "
                        "alone.")
+    if lengths is None:
+        return
     if len(lengths) > 1:
         raise ApiError(400, "the Content-Length header is given more than once.")
-    digits = lengths[0].strip()
-    if not LENGTH_TEXT.fullmatch(digits):
+    if not LENGTH_TEXT.fullmatch(lengths[0].strip()):
         raise ApiError(400, "the Content-Length header must be a number of bytes.")
+
+
+def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
+    """The bytes a POST's Content-Length header announces (`lengths`: each one the request gives):
+    411 without one, 400 unless one number or beside a Transfer-Encoding (`codings`, which would
+    frame the body another way: `check_framing`). The server holds it against MAX_BODY."""
+    if lengths is None:
+        raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
+    check_framing(lengths, codings)
+    digits = lengths[0].strip()
     return int(digits) if len(digits) <= 18 else MAX_BODY + 1  # a number, larger than any body taken
 
 
