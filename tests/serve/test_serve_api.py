@@ -412,6 +412,10 @@ def test_uploads_too_large(client: Client, one_sentence: Callable[..., None]) ->
     huge = Image.new("L", (4200, 4100))  # more pixels than MAX_UPLOAD_PIXELS, a small file
     status, out = client.call("POST", "/api/encode", {"image": png(huge)})
     check_error(status, out, 413, one_sentence)
+    for size in ((1, 16384), (16384, 1)):  # few pixels, a side over MAX_UPLOAD_SIDE
+        status, out = client.call("POST", "/api/encode", {"image": png(Image.new("L", size))})
+        check_error(status, out, 413, one_sentence)
+        assert "side" in out["error"]
     # a header of 14,000 x 14,000 (more than Pillow opens at all), one row of pixels after it
     bomb = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 14000, 14000, 8, 0, 0, 0, 0))
             + png_chunk(b"IDAT", zlib.compress(b"\0" * 14001)) + png_chunk(b"IEND", b""))
