@@ -76,6 +76,15 @@ def test_checkpoint_every_refuses_anything_else(text: str) -> None:
         checkpoint_interval(text)
 
 
+@pytest.mark.parametrize("text", ["2000000000s", "9" * 400, "40000000h"])
+def test_checkpoint_every_past_the_longest_duration_names_the_bound(text: str) -> None:
+    """A duration it is, too long: the sentence says so (and shortens a long value), not that it
+    is no duration."""
+    with pytest.raises(ConfigError) as info:
+        checkpoint_interval(text)
+    assert "at most 1e+09 seconds" in str(info.value) and len(str(info.value)) < 200
+
+
 def test_best_weights_are_a_copy_until_taken() -> None:
     model = torch.nn.Linear(3, 2)
     best = BestWeights()

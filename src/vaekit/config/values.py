@@ -41,9 +41,15 @@ def checkpoint_interval(text: str) -> float | None:
         return None if text == "auto" else 0.0
     try:
         return parse_duration(text, "train.checkpoint_every")
+    except DurationTooLong:
+        raise
     except ConfigError:
         raise ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
-                          f"90 (seconds), got {text!r}.") from None
+                          f"90 (seconds), got {show(text)}.") from None
+
+
+class DurationTooLong(ConfigError):
+    """A duration past MAX_DURATION: a duration still, so its sentence names the bound."""
 
 
 MAX_DURATION = 1e9  # seconds: any duration a run or a checkpoint interval could mean
@@ -68,7 +74,7 @@ def parse_duration(text: str, flag: str = "--time-budget") -> float:
             raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
                               f"got {show(text)}.")
     if not total <= MAX_DURATION:  # 400 digits read as inf, too
-        raise ConfigError(f"{flag} must be a duration of at most {MAX_DURATION:.0e} seconds (about 30 "
+        raise DurationTooLong(f"{flag} must be a duration of at most {MAX_DURATION:.0e} seconds (about 30 "
                           f"years), got {show(text)}.")
     return total
 
