@@ -60,6 +60,14 @@ def test_a_directory_is_not_a_file_name(tmp_path: Path, one_sentence: Callable[.
     assert tree(tmp_path) == {"out": None}
 
 
+def test_a_missing_name_ending_in_a_slash_is_not_called_a_directory(tmp_path: Path,
+                                                                   one_sentence: Callable[..., None]) -> None:
+    """Nothing is at x.png/: the sentence names the trailing '/', not a directory that is not there."""
+    message = assert_refused(one_sentence, f"{tmp_path / 'x.png'}/", "ends in a '/'", ".png")
+    assert "is a directory" not in message
+    assert tree(tmp_path) == {}
+
+
 def test_an_extension_alone_is_not_a_file_name(tmp_path: Path,
                                                one_sentence: Callable[..., None]) -> None:
     assert_refused(one_sentence, tmp_path / ".png", "no name", ".png")

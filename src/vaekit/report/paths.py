@@ -30,9 +30,12 @@ def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORM
     try:
         if not text:
             raise ConfigError(f"{flag} is empty; expected {expected}.")
-        if text.endswith(("/", os.sep)) or path.is_dir():
+        if path.is_dir():
             raise ConfigError(f"{flag} {name} is a directory; expected {expected} "
                               f"(such as {quoted(str(path / (example + formats[0])))}).")
+        if text.endswith(("/", os.sep)):  # nothing there: a file name does not end in a separator
+            raise ConfigError(f"{flag} {name} ends in a '/', as a directory's name does; expected "
+                              f"{expected} (such as {quoted(str(path / (example + formats[0])))}).")
         if path.name.lower() in formats:
             raise ConfigError(f"{flag} {name} has no name before its extension; expected "
                               f"{expected} (such as {quoted(str(path.with_name(example + formats[0])))}).")
