@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -466,6 +467,13 @@ def test_eval_k_beyond_the_cap_says_the_cost(run: Path, capsys: Any, one_sentenc
     assert time.perf_counter() - start < 30
     assert "decoder passes" in err and "hours" in err
     assert not (run / runs.EVAL).exists()
+
+
+def test_a_small_cost_past_the_cap_is_said_in_seconds(run: Path, capsys: Any, one_sentence: Any) -> None:
+    """One image at k = 200,000: a fraction of a second of work, said so (not '~0.0 hours')."""
+    err = cli_bad(capsys, one_sentence, ["eval", str(run), "--k", "200000", "--limit", "1", "--no-progress"],
+                  "--force")
+    assert "on 1 image would" in err and re.search(r"~[0-9.]+ seconds", err), err
 
 
 @pytest.mark.parametrize("flags", [["-n", "100000"], ["-n", "4", "--ncols", "-2"],

@@ -270,6 +270,10 @@ def test_cli_exits_1_when_a_claim_fails(monkeypatch: pytest.MonkeyPatch,
     (["--only", ","], "--only"),
     (["--only", "elbo_bound,"], "--only"),
     (["--only", "training", "--data", "fashion-mnist"], "fashion-mnist"),  # asked for, not here
+    (["--only", "variance,variance"], "'variance' twice"),  # not two claims passed
+    (["--only", "variance", "--steps", "5"], "--steps"),  # the training claim's flags, unused
+    (["--only", "variance", "--data", "mnist"], "--data"),
+    (["--only", "kl_closed_form", "--data-dir", "/nonexistent"], "--data-dir"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_sentence(argv: list[str], name: str, places: Any,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

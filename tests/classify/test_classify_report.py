@@ -160,14 +160,15 @@ class TestBadInput:
         assert not (run / "report.html").exists() and not (run / "figures").exists()
         assert not (run / "eval.json").exists()
 
-    def test_dataset_flag_is_for_vae_runs(self, trained: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str],
-                                          one_sentence: Callable[..., None]) -> None:
+    @pytest.mark.parametrize("flag, value", [("--dataset", "digits"), ("--k", "5")])
+    def test_vae_flags_are_for_vae_runs(self, trained: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str],
+                                        one_sentence: Callable[..., None], flag: str, value: str) -> None:
         run = fresh(trained, tmp_path)
-        status = main(["report", str(run), "--dataset", "digits"])
+        status = main(["report", str(run), flag, value])
         err = capsys.readouterr().err.strip()
         assert status == 2
-        one_sentence(err.removeprefix("vaekit report: error: "), "--dataset", str(run))
+        one_sentence(err.removeprefix("vaekit report: error: "), flag, str(run))
         assert not (run / "report.html").exists()
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -17,6 +19,7 @@ from sklearn.decomposition import PCA
 from torch import Tensor, nn
 
 from eval_runs import make_run
+from vaekit.cli import main
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run
 from vaekit.report import figures, visualize
@@ -227,3 +230,27 @@ class TestReport:
         (run / "eval.json").write_text(json.dumps({**result, "model_sha256": "0" * 64}))
         with pytest.raises(CheckpointError, match="other weights"):
             write_report(run)
+
+
+def test_evaluation_flags_that_would_go_unused_are_refused(run2d: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           one_sentence: Callable[..., None]) -> None:
+    """--k and --limit say how a run without eval.json is evaluated: with --no-eval, or with an
+    eval.json of the model there, they would be ignored; past 100,000 samples only `eval --force`
+    goes (report has no --force). Each is one sentence, and nothing is written."""
+    run = Path(shutil.copytree(run2d, tmp_path / "run"))
+
+    def refused(argv: list[str], *names: str) -> None:
+        status = main(["report", str(run), *argv])
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and err.startswith("vaekit report: error: "), err
+        one_sentence(err.removeprefix("vaekit report: error: "), *names)
+        assert not (run / "report.html").exists() and not (run / "figures").exists()
+
+    refused(["--no-eval", "--k", "5"], "--k", "--no-eval")
+    refused(["--no-eval", "--limit", "5"], "--limit", "--no-eval")
+    refused(["--k", "200000"], "--k", "100000")
+    evaluate_run(run, k=3, limit=20, progress=False, probe=False)
+    refused(["--k", "5"], "--k", str(run / "eval.json"))
+    refused(["--limit", "5"], "--limit", str(run / "eval.json"))
+    assert main(["report", str(run)]) == 0

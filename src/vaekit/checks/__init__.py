@@ -24,7 +24,7 @@ from vaekit.checks.bounds import elbo_bound, iwae_tightens, kl_closed_form, kl_n
 from vaekit.checks.claim import ClaimResult, one_thread
 from vaekit.errors import ConfigError
 
-__all__ = ["CLAIM_IDS", "ClaimResult", "parse_ids", "registry", "run_checks"]
+__all__ = ["CLAIM_IDS", "ClaimResult", "parse_ids", "registry", "run_checks", "training_overrides"]
 
 
 def registry() -> dict[str, tuple[Callable[..., ClaimResult], dict[str, Any]]]:
@@ -54,10 +54,32 @@ def parse_ids(text: str | None) -> list[str]:
     if not all(ids):
         raise ConfigError(f"--only got {text!r}, which names no claim in one of its entries; give claim ids "
                           f"separated by commas ({', '.join(CLAIM_IDS)}), or leave --only out for all.")
-    for claim_id in ids:
+    for i, claim_id in enumerate(ids):
         if claim_id not in CLAIM_IDS:
             raise ConfigError(f"--only: unknown claim {claim_id!r}; valid claims are {', '.join(CLAIM_IDS)}.")
+        if claim_id in ids[:i]:
+            raise ConfigError(f"--only names the claim {claim_id!r} twice; give each claim once.")
     return ids
+
+
+def training_overrides(ids: Sequence[str], steps: int | None, data: str | None,
+                       data_dir: str | None) -> dict[str, dict[str, Any]]:
+    """The `overrides` of `run_checks` from check's flags of the 'training' claim (--steps, --data,
+    --data-dir); ConfigError naming a flag given when that claim is not among `ids`: it would be
+    ignored."""
+    given = {"--steps": steps, "--data": data, "--data-dir": data_dir}
+    unused = [flag for flag, value in given.items() if value is not None]
+    if unused and "training" not in ids:
+        raise ConfigError(f"{unused[0]} is used only by the 'training' claim, which --only leaves out; "
+                          f"leave {unused[0]} out, or add training to --only.")
+    out: dict[str, Any] = {}
+    if steps is not None:
+        out["steps"] = steps
+    if data is not None:
+        out["dataset"], out["fallback"] = data, None
+    if data_dir is not None:
+        out["data_dir"] = data_dir
+    return {"training": out}
 
 
 def run_checks(ids: Sequence[str] | None = None, seed: int = 0, quick: bool = False,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
 
-from vaekit.checks import parse_ids, run_checks
+from vaekit.checks import parse_ids, run_checks, training_overrides
 from vaekit.checks.claim import ClaimResult
 from vaekit.checks.summary import claim_line, summary_json, summary_text
 from vaekit.commands.flags import int_flag, text_flag
@@ -63,20 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _training_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.steps is not None:
-        out["steps"] = args.steps
-    if args.data is not None:
-        out["dataset"], out["fallback"] = args.data, None
-    if args.data_dir is not None:
-        out["data_dir"] = args.data_dir
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     ids = parse_ids(args.only)
-    overrides = {"training": _training_overrides(args)}
+    overrides = training_overrides(ids, args.steps, args.data, args.data_dir)
     if args.figures:  # before the claims run: a refused folder costs nothing
         check_figures_dir(args.figures, ids)
     start = time.perf_counter()

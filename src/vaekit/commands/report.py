@@ -7,7 +7,8 @@ import sys
 
 from vaekit.commands.flags import add_device_flag, int_flag, run_dir_argument, text_flag
 from vaekit.config import MAX_SIZE, SEED_MAX
-from vaekit.errors import ConfigError
+from vaekit.evaluate.run import MAX_K
+from vaekit.report.kinds import REPORT_K
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,11 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", type=run_dir_argument,
                    help="a run directory of `vaekit train` or "
                    "`vaekit classify`")
-    p.add_argument("--k", type=int_flag("--k", 1), default=500,
-                   help="VAE runs: importance samples if eval.json is missing (default: 500; `vaekit eval` "
-                   "uses 5000)")
+    p.add_argument("--k", type=int_flag("--k", 1, MAX_K),
+                   help=f"VAE runs: importance samples if eval.json is missing, 1 to {MAX_K:,} (default: "
+                   f"{REPORT_K}; `vaekit eval` uses 5000, and --force past {MAX_K:,})")
     p.add_argument("--limit", type=int_flag("--limit", 1, MAX_SIZE),
-                   help="if evaluating: only the first N test images (default: all)")
+                   help="if eval.json is missing: evaluate only the first N test images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="fail instead of evaluating when eval.json is missing (default: evaluate)")
     p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
@@ -44,8 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vaekit.report.html import write_report  # matplotlib, through report.figures
 
-    if args.k < 1:
-        raise ConfigError(f"k must be at least 1 importance sample, got {args.k}.")
     path = write_report(args.run_dir, k=args.k, evaluate_missing=not args.no_eval, limit=args.limit,
                         data_dir=args.data_dir, dataset=args.dataset, seed=args.seed, device=args.device,
                         log=lambda m: print(m, file=sys.stderr))

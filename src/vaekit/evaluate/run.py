@@ -307,8 +307,10 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
 def _cost(model: VAE, images: int, k: int) -> str:
     latents = images * k
     macs = latents * sum(p.numel() for p in getattr(model, "p_dec", model).parameters())  # type: ignore[union-attr]
-    hours = macs / CPU_MACS_PER_SECOND / 3600
-    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (~{hours:,.1f} hours at "
+    seconds = macs / CPU_MACS_PER_SECOND
+    took = (f"{seconds:,.1f} seconds" if seconds < 60 else f"{seconds / 60:,.1f} minutes" if seconds < 3600
+            else f"{seconds / 3600:,.1f} hours")
+    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (~{took} at "
             f"{CPU_MACS_PER_SECOND:.0e} per second)")
 
 
@@ -318,7 +320,8 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     w = distributed.world()
     model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit, device)
     if k > MAX_K and not force:
-        raise ConfigError(f"k = {k:,} importance samples on {x.shape[0]:,} images would take "
+        images = f"{x.shape[0]:,} image" + ("s" if x.shape[0] != 1 else "")
+        raise ConfigError(f"k = {k:,} importance samples on {images} would take "
                           f"{_cost(model, x.shape[0], k)}; pass --force to run it anyway, or a k of at most "
                           f"{MAX_K:,}.")
     fingerprint = runs.model_fingerprint(run_dir)

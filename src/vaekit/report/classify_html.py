@@ -32,7 +32,7 @@ from vaekit.config import format_duration
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report import figures
-from vaekit.report.kinds import ReportKind, ReportOptions, register_report
+from vaekit.report.kinds import ReportKind, ReportOptions, register_report, unused_evaluation
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
 
@@ -174,7 +174,9 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
         run = runs.load_run(run_dir, TASK)
         metrics = runs.read_metrics(run_dir)
         evaluation = read_classifier_eval(run_dir)
-        if evaluation is None:
+        if evaluation is not None:
+            unused_evaluation(run_dir, ReportOptions(limit=limit), "vaekit classify eval")
+        else:
             if not evaluate_missing:
                 raise CheckpointError(f"{run_dir} has no eval.json of its current model; run "
                                       f"`vaekit classify eval {run_dir}` first.")
@@ -196,8 +198,11 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
 
 
 def refuse_vae_options(run_dir: Path, options: ReportOptions) -> None:
-    """--dataset and --device are for VAE runs: a classifier run is reported on its own test set, on
-    the CPU (a ConfigError saying so)."""
+    """--k, --dataset and --device are for VAE runs: a classifier run draws no samples, and is
+    reported on its own test set, on the CPU (a ConfigError saying so)."""
+    if options.k is not None:
+        raise ConfigError(f"--k is for VAE runs; {run_dir} holds a classifier run, whose evaluation "
+                          "draws no samples.")
     if options.dataset is not None:
         raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
                           "reported on its own test set.")

@@ -12,14 +12,16 @@ from pathlib import Path
 import torch
 
 from vaekit import runs
-from vaekit.errors import CheckpointError
+from vaekit.errors import CheckpointError, ConfigError
+
+REPORT_K = 500  # importance samples of a report that evaluates a VAE run first, unless told
 
 
 @dataclass(frozen=True)
 class ReportOptions:
     """What `vaekit report` was asked for; each kind uses the options that concern it."""
 
-    k: int = 500  # importance samples if eval.json is missing (a VAE)
+    k: int | None = None  # importance samples if eval.json is missing (a VAE; None: REPORT_K)
     evaluate_missing: bool = True  # evaluate first when eval.json is missing, else say so
     limit: int | None = None  # if evaluating: only the first N test images
     data_dir: str | None = None
@@ -29,6 +31,16 @@ class ReportOptions:
     log: Callable[[str], None] = print
     device: str | torch.device = "cpu"  # as given (--device)
     where: torch.device = torch.device("cpu")  # the device it names (`runs.device_named`)
+
+
+def unused_evaluation(run_dir: Path, options: ReportOptions, command: str) -> None:
+    """A ConfigError when --k or --limit (how to evaluate) was given, but the report evaluates
+    nothing: its run has an eval.json of its model already (`command` evaluates it again)."""
+    given = [f"--{f}" for f in ("k", "limit") if getattr(options, f) is not None]
+    if given:
+        raise ConfigError(f"{given[0]} is used only to evaluate a run without an eval.json, and "
+                          f"{run_dir / runs.EVAL} of its model is there; leave {given[0]} out, or run "
+                          f"`{command} {run_dir}` with it first.")
 
 
 def _accept_all(run_dir: Path, options: ReportOptions) -> None:

@@ -22,7 +22,7 @@ from vaekit.config import format_duration
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
-from vaekit.report.kinds import ReportKind, ReportOptions, register_report
+from vaekit.report.kinds import REPORT_K, ReportKind, ReportOptions, register_report, unused_evaluation
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
 
@@ -155,12 +155,15 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
     model, config, x, labels, ds = load_test_set(run_dir, o.dataset, o.data_dir, device=o.where)
     metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     evaluation = read_eval(run_dir)
-    if evaluation is None:
+    if evaluation is not None:
+        unused_evaluation(run_dir, o, "vaekit eval")
+    else:
         if not o.evaluate_missing:
             raise CheckpointError(f"{run_dir} has no eval.json yet; run `vaekit eval {run_dir}` first.")
-        o.log(f"{run_dir}: no eval.json yet; evaluating with k = {o.k:,} first "
+        k = REPORT_K if o.k is None else o.k
+        o.log(f"{run_dir}: no eval.json yet; evaluating with k = {k:,} first "
               f"(`vaekit eval {run_dir}` uses the published k = 5,000)")
-        evaluation = evaluate_run(run_dir, k=o.k, limit=o.limit, seed=o.seed, data_dir=o.data_dir,
+        evaluation = evaluate_run(run_dir, k=k, limit=o.limit, seed=o.seed, data_dir=o.data_dir,
                                   dataset=o.dataset, progress=o.progress, device=o.where)
     t1 = time.perf_counter()
     paths = visualize.write_figures(model, x, runs.figures_dir(run_dir), labels, ds.classes, metrics,
