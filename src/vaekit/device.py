@@ -3,7 +3,8 @@
 the benchmarks.
 
 Also how the work shows itself to a person: the one progress bar (`progress_bar`) and bytes in
-binary units (`format_bytes`).
+binary units (`format_bytes`); and the memory this process can still take (`host_available_bytes`,
+`address_space_room`), read before a large allocation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -283,3 +285,54 @@ def format_bytes(n: int, decimals: int | None = None) -> str:
         return f"{value:.{decimals}f} {unit}"
     text = f"{value:.3g}"
     return f"{value:.0f} {unit}" if "e" in text else f"{text} {unit}"  # 1000 and up: no exponent
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # absent, "max", unreadable
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes the process's memory cgroup still allows (v2, else v1), or None without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:  # 2**63 - 4096: no limit
+            return max(0, limit - usage)
+    return None
+
+
+def host_available_bytes() -> int | None:
+    """Memory this process can still take: MemAvailable of /proc/meminfo (the cgroup's room if
+    smaller), else free pages from os.sysconf; None if neither can be read."""
+    available: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024  # kB
+                break
+    except (OSError, ValueError, IndexError):
+        available = None
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            return None
+    room = _cgroup_room()
+    return available if room is None else min(available, room)
+
+
+def address_space_room() -> int | None:
+    """Bytes of address space this process may still map under its RLIMIT_AS (`ulimit -v`): the
+    soft limit less the program's size now (/proc/self/statm), or None without a limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    pages = _read_int("/proc/self/statm")  # the first field: the program's size in pages
+    return None if pages is None else max(0, soft - pages * resource.getpagesize())

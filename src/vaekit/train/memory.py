@@ -32,16 +32,14 @@ images is a sentence, not an allocator error.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from vaekit.config import TrainConfig
-from vaekit.device import format_bytes
+from vaekit.device import format_bytes, host_available_bytes
 from vaekit.errors import ConfigError
 from vaekit.train.loop import VAL_BATCH
 from vaekit.vae.models import VAEBase, build_model
@@ -131,44 +129,6 @@ def run_bytes(config: TrainConfig, image_shape: Sequence[int]) -> int:
 
 
 # ----------------------------------------------------------------------------- what is there
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        return int(Path(path).read_text().split()[0])
-    except (OSError, ValueError, IndexError):  # absent, "max", unreadable
-        return None
-
-
-def _cgroup_room() -> int | None:
-    """Bytes the process's memory cgroup still allows (v2, else v1), or None without a limit."""
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < 2**60:  # 2**63 - 4096: no limit
-            return max(0, limit - usage)
-    return None
-
-
-def host_available_bytes() -> int | None:
-    """Memory this process can still take: MemAvailable of /proc/meminfo (the cgroup's room if
-    smaller), else free pages from os.sysconf; None if neither can be read."""
-    available: int | None = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024  # kB
-                break
-    except (OSError, ValueError, IndexError):
-        available = None
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, ValueError, OSError):
-            return None
-    room = _cgroup_room()
-    return available if room is None else min(available, room)
 
 
 def available_bytes(device: str) -> tuple[int | None, str]:
