@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, ImageOps, features
 
 from vaekit import cli
 from vaekit.data import folder as folder_mod
@@ -220,6 +220,120 @@ def test_a_damaged_cache_file_is_decoded_again(tmp_path: Path) -> None:
     first.cache_path.write_bytes(first.cache_path.read_bytes()[:100])  # cut
     again = read_folder(root, progress=False)
     assert not again.from_cache and np.array_equal(again.images, first.images)
+
+
+def rewrite_cache(target: Path, **members: np.ndarray) -> None:
+    """The cache file `target` with `members` replaced, written as a user's numpy would."""
+    with np.load(target, allow_pickle=False) as z:
+        kept = {name: z[name] for name in z.files}
+    kept.update(members)
+    np.savez(target, **kept)
+
+
+def labelled_folder(root: Path) -> Path:
+    """6 grey 8x8 PNGs in each of cat/ and dog/."""
+    for i, image in enumerate(noise(12, 8, 8)):
+        where = root / ("cat" if i < 6 else "dog")
+        where.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(where / f"{i:02d}.png")
+    return root
+
+
+EDITS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]] = {
+    "images x3": lambda x, y, r: {"images": np.concatenate([x] * 3), "labels": np.concatenate([y] * 3),
+                                  "rows": np.concatenate([r] * 3)},
+    "images x3, rows counted on": lambda x, y, r: {
+        "images": np.concatenate([x] * 3), "labels": np.repeat(y, 3), "rows": np.arange(36)},
+    "a third class": lambda x, y, r: {"classes": np.array(["cat", "dog", "cow"])},
+    "classes renamed": lambda x, y, r: {"classes": np.array(["cow", "dog"])},
+    "64x64 images": lambda x, y, r: {"images": np.zeros((12, 1, 64, 64), np.uint8)},
+    "3 channels of grey": lambda x, y, r: {"images": np.zeros((12, 3, 8, 8), np.uint8)},
+    "labels swapped": lambda x, y, r: {"labels": 1 - y},
+    "images left out": lambda x, y, r: {"images": x[:10], "labels": y[:10], "rows": r[:10]},
+    "rows out of order": lambda x, y, r: {"rows": r[::-1].copy()},
+    "rows past the listing": lambda x, y, r: {"rows": r + 1},
+    "no rows": lambda x, y, r: {"rows": np.zeros(0, np.int64)},
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_a_cache_that_disagrees_with_the_folder_is_decoded_again(tmp_path: Path, edit: str) -> None:
+    """A cache file edited (or another folder's under this key) is held against the listing: the
+    classes, the images' rows and labels, their size against a header, their channels."""
+    root = labelled_folder(tmp_path / "cls")
+    first = read_folder(root, progress=False)
+    assert first.cache_path is not None and np.array_equal(first.rows, np.arange(12))
+    assert read_folder(root, progress=False).from_cache
+    assert first.labels is not None
+    rewrite_cache(first.cache_path, **EDITS[edit](first.images, first.labels, first.rows))
+    again = read_folder(root, progress=False)
+    assert not again.from_cache and again.classes == ("cat", "dog")
+    assert np.array_equal(again.images, first.images) and np.array_equal(again.labels, first.labels)
+    assert read_folder(root, progress=False).from_cache
+
+
+def test_a_cache_with_skipped_files_is_read_back(tmp_path: Path) -> None:
+    """With --skip-bad the rows leave out the files skipped, and the cache still agrees."""
+    root = labelled_folder(tmp_path / "cls")
+    (root / "cat" / "00.png").write_text("not an image")
+    options = ImageOptions(skip_bad=True)
+    first = read_folder(root, options, progress=False)
+    assert np.array_equal(first.rows, np.arange(1, 12)) and len(first.images) == 11
+    again = read_folder(root, options, progress=False)
+    assert again.from_cache and np.array_equal(again.images, first.images)
+    assert np.array_equal(again.rows, first.rows) and "skipped" in again.notes
+
+
+def test_a_cache_of_grey_and_colour_images_is_read_back(tmp_path: Path) -> None:
+    """The first file grey, a later one in colour: 3 channels, the grey replicated, and the cache
+    agrees."""
+    root = write_pngs(tmp_path / "mixed", noise(11, 5, 5))
+    Image.fromarray(noise(1, 5, 5, 3)[0]).save(root / "99999.png")
+    first = read_folder(root, progress=False)
+    assert first.images.shape == (12, 3, 5, 5) and "channels" in first.notes
+    assert read_folder(root, progress=False).from_cache
+
+
+def exif_with_orientation(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # ExifTags.Base.Orientation
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_exif_orientation_turns_an_image_upright(tmp_path: Path, orientation: int, fmt: str) -> None:
+    """Images stored 6x8 (HxW) with an EXIF orientation read as Pillow's `ImageOps.exif_transpose`
+    shows them (8x6 for 5..8, the turns), counted in the note 'orientation'; a JPEG and a PNG
+    (its eXIf chunk) alike."""
+    root = tmp_path / "exif"
+    root.mkdir()
+    suffix = ".jpg" if fmt == "JPEG" else ".png"
+    for i, image in enumerate(noise(12, 6, 8, 3)):
+        Image.fromarray(image).save(root / f"{i:02d}{suffix}", fmt, exif=exif_with_orientation(orientation))
+    expected = []
+    for i in range(12):
+        with Image.open(root / f"{i:02d}{suffix}") as im:
+            expected.append(np.asarray(ImageOps.exif_transpose(im).convert("RGB")).transpose(2, 0, 1))
+    got = read_folder(root, progress=False)
+    assert got.images.shape == ((12, 3, 8, 6) if orientation >= 5 else (12, 3, 6, 8))
+    assert np.array_equal(got.images, np.stack(expected))
+    if orientation == 1:
+        assert "orientation" not in got.notes
+    else:
+        assert got.notes["orientation"] == ("turned 12 images upright by their EXIF orientation "
+                                            "(rotated or mirrored)")
+    assert read_folder(root, progress=False).from_cache
+
+
+def test_a_damaged_exif_block_is_ignored(tmp_path: Path) -> None:
+    root = tmp_path / "exif"
+    root.mkdir()
+    images = noise(12, 6, 8)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(root / f"{i:02d}.png", exif=b"Exif\0\0MM\0*\0\0\0\x08\xff\xff")
+    got = read_folder(root, progress=False)
+    assert np.array_equal(got.images[:, 0], images) and "orientation" not in got.notes
 
 
 # ----------------------------------------------------------------------------- bad input

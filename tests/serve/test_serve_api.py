@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from serve_client import LATENT, Client, raw_socket, serve
 
 from eval_runs import make_classifier_run, make_run
@@ -252,6 +252,24 @@ def test_a_16_bit_upload_is_read_as_its_high_byte(client: Client) -> None:
     eight = client.post("/api/encode", {"image": png(Image.fromarray((wide >> 8).astype(np.uint8)))})
     assert (sixteen["input"], sixteen["z"]) == (eight["input"], eight["z"])
     assert "16-bit" in sixteen["converted"]
+
+
+def test_an_upload_is_turned_upright_by_its_exif_orientation(client: Client) -> None:
+    """A JPEG stored 6x8 (HxW) with EXIF orientation 6 reads as the PNG of what Pillow's
+    `ImageOps.exif_transpose` shows (8x6), as image folders read it."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ExifTags.Base.Orientation: rotate 90 clockwise to view
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (6, 8), dtype=np.uint8)).save(
+        buf, format="JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(buf.getvalue())) as stored:
+        shown = ImageOps.exif_transpose(stored)
+    assert shown.size == (6, 8)
+    turned = client.post("/api/encode", {"image": base64.b64encode(buf.getvalue()).decode()})
+    upright = client.post("/api/encode", {"image": png(shown)})
+    assert (turned["input"], turned["z"]) == (upright["input"], upright["z"])
+    assert "turned upright by its EXIF orientation" in turned["converted"]
+    assert not any("EXIF" in step for step in upright["converted"])
 
 
 # ----------------------------------------------------------------------------- static files

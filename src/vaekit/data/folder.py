@@ -14,17 +14,25 @@ truncated or corrupt in pass 2 is refused or, with options.skip_bad, skipped and
 note 'skipped': later images go to the next free row and the result is a prefix view of the same
 array. The peak is the final array plus one image plus the file list, one small record a file
 (its path, relative path, size, time, shape: about 300 bytes; 30,000 files measured at 9 MiB).
+
+Before that array is allocated its size, N x C x H x W bytes (H x W of --image-size when given),
+is held against the memory this process can still take (`memory_room`): a set whose
+MEMORY_FACTOR times its size does not fit is refused in one sentence that says both and names
+--image-size, and so is an allocation that fails all the same (a small file can hold an
+8192x8192 image of one colour: forty of them are 2.6 MB of PNG and 2.5 GB of pixels). A folder
+refused or failing anywhere is not cached (the cache is written after the whole set is decoded).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from vaekit.data.dataset import Dataset, three_way_in_place
-from vaekit.data.folder_cache import FolderImages, cache_file, read_cache, write_cache
+from vaekit.data.folder_cache import FolderImages, agrees, cache_file, discard, read_cache, write_cache
 from vaekit.data.image_decode import MAX_IMAGE_PIXELS, ImageOptions, decode, read_header
 from vaekit.data.image_files import (
     NOT_REGULAR,
@@ -35,8 +43,45 @@ from vaekit.data.image_files import (
     check_enough,
     list_images,
 )
-from vaekit.device import progress_bar
+from vaekit.device import address_space_room, format_bytes, host_available_bytes, progress_bar
 from vaekit.errors import DataError
+
+# The decoded set is held once as uint8 and, to be trained on or described, its training 80% once
+# more as float32 (4 bytes a pixel): 1 + 0.8 x 4 = 4.2 times its size, rounded up.
+MEMORY_FACTOR = 5
+
+
+def memory_room() -> int | None:
+    """Bytes this process can still take: the memory available (`host_available_bytes`) or, when
+    smaller, its address space left under `ulimit -v`; None when neither can be read."""
+    known = [b for b in (host_available_bytes(), address_space_room()) if b is not None]
+    return min(known) if known else None
+
+
+def _out_of_memory(path: Path, n: int, shape: tuple[int, int, int], room: int | None) -> DataError:
+    """The sentence for `n` images of `shape` (C, H, W) that do not fit in `room` bytes (None: an
+    allocation failed)."""
+    size = n * math.prod(shape)
+    what = f"{n:,} images of {'x'.join(map(str, shape))} pixels take {format_bytes(size)} decoded"
+    there = "this process ran out of memory decoding them" if room is None else \
+        f"about {format_bytes(size * MEMORY_FACTOR)} to train on or describe, more than the " \
+        f"{format_bytes(room)} of memory this process has available"
+    return DataError(f"{path}: {what}, and {there}; pass --image-size (e.g. 64) to decode them "
+                     "smaller, or use a folder of fewer images.")
+
+
+def _allocate(path: Path, n: int, shape: tuple[int, int, int],
+              labelled: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The empty arrays of `n` images (n, C, H, W) uint8 and labels (n,) int64 (None: unlabelled),
+    refused (DataError) when MEMORY_FACTOR times the images' bytes are more than `memory_room()`
+    (no check when it cannot be read), or when they cannot be allocated all the same."""
+    room = memory_room()
+    if room is not None and n * math.prod(shape) * MEMORY_FACTOR > room:
+        raise _out_of_memory(path, n, shape, room)
+    try:
+        return np.empty((n, *shape), np.uint8), (np.empty(n, np.int64) if labelled else None)
+    except MemoryError:
+        raise _out_of_memory(path, n, shape, None) from None
 
 
 def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[str, str]:
@@ -49,7 +94,7 @@ def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[s
     if counts["alpha"]:
         notes["alpha"] = f"dropped the alpha channel of {counts['alpha']} images"
     other = {m: n for m, n in counts.items() if m not in
-             ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized")}
+             ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized", "orientation")}
     if other:
         notes["modes"] = "converted " + ", ".join(f"{n} {m}" for m, n in sorted(other.items())) + \
             " images to RGB"
@@ -57,6 +102,9 @@ def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[s
         notes["channels"] = f"converted {counts['to grey']} colour images to grey (ITU-R 601-2 luma)"
     if counts["to RGB"]:
         notes["channels"] = f"replicated {counts['to RGB']} grey images into 3 channels"
+    if counts["orientation"]:
+        notes["orientation"] = (f"turned {counts['orientation']} images upright by their EXIF "
+                                "orientation (rotated or mirrored)")
     if counts["resized"] and options.size is not None:
         h, w = options.size
         notes["resized"] = f"resized {counts['resized']} images to {h}x{w} ({options.fit})"
@@ -110,11 +158,12 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
             else:
                 raise DataError(problem.sentence)
             bar.update()
+    index = {id(f): i for i, f in enumerate(files)}  # each file's row in the listing
     while True:
         check_enough(path, len(readable), skipped)
         shape = _shape(path, readable, options)
-        images = np.empty((len(readable), *shape), np.uint8)
-        labels = None if classes is None else np.empty(len(readable), np.int64)
+        images, labels = _allocate(path, len(readable), shape, classes is not None)
+        rows = np.empty(len(readable), np.int64)
         counts: Counter[str] = Counter()
         failed: list[FolderFile] = []
         row = 0
@@ -122,6 +171,8 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
             for f in readable:
                 try:
                     images[row] = decode(f, shape[0], options, counts)
+                except MemoryError:  # one image's own buffers (up to 8192x8192 RGBA)
+                    raise _out_of_memory(path, len(readable), shape, None) from None
                 except DataError as err:
                     if not options.skip_bad:
                         raise
@@ -130,6 +181,7 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
                 else:
                     if labels is not None:
                         labels[row] = f.label
+                    rows[row] = index[id(f)]
                     row += 1
                 bar.update()
         gone = {id(f) for f in failed}
@@ -141,7 +193,8 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
     notes = _notes(counts, shape[0], options)
     if skipped:
         notes["skipped"] = _skipped_note(skipped)
-    return FolderImages(images[:row], None if labels is None else labels[:row], classes, notes)
+    return FolderImages(images[:row], None if labels is None else labels[:row], classes, notes,
+                        rows=rows[:row])
 
 
 def read_folder(path: Path, options: ImageOptions | None = None, progress: bool | None = None,
@@ -158,8 +211,11 @@ def read_folder(path: Path, options: ImageOptions | None = None, progress: bool 
         return _decode_folder(path, files, classes, options, progress, bad)
     target = cache_file(path, options, files, bad)
     loaded = read_cache(target)
-    if loaded is not None:
+    if loaded is not None and agrees(loaded, files, classes, options):
         return loaded
+    if loaded is not None:  # an edited or foreign file under this folder's key
+        discard(target)
+        del loaded
     result = _decode_folder(path, files, classes, options, progress, bad)
     result.notes["cache"] = write_cache(target, result)
     result.cache_path = target if target.is_file() else None

@@ -1,15 +1,18 @@
-"""The on-disk cache of decoded folders: a folder decoded once is read back without opening an image.
+"""The on-disk cache of decoded folders: a folder decoded once is read back opening one image's header.
 
 The decoded set is stored once as cache_dir("folders")/FOLDER-KEY.npz (uint8 images, int64
-labels, the class names and the notes as unicode arrays; read back with allow_pickle=False),
-written to a temporary name and renamed into place. FOLDER is the first 16 hex digits of the
-SHA-256 of the resolved folder path, KEY the SHA-256 of CACHE_VERSION, that path, the options and,
-for every file, its relative path, size in bytes and st_mtime_ns: a file changed, added or removed
-(or other options) gives another KEY and the set is decoded again; nothing changed, it is read
-back without opening an image. A damaged cache file is decoded again. At most CACHE_PER_FOLDER
-entries of one folder are kept (the least recently used are removed). A cache that cannot be
-written (a full disk, a read-only folder, a ~/.cache that is a file) is no error: the folder is
-read uncached, and its note 'cache' says why.
+labels, int64 rows: each image's index in the folder's listing, the class names and the notes as
+unicode arrays; read back with allow_pickle=False), written to a temporary name and renamed into
+place once the whole set is decoded (a write that fails or is interrupted leaves no file).
+FOLDER is the first 16 hex digits of the SHA-256 of the resolved folder path, KEY the SHA-256 of
+CACHE_VERSION, that path, the options and, for every file, its relative path, size in bytes and
+st_mtime_ns: a file changed, added or removed (or other options) gives another KEY and the set is
+decoded again; nothing changed, it is read back opening only the header of its first image's
+file. A damaged cache file is decoded again, and so is one that disagrees with the folder
+(`agrees`: the classes, the images' rows in the listing, their labels, size and channels). At
+most CACHE_PER_FOLDER entries of one folder are kept (the least recently used are removed). A
+cache that cannot be written (a full disk, a read-only folder, a ~/.cache that is a file) is no
+error: the folder is read uncached, and its note 'cache' says why.
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.data.image_decode import ImageOptions
+from vaekit.data.image_decode import ImageOptions, read_header
 from vaekit.data.image_files import MIN_IMAGES, BadFile, FolderFile
 from vaekit.data.registry import cache_dir
 
-CACHE_VERSION = "vaekit-folder-cache-1"  # part of every key: a new layout never reads an old file
+CACHE_VERSION = "vaekit-folder-cache-2"  # part of every key: a new layout never reads an old file
 CACHE_PER_FOLDER = 3
 
 
 @dataclass
 class FolderImages:
-    """A folder's images (N, C, H, W) uint8 C-contiguous, labels (N,) int64 or None: what
-    `vaekit.data.folder.read_folder` returns and this cache stores."""
+    """A folder's images (N, C, H, W) uint8 C-contiguous, labels (N,) int64 or None, rows (N,)
+    int64: each image's index in the folder's listing (`list_images`; increasing, all of them
+    unless files were skipped): what `vaekit.data.folder.read_folder` returns and this cache
+    stores."""
 
     images: np.ndarray
     labels: np.ndarray | None
@@ -43,6 +48,7 @@ class FolderImages:
     notes: dict[str, str] = field(default_factory=dict)
     from_cache: bool = False
     cache_path: Path | None = None
+    rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def cache_key(path: Path, options: ImageOptions, files: list[FolderFile],
@@ -70,6 +76,12 @@ def cache_file(path: Path, options: ImageOptions, files: list[FolderFile],
     return cache_dir("folders") / f"{folder_id(path)}-{cache_key(path, options, files, bad)}.npz"
 
 
+def discard(target: Path) -> None:
+    """Remove the cache file `target` (a damaged or disagreeing one: decoded again)."""
+    with contextlib.suppress(OSError):  # a read-only cache: decoded again all the same
+        target.unlink(missing_ok=True)
+
+
 def read_cache(target: Path) -> FolderImages | None:
     """The cached set at `target`, or None when there is none or it is damaged (then removed)."""
     if not target.is_file():
@@ -77,11 +89,13 @@ def read_cache(target: Path) -> FolderImages | None:
     try:
         with np.load(target, allow_pickle=False) as z:
             images = z["images"]
+            rows = z["rows"]
             labels = z["labels"] if "labels" in z.files else None
             classes = tuple(str(c) for c in z["classes"]) if "classes" in z.files else None
             notes = dict(zip((str(k) for k in z["note_keys"]), (str(v) for v in z["note_values"]),
                              strict=True))
         ok = (images.dtype == np.uint8 and images.ndim == 4 and images.shape[0] >= MIN_IMAGES
+              and rows.dtype == np.int64 and rows.shape == images.shape[:1]
               and (labels is None) == (classes is None)
               and (labels is None or (labels.shape == images.shape[:1] and labels.dtype == np.int64
                                       and classes is not None and int(labels.min()) >= 0
@@ -89,15 +103,45 @@ def read_cache(target: Path) -> FolderImages | None:
     except Exception:  # zipfile, zlib, numpy, OSError, KeyError...: a damaged file is decoded again
         ok = False
     if not ok:
-        with contextlib.suppress(OSError):  # a read-only cache: decoded again all the same
-            target.unlink(missing_ok=True)
+        discard(target)
         return None
     try:
         os.utime(target)  # most recently used: kept by the pruning of `write_cache`
     except OSError:
         pass
     notes["cache"] = f"read from cache {target}"
-    return FolderImages(np.ascontiguousarray(images), labels, classes, notes, True, target)
+    return FolderImages(np.ascontiguousarray(images), labels, classes, notes, True, target, rows)
+
+
+def agrees(found: FolderImages, files: list[FolderFile], classes: tuple[str, ...] | None,
+           options: ImageOptions) -> bool:
+    """Whether a cached set can be the decoding of the folder listed as `files` and `classes` by
+    `options`, by what is cheap to check: the same classes; rows increasing within the listing
+    (every file's when unreadable files are not skipped); each image's label its file's; the
+    images' height and width options.size, else those of the header of the first image's file
+    (every image of a folder has one size); channels options.channels, else 1 when that file is
+    grey and 3 when it is in colour or grey images were replicated (the note 'channels')."""
+    images, rows = found.images, found.rows
+    if found.classes != classes or not len(rows) or int(rows[0]) < 0 or int(rows[-1]) >= len(files):
+        return False
+    if bool((np.diff(rows) <= 0).any()) or (not options.skip_bad and len(rows) != len(files)):
+        return False
+    if found.labels is not None and not np.array_equal(
+            found.labels, np.fromiter((files[i].label for i in rows.tolist()), np.int64, len(rows))):
+        return False
+    first = files[int(rows[0])]
+    if read_header(first) is not None:  # unreadable now: decoded again, and refused there
+        return False
+    c, h, w = images.shape[1:]
+    if (h, w) != (options.size or first.shape):
+        return False
+    if options.channels:
+        return c == options.channels
+    if c == 1:  # the data's own: 1 when every image is grey
+        return not first.colour
+    # 3 when that file is in colour, or grey images were replicated beside colour ones (the note
+    # 'channels' says how many)
+    return c == 3 and (first.colour or "channels" in found.notes)
 
 
 def _write_npy(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
@@ -117,6 +161,7 @@ def write_cache(target: Path, result: FolderImages) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             _write_npy(zf, "images", result.images)
+            _write_npy(zf, "rows", result.rows)
             if result.labels is not None and result.classes is not None:
                 _write_npy(zf, "labels", result.labels)
                 _write_npy(zf, "classes", np.array(result.classes, dtype=str))
@@ -129,6 +174,10 @@ def write_cache(target: Path, result: FolderImages) -> str:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         return f"not cached ({err.filename or target.parent}: {err.strerror or err})"
+    except BaseException:  # MemoryError, KeyboardInterrupt: no partial file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     _prune(target)
     return f"decoded {len(result.images)} images, cached as {target}"
 

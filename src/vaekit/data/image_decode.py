@@ -11,6 +11,11 @@ Pixels: every image becomes 8-bit grey ("L") or 8-bit RGB:
     "P" (palette)                  RGB, through RGBA when the palette has a transparent entry;
     "LA", "RGBA", "PA", ...        the alpha channel dropped (not composited: the colours stay);
     "CMYK", "YCbCr", other modes   RGB by Pillow's conversion.
+Orientation: an image whose EXIF Orientation tag (or XMP tiff:Orientation, as Pillow reads them)
+is 2..8 is turned upright, as Pillow's `ImageOps.exif_transpose` turns it (the EXIF table:
+mirrored, rotated 180, flipped, transposed, rotated 270, transversed, rotated 90), so that 5..8
+swap its height and width; the tag is read when the file is opened, before its pixels (a PNG's
+only from chunks before its pixels, in both passes). An EXIF block Pillow cannot parse is ignored.
 Channels: options.channels 0 keeps the data's own, 3 if any image is colour else 1 (grey stays
 grey, colour stays colour); 1 converts colour with Pillow's "L" (ITU-R 601-2 luma,
 L = R * 299/1000 + G * 587/1000 + B * 114/1000); 3 replicates grey into R, G and B.
@@ -44,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError, features
+from PIL import ExifTags, Image, UnidentifiedImageError, features
 
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
 from vaekit.data.image_files import HINT, NOT_REGULAR, TOO_LARGE, UNREADABLE, BadFile, FolderFile
@@ -57,6 +62,10 @@ GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B"
 SIXTEEN_BIT_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
 MAX_IMAGE_PIXELS = 8192 * 8192  # width x height of one image of a folder, read from its header
+# EXIF orientation -> the transposition that shows the image upright (1 and others: as stored)
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,28 @@ def is_16bit(im: Image.Image) -> bool:
     return ";16" in raw
 
 
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation of `im` as opened (1 when it has none, or one Pillow cannot parse), read
+    before its pixels: a PNG's from the chunks before them (Pillow's PNG `getexif` would decode the
+    image to reach the end of the file)."""
+    try:
+        with warnings.catch_warnings():  # "Corrupt EXIF data", "Truncated File Read"
+            warnings.simplefilter("ignore")
+            exif = Image.Image.getexif(im) if im.format == "PNG" else im.getexif()
+            value = exif.get(ExifTags.Base.Orientation, 1)
+    except Exception:  # Pillow's EXIF parser raises struct.error, ValueError, SyntaxError, OSError...
+        return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+def upright(im: Image.Image, orientation: int, counts: Counter[str]) -> Image.Image:
+    """`im` turned upright by its EXIF `orientation` (`exif_orientation`), counted in `counts`."""
+    if orientation not in UPRIGHT:
+        return im
+    counts["orientation"] += 1
+    return im.transpose(UPRIGHT[orientation])
+
+
 def read_header(f: FolderFile) -> BadFile | None:
     """Pass 1: fill in `f`'s size and colour from its header; a `BadFile` when it is unreadable,
     no regular file, or larger than MAX_IMAGE_PIXELS."""
@@ -147,7 +178,8 @@ def read_header(f: FolderFile) -> BadFile | None:
         return BadFile(f.rel, UNREADABLE, _unreadable(f))
     try:
         with _open_image(f) as im:
-            f.shape = (im.height, im.width)
+            turned = exif_orientation(im) in (5, 6, 7, 8)  # height and width swapped
+            f.shape = (im.width, im.height) if turned else (im.height, im.width)
             f.colour = im.mode not in GREY_MODES
     except DataError as err:  # not a regular file (any more)
         return BadFile(f.rel, NOT_REGULAR, str(err))
@@ -231,10 +263,12 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
                 raise DataError(_too_large(f, im.size))
             if is_16bit(im):
                 counts["16-bit"] += 1
+            orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
             im.load()  # a GIF: its first frame
             out = to_8bit(im, counts)
             out.load()
-    except DataError:
+            out = upright(out, orientation, counts)
+    except (DataError, MemoryError):
         raise
     except Image.DecompressionBombError:
         raise DataError(_too_large(f, None)) from None

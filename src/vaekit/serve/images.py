@@ -3,7 +3,8 @@ uploaded PNG or JPEG (base64) as the model's pixels, with what was done to it in
 
 An image is {"width", "height", "channels", "pixels"}: floats in [0, 1] rounded to 4 decimals, in
 the order (C, H, W) flattened. An upload's pixels become 8-bit by the rules image folders follow
-(`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8, palettes, alpha)."""
+(`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8, palettes, alpha), turned upright by
+its EXIF orientation as they are (`exif_orientation`, `upright`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vaekit.data.image_decode import is_16bit, to_8bit
+from vaekit.data.image_decode import exif_orientation, is_16bit, to_8bit, upright
 from vaekit.serve.request import ApiError
 
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
@@ -79,11 +80,15 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
         probe.verify()
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
         sixteen = is_16bit(im)
+        orientation = exif_orientation(im)  # before the pixels, as an image folder reads it
         im.load()
         kind = im.format or "image"
         c, h, w = shape
         done = [f"read a {width}x{height} {kind}"] + (["16-bit values to 8 bits (v >> 8)"] if sixteen else [])
-        eight = to_8bit(im, Counter())
+        counts: Counter[str] = Counter()
+        eight = upright(to_8bit(im, counts), orientation, counts)
+        if counts["orientation"]:
+            done.append("turned upright by its EXIF orientation")
         target = "L" if c == 1 else "RGB"
         if eight.mode != target:
             converted = eight.convert(target)
