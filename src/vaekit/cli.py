@@ -11,6 +11,7 @@ block. A `type=` converter raises `argparse.ArgumentTypeError` with a sentence n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import importlib
@@ -18,9 +19,11 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
+from vaekit.config import RANK_ERRORS_ENV
 from vaekit.errors import VaekitError
 from vaekit.version import __version__
 
@@ -174,6 +177,32 @@ def _is_negative_number(text: str) -> bool:
     return True
 
 
+def launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`--nproc N`: what one process can check is checked first and said once (the config, the
+    data's name, the score estimator, N against the CPU cores), then N processes under torchrun
+    (`vaekit.distributed.launch`), which turns the sentences the ranks leave into one VaekitError."""
+    from vaekit.data.load import allow_modified_data, check_source  # checked here before torchrun
+    from vaekit.distributed import check_estimator, check_nproc, launch  # torch, only for --nproc
+
+    config, _ = importlib.import_module(f"vaekit.commands.{args.command}").build_config(args)
+    check_source(config.data.name, config.data.data_dir)
+    allow_modified_data()  # $VAEKIT_ALLOW_MODIFIED_DATA read once here, not refused by each rank
+    check_estimator(getattr(config.train, "estimator", ""))
+    check_nproc(args.nproc, config.train.device)
+    return launch(args.nproc, without_nproc(argv))
+
+
+def say(command: str, sentence: str) -> None:
+    """A command's error: `vaekit COMMAND: error: SENTENCE` on stderr; in a rank started by
+    `--nproc`, left in the launcher's folder instead (RANK_ERRORS_ENV), which says it once."""
+    folder = os.environ.get(RANK_ERRORS_ENV)
+    if folder:
+        with contextlib.suppress(OSError):
+            Path(folder, f"pid-{os.getpid()}").write_text(sentence)
+            return
+    print(f"vaekit {command}: error: {sentence}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `vaekit ARGV`; return the exit status (2 for any error a user can cause). `--help` and
     `--version` exit 0 through SystemExit, as argparse does."""
@@ -185,11 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     if getattr(args, "nproc", 1) > 1 and os.environ.get("WORLD_SIZE") is None:
-        from vaekit.distributed import launch  # subprocess and torchrun, only for --nproc
-
         try:
-            return launch(args.nproc, without_nproc(sys.argv[1:] if argv is None else argv))
-        except VaekitError as err:  # checked before torchrun starts, said once
+            return launch_ranks(args, sys.argv[1:] if argv is None else argv)
+        except VaekitError as err:  # found before torchrun starts, or the ranks' sentences: said once
             print(f"vaekit {args.command}: error: {err}", file=sys.stderr)
             return 2
     from vaekit.device import flush_denormals  # before torch's first parallel op: see its docstring
@@ -198,12 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with flush_denormals():
             status: Any = args.func(args)
     except VaekitError as err:
-        print(f"vaekit {args.command}: error: {err}", file=sys.stderr)
+        say(args.command, str(err))
         return 2
     except OSError as err:
         if err.errno not in PATH_ERRORS or err.filename is None:
             raise
-        print(f"vaekit {args.command}: error: {path_sentence(err)}", file=sys.stderr)
+        say(args.command, path_sentence(err))
         return 2
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

@@ -37,21 +37,24 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
-import math
+import logging
 import os
-import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from vaekit.config import RANK_ERRORS_ENV, env_int, seconds_of
 from vaekit.errors import ConfigError
 
 TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
 DEFAULT_TIMEOUT = 60.0
+MIN_TIMEOUT = 1.0  # less, and a rendezvous times out before the ranks have started
+MAX_WORLD = 1 << 20  # ranks: more is a typo
 MAX_TIMEOUT = 7 * 86_400.0  # a week: longer is a typo (and inf overflows the C++ timeout)
 
 
@@ -81,28 +84,21 @@ class World:
 
 
 def timeout_seconds(text: str | None) -> float:
-    """VAEKIT_DIST_TIMEOUT's seconds: a number in (0, a week], DEFAULT_TIMEOUT when unset."""
-    if text is None:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_TIMEOUT:
-        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds in (0, {MAX_TIMEOUT:,.0f}], "
-                          f"got {text[:40]!r}.")
-    return value
+    """VAEKIT_DIST_TIMEOUT's seconds: a number in [MIN_TIMEOUT, a week], DEFAULT_TIMEOUT when unset."""
+    return seconds_of(TIMEOUT_ENV, text, MIN_TIMEOUT, MAX_TIMEOUT, DEFAULT_TIMEOUT)
 
 
-def _int_env(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value is None:
+def place() -> tuple[int, int] | None:
+    """(RANK, WORLD_SIZE) as torchrun sets them, None when WORLD_SIZE is unset or 1; each checked
+    (ASCII digits, RANK in [0, WORLD_SIZE), LOCAL_RANK in [0, LOCAL_WORLD_SIZE)) before any
+    rendezvous, so a wrong one is one sentence, not a wait for the timeout."""
+    size = env_int("WORLD_SIZE", 1, MAX_WORLD)
+    rank = env_int("RANK", 0, (size or 1) - 1)
+    local_size = env_int("LOCAL_WORLD_SIZE", 1, size or 1)
+    env_int("LOCAL_RANK", 0, (local_size or size or 1) - 1)
+    if size is None or size == 1:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"the environment variable {name} must be an integer, got "
-                          f"{value[:40]!r}.") from None
+    return rank or 0, size
 
 
 _WORLD: World | None = None
@@ -113,14 +109,14 @@ def world(device: str = "cpu") -> World | None:
     once: gloo on a CPU, nccl for CUDA; collectives wait VAEKIT_DIST_TIMEOUT seconds, default 60,
     for a rank that died), else None. A rendezvous that cannot be reached is one sentence."""
     global _WORLD
-    size = _int_env("WORLD_SIZE")
-    if size is None or size <= 1:
-        return None
     if _WORLD is not None:
         return _WORLD
+    placed = place()
+    if placed is None:
+        return None
     import torch.distributed as dist  # only ever imported by a distributed run
 
-    rank = _int_env("RANK") or 0
+    rank, size = placed
     timeout = timeout_seconds(os.environ.get(TIMEOUT_ENV))
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" and torch.cuda.is_available() else "gloo"
@@ -164,12 +160,58 @@ def check_batches(n: int, batch_size: int, w: World) -> None:
                           "batch has as many), or fewer processes.")
 
 
+def check_estimator(estimator: str) -> None:
+    """Refuse an estimator that cannot run over several processes (the score estimator's running
+    baseline is of one process's draws); `vaekit train --nproc` asks it before starting them."""
+    if estimator == "score":
+        raise ConfigError("--estimator score keeps a baseline of one process's draws; train it with "
+                          "one process.")
+
+
+def check_nproc(nproc: int, device: str) -> None:
+    """Refuse more processes than the CPU cores this process may use (`os.sched_getaffinity`) for a
+    run on the CPU: each rank computes on its own cores, so more ranks share them and the run is
+    slower than with one process a core. A CUDA run is not bounded here."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if nproc > cores:
+        raise ConfigError(f"--nproc {nproc} is more processes than the {cores} CPU core"
+                          f"{'s' if cores > 1 else ''} this process may use; on the CPU each process "
+                          "needs a core of its own (more share them and train slower than fewer), so "
+                          f"use --nproc {cores} or fewer.")
+
+
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run `vaekit ARGV` in `nproc` processes on this machine under torchrun; its exit status.
-    VAEKIT_DIST_TIMEOUT is checked first, so that a bad one is one sentence, not one per rank
-    and torchrun's report."""
+    """Run `vaekit ARGV` in `nproc` processes on this machine under torchrun, started in this
+    process (`torch.distributed.run`); 0 when every rank ended well. VAEKIT_DIST_TIMEOUT is checked
+    first. A rank's error sentence is left in a folder (RANK_ERRORS_ENV, `vaekit.cli.say`), not
+    printed: the ranks' sentences, each once, are one ConfigError here, without torchrun's report.
+    A rank that ended otherwise (a crash: its own output says why) is one line and status 1."""
     timeout_seconds(os.environ.get(TIMEOUT_ENV))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", "-m", "vaekit", *argv]
-    env: dict[str, Any] = dict(os.environ)
-    return subprocess.call(command, env=env)
+    from torch.distributed import run as torchrun  # only ever imported by --nproc
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):  # its reports of a failed rank: ours below
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    args = torchrun.parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "vaekit", *argv])
+    with tempfile.TemporaryDirectory(prefix="vaekit-ranks-") as folder:
+        os.environ[RANK_ERRORS_ENV] = folder
+        try:
+            torchrun.run(args)
+        except ChildFailedError as failed:
+            said = [p.read_text(errors="replace") for p in sorted(Path(folder).iterdir())]
+            if said:
+                raise ConfigError(" ".join(dict.fromkeys(said))) from None
+            ranks = ", ".join(f"rank {rank} (exit status {failure.exitcode})"
+                              for rank, failure in sorted(failed.failures.items()))
+            print(f"vaekit: {ranks} ended with an error; its output above says why.", file=sys.stderr)
+            return 1
+        except SignalException as stopped:
+            print("vaekit: interrupted", file=sys.stderr)
+            return 128 + int(stopped.sigval)
+        finally:
+            del os.environ[RANK_ERRORS_ENV]
+    return 0

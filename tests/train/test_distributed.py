@@ -233,13 +233,14 @@ def test_a_classifier_in_two_processes(tmp_path: Path) -> None:
     assert abs(one["accuracy"] - two["accuracy"]) <= 2 / one["images"]  # at most a rounding flip or two
 
 
-@pytest.mark.parametrize("text", ["inf", "-5", "0", "nan", "1e300", "soon", ""])
+@pytest.mark.parametrize("text", ["inf", "-5", "0", "nan", "1e300", "soon", "", "1e-300", "0.5", "1_0", "٣",
+                                  " 5 "])
 def test_a_timeout_that_is_not_a_number_of_seconds_is_one_sentence(text: str) -> None:
     """VAEKIT_DIST_TIMEOUT=inf overflowed the C++ timeout, -5 reached torch's own frames: each is
     refused before the rendezvous, naming the variable and the range."""
     from vaekit.distributed import TIMEOUT_ENV, timeout_seconds
 
-    with pytest.raises(ConfigError, match=f"{TIMEOUT_ENV} must be a number of seconds in \\(0, 604,800\\]"):
+    with pytest.raises(ConfigError, match=f"{TIMEOUT_ENV} must be a number of seconds from 1 to 604,800"):
         timeout_seconds(text)
 
 
@@ -258,3 +259,78 @@ def test_nproc_with_a_bad_timeout_is_one_sentence_before_torchrun(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "VAEKIT_DIST_TIMEOUT must be a number of seconds" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_timeout_of_1_second_is_the_least() -> None:
+    """1e-300 s was read as 0 ms: each rank's rendezvous timed out at once, in C++ stack dumps."""
+    from vaekit.distributed import MIN_TIMEOUT, timeout_seconds
+
+    assert MIN_TIMEOUT == 1 and timeout_seconds("1") == 1.0
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"WORLD_SIZE": "٣"}, "WORLD_SIZE"), ({"WORLD_SIZE": "-5"}, "WORLD_SIZE"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE"), ({"WORLD_SIZE": " 2"}, "WORLD_SIZE"),
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK"),
+    ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK"), ({"WORLD_SIZE": "2", "RANK": "9" * 23}, "RANK"),
+    ({"WORLD_SIZE": "2", "RANK": "1_0"}, "RANK"),
+    ({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "2"}, "LOCAL_RANK"),
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "2"}, "LOCAL_RANK"),
+    ({"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "3"}, "LOCAL_WORLD_SIZE")])
+def test_a_place_torchrun_cannot_give_is_one_sentence_before_the_rendezvous(
+        monkeypatch: pytest.MonkeyPatch, one_sentence: Any, env: dict[str, str], named: str) -> None:
+    from vaekit import distributed
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
+        distributed.world()  # refused before torch.distributed is touched: no rendezvous to wait for
+    one_sentence(str(err.value), f"environment variable {named} must be an integer")
+
+
+def test_a_place_torchrun_gives_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.distributed import place
+
+    for name, value in {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert place() == (3, 4)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert place() is None
+
+
+@pytest.mark.parametrize("flags", [["--data", "bogusname"], ["--data", "digits", "--estimator", "score"],
+                                   ["--data", "digits", "--nproc", "3"]])
+def test_nproc_refuses_what_one_process_can_see_before_torchrun(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        flags: list[str]) -> None:
+    """An unknown dataset, the score estimator, more processes than cores: one sentence, exit 2,
+    no process started (each rank used to say it, then torchrun's traceback, exit 1)."""
+    from vaekit import distributed
+
+    def never(*_: Any) -> int:
+        raise AssertionError("torchrun started")
+
+    monkeypatch.setattr(distributed, "launch", never)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})  # 2 cores
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    nproc = [] if "--nproc" in flags else ["--nproc", "2"]
+    assert main(["train", *nproc, *flags, "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vaekit train: error: "), err
+    assert ("more processes than the 2 CPU cores" in err) == ("3" in flags)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_error_in_the_ranks_is_said_once_with_exit_2(tmp_path: Path) -> None:
+    """Found by the ranks only (after loading the data): the sentence once, no torchrun report."""
+    done = subprocess.run([sys.executable, "-m", "vaekit", "train", *ARGS, "--epochs", "1", "--nproc", "2",
+                           "--prior", "vamp", "--pseudo-inputs", "5000", "--out", str(tmp_path / "run")],
+                          env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("error:") == 1 and "model.pseudo_inputs is 5,000" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr

@@ -6,17 +6,14 @@ the flag tables of config sections on them."""
 from __future__ import annotations
 
 import argparse
-import re
 import reprlib
 from collections.abc import Callable
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import given_text, parse_int_list
+from vaekit.config import DECIMAL, NUMBER, given_text, parse_int_list
 from vaekit.errors import ConfigError
 
-DECIMAL = re.compile(r"-?[0-9]+")  # an integer as a person types one: ASCII digits, a minus sign
-NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|infinity|nan)", re.I)
 _REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
 _REPR.maxstring, _REPR.maxlong = 60, 40
 

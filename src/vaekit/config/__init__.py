@@ -30,8 +30,18 @@ The package, one concept a file (every name is imported from `vaekit.config` its
     sections.py  the four sections, `TrainConfig`, the valid choices, `BOUNDS`, `RESUMABLE_CHANGES`
     values.py    numbers, durations, image sizes and integer lists read from text, TOML or JSON
     read.py      `apply`, `load_toml`, `from_dict`: every value checked as it is read; `validate`
+    environ.py   the environment variables vaekit reads, as strictly as flags (`env_int`, ...)
 """
 
+from vaekit.config.environ import (
+    DECIMAL,
+    NUMBER,
+    RANK_ERRORS_ENV,
+    env_int,
+    env_seconds,
+    env_switch,
+    seconds_of,
+)
 from vaekit.config.read import (
     MAX_LAYERS,
     MAX_TOML_BYTES,
@@ -104,7 +114,7 @@ from vaekit.config.values import (
     parse_positive_duration,
 )
 
-__all__ = [  # the public names of the four modules, each imported from here
+__all__ = [  # the public names of the modules, each imported from here
     "ACTIVATIONS", "BINARIZATIONS", "BOUNDS", "Bound", "C", "DEVICES", "DURATION_UNITS", "DataConfig",
     "ENGINES", "ESTIMATORS", "IMAGE_CHANNELS", "IMAGE_FITS", "IMAGE_OPTIONS", "KINDS", "LIKELIHOODS",
     "LoopConfig", "MAX_IMAGE_SIDE", "MAX_LAYERS", "MAX_SIZE", "MAX_THREADS", "MAX_TOML_BYTES",
@@ -113,6 +123,7 @@ __all__ = [  # the public names of the four modules, each imported from here
     "bounds_of", "check_choices", "check_data_images", "check_fields", "check_used", "check_value",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
-    "parse_positive_duration", "given_text", "check_path_length",
+    "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",
+    "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "seconds_of",
     "resumable_of", "sections_of", "setting", "settings_of", "shared", "validate",
 ]

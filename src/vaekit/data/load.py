@@ -8,9 +8,10 @@ are found is `vaekit.data.registry`'s business; how pixels become x is `vaekit.d
 A known dataset is checked against its published SHA-256 on every load (the sum is taken of the
 bytes being parsed, see `vaekit.data.download.read_checked`): a file that does not match is a
 ChecksumError, for train, eval, report, check and `vaekit data info` alike. To use a modified copy
-on purpose, set the environment variable VAEKIT_ALLOW_MODIFIED_DATA=1 (exactly "1"; `vaekit data
-info` also takes --allow-modified); the files' status stays in `Dataset.checksums`. A plain copy of
-a file whose published sum is of its .gz archive (MNIST, KMNIST) is "unchecked", not an error.
+on purpose, set the environment variable VAEKIT_ALLOW_MODIFIED_DATA=1 ("0" or unset: no; another
+value is refused; `vaekit data info` also takes --allow-modified); the files' status stays in
+`Dataset.checksums`. A plain copy of a file whose published sum is of its .gz archive (MNIST,
+KMNIST) is "unchecked", not an error.
 
 A user's own data is read by the reader that claims its path (`vaekit.data.readers`: a folder of
 PNG/JPEG/... images, `vaekit.data.folder`; a .npy/.npz array, `vaekit.data.arrays`), split 80/10/10;
@@ -27,13 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import check_path_length
+from vaekit.config import check_path_length, env_switch
 from vaekit.data.binarize import prepare
 from vaekit.data.dataset import Dataset, Split, split_indices, take, three_way
 from vaekit.data.download import MISMATCH, check_mirror_url, read_checked
 from vaekit.data.idx import parse_idx
 from vaekit.data.image_decode import ImageOptions, resize_images
-from vaekit.data.readers import expected_sources, neither_kind, other_sources, reader_for
+from vaekit.data.readers import Reader, expected_sources, neither_kind, other_sources, reader_for
 from vaekit.data.registry import (
     BUILTIN,
     DATA_DIR,
@@ -82,10 +83,11 @@ def _read_pair(directory: Path, spec: IDXDataset, part: str,
 
 def allow_modified_data(explicit: bool | None = None) -> bool:
     """Whether files that fail their published checksum may be used: `explicit` when given (the
-    --allow-modified flag), else whether $VAEKIT_ALLOW_MODIFIED_DATA is exactly "1"."""
+    --allow-modified flag), else whether $VAEKIT_ALLOW_MODIFIED_DATA is "1" ("0", empty or unset:
+    no; any other value is a ConfigError naming the two)."""
     if explicit is not None:
         return explicit
-    return os.environ.get(ALLOW_MODIFIED_ENV, "") == "1"
+    return env_switch(ALLOW_MODIFIED_ENV, {"1": True, "0": False})
 
 
 def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: bool) -> None:
@@ -165,28 +167,39 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     if val_size is not None and name not in REGISTRY:
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")
-    reader = reader_for(name) if name and name not in REGISTRY and name not in BUILTIN else None
-    if reader is not None or name in BUILTIN:
-        check_data_dir(name, data_dir)
+    reader = check_source(name, data_dir)
     if reader is not None:
         ds = reader.load(name, images, progress)
         if reader.decodes_images:
             return ds
     elif name == "digits":
         ds = load_digits_dataset()
-    elif name in REGISTRY:
+    else:
         ds = load_idx_dataset(name, data_dir, download, val_size, allow_modified=allow_modified)
-    elif name and _looks_like_path(name):
+    if images is not None and images.changes_pixels:
+        apply_image_options(ds, images)
+    return ds
+
+
+def check_source(name: str, data_dir: str | Path | None = None) -> Reader | None:
+    """What `load_dataset` refuses of a name and a data directory before it reads a file (an
+    unknown name, a path that is neither kind, a data directory that would be ignored); the reader
+    of a user's path, None for a built-in or registry set. `vaekit train --nproc` asks it first."""
+    for text, what in ((name, "the dataset name or path"), (data_dir, "the data directory")):
+        if text:
+            check_path_length(str(text), what)
+    reader = reader_for(name) if name and name not in REGISTRY and name not in BUILTIN else None
+    if reader is not None or name in BUILTIN:
+        check_data_dir(name, data_dir)
+    elif name and name not in REGISTRY and _looks_like_path(name):
         what = neither_kind() if Path(name).exists() else "no such file or folder"
         raise DataError(f"{name}: {what}; expected {expected_sources()}.")
-    else:
+    elif name not in REGISTRY:
         raise UnknownDatasetError(
             f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, "
             f"{other_sources()}."
         )
-    if images is not None and images.changes_pixels:
-        apply_image_options(ds, images)
-    return ds
+    return reader
 
 
 def uses_data_dir(name: str) -> bool:

@@ -257,9 +257,7 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
     loop = task.config.train
     w = distributed.world(loop.device)  # None for one process: torch.distributed is not touched
     if w is not None:
-        if task.options.estimator == "score":
-            raise ConfigError("--estimator score keeps a baseline of one process's draws; train it with "
-                              "one process.")
+        distributed.check_estimator(task.options.estimator)
         distributed.check_batches(task.train_size, loop.batch_size, w)
         if not w.writer:
             log, show_bar = _silent, False
