@@ -574,7 +574,8 @@ def test_metrics_rows_out_of_order_or_past_the_runs_end_are_refused(run: Path, c
     rows = {"reversed": [*rows[::-1], *rows], "twice": [*rows, *rows], "a gap": [*rows, last(4)],
             "past the end": [*rows, last(3)]}[how]
     path.write_text("\n".join(rows) + "\n")
-    with pytest.raises(CheckpointError, match="past the 2 epochs" if how == "past the end" else "was due"):
+    why = {"past the end": "past the 2 epochs", "a gap": "epoch 3 was due"}.get(how, "metrics_sha256")
+    with pytest.raises(CheckpointError, match=why):
         runs.read_metrics(run)
     before = snapshot(run)
     for template in (["report", "{run}", "--k", "2"], RESUME):
@@ -620,3 +621,14 @@ def test_a_vae_eval_json_with_impossible_values_is_refused(run: Path, capsys: An
     err = cli_bad(capsys, one_sentence, ["report", str(run)], str(run / runs.EVAL))
     assert field in err
     assert snapshot(run) == before
+
+
+def test_metrics_rows_out_of_order_are_refused_without_a_checkpoint(tmp_path: Path) -> None:
+    """No checkpoint (killed before its first) or one of an earlier vaekit: the order still holds."""
+    for epoch in (1, 2, 2):
+        runs.append_metrics(tmp_path, {"epoch": epoch, "loss": 1.0})
+    with pytest.raises(CheckpointError, match="line 3 is epoch 2, where epoch 3 was due"):
+        runs.read_metrics(tmp_path)
+    (tmp_path / runs.METRICS).write_text('{"epoch": 2}\n{"epoch": 1}\n')
+    with pytest.raises(CheckpointError, match="line 1 is epoch 2, where epoch 1 was due"):
+        runs.read_metrics(tmp_path)

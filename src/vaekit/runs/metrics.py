@@ -42,8 +42,7 @@ DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl'
 
 def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """(line number, line, row) of every row of metrics.jsonl, checked; a last line cut by a kill
-    mid-write is dropped, anything else that is not a row, or a row out of the order of epochs
-    1, 2, 3, ..., is a CheckpointError naming the line."""
+    mid-write is dropped, anything else that is not a row is a CheckpointError naming the line."""
     path = run_dir / METRICS
     if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
         return []
@@ -69,10 +68,6 @@ def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
         if not is_int(epoch) or epoch < 1 or not all(is_number(v) for v in row.values()):
             raise CheckpointError(f"{path}: line {i + 1} is not a row of `vaekit train` (an object with "
                                   "an integer epoch >= 1 and numbers for its other fields).")
-        if epoch != len(rows) + 1:
-            raise CheckpointError(f"{path}: line {i + 1} is epoch {epoch}, where epoch {len(rows) + 1} "
-                                  "was due: the rows of a run are epochs 1, 2, 3, ... in order, each "
-                                  "once; the file was edited, or its lines reordered.")
         rows.append((i + 1, line, row))
     return rows
 
@@ -121,16 +116,21 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     CheckpointError naming the file."""
     run_dir = Path(run_dir)
     lines = _lines(run_dir)
-    planned = _planned(run_dir) if lines else None
-    if planned is not None and len(lines) > planned:
-        raise CheckpointError(f"{run_dir / METRICS}: line {planned + 1} is epoch {planned + 1}, past the "
-                              f"{planned} epochs of {run_dir / CONFIG}; the file was edited, or copied "
-                              "from another run.")
     recorded = _recorded(run_dir) if lines else None
     if recorded is not None and _digest(lines, recorded[0]) != recorded[1]:
         raise CheckpointError(f"{run_dir / METRICS}: its rows of epochs 1-{recorded[0]} are not those "
                               f"{run_dir / CHECKPOINT} recorded (metrics_sha256); the file was edited, or "
                               "copied from another run.")
+    for number, _, row in lines:
+        if row["epoch"] != number:  # the line numbers of rows: 1, 2, 3, ...
+            raise CheckpointError(f"{run_dir / METRICS}: line {number} is epoch {row['epoch']}, where "
+                                  f"epoch {number} was due: the rows of a run are epochs 1, 2, 3, ... in "
+                                  "order, each once; the file was edited, or its lines reordered.")
+    planned = _planned(run_dir) if lines else None
+    if planned is not None and len(lines) > planned:
+        raise CheckpointError(f"{run_dir / METRICS}: line {planned + 1} is epoch {planned + 1}, past the "
+                              f"{planned} epochs of {run_dir / CONFIG}; the file was edited, or copied "
+                              "from another run.")
     return [row for _, _, row in lines]
 
 
