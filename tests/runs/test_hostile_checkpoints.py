@@ -188,3 +188,52 @@ def test_the_floor_of_a_vae_score_is_that_of_its_likelihood_and_kl() -> None:
     with pytest.raises(CheckpointError, match=r"progress\.best_val must be a validation -ELBO in nats, at "
                                               r"least 0, got -3\.5"):
         check_progress(record, Path("c"), progress_fields(Progress), _bounds())
+
+
+@pytest.mark.parametrize("resume, make", [(VAE_RESUME, "vae_run"), (CLASSIFIER_RESUME, "classifier_run")])
+@pytest.mark.parametrize("how", ["config.json", "epoch 1", "another seed", "not JSON"])
+def test_a_checkpoint_json_that_is_not_the_checkpoints_state_is_refused(
+        resume: list[str], make: str, how: str, tmp_path: Path, request: pytest.FixtureRequest,
+        capsys: Any, one_sentence: Any) -> None:
+    """checkpoint.json is the readable copy of checkpoint.safetensors' state: held against it."""
+    run = Path(shutil.copytree(request.getfixturevalue(make), tmp_path / "run"))
+    path = run / runs.CHECKPOINT_JSON
+    state = json.loads(path.read_text())
+    if how == "config.json":
+        shutil.copy(run / runs.CONFIG, path)
+    elif how == "not JSON":
+        path.write_text("{")
+    else:
+        state["epoch" if how == "epoch 1" else "config"] = 1 if how == "epoch 1" else {
+            **state["config"], "train": {**state["config"]["train"], "seed": 1}}
+        path.write_text(json.dumps(state))
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert main([*resume, str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    one_sentence(err.removeprefix(f"vaekit {resume[0]}: error: "), str(path), str(run / runs.CHECKPOINT))
+    assert _snapshot(run) == before
+    path.unlink()  # vaekit writes it again from the state
+    assert main([*resume, str(run)]) == 0
+    assert json.loads(path.read_text()) == runs.load_checkpoint(run)[2]
+
+
+@pytest.mark.parametrize("resume, make", [(VAE_RESUME, "vae_run"), (CLASSIFIER_RESUME, "classifier_run")])
+@pytest.mark.parametrize("how", ["reversed", "twice", "past the end"])
+def test_metrics_rows_out_of_order_are_refused_for_every_kind(
+        resume: list[str], make: str, how: str, tmp_path: Path, request: pytest.FixtureRequest,
+        capsys: Any, one_sentence: Any) -> None:
+    """A classifier's metrics.jsonl is held to the law of a VAE's: epochs 1, 2, ... of the run."""
+    run = Path(shutil.copytree(request.getfixturevalue(make), tmp_path / "run"))
+    path = run / runs.METRICS
+    rows = path.read_text().splitlines()
+    extra = {"reversed": rows[::-1], "twice": rows,
+             "past the end": [rows[-1].replace('"epoch": 2', '"epoch": 3', 1)]}[how]
+    path.write_text("\n".join([*rows, *extra]) + "\n")
+    before = _snapshot(run)
+    for argv in (["report", str(run)], [*resume, str(run)]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        one_sentence(err.removeprefix(f"vaekit {argv[0]}: error: "), str(path))
+    assert _snapshot(run) == before

@@ -72,6 +72,12 @@ def tanh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("runs") / "tanh", activation="tanh")
 
 
+@pytest.fixture(scope="module")
+def seed1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of the same network as `trained`'s, trained with another seed."""
+    return make_run(tmp_path_factory.mktemp("runs") / "seed1", seed=1)
+
+
 @pytest.fixture
 def run(trained: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(trained, tmp_path / "run"))
@@ -217,6 +223,24 @@ def test_a_model_file_of_another_network_is_refused(run: Path, tanh: Path, tmp_p
     with pytest.raises(CheckpointError) as err:
         runs.load_run(run)
     one_sentence(str(err.value), str(run / runs.MODEL), str(run / runs.CONFIG), "model.activation")
+
+
+@pytest.mark.parametrize("name", [runs.MODEL, runs.CONFIG])
+def test_a_model_or_config_of_a_run_with_another_seed_is_refused(run: Path, seed1: Path, capsys: Any,
+                                                                one_sentence: Any, name: str) -> None:
+    """The same network trained with --seed 1: every field but the resumable ones is compared."""
+    shutil.copy(seed1 / name, run / name)
+    before = snapshot(run)
+    for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}"]):
+        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        assert "train.seed" in err
+    assert snapshot(run) == before
+
+
+def test_resumable_fields_changed_in_config_json_are_accepted(run: Path) -> None:
+    """--resume rewrites epochs, patience, threads; a time budget's re-plan the epochs."""
+    _edit_json(run / runs.CONFIG, lambda c: c["train"].update(epochs=7, patience=3, threads=2))
+    assert runs.load_run(run).model is not None
 
 
 def test_model_files_of_the_same_config_and_seed_are_the_same_bytes(trained: Path, twin: Path,
@@ -529,11 +553,34 @@ def test_metrics_of_another_run_or_edited_are_refused(run: Path, tanh: Path, cap
 
 
 def test_rows_past_the_checkpoint_are_not_held_against_it(run: Path) -> None:
-    """A kill between an epoch's row and its checkpoint leaves one row more: still the run's."""
+    """A kill between an epoch's row and its checkpoint leaves one row more: still the run's (here
+    of `--resume --epochs 3`, which writes config.json's epochs before the row)."""
+    _edit_json(run / runs.CONFIG, lambda c: c["train"].__setitem__("epochs", 3))
     path = run / runs.METRICS
     rows = path.read_text().splitlines()
     path.write_text("\n".join([*rows, rows[-1].replace('"epoch": 2', '"epoch": 3', 1)]) + "\n")
     assert [r["epoch"] for r in runs.read_metrics(run)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("how", ["reversed", "twice", "a gap", "past the end"])
+def test_metrics_rows_out_of_order_or_past_the_runs_end_are_refused(run: Path, capsys: Any,
+                                                                    one_sentence: Any, how: str) -> None:
+    """Rows are epochs 1, 2, ... of config.json's epochs, whatever the checkpoint recorded."""
+    path = run / runs.METRICS
+    rows = path.read_text().splitlines()
+    def last(epoch: int) -> str:
+        return rows[-1].replace('"epoch": 2', f'"epoch": {epoch}', 1)
+
+    rows = {"reversed": [*rows[::-1], *rows], "twice": [*rows, *rows], "a gap": [*rows, last(4)],
+            "past the end": [*rows, last(3)]}[how]
+    path.write_text("\n".join(rows) + "\n")
+    why = {"past the end": "past the 2 epochs", "a gap": "epoch 3 was due"}.get(how, "metrics_sha256")
+    with pytest.raises(CheckpointError, match=why):
+        runs.read_metrics(run)
+    before = snapshot(run)
+    for template in (["report", "{run}", "--k", "2"], RESUME):
+        cli_bad(capsys, one_sentence, argv(template, run), str(path))
+    assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("field, value", [("binarize", "none"), ("name", "mnist")])
@@ -560,3 +607,28 @@ def test_a_config_edited_to_a_huge_network_is_refused_before_it_is_built(
     monkeypatch.setattr(kinds, "build_model", no_build)
     err = cli_bad(capsys, one_sentence, argv(EVAL, run), str(run / runs.CONFIG))
     assert "model.hidden" in err
+
+
+@pytest.mark.parametrize("field, value", [("k", 0), ("images", -5), ("active_units", 99), ("latent_dim", 0),
+                                          ("probe_accuracy", 2.0), ("seed", -1), ("threads", 0),
+                                          ("latent_mean_variance", [-1.0, 0.0])])
+def test_a_vae_eval_json_with_impossible_values_is_refused(run: Path, capsys: Any, one_sentence: Any,
+                                                           field: str, value: Any) -> None:
+    """k = 0, -5 images, 99 active units of a 2-dimensional latent: no `vaekit eval` writes them."""
+    assert main(argv(EVAL, run)) == 0
+    _edit_json(run / runs.EVAL, lambda e: e.__setitem__(field, value))
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, ["report", str(run)], str(run / runs.EVAL))
+    assert field in err
+    assert snapshot(run) == before
+
+
+def test_metrics_rows_out_of_order_are_refused_without_a_checkpoint(tmp_path: Path) -> None:
+    """No checkpoint (killed before its first) or one of an earlier vaekit: the order still holds."""
+    for epoch in (1, 2, 2):
+        runs.append_metrics(tmp_path, {"epoch": epoch, "loss": 1.0})
+    with pytest.raises(CheckpointError, match="line 3 is epoch 2, where epoch 3 was due"):
+        runs.read_metrics(tmp_path)
+    (tmp_path / runs.METRICS).write_text('{"epoch": 2}\n{"epoch": 1}\n')
+    with pytest.raises(CheckpointError, match="line 1 is epoch 2, where epoch 1 was due"):
+        runs.read_metrics(tmp_path)

@@ -75,6 +75,11 @@ FINITE_FIELDS = {"test_neg_elbo": "test -ELBO", "test_nll": "test -log p(x)",
                  "bits_per_dim": "bits per dimension", "mse": "reconstruction error",
                  "test_nll_stderr": "standard error of -log p(x)", "kl_per_dim": "KL per dimension",
                  "latent_mean_variance": "variance of the latent means"}
+# (field, least value, greatest value or the field that bounds it): what `vaekit eval` can write
+RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active_units", 0, "latent_dim"),
+          ("test_nll_stderr", 0, None), ("mse", 0, None), ("seconds", 0, None), ("probe_accuracy", 0, 1),
+          ("probe_train_images", 1, None), ("seed", 0, SEED_MAX), ("binarization_seed", 0, SEED_MAX),
+          ("batch_size", 1, None), ("threads", 1, None), ("world_size", 1, None))
 TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of", "device")
 # What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
 LIKELIHOOD_OF = {
@@ -215,6 +220,7 @@ def check_eval(result: Any, path: Path) -> None:
     if bad:
         raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
                               "integers); not an eval.json of `vaekit eval`.")
+    _check_ranges(result, path)
     latent = result["latent_dim"]
     for field in PER_DIM_FIELDS:
         values = result.get(field)
@@ -229,6 +235,23 @@ def check_eval(result: Any, path: Path) -> None:
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
             raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
+
+
+def _check_ranges(result: dict[str, Any], path: Path) -> None:
+    """Each field of `RANGES` that is there within its range (the latent means' variances >= 0):
+    a CheckpointError naming the first that is not (k = 0, -5 images, 99 active units of 4)."""
+    for field, low, high in RANGES:
+        value = result.get(field)
+        top = result[high] if isinstance(high, str) else high
+        if is_number(value) and not (low <= value and (top is None or value <= top)):
+            bound = f">= {low}" if top is None else f"between {low} and {top}"
+            where = " (its latent_dim)" if isinstance(high, str) else ""
+            raise CheckpointError(f"{path}: {field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
+                                  f"{bound}{where}; not an eval.json of `vaekit eval`.")
+    variances = result.get("latent_mean_variance")
+    if isinstance(variances, list) and any(is_number(v) and v < 0 for v in variances):
+        raise CheckpointError(f"{path}: latent_mean_variance holds a negative variance; not an eval.json "
+                              "of `vaekit eval`.")
 
 
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:

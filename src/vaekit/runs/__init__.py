@@ -69,6 +69,7 @@ from vaekit.runs.kinds import (
 from vaekit.runs.load import Run, check_outputs, device_named, load_run
 from vaekit.runs.metrics import append_metrics, read_metrics, truncate_metrics
 from vaekit.runs.weights import (
+    check_readable_copy,
     decode_bytes,
     encode_bytes,
     load_checkpoint,
@@ -83,7 +84,8 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
     "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "append_metrics", "check_outputs", "check_run_dir", "decode_bytes", "device_named", "encode_bytes",
+    "append_metrics", "check_outputs", "check_readable_copy", "check_run_dir", "decode_bytes",
+    "device_named", "encode_bytes",
     "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
     "model_fingerprint",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",

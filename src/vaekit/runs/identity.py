@@ -99,15 +99,13 @@ def weights_metadata(config: dict[str, Any]) -> dict[str, str]:
     return {CONFIG_KEY: json.dumps(plain, allow_nan=False)}
 
 
-def _changed(trained: Any, current: Any, keep: tuple[str, ...] | None) -> list[str]:
+def _changed(trained: Any, current: Any) -> list[str]:
     """The fields of config.json (`current`) that differ from the config the weights were trained
-    with, but the resumable ones: all of them (`keep` None), or those whose names start with one of
-    `keep`. Configs of two kinds differ in their "task"."""
+    with, but the resumable ones. Configs of two kinds differ in their "task"."""
     if type(trained) is not type(current):
         return ["task"]
     allowed = set(resumable_of(current))
-    return [d for d in differences(trained, current)
-            if d not in allowed and (keep is None or d.startswith(keep))]
+    return [d for d in differences(trained, current) if d not in allowed]
 
 
 def _described(changed: list[str], trained: Any, current: Any) -> str:
@@ -156,7 +154,7 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
                               "checkpoint, so train into another --out.")
     if "config" in state:
         trained = _trained_config(state["config"], path, "the config in its state")
-        changed = _changed(trained, current, None)
+        changed = _changed(trained, current)
         if changed:
             raise CheckpointError(f"{run_dir / CONFIG} is not the config {path} was trained with "
                                   f"({_described(changed, trained, current)}); put back the config of "
@@ -171,11 +169,12 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
 
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
-    """RUN_DIR/config.json (read as `config`) describes the network whose weights are in
-    model.safetensors (its `metadata`) and the data it was trained on: the model and data sections
-    (but for the resumable data_dir) of the config it was trained with, from
-    the model file's metadata, or else from the run's checkpoint (when it is of the same run).
-    Nothing to compare with (a run of an earlier vaekit) is no mismatch."""
+    """RUN_DIR/config.json (read as `config`) is the config the weights in model.safetensors (its
+    `metadata`) were trained with: every field but those a resume may change (`resumable_of`: the
+    epochs a resume or a time budget's re-plan sets, the threads, ...), so that another network,
+    other data or another seed is refused; the config trained with comes from the model file's
+    metadata, or else from the run's checkpoint (when it is of the same run). Nothing to compare
+    with (a run of an earlier vaekit) is no mismatch."""
     model = run_dir / MODEL
     if CONFIG_KEY in metadata:
         source, raw = model, _json(metadata[CONFIG_KEY])
@@ -187,7 +186,7 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
             return
         source, raw = run_dir / CHECKPOINT, state["config"]
     trained = _trained_config(raw, source, "the config it records")
-    changed = _changed(trained, config, ("model.", "data.", "task"))  # the network, and what it is fed
+    changed = _changed(trained, config)
     if changed:
         raise CheckpointError(f"{run_dir / CONFIG} is not the config the weights of {model} were trained "
                               f"with ({_described(changed, trained, config)}; according to {source.name}); "

@@ -1,6 +1,10 @@
 """A run's metrics.jsonl: one strict-JSON object per epoch, `{"epoch": 1, "step": ..., ...}`,
 every field a number, appended as training goes.
 
+The rows are epochs 1, 2, 3, ... in order (no gap, no repeat), and none past the run's end, the
+epochs of its config.json: vaekit writes config.json (a resume's, a time budget's re-plan) before
+the rows of its epochs, so that it always covers them. This holds for every kind of run.
+
 Which run the rows belong to: a checkpoint records `metrics_sha256`, the SHA-256 of the lines of
 metrics.jsonl for its epochs 1..epoch (each line's bytes with its newline, as written), so that a
 reader without vaekit can check them with `head -n EPOCH metrics.jsonl | sha256sum`. Every read
@@ -23,6 +27,7 @@ from vaekit.regular import check_regular, read_regular
 from vaekit.runs.files import (
     CHECKPOINT,
     CHECKPOINT_KEY,
+    CONFIG,
     METRICS,
     NotStrictJSON,
     parse_json,
@@ -49,7 +54,7 @@ def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
     lines = [line for line in text.splitlines() if line.strip()]
-    rows = []
+    rows: list[tuple[int, str, dict[str, Any]]] = []
     for i, line in enumerate(lines):
         try:
             row = parse_json(line)
@@ -91,10 +96,24 @@ def _recorded(run_dir: Path) -> tuple[int, str] | None:
     return state["epoch"], state[DIGEST_KEY]
 
 
+def _planned(run_dir: Path) -> int | None:
+    """The epochs of RUN_DIR/config.json (train.epochs), or None: no config.json, or one whose
+    readers say what is wrong with it."""
+    try:
+        raw = parse_json(read_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError)
+                         .decode("utf-8"))
+    except (OSError, ValueError, CheckpointError):
+        return None
+    train = raw.get("train") if isinstance(raw, dict) else None
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    return epochs if is_int(epochs) else None
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of metrics.jsonl: one JSON object per epoch, with an integer "epoch" >= 1 and
-    numbers for every other field, those of the checkpoint's epochs the ones it recorded. A last
-    line cut by a kill mid-write is dropped; anything else is a CheckpointError naming the file."""
+    """The rows of metrics.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order and none
+    past the epochs of config.json, with numbers for every other field, those of the checkpoint's
+    epochs the ones it recorded. A last line cut by a kill mid-write is dropped; anything else is a
+    CheckpointError naming the file."""
     run_dir = Path(run_dir)
     lines = _lines(run_dir)
     recorded = _recorded(run_dir) if lines else None
@@ -102,6 +121,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         raise CheckpointError(f"{run_dir / METRICS}: its rows of epochs 1-{recorded[0]} are not those "
                               f"{run_dir / CHECKPOINT} recorded (metrics_sha256); the file was edited, or "
                               "copied from another run.")
+    for number, _, row in lines:
+        if row["epoch"] != number:  # the line numbers of rows: 1, 2, 3, ...
+            raise CheckpointError(f"{run_dir / METRICS}: line {number} is epoch {row['epoch']}, where "
+                                  f"epoch {number} was due: the rows of a run are epochs 1, 2, 3, ... in "
+                                  "order, each once; the file was edited, or its lines reordered.")
+    planned = _planned(run_dir) if lines else None
+    if planned is not None and len(lines) > planned:
+        raise CheckpointError(f"{run_dir / METRICS}: line {planned + 1} is epoch {planned + 1}, past the "
+                              f"{planned} epochs of {run_dir / CONFIG}; the file was edited, or copied "
+                              "from another run.")
     return [row for _, _, row in lines]
 
 

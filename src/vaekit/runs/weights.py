@@ -8,12 +8,15 @@ checkpoint against the run it is resumed in (`vaekit.runs.identity`).
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vaekit.errors import CheckpointError
+from vaekit.regular import check_regular, read_regular
 from vaekit.runs.files import (
     CHECKPOINT,
     CHECKPOINT_JSON,
@@ -104,13 +107,18 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
                     state: dict[str, Any]) -> None:
     """checkpoint.safetensors (weights 'model.*', optimizer 'optim.*', state JSON in the metadata),
     then checkpoint.json (the same state, for people): the first rename is the commit point. The
-    state gets the run's id from config.json ("run_id"; none for a run of an earlier vaekit) and
-    the digest of metrics.jsonl's rows of its epochs (`metrics.DIGEST_KEY`)."""
+    old checkpoint.json is removed first, so that a kill between the two writes leaves none rather
+    than one of the previous checkpoint (`load_checkpoint` holds one that is there against the
+    state). The state gets the run's id from config.json ("run_id"; none for a run of an earlier
+    vaekit) and the digest of metrics.jsonl's rows of its epochs (`metrics.DIGEST_KEY`)."""
     opt_tensors, opt_scalars = optimizer_to_flat(optimizer)
     found = run_id(run_dir) if (run_dir / CONFIG).exists() else None
     full = {**state, "optimizer": opt_scalars, **({"run_id": found} if found else {}),
             DIGEST_KEY: metrics_digest(run_dir, state["epoch"])}
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | opt_tensors
+    if not os.path.isdir(run_dir / CHECKPOINT_JSON):  # a directory there: write_json_atomic says so
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run_dir / CHECKPOINT_JSON)
     save_tensors(run_dir / CHECKPOINT, tensors,
                  metadata={CHECKPOINT_KEY: strict_json(full, run_dir / CHECKPOINT)})
     write_json_atomic(run_dir / CHECKPOINT_JSON, full)
@@ -118,7 +126,9 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     """(model tensors, optimizer tensors, state) from checkpoint.safetensors alone, its state held
-    against the run in RUN_DIR (`identity.check_checkpoint`: the run id, the config, the epoch)."""
+    against the run in RUN_DIR (`identity.check_checkpoint`: the run id, the config, the epoch). A
+    resume holds checkpoint.json against the state once the state's own fields are checked
+    (`check_readable_copy`)."""
     path = run_dir / CHECKPOINT
     tensors, metadata = read_tensors(path, "checkpoint")
     try:
@@ -139,3 +149,20 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return model, optim, state
 
+
+
+def check_readable_copy(run_dir: Path, state: dict[str, Any]) -> None:
+    """RUN_DIR/checkpoint.json, when there is one, holds `state`, the state of checkpoint.safetensors
+    (what a person or a tool reads of the checkpoint): one that is not readable JSON, or holds
+    other values, is a CheckpointError naming it."""
+    path = run_dir / CHECKPOINT_JSON
+    if not check_regular(path, "the checkpoint.json of a run", CheckpointError):
+        return
+    try:
+        copy = parse_json(read_regular(path, "the checkpoint.json of a run", CheckpointError).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        copy = None
+    if copy != state:
+        raise CheckpointError(f"{path} does not hold the state of {run_dir / CHECKPOINT} (it was edited, or "
+                              "copied from another run); vaekit writes it from that state at each "
+                              "checkpoint, so delete it, or put back the one it wrote.")

@@ -59,7 +59,8 @@ def restore(path: Path, task: Task, model: nn.Module, optimizer: torch.optim.Opt
             state: dict[str, Any]) -> Progress:
     """Load the checkpoint at `path` (`runs.load_checkpoint`: its model and optimizer tensors and its
     state) of a run of `task` into the model, the optimizer, the run's generator and torch's global
-    one, each piece checked first (one sentence naming the file); returns its progress record."""
+    one, each piece checked first (one sentence naming the file), then checkpoint.json held against
+    the state (`runs.check_readable_copy`); returns its progress record."""
     progress = Progress(**check_progress(state.get("progress"), path, progress_fields(Progress),
                                          task.progress_bounds(model)))
     runs.load_weights(model, model_t, path)
@@ -72,6 +73,7 @@ def restore(path: Path, task: Task, model: nn.Module, optimizer: torch.optim.Opt
     except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"{path}: the optimizer or RNG state cannot be restored "
                               f"({str(err).rstrip('.')}).") from None
+    runs.check_readable_copy(path.parent, state)  # checkpoint.json: the same state, for people
     return progress
 
 

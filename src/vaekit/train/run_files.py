@@ -40,8 +40,9 @@ class RunFiles:
     def row(self, epoch: int, row: dict[str, Any]) -> None:
         """Epoch `epoch`'s metrics row appended; a resumed run's config and rows first."""
         if self.pending and self.writer:
-            runs.write_config(self.out, self.config)  # the new epochs, patience, threads
             runs.truncate_metrics(self.out, epoch - 1)  # rows past the checkpoint are redone
+            runs.write_config(self.out, self.config)  # the new epochs, patience, threads; after the
+            # truncation, so that config.json's epochs always cover the rows (`runs.read_metrics`)
         self.pending = False
         if self.writer:
             runs.append_metrics(self.out, row)
