@@ -424,6 +424,25 @@ def test_a_setting_nothing_uses_is_refused_and_taken_with_what_uses_it(key: str,
     check_used(alone, alone)  # a resumed run's own values are not this command's
 
 
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--image-fit", "bogus"], ["unknown image_fit 'bogus'", "crop, pad"]),
+    (["--variance", "bogus"], ["unknown variance 'bogus'", "pixel, global"]),
+])
+def test_an_unknown_value_of_an_unused_setting_is_named_unknown_first(
+        flags: list[str], words: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, one_sentence: OneSentence) -> None:
+    """Told 'used only with a resize', a user adding --image-size would then read that 'bogus' is
+    unknown: the value is the first problem."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", "run", *flags]) == 2
+    err = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
+    one_sentence(err, *words)
+    assert "used only with" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_command_line_refuses_momentum_with_adam(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from vaekit.cli import main

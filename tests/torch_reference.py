@@ -70,3 +70,21 @@ def reference(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         return err
     return Reference(tuple(out.shape[1:]), trainable(module), counted(module, "weight"),
                      counted(module, "bias"), counter.get_total_flops() // (2 * 2))
+
+
+def trains_nothing(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   in_shape: tuple[int, ...], steps: int = 5) -> bool:
+    """Whether torch runs the layer but its output says nothing of its input: all zeros or not all
+    finite on a batch of 64 inputs of variance 9, in training mode or in evaluation after each of
+    `steps` training batches (batch norm's running statistics). What vaekit refuses although torch
+    runs it (Dropout p = 1, Softplus beta = 0, BatchNorm2d momentum -1 or 3) says so."""
+    module = build(kind, args, kwargs, in_shape)
+    generator = torch.Generator().manual_seed(0)
+    outs = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(steps):
+            for mode in (True, False):
+                x = torch.randn(64, *in_shape, generator=generator) * 3 + 1
+                outs.append(module.train(mode)(x))
+    return any(bool((y == 0).all()) or not bool(y.isfinite().all()) for y in outs)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from torch_reference import build
+from torch_reference import build, trains_nothing
 from vaekit.arch.spec import SIGNATURES, LayerSpec, parse_input_shape, parse_layer, parse_stack, render
 from vaekit.arch.stack import analyze, totals
 from vaekit.errors import SpecError, VaekitError
@@ -170,6 +170,41 @@ def test_malformed_text_is_refused_without_evaluating(text: str) -> None:
 def test_inferred_argument_gets_a_hint() -> None:
     with pytest.raises(SpecError, match="inferred from the previous layer"):
         parse_layer("Linear(in_features=3, out_features=2)")
+
+
+@pytest.mark.parametrize(("kind", "kwargs", "words"), [
+    ("Dropout", {"p": 1.0}, ["p", "[0, 1)", "zeros"]),
+    ("Dropout", {"p": 1}, ["p", "[0, 1)"]),
+    ("Softplus", {"beta": 0}, ["beta", "positive", "NaN"]),
+    ("Softplus", {"beta": 0.0, "threshold": 5}, ["beta", "positive"]),
+    ("BatchNorm2d", {"momentum": -1.0}, ["momentum", "between 0 and 1", "NaN"]),
+    ("BatchNorm2d", {"momentum": 3}, ["momentum", "between 0 and 1"]),
+])
+def test_a_layer_that_trains_nothing_is_refused_though_torch_runs_it(
+        kind: str, kwargs: dict[str, Any], words: list[str]) -> None:
+    """torch builds and runs these, but every output is 0 or NaN: a classifier ending in Dropout(p=1)
+    has no gradient, Softplus(beta=0) makes the loss NaN at the first step."""
+    assert trains_nothing(kind, (), kwargs, (3, 4, 4))
+    text = f"{kind}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    with pytest.raises(SpecError) as info:
+        parse_stack(["ReLU()", text])
+    message = str(info.value)
+    assert one_sentence(message) and message.startswith(f"layer 2 {kind}: "), message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("text", ["Softplus(beta=-1)", "Softplus(-0.5)"])
+def test_softplus_takes_only_a_positive_beta(text: str) -> None:
+    with pytest.raises(SpecError, match="Softplus: beta must be positive"):
+        parse_layer(text)
+
+
+@pytest.mark.parametrize("text", ["Dropout(0)", "Dropout(0.999)", "Softplus(beta=1e-3)",
+                                  "BatchNorm2d(momentum=0)", "BatchNorm2d(momentum=1)",
+                                  "BatchNorm2d(momentum=None)"])
+def test_the_bounds_of_degenerate_values_are_accepted(text: str) -> None:
+    parse_layer(text)
 
 
 @pytest.mark.parametrize(("text", "shape"), [("3,10,10", (3, 10, 10)), ("3x10x10", (3, 10, 10)),

@@ -21,6 +21,7 @@ from vaekit.classify.fit import fit_classifier
 from vaekit.cli import main
 from vaekit.config import TrainConfig
 from vaekit.data.load import Dataset, load_dataset
+from vaekit.errors import ConfigError
 from vaekit.train.fit import fit
 
 TRAIN = ["classify", "--data", "digits", "--threads", "1", "--no-progress", "--batch-size", "64"]
@@ -157,6 +158,21 @@ BAD = {
     "side-huge": (["--side", "100000"], ["side"]),
     "resize-unknown": (["--side", "16", "--resize", "cubic"], ["resize", "cubic"]),
     "smoothing-one": (["--label-smoothing", "1"], ["label_smoothing"]),
+    "dropout-one": (["--layers", "Flatten()", "Linear(10)", "Dropout(p=1.0)"],
+                    ["layer 3 Dropout: p must be in [0, 1)"]),
+    "softplus-beta-zero": (["--layers", "Flatten()", "Linear(10)", "Softplus(beta=0)"],
+                           ["layer 3 Softplus: beta must be positive"]),
+    "sides-without-compare": (["--sides", "8"], ["--sides is used only with --compare"]),
+    "train-images-without-compare": (["--train-images", "50"],
+                                     ["--train-images is used only with --compare"]),
+    "resize-without-side": (["--resize", "bilinear"], ["data.resize is used only with", "--side"]),
+    "preset-with-layers": (["--preset", "dense", "--layers", "Flatten()", "Linear(10)"],
+                           ["model.preset is used only with", "--layers"]),
+    "unknown-preset-with-layers": (["--preset", "resnet", "--layers", "Flatten()", "Linear(10)"],
+                                   ["unknown preset 'resnet'"]),
+    "crop-larger-than-images": (["--crop", "64"], ["data.crop 64", "8x8 images", "at most 7"]),
+    "crop-as-large-as-images": (["--crop", "8"], ["data.crop 8", "8x8 images"]),
+    "crop-larger-than-side": (["--side", "4", "--crop", "5"], ["data.crop 5", "4x4 images", "at most 3"]),
 }
 
 
@@ -170,6 +186,32 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path: Path, capsys: An
     for word in words:
         assert word in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ('[data]\nresize = "bilinear"\n', ["data.resize is used only with"]),
+    ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n', ["model.preset is used only with"]),
+    ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n', ["layer 3 Dropout: p"]),
+    ('[data]\ncrop = 9\n', ["data.crop 9", "8x8"]),
+])
+def test_a_config_file_setting_nothing_uses_is_one_sentence(tmp_path: Path, capsys: Any, toml: str,
+                                                            words: list[str]) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    out = tmp_path / "run"
+    status = main([*TRAIN, "--epochs", "1", "--config", str(path), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2, err
+    for word in words:
+        assert word in err, err
+    assert not out.exists()
+
+
+def test_the_largest_crop_is_accepted(digits: Dataset) -> None:
+    rows = fit_mod.prepare_config(small(data__crop=7), digits)
+    assert rows and rows[0].input_shape == (1, 8, 8)
+    with pytest.raises(ConfigError, match="at most 3"):
+        fit_mod.prepare_config(small(data__crop=4, data__side=4), digits)
 
 
 def test_a_dataset_without_labels(tmp_path: Path, capsys: Any) -> None:

@@ -84,6 +84,17 @@ def test_a_budget_shorter_than_one_epoch_is_one_sentence(one_sentence: Callable[
     one_sentence(str(err.value), "--time-budget", "too short for one epoch", "4.0 s")
 
 
+@pytest.mark.parametrize(("seconds", "shown"), [(0.001, "0.001 s"), (1e-300, "1e-300 s"), (0.25, "0.25 s")])
+def test_a_budget_under_a_second_is_shown_as_given(seconds: float, shown: str,
+                                                   one_sentence: Callable[..., None]) -> None:
+    """format_duration showed 0.001 s as '0.0 s', which is not what was given."""
+    with pytest.raises(budget.BudgetTooShort) as err:
+        budget.Plan.first(seconds, 3.0, 0.012, 0, 0.0, "the probe measured")
+    one_sentence(str(err.value), f"--time-budget {shown} is too short", "0.012 s an epoch",
+                 "spent 3.0 s starting and probing", "at least 3.0 s")
+    assert isinstance(err.value, ConfigError) and err.value.detail.startswith(f"{shown} is too short")
+
+
 def test_replan_shrinks_when_the_epochs_left_do_not_fit() -> None:
     plan = budget.Plan(100.0, 20, 0.0)
     assert plan.replan(5, 40.0, 8.0)  # 60 s left / 8 s = 7 more: 12 < 20
@@ -150,6 +161,36 @@ def test_cli_budget_too_short_exits_2_and_writes_nothing(tmp_path: Path, capsys:
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     one_sentence(err.removeprefix("vaekit train: error: "), "--time-budget", "too short for one epoch")
     assert not out.exists() or not [p for p in out.iterdir() if p.name in runs.RESULT_FILES + (runs.CONFIG,)]
+
+
+def test_cli_budget_too_short_from_a_config_file_names_its_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    """The budget came from c.toml's train.time_budget, not from the flag --time-budget."""
+    path = tmp_path / "c.toml"
+    path.write_text('[train]\ntime_budget = "0.001s"\n')
+    capsys.readouterr()
+    assert main([*TRAIN, "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--time-budget" not in err, err
+    one_sentence(err.removeprefix("vaekit train: error: "),
+                 f"{path}, train.time_budget: 0.001 s is too short")
+
+
+def test_a_resumed_budget_is_named_by_the_file_it_came_from(tmp_path: Path) -> None:
+    import argparse
+
+    from vaekit.commands.train import budget_name
+
+    out = tmp_path / "run"
+    fit(small(time_budget=1.5), out, show_bar=False, log=lambda _: None)
+    toml = tmp_path / "c.toml"
+    toml.write_text('[train]\ntime_budget = "1s"\n')
+    args = argparse.Namespace(time_budget=None, resume=True, config=None)
+    assert budget_name(args, out) == f"{out / runs.CONFIG}, train.time_budget:"
+    assert budget_name(argparse.Namespace(time_budget=None, resume=True, config=str(toml)), out) == (
+        f"{toml}, train.time_budget:")
+    assert budget_name(argparse.Namespace(time_budget=1.0, resume=True, config=str(toml)), out) == (
+        "--time-budget")
 
 
 @pytest.mark.parametrize("value", ["soon", "-1m", "10 parsecs", ""])

@@ -6,6 +6,9 @@ keyword arguments follow torch.nn's own names and order. The text is parsed with
 literals are accepted (ints, floats, bools, strings, None, tuples): nothing is ever evaluated.
 
 Every mistake raises `SpecError` with one sentence naming the layer, the argument and the reason.
+Values torch accepts but with which a layer trains nothing are mistakes too: Dropout p = 1 (every
+output 0), Softplus beta <= 0 (beta 0: every output NaN), BatchNorm2d momentum outside [0, 1] (the
+running variance can turn negative: every output NaN in evaluation).
 
 Bounds, far beyond any real network, so that no input makes the arithmetic slow or huge (each is
 checked before the work it guards; `vaekit.arch.stack` checks the sizes a layer outputs):
@@ -125,6 +128,17 @@ def _bounded_number(minimum: float | None = None, maximum: float | None = None,
     return check
 
 
+def _degenerate(inner: Check, ok: Callable[[float], bool], rule: str) -> Check:
+    """`inner`, then `ok`: a value torch accepts but with which the layer's output is the same (or
+    NaN) for every input, so that nothing before it trains, is refused with `rule`."""
+    def check(value: Any) -> Any:
+        checked = inner(value)
+        if checked is not None and not ok(checked):
+            raise ValueError(f"{rule}, got {value!r}")
+        return checked
+    return check
+
+
 def _choice(*options: str) -> Check:
     def check(value: Any) -> str:
         if value not in options:
@@ -208,7 +222,11 @@ SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
     ),
     "AdaptiveAvgPool2d": (("output_size", REQUIRED, _adaptive_size),),
     "BatchNorm2d": (
-        ("eps", 1e-5, _bounded_number(positive=True)), ("momentum", 0.1, _optional(_bounded_number())),
+        ("eps", 1e-5, _bounded_number(positive=True)), ("momentum", 0.1, _optional(_degenerate(
+            _bounded_number(), lambda m: 0 <= m <= 1,
+            "must be between 0 and 1 (the running statistics are a weighted mean of the old and the "
+            "batch's; a momentum outside [0, 1] can make the running variance negative and every output "
+            "NaN)"))),
         ("affine", True, _bool), ("track_running_stats", True, _bool),
     ),
     "ReLU": (_INPLACE,),
@@ -218,8 +236,16 @@ SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
     "ELU": (("alpha", 1.0, _bounded_number()), _INPLACE),
     "GELU": (("approximate", "none", _choice("none", "tanh")),),
     "SiLU": (_INPLACE,),
-    "Softplus": (("beta", 1.0, _bounded_number()), ("threshold", 20.0, _bounded_number())),
-    "Dropout": (("p", 0.5, _bounded_number(0.0, 1.0)), _INPLACE),
+    "Softplus": (
+        ("beta", 1.0, _degenerate(_bounded_number(), lambda b: b > 0,
+                                  "must be positive (softplus(x) = log(1 + exp(beta x)) / beta: beta 0 "
+                                  "divides by zero and makes every output NaN)")),
+        ("threshold", 20.0, _bounded_number()),
+    ),
+    "Dropout": (("p", 0.5, _degenerate(_bounded_number(), lambda p: 0 <= p < 1,
+                                       "must be in [0, 1), a probability between 0 and 1 with 1 left out "
+                                       "(p = 1 drops every unit: the layer outputs zeros and nothing "
+                                       "before it trains)")), _INPLACE),
     "Upsample": (
         ("size", None, _optional(_pair(1))), ("scale_factor", None, _optional(_scale)),
         ("mode", "nearest", _choice("nearest")),

@@ -112,6 +112,14 @@ def compare(config: ClassifierConfig, out: str | Path, sides: Sequence[int] = SI
     return rows
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """--sides and --train-images bound --compare; without it they would change nothing: refused."""
+    for flag in ("--sides", "--train-images"):
+        if not args.compare and getattr(args, flag[2:].replace("-", "_")) is not None:
+            raise ConfigError(f"{flag} is used only with --compare, which this command does not have; leave "
+                              "it out (a single run trains on every training image, at --side if given).")
+
+
 def main(config: ClassifierConfig, args: argparse.Namespace, out: Path, isolate: bool = True) -> int:
     """`vaekit classify --compare`: --sides, --epochs, --train-images bound it; --json prints the
     rows as one JSON list. `isolate=False` (tests only) trains in this process."""

@@ -103,6 +103,19 @@ CLASSIFY_BOUNDS = cfg.bounds_of(ClassifierConfig())
 RESUMABLE_CHANGES = cfg.resumable_of(ClassifierConfig())
 
 
+# Settings a classifier run uses only with another (`config.check_used`): the VAE's that it shares
+# (data.image_fit), the resize with a side, the preset without a layer list. Under --compare, which
+# resizes to each of --sides, the resize is used without --side.
+_RESIZE = ("data.resize", lambda c: c.data.side > 0, "a resize to --side")
+_PRESET = ("model.preset", lambda c: not c.model.layers, "a network named by its preset, not by --layers "
+           "(the layers replace the preset)")
+
+
+def used_with(compare: bool = False) -> tuple[tuple[str, Any, str], ...]:
+    """The rules of `config.check_used` for a classifier run, or for `--compare`."""
+    return (*cfg.USED_WITH, _PRESET) if compare else (*cfg.USED_WITH, _RESIZE, _PRESET)
+
+
 def from_dict(d: dict[str, Any], origin: str = "config") -> ClassifierConfig:
     """A ClassifierConfig from `to_dict` output (config.json), every value checked."""
     d = {k: v for k, v in d.items() if k != "task"}

@@ -39,10 +39,15 @@ from vaekit.train.task import LoopOptions
 
 def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
     """Fill in model.image_shape (after data.side) and model.classes from the dataset, and return
-    the network's rows; a shape that does not fit is a SpecError naming the layer, before any
-    training. A config that already has them (a resumed run) must agree with the data."""
+    the network's rows; a shape that does not fit is a SpecError naming the layer, and a crop's
+    padding as large as the images a ConfigError, before any training. A config that already has
+    them (a resumed run) must agree with the data."""
     c, h, w = ds.image_shape
     shape = [c, h, w] if config.data.side == 0 else [c, config.data.side, config.data.side]
+    if config.data.crop >= min(shape[1:]):
+        raise ConfigError(f"data.crop {config.data.crop} pads the {shape[1]}x{shape[2]} images by at least "
+                          "their width or height, so a random crop could hold no pixel of the image; give a "
+                          f"crop of at most {min(shape[1:]) - 1} (0: off).")
     classes = num_classes(ds, config.data.name)
     m = config.model
     if m.image_shape is not None and list(m.image_shape) != shape:

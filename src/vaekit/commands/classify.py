@@ -15,7 +15,7 @@ from pathlib import Path
 from vaekit import config as cfg
 from vaekit.arch.table import stack_table
 from vaekit.classify import compare
-from vaekit.classify.config import ClassifierConfig
+from vaekit.classify.config import ClassifierConfig, used_with
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
@@ -64,7 +64,8 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     if args.config:
         base = cfg.load_toml(args.config, base)
     config = cfg.apply(base, given(args, FLAGS), "command line")
-    cfg.check_used(config, start)
+    cfg.check_used(config, start, used_with(args.compare))
+    compare.check_flags(args)
     name = "custom" if config.model.layers else config.model.preset
     out = Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"
     return config, out

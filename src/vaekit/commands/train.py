@@ -15,6 +15,7 @@ from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
 from vaekit.runs import read_config
+from vaekit.train.budget import BudgetTooShort
 from vaekit.train.fit import fit
 
 # flag -> (section, key, kind, help), one row for each setting of `vaekit.config` with a flag; default None:
@@ -62,11 +63,25 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     return config, out
 
 
+def budget_name(args: argparse.Namespace, out: Path) -> str:
+    """The time budget as a refusal names it: the flag, else the TOML file's key, else the key of the
+    resumed run's config.json (the file read again: this is a refusal, not a run)."""
+    if args.time_budget is not None:
+        return "--time-budget"
+    start = read_config(out) if args.resume else TrainConfig()
+    if args.config and "train.time_budget" in cfg.differences(start, load_toml(args.config, start)):
+        return f"{args.config}, train.time_budget:"
+    return f"{out / 'config.json'}, train.time_budget:"
+
+
 def run(args: argparse.Namespace) -> int:
     config, out = build_config(args)
     started = time.perf_counter() - process_seconds()  # a time budget counts the whole command
-    summary = fit(config, out, resume=args.resume, show_bar=False if args.no_progress else None,
-                  started=started)
+    try:
+        summary = fit(config, out, resume=args.resume, show_bar=False if args.no_progress else None,
+                      started=started)
+    except BudgetTooShort as err:  # named by where the budget came from
+        raise ConfigError(f"{budget_name(args, out)} {err.detail}") from None
     if not summary["rank"]:  # under torchrun, rank 0 reports
         print(f"best validation -ELBO {summary['best_val_neg_elbo']:.2f} nats at epoch "
               f"{summary['best_epoch']} ({summary['epochs']} epochs); model: {out / 'model.safetensors'}")

@@ -45,6 +45,7 @@ from vaekit.config.environ import (
 from vaekit.config.read import (
     MAX_LAYERS,
     MAX_TOML_BYTES,
+    USED_WITH,
     C,
     apply,
     check_choices,
@@ -119,8 +120,8 @@ __all__ = [  # the public names of the modules, each imported from here
     "ENGINES", "ESTIMATORS", "IMAGE_CHANNELS", "IMAGE_FITS", "IMAGE_OPTIONS", "KINDS", "LIKELIHOODS",
     "LoopConfig", "MAX_IMAGE_SIDE", "MAX_LAYERS", "MAX_SIZE", "MAX_THREADS", "MAX_TOML_BYTES",
     "MODEL_KINDS", "ModelConfig", "OBJECTIVES", "OPTIMIZERS", "OptimConfig", "PRECISIONS", "PRIORS",
-    "RESUMABLE_CHANGES", "SCHEDULES", "SECTIONS", "SEED_MAX", "TrainConfig", "VARIANCES", "apply",
-    "bounds_of", "check_choices", "check_data_images", "check_fields", "check_used", "check_value",
+    "RESUMABLE_CHANGES", "SCHEDULES", "SECTIONS", "SEED_MAX", "TrainConfig", "USED_WITH", "VARIANCES",
+    "apply", "bounds_of", "check_choices", "check_data_images", "check_fields", "check_used", "check_value",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
     "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",

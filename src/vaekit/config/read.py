@@ -209,10 +209,16 @@ def check_choices(config: Any, skip: tuple[str, ...] = ()) -> None:
     the error names the value by its flag's name where the setting declares one ('unknown model'),
     else by the setting's ('unknown image_fit')."""
     for key, f in settings_of(config).items():
-        valid = f.metadata.get("choices")
-        if valid and key not in skip:
-            part = getattr(config, key.split(".")[0])
-            choice((f.metadata.get("flag") or f.name).lstrip("-"), getattr(part, f.name), valid)
+        if key not in skip:
+            _check_choice(config, key, f)
+
+
+def _check_choice(config: Any, key: str, f: dataclasses.Field) -> None:
+    """The value of setting `f` ('section.key' `key`) of `config` among its choices, if it declares any."""
+    valid = f.metadata.get("choices")
+    if valid:
+        part = getattr(config, key.split(".")[0])
+        choice((f.metadata.get("flag") or f.name).lstrip("-"), getattr(part, f.name), valid)
 
 
 def check_data_images(d: Any) -> None:
@@ -282,14 +288,17 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-def check_used(config: Any, base: Any) -> None:
+def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] | None = None) -> None:
     """Refuse a setting this command changed from `base` (the defaults, or the config of the run it
-    resumes) that `config` does not use (`USED_WITH`): `--momentum 0` with adam, `--channels 16`
-    with the MLP. One sentence naming the key and what it is used with."""
+    resumes) that `config` does not use (`rules`, by default `USED_WITH`): `--momentum 0` with adam,
+    `--channels 16` with the MLP. One sentence naming the key and what it is used with; a value that
+    is not among the setting's choices is named as unknown first (`--variance bogus`: fixing the
+    other setting would only lead to that refusal)."""
     keys = settings_of(config)
     for key in differences(base, config):
-        for name, used, what in USED_WITH:
+        for name, used, what in USED_WITH if rules is None else rules:
             if name == key and name in keys and not used(config):
+                _check_choice(config, key, keys[key])
                 raise ConfigError(f"{key} is used only with {what}, which this config does not have; leave "
                                   "it out (it would be recorded in config.json as if it had been used).")
 

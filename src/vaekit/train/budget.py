@@ -56,6 +56,22 @@ FIRST_MARGIN = 1.08  # the first plan takes epochs 8% longer than the probe's es
 WARMUP_SHARE = 0.2  # the KL warm-up is at most this share of the planned epochs
 MAX_EPOCHS = 1_000_000  # a plan never exceeds this (a budget of years over a tiny dataset)
 REPLAN_LOG_SHARE = 0.02  # a re-plan is logged when it moves the end by 2% since the last one said
+class BudgetTooShort(ConfigError):
+    """A time budget shorter than one epoch of the run, named as the flag `--time-budget`; `detail` is
+    the sentence after that name, for a command that names the budget by where it came from (a TOML
+    file's train.time_budget, a resumed run's config.json)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"--time-budget {detail}")
+        self.detail = detail
+
+
+def shown_seconds(seconds: float) -> str:
+    """Seconds as a message shows them: `format_duration` from 1 s on, else with 2 significant digits,
+    so that 0.001 s is not shown as 0.0 s."""
+    return format_duration(seconds) if seconds >= 1 else f"{seconds:.2g} s"
+
+
 @dataclass
 class Probe:
     """What the probe measured: seconds per optimizer step, per validation, the estimate of an
@@ -124,10 +140,12 @@ class Plan:
         left = budget - spent
         more = math.floor(left / (epoch_estimate * FIRST_MARGIN)) if epoch_estimate > 0 else 1
         if more < 1:
-            raise ConfigError(
-                f"--time-budget {format_duration(budget)} is too short for one epoch of this run: "
-                f"{what} {format_duration(epoch_estimate)} an epoch"
-                + (f" with {format_duration(max(left, 0))} left" if done else "")
+            raise BudgetTooShort(
+                f"{shown_seconds(budget)} is too short for one epoch of this run: {what} "
+                f"{shown_seconds(epoch_estimate)} an epoch"
+                + (f" with {shown_seconds(max(left, 0))} left" if done else "")
+                + f", and the run has spent {shown_seconds(spent)} "
+                + ("on its epochs so far and the probe" if done else "starting and probing")
                 + f"; give at least {format_duration(spent + epoch_estimate * 1.1)}, or a smaller model "
                 "or dataset."
             )
