@@ -239,6 +239,9 @@ def test_evaluation_flags_that_would_go_unused_are_refused(run2d: Path, tmp_path
     eval.json of the model there, they would be ignored; past 100,000 samples only `eval --force`
     goes (report has no --force). Each is one sentence, and nothing is written."""
     run = Path(shutil.copytree(run2d, tmp_path / "run"))
+    for name in ("report.html", "eval.json"):  # what other tests of the shared run wrote
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "figures", ignore_errors=True)
 
     def refused(argv: list[str], *names: str) -> None:
         status = main(["report", str(run), *argv])
