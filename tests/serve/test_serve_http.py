@@ -206,6 +206,21 @@ def test_a_get_framed_wrongly_is_refused(client: Client, one_sentence: Callable[
     assert ask(client, empty)[0] == 200
 
 
+@pytest.mark.parametrize("data", [
+    b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"X: a\rContent-Length: 100\r\n\r\n",  # a Content-Length hidden from one parser
+    b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\rX: y\r\n\r\n",
+    b"GET /api/info\rHTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+], ids=["hidden length", "in a header", "in the request line"])
+def test_a_bare_cr_is_refused_at_once(client: Client, one_sentence: Callable[..., None], data: bytes) -> None:
+    """A CR not followed by LF is a line break to the header parser and not to the doorman's framing:
+    400 at once, before a worker waits for a body that will not come."""
+    t0 = time.monotonic()
+    check_refusal(ask(client, data, timeout=10), 400, one_sentence)
+    assert time.monotonic() - t0 < 3
+    still_answers(client)
+
+
 def test_headers_that_never_end_are_refused(client: Client, one_sentence: Callable[..., None]) -> None:
     """A client that closes its side before the empty line that ends the headers sent an
     incomplete request: 400, not the answer to what part of it says."""

@@ -119,6 +119,9 @@ class Handler(ArrivalHandler):
         HTTP/1.x and nothing else (an HTTP/0.9 line has no version, and http.server would wait for
         headers that never come; HTTP/2's preface is a line of version 2.0); then the headers,
         refused if a line is malformed (the email parser would drop it and every line after it)."""
+        if self.arrival.bare_cr:  # a line break to one parser and not to another: framing to smuggle by
+            self.refuse(400, "a line of the request holds a CR that does not end it; lines end in CRLF.")
+            return False
         words = request_words(self.raw_requestline)
         if len(words) != 3 or not TOKEN.fullmatch(words[0]):
             self.refuse(400, "the request line must be METHOD TARGET HTTP/1.1 (or HTTP/1.0).")

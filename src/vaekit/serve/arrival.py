@@ -61,6 +61,7 @@ class Arrival:
         self._lengths: list[bytes] = []  # the Content-Length headers' values
         self._whole_body = True  # False once the handler will not read the body
         self._end: int | None = None  # the bytes of the whole request, once its headers have ended
+        self.bare_cr = False  # a CR not before a LF in the request line or a header: refused at once
 
     def ready(self) -> bool:
         """Whether the handler can answer the request now, without waiting for more bytes."""
@@ -73,6 +74,9 @@ class Arrival:
             self._line = self._seen = newline + 1
             self._lines += 1
             if len(line) > MAX_LINE or self._lines - 1 > MAX_HEADERS:
+                return True
+            if b"\r" in line.removesuffix(b"\r\n"):  # a bare CR: the handler's parser splits on it
+                self.bare_cr = True
                 return True
             if self._lines == 1:
                 if not request_line_ok(line):
