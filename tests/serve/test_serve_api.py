@@ -421,6 +421,39 @@ def test_post_without_content_length_and_garbage_requests(client: Client,
     assert client.get("/api/info")["latent_dim"] == LATENT
 
 
+@pytest.mark.parametrize("body", [{}, {"pixel": [0]}, {"image": "x", "extra": 1}])
+def test_encode_names_both_of_its_forms(client: Client, one_sentence: Callable[..., None],
+                                        body: dict[str, Any]) -> None:
+    status, out = client.call("POST", "/api/encode", body)
+    check_error(status, out, 400, one_sentence)
+    assert "'image'" in out["error"] and "'pixels'" in out["error"]
+
+
+def test_uploads_are_decoded_two_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each decode may take hundreds of MB on its way to the model's size: 8 at once wait their turn."""
+    import threading
+    import time as clock
+
+    from vaekit.serve import images
+
+    busy, most, lock = [0], [0], threading.Lock()
+
+    def slow(data: bytes, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        clock.sleep(0.05)
+        with lock:
+            busy[0] -= 1
+        return torch.zeros(shape, dtype=torch.uint8), []
+
+    monkeypatch.setattr(images, "_decode", slow)
+    text = png(Image.new("L", (8, 8)))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: images.decode_upload(text, (1, 8, 8)), range(8)))
+    assert most[0] == 2
+
+
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     """A PNG chunk: length, type, data, CRC-32 of type and data (PNG specification, 5.3)."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -110,7 +110,9 @@ def encode(explorer: Explorer, _query: dict[str, str], body: dict[str, Any]) -> 
         done = ["pixels as given"]
         x = explorer.from_unit(unit)
     else:
-        check_fields(body, ("image",))
+        if set(body) != {"image"}:  # neither form, or another field beside the image
+            raise ApiError(400, "this request takes one field, 'image' (a base64 PNG or JPEG) or 'pixels' "
+                           "(numbers between 0 and 1).")
         pixels, done = decode_upload(body["image"], (c, h, w))
         x = explorer.prepare(pixels)
     prepared = explorer.preparation()

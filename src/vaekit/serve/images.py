@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import threading
 import warnings
 from collections import Counter
 from typing import Any
@@ -25,6 +26,7 @@ from vaekit.serve.request import ApiError
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
 MAX_UPLOAD = 2 * 2**20  # bytes of an uploaded PNG/JPEG
 MAX_UPLOAD_PIXELS = 4096 * 4096
+DECODING = threading.BoundedSemaphore(2)  # uploads decoded at once: each may take ~200 MB on the way
 MAX_UPLOAD_SIDE = 8192  # pixels of a side: a 1 x 16,777,216 image decodes one row at a time (0.5 GB)
 
 # The answer to an upload says what was done to it; Pillow's warnings about what it repaired in a
@@ -56,7 +58,8 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
     if len(data) > MAX_UPLOAD:
         raise ApiError(413, f"the image is larger than {MAX_UPLOAD // 2**20} MB.")
     try:
-        return _decode(data, shape)
+        with DECODING:
+            return _decode(data, shape)
     except ApiError:
         raise
     except MemoryError:
