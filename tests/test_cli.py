@@ -321,6 +321,8 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
     (["train", "--time-budget", "٣m"], "--time-budget"), (["train", "--image-size", "٣٢"], "--image-size"),
     (["train", "--time-budget", "1" + "0" * 400], "--time-budget"),
     (["train", "--checkpoint-every", "9" * 400], "checkpoint_every"),
+    (["train", "--epochs", "9" * 5000], "--epochs"), (["train", "--seed", "-" + "9" * 5000], "--seed"),
+    (["train", "--image-size", "9" * 5000], "--image-size"),  # past the 4,300 digits int() reads
 ])
 def test_numbers_are_read_as_a_person_types_them(argv: list[str], flag: str,
                                                  capsys: pytest.CaptureFixture[str], tmp_path: Path,

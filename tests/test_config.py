@@ -451,3 +451,14 @@ def test_the_command_line_refuses_momentum_with_adam(capsys: pytest.CaptureFixtu
     assert main(["train", "--data", "digits", "--momentum", "0", "--out", "run"]) == 2
     assert "optim.momentum is used only with --optimizer sgd or rmsprop" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["[train]\nepochs = " + "9" * 5000,
+                                  '[data]\nimage_size = "' + "9" * 5000 + '"'])
+def test_a_toml_integer_past_what_python_reads_is_one_sentence(tmp_path: Path, text: str) -> None:
+    """tomllib raises a plain ValueError past 4,300 digits: the file and what is wrong, not a traceback."""
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_toml(path)
+    assert str(path) in str(info.value) and len(str(info.value)) < 300

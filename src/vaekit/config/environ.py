@@ -22,7 +22,7 @@ def env_int(name: str, low: int, high: int | None = None) -> int | None:
     text = os.environ.get(name)
     if text is None:
         return None
-    value = int(text) if DECIMAL.fullmatch(text) else None
+    value = int(text) if DECIMAL.fullmatch(text) and len(text) <= 19 else None  # int() stops at 4,300 digits
     if value is None or value < low or (high is not None and value > high):
         within = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
         raise ConfigError(f"the environment variable {name} must be an integer {within} (ASCII digits), "

@@ -192,6 +192,9 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
         raise ConfigError(f"{path}: not valid TOML ({str(err).rstrip('.')}).") from None
     except RecursionError:
         raise ConfigError(f"{path}: arrays or tables nested too deeply for the TOML parser.") from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits
+        raise ConfigError(f"{path}: an integer of more than {sys.get_int_max_str_digits():,} digits, "
+                          "which no setting takes.") from None
     return apply(TrainConfig() if base is None else base, values, str(path))  # type: ignore[return-value]
 
 

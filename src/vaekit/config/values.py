@@ -132,7 +132,7 @@ MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set
 def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
     """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
     anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers)."""
-    m = re.fullmatch(r"\s*([0-9]+)\s*(?:[xX]\s*([0-9]+)\s*)?", text)
+    m = re.fullmatch(r"\s*([0-9]{1,18})\s*(?:[xX]\s*([0-9]{1,18})\s*)?", text)
     size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
     if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
         raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
