@@ -343,3 +343,34 @@ def test_eval_and_report_sizes_are_bounded(argv: list[str], capsys: pytest.Captu
                                            one_sentence: OneSentence) -> None:
     """An absurd --batch-size was accepted and written into eval.json as if used."""
     one_error_line(capsys, argv, argv[0], one_sentence, argv[2])
+
+
+ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:117] . DefaultCPUAllocator: can't allocate memory: you tried "
+             "to allocate 8192000000 bytes.")
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError(ALLOCATOR)])
+def test_running_out_of_memory_is_one_sentence(error: Exception, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's MemoryError and torch's allocator failure (sizes a user asked for): exit 2, one line."""
+    from vaekit.commands import arch
+
+    def fail(_args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(arch, "run", fail)
+    capsys.readouterr()
+    assert main(["arch", "Linear(3)", "--input", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ran out of memory" in err and "Traceback" not in err, err
+
+
+def test_another_runtime_error_is_not_called_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.commands import arch
+
+    def fail(_args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(arch, "run", fail)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["arch", "Linear(3)", "--input", "4"])

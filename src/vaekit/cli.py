@@ -203,6 +203,10 @@ def say(command: str, sentence: str) -> None:
     print(f"vaekit {command}: error: {sentence}", file=sys.stderr)
 
 
+OUT_OF_MEMORY = ("ran out of memory: what was asked for needs more than this machine has free; ask for "
+                 "less (a smaller --image-size, --batch-size, --limit or model), or free memory.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `vaekit ARGV`; return the exit status (2 for any error a user can cause). `--help` and
     `--version` exit 0 through SystemExit, as argparse does."""
@@ -231,6 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if err.errno not in PATH_ERRORS or err.filename is None:
             raise
         say(args.command, path_sentence(err))
+        return 2
+    except MemoryError:  # numpy's and Python's; sizes a user asked for, past this machine's memory
+        say(args.command, OUT_OF_MEMORY)
+        return 2
+    except RuntimeError as err:  # torch's CPU allocator says it in its own words
+        if "can't allocate memory" not in str(err):
+            raise
+        say(args.command, OUT_OF_MEMORY)
         return 2
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
