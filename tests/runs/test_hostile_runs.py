@@ -632,3 +632,21 @@ def test_metrics_rows_out_of_order_are_refused_without_a_checkpoint(tmp_path: Pa
     (tmp_path / runs.METRICS).write_text('{"epoch": 2}\n{"epoch": 1}\n')
     with pytest.raises(CheckpointError, match="line 1 is epoch 2, where epoch 1 was due"):
         runs.read_metrics(tmp_path)
+
+
+@pytest.mark.parametrize("how", ["emptied", "a directory", "another run's"])
+def test_resume_checks_the_model_file_before_it_trains(run: Path, tanh: Path, capsys: Any,
+                                                       one_sentence: Any, how: str) -> None:
+    """A damaged model.safetensors, or another run's, was found only at the run's end (or never):
+    now refused before an epoch is trained, the directory as it was."""
+    path = run / runs.MODEL
+    if how == "emptied":
+        path.write_bytes(b"")
+    elif how == "a directory":
+        path.unlink()
+        path.mkdir()
+    else:
+        shutil.copyfile(tanh / runs.MODEL, path)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run))
+    assert snapshot(run) == before

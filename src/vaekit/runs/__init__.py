@@ -52,7 +52,7 @@ from vaekit.runs.files import (
     write_error,
     write_json_atomic,
 )
-from vaekit.runs.identity import check_run_dir, run_id, weights_metadata, write_config
+from vaekit.runs.identity import check_model_file, check_run_dir, run_id, weights_metadata, write_config
 from vaekit.runs.kinds import (
     DEFAULT,
     RUN_SECTION,
@@ -84,8 +84,8 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
     "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "append_metrics", "check_outputs", "check_readable_copy", "check_run_dir", "decode_bytes",
-    "device_named", "encode_bytes",
+    "append_metrics", "check_model_file", "check_outputs", "check_readable_copy", "check_run_dir",
+    "decode_bytes", "device_named", "encode_bytes",
     "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
     "model_fingerprint",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",

@@ -38,6 +38,7 @@ from vaekit.runs.files import (
     is_stale_temp,
     parse_json,
     read_metadata,
+    read_tensors,
     write_json_atomic,
 )
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
@@ -166,6 +167,16 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: epoch {epoch} is beyond the {current.train.epochs} epochs of "
                               f"{run_dir / CONFIG}; the checkpoint is not of this run, or config.json "
                               "was edited.")
+
+
+def check_model_file(run_dir: Path, config: Any) -> None:
+    """RUN_DIR/model.safetensors, when anything is there, is a complete safetensors file of weights
+    trained with `config` (`check_weights`): what a resume checks before it trains, so that a run
+    does not train on to find at its end that its best model is damaged or another run's."""
+    path = run_dir / MODEL
+    if os.path.lexists(path):
+        _, metadata = read_tensors(path, "model")
+        check_weights(run_dir, config, metadata)
 
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:

@@ -27,6 +27,7 @@ class RunFiles:
         self.pending = resumed  # a resumed run's files wait for its first epoch
         if resumed:
             runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is trained
+            runs.check_model_file(out, config)  # and so is a damaged model file, or another run's
         elif writer:
             runs.write_config(out, config)
             if (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
