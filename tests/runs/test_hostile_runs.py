@@ -650,3 +650,19 @@ def test_resume_checks_the_model_file_before_it_trains(run: Path, tanh: Path, ca
     before = snapshot(run)
     cli_bad(capsys, one_sentence, argv(RESUME, run), str(run))
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("name, argv", [
+    ("figures/samples-seed0.png", ["sample", "{run}", "-n", "4"]),
+    ("report.html", ["report", "{run}", "--k", "2"]),
+    ("figures/notes.png", ["report", "{run}", "--k", "2"]),
+])
+def test_default_outputs_do_not_replace_a_users_file_in_the_run(run: Path, capsys: Any, one_sentence: Any,
+                                                               name: str, argv: list[str]) -> None:
+    """What `--out` refuses (a file vaekit did not write) the default path refuses too."""
+    mine = run / name
+    mine.parent.mkdir(exist_ok=True)
+    mine.write_text("my notes\n")
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, [a.format(run=run) for a in argv], str(mine))
+    assert mine.read_text() == "my notes\n" and snapshot(run) == before

@@ -30,9 +30,8 @@ def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Call
         if not DECIMAL.fullmatch(text):  # int() also takes ' 80', '+0', '1_000' and other scripts' digits
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {short(text)}")
         if len(text.lstrip("-0")) > 18:  # past any bound, and past what int() reads at 4,300 digits
-            bound = (f"at least {low}" if text.startswith("-") and low is not None else
-                     f"at most {high}" if not text.startswith("-") and high is not None else
-                     "an integer of at most 18 digits")
+            bound = (f"at least {low}" if text.startswith("-") and low is not None else f"at most {high}"
+                     if not text.startswith("-") and high is not None else "an integer of at most 18 digits")
             raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {short(text)}")
         value = int(text)
         if low is not None and value < low:

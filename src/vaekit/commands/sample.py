@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_run(args.run_dir, "vae", args.device).model
     if out is None:  # the run's own figures/ folder, made once the run is known to be one
         out = figures_dir(args.run_dir) / f"samples-seed{args.seed}.png"
+        out.parent.mkdir(exist_ok=True)
     pixels = args.n * math.prod(model.image_shape[1:])
     if pixels > MAX_GRID_PIXELS:
         raise ConfigError(f"-n {args.n} samples of {'x'.join(map(str, model.image_shape))} would make a grid "
@@ -59,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{Path(args.run_dir) / 'model.safetensors'}: the model's samples are not "
                               "finite (its weights overflow in the decoder); train the run again.")
     figures.image_grid(images, out, ncols=ncols, title=f"{args.n} means of p(x|z), z ~ N(0, I), seed "
-                       f"{args.seed}", named_by=f"--out {quoted(args.out)}" if args.out else None)
+                       f"{args.seed}", named_by=f"--out {quoted(args.out)}" if args.out else quoted(str(out)))
     print(out)
     return 0

@@ -33,6 +33,7 @@ from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report import figures
 from vaekit.report.kinds import ReportKind, ReportOptions, register_report, unused_evaluation
+from vaekit.report.outputs import check_run_outputs
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
 
@@ -174,6 +175,7 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
         run = runs.load_run(run_dir, TASK)
         metrics = runs.read_metrics(run_dir)
         evaluation = read_classifier_eval(run_dir)
+        check_run_outputs(run_dir)  # before eval.json is written
         if evaluation is not None:
             unused_evaluation(run_dir, ReportOptions(limit=limit), "vaekit classify eval")
         else:

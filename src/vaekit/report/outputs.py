@@ -33,7 +33,8 @@ from pathlib import Path
 
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.regular import kind_of, open_regular, unreachable
-from vaekit.runs import write_bytes_atomic
+from vaekit.runs import REPORT, write_bytes_atomic
+from vaekit.runs.files import FIGURES
 from vaekit.version import __version__
 
 MARK = f"vaekit {__version__}"  # what vaekit writes into a file to know it again
@@ -84,6 +85,17 @@ def check_output(path: str | Path, where: str | None = None) -> None:
     if not made_by_vaekit(path):
         raise ConfigError(f"{where} is a file vaekit did not write, and vaekit writes over only its own; "
                           "choose another path or remove the file.")
+
+
+def check_run_outputs(run_dir: Path) -> None:
+    """The law for what a report writes into its run: RUN_DIR/report.html and every file already in
+    RUN_DIR/figures are missing or vaekit's own (`check_output`), checked before anything is drawn."""
+    check_output(run_dir / REPORT)
+    figures = run_dir / FIGURES
+    if figures.is_dir() and not figures.is_symlink():
+        for entry in sorted(figures.iterdir()):
+            if entry.suffix.lower() in (".png", ".svg", ".pdf", ".html"):
+                check_output(entry)
 
 
 def write_output(path: Path, data: bytes, where: str | None = None) -> Path:

@@ -23,6 +23,7 @@ from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
 from vaekit.report.kinds import REPORT_K, ReportKind, ReportOptions, register_report, unused_evaluation
+from vaekit.report.outputs import check_run_outputs
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
 
@@ -155,6 +156,7 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
     model, config, x, labels, ds = load_test_set(run_dir, o.dataset, o.data_dir, device=o.where)
     metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     evaluation = read_eval(run_dir)
+    check_run_outputs(run_dir)  # before eval.json is written
     if evaluation is not None:
         unused_evaluation(run_dir, o, "vaekit eval")
     else:
