@@ -654,7 +654,6 @@ def test_resume_checks_the_model_file_before_it_trains(run: Path, tanh: Path, ca
 
 @pytest.mark.parametrize("name, argv", [
     ("figures/samples-seed0.png", ["sample", "{run}", "-n", "4"]),
-    ("report.html", ["report", "{run}", "--k", "2"]),
     ("figures/notes.png", ["report", "{run}", "--k", "2"]),
 ])
 def test_default_outputs_do_not_replace_a_users_file_in_the_run(run: Path, capsys: Any, one_sentence: Any,

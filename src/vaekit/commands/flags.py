@@ -29,9 +29,9 @@ def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Call
     def convert(text: str) -> int:
         if not DECIMAL.fullmatch(text):  # int() also takes ' 80', '+0', '1_000' and other scripts' digits
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {short(text)}")
-        if len(text.lstrip("-0")) > 18:  # past any bound, and past what int() reads at 4,300 digits
+        if len(text.lstrip("-0")) > 1000:  # past any bound, and towards what int() refuses (4,300 digits)
             bound = (f"at least {low}" if text.startswith("-") and low is not None else f"at most {high}"
-                     if not text.startswith("-") and high is not None else "an integer of at most 18 digits")
+                     if not text.startswith("-") and high is not None else "at most 1000 digits long")
             raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {short(text)}")
         value = int(text)
         if low is not None and value < low:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.regular import kind_of, open_regular, unreachable
-from vaekit.runs import REPORT, write_bytes_atomic
+from vaekit.runs import write_bytes_atomic
 from vaekit.runs.files import FIGURES
 from vaekit.version import __version__
 
@@ -88,9 +88,8 @@ def check_output(path: str | Path, where: str | None = None) -> None:
 
 
 def check_run_outputs(run_dir: Path) -> None:
-    """The law for what a report writes into its run: RUN_DIR/report.html and every file already in
-    RUN_DIR/figures are missing or vaekit's own (`check_output`), checked before anything is drawn."""
-    check_output(run_dir / REPORT)
+    """The law for the figures a report writes into its run: every file already in RUN_DIR/figures
+    is vaekit's own (`check_output`), checked before anything is drawn."""
     figures = run_dir / FIGURES
     if figures.is_dir() and not figures.is_symlink():
         for entry in sorted(figures.iterdir()):
