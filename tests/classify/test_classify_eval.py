@@ -213,7 +213,7 @@ class TestEvalJson:
         run = runs.load_run(copy, "classify")
         with torch.no_grad():
             next(run.model.parameters()).add_(0.01)
-        runs.save_model(copy / "model.safetensors", run.model)
+        runs.save_weights(copy, dict(run.model.state_dict()), run.config.to_dict())
         assert read_classifier_eval(copy) is None
         fresh = evaluate_classifier(copy, threads=1)
         assert read_classifier_eval(copy) == fresh

@@ -319,8 +319,8 @@ def test_a_damaged_run_section_is_refused(run: Path, one_sentence: Any, section:
 
 def _overflow(run: Path) -> None:
     """Every weight 1e38: finite, but the forward pass overflows."""
-    tensors = load_file(str(run / runs.MODEL))
-    save_file({k: torch.full_like(v, 1e38) for k, v in tensors.items()}, str(run / runs.MODEL))
+    tensors, metadata = runs.read_tensors(run / runs.MODEL, "test")  # its metadata kept
+    save_file({k: torch.full_like(v, 1e38) for k, v in tensors.items()}, str(run / runs.MODEL), metadata)
 
 
 def test_weights_whose_outputs_overflow_are_refused(run: Path, tmp_path: Path, capsys: Any,

@@ -46,9 +46,10 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> runs.Task:
 def toy_run(tmp_path: Path, width: int = 3) -> Path:
     run = tmp_path / "toy"
     run.mkdir()
-    runs.write_config(run, ToyConfig({"width": width}))
+    config = ToyConfig({"width": width})
+    runs.write_config(run, config)
     torch.manual_seed(0)
-    runs.save_model(run / runs.MODEL, torch.nn.Linear(width, 1))
+    runs.save_weights(run, dict(torch.nn.Linear(width, 1).state_dict()), config.to_dict())
     return run
 
 

@@ -27,7 +27,7 @@ from eval_runs import make_classifier_run, make_run
 from vaekit import cli
 from vaekit.data.binarize import eval_images
 from vaekit.evaluate.iwae import estimate_batch
-from vaekit.runs import MODEL, load_run, save_model
+from vaekit.runs import CONFIG, load_run, save_weights
 from vaekit.serve import app, static
 from vaekit.serve.api import Z_MAX
 from vaekit.serve.explorer import N_MAP
@@ -156,7 +156,7 @@ def test_an_autoregressive_decoder_is_served(tmp_path: Path) -> None:
     ar_model = load_run(run, "vae").model
     with torch.no_grad():  # a visible autoregressive term (a short run leaves it near zero)
         ar_model.p_ar.out.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
-    save_model(run / MODEL, ar_model)
+    save_weights(run, dict(ar_model.state_dict()), json.loads((run / CONFIG).read_text()))
     z = [0.3, -0.2, 1.0]
     for ar_client in serve(run):
         assert ar_client.get("/api/info")["decoder"] == "autoregressive"

@@ -79,6 +79,7 @@ from vaekit.runs.weights import (
     save_checkpoint,
     save_model,
     save_weights,
+    unmarked_weights,
 )
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
     "read_metrics", "read_tensors", "register_task", "render_figure", "run_id", "save_checkpoint",
     "save_figure", "save_model", "save_tensors", "save_weights", "strict_json", "task_for", "task_in",
-    "task_of", "temp_path", "truncate_metrics", "weights_metadata", "write_bytes_atomic", "write_config",
+    "task_of", "temp_path", "truncate_metrics", "unmarked_weights", "weights_metadata",
+    "write_bytes_atomic", "write_config",
     "write_error", "write_json_atomic",
 ]

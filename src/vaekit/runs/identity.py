@@ -9,14 +9,22 @@ trained with:
 
     checkpoint.safetensors   its state (and checkpoint.json) holds the config and the run id
     model.safetensors        its metadata holds the config (`weights_metadata`; not the run id, so
-                             that two runs of the same config and seed write the same bytes; a
-                             model file of an earlier vaekit has none, and its run's checkpoint
-                             speaks for it)
+                             that two runs of the same config and seed write the same bytes)
 
 so that a config.json edited after training (the same shapes, another network), a checkpoint
 copied from another run, or a model file trained with another network, is refused with one
-sentence (`check_checkpoint`, `check_weights`) instead of being trained on or evaluated. What is
-missing (a run of an earlier vaekit) is not a mismatch.
+sentence (`check_checkpoint`, `check_weights`) instead of being trained on or evaluated. Every
+reader holds config.json against the run's checkpoint, when there is one, as a resume does
+(`check_same_run`): a config.json of another run (the same config, another run id) is refused.
+
+What is missing in a run of an earlier vaekit (written before run ids: no id in config.json, none
+in the checkpoint, no metadata in the model file) is not a mismatch. A run whose config.json has a
+run id was written by this vaekit, which gives every model file it writes its metadata; so there a
+model file without it (re-saved by another program, with other weights maybe) is refused
+(`check_weights`). One exception keeps a resumed run of an earlier vaekit readable: its
+checkpoint has no run id until the resume's first checkpoint, which also gives the model file its
+metadata (`unmarked_weights`), so a model file without metadata is refused only where a checkpoint
+with a run id, or none, says the run is this vaekit's throughout.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +111,20 @@ def weights_metadata(config: dict[str, Any]) -> dict[str, str]:
 
 def _changed(trained: Any, current: Any) -> list[str]:
     """The fields of config.json (`current`) that differ from the config the weights were trained
-    with, but the resumable ones. Configs of two kinds differ in their "task"."""
+    with, but the resumable ones. Configs of two kinds differ in their "task"; the configs of a kind
+    not made of sections, in "config" when they differ at all."""
     if type(trained) is not type(current):
         return ["task"]
+    if not all(is_dataclass(part) for part in sections_of(current).values()):  # a kind without sections
+        return [] if trained.to_dict() == current.to_dict() else ["config"]
     allowed = set(resumable_of(current))
     return [d for d in differences(trained, current) if d not in allowed]
 
 
 def _described(changed: list[str], trained: Any, current: Any) -> str:
     """'model.activation: "tanh" here, "relu" in training; ...' for the first few fields."""
-    if changed == ["task"]:
-        return "another kind of run"
+    if changed in (["task"], ["config"]):
+        return "another kind of run" if changed == ["task"] else "another config"
     now, then = sections_of(current), sections_of(trained)
 
     def value(sections: dict[str, Any], name: str) -> str:
@@ -148,11 +160,7 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
     if not os.path.lexists(run_dir / CONFIG):  # a checkpoint alone: nothing to hold it against
         return
     current = read_config(run_dir, None)
-    theirs, ours = state.get("run_id"), run_id(run_dir)
-    if theirs is not None and ours is not None and theirs != ours:
-        raise CheckpointError(f"{path} belongs to another run (run id {str(theirs)[:40]}) than "
-                              f"{run_dir / CONFIG} (run id {ours}); a run resumes only from its own "
-                              "checkpoint, so train into another --out.")
+    check_same_run(run_dir, state, path)
     if "config" in state:
         trained = _trained_config(state["config"], path, "the config in its state")
         changed = _changed(trained, current)
@@ -167,6 +175,24 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: epoch {epoch} is beyond the {current.train.epochs} epochs of "
                               f"{run_dir / CONFIG}; the checkpoint is not of this run, or config.json "
                               "was edited.")
+
+
+def check_same_run(run_dir: Path, state: Any, path: Path) -> None:
+    """The checkpoint state `state` (read from `path`) is of the run config.json names: the same
+    run id, when both have one. A CheckpointError naming both files otherwise: a checkpoint copied
+    from another run, or a config.json copied from another run of the same config."""
+    theirs = state.get("run_id") if isinstance(state, dict) else None
+    ours = run_id(run_dir)
+    if theirs is not None and ours is not None and theirs != ours:
+        raise CheckpointError(f"{path} belongs to another run (run id {str(theirs)[:40]}) than "
+                              f"{run_dir / CONFIG} (run id {ours}): one of them was copied from another "
+                              "run; put back the run's own file, or train into another --out.")
+
+
+def checkpoint_state(run_dir: Path) -> Any:
+    """The state in RUN_DIR/checkpoint.safetensors' metadata, or None: no checkpoint, or one whose
+    state cannot be read (its own readers say why)."""
+    return _json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY))
 
 
 def check_model_file(run_dir: Path, config: Any) -> None:
@@ -184,24 +210,36 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
     `metadata`) were trained with: every field but those a resume may change (`resumable_of`: the
     epochs a resume or a time budget's re-plan sets, the threads, ...), so that another network,
     other data or another seed is refused; the config trained with comes from the model file's
-    metadata, or else from the run's checkpoint (when it is of the same run). Nothing to compare
-    with (a run of an earlier vaekit) is no mismatch."""
+    metadata, or else, in a run of an earlier vaekit (the module's docstring), from the run's
+    checkpoint. A checkpoint of another run than config.json's is refused (`check_same_run`), and so
+    is a model file without metadata in a run of this vaekit. Nothing to compare with (a run of an
+    earlier vaekit) is no mismatch."""
     model = run_dir / MODEL
+    state = checkpoint_state(run_dir)
     if CONFIG_KEY in metadata:
-        source, raw = model, _json(metadata[CONFIG_KEY])
-    else:
-        state = _json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY))
-        ours = run_id(run_dir)
-        if not isinstance(state, dict) or "config" not in state or (
-                state.get("run_id") is not None and ours is not None and state["run_id"] != ours):
-            return
-        source, raw = run_dir / CHECKPOINT, state["config"]
+        _compare(run_dir, config, model, _json(metadata[CONFIG_KEY]))
+    check_same_run(run_dir, state, run_dir / CHECKPOINT)
+    if CONFIG_KEY in metadata:
+        return
+    earlier = isinstance(state, dict) and state.get("run_id") is None  # a checkpoint of an earlier vaekit
+    if run_id(run_dir) is not None and not earlier:
+        raise CheckpointError(f"{model} has no vaekit metadata (the config it was trained with), which "
+                              f"this vaekit writes into every model file of a run like {run_dir} (its "
+                              "config.json has a run id), so it was not written by vaekit; put back the "
+                              "model file the run wrote, or train the run again.")
+    if earlier and "config" in state:
+        _compare(run_dir, config, run_dir / CHECKPOINT, state["config"])
+
+
+def _compare(run_dir: Path, config: Any, source: Path, raw: Any) -> None:
+    """config.json (read as `config`) against the config `source` records (`raw`), but the fields a
+    resume may change; a CheckpointError naming the first few that differ."""
     trained = _trained_config(raw, source, "the config it records")
     changed = _changed(trained, config)
     if changed:
-        raise CheckpointError(f"{run_dir / CONFIG} is not the config the weights of {model} were trained "
-                              f"with ({_described(changed, trained, config)}; according to {source.name}); "
-                              "put back the config of that training.")
+        raise CheckpointError(f"{run_dir / CONFIG} is not the config the weights of {run_dir / MODEL} were "
+                              f"trained with ({_described(changed, trained, config)}; according to "
+                              f"{source.name}); put back the config of that training.")
 
 
 def _json(text: str | None) -> Any:

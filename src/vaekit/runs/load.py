@@ -102,7 +102,10 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     if not check_regular(run_dir / MODEL, "the model's safetensors file", CheckpointError):
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
                               f"epoch); train one with `{kind.maker} --out {run_dir}`.")
-    check_weights(run_dir, config, read_metadata(run_dir / MODEL) or {})  # before a network is built
+    metadata = read_metadata(run_dir / MODEL)  # from the header alone: before a network is built
+    if metadata is None:  # no metadata in it, or not a safetensors file (`read_tensors` says so)
+        metadata = read_tensors(run_dir / MODEL, "model")[1]
+    check_weights(run_dir, config, metadata)
     try:
         model = kind.build(config)
     except (ConfigError, SpecError) as err:

@@ -24,16 +24,19 @@ from vaekit.runs.files import (
     MODEL,
     NotStrictJSON,
     parse_json,
+    read_metadata,
     read_tensors,
     save_tensors,
     strict_json,
     write_json_atomic,
 )
-from vaekit.runs.identity import CHECKPOINT_KEY, check_checkpoint, run_id, weights_metadata
+from vaekit.runs.identity import CHECKPOINT_KEY, CONFIG_KEY, check_checkpoint, run_id, weights_metadata
 from vaekit.runs.metrics import DIGEST_KEY, metrics_digest
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
+    """The model's weights as a plain safetensors file, without vaekit's metadata: not a run's model
+    file (a run of this vaekit refuses one without it; `save_weights` writes that)."""
     save_tensors(path, dict(model.state_dict()))
 
 
@@ -42,6 +45,18 @@ def save_weights(run_dir: Path, tensors: dict[str, torch.Tensor], config: dict[s
     (`config`, a config.json's JSON: `identity.weights_metadata`), so that `load_run` refuses a
     config.json edited since, or a model file of another network."""
     save_tensors(run_dir / MODEL, tensors, metadata=weights_metadata(config))
+
+
+def unmarked_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of RUN_DIR/model.safetensors when the file has no vaekit metadata (a model file
+    of an earlier vaekit, in a run this vaekit resumes), so that the checkpoint writes them again
+    with it (`save_weights`) even when no epoch of the resume is better; None when there is no
+    model file or it has its metadata."""
+    path = run_dir / MODEL
+    if not os.path.lexists(path) or CONFIG_KEY in (read_metadata(path) or {}):
+        return None
+    tensors, metadata = read_tensors(path, "model")
+    return None if CONFIG_KEY in metadata else tensors
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -127,7 +127,9 @@ class Checkpoints:
 
 def save(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
          best: dict[str, Tensor] | None) -> None:
-    """The best model, if it changed since the last write, then the checkpoint (the commit point)."""
+    """The best model, if it changed since the last write (or has no metadata yet: a run of an
+    earlier vaekit, resumed), then the checkpoint (the commit point)."""
+    best = runs.unmarked_weights(out) if best is None else best
     if best is not None:
         runs.save_weights(out, best, state["config"])
     runs.save_checkpoint(out, model, optimizer, state)

@@ -1,0 +1,125 @@
+"""Which run a model file and a config.json belong to, as every reader sees it (`vaekit eval`,
+`sample`, `report`, `serve`, `load_run`): a model file re-saved without vaekit's metadata in a run of
+this vaekit, and a config.json copied from another run of the same config, are refused in one
+sentence (exit 2), nothing in the run changed; the runs of an earlier vaekit stay readable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from eval_runs import make_run
+from hang import deadline
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.errors import CheckpointError
+from vaekit.runs.identity import CHECKPOINT_KEY, CONFIG_KEY
+
+TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
+         "--threads", "1", "--no-progress"]
+READERS = [["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"],
+           ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}", "--k", "2"]]
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def refused(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
+            *names: str) -> str:
+    """main(argv) exits 2 with one line on stderr, `vaekit CMD: error: <one sentence>`."""
+    capsys.readouterr()
+    with deadline(30):
+        status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix(f"vaekit {argv[0]}: error: "), *names)
+    return err
+
+
+def every_reader_refuses(run: Path, capsys: Any, one_sentence: Any, *names: str) -> None:
+    before = snapshot(run)
+    for template in READERS:
+        refused(capsys, one_sentence, [a.format(run=run) for a in template], *names)
+    with pytest.raises(CheckpointError):
+        runs.load_run(run)
+    from vaekit.serve.explorer import Explorer  # the server's loading of a run
+
+    with pytest.raises(CheckpointError):
+        Explorer.load(run)
+    assert snapshot(run) == before and not (run.parent / "s.png").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another run of the very same config and seed: another run id."""
+    return make_run(tmp_path_factory.mktemp("runs") / "twin")
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def test_a_model_file_resaved_without_metadata_is_refused(run: Path, capsys: Any, one_sentence: Any) -> None:
+    """Other weights of the same shapes, written by safetensors itself: no config in the file."""
+    tensors = load_file(str(run / runs.MODEL))
+    save_file({k: v + 0.01 for k, v in tensors.items()}, str(run / runs.MODEL))
+    every_reader_refuses(run, capsys, one_sentence, str(run / runs.MODEL))
+    (run / runs.CHECKPOINT).unlink()  # nor does a run without its checkpoint take it
+    with pytest.raises(CheckpointError, match="no vaekit metadata"):
+        runs.load_run(run)
+
+
+def test_a_config_json_of_another_run_of_the_same_config_is_refused(run: Path, twin: Path, capsys: Any,
+                                                                     one_sentence: Any) -> None:
+    shutil.copy(twin / runs.CONFIG, run / runs.CONFIG)
+    assert runs.run_id(run) == runs.run_id(twin)  # the copy: the same config, the twin's id
+    every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG), str(run / runs.CHECKPOINT))
+
+
+def test_the_runs_own_files_are_read(run: Path) -> None:
+    assert runs.load_run(run).model is not None
+    assert main([a.format(run=run) for a in READERS[0]]) == 0
+
+
+def _earlier(run: Path, best_val: float | None = None) -> dict[str, torch.Tensor]:
+    """`run` as an earlier vaekit wrote it: no run id in config.json nor in the checkpoint, no
+    metadata in the model file (`best_val`: the checkpoint's best -ELBO set, say, out of reach)."""
+    config = json.loads((run / runs.CONFIG).read_text())
+    config.pop(runs.RUN_SECTION)
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    tensors, metadata = runs.read_tensors(run / runs.CHECKPOINT, "test")
+    state = json.loads(metadata[CHECKPOINT_KEY])
+    state.pop("run_id")
+    if best_val is not None:
+        state["progress"]["best_val"] = best_val
+    save_file(tensors, str(run / runs.CHECKPOINT), metadata={CHECKPOINT_KEY: json.dumps(state)})
+    (run / runs.CHECKPOINT_JSON).write_text(json.dumps(state))
+    model = load_file(str(run / runs.MODEL))
+    save_file(model, str(run / runs.MODEL))
+    return model
+
+
+def test_a_run_of_an_earlier_vaekit_resumed_without_a_better_epoch_stays_readable(run: Path) -> None:
+    """Its resume gives config.json a run id; its model file, which no better epoch rewrites,
+    gets its metadata at the resume's first checkpoint."""
+    model = _earlier(run, best_val=0.0)
+    assert runs.load_run(run).model is not None  # as it was: an earlier vaekit's run
+    assert main([*TRAIN, "--epochs", "3", "--out", str(run), "--resume"]) == 0
+    assert runs.run_id(run) is not None and runs.load_checkpoint(run)[2]["epoch"] == 3
+    tensors, metadata = runs.read_tensors(run / runs.MODEL, "model")
+    assert CONFIG_KEY in metadata and all(torch.equal(tensors[k], v) for k, v in model.items())
+    assert runs.load_run(run).model is not None
