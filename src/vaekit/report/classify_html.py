@@ -33,7 +33,7 @@ from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report import figures
 from vaekit.report.kinds import ReportKind, ReportOptions, register_report, unused_evaluation
-from vaekit.report.outputs import check_run_outputs
+from vaekit.report.outputs import HTML_GENERATOR, check_run_outputs, write_run_report
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
 
@@ -93,7 +93,7 @@ def render_classifier(run_name: str, config: dict[str, Any], evaluation: dict[st
     ev, split = evaluation, esc(evaluation["split"])
     lo, hi = ev["accuracy_ci95"]
     names = {r["class"]: r["name"] for r in ev["per_class"]}
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{HTML_GENERATOR}"
              f"<title>vaekit report: {esc(run_name)}</title><style>{STYLE}</style></head><body>",
              f"<h1>vaekit report: {esc(run_name)} (classifier)</h1>",
              f"<p class='headline' id='headline'>{split.capitalize()} accuracy <b id='accuracy'>"
@@ -194,9 +194,7 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
         paths = write_classifier_figures(evaluation, wrong, names, metrics, runs.figures_dir(run_dir))
         page = render_classifier(run_dir.resolve().name, run.config.to_dict(), evaluation, metrics, paths,
                                  run.model.rows, report_seconds=time.perf_counter() - t1)
-        out = run_dir / runs.REPORT
-        runs.write_bytes_atomic(out, page.encode("utf-8"))
-        return out
+        return write_run_report(run_dir, page)
 
 
 def refuse_vae_options(run_dir: Path, options: ReportOptions) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.regular import kind_of, open_regular, unreachable
-from vaekit.runs import write_bytes_atomic
+from vaekit.runs import REPORT, write_bytes_atomic
 from vaekit.runs.files import FIGURES
 from vaekit.version import __version__
 
@@ -44,6 +44,9 @@ _METADATA = {".png": "Software", ".svg": "Creator", ".pdf": "Creator"}  # matplo
 # SVG creator (<cc:Agent><dc:title>), its PDF info dictionary, the page's meta tag.
 _SIGNS = (b"tEXtSoftware\x00vaekit ", b"<dc:title>vaekit ", b"/Creator (vaekit ",
           b"<meta name='generator' content='vaekit ")
+# How every report.html of an earlier vaekit began, before its pages carried the mark: one of those
+# is vaekit's too (`check_run_report`).
+EARLIER_REPORT = b"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>vaekit report: "
 WINDOW = 65_536  # bytes read at each end of a file (a PDF's mark is at its end, the others' at the start)
 
 
@@ -87,9 +90,44 @@ def check_output(path: str | Path, where: str | None = None) -> None:
                           "choose another path or remove the file.")
 
 
+def check_run_report(run_dir: Path) -> None:
+    """The law for RUN_DIR/report.html: replaced only when it is missing or vaekit's own, a page
+    with the mark (`HTML_GENERATOR`) or a report of an earlier vaekit, whose pages had no mark but
+    all began with `EARLIER_REPORT` (byte for byte; a page of the user's that begins so is taken
+    for vaekit's, the price of keeping the reports of existing runs regenerable). Anything else (a
+    page of the user's, a link, a directory) is a ConfigError naming it."""
+    path = run_dir / REPORT
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # nothing there (the write says why, if it cannot be made)
+        return
+    if stat.S_ISREG(mode):
+        if made_by_vaekit(path):
+            return
+        with contextlib.suppress(OSError, VaekitError), open_regular(path, "a report", ConfigError) as fh:
+            if fh.read(len(EARLIER_REPORT)) == EARLIER_REPORT:
+                return
+        what = "a file vaekit did not write (it has no vaekit mark)"
+    else:
+        what = "a symbolic link" if stat.S_ISLNK(mode) else kind_of(mode)
+    raise ConfigError(f"{quoted(str(path))} is {what}, and `vaekit report` replaces only the report.html "
+                      "it wrote; move it out of the run directory or remove it, then run the report "
+                      "again.")
+
+
+def write_run_report(run_dir: Path, page: str) -> Path:
+    """RUN_DIR/report.html: `page`, the law of `check_run_report` held again at the moment of
+    writing, then whole or not at all (`runs.write_bytes_atomic`)."""
+    check_run_report(run_dir)
+    write_bytes_atomic(run_dir / REPORT, page.encode("utf-8"))
+    return run_dir / REPORT
+
+
 def check_run_outputs(run_dir: Path) -> None:
-    """The law for the figures a report writes into its run: every file already in RUN_DIR/figures
-    is vaekit's own (`check_output`), checked before anything is drawn."""
+    """The law for what a report writes into its run: RUN_DIR/report.html (`check_run_report`) and
+    every file already in RUN_DIR/figures is vaekit's own (`check_output`), checked before anything
+    is drawn."""
+    check_run_report(run_dir)
     figures = run_dir / FIGURES
     if figures.is_dir() and not figures.is_symlink():
         for entry in sorted(figures.iterdir()):

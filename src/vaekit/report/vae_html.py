@@ -23,7 +23,7 @@ from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
 from vaekit.report import visualize
 from vaekit.report.kinds import REPORT_K, ReportKind, ReportOptions, register_report, unused_evaluation
-from vaekit.report.outputs import check_run_outputs
+from vaekit.report.outputs import HTML_GENERATOR, check_run_outputs, write_run_report
 from vaekit.report.page import STYLE, esc, figure, fmt, table
 from vaekit.version import __version__
 
@@ -67,7 +67,7 @@ def render(run_name: str, config: dict[str, Any], evaluation: dict[str, Any],
            metrics: Sequence[dict[str, Any]], figure_paths: dict[str, Path],
            params: tuple[list[ParamRow], str], report_seconds: float | None = None) -> str:
     """The whole report as one HTML string."""
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{HTML_GENERATOR}"
              f"<title>vaekit report: {esc(run_name)}</title><style>{STYLE}</style></head><body>",
              f"<h1>vaekit report: {esc(run_name)}</h1>"]
     model, data = config.get("model", {}), config.get("data", {})
@@ -172,9 +172,7 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
                                     evaluation, o.seed)
     page = render(run_dir.resolve().name, config.to_dict(), evaluation, metrics, paths,
                   parameter_table(model), report_seconds=time.perf_counter() - t1)
-    out = run_dir / runs.REPORT
-    runs.write_bytes_atomic(out, page.encode("utf-8"))
-    return out
+    return write_run_report(run_dir, page)
 
 
 register_report(ReportKind(runs.DEFAULT, write_vae_report))
