@@ -295,6 +295,20 @@ def test_cli_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert f"wrote {tmp_path / 'figs' / name}" in out
 
 
+@pytest.mark.parametrize("only", ["kl_nonnegative", "elbo_bound,kl_closed_form"])
+def test_cli_figures_when_no_claim_draws_one_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        one_sentence: Any, only: str) -> None:
+    """None of the claims that run draws a figure: refused before they run, no folder made."""
+    figs = tmp_path / "figs"
+    status = main(["check", "--quick", "--only", only, "--figures", str(figs)])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix("vaekit check: error: "), "--figures", str(figs))
+    assert not figs.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_training_does_not_fall_back_from_a_damaged_copy(places: Any, fake_registry: Any, fake_set: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A dataset that is there but does not match its published sums is an error (exit 2), not a

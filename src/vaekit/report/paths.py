@@ -61,6 +61,12 @@ def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORM
 
 def check_figures_dir(text: str, claims: Sequence[str]) -> Path:
     """The folder of `vaekit check --figures DIR` for the claims that will run: the law of
-    `outputs.check_output_dir` for the figures of those claims (`CHECK_FIGURES`)."""
-    return check_output_dir(text, [CHECK_FIGURES[c] for c in claims if c in CHECK_FIGURES])
+    `outputs.check_output_dir` for the figures of those claims (`CHECK_FIGURES`). Claims of which
+    none draws a figure are a ConfigError: the folder would be made for nothing."""
+    names = [CHECK_FIGURES[c] for c in claims if c in CHECK_FIGURES]
+    if not names:
+        raise ConfigError(f"--figures {quoted(text)}: none of the claims that run "
+                          f"({', '.join(claims)}) draws a figure; leave --figures out, or add "
+                          f"{' or '.join(CHECK_FIGURES)} to --only.")
+    return check_output_dir(text, names)
 
