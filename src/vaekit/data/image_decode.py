@@ -37,11 +37,24 @@ small file claiming billions of pixels (an image bomb) is never decoded; Pillow'
 DecompressionBombWarning (above 89 million pixels) is silenced, its DecompressionBombError (above
 twice that) refused alike. `resize_images` applies the
 same size and channels to the arrays of the other sources (.npy/.npz, the IDX sets).
+
+A JPEG whose compressed data was cut short and given an end marker (the first half of a file and
+b'\xff\xd9') is decoded by libjpeg without an error: it fills the missing pixels in, and Pillow
+drops libjpeg's warning ("Corrupt JPEG data: premature end of data segment"). `check_jpeg_scans`
+finds it by decoding the file once more with bytes inserted before its end marker (`FILLER`): a
+decoder that has every block of every scan reads no further and skips them (libjpeg passes
+over what lies between a scan's last block and the next marker), so a whole file decodes to the
+same pixels; in a cut one the bytes take the place of the missing data, and the pixels change.
+So a good JPEG is never refused by it; what it cannot see is a cut that falls exactly on a
+boundary the decoder stops at anyway: between two scans of a progressive JPEG (a coarser image
+that is a valid file), or, in a JPEG with restart markers, at the end of an interval. A file with
+data after its end marker is decoded as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -129,14 +142,39 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # the Pillow plugins a folder's
 
 
 @contextlib.contextmanager
-def _open_image(f: FolderFile) -> Iterator[Image.Image]:
-    """`f` opened by Pillow, from a regular file only (else DataError), Pillow's
-    DecompressionBombWarning silenced (MAX_IMAGE_PIXELS, below its limit, is checked instead)."""
+def _open_image(f: FolderFile) -> Iterator[tuple[Image.Image, Any]]:
+    """`f` opened by Pillow, and the file it reads, from a regular file only (else DataError),
+    Pillow's DecompressionBombWarning silenced (MAX_IMAGE_PIXELS, below its limit, is checked
+    instead)."""
     with (open_regular(f.path, f"{EXPECTED}, or {HINT}", DataError, refuse_missing=True) as fp,
           warnings.catch_warnings()):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(fp, formats=FORMATS) as im:  # never EPS (Ghostscript), TIFF, PPM... by content
-            yield im
+            yield im, fp
+
+
+FILLER = b"\x55" * 64  # bytes a whole JPEG's decoder skips, and a cut one's decodes (`check_jpeg_scans`)
+END = b"\xff\xd9"  # a JPEG's end-of-image marker
+
+
+class CutJPEG(OSError):
+    """A JPEG whose compressed data ends before its last block (`check_jpeg_scans`)."""
+
+
+def check_jpeg_scans(data: bytes, pixels: np.ndarray) -> None:
+    """A CutJPEG when the JPEG file `data`, which decoded to `pixels` (its image as loaded, as an
+    array), has compressed data cut short before its end marker: decoded again with FILLER before
+    that marker (and the 0xFF fill bytes that may precede it), its pixels change (the module's
+    docstring). Nothing is checked in a file that does not end with its end marker."""
+    end = len(data) - len(END)
+    if end <= 0 or data[end:] != END:
+        return
+    while end > 0 and data[end - 1] == 0xFF:
+        end -= 1
+    with Image.open(io.BytesIO(data[:end] + FILLER + data[end:]), formats=["JPEG"]) as again:
+        again.load()
+        if not np.array_equal(np.asarray(again), pixels):
+            raise CutJPEG("its compressed data ends before its last pixels: the file was cut short")
 
 
 def is_16bit(im: Image.Image) -> bool:
@@ -177,7 +215,7 @@ def read_header(f: FolderFile) -> BadFile | None:
     if f.rel.lower().endswith(".webp") and not features.check("webp"):
         return BadFile(f.rel, UNREADABLE, _unreadable(f))
     try:
-        with _open_image(f) as im:
+        with _open_image(f) as (im, _):
             turned = exif_orientation(im) in (5, 6, 7, 8)  # height and width swapped
             f.shape = (im.width, im.height) if turned else (im.height, im.width)
             f.colour = im.mode not in GREY_MODES
@@ -258,13 +296,16 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
     """Pass 2: the image of `f` as uint8 (C, H, W) (H, W of options.size, else its own), or
     DataError (a truncated or corrupt file)."""
     try:
-        with _open_image(f) as im:
+        with _open_image(f) as (im, fp):
             if im.width * im.height > MAX_IMAGE_PIXELS:  # the file changed since its header was read
                 raise DataError(_too_large(f, im.size))
             if is_16bit(im):
                 counts["16-bit"] += 1
             orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
             im.load()  # a GIF: its first frame
+            if im.format == "JPEG":
+                fp.seek(0)
+                check_jpeg_scans(fp.read(), np.asarray(im))
             out = to_8bit(im, counts)
             out.load()
             out = upright(out, orientation, counts)

@@ -16,11 +16,12 @@ import warnings
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from vaekit.data.image_decode import exif_orientation, is_16bit, to_8bit, upright
+from vaekit.data.image_decode import check_jpeg_scans, exif_orientation, is_16bit, to_8bit, upright
 from vaekit.serve.request import ApiError
 
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
@@ -85,6 +86,8 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
         sixteen = is_16bit(im)
         orientation = exif_orientation(im)  # before the pixels, as an image folder reads it
         im.load()
+        if im.format == "JPEG":
+            check_jpeg_scans(data, np.asarray(im))  # one cut short and given an end marker
         kind = im.format or "image"
         c, h, w = shape
         done = [f"read a {width}x{height} {kind}"] + (["16-bit values to 8 bits (v >> 8)"] if sixteen else [])

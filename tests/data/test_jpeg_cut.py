@@ -1,0 +1,85 @@
+"""A JPEG cut in the middle of its compressed data and given an end marker (the first half of a
+real file + b'\\xff\\xd9'), which libjpeg decodes without complaint, filling the missing pixels in:
+refused as a damaged image by a folder (counted, skipped with --skip-bad) and by the explorer's
+upload (a 400); whole JPEGs, baseline and progressive, grey and colour, of several qualities,
+decode as Pillow decodes them."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.data.folder import ImageOptions, read_folder
+from vaekit.data.image_decode import check_jpeg_scans
+from vaekit.errors import DataError
+from vaekit.serve.images import decode_upload
+from vaekit.serve.request import ApiError
+
+pytestmark = pytest.mark.usefixtures("places")  # HOME (and so the cache) under tmp_path
+SIDE = 48
+N_GOOD = 10  # a folder of fewer images is too few to split
+
+
+def photo(seed: int, mode: str) -> Image.Image:
+    """A smooth image with some texture (a photograph's kind of content), SIDE x SIDE."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:SIDE, 0:SIDE]
+    base = np.stack([(x * 5 + y * 2 + 40 * c) % 256 for c in range(3)], axis=-1).astype(np.float64)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB").convert(mode)
+
+
+def jpeg(image: Image.Image, quality: int, progressive: bool) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality, progressive=progressive)
+    return buf.getvalue()
+
+
+GOOD = [(mode, quality, progressive) for mode in ("L", "RGB") for quality in (10, 50, 75, 95)
+        for progressive in (False, True)]
+
+
+def cut(data: bytes) -> bytes:
+    """The file up to the middle of its compressed data (from its first scan to its end), and an
+    end marker."""
+    scan = data.index(b"\xff\xda")
+    return data[: scan + (len(data) - scan) // 2] + b"\xff\xd9"
+
+
+def test_whole_jpegs_decode_as_pillow_decodes_them(tmp_path: Path) -> None:
+    root = tmp_path / "good"
+    root.mkdir()
+    expected = []
+    for i, (mode, quality, progressive) in enumerate(GOOD):
+        data = jpeg(photo(i, mode).convert("RGB"), quality, progressive)
+        (root / f"{i:02d}.jpg").write_bytes(data)
+        expected.append(np.asarray(Image.open(io.BytesIO(data))).transpose(2, 0, 1))
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            check_jpeg_scans(data, np.asarray(im))  # no complaint
+    got = read_folder(root, ImageOptions(), progress=False)
+    assert np.array_equal(got.images, np.stack(expected)) and "skipped" not in got.notes
+
+
+@pytest.mark.parametrize("mode, quality, progressive", GOOD)
+def test_a_jpeg_cut_short_with_an_end_marker_is_refused(tmp_path: Path, one_sentence, mode: str,
+                                                        quality: int, progressive: bool) -> None:
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(N_GOOD):
+        photo(i, mode).save(root / f"{i:02d}.png")
+    damaged = cut(jpeg(photo(N_GOOD, mode), quality, progressive))
+    (root / "cut.jpg").write_bytes(damaged)
+    with pytest.raises(DataError) as err:
+        read_folder(root, ImageOptions(), progress=False)
+    one_sentence(str(err.value), str(root / "cut.jpg"))
+    got = read_folder(root, ImageOptions(skip_bad=True), progress=False)
+    assert got.images.shape[0] == N_GOOD and "cut.jpg" in got.notes["skipped"]
+    with pytest.raises(ApiError) as upload:
+        decode_upload(base64.b64encode(damaged).decode("ascii"), (1, 8, 8))
+    assert upload.value.status == 400
