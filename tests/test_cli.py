@@ -81,7 +81,7 @@ def test_every_typed_flag_of_every_command_refuses_a_word_in_one_line(
 # One wrong value for an int flag per command (data and arch have no int flag: a bad choice, an
 # unknown flag), as a user types them.
 PER_COMMAND = [
-    (["data", "info", "--binarize", "sometimes"], "data", ["--binarize", "'sometimes'", "'fixed'"]),
+    (["data", "info", "--binarize", "sometimes"], "data", ["unknown --binarize 'sometimes'", "fixed"]),
     (["arch", "--input", "3,8,8", "--depth", "3"], "arch", ["--depth"]),
     (["train", "--epochs", "ten"], "train", ["--epochs", "'ten'", "integer"]),
     (["eval", "RUN", "--k", "5k"], "eval", ["--k", "'5k'", "integer"]),
@@ -130,7 +130,7 @@ def test_check_seed_range(capsys: pytest.CaptureFixture[str], one_sentence: OneS
     (["train", "--seed"], "train", ["--seed", "expected one argument"]),
     (["data"], "data", ["required", "ACTION"]),
     (["eval"], "eval", ["required", "RUN_DIR"]),
-    (["nope"], "", ["'nope'", "'train'"]),
+    (["nope"], "", ["unknown command 'nope'", "train"]),
     ([], "", ["required", "COMMAND", "vaekit --help"]),
 ])
 def test_other_argparse_errors(argv: list[str], command: str, names: list[str],
@@ -166,7 +166,7 @@ def test_converters_raise_argparse_errors_naming_their_flag() -> None:
         int_flag("--seed", 0, 9)("10")
     with pytest.raises(argparse.ArgumentTypeError, match=r"^--lr must be a number, got 'fast'$"):
         float_flag("--lr")("fast")
-    assert int_list_flag("--hidden")("512, 256") == [512, 256] and int_list_flag("--hidden")("") == []
+    assert int_list_flag("--hidden")("512, 256") == [512, 256] and int_list_flag("--hidden")("none") == []
     assert int_flag("--k")("12") == 12 and float_flag("--lr")("1e-3") == 1e-3
 
 
@@ -374,3 +374,76 @@ def test_another_runtime_error_is_not_called_memory(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(arch, "run", fail)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["arch", "Linear(3)", "--input", "4"])
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["train", "--skip-bad"], ["data.skip_bad", "a folder of images"]),
+    (["classify", "--skip-bad"], ["data.skip_bad", "a folder of images"]),
+    (["train", "--no-cuda-graph"], ["train.cuda_graph", "a CUDA device"]),
+    (["train", "--epochs", "2", "--warmup", "5"], ["train.warmup", "2 epochs"]),
+    (["train", "--hidden", ""], ["--hidden", "none"]),
+    (["train", "--autoregressive", "8", "--autoregressive-window", str(10**6)],
+     ["model.autoregressive_window", "64-pixel images of digits", "63"]),
+])
+def test_a_setting_that_would_do_nothing_is_refused(argv: list[str], names: list[str], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    one_sentence: OneSentence) -> None:
+    """Each was accepted and did nothing: --skip-bad on a set that is no image folder, --no-cuda-graph
+    on a CPU, a warm-up the run never finishes, '' read as no hidden layer, a window past the pixels."""
+    monkeypatch.chdir(tmp_path)
+    status = main([*argv, "--data", "digits", "--out", "run", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.count("\n") == 0, err
+    one_sentence(err.split(": error: ", 1)[1], *names)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_refuses_more_training_images_than_the_data_has(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                one_sentence: OneSentence) -> None:
+    from vaekit.data.load import load_dataset
+
+    n = len(load_dataset("digits").train)
+    status = main(["classify", "--compare", "--data", "digits", "--train-images", str(10**9),
+                   "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    one_sentence(err.split(": error: ", 1)[1], "--train-images", f"{n:,} training images of digits")
+    assert not (tmp_path / "c").exists()
+
+
+def test_data_info_refuses_an_image_fit_without_a_size(capsys: pytest.CaptureFixture[str],
+                                                       one_sentence: OneSentence) -> None:
+    """As `vaekit train` does: --image-fit says how --image-size keeps the aspect."""
+    assert main(["data", "info", "digits", "--image-fit", "pad"]) == 2
+    one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], "data.image_fit", "--image-size")
+    assert main(["data", "info", "digits", "--skip-bad"]) == 2
+    one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], "data.skip_bad", "a folder of images")
+    assert main(["data", "info", "digits", "--image-fit", "pad", "--image-size", "4"]) == 0
+    assert "images       1x4x4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("name", "value", "argv"), [
+    ("VAEKIT_DIST_TIMEOUT", "abc", ["train", "--data", "digits", "--epochs", "1", "--out", "run"]),
+    ("VAEKIT_DIST_TIMEOUT", "0", ["eval", "run"]),
+    ("VAEKIT_ALLOW_MODIFIED_DATA", "yes", ["data", "info", "digits"]),
+])
+def test_a_bad_environment_variable_is_refused_in_one_process(
+        name: str, value: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    """Read only under torchrun (or for a set with published sums), a bad value passed unseen."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], name, repr(value))
+    assert list(tmp_path.iterdir()) == []
+    assert main(["arch", "--input", "4", "Linear(2)"]) == 0  # a command that reads neither
+
+
+def test_a_long_bad_choice_is_one_cut_sentence(capsys: pytest.CaptureFixture[str],
+                                               one_sentence: OneSentence) -> None:
+    """argparse quoted the value whole; cut at 300 characters, the line lost its valid values."""
+    message = one_error_line(capsys, ["data", "info", "--binarize", "x" * 400], "data", one_sentence,
+                             "unknown --binarize 'xxx", "valid values are none, dynamic, fixed")
+    assert len(message) < 200

@@ -321,7 +321,8 @@ def test_the_commands_flags_are_built_from_the_settings() -> None:
                                 "mixture of the posteriors of learned pseudo-inputs) (default: standard)")
     assert FLAGS["--no-cuda-graph"][:3] == ("train", "cuda_graph", "off")
     assert FLAGS["--time-budget"][2] == "duration" and FLAGS["--image-size"][2] == "size"
-    assert FLAGS["--hidden"][2:] == (list, "dense hidden sizes, comma list, e.g. 512,256 (default: 400)")
+    assert FLAGS["--hidden"][2:] == (list, "dense hidden sizes, comma list, e.g. 512,256, or none for no "
+                                     "hidden layer (default: 400)")
     assert FLAGS["--layers"][:2] == ("model", "stochastic_layers") and FLAGS["--gated"][2] == "switch"
     # the classifier's own defaults in the help of the settings it shares with the VAE
     assert FLAGS["--lr"][3] == "learning rate (default: 0.001)"
@@ -359,11 +360,11 @@ def test_an_empty_entry_of_an_integer_list_is_refused_not_dropped(text: str) -> 
         parse_int_list(text, "--hidden")
 
 
-def test_an_integer_list_reads_its_integers_and_blank_as_none() -> None:
+def test_an_integer_list_reads_its_integers_and_none_as_no_entry() -> None:
     from vaekit.config import parse_int_list
 
     assert parse_int_list("512, 256") == [512, 256] and parse_int_list(" 7 ") == [7]
-    assert parse_int_list("") == [] and parse_int_list("  ") == []
+    assert parse_int_list("none") == [] and parse_int_list(" none ") == []
 
 
 def test_a_fifo_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:
@@ -391,6 +392,8 @@ UNUSED: dict[str, tuple[Any, dict[str, Any]]] = {
     "optim.step_size": (3, {"optim.schedule": "step"}),
     "optim.gamma": (0.5, {"optim.schedule": "step"}),
     "data.image_fit": ("pad", {"data.image_size": "8"}),
+    "data.skip_bad": (True, {"data.name": str(Path(__file__).parent)}),  # a folder
+    "train.cuda_graph": (False, {"train.device": "cuda"}),
 }
 
 
@@ -462,3 +465,85 @@ def test_a_toml_integer_past_what_python_reads_is_one_sentence(tmp_path: Path, t
     with pytest.raises(ConfigError) as info:
         load_toml(path)
     assert str(path) in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_no_cuda_graph_with_device_auto_follows_what_torch_sees(monkeypatch: pytest.MonkeyPatch,
+                                                                 cuda: bool) -> None:
+    """--device auto is cuda where torch sees a CUDA device (`vaekit.device.resolve_device`): there
+    --no-cuda-graph is used; on a CPU it would do nothing."""
+    import torch
+
+    from vaekit.config import check_used
+    from vaekit.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    config = apply(TrainConfig(), {"train": {"device": "auto", "cuda_graph": False}}, "c.toml")
+    assert (resolve_device("auto").type == "cuda") is cuda
+    if cuda:
+        check_used(config, TrainConfig())
+    else:
+        with pytest.raises(ConfigError, match="train.cuda_graph is used only with a CUDA device"):
+            check_used(config, TrainConfig())
+
+
+@pytest.mark.parametrize(("values", "base", "refused"), [
+    ({"warmup": 5.0, "epochs": 2}, None, True),  # the KL weight would stop at 2/5 of beta
+    ({"warmup": 2.5, "epochs": 2}, None, True),
+    ({"warmup": 2.0, "epochs": 2}, None, False),  # beta reached at the last step
+    ({"warmup": 5.0, "epochs": 2, "time_budget": 60.0}, None, False),  # the budget plans both
+    ({"warmup": 5.0, "epochs": 20}, {"warmup": 5.0, "epochs": 4}, False),  # a resume with more epochs
+    ({"warmup": 5.0, "epochs": 4}, {"warmup": 5.0, "epochs": 4}, False),  # a run's own values, as recorded
+    ({"warmup": 5.0, "epochs": 3}, {"warmup": 5.0, "epochs": 10}, True),  # a resume cut below the warm-up
+])
+def test_a_warmup_longer_than_the_run_is_refused(values: dict[str, Any], base: dict[str, Any] | None,
+                                                  refused: bool, one_sentence: OneSentence) -> None:
+    """beta_at's weight after the run's last step, from its own closed form: min(1, steps / (W steps
+    per epoch)) < 1 exactly when W > epochs."""
+    from vaekit.config import check_warmup
+    from vaekit.train.optim import beta_at
+
+    config = apply(TrainConfig(), {"train": values}, "c.toml")
+    start = TrainConfig() if base is None else apply(TrainConfig(), {"train": base}, "config.json")
+    if not values.get("time_budget") and base is None:
+        assert (beta_at(config.train.epochs * 10 - 1, 10, config.train) < 1.0) is refused
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check_warmup(config, start)
+        one_sentence(str(info.value), "train.warmup", f"{config.train.epochs} epochs")
+    else:
+        check_warmup(config, start)
+
+
+def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:
+    """`--hidden ''` built an MLP with no hidden layer: empty text means nothing; `none` is no layer."""
+    from vaekit.config import parse_int_list
+
+    assert parse_int_list("none", "--hidden") == [] and parse_int_list("8, 4", "--hidden") == [8, 4]
+    for text in ("", " "):
+        with pytest.raises(ConfigError) as info:
+            parse_int_list(text, "--hidden")
+        one_sentence(str(info.value), "--hidden", "none")
+
+
+@pytest.mark.parametrize(("window", "pixels", "refused"),
+                         [(63, 64, False), (64, 64, True), (10**6, 784, True)])
+def test_an_autoregressive_window_past_the_pixels_is_refused(window: int, pixels: int, refused: bool,
+                                                             one_sentence: OneSentence) -> None:
+    """The last of D pixels has D - 1 before it: through `made_masks`, a window of D - 1 already lets
+    each pixel's term reach every pixel before it (M2 M1 > 0 is the strict lower triangle), and one
+    of D - 2 does not."""
+    from vaekit.config import check_with_data
+    from vaekit.vae.autoregressive import made_masks
+
+    before = torch.ones(pixels, pixels).tril(-1).bool()
+    for w, every in ((pixels - 1, True), (pixels - 2, False)):
+        m1, m2 = made_masks(pixels, 2 * pixels, w)
+        assert bool(((m2 @ m1 > 0) == before).all()) is every
+    config = apply(TrainConfig(), {"model": {"autoregressive": 8, "autoregressive_window": window}}, "c.toml")
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check_with_data(config, "digits", pixels, 1437)
+        one_sentence(str(info.value), "model.autoregressive_window", f"{pixels:,}-pixel", f"{pixels - 1:,}")
+    else:
+        check_with_data(config, "digits", pixels, 1437)

@@ -9,19 +9,22 @@ HYPOTHESIS_PROFILE=explore searches with fresh examples, ten times as many.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
 import math
 import os
 import struct
+import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vaekit import runs
@@ -120,6 +123,8 @@ def test_train_with_random_flag_values(tiny: Path, tmp_path: Path, flags: list[s
         for section in config.values():  # what was accepted is finite and stored as given
             for value in section.values():
                 assert not (isinstance(value, float) and not math.isfinite(value)), config
+        train = config["train"]  # and does what it says: a KL warm-up the run finishes
+        assert train["warmup"] <= train["epochs"], config
 
 
 EVAL_LIKE = {"eval": ["--k", "--limit", "--batch-size", "--seed", "--threads"],
@@ -152,14 +157,69 @@ def test_eval_sample_report_with_random_flag_values(trained: Path, tmp_path: Pat
 ARCH_ARGS = st.one_of(NUMBERS, st.sampled_from(["3", "1,28,28", "3x10x10", "(3, 10, 10)", "", "a"]))
 
 
+LAYER_NUMBERS = st.one_of(NUMBERS, st.sampled_from(["1e-320", "-5e-324", "2.5e-310", "1e-400", "７", "٣2",
+                                                     "0.01", "1e-30"]))
+
+
+def means_what_was_written(text: str) -> bool:
+    """Whether a number's text is one a float holds as written: ASCII digits (int() also reads
+    '７'), and 0 or at least float's smallest normal (a subnormal is 0 to a CPU that flushes them)."""
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        return False
+    try:
+        written = abs(Decimal(text))
+    except InvalidOperation:
+        return True  # not a number: the parser's own refusal
+    return not 0 < written < Decimal(sys.float_info.min)
+
+
 @FUZZ
-@given(shape=ARCH_ARGS, a=NUMBERS, b=NUMBERS, layer=st.sampled_from(
+@example(shape="4", a="1e-320", b="1", layer="LeakyReLU({a})")  # read as 0 under flush-to-zero
+@example(shape="4", a="７", b="1", layer="Linear({a})")
+@given(shape=ARCH_ARGS, a=LAYER_NUMBERS, b=LAYER_NUMBERS, layer=st.sampled_from(
     ["Conv2d({a}, {b})", "Conv2d(8, 3, stride={a}, padding={b})", "Linear({a})", "MaxPool2d({a}, {b})",
-     "Upsample(scale_factor={a})", "ConvTranspose2d({a}, 3, output_padding={b})", "Flatten()"]))
+     "Upsample(scale_factor={a})", "ConvTranspose2d({a}, 3, output_padding={b})", "Flatten()",
+     "LeakyReLU({a})", "Dropout({a})", "ELU(alpha={b})"]))
 def test_arch_with_random_sizes(shape: str, a: str, b: str, layer: str) -> None:
     argv = ["arch", "--input", shape, layer.format(a=a, b=b)]
     status, _, err = run_cli(argv)
     assert_clean(argv, status, err)
+    if status == 0:  # accepted: every number it read is the one written
+        used = [x for x, name in ((a, "{a}"), (b, "{b}")) if name in layer]
+        assert all(means_what_was_written(x) for x in used), argv
+
+
+def choice_flags() -> list[tuple[list[str], str, tuple[str, ...]]]:
+    """(words, flag, choices) of every flag of every command that argparse holds to its choices."""
+    from vaekit.cli import build_parser
+
+    out, todo = [], [([], build_parser())]
+    while todo:
+        words, parser = todo.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [([*words, name], sub) for name, sub in action.choices.items()]
+            elif action.option_strings and action.choices is not None:
+                out.append((words, action.option_strings[-1], tuple(map(str, action.choices))))
+    return out
+
+
+CHOICES = choice_flags()
+
+
+@FUZZ
+@given(which=st.sampled_from(range(len(CHOICES))), text=st.one_of(
+    st.text(min_size=1, max_size=30), st.sampled_from(["x" * 400, "é" * 200, "none ", "CPU"])))
+def test_every_choice_flag_refuses_a_bad_value_in_one_cut_sentence(which: int, text: str) -> None:
+    """argparse's own line quoted the value whole, and a long one was cut before the valid values."""
+    words, flag, valid = CHOICES[which]
+    if text in valid or text.startswith("-"):
+        return
+    argv = [*words, f"{flag}={text}"]
+    status, _, err = run_cli(argv)
+    assert_clean(argv, status, err)
+    assert status == 2 and len(err) < 400, (argv, err)
+    assert f"unknown {flag} " in err and f"valid values are {', '.join(valid)};" in err, (argv, err)
 
 
 # ----------------------------------------------------------------------------- TOML documents

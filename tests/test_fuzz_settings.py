@@ -93,8 +93,10 @@ def expected(field: Any, value: Any, from_flag: bool) -> Any:
         if isinstance(value, str):
             if not from_flag:  # a file writes a list as a list
                 return REFUSE
-            if not value.strip():
+            if value.strip() == "none":  # no entry, asked for by its word
                 return []
+            if not value.strip():  # empty text means nothing, not an empty list
+                return REFUSE
             parts = [as_int(p.strip()) for p in value.split(",")]
             return REFUSE if None in parts else parts
         if isinstance(value, list) and all(as_int(v) is not None and not isinstance(v, str) for v in value):

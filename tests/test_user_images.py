@@ -43,7 +43,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "photos-conv"
     code = cli.main(["train", "--data", str(folder), "--model", "conv", "--likelihood", "gaussian",
-                     "--channels", "8,16", "--hidden", "", "--latent", "4", "--epochs", "2",
+                     "--channels", "8,16", "--hidden", "none", "--latent", "4", "--epochs", "2",
                      "--batch-size", "16", "--threads", "1", "--out", str(out), "--no-progress"])
     assert code == 0
     return out
@@ -118,7 +118,7 @@ def test_classify_the_folder(folder: Path, tmp_path: Path, capsys: pytest.Captur
 def test_image_size_resizes_for_the_conv_vae(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
     assert cli.main(["train", "--data", str(folder), "--image-size", "8", "--image-channels", "1",
-                     "--model", "conv", "--likelihood", "gaussian", "--channels", "4", "--hidden", "",
+                     "--model", "conv", "--likelihood", "gaussian", "--channels", "4", "--hidden", "none",
                      "--latent", "2", "--epochs", "1", "--threads", "1", "--out", str(out),
                      "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())

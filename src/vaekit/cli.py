@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
-from vaekit.config import RANK_ERRORS_ENV
-from vaekit.errors import VaekitError
+from vaekit.config import RANK_ERRORS_ENV, choice
+from vaekit.errors import ConfigError, VaekitError
 from vaekit.version import __version__
 
 # Order is the order shown by `vaekit --help`.
@@ -70,6 +70,18 @@ class VaekitParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = " ".join(self.prog.split()[:2])  # 'vaekit data', also for 'vaekit data info'
         self.exit(2, f"{command}: error: {explain(message)}; see `{self.prog} --help`.\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A value outside a flag's (or a positional's) choices in the words of the config's choice
+        errors (`config.choice`: "unknown --binarize 'xyz'; valid values are ..."), its text cut
+        short, not argparse's raw line, which quotes it whole and is then cut mid-sentence."""
+        if action.choices is not None and value not in action.choices:
+            positional = str(action.metavar or action.dest).lower()  # COMMAND, ACTION
+            name = action.option_strings[-1] if action.option_strings else positional
+            try:
+                choice(name, value, tuple(map(str, action.choices)))
+            except ConfigError as err:
+                raise argparse.ArgumentError(None, str(err).rstrip(".")) from None
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[Any, list[str]]:
@@ -177,16 +189,34 @@ def _is_negative_number(text: str) -> bool:
     return True
 
 
+# The commands that wait on other ranks (train and evaluate under torchrun: VAEKIT_DIST_TIMEOUT);
+# every command but `arch` may load a dataset (VAEKIT_ALLOW_MODIFIED_DATA).
+TIMEOUT_READERS = ("train", "classify", "eval", "report", "sheet")
+
+
+def check_environment(command: str) -> None:
+    """vaekit's environment variables that `command` reads, each checked before it starts: a bad
+    value is one sentence even where this run would not come to read it (one process never reads
+    the timeout; a set without published sums never the checksum switch)."""
+    from vaekit.data.load import allow_modified_data  # torch: the command loads it anyway
+    from vaekit.distributed import TIMEOUT_ENV, timeout_seconds  # torch: as above
+
+    if command in TIMEOUT_READERS:
+        timeout_seconds(os.environ.get(TIMEOUT_ENV))
+    if command != "arch":
+        allow_modified_data()
+
+
 def launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """`--nproc N`: what one process can check is checked first and said once (the config, the
     data's name, the score estimator, N against the CPU cores), then N processes under torchrun
     (`vaekit.distributed.launch`), which turns the sentences the ranks leave into one VaekitError."""
-    from vaekit.data.load import allow_modified_data, check_source  # checked here before torchrun
+    from vaekit.data.load import check_source  # checked here before torchrun
     from vaekit.distributed import check_estimator, check_nproc, launch  # torch, only for --nproc
 
+    check_environment(args.command)  # once here, not refused by each rank
     config, _ = importlib.import_module(f"vaekit.commands.{args.command}").build_config(args)
     check_source(config.data.name, config.data.data_dir)
-    allow_modified_data()  # $VAEKIT_ALLOW_MODIFIED_DATA read once here, not refused by each rank
     check_estimator(getattr(config.train, "estimator", ""))
     check_nproc(args.nproc, config.train.device)
     return launch(args.nproc, without_nproc(argv))
@@ -226,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vaekit.device import flush_denormals  # before torch's first parallel op: see its docstring
 
     try:
+        check_environment(args.command)
         with flush_denormals():
             status: Any = args.func(args)
     except VaekitError as err:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,8 +19,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from torch_reference import build, trains_nothing
-from vaekit.arch.spec import SIGNATURES, LayerSpec, parse_input_shape, parse_layer, parse_stack, render
-from vaekit.arch.stack import analyze, totals
+from vaekit.arch.spec import SIGNATURES, LayerSpec, parse_layer, parse_stack, render
+from vaekit.arch.stack import analyze, parse_input_shape, totals
 from vaekit.errors import SpecError, VaekitError
 
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -289,3 +292,33 @@ def test_a_number_given_to_batchnorm_is_refused_not_read_as_eps() -> None:
     with pytest.raises(SpecError, match="num_features from the previous layer"):
         parse_layer("BatchNorm2d(64)")
     assert parse_layer("BatchNorm2d(eps=0.001)")["eps"] == 0.001
+
+
+@pytest.mark.parametrize("text", ["Linear(７８４)", "Linear(10, bias=True) ", "Conv2d(٣, 3)",
+                                  "Upsample(scale_factor=２)"])
+def test_a_layer_is_written_in_ascii_digits(text: str, one_sentence: Callable[..., None]) -> None:
+    """Other scripts' digits: a sentence that says which character, not 'is not a layer call'."""
+    digits = [ch for ch in text if ch.isdigit() and not ch.isascii()]
+    if not digits:
+        assert parse_layer(text).kind == "Linear"
+        return
+    with pytest.raises(SpecError) as info:
+        parse_layer(text)
+    one_sentence(str(info.value), "ASCII digits", repr(digits[0]), text.strip())
+
+
+@pytest.mark.parametrize("text", ["LeakyReLU(1e-320)", "Dropout(5e-324)", "LeakyReLU(-1e-310)", "ELU(1e-400)",
+                                  "Upsample(scale_factor=(2, 1e-310))", "BatchNorm2d(eps=4e-320)"])
+def test_a_subnormal_number_is_refused_naming_the_layer(text: str, one_sentence: Callable[..., None]) -> None:
+    """Below float's smallest normal, a number is 0 to a CPU that flushes denormals (as `vaekit`
+    commands run, `vaekit.device.flush_denormals`), where even its parse gives 0.0: not the slope
+    or p written. Refused with or without the flush; 0 and the smallest normal are numbers."""
+    from vaekit.device import flush_denormals
+
+    for flushed in (False, True):
+        with flush_denormals() if flushed else contextlib.nullcontext():
+            with pytest.raises(SpecError) as info:
+                parse_layer(text)
+        one_sentence(str(info.value), text, "subnormal")
+    assert parse_layer("LeakyReLU(0.0)")["negative_slope"] == 0.0
+    assert parse_layer(f"LeakyReLU({sys.float_info.min!r})")["negative_slope"] == sys.float_info.min

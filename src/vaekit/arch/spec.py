@@ -20,16 +20,19 @@ checked before the work it guards; `vaekit.arch.stack` checks the sizes a layer 
 - `MAX_LAYER_CHARS` = 1,000 characters per layer text, checked before it is parsed (the longest
   spelling of a torch layer with every argument is under 200).
 - `MAX_LAYERS` = 1,000 layers in one stack, checked before any is parsed.
-- `MAX_INPUT_CHARS` = 100 characters of `--input`, checked before it is split.
+- `vaekit.arch.stack.MAX_INPUT_CHARS` = 100 characters of `--input`, checked before it is split.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, cast
 
 from vaekit.config import is_int, is_number
 from vaekit.errors import SpecError
@@ -44,7 +47,6 @@ MAX_SIZE = 2**31 - 1
 MAX_NUMBER = 2**31 - 1
 MAX_LAYER_CHARS = 1_000
 MAX_LAYERS = 1_000
-MAX_INPUT_CHARS = 100
 SHOWN_CHARS = 60  # longest text or value quoted whole in a message
 
 
@@ -312,18 +314,41 @@ def _literal(node: ast.expr, label: str, where: str, source: str) -> Literal:
     if isinstance(node, ast.Constant) and (
         node.value is None or isinstance(node.value, bool | int | float | str)
     ):
-        return node.value
+        return _normal(node, label, where, source)
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
             and isinstance(node.operand, ast.Constant)
             and isinstance(node.operand.value, int | float)
             and not isinstance(node.operand.value, bool)):
-        value = node.operand.value
-        return -value if isinstance(node.op, ast.USub) else value
+        value = _normal(node.operand, label, where, source)
+        return -value if isinstance(node.op, ast.USub) else value  # type: ignore[operator]
     if isinstance(node, ast.Tuple | ast.List):
         return tuple(_literal(item, label, where, source) for item in node.elts)
     written = ast.get_source_segment(source, node) or type(node).__name__
     raise SpecError(f"{label}: {where} must be a literal (integer, number, True/False, string "
                     f"or tuple), got `{excerpt(written)}`.")
+
+
+def _normal(node: ast.Constant, label: str, where: str, source: str) -> Literal:
+    """The constant's value, unless it is a number written not 0 but below float's smallest normal
+    (2.2e-308): a subnormal, or 1e-400's 0.0, which a CPU that flushes denormals reads as 0 (as it
+    parses one, under `vaekit.device.flush_denormals`): a slope or p of 0, not the one written.
+    Told from its text (`Decimal`, exact), as its float may already be 0.0."""
+    if isinstance(node.value, float):
+        written = (ast.get_source_segment(source, node) or "1").replace("_", "")
+        with contextlib.suppress(InvalidOperation):
+            if 0 < abs(Decimal(written)) < Decimal(sys.float_info.min):
+                raise SpecError(f"{label}: {where} must be 0 or at least {sys.float_info.min:.4g} in size, "
+                                f"got {written} in `{excerpt(source)}`, which a float holds only as a "
+                                "subnormal number or 0, and the CPU's flush-to-zero mode reads as 0.")
+    return cast(Literal, node.value)  # the caller took numbers, strings, True/False and None only
+
+
+def _ascii_digits(source: str, label: str) -> None:
+    """Other scripts' digits ('７', '٣'), which int() reads: a layer is typed in ASCII digits."""
+    digit = next((ch for ch in source if ch.isdigit() and not ch.isascii()), None)
+    if digit is not None:
+        raise SpecError(f"{label}: numbers are written in ASCII digits 0-9, got {digit!r} "
+                        f"(U+{ord(digit):04X}).")
 
 
 def _dotted_name(node: ast.expr) -> str | None:
@@ -351,6 +376,7 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
         raise SpecError(f"{where}`{source[:20]}...` is {len(source):,} characters long; "
                         f"expected a layer call of at most {MAX_LAYER_CHARS:,} characters.")
     not_a_call = SpecError(f"{label} is not a layer call like Conv2d(20, kernel_size=3).")
+    _ascii_digits(source, label)
     try:
         tree = ast.parse(source, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):  # ValueError: surrogates
@@ -422,21 +448,3 @@ def parse_stack(texts: Sequence[str]) -> list[LayerSpec]:
     if len(texts) > MAX_LAYERS:
         raise SpecError(f"{len(texts):,} layers given; a stack has at most {MAX_LAYERS:,}.")
     return [parse_layer(text, where=f"layer {i} ") for i, text in enumerate(texts, start=1)]
-
-
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """`C,H,W` or `CxHxW` (an image) or `N` (a flat vector) -> (C, H, W) or (N,), each dimension
-    in [1, MAX_SIZE]; a text longer than MAX_INPUT_CHARS is refused before it is split."""
-    if len(text) > MAX_INPUT_CHARS:
-        raise SpecError(f"--input `{text[:20]}...` is {len(text):,} characters long; expected "
-                        f"C,H,W or N in at most {MAX_INPUT_CHARS} characters.")
-    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
-    # ASCII digits only: int() also reads other scripts' digits ('٣'), which a shape is not typed in
-    values = [int(p) for p in parts if p.isascii() and p.isdecimal()]  # at most 100 digits: cheap
-    if len(parts) not in (1, 3) or len(values) != len(parts) or min(values) < 1:
-        raise SpecError(f"--input must be C,H,W (or CxHxW) or N with positive integers, "
-                        f"got {text!r}.")
-    if max(values) > MAX_SIZE:
-        raise SpecError(f"--input {text!r} has a dimension {shown(max(values))} larger than "
-                        f"{MAX_SIZE:,} (2**31 - 1, the bound on any size).")
-    return tuple(values)

@@ -20,11 +20,12 @@ from fractions import Fraction
 from typing import Any
 
 from vaekit.arch import arith, field
-from vaekit.arch.spec import ACTIVATIONS, MAX_SIZE, LayerSpec
+from vaekit.arch.spec import ACTIVATIONS, MAX_SIZE, LayerSpec, shown
 from vaekit.errors import SpecError
 
 Shape = tuple[int, ...]
 AXES = ("H", "W")
+MAX_INPUT_CHARS = 100  # characters of `--input`, checked before it is split
 
 
 @dataclass(frozen=True)
@@ -317,3 +318,21 @@ def totals(rows: Sequence[LayerRow]) -> dict[str, int]:
         "total_macs": sum(r.macs for r in rows),
         "total_output_bytes": sum(r.output_bytes for r in rows),
     }
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """`C,H,W` or `CxHxW` (an image) or `N` (a flat vector) -> (C, H, W) or (N,), each dimension
+    in [1, MAX_SIZE]; a text longer than MAX_INPUT_CHARS is refused before it is split."""
+    if len(text) > MAX_INPUT_CHARS:
+        raise SpecError(f"--input `{text[:20]}...` is {len(text):,} characters long; expected "
+                        f"C,H,W or N in at most {MAX_INPUT_CHARS} characters.")
+    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
+    # ASCII digits only: int() also reads other scripts' digits ('٣'), which a shape is not typed in
+    values = [int(p) for p in parts if p.isascii() and p.isdecimal()]  # at most 100 digits: cheap
+    if len(parts) not in (1, 3) or len(values) != len(parts) or min(values) < 1:
+        raise SpecError(f"--input must be C,H,W (or CxHxW) or N with positive integers, "
+                        f"got {text!r}.")
+    if max(values) > MAX_SIZE:
+        raise SpecError(f"--input {text!r} has a dimension {shown(max(values))} larger than "
+                        f"{MAX_SIZE:,} (2**31 - 1, the bound on any size).")
+    return tuple(values)

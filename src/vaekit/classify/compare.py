@@ -48,9 +48,10 @@ from vaekit.classify.compare_plan import (
     JSON_NAME,
     MODELS,
     SIDES,
-    TRAIN_IMAGES,
+    TRAIN_IMAGES,  # noqa: F401 (compare.TRAIN_IMAGES: the default of --train-images and the sheet's)
     check_out,
     check_sides,
+    check_train_images,
     plan,
     subset,
 )
@@ -68,7 +69,7 @@ def _prefixed(log: Log, name: str) -> Log:
 
 
 def compare(config: ClassifierConfig, out: str | Path, sides: Sequence[int] = SIDES, epochs: int = EPOCHS,
-            train_images: int = TRAIN_IMAGES, isolate: bool = True, show_bar: bool | None = None,
+            train_images: int | None = None, isolate: bool = True, show_bar: bool | None = None,
             log: Log = print) -> list[dict[str, Any]]:
     """Train the dense and the cnn preset at each side into `out` and return their rows (see the
     module's docstring); everything a user can get wrong (sides, OUT, config, data, layers) is one
@@ -81,7 +82,9 @@ def compare(config: ClassifierConfig, out: str | Path, sides: Sequence[int] = SI
         raise ConfigError("--compare trains the dense and the cnn preset; model.layers (--layers) is "
                           "for a single run.")
     ccfg.validate(config)
-    ds = subset(load_configured(config.data), train_images, config.train.seed)
+    full = load_configured(config.data)
+    train_images = check_train_images(train_images, full)  # None: TRAIN_IMAGES, or all there are
+    ds = subset(full, train_images, config.train.seed)
     threads = choose_threads(config.train.threads)  # once, so that every network gets the same
     networks = plan(config, ds, sides, epochs, threads)
     if all(n.refused for n in networks):
@@ -130,7 +133,7 @@ def main(config: ClassifierConfig, args: argparse.Namespace, out: Path, isolate:
     quiet = bool(getattr(args, "json", False))
     rows = compare(config, out, args.sides if args.sides is not None else SIDES,
                    args.epochs if args.epochs is not None else EPOCHS,
-                   args.train_images if args.train_images is not None else TRAIN_IMAGES, isolate,
+                   args.train_images, isolate,
                    show_bar=False if getattr(args, "no_progress", False) else None,
                    log=(lambda line: None) if quiet else print)
     if quiet:

@@ -57,6 +57,18 @@ def check_out(out: Path) -> None:
                           "remove it or choose another --out.")
 
 
+def check_train_images(n: int | None, ds: Dataset) -> int:
+    """The training images each network trains on: `n` (--train-images), at most the training
+    split of `ds` holds (else one sentence naming its size); None: TRAIN_IMAGES, or all of them
+    where there are fewer."""
+    if n is None:
+        return min(TRAIN_IMAGES, len(ds.train))
+    if n > len(ds.train):
+        raise ConfigError(f"--train-images is {n:,}, more than the {len(ds.train):,} training images of "
+                          f"{ds.name}; give at most that many.")
+    return n
+
+
 def take(split: Split, n: int, seed: int) -> Split:
     """A seeded sample of n images of `split` (in their order), or all of it if it has no more."""
     if n >= len(split):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 from vaekit.arch import sheet
-from vaekit.arch.spec import LANGUAGE_HELP, parse_input_shape, parse_stack
-from vaekit.arch.stack import analyze
+from vaekit.arch.spec import LANGUAGE_HELP, parse_stack
+from vaekit.arch.stack import analyze, parse_input_shape
 from vaekit.arch.table import dump_json, stack_json, stack_table
 from vaekit.errors import SpecError
 from vaekit.report.paths import figure_path

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from vaekit import config as cfg
 from vaekit.commands.flags import text_flag
-from vaekit.commands.tables import add_table, image_flags
-from vaekit.config import parse_image_size
+from vaekit.commands.tables import add_table, given, image_flags
+from vaekit.config import TrainConfig
 from vaekit.data.folder import ImageOptions
 from vaekit.data.load import check_data_dir, check_mirror, describe, describe_text, load_dataset
 from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found, where_found_text
@@ -61,10 +62,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def image_options(args: argparse.Namespace) -> ImageOptions:
-    """The --image-size, --image-channels, --image-fit and --skip-bad flags (None: not given)."""
-    size = None if args.image_size is None else parse_image_size(args.image_size, "--image-size")
-    channels = 0 if args.image_channels is None else args.image_channels
-    return ImageOptions(size, channels, args.image_fit or "crop", bool(args.skip_bad))
+    """The --image-size, --image-channels, --image-fit and --skip-bad flags (None: not given), read
+    as `vaekit train` reads them: one used only with another is refused (`config.check_used`)."""
+    flags = given(args, image_flags()).get("data", {})
+    config = cfg.apply(TrainConfig(), {"data": {"name": args.name, **flags}}, "command line")
+    cfg.check_used(config, TrainConfig(), recorded=False)
+    return ImageOptions.of(config.data)
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         base = load_toml(args.config, base)
     config = cfg.apply(base, given(args, FLAGS), "command line")  # the flags given, by section
     cfg.check_used(config, start)
+    cfg.check_warmup(config, start)
     out = Path(args.out) if args.out else default_out(config)
     return config, out
 

@@ -279,6 +279,27 @@ def validate(config: TrainConfig) -> TrainConfig:
 _CONV = (lambda c: c.model.kind == "conv", "the conv model (--model conv)")
 _AUTOREGRESSIVE = (lambda c: c.model.autoregressive > 0, "an autoregressive decoder (--autoregressive N)")
 _STEP = (lambda c: c.optim.schedule == "step", "the step schedule (--schedule step)")
+
+
+def _image_folder(name: str) -> bool:
+    """Whether the data's name is a folder (of images: `vaekit.data.readers`); a path no file system
+    holds is none."""
+    try:
+        return Path(name).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _on_cuda(c: Any) -> bool:
+    """Whether the run's device is a CUDA device: cuda, or auto where torch sees one (as
+    `vaekit.device.resolve_device` resolves it)."""
+    if c.train.device != "auto":
+        return bool(c.train.device == "cuda")
+    import torch  # asked only of a run that changed a CUDA-only setting
+
+    return bool(torch.cuda.is_available())
+
+
 USED_WITH: tuple[tuple[str, Any, str], ...] = (
     ("model.channels", *_CONV), ("model.kernel_size", *_CONV), ("model.stride", *_CONV),
     ("model.pseudo_inputs", lambda c: c.model.prior == "vamp", "the vamp prior (--prior vamp)"),
@@ -288,22 +309,56 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
     ("optim.momentum", lambda c: c.optim.name in ("sgd", "rmsprop"), "--optimizer sgd or rmsprop"),
     ("optim.step_size", *_STEP), ("optim.gamma", *_STEP),
     ("data.image_fit", lambda c: c.data.image_size is not None, "a resize (--image-size)"),
+    ("data.skip_bad", lambda c: _image_folder(c.data.name), "a folder of images as the data"),
+    ("train.cuda_graph", _on_cuda, "a CUDA device (--device cuda, or auto where torch sees one)"),
 )
 
 
-def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] | None = None) -> None:
+def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] | None = None,
+               recorded: bool = True) -> None:
     """Refuse a setting this command changed from `base` (the defaults, or the config of the run it
     resumes) that `config` does not use (`rules`, by default `USED_WITH`): `--momentum 0` with adam,
     `--channels 16` with the MLP. One sentence naming the key and what it is used with; a value that
     is not among the setting's choices is named as unknown first (`--variance bogus`: fixing the
-    other setting would only lead to that refusal)."""
+    other setting would only lead to that refusal). `recorded`: whether the command writes the
+    config into a run (`vaekit data info` writes none)."""
     keys = settings_of(config)
+    why = ("it would be recorded in config.json as if it had been used" if recorded
+           else "it would change nothing")
     for key in differences(base, config):
         for name, used, what in USED_WITH if rules is None else rules:
             if name == key and name in keys and not used(config):
                 _check_choice(config, key, keys[key])
                 raise ConfigError(f"{key} is used only with {what}, which this config does not have; leave "
-                                  "it out (it would be recorded in config.json as if it had been used).")
+                                  f"it out ({why}).")
+
+
+def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
+    """Refuse a KL warm-up longer than the run, where this command set either (`base`: the defaults,
+    or the config of the run it resumes): the KL weight would never reach beta. A time budget plans
+    both the epochs and the warm-up (`vaekit.train.budget`), so there is nothing to hold yet."""
+    t = config.train
+    if t.time_budget or not {"train.warmup", "train.epochs"} & set(differences(base, config)):
+        return
+    if t.warmup > t.epochs:
+        raise ConfigError(f"train.warmup is {t.warmup:g} epochs, longer than the run's {t.epochs} epochs "
+                          f"(train.epochs), so the KL weight would never reach beta; give a warm-up of at "
+                          f"most {t.epochs} epochs, or more epochs.")
+
+
+def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:
+    """The settings that count what the data holds, once it is known: the VampPrior's
+    pseudo-inputs against the `train_images` of `data`, the autoregressive window against the
+    `pixels` of an image (each pixel has at most pixels - 1 before it; a window of all is 0)."""
+    m = config.model
+    if m.prior == "vamp" and m.pseudo_inputs > train_images:
+        raise ConfigError(f"model.pseudo_inputs is {m.pseudo_inputs:,}, more than the {train_images:,} "
+                          f"training images of {data}; the VampPrior's pseudo-inputs summarise the data, "
+                          "so give at most that many (500 for 60,000).")
+    if m.autoregressive_window > pixels - 1:
+        raise ConfigError(f"model.autoregressive_window is {m.autoregressive_window:,} pixels, more than "
+                          f"the {pixels - 1:,} before the last pixel of the {pixels:,}-pixel images of "
+                          f"{data}; give at most {pixels - 1:,}, or 0 for all of them.")
 
 
 def differences(a: Any, b: Any) -> list[str]:

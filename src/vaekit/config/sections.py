@@ -86,7 +86,8 @@ class ModelConfig:
     kind: str = setting("mlp", flag="--model", choices=MODEL_KINDS, help="{choices} (default: {default})")
     # dense layers of q_enc (p_dec mirrors)
     hidden: list[int] = setting([400], bound=Bound("each hidden size", 1, MAX_SIZE),
-                                help="dense hidden sizes, comma list, e.g. 512,256 (default: {default})")
+                                help="dense hidden sizes, comma list, e.g. 512,256, or none for no hidden "
+                                "layer (default: {default})")
     latent: int = setting(20, bound=Bound("the latent size", 1, MAX_SIZE),  # dimension of z
                           help="latent dimension of z (default: {default})")
     # bernoulli (logits) | gaussian (mean, learned log-variance)

@@ -141,10 +141,14 @@ def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
 
 
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
-    """'512,256' -> [512, 256]; '' -> [] (no layer). `key` names the input in the error
-    ('model.hidden', '--channels'); an empty entry ('512,,256', ',') is one, not a layer left out."""
-    if not text.strip():
+    """'512,256' -> [512, 256]; 'none' -> [] (no layer: asked for by its word, as empty text means
+    nothing). `key` names the input in the error ('model.hidden', '--channels'); empty text, or an
+    empty entry ('512,,256', ','), is one, not a layer left out."""
+    if text.strip() == "none":
         return []
+    if not text.strip():
+        raise ConfigError(f"{key} is empty; give a comma-separated list of integers such as 512,256, or "
+                          "none for an empty list (no layer).")
     parts = [p.strip() for p in text.split(",")]
     if not all(parts):
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}, which "

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import distributed, runs
-from vaekit.config import RESUMABLE_CHANGES, TrainConfig, checkpoint_interval, differences
+from vaekit.config import RESUMABLE_CHANGES, TrainConfig, check_with_data, checkpoint_interval, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
@@ -238,10 +238,7 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
         raise ConfigError(f"the model was built for images {config.model.image_shape}, but "
                           f"{config.data.name} has images {shape}.")
     config.model.image_shape = shape
-    if config.model.prior == "vamp" and config.model.pseudo_inputs > len(ds.train):
-        raise ConfigError(f"model.pseudo_inputs is {config.model.pseudo_inputs:,}, more than the "
-                          f"{len(ds.train):,} training images of {config.data.name}; the VampPrior's "
-                          "pseudo-inputs summarise the data, so give at most that many (500 for 60,000).")
+    check_with_data(config, config.data.name, math.prod(shape), len(ds.train))
     one_step = copy.deepcopy(config)  # a step holds at most the training images
     one_step.train.batch_size = min(config.train.batch_size, len(ds.train))
     check_fits(one_step, tuple(shape))  # too large for memory: one sentence, not an allocator error
