@@ -121,6 +121,23 @@ def test_inf_in_toml(tmp_path: Path, one_sentence: OneSentence) -> None:
     refused(lambda: load_toml(path), one_sentence, str(path), "optim.lr", "inf")
 
 
+@pytest.mark.parametrize("written", ["1e-320", "-4.9e-324", "1e-400", "0.000_000_1e-310"])
+def test_toml_float_below_the_smallest_normal_is_refused_even_under_flush_to_zero(
+        tmp_path: Path, one_sentence: OneSentence, written: str) -> None:
+    from vaekit.device import flush_denormals
+    path = toml_file(tmp_path, f"[optim]\nclip = {written}\n")
+    refused(lambda: load_toml(path), one_sentence, str(path), written.replace("_", ""))
+    with flush_denormals():  # as the CLI parses a config: the float alone would be 0.0 there
+        refused(lambda: load_toml(path), one_sentence, str(path), written.replace("_", ""))
+
+
+@pytest.mark.parametrize("written", ["0.0", "-0.0", "2.3e-308", "1_000.5", "5e-1"])
+def test_toml_floats_at_or_above_the_smallest_normal_read_as_python_reads_them(tmp_path: Path,
+                                                                                 written: str) -> None:
+    path = toml_file(tmp_path, f"[optim]\nclip = {written}\n")
+    assert load_toml(path).optim.clip == abs(float(written.replace("_", "")))
+
+
 @pytest.mark.parametrize("key", ["model.latent", "model.hidden", "train.samples", "train.batch_size",
                                  "model.channels", "train.epochs"])
 @pytest.mark.parametrize("size", [2**31, 10**10, 10**30])
