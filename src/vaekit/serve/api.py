@@ -142,3 +142,4 @@ ROUTES: dict[str, tuple[str, Endpoint, tuple[str, ...]]] = {
     "/api/encode": ("POST", encode, ()),
     "/api/samples": ("GET", samples, ("n", "seed")),
 }
+HEAVY = frozenset(ROUTES) - {"/api/info"}  # those that compute with the model: a lane of their own

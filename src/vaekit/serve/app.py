@@ -17,8 +17,11 @@ request per connection, in HTTP/1.0 or HTTP/1.1. Refused before the API sees it:
 is not METHOD TARGET HTTP/1.x (an HTTP/0.9 line, HTTP/2's preface: 400; over 64 KiB: 414), a
 malformed header line (400), headers too large (431), and on loopback a Host header that names
 another machine (400: a page of another site whose name was rebound to 127.0.0.1 sends its own
-name). A POST's body: `request.py` (411, 413, 415, 400). A request that has not arrived whole by
-its deadline: 408; a server with every thread busy, or holding all the connections it may: 503.
+name), an Expect header other than 100-continue (417). A POST's body: `request.py` (411, 413, 415,
+400); one sent with `Expect: 100-continue` is asked for with an interim 100 Continue once the rest of
+the request is found acceptable, and refused at once otherwise (`arrival.py`). A request that has
+not arrived whole by its deadline: 408; a server with every thread busy, or holding all the
+connections it may: 503.
 
 Every request to the API runs under `torch.inference_mode()`. Every error is a 4xx (5xx for a bug
 or a full server) whose body is {"error": "one sentence."}; http.server's own errors too, and never
@@ -40,8 +43,8 @@ from urllib.parse import SplitResult, urlsplit
 import torch
 
 from vaekit.errors import ConfigError
-from vaekit.serve.api import ROUTES
-from vaekit.serve.arrival import MAX_LINE, TOKEN, VERSION, not_arrived, request_words
+from vaekit.serve.api import HEAVY, ROUTES
+from vaekit.serve.arrival import MAX_LINE, TOKEN, VERSION, Arrival, expectation, not_arrived, request_words
 from vaekit.serve.connection import ArrivalHandler, BoundedHTTPServer, RequestTimeout
 from vaekit.serve.explorer import Explorer
 from vaekit.serve.request import (
@@ -142,6 +145,10 @@ class Handler(ArrivalHandler):
         if self.request_version == "HTTP/1.1" and self.headers.get_all("Host") is None:
             self.refuse(400, "an HTTP/1.1 request must have a Host header.")
             return False
+        if expectation(self.headers.get_all("Expect", [])) == "unmet":
+            self.refuse(417, "the explorer meets no expectation but 100-continue; send the request "
+                        "without that Expect header.")
+            return False
         return True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -164,6 +171,7 @@ class Handler(ArrivalHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Connection", "close")  # one request per connection, its body read or not
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
@@ -200,11 +208,15 @@ class Handler(ArrivalHandler):
                            "of this machine.") from None
         return url
 
-    def read_body(self) -> dict[str, Any]:
+    def read_body(self) -> dict[str, Any] | None:
+        """The POST's body, once its headers are found acceptable; None for a request that awaits an
+        interim 100 Continue before it sends its body (`Arrival.awaiting_body`)."""
         n = content_length(self.headers.get_all("Content-Length"), self.headers.get_all("Transfer-Encoding"))
         json_content_type(self.headers.get_all("Content-Type"))
         if n > MAX_BODY:
             raise ApiError(413, f"the body is larger than {MAX_BODY // 2**20} MB.")
+        if self.arrival.awaiting_body():
+            return None
         raw = self.rfile.read(n)
         if len(raw) < n:
             raise ApiError(400, "the body ended before the length its Content-Length header announced.")
@@ -231,6 +243,9 @@ class Handler(ArrivalHandler):
             method, endpoint, params = route
             query = parse_query(url.query, params)
             body = self.read_body() if method == "POST" else None
+            if method == "POST" and body is None:  # the doorman asks for the body (100 Continue)
+                self.resume = True
+                return
             with torch.inference_mode():
                 out = endpoint(self.server.explorer, query, body)
             self.send_json(200, out)
@@ -253,6 +268,17 @@ class ExplorerServer(BoundedHTTPServer):
         self.address_family = family
         super().__init__(address, Handler)
         self.check_host = is_loopback(str(self.server_address[0]))  # as bound: '127.1' is 127.0.0.1
+
+    def heavy(self, arrival: Arrival) -> bool:
+        """Whether the request asks an endpoint that computes with the model (`api.HEAVY`): those run
+        in a lane of their own (`connection.py`). A POST that awaits its body is only checked (the
+        handler computes nothing before the body); any other method computes without one."""
+        words = request_words(bytes(arrival.data[:arrival.data.find(b"\n") + 1]))
+        try:
+            path = urlsplit(words[1]).path if len(words) == 3 else ""
+        except ValueError:
+            return False
+        return path in HEAVY and not (words[0] == "POST" and arrival.awaiting_body())
 
     def server_bind(self) -> None:
         """As HTTPServer's, without its reverse DNS lookup of the host (slow on a machine without DNS)."""

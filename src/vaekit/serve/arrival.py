@@ -10,8 +10,14 @@ the handler's own:
   bytes, the request line with a 414).
 - then the body, when the headers give one Content-Length of at most request.MAX_BODY bytes, no
   Transfer-Encoding, and no line the handler refuses: ready once that many bytes follow the empty
-  line. Any other request is answered without its body being read (400, 411, 413): ready at the
-  empty line.
+  line. Any other request is answered without its body being read (400, 411, 413, and 417 for an
+  expectation other than 100-continue): ready at the empty line.
+- a request of HTTP/1.1 (or a later 1.x) whose headers say `Expect: 100-continue` and whose body has
+  not arrived whole is ready at the empty line too: the handler checks it without its body and
+  either refuses it (a final 4xx at once) or asks for the body (`awaiting_body`), which the doorman
+  then asks of the client with an interim `100 Continue` (RFC 9110 10.1.1) and receives, the
+  request ready again once the body has arrived (`continued`). An HTTP/1.0 client knows no 1xx
+  answer: its 100-continue is ignored.
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ def request_line_ok(line: bytes) -> bool:
     return len(words) == 3 and bool(TOKEN.fullmatch(words[0])) and bool(VERSION.fullmatch(words[2]))
 
 
+def expectation(values: list[str]) -> str | None:
+    """What the Expect headers of a request ask (each header's value in `values`): None for none
+    (or empty ones), "100-continue", or "unmet" for any other expectation (compared
+    case-insensitively; a list of expectations is unmet unless each is 100-continue)."""
+    members = [m.strip().lower() for v in values for m in v.split(",") if m.strip()]
+    if not members:
+        return None
+    return "100-continue" if members and all(m == "100-continue" for m in members) else "unmet"
+
+
 def not_arrived(seconds: float) -> str:
     """The sentence of a 408."""
     return f"the request did not arrive whole within {seconds:g} seconds."
@@ -62,6 +78,9 @@ class Arrival:
         self._whole_body = True  # False once the handler will not read the body
         self._end: int | None = None  # the bytes of the whole request, once its headers have ended
         self.bare_cr = False  # a CR not before a LF in the request line or a header: refused at once
+        self._old = False  # an HTTP/1.0 request
+        self._expects: list[str] = []  # the Expect headers' values
+        self.continued = False  # the interim 100 Continue sent: the body is on its way
 
     def ready(self) -> bool:
         """Whether the handler can answer the request now, without waiting for more bytes."""
@@ -81,11 +100,20 @@ class Arrival:
             if self._lines == 1:
                 if not request_line_ok(line):
                     return True
+                self._old = request_words(line)[2] == "HTTP/1.0"
             elif line in (b"\r\n", b"\n"):
+                if expectation(self._expects) == "unmet":
+                    self._whole_body = False
                 self._end = self._line + self.body_length()
             else:
                 self.header(line)
-        return len(self.data) >= self._end
+        return len(self.data) >= self._end or self.awaiting_body()
+
+    def awaiting_body(self) -> bool:
+        """Whether the request has arrived without its body, which the client sends once it reads an
+        interim 100 Continue (Expect: 100-continue, HTTP/1.1)."""
+        return (self._end is not None and not self.continued and len(self.data) < self._end
+                and not self._old and expectation(self._expects) == "100-continue")
 
     def headers_ended(self) -> bool:
         """Whether the empty line that ends the headers has arrived (a client that closed its side
@@ -99,6 +127,8 @@ class Arrival:
             self._whole_body = False
         elif name.lower() == b"content-length":
             self._lengths.append(value)
+        elif name.lower() == b"expect":
+            self._expects.append(str(value, "iso-8859-1"))
 
     def body_length(self) -> int:
         """The bytes of body the handler will read: those of a Content-Length it takes, else 0."""

@@ -11,6 +11,14 @@ once, how long a request may take to arrive, and how each one is closed.
   headers and body together: the doorman answers 408 past it, and a worker reads whatever is left
   against the same deadline (`DeadlineReader`). A timeout on each read alone would let a client
   that sends a byte a second hold a connection forever (slowloris).
+- Heavy requests (`heavy`: those that compute with the model) run on at most `max_heavy` workers
+  at once; one that finds them all busy waits in a queue, without a thread (at most `max_queued`;
+  past that, 503), and the next heavy worker to finish takes it. The other workers stay free for
+  cheap requests (the page, /api/info, a refusal), which thus never wait behind heavy work, nor
+  share the cores and the interpreter with more than `max_heavy` threads of it.
+- A request sent with `Expect: 100-continue` comes to a worker without its body (`arrival.py`):
+  refused, it is answered at once; else the worker gives it back to the doorman (`resume`), which
+  answers the interim 100 Continue and receives the body, then hands the request over again.
 - A worker writes its answer into memory (`ArrivalHandler.answer`), and the doorman sends it
   (`Doorman.send`): what the socket takes at once from the worker, the rest as the client reads
   it, without a worker. A client that does not read its answer holds no worker.
@@ -22,6 +30,7 @@ once, how long a request may take to arrive, and how each one is closed.
 
 from __future__ import annotations
 
+import collections
 import io
 import socket
 import threading
@@ -32,6 +41,7 @@ from typing import Any, cast
 
 from vaekit.serve.arrival import Arrival
 from vaekit.serve.doorman import Doorman
+from vaekit.serve.outgoing import busy_answer
 
 
 class RequestTimeout(TimeoutError):
@@ -79,6 +89,7 @@ class ArrivalHandler(BaseHTTPRequestHandler):
     once it has finished, for the doorman to send."""
 
     answer = b""
+    resume = False  # the request awaits its body: the doorman is to ask for it (100 Continue)
 
     def setup(self) -> None:
         self.arrival: Arrival = self.request
@@ -103,6 +114,8 @@ class BoundedHTTPServer(HTTPServer):
 
     request_queue_size = 256
     max_connections = 64  # worker threads
+    max_heavy = 4  # of them, computing with the model at once
+    max_queued = 256  # heavy requests waiting for one of those
     max_pending = 1024  # connections held by the doorman, answered ones lingering included
     max_buffered = 256 * 2**20  # bytes buffered by the doorman, over all the connections it holds
     request_timeout = 30.0
@@ -110,6 +123,8 @@ class BoundedHTTPServer(HTTPServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.serving = 0
+        self.computing = 0  # workers on heavy requests
+        self.queued: collections.deque[Arrival] = collections.deque()
         self.lock = threading.Lock()
         self.doorman = Doorman(self)
         super().__init__(*args, **kwargs)
@@ -118,41 +133,76 @@ class BoundedHTTPServer(HTTPServer):
         """The listening thread's part: the connection goes to the doorman."""
         self.doorman.admit(request, client_address)
 
+    def heavy(self, arrival: Arrival) -> bool:
+        """Whether the request that has arrived computes with the model (none, here)."""
+        return False
+
     def take(self, arrival: Arrival) -> bool:
-        """A worker thread for a connection whose request has arrived; False when all are busy."""
+        """A worker thread for a connection whose request has arrived, or for a heavy request with
+        every heavy worker busy, a place in their queue; False when there is neither."""
+        heavy = self.heavy(arrival)
         with self.lock:
+            if heavy and self.computing >= self.max_heavy:
+                if len(self.queued) >= self.max_queued:
+                    return False
+                self.queued.append(arrival)
+                return True
             if self.serving >= self.max_connections:
                 return False
             self.serving += 1
+            self.computing += heavy
         try:
-            threading.Thread(target=self.work, args=(arrival,), daemon=True).start()
+            threading.Thread(target=self.work, args=(arrival, heavy), daemon=True).start()
         except RuntimeError:  # no thread can be started
-            self.release()
+            with self.lock:
+                self.serving -= 1
+                self.computing -= heavy
             return False
         return True
 
-    def work(self, arrival: Arrival) -> None:
-        """A worker thread: the request handled, the worker freed, the answer given to the doorman
-        to be sent (`Doorman.send`) and the connection closed."""
-        handler = cast(Callable[..., ArrivalHandler], self.RequestHandlerClass)  # takes the Arrival
-        answer = b""
-        try:
-            answer = handler(arrival, arrival.address, self).answer
-        except Exception:
-            self.handle_error(arrival.sock, arrival.address)
-        finally:
-            self.release()  # before the answer: a client that has it finds the worker free
-            self.doorman.send(arrival.sock, answer)
+    def work(self, arrival: Arrival | None, heavy: bool) -> None:
+        """A worker thread: each request handled, the worker freed (or, heavy, given the next heavy
+        request queued), the answer given to the doorman to be sent (`Doorman.send`) and the
+        connection closed; or the request given back to the doorman to receive its body."""
+        late = False  # a request queued past the time its client was given: it may be gone
+        while arrival is not None:
+            handler = cast(Callable[..., ArrivalHandler], self.RequestHandlerClass)  # takes the Arrival
+            answer, resume = b"", False
+            try:
+                if late:
+                    answer = busy_answer(self.max_connections)
+                else:
+                    done = handler(arrival, arrival.address, self)
+                    answer, resume = done.answer, done.resume
+            except Exception:
+                self.handle_error(arrival.sock, arrival.address)
+            finally:
+                following = self.release(heavy)  # before the answer: its client finds the worker free
+                if resume:
+                    self.doorman.resume(arrival)
+                else:
+                    self.doorman.send(arrival.sock, answer)
+            arrival = following
+            late = arrival is not None and time.monotonic() >= arrival.deadline
 
-    def release(self) -> None:
+    def release(self, heavy: bool) -> Arrival | None:
+        """Free a worker; a heavy worker takes the next heavy request queued instead, if any."""
         with self.lock:
+            if heavy and self.queued:
+                return self.queued.popleft()
             self.serving -= 1
+            self.computing -= heavy
+        return None
 
     def server_close(self) -> None:
-        """Close the listening socket and every connection the doorman holds (those of the workers
-        close as each worker ends)."""
+        """Close the listening socket, every connection the doorman holds and those queued (those of
+        the workers close as each worker ends)."""
         super().server_close()
         self.doorman.stop()
+        with self.lock:
+            queued, self.queued = list(self.queued), collections.deque()
+        for arrival in queued:
+            arrival.sock.close()
 
     def shutdown_request(self, request: Any) -> None:
         """Signal the end of the answer; the doorman then reads what the client still sends for up

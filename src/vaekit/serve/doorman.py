@@ -19,8 +19,14 @@ client that sends nothing, or a byte a second, holds a socket here, never a work
 - A worker's answer (`send`) is written by the worker as far as the socket takes it at once (all
   of it, for most answers); the rest is the doorman's to write as the client reads it, so that a
   client that does not read holds no worker either. It has `request_timeout` seconds from the
-  hand-over to be read; its bytes count in `max_buffered`, and past it the oldest answer still
-  being written is dropped (its connection closed) to make room.
+  hand-over to be read; its bytes count in `max_buffered`, and past it an answer still being
+  written is dropped (its connection closed) to make room: the one whose client has read least
+  recently (`outgoing.least_read`): those that have read nothing since the hand-over, nor in the last
+  READING seconds, go first, oldest first, so that a slow client that reads keeps its answer while
+  clients that read nothing lose theirs.
+- A request sent with `Expect: 100-continue` that a worker found acceptable without its body comes
+  back (`resume`): the doorman answers the interim `HTTP/1.1 100 Continue` and receives the body
+  as it received the rest.
 - A connection answered, here or by a worker (`linger`), is closed gracefully: once the answer's
   end is signalled, what the client still sends is read and dropped for up to `linger` seconds (a
   close with unread bytes is a reset, which can destroy the answer before the client reads it).
@@ -29,28 +35,19 @@ client that sends nothing, or a byte a second, holds a socket here, never a work
 from __future__ import annotations
 
 import collections
-import json
 import resource
 import selectors
 import socket
 import threading
 import time
-from http import HTTPStatus
 from typing import Any, Protocol, cast
 
 from vaekit.serve.arrival import Arrival, not_arrived
+from vaekit.serve.outgoing import Outgoing, answer, busy_answer, full_answer, least_read
 
 CHUNK = 65536  # bytes read from a connection at a time
 FILES_KEPT = 64  # open files left for the rest of the process (model files, pipes, the selector)
-
-
-class Outgoing:
-    """The part of an answer still to be written to its connection, and when it must have been read
-    by (a time.monotonic())."""
-
-    def __init__(self, data: memoryview, deadline: float) -> None:
-        self.data = data
-        self.deadline = deadline
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Hall(Protocol):
@@ -58,6 +55,7 @@ class Hall(Protocol):
     has arrived to a worker thread (False, the connection untouched, when every worker is busy)."""
 
     max_connections: int
+    max_queued: int
     max_pending: int
     max_buffered: int
     request_timeout: float
@@ -66,31 +64,9 @@ class Hall(Protocol):
     def take(self, arrival: Arrival) -> bool: ...
 
 
-def answer(status: int, sentence: str, *headers: str) -> bytes:
-    """An answer {"error": sentence} that closes the connection, as the bytes written to it."""
-    body = json.dumps({"error": sentence}).encode()
-    head = (f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nServer: vaekit-serve\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            + "".join(f"{h}\r\n" for h in headers)
-            + "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n")
-    return head.encode() + body
-
-
-def busy_answer(max_connections: int) -> bytes:
-    """The 503 of a server whose workers are all taken."""
-    return answer(503, f"the explorer is serving {max_connections} connections already; try again in "
-                  "a moment.", "Retry-After: 1")
-
-
-def full_answer() -> bytes:
-    """The 503 of a doorman holding all the connections or bytes it may."""
-    return answer(503, "the explorer is receiving too many requests already; try again in a moment.",
-                  "Retry-After: 1")
-
-
 def file_room(max_connections: int) -> int:
     """The connections the doorman may hold within the process's open-file limit: what the limit
-    leaves beside the workers' connections and FILES_KEPT."""
+    leaves beside `max_connections` served (by workers, or queued for one) and FILES_KEPT."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return 2**31
@@ -158,7 +134,7 @@ class Doorman:
             sock.close()
             return
         if view:
-            if not self.give(sock, Outgoing(view, time.monotonic() + self.hall.request_timeout), True):
+            if not self.give(sock, Outgoing(sock, view, time.monotonic() + self.hall.request_timeout), True):
                 sock.close()
             return
         try:
@@ -167,6 +143,13 @@ class Doorman:
             sock.close()
             return
         self.linger(sock)
+
+    def resume(self, arrival: Arrival) -> None:
+        """Take back a request a worker found acceptable without its body, to ask for the body with
+        an interim 100 Continue and receive it."""
+        arrival.continued = True
+        if not self.give(arrival.sock, arrival, True):
+            arrival.sock.close()
 
     def give(self, sock: socket.socket, address: Any, room: bool) -> bool:
         """Queue a connection for the doorman's thread; False if it has stopped or there is no room."""
@@ -185,7 +168,7 @@ class Doorman:
         for end in (self.bell, self.ringer):
             end.setblocking(False)
         self.selector.register(self.bell, selectors.EVENT_READ)
-        self.room = file_room(self.hall.max_connections)
+        self.room = file_room(self.hall.max_connections + self.hall.max_queued)
         self.thread = threading.Thread(target=self.run, name="vaekit-serve-doorman", daemon=True)
         self.thread.start()
 
@@ -248,6 +231,9 @@ class Doorman:
             if isinstance(address, Outgoing):  # the rest of a worker's answer
                 self.hold_sending(sock, address)
                 continue
+            if isinstance(address, Arrival):  # a request whose body is to be asked for
+                self.ask_body(address)
+                continue
             held = len(self.arriving) + len(self.leaving) + len(self.sending)
             if self.buffered >= self.hall.max_buffered or (
                     held >= min(self.hall.max_pending, self.room) and not self.make_room()):
@@ -260,8 +246,8 @@ class Doorman:
     def make_room(self) -> bool:
         """Free the place of the oldest connection held, for a newcomer: the one answered longest
         ago is closed, else the oldest that has sent nothing (closed without an answer, as at its
-        deadline), else the oldest still arriving is answered 503 and closed, else the oldest answer
-        still being written is dropped. False if none is held."""
+        deadline), else the oldest still arriving is answered 503 and closed, else an answer still
+        being written is dropped (`outgoing.least_read`). False if none is held."""
         if self.leaving:
             self.close(next(iter(self.leaving)))
             return True
@@ -272,7 +258,7 @@ class Doorman:
         if not self.arriving:
             if not self.sending:
                 return False
-            self.close(next(iter(self.sending)))
+            self.close(least_read(self.sending))
             return True
         oldest = next(iter(self.arriving.values()))
         self.let_go(oldest)
@@ -295,9 +281,9 @@ class Doorman:
 
     def hold_sending(self, sock: socket.socket, outgoing: Outgoing) -> None:
         """Watch a connection whose answer is still being written; its bytes counted in the buffer,
-        the oldest answers dropped while they are over it."""
+        others' answers dropped while they are over it (`outgoing.least_read`)."""
         while self.sending and self.buffered + len(outgoing.data) > self.hall.max_buffered:
-            self.close(next(iter(self.sending)))
+            self.close(least_read(self.sending))
         try:
             self.selector.register(sock, selectors.EVENT_WRITE, outgoing)
         except (OSError, ValueError):
@@ -306,11 +292,23 @@ class Doorman:
         self.sending[sock] = outgoing
         self.buffered += len(outgoing.data)
 
+    def ask_body(self, arrival: Arrival) -> None:
+        """Watch a connection again, its request accepted without its body: ask for the body."""
+        try:
+            arrival.sock.setblocking(False)
+            arrival.sock.send(CONTINUE)  # a few bytes, into an empty socket buffer
+        except OSError:
+            arrival.sock.close()
+            return
+        if self.hold(arrival.sock, arrival):
+            self.buffered += len(arrival.data)
+
     def write(self, sock: socket.socket, outgoing: Outgoing) -> None:
         """Write what the connection takes of its answer; at its end, signal it and linger."""
         sent = sock.send(outgoing.data)
         outgoing.data = outgoing.data[sent:]
         self.buffered -= sent
+        outgoing.seen(sock, time.monotonic())
         if outgoing.data:
             return
         self.selector.unregister(sock)
