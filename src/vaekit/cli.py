@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
 from vaekit.config import RANK_ERRORS_ENV
-from vaekit.errors import VaekitError
+from vaekit.errors import ConfigError, VaekitError
 from vaekit.version import __version__
 
 # Order is the order shown by `vaekit --help`.
@@ -184,6 +184,9 @@ def launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from vaekit.data.load import allow_modified_data, check_source  # checked here before torchrun
     from vaekit.distributed import check_estimator, check_nproc, launch  # torch, only for --nproc
 
+    if getattr(args, "action", None) is not None:  # `vaekit classify eval`: ranks would lock the run apart
+        raise ConfigError(f"--nproc starts processes that train; `vaekit {args.command} {args.action}` runs "
+                          "in one process, so leave --nproc out.")
     config, _ = importlib.import_module(f"vaekit.commands.{args.command}").build_config(args)
     check_source(config.data.name, config.data.data_dir)
     allow_modified_data()  # $VAEKIT_ALLOW_MODIFIED_DATA read once here, not refused by each rank
