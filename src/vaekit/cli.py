@@ -19,11 +19,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
-from vaekit.config import RANK_ERRORS_ENV
+from vaekit.config import rank_error_file
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.version import __version__
 
@@ -192,16 +191,16 @@ def launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int:
     allow_modified_data()  # $VAEKIT_ALLOW_MODIFIED_DATA read once here, not refused by each rank
     check_estimator(getattr(config.train, "estimator", ""))
     check_nproc(args.nproc, config.train.device)
-    return launch(args.nproc, without_nproc(argv))
+    return launch(args.nproc, without_nproc(argv), config.train.threads)
 
 
 def say(command: str, sentence: str) -> None:
     """A command's error: `vaekit COMMAND: error: SENTENCE` on stderr; in a rank started by
-    `--nproc`, left in the launcher's folder instead (RANK_ERRORS_ENV), which says it once."""
-    folder = os.environ.get(RANK_ERRORS_ENV)
-    if folder:
+    `--nproc`, left in the launcher's folder instead (`config.rank_error_file`), which says it once."""
+    where = rank_error_file()
+    if where is not None:
         with contextlib.suppress(OSError):
-            Path(folder, f"pid-{os.getpid()}").write_text(sentence)
+            where.write_text(sentence)
             return
     print(f"vaekit {command}: error: {sentence}", file=sys.stderr)
 
