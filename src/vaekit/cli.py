@@ -19,11 +19,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
-from vaekit.config import RANK_ERRORS_ENV, choice
+from vaekit.config import choice, rank_error_file
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.version import __version__
 
@@ -214,21 +213,24 @@ def launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from vaekit.data.load import check_source  # checked here before torchrun
     from vaekit.distributed import check_estimator, check_nproc, launch  # torch, only for --nproc
 
+    if getattr(args, "action", None) is not None:  # `vaekit classify eval`: ranks would lock the run apart
+        raise ConfigError(f"--nproc starts processes that train; `vaekit {args.command} {args.action}` runs "
+                          "in one process, so leave --nproc out.")
     check_environment(args.command)  # once here, not refused by each rank
     config, _ = importlib.import_module(f"vaekit.commands.{args.command}").build_config(args)
     check_source(config.data.name, config.data.data_dir)
     check_estimator(getattr(config.train, "estimator", ""))
     check_nproc(args.nproc, config.train.device)
-    return launch(args.nproc, without_nproc(argv))
+    return launch(args.nproc, without_nproc(argv), config.train.threads)
 
 
 def say(command: str, sentence: str) -> None:
     """A command's error: `vaekit COMMAND: error: SENTENCE` on stderr; in a rank started by
-    `--nproc`, left in the launcher's folder instead (RANK_ERRORS_ENV), which says it once."""
-    folder = os.environ.get(RANK_ERRORS_ENV)
-    if folder:
+    `--nproc`, left in the launcher's folder instead (`config.rank_error_file`), which says it once."""
+    where = rank_error_file()
+    if where is not None:
         with contextlib.suppress(OSError):
-            Path(folder, f"pid-{os.getpid()}").write_text(sentence)
+            where.write_text(sentence)
             return
     print(f"vaekit {command}: error: {sentence}", file=sys.stderr)
 

@@ -41,14 +41,14 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from vaekit.config import RANK_ERRORS_ENV, env_int, seconds_of
+from vaekit.config import RANK_ERRORS_ENV, env_int, rank_errors_value, seconds_of
 from vaekit.errors import ConfigError
 
 TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
@@ -174,7 +174,7 @@ def check_nproc(nproc: int, device: str) -> None:
     slower than with one process a core. A CUDA run is not bounded here."""
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = _cores()
     if nproc > cores:
         raise ConfigError(f"--nproc {nproc} is more processes than the {cores} CPU core"
                           f"{'s' if cores > 1 else ''} this process may use; on the CPU each process "
@@ -182,12 +182,35 @@ def check_nproc(nproc: int, device: str) -> None:
                           f"use --nproc {cores} or fewer.")
 
 
-def launch(nproc: int, argv: Sequence[str]) -> int:
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` set (what the ranks inherit), as it was after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def launch(nproc: int, argv: Sequence[str], threads: int = 0) -> int:
     """Run `vaekit ARGV` in `nproc` processes on this machine under torchrun, started in this
     process (`torch.distributed.run`); 0 when every rank ended well. VAEKIT_DIST_TIMEOUT is checked
-    first. A rank's error sentence is left in a folder (RANK_ERRORS_ENV, `vaekit.cli.say`), not
-    printed: the ranks' sentences, each once, are one ConfigError here, without torchrun's report.
-    A rank that ended otherwise (a crash: its own output says why) is one line and status 1."""
+    first. A rank's error sentence is left in a folder (RANK_ERRORS_ENV, set here whatever it was;
+    `vaekit.cli.say`), not printed: the lowest rank's sentence is one ConfigError here, without
+    torchrun's report (the ranks refuse alike, in words that may differ: a time measured). A rank
+    that ended otherwise (a crash: its own output says why) is one line and status 1.
+    OMP_NUM_THREADS, unless set, is the ranks' `threads` (--threads; 0: C cores / N processes,
+    as `train.threads.session_threads` chooses), which torchrun would otherwise set to 1 with a
+    banner."""
     timeout_seconds(os.environ.get(TIMEOUT_ENV))
     from torch.distributed import run as torchrun  # only ever imported by --nproc
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -197,14 +220,15 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         if name.startswith("torch.distributed.elastic"):  # its reports of a failed rank: ours below
             logging.getLogger(name).setLevel(logging.CRITICAL)
     args = torchrun.parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "vaekit", *argv])
-    with tempfile.TemporaryDirectory(prefix="vaekit-ranks-") as folder:
-        os.environ[RANK_ERRORS_ENV] = folder
+    omp = os.environ.get("OMP_NUM_THREADS") or str(threads or max(1, _cores() // nproc))
+    with tempfile.TemporaryDirectory(prefix="vaekit-ranks-") as folder, _environment(
+            {RANK_ERRORS_ENV: rank_errors_value(folder), "OMP_NUM_THREADS": omp}):
         try:
             torchrun.run(args)
         except ChildFailedError as failed:
-            said = [p.read_text(errors="replace") for p in sorted(Path(folder).iterdir())]
+            said = sorted(Path(folder).iterdir(), key=_rank_of)
             if said:
-                raise ConfigError(" ".join(dict.fromkeys(said))) from None
+                raise ConfigError(said[0].read_text(errors="replace")) from None
             ranks = ", ".join(f"rank {rank} (exit status {failure.exitcode})"
                               for rank, failure in sorted(failed.failures.items()))
             print(f"vaekit: {ranks} ended with an error; its output above says why.", file=sys.stderr)
@@ -212,6 +236,10 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         except SignalException as stopped:
             print("vaekit: interrupted", file=sys.stderr)
             return 128 + int(stopped.sigval)
-        finally:
-            del os.environ[RANK_ERRORS_ENV]
     return 0
+
+
+def _rank_of(sentence: Path) -> tuple[int, str]:
+    """A rank's error file ('rank-3', `config.rank_error_file`) by its rank, the others after."""
+    rank = sentence.name.removeprefix("rank-")
+    return (int(rank), "") if rank.isdigit() and len(rank) <= 19 else (MAX_WORLD + 1, sentence.name)

@@ -288,3 +288,47 @@ class TestCli:
                                         one_sentence: Callable[..., None]) -> None:
         status = main(["classify", "eval", str(run_dir), "--limit", "0"])
         last_error(capsys, status, "classify", one_sentence, "--limit", "at least 1")
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "3"], ["--lr", "0.1"],
+                                   ["--layers", "Flatten()", "Linear(10)", "--seed", "1"],
+                                   ["--out", "elsewhere"], ["--resume"], ["--flip"], ["--no-progress"],
+                                   ["--compare", "--sides", "8"], ["--config", "none.toml"]])
+def test_training_flags_before_eval_are_one_sentence(flags: list[str], run_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     one_sentence: Callable[..., None]) -> None:
+    """`classify --epochs 3 eval RUN` evaluated and dropped --epochs without a word: refused, naming
+    each flag, and eval.json as it was."""
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "eval.json").unlink(missing_ok=True)
+    (tmp_path / "none.toml").write_text("")
+    status = main(["classify", *[f.replace("none.toml", str(tmp_path / "none.toml")) for f in flags],
+                   "eval", str(copy)])
+    named = [f for f in flags if f.startswith("--")]
+    last_error(capsys, status, "classify", one_sentence, *named, "`vaekit classify eval RUN_DIR`")
+    assert not (copy / "eval.json").exists()
+
+
+def test_data_dir_and_json_before_eval_are_eval_s(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The two options classify and eval share still reach eval when given before it."""
+    assert main(["classify", "--json", "eval", str(run_dir), "--limit", "30"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 30
+    assert main(["classify", "--data-dir", "/nonexistent-dir", "eval", str(run_dir), "--limit", "30"]) == 2
+    assert "/nonexistent-dir" in capsys.readouterr().err
+
+
+def test_eval_in_several_processes_is_one_sentence(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   one_sentence: Callable[..., None]) -> None:
+    """`classify --nproc 2 eval RUN` started ranks that locked the run against each other: refused
+    before torchrun, and a rank of torchrun's refuses it too."""
+    from vaekit import distributed
+
+    monkeypatch.setattr(distributed, "launch", lambda *_: pytest.fail("torchrun started"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    status = main(["classify", "--nproc", "2", "eval", str(run_dir)])
+    last_error(capsys, status, "classify", one_sentence, "--nproc", "`vaekit classify eval`", "one process")
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    status = main(["classify", "eval", str(run_dir)])
+    last_error(capsys, status, "classify", one_sentence, "`vaekit classify eval`", "torchrun")

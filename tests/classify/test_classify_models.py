@@ -10,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from vaekit.arch import stack
+from vaekit.arch.spec import parse_stack
+from vaekit.classify import models
 from vaekit.classify.models import DENSE_HIDDEN, WIDE_MAPS, Classifier, Dropout16, layer_rows, preset_layers
 from vaekit.errors import SpecError
 
@@ -160,3 +163,76 @@ def test_an_image_too_small_for_the_cnn_names_the_size_that_works(side: int) -> 
     assert net(torch.rand(1, 1, 4, 4)).shape[-1] == 1
     with pytest.raises(RuntimeError):
         net(torch.rand(1, 1, 3, 3))
+
+
+# ----------------------------------------------------------------------------- the side that fits
+
+SIDE_LAYERS = st.sampled_from([
+    "Conv2d(3, 5)", "Conv2d(2, 3, stride=2)", "Conv2d(2, 3, padding=4, padding_mode='reflect')",
+    "Conv2d(2, 3, padding=6, padding_mode='circular')", "MaxPool2d(2)", "MaxPool2d(3, dilation=2)",
+    "AvgPool2d(4, stride=3)", "ConvTranspose2d(2, 3, stride=2, padding=3)", "Upsample(scale_factor=0.25)",
+    "Upsample(scale_factor=2)", "Upsample(size=5)", "AdaptiveAvgPool2d((None, 3))", "AdaptiveAvgPool2d(2)",
+    "ReLU()", "Conv2d(1500000, 1)", "ConvTranspose2d(1, 2, stride=90)", "Conv2d(2, 3, padding='same')"])
+SIDES_TRIED = 48
+
+
+@settings(max_examples=100, deadline=None)
+@given(body=st.lists(SIDE_LAYERS, max_size=5), head=st.sampled_from([["Flatten()", "Linear(10)"], [],
+                                                                      ["Linear(10)"]]))
+def test_the_smallest_side_is_the_first_side_analyze_takes(body: list[str], head: list[str]) -> None:
+    """The bisection over shape walks gives the side that trying `analyze` on every side gives:
+    kernels and reflect padding that need a large input, sizes past 2**31 - 1 (1.5 million maps
+    flattened, or strides of 90 transposed) that need a small one, and failures at any side. (The
+    layers keep `analyze`'s receptive fields cheap: periodic maps, or small axes.)"""
+    specs = parse_stack([*body, *head])
+
+    def fits(side: int) -> bool:
+        try:
+            stack.analyze(specs, (1, side, side))
+        except SpecError:
+            return False
+        return True
+
+    expected = next((side for side in range(1, SIDES_TRIED + 1) if fits(side)), None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models, "MAX_SIDE_SEARCHED", SIDES_TRIED)
+        assert models.smallest_side(specs, (1, 8, 8)) == expected
+
+
+WORST_LAYERS = [  # each took every side up to 1,024 through `analyze`: seconds to many minutes
+    ["AdaptiveAvgPool2d(2147483647)", "Flatten()", "Linear(10)"],  # too large at every side
+    ["Upsample(size=2147483647)", "Upsample(scale_factor=1.5)", "Flatten()", "Linear(10)"],
+    ["MaxPool2d(2)"] * 10 + ["ReLU()"] * 987 + ["Flatten()", "Linear(10)"],  # 1,024 and larger
+    ["MaxPool2d(2)"] * 11 + ["ReLU()"] * 987 + ["Flatten()", "Linear(10)"],  # no side up to 1,024
+    ["Upsample(scale_factor=1.5)"] * 998 + ["Linear(10)"],  # a failure at any side, after 998 layers
+]
+
+
+@pytest.mark.parametrize("layers", WORST_LAYERS, ids=range(len(WORST_LAYERS)))
+def test_the_side_search_walks_shapes_a_few_times(layers: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most 12 walks of the layers' shapes, no receptive field: bounded work for any layer
+    text (the search used to run `analyze`, fields and all, on each of 1,024 sides)."""
+    from hang import deadline
+
+    specs = parse_stack(layers)
+    steps = [0]
+    real = stack._layer_output
+
+    def counted(*args: object) -> object:
+        steps[0] += 1
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stack, "_layer_output", counted)
+    monkeypatch.setattr(models, "analyze", lambda *_: pytest.fail("analyze called by the side search"))
+    with deadline(20):
+        side = models.smallest_side(specs, (1, 28, 28))
+    assert steps[0] <= 12 * len(layers)
+    assert side == (1024 if len(layers) == 999 and layers[10] == "ReLU()" else None)
+
+
+def test_an_adaptive_pool_past_any_size_is_one_sentence_at_once(one_sentence) -> None:  # type: ignore[no-untyped-def]
+    from hang import deadline
+
+    with deadline(20), pytest.raises(SpecError) as err:
+        layer_rows(WORST_LAYERS[0], (1, 28, 28), 10)
+    one_sentence(str(err.value), "Flatten()", "2,147,483,647")

@@ -334,3 +334,74 @@ def test_an_error_in_the_ranks_is_said_once_with_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.count("error:") == 1 and "model.pseudo_inputs is 5,000" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
+
+
+def test_a_refusal_in_two_ranks_is_said_once_without_torchrun_s_banner(tmp_path: Path) -> None:
+    """A --time-budget the ranks refuse: each measures its own times, so their sentences differ and
+    both were printed; OMP_NUM_THREADS unset drew torchrun's banner. A user's VAEKIT_RANK_ERRORS
+    is the launcher's business: overridden, and its folder left alone."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    env = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"} | {"VAEKIT_RANK_ERRORS": str(theirs)}
+    command = [sys.executable, "-m", "vaekit", "train", *ARGS, "--nproc", "2", "--time-budget", "1s", "--out",
+               str(tmp_path / "run")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("is too short") == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "OMP_NUM_THREADS" not in done.stderr and not list(theirs.iterdir())
+
+
+def test_the_launcher_says_the_lowest_rank_s_sentence(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two real processes started as torchrun's agent starts ranks (children of the launcher) leave
+    differing sentences through `vaekit.cli.say`: one ConfigError, rank 0's. The children saw
+    OMP_NUM_THREADS = C / N (C cores, N processes: `session_threads`' count), and the user's own
+    VAEKIT_RANK_ERRORS is back after."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from vaekit import distributed
+
+    seen: dict[str, str] = {}
+
+    def two_ranks(_: object) -> None:
+        seen["omp"] = os.environ["OMP_NUM_THREADS"]
+        children = [subprocess.Popen([sys.executable, "-c", "from vaekit.cli import say; "
+                                      f"say('train', 'rank {rank} refuses after {rank + 1.5} s.')"],
+                                     env={**os.environ, "RANK": str(rank)}) for rank in (1, 0)]
+        assert [c.wait(timeout=60) for c in children] == [0, 0]
+        raise ChildFailedError("vaekit", {r: ProcessFailure(r, 1, 2, "") for r in (0, 1)})
+
+    def no_ranks(_: object) -> None:
+        seen["omp"] = os.environ["OMP_NUM_THREADS"]
+        raise ChildFailedError("vaekit", {0: ProcessFailure(0, 1, 1, "")})
+
+    monkeypatch.setattr(torchrun, "run", two_ranks)
+    monkeypatch.setattr(distributed, "_cores", lambda: 8)
+    monkeypatch.setenv("VAEKIT_RANK_ERRORS", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with pytest.raises(ConfigError) as err:
+        distributed.launch(2, ["train"])
+    assert str(err.value) == "rank 0 refuses after 1.5 s."
+    assert seen["omp"] == "4" and os.environ["VAEKIT_RANK_ERRORS"] == str(tmp_path)
+    assert "OMP_NUM_THREADS" not in os.environ and not list(tmp_path.iterdir())
+    monkeypatch.setattr(torchrun, "run", no_ranks)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's count stands; --threads 2 when unset
+    assert distributed.launch(2, ["train"]) == 1 and seen["omp"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert distributed.launch(2, ["train"], threads=2) == 1 and seen["omp"] == "2"
+
+
+@pytest.mark.parametrize("value", ["{folder}", "x:{folder}", "{ppid}:{folder}"])
+def test_a_user_s_rank_errors_variable_does_not_hide_the_sentence(
+        value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """VAEKIT_RANK_ERRORS left in a user's environment sent a single process's sentence to that
+    folder, and nothing was printed: only the launcher's value, naming this process's parent, is
+    read (the last case: a launcher's value, met by a process the launcher did not start)."""
+    monkeypatch.setenv("VAEKIT_RANK_ERRORS", value.format(folder=tmp_path, ppid=os.getppid() + 1))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["train", "--data", "digits", "--epochs", "0", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaekit train: error: ") and "epochs" in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())

@@ -162,6 +162,21 @@ def layer_output(row: int, spec: LayerSpec, shape: Shape) -> tuple[Shape, int, i
     return result
 
 
+def shape_walk(specs: Sequence[LayerSpec], input_shape: Shape) -> str:
+    """What `analyze` would say of the stack's shapes on `input_shape`, without receptive fields
+    (a few operations a layer): 'fits', 'too large' when a layer's output is larger than MAX_SIZE,
+    'fails' for any other SpecError (an input too small for a kernel, a Linear without Flatten)."""
+    shape = tuple(input_shape)
+    for row, spec in enumerate(specs, start=1):
+        try:
+            shape = _layer_output(row, spec, shape)[0]
+        except SpecError:
+            return "fails"
+        if max(shape) > MAX_SIZE:
+            return "too large"
+    return "fits"
+
+
 def _layer_output(row: int, spec: LayerSpec, shape: Shape) -> tuple[Shape, int, int, int]:
     kind = spec.kind
     if kind in ACTIVATIONS or kind == "Dropout":

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.arch.spec import LayerSpec, parse_stack
-from vaekit.arch.stack import LayerRow, analyze
+from vaekit.arch.stack import LayerRow, analyze, shape_walk
 from vaekit.classify.config import ClassifierConfig, ClassifierModelConfig
 from vaekit.errors import ConfigError, SpecError
 from vaekit.vae.layers import Dropout16
@@ -99,15 +99,26 @@ MAX_SIDE_SEARCHED = 1024  # `smallest_side` looks no further
 
 
 def smallest_side(specs: Sequence[LayerSpec], image_shape: Sequence[int]) -> int | None:
-    """The smallest square side S for which the layers' shapes fit images of (C, S, S) (`analyze`,
-    Ex.1 Q2's arithmetic, tried side by side), or None if none up to MAX_SIDE_SEARCHED does."""
-    for side in range(1, MAX_SIDE_SEARCHED + 1):
-        try:
-            analyze(specs, (image_shape[0], side, side))
-        except SpecError:
-            continue
-        return side
-    return None
+    """The smallest square side S <= MAX_SIDE_SEARCHED for which the layers' shapes fit images of
+    (C, S, S) (Ex.1 Q2's arithmetic, `stack.shape_walk`), or None: by bisection, about 11 walks of
+    the shapes alone, whatever the layers.
+
+    Every output size is a nondecreasing function of the input side (the floor formulas of
+    convolution and pooling, upsampling, a fixed or kept adaptive size, flattening), and every
+    check on it is a lower bound (an output of at least 1, padding smaller than the input) or the
+    upper bound MAX_SIZE. So a side whose walk 'fails' fails for every smaller side, one that is
+    'too large' is too large for every larger side, and over S = 1, 2, ... the walks read 'fails',
+    then 'fits', then 'too large' (each run possibly empty); a failure that does not depend on the
+    side is 'fails' wherever the walk reaches it."""
+    c = image_shape[0]
+    lo, hi = 1, MAX_SIDE_SEARCHED + 1  # every side below lo fails; hi is past the search or does not fail
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if shape_walk(specs, (c, mid, mid)) == "fails":
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo <= MAX_SIDE_SEARCHED and shape_walk(specs, (c, lo, lo)) == "fits" else None
 
 
 def to_module(row: LayerRow) -> nn.Module:

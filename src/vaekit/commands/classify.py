@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"--compare: training images per network (default: {compare.TRAIN_IMAGES:,})")
     add_table(p, FLAGS)
     p.set_defaults(func=run)
-    classify_eval.register(p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p)))
+    classify_eval.register(p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p)), p)
 
 
 def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:

@@ -10,12 +10,18 @@ from typing import Any
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.commands.evaluate import print_eval
 from vaekit.commands.flags import int_flag, run_dir_argument, text_flag
+from vaekit.distributed import place
+from vaekit.errors import ConfigError
 
 MISTAKES_PRINTED = 5
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `eval` to the ACTION subparsers of `vaekit classify`."""
+KEPT = ("help", "data_dir", "json")  # the options of `vaekit classify` that `eval` takes too
+
+
+def register(sub: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    """Add `eval` to the ACTION subparsers of `vaekit classify` (`parent`), whose other options
+    (`--epochs 3 eval RUN`: argparse takes them, eval would not read them) it refuses."""
     p = sub.add_parser(
         "eval", help="test accuracy of a classifier run with its 95%% interval (writes eval.json)",
         description="Evaluate a classifier run's best model (model.safetensors) on its test set: accuracy "
@@ -30,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "order of `vaekit data`)")
     p.add_argument("--limit", type=int_flag("--limit", 1),
                    help="evaluate only the first N test images (default: all)")
-    p.add_argument("--json", action="store_true", help="print the eval.json object instead of text")
-    p.set_defaults(func=run)
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,  # nor `classify --json eval`
+                   help="print the eval.json object instead of text")
+    p.set_defaults(func=run, training_flags={a.dest: (a.option_strings[0], a.default) for a in parent._actions
+                                             if a.option_strings and a.dest not in KEPT})
 
 
 def percent(value: float | None) -> str:
@@ -73,7 +81,19 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def refuse_training_flags(args: argparse.Namespace) -> None:
+    """A flag of classify's training given with `eval` (before it) is one sentence naming it."""
+    flags = [flag for dest, (flag, default) in args.training_flags.items() if getattr(args, dest) != default]
+    if flags:
+        raise ConfigError(f"{', '.join(flags)} {'is a flag' if len(flags) == 1 else 'are flags'} of "
+                          "classifier training, which `vaekit classify eval RUN_DIR` does not use; leave "
+                          f"{'it' if len(flags) == 1 else 'them'} out, or train without eval.")
+    if place() is not None:  # under torchrun: each rank would evaluate, and lock the run against the others
+        raise ConfigError("`vaekit classify eval` runs in one process; run it without torchrun.")
+
+
 def run(args: argparse.Namespace) -> int:
+    refuse_training_flags(args)
     result = evaluate_classifier(args.run_dir, data_dir=args.data_dir, limit=args.limit)
     print_eval(result, args.run_dir, args.json, format_result)
     return 0

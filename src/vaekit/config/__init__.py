@@ -40,6 +40,8 @@ from vaekit.config.environ import (
     env_int,
     env_seconds,
     env_switch,
+    rank_error_file,
+    rank_errors_value,
     seconds_of,
 )
 from vaekit.config.read import (
@@ -128,6 +130,7 @@ __all__ = [  # the public names of the modules, each imported from here
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
     "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",
-    "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "seconds_of",
+    "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "rank_error_file", "rank_errors_value",
+    "seconds_of",
     "resumable_of", "sections_of", "setting", "settings_of", "shared", "validate",
 ]

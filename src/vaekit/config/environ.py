@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from vaekit.config.values import show
 from vaekit.errors import ConfigError
 
 DECIMAL = re.compile(r"-?[0-9]+")  # an integer as a person types one: ASCII digits, a minus sign
-RANK_ERRORS_ENV = "VAEKIT_RANK_ERRORS"  # set by `vaekit.distributed.launch` alone: a rank's error folder
+RANK_ERRORS_ENV = "VAEKIT_RANK_ERRORS"  # set by `vaekit.distributed.launch` alone: 'PID:FOLDER', see below
 NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|infinity|nan)", re.I)
 
 
@@ -55,3 +56,22 @@ def env_switch(name: str, values: dict[str, bool]) -> bool:
         raise ConfigError(f"the environment variable {name} must be {' or '.join(map(repr, values))} "
                           f"(or unset), got {show(text)}.")
     return values[text]
+
+
+def rank_errors_value(folder: str) -> str:
+    """RANK_ERRORS_ENV's value for the ranks this process starts (`vaekit.distributed.launch`):
+    'PID:FOLDER', PID this process's, which `rank_error_file` holds against the rank's parent."""
+    return f"{os.getpid()}:{folder}"
+
+
+def rank_error_file() -> Path | None:
+    """The file a rank started by `vaekit.distributed.launch` leaves its error sentence in (named
+    by its RANK), for the launcher to say once; None where the sentence is to be printed: the
+    variable unset, or not naming this process's parent (a value a user set, or one inherited
+    through a process other than the launcher's torchrun agent, which runs in the launcher)."""
+    pid, _, folder = os.environ.get(RANK_ERRORS_ENV, "").partition(":")
+    if not folder or not DECIMAL.fullmatch(pid) or len(pid) > 19 or int(pid) != os.getppid():
+        return None
+    rank = os.environ.get("RANK", "")
+    ranked = rank.isascii() and rank.isdigit() and len(rank) <= 19
+    return Path(folder, f"rank-{rank}" if ranked else f"pid-{os.getpid()}")
