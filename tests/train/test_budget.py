@@ -160,7 +160,18 @@ def test_cli_budget_too_short_exits_2_and_writes_nothing(tmp_path: Path, capsys:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     one_sentence(err.removeprefix("vaekit train: error: "), "--time-budget", "too short for one epoch")
-    assert not out.exists() or not [p for p in out.iterdir() if p.name in runs.RESULT_FILES + (runs.CONFIG,)]
+    assert not out.exists()  # vaekit made it for the run, and removes it empty when refused
+
+
+def test_budget_refused_in_a_directory_that_existed_keeps_it_and_what_it_holds(tmp_path: Path) -> None:
+    empty, kept = tmp_path / "empty", tmp_path / "kept"
+    empty.mkdir()
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for out in (empty, kept):
+        assert main([*TRAIN, "--time-budget", "0.001s", "--out", str(out)]) == 2
+    assert empty.is_dir() and not list(empty.iterdir())
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"] and (kept / "notes.txt").read_text() == "mine"
 
 
 def test_cli_budget_too_short_from_a_config_file_names_its_key(

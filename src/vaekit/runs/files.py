@@ -34,7 +34,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaekit.device import format_bytes
-from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
+from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
 from vaekit.regular import check_directory, check_regular, open_regular, read_regular
 
 CONFIG = "config.json"
@@ -132,6 +132,26 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 _HELD: dict[str, list[int]] = {}  # resolved run directory -> [fd, depth] held by this process
+
+
+@contextlib.contextmanager
+def new_run_dir(run_dir: Path) -> Iterator[None]:
+    """Create RUN_DIR (and its parents) for the run that runs inside; where it did not exist and the
+    run fails while it is still empty (refused once locked: a time budget too short for an epoch),
+    remove it again, so that a refusal leaves no empty directory. One that existed is left as it was;
+    one that holds anything is kept (rmdir removes only an empty directory)."""
+    created = not os.path.lexists(run_dir)
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{run_dir}: cannot create the run directory ({err.strerror or err}).") from None
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(run_dir)
+        raise
 
 
 @contextlib.contextmanager

@@ -111,13 +111,6 @@ def _value(config: Any, key: str) -> Any:
     return getattr(getattr(config, section), name)
 
 
-def _make_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"{out}: cannot create the run directory ({err.strerror or err}).") from None
-
-
 class VAETask:
     """The sheet's VAE (Ex.2 Q6): x binarized as the run says, the ELBO engine, the validation
     -ELBO; a `Task`, and `tensorboard.Boarded`."""
@@ -266,8 +259,7 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
             raise ConfigError(f"{out}: rank 0 refused the run; its message says why.")
         return _train(task, out, resume and (out / runs.CHECKPOINT).is_file(), device, show_bar, log, w,
                       started)
-    _make_dir(out)
-    with runs.locked(out):
+    with runs.new_run_dir(out), runs.locked(out):  # refused before its first file: no empty directory
         try:
             check_out_dir(out, resume)  # again: another process may have written it meanwhile
         except ConfigError:
