@@ -88,7 +88,7 @@ def test_http_1_0_ignores_100_continue(client: Client) -> None:
             s.recv(1)
         s.sendall(Z)
         reply = until_closed(s)
-    assert reply.startswith(b"HTTP/1.0 200 ") and b" 100 " not in reply.split(b"\r\n")[0]
+    assert reply.startswith(b"HTTP/1.1 200 ") and b" 100 " not in reply.split(b"\r\n")[0]
 
 
 BIG = 8 * 2**20  # an answer larger than what a socket's buffers take at once

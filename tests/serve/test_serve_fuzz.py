@@ -113,7 +113,7 @@ def client(run_dir: Path) -> Iterator[Client]:
 
 def check_answer(reply: bytes, method: str, one_sentence: Callable[..., None]) -> int:
     """The reply is one HTTP/1.x answer below 500, a 4xx with an error sentence; its status."""
-    assert reply.startswith(b"HTTP/1.0 "), reply[:200]
+    assert reply.startswith(b"HTTP/1.1 "), reply[:200]
     status, headers, body = split_reply(reply)
     assert status < 500, (status, body)
     assert body == b"" or int(headers["content-length"]) == len(body), headers

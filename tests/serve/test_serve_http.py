@@ -120,7 +120,7 @@ def test_head_is_get_without_a_body(client: Client) -> None:
 ], ids=lambda d: d.split(b"\r\n")[0].decode())
 def test_versions_other_than_http_1(client: Client, one_sentence: Callable[..., None], data: bytes) -> None:
     reply = raw_socket(client, data, timeout=10)
-    assert reply.startswith(b"HTTP/1.0 400 "), reply[:80]
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:80]
     check_refusal(split_reply(reply), 400, one_sentence)
     still_answers(client)
 
@@ -135,7 +135,7 @@ def test_malformed_request_lines_are_refused(client: Client, one_sentence: Calla
     t0 = time.monotonic()
     reply = raw_socket(client, data, timeout=5)
     assert time.monotonic() - t0 < 4
-    assert reply.startswith(b"HTTP/1.0 400 "), reply[:80]
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:80]
     check_refusal(split_reply(reply), 400, one_sentence)
 
 
@@ -409,3 +409,17 @@ def test_a_full_server_answers_503(run_dir: Path, one_sentence: Callable[..., No
                 chunks.append(chunk)
         assert split_reply(b"".join(chunks))[0] == 200
         still_answers(small)
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+def test_answers_are_http_1_1_one_per_connection_even_when_requests_are_pipelined(
+        client: Client, version: bytes) -> None:
+    """Status lines say HTTP/1.1, the version of the interim 100 Continue too (RFC 9110 6.2: a
+    server sends its own version), and the connection closes after the first answer: a second
+    request sent on it at once is never answered (no keep-alive to smuggle a request into)."""
+    one = b"GET /api/info " + version + b"\r\nHost: 127.0.0.1\r\n\r\n"
+    reply = raw_socket(client, one + one, timeout=10)
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:80]
+    assert reply.count(b"HTTP/1.") == 1, reply[:400]
+    status, headers, body = split_reply(reply)
+    assert headers["connection"] == "close" and json.loads(body)["latent_dim"] == LATENT

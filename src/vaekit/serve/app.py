@@ -90,6 +90,15 @@ def method_refused(methods: tuple[str, ...], command: str) -> ApiError:
 class Handler(ArrivalHandler):
     server: ExplorerServer
     timeout = TIMEOUT
+    protocol_version = "HTTP/1.1"  # the status lines; every answer closes its connection (Connection: close)
+
+    def handle(self) -> None:
+        """One request per connection (http.server would keep an HTTP/1.1 one open for the next)."""
+        self.handle_one_request()
+
+    def handle_expect_100(self) -> bool:
+        """The interim 100 Continue was the doorman's to send, before the body arrived (`arrival`)."""
+        return True
 
     def version_string(self) -> str:
         return "vaekit-serve"

@@ -21,7 +21,7 @@ SIOCOUTQNSD = 0x894B  # Linux's ioctl: the bytes of a socket's send queue not ye
 def answer(status: int, sentence: str, *headers: str) -> bytes:
     """An answer {"error": sentence} that closes the connection, as the bytes written to it."""
     body = json.dumps({"error": sentence}).encode()
-    head = (f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\nServer: vaekit-serve\r\n"
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: vaekit-serve\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             + "".join(f"{h}\r\n" for h in headers)
             + "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n")
