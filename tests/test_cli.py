@@ -447,3 +447,17 @@ def test_a_long_bad_choice_is_one_cut_sentence(capsys: pytest.CaptureFixture[str
     message = one_error_line(capsys, ["data", "info", "--binarize", "x" * 400], "data", one_sentence,
                              "unknown --binarize 'xxx", "valid values are none, dynamic, fixed")
     assert len(message) < 200
+
+
+def test_skip_bad_refused_for_a_built_in_set_that_a_folder_in_the_directory_shares_a_name_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        one_sentence: OneSentence) -> None:
+    """`--data digits` reads the built-in set even where ./digits is a folder: --skip-bad would do
+    nothing, and the loader, which knows which it reads, says so."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    capsys.readouterr()
+    assert main(["train", "--data", "digits", "--skip-bad", "--epochs", "1", "--hidden", "8",
+                 "--out", str(tmp_path / "r")]) == 2
+    one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], "--skip-bad", "digits is a built-in set")
+    assert not (tmp_path / "r").exists()

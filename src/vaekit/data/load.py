@@ -168,6 +168,9 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
         raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
                         f"{name} is split 80/10/10, so leave val_size out.")
     reader = check_source(name, data_dir)
+    if images is not None and images.skip_bad and (reader is None or not reader.decodes_images):
+        raise DataError(f"--skip-bad (data.skip_bad) skips the unreadable files of a folder of images, but "
+                        f"{name} is {'a built-in set' if reader is None else 'an array file'}; leave it out.")
     if reader is not None:
         ds = reader.load(name, images, progress)
         if reader.decodes_images:
