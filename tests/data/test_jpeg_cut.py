@@ -83,3 +83,55 @@ def test_a_jpeg_cut_short_with_an_end_marker_is_refused(tmp_path: Path, one_sent
     with pytest.raises(ApiError) as upload:
         decode_upload(base64.b64encode(damaged).decode("ascii"), (1, 8, 8))
     assert upload.value.status == 400
+
+
+def scans_of(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each scan of a JPEG: its SOS segment and the compressed data after it, found
+    by walking the markers (T.81 B.1.1.2: in compressed data FF is followed by 00 or a restart)."""
+    i, found = 2, []
+    while data[i + 1] != 0xD9:
+        j = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if data[i + 1] == 0xDA:
+            while True:
+                j = data.index(b"\xff", j)
+                if data[j + 1] == 0 or 0xD0 <= data[j + 1] <= 0xD7:
+                    j += 2
+                    continue
+                break
+            found.append((i, j))
+        i = j
+    return found
+
+
+def many_scans(scans: int) -> bytes:
+    """A progressive JPEG whose shortest scan is repeated until it has `scans` scans: each a pass of
+    the decoder over the whole image, for a few bytes."""
+    data = jpeg(photo(0, "L"), 75, True)
+    found = scans_of(data)
+    start, end = min(found, key=lambda s: s[1] - s[0])
+    last = found[-1][1]
+    out = data[:last] + data[start:end] * (scans - len(found)) + data[last:]
+    assert len(scans_of(out)) == scans
+    return out
+
+
+def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused_before_it_is_decoded(
+        tmp_path: Path, one_sentence) -> None:
+    from vaekit.data.image_decode import MAX_JPEG_SCANS
+
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(N_GOOD):
+        photo(i, "L").save(root / f"{i:02d}.png")
+    (root / "most.jpg").write_bytes(many_scans(MAX_JPEG_SCANS))
+    assert read_folder(root, ImageOptions(), progress=False).images.shape[0] == N_GOOD + 1
+    decode_upload(base64.b64encode(many_scans(MAX_JPEG_SCANS)).decode("ascii"), (1, 8, 8))
+    (root / "more.jpg").write_bytes(many_scans(MAX_JPEG_SCANS + 1))
+    with pytest.raises(DataError) as err:
+        read_folder(root, ImageOptions(), progress=False)
+    one_sentence(str(err.value), str(root / "more.jpg"), f"{MAX_JPEG_SCANS + 1} scans")
+    got = read_folder(root, ImageOptions(skip_bad=True), progress=False)
+    assert got.images.shape[0] == N_GOOD + 1 and "more.jpg" in got.notes["skipped"]
+    with pytest.raises(ApiError) as upload:
+        decode_upload(base64.b64encode(many_scans(MAX_JPEG_SCANS + 1)).decode("ascii"), (1, 8, 8))
+    assert upload.value.status == 413 and f"{MAX_JPEG_SCANS + 1} scans" in upload.value.args[0]

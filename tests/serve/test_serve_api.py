@@ -221,6 +221,7 @@ def test_encode_pixels(client: Client, model: Any, test_x: torch.Tensor) -> None
     point = (torch.tensor(out["z"]) - torch.tensor(m["mean"])) @ torch.tensor(m["basis"]).T
     assert out["point"] == pytest.approx(point.tolist(), abs=1e-4)
     assert "binarized" in out["converted"]
+    assert out["converted"].startswith("pixels rounded to 8 bits")  # as x above was made: it says so
 
 
 def png(image: Image.Image, fmt: str = "PNG") -> str:

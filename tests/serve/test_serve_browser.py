@@ -189,7 +189,7 @@ def test_the_explorer_page_works(page: Page, served: Served, tmp_path: Path) -> 
     assert len(set(recon)) > 1
     nll = float(p.locator("#nll").inner_text())
     assert math.isfinite(nll) and nll > 0
-    assert "pixels as given" in p.locator("#converted").inner_text()
+    assert "pixels rounded to 8 bits" in p.locator("#converted").inner_text()  # the run binarizes
     assert p.locator("#encode-point").inner_text().startswith("(")
 
     # the interpolation strip and a fresh set of prior samples

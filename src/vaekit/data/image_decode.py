@@ -48,7 +48,10 @@ same pixels; in a cut one the bytes take the place of the missing data, and the 
 So a good JPEG is never refused by it; what it cannot see is a cut that falls exactly on a
 boundary the decoder stops at anyway: between two scans of a progressive JPEG (a coarser image
 that is a valid file), or, in a JPEG with restart markers, at the end of an interval. A file with
-data after its end marker is decoded as it is.
+data after its end marker is decoded as it is. A JPEG's compressed data carries no checksum (a
+PNG's chunks do): bytes replaced by others that still decode (random data, a frame marker turned
+into another coding's) are other pixels to every decoder, and are not found. A JPEG of more
+scans than any encoder writes (`check_scan_count`) is refused before it is decoded.
 """
 
 from __future__ import annotations
@@ -159,6 +162,26 @@ END = b"\xff\xd9"  # a JPEG's end-of-image marker
 
 class CutJPEG(OSError):
     """A JPEG whose compressed data ends before its last block (`check_jpeg_scans`)."""
+
+
+MAX_JPEG_SCANS = 100  # scans of one JPEG; an encoder writes 1, or about 10 progressive (Pillow: 6 to 18)
+
+
+class ManyScans(OSError):
+    """A JPEG of more scans than MAX_JPEG_SCANS (`check_scan_count`)."""
+
+
+def check_scan_count(data: bytes) -> None:
+    """ManyScans when the JPEG file `data` holds more than MAX_JPEG_SCANS scans, before it is
+    decoded: each scan of a progressive JPEG is a pass of the decoder over every block of the
+    image, however few bytes it has, so a file of 200 KB that repeats a 33-byte scan 5,000 times
+    costs 20 s of CPU at 4096 x 4096, and one of 2 MB minutes. Counted as start-of-scan markers
+    (FF DA): inside compressed data an FF is followed by 00 or a restart marker, so each is a scan
+    (or one of a thumbnail in the file's EXIF, which counts against it too)."""
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise ManyScans(f"it has {scans:,} scans, more than the {MAX_JPEG_SCANS} any encoder writes, each a "
+                        "pass over the whole image")
 
 
 def check_jpeg_scans(data: bytes, pixels: np.ndarray) -> None:
@@ -302,10 +325,13 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
             if is_16bit(im):
                 counts["16-bit"] += 1
             orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
-            im.load()  # a GIF: its first frame
             if im.format == "JPEG":
                 fp.seek(0)
-                check_jpeg_scans(fp.read(), np.asarray(im))
+                data = fp.read()
+                check_scan_count(data)
+            im.load()  # a GIF: its first frame
+            if im.format == "JPEG":
+                check_jpeg_scans(data, np.asarray(im))
             out = to_8bit(im, counts)
             out.load()
             out = upright(out, orientation, counts)
@@ -313,6 +339,8 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
         raise
     except Image.DecompressionBombError:
         raise DataError(_too_large(f, None)) from None
+    except ManyScans as err:
+        raise DataError(f"{f.path}: a JPEG that {err}; expected {EXPECTED}, or {HINT}.") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors...
         raise DataError(f"{f.path}: a truncated or corrupt image ({_detail(err)}); expected "
                         f"{EXPECTED}, or {HINT}.") from None

@@ -107,7 +107,7 @@ def encode(explorer: Explorer, _query: dict[str, str], body: dict[str, Any]) -> 
         if min(values) < 0.0 or max(values) > 1.0:
             raise ApiError(400, "pixels must be numbers between 0 and 1.")
         unit = torch.tensor(values, dtype=torch.float32, device="cpu").view(c, h, w)  # from JSON
-        done = ["pixels as given"]
+        done = ["pixels as given" if explorer.binarize == "none" else "pixels rounded to 8 bits (k/255)"]
         x = explorer.from_unit(unit)
     else:
         if set(body) != {"image"}:  # neither form, or another field beside the image

@@ -194,6 +194,8 @@ class Handler(ArrivalHandler):
         absolute URL (RFC 9112 3.2.2), else the Host header; an HTTP/1.0 request without either is
         taken."""
         hosts = [url.netloc] if url.netloc else self.headers.get_all("Host")
+        if hosts is not None and len(hosts) > 1:  # RFC 9112 3.2: a 400, whatever they name
+            raise ApiError(400, "the Host header is given more than once.")
         if not self.server.check_host or hosts is None:
             return
         match = HOST.fullmatch(hosts[0].strip()) if len(hosts) == 1 else None

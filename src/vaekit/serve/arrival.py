@@ -135,5 +135,5 @@ class Arrival:
         if not self._whole_body or len(self._lengths) != 1:
             return 0
         text = str(self._lengths[0], "iso-8859-1").strip()
-        taken = LENGTH_TEXT.fullmatch(text) and len(text) <= 18 and int(text) <= MAX_BODY
+        taken = LENGTH_TEXT.fullmatch(text) and len(text.lstrip("0")) <= 18 and int(text) <= MAX_BODY
         return int(text) if taken else 0

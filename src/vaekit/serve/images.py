@@ -21,7 +21,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vaekit.data.image_decode import check_jpeg_scans, exif_orientation, is_16bit, to_8bit, upright
+from vaekit.data.image_decode import (
+    ManyScans,
+    check_jpeg_scans,
+    check_scan_count,
+    exif_orientation,
+    is_16bit,
+    to_8bit,
+    upright,
+)
 from vaekit.serve.request import ApiError
 
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
@@ -65,6 +73,8 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
         raise
     except MemoryError:
         raise
+    except ManyScans as err:
+        raise ApiError(413, f"the field 'image' is a JPEG that {err}.") from None
     except Image.DecompressionBombError:  # a header of more pixels than Pillow opens at all
         raise ApiError(413, f"the image has more than {MAX_UPLOAD_PIXELS:,} pixels.") from None
     except Exception:  # Pillow raises many kinds on a corrupt file (OSError, SyntaxError, IndexError...)
@@ -85,6 +95,8 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
         sixteen = is_16bit(im)
         orientation = exif_orientation(im)  # before the pixels, as an image folder reads it
+        if im.format == "JPEG":
+            check_scan_count(data)  # thousands of scans: minutes of decoding for a small file
         im.load()
         if im.format == "JPEG":
             check_jpeg_scans(data, np.asarray(im))  # one cut short and given an end marker

@@ -141,7 +141,7 @@ def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
     if lengths is None:
         raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
     check_framing(lengths, codings)
-    digits = lengths[0].strip()
+    digits = lengths[0].strip().lstrip("0") or "0"  # leading zeros are the same number (RFC 9110 8.6)
     return int(digits) if len(digits) <= 18 else MAX_BODY + 1  # a number, larger than any body taken
 
 
