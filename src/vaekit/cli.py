@@ -87,12 +87,42 @@ class VaekitParser(argparse.ArgumentParser):
         """As argparse's, but a subcommand's parser refuses the arguments it does not know itself,
         so that the error line names the subcommand (`vaekit train: error: unrecognized ...`)."""
         if args is not None:
+            args = self.dash_values_joined(args)
             self.refuse_repeated(args)
         parsed, extras = super().parse_known_args(args, namespace)
         if extras and " " in self.prog:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
 
+    def dash_values_joined(self, args: Sequence[str]) -> list[str]:
+        """ARGS with a dash-led value joined to this parser's flag that takes it: `--input -3,10,10`
+        -> `--input=-3,10,10`, `-n -x` -> `-n-x`. argparse reads any word that starts with '-' as a
+        flag of its own and would say the flag 'expected one argument'; joined, the flag's own
+        check names the value. A word that is one of this parser's flags (`--input --json`), what
+        follows `--`, and a flag already given its value (`--lr=-1`) are left as they are."""
+        out: list[str] = []
+        ended = False
+        for arg in args:
+            ended = ended or arg == "--"
+            flag = out[-1] if out else ""
+            action = self._action_of(flag)
+            if (ended or action is None or action.nargs not in (None, "?") or not arg.startswith("-")
+                    or self._action_of(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2])):
+                out.append(arg)
+            else:
+                out[-1] = f"{flag}={arg}" if flag.startswith("--") else flag + arg
+        return out
+
+    def _action_of(self, flag: str) -> argparse.Action | None:
+        """This parser's flag named `flag`, or one it abbreviates (`--lim` for `--limit`); else None."""
+        if not flag.startswith("-"):
+            return None
+        if flag in self._option_string_actions:
+            return self._option_string_actions[flag]
+        if not (self.allow_abbrev and flag.startswith("--")):
+            return None
+        found = {a for name, a in self._option_string_actions.items() if name.startswith(flag)}
+        return found.pop() if len(found) == 1 else None
 
     def refuse_repeated(self, args: Sequence[str]) -> None:
         """A flag of this parser given twice is an error (argparse keeps the last without a word:

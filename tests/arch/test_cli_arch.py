@@ -188,3 +188,19 @@ def test_help_shows_examples(capsys: Any) -> None:
     out = capsys.readouterr().out
     assert "examples:" in out and "--explain" in out and "--sheet" in out
     assert "ConvTranspose2d" in out
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--input", "3,10,10", "Conv2d(20, 3)", "--json"], "--json"),
+    (["--sheet"], "--sheet"), (["--sheet", "--json"], "--sheet"), (["--scaling"], "--scaling"),
+    (["--scaling", "--json"], "--scaling"),
+])
+def test_explain_with_an_output_without_its_table_is_refused(capsys: Any, flags: list[str],
+                                                              named: str) -> None:
+    """--explain writes under the rows of the LAYER table; --json, --sheet and --scaling print none,
+    so they would drop it without a word: refused in one sentence naming both flags."""
+    status, out, err = run(capsys, *flags, "--explain")
+    assert status == 2 and out == "", out
+    assert err.count("\n") == 1 and "--explain" in err and named in err, err
+    status, out, err = run(capsys, *flags)  # the same without --explain: printed
+    assert status == 0 and out and err == ""

@@ -722,6 +722,24 @@ def test_cli_info_fake_idx_json_and_text(places, fake_set, fake_registry, capsys
     assert f"sha256       {IMAGES}: ok" in out and "train 32  val 8  test 12" in out
 
 
+@pytest.mark.parametrize("flags", [["--no-download"], ["--allow-modified"],
+                                   ["--no-download", "--allow-modified"]])
+def test_cli_info_refuses_download_flags_for_a_set_vaekit_does_not_download(
+        places, fake_set, fake_registry, cli_error, capsys, tmp_path, flags):
+    """--no-download and --allow-modified act on a downloaded set's files and their published sums:
+    for digits (scikit-learn's) or a user's array they would do nothing, so they are refused, naming
+    the flag and the set; for a registry set they are taken."""
+    array = tmp_path / "mine.npy"
+    np.save(array, np.zeros((10, 4, 4), np.uint8))
+    for name in ("digits", str(array)):
+        message = cli_error(main(["data", "info", name, *flags]), *flags, name)
+        assert "leave" in message
+    fake_registry()
+    d = fake_set.write(tmp_path / "d")
+    assert main(["data", "info", "fake", "--data-dir", str(d), *flags]) == 0
+    assert "train 32" in capsys.readouterr().out
+
+
 def test_cli_info_user_array_json(tmp_path, capsys):
     path = tmp_path / "mine.npz"
     np.savez(path, images=np.full((20, 3, 2, 2), 51, np.uint8), labels=np.arange(20) % 4)

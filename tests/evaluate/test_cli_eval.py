@@ -93,6 +93,30 @@ class TestEval:
         rgb = write_images(tmp_path / "rgb.npz", (3, 8, 8))
         _error(capsys, main(["eval", str(run), "--dataset", str(rgb)]), "eval", one_sentence, "3x8x8")
 
+    def test_a_limit_past_the_test_set_is_refused_with_its_size(
+            self, run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+        """--limit is read as 'the first N': one more than the test set holds is refused, naming how
+        many it holds (counted by an evaluation without --limit), not run on fewer without a word."""
+        assert main(["eval", str(run), "--k", "1", "--json", "--no-probe", "--no-progress"]) == 0
+        n = json.loads(capsys.readouterr().out)["images"]
+        for limit in (n + 1, 10**9):
+            msg = _error(capsys, main(["eval", str(run), "--k", "1", "--limit", str(limit), "--no-probe",
+                                       "--no-progress"]), "eval", one_sentence, "--limit", f"{n:,}")
+            assert f"at most {n:,}" in msg
+        assert main(["eval", str(run), "--k", "1", "--limit", str(n), "--json", "--no-probe",
+                     "--no-progress"]) == 0
+        assert json.loads(capsys.readouterr().out)["images"] == n
+
+    def test_force_without_a_large_k_is_refused(self, run: Path, capsys: pytest.CaptureFixture[str],
+                                                one_sentence: Callable[..., None]) -> None:
+        """--force exists to allow more than MAX_K importance samples: with fewer it would do nothing."""
+        from vaekit.evaluate.run import MAX_K
+
+        for k in ("5", str(MAX_K)):
+            msg = _error(capsys, main(["eval", str(run), "--k", k, "--force", "--no-progress"]), "eval",
+                         one_sentence, "--force", f"{MAX_K:,}")
+            assert "leave it out" in msg
+
     def test_device(self, run: Path, capsys: pytest.CaptureFixture[str],
                     one_sentence: Callable[..., None]) -> None:
         def once(*flags: str) -> dict:

@@ -4,6 +4,7 @@ nothing written."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def test_json_holds_every_answer_and_erratum(built: Built) -> None:
     assert q6["one_sample"]["k"] == 100 and abs(q6["one_sample"]["z"]) <= 4
     assert {e["supports"] for e in data["errata"]} == {"correction"}
     assert not (built.run / "eval.json").exists()  # the given run is read, never written
+
+
+def test_q6_labels_the_run_with_the_set_it_was_trained_on(built: Built) -> None:
+    """The run here was trained on digits (its config.json says so): Q6's table names that set for the
+    run's numbers, and Fashion-MNIST only for the published ones."""
+    trained_on = json.loads((built.run / "config.json").read_text())["data"]["name"]
+    assert trained_on == "digits"
+    q6 = built.data["answers"][-1]
+    caption = q6["tables"][0]["caption"]
+    assert "8x8 digits" in caption and not caption.startswith("Test nats per image on Fashion-MNIST"), caption
+    assert q6["numbers"]["data"] == trained_on
+    assert exercise2.nats_caption("fashion-mnist").startswith("Test nats per image on Fashion-MNIST")
 
 
 def test_a_changed_input_changes_the_page(built: Built, monkeypatch: pytest.MonkeyPatch,

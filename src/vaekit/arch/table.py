@@ -19,6 +19,7 @@ from vaekit.arch import arith, field
 from vaekit.arch.explain import explain_row
 from vaekit.arch.stack import LayerRow, totals
 from vaekit.device import format_bytes
+from vaekit.errors import SpecError
 
 MAC_NOTE = ("MACs: 1 multiply-add = 1 MAC, per sample; bias adds, activations, pooling and "
             "normalization count 0 (as torch.utils.flop_counter; ConvTranspose2d on its input "
@@ -88,3 +89,13 @@ def dump_json(obj: object) -> str:
     text = json.dumps(obj, indent=2)
     return re.sub(r"\[\s+([-\w.,\s]*?)\s+\]",
                   lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+
+
+def check_explain(explain: bool, **outputs: bool) -> None:
+    """`--explain` writes formulas under the rows of a LAYER table: with an output that has no such
+    rows (`outputs`, flag name -> given: --json, --sheet, --scaling) it would do nothing, so it is
+    refused (SpecError) naming the first of them."""
+    given = [f"--{name}" for name, on in outputs.items() if on]
+    if explain and given:
+        raise SpecError(f"--explain writes formulas under the rows of the LAYER table, and {given[0]} "
+                        f"prints no such table; give one of --explain and {given[0]}.")

@@ -16,7 +16,7 @@ import argparse
 from vaekit.arch import sheet
 from vaekit.arch.spec import LANGUAGE_HELP, parse_stack
 from vaekit.arch.stack import analyze, parse_input_shape
-from vaekit.arch.table import dump_json, stack_json, stack_table
+from vaekit.arch.table import check_explain, dump_json, stack_json, stack_table
 from vaekit.errors import SpecError
 from vaekit.report.paths import figure_path
 
@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_explain(args.explain, sheet=args.sheet, scaling=args.scaling, json=args.json)
     if args.plot is not None and not args.scaling:
         raise SpecError("--plot draws the --scaling table; add --scaling.")
     if args.sheet or args.scaling:

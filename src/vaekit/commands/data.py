@@ -11,7 +11,14 @@ from vaekit.commands.flags import text_flag
 from vaekit.commands.tables import add_table, given, image_flags
 from vaekit.config import TrainConfig
 from vaekit.data.folder import ImageOptions
-from vaekit.data.load import check_data_dir, check_mirror, describe, describe_text, load_dataset
+from vaekit.data.load import (
+    check_data_dir,
+    check_downloaded_only,
+    check_mirror,
+    describe,
+    describe_text,
+    load_dataset,
+)
 from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found, where_found_text
 
 
@@ -71,6 +78,8 @@ def image_options(args: argparse.Namespace) -> ImageOptions:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    check_downloaded_only(args.name, [f for f, on in (("--no-download", args.no_download),
+                                                      ("--allow-modified", args.allow_modified)) if on])
     ds = load_dataset(args.name, args.data_dir, download=not args.no_download,
                       allow_modified=args.allow_modified or None,  # None: $VAEKIT_ALLOW_MODIFIED_DATA
                       images=image_options(args))

@@ -22,6 +22,7 @@ decoded, and their size and channels are applied to the other sources' arrays to
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,19 @@ def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> 
         raise ConfigError(f"--mirror {mirror} is used only to download into the cache, and "
                           f"$VAEKIT_DATA ({directory}) is looked in alone; unset $VAEKIT_DATA or "
                           "leave --mirror out.")
+
+
+def check_downloaded_only(name: str, flags: Sequence[str]) -> None:
+    """ConfigError when `flags` (--no-download, --allow-modified: given, by name) act only on the sets
+    vaekit downloads and checks against their published SHA-256, and `name` is not one: digits, a
+    user's folder or array would be read as they are. An unknown name is left to the loader."""
+    if not flags or name in REGISTRY:
+        return
+    if name in BUILTIN or reader_for(name) is not None or _looks_like_path(name):
+        what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
+        verb, them = ("apply", "them") if len(flags) > 1 else ("applies", "it")
+        raise ConfigError(f"{' and '.join(flags)} {verb} only to the sets vaekit downloads and checks "
+                          f"({', '.join(REGISTRY)}); {name} is {what}, so leave {them} out.")
 
 
 def apply_image_options(ds: Dataset, options: ImageOptions) -> None:

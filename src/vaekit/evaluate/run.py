@@ -283,6 +283,9 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
             f"was trained on {'x'.join(map(str, expected))} images of {config.data.name}."
         )
     images, labels = ds.test.images, ds.test.labels
+    if limit is not None and limit > len(images):
+        raise ConfigError(f"--limit {limit:,} is more than the {len(images):,} test images of {name}; "
+                          f"expected at most {len(images):,}, or no --limit for all of them.")
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
@@ -302,15 +305,18 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     machine); the previous setting is restored afterwards. `device`: where the model and the
     images are and the evaluation computes, cpu, cuda or auto (cuda where torch sees one); eps are
     drawn on the CPU from the seed and copied there, so a seed gives the same draws on every device
-    (eval.json `device` says which one). More than MAX_K importance samples need
-    `force` (the cost is said). With `write`, the run directory is held for writing (`runs.locked`)
-    from the first read of the model to the write of eval.json: not while it trains.
+    (eval.json `device` says which one). More than MAX_K importance samples need `force` (the
+    cost is said), which fewer refuse. With `write`, the run directory is held for writing
+    (`runs.locked`) from the first read of the model to the write of eval.json: not while it trains.
     """
 
     if k < 1:
         raise ConfigError(f"k must be at least 1 importance sample, got {k}.")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {limit}.")
+    if force and k <= MAX_K:
+        raise ConfigError(f"--force allows more than {MAX_K:,} importance samples; --k {k:,} needs no "
+                          "--force, so leave it out.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     if threads < 0:
