@@ -532,6 +532,48 @@ def test_a_warmup_longer_than_the_run_is_refused(values: dict[str, Any], base: d
         check_warmup(config, start)
 
 
+def _stops_within(patience: int, epochs: int) -> bool:
+    """Whether `EarlyStopping` can stop a run of `epochs`: the scores that stop it soonest, a best
+    first epoch and worse ones after."""
+    from vaekit.train.early_stopping import EarlyStopping
+    from vaekit.train.resume import Progress
+
+    rule, progress = EarlyStopping(patience, "score"), Progress()
+    for epoch in range(1, epochs + 1):
+        progress.epoch = epoch
+        rule.record(progress, float(epoch))
+    return progress.stopped is not None
+
+
+@pytest.mark.parametrize(("values", "base", "refused"), [
+    ({"patience": 5, "epochs": 5}, None, True),
+    ({"patience": 9, "epochs": 5}, None, True),
+    ({"patience": 1, "epochs": 1}, None, True),
+    ({"patience": 4, "epochs": 5}, None, False),  # four worse epochs after the first: it stops
+    ({"patience": 0, "epochs": 1}, None, False),  # off
+    ({"patience": 9, "epochs": 5, "time_budget": 60.0}, None, False),  # the budget plans the epochs
+    ({"patience": 9, "epochs": 5}, {"patience": 9, "epochs": 5}, False),  # a run's own values, as recorded
+    ({"patience": 9, "epochs": 20}, {"patience": 9, "epochs": 5}, False),  # a resume with more epochs
+    ({"patience": 9, "epochs": 5}, {"patience": 9, "epochs": 20}, True),  # a resume cut to the patience
+])
+def test_a_patience_that_could_never_stop_the_run_is_refused(
+        values: dict[str, Any], base: dict[str, Any] | None, refused: bool, one_sentence: OneSentence,
+) -> None:
+    """Refused exactly where `EarlyStopping` itself never stops the run's epochs."""
+    from vaekit.config import check_patience
+
+    config = apply(TrainConfig(), {"train": values}, "c.toml")
+    start = TrainConfig() if base is None else apply(TrainConfig(), {"train": base}, "config.json")
+    if not values.get("time_budget") and base is None and values["patience"]:
+        assert _stops_within(values["patience"], values["epochs"]) is not refused
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check_patience(config, start)
+        one_sentence(str(info.value), "train.patience", f"{config.train.epochs} epochs")
+    else:
+        check_patience(config, start)
+
+
 def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:
     """`--hidden ''` built an MLP with no hidden layer: empty text means nothing; `none` is no layer."""
     from vaekit.config import parse_int_list

@@ -367,6 +367,25 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
                           f"most {t.epochs} epochs, or more epochs.")
 
 
+def check_patience(config: Any, base: Any, epochs: int | None = None) -> None:
+    """Refuse a patience of at least the run's epochs, where this command set either (`base` as for
+    `check_warmup`; a VAE's or a classifier's config): the first epoch is always the best so far,
+    so at most epochs - 1 follow without a better score, and early stopping could never stop the
+    run. `epochs`: the epochs each run trains where not its config's (`--compare`'s). A time budget
+    plans the epochs, so there is nothing to hold yet."""
+    t = config.train
+    if not t.patience or getattr(t, "time_budget", 0):
+        return
+    if epochs is None:
+        if not {"train.patience", "train.epochs"} & set(differences(base, config)):
+            return
+        epochs = t.epochs
+    if t.patience >= epochs:
+        raise ConfigError(f"train.patience is {t.patience} epochs, as many as the run's {epochs} epochs "
+                          f"(train.epochs) or more, so early stopping could never stop it; give a patience "
+                          f"below {epochs} (0 for none), or more epochs.")
+
+
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:
     """The settings that count what the data holds, once it is known: the VampPrior's
     pseudo-inputs against the `train_images` of `data`, the autoregressive window against the
