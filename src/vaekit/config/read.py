@@ -373,8 +373,8 @@ def check_patience(config: Any, base: Any, epochs: int | None = None) -> None:
     so at most epochs - 1 follow without a better score, and early stopping could never stop the
     run. `epochs`: the epochs each run trains where not its config's (`--compare`'s). A time budget
     plans the epochs, so there is nothing to hold yet."""
-    t = config.train
-    if not t.patience or getattr(t, "time_budget", 0):
+    t, budget = config.train, getattr(config.train, "time_budget", None)  # a classifier has none
+    if not t.patience or budget:
         return
     if epochs is None:
         if not {"train.patience", "train.epochs"} & set(differences(base, config)):
