@@ -563,7 +563,7 @@ def test_a_patience_that_could_never_stop_the_run_is_refused(
         values: dict[str, Any], base: dict[str, Any] | None, refused: bool, one_sentence: OneSentence,
 ) -> None:
     """Refused exactly where `EarlyStopping` itself never stops the run's epochs."""
-    from vaekit.config import check_patience
+    from vaekit.config import check_epochs
 
     config = apply(TrainConfig(), {"train": values}, "c.toml")
     start = TrainConfig() if base is None else apply(TrainConfig(), {"train": base}, "config.json")
@@ -571,10 +571,56 @@ def test_a_patience_that_could_never_stop_the_run_is_refused(
         assert _stops_within(values["patience"], values["epochs"]) is not refused
     if refused:
         with pytest.raises(ConfigError) as info:
-            check_patience(config, start)
-        one_sentence(str(info.value), "train.patience", f"{config.train.epochs} epochs")
+            check_epochs(config, start)
+        one_sentence(str(info.value), "train.patience", f"run's {config.train.epochs} epoch")
     else:
-        check_patience(config, start)
+        check_epochs(config, start)
+
+
+def _lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
+    """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+    rates = set()
+    for _ in range(epochs):
+        rates.add(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return len(rates) > 1
+
+
+@pytest.mark.parametrize(("optim", "train", "base", "refused"), [
+    ({"schedule": "step"}, {"epochs": 10}, None, True),  # the default step size, 30 epochs
+    ({"schedule": "step", "step_size": 5}, {"epochs": 5}, None, True),
+    ({"schedule": "step", "step_size": 4}, {"epochs": 5}, None, False),  # decays before the last epoch
+    ({"schedule": "step", "step_size": 4, "gamma": 1.0}, {"epochs": 5}, None, True),  # decays by 1
+    ({"schedule": "step"}, {"epochs": 31}, None, False),
+    ({"schedule": "step"}, {"epochs": 10, "time_budget": 60.0}, None, False),  # the budget plans the epochs
+    ({"schedule": "step", "gamma": 1.0}, {"epochs": 40, "time_budget": 60.0}, None, True),  # at any length
+    ({"schedule": "step", "step_size": 5}, {"epochs": 20}, {"epochs": 4}, False),  # a resume with more epochs
+    ({"schedule": "step", "step_size": 5}, {"epochs": 4}, {"epochs": 4}, False),  # a run's own, as recorded
+    ({"schedule": "step", "step_size": 5}, {"epochs": 4}, {"epochs": 20}, True),  # a resume cut below a step
+])
+def test_a_step_schedule_that_never_decays_is_refused(
+        optim: dict[str, Any], train: dict[str, Any], base: dict[str, Any] | None, refused: bool,
+        one_sentence: OneSentence,
+) -> None:
+    """Refused exactly where torch's StepLR, over the run's epochs, never changes the rate."""
+    from vaekit.config import check_epochs
+
+    config = apply(TrainConfig(), {"optim": optim, "train": train}, "c.toml")
+    start = TrainConfig() if base is None else apply(TrainConfig(), {"optim": optim, "train": base}, "c.json")
+    o = config.optim
+    if not train.get("time_budget") and base is None:
+        assert _lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check_epochs(config, start)
+        one_sentence(str(info.value), "optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size")
+    else:
+        check_epochs(config, start)
 
 
 def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:
