@@ -412,9 +412,12 @@ UNUSED: dict[str, tuple[Any, dict[str, Any]]] = {
     "data.skip_bad": (True, {"data.name": str(Path(__file__).parent)}),  # a folder
     "train.cuda_graph": (False, {"train.device": "cuda"}),
     "train.free_bits": (0.5, {"train.beta": 0.5}),
+    "model.activation": ("tanh", {"model.gated": False}),
 }
-# What leaves a setting unused where the defaults use it: a KL weight of 0 scales the floored KL away.
-WITHOUT: dict[str, dict[str, Any]] = {"train.free_bits": {"train.beta": 0.0}}
+# What leaves a setting unused where the defaults use it: a KL weight of 0 scales the floored KL away;
+# gated layers have their gate in place of the activation.
+WITHOUT: dict[str, dict[str, Any]] = {"train.free_bits": {"train.beta": 0.0},
+                                      "model.activation": {"model.gated": True}}
 
 
 def _table(values: dict[str, Any]) -> dict[str, dict[str, Any]]:

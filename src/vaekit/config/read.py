@@ -329,6 +329,8 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
      "gaussian)"),
     ("optim.momentum", lambda c: c.optim.name in ("sgd", "rmsprop"), "--optimizer sgd or rmsprop"),
     ("optim.step_size", *_STEP), ("optim.gamma", *_STEP),
+    ("model.activation", lambda c: not c.model.gated, "ungated layers (no --gated; a gated layer's sigmoid "
+     "gate is its non-linearity)"),
     ("train.free_bits", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which scales the "
      "floored KL"),
     ("data.image_fit", lambda c: c.data.image_size is not None, "a resize (--image-size)"),
