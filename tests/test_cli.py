@@ -381,6 +381,11 @@ def test_another_runtime_error_is_not_called_memory(monkeypatch: pytest.MonkeyPa
     (["classify", "--skip-bad"], ["data.skip_bad", "a folder of images"]),
     (["train", "--no-cuda-graph"], ["train.cuda_graph", "a CUDA device"]),
     (["train", "--epochs", "2", "--warmup", "5"], ["train.warmup", "2 epochs"]),
+    (["train", "--epochs", "3", "--patience", "3"], ["train.patience", "3 epochs"]),
+    (["classify", "--patience", "8"], ["train.patience", "8 epochs"]),  # the classifier's default epochs
+    (["train", "--beta", "0", "--free-bits", "0.5"], ["train.free_bits", "--beta"]),  # 0 * max(KL_d, 0.5)
+    (["train", "--schedule", "step"], ["optim.step_size is 30 epochs", "10 epochs"]),  # the defaults
+    (["train", "--gated", "--activation", "tanh"], ["model.activation", "--gated"]),
     (["train", "--hidden", ""], ["--hidden", "none"]),
     (["train", "--autoregressive", "8", "--autoregressive-window", str(10**6)],
      ["model.autoregressive_window", "64-pixel images of digits", "63"]),

@@ -411,7 +411,13 @@ UNUSED: dict[str, tuple[Any, dict[str, Any]]] = {
     "data.image_fit": ("pad", {"data.image_size": "8"}),
     "data.skip_bad": (True, {"data.name": str(Path(__file__).parent)}),  # a folder
     "train.cuda_graph": (False, {"train.device": "cuda"}),
+    "train.free_bits": (0.5, {"train.beta": 0.5}),
+    "model.activation": ("tanh", {"model.gated": False}),
 }
+# What leaves a setting unused where the defaults use it: a KL weight of 0 scales the floored KL away;
+# gated layers have their gate in place of the activation.
+WITHOUT: dict[str, dict[str, Any]] = {"train.free_bits": {"train.beta": 0.0},
+                                      "model.activation": {"model.gated": True}}
 
 
 def _table(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -435,7 +441,7 @@ def test_a_setting_nothing_uses_is_refused_and_taken_with_what_uses_it(key: str,
     from vaekit.config import check_used
 
     value, partner = UNUSED[key]
-    alone = apply(TrainConfig(), _table({key: value}), "c.toml")
+    alone = apply(TrainConfig(), _table({**WITHOUT.get(key, {}), key: value}), "c.toml")
     with pytest.raises(ConfigError) as info:
         check_used(alone, TrainConfig())
     one_sentence(str(info.value), key)
@@ -530,6 +536,94 @@ def test_a_warmup_longer_than_the_run_is_refused(values: dict[str, Any], base: d
         one_sentence(str(info.value), "train.warmup", f"{config.train.epochs} epochs")
     else:
         check_warmup(config, start)
+
+
+def _stops_within(patience: int, epochs: int) -> bool:
+    """Whether `EarlyStopping` can stop a run of `epochs`: the scores that stop it soonest, a best
+    first epoch and worse ones after."""
+    from vaekit.train.early_stopping import EarlyStopping
+    from vaekit.train.resume import Progress
+
+    rule, progress = EarlyStopping(patience, "score"), Progress()
+    for epoch in range(1, epochs + 1):
+        progress.epoch = epoch
+        rule.record(progress, float(epoch))
+    return progress.stopped is not None
+
+
+@pytest.mark.parametrize(("values", "base", "refused"), [
+    ({"patience": 5, "epochs": 5}, None, True),
+    ({"patience": 9, "epochs": 5}, None, True),
+    ({"patience": 1, "epochs": 1}, None, True),
+    ({"patience": 4, "epochs": 5}, None, False),  # four worse epochs after the first: it stops
+    ({"patience": 0, "epochs": 1}, None, False),  # off
+    ({"patience": 9, "epochs": 5, "time_budget": 60.0}, None, False),  # the budget plans the epochs
+    ({"patience": 9, "epochs": 5}, {"patience": 9, "epochs": 5}, False),  # a run's own values, as recorded
+    ({"patience": 9, "epochs": 20}, {"patience": 9, "epochs": 5}, False),  # a resume with more epochs
+    ({"patience": 9, "epochs": 5}, {"patience": 9, "epochs": 20}, True),  # a resume cut to the patience
+])
+def test_a_patience_that_could_never_stop_the_run_is_refused(
+        values: dict[str, Any], base: dict[str, Any] | None, refused: bool, one_sentence: OneSentence,
+) -> None:
+    """Refused exactly where `EarlyStopping` itself never stops the run's epochs."""
+    from vaekit.config import check_epochs
+
+    config = apply(TrainConfig(), {"train": values}, "c.toml")
+    start = TrainConfig() if base is None else apply(TrainConfig(), {"train": base}, "config.json")
+    if not values.get("time_budget") and base is None and values["patience"]:
+        assert _stops_within(values["patience"], values["epochs"]) is not refused
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check_epochs(config, start)
+        one_sentence(str(info.value), "train.patience", f"run's {config.train.epochs} epoch")
+    else:
+        check_epochs(config, start)
+
+
+def _lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
+    """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+    rates = set()
+    for _ in range(epochs):
+        rates.add(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return len(rates) > 1
+
+
+@pytest.mark.parametrize(("optim", "train", "base", "refused"), [
+    ({"schedule": "step"}, {"epochs": 10}, None, True),  # the default step size, 30 epochs
+    ({"schedule": "step", "step_size": 5}, {"epochs": 5}, None, True),
+    ({"schedule": "step", "step_size": 4}, {"epochs": 5}, None, False),  # decays before the last epoch
+    ({"schedule": "step", "step_size": 4, "gamma": 1.0}, {"epochs": 5}, None, True),  # decays by 1
+    ({"schedule": "step"}, {"epochs": 31}, None, False),
+    ({"schedule": "step"}, {"epochs": 10, "time_budget": 60.0}, None, False),  # the budget plans the epochs
+    ({"schedule": "step", "gamma": 1.0}, {"epochs": 40, "time_budget": 60.0}, None, True),  # at any length
+    ({"schedule": "step", "step_size": 5}, {"epochs": 20}, {"epochs": 4}, False),  # a resume with more epochs
+    ({"schedule": "step", "step_size": 5}, {"epochs": 4}, {"epochs": 4}, False),  # a run's own, as recorded
+    ({"schedule": "step", "step_size": 5}, {"epochs": 4}, {"epochs": 20}, True),  # a resume cut below a step
+])
+def test_a_step_schedule_that_never_decays_is_refused(
+        optim: dict[str, Any], train: dict[str, Any], base: dict[str, Any] | None, refused: bool,
+        one_sentence: OneSentence,
+) -> None:
+    """Refused exactly where torch's StepLR, over the run's epochs, never changes the rate."""
+    from vaekit.config import check_epochs
+
+    config = apply(TrainConfig(), {"optim": optim, "train": train}, "c.toml")
+    start = TrainConfig() if base is None else apply(TrainConfig(), {"optim": optim, "train": base}, "c.json")
+    o = config.optim
+    if not train.get("time_budget") and base is None:
+        assert _lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check_epochs(config, start)
+        one_sentence(str(info.value), "optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size")
+    else:
+        check_epochs(config, start)
 
 
 def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:

@@ -58,7 +58,8 @@ TOML_VALUES = st.one_of(
 # ----------------------------------------------------------------------------- the independent reading
 
 
-DURATION = re.compile(r"((?:\d+(?:\.\d+)?)(?:h|min|m|s))+|\d+(?:\.\d+)?")
+_N = r"\d+(?:\.\d+)?"
+DURATION = re.compile(rf"(?=.)(?:{_N}h)?(?:{_N}(?:min|m))?(?:{_N}s)?|{_N}")  # each unit once, in order
 UNITS = {"h": 3600.0, "min": 60.0, "m": 60.0, "s": 1.0}
 
 

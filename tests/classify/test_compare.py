@@ -160,6 +160,21 @@ def test_single_run_flags_are_refused(flag: list[str], tmp_path: Path, capsys: p
     one_sentence(err.removeprefix("vaekit classify: error: "), flag[0], "--compare")
 
 
+@pytest.mark.parametrize(("flags", "epochs"), [(["--epochs", "2", "--patience", "2"], 2),
+                                               (["--patience", str(compare.EPOCHS)], compare.EPOCHS)])
+def test_a_patience_of_the_compare_epochs_is_refused(flags: list[str], epochs: int, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     one_sentence: OneSentence) -> None:
+    """Each network trains --compare's epochs (EPOCHS unless --epochs): a patience of as many could
+    never stop one."""
+    capsys.readouterr()
+    status = main(["classify", "--compare", "--data", "digits", *flags, "--out", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    one_sentence(err.removeprefix("vaekit classify: error: "), "train.patience", f"{epochs} epochs")
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_an_out_that_is_not_empty_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             one_sentence: OneSentence) -> None:
     out = tmp_path / "cmp"

@@ -54,6 +54,16 @@ def test_parse_duration_refuses(text: str, one_sentence: Callable[..., None]) ->
     one_sentence(str(err.value), "--time-budget")
 
 
+@pytest.mark.parametrize("text", ["1h1h", "30m1h", "10s5m", "1m30min", "1h30m10s1h", "5s5s"])
+def test_parse_duration_refuses_units_repeated_or_out_of_order(
+        text: str, one_sentence: Callable[..., None]) -> None:
+    """'1h1h' is a typo, not two hours: each unit once, hours then minutes then seconds (the order
+    '1h30m10s' reads in); the sentence says so rather than listing the forms a duration takes."""
+    with pytest.raises(ConfigError) as err:
+        parse_duration(text)
+    one_sentence(str(err.value), "--time-budget", "at most once")
+
+
 def test_format_duration() -> None:
     assert format_duration(9.5) == "9.5 s"
     assert format_duration(65) == "1 min 05 s"

@@ -85,6 +85,11 @@ def test_checkpoint_every_past_the_longest_duration_names_the_bound(text: str) -
     assert "at most 1e+09 seconds" in str(info.value) and len(str(info.value)) < 200
 
 
+def test_checkpoint_every_with_a_unit_twice_names_the_order() -> None:
+    with pytest.raises(ConfigError, match=r"train.checkpoint_every gives each unit at most once"):
+        checkpoint_interval("5m5m")
+
+
 def test_best_weights_are_a_copy_until_taken() -> None:
     model = torch.nn.Linear(3, 2)
     best = BestWeights()

@@ -113,3 +113,30 @@ def test_gradient_against_finite_differences() -> None:
     layer = GatedLinear(3, 2).double()
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
+
+
+TORCH_ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Softplus)
+
+
+@pytest.mark.parametrize("model", [
+    {"kind": "mlp"}, {"kind": "conv"}, {"kind": "mlp", "stochastic_layers": 2},
+    {"kind": "conv", "stochastic_layers": 2}, {"kind": "mlp", "autoregressive": 8},
+    {"kind": "mlp", "prior": "vamp", "pseudo_inputs": 4},
+])
+def test_a_gated_model_has_no_activation_for_the_setting_to_choose(model: dict[str, object]) -> None:
+    """Gated layers have their sigmoid gate in place of the activation: no torch activation module
+    is built, and the same seed gives the same outputs whatever model.activation says (which is why
+    `config.check_used` refuses --activation with --gated)."""
+    from vaekit.config import TrainConfig, apply
+    from vaekit.vae.models import build_model
+
+    outputs = []
+    for activation in ("relu", "tanh", "elu"):
+        c = apply(TrainConfig(), {"model": {**model, "gated": True, "activation": activation, "hidden": [16],
+                                            "latent": 4, "channels": [4, 4], "image_shape": [1, 8, 8]}}, "t")
+        torch.manual_seed(0)
+        net = build_model(c)
+        assert not any(isinstance(m, TORCH_ACTIVATIONS) for m in net.modules())
+        outputs.append(net.encode(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))))
+    for mu, logvar in outputs[1:]:
+        assert torch.equal(mu, outputs[0][0]) and torch.equal(logvar, outputs[0][1])

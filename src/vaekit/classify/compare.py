@@ -123,6 +123,11 @@ def check_flags(args: argparse.Namespace) -> None:
                               "it out (a single run trains on every training image, at --side if given).")
 
 
+def epochs_of(args: argparse.Namespace) -> int:
+    """The epochs each network of `--compare` trains: --epochs, else EPOCHS."""
+    return int(args.epochs) if getattr(args, "epochs", None) is not None else EPOCHS
+
+
 def main(config: ClassifierConfig, args: argparse.Namespace, out: Path, isolate: bool = True) -> int:
     """`vaekit classify --compare`: --sides, --epochs, --train-images bound it; --json prints the
     rows as one JSON list. `isolate=False` (tests only) trains in this process."""
@@ -132,7 +137,7 @@ def main(config: ClassifierConfig, args: argparse.Namespace, out: Path, isolate:
                               "preset at each of --sides.")
     quiet = bool(getattr(args, "json", False))
     rows = compare(config, out, args.sides if args.sides is not None else SIDES,
-                   args.epochs if args.epochs is not None else EPOCHS,
+                   epochs_of(args),
                    args.train_images, isolate,
                    show_bar=False if getattr(args, "no_progress", False) else None,
                    log=(lambda line: None) if quiet else print)

@@ -329,6 +329,10 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
      "gaussian)"),
     ("optim.momentum", lambda c: c.optim.name in ("sgd", "rmsprop"), "--optimizer sgd or rmsprop"),
     ("optim.step_size", *_STEP), ("optim.gamma", *_STEP),
+    ("model.activation", lambda c: not c.model.gated, "ungated layers (no --gated; a gated layer's sigmoid "
+     "gate is its non-linearity)"),
+    ("train.free_bits", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which scales the "
+     "floored KL"),
     ("data.image_fit", lambda c: c.data.image_size is not None, "a resize (--image-size)"),
     ("data.skip_bad", lambda c: _image_folder(c.data.name), "a folder of images as the data"),
     ("train.cuda_graph", _on_cuda, "a CUDA device (--device cuda, or auto where torch sees one)"),
@@ -365,6 +369,39 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
         raise ConfigError(f"train.warmup is {t.warmup:g} epochs, longer than the run's {t.epochs} epochs "
                           f"(train.epochs), so the KL weight would never reach beta; give a warm-up of at "
                           f"most {t.epochs} epochs, or more epochs.")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def check_epochs(config: Any, base: Any, epochs: int | None = None) -> None:
+    """Refuse what the run's epochs leave doing nothing, where this command set it (`base` as for
+    `check_warmup`; a VAE's or a classifier's config): a patience of at least the epochs (the first
+    epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
+    step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
+    decays at epoch step_size, counted from 0; a factor of 1 at any length). `epochs`: the epochs
+    each run trains where not its config's (`--compare`'s). A time budget plans the epochs, so
+    there is nothing to hold against them yet."""
+    t, o = config.train, config.optim
+    changed = set(differences(base, config)) | ({"train.epochs"} if epochs is not None else set())
+    if o.schedule == "step" and o.gamma == 1.0 and {"optim.gamma", "optim.schedule"} & changed:
+        raise ConfigError("optim.gamma is 1, so the step schedule (--schedule step) would leave the learning "
+                          "rate as it is at each step; give a factor below 1 (0.1 by default), or "
+                          "--schedule none.")
+    if getattr(t, "time_budget", None):  # a classifier has no time budget
+        return
+    n = t.epochs if epochs is None else epochs
+    if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
+        raise ConfigError(f"train.patience is {_epochs(t.patience)}, as many as the run's {_epochs(n)} "
+                          f"(train.epochs) or more, so early stopping could never stop it; give a patience "
+                          f"below {n} (0 for none), or more epochs.")
+    if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
+            & changed:
+        raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
+                          f"(train.epochs) or more, so the step schedule (--schedule step) would never "
+                          f"decay the learning rate; give a step size below {n} (optim.step_size in the "
+                          f"--config file), or more epochs.")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:

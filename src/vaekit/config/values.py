@@ -41,7 +41,7 @@ def checkpoint_interval(text: str) -> float | None:
         return None if text == "auto" else 0.0
     try:
         return parse_duration(text, "train.checkpoint_every")
-    except DurationTooLong:
+    except (DurationTooLong, DurationUnits):
         raise
     except ConfigError:
         raise ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
@@ -52,22 +52,33 @@ class DurationTooLong(ConfigError):
     """A duration past MAX_DURATION: a duration still, so its sentence names the bound."""
 
 
+class DurationUnits(ConfigError):
+    """A duration whose units repeat or come out of order ('1h1h', '30m1h'): its sentence names the
+    order, not the forms a duration takes."""
+
+
 MAX_DURATION = 1e9  # seconds: any duration a run or a checkpoint interval could mean
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_UNIT_RANK = {"h": 0, "m": 1, "min": 1, "s": 2}  # the order a duration gives its units in, each once
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|min|m|s)")
 
 
 def parse_duration(text: str, flag: str = "--time-budget") -> float:
     """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
-    anything else (negative, empty, an unknown unit, nan)."""
+    anything else (negative, empty, an unknown unit, nan, a unit given twice or out of the order h,
+    m, s: '1h1h' and '30m1h' are typos, not sums)."""
     t = text.strip().lower()
     if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", t):
         total = float(t)
     else:
-        pos, total = 0, 0.0
+        pos, total, rank = 0, 0.0, -1
         for m in _DURATION_PART.finditer(t):
             if m.start() != pos:
                 break
+            if _UNIT_RANK[m.group(2)] <= rank:
+                raise DurationUnits(f"{flag} gives each unit at most once, hours then minutes then "
+                                    f"seconds (such as 1h30m10s), got {show(text)}.")
+            rank = _UNIT_RANK[m.group(2)]
             total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
             pos = m.end()
         if not t or pos != len(t):
