@@ -1,0 +1,75 @@
+"""Run files emptied, removed or swapped after training: every reader, and `--resume`, refuses them
+in one sentence naming the file at fault, and nothing already in the directory is changed."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eval_runs import make_run
+from hang import deadline
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.errors import CheckpointError
+
+TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
+         "--threads", "1", "--no-progress"]
+RESUME = [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]
+REPORT = ["report", "{run}", "--k", "2"]
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], template: list[str],
+            run: Path, *names: str) -> str:
+    """`vaekit ARGV` exits 2 with one line on stderr: `vaekit CMD: error: <one sentence naming NAMES>`."""
+    argv = [a.format(run=run) for a in template]
+    capsys.readouterr()
+    with deadline(30):
+        status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    prefix = f"vaekit {argv[0]}: error: "
+    assert err.startswith(prefix), err
+    one_sentence(err.removeprefix(prefix), *names)
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+# ----------------------------------------------------------------------------- metrics.jsonl
+
+
+@pytest.mark.parametrize("how", ["emptied", "deleted", "one junk line"])
+def test_metrics_without_the_rows_the_checkpoint_records_are_refused(
+        run: Path, capsys: Any, one_sentence: Any, how: str) -> None:
+    """The checkpoint records 2 finished epochs and the digest of their rows; a metrics.jsonl with
+    none of them (a junk last line reads as a cut one, dropped) is no longer read as 0 rows, and a
+    resume does not train on to a file whose line 1 is epoch 3."""
+    path = run / runs.METRICS
+    assert len(path.read_text().splitlines()) == 2
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_text("" if how == "emptied" else "not a row\n")
+    with pytest.raises(CheckpointError, match="metrics.jsonl"):
+        runs.read_metrics(run)
+    before = snapshot(run)
+    for template in (REPORT, RESUME):
+        cli_bad(capsys, one_sentence, template, run, str(path))
+    assert snapshot(run) == before
