@@ -89,7 +89,8 @@ def is_stale_temp(name: str) -> bool:
 
 
 def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
-    """One sentence for a write that failed: which file, why, and how much space it needed."""
+    """One sentence for a write that failed: which file, why, and how much space it needed. A file
+    refused in a directory that takes new files (an immutable file) is blamed on the file."""
     if err.errno == errno.ENOSPC:
         try:
             free = shutil.disk_usage(path.parent).free
@@ -98,7 +99,14 @@ def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
             room = ""
         why = f"no space left on the device for its {format_bytes(size, 1)}{room}"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = f"{err.strerror.lower() if err.strerror else 'not writable'}: the directory is not writable"
+        said = err.strerror.lower() if err.strerror else "not writable"
+        if err.errno != errno.EROFS and os.path.lexists(path) and os.access(path.parent, os.W_OK):
+            # the directory takes new files: the file itself is what refuses (immutable or
+            # append-only, `lsattr`; or not this user's to change)
+            why = (f"{said}: the file itself cannot be changed or replaced (immutable or append-only, or "
+                   "not writable)")
+        else:
+            why = f"{said}: the directory is not writable"
     elif err.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST):
         why = f"{path.parent} is not a directory that can hold it"
     else:
