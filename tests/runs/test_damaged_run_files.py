@@ -3,6 +3,7 @@ in one sentence naming the file at fault, and nothing already in the directory i
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -73,3 +74,44 @@ def test_metrics_without_the_rows_the_checkpoint_records_are_refused(
     for template in (REPORT, RESUME):
         cli_bad(capsys, one_sentence, template, run, str(path))
     assert snapshot(run) == before
+
+
+# ----------------------------------------------------------------------------- model.safetensors
+
+
+EVAL = ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"]
+SAMPLE = ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"]
+
+
+@pytest.fixture(scope="module")
+def tanh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a network of the same shapes as `trained`'s, another activation."""
+    return make_run(tmp_path_factory.mktemp("runs") / "tanh", activation="tanh")
+
+
+def test_a_model_file_of_another_run_is_named_not_the_config(run: Path, tanh: Path, capsys: Any,
+                                                              one_sentence: Any) -> None:
+    """config.json and the checkpoint carry the same run id and config (relu): the model file that
+    says tanh is the stranger, and the sentence says so rather than asking for config.json back."""
+    shutil.copyfile(tanh / runs.MODEL, run / runs.MODEL)
+    model, config = str(run / runs.MODEL), str(run / runs.CONFIG)
+    with pytest.raises(CheckpointError) as caught:
+        runs.load_run(run)
+    assert str(caught.value).startswith(f"{model} is not this run's"), caught.value
+    before = snapshot(run)
+    for template in (EVAL, SAMPLE, REPORT, RESUME):
+        err = cli_bad(capsys, one_sentence, template, run, model)
+        assert f"{model} is not this run's" in err and "copied from another run" in err, err
+        assert f"{config} is not the config" not in err, err
+    assert snapshot(run) == before
+
+
+def test_a_config_json_edited_is_still_the_one_named(run: Path, tanh: Path, capsys: Any,
+                                                     one_sentence: Any) -> None:
+    """The other way round: config.json says tanh, the checkpoint and the model file relu."""
+    shutil.copyfile(tanh / runs.CONFIG, run / runs.CONFIG)
+    raw = json.loads((run / runs.CONFIG).read_text())
+    raw["run"] = {"id": json.loads((run / runs.CHECKPOINT_JSON).read_text())["run_id"]}  # the run's id
+    (run / runs.CONFIG).write_text(json.dumps(raw))
+    err = cli_bad(capsys, one_sentence, EVAL, run, str(run / runs.CONFIG))
+    assert "is not this run's" not in err, err
