@@ -93,3 +93,45 @@ def test_an_immutable_metrics_file_refuses_the_resume_naming_it(run: Path, capsy
     after = snapshot(run)
     assert after[runs.METRICS] == before[runs.METRICS]
     assert runs.read_metrics(run) and runs.load_run(run).model is not None
+
+
+# ----------------------------------------------------------------------------- an empty file, a directory
+
+READERS = {"eval": ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe"],
+           "sample": ["sample", "{run}", "--out", "{tmp}/grid.png"],
+           "report": ["report", "{run}", "--k", "2", "--limit", "20"]}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_an_empty_checkpoint_is_refused_by_every_reader(run: Path, tmp_path: Path, capsys: Any,
+                                                        one_sentence: Any, reader: str) -> None:
+    """A checkpoint of zero bytes (vaekit writes whole files only) holds no state to hold the run id
+    and metrics.jsonl against: the readers name it, as a resume does."""
+    (run / runs.CHECKPOINT).write_bytes(b"")
+    before = snapshot(run)
+    argv = [a.format(run=run, tmp=tmp_path) for a in READERS[reader]]
+    cli_bad(capsys, one_sentence, argv, run / runs.CHECKPOINT)
+    assert snapshot(run) == before and not (tmp_path / "grid.png").exists()
+
+
+def test_a_sheet_of_a_run_whose_model_file_is_empty_names_it(run: Path, tmp_path: Path, capsys: Any,
+                                                             one_sentence: Any) -> None:
+    """An eval.json is not blamed ("computed for other weights") for a model file that is empty."""
+    assert main([a.format(run=run) for a in READERS["eval"]]) == 0
+    (run / runs.MODEL).write_bytes(b"")
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, ["sheet", "--vae-run", str(run), "--out", str(tmp_path / "s.html")],
+                  run / runs.MODEL)
+    assert "other weights" not in err, err
+    assert snapshot(run) == before and not (tmp_path / "s.html").exists()
+
+
+def test_a_checkpoint_that_is_a_directory_is_named_by_a_resume(run: Path, capsys: Any,
+                                                               one_sentence: Any) -> None:
+    (run / runs.CHECKPOINT).unlink()
+    (run / runs.CHECKPOINT).mkdir()
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"],
+                  run / runs.CHECKPOINT)
+    assert "directory" in err and "no checkpoint file there" not in err, err
+    assert snapshot(run) == before

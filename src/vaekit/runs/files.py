@@ -319,6 +319,12 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
         data = read_regular(path, f"the {what}'s safetensors file", CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no {what} file there.") from None
+    return parse_tensors(data, path, what)
+
+
+def parse_tensors(data: bytes, path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of the bytes of a safetensors file read from `path`; a CheckpointError
+    naming it if they are not a complete one (empty, truncated, another format)."""
     try:
         tensors = st_load(data)
         # The header: an 8-byte little-endian length, then that many bytes of JSON.
@@ -352,12 +358,16 @@ def read_metadata(path: Path) -> dict[str, str] | None:
 
 
 def model_fingerprint(run_dir: str | Path) -> str:
-    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to."""
+    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to. A model file
+    that is not a complete safetensors file (empty, truncated) is a CheckpointError naming it, not
+    an eval.json "of other weights"."""
     path = Path(run_dir) / MODEL
     try:
-        return hashlib.sha256(read_regular(path, "the model's safetensors file", CheckpointError)).hexdigest()
+        data = read_regular(path, "the model's safetensors file", CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no model file there; train the run first.") from None
+    parse_tensors(data, path, "model")
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
 from vaekit.device import ThreadGovernor, flush_denormals, flush_incomplete, resolve_device
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.regular import check_regular
 from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import Checkpoints
 from vaekit.train.early_stopping import EarlyStopping
@@ -80,7 +81,8 @@ def check_out_dir(out: Path, resume: bool) -> None:
             raise CheckpointError(f"{out}: no such run directory to resume.")
         if not (out / runs.CONFIG).is_file():
             raise CheckpointError(f"{out} holds no run to resume (no {runs.CONFIG}).")
-        if present and not (out / runs.CHECKPOINT).is_file():
+        if present and not check_regular(out / runs.CHECKPOINT, "the checkpoint's safetensors file",
+                                         CheckpointError):  # a directory there: named as such
             raise CheckpointError(f"{out / runs.CHECKPOINT}: no checkpoint file there to resume from, "
                                   f"but the directory holds {', '.join(present)} of a run; train into "
                                   "another --out.")
