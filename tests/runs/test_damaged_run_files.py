@@ -115,3 +115,73 @@ def test_a_config_json_edited_is_still_the_one_named(run: Path, tanh: Path, caps
     (run / runs.CONFIG).write_text(json.dumps(raw))
     err = cli_bad(capsys, one_sentence, EVAL, run, str(run / runs.CONFIG))
     assert "is not this run's" not in err, err
+
+
+# ----------------------------------------------------------------------------- eval.json
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of `trained` with the eval.json of `vaekit eval` (closed-form KL, Bernoulli decoder)."""
+    run = Path(shutil.copytree(trained, tmp_path_factory.mktemp("evaluated") / "run"))
+    assert main(["eval", str(run), "--k", "4", "--limit", "20", "--no-progress", "--no-probe",
+                 "--threads", "1"]) == 0
+    return run
+
+
+def _negative_kl(r: dict[str, Any]) -> None:
+    r["test_kl"] = -0.5
+    r["test_neg_elbo"] = r["test_recon"] - 0.5
+
+
+def _negative_kl_dim(r: dict[str, Any]) -> None:
+    r["kl_per_dim"][0] = -0.25
+
+
+def _latent_3(r: dict[str, Any]) -> None:  # consistent in itself: 3 dimensions everywhere
+    r["latent_dim"] = 3
+    r["kl_per_dim"].append(0.0)
+    r["latent_mean_variance"].append(0.0)
+
+
+def _active_past_config(r: dict[str, Any]) -> None:  # 3 active units, latent_dim 3: the run has 2
+    _latent_3(r)
+    r["active_units"] = 3
+
+
+def _negative_recon(r: dict[str, Any]) -> None:
+    r["test_recon"] = -1.0
+
+
+@pytest.mark.parametrize("edit", [_negative_kl, _negative_kl_dim, _latent_3, _active_past_config,
+                                  _negative_recon])
+def test_an_eval_json_the_run_makes_impossible_is_refused(
+        evaluated: Path, tmp_path: Path, capsys: Any, one_sentence: Any,
+        edit: Callable[[dict[str, Any]], None]) -> None:
+    """A closed-form KL(q || N(0, I)) is >= 0 (each dimension too), the latent dimensions are the
+    network's (the torch module's own), and a Bernoulli cross-entropy of pixels in [0, 1] is >= 0."""
+    from vaekit.evaluate.run import read_eval
+
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    assert runs.load_run(run).model.latent_dim == 2
+    path = run / runs.EVAL
+    result = json.loads(path.read_text())
+    assert read_eval(run) == result  # the file of `vaekit eval` itself is read
+    edit(result)
+    path.write_text(json.dumps(result))
+    with pytest.raises(CheckpointError, match="eval.json"):
+        read_eval(run)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, REPORT, run, str(path))
+    assert snapshot(run) == before
+
+
+def test_a_negative_nll_is_not_refused(evaluated: Path, tmp_path: Path) -> None:
+    """An importance-sampled -log p(x) near 0 can be drawn below it: not certain enough to refuse."""
+    from vaekit.evaluate.run import read_eval
+
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    result = json.loads((run / runs.EVAL).read_text())
+    result["test_nll"], result["bits_per_dim"] = -0.01, -0.01 / (64 * 0.6931471805599453)
+    (run / runs.EVAL).write_text(json.dumps(result))
+    assert read_eval(run) == result
