@@ -185,3 +185,45 @@ def test_a_negative_nll_is_not_refused(evaluated: Path, tmp_path: Path) -> None:
     result["test_nll"], result["bits_per_dim"] = -0.01, -0.01 / (64 * 0.6931471805599453)
     (run / runs.EVAL).write_text(json.dumps(result))
     assert read_eval(run) == result
+
+
+# ----------------------------------------------------------------------------- an empty model file
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier run with the eval.json of `vaekit classify eval`."""
+    from eval_runs import make_classifier_run
+
+    run = make_classifier_run(tmp_path_factory.mktemp("classifier") / "run")
+    assert main(["classify", "eval", str(run)]) == 0
+    return run
+
+
+EMPTY_MODEL_READERS = {
+    "vae": [EVAL, SAMPLE, REPORT, RESUME],
+    "classify": [["classify", "eval", "{run}"], ["report", "{run}"],
+                 ["classify", "--data", "digits", "--epochs", "3", "--out", "{run}", "--resume"]],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EMPTY_MODEL_READERS))
+def test_an_empty_model_file_is_named_by_every_reader(evaluated: Path, classifier: Path, tmp_path: Path,
+                                                      capsys: Any, one_sentence: Any, kind: str) -> None:
+    """model.safetensors of zero bytes (vaekit writes whole files only), beside an eval.json of the
+    model it replaced: each reader names the model file, none blames eval.json ("other weights")."""
+    from vaekit.serve.app import make_server
+
+    run = Path(shutil.copytree(evaluated if kind == "vae" else classifier, tmp_path / "run"))
+    model = run / runs.MODEL
+    model.write_bytes(b"")
+    before = snapshot(run)
+    with pytest.raises(CheckpointError, match=str(model)):
+        runs.load_run(run)
+    if kind == "vae":
+        with pytest.raises(CheckpointError, match=str(model)):
+            make_server(run)
+    for template in EMPTY_MODEL_READERS[kind]:
+        err = cli_bad(capsys, one_sentence, template, run, str(model))
+        assert "other weights" not in err, err
+    assert snapshot(run) == before
