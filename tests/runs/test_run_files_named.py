@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from eval_runs import make_run
+from eval_runs import make_run, write_images
 from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
@@ -135,3 +135,24 @@ def test_a_checkpoint_that_is_a_directory_is_named_by_a_resume(run: Path, capsys
                   run / runs.CHECKPOINT)
     assert "directory" in err and "no checkpoint file there" not in err, err
     assert snapshot(run) == before
+
+
+# ----------------------------------------------------------------------------- the data, changed
+
+
+def test_a_resume_on_data_changed_since_the_checkpoint_is_refused(tmp_path: Path, capsys: Any,
+                                                                  one_sentence: Any) -> None:
+    """An .npz rewritten between a run and its resume (the same shapes, other pixels): the resume
+    names the file and the checkpoint instead of training on; the same bytes resume."""
+    data, out = write_images(tmp_path / "images.npz", (8, 8), n=200, seed=0), tmp_path / "run"
+    train = ["train", "--data", str(data), "--hidden", "16", "--latent", "2", "--batch-size", "32",
+             "--threads", "1", "--no-progress", "--out", str(out)]
+    assert main([*train, "--epochs", "1"]) == 0
+    kept = data.read_bytes()
+    write_images(data, (8, 8), n=200, seed=1)
+    before = snapshot(out)
+    cli_bad(capsys, one_sentence, [*train, "--epochs", "2", "--resume"], data, out / runs.CHECKPOINT)
+    assert snapshot(out) == before
+    data.write_bytes(kept)  # the data it was trained on, back: the run goes on
+    assert main([*train, "--epochs", "2", "--resume"]) == 0
+    assert [r["epoch"] for r in runs.read_metrics(out)] == [1, 2]
