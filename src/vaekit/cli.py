@@ -291,6 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_environment(args.command)
         with flush_denormals():
             status: Any = args.func(args)
+        sys.stdout.flush()  # here, where a reader that left is caught, not at the interpreter's exit
+    except BrokenPipeError:  # `vaekit ... | head`: the reader left. As the Python docs' "Note on
+        # SIGPIPE" has it: the rest of the output to os.devnull (so the flush at exit cannot fail
+        # again), status 1. What the command had saved stays as it was.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except VaekitError as err:
         say(args.command, str(err))
         return 2
@@ -310,10 +317,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `vaekit ... | head`: the reader left; not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
     return int(status or 0)
 
 

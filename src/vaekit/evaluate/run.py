@@ -254,11 +254,37 @@ def _check_ranges(result: dict[str, Any], path: Path) -> None:
                               "of `vaekit eval`.")
 
 
+ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
+
+
+def check_eval_of_run(result: Any, path: Path) -> None:
+    """`check_eval`, then what the run's config.json makes certain of the eval.json beside it: its
+    latent_dim is the model's; a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
+    likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
+    dequantized ones) is >= 0. A negative test_nll is not refused: its importance-sampled estimate
+    can fall below 0 where -log p(x) is near 0, and under a Gaussian likelihood -log p(x) itself."""
+    check_eval(result, path)
+    model = runs.read_config(path.parent, "vae").model
+    if result["latent_dim"] != model.latent:
+        raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "
+                              f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
+                              "dimensions; the file is another run's, or was edited.")
+    closed = result.get("kl_estimate", "closed form") == "closed form"
+    per_dim = result.get("kl_per_dim") or []
+    if closed and (result["test_kl"] < -ROUNDING * model.latent or min(per_dim, default=0) < -ROUNDING):
+        field = "kl_per_dim" if min(per_dim, default=0) < -ROUNDING else "test_kl"
+        raise CheckpointError(f"{path}: {field} holds a negative KL, but a KL divergence in closed form is "
+                              ">= 0; not an eval.json of `vaekit eval`.")
+    if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
+        raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
+                              "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
+
+
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
     """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
-    CheckpointError if it is unreadable, not of `vaekit eval` (`check_eval`) or was computed for
-    other weights (`vaekit.runs.read_eval`)."""
-    return runs.read_eval(run_dir, check_eval, "vaekit eval")
+    CheckpointError if it is unreadable, not of `vaekit eval` or of this run's model
+    (`check_eval_of_run`) or was computed for other weights (`vaekit.runs.read_eval`)."""
+    return runs.read_eval(run_dir, check_eval_of_run, "vaekit eval")
 
 
 def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,

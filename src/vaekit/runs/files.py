@@ -89,7 +89,8 @@ def is_stale_temp(name: str) -> bool:
 
 
 def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
-    """One sentence for a write that failed: which file, why, and how much space it needed."""
+    """One sentence for a write that failed: which file, why, and how much space it needed. A file
+    refused in a directory that takes new files (an immutable file) is blamed on the file."""
     if err.errno == errno.ENOSPC:
         try:
             free = shutil.disk_usage(path.parent).free
@@ -98,7 +99,14 @@ def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
             room = ""
         why = f"no space left on the device for its {format_bytes(size, 1)}{room}"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = f"{err.strerror.lower() if err.strerror else 'not writable'}: the directory is not writable"
+        said = err.strerror.lower() if err.strerror else "not writable"
+        if err.errno != errno.EROFS and os.path.lexists(path) and os.access(path.parent, os.W_OK):
+            # the directory takes new files: the file itself is what refuses (immutable or
+            # append-only, `lsattr`; or not this user's to change)
+            why = (f"{said}: the file itself cannot be changed or replaced (immutable or append-only, or "
+                   "not writable)")
+        else:
+            why = f"{said}: the directory is not writable"
     elif err.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST):
         why = f"{path.parent} is not a directory that can hold it"
     else:
@@ -311,6 +319,12 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
         data = read_regular(path, f"the {what}'s safetensors file", CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no {what} file there.") from None
+    return parse_tensors(data, path, what)
+
+
+def parse_tensors(data: bytes, path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of the bytes of a safetensors file read from `path`; a CheckpointError
+    naming it if they are not a complete one (empty, truncated, another format)."""
     try:
         tensors = st_load(data)
         # The header: an 8-byte little-endian length, then that many bytes of JSON.
@@ -344,12 +358,16 @@ def read_metadata(path: Path) -> dict[str, str] | None:
 
 
 def model_fingerprint(run_dir: str | Path) -> str:
-    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to."""
+    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to. A model file
+    that is not a complete safetensors file (empty, truncated) is a CheckpointError naming it, not
+    an eval.json "of other weights"."""
     path = Path(run_dir) / MODEL
     try:
-        return hashlib.sha256(read_regular(path, "the model's safetensors file", CheckpointError)).hexdigest()
+        data = read_regular(path, "the model's safetensors file", CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no model file there; train the run first.") from None
+    parse_tensors(data, path, "model")
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:

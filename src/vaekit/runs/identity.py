@@ -217,7 +217,7 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
     model = run_dir / MODEL
     state = checkpoint_state(run_dir)
     if CONFIG_KEY in metadata:
-        _compare(run_dir, config, model, _json(metadata[CONFIG_KEY]))
+        _compare(run_dir, config, model, _json(metadata[CONFIG_KEY]), state)
     check_same_run(run_dir, state, run_dir / CHECKPOINT)
     if CONFIG_KEY in metadata:
         return
@@ -231,15 +231,33 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
         _compare(run_dir, config, run_dir / CHECKPOINT, state["config"])
 
 
-def _compare(run_dir: Path, config: Any, source: Path, raw: Any) -> None:
+def _compare(run_dir: Path, config: Any, source: Path, raw: Any, state: Any = None) -> None:
     """config.json (read as `config`) against the config `source` records (`raw`), but the fields a
-    resume may change; a CheckpointError naming the first few that differ."""
+    resume may change; a CheckpointError naming the first few that differ. Where the checkpoint
+    `state` vouches for config.json (`_vouched`), the model file is the one that is not the run's."""
     trained = _trained_config(raw, source, "the config it records")
     changed = _changed(trained, config)
+    if changed and source.name == MODEL and _vouched(run_dir, config, state):
+        raise CheckpointError(f"{source} is not this run's: its weights were trained with another config "
+                              f"({_described(changed, trained, config)}), where {run_dir / CONFIG} and "
+                              f"{run_dir / CHECKPOINT} agree and carry the same run id, so it was copied "
+                              "from another run; put back the model file the run wrote, or train it again.")
     if changed:
         raise CheckpointError(f"{run_dir / CONFIG} is not the config the weights of {run_dir / MODEL} were "
                               f"trained with ({_described(changed, trained, config)}; according to "
                               f"{source.name}); put back the config of that training.")
+
+
+def _vouched(run_dir: Path, config: Any, state: Any) -> bool:
+    """The checkpoint's `state` carries config.json's run id and a config that config.json differs
+    from in no field a resume may not change: config.json is the run's own."""
+    ours = run_id(run_dir)
+    if not isinstance(state, dict) or ours is None or state.get("run_id") != ours or "config" not in state:
+        return False
+    try:
+        return not _changed(_trained_config(state["config"], run_dir / CHECKPOINT, "its config"), config)
+    except CheckpointError:
+        return False
 
 
 def _json(text: str | None) -> Any:

@@ -112,11 +112,17 @@ def _planned(run_dir: Path) -> int | None:
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order and none
     past the epochs of config.json, with numbers for every other field, those of the checkpoint's
-    epochs the ones it recorded. A last line cut by a kill mid-write is dropped; anything else is a
-    CheckpointError naming the file."""
+    epochs the ones it recorded (none, or one cut line, where it records finished epochs, is refused
+    too). A last line cut by a kill mid-write is dropped; anything else is a CheckpointError naming
+    the file."""
     run_dir = Path(run_dir)
     lines = _lines(run_dir)
-    recorded = _recorded(run_dir) if lines else None
+    recorded = _recorded(run_dir)
+    if recorded is not None and recorded[0] >= 1 and not lines:
+        there = "holds no row" if (run_dir / METRICS).exists() else "is missing"
+        raise CheckpointError(f"{run_dir / METRICS} {there}, where {run_dir / CHECKPOINT} records the "
+                              f"rows of {recorded[0]} finished epoch{'s' * (recorded[0] > 1)} "
+                              "(metrics_sha256); the file was emptied, cut or deleted.")
     if recorded is not None and _digest(lines, recorded[0]) != recorded[1]:
         raise CheckpointError(f"{run_dir / METRICS}: its rows of epochs 1-{recorded[0]} are not those "
                               f"{run_dir / CHECKPOINT} recorded (metrics_sha256); the file was edited, or "

@@ -166,6 +166,26 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
 
 
 
+def check_checkpoint_file(run_dir: Path) -> None:
+    """What a reader of the run (`load_run`) asks of RUN_DIR/checkpoint.safetensors, when anything
+    is there: a regular file whose header holds vaekit's checkpoint state, the state the run id and
+    the metrics digest are held against; an empty, truncated or foreign file is a CheckpointError
+    naming it, not a run read as though it had no checkpoint."""
+    path = run_dir / CHECKPOINT
+    if not check_regular(path, "the checkpoint's safetensors file", CheckpointError):
+        return
+    metadata = read_metadata(path)
+    if metadata is None:
+        raise CheckpointError(f"{path}: not a complete safetensors file (truncated, or another format); "
+                              "the checkpoint cannot be read.")
+    try:
+        state = parse_json(metadata.get(CHECKPOINT_KEY, "null"))
+    except ValueError:
+        state = None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state.")
+
+
 def check_readable_copy(run_dir: Path, state: dict[str, Any]) -> None:
     """RUN_DIR/checkpoint.json, when there is one, holds `state`, the state of checkpoint.safetensors
     (what a person or a tool reads of the checkpoint): one that is not readable JSON, or holds

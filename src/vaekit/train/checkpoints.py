@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import runs
-from vaekit.train.resume import Progress
+from vaekit.train.resume import DATA_KEY, Progress
 
 CHECKPOINT_SHARE = 0.05  # auto: the share of the run's wall time that writing checkpoints may take
 
@@ -90,8 +90,9 @@ class Checkpoints:
     `keep_best`. Every rank keeps the same account; only the `writer` writes."""
 
     def __init__(self, out: Path, every: float | None, epoch: int, writer: bool, threads: int,
-                 world_size: int) -> None:
+                 world_size: int, data: str | None = None) -> None:
         self.out, self.writer = out, writer
+        self.data = data  # the SHA-256 of the data trained on (`resume.data_sha256`), recorded
         self.threads, self.world_size = threads, world_size  # as the checkpoint records them
         self.policy = CheckpointPolicy(every)
         self.best = BestWeights()
@@ -109,7 +110,8 @@ class Checkpoints:
         state = {"epoch": epoch, "progress": asdict(progress), "config": config.to_dict(),
                  "threads": self.threads, "world_size": self.world_size,
                  "rng": {"generator": runs.encode_bytes(generator.get_state()),
-                         "torch": runs.encode_bytes(torch.get_rng_state())}}
+                         "torch": runs.encode_bytes(torch.get_rng_state())},
+                 **({DATA_KEY: self.data} if self.data is not None else {})}
         best = self.best.take(model, improved)
         if self.writer:
             self.policy.write(save, self.out, model, optimizer, state, best)

@@ -43,6 +43,7 @@ from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured
 from vaekit.device import ThreadGovernor, flush_denormals, flush_incomplete, resolve_device
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.regular import check_regular
 from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import Checkpoints
 from vaekit.train.early_stopping import EarlyStopping
@@ -50,7 +51,7 @@ from vaekit.train.engines import DistributedEngine, Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, make_optimizer, set_lr
-from vaekit.train.resume import Progress, restore
+from vaekit.train.resume import Progress, check_same_data, data_sha256, restore
 from vaekit.train.run_files import RunFiles
 from vaekit.train.step import make_step
 from vaekit.train.task import LoopOptions, Task
@@ -80,7 +81,8 @@ def check_out_dir(out: Path, resume: bool) -> None:
             raise CheckpointError(f"{out}: no such run directory to resume.")
         if not (out / runs.CONFIG).is_file():
             raise CheckpointError(f"{out} holds no run to resume (no {runs.CONFIG}).")
-        if present and not (out / runs.CHECKPOINT).is_file():
+        if present and not check_regular(out / runs.CHECKPOINT, "the checkpoint's safetensors file",
+                                         CheckpointError):  # a directory there: named as such
             raise CheckpointError(f"{out / runs.CHECKPOINT}: no checkpoint file there to resume from, "
                                   f"but the directory holds {', '.join(present)} of a run; train into "
                                   "another --out.")
@@ -298,6 +300,9 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     loop, optim, options = task.config.train, task.config.optim, task.options
     writer = w is None or w.writer  # one process, or rank 0: the one that writes files
     saved = runs.load_checkpoint(out) if from_checkpoint else None
+    digest = data_sha256(task.ds)  # what each checkpoint records, and a resume holds against it
+    if saved is not None:
+        check_same_data(saved[2], digest, out / runs.CHECKPOINT, task.config.data.name)
     threads = session_threads(None if saved is None else saved[2], loop.threads, w)
     governor = governor_for(loop.threads, device, w)
     model, optimizer, generator, progress = _build(task, device, out, saved)
@@ -311,7 +316,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     plan = _plan(task, model, engine, data, beta, progress, log, w, governor)
     stepper = make_step(engine, model, optimizer, optim.clip, options.cuda_graph)
     checkpoints = Checkpoints(out, options.checkpoint_every, progress.epoch, writer, threads,
-                              1 if w is None else w.size)
+                              1 if w is None else w.size, digest)
     files = RunFiles(out, task.config, writer, resumed=saved is not None)
     _log_start(task, model, device, threads, out, w, None if saved is None else progress.epoch, log)
     if plan is not None:

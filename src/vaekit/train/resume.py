@@ -24,6 +24,7 @@ they compute of a grey image is finite).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 
 from vaekit import runs
 from vaekit.config import MAX_SIZE, OptimConfig, is_int, is_number
+from vaekit.data.dataset import Dataset
 from vaekit.errors import CheckpointError
 from vaekit.train.optim import make_optimizer
 from vaekit.train.task import Task
@@ -75,6 +77,36 @@ def restore(path: Path, task: Task, model: nn.Module, optimizer: torch.optim.Opt
                               f"({str(err).rstrip('.')}).") from None
     runs.check_readable_copy(path.parent, state)  # checkpoint.json: the same state, for people
     return progress
+
+
+DATA_KEY = "data_sha256"  # the checkpoint state's SHA-256 of the data trained on (`data_sha256`)
+
+
+def data_sha256(ds: Dataset) -> str:
+    """SHA-256 of what a run trains and validates on: the images (shape, dtype, bytes) and labels
+    of each split of `ds`, in the order train, val, test."""
+    h = hashlib.sha256()
+    for split in (ds.train, ds.val, ds.test):
+        for t in (split.images, split.labels):
+            if t is None:
+                h.update(b"none;")
+                continue
+            array = t.detach().to("cpu").contiguous().numpy()
+            h.update(f"{array.dtype.str}{tuple(array.shape)};".encode())
+            h.update(array.data)
+    return h.hexdigest()
+
+
+def check_same_data(state: dict[str, Any], digest: str, path: Path, data: str) -> None:
+    """The data a resumed run is given (`digest`, its `data_sha256`; `data`: its name or path) is
+    the data the checkpoint at `path` was trained on, when the checkpoint records it (one of an
+    earlier vaekit does not): an .npy, .npz or folder changed since is a CheckpointError naming
+    both, before anything trains, so that a run never goes on training on other data."""
+    recorded = state.get(DATA_KEY)
+    if recorded is not None and recorded != digest:
+        raise CheckpointError(f"{data} is not the data {path} was trained on (the SHA-256 of its images "
+                              f"and labels is not the {DATA_KEY} the checkpoint records): it changed "
+                              "since, so put back that data, or train into another --out.")
 
 
 def _finite(t: Tensor) -> bool:

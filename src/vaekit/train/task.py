@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vaekit.config import OptimConfig
+from vaekit.data.dataset import Dataset
 from vaekit.train.engines import Engine
 from vaekit.train.loop import Batches, Beta
 
@@ -34,9 +35,18 @@ class LoopSettings(Protocol):
     threads: int  # 0: the idle cores
 
 
+class DataSettings(Protocol):
+    """The [data] settings every kind of run has: here, the name or path of the data (--data)."""
+
+    name: str
+
+
 class RunConfig(Protocol):
     """A run's config (`vaekit.config.TrainConfig`, `vaekit.classify.config.ClassifierConfig`) as
     the shared epochs read it; `to_dict` is what config.json and each checkpoint hold."""
+
+    @property
+    def data(self) -> DataSettings: ...
 
     @property
     def train(self) -> LoopSettings: ...
@@ -64,6 +74,7 @@ class Task(Protocol):
     lower-is-better (`score`)."""
 
     resumable: tuple[str, ...]  # config keys a resumed run may change
+    ds: Dataset  # the data the run trains on (its SHA-256 recorded by each checkpoint)
     kind: str  # runs.read_config's task name: 'vae' or 'classify'
     score_name: str  # what `score` is, as the early-stopping sentence says it
 

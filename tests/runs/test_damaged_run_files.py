@@ -1,0 +1,229 @@
+"""Run files emptied, removed or swapped after training: every reader, and `--resume`, refuses them
+in one sentence naming the file at fault, and nothing already in the directory is changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eval_runs import make_run
+from hang import deadline
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.errors import CheckpointError
+
+TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
+         "--threads", "1", "--no-progress"]
+RESUME = [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]
+REPORT = ["report", "{run}", "--k", "2"]
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], template: list[str],
+            run: Path, *names: str) -> str:
+    """`vaekit ARGV` exits 2 with one line on stderr: `vaekit CMD: error: <one sentence naming NAMES>`."""
+    argv = [a.format(run=run) for a in template]
+    capsys.readouterr()
+    with deadline(30):
+        status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    prefix = f"vaekit {argv[0]}: error: "
+    assert err.startswith(prefix), err
+    one_sentence(err.removeprefix(prefix), *names)
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+# ----------------------------------------------------------------------------- metrics.jsonl
+
+
+@pytest.mark.parametrize("how", ["emptied", "deleted", "one junk line"])
+def test_metrics_without_the_rows_the_checkpoint_records_are_refused(
+        run: Path, capsys: Any, one_sentence: Any, how: str) -> None:
+    """The checkpoint records 2 finished epochs and the digest of their rows; a metrics.jsonl with
+    none of them (a junk last line reads as a cut one, dropped) is no longer read as 0 rows, and a
+    resume does not train on to a file whose line 1 is epoch 3."""
+    path = run / runs.METRICS
+    assert len(path.read_text().splitlines()) == 2
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_text("" if how == "emptied" else "not a row\n")
+    with pytest.raises(CheckpointError, match="metrics.jsonl"):
+        runs.read_metrics(run)
+    before = snapshot(run)
+    for template in (REPORT, RESUME):
+        cli_bad(capsys, one_sentence, template, run, str(path))
+    assert snapshot(run) == before
+
+
+# ----------------------------------------------------------------------------- model.safetensors
+
+
+EVAL = ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"]
+SAMPLE = ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"]
+
+
+@pytest.fixture(scope="module")
+def tanh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a network of the same shapes as `trained`'s, another activation."""
+    return make_run(tmp_path_factory.mktemp("runs") / "tanh", activation="tanh")
+
+
+def test_a_model_file_of_another_run_is_named_not_the_config(run: Path, tanh: Path, capsys: Any,
+                                                              one_sentence: Any) -> None:
+    """config.json and the checkpoint carry the same run id and config (relu): the model file that
+    says tanh is the stranger, and the sentence says so rather than asking for config.json back."""
+    shutil.copyfile(tanh / runs.MODEL, run / runs.MODEL)
+    model, config = str(run / runs.MODEL), str(run / runs.CONFIG)
+    with pytest.raises(CheckpointError) as caught:
+        runs.load_run(run)
+    assert str(caught.value).startswith(f"{model} is not this run's"), caught.value
+    before = snapshot(run)
+    for template in (EVAL, SAMPLE, REPORT, RESUME):
+        err = cli_bad(capsys, one_sentence, template, run, model)
+        assert f"{model} is not this run's" in err and "copied from another run" in err, err
+        assert f"{config} is not the config" not in err, err
+    assert snapshot(run) == before
+
+
+def test_a_config_json_edited_is_still_the_one_named(run: Path, tanh: Path, capsys: Any,
+                                                     one_sentence: Any) -> None:
+    """The other way round: config.json says tanh, the checkpoint and the model file relu."""
+    shutil.copyfile(tanh / runs.CONFIG, run / runs.CONFIG)
+    raw = json.loads((run / runs.CONFIG).read_text())
+    raw["run"] = {"id": json.loads((run / runs.CHECKPOINT_JSON).read_text())["run_id"]}  # the run's id
+    (run / runs.CONFIG).write_text(json.dumps(raw))
+    err = cli_bad(capsys, one_sentence, EVAL, run, str(run / runs.CONFIG))
+    assert "is not this run's" not in err, err
+
+
+# ----------------------------------------------------------------------------- eval.json
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of `trained` with the eval.json of `vaekit eval` (closed-form KL, Bernoulli decoder)."""
+    run = Path(shutil.copytree(trained, tmp_path_factory.mktemp("evaluated") / "run"))
+    assert main(["eval", str(run), "--k", "4", "--limit", "20", "--no-progress", "--no-probe",
+                 "--threads", "1"]) == 0
+    return run
+
+
+def _negative_kl(r: dict[str, Any]) -> None:
+    r["test_kl"] = -0.5
+    r["test_neg_elbo"] = r["test_recon"] - 0.5
+
+
+def _negative_kl_dim(r: dict[str, Any]) -> None:
+    r["kl_per_dim"][0] = -0.25
+
+
+def _latent_3(r: dict[str, Any]) -> None:  # consistent in itself: 3 dimensions everywhere
+    r["latent_dim"] = 3
+    r["kl_per_dim"].append(0.0)
+    r["latent_mean_variance"].append(0.0)
+
+
+def _active_past_config(r: dict[str, Any]) -> None:  # 3 active units, latent_dim 3: the run has 2
+    _latent_3(r)
+    r["active_units"] = 3
+
+
+def _negative_recon(r: dict[str, Any]) -> None:
+    r["test_recon"] = -1.0
+
+
+@pytest.mark.parametrize("edit", [_negative_kl, _negative_kl_dim, _latent_3, _active_past_config,
+                                  _negative_recon])
+def test_an_eval_json_the_run_makes_impossible_is_refused(
+        evaluated: Path, tmp_path: Path, capsys: Any, one_sentence: Any,
+        edit: Callable[[dict[str, Any]], None]) -> None:
+    """A closed-form KL(q || N(0, I)) is >= 0 (each dimension too), the latent dimensions are the
+    network's (the torch module's own), and a Bernoulli cross-entropy of pixels in [0, 1] is >= 0."""
+    from vaekit.evaluate.run import read_eval
+
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    assert runs.load_run(run).model.latent_dim == 2
+    path = run / runs.EVAL
+    result = json.loads(path.read_text())
+    assert read_eval(run) == result  # the file of `vaekit eval` itself is read
+    edit(result)
+    path.write_text(json.dumps(result))
+    with pytest.raises(CheckpointError, match="eval.json"):
+        read_eval(run)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, REPORT, run, str(path))
+    assert snapshot(run) == before
+
+
+def test_a_negative_nll_is_not_refused(evaluated: Path, tmp_path: Path) -> None:
+    """An importance-sampled -log p(x) near 0 can be drawn below it: not certain enough to refuse."""
+    from vaekit.evaluate.run import read_eval
+
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    result = json.loads((run / runs.EVAL).read_text())
+    result["test_nll"], result["bits_per_dim"] = -0.01, -0.01 / (64 * 0.6931471805599453)
+    (run / runs.EVAL).write_text(json.dumps(result))
+    assert read_eval(run) == result
+
+
+# ----------------------------------------------------------------------------- an empty model file
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny classifier run with the eval.json of `vaekit classify eval`."""
+    from eval_runs import make_classifier_run
+
+    run = make_classifier_run(tmp_path_factory.mktemp("classifier") / "run")
+    assert main(["classify", "eval", str(run)]) == 0
+    return run
+
+
+EMPTY_MODEL_READERS = {
+    "vae": [EVAL, SAMPLE, REPORT, RESUME],
+    "classify": [["classify", "eval", "{run}"], ["report", "{run}"],
+                 ["classify", "--data", "digits", "--epochs", "3", "--out", "{run}", "--resume"]],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EMPTY_MODEL_READERS))
+def test_an_empty_model_file_is_named_by_every_reader(evaluated: Path, classifier: Path, tmp_path: Path,
+                                                      capsys: Any, one_sentence: Any, kind: str) -> None:
+    """model.safetensors of zero bytes (vaekit writes whole files only), beside an eval.json of the
+    model it replaced: each reader names the model file, none blames eval.json ("other weights")."""
+    from vaekit.serve.app import make_server
+
+    run = Path(shutil.copytree(evaluated if kind == "vae" else classifier, tmp_path / "run"))
+    model = run / runs.MODEL
+    model.write_bytes(b"")
+    before = snapshot(run)
+    with pytest.raises(CheckpointError, match=str(model)):
+        runs.load_run(run)
+    if kind == "vae":
+        with pytest.raises(CheckpointError, match=str(model)):
+            make_server(run)
+    for template in EMPTY_MODEL_READERS[kind]:
+        err = cli_bad(capsys, one_sentence, template, run, str(model))
+        assert "other weights" not in err, err
+    assert snapshot(run) == before

@@ -1,0 +1,158 @@
+"""A run's file that vaekit cannot write, read or trust is named itself, not its directory or a
+neighbour: an immutable file in a writable directory, a model file of zero bytes, a checkpoint
+path that is a directory. One sentence, exit 2 from the CLI, and the run as it was."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eval_runs import make_run, write_images
+from hang import deadline
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.errors import RunWriteError
+
+TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
+         "--threads", "1", "--no-progress"]
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() if p.is_file() and not p.is_symlink() else b"<not a file>"
+            for p in sorted(path.iterdir())} if path.is_dir() else {}
+
+
+def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
+            *names: str) -> str:
+    """main(argv) exits 2 with one line on stderr: `vaekit CMD: error: <one sentence>`."""
+    capsys.readouterr()
+    with deadline(30):
+        status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    prefix = f"vaekit {argv[0]}: error: "
+    assert err.startswith(prefix), err
+    one_sentence(err.removeprefix(prefix), *names)
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """`chattr +i path` for the body (the kernel then refuses to change, replace or remove it with
+    EPERM, whoever asks); the test is skipped where the file system or the user cannot set it."""
+    if shutil.which("chattr") is None:
+        pytest.skip("no chattr here")
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=True)
+
+
+# ----------------------------------------------------------------------------- a file that refuses
+
+
+def test_an_immutable_file_in_a_writable_directory_is_named_not_the_directory(tmp_path: Path,
+                                                                                one_sentence: Any) -> None:
+    path = tmp_path / "eval.json"
+    path.write_text("{}\n")
+    with immutable(path):
+        with pytest.raises(RunWriteError) as caught:
+            runs.write_json_atomic(path, {"a": 1})
+    assert path.read_text() == "{}\n"
+    message = str(caught.value)
+    one_sentence(message, path)
+    assert "the file itself" in message and "directory is not writable" not in message, message
+
+
+def test_an_immutable_metrics_file_refuses_the_resume_naming_it(run: Path, capsys: Any,
+                                                                one_sentence: Any) -> None:
+    before = snapshot(run)
+    with immutable(run / runs.METRICS):
+        err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"],
+                      run / runs.METRICS)
+    assert "the file itself" in err and "directory is not writable" not in err, err
+    after = snapshot(run)
+    assert after[runs.METRICS] == before[runs.METRICS]
+    assert runs.read_metrics(run) and runs.load_run(run).model is not None
+
+
+# ----------------------------------------------------------------------------- an empty file, a directory
+
+READERS = {"eval": ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe"],
+           "sample": ["sample", "{run}", "--out", "{tmp}/grid.png"],
+           "report": ["report", "{run}", "--k", "2", "--limit", "20"]}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_an_empty_checkpoint_is_refused_by_every_reader(run: Path, tmp_path: Path, capsys: Any,
+                                                        one_sentence: Any, reader: str) -> None:
+    """A checkpoint of zero bytes (vaekit writes whole files only) holds no state to hold the run id
+    and metrics.jsonl against: the readers name it, as a resume does."""
+    (run / runs.CHECKPOINT).write_bytes(b"")
+    before = snapshot(run)
+    argv = [a.format(run=run, tmp=tmp_path) for a in READERS[reader]]
+    cli_bad(capsys, one_sentence, argv, run / runs.CHECKPOINT)
+    assert snapshot(run) == before and not (tmp_path / "grid.png").exists()
+
+
+def test_a_sheet_of_a_run_whose_model_file_is_empty_names_it(run: Path, tmp_path: Path, capsys: Any,
+                                                             one_sentence: Any) -> None:
+    """An eval.json is not blamed ("computed for other weights") for a model file that is empty."""
+    assert main([a.format(run=run) for a in READERS["eval"]]) == 0
+    (run / runs.MODEL).write_bytes(b"")
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, ["sheet", "--vae-run", str(run), "--out", str(tmp_path / "s.html")],
+                  run / runs.MODEL)
+    assert "other weights" not in err, err
+    assert snapshot(run) == before and not (tmp_path / "s.html").exists()
+
+
+def test_a_checkpoint_that_is_a_directory_is_named_by_a_resume(run: Path, capsys: Any,
+                                                               one_sentence: Any) -> None:
+    (run / runs.CHECKPOINT).unlink()
+    (run / runs.CHECKPOINT).mkdir()
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"],
+                  run / runs.CHECKPOINT)
+    assert "directory" in err and "no checkpoint file there" not in err, err
+    assert snapshot(run) == before
+
+
+# ----------------------------------------------------------------------------- the data, changed
+
+
+def test_a_resume_on_data_changed_since_the_checkpoint_is_refused(tmp_path: Path, capsys: Any,
+                                                                  one_sentence: Any) -> None:
+    """An .npz rewritten between a run and its resume (the same shapes, other pixels): the resume
+    names the file and the checkpoint instead of training on; the same bytes resume."""
+    data, out = write_images(tmp_path / "images.npz", (8, 8), n=200, seed=0), tmp_path / "run"
+    train = ["train", "--data", str(data), "--hidden", "16", "--latent", "2", "--batch-size", "32",
+             "--threads", "1", "--no-progress", "--out", str(out)]
+    assert main([*train, "--epochs", "1"]) == 0
+    kept = data.read_bytes()
+    write_images(data, (8, 8), n=200, seed=1)
+    before = snapshot(out)
+    cli_bad(capsys, one_sentence, [*train, "--epochs", "2", "--resume"], data, out / runs.CHECKPOINT)
+    assert snapshot(out) == before
+    data.write_bytes(kept)  # the data it was trained on, back: the run goes on
+    assert main([*train, "--epochs", "2", "--resume"]) == 0
+    assert [r["epoch"] for r in runs.read_metrics(out)] == [1, 2]
