@@ -384,6 +384,7 @@ def test_another_runtime_error_is_not_called_memory(monkeypatch: pytest.MonkeyPa
     (["train", "--epochs", "3", "--patience", "3"], ["train.patience", "3 epochs"]),
     (["classify", "--patience", "8"], ["train.patience", "8 epochs"]),  # the classifier's default epochs
     (["train", "--beta", "0", "--free-bits", "0.5"], ["train.free_bits", "--beta"]),  # 0 * max(KL_d, 0.5)
+    (["train", "--beta", "0", "--warmup", "3"], ["train.warmup", "--beta"]),  # a ramp from 0 to 0
     (["train", "--schedule", "step"], ["optim.step_size is 30 epochs", "10 epochs"]),  # the defaults
     (["train", "--gated", "--activation", "tanh"], ["model.activation", "--gated"]),
     (["train", "--hidden", ""], ["--hidden", "none"]),

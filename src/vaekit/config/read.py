@@ -333,6 +333,8 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
      "gate is its non-linearity)"),
     ("train.free_bits", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which scales the "
      "floored KL"),
+    ("train.warmup", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which the warm-up ramps "
+     "up to from 0"),
     ("data.image_fit", lambda c: c.data.image_size is not None, "a resize (--image-size)"),
     ("data.skip_bad", lambda c: _image_folder(c.data.name), "a folder of images as the data"),
     ("train.cuda_graph", _on_cuda, "a CUDA device (--device cuda, or auto where torch sees one)"),
