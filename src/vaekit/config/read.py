@@ -400,10 +400,12 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None) -> None:
                           f"below {n} (0 for none), or more epochs.")
     if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
             & changed:
+        fix = (f"give a step size below {n} (optim.step_size in the --config file), or more epochs" if n > 1
+               else "it decays at the start of an epoch after the first, so give at least 2 epochs, or "
+                    "--schedule none")  # a step size is at least 1
         raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
                           f"(train.epochs) or more, so the step schedule (--schedule step) would never "
-                          f"decay the learning rate; give a step size below {n} (optim.step_size in the "
-                          f"--config file), or more epochs.")
+                          f"decay the learning rate; {fix}.")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:
