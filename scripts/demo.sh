@@ -22,8 +22,10 @@ mkdir -p "$RUN"
 touch "$RUN/.vaekit-demo"
 
 start=$(date +%s)
+# --warmup and --patience fit the config's (5 and 15 epochs) to the demo's few epochs: a warm-up
+# longer than the run, or a patience of as many epochs, would be refused as doing nothing.
 "$PY" -m vaekit train --config configs/fashion-mnist-mlp.toml --epochs "$EPOCHS" --warmup 2 \
-    --out "$RUN" --no-progress
+    --patience 0 --out "$RUN" --no-progress
 train_seconds=$(( $(date +%s) - start ))
 
 "$PY" - "$RUN" "$train_seconds" <<'EOF'

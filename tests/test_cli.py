@@ -384,6 +384,7 @@ def test_another_runtime_error_is_not_called_memory(monkeypatch: pytest.MonkeyPa
     (["train", "--epochs", "3", "--patience", "3"], ["train.patience", "3 epochs"]),
     (["classify", "--patience", "8"], ["train.patience", "8 epochs"]),  # the classifier's default epochs
     (["train", "--beta", "0", "--free-bits", "0.5"], ["train.free_bits", "--beta"]),  # 0 * max(KL_d, 0.5)
+    (["train", "--beta", "0", "--warmup", "3"], ["train.warmup", "--beta"]),  # a ramp from 0 to 0
     (["train", "--schedule", "step"], ["optim.step_size is 30 epochs", "10 epochs"]),  # the defaults
     (["train", "--gated", "--activation", "tanh"], ["model.activation", "--gated"]),
     (["train", "--hidden", ""], ["--hidden", "none"]),
@@ -402,6 +403,30 @@ def test_a_setting_that_would_do_nothing_is_refused(argv: list[str], names: list
     assert status == 2 and err.count("\n") == 0, err
     one_sentence(err.split(": error: ", 1)[1], *names)
     assert list(tmp_path.iterdir()) == []
+
+
+def _demo_train_argv(epochs: str) -> list[str]:
+    """The `vaekit train` command of scripts/demo.sh (`make demo`), its lines joined and $EPOCHS given."""
+    import shlex
+
+    text = (Path(__file__).parents[1] / "scripts" / "demo.sh").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if "-m vaekit train " in x)
+    return shlex.split(line.split("-m vaekit ", 1)[1].replace('"$EPOCHS"', epochs).replace('"$RUN"', "run"))
+
+
+@pytest.mark.parametrize("epochs", ["15", "2"])  # the demo's default (DEMO_EPOCHS) and its shortest
+def test_the_demo_command_passes_the_checks_of_its_settings(epochs: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` trains configs/fashion-mnist-mlp.toml (warm-up 5, patience 15) for DEMO_EPOCHS
+    epochs: its flags must leave no setting the run's epochs make do nothing (check_warmup,
+    check_epochs), or the demo ends in a refusal before it trains."""
+    from vaekit.commands import train
+
+    argv = _demo_train_argv(epochs)
+    assert argv[:3] == ["train", "--config", "configs/fashion-mnist-mlp.toml"] and "--epochs" in argv
+    monkeypatch.chdir(Path(__file__).parents[1])
+    config, _ = train.build_config(build_parser().parse_args(argv))
+    assert config.train.epochs == int(epochs)
 
 
 def test_compare_refuses_more_training_images_than_the_data_has(tmp_path: Path,

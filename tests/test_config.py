@@ -413,11 +413,14 @@ UNUSED: dict[str, tuple[Any, dict[str, Any]]] = {
     "train.cuda_graph": (False, {"train.device": "cuda"}),
     "train.free_bits": (0.5, {"train.beta": 0.5}),
     "model.activation": ("tanh", {"model.gated": False}),
+    "train.warmup": (3.0, {"train.beta": 0.5}),
 }
-# What leaves a setting unused where the defaults use it: a KL weight of 0 scales the floored KL away;
+# What leaves a setting unused where the defaults use it: a KL weight of 0 scales the floored KL away
+# and leaves the warm-up a ramp from 0 to 0 (`vaekit.train.optim.beta_at`);
 # gated layers have their gate in place of the activation.
 WITHOUT: dict[str, dict[str, Any]] = {"train.free_bits": {"train.beta": 0.0},
-                                      "model.activation": {"model.gated": True}}
+                                      "model.activation": {"model.gated": True},
+                                      "train.warmup": {"train.beta": 0.0}}
 
 
 def _table(values: dict[str, Any]) -> dict[str, dict[str, Any]]:

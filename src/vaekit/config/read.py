@@ -333,6 +333,8 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
      "gate is its non-linearity)"),
     ("train.free_bits", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which scales the "
      "floored KL"),
+    ("train.warmup", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which the warm-up ramps "
+     "up to from 0"),
     ("data.image_fit", lambda c: c.data.image_size is not None, "a resize (--image-size)"),
     ("data.skip_bad", lambda c: _image_folder(c.data.name), "a folder of images as the data"),
     ("train.cuda_graph", _on_cuda, "a CUDA device (--device cuda, or auto where torch sees one)"),
@@ -398,10 +400,12 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None) -> None:
                           f"below {n} (0 for none), or more epochs.")
     if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
             & changed:
+        fix = (f"give a step size below {n} (optim.step_size in the --config file), or more epochs" if n > 1
+               else "it decays at the start of an epoch after the first, so give at least 2 epochs, or "
+                    "--schedule none")  # a step size is at least 1
         raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
                           f"(train.epochs) or more, so the step schedule (--schedule step) would never "
-                          f"decay the learning rate; give a step size below {n} (optim.step_size in the "
-                          f"--config file), or more epochs.")
+                          f"decay the learning rate; {fix}.")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:
