@@ -25,7 +25,7 @@ from vaekit.classify.models import DENSE_HIDDEN, preset_layers
 from vaekit.cli import build_parser, main
 from vaekit.commands.classify import build_config
 from vaekit.data.load import load_dataset
-from vaekit.runs import load_run
+from vaekit.runs import load_run, read_metrics
 
 OneSentence = Callable[..., None]
 TINY = ["--data", "digits", "--sides", "8,16", "--epochs", "1", "--train-images", "200", "--no-progress"]
@@ -233,3 +233,20 @@ def test_a_child_measures_its_own_memory_and_trains_as_here(tmp_path: Path, one_
     child_model, here_model = (load_run(tmp_path / n, "classify").model for n in ("child", "here"))
     for a, b in zip(child_model.state_dict().values(), here_model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_config_files_epochs_are_the_compare_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      one_thread: None) -> None:
+    """train.epochs in a --config file is what each network of --compare trains (it was left for
+    compare's own default)."""
+    assert compare.EPOCHS != 1
+    toml = tmp_path / "one.toml"
+    toml.write_text("[train]\nepochs = 1\n")
+    argv = ["--data", "digits", "--sides", "8", "--train-images", "200", "--no-progress", "--json",
+            "--config", str(toml), "--out", str(tmp_path / "cmp")]
+    status, stdout = run_in_process(argv, capsys)
+    assert status == 0
+    rows = json.loads(stdout)
+    assert rows and all(row["epochs"] == 1 for row in rows), rows
+    for row in rows:
+        assert len(read_metrics(Path(row["run_dir"]))) == 1

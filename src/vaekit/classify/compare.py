@@ -115,8 +115,11 @@ def compare(config: ClassifierConfig, out: str | Path, sides: Sequence[int] = SI
     return rows
 
 
-def check_flags(args: argparse.Namespace) -> None:
-    """--sides and --train-images bound --compare; without it they would change nothing: refused."""
+def check_flags(args: argparse.Namespace, config: ClassifierConfig, start: ClassifierConfig) -> None:
+    """--sides and --train-images bound --compare; without it they would change nothing: refused.
+    Under --compare, a --config file's train.epochs (one other than `start`'s) stands for --epochs."""
+    if args.compare and getattr(args, "epochs", None) is None and config.train.epochs != start.train.epochs:
+        args.epochs = config.train.epochs
     for flag in ("--sides", "--train-images"):
         if not args.compare and getattr(args, flag[2:].replace("-", "_")) is not None:
             raise ConfigError(f"{flag} is used only with --compare, which this command does not have; leave "
@@ -124,7 +127,8 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def epochs_of(args: argparse.Namespace) -> int:
-    """The epochs each network of `--compare` trains: --epochs, else EPOCHS."""
+    """The epochs each network of `--compare` trains: --epochs (or a --config file's, `check_flags`),
+    else EPOCHS."""
     return int(args.epochs) if getattr(args, "epochs", None) is not None else EPOCHS
 
 

@@ -65,8 +65,8 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
         base = cfg.load_toml(args.config, base)
     config = cfg.apply(base, given(args, FLAGS), "command line")
     cfg.check_used(config, start, used_with(args.compare))
+    compare.check_flags(args, config, start)
     cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None)
-    compare.check_flags(args)
     name = "custom" if config.model.layers else config.model.preset
     out = Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"
     return config, out
