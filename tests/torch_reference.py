@@ -74,10 +74,11 @@ def reference(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 def trains_nothing(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                    in_shape: tuple[int, ...], steps: int = 5) -> bool:
-    """Whether torch runs the layer but its output says nothing of its input: all zeros or not all
-    finite on a batch of 64 inputs of variance 9, in training mode or in evaluation after each of
-    `steps` training batches (batch norm's running statistics). What vaekit refuses although torch
-    runs it (Dropout p = 1, Softplus beta = 0, BatchNorm2d momentum -1 or 3) says so."""
+    """Whether torch runs the layer but its output says nothing of its input: all zeros, one
+    constant or not all finite on a batch of 64 inputs of variance 9, in training mode or in
+    evaluation after each of `steps` training batches (batch norm's running statistics). What
+    vaekit refuses although torch runs it (Dropout p = 1, Softplus beta = 0 or 1e-30,
+    BatchNorm2d momentum -1 or 3) says so."""
     module = build(kind, args, kwargs, in_shape)
     generator = torch.Generator().manual_seed(0)
     outs = []
@@ -87,4 +88,5 @@ def trains_nothing(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
             for mode in (True, False):
                 x = torch.randn(64, *in_shape, generator=generator) * 3 + 1
                 outs.append(module.train(mode)(x))
-    return any(bool((y == 0).all()) or not bool(y.isfinite().all()) for y in outs)
+    return any(bool((y == 0).all()) or not bool(y.isfinite().all()) or bool((y == y.flatten()[0]).all())
+               for y in outs)

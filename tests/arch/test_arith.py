@@ -87,7 +87,7 @@ ELEMENTWISE = {
     "LeakyReLU": {"negative_slope": st.floats(-1, 1), "inplace": st.booleans()},
     "Sigmoid": {}, "Tanh": {}, "ELU": {"alpha": st.floats(0.1, 2)},
     "GELU": {"approximate": st.sampled_from(["none", "tanh"])}, "SiLU": {},
-    "Softplus": {"beta": st.one_of(st.floats(0.5, 2), st.just(0.0)),
+    "Softplus": {"beta": st.one_of(st.floats(0.5, 2), st.just(0.0), st.just(1e-30)),
                  "threshold": st.floats(1, 30)},
     "Dropout": {"p": st.sampled_from([0.0, 0.2, 0.5, 1.0, -0.1, 1.5])},
     "BatchNorm2d": {"eps": st.sampled_from([1e-5, 1e-3]),
@@ -99,7 +99,7 @@ ELEMENTWISE = {
 def check_layer(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 in_shape: tuple[int, ...]) -> None:
     """vaekit accepts the layer iff torch runs it with a non-empty output that depends on its input
-    (`trains_nothing`: all zeros or NaN), and then agrees with torch on output shape, trainable
+    (`trains_nothing`: all zeros, one constant or NaN), and then agrees with torch on output shape, trainable
     weights and biases, and MACs (flop_counter / 2)."""
     text = call_text(kind, args, kwargs)
     note(f"{text} on input {in_shape}")

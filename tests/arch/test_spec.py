@@ -180,6 +180,8 @@ def test_inferred_argument_gets_a_hint() -> None:
     ("Dropout", {"p": 1}, ["p", "[0, 1)"]),
     ("Softplus", {"beta": 0}, ["beta", "positive", "NaN"]),
     ("Softplus", {"beta": 0.0, "threshold": 5}, ["beta", "positive"]),
+    ("Softplus", {"beta": 1e-30}, ["beta", "1.2e-07", "constant"]),
+    ("Softplus", {"beta": 1e-9}, ["beta", "2**-23"]),
     ("BatchNorm2d", {"momentum": -1.0}, ["momentum", "between 0 and 1", "NaN"]),
     ("BatchNorm2d", {"momentum": 3}, ["momentum", "between 0 and 1"]),
 ])
@@ -204,6 +206,7 @@ def test_softplus_takes_only_a_positive_beta(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["Dropout(0)", "Dropout(0.999)", "Softplus(beta=1e-3)",
+                                  f"Softplus(beta={2.0**-23!r})",
                                   "BatchNorm2d(momentum=0)", "BatchNorm2d(momentum=1)",
                                   "BatchNorm2d(momentum=None)"])
 def test_the_bounds_of_degenerate_values_are_accepted(text: str) -> None:
