@@ -7,9 +7,8 @@ literals are accepted (ints, floats, bools, strings, None, tuples): nothing is e
 
 Every mistake raises `SpecError` with one sentence naming the layer, the argument and the reason.
 Values torch accepts but with which a layer trains nothing are mistakes too: Dropout p = 1 (every
-output 0), Softplus beta below float32's epsilon 2**-23 (beta 0: every output NaN; a smaller beta:
-one constant for every input between -1 and 1), BatchNorm2d momentum outside [0, 1] (the
-running variance can turn negative: every output NaN in evaluation).
+output 0), Softplus beta below 2**-23 (0: NaN; less: one constant near 0), BatchNorm2d momentum
+outside [0, 1] (the running variance can turn negative: every output NaN in evaluation).
 
 Bounds, far beyond any real network, so that no input makes the arithmetic slow or huge (each is
 checked before the work it guards; `vaekit.arch.stack` checks the sizes a layer outputs):
@@ -43,13 +42,14 @@ Check = Callable[[Any], Any]
 """Validate a written value and return its normalized form; raise ValueError(reason) if bad."""
 
 REQUIRED = object()
-
 MAX_SIZE = 2**31 - 1
 MAX_NUMBER = 2**31 - 1
 MAX_LAYER_CHARS = 1_000
 MAX_LAYERS = 1_000
 SHOWN_CHARS = 60  # longest text or value quoted whole in a message
 FLOAT32_EPS = 2.0**-23  # the smallest Softplus beta: 1 + beta x tells inputs apart in float32
+_SOFTPLUS_BETA = ("must be positive and at least 2**-23 (about 1.2e-07; softplus(x) = log(1 + exp(beta x)) / "
+                  "beta: 0 makes every output NaN, less rounds exp(beta x) to 1: one constant near 0)")
 
 
 def excerpt(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -241,11 +241,7 @@ SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
     "GELU": (("approximate", "none", _choice("none", "tanh")),),
     "SiLU": (_INPLACE,),
     "Softplus": (
-        ("beta", 1.0, _degenerate(_bounded_number(), lambda b: b >= FLOAT32_EPS,
-                                  "must be positive and at least 2**-23 (about 1.2e-07), float32's epsilon "
-                                  "(softplus(x) = log(1 + exp(beta x)) / beta: beta 0 divides by zero and "
-                                  "makes every output NaN; below the epsilon exp(beta x) rounds to 1, so "
-                                  "every input between -1 and 1 gives one constant)")),
+        ("beta", 1.0, _degenerate(_bounded_number(), lambda b: b >= FLOAT32_EPS, _SOFTPLUS_BETA)),
         ("threshold", 20.0, _bounded_number()),
     ),
     "Dropout": (("p", 0.5, _degenerate(_bounded_number(), lambda p: 0 <= p < 1,
