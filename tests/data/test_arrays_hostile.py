@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +213,33 @@ def test_sparse_labels_are_refused_not_read_as_a_class_count(tmp_path, refused):
     path = tmp_path / "sparse.npz"
     np.savez(path, images=images(), labels=(np.arange(20) % 2) * 1000)
     refused(path, "1,000", "2 classes")
+
+
+# ----------------------------------------------------------------------------- the members of an .npz
+
+
+@pytest.mark.parametrize("names", [("images.npy", "images.npy"), ("images", "images.npy")])
+def test_two_members_of_one_name_are_refused(tmp_path, refused, names):
+    path = tmp_path / "twice.npz"
+    first, second = io.BytesIO(), io.BytesIO()
+    np.save(first, images())
+    np.save(second, np.zeros((20, 5, 5), np.uint8))  # which one numpy reads, the file does not say
+    with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's 'Duplicate name': the point of the file
+        z.writestr(names[0], first.getvalue())
+        z.writestr(names[1], second.getvalue())
+    assert len(zipfile.ZipFile(path).namelist()) == 2
+    refused(path, "'images'", "more than one member")
+
+
+@pytest.mark.parametrize("members, unread", [
+    ({"images": images(), "x": images()}, "'x'"),
+    ({"images": images(), "x2": images(), "labels": np.arange(20) % 2}, "'x2'"),
+    ({"x": images(), "y": np.arange(20) % 2, "extra": np.zeros(3), "images2": images()},
+     "'extra', 'images2'"),
+])
+def test_members_that_are_not_read_are_refused_by_name(tmp_path, refused, members, unread):
+    path = tmp_path / "more.npz"
+    np.savez(path, **members)
+    read = [k for k in ("images", "x") if k in members][:1] + [k for k in ("labels", "y") if k in members]
+    refused(path, unread, ", ".join(map(repr, read)))

@@ -3,7 +3,8 @@
 `read_array_file` opens the file (a regular file only; never with pickle: a file that is neither
 .npy nor .npz by its first bytes, or an object array, is refused; a header declaring more bytes
 than the file holds or than memory holds is refused before the array is allocated, and so are
-bytes after the declared data and a header that is not a plain dict literal);
+bytes after the declared data and a header that is not a plain dict literal; an .npz member
+that is not read, or two members of one name, is refused, never ignored);
 `check_images` states and applies the rules of shape (channel-last arrays are converted,
 ambiguous or empty ones refused) and dtype (uint8, integers in 0..255, bool, float in [0, 1]).
 Every refusal is one DataError sentence naming the file.
@@ -99,14 +100,29 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _read_npz(path: Path, fp: BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
-    """The images (`images` or `x`) and the labels (`labels` or `y`, or None) of an open .npz."""
+    """The images (`images` or `x`) and the labels (`labels` or `y`, or None) of an open .npz.
+
+    Every member is read or refused, none ignored: two members of one name (numpy would read
+    one of them) and a member other than the one images and the one labels read (an unknown name,
+    or `x` beside `images`) are refused, naming them."""
     with np.load(fp, allow_pickle=False) as loaded:
-        keys = set(loaded.files)
+        names = loaded.files  # the archive's names less .npy: 'images' and 'images.npy' are one
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise DataError(f"{path}: holds more than one member named {', '.join(map(repr, twice))}; "
+                            "expected each name once (numpy would read only one of them).")
+        keys = set(names)
         key = next((k for k in ("images", "x") if k in keys), None)
         if key is None:
             raise DataError(f"{path}: expected an array named 'images' or 'x'; found {sorted(keys)}.")
-        images = _member(path, key, loaded)
         lkey = next((k for k in ("labels", "y") if k in keys), None)
+        read = [k for k in (key, lkey) if k]
+        unread = sorted(keys - set(read))
+        if unread:
+            raise DataError(f"{path}: holds members that are not read ({', '.join(map(repr, unread))}) "
+                            f"beside those read ({', '.join(map(repr, read))}); expected only the "
+                            "images as 'images' or 'x' and optionally the labels as 'labels' or 'y'.")
+        images = _member(path, key, loaded)
         return images, _member(path, lkey, loaded) if lkey else None
 
 
