@@ -160,6 +160,7 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataPlaces:
     system_root.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # else the cache is there, not under HOME
     monkeypatch.setattr(data, "SYSTEM_DATA_ROOT", system_root)
     return DataPlaces(home, home / ".cache" / "vaekit", system_root)
 

@@ -6,8 +6,10 @@ here by numpy's own writer (`np.lib.format`) or by hand."""
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -109,11 +111,33 @@ def test_a_cut_array_says_how_much_is_missing(tmp_path, refused):
     assert "Failed to read" not in message
 
 
-def test_bytes_after_the_data_are_left_as_numpy_leaves_them(tmp_path):
+def test_bytes_after_the_data_are_refused_with_the_sizes(tmp_path, refused):
     path = tmp_path / "extra.npy"
-    np.save(path, images())
-    path.write_bytes(path.read_bytes() + b"trailing")
-    assert load_array_dataset(path).image_shape == (1, 5, 5)
+    np.save(path, images())  # 20 x 5 x 5 bytes of data, as numpy writes them
+    exact = np.load(path)
+    path.write_bytes(path.read_bytes() + b"\0" * 1000)
+    assert np.array_equal(np.load(path), exact)  # numpy itself reads it and says nothing
+    refused(path, "(20, 5, 5)", "500 bytes", "1,500 bytes", "1,000 bytes after")
+
+
+def test_bytes_after_an_npz_member_are_refused(tmp_path, refused):
+    path = tmp_path / "extra.npz"
+    raw = io.BytesIO()
+    np.save(raw, images())
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("images.npy", raw.getvalue() + b"\0" * 7)
+    refused(path, "'images'", "500 bytes", "507 bytes", "7 bytes after")
+
+
+@pytest.mark.parametrize("value", ["__import__('os')", "print(1)", "[1, 2"])
+def test_a_header_that_is_no_dict_literal_is_one_plain_sentence(tmp_path, refused, value):
+    path = tmp_path / "code.npy"
+    with path.open("wb") as f:  # the version 1.0 layout, by hand: numpy's writer makes only literals
+        text = f"{{'descr': {value}, 'fortran_order': False, 'shape': (20, 5, 5), }}".encode()
+        text += b" " * (118 - len(text)) + b"\n"
+        f.write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(500))
+    message = refused(path, "header", "not a plain dict literal")
+    assert "ast." not in message and "0x" not in message and "malformed" not in message
 
 
 def test_a_negative_shape_is_refused(tmp_path, refused):
@@ -189,3 +213,33 @@ def test_sparse_labels_are_refused_not_read_as_a_class_count(tmp_path, refused):
     path = tmp_path / "sparse.npz"
     np.savez(path, images=images(), labels=(np.arange(20) % 2) * 1000)
     refused(path, "1,000", "2 classes")
+
+
+# ----------------------------------------------------------------------------- the members of an .npz
+
+
+@pytest.mark.parametrize("names", [("images.npy", "images.npy"), ("images", "images.npy")])
+def test_two_members_of_one_name_are_refused(tmp_path, refused, names):
+    path = tmp_path / "twice.npz"
+    first, second = io.BytesIO(), io.BytesIO()
+    np.save(first, images())
+    np.save(second, np.zeros((20, 5, 5), np.uint8))  # which one numpy reads, the file does not say
+    with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's 'Duplicate name': the point of the file
+        z.writestr(names[0], first.getvalue())
+        z.writestr(names[1], second.getvalue())
+    assert len(zipfile.ZipFile(path).namelist()) == 2
+    refused(path, "'images'", "more than one member")
+
+
+@pytest.mark.parametrize("members, unread", [
+    ({"images": images(), "x": images()}, "'x'"),
+    ({"images": images(), "x2": images(), "labels": np.arange(20) % 2}, "'x2'"),
+    ({"x": images(), "y": np.arange(20) % 2, "extra": np.zeros(3), "images2": images()},
+     "'extra', 'images2'"),
+])
+def test_members_that_are_not_read_are_refused_by_name(tmp_path, refused, members, unread):
+    path = tmp_path / "more.npz"
+    np.savez(path, **members)
+    read = [k for k in ("images", "x") if k in members][:1] + [k for k in ("labels", "y") if k in members]
+    refused(path, unread, ", ".join(map(repr, read)))

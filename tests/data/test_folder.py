@@ -222,6 +222,21 @@ def test_a_damaged_cache_file_is_decoded_again(tmp_path: Path) -> None:
     assert not again.from_cache and np.array_equal(again.images, first.images)
 
 
+def test_another_folders_cache_file_copied_over_this_ones_is_a_miss(tmp_path: Path) -> None:
+    """Two folders alike in all that `agrees` can check (12 grey 5x5 images, no classes): the
+    key stored in a cache file tells one from the other, and a foreign file is decoded again."""
+    a_images, b_images = noise(12, 5, 5), noise(12, 5, 5)
+    a = read_folder(write_pngs(tmp_path / "a", a_images), progress=False)
+    b_root = write_pngs(tmp_path / "b", b_images)
+    b = read_folder(b_root, progress=False)
+    assert a.cache_path is not None and b.cache_path is not None and a.cache_path != b.cache_path
+    b.cache_path.write_bytes(a.cache_path.read_bytes())  # a's cache under b's name
+    again = read_folder(b_root, progress=False)
+    assert not again.from_cache
+    assert np.array_equal(again.images[:, 0], b_images)  # the PNG files' pixels, not a's
+    assert read_folder(b_root, progress=False).from_cache  # rebuilt under b's own key
+
+
 def rewrite_cache(target: Path, **members: np.ndarray) -> None:
     """The cache file `target` with `members` replaced, written as a user's numpy would."""
     with np.load(target, allow_pickle=False) as z:

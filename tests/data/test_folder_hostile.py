@@ -189,6 +189,29 @@ def test_a_cache_that_is_a_file_reads_the_folder_uncached(tmp_path: Path, places
     assert (home / ".cache").read_text() == "not a folder"  # nothing of the user's is touched
 
 
+@pytest.mark.parametrize("xdg", ["absolute", "relative", "empty"])
+def test_the_cache_is_under_xdg_cache_home_when_that_is_absolute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xdg: str) -> None:
+    """The XDG Base Directory specification: $XDG_CACHE_HOME when set to an absolute path; a
+    relative or empty one is ignored, and the cache is ~/.cache."""
+    from vaekit.data import registry
+
+    home = Path(os.environ["HOME"])
+    value = {"absolute": str(tmp_path / "xdg"), "relative": "xdg", "empty": ""}[xdg]
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    monkeypatch.chdir(tmp_path)  # a relative value, if it were used, would land in tmp_path/xdg
+    root = tmp_path / "pictures"
+    images = good_folder(root)
+    got = read_folder(root, progress=False)
+    assert np.array_equal(got.images[:, 0], images) and got.cache_path is not None
+    base = tmp_path / "xdg" if xdg == "absolute" else home / ".cache"
+    assert got.cache_path.parent == base / "vaekit" / "folders"
+    assert registry.cache_dir("mnist") == base / "vaekit" / "mnist"  # the downloads' cache too
+    assert read_folder(root, progress=False).from_cache
+    other = home / ".cache" if xdg == "absolute" else tmp_path / "xdg"
+    assert not other.exists()
+
+
 def test_a_file_named_png_holding_another_format_is_refused_by_content(tmp_path, capsys):
     """PostScript named .png reached Pillow's EPS plugin (Ghostscript on the user's file); a TIFF
     named .png was decoded although the formats are PNG, JPEG, BMP, GIF and WebP."""

@@ -2,7 +2,9 @@
 
 `read_array_file` opens the file (a regular file only; never with pickle: a file that is neither
 .npy nor .npz by its first bytes, or an object array, is refused; a header declaring more bytes
-than the file holds or than memory holds is refused before the array is allocated);
+than the file holds or than memory holds is refused before the array is allocated, and so are
+bytes after the declared data and a header that is not a plain dict literal; an .npz member
+that is not read, or two members of one name, is refused, never ignored);
 `check_images` states and applies the rules of shape (channel-last arrays are converted,
 ambiguous or empty ones refused) and dtype (uint8, integers in 0..255, bool, float in [0, 1]).
 Every refusal is one DataError sentence naming the file.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -27,6 +30,10 @@ NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
 CHANNELS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
 MAX_CLASSES = 100_000  # a label is a class number, and a classifier has one output per class
+# numpy's words when a .npy header is no dict literal (ast.literal_eval's, and numpy's around it)
+NOT_A_LITERAL = ("malformed node or string", "Cannot parse header", "Header is not a dictionary")
+NOT_DICT = ("{path}: not a readable .npy/.npz array (the header of {what} is not a plain dict literal "
+            "of 'descr', 'fortran_order' and 'shape', as numpy writes it).")
 OBJECTS = "{path}: holds an array of Python objects, which vaekit never loads; expected numbers."
 
 
@@ -50,7 +57,8 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     allow_pickle=False: an object array is refused, never unpickled, and a file that is neither
     .npy nor .npz (by its first bytes) is refused before numpy could suggest pickle. Each array's
     header is read first (`_check_declared`): a shape whose bytes the file does not hold, or that
-    this machine's memory could not, is refused before numpy allocates it.
+    this machine's memory could not, is refused before numpy allocates it; so are bytes after the
+    declared data (numpy would leave them unread) and a header that is no plain dict literal.
     """
     with open_regular(path, "a .npy/.npz array file", DataError, refuse_missing=True) as fp:
         head = fp.read(len(NPY_MAGIC))
@@ -68,6 +76,9 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
             if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
                 raise DataError(OBJECTS.format(path=path)) from None
+            # a header no dict literal that the readers above left to numpy (a version 3.0 one)
+            if isinstance(err, tokenize.TokenError) or str(err).startswith(NOT_A_LITERAL):
+                raise DataError(NOT_DICT.format(path=path, what="an array")) from None
             detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
             raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
     images = check_images(path, images)
@@ -89,14 +100,29 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _read_npz(path: Path, fp: BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
-    """The images (`images` or `x`) and the labels (`labels` or `y`, or None) of an open .npz."""
+    """The images (`images` or `x`) and the labels (`labels` or `y`, or None) of an open .npz.
+
+    Every member is read or refused, none ignored: two members of one name (numpy would read
+    one of them) and a member other than the one images and the one labels read (an unknown name,
+    or `x` beside `images`) are refused, naming them."""
     with np.load(fp, allow_pickle=False) as loaded:
-        keys = set(loaded.files)
+        names = loaded.files  # the archive's names less .npy: 'images' and 'images.npy' are one
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise DataError(f"{path}: holds more than one member named {', '.join(map(repr, twice))}; "
+                            "expected each name once (numpy would read only one of them).")
+        keys = set(names)
         key = next((k for k in ("images", "x") if k in keys), None)
         if key is None:
             raise DataError(f"{path}: expected an array named 'images' or 'x'; found {sorted(keys)}.")
-        images = _member(path, key, loaded)
         lkey = next((k for k in ("labels", "y") if k in keys), None)
+        read = [k for k in (key, lkey) if k]
+        unread = sorted(keys - set(read))
+        if unread:
+            raise DataError(f"{path}: holds members that are not read ({', '.join(map(repr, unread))}) "
+                            f"beside those read ({', '.join(map(repr, read))}); expected only the "
+                            "images as 'images' or 'x' and optionally the labels as 'labels' or 'y'.")
+        images = _member(path, key, loaded)
         return images, _member(path, lkey, loaded) if lkey else None
 
 
@@ -151,16 +177,20 @@ def memory_bytes() -> int | None:
 
 def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
     """Read the .npy header at `fp` (`size` bytes in all, header included) and refuse what it
-    declares before numpy allocates it: an object dtype, a negative size, more bytes than follow
-    the header (a cut file), more than this machine's memory. A header version other than 1.0
+    declares before numpy allocates it: a header that is no plain dict literal, an object dtype, a
+    negative size, more bytes than follow the header (a cut file) or fewer (bytes after the data),
+    more than this machine's memory. A header version other than 1.0
     and 2.0 is left to numpy."""
     version = np.lib.format.read_magic(fp)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
+    if version not in ((1, 0), (2, 0)):
         return
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        shape, _, dtype = read(fp)
+    except (ValueError, SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as err:
+        if isinstance(err, ValueError) and not str(err).startswith(NOT_A_LITERAL):
+            raise  # a dict with a wrong key or value: numpy's own words say which
+        raise DataError(NOT_DICT.format(path=path, what=what)) from None
     if dtype.hasobject:
         raise DataError(OBJECTS.format(path=path))
     if any(n < 0 for n in shape):
@@ -172,6 +202,10 @@ def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
         raise DataError(f"{path}: not a readable .npy/.npz array ({what} declares {dtype} of shape "
                         f"{shape}, {need:,} bytes, but {have:,} bytes follow its header: a cut or "
                         "damaged file).")
+    if have > need:  # numpy would read the array and leave the rest unread, unsaid
+        raise DataError(f"{path}: not a readable .npy/.npz array ({what} declares {dtype} of shape "
+                        f"{shape}, {need:,} bytes, but {have:,} bytes follow its header: "
+                        f"{have - need:,} bytes after the array's data, which numpy does not write).")
     memory = memory_bytes()
     if memory is not None and need > memory:
         raise DataError(f"{path}: {what} ({dtype} of shape {shape}, {need:,} bytes) is larger than "

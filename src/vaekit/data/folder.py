@@ -32,7 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from vaekit.data.dataset import Dataset, three_way_in_place
-from vaekit.data.folder_cache import FolderImages, agrees, cache_file, discard, read_cache, write_cache
+from vaekit.data.folder_cache import (
+    FolderImages,
+    agrees,
+    cache_file,
+    cache_key,
+    discard,
+    read_cache,
+    write_cache,
+)
 from vaekit.data.image_decode import MAX_IMAGE_PIXELS, ImageOptions, decode, read_header
 from vaekit.data.image_files import (
     NOT_REGULAR,
@@ -209,15 +217,16 @@ def read_folder(path: Path, options: ImageOptions | None = None, progress: bool 
         raise DataError(bad[0].sentence)
     if not cache:
         return _decode_folder(path, files, classes, options, progress, bad)
-    target = cache_file(path, options, files, bad)
-    loaded = read_cache(target)
+    key = cache_key(path, options, files, bad)
+    target = cache_file(path, key)
+    loaded = read_cache(target, key)
     if loaded is not None and agrees(loaded, files, classes, options):
         return loaded
     if loaded is not None:  # an edited or foreign file under this folder's key
         discard(target)
         del loaded
     result = _decode_folder(path, files, classes, options, progress, bad)
-    result.notes["cache"] = write_cache(target, result)
+    result.notes["cache"] = write_cache(target, result, key)
     result.cache_path = target if target.is_file() else None
     return result
 

@@ -1,14 +1,15 @@
 """The on-disk cache of decoded folders: a folder decoded once is read back opening one image's header.
 
-The decoded set is stored once as cache_dir("folders")/FOLDER-KEY.npz (uint8 images, int64
-labels, int64 rows: each image's index in the folder's listing, the class names and the notes as
+The decoded set is stored once as cache_dir("folders")/FOLDER-KEY.npz (KEY itself, uint8 images,
+int64 labels, int64 rows: each image's index in the folder's listing, the class names and the notes as
 unicode arrays; read back with allow_pickle=False), written to a temporary name and renamed into
 place once the whole set is decoded (a write that fails or is interrupted leaves no file).
 FOLDER is the first 16 hex digits of the SHA-256 of the resolved folder path, KEY the SHA-256 of
 CACHE_VERSION, that path, the options and, for every file, its relative path, size in bytes and
 st_mtime_ns: a file changed, added or removed (or other options) gives another KEY and the set is
 decoded again; nothing changed, it is read back opening only the header of its first image's
-file. A damaged cache file is decoded again, and so is one that disagrees with the folder
+file. A cache file whose stored KEY is not its name's (another folder's file copied over it) is
+a miss, decoded again, and so is a damaged cache file, and so is one that disagrees with the folder
 (`agrees`: the classes, the images' rows in the listing, their labels, size and channels). At
 most CACHE_PER_FOLDER entries of one folder are kept (the least recently used are removed). A
 cache that cannot be written (a full disk, a read-only folder, a ~/.cache that is a file) is no
@@ -31,7 +32,7 @@ from vaekit.data.image_decode import ImageOptions, read_header
 from vaekit.data.image_files import MIN_IMAGES, BadFile, FolderFile
 from vaekit.data.registry import cache_dir
 
-CACHE_VERSION = "vaekit-folder-cache-2"  # part of every key: a new layout never reads an old file
+CACHE_VERSION = "vaekit-folder-cache-3"  # part of every key: a new layout never reads an old file
 CACHE_PER_FOLDER = 3
 
 
@@ -69,11 +70,9 @@ def folder_id(path: Path) -> str:
     return hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def cache_file(path: Path, options: ImageOptions, files: list[FolderFile],
-               bad: Sequence[BadFile] = ()) -> Path:
-    """Where the decoded set of the folder `path` (resolved), its `files` (and `bad` entries) and
-    `options` is cached."""
-    return cache_dir("folders") / f"{folder_id(path)}-{cache_key(path, options, files, bad)}.npz"
+def cache_file(path: Path, key: str) -> Path:
+    """Where the decoded set of the folder `path` (resolved) under `key` (`cache_key`) is cached."""
+    return cache_dir("folders") / f"{folder_id(path)}-{key}.npz"
 
 
 def discard(target: Path) -> None:
@@ -82,12 +81,16 @@ def discard(target: Path) -> None:
         target.unlink(missing_ok=True)
 
 
-def read_cache(target: Path) -> FolderImages | None:
-    """The cached set at `target`, or None when there is none or it is damaged (then removed)."""
+def read_cache(target: Path, key: str) -> FolderImages | None:
+    """The cached set at `target`, or None when there is none, it is damaged, or the key stored in
+    it is not `key` (another folder's file copied under this name: a miss, decoded again); such a
+    file is removed."""
     if not target.is_file():
         return None
     try:
         with np.load(target, allow_pickle=False) as z:
+            if "key" not in z.files or z["key"].tolist() != [key]:
+                raise KeyError("key")  # written for other files, or by an older vaekit
             images = z["images"]
             rows = z["rows"]
             labels = z["labels"] if "labels" in z.files else None
@@ -153,13 +156,15 @@ def _write_npy(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
             f.write(array.reshape(-1).view(np.uint8).data)
 
 
-def write_cache(target: Path, result: FolderImages) -> str:
-    """Store `result` at `target` (a temporary name, then renamed); the note that says where, or
-    why not (a cache that cannot be written is no error)."""
+def write_cache(target: Path, result: FolderImages, key: str) -> str:
+    """Store `result` and its `key` (`cache_key`, checked by `read_cache`) at `target` (a
+    temporary name, then renamed); the note that says where, or why not (a cache that cannot be
+    written is no error)."""
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            _write_npy(zf, "key", np.array([key], dtype=str))
             _write_npy(zf, "images", result.images)
             _write_npy(zf, "rows", result.rows)
             if result.labels is not None and result.classes is not None:

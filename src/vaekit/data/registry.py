@@ -1,6 +1,7 @@
 """The datasets vaekit knows by name, where it looks for them, and their published checksums.
 
-Lookup order for the IDX sets (design.md): `--data-dir`, `$VAEKIT_DATA`, `~/.cache/vaekit/NAME`,
+Lookup order for the IDX sets (design.md): `--data-dir`, `$VAEKIT_DATA`, `~/.cache/vaekit/NAME`
+(`$XDG_CACHE_HOME/vaekit/NAME` when that is set to an absolute path),
 `/usr/share/datasets/NAME` (Debian's dataset-fashion-mnist package); else download into the cache.
 A directory named by `--data-dir` or `$VAEKIT_DATA` is used as it is: bad files there are an error,
 never a silent fall-back elsewhere.
@@ -127,8 +128,18 @@ def _has_all(directory: Path, spec: IDXDataset) -> bool:
 
 
 
+def cache_root() -> Path:
+    """The user's cache directory, as the XDG Base Directory specification says: $XDG_CACHE_HOME
+    when it is set to an absolute path (an empty or relative one is ignored), else ~/.cache."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg)
+    return Path(os.path.expanduser("~")) / ".cache"
+
+
 def cache_dir(name: str) -> Path:
-    return Path(os.path.expanduser("~")) / ".cache" / "vaekit" / name
+    """vaekit's cache of `name` (a dataset's IDX files, or "folders"): cache_root()/vaekit/NAME."""
+    return cache_root() / "vaekit" / name
 
 
 
