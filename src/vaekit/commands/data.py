@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
         help="list, describe and fetch datasets",
-        description="Datasets are looked up in --data-dir, $VAEKIT_DATA, ~/.cache/vaekit/NAME and "
+        description="Datasets are looked up in --data-dir, $VAEKIT_DATA, ~/.cache/vaekit/NAME (or under "
+        "$XDG_CACHE_HOME) and "
         "/usr/share/datasets/NAME, in that order, else downloaded (SHA-256 verified).",
     )
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
