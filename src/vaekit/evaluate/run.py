@@ -278,6 +278,22 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
         raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
                               "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
+    _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
+
+
+def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
+    """test_neg_elbo is test_recon + test_kl, and bits_per_dim is test_nll / (D ln 2) for the D pixel
+    values of the run's images (0: not known; rel. tolerance 1e-4): a CheckpointError naming the
+    field if not."""
+    parts = result["test_recon"] + result["test_kl"]
+    if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
+        raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
+                              f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
+    bits = result["test_nll"] / (pixels * math.log(2.0))
+    if pixels and not math.isclose(result["bits_per_dim"], bits, rel_tol=1e-4, abs_tol=1e-12):
+        raise CheckpointError(f"{path}: bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
+                              f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
+                              "eval.json of `vaekit eval`.")
 
 
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
