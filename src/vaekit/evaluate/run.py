@@ -282,9 +282,8 @@ def check_eval_of_run(result: Any, path: Path) -> None:
 
 
 def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
-    """test_neg_elbo is test_recon + test_kl, and bits_per_dim is test_nll / (D ln 2) for the D pixel
-    values of the run's images (0: not known; rel. tolerance 1e-4): a CheckpointError naming the
-    field if not."""
+    """test_neg_elbo is test_recon + test_kl, bits_per_dim test_nll / (D ln 2) for the run's D pixel
+    values (0: unknown; rel. tolerance 1e-4): a CheckpointError naming the field if not."""
     parts = result["test_recon"] + result["test_kl"]
     if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
         raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
