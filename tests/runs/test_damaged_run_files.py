@@ -118,6 +118,25 @@ def test_a_config_json_edited_is_still_the_one_named(run: Path, tanh: Path, caps
     assert "is not this run's" not in err, err
 
 
+def test_a_config_edited_to_fewer_epochs_than_the_run_holds_is_refused(
+        run: Path, capsys: Any, one_sentence: Any) -> None:
+    """config.json's train.epochs edited below the epochs the run trained (its metrics rows, its
+    checkpoint's epoch): every reader, `vaekit eval` too, names config.json; the run as it was."""
+    rows = len(runs.read_metrics(run))
+    path = run / runs.CONFIG
+    config = json.loads(path.read_text())
+    assert config["train"]["epochs"] == rows == 2
+    config["train"]["epochs"] = rows - 1
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json"):
+        runs.load_run(run)
+    before = snapshot(run)
+    evaluate = ["eval", "{run}", "--k", "2", "--no-probe", "--threads", "1", "--no-progress"]
+    for argv in (evaluate, REPORT):
+        cli_bad(capsys, one_sentence, argv, run, str(path))
+    assert snapshot(run) == before
+
+
 # ----------------------------------------------------------------------------- eval.json
 
 

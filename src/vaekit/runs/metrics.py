@@ -140,6 +140,21 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [row for _, _, row in lines]
 
 
+def check_planned(run_dir: Path) -> None:
+    """The epochs the run holds (the rows of metrics.jsonl, the checkpoint's epoch) are at most the
+    train.epochs of its config.json, which vaekit writes before the rows of its epochs (a resume's
+    --epochs, a time budget's re-plan): more is a CheckpointError naming config.json. A file that
+    cannot be read is no check here: its own readers say what is wrong with it."""
+    planned = _planned(run_dir)
+    try:
+        held = max(len(_lines(run_dir)), (_recorded(run_dir) or (0, ""))[0])
+    except CheckpointError:
+        return
+    if planned is not None and held > planned:
+        raise CheckpointError(f"{run_dir / CONFIG}: train.epochs is {planned}, but the run holds {held} "
+                              f"epochs ({METRICS}, {CHECKPOINT}); the file was edited, or is another run's.")
+
+
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
     """Append one row (strict JSON); a failed write leaves at most a cut last line, which
     `read_metrics` drops. Only a regular file (or none) is appended to."""
