@@ -4,6 +4,7 @@ in one sentence naming the file at fault, and nothing already in the directory i
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,25 @@ def test_a_config_json_edited_is_still_the_one_named(run: Path, tanh: Path, caps
     assert "is not this run's" not in err, err
 
 
+def test_a_config_edited_to_fewer_epochs_than_the_run_holds_is_refused(
+        run: Path, capsys: Any, one_sentence: Any) -> None:
+    """config.json's train.epochs edited below the epochs the run trained (its metrics rows, its
+    checkpoint's epoch): every reader, `vaekit eval` too, names config.json; the run as it was."""
+    rows = len(runs.read_metrics(run))
+    path = run / runs.CONFIG
+    config = json.loads(path.read_text())
+    assert config["train"]["epochs"] == rows == 2
+    config["train"]["epochs"] = rows - 1
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json"):
+        runs.load_run(run)
+    before = snapshot(run)
+    evaluate = ["eval", "{run}", "--k", "2", "--no-probe", "--threads", "1", "--no-progress"]
+    for argv in (evaluate, REPORT):
+        cli_bad(capsys, one_sentence, argv, run, str(path))
+    assert snapshot(run) == before
+
+
 # ----------------------------------------------------------------------------- eval.json
 
 
@@ -153,8 +173,17 @@ def _negative_recon(r: dict[str, Any]) -> None:
     r["test_recon"] = -1.0
 
 
+def _terms_not_summing(r: dict[str, Any]) -> None:  # -ELBO = reconstruction + KL, by definition
+    r["test_neg_elbo"] = r["test_recon"] + r["test_kl"] + 1.0
+
+
+def _bits_not_of_nll(r: dict[str, Any]) -> None:  # bits/dim = nats / (D ln 2), D = 8 x 8 digits pixels
+    assert r["bits_per_dim"] == pytest.approx(r["test_nll"] / (64 * math.log(2)), rel=1e-9)
+    r["bits_per_dim"] *= 1.01
+
+
 @pytest.mark.parametrize("edit", [_negative_kl, _negative_kl_dim, _latent_3, _active_past_config,
-                                  _negative_recon])
+                                  _negative_recon, _terms_not_summing, _bits_not_of_nll])
 def test_an_eval_json_the_run_makes_impossible_is_refused(
         evaluated: Path, tmp_path: Path, capsys: Any, one_sentence: Any,
         edit: Callable[[dict[str, Any]], None]) -> None:

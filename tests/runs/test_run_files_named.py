@@ -156,3 +156,25 @@ def test_a_resume_on_data_changed_since_the_checkpoint_is_refused(tmp_path: Path
     data.write_bytes(kept)  # the data it was trained on, back: the run goes on
     assert main([*train, "--epochs", "2", "--resume"]) == 0
     assert [r["epoch"] for r in runs.read_metrics(out)] == [1, 2]
+
+
+def test_an_eval_on_data_changed_since_training_is_refused(tmp_path: Path, capsys: Any,
+                                                          one_sentence: Any) -> None:
+    """`vaekit eval` of a run whose .npz was rewritten since (the same shapes, other pixels) names the
+    file and the checkpoint, as `--resume` does, and writes no eval.json; the same bytes evaluate,
+    and another dataset named with --dataset is evaluated as asked."""
+    data, out = write_images(tmp_path / "images.npz", (8, 8), n=200, seed=0), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--hidden", "16", "--latent", "2", "--batch-size", "32",
+                 "--threads", "1", "--no-progress", "--out", str(out), "--epochs", "1"]) == 0
+    kept = data.read_bytes()
+    write_images(data, (8, 8), n=200, seed=1)
+    before = snapshot(out)
+    evaluate = ["eval", str(out), "--k", "2", "--no-probe", "--threads", "1", "--no-progress"]
+    cli_bad(capsys, one_sentence, evaluate, data, out / runs.CHECKPOINT)
+    assert snapshot(out) == before and not (out / runs.EVAL).exists()
+    assert main([*evaluate, "--dataset", str(data)]) != 0  # the same name is the run's own data
+    other = write_images(tmp_path / "other.npz", (8, 8), n=200, seed=1)
+    assert main([*evaluate, "--dataset", str(other)]) == 0
+    data.write_bytes(kept)
+    assert main(evaluate) == 0
+    assert runs.read_eval(out, lambda _r, _p: None, "vaekit eval") is not None

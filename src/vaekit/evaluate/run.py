@@ -56,6 +56,7 @@ from vaekit.evaluate.iwae import (
     tile_size,
 )
 from vaekit.evaluate.latents import active_units, probe_accuracy
+from vaekit.train.resume import check_trained_data
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
@@ -150,10 +151,8 @@ def evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int = 100, seed: i
     the reconstruction at z = mu. `progress`: a tqdm bar of images done (None: only on a terminal).
     `budget` and `target_rows` size the chunks and tiles (None: the device's, `iwae.sizing`).
 
-    Devices: x may be anywhere; each batch is copied to the model's device, where the results are
-    (the tables made for them too); eps are drawn on the CPU from the seed and copied to the
-    device, so that a seed gives the same draws on every device. On CUDA it runs in full float32
-    (`full_float32`).
+    Devices: x may be anywhere; each batch is copied to the model's device, where the results are;
+    eps are drawn on the CPU (the same on every device); on CUDA in full float32 (`full_float32`).
 
     With a `world` of several ranks (torchrun), rank r computes batches r, r + size, ... and
     skips the others' draws (`iwae.skip_batch_draws`), so each image gets the eps one process
@@ -238,8 +237,8 @@ def check_eval(result: Any, path: Path) -> None:
 
 
 def _check_ranges(result: dict[str, Any], path: Path) -> None:
-    """Each field of `RANGES` that is there within its range (the latent means' variances >= 0):
-    a CheckpointError naming the first that is not (k = 0, -5 images, 99 active units of 4)."""
+    """Each field of `RANGES` there within its range, the latent means' variances >= 0: if not, a
+    CheckpointError naming the first (k = 0, -5 images, 99 active units of 4)."""
     for field, low, high in RANGES:
         value = result.get(field)
         top = result[high] if isinstance(high, str) else high
@@ -278,6 +277,21 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
         raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
                               "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
+    _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
+
+
+def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
+    """test_neg_elbo is test_recon + test_kl, bits_per_dim test_nll / (D ln 2) for the run's D pixel
+    values (0: unknown; rel. tolerance 1e-4): a CheckpointError naming the field if not."""
+    parts = result["test_recon"] + result["test_kl"]
+    if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
+        raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
+                              f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
+    bits = result["test_nll"] / (pixels * math.log(2.0))
+    if pixels and not math.isclose(result["bits_per_dim"], bits, rel_tol=1e-4, abs_tol=1e-12):
+        raise CheckpointError(f"{path}: bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
+                              f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
+                              "eval.json of `vaekit eval`.")
 
 
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
@@ -290,17 +304,19 @@ def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
 def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
                   limit: int | None = None, device: str | torch.device = "cpu",
                   ) -> tuple[VAEBase, TrainConfig, Tensor, Tensor | None, Dataset]:
-    """(model, config, x, labels, dataset) for a run: its model on `device` (`runs.load_run`) and
-    its test images as the model sees them (binarized once on the CPU with the evaluation seed, so
-    the same on every device, or continuous), the first `limit` of them, on the CPU."""
-
+    """(model, config, x, labels, dataset) for a run: its model on `device` (`runs.load_run`), its
+    test images as the model sees them (binarized once on the CPU with the evaluation seed, or
+    continuous), the first `limit`, on the CPU; its own data changed since training is refused."""
     run = runs.load_run(run_dir, "vae", device)
     model, config = run.model, run.config
     name = dataset or config.data.name
     # the run's data directory belongs to its own set: not carried to one that uses none (--dataset)
     place = data_dir if data_dir is not None else config.data.data_dir if uses_data_dir(name) else None
-    # the run's image options; the test set does not depend on the validation split
-    ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=None))
+    own = name == config.data.name  # the run's data, split as trained on (the test set is the same)
+    split = config.data.val_size if own else None
+    ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=split))
+    if own:
+        check_trained_data(Path(run_dir), ds, name, "name other data with eval/report --dataset")
     expected = tuple(config.model.image_shape or ())
     if ds.image_shape != expected:
         c, h, w = ds.image_shape
@@ -419,8 +435,7 @@ def check_finite(result: dict[str, Any], model_path: Path) -> None:
 
 def _probe(model: VAE, config: TrainConfig, ds: Dataset, test_mu: Tensor, test_labels: Tensor,
            seed: int) -> dict[str, Any]:
-    """Fit the probe on the latent means of a seeded subsample of the training split (labelled:
-    the caller checks)."""
+    """Fit the probe on the latent means of a seeded subsample of the (labelled) training split."""
     assert ds.train.labels is not None
     n = len(ds.train)
     g = torch.Generator(device="cpu").manual_seed(seed)

@@ -20,7 +20,7 @@ from vaekit.regular import check_directory, check_regular
 from vaekit.runs.files import CONFIG, MODEL, read_metadata, read_tensors
 from vaekit.runs.identity import check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
-from vaekit.runs.metrics import read_metrics
+from vaekit.runs.metrics import check_planned, read_metrics
 from vaekit.runs.weights import check_checkpoint_file, load_weights
 
 
@@ -106,6 +106,7 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     if metadata is None:  # no metadata in it, or not a safetensors file (`read_tensors` says so)
         metadata = read_tensors(run_dir / MODEL, "model")[1]
     check_checkpoint_file(run_dir)  # the run id and the metrics digest are held against its state
+    check_planned(run_dir)  # an edited train.epochs below the epochs the run holds
     check_weights(run_dir, config, metadata)
     try:
         model = kind.build(config)

@@ -140,6 +140,27 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [row for _, _, row in lines]
 
 
+def check_planned(run_dir: Path) -> None:
+    """The epochs the run holds (the rows of metrics.jsonl, the checkpoint's epoch) are at most the
+    train.epochs of its config.json, which vaekit writes before the rows of its epochs (a resume's
+    --epochs, a time budget's re-plan): more is a CheckpointError naming config.json. Rows that are
+    not themselves sound (unreadable, out of order, not those the checkpoint recorded) are no check
+    here: `read_metrics` names metrics.jsonl for them."""
+    planned, recorded = _planned(run_dir), _recorded(run_dir)
+    try:
+        lines = _lines(run_dir)
+    except CheckpointError:
+        return
+    if any(row["epoch"] != number for number, _, row in lines) or (
+            recorded is not None and _digest(lines, recorded[0]) != recorded[1]):
+        return
+    held = max(len(lines), 0 if recorded is None else recorded[0])
+    if planned is not None and held > planned:
+        raise CheckpointError(f"{run_dir / CONFIG}: train.epochs is {planned}, but the run has trained "
+                              f"{held} epochs ({run_dir / METRICS}, {run_dir / CHECKPOINT}); config.json was "
+                              "edited, or is another run's.")
+
+
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
     """Append one row (strict JSON); a failed write leaves at most a cut last line, which
     `read_metrics` drops. Only a regular file (or none) is appended to."""

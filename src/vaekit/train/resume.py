@@ -97,16 +97,32 @@ def data_sha256(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-def check_same_data(state: dict[str, Any], digest: str, path: Path, data: str) -> None:
+def check_same_data(state: dict[str, Any], digest: str, path: Path, data: str,
+                    remedy: str = "train into another --out") -> None:
     """The data a resumed run is given (`digest`, its `data_sha256`; `data`: its name or path) is
     the data the checkpoint at `path` was trained on, when the checkpoint records it (one of an
     earlier vaekit does not): an .npy, .npz or folder changed since is a CheckpointError naming
-    both, before anything trains, so that a run never goes on training on other data."""
+    both, before anything trains, so that a run never goes on training on other data. `remedy`:
+    what else to do than put the data back."""
     recorded = state.get(DATA_KEY)
     if recorded is not None and recorded != digest:
         raise CheckpointError(f"{data} is not the data {path} was trained on (the SHA-256 of its images "
                               f"and labels is not the {DATA_KEY} the checkpoint records): it changed "
-                              "since, so put back that data, or train into another --out.")
+                              f"since, so put back that data, or {remedy}.")
+
+
+def check_trained_data(run_dir: Path, ds: Dataset, data: str, remedy: str) -> None:
+    """`check_same_data` of `ds` (all its splits, as training hashed them) against the state that
+    RUN_DIR/checkpoint.safetensors records, read from its header alone; nothing to hold it against
+    (no checkpoint, an unreadable state, none recorded) is no check: `--resume` judges the file."""
+    path = run_dir / runs.CHECKPOINT
+    metadata = runs.read_metadata(path) or {}
+    try:
+        state = runs.parse_json(metadata.get(runs.files.CHECKPOINT_KEY, "null"))
+    except ValueError:
+        return
+    if isinstance(state, dict) and isinstance(state.get(DATA_KEY), str):
+        check_same_data(state, data_sha256(ds), path, data, remedy)
 
 
 def _finite(t: Tensor) -> bool:
