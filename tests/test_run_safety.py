@@ -178,10 +178,28 @@ def test_a_directory_with_results_but_no_checkpoint_is_refused(run: Path, capsys
     (run / runs.CHECKPOINT_JSON).unlink()
     before = snapshot(run)
     err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run)], str(run))
-    assert "model.safetensors" in err and "metrics.jsonl" in err and "--resume" in err
+    assert "model.safetensors" in err and "metrics.jsonl" in err and "--resume" not in err
     err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"])
     assert "no checkpoint file" in err
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("files", [(runs.METRICS,), (runs.CONFIG, runs.EVAL),
+                                   (runs.CHECKPOINT, runs.METRICS)])
+def test_resume_is_advised_only_where_it_resumes(tmp_path: Path, capsys: Any, one_sentence: Any,
+                                                 files: tuple[str, ...]) -> None:
+    """Files of a run without config.json and a checkpoint: a new run is refused, and so is --resume,
+    so the refusal does not send the user to --resume; it says to choose another --out."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in files:
+        (out / name).write_text("x\n")
+    before = snapshot(out)
+    cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "1", "--out", str(out), "--resume"], str(out))
+    err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "1", "--out", str(out)], str(out))
+    assert "--resume" not in err and "no run that can be resumed" in err, err
+    assert "choose another --out" in err, err
+    assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("present", [runs.EVAL, runs.REPORT, runs.METRICS])

@@ -528,8 +528,8 @@ def test_new_run_over_an_existing_one(trained_run: Path, capsys: pytest.CaptureF
     (trained_run / runs.CHECKPOINT).unlink()  # a run that lost its checkpoint but has results
     (trained_run / runs.CHECKPOINT_JSON).unlink()
     before = snapshot(trained_run)
-    assert "already holds a run (model.safetensors, metrics.jsonl)" in run_bad(
-        BASE + ["--out", str(trained_run)], capsys)
+    err = run_bad(BASE + ["--out", str(trained_run)], capsys)
+    assert "(model.safetensors, metrics.jsonl)" in err and "--resume" not in err  # it would not resume
     assert "no checkpoint file" in run_bad(BASE + ["--out", str(trained_run), "--resume"], capsys)
     assert "--resume needs --out" in run_bad(BASE + ["--resume"], capsys)
     assert snapshot(trained_run) == before

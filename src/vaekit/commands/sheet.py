@@ -49,10 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.report.paths import figure_path  # checks the page's path before any work
-    from vaekit.sheet import build_sheet, write_page  # torch and matplotlib: only for this command
+    from vaekit.sheet import build_sheet, check_not_a_report, write_page  # torch, matplotlib: only here
     from vaekit.sheet import vae_run as vr  # the run's checks and costs: torch, only for this command
 
     out = figure_path(args.out, "--out", (".html",), "sheet")
+    check_not_a_report(out, "--out")
     if args.vae_run is not None:
         vr.check_vae_run(Path(args.vae_run))
     if args.compare is not None and not Path(args.compare).is_dir():

@@ -35,7 +35,7 @@ from safetensors.torch import save as st_save
 
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
-from vaekit.regular import check_directory, check_regular, open_regular, read_regular
+from vaekit.regular import cannot_follow, check_directory, check_regular, open_regular, read_regular
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -50,6 +50,8 @@ CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`we
 TMP = ".tmp"  # suffix of a file being written (`temp_path`)
 _TEMP = re.compile(r"\.(?P<name>.+)\.vaekit-(?P<pid>[0-9]+)\.tmp")  # the names `temp_path` gives
 MAX_HEADER = 100_000_000  # the longest safetensors header read (the format's own limit)
+JSON_LIMIT = 16 * 2**20  # the largest JSON file of a run read (config.json, checkpoint.json, eval.json)
+METRICS_LIMIT = 256 * 2**20  # the largest metrics.jsonl read (a row is some 300 bytes: ~900,000 epochs)
 
 
 # ----------------------------------------------------------------------------- temporary files
@@ -83,6 +85,27 @@ def is_stale_temp(name: str) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
+
+
+# ----------------------------------------------------------------------------- bounded reads
+
+
+def read_run_file(path: Path, what: str, limit: int | None = None) -> bytes:
+    """The bytes of a run's JSON or JSONL file at `path` (`open_regular`: FileNotFoundError if
+    nothing is there), its size looked at (fstat of what was opened) before a byte is read: one
+    larger than `limit` (by default `METRICS_LIMIT` for metrics.jsonl, `JSON_LIMIT` for any other)
+    is a CheckpointError naming it, its size and the bound, never read into memory."""
+    if limit is None:
+        limit = METRICS_LIMIT if Path(path).name == METRICS else JSON_LIMIT
+    with open_regular(path, what, CheckpointError) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limit:
+            raise CheckpointError(f"{path}: {format_bytes(size)}, more than the {format_bytes(limit)} vaekit "
+                                  f"reads of {what}; it is not a file vaekit wrote, so it is left unread.")
+        try:
+            return fh.read()
+        except OSError as err:
+            raise CheckpointError(cannot_follow(path, err, what)) from None
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -380,7 +403,7 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     if not check_regular(path, what, CheckpointError):
         return None
     try:
-        result = parse_json(read_regular(path, what, CheckpointError).decode("utf-8"))
+        result = parse_json(read_run_file(path, what).decode("utf-8"))
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
     check(result, path)

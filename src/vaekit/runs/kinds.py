@@ -24,8 +24,7 @@ from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.regular import read_regular
-from vaekit.runs.files import CONFIG, parse_json
+from vaekit.runs.files import CONFIG, parse_json, read_run_file
 from vaekit.vae.models import build_model
 from vaekit.vae.prob import negative_elbo
 
@@ -96,7 +95,7 @@ def task_in(run_dir: Path) -> Task:
     unreadable config.json, or a "task" not registered, reads as 'vae', whose reading (`read_config`,
     `load_run`) then says what is wrong."""
     try:
-        raw = parse_json(read_regular(Path(run_dir) / CONFIG, "a config.json", CheckpointError)
+        raw = parse_json(read_run_file(Path(run_dir) / CONFIG, "a config.json")
                          .decode("utf-8"))
     except (OSError, ValueError, CheckpointError):
         return TASKS[DEFAULT]
@@ -118,7 +117,7 @@ def read_raw_config(run_dir: Path, maker: str = TASKS[DEFAULT].maker) -> Any:
     (`maker`: the command that makes such runs), if it is not a regular file or not JSON."""
     path = run_dir / CONFIG
     try:
-        return parse_json(read_regular(path, "the config.json of a run", CheckpointError).decode("utf-8"))
+        return parse_json(read_run_file(path, "the config.json of a run").decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir}: no {CONFIG}, so it is not a run directory of "
                               f"`{maker}`.") from None

@@ -23,7 +23,7 @@ from typing import Any
 
 from vaekit.config import is_int, is_number
 from vaekit.errors import CheckpointError
-from vaekit.regular import check_regular, read_regular
+from vaekit.regular import check_regular
 from vaekit.runs.files import (
     CHECKPOINT,
     CHECKPOINT_KEY,
@@ -32,6 +32,7 @@ from vaekit.runs.files import (
     NotStrictJSON,
     parse_json,
     read_metadata,
+    read_run_file,
     strict_json,
     write_bytes_atomic,
     write_error,
@@ -47,7 +48,7 @@ def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
     if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
         return []
     try:
-        text = read_regular(path, "the metrics.jsonl of a run", CheckpointError).decode("utf-8")
+        text = read_run_file(path, "the metrics.jsonl of a run").decode("utf-8")
     except UnicodeDecodeError as err:
         raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start}); metrics.jsonl holds one "
                               "JSON object per line.") from None
@@ -100,7 +101,7 @@ def _planned(run_dir: Path) -> int | None:
     """The epochs of RUN_DIR/config.json (train.epochs), or None: no config.json, or one whose
     readers say what is wrong with it."""
     try:
-        raw = parse_json(read_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError)
+        raw = parse_json(read_run_file(run_dir / CONFIG, "the config.json of a run")
                          .decode("utf-8"))
     except (OSError, ValueError, CheckpointError):
         return None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from vaekit.errors import CheckpointError
-from vaekit.regular import check_regular, read_regular
+from vaekit.regular import check_regular
 from vaekit.runs.files import (
     CHECKPOINT,
     CHECKPOINT_JSON,
@@ -25,6 +25,7 @@ from vaekit.runs.files import (
     NotStrictJSON,
     parse_json,
     read_metadata,
+    read_run_file,
     read_tensors,
     save_tensors,
     strict_json,
@@ -194,7 +195,7 @@ def check_readable_copy(run_dir: Path, state: dict[str, Any]) -> None:
     if not check_regular(path, "the checkpoint.json of a run", CheckpointError):
         return
     try:
-        copy = parse_json(read_regular(path, "the checkpoint.json of a run", CheckpointError).decode("utf-8"))
+        copy = parse_json(read_run_file(path, "the checkpoint.json of a run").decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         copy = None
     if copy != state:

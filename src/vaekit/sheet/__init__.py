@@ -14,6 +14,6 @@ with its errata, each erratum decided by numbers.
 """
 
 from vaekit.sheet.build import Sheet, build_sheet
-from vaekit.sheet.page import render, write_page
+from vaekit.sheet.page import check_not_a_report, render, write_page
 
-__all__ = ["Sheet", "build_sheet", "render", "write_page"]
+__all__ = ["Sheet", "build_sheet", "check_not_a_report", "render", "write_page"]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from vaekit.errors import ConfigError
 from vaekit.report.outputs import HTML_GENERATOR, quoted, write_output
 from vaekit.report.page import STYLE, esc, img_tag, table
+from vaekit.runs import CONFIG, REPORT
 from vaekit.sheet.answer import Answer, Check
 from vaekit.sheet.build import Sheet
 from vaekit.sheet.errata import Erratum, Verdict
@@ -109,8 +111,21 @@ def render(sheet: Sheet) -> str:
     return "\n".join(parts)
 
 
+def check_not_a_report(path: Path, flag: str | None = None) -> None:
+    """A ConfigError (one sentence naming `path`, as `flag` gave it) where `path` is a run's report
+    page, report.html beside a config.json: that page is `vaekit report`'s, and a sheet written over
+    it would stand in for the run's report; anywhere else, nothing."""
+    path = Path(path)
+    if path.name == REPORT and (path.parent / CONFIG).is_file():
+        where = f"{flag} {quoted(str(path))}" if flag else quoted(str(path))
+        raise ConfigError(f"{where} is the report page of the run in {quoted(str(path.parent))}, which only "
+                          "`vaekit report` writes; choose another path for the sheet.")
+
+
 def write_page(sheet: Sheet, path: Path, flag: str | None = None) -> Path:
     """Write the page to `path` atomically (a failure leaves the previous file, or none), only over
     nothing or a page vaekit wrote (`vaekit.report.outputs.write_output`; `flag`: the flag that
-    named `path`, for the sentence that refuses it)."""
+    named `path`, for the sentence that refuses it), and never as a run's report.html
+    (`check_not_a_report`)."""
+    check_not_a_report(path, flag)
     return write_output(path, render(sheet).encode("utf-8"), f"{flag} {quoted(str(path))}" if flag else None)

@@ -70,7 +70,8 @@ def check_out_dir(out: Path, resume: bool) -> None:
       config.json of a run that never finished an epoch (a kill or a divergence in epoch 1): that
       one is replaced;
     - a directory with any result of a run (model, checkpoint, metrics, eval.json, report) is
-      refused without --resume, so nothing trained is overwritten or mixed with a new run;
+      refused without --resume, so nothing trained is overwritten or mixed with a new run; --resume
+      is advised only where it would resume (config.json and the checkpoint are there);
     - --resume continues from the checkpoint, or from epoch 0 if the run never finished an epoch.
     """
     if out.exists() and not out.is_dir():
@@ -87,9 +88,13 @@ def check_out_dir(out: Path, resume: bool) -> None:
                                   f"but the directory holds {', '.join(present)} of a run; train into "
                                   "another --out.")
         return
-    if present:
+    missing = [name for name in (runs.CONFIG, runs.CHECKPOINT) if not (out / name).is_file()]
+    if present and not missing:
         raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --resume to continue "
                           "it, or choose another --out.")
+    if present:  # --resume would refuse it: no advice to pass it
+        raise ConfigError(f"{out} already holds a run's files ({', '.join(present)}) but no run that can be "
+                          f"resumed (no {' or '.join(missing)}); choose another --out.")
     runs.check_run_dir(out)
 
 
