@@ -200,6 +200,29 @@ def check_jpeg_scans(data: bytes, pixels: np.ndarray) -> None:
             raise CutJPEG("its compressed data ends before its last pixels: the file was cut short")
 
 
+def load_checked(im: Image.Image, data: bytes) -> None:
+    """Load `im`, opened from the file `data`, refusing a JPEG of too many scans before its pixels
+    (`check_scan_count`) and one cut short after them (`check_jpeg_scans`). An MPO (a JPEG that
+    holds more frames, as a camera writes one; Pillow opens it from the JPEG plugin) is checked as
+    one too: its first frame, the one loaded, is a JPEG stream, and its scans count with the other
+    frames'."""
+    if im.format not in ("JPEG", "MPO"):
+        im.load()
+        return
+    check_scan_count(data)
+    im.load()
+    check_jpeg_scans(_first_frame(im, data), np.asarray(im))
+
+
+def _first_frame(im: Image.Image, data: bytes) -> bytes:
+    """The bytes of an MPO's first frame (its MP index's first entry), else all of `data`."""
+    try:
+        size = im.mpinfo[0xB002][0]["Size"]  # type: ignore[attr-defined]
+    except Exception:  # no MP index, or one Pillow could not parse
+        return data
+    return data[:size] if isinstance(size, int) and 0 < size <= len(data) else data
+
+
 def is_16bit(im: Image.Image) -> bool:
     """A 16-bit image: a 16/32-bit grey mode, or one that Pillow unpacks from 16-bit samples."""
     if im.mode in SIXTEEN_BIT_MODES:
@@ -325,13 +348,11 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
             if is_16bit(im):
                 counts["16-bit"] += 1
             orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
-            if im.format == "JPEG":
+            data = b""
+            if im.format in ("JPEG", "MPO"):
                 fp.seek(0)
                 data = fp.read()
-                check_scan_count(data)
-            im.load()  # a GIF: its first frame
-            if im.format == "JPEG":
-                check_jpeg_scans(data, np.asarray(im))
+            load_checked(im, data)  # a GIF: its first frame
             out = to_8bit(im, counts)
             out.load()
             out = upright(out, orientation, counts)
