@@ -180,7 +180,7 @@ def check_scan_count(data: bytes) -> None:
     (or one of a thumbnail in the file's EXIF, which counts against it too)."""
     scans = data.count(b"\xff\xda")
     if scans > MAX_JPEG_SCANS:
-        raise ManyScans(f"it has {scans:,} scans, more than the {MAX_JPEG_SCANS} any encoder writes, each a "
+        raise ManyScans(f"has {scans:,} scans, more than the {MAX_JPEG_SCANS} any encoder writes, each a "
                         "pass over the whole image")
 
 
