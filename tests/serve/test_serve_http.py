@@ -6,6 +6,7 @@ where http.client would refuse to send them."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -175,6 +176,32 @@ def test_json_content_types_are_taken(client: Client, kind: str) -> None:
 def test_two_content_types_are_refused(client: Client, one_sentence: Callable[..., None]) -> None:
     reply = ask(client, json_post(Z, "Content-Type: text/plain"))
     check_refusal(reply, 415, one_sentence)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "identity"])
+def test_a_content_coding_is_refused(client: Client, one_sentence: Callable[..., None], coding: str) -> None:
+    """A body sent gzipped (here truly so, or said to be) is not JSON the server can read: 415, which
+    names the content coding and the Accept-Encoding taken (RFC 9110 15.5.16)."""
+    body = gzip.compress(Z) if coding == "gzip" else Z
+    headers = check_refusal(ask(client, post("/api/decode", body, "Content-Type: application/json",
+                                             f"Content-Length: {len(body)}", f"Content-Encoding: {coding}")),
+                            415, one_sentence)
+    assert headers["accept-encoding"] == "identity"
+    assert "content coding" in ask(client, json_post(Z, f"Content-Encoding: {coding}"))[2].decode()
+    still_answers(client)
+
+
+def test_a_chunked_body_without_a_length_is_asked_for_with_one(client: Client,
+                                                               one_sentence: Callable[..., None]) -> None:
+    """RFC 9112 6.3: a server that does not take a chunked body may answer 411; the sentence says
+    that the chunked body is what is refused, and a Content-Length what is wanted."""
+    chunked = b"%x\r\n" % len(Z) + Z + b"\r\n0\r\n\r\n"
+    reply = ask(client, post("/api/decode", chunked, "Content-Type: application/json",
+                             "Transfer-Encoding: chunked"))
+    check_refusal(reply, 411, one_sentence)
+    error = json.loads(reply[2])["error"]
+    assert "chunked" in error and "Content-Length" in error
+    still_answers(client)
 
 
 @pytest.mark.parametrize("headers", [

@@ -136,13 +136,25 @@ def check_framing(lengths: list[str] | None, codings: list[str] | None) -> None:
 
 def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
     """The bytes a POST's Content-Length header announces (`lengths`: each one the request gives):
-    411 without one, 400 unless one number or beside a Transfer-Encoding (`codings`, which would
-    frame the body another way: `check_framing`). The server holds it against MAX_BODY."""
+    411 without one (a chunked body among them), 400 unless one number or beside a Transfer-Encoding
+    (`codings`, which would frame the body another way: `check_framing`). The server holds it
+    against MAX_BODY."""
+    if lengths is None and codings is not None:
+        raise ApiError(411, "a body sent chunked (Transfer-Encoding) is not accepted; send it with a "
+                       "Content-Length header.")
     if lengths is None:
         raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
     check_framing(lengths, codings)
     digits = lengths[0].strip().lstrip("0") or "0"  # leading zeros are the same number (RFC 9110 8.6)
     return int(digits) if len(digits) <= 18 else MAX_BODY + 1  # a number, larger than any body taken
+
+
+def no_content_coding(codings: list[str] | None) -> None:
+    """415 when a POST's body comes with a Content-Encoding (gzip...), which the explorer does not
+    decode: the answer says the one it takes (RFC 9110 15.5.16, 12.5.3)."""
+    if codings is not None:
+        raise ApiError(415, "content codings are not accepted: send the body as plain JSON, without a "
+                       "Content-Encoding header.", {"Accept-Encoding": "identity"})
 
 
 def json_content_type(kinds: list[str] | None) -> None:
