@@ -464,3 +464,27 @@ def test_answers_are_http_1_1_one_per_connection_even_when_requests_are_pipeline
     assert reply.count(b"HTTP/1.") == 1, reply[:400]
     status, headers, body = split_reply(reply)
     assert headers["connection"] == "close" and json.loads(body)["latent_dim"] == LATENT
+
+
+@pytest.mark.parametrize(("key", "shown"), [
+    ("foo-bar", "unknown field 'foo-bar';"), ("", "an empty field name;"), ("é ok", "unknown field 'é ok';"),
+    ("a\nb", "unknown field 'a\\nb';"),
+    ("k" * 300, "unknown field '" + "k" * 40 + "...' (its name cut short);"),
+], ids=["dash", "empty", "accent", "newline", "long"])
+def test_an_unknown_field_is_named_as_sent(client: Client, one_sentence: Callable[..., None], key: str,
+                                            shown: str) -> None:
+    body = json.dumps({"z": [0.0] * LATENT, key: 1}).encode()
+    error = json.loads(ask(client, json_post(body))[2])["error"]
+    one_sentence(error, shown)
+
+
+@pytest.mark.parametrize(("query", "shown"), [
+    ("=1", "an empty query parameter name;"), ("foo-bar=1", "unknown query parameter 'foo-bar';"),
+    ("q" * 300 + "=1", "unknown query parameter '" + "q" * 40 + "...' (its name cut short);"),
+    ("n=1&n=2", "the query parameter 'n' is given twice."),
+], ids=["empty", "dash", "long", "twice"])
+def test_an_unknown_query_parameter_is_named_as_sent(client: Client, one_sentence: Callable[..., None],
+                                                     query: str, shown: str) -> None:
+    reply = ask(client, f"GET /api/samples?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    check_refusal(reply, 400, one_sentence)
+    one_sentence(json.loads(reply[2])["error"], shown)

@@ -16,7 +16,7 @@ MAX_BODY = 3 * 2**20  # bytes of a request body (a base64 upload of images.MAX_U
 MAX_QUERY_FIELDS = 16  # fields of a query string (an endpoint takes at most 2)
 INT_TEXT = re.compile(r"-?[0-9]{1,12}")  # an integer as a query string may write it
 LENGTH_TEXT = re.compile(r"[0-9]+")  # a Content-Length header's value, once stripped (any length)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+SHOWN = 40  # characters of an unknown name that a refusal quotes
 
 
 class ApiError(Exception):
@@ -30,8 +30,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def _name(key: object) -> str:
-    return f"'{key}'" if isinstance(key, str) and _NAME.fullmatch(key) else "an unnamed field"
+def _quoted(key: str) -> str:
+    """A name a request gives, quoted as written: unprintable characters escaped, cut short past
+    SHOWN characters."""
+    shown = key if key.isprintable() else ascii(key)[1:-1]
+    return f"'{shown[:SHOWN]}...' (its name cut short)" if len(shown) > SHOWN else f"'{shown}'"
+
+
+def _unknown(key: str, kind: str) -> str:
+    """An unknown `kind` (a field, a query parameter) that a request gives, named as written."""
+    return f"the request gives an empty {kind} name" if not key else f"unknown {kind} {_quoted(key)}"
 
 
 def check_fields(body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
@@ -39,7 +47,7 @@ def check_fields(body: dict[str, Any], required: tuple[str, ...], optional: tupl
     expected = ", ".join(required + optional)
     for key in body:
         if key not in required and key not in optional:
-            raise ApiError(400, f"unknown field {_name(key)}; this request takes {expected}.")
+            raise ApiError(400, f"{_unknown(key, 'field')}; this request takes {expected}.")
     for key in required:
         if key not in body:
             raise ApiError(400, f"the field '{key}' is missing; this request takes {expected}.")
@@ -92,9 +100,9 @@ def parse_query(text: str, allowed: tuple[str, ...]) -> dict[str, str]:
     for key, value in pairs:
         if key not in allowed:
             names = ", ".join(allowed) if allowed else "none"
-            raise ApiError(400, f"unknown query parameter {_name(key)}; this request takes {names}.")
+            raise ApiError(400, f"{_unknown(key, 'query parameter')}; this request takes {names}.")
         if key in query:
-            raise ApiError(400, f"the query parameter '{key}' is given twice.")
+            raise ApiError(400, f"the query parameter {_quoted(key)} is given twice.")
         query[key] = value
     return query
 
