@@ -128,11 +128,12 @@ def test_versions_other_than_http_1(client: Client, one_sentence: Callable[..., 
 
 @pytest.mark.parametrize("data", [b"GET /\r\n", b"GET /api/info\r\n\r\n", b"POST /api/decode\r\n",
                                   b"GET\r\n\r\n", b"GET / HTTP/1.0 extra\r\n\r\n",
-                                  b"\x00\x01 / HTTP/1.0\r\n\r\n", b"G(E)T / HTTP/1.0\r\n\r\n", b"\r\n",
+                                  b"\x00\x01 / HTTP/1.0\r\n\r\n", b"G(E)T / HTTP/1.0\r\n\r\n", b"\r\n\r\n",
                                   b"GET http://[::1/api/info HTTP/1.0\r\n\r\n"])
 def test_malformed_request_lines_are_refused(client: Client, one_sentence: Callable[..., None],
                                              data: bytes) -> None:
-    """A request line without its version (HTTP/0.9) is answered with a status line, at once."""
+    """A request line without its version (HTTP/0.9) is answered with a status line, at once (an
+    empty line is one after the one ignored before the request line)."""
     t0 = time.monotonic()
     reply = raw_socket(client, data, timeout=5)
     assert time.monotonic() - t0 < 4
@@ -488,3 +489,18 @@ def test_an_unknown_query_parameter_is_named_as_sent(client: Client, one_sentenc
     reply = ask(client, f"GET /api/samples?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     check_refusal(reply, 400, one_sentence)
     one_sentence(json.loads(reply[2])["error"], shown)
+
+
+@pytest.mark.parametrize("empty", [b"\r\n", b"\n"], ids=["CRLF", "LF"])
+def test_one_empty_line_before_the_request_line_is_ignored(client: Client, one_sentence: Callable[..., None],
+                                                           empty: bytes) -> None:
+    """RFC 9112 2.2: a server SHOULD ignore at least one empty line received before the request
+    line (a client may send a CRLF after a previous POST's body); two are still refused, at once."""
+    status, _, body = ask(client, empty + b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert status == 200 and json.loads(body)["latent_dim"] == LATENT
+    status, _, body = ask(client, empty + json_post(Z))  # its body waited for, past the empty line
+    assert (status, json.loads(body)) == (200, client.post("/api/decode", json.loads(Z)))
+    t0 = time.monotonic()
+    check_refusal(ask(client, empty * 2 + b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 400,
+                  one_sentence)
+    assert time.monotonic() - t0 < 3

@@ -115,6 +115,8 @@ class Handler(ArrivalHandler):
         self.close_connection = True
         try:
             self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            if self.raw_requestline in (b"\r\n", b"\n"):  # one empty line first: ignored (RFC 9112 2.2)
+                self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
             if not self.raw_requestline:
                 return
             if len(self.raw_requestline) > MAX_LINE:
