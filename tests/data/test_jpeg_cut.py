@@ -170,3 +170,23 @@ def test_an_mpo_of_more_scans_than_any_encoder_writes_is_refused_as_a_jpeg_is(
     with pytest.raises(ApiError) as upload:
         decode_upload(base64.b64encode(many_scan_mpo(200)).decode("ascii"), (1, 8, 8))
     assert upload.value.status == 413 and "scans" in upload.value.args[0]
+
+
+def test_an_mpo_whose_first_frame_is_cut_short_is_refused(tmp_path: Path, one_sentence) -> None:
+    """The frame an MPO shows is its first: cut short and given an end marker, it is refused as a
+    cut JPEG is, the frames after it whole."""
+    whole = many_scan_mpo(0)
+    with Image.open(io.BytesIO(whole)) as im:
+        size = im.mpinfo[0xB002][0]["Size"]
+    damaged = cut(whole[:size]) + whole[size:]
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(N_GOOD):
+        photo(i, "L").save(root / f"{i:02d}.png")
+    (root / "cut.jpg").write_bytes(damaged)
+    with pytest.raises(DataError) as err:
+        read_folder(root, ImageOptions(), progress=False)
+    one_sentence(str(err.value), str(root / "cut.jpg"))
+    with pytest.raises(ApiError) as upload:
+        decode_upload(base64.b64encode(damaged).decode("ascii"), (1, 8, 8))
+    assert upload.value.status == 400

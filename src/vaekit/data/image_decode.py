@@ -215,12 +215,11 @@ def load_checked(im: Image.Image, data: bytes) -> None:
 
 
 def _first_frame(im: Image.Image, data: bytes) -> bytes:
-    """The bytes of an MPO's first frame (its MP index's first entry), else all of `data`."""
-    try:
-        size = im.mpinfo[0xB002][0]["Size"]  # type: ignore[attr-defined]
-    except Exception:  # no MP index, or one Pillow could not parse
-        return data
-    return data[:size] if isinstance(size, int) and 0 < size <= len(data) else data
+    """The bytes of an MPO's first frame, up to the end marker after its first scan (none can be in
+    compressed data, and a thumbnail's are before it); all of `data` for a JPEG."""
+    scan = data.find(b"\xff\xda") if im.format == "MPO" else -1
+    end = data.find(END, scan) if scan >= 0 else -1
+    return data[:end + len(END)] if end >= 0 else data
 
 
 def is_16bit(im: Image.Image) -> bool:
