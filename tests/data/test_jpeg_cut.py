@@ -129,9 +129,64 @@ def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused_before_it_is_de
     (root / "more.jpg").write_bytes(many_scans(MAX_JPEG_SCANS + 1))
     with pytest.raises(DataError) as err:
         read_folder(root, ImageOptions(), progress=False)
-    one_sentence(str(err.value), str(root / "more.jpg"), f"{MAX_JPEG_SCANS + 1} scans")
+    one_sentence(str(err.value), str(root / "more.jpg"), f"a JPEG that has {MAX_JPEG_SCANS + 1} scans")
     got = read_folder(root, ImageOptions(skip_bad=True), progress=False)
     assert got.images.shape[0] == N_GOOD + 1 and "more.jpg" in got.notes["skipped"]
     with pytest.raises(ApiError) as upload:
         decode_upload(base64.b64encode(many_scans(MAX_JPEG_SCANS + 1)).decode("ascii"), (1, 8, 8))
-    assert upload.value.status == 413 and f"{MAX_JPEG_SCANS + 1} scans" in upload.value.args[0]
+    assert upload.value.status == 413
+    assert f"the field 'image' is a JPEG that has {MAX_JPEG_SCANS + 1} scans" in upload.value.args[0]
+
+
+def many_scan_mpo(copies: int) -> bytes:
+    """An MPO (two progressive JPEG frames; Pillow opens it from the JPEG plugin) whose second
+    frame's last scan is repeated `copies` more times."""
+    buf = io.BytesIO()
+    photo(0, "RGB").save(buf, "MPO", save_all=True, append_images=[photo(1, "RGB")], progressive=True)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as im:
+        offset = im.mpinfo[0xB002][0]["Size"]  # the second frame follows the first
+    start, end = scans_of(data[offset:])[-1]
+    start, end = start + offset, end + offset
+    return data[:end] + data[start:end] * copies + data[end:]
+
+
+def test_an_mpo_of_more_scans_than_any_encoder_writes_is_refused_as_a_jpeg_is(
+        tmp_path: Path, one_sentence) -> None:
+    whole = many_scan_mpo(0)
+    with Image.open(io.BytesIO(whole), formats=["JPEG"]) as im:
+        assert im.format == "MPO"
+        expected = np.asarray(im.convert("L"))
+    got, _ = decode_upload(base64.b64encode(whole).decode("ascii"), (1, SIDE, SIDE))
+    assert np.array_equal(got[0].numpy(), expected)  # a whole MPO: its first frame
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(N_GOOD):
+        photo(i, "L").save(root / f"{i:02d}.png")
+    (root / "more.jpg").write_bytes(many_scan_mpo(200))
+    with pytest.raises(DataError) as err:
+        read_folder(root, ImageOptions(), progress=False)
+    one_sentence(str(err.value), str(root / "more.jpg"), "scans")
+    with pytest.raises(ApiError) as upload:
+        decode_upload(base64.b64encode(many_scan_mpo(200)).decode("ascii"), (1, 8, 8))
+    assert upload.value.status == 413 and "scans" in upload.value.args[0]
+
+
+def test_an_mpo_whose_first_frame_is_cut_short_is_refused(tmp_path: Path, one_sentence) -> None:
+    """The frame an MPO shows is its first: cut short and given an end marker, it is refused as a
+    cut JPEG is, the frames after it whole."""
+    whole = many_scan_mpo(0)
+    with Image.open(io.BytesIO(whole)) as im:
+        size = im.mpinfo[0xB002][0]["Size"]
+    damaged = cut(whole[:size]) + whole[size:]
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(N_GOOD):
+        photo(i, "L").save(root / f"{i:02d}.png")
+    (root / "cut.jpg").write_bytes(damaged)
+    with pytest.raises(DataError) as err:
+        read_folder(root, ImageOptions(), progress=False)
+    one_sentence(str(err.value), str(root / "cut.jpg"))
+    with pytest.raises(ApiError) as upload:
+        decode_upload(base64.b64encode(damaged).decode("ascii"), (1, 8, 8))
+    assert upload.value.status == 400

@@ -190,20 +190,25 @@ def test_heavy_requests_past_the_queue_are_refused(run_dir: Path, one_sentence: 
             time.sleep(0.3)
             status, headers, body = split_reply(until_closed(ask_heavy(small, stack, 1)[0], 5))
             assert (status, headers["retry-after"]) == (503, "1")
-            one_sentence(json.loads(body)["error"])
+            one_sentence(json.loads(body)["error"], "model worker is busy", "2 requests wait")
+            assert "connections" not in json.loads(body)["error"]  # 4 are open, of 64 workers
             release.set()
             assert [split_reply(until_closed(s))[0] for s in first] == [200] * 3
 
 
-def test_heavy_requests_queued_past_their_time_are_refused(run_dir: Path,
+def test_heavy_requests_queued_past_their_time_are_refused(run_dir: Path, one_sentence: Callable[..., None],
                                                            held: tuple[threading.Event, list[int]]) -> None:
     """A heavy request still queued when the time its client was given has passed is answered 503,
-    not computed."""
+    not computed, saying why: the model's worker was busy (2 connections are open, of 64 workers)."""
     release, seen = held
     for small in serve(run_dir, max_heavy=1, request_timeout=1.0):
         with ExitStack() as stack:
             first, late = ask_heavy(small, stack, 2)
             time.sleep(1.2)
             release.set()
-            assert (split_reply(until_closed(first))[0], split_reply(until_closed(late))[0]) == (200, 503)
+            status, _, body = split_reply(until_closed(late))
+            assert (split_reply(until_closed(first))[0], status) == (200, 503)
+            error = json.loads(body)["error"]
+            one_sentence(error, "model worker is busy", "1 s")
+            assert "connections" not in error
         assert len(seen) == 1

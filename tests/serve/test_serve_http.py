@@ -6,6 +6,7 @@ where http.client would refuse to send them."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -127,11 +128,12 @@ def test_versions_other_than_http_1(client: Client, one_sentence: Callable[..., 
 
 @pytest.mark.parametrize("data", [b"GET /\r\n", b"GET /api/info\r\n\r\n", b"POST /api/decode\r\n",
                                   b"GET\r\n\r\n", b"GET / HTTP/1.0 extra\r\n\r\n",
-                                  b"\x00\x01 / HTTP/1.0\r\n\r\n", b"G(E)T / HTTP/1.0\r\n\r\n", b"\r\n",
+                                  b"\x00\x01 / HTTP/1.0\r\n\r\n", b"G(E)T / HTTP/1.0\r\n\r\n", b"\r\n\r\n",
                                   b"GET http://[::1/api/info HTTP/1.0\r\n\r\n"])
 def test_malformed_request_lines_are_refused(client: Client, one_sentence: Callable[..., None],
                                              data: bytes) -> None:
-    """A request line without its version (HTTP/0.9) is answered with a status line, at once."""
+    """A request line without its version (HTTP/0.9) is answered with a status line, at once (an
+    empty line is one after the one ignored before the request line)."""
     t0 = time.monotonic()
     reply = raw_socket(client, data, timeout=5)
     assert time.monotonic() - t0 < 4
@@ -175,6 +177,32 @@ def test_json_content_types_are_taken(client: Client, kind: str) -> None:
 def test_two_content_types_are_refused(client: Client, one_sentence: Callable[..., None]) -> None:
     reply = ask(client, json_post(Z, "Content-Type: text/plain"))
     check_refusal(reply, 415, one_sentence)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "identity"])
+def test_a_content_coding_is_refused(client: Client, one_sentence: Callable[..., None], coding: str) -> None:
+    """A body sent gzipped (here truly so, or said to be) is not JSON the server can read: 415, which
+    names the content coding and the Accept-Encoding taken (RFC 9110 15.5.16)."""
+    body = gzip.compress(Z) if coding == "gzip" else Z
+    headers = check_refusal(ask(client, post("/api/decode", body, "Content-Type: application/json",
+                                             f"Content-Length: {len(body)}", f"Content-Encoding: {coding}")),
+                            415, one_sentence)
+    assert headers["accept-encoding"] == "identity"
+    assert "content coding" in ask(client, json_post(Z, f"Content-Encoding: {coding}"))[2].decode()
+    still_answers(client)
+
+
+def test_a_chunked_body_without_a_length_is_asked_for_with_one(client: Client,
+                                                               one_sentence: Callable[..., None]) -> None:
+    """RFC 9112 6.3: a server that does not take a chunked body may answer 411; the sentence says
+    that the chunked body is what is refused, and a Content-Length what is wanted."""
+    chunked = b"%x\r\n" % len(Z) + Z + b"\r\n0\r\n\r\n"
+    reply = ask(client, post("/api/decode", chunked, "Content-Type: application/json",
+                             "Transfer-Encoding: chunked"))
+    check_refusal(reply, 411, one_sentence)
+    error = json.loads(reply[2])["error"]
+    assert "chunked" in error and "Content-Length" in error
+    still_answers(client)
 
 
 @pytest.mark.parametrize("headers", [
@@ -437,3 +465,42 @@ def test_answers_are_http_1_1_one_per_connection_even_when_requests_are_pipeline
     assert reply.count(b"HTTP/1.") == 1, reply[:400]
     status, headers, body = split_reply(reply)
     assert headers["connection"] == "close" and json.loads(body)["latent_dim"] == LATENT
+
+
+@pytest.mark.parametrize(("key", "shown"), [
+    ("foo-bar", "unknown field 'foo-bar';"), ("", "an empty field name;"), ("é ok", "unknown field 'é ok';"),
+    ("a\nb", "unknown field 'a\\nb';"),
+    ("k" * 300, "unknown field '" + "k" * 40 + "...' (its name cut short);"),
+], ids=["dash", "empty", "accent", "newline", "long"])
+def test_an_unknown_field_is_named_as_sent(client: Client, one_sentence: Callable[..., None], key: str,
+                                            shown: str) -> None:
+    body = json.dumps({"z": [0.0] * LATENT, key: 1}).encode()
+    error = json.loads(ask(client, json_post(body))[2])["error"]
+    one_sentence(error, shown)
+
+
+@pytest.mark.parametrize(("query", "shown"), [
+    ("=1", "an empty query parameter name;"), ("foo-bar=1", "unknown query parameter 'foo-bar';"),
+    ("q" * 300 + "=1", "unknown query parameter '" + "q" * 40 + "...' (its name cut short);"),
+    ("n=1&n=2", "the query parameter 'n' is given twice."),
+], ids=["empty", "dash", "long", "twice"])
+def test_an_unknown_query_parameter_is_named_as_sent(client: Client, one_sentence: Callable[..., None],
+                                                     query: str, shown: str) -> None:
+    reply = ask(client, f"GET /api/samples?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    check_refusal(reply, 400, one_sentence)
+    one_sentence(json.loads(reply[2])["error"], shown)
+
+
+@pytest.mark.parametrize("empty", [b"\r\n", b"\n"], ids=["CRLF", "LF"])
+def test_one_empty_line_before_the_request_line_is_ignored(client: Client, one_sentence: Callable[..., None],
+                                                           empty: bytes) -> None:
+    """RFC 9112 2.2: a server SHOULD ignore at least one empty line received before the request
+    line (a client may send a CRLF after a previous POST's body); two are still refused, at once."""
+    status, _, body = ask(client, empty + b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert status == 200 and json.loads(body)["latent_dim"] == LATENT
+    status, _, body = ask(client, empty + json_post(Z))  # its body waited for, past the empty line
+    assert (status, json.loads(body)) == (200, client.post("/api/decode", json.loads(Z)))
+    t0 = time.monotonic()
+    check_refusal(ask(client, empty * 2 + b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 400,
+                  one_sentence)
+    assert time.monotonic() - t0 < 3

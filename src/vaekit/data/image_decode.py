@@ -180,7 +180,7 @@ def check_scan_count(data: bytes) -> None:
     (or one of a thumbnail in the file's EXIF, which counts against it too)."""
     scans = data.count(b"\xff\xda")
     if scans > MAX_JPEG_SCANS:
-        raise ManyScans(f"it has {scans:,} scans, more than the {MAX_JPEG_SCANS} any encoder writes, each a "
+        raise ManyScans(f"has {scans:,} scans, more than the {MAX_JPEG_SCANS} any encoder writes, each a "
                         "pass over the whole image")
 
 
@@ -198,6 +198,28 @@ def check_jpeg_scans(data: bytes, pixels: np.ndarray) -> None:
         again.load()
         if not np.array_equal(np.asarray(again), pixels):
             raise CutJPEG("its compressed data ends before its last pixels: the file was cut short")
+
+
+def load_checked(im: Image.Image, data: bytes) -> None:
+    """Load `im`, opened from the file `data`, refusing a JPEG of too many scans before its pixels
+    (`check_scan_count`) and one cut short after them (`check_jpeg_scans`). An MPO (a JPEG that
+    holds more frames, as a camera writes one; Pillow opens it from the JPEG plugin) is checked as
+    one too: its first frame, the one loaded, is a JPEG stream, and its scans count with the other
+    frames'."""
+    if im.format not in ("JPEG", "MPO"):
+        im.load()
+        return
+    check_scan_count(data)
+    im.load()
+    check_jpeg_scans(_first_frame(im, data), np.asarray(im))
+
+
+def _first_frame(im: Image.Image, data: bytes) -> bytes:
+    """The bytes of an MPO's first frame, up to the end marker after its first scan (none can be in
+    compressed data, and a thumbnail's are before it); all of `data` for a JPEG."""
+    scan = data.find(b"\xff\xda") if im.format == "MPO" else -1
+    end = data.find(END, scan) if scan >= 0 else -1
+    return data[:end + len(END)] if end >= 0 else data
 
 
 def is_16bit(im: Image.Image) -> bool:
@@ -325,13 +347,11 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
             if is_16bit(im):
                 counts["16-bit"] += 1
             orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
-            if im.format == "JPEG":
+            data = b""
+            if im.format in ("JPEG", "MPO"):
                 fp.seek(0)
                 data = fp.read()
-                check_scan_count(data)
-            im.load()  # a GIF: its first frame
-            if im.format == "JPEG":
-                check_jpeg_scans(data, np.asarray(im))
+            load_checked(im, data)  # a GIF: its first frame
             out = to_8bit(im, counts)
             out.load()
             out = upright(out, orientation, counts)

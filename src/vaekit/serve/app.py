@@ -53,6 +53,7 @@ from vaekit.serve.request import (
     check_framing,
     content_length,
     json_content_type,
+    no_content_coding,
     parse_body,
     parse_query,
 )
@@ -114,6 +115,8 @@ class Handler(ArrivalHandler):
         self.close_connection = True
         try:
             self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            if self.raw_requestline in (b"\r\n", b"\n"):  # one empty line first: ignored (RFC 9112 2.2)
+                self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
             if not self.raw_requestline:
                 return
             if len(self.raw_requestline) > MAX_LINE:
@@ -224,6 +227,7 @@ class Handler(ArrivalHandler):
         interim 100 Continue before it sends its body (`Arrival.awaiting_body`)."""
         n = content_length(self.headers.get_all("Content-Length"), self.headers.get_all("Transfer-Encoding"))
         json_content_type(self.headers.get_all("Content-Type"))
+        no_content_coding(self.headers.get_all("Content-Encoding"))
         if n > MAX_BODY:
             raise ApiError(413, f"the body is larger than {MAX_BODY // 2**20} MB.")
         if self.arrival.awaiting_body():

@@ -2,8 +2,9 @@
 handler (`app.Handler`) can answer them without waiting for more (`Arrival.ready`). The framing is
 the handler's own:
 
-- the request line, up to MAX_LINE bytes with its "\\n". One that is not METHOD TARGET HTTP/1.x
-  (`request_line_ok`) is refused by the handler before any header is read: ready at once.
+- the request line, up to MAX_LINE bytes with its "\\n", after at most one empty line (ignored,
+  RFC 9112 2.2). One that is not METHOD TARGET HTTP/1.x (`request_line_ok`) is refused by the
+  handler before any header is read: ready at once.
 - then header lines, each up to MAX_LINE bytes, at most MAX_HEADERS with the empty line that ends
   them (http.client's limits; past them the handler answers 431): ready at the empty line, or as
   soon as a line is too long or one too many (a line over MAX_LINE is refused after MAX_LINE + 1
@@ -91,6 +92,8 @@ class Arrival:
                 return len(self.data) - self._line > MAX_LINE
             line = bytes(self.data[self._line:newline + 1])
             self._line = self._seen = newline + 1
+            if newline + 1 == len(line) and line in (b"\r\n", b"\n"):  # one before the request line
+                continue  # is ignored, as the handler ignores it (RFC 9112 2.2)
             self._lines += 1
             if len(line) > MAX_LINE or self._lines - 1 > MAX_HEADERS:
                 return True

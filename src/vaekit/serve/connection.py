@@ -41,7 +41,7 @@ from typing import Any, cast
 
 from vaekit.serve.arrival import Arrival
 from vaekit.serve.doorman import Doorman
-from vaekit.serve.outgoing import busy_answer
+from vaekit.serve.outgoing import busy_answer, heavy_busy_answer
 
 
 class RequestTimeout(TimeoutError):
@@ -137,18 +137,20 @@ class BoundedHTTPServer(HTTPServer):
         """Whether the request that has arrived computes with the model (none, here)."""
         return False
 
-    def take(self, arrival: Arrival) -> bool:
+    def take(self, arrival: Arrival) -> bytes | None:
         """A worker thread for a connection whose request has arrived, or for a heavy request with
-        every heavy worker busy, a place in their queue; False when there is neither."""
+        every heavy worker busy, a place in their queue (None); when there is neither, the 503 that
+        says which was wanting."""
         heavy = self.heavy(arrival)
         with self.lock:
             if heavy and self.computing >= self.max_heavy:
                 if len(self.queued) >= self.max_queued:
-                    return False
+                    return heavy_busy_answer(self.max_heavy, f"{self.max_queued} requests wait for them "
+                                             "already")
                 self.queued.append(arrival)
-                return True
+                return None
             if self.serving >= self.max_connections:
-                return False
+                return busy_answer(self.max_connections)
             self.serving += 1
             self.computing += heavy
         try:
@@ -157,8 +159,8 @@ class BoundedHTTPServer(HTTPServer):
             with self.lock:
                 self.serving -= 1
                 self.computing -= heavy
-            return False
-        return True
+            return busy_answer(self.max_connections)
+        return None
 
     def work(self, arrival: Arrival | None, heavy: bool) -> None:
         """A worker thread: each request handled, the worker freed (or, heavy, given the next heavy
@@ -170,7 +172,8 @@ class BoundedHTTPServer(HTTPServer):
             answer, resume = b"", False
             try:
                 if late:
-                    answer = busy_answer(self.max_connections)
+                    answer = heavy_busy_answer(self.max_heavy, f"this request waited for one past its "
+                                               f"{self.request_timeout:g} s")
                 else:
                     done = handler(arrival, arrival.address, self)
                     answer, resume = done.answer, done.resume

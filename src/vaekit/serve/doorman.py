@@ -43,7 +43,7 @@ import time
 from typing import Any, Protocol, cast
 
 from vaekit.serve.arrival import Arrival, not_arrived
-from vaekit.serve.outgoing import Outgoing, answer, busy_answer, full_answer, least_read
+from vaekit.serve.outgoing import Outgoing, answer, full_answer, least_read
 
 CHUNK = 65536  # bytes read from a connection at a time
 FILES_KEPT = 64  # open files left for the rest of the process (model files, pipes, the selector)
@@ -52,7 +52,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 class Hall(Protocol):
     """What the doorman reads of the server: its limits, and `take`, which gives a request that
-    has arrived to a worker thread (False, the connection untouched, when every worker is busy)."""
+    has arrived to a worker thread (else the 503 that says why, the connection untouched)."""
 
     max_connections: int
     max_queued: int
@@ -61,7 +61,7 @@ class Hall(Protocol):
     request_timeout: float
     linger: float
 
-    def take(self, arrival: Arrival) -> bool: ...
+    def take(self, arrival: Arrival) -> bytes | None: ...
 
 
 def file_room(max_connections: int) -> int:
@@ -333,9 +333,10 @@ class Doorman:
     def hand_over(self, arrival: Arrival) -> None:
         self.let_go(arrival)
         arrival.sock.setblocking(True)
-        if not self.hall.take(arrival):
+        refusal = self.hall.take(arrival)
+        if refusal is not None:
             arrival.sock.setblocking(False)
-            self.answer(arrival, busy_answer(self.hall.max_connections), held=False)
+            self.answer(arrival, refusal, held=False)
 
     def let_go(self, arrival: Arrival) -> None:
         """The connection is no longer the doorman's: out of the selector, its bytes not counted."""

@@ -16,17 +16,15 @@ import warnings
 from collections import Counter
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
 from vaekit.data.image_decode import (
     ManyScans,
-    check_jpeg_scans,
-    check_scan_count,
     exif_orientation,
     is_16bit,
+    load_checked,
     to_8bit,
     upright,
 )
@@ -95,11 +93,7 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
         sixteen = is_16bit(im)
         orientation = exif_orientation(im)  # before the pixels, as an image folder reads it
-        if im.format == "JPEG":
-            check_scan_count(data)  # thousands of scans: minutes of decoding for a small file
-        im.load()
-        if im.format == "JPEG":
-            check_jpeg_scans(data, np.asarray(im))  # one cut short and given an end marker
+        load_checked(im, data)  # a JPEG (or MPO) of thousands of scans, or cut short
         kind = im.format or "image"
         c, h, w = shape
         done = [f"read a {width}x{height} {kind}"] + (["16-bit values to 8 bits (v >> 8)"] if sixteen else [])

@@ -34,6 +34,14 @@ def busy_answer(max_connections: int) -> bytes:
                   "a moment.", "Retry-After: 1")
 
 
+def heavy_busy_answer(max_heavy: int, why: str) -> bytes:
+    """The 503 of a request that computes with the model, refused as every worker that may compute
+    with it is busy (`why`: what then happened to it)."""
+    workers = ("the explorer's model worker is" if max_heavy == 1
+               else f"all {max_heavy} of the explorer's model workers are")
+    return answer(503, f"{workers} busy, and {why}; try again in a moment.", "Retry-After: 1")
+
+
 def full_answer() -> bytes:
     """The 503 of a doorman holding all the connections or bytes it may."""
     return answer(503, "the explorer is receiving too many requests already; try again in a moment.",

@@ -16,7 +16,7 @@ MAX_BODY = 3 * 2**20  # bytes of a request body (a base64 upload of images.MAX_U
 MAX_QUERY_FIELDS = 16  # fields of a query string (an endpoint takes at most 2)
 INT_TEXT = re.compile(r"-?[0-9]{1,12}")  # an integer as a query string may write it
 LENGTH_TEXT = re.compile(r"[0-9]+")  # a Content-Length header's value, once stripped (any length)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+SHOWN = 40  # characters of an unknown name that a refusal quotes
 
 
 class ApiError(Exception):
@@ -30,8 +30,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def _name(key: object) -> str:
-    return f"'{key}'" if isinstance(key, str) and _NAME.fullmatch(key) else "an unnamed field"
+def _quoted(key: str) -> str:
+    """A name a request gives, quoted as written: unprintable characters escaped, cut short past
+    SHOWN characters."""
+    shown = key if key.isprintable() else ascii(key)[1:-1]
+    return f"'{shown[:SHOWN]}...' (its name cut short)" if len(shown) > SHOWN else f"'{shown}'"
+
+
+def _unknown(key: str, kind: str) -> str:
+    """An unknown `kind` (a field, a query parameter) that a request gives, named as written."""
+    return f"the request gives an empty {kind} name" if not key else f"unknown {kind} {_quoted(key)}"
 
 
 def check_fields(body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
@@ -39,7 +47,7 @@ def check_fields(body: dict[str, Any], required: tuple[str, ...], optional: tupl
     expected = ", ".join(required + optional)
     for key in body:
         if key not in required and key not in optional:
-            raise ApiError(400, f"unknown field {_name(key)}; this request takes {expected}.")
+            raise ApiError(400, f"{_unknown(key, 'field')}; this request takes {expected}.")
     for key in required:
         if key not in body:
             raise ApiError(400, f"the field '{key}' is missing; this request takes {expected}.")
@@ -92,9 +100,9 @@ def parse_query(text: str, allowed: tuple[str, ...]) -> dict[str, str]:
     for key, value in pairs:
         if key not in allowed:
             names = ", ".join(allowed) if allowed else "none"
-            raise ApiError(400, f"unknown query parameter {_name(key)}; this request takes {names}.")
+            raise ApiError(400, f"{_unknown(key, 'query parameter')}; this request takes {names}.")
         if key in query:
-            raise ApiError(400, f"the query parameter '{key}' is given twice.")
+            raise ApiError(400, f"the query parameter {_quoted(key)} is given twice.")
         query[key] = value
     return query
 
@@ -136,13 +144,25 @@ def check_framing(lengths: list[str] | None, codings: list[str] | None) -> None:
 
 def content_length(lengths: list[str] | None, codings: list[str] | None) -> int:
     """The bytes a POST's Content-Length header announces (`lengths`: each one the request gives):
-    411 without one, 400 unless one number or beside a Transfer-Encoding (`codings`, which would
-    frame the body another way: `check_framing`). The server holds it against MAX_BODY."""
+    411 without one (a chunked body among them), 400 unless one number or beside a Transfer-Encoding
+    (`codings`, which would frame the body another way: `check_framing`). The server holds it
+    against MAX_BODY."""
+    if lengths is None and codings is not None:
+        raise ApiError(411, "a body sent chunked (Transfer-Encoding) is not accepted; send it with a "
+                       "Content-Length header.")
     if lengths is None:
         raise ApiError(411, "a POST needs a Content-Length header and a JSON body.")
     check_framing(lengths, codings)
     digits = lengths[0].strip().lstrip("0") or "0"  # leading zeros are the same number (RFC 9110 8.6)
     return int(digits) if len(digits) <= 18 else MAX_BODY + 1  # a number, larger than any body taken
+
+
+def no_content_coding(codings: list[str] | None) -> None:
+    """415 when a POST's body comes with a Content-Encoding (gzip...), which the explorer does not
+    decode: the answer says the one it takes (RFC 9110 15.5.16, 12.5.3)."""
+    if codings is not None:
+        raise ApiError(415, "content codings are not accepted: send the body as plain JSON, without a "
+                       "Content-Encoding header.", {"Accept-Encoding": "identity"})
 
 
 def json_content_type(kinds: list[str] | None) -> None:
