@@ -178,3 +178,39 @@ def test_an_eval_on_data_changed_since_training_is_refused(tmp_path: Path, capsy
     data.write_bytes(kept)
     assert main(evaluate) == 0
     assert runs.read_eval(out, lambda _r, _p: None, "vaekit eval") is not None
+
+
+def test_a_run_trained_on_part_of_its_training_split_is_evaluated(tmp_path: Path) -> None:
+    """`fit(dataset=)` with fewer training and validation images than the set's (as a benchmark
+    trains): its test split is the set's own, so `vaekit eval` of the run reads that split, and a
+    test image changed since is refused."""
+    from dataclasses import replace
+
+    from vaekit.config import TrainConfig
+    from vaekit.data.load import Split, load_configured
+    from vaekit.train.fit import fit
+
+    data, out = write_images(tmp_path / "images.npz", (8, 8), n=200, seed=0), tmp_path / "run"
+    config = TrainConfig()
+    config.data.name, config.model.hidden, config.model.latent = str(data), [16], 2
+    config.train.epochs, config.train.threads, config.train.warmup = 1, 1, 0
+    full = load_configured(config.data)
+    cut = replace(full, train=Split(full.train.images[:50], full.train.labels[:50]))
+    fit(config, out, show_bar=False, log=lambda _m: None, dataset=cut)
+    evaluate = ["eval", str(out), "--k", "2", "--no-probe", "--threads", "1", "--no-progress"]
+    assert main(evaluate) == 0
+    import numpy as np
+
+    with np.load(data) as z:
+        arrays = {name: z[name].copy() for name in z.files}
+    arrays["images"][full_test_index(full, arrays["images"])] ^= 1
+    np.savez(data, **arrays)
+    assert main(evaluate) == 2
+
+
+def full_test_index(full: Any, images: Any) -> int:
+    """The index in the file's array of the first test image of `full` (found by its pixels)."""
+    import numpy as np
+
+    first = full.test.images[0].numpy().reshape(images.shape[1:])
+    return int(np.flatnonzero((images == first).reshape(len(images), -1).all(axis=1))[0])

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import runs
-from vaekit.train.resume import DATA_KEY, Progress
+from vaekit.train.resume import Progress
 
 CHECKPOINT_SHARE = 0.05  # auto: the share of the run's wall time that writing checkpoints may take
 
@@ -90,9 +90,9 @@ class Checkpoints:
     `keep_best`. Every rank keeps the same account; only the `writer` writes."""
 
     def __init__(self, out: Path, every: float | None, epoch: int, writer: bool, threads: int,
-                 world_size: int, data: str | None = None) -> None:
+                 world_size: int, data: dict[str, str] | None = None) -> None:
         self.out, self.writer = out, writer
-        self.data = data  # the SHA-256 of the data trained on (`resume.data_sha256`), recorded
+        self.data = data or {}  # the SHA-256s of the data trained on (`resume.data_digests`), recorded
         self.threads, self.world_size = threads, world_size  # as the checkpoint records them
         self.policy = CheckpointPolicy(every)
         self.best = BestWeights()
@@ -111,7 +111,7 @@ class Checkpoints:
                  "threads": self.threads, "world_size": self.world_size,
                  "rng": {"generator": runs.encode_bytes(generator.get_state()),
                          "torch": runs.encode_bytes(torch.get_rng_state())},
-                 **({DATA_KEY: self.data} if self.data is not None else {})}
+                 **self.data}
         best = self.best.take(model, improved)
         if self.writer:
             self.policy.write(save, self.out, model, optimizer, state, best)

@@ -51,7 +51,7 @@ from vaekit.train.engines import DistributedEngine, Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, make_optimizer, set_lr
-from vaekit.train.resume import Progress, check_same_data, data_sha256, restore
+from vaekit.train.resume import DATA_KEY, Progress, check_same_data, data_digests, restore
 from vaekit.train.run_files import RunFiles
 from vaekit.train.step import make_step
 from vaekit.train.task import LoopOptions, Task
@@ -305,9 +305,9 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     loop, optim, options = task.config.train, task.config.optim, task.options
     writer = w is None or w.writer  # one process, or rank 0: the one that writes files
     saved = runs.load_checkpoint(out) if from_checkpoint else None
-    digest = data_sha256(task.ds)  # what each checkpoint records, and a resume holds against it
+    digests = data_digests(task.ds)  # what each checkpoint records, and a resume holds against it
     if saved is not None:
-        check_same_data(saved[2], digest, out / runs.CHECKPOINT, task.config.data.name)
+        check_same_data(saved[2], digests[DATA_KEY], out / runs.CHECKPOINT, task.config.data.name)
     threads = session_threads(None if saved is None else saved[2], loop.threads, w)
     governor = governor_for(loop.threads, device, w)
     model, optimizer, generator, progress = _build(task, device, out, saved)
@@ -321,7 +321,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     plan = _plan(task, model, engine, data, beta, progress, log, w, governor)
     stepper = make_step(engine, model, optimizer, optim.clip, options.cuda_graph)
     checkpoints = Checkpoints(out, options.checkpoint_every, progress.epoch, writer, threads,
-                              1 if w is None else w.size, digest)
+                              1 if w is None else w.size, digests)
     files = RunFiles(out, task.config, writer, resumed=saved is not None)
     _log_start(task, model, device, threads, out, w, None if saved is None else progress.epoch, log)
     if plan is not None:

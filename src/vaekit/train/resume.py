@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from vaekit import runs
 from vaekit.config import MAX_SIZE, OptimConfig, is_int, is_number
-from vaekit.data.dataset import Dataset
+from vaekit.data.dataset import Dataset, Split
 from vaekit.errors import CheckpointError
 from vaekit.train.optim import make_optimizer
 from vaekit.train.task import Task
@@ -80,13 +80,11 @@ def restore(path: Path, task: Task, model: nn.Module, optimizer: torch.optim.Opt
 
 
 DATA_KEY = "data_sha256"  # the checkpoint state's SHA-256 of the data trained on (`data_sha256`)
+TEST_KEY = "test_sha256"  # and of its test split alone, what an evaluation reads (`data_digests`)
 
 
-def data_sha256(ds: Dataset) -> str:
-    """SHA-256 of what a run trains and validates on: the images (shape, dtype, bytes) and labels
-    of each split of `ds`, in the order train, val, test."""
-    h = hashlib.sha256()
-    for split in (ds.train, ds.val, ds.test):
+def _update(h: Any, splits: tuple[Split, ...]) -> str:
+    for split in splits:
         for t in (split.images, split.labels):
             if t is None:
                 h.update(b"none;")
@@ -94,7 +92,20 @@ def data_sha256(ds: Dataset) -> str:
             array = t.detach().to("cpu").contiguous().numpy()
             h.update(f"{array.dtype.str}{tuple(array.shape)};".encode())
             h.update(array.data)
-    return h.hexdigest()
+    return str(h.hexdigest())
+
+
+def data_sha256(ds: Dataset) -> str:
+    """SHA-256 of what a run trains and validates on: the images (shape, dtype, bytes) and labels
+    of each split of `ds`, in the order train, val, test."""
+    return _update(hashlib.sha256(), (ds.train, ds.val, ds.test))
+
+
+def data_digests(ds: Dataset) -> dict[str, str]:
+    """What each checkpoint records of its data: `data_sha256` of every split (a resume holds the
+    data against it) and the same of the test split alone (an evaluation reads only that split, so
+    a run trained on fewer training images than its set's is still evaluated on the set)."""
+    return {DATA_KEY: data_sha256(ds), TEST_KEY: _update(hashlib.sha256(), (ds.test,))}
 
 
 def check_same_data(state: dict[str, Any], digest: str, path: Path, data: str,
@@ -112,17 +123,21 @@ def check_same_data(state: dict[str, Any], digest: str, path: Path, data: str,
 
 
 def check_trained_data(run_dir: Path, ds: Dataset, data: str, remedy: str) -> None:
-    """`check_same_data` of `ds` (all its splits, as training hashed them) against the state that
-    RUN_DIR/checkpoint.safetensors records, read from its header alone; nothing to hold it against
-    (no checkpoint, an unreadable state, none recorded) is no check: `--resume` judges the file."""
+    """The test split of `ds` (`data`: its name or path) is the one RUN_DIR/checkpoint.safetensors
+    records (`TEST_KEY`), read from its header alone: an .npy, .npz or folder changed since training
+    is a CheckpointError naming both. Nothing to hold it against (no checkpoint, an unreadable state,
+    none recorded) is no check: `--resume` judges the file."""
     path = run_dir / runs.CHECKPOINT
     metadata = runs.read_metadata(path) or {}
     try:
         state = runs.parse_json(metadata.get(runs.files.CHECKPOINT_KEY, "null"))
     except ValueError:
         return
-    if isinstance(state, dict) and isinstance(state.get(DATA_KEY), str):
-        check_same_data(state, data_sha256(ds), path, data, remedy)
+    recorded = state.get(TEST_KEY) if isinstance(state, dict) else None
+    if isinstance(recorded, str) and recorded != data_digests(ds)[TEST_KEY]:
+        raise CheckpointError(f"{data} is not the data {path} was trained on (the SHA-256 of its test "
+                              f"images and labels is not the {TEST_KEY} the checkpoint records): it "
+                              f"changed since, so put back that data, or {remedy}.")
 
 
 def _finite(t: Tensor) -> bool:
