@@ -214,6 +214,8 @@ class TestEvalJson:
         with torch.no_grad():
             next(run.model.parameters()).add_(0.01)
         runs.save_weights(copy, dict(run.model.state_dict()), run.config.to_dict())
+        for name in (runs.CHECKPOINT, runs.CHECKPOINT_JSON):  # it records the trained model file
+            (copy / name).unlink()
         assert read_classifier_eval(copy) is None
         fresh = evaluate_classifier(copy, threads=1)
         assert read_classifier_eval(copy) == fresh

@@ -157,6 +157,8 @@ def test_an_autoregressive_decoder_is_served(tmp_path: Path) -> None:
     with torch.no_grad():  # a visible autoregressive term (a short run leaves it near zero)
         ar_model.p_ar.out.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
     save_weights(run, dict(ar_model.state_dict()), json.loads((run / CONFIG).read_text()))
+    for name in ("checkpoint.safetensors", "checkpoint.json"):  # it records the trained model file
+        (run / name).unlink()
     z = [0.3, -0.2, 1.0]
     for ar_client in serve(run):
         assert ar_client.get("/api/info")["decoder"] == "autoregressive"

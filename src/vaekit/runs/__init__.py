@@ -54,7 +54,14 @@ from vaekit.runs.files import (
     write_error,
     write_json_atomic,
 )
-from vaekit.runs.identity import check_model_file, check_run_dir, run_id, weights_metadata, write_config
+from vaekit.runs.identity import (
+    MODEL_SHA_KEY,
+    check_model_file,
+    check_run_dir,
+    run_id,
+    weights_metadata,
+    write_config,
+)
 from vaekit.runs.kinds import (
     DEFAULT,
     RUN_SECTION,
@@ -76,6 +83,7 @@ from vaekit.runs.weights import (
     encode_bytes,
     load_checkpoint,
     load_weights,
+    model_sha256,
     optimizer_from_flat,
     optimizer_to_flat,
     save_checkpoint,
@@ -85,12 +93,12 @@ from vaekit.runs.weights import (
 )
 
 __all__ = [
-    "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "REPORT",
-    "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
+    "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "MODEL_SHA_KEY",
+    "REPORT", "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
     "append_metrics", "check_model_file", "check_outputs", "check_readable_copy", "check_run_dir",
     "decode_bytes", "device_named", "encode_bytes",
     "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
-    "model_fingerprint", "new_run_dir",
+    "model_fingerprint", "model_sha256", "new_run_dir",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
     "read_metrics", "read_run_file", "read_tensors", "register_task", "render_figure", "run_id",
     "save_checkpoint",

@@ -8,17 +8,23 @@ later write of config.json), and the files whose contents come from training car
 trained with:
 
     checkpoint.safetensors   its state (and checkpoint.json) holds the config and the run id
-    model.safetensors        its metadata holds the config (`weights_metadata`; not the run id, so
-                             that two runs of the same config and seed write the same bytes)
+    model.safetensors        its metadata holds the config, the run id and the epoch whose weights
+                             it holds (`weights_metadata`); the checkpoint written with it records
+                             the SHA-256 of its tensors (`MODEL_SHA_KEY`, `tensors_sha256`)
 
 so that a config.json edited after training (the same shapes, another network), a checkpoint
 copied from another run, or a model file trained with another network, is refused with one
 sentence (`check_checkpoint`, `check_weights`) instead of being trained on or evaluated. Every
 reader holds config.json against the run's checkpoint, when there is one, as a resume does
 (`check_same_run`): a config.json of another run (the same config, another run id) is refused.
+So is a model file of another run of the same config (its run id: `check_weights`), and one the
+checkpoint does not record, an older or other model file of this run put back
+(`check_recorded_model`); a model file newer than the checkpoint (its epoch past the checkpoint's:
+a run killed between the two writes) is the run's best, not checked against it.
 
 What is missing in a run of an earlier vaekit (written before run ids: no id in config.json, none
-in the checkpoint, no metadata in the model file) is not a mismatch. A run whose config.json has a
+in the checkpoint, no metadata in the model file; no run id or epoch in the model file, no model
+SHA-256 in the checkpoint) is not a mismatch. A run whose config.json has a
 run id was written by this vaekit, which gives every model file it writes its metadata; so there a
 model file without it (re-saved by another program, with other weights maybe) is refused
 (`check_weights`). One exception keeps a resumed run of an earlier vaekit readable: its
@@ -29,12 +35,15 @@ with a run id, or none, says the run is this vaekit's throughout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from vaekit.config import MAX_SIZE, differences, is_int, resumable_of, sections_of
 from vaekit.errors import CheckpointError, ConfigError
@@ -53,6 +62,9 @@ from vaekit.runs.files import (
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
 
 CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
+RUN_ID_KEY = "vaekit.run_id"  # model.safetensors metadata: the id of the run that trained it
+EPOCH_KEY = "vaekit.epoch"  # model.safetensors metadata: the epoch whose weights it holds
+MODEL_SHA_KEY = "model_sha256"  # checkpoint state: the SHA-256 of the model file's tensors
 
 
 def new_run_id() -> str:
@@ -102,11 +114,24 @@ def write_config(run_dir: Path, config: AnyConfig) -> None:
     write_json_atomic(run_dir / CONFIG, {**config.to_dict(), RUN_SECTION: {"id": found or new_run_id()}})
 
 
-def weights_metadata(config: dict[str, Any]) -> dict[str, str]:
-    """The metadata of a model file trained with `config` (a config.json's JSON; its run section
-    left out, so that the same config and seed give the same bytes in every run)."""
+def weights_metadata(config: dict[str, Any], run: str | None = None,
+                     epoch: int | None = None) -> dict[str, str]:
+    """The metadata of a model file trained with `config` (a config.json's JSON, its run section
+    left out) in the run of id `run`, holding the weights of `epoch` (each left out when None)."""
     plain = {k: v for k, v in config.items() if k != RUN_SECTION}
-    return {CONFIG_KEY: json.dumps(plain, allow_nan=False)}
+    return {CONFIG_KEY: json.dumps(plain, allow_nan=False), **({RUN_ID_KEY: run} if run else {}),
+            **({EPOCH_KEY: str(epoch)} if is_int(epoch) else {})}
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """The SHA-256 of named tensors: each name, dtype, shape and bytes, in the order of the names
+    (what identifies a model file's weights, whatever its metadata)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode("utf-8") + b"\0")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
 
 
 def _changed(trained: Any, current: Any) -> list[str]:
@@ -201,8 +226,9 @@ def check_model_file(run_dir: Path, config: Any) -> None:
     does not train on to find at its end that its best model is damaged or another run's."""
     path = run_dir / MODEL
     if os.path.lexists(path):
-        _, metadata = read_tensors(path, "model")
+        tensors, metadata = read_tensors(path, "model")
         check_weights(run_dir, config, metadata)
+        check_recorded_model(run_dir, tensors, metadata)
 
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
@@ -219,6 +245,11 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
     if CONFIG_KEY in metadata:
         _compare(run_dir, config, model, _json(metadata[CONFIG_KEY]), state)
     check_same_run(run_dir, state, run_dir / CHECKPOINT)
+    ours, theirs = run_id(run_dir), metadata.get(RUN_ID_KEY)
+    if theirs is not None and ours is not None and theirs != ours:
+        raise CheckpointError(f"{model} was copied from another run (run id {str(theirs)[:40]}) than "
+                              f"{run_dir / CONFIG} (run id {ours}), though of the same config; put back "
+                              "the model file the run wrote, or train the run again.")
     if CONFIG_KEY in metadata:
         return
     earlier = isinstance(state, dict) and state.get("run_id") is None  # a checkpoint of an earlier vaekit
@@ -229,6 +260,28 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
                               "model file the run wrote, or train the run again.")
     if earlier and "config" in state:
         _compare(run_dir, config, run_dir / CHECKPOINT, state["config"])
+
+
+def check_recorded_model(run_dir: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """RUN_DIR/model.safetensors (its `tensors` and `metadata`) is the model file the run's
+    checkpoint records (its tensors' SHA-256), unless the model file's epoch is past the
+    checkpoint's (written by a session killed before its checkpoint) or either file is of an
+    earlier vaekit: another is an older or other model file of this run, put back."""
+    state = checkpoint_state(run_dir)
+    recorded = state.get(MODEL_SHA_KEY) if isinstance(state, dict) else None
+    if recorded is None:
+        return
+    epoch = _json(metadata.get(EPOCH_KEY))
+    if is_int(epoch) and is_int(state.get("epoch")) and epoch > state["epoch"]:
+        return
+    if tensors_sha256(tensors) != recorded:
+        progress = state.get("progress")
+        best = progress.get("best_epoch") if isinstance(progress, dict) else None
+        held = f"epoch {epoch}'s weights" if is_int(epoch) else "other weights"
+        raise CheckpointError(f"{run_dir / MODEL} is not the model file {run_dir / CHECKPOINT} records (the "
+                              f"best of epoch {str(best)[:20]}) but an older or other model file of this "
+                              f"run ({held}); put back the model file the run wrote last, or train the "
+                              "run again.")
 
 
 def _compare(run_dir: Path, config: Any, source: Path, raw: Any, state: Any = None) -> None:

@@ -18,7 +18,7 @@ from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
 from vaekit.runs.files import CONFIG, MODEL, read_metadata, read_tensors
-from vaekit.runs.identity import check_weights
+from vaekit.runs.identity import check_recorded_model, check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.metrics import check_planned, read_metrics
 from vaekit.runs.weights import check_checkpoint_file, load_weights
@@ -116,10 +116,11 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
         why = "out of memory" if isinstance(err, MemoryError) or "alloc" in str(err) else type(err).__name__
         raise CheckpointError(f"{run_dir / CONFIG} describes a network that cannot be built ({why}); it is "
                               "not the config the model file was trained with.") from None
-    tensors, _ = read_tensors(run_dir / MODEL, "model")
+    tensors, metadata = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)
     model.to(where).eval()
     check_outputs(kind, model, run_dir / MODEL)
+    check_recorded_model(run_dir, tensors, metadata)  # weights that work, but the checkpoint's?
     return Run(run_dir, config, model)
 
 

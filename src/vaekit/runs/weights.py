@@ -31,7 +31,14 @@ from vaekit.runs.files import (
     strict_json,
     write_json_atomic,
 )
-from vaekit.runs.identity import CHECKPOINT_KEY, CONFIG_KEY, check_checkpoint, run_id, weights_metadata
+from vaekit.runs.identity import (
+    CHECKPOINT_KEY,
+    CONFIG_KEY,
+    check_checkpoint,
+    run_id,
+    tensors_sha256,
+    weights_metadata,
+)
 from vaekit.runs.metrics import DIGEST_KEY, metrics_digest
 
 
@@ -41,11 +48,24 @@ def save_model(path: Path, model: torch.nn.Module) -> None:
     save_tensors(path, dict(model.state_dict()))
 
 
-def save_weights(run_dir: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+def save_weights(run_dir: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any],
+                 epoch: int | None = None) -> str:
     """RUN_DIR/model.safetensors: `tensors`, and in its metadata the config they were trained with
-    (`config`, a config.json's JSON: `identity.weights_metadata`), so that `load_run` refuses a
-    config.json edited since, or a model file of another network."""
-    save_tensors(run_dir / MODEL, tensors, metadata=weights_metadata(config))
+    (`config`, a config.json's JSON: `identity.weights_metadata`), the run id of RUN_DIR/config.json
+    and the `epoch` they are of, so that `load_run` refuses a config.json edited since, or a model
+    file of another network or run. Returns the SHA-256 of the tensors (`tensors_sha256`), which
+    the checkpoint written with it records."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    found = run_id(run_dir) if (run_dir / CONFIG).exists() else None
+    save_tensors(run_dir / MODEL, cpu, metadata=weights_metadata(config, found, epoch))
+    return tensors_sha256(cpu)
+
+
+def model_sha256(run_dir: Path) -> str | None:
+    """The SHA-256 of the tensors of RUN_DIR/model.safetensors (`tensors_sha256`), or None when
+    there is no model file."""
+    path = run_dir / MODEL
+    return tensors_sha256(read_tensors(path, "model")[0]) if os.path.lexists(path) else None
 
 
 def unmarked_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:

@@ -130,8 +130,9 @@ class Checkpoints:
 def save(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
          best: dict[str, Tensor] | None) -> None:
     """The best model, if it changed since the last write (or has no metadata yet: a run of an
-    earlier vaekit, resumed), then the checkpoint (the commit point)."""
+    earlier vaekit, resumed), then the checkpoint (the commit point), which records the SHA-256 of
+    the model file's tensors (`runs.MODEL_SHA_KEY`), so that another model file put back is refused."""
     best = runs.unmarked_weights(out) if best is None else best
-    if best is not None:
-        runs.save_weights(out, best, state["config"])
-    runs.save_checkpoint(out, model, optimizer, state)
+    epoch = (state.get("progress") or {}).get("best_epoch")
+    digest = runs.model_sha256(out) if best is None else runs.save_weights(out, best, state["config"], epoch)
+    runs.save_checkpoint(out, model, optimizer, {**state, **({runs.MODEL_SHA_KEY: digest} if digest else {})})
