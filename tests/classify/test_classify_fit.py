@@ -91,7 +91,9 @@ def test_resume_equals_uninterrupted(tmp_path: Path, digits: Dataset, changes: d
 def test_same_seed_same_numbers(tmp_path: Path, digits: Dataset) -> None:
     for name in ("a", "b"):
         fit_classifier(small(train__epochs=1), tmp_path / name, log=quiet, dataset=digits)
-    assert snapshot(tmp_path / "a")[runs.MODEL] == snapshot(tmp_path / "b")[runs.MODEL]
+    # the same weights; the files differ in the run id each model file's metadata carries
+    a, b = (runs.read_tensors(tmp_path / name / runs.MODEL, "t")[0] for name in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cli_prints_the_layer_table_then_trains(tmp_path: Path, capsys: Any) -> None:
