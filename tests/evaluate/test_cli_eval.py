@@ -86,7 +86,7 @@ class TestEval:
         _error(capsys, main(["eval", str(no_model)]), "eval", one_sentence, "model.safetensors")
         for k in ("0", "-3"):
             msg = _error(capsys, main(["eval", str(run), "--k", k]), "eval", one_sentence)
-            assert "k must be 1 to" in msg
+            assert "k must be at least 1" in msg
         other = write_images(tmp_path / "other.npz", (1, 10, 10))
         msg = _error(capsys, main(["eval", str(run), "--dataset", str(other)]), "eval", one_sentence,
                      "1x10x10", "1x8x8")
