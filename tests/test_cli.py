@@ -6,6 +6,7 @@ errors (unknown flags, missing arguments)."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -363,6 +364,19 @@ def test_running_out_of_memory_is_one_sentence(error: Exception, capsys: pytest.
     assert main(["arch", "Linear(3)", "--input", "4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ran out of memory" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "classify", "arch", "sample"])
+def test_the_out_of_memory_sentence_names_only_flags_the_command_has(command: str) -> None:
+    """Each flag the sentence offers is one `vaekit COMMAND --help` lists (train has no --limit)."""
+    from vaekit.cli import SIZE_FLAGS, out_of_memory
+
+    parser = build_parser()
+    sentence = out_of_memory(parser, command)
+    help_text = parser._subparsers._group_actions[0].choices[command].format_help()  # type: ignore[union-attr]
+    for flag in SIZE_FLAGS:
+        listed = re.search(rf"(?<![-\w]){re.escape(flag)}(?![-\w])", help_text) is not None
+        assert (flag in sentence) == listed, (command, flag, sentence)
 
 
 def test_another_runtime_error_is_not_called_memory(monkeypatch: pytest.MonkeyPatch) -> None:

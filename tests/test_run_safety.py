@@ -484,10 +484,32 @@ def test_a_probe_with_one_class_in_its_training_labels(run: Path, monkeypatch: p
 
 def test_eval_k_beyond_the_cap_says_the_cost(run: Path, capsys: Any, one_sentence: Any) -> None:
     start = time.perf_counter()
-    err = cli_bad(capsys, one_sentence, ["eval", str(run), "--k", str(10**14), "--no-progress"], "--force")
+    err = cli_bad(capsys, one_sentence, ["eval", str(run), "--k", str(10**9), "--no-progress"], "--force")
     assert time.perf_counter() - start < 30
     assert "decoder passes" in err and "hours" in err
     assert not (run / runs.EVAL).exists()
+
+
+@pytest.mark.parametrize("k", [10**9 + 1, 10**23])
+def test_a_k_past_any_machine_is_refused_with_force_too(run: Path, capsys: Any, one_sentence: Any,
+                                                       k: int) -> None:
+    """More than a billion decoder passes an image: days of work on one image, refused at once."""
+    from vaekit.evaluate.run import MAX_FORCED_K
+
+    assert k > MAX_FORCED_K
+    start = time.perf_counter()
+    cli_bad(capsys, one_sentence, ["eval", str(run), "--k", str(k), "--force", "--no-progress"], f"{k:,}")
+    assert time.perf_counter() - start < 30
+    assert not (run / runs.EVAL).exists()
+
+
+def test_force_says_the_cost_before_it_runs(run: Path, capsys: Any) -> None:
+    """`--force` runs what it allows, after saying on stderr what it costs (as a refusal would)."""
+    capsys.readouterr()
+    argv = ["eval", str(run), "--k", "100001", "--limit", "1", "--force", "--no-probe", "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "k = 100,001 importance samples on 1 image would take" in err and "--force" in err, err
 
 
 def test_a_small_cost_past_the_cap_is_said_in_seconds(run: Path, capsys: Any, one_sentence: Any) -> None:

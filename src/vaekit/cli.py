@@ -265,8 +265,17 @@ def say(command: str, sentence: str) -> None:
     print(f"vaekit {command}: error: {sentence}", file=sys.stderr)
 
 
-OUT_OF_MEMORY = ("ran out of memory: what was asked for needs more than this machine has free; ask for "
-                 "less (a smaller --image-size, --batch-size, --limit or model), or free memory.")
+SIZE_FLAGS = ("--image-size", "--side", "--batch-size", "--limit", "--k")  # what an out-of-memory names
+
+
+def out_of_memory(parser: argparse.ArgumentParser, command: str) -> str:
+    """The sentence for running out of memory, naming the flags of `command` that ask for less."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = set(subparsers[0].choices[command]._option_string_actions) if subparsers else set()
+    flags = [f for f in SIZE_FLAGS if f in options]
+    smaller = f"a smaller {', '.join(flags)} or model" if flags else "a smaller model or input"
+    return (f"ran out of memory: what was asked for needs more than this machine has free; ask for less "
+            f"({smaller}), or free memory.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,12 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(args.command, path_sentence(err))
         return 2
     except MemoryError:  # numpy's and Python's; sizes a user asked for, past this machine's memory
-        say(args.command, OUT_OF_MEMORY)
+        say(args.command, out_of_memory(parser, args.command))
         return 2
     except RuntimeError as err:  # torch's CPU allocator says it in its own words
         if "can't allocate memory" not in str(err):
             raise
-        say(args.command, OUT_OF_MEMORY)
+        say(args.command, out_of_memory(parser, args.command))
         return 2
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

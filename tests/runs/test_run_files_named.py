@@ -214,3 +214,12 @@ def full_test_index(full: Any, images: Any) -> int:
 
     first = full.test.images[0].numpy().reshape(images.shape[1:])
     return int(np.flatnonzero((images == first).reshape(len(images), -1).all(axis=1))[0])
+
+
+def test_the_folder_above_runs_is_named_as_such(tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    """`vaekit serve runs` / `eval runs`, where runs/ holds run directories: the sentence names the
+    runs inside, not "train one with --out runs" (a run in the folder of runs)."""
+    out = make_run(tmp_path / "runs" / "first")
+    for command in (["eval", str(out.parent)], ["sample", str(out.parent)]):
+        err = cli_bad(capsys, one_sentence, command, str(out.parent), "first")
+        assert "--out" not in err, err

@@ -237,12 +237,13 @@ def test_encode_an_upload(client: Client, model: Any) -> None:
     rgb = (torch.rand((20, 16, 3), generator=gen) * 255).to(torch.uint8)
     image = Image.frombytes("RGB", (16, 20), rgb.numpy().tobytes())
     out = client.post("/api/encode", {"image": png(image)})
-    small = image.convert("L").resize((8, 8), Image.Resampling.BILINEAR)
+    # the run's image_fit (crop, its default): the centre 16x16 of the 16x20 image, then 8x8
+    small = image.convert("L").crop((0, 2, 16, 18)).resize((8, 8), Image.Resampling.BILINEAR)
     pixels = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8).view(1, 1, 8, 8)
     with torch.inference_mode():
         mu = model.encode(eval_images(pixels, "dynamic"))[0]
     assert out["z"] == pytest.approx(mu[0].tolist(), abs=1e-5)
-    assert "resized to 8x8" in out["converted"] and "greyscale" in out["converted"]
+    assert "resized to 8x8 (centre-cropped" in out["converted"] and "greyscale" in out["converted"]
     jpeg = client.post("/api/encode", {"image": "data:image/jpeg;base64," + png(image, "JPEG")})
     assert len(jpeg["z"]) == LATENT and math.isfinite(jpeg["nll"])
 
@@ -441,7 +442,7 @@ def test_uploads_are_decoded_two_at_a_time(monkeypatch: pytest.MonkeyPatch) -> N
 
     busy, most, lock = [0], [0], threading.Lock()
 
-    def slow(data: bytes, shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
+    def slow(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[torch.Tensor, list[str]]:
         with lock:
             busy[0] += 1
             most[0] = max(most[0], busy[0])

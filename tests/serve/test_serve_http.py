@@ -314,6 +314,8 @@ def test_a_content_length_with_leading_zeros_is_its_number(client: Client, lengt
     b"GET http:/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # not a URL
     b"GET ftp://127.0.0.1/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     b"GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:99999\r\n\r\n",  # ports are 1 to 65535 (RFC 793)
+    b"GET /api/info HTTP/1.1\r\nHost: localhost:0\r\n\r\n",
     b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX: a\0b\r\n\r\n",  # NUL in a field (RFC 9110 5.5)
 ])
 def test_targets_and_hosts_no_client_should_send(client: Client, one_sentence: Callable[..., None],
@@ -332,6 +334,7 @@ def test_any_host_is_taken_off_loopback(run_dir: Path) -> None:
     """Served on another address (`--host`), the names it is reached by are not known."""
     for other in serve(run_dir, check_host=False):
         assert ask(other, b"GET /api/info HTTP/1.1\r\nHost: explorer.lan:8765\r\n\r\n")[0] == 200
+        assert ask(other, b"GET /api/info HTTP/1.1\r\nHost: explorer.lan:65536\r\n\r\n")[0] == 400
 
 
 # ----------------------------------------------------------------------------- slow clients

@@ -270,3 +270,35 @@ def test_checkpoint_of_an_earlier_vaekit_without_train_seconds_is_accepted(tmp_p
     for bad in (-1.0, float("inf"), "soon", True):
         with pytest.raises(CheckpointError, match="train_seconds"):
             check_progress({**record, "train_seconds": bad}, tmp_path / "c.json", progress_fields(Progress))
+
+
+@pytest.mark.parametrize(("flags", "toml"), [
+    (["--epochs", "1", "--time-budget", "5s"], None),
+    (["--epochs", "3"], '[train]\ntime_budget = "5s"\n'),
+    ([], '[train]\ntime_budget = "5s"\nepochs = 3\n'),
+])
+def test_epochs_beside_the_budget_that_plans_them_are_refused(
+        flags: list[str], toml: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        one_sentence: Any) -> None:
+    """The budget replaces train.epochs by its plan (a run of --epochs 1 --time-budget 5s trained
+    hundreds): given together, the epochs would do nothing."""
+    config = []
+    if toml is not None:
+        (tmp_path / "c.toml").write_text(toml)
+        config = ["--config", str(tmp_path / "c.toml")]
+    capsys.readouterr()
+    assert main([*TRAIN, *flags, *config, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    one_sentence(err.removeprefix("vaekit train: error: "), "train.epochs", "time budget")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_files_epochs_under_a_budget_from_the_command_line_stay(tmp_path: Path) -> None:
+    """configs/fashion-mnist-best.toml's epochs are its run without a budget; `--time-budget` plans."""
+    from vaekit.cli import build_parser
+    from vaekit.commands.train import build_config
+
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 1000\n")
+    args = build_parser().parse_args([*TRAIN, "--config", str(tmp_path / "c.toml"), "--time-budget", "5m"])
+    config, _ = build_config(args)
+    assert config.train.epochs == 1000 and config.train.time_budget == 300

@@ -60,6 +60,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     config = cfg.apply(base, given(args, FLAGS), "command line")  # the flags given, by section
     cfg.check_used(config, start)
     cfg.check_warmup(config, start)
+    cfg.check_planned_epochs(config, start, base)
     cfg.check_epochs(config, start)
     out = Path(args.out) if args.out else default_out(config)
     return config, out

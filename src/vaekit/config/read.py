@@ -373,6 +373,17 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
                           f"most {t.epochs} epochs, or more epochs.")
 
 
+def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig) -> None:
+    """Refuse train.epochs set beside a time budget that plans them (`vaekit.train.budget`): given as
+    a flag (`toml`: the config before the flags), or in one file with the budget. A file's epochs
+    under a budget from the command line stay (they are the file's run without a budget)."""
+    flags, in_file = set(differences(toml, config)), set(differences(start, toml))
+    both = {"train.epochs", "train.time_budget"} <= in_file
+    if config.train.time_budget and ("train.epochs" in flags or both):
+        raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget), so "
+                          "the epochs given beside it would do nothing; leave one of the two out.")
+
+
 def _epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 

@@ -1,9 +1,8 @@
 """Honest evaluation of a VAE on held-out images: -ELBO, the importance-weighted -log p(x), and
 what the latent code holds.
 
-    evaluate_model(model, x, k)   -L_k, reconstruction, KL per latent dim and latent means over
-                                  many images (`vaekit.evaluate.iwae.estimate_batch` batch by
-                                  batch), with the reconstruction error and a progress bar
+    evaluate_model(model, x, k)   -L_k, reconstruction, KL per latent dim and latent means over many
+                                  images (`vaekit.evaluate.iwae.estimate_batch`), with a progress bar
     evaluate_run(run_dir, k)      all of it on a run's test set, with the active units and the
                                   probe of `vaekit.evaluate.latents`, written to RUN_DIR/eval.json
 
@@ -18,9 +17,7 @@ dimension are those of the 8-bit images), and
 (and bits per dimension: nats / (D ln 2)). L_1 is the ELBO, E[L_k] <= E[L_{k+1}] <= log p(x), and
 L_k -> log p(x) as k grows (IWAE theorem 1), so -L_k is an upper bound on the NLL in expectation.
 
-Memory stays bounded whatever k and the batch size are: `vaekit.evaluate.iwae` draws the k samples in
-chunks and decodes them in tiles.
-
+Memory stays bounded whatever k and the batch size are (`vaekit.evaluate.iwae`: chunks and tiles).
 Devices: the evaluation runs where the model is (`evaluate_run(device=...)`, `vaekit eval --device`
 cpu | cuda | auto): each batch of images is copied there and every tensor is made there, except
 the eps, which are drawn on the CPU from the seed and copied to the device, so that a seed gives
@@ -32,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -65,6 +63,7 @@ REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "b
                    "active_units", "latent_dim", "images")
 PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
 MAX_K = 100_000  # more importance samples than this need force=True (`vaekit eval --force`)
+MAX_FORCED_K = 10**9  # and none more: a billion decoder passes an image, days on any machine
 CPU_MACS_PER_SECOND = 5e10  # the order of a 2-core CPU's float32 rate, for cost estimates only
 INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
@@ -348,12 +347,12 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     images are and the evaluation computes, cpu, cuda or auto (cuda where torch sees one); eps are
     drawn on the CPU from the seed and copied there, so a seed gives the same draws on every device
     (eval.json `device` says which one). More than MAX_K importance samples need `force` (the
-    cost is said), which fewer refuse. With `write`, the run directory is held for writing
-    (`runs.locked`) from the first read of the model to the write of eval.json: not while it trains.
-    """
-
-    if k < 1:
-        raise ConfigError(f"k must be at least 1 importance sample, got {k}.")
+    cost is said, on stderr before it runs), which fewer refuse; more than MAX_FORCED_K none take.
+    With `write`, the run directory is held for writing (`runs.locked`) from the first read of the
+    model to the write of eval.json: not while it trains."""
+    if not 1 <= k <= MAX_FORCED_K:
+        raise ConfigError(f"k must be 1 to {MAX_FORCED_K:,} importance samples (more than {MAX_K:,} with "
+                          f"--force), got {k:,}.")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {limit}.")
     if force and k <= MAX_K:
@@ -390,11 +389,12 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
                   write: bool, threads: int, force: bool, device: torch.device) -> dict[str, Any]:
     w = distributed.world()
     model, config, x, labels, ds = load_test_set(run_dir, dataset, data_dir, limit, device)
-    if k > MAX_K and not force:
+    if k > MAX_K:
         images = f"{x.shape[0]:,} image" + ("s" if x.shape[0] != 1 else "")
-        raise ConfigError(f"k = {k:,} importance samples on {images} would take "
-                          f"{_cost(model, x.shape[0], k)}; pass --force to run it anyway, or a k of at most "
-                          f"{MAX_K:,}.")
+        cost = f"k = {k:,} importance samples on {images} would take {_cost(model, x.shape[0], k)}"
+        if not force:
+            raise ConfigError(f"{cost}; pass --force to run it anyway, or a k of at most {MAX_K:,}.")
+        print(f"vaekit eval: {cost}; running it, as --force asks.", file=sys.stderr, flush=True)
     fingerprint = runs.model_fingerprint(run_dir)
     previous = torch.get_num_threads()
     threads = set_threads(threads)

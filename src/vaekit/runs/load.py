@@ -6,6 +6,8 @@ model's outputs to be finite. Nothing here branches on the kind.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,11 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     maker = maker_of(task)
     check_directory(run_dir, "a run directory", CheckpointError)
     if not check_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError):
+        inside = runs_inside(run_dir)
+        if inside:  # the folder above some runs (`vaekit serve runs`), not one: name them
+            raise CheckpointError(f"{run_dir} is not a run directory but holds runs ({', '.join(inside)}"
+                                  f"{', ...' if len(inside) == 3 else ''}); name one, such as "
+                                  f"{run_dir / inside[0]}.")
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
                               f"`{maker} --out {run_dir}`.")
     config = read_config(run_dir, task)
@@ -149,3 +156,14 @@ def check_outputs(kind: Task, model: torch.nn.Module, path: Path) -> None:
     if not all(bool(torch.isfinite(t).all()) for t in outputs):
         raise CheckpointError(f"{path}: the model's outputs are not finite (on a grey image): its weights "
                               "overflow in the forward pass, so the run cannot be used; train it again.")
+
+
+def runs_inside(folder: Path, look: int = 1000) -> list[str]:
+    """The names of (at most three of) the runs among the first `look` entries of `folder`: the
+    folder that holds runs, named where one run was expected."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in itertools.islice(entries, look) if (folder / e.name / CONFIG).is_file()]
+    except OSError:
+        return []
+    return sorted(names)[:3]

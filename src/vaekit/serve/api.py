@@ -113,7 +113,7 @@ def encode(explorer: Explorer, _query: dict[str, str], body: dict[str, Any]) -> 
         if set(body) != {"image"}:  # neither form, or another field beside the image
             raise ApiError(400, "this request takes one field, 'image' (a base64 PNG or JPEG) or 'pixels' "
                            "(numbers between 0 and 1).")
-        pixels, done = decode_upload(body["image"], (c, h, w))
+        pixels, done = decode_upload(body["image"], (c, h, w), explorer.run.config.data.image_fit)
         x = explorer.prepare(pixels)
     prepared = explorer.preparation()
     if prepared is not None:

@@ -199,9 +199,11 @@ class Handler(ArrivalHandler):
         hosts = [url.netloc] if url.netloc else self.headers.get_all("Host")
         if hosts is not None and len(hosts) > 1:  # RFC 9112 3.2: a 400, whatever they name
             raise ApiError(400, "the Host header is given more than once.")
+        match = HOST.fullmatch(hosts[0].strip()) if hosts else None
+        if match is not None and match[2] is not None and not 1 <= int(match[2][1:]) <= 65535:
+            raise ApiError(400, f"the Host header's port must be 1 to 65535, got {match[2][1:]}.")
         if not self.server.check_host or hosts is None:
             return
-        match = HOST.fullmatch(hosts[0].strip()) if len(hosts) == 1 else None
         if match is None or not is_loopback(match[1].strip("[]").lower()):
             raise ApiError(400, "the Host header must name this machine (localhost or a loopback address); "
                            "the explorer answers to no other name.")

@@ -23,6 +23,7 @@ from torch import Tensor
 from vaekit.data.image_decode import (
     ManyScans,
     exif_orientation,
+    fit_image,
     is_16bit,
     load_checked,
     to_8bit,
@@ -50,8 +51,9 @@ def image_json(t: Tensor) -> dict[str, Any]:
     return {"width": int(w), "height": int(h), "channels": int(c), "pixels": pixels}
 
 
-def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
-    """A base64 PNG or JPEG -> uint8 (C, H, W) of the model's shape, and what was done to it."""
+def decode_upload(text: object, shape: tuple[int, int, int], fit: str = "crop") -> tuple[Tensor, list[str]]:
+    """A base64 PNG or JPEG -> uint8 (C, H, W) of the model's shape, resized as the run's images were
+    (`fit`: its data.image_fit, crop or pad, `fit_image`), and what was done to it."""
     if not isinstance(text, str):
         raise ApiError(400, "the field 'image' must be a base64 string of a PNG or JPEG file.")
     if text.startswith("data:") and "," in text[:100]:  # a data: URL as a browser's FileReader writes it
@@ -66,7 +68,7 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
         raise ApiError(413, f"the image is larger than {MAX_UPLOAD // 2**20} MB.")
     try:
         with DECODING:
-            return _decode(data, shape)
+            return _decode(data, shape, fit)
     except ApiError:
         raise
     except MemoryError:
@@ -79,7 +81,7 @@ def decode_upload(text: object, shape: tuple[int, int, int]) -> tuple[Tensor, li
         raise ApiError(400, "the field 'image' is not a readable PNG or JPEG file.") from None
 
 
-def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor, list[str]]:
     """`decode_upload` of the file's bytes, Pillow's errors left to it."""
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as probe:
         width, height = probe.size
@@ -108,7 +110,8 @@ def _decode(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]
         else:
             converted = eight.copy()
         if converted.size != (w, h):
-            converted = converted.resize((w, h), Image.Resampling.BILINEAR)
-            done.append(f"resized to {w}x{h}")
+            converted = fit_image(converted, (h, w), fit)
+            done.append(f"resized to {w}x{h} ({'centre-cropped' if fit == 'crop' else 'padded'} to its "
+                        "aspect, as the run's images)")
         array = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)
     return array.view(h, w, c).permute(2, 0, 1).contiguous(), done
