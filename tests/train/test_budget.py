@@ -302,3 +302,94 @@ def test_a_files_epochs_under_a_budget_from_the_command_line_stay(tmp_path: Path
     args = build_parser().parse_args([*TRAIN, "--config", str(tmp_path / "c.toml"), "--time-budget", "5m"])
     config, _ = build_config(args)
     assert config.train.epochs == 1000 and config.train.time_budget == 300
+
+
+# ----------------------------------------------------------------------------- settings held against the plan
+
+
+def _planned(lines: list[str]) -> int:
+    """The epochs the budget's first log line says it planned."""
+    return int(lines[0].split("planned ")[1].split()[0])
+
+
+def _lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
+    """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+    rates = set()
+    for _ in range(epochs):
+        rates.add(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return len(rates) > 1
+
+
+@pytest.mark.parametrize("setting", ["patience", "step_size"])
+def test_a_setting_the_plan_leaves_idle_is_refused_before_the_first_epoch(
+        setting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--patience, or a step schedule's step size, of at least the epochs the budget plans would do
+    nothing (as with --epochs of as many): one sentence naming the setting, its value and the plan the
+    budget's log reports; exit 2, nothing written."""
+    monkeypatch.setattr("vaekit.commands.train.process_seconds", lambda: 0.0)  # not pytest's seconds so far
+    flags = ["--patience", "1000000"]
+    if setting == "step_size":
+        (tmp_path / "c.toml").write_text("[optim]\nstep_size = 1000000\n")
+        flags = ["--schedule", "step", "--config", str(tmp_path / "c.toml")]
+    capsys.readouterr()
+    assert main([*TRAIN, "--time-budget", "20s", *flags, "--out", str(tmp_path / "r")]) == 2
+    captured = capsys.readouterr()
+    planned = _planned([line for line in captured.out.splitlines() if line.startswith("time budget")])
+    assert planned < 1000000
+    key = "train.patience" if setting == "patience" else "optim.step_size"
+    one_sentence(captured.err.strip().removeprefix("vaekit train: error: "), key, "is 1000000 epochs",
+                 f"run's {planned} epochs (the time budget's plan)", f"below {planned}",
+                 "a longer time budget")
+    assert not (tmp_path / "r").exists()
+
+
+class _Planned(Exception):
+    pass
+
+
+@pytest.mark.parametrize("setting", ["patience", "step_size"])
+@pytest.mark.parametrize("short", [0, 1])  # the plan's epochs, less `short`
+def test_the_plan_holds_patience_and_step_size_as_epochs_would(
+        setting: str, short: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the plan held at 3 epochs: a patience (a step size) of the planned epochs is refused, one
+    below is trained, exactly where early stopping could stop the run (the first epoch is the best so
+    far: at most N - 1 worse follow) and where torch's StepLR decays within the planned epochs (and
+    the run's metrics.jsonl shows it did)."""
+    first, plans = budget.Plan.first, []
+
+    def three(*args: Any) -> budget.Plan:
+        plan = first(*args)
+        plan.epochs = min(plan.epochs, 3)
+        plans.append(plan.epochs)
+        if len(plans) == 1:
+            raise _Planned  # a first run only to learn the plan
+        return plan
+
+    monkeypatch.setattr(budget.Plan, "first", staticmethod(three))
+    monkeypatch.setattr(budget.Plan, "replan", lambda self, done, spent, mean: False)
+    config = small(time_budget=20.0)
+    with pytest.raises(_Planned):
+        fit(small(time_budget=20.0), tmp_path / "n", show_bar=False, log=lambda _: None)
+    n = plans[0]
+    value = n - short
+    if setting == "patience":
+        config.train.patience, idle = value, value >= n
+    else:
+        config.optim.schedule, config.optim.step_size = "step", value
+        idle = not _lr_changes(value, config.optim.gamma, n)
+    out = tmp_path / "r"
+    if idle:
+        with pytest.raises(ConfigError, match=f"is {value} epochs, as many as the run's {n} epochs"):
+            fit(config, out, show_bar=False, log=lambda _: None)
+        assert not out.exists()
+        return
+    summary = fit(config, out, show_bar=False, log=lambda _: None)
+    assert summary["epochs"] <= n
+    if setting == "step_size":
+        assert summary["epochs"] == n
+        assert len({row["lr"] for row in runs.read_metrics(out)}) == 2

@@ -388,34 +388,39 @@ def _epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
-def check_epochs(config: Any, base: Any, epochs: int | None = None) -> None:
+def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int | None = None) -> None:
     """Refuse what the run's epochs leave doing nothing, where this command set it (`base` as for
     `check_warmup`; a VAE's or a classifier's config): a patience of at least the epochs (the first
     epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
     step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
     decays at epoch step_size, counted from 0; a factor of 1 at any length). `epochs`: the epochs
-    each run trains where not its config's (`--compare`'s). A time budget plans the epochs, so
-    there is nothing to hold against them yet."""
+    each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
+    only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
+    them as --epochs would."""
     t, o = config.train, config.optim
-    changed = set(differences(base, config)) | ({"train.epochs"} if epochs is not None else set())
+    given = epochs is not None or planned is not None  # epochs set other than by the config's train.epochs
+    changed = set(differences(base, config)) | ({"train.epochs"} if given else set())
     if o.schedule == "step" and o.gamma == 1.0 and {"optim.gamma", "optim.schedule"} & changed:
         raise ConfigError("optim.gamma is 1, so the step schedule (--schedule step) would leave the learning "
                           "rate as it is at each step; give a factor below 1 (0.1 by default), or "
                           "--schedule none.")
-    if getattr(t, "time_budget", None):  # a classifier has no time budget
+    if getattr(t, "time_budget", None) and planned is None:  # a classifier has no time budget
         return
-    n = t.epochs if epochs is None else epochs
+    n = planned or (t.epochs if epochs is None else epochs)
+    whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
+                   else ("train.epochs", "more epochs"))
     if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
-        raise ConfigError(f"train.patience is {_epochs(t.patience)}, as many as the run's {_epochs(n)} "
-                          f"(train.epochs) or more, so early stopping could never stop it; give a patience "
-                          f"below {n} (0 for none), or more epochs.")
+        raise ConfigError(f"train.patience (--patience) is {_epochs(t.patience)}, as many as the run's "
+                          f"{_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
+                          f"patience below {n} (0 for none), or {more}.")
     if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
             & changed:
-        fix = (f"give a step size below {n} (optim.step_size in the --config file), or more epochs" if n > 1
-               else "it decays at the start of an epoch after the first, so give at least 2 epochs, or "
+        fix = (f"give a step size below {n} (optim.step_size in the --config file), or {more}" if n > 1
+               else "it decays at the start of an epoch after the first, so give "
+                    + (more if planned is not None else "at least 2 epochs") + ", or "
                     "--schedule none")  # a step size is at least 1
         raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
-                          f"(train.epochs) or more, so the step schedule (--schedule step) would never "
+                          f"({whose}) or more, so the step schedule (--schedule step) would never "
                           f"decay the learning rate; {fix}.")
 
 

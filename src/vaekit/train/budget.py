@@ -11,7 +11,8 @@ probe below), the run
    than one epoch so estimated is refused in one sentence, before anything is written;
 2. plans N = floor((T - probe) / epoch estimate) epochs, so that the cosine decay ends at epoch N,
    and shortens the warm-up to at most N / 5 epochs (a warm-up longer than the run would leave
-   beta < 1 at the end);
+   beta < 1 at the end); a patience or a step schedule's step size of at least N would do nothing,
+   and is refused as with --epochs N (`check_plan`), before the first epoch;
 3. re-plans after each epoch from the mean measured epoch time of this session: N shrinks as soon
    as the epochs left would not fit (the budget is never overrun by more than part of one epoch's
    estimate), and grows when more than `GROW_MARGIN` more would fit (the probe overestimates
@@ -33,11 +34,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from vaekit.config import OptimConfig, format_duration
+from vaekit.config import OptimConfig, check_epochs, format_duration
 from vaekit.device import synchronize
 from vaekit.distributed import World
 from vaekit.errors import ConfigError
@@ -160,6 +162,13 @@ class Plan:
             self.epochs = max(done, fits)
             return True
         return False
+
+
+def check_plan(config: Any, plan: Plan) -> None:
+    """Refuse a patience or a step schedule that the plan's epochs leave nothing to do, as --epochs of
+    as many would be refused (`config.check_epochs`): the plan sets the epochs, whether or not this
+    command set the patience or the schedule. Before the first epoch, as soon as the plan is made."""
+    check_epochs(config, config, planned=plan.epochs)
 
 
 def _warmup(warmup: float, epochs: int) -> float:

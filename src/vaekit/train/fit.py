@@ -412,7 +412,8 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
           governor: ThreadGovernor | None = None) -> budget.TimeBudget | None:
     """The session's time budget, if the run has one: the epoch time probed on copies
     (`budget.probe`), the run's epochs and warm-up planned (`budget.TimeBudget.first`) into its
-    config; ConfigError, before anything is written, if not one epoch fits."""
+    config; ConfigError, before anything is written, if not one epoch fits or the plan leaves the
+    patience or the step schedule nothing to do (`budget.check_plan`)."""
     options, optim = task.options, task.config.optim
     if not options.time_budget:
         return None
@@ -420,6 +421,7 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
                           options.cuda_graph, None if governor is None else governor.tick)
     plan = budget.TimeBudget.first(options.time_budget, probed, progress, options.warmup,
                                    optim.schedule == "cosine", log, w)
+    budget.check_plan(task.config, plan.plan)
     task.budgeted(plan.plan.epochs, plan.plan.warmup)
     return plan
 
