@@ -1,7 +1,7 @@
 """How close `vaekit train --time-budget T` ends to T: the whole command's wall time against T.
 
 For each budget, `python -m vaekit train --config CONFIG --time-budget T --device DEVICE` runs as a
-subprocess in a fresh directory (the interpreter's start, the imports, the data, the probe, every
+subprocess in a fresh directory, with `--patience 0` so that no early stop ends it before T (the interpreter's start, the imports, the data, the probe, every
 epoch, validation and checkpoint, and the exit all counted); printed: the command's seconds, their
 ratio to T, the epochs it trained and its mean epoch. The target: within 5% of T, on a CPU and on
 CUDA (where a budget of T ends before T minus one epoch only when the plan is wrong).
@@ -40,7 +40,7 @@ def one(config: str, budget: float, device: str, out: Path) -> dict[str, Any]:
     """One budgeted command, timed from outside."""
     run_dir = out / f"budget-{budget:g}"
     argv = [sys.executable, "-m", "vaekit", "train", "--config", config, "--time-budget", f"{budget:g}",
-            "--device", device, "--out", str(run_dir), "--no-progress"]
+            "--device", device, "--out", str(run_dir), "--no-progress", "--patience", "0"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
