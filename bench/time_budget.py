@@ -1,8 +1,9 @@
 """How close `vaekit train --time-budget T` ends to T: the whole command's wall time against T.
 
 For each budget, `python -m vaekit train --config CONFIG --time-budget T --device DEVICE` runs as a
-subprocess in a fresh directory, with `--patience 0` so that no early stop ends it before T (the interpreter's start, the imports, the data, the probe, every
-epoch, validation and checkpoint, and the exit all counted); printed: the command's seconds, their
+subprocess in a fresh directory, with `--patience 0` so that no early stop ends it before T (the
+interpreter's start, the imports, the data, the probe, every epoch, validation and checkpoint, and
+the exit all counted); printed: the command's seconds, their
 ratio to T, the epochs it trained and its mean epoch. The target: within 5% of T, on a CPU and on
 CUDA (where a budget of T ends before T minus one epoch only when the plan is wrong).
 
