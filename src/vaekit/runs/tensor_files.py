@@ -126,7 +126,7 @@ def read_metadata(path: Path) -> dict[str, str] | None:
     try:
         with open_regular(path, "a safetensors file", CheckpointError) as fh:
             found = _header(fh)
-    except (FileNotFoundError, OSError):
+    except OSError:  # nothing there (FileNotFoundError), or unreadable
         return None
     metadata = found[0].get("__metadata__") if found and isinstance(found[0], dict) else None
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
