@@ -13,8 +13,9 @@
 
 The pieces, imported here so that `runs.NAME` reaches every one:
 
-    files.py    the files: atomic writes, the one-writer lock, safetensors, figures, eval.json,
-                the model's fingerprint, strict JSON
+    files.py    the files: atomic writes, the one-writer lock, figures, strict JSON
+    tensor_files.py  safetensors files, read whole only when their header accounts for every
+                byte; the model's fingerprint and the eval.json tied to it
     metrics.py  metrics.jsonl: its rows, and the checkpoint's digest of them
     weights.py  model and checkpoint tensors: saved, read back, held against the model
     kinds.py    the kinds of run (`Task`: 'vae' here, 'classify' registered by `vaekit.classify`),
@@ -38,16 +39,11 @@ from vaekit.runs.files import (
     figures_dir,
     is_temp,
     locked,
-    model_fingerprint,
     new_run_dir,
     parse_json,
-    read_eval,
-    read_metadata,
     read_run_file,
-    read_tensors,
     render_figure,
     save_figure,
-    save_tensors,
     strict_json,
     temp_path,
     write_bytes_atomic,
@@ -77,6 +73,7 @@ from vaekit.runs.kinds import (
 )
 from vaekit.runs.load import Run, check_outputs, device_named, load_run
 from vaekit.runs.metrics import append_metrics, read_metrics, truncate_metrics
+from vaekit.runs.tensor_files import model_fingerprint, read_eval, read_metadata, read_tensors, save_tensors
 from vaekit.runs.weights import (
     check_readable_copy,
     decode_bytes,

@@ -1,14 +1,14 @@
 """The files of a run directory (the table: `vaekit.runs`): atomic writes, the one-writer lock,
-safetensors files, figures and eval.json (metrics.jsonl: `vaekit.runs.metrics`).
+figures and strict JSON (metrics.jsonl: `vaekit.runs.metrics`; safetensors and eval.json:
+`vaekit.runs.tensor_files`).
 
 Every file is written to `.NAME.vaekit-PID.tmp` (`temp_path`: a name no user file has, which the
 lock's clean-up recognises as vaekit's own, `is_temp`), flushed to disk and renamed over `NAME`
 with `os.replace` (atomic on POSIX), so a kill at any moment leaves the previous good version.
 JSON is written strict (no NaN or Infinity: `strict_json`). Every file is read only once it is
 known to be a regular file (`vaekit.regular`): a FIFO is never waited on, a directory or a
-dangling link is one sentence. Nothing is ever read with pickle:
-tensors come from safetensors, the rest from JSON. `model_fingerprint` is the SHA-256 that ties an
-eval.json to its weights.
+dangling link is one sentence. Nothing is ever read with pickle: tensors come from safetensors
+(`vaekit.runs.tensor_files`, with eval.json, tied to the model's weights), the rest from JSON.
 """
 
 from __future__ import annotations
@@ -16,26 +16,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import io
 import json
 import math
 import os
 import re
 import shutil
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
-
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
-from vaekit.regular import cannot_follow, check_directory, check_regular, open_regular, read_regular
+from vaekit.regular import cannot_follow, check_directory, open_regular
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -327,87 +320,3 @@ def strict_json(obj: Any, path: Path, indent: int | None = None) -> str:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """`obj` as strict, indented JSON (`strict_json`), written atomically."""
     write_bytes_atomic(path, (strict_json(obj, path, indent=2) + "\n").encode())
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
-                 metadata: dict[str, str] | None = None) -> None:
-    """A safetensors file of CPU, contiguous copies of `tensors`, written atomically."""
-    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    write_bytes_atomic(path, st_save(cpu, metadata=metadata))
-
-
-def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; CheckpointError if missing, truncated or foreign."""
-    try:
-        data = read_regular(path, f"the {what}'s safetensors file", CheckpointError)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no {what} file there.") from None
-    return parse_tensors(data, path, what)
-
-
-def parse_tensors(data: bytes, path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of the bytes of a safetensors file read from `path`; a CheckpointError
-    naming it if they are not a complete one (empty, truncated, another format)."""
-    try:
-        tensors = st_load(data)
-        # The header: an 8-byte little-endian length, then that many bytes of JSON.
-        (n,) = struct.unpack("<Q", data[:8])
-        header = parse_json(data[8 : 8 + n])
-    except (SafetensorError, ValueError, struct.error, UnicodeDecodeError, OverflowError):
-        raise CheckpointError(
-            f"{path}: not a complete safetensors file (truncated, or another format); "
-            f"the {what} cannot be read."
-        ) from None
-    return tensors, dict(header.get("__metadata__") or {})
-
-
-def read_metadata(path: Path) -> dict[str, str] | None:
-    """The `__metadata__` of a safetensors file, read from its header alone (not its tensors); None
-    if nothing is there or the header is not that of a safetensors file; a CheckpointError if
-    something else than a regular file is there."""
-    try:
-        with open_regular(path, "a safetensors file", CheckpointError) as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = parse_json(fh.read(n)) if n <= MAX_HEADER else None
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, struct.error, UnicodeDecodeError):
-        return None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        return None
-    return metadata
-
-
-
-def model_fingerprint(run_dir: str | Path) -> str:
-    """SHA-256 of the run's model.safetensors: which weights an eval.json belongs to. A model file
-    that is not a complete safetensors file (empty, truncated) is a CheckpointError naming it, not
-    an eval.json "of other weights"."""
-    path = Path(run_dir) / MODEL
-    try:
-        data = read_regular(path, "the model's safetensors file", CheckpointError)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no model file there; train the run first.") from None
-    parse_tensors(data, path, "model")
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:
-    """RUN_DIR/eval.json, of the run's current model: None if there is none; a CheckpointError
-    (one sentence) if it is not readable JSON, if `check(result, path)` raises one (the fields a
-    kind of run writes, checked by that kind), or if it was computed for other weights than
-    model.safetensors (its model_sha256; `command` is the one that evaluates the run again). A
-    caller that evaluates again whatever is wrong catches the CheckpointError."""
-    path, what = Path(run_dir) / EVAL, "the eval.json of `vaekit eval`"
-    if not check_regular(path, what, CheckpointError):
-        return None
-    try:
-        result = parse_json(read_run_file(path, what).decode("utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
-    check(result, path)
-    if result.get("model_sha256") != model_fingerprint(run_dir):
-        raise CheckpointError(f"{path} was computed for other weights than {Path(run_dir) / MODEL}; run "
-                              f"`{command} {run_dir}` again.")
-    return result

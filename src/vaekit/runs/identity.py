@@ -55,11 +55,10 @@ from vaekit.runs.files import (
     MODEL,
     is_stale_temp,
     parse_json,
-    read_metadata,
-    read_tensors,
     write_json_atomic,
 )
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
+from vaekit.runs.tensor_files import read_metadata, read_tensors
 
 CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
 RUN_ID_KEY = "vaekit.run_id"  # model.safetensors metadata: the id of the run that trained it

@@ -19,10 +19,11 @@ from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
-from vaekit.runs.files import CONFIG, MODEL, read_metadata, read_tensors
+from vaekit.runs.files import CONFIG, MODEL
 from vaekit.runs.identity import check_recorded_model, check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.metrics import check_planned, read_metrics
+from vaekit.runs.tensor_files import read_metadata, read_tensors
 from vaekit.runs.weights import check_checkpoint_file, load_weights
 
 

@@ -31,12 +31,12 @@ from vaekit.runs.files import (
     METRICS,
     NotStrictJSON,
     parse_json,
-    read_metadata,
     read_run_file,
     strict_json,
     write_bytes_atomic,
     write_error,
 )
+from vaekit.runs.tensor_files import read_metadata
 
 DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl's epochs 1..epoch
 

@@ -24,10 +24,7 @@ from vaekit.runs.files import (
     MODEL,
     NotStrictJSON,
     parse_json,
-    read_metadata,
     read_run_file,
-    read_tensors,
-    save_tensors,
     strict_json,
     write_json_atomic,
 )
@@ -40,6 +37,7 @@ from vaekit.runs.identity import (
     weights_metadata,
 )
 from vaekit.runs.metrics import DIGEST_KEY, metrics_digest
+from vaekit.runs.tensor_files import read_metadata, read_tensors, save_tensors
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
