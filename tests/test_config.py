@@ -513,6 +513,18 @@ def test_no_cuda_graph_with_device_auto_follows_what_torch_sees(monkeypatch: pyt
             check_used(config, TrainConfig())
 
 
+def refused_exactly(refused: bool, one_sentence: OneSentence, names: tuple[str, ...],
+                    check: Callable[..., None], *args: Any) -> None:
+    """check(*args) raises a ConfigError of one sentence naming `names` where `refused`, and returns
+    quietly where not."""
+    if refused:
+        with pytest.raises(ConfigError) as info:
+            check(*args)
+        one_sentence(str(info.value), *names)
+    else:
+        check(*args)
+
+
 @pytest.mark.parametrize(("values", "base", "refused"), [
     ({"warmup": 5.0, "epochs": 2}, None, True),  # the KL weight would stop at 2/5 of beta
     ({"warmup": 2.5, "epochs": 2}, None, True),
@@ -533,12 +545,8 @@ def test_a_warmup_longer_than_the_run_is_refused(values: dict[str, Any], base: d
     start = TrainConfig() if base is None else apply(TrainConfig(), {"train": base}, "config.json")
     if not values.get("time_budget") and base is None:
         assert (beta_at(config.train.epochs * 10 - 1, 10, config.train) < 1.0) is refused
-    if refused:
-        with pytest.raises(ConfigError) as info:
-            check_warmup(config, start)
-        one_sentence(str(info.value), "train.warmup", f"{config.train.epochs} epochs")
-    else:
-        check_warmup(config, start)
+    refused_exactly(refused, one_sentence, ("train.warmup", f"{config.train.epochs} epochs"),
+                    check_warmup, config, start)
 
 
 def _stops_within(patience: int, epochs: int) -> bool:
@@ -575,12 +583,8 @@ def test_a_patience_that_could_never_stop_the_run_is_refused(
     start = TrainConfig() if base is None else apply(TrainConfig(), {"train": base}, "config.json")
     if not values.get("time_budget") and base is None and values["patience"]:
         assert _stops_within(values["patience"], values["epochs"]) is not refused
-    if refused:
-        with pytest.raises(ConfigError) as info:
-            check_epochs(config, start)
-        one_sentence(str(info.value), "train.patience", f"run's {config.train.epochs} epoch")
-    else:
-        check_epochs(config, start)
+    refused_exactly(refused, one_sentence, ("train.patience", f"run's {config.train.epochs} epoch"),
+                    check_epochs, config, start)
 
 
 def _lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
@@ -621,12 +625,8 @@ def test_a_step_schedule_that_never_decays_is_refused(
     o = config.optim
     if not train.get("time_budget") and base is None:
         assert _lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
-    if refused:
-        with pytest.raises(ConfigError) as info:
-            check_epochs(config, start)
-        one_sentence(str(info.value), "optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size")
-    else:
-        check_epochs(config, start)
+    refused_exactly(refused, one_sentence, ("optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size",),
+                    check_epochs, config, start)
 
 
 def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:
@@ -655,9 +655,5 @@ def test_an_autoregressive_window_past_the_pixels_is_refused(window: int, pixels
         m1, m2 = made_masks(pixels, 2 * pixels, w)
         assert bool(((m2 @ m1 > 0) == before).all()) is every
     config = apply(TrainConfig(), {"model": {"autoregressive": 8, "autoregressive_window": window}}, "c.toml")
-    if refused:
-        with pytest.raises(ConfigError) as info:
-            check_with_data(config, "digits", pixels, 1437)
-        one_sentence(str(info.value), "model.autoregressive_window", f"{pixels:,}-pixel", f"{pixels - 1:,}")
-    else:
-        check_with_data(config, "digits", pixels, 1437)
+    names = ("model.autoregressive_window", f"{pixels:,}-pixel", f"{pixels - 1:,}")
+    refused_exactly(refused, one_sentence, names, check_with_data, config, "digits", pixels, 1437)

@@ -22,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cli_refusal import cli_bad, snapshot
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import RunBusyError, RunWriteError
@@ -30,24 +31,6 @@ from vaekit.train.loop import validate
 
 TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "4", "--batch-size", "128",
          "--threads", "1", "--no-progress"]
-
-
-def snapshot(run: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(run.iterdir())} if run.exists() else {}
-
-
-def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
-            *names: str) -> str:
-    """main(argv) exits 2 with one line on stderr: `vaekit CMD: error: <one sentence>`."""
-    capsys.readouterr()
-    status = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    prefix = f"vaekit {argv[0]}: error: "
-    assert err.startswith(prefix), err
-    one_sentence(err.removeprefix(prefix), *names)
-    return err
 
 
 @pytest.fixture

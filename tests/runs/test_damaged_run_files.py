@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from cli_refusal import cli_bad, filled, snapshot
 from eval_runs import make_run
-from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
@@ -22,26 +22,6 @@ TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batc
          "--threads", "1", "--no-progress"]
 RESUME = [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]
 REPORT = ["report", "{run}", "--k", "2"]
-
-
-def snapshot(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
-
-
-def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], template: list[str],
-            run: Path, *names: str) -> str:
-    """`vaekit ARGV` exits 2 with one line on stderr: `vaekit CMD: error: <one sentence naming NAMES>`."""
-    argv = [a.format(run=run) for a in template]
-    capsys.readouterr()
-    with deadline(30):
-        status = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    prefix = f"vaekit {argv[0]}: error: "
-    assert err.startswith(prefix), err
-    one_sentence(err.removeprefix(prefix), *names)
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +53,7 @@ def test_metrics_without_the_rows_the_checkpoint_records_are_refused(
         runs.read_metrics(run)
     before = snapshot(run)
     for template in (REPORT, RESUME):
-        cli_bad(capsys, one_sentence, template, run, str(path))
+        cli_bad(capsys, one_sentence, filled(template, run), str(path))
     assert snapshot(run) == before
 
 
@@ -101,7 +81,7 @@ def test_a_model_file_of_another_run_is_named_not_the_config(run: Path, tanh: Pa
     assert str(caught.value).startswith(f"{model} is not this run's"), caught.value
     before = snapshot(run)
     for template in (EVAL, SAMPLE, REPORT, RESUME):
-        err = cli_bad(capsys, one_sentence, template, run, model)
+        err = cli_bad(capsys, one_sentence, filled(template, run), model)
         assert f"{model} is not this run's" in err and "copied from another run" in err, err
         assert f"{config} is not the config" not in err, err
     assert snapshot(run) == before
@@ -114,7 +94,7 @@ def test_a_config_json_edited_is_still_the_one_named(run: Path, tanh: Path, caps
     raw = json.loads((run / runs.CONFIG).read_text())
     raw["run"] = {"id": json.loads((run / runs.CHECKPOINT_JSON).read_text())["run_id"]}  # the run's id
     (run / runs.CONFIG).write_text(json.dumps(raw))
-    err = cli_bad(capsys, one_sentence, EVAL, run, str(run / runs.CONFIG))
+    err = cli_bad(capsys, one_sentence, filled(EVAL, run), str(run / runs.CONFIG))
     assert "is not this run's" not in err, err
 
 
@@ -133,7 +113,7 @@ def test_a_config_edited_to_fewer_epochs_than_the_run_holds_is_refused(
     before = snapshot(run)
     evaluate = ["eval", "{run}", "--k", "2", "--no-probe", "--threads", "1", "--no-progress"]
     for argv in (evaluate, REPORT):
-        cli_bad(capsys, one_sentence, argv, run, str(path))
+        cli_bad(capsys, one_sentence, filled(argv, run), str(path))
     assert snapshot(run) == before
 
 
@@ -201,7 +181,7 @@ def test_an_eval_json_the_run_makes_impossible_is_refused(
     with pytest.raises(CheckpointError, match="eval.json"):
         read_eval(run)
     before = snapshot(run)
-    cli_bad(capsys, one_sentence, REPORT, run, str(path))
+    cli_bad(capsys, one_sentence, filled(REPORT, run), str(path))
     assert snapshot(run) == before
 
 
@@ -253,6 +233,6 @@ def test_an_empty_model_file_is_named_by_every_reader(evaluated: Path, classifie
         with pytest.raises(CheckpointError, match=str(model)):
             make_server(run)
     for template in EMPTY_MODEL_READERS[kind]:
-        err = cli_bad(capsys, one_sentence, template, run, str(model))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(model))
         assert "other weights" not in err, err
     assert snapshot(run) == before

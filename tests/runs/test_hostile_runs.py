@@ -24,8 +24,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cli_refusal import cli_bad, filled, snapshot
 from eval_runs import make_run
-from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError, RunWriteError
@@ -33,26 +33,6 @@ from vaekit.runs.identity import CHECKPOINT_KEY
 
 TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
          "--threads", "1", "--no-progress"]
-
-
-def snapshot(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() if p.is_file() and not p.is_symlink() else b"<not a file>"
-            for p in sorted(path.iterdir())} if path.is_dir() else {}
-
-
-def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
-            *names: str) -> str:
-    """main(argv) exits 2 with one line on stderr: `vaekit CMD: error: <one sentence>`."""
-    capsys.readouterr()
-    with deadline(20):
-        status = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    prefix = f"vaekit {argv[0]}: error: "
-    assert err.startswith(prefix), err
-    one_sentence(err.removeprefix(prefix), *names)
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +65,6 @@ def run(trained: Path, tmp_path: Path) -> Path:
 
 EVAL = ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"]
 RESUME = [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]
-
-
-def argv(template: list[str], run: Path) -> list[str]:
-    return [a.format(run=run) for a in template]
 
 
 # ----------------------------------------------------------------------------- 1. not vaekit's
@@ -197,7 +173,7 @@ def test_config_json_edited_after_training_is_refused(run: Path, capsys: Any, on
     _edit_json(run / runs.CONFIG, lambda c: c["model"].__setitem__("activation", "tanh"))  # same shapes
     before = snapshot(run)
     for template in (EVAL, RESUME, ["sample", "{run}", "-n", "2", "--out", str(run.parent / "s.png")]):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
         assert "model.activation" in err
     with pytest.raises(CheckpointError, match="model.activation"):
         runs.load_run(run)
@@ -209,7 +185,7 @@ def test_a_checkpoint_of_another_run_is_refused(run: Path, twin: Path, capsys: A
     for name in (runs.CHECKPOINT, runs.CHECKPOINT_JSON):
         shutil.copy(twin / name, run / name)
     before = snapshot(run)
-    err = cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    err = cli_bad(capsys, one_sentence, filled(RESUME, run), str(run / runs.CHECKPOINT))
     assert "another run" in err
     assert snapshot(run) == before
 
@@ -232,7 +208,7 @@ def test_a_model_or_config_of_a_run_with_another_seed_is_refused(run: Path, seed
     shutil.copy(seed1 / name, run / name)
     before = snapshot(run)
     for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}"]):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
         assert "train.seed" in err
     assert snapshot(run) == before
 
@@ -276,13 +252,13 @@ def test_checkpoint_numbers_beyond_any_run_are_refused(run: Path, capsys: Any, o
 
     _edit_state(run, change)
     before = snapshot(run)
-    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    cli_bad(capsys, one_sentence, filled(RESUME, run), str(run / runs.CHECKPOINT))
     assert snapshot(run) == before
 
 
 def test_state_and_progress_epochs_must_agree(run: Path, capsys: Any, one_sentence: Any) -> None:
     _edit_state(run, lambda s: s.__setitem__("epoch", 1))
-    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    cli_bad(capsys, one_sentence, filled(RESUME, run), str(run / runs.CHECKPOINT))
 
 
 def test_runs_written_before_run_ids_still_work(run: Path) -> None:
@@ -290,8 +266,8 @@ def test_runs_written_before_run_ids_still_work(run: Path) -> None:
     _edit_json(run / runs.CONFIG, lambda c: c.pop(runs.RUN_SECTION, None))
     _edit_state(run, lambda s: s.pop("run_id", None))
     save_file(load_file(str(run / runs.MODEL)), str(run / runs.MODEL))
-    assert main(argv(EVAL, run)) == 0
-    assert main(argv(RESUME, run)) == 0
+    assert main(filled(EVAL, run)) == 0
+    assert main(filled(RESUME, run)) == 0
     assert runs.load_checkpoint(run)[2]["epoch"] == 3
 
 
@@ -299,7 +275,7 @@ def test_a_run_keeps_its_id_across_resumes(run: Path) -> None:
     first = runs.run_id(run)
     assert isinstance(first, str) and len(first) == 32
     assert runs.load_checkpoint(run)[2]["run_id"] == first
-    assert main(argv(RESUME, run)) == 0
+    assert main(filled(RESUME, run)) == 0
     assert runs.run_id(run) == first == runs.load_checkpoint(run)[2]["run_id"]
     assert runs.read_config(run).train.epochs == 3
 
@@ -327,7 +303,7 @@ def test_weights_whose_outputs_overflow_are_refused(run: Path, tmp_path: Path, c
     before = snapshot(run)
     for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", str(tmp_path / "s.png")],
                      ["report", "{run}", "--k", "2"]):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.MODEL))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.MODEL))
         assert "not finite" in err
     assert snapshot(run) == before and not (tmp_path / "s.png").exists()
     from vaekit.serve.explorer import Explorer  # the server's loading of a run
@@ -362,7 +338,7 @@ def test_json_files_are_strict(tmp_path: Path, one_sentence: Any) -> None:
 
 
 def test_eval_json_is_strict_json(run: Path) -> None:
-    assert main(argv(EVAL, run)) == 0
+    assert main(filled(EVAL, run)) == 0
 
     def refuse(name: str) -> None:
         raise ValueError(name)
@@ -404,7 +380,7 @@ def test_a_run_file_that_is_not_a_regular_file(run: Path, capsys: Any, one_sente
     SHAPES[shape](run / name)
     before = snapshot(run)
     for template in (EVAL, ["report", "{run}", "--k", "2"]):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / name))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / name))
         assert "has not finished an epoch" not in err and "no model file" not in err
     assert snapshot(run) == before
 
@@ -415,7 +391,7 @@ def test_a_resumed_file_that_is_not_a_regular_file(run: Path, capsys: Any, one_s
                                                    name: str) -> None:
     SHAPES[shape](run / name)
     before = snapshot(run)
-    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / name))
+    cli_bad(capsys, one_sentence, filled(RESUME, run), str(run / name))
     assert snapshot(run) == before
 
 
@@ -431,7 +407,7 @@ def test_a_run_directory_that_is_a_file(tmp_path: Path, capsys: Any, one_sentenc
     afile = tmp_path / "run"
     afile.write_text("x")
     for template in (EVAL, ["sample", "{run}", "-n", "2"], ["report", "{run}"]):
-        err = cli_bad(capsys, one_sentence, argv(template, afile), str(afile))
+        err = cli_bad(capsys, one_sentence, filled(template, afile), str(afile))
         assert "not a directory" in err and "no such" not in err
     with pytest.raises(CheckpointError, match="not a directory"):
         runs.load_run(afile)
@@ -443,7 +419,7 @@ def test_a_run_directory_that_is_a_file(tmp_path: Path, capsys: Any, one_sentenc
 def test_a_task_that_is_not_text(run: Path, capsys: Any, one_sentence: Any, task: Any) -> None:
     _edit_json(run / runs.CONFIG, lambda c: c.__setitem__("task", task))
     for template in (EVAL, ["report", "{run}"], RESUME):
-        cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
     assert runs.task_in(run).name == "vae"
 
 
@@ -460,7 +436,7 @@ def test_json_nested_too_deeply_is_one_sentence(run: Path, capsys: Any, one_sent
                               ["serve", "{run}", "--port", "1"]),
                 runs.EVAL: (["report", "{run}", "--k", "2"],), runs.METRICS: (RESUME, ["report", "{run}"])}
     for template in commands[name]:
-        cli_bad(capsys, one_sentence, argv(template, run), str(path))
+        cli_bad(capsys, one_sentence, filled(template, run), str(path))
     assert snapshot(run) == before
 
 
@@ -469,7 +445,7 @@ def test_a_checkpoint_state_nested_too_deeply_is_one_sentence(run: Path, capsys:
     tensors = load_file(run / runs.CHECKPOINT)
     save_file(tensors, run / runs.CHECKPOINT, metadata={CHECKPOINT_KEY: DEEP})
     before = snapshot(run)
-    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run / runs.CHECKPOINT))
+    cli_bad(capsys, one_sentence, filled(RESUME, run), str(run / runs.CHECKPOINT))
     assert snapshot(run) == before
 
 
@@ -478,7 +454,7 @@ def test_json_that_is_not_strict_is_refused_when_read(run: Path, capsys: Any, on
                                                       constant: str) -> None:
     """vaekit writes strict JSON; Python's NaN and Infinity in a run file (an edit, another tool)
     are refused when read, not printed as 'nan nats' in a report or a sheet."""
-    assert main(argv(EVAL, run)) == 0
+    assert main(filled(EVAL, run)) == 0
     path = run / runs.EVAL
     result = json.loads(path.read_text())
     result["test_nll"] = "@"
@@ -486,7 +462,7 @@ def test_json_that_is_not_strict_is_refused_when_read(run: Path, capsys: Any, on
     before = snapshot(run)
     for template in (["report", "{run}", "--k", "2"], ["sheet", "--vae-run", "{run}", "--out", "{run}.html",
                                                      "--quick"]):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(path))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(path))
         assert constant in err
     assert snapshot(run) == before
 
@@ -502,7 +478,7 @@ def test_a_figures_folder_that_is_a_link_is_not_written_through(run: Path, tmp_p
         shutil.rmtree(figures)
     figures.symlink_to(user)
     for template in (["report", "{run}", "--k", "2"], ["sample", "{run}", "-n", "4"]):
-        cli_bad(capsys, one_sentence, argv(template, run), str(figures))
+        cli_bad(capsys, one_sentence, filled(template, run), str(figures))
     assert sorted(p.name for p in user.iterdir()) == ["samples.png"]
     assert (user / "samples.png").read_text() == "mine"
 
@@ -545,7 +521,7 @@ def test_metrics_of_another_run_or_edited_are_refused(run: Path, tanh: Path, cap
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     before = snapshot(run)
     for template in (["report", "{run}", "--k", "2"], RESUME):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(path))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(path))
         assert "metrics_sha256" in err
     assert snapshot(run) == before
 
@@ -577,7 +553,7 @@ def test_metrics_rows_out_of_order_or_past_the_runs_end_are_refused(run: Path, c
         runs.read_metrics(run)
     before = snapshot(run)
     for template in (["report", "{run}", "--k", "2"], RESUME):
-        cli_bad(capsys, one_sentence, argv(template, run), str(path))
+        cli_bad(capsys, one_sentence, filled(template, run), str(path))
     assert snapshot(run) == before
 
 
@@ -588,7 +564,7 @@ def test_a_data_section_edited_after_training_is_refused_by_every_reader(
     _edit_json(run / runs.CONFIG, lambda c: c["data"].__setitem__(field, value))
     before = snapshot(run)
     for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}"]):
-        err = cli_bad(capsys, one_sentence, argv(template, run), str(run / runs.CONFIG))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
         assert f"data.{field}" in err
     assert snapshot(run) == before
 
@@ -603,7 +579,7 @@ def test_a_config_edited_to_a_huge_network_is_refused_before_it_is_built(
 
     _edit_json(run / runs.CONFIG, lambda c: c["model"].__setitem__("hidden", [100_000_000]))
     monkeypatch.setattr(kinds, "build_model", no_build)
-    err = cli_bad(capsys, one_sentence, argv(EVAL, run), str(run / runs.CONFIG))
+    err = cli_bad(capsys, one_sentence, filled(EVAL, run), str(run / runs.CONFIG))
     assert "model.hidden" in err
 
 
@@ -613,7 +589,7 @@ def test_a_config_edited_to_a_huge_network_is_refused_before_it_is_built(
 def test_a_vae_eval_json_with_impossible_values_is_refused(run: Path, capsys: Any, one_sentence: Any,
                                                            field: str, value: Any) -> None:
     """k = 0, -5 images, 99 active units of a 2-dimensional latent: no `vaekit eval` writes them."""
-    assert main(argv(EVAL, run)) == 0
+    assert main(filled(EVAL, run)) == 0
     _edit_json(run / runs.EVAL, lambda e: e.__setitem__(field, value))
     before = snapshot(run)
     err = cli_bad(capsys, one_sentence, ["report", str(run)], str(run / runs.EVAL))
@@ -646,7 +622,7 @@ def test_resume_checks_the_model_file_before_it_trains(run: Path, tanh: Path, ca
     else:
         shutil.copyfile(tanh / runs.MODEL, path)
     before = snapshot(run)
-    cli_bad(capsys, one_sentence, argv(RESUME, run), str(run))
+    cli_bad(capsys, one_sentence, filled(RESUME, run), str(run))
     assert snapshot(run) == before
 
 
@@ -661,5 +637,5 @@ def test_default_outputs_do_not_replace_a_users_file_in_the_run(run: Path, capsy
     mine.parent.mkdir(exist_ok=True)
     mine.write_text("my notes\n")
     before = snapshot(run)
-    cli_bad(capsys, one_sentence, [a.format(run=run) for a in argv], str(mine))
+    cli_bad(capsys, one_sentence, filled(argv, run), str(mine))
     assert mine.read_text() == "my notes\n" and snapshot(run) == before

@@ -7,40 +7,20 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_refusal import cli_bad, snapshot
 from eval_runs import make_run, write_images
-from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import RunWriteError
 
 TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
          "--threads", "1", "--no-progress"]
-
-
-def snapshot(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() if p.is_file() and not p.is_symlink() else b"<not a file>"
-            for p in sorted(path.iterdir())} if path.is_dir() else {}
-
-
-def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
-            *names: str) -> str:
-    """main(argv) exits 2 with one line on stderr: `vaekit CMD: error: <one sentence>`."""
-    capsys.readouterr()
-    with deadline(30):
-        status = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    prefix = f"vaekit {argv[0]}: error: "
-    assert err.startswith(prefix), err
-    one_sentence(err.removeprefix(prefix), *names)
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,41 @@
+"""Checks shared by the tests of refused run directories: `cli_bad`, one CLI call that must exit 2
+with one error sentence; `snapshot`, a directory's entries to compare before and after it; and
+`filled`, an argv template with `{run}` filled in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hang import deadline
+from vaekit.cli import main
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Each entry of `path` by name: a regular file's bytes, anything else (a directory, a FIFO, a
+    symbolic link) a marker; {} where `path` is not a directory."""
+    return {p.name: p.read_bytes() if p.is_file() and not p.is_symlink() else b"<not a file>"
+            for p in sorted(path.iterdir())} if path.is_dir() else {}
+
+
+def filled(template: list[str], run: Path) -> list[str]:
+    """`template` with `{run}` replaced by `run` in each argument."""
+    return [a.format(run=run) for a in template]
+
+
+def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None], argv: list[str],
+            *names: str, seconds: float = 30) -> str:
+    """main(argv) exits 2 within `seconds` with one line on stderr: `vaekit CMD: error: <one sentence
+    naming NAMES>`; that line is returned."""
+    capsys.readouterr()
+    with deadline(seconds):
+        status = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    prefix = f"vaekit {argv[0]}: error: "
+    assert err.startswith(prefix), err
+    one_sentence(err.removeprefix(prefix), *names)
+    return err
