@@ -19,7 +19,8 @@ from vaekit import runs
 from vaekit.config import TrainConfig, load_toml
 from vaekit.data.load import Dataset
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.evaluate.run import CPU_MACS_PER_SECOND, evaluate_run, load_test_set, read_eval
+from vaekit.evaluate.eval_json import read_eval
+from vaekit.evaluate.run import CPU_MACS_PER_SECOND, evaluate_run, load_test_set
 from vaekit.report import visualize
 from vaekit.train.fit import fit
 from vaekit.vae.base import VAEBase
