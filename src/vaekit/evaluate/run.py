@@ -66,7 +66,9 @@ EVAL_JSON = runs.EVAL
 PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
 MAX_K = 100_000  # more importance samples than this need force=True (`vaekit eval --force`)
 MAX_FORCED_K = 10**9  # and none more: a billion decoder passes an image, days on any machine
-CPU_MACS_PER_SECOND = 5e10  # the order of a 2-core CPU's float32 rate, for cost estimates only
+CPU_MACS_PER_SECOND = 5e9  # for cost estimates only: what the IWAE evaluation of a 784-400-20 MLP
+# achieves on a 2-core CPU (bench/eval_rate.py: 3.7e9 on one thread of a busy machine; small decoders
+# achieve less, as the likelihood and the draws are not counted)
 # the results that must be finite, in the order a sentence names the first that is not
 FINITE_FIELDS = {"test_neg_elbo": "test -ELBO", "test_nll": "test -log p(x)",
                  "test_recon": "reconstruction term", "test_kl": "KL term",
@@ -274,14 +276,20 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
                              write, threads, force, where)
 
 
+def decoder_macs(model: VAE, images: int, k: int) -> int:
+    """Multiply-adds of decoding k latents for each of `images` images: the decoder's parameters once
+    per latent (a lower bound: the likelihood, the log-weights and the draws come on top)."""
+    return images * k * sum(p.numel() for p in getattr(model, "p_dec", model).parameters())  # type: ignore[union-attr]
+
+
 def _cost(model: VAE, images: int, k: int) -> str:
     latents = images * k
-    macs = latents * sum(p.numel() for p in getattr(model, "p_dec", model).parameters())  # type: ignore[union-attr]
+    macs = decoder_macs(model, images, k)
     seconds = macs / CPU_MACS_PER_SECOND
     took = (f"{seconds:,.1f} seconds" if seconds < 60 else f"{seconds / 60:,.1f} minutes" if seconds < 3600
             else f"{seconds / 3600:,.1f} hours")
-    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (~{took} at "
-            f"{CPU_MACS_PER_SECOND:.0e} per second)")
+    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (an estimate: ~{took} at "
+            f"{CPU_MACS_PER_SECOND:.0e} per second, longer on a busy machine or with a small decoder)")
 
 
 def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, seed: int,
