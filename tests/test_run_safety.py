@@ -493,6 +493,7 @@ def test_force_says_the_cost_before_it_runs(run: Path, capsys: Any) -> None:
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "k = 100,001 importance samples on 1 image would take" in err and "--force" in err, err
+    assert "(an estimate: ~" in err and "longer on a busy machine" in err, err
 
 
 def test_a_small_cost_past_the_cap_is_said_in_seconds(run: Path, capsys: Any, one_sentence: Any) -> None:

@@ -162,8 +162,26 @@ def _bits_not_of_nll(r: dict[str, Any]) -> None:  # bits/dim = nats / (D ln 2), 
     r["bits_per_dim"] *= 1.01
 
 
+def _images_past_test_set(r: dict[str, Any]) -> None:  # digits: 1,797 images, a tenth of them test
+    from vaekit.data.load import load_digits_dataset
+
+    r["images"] = len(load_digits_dataset().test) + 1
+
+
+def _nll_far_above_elbo(r: dict[str, Any]) -> None:  # -L_k <= -ELBO up to Monte-Carlo noise (IWAE)
+    assert r["test_nll"] <= r["test_neg_elbo"]  # what the evaluation wrote
+    r["test_nll"] = r["test_neg_elbo"] + 100.0
+    r["bits_per_dim"] = r["test_nll"] / (64 * math.log(2))
+
+
+def _kl_dims_not_summing(r: dict[str, Any]) -> None:  # the closed-form KL is the sum of its dimensions
+    assert math.fsum(r["kl_per_dim"]) == pytest.approx(r["test_kl"], rel=1e-5)
+    r["kl_per_dim"][0] += 0.5
+
+
 @pytest.mark.parametrize("edit", [_negative_kl, _negative_kl_dim, _latent_3, _active_past_config,
-                                  _negative_recon, _terms_not_summing, _bits_not_of_nll])
+                                  _negative_recon, _terms_not_summing, _bits_not_of_nll,
+                                  _images_past_test_set, _nll_far_above_elbo, _kl_dims_not_summing])
 def test_an_eval_json_the_run_makes_impossible_is_refused(
         evaluated: Path, tmp_path: Path, capsys: Any, one_sentence: Any,
         edit: Callable[[dict[str, Any]], None]) -> None:

@@ -66,10 +66,15 @@ def take(split: Split, index: torch.Tensor) -> Split:
     return Split(split.images[index], None if split.labels is None else split.labels[index])
 
 
+def split_count(n: int, frac: float) -> int:
+    """Images of the split that takes `frac` of n images in `three_way` (at least one)."""
+    return max(1, round(n * frac))
+
+
 def three_way(split: Split, val_frac: float = 0.1, test_frac: float = 0.1) -> tuple[Split, ...]:
     """`split` cut into train, val and test (80/10/10 by default, each at least one image), seeded."""
     n = len(split)
-    n_val, n_test = max(1, round(n * val_frac)), max(1, round(n * test_frac))
+    n_val, n_test = split_count(n, val_frac), split_count(n, test_frac)
     val_idx, test_idx, train_idx = split_indices(n, (n_val, n_test))
     return take(split, train_idx), take(split, val_idx), take(split, test_idx)
 

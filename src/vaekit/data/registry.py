@@ -40,6 +40,7 @@ class IDXDataset:
     files: dict[str, RemoteFile]  # role -> file; roles: train_images, train_labels, test_...
     classes: tuple[str, ...]
     val_size: int = 5000
+    test_size: int = 10_000  # images of the published test set (t10k: MNIST's, and the sets after it)
 
 
 

@@ -40,11 +40,15 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import distributed, runs
-from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
+from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import EVAL_SEED, eval_images
 from vaekit.data.load import Dataset, load_configured, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
+from vaekit.evaluate.eval_json import REQUIRED_FIELDS as REQUIRED_FIELDS
+from vaekit.evaluate.eval_json import check_eval as check_eval
+from vaekit.evaluate.eval_json import check_eval_of_run as check_eval_of_run
+from vaekit.evaluate.eval_json import read_eval as read_eval
 from vaekit.evaluate.iwae import (
     activation_elements,
     chunk_size,
@@ -59,28 +63,18 @@ from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
 EVAL_JSON = runs.EVAL
-REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
-                   "active_units", "latent_dim", "images")
 PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
 MAX_K = 100_000  # more importance samples than this need force=True (`vaekit eval --force`)
 MAX_FORCED_K = 10**9  # and none more: a billion decoder passes an image, days on any machine
-CPU_MACS_PER_SECOND = 5e10  # the order of a 2-core CPU's float32 rate, for cost estimates only
-INT_FIELDS = ("k", "active_units", "latent_dim", "images")
-PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
-OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
-                    "batch_size", "threads", "binarization_seed", "world_size")
+CPU_MACS_PER_SECOND = 5e9  # for cost estimates only: what the IWAE evaluation of a 784-400-20 MLP
+# achieves on a 2-core CPU (bench/eval_rate.py: 3.7e9 on one thread of a busy machine; small decoders
+# achieve less, as the likelihood and the draws are not counted)
 # the results that must be finite, in the order a sentence names the first that is not
 FINITE_FIELDS = {"test_neg_elbo": "test -ELBO", "test_nll": "test -log p(x)",
                  "test_recon": "reconstruction term", "test_kl": "KL term",
                  "bits_per_dim": "bits per dimension", "mse": "reconstruction error",
                  "test_nll_stderr": "standard error of -log p(x)", "kl_per_dim": "KL per dimension",
                  "latent_mean_variance": "variance of the latent means"}
-# (field, least value, greatest value or the field that bounds it): what `vaekit eval` can write
-RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active_units", 0, "latent_dim"),
-          ("test_nll_stderr", 0, None), ("mse", 0, None), ("seconds", 0, None), ("probe_accuracy", 0, 1),
-          ("probe_train_images", 1, None), ("seed", 0, SEED_MAX), ("binarization_seed", 0, SEED_MAX),
-          ("batch_size", 1, None), ("threads", 1, None), ("world_size", 1, None))
-TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of", "device")
 # What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
 LIKELIHOOD_OF = {
     "fixed": "binary images (each test image binarized once, seed 0); bits/dim of binary pixels",
@@ -208,98 +202,6 @@ def _evaluate_model(model: VAE, x: Tensor, k: int, batch_size: int, seed: int, d
 # ----------------------------------------------------------------------------- a run
 
 
-def check_eval(result: Any, path: Path) -> None:
-    """Whether `result` is an eval.json of `vaekit eval`: every field the report reads, of its type;
-    a CheckpointError naming the field if not."""
-    if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
-        raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
-    bad = [f for f in REQUIRED_FIELDS
-           if not is_number(result[f]) or (f in INT_FIELDS and not is_int(result[f]))]
-    if bad:
-        raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
-                              "integers); not an eval.json of `vaekit eval`.")
-    _check_ranges(result, path)
-    latent = result["latent_dim"]
-    for field in PER_DIM_FIELDS:
-        values = result.get(field)
-        if values is not None and not (isinstance(values, list) and len(values) == latent
-                                       and all(map(is_number, values))):
-            raise CheckpointError(f"{path}: {field} must be a list of {latent} numbers (one per latent "
-                                  "dimension); not an eval.json of `vaekit eval`.")
-    for field in OPTIONAL_NUMBERS:
-        if result.get(field) is not None and not is_number(result[field]):
-            raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
-                                  "`vaekit eval`.")
-    for field in TEXT_FIELDS:
-        if result.get(field) is not None and not isinstance(result[field], str):
-            raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
-
-
-def _check_ranges(result: dict[str, Any], path: Path) -> None:
-    """Each field of `RANGES` there within its range, the latent means' variances >= 0: if not, a
-    CheckpointError naming the first (k = 0, -5 images, 99 active units of 4)."""
-    for field, low, high in RANGES:
-        value = result.get(field)
-        top = result[high] if isinstance(high, str) else high
-        if is_number(value) and not (low <= value and (top is None or value <= top)):
-            bound = f">= {low}" if top is None else f"between {low} and {top}"
-            where = " (its latent_dim)" if isinstance(high, str) else ""
-            raise CheckpointError(f"{path}: {field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
-                                  f"{bound}{where}; not an eval.json of `vaekit eval`.")
-    variances = result.get("latent_mean_variance")
-    if isinstance(variances, list) and any(is_number(v) and v < 0 for v in variances):
-        raise CheckpointError(f"{path}: latent_mean_variance holds a negative variance; not an eval.json "
-                              "of `vaekit eval`.")
-
-
-ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
-
-
-def check_eval_of_run(result: Any, path: Path) -> None:
-    """`check_eval`, then what the run's config.json makes certain of the eval.json beside it: its
-    latent_dim is the model's; a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
-    likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
-    dequantized ones) is >= 0. A negative test_nll is not refused: its importance-sampled estimate
-    can fall below 0 where -log p(x) is near 0, and under a Gaussian likelihood -log p(x) itself."""
-    check_eval(result, path)
-    model = runs.read_config(path.parent, "vae").model
-    if result["latent_dim"] != model.latent:
-        raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "
-                              f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
-                              "dimensions; the file is another run's, or was edited.")
-    closed = result.get("kl_estimate", "closed form") == "closed form"
-    per_dim = result.get("kl_per_dim") or []
-    if closed and (result["test_kl"] < -ROUNDING * model.latent or min(per_dim, default=0) < -ROUNDING):
-        field = "kl_per_dim" if min(per_dim, default=0) < -ROUNDING else "test_kl"
-        raise CheckpointError(f"{path}: {field} holds a negative KL, but a KL divergence in closed form is "
-                              ">= 0; not an eval.json of `vaekit eval`.")
-    if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
-        raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
-                              "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
-    _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
-
-
-def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
-    """test_neg_elbo is test_recon + test_kl, bits_per_dim test_nll / (D ln 2) for the run's D pixel
-    values (0: unknown; rel. tolerance 1e-4): a CheckpointError naming the field if not."""
-    parts = result["test_recon"] + result["test_kl"]
-    if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
-        raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
-                              f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
-    bits = result["test_nll"] / (pixels * math.log(2.0))
-    if pixels and not math.isclose(result["bits_per_dim"], bits, rel_tol=1e-4, abs_tol=1e-12):
-        raise CheckpointError(f"{path}: bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
-                              f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
-                              "eval.json of `vaekit eval`.")
-
-
-def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
-    """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
-    CheckpointError if it is unreadable, not of `vaekit eval` or of this run's model
-    (`check_eval_of_run`) or was computed for other weights (`vaekit.runs.read_eval`)."""
-    return runs.read_eval(run_dir, check_eval_of_run, "vaekit eval")
-
-
 def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
                   limit: int | None = None, device: str | torch.device = "cpu",
                   ) -> tuple[VAEBase, TrainConfig, Tensor, Tensor | None, Dataset]:
@@ -374,14 +276,20 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
                              write, threads, force, where)
 
 
+def decoder_macs(model: VAE, images: int, k: int) -> int:
+    """Multiply-adds of decoding k latents for each of `images` images: the decoder's parameters once
+    per latent (a lower bound: the likelihood, the log-weights and the draws come on top)."""
+    return images * k * sum(p.numel() for p in getattr(model, "p_dec", model).parameters())  # type: ignore[union-attr]
+
+
 def _cost(model: VAE, images: int, k: int) -> str:
     latents = images * k
-    macs = latents * sum(p.numel() for p in getattr(model, "p_dec", model).parameters())  # type: ignore[union-attr]
+    macs = decoder_macs(model, images, k)
     seconds = macs / CPU_MACS_PER_SECOND
     took = (f"{seconds:,.1f} seconds" if seconds < 60 else f"{seconds / 60:,.1f} minutes" if seconds < 3600
             else f"{seconds / 3600:,.1f} hours")
-    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (~{took} at "
-            f"{CPU_MACS_PER_SECOND:.0e} per second)")
+    return (f"{latents:,} decoder passes, about {macs:.1e} multiply-adds (an estimate: ~{took} at "
+            f"{CPU_MACS_PER_SECOND:.0e} per second, longer on a busy machine or with a small decoder)")
 
 
 def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, seed: int,

@@ -20,7 +20,8 @@ from vaekit import runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.config import format_duration
 from vaekit.errors import CheckpointError
-from vaekit.evaluate.run import evaluate_run, load_test_set, read_eval
+from vaekit.evaluate.eval_json import read_eval
+from vaekit.evaluate.run import evaluate_run, load_test_set
 from vaekit.report import visualize
 from vaekit.report.kinds import REPORT_K, ReportKind, ReportOptions, register_report, unused_evaluation
 from vaekit.report.outputs import HTML_GENERATOR, check_run_outputs, write_run_report

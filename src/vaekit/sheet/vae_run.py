@@ -19,7 +19,8 @@ from vaekit import runs
 from vaekit.config import TrainConfig, load_toml
 from vaekit.data.load import Dataset
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.evaluate.run import CPU_MACS_PER_SECOND, evaluate_run, load_test_set, read_eval
+from vaekit.evaluate.eval_json import read_eval
+from vaekit.evaluate.run import CPU_MACS_PER_SECOND, evaluate_run, load_test_set
 from vaekit.report import visualize
 from vaekit.train.fit import fit
 from vaekit.vae.base import VAEBase
@@ -94,8 +95,8 @@ def cost_text(config: TrainConfig, images: int, test_images: int, k: int) -> str
     train_s = 3 * params * images * config.train.epochs / CPU_MACS_PER_SECOND
     eval_s = decoder * test_images * k / CPU_MACS_PER_SECOND
     return (f"{config.train.epochs} epochs of {images:,} images (~{train_s / 60:.0f} min) and k = {k:,} "
-            f"importance samples on {test_images:,} test images (~{eval_s / 60:.0f} min), at "
-            f"{CPU_MACS_PER_SECOND:.0e} multiply-adds per second")
+            f"importance samples on {test_images:,} test images (~{eval_s / 60:.0f} min; at "
+            f"{CPU_MACS_PER_SECOND:.0e} multiply-adds per second: estimates)")
 
 
 def full_cost(data_dir: str | None) -> str:

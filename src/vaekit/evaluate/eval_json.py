@@ -1,0 +1,174 @@
+"""eval.json of `vaekit eval`, read and checked: its fields and their types (`check_eval`), and
+what the run's config.json makes certain of it (`check_eval_of_run`), so that `vaekit report`, the
+sheet and the API never show numbers no evaluation of the run can have written.
+
+    read_eval(run_dir)   RUN_DIR/eval.json of the run's current model, checked; None if missing
+
+A bound between two of its numbers: -L_k (test_nll) is at most the -ELBO (test_neg_elbo) up to the
+Monte-Carlo noise of a closed-form KL (`nll_slack`; IWAE, Burda, Grosse & Salakhutdinov 2016).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from vaekit import runs
+from vaekit.config import SEED_MAX, is_int, is_number
+from vaekit.data.load import known_test_images
+from vaekit.errors import CheckpointError
+
+REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
+                   "active_units", "latent_dim", "images")
+INT_FIELDS = ("k", "active_units", "latent_dim", "images")
+PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
+OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
+                    "batch_size", "threads", "binarization_seed", "world_size")
+# (field, least value, greatest value or the field that bounds it): what `vaekit eval` can write
+RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active_units", 0, "latent_dim"),
+          ("test_nll_stderr", 0, None), ("mse", 0, None), ("seconds", 0, None), ("probe_accuracy", 0, 1),
+          ("probe_train_images", 1, None), ("seed", 0, SEED_MAX), ("binarization_seed", 0, SEED_MAX),
+          ("batch_size", 1, None), ("threads", 1, None), ("world_size", 1, None))
+TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of", "device")
+ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
+NLL_SIGMAS = 20  # standard deviations of the closed-form KL's Monte-Carlo gap allowed (`nll_slack`)
+SUM_ROUNDING = 1e-4  # relative: float32 sums of k log-weights, against their float64 means
+
+
+def check_eval(result: Any, path: Path) -> None:
+    """Whether `result` is an eval.json of `vaekit eval`: every field the report reads, of its type;
+    a CheckpointError naming the field if not."""
+    if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
+        raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
+    bad = [f for f in REQUIRED_FIELDS
+           if not is_number(result[f]) or (f in INT_FIELDS and not is_int(result[f]))]
+    if bad:
+        raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
+                              "integers); not an eval.json of `vaekit eval`.")
+    _check_ranges(result, path)
+    latent = result["latent_dim"]
+    for field in PER_DIM_FIELDS:
+        values = result.get(field)
+        if values is not None and not (isinstance(values, list) and len(values) == latent
+                                       and all(map(is_number, values))):
+            raise CheckpointError(f"{path}: {field} must be a list of {latent} numbers (one per latent "
+                                  "dimension); not an eval.json of `vaekit eval`.")
+    for field in OPTIONAL_NUMBERS:
+        if result.get(field) is not None and not is_number(result[field]):
+            raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
+                                  "`vaekit eval`.")
+    for field in TEXT_FIELDS:
+        if result.get(field) is not None and not isinstance(result[field], str):
+            raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
+
+
+def _check_ranges(result: dict[str, Any], path: Path) -> None:
+    """Each field of `RANGES` there within its range, the latent means' variances >= 0: if not, a
+    CheckpointError naming the first (k = 0, -5 images, 99 active units of 4)."""
+    for field, low, high in RANGES:
+        value = result.get(field)
+        top = result[high] if isinstance(high, str) else high
+        if is_number(value) and not (low <= value and (top is None or value <= top)):
+            bound = f">= {low}" if top is None else f"between {low} and {top}"
+            where = " (its latent_dim)" if isinstance(high, str) else ""
+            raise CheckpointError(f"{path}: {field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
+                                  f"{bound}{where}; not an eval.json of `vaekit eval`.")
+    variances = result.get("latent_mean_variance")
+    if isinstance(variances, list) and any(is_number(v) and v < 0 for v in variances):
+        raise CheckpointError(f"{path}: latent_mean_variance holds a negative variance; not an eval.json "
+                              "of `vaekit eval`.")
+
+
+def check_eval_of_run(result: Any, path: Path) -> None:
+    """`check_eval`, then what the run's config.json makes certain of the eval.json beside it: its
+    latent_dim is the model's; a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
+    likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
+    dequantized ones) is >= 0; the sums of `_check_sums`; no more images than the test set of its
+    dataset holds (`_check_images`); test_nll at most test_neg_elbo, up to `nll_slack`. A negative
+    test_nll is not refused: its importance-sampled estimate can fall below 0 where -log p(x) is
+    near 0, and under a Gaussian likelihood -log p(x) itself."""
+    check_eval(result, path)
+    config = runs.read_config(path.parent, "vae")
+    model = config.model
+    if result["latent_dim"] != model.latent:
+        raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "
+                              f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
+                              "dimensions; the file is another run's, or was edited.")
+    closed = result.get("kl_estimate", "closed form") == "closed form"
+    per_dim = result.get("kl_per_dim") or []
+    if closed and (result["test_kl"] < -ROUNDING * model.latent or min(per_dim, default=0) < -ROUNDING):
+        field = "kl_per_dim" if min(per_dim, default=0) < -ROUNDING else "test_kl"
+        raise CheckpointError(f"{path}: {field} holds a negative KL, but a KL divergence in closed form is "
+                              ">= 0; not an eval.json of `vaekit eval`.")
+    if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
+        raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
+                              "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
+    _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
+    _check_images(result, path, config.data.name)
+    slack = nll_slack(result["test_kl"], result["images"], result["k"], closed, result["test_neg_elbo"])
+    if result["test_nll"] > result["test_neg_elbo"] + slack:
+        raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but the importance-sampled "
+                              f"-log p(x) is at most test_neg_elbo ({result['test_neg_elbo']:.6g}) plus "
+                              f"{slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+
+
+def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
+    """test_neg_elbo is test_recon + test_kl, bits_per_dim test_nll / (D ln 2) for the run's D pixel
+    values (0: unknown; rel. tolerance 1e-4), kl_per_dim's entries sum to test_kl (float32 sums of
+    the D dimensions of each image: rel. tolerance 1e-5): a CheckpointError naming the field if not."""
+    parts = result["test_recon"] + result["test_kl"]
+    if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
+        raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
+                              f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
+    bits = result["test_nll"] / (pixels * math.log(2.0))
+    if pixels and not math.isclose(result["bits_per_dim"], bits, rel_tol=1e-4, abs_tol=1e-12):
+        raise CheckpointError(f"{path}: bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
+                              f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
+                              "eval.json of `vaekit eval`.")
+    per_dim = result.get("kl_per_dim")
+    total = math.fsum(per_dim) if per_dim is not None else result["test_kl"]
+    if not math.isclose(total, result["test_kl"], rel_tol=1e-5, abs_tol=ROUNDING * len(per_dim or "-")):
+        raise CheckpointError(f"{path}: kl_per_dim sums to {total:.6g}, but test_kl is "
+                              f"{result['test_kl']:.6g}, the sum of its dimensions; not an eval.json of "
+                              "`vaekit eval`.")
+
+
+def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:
+    """images at most the test set of eval.json's dataset (else the run's, `trained_on`), where its
+    size is known without reading a file (`vaekit.data.load.known_test_images`): a CheckpointError if not."""
+    name = result.get("dataset") or trained_on
+    size = known_test_images(name)
+    if size is not None and result["images"] > size:
+        raise CheckpointError(f"{path}: images is {result['images']:,}, but the test set of {name} holds "
+                              f"{size:,} images; not an eval.json of `vaekit eval`.")
+
+
+def nll_slack(test_kl: float, images: int, k: int, closed_form: bool, neg_elbo: float) -> float:
+    """How far an honest test_nll (-L_k, averaged over the images) can lie above test_neg_elbo.
+
+    On the same k samples z_i ~ q(z|x) of an image, log of a mean >= mean of logs (Jensen):
+        -L_k(x) = -log (1/k sum_i w_i) <= -1/k sum_i log w_i
+                = recon(x) + 1/k sum_i [log q(z_i|x) - log p(z_i)]
+    (IWAE, Burda, Grosse & Salakhutdinov 2016, eq. 8 and theorem 1: L_1 <= L_k <= log p(x) in
+    expectation; here exactly, sample by sample). With a Monte-Carlo KL that last sum is test_kl,
+    and test_nll <= test_neg_elbo holds up to float rounding. With the closed-form KL it is the
+    KL plus noise of mean 0: per latent dimension of q = N(mu, s^2) against N(0, 1),
+        log q(z) - log p(z) - KL = mu s eps + (s^2 - 1)(eps^2 - 1)/2,   eps ~ N(0, 1),
+    of variance mu^2 s^2 + (s^2 - 1)^2 / 2 <= 2 max(1, s^2) KL, as 2 KL = mu^2 + s^2 - 1 - log s^2
+    and (1 - s^2)^2 / 2 <= s^2 - 1 - log s^2 for s <= 1 (and <= s^2 (s^2 - 1 - log s^2) above).
+    Averaged over k samples and N images the noise has a standard deviation of at most
+        sigma = sqrt(2 max(1, s^2) test_kl / (N k)),
+    and the slack allowed is NLL_SIGMAS (20) sigmas at s <= 1, still 5 where a posterior is 16
+    times as wide as the prior; plus SUM_ROUNDING of |test_neg_elbo| for float32 sums of k terms."""
+    rounding = SUM_ROUNDING * (1.0 + abs(neg_elbo))
+    if not closed_form:
+        return rounding
+    return rounding + NLL_SIGMAS * math.sqrt(2.0 * max(test_kl, 0.0) / (images * k))
+
+
+def read_eval(run_dir: str | Path) -> dict[str, Any] | None:
+    """RUN_DIR/eval.json if it exists and belongs to the run's current model, else None if missing;
+    CheckpointError if it is unreadable, not of `vaekit eval` or of this run's model
+    (`check_eval_of_run`) or was computed for other weights (`vaekit.runs.read_eval`)."""
+    return runs.read_eval(run_dir, check_eval_of_run, "vaekit eval")

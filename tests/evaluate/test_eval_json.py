@@ -1,0 +1,100 @@
+"""eval.json held against what no evaluation of the run can write: more images than its test set,
+-L_k far above the -ELBO, a KL per dimension that does not sum to the KL; and what honest
+evaluations write, at their noisiest (one image, one importance sample), still read."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from eval_runs import make_run
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.data.load import known_test_images, load_dataset, load_digits_dataset
+from vaekit.errors import CheckpointError
+from vaekit.evaluate.eval_json import nll_slack, read_eval
+from vaekit.evaluate.run import evaluate_run
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = make_run(tmp_path_factory.mktemp("eval_json") / "run", latent=3)
+    assert main(["eval", str(run), "--k", "4", "--limit", "30", "--no-progress", "--no-probe",
+                 "--threads", "1"]) == 0
+    return run
+
+
+def _edited(evaluated: Path, tmp_path: Path, **fields: Any) -> Path:
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    result = json.loads((run / runs.EVAL).read_text())
+    result.update(fields)
+    if "test_nll" in fields:  # bits/dim follows -log p(x): D = 64 pixels of 8x8 digits
+        result["bits_per_dim"] = result["test_nll"] / (64 * math.log(2))
+    (run / runs.EVAL).write_text(json.dumps(result))
+    return run
+
+
+def test_known_test_images_are_those_of_the_loaded_sets() -> None:
+    assert known_test_images("digits") == len(load_digits_dataset().test)
+    if Path("/usr/share/datasets/fashion-mnist").is_dir():
+        assert known_test_images("fashion-mnist") == len(load_dataset("fashion-mnist", download=False).test)
+    assert known_test_images("./my_images.npz") is None
+
+
+def test_images_past_the_test_set_are_refused(evaluated: Path, tmp_path: Path) -> None:
+    test = len(load_digits_dataset().test)
+    assert read_eval(_edited(evaluated, tmp_path / "a", images=test)) is not None  # all of them: --limit off
+    with pytest.raises(CheckpointError, match=rf"eval\.json: images is {test + 1}, but the test set of "
+                                              rf"digits holds {test} images"):
+        read_eval(_edited(evaluated, tmp_path / "b", images=test + 1))
+
+
+def test_nll_far_above_the_neg_elbo_is_refused(evaluated: Path, tmp_path: Path) -> None:
+    result = json.loads((evaluated / runs.EVAL).read_text())
+    assert result["test_nll"] <= result["test_neg_elbo"]  # as the IWAE bound says
+    with pytest.raises(CheckpointError, match=r"eval\.json: test_nll is .* at most test_neg_elbo"):
+        read_eval(_edited(evaluated, tmp_path, test_nll=result["test_neg_elbo"] + 100.0))
+
+
+def test_kl_per_dim_not_summing_to_test_kl_is_refused(evaluated: Path, tmp_path: Path) -> None:
+    result = json.loads((evaluated / runs.EVAL).read_text())
+    dims = result["kl_per_dim"]
+    assert math.fsum(dims) == pytest.approx(result["test_kl"], rel=1e-6)
+    shifted = [dims[0] + 0.3, *dims[1:]]  # each still >= 0
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_per_dim sums to .* but test_kl is"):
+        read_eval(_edited(evaluated, tmp_path, kl_per_dim=shifted))
+
+
+def test_honest_evaluations_at_their_noisiest_are_read(evaluated: Path, tmp_path: Path) -> None:
+    """One image, one importance sample: -L_1 above the closed-form -ELBO by the whole Monte-Carlo
+    noise of one draw (about half the time above it), on ten seeds; each eval.json is read."""
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    above = 0
+    for seed in range(10):
+        written = evaluate_run(run, k=1, limit=1, seed=seed, progress=False, probe=False, threads=1)
+        assert read_eval(run) == written
+        above += written["test_nll"] > written["test_neg_elbo"]
+    assert above > 0  # the slack is needed: an honest -L_1 does lie above the closed-form -ELBO
+
+
+@pytest.mark.parametrize(("mu", "s"), [(0.0, 0.1), (2.0, 0.3), (-1.0, 0.9), (0.5, 1.0), (1.0, 1.5),
+                                      (0.0, 3.0)])
+def test_the_noise_variance_bound_of_nll_slack(mu: float, s: float) -> None:
+    """Var[log q(z) - log p(z)], z ~ q = N(mu, s^2), p = N(0, 1), is at most 2 max(1, s^2) KL(q || p):
+    the bound `nll_slack` divides by N k, held against torch.distributions on 400,000 draws."""
+    f64 = {"dtype": torch.float64}
+    q, p = Normal(torch.tensor(mu, **f64), torch.tensor(s, **f64)), Normal(torch.tensor(0.0, **f64), 1.0)
+    z = mu + s * torch.randn(400_000, generator=torch.Generator().manual_seed(0), **f64)
+    variance = float((q.log_prob(z) - p.log_prob(z)).var())
+    kl = float(kl_divergence(q, p))
+    assert variance <= 2 * max(1.0, s * s) * kl * 1.02 + 1e-9
+    # the slack is NLL_SIGMAS such standard deviations at one image, one sample, s <= 1
+    assert nll_slack(kl, 1, 1, True, 0.0) >= 20 * math.sqrt(2 * kl)
+    assert nll_slack(kl, 1, 1, False, 0.0) < 1e-3  # Monte-Carlo KL: Jensen on the same samples, exact
