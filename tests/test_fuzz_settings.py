@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from vaekit import config as cfg
 from vaekit.classify import config as ccfg
-from vaekit.cli import build_parser, signed_values_joined
+from vaekit.cli import build_parser
 from vaekit.commands import classify as classify_command
 from vaekit.commands import train as train_command
 from vaekit.commands.tables import given as given_flags
@@ -209,7 +209,7 @@ def test_every_flag_refuses_or_stores_what_it_was_given(command: str, flag: str,
     stored, error = None, None
     try:
         with contextlib.redirect_stderr(err_out):
-            args = PARSER().parse_args(signed_values_joined([*command.split(), flag, text]))
+            args = PARSER().parse_args([*command.split(), flag, text])
         table = {f: row for f, row in _table(command).items() if f == flag}
         config = validate(cfg.apply(make(), given_flags(args, table), "command line"))
         stored = stored_value(config, key)

@@ -99,7 +99,8 @@ class VaekitParser(argparse.ArgumentParser):
         -> `--input=-3,10,10`, `-n -x` -> `-n-x`. argparse reads any word that starts with '-' as a
         flag of its own and would say the flag 'expected one argument'; joined, the flag's own
         check names the value. A word that is one of this parser's flags (`--input --json`), what
-        follows `--`, and a flag already given its value (`--lr=-1`) are left as they are."""
+        follows `--`, and a flag already given its value (`--lr=-1`) are left as they are; a
+        negative number is a value even where its first letters name a short flag (`-n -nan`)."""
         out: list[str] = []
         ended = False
         for arg in args:
@@ -107,7 +108,8 @@ class VaekitParser(argparse.ArgumentParser):
             flag = out[-1] if out else ""
             action = self._action_of(flag)
             if (ended or action is None or action.nargs not in (None, "?") or not arg.startswith("-")
-                    or self._action_of(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2])):
+                    or (not _is_negative_number(arg)
+                        and self._action_of(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]))):
                 out.append(arg)
             else:
                 out[-1] = f"{flag}={arg}" if flag.startswith("--") else flag + arg
@@ -189,25 +191,6 @@ def path_sentence(err: OSError) -> str:
     return f"{path}: cannot use it ({(err.strerror or str(err)).lower()})."
 
 
-def signed_values_joined(argv: Sequence[str]) -> list[str]:
-    """ARGV with a flag's negative number joined to it: `--lr -inf` -> `--lr=-inf`. argparse reads
-    '-inf', '-nan' and '-1e-3' as flags of their own (it knows only '-1' and '-.5' as numbers), and
-    would say the flag 'expected one argument'; joined, the flag's own check names the value. A
-    short flag is joined as argparse reads one with its value attached: `-n -inf` -> `-n-inf`."""
-    out: list[str] = []
-    for arg in argv:
-        flag = out[-1] if out else ""
-        if not _is_negative_number(arg) or "=" in flag:
-            out.append(arg)
-        elif flag.startswith("--"):
-            out[-1] = f"{flag}={arg}"
-        elif len(flag) == 2 and flag[0] == "-" and flag[1].isalpha():  # -n -inf -> -n-inf
-            out[-1] = flag + arg
-        else:
-            out.append(arg)
-    return out
-
-
 def _is_negative_number(text: str) -> bool:
     if not text.startswith("-"):
         return False
@@ -283,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     `--version` exit 0 through SystemExit, as argparse does."""
     parser = build_parser()
     try:
-        args = parser.parse_args(signed_values_joined(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as done:
         if done.code == 2:  # VaekitParser.error has printed its line
             return 2
