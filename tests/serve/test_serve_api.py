@@ -433,6 +433,16 @@ def test_encode_names_both_of_its_forms(client: Client, one_sentence: Callable[.
     assert "'image'" in out["error"] and "'pixels'" in out["error"]
 
 
+@pytest.mark.parametrize("image", ["", "x", 5])
+def test_encode_of_both_forms_says_to_give_one(client: Client, one_sentence: Callable[..., None],
+                                               image: object) -> None:
+    """Both forms at once: a 400 saying to give one, not that 'image' is unknown."""
+    status, out = client.call("POST", "/api/encode", {"image": image, "pixels": [0] * 64})
+    check_error(status, out, 400, one_sentence)
+    assert "'image'" in out["error"] and "'pixels'" in out["error"] and "not both" in out["error"]
+    assert "unknown" not in out["error"]
+
+
 def test_uploads_are_decoded_two_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each decode may take hundreds of MB on its way to the model's size: 8 at once wait their turn."""
     import threading

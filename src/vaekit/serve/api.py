@@ -101,6 +101,9 @@ def interpolate(explorer: Explorer, _query: dict[str, str], body: dict[str, Any]
 
 def encode(explorer: Explorer, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     c, h, w = explorer.model.image_shape
+    if "pixels" in body and "image" in body:
+        raise ApiError(400, "give one of 'image' (a base64 PNG or JPEG) or 'pixels' (numbers between 0 "
+                       "and 1), not both.")
     if "pixels" in body:
         check_fields(body, ("pixels",))
         values = numbers(body["pixels"], "pixels", c * h * w)
