@@ -130,6 +130,28 @@ def test_palette_and_alpha_are_converted_and_said(tmp_path: Path) -> None:
     assert "5" in got.notes["palette"] and "5" in got.notes["alpha"]
 
 
+def test_a_transparent_colour_is_said_as_dropped(tmp_path: Path) -> None:
+    """A PNG's transparent palette entry or colour (its tRNS chunk), which Pillow keeps beside the
+    pixels, is dropped as an alpha channel is, and said so; the pixels are Pillow's own."""
+    root = tmp_path / "t"
+    root.mkdir()
+    grey = noise(10, 5, 5, 3)
+    expected = []
+    for i, image in enumerate(grey):
+        pal = Image.fromarray(image).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+        if i < 3:
+            pal.save(root / f"{i}.png", transparency=1)
+        else:
+            pal.save(root / f"{i}.png")
+        expected.append(np.asarray(pal.convert("RGB")))
+    Image.fromarray(grey[0]).save(root / "z.png", transparency=(0, 0, 0))  # after 0..9.png
+    expected.append(grey[0])
+    got = read_folder(root, progress=False)
+    assert np.array_equal(got.images, np.stack(expected).transpose(0, 3, 1, 2))
+    assert got.notes["alpha"] == "dropped the alpha channel of 4 images"
+    assert "10" in got.notes["palette"]
+
+
 def test_grey_stays_grey_colour_stays_colour_and_the_conversions(tmp_path: Path) -> None:
     grey = write_pngs(tmp_path / "grey", noise(10, 4, 4))
     assert read_folder(grey, progress=False).images.shape[1] == 1

@@ -41,7 +41,7 @@ from vaekit.data.folder_cache import (
     read_cache,
     write_cache,
 )
-from vaekit.data.image_decode import MAX_IMAGE_PIXELS, ImageOptions, decode, read_header
+from vaekit.data.image_decode import MAX_IMAGE_PIXELS, ImageOptions, decode, pixel_notes, read_header
 from vaekit.data.image_files import (
     NOT_REGULAR,
     TOO_LARGE,
@@ -94,18 +94,7 @@ def _allocate(path: Path, n: int, shape: tuple[int, int, int],
 
 def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[str, str]:
     """The notes of a decoded folder, from what `decode` counted."""
-    notes: dict[str, str] = {}
-    if counts["16-bit"]:
-        notes["16-bit"] = f"converted {counts['16-bit']} 16-bit images to 8 bits (v >> 8)"
-    if counts["palette"]:
-        notes["palette"] = f"converted {counts['palette']} palette images to RGB"
-    if counts["alpha"]:
-        notes["alpha"] = f"dropped the alpha channel of {counts['alpha']} images"
-    other = {m: n for m, n in counts.items() if m not in
-             ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized", "orientation")}
-    if other:
-        notes["modes"] = "converted " + ", ".join(f"{n} {m}" for m, n in sorted(other.items())) + \
-            " images to RGB"
+    notes = pixel_notes(counts)
     if counts["to grey"]:
         notes["channels"] = f"converted {counts['to grey']} colour images to grey (ITU-R 601-2 luma)"
     if counts["to RGB"]:

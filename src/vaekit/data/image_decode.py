@@ -9,7 +9,8 @@ Pixels: every image becomes 8-bit grey ("L") or 8-bit RGB:
                                    clipped to 0..65535 first: the reduction Pillow itself applies to
                                    16-bit colour PNGs (it keeps their high byte), so one rule holds;
     "P" (palette)                  RGB, through RGBA when the palette has a transparent entry;
-    "LA", "RGBA", "PA", ...        the alpha channel dropped (not composited: the colours stay);
+    "LA", "RGBA", "PA", ...        the alpha channel dropped (not composited: the colours stay), and
+                                   so a transparent colour of a PNG's tRNS chunk or a GIF's;
     "CMYK", "YCbCr", other modes   RGB by Pillow's conversion.
 Orientation: an image whose EXIF Orientation tag (or XMP tiff:Orientation, as Pillow reads them)
 is 2..8 is turned upright, as Pillow's `ImageOps.exif_transpose` turns it (the EXIF table:
@@ -279,7 +280,7 @@ def to_8bit(im: Image.Image, counts: Counter[str]) -> Image.Image:
     """`im` (loaded) as "L" or "RGB" by the pixel rules of the module's docstring, counting what
     was converted in `counts` (16-bit, palette, alpha, MODE)."""
     mode = im.mode
-    if mode in ALPHA_MODES:
+    if mode in ALPHA_MODES or "transparency" in im.info:  # a channel, or a transparent colour/entry
         counts["alpha"] += 1
     if mode == "L":
         return im
@@ -304,6 +305,27 @@ def to_8bit(im: Image.Image, counts: Counter[str]) -> Image.Image:
     if mode not in ("RGBA", "RGBa", "RGBX"):
         counts[mode] += 1
     return im.convert("RGB")
+
+
+COUNTED = ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized", "orientation")  # not modes
+
+
+def pixel_notes(counts: Counter[str], one: bool = False) -> dict[str, str]:
+    """What `to_8bit` did (with the "16-bit" count of `is_16bit`), by kind, in words: of the
+    images counted ('dropped the alpha channel of 3 images'), or of `one` image."""
+    notes: dict[str, str] = {}
+    for key, single, many in (
+            ("16-bit", "16-bit values to 8 bits (v >> 8)", "converted {} 16-bit images to 8 bits (v >> 8)"),
+            ("palette", "palette colours to RGB", "converted {} palette images to RGB"),
+            ("alpha", "dropped the alpha channel (its colours kept, not composited)",
+             "dropped the alpha channel of {} images")):
+        if counts[key]:
+            notes[key] = single if one else many.format(counts[key])
+    other = {m: n for m, n in counts.items() if m not in COUNTED and n}
+    if other:
+        notes["modes"] = (", ".join(sorted(other)) + " to RGB") if one else \
+            "converted " + ", ".join(f"{n} {m}" for m, n in sorted(other.items())) + " images to RGB"
+    return notes
 
 
 def fit_image(im: Image.Image, size: tuple[int, int], fit: str) -> Image.Image:

@@ -3,8 +3,9 @@ uploaded PNG or JPEG (base64) as the model's pixels, with what was done to it in
 
 An image is {"width", "height", "channels", "pixels"}: floats in [0, 1] rounded to 4 decimals, in
 the order (C, H, W) flattened. An upload's pixels become 8-bit by the rules image folders follow
-(`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8, palettes, alpha), turned upright by
-its EXIF orientation as they are (`exif_orientation`, `upright`)."""
+(`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8, palettes, alpha and transparent colours
+dropped, CMYK to RGB), turned upright by its EXIF orientation as they are (`exif_orientation`,
+`upright`); the answer's note says each of these as an image folder's notes do (`pixel_notes`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from vaekit.data.image_decode import (
     fit_image,
     is_16bit,
     load_checked,
+    pixel_notes,
     to_8bit,
     upright,
 )
@@ -98,9 +100,9 @@ def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor,
         load_checked(im, data)  # a JPEG (or MPO) of thousands of scans, or cut short
         kind = im.format or "image"
         c, h, w = shape
-        done = [f"read a {width}x{height} {kind}"] + (["16-bit values to 8 bits (v >> 8)"] if sixteen else [])
-        counts: Counter[str] = Counter()
+        counts: Counter[str] = Counter({"16-bit": int(sixteen)})
         eight = upright(to_8bit(im, counts), orientation, counts)
+        done = [f"read a {width}x{height} {kind}", *pixel_notes(counts, one=True).values()]
         if counts["orientation"]:
             done.append("turned upright by its EXIF orientation")
         target = "L" if c == 1 else "RGB"

@@ -1,0 +1,83 @@
+"""The `converted` note of an uploaded image to POST /api/encode, over HTTP on 127.0.0.1 against the
+tiny digits run (8x8 grey): every conversion of its mode says itself (the alpha channel or a
+transparent colour dropped, a palette, 16-bit values, CMYK), as an image folder's notes do, and the
+pixels encoded are those of Pillow's own conversion of the image without its transparency."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from serve_client import Client, serve
+
+
+@pytest.fixture(scope="module")
+def client(run_dir: Path) -> Iterator[Client]:
+    yield from serve(run_dir)
+
+
+def saved(image: Image.Image, fmt: str = "PNG", **options: Any) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def encode(client: Client, data: bytes) -> dict[str, Any]:
+    return client.post("/api/encode", {"image": base64.b64encode(data).decode()})
+
+
+def palette() -> Image.Image:
+    im = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, "L").convert("P")
+    im.putpalette([(i * 37) % 256 for i in range(768)])
+    return im
+
+
+def cmyk_jpeg() -> tuple[bytes, Image.Image, tuple[str, ...]]:
+    """A CMYK JPEG, and Pillow's RGB conversion of it as decoded."""
+    data = saved(Image.fromarray(NOISE, "CMYK"), "JPEG", quality=95)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "CMYK"
+        return data, im.convert("RGB"), ("CMYK to RGB", "greyscale")
+
+
+NOISE = np.random.default_rng(7).integers(0, 256, (8, 8, 4), dtype=np.uint8)
+
+# name -> (the file's bytes, the same pixels as a plain L or RGB image by Pillow, words the note holds)
+CASES: dict[str, Callable[[], tuple[bytes, Image.Image, tuple[str, ...]]]] = {
+    "transparent white RGBA": lambda: (saved(Image.new("RGBA", (8, 8), (255, 255, 255, 0))),
+                                       Image.new("RGB", (8, 8), (255, 255, 255)),
+                                       ("alpha channel", "greyscale")),
+    "RGBA": lambda: (saved(Image.fromarray(NOISE, "RGBA")), Image.fromarray(NOISE[..., :3], "RGB"),
+                     ("alpha channel", "greyscale")),
+    "LA": lambda: (saved(Image.fromarray(NOISE[..., :2], "LA")), Image.fromarray(NOISE[..., 0], "L"),
+                   ("alpha channel",)),
+    "P with a transparent entry": lambda: (saved(palette(), transparency=5), palette().convert("RGB"),
+                                           ("alpha channel", "palette", "greyscale")),
+    "L with a transparent grey": lambda: (saved(Image.fromarray(NOISE[..., 0], "L"), transparency=3),
+                                          Image.fromarray(NOISE[..., 0], "L"), ("alpha channel",)),
+    "I;16": lambda: (saved(Image.fromarray(NOISE[..., :2].copy().view(np.uint16)[..., 0])),
+                     Image.fromarray((NOISE[..., :2].copy().view(np.uint16)[..., 0] >> 8).astype(np.uint8)),
+                     ("16-bit", "8 bits")),
+    "CMYK JPEG": lambda: cmyk_jpeg(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_an_uploads_conversions_are_said(client: Client, name: str) -> None:
+    data, plain, words = CASES[name]()
+    out = encode(client, data)
+    for word in words:
+        assert word in out["converted"], (word, out["converted"])
+    assert out["input"] == encode(client, saved(plain))["input"]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_an_opaque_upload_says_no_alpha(client: Client, mode: str) -> None:
+    out = encode(client, saved(Image.fromarray(NOISE[..., :3] if mode == "RGB" else NOISE[..., 0], mode)))
+    assert "alpha" not in out["converted"] and "palette" not in out["converted"]
