@@ -90,6 +90,38 @@ def test_a_config_json_of_another_run_of_the_same_config_is_refused(run: Path, t
     every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG), str(run / runs.CHECKPOINT))
 
 
+def _without_run_section(run: Path) -> None:
+    config = json.loads((run / runs.CONFIG).read_text())
+    config.pop(runs.RUN_SECTION)
+    (run / runs.CONFIG).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("copied", [(runs.MODEL,), (runs.MODEL, runs.CHECKPOINT, runs.CHECKPOINT_JSON,
+                                                    runs.METRICS), ()])
+def test_a_config_json_without_its_run_id_where_the_run_files_carry_one_is_refused(
+        run: Path, twin: Path, capsys: Any, one_sentence: Any, copied: tuple[str, ...]) -> None:
+    """Not a run of an earlier vaekit (none of whose files has an id): the id taken out of
+    config.json does not turn off the checks of the files copied from the twin, nor of its own."""
+    for name in copied:
+        shutil.copy(twin / name, run / name)
+    _without_run_section(run)
+    every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG))
+    before = snapshot(run)
+    refused(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"],
+            str(run / runs.CONFIG))
+    assert snapshot(run) == before
+
+
+def test_a_config_json_without_its_run_id_is_refused_by_the_model_file_alone(
+        run: Path, twin: Path, capsys: Any, one_sentence: Any) -> None:
+    """No checkpoint (killed before its first, or deleted): the model file's id still says."""
+    shutil.copy(twin / runs.MODEL, run / runs.MODEL)
+    for name in (runs.CHECKPOINT, runs.CHECKPOINT_JSON):
+        (run / name).unlink()
+    _without_run_section(run)
+    every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG), str(run / runs.MODEL))
+
+
 def test_the_runs_own_files_are_read(run: Path) -> None:
     assert runs.load_run(run).model is not None
     assert main([a.format(run=run) for a in READERS[0]]) == 0
