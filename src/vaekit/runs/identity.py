@@ -52,6 +52,7 @@ from vaekit.runs.files import (
     CHECKPOINT,
     CHECKPOINT_KEY,
     CONFIG,
+    CONFIG_KEY,
     MODEL,
     is_stale_temp,
     parse_json,
@@ -60,7 +61,6 @@ from vaekit.runs.files import (
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
 from vaekit.runs.tensor_files import read_metadata, read_tensors
 
-CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
 RUN_ID_KEY = "vaekit.run_id"  # model.safetensors metadata: the id of the run that trained it
 EPOCH_KEY = "vaekit.epoch"  # model.safetensors metadata: the epoch whose weights it holds
 MODEL_SHA_KEY = "model_sha256"  # checkpoint state: the SHA-256 of the model file's tensors
