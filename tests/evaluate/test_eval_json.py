@@ -14,10 +14,11 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from eval_runs import make_run
+from cli_refusal import cli_bad, snapshot
+from eval_runs import make_run, write_images
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.data.load import known_test_images, load_dataset, load_digits_dataset
+from vaekit.data.load import known_image_shape, known_test_images, load_dataset, load_digits_dataset
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.eval_json import nll_slack, read_eval
 from vaekit.evaluate.run import evaluate_run
@@ -54,6 +55,34 @@ def test_images_past_the_test_set_are_refused(evaluated: Path, tmp_path: Path) -
     with pytest.raises(CheckpointError, match=rf"eval\.json: images is {test + 1}, but the test set of "
                                               rf"digits holds {test} images"):
         read_eval(_edited(evaluated, tmp_path / "b", images=test + 1))
+
+
+def test_known_image_shapes_are_those_of_the_loaded_sets() -> None:
+    assert known_image_shape("digits") == load_digits_dataset().image_shape
+    if Path("/usr/share/datasets/fashion-mnist").is_dir():
+        assert known_image_shape("fashion-mnist") == load_dataset("fashion-mnist", download=False).image_shape
+    assert known_image_shape("./my_images.npz") is None
+
+
+def test_a_dataset_of_other_images_than_the_runs_is_refused(evaluated: Path, tmp_path: Path, capsys: Any,
+                                                            one_sentence: Any) -> None:
+    """A digits run (8x8) whose eval.json names mnist (28x28): no `vaekit eval` of it can have
+    used that set; the report is refused, nothing in the run written."""
+    run = _edited(evaluated, tmp_path, dataset="mnist")
+    with pytest.raises(CheckpointError, match=r"eval\.json: dataset is mnist, whose images are 1x28x28"):
+        read_eval(run)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, ["report", str(run)], str(run / runs.EVAL))
+    assert snapshot(run) == before
+
+
+def test_an_evaluation_on_other_images_of_the_runs_shape_is_read(evaluated: Path, tmp_path: Path) -> None:
+    """`vaekit eval --dataset` on a user's .npz of 8x8 images: its eval.json names that file, and is
+    read."""
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    images = write_images(tmp_path / "other.npz", (8, 8))
+    written = evaluate_run(run, k=2, dataset=str(images), progress=False, probe=False, threads=1)
+    assert written["dataset"] != "digits" and read_eval(run) == written
 
 
 def test_nll_far_above_the_neg_elbo_is_refused(evaluated: Path, tmp_path: Path) -> None:

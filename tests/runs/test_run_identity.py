@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from eval_runs import make_run
+from eval_runs import make_classifier_run, make_run
 from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
@@ -88,6 +88,63 @@ def test_a_config_json_of_another_run_of_the_same_config_is_refused(run: Path, t
     shutil.copy(twin / runs.CONFIG, run / runs.CONFIG)
     assert runs.run_id(run) == runs.run_id(twin)  # the copy: the same config, the twin's id
     every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG), str(run / runs.CHECKPOINT))
+
+
+def _without_run_section(run: Path) -> None:
+    config = json.loads((run / runs.CONFIG).read_text())
+    config.pop(runs.RUN_SECTION)
+    (run / runs.CONFIG).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("copied", [(runs.MODEL,), (runs.MODEL, runs.CHECKPOINT, runs.CHECKPOINT_JSON,
+                                                    runs.METRICS), ()])
+def test_a_config_json_without_its_run_id_where_the_run_files_carry_one_is_refused(
+        run: Path, twin: Path, capsys: Any, one_sentence: Any, copied: tuple[str, ...]) -> None:
+    """Not a run of an earlier vaekit (none of whose files has an id): the id taken out of
+    config.json does not turn off the checks of the files copied from the twin, nor of its own."""
+    for name in copied:
+        shutil.copy(twin / name, run / name)
+    _without_run_section(run)
+    every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG))
+    before = snapshot(run)
+    refused(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(run), "--resume"],
+            str(run / runs.CONFIG))
+    assert snapshot(run) == before
+
+
+def test_a_config_json_without_its_run_id_is_refused_by_the_model_file_alone(
+        run: Path, twin: Path, capsys: Any, one_sentence: Any) -> None:
+    """No checkpoint (killed before its first, or deleted): the model file's id still says."""
+    shutil.copy(twin / runs.MODEL, run / runs.MODEL)
+    for name in (runs.CHECKPOINT, runs.CHECKPOINT_JSON):
+        (run / name).unlink()
+    _without_run_section(run)
+    every_reader_refuses(run, capsys, one_sentence, str(run / runs.CONFIG), str(run / runs.MODEL))
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_classifier_run(tmp_path_factory.mktemp("runs") / "classifier", epochs=1)
+
+
+def test_a_config_json_of_another_kind_than_the_weights_is_the_file_named(
+        run: Path, trained: Path, classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    """A classifier's config.json in a VAE run, and a VAE's in a classifier run: config.json is the
+    file named as copied, with the files whose weights are of the other kind, not the directory as
+    a run of config.json's kind; a run all of one kind is still sent to its own commands."""
+    shutil.copy(classifier / runs.CONFIG, run / runs.CONFIG)
+    before = snapshot(run)
+    for argv in (READERS[0], READERS[1], [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]):
+        err = refused(capsys, one_sentence, [a.format(run=run) for a in argv], str(run / runs.CONFIG),
+                      str(run / runs.MODEL), str(run / runs.CHECKPOINT))
+        assert "holds a classifier run" not in err
+    assert snapshot(run) == before
+    other = Path(shutil.copytree(classifier, tmp_path / "classifier"))
+    shutil.copy(trained / runs.CONFIG, other / runs.CONFIG)
+    refused(capsys, one_sentence, ["classify", "eval", str(other)], str(other / runs.CONFIG),
+            str(other / runs.MODEL))
+    err = refused(capsys, one_sentence, [a.format(run=classifier) for a in READERS[0]], str(classifier))
+    assert "holds a classifier run (`vaekit classify`)" in err
 
 
 def test_the_runs_own_files_are_read(run: Path) -> None:

@@ -135,6 +135,7 @@ def _places(name: str, data_dir: str | Path | None) -> str:
 
 
 DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits
+DIGITS_SHAPE = (1, 8, 8)  # their (C, H, W)
 
 
 def known_test_images(name: str) -> int | None:
@@ -144,6 +145,15 @@ def known_test_images(name: str) -> int | None:
     if name in REGISTRY:
         return None if allow_modified_data() else REGISTRY[name].test_size
     return split_count(DIGITS_IMAGES, 0.1) if name == "digits" else None
+
+
+def known_image_shape(name: str) -> tuple[int, int, int] | None:
+    """The (C, H, W) of the images of a set known by name, without reading a file: a registry set's
+    (None where files failing their checksum are allowed: `allow_modified_data`), digits' 1x8x8;
+    None for a user's file or folder."""
+    if name in REGISTRY:
+        return None if allow_modified_data() else REGISTRY[name].image_shape
+    return DIGITS_SHAPE if name == "digits" else None
 
 
 def load_digits_dataset() -> Dataset:

@@ -41,6 +41,7 @@ class IDXDataset:
     classes: tuple[str, ...]
     val_size: int = 5000
     test_size: int = 10_000  # images of the published test set (t10k: MNIST's, and the sets after it)
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W): 28x28 grey, MNIST's format
 
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from vaekit import runs
 from vaekit.config import SEED_MAX, is_int, is_number
-from vaekit.data.load import known_test_images
+from vaekit.data.load import known_image_shape, known_test_images
 from vaekit.errors import CheckpointError
 
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
@@ -85,9 +85,10 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     latent_dim is the model's; a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
     likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
     dequantized ones) is >= 0; the sums of `_check_sums`; no more images than the test set of its
-    dataset holds (`_check_images`); test_nll at most test_neg_elbo, up to `nll_slack`. A negative
-    test_nll is not refused: its importance-sampled estimate can fall below 0 where -log p(x) is
-    near 0, and under a Gaussian likelihood -log p(x) itself."""
+    dataset holds (`_check_images`); its dataset one of the model's image shape (`_check_dataset`);
+    test_nll at most test_neg_elbo, up to `nll_slack`. A negative test_nll is not refused: its
+    importance-sampled estimate can fall below 0 where -log p(x) is near 0, and under a Gaussian
+    likelihood -log p(x) itself."""
     check_eval(result, path)
     config = runs.read_config(path.parent, "vae")
     model = config.model
@@ -105,6 +106,7 @@ def check_eval_of_run(result: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
                               "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
     _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
+    _check_dataset(result, path, config.data.name, tuple(model.image_shape or ()))
     _check_images(result, path, config.data.name)
     slack = nll_slack(result["test_kl"], result["images"], result["k"], closed, result["test_neg_elbo"])
     if result["test_nll"] > result["test_neg_elbo"] + slack:
@@ -132,6 +134,21 @@ def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
         raise CheckpointError(f"{path}: kl_per_dim sums to {total:.6g}, but test_kl is "
                               f"{result['test_kl']:.6g}, the sum of its dimensions; not an eval.json of "
                               "`vaekit eval`.")
+
+
+def _check_dataset(result: dict[str, Any], path: Path, trained_on: str, shape: tuple[int, ...]) -> None:
+    """eval.json's dataset is one the run's model can have been evaluated on: the run's own
+    (`trained_on`), or another of its image `shape` (`vaekit eval --dataset`), where that set's
+    shape is known without reading a file (`vaekit.data.load.known_image_shape`): a CheckpointError if not."""
+    name = result.get("dataset")
+    if not isinstance(name, str) or name == trained_on or not shape:
+        return
+    theirs = known_image_shape(name)
+    if theirs is not None and theirs != shape:
+        held, taken = "x".join(map(str, theirs)), "x".join(map(str, shape))
+        raise CheckpointError(f"{path}: dataset is {name[:60]}, whose images are {held}, but the model of "
+                              f"{path.parent / runs.CONFIG} takes the {taken} images of {trained_on}, so no "
+                              "evaluation of the run used it; the file is another run's, or was edited.")
 
 
 def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:

@@ -40,6 +40,7 @@ REPORT = "report.html"
 RUN_FILES = (CONFIG, MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)
 RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # all but config.json
 CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
+CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
 TMP = ".tmp"  # suffix of a file being written (`temp_path`)
 _TEMP = re.compile(r"\.(?P<name>.+)\.vaekit-(?P<pid>[0-9]+)\.tmp")  # the names `temp_path` gives
 MAX_HEADER = 100_000_000  # the longest safetensors header read (the format's own limit)

@@ -52,6 +52,7 @@ from vaekit.runs.files import (
     CHECKPOINT,
     CHECKPOINT_KEY,
     CONFIG,
+    CONFIG_KEY,
     MODEL,
     is_stale_temp,
     parse_json,
@@ -60,7 +61,6 @@ from vaekit.runs.files import (
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
 from vaekit.runs.tensor_files import read_metadata, read_tensors
 
-CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
 RUN_ID_KEY = "vaekit.run_id"  # model.safetensors metadata: the id of the run that trained it
 EPOCH_KEY = "vaekit.epoch"  # model.safetensors metadata: the epoch whose weights it holds
 MODEL_SHA_KEY = "model_sha256"  # checkpoint state: the SHA-256 of the model file's tensors
@@ -73,8 +73,32 @@ def new_run_id() -> str:
 
 def run_id(run_dir: Path) -> str | None:
     """The id in RUN_DIR/config.json, or None for a run of an earlier vaekit (CheckpointError if
-    config.json is missing or damaged)."""
-    return run_section(read_raw_config(Path(run_dir)), Path(run_dir) / CONFIG)
+    config.json is missing or damaged, or has no id where the checkpoint or the model file carries
+    one: `check_unmarked_config`)."""
+    found = run_section(read_raw_config(Path(run_dir)), Path(run_dir) / CONFIG)
+    if found is None:
+        check_unmarked_config(Path(run_dir))
+    return found
+
+
+def check_unmarked_config(run_dir: Path) -> None:
+    """RUN_DIR/config.json has no run id: it is a run of an earlier vaekit only if neither its
+    checkpoint nor its model file carries one either (vaekit writes config.json's id before either
+    file), so a run id in one of them is a CheckpointError naming config.json, edited or another
+    run's. A file that cannot be read carries none here; its own readers say what is wrong."""
+    for name in (CHECKPOINT, MODEL):
+        try:
+            metadata = read_metadata(run_dir / name) or {}
+        except CheckpointError:
+            continue
+        state = _json(metadata.get(CHECKPOINT_KEY)) if name == CHECKPOINT else metadata
+        key = "run_id" if name == CHECKPOINT else RUN_ID_KEY
+        carried = state.get(key) if isinstance(state, dict) else None
+        if carried is not None:
+            raise CheckpointError(f"{run_dir / CONFIG} has no \"{RUN_SECTION}\" section (the run id), though "
+                                  f"{run_dir / name} carries run id {str(carried)[:40]}, which vaekit "
+                                  "writes into config.json first: config.json was edited or is another "
+                                  "run's; put back the config.json the run wrote.")
 
 
 def check_run_dir(run_dir: Path) -> None:

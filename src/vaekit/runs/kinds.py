@@ -24,7 +24,8 @@ from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.runs.files import CONFIG, parse_json, read_run_file
+from vaekit.runs.files import CHECKPOINT, CHECKPOINT_KEY, CONFIG, CONFIG_KEY, MODEL, parse_json, read_run_file
+from vaekit.runs.tensor_files import read_metadata
 from vaekit.vae.models import build_model
 from vaekit.vae.prob import negative_elbo
 
@@ -139,6 +140,23 @@ def run_section(raw: Any, path: Path) -> str | None:
     return found
 
 
+def trained_kinds(run_dir: Path) -> list[tuple[str, str]]:
+    """(file name, kind) of RUN_DIR's model file and checkpoint, each as the config it records it
+    was trained with says (its "task"; 'vae' without one); a file that cannot be read, or records no
+    config, is left out (its own readers say what is wrong)."""
+    found = []
+    for name, key in ((MODEL, CONFIG_KEY), (CHECKPOINT, CHECKPOINT_KEY)):
+        try:
+            recorded = parse_json((read_metadata(run_dir / name) or {}).get(key) or "null")
+        except (CheckpointError, ValueError):
+            continue
+        config = recorded.get("config") if name == CHECKPOINT and isinstance(recorded, dict) else recorded
+        task = config.get("task", DEFAULT) if isinstance(config, dict) else None
+        if isinstance(task, str):
+            found.append((name, task))
+    return found
+
+
 def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | None = None) -> Any:
     """A config.json's JSON (its run section taken out) read through its kind, as `read_config`
     says; `run_dir` names the directory in the sentence of a run of another kind."""
@@ -148,6 +166,12 @@ def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | 
                               "keys.")
     if task is not None and found != task:
         held, where = TASKS[found], path.parent if run_dir is None else run_dir
+        trained = [name for name, kind in trained_kinds(path.parent) if kind == task]
+        if trained:
+            raise CheckpointError(f"{path} is the config of {held.what} (`{held.maker}`), but "
+                                  f"{' and '.join(str(path.parent / n) for n in trained)} hold the weights "
+                                  f"of {TASKS[task].what}: config.json was copied from another run; put back "
+                                  "the config.json the run wrote.")
         raise CheckpointError(f"{where} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
                               f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=where)}.")
     try:
