@@ -87,7 +87,7 @@ def test_the_checkpoint_records_the_sha256_of_its_model_files_tensors(resumed: t
             digest.update(t.numpy().tobytes())
         state = json.loads((run / runs.CHECKPOINT_JSON).read_text())
         assert state[runs.MODEL_SHA_KEY] == digest.hexdigest()
-        metadata = runs.read_metadata(run / runs.MODEL) or {}
+        metadata = runs.read_metadata(run / runs.MODEL, "model") or {}
         assert metadata["vaekit.run_id"] == runs.run_id(run)
         assert metadata["vaekit.epoch"] == str(best_epoch(run))
 

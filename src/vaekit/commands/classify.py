@@ -23,7 +23,7 @@ from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, int_list_flag
 from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
-from vaekit.runs import read_config, read_metrics
+from vaekit.runs import read_metrics, resumed_config
 
 # flag -> (section, key, kind, help), a row per classifier setting with a flag (default None: not given)
 FLAGS = flag_table(ClassifierConfig(), compare_epochs=compare.EPOCHS)
@@ -59,7 +59,7 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
-        base = read_config(Path(args.out), "classify")
+        base = resumed_config(Path(args.out), "classify")
     start = base
     if args.config:
         base = cfg.load_toml(args.config, base)

@@ -14,7 +14,7 @@ from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
-from vaekit.runs import read_config
+from vaekit.runs import read_config, resumed_config
 from vaekit.train.budget import BudgetTooShort
 from vaekit.train.fit import fit
 
@@ -53,7 +53,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
-        base = read_config(Path(args.out))
+        base = resumed_config(Path(args.out))
     start = base
     if args.config:
         base = load_toml(args.config, base)

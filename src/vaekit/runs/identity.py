@@ -239,8 +239,9 @@ def check_same_run(run_dir: Path, state: Any, path: Path) -> None:
 
 def checkpoint_state(run_dir: Path) -> Any:
     """The state in RUN_DIR/checkpoint.safetensors' metadata, or None: no checkpoint, or one whose
-    state cannot be read (its own readers say why)."""
-    return _json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY))
+    state cannot be read (its own readers say why); a padded or truncated one is the CheckpointError
+    of `read_metadata`."""
+    return _json((read_metadata(run_dir / CHECKPOINT, "checkpoint") or {}).get(CHECKPOINT_KEY))
 
 
 def check_model_file(run_dir: Path, config: Any) -> None:

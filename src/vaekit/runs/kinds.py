@@ -11,6 +11,7 @@ of the config. A config.json of an earlier vaekit has none.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,3 +197,25 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
     raw = read_raw_config(run_dir, maker_of(task))
     run_section(raw, path)
     return config_from(raw, path, task, run_dir)
+
+
+def resumed_config(run_dir: Path, task: str = DEFAULT) -> Any:
+    """config.json of the run that `--resume` continues in `run_dir` (`read_config`): a directory
+    that does not exist, or is empty (a train killed before it wrote config.json), is one sentence
+    saying so, and that the command without --resume starts a run there."""
+    empty = None if not os.path.lexists(run_dir) else run_dir.is_dir() and not _holds_anything(run_dir)
+    if empty is not False:
+        maker = maker_of(task)
+        raise CheckpointError(f"{run_dir} {'is an empty directory' if empty else 'does not exist'}, so there "
+                              f"is no run to resume there; `{maker} --out {run_dir}` (without --resume) "
+                              "starts one.")
+    return read_config(run_dir, task)
+
+
+def _holds_anything(run_dir: Path) -> bool:
+    """Whether the directory `run_dir` has an entry (one it cannot list counts as one that has)."""
+    try:
+        with os.scandir(run_dir) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return True

@@ -110,7 +110,7 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     if not check_regular(run_dir / MODEL, "the model's safetensors file", CheckpointError):
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
                               f"epoch); train one with `{kind.maker} --out {run_dir}`.")
-    metadata = read_metadata(run_dir / MODEL)  # from the header alone: before a network is built
+    metadata = read_metadata(run_dir / MODEL, "model")  # from the header alone: before a network is built
     if metadata is None:  # no metadata in it, or not a safetensors file (`read_tensors` says so)
         metadata = read_tensors(run_dir / MODEL, "model")[1]
     check_checkpoint_file(run_dir)  # the run id and the metrics digest are held against its state

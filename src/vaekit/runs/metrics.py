@@ -88,7 +88,8 @@ def _recorded(run_dir: Path) -> tuple[int, str] | None:
     """(epoch, digest) of the run's checkpoint, or None: no checkpoint, a damaged one (its readers
     say so), or one of an earlier vaekit."""
     try:
-        state = parse_json((read_metadata(run_dir / CHECKPOINT) or {}).get(CHECKPOINT_KEY, "null"))
+        metadata = read_metadata(run_dir / CHECKPOINT, "checkpoint") or {}
+        state = parse_json(metadata.get(CHECKPOINT_KEY, "null"))
     except (CheckpointError, ValueError):
         return None
     if not isinstance(state, dict) or not is_int(state.get("epoch")) or not isinstance(

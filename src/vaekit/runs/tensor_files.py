@@ -7,7 +7,9 @@ where the header's largest data offset says. That is the one law every reader he
 to (`tensor_bytes`), from its header alone (at most MAX_HEADER bytes, as safetensors itself reads)
 and the file's size, before its tensors are read: a file with bytes after its last tensor (padding,
 another file appended), a truncated one or one with no such header is one sentence naming it, and
-a file padded to gigabytes is never read into memory. `read_metadata` reads the header alone.
+a file padded to gigabytes is never read into memory. `read_metadata` reads the header alone,
+held to the same law (`_checked_header`), so that a reader of the header alone refuses what a
+reader of the tensors refuses, in the same sentence.
 `model_fingerprint` is the SHA-256 that ties an eval.json to its weights.
 """
 
@@ -93,42 +95,56 @@ def _tensors_end(header: Any) -> int | None:
     return max(ends)
 
 
+def _checked_header(fh: BinaryIO, path: Path, what: str) -> Any | None:
+    """The header of the safetensors file open in `fh` (read from its start, `_header`), held to
+    the file's size (os.fstat): None if its first bytes are not such a header; a CheckpointError
+    naming `path` if the file holds more bytes after the header than its tensors take (padding, a
+    file appended) or fewer (truncated). The one law of `tensor_bytes` and `read_metadata`."""
+    size, found = os.fstat(fh.fileno()).st_size, _header(fh)
+    end = None if found is None else _tensors_end(found[0])
+    if found is None or end is None:
+        return None
+    extra = size - found[1] - end
+    if extra > 0:
+        raise CheckpointError(
+            f"{path} has {extra:,} bytes ({format_bytes(extra)}) after its last tensor, where "
+            f"a safetensors file ends; the {what} is left unread.")
+    if extra < 0:
+        raise CheckpointError(incomplete(path, what, f"truncated: its header declares {end:,} "
+                                         f"bytes of tensors, {end + extra:,} are there"))
+    return found[0]
+
+
 def tensor_bytes(path: Path, what: str) -> bytes:
     """The bytes of the safetensors file at `path` (`open_regular`: FileNotFoundError if nothing
     is there), read whole only once its header, read alone, declares as many bytes of tensors as
-    the file holds after it: a file with bytes after its last tensor (padding, a file appended), a
-    truncated one or one with no such header is a CheckpointError naming it, its tensors unread."""
+    the file holds after it (`_checked_header`): a file with bytes after its last tensor (padding, a
+    file appended), a truncated one or one with no such header is a CheckpointError naming it, its
+    tensors unread."""
     named = f"the {what}'s safetensors file"
     with open_regular(path, named, CheckpointError) as fh:
         try:
-            size, found = os.fstat(fh.fileno()).st_size, _header(fh)
-            end = None if found is None else _tensors_end(found[0])
-            if found is None or end is None:
+            if _checked_header(fh, path, what) is None:
                 raise CheckpointError(incomplete(path, what))
-            extra = size - found[1] - end
-            if extra > 0:
-                raise CheckpointError(
-                    f"{path} has {extra:,} bytes ({format_bytes(extra)}) after its last tensor, where "
-                    f"a safetensors file ends; the {what} is left unread.")
-            if extra < 0:
-                raise CheckpointError(incomplete(path, what, f"truncated: its header declares {end:,} "
-                                                 f"bytes of tensors, {end + extra:,} are there"))
             fh.seek(0)
             return fh.read()
         except OSError as err:
             raise CheckpointError(cannot_follow(path, err, named)) from None
 
 
-def read_metadata(path: Path) -> dict[str, str] | None:
-    """The `__metadata__` of a safetensors file, read from its header alone (not its tensors); None
-    if nothing is there or the header is not that of a safetensors file; a CheckpointError if
-    something else than a regular file is there."""
+def read_metadata(path: Path, what: str) -> dict[str, str] | None:
+    """The `__metadata__` of the safetensors file of the `what` (model, checkpoint) at `path`, read
+    from its header alone (not its tensors), once the header is held to the file's size as
+    `tensor_bytes` holds it (`_checked_header`): a padded or truncated file is the same
+    CheckpointError, in the same sentence. None if nothing is there, it cannot be read, or the
+    header is not that of a safetensors file (its readers say so); a CheckpointError if something
+    else than a regular file is there."""
     try:
         with open_regular(path, "a safetensors file", CheckpointError) as fh:
-            found = _header(fh)
+            header = _checked_header(fh, path, what)
     except OSError:  # nothing there (FileNotFoundError), or unreadable
         return None
-    metadata = found[0].get("__metadata__") if found and isinstance(found[0], dict) else None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         return None
     return metadata

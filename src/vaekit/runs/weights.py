@@ -72,7 +72,7 @@ def unmarked_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
     with it (`save_weights`) even when no epoch of the resume is better; None when there is no
     model file or it has its metadata."""
     path = run_dir / MODEL
-    if not os.path.lexists(path) or CONFIG_KEY in (read_metadata(path) or {}):
+    if not os.path.lexists(path) or CONFIG_KEY in (read_metadata(path, "model") or {}):
         return None
     tensors, metadata = read_tensors(path, "model")
     return None if CONFIG_KEY in metadata else tensors
@@ -193,7 +193,7 @@ def check_checkpoint_file(run_dir: Path) -> None:
     path = run_dir / CHECKPOINT
     if not check_regular(path, "the checkpoint's safetensors file", CheckpointError):
         return
-    metadata = read_metadata(path)
+    metadata = read_metadata(path, "checkpoint")
     if metadata is None:
         raise CheckpointError(f"{path}: not a complete safetensors file (truncated, or another format); "
                               "the checkpoint cannot be read.")

@@ -128,7 +128,7 @@ def check_trained_data(run_dir: Path, ds: Dataset, data: str, remedy: str) -> No
     is a CheckpointError naming both. Nothing to hold it against (no checkpoint, an unreadable state,
     none recorded) is no check: `--resume` judges the file."""
     path = run_dir / runs.CHECKPOINT
-    metadata = runs.read_metadata(path) or {}
+    metadata = runs.read_metadata(path, "checkpoint") or {}
     try:
         state = runs.parse_json(metadata.get(runs.files.CHECKPOINT_KEY, "null"))
     except ValueError:
