@@ -88,7 +88,7 @@ def check_unmarked_config(run_dir: Path) -> None:
     run's. A file that cannot be read carries none here; its own readers say what is wrong."""
     for name in (CHECKPOINT, MODEL):
         try:
-            metadata = read_metadata(run_dir / name) or {}
+            metadata = read_metadata(run_dir / name, "checkpoint" if name == CHECKPOINT else "model") or {}
         except CheckpointError:
             continue
         state = _json(metadata.get(CHECKPOINT_KEY)) if name == CHECKPOINT else metadata

@@ -146,9 +146,9 @@ def trained_kinds(run_dir: Path) -> list[tuple[str, str]]:
     was trained with says (its "task"; 'vae' without one); a file that cannot be read, or records no
     config, is left out (its own readers say what is wrong)."""
     found = []
-    for name, key in ((MODEL, CONFIG_KEY), (CHECKPOINT, CHECKPOINT_KEY)):
+    for name, key, what in ((MODEL, CONFIG_KEY, "model"), (CHECKPOINT, CHECKPOINT_KEY, "checkpoint")):
         try:
-            recorded = parse_json((read_metadata(run_dir / name) or {}).get(key) or "null")
+            recorded = parse_json((read_metadata(run_dir / name, what) or {}).get(key) or "null")
         except (CheckpointError, ValueError):
             continue
         config = recorded.get("config") if name == CHECKPOINT and isinstance(recorded, dict) else recorded
