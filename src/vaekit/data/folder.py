@@ -201,21 +201,25 @@ def read_folder(path: Path, options: ImageOptions | None = None, progress: bool 
     in this module's docstring have every rule). `progress`: None shows a bar only on a terminal."""
     options = options or ImageOptions()
     path = Path(path).resolve()
-    files, classes, bad = list_images(path)
+    files, classes, bad, listed = list_images(path)
     if bad and not options.skip_bad:
         raise DataError(bad[0].sentence)
     if not cache:
-        return _decode_folder(path, files, classes, options, progress, bad)
+        result = _decode_folder(path, files, classes, options, progress, bad)
+        result.notes = {**listed, **result.notes}
+        return result
     key = cache_key(path, options, files, bad)
     target = cache_file(path, key)
     loaded = read_cache(target, key)
     if loaded is not None and agrees(loaded, files, classes, options):
+        loaded.notes = {**listed, **loaded.notes}  # the listing's notes are never cached
         return loaded
     if loaded is not None:  # an edited or foreign file under this folder's key
         discard(target)
         del loaded
     result = _decode_folder(path, files, classes, options, progress, bad)
     result.notes["cache"] = write_cache(target, result, key)
+    result.notes = {**listed, **result.notes}
     result.cache_path = target if target.is_file() else None
     return result
 

@@ -1,8 +1,9 @@
 """The image files of a user's folder: which files are read, in which order, with which labels.
 
 Files: every file under the folder, recursively, whose extension (any case) is one of
-IMAGE_EXTENSIONS, in the order of their relative paths (compared part by part); hidden files and
-folders (a name starting with ".") are skipped and other files ignored.
+IMAGE_EXTENSIONS, in the order of their relative paths (compared part by part); other files are
+ignored. Hidden files and folders (a name starting with ".": .DS_Store, .git, .ipynb_checkpoints)
+are left out, and the note 'hidden' counts them and names the first.
 
 Labels (torchvision's ImageFolder layout): when the folder holds no image directly and every image
 lies in a direct sub-folder (ROOT/CLASS/NAME.png), the classes are the sub-folders' names sorted,
@@ -60,17 +61,20 @@ class BadFile:
 
 
 def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str], bad: list[BadFile]) -> None:
+          dirs: list[str], bad: list[BadFile], hidden: list[str]) -> None:
     """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
-    sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, and to
-    `bad` what the module's docstring refuses. Each entry is stat'ed as it is found (its links
-    followed) and a file kept as one small record (no DirEntry, no Path)."""
+    sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, to
+    `bad` what the module's docstring refuses and to `hidden` the relative paths of the hidden
+    entries left out (not looked into). Each entry is stat'ed as it is found (its links followed)
+    and a file kept as one small record (no DirEntry, no Path)."""
     try:
         with os.scandir(directory) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+            entries = sorted(it, key=lambda e: e.name)
     except OSError as err:
         raise DataError(f"{directory}: cannot be listed ({err.strerror or err}).") from None
+    hidden += [prefix + e.name for e in entries if e.name.startswith(".")]
+    entries = [e for e in entries if not e.name.startswith(".")]
     for entry in entries:
         try:
             st = entry.stat()
@@ -84,7 +88,7 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
             seen.add((st.st_dev, st.st_ino))
             if not prefix:
                 dirs.append(entry.name)
-            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad)
+            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad, hidden)
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
             continue
         elif stat.S_ISREG(st.st_mode):
@@ -103,19 +107,30 @@ def _not_utf8(name: str) -> bool:
     return False
 
 
-def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile]]:
-    """The image files below `path` in order, the classes (None: unlabelled) and the entries that
-    are refused (`BadFile`), by the rules of the module's docstring."""
+def _hidden_note(hidden: list[str]) -> str:
+    """'left out 2 hidden files/folders (names starting with '.'; first: .h.png)'."""
+    return (f"left out {len(hidden)} hidden files/folders (names starting with '.'; "
+            f"first: {min(hidden)})")
+
+
+def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile],
+                                     dict[str, str]]:
+    """The image files below `path` in order, the classes (None: unlabelled), the entries that
+    are refused (`BadFile`) and the listing's notes ('hidden'), by the rules of the module's
+    docstring."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; expected a folder of image files.")
     files: list[FolderFile] = []
     dirs: list[str] = []
     bad: list[BadFile] = []
+    hidden: list[str] = []
     st = path.stat()
-    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad)
+    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad, hidden)
+    notes = {"hidden": _hidden_note(hidden)} if hidden else {}
     if not files and not bad:
-        raise DataError(f"{path}: no image files in this folder or below; expected files ending in "
-                        f"{', '.join(IMAGE_EXTENSIONS)}.")
+        left = f" ({notes['hidden']})" if hidden else ""
+        raise DataError(f"{path}: no image files in this folder or below{left}; expected files "
+                        f"ending in {', '.join(IMAGE_EXTENSIONS)}.")
     labelled = bool(files) and all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
     for name in classes or ():
@@ -133,7 +148,7 @@ def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, l
             if name not in used:
                 raise DataError(f"{path / name}: a class folder with no images; in a folder of class "
                                 f"folders each sub-folder is a class and needs at least one image.")
-    return files, classes, bad
+    return files, classes, bad, notes
 
 
 def check_enough(path: Path, n: int, skipped: Sized) -> None:
