@@ -4,6 +4,7 @@ notes (`vaekit data info`), held against the files written here with Pillow."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,50 @@ def test_no_note_without_hidden_entries(tmp_path: Path) -> None:
     for i in range(10):
         png(root / f"{i:02d}.png", i)
     assert "hidden" not in read_folder(root, progress=False, cache=False).notes
+
+
+def mixed(root: Path) -> Path:
+    """Two class folders of 6 images each and 3 loose images at the top."""
+    for c in ("cat", "dog"):
+        for i in range(6):
+            png(root / c / f"{i}.png", i)
+    for name in ("x1.png", "x2.png", "x3.png"):
+        png(root / name)
+    return root
+
+
+def test_loose_images_beside_class_folders_are_why_it_is_unlabelled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = mixed(tmp_path / "mixed")
+    got = read_folder(root, progress=False)
+    assert got.labels is None and len(got.images) == 15
+    note = got.notes["labels"]
+    assert note.startswith("read unlabelled because of the 3 images at its top level beside its 2 "
+                           "sub-folders of images (first: x1.png)")
+    assert read_folder(root, progress=False).notes["labels"] == note  # from the cache
+    assert info(root, capsys)["notes"]["labels"] == note
+
+
+def test_no_labels_note_for_a_flat_or_a_class_folder(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    for i in range(10):
+        png(flat / f"{i}.png", i)
+    classes = tmp_path / "classes"
+    for i in range(10):
+        png(classes / f"c{i % 2}" / f"{i}.png", i)
+    assert "labels" not in read_folder(flat, progress=False, cache=False).notes
+    got = read_folder(classes, progress=False, cache=False)
+    assert got.classes == ("c0", "c1") and "labels" not in got.notes
+
+
+def test_classify_names_the_loose_images_as_why_there_are_no_labels(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    root = mixed(tmp_path / "mixed")
+    status = cli.main(["classify", "--data", str(root), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    last = err.strip().splitlines()[-1].split("\r")[-1]
+    assert "Traceback" not in err and ": error: " in last
+    message = last.split(": error: ", 1)[1]
+    one_sentence(message, str(root), "no labels", "3 images at its top level", "x1.png")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

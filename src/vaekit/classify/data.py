@@ -29,12 +29,13 @@ RESIZE_CHUNK = 2048  # images resized at once: bounds the float copy of a 112x11
 
 def labelled(ds: Dataset, what: str) -> tuple[Split, Split, Split]:
     """(train, val, test) of `ds`, each with labels; DataError naming `what` (the --data input)
-    when the dataset has none."""
+    when the dataset has none, and why when its note 'labels' says (a folder read unlabelled)."""
     for split in (ds.train, ds.val, ds.test):
         if split.labels is None:
+            why = f"; this folder was {ds.notes['labels']}" if ds.notes.get("labels") else ""
             raise DataError(f"{what}: the dataset has no labels, but a classifier needs one per image "
                             "(a .npz with 'labels' or 'y', a folder of class folders class/xxx.png, or a "
-                            "labelled dataset such as fashion-mnist).")
+                            f"labelled dataset such as fashion-mnist){why}.")
     return ds.train, ds.val, ds.test
 
 

@@ -8,7 +8,8 @@ are left out, and the note 'hidden' counts them and names the first.
 Labels (torchvision's ImageFolder layout): when the folder holds no image directly and every image
 lies in a direct sub-folder (ROOT/CLASS/NAME.png), the classes are the sub-folders' names sorted,
 and an image's label is the index of its folder; a sub-folder without images is then an error.
-Any other layout is unlabelled (labels None): all the images below the folder.
+Any other layout is unlabelled (labels None): all the images below the folder; when sub-folders
+of images stand beside images at the top, the note 'labels' says those loose images are why.
 
 Each file is kept as one small record (`FolderFile`: its path, relative path, size, time, shape:
 about 300 bytes), stat'ed as it is found (its links followed); its shape and colour come from its
@@ -113,10 +114,22 @@ def _hidden_note(hidden: list[str]) -> str:
             f"first: {min(hidden)})")
 
 
+def _loose_note(files: list[FolderFile]) -> str | None:
+    """Why a folder with sub-folders of images is unlabelled when images also lie at its top
+    level (None when they do not)."""
+    loose = [f.rel for f in files if "/" not in f.rel]
+    folders = {f.rel.split("/", 1)[0] for f in files if "/" in f.rel}
+    if not loose or not folders:
+        return None
+    return (f"read unlabelled because of the {len(loose)} images at its top level beside its "
+            f"{len(folders)} sub-folders of images (first: {loose[0]}); move them into a class "
+            "folder to label every image by its sub-folder")
+
+
 def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile],
                                      dict[str, str]]:
     """The image files below `path` in order, the classes (None: unlabelled), the entries that
-    are refused (`BadFile`) and the listing's notes ('hidden'), by the rules of the module's
+    are refused (`BadFile`) and the listing's notes ('hidden', 'labels'), by the rules of the module's
     docstring."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; expected a folder of image files.")
@@ -133,6 +146,9 @@ def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, l
                         f"ending in {', '.join(IMAGE_EXTENSIONS)}.")
     labelled = bool(files) and all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
+    loose = None if labelled else _loose_note(files)
+    if loose:
+        notes["labels"] = loose
     for name in classes or ():
         if not name.isprintable() or _not_utf8(name):  # a class name is shown in reports and tables
             raise DataError(f"{path}: the class folder {name!r} has a name that is not printable UTF-8 "
