@@ -4,7 +4,8 @@ folders (`read_folder`), and as a `Dataset` split 80/10/10 (`load_folder_dataset
 The rules live with each step:
     image_files.py    which files are read, in which order, and the labels from class folders
     image_decode.py   one image: pixels, channels and size (`ImageOptions`), unreadable files
-    folder_cache.py   the decoded set cached on disk, keyed by the files' names, sizes and times
+    folder_cache.py   the decoded set cached on disk, keyed by the files' names, sizes and times,
+                      and bounded in size
 
 Memory: pass 1 opens every file lazily (its header: size, mode; a file Pillow cannot identify,
 or an image larger than MAX_IMAGE_PIXELS, is found here), then ONE uint8 array of the final shape

@@ -10,10 +10,15 @@ st_mtime_ns: a file changed, added or removed (or other options) gives another K
 decoded again; nothing changed, it is read back opening only the header of its first image's
 file. A cache file whose stored KEY is not its name's (another folder's file copied over it) is
 a miss, decoded again, and so is a damaged cache file, and so is one that disagrees with the folder
-(`agrees`: the classes, the images' rows in the listing, their labels, size and channels). At
-most CACHE_PER_FOLDER entries of one folder are kept (the least recently used are removed). A
-cache that cannot be written (a full disk, a read-only folder, a ~/.cache that is a file) is no
-error: the folder is read uncached, and its note 'cache' says why.
+(`agrees`: the classes, the images' rows in the listing, their labels, size and channels).
+
+Size: the note 'cache' says each entry's size on disk. At most CACHE_PER_FOLDER entries of one
+folder are kept, and at most CACHE_MAX_BYTES in all the folders' entries together: after each
+write the least recently used (written or read) are removed beyond either. A set larger than
+CACHE_MAX_BYTES, or than half the space free on the cache's disk, is not written (an --image-size
+far above the images' own makes a few small files gigabytes of pixels): the folder is read
+uncached, as it is when the cache cannot be written (a full disk, a read-only folder, a ~/.cache
+that is a file), and the note 'cache' says why.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
+import stat
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +38,11 @@ import numpy as np
 from vaekit.data.image_decode import ImageOptions, read_header
 from vaekit.data.image_files import MIN_IMAGES, BadFile, FolderFile
 from vaekit.data.registry import cache_dir
+from vaekit.device import format_bytes
 
 CACHE_VERSION = "vaekit-folder-cache-3"  # part of every key: a new layout never reads an old file
 CACHE_PER_FOLDER = 3
+CACHE_MAX_BYTES = 8 * 2**30  # all the folders' entries together (that much decoded needs ~40 GiB)
 
 
 @dataclass
@@ -112,7 +121,7 @@ def read_cache(target: Path, key: str) -> FolderImages | None:
         os.utime(target)  # most recently used: kept by the pruning of `write_cache`
     except OSError:
         pass
-    notes["cache"] = f"read from cache {target}"
+    notes["cache"] = f"read from cache {target} ({_size_of(target)})"
     return FolderImages(np.ascontiguousarray(images), labels, classes, notes, True, target, rows)
 
 
@@ -156,13 +165,39 @@ def _write_npy(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
             f.write(array.reshape(-1).view(np.uint8).data)
 
 
+def _size_of(path: Path) -> str:
+    try:
+        return format_bytes(path.stat().st_size)
+    except OSError:  # removed meanwhile by another process's pruning
+        return "size unknown"
+
+
+def free_bytes(where: Path) -> int:
+    """The bytes free on the disk of the folder `where` (OSError when it cannot be read)."""
+    return shutil.disk_usage(where).free
+
+
+def _too_large(where: Path, size: int) -> str | None:
+    """Why a set of `size` bytes is not cached in the folder `where`, None when it may be."""
+    if size > CACHE_MAX_BYTES:
+        return f"the folders cache keeps at most {format_bytes(CACHE_MAX_BYTES)}"
+    free = free_bytes(where)
+    if size > free // 2:
+        return f"more than half the {format_bytes(free)} free on the cache's disk"
+    return None
+
+
 def write_cache(target: Path, result: FolderImages, key: str) -> str:
     """Store `result` and its `key` (`cache_key`, checked by `read_cache`) at `target` (a
-    temporary name, then renamed); the note that says where, or why not (a cache that cannot be
-    written is no error)."""
+    temporary name, then renamed) unless it is too large (`_too_large`); the note that says where
+    and its size, or why not (a cache that cannot be written is no error)."""
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        size = result.images.nbytes + result.rows.nbytes
+        why = _too_large(target.parent, size)
+        if why is not None:
+            return f"not cached ({format_bytes(size)} decoded; {why})"
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             _write_npy(zf, "key", np.array([key], dtype=str))
             _write_npy(zf, "images", result.images)
@@ -184,21 +219,33 @@ def write_cache(target: Path, result: FolderImages, key: str) -> str:
             tmp.unlink(missing_ok=True)
         raise
     _prune(target)
-    return f"decoded {len(result.images)} images, cached as {target}"
+    return f"decoded {len(result.images)} images, cached as {target} ({_size_of(target)})"
 
 
-def _entries(where: Path, prefix: str) -> Iterator[Path]:
-    yield from (p for p in where.glob(f"{prefix}-*.npz") if p.is_file())
+def _newest_first(where: Path, prefix: str) -> list[tuple[Path, os.stat_result]]:
+    """The entries of the folders whose id is `prefix` ("*": all), most recently used first."""
+    found = []
+    for p in where.glob(f"{prefix}-*.npz"):
+        with contextlib.suppress(OSError):  # removed meanwhile by another process
+            st = p.stat()
+            if stat.S_ISREG(st.st_mode):
+                found.append((p, st))
+    return sorted(found, key=lambda e: e[1].st_mtime_ns, reverse=True)
 
 
 def _prune(target: Path) -> None:
-    """Keep the CACHE_PER_FOLDER most recently used entries of `target`'s folder."""
+    """Keep the CACHE_PER_FOLDER most recently used entries of `target`'s folder, and of all the
+    folders' entries the most recently used that together take at most CACHE_MAX_BYTES (`target`
+    itself is always kept)."""
     prefix = target.name.split("-", 1)[0]
     try:
-        entries = sorted(_entries(target.parent, prefix), key=lambda p: p.stat().st_mtime_ns,
-                         reverse=True)
-        for old in entries[CACHE_PER_FOLDER:]:
+        for old, _ in _newest_first(target.parent, prefix)[CACHE_PER_FOLDER:]:
             if old != target:
                 old.unlink(missing_ok=True)
+        total = 0
+        for entry, st in _newest_first(target.parent, "*"):
+            total += st.st_size
+            if total > CACHE_MAX_BYTES and entry != target:
+                entry.unlink(missing_ok=True)
     except OSError:
         pass
