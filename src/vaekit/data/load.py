@@ -228,6 +228,14 @@ def check_source(name: str, data_dir: str | Path | None = None) -> Reader | None
     return reader
 
 
+def user_data_path(name: str) -> str | None:
+    """The absolute path of the user's folder or array file that `load_dataset` reads for `name`
+    (as given, relative to the working directory), None for a set known by name."""
+    if name in REGISTRY or name in BUILTIN:
+        return None
+    return os.path.abspath(name)
+
+
 def uses_data_dir(name: str) -> bool:
     """Whether the set `name` is looked up in a data directory (the IDX sets; not digits, not a
     user's array or folder, which are read from their own path)."""
