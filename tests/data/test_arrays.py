@@ -272,3 +272,20 @@ def test_other_dtypes_are_refused(tmp_path, one_sentence, cli_error, dtype):
     path = save(tmp_path / "odd.npy", np.zeros((20, 4, 4), dtype))
     message = refused(path, one_sentence, cli_error)
     assert "dtype" in message
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("side", ["above 1", "below 0"])
+def test_floats_just_outside_the_unit_interval_show_it(tmp_path, one_sentence, cli_error, dtype, side):
+    """A float array one step outside [0, 1] (the next float above 1, numpy's nextafter; the
+    negative normal float nearest 0) is refused with its range written with the digits that tell
+    each end from its neighbours: read back in its dtype, each bound is the array's min and max,
+    so the sentence shows the value outside."""
+    one, zero = dtype(1), dtype(0)
+    out = np.nextafter(one, dtype(2)) if side == "above 1" else -np.finfo(dtype).smallest_normal
+    images = np.full((20, 4, 4), out, dtype)
+    images[0, 0, 0] = dtype(0.5)
+    message = refused(save(tmp_path / "f.npy", images), one_sentence, cli_error, "[0, 1]")
+    low, high = message.removesuffix("].").rsplit("[", 1)[1].split(", ")
+    assert (dtype(low), dtype(high)) == (images.min(), images.max())
+    assert dtype(high) > one if side == "above 1" else dtype(low) < zero

@@ -760,6 +760,22 @@ def test_cli_fetch_found_and_builtin(places, fake_set, fake_registry, capsys):
     assert "nothing to fetch" in capsys.readouterr().out
 
 
+def test_cli_fetch_of_a_users_file_or_folder_needs_none(places, tmp_path, capsys, cli_error):
+    """A .npy/.npz file or a folder of images is read where it lies: fetch says it needs no fetch,
+    as of digits (exit 0); a missing one, or a name no fetch knows, is one sentence that names the
+    sets fetch downloads and never offers the refused kind of name as a dataset."""
+    array, folder = tmp_path / "mine.npy", tmp_path / "pictures"
+    np.save(array, np.zeros((10, 4, 4), np.uint8))
+    folder.mkdir()
+    for path in (array, folder):
+        assert main(["data", "fetch", str(path)]) == 0
+        out = capsys.readouterr().out.strip()
+        assert out.startswith(f"{path} is ") and out.endswith("nothing to fetch."), out
+    cli_error(main(["data", "fetch", str(tmp_path / "gone.npy")]), str(tmp_path / "gone.npy"), *REGISTRY)
+    message = cli_error(main(["data", "fetch", "cifar10"]), "'cifar10'", *REGISTRY)
+    assert ".npy" not in message and "folder" not in message
+
+
 # ----------------------------------------------------------------------------- real data
 
 FASHION_SHA256 = {  # of the decompressed files, from docs/design.md

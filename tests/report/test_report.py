@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from scipy.stats import norm
 from sklearn.decomposition import PCA
 from torch import Tensor, nn
 
-from eval_runs import make_run
+from eval_runs import make_run, write_images
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.run import evaluate_run
@@ -257,3 +258,40 @@ def test_evaluation_flags_that_would_go_unused_are_refused(run2d: Path, tmp_path
     refused(["--k", "5"], "--k", str(run / "eval.json"))
     refused(["--limit", "5"], "--limit", str(run / "eval.json"))
     assert main(["report", str(run)]) == 0
+
+
+def test_the_figures_are_of_the_dataset_eval_json_was_computed_on(run2d: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   one_sentence: Callable[..., None]) -> None:
+    """The eval table is eval.json's: a --dataset other than the one it was computed on is refused
+    (one sentence naming both, nothing rewritten), the same file by another path is taken, a report
+    without --dataset draws its figures from eval.json's file, as the report that evaluated it did,
+    and is refused once that file is gone."""
+    run = Path(shutil.copytree(run2d, tmp_path / "run"))
+    for name in ("report.html", "eval.json"):  # what other tests of the shared run wrote
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "figures", ignore_errors=True)
+    first, other = (write_images(tmp_path / f"{c}.npz", (8, 8), seed=s) for c, s in (("a", 1), ("b", 2)))
+    assert main(["report", str(run), "--dataset", str(first), "--k", "3"]) == 0
+    capsys.readouterr()
+    assert json.loads((run / "eval.json").read_text())["data_source"] == os.path.abspath(first)
+    drawn = {p.name: p.read_bytes() for p in (run / "figures").iterdir()}
+    page = (run / "report.html").read_bytes()
+
+    status = main(["report", str(run), "--dataset", str(other)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("vaekit report: error: "), err
+    one_sentence(err.removeprefix("vaekit report: error: "), f"--dataset {other}", str(first),
+                 f"vaekit eval {run} --dataset {other}", "leave --dataset out")
+    assert (run / "report.html").read_bytes() == page
+    assert {p.name: p.read_bytes() for p in (run / "figures").iterdir()} == drawn
+
+    assert main(["report", str(run), "--dataset", str(tmp_path / "." / "a.npz")]) == 0
+    assert main(["report", str(run)]) == 0
+    assert str(first) in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (run / "figures").iterdir()} == drawn
+    first.rename(tmp_path / "moved.npz")
+    status = main(["report", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    one_sentence(err.removeprefix("vaekit report: error: "), str(first), f"vaekit eval {run}")

@@ -12,14 +12,14 @@ from vaekit.commands.tables import add_table, given, image_flags
 from vaekit.config import TrainConfig
 from vaekit.data.folder import ImageOptions
 from vaekit.data.load import (
-    check_data_dir,
     check_downloaded_only,
     check_mirror,
     describe,
     describe_text,
+    fetch_note,
     load_dataset,
 )
-from vaekit.data.registry import BUILTIN, DEFAULT_DATASET, fetch, where_found, where_found_text
+from vaekit.data.registry import DEFAULT_DATASET, fetch, where_found, where_found_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,9 +91,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     check_mirror(args.name, args.mirror, args.data_dir)
-    if args.name in BUILTIN:
-        check_data_dir(args.name, args.data_dir)
-        print(f"{args.name} is bundled with scikit-learn; nothing to fetch.")
+    note = fetch_note(args.name, args.data_dir)
+    if note is not None:
+        print(note)
         return 0
     directory = fetch(args.name, args.data_dir, base_url=args.mirror)
     print(f"{args.name}: {directory}")

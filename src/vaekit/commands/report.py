@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=text_flag("--data-dir"),
                    help="directory holding the dataset files (default: lookup order)")
     p.add_argument("--dataset", type=text_flag("--dataset"),
-                   help="VAE runs: test images from this dataset instead of the run's (default: the run's)")
+                   help="VAE runs: test images from this dataset instead of the run's, evaluated on it if "
+                   "there is no eval.json, else eval.json's own (default: eval.json's, else the run's)")
     add_device_flag(p, "a VAE run's model is evaluated and draws the figures")
     p.set_defaults(func=run)
 

@@ -295,10 +295,10 @@ def _as_uint8(path: Path, images: np.ndarray) -> np.ndarray:
                 f"{path}: float images must be finite and lie in [0, 1]; found {n_nan} NaN and "
                 f"{n_inf} infinite values among {images.size}."
             )
-        flo, fhi = float(images.min()), float(images.max())
-        if flo < 0.0 or fhi > 1.0:
+        low, high = images.min(), images.max()  # of the array's dtype: printed with the digits
+        if low < 0.0 or high > 1.0:  # that tell it apart from its neighbours (1.0000001, not 1)
             raise DataError(
-                f"{path}: float images must lie in [0, 1]; found values in [{flo:g}, {fhi:g}]."
+                f"{path}: float images must lie in [0, 1]; found values in [{low!s}, {high!s}]."
             )
         scaled = images.astype(np.float32) if images.dtype.itemsize < 4 else images
         return np.rint(scaled * 255.0).astype(np.uint8)

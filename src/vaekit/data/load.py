@@ -228,6 +228,36 @@ def check_source(name: str, data_dir: str | Path | None = None) -> Reader | None
     return reader
 
 
+def user_data_path(name: str) -> str | None:
+    """The absolute path of the user's folder or array file that `load_dataset` reads for `name`
+    (as given, relative to the working directory), None for a set known by name."""
+    if name in REGISTRY or name in BUILTIN:
+        return None
+    return os.path.abspath(name)
+
+
+def fetch_note(name: str, data_dir: str | Path | None = None) -> str | None:
+    """What `vaekit data fetch NAME` says of a set it need not fetch (digits, bundled; a user's
+    folder or array file, read where it lies), None for a set it downloads (`registry.fetch`); for
+    any other name an UnknownDatasetError naming the sets it downloads, or a DataError for a
+    path that is not there or of neither kind."""
+    if name in REGISTRY:
+        return None
+    sets = f"`vaekit data fetch` downloads {', '.join(REGISTRY)}"
+    if name in BUILTIN:
+        check_data_dir(name, data_dir)
+        return f"{name} is bundled with scikit-learn; nothing to fetch."
+    reader = reader_for(name) if name else None
+    if reader is not None and Path(name).exists():
+        check_data_dir(name, data_dir)
+        return f"{name} is {reader.source}, read where it lies; nothing to fetch."
+    if reader is not None or _looks_like_path(name):
+        what = neither_kind() if Path(name).exists() else "no such file or folder"
+        raise DataError(f"{name}: {what}; {sets}, and a folder of images or a .npy/.npz array file "
+                        "is read where it lies.")
+    raise UnknownDatasetError(f"unknown dataset {name!r}; {sets} (and digits comes with scikit-learn).")
+
+
 def uses_data_dir(name: str) -> bool:
     """Whether the set `name` is looked up in a data directory (the IDX sets; not digits, not a
     user's array or folder, which are read from their own path)."""

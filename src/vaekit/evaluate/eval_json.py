@@ -30,7 +30,8 @@ RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active
           ("test_nll_stderr", 0, None), ("mse", 0, None), ("seconds", 0, None), ("probe_accuracy", 0, 1),
           ("probe_train_images", 1, None), ("seed", 0, SEED_MAX), ("binarization_seed", 0, SEED_MAX),
           ("batch_size", 1, None), ("threads", 1, None), ("world_size", 1, None))
-TEXT_FIELDS = ("dataset", "binarization", "model_sha256", "kl_estimate", "likelihood_of", "device")
+TEXT_FIELDS = ("dataset", "data_source", "binarization", "model_sha256", "kl_estimate", "likelihood_of",
+               "device")
 ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
 NLL_SIGMAS = 20  # standard deviations of the closed-form KL's Monte-Carlo gap allowed (`nll_slack`)
 SUM_ROUNDING = 1e-4  # relative: float32 sums of k log-weights, against their float64 means

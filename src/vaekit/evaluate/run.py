@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import EVAL_SEED, eval_images
-from vaekit.data.load import Dataset, load_configured, uses_data_dir
+from vaekit.data.load import Dataset, load_configured, user_data_path, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import REQUIRED_FIELDS as REQUIRED_FIELDS
@@ -243,7 +243,8 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
 
     Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
     (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
-    model_sha256 and the protocol (dataset, binarization, seeds). `threads`: torch CPU threads, 0 =
+    model_sha256 and the protocol (dataset; data_source, the absolute path of a user's file
+    or folder, else null; binarization, seeds). `threads`: torch CPU threads, 0 =
     the cores other processes leave idle (`vaekit.device.choose_threads`: all of them on a quiet
     machine); the previous setting is restored afterwards. `device`: where the model and the
     images are and the evaluation computes, cpu, cuda or auto (cuda where torch sees one); eps are
@@ -315,7 +316,8 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     mode = config.resolved_binarize()
     binarization = mode if mode in ("none", "dequantize") else "fixed"
     result.update({
-        "dataset": ds.name, "binarization": binarization, "likelihood_of": LIKELIHOOD_OF[binarization],
+        "dataset": ds.name, "data_source": user_data_path(dataset or config.data.name),
+        "binarization": binarization, "likelihood_of": LIKELIHOOD_OF[binarization],
         "binarization_seed": EVAL_SEED if binarization != "none" else None,
         "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
         "probe_accuracy": None, "probe_train_images": None, "world_size": 1 if w is None else w.size,

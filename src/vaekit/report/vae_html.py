@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 from vaekit import runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.config import format_duration
-from vaekit.errors import CheckpointError
+from vaekit.data.load import user_data_path
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.eval_json import read_eval
 from vaekit.evaluate.run import evaluate_run, load_test_set
 from vaekit.report import visualize
@@ -44,6 +46,7 @@ EVAL_ROWS: tuple[tuple[str, str, str], ...] = (
     ("probe_train_images", "probe fitted on training images", "seeded subsample"),
     ("test_nll_stderr", "standard error of test_nll over images", "nats"),
     ("dataset", "dataset", ""),
+    ("data_source", "dataset file or folder", "absolute path"),
     ("binarization", "test binarization", "fixed: once, with binarization_seed"),
     ("binarization_seed", "binarization seed", ""),
     ("seed", "seed of the importance samples", ""),
@@ -153,10 +156,59 @@ def write_vae_report(run_dir: Path, options: ReportOptions) -> Path:
         return _write_report(run_dir, options)
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _evaluated_on(name: str, evaluation: dict[str, Any], own: str) -> bool:
+    """Whether the dataset `name` (a name or path, as `load_dataset` takes it) is the one eval.json
+    was computed on: its `dataset` (else the run's `own`), and for a user's file or folder its
+    `data_source` (an eval.json written before it had one: the file's name)."""
+    evaluated, source = evaluation.get("dataset") or own, evaluation.get("data_source")
+    path = user_data_path(name)
+    if path is None:
+        return source is None and name == evaluated
+    if source is not None:
+        return _same_file(path, source)
+    return (Path(path).name or name) == evaluated
+
+
+def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] | None,
+                   log: Any) -> str | None:
+    """The dataset whose test images the figures are drawn from, so that they and the eval table
+    are of the same images: `asked` (--dataset; None: the run's own) when there is no eval.json
+    yet and the report evaluates on it, else the set eval.json was computed on. A ConfigError when
+    `asked` is another set, or none is asked and eval.json's is a file or folder no longer there
+    (or of an eval.json that does not hold its path)."""
+    if evaluation is None:
+        return asked
+    own = runs.read_config(run_dir, "vae").data.name
+    evaluated, source = evaluation.get("dataset") or own, evaluation.get("data_source")
+    if asked is not None and not _evaluated_on(asked, evaluation, own):
+        raise ConfigError(f"--dataset {asked} is not {source or evaluated}, the dataset that "
+                          f"{run_dir / runs.EVAL} was computed on and whose numbers the report shows; run "
+                          f"`vaekit eval {run_dir} --dataset {asked}` first for a report on {asked}, or "
+                          f"leave --dataset out for one on {evaluated}.")
+    if asked is not None or _evaluated_on(own, evaluation, own):
+        return asked
+    where = source if source is not None else evaluated if user_data_path(evaluated) is None else None
+    if where is None or not (source is None or os.path.exists(source)):
+        gone = "which is no longer there" if source else "whose path it does not hold"
+        raise ConfigError(f"{run_dir / runs.EVAL} was computed on {source or evaluated}, {gone}, not on "
+                          f"{own} that the run was trained on; give --dataset with its path for a report "
+                          f"on it, or run `vaekit eval {run_dir}` first for one on {own}.")
+    log(f"{run_dir}: {runs.EVAL} is of {where}; the figures are drawn from its test images")
+    return where
+
+
 def _write_report(run_dir: Path, o: ReportOptions) -> Path:
-    model, config, x, labels, ds = load_test_set(run_dir, o.dataset, o.data_dir, device=o.where)
-    metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     evaluation = read_eval(run_dir)
+    dataset = report_dataset(run_dir, o.dataset, evaluation, o.log)
+    model, config, x, labels, ds = load_test_set(run_dir, dataset, o.data_dir, device=o.where)
+    metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     check_run_outputs(run_dir)  # before eval.json is written
     if evaluation is not None:
         unused_evaluation(run_dir, o, "vaekit eval")
