@@ -190,7 +190,7 @@ def registry_entry(name: str) -> IDXDataset:
     if name not in REGISTRY:
         raise UnknownDatasetError(
             f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, "
-            "or a path to a .npy/.npz array of images."
+            "a folder of images, or a path to a .npy/.npz array of images."
         )
     return REGISTRY[name]
 
