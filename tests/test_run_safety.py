@@ -400,6 +400,9 @@ def test_damaged_model_weights_never_reach_eval_json(run: Path, capsys: Any, one
     save_file(tensors, str(path))
     cli_bad(capsys, one_sentence, ["eval", str(run), "--k", "2", "--no-progress"], str(path))
     assert not (run / runs.EVAL).exists()
+    # sample loads the model through the same check (`runs.load_weights`): no image of it either
+    cli_bad(capsys, one_sentence, ["sample", str(run), "-n", "2"], str(path))
+    assert not (run / "figures").exists()
 
 
 @pytest.mark.parametrize("edit", ["sections-list", "section-string", "negative-latent", "not-utf8"])
