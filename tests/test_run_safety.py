@@ -210,7 +210,7 @@ def test_divergence_in_epoch_one_says_so_and_the_directory_stays_usable(
 
     monkeypatch.setattr(fit_mod, "make_engine", diverging)
     err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "2", "--out", str(out)])
-    assert "epoch 1, step 1" in err and "no epoch had finished, so there is no checkpoint" in err
+    assert "epoch 1, step 1" in err and "no checkpoint had been written" in err
     assert "checkpoint (epoch 0)" not in err
     assert sorted(p.name for p in out.iterdir()) == [runs.CONFIG]
     monkeypatch.setattr(fit_mod, "make_engine", real)
@@ -400,6 +400,9 @@ def test_damaged_model_weights_never_reach_eval_json(run: Path, capsys: Any, one
     save_file(tensors, str(path))
     cli_bad(capsys, one_sentence, ["eval", str(run), "--k", "2", "--no-progress"], str(path))
     assert not (run / runs.EVAL).exists()
+    # sample loads the model through the same check (`runs.load_weights`): no image of it either
+    cli_bad(capsys, one_sentence, ["sample", str(run), "-n", "2"], str(path))
+    assert not (run / "figures").exists()
 
 
 @pytest.mark.parametrize("edit", ["sections-list", "section-string", "negative-latent", "not-utf8"])

@@ -48,7 +48,7 @@ from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import Checkpoints
 from vaekit.train.early_stopping import EarlyStopping
 from vaekit.train.engines import DistributedEngine, Engine, make_engine
-from vaekit.train.loop import Batches, Beta, Pixels, kl_weight, train_epoch, validate
+from vaekit.train.loop import Batches, Beta, Pixels, check_finite_state, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, make_optimizer, set_lr
 from vaekit.train.resume import DATA_KEY, Progress, check_same_data, data_digests, restore
@@ -279,8 +279,7 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
                       started)
 
 
-def _silent(_: str) -> None:
-    pass
+def _silent(_: str) -> None: ...
 
 
 def _train(task: Task, out: Path, from_checkpoint: bool, device: torch.device, show_bar: bool | None,
@@ -339,6 +338,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
         progress.baseline = engine.baseline
         seconds = time.perf_counter() - t0
         val = task.validate(model)
+        check_finite_state(model, optimizer, val, epoch, checkpoints.epoch)  # before any file of it
         progress.epoch = epoch
         improved = stopping.record(progress, task.score(val))
         row = {"epoch": epoch, "step": progress.step, **stats, **val, "epoch_seconds": round(seconds, 4),

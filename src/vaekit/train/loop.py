@@ -120,14 +120,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
         value = float(batch_sums[0]) / batch_sums_images
         if not math.isfinite(value):
             bar.close()
-            kept_epoch = epoch - 1 if checkpointed is None else checkpointed
-            kept = (f"the last good checkpoint (epoch {kept_epoch}) is kept" if kept_epoch > 0 else
-                    "no epoch had finished, so there is no checkpoint and a new run may use the "
-                    "directory")
-            raise DivergenceError(
-                f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}; training "
-                f"stopped and {kept}: try a lower --lr or --clip."
-            )
+            raise diverged(f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}",
+                           epoch - 1 if checkpointed is None else checkpointed)
 
     for i in range(steps):
         index = perm[i * batch : (i + 1) * batch]
@@ -147,6 +141,31 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
     bar.close()
     means = (sums / max(seen, 1)).tolist()
     return {f"train_{name}": m for name, m in zip(engine.names, means, strict=True)}, step
+
+
+def diverged(what: str, checkpointed: int) -> DivergenceError:
+    """The one sentence of a run that diverged (`what` became NaN or infinite): training stopped,
+    the checkpoint of epoch `checkpointed` (0: none) kept, a lower --lr advised."""
+    kept = (f"the last good checkpoint (epoch {checkpointed}) is kept" if checkpointed > 0 else
+            "no checkpoint had been written, so a new run may use the directory")
+    return DivergenceError(f"{what}; training stopped and {kept}: try a lower --lr or --clip.")
+
+
+def check_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer, val: dict[str, float],
+                       epoch: int, checkpointed: int) -> None:
+    """After `epoch` and its validation, before anything of it is written: the weights (buffers
+    included), every tensor of the optimizer's state (Adam's moments) and every number of `val`
+    finite, or DivergenceError (`diverged`). A loss that stays finite while a squared gradient
+    overflows to inf would otherwise save a checkpoint that resume refuses as damaged. One host
+    sync for all the tensors."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    state = [t for s in optimizer.state.values() for t in s.values()
+             if isinstance(t, Tensor) and t.is_floating_point()]
+    bad = [name for name, ts in (("the model's weights", tensors), ("the optimizer's state", state))
+           if ts and not bool(torch.stack([torch.isfinite(t).all() for t in ts]).all())]
+    bad += [f"the validation {key} ({value})" for key, value in val.items() if not math.isfinite(value)]
+    if bad:
+        raise diverged(f"{' and '.join(bad)} became NaN or infinite in epoch {epoch}", checkpointed)
 
 
 @torch.inference_mode()
