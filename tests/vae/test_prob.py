@@ -268,3 +268,38 @@ class TestLikelihoodFastPaths:
         std = (0.5 * logvar).exp().expand(3, 4, 10)
         ref = Independent(Normal(mean, std), 1).log_prob(x)
         torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+class TestLogQAtSample:
+    """log q(z|x) at z = mu + sigma eps, held against torch.distributions and, where float32's
+    sigma underflows, against the change of variables log N(eps; 0, I) - sum log sigma."""
+
+    def test_equals_the_normal_density_at_the_sample(self) -> None:
+        mu, logvar = _mu_logvar()
+        eps = torch.randn(3, *mu.shape, generator=_gen(1), dtype=torch.float64)
+        z = prob.reparameterize(mu, logvar, eps)
+        ref = Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+        ours = prob.log_q_at_sample(eps, logvar, batch_dims=2)
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+    def test_is_exact_where_sigma_underflows(self) -> None:
+        mu, _ = _mu_logvar()
+        logvar = torch.full_like(mu, -300.0)  # sigma = e^-150: 0 in float32
+        eps = torch.randn(3, *mu.shape, generator=_gen(2), dtype=torch.float64)
+        m32, lv32, e32 = mu.float(), logvar.float(), eps.float()
+        z = prob.reparameterize(m32, lv32, e32)
+        assert prob.log_normal_diag(z, m32, lv32, batch_dims=2).isnan().all()  # 0 * inf
+        ref = Normal(0.0, 1.0).log_prob(eps).sum(-1) - 0.5 * logvar.sum(-1)
+        ours = prob.log_q_at_sample(e32, lv32, batch_dims=2)
+        torch.testing.assert_close(ours.double(), ref, rtol=1e-6, atol=0.0)
+
+    def test_a_collapsed_posterior_gives_finite_importance_weights(self) -> None:
+        from vaekit.vae.models import MLPVAE
+        torch.manual_seed(0)
+        model = MLPVAE((1, 4, 4), [8], latent=3)
+        with torch.no_grad():
+            model.q_logvar.weight.zero_()
+            model.q_logvar.bias.fill_(-300.0)
+        x = torch.rand(5, 1, 4, 4, generator=_gen(3)).round()
+        log_w, _, _ = prob.log_importance_weights(x, model, k=4, generator=_gen(4))
+        assert log_w.shape == (4, 5) and log_w.isfinite().all()

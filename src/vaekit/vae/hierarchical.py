@@ -54,6 +54,7 @@ from vaekit.vae.prob import (
     decoder_mean,
     log_normal_diag,
     log_px_samples,
+    log_q_at_sample,
     reparameterize,
 )
 
@@ -143,8 +144,8 @@ class HierarchicalVAE(VAEBase):
         pm1, plv1 = self.p_z1(z2)  # p(z1|z2)
         log_px = log_px_samples(self, x, torch.cat([z1, z2], dim=-1), decode=self.decode_pair)
         log_pz = log_normal_diag(z1, pm1, plv1, batch_dims=2) + self.log_prior(z2, 2)
-        log_qz = (log_normal_diag(z1, mu1, logvar1, batch_dims=2)
-                  + log_normal_diag(z2, mu2, logvar2, batch_dims=2))
+        log_qz = (log_q_at_sample(eps[..., d:], logvar1, batch_dims=2)
+                  + log_q_at_sample(eps[..., :d], logvar2, batch_dims=2))
         return LogTerms(log_px, log_pz, log_qz)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -145,6 +145,18 @@ def log_normal_diag(x: Tensor, mu: Tensor, logvar: Tensor | float, batch_dims: i
     return _sum_event(-0.5 * (sq + logvar + LOG_2PI), batch_dims)
 
 
+def log_q_at_sample(eps: Tensor, logvar: Tensor, batch_dims: int = 1) -> Tensor:
+    """log q(z|x) at its own reparameterized sample z = mu + sigma eps (`reparameterize`):
+
+        log N(mu + sigma eps; mu, sigma^2) = -1/2 sum [log 2pi + log sigma^2 + eps^2]
+
+    since (z - mu) / sigma = eps (AEVB, Kingma & Welling 2014, sec. 2.4). The value and its
+    gradient are those of `log_normal_diag(z, mu, logvar)`, but exact where sigma underflows: at
+    log sigma^2 below about -174 float32's sigma is 0 and (z - mu)^2 / sigma^2 is 0 * inf = nan.
+    """
+    return _sum_event(-0.5 * (eps.pow(2) + logvar + LOG_2PI), batch_dims)
+
+
 def log_standard_normal(z: Tensor, batch_dims: int = 1) -> Tensor:
     """log N(z; 0, I) = -1/2 sum [log 2pi + z^2]: the prior p(z) of the sheet."""
     return _sum_event(-0.5 * (LOG_2PI + z.pow(2)), batch_dims)
@@ -279,10 +291,11 @@ def log_px_samples(model: VAE, x: Tensor, z: Tensor,
 def one_layer_terms(x: Tensor, model: VAE, mu: Tensor, logvar: Tensor, eps: Tensor,
                     log_prior: Callable[[Tensor], Tensor] | None = None) -> LogTerms:
     """The terms of one Gaussian layer at z_k = mu + sigma eps_k: log p(x|z_k), log p(z_k) (by
-    `log_prior` (K, B, D) -> (K, B), default N(0, I)) and log q(z_k|x) = log N(z_k; mu, sigma^2)."""
+    `log_prior` (K, B, D) -> (K, B), default N(0, I)) and log q(z_k|x) = log N(z_k; mu, sigma^2)
+    (`log_q_at_sample`)."""
     z = reparameterize(mu, logvar, eps)  # (K, B, D)
     log_pz = log_standard_normal(z, batch_dims=2) if log_prior is None else log_prior(z)
-    return LogTerms(log_px_samples(model, x, z), log_pz, log_normal_diag(z, mu, logvar, batch_dims=2))
+    return LogTerms(log_px_samples(model, x, z), log_pz, log_q_at_sample(eps, logvar, batch_dims=2))
 
 
 def latent_terms(x: Tensor, model: VAE, eps: Tensor,
