@@ -20,6 +20,7 @@ from vaekit.checks import gradients as checks_gradients
 from vaekit.checks import training as checks_training
 from vaekit.cli import main
 from vaekit.errors import DataError
+from vaekit.train.engines import BASELINE_DECAY
 from vaekit.vae import prob
 from vaekit.vae.estimators import GradientSamples, Objective, pathwise_gradient, score_function_gradient
 
@@ -215,6 +216,39 @@ def test_training_falls_back_to_digits_when_the_dataset_is_missing(places: Any) 
     assert result.numbers["dataset"] == "digits" and "fashion-mnist" in result.numbers["note"]
     with pytest.raises(DataError):
         checks_training.training_curves(steps=3, dataset="fashion-mnist", fallback=None)
+
+
+def test_training_steps_have_a_floor_of_the_averaging_the_claim_rests_on() -> None:
+    """The claim compares the estimators' variance, which Adam sees through its first moment and the
+    score function's baseline is a running mean against: both average over 1 / (1 - 0.9) steps."""
+    adam = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    assert checks_training.MIN_STEPS == round(1 / (1 - adam.defaults["betas"][0])) == 10
+    assert checks_training.MIN_STEPS == round(1 / (1 - BASELINE_DECAY))
+
+
+def test_one_training_step_cannot_tell_the_baseline_from_none() -> None:
+    """What `--steps 1` "passed" on: at one step the score runs with and without the baseline are the
+    same run (no running mean yet), and every weight moved by lr whatever its gradient's variance."""
+    result = checks_training.training_curves(steps=1, dataset="digits", fallback=None, n_heldout=200)
+    final = result.numbers["final_heldout_neg_elbo"]
+    assert final["score"] == final["score+baseline"]
+
+
+@pytest.mark.parametrize("steps", ["1", "9", "0", "-3"])  # 9: MIN_STEPS - 1
+def test_cli_refuses_fewer_training_steps_than_the_claim_needs(
+        steps: str, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """`check --only training --steps 1` printed PASS from one step; now one sentence, before any work."""
+    assert main(["check", "--only", "training", "--steps", steps, "--data", "digits"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_sentence(err.strip().removeprefix("vaekit check: error: "), "--steps",
+                 f"at least {checks_training.MIN_STEPS}", f"got {steps}")
+
+
+def test_cli_takes_the_fewest_training_steps_the_claim_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    steps = str(checks_training.MIN_STEPS)
+    assert main(["check", "--only", "training", "--steps", steps, "--data", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["claims"][0]["numbers"]["steps"] == checks_training.MIN_STEPS
 
 
 def test_training_curves_are_recorded() -> None:

@@ -66,7 +66,7 @@ def training_overrides(ids: Sequence[str], steps: int | None, data: str | None,
                        data_dir: str | None) -> dict[str, dict[str, Any]]:
     """The `overrides` of `run_checks` from check's flags of the 'training' claim (--steps, --data,
     --data-dir); ConfigError naming a flag given when that claim is not among `ids`: it would be
-    ignored."""
+    ignored; and for --steps below `training.MIN_STEPS`."""
     given = {"--steps": steps, "--data": data, "--data-dir": data_dir}
     unused = [flag for flag, value in given.items() if value is not None]
     if unused and "training" not in ids:
@@ -74,6 +74,7 @@ def training_overrides(ids: Sequence[str], steps: int | None, data: str | None,
                           f"leave {unused[0]} out, or add training to --only.")
     out: dict[str, Any] = {}
     if steps is not None:
+        ct.check_steps(steps)
         out["steps"] = steps
     if data is not None:
         out["dataset"], out["fallback"] = data, None

@@ -23,13 +23,31 @@ from vaekit.checks.claim import ClaimResult
 from vaekit.config import TrainConfig
 from vaekit.data.binarize import fixed_binarization
 from vaekit.data.load import load_dataset
-from vaekit.errors import ChecksumError, DataError, DivergenceError, IDXFormatError
-from vaekit.train.engines import AutogradEngine
+from vaekit.errors import ChecksumError, ConfigError, DataError, DivergenceError, IDXFormatError
+from vaekit.train.engines import BASELINE_DECAY, AutogradEngine
 from vaekit.train.loop import Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae import prob
 from vaekit.vae.estimators import score_negative_elbo
 from vaekit.vae.models import build_model
+
+# The fewest steps at which the claim compares what it says it does, the estimators' variance: the
+# steps the score-function run's running-mean baseline (decay BASELINE_DECAY) and Adam's first moment
+# (beta1 = 0.9, the same memory) average over, 1 / (1 - 0.9) = 10. Before them Adam moves every weight
+# by about lr whatever the gradient's variance (its first step by exactly lr * sign(g)) and the
+# baseline has not formed (at one step the score runs with and without it are the same run), so one
+# step "passed" on the direction of a single gradient. `vaekit check --steps` is refused below it.
+MIN_STEPS = round(1 / (1 - BASELINE_DECAY))
+
+
+def check_steps(steps: int) -> None:
+    """`vaekit check --steps`: at least MIN_STEPS (see there), one sentence otherwise."""
+    if steps < MIN_STEPS:
+        raise ConfigError(f"--steps must be at least {MIN_STEPS} for the training claim, got {steps}: the "
+                          f"score-function baseline and Adam's first moment average over about {MIN_STEPS} "
+                          "steps, and fewer compare single gradients' directions, not the estimators' "
+                          "variance.")
+
 
 # (x, model, baseline, generator) -> Terms: one training loss per way of estimating the gradient.
 TrainingLoss = Callable[[Tensor, prob.VAE, float | None, torch.Generator], prob.Terms]
