@@ -318,6 +318,34 @@ def test_cli_bad_arguments_exit_2_with_one_sentence(argv: list[str], name: str, 
     assert last.startswith("vaekit check: error: ") and name in last and last.endswith(".")
 
 
+@pytest.mark.parametrize("argv, names", [
+    (["--data", "mnist2"], ["unknown dataset 'mnist2'"]),
+    (["--data", "fashion-mnist"], ["fashion-mnist is not on this machine"]),  # asked for, no fall-back
+    (["--data", "no/such.npy"], ["no/such.npy: no such file; expected a .npy/.npz array file"]),
+])
+def test_cli_refuses_the_training_data_before_any_claim_runs(
+        argv: list[str], names: list[str], places: Any, capsys: pytest.CaptureFixture[str],
+        one_sentence: Any) -> None:
+    """`check --quick --data mnist2` printed 7 claims before refusing the name; now nothing runs."""
+    assert main(["check", "--quick", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_sentence(err.strip().removeprefix("vaekit check: error: "), *names)
+
+
+def test_cli_refuses_a_data_dir_without_the_set_rather_than_falling_back(
+        tmp_path: Path, places: Any, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """A --data-dir the user named is final (`vaekit.data.registry.locate`): one that does not hold
+    Fashion-MNIST is refused before any claim, not replaced by digits with a note."""
+    (tmp_path / "npy").mkdir()
+    assert main(["check", "--only", "kl_nonnegative,training", "--steps", "10",
+                 "--data-dir", str(tmp_path / "npy")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_sentence(err.strip().removeprefix("vaekit check: error: "), str(tmp_path / "npy"),
+                 "no fashion-mnist data there")
+
+
 def test_cli_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["check", "--quick", "--only", "variance,training", "--steps", "20",
                    "--data", "digits", "--figures", str(tmp_path / "figs")])

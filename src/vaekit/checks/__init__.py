@@ -93,12 +93,13 @@ def run_checks(ids: Sequence[str] | None = None, seed: int = 0, quick: bool = Fa
     unknown = [i for i in ids if i not in table]
     if unknown:
         raise ConfigError(f"unknown claim {unknown[0]!r}; valid claims are {', '.join(CLAIM_IDS)}.")
+    sizes = {i: {**(table[i][1] if quick else {}), **(overrides or {}).get(i, {})} for i in ids}
+    if "training" in ids:  # its data found before any claim runs: a bad name is not refused after 7
+        ct.check_data(**sizes["training"])
     results = []
     with one_thread():
         for claim_id in ids:
-            func, quick_sizes = table[claim_id]
-            kwargs = {**(quick_sizes if quick else {}), **(overrides or {}).get(claim_id, {})}
-            result = func(seed=seed, **kwargs)
+            result = table[claim_id][0](seed=seed, **sizes[claim_id])
             results.append(result)
             if on_result is not None:
                 on_result(result)
