@@ -20,6 +20,7 @@ from vaekit.checks import gradients as checks_gradients
 from vaekit.checks import training as checks_training
 from vaekit.cli import main
 from vaekit.errors import DataError
+from vaekit.train.engines import BASELINE_DECAY
 from vaekit.vae import prob
 from vaekit.vae.estimators import GradientSamples, Objective, pathwise_gradient, score_function_gradient
 
@@ -217,6 +218,39 @@ def test_training_falls_back_to_digits_when_the_dataset_is_missing(places: Any) 
         checks_training.training_curves(steps=3, dataset="fashion-mnist", fallback=None)
 
 
+def test_training_steps_have_a_floor_of_the_averaging_the_claim_rests_on() -> None:
+    """The claim compares the estimators' variance, which Adam sees through its first moment and the
+    score function's baseline is a running mean against: both average over 1 / (1 - 0.9) steps."""
+    adam = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    assert checks_training.MIN_STEPS == round(1 / (1 - adam.defaults["betas"][0])) == 10
+    assert checks_training.MIN_STEPS == round(1 / (1 - BASELINE_DECAY))
+
+
+def test_one_training_step_cannot_tell_the_baseline_from_none() -> None:
+    """What `--steps 1` "passed" on: at one step the score runs with and without the baseline are the
+    same run (no running mean yet), and every weight moved by lr whatever its gradient's variance."""
+    result = checks_training.training_curves(steps=1, dataset="digits", fallback=None, n_heldout=200)
+    final = result.numbers["final_heldout_neg_elbo"]
+    assert final["score"] == final["score+baseline"]
+
+
+@pytest.mark.parametrize("steps", ["1", "9", "0", "-3"])  # 9: MIN_STEPS - 1
+def test_cli_refuses_fewer_training_steps_than_the_claim_needs(
+        steps: str, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """`check --only training --steps 1` printed PASS from one step; now one sentence, before any work."""
+    assert main(["check", "--only", "training", "--steps", steps, "--data", "digits"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_sentence(err.strip().removeprefix("vaekit check: error: "), "--steps",
+                 f"at least {checks_training.MIN_STEPS}", f"got {steps}")
+
+
+def test_cli_takes_the_fewest_training_steps_the_claim_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    steps = str(checks_training.MIN_STEPS)
+    assert main(["check", "--only", "training", "--steps", steps, "--data", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["claims"][0]["numbers"]["steps"] == checks_training.MIN_STEPS
+
+
 def test_training_curves_are_recorded() -> None:
     result = quick("training", steps=20)
     curves = result.details["curves"]
@@ -282,6 +316,34 @@ def test_cli_bad_arguments_exit_2_with_one_sentence(argv: list[str], name: str, 
     assert status == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("vaekit check: error: ") and name in last and last.endswith(".")
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--data", "mnist2"], ["unknown dataset 'mnist2'"]),
+    (["--data", "fashion-mnist"], ["fashion-mnist is not on this machine"]),  # asked for, no fall-back
+    (["--data", "no/such.npy"], ["no/such.npy: no such file; expected a .npy/.npz array file"]),
+])
+def test_cli_refuses_the_training_data_before_any_claim_runs(
+        argv: list[str], names: list[str], places: Any, capsys: pytest.CaptureFixture[str],
+        one_sentence: Any) -> None:
+    """`check --quick --data mnist2` printed 7 claims before refusing the name; now nothing runs."""
+    assert main(["check", "--quick", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_sentence(err.strip().removeprefix("vaekit check: error: "), *names)
+
+
+def test_cli_refuses_a_data_dir_without_the_set_rather_than_falling_back(
+        tmp_path: Path, places: Any, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """A --data-dir the user named is final (`vaekit.data.registry.locate`): one that does not hold
+    Fashion-MNIST is refused before any claim, not replaced by digits with a note."""
+    (tmp_path / "npy").mkdir()
+    assert main(["check", "--only", "kl_nonnegative,training", "--steps", "10",
+                 "--data-dir", str(tmp_path / "npy")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    one_sentence(err.strip().removeprefix("vaekit check: error: "), str(tmp_path / "npy"),
+                 "no fashion-mnist data there")
 
 
 def test_cli_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,34 @@ def test_full_says_its_cost_before_it_starts(monkeypatch: pytest.MonkeyPatch, tm
     cost, error = err.splitlines()
     assert cost.startswith("vaekit sheet --full: 100 epochs of 55,000 images") and "k = 5,000" in cost
     assert "stopped before any work" in error and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("made", ["an empty folder", "a folder of an array", "no such folder"])
+def test_a_data_dir_without_fashion_mnist_is_refused_before_any_work(
+        made: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        one_sentence: Callable[..., None]) -> None:
+    """`sheet --data-dir npy` (a folder that is no dataset) started training Ex.1's classifiers before
+    the loader refused it; now the command and `build_sheet` find the set first."""
+    import numpy as np
+
+    import vaekit.sheet
+    from vaekit.errors import DataError
+    from vaekit.sheet import build
+
+    def started(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("work started")
+
+    data_dir = tmp_path / "npy"
+    if made != "no such folder":
+        data_dir.mkdir()
+    if made == "a folder of an array":
+        np.save(data_dir / "x.npy", np.zeros((4, 8, 8), np.uint8))
+    monkeypatch.setattr(vaekit.sheet, "build_sheet", started)
+    out = tmp_path / "sheet.html"
+    assert main(["sheet", "--data-dir", str(data_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().removeprefix("vaekit sheet: error: ")
+    one_sentence(err, str(data_dir), "no such directory" if made == "no such folder" else "no fashion-mnist")
+    assert not out.exists()
+    monkeypatch.setattr(build.exercise1, "question1", started)
+    with pytest.raises(DataError):
+        build.build_sheet(tmp_path / "work", data_dir=str(data_dir))

@@ -15,7 +15,16 @@ import torch
 
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.config import TrainConfig, apply, format_duration, load_toml, parse_duration
+from vaekit.config import (
+    TrainConfig,
+    apply,
+    check_fields,
+    format_duration,
+    from_dict,
+    load_toml,
+    parse_duration,
+)
+from vaekit.config.values import MAX_DURATION
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.train import budget
 from vaekit.train.fit import Progress, fit
@@ -62,6 +71,51 @@ def test_parse_duration_refuses_units_repeated_or_out_of_order(
     with pytest.raises(ConfigError) as err:
         parse_duration(text)
     one_sentence(str(err.value), "--time-budget", "at most once")
+
+
+def budget_refusals(seconds: float, tmp_path: Path) -> list[str]:
+    """The refusals of a time budget of `seconds` given each way: the flag's text, a TOML file's
+    text and number, the Python API's field; '' where it is taken."""
+    texts = []
+    toml = tmp_path / "b.toml"
+    for give in (lambda: parse_duration(f"{seconds!r}s"),
+                 lambda: toml.write_text(f'[train]\ntime_budget = "{seconds!r}s"\n') and load_toml(toml),
+                 lambda: toml.write_text(f"[train]\ntime_budget = {seconds!r}\n") and load_toml(toml),
+                 lambda: check_fields(small(time_budget=seconds))):
+        try:
+            give()
+            texts.append("")
+        except ConfigError as err:
+            texts.append(str(err))
+    return texts
+
+
+def test_a_time_budget_has_one_limit_in_one_sentence_however_given(tmp_path: Path) -> None:
+    """The flag's parser took 1e9 s and the setting's range 1e8, in other words: 2e8 s passed the one
+    and not the other. Now the limit is the duration's, the same sentence each way."""
+    for taken in (2e8, MAX_DURATION):
+        assert budget_refusals(taken, tmp_path) == ["", "", "", ""]
+    refusals = budget_refusals(math.nextafter(MAX_DURATION, math.inf), tmp_path)
+    assert all(f"must be a duration of at most {MAX_DURATION:.0e} seconds (about 30 years)" in text
+               for text in refusals), refusals
+
+
+@pytest.mark.parametrize("written", ["0", "0.0", '"0s"', '"0h0m"'])
+def test_a_time_budget_of_0_in_a_config_file_is_refused_as_the_flag_is(
+        written: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        one_sentence: Callable[..., None]) -> None:
+    """`time_budget = 0` in a TOML file was taken as no budget without a word, while `--time-budget 0`
+    is refused: no budget is the setting left out either way. A run's config.json, which records the
+    default 0 of a run without a budget, still reads back as none."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"[train]\ntime_budget = {written}\n")
+    capsys.readouterr()
+    assert main([*TRAIN, "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
+    one_sentence(err, f"{path}: train.time_budget must be more than 0 seconds", "leave train.time_budget out")
+    assert not (tmp_path / "run").exists()
+    none = TrainConfig().train.time_budget
+    assert from_dict({"train": {"time_budget": 0.0}}).train.time_budget == 0.0 == none
 
 
 def test_format_duration() -> None:

@@ -66,7 +66,7 @@ def training_overrides(ids: Sequence[str], steps: int | None, data: str | None,
                        data_dir: str | None) -> dict[str, dict[str, Any]]:
     """The `overrides` of `run_checks` from check's flags of the 'training' claim (--steps, --data,
     --data-dir); ConfigError naming a flag given when that claim is not among `ids`: it would be
-    ignored."""
+    ignored; and for --steps below `training.MIN_STEPS`."""
     given = {"--steps": steps, "--data": data, "--data-dir": data_dir}
     unused = [flag for flag, value in given.items() if value is not None]
     if unused and "training" not in ids:
@@ -74,6 +74,7 @@ def training_overrides(ids: Sequence[str], steps: int | None, data: str | None,
                           f"leave {unused[0]} out, or add training to --only.")
     out: dict[str, Any] = {}
     if steps is not None:
+        ct.check_steps(steps)
         out["steps"] = steps
     if data is not None:
         out["dataset"], out["fallback"] = data, None
@@ -92,12 +93,13 @@ def run_checks(ids: Sequence[str] | None = None, seed: int = 0, quick: bool = Fa
     unknown = [i for i in ids if i not in table]
     if unknown:
         raise ConfigError(f"unknown claim {unknown[0]!r}; valid claims are {', '.join(CLAIM_IDS)}.")
+    sizes = {i: {**(table[i][1] if quick else {}), **(overrides or {}).get(i, {})} for i in ids}
+    if "training" in ids:  # its data found before any claim runs: a bad name is not refused after 7
+        ct.check_data(**sizes["training"])
     results = []
     with one_thread():
         for claim_id in ids:
-            func, quick_sizes = table[claim_id]
-            kwargs = {**(quick_sizes if quick else {}), **(overrides or {}).get(claim_id, {})}
-            result = func(seed=seed, **kwargs)
+            result = table[claim_id][0](seed=seed, **sizes[claim_id])
             results.append(result)
             if on_result is not None:
                 on_result(result)

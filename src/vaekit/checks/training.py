@@ -22,14 +22,32 @@ from torch import Tensor
 from vaekit.checks.claim import ClaimResult
 from vaekit.config import TrainConfig
 from vaekit.data.binarize import fixed_binarization
-from vaekit.data.load import load_dataset
-from vaekit.errors import ChecksumError, DataError, DivergenceError, IDXFormatError
-from vaekit.train.engines import AutogradEngine
+from vaekit.data.load import check_findable, load_dataset
+from vaekit.errors import ChecksumError, ConfigError, DataError, DivergenceError, IDXFormatError
+from vaekit.train.engines import BASELINE_DECAY, AutogradEngine
 from vaekit.train.loop import Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae import prob
 from vaekit.vae.estimators import score_negative_elbo
 from vaekit.vae.models import build_model
+
+# The fewest steps at which the claim compares what it says it does, the estimators' variance: the
+# steps the score-function run's running-mean baseline (decay BASELINE_DECAY) and Adam's first moment
+# (beta1 = 0.9, the same memory) average over, 1 / (1 - 0.9) = 10. Before them Adam moves every weight
+# by about lr whatever the gradient's variance (its first step by exactly lr * sign(g)) and the
+# baseline has not formed (at one step the score runs with and without it are the same run), so one
+# step "passed" on the direction of a single gradient. `vaekit check --steps` is refused below it.
+MIN_STEPS = round(1 / (1 - BASELINE_DECAY))
+
+
+def check_steps(steps: int) -> None:
+    """`vaekit check --steps`: at least MIN_STEPS (see there), one sentence otherwise."""
+    if steps < MIN_STEPS:
+        raise ConfigError(f"--steps must be at least {MIN_STEPS} for the training claim, got {steps}: the "
+                          f"score-function baseline and Adam's first moment average over about {MIN_STEPS} "
+                          "steps, and fewer compare single gradients' directions, not the estimators' "
+                          "variance.")
+
 
 # (x, model, baseline, generator) -> Terms: one training loss per way of estimating the gradient.
 TrainingLoss = Callable[[Tensor, prob.VAE, float | None, torch.Generator], prob.Terms]
@@ -131,9 +149,23 @@ def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, 
     return curve
 
 
+DATASET, FALLBACK = "fashion-mnist", "digits"  # the claim's set, and the one it trains on without it
+
+
+def check_data(dataset: str = DATASET, data_dir: str | None = None, fallback: str | None = FALLBACK,
+               **sizes: Any) -> None:
+    """What `_load` refuses of the claim's data, found without reading it (`check_findable`), so that
+    `run_checks` refuses before any claim runs: an unknown name, a path that is neither kind, a data
+    directory that does not hold the set (a directory the user named is final, never a fall-back),
+    and, without a `fallback`, a set not on this machine. `sizes`: the claim's other keywords
+    (`training_curves`), ignored."""
+    check_findable(dataset, data_dir, missing_ok=fallback is not None)
+
+
 def _load(dataset: str, data_dir: str | None, fallback: str | None) -> tuple[Any, str]:
     """The dataset, or `fallback` (with a note) if it is not on this machine; never downloads. A copy
     that is there but damaged (a checksum mismatch, a corrupt file) is an error, not a fall-back."""
+    check_data(dataset, data_dir, fallback)
     try:
         return load_dataset(dataset, data_dir, download=False), ""
     except (ChecksumError, IDXFormatError):
@@ -145,8 +177,8 @@ def _load(dataset: str, data_dir: str | None, fallback: str | None) -> tuple[Any
         return load_dataset(fallback), note
 
 
-def training_curves(seed: int = 0, steps: int = 500, batch: int = 100, dataset: str = "fashion-mnist",
-                    data_dir: str | None = None, fallback: str | None = "digits", lr: float = 1e-3,
+def training_curves(seed: int = 0, steps: int = 500, batch: int = 100, dataset: str = DATASET,
+                    data_dir: str | None = None, fallback: str | None = FALLBACK, lr: float = 1e-3,
                     hidden: tuple[int, ...] = (400,), latent: int = 20, n_heldout: int = 1000,
                     losses: Mapping[str, TrainingLoss] | None = None) -> ClaimResult:
     """Ex.2 Q5 in practice: the same MLP VAE trained for `steps` steps with each loss of `losses`

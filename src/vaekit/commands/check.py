@@ -9,6 +9,7 @@ import time
 from vaekit.checks import parse_ids, run_checks, training_overrides
 from vaekit.checks.claim import ClaimResult
 from vaekit.checks.summary import claim_line, summary_json, summary_text
+from vaekit.checks.training import MIN_STEPS
 from vaekit.commands.flags import int_flag, text_flag
 from vaekit.config import SEED_MAX
 from vaekit.report.paths import check_figures_dir
@@ -51,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figures", type=text_flag("--figures"), metavar="DIR",
                    help="write variance.png and training.png into DIR (for the claims that ran): a new "
                    "directory, or one where those files are missing or vaekit's own")
-    p.add_argument("--steps", type=int_flag("--steps", 1, MAX_STEPS), metavar="N",
-                   help="training steps per estimator for the 'training' claim, 1 to "
-                   f"{MAX_STEPS:,} (default: 500; --quick: 100)")
+    p.add_argument("--steps", type=int_flag("--steps", None, MAX_STEPS), metavar="N",
+                   help=f"training steps per estimator for the 'training' claim, {MIN_STEPS} to "
+                   f"{MAX_STEPS:,} (fewer compare single gradients' directions: Adam's first moment and the "
+                   f"score-function baseline average over ~{MIN_STEPS} steps) (default: 500; --quick: 100)")
     p.add_argument("--data", type=text_flag("--data"), metavar="NAME",
                    help="dataset for the 'training' claim (default: fashion-mnist if found on this "
                    "machine, else digits; never downloads)")

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.report.paths import figure_path  # checks the page's path before any work
-    from vaekit.sheet import build_sheet, check_not_a_report, write_page  # torch, matplotlib: only here
+    from vaekit.sheet import build_sheet, check_not_a_report, check_sheet_data, write_page  # torch: only here
     from vaekit.sheet import vae_run as vr  # the run's checks and costs: torch, only for this command
 
     out = figure_path(args.out, "--out", (".html",), "sheet")
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare is not None and not Path(args.compare).is_dir():
         raise ConfigError(f"--compare {args.compare!r} is not a directory; expected the --out directory "
                           "of `vaekit classify --compare`.")
+    check_sheet_data(args.data_dir, args.vae_run, args.compare)  # before the cost and any work
     if args.full:
         what = vr.full_cost(args.data_dir) if args.vae_run is None else "reading " + args.vae_run
         print(f"vaekit sheet --full: {what}, the full compare (about 8 minutes) and the full checks "

@@ -20,9 +20,10 @@ from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.values import (
     checkpoint_interval,
+    duration_value,
+    given_budget,
     is_int,
     is_number,
-    parse_duration,
     parse_image_size,
     show,
 )
@@ -83,11 +84,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if not is_int(value):
             raise ConfigError(f"{where}{key} must be an integer, got {show(value)}.")
     elif t.startswith("float"):
-        if kind == "duration" and isinstance(value, str):  # "60m" in a TOML file
-            try:
-                value = parse_duration(value, key)
-            except ConfigError as err:
-                raise ConfigError(f"{where}{err}") from None
+        if kind == "duration":  # "60m" in a TOML file, or seconds: both held to the parser's bound
+            value = duration_value(value, key, where)
         if not is_number(value):
             raise ConfigError(f"{where}{key} must be a number, got {show(value)}.")
         if isinstance(value, float) and is_subnormal(value):
@@ -216,7 +214,8 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
     except ValueError:  # Python reads no integer of more than 4,300 digits
         raise ConfigError(f"{path}: an integer of more than {sys.get_int_max_str_digits():,} digits, "
                           "which no setting takes.") from None
-    return apply(TrainConfig() if base is None else base, values, str(path))  # type: ignore[return-value]
+    config = apply(TrainConfig() if base is None else base, values, str(path))
+    return given_budget(config, values, path)  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- checking

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vaekit.config.settings import Bound, bounds_of, resumable_of, setting
+from vaekit.config.values import MAX_DURATION
 
 MODEL_KINDS = ("mlp", "conv")
 PRIORS = ("standard", "vamp")  # p(z): N(0, I), or the VampPrior (a mixture of q(z|u_k), `vaekit.vae.priors`)
@@ -192,9 +193,12 @@ class LoopConfig:
     engine: str = setting("auto", choices=ENGINES, help="gradients: auto = the hand-derived backward of the "
                           "MLP VAE where it applies (1.2-1.3x faster per epoch), else autograd; autograd = "
                           "always autograd (default: {default})")
-    # Wall time of training in seconds (0 = none): the run plans its epochs (and the cosine decay,
-    # the warm-up) to end inside it, `vaekit.train.budget`; `--time-budget 60m` on the command line.
-    time_budget: float = setting(0.0, kind="duration", bound=Bound("the time budget in seconds", 0, 1e8),
+    # Wall time of training in seconds (the default 0 = none; a budget given, by --time-budget or a
+    # TOML file, is more than 0, and every one at most MAX_DURATION, the duration parser's bound): the
+    # run plans its epochs (and the cosine decay, the warm-up) to end inside it, `vaekit.train.budget`;
+    # `--time-budget 60m` on the command line.
+    time_budget: float = setting(0.0, kind="duration",
+                                 bound=Bound("the time budget in seconds", 0, MAX_DURATION),
                                  resumable=True, help="wall time of training, e.g. 60m, 1h30m, 90s: the run "
                                  "plans its epochs, cosine decay and warm-up to end inside it (replaces "
                                  "--epochs) (default: none)")

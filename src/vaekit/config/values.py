@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import re
 import reprlib
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from vaekit.errors import ConfigError
 
+C = TypeVar("C")  # a config made of sections
 _REPR = reprlib.Repr()  # short and safe for any value: lists nested 1,000 deep, 10,000-digit ints
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxlong = 2, 6, 4, 60, 40
 _REPR.maxother = 60
@@ -84,20 +85,59 @@ def parse_duration(text: str, flag: str = "--time-budget") -> float:
         if not t or pos != len(t):
             raise ConfigError(f"{flag} must be a duration such as 60m, 1h30m, 90s or 3600 (seconds), "
                               f"got {show(text)}.")
-    if not total <= MAX_DURATION:  # 400 digits read as inf, too
-        raise DurationTooLong(f"{flag} must be a duration of at most {MAX_DURATION:.0e} seconds (about 30 "
-                          f"years), got {show(text)}.")
+    check_duration_bound(total, flag, text)
     return total
+
+
+def check_duration_bound(seconds: float, flag: str, given: Any, where: str = "") -> None:
+    """The one limit of a duration, MAX_DURATION, in one sentence naming `flag` (after `where`, a
+    file) and the value as `given` ('2000000000s' on the command line, 2e9 in a TOML file): the text
+    the parser read and the number a file or the Python API set are held to the same bound in the
+    same words (the setting's Bound is MAX_DURATION too, left to name nan and negatives)."""
+    if seconds > MAX_DURATION:  # 400 digits read as inf, too
+        raise DurationTooLong(f"{where}{flag} must be a duration of at most {MAX_DURATION:.0e} seconds "
+                              f"(about 30 years), got {show(given)}.")
+
+
+def duration_value(value: Any, key: str, where: str = "") -> Any:
+    """A duration setting's value as a file or the Python API gives it: text ("60m") parsed to its
+    seconds, a number of seconds held to the parser's bound (`check_duration_bound`); anything else
+    returned as it is, for the caller's type check. Sentences name `key` after `where`."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value, key)
+        except ConfigError as err:
+            raise type(err)(f"{where}{err}") from None
+    if is_number(value):
+        check_duration_bound(value, key, value, where)
+    return value
+
+
+def given_budget(config: C, values: dict[str, Any], path: Any) -> C:
+    """`config` read from the TOML file `path`, whose tables are `values`, unless the file gives
+    train.time_budget as 0: refused as `--time-budget 0` is (`zero_budget`), since no budget is the
+    key left out; the default 0 of a config built in Python or read from config.json means none."""
+    train = values.get("train", {})
+    if "time_budget" in train and getattr(getattr(config, "train", None), "time_budget", None) == 0:
+        raise zero_budget("train.time_budget", train["time_budget"], f"{path}: ")
+    return config
 
 
 def parse_positive_duration(text: str, flag: str = "--time-budget") -> float:
     """`parse_duration`, more than 0 seconds: a budget of 0 given on the command line is a typo
-    (no budget is the flag left out), not the plain epochs."""
+    (no budget is the flag left out), not the plain epochs; a TOML file's is refused alike
+    (`zero_budget`)."""
     seconds = parse_duration(text, flag)
     if seconds <= 0:
-        raise ConfigError(f"{flag} must be more than 0 seconds, got {text!r}; leave {flag} out for no "
-                          "budget.")
+        raise zero_budget(flag, text)
     return seconds
+
+
+def zero_budget(flag: str, given: Any, where: str = "") -> ConfigError:
+    """The sentence for a time budget of 0 given by `flag` (--time-budget, or the train.time_budget
+    of the file `where`): no budget is the setting left out, its default 0 (none)."""
+    return ConfigError(f"{where}{flag} must be more than 0 seconds, got {show(given)}; leave {flag} out for "
+                       "no budget.")
 
 
 def given_text(text: str, flag: str, path: bool = True) -> str:

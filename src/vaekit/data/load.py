@@ -51,6 +51,7 @@ from vaekit.data.registry import (
     registry_entry,
 )
 from vaekit.errors import ChecksumError, ConfigError, DataError, UnknownDatasetError
+from vaekit.regular import cannot_follow
 
 ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
 
@@ -113,7 +114,7 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
     spec = registry_entry(name)
     directory = fetch(name, data_dir) if download else locate(name, data_dir)
     if directory is None:
-        raise DataError(f"{name} is not on this machine (looked in {_places(name, data_dir)}).")
+        raise not_on_machine(name, data_dir)
     checked: dict[str, tuple[Path, str]] = {}
     train_full = _read_pair(directory, spec, "train", checked)
     test = _read_pair(directory, spec, "test", checked)
@@ -130,8 +131,10 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
                    spec.classes, str(directory), notes, checksums)
 
 
-def _places(name: str, data_dir: str | Path | None) -> str:
-    return ", ".join(str(d) for _, d in candidate_dirs(name, data_dir))
+def not_on_machine(name: str, data_dir: str | Path | None) -> DataError:
+    """The sentence for the registry set `name` in none of the places looked in, without a download."""
+    places = ", ".join(str(d) for _, d in candidate_dirs(name, data_dir))
+    return DataError(f"{name} is not on this machine (looked in {places}).")
 
 
 DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits
@@ -256,6 +259,23 @@ def fetch_note(name: str, data_dir: str | Path | None = None) -> str | None:
         raise DataError(f"{name}: {what}; {sets}, and a folder of images or a .npy/.npz array file "
                         "is read where it lies.")
     raise UnknownDatasetError(f"unknown dataset {name!r}; {sets} (and digits comes with scikit-learn).")
+
+
+def check_findable(name: str, data_dir: str | Path | None = None, missing_ok: bool = True) -> None:
+    """What `load_dataset(name, data_dir)` refuses of where the set is, found without reading a file:
+    `check_source`'s refusals (an unknown name, a path that is neither kind, a data directory that
+    would be ignored), a data directory or $VAEKIT_DATA that does not hold a registry set (`locate`:
+    a directory the user named is final), a user's path that is not there, and, unless `missing_ok` (a
+    download or a fall-back stands in), a registry set in no place. For the commands that read a set
+    only after other work (`vaekit check`, `vaekit sheet`)."""
+    reader = check_source(name, data_dir)
+    if reader is not None:  # claimed by its name ('x.npy'): there, or the reader's own sentence
+        try:
+            os.stat(name)
+        except OSError as err:
+            raise DataError(cannot_follow(name, err, reader.source)) from None
+    if name in REGISTRY and locate(name, data_dir) is None and not missing_ok:
+        raise not_on_machine(name, data_dir)
 
 
 def uses_data_dir(name: str) -> bool:

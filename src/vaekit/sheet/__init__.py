@@ -13,7 +13,7 @@ with its errata, each erratum decided by numbers.
     page.py       the self-contained HTML page
 """
 
-from vaekit.sheet.build import Sheet, build_sheet
+from vaekit.sheet.build import Sheet, build_sheet, check_sheet_data
 from vaekit.sheet.page import check_not_a_report, render, write_page
 
-__all__ = ["Sheet", "build_sheet", "check_not_a_report", "render", "write_page"]
+__all__ = ["Sheet", "build_sheet", "check_not_a_report", "check_sheet_data", "render", "write_page"]

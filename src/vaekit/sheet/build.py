@@ -15,6 +15,8 @@ from typing import Any
 from torch import Tensor
 
 from vaekit.checks import run_checks
+from vaekit.classify.config import ClassifierConfig
+from vaekit.data.load import check_findable
 from vaekit.sheet import errata as er
 from vaekit.sheet import exercise1, exercise2
 from vaekit.sheet import vae_run as vr
@@ -60,6 +62,18 @@ def run_errata(model: Any, x: Tensor, seed: int) -> list[tuple[er.Erratum, er.Ve
             for e in er.ERRATA]
 
 
+def check_sheet_data(data_dir: str | None, vae_run: str | Path | None,
+                     compare_dir: str | Path | None) -> None:
+    """The sets the page would read from `data_dir`, found before any work (`check_findable`: a data
+    directory that does not hold one is refused now, not after Ex.1's training): the compare's
+    (unless `compare_dir` gives one) and Q6's (configs/sheet.toml's, or the run `vae_run`'s)."""
+    if data_dir is None:
+        return
+    names = [] if compare_dir is not None else [ClassifierConfig().data.name]
+    for name in {*names, vr.data_name(None if vae_run is None else Path(vae_run))}:
+        check_findable(name, data_dir)
+
+
 def build_sheet(work: str | Path, quick: bool = True, vae_run: str | Path | None = None,
                 compare_dir: str | Path | None = None, seed: int = 0, data_dir: str | None = None,
                 threads: int = 0, check_overrides: dict[str, dict[str, Any]] | None = None,
@@ -75,6 +89,7 @@ def build_sheet(work: str | Path, quick: bool = True, vae_run: str | Path | None
     run_dir = None if vae_run is None else Path(vae_run)
     if run_dir is not None:
         vr.check_vae_run(run_dir)
+    check_sheet_data(data_dir, vae_run, compare_dir)
     epochs = epochs or (vr.QUICK_EPOCHS if quick else vr.FULL_EPOCHS)
     k = k or (vr.QUICK_K if quick else vr.FULL_K)
     q1 = exercise1.question1(work)

@@ -65,6 +65,12 @@ def sheet_config(epochs: int, seed: int, data_dir: str | None, threads: int) -> 
     return config
 
 
+def data_name(run_dir: Path | None) -> str:
+    """The set Q6 reads: the run `run_dir`'s (its config.json), else configs/sheet.toml's."""
+    config = sheet_config(1, 0, None, 0) if run_dir is None else runs.read_config(run_dir, "vae")
+    return str(config.data.name)
+
+
 def check_vae_run(run_dir: Path) -> None:
     """`--vae-run` must be a VAE run with a model: one sentence (CheckpointError) otherwise, before
     anything is trained or written."""

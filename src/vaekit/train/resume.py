@@ -256,7 +256,7 @@ def _shown(value: Any, absent: str = "absent") -> str:
 
 OPTIONAL_PROGRESS = ("train_seconds",)  # fields a checkpoint of an earlier vaekit may lack
 MAX_STEPS = 2**53  # optimizer steps: every count below is exact as a float (the lr and beta schedules)
-MAX_SECONDS = 1e10  # seconds of training (three centuries; a time budget is at most 1e8)
+MAX_SECONDS = 1e10  # seconds of training (three centuries; a time budget is at most 1e9)
 
 
 # The range of a score a progress record holds: (lowest, highest, what it is), by field
