@@ -1,7 +1,8 @@
 """One image file as uint8 (C, H, W), and the same resizing for arrays that are already decoded.
 
-Which images: a GIF gives its first frame. A .webp file is read when this Pillow has WebP
-(`PIL.features.check("webp")`), else it is an unreadable file.
+Which images: an image of more frames (an animated GIF, PNG or WebP, an MPO) gives the frame a
+viewer shows first, and is counted in the notes (`vaekit.data.image_frames`). A .webp file is read
+when this Pillow has WebP (`PIL.features.check("webp")`), else it is an unreadable file.
 
 Pixels: every image becomes 8-bit grey ("L") or 8-bit RGB:
     "1", "L"                       grey (a 1-bit image as 0 and 255);
@@ -70,6 +71,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError, features
 
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
 from vaekit.data.image_files import HINT, NOT_REGULAR, TOO_LARGE, UNREADABLE, BadFile, FolderFile
+from vaekit.data.image_frames import first_frame, frame_note
 from vaekit.errors import ConfigError, DataError
 from vaekit.regular import open_regular
 
@@ -307,13 +309,14 @@ def to_8bit(im: Image.Image, counts: Counter[str]) -> Image.Image:
     return im.convert("RGB")
 
 
-COUNTED = ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized", "orientation")  # not modes
-
-
+COUNTED = ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized", "orientation",
+           "first frame", "hidden default", "frames")  # not modes
 def pixel_notes(counts: Counter[str], one: bool = False) -> dict[str, str]:
-    """What `to_8bit` did (with the "16-bit" count of `is_16bit`), by kind, in words: of the
-    images counted ('dropped the alpha channel of 3 images'), or of `one` image."""
+    """What `first_frame` and `to_8bit` did (with the "16-bit" count of `is_16bit`), by kind, in
+    words: of the images counted ('dropped the alpha channel of 3 images'), or of `one` image."""
     notes: dict[str, str] = {}
+    if counts["first frame"]:
+        notes["frames"] = frame_note(counts, one)
     for key, single, many in (
             ("16-bit", "16-bit values to 8 bits (v >> 8)", "converted {} 16-bit images to 8 bits (v >> 8)"),
             ("palette", "palette colours to RGB", "converted {} palette images to RGB"),
@@ -369,11 +372,12 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
             if is_16bit(im):
                 counts["16-bit"] += 1
             orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
+            first_frame(im, counts)
             data = b""
             if im.format in ("JPEG", "MPO"):
                 fp.seek(0)
                 data = fp.read()
-            load_checked(im, data)  # a GIF: its first frame
+            load_checked(im, data)
             out = to_8bit(im, counts)
             out.load()
             out = upright(out, orientation, counts)
