@@ -81,3 +81,28 @@ def test_an_uploads_conversions_are_said(client: Client, name: str) -> None:
 def test_an_opaque_upload_says_no_alpha(client: Client, mode: str) -> None:
     out = encode(client, saved(Image.fromarray(NOISE[..., :3] if mode == "RGB" else NOISE[..., 0], mode)))
     assert "alpha" not in out["converted"] and "palette" not in out["converted"]
+
+
+def pillows_frame(data: bytes, frame: int) -> Image.Image:
+    """Pillow's own frame `frame` of the file, as a still image."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(frame)
+        return im.convert("L")
+
+
+@pytest.mark.parametrize("hidden", [True, False])
+def test_an_apng_gives_its_first_animation_frame_and_says_so(client: Client, hidden: bool) -> None:
+    frames = [Image.fromarray(NOISE[..., k], "L") for k in range(3)]
+    data = saved(frames[0], save_all=True, append_images=frames[1:], default_image=hidden)
+    out = encode(client, data)
+    first = pillows_frame(data, 1 if hidden else 0)  # with a hidden default image: frame 0 is that image
+    assert out["input"] == encode(client, saved(first))["input"]
+    assert out["input"] != encode(client, saved(pillows_frame(data, 1 - hidden)))["input"]
+    if hidden:
+        assert "read the first of 2 animation frames, not the default image" in out["converted"]
+    else:
+        assert "read the first of 3 frames" in out["converted"] and "default" not in out["converted"]
+
+
+def test_a_still_upload_says_nothing_of_frames(client: Client) -> None:
+    assert "frame" not in encode(client, saved(Image.fromarray(NOISE[..., 0], "L")))["converted"]

@@ -2,10 +2,13 @@
 uploaded PNG or JPEG (base64) as the model's pixels, with what was done to it in words.
 
 An image is {"width", "height", "channels", "pixels"}: floats in [0, 1] rounded to 4 decimals, in
-the order (C, H, W) flattened. An upload's pixels become 8-bit by the rules image folders follow
-(`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8, palettes, alpha and transparent colours
-dropped, CMYK to RGB), turned upright by its EXIF orientation as they are (`exif_orientation`,
-`upright`); the answer's note says each of these as an image folder's notes do (`pixel_notes`)."""
+the order (C, H, W) flattened. An upload of more frames (an animated PNG, an MPO) gives the frame
+a viewer shows first, as an image folder's file does (`vaekit.data.image_frames.first_frame`: an
+APNG's first animation frame, not a default image hidden from its animation). Its pixels become
+8-bit by the rules image folders follow (`vaekit.data.image_decode.to_8bit`: 16-bit values v >> 8,
+palettes, alpha and transparent colours dropped, CMYK to RGB), turned upright by its EXIF
+orientation as they are (`exif_orientation`, `upright`); the answer's note says each of these as an
+image folder's notes do (`pixel_notes`: 'read the first of 3 frames')."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from vaekit.data.image_decode import (
     to_8bit,
     upright,
 )
+from vaekit.data.image_frames import first_frame
 from vaekit.serve.request import ApiError
 
 DECIMALS = 4  # of every float the API writes from a tensor (pixels, map points)
@@ -97,10 +101,11 @@ def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor,
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
         sixteen = is_16bit(im)
         orientation = exif_orientation(im)  # before the pixels, as an image folder reads it
+        counts: Counter[str] = Counter({"16-bit": int(sixteen)})
+        first_frame(im, counts, frames=True)
         load_checked(im, data)  # a JPEG (or MPO) of thousands of scans, or cut short
         kind = im.format or "image"
         c, h, w = shape
-        counts: Counter[str] = Counter({"16-bit": int(sixteen)})
         eight = upright(to_8bit(im, counts), orientation, counts)
         done = [f"read a {width}x{height} {kind}", *pixel_notes(counts, one=True).values()]
         if counts["orientation"]:
