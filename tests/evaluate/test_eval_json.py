@@ -127,3 +127,60 @@ def test_the_noise_variance_bound_of_nll_slack(mu: float, s: float) -> None:
     # the slack is NLL_SIGMAS such standard deviations at one image, one sample, s <= 1
     assert nll_slack(kl, 1, 1, True, 0.0) >= 20 * math.sqrt(2 * kl)
     assert nll_slack(kl, 1, 1, False, 0.0) < 1e-3  # Monte-Carlo KL: Jensen on the same samples, exact
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"active_units": 3, "latent_mean_variance": [0.001, 0.005, 0.0099]},
+     r"active_units is 3, but latent_mean_variance holds 0 variances above 0\.01"),
+    ({"active_units": 0, "latent_mean_variance": [5.0, 0.001, 0.002]},
+     r"active_units is 0, but latent_mean_variance holds 1 variances above 0\.01"),
+    ({"mse": 5.0}, r"mse is 5, but under a Bernoulli likelihood .* at most 1"),
+    ({"binarization": "none"}, r"binarization is 'none', but `vaekit eval` writes 'fixed' for a run "
+                               r"trained with binarize 'dynamic'"),
+    ({"binarization": "wibble"}, r"binarization is 'wibble', but `vaekit eval` writes 'fixed'"),
+    ({"likelihood_of": "three cats"},
+     r"likelihood_of is 'three cats', but `vaekit eval` writes its text for binarization 'fixed'"),
+    ({"binarization_seed": 7}, r"binarization_seed is 7, but `vaekit eval` writes 0"),
+    ({"device": "tpu:9"}, r"device is 'tpu:9', but `vaekit eval` evaluates on cpu, cuda or cuda:N"),
+    ({"dataset": ""}, r"dataset is empty, but `vaekit eval` writes the name"),
+])
+def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: Path, capsys: Any,
+                                                     one_sentence: Any, fields: dict[str, Any],
+                                                     message: str) -> None:
+    """Active units that are not the latent means' variances above 0.01 (`latents.active_units` on
+    the same means), a squared error per pixel above 1 where means and pixels lie in [0, 1], and a
+    protocol other than the one `vaekit eval` writes for a Bernoulli run trained with dynamic
+    binarization (its test images binarized once, seed 0, on cpu or cuda)."""
+    config = json.loads((evaluated / runs.CONFIG).read_text())
+    assert config["model"]["likelihood"] == "bernoulli" and config["data"]["binarize"] in ("auto", "dynamic")
+    run = _edited(evaluated, tmp_path, **fields)
+    with pytest.raises(CheckpointError, match=r"eval\.json: " + message):
+        read_eval(run)
+    before = snapshot(run)
+    cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
+    assert snapshot(run) == before
+
+
+def test_at_one_sample_an_nll_far_below_the_neg_elbo_is_refused(evaluated: Path, tmp_path: Path) -> None:
+    """k = 1: -L_1 and the -ELBO are of one sample, apart by the closed-form KL's noise alone, so
+    -L_1 far below the -ELBO is refused; with k > 1 -L_k may lie anywhere below it (no bound)."""
+    result = json.loads((evaluated / runs.EVAL).read_text())
+    assert result["k"] > 1
+    low = result["test_neg_elbo"] - 2 * nll_slack(result["test_kl"], result["images"], 1, True,
+                                                  result["test_neg_elbo"]) - 1.0
+    assert read_eval(_edited(evaluated, tmp_path / "k4", test_nll=low)) is not None
+    with pytest.raises(CheckpointError, match=r"eval\.json: test_nll is .* with k = 1 -L_1 is the -ELBO"):
+        read_eval(_edited(evaluated, tmp_path / "k1", test_nll=low, k=1))
+
+
+def test_honest_one_sample_evaluations_of_the_test_set_are_read(evaluated: Path, tmp_path: Path) -> None:
+    """k = 1 on every test image, five seeds: -L_1 lies on both sides of the closed-form -ELBO, and
+    each eval.json is read (the active units, protocol and mse `vaekit eval` wrote)."""
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    below = above = 0
+    for seed in range(5):
+        written = evaluate_run(run, k=1, seed=seed, progress=False, probe=False, threads=1)
+        assert read_eval(run) == written
+        below += written["test_nll"] < written["test_neg_elbo"]
+        above += written["test_nll"] > written["test_neg_elbo"]
+    assert below and above

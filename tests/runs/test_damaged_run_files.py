@@ -179,14 +179,49 @@ def _kl_dims_not_summing(r: dict[str, Any]) -> None:  # the closed-form KL is th
     r["kl_per_dim"][0] += 0.5
 
 
+def _active_of_no_variance(r: dict[str, Any]) -> None:  # active: a latent mean's variance above 0.01
+    r["latent_mean_variance"], r["active_units"] = [0.001, 0.009], 2
+
+
+def _inactive_of_a_large_variance(r: dict[str, Any]) -> None:
+    r["latent_mean_variance"], r["active_units"] = [5.0, 0.0], 0
+
+
+def _mse_past_one(r: dict[str, Any]) -> None:  # Bernoulli: means and pixels in [0, 1], per pixel
+    r["mse"] = 5.0
+
+
+def _nll_far_below_elbo_at_one_sample(r: dict[str, Any]) -> None:  # k = 1: -L_1 is the -ELBO's sample
+    from vaekit.evaluate.eval_json import nll_slack
+
+    slack = nll_slack(r["test_kl"], r["images"], 1, True, r["test_neg_elbo"])
+    r["k"], r["test_nll"] = 1, r["test_neg_elbo"] - 2 * slack - 1.0
+    r["bits_per_dim"] = r["test_nll"] / (64 * math.log(2))
+
+
+def _edited_text(field: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(r: dict[str, Any]) -> None:
+        r[field] = value
+    edit.__name__ = f"_{field}_{value}"
+    return edit
+
+
 @pytest.mark.parametrize("edit", [_negative_kl, _negative_kl_dim, _latent_3, _active_past_config,
                                   _negative_recon, _terms_not_summing, _bits_not_of_nll,
-                                  _images_past_test_set, _nll_far_above_elbo, _kl_dims_not_summing])
+                                  _images_past_test_set, _nll_far_above_elbo, _kl_dims_not_summing,
+                                  _active_of_no_variance, _inactive_of_a_large_variance, _mse_past_one,
+                                  _nll_far_below_elbo_at_one_sample, _edited_text("binarization", "none"),
+                                  _edited_text("binarization", "wibble"),
+                                  _edited_text("likelihood_of", "three cats"),
+                                  _edited_text("binarization_seed", 7), _edited_text("device", "tpu:9"),
+                                  _edited_text("dataset", "")])
 def test_an_eval_json_the_run_makes_impossible_is_refused(
         evaluated: Path, tmp_path: Path, capsys: Any, one_sentence: Any,
         edit: Callable[[dict[str, Any]], None]) -> None:
     """A closed-form KL(q || N(0, I)) is >= 0 (each dimension too), the latent dimensions are the
-    network's (the torch module's own), and a Bernoulli cross-entropy of pixels in [0, 1] is >= 0."""
+    network's (the torch module's own), a Bernoulli cross-entropy of pixels in [0, 1] is >= 0 and
+    their squared error at most 1; the active units are the variances above 0.01; -L_1 is the
+    -ELBO of its one sample; the protocol is what `vaekit eval` writes for the run's config."""
     from vaekit.evaluate.run import read_eval
 
     run = Path(shutil.copytree(evaluated, tmp_path / "run"))

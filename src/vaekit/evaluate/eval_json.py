@@ -11,13 +11,16 @@ Monte-Carlo noise of a closed-form KL (`nll_slack`; IWAE, Burda, Grosse & Salakh
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from vaekit import runs
-from vaekit.config import SEED_MAX, is_int, is_number
+from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
+from vaekit.data.binarize import EVAL_SEED
 from vaekit.data.load import known_image_shape, known_test_images
 from vaekit.errors import CheckpointError
+from vaekit.evaluate.latents import ACTIVE_THRESHOLD
 
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
                    "active_units", "latent_dim", "images")
@@ -35,6 +38,24 @@ TEXT_FIELDS = ("dataset", "data_source", "binarization", "model_sha256", "kl_est
 ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
 NLL_SIGMAS = 20  # standard deviations of the closed-form KL's Monte-Carlo gap allowed (`nll_slack`)
 SUM_ROUNDING = 1e-4  # relative: float32 sums of k log-weights, against their float64 means
+DEVICE_NAME = re.compile(r"cpu|cuda(:[0-9]+)?")  # str(torch.device) of `vaekit eval --device`
+# What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
+LIKELIHOOD_OF = {
+    "fixed": "binary images (each test image binarized once, seed 0); bits/dim of binary pixels",
+    "dequantize": "8-bit images: x = (pixel + u)/256, u ~ U[0, 1) drawn once (seed 0), nats include "
+                  "D log 256, a bound on -log P(pixels) (Theis et al. 2016); bits/dim as published tables",
+    "none": "the density of x = pixel/255 on [0, 1]^D, not a probability of 8-bit images: train with "
+            "--binarize dequantize for bits/dim comparable to published tables",
+}
+
+
+def protocol_of(binarize: str) -> dict[str, Any]:
+    """eval.json's binarization, likelihood_of and binarization_seed for a run trained with the
+    (resolved) `binarize` mode: its test images binarized once ('fixed', for dynamic and fixed
+    training alike), dequantized once or left continuous ('none': no seed)."""
+    binarization = binarize if binarize in ("none", "dequantize") else "fixed"
+    return {"binarization": binarization, "likelihood_of": LIKELIHOOD_OF[binarization],
+            "binarization_seed": EVAL_SEED if binarization != "none" else None}
 
 
 def check_eval(result: Any, path: Path) -> None:
@@ -62,6 +83,23 @@ def check_eval(result: Any, path: Path) -> None:
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
             raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
+    if result.get("dataset") == "":
+        raise CheckpointError(f"{path}: dataset is empty, but `vaekit eval` writes the name of the data "
+                              "set it evaluated on; not an eval.json of `vaekit eval`.")
+    _check_active(result, path)
+
+
+def _check_active(result: dict[str, Any], path: Path) -> None:
+    """active_units is the count of latent_mean_variance's entries above ACTIVE_THRESHOLD, as
+    `vaekit eval` counts them from the same latent means (`vaekit.evaluate.latents.active_units`)."""
+    variances = result.get("latent_mean_variance")
+    if variances is None:
+        return
+    count = sum(v > ACTIVE_THRESHOLD for v in variances)
+    if result["active_units"] != count:
+        raise CheckpointError(f"{path}: active_units is {result['active_units']}, but latent_mean_variance "
+                              f"holds {count} variances above {ACTIVE_THRESHOLD}, the active units "
+                              "`vaekit eval` counts; not an eval.json of `vaekit eval`.")
 
 
 def _check_ranges(result: dict[str, Any], path: Path) -> None:
@@ -87,9 +125,11 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
     dequantized ones) is >= 0; the sums of `_check_sums`; no more images than the test set of its
     dataset holds (`_check_images`); its dataset one of the model's image shape (`_check_dataset`);
-    test_nll at most test_neg_elbo, up to `nll_slack`. A negative test_nll is not refused: its
-    importance-sampled estimate can fall below 0 where -log p(x) is near 0, and under a Gaussian
-    likelihood -log p(x) itself."""
+    its protocol the config's (`_check_protocol`); test_nll at most test_neg_elbo, up to `nll_slack`,
+    and with k = 1 also at least test_neg_elbo less that slack (one sample: -L_1 and the -ELBO
+    differ by the closed-form KL's noise alone; with k > 1 -L_k has no lower bound here). A
+    negative test_nll is not refused: its importance-sampled estimate can fall below 0 where
+    -log p(x) is near 0, and under a Gaussian likelihood -log p(x) itself."""
     check_eval(result, path)
     config = runs.read_config(path.parent, "vae")
     model = config.model
@@ -109,11 +149,42 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
     _check_dataset(result, path, config.data.name, tuple(model.image_shape or ()))
     _check_images(result, path, config.data.name)
+    _check_protocol(result, path, config)
     slack = nll_slack(result["test_kl"], result["images"], result["k"], closed, result["test_neg_elbo"])
     if result["test_nll"] > result["test_neg_elbo"] + slack:
         raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but the importance-sampled "
                               f"-log p(x) is at most test_neg_elbo ({result['test_neg_elbo']:.6g}) plus "
                               f"{slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+    if result["k"] == 1 and result["test_nll"] < result["test_neg_elbo"] - slack:
+        raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but with k = 1 -L_1 is the "
+                              f"-ELBO of the same sample, test_neg_elbo ({result['test_neg_elbo']:.6g}) up "
+                              f"to {slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+
+
+def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> None:
+    """What `vaekit eval` writes of the run's protocol, where eval.json has it: binarization,
+    likelihood_of and binarization_seed those of the config's binarization (`protocol_of`), device
+    a torch device it evaluates on (cpu, cuda, cuda:N); and under a Bernoulli likelihood an mse
+    of at most 1 (per pixel, of means and pixels in [0, 1]): a CheckpointError naming the field."""
+    binarize = config.resolved_binarize()
+    for field, expected in protocol_of(binarize).items():
+        value = result.get(field)
+        if value is not None and value != expected:
+            shown = repr(value[:60]) if isinstance(value, str) else str(value)[:40]
+            wanted = ("null" if expected is None else repr(expected) if field != "likelihood_of"
+                      else f"its text for binarization {protocol_of(binarize)['binarization']!r}")
+            raise CheckpointError(f"{path}: {field} is {shown}, but `vaekit eval` writes {wanted} for a "
+                                  f"run trained with binarize {binarize!r} ({path.parent / runs.CONFIG}); "
+                                  "the file is another run's, or was edited.")
+    device = result.get("device")
+    if device is not None and not DEVICE_NAME.fullmatch(device):
+        raise CheckpointError(f"{path}: device is {device[:40]!r}, but `vaekit eval` evaluates on cpu, "
+                              "cuda or cuda:N; not an eval.json of `vaekit eval`.")
+    mse = result.get("mse")
+    if config.model.likelihood == "bernoulli" and mse is not None and mse > 1.0 + ROUNDING:
+        raise CheckpointError(f"{path}: mse is {mse:.6g}, but under a Bernoulli likelihood the squared error "
+                              "per pixel of means and pixels in [0, 1] is at most 1; not an eval.json of "
+                              "`vaekit eval`.")
 
 
 def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:

@@ -41,13 +41,14 @@ from torch import Tensor, nn
 
 from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig
-from vaekit.data.binarize import EVAL_SEED, eval_images
+from vaekit.data.binarize import eval_images
 from vaekit.data.load import Dataset, load_configured, user_data_path, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import REQUIRED_FIELDS as REQUIRED_FIELDS
 from vaekit.evaluate.eval_json import check_eval as check_eval
 from vaekit.evaluate.eval_json import check_eval_of_run as check_eval_of_run
+from vaekit.evaluate.eval_json import protocol_of
 from vaekit.evaluate.eval_json import read_eval as read_eval
 from vaekit.evaluate.iwae import (
     activation_elements,
@@ -75,14 +76,6 @@ FINITE_FIELDS = {"test_neg_elbo": "test -ELBO", "test_nll": "test -log p(x)",
                  "bits_per_dim": "bits per dimension", "mse": "reconstruction error",
                  "test_nll_stderr": "standard error of -log p(x)", "kl_per_dim": "KL per dimension",
                  "latent_mean_variance": "variance of the latent means"}
-# What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
-LIKELIHOOD_OF = {
-    "fixed": "binary images (each test image binarized once, seed 0); bits/dim of binary pixels",
-    "dequantize": "8-bit images: x = (pixel + u)/256, u ~ U[0, 1) drawn once (seed 0), nats include "
-                  "D log 256, a bound on -log P(pixels) (Theis et al. 2016); bits/dim as published tables",
-    "none": "the density of x = pixel/255 on [0, 1]^D, not a probability of 8-bit images: train with "
-            "--binarize dequantize for bits/dim comparable to published tables",
-}
 
 
 # ----------------------------------------------------------------------------- many images
@@ -313,12 +306,9 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
         torch.set_num_threads(previous)
     result = ev.summary(x[0].numel())
     check_finite(result, run_dir / runs.MODEL)
-    mode = config.resolved_binarize()
-    binarization = mode if mode in ("none", "dequantize") else "fixed"
     result.update({
         "dataset": ds.name, "data_source": user_data_path(dataset or config.data.name),
-        "binarization": binarization, "likelihood_of": LIKELIHOOD_OF[binarization],
-        "binarization_seed": EVAL_SEED if binarization != "none" else None,
+        **protocol_of(config.resolved_binarize()),
         "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
         "probe_accuracy": None, "probe_train_images": None, "world_size": 1 if w is None else w.size,
         "device": str(device),
