@@ -156,6 +156,27 @@ def test_too_many_layers(one_sentence: OneSentence) -> None:
             one_sentence, "model.hidden", "1001")
 
 
+def test_iwae_with_one_sample_is_refused_as_the_elbo_it_is(one_sentence: OneSentence) -> None:
+    """IWAE-1's bound is log p(x, z) - log q(z | x) at one z ~ q: the ELBO; K = 2 is IWAE proper."""
+    config = apply(TrainConfig(), {"train": {"objective": "iwae"}}, "command line")
+    assert config.train.samples == 1
+    refused(lambda: validate(config), one_sentence, "--objective iwae", "--samples of at least 2", "ELBO")
+    config.train.samples = 2
+    assert validate(config) is config
+
+
+def test_cli_iwae_with_one_sample_exits_2_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    from vaekit.cli import main
+
+    out = tmp_path / "r"
+    status = main(["train", "--data", "digits", "--epochs", "1", "--objective", "iwae", "--out", str(out),
+                   "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2 and not out.exists()
+    one_sentence(err.removeprefix("vaekit train: error: "), "--objective iwae", "--samples of at least 2")
+
+
 def test_validate_checks_configs_built_in_python(one_sentence: OneSentence) -> None:
     config = TrainConfig()
     config.train.free_bits = math.nan

@@ -318,6 +318,30 @@ def test_resume_counts_the_seconds_already_spent(tmp_path: Path, monkeypatch: py
     assert summary["epochs"] >= 2 and summary["train_seconds"] > spent
 
 
+def test_a_resumed_plan_keeps_the_warmup_the_run_was_trained_with() -> None:
+    """Only a run's first plan shortens the warm-up to WARMUP_SHARE of its epochs: after epochs done,
+    beta_at of the warm-up kept goes on from the step the run stopped at."""
+    first = budget.Plan.first(60.0, 0.0, 5.0, 0, 300.0, "measured")
+    assert first.warmup == pytest.approx(budget.WARMUP_SHARE * first.epochs)
+    resumed = budget.Plan.first(60.0, 10.0, 5.0, 2, 300.0, "measured")
+    assert resumed.epochs < 300 and resumed.warmup == 300.0
+
+
+def test_a_budget_on_resume_keeps_the_warmup_and_the_weights_check(tmp_path: Path) -> None:
+    """A run trained with a warm-up, resumed under a budget whose first plan would shorten it: the run
+    trains on (config.json, the checkpoint and the model file agree), its warm-up as trained."""
+    out = tmp_path / "r"
+    fit(small(epochs=1, warmup=1e6), out, show_bar=False, log=lambda _: None)
+    spent = runs.load_checkpoint(out)[2]["progress"]["train_seconds"]
+    lines: list[str] = []
+    summary = fit(small(epochs=1, warmup=1e6, time_budget=spent + 0.5), out, resume=True, show_bar=False,
+                  log=lines.append)
+    assert summary["epochs"] >= 2
+    assert json.loads((out / runs.CONFIG).read_text())["train"]["warmup"] == 1e6
+    assert runs.load_checkpoint(out)[2]["config"]["train"]["warmup"] == 1e6
+    assert "kept at the 1e+06 epochs the run was trained with" in lines[0]
+
+
 def test_checkpoint_of_an_earlier_vaekit_without_train_seconds_is_accepted(tmp_path: Path) -> None:
     record = {k: v for k, v in Progress().__dict__.items() if k != "train_seconds"}
     assert "train_seconds" not in check_progress(record, tmp_path / "c.json", progress_fields(Progress))

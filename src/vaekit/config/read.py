@@ -260,7 +260,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     The rules: every field of its declared type, every number finite and in its `BOUNDS` range
     (checked again here for configs built in Python); each choice among its valid values; then the
     combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
-    objective no beta, warm-up, free bits or score estimator, the score estimator no free bits).
+    objective 2 samples or more and no beta, warm-up, free bits or score estimator, the score
+    estimator no free bits).
     """
     m, t, d = config.model, config.train, config.data
     check_fields(config)
@@ -282,6 +283,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("binarize dequantize gives continuous pixels for a gaussian likelihood; use "
                           "--likelihood gaussian, or --binarize dynamic (or auto) with --likelihood "
                           "bernoulli.")
+    if t.objective == "iwae" and t.samples < 2:
+        raise ConfigError(f"--objective iwae needs --samples of at least 2, got {t.samples}: with one sample "
+                          "its bound is the ELBO (its KL estimated at the sample, not in closed form); use "
+                          "--samples 2 or more, or --objective elbo.")
     if t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"):
         raise ConfigError("beta, warmup, free_bits and the score estimator apply to the elbo objective "
                           "only, not to iwae.")

@@ -11,8 +11,11 @@ probe below), the run
    than one epoch so estimated is refused in one sentence, before anything is written;
 2. plans N = floor((T - probe) / epoch estimate) epochs, so that the cosine decay ends at epoch N,
    and shortens the warm-up to at most N / 5 epochs (a warm-up longer than the run would leave
-   beta < 1 at the end); a patience or a step schedule's step size of at least N would do nothing,
-   and is refused as with --epochs N (`check_plan`), before the first epoch;
+   beta < 1 at the end), in a run's first session only: a resumed run keeps the warm-up it was
+   trained with, so that its KL weight goes on from the step it stopped at (a warm-up planned anew
+   would make beta jump there, and differ from the one its weights and config.json record); a
+   patience or a step schedule's step size of at least N would do nothing, and is refused as with
+   --epochs N (`check_plan`), before the first epoch;
 3. re-plans after each epoch from the mean measured epoch time of this session: N shrinks as soon
    as the epochs left would not fit (the budget is never overrun by more than part of one epoch's
    estimate), and grows when more than `GROW_MARGIN` more would fit (the probe overestimates
@@ -138,7 +141,8 @@ class Plan:
     def first(cls, budget: float, spent: float, epoch_estimate: float, done: int, warmup: float,
               what: str) -> Plan:
         """The plan from an epoch estimate: `done` epochs already trained, `spent` seconds used;
-        ConfigError when not one more epoch fits."""
+        ConfigError when not one more epoch fits. The KL warm-up is shortened to the plan before the
+        first epoch only: after `done` epochs it is the one the run was trained with, kept."""
         left = budget - spent
         more = math.floor(left / (epoch_estimate * FIRST_MARGIN)) if epoch_estimate > 0 else 1
         if more < 1:
@@ -152,7 +156,7 @@ class Plan:
                 "or dataset."
             )
         epochs = done + more
-        return cls(budget, epochs, _warmup(warmup, epochs))
+        return cls(budget, epochs, warmup if done else _warmup(warmup, epochs))
 
     def replan(self, done: int, spent: float, mean_epoch: float) -> bool:
         """After epoch `done` with `spent` seconds used and epochs of `mean_epoch` seconds: shrink
@@ -203,6 +207,9 @@ class TimeBudget:
             + (", the cosine decay ending there" if cosine else "")
             + (f", KL warm-up {plan.warmup:g} epochs (was {warmup:g})"
                if warmup and plan.warmup != warmup else "")
+            + (f", the KL warm-up kept at the {warmup:g} epochs the run was trained with, longer than "
+               "the plan, so the KL weight ends below beta"
+               if progress.epoch and warmup > plan.epochs else "")
             + ".")
         return cls(plan, log, w)
 
