@@ -143,6 +143,7 @@ def test_the_noise_variance_bound_of_nll_slack(mu: float, s: float) -> None:
     ({"binarization_seed": 7}, r"binarization_seed is 7, but `vaekit eval` writes 0"),
     ({"device": "tpu:9"}, r"device is 'tpu:9', but `vaekit eval` evaluates on cpu, cuda or cuda:N"),
     ({"dataset": ""}, r"dataset is empty, but `vaekit eval` writes the name"),
+    ({"test_sha256": "ABC"}, r"test_sha256 is not 64 lowercase hex digits"),
 ])
 def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: Path, capsys: Any,
                                                      one_sentence: Any, fields: dict[str, Any],

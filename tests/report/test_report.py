@@ -295,3 +295,41 @@ def test_the_figures_are_of_the_dataset_eval_json_was_computed_on(run2d: Path, t
     err = capsys.readouterr().err.strip()
     assert status == 2, err
     one_sentence(err.removeprefix("vaekit report: error: "), str(first), f"vaekit eval {run}")
+
+
+def test_a_report_refuses_data_changed_since_eval_json(run2d: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       one_sentence: Callable[..., None]) -> None:
+    """eval.json records the SHA-256 of the test split it evaluated, by the law each checkpoint
+    records its own (the run's data: the same digest); a file changed in place since (same path,
+    other images) is refused by `vaekit report` in one sentence naming eval.json, the file and
+    `vaekit eval RUN --dataset FILE`, nothing written; evaluated again, the report is made, and
+    an eval.json of an earlier vaekit, with no digest, is taken as before."""
+    run = Path(shutil.copytree(run2d, tmp_path / "run"))
+    for name in ("report.html", "eval.json"):  # what other tests of the shared run wrote
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "figures", ignore_errors=True)
+    evaluate = ["eval", str(run), "--k", "2", "--no-probe", "--no-progress"]
+    assert main(evaluate) == 0
+    state = json.loads((run / "checkpoint.json").read_text())
+    assert json.loads((run / "eval.json").read_text())["test_sha256"] == state["test_sha256"]
+
+    data = write_images(tmp_path / "a.npz", (8, 8), seed=1)
+    assert main([*evaluate, "--dataset", str(data)]) == 0
+    write_images(data, (8, 8), seed=2)  # same path, other images
+    capsys.readouterr()
+    status = main(["report", str(run), "--no-eval", "--dataset", str(data)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.startswith("vaekit report: error: "), err
+    one_sentence(err.removeprefix("vaekit report: error: "), str(data), str(run / "eval.json"),
+                 f"vaekit eval {run} --dataset {data}")
+    assert not (run / "report.html").exists() and not (run / "figures").exists()
+    assert main(["report", str(run), "--no-eval"]) == 2  # eval.json's file, by its path: the same
+
+    assert main([*evaluate, "--dataset", str(data)]) == 0
+    assert main(["report", str(run), "--no-eval", "--dataset", str(data)]) == 0
+    write_images(data, (8, 8), seed=3)
+    result = json.loads((run / "eval.json").read_text())
+    del result["test_sha256"]
+    (run / "eval.json").write_text(json.dumps(result))
+    assert main(["report", str(run), "--no-eval", "--dataset", str(data)]) == 0

@@ -3,6 +3,8 @@ what the run's config.json makes certain of it (`check_eval_of_run`), so that `v
 sheet and the API never show numbers no evaluation of the run can have written.
 
     read_eval(run_dir)   RUN_DIR/eval.json of the run's current model, checked; None if missing
+    check_evaluated_data(run_dir, evaluation, ds, data)
+                         the test split `ds` is the one eval.json was computed on (`test_sha256`)
 
 A bound between two of its numbers: -L_k (test_nll) is at most the -ELBO (test_neg_elbo) up to the
 Monte-Carlo noise of a closed-form KL (`nll_slack`; IWAE, Burda, Grosse & Salakhutdinov 2016).
@@ -18,9 +20,11 @@ from typing import Any
 from vaekit import runs
 from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED
+from vaekit.data.dataset import Dataset
 from vaekit.data.load import known_image_shape, known_test_images
-from vaekit.errors import CheckpointError
+from vaekit.errors import CheckpointError, DataError
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD
+from vaekit.train.resume import TEST_KEY, sha256_of_test
 
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
                    "active_units", "latent_dim", "images")
@@ -34,10 +38,11 @@ RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active
           ("probe_train_images", 1, None), ("seed", 0, SEED_MAX), ("binarization_seed", 0, SEED_MAX),
           ("batch_size", 1, None), ("threads", 1, None), ("world_size", 1, None))
 TEXT_FIELDS = ("dataset", "data_source", "binarization", "model_sha256", "kl_estimate", "likelihood_of",
-               "device")
+               "device", TEST_KEY)
 ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
 NLL_SIGMAS = 20  # standard deviations of the closed-form KL's Monte-Carlo gap allowed (`nll_slack`)
 SUM_ROUNDING = 1e-4  # relative: float32 sums of k log-weights, against their float64 means
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # test_sha256: `sha256_of_test` of the images evaluated
 DEVICE_NAME = re.compile(r"cpu|cuda(:[0-9]+)?")  # str(torch.device) of `vaekit eval --device`
 # What -log p(x) is a likelihood of, by the run's binarization (eval.json `likelihood_of`)
 LIKELIHOOD_OF = {
@@ -86,6 +91,9 @@ def check_eval(result: Any, path: Path) -> None:
     if result.get("dataset") == "":
         raise CheckpointError(f"{path}: dataset is empty, but `vaekit eval` writes the name of the data "
                               "set it evaluated on; not an eval.json of `vaekit eval`.")
+    if result.get(TEST_KEY) is not None and not SHA256_HEX.fullmatch(result[TEST_KEY]):
+        raise CheckpointError(f"{path}: {TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
+                              "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
     _check_active(result, path)
 
 
@@ -254,6 +262,21 @@ def nll_slack(test_kl: float, images: int, k: int, closed_form: bool, neg_elbo: 
     if not closed_form:
         return rounding
     return rounding + NLL_SIGMAS * math.sqrt(2.0 * max(test_kl, 0.0) / (images * k))
+
+
+def check_evaluated_data(run_dir: Path, evaluation: dict[str, Any], ds: Dataset, data: str,
+                         own: bool) -> None:
+    """The test split of `ds` (`data`: its name or path; `own`: the run's own set) is the one
+    RUN_DIR/eval.json was computed on, by the SHA-256 it records of it (`TEST_KEY`, the law of
+    `vaekit.train.resume.sha256_of_test`): an .npy, .npz or folder changed since is a DataError
+    naming both, so that figures are never drawn from other images than the numbers shown. An
+    eval.json of an earlier vaekit, which records none, is not checked."""
+    recorded = evaluation.get(TEST_KEY)
+    if isinstance(recorded, str) and recorded != sha256_of_test(ds):
+        again = f"vaekit eval {run_dir}" + ("" if own else f" --dataset {data}")
+        raise DataError(f"{data} is not the data {run_dir / runs.EVAL} was computed on (the SHA-256 of its "
+                        f"test images and labels is not the {TEST_KEY} eval.json records): it changed "
+                        f"since, so run `{again}` again for a report on it, or put back that data.")
 
 
 def read_eval(run_dir: str | Path) -> dict[str, Any] | None:

@@ -59,7 +59,7 @@ from vaekit.evaluate.iwae import (
     tile_size,
 )
 from vaekit.evaluate.latents import active_units, probe_accuracy
-from vaekit.train.resume import check_trained_data
+from vaekit.train.resume import TEST_KEY, check_trained_data, sha256_of_test
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
@@ -237,7 +237,8 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     Fields (nats per image): test_neg_elbo, test_recon, test_kl, test_nll (-L_k), k, bits_per_dim
     (of test_nll), active_units, latent_dim, images; and kl_per_dim, mse, probe_accuracy, seconds,
     model_sha256 and the protocol (dataset; data_source, the absolute path of a user's file
-    or folder, else null; binarization, seeds). `threads`: torch CPU threads, 0 =
+    or folder, else null; test_sha256, the SHA-256 of its test split, `sha256_of_test`;
+    binarization, seeds). `threads`: torch CPU threads, 0 =
     the cores other processes leave idle (`vaekit.device.choose_threads`: all of them on a quiet
     machine); the previous setting is restored afterwards. `device`: where the model and the
     images are and the evaluation computes, cpu, cuda or auto (cuda where torch sees one); eps are
@@ -311,7 +312,7 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
         **protocol_of(config.resolved_binarize()),
         "seed": seed, "batch_size": batch_size, "threads": threads, "model_sha256": fingerprint,
         "probe_accuracy": None, "probe_train_images": None, "world_size": 1 if w is None else w.size,
-        "device": str(device),
+        "device": str(device), TEST_KEY: sha256_of_test(ds),
     })
     if probe and labels is not None and ds.train.labels is not None and len(set(labels.tolist())) > 1:
         result.update(_probe(model, config, ds, ev.mu, labels, seed))

@@ -22,7 +22,7 @@ from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.config import format_duration
 from vaekit.data.load import user_data_path
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.evaluate.eval_json import read_eval
+from vaekit.evaluate.eval_json import check_evaluated_data, read_eval
 from vaekit.evaluate.run import evaluate_run, load_test_set
 from vaekit.report import visualize
 from vaekit.report.kinds import REPORT_K, ReportKind, ReportOptions, register_report, unused_evaluation
@@ -211,6 +211,8 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
     metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     check_run_outputs(run_dir)  # before eval.json is written
     if evaluation is not None:
+        own = dataset is None or dataset == config.data.name
+        check_evaluated_data(run_dir, evaluation, ds, dataset or config.data.name, own)
         unused_evaluation(run_dir, o, "vaekit eval")
     else:
         if not o.evaluate_missing:

@@ -105,7 +105,13 @@ def data_digests(ds: Dataset) -> dict[str, str]:
     """What each checkpoint records of its data: `data_sha256` of every split (a resume holds the
     data against it) and the same of the test split alone (an evaluation reads only that split, so
     a run trained on fewer training images than its set's is still evaluated on the set)."""
-    return {DATA_KEY: data_sha256(ds), TEST_KEY: _update(hashlib.sha256(), (ds.test,))}
+    return {DATA_KEY: data_sha256(ds), TEST_KEY: sha256_of_test(ds)}
+
+
+def sha256_of_test(ds: Dataset) -> str:
+    """SHA-256 of the test split of `ds` alone (images and labels, as `data_sha256` hashes a split):
+    what an evaluation reads, recorded by each checkpoint (`TEST_KEY`) and by eval.json."""
+    return _update(hashlib.sha256(), (ds.test,))
 
 
 def check_same_data(state: dict[str, Any], digest: str, path: Path, data: str,
@@ -134,7 +140,7 @@ def check_trained_data(run_dir: Path, ds: Dataset, data: str, remedy: str) -> No
     except ValueError:
         return
     recorded = state.get(TEST_KEY) if isinstance(state, dict) else None
-    if isinstance(recorded, str) and recorded != data_digests(ds)[TEST_KEY]:
+    if isinstance(recorded, str) and recorded != sha256_of_test(ds):
         raise CheckpointError(f"{data} is not the data {path} was trained on (the SHA-256 of its test "
                               f"images and labels is not the {TEST_KEY} the checkpoint records): it "
                               f"changed since, so put back that data, or {remedy}.")
