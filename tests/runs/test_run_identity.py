@@ -147,6 +147,31 @@ def test_a_config_json_of_another_kind_than_the_weights_is_the_file_named(
     assert "holds a classifier run (`vaekit classify`)" in err
 
 
+def test_report_names_a_config_json_of_another_kind_before_its_options_and_eval_json(
+        run: Path, trained: Path, classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    """`vaekit report` holds config.json against the kind of the weights, as eval and sample do,
+    before anything that depends on the kind: a VAE's config.json in a classifier run (its own
+    eval.json intact) is not taken for a damaged eval.json, and a classifier's config.json in a VAE
+    run without eval.json does not turn --k into a flag for the wrong kind."""
+    other = Path(shutil.copytree(classifier, tmp_path / "classifier"))
+    with deadline(30):
+        assert main(["classify", "eval", str(other)]) == 0  # the classifier's own eval.json, intact
+    assert (other / runs.EVAL).is_file()
+    shutil.copy(trained / runs.CONFIG, other / runs.CONFIG)
+    before = snapshot(other)
+    err = refused(capsys, one_sentence, ["report", str(other), "--no-eval"], str(other / runs.CONFIG),
+                  str(other / runs.MODEL), str(other / runs.CHECKPOINT))
+    assert "copied" in err and str(other / runs.EVAL) not in err
+    assert snapshot(other) == before
+    (run / runs.EVAL).unlink(missing_ok=True)
+    shutil.copy(classifier / runs.CONFIG, run / runs.CONFIG)
+    before = snapshot(run)
+    err = refused(capsys, one_sentence, ["report", str(run), "--k", "2"], str(run / runs.CONFIG),
+                  str(run / runs.MODEL), str(run / runs.CHECKPOINT))
+    assert "copied" in err and "--k" not in err
+    assert snapshot(run) == before and not (run / "figures").exists()
+
+
 def test_the_runs_own_files_are_read(run: Path) -> None:
     assert runs.load_run(run).model is not None
     assert main([a.format(run=run) for a in READERS[0]]) == 0
