@@ -20,7 +20,7 @@ from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
-from vaekit.runs.identity import CHECKPOINT_KEY, CONFIG_KEY
+from vaekit.runs.identity import CHECKPOINT_KEY, CONFIG_KEY, checkpoint_state
 
 TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batch-size", "64",
          "--threads", "1", "--no-progress"]
@@ -145,6 +145,59 @@ def test_a_config_json_of_another_kind_than_the_weights_is_the_file_named(
             str(other / runs.MODEL))
     err = refused(capsys, one_sentence, [a.format(run=classifier) for a in READERS[0]], str(classifier))
     assert "holds a classifier run (`vaekit classify`)" in err
+
+
+def test_report_names_a_config_json_of_another_kind_before_its_options_and_eval_json(
+        run: Path, trained: Path, classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    """`vaekit report` holds config.json against the kind of the weights, as eval and sample do,
+    before anything that depends on the kind: a VAE's config.json in a classifier run (its own
+    eval.json intact) is not taken for a damaged eval.json, and a classifier's config.json in a VAE
+    run without eval.json does not turn --k into a flag for the wrong kind."""
+    other = Path(shutil.copytree(classifier, tmp_path / "classifier"))
+    with deadline(30):
+        assert main(["classify", "eval", str(other)]) == 0  # the classifier's own eval.json, intact
+    assert (other / runs.EVAL).is_file()
+    shutil.copy(trained / runs.CONFIG, other / runs.CONFIG)
+    before = snapshot(other)
+    err = refused(capsys, one_sentence, ["report", str(other), "--no-eval"], str(other / runs.CONFIG),
+                  str(other / runs.MODEL), str(other / runs.CHECKPOINT))
+    assert "copied" in err and str(other / runs.EVAL) not in err
+    assert snapshot(other) == before
+    (run / runs.EVAL).unlink(missing_ok=True)
+    shutil.copy(classifier / runs.CONFIG, run / runs.CONFIG)
+    before = snapshot(run)
+    err = refused(capsys, one_sentence, ["report", str(run), "--k", "2"], str(run / runs.CONFIG),
+                  str(run / runs.MODEL), str(run / runs.CHECKPOINT))
+    assert "copied" in err and "--k" not in err
+    assert snapshot(run) == before and not (run / "figures").exists()
+
+
+def test_rows_past_the_epochs_config_json_and_the_checkpoint_agree_on_name_metrics_jsonl(
+        run: Path, capsys: Any, one_sentence: Any) -> None:
+    """A row appended to metrics.jsonl of a finished run (the checkpoint at its config's last epoch,
+    its recorded config's epochs those of config.json) is metrics.jsonl's fault, not an edited
+    config.json; a config.json whose train.epochs was lowered below the checkpoint's epoch is still
+    the file named."""
+    state = checkpoint_state(run)
+    planned = json.loads((run / runs.CONFIG).read_text())["train"]["epochs"]
+    assert state["epoch"] == state["config"]["train"]["epochs"] == planned  # the files agree
+    with open(run / runs.METRICS, "a") as fh:
+        fh.write(json.dumps({"epoch": planned + 1, "train_neg_elbo": 1.0}) + "\n")
+    before = snapshot(run)
+    for template in READERS:
+        err = refused(capsys, one_sentence, [a.format(run=run) for a in template], str(run / runs.METRICS))
+        assert f"{run / runs.CONFIG} was edited" not in err and "config.json was edited" not in err
+    with pytest.raises(CheckpointError, match="metrics.jsonl: line"):
+        runs.load_run(run)
+    assert snapshot(run) == before
+    lines = (run / runs.METRICS).read_text().splitlines(keepends=True)
+    (run / runs.METRICS).write_text("".join(lines[:planned]))  # the run's own rows again
+    config = json.loads((run / runs.CONFIG).read_text())
+    config["train"]["epochs"] = planned - 1
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json") as caught:
+        runs.load_run(run)
+    assert str(run / runs.CONFIG) in str(caught.value) and "metrics.jsonl: line" not in str(caught.value)
 
 
 def test_the_runs_own_files_are_read(run: Path) -> None:

@@ -25,10 +25,11 @@ def write_report(run_dir: str | Path, k: int | None = None, evaluate_missing: bo
     Uses RUN_DIR/eval.json when it belongs to the run's model (same SHA-256 of model.safetensors);
     when it is missing, evaluates first (`k` samples for a VAE, `kinds.REPORT_K` when None; or,
     with evaluate_missing=False, says so; `k` or `limit` given when nothing is evaluated is a
-    ConfigError). The page is the one registered for the kind config.json names (`runs.task_in`), whose
-    `check` refuses an option it cannot honour (ConfigError). `k`, `seed`, `dataset` and `device`
-    (where the model evaluates and draws the figures: cpu, cuda, auto) are for VAE runs; a
-    classifier run refuses a `dataset` and a device other than the CPU.
+    ConfigError). A config.json of another kind than the run's weights is named first
+    (`runs.check_config_kind`); the page is the one registered for the kind config.json names
+    (`runs.task_in`), whose `check` refuses an option it cannot honour (ConfigError). `k`, `seed`,
+    `dataset` and `device` (where the model evaluates and draws the figures: cpu, cuda, auto) are for
+    VAE runs; a classifier run refuses a `dataset` and a device other than the CPU.
     """
     run_dir = Path(run_dir)
     if not evaluate_missing and (k is not None or limit is not None):
@@ -36,6 +37,7 @@ def write_report(run_dir: str | Path, k: int | None = None, evaluate_missing: bo
                           "eval.json, and --no-eval says not to; leave one of them out.")
     options = ReportOptions(k, evaluate_missing, limit, data_dir, dataset, seed, progress, log, device,
                             runs.device_named(device))
+    runs.check_config_kind(run_dir)  # a config.json of another kind than the weights: named first
     kind = report_for(run_dir, runs.task_in(run_dir))
     kind.check(run_dir, options)
     runs.figures_dir(run_dir)  # the run's own folder, checked before anything is computed

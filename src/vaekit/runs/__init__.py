@@ -64,6 +64,7 @@ from vaekit.runs.kinds import (
     TASKS,
     AnyConfig,
     Task,
+    check_config_kind,
     maker_of,
     read_config,
     register_task,
@@ -93,7 +94,8 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "MODEL_SHA_KEY",
     "REPORT", "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "append_metrics", "check_model_file", "check_outputs", "check_readable_copy", "check_run_dir",
+    "append_metrics", "check_config_kind", "check_model_file", "check_outputs", "check_readable_copy",
+    "check_run_dir",
     "decode_bytes", "device_named", "encode_bytes",
     "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
     "model_fingerprint", "model_sha256", "new_run_dir",

@@ -158,6 +158,33 @@ def trained_kinds(run_dir: Path) -> list[tuple[str, str]]:
     return found
 
 
+def _copied_config(path: Path, held: str, files: list[str], trained: str) -> CheckpointError:
+    """config.json (`path`) of a `held` run in a directory whose `files` hold the weights of a
+    `trained` run: the config.json is the file copied from another run."""
+    what = TASKS[held]
+    return CheckpointError(f"{path} is the config of {what.what} (`{what.maker}`), but "
+                           f"{' and '.join(str(path.parent / n) for n in files)} hold"
+                           f"{'s' * (len(files) == 1)} the weights of {TASKS[trained].what}: config.json "
+                           "was copied from another run; put back the config.json the run wrote.")
+
+
+def check_config_kind(run_dir: Path) -> None:
+    """RUN_DIR/config.json names the kind of run its model file and checkpoint were trained with
+    (`trained_kinds`): where they agree on another kind, a CheckpointError naming config.json as
+    copied from another run, before anything that depends on the kind (a report's page, its
+    options, eval.json) is read. A config.json that cannot be read, names no known kind, or files
+    that disagree among themselves, are left to their readers."""
+    try:
+        raw = parse_json(read_run_file(Path(run_dir) / CONFIG, "a config.json").decode("utf-8"))
+    except (OSError, ValueError, CheckpointError):
+        return
+    held = raw.get("task", DEFAULT) if isinstance(raw, dict) else None
+    trained = trained_kinds(Path(run_dir))
+    kinds = {kind for _, kind in trained}
+    if isinstance(held, str) and held in TASKS and len(kinds) == 1 and held not in kinds:
+        raise _copied_config(Path(run_dir) / CONFIG, held, [name for name, _ in trained], kinds.pop())
+
+
 def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | None = None) -> Any:
     """A config.json's JSON (its run section taken out) read through its kind, as `read_config`
     says; `run_dir` names the directory in the sentence of a run of another kind."""
@@ -169,10 +196,7 @@ def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | 
         held, where = TASKS[found], path.parent if run_dir is None else run_dir
         trained = [name for name, kind in trained_kinds(path.parent) if kind == task]
         if trained:
-            raise CheckpointError(f"{path} is the config of {held.what} (`{held.maker}`), but "
-                                  f"{' and '.join(str(path.parent / n) for n in trained)} hold the weights "
-                                  f"of {TASKS[task].what}: config.json was copied from another run; put back "
-                                  "the config.json the run wrote.")
+            raise _copied_config(path, found, trained, task)
         raise CheckpointError(f"{where} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
                               f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=where)}.")
     try:

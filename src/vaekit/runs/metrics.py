@@ -84,14 +84,20 @@ def metrics_digest(run_dir: Path, epoch: int) -> str:
     return _digest(_lines(run_dir), epoch)
 
 
+def _state(run_dir: Path) -> Any:
+    """The state of the run's checkpoint, or None: no checkpoint, or a damaged one (its readers say
+    so)."""
+    try:
+        metadata = read_metadata(run_dir / CHECKPOINT, "checkpoint") or {}
+        return parse_json(metadata.get(CHECKPOINT_KEY, "null"))
+    except (CheckpointError, ValueError):
+        return None
+
+
 def _recorded(run_dir: Path) -> tuple[int, str] | None:
     """(epoch, digest) of the run's checkpoint, or None: no checkpoint, a damaged one (its readers
     say so), or one of an earlier vaekit."""
-    try:
-        metadata = read_metadata(run_dir / CHECKPOINT, "checkpoint") or {}
-        state = parse_json(metadata.get(CHECKPOINT_KEY, "null"))
-    except (CheckpointError, ValueError):
-        return None
+    state = _state(run_dir)
     if not isinstance(state, dict) or not is_int(state.get("epoch")) or not isinstance(
             state.get(DIGEST_KEY), str):
         return None
@@ -145,7 +151,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def check_planned(run_dir: Path) -> None:
     """The epochs the run holds (the rows of metrics.jsonl, the checkpoint's epoch) are at most the
     train.epochs of its config.json, which vaekit writes before the rows of its epochs (a resume's
-    --epochs, a time budget's re-plan): more is a CheckpointError naming config.json. Rows that are
+    --epochs, a time budget's re-plan): more is a CheckpointError naming config.json, or naming
+    metrics.jsonl where its rows alone go past the epochs that config.json and the checkpoint's
+    recorded config agree on (the checkpoint's epoch within them). Rows that are
     not themselves sound (unreadable, out of order, not those the checkpoint recorded) are no check
     here: `read_metrics` names metrics.jsonl for them."""
     planned, recorded = _planned(run_dir), _recorded(run_dir)
@@ -157,10 +165,25 @@ def check_planned(run_dir: Path) -> None:
             recorded is not None and _digest(lines, recorded[0]) != recorded[1]):
         return
     held = max(len(lines), 0 if recorded is None else recorded[0])
+    if planned is not None and held > planned and recorded is not None and recorded[0] <= planned and (
+            _checkpoint_epochs(run_dir) == planned):
+        raise CheckpointError(f"{run_dir / METRICS}: line {planned + 1} is epoch {planned + 1}, past the "
+                              f"{planned} epochs that {run_dir / CONFIG} and {run_dir / CHECKPOINT} (at "
+                              f"epoch {recorded[0]}) agree on; lines were added to the file, or it was "
+                              f"copied from another run; remove its lines past epoch {planned}.")
     if planned is not None and held > planned:
         raise CheckpointError(f"{run_dir / CONFIG}: train.epochs is {planned}, but the run has trained "
                               f"{held} epochs ({run_dir / METRICS}, {run_dir / CHECKPOINT}); config.json was "
                               "edited, or is another run's.")
+
+
+def _checkpoint_epochs(run_dir: Path) -> int | None:
+    """The train.epochs of the config the run's checkpoint records, or None: none recorded."""
+    state = _state(run_dir)
+    config = state.get("config") if isinstance(state, dict) else None
+    train = config.get("train") if isinstance(config, dict) else None
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    return epochs if is_int(epochs) else None
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
