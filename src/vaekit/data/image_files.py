@@ -9,7 +9,8 @@ Labels (torchvision's ImageFolder layout): when the folder holds no image direct
 lies in a direct sub-folder (ROOT/CLASS/NAME.png), the classes are the sub-folders' names sorted,
 and an image's label is the index of its folder; a sub-folder without images is then an error.
 Any other layout is unlabelled (labels None): all the images below the folder; when sub-folders
-of images stand beside images at the top, the note 'labels' says those loose images are why.
+of images stand beside images at the top, or images lie deeper than directly in a sub-folder
+(ROOT/CLASS/SUB/NAME.png), the note 'labels' says those loose or nested images are why.
 
 Each file is kept as one small record (`FolderFile`: its path, relative path, size, time, shape:
 about 300 bytes), stat'ed as it is found (its links followed); its shape and colour come from its
@@ -114,16 +115,29 @@ def _hidden_note(hidden: list[str]) -> str:
             f"first: {min(hidden)})")
 
 
-def _loose_note(files: list[FolderFile]) -> str | None:
-    """Why a folder with sub-folders of images is unlabelled when images also lie at its top
-    level (None when they do not)."""
+def _count(items: Sized, noun: str) -> str:
+    """'1 image', '3 images'."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _labels_note(files: list[FolderFile]) -> str | None:
+    """Why a folder with sub-folders of images is unlabelled: the images at its top level beside
+    them, and the images nested below a sub-folder rather than directly in it, each counted with
+    the first named (None when neither: a flat folder)."""
     loose = [f.rel for f in files if "/" not in f.rel]
+    nested = [f.rel for f in files if f.rel.count("/") > 1]
     folders = {f.rel.split("/", 1)[0] for f in files if "/" in f.rel}
-    if not loose or not folders:
+    why = []
+    if loose and folders:
+        why.append(f"the {_count(loose, 'image')} at its top level beside its "
+                   f"{_count(folders, 'sub-folder')} of images (first: {loose[0]})")
+    if nested:
+        why.append(f"the {_count(nested, 'image')} nested below a sub-folder rather than directly in it "
+                   f"(first: {nested[0]})")
+    if not why:
         return None
-    return (f"read unlabelled because of the {len(loose)} images at its top level beside its "
-            f"{len(folders)} sub-folders of images (first: {loose[0]}); move them into a class "
-            "folder to label every image by its sub-folder")
+    fix = "move them into a class folder" if not nested else "move each directly into a class folder"
+    return f"read unlabelled because of {' and '.join(why)}; {fix} to label every image by its sub-folder"
 
 
 def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile],
@@ -146,9 +160,9 @@ def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, l
                         f"ending in {', '.join(IMAGE_EXTENSIONS)}.")
     labelled = bool(files) and all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
-    loose = None if labelled else _loose_note(files)
-    if loose:
-        notes["labels"] = loose
+    why = None if labelled else _labels_note(files)
+    if why:
+        notes["labels"] = why
     for name in classes or ():
         if not name.isprintable() or _not_utf8(name):  # a class name is shown in reports and tables
             raise DataError(f"{path}: the class folder {name!r} has a name that is not printable UTF-8 "
