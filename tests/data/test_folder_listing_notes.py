@@ -51,6 +51,35 @@ def test_no_note_without_hidden_entries(tmp_path: Path) -> None:
     assert "hidden" not in read_folder(root, progress=False, cache=False).notes
 
 
+def test_files_of_other_kinds_are_left_out_and_counted(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "o"
+    for i in range(10):
+        png(root / f"{i:02d}.png", i)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "b.tif")  # an image, of a kind not read
+    (root / "sub").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "sub" / "a.tiff")
+    (root / "README.txt").write_text("my pictures\n")
+    got = read_folder(root, progress=False)
+    assert len(got.images) == 10
+    note = got.notes["other"]
+    assert note.startswith("left out 3 files of other kinds (names not ending in .png, .jpg")
+    assert note.endswith("; first: README.txt)")
+    again = read_folder(root, progress=False)  # read back from the cache: still said
+    assert again.from_cache and again.notes["other"] == note
+    assert info(root, capsys)["notes"]["other"] == note
+    (root / "README.txt").unlink()
+    (root / "sub" / "a.tiff").unlink()
+    assert read_folder(root, progress=False, cache=False).notes["other"].startswith("left out 1 file of ")
+
+
+def test_no_other_note_when_every_file_is_read(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    for i in range(10):
+        png(root / f"{i:02d}.png", i)
+    assert "other" not in read_folder(root, progress=False, cache=False).notes
+
+
 def mixed(root: Path) -> Path:
     """Two class folders of 6 images each and 3 loose images at the top."""
     for c in ("cat", "dog"):

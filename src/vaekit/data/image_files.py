@@ -1,9 +1,10 @@
 """The image files of a user's folder: which files are read, in which order, with which labels.
 
 Files: every file under the folder, recursively, whose extension (any case) is one of
-IMAGE_EXTENSIONS, in the order of their relative paths (compared part by part); other files are
-ignored. Hidden files and folders (a name starting with ".": .DS_Store, .git, .ipynb_checkpoints)
-are left out, and the note 'hidden' counts them and names the first.
+IMAGE_EXTENSIONS, in the order of their relative paths (compared part by part); other files (a
+.tif, a README) are left out, and the note 'other' counts them and names the first. Hidden files
+and folders (a name starting with ".": .DS_Store, .git, .ipynb_checkpoints) are left out, and the
+note 'hidden' counts them and names the first.
 
 Labels (torchvision's ImageFolder layout): when the folder holds no image directly and every image
 lies in a direct sub-folder (ROOT/CLASS/NAME.png), the classes are the sub-folders' names sorted,
@@ -20,7 +21,7 @@ What is not a regular file is never opened (a FIFO blocks its reader, /dev/zero 
 entry named as an image that is a FIFO, a device or a socket, and an entry of any name that leads
 nowhere (a link to nothing or a loop of links: it may be a folder of images that is gone), is a
 `BadFile`, refused or, with --skip-bad, skipped and counted like an unreadable image. Other
-special files are ignored like any other file; a link back up the tree is followed once.
+special files are left out like any other file; a link back up the tree is followed once.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ class BadFile:
 
 
 def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str], bad: list[BadFile], hidden: list[str]) -> None:
+          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str]) -> None:
     """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
     sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, to
-    `bad` what the module's docstring refuses and to `hidden` the relative paths of the hidden
-    entries left out (not looked into). Each entry is stat'ed as it is found (its links followed)
-    and a file kept as one small record (no DirEntry, no Path)."""
+    `bad` what the module's docstring refuses, to `hidden` the relative paths of the hidden
+    entries left out (not looked into) and to `other` those of the files of other kinds left
+    out. Each entry is stat'ed as it is found (its links followed) and a file kept as one small
+    record (no DirEntry, no Path)."""
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -90,9 +92,9 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
             seen.add((st.st_dev, st.st_ino))
             if not prefix:
                 dirs.append(entry.name)
-            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad, hidden)
+            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad, hidden, other)
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
-            continue
+            other.append(prefix + entry.name)
         elif stat.S_ISREG(st.st_mode):
             out.append(FolderFile(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns))
         else:  # a FIFO, a device, a socket: never opened
@@ -113,6 +115,12 @@ def _hidden_note(hidden: list[str]) -> str:
     """'left out 2 hidden files/folders (names starting with '.'; first: .h.png)'."""
     return (f"left out {len(hidden)} hidden files/folders (names starting with '.'; "
             f"first: {min(hidden)})")
+
+
+def _other_note(other: list[str]) -> str:
+    """'left out 2 files of other kinds (names not ending in .png, ...; first: a.tif)'."""
+    return (f"left out {_count(other, 'file')} of other kinds (names not ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}; first: {min(other)})")
 
 
 def _count(items: Sized, noun: str) -> str:
@@ -143,17 +151,20 @@ def _labels_note(files: list[FolderFile]) -> str | None:
 def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile],
                                      dict[str, str]]:
     """The image files below `path` in order, the classes (None: unlabelled), the entries that
-    are refused (`BadFile`) and the listing's notes ('hidden', 'labels'), by the rules of the module's
-    docstring."""
+    are refused (`BadFile`) and the listing's notes ('hidden', 'other', 'labels'), by the rules of
+    the module's docstring."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; expected a folder of image files.")
     files: list[FolderFile] = []
     dirs: list[str] = []
     bad: list[BadFile] = []
     hidden: list[str] = []
+    other: list[str] = []
     st = path.stat()
-    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad, hidden)
+    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad, hidden, other)
     notes = {"hidden": _hidden_note(hidden)} if hidden else {}
+    if other:
+        notes["other"] = _other_note(other)
     if not files and not bad:
         left = f" ({notes['hidden']})" if hidden else ""
         raise DataError(f"{path}: no image files in this folder or below{left}; expected files "
