@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vaekit.cli import main
 from vaekit.data import registry as data
@@ -766,7 +767,9 @@ def test_cli_fetch_of_a_users_file_or_folder_needs_none(places, tmp_path, capsys
     sets fetch downloads and never offers the refused kind of name as a dataset."""
     array, folder = tmp_path / "mine.npy", tmp_path / "pictures"
     np.save(array, np.zeros((10, 4, 4), np.uint8))
-    folder.mkdir()
+    for i in range(10):  # a folder that `data info` reads: fetch refuses what info refuses
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.full((4, 4), i, np.uint8)).save(folder / f"{i}.png")
     for path in (array, folder):
         assert main(["data", "fetch", str(path)]) == 0
         out = capsys.readouterr().out.strip()

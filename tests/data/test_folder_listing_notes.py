@@ -51,6 +51,35 @@ def test_no_note_without_hidden_entries(tmp_path: Path) -> None:
     assert "hidden" not in read_folder(root, progress=False, cache=False).notes
 
 
+def test_files_of_other_kinds_are_left_out_and_counted(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "o"
+    for i in range(10):
+        png(root / f"{i:02d}.png", i)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "b.tif")  # an image, of a kind not read
+    (root / "sub").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "sub" / "a.tiff")
+    (root / "README.txt").write_text("my pictures\n")
+    got = read_folder(root, progress=False)
+    assert len(got.images) == 10
+    note = got.notes["other"]
+    assert note.startswith("left out 3 files of other kinds (names not ending in .png, .jpg")
+    assert note.endswith("; first: README.txt)")
+    again = read_folder(root, progress=False)  # read back from the cache: still said
+    assert again.from_cache and again.notes["other"] == note
+    assert info(root, capsys)["notes"]["other"] == note
+    (root / "README.txt").unlink()
+    (root / "sub" / "a.tiff").unlink()
+    assert read_folder(root, progress=False, cache=False).notes["other"].startswith("left out 1 file of ")
+
+
+def test_no_other_note_when_every_file_is_read(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    for i in range(10):
+        png(root / f"{i:02d}.png", i)
+    assert "other" not in read_folder(root, progress=False, cache=False).notes
+
+
 def mixed(root: Path) -> Path:
     """Two class folders of 6 images each and 3 loose images at the top."""
     for c in ("cat", "dog"):
@@ -96,3 +125,39 @@ def test_classify_names_the_loose_images_as_why_there_are_no_labels(
     message = last.split(": error: ", 1)[1]
     one_sentence(message, str(root), "no labels", "3 images at its top level", "x1.png")
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def nested(root: Path) -> Path:
+    """Two class folders of 10 images each, and 10 images more in a sub-folder of the second."""
+    for where in ("a", "b", "b/sub"):
+        for i in range(10):
+            png(root / where / f"{i}.png", i)
+    return root
+
+
+def test_images_nested_below_a_class_folder_are_why_it_is_unlabelled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = nested(tmp_path / "f4")
+    got = read_folder(root, progress=False)
+    assert got.labels is None and got.classes is None and len(got.images) == 30
+    note = got.notes["labels"]
+    assert note.startswith("read unlabelled because of the 10 images nested below a sub-folder rather "
+                           "than directly in it (first: b/sub/0.png)")
+    assert read_folder(root, progress=False).notes["labels"] == note  # from the cache
+    assert info(root, capsys)["notes"]["labels"] == note
+    both = mixed(tmp_path / "both")
+    png(both / "cat" / "deep" / "z.png")
+    said = read_folder(both, progress=False, cache=False).notes["labels"]
+    assert "the 3 images at its top level" in said and "the 1 image nested" in said
+    assert "(first: cat/deep/z.png)" in said
+
+
+def test_classify_names_the_nested_images_as_why_there_are_no_labels(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    root = nested(tmp_path / "f4")
+    status = cli.main(["classify", "--data", str(root), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    last = err.strip().splitlines()[-1].split("\r")[-1]
+    assert "Traceback" not in err and ": error: " in last
+    one_sentence(last.split(": error: ", 1)[1], str(root), "no labels", "10 images nested", "b/sub/0.png")

@@ -74,13 +74,7 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         except DataError:
             raise
         except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
-            if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
-                raise DataError(OBJECTS.format(path=path)) from None
-            # a header no dict literal that the readers above left to numpy (a version 3.0 one)
-            if isinstance(err, tokenize.TokenError) or str(err).startswith(NOT_A_LITERAL):
-                raise DataError(NOT_DICT.format(path=path, what="an array")) from None
-            detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
-            raise DataError(f"{path}: not a readable .npy/.npz array ({detail}).") from None
+            raise _unreadable(path, err) from None
     images = check_images(path, images)
     if labels is not None:
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
@@ -99,12 +93,45 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return images, labels
 
 
-def _read_npz(path: Path, fp: BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
+def check_array_file(path: Path) -> None:
+    """What `read_array_file` refuses of `path` that its headers show, reading no array's data: a
+    file that is not there or not regular, first bytes of neither kind, a .npy header (or the
+    header of an .npz member) that `_check_declared` refuses, .npz members of the wrong names.
+    For `vaekit data fetch`, which says of a user's file only that it is read where it lies."""
+    with open_regular(path, "a .npy/.npz array file", DataError, refuse_missing=True) as fp:
+        head = fp.read(len(NPY_MAGIC))
+        _check_magic(path, head)
+        fp.seek(0)
+        try:
+            if head.startswith(NPY_MAGIC):
+                _check_declared(path, "the array", fp, os.fstat(fp.fileno()).st_size)
+            else:
+                _read_npz(path, fp, headers_only=True)
+        except DataError:
+            raise
+        except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
+            raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> DataError:
+    """The sentence for a file that numpy, zipfile, zlib or tokenize could not read."""
+    if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
+        return DataError(OBJECTS.format(path=path))
+    # a header no dict literal that the readers above left to numpy (a version 3.0 one)
+    if isinstance(err, tokenize.TokenError) or str(err).startswith(NOT_A_LITERAL):
+        return DataError(NOT_DICT.format(path=path, what="an array"))
+    detail = str(err).rstrip(".").replace(". ", "; ")  # keep the message one sentence
+    return DataError(f"{path}: not a readable .npy/.npz array ({detail}).")
+
+
+def _read_npz(path: Path, fp: BinaryIO, headers_only: bool = False
+              ) -> tuple[np.ndarray, np.ndarray | None]:
     """The images (`images` or `x`) and the labels (`labels` or `y`, or None) of an open .npz.
 
     Every member is read or refused, none ignored: two members of one name (numpy would read
     one of them) and a member other than the one images and the one labels read (an unknown name,
-    or `x` beside `images`) are refused, naming them."""
+    or `x` beside `images`) are refused, naming them. `headers_only`: the members' headers are
+    checked and no array is read (empty arrays come back)."""
     with np.load(fp, allow_pickle=False) as loaded:
         names = loaded.files  # the archive's names less .npy: 'images' and 'images.npy' are one
         twice = sorted({k for k in names if names.count(k) > 1})
@@ -122,6 +149,10 @@ def _read_npz(path: Path, fp: BinaryIO) -> tuple[np.ndarray, np.ndarray | None]:
             raise DataError(f"{path}: holds members that are not read ({', '.join(map(repr, unread))}) "
                             f"beside those read ({', '.join(map(repr, read))}); expected only the "
                             "images as 'images' or 'x' and optionally the labels as 'labels' or 'y'.")
+        if headers_only:
+            for k in read:
+                _member_header(path, k, loaded, required=True)
+            return np.empty(0), None
         images = _member(path, key, loaded)
         return images, _member(path, lkey, loaded) if lkey else None
 
@@ -140,18 +171,27 @@ def _check_magic(path: Path, head: bytes) -> None:
 def _member(path: Path, key: str, loaded: np.lib.npyio.NpzFile) -> np.ndarray:
     """An .npz member as an array, its header checked first: numpy hands back a member that is not
     .npy data as bytes."""
-    name, archive = f"{key}.npy", loaded.zip
-    if archive is not None and name in archive.namelist():
-        with archive.open(name) as member:
-            if member.read(len(NPY_MAGIC)) == NPY_MAGIC:  # else numpy gives bytes, refused below
-                member.seek(0)
-                info = archive.getinfo(name)
-                _check_declared(path, f"the member {key!r}", member, info.file_size)
-                _check_ratio(path, key, info.file_size, info.compress_size)
+    _member_header(path, key, loaded, required=False)
     value = loaded[key]
     if not isinstance(value, np.ndarray):
         raise DataError(f"{path}: the member {key!r} is not a .npy array.")
     return value
+
+
+def _member_header(path: Path, key: str, loaded: np.lib.npyio.NpzFile, required: bool) -> None:
+    """Check the .npy header of the member `key` (`_check_declared`, `_check_ratio`); a member that
+    is no .npy data is refused when `required`, else left to the caller (numpy gives it as bytes)."""
+    name, archive = f"{key}.npy", loaded.zip
+    if archive is not None and name in archive.namelist():
+        with archive.open(name) as member:
+            if member.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                member.seek(0)
+                info = archive.getinfo(name)
+                _check_declared(path, f"the member {key!r}", member, info.file_size)
+                _check_ratio(path, key, info.file_size, info.compress_size)
+                return
+    if required:
+        raise DataError(f"{path}: the member {key!r} is not a .npy array.")
 
 
 MAX_RATIO = 200  # uncompressed / compressed bytes of an .npz member larger than RATIO_FROM

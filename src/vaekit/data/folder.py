@@ -225,6 +225,15 @@ def read_folder(path: Path, options: ImageOptions | None = None, progress: bool 
     return result
 
 
+def check_folder(path: str | Path) -> None:
+    """What `read_folder` refuses of the folder `path` that its listing shows, decoding nothing: a
+    folder that is not there, one with no image files, fewer than MIN_IMAGES of them. For `vaekit
+    data fetch`, which says of a user's folder only that it is read where it lies."""
+    path = Path(path).resolve()
+    files, _, bad, _ = list_images(path)
+    check_enough(path, len(files), bad)
+
+
 def load_folder_dataset(path: str | Path, images: ImageOptions | None = None,
                         progress: bool | None = None) -> Dataset:
     """A folder of images (`read_folder`: decoded once and cached), split 80/10/10 as

@@ -1,15 +1,17 @@
 """The image files of a user's folder: which files are read, in which order, with which labels.
 
 Files: every file under the folder, recursively, whose extension (any case) is one of
-IMAGE_EXTENSIONS, in the order of their relative paths (compared part by part); other files are
-ignored. Hidden files and folders (a name starting with ".": .DS_Store, .git, .ipynb_checkpoints)
-are left out, and the note 'hidden' counts them and names the first.
+IMAGE_EXTENSIONS, in the order of their relative paths (compared part by part); other files (a
+.tif, a README) are left out, and the note 'other' counts them and names the first. Hidden files
+and folders (a name starting with ".": .DS_Store, .git, .ipynb_checkpoints) are left out, and the
+note 'hidden' counts them and names the first.
 
 Labels (torchvision's ImageFolder layout): when the folder holds no image directly and every image
 lies in a direct sub-folder (ROOT/CLASS/NAME.png), the classes are the sub-folders' names sorted,
 and an image's label is the index of its folder; a sub-folder without images is then an error.
 Any other layout is unlabelled (labels None): all the images below the folder; when sub-folders
-of images stand beside images at the top, the note 'labels' says those loose images are why.
+of images stand beside images at the top, or images lie deeper than directly in a sub-folder
+(ROOT/CLASS/SUB/NAME.png), the note 'labels' says those loose or nested images are why.
 
 Each file is kept as one small record (`FolderFile`: its path, relative path, size, time, shape:
 about 300 bytes), stat'ed as it is found (its links followed); its shape and colour come from its
@@ -19,7 +21,7 @@ What is not a regular file is never opened (a FIFO blocks its reader, /dev/zero 
 entry named as an image that is a FIFO, a device or a socket, and an entry of any name that leads
 nowhere (a link to nothing or a loop of links: it may be a folder of images that is gone), is a
 `BadFile`, refused or, with --skip-bad, skipped and counted like an unreadable image. Other
-special files are ignored like any other file; a link back up the tree is followed once.
+special files are left out like any other file; a link back up the tree is followed once.
 """
 
 from __future__ import annotations
@@ -62,13 +64,14 @@ class BadFile:
 
 
 def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str], bad: list[BadFile], hidden: list[str]) -> None:
+          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str]) -> None:
     """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
     sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, to
-    `bad` what the module's docstring refuses and to `hidden` the relative paths of the hidden
-    entries left out (not looked into). Each entry is stat'ed as it is found (its links followed)
-    and a file kept as one small record (no DirEntry, no Path)."""
+    `bad` what the module's docstring refuses, to `hidden` the relative paths of the hidden
+    entries left out (not looked into) and to `other` those of the files of other kinds left
+    out. Each entry is stat'ed as it is found (its links followed) and a file kept as one small
+    record (no DirEntry, no Path)."""
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -89,9 +92,9 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
             seen.add((st.st_dev, st.st_ino))
             if not prefix:
                 dirs.append(entry.name)
-            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad, hidden)
+            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad, hidden, other)
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
-            continue
+            other.append(prefix + entry.name)
         elif stat.S_ISREG(st.st_mode):
             out.append(FolderFile(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns))
         else:  # a FIFO, a device, a socket: never opened
@@ -114,41 +117,63 @@ def _hidden_note(hidden: list[str]) -> str:
             f"first: {min(hidden)})")
 
 
-def _loose_note(files: list[FolderFile]) -> str | None:
-    """Why a folder with sub-folders of images is unlabelled when images also lie at its top
-    level (None when they do not)."""
+def _other_note(other: list[str]) -> str:
+    """'left out 2 files of other kinds (names not ending in .png, ...; first: a.tif)'."""
+    return (f"left out {_count(other, 'file')} of other kinds (names not ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}; first: {min(other)})")
+
+
+def _count(items: Sized, noun: str) -> str:
+    """'1 image', '3 images'."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _labels_note(files: list[FolderFile]) -> str | None:
+    """Why a folder with sub-folders of images is unlabelled: the images at its top level beside
+    them, and the images nested below a sub-folder rather than directly in it, each counted with
+    the first named (None when neither: a flat folder)."""
     loose = [f.rel for f in files if "/" not in f.rel]
+    nested = [f.rel for f in files if f.rel.count("/") > 1]
     folders = {f.rel.split("/", 1)[0] for f in files if "/" in f.rel}
-    if not loose or not folders:
+    why = []
+    if loose and folders:
+        why.append(f"the {_count(loose, 'image')} at its top level beside its "
+                   f"{_count(folders, 'sub-folder')} of images (first: {loose[0]})")
+    if nested:
+        why.append(f"the {_count(nested, 'image')} nested below a sub-folder rather than directly in it "
+                   f"(first: {nested[0]})")
+    if not why:
         return None
-    return (f"read unlabelled because of the {len(loose)} images at its top level beside its "
-            f"{len(folders)} sub-folders of images (first: {loose[0]}); move them into a class "
-            "folder to label every image by its sub-folder")
+    fix = "move them into a class folder" if not nested else "move each directly into a class folder"
+    return f"read unlabelled because of {' and '.join(why)}; {fix} to label every image by its sub-folder"
 
 
 def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, list[BadFile],
                                      dict[str, str]]:
     """The image files below `path` in order, the classes (None: unlabelled), the entries that
-    are refused (`BadFile`) and the listing's notes ('hidden', 'labels'), by the rules of the module's
-    docstring."""
+    are refused (`BadFile`) and the listing's notes ('hidden', 'other', 'labels'), by the rules of
+    the module's docstring."""
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; expected a folder of image files.")
     files: list[FolderFile] = []
     dirs: list[str] = []
     bad: list[BadFile] = []
     hidden: list[str] = []
+    other: list[str] = []
     st = path.stat()
-    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad, hidden)
+    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad, hidden, other)
     notes = {"hidden": _hidden_note(hidden)} if hidden else {}
+    if other:
+        notes["other"] = _other_note(other)
     if not files and not bad:
         left = f" ({notes['hidden']})" if hidden else ""
         raise DataError(f"{path}: no image files in this folder or below{left}; expected files "
                         f"ending in {', '.join(IMAGE_EXTENSIONS)}.")
     labelled = bool(files) and all(f.rel.count("/") == 1 for f in files)
     classes = tuple(sorted(dirs)) if labelled else None
-    loose = None if labelled else _loose_note(files)
-    if loose:
-        notes["labels"] = loose
+    why = None if labelled else _labels_note(files)
+    if why:
+        notes["labels"] = why
     for name in classes or ():
         if not name.isprintable() or _not_utf8(name):  # a class name is shown in reports and tables
             raise DataError(f"{path}: the class folder {name!r} has a name that is not printable UTF-8 "

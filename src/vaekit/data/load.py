@@ -242,17 +242,23 @@ def user_data_path(name: str) -> str | None:
 def fetch_note(name: str, data_dir: str | Path | None = None) -> str | None:
     """What `vaekit data fetch NAME` says of a set it need not fetch (digits, bundled; a user's
     folder or array file, read where it lies), None for a set it downloads (`registry.fetch`); for
-    any other name an UnknownDatasetError naming the sets it downloads, or a DataError for a
-    path that is not there or of neither kind."""
+    any other name an UnknownDatasetError naming the sets it downloads, or a DataError for an
+    empty name, a path that is not there or of neither kind, or one its reader refuses by what a
+    header or a listing shows (`Reader.check`: as `vaekit data info` would, nothing decoded)."""
     if name in REGISTRY:
         return None
     sets = f"`vaekit data fetch` downloads {', '.join(REGISTRY)}"
+    if not name:
+        raise UnknownDatasetError(f"the dataset name is empty; expected a dataset name ({sets}, and "
+                                  "digits comes with scikit-learn), or a folder of images or a .npy/.npz "
+                                  "array file to be read where it lies.")
     if name in BUILTIN:
         check_data_dir(name, data_dir)
         return f"{name} is bundled with scikit-learn; nothing to fetch."
-    reader = reader_for(name) if name else None
+    reader = reader_for(name)
     if reader is not None and Path(name).exists():
         check_data_dir(name, data_dir)
+        reader.check(name)
         return f"{name} is {reader.source}, read where it lies; nothing to fetch."
     if reader is not None or _looks_like_path(name):
         what = neither_kind() if Path(name).exists() else "no such file or folder"

@@ -5,8 +5,9 @@ name them.
 A reader is a module that makes a `Dataset` of a path (split 80/10/10, `vaekit.data.dataset`),
 and one `Reader` in READERS: which paths are its own (`claims`, asked only of a name that is no
 known dataset), how to read one (`load`), whether it applies the `ImageOptions` itself while it
-decodes (else `load_dataset` resizes and converts the arrays it returns), and how the error
-sentences of `load_dataset` name it. A new file format is a new module and one line here.
+decodes (else `load_dataset` resizes and converts the arrays it returns), how the error
+sentences of `load_dataset` name it, and what of `load`'s refusals it finds cheaply (`check`: a
+header, a listing; `vaekit data fetch` asks it). A new file format is a new module and one line here.
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ class Reader:
     source: str  # in "expected a dataset name, SOURCE, or SOURCE"
     kind: str  # in "a file that is neither KIND nor KIND"
     hint: str  # in "known datasets are NAMES, or HINT, or HINT."
+    check: Callable[[str], None] = lambda _name: None  # what `load` refuses that a header or a
+    # listing shows, found without decoding (default: nothing is checked before `load`)
 
 
 READERS: tuple[Reader, ...] = (  # asked in this order: a folder named x.npz is a folder
     Reader(lambda name: _is_dir(name), folder.load_folder_dataset, True,
-           "a folder of images", "a folder", "a folder of images"),
+           "a folder of images", "a folder", "a folder of images", folder.check_folder),
     Reader(lambda name: name.endswith((".npy", ".npz")), lambda path, _images, _progress:
            arrays.load_array_dataset(path), False,
-           "a .npy/.npz array file", "a .npy/.npz array", "a path to a .npy/.npz array of images"),
+           "a .npy/.npz array file", "a .npy/.npz array", "a path to a .npy/.npz array of images",
+           lambda path: arrays.check_array_file(Path(path))),
 )
 
 
