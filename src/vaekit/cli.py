@@ -17,7 +17,9 @@ import gc
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -312,11 +314,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(status or 0)
 
 
+def _import_numpy_and_torch() -> None:
+    for name in ("numpy", "torch"):
+        importlib.import_module(name)
+
+
+HEAVY_IMPORTS = _import_numpy_and_torch  # a test may put a slower import here
+
+
+def heavy_imports_loaded() -> bool:
+    """Import numpy and torch with SIGINT held (noted, not raised); False if one came meanwhile.
+    In the main thread only (Python delivers signals there): elsewhere the imports are plain."""
+    if threading.current_thread() is not threading.main_thread():
+        HEAVY_IMPORTS()
+        return True
+    came: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        HEAVY_IMPORTS()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return not came
+
+
 def entry() -> None:
     """The `vaekit` program: `main`, then the exit without the interpreter's last collection of
     cyclic garbage (`gc.freeze`): torch's, matplotlib's and scikit-learn's objects took 0.4-1 s of
     it after a run, past the end of a `--time-budget`. Files are closed, the lock released and
-    the output flushed by then; only the cycle collector is skipped."""
+    the output flushed by then; only the cycle collector is skipped. A Ctrl-C while numpy and
+    torch load is held until they have (cut in half, numpy's import left a broken module behind
+    and the command went on to a RecursionError), then said as any other interrupt."""
+    if not heavy_imports_loaded():
+        print("vaekit: interrupted", file=sys.stderr)
+        raise SystemExit(130)
     status = main()
     gc.freeze()
     raise SystemExit(status)
