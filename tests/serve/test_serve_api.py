@@ -378,6 +378,14 @@ def test_bad_requests_are_one_sentence(client: Client, one_sentence: Callable[..
     assert client.get("/api/info")["latent_dim"] == LATENT  # still answering
 
 
+@pytest.mark.parametrize("index", ["9" * 13, "-" + "9" * 20])
+def test_an_integer_too_long_to_read_is_called_out_of_range(client: Client, index: str) -> None:
+    """An integer of more digits than the query reads is out of range, not 'not an integer'."""
+    status, out = client.call("GET", f"/api/code?index={index}", None)
+    assert status == 400 and "must be between 0 and" in out["error"], out
+    assert f"{len(index.lstrip('-'))}-digit number" in out["error"] and "an integer" not in out["error"]
+
+
 @pytest.mark.parametrize(("body", "headers", "expected"), [
     (b"{not json", {}, 400),
     (b'{"z": [NaN, 0, 0]}', {}, 400),

@@ -69,6 +69,10 @@ def query_int(query: dict[str, str], key: str, low: int, high: int, default: int
             raise ApiError(400, f"the query parameter '{key}' is missing.")
         return default
     if not INT_TEXT.fullmatch(text):
+        digits = len(text.lstrip("-"))
+        if re.fullmatch(r"-?[0-9]+", text):  # an integer, too long to read
+            raise ApiError(400, f"the query parameter '{key}' must be between {low} and {high}, got a "
+                                f"{digits}-digit number.")
         raise ApiError(400, f"the query parameter '{key}' must be an integer between {low} and {high}.")
     return as_int(int(text), f"the query parameter '{key}'", low, high)
 
