@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -106,3 +108,20 @@ def test_an_apng_gives_its_first_animation_frame_and_says_so(client: Client, hid
 
 def test_a_still_upload_says_nothing_of_frames(client: Client) -> None:
     assert "frame" not in encode(client, saved(Image.fromarray(NOISE[..., 0], "L")))["converted"]
+
+
+def png_of_rows(rows: int) -> bytes:
+    """A 12x12 RGB PNG whose one IDAT chunk (CRC right, then IEND) holds its first `rows` rows."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    idat = zlib.compress((b"\x00" + b"\x80" * 36) * rows)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12, 12, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_png_of_one_row_of_twelve_is_refused_as_a_half_cut_png_is(client: Client) -> None:
+    whole = png_of_rows(12)
+    encode(client, whole)  # 200
+    refused = client.call("POST", "/api/encode", {"image": base64.b64encode(png_of_rows(1)).decode()})
+    half = client.call("POST", "/api/encode", {"image": base64.b64encode(whole[:len(whole) // 2]).decode()})
+    assert refused[0] == 400 and refused == half

@@ -11,6 +11,7 @@ uint8 tensor with fixed splits, and the one binarization law.
     folder.py         user image folders: two passes into one array, as a dataset
     image_files.py    which files of a folder are read, in which order, labels from class folders
     image_decode.py   one image: pixels, channels, resizing (ImageOptions); arrays resized alike
+    png_check.py      a PNG whose image data ends before its last row (bounded inflation)
     folder_cache.py   the on-disk cache of decoded folders
     binarize.py       how pixels become x (dynamic, fixed, none, dequantize) and the evaluation protocol
 """

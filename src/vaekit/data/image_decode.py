@@ -72,6 +72,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError, features
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
 from vaekit.data.image_files import HINT, NOT_REGULAR, TOO_LARGE, UNREADABLE, BadFile, FolderFile
 from vaekit.data.image_frames import first_frame, frame_note
+from vaekit.data.png_check import check_png_data
 from vaekit.errors import ConfigError, DataError
 from vaekit.regular import open_regular
 
@@ -208,9 +209,12 @@ def load_checked(im: Image.Image, data: bytes) -> None:
     (`check_scan_count`) and one cut short after them (`check_jpeg_scans`). An MPO (a JPEG that
     holds more frames, as a camera writes one; Pillow opens it from the JPEG plugin) is checked as
     one too: its first frame, the one loaded, is a JPEG stream, and its scans count with the other
-    frames'."""
+    frames'. A PNG whose image data ends before its last row is refused after them
+    (`vaekit.data.png_check`)."""
     if im.format not in ("JPEG", "MPO"):
         im.load()
+        if im.format == "PNG":
+            check_png_data(data)
         return
     check_scan_count(data)
     im.load()
@@ -374,7 +378,7 @@ def decode(f: FolderFile, channels: int, options: ImageOptions, counts: Counter[
             orientation = exif_orientation(im)  # before the pixels, as `read_header` reads it
             first_frame(im, counts)
             data = b""
-            if im.format in ("JPEG", "MPO"):
+            if im.format in ("JPEG", "MPO", "PNG"):
                 fp.seek(0)
                 data = fp.read()
             load_checked(im, data)

@@ -103,7 +103,7 @@ def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor,
         orientation = exif_orientation(im)  # before the pixels, as an image folder reads it
         counts: Counter[str] = Counter({"16-bit": int(sixteen)})
         first_frame(im, counts, frames=True)
-        load_checked(im, data)  # a JPEG (or MPO) of thousands of scans, or cut short
+        load_checked(im, data)  # a JPEG (or MPO) of thousands of scans or cut short, a PNG of too few rows
         kind = im.format or "image"
         c, h, w = shape
         eight = upright(to_8bit(im, counts), orientation, counts)
