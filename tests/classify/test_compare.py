@@ -135,7 +135,8 @@ def test_a_network_over_the_memory_is_refused_in_one_sentence(
 
 @pytest.mark.parametrize("sides, named", [("0", "--sides 0"), ("-28", "--sides -28"),
                                           ("28,5000", "--sides 5000"), ("28,28", "repeats"),
-                                          ("2", "--sides 2")])
+                                          ("2", "--sides 2"), ("", "image sides such as"),
+                                          ("none", "image sides such as")])
 def test_bad_sides_exit_2_in_one_sentence(sides: str, named: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str],
                                           one_sentence: OneSentence) -> None:
@@ -146,6 +147,7 @@ def test_bad_sides_exit_2_in_one_sentence(sides: str, named: str, tmp_path: Path
     assert status == 2 and stdout == "" and "Traceback" not in err, err
     assert err.startswith("vaekit classify: error: ") and err.count("\n") == 1, err
     one_sentence(err.removeprefix("vaekit classify: error: "), named)
+    assert "none for an empty list" not in err  # a layer list's advice, not a list of sides
     assert not out.exists()
 
 

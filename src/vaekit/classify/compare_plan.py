@@ -20,6 +20,7 @@ from vaekit.arch.stack import LayerRow
 from vaekit.classify import config as ccfg
 from vaekit.classify.config import MAX_SIDE, ClassifierConfig
 from vaekit.classify.fit import check_fits, prepare_config, run_bytes
+from vaekit.config import parse_int_list
 from vaekit.data.load import Dataset, Split
 from vaekit.errors import ConfigError, SpecError
 
@@ -31,6 +32,12 @@ EVAL_IMAGES = 5_000  # train and test images the accuracies are measured on (a 1
 # forward pass is ~20 ms an image on one core: the 10,000 test images would cost minutes each)
 MODELS = ("dense", "cnn")
 JSON_NAME, FIGURE_NAME = "compare.json", "compare.png"
+
+
+def parse_sides(text: str, key: str = "--sides") -> list[int]:
+    """'28,56,112' -> [28, 56, 112] as written; empty text (or 'none', a layer list's word for no
+    layer) is no side, refused in `check_sides`' sentence."""
+    return check_sides([]) if text.strip() in ("", "none") else parse_int_list(text, key)
 
 
 def check_sides(sides: Sequence[int]) -> list[int]:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from vaekit import config as cfg
 from vaekit.arch.table import stack_table
-from vaekit.classify import compare
+from vaekit.classify import compare, compare_plan
 from vaekit.classify.config import ClassifierConfig, used_with
 from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
-from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, int_list_flag
+from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, parsed_flag
 from vaekit.commands.tables import add_table, flag_table, given
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary (or the --compare rows) as JSON")
     p.add_argument("--compare", action="store_true", help="train the dense and the cnn preset at each "
                    "--sides and print a table and a figure of parameters, memory, time and accuracy")
-    p.add_argument("--sides", type=int_list_flag("--sides"), default=None,
+    p.add_argument("--sides", type=parsed_flag("--sides", compare_plan.parse_sides), default=None,
                    help=f"--compare: image sides (default: {','.join(map(str, compare.SIDES))})")
     p.add_argument("--train-images", type=int_flag("--train-images", 1), default=None,
                    help=f"--compare: training images per network (default: {compare.TRAIN_IMAGES:,})")
