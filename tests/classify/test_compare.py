@@ -152,14 +152,16 @@ def test_bad_sides_exit_2_in_one_sentence(sides: str, named: str, tmp_path: Path
 
 
 @pytest.mark.parametrize("flag", [["--side", "28"], ["--preset", "dense"],
-                                  ["--layers", "Flatten()", "Linear(10)"]])
+                                  ["--layers", "Flatten()", "Linear(10)"], ["--resume"]])
 def test_single_run_flags_are_refused(flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       one_sentence: OneSentence) -> None:
     capsys.readouterr()
+    (tmp_path / "cmp").mkdir()  # a folder --resume would otherwise be told holds no run
     status = main(["classify", "--compare", "--data", "digits", *flag, "--out", str(tmp_path / "cmp")])
     err = capsys.readouterr().err
     assert status == 2, err
     one_sentence(err.removeprefix("vaekit classify: error: "), flag[0], "--compare")
+    assert list((tmp_path / "cmp").iterdir()) == []
 
 
 @pytest.mark.parametrize(("flags", "epochs"), [(["--epochs", "2", "--patience", "2"], 2),

@@ -126,6 +126,17 @@ def check_flags(args: argparse.Namespace, config: ClassifierConfig, start: Class
                               "it out (a single run trains on every training image, at --side if given).")
 
 
+def check_single_run_flags(args: argparse.Namespace) -> None:
+    """--resume, --side, --preset and --layers are a single run's: with --compare, one sentence,
+    before a run directory is looked at."""
+    if not getattr(args, "compare", False):
+        return
+    for flag in ("--resume", "--side", "--preset", "--layers"):
+        if getattr(args, flag.lstrip("-"), None) not in (None, False):
+            raise ConfigError(f"{flag} is for a single run; --compare trains the dense and the cnn "
+                              "preset at each of --sides.")
+
+
 def epochs_of(args: argparse.Namespace) -> int:
     """The epochs each network of `--compare` trains: --epochs (or a --config file's, `check_flags`),
     else EPOCHS."""
@@ -135,10 +146,7 @@ def epochs_of(args: argparse.Namespace) -> int:
 def main(config: ClassifierConfig, args: argparse.Namespace, out: Path, isolate: bool = True) -> int:
     """`vaekit classify --compare`: --sides, --epochs, --train-images bound it; --json prints the
     rows as one JSON list. `isolate=False` (tests only) trains in this process."""
-    for flag in ("--resume", "--side", "--preset", "--layers"):
-        if getattr(args, flag.lstrip("-"), None) not in (None, False):
-            raise ConfigError(f"{flag} is for a single run; --compare trains the dense and the cnn "
-                              "preset at each of --sides.")
+    check_single_run_flags(args)
     quiet = bool(getattr(args, "json", False))
     rows = compare(config, out, args.sides if args.sides is not None else SIDES,
                    epochs_of(args),

@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     """defaults (or the resumed run's config.json) < --config file < flags; and the run directory."""
     base = ClassifierConfig()
+    compare.check_single_run_flags(args)
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
