@@ -286,6 +286,26 @@ class TestCli:
         status = main(["classify", "eval", str(copy)])
         last_error(capsys, status, "classify", one_sentence, str(copy / "model.safetensors"))
 
+    def test_a_limit_past_the_test_set_is_refused_as_vae_eval_refuses_it(
+            self, run_dir: Path, vae_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+            one_sentence: Callable[..., None]) -> None:
+        """--limit is 'the first N': one more than the test set holds (counted by an evaluation
+        without --limit) is refused in the very sentence `vaekit eval` gives a VAE run of the same
+        digits, and eval.json is left as it was; exactly N is taken."""
+        copy = shutil.copytree(run_dir, tmp_path / "run")
+        assert main(["classify", "eval", str(copy), "--json"]) == 0
+        n = json.loads(capsys.readouterr().out)["images"]
+        before = (copy / "eval.json").read_bytes()
+        for limit in (n + 1, 100_000):
+            mine = last_error(capsys, main(["classify", "eval", str(copy), "--limit", str(limit)]),
+                              "classify", one_sentence, "--limit", f"{n:,}")
+            vae = last_error(capsys, main(["eval", str(vae_run), "--k", "1", "--limit", str(limit),
+                                           "--no-probe", "--no-progress"]), "eval", one_sentence)
+            assert mine.removeprefix("vaekit classify: error: ") == vae.removeprefix("vaekit eval: error: ")
+            assert (copy / "eval.json").read_bytes() == before
+        assert main(["classify", "eval", str(copy), "--limit", str(n), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["images"] == n
+
     def test_limit_zero_is_a_flag_error(self, run_dir: Path, capsys: pytest.CaptureFixture[str],
                                         one_sentence: Callable[..., None]) -> None:
         status = main(["classify", "eval", str(run_dir), "--limit", "0"])

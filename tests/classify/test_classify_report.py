@@ -160,6 +160,23 @@ class TestBadInput:
         assert not (run / "report.html").exists() and not (run / "figures").exists()
         assert not (run / "eval.json").exists()
 
+    def test_a_limit_past_the_test_set_writes_nothing(self, trained: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      one_sentence: Callable[..., None]) -> None:
+        """With no eval.json the report evaluates first: --limit one past the test set (its size
+        counted by `vaekit classify eval` of another copy) is `vaekit eval`'s refusal, exit 2."""
+        counted = shutil.copytree(trained, tmp_path / "counted")
+        assert main(["classify", "eval", str(counted), "--json"]) == 0
+        n = json.loads(capsys.readouterr().out)["images"]
+        run = fresh(trained, tmp_path)
+        for limit in (n + 1, 100_000):
+            status = main(["report", str(run), "--limit", str(limit)])
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert status == 2 and err.startswith("vaekit report: error: "), err
+            one_sentence(err.removeprefix("vaekit report: error: "), f"--limit {limit:,}", f"at most {n:,}")
+            assert not (run / "report.html").exists() and not (run / "figures").exists()
+            assert not (run / "eval.json").exists()
+
     @pytest.mark.parametrize("flag, value", [("--dataset", "digits"), ("--k", "5")])
     def test_vae_flags_are_for_vae_runs(self, trained: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str],

@@ -36,6 +36,7 @@ from vaekit.classify.config import TASK
 from vaekit.classify.data import network_input
 from vaekit.classify.loss import cross_entropy
 from vaekit.classify.metrics import Z95, confusion, logits, wilson_interval
+from vaekit.data.dataset import check_limit
 from vaekit.data.load import load_configured
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
@@ -61,7 +62,8 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
     """(x, y, class names, dataset name) of the first `limit` images of a split of the run's
     dataset: x float32 (N, C, H, W) = pixel / 255, resized to the run's side as in training; y
     int64 (N,). DataError (one sentence) if the split has no labels, images of another shape than
-    the network's input, or a label the network has no logit for."""
+    the network's input, or a label the network has no logit for; a `limit` past the split's
+    images is a ConfigError (`check_limit`)."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
     if limit is not None and limit < 1:
@@ -74,6 +76,7 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
                         "be measured on it.")
     if len(part) == 0:
         raise DataError(f"{d.name}: the {split} split has no images to evaluate {run.path} on.")
+    check_limit(limit, len(part), d.name, split)
     x = network_input(part.images[:limit], d.side, d.resize)  # (N, C, H, W)
     y = part.labels[:limit].to(torch.int64)
     if tuple(x.shape[1:]) != tuple(m.image_shape):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vaekit.errors import DataError
+from vaekit.errors import ConfigError, DataError
 
 SPLIT_SEED = 0  # the seed of every train/validation(/test) split: fixed so splits never move
 
@@ -45,6 +45,14 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         c, h, w = self.train.images.shape[1:]
         return int(c), int(h), int(w)
+
+
+def check_limit(limit: int | None, count: int, name: str, split: str = "test") -> None:
+    """A ConfigError (one sentence) when --limit, 'the first N images', asks for more than the
+    `count` images of a split of `name`: the one refusal of every evaluation, never fewer silently."""
+    if limit is not None and limit > count:
+        raise ConfigError(f"--limit {limit:,} is more than the {count:,} {split} images of {name}; "
+                          f"expected at most {count:,}, or no --limit for all of them.")
 
 
 def split_indices(n: int, sizes: tuple[int, ...], seed: int = SPLIT_SEED) -> list[torch.Tensor]:

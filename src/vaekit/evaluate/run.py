@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import eval_images
+from vaekit.data.dataset import check_limit
 from vaekit.data.load import Dataset, load_configured, user_data_path, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
@@ -219,9 +220,7 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
             f"was trained on {'x'.join(map(str, expected))} images of {config.data.name}."
         )
     images, labels = ds.test.images, ds.test.labels
-    if limit is not None and limit > len(images):
-        raise ConfigError(f"--limit {limit:,} is more than the {len(images):,} test images of {name}; "
-                          f"expected at most {len(images):,}, or no --limit for all of them.")
+    check_limit(limit, len(images), name)
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]

@@ -185,7 +185,8 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
             log(f"{run_dir}: no eval.json of the current model yet; evaluating the test set first")
             evaluation = evaluate_classifier(run_dir, data_dir=data_dir, limit=limit)
         t1 = time.perf_counter()
-        x, _, names, _ = load_split(run, evaluation["split"], data_dir, evaluation["images"])
+        x, _, names, _ = load_split(run, evaluation["split"], data_dir)
+        x = x[: evaluation["images"]]  # the images eval.json counted; fewer now is refused below
         if x.shape[0] != evaluation["images"]:
             raise CheckpointError(f"{run_dir / runs.EVAL} was computed on {evaluation['images']:,} "
                                   f"{evaluation['split']} images, but the dataset now has {x.shape[0]:,}; "
