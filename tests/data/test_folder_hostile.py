@@ -286,3 +286,20 @@ def test_a_class_folder_whose_name_is_not_utf8_is_refused(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not printable UTF-8" in err and err.count("\n") == 1, err
+
+
+def test_links_that_double_the_paths_at_each_level_stop_at_the_visit_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """d0/{a,b} -> d1, d1/{a,b} -> d2, ...: no loop, but 2^depth paths; the walk stops at the bound
+    of folders entered, in one sentence, where it would take 2^20 walks."""
+    from vaekit.data import image_files
+    monkeypatch.setattr(image_files, "MAX_FOLDER_VISITS", 500)
+    depth = 20
+    for level in range(depth):
+        (tmp_path / f"d{level}").mkdir()
+    for level in range(depth - 1):
+        for name in ("a", "b"):
+            os.symlink(tmp_path / f"d{level + 1}", tmp_path / f"d{level}" / name)
+    with pytest.raises(DataError) as refused:
+        image_files.list_images(tmp_path / "d0")
+    assert "500 folders entered" in str(refused.value) and str(tmp_path / "d0") in str(refused.value)

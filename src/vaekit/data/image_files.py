@@ -38,6 +38,8 @@ from pathlib import Path
 from vaekit.errors import DataError
 from vaekit.regular import cannot_follow, not_regular
 
+MAX_FOLDER_VISITS = 100_000  # folders a listing enters (one folder reached by several paths: each)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MIN_IMAGES = 10  # the 80/10/10 split needs one image in each of validation and test, and more
 HINT = "pass --skip-bad to skip unreadable files"
@@ -67,7 +69,8 @@ class BadFile:
 
 
 def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str]) -> None:
+          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str],
+          entered: list[int] | None = None) -> None:
     """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
     sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, to
@@ -75,8 +78,15 @@ def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[Fo
     entries left out (not looked into) and to `other` those of the files of other kinds left
     out. `above` holds the (device, inode) of `directory` and of each folder on the path down to
     it: a sub-folder among them is a loop and is left out; any other is read, however often it is
-    reached. Each entry is stat'ed as it is found (its links followed) and a file kept as one
-    small record (no DirEntry, no Path)."""
+    reached, up to MAX_FOLDER_VISITS folders entered in all (`entered` counts them): links that
+    double the paths at each level would otherwise take 2^depth walks. Each entry is stat'ed as it
+    is found (its links followed) and a file kept as one small record (no DirEntry, no Path)."""
+    entered = [0] if entered is None else entered
+    entered[0] += 1
+    if entered[0] > MAX_FOLDER_VISITS:
+        raise DataError(f"{directory}: reached after more than {MAX_FOLDER_VISITS:,} folders entered "
+                        "(links to folders reach some by many paths); expected a folder of images "
+                        "with fewer sub-folders.")
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -98,7 +108,7 @@ def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[Fo
             if not prefix:
                 dirs.append(entry.name)
             above.add(key)
-            _walk(entry.path, f"{prefix}{entry.name}/", above, out, dirs, bad, hidden, other)
+            _walk(entry.path, f"{prefix}{entry.name}/", above, out, dirs, bad, hidden, other, entered)
             above.discard(key)
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
             other.append(prefix + entry.name)
