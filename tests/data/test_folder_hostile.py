@@ -171,6 +171,46 @@ def test_a_link_loop_of_folders_is_read_once(tmp_path: Path) -> None:
     assert got.images.shape[0] == N_GOOD
 
 
+def test_a_link_beside_a_class_folder_to_it_is_a_class_of_its_own(tmp_path: Path) -> None:
+    """A folder reached by two paths (the real one and a link beside it) is read under each, as
+    a link to a file is: neither is dropped, whichever sorts first."""
+    root = tmp_path / "classes"
+    images = good_folder(root / "z")
+    os.symlink(root / "z", root / "a")  # sorts before the real folder
+    got = read_folder(root, progress=False)
+    assert got.classes == ("a", "z")
+    assert got.labels is not None
+    for label in (0, 1):
+        assert np.array_equal(got.images[got.labels == label][:, 0], images)
+
+
+def test_a_link_to_a_file_and_to_a_folder_are_both_read_twice(tmp_path: Path) -> None:
+    root = tmp_path / "flat"
+    images = good_folder(root / "sub")
+    os.symlink(root / "sub" / "000.png", root / "sub" / "link.png")
+    os.symlink(root / "sub", root / "again")
+    got = read_folder(root, progress=False)  # again/ and sub/ both hold 000.png and link.png
+    assert got.classes == ("again", "sub") and got.images.shape[0] == 2 * (N_GOOD + 1)
+    assert sum(np.array_equal(got.images[i, 0], images[0]) for i in range(len(got.images))) == 4
+
+
+def test_a_deep_link_up_the_tree_beside_a_sibling_link_ends(
+        tmp_path: Path, deadline: Callable[[float], Any]) -> None:
+    """Links to every folder above (the top, a parent) end the walk there, and are not counted;
+    a sibling link to a folder that holds such a loop is read once more, and ends too."""
+    root = tmp_path / "loops"
+    images = good_folder(root / "a" / "b")
+    os.symlink(root, root / "a" / "b" / "top")
+    os.symlink(root / "a", root / "a" / "b" / "parent")
+    os.symlink("..", root / "a" / "b" / "up")
+    os.symlink(root / "a", root / "c")
+    with deadline(20):
+        got = read_folder(root, progress=False)
+    assert got.images.shape[0] == 2 * N_GOOD  # a/b/*.png and c/b/*.png
+    assert np.array_equal(got.images[:N_GOOD, 0], images)
+    assert np.array_equal(got.images[N_GOOD:, 0], images)
+
+
 # ----------------------------------------------------------------------------- the cache
 
 
@@ -246,3 +286,20 @@ def test_a_class_folder_whose_name_is_not_utf8_is_refused(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not printable UTF-8" in err and err.count("\n") == 1, err
+
+
+def test_links_that_double_the_paths_at_each_level_stop_at_the_visit_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """d0/{a,b} -> d1, d1/{a,b} -> d2, ...: no loop, but 2^depth paths; the walk stops at the bound
+    of folders entered, in one sentence, where it would take 2^20 walks."""
+    from vaekit.data import image_files
+    monkeypatch.setattr(image_files, "MAX_FOLDER_VISITS", 500)
+    depth = 20
+    for level in range(depth):
+        (tmp_path / f"d{level}").mkdir()
+    for level in range(depth - 1):
+        for name in ("a", "b"):
+            os.symlink(tmp_path / f"d{level + 1}", tmp_path / f"d{level}" / name)
+    with pytest.raises(DataError) as refused:
+        image_files.list_images(tmp_path / "d0")
+    assert "500 folders entered" in str(refused.value) and str(tmp_path / "d0") in str(refused.value)

@@ -21,7 +21,10 @@ What is not a regular file is never opened (a FIFO blocks its reader, /dev/zero 
 entry named as an image that is a FIFO, a device or a socket, and an entry of any name that leads
 nowhere (a link to nothing or a loop of links: it may be a folder of images that is gone), is a
 `BadFile`, refused or, with --skip-bad, skipped and counted like an unreadable image. Other
-special files are left out like any other file; a link back up the tree is followed once.
+special files are left out like any other file. A link to a folder is followed like a link to a
+file: a folder reached by two paths (a link beside it to it) is read under each, as a file link's
+image is; only a link to a folder the path already passes through (a loop back up the tree) is
+left out.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 
 from vaekit.errors import DataError
 from vaekit.regular import cannot_follow, not_regular
+
+MAX_FOLDER_VISITS = 100_000  # folders a listing enters (one folder reached by several paths: each)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MIN_IMAGES = 10  # the 80/10/10 split needs one image in each of validation and test, and more
@@ -63,15 +68,25 @@ class BadFile:
     sentence: str
 
 
-def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str]) -> None:
+def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[FolderFile],
+          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str],
+          entered: list[int] | None = None) -> None:
     """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
     sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, to
     `bad` what the module's docstring refuses, to `hidden` the relative paths of the hidden
     entries left out (not looked into) and to `other` those of the files of other kinds left
-    out. Each entry is stat'ed as it is found (its links followed) and a file kept as one small
-    record (no DirEntry, no Path)."""
+    out. `above` holds the (device, inode) of `directory` and of each folder on the path down to
+    it: a sub-folder among them is a loop and is left out; any other is read, however often it is
+    reached, up to MAX_FOLDER_VISITS folders entered in all (`entered` counts them): links that
+    double the paths at each level would otherwise take 2^depth walks. Each entry is stat'ed as it
+    is found (its links followed) and a file kept as one small record (no DirEntry, no Path)."""
+    entered = [0] if entered is None else entered
+    entered[0] += 1
+    if entered[0] > MAX_FOLDER_VISITS:
+        raise DataError(f"{directory}: reached after more than {MAX_FOLDER_VISITS:,} folders entered "
+                        "(links to folders reach some by many paths); expected a folder of images "
+                        "with fewer sub-folders.")
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -87,12 +102,14 @@ def _walk(directory: str, prefix: str, seen: set[tuple[int, int]], out: list[Fol
                 entry.path, err, f"an image file or a folder of images, or {HINT}")))
             continue
         if stat.S_ISDIR(st.st_mode):
-            if (st.st_dev, st.st_ino) in seen:  # a link back up the tree
+            key = (st.st_dev, st.st_ino)
+            if key in above:  # a link back up the tree: a loop
                 continue
-            seen.add((st.st_dev, st.st_ino))
             if not prefix:
                 dirs.append(entry.name)
-            _walk(entry.path, f"{prefix}{entry.name}/", seen, out, dirs, bad, hidden, other)
+            above.add(key)
+            _walk(entry.path, f"{prefix}{entry.name}/", above, out, dirs, bad, hidden, other, entered)
+            above.discard(key)
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
             other.append(prefix + entry.name)
         elif stat.S_ISREG(st.st_mode):
