@@ -16,6 +16,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from torch_reference import lr_changes
 from vaekit import runs
 from vaekit.config import (
     BOUNDS,
@@ -608,20 +609,6 @@ def test_a_patience_that_could_never_stop_the_run_is_refused(
                     check_epochs, config, start)
 
 
-def _lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
-    """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
-    import torch
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
-    rates = set()
-    for _ in range(epochs):
-        rates.add(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return len(rates) > 1
-
-
 @pytest.mark.parametrize(("optim", "train", "base", "refused"), [
     ({"schedule": "step"}, {"epochs": 10}, None, True),  # the default step size, 30 epochs
     ({"schedule": "step", "step_size": 5}, {"epochs": 5}, None, True),
@@ -645,7 +632,7 @@ def test_a_step_schedule_that_never_decays_is_refused(
     start = TrainConfig() if base is None else apply(TrainConfig(), {"optim": optim, "train": base}, "c.json")
     o = config.optim
     if not train.get("time_budget") and base is None:
-        assert _lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
+        assert lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
     refused_exactly(refused, one_sentence, ("optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size",),
                     check_epochs, config, start)
 

@@ -2,7 +2,8 @@
 
 A layer is given as (kind, positional args, keyword args) exactly as a user would write it; the
 module is built by handing those arguments to torch.nn, so torch, not vaekit, decides what they
-mean. Used by test_arith.py and test_spec.py.
+mean. Used by test_arith.py and test_spec.py; and torch's own StepLR for the schedule checks
+(`lr_changes`).
 """
 
 from __future__ import annotations
@@ -90,3 +91,15 @@ def trains_nothing(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 outs.append(module.train(mode)(x))
     return any(bool((y == 0).all()) or not bool(y.isfinite().all()) or bool((y == y.flatten()[0]).all())
                for y in outs)
+
+
+def lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
+    """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+    rates = set()
+    for _ in range(epochs):
+        rates.add(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return len(rates) > 1

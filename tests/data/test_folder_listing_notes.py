@@ -114,19 +114,6 @@ def test_no_labels_note_for_a_flat_or_a_class_folder(tmp_path: Path) -> None:
     assert got.classes == ("c0", "c1") and "labels" not in got.notes
 
 
-def test_classify_names_the_loose_images_as_why_there_are_no_labels(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
-    root = mixed(tmp_path / "mixed")
-    status = cli.main(["classify", "--data", str(root), "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err
-    assert status == 2, err
-    last = err.strip().splitlines()[-1].split("\r")[-1]
-    assert "Traceback" not in err and ": error: " in last
-    message = last.split(": error: ", 1)[1]
-    one_sentence(message, str(root), "no labels", "3 images at its top level", "x1.png")
-    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
-
-
 def nested(root: Path) -> Path:
     """Two class folders of 10 images each, and 10 images more in a sub-folder of the second."""
     for where in ("a", "b", "b/sub"):
@@ -152,12 +139,18 @@ def test_images_nested_below_a_class_folder_are_why_it_is_unlabelled(
     assert "(first: cat/deep/z.png)" in said
 
 
-def test_classify_names_the_nested_images_as_why_there_are_no_labels(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
-    root = nested(tmp_path / "f4")
+@pytest.mark.parametrize(("make", "said"), [
+    (mixed, ("3 images at its top level", "x1.png")),
+    (nested, ("10 images nested", "b/sub/0.png")),
+], ids=["loose", "nested"])
+def test_classify_names_why_there_are_no_labels(
+        make: Callable[[Path], Path], said: tuple[str, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    root = make(tmp_path / "folder")
     status = cli.main(["classify", "--data", str(root), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert status == 2, err
     last = err.strip().splitlines()[-1].split("\r")[-1]
     assert "Traceback" not in err and ": error: " in last
-    one_sentence(last.split(": error: ", 1)[1], str(root), "no labels", "10 images nested", "b/sub/0.png")
+    one_sentence(last.split(": error: ", 1)[1], str(root), "no labels", *said)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

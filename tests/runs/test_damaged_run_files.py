@@ -24,16 +24,6 @@ RESUME = [*TRAIN, "--epochs", "3", "--out", "{run}", "--resume"]
 REPORT = ["report", "{run}", "--k", "2"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
-
-
 # ----------------------------------------------------------------------------- metrics.jsonl
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from cli_refusal import cli_bad, snapshot
-from eval_runs import make_run
 from vaekit import runs
 from vaekit.errors import CheckpointError
 
@@ -26,11 +25,6 @@ COMMANDS = {
     "train --resume": ["train", "--resume", "--out", "{run}", "--no-progress"],
 }
 FILES = {runs.CHECKPOINT: "checkpoint", runs.MODEL: "model"}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
 
 
 def tensors_span(path: Path) -> tuple[int, int]:

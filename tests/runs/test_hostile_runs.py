@@ -36,11 +36,6 @@ TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batc
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
-
-
-@pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second run of the very same config (same seed): the same weights, another run."""
     return make_run(tmp_path_factory.mktemp("runs") / "twin")
@@ -56,11 +51,6 @@ def tanh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def seed1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run of the same network as `trained`'s, trained with another seed."""
     return make_run(tmp_path_factory.mktemp("runs") / "seed1", seed=1)
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 EVAL = ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"]

@@ -7,7 +7,6 @@ truncated file is still called truncated; a whole one still loads."""
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from eval_runs import make_run
 from hang import deadline
 from vaekit import runs
 from vaekit.cli import main
@@ -130,16 +128,6 @@ def test_a_header_length_past_the_formats_bound_is_refused_unread(tmp_path: Path
     message = refusal(lambda: runs.read_tensors(path, "model"))
     assert str(path) in message and "not a complete safetensors file" in message, message
     assert sum(tally) < READ_BOUND, tally
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 def test_eval_of_a_run_with_a_padded_model_is_one_sentence(

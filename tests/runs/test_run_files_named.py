@@ -23,16 +23,6 @@ TRAIN = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--batc
          "--threads", "1", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
-
-
 @contextlib.contextmanager
 def immutable(path: Path) -> Iterator[None]:
     """`chattr +i path` for the body (the kernel then refuses to change, replace or remove it with

@@ -58,19 +58,9 @@ def every_reader_refuses(run: Path, capsys: Any, one_sentence: Any, *names: str)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
-
-
-@pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another run of the very same config and seed: another run id."""
     return make_run(tmp_path_factory.mktemp("runs") / "twin")
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 def test_a_model_file_resaved_without_metadata_is_refused(run: Path, capsys: Any, one_sentence: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from torch_reference import lr_changes
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.config import (
@@ -390,18 +391,6 @@ def _planned(lines: list[str]) -> int:
     return int(lines[0].split("planned ")[1].split()[0])
 
 
-def _lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
-    """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
-    rates = set()
-    for _ in range(epochs):
-        rates.add(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return len(rates) > 1
-
-
 @pytest.mark.parametrize("setting", ["patience", "step_size"])
 def test_a_setting_the_plan_leaves_idle_is_refused_before_the_first_epoch(
         setting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any,
@@ -459,7 +448,7 @@ def test_the_plan_holds_patience_and_step_size_as_epochs_would(
         config.train.patience, idle = value, value >= n
     else:
         config.optim.schedule, config.optim.step_size = "step", value
-        idle = not _lr_changes(value, config.optim.gamma, n)
+        idle = not lr_changes(value, config.optim.gamma, n)
     out = tmp_path / "r"
     if idle:
         with pytest.raises(ConfigError, match=f"is {value} epochs, as many as the run's {n} epochs"):

@@ -60,21 +60,7 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     this machine's memory could not, is refused before numpy allocates it; so are bytes after the
     declared data (numpy would leave them unread) and a header that is no plain dict literal.
     """
-    with open_regular(path, "a .npy/.npz array file", DataError, refuse_missing=True) as fp:
-        head = fp.read(len(NPY_MAGIC))
-        _check_magic(path, head)
-        fp.seek(0)
-        try:
-            if head.startswith(NPY_MAGIC):
-                _check_declared(path, "the array", fp, os.fstat(fp.fileno()).st_size)
-                fp.seek(0)
-                images, labels = np.load(fp, allow_pickle=False), None
-            else:
-                images, labels = _read_npz(path, fp)
-        except DataError:
-            raise
-        except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
-            raise _unreadable(path, err) from None
+    images, labels = _load_arrays(path)
     images = check_images(path, images)
     if labels is not None:
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
@@ -98,15 +84,25 @@ def check_array_file(path: Path) -> None:
     file that is not there or not regular, first bytes of neither kind, a .npy header (or the
     header of an .npz member) that `_check_declared` refuses, .npz members of the wrong names.
     For `vaekit data fetch`, which says of a user's file only that it is read where it lies."""
+    _load_arrays(path, headers_only=True)
+
+
+def _load_arrays(path: Path, headers_only: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images and labels (or None) of the .npy/.npz file at `path`, opened as a regular file,
+    its headers held to `_check_declared` first; `headers_only`: no array's data read (empty
+    arrays come back). numpy's, zipfile's and zlib's errors are one sentence (`_unreadable`)."""
     with open_regular(path, "a .npy/.npz array file", DataError, refuse_missing=True) as fp:
         head = fp.read(len(NPY_MAGIC))
         _check_magic(path, head)
         fp.seek(0)
         try:
-            if head.startswith(NPY_MAGIC):
-                _check_declared(path, "the array", fp, os.fstat(fp.fileno()).st_size)
-            else:
-                _read_npz(path, fp, headers_only=True)
+            if not head.startswith(NPY_MAGIC):
+                return _read_npz(path, fp, headers_only=headers_only)
+            _check_declared(path, "the array", fp, os.fstat(fp.fileno()).st_size)
+            if headers_only:
+                return np.empty(0), None
+            fp.seek(0)
+            return np.load(fp, allow_pickle=False), None
         except DataError:
             raise
         except Exception as err:  # numpy, zipfile, zlib, tokenize... on a cut or corrupt file
