@@ -19,6 +19,7 @@ from scipy.stats import norm
 from sklearn.decomposition import PCA
 from torch import Tensor, nn
 
+from cli_refusal import cli_bad
 from eval_runs import make_run, write_images
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
@@ -295,6 +296,28 @@ def test_the_figures_are_of_the_dataset_eval_json_was_computed_on(run2d: Path, t
     err = capsys.readouterr().err.strip()
     assert status == 2, err
     one_sentence(err.removeprefix("vaekit report: error: "), str(first), f"vaekit eval {run}")
+
+
+def test_a_refused_report_says_only_why(run2d: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        one_sentence: Callable[..., None]) -> None:
+    """A report without --dataset of a run whose eval.json is of another file notes that file,
+    but only when the report is made: refused (--limit or --k with an eval.json there, the file
+    changed since), stderr holds the error sentence and nothing else."""
+    run = Path(shutil.copytree(run2d, tmp_path / "run"))
+    for name in ("report.html", "eval.json"):  # what other tests of the shared run wrote
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "figures", ignore_errors=True)
+    data = write_images(tmp_path / "a.npz", (8, 8), seed=1)
+    assert main(["eval", str(run), "--k", "2", "--no-probe", "--no-progress", "--dataset", str(data)]) == 0
+    cli_bad(capsys, one_sentence, ["report", str(run), "--limit", "5"], "--limit", str(run / "eval.json"))
+    cli_bad(capsys, one_sentence, ["report", str(run), "--k", "5"], "--k", str(run / "eval.json"))
+    write_images(data, (8, 8), seed=2)  # same path, other images
+    cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(data), str(run / "eval.json"))
+    assert not (run / "report.html").exists() and not (run / "figures").exists()
+    write_images(data, (8, 8), seed=1)
+    assert main(["report", str(run), "--no-eval"]) == 0
+    assert capsys.readouterr().err.strip() == (f"{run}: eval.json is of {os.path.abspath(data)}; the "
+                                               "figures are drawn from its test images")
 
 
 def test_a_report_refuses_data_changed_since_eval_json(run2d: Path, tmp_path: Path,

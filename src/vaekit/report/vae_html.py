@@ -176,13 +176,13 @@ def _evaluated_on(name: str, evaluation: dict[str, Any], own: str) -> bool:
     return (Path(path).name or name) == evaluated
 
 
-def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] | None,
-                   log: Any) -> str | None:
+def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] | None) -> str | None:
     """The dataset whose test images the figures are drawn from, so that they and the eval table
     are of the same images: `asked` (--dataset; None: the run's own) when there is no eval.json
     yet and the report evaluates on it, else the set eval.json was computed on. A ConfigError when
     `asked` is another set, or none is asked and eval.json's is a file or folder no longer there
-    (or of an eval.json that does not hold its path)."""
+    (or of an eval.json that does not hold its path). Says nothing: the caller notes the set it
+    returns for no `asked` once every check has passed (`_write_report`)."""
     if evaluation is None:
         return asked
     own = runs.read_config(run_dir, "vae").data.name
@@ -200,13 +200,12 @@ def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] 
         raise ConfigError(f"{run_dir / runs.EVAL} was computed on {source or evaluated}, {gone}, not on "
                           f"{own} that the run was trained on; give --dataset with its path for a report "
                           f"on it, or run `vaekit eval {run_dir}` first for one on {own}.")
-    log(f"{run_dir}: {runs.EVAL} is of {where}; the figures are drawn from its test images")
     return where
 
 
 def _write_report(run_dir: Path, o: ReportOptions) -> Path:
     evaluation = read_eval(run_dir)
-    dataset = report_dataset(run_dir, o.dataset, evaluation, o.log)
+    dataset = report_dataset(run_dir, o.dataset, evaluation)
     model, config, x, labels, ds = load_test_set(run_dir, dataset, o.data_dir, device=o.where)
     metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
     check_run_outputs(run_dir)  # before eval.json is written
@@ -214,6 +213,8 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
         own = dataset is None or dataset == config.data.name
         check_evaluated_data(run_dir, evaluation, ds, dataset or config.data.name, own)
         unused_evaluation(run_dir, o, "vaekit eval")
+        if o.dataset is None and dataset is not None:  # noted only once nothing is refused
+            o.log(f"{run_dir}: {runs.EVAL} is of {dataset}; the figures are drawn from its test images")
     else:
         if not o.evaluate_missing:
             raise CheckpointError(f"{run_dir} has no eval.json yet; run `vaekit eval {run_dir}` first.")
