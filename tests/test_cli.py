@@ -76,19 +76,19 @@ def test_the_typed_flags_are_found() -> None:
 def test_every_typed_flag_of_every_command_refuses_a_word_in_one_line(
         words: list[str], flag: str, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
     argv = [*words, *POSITIONAL.get(words[0], []), flag, "x1"]
-    one_error_line(capsys, argv, words[0], one_sentence, flag, "'x1'", f"vaekit {' '.join(words)} --help")
+    one_error_line(capsys, argv, words[0], one_sentence, flag, '"x1"', f"vaekit {' '.join(words)} --help")
 
 
 # One wrong value for an int flag per command (data and arch have no int flag: a bad choice, an
 # unknown flag), as a user types them.
 PER_COMMAND = [
-    (["data", "info", "--binarize", "sometimes"], "data", ["unknown --binarize 'sometimes'", "fixed"]),
+    (["data", "info", "--binarize", "sometimes"], "data", ['unknown --binarize "sometimes"', "fixed"]),
     (["arch", "--input", "3,8,8", "--depth", "3"], "arch", ["--depth"]),
-    (["train", "--epochs", "ten"], "train", ["--epochs", "'ten'", "integer"]),
-    (["eval", "RUN", "--k", "5k"], "eval", ["--k", "'5k'", "integer"]),
-    (["sample", "RUN", "-n", "1.5"], "sample", ["-n", "'1.5'", "integer"]),
-    (["report", "RUN", "--limit", "all"], "report", ["--limit", "'all'", "integer"]),
-    (["check", "--steps", "1e3"], "check", ["--steps", "'1e3'", "integer"]),
+    (["train", "--epochs", "ten"], "train", ["--epochs", '"ten"', "integer"]),
+    (["eval", "RUN", "--k", "5k"], "eval", ["--k", '"5k"', "integer"]),
+    (["sample", "RUN", "-n", "1.5"], "sample", ["-n", '"1.5"', "integer"]),
+    (["report", "RUN", "--limit", "all"], "report", ["--limit", '"all"', "integer"]),
+    (["check", "--steps", "1e3"], "check", ["--steps", '"1e3"', "integer"]),
 ]
 
 
@@ -103,18 +103,18 @@ def test_each_command_has_one_line_errors(argv: list[str], command: str, names: 
 def test_seed_1e23_in_every_command(command: str, capsys: pytest.CaptureFixture[str],
                                     one_sentence: OneSentence) -> None:
     argv = [command, *POSITIONAL.get(command, []), "--seed", "1e23"]
-    one_error_line(capsys, argv, command, one_sentence, "--seed", "'1e23'", "must be an integer")
+    one_error_line(capsys, argv, command, one_sentence, "--seed", '"1e23"', "must be an integer")
 
 
 def test_hidden_with_a_letter(capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
-    one_error_line(capsys, ["train", "--hidden", "1,a"], "train", one_sentence, "--hidden", "'1,a'",
+    one_error_line(capsys, ["train", "--hidden", "1,a"], "train", one_sentence, "--hidden", '"1,a"',
                    "comma-separated list of integers")
 
 
 def test_channels_names_channels_not_hidden(capsys: pytest.CaptureFixture[str],
                                             one_sentence: OneSentence) -> None:
     message = one_error_line(capsys, ["train", "--channels", "x"], "train", one_sentence, "--channels",
-                             "'x'")
+                             '"x"')
     assert "hidden" not in message
 
 
@@ -131,7 +131,7 @@ def test_check_seed_range(capsys: pytest.CaptureFixture[str], one_sentence: OneS
     (["train", "--seed"], "train", ["--seed", "expected one argument"]),
     (["data"], "data", ["required", "ACTION"]),
     (["eval"], "eval", ["required", "RUN_DIR"]),
-    (["nope"], "", ["unknown command 'nope'", "train"]),
+    (["nope"], "", ['unknown command "nope"', "train"]),
     ([], "", ["required", "COMMAND", "vaekit --help"]),
 ])
 def test_other_argparse_errors(argv: list[str], command: str, names: list[str],
@@ -161,11 +161,11 @@ def test_help_still_exits_0_with_the_usage(capsys: pytest.CaptureFixture[str]) -
 def test_converters_raise_argparse_errors_naming_their_flag() -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=r"^--channels must be a comma-separated"):
         int_list_flag("--channels")("3,x")
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^--seed must be an integer, got '1e23'$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r'^--seed must be an integer, got "1e23"$'):
         int_flag("--seed")("1e23")
     with pytest.raises(argparse.ArgumentTypeError, match=r"^--seed must be at most 9, got 10$"):
         int_flag("--seed", 0, 9)("10")
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^--lr must be a number, got 'fast'$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r'^--lr must be a number, got "fast"$'):
         float_flag("--lr")("fast")
     assert int_list_flag("--hidden")("512, 256") == [512, 256] and int_list_flag("--hidden")("none") == []
     assert int_flag("--k")("12") == 12 and float_flag("--lr")("1e-3") == 1e-3
@@ -227,7 +227,7 @@ def test_a_negative_infinity_is_judged_by_the_flag_not_read_as_a_flag(
 
 @pytest.mark.parametrize("argv, said", [
     (["train", "--lr", "-1e-3"], "the learning rate must be greater than 0, got -0.001"),
-    (["sample", "RUN", "-n", "-nan"], "-n must be an integer, got '-nan'"),  # '-n' is a flag too
+    (["sample", "RUN", "-n", "-nan"], '-n must be an integer, got "-nan"'),  # '-n' is a flag too
     (["train", "--lr=-1", "-2"], "unrecognized arguments: -2"),
     (["arch", "--input", "3,8,8", "--", "-1"], "layer 1 `-1` is not a layer call"),  # after --: a word
     (["train", "--no-progress", "--lr", "-inf"], "must be a finite number in (0, 100], got -inf"),
@@ -488,7 +488,7 @@ def test_a_bad_environment_variable_is_refused_in_one_process(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(name, value)
     assert main(argv) == 2
-    one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], name, repr(value))
+    one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], name, f'"{value}"')
     assert list(tmp_path.iterdir()) == []
     assert main(["arch", "--input", "4", "Linear(2)"]) == 0  # a command that reads neither
 
@@ -497,7 +497,7 @@ def test_a_long_bad_choice_is_one_cut_sentence(capsys: pytest.CaptureFixture[str
                                                one_sentence: OneSentence) -> None:
     """argparse quoted the value whole; cut at 300 characters, the line lost its valid values."""
     message = one_error_line(capsys, ["data", "info", "--binarize", "x" * 400], "data", one_sentence,
-                             "unknown --binarize 'xxx", "valid values are none, dynamic, fixed")
+                             'unknown --binarize "xxx', "valid values are none, dynamic, fixed")
     assert len(message) < 200
 
 

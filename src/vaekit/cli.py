@@ -74,7 +74,7 @@ class VaekitParser(argparse.ArgumentParser):
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         """A value outside a flag's (or a positional's) choices in the words of the config's choice
-        errors (`config.choice`: "unknown --binarize 'xyz'; valid values are ..."), its text cut
+        errors (`config.choice`: `unknown --binarize "xyz"; valid values are ...`), its text cut
         short, not argparse's raw line, which quotes it whole and is then cut mid-sentence."""
         if action.choices is not None and value not in action.choices:
             positional = str(action.metavar or action.dest).lower()  # COMMAND, ACTION

@@ -112,7 +112,7 @@ def test_only_exactly_1_opts_in(places, fake_set, fake_registry, encode, tmp_pat
 def test_another_value_is_refused_naming_the_two(monkeypatch, value):
     """'true' and 'yes' were silently off: a value that is not documented is one sentence."""
     monkeypatch.setenv(ENV, value)
-    with pytest.raises(ConfigError, match=f"{ENV} must be '1' or '0' \\(or unset\\), got"):
+    with pytest.raises(ConfigError, match=f'{ENV} must be "1" or "0" \\(or unset\\), got'):
         allow_modified_data()
 
 

@@ -201,7 +201,7 @@ def test_checkpoint_every_on_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert main([*args, "--checkpoint-every", "soon"]) == 2
     err = capsys.readouterr().err
     one_sentence(err)
-    assert "checkpoint_every must be auto, epoch or a duration" in err and "'soon'" in err
+    assert "checkpoint_every must be auto, epoch or a duration" in err and '"soon"' in err
     assert not (tmp_path / "r").exists()
     assert main([*args, "--checkpoint-every", "30s"]) == 0
     assert runs.read_config(tmp_path / "r").train.checkpoint_every == "30s"

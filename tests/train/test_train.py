@@ -442,13 +442,13 @@ BASE = ["train", "--data", "digits", "--threads", "1", "--no-progress"]
 
 
 @pytest.mark.parametrize("flags, phrase", [
-    (["--optimizer", "adamx"], "unknown optimizer 'adamx'; valid values are adam, adamw, sgd, rmsprop."),
-    (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
-    (["--model", "resnet"], "unknown model 'resnet'; valid values are mlp, conv."),
+    (["--optimizer", "adamx"], 'unknown optimizer "adamx"; valid values are adam, adamw, sgd, rmsprop.'),
+    (["--likelihood", "poisson"], 'unknown likelihood "poisson"'),
+    (["--model", "resnet"], 'unknown model "resnet"; valid values are mlp, conv.'),
     (["--latent", "0"], "latent size must be at least 1, got 0."),
     (["--likelihood", "gaussian", "--binarize", "dynamic"], "a gaussian likelihood needs continuous pixels"),
-    (["--estimator", "magic"], "unknown estimator 'magic'"),
-    (["--engine", "jax"], "unknown engine 'jax'; valid values are auto, autograd."),
+    (["--estimator", "magic"], 'unknown estimator "magic"'),
+    (["--engine", "jax"], 'unknown engine "jax"; valid values are auto, autograd.'),
 ])
 def test_bad_flags(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str],
                    one_sentence: Any, flags: list[str], phrase: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,5 +128,5 @@ def validate(config: ClassifierConfig) -> ClassifierConfig:
     cfg.check_choices(config, skip=("model.preset",) if config.model.layers else ())  # layers replace it
     cfg.check_data_images(config.data)
     if config.model.image_shape is not None and len(config.model.image_shape) != 3:
-        raise ConfigError(f"model.image_shape must be [C, H, W], got {config.model.image_shape}.")
+        raise ConfigError(f"model.image_shape must be [C, H, W], got {cfg.spell(config.model.image_shape)}.")
     return config

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from vaekit.arch.spec import LayerSpec, parse_stack
 from vaekit.arch.stack import LayerRow, analyze, shape_walk
 from vaekit.classify.config import ClassifierConfig, ClassifierModelConfig
+from vaekit.config import spell
 from vaekit.errors import ConfigError, SpecError
 from vaekit.vae.layers import Dropout16
 
@@ -59,7 +60,7 @@ def preset_layers(preset: str, image_shape: Sequence[int], classes: int) -> list
         return ["Flatten()", f"Linear({DENSE_HIDDEN})", "ReLU()", f"Linear({classes})"]
     if preset == "dense-wide":
         return ["Flatten()", f"Linear({h * w * WIDE_MAPS}, bias=False)", "ReLU()", f"Linear({classes})"]
-    raise ConfigError(f"unknown preset {preset!r}; valid presets are cnn, dense, dense-wide.")
+    raise ConfigError(f"unknown preset {spell(preset)}; valid presets are cnn, dense, dense-wide.")
 
 
 def layer_texts(m: ClassifierModelConfig, image_shape: Sequence[int], classes: int) -> list[str]:

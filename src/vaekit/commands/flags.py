@@ -6,7 +6,6 @@ the flag tables of config sections on them."""
 from __future__ import annotations
 
 import argparse
-import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +13,10 @@ from vaekit import config as cfg
 from vaekit.config import DECIMAL, NUMBER, given_text, parse_int_list
 from vaekit.errors import ConfigError
 
-_REPR = reprlib.Repr()  # a bad value of 100,000 characters is named by its first few dozen
-_REPR.maxstring, _REPR.maxlong = 60, 40
-
 
 def short(value: object) -> str:
-    """A value as repr() writes it, cut to a few dozen characters."""
-    return _REPR.repr(value)
+    """A value as a config file spells it (`config.spell`: "text", not 'text'), cut short."""
+    return cfg.spell(value)
 
 
 def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Callable[[str], int]:

@@ -106,6 +106,7 @@ from vaekit.config.settings import (
     settings_of,
     shared,
 )
+from vaekit.config.spelling import spell, spell_key
 from vaekit.config.values import (
     DURATION_UNITS,
     MAX_IMAGE_SIDE,
@@ -133,6 +134,6 @@ __all__ = [  # the public names of the modules, each imported from here
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
     "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",
     "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "rank_error_file", "rank_errors_value",
-    "seconds_of",
+    "seconds_of", "spell", "spell_key",
     "resumable_of", "sections_of", "setting", "settings_of", "shared", "validate",
 ]

@@ -53,7 +53,7 @@ def env_switch(name: str, values: dict[str, bool]) -> bool:
     if not text:
         return False
     if text not in values:
-        raise ConfigError(f"the environment variable {name} must be {' or '.join(map(repr, values))} "
+        raise ConfigError(f"the environment variable {name} must be {' or '.join(map(show, values))} "
                           f"(or unset), got {show(text)}.")
     return values[text]
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig
 from vaekit.config.settings import Bound, sections_of, settings_of
+from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
     checkpoint_interval,
     duration_value,
@@ -142,7 +143,7 @@ def apply(config: C, values: dict[str, Any], origin: str) -> C:
     sections = sections_of(out)
     for section, entries in values.items():
         if section not in sections:
-            raise ConfigError(f"{origin}: unknown key or section {show(section)}; valid sections are "
+            raise ConfigError(f"{origin}: unknown key or section {spell_key(section)}; valid sections are "
                               f"{', '.join(sections)}.")
         if not isinstance(entries, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table of keys, got {show(entries)}.")
@@ -150,8 +151,8 @@ def apply(config: C, values: dict[str, Any], origin: str) -> C:
         by_name = {f.name: f for f in fields(target)}
         for key, value in entries.items():
             if key not in by_name:
-                raise ConfigError(f"{origin}: unknown key {section}.{key}; valid keys of [{section}] "
-                                  f"are {', '.join(by_name)}.")
+                raise ConfigError(f"{origin}: unknown key {section}.{spell_key(key)}; valid keys of "
+                                  f"[{section}] are {', '.join(by_name)}.")
             setattr(target, key, _coerce(section, by_name[key], value, origin))
     return out
 
@@ -271,11 +272,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
-        raise ConfigError(
-            f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize!r}; "
-            "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or --likelihood "
-            "bernoulli."
-        )
+        raise ConfigError(f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize}; "
+                          "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or "
+                          "--likelihood bernoulli.")
     if m.autoregressive and m.likelihood != "bernoulli":
         raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood bernoulli, "
                           "or --autoregressive 0 with a gaussian likelihood.")

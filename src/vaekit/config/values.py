@@ -1,27 +1,24 @@
 """Values of settings as they are read from text, a TOML file or JSON: numbers that are not bools
 (`is_int`, `is_number`), durations (`parse_duration`, and `format_duration` to print one), image
 sizes, comma lists of integers and train.checkpoint_every, each refused in one sentence naming its
-key; `show` quotes a value in such a sentence.
+key; `show` quotes a value in such a sentence as TOML spells it (`vaekit.config.spelling`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import reprlib
 from typing import Any, TypeGuard, TypeVar
 
+from vaekit.config.spelling import spell
 from vaekit.errors import ConfigError
 
 C = TypeVar("C")  # a config made of sections
-_REPR = reprlib.Repr()  # short and safe for any value: lists nested 1,000 deep, 10,000-digit ints
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxlong = 2, 6, 4, 60, 40
-_REPR.maxother = 60
 
 
 def show(value: Any) -> str:
-    """A value as an error sentence quotes it: its repr, cut short."""
-    return _REPR.repr(value)
+    """A value as an error sentence quotes it: as TOML spells it, cut short (`spelling.spell`)."""
+    return spell(value)
 
 
 def is_int(value: Any) -> TypeGuard[int]:
