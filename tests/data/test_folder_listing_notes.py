@@ -139,10 +139,26 @@ def test_images_nested_below_a_class_folder_are_why_it_is_unlabelled(
     assert "(first: cat/deep/z.png)" in said
 
 
+def one_folder(root: Path) -> Path:
+    """One class folder, 'only', of 10 images: labelled, all of one class."""
+    for i in range(10):
+        png(root / "only" / f"{i}.png", i)
+    return root
+
+
+def one_label(root: Path) -> Path:
+    """An .npz of 30 images whose labels are all 3: of one class, which is not class 0."""
+    path = root.with_suffix(".npz")
+    np.savez(path, images=np.zeros((30, 4, 4), np.uint8), labels=np.full(30, 3))
+    return path
+
+
 @pytest.mark.parametrize(("make", "said"), [
-    (mixed, ("3 images at its top level", "x1.png")),
-    (nested, ("10 images nested", "b/sub/0.png")),
-], ids=["loose", "nested"])
+    (mixed, ("no labels", "3 images at its top level", "x1.png")),
+    (nested, ("no labels", "10 images nested", "b/sub/0.png")),
+    (one_folder, ('holds one class, "only",', "at least 2")),
+    (one_label, ("holds one class, label 3,", "at least 2")),
+], ids=["loose", "nested", "one-class-folder", "one-label"])
 def test_classify_names_why_there_are_no_labels(
         make: Callable[[Path], Path], said: tuple[str, str], tmp_path: Path,
         capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
@@ -152,5 +168,5 @@ def test_classify_names_why_there_are_no_labels(
     assert status == 2, err
     last = err.strip().splitlines()[-1].split("\r")[-1]
     assert "Traceback" not in err and ": error: " in last
-    one_sentence(last.split(": error: ", 1)[1], str(root), "no labels", *said)
+    one_sentence(last.split(": error: ", 1)[1], str(root), *said)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

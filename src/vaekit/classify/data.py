@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vaekit.config import spell
 from vaekit.data.load import Dataset, Split
 from vaekit.errors import DataError
 from vaekit.train.loop import DeviceImages
@@ -40,13 +41,23 @@ def labelled(ds: Dataset, what: str) -> tuple[Split, Split, Split]:
 
 
 def num_classes(ds: Dataset, what: str) -> int:
-    """Classes: the dataset's class names, else 1 + the largest label (at least 2)."""
+    """Classes: the dataset's class names, else 1 + the largest label. A DataError naming `what`
+    when the labels hold fewer than 2 classes (every image of one), that class named as the dataset
+    names it (a class folder's name), else by its label."""
     train, val, test = labelled(ds, what)
-    top = max(int(s.labels.max()) for s in (train, val, test) if len(s))  # type: ignore[union-attr]
-    n = max(len(ds.classes or ()), top + 1)
-    if n < 2:
-        raise DataError(f"{what}: every label is 0; a classifier needs at least 2 classes.")
-    return n
+    present = torch.unique(torch.cat([s.labels for s in (train, val, test)]))  # type: ignore[misc]
+    if len(present) < 2:
+        held = "no class," if not len(present) else f"one class, {_class_name(ds, int(present[0]))},"
+        raise DataError(f"{what}: the data holds {held} but a classifier needs at least 2 (a folder of 2 "
+                        "class folders or more, or labels of 2 values or more).")
+    return max(len(ds.classes or ()), int(present.max()) + 1)
+
+
+def _class_name(ds: Dataset, label: int) -> str:
+    """The class of `label` as a sentence names it: its name where the dataset has one ("shirt", a
+    class folder's), else 'label 3' (an array file's class names are its label values)."""
+    names = ds.classes or ()
+    return spell(names[label]) if label < len(names) and names[label] != str(label) else f"label {label}"
 
 
 def resize(images: Tensor, side: int, mode: str = "nearest") -> Tensor:
