@@ -12,6 +12,10 @@ reader without vaekit can check them with `head -n EPOCH metrics.jsonl | sha256s
 edited, are refused with one sentence instead of being drawn in a report. Rows past the
 checkpoint's epoch (a kill between a row and its checkpoint) are not covered, and are redone by a
 resume; a run without a checkpoint, or of an earlier vaekit, has nothing to hold them against.
+
+A last line that is not JSON is dropped only where a failed append leaves it (`_cut`: no newline
+after it, or NUL bytes); one that ends with its newline was edited, and is refused as any other
+line is.
 """
 
 from __future__ import annotations
@@ -41,9 +45,18 @@ from vaekit.runs.tensor_files import read_metadata
 DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl's epochs 1..epoch
 
 
+def _cut(last: str) -> bool:
+    """Whether the last line of metrics.jsonl (with its line break, if any), not JSON, is one that
+    a failed append leaves: cut by a kill mid-write (a row is appended whole with its newline, so a
+    cut one has none), or the NUL bytes a power loss can leave where the file grew but its data
+    was not written. A line that is not JSON and ends with its newline is an edit."""
+    return last.splitlines()[0] == last or not last.replace("\x00", "").strip()
+
+
 def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """(line number, line, row) of every row of metrics.jsonl, checked; a last line cut by a kill
-    mid-write is dropped, anything else that is not a row is a CheckpointError naming the line."""
+    mid-write, or NUL bytes, is dropped (`_cut`), anything else that is not a row is a
+    CheckpointError naming the line."""
     path = run_dir / METRICS
     if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
         return []
@@ -54,15 +67,16 @@ def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
                               "JSON object per line.") from None
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines(keepends=True) if line.strip()]
     rows: list[tuple[int, str, dict[str, Any]]] = []
-    for i, line in enumerate(lines):
+    for i, ended in enumerate(lines):
+        line = ended.splitlines()[0]
         try:
             row = parse_json(line)
         except NotStrictJSON as err:  # whole, but NaN or Infinity: not a cut line
             raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
         except ValueError:
-            if i == len(lines) - 1:
+            if i == len(lines) - 1 and _cut(ended):
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
         epoch = row.get("epoch") if isinstance(row, dict) else None
@@ -121,8 +135,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order and none
     past the epochs of config.json, with numbers for every other field, those of the checkpoint's
     epochs the ones it recorded (none, or one cut line, where it records finished epochs, is refused
-    too). A last line cut by a kill mid-write is dropped; anything else is a CheckpointError naming
-    the file."""
+    too). A last line cut by a kill mid-write, or of NUL bytes, is dropped (`_cut`); anything else
+    is a CheckpointError naming the file."""
     run_dir = Path(run_dir)
     lines = _lines(run_dir)
     recorded = _recorded(run_dir)
