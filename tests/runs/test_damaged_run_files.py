@@ -31,14 +31,14 @@ REPORT = ["report", "{run}", "--k", "2"]
 def test_metrics_without_the_rows_the_checkpoint_records_are_refused(
         run: Path, capsys: Any, one_sentence: Any, how: str) -> None:
     """The checkpoint records 2 finished epochs and the digest of their rows; a metrics.jsonl with
-    none of them (a junk last line reads as a cut one, dropped) is no longer read as 0 rows, and a
-    resume does not train on to a file whose line 1 is epoch 3."""
+    none of them (a junk last line without its newline reads as a cut one, dropped) is no longer
+    read as 0 rows, and a resume does not train on to a file whose line 1 is epoch 3."""
     path = run / runs.METRICS
     assert len(path.read_text().splitlines()) == 2
     if how == "deleted":
         path.unlink()
     else:
-        path.write_text("" if how == "emptied" else "not a row\n")
+        path.write_text("" if how == "emptied" else "not a row")
     with pytest.raises(CheckpointError, match="metrics.jsonl"):
         runs.read_metrics(run)
     before = snapshot(run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from vaekit.commands.flags import OUT_PATH, add_device_flag, int_flag, run_dir_argument
@@ -13,8 +12,7 @@ from vaekit.report.outputs import quoted
 from vaekit.report.paths import figure_path
 from vaekit.runs import figures_dir, load_run
 
-MAX_SAMPLES = 10_000
-MAX_GRID_PIXELS = 2**26  # 64 Mpixel: an image a viewer still opens
+MAX_SAMPLES = 10_000  # at most; fewer where their grid would be too large (`visualize.grid_columns`)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vaekit.report import figures  # matplotlib: imported by the command that draws
-    from vaekit.report.visualize import sample_prior  # matplotlib, through report.figures
+    from vaekit.report.visualize import config_image_shape, grid_columns, sample_prior  # matplotlib too
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise ConfigError(f"-n must be between 1 and {MAX_SAMPLES:,} samples (one grid image), got {args.n}.")
@@ -46,15 +44,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ncols must be between 1 and -n ({args.n}), got {args.ncols}.")
 
     out = figure_path(args.out, "--out", (".png",), example="samples") if args.out else None
+    shape = config_image_shape(args.run_dir)  # a grid too large is refused before the model is read
+    ncols = grid_columns(args.n, args.ncols, shape) if shape else None
     model = load_run(args.run_dir, "vae", args.device).model
+    if ncols is None:
+        ncols = grid_columns(args.n, args.ncols, model.image_shape)
     if out is None:  # the run's own figures/ folder, made once the run is known to be one
         out = figures_dir(args.run_dir) / f"samples-seed{args.seed}.png"
         out.parent.mkdir(exist_ok=True)
-    pixels = args.n * math.prod(model.image_shape[1:])
-    if pixels > MAX_GRID_PIXELS:
-        raise ConfigError(f"-n {args.n} samples of {'x'.join(map(str, model.image_shape))} would make a grid "
-                          f"of {pixels:,} pixels (more than {MAX_GRID_PIXELS:,}); ask for fewer.")
-    ncols = args.ncols or math.ceil(math.sqrt(args.n))
     images = sample_prior(model, args.n, args.seed)
     if not bool(images.isfinite().all()):  # weights that overflow on these z: no image of NaN
         raise CheckpointError(f"{Path(args.run_dir) / 'model.safetensors'}: the model's samples are not "

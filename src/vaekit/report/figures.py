@@ -71,9 +71,30 @@ def _show(ax: Any, tile: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def _grid_figure(tile: np.ndarray, title: str, scale: float = 0.06) -> tuple[Figure, Any]:
+GRID_SCALE = 0.06  # inches of a grid figure per pixel of its images: 6 screen pixels at DPI
+# The widest or tallest grid figure drawn, in pixels at DPI (matplotlib renders the whole figure
+# before its margins are cut, so the PNG is at most this): 16384 is the largest texture side of
+# most GPUs, past which browsers and image viewers scale an image down or show none of it.
+MAX_SIDE = 16384
+
+
+def _grid_inches(h: int, w: int, scale: float = GRID_SCALE) -> tuple[float, float]:
+    """(width, height) in inches of the figure of a mosaic of h x w pixels and its title."""
+    return max(3.0, w * scale), max(2.0, h * scale) + 0.5
+
+
+def grid_pixels(n: int, ncols: int, image_shape: Sequence[int]) -> tuple[int, int]:
+    """(width, height) in pixels of the figure `image_grid` draws of n images of `image_shape`
+    (C, H, W) in `ncols` columns (`mosaic`'s tile, pad 1), before its margins are cut."""
+    h, w = image_shape[-2:]
+    ncols = max(1, min(ncols, n))
+    width, height = _grid_inches(math.ceil(n / ncols) * (h + 1) - 1, ncols * (w + 1) - 1)
+    return round(width * DPI), round(height * DPI)
+
+
+def _grid_figure(tile: np.ndarray, title: str, scale: float = GRID_SCALE) -> tuple[Figure, Any]:
     h, w = tile.shape[:2]
-    fig, ax = plt.subplots(figsize=(max(3.0, w * scale), max(2.0, h * scale) + 0.5))
+    fig, ax = plt.subplots(figsize=_grid_inches(h, w, scale))
     _show(ax, tile)
     ax.set_title(title, fontsize=10)
     return fig, ax

@@ -8,6 +8,7 @@ Devices: the arrays are computed where the model is and come back on that device
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD
 from vaekit.report import figures
+from vaekit.runs import read_config
 from vaekit.vae.draw import (
     interpolate,
     latent_means,
@@ -29,8 +32,8 @@ from vaekit.vae.draw import (
 from vaekit.vae.prob import VAE
 
 FIGURES_DIR = "figures"
-__all__ = ["FIGURES_DIR", "interpolate", "latent_means", "manifold_grid", "pca_2d", "prior_quantiles",
-           "reconstruct", "sample_prior", "write_figures"]
+__all__ = ["FIGURES_DIR", "config_image_shape", "grid_columns", "interpolate", "latent_means",
+           "manifold_grid", "pca_2d", "prior_quantiles", "reconstruct", "sample_prior", "write_figures"]
 
 
 def write_figures(model: VAE, x: Tensor, out_dir: str | Path, labels: Tensor | None = None,
@@ -79,3 +82,38 @@ def write_figures(model: VAE, x: Tensor, out_dir: str | Path, labels: Tensor | N
         active = None if variances is None else [v > ACTIVE_THRESHOLD for v in variances]
         paths["kl_per_dim"] = figures.kl_per_dim(evaluation["kl_per_dim"], out / "kl_per_dim.png", active)
     return paths
+
+
+def config_image_shape(run_dir: str | Path) -> list[int] | None:
+    """The image shape (C, H, W) of a VAE run's model as its config.json gives it, read without the
+    model; None where it is not read (`runs.load_run` then says what is wrong with the run)."""
+    try:
+        return read_config(Path(run_dir), "vae").model.image_shape  # type: ignore[no-any-return]
+    except CheckpointError:
+        return None
+
+
+def grid_columns(n: int, ncols: int | None, image_shape: Sequence[int]) -> int:
+    """The columns of `vaekit sample`'s grid of n images of `image_shape` (C, H, W): `ncols`, or
+    about sqrt(n) where None; a grid whose figure would be wider or taller than `figures.MAX_SIDE`
+    pixels is a ConfigError naming -n and --ncols, its size, and the --ncols that fit (or the -n)."""
+    cols = ncols or math.ceil(math.sqrt(n))
+    width, height = figures.grid_pixels(n, cols, image_shape)
+    if max(width, height) <= figures.MAX_SIDE:
+        return cols
+    wide = tall = 0  # the most columns, and the most rows, whose figure fits (its width, its height)
+    while figures.grid_pixels(wide + 1, wide + 1, image_shape)[0] <= figures.MAX_SIDE:
+        wide += 1
+    while figures.grid_pixels(tall + 1, 1, image_shape)[1] <= figures.MAX_SIDE:
+        tall += 1
+    low, high = (math.ceil(n / tall), min(n, wide)) if tall else (n + 1, 0)  # --ncols of at most `tall` rows
+    if low <= high:
+        hint = f"--ncols {low}" + (f" to {high}" if high > low else "") + " fits"
+    elif wide * tall:
+        hint = f"no --ncols fits -n {n}: ask for at most {wide * tall:,} samples, with --ncols {wide}"
+    else:
+        hint = "even one image of that size makes too large a figure"
+    given = f"--ncols {ncols}" if ncols else f"--ncols {cols} (the default)"
+    raise ConfigError(f"-n {n} samples of {'x'.join(map(str, image_shape))} with {given} make a grid "
+                      f"figure of {width:,} x {height:,} pixels, more than the {figures.MAX_SIDE:,} a side "
+                      f"that browsers and image viewers show whole; {hint}.")

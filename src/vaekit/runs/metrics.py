@@ -12,11 +12,18 @@ reader without vaekit can check them with `head -n EPOCH metrics.jsonl | sha256s
 edited, are refused with one sentence instead of being drawn in a report. Rows past the
 checkpoint's epoch (a kill between a row and its checkpoint) are not covered, and are redone by a
 resume; a run without a checkpoint, or of an earlier vaekit, has nothing to hold them against.
+
+Whatever the checkpoint, a row holds the laws of how vaekit computes it (`_check_laws`): -ELBO =
+recon + KL to float32's rounding, a closed-form KL >= 0, no step, time, learning rate or KL weight
+below 0, accuracies in [0, 1], a classifier's losses >= 0. A last line that is not JSON is dropped
+only where a failed append leaves it (`_cut`: no newline after it, or NUL bytes); one that ends
+with its newline was edited, and is refused as any other line is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -41,9 +48,18 @@ from vaekit.runs.tensor_files import read_metadata
 DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl's epochs 1..epoch
 
 
+def _cut(last: str) -> bool:
+    """Whether the last line of metrics.jsonl (with its line break, if any), not JSON, is one that
+    a failed append leaves: cut by a kill mid-write (a row is appended whole with its newline, so a
+    cut one has none), or the NUL bytes a power loss can leave where the file grew but its data
+    was not written. A line that is not JSON and ends with its newline is an edit."""
+    return last.splitlines()[0] == last or not last.replace("\x00", "").strip()
+
+
 def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """(line number, line, row) of every row of metrics.jsonl, checked; a last line cut by a kill
-    mid-write is dropped, anything else that is not a row is a CheckpointError naming the line."""
+    mid-write, or NUL bytes, is dropped (`_cut`), anything else that is not a row is a
+    CheckpointError naming the line."""
     path = run_dir / METRICS
     if not check_regular(path, "the metrics.jsonl of a run", CheckpointError):
         return []
@@ -54,15 +70,16 @@ def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
                               "JSON object per line.") from None
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read it ({err.strerror}).") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines(keepends=True) if line.strip()]
     rows: list[tuple[int, str, dict[str, Any]]] = []
-    for i, line in enumerate(lines):
+    for i, ended in enumerate(lines):
+        line = ended.splitlines()[0]
         try:
             row = parse_json(line)
         except NotStrictJSON as err:  # whole, but NaN or Infinity: not a cut line
             raise CheckpointError(f"{path}: line {i + 1}: {err}.") from None
         except ValueError:
-            if i == len(lines) - 1:
+            if i == len(lines) - 1 and _cut(ended):
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not JSON.") from None
         epoch = row.get("epoch") if isinstance(row, dict) else None
@@ -104,25 +121,89 @@ def _recorded(run_dir: Path) -> tuple[int, str] | None:
     return state["epoch"], state[DIGEST_KEY]
 
 
-def _planned(run_dir: Path) -> int | None:
-    """The epochs of RUN_DIR/config.json (train.epochs), or None: no config.json, or one whose
-    readers say what is wrong with it."""
+def _settings(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The sections of RUN_DIR/config.json that are objects, as its JSON holds them; none where
+    there is no config.json, or one whose readers say what is wrong with it."""
     try:
         raw = parse_json(read_run_file(run_dir / CONFIG, "the config.json of a run")
                          .decode("utf-8"))
     except (OSError, ValueError, CheckpointError):
-        return None
-    train = raw.get("train") if isinstance(raw, dict) else None
-    epochs = train.get("epochs") if isinstance(train, dict) else None
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+
+
+def _planned(run_dir: Path) -> int | None:
+    """The epochs of RUN_DIR/config.json (train.epochs), or None: none read (`_settings`)."""
+    epochs = _settings(run_dir).get("train", {}).get("epochs")
     return epochs if is_int(epochs) else None
+
+
+# A VAE row's -ELBO is its reconstruction plus its KL, of the training epoch and of the validation
+# (`train_` and `val_` neg_elbo, recon, kl): each image's -ELBO is its recon + kl rounded once in
+# float32 (2^-24 of it; under bf16 autocast too, the per-image terms being float32 or promoted to
+# it), each batch's three sums are float32 reductions (torch's pairwise sum on a CPU, a tree on
+# CUDA, under torchrun one more all-reduce), off by at most about log2(B) 2^-24 of the sum of the
+# magnitudes, 31 2^-24 for the largest batch (2^31); the epoch's means are float64 sums of those,
+# and JSON writes a float64 exactly (it reads back the same number). So |neg_elbo - recon - kl|
+# <= (1 + 3 * 31) 2^-24 (|neg_elbo| + |recon| + |kl|), about 2^-17.5 of it; SUM_RTOL = 2^-14 leaves
+# a factor of 8 for images whose recon is of either sign (a Gaussian likelihood), where the
+# magnitudes a sum rounds are more than those of the means. An edit of a digit that shows is more.
+SUM_RTOL = 2.0**-14
+# The closed-form KL (one Gaussian layer against N(0, I): `vaekit.vae.prob.closed_form_kl`) is a
+# sum over the latent dimensions of -1/2 (log s^2 + 1 - s^2 - mu^2) >= 0, whose terms near 0 are
+# differences of numbers near 1: rounded, at most half an ulp of 1 apart per dimension, 2^-24 in
+# float32, 2^-8 in bfloat16 (`--precision bf16`, where autocast computes it in bfloat16); twice that
+# per latent dimension is the floor of an honest row's KL. A Monte-Carlo KL (a VampPrior, two
+# stochastic layers) may be below 0 and is held to no floor.
+KL_ULP = {"float32": 2.0**-23, "bf16": 2.0**-7}
+NON_NEGATIVE = ("step", "epoch_seconds", "lr", "beta")  # counts, seconds, the learning rate, a KL weight
+
+
+def _kl_floor(run_dir: Path) -> float | None:
+    """How far below 0 an honest row's KL can be (`KL_ULP` per latent dimension), or None where
+    config.json does not say that the run's KL is the closed form (>= 0) and of which size."""
+    settings = _settings(run_dir)
+    model, precision = settings.get("model", {}), settings.get("train", {}).get("precision", "float32")
+    latent, prior, layers = model.get("latent"), model.get("prior"), model.get("stochastic_layers")
+    if not is_int(latent) or prior not in ("standard", None) or layers not in (1, None):
+        return None
+    return latent * KL_ULP.get(precision if isinstance(precision, str) else "", KL_ULP["bf16"])
+
+
+def _check_laws(path: Path, number: int, row: dict[str, Any], kl_floor: float | None) -> None:
+    """The laws a row of `vaekit train` or `vaekit classify` holds by how it is computed, whatever
+    its numbers: -ELBO = recon + KL (`SUM_RTOL`), a closed-form KL >= 0 (`_kl_floor`), no count,
+    time, learning rate or KL weight below 0, accuracies in [0, 1] and a classifier's losses
+    (cross-entropies) >= 0; a row that breaks one is a CheckpointError naming the line and fields."""
+    where = f"{path}: line {number}"
+    for part in ("train_", "val_"):
+        total, recon, kl = (row.get(part + key) for key in ("neg_elbo", "recon", "kl"))
+        if total is None or recon is None or kl is None:
+            continue
+        slack = SUM_RTOL * (abs(total) + abs(recon) + abs(kl))
+        if abs(total - (recon + kl)) > slack:
+            raise CheckpointError(f"{where}: {part}neg_elbo is {total!r}, not {part}recon + {part}kl = "
+                                  f"{recon!r} + {kl!r} = {recon + kl!r}, as a row of `vaekit train` is; "
+                                  "the file was edited, or its numbers are another run's.")
+        if kl_floor is not None and kl < -(kl_floor + slack):
+            raise CheckpointError(f"{where}: {part}kl is {kl!r}, below 0, where the run's KL is the closed "
+                                  "form of a Gaussian against N(0, I), never below 0; the file was edited.")
+    laws = [(key, 0.0, math.inf) for key in NON_NEGATIVE]
+    laws += [(part + "accuracy", 0.0, 1.0) for part in ("train_", "val_")]
+    laws += [(part + "loss", 0.0, math.inf) for part in ("train_", "val_") if part + "accuracy" in row]
+    for key, low, high in laws:
+        if key in row and not low <= row[key] <= high:
+            bound = "below 0" if row[key] < low else "above 1"
+            raise CheckpointError(f"{where}: {key} is {row[key]!r}, {bound}, which no row of vaekit holds; "
+                                  "the file was edited.")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order and none
     past the epochs of config.json, with numbers for every other field, those of the checkpoint's
     epochs the ones it recorded (none, or one cut line, where it records finished epochs, is refused
-    too). A last line cut by a kill mid-write is dropped; anything else is a CheckpointError naming
-    the file."""
+    too), each row holding its own laws (`_check_laws`). A last line cut by a kill mid-write, or of
+    NUL bytes, is dropped (`_cut`); anything else is a CheckpointError naming the file."""
     run_dir = Path(run_dir)
     lines = _lines(run_dir)
     recorded = _recorded(run_dir)
@@ -145,6 +226,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         raise CheckpointError(f"{run_dir / METRICS}: line {planned + 1} is epoch {planned + 1}, past the "
                               f"{planned} epochs of {run_dir / CONFIG}; the file was edited, or copied "
                               "from another run.")
+    kl_floor = _kl_floor(run_dir) if lines else None
+    for number, _, row in lines:
+        _check_laws(run_dir / METRICS, number, row, kl_floor)
     return [row for _, _, row in lines]
 
 
