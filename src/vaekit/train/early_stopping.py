@@ -4,13 +4,26 @@ score (lower is better: the VAE's -ELBO, minus a classifier's accuracy); 0 never
 The count lives in the run's `Progress` (best score, its epoch, the epochs since), so it goes into
 each checkpoint and a resumed run goes on counting. A run that stopped early and is resumed with a
 patience that would not have stopped it (0, or more than the epochs it waited) trains on.
+
+Whether a resumed run trains on at all is `left_to_train`'s: a run that has ended (stopped early,
+or trained its epochs, or the epochs its time budget planned) resumed as it is says so and is left
+alone; resumed with a setting that acts only while training, which would do nothing there
+(--epochs not past the epochs trained or beside an early stop that stays, --patience that does not
+lift it, --tensorboard, --threads, ...), it is refused in one sentence naming the setting and what
+would train the run on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from vaekit import runs
+from vaekit.config import differences, flag_of, settings_of
+from vaekit.errors import ConfigError
 from vaekit.train.resume import Progress
+from vaekit.train.task import Task
 
 REASON = "early stopping"  # how `Progress.stopped` begins when this stopped the run
 
@@ -41,3 +54,65 @@ class EarlyStopping:
             progress.stopped = None
             return True
         return False
+
+
+# The settings a resume may change that it reads whether or not it trains: where the data is (held
+# against the checkpoint either way). The others (`Task.resumable`) act only while the run trains.
+READ_ANYWAY = ("data.data_dir",)
+
+
+def left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: Path,
+                  log: Callable[[str], None]) -> bool:
+    """Whether a resumed run has epochs left: up to its epochs, or what a time budget this command
+    changed plans (the log says when a new patience lifts an early stop). A run that has ended
+    (stopped early, or trained its epochs or the epochs its time budget planned) resumed with its
+    own settings is left as it is and the log says so, the same each time; a setting this command
+    changed from config.json that acts only while training (`READ_ANYWAY` aside: --epochs,
+    --patience, --tensorboard, ...) would do nothing there, so it is a ConfigError naming it and
+    what would train the run on (`_ended`), nothing of the run changed."""
+    if stopping.lift(progress):
+        log(f"{out}: early stopping at epoch {progress.epoch} lifted by --patience {stopping.patience}.")
+    epochs, budget = task.config.train.epochs, bool(task.options.time_budget)
+    run = runs.read_config(out, task.kind)
+    changed = [k for k in differences(run, task.config) if k in task.resumable and k not in READ_ANYWAY]
+    if not progress.stopped and (progress.epoch < epochs or "train.time_budget" in changed):
+        return True
+    if changed:
+        raise ConfigError(_ended(task, progress, out, changed, run.train.patience))
+    if progress.stopped:
+        log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
+    else:
+        log(f"{out}: already trained for {progress.epoch} epochs ("
+            + ("the plan of its time budget" if budget else f"--epochs {epochs}") + "); nothing to do.")
+    return False
+
+
+def _ended(task: Task, progress: Progress, out: Path, changed: list[str], patience: int) -> str:
+    """The sentence refusing the first of the `changed` settings (--epochs first) on a run that
+    has ended: what it is, why it would do nothing, what would train the run on. `patience`: the
+    run's own (config.json's), the one that stopped it."""
+    e, epochs = progress.epoch, task.config.train.epochs
+    key = "train.epochs" if "train.epochs" in changed else changed[0]
+    flag = flag_of(settings_of(task.config)[key])
+    named = key if flag is None else f"{key} ({flag})"
+    lift = f"a --patience of {progress.bad_epochs + 1} or more (0 for none)"
+    if progress.stopped:
+        state, fix = f"the run stopped early at epoch {e} (patience {patience})", lift
+    elif task.options.time_budget:
+        state, fix = f"the run has trained the {_epochs(e)} its time budget planned", "a longer --time-budget"
+    else:
+        state, fix = f"the run has trained its {_epochs(e)}", "more --epochs"
+    if key == "train.epochs" and epochs <= e:
+        return (f"{out}: {named} is {epochs}, which does not go past the {_epochs(e)} the run has trained; "
+                f"give more than {e}" + (f" with {lift}" if progress.stopped else "")
+                + " to train it on, or leave it out.")
+    if key in ("train.epochs", "train.patience") and progress.stopped:
+        value = getattr(task.config.train, key.split(".")[1])
+        return (f"{out}: {named} is {value}, but {state}, so it would train nothing; give {fix} to train "
+                "it on.")
+    return (f"{out}: {named} acts only while the run trains, but {state}, so it would do nothing; leave "
+            f"it out, or give {fix} to train the run on.")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"

@@ -46,7 +46,7 @@ from vaekit.errors import CheckpointError, ConfigError
 from vaekit.regular import check_regular
 from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import Checkpoints
-from vaekit.train.early_stopping import EarlyStopping
+from vaekit.train.early_stopping import EarlyStopping, left_to_train
 from vaekit.train.engines import DistributedEngine, Engine, make_engine
 from vaekit.train.loop import Batches, Beta, Pixels, check_finite_state, kl_weight, train_epoch, validate
 from vaekit.train.memory import check_fits
@@ -311,7 +311,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     governor = governor_for(loop.threads, device, w)
     model, optimizer, generator, progress = _build(task, device, out, saved)
     stopping = EarlyStopping(loop.patience, task.score_name)
-    if saved is not None and not _left_to_train(task, progress, stopping, out, log):
+    if saved is not None and not left_to_train(task, progress, stopping, out, log):
         runs.check_model_file(out, task.config)  # the summary names it: a damaged one is refused
         return _summary(task, out, progress, w)
     data, beta = task.prepare(device)
@@ -384,22 +384,6 @@ def _engine(task: Task, model: nn.Module, baseline: float | None, w: distributed
     torchrun (`engines.DistributedEngine`)."""
     engine = task.engine(model, baseline)
     return engine if w is None else DistributedEngine(engine, w)
-
-
-def _left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: Path,
-                   log: Callable[[str], None]) -> bool:
-    """Whether a resumed run has epochs left to train (up to --epochs, or what a time budget plans);
-    the log says why not, and when a new --patience lifts an early stop."""
-    epochs = task.config.train.epochs
-    if stopping.lift(progress):
-        log(f"{out}: early stopping at epoch {progress.epoch} lifted by --patience {stopping.patience}.")
-    if progress.stopped:
-        log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
-        return False
-    if progress.epoch >= epochs and not task.options.time_budget:
-        log(f"{out}: already trained for {progress.epoch} epochs (--epochs {epochs}); nothing to do.")
-        return False
-    return True
 
 
 def _clock(before: float, started: float) -> Callable[[], float]:
