@@ -2,6 +2,8 @@
 images), scaled to [0, 1], and augmented per batch during training.
 
     labelled(ds, what)             the dataset's splits, refused in one sentence without labels
+    class_notes(ds, what)          what the splits' classes leave untested or untrained, refused
+                                   when no test image's class has a training image
     resize(images, side, mode)     uint8 (N, C, H, W) -> (N, C, side, side), nearest or bilinear
     to_unit(images)                uint8 -> float32 in [0, 1]: what the network is given
     network_input(images, side, mode)  resize, then to_unit: a classifier's x outside training
@@ -58,6 +60,48 @@ def _class_name(ds: Dataset, label: int) -> str:
     class folder's), else 'label 3' (an array file's class names are its label values)."""
     names = ds.classes or ()
     return spell(names[label]) if label < len(names) and names[label] != str(label) else f"label {label}"
+
+
+def _untrained(split: Split, trained: Tensor) -> tuple[int, int, int, int]:
+    """(classes of `split` absent from `trained`, its classes, its images of those classes, its
+    images)."""
+    labels = split.labels
+    assert labels is not None  # `labelled` checked
+    missing = ~torch.isin(labels, trained)
+    return (int(labels[missing].unique().numel()), int(labels.unique().numel()), int(missing.sum()),
+            len(labels))
+
+
+def class_notes(ds: Dataset, what: str) -> list[str]:
+    """Notes on the classes the splits do not share: a class of the test or validation split with
+    no training image can only be guessed (accuracy at chance at best), and a class with training
+    images but no test image is not measured by the test accuracy (too few images to fall in
+    every split). A DataError naming `what` (the --data input) when no test image's class has a
+    training image: the test accuracy could only be at chance."""
+    train, val, test = labelled(ds, what)
+    trained = train.labels.unique()  # type: ignore[union-attr]
+    classes, n_classes, images, n_images = _untrained(test, trained)
+    if n_images and images == n_images:
+        raise DataError(f"--data {what}: none of its {n_images:,} test images is of a class that has a "
+                        "training image, so a classifier could only guess them; expected several images "
+                        "per class (10 or more, so that each class has images in the training, "
+                        "validation and test splits).")
+    parts = []
+    for name, split in (("test", test), ("validation", val)):
+        classes, n_classes, images, n_images = _untrained(split, trained)
+        if classes:
+            parts.append(f"{classes:,} of the {name} split's {n_classes:,} classes ({images:,} of its "
+                         f"{n_images:,} images)")
+    notes = []
+    if parts:
+        notes.append(f"--data {what}: {' and '.join(parts)} have no image in the training split, so "
+                     "accuracy on them is at chance at best; several images per class avoid it.")
+    untested = int((~torch.isin(trained, test.labels)).sum())  # type: ignore[arg-type]
+    if untested:
+        notes.append(f"--data {what}: {untested:,} of the {len(trained):,} classes of the training split "
+                     "have no test image (too few images to fall in every split), so the test "
+                     "accuracy says nothing of them.")
+    return notes
 
 
 def resize(images: Tensor, side: int, mode: str = "nearest") -> Tensor:

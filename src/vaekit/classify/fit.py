@@ -13,6 +13,7 @@ NaN stop, metrics.jsonl) is the VAE's, from `vaekit.train.fit`: one loop, one ru
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit import distributed
 from vaekit.arch.stack import LayerRow
 from vaekit.classify import config as ccfg
 from vaekit.classify.config import ClassifierConfig
-from vaekit.classify.data import Labelled, labelled, network_input, num_classes, resize
+from vaekit.classify.data import Labelled, class_notes, labelled, network_input, num_classes, resize
 from vaekit.classify.loss import ClassifierEngine, cross_entropy
 from vaekit.classify.metrics import logits
 from vaekit.classify.models import build_classifier, layer_rows, layer_texts
@@ -159,9 +161,11 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
                    show_bar: bool | None = None, log: Callable[[str], None] = print,
                    dataset: Dataset | None = None,
                    on_rows: Callable[[list[LayerRow]], None] | None = None) -> dict[str, Any]:
-    """Train a classifier run in `out_dir`, or resume it up to `config.train.epochs`. Config, data,
-    layers (their shapes: one sentence), memory and the directory are checked before the first
-    byte is written; `on_rows` is given the network's arch rows then (the CLI prints the table).
+    """Train a classifier run in `out_dir`, or resume it up to `config.train.epochs`. Config, data
+    (a test split none of whose classes has a training image is refused; classes the splits do not
+    share are a note on stderr: `class_notes`), layers (their shapes: one sentence), memory and the
+    directory are checked before the first byte is written; `on_rows` is given the network's arch
+    rows then (the CLI prints the table).
     Returns a summary: best validation accuracy and its epoch, epochs done, stop reason."""
     ccfg.validate(config)
     out = Path(out_dir)
@@ -169,8 +173,12 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     if resume:  # before the data is read or fetched
         check_resume_config(out, config, ClassifierTask.kind, ClassifierTask.resumable, loaded=False)
     ds = dataset if dataset is not None else load_configured(config.data)
+    notes = class_notes(ds, config.data.name)  # refused if no test image's class is trained on
     rows = prepare_config(config, ds)
     check_fits(config, rows, len(ds.train) + len(ds.val))
+    place = distributed.place()
+    for note in notes if place is None or place[0] == 0 else ():  # rank 0 says it, once
+        print(f"note: {note}", file=sys.stderr, flush=True)
     if on_rows is not None:
         on_rows(rows)
     return run_task(ClassifierTask(config, ds), out, resume, show_bar, log)

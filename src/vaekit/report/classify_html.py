@@ -173,7 +173,7 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
     run_dir = Path(run_dir)
     with runs.locked(run_dir):
         run = runs.load_run(run_dir, TASK)
-        metrics = runs.read_metrics(run_dir)
+        metrics = runs.model_metrics(run_dir)
         evaluation = read_classifier_eval(run_dir)
         check_run_outputs(run_dir)  # before eval.json is written
         if evaluation is not None:

@@ -207,7 +207,7 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
     evaluation = read_eval(run_dir)
     dataset = report_dataset(run_dir, o.dataset, evaluation)
     model, config, x, labels, ds = load_test_set(run_dir, dataset, o.data_dir, device=o.where)
-    metrics = runs.read_metrics(run_dir)  # every run file is read, and checked, before anything is written
+    metrics = runs.model_metrics(run_dir)  # every run file is read, and checked, before anything is written
     check_run_outputs(run_dir)  # before eval.json is written
     if evaluation is not None:
         own = dataset is None or dataset == config.data.name

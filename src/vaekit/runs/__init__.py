@@ -16,7 +16,8 @@ The pieces, imported here so that `runs.NAME` reaches every one:
     files.py    the files: atomic writes, the one-writer lock, figures, strict JSON
     tensor_files.py  safetensors files, read whole only when their header accounts for every
                 byte; the model's fingerprint and the eval.json tied to it
-    metrics.py  metrics.jsonl: its rows, and the checkpoint's digest of them
+    metrics.py  metrics.jsonl: its rows, and the checkpoint's digest of them; the rows a model was
+                trained through
     weights.py  model and checkpoint tensors: saved, read back, held against the model
     kinds.py    the kinds of run (`Task`: 'vae' here, 'classify' registered by `vaekit.classify`),
                 config.json read through its kind
@@ -74,7 +75,7 @@ from vaekit.runs.kinds import (
     task_of,
 )
 from vaekit.runs.load import Run, check_outputs, device_named, load_run
-from vaekit.runs.metrics import append_metrics, read_metrics, truncate_metrics
+from vaekit.runs.metrics import append_metrics, model_metrics, read_metrics, truncate_metrics
 from vaekit.runs.tensor_files import model_fingerprint, read_eval, read_metadata, read_tensors, save_tensors
 from vaekit.runs.weights import (
     check_readable_copy,
@@ -98,7 +99,7 @@ __all__ = [
     "check_run_dir",
     "decode_bytes", "device_named", "encode_bytes",
     "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
-    "model_fingerprint", "model_sha256", "new_run_dir",
+    "model_fingerprint", "model_metrics", "model_sha256", "new_run_dir",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
     "read_metrics", "read_run_file", "read_tensors", "register_task", "render_figure", "resumed_config",
     "run_id",

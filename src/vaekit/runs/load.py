@@ -1,13 +1,16 @@
 """A trained run, loaded (`load_run` -> `Run`): its config read through its kind
 (`vaekit.runs.kinds`), its model built by that kind and given the weights of model.safetensors, on
 a device, once config.json is known to describe those weights (`vaekit.runs.identity`) and the
-model's outputs to be finite. Nothing here branches on the kind.
+model's outputs to be finite. Nothing here branches on the kind. Where metrics.jsonl goes past
+the epochs the model was trained through (`metrics.rows_past_model`), one note on stderr says which
+epoch is used, and `Run.metrics` holds the rows up to it.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,10 @@ from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
-from vaekit.runs.files import CONFIG, MODEL
+from vaekit.runs.files import CONFIG, METRICS, MODEL
 from vaekit.runs.identity import check_recorded_model, check_weights
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
-from vaekit.runs.metrics import check_planned, read_metrics
+from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
 from vaekit.runs.tensor_files import read_metadata, read_tensors
 from vaekit.runs.weights import check_checkpoint_file, load_weights
 
@@ -60,8 +63,9 @@ class Run:
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
-        """metrics.jsonl: one dict per finished epoch."""
-        return read_metrics(self.path)
+        """metrics.jsonl: one dict per finished epoch, up to the epoch the model was trained through
+        (`runs.metrics.model_metrics`)."""
+        return model_metrics(self.path)
 
     def _split(self, split: str) -> Any:
         if split not in ("train", "val", "test"):
@@ -129,7 +133,27 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     model.to(where).eval()
     check_outputs(kind, model, run_dir / MODEL)
     check_recorded_model(run_dir, tensors, metadata)  # weights that work, but the checkpoint's?
+    note_rows_past_model(run_dir, kind.maker)
     return Run(run_dir, config, model)
+
+
+_NOTED: set[tuple[str, int, int]] = set()  # the notes said by this process: each once
+
+
+def note_rows_past_model(run_dir: Path, maker: str) -> None:
+    """One note on stderr (once a process for a run in that state) where metrics.jsonl goes past
+    the epochs the run's model was trained through (`metrics.rows_past_model`): the epoch that its
+    readers use, and the epochs a resume (`maker --resume`) redoes."""
+    past = rows_past_model(run_dir)
+    if past is None or (str(run_dir.resolve()), *past) in _NOTED:
+        return
+    epoch, last = past
+    _NOTED.add((str(run_dir.resolve()), epoch, last))
+    redo = f"epoch {last}" if last == epoch + 1 else f"epochs {epoch + 1}-{last}"
+    print(f"note: {run_dir}: {METRICS} has rows up to epoch {last}, but the run's checkpoint and model stop "
+          f"at epoch {epoch} (a session cut off after writing its row); this uses the model trained through "
+          f"epoch {epoch} and the rows up to it; `{maker} --resume --out {run_dir}` redoes {redo}.",
+          file=sys.stderr, flush=True)
 
 
 GREY = 0.5  # the pixel value of the image `check_outputs` gives a model

@@ -10,14 +10,20 @@ metrics.jsonl for its epochs 1..epoch (each line's bytes with its newline, as wr
 reader without vaekit can check them with `head -n EPOCH metrics.jsonl | sha256sum`. Every read
 (`read_metrics`) holds the file against the run's checkpoint: rows copied from another run, or
 edited, are refused with one sentence instead of being drawn in a report. Rows past the
-checkpoint's epoch (a kill between a row and its checkpoint) are not covered, and are redone by a
-resume; a run without a checkpoint, or of an earlier vaekit, has nothing to hold them against.
+checkpoint's epoch (a kill between a row and its checkpoint, a failed write of the model or the
+checkpoint) are not covered, and are redone by a resume; a run without a checkpoint, or of an
+earlier vaekit, has nothing to hold them against.
 
 Whatever the checkpoint, a row holds the laws of how vaekit computes it (`_check_laws`): -ELBO =
 recon + KL to float32's rounding, a closed-form KL >= 0, no step, time, learning rate or KL weight
 below 0, accuracies in [0, 1], a classifier's losses >= 0. A last line that is not JSON is dropped
 only where a failed append leaves it (`_cut`: no newline after it, or NUL bytes); one that ends
 with its newline was edited, and is refused as any other line is.
+
+The row of an epoch is written before its checkpoint, and must be: the checkpoint's digest is of
+the rows on disk, and a checkpoint whose rows were then not written would refuse the run. So the
+rows may go past the epochs the run's model was trained through (`model_epoch`): its readers use
+the rows up to it (`model_metrics`), and `rows_past_model` says by how much, for their note.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from vaekit.runs.files import (
     CHECKPOINT_KEY,
     CONFIG,
     METRICS,
+    MODEL,
     NotStrictJSON,
     parse_json,
     read_run_file,
@@ -43,6 +50,7 @@ from vaekit.runs.files import (
     write_bytes_atomic,
     write_error,
 )
+from vaekit.runs.identity import EPOCH_KEY
 from vaekit.runs.tensor_files import read_metadata
 
 DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl's epochs 1..epoch
@@ -268,6 +276,42 @@ def _checkpoint_epochs(run_dir: Path) -> int | None:
     train = config.get("train") if isinstance(config, dict) else None
     epochs = train.get("epochs") if isinstance(train, dict) else None
     return epochs if is_int(epochs) else None
+
+
+def model_epoch(run_dir: Path) -> int | None:
+    """The last epoch the run's model was trained through: its checkpoint's epoch, or the model
+    file's where it is past it (a session killed between the two writes); None for a run without a
+    checkpoint of this vaekit (nothing to say it by)."""
+    recorded = _recorded(run_dir)
+    if recorded is None:
+        return None
+    try:
+        epoch = parse_json((read_metadata(run_dir / MODEL, "model") or {}).get(EPOCH_KEY, "null"))
+    except (CheckpointError, ValueError):
+        epoch = None
+    return max(recorded[0], epoch) if is_int(epoch) else recorded[0]
+
+
+def model_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of `read_metrics` up to `model_epoch`: those of the epochs the run's model was
+    trained through (what a report draws beside the model's numbers)."""
+    rows = read_metrics(run_dir)
+    epoch = model_epoch(Path(run_dir))
+    return rows if epoch is None else [row for row in rows if row["epoch"] <= epoch]
+
+
+def rows_past_model(run_dir: Path) -> tuple[int, int] | None:
+    """(`model_epoch`, the last row's epoch) where metrics.jsonl goes past the epochs the model was
+    trained through (a session cut off after writing a row, before its checkpoint), else None; a
+    metrics.jsonl that `read_metrics` refuses is None here (its readers say what is wrong)."""
+    epoch = model_epoch(run_dir)
+    if epoch is None:
+        return None
+    try:
+        rows = read_metrics(run_dir)
+    except CheckpointError:
+        return None
+    return (epoch, rows[-1]["epoch"]) if rows and rows[-1]["epoch"] > epoch else None
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
