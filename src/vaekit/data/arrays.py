@@ -3,7 +3,8 @@
 `read_array_file` opens the file (a regular file only; never with pickle: a file that is neither
 .npy nor .npz by its first bytes, or an object array, is refused; a header declaring more bytes
 than the file holds or than memory holds is refused before the array is allocated, and so are
-bytes after the declared data and a header that is not a plain dict literal; an .npz member
+bytes after the declared data, a header that is not a plain dict literal and one longer than
+numpy reads (its max_header_size, said as such, not as an array of objects); an .npz member
 that is not read, or two members of one name, is refused, never ignored);
 `check_images` states and applies the rules of shape (channel-last arrays are converted,
 ambiguous or empty ones refused, and so are channels other than grey or RGB) and dtype (uint8,
@@ -14,8 +15,10 @@ Every refusal is one DataError sentence naming the file.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
+import struct
 import tokenize
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -37,6 +40,9 @@ NOT_A_LITERAL = ("malformed node or string", "Cannot parse header", "Header is n
 NOT_DICT = ("{path}: not a readable .npy/.npz array (the header of {what} is not a plain dict literal "
             "of 'descr', 'fortran_order' and 'shape', as numpy writes it).")
 OBJECTS = "{path}: holds an array of Python objects, which vaekit never loads; expected numbers."
+# the longest .npy header numpy reads without allow_pickle (its max_header_size, 10,000 characters)
+MAX_HEADER = int(inspect.signature(np.load).parameters["max_header_size"].default)
+HEADER_LENGTHS = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
 
 
 def load_array_dataset(path: str | Path) -> Dataset:
@@ -113,6 +119,9 @@ def _load_arrays(path: Path, headers_only: bool = False) -> tuple[np.ndarray, np
 
 def _unreadable(path: Path, err: Exception) -> DataError:
     """The sentence for a file that numpy, zipfile, zlib or tokenize could not read."""
+    if "max_header_size" in str(err):  # a header longer than numpy reads: no objects in it
+        return DataError(f"{path}: not a readable .npy/.npz array (a header longer than the "
+                         f"{MAX_HEADER:,} characters numpy reads; save it again with np.save or np.savez).")
     if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
         return DataError(OBJECTS.format(path=path))
     # a header no dict literal that the readers above left to numpy (a version 3.0 one)
@@ -217,9 +226,10 @@ def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
     """Read the .npy header at `fp` (`size` bytes in all, header included) and refuse what it
     declares before numpy allocates it: a header that is no plain dict literal, an object dtype, a
     negative size, more bytes than follow the header (a cut file) or fewer (bytes after the data),
-    more than this machine's memory. A header version other than 1.0
-    and 2.0 is left to numpy."""
+    more than this machine's memory; before any of these, a header longer than numpy reads
+    (`_check_header_length`). Past that, a header version other than 1.0 and 2.0 is left to numpy."""
     version = np.lib.format.read_magic(fp)
+    _check_header_length(path, what, fp, version)
     if version not in ((1, 0), (2, 0)):
         return
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -248,6 +258,31 @@ def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
     if memory is not None and need > memory:
         raise DataError(f"{path}: {what} ({dtype} of shape {shape}, {need:,} bytes) is larger than "
                         f"this machine's memory ({memory:,} bytes).")
+
+
+def _check_header_length(path: Path, what: str, fp: IO[bytes], version: tuple[int, int]) -> None:
+    """Refuse a .npy header of `version` (at `fp`, just after its magic; left there) longer than
+    MAX_HEADER characters, which numpy refuses in words that point at allow_pickle (and so, before
+    this, at Python objects that are not there). A header of 3.0 (UTF-8) is decoded to count it,
+    unless its bytes alone are too many; an unknown version is left to numpy."""
+    if version not in HEADER_LENGTHS:
+        return
+    where = fp.tell()
+    kind, encoding = HEADER_LENGTHS[version]
+    field = fp.read(struct.calcsize(kind))
+    size = struct.unpack(kind, field)[0] if len(field) == struct.calcsize(kind) else 0
+    length, unit = size, "characters"
+    if encoding == "utf8" and size > MAX_HEADER:  # 1 to 4 bytes a character
+        try:
+            length = len(fp.read(size).decode(encoding)) if size <= 4 * MAX_HEADER else size
+            unit = "characters" if size <= 4 * MAX_HEADER else "bytes"
+        except UnicodeDecodeError:
+            length = 0  # numpy's own words on a header that is no text
+    fp.seek(where)
+    if length > MAX_HEADER:
+        raise DataError(f"{path}: not a readable .npy/.npz array (the header of {what} is {length:,} {unit} "
+                        f"long, more than the {MAX_HEADER:,} characters numpy reads; save it again "
+                        "with np.save or np.savez).")
 
 
 def check_images(path: Path, images: np.ndarray) -> np.ndarray:
