@@ -10,6 +10,7 @@ never a silent fall-back elsewhere.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,7 @@ def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[
     """The places searched for dataset `name`, in order, labelled by where they come from."""
     out: list[tuple[str, Path]] = []
     if data_dir is not None:
+        check_not_url(str(data_dir), DATA_DIR)
         out.append((DATA_DIR, Path(data_dir)))
     elif os.environ.get("VAEKIT_DATA"):
         out.append(("$VAEKIT_DATA", Path(os.environ["VAEKIT_DATA"])))
@@ -159,6 +161,25 @@ def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[
     out.append(("system", SYSTEM_DATA_ROOT / name))
     return out
 
+
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a scheme and '//': https://, file://, s3://
+
+
+def check_not_url(text: str, origin: str | None = None) -> None:
+    """A DataError naming `text` as the user gave it (a Path would collapse its '//' and name a file
+    that is not the one given) when it is a URL (https://..., file://...) and no local path of that
+    text is there: vaekit reads local files and folders, and downloads only the sets it knows by
+    name. `origin`: where a data directory came from (None: a dataset name or path)."""
+    if not URL.match(text) or os.path.lexists(text):
+        return
+    if origin is not None:
+        raise DataError(f"{text} (from {origin}): a URL, which vaekit does not read; expected a local "
+                        "folder holding a dataset's files (vaekit downloads the datasets it knows by "
+                        "name itself).")
+    raise DataError(f"{text}: a URL, which vaekit does not read; it reads local files and folders "
+                    "(download the file first), and downloads only the datasets it knows by name "
+                    f"({', '.join(REGISTRY)}).")
 
 
 def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
@@ -245,6 +266,8 @@ def checksum_status(name: str, directory: Path) -> dict[str, str]:
 def where_found(data_dir: str | Path | None = None) -> list[dict[str, str]]:
     """For each known dataset: its name, where it was found (or why not) and its description. A
     `data_dir` that is no directory is a DataError, not a row of errors."""
+    if data_dir is not None:
+        check_not_url(str(data_dir), "--data-dir")
     if data_dir is not None and not Path(data_dir).is_dir():
         what = "not a directory" if Path(data_dir).exists() else "no such directory"
         raise DataError(f"{data_dir} (from --data-dir): {what}.")
