@@ -26,6 +26,7 @@ from vaekit.data.download import (
     remove_stale_parts,
 )
 from vaekit.errors import DataError, UnknownDatasetError
+from vaekit.regular import check_regular
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # last place looked in (Debian's dataset packages)
 
@@ -118,16 +119,27 @@ def known_datasets() -> list[str]:
 
 
 
-def find_file(directory: Path, remote: RemoteFile) -> Path | None:
+def find_file(directory: Path, remote: RemoteFile, strict: bool = False) -> Path | None:
+    """The regular file of `remote` in `directory`: its own name, else its archive's (.gz); None
+    if neither is there. `strict` (a directory the user named): where neither is a regular file but
+    one is something else (a FIFO, a device, a link to one or to nothing, a folder), a DataError
+    naming it (`vaekit.regular.check_regular`) rather than 'no data there'; nothing is opened."""
+    odd = None
     for candidate in (directory / remote.name, directory / remote.archive_name):
-        if candidate.is_file():
-            return candidate
+        try:
+            if check_regular(candidate, f"the IDX file {remote.name}[.gz] of a dataset", DataError):
+                return candidate
+        except DataError as err:
+            odd = odd or err
+    if strict and odd is not None:
+        raise odd
     return None
 
 
 
-def _has_all(directory: Path, spec: IDXDataset) -> bool:
-    return all(find_file(directory, f) is not None for f in spec.files.values())
+def _has_all(directory: Path, spec: IDXDataset, strict: bool = False) -> bool:
+    """Whether `directory` holds every file of `spec` (`find_file`, `strict` as it says)."""
+    return all(find_file(directory, f, strict) is not None for f in spec.files.values())
 
 
 
@@ -186,7 +198,8 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The directory holding the IDX files of `name`, or None if no place has them.
 
     A user-named directory (`data_dir` or $VAEKIT_DATA) is final: it is used as it is, or as its
-    subdirectory NAME, and if neither holds the files that is an error, not a fall-back.
+    subdirectory NAME, and if neither holds the files that is an error, not a fall-back: one
+    naming a file of the set there that is no regular file (a FIFO, a link to a device), if any.
     """
     spec = registry_entry(name)
     for origin, directory in candidate_dirs(name, data_dir):
@@ -197,6 +210,9 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
             if not directory.is_dir():
                 what = "not a directory" if directory.exists() else "no such directory"
                 raise DataError(f"{directory} (from {origin}): {what}.")
+            for d in (directory, directory / name):  # a file there that is no regular file: named
+                if d.is_dir():
+                    _has_all(d, spec, strict=True)
             expected = ", ".join(f.name + "[.gz]" for f in spec.files.values())
             raise DataError(
                 f"{directory} (from {origin}): no {name} data there; expected the files {expected}."
