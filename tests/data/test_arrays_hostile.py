@@ -1,11 +1,13 @@
 """.npy/.npz files against hostile input: a FIFO or a link to a device named like an array (never
 opened: a FIFO blocks its reader, /dev/zero never ends), headers that declare more data than the
 file holds or than the machine has memory for (refused from the header, before numpy allocates
-it), a negative shape, a cut file. Each is one sentence naming the file; the bytes are written
-here by numpy's own writer (`np.lib.format`) or by hand."""
+it), a negative shape, a cut file, a header longer than numpy reads (not an array of objects).
+Each is one sentence naming the file; the bytes are written here by numpy's own writer
+(`np.lib.format`) or by hand."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pickle
@@ -243,3 +245,58 @@ def test_members_that_are_not_read_are_refused_by_name(tmp_path, refused, member
     np.savez(path, **members)
     read = [k for k in ("images", "x") if k in members][:1] + [k for k in ("labels", "y") if k in members]
     refused(path, unread, ", ".join(map(repr, read)))
+
+
+# ----------------------------------------------------------------------------- long headers
+
+
+NUMPY_BOUND = inspect.signature(np.load).parameters["max_header_size"].default  # 10,000 characters
+
+
+def padded_npy(version: int, length: int, pad: str = " ") -> bytes:
+    """A .npy of images() as float32 in [0, 1] (the array data numpy writes) whose header of
+    `version` is padded to `length` characters with `pad`, by hand (numpy's writer pads to 64)."""
+    data = (images() / 255).astype("<f4")
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {data.shape}, }}"
+    text += " " if pad == " " else " #"  # any other padding in a comment
+    text += pad * (length - len(text) - 2) + " \n"
+    raw = text.encode("utf8" if version == 3 else "latin1")
+    size = len(raw).to_bytes(2 if version == 1 else 4, "little")
+    return b"\x93NUMPY" + bytes([version, 0]) + size + raw + data.tobytes()
+
+
+@pytest.mark.parametrize("version, length, unit", [(1, 20_000, "characters"), (2, 200_000, "characters"),
+                                                   (3, 12_000, "characters"), (3, 200_000, "bytes")])
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_a_header_longer_than_numpy_reads_is_named_not_objects(tmp_path, refused, version, length,
+                                                                unit, suffix):
+    """numpy refuses such a header by default in words that point at allow_pickle, and reads the
+    same bytes as a plain float32 array with a larger max_header_size: the file holds no object,
+    its header is too long; the sentence gives its length and numpy's bound."""
+    raw = padded_npy(version, length)
+    path = tmp_path / f"long{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(raw)
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("images.npy", raw)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        np.load(io.BytesIO(raw))
+    assert np.load(io.BytesIO(raw), max_header_size=length).dtype == np.float32
+    message = refused(path, f"{length:,} {unit}", f"{NUMPY_BOUND:,}", "header",
+                      *(["'images'"] if suffix == ".npz" else []))
+    assert "object" not in message
+    assert main(["data", "fetch", str(path)]) == 2  # the check of the headers alone says the same
+
+
+@pytest.mark.parametrize("version, pad", [(1, " "), (3, "\u00e9")])
+def test_a_header_of_numpys_bound_is_read(tmp_path, version, pad):
+    """The longest header numpy reads by default (10,000 characters; in a 3.0 header, of 2-byte
+    UTF-8 'é's in a comment, about 20,000 bytes) is read, the pixels those numpy reads."""
+    raw = padded_npy(version, NUMPY_BOUND, pad)
+    path = tmp_path / "bound.npy"
+    path.write_bytes(raw)
+    expected = np.rint(np.load(io.BytesIO(raw)) * 255).astype(np.uint8)  # numpy's own bound
+    ds = load_array_dataset(path)
+    got = np.concatenate([ds.train.images, ds.val.images, ds.test.images])[:, 0]
+    assert sorted(map(bytes, got)) == sorted(map(bytes, expected))

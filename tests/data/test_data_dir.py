@@ -139,3 +139,43 @@ def test_a_run_that_stored_an_unused_data_dir_still_loads(tmp_path: Path,
     (out / "config.json").write_text(json.dumps(config))
     assert main(["eval", str(out), "--k", "2", "--no-progress"]) == 0, capsys.readouterr().err
     assert load_run(out).images().shape[1:] == (1, 6, 5)
+
+
+@pytest.mark.parametrize("kind, words", [("fifo", "a FIFO (named pipe)"), ("device", "a character device"),
+                                         ("dangling", "a link to nothing"), ("folder", "a directory")])
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_file_of_the_set_that_is_no_regular_file_is_named(
+        tmp_path: Path, fake_set, fake_registry: Callable[..., object], one_sentence: Callable[..., None],
+        cli_error: Callable[..., str], deadline, kind: str, words: str, inside: bool) -> None:
+    """Three of the four files written by the set's writer and the fourth (train images, .gz) a
+    FIFO, a link to /dev/zero, a link to nothing or a folder, in the data directory or in its
+    sub-folder named as the set: that file is named and said not to be a regular file, never
+    opened (a FIFO would block the reader), not 'no data there'."""
+    import os
+
+    fake_registry()
+    data_dir = tmp_path / "fx"
+    where = fake_set.write(data_dir / "fake" if inside else data_dir)
+    odd = where / f"{registry.REGISTRY['fake'].files['train_images'].name}.gz"
+    odd.unlink()
+    if kind == "fifo":
+        os.mkfifo(odd)
+    elif kind == "device":
+        odd.symlink_to("/dev/zero")
+    elif kind == "dangling":
+        odd.symlink_to(tmp_path / "gone")
+    else:
+        odd.mkdir()
+    with deadline(20):
+        with pytest.raises(DataError) as info:
+            load_dataset("fake", str(data_dir), download=False)
+        status = main(["data", "info", "fake", "--data-dir", str(data_dir), "--no-download"])
+    one_sentence(str(info.value), str(odd), words, *(["not a regular file"] if kind != "dangling" else []))
+    cli_error(status, str(odd))
+    assert "no fake data there" not in str(info.value)
+    if kind == "folder":
+        odd.rmdir()
+    else:
+        odd.unlink()
+    fake_set.write(where)  # the same directory with the file as the set's writer makes it: read
+    assert len(load_dataset("fake", str(data_dir), download=False).train) > 0

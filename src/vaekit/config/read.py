@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig
+from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_image_shape
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
@@ -43,14 +43,14 @@ def check_value(key: str, value: Any, bound: Bound, origin: str | None = None) -
     the quantity, the broken bound and the value."""
     where = f"{origin}, " if origin else ""
     items = value if isinstance(value, list) else [value]
-    if key == "model.image_shape" and len(items) != 3:
-        raise ConfigError(f"{where}{key} must be [C, H, W], got {show(value)}.")
     if len(items) > MAX_LAYERS:
         raise ConfigError(f"{where}{key} may list at most {MAX_LAYERS} sizes, got {len(items)}.")
     for item in items:
         problem = bound.problem(item)
         if problem:
             raise ConfigError(f"{where}{key}: {bound.what} {problem}, got {show(item)}.")
+    if key == "model.image_shape":  # [C, H, W], of 1 or 3 channels
+        check_image_shape(items, f"{where}{key}")
 
 
 # ----------------------------------------------------------------------------- reading

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vaekit.config.settings import Bound, bounds_of, resumable_of, setting
-from vaekit.config.values import MAX_DURATION
+from vaekit.config.values import MAX_DURATION, show
+from vaekit.errors import ConfigError
 
 MODEL_KINDS = ("mlp", "conv")
 PRIORS = ("standard", "vamp")  # p(z): N(0, I), or the VampPrior (a mixture of q(z|u_k), `vaekit.vae.priors`)
@@ -252,3 +253,14 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": 
 BOUNDS: dict[str, Bound] = bounds_of(TrainConfig())
 # Settings that may change when a run is resumed: how long it goes on and where it computes.
 RESUMABLE_CHANGES: tuple[str, ...] = resumable_of(TrainConfig())
+
+
+def check_image_shape(shape: list[int], said: str) -> None:
+    """A ConfigError unless `shape` is [C, H, W] with C of 1 (grey) or 3 (RGB), the only images vaekit
+    has: no model of other images is built, sampled or served. `said`: what the sentence names
+    first ('config.json, model.image_shape')."""
+    if len(shape) != 3:
+        raise ConfigError(f"{said} must be [C, H, W], got {show(shape)}.")
+    if shape[0] not in IMAGE_CHANNELS[1:]:
+        raise ConfigError(f"{said} is {show(shape)}: images of {shape[0]} channels, but vaekit's images "
+                          "are grey (1 channel) or RGB (3 channels).")

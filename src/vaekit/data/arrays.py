@@ -3,18 +3,22 @@
 `read_array_file` opens the file (a regular file only; never with pickle: a file that is neither
 .npy nor .npz by its first bytes, or an object array, is refused; a header declaring more bytes
 than the file holds or than memory holds is refused before the array is allocated, and so are
-bytes after the declared data and a header that is not a plain dict literal; an .npz member
+bytes after the declared data, a header that is not a plain dict literal and one longer than
+numpy reads (its max_header_size, said as such, not as an array of objects); an .npz member
 that is not read, or two members of one name, is refused, never ignored);
 `check_images` states and applies the rules of shape (channel-last arrays are converted,
-ambiguous or empty ones refused) and dtype (uint8, integers in 0..255, bool, float in [0, 1]).
+ambiguous or empty ones refused, and so are channels other than grey or RGB) and dtype (uint8,
+integers in 0..255, bool, float in [0, 1]).
 Every refusal is one DataError sentence naming the file.
 `load_array_dataset` makes the `Dataset` of a file, split 80/10/10.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
+import struct
 import tokenize
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -28,13 +32,17 @@ from vaekit.regular import open_regular
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (local file, empty)
-CHANNELS = (1, 2, 3, 4)  # grey, grey + alpha, RGB, RGBA
+LAYOUT_CHANNELS = (1, 2, 3, 4)  # what may be a channel dimension: grey, grey + alpha, RGB, RGBA
+CHANNELS = (1, 3)  # what vaekit's images have: grey, RGB
 MAX_CLASSES = 100_000  # a label is a class number, and a classifier has one output per class
 # numpy's words when a .npy header is no dict literal (ast.literal_eval's, and numpy's around it)
 NOT_A_LITERAL = ("malformed node or string", "Cannot parse header", "Header is not a dictionary")
 NOT_DICT = ("{path}: not a readable .npy/.npz array (the header of {what} is not a plain dict literal "
             "of 'descr', 'fortran_order' and 'shape', as numpy writes it).")
 OBJECTS = "{path}: holds an array of Python objects, which vaekit never loads; expected numbers."
+# the longest .npy header numpy reads without allow_pickle (its max_header_size, 10,000 characters)
+MAX_HEADER = int(inspect.signature(np.load).parameters["max_header_size"].default)
+HEADER_LENGTHS = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
 
 
 def load_array_dataset(path: str | Path) -> Dataset:
@@ -111,6 +119,9 @@ def _load_arrays(path: Path, headers_only: bool = False) -> tuple[np.ndarray, np
 
 def _unreadable(path: Path, err: Exception) -> DataError:
     """The sentence for a file that numpy, zipfile, zlib or tokenize could not read."""
+    if "max_header_size" in str(err):  # a header longer than numpy reads: no objects in it
+        return DataError(f"{path}: not a readable .npy/.npz array (a header longer than the "
+                         f"{MAX_HEADER:,} characters numpy reads; save it again with np.save or np.savez).")
     if "pickle" in str(err):  # an object array: numpy's message would point at allow_pickle
         return DataError(OBJECTS.format(path=path))
     # a header no dict literal that the readers above left to numpy (a version 3.0 one)
@@ -215,9 +226,10 @@ def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
     """Read the .npy header at `fp` (`size` bytes in all, header included) and refuse what it
     declares before numpy allocates it: a header that is no plain dict literal, an object dtype, a
     negative size, more bytes than follow the header (a cut file) or fewer (bytes after the data),
-    more than this machine's memory. A header version other than 1.0
-    and 2.0 is left to numpy."""
+    more than this machine's memory; before any of these, a header longer than numpy reads
+    (`_check_header_length`). Past that, a header version other than 1.0 and 2.0 is left to numpy."""
     version = np.lib.format.read_magic(fp)
+    _check_header_length(path, what, fp, version)
     if version not in ((1, 0), (2, 0)):
         return
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -248,15 +260,42 @@ def _check_declared(path: Path, what: str, fp: IO[bytes], size: int) -> None:
                         f"this machine's memory ({memory:,} bytes).")
 
 
+def _check_header_length(path: Path, what: str, fp: IO[bytes], version: tuple[int, int]) -> None:
+    """Refuse a .npy header of `version` (at `fp`, just after its magic; left there) longer than
+    MAX_HEADER characters, which numpy refuses in words that point at allow_pickle (and so, before
+    this, at Python objects that are not there). A header of 3.0 (UTF-8) is decoded to count it,
+    unless its bytes alone are too many; an unknown version is left to numpy."""
+    if version not in HEADER_LENGTHS:
+        return
+    where = fp.tell()
+    kind, encoding = HEADER_LENGTHS[version]
+    field = fp.read(struct.calcsize(kind))
+    size = struct.unpack(kind, field)[0] if len(field) == struct.calcsize(kind) else 0
+    length, unit = size, "characters"
+    if encoding == "utf8" and size > MAX_HEADER:  # 1 to 4 bytes a character
+        try:
+            length = len(fp.read(size).decode(encoding)) if size <= 4 * MAX_HEADER else size
+            unit = "characters" if size <= 4 * MAX_HEADER else "bytes"
+        except UnicodeDecodeError:
+            length = 0  # numpy's own words on a header that is no text
+    fp.seek(where)
+    if length > MAX_HEADER:
+        raise DataError(f"{path}: not a readable .npy/.npz array (the header of {what} is {length:,} {unit} "
+                        f"long, more than the {MAX_HEADER:,} characters numpy reads; save it again "
+                        "with np.save or np.savez).")
+
+
 def check_images(path: Path, images: np.ndarray) -> np.ndarray:
     """`images` as uint8 (N, C, H, W), or one DataError sentence naming `path`.
 
     Shapes: (N, H, W) is one grey channel; a 4-D array is (N, C, H, W) or channel-last
-    (N, H, W, C), with C in 1..4 (grey, grey + alpha, RGB, RGBA). Its layout is decided by which
-    of the second and the last dimension is a channel count: only the second, (N, C, H, W) as it
-    is; only the last, (N, H, W, C), transposed to (N, C, H, W); both, the reading whose images
-    are square if only one is (so (N, 3, 4, 4) is 3 channels of 4x4), else refused as ambiguous;
-    neither, refused. Every dimension must be at least 1 and N at least 10.
+    (N, H, W, C), with C of 1 (grey) or 3 (RGB), the only images vaekit has. Its layout is decided
+    by which of the second and the last dimension could be a channel count (1 to 4: grey, grey +
+    alpha, RGB, RGBA): only the second, (N, C, H, W) as it is; only the last, (N, H, W, C),
+    transposed to (N, C, H, W); both, the reading whose images are square if only one is (so
+    (N, 3, 4, 4) is 3 channels of 4x4), else refused as ambiguous; neither, refused. Then a layout
+    of 2 or 4 channels is refused (an alpha channel is dropped by the user, never guessed at here).
+    Every dimension must be at least 1 and N at least 10.
     Dtypes: uint8 as it is; other integers with every value in 0..255, converted; bool as 0 and
     255 (a binary image); float finite and in [0, 1], scaled by 255 and rounded. Anything else is
     refused. Finiteness is checked before any min or max, so no numpy warning escapes.
@@ -274,7 +313,9 @@ def check_images(path: Path, images: np.ndarray) -> np.ndarray:
     if images.shape[0] < 10:
         raise DataError(f"{path}: {images.shape[0]} images; need at least 10 to split.")
     if images.ndim == 4:
-        images = _channels_first(path, images)
+        first = _channels_first(path, images)
+        _check_channels(path, images.shape, first.shape[1], last=first is not images)
+        images = first
     out = _as_uint8(path, images)
     if out.ndim == 3:
         out = out[:, None]  # (N, H, W) -> (N, 1, H, W)
@@ -286,7 +327,7 @@ def _channels_first(path: Path, images: np.ndarray) -> np.ndarray:
     _, second, third, last = images.shape
     if second == third == last == 1:
         return images  # single pixels: both readings are the same array
-    first_ok, last_ok = second in CHANNELS, last in CHANNELS
+    first_ok, last_ok = second in LAYOUT_CHANNELS, last in LAYOUT_CHANNELS
     if first_ok and last_ok:
         square_first, square_last = third == last, second == third
         first_ok, last_ok = square_first and not square_last, square_last and not square_first
@@ -294,8 +335,8 @@ def _channels_first(path: Path, images: np.ndarray) -> np.ndarray:
             raise DataError(
                 f"{path}: the layout of images of shape {images.shape} is ambiguous (its second "
                 "and its last dimension could each be the channels); accepted are (N, H, W), and "
-                "(N, C, H, W) or (N, H, W, C) with C of 1 to 4 where only one of the two is a "
-                "channel count or only one reading gives square images."
+                "(N, C, H, W) or (N, H, W, C) with C of 1 or 3 where only one of the two is from "
+                "1 to 4 or only one reading gives square images."
             )
     if last_ok:
         return images.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
@@ -303,8 +344,23 @@ def _channels_first(path: Path, images: np.ndarray) -> np.ndarray:
         return images
     raise DataError(
         f"{path}: images of shape {images.shape} have no channel dimension of 1 to 4; expected "
-        "(N, C, H, W) or (N, H, W, C) with C of 1 to 4."
+        "(N, C, H, W) or (N, H, W, C) with C of 1 (grey) or 3 (RGB)."
     )
+
+
+def _check_channels(path: Path, shape: tuple[int, ...], c: int, last: bool) -> None:
+    """Refuse images of `shape` read as `c` channels (the last dimension where `last`, else the
+    second) unless `c` is 1 or 3: vaekit's images are grey or RGB, and 2 or 4 planes (grey or RGB
+    with alpha, or no image at all) are for the user to turn into one of those."""
+    if c in CHANNELS:
+        return
+    keep = ":3" if c == 4 else ":1"
+    cut = f"images[..., {keep}]" if last else f"images[:, {keep}]"
+    alpha = (f"if they are RGBA, drop the alpha channel first ({cut})" if c == 4 else
+             f"if they are grey with alpha, keep the grey channel ({cut})" if c == 2 else "")
+    raise DataError(f"{path}: images of shape {shape} have {c} channels (the {'last' if last else 'second'} "
+                    "dimension), but vaekit's images are grey (1 channel) or RGB (3 channels); "
+                    f"{alpha}, else they are not an image layout.")
 
 
 def _as_uint8(path: Path, images: np.ndarray) -> np.ndarray:

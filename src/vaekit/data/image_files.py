@@ -68,33 +68,30 @@ class BadFile:
     sentence: str
 
 
-def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[FolderFile],
-          dirs: list[str], bad: list[BadFile], hidden: list[str], other: list[str],
-          entered: list[int] | None = None) -> None:
-    """Append to `out` the image files below `directory` (rel = `prefix` + name), in the order of
+def _walk(directory: str, top: tuple[int, int], out: list[FolderFile], dirs: list[str],
+          bad: list[BadFile], hidden: list[str], other: list[str]) -> None:
+    """Append to `out` the image files below `directory` (rel: the path below it), in the order of
     their relative paths (each folder's entries sorted by name, depth first: the same order as
     sorting the paths part by part), to `dirs` the names of the top's direct sub-folders, to
     `bad` what the module's docstring refuses, to `hidden` the relative paths of the hidden
     entries left out (not looked into) and to `other` those of the files of other kinds left
-    out. `above` holds the (device, inode) of `directory` and of each folder on the path down to
-    it: a sub-folder among them is a loop and is left out; any other is read, however often it is
-    reached, up to MAX_FOLDER_VISITS folders entered in all (`entered` counts them): links that
-    double the paths at each level would otherwise take 2^depth walks. Each entry is stat'ed as it
-    is found (its links followed) and a file kept as one small record (no DirEntry, no Path)."""
-    entered = [0] if entered is None else entered
-    entered[0] += 1
-    if entered[0] > MAX_FOLDER_VISITS:
-        raise DataError(f"{directory}: reached after more than {MAX_FOLDER_VISITS:,} folders entered "
-                        "(links to folders reach some by many paths); expected a folder of images "
-                        "with fewer sub-folders.")
-    try:
-        with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as err:
-        raise DataError(f"{directory}: cannot be listed ({err.strerror or err}).") from None
-    hidden += [prefix + e.name for e in entries if e.name.startswith(".")]
-    entries = [e for e in entries if not e.name.startswith(".")]
-    for entry in entries:
+    out. `top` is the (device, inode) of `directory`; a sub-folder that is one of the folders on
+    the path down to it is a loop and is left out; any other is read, however often it is
+    reached, up to MAX_FOLDER_VISITS folders entered in all: links that double the paths at each
+    level would otherwise take 2^depth walks. The folders being read are a stack of their sorted
+    entries, not calls, so that no depth of nesting runs out of Python's recursion. Each entry is
+    stat'ed as it is found (its links followed) and a file kept as one small record (no DirEntry
+    kept, no Path)."""
+    above = {top}  # the folders on the path down to the one being read
+    stack = [(iter(_listing(directory, "", hidden)), "", top)]  # (entries left, prefix, its key)
+    entered = 1
+    while stack:
+        entries, prefix, key = stack[-1]
+        entry = next(entries, None)
+        if entry is None:  # this folder is done: back to its parent
+            stack.pop()
+            above.discard(key)
+            continue
         try:
             st = entry.stat()
         except OSError as err:  # a link to nothing, a loop of links
@@ -102,14 +99,19 @@ def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[Fo
                 entry.path, err, f"an image file or a folder of images, or {HINT}")))
             continue
         if stat.S_ISDIR(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if key in above:  # a link back up the tree: a loop
+            sub = (st.st_dev, st.st_ino)
+            if sub in above:  # a link back up the tree: a loop
                 continue
+            entered += 1
+            if entered > MAX_FOLDER_VISITS:
+                raise DataError(f"{entry.path}: reached after more than {MAX_FOLDER_VISITS:,} folders "
+                                "entered (links to folders reach some by many paths); expected a folder "
+                                "of images with fewer sub-folders.")
             if not prefix:
                 dirs.append(entry.name)
-            above.add(key)
-            _walk(entry.path, f"{prefix}{entry.name}/", above, out, dirs, bad, hidden, other, entered)
-            above.discard(key)
+            name = f"{prefix}{entry.name}/"
+            stack.append((iter(_listing(entry.path, name, hidden)), name, sub))
+            above.add(sub)
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
             other.append(prefix + entry.name)
         elif stat.S_ISREG(st.st_mode):
@@ -117,7 +119,18 @@ def _walk(directory: str, prefix: str, above: set[tuple[int, int]], out: list[Fo
         else:  # a FIFO, a device, a socket: never opened
             bad.append(BadFile(prefix + entry.name, NOT_REGULAR, not_regular(
                 entry.path, st.st_mode, f"an image file, or {HINT}")))
-    del entries
+
+
+def _listing(directory: str, prefix: str, hidden: list[str]) -> list[os.DirEntry[str]]:
+    """The entries of `directory` sorted by name, less the hidden ones, whose relative paths
+    (`prefix` + name) are appended to `hidden`."""
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        raise DataError(f"{directory}: cannot be listed ({err.strerror or err}).") from None
+    hidden += [prefix + e.name for e in entries if e.name.startswith(".")]
+    return [e for e in entries if not e.name.startswith(".")]
 
 
 def _not_utf8(name: str) -> bool:
@@ -178,7 +191,7 @@ def list_images(path: Path) -> tuple[list[FolderFile], tuple[str, ...] | None, l
     hidden: list[str] = []
     other: list[str] = []
     st = path.stat()
-    _walk(str(path), "", {(st.st_dev, st.st_ino)}, files, dirs, bad, hidden, other)
+    _walk(str(path), (st.st_dev, st.st_ino), files, dirs, bad, hidden, other)
     notes = {"hidden": _hidden_note(hidden)} if hidden else {}
     if other:
         notes["other"] = _other_note(other)

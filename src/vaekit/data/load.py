@@ -43,6 +43,7 @@ from vaekit.data.registry import (
     REGISTRY,
     IDXDataset,
     candidate_dirs,
+    check_not_url,
     checksum_status,
     fetch,
     find_file,
@@ -217,6 +218,7 @@ def check_source(name: str, data_dir: str | Path | None = None) -> Reader | None
     for text, what in ((name, "the dataset name or path"), (data_dir, "the data directory")):
         if text:
             check_path_length(str(text), what)
+    check_not_url(name)
     reader = reader_for(name) if name and name not in REGISTRY and name not in BUILTIN else None
     if reader is not None or name in BUILTIN:
         check_data_dir(name, data_dir)
@@ -255,6 +257,7 @@ def fetch_note(name: str, data_dir: str | Path | None = None) -> str | None:
     if name in BUILTIN:
         check_data_dir(name, data_dir)
         return f"{name} is bundled with scikit-learn; nothing to fetch."
+    check_not_url(name)
     reader = reader_for(name)
     if reader is not None and Path(name).exists():
         check_data_dir(name, data_dir)

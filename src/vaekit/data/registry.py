@@ -10,6 +10,7 @@ never a silent fall-back elsewhere.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from vaekit.data.download import (
     remove_stale_parts,
 )
 from vaekit.errors import DataError, UnknownDatasetError
+from vaekit.regular import check_regular
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # last place looked in (Debian's dataset packages)
 
@@ -117,16 +119,27 @@ def known_datasets() -> list[str]:
 
 
 
-def find_file(directory: Path, remote: RemoteFile) -> Path | None:
+def find_file(directory: Path, remote: RemoteFile, strict: bool = False) -> Path | None:
+    """The regular file of `remote` in `directory`: its own name, else its archive's (.gz); None
+    if neither is there. `strict` (a directory the user named): where neither is a regular file but
+    one is something else (a FIFO, a device, a link to one or to nothing, a folder), a DataError
+    naming it (`vaekit.regular.check_regular`) rather than 'no data there'; nothing is opened."""
+    odd = None
     for candidate in (directory / remote.name, directory / remote.archive_name):
-        if candidate.is_file():
-            return candidate
+        try:
+            if check_regular(candidate, f"the IDX file {remote.name}[.gz] of a dataset", DataError):
+                return candidate
+        except DataError as err:
+            odd = odd or err
+    if strict and odd is not None:
+        raise odd
     return None
 
 
 
-def _has_all(directory: Path, spec: IDXDataset) -> bool:
-    return all(find_file(directory, f) is not None for f in spec.files.values())
+def _has_all(directory: Path, spec: IDXDataset, strict: bool = False) -> bool:
+    """Whether `directory` holds every file of `spec` (`find_file`, `strict` as it says)."""
+    return all(find_file(directory, f, strict) is not None for f in spec.files.values())
 
 
 
@@ -152,6 +165,7 @@ def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[
     """The places searched for dataset `name`, in order, labelled by where they come from."""
     out: list[tuple[str, Path]] = []
     if data_dir is not None:
+        check_not_url(str(data_dir), DATA_DIR)
         out.append((DATA_DIR, Path(data_dir)))
     elif os.environ.get("VAEKIT_DATA"):
         out.append(("$VAEKIT_DATA", Path(os.environ["VAEKIT_DATA"])))
@@ -161,11 +175,31 @@ def candidate_dirs(name: str, data_dir: str | Path | None = None) -> list[tuple[
 
 
 
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a scheme and '//': https://, file://, s3://
+
+
+def check_not_url(text: str, origin: str | None = None) -> None:
+    """A DataError naming `text` as the user gave it (a Path would collapse its '//' and name a file
+    that is not the one given) when it is a URL (https://..., file://...) and no local path of that
+    text is there: vaekit reads local files and folders, and downloads only the sets it knows by
+    name. `origin`: where a data directory came from (None: a dataset name or path)."""
+    if not URL.match(text) or os.path.lexists(text):
+        return
+    if origin is not None:
+        raise DataError(f"{text} (from {origin}): a URL, which vaekit does not read; expected a local "
+                        "folder holding a dataset's files (vaekit downloads the datasets it knows by "
+                        "name itself).")
+    raise DataError(f"{text}: a URL, which vaekit does not read; it reads local files and folders "
+                    "(download the file first), and downloads only the datasets it knows by name "
+                    f"({', '.join(REGISTRY)}).")
+
+
 def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The directory holding the IDX files of `name`, or None if no place has them.
 
     A user-named directory (`data_dir` or $VAEKIT_DATA) is final: it is used as it is, or as its
-    subdirectory NAME, and if neither holds the files that is an error, not a fall-back.
+    subdirectory NAME, and if neither holds the files that is an error, not a fall-back: one
+    naming a file of the set there that is no regular file (a FIFO, a link to a device), if any.
     """
     spec = registry_entry(name)
     for origin, directory in candidate_dirs(name, data_dir):
@@ -176,6 +210,9 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
             if not directory.is_dir():
                 what = "not a directory" if directory.exists() else "no such directory"
                 raise DataError(f"{directory} (from {origin}): {what}.")
+            for d in (directory, directory / name):  # a file there that is no regular file: named
+                if d.is_dir():
+                    _has_all(d, spec, strict=True)
             expected = ", ".join(f.name + "[.gz]" for f in spec.files.values())
             raise DataError(
                 f"{directory} (from {origin}): no {name} data there; expected the files {expected}."
@@ -245,6 +282,8 @@ def checksum_status(name: str, directory: Path) -> dict[str, str]:
 def where_found(data_dir: str | Path | None = None) -> list[dict[str, str]]:
     """For each known dataset: its name, where it was found (or why not) and its description. A
     `data_dir` that is no directory is a DataError, not a row of errors."""
+    if data_dir is not None:
+        check_not_url(str(data_dir), "--data-dir")
     if data_dir is not None and not Path(data_dir).is_dir():
         what = "not a directory" if Path(data_dir).exists() else "no such directory"
         raise DataError(f"{data_dir} (from --data-dir): {what}.")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config import ModelConfig, TrainConfig, check_image_shape
 from vaekit.data.binarize import log_px_offset
 from vaekit.errors import ConfigError
 from vaekit.vae.base import (
@@ -85,8 +85,9 @@ def build_model(config: TrainConfig | ModelConfig) -> VAEBase:
     """The model a config describes; `image_shape` must be set (the trainer fills it from the data).
     From a TrainConfig of dequantized x, its log p(x|z) are of the 8-bit pixels (`log_px_offset`)."""
     m = config.model if isinstance(config, TrainConfig) else config
-    if m.image_shape is None or len(m.image_shape) != 3:
-        raise ConfigError(f"model.image_shape must be [C, H, W], got {m.image_shape}.")
+    if m.image_shape is None:
+        raise ConfigError("model.image_shape must be [C, H, W], got None.")
+    check_image_shape(list(m.image_shape), "model.image_shape")  # 1 or 3 channels: fit of a Python dataset
     c, h, w = m.image_shape
     shape = (int(c), int(h), int(w))
     if m.activation not in ACTIVATIONS:
