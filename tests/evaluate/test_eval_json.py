@@ -8,8 +8,9 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -99,6 +100,18 @@ def test_kl_per_dim_not_summing_to_test_kl_is_refused(evaluated: Path, tmp_path:
     shifted = [dims[0] + 0.3, *dims[1:]]  # each still >= 0
     with pytest.raises(CheckpointError, match=r"eval\.json: kl_per_dim sums to .* but test_kl is"):
         read_eval(_edited(evaluated, tmp_path, kl_per_dim=shifted))
+
+
+@pytest.mark.parametrize("field", ["kl_per_dim", "test_kl", "mse", "latent_mean_variance"])
+def test_numbers_past_float32s_range_are_refused_by_name(evaluated: Path, tmp_path: Path, capsys: Any,
+                                                        one_sentence: Callable[..., None], field: str) -> None:
+    big = float(np.finfo(np.float32).max) * 1.01
+    result = json.loads((evaluated / runs.EVAL).read_text())
+    value: Any = [1e308] * len(result[field]) if isinstance(result[field], list) else big
+    run = _edited(evaluated, tmp_path, **{field: value})  # 1e308s: fsum overflows, no traceback
+    with pytest.raises(CheckpointError, match=rf"eval\.json: {field} holds .*past float32's range"):
+        read_eval(run)
+    cli_bad(capsys, one_sentence, ["report", str(run)], str(run / runs.EVAL))
 
 
 def test_honest_evaluations_at_their_noisiest_are_read(evaluated: Path, tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active
           ("batch_size", 1, None), ("threads", 1, None), ("world_size", 1, None))
 TEXT_FIELDS = ("dataset", "data_source", "binarization", "model_sha256", "kl_estimate", "likelihood_of",
                "device", TEST_KEY)
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: eval's sums are of float32 terms
 ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
 NLL_SIGMAS = 20  # standard deviations of the closed-form KL's Monte-Carlo gap allowed (`nll_slack`)
 SUM_ROUNDING = 1e-4  # relative: float32 sums of k log-weights, against their float64 means
@@ -85,6 +86,7 @@ def check_eval(result: Any, path: Path) -> None:
         if result.get(field) is not None and not is_number(result[field]):
             raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
                                   "`vaekit eval`.")
+    _check_magnitudes(result, path)
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
             raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
@@ -95,6 +97,20 @@ def check_eval(result: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: {TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
                               "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
     _check_active(result, path)
+
+
+def _check_magnitudes(result: dict[str, Any], path: Path) -> None:
+    """Every number of eval.json within float32's range (|x| <= FLOAT32_MAX): `vaekit eval` computes
+    its terms in float32, where a larger magnitude is inf and is refused before it is written; a
+    CheckpointError naming the first field past it (and no sum of them overflowing later)."""
+    for field in (*REQUIRED_FIELDS, *OPTIONAL_NUMBERS, *PER_DIM_FIELDS):
+        value = result.get(field)
+        values = value if isinstance(value, list) else [value]
+        big = next((v for v in values if is_number(v) and abs(v) > FLOAT32_MAX), None)
+        if big is not None:
+            raise CheckpointError(f"{path}: {field} holds {big:.6g}, past float32's range (magnitude at most "
+                                  f"{FLOAT32_MAX:.6g}) that `vaekit eval` computes in; not an eval.json of "
+                                  "`vaekit eval`.")
 
 
 def _check_active(result: dict[str, Any], path: Path) -> None:
