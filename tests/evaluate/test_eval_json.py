@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,7 +105,8 @@ def test_kl_per_dim_not_summing_to_test_kl_is_refused(evaluated: Path, tmp_path:
 
 @pytest.mark.parametrize("field", ["kl_per_dim", "test_kl", "mse", "latent_mean_variance"])
 def test_numbers_past_float32s_range_are_refused_by_name(evaluated: Path, tmp_path: Path, capsys: Any,
-                                                        one_sentence: Callable[..., None], field: str) -> None:
+                                                        one_sentence: Callable[..., None],
+                                                        field: str) -> None:
     big = float(np.finfo(np.float32).max) * 1.01
     result = json.loads((evaluated / runs.EVAL).read_text())
     value: Any = [1e308] * len(result[field]) if isinstance(result[field], list) else big
