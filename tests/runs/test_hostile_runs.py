@@ -170,6 +170,32 @@ def test_config_json_edited_after_training_is_refused(run: Path, capsys: Any, on
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize(("field", "value"), [("latent", 3), ("activation", "tanh")])
+def test_config_json_edited_beside_an_eval_json_is_named_not_the_eval_json(run: Path, capsys: Any,
+                                                                          one_sentence: Any, field: str,
+                                                                          value: Any) -> None:
+    """eval.json agrees with the weights; config.json is what was edited: report and serve name it."""
+    assert main(filled(EVAL, run)) == 0
+    _edit_json(run / runs.CONFIG, lambda c: c["model"].__setitem__(field, value))
+    before = snapshot(run)
+    for template in (["report", "{run}", "--k", "2"], ["serve", "{run}", "--port", "0"]):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
+        assert f"model.{field}" in err and runs.EVAL not in err
+    assert snapshot(run) == before
+
+
+def test_a_deleted_model_file_is_named_deleted_not_a_run_without_an_epoch(run: Path, capsys: Any,
+                                                                           one_sentence: Any) -> None:
+    (run / runs.MODEL).unlink()
+    before = snapshot(run)
+    sample = ["sample", "{run}", "-n", "2", "--out", str(run.parent / "s.png")]
+    for template in (EVAL, RESUME, [*TRAIN, "--resume", "--out", "{run}"], sample,
+                     ["report", "{run}", "--k", "2"]):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.MODEL))
+        assert "deleted or moved" in err and "has not finished an epoch" not in err
+    assert snapshot(run) == before
+
+
 def test_a_checkpoint_of_another_run_is_refused(run: Path, twin: Path, capsys: Any,
                                                 one_sentence: Any) -> None:
     for name in (runs.CHECKPOINT, runs.CHECKPOINT_JSON):

@@ -156,6 +156,7 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     -log p(x) is near 0, and under a Gaussian likelihood -log p(x) itself."""
     check_eval(result, path)
     config = runs.read_config(path.parent, "vae")
+    runs.check_trained_config(path.parent, config)  # an edited config.json is named, not eval.json
     model = config.model
     if result["latent_dim"] != model.latent:
         raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "

@@ -253,6 +253,39 @@ def check_model_file(run_dir: Path, config: Any) -> None:
         tensors, metadata = read_tensors(path, "model")
         check_weights(run_dir, config, metadata)
         check_recorded_model(run_dir, tensors, metadata)
+        return
+    missing = missing_model(run_dir)
+    if missing is not None:  # a resume would train on and end without the best model it recorded
+        raise CheckpointError(missing)
+
+
+def check_trained_config(run_dir: Path, config: Any) -> None:
+    """RUN_DIR/config.json (read as `config`) is the config model.safetensors was trained with, read
+    from the model file's header alone (`check_weights`): what a reader of a file computed from the
+    weights (eval.json) checks first, so that an edited config.json is named, not the file it no
+    longer agrees with. A model file the checkpoint records but that is not there is named as
+    deleted or moved (`missing_model`); one without a header's metadata is left to `load_run`."""
+    missing = None if os.path.lexists(run_dir / MODEL) else missing_model(run_dir)
+    if missing is not None:
+        raise CheckpointError(missing)
+    metadata = read_metadata(run_dir / MODEL, "model")
+    if metadata is not None:
+        check_weights(run_dir, config, metadata)
+
+
+def missing_model(run_dir: Path) -> str | None:
+    """Where RUN_DIR has no model.safetensors but its checkpoint records one (the SHA-256 of its
+    tensors, written with each checkpoint once a best epoch was saved), the sentence that says it
+    was deleted or moved; None where the checkpoint records none (a run that has not finished an
+    epoch, or one of an earlier vaekit)."""
+    state = checkpoint_state(run_dir)
+    if not isinstance(state, dict) or state.get(MODEL_SHA_KEY) is None:
+        return None
+    progress = state.get("progress")
+    best = progress.get("best_epoch") if isinstance(progress, dict) else None
+    of = f"the best of epoch {str(best)[:20]}" if is_int(best) else "its best weights"
+    return (f"{run_dir / MODEL}: no model file there, but {run_dir / CHECKPOINT} records one ({of}), so it "
+            "was deleted or moved; put it back, or train the run again.")
 
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:

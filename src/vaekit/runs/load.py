@@ -23,7 +23,7 @@ from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
 from vaekit.runs.files import CONFIG, METRICS, MODEL
-from vaekit.runs.identity import check_recorded_model, check_weights
+from vaekit.runs.identity import check_recorded_model, check_weights, missing_model
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
 from vaekit.runs.tensor_files import read_metadata, read_tensors
@@ -112,6 +112,9 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     config = read_config(run_dir, task)
     kind = task_for(config)
     if not check_regular(run_dir / MODEL, "the model's safetensors file", CheckpointError):
+        missing = missing_model(run_dir)  # the checkpoint records a model file: deleted or moved
+        if missing is not None:
+            raise CheckpointError(missing)
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
                               f"epoch); train one with `{kind.maker} --out {run_dir}`.")
     metadata = read_metadata(run_dir / MODEL, "model")  # from the header alone: before a network is built
