@@ -184,6 +184,23 @@ def test_config_json_edited_beside_an_eval_json_is_named_not_the_eval_json(run: 
     assert snapshot(run) == before
 
 
+def test_a_resume_names_an_edited_data_name_before_fetching_the_data(run: Path, capsys: Any,
+                                                                     one_sentence: Any, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_download(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a download was started")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_download)
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _edit_json(run / runs.CONFIG, lambda c: c["data"].__setitem__("name", "mnist"))
+    before = snapshot(run)
+    resume = ["train", "--resume", "--out", str(run), "--no-progress", "--threads", "1"]  # config.json's data
+    err = cli_bad(capsys, one_sentence, resume, str(run / runs.CONFIG))
+    assert "data.name" in err
+    assert snapshot(run) == before
+
+
 def test_a_deleted_model_file_is_named_deleted_not_a_run_without_an_epoch(run: Path, capsys: Any,
                                                                            one_sentence: Any) -> None:
     (run / runs.MODEL).unlink()

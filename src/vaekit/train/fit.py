@@ -102,8 +102,10 @@ def check_resume_config(out: Path, config: Any, kind: str, resumable: tuple[str,
                         loaded: bool = True) -> None:
     """The config of a resumed run against the one in `out`: only the `resumable` keys may change.
     Before the data is loaded (`loaded` False) the keys still unset (None, filled from the data)
-    are left to the second check, so that a changed dataset is refused before it is fetched."""
+    are left to the second check, so that a changed dataset is refused before it is fetched. So is
+    a config.json edited since its model file was trained (`runs.check_trained_config`)."""
     old = runs.read_config(out, kind)
+    runs.check_trained_config(out, old)
     changed = [d for d in differences(old, config) if d not in resumable
                and (loaded or _value(config, d) is not None)]
     if changed:
