@@ -321,6 +321,30 @@ def test_a_damaged_run_section_is_refused(run: Path, one_sentence: Any, section:
     one_sentence(str(err.value), str(run / runs.CONFIG))
 
 
+def test_eval_says_eval_json_cannot_be_written_before_it_evaluates(run: Path, capsys: Any, one_sentence: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only file system (EROFS for every new file in the run): named before the evaluation."""
+    import errno
+
+    import vaekit.evaluate.run as evaluate_run
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("evaluated before eval.json was known to be writable")
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(evaluate_run, "evaluate_model", never)
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, filled(EVAL, run), str(run / runs.EVAL))
+    assert "read-only" in err
+    assert snapshot(run) == before
+
+
 # ----------------------------------------------------------------------------- 3. not finite
 
 

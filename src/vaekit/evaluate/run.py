@@ -298,6 +298,8 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
             raise ConfigError(f"{cost}; pass --force to run it anyway, or a k of at most {MAX_K:,}.")
         print(f"vaekit eval: {cost}; running it, as --force asks.", file=sys.stderr, flush=True)
     fingerprint = runs.model_fingerprint(run_dir)
+    if write:  # a directory that takes no file is said before the minutes of evaluation
+        runs.check_writable(run_dir / EVAL_JSON)
     previous = torch.get_num_threads()
     threads = set_threads(threads)
     try:

@@ -131,13 +131,34 @@ def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
     return RunWriteError(f"{path}: cannot write it ({why}); the previous version, if any, is kept.")
 
 
+def check_writable(path: Path) -> None:
+    """What `write_bytes_atomic` needs to write `path`, tried before the work that computes its
+    bytes: nothing but a regular file there, and a temporary file of vaekit's made and removed
+    beside it (a read-only or full file system, a directory that does not take new files); the
+    same `RunWriteError` sentence as the write's, nothing left behind. A file that is there but
+    cannot be replaced (immutable) is still found only at the write."""
+    _check_replaceable(path)
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as err:
+        raise write_error(path, 0, err) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _check_replaceable(path: Path) -> None:
+    if (path.exists() or path.is_symlink()) and not path.is_file():  # a directory, a device: never replaced
+        raise RunWriteError(f"{path}: cannot write it (it exists and is not a regular file); it is left "
+                            "as it is.")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `temp_path(path)`, fsync, then rename over `path` (atomic on POSIX). On any
     failure (disk full, read-only, an interrupt) the temporary file is removed and `path` is left
     as it was; an OSError becomes a `RunWriteError` sentence."""
-    if (path.exists() or path.is_symlink()) and not path.is_file():  # a directory, a device: never replaced
-        raise RunWriteError(f"{path}: cannot write it (it exists and is not a regular file); it is left "
-                            "as it is.")
+    _check_replaceable(path)
     tmp = temp_path(path)
     try:
         with open(tmp, "wb") as fh:
