@@ -369,6 +369,24 @@ def test_weights_whose_outputs_overflow_are_refused(run: Path, tmp_path: Path, c
         Explorer.load(run)
 
 
+@pytest.mark.parametrize("value, said", [(float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"),
+                                         (3.4e38, "not finite")])
+def test_damaged_weights_beside_an_eval_json_and_a_checkpoint_are_named_damaged(
+        run: Path, tmp_path: Path, capsys: Any, one_sentence: Any, value: float, said: str) -> None:
+    """The weights of model.safetensors replaced by NaN, infinite or overflowing ones: every reader
+    says the weights are damaged, not that eval.json is of other weights or that the model file is
+    another one than the checkpoint records (what the SHA-256s alone would say)."""
+    assert main(filled(EVAL, run)) == 0
+    tensors, metadata = runs.read_tensors(run / runs.MODEL, "test")
+    save_file({k: torch.full_like(v, value) for k, v in tensors.items()}, str(run / runs.MODEL), metadata)
+    before = snapshot(run)
+    for template in (["report", "{run}", "--no-eval"], ["report", "{run}"], RESUME,
+                     ["sheet", "--vae-run", "{run}", "--out", str(tmp_path / "s.html")]):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.MODEL))
+        assert said in err and "eval.json" not in err and "records" not in err, err
+    assert snapshot(run) == before and not (tmp_path / "s.html").exists()
+
+
 def test_eval_refuses_results_that_are_not_finite(run: Path, monkeypatch: pytest.MonkeyPatch,
                                                   one_sentence: Any) -> None:
     """Past the load-time check (a model finite on a grey image, not on the test images)."""

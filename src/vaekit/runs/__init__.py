@@ -15,7 +15,7 @@ The pieces, imported here so that `runs.NAME` reaches every one:
 
     files.py    the files: atomic writes, the one-writer lock, figures, strict JSON
     tensor_files.py  safetensors files, read whole only when their header accounts for every
-                byte; the model's fingerprint and the eval.json tied to it
+                byte; the model's fingerprint, which ties an eval.json to its weights
     metrics.py  metrics.jsonl: its rows, and the checkpoint's digest of them; the rows a model was
                 trained through
     weights.py  model and checkpoint tensors: saved, read back, held against the model
@@ -23,7 +23,8 @@ The pieces, imported here so that `runs.NAME` reaches every one:
                 config.json read through its kind
     identity.py which run a directory and its files belong to: vaekit's own directories only, the
                 run id, the config the weights were trained with
-    load.py     `load_run` -> `Run`: config, model on a device, metrics, images
+    load.py     `load_run` -> `Run`: config, model on a device, metrics, images; the model file
+                checked whole (`check_model_file`) and the eval.json of the model (`read_eval`)
 """
 
 from vaekit.runs.files import (
@@ -54,7 +55,6 @@ from vaekit.runs.files import (
 )
 from vaekit.runs.identity import (
     MODEL_SHA_KEY,
-    check_model_file,
     check_run_dir,
     check_trained_config,
     run_id,
@@ -76,9 +76,17 @@ from vaekit.runs.kinds import (
     task_in,
     task_of,
 )
-from vaekit.runs.load import Run, check_outputs, device_named, load_run
+from vaekit.runs.load import (
+    Run,
+    check_model_file,
+    check_outputs,
+    device_named,
+    load_run,
+    read_eval,
+    usable_model,
+)
 from vaekit.runs.metrics import append_metrics, model_metrics, read_metrics, truncate_metrics
-from vaekit.runs.tensor_files import model_fingerprint, read_eval, read_metadata, read_tensors, save_tensors
+from vaekit.runs.tensor_files import model_fingerprint, read_metadata, read_tensors, save_tensors
 from vaekit.runs.weights import (
     check_readable_copy,
     decode_bytes,
@@ -107,7 +115,7 @@ __all__ = [
     "run_id",
     "save_checkpoint",
     "save_figure", "save_model", "save_tensors", "save_weights", "strict_json", "task_for", "task_in",
-    "task_of", "temp_path", "truncate_metrics", "unmarked_weights", "weights_metadata",
+    "task_of", "temp_path", "truncate_metrics", "unmarked_weights", "usable_model", "weights_metadata",
     "write_bytes_atomic", "write_config",
     "write_error", "write_json_atomic",
 ]

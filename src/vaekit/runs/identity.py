@@ -59,7 +59,7 @@ from vaekit.runs.files import (
     write_json_atomic,
 )
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
-from vaekit.runs.tensor_files import read_metadata, read_tensors
+from vaekit.runs.tensor_files import read_metadata
 
 RUN_ID_KEY = "vaekit.run_id"  # model.safetensors metadata: the id of the run that trained it
 EPOCH_KEY = "vaekit.epoch"  # model.safetensors metadata: the epoch whose weights it holds
@@ -242,21 +242,6 @@ def checkpoint_state(run_dir: Path) -> Any:
     state cannot be read (its own readers say why); a padded or truncated one is the CheckpointError
     of `read_metadata`."""
     return _json((read_metadata(run_dir / CHECKPOINT, "checkpoint") or {}).get(CHECKPOINT_KEY))
-
-
-def check_model_file(run_dir: Path, config: Any) -> None:
-    """RUN_DIR/model.safetensors, when anything is there, is a complete safetensors file of weights
-    trained with `config` (`check_weights`): what a resume checks before it trains, so that a run
-    does not train on to find at its end that its best model is damaged or another run's."""
-    path = run_dir / MODEL
-    if os.path.lexists(path):
-        tensors, metadata = read_tensors(path, "model")
-        check_weights(run_dir, config, metadata)
-        check_recorded_model(run_dir, tensors, metadata)
-        return
-    missing = missing_model(run_dir)
-    if missing is not None:  # a resume would train on and end without the best model it recorded
-        raise CheckpointError(missing)
 
 
 def check_trained_config(run_dir: Path, config: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,11 @@ from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
-from vaekit.runs.files import CONFIG, METRICS, MODEL
+from vaekit.runs.files import CONFIG, EVAL, METRICS, MODEL, parse_json, read_run_file
 from vaekit.runs.identity import check_recorded_model, check_weights, missing_model
 from vaekit.runs.kinds import Task, maker_of, read_config, task_for
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
-from vaekit.runs.tensor_files import read_metadata, read_tensors
+from vaekit.runs.tensor_files import model_fingerprint, read_metadata, read_tensors
 from vaekit.runs.weights import check_checkpoint_file, load_weights
 
 
@@ -123,21 +124,79 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     check_checkpoint_file(run_dir)  # the run id and the metrics digest are held against its state
     check_planned(run_dir)  # an edited train.epochs below the epochs the run holds
     check_weights(run_dir, config, metadata)
+    tensors, metadata = read_tensors(run_dir / MODEL, "model")
+    model = usable_model(run_dir, config, tensors, where)
+    check_recorded_model(run_dir, tensors, metadata)  # weights that work, but the checkpoint's?
+    note_rows_past_model(run_dir, kind.maker)
+    return Run(run_dir, config, model)
+
+
+def usable_model(run_dir: Path, config: Any, tensors: dict[str, torch.Tensor],
+                 where: torch.device | None = None) -> torch.nn.Module:
+    """The model config.json (read as `config`) builds, given `tensors`, those of
+    RUN_DIR/model.safetensors, once they are held against it (`load_weights`: the names, dtypes and
+    shapes, finite values), on `where` (the CPU for None) in eval mode, its outputs finite
+    (`check_outputs`). Damaged weights are named damaged here, before anything holds the file
+    against a record of it (the checkpoint's, an eval.json's), which would call it another file.
+    The global RNG is left as it was (a resume has restored it already)."""
+    kind = task_for(config)
     try:
-        model = kind.build(config)
+        with torch.random.fork_rng(devices=[]):  # its initial weights, replaced: no draw of the caller's
+            model = kind.build(config)
     except (ConfigError, SpecError) as err:
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
     except (MemoryError, RuntimeError) as err:  # a config.json edited to a network no memory holds
         why = "out of memory" if isinstance(err, MemoryError) or "alloc" in str(err) else type(err).__name__
         raise CheckpointError(f"{run_dir / CONFIG} describes a network that cannot be built ({why}); it is "
                               "not the config the model file was trained with.") from None
-    tensors, metadata = read_tensors(run_dir / MODEL, "model")
     load_weights(model, tensors, run_dir / MODEL)
-    model.to(where).eval()
+    model.to(where or torch.device("cpu")).eval()
     check_outputs(kind, model, run_dir / MODEL)
-    check_recorded_model(run_dir, tensors, metadata)  # weights that work, but the checkpoint's?
-    note_rows_past_model(run_dir, kind.maker)
-    return Run(run_dir, config, model)
+    return model
+
+
+def check_model_file(run_dir: Path, config: Any) -> None:
+    """RUN_DIR/model.safetensors, when anything is there, is a complete safetensors file of weights
+    trained with `config` (`identity.check_weights`) that give a usable model (`usable_model`) and
+    are the ones the checkpoint records (`identity.check_recorded_model`): what a resume checks
+    before it trains, so that a run does not train on to find at its end that its best model is
+    damaged or another run's. A model file the checkpoint records that is not there is named as
+    deleted or moved (`identity.missing_model`)."""
+    path = run_dir / MODEL
+    if os.path.lexists(path):
+        tensors, metadata = read_tensors(path, "model")
+        check_weights(run_dir, config, metadata)
+        usable_model(run_dir, config, tensors)
+        check_recorded_model(run_dir, tensors, metadata)
+        return
+    missing = missing_model(run_dir)
+    if missing is not None:  # a resume would train on and end without the best model it recorded
+        raise CheckpointError(missing)
+
+
+def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:
+    """RUN_DIR/eval.json, of the run's current model: None if there is none; a CheckpointError
+    (one sentence) if it is not readable JSON, if `check(result, path)` raises one (the fields a
+    kind of run writes, checked by that kind), or if it was computed for other weights than
+    model.safetensors (its model_sha256; `command` is the one that evaluates the run again). Where
+    the SHA-256s differ, the model file is checked first as a resume checks it (`check_model_file`):
+    weights that are damaged, another run's or not those the checkpoint records are named, not an
+    eval.json that evaluating again could not set right. A caller that evaluates again whatever is
+    wrong catches the CheckpointError."""
+    run_dir = Path(run_dir)
+    path, what = run_dir / EVAL, "the eval.json of `vaekit eval`"
+    if not check_regular(path, what, CheckpointError):
+        return None
+    try:
+        result = parse_json(read_run_file(path, what).decode("utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
+    check(result, path)
+    if result.get("model_sha256") != model_fingerprint(run_dir):
+        check_model_file(run_dir, read_config(run_dir, None))
+        raise CheckpointError(f"{path} was computed for other weights than {run_dir / MODEL}; run "
+                              f"`{command} {run_dir}` again.")
+    return result
 
 
 _NOTED: set[tuple[str, int, int]] = set()  # the notes said by this process: each once

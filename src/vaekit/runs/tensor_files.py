@@ -1,5 +1,5 @@
-"""The safetensors files of a run (model.safetensors, checkpoint.safetensors) and the eval.json
-tied to the model's weights.
+"""The safetensors files of a run (model.safetensors, checkpoint.safetensors) and the fingerprint
+that ties an eval.json to the model's weights.
 
 A safetensors file is an 8-byte little-endian header length, that many bytes of JSON (each tensor's
 dtype, shape and data_offsets, and a `__metadata__` of strings), then the tensors' bytes, which end
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,8 +28,8 @@ from safetensors.torch import save as st_save
 
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError
-from vaekit.regular import cannot_follow, check_regular, open_regular
-from vaekit.runs.files import EVAL, MAX_HEADER, MODEL, parse_json, read_run_file, write_bytes_atomic
+from vaekit.regular import cannot_follow, open_regular
+from vaekit.runs.files import MAX_HEADER, MODEL, parse_json, write_bytes_atomic
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
@@ -161,23 +160,3 @@ def model_fingerprint(run_dir: str | Path) -> str:
         raise CheckpointError(f"{path}: no model file there; train the run first.") from None
     parse_tensors(data, path, "model")
     return hashlib.sha256(data).hexdigest()
-
-
-def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:
-    """RUN_DIR/eval.json, of the run's current model: None if there is none; a CheckpointError
-    (one sentence) if it is not readable JSON, if `check(result, path)` raises one (the fields a
-    kind of run writes, checked by that kind), or if it was computed for other weights than
-    model.safetensors (its model_sha256; `command` is the one that evaluates the run again). A
-    caller that evaluates again whatever is wrong catches the CheckpointError."""
-    path, what = Path(run_dir) / EVAL, "the eval.json of `vaekit eval`"
-    if not check_regular(path, what, CheckpointError):
-        return None
-    try:
-        result = parse_json(read_run_file(path, what).decode("utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
-    check(result, path)
-    if result.get("model_sha256") != model_fingerprint(run_dir):
-        raise CheckpointError(f"{path} was computed for other weights than {Path(run_dir) / MODEL}; run "
-                              f"`{command} {run_dir}` again.")
-    return result
