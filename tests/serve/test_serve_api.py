@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import math
+import shutil
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from eval_runs import make_classifier_run, make_run
 from vaekit import cli
 from vaekit.data.binarize import eval_images
 from vaekit.evaluate.iwae import estimate_batch
-from vaekit.runs import CONFIG, load_run, save_weights
+from vaekit.runs import CONFIG, MODEL, load_run, save_weights
 from vaekit.serve import app, static
 from vaekit.serve.api import Z_MAX
 from vaekit.serve.explorer import N_MAP
@@ -532,6 +533,34 @@ def test_cli_refuses_a_bad_run(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "classifier run" in err
     one_sentence(err.removeprefix("vaekit serve: error: "))
+
+
+@pytest.mark.parametrize("damage", ["a VAE's model file", "config.json without its task"])
+def test_a_damaged_classifier_run_is_named_as_classify_eval_names_it(
+        run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        damage: str) -> None:
+    """A classifier run whose model file is a VAE's, or whose config.json lost its "task" (so reads
+    as a VAE's): serve names the file that is wrong as `vaekit classify eval` does (the model file;
+    config.json, of a VAE beside a classifier's weights), not config.json as copied, nor a key of a
+    classifier's config unknown to a VAE's."""
+    classifier = make_classifier_run(tmp_path / "clf", epochs=1)
+    if damage == "a VAE's model file":
+        shutil.copy(run_dir / MODEL, classifier / MODEL)
+    else:
+        config = json.loads((classifier / CONFIG).read_text())
+        del config["task"]
+        (classifier / CONFIG).write_text(json.dumps(config))
+    said = []
+    for argv in (["classify", "eval", str(classifier)], ["serve", str(classifier), "--port", "0"]):
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        said.append(err.split(": error: ", 1)[1])
+    assert said[0] == said[1]
+    one_sentence(said[1], str(classifier / MODEL))
+    if damage == "a VAE's model file":
+        assert f"{classifier / MODEL} is not this run's" in said[1]
 
 
 def test_cli_prints_the_address_and_warns_off_loopback(run_dir: Path, capsys: pytest.CaptureFixture[str],

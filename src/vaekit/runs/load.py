@@ -25,7 +25,7 @@ from vaekit.errors import CheckpointError, ConfigError, SpecError
 from vaekit.regular import check_directory, check_regular
 from vaekit.runs.files import CONFIG, EVAL, METRICS, MODEL, parse_json, read_run_file
 from vaekit.runs.identity import check_recorded_model, check_weights, missing_model
-from vaekit.runs.kinds import Task, maker_of, read_config, task_for
+from vaekit.runs.kinds import Task, check_config_kind, maker_of, read_config, task_for
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
 from vaekit.runs.tensor_files import model_fingerprint, read_metadata, read_tensors
 from vaekit.runs.weights import check_checkpoint_file, load_weights
@@ -90,7 +90,10 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     """The best model of a run (`model.safetensors`) and its config, on `device` (cpu, cuda, auto:
     `device_named`), in eval mode: a VAE or a classifier (`task` None), or only the kind `task`
     names ('vae', 'classify'; a run of the other kind is a CheckpointError saying which command it
-    belongs to).
+    belongs to). A run is read as the kind its files say, whatever `task` is: a config.json of
+    another kind than the weights is named as copied (`kinds.check_config_kind`), and a run of
+    another kind is checked as its own commands check it (what is wrong with it named as they name
+    it: its model file, say, not config.json) before it is sent to them.
 
     Raises CheckpointError (one sentence) for a missing directory, config or model file (or one
     that is not a regular file), for a model file that is truncated, not safetensors, or of another
@@ -110,7 +113,8 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
                                   f"{run_dir / inside[0]}.")
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
                               f"`{maker} --out {run_dir}`.")
-    config = read_config(run_dir, task)
+    check_config_kind(run_dir)  # a config.json of another kind than the weights: named as copied
+    config = read_config(run_dir, None)  # as its own kind, whatever `task` is: see the docstring
     kind = task_for(config)
     if not check_regular(run_dir / MODEL, "the model's safetensors file", CheckpointError):
         missing = missing_model(run_dir)  # the checkpoint records a model file: deleted or moved
@@ -127,6 +131,8 @@ def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     tensors, metadata = read_tensors(run_dir / MODEL, "model")
     model = usable_model(run_dir, config, tensors, where)
     check_recorded_model(run_dir, tensors, metadata)  # weights that work, but the checkpoint's?
+    if task is not None and kind.name != task:
+        read_config(run_dir, task)  # the sentence that sends a run of another kind to its commands
     note_rows_past_model(run_dir, kind.maker)
     return Run(run_dir, config, model)
 
