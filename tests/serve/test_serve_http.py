@@ -324,6 +324,24 @@ def test_targets_and_hosts_no_client_should_send(client: Client, one_sentence: C
     still_answers(client)
 
 
+@pytest.mark.parametrize("port", ["0", "99999", "123456", "65536" + "0" * 40, "9" * 5000])
+def test_a_host_of_this_machine_with_a_port_past_65535_is_told_the_port(
+        client: Client, run_dir: Path, one_sentence: Callable[..., None], port: str) -> None:
+    """The host names this machine; only its port is wrong, of whatever length: the port sentence,
+    not the one for another machine's name (DNS rebinding), and not taken off loopback either."""
+    head = f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    said = check_refusal_body(ask(client, head), one_sentence)
+    assert said.startswith("the Host header's port must be 1 to 65535, got ") and len(said) < 200, said
+    for other in serve(run_dir, check_host=False):
+        assert ask(other, head.replace(b"127.0.0.1", b"explorer.lan"))[0] == 400
+    still_answers(client)
+
+
+def test_a_host_port_with_zeros_in_front_is_its_number(client: Client) -> None:
+    head = f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{'0' * 30}{client.port}\r\n\r\n".encode()
+    assert ask(client, head)[0] == 200
+
+
 def test_an_absolute_url_of_this_machine_is_taken(client: Client) -> None:
     url = f"http://127.0.0.1:{client.port}/api/info"
     assert ask(client, f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())[0] == 200

@@ -63,7 +63,7 @@ TIMEOUT = 30.0  # seconds each write of an answer may wait for the client to tak
 OWN_ERRORS = {400: "the request could not be read (a malformed request line or header).",
               431: "the request headers are too large."}
 OTHER_VERSION = re.compile(r"HTTP/[0-9]{1,2}(\.[0-9]{1,2})?")
-HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(:[0-9]{1,5})?")  # name or [IPv6], then a port
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(:[0-9]+)?")  # name or [IPv6], then a port of any digits
 PAGE = ("/", "/index.html")
 # what the email parser says of a header line it could not read (it drops that line and every one after)
 BAD_HEADER_LINE = (errors.MissingHeaderBodySeparatorDefect, errors.FirstHeaderLineIsContinuationDefect,
@@ -200,8 +200,11 @@ class Handler(ArrivalHandler):
         if hosts is not None and len(hosts) > 1:  # RFC 9112 3.2: a 400, whatever they name
             raise ApiError(400, "the Host header is given more than once.")
         match = HOST.fullmatch(hosts[0].strip()) if hosts else None
-        if match is not None and match[2] is not None and not 1 <= int(match[2][1:]) <= 65535:
-            raise ApiError(400, f"the Host header's port must be 1 to 65535, got {match[2][1:]}.")
+        port = match[2][1:] if match is not None and match[2] is not None else None
+        number = None if port is None else port.lstrip("0")  # zeros in front change nothing (*DIGIT)
+        if port is not None and (len(number or "") > 5 or not 1 <= int(number or "0") <= 65535):
+            shown = port if len(port) <= 20 else f"{port[:20]}... ({len(port):,} digits)"
+            raise ApiError(400, f"the Host header's port must be 1 to 65535, got {shown}.")
         if not self.server.check_host or hosts is None:
             return
         if match is None or not is_loopback(match[1].strip("[]").lower()):
