@@ -176,34 +176,55 @@ class TestEvalJson:
         assert on_disk == result
         assert read_classifier_eval(run_dir) == on_disk
 
-    @pytest.mark.parametrize("tamper", [
-        lambda e: e.update(accuracy=e["accuracy"] + 0.01),
-        lambda e: e.update(correct=e["correct"] + 1),
-        lambda e: e["confusion"][0].__setitem__(0, e["confusion"][0][0] + 1),
-        lambda e: e["per_class"][3].update(images=0),
-        lambda e: e.update(accuracy_ci95=[0.0]),
-        lambda e: e.update(images="180"),
-        lambda e: e.update(params=True),
-        lambda e: e.update(model_sha256="0" * 64),
-        lambda e: e.update(task="vae"),
-        lambda e: e.pop("most_wrong"),
-        lambda e: e["most_wrong"][0].update(predicted=e["most_wrong"][0]["true"]),
-        lambda e: e["most_wrong"][0].update(index=10_000),
-    ], ids=["accuracy", "correct", "confusion", "per_class", "ci", "images-text", "params-bool",
-            "fingerprint", "task", "missing", "wrong-is-right", "index-out-of-range"])
-    def test_a_tampered_file_is_refused(self, result: dict, tmp_path: Path, run_dir: Path,
-                                        tamper: Callable[[dict], None]) -> None:
+    @pytest.mark.parametrize("field, tamper", [
+        ("accuracy", lambda e: e.update(accuracy=e["accuracy"] + 0.01)),
+        ("accuracy", lambda e: e.update(accuracy=0.9)),
+        ("correct", lambda e: e.update(correct=e["correct"] + 1)),
+        ("correct", lambda e: e.update(correct=500)),
+        ("images", lambda e: e.update(images=0)),
+        ("test_loss", lambda e: e.update(test_loss=-3)),
+        ("classes", lambda e: e.update(classes=3)),
+        ("confusion", lambda e: e["confusion"][0].__setitem__(0, e["confusion"][0][0] + 1)),
+        ("per_class[3].images", lambda e: e["per_class"][3].update(images=0)),
+        ("per_class[0].precision", lambda e: e["per_class"][0].update(precision=7.0)),
+        ("accuracy_ci95", lambda e: e.update(accuracy_ci95=[0.0])),
+        ("images", lambda e: e.update(images="180")),
+        ("params", lambda e: e.update(params=True)),
+        ("task", lambda e: e.update(task="vae")),
+        ("most_wrong", lambda e: e.pop("most_wrong")),
+        ("most_wrong[0]", lambda e: e["most_wrong"][0].update(predicted=e["most_wrong"][0]["true"])),
+        ("most_wrong[0]", lambda e: e["most_wrong"][0].update(index=10_000)),
+    ], ids=["accuracy", "accuracy-0.9", "correct", "correct-500", "images-0", "negative-loss", "classes",
+            "confusion", "per_class", "precision", "ci", "images-text", "params-bool", "task", "missing",
+            "wrong-is-right", "index-out-of-range"])
+    def test_a_tampered_file_is_refused_naming_the_field(self, result: dict, tmp_path: Path, run_dir: Path,
+                                                         one_sentence: Callable[..., None], field: str,
+                                                         tamper: Callable[[dict], None]) -> None:
+        """An edited eval.json is named, with the field that disagrees, not taken for none (which
+        `vaekit report` would evaluate again and write over)."""
         copy = shutil.copytree(run_dir, tmp_path / "run")
         changed = json.loads(json.dumps(result))
         tamper(changed)
         (copy / "eval.json").write_text(json.dumps(changed))
+        with pytest.raises(CheckpointError) as info:
+            read_classifier_eval(copy)
+        one_sentence(str(info.value), str(copy / "eval.json"))
+        said = str(info.value).removeprefix(f"{copy / 'eval.json'}: ").split(";")[0]
+        assert field in said, said
+
+    def test_an_eval_json_of_other_weights_is_none(self, result: dict, tmp_path: Path, run_dir: Path) -> None:
+        copy = shutil.copytree(run_dir, tmp_path / "run")
+        (copy / "eval.json").write_text(json.dumps({**result, "model_sha256": "0" * 64}))
         assert read_classifier_eval(copy) is None
 
-    def test_garbage_missing_and_vae_files_are_refused(self, tmp_path: Path, run_dir: Path) -> None:
+    def test_garbage_and_vae_files_are_refused_a_missing_one_is_none(
+            self, tmp_path: Path, run_dir: Path, one_sentence: Callable[..., None]) -> None:
         copy = shutil.copytree(run_dir, tmp_path / "run")
         for text in ("{not json", "[1, 2]", json.dumps({"test_nll": 90.0, "k": 5000, "images": 180})):
             (copy / "eval.json").write_text(text)
-            assert read_classifier_eval(copy) is None
+            with pytest.raises(CheckpointError) as info:
+                read_classifier_eval(copy)
+            one_sentence(str(info.value), str(copy / "eval.json"))
         (copy / "eval.json").unlink()
         assert read_classifier_eval(copy) is None
 

@@ -147,6 +147,28 @@ class TestEvalJsonUse:
 
 
 class TestBadInput:
+    @pytest.mark.parametrize("no_eval", [False, True])
+    def test_an_edited_eval_json_is_named_and_kept(self, trained: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   one_sentence: Callable[..., None], no_eval: bool) -> None:
+        """accuracy edited to 0.9 beside correct / images of another value: `vaekit report` (and
+        with --no-eval) names eval.json and the field, and writes nothing; not 'no eval.json'."""
+        run = fresh(trained, tmp_path)
+        assert main(["classify", "eval", str(run), "--limit", "40"]) == 0
+        ev = json.loads((run / "eval.json").read_text())
+        assert ev["correct"] / ev["images"] != 0.9
+        (run / "eval.json").write_text(json.dumps({**ev, "accuracy": 0.9}))
+        before = (run / "eval.json").read_bytes()
+        capsys.readouterr()
+        assert main(["report", str(run), *(["--no-eval"] if no_eval else [])]) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith("vaekit report: error: ") and len(err.strip().splitlines()) == 1, err
+        sentence = err.strip().removeprefix("vaekit report: error: ")
+        one_sentence(sentence, str(run / "eval.json"))
+        assert "accuracy is 0.9" in sentence and "evaluating" not in out
+        assert (run / "eval.json").read_bytes() == before
+        assert not (run / "report.html").exists() and not (run / "figures").exists()
+
     def test_damaged_metrics_write_nothing(self, trained: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str],
                                            one_sentence: Callable[..., None]) -> None:

@@ -5,7 +5,8 @@ goes wrong, and what it costs; written to RUN_DIR/eval.json, as `vaekit.evaluate
                                    confusion matrix, test loss, params and MACs, the most
                                    confidently wrong images; writes eval.json (under the run lock)
     read_classifier_eval(run_dir)  eval.json if it is a classifier's, whole, and of the current
-                                   model (same SHA-256 of model.safetensors), else None
+                                   model (same SHA-256 of model.safetensors); None if missing or
+                                   stale; one that is edited is refused, naming the field
     load_split(run, split)         the images (as the model sees them), labels and class names
 
 The numbers, over the N images x_i with labels y_i of the split and the model's logits f(x_i):
@@ -21,6 +22,7 @@ The numbers, over the N images x_i with labels y_i of the split and the model's 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -161,48 +163,136 @@ def _is(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _fields(obj: Any, fields: dict[str, type]) -> bool:
-    return isinstance(obj, dict) and all(f in obj and _is(obj[f], t) for f, t in fields.items())
+TYPE_WORDS = {str: "text", int: "an integer", float: "a finite number", list: "a list"}
+NEVER_NEGATIVE = ("test_loss", "params", "macs", "seconds")
+RATIO_ROUNDING = 1e-12  # a ratio of two counts as eval.json holds it, against the counts' own
+INTERVAL_ROUNDING = 1e-9  # accuracy_ci95, against `wilson_interval` of the counts
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value)[:40] if not isinstance(value, float) else f"{value:.6g}"
+
+
+def _missing_or_mistyped(obj: Any, fields: dict[str, type], where: str = "") -> str | None:
+    """Which of `fields` `obj` lacks or holds as another JSON type ('per_class[3].images is
+    missing'), with `where` before the field's name; None if every one is there, of its type."""
+    if not isinstance(obj, dict):
+        return f"{where.rstrip('.') or 'the file'} must be a JSON object, got {_shown(obj)}"
+    for field, kind in fields.items():
+        if field not in obj:
+            return f"{where}{field} is missing"
+        if not _is(obj[field], kind):
+            return f"{where}{field} must be {TYPE_WORDS[kind]}, got {_shown(obj[field])}"
+    return None
+
+
+def _ratio_differs(value: Any, k: int, n: int) -> bool:
+    """Whether `value` is not k / n (None where n is 0), as `summarize` writes it."""
+    expected = _ratio(k, n)
+    if expected is None or value is None:
+        return value is not expected
+    return not _is(value, float) or abs(value - expected) >= RATIO_ROUNDING
+
+
+def eval_problem(result: Any) -> str | None:
+    """What makes `result` other than a classifier's eval.json whose parts agree, naming the field
+    ('accuracy is 0.9, but correct / images is 102 / 180 = 0.566667'); None where nothing does.
+    Held: every required field, of its type; the task; counts and losses that are not negative;
+    a K x K confusion matrix of counts summing to `images` with `correct` on its diagonal; accuracy
+    = correct / images and its Wilson interval recomputed from the counts; one per-class row per
+    class whose counts and ratios are the matrix's; most_wrong entries that are wrong predictions
+    of images in the split, with a softmax confidence in (0, 1]."""
+    problem = _missing_or_mistyped(result, REQUIRED_FIELDS)
+    if problem is not None:
+        return problem
+    if result["task"] != TASK:
+        return f"task is {_shown(result['task'])}, not {TASK!r}"
+    if result["split"] not in SPLITS:
+        return f"split is {_shown(result['split'])}, not one of {', '.join(SPLITS)}"
+    k, n, correct = result["classes"], result["images"], result["correct"]
+    if k < 1 or n < 1:
+        return f"{'classes' if k < 1 else 'images'} is {min(k, n)}, but an evaluation counts at least one"
+    if not 0 <= correct <= n:
+        return f"correct is {correct:,}, but images is {n:,}"
+    for field in NEVER_NEGATIVE:
+        if result[field] < 0:
+            return f"{field} is {_shown(result[field])}, but it is never negative"
+    matrix = result["confusion"]
+    if len(matrix) != k:
+        return f"classes is {k}, but confusion has {len(matrix)} rows"
+    if not (len(matrix) == k and all(isinstance(r, list) and len(r) == k
+                                     and all(_is(c, int) and c >= 0 for c in r) for r in matrix)):
+        return f"confusion must be a {k} x {k} matrix of counts (classes is {k})"
+    if sum(map(sum, matrix)) != n:
+        return f"confusion sums to {sum(map(sum, matrix)):,}, but images is {n:,}"
+    if sum(matrix[t][t] for t in range(k)) != correct:
+        diagonal = sum(matrix[t][t] for t in range(k))
+        return f"confusion's diagonal sums to {diagonal:,}, but correct is {correct:,}"
+    if _ratio_differs(result["accuracy"], correct, n):
+        return (f"accuracy is {_shown(result['accuracy'])}, but correct / images is {correct:,} / {n:,} = "
+                f"{correct / n:.6g}")
+    ci = result["accuracy_ci95"]
+    lo, hi = wilson_interval(correct, n, Z95)
+    if not (len(ci) == 2 and all(_is(v, float) for v in ci)
+            and abs(ci[0] - lo) < INTERVAL_ROUNDING and abs(ci[1] - hi) < INTERVAL_ROUNDING):
+        return (f"accuracy_ci95 is {_shown(ci)}, but the Wilson interval of {correct:,} / {n:,} is "
+                f"[{lo:.6g}, {hi:.6g}]")
+    rows = result["per_class"]
+    if len(rows) != k:
+        return f"per_class has {len(rows)} rows, but classes is {k}"
+    for t, row in enumerate(rows):
+        problem = _missing_or_mistyped(row, PER_CLASS_FIELDS, f"per_class[{t}].")
+        if problem is not None:
+            return problem
+        column = sum(matrix[s][t] for s in range(k))
+        for field, value in (("class", t), ("images", sum(matrix[t])), ("correct", matrix[t][t]),
+                             ("predicted", column)):
+            if row[field] != value:
+                return f"per_class[{t}].{field} is {row[field]:,}, but the confusion matrix says {value:,}"
+        for field, of in (("accuracy", sum(matrix[t])), ("precision", column)):
+            hit = matrix[t][t]
+            if _ratio_differs(row.get(field), hit, of):
+                return (f"per_class[{t}].{field} is {_shown(row.get(field))}, but the confusion matrix says "
+                        f"{_shown(_ratio(hit, of))}")
+    wrong = result["most_wrong"]
+    if len(wrong) > min(WRONG_SHOWN, n - correct):
+        return (f"most_wrong lists {len(wrong)} images, but {n - correct:,} are wrong (at most {WRONG_SHOWN} "
+                "kept)")
+    for i, w in enumerate(wrong):
+        problem = _missing_or_mistyped(w, WRONG_FIELDS, f"most_wrong[{i}].")
+        if problem is not None:
+            return problem
+        if not (0 <= w["index"] < n and 0 <= w["true"] < k and 0 <= w["predicted"] < k):
+            return (f"most_wrong[{i}] names an image or a class outside the split's {n:,} images and {k} "
+                    "classes")
+        if w["true"] == w["predicted"] or not 0 < w["confidence"] <= 1:
+            return (f"most_wrong[{i}] is not a wrong prediction with a confidence in (0, 1] (true "
+                    f"{w['true']}, predicted {w['predicted']}, confidence {_shown(w['confidence'])})")
+    return None
 
 
 def valid_eval(result: Any) -> bool:
-    """Whether `result` is a classifier's eval.json whose parts agree: every required field of its
-    type, a K x K confusion matrix of counts summing to `images` with `correct` on its diagonal,
-    accuracy = correct / images inside its interval, one per-class row per class consistent with
-    the matrix, and most_wrong entries that are wrong predictions of images in the split."""
-    if not _fields(result, REQUIRED_FIELDS) or result["task"] != TASK:
-        return False
-    k, n, correct = result["classes"], result["images"], result["correct"]
-    matrix, ci = result["confusion"], result["accuracy_ci95"]
-    if k < 1 or n < 1 or not (len(matrix) == k and all(
-            isinstance(r, list) and len(r) == k and all(_is(c, int) and c >= 0 for c in r) for r in matrix)):
-        return False
-    if sum(map(sum, matrix)) != n or sum(matrix[t][t] for t in range(k)) != correct:
-        return False
-    if not (len(ci) == 2 and all(_is(v, float) for v in ci) and ci[0] <= result["accuracy"] <= ci[1]
-            and abs(result["accuracy"] - correct / n) < 1e-12):
-        return False
-    rows = result["per_class"]
-    if len(rows) != k or not all(_fields(r, PER_CLASS_FIELDS) and r["class"] == t and r["images"] == sum(
-            matrix[t]) and r["correct"] == matrix[t][t] for t, r in enumerate(rows)):
-        return False
-    return all(_fields(w, WRONG_FIELDS) and 0 <= w["index"] < n and w["true"] != w["predicted"]
-               and 0 <= w["true"] < k and 0 <= w["predicted"] < k for w in result["most_wrong"])
+    """Whether `result` is a classifier's eval.json whose parts agree (`eval_problem`)."""
+    return eval_problem(result) is None
 
 
 def check_classifier_eval(result: Any, path: Path) -> None:
-    """A CheckpointError unless `result` is a valid classifier evaluation (`valid_eval`)."""
-    if not valid_eval(result):
-        raise CheckpointError(f"{path}: not an eval.json of `vaekit classify eval` (a field is missing, "
-                              "of the wrong type, or disagrees with the others).")
+    """A CheckpointError naming the field unless `result` is a valid classifier evaluation
+    (`eval_problem`): a file edited, or another program's."""
+    problem = eval_problem(result)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; not an eval.json of `vaekit classify eval` (edited, or "
+                              f"another program's); run `vaekit classify eval {path.parent}` to write it "
+                              "again.")
 
 
 def read_classifier_eval(run_dir: str | Path) -> dict[str, Any] | None:
-    """RUN_DIR/eval.json if it is a valid classifier evaluation (`valid_eval`) of the current
-    model (its model_sha256 is the SHA-256 of model.safetensors now); None if it is missing,
-    unreadable, damaged, of a VAE, or stale (the run trained on since): evaluate again then.
-    The reading is `vaekit.runs.read_eval`'s, whose CheckpointError is this None."""
+    """RUN_DIR/eval.json if it is a valid classifier evaluation (`eval_problem`) of the current
+    model (its model_sha256 is the SHA-256 of model.safetensors now); None if there is none, or it
+    is of other weights (the run trained on since): evaluate again then. One that is not readable
+    JSON, or whose fields are missing or disagree (an edit, another program's file) is the
+    CheckpointError of `vaekit.runs.read_eval` naming it, never taken for none and written over."""
     try:
         return runs.read_eval(run_dir, check_classifier_eval, "vaekit classify eval")
-    except CheckpointError:
+    except runs.StaleEval:
         return None

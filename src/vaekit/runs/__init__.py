@@ -78,6 +78,7 @@ from vaekit.runs.kinds import (
 )
 from vaekit.runs.load import (
     Run,
+    StaleEval,
     check_model_file,
     check_outputs,
     device_named,
@@ -105,6 +106,7 @@ from vaekit.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "MODEL_SHA_KEY",
     "REPORT", "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
+    "StaleEval",
     "append_metrics", "check_config_kind", "check_model_file", "check_outputs", "check_readable_copy",
     "check_run_dir", "check_trained_config", "check_writable",
     "decode_bytes", "device_named", "encode_bytes",

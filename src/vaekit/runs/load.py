@@ -180,6 +180,11 @@ def check_model_file(run_dir: Path, config: Any) -> None:
         raise CheckpointError(missing)
 
 
+class StaleEval(CheckpointError):
+    """An eval.json of other weights than the model file's now (`read_eval`): the run trained on
+    since, or the model file was put back; evaluating the run again replaces it."""
+
+
 def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: str) -> dict[str, Any] | None:
     """RUN_DIR/eval.json, of the run's current model: None if there is none; a CheckpointError
     (one sentence) if it is not readable JSON, if `check(result, path)` raises one (the fields a
@@ -200,8 +205,8 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     check(result, path)
     if result.get("model_sha256") != model_fingerprint(run_dir):
         check_model_file(run_dir, read_config(run_dir, None))
-        raise CheckpointError(f"{path} was computed for other weights than {run_dir / MODEL}; run "
-                              f"`{command} {run_dir}` again.")
+        raise StaleEval(f"{path} was computed for other weights than {run_dir / MODEL}; run "
+                        f"`{command} {run_dir}` again.")
     return result
 
 
