@@ -267,7 +267,8 @@ def rf_module(text: str, in_channels: int) -> nn.Module:
     spec = parse_stack([text])[0]
     if spec.kind == "MaxPool2d":
         p = spec.params
-        module: nn.Module = nn.Conv2d(in_channels, in_channels, p["kernel_size"], p["stride"],
+        stride = p["kernel_size"] if p["stride"] in (None, ()) else p["stride"]  # torch's default
+        module: nn.Module = nn.Conv2d(in_channels, in_channels, p["kernel_size"], stride,
                                       p["padding"], p["dilation"], groups=in_channels, bias=False)
     else:
         module = build(spec.kind, spec.positional, dict(spec.keywords), (in_channels,))
@@ -331,6 +332,60 @@ def test_receptive_field_by_brute_force(texts: list[str], height: int, width: in
             assert span[1] - span[0] + 1 <= rows[-1].receptive_field[a]
         checked += 1
     assume(checked > 0)
+
+
+def linear_field_by_gradient(texts: list[str], height: int, width: int) -> tuple[int, int]:
+    """The span, per axis, of the input pixels with a non-zero gradient of one output of
+    `texts` + Flatten() + Linear(2), run as real torch modules (positive weights); 0 if none."""
+    rows = analyze(parse_stack([*texts, "Flatten()", "Linear(2)"]), (2, height, width))
+    model = nn.Sequential(*[rf_module(r.spec.text, r.input_shape[0]) for r in rows]).double()
+    x = torch.rand(1, 2, height, width, dtype=torch.float64) + 0.5
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x)[0, 0], x)
+    support = grad[0].abs().sum(0).nonzero()
+    if not len(support):
+        return 0, 0
+    h, w = (int(support[:, a].max() - support[:, a].min()) + 1 for a in range(2))
+    return h, w
+
+
+@pytest.mark.parametrize(("texts", "size", "field"), [
+    ([], (10, 10), (10, 10)),
+    (["Conv2d(3, 3, padding=1)", "ReLU()", "MaxPool2d(2)"], (9, 12), (9, 12)),  # the whole image
+    (["Conv2d(1, 1, stride=5)"], (10, 10), (6, 6)),  # pixels 0 and 5 of each axis
+    (["Upsample(size=1)"], (10, 10), (1, 1)),
+    (["Conv2d(1, 1, stride=3, padding=1)"], (10, 10), (7, 7)),  # reads -1 (padding), 2, 5, 8
+    (["Conv2d(1, 1, stride=3, padding=1)"], (1, 1), (0, 0)),  # reads only padding
+    (["Conv2d(1, 2, dilation=3, stride=4)"], (11, 11), (8, 8)),  # 0, 3, 4, 7 (8 past the end)
+    (["MaxPool2d(2, stride=4)", "AvgPool2d(1, stride=2)"], (13, 13), (10, 10)),  # 0-1, 8-9
+    (["AvgPool2d(2, stride=3, padding=1, ceil_mode=True)"], (8, 8), (7, 7)),  # -1 to 6
+    (["Upsample(scale_factor=0.5)", "Conv2d(1, 1, stride=2)"], (12, 9), (9, 5)),
+    (["ConvTranspose2d(1, 1, stride=2, padding=2)", "Conv2d(1, 1, stride=3)"], (6, 6), (4, 4)),
+    (["AdaptiveAvgPool2d((2, 5))", "Conv2d(1, 1, stride=2)"], (8, 10), (4, 10)),  # H: 0-3
+])
+def test_linear_field_is_the_span_its_inputs_depend_on(texts: list[str], size: tuple[int, int],
+                                                       field: tuple[int, int]) -> None:
+    """A Linear reads every unit before it: its field is the span of the input pixels those
+    depend on, as gradients give it, which is the whole image unless strides, resampling or
+    padding leave some pixels out (hand-counted in the comments); the same in --json."""
+    assert linear_field_by_gradient(texts, *size) == field
+    rows = analyze(parse_stack([*texts, "Flatten()", "Linear(2)", "ReLU()", "Linear(3)"]),
+                   (2, *size))
+    assert [r.receptive_field for r in rows[-3:]] == [field] * 3
+    assert rows[-1].to_json()["receptive_field"] == list(field)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(st.lists(RF_LAYERS, min_size=1, max_size=4), ints(5, 30), ints(5, 30))
+def test_linear_field_by_brute_force(texts: list[str], height: int, width: int) -> None:
+    """Any stack of the layers above then Flatten, Linear: the reported field is the span of
+    the input pixels with a non-zero gradient."""
+    try:
+        rows = analyze(parse_stack([*texts, "Flatten()", "Linear(2)"]), (2, height, width))
+    except SpecError:
+        assume(False)
+        raise
+    assert rows[-1].receptive_field == linear_field_by_gradient(texts, height, width)
 
 
 @pytest.mark.parametrize(("texts", "field", "jump"), [

@@ -46,6 +46,25 @@ def test_json_of_a_stack_with_flat_input_and_fractional_jump(capsys: Any) -> Non
     assert data["total_macs"] == 784 * 400
 
 
+def test_a_linear_after_strides_sees_the_pixels_its_inputs_depend_on(capsys: Any) -> None:
+    """A stride of 5 on 10 pixels reads pixels 0 and 5 of each axis: the Linear sees 6x6 (as
+    gradients give it: test_arith.py), in the table, --json and --explain."""
+    stack = ["--input", "1,10,10", "Conv2d(1, 1, stride=5)", "Flatten()", "Linear(2)"]
+    status, out, _ = run(capsys, *stack, "--json")
+    assert status == 0
+    assert [x["receptive_field"] for x in json.loads(out)["layers"]] == [[1, 1], [1, 1], [6, 6]]
+    status, out, _ = run(capsys, *stack, "--explain")
+    assert "3  Linear(2)               2           10     8  6x6" in out
+    assert ("receptive field = 6x6 of the 10x10 image: every output reads every input, and these "
+            "depend only on the input pixels in a span of 6 rows and 6 columns") in out
+    assert "whole image" not in out
+    status, out, _ = run(capsys, "--input", "1,1,2000000", "Conv2d(1, 1, stride=2)", "Flatten()",
+                         "Linear(2)", "--explain")
+    assert status == 0 and "3  Linear(2)  " in out
+    assert "receptive field not computed: it would take more than 262,144 steps" in out
+    assert "field '-' on an image: not computed" in out
+
+
 def test_table_has_columns_totals_and_the_mac_convention(capsys: Any) -> None:
     status, out, _ = run(capsys, "--input", "3,10,10", "Conv2d(20, kernel_size=3)", "ReLU()",
                          "MaxPool2d(2)")

@@ -193,3 +193,24 @@ def test_a_deep_stack_needs_no_recursion() -> None:
         field.push(rfield.upsample_index_map(3, 5, None))  # period-free: no shortcut by period
         unit = arith.upsample_nearest_source_index(unit, 3, 5)  # the one unit it reads
     assert field.interval(-7) == (unit, unit)
+
+
+def test_what_a_linear_depends_on_needs_few_steps_for_gapless_maps() -> None:
+    """Convolutions, pools and 2x upsampling read runs without gaps: the whole axis of
+    2**31 - 1 pixels in a few steps (the pool leaves the last unit of the 3-wide conv out, but
+    the conv before it reads that pixel)."""
+    size = 2**31 - 1
+    maps = [rfield.conv_index_map(3, 1, 1), rfield.conv_index_map(2, 2, 0),
+            rfield.upsample_index_map(size // 2, size // 2 * 2, 2.0)]
+    sizes = [size, size, size // 2]
+    assert rfield.depends_on(maps, sizes, size // 2 * 2, max_steps=20) == (0, size - 1)
+
+
+def test_what_a_linear_depends_on_stops_at_the_step_bound_or_reads_only_padding() -> None:
+    """A stride that skips pixels is followed unit by unit, within the bound; a unit that reads
+    only padding depends on no pixel."""
+    skip = [rfield.conv_index_map(1, 3, 1)]  # reads -1 (padding), 2, 5, ...
+    assert rfield.depends_on(skip, [10], 4) == (2, 8)
+    with pytest.raises(rfield.FieldWorkExceeded):
+        rfield.depends_on(skip, [30_000], 10_000, max_steps=1000)
+    assert rfield.depends_on(skip, [1], 1) is None

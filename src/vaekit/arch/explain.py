@@ -116,17 +116,24 @@ def _param_lines(row: LayerRow) -> list[str]:
     return [f"params = 0, MACs = 0 ({what}: no multiply-add with a weight is counted)"]
 
 
-def _field_lines(row: LayerRow, previous: LayerRow | None) -> list[str]:
-    if row.receptive_field is None:
-        if row.jump is None:  # a flat input
-            return []
-        return [f"receptive field not computed: it would take more than "
-                f"{field.MAX_FIELD_STEPS:,} steps of the composed index maps; jump = "
-                f"{_n(row.jump[0])}x{_n(row.jump[1])} input pixels per output step"]
+def _field_lines(row: LayerRow, previous: LayerRow | None,
+                 image: tuple[int, ...] | None) -> list[str]:
     kind = row.spec.kind
+    if row.receptive_field is None:
+        if row.jump is None and (kind != "Linear" or image is None):  # a flat input
+            return []
+        jump = "" if row.jump is None else (f"; jump = {_n(row.jump[0])}x{_n(row.jump[1])} input "
+                                            "pixels per output step")
+        return [f"receptive field not computed: it would take more than "
+                f"{field.MAX_FIELD_STEPS:,} steps of the composed index maps{jump}"]
     if kind == "Linear":
-        return [f"receptive field = the whole image {row.receptive_field[0]}x"
-                f"{row.receptive_field[1]} (every output reads every input)"]
+        h, w = row.receptive_field
+        if image == (h, w):
+            return [f"receptive field = the whole image {h}x{w} (every output reads every input)"]
+        of = "" if image is None else f" of the {image[0]}x{image[1]} image"
+        return [f"receptive field = {h}x{w}{of}: every output reads every input, and these "
+                f"depend only on the input pixels in a span of {h} rows and {w} columns (padding "
+                "not counted)"]
     if previous is None:
         r_in: tuple[int, int] = (1, 1)
         j_in: tuple[Fraction, Fraction] | None = (Fraction(1), Fraction(1))
@@ -152,11 +159,13 @@ def _field_lines(row: LayerRow, previous: LayerRow | None) -> list[str]:
     return lines
 
 
-def explain_row(row: LayerRow, previous: LayerRow | None = None) -> list[str]:
-    """The formulas of one layer with its numbers, one line each."""
+def explain_row(row: LayerRow, previous: LayerRow | None = None,
+                image: tuple[int, ...] | None = None) -> list[str]:
+    """The formulas of one layer with its numbers, one line each; `image` (H, W): the stack's
+    input, named by a Linear's field."""
     memory = (f"output = {'*'.join(map(str, row.output_shape))} floats * 4 bytes = "
               f"{_n(row.output_bytes)} bytes")
-    return (_shape_lines(row) + _param_lines(row) + _field_lines(row, previous) + [memory])
+    return (_shape_lines(row) + _param_lines(row) + _field_lines(row, previous, image) + [memory])
 
 
 def explain_layer(text: str, input_shape: tuple[int, ...]) -> list[str]:

@@ -6,11 +6,14 @@ Receptive Fields of Convolutional Neural Networks", Distill 2019):
 
 for a chain of convolutions and pooling, and in general the hull of the input pixels a unit reads
 through each layer's index map (`IndexMap`, `AxisField`), whose work does not grow with the sizes
-for the usual layers and is bounded by MAX_FIELD_STEPS for the rest. Pure ints, no torch.
+for the usual layers and is bounded by MAX_FIELD_STEPS for the rest. A layer that reads every unit
+(Linear after Flatten) sees the input pixels those units depend on, padding not counted
+(`depends_on`). Pure ints, no torch.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -236,3 +239,62 @@ def receptive_field_step(r_in: int, j_in: int, kernel_size: int, stride: int,
     r_out = r_in + (dilation*(kernel_size - 1) + 1 - 1) * j_in, j_out = j_in * stride
     (Araujo et al., Distill 2019, eq. 2; Dumoulin & Visin)."""
     return r_in + dilation * (kernel_size - 1) * j_in, j_in * stride
+
+
+def _gapless(index_map: IndexMap) -> bool:
+    """Whether the reads of any run of outputs o = a..b are one run of indices, reads(a)[0] to
+    reads(b)[-1]: ordered, each output reads a run, and the next output's run starts at most one
+    past the end of this one's. Checked over one period (the map repeats beyond it)."""
+    if index_map.period is None or not index_map.ordered:
+        return False
+    runs = [index_map(o) for o in range(index_map.period[0] + 1)]
+    return all(len(r) and r[-1] - r[0] + 1 == len(r) for r in runs) and all(
+        after[0] <= before[-1] + 1 for before, after in itertools.pairwise(runs))
+
+
+def depends_on(maps: Sequence[IndexMap], sizes: Sequence[int], count: int,
+               max_steps: int = MAX_FIELD_STEPS) -> Interval:
+    """Input pixels [first, last] that units 0..count-1 of the top layer, together, depend on:
+    what a layer that reads every one of them (Linear after Flatten) sees, as the non-zero
+    gradients of the real modules give it. `maps[l]` reads units 0..sizes[l]-1 of the layer
+    below (sizes[0]: the image); a read outside them is padding and depends on no pixel, so unlike
+    `AxisField` padding is not counted here. None if the units read only padding.
+
+    Walks down the layers with the units read as sorted runs [a, b]: a run of a `_gapless` map
+    reads one run (two look-ups), otherwise its units are visited one by one; at most `max_steps`
+    runs and units in all, beyond that `FieldWorkExceeded`."""
+    runs = [(0, count - 1)]
+    steps = 0
+
+    def step(count: int) -> None:
+        nonlocal steps
+        steps += count
+        if steps > max_steps:
+            raise FieldWorkExceeded(f"the receptive field needs more than {max_steps:,} steps")
+
+    for index_map, size in zip(reversed(maps), reversed(sizes), strict=True):
+        read: list[tuple[int, int]] = []
+        if _gapless(index_map):
+            step(len(runs))
+            read = [(index_map(a)[0], index_map(b)[-1]) for a, b in runs]
+        else:
+            for a, b in runs:
+                step(b - a + 1)
+                for o in range(a, b + 1):
+                    r = index_map(o)
+                    if len(r) and r[-1] - r[0] + 1 == len(r):
+                        read.append((r[0], r[-1]))
+                    else:
+                        step(len(r))
+                        read += [(i, i) for i in r]
+        runs = []
+        for first, last in sorted((max(a, 0), min(b, size - 1)) for a, b in read):
+            if first > last:
+                continue
+            if runs and first <= runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], max(runs[-1][1], last))
+            else:
+                runs.append((first, last))
+        if not runs:
+            return None
+    return (runs[0][0], runs[-1][1])

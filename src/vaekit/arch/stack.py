@@ -290,8 +290,10 @@ def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
     """Run a stack on an input shape: one LayerRow per layer, or SpecError at the first bad one.
 
     Receptive field: per axis, the largest over the layer's output units (`field.AxisField`);
-    after Linear every unit sees the whole image; None for a flat input, and from the layer on
-    where it would take more than `field.MAX_FIELD_STEPS` steps. Jump: input pixels between
+    a Linear reads every unit of the last image, and sees the input pixels these depend on,
+    padding not counted (`field.depends_on`: the whole image unless strides or resampling skip
+    some); None for a flat input, and from the layer on where it would take more than
+    `field.MAX_FIELD_STEPS` steps. Jump: input pixels between
     neighbouring output units (an average after non-integer resampling); None after Flatten or
     Linear.
     """
@@ -299,9 +301,12 @@ def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
     shape = tuple(input_shape)
     image = shape[1:] if len(shape) == 3 else None
     fields = [field.AxisField(), field.AxisField()]
+    chain: list[list[field.IndexMap]] = [[], []]  # per axis, the maps so far (`field.depends_on`)
+    sizes: list[list[int]] = [[], []]  # per axis, the size each of them reads
     rf: tuple[int, int] | None = (1, 1) if image else None
     jump: tuple[Fraction, Fraction] | None = (Fraction(1), Fraction(1)) if image else None
     fields_computable = True
+    spatial = shape  # the last image shape: what Flatten flattens
     for row, spec in enumerate(specs, start=1):
         out, weights, biases, macs = layer_output(row, spec, shape)
         maps = index_maps(spec, shape, out)
@@ -310,18 +315,35 @@ def analyze(specs: Sequence[LayerSpec], input_shape: Shape) -> list[LayerRow]:
                 try:
                     for axis in range(2):
                         fields[axis].push(maps[axis])
+                        chain[axis].append(maps[axis])
+                        sizes[axis].append(shape[axis + 1])
                     rf = (fields[0].max_field(out[1]), fields[1].max_field(out[2]))
                 except field.FieldWorkExceeded:
                     fields_computable, rf = False, None
             jump = (jump[0] * _jump_factor(spec, shape, out, 0),
                     jump[1] * _jump_factor(spec, shape, out, 1))
         elif spec.kind == "Linear" and image is not None:
-            rf, jump = (image[0], image[1]), None
+            rf, jump = _flat_field(chain, sizes, spatial) if fields_computable else None, None
         elif spec.kind == "Flatten":
             jump = None
         rows.append(LayerRow(row, spec, shape, out, weights, biases, macs, rf, jump))
+        if len(out) == 3:
+            spatial = out
         shape = out
     return rows
+
+
+def _flat_field(chain: list[list[field.IndexMap]], sizes: list[list[int]],
+                spatial: Shape) -> tuple[int, int] | None:
+    """The field of a layer that reads every unit of the image `spatial` (Linear after
+    Flatten): per axis, the span of the input pixels those units depend on (0 if none); None if
+    that takes more than `field.MAX_FIELD_STEPS` steps."""
+    try:
+        spans = [field.depends_on(chain[a], sizes[a], spatial[a + 1]) for a in range(2)]
+    except field.FieldWorkExceeded:
+        return None
+    h, w = ((0 if s is None else s[1] - s[0] + 1) for s in spans)
+    return h, w
 
 
 def totals(rows: Sequence[LayerRow]) -> dict[str, int]:

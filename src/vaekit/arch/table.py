@@ -25,11 +25,12 @@ MAC_NOTE = ("MACs: 1 multiply-add = 1 MAC, per sample; bias adds, activations, p
             "normalization count 0 (as torch.utils.flop_counter; ConvTranspose2d on its input "
             "size). Memory: float32 output of each layer, per sample.")
 FIELD_NOTE = ("field, jump: receptive field and effective stride in input pixels (H x W), the "
-              "largest over the output units, padding counted.")
-FIELD_NOT_COMPUTED = ("field '-' on an image: not computed, the field of these layers varies "
-                      "with the position and would take more than "
-                      f"{field.MAX_FIELD_STEPS:,} steps of the composed index maps to find "
-                      "exactly (the other numbers are exact).")
+              "largest over the output units, padding counted; of a Linear, the pixels its "
+              "inputs depend on, padding not counted.")
+FIELD_NOT_COMPUTED = ("field '-' on an image: not computed, finding it exactly would take more "
+                      f"than {field.MAX_FIELD_STEPS:,} steps of the composed index maps (a field "
+                      "that varies with the position, or a Linear after strides that skip "
+                      "pixels, on a large axis; the other numbers are exact).")
 WIDTH = 100  # characters per line of the notes
 
 
@@ -64,7 +65,8 @@ def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool 
         lines.append(line(c))
         if explain:
             lines += [" " * (widths[0] + 4) + text
-                      for text in explain_row(row, rows[i - 1] if i else None)]
+                      for text in explain_row(row, rows[i - 1] if i else None,
+                                                  shape[1:] or None)]
     lines.append(line(total))
     lines.append(f"params: {sums['total_weight_params']:,} weights + "
                  f"{sums['total_bias_params']:,} biases = {sums['total_params']:,} "
@@ -72,7 +74,7 @@ def stack_table(shape: tuple[int, ...], rows: Sequence[LayerRow], explain: bool 
     lines.append(textwrap.fill(MAC_NOTE, WIDTH))
     if len(shape) == 3:
         lines.append(textwrap.fill(FIELD_NOTE, WIDTH))
-    if any(r.receptive_field is None and r.jump is not None for r in rows):
+    if len(shape) == 3 and any(r.receptive_field is None for r in rows):
         lines.append(textwrap.fill(FIELD_NOT_COMPUTED, WIDTH))
     return "\n".join(lines)
 
