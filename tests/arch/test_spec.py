@@ -325,3 +325,26 @@ def test_a_subnormal_number_is_refused_naming_the_layer(text: str, one_sentence:
         one_sentence(str(info.value), text, "subnormal")
     assert parse_layer("LeakyReLU(0.0)")["negative_slope"] == 0.0
     assert parse_layer(f"LeakyReLU({sys.float_info.min!r})")["negative_slope"] == sys.float_info.min
+
+
+@pytest.mark.parametrize(("text", "rule"), [
+    ("Linear(1e-400)", "out_features must be an integer, got 0.0 (1e-400 as written)"),
+    ("Conv2d(8, 3, stride=(1, 5e-324))", "stride must be an integer"),
+    ("MaxPool2d(-1e-310)", "kernel_size must be an integer"),
+    ("Dropout(-1e-400)", "p must be in [0, 1)"),
+])
+def test_a_tiny_number_where_none_of_its_size_is_taken_gets_the_arguments_rule(
+        text: str, rule: str, one_sentence: Callable[..., None]) -> None:
+    """An integer size, or a p below 0, is refused at any size: the argument's own rule (as
+    `Linear(3.0)` and `Linear(0)` get), not the sentence on floats below the smallest normal,
+    which would say that 0 or 2.5 is taken."""
+    from vaekit.device import flush_denormals
+
+    for flushed in (False, True):
+        with flush_denormals() if flushed else contextlib.nullcontext():
+            with pytest.raises(SpecError) as info:
+                parse_layer(text)
+        one_sentence(str(info.value), rule)
+        assert "subnormal" not in str(info.value)
+    with pytest.raises(SpecError, match="out_features must be an integer, got 3.0"):
+        parse_layer("Linear(3.0)")

@@ -308,38 +308,45 @@ def render(spec: LayerSpec) -> str:
     return f"{spec.kind}({', '.join(args)})"
 
 
-def _literal(node: ast.expr, label: str, where: str, source: str) -> Literal:
+def _literal(node: ast.expr, label: str, where: str, source: str, tiny: list[str],
+             stand_in: bool = False) -> Literal:
     """Convert an ast node to a literal; anything else (names, calls, arithmetic) is refused,
-    quoting its text from `source` (not `ast.unparse`, which recurses on a deep expression)."""
+    quoting its text from `source` (not `ast.unparse`, which recurses on a deep expression).
+    The text of each number written below float's smallest normal is added to `tiny`
+    (`_tiny`); with `stand_in`, such a number is read as that smallest normal, signed."""
     if isinstance(node, ast.Constant) and (
         node.value is None or isinstance(node.value, bool | int | float | str)
     ):
-        return _normal(node, label, where, source)
+        return _tiny(node, source, tiny, stand_in)
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
             and isinstance(node.operand, ast.Constant)
             and isinstance(node.operand.value, int | float)
             and not isinstance(node.operand.value, bool)):
-        value = _normal(node.operand, label, where, source)
+        count = len(tiny)
+        value = _tiny(node.operand, source, tiny, stand_in)
+        if len(tiny) > count:  # with its sign
+            tiny[-1] = (ast.get_source_segment(source, node) or tiny[-1]).replace("_", "")
         return -value if isinstance(node.op, ast.USub) else value  # type: ignore[operator]
     if isinstance(node, ast.Tuple | ast.List):
-        return tuple(_literal(item, label, where, source) for item in node.elts)
+        return tuple(_literal(item, label, where, source, tiny, stand_in) for item in node.elts)
     written = ast.get_source_segment(source, node) or type(node).__name__
     raise SpecError(f"{label}: {where} must be a literal (integer, number, True/False, string "
                     f"or tuple), got `{excerpt(written)}`.")
 
 
-def _normal(node: ast.Constant, label: str, where: str, source: str) -> Literal:
-    """The constant's value, unless it is a number written not 0 but below float's smallest normal
-    (2.2e-308): a subnormal, or 1e-400's 0.0, which a CPU that flushes denormals reads as 0 (as it
-    parses one, under `vaekit.device.flush_denormals`): a slope or p of 0, not the one written.
+def _tiny(node: ast.Constant, source: str, tiny: list[str], stand_in: bool) -> Literal:
+    """The constant's value; if it is a number written not 0 but below float's smallest normal
+    (2.2e-308), its text is added to `tiny` (and with `stand_in` the smallest normal is returned):
+    a subnormal, or 1e-400's 0.0, which a CPU that flushes denormals reads as 0 (as it parses
+    one, under `vaekit.device.flush_denormals`), so a slope or p of 0, not the one written.
     Told from its text (`Decimal`, exact), as its float may already be 0.0."""
     if isinstance(node.value, float):
         written = (ast.get_source_segment(source, node) or "1").replace("_", "")
         with contextlib.suppress(InvalidOperation):
             if 0 < abs(Decimal(written)) < Decimal(sys.float_info.min):
-                raise SpecError(f"{label}: {where} must be 0 or at least {sys.float_info.min:.4g} in size, "
-                                f"got {written} in `{excerpt(source)}`, which a float holds only as a "
-                                "subnormal number or 0, and the CPU's flush-to-zero mode reads as 0.")
+                tiny.append(written)
+                if stand_in:
+                    return sys.float_info.min
     return cast(Literal, node.value)  # the caller took numbers, strings, True/False and None only
 
 
@@ -360,6 +367,25 @@ def _dotted_name(node: ast.expr) -> str | None:
     if not isinstance(node, ast.Name):
         return None
     return ".".join([node.id, *reversed(parts)])
+
+
+def _refuse_tiny(label: str, arg: str, check: Check, value: Literal, written: str,
+                 stand_in: Literal, source: str) -> None:
+    """Refuse an argument with a number written below float's smallest normal (`_tiny`): if the
+    argument would take it at a normal size (`stand_in`), the sentence on subnormals; if not (an
+    integer size, a probability below 0), the argument's own rule."""
+    try:
+        check(stand_in)
+    except ValueError as at_normal_size:
+        rule = str(at_normal_size)
+        try:
+            check(value)
+        except ValueError as as_read:  # Linear(1e-400): must be an integer, got 0.0
+            rule = str(as_read)
+        raise SpecError(f"{label}: {arg} {rule} ({written} as written).") from None
+    raise SpecError(f"{label}: {arg} must be 0 or at least {sys.float_info.min:.4g} in size, got "
+                    f"{written} in `{excerpt(source)}`, which a float holds only as a subnormal "
+                    "number or 0, and the CPU's flush-to-zero mode reads as 0.")
 
 
 def parse_layer(text: str, where: str = "") -> LayerSpec:
@@ -408,7 +434,16 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
         raise SpecError(f"{label}: takes its num_features from the previous layer and its other "
                         f"arguments by name ({by_name}); torch's first positional argument would be "
                         "num_features, so a number here is refused, not read as eps.")
-    positional = tuple(_literal(a, label, names[i], source) for i, a in enumerate(call.args))
+    tiny: dict[str, tuple[str, Literal]] = {}  # argument -> a number written too small, stand-in
+
+    def literal(node: ast.expr, arg: str) -> Literal:
+        written: list[str] = []
+        value = _literal(node, label, arg, source, written)
+        if written:
+            tiny[arg] = (written[0], _literal(node, label, arg, source, [], stand_in=True))
+        return value
+
+    positional = tuple(literal(a, names[i]) for i, a in enumerate(call.args))
     keywords: list[tuple[str, Literal]] = []
     given = dict(zip(names, positional, strict=False))
     for kw in call.keywords:
@@ -420,7 +455,7 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
                             f"arguments are {', '.join(names) or 'none'}.")
         if kw.arg in given:
             raise SpecError(f"{label}: argument {kw.arg!r} is given twice.")
-        value = _literal(kw.value, label, kw.arg, source)
+        value = literal(kw.value, kw.arg)
         given[kw.arg] = value
         keywords.append((kw.arg, value))
     spec = LayerSpec(kind, positional, tuple(keywords))
@@ -428,6 +463,8 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
         if arg not in given and default is REQUIRED:
             raise SpecError(f"{label}: missing required argument {arg!r}.")
         value = given.get(arg, default)
+        if arg in tiny:
+            _refuse_tiny(label, arg, check, value, *tiny[arg], source)
         try:
             spec.params[arg] = check(value) if arg in given else value
         except ValueError as err:
