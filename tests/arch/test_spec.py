@@ -327,6 +327,21 @@ def test_a_subnormal_number_is_refused_naming_the_layer(text: str, one_sentence:
     assert parse_layer(f"LeakyReLU({sys.float_info.min!r})")["negative_slope"] == sys.float_info.min
 
 
+@pytest.mark.parametrize(("text", "comment"), [
+    ("Linear(3)#junk", "#junk"), ("Linear(3)  # out", "# out"), ("nn.ReLU # relu", "# relu"),
+])
+def test_a_comment_is_refused_not_dropped(text: str, comment: str,
+                                          one_sentence: Callable[..., None]) -> None:
+    """Python's parser drops a comment; a layer is its call alone, so a comment is named and
+    refused. A '#' inside a string is no comment (and gets the argument's own rule)."""
+    with pytest.raises(SpecError) as info:
+        parse_layer(text, where="layer 1 ")
+    one_sentence(str(info.value), "layer 1", f"has the comment `{comment}`")
+    with pytest.raises(SpecError, match="approximate must be one of 'none', 'tanh', got '#tanh'"):
+        parse_layer("GELU(approximate='#tanh')")
+    assert parse_layer("GELU(approximate='tanh')")["approximate"] == "tanh"
+
+
 @pytest.mark.parametrize(("text", "rule"), [
     ("Linear(1e-400)", "out_features must be an integer, got 0.0 (1e-400 as written)"),
     ("Conv2d(8, 3, stride=(1, 5e-324))", "stride must be an integer"),

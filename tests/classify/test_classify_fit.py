@@ -162,6 +162,8 @@ BAD = {
     "smoothing-one": (["--label-smoothing", "1"], ["label_smoothing"]),
     "dropout-one": (["--layers", "Flatten()", "Linear(10)", "Dropout(p=1.0)"],
                     ["layer 3 Dropout: p must be in [0, 1)"]),
+    "layer-with-a-comment": (["--layers", "Flatten()", "Linear(10)  # logits"],
+                             ["layer 2", "Linear(10)  # logits", "has the comment `# logits`"]),
     "softplus-beta-zero": (["--layers", "Flatten()", "Linear(10)", "Softplus(beta=0)"],
                            ["layer 3 Softplus: beta must be positive"]),
     "sides-without-compare": (["--sides", "8"], ["--sides is used only with --compare"]),

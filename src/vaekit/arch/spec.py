@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import io
 import math
 import sys
+import tokenize
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -358,6 +360,20 @@ def _ascii_digits(source: str, label: str) -> None:
                         f"(U+{ord(digit):04X}).")
 
 
+def _no_comment(source: str, label: str) -> None:
+    """A comment (`Linear(3)#junk`), which the parser drops: a layer is its call alone."""
+    if "#" not in source:
+        return
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):  # pragma: no cover - ast.parse read it already
+        return
+    comment = next((t.string for t in tokens if t.type == tokenize.COMMENT), None)
+    if comment is not None:
+        raise SpecError(f"{label}: has the comment `{excerpt(comment)}`, which is not part of a "
+                        "layer; write the call alone, like Conv2d(20, kernel_size=3).")
+
+
 def _dotted_name(node: ast.expr) -> str | None:
     """`Conv2d`, `nn.Conv2d`, `torch.nn.Conv2d` -> the dotted name; None for anything else."""
     parts: list[str] = []
@@ -407,6 +423,7 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
         tree = ast.parse(source, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):  # ValueError: surrogates
         raise not_a_call from None
+    _no_comment(source, label)
     call = tree.body
     if isinstance(call, ast.Name | ast.Attribute):  # `ReLU` without parentheses
         call = ast.Call(func=call, args=[], keywords=[])
