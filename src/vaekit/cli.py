@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
 from vaekit.config import choice, rank_error_file
-from vaekit.errors import ConfigError, VaekitError
+from vaekit.errors import LOST_PEER_STATUS, ConfigError, PeerLost, VaekitError
 from vaekit.version import __version__
 
 # Order is the order shown by `vaekit --help`.
@@ -311,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
+    except PeerLost as lost:  # another rank ended: under --nproc the launcher names it
+        if rank_error_file() is None:
+            print(f"vaekit {args.command}: error: {lost}", file=sys.stderr)
+        return LOST_PEER_STATUS
     return int(status or 0)
 
 

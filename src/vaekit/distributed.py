@@ -39,17 +39,19 @@ import contextlib
 import datetime
 import logging
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from vaekit.config import RANK_ERRORS_ENV, env_int, rank_errors_value, seconds_of
-from vaekit.errors import ConfigError
+from vaekit.errors import LOST_PEER_STATUS, ConfigError, PeerLost
 
 TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
 DEFAULT_TIMEOUT = 60.0
@@ -71,10 +73,16 @@ class World:
         return self.rank == 0
 
     def all_reduce(self, t: Tensor) -> Tensor:
-        """Sum `t` over the ranks, in place; every rank gets the sum."""
+        """Sum `t` over the ranks, in place; every rank gets the sum. `PeerLost` if another rank
+        is gone (killed: gloo's 'Connection closed by peer') or did not come within the timeout."""
         import torch.distributed as dist  # only ever imported by a distributed run
 
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        try:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        except RuntimeError as err:  # DistBackendError, or gloo's plain RuntimeError
+            reason = (str(err).splitlines() or [type(err).__name__])[0].rstrip(".")[:200]
+            raise PeerLost(f"rank {self.rank} of {self.size} lost the other ranks in a collective "
+                           f"({reason}); torchrun names the rank that ended first.") from None
         return t
 
     def agree(self, ok: bool) -> bool:
@@ -207,7 +215,8 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 0) -> int:
     first. A rank's error sentence is left in a folder (RANK_ERRORS_ENV, set here whatever it was;
     `vaekit.cli.say`), not printed: the lowest rank's sentence is one ConfigError here, without
     torchrun's report (the ranks refuse alike, in words that may differ: a time measured). A rank
-    that ended otherwise (a crash: its own output says why) is one line and status 1.
+    that ended otherwise (a crash: its own output says why; a signal) is one line and status 1
+    (`ranks_ended`); the ranks that then lost it in a collective end silently (`PeerLost`).
     OMP_NUM_THREADS, unless set, is the ranks' `threads` (--threads; 0: C cores / N processes,
     as `train.threads.session_threads` chooses), which torchrun would otherwise set to 1 with a
     banner."""
@@ -229,14 +238,39 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 0) -> int:
             said = sorted(Path(folder).iterdir(), key=_rank_of)
             if said:
                 raise ConfigError(said[0].read_text(errors="replace")) from None
-            ranks = ", ".join(f"rank {rank} (exit status {failure.exitcode})"
-                              for rank, failure in sorted(failed.failures.items()))
-            print(f"vaekit: {ranks} ended with an error; its output above says why.", file=sys.stderr)
+            print(f"vaekit: {ranks_ended(failed.failures, nproc)}", file=sys.stderr)
             return 1
         except SignalException as stopped:
             print("vaekit: interrupted", file=sys.stderr)
             return 128 + int(stopped.sigval)
     return 0
+
+
+def ranks_ended(failures: Mapping[int, Any], nproc: int) -> str:
+    """The sentence for ranks of `nproc` that ended without one of their own (`failures`:
+    torchrun's, rank -> a ProcessFailure, exitcode -N for signal N). Ranks that only lost the
+    others (LOST_PEER_STATUS), and those torchrun stopped (SIGTERM) once another rank had ended
+    otherwise, are not named as the cause."""
+    codes = {rank: int(failure.exitcode) for rank, failure in sorted(failures.items())}
+    crashed = {r: c for r, c in codes.items() if c > 0 and c != LOST_PEER_STATUS}
+    signalled = {r: -c for r, c in codes.items() if c < 0}
+    killed = {r: n for r, n in signalled.items() if n != signal.SIGTERM} or signalled
+    named = crashed or killed
+    others = "; the other ranks were stopped" if 0 < len(named) < nproc else ""
+    if crashed:
+        ranks = ", ".join(f"rank {r} (exit status {c})" for r, c in crashed.items())
+        return f"{ranks} ended with an error (its output above says why){others}."
+    if killed:
+        ranks = ", ".join(f"rank {r} was killed by signal {_signal_name(n)}" for r, n in killed.items())
+        return f"{ranks}{others}."
+    return "the ranks lost each other in a collective (a network error, or a rank that came too late)."
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _rank_of(sentence: Path) -> tuple[int, str]:

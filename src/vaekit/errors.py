@@ -51,3 +51,13 @@ class RunBusyError(CheckpointError):
 class RunWriteError(CheckpointError, OSError):
     """A run file that could not be written (disk full, read-only, not a directory): an OSError too,
     so that code catching OSError still sees it; the previous version of the file is kept."""
+
+
+LOST_PEER_STATUS = 75  # a rank's exit status when another rank ended first (BSD's EX_TEMPFAIL)
+
+
+class PeerLost(Exception):
+    """Not a user's error: another rank of a distributed run is gone in the middle of a collective
+    (`vaekit.distributed.World.all_reduce`). The rank ends with LOST_PEER_STATUS, silently under
+    `vaekit train --nproc` (whose launcher names the rank that ended first), with this sentence
+    under a torchrun of the user's own."""

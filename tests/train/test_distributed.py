@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -158,6 +159,71 @@ def test_a_killed_rank_ends_the_run_and_resume_carries_on(one_and_two: dict[str,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     full = one_and_two["two-autograd"]
     assert_same_weights(full, out)
+
+
+def rank_pid(rank: int, out: Path) -> int | None:
+    """The process of vaekit train into `out` whose environment has RANK=`rank` (Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and str(out).encode() in (entry / "cmdline").read_bytes()
+                    and f"RANK={rank}".encode() in (entry / "environ").read_bytes().split(b"\0")):
+                return int(entry.name)
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank in /proc")
+def test_a_rank_killed_by_a_signal_is_named_without_a_traceback(tmp_path: Path) -> None:
+    """`train --nproc 2`, rank 1 killed (SIGKILL) after the first epoch's metrics: rank 0's
+    collective fails under it (gloo: 'Connection closed by peer'), or torchrun stops it first.
+    Either way one sentence naming rank 1 and the signal, no traceback, and the checkpoint of
+    the last epoch whole (the resume is test_a_killed_rank_ends_the_run_and_resume_carries_on's)."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vaekit", "train", "--data", "digits", "--hidden", "16", "--latent", "2",
+               "--epochs", "200", "--threads", "1", "--no-progress", "--nproc", "2", "--out", str(out)]
+    launcher = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+    deadline = time.monotonic() + 120
+    try:
+        pid = None
+        while pid is None and launcher.poll() is None and time.monotonic() < deadline:
+            if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n"):
+                pid = rank_pid(1, out)
+            time.sleep(0.05)
+        assert pid is not None, "rank 1 or its first epoch never appeared"
+        os.kill(pid, signal.SIGKILL)
+        _, err = launcher.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode == 1
+    assert err == "vaekit: rank 1 was killed by signal SIGKILL; the other ranks were stopped.\n", err
+    assert json.loads((out / runs.CHECKPOINT_JSON).read_text())["epoch"] >= 1
+
+
+def test_the_launcher_names_the_rank_that_ended_first() -> None:
+    """torchrun's failures (exit status -N: signal N): a rank that lost the others (status
+    LOST_PEER_STATUS) or that torchrun stopped (SIGTERM) after another ended is not the cause."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from vaekit.distributed import LOST_PEER_STATUS, ranks_ended
+
+    def failures(**codes: int) -> dict[int, ProcessFailure]:
+        return {int(r[1:]): ProcessFailure(int(r[1:]), 100 + int(r[1:]), code, "")
+                for r, code in codes.items()}
+
+    killed = "rank 1 was killed by signal SIGKILL; the other ranks were stopped."
+    assert ranks_ended(failures(r0=-15, r1=-9), 2) == killed
+    assert ranks_ended(failures(r0=LOST_PEER_STATUS, r1=-9), 2) == killed
+    assert ranks_ended(failures(r1=-9), 2) == killed
+    assert ranks_ended(failures(r0=-15, r1=1, r2=LOST_PEER_STATUS), 3) == (
+        "rank 1 (exit status 1) ended with an error (its output above says why); the other ranks were "
+        "stopped.")
+    assert ranks_ended(failures(r0=-15, r1=-15), 2) == (
+        "rank 0 was killed by signal SIGTERM, rank 1 was killed by signal SIGTERM.")
+    assert "lost each other" in ranks_ended(failures(r0=LOST_PEER_STATUS), 2)
 
 
 def test_nproc_starts_torchrun(tmp_path: Path) -> None:
