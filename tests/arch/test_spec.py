@@ -327,6 +327,17 @@ def test_a_subnormal_number_is_refused_naming_the_layer(text: str, one_sentence:
     assert parse_layer(f"LeakyReLU({sys.float_info.min!r})")["negative_slope"] == sys.float_info.min
 
 
+@pytest.mark.parametrize("text", ["Linear(\n'x')", "Foo(\t\n)", "Linear(3 # x\n)", "Conv2d(\r20)\x00"])
+def test_a_layer_written_over_lines_is_quoted_on_one_line(text: str) -> None:
+    """Whatever is wrong with it, the sentence quoting the layer is one line, its control characters
+    written as Python writes them in a string literal."""
+    with pytest.raises(SpecError) as info:
+        parse_layer(text, where="layer 1 ")
+    said = str(info.value)
+    assert said.isprintable() and "\n" not in said, said
+    assert repr(text)[1:-1] in said, said
+
+
 @pytest.mark.parametrize(("text", "comment"), [
     ("Linear(3)#junk", "#junk"), ("Linear(3)  # out", "# out"), ("nn.ReLU # relu", "# relu"),
 ])

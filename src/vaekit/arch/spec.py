@@ -55,7 +55,10 @@ _SOFTPLUS_BETA = ("must be positive and at least 2**-23 (about 1.2e-07; softplus
 
 
 def excerpt(text: str, limit: int = SHOWN_CHARS) -> str:
-    """`text` as a message quotes it: whole, or for a long one its start and its length."""
+    """`text` as a message quotes it, on one line (a newline, a tab or any other character that
+    does not print is written as its escape, `\\n`): whole, or for a long one its start and its
+    length."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} characters)"
 
 
