@@ -504,6 +504,33 @@ def test_the_command_line_refuses_momentum_with_adam(capsys: pytest.CaptureFixtu
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("toml", "flags", "k", "s"), [
+    ('[model]\nkind = "conv"\nkernel_size = 1\n', [], 1, 2),
+    ('[model]\nkind = "conv"\nkernel_size = 3\nstride = 5\n', [], 3, 5),
+    ("[model]\nkernel_size = 1\nstride = 8\n", ["--model", "conv"], 1, 8),  # conv by its flag
+])
+def test_a_conv_stride_past_its_kernel_is_refused_from_toml_and_flags(
+        toml: str, flags: list[str], k: int, s: int, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, one_sentence: OneSentence) -> None:
+    """Such an encoder never sees s - k of every s pixels (`tests/vae/test_models.py` counts them):
+    one sentence naming both and the rule, exit 2, before the data is read and nothing written."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    toml_file(tmp_path, toml)
+    assert main(["train", "--config", "c.toml", "--data", "digits", "--epochs", "1", "--out", "run",
+                 *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix("vaekit train: error: "), f"model.kernel_size is {k}",
+                 f"model.stride {s}", "kernel_size >= stride")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+    config = apply(TrainConfig(), {"model": {"kind": "conv", "kernel_size": k, "stride": s}}, "c.toml")
+    refused(lambda: validate(config), one_sentence, "kernel_size >= stride")
+    config.model.kernel_size = s
+    assert validate(config) is config
+
+
 @pytest.mark.parametrize("text", ["[train]\nepochs = " + "9" * 5000,
                                   '[data]\nimage_size = "' + "9" * 5000 + '"'])
 def test_a_toml_integer_past_what_python_reads_is_one_sentence(tmp_path: Path, text: str) -> None:

@@ -93,6 +93,7 @@ from vaekit.config.sections import (
     ModelConfig,
     OptimConfig,
     TrainConfig,
+    check_conv_stride,
     check_image_shape,
 )
 from vaekit.config.settings import (
@@ -130,7 +131,8 @@ __all__ = [  # the public names of the modules, each imported from here
     "MODEL_KINDS", "ModelConfig", "OBJECTIVES", "OPTIMIZERS", "OptimConfig", "PRECISIONS", "PRIORS",
     "RESUMABLE_CHANGES", "SCHEDULES", "SECTIONS", "SEED_MAX", "TrainConfig", "USED_WITH", "VARIANCES",
     "apply", "bounds_of", "check_choices", "check_data_images", "check_fields", "check_used", "check_value",
-    "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup", "check_with_data",
+    "check_conv_stride", "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup",
+    "check_with_data",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
     "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_image_shape
+from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_stride, check_image_shape
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
@@ -262,7 +262,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     (checked again here for configs built in Python); each choice among its valid values; then the
     combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
     objective 2 samples or more and no beta, warm-up, free bits or score estimator, the score
-    estimator no free bits).
+    estimator no free bits, a conv model's kernel at least its stride).
     """
     m, t, d = config.model, config.train, config.data
     check_fields(config)
@@ -271,6 +271,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     checkpoint_interval(t.checkpoint_every)
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
+    if m.kind == "conv":
+        check_conv_stride(m.kernel_size, m.stride)
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
         raise ConfigError(f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize}; "
                           "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or "
