@@ -402,8 +402,11 @@ def test_an_empty_entry_of_an_integer_list_is_refused_not_dropped(text: str) -> 
 def test_an_integer_list_reads_its_integers_and_none_as_no_entry() -> None:
     from vaekit.config import parse_int_list
 
-    assert parse_int_list("512, 256") == [512, 256] and parse_int_list(" 7 ") == [7]
-    assert parse_int_list("none") == [] and parse_int_list(" none ") == []
+    assert parse_int_list("512, 256") == [512, 256] and parse_int_list("7") == [7]
+    assert parse_int_list("none") == []
+    for text in (" 7 ", " none "):  # spaces around a number are refused, as --lr's are
+        with pytest.raises(ConfigError, match="must be a comma-separated list of integers"):
+            parse_int_list(text)
 
 
 def test_a_fifo_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:
