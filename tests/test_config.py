@@ -16,7 +16,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torch_reference import lr_changes
+from torch_reference import lr_changes, lr_flushed
 from vaekit import runs
 from vaekit.config import (
     BOUNDS,
@@ -665,6 +665,57 @@ def test_a_step_schedule_that_never_decays_is_refused(
         assert lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
     refused_exactly(refused, one_sentence, ("optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size",),
                     check_epochs, config, start)
+
+
+@pytest.mark.parametrize(("optim", "epochs", "flushed"), [
+    ({"gamma": 1e-300, "step_size": 1}, 3, 2),  # 1e-3, then 1e-303
+    ({"gamma": 1e-30, "step_size": 1}, 2, None),  # 1e-3, 1e-33
+    ({"gamma": 1e-30, "step_size": 1}, 3, 3),  # then 1e-63
+    ({"gamma": 1e-10, "step_size": 1}, 4, None),  # 1e-3, 1e-13, 1e-23, 1e-33
+    ({"gamma": 1e-10, "step_size": 1}, 5, 5),  # then 1e-43
+    ({"gamma": 1e-20, "step_size": 2}, 5, 5),  # 1e-3, 1e-3, 1e-23, 1e-23, 1e-43
+    ({"gamma": 1e-20, "step_size": 2, "lr": 1e-18}, 3, 3),  # 1e-18, 1e-18, 1e-38 (below 1.18e-38)
+    ({"gamma": 0.1, "step_size": 1}, 35, None),  # 1e-3 * 0.1 ** 34 = 1e-37 at epoch 35
+    ({"gamma": 0.1, "step_size": 1}, 36, 36),  # then 1e-38
+    ({"gamma": 0.5}, 3510, None),  # 1e-3 * 0.5 ** 116 = 1.2e-38 from epoch 116 * 30 + 1
+    ({"gamma": 0.5}, 3600, 3511),  # 1e-3 * 0.5 ** 117 = 6.0e-39 from epoch 117 * 30 + 1
+])
+def test_a_step_schedule_that_flushes_the_learning_rate_to_0_is_refused(
+        optim: dict[str, Any], epochs: int, flushed: int | None, one_sentence: OneSentence) -> None:
+    """Refused exactly where torch's own StepLR, over the run's epochs, gives a float32 learning rate
+    below float32's smallest normal number, naming gamma, the step and the epoch where it happens."""
+    from vaekit.config import check_epochs
+
+    config = apply(TrainConfig(), {"optim": {"schedule": "step", **optim}, "train": {"epochs": epochs}},
+                   "c.toml")
+    o = config.optim
+    assert lr_flushed(o.lr, o.step_size, o.gamma, epochs) is (flushed is not None)
+    if flushed is None:
+        check_epochs(config, TrainConfig())
+        return
+    refused(lambda: check_epochs(config, TrainConfig()), one_sentence, f"optim.gamma {o.gamma:g}",
+            f"optim.step_size of {o.step_size} epoch", f"at epoch {flushed} of the run's {epochs} epochs")
+
+
+@pytest.mark.parametrize(("command", "flags"), [("train", ["--epochs", "3"]),
+                                                ("train", ["--schedule", "step", "--epochs", "3"]),
+                                                ("classify", ["--epochs", "3"])])
+def test_a_step_schedule_flushing_the_rate_is_refused_from_toml_and_flags(
+        command: str, flags: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, one_sentence: OneSentence) -> None:
+    """optim.gamma = 1e-300 trained on with lr 0.00e+00 from epoch 2: one sentence, exit 2, nothing
+    written, whether the step schedule comes from the file or from --schedule."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    schedule = "" if "--schedule" in flags else 'schedule = "step"\n'
+    toml_file(tmp_path, f"[optim]\n{schedule}gamma = 1e-300\nstep_size = 1\n")
+    assert main([command, "--config", "c.toml", "--data", "digits", "--out", "run", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix(f"vaekit {command}: error: "), "optim.gamma 1e-300", "optim.step_size of 1",
+                 "at epoch 2 of the run's 3 epochs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 
 def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import struct
 import sys
 import tomllib
@@ -398,7 +399,9 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     `check_warmup`; a VAE's or a classifier's config): a patience of at least the epochs (the first
     epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
     step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
-    decays at epoch step_size, counted from 0; a factor of 1 at any length). `epochs`: the epochs
+    decays at epoch step_size, counted from 0; a factor of 1 at any length), or whose decay takes
+    the learning rate below float32's smallest normal number within them (`flushed_epoch`).
+    `epochs`: the epochs
     each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
     only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
     them as --epochs would."""
@@ -427,6 +430,31 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
         raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
                           f"({whose}) or more, so the step schedule (--schedule step) would never "
                           f"decay the learning rate; {fix}.")
+    flushed = flushed_epoch(o)
+    decay = {"optim.gamma", "optim.step_size", "optim.lr", "optim.schedule", "train.epochs"}
+    if flushed is not None and flushed <= n and decay & changed:
+        raise ConfigError(f"optim.gamma {o.gamma:g} every optim.step_size of {_epochs(o.step_size)} takes "
+                          f"the learning rate {o.lr:g} below float32's smallest normal number, "
+                          f"{FLOAT32_TINY:.3g} (read as 0), at epoch {flushed} of the run's {_epochs(n)} "
+                          f"({whose}), so the epochs from there on would not train; give a larger gamma or "
+                          f"step size, or {'fewer epochs' if planned is None else 'a shorter time budget'}.")
+
+FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny: smaller is flushed to 0
+
+
+def flushed_epoch(o: Any) -> int | None:
+    """The first epoch (1-based) whose learning rate under the step schedule, lr * gamma **
+    floor((epoch - 1) / step_size) (`vaekit.train.optim.lr_at`), is below float32's smallest normal
+    number, FLOAT32_TINY; None for another schedule or a gamma of 1 (or an lr already that small:
+    not the schedule's doing). Found from the logarithms, then held to the products themselves."""
+    if o.schedule != "step" or o.gamma >= 1.0 or o.lr < FLOAT32_TINY:
+        return None
+    k = max(1, math.floor(math.log(FLOAT32_TINY / o.lr) / math.log(o.gamma)))  # decays until below
+    while k > 1 and o.lr * o.gamma ** (k - 1) < FLOAT32_TINY:
+        k -= 1
+    while o.lr * o.gamma ** k >= FLOAT32_TINY:
+        k += 1
+    return int(k * o.step_size + 1)
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:
