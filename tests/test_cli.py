@@ -9,12 +9,14 @@ import argparse
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vaekit.cli import build_parser, explain, main
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, float_flag, int_flag, int_list_flag
 from vaekit.commands.serve import host_flag
+from vaekit.config import spell
 
 OneSentence = Callable[..., None]
 # A positional each command needs before its flags parse (eval, sample and report take a run).
@@ -343,6 +345,39 @@ def test_numbers_are_read_as_a_person_types_them(argv: list[str], flag: str,
     assert main([*argv, "--data", "digits", "--out", "run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def train_number_flags() -> list[tuple[str, str]]:
+    """Each number flag of train (integers, numbers, integer lists, sizes, durations, the checkpoint
+    interval), read from its flag table, with a value it takes."""
+    from vaekit.commands.train import FLAGS
+
+    values: dict[Any, str] = {int: "1", "positive": "1", float: "0.5", list: "8", "size": "8",
+                              "duration": "60m", "interval": "30s"}
+    found = [(flag, values[kind]) for flag, (_, _, kind, _) in FLAGS.items() if kind in values]
+    assert {"--lr", "--epochs", "--hidden", "--image-size", "--time-budget", "--checkpoint-every"} \
+        <= {flag for flag, _ in found}
+    return found
+
+
+@pytest.mark.parametrize(("flag", "value"), train_number_flags())
+def test_every_number_flag_refuses_spaces_around_its_number(
+        flag: str, value: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--lr ' 0.01'` was refused while `--hidden ' 16'` and `--image-size ' 8'` were read as 16 and
+    8: one rule for every number flag, the float flags' sentence ('must be ..., got " 0.01"'); the
+    value itself is taken."""
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    parser.parse_args(["train", flag, value])  # the value as typed is read
+    for text in (f" {value}", f"{value} ", f"\t{value}"):
+        capsys.readouterr()
+        # data no machine holds: a value taken would be refused there, not trained on
+        assert main(["train", flag, text, "--data", "no-such-data", "--out", "run"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "must be" in err and f"got {spell(text)}" in err, err
+        assert flag in err or flag.lstrip("-").replace("-", "_") in err, err
     assert list(tmp_path.iterdir()) == []
 
 

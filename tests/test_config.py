@@ -16,7 +16,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torch_reference import lr_changes
+from torch_reference import lr_changes, lr_flushed
 from vaekit import runs
 from vaekit.config import (
     BOUNDS,
@@ -402,8 +402,11 @@ def test_an_empty_entry_of_an_integer_list_is_refused_not_dropped(text: str) -> 
 def test_an_integer_list_reads_its_integers_and_none_as_no_entry() -> None:
     from vaekit.config import parse_int_list
 
-    assert parse_int_list("512, 256") == [512, 256] and parse_int_list(" 7 ") == [7]
-    assert parse_int_list("none") == [] and parse_int_list(" none ") == []
+    assert parse_int_list("512, 256") == [512, 256] and parse_int_list("7") == [7]
+    assert parse_int_list("none") == []
+    for text in (" 7 ", " none "):  # spaces around a number are refused, as --lr's are
+        with pytest.raises(ConfigError, match="must be a comma-separated list of integers"):
+            parse_int_list(text)
 
 
 def test_a_fifo_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:
@@ -502,6 +505,33 @@ def test_the_command_line_refuses_momentum_with_adam(capsys: pytest.CaptureFixtu
     assert main(["train", "--data", "digits", "--momentum", "0", "--out", "run"]) == 2
     assert "optim.momentum is used only with --optimizer sgd or rmsprop" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("toml", "flags", "k", "s"), [
+    ('[model]\nkind = "conv"\nkernel_size = 1\n', [], 1, 2),
+    ('[model]\nkind = "conv"\nkernel_size = 3\nstride = 5\n', [], 3, 5),
+    ("[model]\nkernel_size = 1\nstride = 8\n", ["--model", "conv"], 1, 8),  # conv by its flag
+])
+def test_a_conv_stride_past_its_kernel_is_refused_from_toml_and_flags(
+        toml: str, flags: list[str], k: int, s: int, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, one_sentence: OneSentence) -> None:
+    """Such an encoder never sees s - k of every s pixels (`tests/vae/test_models.py` counts them):
+    one sentence naming both and the rule, exit 2, before the data is read and nothing written."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    toml_file(tmp_path, toml)
+    assert main(["train", "--config", "c.toml", "--data", "digits", "--epochs", "1", "--out", "run",
+                 *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix("vaekit train: error: "), f"model.kernel_size is {k}",
+                 f"model.stride {s}", "kernel_size >= stride")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+    config = apply(TrainConfig(), {"model": {"kind": "conv", "kernel_size": k, "stride": s}}, "c.toml")
+    refused(lambda: validate(config), one_sentence, "kernel_size >= stride")
+    config.model.kernel_size = s
+    assert validate(config) is config
 
 
 @pytest.mark.parametrize("text", ["[train]\nepochs = " + "9" * 5000,
@@ -635,6 +665,57 @@ def test_a_step_schedule_that_never_decays_is_refused(
         assert lr_changes(o.step_size, o.gamma, config.train.epochs) is not refused
     refused_exactly(refused, one_sentence, ("optim.gamma is 1" if o.gamma == 1.0 else "optim.step_size",),
                     check_epochs, config, start)
+
+
+@pytest.mark.parametrize(("optim", "epochs", "flushed"), [
+    ({"gamma": 1e-300, "step_size": 1}, 3, 2),  # 1e-3, then 1e-303
+    ({"gamma": 1e-30, "step_size": 1}, 2, None),  # 1e-3, 1e-33
+    ({"gamma": 1e-30, "step_size": 1}, 3, 3),  # then 1e-63
+    ({"gamma": 1e-10, "step_size": 1}, 4, None),  # 1e-3, 1e-13, 1e-23, 1e-33
+    ({"gamma": 1e-10, "step_size": 1}, 5, 5),  # then 1e-43
+    ({"gamma": 1e-20, "step_size": 2}, 5, 5),  # 1e-3, 1e-3, 1e-23, 1e-23, 1e-43
+    ({"gamma": 1e-20, "step_size": 2, "lr": 1e-18}, 3, 3),  # 1e-18, 1e-18, 1e-38 (below 1.18e-38)
+    ({"gamma": 0.1, "step_size": 1}, 35, None),  # 1e-3 * 0.1 ** 34 = 1e-37 at epoch 35
+    ({"gamma": 0.1, "step_size": 1}, 36, 36),  # then 1e-38
+    ({"gamma": 0.5}, 3510, None),  # 1e-3 * 0.5 ** 116 = 1.2e-38 from epoch 116 * 30 + 1
+    ({"gamma": 0.5}, 3600, 3511),  # 1e-3 * 0.5 ** 117 = 6.0e-39 from epoch 117 * 30 + 1
+])
+def test_a_step_schedule_that_flushes_the_learning_rate_to_0_is_refused(
+        optim: dict[str, Any], epochs: int, flushed: int | None, one_sentence: OneSentence) -> None:
+    """Refused exactly where torch's own StepLR, over the run's epochs, gives a float32 learning rate
+    below float32's smallest normal number, naming gamma, the step and the epoch where it happens."""
+    from vaekit.config import check_epochs
+
+    config = apply(TrainConfig(), {"optim": {"schedule": "step", **optim}, "train": {"epochs": epochs}},
+                   "c.toml")
+    o = config.optim
+    assert lr_flushed(o.lr, o.step_size, o.gamma, epochs) is (flushed is not None)
+    if flushed is None:
+        check_epochs(config, TrainConfig())
+        return
+    refused(lambda: check_epochs(config, TrainConfig()), one_sentence, f"optim.gamma {o.gamma:g}",
+            f"optim.step_size of {o.step_size} epoch", f"at epoch {flushed} of the run's {epochs} epochs")
+
+
+@pytest.mark.parametrize(("command", "flags"), [("train", ["--epochs", "3"]),
+                                                ("train", ["--schedule", "step", "--epochs", "3"]),
+                                                ("classify", ["--epochs", "3"])])
+def test_a_step_schedule_flushing_the_rate_is_refused_from_toml_and_flags(
+        command: str, flags: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, one_sentence: OneSentence) -> None:
+    """optim.gamma = 1e-300 trained on with lr 0.00e+00 from epoch 2: one sentence, exit 2, nothing
+    written, whether the step schedule comes from the file or from --schedule."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    schedule = "" if "--schedule" in flags else 'schedule = "step"\n'
+    toml_file(tmp_path, f"[optim]\n{schedule}gamma = 1e-300\nstep_size = 1\n")
+    assert main([command, "--config", "c.toml", "--data", "digits", "--out", "run", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix(f"vaekit {command}: error: "), "optim.gamma 1e-300", "optim.step_size of 1",
+                 "at epoch 2 of the run's 3 epochs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 
 def test_an_empty_list_is_asked_for_by_its_word_not_by_empty_text(one_sentence: OneSentence) -> None:

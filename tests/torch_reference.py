@@ -93,6 +93,20 @@ def trains_nothing(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                for y in outs)
 
 
+def lr_flushed(lr: float, step_size: int, gamma: float, epochs: int) -> bool:
+    """Whether torch's own StepLR, within `epochs` epochs, gives a learning rate that a float32
+    tensor holds below its smallest normal number (0, or a subnormal a flushing CPU reads as 0)."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+    tiny = torch.finfo(torch.float32).tiny
+    for _ in range(epochs):
+        if torch.tensor(opt.param_groups[0]["lr"], dtype=torch.float32).abs() < tiny:
+            return True
+        opt.step()
+        sched.step()
+    return False
+
+
 def lr_changes(step_size: int, gamma: float, epochs: int) -> bool:
     """Whether torch's own StepLR changes the learning rate within `epochs` epochs."""
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)

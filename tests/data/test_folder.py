@@ -467,6 +467,46 @@ def test_a_skipped_file_does_not_set_the_channels(tmp_path: Path) -> None:
     assert "channels" not in got.notes
 
 
+def truncated_folder(root: Path) -> tuple[str, ...]:
+    """Two classes of 12 grey PNGs, one of them cut: what a run under --skip-bad must say."""
+    write_pngs(root, noise(24, 5, 5), np.repeat(np.arange(2), 12))
+    truncated_png(root / "c0" / "00003.png")
+    return ("skipped 1 unreadable files", "c0/00003.png")
+
+
+def rgba_folder(root: Path) -> tuple[str, ...]:
+    """Two classes of 12 RGB PNGs, one of them RGBA: its alpha channel dropped, said so."""
+    write_pngs(root, noise(24, 5, 5, 3), np.repeat(np.arange(2), 12))
+    Image.fromarray(noise(1, 5, 5, 4)[0], "RGBA").save(root / "c1" / "00013.png")
+    return ("dropped the alpha channel of 1 images",)
+
+
+@pytest.mark.parametrize("make", [truncated_folder, rgba_folder], ids=["skipped", "alpha"])
+@pytest.mark.parametrize("command", [["train", "--hidden", "8", "--latent", "2"],
+                                     ["classify", "--preset", "dense"]], ids=["train", "classify"])
+def test_train_and_classify_print_the_notes_of_data_info(
+        make: Callable[[Path], tuple[str, ...]], command: list[str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--skip-bad promises to say how many files it skipped: train and classify print each note of
+    `vaekit data info` on the folder (skipped files with the first, an alpha channel dropped) once
+    at the start, on stderr; the cache's note aside, which says whether this read decoded or
+    reused the cache."""
+    root = tmp_path / "f"
+    said = make(root)
+    flags = ["--skip-bad"] if make is truncated_folder else []
+    assert cli.main(["data", "info", str(root), *flags]) == 0
+    info = [line.removeprefix("note").strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("note") and not line.startswith("note         cache:")]
+    assert len(info) == 1 and all(words in info[0] for words in said), info
+    status = cli.main([*command, "--data", str(root), *flags, "--epochs", "1", "--out", str(tmp_path / "run"),
+                       "--no-progress", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    notes = [line.removeprefix("note: ") for line in err.splitlines()
+             if line.startswith("note: ") and not line.startswith("note: cache:")]
+    assert notes == info, err
+
+
 def test_neither_folder_nor_array_file(tmp_path: Path, one_sentence: Callable[..., None]) -> None:
     path = tmp_path / "photo.txt"
     path.write_text("x")

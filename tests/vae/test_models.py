@@ -130,10 +130,45 @@ def test_too_small_names_the_smallest_size_that_builds(channels: list[int], k: i
 
 
 def test_a_stride_no_image_can_take_is_refused_at_once() -> None:
-    """A stride of 2**31 - 1 over several layers: the smallest size that would build is computed,
-    not searched for (a search over 2**31 sizes hung), and is beyond any image."""
+    """A stride of 2**20 over several layers: the smallest size that would build is computed, not
+    searched for (a search over 2**31 sizes hung), and is beyond any image."""
     with pytest.raises(ConfigError, match="no image up to 2,147,483,647 pixels"):
+        ConvVAE((1, 28, 28), [4] * 6, latent=3, kernel_size=2**20, stride=2**20)
+    with pytest.raises(ConfigError, match="kernel_size is 4, smaller than model.stride 2147483647"):
         ConvVAE((1, 28, 28), [4] * 6, latent=3, kernel_size=4, stride=2**31 - 1)
+
+
+def unseen_pixels(side: int, n_layers: int, k: int, s: int) -> int:
+    """Pixels of a side x side image that no output of a stack of `n_layers` torch Conv2d(k, s,
+    padding (k - 1) // 2) depends on: those whose gradient of the summed output is 0, with every
+    weight 1 (no cancellation, no activation) so that a pixel any window covers gets a gradient > 0."""
+    stack = nn.Sequential(*[nn.Conv2d(1, 1, k, s, (k - 1) // 2) for _ in range(n_layers)])
+    for conv in stack:
+        nn.init.ones_(conv.weight)
+    x = torch.zeros(1, 1, side, side, requires_grad=True)
+    stack(x).sum().backward()
+    assert x.grad is not None
+    return int((x.grad == 0).sum())
+
+
+@pytest.mark.parametrize(("k", "s"), [(1, 1), (1, 2), (2, 2), (3, 2), (4, 2), (6, 4), (1, 8), (3, 5),
+                                      (2, 3), (2, 4)])
+def test_a_conv_vae_is_built_exactly_where_its_encoder_sees_every_pixel(k: int, s: int) -> None:
+    """A stride above the kernel steps over pixels: counted with torch's own convolutions' gradients
+    on a 16x16 image through one and two layers, every pixel is seen exactly where kernel_size >=
+    stride, and ConvVAE is built exactly there (else one sentence naming both and the rule). (These
+    stacks tile 16 pixels without a remainder; one whose floor drops the last rows, such as kernel 4
+    at stride 3 on 16 pixels, leaves the edge unseen whatever the kernel.)"""
+    seen = unseen_pixels(16, 1, k, s) == 0 and unseen_pixels(16, 2, k, s) == 0
+    assert seen is (k >= s)
+    if seen:
+        ConvVAE((1, 16, 16), [2, 2], latent=3, kernel_size=k, stride=s)
+        return
+    with pytest.raises(ConfigError) as info:
+        ConvVAE((1, 16, 16), [2, 2], latent=3, kernel_size=k, stride=s)
+    message = str(info.value)
+    assert f"kernel_size is {k}" in message and f"stride {s}" in message
+    assert "kernel_size >= stride" in message
 
 
 def test_a_kernel_larger_than_the_image_is_refused() -> None:

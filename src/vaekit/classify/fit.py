@@ -13,7 +13,6 @@ NaN stop, metrics.jsonl) is the VAE's, from `vaekit.train.fit`: one loop, one ru
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaekit import distributed
 from vaekit.arch.stack import LayerRow
 from vaekit.classify import config as ccfg
 from vaekit.classify.config import ClassifierConfig
@@ -29,11 +27,11 @@ from vaekit.classify.data import Labelled, class_notes, labelled, network_input,
 from vaekit.classify.loss import ClassifierEngine, cross_entropy
 from vaekit.classify.metrics import logits
 from vaekit.classify.models import build_classifier, layer_rows, layer_texts
-from vaekit.data.load import Dataset, load_configured
+from vaekit.data.load import Dataset, load_configured, note_lines
 from vaekit.device import format_bytes
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
-from vaekit.train.fit import check_out_dir, check_resume_config, run_task
+from vaekit.train.fit import check_out_dir, check_resume_config, run_task, say_notes
 from vaekit.train.loop import Batches, Beta
 from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes
 from vaekit.train.task import LoopOptions
@@ -163,9 +161,9 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
                    on_rows: Callable[[list[LayerRow]], None] | None = None) -> dict[str, Any]:
     """Train a classifier run in `out_dir`, or resume it up to `config.train.epochs`. Config, data
     (a test split none of whose classes has a training image is refused; classes the splits do not
-    share are a note on stderr: `class_notes`), layers (their shapes: one sentence), memory and the
-    directory are checked before the first byte is written; `on_rows` is given the network's arch
-    rows then (the CLI prints the table).
+    share are a note on stderr, after the data's own notes: `class_notes`, `say_notes`), layers
+    (their shapes: one sentence), memory and the directory are checked before the first byte is
+    written; `on_rows` is given the network's arch rows then (the CLI prints the table).
     Returns a summary: best validation accuracy and its epoch, epochs done, stop reason."""
     ccfg.validate(config)
     out = Path(out_dir)
@@ -176,9 +174,7 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     notes = class_notes(ds, config.data.name)  # refused if no test image's class is trained on
     rows = prepare_config(config, ds)
     check_fits(config, rows, len(ds.train) + len(ds.val))
-    place = distributed.place()
-    for note in notes if place is None or place[0] == 0 else ():  # rank 0 says it, once
-        print(f"note: {note}", file=sys.stderr, flush=True)
+    say_notes([*note_lines(ds.notes), *notes])  # how the data was read, then what its classes leave out
     if on_rows is not None:
         on_rows(rows)
     return run_task(ClassifierTask(config, ds), out, resume, show_bar, log)

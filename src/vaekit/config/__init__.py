@@ -30,6 +30,7 @@ The package, one concept a file (every name is imported from `vaekit.config` its
     sections.py  the four sections, `TrainConfig`, the valid choices, `BOUNDS`, `RESUMABLE_CHANGES`
     values.py    numbers, durations, image sizes and integer lists read from text, TOML or JSON
     read.py      `apply`, `load_toml`, `from_dict`: every value checked as it is read; `validate`
+    epochs.py    what the run's epochs would leave doing nothing (warm-up, patience, step schedule)
     environ.py   the environment variables vaekit reads, as strictly as flags (`env_int`, ...)
 """
 
@@ -44,6 +45,7 @@ from vaekit.config.environ import (
     rank_errors_value,
     seconds_of,
 )
+from vaekit.config.epochs import FLOAT32_TINY, check_epochs, check_planned_epochs, check_warmup, flushed_epoch
 from vaekit.config.read import (
     MAX_LAYERS,
     MAX_TOML_BYTES,
@@ -52,12 +54,9 @@ from vaekit.config.read import (
     apply,
     check_choices,
     check_data_images,
-    check_epochs,
     check_fields,
-    check_planned_epochs,
     check_used,
     check_value,
-    check_warmup,
     check_with_data,
     choice,
     differences,
@@ -93,6 +92,7 @@ from vaekit.config.sections import (
     ModelConfig,
     OptimConfig,
     TrainConfig,
+    check_conv_stride,
     check_image_shape,
 )
 from vaekit.config.settings import (
@@ -130,7 +130,8 @@ __all__ = [  # the public names of the modules, each imported from here
     "MODEL_KINDS", "ModelConfig", "OBJECTIVES", "OPTIMIZERS", "OptimConfig", "PRECISIONS", "PRIORS",
     "RESUMABLE_CHANGES", "SCHEDULES", "SECTIONS", "SEED_MAX", "TrainConfig", "USED_WITH", "VARIANCES",
     "apply", "bounds_of", "check_choices", "check_data_images", "check_fields", "check_used", "check_value",
-    "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup", "check_with_data",
+    "check_conv_stride", "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup",
+    "check_with_data", "FLOAT32_TINY", "flushed_epoch",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
     "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_image_shape
+from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_stride, check_image_shape
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
@@ -262,7 +262,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     (checked again here for configs built in Python); each choice among its valid values; then the
     combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
     objective 2 samples or more and no beta, warm-up, free bits or score estimator, the score
-    estimator no free bits).
+    estimator no free bits, a conv model's kernel at least its stride).
     """
     m, t, d = config.model, config.train, config.data
     check_fields(config)
@@ -271,6 +271,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     checkpoint_interval(t.checkpoint_every)
     if m.kind == "conv" and not m.channels:
         raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
+    if m.kind == "conv":
+        check_conv_stride(m.kernel_size, m.stride)
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
         raise ConfigError(f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize}; "
                           "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or "
@@ -361,70 +363,6 @@ def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] |
                 _check_choice(config, key, keys[key])
                 raise ConfigError(f"{key} is used only with {what}, which this config does not have; leave "
                                   f"it out ({why}).")
-
-
-def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
-    """Refuse a KL warm-up longer than the run, where this command set either (`base`: the defaults,
-    or the config of the run it resumes): the KL weight would never reach beta. A time budget plans
-    both the epochs and the warm-up (`vaekit.train.budget`), so there is nothing to hold yet."""
-    t = config.train
-    if t.time_budget or not {"train.warmup", "train.epochs"} & set(differences(base, config)):
-        return
-    if t.warmup > t.epochs:
-        raise ConfigError(f"train.warmup is {t.warmup:g} epochs, longer than the run's {t.epochs} epochs "
-                          f"(train.epochs), so the KL weight would never reach beta; give a warm-up of at "
-                          f"most {t.epochs} epochs, or more epochs.")
-
-
-def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig) -> None:
-    """Refuse train.epochs set beside a time budget that plans them (`vaekit.train.budget`): given as
-    a flag (`toml`: the config before the flags), or in one file with the budget. A file's epochs
-    under a budget from the command line stay (they are the file's run without a budget)."""
-    flags, in_file = set(differences(toml, config)), set(differences(start, toml))
-    both = {"train.epochs", "train.time_budget"} <= in_file
-    if config.train.time_budget and ("train.epochs" in flags or both):
-        raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget), so "
-                          "the epochs given beside it would do nothing; leave one of the two out.")
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
-
-
-def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int | None = None) -> None:
-    """Refuse what the run's epochs leave doing nothing, where this command set it (`base` as for
-    `check_warmup`; a VAE's or a classifier's config): a patience of at least the epochs (the first
-    epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
-    step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
-    decays at epoch step_size, counted from 0; a factor of 1 at any length). `epochs`: the epochs
-    each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
-    only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
-    them as --epochs would."""
-    t, o = config.train, config.optim
-    given = epochs is not None or planned is not None  # epochs set other than by the config's train.epochs
-    changed = set(differences(base, config)) | ({"train.epochs"} if given else set())
-    if o.schedule == "step" and o.gamma == 1.0 and {"optim.gamma", "optim.schedule"} & changed:
-        raise ConfigError("optim.gamma is 1, so the step schedule (--schedule step) would leave the learning "
-                          "rate as it is at each step; give a factor below 1 (0.1 by default), or "
-                          "--schedule none.")
-    if getattr(t, "time_budget", None) and planned is None:  # a classifier has no time budget
-        return
-    n = planned or (t.epochs if epochs is None else epochs)
-    whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
-                   else ("train.epochs", "more epochs"))
-    if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
-        raise ConfigError(f"train.patience (--patience) is {_epochs(t.patience)}, as many as the run's "
-                          f"{_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
-                          f"patience below {n} (0 for none), or {more}.")
-    if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
-            & changed:
-        fix = (f"give a step size below {n} (optim.step_size in the --config file), or {more}" if n > 1
-               else "it decays at the start of an epoch after the first, so give "
-                    + (more if planned is not None else "at least 2 epochs") + ", or "
-                    "--schedule none")  # a step size is at least 1
-        raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
-                          f"({whose}) or more, so the step schedule (--schedule step) would never "
-                          f"decay the learning rate; {fix}.")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:

@@ -264,3 +264,15 @@ def check_image_shape(shape: list[int], said: str) -> None:
     if shape[0] not in IMAGE_CHANNELS[1:]:
         raise ConfigError(f"{said} is {show(shape)}: images of {shape[0]} channels, but vaekit's images "
                           "are grey (1 channel) or RGB (3 channels).")
+
+
+def check_conv_stride(kernel_size: int, stride: int) -> None:
+    """A ConfigError unless a strided convolution's kernel covers its stride (kernel_size >= stride):
+    a kernel of k at stride s > k reads k of every s pixels along each axis, so the first layer of a
+    conv encoder would never see the other s - k, and a transposed convolution would leave them to
+    its bias alone. The one rule of a conv VAE's kernel and stride (`validate`,
+    `vaekit.vae.base.ConvGeometry.of`)."""
+    if kernel_size < stride:
+        raise ConfigError(f"model.kernel_size is {kernel_size}, smaller than model.stride {stride}, so the "
+                          f"conv encoder would never see {stride - kernel_size} of every {stride} pixels "
+                          "along each axis; use kernel_size >= stride.")

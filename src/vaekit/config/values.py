@@ -64,8 +64,8 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|min|m|s)")
 def parse_duration(text: str, flag: str = "--time-budget") -> float:
     """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
     anything else (negative, empty, an unknown unit, nan, a unit given twice or out of the order h,
-    m, s: '1h1h' and '30m1h' are typos, not sums)."""
-    t = text.strip().lower()
+    m, s: '1h1h' and '30m1h' are typos, not sums; spaces around it, as a number's, ' 60m')."""
+    t = text.lower()
     if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", t):
         total = float(t)
     else:
@@ -179,8 +179,9 @@ MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set
 
 def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
     """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
-    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers)."""
-    m = re.fullmatch(r"\s*([0-9]{1,18})\s*(?:[xX]\s*([0-9]{1,18})\s*)?", text)
+    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers, spaces around it as around
+    any number: ' 32'; '32 x 48' is a size)."""
+    m = re.fullmatch(r"([0-9]{1,18})(?:\s*[xX]\s*([0-9]{1,18}))?", text)
     size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
     if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
         raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
@@ -191,12 +192,15 @@ def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
     """'512,256' -> [512, 256]; 'none' -> [] (no layer: asked for by its word, as empty text means
     nothing). `key` names the input in the error ('model.hidden', '--channels'); empty text, or an
-    empty entry ('512,,256', ','), is one, not a layer left out."""
-    if text.strip() == "none":
-        return []
+    empty entry ('512,,256', ','), is one, not a layer left out. Spaces around the list are refused
+    as around any number (' 16'); after a comma they are read ('8, 4')."""
     if not text.strip():
         raise ConfigError(f"{key} is empty; give a comma-separated list of integers such as 512,256, or "
                           "none for an empty list (no layer).")
+    if text != text.strip():
+        raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.")
+    if text == "none":
+        return []
     parts = [p.strip() for p in text.split(",")]
     if not all(parts):
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}, which "

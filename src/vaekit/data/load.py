@@ -385,8 +385,14 @@ def describe_text(info: dict[str, Any]) -> str:
         lines.append(f"classes      {len(info['classes'])}: {', '.join(info['classes'])}")
     lines.append(f"pixel mean   {info['pixel_mean']:.4f} (train, in [0,1], binarize={info['binarize']})")
     lines += [f"sha256       {fname}: {status}" for fname, status in (info["checksums"] or {}).items()]
-    lines += [f"note         {key}: {note}" for key, note in info["notes"].items()]
+    lines += [f"note         {line}" for line in note_lines(info["notes"])]
     return "\n".join(lines)
+
+
+def note_lines(notes: dict[str, str]) -> list[str]:
+    """A dataset's notes (`Dataset.notes`: files skipped, channels converted, the cache, ...) as
+    `vaekit data info`, `vaekit train` and `vaekit classify` print them: 'key: what was done'."""
+    return [f"{key}: {note}" for key, note in notes.items()]
 
 
 def load_configured(d: Any, progress: bool | None = None) -> Dataset:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,7 @@ from vaekit import distributed, runs
 from vaekit.config import RESUMABLE_CHANGES, TrainConfig, check_with_data, checkpoint_interval, differences
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
-from vaekit.data.load import Dataset, load_configured
+from vaekit.data.load import Dataset, load_configured, note_lines
 from vaekit.device import ThreadGovernor, flush_denormals, flush_incomplete, resolve_device
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.regular import check_regular
@@ -244,7 +245,16 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     one_step = copy.deepcopy(config)  # a step holds at most the training images
     one_step.train.batch_size = min(config.train.batch_size, len(ds.train))
     check_fits(one_step, tuple(shape))  # too large for memory: one sentence, not an allocator error
+    say_notes(note_lines(ds.notes))  # how the data was read: files skipped, channels converted, ...
     return run_task(VAETask(config, ds), out, resume, show_bar, log, started)
+
+
+def say_notes(notes: list[str]) -> None:
+    """Each note of a run's start ('note: ...', on stderr: a --json output stays JSON) once, by
+    rank 0 under torchrun."""
+    place = distributed.place()
+    for note in notes if place is None or place[0] == 0 else ():
+        print(f"note: {note}", file=sys.stderr, flush=True)
 
 
 def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
 from vaekit.arch.spec import MAX_SIZE
-from vaekit.config import MAX_IMAGE_SIDE
+from vaekit.config import MAX_IMAGE_SIDE, check_conv_stride
 from vaekit.errors import ConfigError
 from vaekit.vae.autoregressive import AutoregressiveTerm
 from vaekit.vae.layers import GatedConv2d, GatedConvTranspose2d, GatedLinear
@@ -205,7 +205,9 @@ def least_size(n_layers: int, kernel_size: int, stride: int, padding: int) -> in
 
 
 class ConvGeometry:
-    """The feature-map sizes of a strided conv stack on an image, checked invertible."""
+    """The feature-map sizes of a strided conv stack on an image, checked invertible: a kernel at
+    least its stride (`vaekit.config.check_conv_stride`) and every size at least 1 leave each
+    transposed convolution an output_padding of (n + 2p - k) mod s, in [0, s), which restores n."""
 
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int], k: int, s: int,
                  hs: list[int], ws: list[int]) -> None:
@@ -217,6 +219,7 @@ class ConvGeometry:
            stride: int) -> ConvGeometry:
         c, h, w = image_shape
         k, s, p = kernel_size, stride, (kernel_size - 1) // 2
+        check_conv_stride(k, s)
         hs = conv_sizes(h, len(channels), k, s, p)
         ws = conv_sizes(w, len(channels), k, s, p)
         least = max(least_size(len(channels), k, s, p), k)  # the smallest side that builds
@@ -241,14 +244,6 @@ class ConvGeometry:
                 + (f", or images of {least}x{least} or larger (--image-size {least})."
                    if least <= MAX_IMAGE_SIDE else ".")
             )
-        for i in range(len(channels), 0, -1):
-            pad_h = hs[i - 1] - conv_transpose2d_output_size(hs[i], k, s, p)
-            pad_w = ws[i - 1] - conv_transpose2d_output_size(ws[i], k, s, p)
-            if not (0 <= pad_h < s and 0 <= pad_w < s):
-                raise ConfigError(
-                    f"kernel {k} with stride {s} cannot be inverted by a transposed convolution on "
-                    f"a {h}x{w} image; use kernel_size >= stride."
-                )
         return cls(image_shape, list(channels), k, s, hs, ws)
 
     @property

@@ -1,0 +1,105 @@
+"""What a run's epochs would leave doing nothing, refused where the command set it: a KL warm-up
+longer than the run (`check_warmup`), epochs beside a time budget that plans them
+(`check_planned_epochs`), a patience that could never stop the run and a step schedule that never
+decays the learning rate or decays it below float32's smallest normal number (`check_epochs`,
+`flushed_epoch`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from vaekit.config.read import differences
+from vaekit.config.sections import TrainConfig
+from vaekit.errors import ConfigError
+
+
+def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
+    """Refuse a KL warm-up longer than the run, where this command set either (`base`: the defaults,
+    or the config of the run it resumes): the KL weight would never reach beta. A time budget plans
+    both the epochs and the warm-up (`vaekit.train.budget`), so there is nothing to hold yet."""
+    t = config.train
+    if t.time_budget or not {"train.warmup", "train.epochs"} & set(differences(base, config)):
+        return
+    if t.warmup > t.epochs:
+        raise ConfigError(f"train.warmup is {t.warmup:g} epochs, longer than the run's {t.epochs} epochs "
+                          f"(train.epochs), so the KL weight would never reach beta; give a warm-up of at "
+                          f"most {t.epochs} epochs, or more epochs.")
+
+
+def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig) -> None:
+    """Refuse train.epochs set beside a time budget that plans them (`vaekit.train.budget`): given as
+    a flag (`toml`: the config before the flags), or in one file with the budget. A file's epochs
+    under a budget from the command line stay (they are the file's run without a budget)."""
+    flags, in_file = set(differences(toml, config)), set(differences(start, toml))
+    both = {"train.epochs", "train.time_budget"} <= in_file
+    if config.train.time_budget and ("train.epochs" in flags or both):
+        raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget), so "
+                          "the epochs given beside it would do nothing; leave one of the two out.")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int | None = None) -> None:
+    """Refuse what the run's epochs leave doing nothing, where this command set it (`base` as for
+    `check_warmup`; a VAE's or a classifier's config): a patience of at least the epochs (the first
+    epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
+    step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
+    decays at epoch step_size, counted from 0; a factor of 1 at any length), or whose decay takes
+    the learning rate below float32's smallest normal number within them (`flushed_epoch`).
+    `epochs`: the epochs
+    each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
+    only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
+    them as --epochs would."""
+    t, o = config.train, config.optim
+    given = epochs is not None or planned is not None  # epochs set other than by the config's train.epochs
+    changed = set(differences(base, config)) | ({"train.epochs"} if given else set())
+    if o.schedule == "step" and o.gamma == 1.0 and {"optim.gamma", "optim.schedule"} & changed:
+        raise ConfigError("optim.gamma is 1, so the step schedule (--schedule step) would leave the learning "
+                          "rate as it is at each step; give a factor below 1 (0.1 by default), or "
+                          "--schedule none.")
+    if getattr(t, "time_budget", None) and planned is None:  # a classifier has no time budget
+        return
+    n = planned or (t.epochs if epochs is None else epochs)
+    whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
+                   else ("train.epochs", "more epochs"))
+    if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
+        raise ConfigError(f"train.patience (--patience) is {_epochs(t.patience)}, as many as the run's "
+                          f"{_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
+                          f"patience below {n} (0 for none), or {more}.")
+    if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
+            & changed:
+        fix = (f"give a step size below {n} (optim.step_size in the --config file), or {more}" if n > 1
+               else "it decays at the start of an epoch after the first, so give "
+                    + (more if planned is not None else "at least 2 epochs") + ", or "
+                    "--schedule none")  # a step size is at least 1
+        raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
+                          f"({whose}) or more, so the step schedule (--schedule step) would never "
+                          f"decay the learning rate; {fix}.")
+    flushed = flushed_epoch(o)
+    decay = {"optim.gamma", "optim.step_size", "optim.lr", "optim.schedule", "train.epochs"}
+    if flushed is not None and flushed <= n and decay & changed:
+        raise ConfigError(f"optim.gamma {o.gamma:g} every optim.step_size of {_epochs(o.step_size)} takes "
+                          f"the learning rate {o.lr:g} below float32's smallest normal number, "
+                          f"{FLOAT32_TINY:.3g} (read as 0), at epoch {flushed} of the run's {_epochs(n)} "
+                          f"({whose}), so the epochs from there on would not train; give a larger gamma or "
+                          f"step size, or {'fewer epochs' if planned is None else 'a shorter time budget'}.")
+
+FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny: smaller is flushed to 0
+
+
+def flushed_epoch(o: Any) -> int | None:
+    """The first epoch (1-based) whose learning rate under the step schedule, lr * gamma **
+    floor((epoch - 1) / step_size) (`vaekit.train.optim.lr_at`), is below float32's smallest normal
+    number, FLOAT32_TINY; None for another schedule or a gamma of 1 (or an lr already that small:
+    not the schedule's doing). Found from the logarithms, then held to the products themselves."""
+    if o.schedule != "step" or o.gamma >= 1.0 or o.lr < FLOAT32_TINY:
+        return None
+    k = max(1, math.floor(math.log(FLOAT32_TINY / o.lr) / math.log(o.gamma)))  # decays until below
+    while k > 1 and o.lr * o.gamma ** (k - 1) < FLOAT32_TINY:
+        k -= 1
+    while o.lr * o.gamma ** k >= FLOAT32_TINY:
+        k += 1
+    return int(k * o.step_size + 1)
