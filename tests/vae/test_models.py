@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -117,16 +120,18 @@ def test_too_small_names_the_smallest_size_that_builds(channels: list[int], k: i
     with pytest.raises(ConfigError) as info:
         ConvVAE((1, 1, 1), channels, latent=3, kernel_size=k, stride=s)
     named = int(str(info.value).split("--image-size ")[1].split(")")[0])
-    builds = []
+    builds, unread = [], []
     for side in range(1, 40):
         try:
             model = ConvVAE((1, side, side), channels, latent=3, kernel_size=k, stride=s)
-        except ConfigError:
+        except ConfigError as err:
+            if "never reads" in str(err):  # large enough, but its edges unread: the next test's rule
+                unread.append(side)
             continue
         assert model.decode(model.encode(torch.rand(1, 1, side, side))[0]).shape[-1] == side
         builds.append(side)
     assert builds[0] == named
-    assert builds == list(range(named, 40))  # every larger size works too
+    assert sorted(builds + unread) == list(range(named, 40))  # every larger size is large enough
 
 
 def test_a_stride_no_image_can_take_is_refused_at_once() -> None:
@@ -158,7 +163,7 @@ def test_a_conv_vae_is_built_exactly_where_its_encoder_sees_every_pixel(k: int, 
     on a 16x16 image through one and two layers, every pixel is seen exactly where kernel_size >=
     stride, and ConvVAE is built exactly there (else one sentence naming both and the rule). (These
     stacks tile 16 pixels without a remainder; one whose floor drops the last rows, such as kernel 4
-    at stride 3 on 16 pixels, leaves the edge unseen whatever the kernel.)"""
+    at stride 3 on 16 pixels, is the next test's.)"""
     seen = unseen_pixels(16, 1, k, s) == 0 and unseen_pixels(16, 2, k, s) == 0
     assert seen is (k >= s)
     if seen:
@@ -169,6 +174,35 @@ def test_a_conv_vae_is_built_exactly_where_its_encoder_sees_every_pixel(k: int, 
     message = str(info.value)
     assert f"kernel_size is {k}" in message and f"stride {s}" in message
     assert "kernel_size >= stride" in message
+
+
+@pytest.mark.parametrize(("k", "s"), [(2, 2), (3, 2), (4, 2), (4, 3), (5, 3), (6, 4), (3, 3)])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_a_conv_vae_is_built_exactly_where_its_last_windows_reach_the_edge(k: int, s: int,
+                                                                         n_layers: int) -> None:
+    """Where a layer's last window stops short of its input's edge, the encoder never reads the
+    last rows: ConvVAE builds on a side x side image exactly where torch's own convolutions'
+    gradients reach every pixel; a refusal names the rows and columns unread and fixes that build
+    and read every pixel."""
+    for side in range(4, 24):
+        try:
+            ConvVAE((1, side, side), [2] * n_layers, latent=3, kernel_size=k, stride=s)
+        except ConfigError as err:
+            message = str(err)
+            if "never reads" not in message:  # too small, or a kernel past the image: other rules
+                continue
+            unseen = unseen_pixels(side, n_layers, k, s)
+            m = side - math.isqrt(side * side - unseen)  # rows and columns unread: side^2 - (side - m)^2
+            assert unseen > 0 and unseen == side * side - (side - m) ** 2, message
+            said = ("the last row and the last column" if m == 1
+                    else f"the last {m} rows and the last {m} columns")
+            assert f"{said} of a {side}x{side} image" in message, message
+            for fix in re.findall(r"kernel_size (\d+)|--image-size (\d+)", message):
+                k2, side2 = (int(fix[0]), side) if fix[0] else (k, int(fix[1]))
+                ConvVAE((1, side2, side2), [2] * n_layers, latent=3, kernel_size=k2, stride=s)
+                assert unseen_pixels(side2, n_layers, k2, s) == 0
+            continue
+        assert unseen_pixels(side, n_layers, k, s) == 0, (side, n_layers, k, s)
 
 
 def test_a_kernel_larger_than_the_image_is_refused() -> None:

@@ -204,10 +204,50 @@ def least_size(n_layers: int, kernel_size: int, stride: int, padding: int) -> in
     return need
 
 
+def last_seen(sizes: list[int], kernel_size: int, stride: int, padding: int) -> int:
+    """The last input index along one axis that any output of a strided conv stack reads, its
+    feature-map `sizes` [in, ..., out] (`conv_sizes`): going back from the last map, whose every
+    index the flatten reads, output o reads inputs o s - p ... o s - p + k - 1, so the last index
+    read is min(n - 1, u s - p + k - 1) for a last output read u. With kernel_size >= stride the
+    windows touch or overlap, so the indices read are 0 ... last_seen with no gap between."""
+    seen = sizes[-1] - 1
+    for n in reversed(sizes[:-1]):
+        seen = min(n - 1, seen * stride - padding + kernel_size - 1)
+    return seen
+
+
+def _covering(side: int, n_layers: int, k: int, s: int, p: int) -> bool:
+    sizes = conv_sizes(side, n_layers, k, s, p)
+    return sizes[-1] >= 1 and last_seen(sizes, k, s, p) == side - 1
+
+
+def _check_edges(h: int, w: int, n_layers: int, k: int, s: int, hs: list[int], ws: list[int]) -> None:
+    """A ConfigError where the conv stack never reads the last rows or columns of an h x w image
+    (`last_seen`), with a kernel_size or an image size that would read them all."""
+    p = (k - 1) // 2
+    unseen = {axis: n - 1 - last_seen(sizes, k, s, p)
+              for axis, n, sizes in (("rows", h, hs), ("columns", w, ws))}
+    if not any(unseen.values()):
+        return
+    said = " and ".join(f"the last {axis[:-1]}" if m == 1 else f"the last {m} {axis}"
+                        for axis, m in unseen.items() if m)
+    side = next((n for n in range(max(h, w), max(h, w) + 4096) if _covering(n, n_layers, k, s, p)), None)
+    kernel = next((k2 for k2 in range(k + 1, k + 2 * s + 1) if k2 <= min(h, w)
+                   and _covering(h, n_layers, k2, s, (k2 - 1) // 2)
+                   and _covering(w, n_layers, k2, s, (k2 - 1) // 2)), None)
+    fixes = [f"kernel_size {kernel}"] if kernel is not None else []
+    fixes += [f"images of {side}x{side} (--image-size {side})"] if side is not None else []
+    layers = f"{n_layers} convolution{'s' if n_layers > 1 else ''} (kernel {k}, stride {s})"
+    raise ConfigError(f"a conv encoder of {layers} never reads {said} of a {h}x{w} image: a layer's last "
+                      f"window stops short of its edge (sizes {hs} x {ws}); use "
+                      + (" or ".join(fixes) if fixes else "another kernel_size or stride") + ".")
+
+
 class ConvGeometry:
     """The feature-map sizes of a strided conv stack on an image, checked invertible: a kernel at
     least its stride (`vaekit.config.check_conv_stride`) and every size at least 1 leave each
-    transposed convolution an output_padding of (n + 2p - k) mod s, in [0, s), which restores n."""
+    transposed convolution an output_padding of (n + 2p - k) mod s, in [0, s), which restores n;
+    and checked to read every pixel, its last windows reaching the image's edges (`last_seen`)."""
 
     def __init__(self, image_shape: tuple[int, int, int], channels: list[int], k: int, s: int,
                  hs: list[int], ws: list[int]) -> None:
@@ -244,6 +284,7 @@ class ConvGeometry:
                 + (f", or images of {least}x{least} or larger (--image-size {least})."
                    if least <= MAX_IMAGE_SIDE else ".")
             )
+        _check_edges(h, w, len(channels), k, s, hs, ws)
         return cls(image_shape, list(channels), k, s, hs, ws)
 
     @property
