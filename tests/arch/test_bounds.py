@@ -20,16 +20,10 @@ from hypothesis import strategies as st
 from vaekit.arch import arith
 from vaekit.arch import field as rfield
 from vaekit.arch.explain import explain_row
-from vaekit.arch.spec import (
-    MAX_LAYER_CHARS,
-    MAX_LAYERS,
-    MAX_NUMBER,
-    MAX_SIZE,
-    SIGNATURES,
-    parse_stack,
-)
+from vaekit.arch.spec import MAX_LAYER_CHARS, MAX_LAYERS, SIGNATURES, parse_stack
 from vaekit.arch.stack import MAX_INPUT_CHARS, analyze, index_maps, parse_input_shape
 from vaekit.arch.table import stack_table
+from vaekit.arch.values import MAX_NUMBER, MAX_SIZE
 from vaekit.cli import main
 from vaekit.errors import SpecError
 

@@ -28,236 +28,102 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import math
 import sys
 import tokenize
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
-from vaekit.config import is_int, is_number
+from vaekit.arch.values import (
+    FLOAT32_EPS,
+    MAX_SIZE,
+    REQUIRED,
+    SOFTPLUS_BETA,
+    Check,
+    Literal,
+    a_bool,
+    a_pair,
+    adaptive_size,
+    an_int,
+    bounded_number,
+    choice,
+    conv_padding,
+    degenerate,
+    excerpt,
+    fixed,
+    optional,
+    scale,
+    shown,
+)
 from vaekit.errors import SpecError
 
-Literal = int | float | bool | str | None | tuple[Any, ...]
-Check = Callable[[Any], Any]
-"""Validate a written value and return its normalized form; raise ValueError(reason) if bad."""
-
-REQUIRED = object()
-MAX_SIZE = 2**31 - 1
-MAX_NUMBER = 2**31 - 1
 MAX_LAYER_CHARS = 1_000
 MAX_LAYERS = 1_000
-SHOWN_CHARS = 60  # longest text or value quoted whole in a message
-FLOAT32_EPS = 2.0**-23  # the smallest Softplus beta: 1 + beta x tells inputs apart in float32
-_SOFTPLUS_BETA = ("must be positive and at least 2**-23 (about 1.2e-07; softplus(x) = log(1 + exp(beta x)) / "
-                  "beta: 0 makes every output NaN, less rounds exp(beta x) to 1: one constant near 0)")
-
-
-def excerpt(text: str, limit: int = SHOWN_CHARS) -> str:
-    """`text` as a message quotes it, on one line (a newline, a tab or any other character that
-    does not print is written as its escape, `\\n`): whole, or for a long one its start and its
-    length."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} characters)"
-
-
-def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
-    """A written value as a message quotes it: its repr, excerpted; an integer of more than 57
-    digits is counted, not printed."""
-    if is_int(value) and value.bit_length() > 190:
-        try:
-            return f"an integer of {len(str(abs(value))):,} digits"
-        except ValueError:  # beyond sys.get_int_max_str_digits()
-            return "an integer of thousands of digits"
-    return excerpt(repr(value), limit)
-
-# ----------------------------------------------------------------------------- value checks
-
-
-def _int(minimum: int) -> Check:
-    """An integer in [minimum, MAX_SIZE]."""
-    def check(value: Any) -> int:
-        if not is_int(value):
-            raise ValueError(f"must be an integer, got {shown(value)}")
-        if value < minimum:
-            raise ValueError(f"must be {'positive' if minimum == 1 else '>= ' + str(minimum)}, "
-                             f"got {shown(value)}")
-        if value > MAX_SIZE:
-            raise ValueError(f"must be at most {MAX_SIZE:,} (2**31 - 1, the bound on any size), "
-                             f"got {shown(value)}")
-        return int(value)
-    return check
-
-
-def _pair(minimum: int) -> Check:
-    """An int or a 2-tuple of ints (height, width), each >= minimum."""
-    one = _int(minimum)
-
-    def check(value: Any) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            if len(value) != 2:
-                raise ValueError("must be an integer or a pair (height, width), got "
-                                 f"{shown(value)}")
-            try:
-                return one(value[0]), one(value[1])
-            except ValueError as err:
-                raise ValueError(f"{err} in {shown(value)}") from None
-        v = one(value)
-        return v, v
-    return check
-
-
-def _optional(inner: Check) -> Check:
-    return lambda value: None if value is None else inner(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be True or False, got {shown(value)}")
-    return value
-
-
-def _bounded_number(minimum: float | None = None, maximum: float | None = None,
-            positive: bool = False) -> Check:
-    """A finite number of magnitude at most MAX_NUMBER, optionally positive or in [min, max]."""
-    def check(value: Any) -> float:
-        if not is_number(value):
-            raise ValueError(f"must be a number, got {shown(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {value!r}")
-        if abs(value) > MAX_NUMBER:
-            raise ValueError(f"must be at most {MAX_NUMBER:,} (2**31 - 1) in magnitude, got "
-                             f"{shown(value)}")
-        if positive and value <= 0:
-            raise ValueError(f"must be positive, got {value!r}")
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ValueError(f"must be between {minimum} and {maximum}, got {value!r}")
-        return value
-    return check
-
-
-def _degenerate(inner: Check, ok: Callable[[float], bool], rule: str) -> Check:
-    """`inner`, then `ok`: a value torch accepts but with which the layer's output is the same (or
-    NaN) for every input, so that nothing before it trains, is refused with `rule`."""
-    def check(value: Any) -> Any:
-        checked = inner(value)
-        if checked is not None and not ok(checked):
-            raise ValueError(f"{rule}, got {value!r}")
-        return checked
-    return check
-
-
-def _choice(*options: str) -> Check:
-    def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(map(repr, options))}, got "
-                             f"{shown(value)}")
-        return str(value)
-    return check
-
-
-def _fixed(expected: Any, reason: str) -> Check:
-    def check(value: Any) -> Any:
-        if value != expected or type(value) is not type(expected):
-            raise ValueError(f"{reason}, got {shown(value)}")
-        return value
-    return check
-
-
-def _conv_padding(value: Any) -> tuple[int, int] | str:
-    padding: tuple[int, int] | str = (_choice("valid", "same") if isinstance(value, str)
-                                      else _pair(0))(value)
-    return padding
-
-
-def _adaptive_size(value: Any) -> tuple[int | None, int | None]:
-    """AdaptiveAvgPool2d output_size: int or (int or None, int or None); None keeps the input."""
-    one = _optional(_int(1))
-    if isinstance(value, tuple):
-        if len(value) != 2:
-            raise ValueError("must be an integer or a pair (height, width), got "
-                             f"{shown(value)}")
-        return one(value[0]), one(value[1])
-    if value is None:
-        raise ValueError("must be an integer or a pair, got None")
-    v = one(value)
-    return v, v
-
-
-def _scale(value: Any) -> tuple[float, float]:
-    one = _bounded_number(positive=True)
-    if isinstance(value, tuple):
-        if len(value) != 2:
-            raise ValueError(f"must be a number or a pair (height, width), got {shown(value)}")
-        return one(value[0]), one(value[1])
-    v = one(value)
-    return v, v
-
 
 # ----------------------------------------------------------------------------- signatures
 # torch.nn constructor arguments in torch's order, minus the inferred input size and device/dtype.
 
-_INPLACE = ("inplace", False, _bool)
+_INPLACE = ("inplace", False, a_bool)
 SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
-    "Linear": (("out_features", REQUIRED, _int(1)), ("bias", True, _bool)),
+    "Linear": (("out_features", REQUIRED, an_int(1)), ("bias", True, a_bool)),
     "Flatten": (
-        ("start_dim", 1, _fixed(1, "only start_dim=1 (keep the batch) is supported")),
-        ("end_dim", -1, _fixed(-1, "only end_dim=-1 (flatten to a vector) is supported")),
+        ("start_dim", 1, fixed(1, "only start_dim=1 (keep the batch) is supported")),
+        ("end_dim", -1, fixed(-1, "only end_dim=-1 (flatten to a vector) is supported")),
     ),
     "Conv2d": (
-        ("out_channels", REQUIRED, _int(1)), ("kernel_size", REQUIRED, _pair(1)),
-        ("stride", 1, _pair(1)), ("padding", 0, _conv_padding), ("dilation", 1, _pair(1)),
-        ("groups", 1, _int(1)), ("bias", True, _bool),
-        ("padding_mode", "zeros", _choice("zeros", "reflect", "replicate", "circular")),
+        ("out_channels", REQUIRED, an_int(1)), ("kernel_size", REQUIRED, a_pair(1)),
+        ("stride", 1, a_pair(1)), ("padding", 0, conv_padding), ("dilation", 1, a_pair(1)),
+        ("groups", 1, an_int(1)), ("bias", True, a_bool),
+        ("padding_mode", "zeros", choice("zeros", "reflect", "replicate", "circular")),
     ),
     "ConvTranspose2d": (
-        ("out_channels", REQUIRED, _int(1)), ("kernel_size", REQUIRED, _pair(1)),
-        ("stride", 1, _pair(1)), ("padding", 0, _pair(0)), ("output_padding", 0, _pair(0)),
-        ("groups", 1, _int(1)), ("bias", True, _bool), ("dilation", 1, _pair(1)),
-        ("padding_mode", "zeros", _choice("zeros")),
+        ("out_channels", REQUIRED, an_int(1)), ("kernel_size", REQUIRED, a_pair(1)),
+        ("stride", 1, a_pair(1)), ("padding", 0, a_pair(0)), ("output_padding", 0, a_pair(0)),
+        ("groups", 1, an_int(1)), ("bias", True, a_bool), ("dilation", 1, a_pair(1)),
+        ("padding_mode", "zeros", choice("zeros")),
     ),
     "MaxPool2d": (
-        ("kernel_size", REQUIRED, _pair(1)), ("stride", None, _optional(_pair(1))),
-        ("padding", 0, _pair(0)), ("dilation", 1, _pair(1)),
+        ("kernel_size", REQUIRED, a_pair(1)), ("stride", None, optional(a_pair(1))),
+        ("padding", 0, a_pair(0)), ("dilation", 1, a_pair(1)),
         ("return_indices", False,
-         _fixed(False, "must be False (with True the layer returns a tuple)")),
-        ("ceil_mode", False, _bool),
+         fixed(False, "must be False (with True the layer returns a tuple)")),
+        ("ceil_mode", False, a_bool),
     ),
     "AvgPool2d": (
-        ("kernel_size", REQUIRED, _pair(1)), ("stride", None, _optional(_pair(1))),
-        ("padding", 0, _pair(0)), ("ceil_mode", False, _bool),
-        ("count_include_pad", True, _bool), ("divisor_override", None, _optional(_int(1))),
+        ("kernel_size", REQUIRED, a_pair(1)), ("stride", None, optional(a_pair(1))),
+        ("padding", 0, a_pair(0)), ("ceil_mode", False, a_bool),
+        ("count_include_pad", True, a_bool), ("divisor_override", None, optional(an_int(1))),
     ),
-    "AdaptiveAvgPool2d": (("output_size", REQUIRED, _adaptive_size),),
+    "AdaptiveAvgPool2d": (("output_size", REQUIRED, adaptive_size),),
     "BatchNorm2d": (
-        ("eps", 1e-5, _bounded_number(positive=True)), ("momentum", 0.1, _optional(_degenerate(
-            _bounded_number(), lambda m: 0 <= m <= 1,
+        ("eps", 1e-5, bounded_number(positive=True)), ("momentum", 0.1, optional(degenerate(
+            bounded_number(), lambda m: 0 <= m <= 1,
             "must be between 0 and 1 (the running statistics are a weighted mean of the old and the "
             "batch's; a momentum outside [0, 1] can make the running variance negative and every output "
             "NaN)"))),
-        ("affine", True, _bool), ("track_running_stats", True, _bool),
+        ("affine", True, a_bool), ("track_running_stats", True, a_bool),
     ),
     "ReLU": (_INPLACE,),
-    "LeakyReLU": (("negative_slope", 0.01, _bounded_number()), _INPLACE),
+    "LeakyReLU": (("negative_slope", 0.01, bounded_number()), _INPLACE),
     "Sigmoid": (),
     "Tanh": (),
-    "ELU": (("alpha", 1.0, _bounded_number()), _INPLACE),
-    "GELU": (("approximate", "none", _choice("none", "tanh")),),
+    "ELU": (("alpha", 1.0, bounded_number()), _INPLACE),
+    "GELU": (("approximate", "none", choice("none", "tanh")),),
     "SiLU": (_INPLACE,),
     "Softplus": (
-        ("beta", 1.0, _degenerate(_bounded_number(), lambda b: b >= FLOAT32_EPS, _SOFTPLUS_BETA)),
-        ("threshold", 20.0, _bounded_number()),
+        ("beta", 1.0, degenerate(bounded_number(), lambda b: b >= FLOAT32_EPS, SOFTPLUS_BETA)),
+        ("threshold", 20.0, bounded_number()),
     ),
-    "Dropout": (("p", 0.5, _degenerate(_bounded_number(), lambda p: 0 <= p < 1,
+    "Dropout": (("p", 0.5, degenerate(bounded_number(), lambda p: 0 <= p < 1,
                                        "must be in [0, 1), a probability between 0 and 1 with 1 left out "
                                        "(p = 1 drops every unit: the layer outputs zeros and nothing "
                                        "before it trains)")), _INPLACE),
     "Upsample": (
-        ("size", None, _optional(_pair(1))), ("scale_factor", None, _optional(_scale)),
-        ("mode", "nearest", _choice("nearest")),
-        ("align_corners", None, _fixed(None, "must be None for mode='nearest'")),
-        ("recompute_scale_factor", None, _optional(_bool)),
+        ("size", None, optional(a_pair(1))), ("scale_factor", None, optional(scale)),
+        ("mode", "nearest", choice("nearest")),
+        ("align_corners", None, fixed(None, "must be None for mode='nearest'")),
+        ("recompute_scale_factor", None, optional(a_bool)),
     ),
 }
 # Layers whose torch signature starts with the inferred input size: a positional argument there
@@ -407,15 +273,10 @@ def _refuse_tiny(label: str, arg: str, check: Check, value: Literal, written: st
                     "number or 0, and the CPU's flush-to-zero mode reads as 0.")
 
 
-def parse_layer(text: str, where: str = "") -> LayerSpec:
-    """Parse one layer, e.g. `Conv2d(20, kernel_size=3, stride=2)`, into a validated LayerSpec.
-
-    `where` prefixes error messages (e.g. "layer 2 "). A `nn.` or `torch.nn.` prefix is accepted.
-    Raises SpecError for syntax errors, unknown layers or arguments, and bad values, and for a
-    text longer than MAX_LAYER_CHARS (checked before parsing) or a value beyond MAX_SIZE or
-    MAX_NUMBER (see the module docstring).
-    """
-    source = text.strip()
+def _call_of(source: str, where: str) -> tuple[ast.Call, str]:
+    """The call a layer's text is (`ReLU` alone is `ReLU()`) and its kind, a layer of SIGNATURES
+    (a `nn.` or `torch.nn.` prefix dropped); a SpecError for a text too long, any other
+    expression, a comment, or an unknown layer."""
     label = f"{where}`{excerpt(source)}`"
     if len(source) > MAX_LAYER_CHARS:
         raise SpecError(f"{where}`{source[:20]}...` is {len(source):,} characters long; "
@@ -439,6 +300,19 @@ def parse_layer(text: str, where: str = "") -> LayerSpec:
     if kind not in SIGNATURES:
         known = ", ".join(SIGNATURES)
         raise SpecError(f"{label}: unknown layer {shown(name)}; known layers are {known}.")
+    return call, kind
+
+
+def parse_layer(text: str, where: str = "") -> LayerSpec:
+    """Parse one layer, e.g. `Conv2d(20, kernel_size=3, stride=2)`, into a validated LayerSpec.
+
+    `where` prefixes error messages (e.g. "layer 2 "). A `nn.` or `torch.nn.` prefix is accepted.
+    Raises SpecError for syntax errors, unknown layers or arguments, and bad values, and for a
+    text longer than MAX_LAYER_CHARS (checked before parsing) or a value beyond MAX_SIZE or
+    MAX_NUMBER (see the module docstring).
+    """
+    source = text.strip()
+    call, kind = _call_of(source, where)
     signature = SIGNATURES[kind]
     names = [arg[0] for arg in signature]
     label = f"{where}{kind}"

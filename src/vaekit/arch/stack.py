@@ -5,7 +5,7 @@ torch makes when it builds or runs the module is made here first, so that a stac
 numbers or one sentence saying which layer and argument is wrong (`SpecError`).
 
 Bounds: every dimension a layer outputs, the length of a flattened vector included, is at most
-`spec.MAX_SIZE` = 2**31 - 1 (as its arguments and the input are), so that padding or upsampling
+`values.MAX_SIZE` = 2**31 - 1 (as its arguments and the input are), so that padding or upsampling
 cannot grow a size without end. The receptive field is computed within `field.MAX_FIELD_STEPS`
 steps per axis; a stack that needs more (only position-dependent resampling on axes of hundreds of
 thousands of pixels) gets every other number and the field reported as not computed (None).
@@ -20,7 +20,8 @@ from fractions import Fraction
 from typing import Any
 
 from vaekit.arch import arith, field
-from vaekit.arch.spec import ACTIVATIONS, MAX_SIZE, LayerSpec, shown
+from vaekit.arch.spec import ACTIVATIONS, LayerSpec
+from vaekit.arch.values import MAX_SIZE, shown
 from vaekit.errors import SpecError
 
 Shape = tuple[int, ...]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vaekit.arch.arith import conv2d_output_size, conv_transpose2d_output_size
-from vaekit.arch.spec import MAX_SIZE
+from vaekit.arch.values import MAX_SIZE
 from vaekit.config import MAX_IMAGE_SIDE, check_conv_stride
 from vaekit.errors import ConfigError
 from vaekit.vae.autoregressive import AutoregressiveTerm
