@@ -177,6 +177,32 @@ def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: 
     assert snapshot(run) == before
 
 
+def test_a_negative_kl_relabelled_monte_carlo_is_refused(evaluated: Path, tmp_path: Path, capsys: Any,
+                                                         one_sentence: Any) -> None:
+    """A standard-prior, one-layer run: `vaekit eval` writes its KL in closed form (>= 0, one entry
+    per dimension in kl_per_dim); an eval.json relabelled "Monte Carlo" to carry a KL of -5 nats is
+    refused naming kl_estimate, as is the negative KL under its own label."""
+    config = json.loads((evaluated / runs.CONFIG).read_text())
+    assert config["model"]["prior"] == "standard" and config["model"]["stochastic_layers"] == 1
+    result = json.loads((evaluated / runs.EVAL).read_text())
+    assert result["kl_estimate"] == "closed form"
+    negative = {"test_kl": -6.0, "kl_per_dim": [-2.0, -2.0, -2.0], "test_neg_elbo": result["test_recon"] - 6.0,
+                "test_nll": result["test_recon"] - 7.0}
+    relabelled = _edited(evaluated, tmp_path / "mc", kl_estimate=f"Monte Carlo, k = {result['k']}", **negative)
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_estimate is 'Monte Carlo, k = 4', but "
+                                              r"`vaekit eval` writes 'closed form'"):
+        read_eval(relabelled)
+    before = snapshot(relabelled)
+    cli_bad(capsys, one_sentence, ["report", str(relabelled), "--no-eval"], str(relabelled / runs.EVAL))
+    assert snapshot(relabelled) == before
+    unlisted = _edited(evaluated, tmp_path / "none", kl_estimate=f"Monte Carlo, k = {result['k']}",
+                       **{**negative, "kl_per_dim": None})
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_estimate is 'Monte Carlo"):
+        read_eval(unlisted)
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_per_dim holds a negative KL"):
+        read_eval(_edited(evaluated, tmp_path / "closed", **negative))
+
+
 def test_at_one_sample_an_nll_far_below_the_neg_elbo_is_refused(evaluated: Path, tmp_path: Path) -> None:
     """k = 1: -L_1 and the -ELBO are of one sample, apart by the closed-form KL's noise alone, so
     -L_1 far below the -ELBO is refused; with k > 1 -L_k may lie anywhere below it (no bound)."""

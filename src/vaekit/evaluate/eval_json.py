@@ -145,7 +145,8 @@ def _check_ranges(result: dict[str, Any], path: Path) -> None:
 
 def check_eval_of_run(result: Any, path: Path) -> None:
     """`check_eval`, then what the run's config.json makes certain of the eval.json beside it: its
-    latent_dim is the model's; a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
+    latent_dim is the model's; its kl_estimate the one eval writes for the model (`_check_kl_estimate`);
+    a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
     likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
     dequantized ones) is >= 0; the sums of `_check_sums`; no more images than the test set of its
     dataset holds (`_check_images`); its dataset one of the model's image shape (`_check_dataset`);
@@ -162,7 +163,8 @@ def check_eval_of_run(result: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "
                               f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
                               "dimensions; the file is another run's, or was edited.")
-    closed = result.get("kl_estimate", "closed form") == "closed form"
+    closed = model.prior == "standard" and model.stochastic_layers == 1
+    _check_kl_estimate(result, path, closed)
     per_dim = result.get("kl_per_dim") or []
     if closed and (result["test_kl"] < -ROUNDING * model.latent or min(per_dim, default=0) < -ROUNDING):
         field = "kl_per_dim" if min(per_dim, default=0) < -ROUNDING else "test_kl"
@@ -184,6 +186,30 @@ def check_eval_of_run(result: Any, path: Path) -> None:
         raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but with k = 1 -L_1 is the "
                               f"-ELBO of the same sample, test_neg_elbo ({result['test_neg_elbo']:.6g}) up "
                               f"to {slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+
+
+def kl_estimate_of(closed_form: bool, k: int) -> str:
+    """eval.json's kl_estimate: how `vaekit eval` computed the KL, in closed form (Ex.2 Q3: one
+    Gaussian layer against N(0, I)) or by Monte Carlo over its k importance samples."""
+    return "closed form" if closed_form else f"Monte Carlo, k = {k}"
+
+
+def _check_kl_estimate(result: dict[str, Any], path: Path, closed: bool) -> None:
+    """kl_estimate, where eval.json has it, is the one `vaekit eval` writes for the run's model
+    (`closed`: a standard prior and one stochastic layer, whose KL is in closed form), and
+    kl_per_dim is there only for a KL in closed form: a CheckpointError naming the field if not,
+    so that no relabelling lifts the closed form's KL >= 0 off a run whose KL is one."""
+    how, expected = result.get("kl_estimate"), kl_estimate_of(closed, result["k"])
+    kind = ("a standard prior and one stochastic layer" if closed
+            else "a VampPrior or two stochastic layers")
+    if how is not None and how != expected:
+        raise CheckpointError(f"{path}: kl_estimate is {how[:60]!r}, but `vaekit eval` writes {expected!r} "
+                              f"for the run's model of {kind} ({path.parent / runs.CONFIG}, k = "
+                              f"{result['k']}); the file is another run's, or was edited.")
+    if not closed and result.get("kl_per_dim") is not None:
+        raise CheckpointError(f"{path}: kl_per_dim is there, but `vaekit eval` writes it only for a KL in "
+                              f"closed form, and the run's model has {kind} ({path.parent / runs.CONFIG}); "
+                              "the file is another run's, or was edited.")
 
 
 def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> None:

@@ -49,7 +49,7 @@ from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import REQUIRED_FIELDS as REQUIRED_FIELDS
 from vaekit.evaluate.eval_json import check_eval as check_eval
 from vaekit.evaluate.eval_json import check_eval_of_run as check_eval_of_run
-from vaekit.evaluate.eval_json import protocol_of
+from vaekit.evaluate.eval_json import kl_estimate_of, protocol_of
 from vaekit.evaluate.eval_json import read_eval as read_eval
 from vaekit.evaluate.iwae import (
     activation_elements,
@@ -107,7 +107,7 @@ class Evaluation:
             "latent_dim": int(self.mu.shape[1]), "images": n,
             "test_nll_stderr": float(self.nll.double().std() / math.sqrt(n)) if n > 1 else None,
             "kl_per_dim": None if self.kl_per_dim is None else self.kl_per_dim.double().mean(dim=0).tolist(),
-            "kl_estimate": "closed form" if self.kl_per_dim is not None else f"Monte Carlo, k = {self.k}",
+            "kl_estimate": kl_estimate_of(self.kl_per_dim is not None, self.k),
             "latent_mean_variance": variances.tolist(),
             "mse": float(self.sq_error.double().mean()),
             "seconds": round(self.seconds, 3),
