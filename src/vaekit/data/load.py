@@ -151,6 +151,13 @@ def known_test_images(name: str) -> int | None:
     return split_count(DIGITS_IMAGES, 0.1) if name == "digits" else None
 
 
+def known_train_images(name: str) -> int | None:
+    """The images of the training split of a set known by name, without reading a file: digits' (all
+    less the tenths `three_way` takes for validation and test); None for a registry set (its training
+    file less the run's data.val_size) and for a user's file or folder."""
+    return DIGITS_IMAGES - 2 * split_count(DIGITS_IMAGES, 0.1) if name == "digits" else None
+
+
 def known_image_shape(name: str) -> tuple[int, int, int] | None:
     """The (C, H, W) of the images of a set known by name, without reading a file: a registry set's
     (None where files failing their checksum are allowed: `allow_modified_data`), digits' 1x8x8;

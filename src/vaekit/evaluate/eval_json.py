@@ -21,9 +21,9 @@ from vaekit import runs
 from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED
 from vaekit.data.dataset import Dataset
-from vaekit.data.load import known_image_shape, known_test_images
+from vaekit.data.load import known_image_shape, known_test_images, known_train_images
 from vaekit.errors import CheckpointError, DataError
-from vaekit.evaluate.latents import ACTIVE_THRESHOLD
+from vaekit.evaluate.latents import ACTIVE_THRESHOLD, PROBE_TRAIN_IMAGES
 from vaekit.train.resume import TEST_KEY, sha256_of_test
 
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
@@ -276,12 +276,29 @@ def _check_dataset(result: dict[str, Any], path: Path, trained_on: str, shape: t
 
 def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:
     """images at most the test set of eval.json's dataset (else the run's, `trained_on`), where its
-    size is known without reading a file (`vaekit.data.load.known_test_images`): a CheckpointError if not."""
+    size is known without reading a file (`vaekit.data.load.known_test_images`); probe_train_images
+    a whole number at most PROBE_TRAIN_IMAGES and the training split of that set where known
+    (`known_train_images`), there with probe_accuracy or not at all: a CheckpointError if not."""
     name = result.get("dataset") or trained_on
     size = known_test_images(name)
     if size is not None and result["images"] > size:
         raise CheckpointError(f"{path}: images is {result['images']:,}, but the test set of {name} holds "
                               f"{size:,} images; not an eval.json of `vaekit eval`.")
+    probe = result.get("probe_train_images")
+    if (probe is None) != (result.get("probe_accuracy") is None):
+        there, absent = ("probe_train_images", "probe_accuracy") if probe is not None else (
+            "probe_accuracy", "probe_train_images")
+        raise CheckpointError(f"{path}: {there} is there without {absent}, but `vaekit eval` writes both "
+                              "or neither; not an eval.json of `vaekit eval`.")
+    if probe is None:
+        return
+    train = known_train_images(name)
+    most, of = (PROBE_TRAIN_IMAGES, "`vaekit eval` fits the probe on at most")
+    if train is not None and train < PROBE_TRAIN_IMAGES:
+        most, of = train, f"the training split of {name} holds"
+    if not is_int(probe) or probe > most:
+        raise CheckpointError(f"{path}: probe_train_images is {str(probe)[:40]}, but {of} {most:,} images; "
+                              "not an eval.json of `vaekit eval`.")
 
 
 def nll_slack(test_kl: float, images: int, k: int, closed_form: bool, neg_elbo: float) -> float:

@@ -59,13 +59,12 @@ from vaekit.evaluate.iwae import (
     skip_batch_draws,
     tile_size,
 )
-from vaekit.evaluate.latents import active_units, probe_accuracy
+from vaekit.evaluate.latents import PROBE_TRAIN_IMAGES, active_units, probe_accuracy
 from vaekit.train.resume import TEST_KEY, check_trained_data, sha256_of_test
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
 EVAL_JSON = runs.EVAL
-PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
 MAX_K = 100_000  # more importance samples than this need force=True (`vaekit eval --force`)
 MAX_FORCED_K = 10**9  # and none more: a billion decoder passes an image, days on any machine
 CPU_MACS_PER_SECOND = 5e9  # for cost estimates only: what the IWAE evaluation of a 784-400-20 MLP
