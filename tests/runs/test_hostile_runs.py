@@ -223,6 +223,24 @@ def test_a_checkpoint_of_another_run_is_refused(run: Path, twin: Path, capsys: A
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize(("copied", "agreeing"), [(runs.CONFIG, (runs.MODEL, runs.CHECKPOINT)),
+                                                 (runs.CHECKPOINT, (runs.CONFIG, runs.MODEL))])
+def test_the_one_file_copied_from_a_twin_run_is_named(run: Path, twin: Path, capsys: Any, one_sentence: Any,
+                                                      copied: str, agreeing: tuple[str, str]) -> None:
+    """A run of the very same config: config.json (or the checkpoint) copied in from it leaves the
+    other two files agreeing on the run's own id, so the copied one is named first as copied, with
+    the fix for it, not left as "one of them"."""
+    shutil.copy(twin / copied, run / copied)
+    before = snapshot(run)
+    for template in (["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], RESUME):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / copied))
+        said = err.split("error: ", 1)[1]
+        assert said.startswith(f"{run / copied} was copied from another run"), said
+        assert all(str(run / name) in said for name in agreeing) and "one of them" not in said
+        assert f"put back the run's own {'config.json' if copied == runs.CONFIG else 'checkpoint'}" in said
+    assert snapshot(run) == before
+
+
 def test_a_model_file_of_another_network_is_refused(run: Path, tanh: Path, tmp_path: Path,
                                                    one_sentence: Any) -> None:
     tanh = Path(shutil.copytree(tanh, tmp_path / "tanh"))
