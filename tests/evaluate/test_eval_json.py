@@ -17,7 +17,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from cli_refusal import cli_bad, snapshot
-from eval_runs import make_run, write_images
+from eval_runs import make_classifier_run, make_run, write_images
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.data.load import (
@@ -214,11 +214,24 @@ def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: 
     config = json.loads((evaluated / runs.CONFIG).read_text())
     assert config["model"]["likelihood"] == "bernoulli" and config["data"]["binarize"] in ("auto", "dynamic")
     run = _edited(evaluated, tmp_path, **fields)
-    with pytest.raises(CheckpointError, match=r"eval\.json: " + message):
+    with pytest.raises(CheckpointError, match=r"eval\.json: " + message) as err:
         read_eval(run)
+    assert str(err.value).endswith(f"; run `vaekit eval {run}` again."), err.value  # and its fix
     before = snapshot(run)
     cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
     assert snapshot(run) == before
+
+
+def test_a_classifiers_eval_json_in_a_vae_run_is_named_a_classifiers(evaluated: Path, tmp_path: Path,
+                                                                     capsys: Any, one_sentence: Any) -> None:
+    """`vaekit classify eval`'s file (task "classify") copied into a VAE run: named as a classifier's,
+    with the fix, not only as one with fields missing."""
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    classifier = make_classifier_run(tmp_path / "classifier")
+    assert main(["classify", "eval", str(classifier), "--limit", "20"]) == 0
+    shutil.copy(classifier / runs.EVAL, run / runs.EVAL)
+    err = cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
+    assert "a classifier's eval.json" in err and err.endswith(f"run `vaekit eval {run}` again."), err
 
 
 def test_a_negative_kl_relabelled_monte_carlo_is_refused(evaluated: Path, tmp_path: Path, capsys: Any,

@@ -64,38 +64,47 @@ def protocol_of(binarize: str) -> dict[str, Any]:
             "binarization_seed": EVAL_SEED if binarization != "none" else None}
 
 
+def _refused(path: Path, problem: str) -> CheckpointError:
+    """The refusal of RUN_DIR/eval.json (`path`) for `problem` (a sentence naming the field and
+    what `vaekit eval` writes), with its fix: evaluating the run again writes the file afresh."""
+    return CheckpointError(f"{path}: {problem.removesuffix('.')}; run `vaekit eval {path.parent}` again.")
+
+
 def check_eval(result: Any, path: Path) -> None:
     """Whether `result` is an eval.json of `vaekit eval`: every field the report reads, of its type;
     a CheckpointError naming the field if not."""
+    if isinstance(result, dict) and result.get("task") == "classify":
+        raise _refused(path, "a classifier's eval.json (task \"classify\", of `vaekit classify eval`), "
+                             "but the run is a VAE's; not an eval.json of `vaekit eval`.")
     if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
-        raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
+        raise _refused(path, "not an eval.json of `vaekit eval` (fields missing).")
     bad = [f for f in REQUIRED_FIELDS
            if not is_number(result[f]) or (f in INT_FIELDS and not is_int(result[f]))]
     if bad:
-        raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
-                              "integers); not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
+                             "integers); not an eval.json of `vaekit eval`.")
     _check_ranges(result, path)
     latent = result["latent_dim"]
     for field in PER_DIM_FIELDS:
         values = result.get(field)
         if values is not None and not (isinstance(values, list) and len(values) == latent
                                        and all(map(is_number, values))):
-            raise CheckpointError(f"{path}: {field} must be a list of {latent} numbers (one per latent "
-                                  "dimension); not an eval.json of `vaekit eval`.")
+            raise _refused(path, f"{field} must be a list of {latent} numbers (one per latent "
+                                 "dimension); not an eval.json of `vaekit eval`.")
     for field in OPTIONAL_NUMBERS:
         if result.get(field) is not None and not is_number(result[field]):
-            raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
-                                  "`vaekit eval`.")
+            raise _refused(path, f"{field} must be a number or null; not an eval.json of "
+                                 "`vaekit eval`.")
     _check_magnitudes(result, path)
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
-            raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
+            raise _refused(path, f"{field} must be text; not an eval.json of `vaekit eval`.")
     if result.get("dataset") == "":
-        raise CheckpointError(f"{path}: dataset is empty, but `vaekit eval` writes the name of the data "
-                              "set it evaluated on; not an eval.json of `vaekit eval`.")
+        raise _refused(path, "dataset is empty, but `vaekit eval` writes the name of the data "
+                             "set it evaluated on; not an eval.json of `vaekit eval`.")
     if result.get(TEST_KEY) is not None and not SHA256_HEX.fullmatch(result[TEST_KEY]):
-        raise CheckpointError(f"{path}: {TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
-                              "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
+                             "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
     _check_active(result, path)
 
 
@@ -108,9 +117,9 @@ def _check_magnitudes(result: dict[str, Any], path: Path) -> None:
         values = value if isinstance(value, list) else [value]
         big = next((v for v in values if is_number(v) and abs(v) > FLOAT32_MAX), None)
         if big is not None:
-            raise CheckpointError(f"{path}: {field} holds {big:.6g}, past float32's range (magnitude at most "
-                                  f"{FLOAT32_MAX:.6g}) that `vaekit eval` computes in; not an eval.json of "
-                                  "`vaekit eval`.")
+            raise _refused(path, f"{field} holds {big:.6g}, past float32's range (magnitude at most "
+                                 f"{FLOAT32_MAX:.6g}) that `vaekit eval` computes in; not an eval.json of "
+                                 "`vaekit eval`.")
 
 
 def _check_active(result: dict[str, Any], path: Path) -> None:
@@ -121,9 +130,9 @@ def _check_active(result: dict[str, Any], path: Path) -> None:
         return
     count = sum(v > ACTIVE_THRESHOLD for v in variances)
     if result["active_units"] != count:
-        raise CheckpointError(f"{path}: active_units is {result['active_units']}, but latent_mean_variance "
-                              f"holds {count} variances above {ACTIVE_THRESHOLD}, the active units "
-                              "`vaekit eval` counts; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"active_units is {result['active_units']}, but latent_mean_variance "
+                             f"holds {count} variances above {ACTIVE_THRESHOLD}, the active units "
+                             "`vaekit eval` counts; not an eval.json of `vaekit eval`.")
 
 
 def _check_ranges(result: dict[str, Any], path: Path) -> None:
@@ -135,12 +144,12 @@ def _check_ranges(result: dict[str, Any], path: Path) -> None:
         if is_number(value) and not (low <= value and (top is None or value <= top)):
             bound = f">= {low}" if top is None else f"between {low} and {top}"
             where = " (its latent_dim)" if isinstance(high, str) else ""
-            raise CheckpointError(f"{path}: {field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
-                                  f"{bound}{where}; not an eval.json of `vaekit eval`.")
+            raise _refused(path, f"{field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
+                                 f"{bound}{where}; not an eval.json of `vaekit eval`.")
     variances = result.get("latent_mean_variance")
     if isinstance(variances, list) and any(is_number(v) and v < 0 for v in variances):
-        raise CheckpointError(f"{path}: latent_mean_variance holds a negative variance; not an eval.json "
-                              "of `vaekit eval`.")
+        raise _refused(path, "latent_mean_variance holds a negative variance; not an eval.json "
+                             "of `vaekit eval`.")
 
 
 def check_eval_of_run(result: Any, path: Path) -> None:
@@ -160,32 +169,32 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     runs.check_trained_config(path.parent, config)  # an edited config.json is named, not eval.json
     model = config.model
     if result["latent_dim"] != model.latent:
-        raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "
-                              f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
-                              "dimensions; the file is another run's, or was edited.")
+        raise _refused(path, f"latent_dim is {result['latent_dim']}, but "
+                             f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
+                             "dimensions; the file is another run's, or was edited.")
     closed = model.prior == "standard" and model.stochastic_layers == 1
     _check_kl_estimate(result, path, closed)
     per_dim = result.get("kl_per_dim") or []
     if closed and (result["test_kl"] < -ROUNDING * model.latent or min(per_dim, default=0) < -ROUNDING):
         field = "kl_per_dim" if min(per_dim, default=0) < -ROUNDING else "test_kl"
-        raise CheckpointError(f"{path}: {field} holds a negative KL, but a KL divergence in closed form is "
-                              ">= 0; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{field} holds a negative KL, but a KL divergence in closed form is "
+                             ">= 0; not an eval.json of `vaekit eval`.")
     if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
-        raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
-                              "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_recon is {result['test_recon']:.6g}, but the reconstruction "
+                             "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
     _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
     _check_dataset(result, path, config.data.name, tuple(model.image_shape or ()))
     _check_images(result, path, config.data.name)
     _check_protocol(result, path, config)
     slack = nll_slack(result["test_kl"], result["images"], result["k"], closed, result["test_neg_elbo"])
     if result["test_nll"] > result["test_neg_elbo"] + slack:
-        raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but the importance-sampled "
-                              f"-log p(x) is at most test_neg_elbo ({result['test_neg_elbo']:.6g}) plus "
-                              f"{slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_nll is {result['test_nll']:.6g}, but the importance-sampled "
+                             f"-log p(x) is at most test_neg_elbo ({result['test_neg_elbo']:.6g}) plus "
+                             f"{slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
     if result["k"] == 1 and result["test_nll"] < result["test_neg_elbo"] - slack:
-        raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but with k = 1 -L_1 is the "
-                              f"-ELBO of the same sample, test_neg_elbo ({result['test_neg_elbo']:.6g}) up "
-                              f"to {slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_nll is {result['test_nll']:.6g}, but with k = 1 -L_1 is the "
+                             f"-ELBO of the same sample, test_neg_elbo ({result['test_neg_elbo']:.6g}) up "
+                             f"to {slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
 
 
 def kl_estimate_of(closed_form: bool, k: int) -> str:
@@ -203,13 +212,13 @@ def _check_kl_estimate(result: dict[str, Any], path: Path, closed: bool) -> None
     kind = ("a standard prior and one stochastic layer" if closed
             else "a VampPrior or two stochastic layers")
     if how is not None and how != expected:
-        raise CheckpointError(f"{path}: kl_estimate is {how[:60]!r}, but `vaekit eval` writes {expected!r} "
-                              f"for the run's model of {kind} ({path.parent / runs.CONFIG}, k = "
-                              f"{result['k']}); the file is another run's, or was edited.")
+        raise _refused(path, f"kl_estimate is {how[:60]!r}, but `vaekit eval` writes {expected!r} "
+                             f"for the run's model of {kind} ({path.parent / runs.CONFIG}, k = "
+                             f"{result['k']}); the file is another run's, or was edited.")
     if not closed and result.get("kl_per_dim") is not None:
-        raise CheckpointError(f"{path}: kl_per_dim is there, but `vaekit eval` writes it only for a KL in "
-                              f"closed form, and the run's model has {kind} ({path.parent / runs.CONFIG}); "
-                              "the file is another run's, or was edited.")
+        raise _refused(path, f"kl_per_dim is there, but `vaekit eval` writes it only for a KL in "
+                             f"closed form, and the run's model has {kind} ({path.parent / runs.CONFIG}); "
+                             "the file is another run's, or was edited.")
 
 
 def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> None:
@@ -224,18 +233,18 @@ def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> 
             shown = repr(value[:60]) if isinstance(value, str) else str(value)[:40]
             wanted = ("null" if expected is None else repr(expected) if field != "likelihood_of"
                       else f"its text for binarization {protocol_of(binarize)['binarization']!r}")
-            raise CheckpointError(f"{path}: {field} is {shown}, but `vaekit eval` writes {wanted} for a "
-                                  f"run trained with binarize {binarize!r} ({path.parent / runs.CONFIG}); "
-                                  "the file is another run's, or was edited.")
+            raise _refused(path, f"{field} is {shown}, but `vaekit eval` writes {wanted} for a "
+                                 f"run trained with binarize {binarize!r} ({path.parent / runs.CONFIG}); "
+                                 "the file is another run's, or was edited.")
     device = result.get("device")
     if device is not None and not DEVICE_NAME.fullmatch(device):
-        raise CheckpointError(f"{path}: device is {device[:40]!r}, but `vaekit eval` evaluates on cpu, "
-                              "cuda or cuda:N; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"device is {device[:40]!r}, but `vaekit eval` evaluates on cpu, "
+                             "cuda or cuda:N; not an eval.json of `vaekit eval`.")
     mse = result.get("mse")
     if config.model.likelihood == "bernoulli" and mse is not None and mse > 1.0 + ROUNDING:
-        raise CheckpointError(f"{path}: mse is {mse:.6g}, but under a Bernoulli likelihood the squared error "
-                              "per pixel of means and pixels in [0, 1] is at most 1; not an eval.json of "
-                              "`vaekit eval`.")
+        raise _refused(path, f"mse is {mse:.6g}, but under a Bernoulli likelihood the squared error "
+                             "per pixel of means and pixels in [0, 1] is at most 1; not an eval.json of "
+                             "`vaekit eval`.")
 
 
 def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
@@ -244,19 +253,19 @@ def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
     the D dimensions of each image: rel. tolerance 1e-5): a CheckpointError naming the field if not."""
     parts = result["test_recon"] + result["test_kl"]
     if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
-        raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
-                              f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
+                             f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
     bits = result["test_nll"] / (pixels * math.log(2.0))
     if pixels and not math.isclose(result["bits_per_dim"], bits, rel_tol=1e-4, abs_tol=1e-12):
-        raise CheckpointError(f"{path}: bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
-                              f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
-                              "eval.json of `vaekit eval`.")
+        raise _refused(path, f"bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
+                             f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
+                             "eval.json of `vaekit eval`.")
     per_dim = result.get("kl_per_dim")
     total = math.fsum(per_dim) if per_dim is not None else result["test_kl"]
     if not math.isclose(total, result["test_kl"], rel_tol=1e-5, abs_tol=ROUNDING * len(per_dim or "-")):
-        raise CheckpointError(f"{path}: kl_per_dim sums to {total:.6g}, but test_kl is "
-                              f"{result['test_kl']:.6g}, the sum of its dimensions; not an eval.json of "
-                              "`vaekit eval`.")
+        raise _refused(path, f"kl_per_dim sums to {total:.6g}, but test_kl is "
+                             f"{result['test_kl']:.6g}, the sum of its dimensions; not an eval.json of "
+                             "`vaekit eval`.")
 
 
 def _check_dataset(result: dict[str, Any], path: Path, trained_on: str, shape: tuple[int, ...]) -> None:
@@ -269,9 +278,9 @@ def _check_dataset(result: dict[str, Any], path: Path, trained_on: str, shape: t
     theirs = known_image_shape(name)
     if theirs is not None and theirs != shape:
         held, taken = "x".join(map(str, theirs)), "x".join(map(str, shape))
-        raise CheckpointError(f"{path}: dataset is {name[:60]}, whose images are {held}, but the model of "
-                              f"{path.parent / runs.CONFIG} takes the {taken} images of {trained_on}, so no "
-                              "evaluation of the run used it; the file is another run's, or was edited.")
+        raise _refused(path, f"dataset is {name[:60]}, whose images are {held}, but the model of "
+                             f"{path.parent / runs.CONFIG} takes the {taken} images of {trained_on}, so no "
+                             "evaluation of the run used it; the file is another run's, or was edited.")
 
 
 def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:
@@ -282,14 +291,14 @@ def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:
     name = result.get("dataset") or trained_on
     size = known_test_images(name)
     if size is not None and result["images"] > size:
-        raise CheckpointError(f"{path}: images is {result['images']:,}, but the test set of {name} holds "
-                              f"{size:,} images; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"images is {result['images']:,}, but the test set of {name} holds "
+                             f"{size:,} images; not an eval.json of `vaekit eval`.")
     probe = result.get("probe_train_images")
     if (probe is None) != (result.get("probe_accuracy") is None):
         there, absent = ("probe_train_images", "probe_accuracy") if probe is not None else (
             "probe_accuracy", "probe_train_images")
-        raise CheckpointError(f"{path}: {there} is there without {absent}, but `vaekit eval` writes both "
-                              "or neither; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{there} is there without {absent}, but `vaekit eval` writes both "
+                             "or neither; not an eval.json of `vaekit eval`.")
     if probe is None:
         return
     train = known_train_images(name)
@@ -297,8 +306,8 @@ def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:
     if train is not None and train < PROBE_TRAIN_IMAGES:
         most, of = train, f"the training split of {name} holds"
     if not is_int(probe) or probe > most:
-        raise CheckpointError(f"{path}: probe_train_images is {str(probe)[:40]}, but {of} {most:,} images; "
-                              "not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"probe_train_images is {str(probe)[:40]}, but {of} {most:,} images; "
+                             "not an eval.json of `vaekit eval`.")
 
 
 def nll_slack(test_kl: float, images: int, k: int, closed_form: bool, neg_elbo: float) -> float:
