@@ -402,6 +402,8 @@ def test_damaged_weights_beside_an_eval_json_and_a_checkpoint_are_named_damaged(
                      ["sheet", "--vae-run", "{run}", "--out", str(tmp_path / "s.html")]):
         err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.MODEL))
         assert said in err and "eval.json" not in err and "records" not in err, err
+        fix = runs.PUT_BACK if said == "NaN or infinite" else "train it again"  # what to do about it
+        assert err.endswith(f"{fix}."), err
     assert snapshot(run) == before and not (tmp_path / "s.html").exists()
 
 
@@ -615,7 +617,9 @@ def test_metrics_of_another_run_or_edited_are_refused(run: Path, tanh: Path, cap
     before = snapshot(run)
     for template in (["report", "{run}", "--k", "2"], RESUME):
         err = cli_bad(capsys, one_sentence, filled(template, run), str(path))
-        assert "metrics_sha256" in err
+        assert "metrics_sha256" in err and err.endswith(f"{runs.PUT_BACK}."), err
+        # a row missing is named cut, not only edited or another run's
+        assert ("cut or edited" in err) == (how == "a row dropped"), err
     assert snapshot(run) == before
 
 
