@@ -518,6 +518,29 @@ def test_a_task_that_is_not_text(run: Path, capsys: Any, one_sentence: Any, task
     assert runs.task_in(run).name == "vae"
 
 
+@pytest.mark.parametrize("value", [1, "x", None, [], {}, {"a": 1}])
+def test_an_unknown_top_level_key_is_named_whatever_its_value(run: Path, capsys: Any, one_sentence: Any,
+                                                              value: Any) -> None:
+    """"extra": 1 in config.json is named as the unknown key (as "extra": {} was), with the keys a
+    config.json holds at its top level: task and run among them, as vaekit writes them."""
+    written = json.loads((run / runs.CONFIG).read_text())
+    assert "run" in written  # the run id, a top-level key vaekit writes
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__("extra", value))
+    before = snapshot(run)
+    for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}"]):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
+        assert "unknown key extra" in err and "task, run, data, model, optim, train" in err, err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("section", ["data", "model", "optim", "train"])
+def test_a_section_that_is_not_an_object_is_named(run: Path, capsys: Any, one_sentence: Any,
+                                                  section: str) -> None:
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__(section, 3))
+    err = cli_bad(capsys, one_sentence, filled(["report", "{run}"], run), str(run / runs.CONFIG))
+    assert f"{section} must be an object of keys" in err, err
+
+
 DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON nested deeper than Python's parser recurses
 
 
