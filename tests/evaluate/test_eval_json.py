@@ -203,6 +203,9 @@ def test_the_noise_variance_bound_of_nll_slack(mu: float, s: float) -> None:
     ({"device": "tpu:9"}, r"device is 'tpu:9', but `vaekit eval` evaluates on cpu, cuda or cuda:N"),
     ({"dataset": ""}, r"dataset is empty, but `vaekit eval` writes the name"),
     ({"test_sha256": "ABC"}, r"test_sha256 is not 64 lowercase hex digits"),
+    ({"data_source": str(Path(__file__).resolve())},  # a file there, but no dataset
+     r"data_source is '/.*test_eval_json\.py', a file that is neither a folder nor a \.npy/\.npz array"),
+    ({"data_source": "mine.npz"}, r"data_source is 'mine\.npz', a relative path, but `vaekit eval` writes"),
 ])
 def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: Path, capsys: Any,
                                                      one_sentence: Any, fields: dict[str, Any],

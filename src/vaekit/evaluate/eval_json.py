@@ -13,6 +13,7 @@ Monte-Carlo noise of a closed-form KL (`nll_slack`; IWAE, Burda, Grosse & Salakh
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED
 from vaekit.data.dataset import Dataset
 from vaekit.data.load import known_image_shape, known_test_images, known_train_images
+from vaekit.data.readers import neither_kind, reader_for
 from vaekit.errors import CheckpointError, DataError
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD, PROBE_TRAIN_IMAGES
 from vaekit.train.resume import TEST_KEY, sha256_of_test
@@ -159,7 +161,8 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
     dequantized ones) is >= 0; the sums of `_check_sums`; no more images than the test set of its
     dataset holds (`_check_images`); its dataset one of the model's image shape (`_check_dataset`);
-    its protocol the config's (`_check_protocol`); test_nll at most test_neg_elbo, up to `nll_slack`,
+    its protocol the config's (`_check_protocol`); its data_source a folder or array file, where
+    something is there (`_check_source`); test_nll at most test_neg_elbo, up to `nll_slack`,
     and with k = 1 also at least test_neg_elbo less that slack (one sample: -L_1 and the -ELBO
     differ by the closed-form KL's noise alone; with k > 1 -L_k has no lower bound here). A
     negative test_nll is not refused: its importance-sampled estimate can fall below 0 where
@@ -186,6 +189,7 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     _check_dataset(result, path, config.data.name, tuple(model.image_shape or ()))
     _check_images(result, path, config.data.name)
     _check_protocol(result, path, config)
+    _check_source(result, path)
     slack = nll_slack(result["test_kl"], result["images"], result["k"], closed, result["test_neg_elbo"])
     if result["test_nll"] > result["test_neg_elbo"] + slack:
         raise _refused(path, f"test_nll is {result['test_nll']:.6g}, but the importance-sampled "
@@ -244,6 +248,21 @@ def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> 
     if config.model.likelihood == "bernoulli" and mse is not None and mse > 1.0 + ROUNDING:
         raise _refused(path, f"mse is {mse:.6g}, but under a Bernoulli likelihood the squared error "
                              "per pixel of means and pixels in [0, 1] is at most 1; not an eval.json of "
+                             "`vaekit eval`.")
+
+
+def _check_source(result: dict[str, Any], path: Path) -> None:
+    """data_source, where eval.json has it, the absolute path of a user's data `vaekit eval` read:
+    a folder or a .npy/.npz array (`vaekit.data.readers.reader_for`) where something is there (one
+    no longer there is the report's to say); a CheckpointError naming eval.json otherwise, not the
+    sentence for a path the user gave."""
+    source = result.get("data_source")
+    if source is None:
+        return
+    if not os.path.isabs(source) or (os.path.lexists(source) and reader_for(source) is None):
+        kind = "a relative path" if not os.path.isabs(source) else neither_kind()
+        raise _refused(path, f"data_source is {source[:80]!r}, {kind}, but `vaekit eval` writes the absolute "
+                             "path of the folder or .npy/.npz array it evaluated on; not an eval.json of "
                              "`vaekit eval`.")
 
 
