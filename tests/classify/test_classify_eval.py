@@ -23,6 +23,7 @@ from vaekit import runs
 from vaekit.classify.evaluate import WRONG_SHOWN, evaluate_classifier, read_classifier_eval
 from vaekit.classify.metrics import Z95, wilson_interval
 from vaekit.cli import main
+from vaekit.data.load import known_class_names, load_dataset, load_digits_dataset
 from vaekit.errors import CheckpointError
 
 # A tiny conv net on 1x8x8 digits; its cost by hand: the conv has 8 maps x 8 x 8 outputs of 3*3*1
@@ -170,6 +171,13 @@ class TestWilson:
         assert wilson_interval(n, n) == pytest.approx((n / (n + z2), 1.0), abs=1e-12)
 
 
+def test_known_class_names_are_those_of_the_loaded_sets() -> None:
+    assert known_class_names("digits") == load_digits_dataset().classes
+    if Path("/usr/share/datasets/fashion-mnist").is_dir():
+        assert known_class_names("fashion-mnist") == load_dataset("fashion-mnist", download=False).classes
+    assert known_class_names("./my_images.npz") is None
+
+
 class TestEvalJson:
     def test_round_trip(self, result: dict, run_dir: Path) -> None:
         on_disk = json.loads((run_dir / "eval.json").read_text())
@@ -194,9 +202,18 @@ class TestEvalJson:
         ("most_wrong", lambda e: e.pop("most_wrong")),
         ("most_wrong[0]", lambda e: e["most_wrong"][0].update(predicted=e["most_wrong"][0]["true"])),
         ("most_wrong[0]", lambda e: e["most_wrong"][0].update(index=10_000)),
+        ("dataset", lambda e: e.update(dataset="fashion-mnist")),
+        ("params", lambda e: e.update(params=5)),
+        ("params", lambda e: e.update(params=HAND_PARAMS + 1)),
+        ("macs", lambda e: e.update(macs=1)),
+        ("test_loss", lambda e: e.update(test_loss=1e300)),
+        ("per_class[0].name", lambda e: e["per_class"][0].update(name="x")),
+        ("threads", lambda e: e.update(threads=0)),
+        ("ci_method", lambda e: e.update(ci_method="made up")),
     ], ids=["accuracy", "accuracy-0.9", "correct", "correct-500", "images-0", "negative-loss", "classes",
             "confusion", "per_class", "precision", "ci", "images-text", "params-bool", "task", "missing",
-            "wrong-is-right", "index-out-of-range"])
+            "wrong-is-right", "index-out-of-range", "other-dataset", "params-5", "params-plus-one", "macs",
+            "loss-past-float32", "class-name", "threads-0", "ci-method"])
     def test_a_tampered_file_is_refused_naming_the_field(self, result: dict, tmp_path: Path, run_dir: Path,
                                                          one_sentence: Callable[..., None], field: str,
                                                          tamper: Callable[[dict], None]) -> None:

@@ -17,10 +17,16 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from cli_refusal import cli_bad, snapshot
-from eval_runs import make_run, write_images
+from eval_runs import make_classifier_run, make_run, write_images
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.data.load import known_image_shape, known_test_images, load_dataset, load_digits_dataset
+from vaekit.data.load import (
+    known_image_shape,
+    known_test_images,
+    known_train_images,
+    load_dataset,
+    load_digits_dataset,
+)
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.eval_json import nll_slack, read_eval
 from vaekit.evaluate.run import evaluate_run
@@ -31,6 +37,14 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = make_run(tmp_path_factory.mktemp("eval_json") / "run", latent=3)
     assert main(["eval", str(run), "--k", "4", "--limit", "30", "--no-progress", "--no-probe",
                  "--threads", "1"]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits run evaluated with its linear probe (fitted on the whole training split)."""
+    run = make_run(tmp_path_factory.mktemp("eval_json") / "probed", latent=3)
+    assert main(["eval", str(run), "--k", "1", "--limit", "20", "--no-progress", "--threads", "1"]) == 0
     return run
 
 
@@ -57,6 +71,36 @@ def test_images_past_the_test_set_are_refused(evaluated: Path, tmp_path: Path) -
     with pytest.raises(CheckpointError, match=rf"eval\.json: images is {test + 1}, but the test set of "
                                               rf"digits holds {test} images"):
         read_eval(_edited(evaluated, tmp_path / "b", images=test + 1))
+
+
+def test_known_train_images_are_those_of_the_loaded_sets() -> None:
+    assert known_train_images("digits") == len(load_digits_dataset().train)
+    assert known_train_images("./my_images.npz") is None
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"probe_train_images": 99_999_999}, r"probe_train_images is 99999999, but the training split of "
+                                         r"digits holds 1,437 images"),
+    ({"probe_train_images": 1_438}, r"probe_train_images is 1438, but the training split of digits holds"),
+    ({"probe_train_images": 0}, r"probe_train_images is 0, but `vaekit eval` writes probe_train_images >= 1"),
+    ({"probe_train_images": 12.5}, r"probe_train_images is 12\.5, but the training split"),
+    ({"probe_train_images": 20_000, "dataset": "./mine.npz"},
+     r"probe_train_images is 20000, but `vaekit eval` fits the probe on at most 10,000 images"),
+    ({"probe_train_images": None}, r"probe_accuracy is there without probe_train_images"),
+])
+def test_a_probe_fitted_on_more_images_than_the_training_split_is_refused(
+        probed: Path, tmp_path: Path, capsys: Any, one_sentence: Any, fields: dict[str, Any],
+        message: str) -> None:
+    """The probe is fitted on a seeded subsample of at most PROBE_TRAIN_IMAGES images of the
+    training split: digits' holds 1,437 (1,797 less its validation and test tenths), which the
+    honest eval.json records; more, a fraction or none at all beside an accuracy is refused."""
+    honest = json.loads((probed / runs.EVAL).read_text())
+    assert honest["probe_train_images"] == len(load_digits_dataset().train) == 1_437
+    assert read_eval(_edited(probed, tmp_path / "same", probe_train_images=1_437)) is not None
+    run = _edited(probed, tmp_path / "run", **fields)
+    with pytest.raises(CheckpointError, match=r"eval\.json: " + message):
+        read_eval(run)
+    cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
 
 
 def test_known_image_shapes_are_those_of_the_loaded_sets() -> None:
@@ -159,6 +203,9 @@ def test_the_noise_variance_bound_of_nll_slack(mu: float, s: float) -> None:
     ({"device": "tpu:9"}, r"device is 'tpu:9', but `vaekit eval` evaluates on cpu, cuda or cuda:N"),
     ({"dataset": ""}, r"dataset is empty, but `vaekit eval` writes the name"),
     ({"test_sha256": "ABC"}, r"test_sha256 is not 64 lowercase hex digits"),
+    ({"data_source": str(Path(__file__).resolve())},  # a file there, but no dataset
+     r"data_source is '/.*test_eval_json\.py', a file that is neither a folder nor a \.npy/\.npz array"),
+    ({"data_source": "mine.npz"}, r"data_source is 'mine\.npz', a relative path, but `vaekit eval` writes"),
 ])
 def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: Path, capsys: Any,
                                                      one_sentence: Any, fields: dict[str, Any],
@@ -170,11 +217,51 @@ def test_what_eval_cannot_write_for_the_run_is_named(evaluated: Path, tmp_path: 
     config = json.loads((evaluated / runs.CONFIG).read_text())
     assert config["model"]["likelihood"] == "bernoulli" and config["data"]["binarize"] in ("auto", "dynamic")
     run = _edited(evaluated, tmp_path, **fields)
-    with pytest.raises(CheckpointError, match=r"eval\.json: " + message):
+    with pytest.raises(CheckpointError, match=r"eval\.json: " + message) as err:
         read_eval(run)
+    assert str(err.value).endswith(f"; run `vaekit eval {run}` again."), err.value  # and its fix
     before = snapshot(run)
     cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
     assert snapshot(run) == before
+
+
+def test_a_classifiers_eval_json_in_a_vae_run_is_named_a_classifiers(evaluated: Path, tmp_path: Path,
+                                                                     capsys: Any, one_sentence: Any) -> None:
+    """`vaekit classify eval`'s file (task "classify") copied into a VAE run: named as a classifier's,
+    with the fix, not only as one with fields missing."""
+    run = Path(shutil.copytree(evaluated, tmp_path / "run"))
+    classifier = make_classifier_run(tmp_path / "classifier")
+    assert main(["classify", "eval", str(classifier), "--limit", "20"]) == 0
+    shutil.copy(classifier / runs.EVAL, run / runs.EVAL)
+    err = cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
+    assert "a classifier's eval.json" in err and err.endswith(f"run `vaekit eval {run}` again."), err
+
+
+def test_a_negative_kl_relabelled_monte_carlo_is_refused(evaluated: Path, tmp_path: Path, capsys: Any,
+                                                         one_sentence: Any) -> None:
+    """A standard-prior, one-layer run: `vaekit eval` writes its KL in closed form (>= 0, one entry
+    per dimension in kl_per_dim); an eval.json relabelled "Monte Carlo" to carry a KL of -5 nats is
+    refused naming kl_estimate, as is the negative KL under its own label."""
+    config = json.loads((evaluated / runs.CONFIG).read_text())
+    assert config["model"]["prior"] == "standard" and config["model"]["stochastic_layers"] == 1
+    result = json.loads((evaluated / runs.EVAL).read_text())
+    assert result["kl_estimate"] == "closed form"
+    negative = {"test_kl": -6.0, "kl_per_dim": [-2.0, -2.0, -2.0], "test_nll": result["test_recon"] - 7.0,
+                "test_neg_elbo": result["test_recon"] - 6.0}
+    monte_carlo = f"Monte Carlo, k = {result['k']}"
+    relabelled = _edited(evaluated, tmp_path / "mc", kl_estimate=monte_carlo, **negative)
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_estimate is 'Monte Carlo, k = 4', but "
+                                              r"`vaekit eval` writes 'closed form'"):
+        read_eval(relabelled)
+    before = snapshot(relabelled)
+    cli_bad(capsys, one_sentence, ["report", str(relabelled), "--no-eval"], str(relabelled / runs.EVAL))
+    assert snapshot(relabelled) == before
+    unlisted = _edited(evaluated, tmp_path / "none", kl_estimate=monte_carlo,
+                       **{**negative, "kl_per_dim": None})
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_estimate is 'Monte Carlo"):
+        read_eval(unlisted)
+    with pytest.raises(CheckpointError, match=r"eval\.json: kl_per_dim holds a negative KL"):
+        read_eval(_edited(evaluated, tmp_path / "closed", **negative))
 
 
 def test_at_one_sample_an_nll_far_below_the_neg_elbo_is_refused(evaluated: Path, tmp_path: Path) -> None:

@@ -43,7 +43,20 @@ def test_metrics_without_the_rows_the_checkpoint_records_are_refused(
         runs.read_metrics(run)
     before = snapshot(run)
     for template in (REPORT, RESUME):
-        cli_bad(capsys, one_sentence, filled(template, run), str(path))
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(path))
+        assert err.endswith(f"{runs.PUT_BACK}."), err  # what to do about it
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("keep", [0, 300])
+def test_a_truncated_checkpoint_on_resume_is_named_with_its_fix(run: Path, capsys: Any, one_sentence: Any,
+                                                                keep: int) -> None:
+    path = run / runs.CHECKPOINT
+    path.write_bytes(path.read_bytes()[:keep])
+    before = snapshot(run)
+    for template in (RESUME, REPORT):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(path))
+        assert "not a complete safetensors file" in err and err.endswith(f"{runs.PUT_BACK}."), err
     assert snapshot(run) == before
 
 

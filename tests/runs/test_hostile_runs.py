@@ -223,6 +223,24 @@ def test_a_checkpoint_of_another_run_is_refused(run: Path, twin: Path, capsys: A
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize(("copied", "agreeing"), [(runs.CONFIG, (runs.MODEL, runs.CHECKPOINT)),
+                                                 (runs.CHECKPOINT, (runs.CONFIG, runs.MODEL))])
+def test_the_one_file_copied_from_a_twin_run_is_named(run: Path, twin: Path, capsys: Any, one_sentence: Any,
+                                                      copied: str, agreeing: tuple[str, str]) -> None:
+    """A run of the very same config: config.json (or the checkpoint) copied in from it leaves the
+    other two files agreeing on the run's own id, so the copied one is named first as copied, with
+    the fix for it, not left as "one of them"."""
+    shutil.copy(twin / copied, run / copied)
+    before = snapshot(run)
+    for template in (["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], RESUME):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / copied))
+        said = err.split("error: ", 1)[1]
+        assert said.startswith(f"{run / copied} was copied from another run"), said
+        assert all(str(run / name) in said for name in agreeing) and "one of them" not in said
+        assert f"put back the run's own {'config.json' if copied == runs.CONFIG else 'checkpoint'}" in said
+    assert snapshot(run) == before
+
+
 def test_a_model_file_of_another_network_is_refused(run: Path, tanh: Path, tmp_path: Path,
                                                    one_sentence: Any) -> None:
     tanh = Path(shutil.copytree(tanh, tmp_path / "tanh"))
@@ -384,6 +402,8 @@ def test_damaged_weights_beside_an_eval_json_and_a_checkpoint_are_named_damaged(
                      ["sheet", "--vae-run", "{run}", "--out", str(tmp_path / "s.html")]):
         err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.MODEL))
         assert said in err and "eval.json" not in err and "records" not in err, err
+        fix = runs.PUT_BACK if said == "NaN or infinite" else "train it again"  # what to do about it
+        assert err.endswith(f"{fix}."), err
     assert snapshot(run) == before and not (tmp_path / "s.html").exists()
 
 
@@ -498,6 +518,29 @@ def test_a_task_that_is_not_text(run: Path, capsys: Any, one_sentence: Any, task
     assert runs.task_in(run).name == "vae"
 
 
+@pytest.mark.parametrize("value", [1, "x", None, [], {}, {"a": 1}])
+def test_an_unknown_top_level_key_is_named_whatever_its_value(run: Path, capsys: Any, one_sentence: Any,
+                                                              value: Any) -> None:
+    """"extra": 1 in config.json is named as the unknown key (as "extra": {} was), with the keys a
+    config.json holds at its top level: task and run among them, as vaekit writes them."""
+    written = json.loads((run / runs.CONFIG).read_text())
+    assert "run" in written  # the run id, a top-level key vaekit writes
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__("extra", value))
+    before = snapshot(run)
+    for template in (EVAL, ["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], ["report", "{run}"]):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG))
+        assert "unknown key extra" in err and "task, run, data, model, optim, train" in err, err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("section", ["data", "model", "optim", "train"])
+def test_a_section_that_is_not_an_object_is_named(run: Path, capsys: Any, one_sentence: Any,
+                                                  section: str) -> None:
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__(section, 3))
+    err = cli_bad(capsys, one_sentence, filled(["report", "{run}"], run), str(run / runs.CONFIG))
+    assert f"{section} must be an object of keys" in err, err
+
+
 DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON nested deeper than Python's parser recurses
 
 
@@ -597,7 +640,9 @@ def test_metrics_of_another_run_or_edited_are_refused(run: Path, tanh: Path, cap
     before = snapshot(run)
     for template in (["report", "{run}", "--k", "2"], RESUME):
         err = cli_bad(capsys, one_sentence, filled(template, run), str(path))
-        assert "metrics_sha256" in err
+        assert "metrics_sha256" in err and err.endswith(f"{runs.PUT_BACK}."), err
+        # a row missing is named cut, not only edited or another run's
+        assert ("cut or edited" in err) == (how == "a row dropped"), err
     assert snapshot(run) == before
 
 

@@ -282,6 +282,23 @@ def test_the_host_must_name_this_machine(client: Client, one_sentence: Callable[
                   one_sentence)
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_an_absolute_target_of_another_host_names_the_target_not_the_host_header(
+        client: Client, one_sentence: Callable[..., None], version: str) -> None:
+    """`GET http://evil.example/api/info` with Host 127.0.0.1: the target's host is the one refused
+    (RFC 9112 3.2.2), so the sentence names the request target; a Host header of another machine
+    is named as the Host header."""
+    head = f"GET http://evil.example/api/info HTTP/{version}\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    said = check_refusal_body(ask(client, head), one_sentence)
+    assert said.startswith("the request target must name this machine") and "evil.example" in said, said
+    said = check_refusal_body(ask(client, b"GET /api/info HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+                              one_sentence)
+    assert said.startswith("the Host header must name this machine") and "evil.example" in said, said
+    port = b"GET http://127.0.0.1:0/api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    said = check_refusal_body(ask(client, port), one_sentence)
+    assert said.startswith("the request target's port must be 1 to 65535"), said
+
+
 def test_loopback_hosts_are_taken(client: Client, one_sentence: Callable[..., None]) -> None:
     port = client.port
     for host in (f"127.0.0.1:{port}", "127.0.0.1", f"localhost:{port}", "LocalHost", f"[::1]:{port}",

@@ -34,18 +34,21 @@ import torch
 from torch import Tensor
 
 from vaekit import runs
-from vaekit.classify.config import TASK
+from vaekit.classify.config import TASK, ClassifierConfig
 from vaekit.classify.data import network_input
 from vaekit.classify.loss import cross_entropy
 from vaekit.classify.metrics import Z95, confusion, logits, wilson_interval
+from vaekit.classify.models import config_rows, params_and_macs
 from vaekit.data.dataset import check_limit
-from vaekit.data.load import load_configured
+from vaekit.data.load import known_class_names, known_image_shape, load_configured
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
+from vaekit.evaluate.eval_json import FLOAT32_MAX
 
 EVAL_JSON = runs.EVAL
 WRONG_SHOWN = 16  # the most confidently wrong images kept in eval.json (and shown by the report)
 SPLITS = ("train", "val", "test")
+CI_METHOD = "Wilson score interval, z = 1.95996 (two-sided 95%)"  # eval.json's ci_method
 
 # field -> the JSON type it must have (int: an integer, not a bool; float: any number)
 REQUIRED_FIELDS: dict[str, type] = {
@@ -118,7 +121,7 @@ def summarize(out: Tensor, y: Tensor, names: Sequence[str], k_wrong: int = WRONG
     lo, hi = wilson_interval(correct, n, Z95)
     return {
         "accuracy": correct / n, "correct": correct, "images": n, "accuracy_ci95": [lo, hi],
-        "ci_method": "Wilson score interval, z = 1.95996 (two-sided 95%)",
+        "ci_method": CI_METHOD,
         "test_loss": float(cross_entropy(out, y).double().mean()), "classes": classes,
         "per_class": per_class, "confusion": matrix.tolist(), "most_wrong": most_wrong,
     }
@@ -144,9 +147,8 @@ def evaluate_classifier(run_dir: str | Path, split: str = "test", data_dir: str 
         finally:
             torch.set_num_threads(previous)
         seconds = time.perf_counter() - t0  # the model and the data read, and the network run
-        rows = run.model.rows
-        result = {"task": TASK, "split": split, "dataset": dataset, **result,
-                  "params": sum(r.params for r in rows), "macs": sum(r.macs for r in rows),
+        params, macs = params_and_macs(run.model.rows)
+        result = {"task": TASK, "split": split, "dataset": dataset, **result, "params": params, "macs": macs,
                   "model_sha256": fingerprint, "seconds": seconds, "threads": used}
         runs.write_json_atomic(run_dir / EVAL_JSON, result)
         return result
@@ -194,15 +196,21 @@ def _ratio_differs(value: Any, k: int, n: int) -> bool:
     return not _is(value, float) or abs(value - expected) >= RATIO_ROUNDING
 
 
-def eval_problem(result: Any) -> str | None:
+def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | None:
     """What makes `result` other than a classifier's eval.json whose parts agree, naming the field
     ('accuracy is 0.9, but correct / images is 102 / 180 = 0.566667'); None where nothing does.
-    Held: every required field, of its type; the task; counts and losses that are not negative;
-    a K x K confusion matrix of counts summing to `images` with `correct` on its diagonal; accuracy
-    = correct / images and its Wilson interval recomputed from the counts; one per-class row per
-    class whose counts and ratios are the matrix's; most_wrong entries that are wrong predictions
-    of images in the split, with a softmax confidence in (0, 1]."""
+    Held: every required field, of its type; the task; counts and losses that are not negative, a
+    test_loss within float32's range (its per-image terms are float32); threads >= 1 and the
+    ci_method `summarize` writes, where there; a K x K confusion matrix of counts summing to
+    `images` with `correct` on its diagonal; accuracy = correct / images and its Wilson interval
+    recomputed from the counts; one per-class row per class whose counts and ratios are the
+    matrix's; most_wrong entries that are wrong predictions of images in the split, with a softmax
+    confidence in (0, 1]. With the run's `config` (its config.json) also what it makes certain
+    (`_run_problem`): the dataset, params, macs and class names."""
     problem = _missing_or_mistyped(result, REQUIRED_FIELDS)
+    if problem is not None:
+        return problem
+    problem = _written_problem(result)
     if problem is not None:
         return problem
     if result["task"] != TASK:
@@ -268,6 +276,50 @@ def eval_problem(result: Any) -> str | None:
         if w["true"] == w["predicted"] or not 0 < w["confidence"] <= 1:
             return (f"most_wrong[{i}] is not a wrong prediction with a confidence in (0, 1] (true "
                     f"{w['true']}, predicted {w['predicted']}, confidence {_shown(w['confidence'])})")
+    return None if config is None else _run_problem(result, config)
+
+
+def _written_problem(result: dict[str, Any]) -> str | None:
+    """What `evaluate_classifier` cannot write whatever the run: a test_loss past float32's range
+    (a mean of float32 cross-entropies), threads below 1 or not a whole number, another ci_method."""
+    if abs(result["test_loss"]) > FLOAT32_MAX:
+        return (f"test_loss is {_shown(result['test_loss'])}, past float32's range (magnitude at most "
+                f"{FLOAT32_MAX:.6g}) of the cross-entropies it averages")
+    threads = result.get("threads")
+    if threads is not None and not (_is(threads, int) and threads >= 1):
+        return f"threads is {_shown(threads)}, but an evaluation runs on a whole number of threads, >= 1"
+    method = result.get("ci_method")
+    if method is not None and method != CI_METHOD:
+        return f"ci_method is {_shown(method)}, but `vaekit classify eval` writes {CI_METHOD!r}"
+    return None
+
+
+def _run_problem(result: dict[str, Any], config: ClassifierConfig) -> str | None:
+    """What the run's config.json makes certain of its eval.json: the dataset is the run's own
+    (`vaekit classify eval` evaluates on no other) where either is a set known by name, whose
+    images `known_image_shape` gives; params and macs those of the network config.json builds
+    (`params_and_macs` of its arch rows); classes its number of classes, and each per_class name
+    the dataset's where its names are known without reading a file (`known_class_names`)."""
+    trained_on, m = config.data.name, config.model
+    shape = "x".join(map(str, m.image_shape or ()))
+    if result["dataset"] != trained_on and (known_image_shape(result["dataset"]) is not None
+                                            or known_image_shape(trained_on) is not None):
+        return (f"dataset is {_shown(result['dataset'])}, but the run's network takes the {shape} images of "
+                f"{trained_on}, the only data set `vaekit classify eval` evaluates it on")
+    if m.classes is not None and result["classes"] != m.classes:
+        return f"classes is {result['classes']}, but the run's network has {m.classes} outputs"
+    params, macs = params_and_macs(config_rows(config))
+    for field, count in (("params", params), ("macs", macs)):
+        if result[field] != count:
+            return (f"{field} is {result[field]:,}, but the network of the run's config.json has {count:,} "
+                    f"({'parameters' if field == 'params' else 'multiply-accumulates per image'})")
+    names = known_class_names(trained_on)
+    if names is None:
+        return None
+    for t, row in enumerate(result["per_class"]):
+        name = names[t] if t < len(names) else str(t)
+        if row["name"] != name:
+            return f"per_class[{t}].name is {_shown(row['name'])}, but class {t} of {trained_on} is {name!r}"
     return None
 
 
@@ -277,9 +329,12 @@ def valid_eval(result: Any) -> bool:
 
 
 def check_classifier_eval(result: Any, path: Path) -> None:
-    """A CheckpointError naming the field unless `result` is a valid classifier evaluation
-    (`eval_problem`): a file edited, or another program's."""
-    problem = eval_problem(result)
+    """A CheckpointError naming the field unless `result` is a valid classifier evaluation of the
+    run whose eval.json `path` is (`eval_problem` with its config.json): a file edited, or another
+    program's."""
+    config = runs.read_config(path.parent, TASK)
+    runs.check_trained_config(path.parent, config)  # an edited config.json is named, not eval.json
+    problem = eval_problem(result, config)
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}; not an eval.json of `vaekit classify eval` (edited, or "
                               f"another program's); run `vaekit classify eval {path.parent}` to write it "

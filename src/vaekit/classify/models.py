@@ -5,6 +5,8 @@ the in_channels / in_features / num_features that `vaekit.arch.stack.analyze` in
     preset_layers(preset, image_shape, classes)   the layer text of a preset
     layer_rows(config)                             the arch table of a run's network (or SpecError)
     build_classifier(config)                       the nn.Module: logits (B, classes) of x in [0, 1]
+    params_and_macs(config_rows(config))           its parameters and MACs per image, counted from
+                                                   the arch table as `vaekit classify eval` writes them
 
 The presets (for 1x28x28 Fashion-MNIST; the last Linear has one output per class):
 
@@ -163,6 +165,20 @@ class Classifier(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def params_and_macs(rows: Sequence[LayerRow]) -> tuple[int, int]:
+    """The network's parameters and multiply-accumulates per image: sums over its `vaekit arch` rows."""
+    return sum(r.params for r in rows), sum(r.macs for r in rows)
+
+
+def config_rows(config: ClassifierConfig) -> list[LayerRow]:
+    """`layer_rows` of the network of a ClassifierConfig whose model.image_shape and model.classes
+    are filled in (a run's config.json), without building its modules."""
+    m = config.model
+    if m.image_shape is None or m.classes is None:
+        raise ConfigError("model.image_shape and model.classes must be known to build a classifier.")
+    return layer_rows(layer_texts(m, m.image_shape, m.classes), m.image_shape, m.classes)
 
 
 def build_classifier(config: ClassifierConfig) -> Classifier:

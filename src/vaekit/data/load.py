@@ -140,6 +140,7 @@ def not_on_machine(name: str, data_dir: str | Path | None) -> DataError:
 
 DIGITS_IMAGES = 1797  # scikit-learn's bundled 8x8 digits
 DIGITS_SHAPE = (1, 8, 8)  # their (C, H, W)
+DIGIT_NAMES = tuple(str(d) for d in range(10))  # their classes' names
 
 
 def known_test_images(name: str) -> int | None:
@@ -149,6 +150,21 @@ def known_test_images(name: str) -> int | None:
     if name in REGISTRY:
         return None if allow_modified_data() else REGISTRY[name].test_size
     return split_count(DIGITS_IMAGES, 0.1) if name == "digits" else None
+
+
+def known_train_images(name: str) -> int | None:
+    """The images of the training split of a set known by name, without reading a file: digits' (all
+    less the tenths `three_way` takes for validation and test); None for a registry set (its training
+    file less the run's data.val_size) and for a user's file or folder."""
+    return DIGITS_IMAGES - 2 * split_count(DIGITS_IMAGES, 0.1) if name == "digits" else None
+
+
+def known_class_names(name: str) -> tuple[str, ...] | None:
+    """The class names of a set known by name, without reading a file: a registry set's, digits' '0'
+    to '9'; None for a user's file or folder (its folders' names, read from it)."""
+    if name in REGISTRY:
+        return REGISTRY[name].classes
+    return DIGIT_NAMES if name == "digits" else None
 
 
 def known_image_shape(name: str) -> tuple[int, int, int] | None:
@@ -168,7 +184,7 @@ def load_digits_dataset() -> Dataset:
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
     full = Split(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(bunch.target.astype(np.int64)))
     train, val, test = three_way(full)
-    return Dataset("digits", train, val, test, tuple(str(d) for d in range(10)), "scikit-learn")
+    return Dataset("digits", train, val, test, DIGIT_NAMES, "scikit-learn")
 
 
 def _looks_like_path(name: str) -> bool:

@@ -13,6 +13,7 @@ Monte-Carlo noise of a closed-form KL (`nll_slack`; IWAE, Burda, Grosse & Salakh
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from vaekit import runs
 from vaekit.config import SEED_MAX, TrainConfig, is_int, is_number
 from vaekit.data.binarize import EVAL_SEED
 from vaekit.data.dataset import Dataset
-from vaekit.data.load import known_image_shape, known_test_images
+from vaekit.data.load import known_image_shape, known_test_images, known_train_images
+from vaekit.data.readers import neither_kind, reader_for
 from vaekit.errors import CheckpointError, DataError
-from vaekit.evaluate.latents import ACTIVE_THRESHOLD
+from vaekit.evaluate.latents import ACTIVE_THRESHOLD, PROBE_TRAIN_IMAGES
 from vaekit.train.resume import TEST_KEY, sha256_of_test
 
 REQUIRED_FIELDS = ("test_neg_elbo", "test_recon", "test_kl", "test_nll", "k", "bits_per_dim",
@@ -64,38 +66,47 @@ def protocol_of(binarize: str) -> dict[str, Any]:
             "binarization_seed": EVAL_SEED if binarization != "none" else None}
 
 
+def _refused(path: Path, problem: str) -> CheckpointError:
+    """The refusal of RUN_DIR/eval.json (`path`) for `problem` (a sentence naming the field and
+    what `vaekit eval` writes), with its fix: evaluating the run again writes the file afresh."""
+    return CheckpointError(f"{path}: {problem.removesuffix('.')}; run `vaekit eval {path.parent}` again.")
+
+
 def check_eval(result: Any, path: Path) -> None:
     """Whether `result` is an eval.json of `vaekit eval`: every field the report reads, of its type;
     a CheckpointError naming the field if not."""
+    if isinstance(result, dict) and result.get("task") == "classify":
+        raise _refused(path, "a classifier's eval.json (task \"classify\", of `vaekit classify eval`), "
+                             "but the run is a VAE's; not an eval.json of `vaekit eval`.")
     if not isinstance(result, dict) or any(f not in result for f in REQUIRED_FIELDS):
-        raise CheckpointError(f"{path}: not an eval.json of `vaekit eval` (fields missing).")
+        raise _refused(path, "not an eval.json of `vaekit eval` (fields missing).")
     bad = [f for f in REQUIRED_FIELDS
            if not is_number(result[f]) or (f in INT_FIELDS and not is_int(result[f]))]
     if bad:
-        raise CheckpointError(f"{path}: {', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
-                              "integers); not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{', '.join(bad)} must be numbers ({', '.join(INT_FIELDS)} "
+                             "integers); not an eval.json of `vaekit eval`.")
     _check_ranges(result, path)
     latent = result["latent_dim"]
     for field in PER_DIM_FIELDS:
         values = result.get(field)
         if values is not None and not (isinstance(values, list) and len(values) == latent
                                        and all(map(is_number, values))):
-            raise CheckpointError(f"{path}: {field} must be a list of {latent} numbers (one per latent "
-                                  "dimension); not an eval.json of `vaekit eval`.")
+            raise _refused(path, f"{field} must be a list of {latent} numbers (one per latent "
+                                 "dimension); not an eval.json of `vaekit eval`.")
     for field in OPTIONAL_NUMBERS:
         if result.get(field) is not None and not is_number(result[field]):
-            raise CheckpointError(f"{path}: {field} must be a number or null; not an eval.json of "
-                                  "`vaekit eval`.")
+            raise _refused(path, f"{field} must be a number or null; not an eval.json of "
+                                 "`vaekit eval`.")
     _check_magnitudes(result, path)
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
-            raise CheckpointError(f"{path}: {field} must be text; not an eval.json of `vaekit eval`.")
+            raise _refused(path, f"{field} must be text; not an eval.json of `vaekit eval`.")
     if result.get("dataset") == "":
-        raise CheckpointError(f"{path}: dataset is empty, but `vaekit eval` writes the name of the data "
-                              "set it evaluated on; not an eval.json of `vaekit eval`.")
+        raise _refused(path, "dataset is empty, but `vaekit eval` writes the name of the data "
+                             "set it evaluated on; not an eval.json of `vaekit eval`.")
     if result.get(TEST_KEY) is not None and not SHA256_HEX.fullmatch(result[TEST_KEY]):
-        raise CheckpointError(f"{path}: {TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
-                              "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
+                             "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
     _check_active(result, path)
 
 
@@ -108,9 +119,9 @@ def _check_magnitudes(result: dict[str, Any], path: Path) -> None:
         values = value if isinstance(value, list) else [value]
         big = next((v for v in values if is_number(v) and abs(v) > FLOAT32_MAX), None)
         if big is not None:
-            raise CheckpointError(f"{path}: {field} holds {big:.6g}, past float32's range (magnitude at most "
-                                  f"{FLOAT32_MAX:.6g}) that `vaekit eval` computes in; not an eval.json of "
-                                  "`vaekit eval`.")
+            raise _refused(path, f"{field} holds {big:.6g}, past float32's range (magnitude at most "
+                                 f"{FLOAT32_MAX:.6g}) that `vaekit eval` computes in; not an eval.json of "
+                                 "`vaekit eval`.")
 
 
 def _check_active(result: dict[str, Any], path: Path) -> None:
@@ -121,9 +132,9 @@ def _check_active(result: dict[str, Any], path: Path) -> None:
         return
     count = sum(v > ACTIVE_THRESHOLD for v in variances)
     if result["active_units"] != count:
-        raise CheckpointError(f"{path}: active_units is {result['active_units']}, but latent_mean_variance "
-                              f"holds {count} variances above {ACTIVE_THRESHOLD}, the active units "
-                              "`vaekit eval` counts; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"active_units is {result['active_units']}, but latent_mean_variance "
+                             f"holds {count} variances above {ACTIVE_THRESHOLD}, the active units "
+                             "`vaekit eval` counts; not an eval.json of `vaekit eval`.")
 
 
 def _check_ranges(result: dict[str, Any], path: Path) -> None:
@@ -135,21 +146,23 @@ def _check_ranges(result: dict[str, Any], path: Path) -> None:
         if is_number(value) and not (low <= value and (top is None or value <= top)):
             bound = f">= {low}" if top is None else f"between {low} and {top}"
             where = " (its latent_dim)" if isinstance(high, str) else ""
-            raise CheckpointError(f"{path}: {field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
-                                  f"{bound}{where}; not an eval.json of `vaekit eval`.")
+            raise _refused(path, f"{field} is {str(value)[:40]}, but `vaekit eval` writes {field} "
+                                 f"{bound}{where}; not an eval.json of `vaekit eval`.")
     variances = result.get("latent_mean_variance")
     if isinstance(variances, list) and any(is_number(v) and v < 0 for v in variances):
-        raise CheckpointError(f"{path}: latent_mean_variance holds a negative variance; not an eval.json "
-                              "of `vaekit eval`.")
+        raise _refused(path, "latent_mean_variance holds a negative variance; not an eval.json "
+                             "of `vaekit eval`.")
 
 
 def check_eval_of_run(result: Any, path: Path) -> None:
     """`check_eval`, then what the run's config.json makes certain of the eval.json beside it: its
-    latent_dim is the model's; a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
+    latent_dim is the model's; its kl_estimate the one eval writes for the model (`_check_kl_estimate`);
+    a KL in closed form, and each of its dimensions, is >= 0; a Bernoulli
     likelihood's reconstruction term (a cross-entropy of pixels in [0, 1], plus D log 256 for
     dequantized ones) is >= 0; the sums of `_check_sums`; no more images than the test set of its
     dataset holds (`_check_images`); its dataset one of the model's image shape (`_check_dataset`);
-    its protocol the config's (`_check_protocol`); test_nll at most test_neg_elbo, up to `nll_slack`,
+    its protocol the config's (`_check_protocol`); its data_source a folder or array file, where
+    something is there (`_check_source`); test_nll at most test_neg_elbo, up to `nll_slack`,
     and with k = 1 also at least test_neg_elbo less that slack (one sample: -L_1 and the -ELBO
     differ by the closed-form KL's noise alone; with k > 1 -L_k has no lower bound here). A
     negative test_nll is not refused: its importance-sampled estimate can fall below 0 where
@@ -159,31 +172,57 @@ def check_eval_of_run(result: Any, path: Path) -> None:
     runs.check_trained_config(path.parent, config)  # an edited config.json is named, not eval.json
     model = config.model
     if result["latent_dim"] != model.latent:
-        raise CheckpointError(f"{path}: latent_dim is {result['latent_dim']}, but "
-                              f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
-                              "dimensions; the file is another run's, or was edited.")
-    closed = result.get("kl_estimate", "closed form") == "closed form"
+        raise _refused(path, f"latent_dim is {result['latent_dim']}, but "
+                             f"{path.parent / runs.CONFIG} gives the model {model.latent} latent "
+                             "dimensions; the file is another run's, or was edited.")
+    closed = model.prior == "standard" and model.stochastic_layers == 1
+    _check_kl_estimate(result, path, closed)
     per_dim = result.get("kl_per_dim") or []
     if closed and (result["test_kl"] < -ROUNDING * model.latent or min(per_dim, default=0) < -ROUNDING):
         field = "kl_per_dim" if min(per_dim, default=0) < -ROUNDING else "test_kl"
-        raise CheckpointError(f"{path}: {field} holds a negative KL, but a KL divergence in closed form is "
-                              ">= 0; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"{field} holds a negative KL, but a KL divergence in closed form is "
+                             ">= 0; not an eval.json of `vaekit eval`.")
     if model.likelihood == "bernoulli" and result["test_recon"] < -ROUNDING:
-        raise CheckpointError(f"{path}: test_recon is {result['test_recon']:.6g}, but the reconstruction "
-                              "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_recon is {result['test_recon']:.6g}, but the reconstruction "
+                             "term of a Bernoulli likelihood is >= 0; not an eval.json of `vaekit eval`.")
     _check_sums(result, path, math.prod(model.image_shape) if model.image_shape else 0)
     _check_dataset(result, path, config.data.name, tuple(model.image_shape or ()))
     _check_images(result, path, config.data.name)
     _check_protocol(result, path, config)
+    _check_source(result, path)
     slack = nll_slack(result["test_kl"], result["images"], result["k"], closed, result["test_neg_elbo"])
     if result["test_nll"] > result["test_neg_elbo"] + slack:
-        raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but the importance-sampled "
-                              f"-log p(x) is at most test_neg_elbo ({result['test_neg_elbo']:.6g}) plus "
-                              f"{slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_nll is {result['test_nll']:.6g}, but the importance-sampled "
+                             f"-log p(x) is at most test_neg_elbo ({result['test_neg_elbo']:.6g}) plus "
+                             f"{slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
     if result["k"] == 1 and result["test_nll"] < result["test_neg_elbo"] - slack:
-        raise CheckpointError(f"{path}: test_nll is {result['test_nll']:.6g}, but with k = 1 -L_1 is the "
-                              f"-ELBO of the same sample, test_neg_elbo ({result['test_neg_elbo']:.6g}) up "
-                              f"to {slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_nll is {result['test_nll']:.6g}, but with k = 1 -L_1 is the "
+                             f"-ELBO of the same sample, test_neg_elbo ({result['test_neg_elbo']:.6g}) up "
+                             f"to {slack:.3g} of Monte-Carlo noise; not an eval.json of `vaekit eval`.")
+
+
+def kl_estimate_of(closed_form: bool, k: int) -> str:
+    """eval.json's kl_estimate: how `vaekit eval` computed the KL, in closed form (Ex.2 Q3: one
+    Gaussian layer against N(0, I)) or by Monte Carlo over its k importance samples."""
+    return "closed form" if closed_form else f"Monte Carlo, k = {k}"
+
+
+def _check_kl_estimate(result: dict[str, Any], path: Path, closed: bool) -> None:
+    """kl_estimate, where eval.json has it, is the one `vaekit eval` writes for the run's model
+    (`closed`: a standard prior and one stochastic layer, whose KL is in closed form), and
+    kl_per_dim is there only for a KL in closed form: a CheckpointError naming the field if not,
+    so that no relabelling lifts the closed form's KL >= 0 off a run whose KL is one."""
+    how, expected = result.get("kl_estimate"), kl_estimate_of(closed, result["k"])
+    kind = ("a standard prior and one stochastic layer" if closed
+            else "a VampPrior or two stochastic layers")
+    if how is not None and how != expected:
+        raise _refused(path, f"kl_estimate is {how[:60]!r}, but `vaekit eval` writes {expected!r} "
+                             f"for the run's model of {kind} ({path.parent / runs.CONFIG}, k = "
+                             f"{result['k']}); the file is another run's, or was edited.")
+    if not closed and result.get("kl_per_dim") is not None:
+        raise _refused(path, f"kl_per_dim is there, but `vaekit eval` writes it only for a KL in "
+                             f"closed form, and the run's model has {kind} ({path.parent / runs.CONFIG}); "
+                             "the file is another run's, or was edited.")
 
 
 def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> None:
@@ -198,18 +237,33 @@ def _check_protocol(result: dict[str, Any], path: Path, config: TrainConfig) -> 
             shown = repr(value[:60]) if isinstance(value, str) else str(value)[:40]
             wanted = ("null" if expected is None else repr(expected) if field != "likelihood_of"
                       else f"its text for binarization {protocol_of(binarize)['binarization']!r}")
-            raise CheckpointError(f"{path}: {field} is {shown}, but `vaekit eval` writes {wanted} for a "
-                                  f"run trained with binarize {binarize!r} ({path.parent / runs.CONFIG}); "
-                                  "the file is another run's, or was edited.")
+            raise _refused(path, f"{field} is {shown}, but `vaekit eval` writes {wanted} for a "
+                                 f"run trained with binarize {binarize!r} ({path.parent / runs.CONFIG}); "
+                                 "the file is another run's, or was edited.")
     device = result.get("device")
     if device is not None and not DEVICE_NAME.fullmatch(device):
-        raise CheckpointError(f"{path}: device is {device[:40]!r}, but `vaekit eval` evaluates on cpu, "
-                              "cuda or cuda:N; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"device is {device[:40]!r}, but `vaekit eval` evaluates on cpu, "
+                             "cuda or cuda:N; not an eval.json of `vaekit eval`.")
     mse = result.get("mse")
     if config.model.likelihood == "bernoulli" and mse is not None and mse > 1.0 + ROUNDING:
-        raise CheckpointError(f"{path}: mse is {mse:.6g}, but under a Bernoulli likelihood the squared error "
-                              "per pixel of means and pixels in [0, 1] is at most 1; not an eval.json of "
-                              "`vaekit eval`.")
+        raise _refused(path, f"mse is {mse:.6g}, but under a Bernoulli likelihood the squared error "
+                             "per pixel of means and pixels in [0, 1] is at most 1; not an eval.json of "
+                             "`vaekit eval`.")
+
+
+def _check_source(result: dict[str, Any], path: Path) -> None:
+    """data_source, where eval.json has it, the absolute path of a user's data `vaekit eval` read:
+    a folder or a .npy/.npz array (`vaekit.data.readers.reader_for`) where something is there (one
+    no longer there is the report's to say); a CheckpointError naming eval.json otherwise, not the
+    sentence for a path the user gave."""
+    source = result.get("data_source")
+    if source is None:
+        return
+    if not os.path.isabs(source) or (os.path.lexists(source) and reader_for(source) is None):
+        kind = "a relative path" if not os.path.isabs(source) else neither_kind()
+        raise _refused(path, f"data_source is {source[:80]!r}, {kind}, but `vaekit eval` writes the absolute "
+                             "path of the folder or .npy/.npz array it evaluated on; not an eval.json of "
+                             "`vaekit eval`.")
 
 
 def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
@@ -218,19 +272,19 @@ def _check_sums(result: dict[str, Any], path: Path, pixels: int) -> None:
     the D dimensions of each image: rel. tolerance 1e-5): a CheckpointError naming the field if not."""
     parts = result["test_recon"] + result["test_kl"]
     if not math.isclose(result["test_neg_elbo"], parts, rel_tol=1e-6, abs_tol=1e-6):
-        raise CheckpointError(f"{path}: test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
-                              f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"test_neg_elbo is {result['test_neg_elbo']:.6g}, but test_recon + "
+                             f"test_kl is {parts:.6g}; not an eval.json of `vaekit eval`.")
     bits = result["test_nll"] / (pixels * math.log(2.0))
     if pixels and not math.isclose(result["bits_per_dim"], bits, rel_tol=1e-4, abs_tol=1e-12):
-        raise CheckpointError(f"{path}: bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
-                              f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
-                              "eval.json of `vaekit eval`.")
+        raise _refused(path, f"bits_per_dim is {result['bits_per_dim']:.6g}, but test_nll / "
+                             f"(D ln 2) for the run's D = {pixels} pixel values is {bits:.6g}; not an "
+                             "eval.json of `vaekit eval`.")
     per_dim = result.get("kl_per_dim")
     total = math.fsum(per_dim) if per_dim is not None else result["test_kl"]
     if not math.isclose(total, result["test_kl"], rel_tol=1e-5, abs_tol=ROUNDING * len(per_dim or "-")):
-        raise CheckpointError(f"{path}: kl_per_dim sums to {total:.6g}, but test_kl is "
-                              f"{result['test_kl']:.6g}, the sum of its dimensions; not an eval.json of "
-                              "`vaekit eval`.")
+        raise _refused(path, f"kl_per_dim sums to {total:.6g}, but test_kl is "
+                             f"{result['test_kl']:.6g}, the sum of its dimensions; not an eval.json of "
+                             "`vaekit eval`.")
 
 
 def _check_dataset(result: dict[str, Any], path: Path, trained_on: str, shape: tuple[int, ...]) -> None:
@@ -243,19 +297,36 @@ def _check_dataset(result: dict[str, Any], path: Path, trained_on: str, shape: t
     theirs = known_image_shape(name)
     if theirs is not None and theirs != shape:
         held, taken = "x".join(map(str, theirs)), "x".join(map(str, shape))
-        raise CheckpointError(f"{path}: dataset is {name[:60]}, whose images are {held}, but the model of "
-                              f"{path.parent / runs.CONFIG} takes the {taken} images of {trained_on}, so no "
-                              "evaluation of the run used it; the file is another run's, or was edited.")
+        raise _refused(path, f"dataset is {name[:60]}, whose images are {held}, but the model of "
+                             f"{path.parent / runs.CONFIG} takes the {taken} images of {trained_on}, so no "
+                             "evaluation of the run used it; the file is another run's, or was edited.")
 
 
 def _check_images(result: dict[str, Any], path: Path, trained_on: str) -> None:
     """images at most the test set of eval.json's dataset (else the run's, `trained_on`), where its
-    size is known without reading a file (`vaekit.data.load.known_test_images`): a CheckpointError if not."""
+    size is known without reading a file (`vaekit.data.load.known_test_images`); probe_train_images
+    a whole number at most PROBE_TRAIN_IMAGES and the training split of that set where known
+    (`known_train_images`), there with probe_accuracy or not at all: a CheckpointError if not."""
     name = result.get("dataset") or trained_on
     size = known_test_images(name)
     if size is not None and result["images"] > size:
-        raise CheckpointError(f"{path}: images is {result['images']:,}, but the test set of {name} holds "
-                              f"{size:,} images; not an eval.json of `vaekit eval`.")
+        raise _refused(path, f"images is {result['images']:,}, but the test set of {name} holds "
+                             f"{size:,} images; not an eval.json of `vaekit eval`.")
+    probe = result.get("probe_train_images")
+    if (probe is None) != (result.get("probe_accuracy") is None):
+        there, absent = ("probe_train_images", "probe_accuracy") if probe is not None else (
+            "probe_accuracy", "probe_train_images")
+        raise _refused(path, f"{there} is there without {absent}, but `vaekit eval` writes both "
+                             "or neither; not an eval.json of `vaekit eval`.")
+    if probe is None:
+        return
+    train = known_train_images(name)
+    most, of = (PROBE_TRAIN_IMAGES, "`vaekit eval` fits the probe on at most")
+    if train is not None and train < PROBE_TRAIN_IMAGES:
+        most, of = train, f"the training split of {name} holds"
+    if not is_int(probe) or probe > most:
+        raise _refused(path, f"probe_train_images is {str(probe)[:40]}, but {of} {most:,} images; "
+                             "not an eval.json of `vaekit eval`.")
 
 
 def nll_slack(test_kl: float, images: int, k: int, closed_form: bool, neg_elbo: float) -> float:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2
+PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split, at most this
 
 
 

@@ -49,7 +49,7 @@ from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import REQUIRED_FIELDS as REQUIRED_FIELDS
 from vaekit.evaluate.eval_json import check_eval as check_eval
 from vaekit.evaluate.eval_json import check_eval_of_run as check_eval_of_run
-from vaekit.evaluate.eval_json import protocol_of
+from vaekit.evaluate.eval_json import kl_estimate_of, protocol_of
 from vaekit.evaluate.eval_json import read_eval as read_eval
 from vaekit.evaluate.iwae import (
     activation_elements,
@@ -59,13 +59,12 @@ from vaekit.evaluate.iwae import (
     skip_batch_draws,
     tile_size,
 )
-from vaekit.evaluate.latents import active_units, probe_accuracy
+from vaekit.evaluate.latents import PROBE_TRAIN_IMAGES, active_units, probe_accuracy
 from vaekit.train.resume import TEST_KEY, check_trained_data, sha256_of_test
 from vaekit.vae.models import VAEBase
 from vaekit.vae.prob import VAE, closed_form_kl, decoder_mean, noise_dim, placement
 
 EVAL_JSON = runs.EVAL
-PROBE_TRAIN_IMAGES = 10_000  # the probe is fitted on a seeded subsample of the training split
 MAX_K = 100_000  # more importance samples than this need force=True (`vaekit eval --force`)
 MAX_FORCED_K = 10**9  # and none more: a billion decoder passes an image, days on any machine
 CPU_MACS_PER_SECOND = 5e9  # for cost estimates only: what the IWAE evaluation of a 784-400-20 MLP
@@ -107,7 +106,7 @@ class Evaluation:
             "latent_dim": int(self.mu.shape[1]), "images": n,
             "test_nll_stderr": float(self.nll.double().std() / math.sqrt(n)) if n > 1 else None,
             "kl_per_dim": None if self.kl_per_dim is None else self.kl_per_dim.double().mean(dim=0).tolist(),
-            "kl_estimate": "closed form" if self.kl_per_dim is not None else f"Monte Carlo, k = {self.k}",
+            "kl_estimate": kl_estimate_of(self.kl_per_dim is not None, self.k),
             "latent_mean_variance": variances.tolist(),
             "mse": float(self.sq_error.double().mean()),
             "seconds": round(self.seconds, 3),

@@ -34,6 +34,7 @@ from vaekit.runs.files import (
     EVAL,
     METRICS,
     MODEL,
+    PUT_BACK,
     REPORT,
     RESULT_FILES,
     RUN_FILES,
@@ -105,8 +106,8 @@ from vaekit.runs.weights import (
 
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_JSON", "CONFIG", "DEFAULT", "EVAL", "METRICS", "MODEL", "MODEL_SHA_KEY",
-    "REPORT", "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run", "Task",
-    "StaleEval",
+    "PUT_BACK", "REPORT", "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run",
+    "Task", "StaleEval",
     "append_metrics", "check_config_kind", "check_model_file", "check_outputs", "check_readable_copy",
     "check_run_dir", "check_trained_config", "check_writable",
     "decode_bytes", "device_named", "encode_bytes",

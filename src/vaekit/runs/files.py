@@ -42,6 +42,8 @@ RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # al
 CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
 CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
 TMP = ".tmp"  # suffix of a file being written (`temp_path`)
+# the fix for a run file that is damaged, cut or another run's, where vaekit cannot write it again
+PUT_BACK = "put back the run's own file, or train the run again into another --out"
 _TEMP = re.compile(r"\.(?P<name>.+)\.vaekit-(?P<pid>[0-9]+)\.tmp")  # the names `temp_path` gives
 MAX_HEADER = 100_000_000  # the longest safetensors header read (the format's own limit)
 JSON_LIMIT = 16 * 2**20  # the largest JSON file of a run read (config.json, checkpoint.json, eval.json)

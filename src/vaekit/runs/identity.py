@@ -227,14 +227,36 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
 
 def check_same_run(run_dir: Path, state: Any, path: Path) -> None:
     """The checkpoint state `state` (read from `path`) is of the run config.json names: the same
-    run id, when both have one. A CheckpointError naming both files otherwise: a checkpoint copied
-    from another run, or a config.json copied from another run of the same config."""
+    run id, when both have one. A CheckpointError otherwise, naming the file that is the odd one out
+    where model.safetensors carries the id of one of them (config.json copied from another run of
+    the same config, or the checkpoint copied), else both files."""
     theirs = state.get("run_id") if isinstance(state, dict) else None
     ours = run_id(run_dir)
-    if theirs is not None and ours is not None and theirs != ours:
-        raise CheckpointError(f"{path} belongs to another run (run id {str(theirs)[:40]}) than "
-                              f"{run_dir / CONFIG} (run id {ours}): one of them was copied from another "
-                              "run; put back the run's own file, or train into another --out.")
+    if theirs is None or ours is None or theirs == ours:
+        return
+    model = _model_run_id(run_dir)
+    if model == theirs:
+        raise CheckpointError(f"{run_dir / CONFIG} was copied from another run (run id {ours}): "
+                              f"{run_dir / MODEL} and {path} agree on run id {str(theirs)[:40]}; put back "
+                              "the run's own config.json, or train into another --out.")
+    if model == ours:
+        raise CheckpointError(f"{path} was copied from another run (run id {str(theirs)[:40]}): "
+                              f"{run_dir / CONFIG} and {run_dir / MODEL} agree on run id {ours}; put back "
+                              "the run's own checkpoint, or train into another --out.")
+    raise CheckpointError(f"{path} belongs to another run (run id {str(theirs)[:40]}) than "
+                          f"{run_dir / CONFIG} (run id {ours}): one of them was copied from another "
+                          "run; put back the run's own file, or train into another --out.")
+
+
+def _model_run_id(run_dir: Path) -> str | None:
+    """The run id in RUN_DIR/model.safetensors's metadata; None where it has none or cannot be read
+    (its own readers say what is wrong)."""
+    try:
+        metadata = read_metadata(run_dir / MODEL, "model") or {}
+    except CheckpointError:
+        return None
+    found = metadata.get(RUN_ID_KEY)
+    return found if isinstance(found, str) else None
 
 
 def checkpoint_state(run_dir: Path) -> Any:

@@ -11,6 +11,7 @@ of the config. A config.json of an earlier vaekit has none.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from vaekit.config import TrainConfig, from_dict
+from vaekit.config import TrainConfig, from_dict, spell, spell_key
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import uses_data_dir
@@ -185,13 +186,29 @@ def check_config_kind(run_dir: Path) -> None:
         raise _copied_config(Path(run_dir) / CONFIG, held, [name for name, _ in trained], kinds.pop())
 
 
+def _check_sections(raw: dict[str, Any], path: Path, task: Task) -> None:
+    """Each key of a config.json's JSON (task and run taken out) a section of `task`'s config whose
+    value is an object of keys: a CheckpointError naming the first key that is not, and the keys a
+    config.json of that kind may hold at its top level (task, run and the sections)."""
+    sections = [f.name for f in dataclasses.fields(task.config_type)]
+    for key, value in raw.items():
+        if key not in sections:
+            valid = ", ".join(["task", RUN_SECTION, *sections])
+            raise CheckpointError(f"{path}: unknown key {spell_key(key)}; the keys of a config.json of "
+                                  f"{task.what} (`{task.maker}`) are {valid}.")
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path}: {key} must be an object of keys (its section of the config), "
+                                  f"got {spell(value)}.")
+
+
 def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | None = None) -> Any:
     """A config.json's JSON (its run section taken out) read through its kind, as `read_config`
     says; `run_dir` names the directory in the sentence of a run of another kind."""
     found = task_of(raw, path) if isinstance(raw, dict) else DEFAULT
-    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+    if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
                               "keys.")
+    _check_sections(raw, path, TASKS[found])
     if task is not None and found != task:
         held, where = TASKS[found], path.parent if run_dir is None else run_dir
         trained = [name for name, kind in trained_kinds(path.parent) if kind == task]

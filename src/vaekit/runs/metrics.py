@@ -43,6 +43,7 @@ from vaekit.runs.files import (
     CONFIG,
     METRICS,
     MODEL,
+    PUT_BACK,
     NotStrictJSON,
     parse_json,
     read_run_file,
@@ -219,11 +220,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         there = "holds no row" if (run_dir / METRICS).exists() else "is missing"
         raise CheckpointError(f"{run_dir / METRICS} {there}, where {run_dir / CHECKPOINT} records the "
                               f"rows of {recorded[0]} finished epoch{'s' * (recorded[0] > 1)} "
-                              "(metrics_sha256); the file was emptied, cut or deleted.")
+                              f"(metrics_sha256); the file was emptied, cut or deleted: {PUT_BACK}.")
+    if recorded is not None and 1 <= len(lines) < recorded[0]:
+        held = "1 row" if len(lines) == 1 else f"{len(lines)} rows"
+        raise CheckpointError(f"{run_dir / METRICS} holds {held} only, where "
+                              f"{run_dir / CHECKPOINT} records the rows of {recorded[0]} finished epochs "
+                              f"(metrics_sha256); the file was cut or edited: {PUT_BACK}.")
     if recorded is not None and _digest(lines, recorded[0]) != recorded[1]:
         raise CheckpointError(f"{run_dir / METRICS}: its rows of epochs 1-{recorded[0]} are not those "
                               f"{run_dir / CHECKPOINT} recorded (metrics_sha256); the file was edited, or "
-                              "copied from another run.")
+                              f"copied from another run: {PUT_BACK}.")
     for number, _, row in lines:
         if row["epoch"] != number:  # the line numbers of rows: 1, 2, 3, ...
             raise CheckpointError(f"{run_dir / METRICS}: line {number} is epoch {row['epoch']}, where "

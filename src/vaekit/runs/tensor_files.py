@@ -29,7 +29,7 @@ from safetensors.torch import save as st_save
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError
 from vaekit.regular import cannot_follow, open_regular
-from vaekit.runs.files import MAX_HEADER, MODEL, parse_json, write_bytes_atomic
+from vaekit.runs.files import MAX_HEADER, MODEL, PUT_BACK, parse_json, write_bytes_atomic
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor],
@@ -50,8 +50,8 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
 
 
 def incomplete(path: Path, what: str, why: str = "truncated, or another format") -> str:
-    """The sentence for a file at `path` that is not a whole safetensors file, and `why`."""
-    return f"{path}: not a complete safetensors file ({why}); the {what} cannot be read."
+    """The sentence for a run's file at `path` that is not a whole safetensors file, `why`, and its fix."""
+    return f"{path}: not a complete safetensors file ({why}); the {what} cannot be read: {PUT_BACK}."
 
 
 def parse_tensors(data: bytes, path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -22,6 +22,7 @@ from vaekit.runs.files import (
     CHECKPOINT_JSON,
     CONFIG,
     MODEL,
+    PUT_BACK,
     NotStrictJSON,
     parse_json,
     read_run_file,
@@ -37,7 +38,7 @@ from vaekit.runs.identity import (
     weights_metadata,
 )
 from vaekit.runs.metrics import DIGEST_KEY, metrics_digest
-from vaekit.runs.tensor_files import read_metadata, read_tensors, save_tensors
+from vaekit.runs.tensor_files import incomplete, read_metadata, read_tensors, save_tensors
 
 
 def save_model(path: Path, model: torch.nn.Module) -> None:
@@ -98,7 +99,8 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path:
             raise CheckpointError(f"{path}: tensor shapes do not match the model of config.json ({name} is "
                                   f"{tuple(t.shape)}, the model has {tuple(ref.shape)}).")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{path}: {name} holds NaN or infinite values; the weights are damaged.")
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values; the weights are damaged: "
+                                  f"{PUT_BACK}.")
     model.load_state_dict(tensors)
 
 
@@ -195,8 +197,7 @@ def check_checkpoint_file(run_dir: Path) -> None:
         return
     metadata = read_metadata(path, "checkpoint")
     if metadata is None:
-        raise CheckpointError(f"{path}: not a complete safetensors file (truncated, or another format); "
-                              "the checkpoint cannot be read.")
+        raise CheckpointError(incomplete(path, "checkpoint"))
     try:
         state = parse_json(metadata.get(CHECKPOINT_KEY, "null"))
     except ValueError:

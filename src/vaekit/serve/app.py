@@ -195,8 +195,10 @@ class Handler(ArrivalHandler):
         [::1], with any port): a page of another site whose name was rebound to 127.0.0.1 (DNS
         rebinding) sends its own name. The host is the target's authority when the target is an
         absolute URL (RFC 9112 3.2.2), else the Host header; an HTTP/1.0 request without either is
-        taken."""
+        taken. A refusal names the one it read (the request target or the Host header) and the host."""
         hosts = [url.netloc] if url.netloc else self.headers.get_all("Host")
+        named, port_of = (("the request target", "the request target's port") if url.netloc
+                          else ("the Host header", "the Host header's port"))
         if hosts is not None and len(hosts) > 1:  # RFC 9112 3.2: a 400, whatever they name
             raise ApiError(400, "the Host header is given more than once.")
         match = HOST.fullmatch(hosts[0].strip()) if hosts else None
@@ -204,12 +206,12 @@ class Handler(ArrivalHandler):
         number = None if port is None else port.lstrip("0")  # zeros in front change nothing (*DIGIT)
         if port is not None and (len(number or "") > 5 or not 1 <= int(number or "0") <= 65535):
             shown = port if len(port) <= 20 else f"{port[:20]}... ({len(port):,} digits)"
-            raise ApiError(400, f"the Host header's port must be 1 to 65535, got {shown}.")
+            raise ApiError(400, f"{port_of} must be 1 to 65535, got {shown}.")
         if not self.server.check_host or hosts is None:
             return
         if match is None or not is_loopback(match[1].strip("[]").lower()):
-            raise ApiError(400, "the Host header must name this machine (localhost or a loopback address); "
-                           "the explorer answers to no other name.")
+            raise ApiError(400, f"{named} must name this machine (localhost or a loopback address), got "
+                           f"{hosts[0].strip()[:60]!r}; the explorer answers to no other name.")
 
     def target(self) -> SplitResult:
         """The request target: a path (/api/info) or an absolute http:// URL with a valid port;
