@@ -196,6 +196,26 @@ def _ratio_differs(value: Any, k: int, n: int) -> bool:
     return not _is(value, float) or abs(value - expected) >= RATIO_ROUNDING
 
 
+def _wrong_problem(wrong: list[Any], n: int, correct: int, k: int) -> str | None:
+    """most_wrong of an eval.json of `n` images, `correct` of them right, `k` classes: at most
+    WRONG_SHOWN entries and no more than the wrong ones, each a wrong prediction of an image of
+    the split with a softmax confidence in (0, 1]; the sentence naming the first that is not."""
+    if len(wrong) > min(WRONG_SHOWN, n - correct):
+        return (f"most_wrong lists {len(wrong)} images, but {n - correct:,} are wrong (at most {WRONG_SHOWN} "
+                "kept)")
+    for i, w in enumerate(wrong):
+        problem = _missing_or_mistyped(w, WRONG_FIELDS, f"most_wrong[{i}].")
+        if problem is not None:
+            return problem
+        if not (0 <= w["index"] < n and 0 <= w["true"] < k and 0 <= w["predicted"] < k):
+            return (f"most_wrong[{i}] names an image or a class outside the split's {n:,} images and {k} "
+                    "classes")
+        if w["true"] == w["predicted"] or not 0 < w["confidence"] <= 1:
+            return (f"most_wrong[{i}] is not a wrong prediction with a confidence in (0, 1] (true "
+                    f"{w['true']}, predicted {w['predicted']}, confidence {_shown(w['confidence'])})")
+    return None
+
+
 def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | None:
     """What makes `result` other than a classifier's eval.json whose parts agree, naming the field
     ('accuracy is 0.9, but correct / images is 102 / 180 = 0.566667'); None where nothing does.
@@ -262,20 +282,9 @@ def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | N
             if _ratio_differs(row.get(field), hit, of):
                 return (f"per_class[{t}].{field} is {_shown(row.get(field))}, but the confusion matrix says "
                         f"{_shown(_ratio(hit, of))}")
-    wrong = result["most_wrong"]
-    if len(wrong) > min(WRONG_SHOWN, n - correct):
-        return (f"most_wrong lists {len(wrong)} images, but {n - correct:,} are wrong (at most {WRONG_SHOWN} "
-                "kept)")
-    for i, w in enumerate(wrong):
-        problem = _missing_or_mistyped(w, WRONG_FIELDS, f"most_wrong[{i}].")
-        if problem is not None:
-            return problem
-        if not (0 <= w["index"] < n and 0 <= w["true"] < k and 0 <= w["predicted"] < k):
-            return (f"most_wrong[{i}] names an image or a class outside the split's {n:,} images and {k} "
-                    "classes")
-        if w["true"] == w["predicted"] or not 0 < w["confidence"] <= 1:
-            return (f"most_wrong[{i}] is not a wrong prediction with a confidence in (0, 1] (true "
-                    f"{w['true']}, predicted {w['predicted']}, confidence {_shown(w['confidence'])})")
+    problem = _wrong_problem(result["most_wrong"], n, correct, k)
+    if problem is not None:
+        return problem
     return None if config is None else _run_problem(result, config)
 
 
