@@ -121,6 +121,7 @@ from vaekit.config.values import (
     parse_image_size,
     parse_int_list,
     parse_positive_duration,
+    spaced_parts,
 )
 
 __all__ = [  # the public names of the modules, each imported from here
@@ -134,7 +135,7 @@ __all__ = [  # the public names of the modules, each imported from here
     "check_with_data", "FLOAT32_TINY", "flushed_epoch",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
-    "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",
+    "parse_positive_duration", "spaced_parts", "given_text", "check_path_length", "DECIMAL", "NUMBER",
     "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "rank_error_file", "rank_errors_value",
     "seconds_of", "spell", "spell_key",
     "resumable_of", "sections_of", "setting", "settings_of", "shared", "validate",

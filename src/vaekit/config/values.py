@@ -177,12 +177,23 @@ def format_duration(seconds: float) -> str:
 MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set of them fills any memory)
 
 
+def spaced_parts(text: str, separators: str) -> list[str] | None:
+    """`text` split at each character of `separators`, each part with the ASCII spaces around it
+    taken off ('1, 28 ,28' -> ['1', '28', '28']); None where the text starts or ends with
+    whitespace (' 28', refused as around any number) or holds whitespace other than the ASCII space
+    (a tab, a newline, a no-break space): the one rule of spaces in a size or a list of numbers."""
+    if text != text.strip() or any(ch.isspace() and ch != " " for ch in text):
+        return None
+    return [part.strip(" ") for part in re.split(f"[{re.escape(separators)}]", text)]
+
+
 def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
     """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
-    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers, spaces around it as around
-    any number: ' 32'; '32 x 48' is a size)."""
-    m = re.fullmatch(r"([0-9]{1,18})(?:\s*[xX]\s*([0-9]{1,18}))?", text)
-    size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
+    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers, whitespace around it as
+    around any number: ' 32', or other than ASCII spaces inside: `spaced_parts`; '32 x 48' is a size)."""
+    parts = spaced_parts(text, "xX")
+    ok = parts is not None and len(parts) <= 2 and all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts)
+    size = None if not ok or parts is None else (int(parts[0]), int(parts[-1]))
     if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
         raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
                           f"(32 or 64x48), got {show(text)}.")
@@ -192,16 +203,17 @@ def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
     """'512,256' -> [512, 256]; 'none' -> [] (no layer: asked for by its word, as empty text means
     nothing). `key` names the input in the error ('model.hidden', '--channels'); empty text, or an
-    empty entry ('512,,256', ','), is one, not a layer left out. Spaces around the list are refused
-    as around any number (' 16'); after a comma they are read ('8, 4')."""
+    empty entry ('512,,256', ','), is one, not a layer left out. Whitespace around the list is refused
+    as around any number (' 16'); ASCII spaces around a comma are read ('8, 4'), no other
+    whitespace (`spaced_parts`)."""
     if not text.strip():
         raise ConfigError(f"{key} is empty; give a comma-separated list of integers such as 512,256, or "
                           "none for an empty list (no layer).")
-    if text != text.strip():
+    parts = spaced_parts(text, ",")
+    if parts is None:
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.")
     if text == "none":
         return []
-    parts = [p.strip() for p in text.split(",")]
     if not all(parts):
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}, which "
                           "has an empty entry.")
