@@ -411,7 +411,8 @@ def test_an_integer_list_reads_its_integers_and_none_as_no_entry() -> None:
 
 
 @pytest.mark.parametrize("space", ["\t", "\n", "\u00a0", "\u2003", "\u3000"])
-def test_sizes_and_lists_take_ascii_spaces_alone(tmp_path: Path, space: str, one_sentence: OneSentence) -> None:
+def test_sizes_and_lists_take_ascii_spaces_alone(tmp_path: Path, space: str,
+                                                 one_sentence: OneSentence) -> None:
     """A tab, a newline or a Unicode space inside a size or a list was read as a space; the flag
     and the TOML key read the one parser, so both refuse it in the sentence of a bad value."""
     from vaekit.classify.compare_plan import parse_sides
