@@ -335,7 +335,7 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
     (["train", "--epochs", "9" * 5000], "--epochs"), (["train", "--seed", "-" + "9" * 5000], "--seed"),
     (["train", "--image-size", "9" * 5000], "--image-size"),  # past the 4,300 digits int() reads
     # whitespace other than ASCII spaces inside a size or a list: a newline, an em space, a tab, a
-    # no-break space (str.strip and a regex's \\s read them all as spaces)
+    # no-break space (str.strip and a regex's \s read them all as spaces)
     (["train", "--image-size", "8\nx8"], "--image-size"),
     (["train", "--image-size", "8\u2003x8"], "--image-size"),
     (["train", "--hidden", "16,\u00a08"], "--hidden"), (["train", "--channels", "8\t,16"], "--channels"),
