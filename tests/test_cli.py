@@ -185,7 +185,8 @@ def test_explain_rewrites_argparse_messages() -> None:
 
 
 @pytest.mark.parametrize("argv", [["train", "--time-budget", "0"], ["train", "--time-budget", "0s"],
-                                  ["train", "--time-budget", "0h0m"]])
+                                  ["train", "--time-budget", "0h0m"], ["train", "--time-budget=-5"],
+                                  ["train", "--time-budget=-5m"], ["train", "--time-budget", "nan"]])
 def test_a_time_budget_of_nothing_is_refused_not_ignored(capsys: pytest.CaptureFixture[str],
                                                          one_sentence: OneSentence, argv: list[str]) -> None:
     """--time-budget 0 trained the plain epochs: no budget is the flag left out."""

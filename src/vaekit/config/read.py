@@ -20,9 +20,9 @@ from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_strid
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
+    check_given_budget,
     checkpoint_interval,
     duration_value,
-    given_budget,
     is_int,
     is_number,
     parse_image_size,
@@ -215,8 +215,9 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
     except ValueError:  # Python reads no integer of more than 4,300 digits
         raise ConfigError(f"{path}: an integer of more than {sys.get_int_max_str_digits():,} digits, "
                           "which no setting takes.") from None
-    config = apply(TrainConfig() if base is None else base, values, str(path))
-    return given_budget(config, values, path)  # type: ignore[return-value]
+    config = TrainConfig() if base is None else base
+    check_given_budget(config, values, path)
+    return apply(config, values, str(path))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- checking

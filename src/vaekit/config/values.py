@@ -110,24 +110,46 @@ def duration_value(value: Any, key: str, where: str = "") -> Any:
     return value
 
 
-def given_budget(config: C, values: dict[str, Any], path: Any) -> C:
-    """`config` read from the TOML file `path`, whose tables are `values`, unless the file gives
-    train.time_budget as 0: refused as `--time-budget 0` is (`zero_budget`), since no budget is the
-    key left out; the default 0 of a config built in Python or read from config.json means none."""
-    train = values.get("train", {})
-    if "time_budget" in train and getattr(getattr(config, "train", None), "time_budget", None) == 0:
+def check_given_budget(config: Any, values: dict[str, Any], path: Any) -> None:
+    """The train.time_budget of the TOML file `path`, whose tables are `values`, read over `config`
+    (a classifier's has no such key, left to its unknown-key sentence), refused as
+    `--time-budget 0` is (`zero_budget`) where it is 0 or less, or nan (`not_positive_budget`): no
+    budget is the key left out, so the default 0 of a config built in Python or read from
+    config.json means none, a file's 0 or -5 a budget that cannot be kept. Anything else is left
+    to the setting's own check."""
+    train = values.get("train")
+    if (isinstance(train, dict) and "time_budget" in train and hasattr(getattr(config, "train", None),
+                                                                        "time_budget")
+            and not_positive_budget(train["time_budget"])):
         raise zero_budget("train.time_budget", train["time_budget"], f"{path}: ")
-    return config
+
+
+def not_positive_budget(given: Any) -> bool:
+    """Whether a time budget as given, seconds (-5, nan) or text ("0s", "-5m", "nan"), is no
+    duration of more than 0 seconds though written as one: refused in `zero_budget`'s sentence,
+    not in the sentence of the lower bound of the setting, 0, which a given budget is refused."""
+    if is_number(given):
+        return not given > 0  # nan too
+    if not isinstance(given, str):
+        return False
+    text = given.lower()
+    if text.lstrip("+-") == "nan":
+        return True
+    try:
+        return parse_duration(text.removeprefix("-"), "") <= 0 or text.startswith("-")
+    except DurationTooLong:
+        return text.startswith("-")
+    except ConfigError:
+        return False
 
 
 def parse_positive_duration(text: str, flag: str = "--time-budget") -> float:
-    """`parse_duration`, more than 0 seconds: a budget of 0 given on the command line is a typo
-    (no budget is the flag left out), not the plain epochs; a TOML file's is refused alike
-    (`zero_budget`)."""
-    seconds = parse_duration(text, flag)
-    if seconds <= 0:
+    """`parse_duration`, more than 0 seconds: a budget of 0, -5 or nan given on the command line is
+    a typo (no budget is the flag left out), not the plain epochs; a TOML file's is refused alike
+    (`check_given_budget`)."""
+    if not_positive_budget(text):
         raise zero_budget(flag, text)
-    return seconds
+    return parse_duration(text, flag)
 
 
 def zero_budget(flag: str, given: Any, where: str = "") -> ConfigError:
