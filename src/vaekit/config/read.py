@@ -23,6 +23,7 @@ from vaekit.config.values import (
     check_given_budget,
     checkpoint_interval,
     duration_value,
+    interval_of_number,
     is_int,
     is_number,
     parse_image_size,
@@ -96,7 +97,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)
         if kind == "interval" and is_number(value):  # checkpoint_every = 30 (seconds) in a TOML file
-            value = str(value)
+            try:
+                value = interval_of_number(value)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {show(value)}.")
         if not value.strip():  # no setting means anything by empty text: not "not given" either

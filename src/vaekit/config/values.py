@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from typing import Any, TypeGuard, TypeVar
 
 from vaekit.config.spelling import spell
@@ -42,8 +43,24 @@ def checkpoint_interval(text: str) -> float | None:
     except (DurationTooLong, DurationUnits):
         raise
     except ConfigError:
-        raise ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
-                          f"90 (seconds), got {show(text)}.") from None
+        raise not_an_interval(text) from None
+
+
+def not_an_interval(given: Any) -> ConfigError:
+    """The sentence of a train.checkpoint_every that is none of its forms, quoting it as given."""
+    return ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
+                       f"90 (seconds), got {show(given)}.")
+
+
+def interval_of_number(seconds: int | float) -> str:
+    """train.checkpoint_every given as a number of seconds (`checkpoint_every = 30` in a TOML file)
+    as the text the setting holds: 30 -> "30", 1e-05 -> "0.00001" (a duration's digits, not
+    "1e-05"). A negative number or nan is `not_an_interval`, quoting the number as written (-3, not
+    "-3"); one past MAX_DURATION (inf too) the duration's bound (`check_duration_bound`)."""
+    if not seconds >= 0:
+        raise not_an_interval(seconds)
+    check_duration_bound(seconds, "train.checkpoint_every", seconds)
+    return str(seconds) if is_int(seconds) else format(Decimal(repr(abs(seconds))), "f")
 
 
 class DurationTooLong(ConfigError):
