@@ -518,6 +518,22 @@ def test_data_info_refuses_an_image_fit_without_a_size(capsys: pytest.CaptureFix
     assert "images       1x4x4" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [["data", "info", "digits"], ["train", "--data", "digits"],
+                                     ["classify", "--data", "digits"]])
+@pytest.mark.parametrize("value", ["2", "5", "-1"])
+def test_bad_image_channels_name_the_flag(command: list[str], value: str, capsys: pytest.CaptureFixture[str],
+                                          one_sentence: OneSentence, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data info --image-channels 2` said "image channels must be ...", naming no input, and train
+    the key data.image_channels: each names the flag given, as every other image flag does."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main([*command, f"--image-channels={value}"]) == 2
+    err = capsys.readouterr().err.strip().split(": error: ", 1)[1]
+    one_sentence(err, f"--image-channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got {value}")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("name", "value", "argv"), [
     ("VAEKIT_DIST_TIMEOUT", "abc", ["train", "--data", "digits", "--epochs", "1", "--out", "run"]),
     ("VAEKIT_DIST_TIMEOUT", "0", ["eval", "run"]),

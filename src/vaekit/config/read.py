@@ -256,8 +256,13 @@ def check_data_images(d: Any) -> None:
     if d.image_size is not None:
         parse_image_size(d.image_size, "data.image_size")
     if d.image_channels not in IMAGE_CHANNELS:
-        raise ConfigError(f"data.image_channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got "
-                          f"{show(d.image_channels)}.")
+        raise ConfigError(f"{channels_sentence('data.image_channels', d.image_channels)}.")
+
+
+def channels_sentence(key: str, value: Any) -> str:
+    """The sentence (without its full stop) of image channels `value`, given by `key` (a flag or a
+    setting), that are none of IMAGE_CHANNELS."""
+    return f"{key} must be 0 (the data's own), 1 (grey) or 3 (RGB), got {show(value)}"
 
 
 def validate(config: TrainConfig) -> TrainConfig:
