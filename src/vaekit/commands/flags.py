@@ -40,21 +40,6 @@ def int_flag(flag: str, low: int | None = None, high: int | None = None) -> Call
     return convert
 
 
-def channels_flag(flag: str) -> Callable[[str], int]:
-    """An argparse `type=` for an image channels flag (--image-channels): an integer among
-    `config.IMAGE_CHANNELS`, else the sentence naming the flag that the setting's check gives its key."""
-    read = int_flag(flag)
-
-    def convert(text: str) -> int:
-        value = read(text)
-        if value not in cfg.IMAGE_CHANNELS:
-            raise argparse.ArgumentTypeError(cfg.channels_sentence(flag, value))
-        return value
-
-    convert.__name__ = f"channels_flag({flag})"
-    return convert
-
-
 def add_device_flag(parser: argparse.ArgumentParser, what: str) -> None:
     """`--device cpu|cuda|auto` (default cpu, as `vaekit train --device`): where `what`. Another
     name is argparse's error line; cuda where torch sees none is `vaekit.runs.device_named`'s."""

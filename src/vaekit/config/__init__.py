@@ -63,6 +63,7 @@ from vaekit.config.read import (
     differences,
     from_dict,
     load_toml,
+    parse_image_channels,
     validate,
 )
 from vaekit.config.sections import (
@@ -136,7 +137,8 @@ __all__ = [  # the public names of the modules, each imported from here
     "check_conv_stride", "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup",
     "check_with_data", "FLOAT32_TINY", "flushed_epoch",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
-    "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
+    "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_channels", "parse_image_size",
+    "parse_int_list",
     "parse_positive_duration", "spaced_parts", "given_text", "check_path_length", "DECIMAL", "NUMBER",
     "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "rank_error_file", "rank_errors_value",
     "seconds_of", "spell", "spell_key",

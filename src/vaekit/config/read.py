@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vaekit.config.environ import DECIMAL
 from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_stride, check_image_shape
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.spelling import spell_key
@@ -263,6 +264,17 @@ def channels_sentence(key: str, value: Any) -> str:
     """The sentence (without its full stop) of image channels `value`, given by `key` (a flag or a
     setting), that are none of IMAGE_CHANNELS."""
     return f"{key} must be 0 (the data's own), 1 (grey) or 3 (RGB), got {show(value)}"
+
+
+def parse_image_channels(text: str, key: str = "--image-channels") -> int:
+    """'1' -> 1: image channels as a flag gives them, one of IMAGE_CHANNELS; one sentence naming
+    `key` for anything else (not an integer as a person types one: `DECIMAL`; another number)."""
+    if not DECIMAL.fullmatch(text):
+        raise ConfigError(f"{key} must be an integer, got {show(text)}.")
+    value = int(text) if len(text) <= 19 else text
+    if value not in IMAGE_CHANNELS:
+        raise ConfigError(f"{channels_sentence(key, value)}.")
+    return int(value)
 
 
 def validate(config: TrainConfig) -> TrainConfig:
