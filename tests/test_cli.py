@@ -185,7 +185,8 @@ def test_explain_rewrites_argparse_messages() -> None:
 
 
 @pytest.mark.parametrize("argv", [["train", "--time-budget", "0"], ["train", "--time-budget", "0s"],
-                                  ["train", "--time-budget", "0h0m"]])
+                                  ["train", "--time-budget", "0h0m"], ["train", "--time-budget=-5"],
+                                  ["train", "--time-budget=-5m"], ["train", "--time-budget", "nan"]])
 def test_a_time_budget_of_nothing_is_refused_not_ignored(capsys: pytest.CaptureFixture[str],
                                                          one_sentence: OneSentence, argv: list[str]) -> None:
     """--time-budget 0 trained the plain epochs: no budget is the flag left out."""
@@ -334,6 +335,12 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
     (["train", "--checkpoint-every", "9" * 400], "checkpoint_every"),
     (["train", "--epochs", "9" * 5000], "--epochs"), (["train", "--seed", "-" + "9" * 5000], "--seed"),
     (["train", "--image-size", "9" * 5000], "--image-size"),  # past the 4,300 digits int() reads
+    # whitespace other than ASCII spaces inside a size or a list: a newline, an em space, a tab, a
+    # no-break space (str.strip and a regex's \s read them all as spaces)
+    (["train", "--image-size", "8\nx8"], "--image-size"),
+    (["train", "--image-size", "8\u2003x8"], "--image-size"),
+    (["train", "--hidden", "16,\u00a08"], "--hidden"), (["train", "--channels", "8\t,16"], "--channels"),
+    (["classify", "--compare", "--sides", "8\t,16"], "--sides"),
 ])
 def test_numbers_are_read_as_a_person_types_them(argv: list[str], flag: str,
                                                  capsys: pytest.CaptureFixture[str], tmp_path: Path,
@@ -509,6 +516,22 @@ def test_data_info_refuses_an_image_fit_without_a_size(capsys: pytest.CaptureFix
     one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], "data.skip_bad", "a folder of images")
     assert main(["data", "info", "digits", "--image-fit", "pad", "--image-size", "4"]) == 0
     assert "images       1x4x4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["data", "info", "digits"], ["train", "--data", "digits"],
+                                     ["classify", "--data", "digits"]])
+@pytest.mark.parametrize("value", ["2", "5", "-1"])
+def test_bad_image_channels_name_the_flag(command: list[str], value: str, capsys: pytest.CaptureFixture[str],
+                                          one_sentence: OneSentence, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data info --image-channels 2` said "image channels must be ...", naming no input, and train
+    the key data.image_channels: each names the flag given, as every other image flag does."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main([*command, f"--image-channels={value}"]) == 2
+    err = capsys.readouterr().err.strip().split(": error: ", 1)[1]
+    one_sentence(err, f"--image-channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got {value}")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(("name", "value", "argv"), [

@@ -32,6 +32,7 @@ from vaekit.config import (
     load_toml,
     resumable_of,
     setting,
+    spell,
     validate,
 )
 from vaekit.errors import CheckpointError, ConfigError
@@ -407,6 +408,23 @@ def test_an_integer_list_reads_its_integers_and_none_as_no_entry() -> None:
     for text in (" 7 ", " none "):  # spaces around a number are refused, as --lr's are
         with pytest.raises(ConfigError, match="must be a comma-separated list of integers"):
             parse_int_list(text)
+
+
+@pytest.mark.parametrize("space", ["\t", "\n", "\u00a0", "\u2003", "\u3000"])
+def test_sizes_and_lists_take_ascii_spaces_alone(tmp_path: Path, space: str,
+                                                 one_sentence: OneSentence) -> None:
+    """A tab, a newline or a Unicode space inside a size or a list was read as a space; the flag
+    and the TOML key read the one parser, so both refuse it in the sentence of a bad value."""
+    from vaekit.classify.compare_plan import parse_sides
+    from vaekit.config import parse_image_size, parse_int_list
+
+    assert parse_image_size("8 x 16") == (8, 16) and parse_int_list("8 , 4") == [8, 4]
+    assert parse_sides("8, 16") == [8, 16]
+    for parse, text in ((parse_image_size, f"8{space}x8"), (parse_int_list, f"16,{space}8"),
+                        (parse_int_list, f"16{space},8"), (parse_sides, f"8{space},16")):
+        refused(lambda: parse(text, "--key"), one_sentence, "--key", spell(text))  # noqa: B023
+    path = toml_file(tmp_path, f"[data]\nimage_size = {json.dumps(f'8{space}x8')}\n")
+    refused(lambda: load_toml(path), one_sentence, str(path), "data.image_size")
 
 
 def test_a_fifo_as_config_is_one_sentence_not_a_hang(tmp_path: Path) -> None:

@@ -248,13 +248,14 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 0) -> int:
 
 def ranks_ended(failures: Mapping[int, Any], nproc: int) -> str:
     """The sentence for ranks of `nproc` that ended without one of their own (`failures`:
-    torchrun's, rank -> a ProcessFailure, exitcode -N for signal N). Ranks that only lost the
-    others (LOST_PEER_STATUS), and those torchrun stopped (SIGTERM) once another rank had ended
-    otherwise, are not named as the cause."""
-    codes = {rank: int(failure.exitcode) for rank, failure in sorted(failures.items())}
+    torchrun's, rank -> a ProcessFailure, exitcode -N for signal N, in the order torchrun found
+    them ended: those that ended by themselves first, then those it stopped with SIGTERM when it
+    saw them). Ranks that only lost the others (LOST_PEER_STATUS), and those torchrun stopped, are
+    not named as the cause; where every signal is SIGTERM, the rank torchrun found ended first is."""
+    codes = {rank: int(failure.exitcode) for rank, failure in failures.items()}
     crashed = {r: c for r, c in codes.items() if c > 0 and c != LOST_PEER_STATUS}
     signalled = {r: -c for r, c in codes.items() if c < 0}
-    killed = {r: n for r, n in signalled.items() if n != signal.SIGTERM} or signalled
+    killed = {r: n for r, n in signalled.items() if n != signal.SIGTERM} or dict(list(signalled.items())[:1])
     named = crashed or killed
     others = "; the other ranks were stopped" if 0 < len(named) < nproc else ""
     if crashed:

@@ -214,7 +214,7 @@ def test_the_bounds_of_degenerate_values_are_accepted(text: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "shape"), [("3,10,10", (3, 10, 10)), ("3x10x10", (3, 10, 10)),
-                                             ("784", (784,)), (" 1, 28 ,28", (1, 28, 28)),
+                                             ("784", (784,)), ("1, 28 ,28", (1, 28, 28)),
                                              ("3X32X32", (3, 32, 32))])
 def test_input_shape(text: str, shape: tuple[int, ...]) -> None:
     assert parse_input_shape(text) == shape
@@ -224,6 +224,20 @@ def test_input_shape(text: str, shape: tuple[int, ...]) -> None:
 def test_bad_input_shape(text: str) -> None:
     with pytest.raises(SpecError, match="--input"):
         parse_input_shape(text)
+
+
+@pytest.mark.parametrize("text", [" 1x8x8", "1x8x8 ", "\t784", "1,\u00a08,8", "1x8\nx8", "+3,8,8", "1_0",
+                                  "3,1_0,10"])
+def test_input_shape_is_refused_where_every_size_flag_refuses_it(text: str,
+                                                                   one_sentence: Callable[..., None]) -> None:
+    """Whitespace around the shape, whitespace other than ASCII spaces in it, '+3' and '1_0' were read
+    (the parts were stripped) while --image-size and the integer flags refuse them; the sentence
+    quotes the text as theirs do."""
+    from vaekit.config import spell
+
+    with pytest.raises(SpecError) as info:
+        parse_input_shape(text)
+    one_sentence(str(info.value), "--input must be C,H,W", f"got {spell(text)}")
 
 
 # ----------------------------------------------------------------------------- whole stacks
@@ -308,6 +322,19 @@ def test_a_layer_is_written_in_ascii_digits(text: str, one_sentence: Callable[..
     with pytest.raises(SpecError) as info:
         parse_layer(text)
     one_sentence(str(info.value), "ASCII digits", repr(digits[0]), text.strip())
+
+
+@pytest.mark.parametrize(("text", "written", "odd"), [
+    ("Conv2d(4, kernel_size=1_0)", "1_0", "underscore"), ("Conv2d(+3, 1)", "+3", "leading +"),
+    ("Conv2d(-1_0, 1)", "1_0", "underscore"), ("Dropout(p=0.1_0)", "0.1_0", "underscore"),
+    ("Upsample(scale_factor=(2, +2))", "+2", "leading +"), ("LeakyReLU(+0.1)", "+0.1", "leading +")])
+def test_a_layer_number_is_written_as_a_number_flag_takes_it(text: str, written: str, odd: str,
+                                                             one_sentence: Callable[..., None]) -> None:
+    """'1_0' was read as 10 and '+3' as 3 in a layer, while the integer and number flags refuse them."""
+    with pytest.raises(SpecError) as info:
+        parse_layer(text)
+    one_sentence(str(info.value), odd, f"`{written}`")
+    assert parse_layer("Conv2d(4, kernel_size=10)")["kernel_size"] == (10, 10)  # as written without them
 
 
 @pytest.mark.parametrize("text", ["LeakyReLU(1e-320)", "Dropout(5e-324)", "LeakyReLU(-1e-310)", "ELU(1e-400)",

@@ -88,6 +88,31 @@ def test_resume_equals_uninterrupted(tmp_path: Path, digits: Dataset, changes: d
     assert strip(tmp_path / "full") == strip(tmp_path / "part")
 
 
+def test_resume_with_fewer_epochs_notes_the_jump_of_the_cosine_learning_rate(
+        tmp_path: Path, digits: Dataset, capsys: Any) -> None:
+    """The classifier's default cosine schedule, planned over 20 epochs and stopped after epoch 2,
+    resumed with --epochs 3: the learning rate fell to a quarter without a word; now a note names it,
+    with the rates metrics.jsonl records."""
+    class Stopped(Exception):
+        pass
+
+    def stop(line: str) -> None:
+        if line.startswith("epoch   2/"):
+            raise Stopped
+
+    out = tmp_path / "run"
+    with pytest.raises(Stopped):
+        fit_classifier(small(train__epochs=20, model__preset="dense", train__checkpoint_every="epoch"), out,
+                       log=stop, dataset=digits)
+    capsys.readouterr()
+    assert main([*TRAIN, "--out", str(out), "--resume", "--epochs", "3"]) == 0
+    rows = runs.read_metrics(out)
+    assert rows[2]["lr"] == pytest.approx(small().optim.lr / 4)
+    assert (f"{out}: note: the cosine schedule now ends at epoch 3 instead of the 20 it was planned over, so "
+            f"the learning rate goes from {rows[1]['lr']:.2e} (epoch 2) to {rows[2]['lr']:.2e} (epoch 3), "
+            "4.0 times lower.") in capsys.readouterr().out.splitlines()
+
+
 def test_same_seed_same_numbers(tmp_path: Path, digits: Dataset) -> None:
     for name in ("a", "b"):
         fit_classifier(small(train__epochs=1), tmp_path / name, log=quiet, dataset=digits)

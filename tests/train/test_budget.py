@@ -102,7 +102,8 @@ def test_a_time_budget_has_one_limit_in_one_sentence_however_given(tmp_path: Pat
                for text in refusals), refusals
 
 
-@pytest.mark.parametrize("written", ["0", "0.0", '"0s"', '"0h0m"'])
+# -5 and nan were told "must be at least 0" and "in [0, 1000000000]", a bound 0 itself is refused by
+@pytest.mark.parametrize("written", ["0", "0.0", '"0s"', '"0h0m"', "-5", "nan", "-inf", '"-5m"', '"nan"'])
 def test_a_time_budget_of_0_in_a_config_file_is_refused_as_the_flag_is(
         written: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         one_sentence: Callable[..., None]) -> None:

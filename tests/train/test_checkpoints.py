@@ -85,6 +85,36 @@ def test_checkpoint_every_past_the_longest_duration_names_the_bound(text: str) -
     assert "at most 1e+09 seconds" in str(info.value) and len(str(info.value)) < 200
 
 
+@pytest.mark.parametrize(("written", "words"), [
+    ("-3", ["must be auto, epoch or a duration", "got -3."]), ("nan", ["must be auto, epoch", "got nan."]),
+    ("1e300", ["must be a duration of at most 1e+09 seconds", "got 1e+300."]),
+    ("inf", ["must be a duration of at most 1e+09 seconds", "got inf."])])
+def test_checkpoint_every_as_a_toml_number_is_quoted_as_written(tmp_path: Path, written: str,
+                                                                 words: list[str]) -> None:
+    """`checkpoint_every = -3` was quoted as the text "-3", and 1e300 (a duration, too long) was told
+    it is none; the number is quoted as the file has it, a long one given the bound's sentence."""
+    from vaekit.config import load_toml
+
+    path = tmp_path / "c.toml"
+    path.write_text(f"[train]\ncheckpoint_every = {written}\n")
+    with pytest.raises(ConfigError) as info:
+        load_toml(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: train.checkpoint_every ") and '"' not in message, message
+    assert all(word in message for word in words), message
+
+
+@pytest.mark.parametrize(("written", "text"), [("30", "30"), ("2.5", "2.5"), ("1e-5", "0.00001")])
+def test_checkpoint_every_as_a_toml_number_is_its_seconds(tmp_path: Path, written: str, text: str) -> None:
+    """A number of seconds is kept as a duration's text: 1e-5 was "1e-05", which no duration reads."""
+    from vaekit.config import load_toml
+
+    path = tmp_path / "c.toml"
+    path.write_text(f"[train]\ncheckpoint_every = {written}\n")
+    assert load_toml(path).train.checkpoint_every == text
+    assert checkpoint_interval(text) == float(written)
+
+
 def test_checkpoint_every_with_a_unit_twice_names_the_order() -> None:
     with pytest.raises(ConfigError, match=r"train.checkpoint_every gives each unit at most once"):
         checkpoint_interval("5m5m")

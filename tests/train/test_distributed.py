@@ -174,11 +174,14 @@ def rank_pid(rank: int, out: Path) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank in /proc")
-def test_a_rank_killed_by_a_signal_is_named_without_a_traceback(tmp_path: Path) -> None:
-    """`train --nproc 2`, rank 1 killed (SIGKILL) after the first epoch's metrics: rank 0's
-    collective fails under it (gloo: 'Connection closed by peer'), or torchrun stops it first.
-    Either way one sentence naming rank 1 and the signal, no traceback, and the checkpoint of
-    the last epoch whole (the resume is test_a_killed_rank_ends_the_run_and_resume_carries_on's)."""
+@pytest.mark.parametrize(("rank", "sig"), [(1, signal.SIGKILL), (0, signal.SIGTERM)])
+def test_a_rank_killed_by_a_signal_is_named_without_a_traceback(tmp_path: Path, rank: int,
+                                                                sig: signal.Signals) -> None:
+    """`train --nproc 2`, one rank killed after the first epoch's metrics: the other's collective
+    fails under it (gloo: 'Connection closed by peer'), or torchrun stops it first (with SIGTERM:
+    SIGTERM to rank 0 named both ranks as killed by it). Either way one sentence naming the rank
+    and the signal, no traceback, and the checkpoint of the last epoch whole (the resume is
+    test_a_killed_rank_ends_the_run_and_resume_carries_on's)."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "vaekit", "train", "--data", "digits", "--hidden", "16", "--latent", "2",
                "--epochs", "200", "--threads", "1", "--no-progress", "--nproc", "2", "--out", str(out)]
@@ -189,17 +192,17 @@ def test_a_rank_killed_by_a_signal_is_named_without_a_traceback(tmp_path: Path) 
         pid = None
         while pid is None and launcher.poll() is None and time.monotonic() < deadline:
             if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n"):
-                pid = rank_pid(1, out)
+                pid = rank_pid(rank, out)
             time.sleep(0.05)
-        assert pid is not None, "rank 1 or its first epoch never appeared"
-        os.kill(pid, signal.SIGKILL)
+        assert pid is not None, f"rank {rank} or its first epoch never appeared"
+        os.kill(pid, sig)
         _, err = launcher.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
     assert launcher.returncode == 1
-    assert err == "vaekit: rank 1 was killed by signal SIGKILL; the other ranks were stopped.\n", err
+    assert err == f"vaekit: rank {rank} was killed by signal {sig.name}; the other ranks were stopped.\n", err
     assert json.loads((out / runs.CHECKPOINT_JSON).read_text())["epoch"] >= 1
 
 
@@ -221,8 +224,13 @@ def test_the_launcher_names_the_rank_that_ended_first() -> None:
     assert ranks_ended(failures(r0=-15, r1=1, r2=LOST_PEER_STATUS), 3) == (
         "rank 1 (exit status 1) ended with an error (its output above says why); the other ranks were "
         "stopped.")
-    assert ranks_ended(failures(r0=-15, r1=-15), 2) == (
-        "rank 0 was killed by signal SIGTERM, rank 1 was killed by signal SIGTERM.")
+    # SIGTERM to one rank, torchrun's SIGTERM to the other: both -15, the first found ended named
+    # (both were named as killed); the order is torchrun's, the rank that ended by itself first
+    for first, then in ((0, 1), (1, 0)):
+        assert ranks_ended(failures(**{f"r{first}": -15, f"r{then}": -15}), 2) == (
+            f"rank {first} was killed by signal SIGTERM; the other ranks were stopped.")
+    assert ranks_ended(failures(r2=-15, r0=-15, r1=LOST_PEER_STATUS), 3) == (
+        "rank 2 was killed by signal SIGTERM; the other ranks were stopped.")
     assert "lost each other" in ranks_ended(failures(r0=LOST_PEER_STATUS), 2)
 
 

@@ -156,6 +156,51 @@ def test_resume_after_a_kill_mid_epoch(tmp_path: Path, digits: Dataset,
     assert_same_run(tmp_path / "full", tmp_path / "part")
 
 
+class _Stopped(Exception):
+    """A session stopped after an epoch's line, as a kill after its checkpoint would."""
+
+
+def stop_after(epoch: int) -> Any:
+    """A `log` that stops the session once epoch `epoch`'s line is logged (after its checkpoint)."""
+    def log(line: str) -> None:
+        if line.startswith(f"epoch {epoch:3d}/"):
+            raise _Stopped
+    return log
+
+
+def test_resume_with_fewer_epochs_of_a_cosine_schedule_notes_the_learning_rate_jump(
+        tmp_path: Path, digits: Dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cosine run planned over 40 epochs, stopped after epoch 2, resumed with --epochs 3: the cosine
+    is recomputed over 3 epochs, so epoch 3's learning rate is a quarter of the base one where the
+    plan had it near the base, without a word. Now one note names the new end, both rates (those
+    metrics.jsonl records) and the factor."""
+    out = tmp_path / "run"
+    changes = dict(optim__schedule="cosine", train__checkpoint_every="epoch")
+    with pytest.raises(_Stopped):
+        fit(small(train__epochs=40, **changes), out, log=stop_after(2), dataset=digits)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = runs.read_metrics(out)
+    lr = small().optim.lr
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[1]["lr"] == pytest.approx(lr * (1 + math.cos(math.pi / 40)) / 2)  # the plan of 40
+    assert rows[2]["lr"] == pytest.approx(lr / 4)  # (1 + cos(2 pi / 3)) / 2 of the new 3
+    assert lines[0] == (f"{out}: note: the cosine schedule now ends at epoch 3 instead of the 40 it was "
+                        f"planned over, so the learning rate goes from {rows[1]['lr']:.2e} (epoch 2) to "
+                        f"{rows[2]['lr']:.2e} (epoch 3), 4.0 times lower.")
+    # the same epochs, or more of a schedule that is not cosine: no note
+    for schedule in ("cosine", "none"):
+        run = tmp_path / schedule
+        with pytest.raises(_Stopped):
+            fit(small(train__epochs=5, optim__schedule=schedule, train__checkpoint_every="epoch"), run,
+                log=stop_after(1), dataset=digits)
+        capsys.readouterr()
+        flags = ["--epochs", "6"] if schedule == "none" else []
+        assert main(["train", "--resume", "--out", str(run), *flags, "--no-progress"]) == 0
+        assert "note: the cosine schedule" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("which", [runs.CHECKPOINT, runs.CHECKPOINT_JSON])
 def test_kill_while_writing_a_checkpoint_leaves_a_loadable_one(
         tmp_path: Path, digits: Dataset, monkeypatch: pytest.MonkeyPatch, which: str) -> None:

@@ -56,6 +56,7 @@ from vaekit.arch.values import (
     scale,
     shown,
 )
+from vaekit.config import is_number
 from vaekit.errors import SpecError
 
 MAX_LAYER_CHARS = 1_000
@@ -188,11 +189,14 @@ def _literal(node: ast.expr, label: str, where: str, source: str, tiny: list[str
     if isinstance(node, ast.Constant) and (
         node.value is None or isinstance(node.value, bool | int | float | str)
     ):
+        _plain_number(node, label, where, source)
         return _tiny(node, source, tiny, stand_in)
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd)
             and isinstance(node.operand, ast.Constant)
             and isinstance(node.operand.value, int | float)
             and not isinstance(node.operand.value, bool)):
+        _plain_number(node, label, where, source)
+        _plain_number(node.operand, label, where, source)
         count = len(tiny)
         value = _tiny(node.operand, source, tiny, stand_in)
         if len(tiny) > count:  # with its sign
@@ -203,6 +207,21 @@ def _literal(node: ast.expr, label: str, where: str, source: str, tiny: list[str
     written = ast.get_source_segment(source, node) or type(node).__name__
     raise SpecError(f"{label}: {where} must be a literal (integer, number, True/False, string "
                     f"or tuple), got `{excerpt(written)}`.")
+
+
+def _plain_number(node: ast.expr, label: str, where: str, source: str) -> None:
+    """A number written as the integer and number flags take one (`config.DECIMAL`, `NUMBER`):
+    Python also reads '1_0' as 10 and '+3' as 3, which a flag refuses; one sentence for either."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        odd = "a leading +"
+    elif (isinstance(node, ast.Constant) and is_number(node.value)
+          and "_" in (ast.get_source_segment(source, node) or "")):
+        odd = "an underscore"
+    else:
+        return
+    written = ast.get_source_segment(source, node) or "?"
+    raise SpecError(f"{label}: {where} must be a number written without {odd}, as a number flag "
+                    f"takes one (such as 10, -3 or 0.5), got `{excerpt(written)}`.")
 
 
 def _tiny(node: ast.Constant, source: str, tiny: list[str], stand_in: bool) -> Literal:

@@ -14,6 +14,7 @@ thousands of pixels) gets every other number and the field reported as not compu
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +23,7 @@ from typing import Any
 from vaekit.arch import arith, field
 from vaekit.arch.spec import ACTIVATIONS, LayerSpec
 from vaekit.arch.values import MAX_SIZE, shown
+from vaekit.config import spaced_parts, spell
 from vaekit.errors import SpecError
 
 Shape = tuple[int, ...]
@@ -360,16 +362,18 @@ def totals(rows: Sequence[LayerRow]) -> dict[str, int]:
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """`C,H,W` or `CxHxW` (an image) or `N` (a flat vector) -> (C, H, W) or (N,), each dimension
-    in [1, MAX_SIZE]; a text longer than MAX_INPUT_CHARS is refused before it is split."""
+    in [1, MAX_SIZE]; a text longer than MAX_INPUT_CHARS is refused before it is split. Spaces are
+    read as in any size (`config.spaced_parts`): ASCII spaces beside a separator ('1, 28, 28'), no
+    whitespace around the whole (' 1x8x8', as around any number) and no other whitespace."""
     if len(text) > MAX_INPUT_CHARS:
         raise SpecError(f"--input `{text[:20]}...` is {len(text):,} characters long; expected "
                         f"C,H,W or N in at most {MAX_INPUT_CHARS} characters.")
-    parts = [p.strip() for p in text.lower().replace("x", ",").split(",")]
-    # ASCII digits only: int() also reads other scripts' digits ('٣'), which a shape is not typed in
-    values = [int(p) for p in parts if p.isascii() and p.isdecimal()]  # at most 100 digits: cheap
+    parts = spaced_parts(text, ",xX") or []
+    # ASCII digits only: int() also reads other scripts' digits ('٣'), '+3' and '1_0'
+    values = [int(p) for p in parts if re.fullmatch(r"[0-9]+", p)]  # at most 100 digits: cheap
     if len(parts) not in (1, 3) or len(values) != len(parts) or min(values) < 1:
         raise SpecError(f"--input must be C,H,W (or CxHxW) or N with positive integers, "
-                        f"got {text!r}.")
+                        f"got {spell(text)}.")
     if max(values) > MAX_SIZE:
         raise SpecError(f"--input {text!r} has a dimension {shown(max(values))} larger than "
                         f"{MAX_SIZE:,} (2**31 - 1, the bound on any size).")

@@ -11,18 +11,24 @@ from typing import Any
 
 from vaekit import config as cfg
 from vaekit.commands.flags import float_flag, int_flag, int_list_flag, parsed_flag, text_flag
-from vaekit.config import IMAGE_OPTIONS, TrainConfig, parse_image_size, parse_positive_duration
+from vaekit.config import (
+    IMAGE_OPTIONS,
+    TrainConfig,
+    parse_image_channels,
+    parse_image_size,
+    parse_positive_duration,
+)
 
 # A flag table's kinds (`vaekit.config.kind_of`): str, int, float, list (of ints, '512,256'),
-# 'duration' ('60m'), 'size' ('32', '64x48'), 'positive' (an int of at least 1), 'layers' (one or more
-# words), 'switch' (no value: given means true), 'off' (no value: given means false). Table rows are
-# (section, key, kind, help).
+# 'duration' ('60m'), 'size' ('32', '64x48'), 'positive' (an int of at least 1), 'channels' (0, 1 or
+# 3), 'layers' (one or more words), 'switch' (no value: given means true), 'off' (no value: given means
+# false). Table rows are (section, key, kind, help).
 Kind = type | str
 PATH_FLAGS = ("--data", "--data-dir")  # the text flags of the tables that name a file or folder
 Row = tuple[str, str, Kind, str]
 _MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
     int: int_flag, float: float_flag, list: int_list_flag,
-    "positive": lambda f: int_flag(f, 1),
+    "positive": lambda f: int_flag(f, 1), "channels": lambda f: parsed_flag(f, parse_image_channels),
     "duration": lambda f: parsed_flag(f, parse_positive_duration),
     "size": lambda f: parsed_flag(f, parse_image_size, keep_text=True)}
 

@@ -52,6 +52,7 @@ from vaekit.config.read import (
     USED_WITH,
     C,
     apply,
+    channels_sentence,
     check_choices,
     check_data_images,
     check_fields,
@@ -62,6 +63,7 @@ from vaekit.config.read import (
     differences,
     from_dict,
     load_toml,
+    parse_image_channels,
     validate,
 )
 from vaekit.config.sections import (
@@ -121,6 +123,7 @@ from vaekit.config.values import (
     parse_image_size,
     parse_int_list,
     parse_positive_duration,
+    spaced_parts,
 )
 
 __all__ = [  # the public names of the modules, each imported from here
@@ -129,12 +132,14 @@ __all__ = [  # the public names of the modules, each imported from here
     "LoopConfig", "MAX_IMAGE_SIDE", "MAX_LAYERS", "MAX_SIZE", "MAX_THREADS", "MAX_TOML_BYTES",
     "MODEL_KINDS", "ModelConfig", "OBJECTIVES", "OPTIMIZERS", "OptimConfig", "PRECISIONS", "PRIORS",
     "RESUMABLE_CHANGES", "SCHEDULES", "SECTIONS", "SEED_MAX", "TrainConfig", "USED_WITH", "VARIANCES",
-    "apply", "bounds_of", "check_choices", "check_data_images", "check_fields", "check_used", "check_value",
+    "apply", "bounds_of", "channels_sentence", "check_choices", "check_data_images", "check_fields",
+    "check_used", "check_value",
     "check_conv_stride", "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup",
     "check_with_data", "FLOAT32_TINY", "flushed_epoch",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
-    "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_size", "parse_int_list",
-    "parse_positive_duration", "given_text", "check_path_length", "DECIMAL", "NUMBER",
+    "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_channels", "parse_image_size",
+    "parse_int_list",
+    "parse_positive_duration", "spaced_parts", "given_text", "check_path_length", "DECIMAL", "NUMBER",
     "RANK_ERRORS_ENV", "env_int", "env_seconds", "env_switch", "rank_error_file", "rank_errors_value",
     "seconds_of", "spell", "spell_key",
     "resumable_of", "sections_of", "setting", "settings_of", "shared", "validate",

@@ -16,13 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vaekit.config.environ import DECIMAL
 from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_stride, check_image_shape
 from vaekit.config.settings import Bound, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
+    check_given_budget,
     checkpoint_interval,
     duration_value,
-    given_budget,
+    interval_of_number,
     is_int,
     is_number,
     parse_image_size,
@@ -96,7 +98,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)
         if kind == "interval" and is_number(value):  # checkpoint_every = 30 (seconds) in a TOML file
-            value = str(value)
+            try:
+                value = interval_of_number(value)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
         if not isinstance(value, str):
             raise ConfigError(f"{where}{key} must be a string, got {show(value)}.")
         if not value.strip():  # no setting means anything by empty text: not "not given" either
@@ -215,8 +220,9 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
     except ValueError:  # Python reads no integer of more than 4,300 digits
         raise ConfigError(f"{path}: an integer of more than {sys.get_int_max_str_digits():,} digits, "
                           "which no setting takes.") from None
-    config = apply(TrainConfig() if base is None else base, values, str(path))
-    return given_budget(config, values, path)  # type: ignore[return-value]
+    config = TrainConfig() if base is None else base
+    check_given_budget(config, values, path)
+    return apply(config, values, str(path))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- checking
@@ -251,8 +257,24 @@ def check_data_images(d: Any) -> None:
     if d.image_size is not None:
         parse_image_size(d.image_size, "data.image_size")
     if d.image_channels not in IMAGE_CHANNELS:
-        raise ConfigError(f"data.image_channels must be 0 (the data's own), 1 (grey) or 3 (RGB), got "
-                          f"{show(d.image_channels)}.")
+        raise ConfigError(f"{channels_sentence('data.image_channels', d.image_channels)}.")
+
+
+def channels_sentence(key: str, value: Any) -> str:
+    """The sentence (without its full stop) of image channels `value`, given by `key` (a flag or a
+    setting), that are none of IMAGE_CHANNELS."""
+    return f"{key} must be 0 (the data's own), 1 (grey) or 3 (RGB), got {show(value)}"
+
+
+def parse_image_channels(text: str, key: str = "--image-channels") -> int:
+    """'1' -> 1: image channels as a flag gives them, one of IMAGE_CHANNELS; one sentence naming
+    `key` for anything else (not an integer as a person types one: `DECIMAL`; another number)."""
+    if not DECIMAL.fullmatch(text):
+        raise ConfigError(f"{key} must be an integer, got {show(text)}.")
+    value = int(text) if len(text) <= 19 else text
+    if value not in IMAGE_CHANNELS:
+        raise ConfigError(f"{channels_sentence(key, value)}.")
+    return int(value)
 
 
 def validate(config: TrainConfig) -> TrainConfig:

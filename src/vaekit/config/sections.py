@@ -67,7 +67,8 @@ class DataConfig:
     image_size: str | None = setting(None, kind="size", help="resize every image to S x S or HxW pixels, "
                                      "aspect kept by --image-fit (default: the data's own size; a folder "
                                      "of mixed sizes needs it)")
-    image_channels: int = setting(0, bound=Bound("the image channels (0 = the data's own, 1 or 3)", 0, 3),
+    image_channels: int = setting(0, kind="channels",
+                                  bound=Bound("the image channels (0 = the data's own, 1 or 3)", 0, 3),
                                   help="0 = the data's own (grey stays grey, colour stays colour), 1 = "
                                   "grey, 3 = RGB (default: {default})")
     image_fit: str = setting("crop", choices=IMAGE_FITS, help="how --image-size keeps the aspect: crop "

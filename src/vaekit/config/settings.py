@@ -52,8 +52,9 @@ def _bound_text(x: float) -> str:
 # ('60m', also in a TOML file), 'size' ('32', '64x48', also an integer in a TOML file), 'off' (a
 # bool whose flag, given, sets it false), 'positive' (an int flag of at least 1), 'layers' (one or
 # more words: a network in the layer language of `vaekit arch`), 'interval' (auto, epoch or a duration:
-# `checkpoint_interval`; a number of seconds in a TOML file). `vaekit.commands.flags` converts them.
-KINDS = ("duration", "size", "switch", "off", "positive", "layers", "interval")
+# `checkpoint_interval`; a number of seconds in a TOML file), 'channels' (an int flag among
+# IMAGE_CHANNELS: `channels_sentence`). `vaekit.commands.flags` converts them.
+KINDS = ("duration", "size", "switch", "off", "positive", "layers", "interval", "channels")
 
 
 def setting(default: Any, *, help: str | None = None, flag: str | None = None,  # noqa: A002

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from typing import Any, TypeGuard, TypeVar
 
 from vaekit.config.spelling import spell
@@ -42,8 +43,24 @@ def checkpoint_interval(text: str) -> float | None:
     except (DurationTooLong, DurationUnits):
         raise
     except ConfigError:
-        raise ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
-                          f"90 (seconds), got {show(text)}.") from None
+        raise not_an_interval(text) from None
+
+
+def not_an_interval(given: Any) -> ConfigError:
+    """The sentence of a train.checkpoint_every that is none of its forms, quoting it as given."""
+    return ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
+                       f"90 (seconds), got {show(given)}.")
+
+
+def interval_of_number(seconds: int | float) -> str:
+    """train.checkpoint_every given as a number of seconds (`checkpoint_every = 30` in a TOML file)
+    as the text the setting holds: 30 -> "30", 1e-05 -> "0.00001" (a duration's digits, not
+    "1e-05"). A negative number or nan is `not_an_interval`, quoting the number as written (-3, not
+    "-3"); one past MAX_DURATION (inf too) the duration's bound (`check_duration_bound`)."""
+    if not seconds >= 0:
+        raise not_an_interval(seconds)
+    check_duration_bound(seconds, "train.checkpoint_every", seconds)
+    return str(seconds) if is_int(seconds) else format(Decimal(repr(abs(seconds))), "f")
 
 
 class DurationTooLong(ConfigError):
@@ -110,24 +127,46 @@ def duration_value(value: Any, key: str, where: str = "") -> Any:
     return value
 
 
-def given_budget(config: C, values: dict[str, Any], path: Any) -> C:
-    """`config` read from the TOML file `path`, whose tables are `values`, unless the file gives
-    train.time_budget as 0: refused as `--time-budget 0` is (`zero_budget`), since no budget is the
-    key left out; the default 0 of a config built in Python or read from config.json means none."""
-    train = values.get("train", {})
-    if "time_budget" in train and getattr(getattr(config, "train", None), "time_budget", None) == 0:
+def check_given_budget(config: Any, values: dict[str, Any], path: Any) -> None:
+    """The train.time_budget of the TOML file `path`, whose tables are `values`, read over `config`
+    (a classifier's has no such key, left to its unknown-key sentence), refused as
+    `--time-budget 0` is (`zero_budget`) where it is 0 or less, or nan (`not_positive_budget`): no
+    budget is the key left out, so the default 0 of a config built in Python or read from
+    config.json means none, a file's 0 or -5 a budget that cannot be kept. Anything else is left
+    to the setting's own check."""
+    train = values.get("train")
+    if (isinstance(train, dict) and "time_budget" in train and hasattr(getattr(config, "train", None),
+                                                                        "time_budget")
+            and not_positive_budget(train["time_budget"])):
         raise zero_budget("train.time_budget", train["time_budget"], f"{path}: ")
-    return config
+
+
+def not_positive_budget(given: Any) -> bool:
+    """Whether a time budget as given, seconds (-5, nan) or text ("0s", "-5m", "nan"), is no
+    duration of more than 0 seconds though written as one: refused in `zero_budget`'s sentence,
+    not in the sentence of the lower bound of the setting, 0, which a given budget is refused."""
+    if is_number(given):
+        return not given > 0  # nan too
+    if not isinstance(given, str):
+        return False
+    text = given.lower()
+    if text.lstrip("+-") == "nan":
+        return True
+    try:
+        return parse_duration(text.removeprefix("-"), "") <= 0 or text.startswith("-")
+    except DurationTooLong:
+        return text.startswith("-")
+    except ConfigError:
+        return False
 
 
 def parse_positive_duration(text: str, flag: str = "--time-budget") -> float:
-    """`parse_duration`, more than 0 seconds: a budget of 0 given on the command line is a typo
-    (no budget is the flag left out), not the plain epochs; a TOML file's is refused alike
-    (`zero_budget`)."""
-    seconds = parse_duration(text, flag)
-    if seconds <= 0:
+    """`parse_duration`, more than 0 seconds: a budget of 0, -5 or nan given on the command line is
+    a typo (no budget is the flag left out), not the plain epochs; a TOML file's is refused alike
+    (`check_given_budget`)."""
+    if not_positive_budget(text):
         raise zero_budget(flag, text)
-    return seconds
+    return parse_duration(text, flag)
 
 
 def zero_budget(flag: str, given: Any, where: str = "") -> ConfigError:
@@ -177,12 +216,23 @@ def format_duration(seconds: float) -> str:
 MAX_IMAGE_SIDE = 8192  # --image-size: larger sides are refused (a 60k-image set of them fills any memory)
 
 
+def spaced_parts(text: str, separators: str) -> list[str] | None:
+    """`text` split at each character of `separators`, each part with the ASCII spaces around it
+    taken off ('1, 28 ,28' -> ['1', '28', '28']); None where the text starts or ends with
+    whitespace (' 28', refused as around any number) or holds whitespace other than the ASCII space
+    (a tab, a newline, a no-break space): the one rule of spaces in a size or a list of numbers."""
+    if text != text.strip() or any(ch.isspace() and ch != " " for ch in text):
+        return None
+    return [part.strip(" ") for part in re.split(f"[{re.escape(separators)}]", text)]
+
+
 def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
     """'32' -> (32, 32); '32x48' -> (32, 48) as (height, width). One sentence naming `key` for
-    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers, spaces around it as around
-    any number: ' 32'; '32 x 48' is a size)."""
-    m = re.fullmatch(r"([0-9]{1,18})(?:\s*[xX]\s*([0-9]{1,18}))?", text)
-    size = None if m is None else (int(m.group(1)), int(m.group(2) or m.group(1)))
+    anything else (zero, negative, more than MAX_IMAGE_SIDE, not numbers, whitespace around it as
+    around any number: ' 32', or other than ASCII spaces inside: `spaced_parts`; '32 x 48' is a size)."""
+    parts = spaced_parts(text, "xX")
+    ok = parts is not None and len(parts) <= 2 and all(re.fullmatch(r"[0-9]{1,18}", p) for p in parts)
+    size = None if not ok or parts is None else (int(parts[0]), int(parts[-1]))
     if size is None or not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
         raise ConfigError(f"{key} must be a size S or HxW in pixels, each side from 1 to {MAX_IMAGE_SIDE} "
                           f"(32 or 64x48), got {show(text)}.")
@@ -192,16 +242,17 @@ def parse_image_size(text: str, key: str = "--image-size") -> tuple[int, int]:
 def parse_int_list(text: str, key: str = "hidden") -> list[int]:
     """'512,256' -> [512, 256]; 'none' -> [] (no layer: asked for by its word, as empty text means
     nothing). `key` names the input in the error ('model.hidden', '--channels'); empty text, or an
-    empty entry ('512,,256', ','), is one, not a layer left out. Spaces around the list are refused
-    as around any number (' 16'); after a comma they are read ('8, 4')."""
+    empty entry ('512,,256', ','), is one, not a layer left out. Whitespace around the list is refused
+    as around any number (' 16'); ASCII spaces around a comma are read ('8, 4'), no other
+    whitespace (`spaced_parts`)."""
     if not text.strip():
         raise ConfigError(f"{key} is empty; give a comma-separated list of integers such as 512,256, or "
                           "none for an empty list (no layer).")
-    if text != text.strip():
+    parts = spaced_parts(text, ",")
+    if parts is None:
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.")
     if text == "none":
         return []
-    parts = [p.strip() for p in text.split(",")]
     if not all(parts):
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}, which "
                           "has an empty entry.")

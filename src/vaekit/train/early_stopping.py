@@ -22,6 +22,7 @@ from pathlib import Path
 from vaekit import runs
 from vaekit.config import differences, flag_of, settings_of
 from vaekit.errors import ConfigError
+from vaekit.train.optim import resumed_schedule_note
 from vaekit.train.resume import Progress
 from vaekit.train.task import Task
 
@@ -64,7 +65,8 @@ READ_ANYWAY = ("data.data_dir",)
 def left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: Path,
                   log: Callable[[str], None]) -> bool:
     """Whether a resumed run has epochs left: up to its epochs, or what a time budget this command
-    changed plans (the log says when a new patience lifts an early stop). A run that has ended
+    changed plans (the log says when a new patience lifts an early stop, and when new epochs move
+    the end of a cosine schedule: `optim.resumed_schedule_note`). A run that has ended
     (stopped early, or trained its epochs or the epochs its time budget planned) resumed with its
     own settings is left as it is and the log says so, the same each time; a setting this command
     changed from config.json that acts only while training (`READ_ANYWAY` aside: --epochs,
@@ -76,6 +78,11 @@ def left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: 
     run = runs.read_config(out, task.kind)
     changed = [k for k in differences(run, task.config) if k in task.resumable and k not in READ_ANYWAY]
     if not progress.stopped and (progress.epoch < epochs or "train.time_budget" in changed):
+        planned_by_budget = budget or bool(getattr(run.train, "time_budget", 0))  # replans its cosine itself
+        note = None if planned_by_budget else resumed_schedule_note(task.config.optim, progress.epoch,
+                                                                    run.train.epochs, epochs)
+        if note is not None:
+            log(f"{out}: {note}")
         return True
     if changed:
         raise ConfigError(_ended(task, progress, out, changed, run.train.patience))

@@ -156,6 +156,23 @@ def lr_at(epoch: int, cfg: OptimConfig, epochs: int) -> float:
     return cfg.lr
 
 
+def resumed_schedule_note(cfg: OptimConfig, done: int, planned: int, epochs: int) -> str | None:
+    """The note a resume after `done` epochs prints when it moves the end of a cosine schedule
+    planned over `planned` epochs to `epochs`: `lr_at` is the cosine over the epochs of the run as
+    it is now, so the learning rate of epoch `done + 1` is not the one the plan went on to (fewer
+    epochs: a drop towards 0 at once), and the note names it, the last epoch's and the factor.
+    None for another schedule, the same epochs, or no epoch left."""
+    if cfg.schedule != "cosine" or epochs == planned or not 0 < done < epochs:
+        return None
+    before, after = lr_at(done - 1, cfg, planned), lr_at(done, cfg, epochs)
+    low, high = sorted((before, after))  # each more than 0: the cosine's 0 is the epoch after its last
+    factor, way = high / low, "lower" if after < before else "higher"
+    change = "" if factor < 2 else f", {factor:,.{0 if factor >= 10 else 1}f} times {way}"
+    return (f"note: the cosine schedule now ends at epoch {epochs} instead of the {planned} it was "
+            f"planned over, so the learning rate goes from {before:.2e} (epoch {done}) to {after:.2e} "
+            f"(epoch {done + 1}){change}.")
+
+
 def set_lr(optimizer: torch.optim.Optimizer, epoch: int, cfg: OptimConfig, epochs: int) -> float:
     """Give every parameter group the learning rate of epoch `epoch` (0-based) of `epochs`
     (`lr_at`), before the epoch trains; returns it."""
