@@ -327,10 +327,13 @@ def test_a_layer_is_written_in_ascii_digits(text: str, one_sentence: Callable[..
 @pytest.mark.parametrize(("text", "written", "odd"), [
     ("Conv2d(4, kernel_size=1_0)", "1_0", "underscore"), ("Conv2d(+3, 1)", "+3", "leading +"),
     ("Conv2d(-1_0, 1)", "1_0", "underscore"), ("Dropout(p=0.1_0)", "0.1_0", "underscore"),
-    ("Upsample(scale_factor=(2, +2))", "+2", "leading +"), ("LeakyReLU(+0.1)", "+0.1", "leading +")])
+    ("Upsample(scale_factor=(2, +2))", "+2", "leading +"), ("LeakyReLU(+0.1)", "+0.1", "leading +"),
+    ("Conv2d(0x4, 3)", "0x4", "base prefix"), ("Conv2d(4, kernel_size=0b11)", "0b11", "base prefix"),
+    ("Conv2d(4, 3, stride=-0o1)", "0o1", "base prefix"), ("Conv2d(4, 0X3)", "0X3", "base prefix")])
 def test_a_layer_number_is_written_as_a_number_flag_takes_it(text: str, written: str, odd: str,
                                                              one_sentence: Callable[..., None]) -> None:
-    """'1_0' was read as 10 and '+3' as 3 in a layer, while the integer and number flags refuse them."""
+    """'1_0' was read as 10, '+3' as 3 and '0x4' as 4 in a layer, while the integer and number flags
+    refuse them."""
     with pytest.raises(SpecError) as info:
         parse_layer(text)
     one_sentence(str(info.value), odd, f"`{written}`")
