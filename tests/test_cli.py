@@ -332,7 +332,7 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
     (["train", "--hidden", "٣,4"], "--hidden"), (["train", "--hidden", "1_0"], "--hidden"),
     (["train", "--time-budget", "٣m"], "--time-budget"), (["train", "--image-size", "٣٢"], "--image-size"),
     (["train", "--time-budget", "1" + "0" * 400], "--time-budget"),
-    (["train", "--checkpoint-every", "9" * 400], "checkpoint_every"),
+    (["train", "--checkpoint-every", "9" * 400], "--checkpoint-every"),
     (["train", "--epochs", "9" * 5000], "--epochs"), (["train", "--seed", "-" + "9" * 5000], "--seed"),
     (["train", "--image-size", "9" * 5000], "--image-size"),  # past the 4,300 digits int() reads
     # whitespace other than ASCII spaces inside a size or a list: a newline, an em space, a tab, a

@@ -51,13 +51,21 @@ def small(**train: Any) -> TrainConfig:
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("60m", 3600.0), ("1h30m", 5400.0), ("90s", 90.0), ("2.5h", 9000.0), ("3600", 3600.0),
-    ("45S", 45.0), ("1h0m30s", 3630.0), ("20min", 1200.0), ("0.5", 0.5),
+    ("45S", 45.0), ("1h0m30s", 3630.0), ("20min", 1200.0), ("0.5", 0.5), ("1e3", 1000.0), ("3.6E3", 3600.0),
+    ("1e-5", 1e-5),
 ])
 def test_parse_duration(text: str, seconds: float) -> None:
+    """Seconds also as TOML and the number flags write them (1e3): a flag reads what a file does."""
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "m", "-5m", "5x", "nan", "inf", "1e3", "5 m", "m5", "1h-2m", "10mm",
+@pytest.mark.parametrize("seconds", [1e-5, 0.00042, 0.5, 2e-3, 1e-300])
+def test_a_short_duration_is_shown_as_a_flag_reads_it(seconds: float) -> None:
+    shown = budget.shown_seconds(seconds)
+    assert parse_duration(shown.removesuffix(" s")) == pytest.approx(seconds, rel=0.05)
+
+
+@pytest.mark.parametrize("text", ["", "m", "-5m", "5x", "nan", "inf", "1e", "5 m", "m5", "1h-2m", "10mm",
                                   " 45s", "45s "])  # spaces around it, as around any number
 def test_parse_duration_refuses(text: str, one_sentence: Callable[..., None]) -> None:
     with pytest.raises(ConfigError) as err:

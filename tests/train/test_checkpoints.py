@@ -65,12 +65,23 @@ def test_write_measures_its_cost() -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("auto", None), ("epoch", 0.0), ("30s", 30.0), ("5m", 300.0),
-                                               ("90", 90.0), ("1h30m", 5400.0)])
+                                               ("90", 90.0), ("1h30m", 5400.0), ("Epoch", 0.0),
+                                               ("AUTO", None), ("1e3", 1000.0), ("30S", 30.0)])
 def test_checkpoint_every_values(text: str, seconds: float | None) -> None:
+    """The words in any case, as a duration's units are; seconds as a number flag writes them."""
     assert checkpoint_interval(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "-5s", "nan", "10 parsecs", "Epoch"])
+@pytest.mark.parametrize("text", ["-5", "soon", "1h1h"])
+def test_the_checkpoint_every_flag_is_named_as_a_flag(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from vaekit.cli import main
+
+    assert main(["train", "--data", "digits", "--checkpoint-every", text]) == 2
+    err = capsys.readouterr().err
+    assert "error: --checkpoint-every " in err and "train.checkpoint_every" not in err, err
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5s", "nan", "10 parsecs", "Epochs"])
 def test_checkpoint_every_refuses_anything_else(text: str) -> None:
     with pytest.raises(ConfigError, match="train.checkpoint_every must be auto, epoch or a duration"):
         checkpoint_interval(text)
@@ -231,7 +242,7 @@ def test_checkpoint_every_on_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert main([*args, "--checkpoint-every", "soon"]) == 2
     err = capsys.readouterr().err
     one_sentence(err)
-    assert "checkpoint_every must be auto, epoch or a duration" in err and '"soon"' in err
+    assert "--checkpoint-every must be auto, epoch or a duration" in err and '"soon"' in err
     assert not (tmp_path / "r").exists()
     assert main([*args, "--checkpoint-every", "30s"]) == 0
     assert runs.read_config(tmp_path / "r").train.checkpoint_every == "30s"

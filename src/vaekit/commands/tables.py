@@ -14,6 +14,7 @@ from vaekit.commands.flags import float_flag, int_flag, int_list_flag, parsed_fl
 from vaekit.config import (
     IMAGE_OPTIONS,
     TrainConfig,
+    checkpoint_interval,
     parse_image_channels,
     parse_image_size,
     parse_positive_duration,
@@ -30,7 +31,8 @@ _MAKERS: dict[Kind, Callable[[str], Callable[[str], Any]]] = {
     int: int_flag, float: float_flag, list: int_list_flag,
     "positive": lambda f: int_flag(f, 1), "channels": lambda f: parsed_flag(f, parse_image_channels),
     "duration": lambda f: parsed_flag(f, parse_positive_duration),
-    "size": lambda f: parsed_flag(f, parse_image_size, keep_text=True)}
+    "size": lambda f: parsed_flag(f, parse_image_size, keep_text=True),
+    "interval": lambda f: parsed_flag(f, checkpoint_interval, keep_text=True)}
 
 
 def flag_table(config: Any, **fill: Any) -> dict[str, Row]:

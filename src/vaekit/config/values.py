@@ -33,23 +33,24 @@ def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def checkpoint_interval(text: str) -> float | None:
+def checkpoint_interval(text: str, name: str = "train.checkpoint_every") -> float | None:
     """train.checkpoint_every as seconds between checkpoints: "epoch" 0.0, a duration its seconds,
-    "auto" None; one sentence for anything else."""
-    if text in ("auto", "epoch"):
-        return None if text == "auto" else 0.0
+    "auto" None (the words in any case, as a duration's units); one sentence naming `name` (the key,
+    or the flag --checkpoint-every) for anything else."""
+    if text.lower() in ("auto", "epoch"):
+        return None if text.lower() == "auto" else 0.0
     try:
-        return parse_duration(text, "train.checkpoint_every")
+        return parse_duration(text, name)
     except (DurationTooLong, DurationUnits):
         raise
     except ConfigError:
-        raise not_an_interval(text) from None
+        raise not_an_interval(text, name) from None
 
 
-def not_an_interval(given: Any) -> ConfigError:
+def not_an_interval(given: Any, name: str = "train.checkpoint_every") -> ConfigError:
     """The sentence of a train.checkpoint_every that is none of its forms, quoting it as given."""
-    return ConfigError(f"train.checkpoint_every must be auto, epoch or a duration such as 30s, 5m or "
-                       f"90 (seconds), got {show(given)}.")
+    return ConfigError(f"{name} must be auto, epoch or a duration such as 30s, 5m or 90 (seconds), got "
+                       f"{show(given)}.")
 
 
 def interval_of_number(seconds: int | float) -> str:
@@ -79,11 +80,11 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|min|m|s)")
 
 
 def parse_duration(text: str, flag: str = "--time-budget") -> float:
-    """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' (seconds). One sentence naming `flag` for
+    """'60m' -> 3600.0; '1h30m', '90s', '2.5h', '3600' or '3.6e3' (seconds). One sentence naming `flag` for
     anything else (negative, empty, an unknown unit, nan, a unit given twice or out of the order h,
     m, s: '1h1h' and '30m1h' are typos, not sums; spaces around it, as a number's, ' 60m')."""
     t = text.lower()
-    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", t):
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?", t):  # seconds, 3600 or 1e3 as a TOML number
         total = float(t)
     else:
         pos, total, rank = 0, 0.0, -1
