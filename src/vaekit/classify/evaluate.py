@@ -170,6 +170,9 @@ TYPE_WORDS = {str: "text", int: "an integer", float: "a finite number", list: "a
 NEVER_NEGATIVE = ("test_loss", "params", "macs", "seconds")
 RATIO_ROUNDING = 1e-12  # a ratio of two counts as eval.json holds it, against the counts' own
 INTERVAL_ROUNDING = 1e-9  # accuracy_ci95, against `wilson_interval` of the counts
+# test_loss against its floor, (images - correct) / images * ln 2: a wrong image's true class has
+# softmax probability at most 1/2 (at most the predicted one's); its terms are float32
+LOSS_ROUNDING = 1e-6
 
 
 def _shown(value: Any) -> str:
@@ -239,7 +242,8 @@ def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | N
     """What makes `result` other than a classifier's eval.json whose parts agree, naming the field
     ('accuracy is 0.9, but correct / images is 102 / 180 = 0.566667'); None where nothing does.
     Held: every required field, of its type; the task; counts and losses that are not negative, a
-    test_loss within float32's range (its per-image terms are float32); threads >= 1 and the
+    test_loss within float32's range (its per-image terms are float32) and at least ln 2 for each
+    wrong image over all of them; threads >= 1 and the
     ci_method `summarize` writes, where there; a K x K confusion matrix of counts summing to
     `images` with `correct` on its diagonal; accuracy = correct / images and its Wilson interval
     recomputed from the counts; one per-class row per class whose counts and ratios are the
@@ -265,6 +269,10 @@ def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | N
     for field in NEVER_NEGATIVE:
         if result[field] < 0:
             return f"{field} is {_shown(result[field])}, but it is never negative"
+    floor = (n - correct) / n * math.log(2)
+    if result["test_loss"] < floor * (1 - LOSS_ROUNDING):
+        return (f"test_loss is {_shown(result['test_loss'])}, but {n - correct:,} of {n:,} images are wrong, "
+                f"each with a cross-entropy of at least ln 2, so it is at least {floor:.6g}")
     matrix = result["confusion"]
     if len(matrix) != k:
         return f"classes is {k}, but confusion has {len(matrix)} rows"
