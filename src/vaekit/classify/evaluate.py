@@ -176,7 +176,12 @@ LOSS_ROUNDING = 1e-6
 
 
 def _shown(value: Any) -> str:
-    return json.dumps(value)[:40] if not isinstance(value, float) else f"{value:.6g}"
+    """A JSON value as a sentence quotes it: text and lists as JSON (cut at 40 characters), a
+    float to 6 significant digits that still reads as a float (1.0, not 1)."""
+    if not isinstance(value, float):
+        return json.dumps(value)[:40]
+    text = f"{value:.6g}"
+    return text if any(c in text for c in ".enai") else f"{text}.0"
 
 
 def _missing_or_mistyped(obj: Any, fields: dict[str, type], where: str = "") -> str | None:
