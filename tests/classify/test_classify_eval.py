@@ -178,6 +178,22 @@ def test_known_class_names_are_those_of_the_loaded_sets() -> None:
     assert known_class_names("./my_images.npz") is None
 
 
+def uncounted_prediction(e: dict) -> int:
+    """A wrong class for most_wrong[0]'s image that the confusion matrix counts no image of its
+    class as."""
+    t = e["most_wrong"][0]["true"]
+    return next(p for p, count in enumerate(e["confusion"][t]) if p != t and count == 0)
+
+
+def list_a_cell_twice(e: dict) -> None:
+    """Put a second image of a confusion cell that counts one beside the entry of that cell (same
+    confidence, so the order holds; an index no entry lists)."""
+    wrong = e["most_wrong"]
+    j = next(j for j, w in enumerate(wrong) if e["confusion"][w["true"]][w["predicted"]] == 1)
+    spare = next(i for i in range(e["images"]) if i not in {w["index"] for w in wrong})
+    wrong[j + 1 if j + 1 < len(wrong) else j - 1] = {**wrong[j], "index": spare}
+
+
 class TestEvalJson:
     def test_round_trip(self, result: dict, run_dir: Path) -> None:
         on_disk = json.loads((run_dir / "eval.json").read_text())
@@ -210,10 +226,23 @@ class TestEvalJson:
         ("per_class[0].name", lambda e: e["per_class"][0].update(name="x")),
         ("threads", lambda e: e.update(threads=0)),
         ("ci_method", lambda e: e.update(ci_method="made up")),
+        ("most_wrong[0]", lambda e: e["most_wrong"][0].update(predicted=uncounted_prediction(e))),
+        ("most_wrong[1]", lambda e: e["most_wrong"][1].update(index=e["most_wrong"][0]["index"])),
+        ("most_wrong[0]", lambda e: e["most_wrong"][0].update(confidence=0.01)),
+        ("most_wrong[5]", lambda e: e["most_wrong"][5].update(confidence=0.99)),
+        ("most_wrong[", list_a_cell_twice),
+        ("test_loss", lambda e: e.update(test_loss=0.001)),
+        ("test_loss", lambda e: e.update(test_loss=0)),
+        ("test_loss", lambda e: e.update(test_loss=(e["images"] - e["correct"]) / e["images"] * 0.69)),
+        ("threads is 1.0", lambda e: e.update(threads=1.0)),
     ], ids=["accuracy", "accuracy-0.9", "correct", "correct-500", "images-0", "negative-loss", "classes",
             "confusion", "per_class", "precision", "ci", "images-text", "params-bool", "task", "missing",
             "wrong-is-right", "index-out-of-range", "other-dataset", "params-5", "params-plus-one", "macs",
-            "loss-past-float32", "class-name", "threads-0", "ci-method"])
+            "loss-past-float32", "class-name", "threads-0", "ci-method",
+            "wrong-cell-of-no-count", "wrong-index-twice", "confidence-below-1/K", "wrong-out-of-order",
+            "wrong-cell-past-its-count", "loss-below-its-counts",
+            "loss-0", "loss-just-below-ln2-per-wrong-image",
+            "threads-1.0"])
     def test_a_tampered_file_is_refused_naming_the_field(self, result: dict, tmp_path: Path, run_dir: Path,
                                                          one_sentence: Callable[..., None], field: str,
                                                          tamper: Callable[[dict], None]) -> None:

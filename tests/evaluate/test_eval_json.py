@@ -83,7 +83,7 @@ def test_known_train_images_are_those_of_the_loaded_sets() -> None:
                                          r"digits holds 1,437 images"),
     ({"probe_train_images": 1_438}, r"probe_train_images is 1438, but the training split of digits holds"),
     ({"probe_train_images": 0}, r"probe_train_images is 0, but `vaekit eval` writes probe_train_images >= 1"),
-    ({"probe_train_images": 12.5}, r"probe_train_images is 12\.5, but the training split"),
+    ({"probe_train_images": 12.5}, r"probe_train_images is 12\.5, but it must be an integer"),
     ({"probe_train_images": 20_000, "dataset": "./mine.npz"},
      r"probe_train_images is 20000, but `vaekit eval` fits the probe on at most 10,000 images"),
     ({"probe_train_images": None}, r"probe_accuracy is there without probe_train_images"),
@@ -99,6 +99,34 @@ def test_a_probe_fitted_on_more_images_than_the_training_split_is_refused(
     assert read_eval(_edited(probed, tmp_path / "same", probe_train_images=1_437)) is not None
     run = _edited(probed, tmp_path / "run", **fields)
     with pytest.raises(CheckpointError, match=r"eval\.json: " + message):
+        read_eval(run)
+    cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
+
+
+@pytest.mark.parametrize("accuracy", [0.1234, 0.5 + 1 / 40, 1 / 21])
+def test_a_probe_accuracy_no_fraction_of_the_test_images_has_is_refused(
+        probed: Path, tmp_path: Path, capsys: Any, one_sentence: Any, accuracy: float) -> None:
+    """The probe scores every evaluated test image, `images` (20) of them: its accuracy is a
+    multiple of 1/20, as every one of 0/20 .. 20/20 is read; 0.1234, 21/40 and 1/21 are not."""
+    honest = json.loads((probed / runs.EVAL).read_text())
+    assert honest["images"] == 20 and honest["probe_accuracy"] is not None
+    for right in range(21):
+        assert read_eval(_edited(probed, tmp_path / f"right{right}", probe_accuracy=right / 20)) is not None
+    run = _edited(probed, tmp_path / "run", probe_accuracy=accuracy)
+    with pytest.raises(CheckpointError, match=r"eval\.json: probe_accuracy is .*, but the probe scores the "
+                                              r"20 test images \(images\), so it is a multiple of 1/20"):
+        read_eval(run)
+    cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
+
+
+@pytest.mark.parametrize(("field", "value"), [("seed", 0.5), ("threads", 1.5), ("batch_size", 2.5),
+                                              ("world_size", 1.5), ("binarization_seed", 0.0), ("seed", 1.0)])
+def test_counts_that_are_not_whole_numbers_are_refused(evaluated: Path, tmp_path: Path, capsys: Any,
+                                                       one_sentence: Any, field: str, value: float) -> None:
+    """seed, threads, batch_size, world_size and binarization_seed are integers as `vaekit eval`
+    writes them: a fraction, or a whole number written as a float, is refused naming the field."""
+    run = _edited(evaluated, tmp_path, **{field: value})
+    with pytest.raises(CheckpointError, match=rf"eval\.json: {field} is {value}, but it must be an integer"):
         read_eval(run)
     cli_bad(capsys, one_sentence, ["report", str(run), "--no-eval"], str(run / runs.EVAL))
 

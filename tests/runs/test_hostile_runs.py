@@ -241,6 +241,24 @@ def test_the_one_file_copied_from_a_twin_run_is_named(run: Path, twin: Path, cap
     assert snapshot(run) == before
 
 
+def test_both_weight_files_copied_from_a_twin_run_are_named(run: Path, twin: Path, capsys: Any,
+                                                            one_sentence: Any) -> None:
+    """model.safetensors and checkpoint.safetensors both copied in from a run of the very same
+    config agree on the twin's id against config.json's; the run's own metrics.jsonl is not what
+    the copied checkpoint recorded (its metrics_sha256), so the weight files are named as copied,
+    and config.json, the run's own, is not blamed."""
+    for name in (runs.MODEL, runs.CHECKPOINT):
+        shutil.copy(twin / name, run / name)
+    before = snapshot(run)
+    for template in (["sample", "{run}", "-n", "2", "--out", "{run}/../s.png"], RESUME):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.MODEL))
+        said = err.split("error: ", 1)[1]
+        assert said.startswith(f"{run / runs.MODEL} and {run / runs.CHECKPOINT} were copied from another "
+                               "run"), said
+        assert "put back the run's own weight files" in said and "own config.json" not in said, said
+    assert snapshot(run) == before
+
+
 def test_a_model_file_of_another_network_is_refused(run: Path, tanh: Path, tmp_path: Path,
                                                    one_sentence: Any) -> None:
     tanh = Path(shutil.copytree(tanh, tmp_path / "tanh"))

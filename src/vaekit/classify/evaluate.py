@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -169,10 +170,18 @@ TYPE_WORDS = {str: "text", int: "an integer", float: "a finite number", list: "a
 NEVER_NEGATIVE = ("test_loss", "params", "macs", "seconds")
 RATIO_ROUNDING = 1e-12  # a ratio of two counts as eval.json holds it, against the counts' own
 INTERVAL_ROUNDING = 1e-9  # accuracy_ci95, against `wilson_interval` of the counts
+# test_loss against its floor, (images - correct) / images * ln 2: a wrong image's true class has
+# softmax probability at most 1/2 (at most the predicted one's); its terms are float32
+LOSS_ROUNDING = 1e-6
 
 
 def _shown(value: Any) -> str:
-    return json.dumps(value)[:40] if not isinstance(value, float) else f"{value:.6g}"
+    """A JSON value as a sentence quotes it: text and lists as JSON (cut at 40 characters), a
+    float to 6 significant digits that still reads as a float (1.0, not 1)."""
+    if not isinstance(value, float):
+        return json.dumps(value)[:40]
+    text = f"{value:.6g}"
+    return text if any(c in text for c in ".enai") else f"{text}.0"
 
 
 def _missing_or_mistyped(obj: Any, fields: dict[str, type], where: str = "") -> str | None:
@@ -196,23 +205,41 @@ def _ratio_differs(value: Any, k: int, n: int) -> bool:
     return not _is(value, float) or abs(value - expected) >= RATIO_ROUNDING
 
 
-def _wrong_problem(wrong: list[Any], n: int, correct: int, k: int) -> str | None:
-    """most_wrong of an eval.json of `n` images, `correct` of them right, `k` classes: at most
-    WRONG_SHOWN entries and no more than the wrong ones, each a wrong prediction of an image of
-    the split with a softmax confidence in (0, 1]; the sentence naming the first that is not."""
+def _wrong_problem(wrong: list[Any], n: int, correct: int, matrix: list[list[int]]) -> str | None:
+    """most_wrong of an eval.json of `n` images, `correct` of them right, whose confusion matrix
+    is `matrix` (K x K): at most WRONG_SHOWN entries and no more than the wrong ones, each a wrong
+    prediction of a distinct image of the split, its (true, predicted) a cell of the matrix that
+    counts it (no cell listed more often than its count), with a softmax confidence in [1/K, 1]
+    (the top probability of K classes is at least 1/K), most confident first, as `summarize`
+    writes them; the sentence naming the first entry that is not."""
+    k = len(matrix)
     if len(wrong) > min(WRONG_SHOWN, n - correct):
         return (f"most_wrong lists {len(wrong)} images, but {n - correct:,} are wrong (at most {WRONG_SHOWN} "
                 "kept)")
+    seen: set[int] = set()
+    listed: Counter[tuple[int, int]] = Counter()
     for i, w in enumerate(wrong):
         problem = _missing_or_mistyped(w, WRONG_FIELDS, f"most_wrong[{i}].")
         if problem is not None:
             return problem
-        if not (0 <= w["index"] < n and 0 <= w["true"] < k and 0 <= w["predicted"] < k):
+        true, predicted, confidence = w["true"], w["predicted"], w["confidence"]
+        if not (0 <= w["index"] < n and 0 <= true < k and 0 <= predicted < k):
             return (f"most_wrong[{i}] names an image or a class outside the split's {n:,} images and {k} "
                     "classes")
-        if w["true"] == w["predicted"] or not 0 < w["confidence"] <= 1:
-            return (f"most_wrong[{i}] is not a wrong prediction with a confidence in (0, 1] (true "
-                    f"{w['true']}, predicted {w['predicted']}, confidence {_shown(w['confidence'])})")
+        if true == predicted or not (1 - RATIO_ROUNDING) / k <= confidence <= 1:
+            return (f"most_wrong[{i}] is not a wrong prediction with a confidence in [1/{k}, 1], the top "
+                    f"softmax probability of {k} classes (true {true}, predicted {predicted}, confidence "
+                    f"{_shown(confidence)})")
+        if w["index"] in seen:
+            return f"most_wrong[{i}] lists image {w['index']} again"
+        seen.add(w["index"])
+        listed[true, predicted] += 1
+        if listed[true, predicted] > matrix[true][predicted]:
+            return (f"most_wrong[{i}] is an image of class {true} predicted {predicted}, but the confusion "
+                    f"matrix counts {matrix[true][predicted]} such image(s)")
+        if i and confidence > wrong[i - 1]["confidence"]:
+            return (f"most_wrong[{i}] has confidence {_shown(confidence)}, above most_wrong[{i - 1}]'s "
+                    f"{_shown(wrong[i - 1]['confidence'])}, but the list is most confident first")
     return None
 
 
@@ -220,13 +247,15 @@ def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | N
     """What makes `result` other than a classifier's eval.json whose parts agree, naming the field
     ('accuracy is 0.9, but correct / images is 102 / 180 = 0.566667'); None where nothing does.
     Held: every required field, of its type; the task; counts and losses that are not negative, a
-    test_loss within float32's range (its per-image terms are float32); threads >= 1 and the
+    test_loss within float32's range (its per-image terms are float32) and at least ln 2 for each
+    wrong image over all of them; threads >= 1 and the
     ci_method `summarize` writes, where there; a K x K confusion matrix of counts summing to
     `images` with `correct` on its diagonal; accuracy = correct / images and its Wilson interval
     recomputed from the counts; one per-class row per class whose counts and ratios are the
-    matrix's; most_wrong entries that are wrong predictions of images in the split, with a softmax
-    confidence in (0, 1]. With the run's `config` (its config.json) also what it makes certain
-    (`_run_problem`): the dataset, params, macs and class names."""
+    matrix's; most_wrong entries that are wrong predictions of distinct images in the split, each
+    counted by the matrix, with a softmax confidence in [1/K, 1], most confident first. With the
+    run's `config` (its config.json) also what it makes certain (`_run_problem`): the dataset,
+    params, macs and class names."""
     problem = _missing_or_mistyped(result, REQUIRED_FIELDS)
     if problem is not None:
         return problem
@@ -245,6 +274,10 @@ def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | N
     for field in NEVER_NEGATIVE:
         if result[field] < 0:
             return f"{field} is {_shown(result[field])}, but it is never negative"
+    floor = (n - correct) / n * math.log(2)
+    if result["test_loss"] < floor * (1 - LOSS_ROUNDING):
+        return (f"test_loss is {_shown(result['test_loss'])}, but {n - correct:,} of {n:,} images are wrong, "
+                f"each with a cross-entropy of at least ln 2, so it is at least {floor:.6g}")
     matrix = result["confusion"]
     if len(matrix) != k:
         return f"classes is {k}, but confusion has {len(matrix)} rows"
@@ -282,7 +315,7 @@ def eval_problem(result: Any, config: ClassifierConfig | None = None) -> str | N
             if _ratio_differs(row.get(field), hit, of):
                 return (f"per_class[{t}].{field} is {_shown(row.get(field))}, but the confusion matrix says "
                         f"{_shown(_ratio(hit, of))}")
-    problem = _wrong_problem(result["most_wrong"], n, correct, k)
+    problem = _wrong_problem(result["most_wrong"], n, correct, matrix)
     if problem is not None:
         return problem
     return None if config is None else _run_problem(result, config)

@@ -34,6 +34,7 @@ INT_FIELDS = ("k", "active_units", "latent_dim", "images")
 PER_DIM_FIELDS = ("kl_per_dim", "latent_mean_variance")  # lists, one number per latent dimension
 OPTIONAL_NUMBERS = ("test_nll_stderr", "mse", "seconds", "probe_accuracy", "probe_train_images", "seed",
                     "batch_size", "threads", "binarization_seed", "world_size")
+OPTIONAL_INTS = ("probe_train_images", "seed", "batch_size", "threads", "binarization_seed", "world_size")
 # (field, least value, greatest value or the field that bounds it): what `vaekit eval` can write
 RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active_units", 0, "latent_dim"),
           ("test_nll_stderr", 0, None), ("mse", 0, None), ("seconds", 0, None), ("probe_accuracy", 0, 1),
@@ -42,6 +43,7 @@ RANGES = (("k", 1, None), ("images", 1, None), ("latent_dim", 1, None), ("active
 TEXT_FIELDS = ("dataset", "data_source", "binarization", "model_sha256", "kl_estimate", "likelihood_of",
                "device", TEST_KEY)
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max: eval's sums are of float32 terms
+PROBE_ROUNDING = 1e-6  # probe_accuracy * images, against the whole number of images it got right
 ROUNDING = 1e-6  # per latent dimension or term: float32 rounds a KL of 0 to -3e-8 at worst
 NLL_SIGMAS = 20  # standard deviations of the closed-form KL's Monte-Carlo gap allowed (`nll_slack`)
 SUM_ROUNDING = 1e-4  # relative: float32 sums of k log-weights, against their float64 means
@@ -94,9 +96,12 @@ def check_eval(result: Any, path: Path) -> None:
             raise _refused(path, f"{field} must be a list of {latent} numbers (one per latent "
                                  "dimension); not an eval.json of `vaekit eval`.")
     for field in OPTIONAL_NUMBERS:
-        if result.get(field) is not None and not is_number(result[field]):
-            raise _refused(path, f"{field} must be a number or null; not an eval.json of "
-                                 "`vaekit eval`.")
+        value = result.get(field)
+        if value is not None and not (is_int(value) if field in OPTIONAL_INTS else is_number(value)):
+            kind = "an integer" if field in OPTIONAL_INTS else "a number"
+            raise _refused(path, f"{field} is {str(value)[:40]}, but it must be {kind} or null; not an "
+                                 "eval.json of `vaekit eval`.")
+    _check_probe_fraction(result, path)
     _check_magnitudes(result, path)
     for field in TEXT_FIELDS:
         if result.get(field) is not None and not isinstance(result[field], str):
@@ -108,6 +113,19 @@ def check_eval(result: Any, path: Path) -> None:
         raise _refused(path, f"{TEST_KEY} is not 64 lowercase hex digits, the SHA-256 `vaekit eval` "
                              "writes of the test images it evaluated; not an eval.json of `vaekit eval`.")
     _check_active(result, path)
+
+
+def _check_probe_fraction(result: dict[str, Any], path: Path) -> None:
+    """probe_accuracy, where there, is a fraction of the `images` test images: the probe scores
+    the latent means of every image evaluated (`vaekit.evaluate.latents.probe_accuracy`), so
+    probe_accuracy * images is a whole number (up to float rounding, PROBE_ROUNDING)."""
+    accuracy, n = result.get("probe_accuracy"), result["images"]
+    if accuracy is None or not 0 <= accuracy <= 1:
+        return
+    if abs(accuracy * n - round(accuracy * n)) > PROBE_ROUNDING:
+        raise _refused(path, f"probe_accuracy is {accuracy:.6g}, but the probe scores the {n:,} test "
+                             f"images (images), so it is a multiple of 1/{n:,}; not an eval.json of "
+                             "`vaekit eval`.")
 
 
 def _check_magnitudes(result: dict[str, Any], path: Path) -> None:

@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,11 @@ from vaekit.runs.files import (
     CHECKPOINT_KEY,
     CONFIG,
     CONFIG_KEY,
+    METRICS,
     MODEL,
     is_stale_temp,
     parse_json,
+    read_run_file,
     write_json_atomic,
 )
 from vaekit.runs.kinds import RUN_SECTION, AnyConfig, config_from, read_config, read_raw_config, run_section
@@ -64,6 +67,7 @@ from vaekit.runs.tensor_files import read_metadata
 RUN_ID_KEY = "vaekit.run_id"  # model.safetensors metadata: the id of the run that trained it
 EPOCH_KEY = "vaekit.epoch"  # model.safetensors metadata: the epoch whose weights it holds
 MODEL_SHA_KEY = "model_sha256"  # checkpoint state: the SHA-256 of the model file's tensors
+DIGEST_KEY = "metrics_sha256"  # checkpoint state: the digest of metrics.jsonl's epochs 1..epoch
 
 
 def new_run_id() -> str:
@@ -144,6 +148,12 @@ def weights_metadata(config: dict[str, Any], run: str | None = None,
     plain = {k: v for k, v in config.items() if k != RUN_SECTION}
     return {CONFIG_KEY: json.dumps(plain, allow_nan=False), **({RUN_ID_KEY: run} if run else {}),
             **({EPOCH_KEY: str(epoch)} if is_int(epoch) else {})}
+
+
+def rows_sha256(lines: Iterable[str]) -> str:
+    """The digest a checkpoint records of metrics.jsonl's rows of its epochs (`DIGEST_KEY`): the
+    SHA-256 of the lines, each with its newline (`head -n EPOCH metrics.jsonl | sha256sum`)."""
+    return hashlib.sha256("".join(line + "\n" for line in lines).encode("utf-8")).hexdigest()
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -228,17 +238,31 @@ def check_checkpoint(run_dir: Path, state: dict[str, Any], path: Path) -> None:
 def check_same_run(run_dir: Path, state: Any, path: Path) -> None:
     """The checkpoint state `state` (read from `path`) is of the run config.json names: the same
     run id, when both have one. A CheckpointError otherwise, naming the file that is the odd one out
-    where model.safetensors carries the id of one of them (config.json copied from another run of
-    the same config, or the checkpoint copied), else both files."""
+    where model.safetensors carries the id of one of them: the checkpoint copied from another run of
+    the same config; or, where the model file agrees with the checkpoint, config.json copied if
+    metrics.jsonl holds the rows the checkpoint recorded (`_rows_recorded`), both weight files
+    copied if it does not, either where that cannot be told; else both files."""
     theirs = state.get("run_id") if isinstance(state, dict) else None
     ours = run_id(run_dir)
     if theirs is None or ours is None or theirs == ours:
         return
     model = _model_run_id(run_dir)
-    if model == theirs:
+    rows_agree = _rows_recorded(run_dir, state)
+    if model == theirs and rows_agree is False:
+        raise CheckpointError(f"{run_dir / MODEL} and {path} were copied from another run (run id "
+                              f"{str(theirs)[:40]}): {run_dir / CONFIG} has run id {ours}, and the rows of "
+                              f"{run_dir / METRICS} are not those the checkpoint recorded (metrics_sha256); "
+                              "put back the run's own weight files, or train into another --out.")
+    if model == theirs and rows_agree:
         raise CheckpointError(f"{run_dir / CONFIG} was copied from another run (run id {ours}): "
-                              f"{run_dir / MODEL} and {path} agree on run id {str(theirs)[:40]}; put back "
-                              "the run's own config.json, or train into another --out.")
+                              f"{run_dir / MODEL} and {path} agree on run id {str(theirs)[:40]}, and on "
+                              f"{run_dir / METRICS}; put back the run's own config.json, or train into "
+                              "another --out.")
+    if model == theirs:
+        raise CheckpointError(f"{run_dir / MODEL} and {path} agree on run id {str(theirs)[:40]}, "
+                              f"{run_dir / CONFIG} has run id {ours}: either config.json or both weight "
+                              "files were copied from another run; put back the run's own, or train into "
+                              "another --out.")
     if model == ours:
         raise CheckpointError(f"{path} was copied from another run (run id {str(theirs)[:40]}): "
                               f"{run_dir / CONFIG} and {run_dir / MODEL} agree on run id {ours}; put back "
@@ -246,6 +270,22 @@ def check_same_run(run_dir: Path, state: Any, path: Path) -> None:
     raise CheckpointError(f"{path} belongs to another run (run id {str(theirs)[:40]}) than "
                           f"{run_dir / CONFIG} (run id {ours}): one of them was copied from another "
                           "run; put back the run's own file, or train into another --out.")
+
+
+def _rows_recorded(run_dir: Path, state: dict[str, Any]) -> bool | None:
+    """Whether RUN_DIR/metrics.jsonl's first rows are those the checkpoint state recorded
+    (`DIGEST_KEY` of its epochs, `rows_sha256`): the rows written beside the checkpoint, so that it
+    is the run's own where the config.json's is not; None where it cannot tell (no digest, no
+    readable file). The rows' own checks are `vaekit.runs.metrics`'s."""
+    epoch, digest = state.get("epoch"), state.get(DIGEST_KEY)
+    if not (is_int(epoch) and isinstance(digest, str)):
+        return None
+    try:
+        text = read_run_file(run_dir / METRICS, "the metrics.jsonl of a run").decode("utf-8")
+    except (CheckpointError, OSError, UnicodeDecodeError):
+        return None
+    lines = [line.splitlines()[0] for line in text.splitlines(keepends=True) if line.strip()]
+    return rows_sha256(lines[:epoch]) == digest
 
 
 def _model_run_id(run_dir: Path) -> str | None:

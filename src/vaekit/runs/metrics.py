@@ -28,7 +28,6 @@ the rows up to it (`model_metrics`), and `rows_past_model` says by how much, for
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -51,10 +50,8 @@ from vaekit.runs.files import (
     write_bytes_atomic,
     write_error,
 )
-from vaekit.runs.identity import EPOCH_KEY
+from vaekit.runs.identity import DIGEST_KEY, EPOCH_KEY, rows_sha256
 from vaekit.runs.tensor_files import read_metadata
-
-DIGEST_KEY = "metrics_sha256"  # the checkpoint state's digest of metrics.jsonl's epochs 1..epoch
 
 
 def _cut(last: str) -> bool:
@@ -101,8 +98,7 @@ def _lines(run_dir: Path) -> list[tuple[int, str, dict[str, Any]]]:
 
 def _digest(lines: list[tuple[int, str, dict[str, Any]]], epoch: int) -> str:
     """SHA-256 of the lines of epochs 1..epoch, each with its newline."""
-    covered = "".join(line + "\n" for _, line, row in lines if row["epoch"] <= epoch)
-    return hashlib.sha256(covered.encode("utf-8")).hexdigest()
+    return rows_sha256(line for _, line, row in lines if row["epoch"] <= epoch)
 
 
 def metrics_digest(run_dir: Path, epoch: int) -> str:
