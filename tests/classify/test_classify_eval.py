@@ -235,6 +235,8 @@ class TestEvalJson:
         ("test_loss", lambda e: e.update(test_loss=0)),
         ("test_loss", lambda e: e.update(test_loss=(e["images"] - e["correct"]) / e["images"] * 0.69)),
         ("threads is 1.0", lambda e: e.update(threads=1.0)),
+        ("most_wrong lists 0 images", lambda e: e.update(most_wrong=[])),
+        ("most_wrong lists 1 images", lambda e: e.update(most_wrong=e["most_wrong"][:1])),
     ], ids=["accuracy", "accuracy-0.9", "correct", "correct-500", "images-0", "negative-loss", "classes",
             "confusion", "per_class", "precision", "ci", "images-text", "params-bool", "task", "missing",
             "wrong-is-right", "index-out-of-range", "other-dataset", "params-5", "params-plus-one", "macs",
@@ -242,7 +244,7 @@ class TestEvalJson:
             "wrong-cell-of-no-count", "wrong-index-twice", "confidence-below-1/K", "wrong-out-of-order",
             "wrong-cell-past-its-count", "loss-below-its-counts",
             "loss-0", "loss-just-below-ln2-per-wrong-image",
-            "threads-1.0"])
+            "threads-1.0", "most-wrong-emptied", "most-wrong-cut"])
     def test_a_tampered_file_is_refused_naming_the_field(self, result: dict, tmp_path: Path, run_dir: Path,
                                                          one_sentence: Callable[..., None], field: str,
                                                          tamper: Callable[[dict], None]) -> None:

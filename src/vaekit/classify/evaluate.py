@@ -207,15 +207,16 @@ def _ratio_differs(value: Any, k: int, n: int) -> bool:
 
 def _wrong_problem(wrong: list[Any], n: int, correct: int, matrix: list[list[int]]) -> str | None:
     """most_wrong of an eval.json of `n` images, `correct` of them right, whose confusion matrix
-    is `matrix` (K x K): at most WRONG_SHOWN entries and no more than the wrong ones, each a wrong
+    is `matrix` (K x K): as many entries as `summarize` keeps, the WRONG_SHOWN most confident of
+    the wrong ones (all of them where fewer are wrong), each a wrong
     prediction of a distinct image of the split, its (true, predicted) a cell of the matrix that
     counts it (no cell listed more often than its count), with a softmax confidence in [1/K, 1]
     (the top probability of K classes is at least 1/K), most confident first, as `summarize`
     writes them; the sentence naming the first entry that is not."""
     k = len(matrix)
-    if len(wrong) > min(WRONG_SHOWN, n - correct):
-        return (f"most_wrong lists {len(wrong)} images, but {n - correct:,} are wrong (at most {WRONG_SHOWN} "
-                "kept)")
+    if len(wrong) != min(WRONG_SHOWN, n - correct):
+        return (f"most_wrong lists {len(wrong)} images, but {n - correct:,} of the {n:,} are wrong, of which "
+                f"`vaekit classify eval` keeps the {min(WRONG_SHOWN, n - correct)} most confident")
     seen: set[int] = set()
     listed: Counter[tuple[int, int]] = Counter()
     for i, w in enumerate(wrong):
