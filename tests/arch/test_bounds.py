@@ -82,7 +82,7 @@ NESTED_SPEC = "Conv2d(20, " + "(" * 50_000 + "3" + ")" * 50_000 + ")"
     (["--input", "3,10,10", "LeakyReLU(-1e999)"], ["negative_slope", "-inf"]),
     (["--input", "3,10,10", "BatchNorm2d(eps=1e999)"], ["eps", "finite"]),
     (["--input", "3,10,10", f"Softplus(beta={HUGE})"], ["beta", f"{MAX_NUMBER:,}"]),
-    (["--input", "3,10,10", "Conv2d(20, 3, padding=0x" + "f" * 900 + ")"], ["padding", "digits"]),
+    (["--input", "3,10,10", "Conv2d(20, 3, padding=0x" + "f" * 900 + ")"], ["padding", "base prefix"]),
     (["--input", "3,10,10", "Conv2d(20, " + "-" * 900 + "1)"], ["kernel_size", "literal"]),
     (["--input", "3,10,10", "a" + "()" * 400], ["not a layer call"]),
     (["--input", "3,10,10", "Conv2d(20,\udcff 3)"], ["not a layer call"]),

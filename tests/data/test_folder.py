@@ -94,7 +94,7 @@ def test_gif_gives_its_first_frame(tmp_path: Path) -> None:
         a, b = (Image.fromarray(np.full((6, 6), v, np.uint8), "L") for v in (10 * i, 250 - 10 * i))
         a.save(root / f"{i}.gif", save_all=True, append_images=[b])
         with Image.open(root / f"{i}.gif") as im:
-            firsts.append(np.asarray(im.convert("RGB")).transpose(2, 0, 1))
+            firsts.append(np.asarray(im.convert("L"))[None])  # a palette of greys: grey
     got = read_folder(root, progress=False)
     assert np.array_equal(got.images, np.stack(firsts))
 
@@ -128,6 +128,29 @@ def test_palette_and_alpha_are_converted_and_said(tmp_path: Path) -> None:
     got = read_folder(root, progress=False)
     assert np.array_equal(got.images, np.stack(expected).transpose(0, 3, 1, 2))
     assert "5" in got.notes["palette"] and "5" in got.notes["alpha"]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_a_palette_of_greys_is_read_as_grey(tmp_path: Path, suffix: str) -> None:
+    """A grey image saved as GIF (Pillow writes it with a palette of greys), or a PNG of a grey
+    palette, is grey data: one channel, each pixel the grey its palette entry names, the images as
+    written; a palette with one colour among its greys is colour (three channels)."""
+    root = tmp_path / "g"
+    root.mkdir()
+    grey = noise(10, 5, 7, 1)[..., 0]
+    for i, image in enumerate(grey):
+        im = Image.fromarray(image)
+        (im if suffix == ".gif" else im.convert("P")).save(root / f"{i}{suffix}")
+        assert Image.open(root / f"{i}{suffix}").mode == "P"
+    got = read_folder(root, progress=False)
+    assert got.images.shape == (10, 1, 5, 7) and np.array_equal(got.images[:, 0], grey)
+    assert "10" in got.notes["grey palette"] and "palette" not in got.notes
+    coloured = Image.open(root / f"0{suffix}")
+    palette = coloured.getpalette() or []
+    palette[0:3] = [255, 0, 0]  # one entry no grey
+    coloured.putpalette(palette)
+    coloured.save(root / f"0{suffix}")
+    assert read_folder(root, progress=False).images.shape[1] == 3
 
 
 def test_a_transparent_colour_is_said_as_dropped(tmp_path: Path) -> None:

@@ -108,7 +108,10 @@ def pillows(data: bytes) -> np.ndarray:
             return (np.asarray(im) >> 8).astype(np.uint8)[None]
         if im.mode in ("1", "L", "LA"):
             return np.asarray(im.convert("L") if im.mode != "LA" else im.getchannel(0))[None]
-        return np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+        rgb = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+        if im.mode == "P" and (rgb[0] == rgb[1]).all() and (rgb[1] == rgb[2]).all():
+            return rgb[:1]  # a palette of greys (here every colour used is one): grey
+        return rgb
 
 
 def decoded(tmp_path: Path, data: bytes) -> np.ndarray:

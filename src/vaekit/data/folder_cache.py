@@ -40,7 +40,7 @@ from vaekit.data.image_files import MIN_IMAGES, BadFile, FolderFile
 from vaekit.data.registry import cache_dir
 from vaekit.device import format_bytes
 
-CACHE_VERSION = "vaekit-folder-cache-4"  # in every key: a new layout or decoding law never reads an old file
+CACHE_VERSION = "vaekit-folder-cache-5"  # in every key: a new layout or decoding law never reads an old file
 CACHE_PER_FOLDER = 3
 CACHE_MAX_BYTES = 8 * 2**30  # all the folders' entries together (that much decoded needs ~40 GiB)
 

@@ -10,6 +10,8 @@ Pixels: every image becomes 8-bit grey ("L") or 8-bit RGB:
                                    clipped to 0..65535 first: the reduction Pillow itself applies to
                                    16-bit colour PNGs (it keeps their high byte), so one rule holds;
     "P" (palette)                  RGB, through RGBA when the palette has a transparent entry;
+                                   grey when every colour of its palette is a grey (R = G = B: a
+                                   grey image saved as GIF), the grey it names (`grey_palette`);
     "LA", "RGBA", "PA", ...        the alpha channel dropped (not composited: the colours stay), and
                                    so a transparent colour of a PNG's tRNS chunk or a GIF's;
     "CMYK", "YCbCr", other modes   RGB by Pillow's conversion.
@@ -270,7 +272,7 @@ def read_header(f: FolderFile) -> BadFile | None:
         with _open_image(f) as (im, _):
             turned = exif_orientation(im) in (5, 6, 7, 8)  # height and width swapped
             f.shape = (im.width, im.height) if turned else (im.height, im.width)
-            f.colour = im.mode not in GREY_MODES
+            f.colour = im.mode not in GREY_MODES and not grey_palette(im)
     except DataError as err:  # not a regular file (any more)
         return BadFile(f.rel, NOT_REGULAR, str(err))
     except Image.DecompressionBombError:
@@ -301,6 +303,9 @@ def to_8bit(im: Image.Image, counts: Counter[str]) -> Image.Image:
         return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), "L")
     if mode in ("LA", "La"):
         return im.getchannel(0)
+    if mode in ("P", "PA") and grey_palette(im):
+        counts["grey palette"] += 1
+        return im.convert("RGB").convert("L")  # R = G = B: luma is that grey exactly
     if mode in ("P", "PA"):
         counts["palette"] += 1
         with warnings.catch_warnings():  # "Palette images with Transparency expressed in bytes..."
@@ -313,7 +318,17 @@ def to_8bit(im: Image.Image, counts: Counter[str]) -> Image.Image:
     return im.convert("RGB")
 
 
-COUNTED = ("16-bit", "palette", "alpha", "to grey", "to RGB", "resized", "orientation",
+def grey_palette(im: Image.Image) -> bool:
+    """Whether `im` is a palette image ("P", "PA") whose palette holds greys only (R = G = B in
+    every entry), read from its header (the palette, not the pixels)."""
+    palette = im.palette if im.mode in ("P", "PA") else None
+    if palette is None or palette.mode != "RGB":
+        return False
+    data = bytes(palette.palette)
+    return len(data) % 3 == 0 and data[0::3] == data[1::3] == data[2::3]
+
+
+COUNTED = ("16-bit", "palette", "grey palette", "alpha", "to grey", "to RGB", "resized", "orientation",
            "first frame", "hidden default", "frames")  # not modes
 def pixel_notes(counts: Counter[str], one: bool = False) -> dict[str, str]:
     """What `first_frame` and `to_8bit` did (with the "16-bit" count of `is_16bit`), by kind, in
@@ -324,6 +339,7 @@ def pixel_notes(counts: Counter[str], one: bool = False) -> dict[str, str]:
     for key, single, many in (
             ("16-bit", "16-bit values to 8 bits (v >> 8)", "converted {} 16-bit images to 8 bits (v >> 8)"),
             ("palette", "palette colours to RGB", "converted {} palette images to RGB"),
+            ("grey palette", "palette of greys to grey", "converted {} palette images of greys to grey"),
             ("alpha", "dropped the alpha channel (its colours kept, not composited)",
              "dropped the alpha channel of {} images")):
         if counts[key]:
