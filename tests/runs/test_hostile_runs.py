@@ -619,6 +619,18 @@ def test_a_figures_folder_that_is_a_link_is_not_written_through(run: Path, tmp_p
     assert (user / "samples.png").read_text() == "mine"
 
 
+def test_a_users_file_in_the_runs_figures_folder_is_named_with_a_fix_that_works(
+        run: Path, capsys: Any, one_sentence: Any) -> None:
+    """report has no path to choose: the sentence says to move the file out of RUN/figures."""
+    figures = run / "figures"
+    figures.mkdir(exist_ok=True)
+    (figures / "curves.png").write_text("mine")
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, ["report", str(run), "--k", "2"], str(figures / "curves.png"))
+    assert "move it out of" in err and "choose another path" not in err
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("line", [0, -1])
 def test_a_metrics_row_with_nan_is_refused_even_last(run: Path, capsys: Any, one_sentence: Any,
                                                      line: int) -> None:

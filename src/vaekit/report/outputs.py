@@ -70,24 +70,25 @@ def made_by_vaekit(path: str | Path) -> bool:
     return any(sign in head or sign in tail for sign in _SIGNS)
 
 
-def check_output(path: str | Path, where: str | None = None) -> None:
+def check_output(path: str | Path, where: str | None = None, fix: str | None = None) -> None:
     """The law for one file: nothing at `path`, or a regular file vaekit wrote; else a ConfigError,
     one sentence naming it as `where` (the flag and the path, say "--out 'mine.png'") and saying how
-    to go on. A symbolic link is refused whatever it leads to: it is not vaekit's."""
+    to go on (`fix`, where no other path can be chosen: a run's own folder). A symbolic link is
+    refused whatever it leads to: it is not vaekit's."""
     where = where or quoted(str(path))
     try:
         mode = os.lstat(path).st_mode
     except OSError:  # nothing there, or a place no file can go (the write says why)
         return
     if stat.S_ISLNK(mode):
-        raise ConfigError(f"{where} is a symbolic link, which vaekit does not write over; choose another "
-                          "path or remove the link.")
+        raise ConfigError(f"{where} is a symbolic link, which vaekit does not write over; "
+                          f"{fix or 'choose another path or remove the link'}.")
     if not stat.S_ISREG(mode):
-        raise ConfigError(f"{where} is {kind_of(mode)}, which vaekit does not write over; choose another "
-                          "path or remove it.")
+        raise ConfigError(f"{where} is {kind_of(mode)}, which vaekit does not write over; "
+                          f"{fix or 'choose another path or remove it'}.")
     if not made_by_vaekit(path):
         raise ConfigError(f"{where} is a file vaekit did not write, and vaekit writes over only its own; "
-                          "choose another path or remove the file.")
+                          f"{fix or 'choose another path or remove the file'}.")
 
 
 def check_run_report(run_dir: Path) -> None:
@@ -132,7 +133,8 @@ def check_run_outputs(run_dir: Path) -> None:
     if figures.is_dir() and not figures.is_symlink():
         for entry in sorted(figures.iterdir()):
             if entry.suffix.lower() in (".png", ".svg", ".pdf", ".html"):
-                check_output(entry)
+                check_output(entry, f"{quoted(str(entry))} in the run's figures folder",
+                             f"move it out of {figures}, whose files the report replaces (only its own)")
 
 
 def write_output(path: Path, data: bytes, where: str | None = None) -> Path:
