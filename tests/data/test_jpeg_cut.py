@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from vaekit.data.folder import ImageOptions, read_folder
-from vaekit.data.image_decode import check_jpeg_scans
+from vaekit.data.jpeg_check import check_jpeg_scans
 from vaekit.errors import DataError
 from vaekit.serve.images import decode_upload
 from vaekit.serve.request import ApiError
@@ -117,7 +117,7 @@ def many_scans(scans: int) -> bytes:
 
 def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused_before_it_is_decoded(
         tmp_path: Path, one_sentence) -> None:
-    from vaekit.data.image_decode import MAX_JPEG_SCANS
+    from vaekit.data.jpeg_check import MAX_JPEG_SCANS
 
     root = tmp_path / "folder"
     root.mkdir()

@@ -61,7 +61,6 @@ scans than any encoder writes (`check_scan_count`) is refused before it is decod
 from __future__ import annotations
 
 import contextlib
-import io
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -74,6 +73,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError, features
 from vaekit.config import IMAGE_CHANNELS, IMAGE_FITS, parse_image_size
 from vaekit.data.image_files import HINT, NOT_REGULAR, TOO_LARGE, UNREADABLE, BadFile, FolderFile
 from vaekit.data.image_frames import first_frame, frame_note
+from vaekit.data.jpeg_check import END, ManyScans, check_jpeg_scans, check_scan_count
 from vaekit.data.png_check import check_png_data
 from vaekit.errors import ConfigError, DataError
 from vaekit.regular import open_regular
@@ -160,50 +160,6 @@ def _open_image(f: FolderFile) -> Iterator[tuple[Image.Image, Any]]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(fp, formats=FORMATS) as im:  # never EPS (Ghostscript), TIFF, PPM... by content
             yield im, fp
-
-
-FILLER = b"\x55" * 64  # bytes a whole JPEG's decoder skips, and a cut one's decodes (`check_jpeg_scans`)
-END = b"\xff\xd9"  # a JPEG's end-of-image marker
-
-
-class CutJPEG(OSError):
-    """A JPEG whose compressed data ends before its last block (`check_jpeg_scans`)."""
-
-
-MAX_JPEG_SCANS = 100  # scans of one JPEG; an encoder writes 1, or about 10 progressive (Pillow: 6 to 18)
-
-
-class ManyScans(OSError):
-    """A JPEG of more scans than MAX_JPEG_SCANS (`check_scan_count`)."""
-
-
-def check_scan_count(data: bytes) -> None:
-    """ManyScans when the JPEG file `data` holds more than MAX_JPEG_SCANS scans, before it is
-    decoded: each scan of a progressive JPEG is a pass of the decoder over every block of the
-    image, however few bytes it has, so a file of 200 KB that repeats a 33-byte scan 5,000 times
-    costs 20 s of CPU at 4096 x 4096, and one of 2 MB minutes. Counted as start-of-scan markers
-    (FF DA): inside compressed data an FF is followed by 00 or a restart marker, so each is a scan
-    (or one of a thumbnail in the file's EXIF, which counts against it too)."""
-    scans = data.count(b"\xff\xda")
-    if scans > MAX_JPEG_SCANS:
-        raise ManyScans(f"has {scans:,} scans, more than the {MAX_JPEG_SCANS} any encoder writes, each a "
-                        "pass over the whole image")
-
-
-def check_jpeg_scans(data: bytes, pixels: np.ndarray) -> None:
-    """A CutJPEG when the JPEG file `data`, which decoded to `pixels` (its image as loaded, as an
-    array), has compressed data cut short before its end marker: decoded again with FILLER before
-    that marker (and the 0xFF fill bytes that may precede it), its pixels change (the module's
-    docstring). Nothing is checked in a file that does not end with its end marker."""
-    end = len(data) - len(END)
-    if end <= 0 or data[end:] != END:
-        return
-    while end > 0 and data[end - 1] == 0xFF:
-        end -= 1
-    with Image.open(io.BytesIO(data[:end] + FILLER + data[end:]), formats=["JPEG"]) as again:
-        again.load()
-        if not np.array_equal(np.asarray(again), pixels):
-            raise CutJPEG("its compressed data ends before its last pixels: the file was cut short")
 
 
 def load_checked(im: Image.Image, data: bytes) -> None:
