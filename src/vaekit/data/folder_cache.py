@@ -5,12 +5,13 @@ int64 labels, int64 rows: each image's index in the folder's listing, the class 
 unicode arrays; read back with allow_pickle=False), written to a temporary name and renamed into
 place once the whole set is decoded (a write that fails or is interrupted leaves no file).
 FOLDER is the first 16 hex digits of the SHA-256 of the resolved folder path, KEY the SHA-256 of
-CACHE_VERSION, that path, the options and, for every file, its relative path, size in bytes and
-st_mtime_ns: a file changed, added or removed (or other options) gives another KEY and the set is
-decoded again; nothing changed, it is read back opening only the header of its first image's
-file. A cache file whose stored KEY is not its name's (another folder's file copied over it) is
-a miss, decoded again, and so is a damaged cache file, and so is one that disagrees with the folder
-(`agrees`: the classes, the images' rows in the listing, their labels, size and channels).
+CACHE_VERSION, that path, the options and, for every file, its relative path, size in bytes,
+st_mtime_ns and st_ctime_ns (which no utime sets back): a file changed, added or removed (or other
+options) gives another KEY and the set is decoded again; nothing changed, it is read back opening
+only the header of its first image's file. A cache file whose stored KEY is not its name's (another
+folder's file copied over it) is a miss, decoded again, and so is a damaged cache file, and so is
+one that disagrees with the folder (`agrees`: the classes, the images' rows in the listing, their
+labels, size and channels).
 
 Size: the note 'cache' says each entry's size on disk. At most CACHE_PER_FOLDER entries of one
 folder are kept, and at most CACHE_MAX_BYTES in all the folders' entries together: after each
@@ -63,13 +64,15 @@ class FolderImages:
 
 def cache_key(path: Path, options: ImageOptions, files: list[FolderFile],
               bad: Sequence[BadFile] = ()) -> str:
-    """The SHA-256 of CACHE_VERSION, the folder, the options, every file's relative path, size
-    and modification time (ns) and, when there are any, the relative paths of the entries skipped
-    from the listing (a FIFO, a link to nothing): any change to one of them is another key."""
+    """The SHA-256 of CACHE_VERSION, the folder, the options, every file's relative path, size,
+    modification time and inode change time (ns: a file rewritten with its old size and mtime put
+    back, as `cp -p` or `rsync -t` do, has a new ctime) and, when there are any, the relative paths
+    of the entries skipped from the listing (a FIFO, a link to nothing): any change to one of them
+    is another key."""
     h = hashlib.sha256()
     h.update(f"{CACHE_VERSION}\0{path}\0{options!r}\0".encode())
     for f in files:
-        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0".encode("utf-8", "surrogateescape"))
+        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0{f.ctime_ns}\0".encode("utf-8", "surrogateescape"))
     for b in bad:
         h.update(f"{b.rel}\0bad\0".encode("utf-8", "surrogateescape"))
     return h.hexdigest()

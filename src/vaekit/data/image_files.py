@@ -54,6 +54,7 @@ class FolderFile:
     label: int  # index of its class folder, -1 when unlabelled
     size: int = 0  # bytes
     mtime_ns: int = 0
+    ctime_ns: int = 0  # the inode's change time: set by every write or rename, never by utime
     shape: tuple[int, int] = (0, 0)  # (height, width), from the header in pass 1
     colour: bool = False
 
@@ -115,7 +116,8 @@ def _walk(directory: str, top: tuple[int, int], out: list[FolderFile], dirs: lis
         elif os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
             other.append(prefix + entry.name)
         elif stat.S_ISREG(st.st_mode):
-            out.append(FolderFile(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns))
+            out.append(FolderFile(entry.path, prefix + entry.name, -1, st.st_size, st.st_mtime_ns,
+                                  st.st_ctime_ns))
         else:  # a FIFO, a device, a socket: never opened
             bad.append(BadFile(prefix + entry.name, NOT_REGULAR, not_regular(
                 entry.path, st.st_mode, f"an image file, or {HINT}")))
