@@ -213,12 +213,13 @@ def _plain_number(node: ast.expr, label: str, where: str, source: str) -> None:
     """A number written as the integer and number flags take one (`config.DECIMAL`, `NUMBER`):
     Python also reads '1_0' as 10, '+3' as 3 and '0x4', '0b1', '0o7' as 4, 1 and 7, which a flag
     refuses; one sentence for each."""
-    text = ast.get_source_segment(source, node) or "" if isinstance(node, ast.Constant) else ""
+    number = isinstance(node, ast.Constant) and is_number(node.value)
+    text = (ast.get_source_segment(source, node) or "") if number else ""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
         odd = "a leading +"
-    elif is_number(getattr(node, "value", None)) and "_" in text:
+    elif "_" in text:
         odd = "an underscore"
-    elif is_number(getattr(node, "value", None)) and text[:2].lower() in ("0x", "0b", "0o"):
+    elif text[:2].lower() in ("0x", "0b", "0o"):
         odd = "a base prefix (0x, 0b, 0o)"
     else:
         return
