@@ -46,7 +46,6 @@ from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import FLOAT32_MAX
 
-EVAL_JSON = runs.EVAL
 WRONG_SHOWN = 16  # the most confidently wrong images kept in eval.json (and shown by the report)
 SPLITS = ("train", "val", "test")
 CI_METHOD = "Wilson score interval, z = 1.95996 (two-sided 95%)"  # eval.json's ci_method
@@ -139,6 +138,7 @@ def evaluate_classifier(run_dir: str | Path, split: str = "test", data_dir: str 
     with runs.locked(run_dir):
         t0 = time.perf_counter()
         run = runs.load_run(run_dir, TASK)
+        runs.check_eval_replaceable(run_dir, "vaekit classify eval")
         fingerprint = runs.model_fingerprint(run_dir)
         x, y, names, dataset = load_split(run, split, data_dir, limit)
         previous = torch.get_num_threads()
@@ -151,7 +151,7 @@ def evaluate_classifier(run_dir: str | Path, split: str = "test", data_dir: str 
         params, macs = params_and_macs(run.model.rows)
         result = {"task": TASK, "split": split, "dataset": dataset, **result, "params": params, "macs": macs,
                   "model_sha256": fingerprint, "seconds": seconds, "threads": used}
-        runs.write_json_atomic(run_dir / EVAL_JSON, result)
+        runs.write_eval(run_dir, result, "vaekit classify eval")
         return result
 
 

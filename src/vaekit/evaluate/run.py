@@ -297,8 +297,8 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
             raise ConfigError(f"{cost}; pass --force to run it anyway, or a k of at most {MAX_K:,}.")
         print(f"vaekit eval: {cost}; running it, as --force asks.", file=sys.stderr, flush=True)
     fingerprint = runs.model_fingerprint(run_dir)
-    if write:  # a directory that takes no file is said before the minutes of evaluation
-        runs.check_writable(run_dir / EVAL_JSON)
+    if write:  # a user's eval.json, a directory that takes no file: said before the minutes of evaluation
+        runs.check_eval_replaceable(run_dir, "vaekit eval")
     previous = torch.get_num_threads()
     threads = set_threads(threads)
     try:
@@ -317,7 +317,7 @@ def _evaluate_run(run_dir: Path, k: int, limit: int | None, batch_size: int, see
     if probe and labels is not None and ds.train.labels is not None and len(set(labels.tolist())) > 1:
         result.update(_probe(model, config, ds, ev.mu, labels, seed))
     if write:
-        runs.write_json_atomic(run_dir / EVAL_JSON, result)
+        runs.write_eval(run_dir, result, "vaekit eval")
     return result
 
 

@@ -24,7 +24,8 @@ The pieces, imported here so that `runs.NAME` reaches every one:
     identity.py which run a directory and its files belong to: vaekit's own directories only, the
                 run id, the config the weights were trained with
     load.py     `load_run` -> `Run`: config, model on a device, metrics, images; the model file
-                checked whole (`check_model_file`) and the eval.json of the model (`read_eval`)
+                checked whole (`check_model_file`) and the eval.json of the model (`read_eval`),
+                written only over an eval.json of vaekit's (`check_eval_replaceable`, `write_eval`)
 """
 
 from vaekit.runs.files import (
@@ -80,12 +81,15 @@ from vaekit.runs.kinds import (
 from vaekit.runs.load import (
     Run,
     StaleEval,
+    check_eval_replaceable,
     check_model_file,
     check_outputs,
     device_named,
+    is_vaekit_eval,
     load_run,
     read_eval,
     usable_model,
+    write_eval,
 )
 from vaekit.runs.metrics import append_metrics, model_metrics, read_metrics, truncate_metrics
 from vaekit.runs.tensor_files import model_fingerprint, read_metadata, read_tensors, save_tensors
@@ -109,9 +113,10 @@ __all__ = [
     "PUT_BACK", "REPORT", "RESULT_FILES", "RUN_FILES", "RUN_SECTION", "TASKS", "TMP", "AnyConfig", "Run",
     "Task", "StaleEval",
     "append_metrics", "check_config_kind", "check_model_file", "check_outputs", "check_readable_copy",
-    "check_run_dir", "check_trained_config", "check_writable",
+    "check_eval_replaceable", "check_run_dir", "check_trained_config", "check_writable",
     "decode_bytes", "device_named", "encode_bytes",
-    "figures_dir", "is_temp", "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
+    "figures_dir", "is_temp", "is_vaekit_eval",
+    "load_checkpoint", "load_run", "load_weights", "locked", "maker_of",
     "model_fingerprint", "model_metrics", "model_sha256", "new_run_dir",
     "optimizer_from_flat", "optimizer_to_flat", "parse_json", "read_config", "read_eval", "read_metadata",
     "read_metrics", "read_run_file", "read_tensors", "register_task", "render_figure", "resumed_config",
@@ -120,5 +125,5 @@ __all__ = [
     "save_figure", "save_model", "save_tensors", "save_weights", "strict_json", "task_for", "task_in",
     "task_of", "temp_path", "truncate_metrics", "unmarked_weights", "usable_model", "weights_metadata",
     "write_bytes_atomic", "write_config",
-    "write_error", "write_json_atomic",
+    "write_error", "write_eval", "write_json_atomic",
 ]

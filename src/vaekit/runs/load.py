@@ -21,9 +21,18 @@ import torch
 from vaekit.config import DEVICES
 from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
-from vaekit.errors import CheckpointError, ConfigError, SpecError
+from vaekit.errors import CheckpointError, ConfigError, SpecError, VaekitError
 from vaekit.regular import check_directory, check_regular
-from vaekit.runs.files import CONFIG, EVAL, METRICS, MODEL, parse_json, read_run_file
+from vaekit.runs.files import (
+    CONFIG,
+    EVAL,
+    METRICS,
+    MODEL,
+    check_writable,
+    parse_json,
+    read_run_file,
+    write_json_atomic,
+)
 from vaekit.runs.identity import check_recorded_model, check_weights, missing_model
 from vaekit.runs.kinds import Task, check_config_kind, maker_of, read_config, task_for
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
@@ -198,16 +207,60 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     path, what = run_dir / EVAL, "the eval.json of `vaekit eval`"
     if not check_regular(path, what, CheckpointError):
         return None
-    try:
-        result = parse_json(read_run_file(path, what).decode("utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not readable JSON ({err}).") from None
+    result = _vaekit_eval(path, command, CheckpointError)
     check(result, path)
     if result.get("model_sha256") != model_fingerprint(run_dir):
         check_model_file(run_dir, read_config(run_dir, None))
         raise StaleEval(f"{path} was computed for other weights than {run_dir / MODEL}; run "
                         f"`{command} {run_dir}` again.")
     return result
+
+
+def is_vaekit_eval(obj: Any) -> bool:
+    """Whether a JSON value is an eval.json of vaekit's, of any version and kind of run: an object
+    with one of the fields every one holds (`model_sha256`, a VAE's `test_nll`, a classifier's
+    "task": "classify"), whatever else is right or wrong in it."""
+    return isinstance(obj, dict) and ("model_sha256" in obj or "test_nll" in obj
+                                      or obj.get("task") == "classify")
+
+
+def _vaekit_eval(path: Path, command: str, error: type[VaekitError]) -> Any:
+    """The JSON of RUN_DIR/eval.json (`path`, a regular file) if it is vaekit's (`is_vaekit_eval`);
+    else `error`, one sentence naming it as no eval.json vaekit wrote, which `command` does not
+    replace: text that is not JSON, JSON of other fields (another program's file, a user's notes)."""
+    try:
+        obj = parse_json(read_run_file(path, "an eval.json").decode("utf-8"))
+    except CheckpointError as err:  # larger than any eval.json, or unreadable: its own sentence
+        said = str(err).rstrip(".")
+    except (OSError, ValueError) as err:
+        what = f"not JSON ({str(err).rstrip('.')})" if isinstance(err, ValueError) else "not readable"
+        said = f"{path} is {what}, so it is not an eval.json vaekit wrote"
+    else:
+        if is_vaekit_eval(obj):
+            return obj
+        said = (f"{path} is JSON without any field of the eval.json vaekit writes (model_sha256, test_nll, "
+                "task), so it is not one vaekit wrote")
+    raise error(f"{said}; `{command}` replaces only an eval.json of its own: move this one out of the run "
+                f"directory or remove it, then run `{command} {path.parent}`.")
+
+
+def check_eval_replaceable(run_dir: Path, command: str) -> None:
+    """The law for RUN_DIR/eval.json, held before an evaluation and again at its write: nothing
+    there, or an eval.json of vaekit's (`is_vaekit_eval`: any of its versions, stale or edited,
+    which `command` evaluates again); a regular file of anything else is a ConfigError naming it,
+    and is left as it is. Whether the directory takes the file is `files.check_writable`'s (a
+    directory or a FIFO named eval.json is never replaced there)."""
+    path = run_dir / EVAL
+    if os.path.isfile(path) and not os.path.islink(path):
+        _vaekit_eval(path, command, ConfigError)
+    check_writable(path)
+
+
+def write_eval(run_dir: Path, result: dict[str, Any], command: str) -> None:
+    """RUN_DIR/eval.json: `result` as strict JSON, written atomically, once `check_eval_replaceable`
+    holds again at the moment of writing."""
+    check_eval_replaceable(run_dir, command)
+    write_json_atomic(run_dir / EVAL, result)
 
 
 _NOTED: set[tuple[str, int, int]] = set()  # the notes said by this process: each once

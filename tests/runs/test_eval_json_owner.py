@@ -1,0 +1,130 @@
+"""RUN_DIR/eval.json is replaced only where it is vaekit's: a file of the user's under that name
+(notes, another program's JSON) is refused by `vaekit eval`, `vaekit classify eval` and `vaekit
+report` in one sentence naming it, before any evaluation, and left byte for byte as it was; an
+eval.json vaekit wrote, stale or edited, is evaluated again and replaced."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli_refusal import cli_bad, filled, snapshot
+from eval_runs import make_classifier_run, make_run
+from vaekit import runs
+from vaekit.cli import main
+from vaekit.errors import CheckpointError, ConfigError
+
+EVAL = ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe", "--threads", "1"]
+CLASSIFY_EVAL = ["classify", "eval", "{run}", "--limit", "20"]
+REPORT = ["report", "{run}", "--k", "2", "--limit", "20"]
+# What a user may keep under the name: text, JSON of other fields, an empty file, JSON that is no
+# object, a file larger than any eval.json vaekit reads
+USERS = {"notes": "my notes on this run\n", "settings": '{"my": "settings", "task": "todo"}\n',
+         "empty": "", "list": "[1, 2, 3]\n"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "run")
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_classifier_run(tmp_path_factory.mktemp("classify") / "run")
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def _never(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("evaluated although eval.json is the user's")
+
+
+@pytest.mark.parametrize("kind", sorted(USERS))
+def test_a_users_eval_json_is_refused_before_evaluating_and_kept(run: Path, capsys: Any, one_sentence: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 kind: str) -> None:
+    import vaekit.evaluate.run as evaluate_run
+
+    (run / runs.EVAL).write_text(USERS[kind])
+    monkeypatch.setattr(evaluate_run, "evaluate_model", _never)
+    before = snapshot(run)
+    for template in (EVAL, REPORT):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.EVAL))
+        assert "replaces only an eval.json of its own" in err and "remove it" in err, err
+    assert snapshot(run) == before
+
+
+def test_a_users_eval_json_larger_than_any_of_vaekits_is_refused_unread(run: Path, capsys: Any,
+                                                                        one_sentence: Any) -> None:
+    with open(run / runs.EVAL, "wb") as fh:
+        fh.truncate(runs.files.JSON_LIMIT + 1)
+    err = cli_bad(capsys, one_sentence, filled(EVAL, run), str(run / runs.EVAL))
+    assert "left unread" in err and "replaces only an eval.json of its own" in err, err
+    assert (run / runs.EVAL).stat().st_size == runs.files.JSON_LIMIT + 1
+
+
+def test_a_classifier_runs_eval_json_of_the_user_is_refused(classifier: Path, tmp_path: Path, capsys: Any,
+                                                            one_sentence: Any) -> None:
+    run = Path(shutil.copytree(classifier, tmp_path / "run"))
+    (run / runs.EVAL).write_text(USERS["settings"])
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(filled(CLASSIFY_EVAL, run)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    one_sentence(err.split(": error: ", 1)[1], str(run / runs.EVAL))
+    assert "vaekit classify eval" in err
+    assert snapshot(run) == before
+    (run / runs.EVAL).write_text(json.dumps({"task": "classify", "accuracy": 2.0}))  # vaekit's, edited
+    assert main(filled(CLASSIFY_EVAL, run)) == 0
+    assert json.loads((run / runs.EVAL).read_text())["images"] == 20
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: {**r, "model_sha256": "0" * 64},                             # of other weights
+    lambda r: {k: v for k, v in r.items() if k != "test_kl"},              # a field removed
+    lambda r: {"test_nll": "a lot"},                                       # an earlier, broken one
+])
+def test_an_eval_json_of_vaekits_is_replaced_stale_or_edited(run: Path, capsys: Any, edit: Any) -> None:
+    assert main(filled(EVAL, run)) == 0
+    result = json.loads((run / runs.EVAL).read_text())
+    (run / runs.EVAL).write_text(json.dumps(edit(result)))
+    assert main(filled(EVAL, run)) == 0
+    assert json.loads((run / runs.EVAL).read_text())["model_sha256"] == runs.model_fingerprint(run)
+
+
+def test_the_law_is_held_again_at_the_write(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's file put under the name while the evaluation ran is found at the write and kept."""
+    import vaekit.evaluate.run as evaluate_run
+
+    real = evaluate_run.evaluate_model
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        (run / runs.EVAL).write_text(USERS["notes"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_run, "evaluate_model", meanwhile)
+    with pytest.raises(ConfigError, match="replaces only an eval.json of its own"):
+        evaluate_run.evaluate_run(run, k=2, limit=20, progress=False, probe=False, threads=1)
+    assert (run / runs.EVAL).read_text() == USERS["notes"]
+
+
+@pytest.mark.parametrize("kind", sorted(USERS))
+def test_readers_name_a_users_eval_json_as_not_vaekits(run: Path, kind: str) -> None:
+    """The report's reader says what `vaekit eval` would: not vaekit's, move it out; never 'run
+    vaekit eval again', which would refuse it."""
+    from vaekit.evaluate.eval_json import read_eval
+
+    (run / runs.EVAL).write_text(USERS[kind])
+    with pytest.raises(CheckpointError, match="move this one out of the run directory") as err:
+        read_eval(run)
+    assert "again" not in str(err.value)
+    assert runs.is_vaekit_eval({"model_sha256": "x"})
+    assert not runs.is_vaekit_eval(json.loads(USERS["settings"]))
