@@ -83,8 +83,14 @@ def test_a_second_training_into_a_busy_directory_is_refused(training: Any, capsy
     err = cli_bad(capsys, one_sentence, ["eval", str(out), "--k", "2", "--no-progress"], str(out))
     assert "being written by another vaekit process" in err
     cli_bad(capsys, one_sentence, ["report", str(out), "--k", "2"], str(out))
+    for into in ([], ["--out", str(out / "mine.png")]):  # into its figures/, or any file in the run
+        err = cli_bad(capsys, one_sentence, ["sample", str(out), "-n", "4", *into], str(out))
+        assert "being written by another vaekit process" in err
+    elsewhere = out.parent / "elsewhere.png"  # a reader of the run, writing outside it: not refused
+    assert main(["sample", str(out), "-n", "4", "--out", str(elsewhere)]) == 0 and elsewhere.is_file()
     assert proc.poll() is None  # the first writer is unharmed and still training
     assert not (out / runs.EVAL).exists() and not (out / runs.REPORT).exists()
+    assert not (out / "figures").exists() and not (out / "mine.png").exists()
     # the first one's run stays its own: one config, one series of epochs
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130

@@ -280,6 +280,24 @@ def test_bool_images_are_0_and_255(tmp_path):
     assert set(everything(ds).unique().tolist()) == {0, 255}
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.int8, ">u2"], ids=str)
+def test_integer_images_of_0_and_1_are_binary_like_bool(tmp_path, capsys, dtype):
+    """0/1 integer images (binarized data as it is often saved) read as the bool array of the same
+    pattern, not as 8-bit pixels of 0 and 1/255 (all but black), and said in the data's notes."""
+    images = np.random.default_rng(4).random((20, 5, 5)) < 0.5
+    ds = load_array_dataset(save(tmp_path / "ones.npy", images.astype(dtype)))
+    as_bool = load_array_dataset(save(tmp_path / "bool.npy", images))
+    assert same_splits(ds, as_bool)
+    assert set(everything(ds).unique().tolist()) == {0, 255}
+    assert "binary" in ds.notes and "binary" not in as_bool.notes
+    assert main(["data", "info", str(tmp_path / "ones.npy")]) == 0
+    assert "read as binary images" in capsys.readouterr().out
+    twos = images.astype(dtype)
+    twos[0, 0, 0] = 2  # one pixel of 2: 8-bit pixels as they are, no note
+    plain = load_array_dataset(save(tmp_path / "twos.npy", twos))
+    assert int(everything(plain).max()) == 2 and "binary" not in plain.notes
+
+
 @pytest.mark.parametrize("dtype", [np.float16, ">f4", ">f8"], ids=str)
 def test_other_float_widths_round_like_float64(tmp_path, dtype):
     levels = distinct((20, 3, 3))

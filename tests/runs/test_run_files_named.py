@@ -65,6 +65,38 @@ def test_an_immutable_metrics_file_refuses_the_resume_naming_it(run: Path, capsy
     assert runs.read_metrics(run) and runs.load_run(run).model is not None
 
 
+@pytest.mark.parametrize("name", [runs.CONFIG, runs.MODEL, runs.CHECKPOINT, runs.CHECKPOINT_JSON,
+                                  runs.METRICS])
+def test_an_immutable_run_file_refuses_the_resume_before_any_file_changes(
+        run: Path, capsys: Any, one_sentence: Any, name: str) -> None:
+    """Whichever file a session would replace or append to is immutable, the resume is refused
+    before it trains: config.json keeps its epochs, metrics.jsonl its rows, the pair and the model
+    their epoch (not a refusal at the first write, with the files before it already changed)."""
+    before = snapshot(run)
+    with immutable(run / name):
+        err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "4", "--out", str(run), "--resume"],
+                      run / name)
+    assert "the file itself" in err, err
+    assert snapshot(run) == before
+    assert main([*TRAIN, "--epochs", "3", "--out", str(run), "--resume"]) == 0  # and it resumes afterwards
+
+
+def test_an_immutable_eval_json_is_named_before_the_evaluation(run: Path, capsys: Any, one_sentence: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import vaekit.evaluate.run as evaluate_run
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("evaluated although eval.json cannot be replaced")
+
+    evaluate = [a.format(run=run) for a in READERS["eval"]]
+    assert main(evaluate) == 0
+    monkeypatch.setattr(evaluate_run, "evaluate_model", never)
+    before = snapshot(run)
+    with immutable(run / runs.EVAL):
+        err = cli_bad(capsys, one_sentence, evaluate, run / runs.EVAL)
+    assert "the file itself" in err and snapshot(run) == before, err
+
+
 # ----------------------------------------------------------------------------- an empty file, a directory
 
 READERS = {"eval": ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe"],

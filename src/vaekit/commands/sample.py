@@ -10,7 +10,7 @@ from vaekit.config import SEED_MAX
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.report.outputs import quoted
 from vaekit.report.paths import figure_path
-from vaekit.runs import figures_dir, load_run
+from vaekit.runs import figures_dir, load_run, locked
 
 MAX_SAMPLES = 10_000  # at most; fewer where their grid would be too large (`visualize.grid_columns`)
 
@@ -35,8 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vaekit.report import figures  # matplotlib: imported by the command that draws
-    from vaekit.report.visualize import config_image_shape, grid_columns, sample_prior  # matplotlib too
+    from vaekit.report.visualize import config_image_shape  # matplotlib: imported by the command that draws
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise ConfigError(f"-n must be between 1 and {MAX_SAMPLES:,} samples (one grid image), got {args.n}.")
@@ -45,6 +44,16 @@ def run(args: argparse.Namespace) -> int:
 
     out = figure_path(args.out, "--out", (".png",), example="samples") if args.out else None
     shape = config_image_shape(args.run_dir)  # a grid too large is refused before the model is read
+    if out is not None and not Path(out).resolve().is_relative_to(Path(args.run_dir).resolve()):
+        return _sample(args, out, shape)  # a file outside the run: the run is only read
+    with locked(args.run_dir):  # a file in the run (its figures/, say): one writer at a time
+        return _sample(args, out, shape)
+
+
+def _sample(args: argparse.Namespace, out: Path | None, shape: list[int] | None) -> int:
+    from vaekit.report import figures  # matplotlib: imported by the command that draws
+    from vaekit.report.visualize import grid_columns, sample_prior  # matplotlib too
+
     ncols = grid_columns(args.n, args.ncols, shape) if shape else None
     model = load_run(args.run_dir, "vae", args.device).model
     if ncols is None:

@@ -8,7 +8,7 @@ numpy reads (its max_header_size, said as such, not as an array of objects); an 
 that is not read, or two members of one name, is refused, never ignored);
 `check_images` states and applies the rules of shape (channel-last arrays are converted,
 ambiguous or empty ones refused, and so are channels other than grey or RGB) and dtype (uint8,
-integers in 0..255, bool, float in [0, 1]).
+integers in 0..255, 0/1 integers and bool read as binary images, float in [0, 1]).
 Every refusal is one DataError sentence naming the file.
 `load_array_dataset` makes the `Dataset` of a file, split 80/10/10.
 """
@@ -42,6 +42,7 @@ NOT_DICT = ("{path}: not a readable .npy/.npz array (the header of {what} is not
 OBJECTS = "{path}: holds an array of Python objects, which vaekit never loads; expected numbers."
 # the longest .npy header numpy reads without allow_pickle (its max_header_size, 10,000 characters)
 MAX_HEADER = int(inspect.signature(np.load).parameters["max_header_size"].default)
+BINARY_NOTE = "every pixel is 0 or 1: read as binary images (1 is white, 255), as a bool array is"
 HEADER_LENGTHS = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}
 
 
@@ -49,17 +50,19 @@ def load_array_dataset(path: str | Path) -> Dataset:
     """User images from .npy (images) or .npz (`images` or `x`, optional `labels` or `y`), split
     80/10/10; what is accepted (shapes, dtypes, never pickle) is `read_array_file`'s rule."""
     path = Path(path)
-    images, labels = read_array_file(path)  # (N, C, H, W) uint8, (N,) integers or None
+    notes: dict[str, str] = {}
+    images, labels = read_array_file(path, notes)  # (N, C, H, W) uint8, (N,) integers or None
     labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     full = Split(torch.from_numpy(images), labels_t)
     train, val, test = three_way(full)
     classes = None if labels is None else tuple(str(c) for c in np.unique(labels))
-    return Dataset(path.name, train, val, test, classes, str(path))
+    return Dataset(path.name, train, val, test, classes, str(path), notes)
 
 
-def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The images, as `check_images` returns them, and the labels (or None) of a .npy file
-    (images) or a .npz (`images` or `x`, optional `labels` or `y`, integers of shape (N,)).
+def read_array_file(path: Path, notes: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images, as `check_images` returns them (its notes into `notes`), and the labels (or
+    None) of a .npy file (images) or a .npz (`images` or `x`, optional `labels` or `y`, integers of
+    shape (N,)).
 
     Opened only as a regular file (`vaekit.regular`: never a FIFO or a device). Loaded with
     allow_pickle=False: an object array is refused, never unpickled, and a file that is neither
@@ -69,7 +72,7 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     declared data (numpy would leave them unread) and a header that is no plain dict literal.
     """
     images, labels = _load_arrays(path)
-    images = check_images(path, images)
+    images = check_images(path, images, notes)
     if labels is not None:
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
             raise DataError(
@@ -285,7 +288,7 @@ def _check_header_length(path: Path, what: str, fp: IO[bytes], version: tuple[in
                         "with np.save or np.savez).")
 
 
-def check_images(path: Path, images: np.ndarray) -> np.ndarray:
+def check_images(path: Path, images: np.ndarray, notes: dict[str, str] | None = None) -> np.ndarray:
     """`images` as uint8 (N, C, H, W), or one DataError sentence naming `path`.
 
     Shapes: (N, H, W) is one grey channel; a 4-D array is (N, C, H, W) or channel-last
@@ -296,9 +299,11 @@ def check_images(path: Path, images: np.ndarray) -> np.ndarray:
     (N, 3, 4, 4) is 3 channels of 4x4), else refused as ambiguous; neither, refused. Then a layout
     of 2 or 4 channels is refused (an alpha channel is dropped by the user, never guessed at here).
     Every dimension must be at least 1 and N at least 10.
-    Dtypes: uint8 as it is; other integers with every value in 0..255, converted; bool as 0 and
-    255 (a binary image); float finite and in [0, 1], scaled by 255 and rounded. Anything else is
-    refused. Finiteness is checked before any min or max, so no numpy warning escapes.
+    Dtypes: integers (uint8 or any other) with every value in 0..255, as they are, except where
+    every value is 0 or 1: binary images, read as 0 and 255 as bool is (an 8-bit image of 0s and 1s
+    would be all but black), said in `notes` (`BINARY_NOTE`); bool as 0 and 255; float finite and
+    in [0, 1], scaled by 255 and rounded. Anything else is refused. Finiteness is checked before
+    any min or max, so no numpy warning escapes.
     """
     if images.ndim not in (3, 4):
         raise DataError(
@@ -316,7 +321,7 @@ def check_images(path: Path, images: np.ndarray) -> np.ndarray:
         first = _channels_first(path, images)
         _check_channels(path, images.shape, first.shape[1], last=first is not images)
         images = first
-    out = _as_uint8(path, images)
+    out = _as_uint8(path, images, notes)
     if out.ndim == 3:
         out = out[:, None]  # (N, H, W) -> (N, 1, H, W)
     return np.ascontiguousarray(out)
@@ -363,11 +368,9 @@ def _check_channels(path: Path, shape: tuple[int, ...], c: int, last: bool) -> N
                     f"{alpha}, else they are not an image layout.")
 
 
-def _as_uint8(path: Path, images: np.ndarray) -> np.ndarray:
-    """`images` converted to uint8 by the dtype rule of `check_images`."""
+def _as_uint8(path: Path, images: np.ndarray, notes: dict[str, str] | None = None) -> np.ndarray:
+    """`images` converted to uint8 by the dtype rule of `check_images` (its note in `notes`)."""
     kind = images.dtype.kind
-    if images.dtype == np.uint8:
-        return images
     if kind == "b":
         return images.astype(np.uint8) * np.uint8(255)  # False -> 0, True -> 255
     if kind in "iu":
@@ -377,7 +380,11 @@ def _as_uint8(path: Path, images: np.ndarray) -> np.ndarray:
                 f"{path}: integer images must lie in 0..255; found {images.dtype} values in "
                 f"[{lo}, {hi}]."
             )
-        return images.astype(np.uint8)
+        if hi == 1:  # every pixel 0 or 1: binary images, as a bool array holds them (not 8-bit near-black)
+            if notes is not None:
+                notes["binary"] = BINARY_NOTE
+            return images.astype(np.uint8) * np.uint8(255)
+        return images if images.dtype == np.uint8 else images.astype(np.uint8)
     if kind == "f":
         finite = np.isfinite(images)
         if not finite.all():

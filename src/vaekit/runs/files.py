@@ -135,11 +135,19 @@ def write_error(path: Path, size: int, err: OSError) -> RunWriteError:
 
 def check_writable(path: Path) -> None:
     """What `write_bytes_atomic` needs to write `path`, tried before the work that computes its
-    bytes: nothing but a regular file there, and a temporary file of vaekit's made and removed
-    beside it (a read-only or full file system, a directory that does not take new files); the
-    same `RunWriteError` sentence as the write's, nothing left behind. A file that is there but
-    cannot be replaced (immutable) is still found only at the write."""
+    bytes: nothing but a regular file there that may be replaced (not immutable or append-only:
+    `_check_replaceable`), and a temporary file of vaekit's made and removed beside it (a read-only
+    or full file system, a directory that does not take new files); the same `RunWriteError`
+    sentence as the write's, nothing left behind and nothing changed."""
     _check_replaceable(path)
+    if os.path.isfile(path) and not os.path.islink(path):
+        try:  # opened for writing, not truncated, closed at once: an immutable or append-only file
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # is EPERM (root's too)
+        except OSError as err:
+            if err.errno == errno.EPERM:  # EACCES (a read-only file of this user) is still replaced
+                raise write_error(path, 0, err) from None
+        else:
+            os.close(fd)
     tmp = temp_path(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -148,6 +156,13 @@ def check_writable(path: Path) -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(tmp)
+
+
+def check_files_writable(run_dir: Path, names: tuple[str, ...]) -> None:
+    """`check_writable` of each of `names` in `run_dir` (the files a session will replace or append
+    to), before it changes any of them: a refusal leaves the run as it was."""
+    for name in names:
+        check_writable(run_dir / name)
 
 
 def _check_replaceable(path: Path) -> None:
@@ -226,8 +241,9 @@ def locked(run_dir: Path) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise RunBusyError(f"{run_dir} is being written by another vaekit process (a train, eval or "
-                           "report of this run); wait for it to end, or use another directory.") from None
+        raise RunBusyError(f"{run_dir} is being written by another vaekit process (a train, eval, "
+                           "report or sample of this run); wait for it to end, or use another "
+                           "directory.") from None
     _HELD[key] = [fd, 1]
     try:
         stale: list[Path] = []

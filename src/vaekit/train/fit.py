@@ -61,6 +61,8 @@ from vaekit.train.threads import governor_for, session_threads, threads_moved
 from vaekit.vae.models import build_model
 
 # A checkpoint as `runs.load_checkpoint` reads it: model tensors, optimizer tensors, state.
+# The files a session replaces or appends to (eval.json and report.html it leaves as they are)
+SESSION_FILES = (runs.CONFIG, runs.MODEL, runs.CHECKPOINT, runs.CHECKPOINT_JSON, runs.METRICS)
 Saved = tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]
 
 
@@ -281,7 +283,8 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
     with runs.new_run_dir(out), runs.locked(out):  # refused before its first file: no empty directory
         try:
             check_out_dir(out, resume)  # again: another process may have written it meanwhile
-        except ConfigError:
+            runs.check_files_writable(out, SESSION_FILES)  # an immutable file: refused before any change
+        except (ConfigError, CheckpointError):
             if w is not None:
                 w.agree(False)
             raise
