@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from cli_refusal import cli_bad, snapshot
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.errors import RunBusyError, RunWriteError
+from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
 from vaekit.train import fit as fit_mod
 from vaekit.train.loop import validate
 
@@ -99,6 +100,48 @@ def test_a_second_training_into_a_busy_directory_is_refused(training: Any, capsy
     assert runs.read_config(out).train.seed == 0
     # an interrupt between the metrics row and the checkpoint leaves one row more (resume trims it)
     assert len(rows) - 1 <= runs.load_checkpoint(out)[2]["epoch"] <= len(rows)
+
+
+def _hold(run: Path) -> subprocess.Popen[str]:
+    """A second process holding `run` for writing (`runs.locked`), as a training does, until its
+    stdin is closed."""
+    code = ("import sys; from pathlib import Path; from vaekit import runs\n"
+            f"with runs.locked(Path({str(run)!r})):\n    print('held', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_reader_of_a_run_being_trained_waits_for_its_files_to_agree(
+        run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that finds the run's files in disagreement while another process trains it (here
+    the model file moved away, put back 0.3 s later, as a reader may find a new model file before
+    the checkpoint that records it) reads the run once they agree; the same files with no writer
+    are refused at once, without a wait."""
+    import vaekit.runs.load as load
+
+    waits: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(load.time, "sleep", lambda s: (waits.append(s), real_sleep(s)))
+    model, aside = run / runs.MODEL, tmp_path / "aside.safetensors"
+    model.rename(aside)
+    with pytest.raises(CheckpointError, match="deleted or moved"):
+        runs.load_run(run)
+    assert waits == [] and not runs.held_elsewhere(run)
+    holder = _hold(run)
+    try:
+        assert runs.held_elsewhere(run)
+        timer = threading.Timer(0.3, aside.rename, (model,))
+        timer.start()
+        assert runs.load_run(run).model is not None
+        timer.join()
+        assert waits  # it read again, and found the pair whole
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not runs.held_elsewhere(run)
 
 
 def test_the_same_command_started_twice(tmp_path: Path) -> None:

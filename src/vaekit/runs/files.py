@@ -259,6 +259,28 @@ def locked(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def held_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds `run_dir` for writing (`locked`) at this moment: a training,
+    whose files a reader may find between two of its writes (a new model file, the checkpoint that
+    records it not yet). Asked with a shared flock(2) taken and dropped at once; False where this
+    process holds it, or the directory cannot be opened."""
+    if os.path.realpath(run_dir) in _HELD:
+        return False
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def render_figure(fig: Any, path: str | Path, dpi: int = 100, metadata: dict[str, str] | None = None,
                   tight: bool = True) -> bytes:
     """A matplotlib figure rendered in memory, in the format of `path`'s suffix (png by default),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from vaekit.runs.files import (
     METRICS,
     MODEL,
     check_writable,
+    held_elsewhere,
     parse_json,
     read_run_file,
     write_json_atomic,
@@ -38,6 +40,9 @@ from vaekit.runs.kinds import Task, check_config_kind, maker_of, read_config, ta
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
 from vaekit.runs.tensor_files import model_fingerprint, read_metadata, read_tensors
 from vaekit.runs.weights import check_checkpoint_file, load_weights
+
+SETTLE_TRIES = 50  # reads of a run being trained whose files disagree, before a refusal (`load_run`)
+SETTLE_SECONDS = 0.1  # between two of them: the writes of a model file and its checkpoint, 5 s in all
 
 
 def device_named(name: str | torch.device) -> torch.device:
@@ -96,6 +101,22 @@ class Run:
 
 
 def load_run(run_dir: str | Path, task: str | None = None, device: str | torch.device = "cpu") -> Run:
+    """`read_run`, read again while another process trains the run (`files.held_elsewhere`) and
+    its files do not yet agree: a reader that caught the new model file before the checkpoint that
+    records it (each written whole, one after the other) reads the pair once both are there, up to
+    `SETTLE_TRIES` times `SETTLE_SECONDS`; what is still wrong then, or in a run no one writes, is
+    refused at once."""
+    for attempt in itertools.count(1):
+        try:
+            return read_run(run_dir, task, device)
+        except CheckpointError:
+            if attempt >= SETTLE_TRIES or not held_elsewhere(Path(run_dir)):
+                raise
+            time.sleep(SETTLE_SECONDS)
+    raise AssertionError("unreachable")
+
+
+def read_run(run_dir: str | Path, task: str | None = None, device: str | torch.device = "cpu") -> Run:
     """The best model of a run (`model.safetensors`) and its config, on `device` (cpu, cuda, auto:
     `device_named`), in eval mode: a VAE or a classifier (`task` None), or only the kind `task`
     names ('vae', 'classify'; a run of the other kind is a CheckpointError saying which command it
