@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cli_refusal import cli_bad, filled, snapshot
-from eval_runs import make_classifier_run, make_run
+from eval_runs import make_classifier_run
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError, ConfigError
@@ -28,18 +28,8 @@ USERS = {"notes": "my notes on this run\n", "settings": '{"my": "settings", "tas
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "run")
-
-
-@pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_classifier_run(tmp_path_factory.mktemp("classify") / "run")
-
-
-@pytest.fixture
-def run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 def _never(*args: Any, **kwargs: Any) -> None:
