@@ -1,9 +1,12 @@
 """Checks shared by the tests of refused run directories: `cli_bad`, one CLI call that must exit 2
-with one error sentence; `snapshot`, a directory's entries to compare before and after it; and
-`filled`, an argv template with `{run}` filled in."""
+with one error sentence; `snapshot`, a directory's entries to compare before and after it;
+`filled`, an argv template with `{run}` filled in; and `hold_run`, a second process holding a run
+for writing, as a training does."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,3 +42,14 @@ def cli_bad(capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None
     assert err.startswith(prefix), err
     one_sentence(err.removeprefix(prefix), *names)
     return err
+
+
+def hold_run(run: Path) -> subprocess.Popen[str]:
+    """A second process holding `run` for writing (`runs.locked`), as a training does, until its
+    stdin is closed (close it, then wait for the process)."""
+    code = ("import sys; from pathlib import Path; from vaekit import runs\n"
+            f"with runs.locked(Path({str(run)!r})):\n    print('held', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc

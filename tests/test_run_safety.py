@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cli_refusal import cli_bad, snapshot
+from cli_refusal import cli_bad, hold_run, snapshot
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.errors import CheckpointError, RunBusyError, RunWriteError
@@ -102,17 +102,6 @@ def test_a_second_training_into_a_busy_directory_is_refused(training: Any, capsy
     assert len(rows) - 1 <= runs.load_checkpoint(out)[2]["epoch"] <= len(rows)
 
 
-def _hold(run: Path) -> subprocess.Popen[str]:
-    """A second process holding `run` for writing (`runs.locked`), as a training does, until its
-    stdin is closed."""
-    code = ("import sys; from pathlib import Path; from vaekit import runs\n"
-            f"with runs.locked(Path({str(run)!r})):\n    print('held', flush=True); sys.stdin.read()")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
 def test_a_reader_of_a_run_being_trained_waits_for_its_files_to_agree(
         run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader that finds the run's files in disagreement while another process trains it (here
@@ -129,7 +118,7 @@ def test_a_reader_of_a_run_being_trained_waits_for_its_files_to_agree(
     with pytest.raises(CheckpointError, match="deleted or moved"):
         runs.load_run(run)
     assert waits == [] and not runs.held_elsewhere(run)
-    holder = _hold(run)
+    holder = hold_run(run)
     try:
         assert runs.held_elsewhere(run)
         timer = threading.Timer(0.3, aside.rename, (model,))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_refusal import hold_run
 from eval_runs import make_classifier_run, make_run
 from vaekit import runs
 from vaekit.cli import main
@@ -67,6 +68,24 @@ def test_eval_says_which_epoch_it_evaluates(run: Path, capsys: pytest.CaptureFix
     assert len(notes) == 1, notes
     assert f"rows up to epoch {last}" in notes[0] and f"stop at epoch {model_epoch}" in notes[0]
     assert f"`vaekit train --resume --out {run}` redoes epoch {last}" in notes[0]
+
+
+def test_a_run_being_trained_is_said_to_be_so_not_cut_off(run: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows past the checkpoint while another process holds the run are a training between its row
+    and its checkpoint: the note says the run is being trained, and advises no resume."""
+    model_epoch, last = _epochs(run)
+    holder = hold_run(run)
+    try:
+        assert main(["sample", str(run), "-n", "4", "--out", str(tmp_path / "grid.png")]) == 0
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    notes = _notes(capsys.readouterr().err)
+    assert len(notes) == 1 and "is being trained by another process" in notes[0], notes
+    assert f"rows up to epoch {last}" in notes[0] and f"through epoch {model_epoch}" in notes[0]
+    assert "--resume" not in notes[0] and "cut off" not in notes[0]
 
 
 def test_report_draws_the_rows_up_to_the_model(run: Path, capsys: pytest.CaptureFixture[str]) -> None:

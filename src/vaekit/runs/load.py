@@ -290,12 +290,18 @@ _NOTED: set[tuple[str, int, int]] = set()  # the notes said by this process: eac
 def note_rows_past_model(run_dir: Path, maker: str) -> None:
     """One note on stderr (once a process for a run in that state) where metrics.jsonl goes past
     the epochs the run's model was trained through (`metrics.rows_past_model`): the epoch that its
-    readers use, and the epochs a resume (`maker --resume`) redoes."""
+    readers use, and the epochs a resume (`maker --resume`) redoes. A run another process holds
+    (`files.held_elsewhere`) is being trained, not cut off: its note says so, and no resume."""
     past = rows_past_model(run_dir)
     if past is None or (str(run_dir.resolve()), *past) in _NOTED:
         return
     epoch, last = past
     _NOTED.add((str(run_dir.resolve()), epoch, last))
+    if held_elsewhere(run_dir):
+        print(f"note: {run_dir} is being trained by another process (its {METRICS} has rows up to epoch "
+              f"{last}); this uses the model of its last checkpoint, trained through epoch {epoch}, and the "
+              "rows up to it.", file=sys.stderr, flush=True)
+        return
     redo = f"epoch {last}" if last == epoch + 1 else f"epochs {epoch + 1}-{last}"
     print(f"note: {run_dir}: {METRICS} has rows up to epoch {last}, but the run's checkpoint and model stop "
           f"at epoch {epoch} (a session cut off after writing its row); this uses the model trained through "
