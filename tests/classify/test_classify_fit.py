@@ -206,6 +206,9 @@ BAD = {
     "patience-of-the-epochs": (["--patience", "1"], ["train.patience (--patience) is 1 epoch,",
                                                      "run's 1 epoch "]),
     "crop-larger-than-side": (["--side", "4", "--crop", "5"], ["data.crop 5", "4x4 images", "at most 3"]),
+    "side-and-image-size": (["--side", "16", "--image-size", "32"],
+                            ["data.side (16) and data.image_size (32)", "one after the other"]),
+    "side-too-small-names-side": (["--side", "1"], ["not 1x1 (--side 4)"]),
 }
 
 
@@ -221,11 +224,20 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path: Path, capsys: An
     assert not out.exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where torch sees no CUDA device")
+def test_a_device_that_is_not_there_is_refused_before_the_table(tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "1", "--out", str(out), "--device", "cuda"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--device cuda" in captured.err and not out.exists(), captured
+
+
 @pytest.mark.parametrize(("toml", "words"), [
     ('[data]\nresize = "bilinear"\n', ["data.resize is used only with"]),
     ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n', ["model.preset is used only with"]),
     ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n', ["layer 3 Dropout: p"]),
     ('[data]\ncrop = 9\n', ["data.crop 9", "8x8"]),
+    ('[data]\nimage_size = "16"\nside = 8\n', ["data.side (8) and data.image_size (16)"]),
 ])
 def test_a_config_file_setting_nothing_uses_is_one_sentence(tmp_path: Path, capsys: Any, toml: str,
                                                             words: list[str]) -> None:

@@ -74,6 +74,12 @@ def test_no_images_at_all_is_refused(tmp_path, one_sentence, cli_error, shape):
     refused(path, one_sentence, cli_error)
 
 
+@pytest.mark.parametrize("n, said", [(1, "1 image;"), (9, "9 images;")])
+def test_fewer_than_ten_images_are_counted_in_words(tmp_path, one_sentence, cli_error, n, said):
+    path = save(tmp_path / "few.npy", np.zeros((n, 8, 8), np.uint8))
+    assert said in refused(path, one_sentence, cli_error, "at least 10")
+
+
 # ----------------------------------------------------------------------------- layouts
 
 

@@ -286,6 +286,11 @@ def test_the_figures_are_of_the_dataset_eval_json_was_computed_on(run2d: Path, t
                  f"vaekit eval {run} --dataset {other}", "leave --dataset out")
     assert (run / "report.html").read_bytes() == page
     assert {p.name: p.read_bytes() for p in (run / "figures").iterdir()} == drawn
+    for missing in ("nonesuch", str(tmp_path / "nothing.npz")):  # named as not there, not sent to eval
+        assert main(["report", str(run), "--dataset", missing]) == 2
+        err = capsys.readouterr().err.strip()
+        one_sentence(err.removeprefix("vaekit report: error: "), missing)
+        assert "vaekit eval" not in err and ("unknown dataset" in err or "no such file" in err), err
 
     assert main(["report", str(run), "--dataset", str(tmp_path / "." / "a.npz")]) == 0
     assert main(["report", str(run)]) == 0

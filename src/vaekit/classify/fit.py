@@ -28,7 +28,7 @@ from vaekit.classify.loss import ClassifierEngine, cross_entropy
 from vaekit.classify.metrics import logits
 from vaekit.classify.models import build_classifier, layer_rows, layer_texts
 from vaekit.data.load import Dataset, load_configured, note_lines
-from vaekit.device import format_bytes
+from vaekit.device import format_bytes, resolve_device
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
 from vaekit.train.fit import check_out_dir, check_resume_config, run_task, say_notes
@@ -57,7 +57,8 @@ def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
         raise ConfigError(f"the network was built for {m.classes} classes, but {config.data.name} has "
                           f"{classes}.")
     m.image_shape, m.classes = shape, classes
-    return layer_rows(layer_texts(m, shape, classes), shape, classes)
+    return layer_rows(layer_texts(m, shape, classes), shape, classes,
+                      "--side" if config.data.side else "--image-size")
 
 
 def run_bytes(rows: Sequence[LayerRow], batch: int, dataset_bytes: int) -> tuple[int, int, int]:
@@ -166,6 +167,7 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     written; `on_rows` is given the network's arch rows then (the CLI prints the table).
     Returns a summary: best validation accuracy and its epoch, epochs done, stop reason."""
     ccfg.validate(config)
+    resolve_device(config.train.device)  # a device that is not there: refused before the data and the table
     out = Path(out_dir)
     check_out_dir(out, resume)
     if resume:  # before the data is read or fetched

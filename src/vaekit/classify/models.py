@@ -79,10 +79,11 @@ def check_output(rows: Sequence[LayerRow], classes: int) -> None:
                         f"classes needs {classes} logits: end with Flatten() and Linear({classes}).")
 
 
-def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int) -> list[LayerRow]:
+def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int,
+               size_flag: str = "--image-size") -> list[LayerRow]:
     """`vaekit arch`'s rows of the network on its input (params, MACs, shapes, receptive fields);
-    SpecError (one sentence) if a layer does not parse, the shapes do not fit, or the output is
-    not one logit per class."""
+    SpecError (one sentence) if a layer does not parse, the shapes do not fit (with the smallest
+    images they do fit, given by `size_flag`), or the output is not one logit per class."""
     if not layers:
         raise SpecError("the layer list is empty; give at least Flatten() and Linear(CLASSES).")
     specs = parse_stack(list(layers))
@@ -93,7 +94,7 @@ def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int) 
         if side is None or side <= min(image_shape[1:]):
             raise
         raise SpecError(f"{str(err).rstrip('.')}: these layers take images of {side}x{side} or larger, "
-                        f"not {image_shape[1]}x{image_shape[2]} (--image-size {side}).") from None
+                        f"not {image_shape[1]}x{image_shape[2]} ({size_flag} {side}).") from None
     check_output(rows, classes)
     return rows
 

@@ -316,7 +316,8 @@ def check_images(path: Path, images: np.ndarray, notes: dict[str, str] | None = 
             "must be at least 1."
         )
     if images.shape[0] < 10:
-        raise DataError(f"{path}: {images.shape[0]} images; need at least 10 to split.")
+        n = images.shape[0]
+        raise DataError(f"{path}: {n} image{'' if n == 1 else 's'}; need at least 10 to split.")
     if images.ndim == 4:
         first = _channels_first(path, images)
         _check_channels(path, images.shape, first.shape[1], last=first is not images)

@@ -20,7 +20,7 @@ from typing import Any
 from vaekit import runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.config import format_duration
-from vaekit.data.load import user_data_path
+from vaekit.data.load import check_source, user_data_path
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.eval_json import check_evaluated_data, read_eval
 from vaekit.evaluate.run import evaluate_run, load_test_set
@@ -188,6 +188,9 @@ def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] 
     own = runs.read_config(run_dir, "vae").data.name
     evaluated, source = evaluation.get("dataset") or own, evaluation.get("data_source")
     if asked is not None and not _evaluated_on(asked, evaluation, own):
+        reader = check_source(asked)  # a set or a file that is not there is named as such, not sent
+        if reader is not None:  # to `vaekit eval`
+            reader.check(asked)
         raise ConfigError(f"--dataset {asked} is not {source or evaluated}, the dataset that "
                           f"{run_dir / runs.EVAL} was computed on and whose numbers the report shows; run "
                           f"`vaekit eval {run_dir} --dataset {asked}` first for a report on {asked}, or "

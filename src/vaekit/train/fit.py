@@ -189,7 +189,8 @@ class VAETask:
         parts += ["gated layers"] if m.gated else []
         parts += [f"VampPrior of {m.pseudo_inputs} pseudo-inputs"] if m.prior == "vamp" else []
         window = f" over the {m.autoregressive_window} pixels before each" if m.autoregressive_window else ""
-        parts += [f"autoregressive decoder of {m.autoregressive} units{window}"] if m.autoregressive else []
+        units = f"{m.autoregressive} unit" + ("" if m.autoregressive == 1 else "s")
+        parts += [f"autoregressive decoder of {units}{window}"] if m.autoregressive else []
         if not getattr(model, "closed_form_kl", True):
             parts.append(f"KL by Monte Carlo ({self.config.train.samples} sample"
                          f"{'s' if self.config.train.samples > 1 else ''} per image)")
