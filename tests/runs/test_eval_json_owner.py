@@ -60,6 +60,36 @@ def test_a_users_eval_json_larger_than_any_of_vaekits_is_refused_unread(run: Pat
     assert (run / runs.EVAL).stat().st_size == runs.files.JSON_LIMIT + 1
 
 
+@pytest.mark.parametrize("target", ["notes", "vaekit's", "nowhere"])
+def test_a_symbolic_link_named_eval_json_is_the_users_and_kept(run: Path, tmp_path: Path, capsys: Any,
+                                                               one_sentence: Any, classifier: Path,
+                                                               target: str) -> None:
+    """A link under the name, to the user's notes, to an eval.json of vaekit's or to nothing, is
+    the user's: `eval` and `classify eval` refuse to replace it with a file; `report` reads
+    through it or refuses it, and leaves it a link."""
+    assert main(filled(EVAL, run)) == 0
+    shutil.copy(run / runs.EVAL, tmp_path / "vaekits.json")
+    (tmp_path / "notes.txt").write_text(USERS["notes"])
+    dest = {"notes": tmp_path / "notes.txt", "vaekit's": tmp_path / "vaekits.json",
+            "nowhere": tmp_path / "gone"}[target]
+    targets = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    other = Path(shutil.copytree(classifier, tmp_path / "classifier"))
+    for where, template in ((run, EVAL), (other, CLASSIFY_EVAL)):
+        (where / runs.EVAL).unlink(missing_ok=True)
+        (where / runs.EVAL).symlink_to(dest)
+        before = snapshot(where)
+        capsys.readouterr()
+        assert main(filled(template, where)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        one_sentence(err.split(": error: ", 1)[1], str(where / runs.EVAL))
+        assert "symbolic link" in err, err
+        assert snapshot(where) == before
+    assert main(["report", str(run)]) in (0, 2)
+    assert (run / runs.EVAL).is_symlink() and (other / runs.EVAL).is_symlink()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == targets
+
+
 def test_a_classifier_runs_eval_json_of_the_user_is_refused(classifier: Path, tmp_path: Path, capsys: Any,
                                                             one_sentence: Any) -> None:
     run = Path(shutil.copytree(classifier, tmp_path / "run"))

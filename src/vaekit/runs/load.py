@@ -268,11 +268,15 @@ def _vaekit_eval(path: Path, command: str, error: type[VaekitError]) -> Any:
 def check_eval_replaceable(run_dir: Path, command: str) -> None:
     """The law for RUN_DIR/eval.json, held before an evaluation and again at its write: nothing
     there, or an eval.json of vaekit's (`is_vaekit_eval`: any of its versions, stale or edited,
-    which `command` evaluates again); a regular file of anything else is a ConfigError naming it,
-    and is left as it is. Whether the directory takes the file is `files.check_writable`'s (a
-    directory or a FIFO named eval.json is never replaced there)."""
+    which `command` evaluates again); a regular file of anything else, or a symbolic link, is a
+    ConfigError naming it, and is left as it is. Whether the directory takes the file is
+    `files.check_writable`'s (a directory or a FIFO named eval.json is never replaced there)."""
     path = run_dir / EVAL
-    if os.path.isfile(path) and not os.path.islink(path):
+    if os.path.islink(path):  # the user's link, wherever it leads: never replaced by a file
+        raise ConfigError(f"{path} is a symbolic link, and `{command}` replaces only an eval.json of its "
+                          "own: move the link out of the run directory or remove it, then run "
+                          f"`{command} {path.parent}`.")
+    if os.path.isfile(path):
         _vaekit_eval(path, command, ConfigError)
     check_writable(path)
 
