@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import datetime
 import logging
 import os
@@ -53,6 +54,8 @@ from torch import Tensor
 from vaekit.config import RANK_ERRORS_ENV, env_int, rank_errors_value, seconds_of
 from vaekit.errors import LOST_PEER_STATUS, ConfigError, PeerLost
 
+LAUNCHER_ENV = "VAEKIT_LAUNCHER_PID"  # set by `launch` for its ranks: the process they end with
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent ends
 TIMEOUT_ENV = "VAEKIT_DIST_TIMEOUT"  # seconds a collective waits for a dead or late rank
 DEFAULT_TIMEOUT = 60.0
 MIN_TIMEOUT = 1.0  # less, and a rendezvous times out before the ranks have started
@@ -125,6 +128,7 @@ def world(device: str = "cpu") -> World | None:
     import torch.distributed as dist  # only ever imported by a distributed run
 
     rank, size = placed
+    _end_with_launcher()
     timeout = timeout_seconds(os.environ.get(TIMEOUT_ENV))
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" and torch.cuda.is_available() else "gloo"
@@ -137,6 +141,23 @@ def world(device: str = "cpu") -> World | None:
     _WORLD = World(rank, size)
     atexit.register(_finish)
     return _WORLD
+
+
+def _end_with_launcher() -> None:
+    """A rank of `vaekit train --nproc` (LAUNCHER_ENV: the pid of the process that launched it) is
+    sent SIGTERM when that process ends, however it ends (kill -9 too: Linux's prctl
+    PR_SET_PDEATHSIG), so that no rank trains on, holding the run, once its launcher is gone; and
+    ends at once if the launcher ended before the signal was set. Under a torchrun of the user's,
+    or where prctl is not there, nothing is done."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if not launcher or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != launcher:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _finish() -> None:
@@ -219,7 +240,7 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 0) -> int:
     (`ranks_ended`); the ranks that then lost it in a collective end silently (`PeerLost`).
     OMP_NUM_THREADS, unless set, is the ranks' `threads` (--threads; 0: C cores / N processes,
     as `train.threads.session_threads` chooses), which torchrun would otherwise set to 1 with a
-    banner."""
+    banner. The ranks end with this process, however it ends (`_end_with_launcher`)."""
     timeout_seconds(os.environ.get(TIMEOUT_ENV))
     from torch.distributed import run as torchrun  # only ever imported by --nproc
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -231,7 +252,8 @@ def launch(nproc: int, argv: Sequence[str], threads: int = 0) -> int:
     args = torchrun.parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "vaekit", *argv])
     omp = os.environ.get("OMP_NUM_THREADS") or str(threads or max(1, _cores() // nproc))
     with tempfile.TemporaryDirectory(prefix="vaekit-ranks-") as folder, _environment(
-            {RANK_ERRORS_ENV: rank_errors_value(folder), "OMP_NUM_THREADS": omp}):
+            {RANK_ERRORS_ENV: rank_errors_value(folder), "OMP_NUM_THREADS": omp,
+             LAUNCHER_ENV: str(os.getpid())}):
         try:
             torchrun.run(args)
         except ChildFailedError as failed:

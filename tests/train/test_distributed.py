@@ -6,6 +6,7 @@ a few seconds, so the runs are short and shared."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -204,6 +205,46 @@ def test_a_rank_killed_by_a_signal_is_named_without_a_traceback(tmp_path: Path, 
     assert launcher.returncode == 1
     assert err == f"vaekit: rank {rank} was killed by signal {sig.name}; the other ranks were stopped.\n", err
     assert json.loads((out / runs.CHECKPOINT_JSON).read_text())["epoch"] >= 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_ranks_end_with_their_launcher_killed(tmp_path: Path) -> None:
+    """`train --nproc 2` whose launcher is killed with SIGKILL (nothing of it runs after): its ranks
+    end too, within seconds, instead of training on with the run held; the run resumes after."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vaekit", "train", "--data", "digits", "--hidden", "16", "--latent", "2",
+               "--epochs", "3000", "--threads", "1", "--no-progress", "--nproc", "2", "--out", str(out)]
+    launcher = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    pids: list[int] = []
+    try:
+        while len(pids) < 2 and launcher.poll() is None and time.monotonic() < deadline:
+            if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n"):
+                pids = [p for p in (rank_pid(0, out), rank_pid(1, out)) if p is not None]
+            time.sleep(0.05)
+        assert len(pids) == 2, "the ranks or their first epoch never appeared"
+        launcher.kill()
+        launcher.wait()
+        while any(Path(f"/proc/{p}").exists() and b"zombie" not in _state(p) for p in pids):
+            assert time.monotonic() < deadline, "a rank trains on after its launcher was killed"
+            time.sleep(0.05)
+    finally:
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+    assert not runs.held_elsewhere(out)
+    rows = len(runs.read_metrics(out))
+    assert main([*command[3:command.index("--epochs")], "--epochs", str(rows + 1), "--threads", "1",
+                 "--no-progress", "--out", str(out), "--resume"]) == 0
+
+
+def _state(pid: int) -> bytes:
+    """The State line of /proc/PID/status, lower-cased (b'' once the process is gone)."""
+    try:
+        return next((line.lower() for line in Path(f"/proc/{pid}/status").read_bytes().splitlines()
+                     if line.startswith(b"State:")), b"")
+    except OSError:
+        return b""
 
 
 def test_the_launcher_names_the_rank_that_ended_first() -> None:
