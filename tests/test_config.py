@@ -496,6 +496,38 @@ def test_a_setting_nothing_uses_is_refused_and_taken_with_what_uses_it(key: str,
     check_used(alone, alone)  # a resumed run's own values are not this command's
 
 
+@pytest.mark.parametrize("key", sorted(UNUSED))
+def test_a_setting_given_at_its_default_is_refused_where_nothing_uses_it(key: str,
+                                                                          one_sentence: OneSentence) -> None:
+    """`--momentum 0.9` with adam: given, it is refused as `--momentum 0.5` is, though it equals
+    the default; the same key given beside what uses it is taken."""
+    from vaekit.config import check_used
+
+    section, name = key.split(".")
+    default = getattr(getattr(TrainConfig(), section), name)
+    alone = apply(TrainConfig(), _table(WITHOUT.get(key, {})), "c.toml")
+    check_used(alone, TrainConfig())  # not given: nothing to refuse
+    with pytest.raises(ConfigError) as info:
+        check_used(alone, TrainConfig(), given={key})
+    one_sentence(str(info.value), key)
+    both = apply(TrainConfig(), _table({key: default, **UNUSED[key][1]}), "c.toml")
+    check_used(both, TrainConfig(), given={key, *UNUSED[key][1]})
+
+
+@pytest.mark.parametrize("where", ["flag", "toml"])
+def test_momentum_at_its_default_with_adam_is_refused_from_flags_and_toml(
+        where: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("[optim]\nmomentum = 0.9\n")
+    given = ["--momentum", "0.9"] if where == "flag" else ["--config", "c.toml"]
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", "run", *given]) == 2
+    assert "optim.momentum is used only with --optimizer sgd or rmsprop" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
 @pytest.mark.parametrize(("flags", "words"), [
     (["--image-fit", "bogus"], ['unknown image_fit "bogus"', "crop, pad"]),
     (["--variance", "bogus"], ['unknown variance "bogus"', "pixel, global"]),

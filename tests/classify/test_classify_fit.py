@@ -206,6 +206,9 @@ BAD = {
     "patience-of-the-epochs": (["--patience", "1"], ["train.patience (--patience) is 1 epoch,",
                                                      "run's 1 epoch "]),
     "crop-larger-than-side": (["--side", "4", "--crop", "5"], ["data.crop 5", "4x4 images", "at most 3"]),
+    "default-preset-with-layers": (["--preset", "cnn", "--layers", "Flatten()", "Linear(10)"],
+                                   ["model.preset is used only with"]),  # given, though the default
+    "default-resize-without-side": (["--resize", "nearest"], ["data.resize is used only with"]),
     "side-and-image-size": (["--side", "16", "--image-size", "32"],
                             ["data.side (16) and data.image_size (32)", "one after the other"]),
     "side-too-small-names-side": (["--side", "1"], ["not 1x1 (--side 4)"]),

@@ -61,11 +61,11 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
         base = resumed_config(Path(args.out), "classify")
-    start = base
+    start, keys = base, set[str]()
     if args.config:
-        base = cfg.load_toml(args.config, base)
-    config = cfg.apply(base, given(args, FLAGS), "command line")
-    cfg.check_used(config, start, used_with(args.compare))
+        base = cfg.load_toml(args.config, base, keys)
+    config = cfg.apply(base, flags := given(args, FLAGS), "command line")
+    cfg.check_used(config, start, used_with(args.compare), given=keys | cfg.given_keys(flags))
     compare.check_flags(args, config, start)
     cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None)
     name = "custom" if config.model.layers else config.model.preset

@@ -74,7 +74,7 @@ def image_options(args: argparse.Namespace) -> ImageOptions:
     as `vaekit train` reads them: one used only with another is refused (`config.check_used`)."""
     flags = given(args, image_flags()).get("data", {})
     config = cfg.apply(TrainConfig(), {"data": {"name": args.name, **flags}}, "command line")
-    cfg.check_used(config, TrainConfig(), recorded=False)
+    cfg.check_used(config, TrainConfig(), recorded=False, given=cfg.given_keys({"data": flags}))
     return ImageOptions.of(config.data)
 
 

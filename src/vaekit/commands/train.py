@@ -54,11 +54,12 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         if args.out is None:
             raise ConfigError("--resume needs --out, the run directory to continue.")
         base = resumed_config(Path(args.out))
-    start = base
+    start, keys = base, set[str]()
     if args.config:
-        base = load_toml(args.config, base)
-    config = cfg.apply(base, given(args, FLAGS), "command line")  # the flags given, by section
-    cfg.check_used(config, start)
+        base = load_toml(args.config, base, keys)
+    flags = given(args, FLAGS)  # the flags given, by section
+    config = cfg.apply(base, flags, "command line")
+    cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base)
     cfg.check_epochs(config, start)

@@ -184,8 +184,9 @@ def _toml_float(written: str) -> float:
     return float(digits)
 
 
-def load_toml(path: str | Path, base: C | None = None) -> C:
-    """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults).
+def load_toml(path: str | Path, base: C | None = None, keys: set[str] | None = None) -> C:
+    """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults);
+    the 'section.key' names the file sets go into `keys` (what `check_used` holds as given).
 
     Any file that cannot be used is one ConfigError naming it: missing, a directory, unreadable,
     over MAX_TOML_BYTES, not UTF-8, not TOML, nested too deep for the parser; a bad value also
@@ -222,6 +223,8 @@ def load_toml(path: str | Path, base: C | None = None) -> C:
                           "which no setting takes.") from None
     config = TrainConfig() if base is None else base
     check_given_budget(config, values, path)
+    if keys is not None:
+        keys.update(given_keys(values))
     return apply(config, values, str(path))  # type: ignore[return-value]
 
 
@@ -368,18 +371,24 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
 )
 
 
+def given_keys(sections: dict[str, Any]) -> set[str]:
+    """The 'section.key' names of settings given as {section: {key: value}} (flags, a TOML file)."""
+    return {f"{s}.{k}" for s, table in sections.items() if isinstance(table, dict) for k in table}
+
+
 def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] | None = None,
-               recorded: bool = True) -> None:
+               recorded: bool = True, given: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuse a setting this command changed from `base` (the defaults, or the config of the run it
-    resumes) that `config` does not use (`rules`, by default `USED_WITH`): `--momentum 0` with adam,
-    `--channels 16` with the MLP. One sentence naming the key and what it is used with; a value that
-    is not among the setting's choices is named as unknown first (`--variance bogus`: fixing the
-    other setting would only lead to that refusal). `recorded`: whether the command writes the
-    config into a run (`vaekit data info` writes none)."""
+    resumes), or gave (`given`: 'section.key' names of the flags and TOML keys, whatever their
+    value, so `--momentum 0.9` too), that `config` does not use (`rules`, by default `USED_WITH`):
+    `--momentum 0` with adam, `--channels 16` with the MLP. One sentence naming the key and what it
+    is used with; a value that is not among the setting's choices is named as unknown first
+    (`--variance bogus`: fixing the other setting would only lead to that refusal). `recorded`:
+    whether the command writes the config into a run (`vaekit data info` writes none)."""
     keys = settings_of(config)
     why = ("it would be recorded in config.json as if it had been used" if recorded
            else "it would change nothing")
-    for key in differences(base, config):
+    for key in dict.fromkeys([*differences(base, config), *sorted(given)]):
         for name, used, what in USED_WITH if rules is None else rules:
             if name == key and name in keys and not used(config):
                 _check_choice(config, key, keys[key])
