@@ -81,6 +81,24 @@ def test_an_immutable_run_file_refuses_the_resume_before_any_file_changes(
     assert main([*TRAIN, "--epochs", "3", "--out", str(run), "--resume"]) == 0  # and it resumes afterwards
 
 
+@pytest.mark.parametrize(("name", "to"), [(runs.METRICS, "copy"), (runs.CHECKPOINT_JSON, "nothing"),
+                                          (runs.MODEL, "copy")])
+def test_a_run_file_that_is_a_symbolic_link_refuses_the_resume(run: Path, tmp_path: Path, capsys: Any,
+                                                               one_sentence: Any, name: str, to: str) -> None:
+    """A link in the run, to a file elsewhere (its copy, whole and valid) or to nothing: a resume
+    never appends or writes through it, and says what it is."""
+    outside = tmp_path / f"outside-{name}"
+    if to == "copy":
+        shutil.copy(run / name, outside)
+    (run / name).unlink()
+    (run / name).symlink_to(outside)
+    before, kept = snapshot(run), outside.read_bytes() if outside.exists() else None
+    err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "4", "--out", str(run), "--resume"], run / name)
+    assert "symbolic link" in err, err
+    assert snapshot(run) == before and (run / name).is_symlink()
+    assert (outside.read_bytes() if outside.exists() else None) == kept
+
+
 def test_an_immutable_eval_json_is_named_before_the_evaluation(run: Path, capsys: Any, one_sentence: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import vaekit.evaluate.run as evaluate_run

@@ -22,13 +22,14 @@ import math
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
-from vaekit.regular import cannot_follow, check_directory, open_regular
+from vaekit.regular import cannot_follow, check_directory, kind_of, open_regular, unreachable
 
 CONFIG = "config.json"
 MODEL = "model.safetensors"
@@ -160,15 +161,31 @@ def check_writable(path: Path) -> None:
 
 def check_files_writable(run_dir: Path, names: tuple[str, ...]) -> None:
     """`check_writable` of each of `names` in `run_dir` (the files a session will replace or append
-    to), before it changes any of them: a refusal leaves the run as it was."""
+    to), before it changes any of them: a refusal leaves the run as it was. A symbolic link there is
+    refused too, wherever it leads: vaekit writes a run's files in the run, never through a link
+    into a file elsewhere (an append to metrics.jsonl would follow it)."""
     for name in names:
+        if os.path.islink(run_dir / name):
+            raise RunWriteError(f"{run_dir / name}: cannot write it (it is a symbolic link, and vaekit "
+                                "writes a run's files only as regular files in the run directory); it is "
+                                "left as it is.")
         check_writable(run_dir / name)
 
 
 def _check_replaceable(path: Path) -> None:
-    if (path.exists() or path.is_symlink()) and not path.is_file():  # a directory, a device: never replaced
-        raise RunWriteError(f"{path}: cannot write it (it exists and is not a regular file); it is left "
-                            "as it is.")
+    """Nothing at `path`, a regular file, or a link to one; else (a directory, a device, a link to
+    nothing or to a loop: never replaced) a RunWriteError saying what is there."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if not os.path.islink(path):
+            return  # nothing there (the write says why, if it cannot be made)
+        what = unreachable(path, err)
+    else:
+        if stat.S_ISREG(mode):
+            return
+        what = kind_of(mode)
+    raise RunWriteError(f"{path}: cannot write it (it is {what}, not a regular file); it is left as it is.")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
