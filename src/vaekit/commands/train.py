@@ -61,7 +61,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     config = cfg.apply(base, flags, "command line")
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
-    cfg.check_planned_epochs(config, start, base)
+    cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)
     cfg.check_epochs(config, start)
     out = Path(args.out) if args.out else default_out(config)
     return config, out

@@ -27,11 +27,16 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
                           f"most {t.epochs} epochs, or more epochs.")
 
 
-def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig) -> None:
+def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig,
+                         flags_given: set[str] | frozenset[str] = frozenset(),
+                         file_given: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuse train.epochs set beside a time budget that plans them (`vaekit.train.budget`): given as
-    a flag (`toml`: the config before the flags), or in one file with the budget. A file's epochs
-    under a budget from the command line stay (they are the file's run without a budget)."""
-    flags, in_file = set(differences(toml, config)), set(differences(start, toml))
+    a flag (`toml`: the config before the flags; `flags_given`: the 'section.key' names of the flags,
+    so an --epochs equal to a resumed run's counts), or in one file with the budget (`file_given`:
+    the file's keys). A file's epochs under a budget from the command line stay (they are the
+    file's run without a budget)."""
+    flags = set(differences(toml, config)) | flags_given
+    in_file = set(differences(start, toml)) | file_given
     both = {"train.epochs", "train.time_budget"} <= in_file
     if config.train.time_budget and ("train.epochs" in flags or both):
         raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget), so "
@@ -48,7 +53,8 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
     step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
     decays at epoch step_size, counted from 0; a factor of 1 at any length), or whose decay takes
-    the learning rate below float32's smallest normal number within them (`flushed_epoch`).
+    the learning rate below float32's smallest normal number within them (`flushed_epoch`), and a
+    cosine schedule asked for over one epoch (`lr_at` of epoch 0 is the rate itself).
     `epochs`: the epochs
     each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
     only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
@@ -65,6 +71,10 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     n = planned or (t.epochs if epochs is None else epochs)
     whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
                    else ("train.epochs", "more epochs"))
+    if o.schedule == "cosine" and n == 1 and "optim.schedule" in changed:  # asked for: not a default's
+        raise ConfigError(f"the cosine schedule (--schedule cosine) over the run's 1 epoch ({whose}) would "
+                          "leave the learning rate as it is (it decays from the second epoch on); give "
+                          + (more if planned is not None else "at least 2 epochs") + ", or --schedule none.")
     if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
         raise ConfigError(f"train.patience (--patience) is {_epochs(t.patience)}, as many as the run's "
                           f"{_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
