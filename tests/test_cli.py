@@ -131,6 +131,11 @@ def test_check_seed_range(capsys: pytest.CaptureFixture[str], one_sentence: OneS
     (["data", "info", "digits", "extra"], "data", ["unrecognized arguments: extra",
                                                    "vaekit data info --help"]),
     (["train", "--seed"], "train", ["--seed", "expected one argument"]),
+    # a flag the command does not know, with its value, before any action: the flag is named, not
+    # its value taken for an action ('unknown action "16"')
+    (["classify", "--data", "digits", "--hidden", "16", "--epochs", "1"], "classify",
+     ["unrecognized arguments: --hidden", "vaekit classify --help"]),
+    (["data", "--latent=2", "info", "digits"], "data", ["unrecognized arguments: --latent=2"]),
     (["data"], "data", ["required", "ACTION"]),
     (["eval"], "eval", ["required", "RUN_DIR"]),
     (["nope"], "", ['unknown command "nope"', "train"]),

@@ -815,23 +815,3 @@ def test_epochs_given_beside_a_time_budget_on_a_resume_are_refused_whatever_thei
     err = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
     one_sentence(err, "train.epochs (--epochs) is planned by the time budget")
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
-
-
-def test_a_cosine_schedule_over_one_epoch_is_refused_and_taken_over_two(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        one_sentence: OneSentence) -> None:
-    """lr * (1 + cos(pi * e / n)) / 2 at e = 0 is lr: over one epoch the schedule never acts (as
-    torch's CosineAnnealingLR, whose first epoch has the base rate)."""
-    from vaekit.cli import main
-    from vaekit.config import check_epochs
-
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3), T_max=1)
-    assert scheduler.get_last_lr() == [1e-3]  # the rate of the only epoch
-    monkeypatch.chdir(tmp_path)
-    assert main(["train", "--data", "digits", "--epochs", "1", "--schedule", "cosine", "--out", "run"]) == 2
-    one_sentence(capsys.readouterr().err.strip().removeprefix("vaekit train: error: "),
-                 "cosine schedule", "1 epoch", "--schedule none")
-    assert list(tmp_path.iterdir()) == []
-    two = apply(TrainConfig(), {"optim": {"schedule": "cosine"}, "train": {"epochs": 2}}, "c.toml")
-    check_epochs(two, TrainConfig())

@@ -91,10 +91,25 @@ class VaekitParser(argparse.ArgumentParser):
         if args is not None:
             args = self.dash_values_joined(args)
             self.refuse_repeated(args)
+            self.refuse_unknown_before_action(args)
         parsed, extras = super().parse_known_args(args, namespace)
         if extras and " " in self.prog:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+    def refuse_unknown_before_action(self, args: Sequence[str]) -> None:
+        """In a parser with actions (`vaekit classify [ACTION]`), a flag it does not know, before
+        any action, is refused as unrecognized: argparse would take the flag's value for the action
+        (`classify --hidden 16`: 'unknown action "16"'), naming what the user did not type."""
+        actions = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if actions is None:
+            return
+        for arg in args:
+            if arg == "--" or arg in actions.choices:
+                return
+            if (arg.startswith("-") and not _is_negative_number(arg) and arg not in ("-h", "--help")
+                    and self._action_of(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]) is None):
+                self.error(f"unrecognized arguments: {arg}")
 
     def dash_values_joined(self, args: Sequence[str]) -> list[str]:
         """ARGS with a dash-led value joined to this parser's flag that takes it: `--input -3,10,10`

@@ -53,8 +53,9 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
     step schedule that never decays the learning rate (a step size of at least the epochs: `lr_at`
     decays at epoch step_size, counted from 0; a factor of 1 at any length), or whose decay takes
-    the learning rate below float32's smallest normal number within them (`flushed_epoch`), and a
-    cosine schedule asked for over one epoch (`lr_at` of epoch 0 is the rate itself).
+    the learning rate below float32's smallest normal number within them (`flushed_epoch`). A
+    cosine schedule over one epoch keeps its rate (`lr_at` of epoch 0 is the rate itself): a
+    config's one-epoch trial, taken as it is.
     `epochs`: the epochs
     each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
     only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
@@ -71,10 +72,6 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     n = planned or (t.epochs if epochs is None else epochs)
     whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
                    else ("train.epochs", "more epochs"))
-    if o.schedule == "cosine" and n == 1 and "optim.schedule" in changed:  # asked for: not a default's
-        raise ConfigError(f"the cosine schedule (--schedule cosine) over the run's 1 epoch ({whose}) would "
-                          "leave the learning rate as it is (it decays from the second epoch on); give "
-                          + (more if planned is not None else "at least 2 epochs") + ", or --schedule none.")
     if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
         raise ConfigError(f"train.patience (--patience) is {_epochs(t.patience)}, as many as the run's "
                           f"{_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
