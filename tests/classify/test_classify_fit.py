@@ -212,6 +212,8 @@ BAD = {
     "side-and-image-size": (["--side", "16", "--image-size", "32"],
                             ["data.side (16) and data.image_size (32)", "one after the other"]),
     "side-too-small-names-side": (["--side", "1"], ["not 1x1 (--side 4)"]),
+    "sides-and-image-size": (["--compare", "--sides", "8", "--image-size", "16"],
+                             ["data.side (8) and data.image_size (16)", "--sides", "leave --image-size out"]),
 }
 
 

@@ -229,3 +229,21 @@ class TestFigures:
         rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 1 - 0.5 / e,
                  "val_accuracy": 1 - 0.6 / e} for e in range(1, 4)]
         assert mpimg.imread(figures.classifier_curves(rows, tmp_path / "l.png")).ndim == 3
+
+
+@pytest.mark.parametrize(("text", "said"), [("my notes\n", "not readable JSON"),
+                                            ('{"x": 1}\n', "unknown key x")])
+def test_a_config_json_of_no_run_is_named_not_taken_for_a_vae_runs(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        one_sentence: Callable[..., None], text: str, said: str) -> None:
+    """A classifier run whose config.json is a user's text, or JSON of no run's keys: `report`
+    names config.json as `classify eval` does, not an eval.json 'of a classifier in a VAE's run'
+    nor a config.json 'copied from a VAE run'."""
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    (run / runs.CONFIG).write_text(text)
+    for argv in (["report", str(run)], ["classify", "eval", str(run)]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        one_sentence(err.split(": error: ", 1)[1], str(run / runs.CONFIG), said)
+        assert "eval.json" not in err and "copied" not in err, err

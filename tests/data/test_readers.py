@@ -37,9 +37,9 @@ def test_load_dataset_says_the_sentences(tmp_path: Path) -> None:
                               "a folder of images, or a .npy/.npz array file.")
     with pytest.raises(UnknownDatasetError) as unknown:
         load_dataset("no-such-set")
-    assert str(unknown.value) == ("unknown dataset 'no-such-set'; known datasets are fashion-mnist, mnist, "
-                                  "kmnist, digits, or a folder of images, or a path to a .npy/.npz array "
-                                  "of images.")
+    assert str(unknown.value) == ("unknown dataset 'no-such-set', and no file or folder of that name is "
+                                  "here; known datasets are fashion-mnist, mnist, kmnist, digits, or a "
+                                  "folder of images, or a path to a .npy/.npz array of images.")
 
 
 def test_the_first_reader_that_claims_a_path_reads_it(tmp_path: Path) -> None:

@@ -129,8 +129,9 @@ def validate(config: ClassifierConfig) -> ClassifierConfig:
     cfg.check_data_images(config.data)
     if config.data.side and config.data.image_size is not None:  # one resize, not two in a row
         raise ConfigError(f"data.side ({config.data.side}) and data.image_size ({config.data.image_size}) "
-                          "would both resize the images, one after the other; give one of them (--side "
-                          "SIDE for SIDE x SIDE images, or --image-size alone).")
+                          "would both resize the images, one after the other (data.side is --side, or "
+                          "each of --compare's --sides); leave --image-size out, or give it without --side "
+                          "for one run.")
     if config.model.image_shape is not None and len(config.model.image_shape) != 3:
         raise ConfigError(f"model.image_shape must be [C, H, W], got {cfg.spell(config.model.image_shape)}.")
     return config

@@ -241,10 +241,10 @@ def check_source(name: str, data_dir: str | Path | None = None) -> Reader | None
     elif name and name not in REGISTRY and _looks_like_path(name):
         what = neither_kind() if Path(name).exists() else "no such file or folder"
         raise DataError(f"{name}: {what}; expected {expected_sources()}.")
-    elif name not in REGISTRY:
+    elif name not in REGISTRY:  # no file or folder of that name either (a folder since removed, say)
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets are {', '.join(known_datasets())}, "
-            f"{other_sources()}."
+            f"unknown dataset {name!r}, and no file or folder of that name is here; known datasets are "
+            f"{', '.join(known_datasets())}, {other_sources()}."
         )
     return reader
 

@@ -173,17 +173,25 @@ def check_config_kind(run_dir: Path) -> None:
     """RUN_DIR/config.json names the kind of run its model file and checkpoint were trained with
     (`trained_kinds`): where they agree on another kind, a CheckpointError naming config.json as
     copied from another run, before anything that depends on the kind (a report's page, its
-    options, eval.json) is read. A config.json that cannot be read, names no known kind, or files
-    that disagree among themselves, are left to their readers."""
+    options, eval.json) is read. A config.json that is not JSON is named so here, as every reader
+    names it (the kind a reader is chosen by is not known then); one without "task" and with
+    keys of no run's config is named by its first unknown key, not as a copied config. One that
+    cannot be opened, names no known kind, or files that disagree among themselves, are left to
+    their readers."""
+    path = Path(run_dir) / CONFIG
     try:
-        raw = parse_json(read_run_file(Path(run_dir) / CONFIG, "a config.json").decode("utf-8"))
-    except (OSError, ValueError, CheckpointError):
+        raw = parse_json(read_run_file(path, "a config.json").decode("utf-8"))
+    except ValueError as err:
+        raise CheckpointError(f"{path}: not readable JSON ({str(err).rstrip('.')}).") from None
+    except (OSError, CheckpointError):
         return
     held = raw.get("task", DEFAULT) if isinstance(raw, dict) else None
     trained = trained_kinds(Path(run_dir))
     kinds = {kind for _, kind in trained}
     if isinstance(held, str) and held in TASKS and len(kinds) == 1 and held not in kinds:
-        raise _copied_config(Path(run_dir) / CONFIG, held, [name for name, _ in trained], kinds.pop())
+        if "task" not in raw:  # no kind named: another kind's config only if its keys are the default kind's
+            _check_sections({k: v for k, v in raw.items() if k != RUN_SECTION}, path, TASKS[held])
+        raise _copied_config(path, held, [name for name, _ in trained], kinds.pop())
 
 
 def _check_sections(raw: dict[str, Any], path: Path, task: Task) -> None:
