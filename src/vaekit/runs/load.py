@@ -253,9 +253,10 @@ def _vaekit_eval(path: Path, command: str, error: type[VaekitError]) -> Any:
         obj = parse_json(read_run_file(path, "an eval.json").decode("utf-8"))
     except CheckpointError as err:  # larger than any eval.json, or unreadable: its own sentence
         said = str(err).rstrip(".")
-    except (OSError, ValueError) as err:
-        what = f"not JSON ({str(err).rstrip('.')})" if isinstance(err, ValueError) else "not readable"
-        said = f"{path} is {what}, so it is not an eval.json vaekit wrote"
+    except ValueError as err:
+        said = f"{path} is not JSON ({str(err).rstrip('.')}), so it is not an eval.json vaekit wrote"
+    except OSError:
+        said = f"{path} is not readable, so it is not an eval.json vaekit wrote"
     else:
         if is_vaekit_eval(obj):
             return obj
