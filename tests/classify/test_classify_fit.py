@@ -276,8 +276,12 @@ def test_a_vae_run_is_not_a_classifier_and_back(vae_run: Path, classifier_run: P
     status = main([*TRAIN, "--epochs", "2", "--out", str(vae_run), "--resume"])
     message = _last_error(capsys, status, "classify")
     assert str(vae_run) in message and "VAE run" in message and "vaekit train" in message
-    status = main([*TRAIN, "--epochs", "1", "--out", str(vae_run)])
-    assert "already holds a run" in _last_error(capsys, status, "classify")
+    status = main([*TRAIN, "--epochs", "1", "--out", str(vae_run)])  # no --resume advised: it refuses
+    message = _last_error(capsys, status, "classify")
+    assert "holds a VAE run (`vaekit train`)" in message and "--resume" not in message
+    status = main(["train", "--data", "digits", "--epochs", "1", "--out", str(classifier_run)])
+    message = _last_error(capsys, status, "train")
+    assert "holds a classifier run (`vaekit classify`)" in message and "--resume" not in message
     status = main(["train", "--data", "digits", "--epochs", "2", "--out", str(classifier_run), "--resume"])
     message = _last_error(capsys, status, "train")
     assert "classifier run" in message and "vaekit classify" in message

@@ -303,3 +303,15 @@ def test_links_that_double_the_paths_at_each_level_stop_at_the_visit_bound(
     with pytest.raises(DataError) as refused:
         image_files.list_images(tmp_path / "d0")
     assert "500 folders entered" in str(refused.value) and str(tmp_path / "d0") in str(refused.value)
+
+
+def test_a_folder_whose_own_path_is_not_utf8_is_read_and_cached(tmp_path: Path) -> None:
+    """The folder's path (not a class name inside it) holds a byte that is not UTF-8: read the
+    same as under a plain name, the second time from the cache the first one wrote."""
+    plain = good_folder(tmp_path / "plain")
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"img\xff\xfe")))
+    good_folder(odd)
+    first = read_folder(odd, ImageOptions(), progress=False)
+    second = read_folder(odd, ImageOptions(), progress=False)
+    assert not first.from_cache and second.from_cache
+    np.testing.assert_array_equal(second.images.reshape(plain.shape), plain)

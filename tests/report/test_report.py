@@ -234,6 +234,16 @@ class TestReport:
             write_report(run)
 
 
+def test_a_run_whose_name_is_not_utf8_gets_a_page_that_is_utf8(run2d: Path, tmp_path: Path) -> None:
+    """A byte of the run's path that is not UTF-8 (Python keeps it as a lone surrogate) is shown in
+    the page as U+FFFD, as a browser shows such a name; the file decodes as the UTF-8 it says."""
+    run = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"run\xff\xfe")))
+    shutil.copytree(run2d, run)
+    (run / "eval.json").unlink(missing_ok=True)  # evaluated here, whatever ran on run2d before
+    page = write_report(run, k=2, limit=20, log=lambda _m: None).read_bytes().decode("utf-8")
+    assert "run\ufffd\ufffd" in page and "<html" in page
+
+
 def test_evaluation_flags_that_would_go_unused_are_refused(run2d: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str],
                                                            one_sentence: Callable[..., None]) -> None:

@@ -6,6 +6,7 @@ eval.json vaekit wrote, stale or edited, is evaluated again and replaced."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,71 @@ def test_readers_name_a_users_eval_json_as_not_vaekits(run: Path, kind: str) -> 
     assert "again" not in str(err.value)
     assert runs.is_vaekit_eval({"model_sha256": "x"})
     assert not runs.is_vaekit_eval(json.loads(USERS["settings"]))
+
+
+@pytest.mark.parametrize("target", ["vaekit's", "nowhere"])
+def test_report_refuses_a_linked_eval_json_before_evaluating_or_advising(
+        run: Path, tmp_path: Path, classifier: Path, capsys: Any, one_sentence: Any,
+        monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    """An eval.json that is a symbolic link (here to another run's eval.json of other weights, or
+    to nothing) is refused by `report` as the evaluator it would advise refuses it, for either kind
+    of run: one sentence naming the link, before anything is evaluated, the link kept."""
+    from vaekit.report import classify_html, vae_html
+
+    assert main(filled(EVAL, run)) == 0
+    twin = Path(shutil.copytree(run, tmp_path / "twin"))
+    (twin / runs.EVAL).write_text(json.dumps({**json.loads((twin / runs.EVAL).read_text()),
+                                              "model_sha256": "0" * 64}))
+    other = Path(shutil.copytree(classifier, tmp_path / "classifier"))
+    monkeypatch.setattr(vae_html, "evaluate_run", _never)
+    monkeypatch.setattr(classify_html, "evaluate_classifier", _never)
+    for where, evaluator in ((run, "vaekit eval"), (other, "vaekit classify eval")):
+        (where / runs.EVAL).unlink(missing_ok=True)
+        (where / runs.EVAL).symlink_to(twin / runs.EVAL if target == "vaekit's" else tmp_path / "gone")
+        before = snapshot(where)
+        capsys.readouterr()
+        assert main(["report", str(where)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        one_sentence(err.split(": error: ", 1)[1], str(where / runs.EVAL))
+        assert "symbolic link" in err and f"`{evaluator}" in err, err
+        assert snapshot(where) == before
+
+
+def test_report_names_a_classifier_runs_config_json_not_its_eval_json(
+        classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    """A classifier run whose config.json is a directory, missing or a link to nothing: `report`
+    names config.json (and, for none, the command that makes such runs), as `classify eval` does,
+    not its good eval.json as a VAE's."""
+    for damage in ("directory", "missing", "dangling"):
+        run = Path(shutil.copytree(classifier, tmp_path / damage))
+        (run / runs.CONFIG).unlink()
+        if damage == "directory":
+            (run / runs.CONFIG).mkdir()
+        elif damage == "dangling":
+            (run / runs.CONFIG).symlink_to(tmp_path / "gone")
+        capsys.readouterr()
+        assert main(["report", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        message = err.split(": error: ", 1)[1]
+        assert runs.EVAL not in message and "VAE" not in message, message
+        if damage == "missing":
+            assert "vaekit classify --out" in message, message
+        else:
+            one_sentence(message, str(run / runs.CONFIG))
+
+
+def test_a_classifier_runs_eval_json_that_is_no_file_is_named_with_its_evaluator(
+        classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
+    """eval.json a directory or a FIFO in a classifier run: `report` names it as the eval.json of
+    `vaekit classify eval`, the command that writes one there, never of `vaekit eval`."""
+    for kind in ("directory", "fifo"):
+        run = Path(shutil.copytree(classifier, tmp_path / kind))
+        (run / runs.EVAL).unlink(missing_ok=True)
+        (run / runs.EVAL).mkdir() if kind == "directory" else os.mkfifo(run / runs.EVAL)
+        capsys.readouterr()
+        assert main(["report", str(run)]) == 2
+        message = capsys.readouterr().err.strip().split(": error: ", 1)[1]
+        one_sentence(message, str(run / runs.EVAL))
+        assert "`vaekit classify eval`" in message and "`vaekit eval`" not in message, message

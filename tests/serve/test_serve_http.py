@@ -141,6 +141,23 @@ def test_malformed_request_lines_are_refused(client: Client, one_sentence: Calla
     check_refusal(split_reply(reply), 400, one_sentence)
 
 
+@pytest.mark.parametrize("data", [b"GET /api/info\x00 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                                  "GET /api/code?index=\u0660 HTTP/1.0\r\n\r\n".encode(),
+                                  b"GET /\xa0 HTTP/1.0\r\n\r\n", b"GET /\x7f HTTP/1.0\r\n\r\n"],
+                         ids=["nul", "arabic-zero", "nbsp", "del"])
+def test_a_byte_not_printable_ascii_in_the_request_line_is_named(
+        client: Client, one_sentence: Callable[..., None], data: bytes) -> None:
+    """A control byte, or a byte of another encoding than ASCII (a target sends those
+    percent-encoded), is a 400 that names the byte: not a 404 for a path holding a NUL, not a
+    request line split at 0xA0, which Python counts as a space."""
+    line = data.split(b"\r\n")[0]
+    odd = next(b for b in line if not (0x20 <= b <= 0x7E or b == 0x09))
+    reply = split_reply(raw_socket(client, data, timeout=10))
+    check_refusal(reply, 400, one_sentence)
+    assert f"0x{odd:02X}" in json.loads(reply[2])["error"], reply
+    still_answers(client)
+
+
 # ----------------------------------------------------------------------------- headers and bodies
 
 

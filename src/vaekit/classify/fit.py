@@ -31,9 +31,10 @@ from vaekit.data.load import Dataset, load_configured, note_lines
 from vaekit.device import format_bytes, resolve_device
 from vaekit.errors import ConfigError
 from vaekit.train.engines import Engine
-from vaekit.train.fit import check_out_dir, check_resume_config, run_task, say_notes
+from vaekit.train.fit import check_resume_config, run_task, say_notes
 from vaekit.train.loop import Batches, Beta
 from vaekit.train.memory import COPIES, FLOAT_BYTES, STATE_COPIES, available_bytes
+from vaekit.train.run_files import check_out_dir
 from vaekit.train.task import LoopOptions
 
 
@@ -169,7 +170,7 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     ccfg.validate(config)
     resolve_device(config.train.device)  # a device that is not there: refused before the data and the table
     out = Path(out_dir)
-    check_out_dir(out, resume)
+    check_out_dir(out, resume, ccfg.TASK)
     if resume:  # before the data is read or fetched
         check_resume_config(out, config, ClassifierTask.kind, ClassifierTask.resumable, loaded=False)
     ds = dataset if dataset is not None else load_configured(config.data)

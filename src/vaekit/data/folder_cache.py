@@ -70,7 +70,7 @@ def cache_key(path: Path, options: ImageOptions, files: list[FolderFile],
     of the entries skipped from the listing (a FIFO, a link to nothing): any change to one of them
     is another key."""
     h = hashlib.sha256()
-    h.update(f"{CACHE_VERSION}\0{path}\0{options!r}\0".encode())
+    h.update(f"{CACHE_VERSION}\0{path}\0{options!r}\0".encode("utf-8", "surrogateescape"))
     for f in files:
         h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0{f.ctime_ns}\0".encode("utf-8", "surrogateescape"))
     for b in bad:

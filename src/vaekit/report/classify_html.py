@@ -174,6 +174,7 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
     with runs.locked(run_dir):
         run = runs.load_run(run_dir, TASK)
         metrics = runs.model_metrics(run_dir)
+        runs.check_eval_not_link(run_dir, "vaekit classify eval")  # never evaluated for nothing
         evaluation = read_classifier_eval(run_dir)
         check_run_outputs(run_dir)  # before eval.json is written
         if evaluation is not None:

@@ -120,8 +120,14 @@ def write_run_report(run_dir: Path, page: str) -> Path:
     """RUN_DIR/report.html: `page`, the law of `check_run_report` held again at the moment of
     writing, then whole or not at all (`runs.write_bytes_atomic`)."""
     check_run_report(run_dir)
-    write_bytes_atomic(run_dir / REPORT, page.encode("utf-8"))
+    write_bytes_atomic(run_dir / REPORT, page_bytes(page))
     return run_dir / REPORT
+
+
+def page_bytes(page: str) -> bytes:
+    """`page` as UTF-8, a byte of a path that is not UTF-8 (kept by Python as a lone surrogate)
+    shown as U+FFFD, as a browser shows such a name: the file is UTF-8 throughout, as it says."""
+    return page.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8")
 
 
 def check_run_outputs(run_dir: Path) -> None:

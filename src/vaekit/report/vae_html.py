@@ -207,6 +207,7 @@ def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] 
 
 
 def _write_report(run_dir: Path, o: ReportOptions) -> Path:
+    runs.check_eval_not_link(run_dir, "vaekit eval")  # the fix it would send the user to refuses it
     evaluation = read_eval(run_dir)
     dataset = report_dataset(run_dir, o.dataset, evaluation)
     model, config, x, labels, ds = load_test_set(run_dir, dataset, o.data_dir, device=o.where)

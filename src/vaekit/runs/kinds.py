@@ -159,6 +159,13 @@ def trained_kinds(run_dir: Path) -> list[tuple[str, str]]:
     return found
 
 
+def weights_task(run_dir: Path) -> str | None:
+    """The kind of run RUN_DIR's model file and checkpoint were trained as, where they name one
+    (`trained_kinds`); None where they name none or disagree."""
+    kinds = {kind for _, kind in trained_kinds(run_dir)}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def _copied_config(path: Path, held: str, files: list[str], trained: str) -> CheckpointError:
     """config.json (`path`) of a `held` run in a directory whose `files` hold the weights of a
     `trained` run: the config.json is the file copied from another run."""

@@ -134,15 +134,7 @@ def read_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
     where = device_named(device)
     run_dir = Path(run_dir)
     maker = maker_of(task)
-    check_directory(run_dir, "a run directory", CheckpointError)
-    if not check_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError):
-        inside = runs_inside(run_dir)
-        if inside:  # the folder above some runs (`vaekit serve runs`), not one: name them
-            raise CheckpointError(f"{run_dir} is not a run directory but holds runs ({', '.join(inside)}"
-                                  f"{', ...' if len(inside) == 3 else ''}); name one, such as "
-                                  f"{run_dir / inside[0]}.")
-        raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
-                              f"`{maker} --out {run_dir}`.")
+    check_run_config(run_dir, maker)
     check_config_kind(run_dir)  # a config.json of another kind than the weights: named as copied
     config = read_config(run_dir, None)  # as its own kind, whatever `task` is: see the docstring
     kind = task_for(config)
@@ -165,6 +157,22 @@ def read_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
         read_config(run_dir, task)  # the sentence that sends a run of another kind to its commands
     note_rows_past_model(run_dir, kind.maker)
     return Run(run_dir, config, model)
+
+
+def check_run_config(run_dir: Path, maker: str) -> None:
+    """RUN_DIR is a directory holding a config.json that is a regular file: a CheckpointError (one
+    sentence) naming the directory, the runs inside it when it is the folder above some, or the
+    config.json that is not a regular file (a directory, a FIFO, a link to nothing); `maker`, the
+    command that trains such a run, is the fix of a directory that holds none."""
+    check_directory(run_dir, "a run directory", CheckpointError)
+    if not check_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError):
+        inside = runs_inside(run_dir)
+        if inside:  # the folder above some runs (`vaekit serve runs`), not one: name them
+            raise CheckpointError(f"{run_dir} is not a run directory but holds runs ({', '.join(inside)}"
+                                  f"{', ...' if len(inside) == 3 else ''}); name one, such as "
+                                  f"{run_dir / inside[0]}.")
+        raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one with "
+                              f"`{maker} --out {run_dir}`.")
 
 
 def usable_model(run_dir: Path, config: Any, tensors: dict[str, torch.Tensor],
@@ -225,7 +233,7 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     eval.json that evaluating again could not set right. A caller that evaluates again whatever is
     wrong catches the CheckpointError."""
     run_dir = Path(run_dir)
-    path, what = run_dir / EVAL, "the eval.json of `vaekit eval`"
+    path, what = run_dir / EVAL, f"the eval.json of `{command}`"
     if not check_regular(path, what, CheckpointError):
         return None
     result = _vaekit_eval(path, command, CheckpointError)
@@ -273,13 +281,21 @@ def check_eval_replaceable(run_dir: Path, command: str) -> None:
     ConfigError naming it, and is left as it is. Whether the directory takes the file is
     `files.check_writable`'s (a directory or a FIFO named eval.json is never replaced there)."""
     path = run_dir / EVAL
-    if os.path.islink(path):  # the user's link, wherever it leads: never replaced by a file
-        raise ConfigError(f"{path} is a symbolic link, and `{command}` replaces only an eval.json of its "
-                          "own: move the link out of the run directory or remove it, then run "
-                          f"`{command} {path.parent}`.")
+    check_eval_not_link(run_dir, command)
     if os.path.isfile(path):
         _vaekit_eval(path, command, ConfigError)
     check_writable(path)
+
+
+def check_eval_not_link(run_dir: Path, command: str) -> None:
+    """RUN_DIR/eval.json is not a symbolic link: the user's link, wherever it leads, is never
+    replaced by a file, so a ConfigError naming it (and `command`, which evaluates the run) comes
+    before anything that would evaluate the run or send the user to `command`."""
+    path = run_dir / EVAL
+    if os.path.islink(path):
+        raise ConfigError(f"{path} is a symbolic link, and `{command}` replaces only an eval.json of its "
+                          "own: move the link out of the run directory or remove it, then run "
+                          f"`{command} {path.parent}`.")
 
 
 def write_eval(run_dir: Path, result: dict[str, Any], command: str) -> None:

@@ -14,7 +14,8 @@ for any other address.
 
 HEAD is answered as GET, without the body; any other method is a 405 with an Allow header. One
 request per connection, in HTTP/1.0 or HTTP/1.1. Refused before the API sees it: a request line that
-is not METHOD TARGET HTTP/1.x (an HTTP/0.9 line, HTTP/2's preface: 400; over 64 KiB: 414), a
+is not METHOD TARGET HTTP/1.x in printable ASCII (a control byte or one of another encoding, an
+HTTP/0.9 line, HTTP/2's preface: 400; over 64 KiB: 414), a
 malformed header line (400), headers too large (431), and on loopback a Host header that names
 another machine (400: a page of another site whose name was rebound to 127.0.0.1 sends its own
 name), an Expect header other than 100-continue (417). A POST's body: `request.py` (411, 413, 415,
@@ -44,7 +45,16 @@ import torch
 
 from vaekit.errors import ConfigError
 from vaekit.serve.api import HEAVY, ROUTES
-from vaekit.serve.arrival import MAX_LINE, TOKEN, VERSION, Arrival, expectation, not_arrived, request_words
+from vaekit.serve.arrival import (
+    MAX_LINE,
+    TOKEN,
+    VERSION,
+    Arrival,
+    expectation,
+    not_arrived,
+    odd_byte,
+    request_words,
+)
 from vaekit.serve.connection import ArrivalHandler, BoundedHTTPServer, RequestTimeout
 from vaekit.serve.explorer import Explorer
 from vaekit.serve.request import (
@@ -136,6 +146,11 @@ class Handler(ArrivalHandler):
         refused if a line is malformed (the email parser would drop it and every line after it)."""
         if self.arrival.bare_cr:  # a line break to one parser and not to another: framing to smuggle by
             self.refuse(400, "a line of the request holds a CR that does not end it; lines end in CRLF.")
+            return False
+        odd = odd_byte(self.raw_requestline)
+        if odd is not None:
+            self.refuse(400, f"the request line holds the byte 0x{odd:02X}, which is not printable ASCII; "
+                             "a target sends other characters percent-encoded.")
             return False
         words = request_words(self.raw_requestline)
         if len(words) != 3 or not TOKEN.fullmatch(words[0]):

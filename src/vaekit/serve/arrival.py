@@ -33,6 +33,7 @@ MAX_LINE = 65536  # bytes of the request line, and of each header line (http.cli
 MAX_HEADERS = 100  # header lines, the empty one that ends them included (http.client's limit)
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method: RFC 9110's token
 VERSION = re.compile(r"HTTP/1\.[0-9]")
+LINE_BYTE = re.compile(rb"[^\t\x20-\x7e]")  # in a request line: none (RFC 9112 3, RFC 3986 2.1)
 NAME = re.compile(rb"[!-9;-~]+")  # a header name as the email parser reads one: printable, no colon
 
 
@@ -41,8 +42,18 @@ def request_words(line: bytes) -> list[str]:
     return str(line, "iso-8859-1").rstrip("\r\n").split()
 
 
+def odd_byte(line: bytes) -> int | None:
+    """The first byte of a request line (its CRLF left out) that is not printable ASCII, a space or
+    a tab: a control character or a byte of another encoding, which a target sends
+    percent-encoded; None if there is none."""
+    found = LINE_BYTE.search(line.rstrip(b"\r\n"))
+    return None if found is None else found.group()[0]
+
+
 def request_line_ok(line: bytes) -> bool:
-    """Whether the handler reads headers after `line`: METHOD TARGET HTTP/1.x."""
+    """Whether the handler reads headers after `line`: METHOD TARGET HTTP/1.x, in printable ASCII."""
+    if odd_byte(line) is not None:
+        return False
     words = request_words(line)
     return len(words) == 3 and bool(TOKEN.fullmatch(words[0])) and bool(VERSION.fullmatch(words[2]))
 

@@ -11,7 +11,7 @@ import datetime as _dt
 from pathlib import Path
 
 from vaekit.errors import ConfigError
-from vaekit.report.outputs import HTML_GENERATOR, quoted, write_output
+from vaekit.report.outputs import HTML_GENERATOR, page_bytes, quoted, write_output
 from vaekit.report.page import STYLE, esc, img_tag, table
 from vaekit.runs import CONFIG, REPORT
 from vaekit.sheet.answer import Answer, Check
@@ -128,4 +128,4 @@ def write_page(sheet: Sheet, path: Path, flag: str | None = None) -> Path:
     named `path`, for the sentence that refuses it), and never as a run's report.html
     (`check_not_a_report`)."""
     check_not_a_report(path, flag)
-    return write_output(path, render(sheet).encode("utf-8"), f"{flag} {quoted(str(path))}" if flag else None)
+    return write_output(path, page_bytes(render(sheet)), f"{flag} {quoted(str(path))}" if flag else None)

@@ -44,7 +44,6 @@ from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured, note_lines
 from vaekit.device import ThreadGovernor, flush_denormals, flush_incomplete, resolve_device
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.regular import check_regular
 from vaekit.train import budget, tensorboard
 from vaekit.train.checkpoints import Checkpoints
 from vaekit.train.early_stopping import EarlyStopping, left_to_train
@@ -53,7 +52,7 @@ from vaekit.train.loop import Batches, Beta, Pixels, check_finite_state, kl_weig
 from vaekit.train.memory import check_fits
 from vaekit.train.optim import beta_at, make_optimizer, set_lr
 from vaekit.train.resume import DATA_KEY, Progress, check_same_data, data_digests, restore
-from vaekit.train.run_files import RunFiles
+from vaekit.train.run_files import RunFiles, check_out_dir
 from vaekit.train.step import make_step
 from vaekit.train.task import LoopOptions, Task
 from vaekit.train.tensorboard import RunBoard
@@ -64,41 +63,6 @@ from vaekit.vae.models import build_model
 # The files a session replaces or appends to (eval.json and report.html it leaves as they are)
 SESSION_FILES = (runs.CONFIG, runs.MODEL, runs.CHECKPOINT, runs.CHECKPOINT_JSON, runs.METRICS)
 Saved = tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]
-
-
-def check_out_dir(out: Path, resume: bool) -> None:
-    """The run directory's rules (checked before anything is loaded, and again once it is locked):
-
-    - a new run goes into a directory that does not exist, is empty of run files, or holds only the
-      config.json of a run that never finished an epoch (a kill or a divergence in epoch 1): that
-      one is replaced;
-    - a directory with any result of a run (model, checkpoint, metrics, eval.json, report) is
-      refused without --resume, so nothing trained is overwritten or mixed with a new run; --resume
-      is advised only where it would resume (config.json and the checkpoint are there);
-    - --resume continues from the checkpoint, or from epoch 0 if the run never finished an epoch.
-    """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: not a directory; --out names the run directory to write.")
-    present = [name for name in runs.RESULT_FILES if (out / name).exists()]
-    if resume:
-        if not out.is_dir():
-            raise CheckpointError(f"{out}: no such run directory to resume.")
-        if not (out / runs.CONFIG).is_file():
-            raise CheckpointError(f"{out} holds no run to resume (no {runs.CONFIG}).")
-        if present and not check_regular(out / runs.CHECKPOINT, "the checkpoint's safetensors file",
-                                         CheckpointError):  # a directory there: named as such
-            raise CheckpointError(f"{out / runs.CHECKPOINT}: no checkpoint file there to resume from, "
-                                  f"but the directory holds {', '.join(present)} of a run; train into "
-                                  "another --out.")
-        return
-    missing = [name for name in (runs.CONFIG, runs.CHECKPOINT) if not (out / name).is_file()]
-    if present and not missing:
-        raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --resume to continue "
-                          "it, or choose another --out.")
-    if present:  # --resume would refuse it: no advice to pass it
-        raise ConfigError(f"{out} already holds a run's files ({', '.join(present)}) but no run that can be "
-                          f"resumed (no {' or '.join(missing)}); choose another --out.")
-    runs.check_run_dir(out)
 
 
 def check_resume_config(out: Path, config: Any, kind: str, resumable: tuple[str, ...],
@@ -232,7 +196,7 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     if config.train.tensorboard:
         tensorboard.require()  # without the extra: one sentence, before anything is read or written
     out = Path(out_dir)
-    check_out_dir(out, resume)
+    check_out_dir(out, resume, "vae")
     if resume:  # before the data is read or fetched
         check_resume_config(out, config, VAETask.kind, VAETask.resumable, loaded=False)
     ds = dataset if dataset is not None else load_configured(config.data)
@@ -283,7 +247,7 @@ def run_task(task: Task, out: Path, resume: bool, show_bar: bool | None = None,
                       started)
     with runs.new_run_dir(out), runs.locked(out):  # refused before its first file: no empty directory
         try:
-            check_out_dir(out, resume)  # again: another process may have written it meanwhile
+            check_out_dir(out, resume, "vae")  # again: another process may have written it meanwhile
             runs.check_files_writable(out, SESSION_FILES)  # an immutable file: refused before any change
         except (ConfigError, CheckpointError):
             if w is not None:
