@@ -115,6 +115,23 @@ def test_an_immutable_eval_json_is_named_before_the_evaluation(run: Path, capsys
     assert "the file itself" in err and snapshot(run) == before, err
 
 
+def test_a_report_into_an_immutable_run_names_its_page_before_drawing(
+        run: Path, capsys: Any, one_sentence: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run directory that takes no new file: `report` names report.html, which it cannot write,
+    before a figure is drawn; not a figure inside a figures/ folder that was never made."""
+    from vaekit.report import visualize
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("figures drawn although the report cannot be written")
+
+    assert main([a.format(run=run) for a in READERS["eval"]]) == 0
+    monkeypatch.setattr(visualize, "write_figures", never)
+    before = snapshot(run)
+    with immutable(run):
+        err = cli_bad(capsys, one_sentence, ["report", str(run)], run / runs.REPORT)
+    assert "figures" not in err and snapshot(run) == before, err
+
+
 # ----------------------------------------------------------------------------- an empty file, a directory
 
 READERS = {"eval": ["eval", "{run}", "--k", "2", "--limit", "20", "--no-progress", "--no-probe"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -153,3 +154,17 @@ def test_an_atomic_write_never_replaces_a_device_or_a_directory(tmp_path: Path, 
         after = target.stat()
         assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
     assert not runs.temp_path(Path("/dev/null")).exists()
+
+
+@pytest.mark.parametrize("stem", ["a" * 251, "\u00e9" * 125, "x" * 200 + "\u00e9" * 25 + "y"])
+def test_a_name_of_255_bytes_is_written_through_a_temporary_name_that_fits(tmp_path: Path, stem: str) -> None:
+    """A file name of up to 255 bytes is legal; its temporary name (`.NAME.vaekit-PID.tmp`) is cut
+    to fit, recognised as vaekit's, and another name that shares the cut part gets another one."""
+    path = tmp_path / f"{stem}.png"
+    assert len(path.name.encode()) <= 255
+    runs.write_bytes_atomic(path, b"bytes")
+    assert path.read_bytes() == b"bytes" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    temp = runs.temp_path(path)
+    assert len(temp.name.encode()) <= 255 and runs.is_temp(temp.name)
+    assert temp != runs.temp_path(path.with_name(f"{stem}.svg"))
+    assert runs.temp_path(tmp_path / "short.png").name == f".short.png.vaekit-{os.getpid()}.tmp"

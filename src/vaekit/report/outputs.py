@@ -33,7 +33,7 @@ from pathlib import Path
 
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.regular import kind_of, open_regular, unreachable
-from vaekit.runs import REPORT, write_bytes_atomic
+from vaekit.runs import REPORT, check_writable, write_bytes_atomic
 from vaekit.runs.files import FIGURES
 from vaekit.version import __version__
 
@@ -133,8 +133,10 @@ def page_bytes(page: str) -> bytes:
 def check_run_outputs(run_dir: Path) -> None:
     """The law for what a report writes into its run: RUN_DIR/report.html (`check_run_report`) and
     every file already in RUN_DIR/figures is vaekit's own (`check_output`), checked before anything
-    is drawn."""
+    is drawn; so is a run directory that takes no new file (read-only, immutable, full), named by
+    the report's path as its write would name it (`runs.check_writable`)."""
     check_run_report(run_dir)
+    check_writable(run_dir / REPORT)
     figures = run_dir / FIGURES
     if figures.is_dir() and not figures.is_symlink():
         for entry in sorted(figures.iterdir()):

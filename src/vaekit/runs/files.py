@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -43,6 +44,7 @@ RESULT_FILES = (MODEL, CHECKPOINT, CHECKPOINT_JSON, METRICS, EVAL, REPORT)  # al
 CHECKPOINT_KEY = "checkpoint"  # checkpoint.safetensors metadata: the state (`weights.save_checkpoint`)
 CONFIG_KEY = "vaekit.config"  # model.safetensors metadata: the config.json it was trained with
 TMP = ".tmp"  # suffix of a file being written (`temp_path`)
+NAME_MAX = 255  # bytes of a file name (Linux's ext4, xfs, btrfs, tmpfs; macOS's APFS)
 # the fix for a run file that is damaged, cut or another run's, where vaekit cannot write it again
 PUT_BACK = "put back the run's own file, or train the run again into another --out"
 _TEMP = re.compile(r"\.(?P<name>.+)\.vaekit-(?P<pid>[0-9]+)\.tmp")  # the names `temp_path` gives
@@ -56,8 +58,15 @@ METRICS_LIMIT = 256 * 2**20  # the largest metrics.jsonl read (a row is some 300
 
 def temp_path(path: Path, pid: int | None = None) -> Path:
     """Where `write_bytes_atomic` writes `path` before its rename: `.NAME.vaekit-PID.tmp` beside it
-    (PID: this process's), a name that says whose it is."""
-    return path.with_name(f".{path.name}.vaekit-{os.getpid() if pid is None else pid}{TMP}")
+    (PID: this process's), a name that says whose it is. A NAME too long for that within NAME_MAX
+    bytes (a name of 255 bytes is legal, its temporary name would not be) is cut, and 16 hex digits
+    of its SHA-256 put after the cut, so that another long name cut alike gets another file."""
+    tail = f".vaekit-{os.getpid() if pid is None else pid}{TMP}"
+    name = os.fsencode(path.name)
+    room = NAME_MAX - len(tail) - 1  # the leading dot
+    if len(name) > room:
+        name = name[: room - 17] + b"~" + hashlib.sha256(name).hexdigest()[:16].encode()
+    return path.with_name(f".{os.fsdecode(name)}{tail}")
 
 
 def is_temp(name: str) -> bool:
