@@ -316,10 +316,13 @@ def test_other_float_widths_round_like_float64(tmp_path, dtype):
 
 @pytest.mark.parametrize("dtype", [np.complex64, "U3", "S2", "datetime64[s]",
                                    [("a", "u1"), ("b", "u1")]], ids=str)
-def test_other_dtypes_are_refused(tmp_path, one_sentence, cli_error, dtype):
-    path = save(tmp_path / "odd.npy", np.zeros((20, 4, 4), dtype))
+@pytest.mark.parametrize("shape", [(20, 4, 4), (20,), (20, 4, 4, 4, 4)])
+def test_other_dtypes_are_refused(tmp_path, one_sentence, cli_error, dtype, shape):
+    """Whatever its shape, an array of no pixel values is refused for its dtype (not a shape that
+    would be refused next)."""
+    path = save(tmp_path / "odd.npy", np.zeros(shape, dtype))
     message = refused(path, one_sentence, cli_error)
-    assert "dtype" in message
+    assert "dtype" in message and "dimensions" not in message, message
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -337,3 +340,21 @@ def test_floats_just_outside_the_unit_interval_show_it(tmp_path, one_sentence, c
     low, high = message.removesuffix("].").rsplit("[", 1)[1].split(", ")
     assert (dtype(low), dtype(high)) == (images.min(), images.max())
     assert dtype(high) > one if side == "above 1" else dtype(low) < zero
+
+
+@pytest.mark.parametrize("values", [(0, 2), (1, 3, 4), (0, 99), (0, 1, 2)])
+def test_class_k_is_named_by_its_own_label_where_labels_skip_numbers(tmp_path: Path,
+                                                                      values: tuple[int, ...]) -> None:
+    """An array file's class k is named "k" (its label) whatever numbers no image has: the name a
+    class's row, legend or column shows is its own, never a neighbour's; a gap is noted."""
+    labels = np.array(values * 10, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", images=rng.integers(0, 256, (len(labels), 6, 6), dtype=np.uint8),
+             labels=labels)
+    ds = load_array_dataset(tmp_path / "d.npz")
+    assert ds.classes is not None and len(ds.classes) == max(values) + 1
+    assert all(ds.classes[int(k)] == str(int(k)) for k in np.unique(labels))
+    gaps = max(values) + 1 - len(values)
+    assert ("labels" in ds.notes) == (gaps > 0)
+    if gaps:
+        assert f"{gaps:,} number" in ds.notes["labels"], ds.notes

@@ -55,7 +55,8 @@ def load_array_dataset(path: str | Path) -> Dataset:
     labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     full = Split(torch.from_numpy(images), labels_t)
     train, val, test = three_way(full)
-    classes = None if labels is None else tuple(str(c) for c in np.unique(labels))
+    # class k is named by its label k: a number no image has (a gap) keeps its place, and its name
+    classes = None if labels is None else tuple(str(k) for k in range(int(labels.max(initial=-1)) + 1))
     return Dataset(path.name, train, val, test, classes, str(path), notes)
 
 
@@ -87,6 +88,11 @@ def read_array_file(path: Path, notes: dict[str, str] | None = None) -> tuple[np
             raise DataError(f"{path}: the labels run to {int(labels.max()):,} but only {used:,} classes "
                             f"occur; number the classes 0 to {used - 1:,} (a classifier has one output "
                             "per number up to the largest).")
+        if labels.size and used < int(labels.max()) + 1 and notes is not None:
+            gaps = int(labels.max()) + 1 - used
+            notes["labels"] = (f"{used:,} classes occur, numbered up to {int(labels.max()):,}: {gaps:,} "
+                               f"number{'s' * (gaps > 1)} below it {'have' if gaps > 1 else 'has'} no image "
+                               "(a classifier still has one output for each)")
     return images, labels
 
 
@@ -303,8 +309,11 @@ def check_images(path: Path, images: np.ndarray, notes: dict[str, str] | None = 
     every value is 0 or 1: binary images, read as 0 and 255 as bool is (an 8-bit image of 0s and 1s
     would be all but black), said in `notes` (`BINARY_NOTE`); bool as 0 and 255; float finite and
     in [0, 1], scaled by 255 and rounded. Anything else is refused. Finiteness is checked before
-    any min or max, so no numpy warning escapes.
+    any min or max, so no numpy warning escapes. A dtype of no pixel values is named before any
+    shape (an array of text or of records is refused for what it holds).
     """
+    if images.dtype.kind not in "biuf":
+        raise _dtype_refused(path, images.dtype)
     if images.ndim not in (3, 4):
         raise DataError(
             f"{path}: images must have shape (N, H, W), (N, C, H, W) or (N, H, W, C), found "
@@ -402,7 +411,10 @@ def _as_uint8(path: Path, images: np.ndarray, notes: dict[str, str] | None = Non
             )
         scaled = images.astype(np.float32) if images.dtype.itemsize < 4 else images
         return np.rint(scaled * 255.0).astype(np.uint8)
-    raise DataError(
-        f"{path}: images must be uint8, other integers in 0..255, bool, or float in [0, 1], "
-        f"found dtype {images.dtype}."
-    )
+    raise _dtype_refused(path, images.dtype)
+
+
+def _dtype_refused(path: Path, dtype: np.dtype) -> DataError:
+    """The refusal of images of `dtype`, one that holds no pixel values (text, records, dates)."""
+    return DataError(f"{path}: images must be uint8, other integers in 0..255, bool, or float in [0, 1], "
+                     f"found dtype {dtype}.")
