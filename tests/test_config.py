@@ -279,6 +279,8 @@ def test_integers_beyond_64_bits(tmp_path: Path, key: str, value: str, one_sente
     ("[train]\nseed = 1979-05-27\n", ["train.seed must be an integer", "got 1979-05-27."]),
     ("lr = 0.1\n", ["unknown key or section lr;", "data, model, optim, train"]),
     ("[model\n", ["not valid TOML", "line 1"]),
+    ("[model]\nkind = 'MLP'\n", ["model.kind", '"MLP"', "mlp, conv"]),  # a choice: by its key, not its flag
+    ("[optim]\nname = 'lion'\n", ["optim.name", '"lion"', "adam"]),
 ])
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, names: list[str],
                                               one_sentence: OneSentence) -> None:

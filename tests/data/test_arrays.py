@@ -342,12 +342,14 @@ def test_floats_just_outside_the_unit_interval_show_it(tmp_path, one_sentence, c
     assert dtype(high) > one if side == "above 1" else dtype(low) < zero
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.int8])
 @pytest.mark.parametrize("values", [(0, 2), (1, 3, 4), (0, 99), (0, 1, 2)])
-def test_class_k_is_named_by_its_own_label_where_labels_skip_numbers(tmp_path: Path,
-                                                                      values: tuple[int, ...]) -> None:
+def test_class_k_is_named_by_its_own_label_where_labels_skip_numbers(tmp_path: Path, values: tuple[int, ...],
+                                                                      dtype: type) -> None:
     """An array file's class k is named "k" (its label) whatever numbers no image has: the name a
-    class's row, legend or column shows is its own, never a neighbour's; a gap is noted."""
-    labels = np.array(values * 10, dtype=np.int64)
+    class's row, legend or column shows is its own, never a neighbour's; a gap is noted. Labels of
+    any integer dtype, signed or not, read alike."""
+    labels = np.array(values * 10, dtype=dtype)
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", images=rng.integers(0, 256, (len(labels), 6, 6), dtype=np.uint8),
              labels=labels)

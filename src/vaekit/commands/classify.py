@@ -64,7 +64,7 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     start, keys = base, set[str]()
     if args.config:
         base = cfg.load_toml(args.config, base, keys)
-    config = cfg.apply(base, flags := given(args, FLAGS), "command line")
+    config = cfg.apply(base, flags := given(args, FLAGS), cfg.COMMAND_LINE)
     cfg.check_used(config, start, used_with(args.compare), given=keys | cfg.given_keys(flags))
     compare.check_flags(args, config, start)
     cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None)

@@ -73,7 +73,7 @@ def image_options(args: argparse.Namespace) -> ImageOptions:
     """The --image-size, --image-channels, --image-fit and --skip-bad flags (None: not given), read
     as `vaekit train` reads them: one used only with another is refused (`config.check_used`)."""
     flags = given(args, image_flags()).get("data", {})
-    config = cfg.apply(TrainConfig(), {"data": {"name": args.name, **flags}}, "command line")
+    config = cfg.apply(TrainConfig(), {"data": {"name": args.name, **flags}}, cfg.COMMAND_LINE)
     cfg.check_used(config, TrainConfig(), recorded=False, given=cfg.given_keys({"data": flags}))
     return ImageOptions.of(config.data)
 

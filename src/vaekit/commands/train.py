@@ -58,7 +58,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     if args.config:
         base = load_toml(args.config, base, keys)
     flags = given(args, FLAGS)  # the flags given, by section
-    config = cfg.apply(base, flags, "command line")
+    config = cfg.apply(base, flags, cfg.COMMAND_LINE)
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)

@@ -35,6 +35,7 @@ from vaekit.regular import cannot_follow, open_regular
 
 MAX_LAYERS = 1000  # entries of model.hidden and model.channels
 MAX_TOML_BYTES = 1 << 20  # a config is a few lines; this keeps `--config /dev/zero` from filling memory
+COMMAND_LINE = "command line"  # the origin `apply` is given for flags: a choice is named by its flag
 
 C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config
 
@@ -113,6 +114,9 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
                 checkpoint_interval(value)
         except ConfigError as err:
             raise ConfigError(f"{where}{err}") from None
+        valid = f.metadata.get("choices")
+        if valid and value not in valid and origin not in (None, COMMAND_LINE):  # a flag: named by the flag
+            raise ConfigError(f"{where}unknown {key} {show(value)}; valid values are {', '.join(valid)}.")
         return value
     else:
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input

@@ -56,7 +56,8 @@ def load_array_dataset(path: str | Path) -> Dataset:
     full = Split(torch.from_numpy(images), labels_t)
     train, val, test = three_way(full)
     # class k is named by its label k: a number no image has (a gap) keeps its place, and its name
-    classes = None if labels is None else tuple(str(k) for k in range(int(labels.max(initial=-1)) + 1))
+    top = int(labels.max()) if labels is not None and labels.size else -1  # of any integer dtype
+    classes = None if labels is None else tuple(str(k) for k in range(top + 1))
     return Dataset(path.name, train, val, test, classes, str(path), notes)
 
 
