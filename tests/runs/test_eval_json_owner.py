@@ -217,3 +217,28 @@ def test_a_classifier_runs_eval_json_that_is_no_file_is_named_with_its_evaluator
         message = capsys.readouterr().err.strip().split(": error: ", 1)[1]
         one_sentence(message, str(run / runs.EVAL))
         assert "`vaekit classify eval`" in message and "`vaekit eval`" not in message, message
+
+
+@pytest.mark.parametrize("damage", ["text", "empty", "directory", "dangling link"])
+def test_a_classifier_resume_refuses_an_eval_json_it_would_not_replace_before_training(
+        classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any, damage: str) -> None:
+    """`vaekit classify --resume` writes eval.json once the run is trained: one it would refuse to
+    replace is refused before the first epoch, every run file as it was (not after the resumed
+    epochs were saved, with a sentence that says nothing of them)."""
+    run = Path(shutil.copytree(classifier, tmp_path / "run"))
+    (run / runs.EVAL).unlink(missing_ok=True)
+    if damage == "directory":
+        (run / runs.EVAL).mkdir()
+    elif damage == "dangling link":
+        (run / runs.EVAL).symlink_to(tmp_path / "gone")
+    else:
+        (run / runs.EVAL).write_text(USERS["notes"] if damage == "text" else "")
+    before = snapshot(run)
+    capsys.readouterr()
+    status = main(["classify", "--resume", "--out", str(run), "--epochs", "3", "--data", "digits",
+                   "--threads", "1", "--batch-size", "64", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert status == 2 and "epoch" not in out, (status, out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    one_sentence(err.strip().split(": error: ", 1)[1], str(run / runs.EVAL))
+    assert snapshot(run) == before

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaekit import runs
 from vaekit.arch.stack import LayerRow
 from vaekit.classify import config as ccfg
 from vaekit.classify.config import ClassifierConfig
@@ -165,7 +166,9 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     (a test split none of whose classes has a training image is refused; classes the splits do not
     share are a note on stderr, after the data's own notes: `class_notes`, `say_notes`), layers
     (their shapes: one sentence), memory and the directory are checked before the first byte is
-    written; `on_rows` is given the network's arch rows then (the CLI prints the table).
+    written, and on a resume so is the eval.json that `vaekit classify` writes once the run is trained
+    (`runs.check_eval_replaceable`); `on_rows` is given the network's arch rows then (the CLI prints
+    the table).
     Returns a summary: best validation accuracy and its epoch, epochs done, stop reason."""
     ccfg.validate(config)
     resolve_device(config.train.device)  # a device that is not there: refused before the data and the table
@@ -173,6 +176,7 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     check_out_dir(out, resume, ccfg.TASK)
     if resume:  # before the data is read or fetched
         check_resume_config(out, config, ClassifierTask.kind, ClassifierTask.resumable, loaded=False)
+        runs.check_eval_replaceable(out, "vaekit classify eval")  # written once trained: refused before
     ds = dataset if dataset is not None else load_configured(config.data)
     notes = class_notes(ds, config.data.name)  # refused if no test image's class is trained on
     rows = prepare_config(config, ds)
