@@ -37,6 +37,11 @@ def test_a_classifier_run_refuses_the_vae_options(tmp_path: Path) -> None:
         write_report(run, dataset="mnist")
     assert str(err.value) == (f"--dataset is for VAE runs; {run} holds a classifier run, which is reported "
                               "on its own test set.")
+    for flag, options in (("--k", {"k": 5}), ("--seed", {"seed": 0})):  # given, even at the default
+        with pytest.raises(ConfigError) as err:
+            write_report(run, **options)
+        assert str(err.value) == (f"{flag} is for VAE runs; {run} holds a classifier run, whose evaluation "
+                                  "and figures draw no samples.")
     with pytest.raises(ConfigError) as err:
         write_report(run, device=torch.device("meta"))  # any device but the CPU
     assert str(err.value) == (f"--device meta is for VAE runs; {run} holds a classifier run, which is "

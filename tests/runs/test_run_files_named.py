@@ -217,6 +217,26 @@ def test_an_eval_on_data_changed_since_training_is_refused(tmp_path: Path, capsy
     assert runs.read_eval(out, lambda _r, _p: None, "vaekit eval") is not None
 
 
+def test_a_classifier_on_data_changed_since_training_is_refused(tmp_path: Path, capsys: Any,
+                                                                one_sentence: Any) -> None:
+    """`classify eval` and `report` of a classifier run whose .npz was rewritten since (other images,
+    labels of the classes it was trained on) name the file and the checkpoint, as a VAE's eval does,
+    before evaluating: no eval.json, no figure, nothing changed; the same bytes evaluate again."""
+    data, out = write_images(tmp_path / "images.npz", (8, 8), n=200, seed=0), tmp_path / "run"
+    assert main(["classify", "--data", str(data), "--batch-size", "64", "--threads", "1", "--no-progress",
+                 "--out", str(out), "--epochs", "1"]) == 0
+    assert (out / runs.EVAL).is_file()
+    kept = data.read_bytes()
+    write_images(data, (8, 8), n=200, seed=1)
+    for command in (["classify", "eval", str(out)], ["report", str(out)]):
+        before = snapshot(out)
+        cli_bad(capsys, one_sentence, command, data, out / runs.CHECKPOINT)
+        assert snapshot(out) == before and not (out / runs.REPORT).exists()
+        (out / runs.EVAL).unlink(missing_ok=True)  # report: evaluates first where there is none
+    data.write_bytes(kept)
+    assert main(["classify", "eval", str(out)]) == 0 and main(["report", str(out)]) == 0
+
+
 def test_a_run_trained_on_part_of_its_training_split_is_evaluated(tmp_path: Path) -> None:
     """`fit(dataset=)` with fewer training and validation images than the set's (as a benchmark
     trains): its test split is the set's own, so `vaekit eval` of the run reads that split, and a

@@ -156,15 +156,18 @@ def test_an_atomic_write_never_replaces_a_device_or_a_directory(tmp_path: Path, 
     assert not runs.temp_path(Path("/dev/null")).exists()
 
 
-@pytest.mark.parametrize("stem", ["a" * 251, "\u00e9" * 125, "x" * 200 + "\u00e9" * 25 + "y"])
-def test_a_name_of_255_bytes_is_written_through_a_temporary_name_that_fits(tmp_path: Path, stem: str) -> None:
+@pytest.mark.parametrize("pid", [None, 7, 4_194_304])  # the cut falls elsewhere with the PID's digits
+@pytest.mark.parametrize("stem", ["a" * 251, "\u00e9" * 125, "x" * 200 + "\u00e9" * 25 + "y", "\u20ac" * 83])
+def test_a_name_of_255_bytes_is_written_through_a_temporary_name_that_fits(tmp_path: Path, stem: str,
+                                                                          pid: int | None) -> None:
     """A file name of up to 255 bytes is legal; its temporary name (`.NAME.vaekit-PID.tmp`) is cut
-    to fit, recognised as vaekit's, and another name that shares the cut part gets another one."""
+    to fit, whole characters of UTF-8, recognised as vaekit's, and another name that shares the cut
+    part gets another one."""
     path = tmp_path / f"{stem}.png"
     assert len(path.name.encode()) <= 255
     runs.write_bytes_atomic(path, b"bytes")
     assert path.read_bytes() == b"bytes" and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
-    temp = runs.temp_path(path)
-    assert len(temp.name.encode()) <= 255 and runs.is_temp(temp.name)
-    assert temp != runs.temp_path(path.with_name(f"{stem}.svg"))
+    temp = runs.temp_path(path, pid)
+    assert len(temp.name.encode()) <= 255 and runs.is_temp(temp.name)  # .encode(): UTF-8 throughout
+    assert temp != runs.temp_path(path.with_name(f"{stem}.svg"), pid)
     assert runs.temp_path(tmp_path / "short.png").name == f".short.png.vaekit-{os.getpid()}.tmp"

@@ -45,6 +45,7 @@ from vaekit.data.load import known_class_names, known_image_shape, load_configur
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import FLOAT32_MAX
+from vaekit.train.resume import check_trained_data
 
 WRONG_SHOWN = 16  # the most confidently wrong images kept in eval.json (and shown by the report)
 SPLITS = ("train", "val", "test")
@@ -66,7 +67,9 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
                limit: int | None = None) -> tuple[Tensor, Tensor, tuple[str, ...], str]:
     """(x, y, class names, dataset name) of the first `limit` images of a split of the run's
     dataset: x float32 (N, C, H, W) = pixel / 255, resized to the run's side as in training; y
-    int64 (N,). DataError (one sentence) if the split has no labels, images of another shape than
+    int64 (N,). A CheckpointError if the data changed since the run was trained on it
+    (`check_trained_data`: the checkpoint's SHA-256 of its test split); a DataError (one sentence)
+    if the split has no labels, images of another shape than
     the network's input, or a label the network has no logit for; a `limit` past the split's
     images is a ConfigError (`check_limit`)."""
     if split not in SPLITS:
@@ -75,6 +78,7 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
         raise ConfigError(f"--limit must be at least 1 image, got {limit}.")
     d, m = run.config.data, run.config.model
     ds = load_configured(d if data_dir is None else replace(d, data_dir=data_dir))
+    check_trained_data(run.path, ds, d.name, f"train a run on it with `vaekit classify --data {d.name}`")
     part = getattr(ds, split)
     if part.labels is None:
         raise DataError(f"{d.name}: the {split} split has no labels, so the accuracy of {run.path} cannot "

@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="if eval.json is missing: evaluate only the first N test images (default: all)")
     p.add_argument("--no-eval", action="store_true",
                    help="fail instead of evaluating when eval.json is missing (default: evaluate)")
-    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX), default=0,
-                   help="seed of samples and pairs (default: 0)")
+    p.add_argument("--seed", type=int_flag("--seed", 0, SEED_MAX),
+                   help="VAE runs: seed of samples and pairs (default: 0)")
     p.add_argument("--data-dir", type=text_flag("--data-dir"),
                    help="directory holding the dataset files (default: lookup order)")
     p.add_argument("--dataset", type=text_flag("--dataset"),

@@ -177,6 +177,8 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
         runs.check_eval_not_link(run_dir, "vaekit classify eval")  # never evaluated for nothing
         evaluation = read_classifier_eval(run_dir)
         check_run_outputs(run_dir)  # before eval.json is written
+        # the images, the data checked against the run's (`load_split`) before anything is evaluated
+        x, _, names, _ = load_split(run, evaluation["split"] if evaluation is not None else "test", data_dir)
         if evaluation is not None:
             unused_evaluation(run_dir, ReportOptions(limit=limit), "vaekit classify eval")
         else:
@@ -186,7 +188,6 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
             log(f"{run_dir}: no eval.json of the current model yet; evaluating the test set first")
             evaluation = evaluate_classifier(run_dir, data_dir=data_dir, limit=limit)
         t1 = time.perf_counter()
-        x, _, names, _ = load_split(run, evaluation["split"], data_dir)
         x = x[: evaluation["images"]]  # the images eval.json counted; fewer now is refused below
         if x.shape[0] != evaluation["images"]:
             raise CheckpointError(f"{run_dir / runs.EVAL} was computed on {evaluation['images']:,} "
@@ -200,11 +201,12 @@ def write_classifier_report(run_dir: str | Path, data_dir: str | None = None, li
 
 
 def refuse_vae_options(run_dir: Path, options: ReportOptions) -> None:
-    """--k, --dataset and --device are for VAE runs: a classifier run draws no samples, and is
-    reported on its own test set, on the CPU (a ConfigError saying so)."""
-    if options.k is not None:
-        raise ConfigError(f"--k is for VAE runs; {run_dir} holds a classifier run, whose evaluation "
-                          "draws no samples.")
+    """--k, --seed, --dataset and --device are for VAE runs: a classifier run draws no samples, and
+    is reported on its own test set, on the CPU (a ConfigError saying so)."""
+    for flag, given in (("--k", options.k), ("--seed", options.seed)):
+        if given is not None:
+            raise ConfigError(f"{flag} is for VAE runs; {run_dir} holds a classifier run, whose evaluation "
+                              "and figures draw no samples.")
     if options.dataset is not None:
         raise ConfigError(f"--dataset is for VAE runs; {run_dir} holds a classifier run, which is "
                           "reported on its own test set.")

@@ -18,7 +18,7 @@ from vaekit.report.kinds import ReportOptions, report_for
 
 def write_report(run_dir: str | Path, k: int | None = None, evaluate_missing: bool = True,
                  limit: int | None = None, data_dir: str | None = None, dataset: str | None = None,
-                 seed: int = 0, progress: bool | None = None, log: Any = print,
+                 seed: int | None = None, progress: bool | None = None, log: Any = print,
                  device: str | torch.device = "cpu") -> Path:
     """RUN_DIR/figures/*.png and RUN_DIR/report.html; returns the report's path.
 

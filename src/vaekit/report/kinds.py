@@ -26,7 +26,7 @@ class ReportOptions:
     limit: int | None = None  # if evaluating: only the first N test images
     data_dir: str | None = None
     dataset: str | None = None  # another dataset of the same image shape (a VAE)
-    seed: int = 0  # of the importance samples (a VAE)
+    seed: int | None = None  # of the importance samples and the figures' draws (a VAE; None: 0)
     progress: bool | None = None
     log: Callable[[str], None] = print
     device: str | torch.device = "cpu"  # as given (--device)

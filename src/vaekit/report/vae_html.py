@@ -207,6 +207,7 @@ def report_dataset(run_dir: Path, asked: str | None, evaluation: dict[str, Any] 
 
 
 def _write_report(run_dir: Path, o: ReportOptions) -> Path:
+    seed = 0 if o.seed is None else o.seed
     runs.check_eval_not_link(run_dir, "vaekit eval")  # the fix it would send the user to refuses it
     evaluation = read_eval(run_dir)
     dataset = report_dataset(run_dir, o.dataset, evaluation)
@@ -225,11 +226,11 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
         k = REPORT_K if o.k is None else o.k
         o.log(f"{run_dir}: no eval.json yet; evaluating with k = {k:,} first "
               f"(`vaekit eval {run_dir}` uses the published k = 5,000)")
-        evaluation = evaluate_run(run_dir, k=k, limit=o.limit, seed=o.seed, data_dir=o.data_dir,
+        evaluation = evaluate_run(run_dir, k=k, limit=o.limit, seed=seed, data_dir=o.data_dir,
                                   dataset=o.dataset, progress=o.progress, device=o.where)
     t1 = time.perf_counter()
     paths = visualize.write_figures(model, x, runs.figures_dir(run_dir), labels, ds.classes, metrics,
-                                    evaluation, o.seed)
+                                    evaluation, seed)
     page = render(run_dir.resolve().name, config.to_dict(), evaluation, metrics, paths,
                   parameter_table(model), report_seconds=time.perf_counter() - t1)
     return write_run_report(run_dir, page)

@@ -59,14 +59,16 @@ METRICS_LIMIT = 256 * 2**20  # the largest metrics.jsonl read (a row is some 300
 def temp_path(path: Path, pid: int | None = None) -> Path:
     """Where `write_bytes_atomic` writes `path` before its rename: `.NAME.vaekit-PID.tmp` beside it
     (PID: this process's), a name that says whose it is. A NAME too long for that within NAME_MAX
-    bytes (a name of 255 bytes is legal, its temporary name would not be) is cut, and 16 hex digits
-    of its SHA-256 put after the cut, so that another long name cut alike gets another file."""
+    bytes (a name of 255 bytes is legal, its temporary name would not be) is cut, a character cut in
+    two (or a byte that is not UTF-8) left out, and 16 hex digits of its SHA-256 put after the cut,
+    so that another long name cut alike gets another file."""
     tail = f".vaekit-{os.getpid() if pid is None else pid}{TMP}"
-    name = os.fsencode(path.name)
+    name = path.name
     room = NAME_MAX - len(tail) - 1  # the leading dot
-    if len(name) > room:
-        name = name[: room - 17] + b"~" + hashlib.sha256(name).hexdigest()[:16].encode()
-    return path.with_name(f".{os.fsdecode(name)}{tail}")
+    whole = os.fsencode(name)
+    if len(whole) > room:
+        name = whole[: room - 17].decode("utf-8", "ignore") + "~" + hashlib.sha256(whole).hexdigest()[:16]
+    return path.with_name(f".{name}{tail}")
 
 
 def is_temp(name: str) -> bool:
