@@ -194,9 +194,11 @@ BAD = {
     "sides-without-compare": (["--sides", "8"], ["--sides is used only with --compare"]),
     "train-images-without-compare": (["--train-images", "50"],
                                      ["--train-images is used only with --compare"]),
-    "resize-without-side": (["--resize", "bilinear"], ["data.resize is used only with", "--side"]),
+    "resize-without-side": (["--resize", "bilinear"], ["data.resize (--resize) is used only with", "--side"]),
+    "image-fit-without-image-size": (["--image-fit", "pad"],  # the key and the flag the user typed
+                                     ["data.image_fit (--image-fit) is used only with", "--image-size"]),
     "preset-with-layers": (["--preset", "dense", "--layers", "Flatten()", "Linear(10)"],
-                           ["model.preset is used only with", "--layers"]),
+                           ["model.preset (--preset) is used only with", "--layers"]),
     "unknown-preset-with-layers": (["--preset", "resnet", "--layers", "Flatten()", "Linear(10)"],
                                    ['unknown preset "resnet"']),
     "crop-larger-than-images": (["--crop", "64"], ["data.crop 64", "8x8 images", "at most 7"]),
@@ -207,8 +209,8 @@ BAD = {
                                                      "run's 1 epoch "]),
     "crop-larger-than-side": (["--side", "4", "--crop", "5"], ["data.crop 5", "4x4 images", "at most 3"]),
     "default-preset-with-layers": (["--preset", "cnn", "--layers", "Flatten()", "Linear(10)"],
-                                   ["model.preset is used only with"]),  # given, though the default
-    "default-resize-without-side": (["--resize", "nearest"], ["data.resize is used only with"]),
+                                   ["model.preset (--preset) is used only with"]),  # given, though the default
+    "default-resize-without-side": (["--resize", "nearest"], ["data.resize (--resize) is used only with"]),
     "side-and-image-size": (["--side", "16", "--image-size", "32"],
                             ["data.side (16) and data.image_size (32)", "one after the other"]),
     "side-too-small-names-side": (["--side", "1"], ["not 1x1 (--side 4)"]),
@@ -238,8 +240,8 @@ def test_a_device_that_is_not_there_is_refused_before_the_table(tmp_path: Path, 
 
 
 @pytest.mark.parametrize(("toml", "words"), [
-    ('[data]\nresize = "bilinear"\n', ["data.resize is used only with"]),
-    ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n', ["model.preset is used only with"]),
+    ('[data]\nresize = "bilinear"\n', ["data.resize (--resize) is used only with"]),
+    ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n', ["model.preset (--preset) is used only with"]),
     ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n', ["layer 3 Dropout: p"]),
     ('[data]\ncrop = 9\n', ["data.crop 9", "8x8"]),
     ('[data]\nimage_size = "16"\nside = 8\n', ["data.side (8) and data.image_size (16)"]),

@@ -343,7 +343,7 @@ def test_floats_just_outside_the_unit_interval_show_it(tmp_path, one_sentence, c
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.int8])
-@pytest.mark.parametrize("values", [(0, 2), (1, 3, 4), (0, 99), (0, 1, 2)])
+@pytest.mark.parametrize("values", [(0, 2), (1, 3, 4), (0, 99), (0, 1, 2), (5,)])
 def test_class_k_is_named_by_its_own_label_where_labels_skip_numbers(tmp_path: Path, values: tuple[int, ...],
                                                                       dtype: type) -> None:
     """An array file's class k is named "k" (its label) whatever numbers no image has: the name a
@@ -360,3 +360,4 @@ def test_class_k_is_named_by_its_own_label_where_labels_skip_numbers(tmp_path: P
     assert ("labels" in ds.notes) == (gaps > 0)
     if gaps:
         assert f"{gaps:,} number" in ds.notes["labels"], ds.notes
+        assert f"{len(values)} class{'es occur' if len(values) > 1 else ' occurs'}," in ds.notes["labels"]

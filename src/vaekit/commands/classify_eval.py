@@ -50,7 +50,7 @@ def headline(result: dict[str, Any]) -> str:
     """'test accuracy 91.23% (95% CI 90.66-91.77%, 10,000 images)'."""
     lo, hi = result["accuracy_ci95"]
     return (f"{result['split']} accuracy {percent(result['accuracy'])} (95% CI {100 * lo:.2f}-"
-            f"{100 * hi:.2f}%, {result['images']:,} images)")
+            f"{100 * hi:.2f}%, {result['images']:,} image{'s' * (result['images'] != 1)})")
 
 
 def class_table(result: dict[str, Any]) -> str:

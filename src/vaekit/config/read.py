@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from vaekit.config.environ import DECIMAL
 from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_stride, check_image_shape
-from vaekit.config.settings import Bound, sections_of, settings_of
+from vaekit.config.settings import Bound, flag_of, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
     check_given_budget,
@@ -396,8 +396,9 @@ def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] |
         for name, used, what in USED_WITH if rules is None else rules:
             if name == key and name in keys and not used(config):
                 _check_choice(config, key, keys[key])
-                raise ConfigError(f"{key} is used only with {what}, which this config does not have; leave "
-                                  f"it out ({why}).")
+                flag = flag_of(keys[key])
+                raise ConfigError(f"{key}{f' ({flag})' if flag else ''} is used only with {what}, which is "
+                                  f"not set here; leave it out ({why}).")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:

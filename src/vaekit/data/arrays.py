@@ -91,7 +91,8 @@ def read_array_file(path: Path, notes: dict[str, str] | None = None) -> tuple[np
                             "per number up to the largest).")
         if labels.size and used < int(labels.max()) + 1 and notes is not None:
             gaps = int(labels.max()) + 1 - used
-            notes["labels"] = (f"{used:,} classes occur, numbered up to {int(labels.max()):,}: {gaps:,} "
+            occur = "1 class occurs" if used == 1 else f"{used:,} classes occur"
+            notes["labels"] = (f"{occur}, numbered up to {int(labels.max()):,}: {gaps:,} "
                                f"number{'s' * (gaps > 1)} below it {'have' if gaps > 1 else 'has'} no image "
                                "(a classifier still has one output for each)")
     return images, labels
