@@ -209,7 +209,7 @@ BAD = {
                                                      "run's 1 epoch "]),
     "crop-larger-than-side": (["--side", "4", "--crop", "5"], ["data.crop 5", "4x4 images", "at most 3"]),
     "default-preset-with-layers": (["--preset", "cnn", "--layers", "Flatten()", "Linear(10)"],
-                                   ["model.preset (--preset) is used only with"]),  # given, though the default
+                                   ["model.preset (--preset) is used"]),  # given, though the default
     "default-resize-without-side": (["--resize", "nearest"], ["data.resize (--resize) is used only with"]),
     "side-and-image-size": (["--side", "16", "--image-size", "32"],
                             ["data.side (16) and data.image_size (32)", "one after the other"]),
@@ -241,7 +241,8 @@ def test_a_device_that_is_not_there_is_refused_before_the_table(tmp_path: Path, 
 
 @pytest.mark.parametrize(("toml", "words"), [
     ('[data]\nresize = "bilinear"\n', ["data.resize (--resize) is used only with"]),
-    ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n', ["model.preset (--preset) is used only with"]),
+    ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n',
+     ["model.preset (--preset) is used only with"]),
     ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n', ["layer 3 Dropout: p"]),
     ('[data]\ncrop = 9\n', ["data.crop 9", "8x8"]),
     ('[data]\nimage_size = "16"\nside = 8\n', ["data.side (8) and data.image_size (16)"]),
