@@ -333,6 +333,21 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
 
 
 @pytest.mark.parametrize("argv, flag", [
+    (["train", "--data", "digits", "--out=--"], "--out"), (["sample", "RUN", "--out=--"], "--out"),
+    (["classify", "eval", "RUN", "--limit=--"], "--limit"), (["eval", "RUN", "--k=--"], "--k"),
+])
+def test_a_flag_given_the_end_of_options_as_its_value_is_refused(
+        argv: list[str], flag: str, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--out=--`: argparse drops the `--` and reads the flag as given nothing, whose default would
+    then be taken without a word (a run trained into runs/...); refused naming the flag, nothing
+    written."""
+    monkeypatch.chdir(tmp_path)
+    message = one_error_line(capsys, argv, argv[0], one_sentence, flag)
+    assert "'--'" in message and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, flag", [
     (["train", "--lr", "١"], "--lr"), (["train", "--lr", "1_0"], "--lr"), (["train", "--lr", " 1"], "--lr"),
     (["train", "--hidden", "٣,4"], "--hidden"), (["train", "--hidden", "1_0"], "--hidden"),
     (["train", "--time-budget", "٣m"], "--time-budget"), (["train", "--image-size", "٣٢"], "--image-size"),

@@ -530,6 +530,21 @@ def test_momentum_at_its_default_with_adam_is_refused_from_flags_and_toml(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 
+def test_an_image_shape_the_data_does_not_have_names_the_key(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        one_sentence: OneSentence) -> None:
+    """model.image_shape, filled in from the data, given otherwise in a TOML file: one sentence
+    naming the key, both shapes and the fix; nothing written."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("[model]\nimage_shape = [3, 8, 8]\n")
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", "run", "--config", "c.toml"]) == 2
+    message = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
+    one_sentence(message, "model.image_shape is [3, 8, 8]", "[1, 8, 8]", "leave model.image_shape out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
 @pytest.mark.parametrize(("flags", "words"), [
     (["--image-fit", "bogus"], ['unknown image_fit "bogus"', "crop, pad"]),
     (["--variance", "bogus"], ['unknown variance "bogus"', "pixel, global"]),

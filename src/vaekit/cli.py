@@ -90,12 +90,26 @@ class VaekitParser(argparse.ArgumentParser):
         so that the error line names the subcommand (`vaekit train: error: unrecognized ...`)."""
         if args is not None:
             args = self.dash_values_joined(args)
+            if " " in self.prog:  # a command's parser, named in the sentence
+                self.refuse_separator_value(args)
             self.refuse_repeated(args)
             self.refuse_unknown_before_action(args)
         parsed, extras = super().parse_known_args(args, namespace)
         if extras and " " in self.prog:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+    def refuse_separator_value(self, args: Sequence[str]) -> None:
+        """A flag given `--` as its value (`--out=--`) is refused: argparse drops a `--` wherever it
+        finds one among a flag's values (Python 3.11), so the flag would be read as given nothing and
+        its default taken without a word."""
+        for arg in args:
+            if arg == "--":
+                return
+            flag, equals, value = arg.partition("=")
+            if arg.startswith("-") and equals and value == "--":
+                self.error(f"argument {flag}: '--' marks the end of the options, not a value (./-- names "
+                           "a file or folder of that name)")
 
     def refuse_unknown_before_action(self, args: Sequence[str]) -> None:
         """In a parser with actions (`vaekit classify [ACTION]`), a flag it does not know, before

@@ -246,6 +246,10 @@ def test_a_device_that_is_not_there_is_refused_before_the_table(tmp_path: Path, 
     ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n', ["layer 3 Dropout: p"]),
     ('[data]\ncrop = 9\n', ["data.crop 9", "8x8"]),
     ('[data]\nimage_size = "16"\nside = 8\n', ["data.side (8) and data.image_size (16)"]),
+    # the settings filled in from the data, given otherwise: named by their keys, with the fix
+    ('[model]\nclasses = 5\n', ["model.classes is 5", "digits has 10 classes", "leave model.classes out"]),
+    ('[model]\nimage_shape = [3, 8, 8]\n', ["model.image_shape is [3, 8, 8]", "[1, 8, 8]",
+                                             "leave model.image_shape out"]),
 ])
 def test_a_config_file_setting_nothing_uses_is_one_sentence(tmp_path: Path, capsys: Any, toml: str,
                                                             words: list[str]) -> None:

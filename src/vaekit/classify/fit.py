@@ -28,6 +28,7 @@ from vaekit.classify.data import Labelled, class_notes, labelled, network_input,
 from vaekit.classify.loss import ClassifierEngine, cross_entropy
 from vaekit.classify.metrics import logits
 from vaekit.classify.models import build_classifier, layer_rows, layer_texts
+from vaekit.config import FILLED_IN
 from vaekit.data.load import Dataset, load_configured, note_lines
 from vaekit.device import format_bytes, resolve_device
 from vaekit.errors import ConfigError
@@ -53,11 +54,11 @@ def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
     classes = num_classes(ds, config.data.name)
     m = config.model
     if m.image_shape is not None and list(m.image_shape) != shape:
-        raise ConfigError(f"the network was built for images {m.image_shape}, but {config.data.name} "
-                          f"gives images {shape}.")
+        raise ConfigError(f"model.image_shape is {list(m.image_shape)}, but {config.data.name} gives images "
+                          f"{shape}; {FILLED_IN.format(key='model.image_shape')}")
     if m.classes is not None and m.classes != classes:
-        raise ConfigError(f"the network was built for {m.classes} classes, but {config.data.name} has "
-                          f"{classes}.")
+        raise ConfigError(f"model.classes is {m.classes}, but {config.data.name} has {classes} classes; "
+                          f"{FILLED_IN.format(key='model.classes')}")
     m.image_shape, m.classes = shape, classes
     return layer_rows(layer_texts(m, shape, classes), shape, classes,
                       "--side" if config.data.side else "--image-size")

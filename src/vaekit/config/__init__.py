@@ -48,6 +48,7 @@ from vaekit.config.environ import (
 from vaekit.config.epochs import FLOAT32_TINY, check_epochs, check_planned_epochs, check_warmup, flushed_epoch
 from vaekit.config.read import (
     COMMAND_LINE,
+    FILLED_IN,
     MAX_LAYERS,
     MAX_TOML_BYTES,
     USED_WITH,
@@ -129,8 +130,8 @@ from vaekit.config.values import (
 )
 
 __all__ = [  # the public names of the modules, each imported from here
-    "ACTIVATIONS", "BINARIZATIONS", "BOUNDS", "Bound", "C", "COMMAND_LINE", "DEVICES", "DURATION_UNITS",
-    "DataConfig",
+    "ACTIVATIONS", "BINARIZATIONS", "BOUNDS", "Bound", "C", "COMMAND_LINE", "DEVICES", "FILLED_IN",
+    "DURATION_UNITS", "DataConfig",
     "ENGINES", "ESTIMATORS", "IMAGE_CHANNELS", "IMAGE_FITS", "IMAGE_OPTIONS", "KINDS", "LIKELIHOODS",
     "LoopConfig", "MAX_IMAGE_SIDE", "MAX_LAYERS", "MAX_SIZE", "MAX_THREADS", "MAX_TOML_BYTES",
     "MODEL_KINDS", "ModelConfig", "OBJECTIVES", "OPTIMIZERS", "OptimConfig", "PRECISIONS", "PRIORS",

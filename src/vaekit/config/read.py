@@ -35,6 +35,9 @@ from vaekit.regular import cannot_follow, open_regular
 
 MAX_LAYERS = 1000  # entries of model.hidden and model.channels
 MAX_TOML_BYTES = 1 << 20  # a config is a few lines; this keeps `--config /dev/zero` from filling memory
+# the fix of a setting vaekit fills in from the data (model.image_shape, model.classes) that disagrees with it
+FILLED_IN = ("leave {key} out of the config (it is filled in from the data), or give the data it was "
+             "built for.")
 COMMAND_LINE = "command line"  # the origin `apply` is given for flags: a choice is named by its flag
 
 C = TypeVar("C")  # a config made of sections: TrainConfig, or the classifier's config

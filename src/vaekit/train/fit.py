@@ -38,7 +38,14 @@ import torch
 from torch import Tensor, nn
 
 from vaekit import distributed, runs
-from vaekit.config import RESUMABLE_CHANGES, TrainConfig, check_with_data, checkpoint_interval, differences
+from vaekit.config import (
+    FILLED_IN,
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    check_with_data,
+    checkpoint_interval,
+    differences,
+)
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
 from vaekit.data.load import Dataset, load_configured, note_lines
@@ -205,8 +212,8 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
                           f"{len(ds.val)} validation images; load it with that split, or leave val_size out.")
     shape = list(ds.image_shape)
     if config.model.image_shape is not None and list(config.model.image_shape) != shape:
-        raise ConfigError(f"the model was built for images {config.model.image_shape}, but "
-                          f"{config.data.name} has images {shape}.")
+        raise ConfigError(f"model.image_shape is {list(config.model.image_shape)}, but {config.data.name} "
+                          f"has images {shape}; {FILLED_IN.format(key='model.image_shape')}")
     config.model.image_shape = shape
     check_with_data(config, config.data.name, math.prod(shape), len(ds.train))
     one_step = copy.deepcopy(config)  # a step holds at most the training images
