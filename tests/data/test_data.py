@@ -835,3 +835,25 @@ def test_fixture_helpers_see_no_real_places(places):
     """The isolation the other tests rely on: nothing outside tmp is looked at."""
     dirs = [d for _, d in data.candidate_dirs("fashion-mnist")]
     assert dirs == [places.cache_root / "fashion-mnist", places.system_root / "fashion-mnist"]
+
+
+def test_an_image_size_past_memory_is_refused_before_any_image_is_resized(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_sentence) -> None:
+    """--image-size on a built-in set: the images it would make (N x C x H x W bytes, times the
+    folders' MEMORY_FACTOR) held against the memory this process can take before the first is
+    resized (4096 on digits: 28 GiB, resized one image at a time), one sentence naming both."""
+    from vaekit.data import load
+    from vaekit.data.image_decode import ImageOptions
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("resized although the images cannot fit")
+
+    ds = load_dataset("digits")
+    n = len(ds.train) + len(ds.val) + len(ds.test)
+    room = n * 64 * 64 * load.MEMORY_FACTOR  # 64x64 fits exactly; 65x65 does not
+    monkeypatch.setattr(load, "memory_room", lambda: room)
+    assert load_dataset("digits", images=ImageOptions(size=(64, 64))).image_shape == (1, 64, 64)
+    monkeypatch.setattr(load, "resize_images", never)
+    assert main(["data", "info", "digits", "--image-size", "65"]) == 2
+    message = capsys.readouterr().err.strip().removeprefix("vaekit data: error: ")
+    one_sentence(message, "digits", "1x65x65", "--image-size")

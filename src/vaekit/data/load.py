@@ -21,6 +21,7 @@ decoded, and their size and channels are applied to the other sources' arrays to
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from vaekit.config import check_path_length, env_switch
 from vaekit.data.binarize import prepare
 from vaekit.data.dataset import Dataset, Split, split_count, split_indices, take, three_way
 from vaekit.data.download import MISMATCH, check_mirror_url, read_checked
+from vaekit.data.folder import MEMORY_FACTOR, memory_room
 from vaekit.data.idx import parse_idx
 from vaekit.data.image_decode import ImageOptions, resize_images
 from vaekit.data.readers import Reader, expected_sources, neither_kind, other_sources, reader_for
@@ -51,6 +53,7 @@ from vaekit.data.registry import (
     locate,
     registry_entry,
 )
+from vaekit.device import format_bytes
 from vaekit.errors import ChecksumError, ConfigError, DataError, UnknownDatasetError
 from vaekit.regular import cannot_follow
 
@@ -356,8 +359,20 @@ def check_downloaded_only(name: str, flags: Sequence[str]) -> None:
 
 
 def apply_image_options(ds: Dataset, options: ImageOptions) -> None:
-    """Resize / convert every split of `ds` in place by `options` (size, channels), with notes."""
+    """Resize / convert every split of `ds` in place by `options` (size, channels), with notes.
+    The images it would make are held first against the memory this process can take, as a
+    folder's are (`folder.memory_room`, MEMORY_FACTOR times their bytes): a size past it is a
+    DataError saying both, before any image is resized (an --image-size of 4096 on 8x8 digits
+    would take 30 GB, resized one image at a time)."""
     before = ds.image_shape
+    shape = (options.channels or before[0], *(options.size or before[1:]))
+    n = len(ds.train) + len(ds.val) + len(ds.test)
+    room, size = memory_room(), n * math.prod(shape)
+    if room is not None and size * MEMORY_FACTOR > room:
+        raise DataError(f"{ds.name}: {n:,} images of {'x'.join(map(str, shape))} pixels take "
+                        f"{format_bytes(size)} resized, about {format_bytes(size * MEMORY_FACTOR)} to train "
+                        f"on or describe, more than the {format_bytes(room)} of memory this process has "
+                        "available; give a smaller --image-size.")
     for split in (ds.train, ds.val, ds.test):
         split.images = torch.from_numpy(resize_images(split.images.numpy(), options))
     c, h, w = ds.image_shape
