@@ -697,3 +697,27 @@ def test_more_pseudo_inputs_than_training_images_is_refused(
     assert "100,000" in err and "1,437 training images" in err
     one_sentence(err.removeprefix("vaekit train: error: "))
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["train", "--hidden", "16", "--latent", "2"], ["classify"]])
+def test_an_epoch_that_will_be_slow_is_said_once_where_no_bar_shows_it(
+        command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no progress bar (--no-progress), an epoch whose first batch times its batches past
+    SLOW_EPOCH is said before it runs on: one note on stderr for the process, the estimate the
+    first batch's time times the epoch's batches; an epoch under it says nothing."""
+    from vaekit.train import loop
+
+    argv = [*command, "--data", "digits", "--epochs", "2", "--batch-size", "64", "--threads", "1",
+            "--no-progress"]
+    monkeypatch.setattr(loop, "_SAID_SLOW", [])
+    monkeypatch.setattr(loop, "SLOW_EPOCH", 1e9)
+    assert main([*argv, "--out", str(tmp_path / "fast")]) == 0
+    assert "note: the first batch" not in capsys.readouterr().err
+    monkeypatch.setattr(loop, "SLOW_EPOCH", 0.0)  # every epoch is slow: said once, of epoch 1
+    assert main([*argv, "--out", str(tmp_path / "slow")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note: the first batch" in line]
+    batches = math.ceil(1437 / 64) if command == ["classify"] else None
+    assert len(notes) == 1 and "of epoch 1 took" in notes[0], notes
+    if batches is not None:
+        assert f"its {batches:,} batches will take up to about" in notes[0], notes

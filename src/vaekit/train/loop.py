@@ -15,6 +15,8 @@ augmentation, eps) comes from the one `generator` it is given.
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,7 +24,8 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from vaekit.config import LoopConfig, OptimConfig
+from vaekit import distributed
+from vaekit.config import LoopConfig, OptimConfig, format_duration
 from vaekit.data.binarize import prepare
 from vaekit.device import progress_bar
 from vaekit.errors import DivergenceError
@@ -83,6 +86,24 @@ def kl_weight(loop: LoopConfig) -> Beta:
     return lambda step, steps: beta_at(step, steps, loop)
 
 
+SLOW_EPOCH = 60.0  # seconds: an epoch estimated longer, with no bar to show it, is said before it runs on
+_SAID_SLOW: list[bool] = []  # whether this process has said so (once: the first epoch tells)
+
+
+def note_slow_epoch(first: float, steps: int, epoch: int) -> None:
+    """Where no progress bar shows an epoch (--no-progress, or not a terminal), one note on stderr,
+    once a process (by rank 0 under torchrun), when the epoch's first batch took `first` seconds
+    and its `steps` batches will so take more than SLOW_EPOCH: a network enormous for its data
+    (`Conv2d(100000, 3)` on 8x8 images) is said to be slow, not left silent for minutes. The first
+    batch holds the allocations of the later ones too, so the estimate is an upper one."""
+    place = distributed.place()
+    if _SAID_SLOW or first * steps <= SLOW_EPOCH or (place is not None and place[0] != 0):
+        return
+    _SAID_SLOW.append(True)
+    print(f"note: the first batch of epoch {epoch} took {format_duration(first)}, so its {steps:,} "
+          f"batches will take up to about {format_duration(first * steps)}", file=sys.stderr, flush=True)
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engine, data: Batches,
                 batch_size: int, epochs: int, optim: OptimConfig, generator: torch.Generator, step: int,
                 epoch: int, beta: Beta | None = None, show_bar: bool | None = None,
@@ -123,6 +144,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
             raise diverged(f"the loss became {value} at epoch {epoch}, step {i + 1} of {steps}",
                            epoch - 1 if checkpointed is None else checkpointed)
 
+    started = time.perf_counter()
     for i in range(steps):
         index = perm[i * batch : (i + 1) * batch]
         x, y = data(index, generator)  # (b, C, H, W) float32, (b,) int64 or None
@@ -133,6 +155,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, engine: Engi
         step += 1
         sums += batch_sums
         seen += x.shape[0]
+        if i == 0 and bar.disable and data.device.type == "cpu":  # a CPU step has ended here
+            note_slow_epoch(time.perf_counter() - started, steps, epoch)
         if not bar.disable and (i % 20 == 19 or i == steps - 1):
             bar.set_postfix_str(engine.describe((sums / seen).tolist()), refresh=False)
             bar.update(i + 1 - bar.n)
