@@ -459,13 +459,20 @@ UNUSED: dict[str, tuple[Any, dict[str, Any]]] = {
     "train.free_bits": (0.5, {"train.beta": 0.5}),
     "model.activation": ("tanh", {"model.gated": False}),
     "train.warmup": (3.0, {"train.beta": 0.5}),
+    "model.gated": (True, {"model.hidden": [16]}),
+    "train.beta": (0.5, {"train.objective": "elbo"}),
+    "train.estimator": ("score", {"train.objective": "elbo"}),
 }
 # What leaves a setting unused where the defaults use it: a KL weight of 0 scales the floored KL away
 # and leaves the warm-up a ramp from 0 to 0 (`vaekit.train.optim.beta_at`);
-# gated layers have their gate in place of the activation.
+# gated layers have their gate in place of the activation; an MLP of no hidden layer has no layer
+# that a gate or an activation acts on; the IWAE objective has no KL weight and no estimator choice.
+IWAE = {"train.objective": "iwae", "train.samples": 2}
 WITHOUT: dict[str, dict[str, Any]] = {"train.free_bits": {"train.beta": 0.0},
                                       "model.activation": {"model.gated": True},
-                                      "train.warmup": {"train.beta": 0.0}}
+                                      "train.warmup": {"train.beta": 0.0},
+                                      "model.gated": {"model.hidden": []},
+                                      "train.beta": IWAE, "train.estimator": IWAE}
 
 
 def _table(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -832,3 +839,25 @@ def test_epochs_given_beside_a_time_budget_on_a_resume_are_refused_whatever_thei
     err = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
     one_sentence(err, "train.epochs (--epochs) is planned by the time budget")
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("given, key", [
+    (["--hidden", "none", "--gated"], "model.gated (--gated)"),
+    (["--hidden", "none", "--activation", "tanh"], "model.activation (--activation)"),
+    (["--objective", "iwae", "--samples", "2", "--beta", "1.0"], "train.beta (--beta)"),
+    (["--objective", "iwae", "--samples", "2", "--warmup", "0"], "train.warmup (--warmup)"),
+    (["--objective", "iwae", "--samples", "2", "--free-bits", "0"], "train.free_bits (--free-bits)"),
+])
+def test_a_setting_with_nothing_to_act_on_is_refused_whatever_its_value(
+        given: list[str], key: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, one_sentence: OneSentence) -> None:
+    """An MLP of no hidden layer has no non-linearity for --gated or --activation to choose; the
+    IWAE objective has no KL weight, warm-up or floor: each given is refused naming the key and
+    its flag (at its default too), nothing written."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", "run", *given]) == 2
+    message = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
+    one_sentence(message, key, "is used only with")
+    assert list(tmp_path.iterdir()) == []

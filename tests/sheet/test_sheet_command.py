@@ -5,7 +5,9 @@ nothing written."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,6 +106,13 @@ def test_bad_input_is_one_sentence_and_nothing_written(built: Built, tmp_path: P
     empty.mkdir()
     _refused(capsys, ["--vae-run", str(empty), "--out", str(out)], "not a run directory")
     _refused(capsys, ["--vae-run", str(tmp_path / "missing"), "--out", str(out)], "not a directory")
+    for kind in ("fifo", "directory"):  # a model file that is no regular file: named as `eval` names it
+        odd = Path(shutil.copytree(built.run, tmp_path / f"odd-{kind}"))
+        (odd / "model.safetensors").unlink()
+        os.mkfifo(odd / "model.safetensors") if kind == "fifo" else (odd / "model.safetensors").mkdir()
+        _refused(capsys, ["--vae-run", str(odd), "--out", str(out)], str(odd / "model.safetensors"),
+                 "not a regular file")
+        shutil.rmtree(odd)
     _refused(capsys, ["--out", str(tmp_path)], "is a directory")
     blocker = tmp_path / "file"
     blocker.write_text("x")

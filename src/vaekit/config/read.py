@@ -358,6 +358,11 @@ def _on_cuda(c: Any) -> bool:
     return bool(torch.cuda.is_available())
 
 
+# a setting of the layers' non-linearity acts where some layer has one: not an MLP of no hidden layer
+_LAYERS = (lambda c: c.model.kind == "conv" or bool(c.model.hidden) or c.model.stochastic_layers > 1,
+           "hidden layers (--hidden), a conv model or two stochastic layers, the layers it acts on")
+_ELBO = (lambda c: c.train.objective == "elbo", "the elbo objective (--objective elbo)")
+
 USED_WITH: tuple[tuple[str, Any, str], ...] = (
     ("model.channels", *_CONV), ("model.kernel_size", *_CONV), ("model.stride", *_CONV),
     ("model.pseudo_inputs", lambda c: c.model.prior == "vamp", "the vamp prior (--prior vamp)"),
@@ -366,6 +371,9 @@ USED_WITH: tuple[tuple[str, Any, str], ...] = (
      "gaussian)"),
     ("optim.momentum", lambda c: c.optim.name in ("sgd", "rmsprop"), "--optimizer sgd or rmsprop"),
     ("optim.step_size", *_STEP), ("optim.gamma", *_STEP),
+    ("model.activation", *_LAYERS), ("model.gated", *_LAYERS),
+    ("train.beta", *_ELBO), ("train.warmup", *_ELBO), ("train.free_bits", *_ELBO),
+    ("train.estimator", *_ELBO),
     ("model.activation", lambda c: not c.model.gated, "ungated layers (no --gated; a gated layer's sigmoid "
      "gate is its non-linearity)"),
     ("train.free_bits", lambda c: c.train.beta > 0, "a KL weight above 0 (--beta), which scales the "

@@ -73,15 +73,15 @@ def data_name(run_dir: Path | None) -> str:
 
 def check_vae_run(run_dir: Path) -> None:
     """`--vae-run` must be a VAE run with a model: one sentence (CheckpointError) otherwise, before
-    anything is trained or written."""
+    anything is trained or written. The run is loaded as `vaekit eval` loads it (`runs.load_run`),
+    so a model file that is not a regular file, damaged weights or another run's are named as
+    there, not found after the sheet's other answers."""
     if not run_dir.is_dir():
         raise CheckpointError(f"--vae-run {run_dir} is not a directory; expected a run directory of "
                               "`vaekit train`.")
     try:
-        runs.read_config(run_dir, "vae")
-        if not (run_dir / "model.safetensors").is_file():
-            raise CheckpointError(f"{run_dir} has no model.safetensors yet; expected a run of `vaekit "
-                                  "train` that finished an epoch.")
+        runs.read_config(run_dir, "vae")  # a folder of no run, or of a classifier, named as such
+        runs.load_run(run_dir, "vae")
         read_eval(run_dir)  # its eval.json and metrics.jsonl, read now: not after the other answers
         runs.read_metrics(run_dir)
     except CheckpointError as err:
