@@ -118,8 +118,11 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
         except ConfigError as err:
             raise ConfigError(f"{where}{err}") from None
         valid = f.metadata.get("choices")
-        if valid and value not in valid and origin not in (None, COMMAND_LINE):  # a flag: named by the flag
-            raise ConfigError(f"{where}unknown {key} {show(value)}; valid values are {', '.join(valid)}.")
+        if valid and origin not in (None, COMMAND_LINE):  # a flag's value is named by the flag, later
+            try:
+                choice(key, value, valid)
+            except ConfigError as err:
+                raise ConfigError(f"{where}{err}") from None
         return value
     else:
         raise AssertionError(f"unhandled type {t} of {key}")  # a bug in this file, not user input
