@@ -281,6 +281,7 @@ def test_integers_beyond_64_bits(tmp_path: Path, key: str, value: str, one_sente
     ("[model\n", ["not valid TOML", "line 1"]),
     ("[model]\nkind = 'MLP'\n", ["model.kind", '"MLP"', "mlp, conv"]),  # a choice: by its key, not its flag
     ("[optim]\nname = 'lion'\n", ["optim.name", '"lion"', "adam"]),
+    ("[data]\nimage_channels = 2\n", ["data.image_channels must be 0", "1 (grey) or 3 (RGB)", "got 2."]),
 ])
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, names: list[str],
                                               one_sentence: OneSentence) -> None:

@@ -221,12 +221,13 @@ def flush_incomplete() -> bool:
     return _flush_depth > 0 and _can_flush and not denormals_flushed()
 
 
-def resolve_device(name: str) -> torch.device:
-    """'cpu', 'cuda' or 'auto' (cuda when torch sees a CUDA device, else cpu) as a torch.device."""
+def resolve_device(name: str, asked_by: str = "--device cuda") -> torch.device:
+    """'cpu', 'cuda' or 'auto' (cuda when torch sees a CUDA device, else cpu) as a torch.device;
+    cuda where torch sees none is a ConfigError naming `asked_by`, where the value came from."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here.")
+        raise ConfigError(f"{asked_by} was asked for, but torch sees no CUDA device here.")
     return torch.device(name)
 
 

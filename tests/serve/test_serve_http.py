@@ -171,16 +171,24 @@ def test_malformed_header_lines_are_refused(client: Client, one_sentence: Callab
     still_answers(client)
 
 
-@pytest.mark.parametrize("kind", [None, "", "text/plain", "text/plain;charset=UTF-8",
-                                  "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                  "application/jsonp", "application/json-patch+json",
-                                  "application/json; charset=latin-1", "application/json, text/plain"])
+@pytest.mark.parametrize(("kind", "named"), [
+    (None, "does not have"), ("", "got ''"), ("text/plain", "'text/plain'"),
+    ("text/plain;charset=UTF-8", "'text/plain;charset=UTF-8'"),
+    ("application/x-www-form-urlencoded", "'application/x-www-form-urlencoded'"),
+    ("multipart/form-data; boundary=x", "'multipart/form-data; boundary=x'"),
+    ("application/jsonp", "'application/jsonp'"), ("application/json-patch+json", "json-patch"),
+    ("application/json; charset=latin-1", "but charset=utf-8 (the body is UTF-8 JSON), got 'charset=latin-1"),
+    ("application/json; version=2", "got 'version=2'"),
+    ("application/json, text/plain", "'application/json, text/plain'")])
 def test_a_post_needs_a_json_content_type(client: Client, one_sentence: Callable[..., None],
-                                          kind: str | None) -> None:
+                                          kind: str | None, named: str) -> None:
     """A page of another site may POST text/plain, a form or multipart without asking (no CORS
-    preflight); only application/json needs a preflight, which the explorer never grants."""
+    preflight); only application/json needs a preflight, which the explorer never grants. The
+    sentence names what was sent."""
     headers = [f"Content-Length: {len(Z)}"] + ([] if kind is None else [f"Content-Type: {kind}"])
-    check_refusal(ask(client, post("/api/decode", Z, *headers)), 415, one_sentence)
+    reply = ask(client, post("/api/decode", Z, *headers))
+    check_refusal(reply, 415, one_sentence)
+    assert named in json.loads(reply[2])["error"], reply
     still_answers(client)
 
 

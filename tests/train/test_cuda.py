@@ -193,3 +193,42 @@ def test_autocast_bf16_on_cuda_is_close_to_float32() -> None:
     f32_sums, _ = loss_and_grads(conv_config(), "cuda")
     bf_sums, _ = loss_and_grads(conv_config("bf16"), "cuda")
     torch.testing.assert_close(bf_sums, f32_sums, rtol=2e-2, atol=0.5)
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(),
+                             reason="needs a machine where torch sees no CUDA device")
+
+
+@NO_CUDA
+@pytest.mark.parametrize("command", ["train", "classify"])
+def test_cuda_from_a_toml_file_is_named_by_its_file_and_key(tmp_path, capsys, command) -> None:  # type: ignore[no-untyped-def]
+    from vaekit.cli import main
+
+    toml = tmp_path / "gpu.toml"
+    toml.write_text('[train]\ndevice = "cuda"\n')
+    out = tmp_path / "run"
+    assert main([command, "--data", "digits", "--config", str(toml), "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f'{toml}: train.device "cuda" was asked for' in err and "--device" not in err, err
+    assert not out.exists()
+
+
+@NO_CUDA
+def test_resuming_a_cuda_run_here_names_its_config_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from vaekit.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["train"]["device"] = "cuda"  # as a run trained on a GPU records it
+    (out / "config.json").write_text(json.dumps(config))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f'{out}/config.json: train.device "cuda" was asked for' in err and "--device" not in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--device", "cpu",
+                 "--no-progress"]) == 0

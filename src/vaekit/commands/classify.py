@@ -20,7 +20,7 @@ from vaekit.classify.evaluate import evaluate_classifier
 from vaekit.classify.fit import fit_classifier
 from vaekit.commands import classify_eval
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, parsed_flag
-from vaekit.commands.tables import add_table, flag_table, given
+from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.device import peak_rss_mb
 from vaekit.errors import ConfigError
 from vaekit.runs import read_metrics, resumed_config
@@ -68,9 +68,9 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     cfg.check_used(config, start, used_with(args.compare), given=keys | cfg.given_keys(flags))
     compare.check_flags(args, config, start)
     cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None)
+    check_device(config, args, keys)
     name = "custom" if config.model.layers else config.model.preset
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"
-    return config, out
+    return config, Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"
 
 
 def run(args: argparse.Namespace) -> int:

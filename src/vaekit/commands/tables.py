@@ -83,6 +83,20 @@ def given(args: argparse.Namespace, table: dict[str, Row]) -> dict[str, dict[str
     return out
 
 
+def check_device(config: Any, args: argparse.Namespace, toml_keys: set[str]) -> None:
+    """The run's device, before any data is read: cuda where torch sees no CUDA device is refused
+    naming where it was asked for, the flag, else the TOML file's key, else the resumed run's
+    config.json."""
+    from vaekit.device import resolve_device  # torch: only for a command that trains
+
+    if args.device is not None or not ("train.device" in toml_keys or args.resume):
+        asked_by = f"--device {config.train.device}"
+    else:
+        source = args.config if "train.device" in toml_keys else f"{args.out}/config.json"
+        asked_by = f'{source}: train.device "{config.train.device}"'
+    resolve_device(config.train.device, asked_by)
+
+
 def image_flags(section: str = "data") -> dict[str, Row]:
     """The flag rows of user images (`vaekit.data.folder`), the same for every command that loads data."""
     rows = {key: (flag, kind, text) for flag, (part, key, kind, text) in flag_table(TrainConfig()).items()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vaekit import config as cfg
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH
-from vaekit.commands.tables import add_table, flag_table, given
+from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
@@ -63,6 +63,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)
     cfg.check_epochs(config, start)
+    check_device(config, args, keys)
     out = Path(args.out) if args.out else default_out(config)
     return config, out
 

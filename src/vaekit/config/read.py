@@ -90,6 +90,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
     elif t.startswith("int"):
         if not is_int(value):
             raise ConfigError(f"{where}{key} must be an integer, got {show(value)}.")
+        if kind == "channels" and value not in IMAGE_CHANNELS:  # a few values, not a range
+            raise ConfigError(f"{where}{channels_sentence(key, value)}.")
     elif t.startswith("float"):
         if kind == "duration":  # "60m" in a TOML file, or seconds: both held to the parser's bound
             value = duration_value(value, key, where)

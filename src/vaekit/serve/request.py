@@ -171,19 +171,22 @@ def no_content_coding(codings: list[str] | None) -> None:
 
 def json_content_type(kinds: list[str] | None) -> None:
     """415 unless the request says Content-Type: application/json once, with no parameter but
-    charset=utf-8. A page of another site may POST text/plain, a form or multipart without asking
-    the server first; a JSON body makes the browser ask (a CORS preflight, which the explorer never
-    grants)."""
-    refused = ApiError(415, "a POST's body must be sent with the header Content-Type: application/json.")
-    if kinds is None or len(kinds) != 1:
-        raise refused
+    charset=utf-8; the sentence names what the request sent. A page of another site may POST
+    text/plain, a form or multipart without asking the server first; a JSON body makes the browser
+    ask (a CORS preflight, which the explorer never grants)."""
+    want = "a POST's body must be sent with the header Content-Type: application/json"
+    if kinds is None:
+        raise ApiError(415, f"{want}, which this request does not have.")
+    if len(kinds) != 1:
+        raise ApiError(415, f"{want} once, but this request has {len(kinds)} Content-Type headers.")
     kind, *params = kinds[0].split(";")
     if kind.strip().lower() != "application/json":
-        raise refused
+        raise ApiError(415, f"{want}, got {kinds[0].strip()[:60]!r}.")
     for param in filter(str.strip, params):
         name, _, value = param.partition("=")
         if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
-            raise refused
+            raise ApiError(415, f"Content-Type: application/json takes no parameter but charset=utf-8 (the "
+                           f"body is UTF-8 JSON), got {param.strip()[:60]!r}.")
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
