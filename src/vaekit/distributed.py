@@ -80,9 +80,11 @@ class World:
         is gone (killed: gloo's 'Connection closed by peer') or did not come within the timeout."""
         import torch.distributed as dist  # only ever imported by a distributed run
 
+        global _LOST
         try:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         except RuntimeError as err:  # DistBackendError, or gloo's plain RuntimeError
+            _LOST = True
             reason = (str(err).splitlines() or [type(err).__name__])[0].rstrip(".")[:200]
             raise PeerLost(f"rank {self.rank} of {self.size} lost the other ranks in a collective "
                            f"({reason}); torchrun names the rank that ended first.") from None
@@ -113,6 +115,7 @@ def place() -> tuple[int, int] | None:
 
 
 _WORLD: World | None = None
+_LOST = False  # a collective of this process lost the other ranks (`World.all_reduce`): see `_finish`
 
 
 def world(device: str = "cpu") -> World | None:
@@ -163,9 +166,17 @@ def _end_with_launcher() -> None:
 def _finish() -> None:
     """At exit: wait for the other ranks, then close the process group. A rank that leaves while
     another still works (rank 0 writing eval.json) would tear gloo down under it: the C++ runtime
-    then aborts the process ("terminate called without an active exception")."""
+    then aborts the process ("terminate called without an active exception"). A rank that lost the
+    others (`PeerLost`) ends at once with LOST_PEER_STATUS, its output flushed, gloo left as it is:
+    a barrier, a teardown or the interpreter's own clean-up under a dead peer can abort it the
+    same way, and the launcher would name it as killed by SIGABRT."""
     import torch.distributed as dist  # only ever imported by a distributed run
 
+    if _LOST:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed or broken stream: nothing left to say
+                stream.flush()
+        os._exit(LOST_PEER_STATUS)
     if dist.is_initialized():
         with contextlib.suppress(Exception):  # a dead peer: torchrun is already ending the run
             dist.barrier()

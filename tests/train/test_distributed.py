@@ -277,6 +277,80 @@ def test_the_launcher_names_the_rank_that_ended_first() -> None:
     assert "lost each other" in ranks_ended(failures(r0=LOST_PEER_STATUS), 2)
 
 
+def test_a_rank_that_lost_the_others_ends_without_touching_gloo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a collective lost the other ranks, the exit neither waits at a barrier nor tears the
+    process group down (either can abort the process in C++ under a dead peer): it ends at once
+    with LOST_PEER_STATUS."""
+    import torch.distributed as dist
+
+    from vaekit import distributed
+    from vaekit.errors import LOST_PEER_STATUS, PeerLost
+
+    class Ended(BaseException):
+        pass
+
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Connection closed by peer [127.0.0.1]:29500")
+
+    def ended(status: int) -> None:
+        raise Ended(status)
+
+    touched: list[str] = []
+    monkeypatch.setattr(distributed, "_LOST", False)
+    monkeypatch.setattr(dist, "all_reduce", lost)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: touched.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda *a, **k: touched.append("destroy"))
+    monkeypatch.setattr(distributed.os, "_exit", ended)
+    with pytest.raises(PeerLost, match="rank 0 of 2 lost the other ranks"):
+        World(0, 2).agree(True)
+    with pytest.raises(Ended) as end:
+        distributed._finish()
+    assert end.value.args == (LOST_PEER_STATUS,) and touched == []
+
+
+RANK_LOSES_ITS_PEER = """
+import os, signal
+from vaekit.distributed import world
+from vaekit.errors import LOST_PEER_STATUS, PeerLost
+w = world()
+w.agree(True)
+if w.rank == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+try:
+    while True:
+        w.agree(True)
+except PeerLost:
+    raise SystemExit(LOST_PEER_STATUS)
+"""
+
+
+def test_a_rank_whose_peer_was_killed_ends_with_its_status_and_says_nothing() -> None:
+    """Two real gloo processes (no torchrun, so nothing stops the survivor): rank 1 killed, rank 0
+    ends with LOST_PEER_STATUS by itself, without a word from the C++ runtime on stderr."""
+    import socket
+
+    from vaekit.errors import LOST_PEER_STATUS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    place = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK_LOSES_ITS_PEER], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**ENV, **place, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in (0, 1)]
+    try:
+        out, err = ranks[0].communicate(timeout=120)
+        ranks[1].communicate(timeout=30)
+    finally:
+        for rank in ranks:
+            if rank.poll() is None:
+                rank.kill()
+                rank.wait()
+    assert ranks[1].returncode == -signal.SIGKILL
+    assert (ranks[0].returncode, out, err) == (LOST_PEER_STATUS, "", ""), err
+
+
 def test_nproc_starts_torchrun(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "vaekit", "train", *ARGS, "--epochs", "1", "--nproc", "2",
