@@ -149,3 +149,22 @@ def test_a_training_setting_on_an_ended_run_is_refused(request: pytest.FixtureRe
     before = snapshot(run)
     err = cli_bad(capsys, one_sentence, [*RESUME, str(run), *flags], f"({flags[0]})", fix)
     assert snapshot(run) == before, err
+
+
+@pytest.mark.parametrize("damage", ["emptied", "cut", "edited"])
+@pytest.mark.parametrize("kind", ["trained", "stopped"])
+def test_an_ended_run_with_damaged_rows_is_refused_not_said_done(request: pytest.FixtureRequest,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 one_sentence: Callable[..., None],
+                                                                 kind: str, damage: str) -> None:
+    """A resume with nothing to train still holds metrics.jsonl against the checkpoint's record:
+    'nothing to do', exit 0, would pass a run whose rows are gone or changed as whole."""
+    run = request.getfixturevalue(kind)
+    metrics = run / runs.METRICS
+    text = metrics.read_text()
+    metrics.write_text({"emptied": "", "cut": text.splitlines(keepends=True)[0],
+                        "edited": text.replace('"epoch": 1,', '"epoch": 1, "note": 1,', 1)}[damage])
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, [*RESUME, str(run)], str(metrics))
+    assert "nothing to do" not in err and "already ended" not in err, err
+    assert snapshot(run) == before

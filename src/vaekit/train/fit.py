@@ -298,8 +298,10 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
     governor = governor_for(loop.threads, device, w)
     model, optimizer, generator, progress = _build(task, device, out, saved)
     stopping = EarlyStopping(loop.patience, task.score_name)
+    if saved is not None:  # damaged rows or model file, or another run's: refused before a word or an epoch
+        runs.read_metrics(out)
+        runs.check_model_file(out, task.config)
     if saved is not None and not left_to_train(task, progress, stopping, out, log):
-        runs.check_model_file(out, task.config)  # the summary names it: a damaged one is refused
         return _summary(task, out, progress, w)
     data, beta = task.prepare(device)
     engine = _engine(task, model, progress.baseline, w)

@@ -22,15 +22,13 @@ class RunFiles:
     """config.json and metrics.jsonl of one session, written by the `writer` rank. A new run writes
     its config at once (and empties the metrics of a run that never finished an epoch). A resumed
     run changes its files only once its first epoch is done (a divergence, a kill or a bad input
-    before that leaves the directory as it was); its rows past the checkpoint are then dropped."""
+    before that leaves the directory as it was); its rows past the checkpoint are then dropped. A
+    resumed run's rows and model file were checked before (`vaekit.train.fit`)."""
 
     def __init__(self, out: Path, config: RunConfig, writer: bool, resumed: bool) -> None:
         self.out, self.config, self.writer = out, config, writer
         self.pending = resumed  # a resumed run's files wait for its first epoch
-        if resumed:
-            runs.read_metrics(out)  # a damaged metrics.jsonl is refused before anything is trained
-            runs.check_model_file(out, config)  # and so is a damaged model file, or another run's
-        elif writer:
+        if writer and not resumed:
             runs.write_config(out, config)
             if (out / runs.METRICS).exists():  # a run that never finished an epoch: nothing to keep
                 runs.truncate_metrics(out, 0)
