@@ -20,10 +20,9 @@ from vaekit.config import (
     parse_positive_duration,
 )
 
-# A flag table's kinds (`vaekit.config.kind_of`): str, int, float, list (of ints, '512,256'),
-# 'duration' ('60m'), 'size' ('32', '64x48'), 'positive' (an int of at least 1), 'channels' (0, 1 or
-# 3), 'layers' (one or more words), 'switch' (no value: given means true), 'off' (no value: given means
-# false). Table rows are (section, key, kind, help).
+# A flag table's kinds (`vaekit.config.kind_of`): str, int, float, list (of ints, '512,256'), 'duration'
+# ('60m'), 'size' ('32', '64x48'), 'positive' (an int of at least 1), 'channels' (0, 1 or 3), 'layers' (one
+# or more words), 'switch' (no value: true), 'off' (no value: false). Rows: (section, key, kind, help).
 Kind = type | str
 PATH_FLAGS = ("--data", "--data-dir")  # the text flags of the tables that name a file or folder
 Row = tuple[str, str, Kind, str]
@@ -84,17 +83,14 @@ def given(args: argparse.Namespace, table: dict[str, Row]) -> dict[str, dict[str
 
 
 def check_device(config: Any, args: argparse.Namespace, toml_keys: set[str]) -> None:
-    """The run's device, before any data is read: cuda where torch sees no CUDA device is refused
-    naming where it was asked for, the flag, else the TOML file's key, else the resumed run's
-    config.json."""
+    """cuda where torch sees none, refused before any data, named where it was asked for: the flag,
+    else the TOML file's key, else the resumed run's config.json."""
     from vaekit.device import resolve_device  # torch: only for a command that trains
 
-    if args.device is not None or not ("train.device" in toml_keys or args.resume):
-        asked_by = f"--device {config.train.device}"
-    else:
-        source = args.config if "train.device" in toml_keys else f"{args.out}/config.json"
-        asked_by = f'{source}: train.device "{config.train.device}"'
-    resolve_device(config.train.device, asked_by)
+    source = (None if args.device is not None or not ("train.device" in toml_keys or args.resume)
+              else args.config if "train.device" in toml_keys else f"{args.out}/config.json")
+    device = config.train.device
+    resolve_device(device, f'{source}: train.device "{device}"' if source else f"--device {device}")
 
 
 def image_flags(section: str = "data") -> dict[str, Row]:
