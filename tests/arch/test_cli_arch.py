@@ -188,6 +188,9 @@ def test_scaling_table_and_plot(capsys: Any, tmp_path: Any) -> None:
     (["Conv2d(20, 3)"], ["--input"]),
     (["--plot", "x.png"], ["--scaling"]),
     (["--sheet", "--input", "3,10,10"], ["--sheet"]),
+    # an empty --input is an --input given: named as such, not asked for as missing
+    (["--input", "", "ReLU()"], ["--input must be C,H,W", 'got "".']),
+    (["--input", "", "--scaling"], ["take no --input"]),
 ])
 def test_bad_input_exits_2_with_one_sentence(capsys: Any, argv: list[str],
                                              words: list[str]) -> None:

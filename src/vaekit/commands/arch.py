@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and not args.scaling:
         raise SpecError("--plot draws the --scaling table; add --scaling.")
     if args.sheet or args.scaling:
-        if args.layers or args.input:
+        if args.layers or args.input is not None:
             raise SpecError("--sheet and --scaling take no --input and no LAYER.")
         plot = None if args.plot is None else figure_path(args.plot, example="scaling")
         table = sheet.scaling_table() if args.scaling else None
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 outputs.append(f"plot written to {args.plot}")
         print("\n".join(outputs))
         return 0
-    if not args.layers or not args.input:
+    if not args.layers or args.input is None:  # '' is an --input given, refused as such
         raise SpecError("give --input C,H,W (or N) and at least one LAYER, or --sheet or "
                         "--scaling; see vaekit arch --help.")
     shape = parse_input_shape(args.input)
