@@ -303,17 +303,21 @@ def test_a_dataset_path_no_file_system_holds_is_one_sentence(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("flag", ["--lr", "--weight-decay", "--autoregressive-dropout"])
-def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize(("flag", "zero_allowed"), [("--lr", False), ("--weight-decay", True),
+                                                     ("--autoregressive-dropout", True)])
+def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, zero_allowed: bool,
+                                                       capsys: pytest.CaptureFixture[str],
                                                        one_sentence: OneSentence, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The commands run with denormals flushed to zero, where 1e-320 compares equal to 0: it would
-    be refused as 'not greater than 0, got 0.0', or stored as 0.0 where 0 is allowed."""
+    be refused as 'not greater than 0, got 0.0', or stored as 0.0 where 0 is allowed. The sentence
+    offers 0 only where the setting takes it (--lr 0 is refused)."""
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
     assert main(["train", "--data", "digits", flag, "1e-320", "--out", "run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "subnormal" in err, err
+    assert ("must be 0 or at least" in err) == zero_allowed, err
     one_sentence(err.removeprefix("vaekit train: error: "))
     assert list(tmp_path.iterdir()) == []
 
@@ -332,19 +336,24 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
     assert "given twice" in message
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["train", "--data", "digits", "--out=--"], "--out"), (["sample", "RUN", "--out=--"], "--out"),
-    (["classify", "eval", "RUN", "--limit=--"], "--limit"), (["eval", "RUN", "--k=--"], "--k"),
+@pytest.mark.parametrize("argv, flag, helped", [
+    (["train", "--data", "digits", "--out=--"], "--out", "train"),
+    (["sample", "RUN", "--out=--"], "--out", "sample"),
+    (["classify", "eval", "RUN", "--limit=--"], "--limit", "classify eval"),
+    (["eval", "RUN", "--k=--"], "--k", "eval"),
+    (["classify", "--epochs=--", "eval", "RUN"], "--epochs", "classify"),
 ])
 def test_a_flag_given_the_end_of_options_as_its_value_is_refused(
-        argv: list[str], flag: str, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        argv: list[str], flag: str, helped: str, capsys: pytest.CaptureFixture[str],
+        one_sentence: OneSentence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--out=--`: argparse drops the `--` and reads the flag as given nothing, whose default would
     then be taken without a word (a run trained into runs/...); refused naming the flag, nothing
-    written."""
+    written, and pointing at the help of the parser the flag is of (an action's own flag: the
+    action's)."""
     monkeypatch.chdir(tmp_path)
     message = one_error_line(capsys, argv, argv[0], one_sentence, flag)
     assert "'--'" in message and list(tmp_path.iterdir()) == []
+    assert message.endswith(f"see `vaekit {helped} --help`."), message
 
 
 @pytest.mark.parametrize("argv, flag", [

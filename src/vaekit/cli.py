@@ -102,9 +102,10 @@ class VaekitParser(argparse.ArgumentParser):
     def refuse_separator_value(self, args: Sequence[str]) -> None:
         """A flag given `--` as its value (`--out=--`) is refused: argparse drops a `--` wherever it
         finds one among a flag's values (Python 3.11), so the flag would be read as given nothing and
-        its default taken without a word."""
+        its default taken without a word. The arguments past an action are its parser's to refuse."""
+        actions = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
         for arg in args:
-            if arg == "--":
+            if arg == "--" or arg in actions:
                 return
             flag, equals, value = arg.partition("=")
             if arg.startswith("-") and equals and value == "--":

@@ -152,7 +152,8 @@ def test_bad_sides_exit_2_in_one_sentence(sides: str, named: str, tmp_path: Path
 
 
 @pytest.mark.parametrize("flag", [["--side", "28"], ["--preset", "dense"],
-                                  ["--layers", "Flatten()", "Linear(10)"], ["--resume"]])
+                                  ["--layers", "Flatten()", "Linear(10)"], ["--resume"],
+                                  ["--nproc", "2"]])  # each rank would run the whole comparison
 def test_single_run_flags_are_refused(flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       one_sentence: OneSentence) -> None:
     capsys.readouterr()

@@ -735,6 +735,9 @@ def test_cli_info_refuses_download_flags_for_a_set_vaekit_does_not_download(
     for name in ("digits", str(array)):
         message = cli_error(main(["data", "info", name, *flags]), *flags, name)
         assert "leave" in message
+    for name in ("", " "):  # no name at all: refused as such, not the flags for a blank name
+        message = cli_error(main(["data", "info", name, *flags]), "is empty")
+        assert not any(flag in message for flag in flags), message
     fake_registry()
     d = fake_set.write(tmp_path / "d")
     assert main(["data", "info", "fake", "--data-dir", str(d), *flags]) == 0

@@ -464,6 +464,12 @@ def _(root: Path) -> str:
     return str(root)
 
 
+@bad("one image")  # counted in words: "1 image", not "1 images"
+def _(root: Path) -> str:
+    write_pngs(root, noise(1, 5, 5))
+    return f"{root}: 1 image; need at least 10"
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_sentence_naming_it(tmp_path: Path, case: str, one_sentence: Callable[..., None],
                                              cli_error: Callable[..., str]) -> None:

@@ -127,10 +127,13 @@ def check_flags(args: argparse.Namespace, config: ClassifierConfig, start: Class
 
 
 def check_single_run_flags(args: argparse.Namespace) -> None:
-    """--resume, --side, --preset and --layers are a single run's: with --compare, one sentence,
-    before a run directory is looked at."""
+    """--resume, --side, --preset, --layers and --nproc are a single run's: with --compare, one
+    sentence, before a run directory is looked at or a process started."""
     if not getattr(args, "compare", False):
         return
+    if getattr(args, "nproc", 1) > 1:  # each rank would run the whole comparison, its children stopped
+        raise ConfigError(f"--nproc {args.nproc} is for a single run; --compare trains each network in a "
+                          "process of its own, one after the other, so leave --nproc out.")
     for flag in ("--resume", "--side", "--preset", "--layers"):
         if getattr(args, flag.lstrip("-"), None) not in (None, False):
             raise ConfigError(f"{flag} is for a single run; --compare trains the dense and the cnn "

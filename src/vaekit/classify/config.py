@@ -35,8 +35,7 @@ class ClassifierDataConfig:
                        "class sub-folders (class/xxx.png) (default: {default})")
     data_dir: str | None = shared(DataConfig, "data_dir")
     # 0: the images as they are; else resized to side x side (Ex.1 Q1: large images)
-    side: int = setting(0, kind="positive", bound=Bound("the image side to resize to (0 = as they are)", 0,
-                                                        MAX_SIDE),
+    side: int = setting(0, kind="positive", bound=Bound("the image side to resize to", 0, MAX_SIDE),
                         help="resize the images to SIDE x SIDE pixels (Ex.1 Q1: large images) (default: as "
                         "they are)")
     resize: str = setting("nearest", choices=RESIZES,  # when side is set

@@ -228,7 +228,8 @@ def check_enough(path: Path, n: int, skipped: Sized) -> None:
     """DataError unless `n` (the readable images of `path`) is at least MIN_IMAGES."""
     if n >= MIN_IMAGES:
         return
+    images = f"{n} {'readable ' if skipped else ''}image{'' if n == 1 else 's'}"
     if skipped:
-        raise DataError(f"{path}: {n} readable images ({len(skipped)} unreadable files skipped); "
-                        f"need at least {MIN_IMAGES} to split.")
-    raise DataError(f"{path}: {n} images; need at least {MIN_IMAGES} to split.")
+        files = f"{len(skipped)} unreadable file{'' if len(skipped) == 1 else 's'}"
+        raise DataError(f"{path}: {images} ({files} skipped); need at least {MIN_IMAGES} to split.")
+    raise DataError(f"{path}: {images}; need at least {MIN_IMAGES} to split.")

@@ -348,8 +348,8 @@ def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> 
 def check_downloaded_only(name: str, flags: Sequence[str]) -> None:
     """ConfigError when `flags` (--no-download, --allow-modified: given, by name) act only on the sets
     vaekit downloads and checks against their published SHA-256, and `name` is not one: digits, a
-    user's folder or array would be read as they are. An unknown name is left to the loader."""
-    if not flags or name in REGISTRY:
+    user's folder or array would be read as they are. An unknown or empty name is left to the loader."""
+    if not flags or name in REGISTRY or not name.strip():
         return
     if name in BUILTIN or reader_for(name) is not None or _looks_like_path(name):
         what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
