@@ -158,6 +158,26 @@ def test_a_byte_not_printable_ascii_in_the_request_line_is_named(
     still_answers(client)
 
 
+# the first bytes of a TLS 1.2/1.3 ClientHello (a record of type 22, version 3.1): no line ending
+# comes, and the client waits for the server's answer
+CLIENT_HELLO = bytes.fromhex("16030100f4010000f00303") + bytes(range(32)) + b"\x00\x20\x13\x01"
+
+
+@pytest.mark.parametrize(("data", "named"), [(CLIENT_HELLO, "http://, not https://"),
+                                             (b"\x00\x01GET / HT", "0x00"), (b"GET /\xa0", "0xA0")],
+                         ids=["tls-client-hello", "nul", "nbsp"])
+def test_a_request_line_no_request_has_is_refused_before_its_end(
+        client: Client, one_sentence: Callable[..., None], data: bytes, named: str) -> None:
+    """A connection that opens with a byte no request line holds is answered at once, without the
+    line's end, which a TLS client (https:// to the explorer) never sends: it would wait out the
+    request deadline (30 s here) for a 408. The socket's 10 s timeout fails the test first."""
+    assert client.server.request_timeout >= 30
+    reply = split_reply(raw_socket(client, data, timeout=10))
+    check_refusal(reply, 400, one_sentence)
+    assert named in json.loads(reply[2])["error"], reply
+    still_answers(client)
+
+
 # ----------------------------------------------------------------------------- headers and bodies
 
 

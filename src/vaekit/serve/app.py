@@ -124,9 +124,9 @@ class Handler(ArrivalHandler):
         self.command, self.request_version, self.requestline = "", "HTTP/1.0", ""
         self.close_connection = True
         try:
-            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            self.raw_requestline = self.arrival.odd_start or self.rfile.readline(MAX_LINE + 1)
             if self.raw_requestline in (b"\r\n", b"\n"):  # one empty line first: ignored (RFC 9112 2.2)
-                self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+                self.raw_requestline = self.arrival.odd_start or self.rfile.readline(MAX_LINE + 1)
             if not self.raw_requestline:
                 return
             if len(self.raw_requestline) > MAX_LINE:
@@ -148,6 +148,9 @@ class Handler(ArrivalHandler):
             self.refuse(400, "a line of the request holds a CR that does not end it; lines end in CRLF.")
             return False
         odd = odd_byte(self.raw_requestline)
+        if self.raw_requestline.startswith(b"\x16\x03"):  # a TLS record: a ClientHello
+            self.refuse(400, "the explorer speaks plain HTTP; open it at http://, not https://.")
+            return False
         if odd is not None:
             self.refuse(400, f"the request line holds the byte 0x{odd:02X}, which is not printable ASCII; "
                              "a target sends other characters percent-encoded.")

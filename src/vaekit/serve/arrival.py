@@ -4,7 +4,8 @@ the handler's own:
 
 - the request line, up to MAX_LINE bytes with its "\\n", after at most one empty line (ignored,
   RFC 9112 2.2). One that is not METHOD TARGET HTTP/1.x (`request_line_ok`) is refused by the
-  handler before any header is read: ready at once.
+  handler before any header is read: ready at once; so is one whose first bytes hold a byte no
+  request line holds (`odd_start`: a TLS handshake sent to http://), before its end arrives.
 - then header lines, each up to MAX_LINE bytes, at most MAX_HEADERS with the empty line that ends
   them (http.client's limits; past them the handler answers 431): ready at the empty line, or as
   soon as a line is too long or one too many (a line over MAX_LINE is refused after MAX_LINE + 1
@@ -34,6 +35,7 @@ MAX_HEADERS = 100  # header lines, the empty one that ends them included (http.c
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a method: RFC 9110's token
 VERSION = re.compile(r"HTTP/1\.[0-9]")
 LINE_BYTE = re.compile(rb"[^\t\x20-\x7e]")  # in a request line: none (RFC 9112 3, RFC 3986 2.1)
+START_BYTE = re.compile(rb"[^\t\r\x20-\x7e]")  # the same before the line's end (its CR may end it)
 NAME = re.compile(rb"[!-9;-~]+")  # a header name as the email parser reads one: printable, no colon
 
 
@@ -93,12 +95,16 @@ class Arrival:
         self._old = False  # an HTTP/1.0 request
         self._expects: list[str] = []  # the Expect headers' values
         self.continued = False  # the interim 100 Continue sent: the body is on its way
+        self.odd_start: bytes | None = None  # a request line refused before its end: what came of it
 
     def ready(self) -> bool:
         """Whether the handler can answer the request now, without waiting for more bytes."""
         while self._end is None:
             newline = self.data.find(b"\n", max(self._line, self._seen))
-            if newline < 0:
+            if newline < 0:  # a request line that can be no request's is answered before its end
+                if self._lines == 0 and START_BYTE.search(self.data, max(self._line, self._seen)):
+                    self.odd_start = bytes(self.data[self._line:])  # a TLS handshake (https://), say
+                    return True
                 self._seen = len(self.data)
                 return len(self.data) - self._line > MAX_LINE
             line = bytes(self.data[self._line:newline + 1])
