@@ -205,6 +205,33 @@ def test_a_conv_vae_is_built_exactly_where_its_last_windows_reach_the_edge(k: in
         assert unseen_pixels(side, n_layers, k, s) == 0, (side, n_layers, k, s)
 
 
+def test_a_size_a_refusal_offers_builds_and_is_read_whole() -> None:
+    """Every --image-size that a too-small or kernel-past-the-image refusal offers builds a ConvVAE
+    whose encoder reads every pixel (torch's own gradients), over small stacks; and none says "or
+    larger": three layers of kernel 2, stride 2 read all of an 8x8 image, not of 9x9 to 15x15."""
+    from vaekit.vae.base import ConvGeometry
+
+    offered: set[tuple[int, int, int, int]] = set()
+    for n_layers in (1, 2, 3):
+        for k in range(1, 7):
+            for s in range(1, k + 1):
+                for side in range(1, 10):
+                    try:
+                        ConvGeometry.of((1, side, side), [2] * n_layers, k, s)
+                    except ConfigError as err:
+                        message = str(err)
+                        if "never reads" in message:  # the edge rule's fixes: the test above
+                            continue
+                        assert "or larger" not in message, message
+                        sizes = re.findall(r"--image-size (\d+)", message)
+                        offered |= {(n_layers, k, s, int(n)) for n in sizes}
+    assert (3, 2, 2, 8) in offered
+    for n_layers, k, s, n in sorted(offered):
+        model = ConvVAE((1, n, n), [2] * n_layers, latent=3, kernel_size=k, stride=s)
+        assert model.decode(model.encode(torch.rand(1, 1, n, n))[0]).shape[-1] == n
+        assert unseen_pixels(n, n_layers, k, s) == 0, (n_layers, k, s, n)
+
+
 def test_a_kernel_larger_than_the_image_is_refused() -> None:
     """kernel 100 on 8x8 images would build a VAE of millions of weights that see mostly padding;
     the sentence names the largest kernel that fits."""

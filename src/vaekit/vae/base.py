@@ -221,6 +221,15 @@ def _covering(side: int, n_layers: int, k: int, s: int, p: int) -> bool:
     return sizes[-1] >= 1 and last_seen(sizes, k, s, p) == side - 1
 
 
+def working_side(start: int, n_layers: int, k: int, s: int) -> int | None:
+    """The least image side from `start` (up to MAX_IMAGE_SIDE, in at most 4096 steps) that the conv
+    stack both builds on and reads whole (`_covering`): the size a refusal may offer. A side past it
+    need not work: three layers of kernel 2, stride 2 read all of 8 and 16, not of 9 to 15."""
+    p = (k - 1) // 2
+    return next((n for n in range(start, min(start + 4096, MAX_IMAGE_SIDE + 1))
+                 if _covering(n, n_layers, k, s, p)), None)
+
+
 def _check_edges(h: int, w: int, n_layers: int, k: int, s: int, hs: list[int], ws: list[int]) -> None:
     """A ConfigError where the conv stack never reads the last rows or columns of an h x w image
     (`last_seen`), with a kernel_size or an image size that would read them all."""
@@ -231,7 +240,7 @@ def _check_edges(h: int, w: int, n_layers: int, k: int, s: int, hs: list[int], w
         return
     said = " and ".join(f"the last {axis[:-1]}" if m == 1 else f"the last {m} {axis}"
                         for axis, m in unseen.items() if m)
-    side = next((n for n in range(max(h, w), max(h, w) + 4096) if _covering(n, n_layers, k, s, p)), None)
+    side = working_side(max(h, w), n_layers, k, s)
     kernel = next((k2 for k2 in range(k + 1, k + 2 * s + 1) if k2 <= min(h, w)
                    and _covering(h, n_layers, k2, s, (k2 - 1) // 2)
                    and _covering(w, n_layers, k2, s, (k2 - 1) // 2)), None)
@@ -263,6 +272,7 @@ class ConvGeometry:
         hs = conv_sizes(h, len(channels), k, s, p)
         ws = conv_sizes(w, len(channels), k, s, p)
         least = max(least_size(len(channels), k, s, p), k)  # the smallest side that builds
+        side = working_side(least, len(channels), k, s) if least <= MAX_IMAGE_SIDE else None
         if least > MAX_SIZE:
             raise ConfigError(
                 f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
@@ -273,16 +283,14 @@ class ConvGeometry:
             raise ConfigError(
                 f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
                 f"stride {s}: the sizes go {hs} x {ws}; "
-                + (f"images of {least}x{least} or larger work (--image-size {least}), or "
-                   if least <= MAX_IMAGE_SIDE else "")
+                + (f"images of {side}x{side} work (--image-size {side}), or " if side is not None else "")
                 + "use fewer channels entries."
             )
         if k > min(h, w):
             raise ConfigError(
                 f"the conv kernel {k} is larger than the {h}x{w} image (its first layer would see "
                 f"mostly padding); use a kernel of at most {min(h, w)}"
-                + (f", or images of {least}x{least} or larger (--image-size {least})."
-                   if least <= MAX_IMAGE_SIDE else ".")
+                + (f", or images of {side}x{side} (--image-size {side})." if side is not None else ".")
             )
         _check_edges(h, w, len(channels), k, s, hs, ws)
         return cls(image_shape, list(channels), k, s, hs, ws)
