@@ -113,6 +113,17 @@ def test_hidden_with_a_letter(capsys: pytest.CaptureFixture[str], one_sentence: 
                    "comma-separated list of integers")
 
 
+def test_a_conv_model_of_no_channels_entry_names_the_flag(capsys: pytest.CaptureFixture[str],
+                                                         one_sentence: OneSentence, tmp_path: Path) -> None:
+    capsys.readouterr()
+    assert main(["train", "--data", "digits", "--model", "conv", "--channels", "none",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vaekit train: error: "), err
+    one_sentence(err.removeprefix("vaekit train: error: ").strip(), "model.channels (--channels) is empty")
+    assert not (tmp_path / "run").exists()
+
+
 def test_channels_names_channels_not_hidden(capsys: pytest.CaptureFixture[str],
                                             one_sentence: OneSentence) -> None:
     message = one_error_line(capsys, ["train", "--channels", "x"], "train", one_sentence, "--channels",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -770,6 +771,45 @@ def test_a_step_schedule_that_flushes_the_learning_rate_to_0_is_refused(
         return
     refused(lambda: check_epochs(config, TrainConfig()), one_sentence, f"optim.gamma {o.gamma:g}",
             f"optim.step_size of {o.step_size} epoch", f"at epoch {flushed} of the run's {epochs} epochs")
+
+
+def test_every_fix_a_step_schedule_refusal_offers_is_accepted() -> None:
+    """The step schedule's refusals (a step never reached, a rate flushed to 0) offer fixes: each
+    one, applied, passes (30-epoch steps over 1 epoch asked for 2 epochs, and one step that flushes
+    offered fewer epochs, which the first rule then refuses)."""
+    from vaekit.config import check_epochs
+
+    tried = 0
+    for step_size in (1, 2, 3, 30):
+        for gamma in (1e-35, 1e-20, 1e-10, 0.1):
+            for epochs in range(1, 9):
+                optim = {"schedule": "step", "step_size": step_size, "gamma": gamma}
+                config = apply(TrainConfig(), {"optim": optim, "train": {"epochs": epochs}}, "c.toml")
+                try:
+                    check_epochs(config, TrainConfig())
+                    continue
+                except ConfigError as err:
+                    message = str(err)
+                fixes: list[dict[str, dict[str, Any]]] = []
+                gamma_too = {"gamma": 0.9} if "with a larger gamma" in message else {}  # both changes
+                for below in re.findall(r"a step size below (\d+)", message):
+                    fixes.append({"optim": {"step_size": int(below) - 1, **gamma_too}})
+                for least in re.findall(r"at least (\d+) epochs?", message):
+                    fixes.append({"train": {"epochs": int(least)}, "optim": gamma_too})
+                if "fewer epochs" in message:
+                    fixes.append({"train": {"epochs": int(re.findall(r"at epoch (\d+)", message)[0]) - 1}})
+                if "give a larger gamma" in message:
+                    fixes.append({"optim": {"gamma": 0.9}})
+                if "larger gamma or step size" in message:
+                    fixes.append({"optim": {"step_size": epochs - 1}})
+                if "--schedule none" in message:
+                    fixes.append({"optim": {"schedule": "none"}})
+                assert fixes, message
+                for fix in fixes:
+                    fixed = apply(config, fix, "the fix")
+                    check_epochs(fixed, TrainConfig())  # accepted, as the sentence says
+                    tried += 1
+    assert tried > 50
 
 
 @pytest.mark.parametrize(("command", "flags"), [("train", ["--epochs", "3"]),

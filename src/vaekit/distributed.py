@@ -195,9 +195,11 @@ def check_batches(n: int, batch_size: int, w: World) -> None:
     """Every global batch of an epoch over n images must give each rank at least one image."""
     sizes = {min(batch_size, n)} | ({n % batch_size} if n % batch_size else set())
     if min(sizes) < w.size:
-        raise ConfigError(f"a batch of {min(sizes)} images cannot be split over {w.size} processes; "
-                          f"use a --batch-size of at least {w.size} (and a training set whose last "
-                          "batch has as many), or fewer processes.")
+        which = "a batch" if min(sizes) == min(batch_size, n) else (
+            f"the last batch of an epoch ({n:,} images in batches of {batch_size:,})")
+        raise ConfigError(f"{which} holds {min(sizes)} image{'s' * (min(sizes) != 1)}, which cannot be "
+                          f"split over {w.size} processes; use a --batch-size of at least {w.size} whose "
+                          "last batch has as many too, or fewer processes.")
 
 
 def check_estimator(estimator: str) -> None:

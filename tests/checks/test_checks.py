@@ -251,6 +251,23 @@ def test_cli_takes_the_fewest_training_steps_the_claim_needs(capsys: pytest.Capt
     assert json.loads(capsys.readouterr().out)["claims"][0]["numbers"]["steps"] == checks_training.MIN_STEPS
 
 
+def test_a_long_training_claim_is_said_to_be_long(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check --steps 100000` trained for minutes without a word: past a minute by the first steps'
+    rate, one note says how long the runs will take; a short claim says nothing."""
+    checks_training.note_slow_training(3.0, 1000, 3)  # 3 s / 20 steps * 1000 steps * 3 runs = 450 s
+    checks_training.note_slow_training(0.2, 100, 3)  # 3 s
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("note: training: the first 20 steps took 3") and (
+        "so the 3 runs of 1,000 steps will take up to about 7" in err[0]), err
+    monkeypatch.setattr(checks_training, "SLOW_EPOCH", 0.0)  # any estimate is past it: the note comes
+    checks_training.training_curves(steps=30, dataset="digits", fallback=None, n_heldout=100)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "so the 3 runs of 30 steps" in err[0], err
+    checks_training.training_curves(steps=20, dataset="digits", fallback=None, n_heldout=100)
+    assert capsys.readouterr().err == ""  # no steps past the timed ones: no estimate
+
+
 def test_training_curves_are_recorded() -> None:
     result = quick("training", steps=20)
     curves = result.details["curves"]

@@ -204,7 +204,7 @@ BAD = {
     "crop-larger-than-images": (["--crop", "64"], ["data.crop 64", "8x8 images", "at most 7"]),
     "crop-as-large-as-images": (["--crop", "8"], ["data.crop 8", "8x8 images"]),
     "step-schedule-never-steps": (["--schedule", "step"], ["optim.step_size is 30 epochs", "run's 1 epoch ",
-                                                           "at least 2 epochs"]),  # no step size below 1
+                                                           "at least 31 epochs"]),  # no step size below 1
     "patience-of-the-epochs": (["--patience", "1"], ["train.patience (--patience) is 1 epoch,",
                                                      "run's 1 epoch "]),
     "crop-larger-than-side": (["--side", "4", "--crop", "5"], ["data.crop 5", "4x4 images", "at most 3"]),

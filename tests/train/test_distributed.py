@@ -377,8 +377,15 @@ def test_shares_cover_the_batch_once() -> None:
 def test_a_batch_smaller_than_the_world_is_one_sentence(one_sentence: Any) -> None:
     with pytest.raises(ConfigError) as err:
         check_batches(1437, 64, World(0, 32))  # the last batch: 29 images for 32 processes
-    one_sentence(str(err.value), "29", "32")
+    one_sentence(str(err.value), "the last batch of an epoch (1,437 images in batches of 64) holds 29 images",
+                 "32 processes")
     check_batches(1437, 64, World(0, 29))
+    with pytest.raises(ConfigError) as err:
+        check_batches(1437, 2, World(0, 2))  # every batch has 2, the last 1
+    one_sentence(str(err.value), "the last batch", "holds 1 image,")
+    with pytest.raises(ConfigError) as err:
+        check_batches(1437, 1, World(0, 2))
+    one_sentence(str(err.value), "a batch holds 1 image,")
 
 
 def test_an_unreachable_rendezvous_is_one_sentence(tmp_path: Path) -> None:

@@ -205,15 +205,17 @@ def test_a_conv_vae_is_built_exactly_where_its_last_windows_reach_the_edge(k: in
         assert unseen_pixels(side, n_layers, k, s) == 0, (side, n_layers, k, s)
 
 
-def test_a_size_a_refusal_offers_builds_and_is_read_whole() -> None:
-    """Every --image-size that a too-small or kernel-past-the-image refusal offers builds a ConvVAE
-    whose encoder reads every pixel (torch's own gradients), over small stacks; and none says "or
-    larger": three layers of kernel 2, stride 2 read all of an 8x8 image, not of 9x9 to 15x15."""
+def test_a_fix_a_refusal_offers_builds_and_is_read_whole() -> None:
+    """Every fix that a too-small or kernel-past-the-image refusal offers (an --image-size, a
+    kernel_size, a number of channels entries) builds a ConvVAE whose encoder reads every pixel
+    (torch's own gradients), over small stacks; none says "or larger" (three layers of kernel 2,
+    stride 2 read all of an 8x8 image, not of 9x9 to 15x15) and none offers what no stack takes
+    (a kernel below a stride of 10 on 8x8 images; fewer than one channels entry)."""
     from vaekit.vae.base import ConvGeometry
 
-    offered: set[tuple[int, int, int, int]] = set()
+    offered: set[tuple[int, int, int, int]] = set()  # (layers, kernel, stride, side) said to work
     for n_layers in (1, 2, 3):
-        for k in range(1, 7):
+        for k in [*range(1, 7), 10]:
             for s in range(1, k + 1):
                 for side in range(1, 10):
                     try:
@@ -222,10 +224,15 @@ def test_a_size_a_refusal_offers_builds_and_is_read_whole() -> None:
                         message = str(err)
                         if "never reads" in message:  # the edge rule's fixes: the test above
                             continue
-                        assert "or larger" not in message, message
-                        sizes = re.findall(r"--image-size (\d+)", message)
-                        offered |= {(n_layers, k, s, int(n)) for n in sizes}
-    assert (3, 2, 2, 8) in offered
+                        assert "or larger" not in message and "1 convolutions" not in message, message
+                        found = {what: [int(n) for n in re.findall(pattern, message)] for what, pattern in
+                                 (("side", r"--image-size (\d+)"), ("kernel", r"kernel_size (\d+)"),
+                                  ("layers", r"(\d+) channels entr"))}
+                        offered |= {(n_layers, k, s, n) for n in found["side"]}
+                        offered |= {(n_layers, k2, s, side) for k2 in found["kernel"]}
+                        offered |= {(n, k, s, side) for n in found["layers"]}
+    assert (3, 2, 2, 8) in offered and not any(k < 10 == s for _, k, s, _ in offered)
+    assert all(n >= 1 for n, _, _, _ in offered)
     for n_layers, k, s, n in sorted(offered):
         model = ConvVAE((1, n, n), [2] * n_layers, latent=3, kernel_size=k, stride=s)
         assert model.decode(model.encode(torch.rand(1, 1, n, n))[0]).shape[-1] == n
@@ -235,7 +242,7 @@ def test_a_size_a_refusal_offers_builds_and_is_read_whole() -> None:
 def test_a_kernel_larger_than_the_image_is_refused() -> None:
     """kernel 100 on 8x8 images would build a VAE of millions of weights that see mostly padding;
     the sentence names the largest kernel that fits."""
-    with pytest.raises(ConfigError, match="kernel 100 is larger than the 8x8 image.*at most 8"):
+    with pytest.raises(ConfigError, match="kernel 100 is larger than the 8x8 image.*use kernel_size 8 or"):
         ConvVAE((1, 8, 8), [4], latent=3, kernel_size=100, stride=2)
     ConvVAE((1, 8, 8), [4], latent=3, kernel_size=8, stride=2)
 
@@ -273,4 +280,4 @@ def test_a_kernel_no_image_size_can_hold_is_not_answered_with_that_size() -> Non
     validate(config)
     with pytest.raises(ConfigError) as info:
         build_model(config.model)
-    assert "at most 8" in str(info.value) and "--image-size" not in str(info.value)
+    assert "kernel_size 8" in str(info.value) and "--image-size" not in str(info.value)

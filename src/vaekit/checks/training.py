@@ -11,6 +11,7 @@ engine's running-mean baseline); the decoder's gradient is the ordinary one in e
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,12 +21,12 @@ import torch
 from torch import Tensor
 
 from vaekit.checks.claim import ClaimResult
-from vaekit.config import TrainConfig
+from vaekit.config import TrainConfig, format_duration
 from vaekit.data.binarize import fixed_binarization
 from vaekit.data.load import check_findable, load_dataset
 from vaekit.errors import ChecksumError, ConfigError, DataError, DivergenceError, IDXFormatError
 from vaekit.train.engines import BASELINE_DECAY, AutogradEngine
-from vaekit.train.loop import Pixels, kl_weight, train_epoch
+from vaekit.train.loop import SLOW_EPOCH, Pixels, kl_weight, train_epoch
 from vaekit.train.optim import make_optimizer
 from vaekit.vae import prob
 from vaekit.vae.estimators import score_negative_elbo
@@ -99,14 +100,30 @@ def curve_config(images: Tensor, steps: int, batch: int, lr: float, hidden: tupl
     return config
 
 
+RATE_STEPS = 20  # the steps of the first curve timed for `note_slow_training`'s estimate
+
+
+def note_slow_training(seconds: float, steps: int, curves: int) -> None:
+    """One note on stderr where the first RATE_STEPS steps took `seconds`, so that the `curves`
+    runs of `steps` steps will take more than SLOW_EPOCH: `check --steps 100000` is said to be long,
+    not left silent for minutes. The first steps hold the first allocations: an upper estimate."""
+    total = seconds / RATE_STEPS * steps * curves
+    if total > SLOW_EPOCH:
+        print(f"note: training: the first {RATE_STEPS} steps took {format_duration(seconds)}, so the "
+              f"{curves} runs of {steps:,} steps will take up to about {format_duration(total)}",
+              file=sys.stderr, flush=True)
+
+
 def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, steps: int, batch: int,
-                lr: float, hidden: tuple[int, ...], latent: int, eval_every: int) -> Curve:
+                lr: float, hidden: tuple[int, ...], latent: int, eval_every: int,
+                on_rate: Callable[[float], None] | None = None) -> Curve:
     """Train a fresh MLP VAE (`vaekit.vae.models.MLPVAE`, initialized from `seed`) for `steps` Adam
     steps of vaekit's training loop on `images` (uint8 (N, C, H, W)), binarized afresh each step,
     with `loss` differentiated by autograd, and evaluate -ELBO on `heldout` (float {0, 1}) every
     `eval_every` steps. The baseline handed to the loss is the engine's running mean (decay
     `engines.BASELINE_DECAY`) of the batch's reconstruction term, None at the first step. A loss
-    that diverges ends the curve with NaN."""
+    that diverges ends the curve with NaN. `on_rate` is given the seconds of the first RATE_STEPS
+    steps (where there are more)."""
     config = curve_config(images, steps, batch, lr, hidden, latent)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -130,6 +147,8 @@ def train_curve(loss: TrainingLoss, images: Tensor, heldout: Tensor, seed: int, 
         curve.train_neg_elbo.append(float(sums[1]) / n)
         if step % eval_every == 0 or step == steps:
             record(step)
+        if on_rate is not None and step == RATE_STEPS < steps:
+            on_rate(time.perf_counter() - start)
         return step >= steps
 
     start = time.perf_counter()
@@ -189,8 +208,12 @@ def training_curves(seed: int = 0, steps: int = 500, batch: int = 100, dataset: 
     ds, note = _load(dataset, data_dir, fallback)
     heldout = fixed_binarization(ds.val.images[:n_heldout], seed)
     eval_every = max(1, steps // 20)
+    def say(seconds: float) -> None:
+        note_slow_training(seconds, steps, len(losses))
+
     curves = {name: train_curve(loss, ds.train.images, heldout, seed, steps, batch, lr, hidden, latent,
-                                eval_every) for name, loss in losses.items()}
+                                eval_every, say if name == next(iter(losses)) else None)
+              for name, loss in losses.items()}
     final = {name: c.heldout_neg_elbo[-1] for name, c in curves.items()}
     kl = {name: c.heldout_kl[-1] for name, c in curves.items()}
     first, *others = list(losses)

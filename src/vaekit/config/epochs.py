@@ -78,21 +78,26 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
                           f"patience below {n} (0 for none), or {more}.")
     if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
             & changed:
-        fix = (f"give a step size below {n} (optim.step_size in the --config file), or {more}" if n > 1
-               else "it decays at the start of an epoch after the first, so give "
-                    + (more if planned is not None else "at least 2 epochs") + ", or "
-                    "--schedule none")  # a step size is at least 1
+        when = [f"a step size below {n} (optim.step_size in the --config file)"] if n > 1 else []  # >= 1
+        when += [more if planned is not None else f"at least {_epochs(o.step_size + 1)}"]
+        first = flushed_epoch(o) == o.step_size + 1  # its first decay takes the rate to 0: the rule below
+        fix = (f"give {' or '.join(when)}" + (" with a larger gamma (this one's first decay would take the "
+                                               "rate below float32's range)" if first else "")
+               + ", or --schedule none")
         raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
                           f"({whose}) or more, so the step schedule (--schedule step) would never "
                           f"decay the learning rate; {fix}.")
     flushed = flushed_epoch(o)
     decay = {"optim.gamma", "optim.step_size", "optim.lr", "optim.schedule", "train.epochs"}
     if flushed is not None and flushed <= n and decay & changed:
+        # where the first decay flushes, a larger step size or fewer epochs would never decay (the rule above)
+        fewer = "fewer epochs" if planned is None else "a shorter time budget"
+        later = (flushed - 1) // o.step_size > 1
+        fix = f"a larger gamma or step size, or {fewer}" if later else "a larger gamma, or --schedule none"
         raise ConfigError(f"optim.gamma {o.gamma:g} every optim.step_size of {_epochs(o.step_size)} takes "
                           f"the learning rate {o.lr:g} below float32's smallest normal number, "
                           f"{FLOAT32_TINY:.3g} (read as 0), at epoch {flushed} of the run's {_epochs(n)} "
-                          f"({whose}), so the epochs from there on would not train; give a larger gamma or "
-                          f"step size, or {'fewer epochs' if planned is None else 'a shorter time budget'}.")
+                          f"({whose}), so the epochs from there on would not train; give {fix}.")
 
 FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny: smaller is flushed to 0
 

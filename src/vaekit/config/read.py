@@ -308,7 +308,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     check_data_images(d)
     checkpoint_interval(t.checkpoint_every)
     if m.kind == "conv" and not m.channels:
-        raise ConfigError("model.channels: a conv model needs one or more channel counts, got [].")
+        raise ConfigError("model.channels (--channels) is empty, but a conv model needs one or more channel "
+                          "counts.")
     if m.kind == "conv":
         check_conv_stride(m.kernel_size, m.stride)
     if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):

@@ -336,7 +336,7 @@ def figures_dir(run_dir: str | Path) -> Path:
     if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
         what = "a symbolic link" if path.is_symlink() else "not a directory"
         raise RunWriteError(f"{path} is {what}; vaekit writes a run's figures only into a folder of the "
-                            "run's own, so remove it (the next report makes it again).")
+                            "run's own, so move it out of the run (the next report makes the folder).")
     return path
 
 

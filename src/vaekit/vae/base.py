@@ -221,6 +221,27 @@ def _covering(side: int, n_layers: int, k: int, s: int, p: int) -> bool:
     return sizes[-1] >= 1 and last_seen(sizes, k, s, p) == side - 1
 
 
+def _works(h: int, w: int, n_layers: int, k: int, s: int) -> bool:
+    """Whether a stack of `n_layers` convolutions of kernel k, stride s builds on an h x w image and
+    reads it whole: the rules `ConvGeometry.of` holds it to, a fix a refusal may offer."""
+    p = (k - 1) // 2
+    return s <= k <= min(h, w) and _covering(h, n_layers, k, s, p) and _covering(w, n_layers, k, s, p)
+
+
+def _other_stacks(h: int, w: int, n_layers: int, k: int, s: int) -> list[str]:
+    """The fixes of an h x w image's refusal that keep the image: the largest kernel_size below k
+    (from s up) and the most convolutions below n_layers (from 1) with which the stack works
+    (`_works`); none where neither does."""
+    kernel = next((k2 for k2 in range(min(k - 1, h, w), s - 1, -1) if _works(h, w, n_layers, k2, s)), None)
+    layers = next((n for n in range(n_layers - 1, 0, -1) if _works(h, w, n, k, s)), None)
+    return ([f"kernel_size {kernel}"] if kernel is not None else []) + (
+        [f"{layers} channels entr{'y' if layers == 1 else 'ies'} (--channels)"] if layers is not None else [])
+
+
+def _convolutions(n: int) -> str:
+    return f"{n} convolution{'s' if n != 1 else ''}"
+
+
 def working_side(start: int, n_layers: int, k: int, s: int) -> int | None:
     """The least image side from `start` (up to MAX_IMAGE_SIDE, in at most 4096 steps) that the conv
     stack both builds on and reads whole (`_covering`): the size a refusal may offer. A side past it
@@ -246,7 +267,7 @@ def _check_edges(h: int, w: int, n_layers: int, k: int, s: int, hs: list[int], w
                    and _covering(w, n_layers, k2, s, (k2 - 1) // 2)), None)
     fixes = [f"kernel_size {kernel}"] if kernel is not None else []
     fixes += [f"images of {side}x{side} (--image-size {side})"] if side is not None else []
-    layers = f"{n_layers} convolution{'s' if n_layers > 1 else ''} (kernel {k}, stride {s})"
+    layers = f"{_convolutions(n_layers)} (kernel {k}, stride {s})"
     raise ConfigError(f"a conv encoder of {layers} never reads {said} of a {h}x{w} image: a layer's last "
                       f"window stops short of its edge (sizes {hs} x {ws}); use "
                       + (" or ".join(fixes) if fixes else "another kernel_size or stride") + ".")
@@ -273,24 +294,22 @@ class ConvGeometry:
         ws = conv_sizes(w, len(channels), k, s, p)
         least = max(least_size(len(channels), k, s, p), k)  # the smallest side that builds
         side = working_side(least, len(channels), k, s) if least <= MAX_IMAGE_SIDE else None
+        stack = f"{_convolutions(len(channels))} of kernel {k}, stride {s}"
         if least > MAX_SIZE:
             raise ConfigError(
-                f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
-                f"stride {s}: the sizes go {hs} x {ws}, and no image up to {MAX_SIZE:,} pixels a "
-                f"side is large enough; use a smaller stride or fewer channels entries."
+                f"an image of {h}x{w} is too small for {stack}: the sizes go {hs} x {ws}, and no image "
+                f"up to {MAX_SIZE:,} pixels a side is large enough; use a smaller stride or fewer "
+                "channels entries."
             )
-        if min(hs[-1], ws[-1]) < 1:
+        if min(hs[-1], ws[-1]) < 1 or k > min(h, w):
+            fixes = _other_stacks(h, w, len(channels), k, s) + (
+                [f"images of {side}x{side} (--image-size {side})"] if side is not None else [])
+            fix = "use " + " or ".join(fixes) if fixes else "use a smaller kernel_size and stride"
             raise ConfigError(
-                f"an image of {h}x{w} is too small for {len(channels)} convolutions of kernel {k}, "
-                f"stride {s}: the sizes go {hs} x {ws}; "
-                + (f"images of {side}x{side} work (--image-size {side}), or " if side is not None else "")
-                + "use fewer channels entries."
-            )
-        if k > min(h, w):
-            raise ConfigError(
-                f"the conv kernel {k} is larger than the {h}x{w} image (its first layer would see "
-                f"mostly padding); use a kernel of at most {min(h, w)}"
-                + (f", or images of {side}x{side} (--image-size {side})." if side is not None else ".")
+                f"an image of {h}x{w} is too small for {stack}: the sizes go {hs} x {ws}; {fix}."
+                if min(hs[-1], ws[-1]) < 1 else
+                f"the conv kernel {k} is larger than the {h}x{w} image (its first layer would see mostly "
+                f"padding); {fix}."
             )
         _check_edges(h, w, len(channels), k, s, hs, ws)
         return cls(image_shape, list(channels), k, s, hs, ws)
