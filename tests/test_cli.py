@@ -347,6 +347,38 @@ def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: 
     assert "given twice" in message
 
 
+@pytest.mark.parametrize("argv", [["data", "info", "--data", "digits"], ["data", "fetch", "--data", "digits"],
+                                  ["data", "list", "--data=x"]])
+def test_another_command_s_flag_is_not_read_as_the_flag_it_abbreviates(
+        argv: list[str], capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
+    """`data info --data digits` (train's --data) was read as --data-dir digits, and the default set
+    described from a folder named digits: refused, naming what the user typed and what it would be."""
+    message = one_error_line(capsys, argv, "data", one_sentence, "--data is not a flag of", "--data-dir")
+    assert f"`vaekit data {argv[1]}`" in message
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--epochs", "1", "--warmup", "3"],
+     ["train.warmup is 3 epochs (--warmup)", "run's 1 epoch (train.epochs, --epochs)", "at most 1 epoch,"]),
+    (["--prior", "vamp", "--pseudo-inputs", "2000"], ["model.pseudo_inputs is 2,000 (--pseudo-inputs)"]),
+    (["--autoregressive", "8", "--autoregressive-window", "64"],
+     ["model.autoregressive_window is 64 pixels (--autoregressive-window)", "at most 63"]),
+])
+def test_a_refusal_of_a_flag_names_the_flag(flags: list[str], words: list[str], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            one_sentence: OneSentence) -> None:
+    """A value the user typed as a flag is named by that flag beside its key, as the patience and the
+    unused settings are."""
+    capsys.readouterr()
+    argv = ["train", "--data", "digits", "--hidden", "16", "--latent", "2", "--out", str(tmp_path / "r"),
+            *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix("vaekit train: error: "), *words)
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("argv, flag, helped", [
     (["train", "--data", "digits", "--out=--"], "--out", "train"),
     (["sample", "RUN", "--out=--"], "--out", "sample"),

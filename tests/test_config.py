@@ -791,14 +791,14 @@ def test_every_fix_a_step_schedule_refusal_offers_is_accepted() -> None:
                 except ConfigError as err:
                     message = str(err)
                 fixes: list[dict[str, dict[str, Any]]] = []
-                gamma_too = {"gamma": 0.9} if "with a larger gamma" in message else {}  # both changes
+                gamma_too = {"gamma": 0.9} if "give a larger gamma (" in message else {}  # both changes
                 for below in re.findall(r"a step size below (\d+)", message):
                     fixes.append({"optim": {"step_size": int(below) - 1, **gamma_too}})
                 for least in re.findall(r"at least (\d+) epochs?", message):
                     fixes.append({"train": {"epochs": int(least)}, "optim": gamma_too})
                 if "fewer epochs" in message:
                     fixes.append({"train": {"epochs": int(re.findall(r"at epoch (\d+)", message)[0]) - 1}})
-                if "give a larger gamma" in message:
+                if message.startswith("optim.gamma ") and "give a larger gamma" in message:  # the flush rule
                     fixes.append({"optim": {"gamma": 0.9}})
                 if "larger gamma or step size" in message:
                     fixes.append({"optim": {"step_size": epochs - 1}})

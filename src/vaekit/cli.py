@@ -20,7 +20,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from vaekit.commands.flags import int_flag
@@ -93,6 +93,7 @@ class VaekitParser(argparse.ArgumentParser):
             if " " in self.prog:  # a command's parser, named in the sentence
                 self.refuse_separator_value(args)
             self.refuse_repeated(args)
+            self.refuse_foreign_abbreviation(args)
             self.refuse_unknown_before_action(args)
         parsed, extras = super().parse_known_args(args, namespace)
         if extras and " " in self.prog:
@@ -158,6 +159,21 @@ class VaekitParser(argparse.ArgumentParser):
         found = {a for name, a in self._option_string_actions.items() if name.startswith(flag)}
         return found.pop() if len(found) == 1 else None
 
+    foreign: frozenset[str] = frozenset()  # the flags of vaekit's other parsers (`build_parser`)
+
+    def refuse_foreign_abbreviation(self, args: Sequence[str]) -> None:
+        """A flag of another command that abbreviates one of this parser's is refused, not read as
+        that one: `data info --data digits` (`train`'s --data) would be --data-dir."""
+        actions = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+        for arg in args:
+            if arg == "--" or arg in actions:
+                return
+            name = arg.split("=", 1)[0]
+            meant = self._action_of(name) if name in self.foreign else None
+            if meant is not None:
+                self.error(f"{name} is not a flag of `{self.prog}`, where it would be read as "
+                           f"{meant.option_strings[-1]}, which it abbreviates; give that in full if meant")
+
     def refuse_repeated(self, args: Sequence[str]) -> None:
         """A flag of this parser given twice is an error (argparse keeps the last without a word:
         `--lr 0.1 --lr 0.002`, two --config files of which one is ignored)."""
@@ -193,7 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
             help="processes on this machine: starts `torchrun --standalone --nproc_per_node N -m vaekit "
             "...` (torch.distributed, gloo on a CPU); several machines: run torchrun yourself "
             "(README) (default: 1)")
+    parsers = list(_parsers(parser))
+    flags = {f for p in parsers for f in p._option_string_actions if f.startswith("--")}
+    for p in parsers:
+        p.foreign = frozenset(flags - set(p._option_string_actions))
     return parser
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[VaekitParser]:
+    """`parser` and every parser of its actions, and theirs (`vaekit classify eval`)."""
+    if isinstance(parser, VaekitParser):
+        yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _parsers(child)
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:

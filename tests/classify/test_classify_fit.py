@@ -201,7 +201,7 @@ BAD = {
                            ["model.preset (--preset) is used only with", "--layers"]),
     "unknown-preset-with-layers": (["--preset", "resnet", "--layers", "Flatten()", "Linear(10)"],
                                    ['unknown preset "resnet"']),
-    "crop-larger-than-images": (["--crop", "64"], ["data.crop 64", "8x8 images", "at most 7"]),
+    "crop-larger-than-images": (["--crop", "64"], ["data.crop 64 (--crop)", "8x8 images", "at most 7"]),
     "crop-as-large-as-images": (["--crop", "8"], ["data.crop 8", "8x8 images"]),
     "step-schedule-never-steps": (["--schedule", "step"], ["optim.step_size is 30 epochs", "run's 1 epoch ",
                                                            "at least 31 epochs"]),  # no step size below 1

@@ -48,9 +48,9 @@ def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
     c, h, w = ds.image_shape
     shape = [c, h, w] if config.data.side == 0 else [c, config.data.side, config.data.side]
     if config.data.crop >= min(shape[1:]):
-        raise ConfigError(f"data.crop {config.data.crop} pads the {shape[1]}x{shape[2]} images by at least "
-                          "their width or height, so a random crop could hold no pixel of the image; give a "
-                          f"crop of at most {min(shape[1:]) - 1} (0: off).")
+        raise ConfigError(f"data.crop {config.data.crop} (--crop) pads the {shape[1]}x{shape[2]} images by "
+                          "at least their width or height, so a random crop could hold no pixel of the "
+                          f"image; give a crop of at most {min(shape[1:]) - 1} (0: off).")
     classes = num_classes(ds, config.data.name)
     m = config.model
     if m.image_shape is not None and list(m.image_shape) != shape:

@@ -22,8 +22,7 @@ from vaekit.commands import classify_eval
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, parsed_flag
 from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.device import peak_rss_mb
-from vaekit.errors import ConfigError
-from vaekit.runs import read_metrics, resumed_config
+from vaekit.runs import read_metrics, resumed_config, trained_epochs
 
 # flag -> (section, key, kind, help), a row per classifier setting with a flag (default None: not given)
 FLAGS = flag_table(ClassifierConfig(), compare_epochs=compare.EPOCHS)
@@ -58,16 +57,15 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     base = ClassifierConfig()
     compare.check_single_run_flags(args)
     if args.resume:
-        if args.out is None:
-            raise ConfigError("--resume needs --out, the run directory to continue.")
-        base = resumed_config(Path(args.out), "classify")
+        base = resumed_config(args.out, "classify")
     start, keys = base, set[str]()
     if args.config:
         base = cfg.load_toml(args.config, base, keys)
     config = cfg.apply(base, flags := given(args, FLAGS), cfg.COMMAND_LINE)
     cfg.check_used(config, start, used_with(args.compare), given=keys | cfg.given_keys(flags))
     compare.check_flags(args, config, start)
-    cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None)
+    cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None,
+                     trained=trained_epochs(args.out if args.resume else None))
     check_device(config, args, keys)
     name = "custom" if config.model.layers else config.model.preset
     return config, Path(args.out) if args.out else Path("runs") / f"{Path(config.data.name).stem}-{name}"

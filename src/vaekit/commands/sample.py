@@ -64,7 +64,8 @@ def _sample(args: argparse.Namespace, out: Path | None, shape: list[int] | None)
     images = sample_prior(model, args.n, args.seed)
     if not bool(images.isfinite().all()):  # weights that overflow on these z: no image of NaN
         raise CheckpointError(f"{Path(args.run_dir) / 'model.safetensors'}: the model's samples are not "
-                              "finite (its weights overflow in the decoder); train the run again.")
+                              "finite (its weights overflow in the decoder); train the run again into "
+                              "another --out.")
     figures.image_grid(images, out, ncols=ncols, title=f"{args.n} means of p(x|z), z ~ N(0, I), seed "
                        f"{args.seed}", named_by=f"--out {quoted(args.out)}" if args.out else quoted(str(out)))
     print(out)

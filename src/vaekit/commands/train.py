@@ -14,7 +14,7 @@ from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
-from vaekit.runs import read_config, resumed_config
+from vaekit.runs import read_config, resumed_config, trained_epochs
 from vaekit.train.budget import BudgetTooShort
 from vaekit.train.fit import fit
 
@@ -51,9 +51,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     """defaults (or the resumed run's config.json) < --config file < flags; and the run directory."""
     base = TrainConfig()
     if args.resume:
-        if args.out is None:
-            raise ConfigError("--resume needs --out, the run directory to continue.")
-        base = resumed_config(Path(args.out))
+        base = resumed_config(args.out)
     start, keys = base, set[str]()
     if args.config:
         base = load_toml(args.config, base, keys)
@@ -62,7 +60,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)
-    cfg.check_epochs(config, start)
+    cfg.check_epochs(config, start, trained=trained_epochs(args.out if args.resume else None))
     check_device(config, args, keys)
     out = Path(args.out) if args.out else default_out(config)
     return config, out

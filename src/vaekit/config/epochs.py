@@ -22,9 +22,9 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
     if t.time_budget or not {"train.warmup", "train.epochs"} & set(differences(base, config)):
         return
     if t.warmup > t.epochs:
-        raise ConfigError(f"train.warmup is {t.warmup:g} epochs, longer than the run's {t.epochs} epochs "
-                          f"(train.epochs), so the KL weight would never reach beta; give a warm-up of at "
-                          f"most {t.epochs} epochs, or more epochs.")
+        raise ConfigError(f"train.warmup is {t.warmup:g} epochs (--warmup), longer than the run's "
+                          f"{_epochs(t.epochs)} (train.epochs, --epochs), so the KL weight would never reach "
+                          f"beta; give a warm-up of at most {_epochs(t.epochs)}, or more epochs.")
 
 
 def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig,
@@ -47,7 +47,8 @@ def _epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
-def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int | None = None) -> None:
+def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int | None = None,
+                 trained: int = 0) -> None:
     """Refuse what the run's epochs leave doing nothing, where this command set it (`base` as for
     `check_warmup`; a VAE's or a classifier's config): a patience of at least the epochs (the first
     epoch is always the best so far, so at most epochs - 1 follow without a better score), and a
@@ -59,7 +60,9 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     `epochs`: the epochs
     each run trains where not its config's (`--compare`'s). A time budget plans the epochs: held
     only against the `planned` epochs, once its plan is made (`vaekit.train.budget`), which sets
-    them as --epochs would."""
+    them as --epochs would. A resumed run that has `trained` its epochs already trains no more: what
+    acts only while it trains is refused by the resume itself (`vaekit.train.early_stopping`), in
+    its own words."""
     t, o = config.train, config.optim
     given = epochs is not None or planned is not None  # epochs set other than by the config's train.epochs
     changed = set(differences(base, config)) | ({"train.epochs"} if given else set())
@@ -70,6 +73,8 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     if getattr(t, "time_budget", None) and planned is None:  # a classifier has no time budget
         return
     n = planned or (t.epochs if epochs is None else epochs)
+    if trained >= n:
+        return
     whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
                    else ("train.epochs", "more epochs"))
     if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
@@ -81,9 +86,8 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
         when = [f"a step size below {n} (optim.step_size in the --config file)"] if n > 1 else []  # >= 1
         when += [more if planned is not None else f"at least {_epochs(o.step_size + 1)}"]
         first = flushed_epoch(o) == o.step_size + 1  # its first decay takes the rate to 0: the rule below
-        fix = (f"give {' or '.join(when)}" + (" with a larger gamma (this one's first decay would take the "
-                                               "rate below float32's range)" if first else "")
-               + ", or --schedule none")
+        fix = ("give " + ("a larger gamma (this one's first decay would take the rate below float32's "
+                          "range) with " if first else "") + " or ".join(when) + ", or --schedule none")
         raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
                           f"({whose}) or more, so the step schedule (--schedule step) would never "
                           f"decay the learning rate; {fix}.")

@@ -425,13 +425,14 @@ def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: i
     `pixels` of an image (each pixel has at most pixels - 1 before it; a window of all is 0)."""
     m = config.model
     if m.prior == "vamp" and m.pseudo_inputs > train_images:
-        raise ConfigError(f"model.pseudo_inputs is {m.pseudo_inputs:,}, more than the {train_images:,} "
-                          f"training images of {data}; the VampPrior's pseudo-inputs summarise the data, "
-                          "so give at most that many (500 for 60,000).")
+        raise ConfigError(f"model.pseudo_inputs is {m.pseudo_inputs:,} (--pseudo-inputs), more than the "
+                          f"{train_images:,} training images of {data}; the VampPrior's pseudo-inputs "
+                          "summarise the data, so give at most that many (500 for 60,000).")
     if m.autoregressive_window > pixels - 1:
-        raise ConfigError(f"model.autoregressive_window is {m.autoregressive_window:,} pixels, more than "
-                          f"the {pixels - 1:,} before the last pixel of the {pixels:,}-pixel images of "
-                          f"{data}; give at most {pixels - 1:,}, or 0 for all of them.")
+        raise ConfigError(f"model.autoregressive_window is {m.autoregressive_window:,} pixels "
+                          f"(--autoregressive-window), more than the {pixels - 1:,} before the last pixel of "
+                          f"the {pixels:,}-pixel images of {data}; give at most {pixels - 1:,}, or 0 for all "
+                          "of them.")
 
 
 def differences(a: Any, b: Any) -> list[str]:

@@ -252,6 +252,20 @@ def check_source(name: str, data_dir: str | Path | None = None) -> Reader | None
     return reader
 
 
+def same_source(a: str, b: str) -> bool:
+    """Whether two dataset names read the same data: one name, or two paths of one file or folder
+    (`u.npz`, `./u.npz`, its absolute path). A reader of a run's own data holds it against what the
+    run trained on, whichever way the path is written."""
+    if a == b:
+        return True
+    if {a, b} & (set(REGISTRY) | set(BUILTIN)):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one is not there (or no path at all): not the same data
+        return False
+
+
 def user_data_path(name: str) -> str | None:
     """The absolute path of the user's folder or array file that `load_dataset` reads for `name`
     (as given, relative to the working directory), None for a set known by name."""

@@ -43,7 +43,7 @@ from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import eval_images
 from vaekit.data.dataset import check_limit
-from vaekit.data.load import Dataset, load_configured, user_data_path, uses_data_dir
+from vaekit.data.load import Dataset, load_configured, same_source, user_data_path, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import REQUIRED_FIELDS as REQUIRED_FIELDS
@@ -206,7 +206,7 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     name = dataset or config.data.name
     # the run's data directory belongs to its own set: not carried to one that uses none (--dataset)
     place = data_dir if data_dir is not None else config.data.data_dir if uses_data_dir(name) else None
-    own = name == config.data.name  # the run's data, split as trained on (the test set is the same)
+    own = same_source(name, config.data.name)  # the run's data, split as trained on (the same test set)
     split = config.data.val_size if own else None
     ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=split))
     if own:

@@ -20,7 +20,7 @@ from typing import Any
 from vaekit import runs
 from vaekit.arch.from_module import ParamRow, parameter_table
 from vaekit.config import format_duration
-from vaekit.data.load import check_source, user_data_path
+from vaekit.data.load import check_source, same_source, user_data_path
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.eval_json import check_evaluated_data, read_eval
 from vaekit.evaluate.run import evaluate_run, load_test_set
@@ -215,7 +215,7 @@ def _write_report(run_dir: Path, o: ReportOptions) -> Path:
     metrics = runs.model_metrics(run_dir)  # every run file is read, and checked, before anything is written
     check_run_outputs(run_dir)  # before eval.json is written
     if evaluation is not None:
-        own = dataset is None or dataset == config.data.name
+        own = dataset is None or same_source(dataset, config.data.name)
         check_evaluated_data(run_dir, evaluation, ds, dataset or config.data.name, own)
         unused_evaluation(run_dir, o, "vaekit eval")
         if o.dataset is None and dataset is not None:  # noted only once nothing is refused

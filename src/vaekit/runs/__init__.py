@@ -62,6 +62,7 @@ from vaekit.runs.identity import (
     check_run_dir,
     check_trained_config,
     run_id,
+    trained_epochs,
     weights_metadata,
     write_config,
 )
@@ -131,7 +132,8 @@ __all__ = [
     "run_id",
     "save_checkpoint",
     "save_figure", "save_model", "save_tensors", "save_weights", "strict_json", "task_for", "task_in",
-    "task_of", "temp_path", "truncate_metrics", "unmarked_weights", "usable_model", "weights_metadata",
+    "task_of", "temp_path", "trained_epochs", "truncate_metrics", "unmarked_weights", "usable_model",
+    "weights_metadata",
     "weights_task",
     "write_bytes_atomic", "write_config",
     "write_error", "write_eval", "write_json_atomic",

@@ -306,6 +306,20 @@ def checkpoint_state(run_dir: Path) -> Any:
     return _json((read_metadata(run_dir / CHECKPOINT, "checkpoint") or {}).get(CHECKPOINT_KEY))
 
 
+def trained_epochs(out: str | Path | None) -> int:
+    """The epochs the run in `out` has trained, as its checkpoint records them; 0 for no run, or a
+    checkpoint that cannot be read (what a resume reads is judged there)."""
+    if out is None:
+        return 0
+    try:
+        state = checkpoint_state(Path(out))
+    except (CheckpointError, OSError):
+        return 0
+    progress = state.get("progress") if isinstance(state, dict) else None
+    epoch = progress.get("epoch") if isinstance(progress, dict) else None
+    return epoch if is_int(epoch) and epoch > 0 else 0
+
+
 def check_trained_config(run_dir: Path, config: Any) -> None:
     """RUN_DIR/config.json (read as `config`) is the config model.safetensors was trained with, read
     from the model file's header alone (`check_weights`): what a reader of a file computed from the
@@ -332,7 +346,7 @@ def missing_model(run_dir: Path) -> str | None:
     best = progress.get("best_epoch") if isinstance(progress, dict) else None
     of = f"the best of epoch {str(best)[:20]}" if is_int(best) else "its best weights"
     return (f"{run_dir / MODEL}: no model file there, but {run_dir / CHECKPOINT} records one ({of}), so it "
-            "was deleted or moved; put it back, or train the run again.")
+            "was deleted or moved; put it back, or train the run again into another --out.")
 
 
 def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
@@ -353,7 +367,7 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
     if theirs is not None and ours is not None and theirs != ours:
         raise CheckpointError(f"{model} was copied from another run (run id {str(theirs)[:40]}) than "
                               f"{run_dir / CONFIG} (run id {ours}), though of the same config; put back "
-                              "the model file the run wrote, or train the run again.")
+                              "the model file the run wrote, or train the run again into another --out.")
     if CONFIG_KEY in metadata:
         return
     earlier = isinstance(state, dict) and state.get("run_id") is None  # a checkpoint of an earlier vaekit
@@ -361,7 +375,7 @@ def check_weights(run_dir: Path, config: Any, metadata: dict[str, str]) -> None:
         raise CheckpointError(f"{model} has no vaekit metadata (the config it was trained with), which "
                               f"this vaekit writes into every model file of a run like {run_dir} (its "
                               "config.json has a run id), so it was not written by vaekit; put back the "
-                              "model file the run wrote, or train the run again.")
+                              "model file the run wrote, or train the run again into another --out.")
     if earlier and "config" in state:
         _compare(run_dir, config, run_dir / CHECKPOINT, state["config"])
 

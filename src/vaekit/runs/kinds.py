@@ -255,10 +255,13 @@ def read_config(run_dir: Path, task: str | None = "vae") -> Any:
     return config_from(raw, path, task, run_dir)
 
 
-def resumed_config(run_dir: Path, task: str = DEFAULT) -> Any:
-    """config.json of the run that `--resume` continues in `run_dir` (`read_config`): a directory
-    that does not exist, or is empty (a train killed before it wrote config.json), is one sentence
-    saying so, and that the command without --resume starts a run there."""
+def resumed_config(out: str | Path | None, task: str = DEFAULT) -> Any:
+    """config.json of the run that `--resume` continues in `out` (`read_config`): no --out, or a
+    directory that does not exist or is empty (a train killed before it wrote config.json), is one
+    sentence saying so, and that the command without --resume starts a run there."""
+    if out is None:
+        raise ConfigError("--resume needs --out, the run directory to continue.")
+    run_dir = Path(out)
     empty = None if not os.path.lexists(run_dir) else run_dir.is_dir() and not _holds_anything(run_dir)
     if empty is not False:
         maker = maker_of(task)

@@ -70,7 +70,8 @@ class Explorer:
             mu, logvar = run.model.encode(images)
             if not bool(mu.isfinite().all() & logvar.isfinite().all()):
                 raise CheckpointError(f"{run.path / MODEL}: the model's codes of the test images are not "
-                                      "finite (its weights overflow in the encoder); train the run again.")
+                                      "finite (its weights overflow in the encoder); train the run again "
+                                      "into another --out.")
             kl = gaussian_kl_per_dim(mu, logvar).double().mean(dim=0).cpu()
             variance = active_units(mu)[1].cpu()
             order = sorted(range(mu.shape[1]), key=lambda d: -float(kl[d]))

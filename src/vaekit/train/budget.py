@@ -71,6 +71,12 @@ class BudgetTooShort(ConfigError):
         self.detail = detail
 
 
+def given_seconds(seconds: float) -> str:
+    """A time budget as given: its seconds as they were written under a minute or where not whole
+    (2.95 s, not 3.0 s), else `format_duration`."""
+    return f"{seconds:g} s" if seconds < 60 or seconds != int(seconds) else format_duration(seconds)
+
+
 def shown_seconds(seconds: float) -> str:
     """Seconds as a message shows them: `format_duration` from 1 s on, else with 2 significant digits,
     so that 0.001 s is not shown as 0.0 s."""
@@ -145,15 +151,15 @@ class Plan:
         first epoch only: after `done` epochs it is the one the run was trained with, kept."""
         left = budget - spent
         more = math.floor(left / (epoch_estimate * FIRST_MARGIN)) if epoch_estimate > 0 else 1
-        if more < 1:
+        if more < 1:  # the advice: a starting time varies from run to run, so half as much again
+            least = math.ceil(spent * (1.0 if done else 1.5) + epoch_estimate * FIRST_MARGIN * 1.1)
             raise BudgetTooShort(
-                f"{shown_seconds(budget)} is too short for one epoch of this run: {what} "
+                f"{given_seconds(budget)} is too short for this run: {what} "
                 f"{shown_seconds(epoch_estimate)} an epoch"
                 + (f" with {shown_seconds(max(left, 0))} left" if done else "")
                 + f", and the run has spent {shown_seconds(spent)} "
                 + ("on its epochs so far and the probe" if done else "starting and probing")
-                + f"; give at least {format_duration(spent + epoch_estimate * 1.1)}, or a smaller model "
-                "or dataset."
+                + f"; give at least {format_duration(least)}, or a smaller model or dataset."
             )
         epochs = done + more
         return cls(budget, epochs, warmup if done else _warmup(warmup, epochs))

@@ -1,0 +1,117 @@
+"""The advice of a reader's refusal, followed: each sentence below names a fix, and the test applies
+it and runs the command again. A fix that leads to another refusal (train into a directory that
+holds a run's files; a patience the finished run then refuses) or that names a run of the other
+kind is a sentence that misleads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_refusal import cli_bad, snapshot
+from eval_runs import make_run
+from vaekit import runs
+from vaekit.cli import main
+
+EVAL = ["--k", "2", "--limit", "20", "--no-probe"]
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("advice") / "run")
+
+
+@pytest.fixture
+def run(trained_once: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained_once, tmp_path / "run"))
+
+
+def test_a_run_without_its_config_is_told_to_put_it_back(run: Path, capsys: pytest.CaptureFixture[str],
+                                                         one_sentence: Callable[..., None]) -> None:
+    """Training into the directory, the old advice, is refused there (it holds a run's files)."""
+    config = (run / runs.CONFIG).read_bytes()
+    (run / runs.CONFIG).unlink()
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, ["eval", str(run), *EVAL], str(run), "put back the run's config.json",
+                  "a new directory")
+    assert f"--out {run}`" not in err, err
+    cli_bad(capsys, one_sentence, ["train", "--data", "digits", "--epochs", "1", "--out", str(run)], str(run))
+    assert snapshot(run) == before
+    (run / runs.CONFIG).write_bytes(config)  # the advice: put it back
+    assert main(["eval", str(run), *EVAL]) == 0
+
+
+def test_a_run_without_its_model_file_is_told_to_train_elsewhere(
+        run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    (run / runs.MODEL).unlink()
+    err = cli_bad(capsys, one_sentence, ["sample", str(run), "-n", "2"], "deleted or moved")
+    assert "train the run again into another --out" in err, err
+    cli_bad(capsys, one_sentence, ["train", "--data", "digits", "--epochs", "1", "--out", str(run)], str(run))
+
+
+def test_a_folder_of_runs_names_one_of_the_command_s_kind(
+        trained_once: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        one_sentence: Callable[..., None]) -> None:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    assert main(["classify", "--data", "digits", "--epochs", "1", "--out", str(folder / "a-classifier"),
+                 "--no-progress", "--json"]) == 0
+    shutil.copytree(trained_once, folder / "b-vae")
+    capsys.readouterr()
+    err = cli_bad(capsys, one_sentence, ["eval", str(folder), *EVAL], "name one, such as")
+    named = err.split("such as ")[1].rstrip(".")
+    assert named == str(folder / "b-vae"), err  # not the classifier, listed first
+    assert main(["eval", named, *EVAL]) == 0
+    err = cli_bad(capsys, one_sentence, ["classify", "eval", str(folder)], "name one, such as")
+    assert err.split("such as ")[1].rstrip(".") == str(folder / "a-classifier"), err
+
+
+def test_a_folder_of_a_user_s_files_is_not_offered_for_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    err = cli_bad(capsys, one_sentence, ["eval", str(folder)], "no config.json", "a new or empty directory")
+    assert f"--out {folder}`" not in err, err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cli_bad(capsys, one_sentence, ["eval", str(empty)], f"`vaekit train --out {empty}`")
+
+
+def test_the_run_s_own_data_is_known_however_its_path_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changed since training, an array named as trained (`u.npz`) was refused, but `./u.npz` and its
+    absolute path were taken as other data and evaluated: the same file is the run's own data."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    np.savez("u.npz", images=images, labels=np.arange(300) % 3)
+    assert main(["train", "--data", "u.npz", "--epochs", "1", "--hidden", "8", "--latent", "2",
+                 "--threads", "1", "--no-progress", "--out", "r"]) == 0
+    np.savez("u.npz", images=255 - images, labels=np.arange(300) % 3)  # the data changed since
+    capsys.readouterr()
+    for name in ("u.npz", "./u.npz", str(tmp_path / "u.npz")):
+        cli_bad(capsys, one_sentence, ["eval", "r", *EVAL, "--dataset", name], "is not the data")
+    assert not (tmp_path / "r" / runs.EVAL).exists()
+    from vaekit.data.load import same_source
+
+    assert same_source("u.npz", os.path.join(".", "u.npz")) and not same_source("digits", "u.npz")
+    assert not same_source("u.npz", "missing.npz") and same_source("digits", "digits")
+
+
+def test_a_finished_run_resumed_with_a_patience_is_told_it_would_do_nothing(
+        run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    """Its patience rule said "give a patience below 2", which the finished run then refused."""
+    before = snapshot(run)
+    for patience in ("2", "1"):
+        cli_bad(capsys, one_sentence, ["train", "--resume", "--out", str(run), "--patience", patience],
+                "(--patience)", "would do nothing", "more --epochs")
+    assert snapshot(run) == before
+    assert main(["train", "--resume", "--out", str(run), "--patience", "2", "--epochs", "4",
+                 "--no-progress"]) == 0
