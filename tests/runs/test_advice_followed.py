@@ -14,21 +14,10 @@ import numpy as np
 import pytest
 
 from cli_refusal import cli_bad, snapshot
-from eval_runs import make_run
 from vaekit import runs
 from vaekit.cli import main
 
-EVAL = ["--k", "2", "--limit", "20", "--no-probe"]
-
-
-@pytest.fixture(scope="module")
-def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_run(tmp_path_factory.mktemp("advice") / "run")
-
-
-@pytest.fixture
-def run(trained_once: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained_once, tmp_path / "run"))
+EVAL = ["--k", "2", "--limit", "20", "--no-probe"]  # `run` and `trained`: the fixtures of conftest.py
 
 
 def test_a_run_without_its_config_is_told_to_put_it_back(run: Path, capsys: pytest.CaptureFixture[str],
@@ -55,13 +44,13 @@ def test_a_run_without_its_model_file_is_told_to_train_elsewhere(
 
 
 def test_a_folder_of_runs_names_one_of_the_command_s_kind(
-        trained_once: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         one_sentence: Callable[..., None]) -> None:
     folder = tmp_path / "runs"
     folder.mkdir()
     assert main(["classify", "--data", "digits", "--epochs", "1", "--out", str(folder / "a-classifier"),
                  "--no-progress", "--json"]) == 0
-    shutil.copytree(trained_once, folder / "b-vae")
+    shutil.copytree(trained, folder / "b-vae")
     capsys.readouterr()
     err = cli_bad(capsys, one_sentence, ["eval", str(folder), *EVAL], "name one, such as")
     named = err.split("such as ")[1].rstrip(".")
