@@ -363,6 +363,7 @@ def test_another_command_s_flag_is_not_read_as_the_flag_it_abbreviates(
     (["--prior", "vamp", "--pseudo-inputs", "2000"], ["model.pseudo_inputs is 2,000 (--pseudo-inputs)"]),
     (["--autoregressive", "8", "--autoregressive-window", "64"],
      ["model.autoregressive_window is 64 pixels (--autoregressive-window)", "at most 63"]),
+    (["--val-size", "5"], ["data.val_size (--val-size) applies to the downloaded sets", "leave it out"]),
 ])
 def test_a_refusal_of_a_flag_names_the_flag(flags: list[str], words: list[str], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str],

@@ -226,3 +226,15 @@ def test_explain_with_an_output_without_its_table_is_refused(capsys: Any, flags:
     assert err.count("\n") == 1 and "--explain" in err and named in err, err
     status, out, err = run(capsys, *flags)  # the same without --explain: printed
     assert status == 0 and out and err == ""
+
+
+@pytest.mark.parametrize("given", [[], ["--input", "1,8,8", "Conv2d(4, 3)"]])
+def test_the_plot_refusal_s_command_runs(capsys: Any, tmp_path: Any, given: list[str]) -> None:
+    """--plot without --scaling: the sentence's command, run as it is (with the file named), draws the
+    table; "add --scaling" beside an --input and a LAYER was refused again."""
+    status, _, err = run(capsys, *given, "--plot", "x.png")
+    assert status == 2 and "takes no --input and no LAYER" in err, err
+    advice = err[err.index("`") + 1 : err.rindex("`")].split()
+    assert advice == ["vaekit", "arch", "--scaling", "--plot", "FILE"], advice
+    status, out, err = run(capsys, *advice[2:-1], str(tmp_path / "table.png"))  # run() says `arch`
+    assert status == 0 and (tmp_path / "table.png").stat().st_size > 0, err

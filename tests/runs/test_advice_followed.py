@@ -104,3 +104,21 @@ def test_a_finished_run_resumed_with_a_patience_is_told_it_would_do_nothing(
     assert snapshot(run) == before
     assert main(["train", "--resume", "--out", str(run), "--patience", "2", "--epochs", "4",
                  "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize("text", ["{}", '{"run": {}}'])
+def test_an_emptied_config_of_a_classifier_run_is_not_called_a_vae_s(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        text: str) -> None:
+    """A config.json without "task" reads as a VAE's; emptied, it was named "the config of a VAE run
+    ... copied from another run". It is an emptied or edited file; put back, the run evaluates."""
+    out = tmp_path / "clf"
+    assert main(["classify", "--data", "digits", "--epochs", "1", "--out", str(out), "--no-progress",
+                 "--json"]) == 0
+    config = (out / runs.CONFIG).read_bytes()
+    (out / runs.CONFIG).write_text(text)
+    for argv in (["classify", "eval", str(out)], ["report", str(out)]):
+        err = cli_bad(capsys, one_sentence, argv, "emptied or edited", "put back the config.json")
+        assert "VAE" not in err and "copied" not in err, err
+    (out / runs.CONFIG).write_bytes(config)
+    assert main(["classify", "eval", str(out), "--json"]) == 0

@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     check_explain(args.explain, sheet=args.sheet, scaling=args.scaling, json=args.json)
     if args.plot is not None and not args.scaling:
-        raise SpecError("--plot draws the --scaling table; add --scaling.")
+        raise SpecError("--plot draws the --scaling table, which takes no --input and no LAYER: "
+                        "`vaekit arch --scaling --plot FILE`.")
     if args.sheet or args.scaling:
         if args.layers or args.input is not None:
             raise SpecError("--sheet and --scaling take no --input and no LAYER.")

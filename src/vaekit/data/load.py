@@ -211,8 +211,8 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
         if text:
             check_path_length(str(text), what)
     if val_size is not None and name not in REGISTRY:
-        raise DataError(f"data.val_size applies to the built-in sets ({', '.join(sorted(REGISTRY))}); "
-                        f"{name} is split 80/10/10, so leave val_size out.")
+        raise DataError(f"data.val_size (--val-size) applies to the downloaded sets "
+                        f"({', '.join(sorted(REGISTRY))}); {name} is split 80/10/10, so leave it out.")
     reader = check_source(name, data_dir)
     if images is not None and images.skip_bad and (reader is None or not reader.decodes_images):
         raise DataError(f"--skip-bad (data.skip_bad) skips the unreadable files of a folder of images, but "

@@ -196,9 +196,17 @@ def check_config_kind(run_dir: Path) -> None:
     trained = trained_kinds(Path(run_dir))
     kinds = {kind for _, kind in trained}
     if isinstance(held, str) and held in TASKS and len(kinds) == 1 and held not in kinds:
+        trained_as = kinds.pop()
         if "task" not in raw:  # no kind named: another kind's config only if its keys are the default kind's
-            _check_sections({k: v for k, v in raw.items() if k != RUN_SECTION}, path, TASKS[held])
-        raise _copied_config(path, held, [name for name, _ in trained], kinds.pop())
+            sections = {k: v for k, v in raw.items() if k != RUN_SECTION}
+            if not sections:  # nothing of any kind's config: an emptied or edited file, not a copied one
+                names = ", ".join(f.name for f in dataclasses.fields(TASKS[trained_as].config_type))
+                raise CheckpointError(f"{path} holds none of the sections ({names}) of the config of "
+                                      f"{TASKS[trained_as].what}, the kind its model file and checkpoint "
+                                      "were trained as: it was emptied or edited; put back the config.json "
+                                      "the run wrote.")
+            _check_sections(sections, path, TASKS[held])
+        raise _copied_config(path, held, [name for name, _ in trained], trained_as)
 
 
 def _check_sections(raw: dict[str, Any], path: Path, task: Task) -> None:
