@@ -339,12 +339,19 @@ def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, zero_allowed:
     (["train", "--config", "a.toml", "--config", "b.toml"], "--config"),
     (["sample", "RUN", "-n", "2", "-n", "3"], "-n"),
     (["train", "--no-progress", "--no-progress"], "--no-progress"),
+    # abbreviated once (argparse takes a unique prefix): the same flag, named in full and as typed
+    (["eval", "RUN", "--limit", "20", "--lim", "5"], "--limit is given twice (as --limit and --lim)"),
+    (["sample", "RUN", "--nc", "2", "--ncols", "4"], "--ncols is given twice (as --nc and --ncols)"),
+    (["classify", "--epochs", "3", "--epo", "4"], "--epochs is given twice"),
+    (["classify", "eval", "RUN", "--json", "--json"], "--json is given twice"),  # the action's own flag
 ])
 def test_a_flag_given_twice_is_refused_not_the_last_kept(argv: list[str], flag: str,
                                                           capsys: pytest.CaptureFixture[str],
                                                           one_sentence: OneSentence) -> None:
     message = one_error_line(capsys, argv, argv[0], one_sentence, flag)
     assert "given twice" in message
+    if argv[:2] == ["classify", "eval"]:
+        assert message.endswith("`vaekit classify eval --help`."), message
 
 
 @pytest.mark.parametrize("argv", [["data", "info", "--data", "digits"], ["data", "fetch", "--data", "digits"],

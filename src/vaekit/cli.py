@@ -175,19 +175,24 @@ class VaekitParser(argparse.ArgumentParser):
                            f"{meant.option_strings[-1]}, which it abbreviates; give that in full if meant")
 
     def refuse_repeated(self, args: Sequence[str]) -> None:
-        """A flag of this parser given twice is an error (argparse keeps the last without a word:
-        `--lr 0.1 --lr 0.002`, two --config files of which one is ignored)."""
-        seen: set[str] = set()
+        """A flag of this parser given twice, in full or abbreviated, is an error (argparse keeps the
+        last without a word: `--lr 0.1 --lr 0.002`, `--limit 20 --lim 5`, two --config files of
+        which one is ignored)."""
+        seen: dict[str, str] = {}  # a flag's dest -> how it was first typed
+        actions = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
         for arg in args:
-            if arg == "--":
+            if arg == "--" or arg in actions:  # past an action, its parser's flags
                 break
-            action = self._option_string_actions.get(arg.split("=", 1)[0] if arg.startswith("--") else arg)
+            typed = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            action = self._action_of(typed) if arg.startswith("--") else self._option_string_actions.get(arg)
             if action is None or isinstance(action, argparse._AppendAction | argparse._CountAction):
                 continue
             if action.dest in seen:
-                self.error(f"{arg.split('=', 1)[0]} is given twice; give it once (only the last would "
-                           "count, the other dropped without a word)")
-            seen.add(action.dest)
+                flag = action.option_strings[-1]
+                both = "" if seen[action.dest] == typed == flag else f" (as {seen[action.dest]} and {typed})"
+                self.error(f"{flag} is given twice{both}; give it once (only the last would count, the "
+                           "other dropped without a word)")
+            seen[action.dest] = typed
 
 
 # ----------------------------------------------------------------------------- the command

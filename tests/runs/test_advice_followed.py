@@ -31,6 +31,8 @@ def test_a_run_without_its_config_is_told_to_put_it_back(run: Path, capsys: pyte
     assert f"--out {run}`" not in err, err
     cli_bad(capsys, one_sentence, ["train", "--data", "digits", "--epochs", "1", "--out", str(run)], str(run))
     assert snapshot(run) == before
+    err = cli_bad(capsys, one_sentence, ["classify", "eval", str(run)], "put back the run's config.json")
+    assert "`vaekit train --out DIR`" in err, err  # the kind of run its weights are, not the command's
     (run / runs.CONFIG).write_bytes(config)  # the advice: put it back
     assert main(["eval", str(run), *EVAL]) == 0
 

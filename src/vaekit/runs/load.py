@@ -45,6 +45,7 @@ from vaekit.runs.kinds import (
     read_raw_config,
     task_for,
     task_of,
+    weights_task,
 )
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
 from vaekit.runs.tensor_files import model_fingerprint, read_metadata, read_tensors
@@ -184,6 +185,7 @@ def check_run_config(run_dir: Path, maker: str) -> None:
                                   f"{held}), none of them of the kind `{maker}` trains; name such a run.")
         results = [name for name in RESULT_FILES if os.path.lexists(run_dir / name)]
         if results:  # a run's files without its config: training into it is refused, so not the fix
+            maker = maker_of(weights_task(run_dir)) if weights_task(run_dir) else maker  # the run's kind
             raise CheckpointError(f"{run_dir} holds a run's files ({', '.join(results)}) but no {CONFIG} "
                                   f"(deleted or moved); put back the run's {CONFIG}, or train again into a "
                                   f"new directory (`{maker} --out DIR`).")
