@@ -100,14 +100,20 @@ class VaekitParser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
 
-    def refuse_separator_value(self, args: Sequence[str]) -> None:
-        """A flag given `--` as its value (`--out=--`) is refused: argparse drops a `--` wherever it
-        finds one among a flag's values (Python 3.11), so the flag would be read as given nothing and
-        its default taken without a word. The arguments past an action are its parser's to refuse."""
+    def own_arguments(self, args: Sequence[str]) -> Iterator[str]:
+        """ARGS up to `--` or an action's name (`classify eval`): what this parser reads itself; the
+        rest is its action's parser's."""
         actions = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
         for arg in args:
             if arg == "--" or arg in actions:
                 return
+            yield arg
+
+    def refuse_separator_value(self, args: Sequence[str]) -> None:
+        """A flag given `--` as its value (`--out=--`) is refused: argparse drops a `--` wherever it
+        finds one among a flag's values (Python 3.11), so the flag would be read as given nothing and
+        its default taken without a word. The arguments past an action are its parser's to refuse."""
+        for arg in self.own_arguments(args):
             flag, equals, value = arg.partition("=")
             if arg.startswith("-") and equals and value == "--":
                 self.error(f"argument {flag}: '--' marks the end of the options, not a value (./-- names "
@@ -117,12 +123,9 @@ class VaekitParser(argparse.ArgumentParser):
         """In a parser with actions (`vaekit classify [ACTION]`), a flag it does not know, before
         any action, is refused as unrecognized: argparse would take the flag's value for the action
         (`classify --hidden 16`: 'unknown action "16"'), naming what the user did not type."""
-        actions = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
-        if actions is None:
+        if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
             return
-        for arg in args:
-            if arg == "--" or arg in actions.choices:
-                return
+        for arg in self.own_arguments(args):
             if (arg.startswith("-") and not _is_negative_number(arg) and arg not in ("-h", "--help")
                     and self._action_of(arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]) is None):
                 self.error(f"unrecognized arguments: {arg}")
@@ -164,10 +167,7 @@ class VaekitParser(argparse.ArgumentParser):
     def refuse_foreign_abbreviation(self, args: Sequence[str]) -> None:
         """A flag of another command that abbreviates one of this parser's is refused, not read as
         that one: `data info --data digits` (`train`'s --data) would be --data-dir."""
-        actions = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
-        for arg in args:
-            if arg == "--" or arg in actions:
-                return
+        for arg in self.own_arguments(args):
             name = arg.split("=", 1)[0]
             meant = self._action_of(name) if name in self.foreign else None
             if meant is not None:
@@ -179,10 +179,7 @@ class VaekitParser(argparse.ArgumentParser):
         last without a word: `--lr 0.1 --lr 0.002`, `--limit 20 --lim 5`, two --config files of
         which one is ignored)."""
         seen: dict[str, str] = {}  # a flag's dest -> how it was first typed
-        actions = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
-        for arg in args:
-            if arg == "--" or arg in actions:  # past an action, its parser's flags
-                break
+        for arg in self.own_arguments(args):
             typed = arg.split("=", 1)[0] if arg.startswith("--") else arg
             action = self._action_of(typed) if arg.startswith("--") else self._option_string_actions.get(arg)
             if action is None or isinstance(action, argparse._AppendAction | argparse._CountAction):

@@ -211,12 +211,11 @@ def training_curves(seed: int = 0, steps: int = 500, batch: int = 100, dataset: 
     def say(seconds: float) -> None:
         note_slow_training(seconds, steps, len(losses))
 
+    first, *others = list(losses)
     curves = {name: train_curve(loss, ds.train.images, heldout, seed, steps, batch, lr, hidden, latent,
-                                eval_every, say if name == next(iter(losses)) else None)
-              for name, loss in losses.items()}
+                                eval_every, say if name == first else None) for name, loss in losses.items()}
     final = {name: c.heldout_neg_elbo[-1] for name, c in curves.items()}
     kl = {name: c.heldout_kl[-1] for name, c in curves.items()}
-    first, *others = list(losses)
     passed = all(final[first] < final[o] for o in others) and all(map(math.isfinite, final.values()))
     numbers: dict[str, Any] = {"dataset": ds.name, "steps": steps, "batch": batch,
                                "final_heldout_neg_elbo": final, "final_heldout_kl": kl,

@@ -42,9 +42,8 @@ from vaekit.runs.kinds import (
     check_config_kind,
     maker_of,
     read_config,
-    read_raw_config,
     task_for,
-    task_of,
+    task_in,
     weights_task,
 )
 from vaekit.runs.metrics import check_planned, model_metrics, rows_past_model
@@ -180,28 +179,19 @@ def check_run_config(run_dir: Path, maker: str) -> None:
         if inside:  # the folder above some runs (`vaekit serve runs`), not one: name them
             held = f"{run_dir} is not a run directory but holds runs ({', '.join(inside)}" + (
                 ", ..." if len(inside) == 3 else "")
-            ours = [name for name in inside if _maker_of_run(run_dir / name) == maker]
+            ours = [name for name in inside if task_in(run_dir / name).maker == maker]
             raise CheckpointError(f"{held}); name one, such as {run_dir / ours[0]}." if ours else
                                   f"{held}), none of them of the kind `{maker}` trains; name such a run.")
         results = [name for name in RESULT_FILES if os.path.lexists(run_dir / name)]
         if results:  # a run's files without its config: training into it is refused, so not the fix
-            maker = maker_of(weights_task(run_dir)) if weights_task(run_dir) else maker  # the run's kind
+            trained = weights_task(run_dir)  # the run's kind, by its weights, over the command's
+            maker = maker_of(trained) if trained else maker
             raise CheckpointError(f"{run_dir} holds a run's files ({', '.join(results)}) but no {CONFIG} "
                                   f"(deleted or moved); put back the run's {CONFIG}, or train again into a "
                                   f"new directory (`{maker} --out DIR`).")
         fix = (f"into a new or empty directory (`{maker} --out DIR`)" if any(run_dir.iterdir())  # kept
                else f"with `{maker} --out {run_dir}`")
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one {fix}.")
-
-
-def _maker_of_run(run_dir: Path) -> str | None:
-    """The command that trains the run RUN_DIR/config.json describes (its "task"); None where it
-    cannot be read."""
-    try:
-        raw = read_raw_config(run_dir)
-        return maker_of(task_of(dict(raw), run_dir / CONFIG)) if isinstance(raw, dict) else None
-    except CheckpointError:
-        return None
 
 
 def usable_model(run_dir: Path, config: Any, tensors: dict[str, torch.Tensor],
