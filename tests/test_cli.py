@@ -6,7 +6,9 @@ errors (unknown flags, missing arguments)."""
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,12 @@ def test_converters_raise_argparse_errors_naming_their_flag() -> None:
         int_flag("--seed", 0, 9)("10")
     with pytest.raises(argparse.ArgumentTypeError, match=r'^--lr must be a number, got "fast"$'):
         float_flag("--lr")("fast")
+    for text in ("1e400", "-2E999"):  # overflows to inf: quoted as written, with the largest float
+        said = (f"--lr must be a finite number, got {text}, larger in size than any float "
+                f"(at most {sys.float_info.max:.4g})")
+        with pytest.raises(argparse.ArgumentTypeError, match="^" + re.escape(said) + "$"):
+            float_flag("--lr")(text)
+    assert float_flag("--lr")("inf") == math.inf  # 'inf' as written: the config's range check names it
     assert int_list_flag("--hidden")("512, 256") == [512, 256] and int_list_flag("--hidden")("none") == []
     assert int_flag("--k")("12") == 12 and float_flag("--lr")("1e-3") == 1e-3
 

@@ -120,8 +120,12 @@ def test_gamma_nan_in_toml_names_the_file_and_the_key(tmp_path: Path, one_senten
 def test_inf_in_toml(tmp_path: Path, one_sentence: OneSentence) -> None:
     path = toml_file(tmp_path, "[train]\nwarmup = inf\n")
     refused(lambda: load_toml(path), one_sentence, str(path), "train.warmup", "inf")
-    path = toml_file(tmp_path, "[optim]\nlr = 1e400\n")  # TOML reads it as inf
-    refused(lambda: load_toml(path), one_sentence, str(path), "optim.lr", "inf")
+    for written, key, number in (("[optim]\nlr = 1e400", "optim.lr", "1e400"),
+                                 ("[model]\nhidden = [8, -2_0E99_9]", "model.hidden[1]", "-20E999"),
+                                 ('[data]\n"x y" = {z = [[1.8e308]]}', 'data."x y".z[0][0]', "1.8e308")):
+        path = toml_file(tmp_path, written + "\n")  # float() reads each as inf: quoted as written, by key
+        refused(lambda: load_toml(path), one_sentence,  # noqa: B023 (called at once)
+                f"{path}, {key}: {number} must be a finite number", "larger in size than any float")
 
 
 @pytest.mark.parametrize("written", ["1e-320", "-4.9e-324", "1e-400", "0.000_000_1e-310"])
@@ -129,7 +133,8 @@ def test_toml_float_below_the_smallest_normal_is_refused_even_under_flush_to_zer
         tmp_path: Path, one_sentence: OneSentence, written: str) -> None:
     from vaekit.device import flush_denormals
     path = toml_file(tmp_path, f"[optim]\nclip = {written}\n")
-    refused(lambda: load_toml(path), one_sentence, str(path), written.replace("_", ""))
+    number = written.replace("_", "")
+    refused(lambda: load_toml(path), one_sentence, f"{path}, optim.clip: {number} must be 0")
     with flush_denormals():  # as the CLI parses a config: the float alone would be 0.0 there
         refused(lambda: load_toml(path), one_sentence, str(path), written.replace("_", ""))
 

@@ -87,6 +87,8 @@ class TestEval:
         for k in ("0", "-3"):
             msg = _error(capsys, main(["eval", str(run), "--k", k]), "eval", one_sentence)
             assert "k must be at least 1" in msg
+        msg = _error(capsys, main(["eval", str(run), "--k", str(10**20)]), "eval", one_sentence)
+        assert msg.startswith("vaekit eval: error: --k must be 1 to"), msg  # the flag typed, not `k`
         other = write_images(tmp_path / "other.npz", (1, 10, 10))
         msg = _error(capsys, main(["eval", str(run), "--dataset", str(other)]), "eval", one_sentence,
                      "1x10x10", "1x8x8")

@@ -5,6 +5,7 @@ kind is a sentence that misleads."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import pytest
 from cli_refusal import cli_bad, snapshot
 from vaekit import runs
 from vaekit.cli import main
+from vaekit.config import TrainConfig
 
 EVAL = ["--k", "2", "--limit", "20", "--no-probe"]  # `run` and `trained`: the fixtures of conftest.py
 
@@ -124,3 +126,67 @@ def test_an_emptied_config_of_a_classifier_run_is_not_called_a_vae_s(
         assert "VAE" not in err and "copied" not in err, err
     (out / runs.CONFIG).write_bytes(config)
     assert main(["classify", "eval", str(out), "--json"]) == 0
+
+
+def _without(path: Path, *names: str) -> None:
+    """config.json at `path` with each 'section.key' or 'section' of `names` removed."""
+    config = json.loads(path.read_text())
+    for name in names:
+        section, _, key = name.partition(".")
+        config[section].pop(key) if key else config.pop(section)
+    path.write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("removed", [("train.epochs",), ("optim",), ("model.activation", "data.binarize")])
+def test_a_key_removed_from_a_run_s_config_is_named_not_read_as_its_default(
+        run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        removed: tuple[str, ...]) -> None:
+    """Without train.epochs, a plain --resume of a 2-epoch run trained on to the default 10."""
+    config = (run / runs.CONFIG).read_bytes()
+    _without(run / runs.CONFIG, *removed)
+    before = snapshot(run)
+    for argv in (["eval", str(run), *EVAL], ["sample", str(run), "-n", "2"], ["report", str(run)],
+                 ["train", "--resume", "--out", str(run), "--no-progress"]):
+        err = cli_bad(capsys, one_sentence, argv, str(run / runs.CONFIG), *removed,
+                      "put back the config.json the run wrote")
+        assert "expected" not in err, err
+    assert snapshot(run) == before
+    (run / runs.CONFIG).write_bytes(config)  # the advice: put it back
+    assert main(["train", "--resume", "--out", str(run), "--no-progress"]) == 0
+    assert runs.load_checkpoint(run)[2]["epoch"] == json.loads(config)["train"]["epochs"]
+
+
+def test_a_key_removed_from_a_classifier_run_s_config_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    out = tmp_path / "clf"
+    assert main(["classify", "--data", "digits", "--epochs", "1", "--out", str(out), "--no-progress",
+                 "--json"]) == 0
+    _without(out / runs.CONFIG, "train.label_smoothing")
+    for argv in (["classify", "eval", str(out)], ["classify", "--resume", "--out", str(out)]):
+        cli_bad(capsys, one_sentence, argv, "train.label_smoothing", "put back the config.json")
+
+
+def test_a_run_of_an_earlier_vaekit_is_read_without_the_keys_it_never_had(run: Path) -> None:
+    """No run id: a config.json of a vaekit before one, whose keys may be fewer; the defaults fill them."""
+    config = json.loads((run / runs.CONFIG).read_text())
+    config.pop(runs.RUN_SECTION)
+    config["model"].pop("autoregressive_window")
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    assert runs.read_config(run).model.autoregressive_window == TrainConfig().model.autoregressive_window
+
+
+def test_a_resume_that_changes_a_setting_names_its_flag_values_and_the_way_out(
+        run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        one_sentence: Callable[..., None]) -> None:
+    """It named only 'optim.lr differ', and the keys a resume may change, not their flags."""
+    lr = TrainConfig().optim.lr
+    changed = ["--lr", str(lr * 10), "--epochs", "3", "--no-progress"]
+    before = snapshot(run)
+    err = cli_bad(capsys, one_sentence, ["train", "--resume", "--out", str(run), *changed],
+                  f"--lr (optim.lr) is {lr * 10} here, {lr} in the run", "--epochs", "another --out")
+    assert "differ" not in err and "train.epochs" not in err, err
+    assert snapshot(run) == before
+    config = json.loads((run / runs.CONFIG).read_text())  # the advice: the same run, another --out
+    flags = ["--data", config["data"]["name"], "--hidden", ",".join(map(str, config["model"]["hidden"])),
+             "--latent", str(config["model"]["latent"]), "--batch-size", str(config["train"]["batch_size"])]
+    assert main(["train", *flags, *changed, "--out", str(tmp_path / "new")]) == 0

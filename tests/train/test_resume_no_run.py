@@ -51,5 +51,26 @@ def test_a_folder_with_files_but_no_config_is_still_not_a_run(
     out.mkdir()
     (out / "notes.txt").write_text("mine\n")
     err = cli_bad(capsys, one_sentence, ["train", "--resume", "--out", str(out), "--no-progress"], str(out))
-    assert "no config.json" in err and "empty" not in err, err
+    assert "no config.json" in err and "is an empty directory" not in err, err
     assert snapshot(out) == {"notes.txt": b"mine\n"}
+
+
+@pytest.mark.parametrize("command", ["train", "classify"])
+def test_a_run_without_its_config_is_told_to_put_it_back_as_the_readers_say(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        command: str) -> None:
+    """It said "no config.json, so it is not a run directory", where eval says what is missing."""
+    out = tmp_path / "run"
+    flags = TRAIN if command == "train" else [*TRAIN[:4], "--no-progress"]
+    assert main([command, "--out", str(out), *flags]) == 0
+    config = (out / "config.json").read_bytes()
+    (out / "config.json").unlink()
+    before = snapshot(out)
+    for argv in ([command, "--resume", "--out", str(out), "--no-progress"],
+                 [*(["classify", "eval"] if command == "classify" else ["eval"]), str(out)]):
+        err = cli_bad(capsys, one_sentence, argv, str(out), "but no config.json",
+                      "put back the run's config.json", f"`vaekit {command} --out DIR`")
+        assert "not a run directory" not in err, err
+    assert snapshot(out) == before
+    (out / "config.json").write_bytes(config)  # the advice: put it back
+    assert main([command, "--resume", "--out", str(out), "--epochs", "2", "--no-progress"]) == 0

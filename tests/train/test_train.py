@@ -641,7 +641,7 @@ def test_shipped_configs() -> None:
     (["--free-bits", "nan"], ["train.free_bits", "nan", "finite"]),
     (["--lr", "nan"], ["optim.lr", "nan", "(0, 100]"]),
     (["--lr", "inf"], ["optim.lr", "inf"]),
-    (["--warmup", "1e999"], ["train.warmup", "inf"]),
+    (["--warmup", "Infinity"], ["train.warmup", "inf"]),
     (["--beta=-inf"], ["train.beta", "-inf"]),
     (["--seed", str(2**32)], ["train.seed", "at most 4294967295", str(2**32)]),
     (["--seed", str(2**63)], ["train.seed", "at most 4294967295"]),
@@ -665,6 +665,17 @@ def test_non_finite_and_huge_flags(tmp_path: Path, capsys: pytest.CaptureFixture
         err = run_bad(BASE + flags + out, capsys)
         one_sentence(err.removeprefix("vaekit train: error: "), "command line", *names)
     assert not fresh.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags", [["--warmup", "1e999"], ["--lr=-1E400"]])
+def test_a_number_too_large_for_a_float_is_quoted_as_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any, flags: list[str]) -> None:
+    """float() reads it as inf, which the range check quoted as "got inf"."""
+    err = run_bad([*BASE, *flags, "--out", str(tmp_path / "fresh")], capsys)
+    flag, written = flags[0].split("=")[0], flags[-1].split("=")[-1]
+    one_sentence(err.removeprefix("vaekit train: error: "),
+                 f"{flag} must be a finite number, got {written}, larger in size than any float")
+    assert not (tmp_path / "fresh").exists()
 
 
 def test_bad_numbers_and_files_leave_a_run_alone(tmp_path: Path, trained_run: Path,

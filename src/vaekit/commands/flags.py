@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vaekit import config as cfg
-from vaekit.config import DECIMAL, NUMBER, given_text, parse_int_list
+from vaekit.config import BEYOND_FLOAT, DECIMAL, NUMBER, given_text, parse_int_list
 from vaekit.errors import ConfigError
 
 
@@ -54,7 +54,10 @@ def float_flag(flag: str) -> Callable[[str], float]:
     def convert(text: str) -> float:
         if not NUMBER.fullmatch(text):  # float() also takes ' 1', '1_0' and other scripts' digits
             raise argparse.ArgumentTypeError(f"{flag} must be a number, got {short(text)}")
-        return float(text)
+        value = float(text)
+        if abs(value) == float("inf") and "inf" not in text.lower():  # 1e400: quoted as written, not 'inf'
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number, got {text}, {BEYOND_FLOAT}")
+        return value
 
     convert.__name__ = f"float_flag({flag})"
     return convert

@@ -114,6 +114,7 @@ from vaekit.config.settings import (
 )
 from vaekit.config.spelling import spell, spell_key
 from vaekit.config.values import (
+    BEYOND_FLOAT,
     DURATION_UNITS,
     MAX_IMAGE_SIDE,
     check_path_length,
@@ -131,7 +132,7 @@ from vaekit.config.values import (
 
 __all__ = [  # the public names of the modules, each imported from here
     "ACTIVATIONS", "BINARIZATIONS", "BOUNDS", "Bound", "C", "COMMAND_LINE", "DEVICES", "FILLED_IN",
-    "DURATION_UNITS", "DataConfig",
+    "BEYOND_FLOAT", "DURATION_UNITS", "DataConfig",
     "ENGINES", "ESTIMATORS", "IMAGE_CHANNELS", "IMAGE_FITS", "IMAGE_OPTIONS", "KINDS", "LIKELIHOODS",
     "LoopConfig", "MAX_IMAGE_SIDE", "MAX_LAYERS", "MAX_SIZE", "MAX_THREADS", "MAX_TOML_BYTES",
     "MODEL_KINDS", "ModelConfig", "OBJECTIVES", "OPTIMIZERS", "OptimConfig", "PRECISIONS", "PRIORS",

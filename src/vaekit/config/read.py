@@ -12,7 +12,6 @@ import struct
 import sys
 import tomllib
 from dataclasses import fields
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +27,7 @@ from vaekit.config.values import (
     is_int,
     is_number,
     parse_image_size,
+    parse_toml,
     show,
 )
 from vaekit.errors import ConfigError
@@ -181,22 +181,6 @@ def from_dict(d: dict[str, Any], origin: str = "config") -> TrainConfig:
     return apply(TrainConfig(), d, origin)
 
 
-class _Subnormal(Exception):
-    """A TOML float written not 0 but below float's smallest normal (its text in args[0])."""
-
-
-def _toml_float(written: str) -> float:
-    """A TOML float from its text, refused (`_Subnormal`) when it is not 0 but below 2.2e-308: a
-    subnormal, or 1e-400's 0.0, which the file may be parsed into while the CPU flushes denormals
-    (`vaekit.device.flush_denormals`), so that `is_subnormal` would see only the 0.0. Told from the
-    text with `Decimal`, exactly."""
-    digits = written.replace("_", "")
-    exact = Decimal(digits)
-    if exact.is_finite() and 0 < abs(exact) < Decimal(sys.float_info.min):
-        raise _Subnormal(digits)
-    return float(digits)
-
-
 def load_toml(path: str | Path, base: C | None = None, keys: set[str] | None = None) -> C:
     """Read a TOML file of [data]/[model]/[optim]/[train] tables over `base` (or the defaults);
     the 'section.key' names the file sets go into `keys` (what `check_used` holds as given).
@@ -222,11 +206,7 @@ def load_toml(path: str | Path, base: C | None = None, keys: set[str] | None = N
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}), "
                           "but a TOML file must be UTF-8.") from None
     try:
-        values = tomllib.loads(text, parse_float=_toml_float)
-    except _Subnormal as err:
-        raise ConfigError(f"{path}: {err.args[0]} must be 0 or at least {sys.float_info.min:.4g} in size, "
-                          "as a float holds it only as a subnormal number or 0, and the CPU's "
-                          "flush-to-zero mode reads it as 0.") from None
+        values = parse_toml(text, path)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({str(err).rstrip('.')}).") from None
     except RecursionError:

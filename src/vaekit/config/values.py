@@ -1,17 +1,21 @@
 """Values of settings as they are read from text, a TOML file or JSON: numbers that are not bools
 (`is_int`, `is_number`), durations (`parse_duration`, and `format_duration` to print one), image
 sizes, comma lists of integers and train.checkpoint_every, each refused in one sentence naming its
-key; `show` quotes a value in such a sentence as TOML spells it (`vaekit.config.spelling`).
+key; `show` quotes a value in such a sentence as TOML spells it (`vaekit.config.spelling`);
+`parse_toml`, a TOML text whose every float is one a float holds as written.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import sys
+import tomllib
 from decimal import Decimal
 from typing import Any, TypeGuard, TypeVar
 
-from vaekit.config.spelling import spell
+from vaekit.config.spelling import spell, spell_key
 from vaekit.errors import ConfigError
 
 C = TypeVar("C")  # a config made of sections
@@ -260,3 +264,60 @@ def parse_int_list(text: str, key: str = "hidden") -> list[int]:
     if not all(re.fullmatch(r"-?[0-9]+", p) for p in parts):  # int() reads '1_0' and '٣' too
         raise ConfigError(f"{key} must be a comma-separated list of integers, got {show(text)}.")
     return [int(p) for p in parts]
+
+
+BEYOND_FLOAT = f"larger in size than any float (at most {sys.float_info.max:.4g})"  # what 1e400 is
+
+
+class _Unheld(Exception):
+    """A TOML float that no float holds as written (its text in args[0])."""
+
+
+def _toml_float(written: str) -> float:
+    """A TOML float from its text, refused (`_Unheld`) when it is not 0 but below 2.2e-308 (a
+    subnormal, or 1e-400's 0.0, which the file may be parsed into while the CPU flushes denormals,
+    `vaekit.device.flush_denormals`, so that `is_subnormal` would see only the 0.0), or when it is
+    finite as written but float() reads it as inf (1e400). Told from the text with `Decimal`, exactly."""
+    digits = written.replace("_", "")
+    exact, value = Decimal(digits), float(digits)
+    if exact.is_finite() and (0 < abs(exact) < Decimal(sys.float_info.min) or math.isinf(value)):
+        raise _Unheld(written)
+    return value
+
+
+def _key_of(text: str, written: str) -> str | None:
+    """The key ('optim.lr', 'model.hidden[1]') of the first float written `written` in the TOML
+    `text`, parsed again with every float kept as its text; None where it cannot be told."""
+    class Written(str):
+        pass
+
+    try:
+        stack: list[tuple[Any, str]] = [(tomllib.loads(text, parse_float=Written), "")]
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):
+        return None
+    while stack:  # depth first, in the order of the file
+        node, key = stack.pop()
+        if isinstance(node, Written) and node == written:
+            return key
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        named = [(v, f"{key}[{k}]" if isinstance(k, int) else f"{key}.{spell_key(k)}" if key
+                  else spell_key(k)) for k, v in items]
+        stack.extend(reversed(named))
+    return None
+
+
+def parse_toml(text: str, path: Any) -> dict[str, Any]:
+    """`tomllib.loads(text)`, every float one a float holds as written: one that is not is a
+    ConfigError naming the file (`path`) and its key (`_toml_float`). The parser's own errors
+    (TOMLDecodeError, RecursionError, ValueError) are left to the caller."""
+    try:
+        return tomllib.loads(text, parse_float=_toml_float)
+    except _Unheld as err:
+        written = err.args[0]
+        key, digits = _key_of(text, written), written.replace("_", "")
+        where = f"{path}, {key}" if key else str(path)
+        if math.isinf(float(digits)):
+            raise ConfigError(f"{where}: {digits} must be a finite number, {BEYOND_FLOAT}.") from None
+        raise ConfigError(f"{where}: {digits} must be 0 or at least {sys.float_info.min:.4g} in size, as a "
+                          "float holds it only as a subnormal number or 0, and the CPU's flush-to-zero mode "
+                          "reads it as 0.") from None

@@ -246,7 +246,7 @@ def evaluate_run(run_dir: str | Path, k: int = 5000, limit: int | None = None, b
     With `write`, the run directory is held for writing (`runs.locked`) from the first read of the
     model to the write of eval.json: not while it trains."""
     if not 1 <= k <= MAX_FORCED_K:
-        raise ConfigError(f"k must be 1 to {MAX_FORCED_K:,} importance samples (more than {MAX_K:,} with "
+        raise ConfigError(f"--k must be 1 to {MAX_FORCED_K:,} importance samples (more than {MAX_K:,} with "
                           f"--force), got {k:,}.")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {limit}.")

@@ -76,7 +76,6 @@ from vaekit.runs.kinds import (
     maker_of,
     read_config,
     register_task,
-    resumed_config,
     task_for,
     task_in,
     task_of,
@@ -94,6 +93,7 @@ from vaekit.runs.load import (
     is_vaekit_eval,
     load_run,
     read_eval,
+    resumed_config,
     usable_model,
     write_eval,
 )

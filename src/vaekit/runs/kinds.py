@@ -12,7 +12,6 @@ of the config. A config.json of an earlier vaekit has none.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,9 +223,28 @@ def _check_sections(raw: dict[str, Any], path: Path, task: Task) -> None:
                                   f"got {spell(value)}.")
 
 
-def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | None = None) -> Any:
+def _check_complete(raw: dict[str, Any], path: Path, task: Task) -> None:
+    """Every section and key of `task`'s config in a config.json's JSON (task and run taken out):
+    a config.json with a run id was written whole by this vaekit, so a key it lacks was removed by
+    hand, and reading the default in its place would change the run (a resume of 2 epochs going
+    on to 10). A CheckpointError names the first keys missing. (A key added to the config later
+    than the run id would have to be let through here for runs written before it.)"""
+    written = {k: v for k, v in task.config_type().to_dict().items() if isinstance(v, dict)}
+    missing = [f"{section}.{key}" if section in raw else section
+               for section, keys in written.items()
+               for key in (keys if section in raw else [None]) if key not in raw.get(section, {})]
+    if missing:
+        listed = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise CheckpointError(f"{path} lacks {listed}, which vaekit writes into the config.json of every "
+                              f"run with a run id, so it was edited (the default would change the run); "
+                              "put back the config.json the run wrote.")
+
+
+def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | None = None,
+                complete: bool = False) -> Any:
     """A config.json's JSON (its run section taken out) read through its kind, as `read_config`
-    says; `run_dir` names the directory in the sentence of a run of another kind."""
+    says; `run_dir` names the directory in the sentence of a run of another kind; `complete`: every
+    key of its kind's config must be there (`_check_complete`)."""
     found = task_of(raw, path) if isinstance(raw, dict) else DEFAULT
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a JSON object of config sections, each an object of "
@@ -239,6 +257,8 @@ def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | 
             raise _copied_config(path, found, trained, task)
         raise CheckpointError(f"{where} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "
                               f"use `{held.maker}`'s commands on it{held.hint.format(run_dir=where)}.")
+    if complete:
+        _check_complete(raw, path, TASKS[found])
     try:
         config = TASKS[found].read(raw, str(path))
     except ConfigError as err:
@@ -252,37 +272,13 @@ def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | 
 
 def read_config(run_dir: Path, task: str | None = "vae") -> Any:
     """config.json of a run, checked as a config file is (sections, keys, types, ranges; its run
-    section, `run_section`): a hand-edited or foreign file is a CheckpointError naming it. `task`
+    section, `run_section`; with a run id, every key, `_check_complete`): a hand-edited or foreign
+    file is a CheckpointError naming it. `task`
     'vae' expects a TrainConfig, 'classify' a ClassifierConfig (a run of the other kind is one
     sentence saying which command it belongs to), None either. A data directory kept for a set that
     uses none (a run trained before `vaekit.data.load.check_data_dir` refused it) is dropped, as it
     was ignored then."""
     path = run_dir / CONFIG
     raw = read_raw_config(run_dir, maker_of(task))
-    run_section(raw, path)
-    return config_from(raw, path, task, run_dir)
-
-
-def resumed_config(out: str | Path | None, task: str = DEFAULT) -> Any:
-    """config.json of the run that `--resume` continues in `out` (`read_config`): no --out, or a
-    directory that does not exist or is empty (a train killed before it wrote config.json), is one
-    sentence saying so, and that the command without --resume starts a run there."""
-    if out is None:
-        raise ConfigError("--resume needs --out, the run directory to continue.")
-    run_dir = Path(out)
-    empty = None if not os.path.lexists(run_dir) else run_dir.is_dir() and not _holds_anything(run_dir)
-    if empty is not False:
-        maker = maker_of(task)
-        raise CheckpointError(f"{run_dir} {'is an empty directory' if empty else 'does not exist'}, so there "
-                              f"is no run to resume there; `{maker} --out {run_dir}` (without --resume) "
-                              "starts one.")
-    return read_config(run_dir, task)
-
-
-def _holds_anything(run_dir: Path) -> bool:
-    """Whether the directory `run_dir` has an entry (one it cannot list counts as one that has)."""
-    try:
-        with os.scandir(run_dir) as entries:
-            return any(True for _ in entries)
-    except OSError:
-        return True
+    found = run_section(raw, path)
+    return config_from(raw, path, task, run_dir, complete=found is not None)

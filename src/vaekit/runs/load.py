@@ -38,6 +38,7 @@ from vaekit.runs.files import (
 )
 from vaekit.runs.identity import check_recorded_model, check_weights, missing_model
 from vaekit.runs.kinds import (
+    DEFAULT,
     Task,
     check_config_kind,
     maker_of,
@@ -192,6 +193,32 @@ def check_run_config(run_dir: Path, maker: str) -> None:
         fix = (f"into a new or empty directory (`{maker} --out DIR`)" if any(run_dir.iterdir())  # kept
                else f"with `{maker} --out {run_dir}`")
         raise CheckpointError(f"{run_dir} holds no trained model (no {CONFIG}); train one {fix}.")
+
+
+def resumed_config(out: str | Path | None, task: str = DEFAULT) -> Any:
+    """config.json of the run that `--resume` continues in `out` (`read_config`): no --out, or a
+    directory that does not exist or is empty (a train killed before it wrote config.json), is one
+    sentence saying so, and that the command without --resume starts a run there."""
+    if out is None:
+        raise ConfigError("--resume needs --out, the run directory to continue.")
+    run_dir = Path(out)
+    empty = None if not os.path.lexists(run_dir) else run_dir.is_dir() and not _holds_anything(run_dir)
+    if empty is not False:
+        maker = maker_of(task)
+        raise CheckpointError(f"{run_dir} {'is an empty directory' if empty else 'does not exist'}, so there "
+                              f"is no run to resume there; `{maker} --out {run_dir}` (without --resume) "
+                              "starts one.")
+    check_run_config(run_dir, maker_of(task))  # a config.json deleted, or a folder of runs: as readers say
+    return read_config(run_dir, task)
+
+
+def _holds_anything(run_dir: Path) -> bool:
+    """Whether the directory `run_dir` has an entry (one it cannot list counts as one that has)."""
+    try:
+        with os.scandir(run_dir) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return True
 
 
 def usable_model(run_dir: Path, config: Any, tensors: dict[str, torch.Tensor],

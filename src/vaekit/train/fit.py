@@ -45,6 +45,9 @@ from vaekit.config import (
     check_with_data,
     checkpoint_interval,
     differences,
+    flag_of,
+    settings_of,
+    spell,
 )
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images, fixed_binarization
@@ -83,10 +86,13 @@ def check_resume_config(out: Path, config: Any, kind: str, resumable: tuple[str,
     changed = [d for d in differences(old, config) if d not in resumable
                and (loaded or _value(config, d) is not None)]
     if changed:
-        raise ConfigError(
-            f"{out} was trained with a different config ({', '.join(changed)} differ); --resume only "
-            f"allows changing {', '.join(resumable)}."
-        )
+        settings = settings_of(config)
+        named = {key: f"{flag} ({key})" if (flag := flag_of(settings[key])) else key for key in settings}
+        shown = [f"{named[d]} is {spell(_value(config, d))} here, {spell(_value(old, d))} in the run"
+                 for d in changed[:3]] + [f"{len(changed) - 3} more"] * (len(changed) > 3)
+        raise ConfigError(f"{out} was trained with another config: {'; '.join(shown)}; --resume may "
+                          f"change only {', '.join(flag_of(settings[k]) or k for k in resumable)}; "
+                          "train a new run into another --out (without --resume) to change the rest.")
 
 
 def _value(config: Any, key: str) -> Any:
