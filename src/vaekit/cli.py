@@ -178,18 +178,20 @@ class VaekitParser(argparse.ArgumentParser):
         """A flag of this parser given twice, in full or abbreviated, is an error (argparse keeps the
         last without a word: `--lr 0.1 --lr 0.002`, `--limit 20 --lim 5`, two --config files of
         which one is ignored)."""
-        seen: dict[str, str] = {}  # a flag's dest -> how it was first typed
+        seen: dict[str, tuple[str, argparse.Action]] = {}  # a flag's dest -> how it was first typed
         for arg in self.own_arguments(args):
             typed = arg.split("=", 1)[0] if arg.startswith("--") else arg
             action = self._action_of(typed) if arg.startswith("--") else self._option_string_actions.get(arg)
             if action is None or isinstance(action, argparse._AppendAction | argparse._CountAction):
                 continue
             if action.dest in seen:
+                first, earlier = seen[action.dest]
                 flag = action.option_strings[-1]
-                both = "" if seen[action.dest] == typed == flag else f" (as {seen[action.dest]} and {typed})"
-                self.error(f"{flag} is given twice{both}; give it once (only the last would count, the "
-                           "other dropped without a word)")
-            seen[action.dest] = typed
+                both = "" if first == typed == flag else f" (as {first} and {typed})"
+                same = earlier is action and action.nargs == 0  # a switch twice: no value dropped
+                self.error(f"{flag} is given twice{both}; give it once" + ("" if same else " (only the last "
+                           "would count, the other dropped without a word)"))
+            seen[action.dest] = typed, action
 
 
 # ----------------------------------------------------------------------------- the command

@@ -190,3 +190,46 @@ def test_a_resume_that_changes_a_setting_names_its_flag_values_and_the_way_out(
     flags = ["--data", config["data"]["name"], "--hidden", ",".join(map(str, config["model"]["hidden"])),
              "--latent", str(config["model"]["latent"]), "--batch-size", str(config["train"]["batch_size"])]
     assert main(["train", *flags, *changed, "--out", str(tmp_path / "new")]) == 0
+
+
+@pytest.mark.parametrize("section", [5, None, {"id": "xyz"}])
+def test_a_damaged_run_id_is_told_to_put_back_the_config_not_to_remove_the_id(
+        run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        section: object) -> None:
+    """"or remove it" was offered, and a config.json without its id is then refused (the weights
+    carry it)."""
+    config = json.loads((run / runs.CONFIG).read_text())
+    (run / runs.CONFIG).write_text(json.dumps({**config, runs.RUN_SECTION: section}))
+    err = cli_bad(capsys, one_sentence, ["eval", str(run), *EVAL], "put back the config.json the run wrote")
+    assert "remove" not in err, err
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    assert main(["eval", str(run), *EVAL]) == 0
+
+
+def test_a_classifier_config_without_its_task_is_named_edited_not_a_vae_s(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    """It was called the config of a VAE run copied from another run."""
+    out = tmp_path / "clf"
+    assert main(["classify", "--data", "digits", "--epochs", "1", "--out", str(out), "--no-progress",
+                 "--json"]) == 0
+    config = (out / runs.CONFIG).read_bytes()
+    _without(out / runs.CONFIG, "task")
+    for argv in (["classify", "eval", str(out)], ["report", str(out)], ["eval", str(out)],
+                 ["classify", "--resume", "--out", str(out)]):
+        err = cli_bad(capsys, one_sentence, argv, 'lacks "task": "classify"', "put back the config.json")
+        assert "VAE" not in err and "copied" not in err, err
+    (out / runs.CONFIG).write_bytes(config)
+    assert main(["classify", "eval", str(out), "--json"]) == 0
+
+
+@pytest.mark.parametrize("flags", [["--k", "2"], ["--k", "2", "--limit", "20"], ["--limit", "20"]])
+def test_report_s_advice_on_an_evaluated_run_evaluates_then_reports(
+        run: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        flags: list[str]) -> None:
+    """"run `vaekit eval RUN` with it first" was followed and `report --k` then refused again."""
+    assert main(["eval", str(run), *EVAL]) == 0
+    err = cli_bad(capsys, one_sentence, ["report", str(run), *flags], f"leave {flags[0]}")
+    commands = err.split("`")[1::2]
+    assert commands == [f"vaekit eval {run} {' '.join(flags)}", f"vaekit report {run}"], err
+    for command in commands:
+        assert main(command.split()[1:] + (["--no-probe"] if " eval " in command else [])) == 0

@@ -25,7 +25,8 @@ REPORT = ["report", "{run}", "--k", "2", "--limit", "20"]
 # What a user may keep under the name: text, JSON of other fields, an empty file, JSON that is no
 # object, a file larger than any eval.json vaekit reads
 USERS = {"notes": "my notes on this run\n", "settings": '{"my": "settings", "task": "todo"}\n',
-         "empty": "", "list": "[1, 2, 3]\n"}
+         "empty": "", "list": "[1, 2, 3]\n",
+         "fields": '{"test_nll": "my own note", "model_sha256": "mine", "task": "classify"}\n'}
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +92,11 @@ def test_a_symbolic_link_named_eval_json_is_the_users_and_kept(run: Path, tmp_pa
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == targets
 
 
+@pytest.mark.parametrize("kind", ["settings", "fields"])
 def test_a_classifier_runs_eval_json_of_the_user_is_refused(classifier: Path, tmp_path: Path, capsys: Any,
-                                                            one_sentence: Any) -> None:
+                                                            one_sentence: Any, kind: str) -> None:
     run = Path(shutil.copytree(classifier, tmp_path / "run"))
-    (run / runs.EVAL).write_text(USERS["settings"])
+    (run / runs.EVAL).write_text(USERS[kind])
     before = snapshot(run)
     capsys.readouterr()
     assert main(filled(CLASSIFY_EVAL, run)) == 2
@@ -103,7 +105,7 @@ def test_a_classifier_runs_eval_json_of_the_user_is_refused(classifier: Path, tm
     one_sentence(err.split(": error: ", 1)[1], str(run / runs.EVAL))
     assert "vaekit classify eval" in err
     assert snapshot(run) == before
-    (run / runs.EVAL).write_text(json.dumps({"task": "classify", "accuracy": 2.0}))  # vaekit's, edited
+    (run / runs.EVAL).write_text(json.dumps({"task": "classify", "accuracy": 2.0, "model_sha256": "0" * 64}))
     assert main(filled(CLASSIFY_EVAL, run)) == 0
     assert json.loads((run / runs.EVAL).read_text())["images"] == 20
 
@@ -111,7 +113,7 @@ def test_a_classifier_runs_eval_json_of_the_user_is_refused(classifier: Path, tm
 @pytest.mark.parametrize("edit", [
     lambda r: {**r, "model_sha256": "0" * 64},                             # of other weights
     lambda r: {k: v for k, v in r.items() if k != "test_kl"},              # a field removed
-    lambda r: {"test_nll": "a lot"},                                       # an earlier, broken one
+    lambda r: {"model_sha256": r["model_sha256"], "test_nll": "a lot"},   # edited, broken
 ])
 def test_an_eval_json_of_vaekits_is_replaced_stale_or_edited(run: Path, capsys: Any, edit: Any) -> None:
     assert main(filled(EVAL, run)) == 0
@@ -147,7 +149,7 @@ def test_readers_name_a_users_eval_json_as_not_vaekits(run: Path, kind: str) -> 
     with pytest.raises(CheckpointError, match="move this one out of the run directory") as err:
         read_eval(run)
     assert "again" not in str(err.value)
-    assert runs.is_vaekit_eval({"model_sha256": "x"})
+    assert runs.is_vaekit_eval({"model_sha256": "0" * 64}) and not runs.is_vaekit_eval({"model_sha256": "x"})
     assert not runs.is_vaekit_eval(json.loads(USERS["settings"]))
 
 

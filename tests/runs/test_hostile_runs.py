@@ -603,6 +603,18 @@ def test_json_that_is_not_strict_is_refused_when_read(run: Path, capsys: Any, on
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("written", ["1e400", "-2.5E999"])
+def test_a_json_number_beyond_any_float_is_quoted_as_written(run: Path, capsys: Any, one_sentence: Any,
+                                                             written: str) -> None:
+    """A JSON number float() reads as inf was named "Infinity", which the file does not say."""
+    config = json.loads((run / runs.CONFIG).read_text())
+    config["optim"]["lr"] = "@"
+    (run / runs.CONFIG).write_text(json.dumps(config).replace('"@"', written))
+    err = cli_bad(capsys, one_sentence, filled(EVAL, run), str(run / runs.CONFIG),
+                  f"optim.lr is {written}, larger in size than the largest float")
+    assert "Infinity" not in err, err
+
+
 def test_a_figures_folder_that_is_a_link_is_not_written_through(run: Path, tmp_path: Path, capsys: Any,
                                                                one_sentence: Any) -> None:
     """RUN/figures as a symbolic link to a user's folder: report and sample would write into it."""

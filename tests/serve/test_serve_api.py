@@ -295,6 +295,15 @@ def test_page_and_static_whitelist(client: Client) -> None:
         assert "error" in json.loads(body)
 
 
+def test_a_percent_encoded_unreserved_character_is_that_character(client: Client) -> None:
+    """RFC 3986 6.2.2.2: /api/%69nfo is /api/info (it was a 404); an encoded '/' is not a separator."""
+    status, _, body = client.raw("GET", "/api/info")
+    for path in ("/api/%69nfo", "/%61pi/%69%6E%66%6f"):
+        assert client.raw("GET", path)[::2] == (status, body), path
+    for path in ("/api%2Finfo", "/api%2Dx/../info"):
+        assert client.raw("GET", path)[0] == 404, path
+
+
 def test_placeholder_page_without_static(client: Client, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(static, "STATIC", tmp_path / "none")
@@ -541,8 +550,8 @@ def test_a_damaged_classifier_run_is_named_as_classify_eval_names_it(
         damage: str) -> None:
     """A classifier run whose model file is a VAE's, or whose config.json lost its "task" (so reads
     as a VAE's): serve names the file that is wrong as `vaekit classify eval` does (the model file;
-    config.json, of a VAE beside a classifier's weights), not config.json as copied, nor a key of a
-    classifier's config unknown to a VAE's."""
+    config.json, as lacking its "task"), not config.json as copied, nor a key of a classifier's
+    config unknown to a VAE's."""
     classifier = make_classifier_run(tmp_path / "clf", epochs=1)
     if damage == "a VAE's model file":
         shutil.copy(run_dir / MODEL, classifier / MODEL)
@@ -558,9 +567,11 @@ def test_a_damaged_classifier_run_is_named_as_classify_eval_names_it(
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
         said.append(err.split(": error: ", 1)[1])
     assert said[0] == said[1]
-    one_sentence(said[1], str(classifier / MODEL))
     if damage == "a VAE's model file":
-        assert f"{classifier / MODEL} is not this run's" in said[1]
+        one_sentence(said[1], str(classifier / MODEL), f"{classifier / MODEL} is not this run's")
+    else:
+        one_sentence(said[1], f'{classifier / CONFIG} lacks "task": "classify"', "put back the config.json")
+        assert "copied" not in said[1], said[1]
 
 
 def test_cli_prints_the_address_and_warns_off_loopback(run_dir: Path, capsys: pytest.CaptureFixture[str],

@@ -483,3 +483,22 @@ def test_the_plan_holds_patience_and_step_size_as_epochs_would(
     if setting == "step_size":
         assert summary["epochs"] == n
         assert len({row["lr"] for row in runs.read_metrics(out)}) == 2
+
+
+@pytest.mark.parametrize("batches", [1, 2, 3, 4, 5, 9])
+def test_the_probe_times_an_epoch_of_any_number_of_batches(batches: int) -> None:
+    """Of 2 to 4 steps the probe divided by 0 (every step but the last taken as warm-up)."""
+    from vaekit.train.engines import make_engine
+    from vaekit.train.loop import Pixels, validate
+    from vaekit.vae.models import build_model
+
+    c = small()
+    c.model.image_shape = [1, 8, 8]
+    torch.manual_seed(0)
+    model = build_model(c)
+    images = (torch.rand(16 * batches, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 255).byte()
+    val_x = (images[:10] > 127).float()
+    p = budget.probe(model, c.optim, make_engine(model, c.train), Pixels(images, "dynamic"), 16, None,
+                     lambda m: validate(m, val_x))  # type: ignore[arg-type]
+    assert math.isfinite(p.step_seconds) and p.step_seconds > 0
+    assert p.epoch_seconds == pytest.approx(p.step_seconds * batches + p.validation_seconds)

@@ -178,7 +178,8 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     if resume:  # before the data is read or fetched
         check_resume_config(out, config, ClassifierTask.kind, ClassifierTask.resumable, loaded=False)
         runs.check_eval_replaceable(out, "vaekit classify eval")  # written once trained: refused before
-    ds = dataset if dataset is not None else load_configured(config.data)
+    ds = dataset if dataset is not None else runs.load_run_data(config.data, out) if resume else \
+        load_configured(config.data)
     notes = class_notes(ds, config.data.name)  # refused if no test image's class is trained on
     rows = prepare_config(config, ds)
     check_fits(config, rows, len(ds.train) + len(ds.val))

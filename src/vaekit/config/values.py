@@ -266,7 +266,7 @@ def parse_int_list(text: str, key: str = "hidden") -> list[int]:
     return [int(p) for p in parts]
 
 
-BEYOND_FLOAT = f"larger in size than any float (at most {sys.float_info.max:.4g})"  # what 1e400 is
+BEYOND_FLOAT = f"larger in size than the largest float, {sys.float_info.max:.4g}"  # what 1e400 is
 
 
 class _Unheld(Exception):

@@ -121,6 +121,16 @@ def _skipped_note(skipped: list[BadFile]) -> str:
     return f"skipped {len(skipped)} unreadable files ({', '.join(said)}{'; ' if said else ''}first: {first})"
 
 
+class MixedSizes(DataError):
+    """A folder of images of different sizes, read at their own size: `said` names two of them; the
+    sentence ends with --image-size, which resizes them, and a command without that flag says
+    what it can do instead."""
+
+    def __init__(self, said: str) -> None:
+        self.said = said
+        super().__init__(f"{said}; pass --image-size S or HxW to resize them all to one size.")
+
+
 def _shape(path: Path, readable: list[FolderFile], options: ImageOptions) -> tuple[int, int, int]:
     """(channels, height, width) of the array: the options', else 3 channels if any of `readable`
     is in colour, and their one size (different sizes without --image-size: a DataError)."""
@@ -130,11 +140,9 @@ def _shape(path: Path, readable: list[FolderFile], options: ImageOptions) -> tup
     first = readable[0]
     for f in readable:
         if f.shape != first.shape:
-            raise DataError(
-                f"{path}: images of different sizes ({first.rel} is {first.shape[0]}x{first.shape[1]}, "
-                f"{f.rel} is {f.shape[0]}x{f.shape[1]} pixels, HxW); pass --image-size S or HxW to "
-                "resize them all to one size."
-            )
+            raise MixedSizes(f"{path}: images of different sizes ({first.rel} is "
+                             f"{first.shape[0]}x{first.shape[1]}, {f.rel} is {f.shape[0]}x{f.shape[1]} "
+                             "pixels, HxW)")
     return channels, *first.shape
 
 

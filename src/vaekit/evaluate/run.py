@@ -43,6 +43,7 @@ from vaekit import distributed, runs
 from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import eval_images
 from vaekit.data.dataset import check_limit
+from vaekit.data.folder import MixedSizes
 from vaekit.data.load import Dataset, load_configured, same_source, user_data_path, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
@@ -208,7 +209,15 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     place = data_dir if data_dir is not None else config.data.data_dir if uses_data_dir(name) else None
     own = same_source(name, config.data.name)  # the run's data, split as trained on (the same test set)
     split = config.data.val_size if own else None
-    ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=split))
+    try:
+        ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=split))
+    except MixedSizes as err:  # eval and report have no --image-size: the model's size is the one to give
+        if own:
+            runs.load_run_data(replace(config.data, data_dir=place), Path(run_dir))  # the run's sentence
+        size = "x".join(map(str, (config.model.image_shape or [0, 0, 0])[1:]))
+        raise DataError(f"{err.said}, but the model of {run_dir} takes images of {size}: eval and report "
+                        f"read other data at its own size, so give every image of {name} that size "
+                        "first.") from None
     if own:
         check_trained_data(Path(run_dir), ds, name, "name other data with eval/report --dataset")
     expected = tuple(config.model.image_shape or ())

@@ -36,11 +36,14 @@ class ReportOptions:
 def unused_evaluation(run_dir: Path, options: ReportOptions, command: str) -> None:
     """A ConfigError when --k or --limit (how to evaluate) was given, but the report evaluates
     nothing: its run has an eval.json of its model already (`command` evaluates it again)."""
-    given = [f"--{f}" for f in ("k", "limit") if getattr(options, f) is not None]
+    given = {f"--{f}": getattr(options, f) for f in ("k", "limit") if getattr(options, f) is not None}
     if given:
-        raise ConfigError(f"{given[0]} is used only to evaluate a run without an eval.json, and "
-                          f"{run_dir / runs.EVAL} of its model is there; leave {given[0]} out, or run "
-                          f"`{command} {run_dir}` with it first.")
+        them = "them" if len(given) > 1 else "it"
+        flags = " ".join(f"{flag} {value}" for flag, value in given.items())
+        raise ConfigError(f"{next(iter(given))} is used only to evaluate a run without an eval.json, and "
+                          f"{run_dir / runs.EVAL} of its model is there; leave {' and '.join(given)} out, "
+                          f"or evaluate the run with {them} first (`{command} {run_dir} {flags}`), then run "
+                          f"`vaekit report {run_dir}` without {them}.")
 
 
 def _accept_all(run_dir: Path, options: ReportOptions) -> None:

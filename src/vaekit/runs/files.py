@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vaekit.config import BEYOND_FLOAT
 from vaekit.device import format_bytes
 from vaekit.errors import CheckpointError, ConfigError, RunBusyError, RunWriteError
 from vaekit.regular import cannot_follow, check_directory, kind_of, open_regular, unreachable
@@ -383,15 +384,32 @@ def parse_json(text: str | bytes) -> Any:
     RecursionError) a ValueError as any other text that is not JSON, so that every reader's one
     sentence says it."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=_JSONFloat.of)
     except RecursionError:
         raise ValueError("arrays or objects nested too deeply") from None
     found = _first_not_finite(value)
     if found is not None:  # Python's NaN, Infinity or -Infinity: named with where it is
         place, x = found
+        if isinstance(x, _JSONFloat):  # a JSON number, 1e400, that float() reads as inf
+            raise NotStrictJSON(f"{place} is {x.written}, {BEYOND_FLOAT}")
         written = "NaN" if math.isnan(x) else "Infinity" if x > 0 else "-Infinity"
         raise NotStrictJSON(f"{place} is {written}, which is not a JSON number")
     return value
+
+
+class _JSONFloat(float):
+    """A JSON number written finite that float() reads as inf, with its text (`written`)."""
+
+    written: str
+
+    @staticmethod
+    def of(text: str) -> float:
+        value = float(text)
+        if not math.isinf(value):
+            return value
+        kept = _JSONFloat(value)
+        kept.written = text[:40]
+        return kept
 
 
 def strict_json(obj: Any, path: Path, indent: int | None = None) -> str:

@@ -137,7 +137,7 @@ def run_section(raw: Any, path: Path) -> str | None:
     found = section.get("id") if isinstance(section, dict) and set(section) == {"id"} else None
     if not isinstance(found, str) or not RUN_ID.fullmatch(found):
         raise CheckpointError(f"{path}: \"{RUN_SECTION}\" must be {{\"id\": 32 hexadecimal digits}}, the "
-                              "identity vaekit gave the run; put back the one it wrote, or remove it.")
+                              "identity vaekit gave the run; put back the config.json the run wrote.")
     return found
 
 
@@ -205,7 +205,27 @@ def check_config_kind(run_dir: Path) -> None:
                                       "were trained as: it was emptied or edited; put back the config.json "
                                       "the run wrote.")
             _check_sections(sections, path, TASKS[held])
+            if _keys_of(TASKS[trained_as], sections):  # the trained kind's own keys, "task" taken out
+                raise _lacks_task(path, trained_as)
         raise _copied_config(path, held, [name for name, _ in trained], trained_as)
+
+
+def _lacks_task(path: Path, kind: str) -> CheckpointError:
+    """config.json (`path`) of a run of `kind` whose "task" was removed (`_keys_of`)."""
+    what = TASKS[kind].what
+    return CheckpointError(f"{path} lacks \"task\": \"{kind}\", which every config.json of {what} holds, "
+                           f"and its keys, model file and checkpoint are of {what}: it was edited; put back "
+                           "the config.json the run wrote.")
+
+
+def _keys_of(task: Task, sections: dict[str, Any]) -> bool:
+    """Whether the config sections of a config.json hold keys of `task`'s config only, some of which
+    no config of the default kind has: a config of `task`'s with its "task" removed."""
+    own = {k: set(v) for k, v in task.config_type().to_dict().items() if isinstance(v, dict)}
+    default = {k: set(v) for k, v in TASKS[DEFAULT].config_type().to_dict().items() if isinstance(v, dict)}
+    keys = {(section, key) for section, part in sections.items() for key in part}
+    return (all(key in own.get(section, ()) for section, key in keys)
+            and any(key not in default.get(section, ()) for section, key in keys))
 
 
 def _check_sections(raw: dict[str, Any], path: Path, task: Task) -> None:
@@ -253,6 +273,8 @@ def config_from(raw: Any, path: Path, task: str | None = "vae", run_dir: Path | 
     if task is not None and found != task:
         held, where = TASKS[found], path.parent if run_dir is None else run_dir
         trained = [name for name, kind in trained_kinds(path.parent) if kind == task]
+        if trained and found == DEFAULT and _keys_of(TASKS[task], raw):
+            raise _lacks_task(path, task)
         if trained:
             raise _copied_config(path, found, trained, task)
         raise CheckpointError(f"{where} holds {held.what} (`{held.maker}`), not {TASKS[task].what}; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -20,9 +21,10 @@ from typing import Any
 import torch
 
 from vaekit.config import DEVICES
+from vaekit.data.folder import MixedSizes
 from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
-from vaekit.errors import CheckpointError, ConfigError, SpecError, VaekitError
+from vaekit.errors import CheckpointError, ConfigError, DataError, SpecError, VaekitError
 from vaekit.regular import check_directory, check_regular
 from vaekit.runs.files import (
     CONFIG,
@@ -95,7 +97,7 @@ class Run:
     def _split(self, split: str) -> Any:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"split must be train, val or test, got {split!r}.")
-        return getattr(load_configured(self.config.data), split)
+        return getattr(load_run_data(self.config.data, self.path), split)
 
     def images(self, split: str = "test", limit: int | None = None) -> torch.Tensor:
         """The first `limit` images of a split ('train', 'val', 'test') of the run's dataset, as
@@ -167,6 +169,18 @@ def read_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
         read_config(run_dir, task)  # the sentence that sends a run of another kind to its commands
     note_rows_past_model(run_dir, kind.maker)
     return Run(run_dir, config, model)
+
+
+def load_run_data(data: Any, run_dir: Path) -> Any:
+    """The run's own data, `load_configured(data)` of its config's data section: a folder whose
+    images are no longer of one size (read at their own size, as the run read them) is a DataError
+    saying the folder changed since the run was trained on it, not advice to pass --image-size,
+    which the run's config fixes."""
+    try:
+        return load_configured(data)
+    except MixedSizes as err:
+        raise DataError(f"{err.said}, but they were of one size when {run_dir} was trained on them: the "
+                        "folder has changed since; put back its images as they were.") from None
 
 
 def check_run_config(run_dir: Path, maker: str) -> None:
@@ -291,12 +305,16 @@ def read_eval(run_dir: str | Path, check: Callable[[Any, Path], None], command: 
     return result
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def is_vaekit_eval(obj: Any) -> bool:
     """Whether a JSON value is an eval.json of vaekit's, of any version and kind of run: an object
-    with one of the fields every one holds (`model_sha256`, a VAE's `test_nll`, a classifier's
-    "task": "classify"), whatever else is right or wrong in it."""
-    return isinstance(obj, dict) and ("model_sha256" in obj or "test_nll" in obj
-                                      or obj.get("task") == "classify")
+    whose model_sha256 is 64 hexadecimal digits, as every one vaekit wrote holds (the SHA-256 of the
+    model file it evaluated), whatever else is right or wrong in it. A file of the user's that
+    merely names such a field ({"test_nll": "my note"}) is not."""
+    return isinstance(obj, dict) and isinstance(obj.get("model_sha256"), str) and bool(
+        SHA256.fullmatch(obj["model_sha256"]))
 
 
 def _vaekit_eval(path: Path, command: str, error: type[VaekitError]) -> Any:
@@ -314,8 +332,8 @@ def _vaekit_eval(path: Path, command: str, error: type[VaekitError]) -> Any:
     else:
         if is_vaekit_eval(obj):
             return obj
-        said = (f"{path} is JSON without any field of the eval.json vaekit writes (model_sha256, test_nll, "
-                "task), so it is not one vaekit wrote")
+        said = (f"{path} has no model_sha256 of 64 hexadecimal digits, which every eval.json vaekit writes "
+                "holds, so it is not one vaekit wrote")
     raise error(f"{said}; `{command}` replaces only an eval.json of its own: move this one out of the run "
                 f"directory or remove it, then run `{command} {path.parent}`.")
 

@@ -80,6 +80,11 @@ BAD_HEADER_LINE = (errors.MissingHeaderBodySeparatorDefect, errors.FirstHeaderLi
                    errors.InvalidHeaderDefect)
 
 
+# A percent-encoded letter, digit, '-', '.', '_' or '~' in a path is that character (RFC 3986, 6.2.2.2)
+UNRESERVED = re.compile("%(" + "|".join(f"{c:02X}" for c in range(128)
+                                        if chr(c).isalnum() or chr(c) in "-._~") + ")", re.IGNORECASE)
+
+
 def allowed(path: str) -> tuple[str, ...]:
     """The methods `path` answers: GET and HEAD for the page, its files and the API's GETs, POST for
     the API's POSTs; all three for an address the explorer does not have (then a 404)."""
@@ -245,7 +250,7 @@ class Handler(ArrivalHandler):
                 raise method_refused(allowed(""), self.command) from None
             raise ApiError(400, "the request target must be a path (/api/info) or an http:// URL "
                            "of this machine.") from None
-        return url
+        return url._replace(path=UNRESERVED.sub(lambda m: chr(int(m[1], 16)), url.path))
 
     def read_body(self) -> dict[str, Any] | None:
         """The POST's body, once its headers are found acceptable; None for a request that awaits an

@@ -123,7 +123,7 @@ def probe(model: nn.Module, optim: OptimConfig, engine: Engine, data: Batches, b
     train_epoch(clone, opt, engine, data, batch_size, 1, optim, generator, 0, 1, beta, False, on_step=stop,
                 stepper=stepper)
     engine.baseline = baseline
-    warm = min(WARM_STEPS, len(times) - 1) if len(times) > 1 else 0
+    warm = min(WARM_STEPS, len(times) - 2) if len(times) > 1 else 0  # at least one step timed after
     if len(times) > 1:
         step_s = (times[-1] - times[warm]) / (len(times) - 1 - warm)
     else:

@@ -212,7 +212,8 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False, show_bar
     check_out_dir(out, resume, "vae")
     if resume:  # before the data is read or fetched
         check_resume_config(out, config, VAETask.kind, VAETask.resumable, loaded=False)
-    ds = dataset if dataset is not None else load_configured(config.data)
+    ds = dataset if dataset is not None else runs.load_run_data(config.data, out) if resume else \
+        load_configured(config.data)
     if config.data.val_size is not None and len(ds.val) != config.data.val_size:
         raise ConfigError(f"data.val_size is {config.data.val_size}, but the dataset given holds "
                           f"{len(ds.val)} validation images; load it with that split, or leave val_size out.")
