@@ -230,6 +230,13 @@ def test_an_empty_path_is_refused_not_read_as_not_given(
     assert "is empty" in message and not any(tmp_path.iterdir())
 
 
+def test_an_empty_flag_without_a_default_is_not_sent_to_one(capsys: pytest.CaptureFixture[str],
+                                                            one_sentence: OneSentence) -> None:
+    """`check --figures ''` was told to leave --figures out "for its default", which it has none of."""
+    message = one_error_line(capsys, ["check", "--figures", ""], "check", one_sentence, "--figures is empty")
+    assert "default" not in message, message
+
+
 def test_classify_eval_help_prints_a_percent_sign(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["classify", "eval", "--help"])
@@ -415,6 +422,7 @@ def test_a_flag_given_the_end_of_options_as_its_value_is_refused(
     message = one_error_line(capsys, argv, argv[0], one_sentence, flag)
     assert "'--'" in message and list(tmp_path.iterdir()) == []
     assert message.endswith(f"see `vaekit {helped} --help`."), message
+    assert ("./--" in message) == (flag == "--out"), message  # named as a path only for a path's flag
 
 
 @pytest.mark.parametrize("argv, flag", [

@@ -116,8 +116,10 @@ class VaekitParser(argparse.ArgumentParser):
         for arg in self.own_arguments(args):
             flag, equals, value = arg.partition("=")
             if arg.startswith("-") and equals and value == "--":
-                self.error(f"argument {flag}: '--' marks the end of the options, not a value (./-- names "
-                           "a file or folder of that name)")
+                action = self._action_of(flag)  # a path's flag (`text_flag`) may name ./--
+                path = getattr(getattr(action, "type", None), "__name__", "").startswith("text_flag")
+                self.error(f"argument {flag}: '--' marks the end of the options, not a value"
+                           + (" (./-- names a file or folder of that name)" if path else ""))
 
     def refuse_unknown_before_action(self, args: Sequence[str]) -> None:
         """In a parser with actions (`vaekit classify [ACTION]`), a flag it does not know, before

@@ -136,6 +136,10 @@ def test_cli_prints_the_layer_table_then_trains(tmp_path: Path, capsys: Any) -> 
     result = json.loads((out / "eval.json").read_text())  # the test set, evaluated after training
     assert summary["test_accuracy"] == result["accuracy"] and summary["params"] == 8 * 9 + 8 + 128 * 10 + 10
     assert summary["peak_memory_mb"] > 0 and summary["epoch_seconds"] > 0
+    (out / runs.METRICS).write_text("")  # a resume refused for its run's files prints no table first
+    assert main([*TRAIN, "--epochs", "3", "--out", str(out), "--resume"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "metrics.jsonl" in printed.err, printed
 
 
 def test_a_diverging_run_stops_with_one_sentence(tmp_path: Path, capsys: Any, cli_error: Any,

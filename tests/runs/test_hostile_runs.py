@@ -615,6 +615,28 @@ def test_a_json_number_beyond_any_float_is_quoted_as_written(run: Path, capsys: 
     assert "Infinity" not in err, err
 
 
+@pytest.mark.parametrize("key", ["latent", "epochs"])
+def test_a_key_given_twice_in_config_json_is_refused_not_the_last_kept(run: Path, capsys: Any,
+                                                                      one_sentence: Any, key: str) -> None:
+    """json.loads keeps the last of a repeated key: `"epochs": 9, "epochs": 2` resumed to 2."""
+    text = (run / runs.CONFIG).read_text()
+    (run / runs.CONFIG).write_text(text.replace(f'"{key}": ', f'"{key}": 9, "{key}": ', 1))
+    before = snapshot(run)
+    for argv in (filled(EVAL, run), ["train", "--resume", "--out", str(run), "--no-progress"]):
+        cli_bad(capsys, one_sentence, argv, str(run / runs.CONFIG), f'the key "{key}" is given twice')
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("task, said", [(None, "null"), (False, "false"), (["classify"], '["classify"]'),
+                                        ("vea", '"vea"')])
+def test_a_task_that_is_no_kind_is_quoted_as_json_writes_it(run: Path, capsys: Any, one_sentence: Any,
+                                                            task: Any, said: str) -> None:
+    """It was quoted as Python writes it ('None', 'False'), which the file does not say."""
+    _edit_json(run / runs.CONFIG, lambda c: c.__setitem__("task", task))
+    err = cli_bad(capsys, one_sentence, filled(EVAL, run), f"unknown task {said}; expected one of")
+    assert "None" not in err and "False" not in err, err
+
+
 def test_a_figures_folder_that_is_a_link_is_not_written_through(run: Path, tmp_path: Path, capsys: Any,
                                                                one_sentence: Any) -> None:
     """RUN/figures as a symbolic link to a user's folder: report and sample would write into it."""

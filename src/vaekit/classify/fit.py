@@ -184,6 +184,19 @@ def fit_classifier(config: ClassifierConfig, out_dir: str | Path, resume: bool =
     rows = prepare_config(config, ds)
     check_fits(config, rows, len(ds.train) + len(ds.val))
     say_notes([*note_lines(ds.notes), *notes])  # how the data was read, then what its classes leave out
-    if on_rows is not None:
+    if on_rows is not None and resume:  # after the run's files are checked: with the first line it logs
+        log = _first_then(lambda: on_rows(rows), log)
+    elif on_rows is not None:
         on_rows(rows)
     return run_task(ClassifierTask(config, ds), out, resume, show_bar, log)
+
+
+def _first_then(first: Callable[[], None], log: Callable[[str], None]) -> Callable[[str], None]:
+    """`log` that calls `first` before its first line."""
+    pending = [first]
+
+    def logged(line: str) -> None:
+        while pending:
+            pending.pop()()
+        log(line)
+    return logged

@@ -22,7 +22,7 @@ from vaekit.commands import classify_eval
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH, int_flag, parsed_flag
 from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.device import peak_rss_mb
-from vaekit.runs import read_metrics, resumed_config, trained_epochs
+from vaekit.runs import anchor_data, read_metrics, resumed_config, trained_epochs
 
 # flag -> (section, key, kind, help), a row per classifier setting with a flag (default None: not given)
 FLAGS = flag_table(ClassifierConfig(), compare_epochs=compare.EPOCHS)
@@ -62,6 +62,7 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
     if args.config:
         base = cfg.load_toml(args.config, base, keys)
     config = cfg.apply(base, flags := given(args, FLAGS), cfg.COMMAND_LINE)
+    anchor_data(config, start if args.resume else None)  # the run finds its data from anywhere later
     cfg.check_used(config, start, used_with(args.compare), given=keys | cfg.given_keys(flags))
     compare.check_flags(args, config, start)
     cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None,

@@ -14,7 +14,7 @@ from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.config import TrainConfig, load_toml
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
-from vaekit.runs import read_config, resumed_config, trained_epochs
+from vaekit.runs import anchor_data, read_config, resumed_config, trained_epochs
 from vaekit.train.budget import BudgetTooShort
 from vaekit.train.fit import fit
 
@@ -57,6 +57,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
         base = load_toml(args.config, base, keys)
     flags = given(args, FLAGS)  # the flags given, by section
     config = cfg.apply(base, flags, cfg.COMMAND_LINE)
+    anchor_data(config, start if args.resume else None)  # the run finds its data from anywhere later
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)

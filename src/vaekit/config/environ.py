@@ -42,8 +42,8 @@ def seconds_of(name: str, text: str | None, low: float, high: float, default: fl
         return default
     value = float(text) if NUMBER.fullmatch(text) else None
     if value is None or not low <= value <= high:
-        raise ConfigError(f"{name} must be a number of seconds from {low:g} to {high:,.0f} (ASCII "
-                          f"digits, such as 60 or 2.5), got {show(text)}.")
+        raise ConfigError(f"{name} must be a number of seconds from {low:g} to {high:,.0f} (written "
+                          f"in ASCII, such as 60, 2.5 or 1e2), got {show(text)}.")
     return value
 
 

@@ -188,7 +188,7 @@ def given_text(text: str, flag: str, path: bool = True) -> str:
     if not text.strip():
         if not flag.startswith("-"):  # an argument, not a flag: it has no default
             raise ConfigError(f"{flag} is empty; give the path of a run directory.")
-        raise ConfigError(f"{flag} is empty; give a value, or leave {flag} out for its default.")
+        raise ConfigError(f"{flag} is empty; give a value, or leave {flag} out.")
     if path:
         check_path_length(text, flag)
     return text

@@ -219,7 +219,8 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
                         f"read other data at its own size, so give every image of {name} that size "
                         "first.") from None
     if own:
-        check_trained_data(Path(run_dir), ds, name, "name other data with eval/report --dataset")
+        check_trained_data(Path(run_dir), ds, name, f"evaluate other data with `vaekit eval {run_dir} "
+                           "--dataset DATA`")
     expected = tuple(config.model.image_shape or ())
     if ds.image_shape != expected:
         c, h, w = ds.image_shape

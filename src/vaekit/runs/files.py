@@ -375,16 +375,28 @@ def _first_not_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
 
 
 class NotStrictJSON(ValueError):
-    """Whole JSON text holding Python's NaN, Infinity or -Infinity: not cut, not strict."""
+    """Whole JSON text holding Python's NaN, Infinity or -Infinity, a number beyond any float or a
+    key repeated in an object: not cut, not strict."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's pairs as a dict; a key given twice (json.loads keeps the last without a word) is
+    NotStrictJSON, as vaekit writes each key once."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise NotStrictJSON(f"the key {json.dumps(key)[:40]} is given twice in one object")
+        found[key] = value
+    return found
 
 
 def parse_json(text: str | bytes) -> Any:
     """Strict JSON (RFC 8259), as vaekit writes it: `json.loads` without its NaN, Infinity and
-    -Infinity (Python's extensions), and with arrays or objects nested too deeply for the parser (a
-    RecursionError) a ValueError as any other text that is not JSON, so that every reader's one
-    sentence says it."""
+    -Infinity (Python's extensions), numbers beyond any float and keys repeated in an object, and
+    with arrays or objects nested too deeply for the parser (a RecursionError) a ValueError as any
+    other text that is not JSON, so that every reader's one sentence says it."""
     try:
-        value = json.loads(text, parse_float=_JSONFloat.of)
+        value = json.loads(text, parse_float=_JSONFloat.of, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise ValueError("arrays or objects nested too deeply") from None
     found = _first_not_finite(value)

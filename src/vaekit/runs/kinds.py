@@ -12,6 +12,8 @@ of the config. A config.json of an earlier vaekit has none.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import torch
 from vaekit.config import TrainConfig, from_dict, spell, spell_key
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
-from vaekit.data.load import uses_data_dir
+from vaekit.data.load import same_source, user_data_path, uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.runs.files import CHECKPOINT, CHECKPOINT_KEY, CONFIG, CONFIG_KEY, MODEL, parse_json, read_run_file
 from vaekit.runs.tensor_files import read_metadata
@@ -92,6 +94,21 @@ register_task(Task(DEFAULT, "vaekit train", "a VAE run", TrainConfig,
                    outputs=vae_outputs))
 
 
+def anchor_data(config: Any, resumed: Any = None) -> None:
+    """A user's file or folder (data.name) and a data directory (data.data_dir) named relative to
+    the working directory, made absolute in `config`, so that the run, which records them in its
+    config.json, finds them from any directory later; where `resumed` (the config of the run a
+    resume continues) names the same file or folder, the name as the run wrote it, which its
+    model file records too. A name of no file or folder (a set known by name) is left as it is."""
+    data, old = config.data, None if resumed is None else resumed.data
+    if old is not None and same_source(data.name, old.name):
+        data.name = old.name
+    elif user_data_path(data.name) is not None and os.path.lexists(data.name):
+        data.name = os.path.abspath(data.name)
+    if data.data_dir is not None and os.path.isdir(data.data_dir):
+        data.data_dir = os.path.abspath(data.data_dir)
+
+
 def task_in(run_dir: Path) -> Task:
     """The kind of run RUN_DIR's config.json names, without checking the rest: a missing or
     unreadable config.json, or a "task" not registered, reads as 'vae', whose reading (`read_config`,
@@ -109,8 +126,8 @@ def task_of(raw: dict[str, Any], path: Path) -> str:
     """The kind of run a config.json describes: its "task" ('classify'), or 'vae' without one."""
     task = raw.pop("task", DEFAULT)
     if not isinstance(task, str) or task not in TASKS:
-        raise CheckpointError(f"{path}: unknown task {str(task)[:40]!r}; expected one of "
-                              f"{', '.join(TASKS)}.")
+        raise CheckpointError(f"{path}: unknown task {json.dumps(task)[:40]}; expected "
+                              f"one of {', '.join(json.dumps(t) for t in TASKS)}.")
     return task
 
 

@@ -310,7 +310,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def is_vaekit_eval(obj: Any) -> bool:
     """Whether a JSON value is an eval.json of vaekit's, of any version and kind of run: an object
-    whose model_sha256 is 64 hexadecimal digits, as every one vaekit wrote holds (the SHA-256 of the
+    whose model_sha256 is 64 lowercase hexadecimal digits, as every one vaekit wrote holds (the SHA-256 of the
     model file it evaluated), whatever else is right or wrong in it. A file of the user's that
     merely names such a field ({"test_nll": "my note"}) is not."""
     return isinstance(obj, dict) and isinstance(obj.get("model_sha256"), str) and bool(
@@ -332,8 +332,8 @@ def _vaekit_eval(path: Path, command: str, error: type[VaekitError]) -> Any:
     else:
         if is_vaekit_eval(obj):
             return obj
-        said = (f"{path} has no model_sha256 of 64 hexadecimal digits, which every eval.json vaekit writes "
-                "holds, so it is not one vaekit wrote")
+        said = (f"{path} has no model_sha256 of 64 lowercase hexadecimal digits, which every eval.json "
+                "vaekit writes holds, so it is not one vaekit wrote")
     raise error(f"{said}; `{command}` replaces only an eval.json of its own: move this one out of the run "
                 f"directory or remove it, then run `{command} {path.parent}`.")
 

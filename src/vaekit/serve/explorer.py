@@ -24,11 +24,11 @@ import torch
 from torch import Tensor
 
 from vaekit.data.binarize import EVAL_SEED
-from vaekit.data.load import load_configured
 from vaekit.errors import CheckpointError
 from vaekit.evaluate.iwae import estimate_batch
 from vaekit.evaluate.latents import ACTIVE_THRESHOLD, active_units
-from vaekit.runs import MODEL, Run, load_run, task_for
+from vaekit.runs import MODEL, Run, load_run, load_run_data, task_for
+from vaekit.train.resume import check_trained_data
 from vaekit.vae.prob import gaussian_kl_per_dim, placement
 
 TASK = "vae"  # the kind of run explored (`runs.Task`); `runs.load_run` refuses another, in its sentence
@@ -56,9 +56,13 @@ class Explorer:
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> Explorer:
         """The explorer of a run, its model on `device` (cpu, cuda, auto: `runs.load_run`)."""
         run = load_run(run_dir, TASK, device)
-        classes = load_configured(run.config.data).classes
+        ds = load_run_data(run.config.data, run.path)
+        name = run.config.data.name  # its test split the one trained with, as `vaekit eval` holds it
+        check_trained_data(run.path, ds, name, f"explore a run trained on it (`vaekit train --data {name}`)")
         # the first N_MAP test images, binarized on the CPU as `vaekit eval` does
-        return cls.of(run, run.images("test", N_MAP), run.labels("test", N_MAP), classes)
+        labels = ds.test.labels
+        return cls.of(run, task_for(run.config).images(run.config, ds.test.images[:N_MAP]),
+                      None if labels is None else labels[:N_MAP], ds.classes)
 
     @classmethod
     def of(cls, run: Run, images: Tensor, labels: Tensor | None, classes: Sequence[str] | None) -> Explorer:

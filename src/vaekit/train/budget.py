@@ -14,8 +14,8 @@ probe below), the run
    beta < 1 at the end), in a run's first session only: a resumed run keeps the warm-up it was
    trained with, so that its KL weight goes on from the step it stopped at (a warm-up planned anew
    would make beta jump there, and differ from the one its weights and config.json record); a
-   patience or a step schedule's step size of at least N would do nothing, and is refused as with
-   --epochs N (`check_plan`), before the first epoch;
+   patience or a step schedule's step size of at least N would do nothing, which a note says, as
+   --epochs N would be refused (`idle_note`), once the plan is made and when a re-plan first makes it so;
 3. re-plans after each epoch from the mean measured epoch time of this session: N shrinks as soon
    as the epochs left would not fit (the budget is never overrun by more than part of one epoch's
    estimate), and grows when more than `GROW_MARGIN` more would fit (the probe overestimates
@@ -174,11 +174,17 @@ class Plan:
         return False
 
 
-def check_plan(config: Any, plan: Plan) -> None:
-    """Refuse a patience or a step schedule that the plan's epochs leave nothing to do, as --epochs of
-    as many would be refused (`config.check_epochs`): the plan sets the epochs, whether or not this
-    command set the patience or the schedule. Before the first epoch, as soon as the plan is made."""
-    check_epochs(config, config, planned=plan.epochs)
+def idle_note(config: Any, plan: Plan) -> str | None:
+    """What `config.check_epochs` says of a patience or a step schedule that the plan's epochs leave
+    nothing to do (--epochs of as many would be refused), as a note, not a refusal: the plan is
+    measured, so its epochs differ from run to run and move with each re-plan, and no bound on them
+    would hold when a user followed it. None where the plan leaves them something to do."""
+    try:
+        check_epochs(config, config, planned=plan.epochs)
+    except ConfigError as err:
+        return (f"{str(err).rstrip('.')} (the plan is measured: its epochs differ from run to run); the run "
+                "trains with the settings as they are.")
+    return None
 
 
 def _warmup(warmup: float, epochs: int) -> float:
@@ -194,6 +200,7 @@ class TimeBudget:
     def __init__(self, plan: Plan, log: Callable[[str], None], w: World | None) -> None:
         self.plan, self.log, self.w = plan, log, w
         self.logged = plan.epochs  # the epochs the log last said
+        self.idle_noted = False  # whether a note said the plan leaves a setting nothing to do
         self.begun, self.done = time.perf_counter(), 0  # the session's epochs: since when, after which
 
     @classmethod

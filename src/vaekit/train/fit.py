@@ -344,6 +344,7 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
             task.budgeted(plan.plan.epochs, plan.plan.warmup)
             files.replanned()
             plan.say(epoch, progress.train_seconds)
+            _note_idle(task, plan)
         files.row(epoch, row)
         board.epoch(epoch, row, model)  # before the checkpoint, like the row
         if checkpoints.due(epoch, epoch >= loop.epochs or progress.stopped is not None):
@@ -393,8 +394,8 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
           governor: ThreadGovernor | None = None) -> budget.TimeBudget | None:
     """The session's time budget, if the run has one: the epoch time probed on copies
     (`budget.probe`), the run's epochs and warm-up planned (`budget.TimeBudget.first`) into its
-    config; ConfigError, before anything is written, if not one epoch fits or the plan leaves the
-    patience or the step schedule nothing to do (`budget.check_plan`)."""
+    config; ConfigError, before anything is written, if not one epoch fits; a note if the plan
+    leaves the patience or the step schedule nothing to do (`budget.idle_note`)."""
     options, optim = task.options, task.config.optim
     if not options.time_budget:
         return None
@@ -402,9 +403,17 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
                           options.cuda_graph, None if governor is None else governor.tick)
     plan = budget.TimeBudget.first(options.time_budget, probed, progress, options.warmup,
                                    optim.schedule == "cosine", log, w)
-    budget.check_plan(task.config, plan.plan)
     task.budgeted(plan.plan.epochs, plan.plan.warmup)
+    _note_idle(task, plan)
     return plan
+
+
+def _note_idle(task: Task, plan: budget.TimeBudget) -> None:
+    """The note of a plan that leaves the patience or the step schedule nothing to do, once a run."""
+    note = None if plan.idle_noted else budget.idle_note(task.config, plan.plan)
+    if note is not None:
+        plan.idle_noted = True
+        say_notes([note])
 
 
 def _log_start(task: Task, model: nn.Module, device: torch.device, threads: int, out: Path,
