@@ -230,6 +230,20 @@ def test_an_empty_path_is_refused_not_read_as_not_given(
     assert "is empty" in message and not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("command", ["train", "classify"])
+@pytest.mark.parametrize("device", ["tpu", "CPU", "cuda:0", "meta"])
+def test_a_device_of_no_kind_is_one_sentence(capsys: pytest.CaptureFixture[str], one_sentence: OneSentence,
+                                             tmp_path: Path, command: str, device: str) -> None:
+    """`--device tpu` reached torch.device before the config's check: a traceback."""
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main([command, "--data", "digits", "--epochs", "1", "--out", str(out), "--device", device]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    one_sentence(err.removeprefix(f"vaekit {command}: error: "), device)
+    assert not out.exists()
+
+
 def test_an_empty_flag_without_a_default_is_not_sent_to_one(capsys: pytest.CaptureFixture[str],
                                                             one_sentence: OneSentence) -> None:
     """`check --figures ''` was told to leave --figures out "for its default", which it has none of."""

@@ -73,3 +73,17 @@ def test_the_explorer_refuses_the_run_s_data_changed_since_training(
         assert "--dataset`" not in err or argv[0] == "eval", err  # advice the command can follow
     (trained.parent / "d.npz").write_bytes(kept)  # the advice: put it back
     assert Explorer.load(trained).images.shape[1:] == (1, 8, 8)
+
+
+def test_a_report_of_a_run_whose_data_moved_names_it_gone_not_other_data(
+        trained: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    """It said eval.json "was computed on D, which is no longer there, not on D that the run was
+    trained on", one path twice, and its advice (`vaekit eval RUN`) was refused for the missing D."""
+    assert main(["eval", str(trained), *EVAL]) == 0
+    data = trained.parent / "d.npz"
+    data.rename(trained.parent / "moved.npz")
+    for argv in (["report", str(trained)], ["eval", str(trained), *EVAL]):
+        err = cli_bad(capsys, one_sentence, argv, f"{data}: no such file")
+        assert "no longer there" not in err, err
+    (trained.parent / "moved.npz").rename(data)  # put back where the run recorded it
+    assert main(["report", str(trained)]) == 0

@@ -24,6 +24,7 @@ from vaekit.checks.claim import ClaimResult
 from vaekit.config import TrainConfig, format_duration
 from vaekit.data.binarize import fixed_binarization
 from vaekit.data.folder import MixedSizes
+from vaekit.data.image_files import Unreadable
 from vaekit.data.load import check_findable, load_dataset
 from vaekit.errors import ChecksumError, ConfigError, DataError, DivergenceError, IDXFormatError
 from vaekit.train.engines import BASELINE_DECAY, AutogradEngine
@@ -193,6 +194,9 @@ def _load(dataset: str, data_dir: str | None, fallback: str | None) -> tuple[Any
     except MixedSizes as err:  # there, but not of one size: no fall-back, and no --image-size here
         raise DataError(f"{err.said}; `vaekit check` reads a folder at its images' own size, so give them "
                         "one size first (`vaekit train --image-size S` trains on them resized).") from None
+    except Unreadable as err:  # no --skip-bad here either
+        raise err.advising("remove it from the folder first (`vaekit check` reads every file of a "
+                           "folder)") from None
     except DataError:
         if fallback is None:
             raise

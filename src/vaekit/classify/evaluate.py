@@ -41,7 +41,7 @@ from vaekit.classify.loss import cross_entropy
 from vaekit.classify.metrics import Z95, confusion, logits, wilson_interval
 from vaekit.classify.models import config_rows, params_and_macs
 from vaekit.data.dataset import check_limit
-from vaekit.data.load import known_class_names, known_image_shape, load_configured
+from vaekit.data.load import known_class_names, known_image_shape
 from vaekit.device import set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
 from vaekit.evaluate.eval_json import FLOAT32_MAX
@@ -77,7 +77,7 @@ def load_split(run: runs.Run, split: str = "test", data_dir: str | None = None,
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {limit}.")
     d, m = run.config.data, run.config.model
-    ds = load_configured(d if data_dir is None else replace(d, data_dir=data_dir))
+    ds = runs.load_run_data(d if data_dir is None else replace(d, data_dir=data_dir), run.path)
     check_trained_data(run.path, ds, d.name, f"train a run on it with `vaekit classify --data {d.name}`")
     part = getattr(ds, split)
     if part.labels is None:

@@ -86,11 +86,11 @@ def check_device(config: Any, args: argparse.Namespace, toml_keys: set[str]) -> 
     """cuda where torch sees none, refused before any data, named where it was asked for: the flag,
     else the TOML file's key, else the resumed run's config.json."""
     from vaekit.device import resolve_device  # torch: only for a command that trains
-
     source = (None if args.device is not None or not ("train.device" in toml_keys or args.resume)
               else args.config if "train.device" in toml_keys else f"{args.out}/config.json")
-    device = config.train.device
-    resolve_device(device, f'{source}: train.device "{device}"' if source else f"--device {device}")
+    device = config.train.device  # one not in cfg.DEVICES: named by the config's check (`validate`)
+    if device in cfg.DEVICES:
+        resolve_device(device, f'{source}: train.device "{device}"' if source else f"--device {device}")
 
 
 def image_flags(section: str = "data") -> dict[str, Row]:

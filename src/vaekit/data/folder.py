@@ -49,6 +49,7 @@ from vaekit.data.image_files import (
     UNREADABLE,
     BadFile,
     FolderFile,
+    Unreadable,
     check_enough,
     list_images,
 )
@@ -162,7 +163,7 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
             elif options.skip_bad:
                 skipped.append(problem)
             else:
-                raise DataError(problem.sentence)
+                raise Unreadable(problem.sentence)
             bar.update()
     index = {id(f): i for i, f in enumerate(files)}  # each file's row in the listing
     while True:
@@ -181,7 +182,7 @@ def _decode_folder(path: Path, files: list[FolderFile], classes: tuple[str, ...]
                     raise _out_of_memory(path, len(readable), shape, None) from None
                 except DataError as err:
                     if not options.skip_bad:
-                        raise
+                        raise Unreadable(str(err)) from None
                     skipped.append(BadFile(f.rel, UNREADABLE, str(err)))
                     failed.append(f)
                 else:
@@ -212,7 +213,7 @@ def read_folder(path: Path, options: ImageOptions | None = None, progress: bool 
     path = Path(path).resolve()
     files, classes, bad, listed = list_images(path)
     if bad and not options.skip_bad:
-        raise DataError(bad[0].sentence)
+        raise Unreadable(bad[0].sentence)
     if not cache:
         result = _decode_folder(path, files, classes, options, progress, bad)
         result.notes = {**listed, **result.notes}

@@ -47,6 +47,14 @@ HINT = "pass --skip-bad to skip unreadable files"
 UNREADABLE, TOO_LARGE, NOT_REGULAR = "unreadable", "too large", "not regular"
 
 
+class Unreadable(DataError):
+    """A file of a folder of images refused, its sentence ending with HINT (--skip-bad skips it);
+    `advising(fix)`: the same sentence with `fix` for a command that has no --skip-bad."""
+
+    def advising(self, fix: str) -> DataError:
+        return DataError(str(self).replace(HINT, fix))
+
+
 @dataclass(slots=True)
 class FolderFile:
     path: str

@@ -44,6 +44,7 @@ from vaekit.config import SEED_MAX, TrainConfig
 from vaekit.data.binarize import eval_images
 from vaekit.data.dataset import check_limit
 from vaekit.data.folder import MixedSizes
+from vaekit.data.image_files import Unreadable
 from vaekit.data.load import Dataset, load_configured, same_source, user_data_path, uses_data_dir
 from vaekit.device import progress_bar, set_threads
 from vaekit.errors import CheckpointError, ConfigError, DataError
@@ -211,9 +212,12 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     split = config.data.val_size if own else None
     try:
         ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=split))
-    except MixedSizes as err:  # eval and report have no --image-size: the model's size is the one to give
+    except (MixedSizes, Unreadable) as err:  # eval and report have no --image-size nor --skip-bad
         if own:
             runs.load_run_data(replace(config.data, data_dir=place), Path(run_dir))  # the run's sentence
+        if isinstance(err, Unreadable):
+            raise err.advising(f"remove it from {name} first (eval and report read every file of a "
+                               "folder)") from None
         size = "x".join(map(str, (config.model.image_shape or [0, 0, 0])[1:]))
         raise DataError(f"{err.said}, but the model of {run_dir} takes images of {size}: eval and report "
                         f"read other data at its own size, so give every image of {name} that size "

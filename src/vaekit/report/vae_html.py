@@ -157,6 +157,9 @@ def write_vae_report(run_dir: Path, options: ReportOptions) -> Path:
 
 
 def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file or folder: the same path, there or not, or one file."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
     try:
         return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
     except OSError:

@@ -22,6 +22,7 @@ import torch
 
 from vaekit.config import DEVICES
 from vaekit.data.folder import MixedSizes
+from vaekit.data.image_files import Unreadable
 from vaekit.data.load import load_configured
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, DataError, SpecError, VaekitError
@@ -174,13 +175,16 @@ def read_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
 def load_run_data(data: Any, run_dir: Path) -> Any:
     """The run's own data, `load_configured(data)` of its config's data section: a folder whose
     images are no longer of one size (read at their own size, as the run read them) is a DataError
-    saying the folder changed since the run was trained on it, not advice to pass --image-size,
-    which the run's config fixes."""
+    saying the folder changed since the run was trained on it, not advice to pass --image-size or
+    --skip-bad, which the run's config fixes; so is a file that became unreadable."""
     try:
         return load_configured(data)
     except MixedSizes as err:
         raise DataError(f"{err.said}, but they were of one size when {run_dir} was trained on them: the "
                         "folder has changed since; put back its images as they were.") from None
+    except Unreadable as err:
+        raise err.advising(f"put back the folder's files as they were when {run_dir} was trained on "
+                           "them") from None
 
 
 def check_run_config(run_dir: Path, maker: str) -> None:
