@@ -363,6 +363,28 @@ def test_cli_refuses_a_data_dir_without_the_set_rather_than_falling_back(
                  "no fashion-mnist data there")
 
 
+def test_quick_with_a_data_dir_is_not_told_to_add_the_training_claim(
+        tmp_path: Path, places: Any, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """`check --quick --data-dir D --only kl_nonnegative` was told to "add training to --only", which
+    was then refused: the quick claim trains on digits, which takes no data directory. Now the quick
+    case is named, and its advice (--data fashion-mnist) reads the set from D."""
+    d = str(tmp_path)
+    for argv, names in (
+            (["--only", "kl_nonnegative"], ["--data-dir is used only by", "leave --data-dir out."]),
+            (["--only", "kl_nonnegative", "--steps", "20"], ["--steps and --data-dir are used only by"]),
+            (["--only", "kl_nonnegative,training"], [f"--data-dir {d} is not used with --quick",
+                                                    "add --data fashion-mnist"])):
+        assert main(["check", "--quick", "--data-dir", d, *argv]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "add training to --only" not in err, err
+        one_sentence(err.strip().removeprefix("vaekit check: error: "), *names)
+    assert checks.training_overrides(["training"], None, "fashion-mnist", d, quick=True) == {
+        "training": {"dataset": "fashion-mnist", "fallback": None, "data_dir": d}}  # the advice, taken
+    assert checks.training_overrides(["training"], 20, None, None, quick=True) == {"training": {"steps": 20}}
+    with pytest.raises(Exception, match="leave --steps out, or add training to --only"):
+        checks.training_overrides(["variance"], 20, None, None, quick=True)  # adding it works there
+
+
 def test_cli_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["check", "--quick", "--only", "variance,training", "--steps", "20",
                    "--data", "digits", "--figures", str(tmp_path / "figs")])

@@ -195,9 +195,10 @@ BAD = {
                              ["layer 2", "Linear(10)  # logits", "has the comment `# logits`"]),
     "softplus-beta-zero": (["--layers", "Flatten()", "Linear(10)", "Softplus(beta=0)"],
                            ["layer 3 Softplus: beta must be positive"]),
-    "sides-without-compare": (["--sides", "8"], ["--sides is used only with --compare"]),
+    "sides-without-compare": (["--sides", "8"],  # not "which this command does not have"
+                              ["--sides is used only with --compare, which is not", "or add --compare"]),
     "train-images-without-compare": (["--train-images", "50"],
-                                     ["--train-images is used only with --compare"]),
+                                     ["--train-images is used only with --compare, which is not given"]),
     "resize-without-side": (["--resize", "bilinear"], ["data.resize (--resize) is used only with", "--side"]),
     "image-fit-without-image-size": (["--image-fit", "pad"],  # the key and the flag the user typed
                                      ["data.image_fit (--image-fit) is used only with", "--image-size"]),

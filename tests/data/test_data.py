@@ -736,7 +736,7 @@ def test_cli_info_refuses_download_flags_for_a_set_vaekit_does_not_download(
         message = cli_error(main(["data", "info", name, *flags]), *flags, name)
         assert "leave" in message
     for name in ("", " "):  # no name at all: refused as such, not the flags for a blank name
-        message = cli_error(main(["data", "info", name, *flags]), "is empty")
+        message = cli_error(main(["data", "info", name, *flags]), "the dataset name is")
         assert not any(flag in message for flag in flags), message
     fake_registry()
     d = fake_set.write(tmp_path / "d")

@@ -70,8 +70,11 @@ def test_fetch_of_a_good_folder_decodes_nothing(tmp_path: Path, capsys: pytest.C
     assert not (tmp_path / "home" / ".cache").exists()  # no folder cache written
 
 
-def test_fetch_of_an_empty_name_asks_for_a_name(capsys: pytest.CaptureFixture[str],
-                                                one_sentence: Callable[..., None]) -> None:
-    message = last_error(capsys, cli.main(["data", "fetch", ""]))
-    one_sentence(message, "empty", "dataset name", "fashion-mnist")
-    assert not message.startswith(":") and "neither" not in message
+@pytest.mark.parametrize("argv", [["fetch", ""], ["info", ""], ["info", "", "--image-size", "8"],
+                                  ["fetch", " "], ["info", " "]])
+def test_an_empty_name_asks_for_a_name(argv: list[str], capsys: pytest.CaptureFixture[str],
+                                       one_sentence: Callable[..., None]) -> None:
+    """`data info ''` named "command line: data.name", a key the user never typed, not the name."""
+    message = last_error(capsys, cli.main(["data", *argv]))
+    one_sentence(message, "the dataset name is", "fashion-mnist")
+    assert not message.startswith(":") and "neither" not in message and "data.name" not in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -188,6 +189,32 @@ def test_a_run_figure_carries_the_mark(run: Path, capsys: pytest.CaptureFixture[
         assert main(["sample", str(run), "-n", "4"]) == 0
     own = Path(capsys.readouterr().out.split()[-1])
     assert own.parent == run / "figures" and made_by_vaekit(own)
+
+
+def test_a_run_whose_figures_cannot_be_written_is_told_to_pass_out(
+        run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's figures/ that cannot be written (a read-only mount) named only the OS's reason: --out,
+    which writes elsewhere, was not said. Root writes through a folder's mode, so there the check's
+    view of a read-only mount (os.access) stands in for it."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "figures").mkdir(exist_ok=True)
+    before = sorted(p.name for p in (copy / "figures").iterdir())
+    if os.geteuid() == 0:
+        import vaekit.commands.sample as sample_command
+
+        monkeypatch.setattr(sample_command.os, "access", lambda path, mode: mode != os.W_OK)
+    (copy / "figures").chmod(0o555)
+    try:
+        message = refused(capsys, main(["sample", str(copy), "-n", "4"]), "sample", one_sentence,
+                          str(copy / "figures"), "pass --out")
+        assert "cannot write the samples there" in message
+        assert sorted(p.name for p in (copy / "figures").iterdir()) == before
+        assert main(["sample", str(copy), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    finally:
+        (copy / "figures").chmod(0o755)
+    assert made_by_vaekit(tmp_path / "s.png")
 
 
 # ----------------------------------------------------------------------------- sheet --out

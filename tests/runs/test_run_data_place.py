@@ -87,3 +87,17 @@ def test_a_report_of_a_run_whose_data_moved_names_it_gone_not_other_data(
         assert "no longer there" not in err, err
     (trained.parent / "moved.npz").rename(data)  # put back where the run recorded it
     assert main(["report", str(trained)]) == 0
+
+
+def test_every_reader_of_a_run_whose_data_moved_says_where_the_run_records_it(
+        trained: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    """They said only "D: no such file or folder; expected a dataset name, a folder of images, or a
+    .npy/.npz array file", the path read from config.json without saying so, and no way out."""
+    data = trained.parent / "d.npz"
+    data.rename(trained.parent / "moved.npz")
+    for argv in (["eval", str(trained), *EVAL], ["report", str(trained)],
+                 ["serve", str(trained), "--port", "0"],
+                 ["train", "--resume", "--out", str(trained), "--epochs", "2", "--no-progress"]):
+        cli_bad(capsys, one_sentence, argv, f"{data}: no such file", "config.json of", "put it back there")
+    (trained.parent / "moved.npz").rename(data)  # the advice
+    assert main(["train", "--resume", "--out", str(trained), "--epochs", "2", "--no-progress"]) == 0

@@ -26,6 +26,8 @@ from vaekit.errors import ConfigError
 
 __all__ = ["CLAIM_IDS", "ClaimResult", "parse_ids", "registry", "run_checks", "training_overrides"]
 
+QUICK_DATA = "digits"  # the set the quick 'training' claim trains on
+
 
 def registry() -> dict[str, tuple[Callable[..., ClaimResult], dict[str, Any]]]:
     """claim id -> (function, the smaller sizes used by --quick), in the order printed."""
@@ -37,7 +39,7 @@ def registry() -> dict[str, tuple[Callable[..., ClaimResult], dict[str, Any]]]:
         "reparam_unbiased": (cg.reparam_unbiased, cg.QUICK),
         "score_unbiased": (cg.score_unbiased, cg.QUICK),
         "variance": (cg.variance, {"replicates": 100, "dims": (1, 10, 100)}),
-        "training": (ct.training_curves, {"steps": 100, "dataset": "digits"}),
+        "training": (ct.training_curves, {"steps": 100, "dataset": QUICK_DATA}),
     }
 
 
@@ -63,15 +65,23 @@ def parse_ids(text: str | None) -> list[str]:
 
 
 def training_overrides(ids: Sequence[str], steps: int | None, data: str | None,
-                       data_dir: str | None) -> dict[str, dict[str, Any]]:
+                       data_dir: str | None, quick: bool = False) -> dict[str, dict[str, Any]]:
     """The `overrides` of `run_checks` from check's flags of the 'training' claim (--steps, --data,
-    --data-dir); ConfigError naming a flag given when that claim is not among `ids`: it would be
-    ignored; and for --steps below `training.MIN_STEPS`."""
+    --data-dir); ConfigError naming the flags given when that claim is not among `ids`: they would
+    be ignored; naming --data-dir with `quick` and no --data: the quick claim trains on digits, which
+    has none; and for --steps below `training.MIN_STEPS`."""
     given = {"--steps": steps, "--data": data, "--data-dir": data_dir}
     unused = [flag for flag, value in given.items() if value is not None]
+    quick_dir = quick and data_dir is not None and data is None
     if unused and "training" not in ids:
-        raise ConfigError(f"{unused[0]} is used only by the 'training' claim, which --only leaves out; "
-                          f"leave {unused[0]} out, or add training to --only.")
+        names = " and ".join(unused)
+        raise ConfigError(f"{names} {'is' if len(unused) == 1 else 'are'} used only by the 'training' claim, "
+                          f"which --only leaves out; leave {names} out"
+                          f"{'' if quick_dir else ', or add training to --only'}.")
+    if quick_dir:
+        raise ConfigError(f"--data-dir {data_dir} is not used with --quick, whose 'training' claim trains on "
+                          f"{QUICK_DATA} (bundled with scikit-learn); leave --data-dir out, or add --data "
+                          f"{ct.DATASET} to train on the set in that directory.")
     out: dict[str, Any] = {}
     if steps is not None:
         ct.check_steps(steps)

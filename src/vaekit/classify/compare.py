@@ -122,8 +122,9 @@ def check_flags(args: argparse.Namespace, config: ClassifierConfig, start: Class
         args.epochs = config.train.epochs
     for flag in ("--sides", "--train-images"):
         if not args.compare and getattr(args, flag[2:].replace("-", "_")) is not None:
-            raise ConfigError(f"{flag} is used only with --compare, which this command does not have; leave "
-                              "it out (a single run trains on every training image, at --side if given).")
+            raise ConfigError(f"{flag} is used only with --compare, which is not given here; leave it out "
+                              "(a single run trains on every training image, at --side if given), or add "
+                              "--compare.")
 
 
 def check_single_run_flags(args: argparse.Namespace) -> None:

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ids = parse_ids(args.only)
-    overrides = training_overrides(ids, args.steps, args.data, args.data_dir)
+    overrides = training_overrides(ids, args.steps, args.data, args.data_dir, args.quick)
     if args.figures:  # before the claims run: a refused folder costs nothing
         check_figures_dir(args.figures, ids)
     start = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from vaekit.commands.flags import OUT_PATH, add_device_flag, int_flag, run_dir_argument
@@ -60,7 +61,7 @@ def _sample(args: argparse.Namespace, out: Path | None, shape: list[int] | None)
         ncols = grid_columns(args.n, args.ncols, model.image_shape)
     if out is None:  # the run's own figures/ folder, made once the run is known to be one
         out = figures_dir(args.run_dir) / f"samples-seed{args.seed}.png"
-        out.parent.mkdir(exist_ok=True)
+        _writable(out.parent)
     images = sample_prior(model, args.n, args.seed)
     if not bool(images.isfinite().all()):  # weights that overflow on these z: no image of NaN
         raise CheckpointError(f"{Path(args.run_dir) / 'model.safetensors'}: the model's samples are not "
@@ -70,3 +71,16 @@ def _sample(args: argparse.Namespace, out: Path | None, shape: list[int] | None)
                        f"{args.seed}", named_by=f"--out {quoted(args.out)}" if args.out else quoted(str(out)))
     print(out)
     return 0
+
+
+def _writable(folder: Path) -> None:
+    """The run's figures/ folder, made if missing, where this process may write (os.access: also a
+    read-only mount), else a CheckpointError naming it and --out, which writes elsewhere."""
+    try:
+        folder.mkdir(exist_ok=True)
+        why = None if os.access(folder, os.W_OK) else "not writable"
+    except OSError as err:
+        why = (err.strerror or str(err)).lower()
+    if why is not None:
+        raise CheckpointError(f"{folder}: cannot write the samples there ({why}); pass --out FILE.png to "
+                              "write them elsewhere.")

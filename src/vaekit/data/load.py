@@ -45,6 +45,7 @@ from vaekit.data.registry import (
     REGISTRY,
     IDXDataset,
     candidate_dirs,
+    check_name,
     check_not_url,
     checksum_status,
     fetch,
@@ -282,11 +283,8 @@ def fetch_note(name: str, data_dir: str | Path | None = None) -> str | None:
     header or a listing shows (`Reader.check`: as `vaekit data info` would, nothing decoded)."""
     if name in REGISTRY:
         return None
+    check_name(name)
     sets = f"`vaekit data fetch` downloads {', '.join(REGISTRY)}"
-    if not name:
-        raise UnknownDatasetError(f"the dataset name is empty; expected a dataset name ({sets}, and "
-                                  "digits comes with scikit-learn), or a folder of images or a .npy/.npz "
-                                  "array file to be read where it lies.")
     if name in BUILTIN:
         check_data_dir(name, data_dir)
         return f"{name} is bundled with scikit-learn; nothing to fetch."
@@ -362,8 +360,10 @@ def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> 
 def check_downloaded_only(name: str, flags: Sequence[str]) -> None:
     """ConfigError when `flags` (--no-download, --allow-modified: given, by name) act only on the sets
     vaekit downloads and checks against their published SHA-256, and `name` is not one: digits, a
-    user's folder or array would be read as they are. An unknown or empty name is left to the loader."""
-    if not flags or name in REGISTRY or not name.strip():
+    user's folder or array would be read as they are. An empty name is refused (`check_name`), an
+    unknown one left to the loader."""
+    check_name(name)
+    if not flags or name in REGISTRY:
         return
     if name in BUILTIN or reader_for(name) is not None or _looks_like_path(name):
         what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"

@@ -110,6 +110,16 @@ REGISTRY: dict[str, IDXDataset] = {
 BUILTIN = ("digits",)  # scikit-learn's bundled 8x8 digits: no download
 
 
+def check_name(name: str) -> None:
+    """An UnknownDatasetError for an empty or blank dataset NAME, as `vaekit data` takes it: a
+    name, not a config key."""
+    if not name.strip():
+        raise UnknownDatasetError(f"the dataset name is {'empty' if not name else 'blank'}; expected a "
+                                  f"dataset name (`vaekit data fetch` downloads {', '.join(REGISTRY)}, and "
+                                  "digits comes with scikit-learn), or a folder of images or a .npy/.npz "
+                                  "array file to be read where it lies.")
+
+
 DEFAULT_DATASET = "fashion-mnist"
 
 

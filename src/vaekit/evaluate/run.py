@@ -210,11 +210,10 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     place = data_dir if data_dir is not None else config.data.data_dir if uses_data_dir(name) else None
     own = same_source(name, config.data.name)  # the run's data, split as trained on (the same test set)
     split = config.data.val_size if own else None
-    try:
-        ds = load_configured(replace(config.data, name=name, data_dir=place, val_size=split))
-    except (MixedSizes, Unreadable) as err:  # eval and report have no --image-size nor --skip-bad
-        if own:
-            runs.load_run_data(replace(config.data, data_dir=place), Path(run_dir))  # the run's sentence
+    data = replace(config.data, name=name, data_dir=place, val_size=split)
+    try:  # the run's own data read as the run reads it, with its sentences for a folder changed since
+        ds = runs.load_run_data(data, Path(run_dir)) if own else load_configured(data)
+    except (MixedSizes, Unreadable) as err:  # other data; eval and report have no --image-size nor --skip-bad
         if isinstance(err, Unreadable):
             raise err.advising(f"remove it from {name} first (eval and report read every file of a "
                                "folder)") from None

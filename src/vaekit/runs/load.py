@@ -23,7 +23,7 @@ import torch
 from vaekit.config import DEVICES
 from vaekit.data.folder import MixedSizes
 from vaekit.data.image_files import Unreadable
-from vaekit.data.load import load_configured
+from vaekit.data.load import load_configured, user_data_path
 from vaekit.device import resolve_device
 from vaekit.errors import CheckpointError, ConfigError, DataError, SpecError, VaekitError
 from vaekit.regular import check_directory, check_regular
@@ -176,7 +176,12 @@ def load_run_data(data: Any, run_dir: Path) -> Any:
     """The run's own data, `load_configured(data)` of its config's data section: a folder whose
     images are no longer of one size (read at their own size, as the run read them) is a DataError
     saying the folder changed since the run was trained on it, not advice to pass --image-size or
-    --skip-bad, which the run's config fixes; so is a file that became unreadable."""
+    --skip-bad, which the run's config fixes; so is a file that became unreadable. A user's file or
+    folder no longer where the run recorded it is named as the run's own data, to be put back."""
+    place = user_data_path(data.name)
+    if place is not None and not os.path.lexists(place):
+        raise DataError(f"{data.name}: no such file or folder, where the config.json of {run_dir} records "
+                        "the data the run was trained on; put it back there.")
     try:
         return load_configured(data)
     except MixedSizes as err:
