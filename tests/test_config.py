@@ -29,10 +29,12 @@ from vaekit.config import (
     apply,
     bounds_of,
     check_choices,
+    flag_of,
     from_dict,
     load_toml,
     resumable_of,
     setting,
+    settings_of,
     spell,
     validate,
 )
@@ -85,9 +87,12 @@ FLOAT_KEYS = {"optim.lr": (0.0, False), "optim.weight_decay": (0.0, True), "opti
 def test_non_finite_numbers_are_refused_naming_the_origin(key: str, value: float,
                                                           one_sentence: OneSentence) -> None:
     section, name = key.split(".")
-    message = refused(lambda: apply(TrainConfig(), {section: {name: value}}, "command line"),
-                      one_sentence, "command line", key, repr(value))
+    message = refused(lambda: apply(TrainConfig(), {section: {name: value}}, "c.toml"),
+                      one_sentence, "c.toml", key, repr(value))
     assert "must be a finite number in " in message  # and the range, in interval notation
+    flag = flag_of(settings_of(TrainConfig())[key])  # the command line's value: by its flag, then the key
+    refused(lambda: apply(TrainConfig(), {section: {name: value}}, "command line"), one_sentence,
+            f"{flag} ({key})" if flag else f"command line, {key}", repr(value))
 
 
 @pytest.mark.parametrize("key", sorted(FLOAT_KEYS))
@@ -153,7 +158,7 @@ def test_sizes_beyond_2_to_the_31_are_refused(key: str, size: int, one_sentence:
     section, name = key.split(".")
     value: Any = [size] if key in ("model.hidden", "model.channels") else size
     refused(lambda: apply(TrainConfig(), {section: {name: value}}, "command line"), one_sentence,
-            "command line", key, str(size)[:10], "2147483647")
+            key, str(size)[:10], "2147483647")
     ok = apply(TrainConfig(), {section: {name: [2**31 - 1] if isinstance(value, list) else 2**31 - 1}},
                "command line")
     assert getattr(ok.model if section == "model" else ok.train, name) in (2**31 - 1, [2**31 - 1])
@@ -231,7 +236,7 @@ def test_two_seeds_at_the_top_of_the_range_draw_differently() -> None:
 @pytest.mark.parametrize("seed", [2**32, 2**63, 2**64, -1, 10**30])
 def test_seeds_outside_the_range_are_refused(seed: int, one_sentence: OneSentence) -> None:
     message = refused(lambda: apply(TrainConfig(), {"train": {"seed": seed}}, "command line"),
-                      one_sentence, "command line", "train.seed")
+                      one_sentence, "--seed (train.seed)")
     assert str(SEED_MAX) in message or "at least 0" in message
 
 
@@ -356,9 +361,11 @@ def test_a_setting_declares_its_choices_range_flag_and_help() -> None:
     assert Tiny().extra.sizes == [2, 3] and Tiny().extra.sizes is not Tiny().extra.sizes
     with pytest.raises(ConfigError, match=r'^unknown mode "c"; valid values are a, b\.$'):
         check_choices(apply(Tiny(), {"extra": {"mode": "c"}}, "command line"))
-    with pytest.raises(ConfigError, match=r"^command line, extra.level: the level must be at most 3, "
-                                          r"got 4\.$"):
+    with pytest.raises(ConfigError, match=r"^--lvl \(extra.level\): the level must be at most 3, "
+                                          r"got 4\.$"):  # a flag's value: named by the flag, then the key
         apply(Tiny(), {"extra": {"level": 4}}, "command line")
+    with pytest.raises(ConfigError, match=r"^x.toml, extra.level: the level must be at most 3, got 4\.$"):
+        apply(Tiny(), {"extra": {"level": 4}}, "x.toml")
 
 
 def test_the_commands_flags_are_built_from_the_settings() -> None:

@@ -184,14 +184,22 @@ def test_an_object_array_is_never_unpickled(tmp_path, refused, monkeypatch):
 
 @pytest.mark.parametrize("labels, words", [
     ([-3] * 20, ["-3", "from 0"]),
-    ([0] * 19 + [10**9], ["1,000,000,000", "99,999"]),
+    ([0] * 19 + [10**9], ["1,000,000,000", "from 0 to 99 for the 2 classes"]),
+    (list(range(19)) + [10**6], ["1,000,000", "from 0 to 99 for the 20 classes"]),
+    (list(range(59)) + [10**6], ["1,000,000", "from 0 to 119 for the 60 classes"]),
 ])
 def test_labels_that_are_no_class_number_are_refused(tmp_path, refused, labels, words):
     """A label is a class number: -3 is none (it used to read as 'every label is 0'), and 10^9
-    would make a classifier of 10^9 outputs."""
+    would make a classifier of 10^9 outputs. The range named is the one labels are held to (it
+    named 0 to 99,999, and {0, 99,999} was then refused as too sparse), and labels in it are read."""
     path = tmp_path / "labelled.npz"
-    np.savez(path, images=images(), labels=np.array(labels, dtype=np.int64))
-    refused(path, *words)
+    n = len(labels)
+    np.savez(path, images=images(n), labels=np.array(labels, dtype=np.int64))
+    message = refused(path, *words)
+    top = int(message.split("from 0 to ")[1].split()[0].replace(",", ""))
+    inside = [min(max(v, 0), top) for v in labels]  # the range named, followed: read
+    np.savez(path, images=images(n), labels=np.array(inside, dtype=np.int64))
+    assert int(arrays.read_array_file(path)[1].max()) == max(inside)
 
 
 def test_a_zip_bomb_npz_is_refused_before_it_inflates(tmp_path, refused):

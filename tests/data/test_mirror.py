@@ -7,6 +7,7 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from vaekit.cli import main
@@ -100,3 +101,18 @@ def test_a_mirror_for_a_set_that_is_not_downloaded_is_refused(
     if kind == "digits":  # without the flag, as before
         assert main(["data", "fetch", "digits"]) == 0
         assert "nothing to fetch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["digits", "array"])
+def test_a_mirror_and_a_data_dir_for_a_set_not_downloaded_are_both_named(
+    places, tmp_path, cli_error: Callable[..., str], capsys, kind: str
+) -> None:
+    """`data fetch digits --mirror U --data-dir D` was told to leave --mirror out, and the command
+    without it was then refused for --data-dir: the advice, followed, must work."""
+    np.save(tmp_path / "x.npy", np.zeros((10, 4, 4), np.uint8))
+    name = {"digits": "digits", "array": str(tmp_path / "x.npy")}[kind]
+    last = cli_error(main(["data", "fetch", name, "--mirror", ASIDE, "--data-dir", str(tmp_path)]),
+                     "--mirror", ASIDE, name)
+    assert "so leave --mirror and --data-dir out" in last
+    assert main(["data", "fetch", name]) == 0  # the advice, followed
+    assert "nothing to fetch" in capsys.readouterr().out

@@ -101,3 +101,18 @@ def test_every_reader_of_a_run_whose_data_moved_says_where_the_run_records_it(
         cli_bad(capsys, one_sentence, argv, f"{data}: no such file", "config.json of", "put it back there")
     (trained.parent / "moved.npz").rename(data)  # the advice
     assert main(["train", "--resume", "--out", str(trained), "--epochs", "2", "--no-progress"]) == 0
+
+
+def test_the_run_s_own_changed_data_named_by_dataset_is_not_sent_back_to_dataset(
+        trained: Path, capsys: pytest.CaptureFixture[str], one_sentence: Callable[..., None]) -> None:
+    """`eval RUN --dataset D`, D the run's own data changed since, was told to "evaluate other data
+    with `vaekit eval RUN --dataset DATA`", the command it was; a copy of D elsewhere is other data."""
+    data = trained.parent / "d.npz"
+    _array(data, 3)
+    for argv in (["eval", str(trained), "--dataset", str(data), *EVAL],
+                 ["report", str(trained), "--dataset", "d.npz", "--k", "2"]):
+        err = cli_bad(capsys, one_sentence, argv, "is not the data", "a copy of it at another path")
+        assert "--dataset DATA`" not in err, err
+    copy = trained.parent / "copy.npz"
+    copy.write_bytes(data.read_bytes())  # the advice
+    assert main(["eval", str(trained), "--dataset", str(copy), *EVAL]) == 0

@@ -663,7 +663,8 @@ def test_non_finite_and_huge_flags(tmp_path: Path, capsys: pytest.CaptureFixture
     fresh = tmp_path / "fresh"
     for out in ([], ["--out", str(fresh)]):
         err = run_bad(BASE + flags + out, capsys)
-        one_sentence(err.removeprefix("vaekit train: error: "), "command line", *names)
+        one_sentence(err.removeprefix("vaekit train: error: "), f"{flags[0].split('=')[0]} ({names[0]})",
+                     *names)  # the flag typed, then its key
     assert not fresh.exists() and not (tmp_path / "runs").exists()
 
 
@@ -684,7 +685,7 @@ def test_bad_numbers_and_files_leave_a_run_alone(tmp_path: Path, trained_run: Pa
     before = snapshot(trained_run)
     resume = ["--out", str(trained_run), "--resume"]
     err = run_bad(BASE + ["--lr", "nan"] + resume, capsys)
-    one_sentence(err.removeprefix("vaekit train: error: "), "command line", "optim.lr")
+    one_sentence(err.removeprefix("vaekit train: error: "), "--lr (optim.lr)")
     toml = tmp_path / "c.toml"
     for content, names in ((b"[optim]\nschedule = 'step'\ngamma = nan\n", ["optim.gamma", "nan"]),
                            (b"[train]\nseed = 99999999999999999999999\n", ["train.seed"]),

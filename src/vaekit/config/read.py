@@ -132,7 +132,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
     bound = f.metadata.get("bound")
     if bound is None:  # a bug in the setting's declaration, not user input
         raise AssertionError(f"the number {key} declares no bound")
-    check_value(key, value, bound, origin)  # ints compared exactly, so 10**400 is refused, not overflowed
+    flag = flag_of(f) if origin == COMMAND_LINE else None  # a flag's value named by the flag typed
+    check_value(f"{flag} ({key})" if flag else key, value, bound, None if flag else origin)  # ints exactly
     return float(value) if t.startswith("float") else value
 
 

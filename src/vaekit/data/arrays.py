@@ -81,10 +81,11 @@ def read_array_file(path: Path, notes: dict[str, str] | None = None) -> tuple[np
                 f"{path}: labels must be integers of shape ({images.shape[0]},), "
                 f"found {labels.dtype} of shape {labels.shape}."
             )
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= MAX_CLASSES):
-            raise DataError(f"{path}: labels must be class numbers from 0 to {MAX_CLASSES - 1:,}, found "
-                            f"{int(labels.min()):,} to {int(labels.max()):,}.")
         used = len(np.unique(labels))
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= MAX_CLASSES):
+            top = min(max(2 * used, 100), MAX_CLASSES) - 1  # the bound the next check holds them to
+            raise DataError(f"{path}: labels must be class numbers from 0 to {top:,} for the {used:,} "
+                            f"classes that occur, found {int(labels.min()):,} to {int(labels.max()):,}.")
         if labels.size and int(labels.max()) + 1 > max(2 * used, 100):  # {0, 1000}: 1,001 outputs for 2
             raise DataError(f"{path}: the labels run to {int(labels.max()):,} but only {used:,} classes "
                             f"occur; number the classes 0 to {used - 1:,} (a classifier has one output "

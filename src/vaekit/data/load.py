@@ -344,8 +344,10 @@ def check_mirror(name: str, mirror: str | None, data_dir: str | Path | None) -> 
     if name not in REGISTRY:
         if name in BUILTIN or reader_for(name) is not None or _looks_like_path(name):
             what = "bundled with scikit-learn" if name in BUILTIN else "read from its own path"
-            raise ConfigError(f"--mirror {mirror} applies only to the sets vaekit downloads "
-                              f"({', '.join(REGISTRY)}); {name} is {what}, so leave --mirror out.")
+            also = " and --data-dir" if data_dir is not None else ""  # refused for it too: both named
+            raise ConfigError(f"--mirror {mirror}{also} {'apply' if also else 'applies'} only to the sets "
+                              f"vaekit downloads ({', '.join(REGISTRY)}); {name} is {what}, so leave "
+                              f"--mirror{also} out.")
         return
     origin, directory = candidate_dirs(name, data_dir)[0]
     if origin == DATA_DIR:

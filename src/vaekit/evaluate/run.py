@@ -223,7 +223,8 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
                         "first.") from None
     if own:
         check_trained_data(Path(run_dir), ds, name, f"evaluate other data with `vaekit eval {run_dir} "
-                           "--dataset DATA`")
+                           "--dataset DATA`" if dataset is None else "give --dataset a copy of it at another "
+                           "path, which is read as other data")  # the run's own path: its own data
     expected = tuple(config.model.image_shape or ())
     if ds.image_shape != expected:
         c, h, w = ds.image_shape
