@@ -496,7 +496,7 @@ def test_a_probe_with_one_class_in_its_training_labels(run: Path, monkeypatch: p
         ds.train.labels = torch.zeros_like(ds.train.labels)
         return ds
 
-    monkeypatch.setattr("vaekit.evaluate.run.load_configured", one_class)
+    monkeypatch.setattr("vaekit.runs.load.load_configured", one_class)  # the run's own data is read there
     # the labels are changed in memory on purpose: not the data the checkpoint's hash records
     monkeypatch.setattr("vaekit.evaluate.run.check_trained_data", lambda *args, **kwargs: None)
     result = evaluate_run(run, k=2, progress=False, write=False)

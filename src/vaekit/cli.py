@@ -339,7 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if done.code == 2:  # VaekitParser.error has printed its line
             return 2
         raise
-    if getattr(args, "nproc", 1) > 1 and os.environ.get("WORLD_SIZE") is None:
+    world = os.environ.get("WORLD_SIZE")
+    if getattr(args, "nproc", 1) > 1 and world is not None:  # the ranks vaekit starts get no --nproc
+        print(f"vaekit {args.command}: error: --nproc {args.nproc} starts processes of its own, but "
+              f"WORLD_SIZE is set ({world[:40]!r}), as a launcher such as torchrun sets it in each process "
+              "it starts; unset WORLD_SIZE, or leave --nproc out.", file=sys.stderr)
+        return 2
+    if getattr(args, "nproc", 1) > 1:
         try:
             return launch_ranks(args, sys.argv[1:] if argv is None else argv)
         except VaekitError as err:  # found before torchrun starts, or the ranks' sentences: said once

@@ -221,7 +221,8 @@ BAD = {
     "side-too-small-names-side": (["--side", "1"], ["not 1x1 (--side 4)"]),
     # the flag takes no 0 (a TOML file's 0 keeps the images as they are): the sentence offers none
     "side-past-its-bound": (["--side", "100000"],
-                            ["data.side: the image side to resize to must be at most 4096, got 100000."]),
+                            ["--side (data.side): the image side to resize to must be at most 4096, got "
+                             "100000."]),
     "sides-and-image-size": (["--compare", "--sides", "8", "--image-size", "16"],
                              ["data.side (8) and data.image_size (16)", "--sides", "leave --image-size out"]),
 }

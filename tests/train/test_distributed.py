@@ -360,6 +360,20 @@ def test_nproc_starts_torchrun(tmp_path: Path) -> None:
     assert without_nproc(["train", "--nproc", "2", "--out", "x", "--nproc=3"]) == ["train", "--out", "x"]
 
 
+@pytest.mark.parametrize("command", ["train", "classify"])
+def test_nproc_under_a_launcher_s_world_size_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        one_sentence: Any, command: str) -> None:
+    """With WORLD_SIZE=1 set, `--nproc 2` trained in one process without a word (vaekit starts its
+    ranks only where no launcher has): the flag would do nothing, so it is refused."""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    out = tmp_path / "run"
+    assert main([command, "--data", "digits", "--epochs", "1", "--nproc", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    one_sentence(err.removeprefix(f"vaekit {command}: error: "), "--nproc 2", "WORLD_SIZE", "'1'")
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------------- in one process
 
 

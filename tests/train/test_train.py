@@ -733,3 +733,17 @@ def test_an_epoch_that_will_be_slow_is_said_once_where_no_bar_shows_it(
     assert len(notes) == 1 and "of epoch 1 took" in notes[0], notes
     if batches is not None:
         assert f"its {batches:,} batches will take up to about" in notes[0], notes
+
+
+def test_a_resume_with_a_setting_its_data_cannot_take_is_told_so_not_to_train_anew(
+        trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """`--resume --val-size 10` of a digits run was told to train a new run into another --out, which
+    was then refused: digits takes no --val-size. Both now say so, and the run is left as it was."""
+    before = snapshot(trained_run)
+    for argv in (["--out", str(trained_run), "--resume", "--no-progress", "--val-size", "10"],
+                 ["--data", "digits", "--val-size", "10", "--out", str(tmp_path / "new"), "--epochs", "1"]):
+        err = run_bad(["train", *argv], capsys)
+        one_sentence(err.removeprefix("vaekit train: error: "), "--val-size", "digits is split 80/10/10",
+                     "leave it out")
+        assert "another --out" not in err, err
+    assert snapshot(trained_run) == before and not (tmp_path / "new").exists()

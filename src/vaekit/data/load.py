@@ -47,6 +47,7 @@ from vaekit.data.registry import (
     candidate_dirs,
     check_name,
     check_not_url,
+    check_val_size,
     checksum_status,
     fetch,
     find_file,
@@ -211,9 +212,7 @@ def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | Path | None = None
     for text, what in ((name, "the dataset name or path"), (data_dir, "the data directory")):
         if text:
             check_path_length(str(text), what)
-    if val_size is not None and name not in REGISTRY:
-        raise DataError(f"data.val_size (--val-size) applies to the downloaded sets "
-                        f"({', '.join(sorted(REGISTRY))}); {name} is split 80/10/10, so leave it out.")
+    check_val_size(name, val_size)
     reader = check_source(name, data_dir)
     if images is not None and images.skip_bad and (reader is None or not reader.decodes_images):
         raise DataError(f"--skip-bad (data.skip_bad) skips the unreadable files of a folder of images, but "
