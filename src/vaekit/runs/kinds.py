@@ -104,7 +104,7 @@ def anchor_data(config: Any, resumed: Any = None) -> None:
     setting the data cannot take (`check_val_size`) is refused here, before a resumed run's config
     is compared with it."""
     data, old = config.data, None if resumed is None else resumed.data
-    check_val_size(data.name, data.val_size)
+    check_val_size(data.name, getattr(data, "val_size", None))  # a classifier's data section has none
     if old is not None and same_source(data.name, old.name):
         data.name = old.name
     elif user_data_path(data.name) is not None and os.path.lexists(data.name):
