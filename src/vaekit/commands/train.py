@@ -12,6 +12,7 @@ from vaekit import config as cfg
 from vaekit.commands.flags import CONFIG_PATH, OUT_PATH
 from vaekit.commands.tables import add_table, check_device, flag_table, given
 from vaekit.config import TrainConfig, load_toml
+from vaekit.data.registry import check_val_size
 from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
 from vaekit.runs import anchor_data, read_config, resumed_config, trained_epochs
@@ -58,6 +59,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     flags = given(args, FLAGS)  # the flags given, by section
     config = cfg.apply(base, flags, cfg.COMMAND_LINE)
     anchor_data(config, start if args.resume else None)  # the run finds its data from anywhere later
+    check_val_size(config.data.name, config.data.val_size)  # before a resume compares it with the run's
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)

@@ -213,10 +213,10 @@ def load_test_set(run_dir: str | Path, dataset: str | None = None, data_dir: str
     data = replace(config.data, name=name, data_dir=place, val_size=split)
     try:  # the run's own data read as the run reads it, with its sentences for a folder changed since
         ds = runs.load_run_data(data, Path(run_dir)) if own else load_configured(data)
-    except (MixedSizes, Unreadable) as err:  # other data; eval and report have no --image-size nor --skip-bad
-        if isinstance(err, Unreadable):
-            raise err.advising(f"remove it from {name} first (eval and report read every file of a "
-                               "folder)") from None
+    except Unreadable as err:  # other data; eval and report have no --skip-bad
+        raise err.advising(f"remove it from {name} first (eval and report read every file of a "
+                           "folder)") from None
+    except MixedSizes as err:  # other data; eval and report have no --image-size
         size = "x".join(map(str, (config.model.image_shape or [0, 0, 0])[1:]))
         raise DataError(f"{err.said}, but the model of {run_dir} takes images of {size}: eval and report "
                         f"read other data at its own size, so give every image of {name} that size "

@@ -26,7 +26,6 @@ from vaekit.config import TrainConfig, from_dict, spell, spell_key
 from vaekit.config import validate as validate_config
 from vaekit.data.binarize import eval_images
 from vaekit.data.load import same_source, user_data_path, uses_data_dir
-from vaekit.data.registry import check_val_size
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.runs.files import CHECKPOINT, CHECKPOINT_KEY, CONFIG, CONFIG_KEY, MODEL, parse_json, read_run_file
 from vaekit.runs.tensor_files import read_metadata
@@ -100,11 +99,8 @@ def anchor_data(config: Any, resumed: Any = None) -> None:
     the working directory, made absolute in `config`, so that the run, which records them in its
     config.json, finds them from any directory later; where `resumed` (the config of the run a
     resume continues) names the same file or folder, the name as the run wrote it, which its
-    model file records too. A name of no file or folder (a set known by name) is left as it is. A
-    setting the data cannot take (`check_val_size`) is refused here, before a resumed run's config
-    is compared with it."""
+    model file records too. A name of no file or folder (a set known by name) is left as it is."""
     data, old = config.data, None if resumed is None else resumed.data
-    check_val_size(data.name, getattr(data, "val_size", None))  # a classifier's data section has none
     if old is not None and same_source(data.name, old.name):
         data.name = old.name
     elif user_data_path(data.name) is not None and os.path.lexists(data.name):
