@@ -180,7 +180,7 @@ def classifier_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 BAD = {
     "layers-do-not-fit": (["--layers", "Conv2d(8, 5)", "Conv2d(8, 5)", "Flatten()", "Linear(10)"],
-                          ["layer 2", "Conv2d(8, 5)"]),
+                          ["model.layers (--layers): layer 2", "Conv2d(8, 5)"]),
     "too-few-logits": (["--layers", "Flatten()", "Linear(3)"], ["Linear(10)"]),
     "unknown-preset": (["--preset", "resnet"], ["preset", "resnet"]),
     "unknown-optimizer": (["--optimizer", "lion"], ["optimizer", "lion"]),
@@ -252,7 +252,13 @@ def test_a_device_that_is_not_there_is_refused_before_the_table(tmp_path: Path, 
     ('[data]\nresize = "bilinear"\n', ["data.resize (--resize) is used only with"]),
     ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n',
      ["model.preset (--preset) is used only with"]),
-    ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n', ["layer 3 Dropout: p"]),
+    ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n',
+     ["model.layers (--layers): layer 3 Dropout: p"]),
+    # a layer list is named by its key wherever it was written: unknown, not fitting, no logits
+    ('[model]\nlayers = ["Bogus(3)"]\n', ["model.layers (--layers): layer 1", "unknown layer 'Bogus'"]),
+    ('[model]\nlayers = ["Conv2d(8, kernel_size=30)", "Flatten()", "Linear(10)"]\n',
+     ["model.layers (--layers): layer 1", "kernel_size 30"]),
+    ('[model]\nlayers = ["Flatten()", "Linear(3)"]\n', ["model.layers (--layers): the layers end in"]),
     ('[data]\ncrop = 9\n', ["data.crop 9", "8x8"]),
     ('[data]\nimage_size = "16"\nside = 8\n', ["data.side (8) and data.image_size (16)"]),
     # the settings filled in from the data, given otherwise: named by their keys, with the fix

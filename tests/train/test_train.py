@@ -230,12 +230,14 @@ def test_kill_while_writing_a_checkpoint_leaves_a_loadable_one(
     assert_same_run(tmp_path / "full", tmp_path / "part")
 
 
-def test_resume_of_a_finished_run_does_nothing(tmp_path: Path, digits: Dataset) -> None:
-    fit(small(), tmp_path / "run", log=quiet, dataset=digits)
+@pytest.mark.parametrize(("epochs", "count"), [(1, "1 epoch "), (2, "2 epochs ")])
+def test_resume_of_a_finished_run_does_nothing(tmp_path: Path, digits: Dataset, epochs: int,
+                                               count: str) -> None:
+    fit(small(train__epochs=epochs), tmp_path / "run", log=quiet, dataset=digits)
     before = snapshot(tmp_path / "run")
     lines: list[str] = []
-    fit(small(), tmp_path / "run", resume=True, log=lines.append, dataset=digits)
-    assert "nothing to do" in lines[-1]
+    fit(small(train__epochs=epochs), tmp_path / "run", resume=True, log=lines.append, dataset=digits)
+    assert "nothing to do" in lines[-1] and f"already trained for {count}(" in lines[-1], lines[-1]
     assert snapshot(tmp_path / "run") == before
 
 

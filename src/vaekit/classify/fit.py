@@ -31,7 +31,7 @@ from vaekit.classify.models import build_classifier, layer_rows, layer_texts
 from vaekit.config import FILLED_IN
 from vaekit.data.load import Dataset, load_configured, note_lines
 from vaekit.device import format_bytes, resolve_device
-from vaekit.errors import ConfigError
+from vaekit.errors import ConfigError, SpecError
 from vaekit.train.engines import Engine
 from vaekit.train.fit import check_resume_config, run_task, say_notes
 from vaekit.train.loop import Batches, Beta
@@ -42,9 +42,10 @@ from vaekit.train.task import LoopOptions
 
 def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
     """Fill in model.image_shape (after data.side) and model.classes from the dataset, and return
-    the network's rows; a shape that does not fit is a SpecError naming the layer, and a crop's
-    padding as large as the images a ConfigError, before any training. A config that already has
-    them (a resumed run) must agree with the data."""
+    the network's rows; a shape that does not fit is a SpecError naming the layer (and, for a layer
+    list, model.layers, which a TOML file or --layers sets), and a crop's padding as large as the
+    images a ConfigError, before any training. A config that already has them (a resumed run) must
+    agree with the data."""
     c, h, w = ds.image_shape
     shape = [c, h, w] if config.data.side == 0 else [c, config.data.side, config.data.side]
     if config.data.crop >= min(shape[1:]):
@@ -60,8 +61,13 @@ def prepare_config(config: ClassifierConfig, ds: Dataset) -> list[LayerRow]:
         raise ConfigError(f"model.classes is {m.classes}, but {config.data.name} has {classes} classes; "
                           f"{FILLED_IN.format(key='model.classes')}")
     m.image_shape, m.classes = shape, classes
-    return layer_rows(layer_texts(m, shape, classes), shape, classes,
-                      "--side" if config.data.side else "--image-size")
+    try:
+        return layer_rows(layer_texts(m, shape, classes), shape, classes,
+                          "--side" if config.data.side else "--image-size")
+    except SpecError as err:  # a layer list is named by its key and flag, wherever it was written
+        if not m.layers:
+            raise
+        raise SpecError(f"model.layers (--layers): {err}") from None
 
 
 def run_bytes(rows: Sequence[LayerRow], batch: int, dataset_bytes: int) -> tuple[int, int, int]:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     print(f"best validation accuracy {100 * summary['best_val_accuracy']:.2f}% at epoch "
-          f"{summary['best_epoch']} ({summary['epochs']} epochs); model: {out / 'model.safetensors'}")
+          f"{summary['best_epoch']} ({cfg.n_epochs(summary['epochs'])}); model: {out / 'model.safetensors'}")
     print(f"{classify_eval.headline(result)} | {result['params']:,} parameters, {result['macs']:,} MACs "
           f"per image | {summary['epoch_seconds']:.1f} s per epoch | peak memory "
           f"{summary['peak_memory_mb']:,.0f} MiB (this process) | `vaekit classify eval {out}` for the "

@@ -90,5 +90,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{budget_name(args, out)} {err.detail}") from None
     if not summary["rank"]:  # under torchrun, rank 0 reports
         print(f"best validation -ELBO {summary['best_val_neg_elbo']:.2f} nats at epoch "
-              f"{summary['best_epoch']} ({summary['epochs']} epochs); model: {out / 'model.safetensors'}")
+              f"{summary['best_epoch']} ({cfg.n_epochs(summary['epochs'])}); model: "
+              f"{out / 'model.safetensors'}")
     return 0

@@ -45,7 +45,14 @@ from vaekit.config.environ import (
     rank_errors_value,
     seconds_of,
 )
-from vaekit.config.epochs import FLOAT32_TINY, check_epochs, check_planned_epochs, check_warmup, flushed_epoch
+from vaekit.config.epochs import (
+    FLOAT32_TINY,
+    check_epochs,
+    check_planned_epochs,
+    check_warmup,
+    flushed_epoch,
+    n_epochs,
+)
 from vaekit.config.read import (
     COMMAND_LINE,
     FILLED_IN,
@@ -140,7 +147,7 @@ __all__ = [  # the public names of the modules, each imported from here
     "apply", "bounds_of", "channels_sentence", "check_choices", "check_data_images", "check_fields",
     "check_used", "check_value", "given_keys",
     "check_conv_stride", "check_epochs", "check_image_shape", "check_planned_epochs", "check_warmup",
-    "check_with_data", "FLOAT32_TINY", "flushed_epoch",
+    "check_with_data", "n_epochs", "FLOAT32_TINY", "flushed_epoch",
     "checkpoint_interval", "choice", "differences", "flag_of", "format_duration", "from_dict", "is_int",
     "is_number", "kind_of", "load_toml", "parse_duration", "parse_image_channels", "parse_image_size",
     "parse_int_list",

@@ -23,8 +23,8 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
         return
     if t.warmup > t.epochs:
         raise ConfigError(f"train.warmup is {t.warmup:g} epochs (--warmup), longer than the run's "
-                          f"{_epochs(t.epochs)} (train.epochs, --epochs), so the KL weight would never reach "
-                          f"beta; give a warm-up of at most {_epochs(t.epochs)}, or more epochs.")
+                          f"{n_epochs(t.epochs)} (train.epochs, --epochs), so the KL weight would never "
+                          f"reach beta; give a warm-up of at most {n_epochs(t.epochs)}, or more epochs.")
 
 
 def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig,
@@ -43,7 +43,8 @@ def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainCon
                           "the epochs given beside it would do nothing; leave one of the two out.")
 
 
-def _epochs(n: int) -> str:
+def n_epochs(n: int) -> str:
+    """`n` epochs in words: "1 epoch", "3 epochs"."""
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
@@ -78,17 +79,17 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
     whose, more = (("the time budget's plan", "a longer time budget") if planned is not None
                    else ("train.epochs", "more epochs"))
     if 0 < t.patience >= n and {"train.patience", "train.epochs"} & changed:
-        raise ConfigError(f"train.patience (--patience) is {_epochs(t.patience)}, as many as the run's "
-                          f"{_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
+        raise ConfigError(f"train.patience (--patience) is {n_epochs(t.patience)}, as many as the run's "
+                          f"{n_epochs(n)} ({whose}) or more, so early stopping could never stop it; give a "
                           f"patience below {n} (0 for none), or {more}.")
     if o.schedule == "step" and o.step_size >= n and {"optim.step_size", "optim.schedule", "train.epochs"} \
             & changed:
         when = [f"a step size below {n} (optim.step_size in the --config file)"] if n > 1 else []  # >= 1
-        when += [more if planned is not None else f"at least {_epochs(o.step_size + 1)}"]
+        when += [more if planned is not None else f"at least {n_epochs(o.step_size + 1)}"]
         first = flushed_epoch(o) == o.step_size + 1  # its first decay takes the rate to 0: the rule below
         fix = ("give " + ("a larger gamma (this one's first decay would take the rate below float32's "
                           "range) with " if first else "") + " or ".join(when) + ", or --schedule none")
-        raise ConfigError(f"optim.step_size is {_epochs(o.step_size)}, as many as the run's {_epochs(n)} "
+        raise ConfigError(f"optim.step_size is {n_epochs(o.step_size)}, as many as the run's {n_epochs(n)} "
                           f"({whose}) or more, so the step schedule (--schedule step) would never "
                           f"decay the learning rate; {fix}.")
     flushed = flushed_epoch(o)
@@ -98,9 +99,9 @@ def check_epochs(config: Any, base: Any, epochs: int | None = None, planned: int
         fewer = "fewer epochs" if planned is None else "a shorter time budget"
         later = (flushed - 1) // o.step_size > 1
         fix = f"a larger gamma or step size, or {fewer}" if later else "a larger gamma, or --schedule none"
-        raise ConfigError(f"optim.gamma {o.gamma:g} every optim.step_size of {_epochs(o.step_size)} takes "
+        raise ConfigError(f"optim.gamma {o.gamma:g} every optim.step_size of {n_epochs(o.step_size)} takes "
                           f"the learning rate {o.lr:g} below float32's smallest normal number, "
-                          f"{FLOAT32_TINY:.3g} (read as 0), at epoch {flushed} of the run's {_epochs(n)} "
+                          f"{FLOAT32_TINY:.3g} (read as 0), at epoch {flushed} of the run's {n_epochs(n)} "
                           f"({whose}), so the epochs from there on would not train; give {fix}.")
 
 FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny: smaller is flushed to 0

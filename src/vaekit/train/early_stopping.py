@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaekit import runs
-from vaekit.config import differences, flag_of, settings_of
+from vaekit.config import differences, flag_of, n_epochs, settings_of
 from vaekit.errors import ConfigError
 from vaekit.train.optim import resumed_schedule_note
 from vaekit.train.resume import Progress
@@ -89,7 +89,7 @@ def left_to_train(task: Task, progress: Progress, stopping: EarlyStopping, out: 
     if progress.stopped:
         log(f"{out}: the run already ended at epoch {progress.epoch} ({progress.stopped}).")
     else:
-        log(f"{out}: already trained for {progress.epoch} epochs ("
+        log(f"{out}: already trained for {n_epochs(progress.epoch)} ("
             + ("the plan of its time budget" if budget else f"--epochs {epochs}") + "); nothing to do.")
     return False
 
@@ -106,11 +106,12 @@ def _ended(task: Task, progress: Progress, out: Path, changed: list[str], patien
     if progress.stopped:
         state, fix = f"the run stopped early at epoch {e} (patience {patience})", lift
     elif task.options.time_budget:
-        state, fix = f"the run has trained the {_epochs(e)} its time budget planned", "a longer --time-budget"
+        state = f"the run has trained the {n_epochs(e)} its time budget planned"
+        fix = "a longer --time-budget"
     else:
-        state, fix = f"the run has trained its {_epochs(e)}", "more --epochs"
+        state, fix = f"the run has trained its {n_epochs(e)}", "more --epochs"
     if key == "train.epochs" and epochs <= e:
-        return (f"{out}: {named} is {epochs}, which does not go past the {_epochs(e)} the run has trained; "
+        return (f"{out}: {named} is {epochs}, which does not go past the {n_epochs(e)} the run has trained; "
                 f"give more than {e}" + (f" with {lift}" if progress.stopped else "")
                 + " to train it on, or leave it out.")
     if key in ("train.epochs", "train.patience") and progress.stopped:
@@ -119,7 +120,3 @@ def _ended(task: Task, progress: Progress, out: Path, changed: list[str], patien
                 "it on.")
     return (f"{out}: {named} acts only while the run trains, but {state}, so it would do nothing; leave "
             f"it out, or give {fix} to train the run on.")
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
