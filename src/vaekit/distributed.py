@@ -103,14 +103,22 @@ def timeout_seconds(text: str | None) -> float:
 
 def place() -> tuple[int, int] | None:
     """(RANK, WORLD_SIZE) as torchrun sets them, None when WORLD_SIZE is unset or 1; each checked
-    (ASCII digits, RANK in [0, WORLD_SIZE), LOCAL_RANK in [0, LOCAL_WORLD_SIZE)) before any
-    rendezvous, so a wrong one is one sentence, not a wait for the timeout."""
+    (ASCII digits, RANK in [0, WORLD_SIZE), LOCAL_RANK in [0, LOCAL_WORLD_SIZE); RANK, MASTER_ADDR
+    and MASTER_PORT set beside a WORLD_SIZE > 1) before any rendezvous, so a wrong one is one
+    sentence, not a wait for the timeout."""
     size = env_int("WORLD_SIZE", 1, MAX_WORLD)
     rank = env_int("RANK", 0, (size or 1) - 1)
     local_size = env_int("LOCAL_WORLD_SIZE", 1, size or 1)
     env_int("LOCAL_RANK", 0, (local_size or size or 1) - 1)
     if size is None or size == 1:
         return None
+    unset = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if unset:  # WORLD_SIZE alone (left in a shell's environment) is not a launch: there is no one to join
+        named = " and ".join([", ".join(unset[:-1]), unset[-1]] if len(unset) > 1 else unset)
+        raise ConfigError(f"WORLD_SIZE is {size}, but {named} "
+                          f"{'is' if len(unset) == 1 else 'are'} not set, as torchrun sets them in each "
+                          "process it starts; launch the command with torchrun (or `vaekit train "
+                          "--nproc`), or unset WORLD_SIZE.")
     return rank or 0, size
 
 

@@ -419,7 +419,8 @@ def test_eval_in_several_processes_is_one_sentence(run_dir: Path, monkeypatch: p
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     status = main(["classify", "--nproc", "2", "eval", str(run_dir)])
     last_error(capsys, status, "classify", one_sentence, "--nproc", "`vaekit classify eval`", "one process")
-    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "9"}.items():
         monkeypatch.setenv(name, value)
     status = main(["classify", "eval", str(run_dir)])
     last_error(capsys, status, "classify", one_sentence, "`vaekit classify eval`", "torchrun")

@@ -505,7 +505,8 @@ def test_a_place_torchrun_cannot_give_is_one_sentence_before_the_rendezvous(
 def test_a_place_torchrun_gives_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     from vaekit.distributed import place
 
-    for name, value in {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+    for name, value in {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "9"}.items():
         monkeypatch.setenv(name, value)
     assert place() == (3, 4)
     monkeypatch.setenv("WORLD_SIZE", "1")
@@ -513,6 +514,27 @@ def test_a_place_torchrun_gives_is_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert place() is None
+
+
+@pytest.mark.parametrize(("env", "unset"), [
+    ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR and MASTER_PORT are not set"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR and MASTER_PORT are not set"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}, "MASTER_PORT is not set")])
+def test_a_world_size_left_in_the_environment_is_not_a_launch(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        one_sentence: Any, env: dict[str, str], unset: str) -> None:
+    """WORLD_SIZE without the rest of what torchrun sets: one sentence naming what is missing,
+    before any rendezvous (which waited for a RANK, then failed naming rank 0 at `?:?`)."""
+    from vaekit import distributed
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "_WORLD", None)
+    with pytest.raises(ConfigError) as err:
+        distributed.world()
+    one_sentence(str(err.value), "WORLD_SIZE is 2", unset, "torchrun", "unset WORLD_SIZE")
 
 
 @pytest.mark.parametrize("flags", [["--data", "bogusname"], ["--data", "digits", "--estimator", "score"],
