@@ -171,3 +171,25 @@ def test_a_data_dir_without_fashion_mnist_is_refused_before_any_work(
     monkeypatch.setattr(build.exercise1, "question1", started)
     with pytest.raises(DataError):
         build.build_sheet(tmp_path / "work", data_dir=str(data_dir))
+
+
+def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
+        built: Built, tmp_path: Path, one_sentence: Callable[..., None]) -> None:
+    """--data-dir is where the page finds its IDX sets: with a --vae-run of digits (no data
+    directory) it is Ex.1's Fashion-MNIST only, and the run reads its own data; with --compare too,
+    nothing would read it, which is said."""
+    from vaekit.errors import ConfigError, DataError
+    from vaekit.sheet import build
+    from vaekit.sheet import vae_run as vr
+
+    empty = tmp_path / "idx"
+    empty.mkdir()
+    with pytest.raises(DataError) as err:  # the compare's set is looked for there, the run's is not
+        build.check_sheet_data(str(empty), built.run, None)
+    one_sentence(str(err.value), str(empty), "fashion-mnist")
+    assert "digits" not in str(err.value)
+    with pytest.raises(ConfigError) as refused:
+        build.check_sheet_data(str(empty), built.run, built.compare)
+    one_sentence(str(refused.value), f"--data-dir {empty}", "digits", "leave --data-dir out")
+    run = vr.prepare(built.run, tmp_path / "work", 1, 2, 0, str(empty), 1, lambda _: None)
+    assert run.dataset.image_shape == (1, 8, 8) and not run.trained_here

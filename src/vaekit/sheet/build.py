@@ -16,7 +16,9 @@ from torch import Tensor
 
 from vaekit.checks import run_checks
 from vaekit.classify.config import ClassifierConfig
-from vaekit.data.load import check_findable
+from vaekit.data.load import check_findable, uses_data_dir
+from vaekit.data.registry import REGISTRY
+from vaekit.errors import ConfigError
 from vaekit.sheet import errata as er
 from vaekit.sheet import exercise1, exercise2
 from vaekit.sheet import vae_run as vr
@@ -66,11 +68,17 @@ def check_sheet_data(data_dir: str | None, vae_run: str | Path | None,
                      compare_dir: str | Path | None) -> None:
     """The sets the page would read from `data_dir`, found before any work (`check_findable`: a data
     directory that does not hold one is refused now, not after Ex.1's training): the compare's
-    (unless `compare_dir` gives one) and Q6's (configs/sheet.toml's, or the run `vae_run`'s)."""
+    (unless `compare_dir` gives one) and Q6's (configs/sheet.toml's, or the run `vae_run`'s), those
+    of them that are looked up in a data directory; a ConfigError when none is."""
     if data_dir is None:
         return
     names = [] if compare_dir is not None else [ClassifierConfig().data.name]
-    for name in {*names, vr.data_name(None if vae_run is None else Path(vae_run))}:
+    names.append(vr.data_name(None if vae_run is None else Path(vae_run)))
+    if not any(uses_data_dir(name) for name in names):  # a digits --vae-run beside a --compare
+        raise ConfigError(f"--data-dir {data_dir} would be read by nothing: the page reads no IDX set "
+                          f"({', '.join(REGISTRY)}), as --compare gives Ex.1's table and the --vae-run's "
+                          f"data is {names[-1]}; leave --data-dir out.")
+    for name in {name for name in names if uses_data_dir(name)}:
         check_findable(name, data_dir)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from vaekit import runs
 from vaekit.config import TrainConfig, load_toml
-from vaekit.data.load import Dataset
+from vaekit.data.load import Dataset, uses_data_dir
 from vaekit.errors import CheckpointError, ConfigError
 from vaekit.evaluate.eval_json import read_eval
 from vaekit.evaluate.run import CPU_MACS_PER_SECOND, evaluate_run, load_test_set
@@ -121,6 +121,8 @@ def prepare(run_dir: Path | None, work: Path, epochs: int, k: int, seed: int, da
         config = sheet_config(epochs, seed, data_dir, threads)
         log(f"Ex.2 Q6: training the sheet's MLP VAE (configs/sheet.toml) for {epochs} epochs")
         fit(config, run_dir, show_bar=False, log=log)
+    elif not uses_data_dir(data_name(run_dir)):  # --data-dir is the page's IDX sets', not this run's
+        data_dir = None
     model, config, x, labels, ds = load_test_set(run_dir, data_dir=data_dir)
     evaluation = read_eval(run_dir)
     if evaluation is None:
