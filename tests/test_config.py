@@ -359,7 +359,7 @@ def test_a_setting_declares_its_choices_range_flag_and_help() -> None:
                                  "extra.sizes": Bound("each size", 1, 9)}
     assert resumable_of(Tiny()) == ("extra.level",)
     assert Tiny().extra.sizes == [2, 3] and Tiny().extra.sizes is not Tiny().extra.sizes
-    with pytest.raises(ConfigError, match=r'^unknown mode "c"; valid values are a, b\.$'):
+    with pytest.raises(ConfigError, match=r'^unknown --mode "c" \(extra\.mode\); valid values are a, b\.$'):
         check_choices(apply(Tiny(), {"extra": {"mode": "c"}}, "command line"))
     with pytest.raises(ConfigError, match=r"^--lvl \(extra.level\): the level must be at most 3, "
                                           r"got 4\.$"):  # a flag's value: named by the flag, then the key
@@ -567,8 +567,8 @@ def test_an_image_shape_the_data_does_not_have_names_the_key(
 
 
 @pytest.mark.parametrize(("flags", "words"), [
-    (["--image-fit", "bogus"], ['unknown image_fit "bogus"', "crop, pad"]),
-    (["--variance", "bogus"], ['unknown variance "bogus"', "pixel, global"]),
+    (["--image-fit", "bogus"], ['unknown --image-fit "bogus" (data.image_fit)', "crop, pad"]),
+    (["--variance", "bogus"], ['unknown --variance "bogus" (model.variance)', "pixel, global"]),
 ])
 def test_an_unknown_value_of_an_unused_setting_is_named_unknown_first(
         flags: list[str], words: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
@@ -890,7 +890,8 @@ def test_epochs_given_beside_a_time_budget_on_a_resume_are_refused_whatever_thei
     capsys.readouterr()
     assert main([*base, "--resume", "--epochs", "2", "--time-budget", "20s"]) == 2
     err = capsys.readouterr().err.strip().removeprefix("vaekit train: error: ")
-    one_sentence(err, "train.epochs (--epochs) is planned by the time budget")
+    one_sentence(err, "train.epochs (--epochs) is planned by the time budget (train.time_budget, "
+                 "--time-budget)")  # both settings by their flags, as typed
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 

@@ -80,7 +80,7 @@ def test_a_second_training_into_a_busy_directory_is_refused(training: Any, capsy
     err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(out), "--resume"], str(out))
     assert "being written by another vaekit process" in err
     err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(out), "--seed", "1"], str(out))
-    assert "already holds a run" in err  # refused before it even asks for the lock
+    assert "being written by another vaekit process" in err  # not "pass --resume", which is refused
     err = cli_bad(capsys, one_sentence, ["eval", str(out), "--k", "2", "--no-progress"], str(out))
     assert "being written by another vaekit process" in err
     cli_bad(capsys, one_sentence, ["report", str(out), "--k", "2"], str(out))
@@ -98,6 +98,8 @@ def test_a_second_training_into_a_busy_directory_is_refused(training: Any, capsy
     rows = runs.read_metrics(out)
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
     assert runs.read_config(out).train.seed == 0
+    err = cli_bad(capsys, one_sentence, [*TRAIN, "--epochs", "3", "--out", str(out), "--seed", "1"], str(out))
+    assert "already holds a run" in err and "pass --resume" in err  # the writer gone: the run's own advice
     # an interrupt between the metrics row and the checkpoint leaves one row more (resume trims it)
     assert len(rows) - 1 <= runs.load_checkpoint(out)[2]["epoch"] <= len(rows)
 

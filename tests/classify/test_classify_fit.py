@@ -182,6 +182,10 @@ BAD = {
     "layers-do-not-fit": (["--layers", "Conv2d(8, 5)", "Conv2d(8, 5)", "Flatten()", "Linear(10)"],
                           ["model.layers (--layers): layer 2", "Conv2d(8, 5)"]),
     "too-few-logits": (["--layers", "Flatten()", "Linear(3)"], ["Linear(10)"]),
+    # two faults, both said: the size advised alone met the second refusal
+    "too-small-and-no-logits": (["--layers", "Conv2d(4, 9)"],
+                                ["(--image-size 9); at that size, the layers end in an output of shape 4x1x1",
+                                 "Linear(10)"]),
     "unknown-preset": (["--preset", "resnet"], ["preset", "resnet"]),
     "unknown-optimizer": (["--optimizer", "lion"], ["optimizer", "lion"]),
     "side-zero": (["--side", "0"], ["--side"]),
@@ -203,9 +207,10 @@ BAD = {
     "image-fit-without-image-size": (["--image-fit", "pad"],  # the key and the flag the user typed
                                      ["data.image_fit (--image-fit) is used only with", "--image-size"]),
     "preset-with-layers": (["--preset", "dense", "--layers", "Flatten()", "Linear(10)"],
-                           ["model.preset (--preset) is used only with", "--layers"]),
+                           ["model.preset (--preset) is used only with", "--layers",
+                            "which is not the case here"]),  # not "not set": the preset is
     "unknown-preset-with-layers": (["--preset", "resnet", "--layers", "Flatten()", "Linear(10)"],
-                                   ['unknown preset "resnet"']),
+                                   ['unknown --preset "resnet" (model.preset)']),
     "crop-larger-than-images": (["--crop", "64"], ["data.crop 64 (--crop)", "8x8 images", "at most 7"]),
     "crop-as-large-as-images": (["--crop", "8"], ["data.crop 8", "8x8 images"]),
     "step-schedule-never-steps": (["--schedule", "step"], ["optim.step_size is 30 epochs", "run's 1 epoch ",

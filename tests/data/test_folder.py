@@ -487,7 +487,7 @@ def test_skip_bad_skips_and_counts(tmp_path: Path) -> None:
     (root / "00005.png").write_text("not an image")
     got = read_folder(root, ImageOptions(skip_bad=True), progress=False)
     assert got.images.shape[0] == 10
-    assert got.notes["skipped"].startswith("skipped 2 unreadable files")
+    assert got.notes["skipped"].startswith("2 unreadable files")
 
 
 def test_a_skipped_file_does_not_set_the_channels(tmp_path: Path) -> None:
@@ -501,7 +501,7 @@ def test_a_skipped_file_does_not_set_the_channels(tmp_path: Path) -> None:
     got = read_folder(root, ImageOptions(skip_bad=True), progress=False, cache=False)
     assert got.images.shape == (12, 1, 5, 5)
     np.testing.assert_array_equal(got.images[:, 0], grey)
-    assert got.notes["skipped"] == "skipped 1 unreadable files (first: 00000-bad.png)"
+    assert got.notes["skipped"] == "1 unreadable file (first: 00000-bad.png)"  # one, in the singular
     assert "channels" not in got.notes
 
 
@@ -509,14 +509,14 @@ def truncated_folder(root: Path) -> tuple[str, ...]:
     """Two classes of 12 grey PNGs, one of them cut: what a run under --skip-bad must say."""
     write_pngs(root, noise(24, 5, 5), np.repeat(np.arange(2), 12))
     truncated_png(root / "c0" / "00003.png")
-    return ("skipped 1 unreadable files", "c0/00003.png")
+    return ("1 unreadable file (", "c0/00003.png")
 
 
 def rgba_folder(root: Path) -> tuple[str, ...]:
     """Two classes of 12 RGB PNGs, one of them RGBA: its alpha channel dropped, said so."""
     write_pngs(root, noise(24, 5, 5, 3), np.repeat(np.arange(2), 12))
     Image.fromarray(noise(1, 5, 5, 4)[0], "RGBA").save(root / "c1" / "00013.png")
-    return ("dropped the alpha channel of 1 images",)
+    return ("dropped the alpha channel of 1 image",)  # in the singular
 
 
 @pytest.mark.parametrize("make", [truncated_folder, rgba_folder], ids=["skipped", "alpha"])

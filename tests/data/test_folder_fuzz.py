@@ -122,7 +122,8 @@ def test_a_hostile_folder_gives_its_good_images_or_one_sentence(
         assert good >= MIN_IMAGES and (skip_bad or not bad)
         assert len(ds.train) + len(ds.val) + len(ds.test) == good
         if bad:
-            assert ds.notes["skipped"].startswith(f"skipped {bad} unreadable files"), ds.notes
+            files = f"{bad} unreadable file{'' if bad == 1 else 's'} ("
+            assert ds.notes["skipped"].startswith(files), ds.notes
         else:
             assert "skipped" not in ds.notes
     finally:

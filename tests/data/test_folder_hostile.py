@@ -67,7 +67,7 @@ def refused_and_skipped(root: Path, named: Path, checks: tuple[Callable[..., Any
         cli_error(cli.main(["data", "info", str(root)]), named)
         got = read_folder(root, ImageOptions(skip_bad=True), progress=False)
     assert got.images.shape == (N_GOOD, 1, 5, 5)
-    assert got.notes["skipped"].startswith("skipped 1 unreadable files"), got.notes
+    assert got.notes["skipped"].startswith("1 unreadable file ("), got.notes
     assert named.name in got.notes["skipped"]
     return got.notes
 

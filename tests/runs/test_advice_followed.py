@@ -62,6 +62,14 @@ def test_a_folder_of_runs_names_one_of_the_command_s_kind(
     assert main(["eval", named, *EVAL]) == 0
     err = cli_bad(capsys, one_sentence, ["classify", "eval", str(folder)], "name one, such as")
     assert err.split("such as ")[1].rstrip(".") == str(folder / "a-classifier"), err
+    only = tmp_path / "classifiers"  # as `classify --compare` leaves them: report reads either kind
+    only.mkdir()
+    shutil.copytree(folder / "a-classifier", only / "a-classifier")
+    cli_bad(capsys, one_sentence, ["eval", str(only), *EVAL], "none of them of the kind `vaekit train`")
+    err = cli_bad(capsys, one_sentence, ["report", str(only)], "name one, such as")
+    named = err.split("such as ")[1].rstrip(".")
+    assert named == str(only / "a-classifier"), err
+    assert main(["report", named]) == 0
 
 
 def test_a_folder_of_a_user_s_files_is_not_offered_for_training(

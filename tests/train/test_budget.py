@@ -159,6 +159,16 @@ def test_a_budget_shorter_than_one_epoch_is_one_sentence(one_sentence: Callable[
     one_sentence(str(err.value), "--time-budget", "is too short for this run", "4.0 s")
 
 
+def test_a_resumed_budget_too_short_says_what_its_seconds_are(one_sentence: Callable[..., None]) -> None:
+    """A resume was told the run had spent its whole wall time (start-up and data included) "on its
+    epochs", and that 0 s were "left" of nothing named: both are said for what they are."""
+    with pytest.raises(budget.BudgetTooShort) as err:
+        budget.Plan.first(2.0, 10.1, 0.018, 1, 0.0, "the probe measured")
+    one_sentence(str(err.value), "0.018 s an epoch", "spent 10.1 s of wall time in its sessions so far "
+                 "(start-up, data and epochs) and this probe, leaving 0 s of the budget", "at least 11.0 s")
+    assert "on its epochs" not in str(err.value)
+
+
 @pytest.mark.parametrize(("seconds", "shown"), [(0.001, "0.001 s"), (1e-300, "1e-300 s"), (0.25, "0.25 s")])
 def test_a_budget_under_a_second_is_shown_as_given(seconds: float, shown: str,
                                                    one_sentence: Callable[..., None]) -> None:

@@ -489,13 +489,14 @@ BASE = ["train", "--data", "digits", "--threads", "1", "--no-progress"]
 
 
 @pytest.mark.parametrize("flags, phrase", [
-    (["--optimizer", "adamx"], 'unknown optimizer "adamx"; valid values are adam, adamw, sgd, rmsprop.'),
-    (["--likelihood", "poisson"], 'unknown likelihood "poisson"'),
-    (["--model", "resnet"], 'unknown model "resnet"; valid values are mlp, conv.'),
+    (["--optimizer", "adamx"],
+     'unknown --optimizer "adamx" (optim.name); valid values are adam, adamw, sgd, rmsprop.'),
+    (["--likelihood", "poisson"], 'unknown --likelihood "poisson" (model.likelihood)'),
+    (["--model", "resnet"], 'unknown --model "resnet" (model.kind); valid values are mlp, conv.'),
     (["--latent", "0"], "latent size must be at least 1, got 0."),
     (["--likelihood", "gaussian", "--binarize", "dynamic"], "a gaussian likelihood needs continuous pixels"),
-    (["--estimator", "magic"], 'unknown estimator "magic"'),
-    (["--engine", "jax"], 'unknown engine "jax"; valid values are auto, autograd.'),
+    (["--estimator", "magic"], 'unknown --estimator "magic"'),
+    (["--engine", "jax"], 'unknown --engine "jax" (train.engine); valid values are auto, autograd.'),
 ])
 def test_bad_flags(tmp_path: Path, trained_run: Path, capsys: pytest.CaptureFixture[str],
                    one_sentence: Any, flags: list[str], phrase: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -749,3 +750,32 @@ def test_a_resume_with_a_setting_its_data_cannot_take_is_told_so_not_to_train_an
                      "leave it out")
         assert "another --out" not in err, err
     assert snapshot(trained_run) == before and not (tmp_path / "new").exists()
+
+
+def test_a_val_size_edited_into_config_json_is_named_by_the_file_not_the_flag(
+        trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """A digits run whose config.json gained a val_size was told to leave out --val-size, which the
+    user had not given; the resume now names the file, as eval, sample and report do."""
+    import shutil
+
+    run = tmp_path / "edited"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["val_size"] = 100
+    (run / "config.json").write_text(json.dumps(config))
+    before = snapshot(run)
+    err = run_bad(["train", "--out", str(run), "--resume", "--no-progress"], capsys)
+    one_sentence(err.removeprefix("vaekit train: error: "), f"{run}/config.json", "data.val_size: 100")
+    assert "--val-size" not in err and snapshot(run) == before, err
+
+
+def test_a_val_size_from_a_config_file_is_named_by_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: Any) -> None:
+    """`[data] val_size` in a TOML file for digits was refused as the flag --val-size, not typed."""
+    config = tmp_path / "c.toml"
+    config.write_text("[data]\nval_size = 100\n")
+    out = tmp_path / "run"
+    err = run_bad(["train", "--data", "digits", "--config", str(config), "--out", str(out)], capsys)
+    one_sentence(err.removeprefix("vaekit train: error: "), f"{config}: data.val_size applies to",
+                 "digits is split 80/10/10")
+    assert "--val-size" not in err and not out.exists(), err

@@ -106,8 +106,8 @@ RESUMABLE_CHANGES = cfg.resumable_of(ClassifierConfig())
 # (data.image_fit), the resize with a side, the preset without a layer list. Under --compare, which
 # resizes to each of --sides, the resize is used without --side.
 _RESIZE = ("data.resize", lambda c: c.data.side > 0, "a resize to --side")
-_PRESET = ("model.preset", lambda c: not c.model.layers, "a network named by its preset, not by --layers "
-           "(the layers replace the preset)")
+_PRESET = ("model.preset", lambda c: not c.model.layers, "a network named by its preset (not a layer list, "
+           "--layers, which replaces it)")
 
 
 def used_with(compare: bool = False) -> tuple[tuple[str, Any, str], ...]:

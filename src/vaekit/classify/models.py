@@ -93,8 +93,13 @@ def layer_rows(layers: Sequence[str], image_shape: Sequence[int], classes: int,
         side = smallest_side(specs, image_shape)
         if side is None or side <= min(image_shape[1:]):
             raise
+        also = ""  # the size alone would only meet the next refusal: the output's, said now
+        try:
+            check_output(analyze(specs, (image_shape[0], side, side)), classes)
+        except SpecError as end:
+            also = f"; at that size, {str(end).rstrip('.')}"
         raise SpecError(f"{str(err).rstrip('.')}: these layers take images of {side}x{side} or larger, "
-                        f"not {image_shape[1]}x{image_shape[2]} ({size_flag} {side}).") from None
+                        f"not {image_shape[1]}x{image_shape[2]} ({size_flag} {side}){also}.") from None
     check_output(rows, classes)
     return rows
 

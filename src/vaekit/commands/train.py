@@ -59,7 +59,10 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     flags = given(args, FLAGS)  # the flags given, by section
     config = cfg.apply(base, flags, cfg.COMMAND_LINE)
     anchor_data(config, start if args.resume else None)  # the run finds its data from anywhere later
-    check_val_size(config.data.name, config.data.val_size)  # before a resume compares it with the run's
+    typed = "data.val_size" in cfg.given_keys(flags)  # else a --config file's, or config.json's own
+    if typed or "data.val_size" in keys or not args.resume:  # config.json's: the resume's check names it
+        check_val_size(config.data.name, config.data.val_size,  # before a resume compares it with the run's
+                       "data.val_size (--val-size)" if typed else f"{args.config}: data.val_size")
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
     cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)

@@ -39,8 +39,9 @@ def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainCon
     in_file = set(differences(start, toml)) | file_given
     both = {"train.epochs", "train.time_budget"} <= in_file
     if config.train.time_budget and ("train.epochs" in flags or both):
-        raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget), so "
-                          "the epochs given beside it would do nothing; leave one of the two out.")
+        raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget, "
+                          "--time-budget), so the epochs given beside it would do nothing; leave one of the "
+                          "two out.")
 
 
 def n_epochs(n: int) -> str:

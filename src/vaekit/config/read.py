@@ -233,8 +233,9 @@ def choice(key: str, value: str, valid: tuple[str, ...]) -> None:
 
 def check_choices(config: Any, skip: tuple[str, ...] = ()) -> None:
     """Every setting of `config` that declares choices among them ('section.key' of `skip` aside);
-    the error names the value by its flag's name where the setting declares one ('unknown model'),
-    else by the setting's ('unknown image_fit')."""
+    the error names the value by its flag, then its key ('unknown --image-fit "x" (data.image_fit)'):
+    a file's values were named by the file and key when read (`_coerce`), so what is left here is a
+    flag's."""
     for key, f in settings_of(config).items():
         if key not in skip:
             _check_choice(config, key, f)
@@ -243,9 +244,9 @@ def check_choices(config: Any, skip: tuple[str, ...] = ()) -> None:
 def _check_choice(config: Any, key: str, f: dataclasses.Field) -> None:
     """The value of setting `f` ('section.key' `key`) of `config` among its choices, if it declares any."""
     valid = f.metadata.get("choices")
-    if valid:
-        part = getattr(config, key.split(".")[0])
-        choice((f.metadata.get("flag") or f.name).lstrip("-"), getattr(part, f.name), valid)
+    value = getattr(getattr(config, key.split(".")[0]), f.name)
+    if valid and value not in valid:
+        raise ConfigError(f"unknown {flag_of(f)} {show(value)} ({key}); valid values are {', '.join(valid)}.")
 
 
 def check_data_images(d: Any) -> None:
@@ -397,7 +398,7 @@ def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] |
                 _check_choice(config, key, keys[key])
                 flag = flag_of(keys[key])
                 raise ConfigError(f"{key}{f' ({flag})' if flag else ''} is used only with {what}, which is "
-                                  f"not set here; leave it out ({why}).")
+                                  f"not the case here; leave it out ({why}).")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:

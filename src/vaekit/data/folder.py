@@ -111,15 +111,17 @@ def _notes(counts: Counter[str], channels: int, options: ImageOptions) -> dict[s
 
 
 def _skipped_note(skipped: list[BadFile]) -> str:
-    """'skipped 3 unreadable files (1 over 67,108,864 pixels, 1 not a regular file; first: a.png)':
-    the kinds other than a plain unreadable image said, the first by relative path named."""
+    """'3 unreadable files (1 over 67,108,864 pixels, 1 not a regular file; first: a.png)', the note
+    under the key 'skipped': the kinds other than a plain unreadable image said, the first by
+    relative path named."""
     kinds = Counter(b.reason for b in skipped)
     said = [f"{kinds[TOO_LARGE]} over {MAX_IMAGE_PIXELS:,} pixels"] if kinds[TOO_LARGE] else []
     if kinds[NOT_REGULAR]:
         said.append(f"{kinds[NOT_REGULAR]} " + ("not a regular file" if kinds[NOT_REGULAR] == 1
                                                 else "not regular files"))
     first = min(b.rel for b in skipped)
-    return f"skipped {len(skipped)} unreadable files ({', '.join(said)}{'; ' if said else ''}first: {first})"
+    files = f"{len(skipped)} unreadable file{'' if len(skipped) == 1 else 's'}"
+    return f"{files} ({', '.join(said)}{'; ' if said else ''}first: {first})"
 
 
 class MixedSizes(DataError):

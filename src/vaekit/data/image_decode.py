@@ -293,17 +293,18 @@ def pixel_notes(counts: Counter[str], one: bool = False) -> dict[str, str]:
     if counts["first frame"]:
         notes["frames"] = frame_note(counts, one)
     for key, single, many in (
-            ("16-bit", "16-bit values to 8 bits (v >> 8)", "converted {} 16-bit images to 8 bits (v >> 8)"),
-            ("palette", "palette colours to RGB", "converted {} palette images to RGB"),
-            ("grey palette", "palette of greys to grey", "converted {} palette images of greys to grey"),
+            ("16-bit", "16-bit values to 8 bits (v >> 8)", "converted {} 16-bit image{} to 8 bits (v >> 8)"),
+            ("palette", "palette colours to RGB", "converted {} palette image{} to RGB"),
+            ("grey palette", "palette of greys to grey", "converted {} palette image{} of greys to grey"),
             ("alpha", "dropped the alpha channel (its colours kept, not composited)",
-             "dropped the alpha channel of {} images")):
+             "dropped the alpha channel of {} image{}")):
         if counts[key]:
-            notes[key] = single if one else many.format(counts[key])
+            notes[key] = single if one else many.format(counts[key], "" if counts[key] == 1 else "s")
     other = {m: n for m, n in counts.items() if m not in COUNTED and n}
     if other:
         notes["modes"] = (", ".join(sorted(other)) + " to RGB") if one else \
-            "converted " + ", ".join(f"{n} {m}" for m, n in sorted(other.items())) + " images to RGB"
+            "converted " + ", ".join(f"{n} {m}" for m, n in sorted(other.items())) + \
+            (" image" if sum(other.values()) == 1 else " images") + " to RGB"
     return notes
 
 

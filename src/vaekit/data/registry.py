@@ -120,11 +120,11 @@ def check_name(name: str) -> None:
                                   "array file to be read where it lies.")
 
 
-def check_val_size(name: str, val_size: int | None) -> None:
+def check_val_size(name: str, val_size: int | None, where: str = "data.val_size (--val-size)") -> None:
     """A DataError for a validation size given for a set that is not downloaded: digits and a user's
-    data are split 80/10/10."""
+    data are split 80/10/10. `where`: the setting as it was given (a flag, or a file's key)."""
     if val_size is not None and name not in REGISTRY:
-        raise DataError(f"data.val_size (--val-size) applies to the downloaded sets "
+        raise DataError(f"{where} applies to the downloaded sets "
                         f"({', '.join(sorted(REGISTRY))}); {name} is split 80/10/10, so leave it out.")
 
 

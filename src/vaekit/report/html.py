@@ -37,7 +37,7 @@ def write_report(run_dir: str | Path, k: int | None = None, evaluate_missing: bo
                           "eval.json, and --no-eval says not to; leave one of them out.")
     options = ReportOptions(k, evaluate_missing, limit, data_dir, dataset, seed, progress, log, device,
                             runs.device_named(device))
-    runs.check_run_config(run_dir, runs.maker_of(runs.weights_task(run_dir)))  # before any other file
+    runs.check_run_config(run_dir, runs.maker_of(runs.weights_task(run_dir)), any_kind=True)  # first
     runs.check_config_kind(run_dir)  # a config.json of another kind than the weights: named first
     kind = report_for(run_dir, runs.task_in(run_dir))
     kind.check(run_dir, options)

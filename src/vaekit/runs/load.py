@@ -192,18 +192,19 @@ def load_run_data(data: Any, run_dir: Path) -> Any:
                            "them") from None
 
 
-def check_run_config(run_dir: Path, maker: str) -> None:
+def check_run_config(run_dir: Path, maker: str, any_kind: bool = False) -> None:
     """RUN_DIR is a directory holding a config.json that is a regular file: a CheckpointError (one
-    sentence) naming the directory, the runs inside it when it is the folder above some, or the
-    config.json that is not a regular file (a directory, a FIFO, a link to nothing); `maker`, the
-    command that trains such a run, is the fix of a directory that holds none."""
+    sentence) naming the directory, the runs inside it when it is the folder above some (those of
+    `maker`'s kind, or of any kind for a command that reads both), or the config.json that is not a
+    regular file (a directory, a FIFO, a link to nothing); `maker`, the command that trains such a
+    run, is the fix of a directory that holds none."""
     check_directory(run_dir, "a run directory", CheckpointError)
     if not check_regular(run_dir / CONFIG, "the config.json of a run", CheckpointError):
         inside = runs_inside(run_dir)
         if inside:  # the folder above some runs (`vaekit serve runs`), not one: name them
             held = f"{run_dir} is not a run directory but holds runs ({', '.join(inside)}" + (
                 ", ..." if len(inside) == 3 else "")
-            ours = [name for name in inside if task_in(run_dir / name).maker == maker]
+            ours = [name for name in inside if any_kind or task_in(run_dir / name).maker == maker]
             raise CheckpointError(f"{held}); name one, such as {run_dir / ours[0]}." if ours else
                                   f"{held}), none of them of the kind `{maker}` trains; name such a run.")
         results = [name for name in RESULT_FILES if os.path.lexists(run_dir / name)]

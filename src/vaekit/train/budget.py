@@ -155,10 +155,9 @@ class Plan:
             least = math.ceil(spent * (1.0 if done else 1.5) + epoch_estimate * FIRST_MARGIN * 1.1)
             raise BudgetTooShort(
                 f"{given_seconds(budget)} is too short for this run: {what} "
-                f"{shown_seconds(epoch_estimate)} an epoch"
-                + (f" with {shown_seconds(max(left, 0))} left" if done else "")
-                + f", and the run has spent {shown_seconds(spent)} "
-                + ("on its epochs so far and the probe" if done else "starting and probing")
+                f"{shown_seconds(epoch_estimate)} an epoch, and the run has spent {shown_seconds(spent)} "
+                + (f"of wall time in its sessions so far (start-up, data and epochs) and this probe, "
+                   f"leaving {shown_seconds(max(left, 0))} of the budget" if done else "starting and probing")
                 + f"; give at least {format_duration(least)}, or a smaller model or dataset."
             )
         epochs = done + more

@@ -81,6 +81,8 @@ def check_out_dir(out: Path, resume: bool, task: str) -> None:
         raise ConfigError(f"{out} already holds {held.what} (`{held.maker}`), not {runs.TASKS[task].what}; "
                           "choose another --out.")
     if present and not missing:
+        with runs.locked(out):  # a run another process is writing: that first (--resume would be refused)
+            pass
         raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --resume to continue "
                           "it, or choose another --out.")
     if present:  # --resume would refuse it: no advice to pass it
