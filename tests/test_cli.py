@@ -683,3 +683,30 @@ def test_skip_bad_refused_for_a_built_in_set_that_a_folder_in_the_directory_shar
                  "--out", str(tmp_path / "r")]) == 2
     one_sentence(capsys.readouterr().err.split(": error: ", 1)[1], "--skip-bad", "digits is a built-in set")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_help_names_only_flags_its_command_has() -> None:
+    """Every --flag a help page names (outside a quoted `vaekit ...` command) is one of its command's,
+    or of a command under it: `report --help` once offered --force, which only eval has."""
+    def flags(parser: argparse.ArgumentParser) -> set[str]:
+        own = {o for a in parser._actions for o in a.option_strings}
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                own |= {f for sub in action.choices.values() for f in flags(sub)}
+        return own
+
+    def pages(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = [(name, parser)]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    found += pages(sub, f"{name} {sub_name}")
+        return found
+
+    named = 0
+    for name, parser in pages(build_parser(), "vaekit"):
+        text = re.sub(r"`[^`]*`", "", parser.format_help())
+        said = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
+        assert said <= flags(parser), (name, sorted(said - flags(parser)))
+        named += len(said)
+    assert named > 100  # the pages were read

@@ -10,6 +10,7 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,32 @@ def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
     one_sentence(str(refused.value), f"--data-dir {empty}", "digits", "leave --data-dir out")
     run = vr.prepare(built.run, tmp_path / "work", 1, 2, 0, str(empty), 1, lambda _: None)
     assert run.dataset.image_shape == (1, 8, 8) and not run.trained_here
+
+
+@pytest.mark.parametrize(("edit", "fault"), [
+    (lambda rows: rows[0].pop("side"), "row 0: side is missing"),
+    (lambda rows: rows[0].update(side="s"), "row 0: side is \"s\""),
+    (lambda rows: rows[1].update(params=-5), "row 1: params is -5"),
+    (lambda rows: rows[0].update(test_accuracy=1.7), "row 0: test_accuracy is 1.7, not a fraction"),
+    (lambda rows: rows[0].update(train_accuracy="high"), "row 0: train_accuracy is \"high\""),
+    (lambda rows: rows[0].update(epoch_seconds=-1.0), "row 0: epoch_seconds is -1.0, not a number"),
+    (lambda rows: rows[0].update(model="resnet"), "row 0: model is 'resnet'"),
+    (lambda rows: rows.clear(), "it holds no row"),
+])
+def test_a_compare_json_not_as_classify_wrote_it_is_refused(
+        built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[list[Any]], Any],
+        fault: str) -> None:
+    """`sheet --compare DIR` read rows holding only a params key: a missing side or a text accuracy
+    was a traceback, a params of -5 or an accuracy of 170% a page whose checks all passed."""
+    from vaekit.classify.compare_table import rows_fault
+
+    rows = json.loads((built.compare / "compare.json").read_text())
+    assert rows_fault(rows) is None  # what `classify --compare` wrote is its own rows
+    edit(rows)
+    folder = tmp_path / "compare"
+    folder.mkdir()
+    (folder / "compare.json").write_text(json.dumps(rows))
+    out = tmp_path / "sheet.html"
+    _refused(capsys, ["--compare", str(folder), "--vae-run", str(built.run), "--out", str(out)],
+             f"--compare {folder}: compare.json is not the rows of `vaekit classify --compare` ({fault}")
+    assert not out.exists()

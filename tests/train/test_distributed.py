@@ -516,6 +516,21 @@ def test_a_place_torchrun_gives_is_read(monkeypatch: pytest.MonkeyPatch) -> None
     assert place() is None
 
 
+def test_a_rank_without_a_world_size_is_named_so(monkeypatch: pytest.MonkeyPatch, one_sentence: Any) -> None:
+    """RANK=1 alone was told "RANK must be an integer from 0 to 0", not why: no WORLD_SIZE."""
+    from vaekit import distributed
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "_WORLD", None)
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ConfigError) as err:
+        distributed.world()
+    one_sentence(str(err.value), "RANK is 1, but WORLD_SIZE is not set", "unset RANK")
+    monkeypatch.setenv("RANK", "0")  # rank 0 of one process: nothing to say
+    assert distributed.world() is None
+
+
 @pytest.mark.parametrize(("env", "unset"), [
     ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR and MASTER_PORT are not set"),
     ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR and MASTER_PORT are not set"),

@@ -4,6 +4,8 @@ table printed from the rows, and the notes that say what the table shows.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,64 @@ def make_row(net: Network, result: dict[str, Any] | None, out: Path, isolate: bo
         "threads": net.config.train.threads, "run_dir": str(out / net.name) if trained else None,
         "error": error, "refused": net.refused is not None,
     }
+
+
+# the fields of a row (`make_row`) that its readers compute with: numbers held to what a run can give
+_COUNTS = ("params", "macs")  # at least 1 parameter; MACs at least 0
+_OPTIONAL_COUNTS = ("train_images", "val_images", "test_images", "eval_train_images", "best_epoch")
+_OPTIONAL_SIZES = ("estimated_memory_mb", "peak_memory_mb", "train_memory_mb", "ru_maxrss_mb",
+                   "epoch_seconds")
+_FRACTIONS = ("train_accuracy", "test_accuracy")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_size(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def row_fault(row: Any) -> str | None:
+    """What makes `row` other than a row `make_row` writes, in words ('side is missing'), or None:
+    a model of MODELS, an image side and epochs of at least 1, counts that are whole numbers,
+    sizes finite and not negative, accuracies in [0, 1] (or null, for a network not trained)."""
+    if not isinstance(row, dict):
+        return "it is not an object"
+    for key in ("model", "side", "epochs", *_COUNTS, *_FRACTIONS, "memory", "error", "refused"):
+        if key not in row:
+            return f"{key} is missing"
+    if row["model"] not in MODELS:
+        return f"model is {row['model']!r}, not one of {', '.join(MODELS)}"
+    for key, least in (("side", 1), ("epochs", 1), ("params", 1), ("macs", 0)):
+        if not _is_int(row[key]) or row[key] < least:
+            return f"{key} is {json.dumps(row[key])[:40]}, not a whole number of at least {least}"
+    for key in _OPTIONAL_COUNTS:
+        if row.get(key) is not None and (not _is_int(row[key]) or row[key] < 0):
+            return f"{key} is {json.dumps(row[key])[:40]}, not a whole number or null"
+    for key in _OPTIONAL_SIZES:
+        if row.get(key) is not None and not _is_size(row[key]):
+            return f"{key} is {json.dumps(row[key])[:40]}, not a number of at least 0 or null"
+    for key in _FRACTIONS:
+        if row[key] is not None and not (_is_size(row[key]) and row[key] <= 1):
+            return f"{key} is {json.dumps(row[key])[:40]}, not a fraction in [0, 1] or null"
+    if not isinstance(row["memory"], str) or not (row["error"] is None or isinstance(row["error"], str)):
+        return "memory or error is not text"
+    if not isinstance(row["refused"], bool):
+        return "refused is not true or false"
+    return None
+
+
+def rows_fault(rows: Any) -> str | None:
+    """What makes `rows` (a compare.json read back) other than the rows `vaekit classify --compare`
+    writes: not a list, no row, or the first row's fault (`row_fault`), in words; None when none."""
+    if not isinstance(rows, list) or not rows:
+        return "it holds no row" if rows == [] else "it is not a list of rows"
+    for i, row in enumerate(rows):
+        fault = row_fault(row)
+        if fault is not None:
+            return f"row {i}: {fault}"
+    return None
 
 
 def _cell(value: float | None, fmt: str) -> str:

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "`vaekit classify`")
     p.add_argument("--k", type=int_flag("--k", 1, MAX_K),
                    help=f"VAE runs: importance samples if eval.json is missing, 1 to {MAX_K:,} (default: "
-                   f"{REPORT_K}; `vaekit eval` uses 5000, and --force past {MAX_K:,})")
+                   f"{REPORT_K}; for more, `vaekit eval RUN --k N --force` first: its eval.json is read)")
     p.add_argument("--limit", type=int_flag("--limit", 1, MAX_SIZE),
                    help="if eval.json is missing: evaluate only the first N test images (default: all)")
     p.add_argument("--no-eval", action="store_true",

@@ -18,6 +18,7 @@ from vaekit import runs
 from vaekit.arch import sheet as arch_sheet
 from vaekit.arch.table import dims
 from vaekit.classify import compare as cmp
+from vaekit.classify.compare_table import rows_fault
 from vaekit.classify.config import ClassifierConfig
 from vaekit.classify.figure import compare_figure
 from vaekit.device import format_bytes
@@ -121,9 +122,11 @@ def compare_rows(compare_dir: Path | None, work: Path, quick: bool, seed: int, d
             why = str(getattr(err, "strerror", None) or err).rstrip(".")
             raise ConfigError(f"--compare {compare_dir}: {path.name} is not readable ({why}); expected the "
                               "directory `vaekit classify --compare` wrote.") from None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "params" in r for r in rows):
+        fault = rows_fault(rows)
+        if fault is not None:
             raise ConfigError(f"--compare {compare_dir}: {path.name} is not the rows of `vaekit classify "
-                              "--compare`.")
+                              f"--compare` ({fault}); give the directory such a compare wrote, or leave "
+                              "--compare out to train one.")
         return rows, compare_figure(rows, work / cmp.FIGURE_NAME)
     config = ClassifierConfig()
     config.train.seed, config.train.threads = seed, threads
