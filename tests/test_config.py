@@ -875,6 +875,24 @@ def test_an_autoregressive_window_past_the_pixels_is_refused(window: int, pixels
     refused_exactly(refused, one_sentence, names, check_with_data, config, "digits", pixels, 1437)
 
 
+def test_a_file_s_epochs_under_a_time_budget_flag_are_said_not_to_be_used() -> None:
+    """`--config h.toml --time-budget 20s` with `[train] epochs = 1` in h.toml trained 1,311 epochs
+    without a word: the file's epochs are its run without a budget, so not refused, but said unused."""
+    from vaekit.config import TrainConfig, check_planned_epochs
+
+    start = TrainConfig()
+    toml = TrainConfig()
+    toml.train.epochs = 1
+    config = TrainConfig()
+    config.train.epochs, config.train.time_budget = 1, 20.0
+    notes = check_planned_epochs(config, start, toml, {"train.time_budget"}, {"train.epochs"}, "h.toml")
+    assert notes == ["h.toml: train.epochs = 1 is not used; --time-budget plans the run's epochs."]
+    assert check_planned_epochs(toml, start, toml, set(), {"train.epochs"}, "h.toml") == []  # no budget
+    budget = TrainConfig()
+    budget.train.time_budget = 20.0
+    assert check_planned_epochs(budget, start, start, {"train.time_budget"}) == []  # no file's epochs
+
+
 def test_epochs_given_beside_a_time_budget_on_a_resume_are_refused_whatever_their_number(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
     """`--resume --epochs 2 --time-budget 20s` of a run of 2 epochs: the --epochs equal to the

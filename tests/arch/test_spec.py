@@ -170,6 +170,17 @@ def test_malformed_text_is_refused_without_evaluating(text: str) -> None:
     assert isinstance(info.value, VaekitError)
 
 
+@pytest.mark.parametrize(("text", "said"), [
+    ("Flatten(0)", "Flatten: start_dim must be 1 (the batch is kept; no other is supported), got 0."),
+    ("Flatten(1, 2)", "end_dim must be -1 (flatten to a vector; no other is supported), got 2."),
+])
+def test_a_fixed_argument_says_what_it_must_be(text: str, said: str) -> None:
+    """`Flatten(0)` was told "start_dim only start_dim=1 (keep the batch) is supported"."""
+    with pytest.raises(SpecError) as info:
+        parse_layer(text)
+    assert str(info.value).endswith(said), str(info.value)
+
+
 def test_inferred_argument_gets_a_hint() -> None:
     with pytest.raises(SpecError, match="inferred from the previous layer"):
         parse_layer("Linear(in_features=3, out_features=2)")

@@ -200,7 +200,9 @@ BAD = {
     "softplus-beta-zero": (["--layers", "Flatten()", "Linear(10)", "Softplus(beta=0)"],
                            ["layer 3 Softplus: beta must be positive"]),
     "sides-without-compare": (["--sides", "8"],  # not "which this command does not have"
-                              ["--sides is used only with --compare, which is not", "or add --compare"]),
+                              ["--sides is used only with --compare, which is not", "or add --compare."]),
+    "sides-beside-layers": (["--sides", "8", "--layers", "Flatten()", "Linear(10)"],  # --compare refuses them
+                            ["or add --compare and leave out --layers."]),
     "train-images-without-compare": (["--train-images", "50"],
                                      ["--train-images is used only with --compare, which is not given"]),
     "resize-without-side": (["--resize", "bilinear"], ["data.resize (--resize) is used only with", "--side"]),

@@ -76,6 +76,25 @@ def test_a_users_config_json_is_never_overwritten(tmp_path: Path, capsys: Any, o
     assert snapshot(proj) == before
 
 
+@pytest.mark.parametrize("text", ["{}\n", '{"data": {}}\n', '{"model": {"latent": 7}}\n'])
+def test_a_users_config_json_that_reads_as_defaults_is_never_overwritten(
+        tmp_path: Path, capsys: Any, one_sentence: Any, text: str) -> None:
+    """`{}` (or sections of vaekit's names) reads as a config of defaults, as a run of an earlier
+    vaekit without a run id is read; with no run's file beside it nothing shows vaekit wrote it,
+    and `train --out` replaced it. Now it is kept, and eval's advice is another directory."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / runs.CONFIG).write_text(text)
+    (proj / "notes.txt").write_text("mine\n")
+    before = snapshot(proj)
+    train = [*TRAIN, "--epochs", "1", "--out", str(proj)]
+    err = cli_bad(capsys, one_sentence, train, str(proj / runs.CONFIG))
+    assert "no run id and no run's files beside it" in err, err
+    err = cli_bad(capsys, one_sentence, filled(EVAL, proj), "no model file there")
+    assert "`vaekit train --out DIR`" in err, err  # not --out PROJ, refused above
+    assert snapshot(proj) == before
+
+
 def test_a_non_empty_directory_that_is_not_a_run_is_refused(tmp_path: Path, capsys: Any,
                                                             one_sentence: Any) -> None:
     proj = tmp_path / "proj"

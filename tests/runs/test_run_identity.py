@@ -73,6 +73,30 @@ def test_a_model_file_resaved_without_metadata_is_refused(run: Path, capsys: Any
         runs.load_run(run)
 
 
+@pytest.mark.parametrize("recorded", ["{}", '{"model": {"latent": 2}}'])
+@pytest.mark.parametrize("checkpoint", [True, False])
+def test_a_model_file_recording_part_of_a_config_is_named_damaged(
+        run: Path, capsys: Any, one_sentence: Any, recorded: str, checkpoint: bool) -> None:
+    """A model file's recorded config cut to `{}` was read as the defaults: eval said the weights were
+    trained on fashion-mnist with 400 hidden units (or that the file was copied from another run),
+    and advised putting back a config.json that was already the run's."""
+    from safetensors import safe_open
+
+    path = run / runs.MODEL
+    tensors = load_file(path)
+    with safe_open(path, "pt") as f:
+        metadata = dict(f.metadata())
+    metadata[CONFIG_KEY] = recorded
+    save_file(tensors, path, metadata=metadata)
+    if not checkpoint:
+        (run / runs.CHECKPOINT).unlink()
+        (run / runs.CHECKPOINT_JSON).unlink()
+    assert main(["eval", str(run), "--k", "2", "--limit", "20", "--no-progress", "--no-probe"]) == 2
+    err = capsys.readouterr().err.strip().removeprefix("vaekit eval: error: ")
+    one_sentence(err, f"{path}: the config it records is not the config of a vaekit run", "damaged")
+    assert "fashion-mnist" not in err and "copied" not in err, err
+
+
 def test_a_config_json_of_another_run_of_the_same_config_is_refused(run: Path, twin: Path, capsys: Any,
                                                                      one_sentence: Any) -> None:
     shutil.copy(twin / runs.CONFIG, run / runs.CONFIG)
@@ -223,3 +247,15 @@ def test_a_run_of_an_earlier_vaekit_resumed_without_a_better_epoch_stays_readabl
     tensors, metadata = runs.read_tensors(run / runs.MODEL, "model")
     assert CONFIG_KEY in metadata and all(torch.equal(tensors[k], v) for k, v in model.items())
     assert runs.load_run(run).model is not None
+
+
+def test_a_checkpoint_without_its_state_says_what_to_do(run: Path, capsys: Any, one_sentence: Any) -> None:
+    """A checkpoint whose metadata was replaced was refused without a fix, unlike every other file."""
+    path = run / runs.CHECKPOINT
+    save_file(load_file(path), path, metadata={"note": "mine"})
+    for argv in (["eval", str(run), "--k", "2", "--limit", "20", "--no-progress", "--no-probe"],
+                 ["train", "--out", str(run), "--resume", "--epochs", "3", "--no-progress"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().split("error: ", 1)[1]
+        one_sentence(err, f"{path}: a safetensors file without vaekit's checkpoint state",
+                     "put back the run's own file, or train the run again into another --out")

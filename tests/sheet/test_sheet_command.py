@@ -205,6 +205,8 @@ def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
     (lambda rows: rows[0].update(epoch_seconds=-1.0), "row 0: epoch_seconds is -1.0, not a number"),
     (lambda rows: rows[0].update(model="resnet"), "row 0: model is 'resnet'"),
     (lambda rows: rows.clear(), "it holds no row"),
+    (lambda rows: rows[0].update(gap="x"), "row 0: gap is \"x\""),
+    (lambda rows: rows[0].update(test_interval=[0.9, 0.1]), "row 0: test_interval is [0.9, 0.1]"),
 ])
 def test_a_compare_json_not_as_classify_wrote_it_is_refused(
         built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[list[Any]], Any],

@@ -69,8 +69,8 @@ _INPLACE = ("inplace", False, a_bool)
 SIGNATURES: dict[str, tuple[tuple[str, Any, Check], ...]] = {
     "Linear": (("out_features", REQUIRED, an_int(1)), ("bias", True, a_bool)),
     "Flatten": (
-        ("start_dim", 1, fixed(1, "only start_dim=1 (keep the batch) is supported")),
-        ("end_dim", -1, fixed(-1, "only end_dim=-1 (flatten to a vector) is supported")),
+        ("start_dim", 1, fixed(1, "must be 1 (the batch is kept; no other is supported)")),
+        ("end_dim", -1, fixed(-1, "must be -1 (flatten to a vector; no other is supported)")),
     ),
     "Conv2d": (
         ("out_channels", REQUIRED, an_int(1)), ("kernel_size", REQUIRED, a_pair(1)),

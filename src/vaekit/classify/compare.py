@@ -120,11 +120,21 @@ def check_flags(args: argparse.Namespace, config: ClassifierConfig, start: Class
     Under --compare, a --config file's train.epochs (one other than `start`'s) stands for --epochs."""
     if args.compare and getattr(args, "epochs", None) is None and config.train.epochs != start.train.epochs:
         args.epochs = config.train.epochs
+    single = " and ".join(single_run_flags(args))  # --compare refuses them: the advice leaves them out
     for flag in ("--sides", "--train-images"):
         if not args.compare and getattr(args, flag[2:].replace("-", "_")) is not None:
             raise ConfigError(f"{flag} is used only with --compare, which is not given here; leave it out "
                               "(a single run trains on every training image, at --side if given), or add "
-                              "--compare.")
+                              f"--compare{f' and leave out {single}' if single else ''}.")
+
+
+SINGLE_RUN_FLAGS = ("--resume", "--side", "--preset", "--layers")  # and --nproc of more than one
+
+
+def single_run_flags(args: argparse.Namespace) -> list[str]:
+    """The flags of a single run given in `args`, which --compare refuses."""
+    given = [flag for flag in SINGLE_RUN_FLAGS if getattr(args, flag.lstrip("-"), None) not in (None, False)]
+    return given + (["--nproc"] if getattr(args, "nproc", 1) > 1 else [])
 
 
 def check_single_run_flags(args: argparse.Namespace) -> None:
@@ -135,10 +145,10 @@ def check_single_run_flags(args: argparse.Namespace) -> None:
     if getattr(args, "nproc", 1) > 1:  # each rank would run the whole comparison, its children stopped
         raise ConfigError(f"--nproc {args.nproc} is for a single run; --compare trains each network in a "
                           "process of its own, one after the other, so leave --nproc out.")
-    for flag in ("--resume", "--side", "--preset", "--layers"):
-        if getattr(args, flag.lstrip("-"), None) not in (None, False):
-            raise ConfigError(f"{flag} is for a single run; --compare trains the dense and the cnn "
-                              "preset at each of --sides.")
+    given = single_run_flags(args)
+    if given:
+        raise ConfigError(f"{given[0]} is for a single run; --compare trains the dense and the cnn "
+                          "preset at each of --sides.")
 
 
 def epochs_of(args: argparse.Namespace) -> int:

@@ -65,6 +65,17 @@ def _is_size(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
+def _around(interval: Any, value: float | None) -> bool:
+    """`interval` is [lo, hi] in [0, 1] holding `value` (a Wilson interval holds its proportion; the
+    sums that make it may land a rounding step past it)."""
+    if not (isinstance(interval, list) and len(interval) == 2):
+        return False
+    if not all(_is_size(v) and v <= 1 for v in interval):
+        return False
+    lo, hi = interval
+    return lo <= hi and (value is None or lo - 1e-9 <= value <= hi + 1e-9)
+
+
 def row_fault(row: Any) -> str | None:
     """What makes `row` other than a row `make_row` writes, in words ('side is missing'), or None:
     a model of MODELS, an image side and epochs of at least 1, counts that are whole numbers,
@@ -88,6 +99,11 @@ def row_fault(row: Any) -> str | None:
     for key in _FRACTIONS:
         if row[key] is not None and not (_is_size(row[key]) and row[key] <= 1):
             return f"{key} is {json.dumps(row[key])[:40]}, not a fraction in [0, 1] or null"
+    gap, interval = row.get("gap"), row.get("test_interval")
+    if gap is not None and not (isinstance(gap, int | float) and _is_size(abs(gap)) and abs(gap) <= 1):
+        return f"gap is {json.dumps(gap)[:40]}, not a difference of two accuracies or null"
+    if interval is not None and not _around(interval, row["test_accuracy"]):
+        return f"test_interval is {json.dumps(interval)[:60]}, not an interval in [0, 1] around test_accuracy"
     if not isinstance(row["memory"], str) or not (row["error"] is None or isinstance(row["error"], str)):
         return "memory or error is not text"
     if not isinstance(row["refused"], bool):

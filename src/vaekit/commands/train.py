@@ -17,7 +17,7 @@ from vaekit.device import process_seconds
 from vaekit.errors import ConfigError
 from vaekit.runs import anchor_data, read_config, resumed_config, trained_epochs
 from vaekit.train.budget import BudgetTooShort
-from vaekit.train.fit import fit
+from vaekit.train.fit import fit, say_notes
 
 # flag -> (section, key, kind, help), one row for each setting of `vaekit.config` with a flag; default None:
 # "not given". A value argparse cannot convert is one sentence naming the flag (`vaekit.cli.int_flag` and
@@ -65,7 +65,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
                        "data.val_size (--val-size)" if typed else f"{args.config}: data.val_size")
     cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
     cfg.check_warmup(config, start)
-    cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys)
+    say_notes(cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys, args.config))
     cfg.check_epochs(config, start, trained=trained_epochs(args.out if args.resume else None))
     check_device(config, args, keys)
     out = Path(args.out) if args.out else default_out(config)

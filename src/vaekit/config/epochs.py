@@ -29,12 +29,13 @@ def check_warmup(config: TrainConfig, base: TrainConfig) -> None:
 
 def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainConfig,
                          flags_given: set[str] | frozenset[str] = frozenset(),
-                         file_given: set[str] | frozenset[str] = frozenset()) -> None:
+                         file_given: set[str] | frozenset[str] = frozenset(),
+                         file: str | None = None) -> list[str]:
     """Refuse train.epochs set beside a time budget that plans them (`vaekit.train.budget`): given as
     a flag (`toml`: the config before the flags; `flags_given`: the 'section.key' names of the flags,
     so an --epochs equal to a resumed run's counts), or in one file with the budget (`file_given`:
-    the file's keys). A file's epochs under a budget from the command line stay (they are the
-    file's run without a budget)."""
+    the file's keys). A file's epochs under a budget from the command line are its run without a
+    budget, so not refused: the note returned says they are not used (`file`: the file's name)."""
     flags = set(differences(toml, config)) | flags_given
     in_file = set(differences(start, toml)) | file_given
     both = {"train.epochs", "train.time_budget"} <= in_file
@@ -42,6 +43,10 @@ def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainCon
         raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget, "
                           "--time-budget), so the epochs given beside it would do nothing; leave one of the "
                           "two out.")
+    if config.train.time_budget and "train.epochs" in in_file:  # the budget the command line's
+        return [f"{file or 'the --config file'}: train.epochs = {toml.train.epochs} is not used; "
+                "--time-budget plans the run's epochs."]
+    return []
 
 
 def n_epochs(n: int) -> str:

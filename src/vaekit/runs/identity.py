@@ -105,10 +105,18 @@ def check_unmarked_config(run_dir: Path) -> None:
                                   "run's; put back the config.json the run wrote.")
 
 
+def unclaimed_config(run_dir: Path) -> bool:
+    """RUN_DIR/config.json has no run id and no run's file (model, checkpoint, metrics) is beside it:
+    nothing shows vaekit wrote it (`{}` reads as a config of defaults), so it is never written over."""
+    return run_section(read_raw_config(run_dir), run_dir / CONFIG) is None and not any(
+        os.path.lexists(run_dir / name) for name in (MODEL, CHECKPOINT, METRICS))
+
+
 def check_run_dir(run_dir: Path) -> None:
     """The directory a new run is written into is missing, empty, or a run of vaekit's (its
-    config.json that of a run of a known kind): anything else is a CheckpointError naming it, before
-    anything is written, so that a user's own files are never written over."""
+    config.json that of a run of a known kind, with a run id or a run's files beside it,
+    `unclaimed_config`): anything else is a CheckpointError naming it, before anything is written,
+    so that a user's own files are never written over."""
     run_dir = Path(run_dir)
     if not os.path.lexists(run_dir):
         return
@@ -121,6 +129,10 @@ def check_run_dir(run_dir: Path) -> None:
             raise CheckpointError(f"{run_dir / CONFIG} is not the config.json of a vaekit run ({why}), so "
                                   f"{run_dir} is left as it is; choose another --out, an empty or new "
                                   "directory.") from None
+        if unclaimed_config(run_dir):
+            raise CheckpointError(f"{run_dir / CONFIG} has no run id and no run's files beside it, so "
+                                  f"nothing shows a vaekit run wrote it and {run_dir} is left as it is; "
+                                  "choose another --out, an empty or new directory.")
         return
     with os.scandir(run_dir) as entries:
         names = sorted(e.name if e.name.isprintable() else repr(e.name) for e in entries
@@ -197,7 +209,7 @@ def _trained_config(raw: Any, path: Path, what: str) -> Any:
     try:
         copy = json.loads(json.dumps(raw))  # config_from takes "task" out of it
         run_section(copy, path)
-        return config_from(copy, path, None)
+        return config_from(copy, path, None, complete=True)  # written whole: a key missing is damage
     except (CheckpointError, ConfigError, ValueError, TypeError):
         raise CheckpointError(f"{path}: {what} is not the config of a vaekit run; the file is damaged, "
                               "or not vaekit's.") from None

@@ -39,7 +39,7 @@ from vaekit.runs.files import (
     read_run_file,
     write_json_atomic,
 )
-from vaekit.runs.identity import check_recorded_model, check_weights, missing_model
+from vaekit.runs.identity import check_recorded_model, check_weights, missing_model, unclaimed_config
 from vaekit.runs.kinds import (
     DEFAULT,
     Task,
@@ -155,8 +155,9 @@ def read_run(run_dir: str | Path, task: str | None = None, device: str | torch.d
         missing = missing_model(run_dir)  # the checkpoint records a model file: deleted or moved
         if missing is not None:
             raise CheckpointError(missing)
+        into = "--out DIR" if unclaimed_config(run_dir) else f"--out {run_dir}"  # over vaekit's file only
         raise CheckpointError(f"{run_dir / MODEL}: no model file there (the run has not finished an "
-                              f"epoch); train one with `{kind.maker} --out {run_dir}`.")
+                              f"epoch); train one with `{kind.maker} {into}`.")
     metadata = read_metadata(run_dir / MODEL, "model")  # from the header alone: before a network is built
     if metadata is None:  # no metadata in it, or not a safetensors file (`read_tensors` says so)
         metadata = read_tensors(run_dir / MODEL, "model")[1]

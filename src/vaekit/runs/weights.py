@@ -179,7 +179,8 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, t
         if not isinstance(state.get("epoch"), int) or "param_groups" not in state["optimizer"]:
             raise KeyError("epoch")
     except (KeyError, ValueError, TypeError, AttributeError):
-        raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state.") from None
+        raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state; "
+                              f"{PUT_BACK}.") from None
     check_checkpoint(run_dir, state, path)
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
@@ -203,7 +204,7 @@ def check_checkpoint_file(run_dir: Path) -> None:
     except ValueError:
         state = None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state.")
+        raise CheckpointError(f"{path}: a safetensors file without vaekit's checkpoint state; {PUT_BACK}.")
 
 
 def check_readable_copy(run_dir: Path, state: dict[str, Any]) -> None:
