@@ -107,8 +107,8 @@ def place() -> tuple[int, int] | None:
     and MASTER_PORT set beside a WORLD_SIZE > 1) before any rendezvous, so a wrong one is one
     sentence, not a wait for the timeout."""
     size = env_int("WORLD_SIZE", 1, MAX_WORLD)
-    if size is None and os.environ.get("RANK", "").strip() not in ("", "0"):  # a rank of no world
-        given = env_int("RANK", 0, MAX_WORLD - 1)  # not a number: that sentence first
+    given = env_int("RANK", 0, MAX_WORLD - 1) if size is None else None  # not a number: that sentence
+    if given:  # a rank of no world (0, however written, is the one process's)
         raise ConfigError(f"RANK is {given}, but WORLD_SIZE is not set, as torchrun sets both in each "
                           "process it starts; unset RANK, or launch the command with torchrun.")
     rank = env_int("RANK", 0, (size or 1) - 1)

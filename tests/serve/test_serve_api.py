@@ -244,7 +244,8 @@ def test_encode_an_upload(client: Client, model: Any) -> None:
     with torch.inference_mode():
         mu = model.encode(eval_images(pixels, "dynamic"))[0]
     assert out["z"] == pytest.approx(mu[0].tolist(), abs=1e-5)
-    assert "resized to 8x8 (centre-cropped" in out["converted"] and "greyscale" in out["converted"]
+    assert "resized to 8 wide and 8 high (centre-cropped" in out["converted"], out["converted"]
+    assert "greyscale" in out["converted"]
     jpeg = client.post("/api/encode", {"image": "data:image/jpeg;base64," + png(image, "JPEG")})
     assert len(jpeg["z"]) == LATENT and math.isfinite(jpeg["nll"])
 
@@ -498,7 +499,8 @@ def test_uploads_too_large(client: Client, one_sentence: Callable[..., None]) ->
     for size in ((1, 16384), (16384, 1)):  # few pixels, a side over MAX_UPLOAD_SIDE
         status, out = client.call("POST", "/api/encode", {"image": png(Image.new("L", size))})
         check_error(status, out, 413, one_sentence)
-        assert "side" in out["error"]
+        assert "side" in out["error"] and f"is {size[0]} wide and {size[1]} high" in out["error"], out
+
     # a header of 14,000 x 14,000 (more than Pillow opens at all), one row of pixels after it
     bomb = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 14000, 14000, 8, 0, 0, 0, 0))
             + png_chunk(b"IDAT", zlib.compress(b"\0" * 14001)) + png_chunk(b"IEND", b""))

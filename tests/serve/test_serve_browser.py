@@ -267,7 +267,8 @@ def test_an_upload_is_converted_and_encoded(page: Page, tmp_path: Path) -> None:
     recon = page.settle("recon", 0)
     assert len(set(recon)) > 1
     converted = p.locator("#converted").inner_text()
-    assert "read a 40x40 PNG" in converted and f"resized to {shape[2]}x{shape[1]}" in converted, converted
+    assert "read a PNG 40 wide and 40 high" in converted, converted
+    assert f"resized to {shape[2]} wide and {shape[1]} high" in converted, converted
     assert math.isfinite(float(p.locator("#nll").inner_text()))
     message, kind = page.status()
     assert kind == "ok" and message == "Upload encoded."

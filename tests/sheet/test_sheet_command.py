@@ -105,7 +105,13 @@ def test_bad_input_is_one_sentence_and_nothing_written(built: Built, tmp_path: P
     _refused(capsys, ["--vae-run", str(classifier), "--out", str(out)], "classifier run", str(classifier))
     empty = tmp_path / "empty"
     empty.mkdir()
-    _refused(capsys, ["--vae-run", str(empty), "--out", str(out)], "not a run directory")
+    _refused(capsys, ["--vae-run", str(empty), "--out", str(out)], "holds no trained model",
+             "`vaekit train --out")  # as eval says it
+    folder = tmp_path / "runs"  # a folder of runs: one named, as eval names it
+    shutil.copytree(built.run, folder / "a")
+    _refused(capsys, ["--vae-run", str(folder), "--out", str(out)], "holds runs (a)",
+             f"such as {folder / 'a'}")
+    shutil.rmtree(folder)
     _refused(capsys, ["--vae-run", str(tmp_path / "missing"), "--out", str(out)], "not a directory")
     for kind in ("fifo", "directory"):  # a model file that is no regular file: named as `eval` names it
         odd = Path(shutil.copytree(built.run, tmp_path / f"odd-{kind}"))
@@ -206,6 +212,12 @@ def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
     (lambda rows: rows[0].update(model="resnet"), "row 0: model is 'resnet'"),
     (lambda rows: rows.clear(), "it holds no row"),
     (lambda rows: rows[0].update(gap="x"), "row 0: gap is \"x\""),
+    (lambda rows: rows[0].update(gap=0.5), "row 0: gap is 0.5, not train_accuracy - test_accuracy"),
+    # past a float's range, or a side no figure can place: named, not an OverflowError
+    (lambda rows: rows[0].update(epoch_seconds=10**400), "row 0: epoch_seconds is a 401-digit number"),
+    (lambda rows: rows[1].update(side=10**200), "row 1: side is a 201-digit number, not a whole number"),
+    (lambda rows: rows[1].update(params=10**400), "row 1: params is a 401-digit number"),
+    (lambda rows: rows[0].update(peak_memory_mb=1e308), "row 0: peak_memory_mb is 1e+308, not a number from"),
     (lambda rows: rows[0].update(test_interval=[0.9, 0.1]), "row 0: test_interval is [0.9, 0.1]"),
 ])
 def test_a_compare_json_not_as_classify_wrote_it_is_refused(

@@ -61,7 +61,7 @@ def check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; --compare writes its runs, {JSON_NAME} and "
                           f"{FIGURE_NAME} into a new or empty directory and overwrites nothing, so "
-                          "remove it or choose another --out.")
+                          "choose another --out.")
 
 
 def check_train_images(n: int | None, ds: Dataset) -> int:

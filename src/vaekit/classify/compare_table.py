@@ -5,13 +5,14 @@ table printed from the rows, and the notes that say what the table shows.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vaekit.classify.compare_plan import MODELS, Network
+from vaekit.classify.config import MAX_SIDE
 from vaekit.classify.metrics import wilson_interval
+from vaekit.config import MAX_SIZE
 
 MIB = 2**20
 
@@ -61,8 +62,20 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+LARGEST = 10**18  # past any count or size a compare can write (a dense-wide layer at the largest side)
+
+
 def _is_size(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    """A number in [0, LARGEST]: ints of any length compared as ints (one past a float's range is
+    not converted), floats finite."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= LARGEST
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON writes it, cut short (a 400-digit number is named by its length)."""
+    if _is_int(value) and abs(value) >= 10**30:
+        return f"a {len(str(abs(value)))}-digit number"
+    return json.dumps(value)[:40]
 
 
 def _around(interval: Any, value: float | None) -> bool:
@@ -87,21 +100,25 @@ def row_fault(row: Any) -> str | None:
             return f"{key} is missing"
     if row["model"] not in MODELS:
         return f"model is {row['model']!r}, not one of {', '.join(MODELS)}"
-    for key, least in (("side", 1), ("epochs", 1), ("params", 1), ("macs", 0)):
-        if not _is_int(row[key]) or row[key] < least:
-            return f"{key} is {json.dumps(row[key])[:40]}, not a whole number of at least {least}"
+    for key, least, most in (("side", 1, MAX_SIDE), ("epochs", 1, MAX_SIZE), ("params", 1, LARGEST),
+                             ("macs", 0, LARGEST)):
+        if not _is_int(row[key]) or not least <= row[key] <= most:
+            return f"{key} is {_shown(row[key])}, not a whole number from {least} to {most:,}"
     for key in _OPTIONAL_COUNTS:
-        if row.get(key) is not None and (not _is_int(row[key]) or row[key] < 0):
-            return f"{key} is {json.dumps(row[key])[:40]}, not a whole number or null"
+        if row.get(key) is not None and (not _is_int(row[key]) or not 0 <= row[key] <= MAX_SIZE):
+            return f"{key} is {_shown(row[key])}, not a whole number from 0 to {MAX_SIZE:,} or null"
     for key in _OPTIONAL_SIZES:
         if row.get(key) is not None and not _is_size(row[key]):
-            return f"{key} is {json.dumps(row[key])[:40]}, not a number of at least 0 or null"
+            return f"{key} is {_shown(row[key])}, not a number from 0 to {LARGEST:.0e} or null"
     for key in _FRACTIONS:
         if row[key] is not None and not (_is_size(row[key]) and row[key] <= 1):
-            return f"{key} is {json.dumps(row[key])[:40]}, not a fraction in [0, 1] or null"
+            return f"{key} is {_shown(row[key])}, not a fraction in [0, 1] or null"
     gap, interval = row.get("gap"), row.get("test_interval")
     if gap is not None and not (isinstance(gap, int | float) and _is_size(abs(gap)) and abs(gap) <= 1):
-        return f"gap is {json.dumps(gap)[:40]}, not a difference of two accuracies or null"
+        return f"gap is {_shown(gap)}, not a difference of two accuracies or null"
+    train, test = row["train_accuracy"], row["test_accuracy"]
+    if gap is not None and train is not None and test is not None and abs(gap - (train - test)) > 1e-9:
+        return f"gap is {_shown(gap)}, not train_accuracy - test_accuracy ({train - test:.6g})"
     if interval is not None and not _around(interval, row["test_accuracy"]):
         return f"test_interval is {json.dumps(interval)[:60]}, not an interval in [0, 1] around test_accuracy"
     if not isinstance(row["memory"], str) or not (row["error"] is None or isinstance(row["error"], str)):

@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vaekit.config import is_int, is_number
+from vaekit.config import is_int, is_number, n_epochs
 from vaekit.errors import CheckpointError
 from vaekit.regular import check_regular
 from vaekit.runs.files import (
@@ -234,7 +234,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     planned = _planned(run_dir) if lines else None
     if planned is not None and len(lines) > planned:
         raise CheckpointError(f"{run_dir / METRICS}: line {planned + 1} is epoch {planned + 1}, past the "
-                              f"{planned} epochs of {run_dir / CONFIG}; the file was edited, or copied "
+                              f"{n_epochs(planned)} of {run_dir / CONFIG}; the file was edited, or copied "
                               "from another run.")
     kl_floor = _kl_floor(run_dir) if lines else None
     for number, _, row in lines:

@@ -92,11 +92,11 @@ def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor,
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as probe:
         width, height = probe.size
         if width * height > MAX_UPLOAD_PIXELS:
-            raise ApiError(413, f"the image has {width}x{height} pixels, more than "
-                           f"{MAX_UPLOAD_PIXELS:,}.")
+            raise ApiError(413, f"the image is {width} wide and {height} high, more than "
+                           f"{MAX_UPLOAD_PIXELS:,} pixels.")
         if max(width, height) > MAX_UPLOAD_SIDE:
-            raise ApiError(413, f"the image is {width}x{height} pixels, a side longer than "
-                           f"{MAX_UPLOAD_SIDE:,}.")
+            raise ApiError(413, f"the image is {width} wide and {height} high, a side longer than "
+                           f"{MAX_UPLOAD_SIDE:,} pixels.")
         probe.verify()
     with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as im:
         sixteen = is_16bit(im)
@@ -107,7 +107,7 @@ def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor,
         kind = im.format or "image"
         c, h, w = shape
         eight = upright(to_8bit(im, counts), orientation, counts)
-        done = [f"read a {width}x{height} {kind}", *pixel_notes(counts, one=True).values()]
+        done = [f"read a {kind} {width} wide and {height} high", *pixel_notes(counts, one=True).values()]
         if counts["orientation"]:
             done.append("turned upright by its EXIF orientation")
         target = "L" if c == 1 else "RGB"
@@ -118,7 +118,7 @@ def _decode(data: bytes, shape: tuple[int, int, int], fit: str) -> tuple[Tensor,
             converted = eight.copy()
         if converted.size != (w, h):
             converted = fit_image(converted, (h, w), fit)
-            done.append(f"resized to {w}x{h} ({'centre-cropped' if fit == 'crop' else 'padded'} to its "
-                        "aspect, as the run's images)")
+            how = "centre-cropped" if fit == "crop" else "padded"
+            done.append(f"resized to {w} wide and {h} high ({how} to its aspect, as the run's images)")
         array = torch.frombuffer(bytearray(converted.tobytes()), dtype=torch.uint8)
     return array.view(h, w, c).permute(2, 0, 1).contiguous(), done

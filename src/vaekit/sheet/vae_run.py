@@ -80,6 +80,7 @@ def check_vae_run(run_dir: Path) -> None:
         raise CheckpointError(f"--vae-run {run_dir} is not a directory; expected a run directory of "
                               "`vaekit train`.")
     try:
+        runs.check_run_config(run_dir, "vaekit train")  # a folder of runs: one of them named
         runs.read_config(run_dir, "vae")  # a folder of no run, or of a classifier, named as such
         runs.load_run(run_dir, "vae")
         read_eval(run_dir)  # its eval.json and metrics.jsonl, read now: not after the other answers
