@@ -287,6 +287,8 @@ def test_integers_beyond_64_bits(tmp_path: Path, key: str, value: str, one_sente
     ("[model]\nhidden = [400, 'a']\n", ["model.hidden must be a list of integers"]),
     ("[model]\nhidden = '1,a'\n", ["model.hidden must be a list of integers", '"1,a"']),  # a list, not text
     ("[data]\nname = 7\n", ["data.name must be a string", "7"]),
+    # a size is a TOML integer or a string: both named, not "must be a string" of an accepted 8
+    ("[data]\nimage_size = [8, 8]\n", ['data.image_size must be a size such as 32 or "64x48"', "[8, 8]"]),
     ("[train]\nseed = 1979-05-27\n", ["train.seed must be an integer", "got 1979-05-27."]),
     ("lr = 0.1\n", ["unknown key or section lr;", "data, model, optim, train"]),
     ("[model\n", ["not valid TOML", "line 1"]),

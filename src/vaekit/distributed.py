@@ -148,7 +148,8 @@ def world(device: str = "cpu") -> World | None:
     if not dist.is_initialized():
         backend = "nccl" if device == "cuda" and torch.cuda.is_available() else "gloo"
         try:
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+            with _held_stderr():  # torch's C++ stack frames of a failed rendezvous: not the user's
+                dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
         except (RuntimeError, ValueError, OSError) as err:
             where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
             raise ConfigError(f"rank {rank} of {size} could not join the rendezvous at {where} "
@@ -156,6 +157,26 @@ def world(device: str = "cpu") -> World | None:
     _WORLD = World(rank, size)
     atexit.register(_finish)
     return _WORLD
+
+
+@contextlib.contextmanager
+def _held_stderr() -> Iterator[None]:
+    """What is written to file descriptor 2 (the C++ runtime's log too) while the body runs, held
+    back and written out only if the body succeeds: a refused rendezvous is one sentence."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        done = False
+        try:
+            yield
+            done = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if done:
+                held.seek(0)
+                os.write(2, held.read())
 
 
 def _end_with_launcher() -> None:

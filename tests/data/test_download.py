@@ -159,6 +159,16 @@ def other_fake_archive(fake_set) -> bytes:
 # ----------------------------------------------------------------------------- good downloads
 
 
+def test_a_mirror_without_its_last_slash_is_read_as_the_folder_it_names(places, fake_set, fake_registry,
+                                                                         server) -> None:
+    """`--mirror http://host/fake` fetched `/fakefake-train-images...`: the file name glued onto the
+    folder's. A mirror is a folder, with or without its last slash."""
+    fake_registry()
+    base = serve_fake(server, fake_set).rstrip("/")
+    assert fetch("fake", base_url=base) == places.cache_root / "fake"
+    assert sorted(server.requests) == sorted(f"/fake/{a}" for a in ARCHIVES)
+
+
 @pytest.mark.parametrize("checksum_of", ["raw", "archive"])
 def test_good_download_is_verified_cached_and_loads(
     places, fake_set, fake_registry, server, checksum_of

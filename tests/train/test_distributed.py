@@ -655,3 +655,21 @@ def test_a_user_s_rank_errors_variable_does_not_hide_the_sentence(
     err = capsys.readouterr().err
     assert err.startswith("vaekit train: error: ") and "epochs" in err and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_rendezvous_that_times_out_is_one_sentence(tmp_path: Path) -> None:
+    """A rank whose MASTER_PORT has no one listening printed torch's C++ log and some 50 lines of
+    stack frames before vaekit's sentence; now the sentence alone, exit 2."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "VAEKIT_DIST_TIMEOUT": "1"}
+    code = ("from vaekit import distributed; from vaekit.cli import say\n"
+            "try:\n    distributed.world()\n"
+            "except Exception as err:\n    say('train', str(err)); raise SystemExit(2)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "could not join the rendezvous" in done.stderr, done.stderr

@@ -109,8 +109,9 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
                 value = interval_of_number(value)
             except ConfigError as err:
                 raise ConfigError(f"{where}{err}") from None
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}{key} must be a string, got {show(value)}.")
+        if not isinstance(value, str):  # a size is written either way: say both
+            what = 'a size such as 32 or "64x48"' if kind == "size" else "a string"
+            raise ConfigError(f"{where}{key} must be {what}, got {show(value)}.")
         if not value.strip():  # no setting means anything by empty text: not "not given" either
             raise ConfigError(f"{where}{key} is empty; give a value, or leave it out for its default.")
         try:

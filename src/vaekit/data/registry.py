@@ -264,7 +264,7 @@ def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = 
         return found
     spec = registry_entry(name)
     target = cache_dir(name)
-    base = spec.base_url if base_url is None else base_url
+    base = spec.base_url if base_url is None else base_url.rstrip("/") + "/"  # a folder, its files inside
     existed = target.exists()
     remove_stale_parts(target, [remote.archive_name for remote in spec.files.values()])
     try:
