@@ -211,6 +211,7 @@ def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
     (lambda rows: rows[0].update(epoch_seconds=-1.0), "row 0: epoch_seconds is -1.0, not a number"),
     (lambda rows: rows[0].update(model="resnet"), "row 0: model is 'resnet'"),
     (lambda rows: rows.clear(), "it holds no row"),
+    (lambda rows: rows.append(dict(rows[0])), "row 4: dense at side 8 again (row 0)"),  # one per side
     (lambda rows: rows[0].update(gap="x"), "row 0: gap is \"x\""),
     (lambda rows: rows[0].update(gap=0.5), "row 0: gap is 0.5, not train_accuracy - test_accuracy"),
     # past a float's range, or a side no figure can place: named, not an OverflowError

@@ -130,13 +130,18 @@ def row_fault(row: Any) -> str | None:
 
 def rows_fault(rows: Any) -> str | None:
     """What makes `rows` (a compare.json read back) other than the rows `vaekit classify --compare`
-    writes: not a list, no row, or the first row's fault (`row_fault`), in words; None when none."""
+    writes: not a list, no row, the first row's fault (`row_fault`), or a network twice, in words;
+    None when none."""
     if not isinstance(rows, list) or not rows:
         return "it holds no row" if rows == [] else "it is not a list of rows"
+    seen: dict[tuple[Any, Any], int] = {}
     for i, row in enumerate(rows):
         fault = row_fault(row)
         if fault is not None:
             return f"row {i}: {fault}"
+        first = seen.setdefault((row["model"], row["side"]), i)  # one network per model and side
+        if first != i:
+            return f"row {i}: {row['model']} at side {row['side']} again (row {first})"
     return None
 
 
