@@ -12,7 +12,7 @@ from typing import Any
 from vaekit.classify.compare_plan import MODELS, Network
 from vaekit.classify.config import MAX_SIDE
 from vaekit.classify.metrics import wilson_interval
-from vaekit.config import MAX_SIZE
+from vaekit.config import MAX_SIZE, is_int, is_number
 
 MIB = 2**20
 
@@ -58,22 +58,18 @@ _OPTIONAL_SIZES = ("estimated_memory_mb", "peak_memory_mb", "train_memory_mb", "
 _FRACTIONS = ("train_accuracy", "test_accuracy")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 LARGEST = 10**18  # past any count or size a compare can write (a dense-wide layer at the largest side)
 
 
 def _is_size(v: Any) -> bool:
     """A number in [0, LARGEST]: ints of any length compared as ints (one past a float's range is
     not converted), floats finite."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= LARGEST
+    return is_number(v) and 0 <= v <= LARGEST
 
 
 def _shown(value: Any) -> str:
     """A value as JSON writes it, cut short (a 400-digit number is named by its length)."""
-    if _is_int(value) and abs(value) >= 10**30:
+    if is_int(value) and abs(value) >= 10**30:
         return f"a {len(str(abs(value)))}-digit number"
     return json.dumps(value)[:40]
 
@@ -102,10 +98,10 @@ def row_fault(row: Any) -> str | None:
         return f"model is {row['model']!r}, not one of {', '.join(MODELS)}"
     for key, least, most in (("side", 1, MAX_SIDE), ("epochs", 1, MAX_SIZE), ("params", 1, LARGEST),
                              ("macs", 0, LARGEST)):
-        if not _is_int(row[key]) or not least <= row[key] <= most:
+        if not is_int(row[key]) or not least <= row[key] <= most:
             return f"{key} is {_shown(row[key])}, not a whole number from {least} to {most:,}"
     for key in _OPTIONAL_COUNTS:
-        if row.get(key) is not None and (not _is_int(row[key]) or not 0 <= row[key] <= MAX_SIZE):
+        if row.get(key) is not None and (not is_int(row[key]) or not 0 <= row[key] <= MAX_SIZE):
             return f"{key} is {_shown(row[key])}, not a whole number from 0 to {MAX_SIZE:,} or null"
     for key in _OPTIONAL_SIZES:
         if row.get(key) is not None and not _is_size(row[key]):
