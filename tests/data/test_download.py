@@ -208,7 +208,9 @@ def test_cli_fetch_from_a_mirror(places, fake_set, fake_registry, server, capsys
     fake_registry()
     base = serve_fake(server, fake_set)
     assert main(["data", "fetch", "fake", "--mirror", base]) == 0
-    assert capsys.readouterr().out.strip() == f"fake: {places.cache_root / 'fake'}"
+    out, err = capsys.readouterr()
+    assert out.strip() == f"fake: {places.cache_root / 'fake'}"
+    assert "not used" not in err  # the mirror was asked: no note that it went unused
     assert listing(places.cache_root / "fake") == sorted(ARCHIVES)
 
 

@@ -63,12 +63,20 @@ def test_a_bad_mirror_is_refused_even_when_the_set_is_in_the_cache(places, fake_
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/fake/", "HTTPS://127.0.0.1/fake/",
                                  "http://[::1]:8080/fake/", "http://mirror.example/"])
-def test_a_good_mirror_of_a_set_found_is_accepted(places, fake_set, fake_registry, capsys,
-                                                  url: str) -> None:
+@pytest.mark.parametrize("place", ["cache", "system"])
+def test_a_good_mirror_of_a_set_found_is_accepted_with_a_note_that_it_went_unused(
+    places, fake_set, fake_registry, capsys, one_sentence, url: str, place: str
+) -> None:
+    """The set is where a fetch would put it or read it: exit 0 (a script that fetches before it
+    trains goes on), and a note on stderr that the mirror was not asked, naming it and the place."""
     fake_registry()
-    cache = fake_set.write(places.cache_root / "fake")
+    found = fake_set.write((places.cache_root if place == "cache" else places.system_root) / "fake")
     assert main(["data", "fetch", "fake", "--mirror", url]) == 0
-    assert capsys.readouterr().out.strip() == f"fake: {cache}"
+    out, err = capsys.readouterr()
+    assert out.strip() == f"fake: {found}"
+    assert err.startswith("note: ")
+    one_sentence(err.removeprefix("note: ").strip(), f"--mirror {url}", "not used", str(found),
+                 "nothing was downloaded")
 
 
 @pytest.mark.parametrize("has_data", [True, False])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from vaekit import config as cfg
 from vaekit.commands.flags import text_flag
@@ -19,7 +20,7 @@ from vaekit.data.load import (
     fetch_note,
     load_dataset,
 )
-from vaekit.data.registry import DEFAULT_DATASET, fetch, where_found, where_found_text
+from vaekit.data.registry import DEFAULT_DATASET, fetch, mirror_unused, where_found, where_found_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help=f"dataset name (default: {DEFAULT_DATASET})")
     pf.add_argument("--data-dir", type=text_flag("--data-dir"),
                     help="directory holding the dataset's files (default: lookup)")
-    pf.add_argument("--mirror", help="base URL (http:// or https://) to download from instead of "
-                    "the official one; not with --data-dir (default: the official one)")
+    pf.add_argument("--mirror", help="base URL (http:// or https://) to download a set not found in "
+                    "place from, not the official one; not with --data-dir (default: the official one)")
     pf.set_defaults(func=run_fetch)
 
 
@@ -92,9 +93,8 @@ def run_info(args: argparse.Namespace) -> int:
 def run_fetch(args: argparse.Namespace) -> int:
     check_mirror(args.name, args.mirror, args.data_dir)
     note = fetch_note(args.name, args.data_dir)
-    if note is not None:
-        print(note)
-        return 0
-    directory = fetch(args.name, args.data_dir, base_url=args.mirror)
-    print(f"{args.name}: {directory}")
+    unused = None if note is not None else mirror_unused(args.name, args.mirror)  # read before fetching
+    print(note or f"{args.name}: {fetch(args.name, args.data_dir, base_url=args.mirror)}")
+    if unused is not None:
+        print(f"note: {unused}", file=sys.stderr)
     return 0

@@ -280,6 +280,14 @@ def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = 
     return target
 
 
+def mirror_unused(name: str, mirror: str | None) -> str | None:
+    """What `vaekit data fetch NAME --mirror URL` says when nothing would be downloaded from the
+    mirror, since a place already holds every file of `name` (the cache or the system's datasets:
+    --data-dir and $VAEKIT_DATA are refused beside a mirror, `load.check_mirror`); else None."""
+    found = None if mirror is None else locate(name)
+    return None if found is None else (f"--mirror {mirror} was not used: {name} is already in {found}, "
+                                       "so nothing was downloaded.")
+
 
 def checksum_status(name: str, directory: Path) -> dict[str, str]:
     """For each file of `name` in `directory`: 'ok', 'MISMATCH', 'missing' or 'unchecked (...)'
