@@ -539,17 +539,39 @@ def test_a_setting_given_at_its_default_is_refused_where_nothing_uses_it(key: st
     check_used(both, TrainConfig(), given={key, *UNUSED[key][1]})
 
 
-@pytest.mark.parametrize("where", ["flag", "toml"])
+@pytest.mark.parametrize(("where", "named"), [
+    ("flag", "optim.momentum (--momentum)"),
+    ("toml", "c.toml: optim.momentum"),  # named where the user wrote it, not by a flag never typed
+    ("both", "optim.momentum (--momentum)"),  # the flag's value is the one used
+])
 def test_momentum_at_its_default_with_adam_is_refused_from_flags_and_toml(
-        where: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        where: str, named: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from vaekit.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.toml").write_text("[optim]\nmomentum = 0.9\n")
-    given = ["--momentum", "0.9"] if where == "flag" else ["--config", "c.toml"]
+    given = {"flag": ["--momentum", "0.9"], "toml": ["--config", "c.toml"],
+             "both": ["--config", "c.toml", "--momentum", "0.5"]}[where]
     assert main(["train", "--data", "digits", "--epochs", "1", "--out", "run", *given]) == 2
-    assert "optim.momentum (--momentum) is used only with --optimizer sgd" in capsys.readouterr().err
+    assert f"error: {named} is used only with --optimizer sgd" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_a_classifier_preset_in_a_toml_file_beside_layers_names_the_file(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        one_sentence: OneSentence) -> None:
+    """A TOML's model.preset with a --layers flag: refused (a layer list replaces the preset) naming
+    the file and the key, not the --preset flag the user never typed."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text('[model]\npreset = "dense"\n')
+    assert main(["classify", "--data", "digits", "--epochs", "1", "--out", "run", "--config", "c.toml",
+                 "--layers", "Flatten()", "Linear(10)"]) == 2
+    err = capsys.readouterr().err.strip().removeprefix("vaekit classify: error: ")
+    one_sentence(err, "c.toml: model.preset is used only with", "leave it out")
+    assert "--preset" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 

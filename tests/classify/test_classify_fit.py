@@ -256,9 +256,9 @@ def test_a_device_that_is_not_there_is_refused_before_the_table(tmp_path: Path, 
 
 
 @pytest.mark.parametrize(("toml", "words"), [
-    ('[data]\nresize = "bilinear"\n', ["data.resize (--resize) is used only with"]),
+    ('[data]\nresize = "bilinear"\n', ["c.toml: data.resize is used only with"]),
     ('[model]\npreset = "dense"\nlayers = ["Flatten()", "Linear(10)"]\n',
-     ["model.preset (--preset) is used only with"]),
+     ["c.toml: model.preset is used only with"]),
     ('[model]\nlayers = ["Flatten()", "Linear(10)", "Dropout(p=1.0)"]\n',
      ["model.layers (--layers): layer 3 Dropout: p"]),
     # a layer list is named by its key wherever it was written: unknown, not fitting, no logits

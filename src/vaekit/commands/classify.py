@@ -63,7 +63,8 @@ def build_config(args: argparse.Namespace) -> tuple[ClassifierConfig, Path]:
         base = cfg.load_toml(args.config, base, keys)
     config = cfg.apply(base, flags := given(args, FLAGS), cfg.COMMAND_LINE)
     anchor_data(config, start if args.resume else None)  # the run finds its data from anywhere later
-    cfg.check_used(config, start, used_with(args.compare), given=keys | cfg.given_keys(flags))
+    cfg.check_used(config, start, used_with(args.compare), given=cfg.given_keys(flags), file=args.config,
+                   file_keys=keys)
     compare.check_flags(args, config, start)
     cfg.check_epochs(config, start, compare.epochs_of(args) if args.compare else None,
                      trained=trained_epochs(args.out if args.resume else None))

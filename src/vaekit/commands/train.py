@@ -63,7 +63,7 @@ def build_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     if typed or "data.val_size" in keys or not args.resume:  # config.json's: the resume's check names it
         check_val_size(config.data.name, config.data.val_size,  # before a resume compares it with the run's
                        "data.val_size (--val-size)" if typed else f"{args.config}: data.val_size")
-    cfg.check_used(config, start, given=keys | cfg.given_keys(flags))
+    cfg.check_used(config, start, given=cfg.given_keys(flags), file=args.config, file_keys=keys)
     cfg.check_warmup(config, start)
     say_notes(cfg.check_planned_epochs(config, start, base, cfg.given_keys(flags), keys, args.config))
     cfg.check_epochs(config, start, trained=trained_epochs(args.out if args.resume else None))

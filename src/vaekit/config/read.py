@@ -382,24 +382,27 @@ def given_keys(sections: dict[str, Any]) -> set[str]:
 
 
 def check_used(config: Any, base: Any, rules: tuple[tuple[str, Any, str], ...] | None = None,
-               recorded: bool = True, given: set[str] | frozenset[str] = frozenset()) -> None:
+               recorded: bool = True, given: set[str] | frozenset[str] = frozenset(),
+               file: str | None = None, file_keys: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuse a setting this command changed from `base` (the defaults, or the config of the run it
-    resumes), or gave (`given`: 'section.key' names of the flags and TOML keys, whatever their
-    value, so `--momentum 0.9` too), that `config` does not use (`rules`, by default `USED_WITH`):
-    `--momentum 0` with adam, `--channels 16` with the MLP. One sentence naming the key and what it
-    is used with; a value that is not among the setting's choices is named as unknown first
-    (`--variance bogus`: fixing the other setting would only lead to that refusal). `recorded`:
-    whether the command writes the config into a run (`vaekit data info` writes none)."""
+    resumes), or gave (`given`: 'section.key' names of the flags, `file_keys` those of the TOML
+    `file`, whatever their value, so `--momentum 0.9` too), that `config` does not use (`rules`, by
+    default `USED_WITH`): `--momentum 0` with adam, `--channels 16` with the MLP. One sentence naming
+    the key and its flag, or the file it came from; a value that is not among the setting's choices
+    is named as unknown first (`--variance bogus`: fixing the other setting would only lead to that
+    refusal). `recorded`: whether the command writes the config into a run (`data info` writes none)."""
     keys = settings_of(config)
     why = ("it would be recorded in config.json as if it had been used" if recorded
            else "it would change nothing")
-    for key in dict.fromkeys([*differences(base, config), *sorted(given)]):
+    for key in dict.fromkeys([*differences(base, config), *sorted({*given, *file_keys})]):
         for name, used, what in USED_WITH if rules is None else rules:
             if name == key and name in keys and not used(config):
                 _check_choice(config, key, keys[key])
                 flag = flag_of(keys[key])
-                raise ConfigError(f"{key}{f' ({flag})' if flag else ''} is used only with {what}, which is "
-                                  f"not the case here; leave it out ({why}).")
+                named = (f"{file}: {key}" if key in file_keys and key not in given  # the flag's value wins
+                         else f"{key}{f' ({flag})' if flag else ''}")
+                raise ConfigError(f"{named} is used only with {what}, which is not the case here; leave it "
+                                  f"out ({why}).")
 
 
 def check_with_data(config: TrainConfig, data: str, pixels: int, train_images: int) -> None:
