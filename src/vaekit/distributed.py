@@ -152,8 +152,9 @@ def world(device: str = "cpu") -> World | None:
                 dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
         except (RuntimeError, ValueError, OSError) as err:
             where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-            raise ConfigError(f"rank {rank} of {size} could not join the rendezvous at {where} "
-                              f"({str(err).splitlines()[0].rstrip('.')[:200]}).") from None
+            raise ConfigError(f"rank {rank} of {size} could not join the rendezvous at {where} in at most "
+                              f"{timeout:g} s ({TIMEOUT_ENV}; torch says: "  # its own figure may be rounded
+                              f"{str(err).splitlines()[0].rstrip('.')[:200]}).") from None
     _WORLD = World(rank, size)
     atexit.register(_finish)
     return _WORLD
