@@ -25,6 +25,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
+QUERY = "has a query (?) or a fragment (#), after which no file name could follow"
 BAD_URLS = [
     ("", "is empty"),
     ("   ", "is blank"),
@@ -40,6 +41,11 @@ BAD_URLS = [
     ("http://127.0.0.1/fa ke/", "holds a space or a control character"),
     ("http://127.0.0.1/fake/\n", "holds a space or a control character"),
     ("http://[::1/fake/", "is not a URL"),
+    ("http://127.0.0.1/fake/?q=1", QUERY),
+    ("http://127.0.0.1/fake/?", QUERY),
+    ("http://127.0.0.1/fake/#f", QUERY),
+    ("http://u:p@127.0.0.1/fake/", "holds a user name or password (user@host), which vaekit does not send"),
+    ("http://u@127.0.0.1/fake/", "holds a user name or password (user@host), which vaekit does not send"),
 ]
 
 

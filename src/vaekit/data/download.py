@@ -278,6 +278,10 @@ def _mirror_problem(url: str) -> str | None:
         return "does not start with http:// or https://"
     if not parts.hostname:
         return "names no host"
+    if parts.query or parts.fragment or "?" in url or "#" in url:  # the file names go after its path
+        return "has a query (?) or a fragment (#), after which no file name could follow"
+    if "@" in parts.netloc:
+        return "holds a user name or password (user@host), which vaekit does not send"
     try:
         port = parts.port
     except ValueError:  # not a number, or over 65535
