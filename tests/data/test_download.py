@@ -510,3 +510,80 @@ def test_a_download_in_progress_is_not_taken_for_stale(server, slow_limits, monk
     assert listing(tmp_path) == [part]
     thread.join(timeout=5)
     assert done == [dest] and listing(tmp_path) == ["f.gz"] and dest.read_bytes() == body
+
+
+# ----------------------------------------------------------------------------- data fetch repairs
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_fetch_downloads_again_a_damaged_file_of_the_cache(places, fake_set, fake_registry, server, capsys,
+                                                           mirror: bool) -> None:
+    """`data fetch` said a set was there when a file of it was garbage; it now holds each file to
+    its published sum and downloads a verified copy of that one file alone (from --mirror if given:
+    then the mirror was used, and no note says otherwise)."""
+    base = serve_fake(server, fake_set)
+    fake_registry(base_url="http://127.0.0.1:9/nowhere/" if mirror else base)
+    cache = fake_set.write(places.cache_root / "fake")
+    (cache / ARCHIVES[1]).write_bytes(b"garbage\n")
+    assert main(["data", "fetch", "fake", *(["--mirror", base] if mirror else [])]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"fake: {cache}"
+    assert f"note: {ARCHIVES[1]} in {cache} does not match the published SHA-256 of fake" in err, err
+    assert "not used" not in err
+    assert server.requests == [f"/fake/{ARCHIVES[1]}"]
+    assert set(checksum_status("fake", cache).values()) == {"ok"}
+
+
+def test_fetch_of_a_damaged_system_copy_downloads_into_the_cache(places, fake_set, fake_registry, server,
+                                                                 capsys) -> None:
+    """/usr/share/datasets is not vaekit's to write: a verified copy goes to the cache, which is
+    looked in first, and the system's files are left as they are."""
+    fake_registry(base_url=serve_fake(server, fake_set))
+    system = fake_set.write(places.system_root / "fake")
+    (system / ARCHIVES[2]).write_bytes(gz(b"not the published test images"))
+    before = {p.name: p.read_bytes() for p in system.iterdir()}
+    assert main(["data", "fetch", "fake"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"fake: {places.cache_root / 'fake'}"
+    assert f"{ARCHIVES[2]} in {system} does not match" in err, err
+    assert {p.name: p.read_bytes() for p in system.iterdir()} == before
+    assert set(checksum_status("fake", places.cache_root / "fake").values()) == {"ok"}
+    assert load_dataset("fake").source == str(places.cache_root / "fake")
+
+
+@pytest.mark.parametrize("where", ["--data-dir", "$VAEKIT_DATA"])
+def test_fetch_refuses_a_damaged_file_in_a_directory_the_user_named(places, fake_set, fake_registry,
+                                                                     tmp_path, monkeypatch, cli_error,
+                                                                     where: str) -> None:
+    fake_registry()  # the official address is a closed port: nothing may be downloaded
+    mine = fake_set.write(tmp_path / "mine")
+    (mine / ARCHIVES[0]).write_bytes(b"garbage\n")
+    if where == "$VAEKIT_DATA":
+        monkeypatch.setenv("VAEKIT_DATA", str(mine))
+    flags = ["--data-dir", str(mine)] if where == "--data-dir" else []
+    cli_error(main(["data", "fetch", "fake", *flags]), str(mine / ARCHIVES[0]), "published SHA-256",
+              "VAEKIT_ALLOW_MODIFIED_DATA=1")
+    assert (mine / ARCHIVES[0]).read_bytes() == b"garbage\n"
+    assert not places.cache_root.exists()
+
+
+def test_fetch_keeps_a_modified_copy_where_modified_data_is_allowed(places, fake_set, fake_registry,
+                                                                    monkeypatch, capsys) -> None:
+    fake_registry()
+    cache = fake_set.write(places.cache_root / "fake")
+    (cache / ARCHIVES[3]).write_bytes(gz(b"my own labels"))
+    monkeypatch.setenv("VAEKIT_ALLOW_MODIFIED_DATA", "1")
+    assert main(["data", "fetch", "fake"]) == 0
+    assert capsys.readouterr().out.strip() == f"fake: {cache}"
+    assert (cache / ARCHIVES[3]).read_bytes() == gz(b"my own labels")
+
+
+def test_a_file_of_a_set_that_does_not_parse_points_to_data_fetch(places, fake_set, fake_registry,
+                                                                  cli_error) -> None:
+    """The files' own error (not IDX, not gzip) came without a way out; it now names the command
+    that repairs them."""
+    fake_registry()
+    cache = fake_set.write(places.cache_root / "fake")
+    (cache / ARCHIVES[0]).write_bytes(b"garbage\n")
+    cli_error(main(["data", "info", "fake", "--no-download"]), str(cache / ARCHIVES[0]),
+              "`vaekit data fetch fake`")

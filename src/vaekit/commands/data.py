@@ -20,13 +20,12 @@ from vaekit.data.load import (
     fetch_note,
     load_dataset,
 )
-from vaekit.data.registry import DEFAULT_DATASET, fetch, mirror_unused, where_found, where_found_text
+from vaekit.data.registry import DEFAULT_DATASET, fetch_checked, where_found, where_found_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "data",
-        help="list, describe and fetch datasets",
+        "data", help="list, describe and fetch datasets",
         description="Datasets are looked up in --data-dir, $VAEKIT_DATA, ~/.cache/vaekit/NAME (or under "
         "$XDG_CACHE_HOME) and "
         "/usr/share/datasets/NAME, in that order, else downloaded (SHA-256 verified).",
@@ -93,8 +92,9 @@ def run_info(args: argparse.Namespace) -> int:
 def run_fetch(args: argparse.Namespace) -> int:
     check_mirror(args.name, args.mirror, args.data_dir)
     note = fetch_note(args.name, args.data_dir)
-    unused = None if note is not None else mirror_unused(args.name, args.mirror)  # read before fetching
-    print(note or f"{args.name}: {fetch(args.name, args.data_dir, base_url=args.mirror)}")
-    if unused is not None:
-        print(f"note: {unused}", file=sys.stderr)
+    print(note or f"{args.name}: {fetch_checked(args.name, args.data_dir, args.mirror, say_note)}")
     return 0
+
+
+def say_note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)

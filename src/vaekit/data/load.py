@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.config import check_path_length, env_switch
+from vaekit.config import check_path_length
 from vaekit.data.binarize import prepare
 from vaekit.data.dataset import Dataset, Split, split_count, split_indices, take, three_way
 from vaekit.data.download import MISMATCH, check_mirror_url, read_checked
@@ -39,11 +39,13 @@ from vaekit.data.idx import parse_idx
 from vaekit.data.image_decode import ImageOptions, resize_images
 from vaekit.data.readers import Reader, expected_sources, neither_kind, other_sources, reader_for
 from vaekit.data.registry import (
+    ALLOW_MODIFIED_ENV,
     BUILTIN,
     DATA_DIR,
     DEFAULT_DATASET,
     REGISTRY,
     IDXDataset,
+    allow_modified_data,
     candidate_dirs,
     check_name,
     check_not_url,
@@ -59,7 +61,8 @@ from vaekit.device import format_bytes
 from vaekit.errors import ChecksumError, ConfigError, DataError, UnknownDatasetError
 from vaekit.regular import cannot_follow
 
-ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
+FETCH_ADVICE = ("`vaekit data fetch {name}` holds the set's files to their published SHA-256 and "
+                "downloads verified copies of those that fail into the cache")
 
 
 def _read_pair(directory: Path, spec: IDXDataset, part: str,
@@ -89,15 +92,6 @@ def _read_pair(directory: Path, spec: IDXDataset, part: str,
     return Split(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
-def allow_modified_data(explicit: bool | None = None) -> bool:
-    """Whether files that fail their published checksum may be used: `explicit` when given (the
-    --allow-modified flag), else whether $VAEKIT_ALLOW_MODIFIED_DATA is "1" ("0", empty or unset:
-    no; any other value is a ConfigError naming the two)."""
-    if explicit is not None:
-        return explicit
-    return env_switch(ALLOW_MODIFIED_ENV, {"1": True, "0": False})
-
-
 def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: bool) -> None:
     """Raise ChecksumError for the first file that does not match its published SHA-256, unless
     `allow`. Called after every file was parsed, so a file that is not even valid IDX gets its own
@@ -105,9 +99,8 @@ def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: boo
     for path, status in checked.values():
         if status == MISMATCH and not allow:
             raise ChecksumError(
-                f"{path} does not match the published SHA-256 of {name}; delete it and run "
-                f"`vaekit data fetch {name}` to get a verified copy, or set {ALLOW_MODIFIED_ENV}=1 "
-                "to use a modified copy on purpose."
+                f"{path} does not match the published SHA-256 of {name}; {FETCH_ADVICE.format(name=name)}, "
+                f"or set {ALLOW_MODIFIED_ENV}=1 to use a modified copy on purpose."
             )
 
 
@@ -122,8 +115,11 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
     if directory is None:
         raise not_on_machine(name, data_dir)
     checked: dict[str, tuple[Path, str]] = {}
-    train_full = _read_pair(directory, spec, "train", checked)
-    test = _read_pair(directory, spec, "test", checked)
+    try:
+        train_full = _read_pair(directory, spec, "train", checked)
+        test = _read_pair(directory, spec, "test", checked)
+    except DataError as err:  # a file cut or replaced: `data fetch` holds each to its published sum
+        raise DataError(f"{str(err).rstrip('.')}; {FETCH_ADVICE.format(name=name)}.") from None
     _refuse_modified(name, checked, allow_modified_data(allow_modified))
     n_val = spec.val_size if val_size is None else val_size
     if not 1 <= n_val < len(train_full):

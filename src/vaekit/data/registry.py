@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaekit.config import env_switch
 from vaekit.data.download import (
     MISMATCH,
     MISSING,
@@ -25,7 +27,7 @@ from vaekit.data.download import (
     download_file,
     remove_stale_parts,
 )
-from vaekit.errors import DataError, UnknownDatasetError
+from vaekit.errors import ChecksumError, DataError, UnknownDatasetError
 from vaekit.regular import check_regular
 
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")  # last place looked in (Debian's dataset packages)
@@ -251,6 +253,18 @@ def registry_entry(name: str) -> IDXDataset:
 
 
 
+ALLOW_MODIFIED_ENV = "VAEKIT_ALLOW_MODIFIED_DATA"  # "1": use files that fail their checksum
+
+
+def allow_modified_data(explicit: bool | None = None) -> bool:
+    """Whether files that fail their published checksum may be used: `explicit` when given (the
+    --allow-modified flag), else whether $VAEKIT_ALLOW_MODIFIED_DATA is "1" ("0", empty or unset:
+    no; any other value is a ConfigError naming the two)."""
+    if explicit is not None:
+        return explicit
+    return env_switch(ALLOW_MODIFIED_ENV, {"1": True, "0": False})
+
+
 def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = None) -> Path:
     """Return the directory of `name`, downloading it into the cache if no place has it.
 
@@ -260,8 +274,40 @@ def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = 
     if base_url is not None:
         check_mirror_url(base_url)
     found = locate(name, data_dir)
-    if found is not None:
+    return found if found is not None else _download(name, base_url)
+
+
+def fetch_checked(name: str, data_dir: str | Path | None, base_url: str | None,
+                  say: Callable[[str], None]) -> Path:
+    """`fetch` as `vaekit data fetch` does it: a set found in place is first held file by file to
+    its published SHA-256 (unless `allow_modified_data()`). Files that fail, in the cache or the
+    system's datasets, are downloaded again into the cache, which is looked in first; in a
+    directory the user named (--data-dir, $VAEKIT_DATA) they are a ChecksumError, as vaekit writes
+    only to its cache. `say` tells of each download, and of a mirror not asked."""
+    if base_url is not None:
+        check_mirror_url(base_url)
+    found = locate(name, data_dir)
+    if found is None:
+        return _download(name, base_url)
+    status = {} if allow_modified_data() else checksum_status(name, found)
+    paths = {remote.name: find_file(found, remote) for remote in registry_entry(name).files.values()}
+    bad = [str(paths[file]) for file, state in status.items() if state == MISMATCH]
+    if not bad:
+        if base_url is not None:
+            say(f"--mirror {base_url} was not used: {name} is already in {found}, so nothing was downloaded.")
         return found
+    origin = candidate_dirs(name, data_dir)[0][0]
+    if origin in (DATA_DIR, "$VAEKIT_DATA"):
+        raise ChecksumError(f"{bad[0]} does not match the published SHA-256 of {name}, and vaekit writes "
+                            f"only to its cache, not to {found} (from {origin}); replace the file with a "
+                            f"verified copy, or set {ALLOW_MODIFIED_ENV}=1 to use it as it is.")
+    say(f"{', '.join(Path(path).name for path in bad)} in {found} {'does' if len(bad) == 1 else 'do'} not "
+        f"match the published SHA-256 of {name}; a verified copy is downloaded into {cache_dir(name)}.")
+    return _download(name, base_url)
+
+
+def _download(name: str, base_url: str | None) -> Path:
+    """The files of `name` the cache lacks or holds damaged, downloaded into it; the cache's path."""
     spec = registry_entry(name)
     target = cache_dir(name)
     base = spec.base_url if base_url is None else base_url.rstrip("/") + "/"  # a folder, its files inside
@@ -278,15 +324,6 @@ def fetch(name: str, data_dir: str | Path | None = None, base_url: str | None = 
             target.rmdir()  # leave no empty cache directory behind a failed download
         raise
     return target
-
-
-def mirror_unused(name: str, mirror: str | None) -> str | None:
-    """What `vaekit data fetch NAME --mirror URL` says when nothing would be downloaded from the
-    mirror, since a place already holds every file of `name` (the cache or the system's datasets:
-    --data-dir and $VAEKIT_DATA are refused beside a mirror, `load.check_mirror`); else None."""
-    found = None if mirror is None else locate(name)
-    return None if found is None else (f"--mirror {mirror} was not used: {name} is already in {found}, "
-                                       "so nothing was downloaded.")
 
 
 def checksum_status(name: str, directory: Path) -> dict[str, str]:
