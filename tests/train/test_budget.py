@@ -163,10 +163,22 @@ def test_a_resumed_budget_too_short_says_what_its_seconds_are(one_sentence: Call
     """A resume was told the run had spent its whole wall time (start-up and data included) "on its
     epochs", and that 0 s were "left" of nothing named: both are said for what they are."""
     with pytest.raises(budget.BudgetTooShort) as err:
-        budget.Plan.first(2.0, 10.1, 0.018, 1, 0.0, "the probe measured")
+        budget.Plan.first(2.0, 10.1, 0.018, 1, 0.0, "the probe measured", 9.5)
     one_sentence(str(err.value), "0.018 s an epoch", "spent 10.1 s of wall time in its sessions so far "
                  "(start-up, data and epochs) and this probe, leaving 0 s of the budget", "at least 11.0 s")
     assert "on its epochs" not in str(err.value)
+
+
+@pytest.mark.parametrize(("before", "session"), [(41.4, 0.6), (40.0, 2.0), (50.0, 5.0), (1.0, 0.2)])
+def test_the_budget_a_resumed_refusal_advises_fits_the_next_session(before: float, session: float) -> None:
+    """A resume of a run that had spent 41.4 s was advised 42 s, then refused at 42.1 s advising 43 s:
+    the next session starts and probes again. The advice now holds for a session half as long
+    again, and counts the earlier sessions once (not half as much again)."""
+    with pytest.raises(budget.BudgetTooShort) as err:
+        budget.Plan.first(before, before + session, 0.018, 1, 0.0, "the probe measured", before)
+    advised = float(str(err.value).split("give at least ")[1].split(" s")[0])
+    assert budget.Plan.first(advised, before + session * 1.5, 0.018, 1, 0.0, "measured", before).epochs >= 2
+    assert advised <= math.ceil(before + session * 1.5 + 0.018 * budget.FIRST_MARGIN * 1.1)
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [(0.001, "0.001 s"), (1e-300, "1e-300 s"), (0.25, "0.25 s")])

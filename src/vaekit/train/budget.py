@@ -145,14 +145,15 @@ class Plan:
 
     @classmethod
     def first(cls, budget: float, spent: float, epoch_estimate: float, done: int, warmup: float,
-              what: str) -> Plan:
-        """The plan from an epoch estimate: `done` epochs already trained, `spent` seconds used;
-        ConfigError when not one more epoch fits. The KL warm-up is shortened to the plan before the
-        first epoch only: after `done` epochs it is the one the run was trained with, kept."""
+              what: str, before: float = 0.0) -> Plan:
+        """The plan from an epoch estimate: `done` epochs already trained, `spent` seconds used, of
+        which `before` by earlier sessions; ConfigError when not one more epoch fits. The KL warm-up
+        is shortened to the plan before the first epoch only: after `done` epochs it is the one the
+        run was trained with, kept."""
         left = budget - spent
         more = math.floor(left / (epoch_estimate * FIRST_MARGIN)) if epoch_estimate > 0 else 1
-        if more < 1:  # the advice: a starting time varies from run to run, so half as much again
-            least = math.ceil(spent * (1.0 if done else 1.5) + epoch_estimate * FIRST_MARGIN * 1.1)
+        if more < 1:  # the advice: a session's start varies from one to the next, so half as much again
+            least = math.ceil(before + (spent - before) * 1.5 + epoch_estimate * FIRST_MARGIN * 1.1)
             raise BudgetTooShort(
                 f"{given_seconds(budget)} is too short for this run: {what} "
                 f"{shown_seconds(epoch_estimate)} an epoch, and the run has spent {shown_seconds(spent)} "
@@ -204,14 +205,15 @@ class TimeBudget:
 
     @classmethod
     def first(cls, budget: float, probed: Probe, progress: Progress, warmup: float, cosine: bool,
-              log: Callable[[str], None], w: World | None) -> TimeBudget:
+              log: Callable[[str], None], w: World | None, before: float = 0.0) -> TimeBudget:
         """The plan from the `probed` epoch time (its seconds added to the run's), logged; ConfigError,
-        before anything is written, if not one epoch fits. `warmup`: the configured KL warm-up."""
+        before anything is written, if not one epoch fits. `warmup`: the configured KL warm-up;
+        `before`: the seconds of the run's earlier sessions."""
         measured = [probed.epoch_seconds, probed.seconds, probed.step_seconds]
         estimate, seconds, step = mean_over_ranks(measured, w)
         progress.train_seconds += seconds
         plan = Plan.first(budget, progress.train_seconds, estimate, progress.epoch, warmup,
-                          "the probe measured")
+                          "the probe measured", before)
         plan.epochs = min(plan.epochs, MAX_EPOCHS)
         log(f"time budget {format_duration(plan.budget)}: {PROBE_STEPS} steps probed at "
             f"{step * 1000:.1f} ms each and one validation ({format_duration(probed.validation_seconds)}): "

@@ -312,9 +312,10 @@ def _epochs(task: Task, out: Path, from_checkpoint: bool, device: torch.device, 
         return _summary(task, out, progress, w)
     data, beta = task.prepare(device)
     engine = _engine(task, model, progress.baseline, w)
-    clock = _clock(progress.train_seconds, started)  # the run's wall time, all its sessions
+    before = progress.train_seconds  # the earlier sessions' wall time, from the checkpoint
+    clock = _clock(before, started)  # the run's wall time, all its sessions
     progress.train_seconds = clock()
-    plan = _plan(task, model, engine, data, beta, progress, log, w, governor)
+    plan = _plan(task, model, engine, data, beta, progress, log, w, governor, before)
     stepper = make_step(engine, model, optimizer, optim.clip, options.cuda_graph)
     checkpoints = Checkpoints(out, options.checkpoint_every, progress.epoch, writer, threads,
                               1 if w is None else w.size, digests)
@@ -391,7 +392,7 @@ def _clock(before: float, started: float) -> Callable[[], float]:
 
 def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Beta | None,
           progress: Progress, log: Callable[[str], None], w: distributed.World | None,
-          governor: ThreadGovernor | None = None) -> budget.TimeBudget | None:
+          governor: ThreadGovernor | None = None, before: float = 0.0) -> budget.TimeBudget | None:
     """The session's time budget, if the run has one: the epoch time probed on copies
     (`budget.probe`), the run's epochs and warm-up planned (`budget.TimeBudget.first`) into its
     config; ConfigError, before anything is written, if not one epoch fits; a note if the plan
@@ -402,7 +403,7 @@ def _plan(task: Task, model: nn.Module, engine: Engine, data: Batches, beta: Bet
     probed = budget.probe(model, optim, engine, data, task.config.train.batch_size, beta, task.validate,
                           options.cuda_graph, None if governor is None else governor.tick)
     plan = budget.TimeBudget.first(options.time_budget, probed, progress, options.warmup,
-                                   optim.schedule == "cosine", log, w)
+                                   optim.schedule == "cosine", log, w, before)
     task.budgeted(plan.plan.epochs, plan.plan.warmup)
     _note_idle(task, plan)
     return plan
