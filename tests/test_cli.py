@@ -193,6 +193,7 @@ def test_converters_raise_argparse_errors_naming_their_flag() -> None:
         with pytest.raises(argparse.ArgumentTypeError, match="^" + re.escape(said) + "$"):
             float_flag("--lr")(text)
     assert float_flag("--lr")("inf") == math.inf  # 'inf' as written: the config's range check names it
+    assert float_flag("--lr")("0e-400") == 0.0 and float_flag("--lr")("2.3e-308") == 2.3e-308
     assert int_list_flag("--hidden")("512, 256") == [512, 256] and int_list_flag("--hidden")("none") == []
     assert int_flag("--k")("12") == 12 and float_flag("--lr")("1e-3") == 1e-3
 
@@ -343,20 +344,21 @@ def test_a_dataset_path_no_file_system_holds_is_one_sentence(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("written", ["1e-320", "1e-400", "-1e-400"])  # 1e-400 rounds to 0: was 'got 0.0'
 @pytest.mark.parametrize(("flag", "zero_allowed"), [("--lr", False), ("--weight-decay", True),
                                                      ("--autoregressive-dropout", True)])
-def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, zero_allowed: bool,
+def test_a_subnormal_number_is_refused_not_read_as_zero(flag: str, zero_allowed: bool, written: str,
                                                        capsys: pytest.CaptureFixture[str],
                                                        one_sentence: OneSentence, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The commands run with denormals flushed to zero, where 1e-320 compares equal to 0: it would
     be refused as 'not greater than 0, got 0.0', or stored as 0.0 where 0 is allowed. The sentence
-    offers 0 only where the setting takes it (--lr 0 is refused)."""
+    names the flag and offers 0 only where the setting takes it (--lr 0 is refused)."""
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert main(["train", "--data", "digits", flag, "1e-320", "--out", "run"]) == 2
+    assert main(["train", "--data", "digits", flag, written, "--out", "run"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "subnormal" in err, err
+    assert err.count("\n") == 1 and "subnormal" in err and f"error: {flag} (" in err, err
     assert ("must be 0 or at least" in err) == zero_allowed, err
     one_sentence(err.removeprefix("vaekit train: error: "))
     assert list(tmp_path.iterdir()) == []

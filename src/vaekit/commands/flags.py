@@ -1,7 +1,6 @@
-"""argparse `type=` converters that name their flag: a value they cannot convert (or that is out
-of range) raises `argparse.ArgumentTypeError` with one sentence, which `vaekit.cli.VaekitParser`
-prints as the command's one error line. Shared by the commands; `vaekit.commands.tables` builds
-the flag tables of config sections on them."""
+"""argparse `type=` converters that name their flag: a value they cannot convert or out of range
+raises `argparse.ArgumentTypeError`, one sentence that `vaekit.cli.VaekitParser` prints as the
+command's one error line. `vaekit.commands.tables` builds the flag tables of config sections on them."""
 
 from __future__ import annotations
 
@@ -54,7 +53,7 @@ def float_flag(flag: str) -> Callable[[str], float]:
     def convert(text: str) -> float:
         if not NUMBER.fullmatch(text):  # float() also takes ' 1', '1_0' and other scripts' digits
             raise argparse.ArgumentTypeError(f"{flag} must be a number, got {short(text)}")
-        value = float(text)
+        value = cfg.float_of(text)  # 1e-400 too is refused, by the config's check
         if abs(value) == float("inf") and "inf" not in text.lower():  # 1e400: quoted as written, not 'inf'
             raise argparse.ArgumentTypeError(f"{flag} must be a finite number, got {text}, {BEYOND_FLOAT}")
         return value

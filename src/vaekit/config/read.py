@@ -99,8 +99,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any, origin: str | None =
             raise ConfigError(f"{where}{key} must be a number, got {show(value)}.")
         if isinstance(value, float) and is_subnormal(value):  # "0 or" only where 0 is in the key's range
             zero = "0 or " if (f.metadata.get("bound") or Bound("", 0, 0)).problem(0) is None else ""
-            raise ConfigError(f"{where}{key} must be {zero}at least {sys.float_info.min:.4g} in size, got a "
-                              "subnormal number, which the CPU's flush-to-zero mode reads as 0.")
+            named = f"{flag_of(f)} ({key})" if origin == COMMAND_LINE and flag_of(f) else f"{where}{key}"
+            raise ConfigError(f"{named} must be {zero}at least {sys.float_info.min:.4g} in size, got one "
+                              "below (a subnormal float, or one that rounds to 0), which the CPU's "
+                              "flush-to-zero mode reads as 0.")
     elif t.startswith("str"):
         if kind == "size" and is_int(value):  # image_size = 32 in a TOML file
             value = str(value)

@@ -273,14 +273,28 @@ class _Unheld(Exception):
     """A TOML float that no float holds as written (its text in args[0])."""
 
 
+def float_of(written: str) -> float:
+    """float(written), except that a number that is not 0 but rounds to 0 (1e-400) is the smallest
+    float of its sign, a subnormal, which the config's check refuses as such (`config.read`): read
+    as 0.0 it would be taken where 0 is allowed, or refused as 'got 0.0', which was not written."""
+    value = float(written)
+    return math.copysign(5e-324, value) if value == 0 and is_tiny(written) else value
+
+
+def is_tiny(written: str) -> bool:
+    """Whether the number written `written` is not 0 but below 2.2e-308 in size: a subnormal, or
+    1e-400's 0.0, which it may be parsed into while the CPU flushes denormals
+    (`vaekit.device.flush_denormals`), so that `is_subnormal` would see only the 0.0. Told from the
+    text with `Decimal`, exactly."""
+    exact = Decimal(written.replace("_", ""))
+    return exact.is_finite() and 0 < abs(exact) < Decimal(sys.float_info.min)
+
+
 def _toml_float(written: str) -> float:
-    """A TOML float from its text, refused (`_Unheld`) when it is not 0 but below 2.2e-308 (a
-    subnormal, or 1e-400's 0.0, which the file may be parsed into while the CPU flushes denormals,
-    `vaekit.device.flush_denormals`, so that `is_subnormal` would see only the 0.0), or when it is
-    finite as written but float() reads it as inf (1e400). Told from the text with `Decimal`, exactly."""
-    digits = written.replace("_", "")
-    exact, value = Decimal(digits), float(digits)
-    if exact.is_finite() and (0 < abs(exact) < Decimal(sys.float_info.min) or math.isinf(value)):
+    """A TOML float from its text, refused (`_Unheld`) when it is tiny (`is_tiny`), or when it is
+    finite as written but float() reads it as inf (1e400)."""
+    value = float(written.replace("_", ""))
+    if is_tiny(written) or (math.isinf(value) and Decimal(written.replace("_", "")).is_finite()):
         raise _Unheld(written)
     return value
 
