@@ -238,3 +238,23 @@ def test_a_compare_json_not_as_classify_wrote_it_is_refused(
     _refused(capsys, ["--compare", str(folder), "--vae-run", str(built.run), "--out", str(out)],
              f"--compare {folder}: compare.json is not the rows of `vaekit classify --compare` ({fault}")
     assert not out.exists()
+
+
+def test_a_compare_json_in_another_order_is_read_by_side(built: Built, tmp_path: Path) -> None:
+    """Rows reversed by hand (each valid, none twice) made a page whose check failed: 'from 10 to 8
+    px the dense's parameters go 12,442 -> 8,410', read in file order. The rows are read by side."""
+    from vaekit.sheet import exercise1
+    from vaekit.sheet.answer import Answer
+
+    rows = json.loads((built.compare / "compare.json").read_text())
+    folder = tmp_path / "compare"
+    folder.mkdir()
+    (folder / "compare.json").write_text(json.dumps(rows[::-1]))
+    read, figure = exercise1.compare_rows(folder, tmp_path, True, 0, None, 1, lambda _: None)
+    assert [r["side"] for r in read] == sorted(r["side"] for r in rows)
+    answer = Answer("q", [], "")
+    exercise1.compare_part(answer, read, figure)
+    (check,) = answer.checks
+    assert check.passed, check
+    sides = sorted({r["side"] for r in rows})
+    assert f"from {sides[0]} to {sides[-1]} px" in check.summary
