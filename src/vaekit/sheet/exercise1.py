@@ -127,7 +127,7 @@ def compare_rows(compare_dir: Path | None, work: Path, quick: bool, seed: int, d
             raise ConfigError(f"--compare {compare_dir}: {path.name} is not the rows of `vaekit classify "
                               f"--compare` ({fault}); give the directory such a compare wrote, or leave "
                               "--compare out to train one.")
-        rows.sort(key=lambda row: row["side"])  # as the compare writes them: its check reads them in order
+        rows.sort(key=lambda row: (cmp.MODELS.index(row["model"]), row["side"]))  # as the compare wrote them
         return rows, compare_figure(rows, work / cmp.FIGURE_NAME)
     config = ClassifierConfig()
     config.train.seed, config.train.threads = seed, threads
