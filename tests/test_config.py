@@ -173,7 +173,8 @@ def test_iwae_with_one_sample_is_refused_as_the_elbo_it_is(one_sentence: OneSent
     """IWAE-1's bound is log p(x, z) - log q(z | x) at one z ~ q: the ELBO; K = 2 is IWAE proper."""
     config = apply(TrainConfig(), {"train": {"objective": "iwae"}}, "command line")
     assert config.train.samples == 1
-    refused(lambda: validate(config), one_sentence, "--objective iwae", "--samples of at least 2", "ELBO")
+    refused(lambda: validate(config), one_sentence, "train.objective iwae (--objective)",
+            "train.samples (--samples) of at least 2", "ELBO", "use --samples 2 or more")
     config.train.samples = 2
     assert validate(config) is config
 
@@ -187,7 +188,8 @@ def test_cli_iwae_with_one_sample_exits_2_and_writes_nothing(
                    "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 2 and not out.exists()
-    one_sentence(err.removeprefix("vaekit train: error: "), "--objective iwae", "--samples of at least 2")
+    one_sentence(err.removeprefix("vaekit train: error: "), "train.objective iwae (--objective)",
+                 "train.samples (--samples) of at least 2")
 
 
 def test_validate_checks_configs_built_in_python(one_sentence: OneSentence) -> None:
@@ -638,10 +640,10 @@ def test_a_conv_stride_past_its_kernel_is_refused_from_toml_and_flags(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     one_sentence(err.removeprefix("vaekit train: error: "), f"model.kernel_size is {k}",
-                 f"model.stride {s}", "kernel_size >= stride")
+                 f"model.stride {s}", "--kernel-size at least --stride")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
     config = apply(TrainConfig(), {"model": {"kind": "conv", "kernel_size": k, "stride": s}}, "c.toml")
-    refused(lambda: validate(config), one_sentence, "kernel_size >= stride")
+    refused(lambda: validate(config), one_sentence, "--kernel-size at least --stride")
     config.model.kernel_size = s
     assert validate(config) is config
 

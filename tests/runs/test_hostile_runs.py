@@ -196,6 +196,25 @@ def test_config_json_edited_after_training_is_refused(run: Path, capsys: Any, on
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize(("section", "values", "named"), [
+    ("train", {"objective": "iwae"}, "train.objective iwae"),
+    ("model", {"autoregressive": 4, "likelihood": "gaussian"}, "model.autoregressive"),
+    ("train", {"estimator": "score", "free_bits": 0.5}, "train.free_bits"),
+])
+def test_config_json_edited_to_settings_that_do_not_go_together_advises_putting_it_back(
+        run: Path, capsys: Any, one_sentence: Any, section: str, values: dict[str, Any], named: str) -> None:
+    """`"objective": "iwae"` edited into a run's config.json was told 'use --samples 2 or more, or
+    --objective elbo', which a resume refuses word for word (config.json is read first) and eval
+    does not take: a run's file is named by its keys, and the advice is to put it back."""
+    _edit_json(run / runs.CONFIG, lambda c: c[section].update(values))
+    before = snapshot(run)
+    for template in (EVAL, RESUME, ["sample", "{run}", "-n", "2", "--out", str(run.parent / "s.png")]):
+        err = cli_bad(capsys, one_sentence, filled(template, run), str(run / runs.CONFIG), named,
+                      "put back the one the run wrote")
+        assert " use --" not in err, err
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize(("field", "value"), [("latent", 3), ("activation", "tanh")])
 def test_config_json_edited_beside_an_eval_json_is_named_not_the_eval_json(run: Path, capsys: Any,
                                                                           one_sentence: Any, field: str,

@@ -494,7 +494,8 @@ BASE = ["train", "--data", "digits", "--threads", "1", "--no-progress"]
     (["--likelihood", "poisson"], 'unknown --likelihood "poisson" (model.likelihood)'),
     (["--model", "resnet"], 'unknown --model "resnet" (model.kind); valid values are mlp, conv.'),
     (["--latent", "0"], "latent size must be at least 1, got 0."),
-    (["--likelihood", "gaussian", "--binarize", "dynamic"], "a gaussian likelihood needs continuous pixels"),
+    (["--likelihood", "gaussian", "--binarize", "dynamic"],
+     "model.likelihood gaussian (--likelihood) needs continuous pixels"),
     (["--estimator", "magic"], 'unknown --estimator "magic"'),
     (["--engine", "jax"], 'unknown --engine "jax" (train.engine); valid values are auto, autograd.'),
 ])

@@ -203,14 +203,16 @@ def test_config_refuses_closed_form_only_options() -> None:
 
 
 def test_autoregressive_decoder_needs_bernoulli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ConfigError, match="autoregressive decoder is a Bernoulli decoder"):
+    said = r"autoregressive decoder \(model.autoregressive, --autoregressive\) is a Bernoulli decoder"
+    with pytest.raises(ConfigError, match=said):
         validate(config_of(1, autoregressive=8, likelihood="gaussian"))
     validate(config_of(1, autoregressive=8))
     out = tmp_path / "run"
     assert main(["train", "--data", "digits", "--autoregressive", "8", "--likelihood", "gaussian",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "autoregressive decoder is a Bernoulli decoder" in err and err.count("\n") == 1, err
+    assert "is a Bernoulli decoder, but model.likelihood (--likelihood) is gaussian" in err, err
+    assert err.count("\n") == 1, err
     assert not out.exists()
 
 

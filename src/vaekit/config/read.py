@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vaekit.config.environ import DECIMAL
-from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_conv_stride, check_image_shape
+from vaekit.config.sections import IMAGE_CHANNELS, TrainConfig, check_image_shape, stride_problem
 from vaekit.config.settings import Bound, flag_of, sections_of, settings_of
 from vaekit.config.spelling import spell_key
 from vaekit.config.values import (
@@ -278,49 +278,53 @@ def parse_image_channels(text: str, key: str = "--image-channels") -> int:
     return int(value)
 
 
-def validate(config: TrainConfig) -> TrainConfig:
+def validate(config: TrainConfig, fix: str | None = None) -> TrainConfig:
     """Raise ConfigError (one sentence) for any value a run cannot use; return the config.
 
     The rules: every field of its declared type, every number finite and in its `BOUNDS` range
     (checked again here for configs built in Python); each choice among its valid values; then the
     combinations (a conv model needs channels, a Gaussian likelihood continuous pixels, the IWAE
     objective 2 samples or more and no beta, warm-up, free bits or score estimator, the score
-    estimator no free bits, a conv model's kernel at least its stride).
+    estimator no free bits, a conv model's kernel at least its stride), each named by its keys and
+    flags, with the flags that fix it; or, for a file no flag changes (a run's config.json), `fix`.
     """
     m, t, d = config.model, config.train, config.data
     check_fields(config)
     check_choices(config)
     check_data_images(d)
     checkpoint_interval(t.checkpoint_every)
-    if m.kind == "conv" and not m.channels:
-        raise ConfigError("model.channels (--channels) is empty, but a conv model needs one or more channel "
-                          "counts.")
-    if m.kind == "conv":
-        check_conv_stride(m.kernel_size, m.stride)
-    if m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"):
-        raise ConfigError(f"a gaussian likelihood needs continuous pixels, but binarize is {d.binarize}; "
-                          "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or "
-                          "--likelihood bernoulli.")
-    if m.autoregressive and m.likelihood != "bernoulli":
-        raise ConfigError("an autoregressive decoder is a Bernoulli decoder; use --likelihood bernoulli, "
-                          "or --autoregressive 0 with a gaussian likelihood.")
-    if m.likelihood == "bernoulli" and d.binarize == "dequantize":
-        raise ConfigError("binarize dequantize gives continuous pixels for a gaussian likelihood; use "
-                          "--likelihood gaussian, or --binarize dynamic (or auto) with --likelihood "
-                          "bernoulli.")
-    if t.objective == "iwae" and t.samples < 2:
-        raise ConfigError(f"--objective iwae needs --samples of at least 2, got {t.samples}: with one sample "
-                          "its bound is the ELBO (its KL estimated at the sample, not in closed form); use "
-                          "--samples 2 or more, or --objective elbo.")
-    if t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"):
-        raise ConfigError("beta, warmup, free_bits and the score estimator apply to the elbo objective "
-                          "only, not to iwae.")
-    if (m.prior != "standard" or m.stochastic_layers > 1) and (t.free_bits or t.estimator != "reparam"):
-        raise ConfigError("free bits and the score estimator need the closed-form KL of one Gaussian layer "
-                          "against N(0, I); the vamp prior and two stochastic layers estimate the KL by "
-                          "Monte Carlo: use --free-bits 0 --estimator reparam.")
-    if t.estimator == "score" and t.free_bits:
-        raise ConfigError("free_bits is not supported with the score estimator; use --estimator reparam.")
+    rules = [
+        (m.kind == "conv" and not m.channels, "model.channels (--channels) is empty, but a conv model needs "
+         "one or more channel counts", "give --channels, such as 32,64"),
+        (m.kind == "conv" and m.kernel_size < m.stride, stride_problem(m.kernel_size, m.stride),
+         "use --kernel-size at least --stride"),
+        (m.likelihood == "gaussian" and d.binarize in ("dynamic", "fixed"), "model.likelihood gaussian "
+         f"(--likelihood) needs continuous pixels, but data.binarize (--binarize) is {d.binarize}",
+         "use --binarize dequantize (or auto, or none) with --likelihood gaussian, or --likelihood "
+         "bernoulli"),
+        (m.autoregressive > 0 and m.likelihood != "bernoulli", "an autoregressive decoder "
+         "(model.autoregressive, --autoregressive) is a Bernoulli decoder, but model.likelihood "
+         f"(--likelihood) is {m.likelihood}", "use --likelihood bernoulli, or --autoregressive 0"),
+        (m.likelihood == "bernoulli" and d.binarize == "dequantize", "data.binarize dequantize (--binarize) "
+         "gives continuous pixels for a gaussian likelihood, but model.likelihood (--likelihood) is "
+         "bernoulli", "use --likelihood gaussian, or --binarize dynamic (or auto) with --likelihood "
+         "bernoulli"),
+        (t.objective == "iwae" and t.samples < 2, "train.objective iwae (--objective) needs train.samples "
+         f"(--samples) of at least 2, got {t.samples}: with one sample its bound is the ELBO (its KL "
+         "estimated at the sample, not in closed form)", "use --samples 2 or more, or --objective elbo"),
+        (t.objective == "iwae" and (t.beta != 1.0 or t.warmup or t.free_bits or t.estimator != "reparam"),
+         "train.beta, warmup, free_bits and the score estimator apply to the elbo objective only, not to "
+         "train.objective iwae (--objective)", "leave them out, or use --objective elbo"),
+        ((m.prior != "standard" or m.stochastic_layers > 1) and (t.free_bits or t.estimator != "reparam"),
+         "train.free_bits and the score estimator need the closed-form KL of one Gaussian layer against "
+         "N(0, I), but the vamp prior and two stochastic layers estimate the KL by Monte Carlo",
+         "use --free-bits 0 --estimator reparam"),
+        (t.estimator == "score" and t.free_bits, "train.free_bits (--free-bits) is not supported with the "
+         "score estimator (--estimator score)", "use --estimator reparam, or --free-bits 0"),
+    ]
+    for broken, problem, advice in rules:
+        if broken:
+            raise ConfigError(f"{problem}; {fix or advice}.")
     return config
 
 

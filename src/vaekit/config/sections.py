@@ -274,6 +274,10 @@ def check_conv_stride(kernel_size: int, stride: int) -> None:
     its bias alone. The one rule of a conv VAE's kernel and stride (`validate`,
     `vaekit.vae.base.ConvGeometry.of`)."""
     if kernel_size < stride:
-        raise ConfigError(f"model.kernel_size is {kernel_size}, smaller than model.stride {stride}, so the "
-                          f"conv encoder would never see {stride - kernel_size} of every {stride} pixels "
-                          "along each axis; use kernel_size >= stride.")
+        raise ConfigError(f"{stride_problem(kernel_size, stride)}; use kernel_size >= stride.")
+
+
+def stride_problem(kernel_size: int, stride: int) -> str:
+    """What a kernel smaller than its stride leaves out (`check_conv_stride`), in a clause."""
+    return (f"model.kernel_size is {kernel_size}, smaller than model.stride {stride}, so the conv encoder "
+            f"would never see {stride - kernel_size} of every {stride} pixels along each axis")

@@ -88,8 +88,9 @@ def vae_outputs(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return mu, logvar, model.decode_mean(mu), negative_elbo(x, model, generator=generator).neg_elbo
 
 
+RUN_FIX = "config.json records what the run trained with, so put back the one the run wrote"
 register_task(Task(DEFAULT, "vaekit train", "a VAE run", TrainConfig,
-                   lambda raw, origin: validate_config(from_dict(raw, origin)), build_model,
+                   lambda raw, origin: validate_config(from_dict(raw, origin), RUN_FIX), build_model,
                    lambda config, pixels: eval_images(pixels, config.resolved_binarize()),
                    outputs=vae_outputs))
 
