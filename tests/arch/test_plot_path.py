@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vaekit.cli import main
+from vaekit.errors import ConfigError
 
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".svg": b"<?xml", ".pdf": b"%PDF-"}
 
@@ -58,6 +59,20 @@ def test_a_directory_is_not_a_file_name(tmp_path: Path, one_sentence: Callable[.
     message = assert_refused(one_sentence, f"{tmp_path / 'out'}{suffix}", "directory", ".png")
     assert "scaling.png" in message  # an example of what would do
     assert tree(tmp_path) == {"out": None}
+
+
+def test_the_file_a_directory_refusal_suggests_is_free(tmp_path: Path) -> None:
+    """`sample --out DIR` suggested DIR/samples.png where a user's samples.png was: following the
+    advice met a second refusal. The name suggested is one that nothing holds."""
+    from vaekit.report.paths import figure_path
+
+    (tmp_path / "scaling.png").write_bytes(b"mine")
+    (tmp_path / "scaling-2.png").write_bytes(b"mine too")
+    with pytest.raises(ConfigError) as err:
+        figure_path(str(tmp_path), example="scaling")
+    suggested = str(err.value).split("(such as '")[1].split("')")[0]
+    assert suggested == str(tmp_path / "scaling-3.png"), err.value
+    assert figure_path(suggested) == Path(suggested)  # the advice, followed, is taken
 
 
 def test_a_missing_name_ending_in_a_slash_is_not_called_a_directory(tmp_path: Path,

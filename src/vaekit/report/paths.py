@@ -17,6 +17,15 @@ FORMATS = (".png", ".svg", ".pdf")  # what matplotlib's Agg backend writes
 CHECK_FIGURES = {"variance": "variance.png", "training": "training.png"}  # `check --figures`: claim -> file
 
 
+def free_name(directory: Path, stem: str, suffix: str) -> Path:
+    """directory/STEM.SUFFIX, or STEM-2.SUFFIX, STEM-3... where that name is taken (a file a refusal
+    suggests is one that following it would not find there)."""
+    n = 1
+    while (candidate := directory / f"{stem}{f'-{n}' if n > 1 else ''}{suffix}").exists() and n < 1000:
+        n += 1
+    return candidate
+
+
 def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORMATS,
                 example: str = "figure") -> Path:
     """The file a figure goes to (`flag` names it in messages), checked before anything is drawn: a
@@ -32,7 +41,7 @@ def figure_path(text: str, flag: str = "--plot", formats: tuple[str, ...] = FORM
             raise ConfigError(f"{flag} is empty; expected {expected}.")
         if path.is_dir():
             raise ConfigError(f"{flag} {name} is a directory; expected {expected} "
-                              f"(such as {quoted(str(path / (example + formats[0])))}).")
+                              f"(such as {quoted(str(free_name(path, example, formats[0])))}).")
         if text.endswith(("/", os.sep)):  # nothing there: a file name does not end in a separator
             raise ConfigError(f"{flag} {name} ends in a '/', as a directory's name does; expected "
                               f"{expected} (such as {quoted(str(path / (example + formats[0])))}).")
