@@ -587,3 +587,63 @@ def test_a_file_of_a_set_that_does_not_parse_points_to_data_fetch(places, fake_s
     (cache / ARCHIVES[0]).write_bytes(b"garbage\n")
     cli_error(main(["data", "info", "fake", "--no-download"]), str(cache / ARCHIVES[0]),
               "`vaekit data fetch fake`")
+
+
+@pytest.mark.parametrize("reason", [
+    "The HTTP server returned a redirect error that would lead to an infinite loop.\nThe last 30x error "
+    "message was:\nFound",
+    "NOT HTTP AT ALL\r\n",
+    "bell\x07 and escape\x1b[31m",
+])
+def test_a_servers_reason_is_quoted_on_one_line(places, fake_set, fake_registry, monkeypatch, cli_error,
+                                                one_sentence, reason: str) -> None:
+    """urllib's reason for a redirect loop, or the bytes of a server that does not speak HTTP, came
+    into the refusal with their line breaks: a refusal of two or three lines."""
+    import urllib.error
+    import urllib.request
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise urllib.error.URLError(reason)
+
+    fake_registry()
+    monkeypatch.setattr(urllib.request, "urlopen", fail)
+    message = cli_error(main(["data", "fetch", "fake"]), "download failed")
+    one_sentence(message, "download failed (")
+    assert not any(c in message for c in "\r\n\x07\x1b"), repr(message)
+    assert not places.cache_root.exists() or listing(places.cache_root / "fake") == []
+
+
+def test_a_downloaded_file_is_readable_as_a_plain_write_makes_it(places, fake_set, fake_registry,
+                                                                  server) -> None:
+    """tempfile makes its files 0600: a set fetched into a shared cache was readable by its owner
+    alone, beside files of 0644."""
+    fake_registry(base_url=serve_fake(server, fake_set))
+    mask = os.umask(0o022)
+    try:
+        directory = fetch("fake")
+    finally:
+        os.umask(mask)
+    assert {oct(p.stat().st_mode & 0o777) for p in directory.iterdir()} == {oct(0o644)}
+
+
+@pytest.mark.parametrize("where", ["--data-dir", "$VAEKIT_DATA"])
+def test_a_cut_file_in_a_users_directory_is_told_to_be_replaced(places, fake_set, fake_registry, tmp_path,
+                                                                 monkeypatch, one_sentence,
+                                                                 where: str) -> None:
+    """The advice was 'delete the file and fetch it again': `data fetch` fills the cache, never a
+    directory the user named, which then lacked the file. Now: replace it, or read the cache."""
+    fake_registry()
+    mine = fake_set.write(tmp_path / "mine")
+    cut = mine / ARCHIVES[3]
+    cut.write_bytes(cut.read_bytes()[:20])
+    if where == "$VAEKIT_DATA":
+        monkeypatch.setenv("VAEKIT_DATA", str(mine))
+    with pytest.raises(DataError) as err:
+        load_dataset("fake", str(mine) if where == "--data-dir" else None, download=False)
+    one_sentence(str(err.value), str(cut), "replace it with a verified copy",
+                 "leave --data-dir out" if where == "--data-dir" else "unset $VAEKIT_DATA")
+    assert "delete the file" not in str(err.value)
+    cut.unlink()  # a user who deletes it anyway is told which file the directory lacks
+    with pytest.raises(DataError) as err:
+        load_dataset("fake", str(mine) if where == "--data-dir" else None, download=False)
+    one_sentence(str(err.value), f"({cut.name.removesuffix('.gz')} missing in {mine})")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from vaekit.arch.values import excerpt
 from vaekit.data.idx import decompress, read_bytes, read_raw
 from vaekit.device import progress_bar
 from vaekit.errors import ChecksumError, ConfigError, DownloadError, IDXFormatError
@@ -137,6 +138,7 @@ def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float | Non
                 "the download was deleted."
             )
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # as a plain open() makes it, not tempfile's 0600
             os.replace(tmp, dest)
         except OSError as err:
             raise DownloadError(_unwritable(dest, err)) from None
@@ -170,7 +172,8 @@ def _stream(url: str, out: BinaryIO, label: str, stall: float) -> None:
         if isinstance(reason, TimeoutError):  # connecting, or waiting for the next byte
             raise DownloadError(f"{url}: nothing arrived for {stall:g} s, so the download was "
                                 "abandoned and nothing was kept.") from None
-        raise DownloadError(f"{url}: download failed ({reason}).") from None
+        said = excerpt(_first_sentence(str(reason)), 200)  # a server's text: one line, its first sentence
+        raise DownloadError(f"{url}: download failed ({said}).") from None
     if total_bytes is not None and got != total_bytes:
         raise DownloadError(f"{url}: download cut after {got} of {total_bytes} bytes; nothing was kept.")
 
@@ -198,6 +201,20 @@ class _Pace:
                 "and nothing was kept."
             )
         self.start, self.got_at_start = self.start + elapsed, got
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of `text` (urllib's reason, or what a server sent), its whitespace runs as
+    single spaces and without its final stop; `text` itself where it has none."""
+    words = " ".join(text.split())
+    return re.split(r"(?<=[.!?]) ", words)[0].rstrip(".") or words
+
+
+def _umask() -> int:
+    """The process's file creation mask (read by setting it, then set back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _new_part(dest: Path) -> tuple[int, Path]:

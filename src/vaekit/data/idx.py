@@ -51,7 +51,7 @@ def decompress(raw: bytes, path: str | Path) -> bytes:
         return gzip.decompress(raw)
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
         raise IDXFormatError(
-            f"{path}: the gzip stream is cut or corrupt ({err}); delete the file and fetch it again."
+            f"{path}: the gzip stream is cut or corrupt ({err})."
         ) from None
 
 

@@ -56,13 +56,11 @@ from vaekit.data.registry import (
     known_datasets,
     locate,
     registry_entry,
+    repair_advice,
 )
 from vaekit.device import format_bytes
 from vaekit.errors import ChecksumError, ConfigError, DataError, UnknownDatasetError
 from vaekit.regular import cannot_follow
-
-FETCH_ADVICE = ("`vaekit data fetch {name}` holds the set's files to their published SHA-256 and "
-                "downloads verified copies of those that fail into the cache")
 
 
 def _read_pair(directory: Path, spec: IDXDataset, part: str,
@@ -92,14 +90,14 @@ def _read_pair(directory: Path, spec: IDXDataset, part: str,
     return Split(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
-def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: bool) -> None:
+def _refuse_modified(name: str, checked: dict[str, tuple[Path, str]], allow: bool, advice: str) -> None:
     """Raise ChecksumError for the first file that does not match its published SHA-256, unless
     `allow`. Called after every file was parsed, so a file that is not even valid IDX gets its own
     (more precise) error first."""
     for path, status in checked.values():
         if status == MISMATCH and not allow:
             raise ChecksumError(
-                f"{path} does not match the published SHA-256 of {name}; {FETCH_ADVICE.format(name=name)}, "
+                f"{path} does not match the published SHA-256 of {name}; {advice}, "
                 f"or set {ALLOW_MODIFIED_ENV}=1 to use a modified copy on purpose."
             )
 
@@ -119,8 +117,8 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
         train_full = _read_pair(directory, spec, "train", checked)
         test = _read_pair(directory, spec, "test", checked)
     except DataError as err:  # a file cut or replaced: `data fetch` holds each to its published sum
-        raise DataError(f"{str(err).rstrip('.')}; {FETCH_ADVICE.format(name=name)}.") from None
-    _refuse_modified(name, checked, allow_modified_data(allow_modified))
+        raise DataError(f"{str(err).rstrip('.')}; {repair_advice(name, data_dir)}.") from None
+    _refuse_modified(name, checked, allow_modified_data(allow_modified), repair_advice(name, data_dir))
     n_val = spec.val_size if val_size is None else val_size
     if not 1 <= n_val < len(train_full):
         raise DataError(f"data.val_size of {name} must be 1 to {len(train_full) - 1} (its training file "

@@ -214,6 +214,16 @@ def check_not_url(text: str, origin: str | None = None) -> None:
                     f"({', '.join(REGISTRY)}).")
 
 
+def _lacking(directory: Path, name: str, spec: IDXDataset) -> str:
+    """' (FILE, ... missing in DIR)' for the first of `directory` and directory/NAME that holds some
+    files of the set but not all; '' where neither holds any."""
+    for d in (directory, directory / name):
+        found = {f.name: find_file(d, f) for f in spec.files.values()} if d.is_dir() else {}
+        if any(path is not None for path in found.values()):
+            return f" ({', '.join(n for n, path in found.items() if path is None)} missing in {d})"
+    return ""
+
+
 def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
     """The directory holding the IDX files of `name`, or None if no place has them.
 
@@ -234,9 +244,9 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
                 if d.is_dir():
                     _has_all(d, spec, strict=True)
             expected = ", ".join(f.name + "[.gz]" for f in spec.files.values())
-            raise DataError(
-                f"{directory} (from {origin}): no {name} data there; expected the files {expected}."
-            )
+            lacking = _lacking(directory, name, spec)
+            raise DataError(f"{directory} (from {origin}): no {name} data there{lacking}; expected the files "
+                            f"{expected}.")
         if directory.is_dir() and _has_all(directory, spec):
             return directory
     return None
@@ -304,6 +314,19 @@ def fetch_checked(name: str, data_dir: str | Path | None, base_url: str | None,
     say(f"{', '.join(Path(path).name for path in bad)} in {found} {'does' if len(bad) == 1 else 'do'} not "
         f"match the published SHA-256 of {name}; a verified copy is downloaded into {cache_dir(name)}.")
     return _download(name, base_url)
+
+
+def repair_advice(name: str, data_dir: str | Path | None) -> str:
+    """How to mend a damaged file of the set `name` (a clause): `vaekit data fetch` for the cache or
+    the system's datasets (`fetch_checked`); a verified copy by hand in a directory the user named,
+    which vaekit does not write, or the cache without that directory."""
+    origin = candidate_dirs(name, data_dir)[0][0]
+    if origin in (DATA_DIR, "$VAEKIT_DATA"):
+        leave = "unset $VAEKIT_DATA" if origin == "$VAEKIT_DATA" else "leave --data-dir out"
+        return (f"replace it with a verified copy, or {leave} to read the cache, where `vaekit data fetch "
+                f"{name}` downloads one")
+    return (f"`vaekit data fetch {name}` holds the set's files to their published SHA-256 and downloads "
+            "verified copies of those that fail into the cache")
 
 
 def _download(name: str, base_url: str | None) -> Path:
