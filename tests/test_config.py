@@ -919,6 +919,22 @@ def test_a_file_s_epochs_under_a_time_budget_flag_are_said_not_to_be_used() -> N
     assert check_planned_epochs(budget, start, start, {"train.time_budget"}) == []  # no file's epochs
 
 
+def test_epochs_on_a_resume_of_a_budgeted_run_advise_a_longer_budget(one_sentence: OneSentence) -> None:
+    """A run trained under a time budget, resumed with --epochs alone, was told to 'leave one of the
+    two out' of --epochs and --time-budget, a flag not given: its budget is in config.json, and
+    what trains it on is a longer --time-budget."""
+    from vaekit.config import check_planned_epochs
+
+    start = TrainConfig()
+    start.train.time_budget = 14.0
+    config = apply(start, {"train": {"epochs": 84}}, "command line")
+    with pytest.raises(ConfigError) as err:
+        check_planned_epochs(config, start, start, {"train.epochs"})
+    one_sentence(str(err.value), "the time budget the resumed run records", "14 s", "config.json",
+                 "give a longer --time-budget")
+    assert "leave one of the two out" not in str(err.value)
+
+
 def test_epochs_given_beside_a_time_budget_on_a_resume_are_refused_whatever_their_number(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], one_sentence: OneSentence) -> None:
     """`--resume --epochs 2 --time-budget 20s` of a run of 2 epochs: the --epochs equal to the

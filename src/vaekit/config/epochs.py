@@ -39,6 +39,12 @@ def check_planned_epochs(config: TrainConfig, start: TrainConfig, toml: TrainCon
     flags = set(differences(toml, config)) | flags_given
     in_file = set(differences(start, toml)) | file_given
     both = {"train.epochs", "train.time_budget"} <= in_file
+    recorded = start.train.time_budget and not {"train.time_budget"} & (flags | in_file)  # a resumed run's
+    if recorded and "train.epochs" in flags:
+        raise ConfigError(f"train.epochs (--epochs) is planned by the time budget the resumed run records "
+                          f"(train.time_budget, {start.train.time_budget:g} s, in its config.json), so the "
+                          "epochs given would do nothing; to train it on, give a longer --time-budget "
+                          "instead.")
     if config.train.time_budget and ("train.epochs" in flags or both):
         raise ConfigError("train.epochs (--epochs) is planned by the time budget (train.time_budget, "
                           "--time-budget), so the epochs given beside it would do nothing; leave one of the "
