@@ -206,6 +206,28 @@ def test_report_names_a_classifier_runs_config_json_not_its_eval_json(
             one_sentence(message, str(run / runs.CONFIG))
 
 
+def test_a_vae_eval_json_in_a_classifier_run_is_named_as_vaekits(run: Path, classifier: Path, tmp_path: Path,
+                                                                  capsys: Any, one_sentence: Any) -> None:
+    """A VAE's eval.json copied into a classifier run was called 'edited, or another program's':
+    it is vaekit's own, of `vaekit eval`, as the reverse case says of a classifier's in a VAE run."""
+    assert main(filled(EVAL, run)) == 0
+    mixed = Path(shutil.copytree(classifier, tmp_path / "mixed"))
+    shutil.copy(run / runs.EVAL, mixed / runs.EVAL)
+    before = snapshot(mixed)
+    for argv in (["report", str(mixed)], filled(CLASSIFY_EVAL, mixed)):
+        capsys.readouterr()
+        status = main(argv)
+        if argv[0] == "classify":  # the advice, followed: it writes the run's own
+            assert status == 0 and json.loads((mixed / runs.EVAL).read_text())["task"] == "classify"
+            continue
+        assert status == 2
+        message = capsys.readouterr().err.strip().split(": error: ", 1)[1]
+        one_sentence(message, str(mixed / runs.EVAL), "a VAE's eval.json (of `vaekit eval`",
+                     f"`vaekit classify eval {mixed}`")
+        assert "edited" not in message and "another program" not in message, message
+        assert snapshot(mixed) == before
+
+
 def test_a_classifier_runs_eval_json_that_is_no_file_is_named_with_its_evaluator(
         classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
     """eval.json a directory or a FIFO in a classifier run: `report` names it as the eval.json of

@@ -381,6 +381,10 @@ def check_classifier_eval(result: Any, path: Path) -> None:
     program's."""
     config = runs.read_config(path.parent, TASK)
     runs.check_trained_config(path.parent, config)  # an edited config.json is named, not eval.json
+    if isinstance(result, dict) and "task" not in result and "test_nll" in result:  # as check_eval says
+        raise CheckpointError(f"{path}: a VAE's eval.json (of `vaekit eval`: no task, a test_nll), but the "
+                              f"run is a classifier's; run `vaekit classify eval {path.parent}` to write its "
+                              "own.")
     problem = eval_problem(result, config)
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}; not an eval.json of `vaekit classify eval` (edited, or "
