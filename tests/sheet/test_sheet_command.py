@@ -220,6 +220,9 @@ def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
     (lambda rows: rows[1].update(params=10**400), "row 1: params is a 401-digit number"),
     (lambda rows: rows[0].update(peak_memory_mb=1e308), "row 0: peak_memory_mb is 1e+308, not a number from"),
     (lambda rows: rows[0].update(test_interval=[0.9, 0.1]), "row 0: test_interval is [0.9, 0.1]"),
+    # a network that failed or was refused measured nothing: its row cannot also hold accuracies
+    (lambda rows: rows[0].update(error="boom", refused=True), "row 0: error is \"boom\", but train_accuracy"),
+    (lambda rows: rows[1].update(refused=True), "row 1: refused is true, but error"),
 ])
 def test_a_compare_json_not_as_classify_wrote_it_is_refused(
         built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[list[Any]], Any],

@@ -121,6 +121,11 @@ def row_fault(row: Any) -> str | None:
         return "memory or error is not text"
     if not isinstance(row["refused"], bool):
         return "refused is not true or false"
+    measured = [key for key in (*_FRACTIONS, "epoch_seconds") if row.get(key) is not None]
+    if row["error"] is not None and measured:  # a network refused or failed measured nothing
+        return f"error is {_shown(row['error'])}, but {measured[0]} holds a measurement"
+    if row["refused"] and row["error"] is None:
+        return "refused is true, but error, which says why, is null"
     return None
 
 
