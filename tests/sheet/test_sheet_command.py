@@ -223,6 +223,7 @@ def test_a_data_dir_is_held_to_the_sets_the_page_reads_from_it(
     # a network that failed or was refused measured nothing: its row cannot also hold accuracies
     (lambda rows: rows[0].update(error="boom", refused=True), "row 0: error is \"boom\", but train_accuracy"),
     (lambda rows: rows[1].update(refused=True), "row 1: refused is true, but error"),
+    (lambda rows: rows.pop(), "no row of cnn at side 16"),  # a network dropped: its check went missing
 ])
 def test_a_compare_json_not_as_classify_wrote_it_is_refused(
         built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[list[Any]], Any],

@@ -131,8 +131,8 @@ def row_fault(row: Any) -> str | None:
 
 def rows_fault(rows: Any) -> str | None:
     """What makes `rows` (a compare.json read back) other than the rows `vaekit classify --compare`
-    writes: not a list, no row, the first row's fault (`row_fault`), or a network twice, in words;
-    None when none."""
+    writes: not a list, no row, the first row's fault (`row_fault`), a network twice, or one missing
+    (each model at each side), in words; None when none."""
     if not isinstance(rows, list) or not rows:
         return "it holds no row" if rows == [] else "it is not a list of rows"
     seen: dict[tuple[Any, Any], int] = {}
@@ -143,6 +143,10 @@ def rows_fault(rows: Any) -> str | None:
         first = seen.setdefault((row["model"], row["side"]), i)  # one network per model and side
         if first != i:
             return f"row {i}: {row['model']} at side {row['side']} again (row {first})"
+    sides = sorted({side for _, side in seen})
+    lacking = [(m, side) for side in sides for m in MODELS if (m, side) not in seen]
+    if lacking:  # the compare writes a row for every network it plans, a refused one too
+        return f"no row of {lacking[0][0]} at side {lacking[0][1]}, though other rows are at that side"
     return None
 
 
