@@ -52,6 +52,7 @@ class Trickle:
     piece: bytes = b"x"
     every: float | None = 0.05
     for_at_most: float = 5.0
+    announce: bool = True  # False: no Content-Length, the body ends when the server hangs up
 
 
 class LocalServer:
@@ -87,7 +88,8 @@ class LocalServer:
 
             def trickle(self, body: Trickle) -> None:
                 self.send_response(200)
-                self.send_header("Content-Length", str(body.length))
+                if body.announce:
+                    self.send_header("Content-Length", str(body.length))
                 self.end_headers()
                 self.wfile.flush()
                 sent, end = 0, time.monotonic() + body.for_at_most
@@ -647,3 +649,24 @@ def test_a_cut_file_in_a_users_directory_is_told_to_be_replaced(places, fake_set
     with pytest.raises(DataError) as err:
         load_dataset("fake", str(mine) if where == "--data-dir" else None, download=False)
     one_sentence(str(err.value), f"({cut.name.removesuffix('.gz')} missing in {mine})")
+
+
+@pytest.mark.parametrize("answer", ["announced", "endless", "bomb"])
+def test_a_download_past_any_file_of_a_known_set_is_abandoned(places, fake_set, fake_registry, server,
+                                                               monkeypatch, cli_error, answer: str) -> None:
+    """A mirror that sent bytes without end filled the cache at 400 MB/s until the disk was full,
+    and a small gzip of zeros would have been decompressed whole in memory to be hashed: each is
+    cut at MAX_BYTES (lowered here), one sentence, nothing kept."""
+    monkeypatch.setattr(download, "MAX_BYTES", 64 * 1024)
+    body: bytes | Trickle = {"announced": b"x" * (64 * 1024 + 1),
+                             "endless": Trickle(10**9, b"x" * 4096, every=0.001, for_at_most=20.0,
+                                                announce=False),
+                             "bomb": gz(b"\0" * (4 * 2**20))}[answer]
+    base = serve_fake(server, fake_set, **{ARCHIVES[0]: body})
+    fake_registry(base_url=base)
+    words = {"announced": "announces 65,537 bytes", "endless": "sent more than 65,536 bytes",
+             "bomb": "corrupt (it holds more bytes than any file of a known set"}[answer]
+    started = time.monotonic()
+    cli_error(main(["data", "fetch", "fake"]), base + ARCHIVES[0], words)
+    assert time.monotonic() - started < 15
+    assert listing(places.cache_root / "fake") == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import hashlib
 import http.client
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vaekit.arch.values import excerpt
-from vaekit.data.idx import decompress, read_bytes, read_raw
+from vaekit.data.idx import GZIP_MAGIC, decompress, read_bytes, read_raw
 from vaekit.device import progress_bar
 from vaekit.errors import ChecksumError, ConfigError, DownloadError, IDXFormatError
 
@@ -44,6 +45,10 @@ CHUNK = 1 << 16
 STALL_SECONDS = 30.0
 RATE_WINDOW_SECONDS = 30.0
 MIN_RATE = 1024  # bytes per second
+
+# No file of a known set is larger (Fashion-MNIST's training images: 26 MB as .gz, 47 MB raw): a
+# download, or its content decompressed to be hashed, past MAX_BYTES is abandoned (tests lower it).
+MAX_BYTES = 256 * 2**20
 
 # The temporary file of a download: .NAME.XXXXXXXX.part (tempfile.mkstemp's 8 characters).
 PART_SUFFIX = ".part"
@@ -125,13 +130,10 @@ def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float | Non
     try:
         with os.fdopen(os.dup(fd), "wb") as out:  # `fd` keeps the lock until the end
             _stream(url, out, dest.name, STALL_SECONDS if timeout is None else timeout)
-        if remote.checksum_of == "archive":
-            digest = sha256_bytes(tmp.read_bytes())
-        else:
-            try:
-                digest = sha256_bytes(read_bytes(tmp))
-            except Exception as err:  # a corrupt archive is a bad download, not a bug
-                raise ChecksumError(f"{url}: the downloaded file is corrupt ({err}).") from None
+        try:
+            digest = _digest(tmp, remote.checksum_of != "archive")
+        except Exception as err:  # a corrupt archive, or a bomb, is a bad download, not a bug
+            raise ChecksumError(f"{url}: the downloaded file is corrupt ({err}).") from None
         if digest != remote.sha256:
             raise ChecksumError(
                 f"{url}: SHA-256 {digest} does not match the published {remote.sha256}; "
@@ -158,13 +160,19 @@ def _stream(url: str, out: BinaryIO, label: str, stall: float) -> None:
         with urllib.request.urlopen(url, timeout=stall) as resp:
             total = resp.headers.get("Content-Length")
             total_bytes = int(total) if total and total.isdigit() else None
+            if total_bytes is not None and total_bytes > MAX_BYTES:
+                raise DownloadError(f"{url}: announces {total_bytes:,} bytes, {_PAST}; nothing was "
+                                    "downloaded.")
             read = getattr(resp, "read1", resp.read)  # at most one read of the socket: a trickle
             got = 0  # is seen byte by byte, not after CHUNK bytes
             with progress_bar(total_bytes, label, "B", True, unit_scale=True, leave=False) as bar:
                 pace.check(got, total_bytes)
                 while chunk := read(CHUNK):
-                    out.write(chunk)
                     got += len(chunk)
+                    if got > MAX_BYTES:  # an endless answer would fill the disk
+                        raise DownloadError(f"{url}: sent more than {MAX_BYTES:,} bytes, {_PAST}; the "
+                                            "download was abandoned and nothing was kept.")
+                    out.write(chunk)
                     bar.update(len(chunk))
                     pace.check(got, total_bytes)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
@@ -201,6 +209,25 @@ class _Pace:
                 "and nothing was kept."
             )
         self.start, self.got_at_start = self.start + elapsed, got
+
+
+_PAST = f"more than any file of a known set ({MAX_BYTES // 2**20} MiB at most)"
+
+
+def _digest(path: Path, content: bool) -> str:
+    """The SHA-256 of the file at `path`, or of its `content` (decompressed where it is gzip), read
+    a chunk at a time: content past MAX_BYTES is an IDXFormatError, not a compression bomb in memory."""
+    digest, seen = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        gz = content and fh.read(2) == GZIP_MAGIC
+        fh.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=fh) if gz else fh  # type: ignore[assignment]
+        while chunk := stream.read(CHUNK):
+            seen += len(chunk)
+            if seen > MAX_BYTES:
+                raise IDXFormatError(f"it holds {_PAST.replace('more than', 'more bytes than')}")
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _first_sentence(text: str) -> str:
