@@ -228,6 +228,21 @@ def test_a_vae_eval_json_in_a_classifier_run_is_named_as_vaekits(run: Path, clas
         assert snapshot(mixed) == before
 
 
+@pytest.mark.parametrize("task", ["train", 5, None])
+def test_an_unknown_task_in_config_json_is_named_by_report_not_eval_json(classifier: Path, tmp_path: Path,
+                                                                         capsys: Any, one_sentence: Any,
+                                                                         task: Any) -> None:
+    """`"task": "train"` edited into a classifier run: report read the run as a VAE's and blamed its
+    eval.json, advising `vaekit eval`, which then named config.json; report names config.json first."""
+    run = Path(shutil.copytree(classifier, tmp_path / "run"))
+    assert main(filled(CLASSIFY_EVAL, run)) == 0
+    config = json.loads((run / runs.CONFIG).read_text())
+    config["task"] = task
+    (run / runs.CONFIG).write_text(json.dumps(config))
+    err = cli_bad(capsys, one_sentence, ["report", str(run)], str(run / runs.CONFIG), "unknown task")
+    assert runs.EVAL not in err, err
+
+
 def test_a_classifier_runs_eval_json_that_is_no_file_is_named_with_its_evaluator(
         classifier: Path, tmp_path: Path, capsys: Any, one_sentence: Any) -> None:
     """eval.json a directory or a FIFO in a classifier run: `report` names it as the eval.json of

@@ -39,7 +39,7 @@ def write_report(run_dir: str | Path, k: int | None = None, evaluate_missing: bo
                             runs.device_named(device))
     runs.check_run_config(run_dir, runs.maker_of(runs.weights_task(run_dir)), any_kind=True)  # first
     runs.check_config_kind(run_dir)  # a config.json of another kind than the weights: named first
-    kind = report_for(run_dir, runs.task_in(run_dir))
+    kind = report_for(run_dir, runs.task_in(run_dir, strict=True))  # an unknown task: config.json named
     kind.check(run_dir, options)
     runs.figures_dir(run_dir)  # the run's own folder, checked before anything is computed
     return kind.write(run_dir, options)

@@ -110,15 +110,18 @@ def anchor_data(config: Any, resumed: Any = None) -> None:
         data.data_dir = os.path.abspath(data.data_dir)
 
 
-def task_in(run_dir: Path) -> Task:
+def task_in(run_dir: Path, strict: bool = False) -> Task:
     """The kind of run RUN_DIR's config.json names, without checking the rest: a missing or
     unreadable config.json, or a "task" not registered, reads as 'vae', whose reading (`read_config`,
-    `load_run`) then says what is wrong."""
+    `load_run`) then says what is wrong; `strict`: a task not registered is the CheckpointError
+    naming config.json (`task_of`) at once, for a reader that reads other files of the run first."""
     try:
         raw = parse_json(read_run_file(Path(run_dir) / CONFIG, "a config.json")
                          .decode("utf-8"))
     except (OSError, ValueError, CheckpointError):
         return TASKS[DEFAULT]
+    if strict and isinstance(raw, dict) and "task" in raw:
+        return TASKS[task_of(dict(raw), Path(run_dir) / CONFIG)]
     name = raw.get("task") if isinstance(raw, dict) else None
     return TASKS[name] if isinstance(name, str) and name in TASKS else TASKS[DEFAULT]
 
